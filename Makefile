@@ -1,0 +1,49 @@
+# sonosd: `make demo` runs the daemon against a simulated household; `make test` runs the checks.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# System packages the test suite needs (mosquitto: the MQTT sink's broker; systemd: systemd-analyze).
+APT_PACKAGES := mosquitto mosquitto-clients systemd
+
+.PHONY: demo test lint typecheck unit bench sysdeps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# compat editable mode puts the checkout on sys.path, so twistd finds twisted/plugins/ here.
+$(STAMP): $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/pip install --quiet -e '.[test]' --config-settings editable_mode=compat
+	$(BIN)/twistd --help > /dev/null
+	touch $@
+
+sysdeps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+demo: $(STAMP)
+	$(BIN)/twistd -n sonosd -c etc/sonosd.demo.yaml
+
+lint: $(STAMP)
+	$(BIN)/ruff check sonosd tests benchmarks twisted
+	$(BIN)/ruff format --check sonosd tests benchmarks twisted
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP) sysdeps
+	$(BIN)/pytest --cov --cov-branch --cov-report=term -q
+
+test: lint typecheck unit
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run --out docs/benchmarks.md
+
+clean:
+	rm -rf $(VENV) build *.egg-info .coverage .mypy_cache .ruff_cache .pytest_cache twisted/plugins/dropin.cache
