@@ -1,0 +1,182 @@
+# -*- test-case-name: tests.test_blocking -*-
+"""The one named thread pool that runs SoCo's blocking calls.
+
+Every SoCo property and method does blocking ``requests`` I/O. sonosd runs them all here,
+never in the reactor thread and never in the reactor's default pool (which also resolves
+host names). Calls for one speaker run one at a time, in order, so that SoCo's unlocked
+caches are not raced; every call has a timeout that covers both its wait and its run.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredLock
+from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+
+log = Logger()
+
+T = TypeVar("T")
+
+
+class CallTimeout(Exception):
+    """A blocking call did not finish within its timeout."""
+
+    def __init__(self, name: str, seconds: float) -> None:
+        super().__init__(f"{name} did not finish within {seconds:g} s")
+        self.name = name
+        self.seconds = seconds
+
+
+class _DaemonThreadPool(ThreadPool):
+    """A thread pool whose threads never keep the process alive after the reactor stops.
+
+    A SoCo call can hang in the network for as long as its ``requests`` timeout; the daemon
+    must still exit promptly on SIGTERM.
+    """
+
+    def threadFactory(self, *args: Any, **kwargs: Any) -> threading.Thread:  # type: ignore[override]
+        return threading.Thread(*args, daemon=True, **kwargs)
+
+
+class SocoRunner(Service):
+    """Runs blocking callables in a dedicated pool, with timeouts and per-key ordering.
+
+    @param reactor: Schedules timeouts and receives results from the threads.
+    @param threads: The most calls that run at once.
+    @param name: The pool's name (its threads are named after it).
+    @param timeout: The default timeout of a call, in seconds.
+    @param grace: How long ``stopService`` waits for the threads to finish.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        threads: int = 10,
+        name: str = "sonosd-soco",
+        timeout: float = 20.0,
+        grace: float = 2.0,
+    ) -> None:
+        self._reactor: IReactorTime = reactor
+        self._threads: IReactorFromThreads = reactor
+        self.timeout = timeout
+        self.grace = grace
+        self.pool = _DaemonThreadPool(minthreads=0, maxthreads=threads, name=name)
+        self._locks: dict[object, DeferredLock] = {}
+        self.calls = 0
+        self.timeouts = 0
+        self.failures = 0
+        self.in_flight = 0
+
+    def startService(self) -> None:
+        """Start the pool's threads on demand."""
+        super().startService()
+        self.pool.start()
+
+    def stopService(self) -> Deferred[None]:
+        """Stop the pool; fire once its threads are gone, or after ``grace`` seconds.
+
+        Threads still stuck in a hung call are daemon threads: they never delay the exit.
+        """
+        super().stopService()
+        done: Deferred[None] = Deferred()
+
+        def fire() -> None:
+            if not done.called:
+                done.callback(None)
+
+        def stop() -> None:
+            self.pool.stop()
+            self._threads.callFromThread(fire)
+
+        if self.in_flight:
+            log.warn("stopping with {n} SoCo calls in flight", n=self.in_flight)
+        threading.Thread(target=stop, name="sonosd-soco-stop", daemon=True).start()
+        timer = self._reactor.callLater(self.grace, fire)
+        return done.addBoth(lambda result: timer.cancel() if timer.active() else None)
+
+    def run(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        key: object | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Deferred[T]:
+        """Run ``fn(*args, **kwargs)`` in the pool; fire with its result or failure.
+
+        @param key: Calls with the same key (a speaker's uid or host) run one at a time, in
+            the order they were made. A call that times out keeps its key until its thread
+            really finishes, so a hung speaker never gets two calls at once.
+        @param timeout: Seconds for waiting plus running; ``CallTimeout`` after that.
+        """
+        seconds = self.timeout if timeout is None else timeout
+        name = getattr(fn, "__qualname__", repr(fn))
+        outer: Deferred[T] = Deferred()
+        self.calls += 1
+
+        def expire() -> None:
+            if not outer.called:
+                self.timeouts += 1
+                log.warn("SoCo call {name} timed out after {seconds} s", name=name, seconds=seconds)
+                outer.errback(CallTimeout(name, seconds))
+
+        timer = self._reactor.callLater(seconds, expire)
+
+        def settle(result: T | Failure) -> None:
+            if timer.active():
+                timer.cancel()
+            if isinstance(result, Failure):
+                self.failures += 1
+            if not outer.called:
+                outer.callback(result)
+
+        self._submit(fn, args, kwargs, key, outer).addBoth(settle)
+        return outer
+
+    def _submit(
+        self,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        key: object | None,
+        outer: Deferred[T],
+    ) -> Deferred[T]:
+        def in_thread() -> Deferred[T]:
+            self.in_flight += 1
+            d = deferToThreadPool(self._reactor, self.pool, fn, *args, **kwargs)  # type: ignore[arg-type]
+
+            def finished(result: T | Failure) -> T | Failure:
+                self.in_flight -= 1
+                return result
+
+            return d.addBoth(finished)
+
+        if key is None:
+            return in_thread()
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = DeferredLock()
+
+        def acquired(_: object) -> Deferred[T] | None:
+            if outer.called:
+                # It timed out while queued: don't start it at all.
+                return None
+            return in_thread()
+
+        def release(result: T | Failure) -> T | Failure:
+            assert lock is not None
+            lock.release()
+            if not lock.locked and not lock.waiting:
+                self._locks.pop(key, None)
+            return result
+
+        waiting: Deferred[Any] = lock.acquire()
+        return cast("Deferred[T]", waiting.addCallback(acquired).addBoth(release))

@@ -1,0 +1,181 @@
+# -*- test-case-name: tests.test_hub -*-
+"""The hub: every message gets a daemon-wide id, is serialised once, and reaches every sink.
+
+A message is published once by whoever produced it (the event processor, the supervisor) and
+handed to each registered sink (WebSocket and SSE clients, webhooks, MQTT, callbacks). The hub
+keeps a bounded ring of recent messages so that a client that reconnects can resume from the
+id it last saw without loss or duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from itertools import islice
+from typing import Any
+
+import attrs
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from zope.interface import Interface
+
+log = Logger()
+
+
+@attrs.frozen(eq=False)
+class Message:
+    """One published message, serialised once.
+
+    @ivar id: Daemon-wide, monotonic from 1.
+    @ivar type: ``event``, ``speaker.online``, ``topology.changed``, ...
+    @ivar body: The whole JSON object, including ``id``, ``time`` and ``type``.
+    @ivar raw: ``body`` as compact UTF-8 JSON.
+    @ivar speaker_uid: The speaker the message concerns, for filters (``None``: household).
+    @ivar room: That speaker's room name at publication time, for filters.
+    @ivar service: The UPnP service of an ``event`` message, for filters.
+    @ivar event: The SoCo Event behind an ``event`` message (never serialised).
+    """
+
+    id: int
+    type: str
+    body: Mapping[str, Any]
+    raw: bytes
+    speaker_uid: str | None = None
+    room: str | None = None
+    service: str | None = None
+    event: object | None = None
+
+
+class ISink(Interface):
+    """Something that receives every message the hub publishes."""
+
+    def deliver(message: Message) -> None:
+        """Take ``message``; return at once (buffer, never block, never raise)."""
+
+
+def encode(body: Mapping[str, Any]) -> bytes:
+    """Serialise a JSON object the way every channel sends it: compact UTF-8."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _isotime(seconds: float) -> str:
+    stamp = datetime.fromtimestamp(seconds, UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+
+class Hub:
+    """Stamps, serialises, remembers and fans out messages.
+
+    @param clock: Provides the time stamped on each message.
+    @param replay: How many recent messages are kept for resuming clients.
+    """
+
+    def __init__(self, clock: IReactorTime, replay: int = 10_000) -> None:
+        self._clock = clock
+        self._ring: deque[Message] = deque(maxlen=max(1, replay))
+        self._sinks: list[ISink] = []
+        self._snapshot_provider: Callable[[], dict[str, Any]] = lambda: {}
+        self._last_id = 0
+        self.published = 0
+        self.sink_errors = 0
+
+    @property
+    def last_id(self) -> int:
+        """The id of the last message published (0 before the first)."""
+        return self._last_id
+
+    def add_sink(self, sink: ISink) -> None:
+        """Deliver every later message to ``sink``."""
+        self._sinks.append(sink)
+
+    def remove_sink(self, sink: ISink) -> None:
+        """Stop delivering to ``sink``; unknown sinks are ignored."""
+        if sink in self._sinks:
+            self._sinks.remove(sink)
+
+    @property
+    def sinks(self) -> tuple[ISink, ...]:
+        """The sinks currently registered."""
+        return tuple(self._sinks)
+
+    def set_snapshot_provider(self, provider: Callable[[], dict[str, Any]]) -> None:
+        """Use ``provider`` (usually ``HouseholdState.snapshot``) for ``snapshot()``."""
+        self._snapshot_provider = provider
+
+    def snapshot(self) -> dict[str, Any]:
+        """The current state of every speaker and the topology, stamped with ``last_id``.
+
+        A client that takes this snapshot and registers as a sink in the same reactor turn
+        receives every message after ``last_id`` exactly once.
+        """
+        body = dict(self._snapshot_provider())
+        body["type"] = "snapshot"
+        body["last_id"] = self._last_id
+        body["time"] = _isotime(self._clock.seconds())
+        return body
+
+    def publish(
+        self,
+        type: str,
+        fields: Mapping[str, Any],
+        *,
+        speaker: Mapping[str, Any] | None = None,
+        service: str | None = None,
+        event: object | None = None,
+    ) -> Message:
+        """Stamp, serialise and deliver one message; return it.
+
+        @param type: The message type.
+        @param fields: The type-specific fields of the body.
+        @param speaker: The ``{"uid", "name", "host"}`` object, when the message concerns one.
+        @param service: The service, for ``event`` messages.
+        @param event: The SoCo Event, for callbacks.
+        """
+        self._last_id += 1
+        body: dict[str, Any] = {
+            "id": self._last_id,
+            "time": _isotime(self._clock.seconds()),
+            "type": type,
+        }
+        if speaker is not None:
+            body["speaker"] = dict(speaker)
+        if service is not None:
+            body["service"] = service
+        body.update(fields)
+        message = Message(
+            id=self._last_id,
+            type=type,
+            body=body,
+            raw=encode(body),
+            speaker_uid=None if speaker is None else speaker.get("uid"),
+            room=None if speaker is None else speaker.get("name"),
+            service=service,
+            event=event,
+        )
+        self._ring.append(message)
+        self.published += 1
+        for sink in tuple(self._sinks):
+            try:
+                sink.deliver(message)
+            except Exception:
+                self.sink_errors += 1
+                log.failure("sink {sink!r} failed on message {id}", sink=sink, id=message.id)
+        return message
+
+    def since(self, last_id: int) -> list[Message] | None:
+        """Messages published after ``last_id``, or ``None`` when the ring no longer has them.
+
+        ``last_id`` equal to the current ``last_id`` gives an empty list; an id from the
+        future (a client of an earlier daemon run) gives ``None``, so the client resets.
+        """
+        if last_id > self._last_id or last_id < 0:
+            return None
+        if last_id == self._last_id:
+            return []
+        oldest = self._ring[0].id if self._ring else self._last_id + 1
+        if last_id + 1 < oldest:
+            return None
+        skip = last_id + 1 - oldest
+        return list(islice(self._ring, skip, None))

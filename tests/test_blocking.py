@@ -1,0 +1,101 @@
+"""Tests for L{sonosd.blocking}."""
+
+from __future__ import annotations
+
+import threading
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.trial.unittest import TestCase
+
+from sonosd.blocking import CallTimeout, SocoRunner
+
+
+class SocoRunnerTests(TestCase):
+    """A real pool on the real reactor: the calls cross threads for real."""
+
+    def setUp(self) -> None:
+        self.runner = SocoRunner(reactor, threads=4, timeout=5.0)
+        self.runner.startService()
+        self.release = threading.Event()
+        self.addCleanup(self.release.set)
+        self.addCleanup(self.runner.stopService)
+
+    async def test_result_comes_back(self) -> None:
+        """A call's return value fires the Deferred, and the call ran off the reactor thread."""
+        main = threading.get_ident()
+        ident = await self.runner.run(threading.get_ident)
+        self.assertNotEqual(ident, main)
+        self.assertEqual(self.runner.calls, 1)
+
+    async def test_exception_comes_back(self) -> None:
+        """An exception raised in the thread fails the Deferred with that exception."""
+
+        def fail() -> None:
+            raise ValueError("no such speaker")
+
+        with self.assertRaises(ValueError):
+            await self.runner.run(fail)
+        self.assertEqual(self.runner.failures, 1)
+
+    async def test_same_key_runs_in_order_one_at_a_time(self) -> None:
+        """Calls that share a key never overlap and run in the order they were made."""
+        active = []
+        order = []
+        lock = threading.Lock()
+
+        def work(n: int) -> int:
+            with lock:
+                active.append(n)
+                overlap = len(active)
+            self.release.wait(0.01)
+            with lock:
+                active.remove(n)
+            order.append(n)
+            return overlap
+
+        results = await gatherResults([self.runner.run(work, n, key="RINCON_1") for n in range(6)])
+        self.assertEqual(order, list(range(6)))
+        self.assertEqual(set(results), {1})
+
+    async def test_hung_call_times_out_and_others_go_on(self) -> None:
+        """A hung call fails with CallTimeout while a call for another key still completes."""
+        hung = self.runner.run(self.release.wait, 30, key="hung", timeout=0.2)
+        ok = await self.runner.run(lambda: "fine", key="other")
+        self.assertEqual(ok, "fine")
+        with self.assertRaises(CallTimeout):
+            await hung
+        self.assertEqual(self.runner.timeouts, 1)
+
+    async def test_queued_call_behind_a_hung_one_times_out_without_running(self) -> None:
+        """A call waiting behind a hung call of the same key times out and never starts."""
+        ran = []
+        self.runner.run(self.release.wait, 30, key="hung", timeout=5)
+        queued = self.runner.run(ran.append, 1, key="hung", timeout=0.1)
+        with self.assertRaises(CallTimeout):
+            await queued
+        self.release.set()
+        await self.runner.run(lambda: None, key="hung")
+        self.assertEqual(ran, [])
+
+
+def test_stop_does_not_wait_for_hung_calls() -> None:
+    """stopService fires after the grace period even when a call never returns."""
+    from twisted.internet.task import Clock
+
+    clock = Clock()
+
+    class Reactor:
+        def callLater(self, *a, **kw):
+            return clock.callLater(*a, **kw)
+
+        def callFromThread(self, f, *a):
+            pass
+
+    runner = SocoRunner(Reactor(), threads=1, grace=2.0)
+    runner.startService()
+    fired: list[object] = []
+    d: Deferred[None] = runner.stopService()
+    d.addCallback(fired.append)
+    clock.advance(2.0)
+    assert fired == [None]

@@ -1,0 +1,108 @@
+"""Tests for L{sonosd.hub}."""
+
+from __future__ import annotations
+
+import json
+
+from twisted.internet.task import Clock
+from zope.interface import implementer
+
+from sonosd.hub import Hub, ISink, Message
+
+
+@implementer(ISink)
+class RecordingSink:
+    """A sink that keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    def deliver(self, message: Message) -> None:
+        self.messages.append(message)
+
+
+@implementer(ISink)
+class BrokenSink:
+    """A sink that raises on every message."""
+
+    def deliver(self, message: Message) -> None:
+        raise RuntimeError("boom")
+
+
+def make_hub(replay: int = 100) -> tuple[Hub, Clock]:
+    clock = Clock()
+    clock.advance(1_764_000_000.25)
+    return Hub(clock, replay=replay), clock
+
+
+def test_publish_stamps_monotonic_ids_and_time() -> None:
+    """Each message gets the next id and the clock's time in UTC with milliseconds."""
+    hub, clock = make_hub()
+    first = hub.publish("speaker.online", {})
+    clock.advance(1)
+    second = hub.publish("speaker.offline", {"reason": "timeout"})
+    assert (first.id, second.id) == (1, 2)
+    assert hub.last_id == 2
+    assert first.body["time"].endswith(".250Z")
+    assert second.body["reason"] == "timeout"
+
+
+def test_raw_is_the_body_serialised_once() -> None:
+    """The raw bytes are the compact JSON of the body, including speaker and service."""
+    hub, _ = make_hub()
+    speaker = {"uid": "RINCON_1", "name": "Küche", "host": "127.0.0.2"}
+    message = hub.publish("event", {"seq": 3}, speaker=speaker, service="AVTransport")
+    assert json.loads(message.raw) == message.body
+    assert message.body["speaker"] == speaker
+    assert (message.speaker_uid, message.room, message.service) == (
+        "RINCON_1",
+        "Küche",
+        "AVTransport",
+    )
+    assert "Küche".encode() in message.raw
+
+
+def test_every_sink_gets_every_message_even_when_one_fails() -> None:
+    """A sink that raises is counted and the sinks after it still receive the message."""
+    hub, _ = make_hub()
+    good = RecordingSink()
+    hub.add_sink(BrokenSink())
+    hub.add_sink(good)
+    hub.publish("event", {})
+    assert [m.id for m in good.messages] == [1]
+    assert hub.sink_errors == 1
+
+
+def test_removed_sink_receives_nothing_more() -> None:
+    """A removed sink stops receiving; removing an unknown sink is harmless."""
+    hub, _ = make_hub()
+    sink = RecordingSink()
+    hub.add_sink(sink)
+    hub.publish("event", {})
+    hub.remove_sink(sink)
+    hub.remove_sink(RecordingSink())
+    hub.publish("event", {})
+    assert [m.id for m in sink.messages] == [1]
+
+
+def test_since_replays_from_the_ring() -> None:
+    """since() returns exactly the messages after the given id while the ring has them."""
+    hub, _ = make_hub(replay=3)
+    for _ in range(5):
+        hub.publish("event", {})
+    assert [m.id for m in hub.since(2) or []] == [3, 4, 5]
+    assert hub.since(5) == []
+    assert hub.since(1) is None
+    assert hub.since(9) is None
+    assert hub.since(-1) is None
+
+
+def test_snapshot_is_stamped_with_last_id() -> None:
+    """The snapshot carries the provider's state and the id of the last message it includes."""
+    hub, _ = make_hub()
+    hub.set_snapshot_provider(lambda: {"speakers": {"RINCON_1": {}}})
+    hub.publish("event", {})
+    snap = hub.snapshot()
+    assert snap["type"] == "snapshot"
+    assert snap["last_id"] == 1
+    assert snap["speakers"] == {"RINCON_1": {}}
