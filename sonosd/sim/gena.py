@@ -1,0 +1,545 @@
+# -*- test-case-name: tests.test_sim_gena -*-
+"""The speaker side of GENA eventing: subscriptions, their expiry, and NOTIFY delivery.
+
+One :class:`SubscriptionManager` per simulated speaker. The speaker's HTTP site hands it the
+``SUBSCRIBE`` / ``UNSUBSCRIBE`` requests of every service's event URL; the household model calls
+:meth:`SubscriptionManager.notify` when evented state changes. Behaviour follows real speakers
+(``sonos-protocol.md`` §3.1-3.4):
+
+- new subscription (``CALLBACK`` + ``NT: upnp:event`` [+ ``TIMEOUT``]) → 200 with
+  ``SID: uuid:<uid>_sub%010d`` (one counter per speaker, shared by its services) and
+  ``TIMEOUT: Second-N`` (the requested N capped at ``max_timeout``; 86400 when absent or
+  unparseable; never ``infinite``), then an initial NOTIFY with SEQ 0 and the full state;
+- renewal (``SID`` [+ ``TIMEOUT``]) → 200, same SID, SEQ continues; unknown or expired SID →
+  412; ``SID`` together with ``NT`` or ``CALLBACK`` → 400; bad ``CALLBACK`` or ``NT`` → 412;
+- NOTIFYs are delivered one at a time per subscription, in SEQ order (0, 1, 2, ...,
+  4294967295, 1, ...), from the speaker's own address. A failed NOTIFY is logged and the
+  subscription kept.
+
+:class:`GenaFaults` injects the failures the daemon must survive (see
+``docs/simulator-gena.md``).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+import attrs
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTCP, IReactorTime
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from twisted.web.server import NOT_DONE_YET
+
+from sonosd.sim.notifier import (
+    CallbackURL,
+    INotifier,
+    Notifier,
+    NotifyHead,
+    parse_callback,
+    sonos_service_type,
+)
+from sonosd.sim.propertyset import EventValue, build_propertyset
+
+log = Logger()
+
+FullState = Callable[[str], Mapping[str, EventValue]]
+"""Returns every evented variable of a service (the body of the SEQ 0 NOTIFY)."""
+
+DEFAULT_TIMEOUT: Final = 86400
+MAX_SEQ: Final = 4294967295
+_TIMEOUT_RE: Final = re.compile(r"\s*Second-(\d{1,10})\s*\Z", re.IGNORECASE)
+
+
+@attrs.define
+class GenaFaults:
+    """Failures a speaker injects into its eventing; mutate the fields, tests read them back.
+
+    Counters (``*_next``) apply to the next NOTIFYs of any subscription of the speaker (the
+    SEQ 0 NOTIFY included) and count down as they are used.
+    """
+
+    drop_next: int = 0
+    """NOTIFYs silently not sent; their SEQ is consumed (the subscriber sees a gap)."""
+    duplicate_next: int = 0
+    """NOTIFYs sent twice with the same SEQ."""
+    reorder_next: int = 0
+    """Pairs of consecutive NOTIFYs of one subscription swapped on the wire (a NOTIFY is held
+    until the subscription's next one has been sent)."""
+    delay: float = 0.0
+    """Seconds waited before sending each NOTIFY (per subscription, so they add up)."""
+    subscribe_status: int | None = None
+    """Answer valid new SUBSCRIBEs with this status (e.g. 503) and create nothing."""
+    renew_status: int | None = None
+    """Answer renewals with this status; the subscription is left as it was."""
+    subscribe_hang: bool = False
+    """Never answer new SUBSCRIBEs (the request stays open until the client gives up)."""
+    renew_hang: bool = False
+    """Never answer renewals."""
+
+    def reset(self) -> None:
+        """Clear every fault."""
+        for field in attrs.fields(GenaFaults):
+            setattr(self, field.name, field.default)
+
+
+@attrs.define(eq=False)
+class _Subscription:
+    """A live subscription and its delivery queue (internal, mutable)."""
+
+    sid: str
+    service: str
+    callback: CallbackURL
+    timeout: int
+    head: NotifyHead
+    expiry: IDelayedCall | None = None
+    last_seq: int | None = None
+    queue: deque[tuple[int, bytes]] = attrs.field(factory=deque)
+    held: tuple[int, bytes] | None = None
+    ready: bool = False
+    draining: bool = False
+    alive: bool = True
+    start_call: IDelayedCall | None = None
+    waiting: Deferred[Any] | None = None
+
+    def next_seq(self) -> int:
+        """Consume and return the SEQ of the next NOTIFY."""
+        last = self.last_seq
+        seq = 0 if last is None else (1 if last >= MAX_SEQ else last + 1)
+        self.last_seq = seq
+        return seq
+
+
+def parse_timeout(header: str | None, max_timeout: int) -> int:
+    """The seconds granted for a ``TIMEOUT`` header: ``Second-N`` capped at ``max_timeout``.
+
+    Absent, ``infinite``, zero or unparseable (``Seconds-600``) → 86400 (capped too).
+    """
+    default = min(DEFAULT_TIMEOUT, max_timeout)
+    if header is None:
+        return default
+    match = _TIMEOUT_RE.match(header)
+    if match is None:
+        return default
+    seconds = int(match.group(1))
+    if seconds < 1:
+        return default
+    return min(seconds, max_timeout)
+
+
+class SubscriptionManager:
+    """All GENA subscriptions of one simulated speaker.
+
+    :param reactor: provides ``callLater``/``seconds`` and ``connectTCP``.
+    :param uid: the speaker's UID (``RINCON_...01400``), the stem of its SIDs.
+    :param address: the speaker's IP address; NOTIFYs are sent from it.
+    :param full_state: returns every evented variable of a service, for SEQ 0 NOTIFYs.
+    :param server_header: the ``Server`` header of GENA answers
+        (``Linux UPnP/1.0 Sonos/85.0-65270 (ZPS16)``).
+    :param max_timeout: the longest subscription granted, in seconds.
+    :param notify_timeout: seconds a subscriber has to answer one NOTIFY.
+    :param notifier: the NOTIFY client; a fresh :class:`Notifier` by default.
+    """
+
+    def __init__(
+        self,
+        reactor: IReactorTime,
+        uid: str,
+        address: str,
+        full_state: FullState,
+        server_header: str,
+        *,
+        max_timeout: int = DEFAULT_TIMEOUT,
+        notify_timeout: float = 30.0,
+        notifier: INotifier | None = None,
+    ) -> None:
+        self._reactor = reactor
+        self.uid = uid
+        self.address = address
+        self._full_state = full_state
+        self.server_header = server_header
+        self.max_timeout = max_timeout
+        tcp: IReactorTCP = reactor  # type: ignore[assignment]
+        self._notifier: INotifier = (
+            notifier if notifier is not None else Notifier(tcp, notify_timeout)
+        )
+        self.faults = GenaFaults()
+        self._subs: dict[str, _Subscription] = {}
+        self._by_service: dict[str, dict[str, _Subscription]] = {}
+        self._counter = 0
+        self._paused = False
+        self._stopped = False
+        self._hung: set[IRequest] = set()
+        self._rng = random.Random()
+        self.sent = 0
+        """NOTIFYs answered by the subscriber (any status)."""
+        self.failed = 0
+        """NOTIFYs that failed: refused, timed out, or answered other than 200."""
+        self.dropped = 0
+        """NOTIFYs not sent: the drop fault, or generated while paused."""
+
+    # -- GENA requests -------------------------------------------------------------------
+
+    def render_subscribe(self, request: IRequest, service: str) -> bytes | int:
+        """Answer a SUBSCRIBE (new or renewal) on ``service``'s event URL.
+
+        :return: the (empty) body, or ``NOT_DONE_YET`` when a hang fault holds the request.
+        """
+        sid = _header(request, b"sid")
+        nt = _header(request, b"nt")
+        callback_header = _header(request, b"callback")
+        if sid is not None:
+            if nt is not None or callback_header is not None:
+                return self._answer(request, 400)
+            return self._renew(request, service, sid, _header(request, b"timeout"))
+        callback = parse_callback(callback_header)
+        if callback is None or nt is None or nt.strip() != "upnp:event":
+            return self._answer(request, 412)
+        if self.faults.subscribe_hang:
+            return self._hang(request)
+        if self.faults.subscribe_status is not None:
+            return self._answer(request, self.faults.subscribe_status)
+        if self._stopped:
+            return self._answer(request, 503)
+        timeout = parse_timeout(_header(request, b"timeout"), self.max_timeout)
+        subscription = self._add(service, callback, timeout)
+        log.info(
+            "{uid}: {sid} subscribed to {service} for {callback} ({timeout} s)",
+            uid=self.uid,
+            sid=subscription.sid,
+            service=service,
+            callback=callback.url,
+            timeout=timeout,
+        )
+        return self._answer(request, 200, subscription.sid, timeout)
+
+    def render_unsubscribe(self, request: IRequest, service: str) -> bytes:
+        """Answer an UNSUBSCRIBE on ``service``'s event URL."""
+        sid = _header(request, b"sid")
+        if sid is None:
+            return self._answer(request, 412)
+        if _header(request, b"nt") is not None or _header(request, b"callback") is not None:
+            return self._answer(request, 400)
+        subscription = self._find(service, sid)
+        if subscription is None:
+            return self._answer(request, 412)
+        self._remove(subscription)
+        log.info("{uid}: {sid} unsubscribed", uid=self.uid, sid=sid)
+        return self._answer(request, 200)
+
+    def _renew(self, request: IRequest, service: str, sid: str, timeout_header: str | None) -> Any:
+        if self.faults.renew_hang:
+            return self._hang(request)
+        if self.faults.renew_status is not None:
+            return self._answer(request, self.faults.renew_status)
+        subscription = self._find(service, sid)
+        if subscription is None:
+            return self._answer(request, 412)
+        timeout = parse_timeout(timeout_header, self.max_timeout)
+        subscription.timeout = timeout
+        if subscription.expiry is not None and subscription.expiry.active():
+            subscription.expiry.cancel()
+        subscription.expiry = self._reactor.callLater(timeout, self._expire, subscription)
+        log.debug("{uid}: {sid} renewed ({timeout} s)", uid=self.uid, sid=sid, timeout=timeout)
+        return self._answer(request, 200, sid, timeout)
+
+    def _answer(
+        self, request: IRequest, status: int, sid: str | None = None, timeout: int | None = None
+    ) -> bytes:
+        request.setResponseCode(status)
+        if sid is not None:
+            request.setHeader(b"SID", sid.encode("ascii"))
+            request.setHeader(b"TIMEOUT", f"Second-{timeout}".encode("ascii"))
+        request.setHeader(b"Server", self.server_header.encode("utf-8"))
+        request.setHeader(b"Content-Length", b"0")
+        request.setHeader(b"Connection", b"close")
+        # Sonos closes after every answer, whatever the client asked for.
+        channel = getattr(request, "channel", None)
+        if channel is not None and hasattr(channel, "persistent"):
+            channel.persistent = False
+        return b""
+
+    def _hang(self, request: IRequest) -> int:
+        self._hung.add(request)
+        finished: Deferred[None] = request.notifyFinish()  # type: ignore[attr-defined]
+        finished.addBoth(lambda _: self._hung.discard(request))
+        return NOT_DONE_YET
+
+    # -- subscriptions -------------------------------------------------------------------
+
+    def _add(self, service: str, callback: CallbackURL, timeout: int) -> _Subscription:
+        self._counter += 1
+        sid = f"uuid:{self.uid}_sub{self._counter:010d}"
+        head = NotifyHead.for_subscription(callback, sid, sonos_service_type(service))
+        subscription = _Subscription(sid, service, callback, timeout, head)
+        self._subs[sid] = subscription
+        self._by_service.setdefault(service, {})[sid] = subscription
+        subscription.expiry = self._reactor.callLater(timeout, self._expire, subscription)
+        initial = build_propertyset(service, self._full_state(service))
+        self._enqueue(subscription, initial)
+        # The initial NOTIFY goes out after the SUBSCRIBE answer has been written.
+        subscription.start_call = self._reactor.callLater(0, self._start, subscription)
+        return subscription
+
+    def _start(self, subscription: _Subscription) -> None:
+        subscription.start_call = None
+        subscription.ready = True
+        self._kick(subscription)
+
+    def _find(self, service: str, sid: str) -> _Subscription | None:
+        return self._by_service.get(service, {}).get(sid.strip())
+
+    def _expire(self, subscription: _Subscription) -> None:
+        subscription.expiry = None
+        log.info("{uid}: {sid} expired", uid=self.uid, sid=subscription.sid)
+        self._remove(subscription)
+
+    def _remove(self, subscription: _Subscription) -> None:
+        subscription.alive = False
+        self._subs.pop(subscription.sid, None)
+        by_service = self._by_service.get(subscription.service)
+        if by_service is not None:
+            by_service.pop(subscription.sid, None)
+            if not by_service:
+                del self._by_service[subscription.service]
+        for call in (subscription.expiry, subscription.start_call):
+            if call is not None and call.active():
+                call.cancel()
+        subscription.expiry = subscription.start_call = None
+        self._discard_pending(subscription)
+
+    def _discard_pending(self, subscription: _Subscription) -> None:
+        subscription.queue.clear()
+        subscription.held = None
+        if subscription.waiting is not None:
+            subscription.waiting.cancel()
+
+    # -- NOTIFY --------------------------------------------------------------------------
+
+    def notify(self, service: str, changed: Mapping[str, EventValue]) -> None:
+        """Send one NOTIFY announcing ``changed`` to every subscription of ``service``.
+
+        The body is built once for all subscribers. While paused, the SEQ of each subscription
+        is consumed but nothing is sent (or replayed later).
+        """
+        subscriptions = self._by_service.get(service)
+        if not subscriptions or self._stopped:
+            return
+        if self._paused:
+            for subscription in subscriptions.values():
+                subscription.next_seq()
+                self.dropped += 1
+            return
+        body = build_propertyset(service, changed)
+        for subscription in list(subscriptions.values()):
+            self._enqueue(subscription, body)
+
+    def _enqueue(self, subscription: _Subscription, body: bytes) -> None:
+        seq = subscription.next_seq()
+        faults = self.faults
+        if faults.drop_next > 0:
+            faults.drop_next -= 1
+            self.dropped += 1
+            log.info("{sid}: fault: dropped SEQ {seq}", sid=subscription.sid, seq=seq)
+            return
+        item = (seq, body)
+        if faults.reorder_next > 0 and subscription.held is None:
+            faults.reorder_next -= 1
+            subscription.held = item
+            return
+        subscription.queue.append(item)
+        if faults.duplicate_next > 0:
+            faults.duplicate_next -= 1
+            subscription.queue.append(item)
+        if subscription.held is not None:
+            subscription.queue.append(subscription.held)
+            subscription.held = None
+        self._kick(subscription)
+
+    def _kick(self, subscription: _Subscription) -> None:
+        if subscription.draining or not subscription.ready or not subscription.queue:
+            return
+        subscription.draining = True
+        drained = Deferred.fromCoroutine(self._drain(subscription))
+        drained.addErrback(self._drain_failed, subscription)
+
+    def _drain_failed(self, failure: Failure, subscription: _Subscription) -> None:
+        subscription.draining = False
+        log.failure("{sid}: NOTIFY queue failed", failure, sid=subscription.sid)
+
+    async def _drain(self, subscription: _Subscription) -> None:
+        """Send the subscription's queued NOTIFYs one at a time, in order."""
+        queue = subscription.queue
+        try:
+            while queue and subscription.alive and not self._paused:
+                seq, body = queue.popleft()
+                if self.faults.delay > 0:
+                    waiting: Deferred[None] = deferLater(self._reactor, self.faults.delay)
+                    subscription.waiting = waiting
+                    try:
+                        await waiting
+                    except CancelledError:
+                        break
+                    finally:
+                        subscription.waiting = None
+                    if not subscription.alive:
+                        break
+                await self._send(subscription, seq, body)
+        finally:
+            subscription.draining = False
+
+    async def _send(self, subscription: _Subscription, seq: int, body: bytes) -> None:
+        callback = subscription.callback
+        request = subscription.head.request(seq, body)
+        try:
+            status = await self._notifier.send(
+                callback.connect_host, callback.port, request, self.address
+            )
+        except Exception as error:
+            self.failed += 1
+            log.warn(
+                "{uid}: NOTIFY {sid} SEQ {seq} to {callback} failed: {error}",
+                uid=self.uid,
+                sid=subscription.sid,
+                seq=seq,
+                callback=callback.url,
+                error=error,
+            )
+            return
+        self.sent += 1
+        if status != 200:
+            self.failed += 1
+            log.warn(
+                "{uid}: NOTIFY {sid} SEQ {seq} to {callback} answered {status}",
+                uid=self.uid,
+                sid=subscription.sid,
+                seq=seq,
+                callback=callback.url,
+                status=status,
+            )
+
+    def send_unknown_sid(self, callback_url: str, service: str) -> Deferred[int]:
+        """Send ``service``'s full state to ``callback_url`` under a SID nobody subscribed.
+
+        :return: a Deferred firing with the HTTP status the subscriber answered (a daemon
+            should answer 412).
+        """
+        header = callback_url if callback_url.lstrip().startswith("<") else f"<{callback_url}>"
+        callback = parse_callback(header)
+        if callback is None:
+            raise ValueError(f"not an http:// callback URL: {callback_url!r}")
+        while True:
+            sid = f"uuid:{self.uid}_sub{self._rng.randrange(5 * 10**9, 10**10):010d}"
+            if sid not in self._subs:
+                break
+        head = NotifyHead.for_subscription(callback, sid, sonos_service_type(service))
+        body = build_propertyset(service, self._full_state(service))
+        return self._notifier.send(
+            callback.connect_host, callback.port, head.request(1, body), self.address
+        )
+
+    # -- speaker life ---------------------------------------------------------------------
+
+    def subscriptions(self) -> list[dict[str, Any]]:
+        """The live subscriptions, for the admin API.
+
+        Each: ``sid``, ``service``, ``callback`` (URL), ``seq`` (SEQ of the latest NOTIFY
+        generated), ``timeout`` (granted seconds), ``expires_in`` (seconds).
+        """
+        now = self._reactor.seconds()
+        return [
+            {
+                "sid": subscription.sid,
+                "service": subscription.service,
+                "callback": subscription.callback.url,
+                "seq": subscription.last_seq,
+                "timeout": subscription.timeout,
+                "expires_in": (
+                    round(subscription.expiry.getTime() - now, 3)
+                    if subscription.expiry is not None
+                    else 0.0
+                ),
+            }
+            for subscription in self._subs.values()
+        ]
+
+    def backlog(self) -> int:
+        """How many NOTIFYs wait in the subscriptions' queues (not counting in-flight ones)."""
+        return sum(len(subscription.queue) for subscription in self._subs.values())
+
+    def stats(self) -> dict[str, int]:
+        """Counters since start: ``sent``, ``failed``, ``dropped``, ``subscriptions``."""
+        return {
+            "sent": self.sent,
+            "failed": self.failed,
+            "dropped": self.dropped,
+            "subscriptions": len(self._subs),
+        }
+
+    def pause(self) -> None:
+        """Go offline: send nothing until :meth:`resume`; queued NOTIFYs are discarded.
+
+        Subscriptions keep their timers (a speaker that stays away long enough loses them).
+        """
+        self._paused = True
+        for subscription in self._subs.values():
+            self._discard_pending(subscription)
+
+    def resume(self) -> None:
+        """Come back online; what changed while paused is not replayed."""
+        self._paused = False
+
+    @property
+    def held_requests(self) -> int:
+        """How many SUBSCRIBE requests a hang fault holds unanswered right now."""
+        return len(self._hung)
+
+    @property
+    def paused(self) -> bool:
+        """Whether the speaker is offline (see :meth:`pause`)."""
+        return self._paused
+
+    def forget_all(self) -> Deferred[None]:
+        """Reboot: drop every subscription and timer, abort NOTIFYs, restart the SID counter.
+
+        :return: a Deferred firing once the aborted connections are closed.
+        """
+        for subscription in list(self._subs.values()):
+            self._remove(subscription)
+        self._counter = 0
+        return self._notifier.abort_all()
+
+    def stop(self) -> Deferred[None]:
+        """Cancel every timer, abort every connection and held request; no more NOTIFYs.
+
+        :return: a Deferred firing once every connection is closed.
+        """
+        self._stopped = True
+        for request in list(self._hung):
+            _abort_request(request)
+        self._hung.clear()
+        if not self._subs and not self._notifier.in_flight:
+            return succeed(None)
+        return self.forget_all()
+
+
+def _header(request: IRequest, name: bytes) -> str | None:
+    value = request.getHeader(name)
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    return str(value)
+
+
+def _abort_request(request: IRequest) -> None:
+    channel = getattr(request, "channel", None)
+    transport = getattr(channel, "transport", None)
+    if transport is not None and hasattr(transport, "abortConnection"):
+        transport.abortConnection()

@@ -1,0 +1,1027 @@
+"""Tests for sonosd.sim.gena: the simulated speaker's GENA subscriptions and NOTIFYs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+from hypothesis import given
+from hypothesis import strategies as st
+from soco.events_base import parse_event_xml
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ConnectionLost
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.client import Agent, HTTPConnectionPool, ResponseNeverReceived
+from twisted.web.http_headers import Headers
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
+from twisted.web.test.requesthelper import DummyRequest
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from sonosd.sim import gena
+from sonosd.sim.gena import MAX_SEQ, SubscriptionManager, parse_timeout
+from sonosd.sim.notifier import INotifier, NotifyError
+from sonosd.sim.propertyset import EventValue, build_propertyset
+from tests.conftest import free_loopback_base
+
+UID = "RINCON_000E58AAAAAA01400"
+SERVER = "Linux UPnP/1.0 Sonos/85.0-65270 (ZPS16)"
+SPEAKER = "127.9.9.2"
+RC_STATE: dict[str, EventValue] = {
+    "Volume": {"Master": "20", "LF": "100", "RF": "100"},
+    "Mute": {"Master": "0", "LF": "0", "RF": "0"},
+    "Bass": "0",
+}
+AVT_STATE: dict[str, EventValue] = {"TransportState": "STOPPED", "CurrentPlayMode": "NORMAL"}
+STATE: dict[str, Mapping[str, EventValue]] = {
+    "RenderingControl": RC_STATE,
+    "AVTransport": AVT_STATE,
+    "ZoneGroupTopology": {"ZoneGroupName": "Kitchen"},
+    "MR_ConnectionManager": {"CurrentConnectionIDs": "0"},
+}
+
+
+def full_state(service: str) -> Mapping[str, EventValue]:
+    """The test household's state: fixed values per service."""
+    return STATE[service]
+
+
+@attrs.frozen
+class Notify:
+    """A NOTIFY request taken apart."""
+
+    request_line: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    @property
+    def header(self) -> dict[str, str]:
+        return {name.upper(): value for name, value in self.headers}
+
+    @property
+    def seq(self) -> int:
+        return int(self.header["SEQ"])
+
+    @property
+    def sid(self) -> str:
+        return self.header["SID"]
+
+
+def parse_notify(raw: bytes) -> Notify:
+    """Split a raw NOTIFY request into request line, ordered headers and body."""
+    head, body = raw.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    headers = [tuple(line.split(": ", 1)) for line in lines[1:]]
+    return Notify(lines[0], headers, body)  # type: ignore[arg-type]
+
+
+@attrs.define
+class Sent:
+    """One NOTIFY handed to the recording notifier."""
+
+    host: str
+    port: int
+    request: bytes
+    bind_address: str | None
+    result: Deferred[int]
+
+    @property
+    def notify(self) -> Notify:
+        return parse_notify(self.request)
+
+
+@implementer(INotifier)
+class RecordingNotifier:
+    """An INotifier that records requests; the test answers them."""
+
+    def __init__(self) -> None:
+        self.sent: list[Sent] = []
+
+    @property
+    def in_flight(self) -> int:
+        return sum(1 for sent in self.sent if not sent.result.called)
+
+    def send(
+        self, host: str, port: int, request: bytes, bind_address: str | None = None
+    ) -> Deferred[int]:
+        result: Deferred[int] = Deferred()
+        self.sent.append(Sent(host, port, request, bind_address, result))
+        return result
+
+    def abort_all(self) -> Deferred[None]:
+        for sent in self.sent:
+            if not sent.result.called:
+                sent.result.errback(NotifyError("aborted"))
+        return succeed(None)
+
+    def answer(self, status: int = 200) -> None:
+        """Answer the oldest unanswered NOTIFY."""
+        for sent in self.sent:
+            if not sent.result.called:
+                sent.result.callback(status)
+                return
+        raise AssertionError("no NOTIFY waiting")
+
+    def answer_all(self) -> None:
+        """Answer every NOTIFY, including those sent as a consequence."""
+        while self.in_flight:
+            self.answer()
+
+    def seqs(self) -> list[int]:
+        return [sent.notify.seq for sent in self.sent]
+
+
+def gena_request(method: bytes, headers: Mapping[str, str | None]) -> DummyRequest:
+    """A GENA request on an event URL with the given headers (None values left out)."""
+    request = DummyRequest([b"MediaRenderer", b"RenderingControl", b"Event"])
+    request.method = method
+    for name, value in headers.items():
+        if value is not None:
+            request.requestHeaders.setRawHeaders(name, [value])
+    return request
+
+
+def response_header(request: DummyRequest, name: str) -> str | None:
+    values = request.responseHeaders.getRawHeaders(name.encode("ascii"))
+    return None if values is None else values[0].decode("latin-1")
+
+
+class _ManagerTestCase(SynchronousTestCase):
+    """A manager on a Clock with a recording notifier."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.notifier = RecordingNotifier()
+        self.manager = SubscriptionManager(
+            self.clock, UID, SPEAKER, full_state, SERVER, notifier=self.notifier
+        )
+
+    def subscribe(
+        self,
+        service: str = "RenderingControl",
+        callback: str | None = "<http://127.0.0.1:4000>",
+        timeout: str | None = "Second-600",
+        nt: str | None = "upnp:event",
+        **extra: str,
+    ) -> DummyRequest:
+        request = gena_request(
+            b"SUBSCRIBE", {"CALLBACK": callback, "NT": nt, "TIMEOUT": timeout, **extra}
+        )
+        self.assertEqual(self.manager.render_subscribe(request, service), b"")
+        return request
+
+    def subscribed(self, service: str = "RenderingControl", **kwargs: Any) -> str:
+        """Subscribe, let the initial NOTIFY go out and be answered; return the SID."""
+        request = self.subscribe(service, **kwargs)
+        self.assertEqual(request.responseCode, 200)
+        self.clock.advance(0)
+        self.notifier.answer_all()
+        sid = response_header(request, "SID")
+        assert sid is not None
+        return sid
+
+    def renew(
+        self, sid: str, service: str = "RenderingControl", timeout: str | None = "Second-600"
+    ) -> DummyRequest:
+        request = gena_request(b"SUBSCRIBE", {"SID": sid, "TIMEOUT": timeout})
+        self.manager.render_subscribe(request, service)
+        return request
+
+    def unsubscribe(
+        self, sid: str | None, service: str = "RenderingControl", **extra: str
+    ) -> DummyRequest:
+        request = gena_request(b"UNSUBSCRIBE", {"SID": sid, **extra})
+        self.assertEqual(self.manager.render_unsubscribe(request, service), b"")
+        return request
+
+
+class SubscribeTests(_ManagerTestCase):
+    """SUBSCRIBE, renewal, UNSUBSCRIBE and expiry, per sonos-protocol.md §3.1-3.3."""
+
+    def test_new_subscription_answer(self) -> None:
+        """A new subscription gets 200 with SID, TIMEOUT, Server, empty body, Connection: close."""
+        request = self.subscribe()
+        self.assertEqual(request.responseCode, 200)
+        self.assertEqual(response_header(request, "SID"), f"uuid:{UID}_sub0000000001")
+        self.assertEqual(response_header(request, "TIMEOUT"), "Second-600")
+        self.assertEqual(response_header(request, "Server"), SERVER)
+        self.assertEqual(response_header(request, "Content-Length"), "0")
+        self.assertEqual(response_header(request, "Connection"), "close")
+
+    def test_sid_counter_is_shared_by_services(self) -> None:
+        """The SID counter counts subscriptions of every service of the speaker."""
+        first = self.subscribed("RenderingControl")
+        second = self.subscribed("AVTransport")
+        third = self.subscribed("RenderingControl")
+        self.assertEqual(
+            [first, second, third],
+            [f"uuid:{UID}_sub{n:010d}" for n in (1, 2, 3)],
+        )
+
+    def test_timeout_policy(self) -> None:
+        """Requested timeouts are granted up to the cap; absent or odd ones get 86400."""
+        for requested, granted in [
+            (None, "Second-86400"),
+            ("Second-100000", "Second-86400"),
+            ("Seconds-600", "Second-86400"),
+            ("Second-infinite", "Second-86400"),
+            ("Second-0", "Second-86400"),
+            ("second-30", "Second-30"),
+        ]:
+            request = self.subscribe(timeout=requested)
+            self.assertEqual(response_header(request, "TIMEOUT"), granted, requested)
+
+    def test_max_timeout_caps_default_too(self) -> None:
+        """With max_timeout 3600 a request without TIMEOUT gets 3600."""
+        self.manager.max_timeout = 3600
+        self.assertEqual(response_header(self.subscribe(timeout=None), "TIMEOUT"), "Second-3600")
+        request = self.subscribe(timeout="Second-7200")
+        self.assertEqual(response_header(request, "TIMEOUT"), "Second-3600")
+
+    def test_initial_notify_follows_the_answer(self) -> None:
+        """The SEQ 0 NOTIFY with the full state leaves only after the answer was written."""
+        self.subscribe(callback="<http://127.0.0.1:4000/sonos/rc>")
+        self.assertEqual(self.notifier.sent, [])
+        self.clock.advance(0)
+        [sent] = self.notifier.sent
+        self.assertEqual((sent.host, sent.port, sent.bind_address), ("127.0.0.1", 4000, SPEAKER))
+        notify = sent.notify
+        self.assertEqual(notify.request_line, "NOTIFY /sonos/rc HTTP/1.1")
+        self.assertEqual(notify.seq, 0)
+        self.assertEqual(notify.body, build_propertyset("RenderingControl", RC_STATE))
+
+    def test_notify_headers_as_modern_firmware(self) -> None:
+        """NOTIFY headers come in the modern capture's order, X-SONOS-SERVICETYPE last."""
+        self.subscribe("MR_ConnectionManager")
+        self.clock.advance(0)
+        notify = self.notifier.sent[0].notify
+        self.assertEqual(
+            [name for name, _ in notify.headers],
+            [
+                *("HOST", "CONNECTION", "CONTENT-TYPE", "CONTENT-LENGTH", "NT", "NTS"),
+                *("SID", "SEQ", "X-SONOS-SERVICETYPE"),
+            ],
+        )
+        self.assertEqual(
+            notify.header,
+            {
+                "HOST": "127.0.0.1:4000",
+                "CONNECTION": "close",
+                "CONTENT-TYPE": "text/xml",
+                "CONTENT-LENGTH": str(len(notify.body)),
+                "NT": "upnp:event",
+                "NTS": "upnp:propchange",
+                "SID": f"uuid:{UID}_sub0000000001",
+                "SEQ": "0",
+                "X-SONOS-SERVICETYPE": "ConnectionManager",
+            },
+        )
+
+    def test_renewal_keeps_sid_and_seq(self) -> None:
+        """A renewal answers the same SID, sends no new initial event, and SEQ continues."""
+        sid = self.subscribed()
+        request = self.renew(sid, timeout="Second-900")
+        self.assertEqual(request.responseCode, 200)
+        self.assertEqual(response_header(request, "SID"), sid)
+        self.assertEqual(response_header(request, "TIMEOUT"), "Second-900")
+        self.assertEqual(response_header(request, "Server"), SERVER)
+        self.clock.advance(0)
+        self.assertEqual(len(self.notifier.sent), 1)
+        self.manager.notify("RenderingControl", {"Bass": "3"})
+        self.assertEqual(self.notifier.seqs(), [0, 1])
+
+    def test_renewal_postpones_expiry(self) -> None:
+        """A subscription renewed before its timeout outlives the first timeout."""
+        sid = self.subscribed(timeout="Second-100")
+        self.clock.advance(90)
+        self.assertEqual(self.renew(sid, timeout="Second-100").responseCode, 200)
+        self.clock.advance(90)
+        self.assertEqual([s["sid"] for s in self.manager.subscriptions()], [sid])
+        self.clock.advance(10)
+        self.assertEqual(self.manager.subscriptions(), [])
+
+    def test_expired_subscription_is_gone(self) -> None:
+        """Not renewed in time, a subscription is dropped: no NOTIFY, renewal gets 412."""
+        sid = self.subscribed(timeout="Second-100")
+        self.clock.advance(100)
+        self.assertEqual(self.manager.subscriptions(), [])
+        self.manager.notify("RenderingControl", {"Bass": "1"})
+        self.assertEqual(len(self.notifier.sent), 1)
+        self.assertEqual(self.renew(sid).responseCode, 412)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_renewal_of_unknown_or_other_service_sid(self) -> None:
+        """Renewing an unknown SID, or a SID of another service, gets 412."""
+        sid = self.subscribed("RenderingControl")
+        self.assertEqual(self.renew(f"uuid:{UID}_sub0000000099").responseCode, 412)
+        self.assertEqual(self.renew(sid, service="AVTransport").responseCode, 412)
+
+    def test_sid_with_nt_or_callback_is_400(self) -> None:
+        """SID together with NT or CALLBACK is a bad request, for SUBSCRIBE and UNSUBSCRIBE."""
+        sid = self.subscribed()
+        self.assertEqual(self.subscribe(SID=sid).responseCode, 400)
+        self.assertEqual(self.subscribe(callback=None, SID=sid).responseCode, 400)
+        self.assertEqual(self.unsubscribe(sid, NT="upnp:event").responseCode, 400)
+        self.assertEqual(self.unsubscribe(sid, CALLBACK="<http://x:1/>").responseCode, 400)
+        self.assertEqual(len(self.manager.subscriptions()), 1)
+
+    def test_bad_callback_or_nt_is_412(self) -> None:
+        """A missing or invalid CALLBACK, or NT other than upnp:event, gets 412."""
+        for kwargs in [
+            {"callback": None},
+            {"callback": "http://127.0.0.1:4000/"},
+            {"callback": "<https://127.0.0.1:4000/>"},
+            {"nt": None},
+            {"nt": "upnp:propchange"},
+        ]:
+            request = self.subscribe(**kwargs)  # type: ignore[arg-type]
+            self.assertEqual(request.responseCode, 412, kwargs)
+            self.assertEqual(response_header(request, "Server"), SERVER)
+        self.assertEqual(self.manager.subscriptions(), [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_unsubscribe(self) -> None:
+        """UNSUBSCRIBE answers 200 once, then 412; without SID 412; timers are cancelled."""
+        sid = self.subscribed()
+        self.assertEqual(self.unsubscribe(sid).responseCode, 200)
+        self.assertEqual(self.unsubscribe(sid).responseCode, 412)
+        self.assertEqual(self.unsubscribe(None).responseCode, 412)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.manager.notify("RenderingControl", {"Bass": "1"})
+        self.assertEqual(len(self.notifier.sent), 1)
+
+    def test_unsubscribe_before_initial_notify(self) -> None:
+        """A subscription cancelled before its initial NOTIFY left never sends it."""
+        request = self.subscribe()
+        sid = response_header(request, "SID")
+        self.unsubscribe(sid)
+        self.clock.advance(0)
+        self.assertEqual(self.notifier.sent, [])
+
+
+class NotifyTests(_ManagerTestCase):
+    """NOTIFY delivery: SEQ, ordering, failures, pause, reboot, address changes."""
+
+    def test_seq_counts_per_subscription_and_body_is_built_once(self) -> None:
+        """Each subscription has its own SEQ; one notify() builds one body for all."""
+        built: list[str] = []
+
+        def counting(service: str, variables: Mapping[str, EventValue]) -> bytes:
+            built.append(service)
+            return build_propertyset(service, variables)
+
+        first = self.subscribed()
+        self.manager.notify("RenderingControl", {"Bass": "1"})
+        self.notifier.answer_all()
+        second = self.subscribed()
+        self.patch(gena, "build_propertyset", counting)
+        self.manager.notify("RenderingControl", {"Bass": "2"})
+        self.notifier.answer_all()
+        self.assertEqual(built, ["RenderingControl"])
+        last = {sent.notify.sid: sent.notify.seq for sent in self.notifier.sent}
+        self.assertEqual(last, {first: 2, second: 1})
+        bodies = {sent.notify.body for sent in self.notifier.sent[-2:]}
+        self.assertEqual(bodies, {build_propertyset("RenderingControl", {"Bass": "2"})})
+
+    def test_other_services_are_not_notified(self) -> None:
+        """A change of one service goes only to that service's subscriptions."""
+        self.subscribed("AVTransport")
+        self.manager.notify("RenderingControl", {"Bass": "1"})
+        self.manager.notify("Queue", {"UpdateID": "1"})
+        self.assertEqual(len(self.notifier.sent), 1)
+
+    def test_one_notify_at_a_time_in_order(self) -> None:
+        """A subscription's NOTIFYs go one at a time, each after the previous was answered."""
+        self.subscribe()
+        self.clock.advance(0)
+        for bass in "123":
+            self.manager.notify("RenderingControl", {"Bass": bass})
+        self.assertEqual(self.notifier.seqs(), [0])
+        self.notifier.answer()
+        self.assertEqual(self.notifier.seqs(), [0, 1])
+        self.notifier.answer_all()
+        self.assertEqual(self.notifier.seqs(), [0, 1, 2, 3])
+
+    def test_notify_before_initial_queues_behind_it(self) -> None:
+        """A change right after subscribing is sent after the SEQ 0 NOTIFY, as SEQ 1."""
+        self.subscribe()
+        self.manager.notify("RenderingControl", {"Bass": "5"})
+        self.clock.advance(0)
+        self.notifier.answer_all()
+        self.assertEqual(self.notifier.seqs(), [0, 1])
+
+    def test_seq_wraps_to_one(self) -> None:
+        """After SEQ 4294967295 comes 1, never 0."""
+        sid = self.subscribed()
+        self.manager._subs[sid].last_seq = MAX_SEQ - 1
+        for _ in range(3):
+            self.manager.notify("RenderingControl", {"Bass": "1"})
+        self.notifier.answer_all()
+        self.assertEqual(self.notifier.seqs()[1:], [MAX_SEQ, 1, 2])
+
+    def test_failed_notify_does_not_stop_the_next(self) -> None:
+        """A refused or non-200 NOTIFY is counted and logged; later ones still go; sub kept."""
+        self.subscribed()
+        self.manager.notify("RenderingControl", {"Bass": "1"})
+        self.notifier.sent[-1].result.errback(ConnectionRefusedError())
+        self.manager.notify("RenderingControl", {"Bass": "2"})
+        self.notifier.answer(500)
+        self.manager.notify("RenderingControl", {"Bass": "3"})
+        self.notifier.answer()
+        self.assertEqual(self.notifier.seqs(), [0, 1, 2, 3])
+        self.assertEqual(self.manager.stats()["failed"], 2)
+        self.assertEqual(self.manager.stats()["subscriptions"], 1)
+        self.assertEqual(len(self.flushLoggedErrors()), 0)
+
+    def test_pause_consumes_seq_and_sends_nothing(self) -> None:
+        """While paused nothing is sent and nothing is replayed; SEQ moves on (a gap)."""
+        self.subscribed()
+        self.manager.pause()
+        self.assertTrue(self.manager.paused)
+        self.manager.notify("RenderingControl", {"Bass": "1"})
+        self.manager.notify("RenderingControl", {"Bass": "2"})
+        self.manager.resume()
+        self.assertEqual(self.notifier.seqs(), [0])
+        self.manager.notify("RenderingControl", {"Bass": "3"})
+        self.assertEqual(self.notifier.seqs(), [0, 3])
+
+    def test_pause_discards_queued_notifies(self) -> None:
+        """NOTIFYs queued behind an in-flight one are discarded by pause()."""
+        self.subscribed()
+        self.manager.notify("RenderingControl", {"Bass": "1"})
+        self.manager.notify("RenderingControl", {"Bass": "2"})
+        self.manager.pause()
+        self.notifier.answer_all()
+        self.manager.resume()
+        self.assertEqual(self.notifier.seqs(), [0, 1])
+
+    def test_forget_all_is_a_reboot(self) -> None:
+        """forget_all drops every subscription and timer and restarts the SID counter."""
+        old = self.subscribed()
+        self.subscribed("AVTransport")
+        self.manager.notify("RenderingControl", {"Bass": "1"})
+        self.successResultOf(self.manager.forget_all())
+        self.assertEqual(self.manager.subscriptions(), [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.renew(old).responseCode, 412)
+        request = self.subscribe("AVTransport")
+        self.assertEqual(response_header(request, "SID"), f"uuid:{UID}_sub0000000001")
+
+    def test_address_change(self) -> None:
+        """After an address change NOTIFYs leave from the new address."""
+        self.subscribed()
+        self.manager.address = "127.9.9.3"
+        self.manager.notify("RenderingControl", {"Bass": "1"})
+        self.assertEqual([s.bind_address for s in self.notifier.sent], [SPEAKER, "127.9.9.3"])
+
+    def test_subscriptions_listing(self) -> None:
+        """subscriptions() lists sid, service, callback, seq, timeout and expires_in."""
+        sid = self.subscribed(callback="<http://127.0.0.1:4000/cb>", timeout="Second-300")
+        self.clock.advance(100)
+        self.assertEqual(
+            self.manager.subscriptions(),
+            [
+                {
+                    "sid": sid,
+                    "service": "RenderingControl",
+                    "callback": "http://127.0.0.1:4000/cb",
+                    "seq": 0,
+                    "timeout": 300,
+                    "expires_in": 200.0,
+                }
+            ],
+        )
+
+    def test_stop_leaves_nothing_behind(self) -> None:
+        """stop() cancels every timer and pending NOTIFY; later changes send nothing."""
+        self.subscribe()
+        self.subscribe("AVTransport")
+        self.manager.faults.delay = 3.0
+        self.clock.advance(0)
+        self.successResultOf(self.manager.stop())
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.manager.notify("RenderingControl", {"Bass": "1"})
+        self.assertEqual(self.notifier.sent, [])
+        self.assertEqual(self.subscribe().responseCode, 503)
+
+    def test_send_unknown_sid(self) -> None:
+        """send_unknown_sid sends the full state under an unheld SID and reports the status."""
+        sid = self.subscribed()
+        result = self.manager.send_unknown_sid("http://127.0.0.1:4000/x", "RenderingControl")
+        notify = self.notifier.sent[-1].notify
+        self.assertNotEqual(notify.sid, sid)
+        self.assertRegex(notify.sid, rf"^uuid:{UID}_sub\d{{10}}$")
+        self.assertEqual(notify.request_line, "NOTIFY /x HTTP/1.1")
+        self.assertEqual(notify.body, build_propertyset("RenderingControl", RC_STATE))
+        self.notifier.answer(412)
+        self.assertEqual(self.successResultOf(result), 412)
+        with self.assertRaises(ValueError):
+            self.manager.send_unknown_sid("ftp://x/", "RenderingControl")
+
+
+class FaultTests(_ManagerTestCase):
+    """Fault switches, in memory (their wire effect is in GenaWireTests)."""
+
+    def test_drop_consumes_seq(self) -> None:
+        """drop_next NOTIFYs are not sent, but their SEQ is used."""
+        self.subscribed()
+        self.manager.faults.drop_next = 2
+        for bass in "123":
+            self.manager.notify("RenderingControl", {"Bass": bass})
+        self.notifier.answer_all()
+        self.assertEqual(self.notifier.seqs(), [0, 3])
+        self.assertEqual(self.manager.faults.drop_next, 0)
+        self.assertEqual(self.manager.stats()["dropped"], 2)
+
+    def test_subscribe_status(self) -> None:
+        """subscribe_status answers valid new SUBSCRIBEs with that status and creates nothing."""
+        self.manager.faults.subscribe_status = 503
+        self.assertEqual(self.subscribe().responseCode, 503)
+        self.assertEqual(self.manager.subscriptions(), [])
+        self.assertEqual(self.subscribe(nt=None).responseCode, 412)
+
+    def test_renew_status(self) -> None:
+        """renew_status answers renewals with that status; the subscription keeps its timer."""
+        sid = self.subscribed(timeout="Second-100")
+        self.manager.faults.renew_status = 500
+        self.clock.advance(50)
+        self.assertEqual(self.renew(sid).responseCode, 500)
+        self.assertEqual(self.manager.subscriptions()[0]["expires_in"], 50.0)
+
+    def test_hangs_hold_the_request(self) -> None:
+        """subscribe_hang and renew_hang leave the request unanswered."""
+        sid = self.subscribed()
+        self.manager.faults.subscribe_hang = True
+        self.manager.faults.renew_hang = True
+        request = gena_request(
+            b"SUBSCRIBE", {"CALLBACK": "<http://127.0.0.1:4000>", "NT": "upnp:event"}
+        )
+        self.assertEqual(self.manager.render_subscribe(request, "RenderingControl"), NOT_DONE_YET)
+        renewal = gena_request(b"SUBSCRIBE", {"SID": sid})
+        self.assertEqual(self.manager.render_subscribe(renewal, "RenderingControl"), NOT_DONE_YET)
+        self.assertEqual((request.finished, renewal.finished), (0, 0))
+        self.assertIsNone(request.responseCode)
+        self.assertEqual(len(self.manager.subscriptions()), 1)
+        self.successResultOf(self.manager.stop())
+
+    def test_reset(self) -> None:
+        """reset() clears every fault."""
+        faults = self.manager.faults
+        faults.drop_next, faults.delay, faults.renew_hang = 3, 1.5, True
+        faults.reset()
+        self.assertEqual(faults, gena.GenaFaults())
+
+    def test_delay_holds_the_connection_attempt(self) -> None:
+        """With delay set, the NOTIFY connection is only opened once the delay has passed."""
+        reactor = MemoryReactorClock()
+        manager = SubscriptionManager(reactor, UID, SPEAKER, full_state, SERVER)
+        manager.faults.delay = 5.0
+        request = gena_request(
+            b"SUBSCRIBE", {"CALLBACK": "<http://127.0.0.1:4000>", "NT": "upnp:event"}
+        )
+        manager.render_subscribe(request, "RenderingControl")
+        reactor.advance(0)
+        reactor.advance(4.9)
+        self.assertEqual(reactor.tcpClients, [])
+        reactor.advance(0.1)
+        [(host, port, _factory, _timeout, bind)] = reactor.tcpClients
+        self.assertEqual((host, port, bind), ("127.0.0.1", 4000, (SPEAKER, 0)))
+        manager.stop()
+
+    def test_manager_default_notifier_provides_interface(self) -> None:
+        """The default notifier provides INotifier."""
+        manager = SubscriptionManager(MemoryReactorClock(), UID, SPEAKER, full_state, SERVER)
+        self.assertTrue(verifyObject(INotifier, manager._notifier))
+
+
+@given(st.one_of(st.none(), st.text(max_size=30)), st.integers(min_value=1, max_value=10**6))
+def test_parse_timeout_is_always_a_sane_grant(header: str | None, cap: int) -> None:
+    """Any TIMEOUT header yields a grant between 1 and the cap; never infinite."""
+    granted = parse_timeout(header, cap)
+    assert 1 <= granted <= cap
+    match = re.fullmatch(r"\s*Second-(\d{1,10})\s*", header or "", re.IGNORECASE)
+    if match and int(match.group(1)) >= 1:
+        assert granted == min(int(match.group(1)), cap)
+    else:
+        assert granted == min(86400, cap)
+
+
+# -- on the wire ----------------------------------------------------------------------------
+
+EVENT_URLS = {
+    b"/MediaRenderer/RenderingControl/Event": "RenderingControl",
+    b"/MediaRenderer/AVTransport/Event": "AVTransport",
+    b"/ZoneGroupTopology/Event": "ZoneGroupTopology",
+}
+
+# Just enough of DeviceProperties for SoCo's household_id (which subscribe() needs).
+DEVICE_PROPERTIES_SCPD = (
+    b'<?xml version="1.0"?><scpd xmlns="urn:schemas-upnp-org:service-1-0"><specVersion>'
+    b"<major>1</major><minor>0</minor></specVersion><actionList><action><name>GetHouseholdID"
+    b"</name><argumentList><argument><name>CurrentHouseholdID</name><direction>out</direction>"
+    b"<relatedStateVariable>HouseholdID</relatedStateVariable></argument></argumentList>"
+    b'</action></actionList><serviceStateTable><stateVariable sendEvents="no"><name>'
+    b"HouseholdID</name><dataType>string</dataType></stateVariable></serviceStateTable></scpd>"
+)
+HOUSEHOLD_RESPONSE = (
+    b'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" s:encodingStyle='
+    b'"http://schemas.xmlsoap.org/soap/encoding/"><s:Body><u:GetHouseholdIDResponse xmlns:u='
+    b'"urn:schemas-upnp-org:service:DeviceProperties:1"><CurrentHouseholdID>Sonos_gena_test'
+    b"</CurrentHouseholdID></u:GetHouseholdIDResponse></s:Body></s:Envelope>"
+)
+
+
+class SpeakerSite(Resource):
+    """A minimal speaker site: event URLs routed to the manager (plus SoCo's household id)."""
+
+    isLeaf = True
+
+    def __init__(self, manager: SubscriptionManager) -> None:
+        super().__init__()
+        self.manager = manager
+        self.requests: list[Deferred[None]] = []
+        self.last: Request | None = None
+
+    def _seen(self, request: Request) -> None:
+        self.last = request
+        waiters, self.requests = self.requests, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def render_SUBSCRIBE(self, request: Request) -> bytes | int:
+        answer = self.manager.render_subscribe(request, EVENT_URLS[request.path])
+        self._seen(request)
+        return answer
+
+    def render_UNSUBSCRIBE(self, request: Request) -> bytes:
+        answer = self.manager.render_unsubscribe(request, EVENT_URLS[request.path])
+        self._seen(request)
+        return answer
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"Content-Type", b"text/xml")
+        return DEVICE_PROPERTIES_SCPD
+
+    def render_POST(self, request: Request) -> bytes:
+        request.setHeader(b"Content-Type", b'text/xml; charset="utf-8"')
+        return HOUSEHOLD_RESPONSE
+
+
+@attrs.frozen
+class Received:
+    """A NOTIFY as the subscriber saw it: the peer address and the request."""
+
+    peer: str
+    notify: Notify
+
+
+class _ReceiverProtocol(Protocol):
+    def __init__(self, factory: Receiver) -> None:
+        self.factory = factory
+        self.data = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+        head, sep, body = self.data.partition(b"\r\n\r\n")
+        if not sep:
+            return
+        length = re.search(rb"(?im)^content-length: *(\d+)", head)
+        if length is not None and len(body) < int(length.group(1)):
+            return
+        assert self.transport is not None
+        notify = parse_notify(self.data)
+        status = self.factory.answer(notify)
+        self.transport.write(
+            b"HTTP/1.1 %d X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n" % status
+        )
+        self.transport.loseConnection()
+        self.factory.record(Received(self.transport.getPeer().host, notify))
+
+
+class Receiver(Factory):
+    """A raw HTTP subscriber that records NOTIFYs and answers each with answer(notify)."""
+
+    noisy = False
+
+    def __init__(self, answer: Callable[[Notify], int] = lambda notify: 200) -> None:
+        self.answer = answer
+        self.received: list[Received] = []
+        self._waiters: list[tuple[int, Deferred[list[Received]]]] = []
+
+    def buildProtocol(self, addr: Any) -> Protocol:
+        return _ReceiverProtocol(self)
+
+    def record(self, received: Received) -> None:
+        self.received.append(received)
+        for count, waiter in list(self._waiters):
+            if len(self.received) >= count:
+                self._waiters.remove((count, waiter))
+                waiter.callback(self.received)
+
+    def wait_for(self, count: int) -> Deferred[list[Received]]:
+        """Fire once ``count`` NOTIFYs have arrived (failing after 10 s, not to hang)."""
+        from twisted.internet import reactor
+
+        waiter: Deferred[list[Received]] = Deferred()
+        if len(self.received) >= count:
+            waiter.callback(self.received)
+        else:
+            self._waiters.append((count, waiter))
+        return waiter.addTimeout(10, reactor)
+
+    def seqs(self) -> list[int]:
+        return [received.notify.seq for received in self.received]
+
+
+@attrs.define
+class Wire:
+    """A manager behind a real site on its own loopback address, and a real subscriber."""
+
+    manager: SubscriptionManager
+    site: SpeakerSite
+    speaker: str
+    site_port: int
+    receiver: Receiver
+    receiver_port: int
+
+    def url(self, path: bytes = b"/MediaRenderer/RenderingControl/Event") -> bytes:
+        return b"http://%s:%d%s" % (self.speaker.encode(), self.site_port, path)
+
+    @property
+    def callback(self) -> bytes:
+        return b"<http://127.0.0.1:%d/notify/rc>" % self.receiver_port
+
+
+async def gena_call(
+    method: bytes, url: bytes, headers: Mapping[bytes, bytes]
+) -> tuple[int, Headers]:
+    """Send a GENA request with a non-persistent Agent; return status and headers."""
+    from twisted.internet import reactor
+
+    agent = Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))
+    response = await agent.request(
+        method, url, Headers({name: [value] for name, value in headers.items()})
+    ).addTimeout(10, reactor)
+    return response.code, response.headers
+
+
+def first(headers: Headers, name: bytes) -> str | None:
+    values = headers.getRawHeaders(name)
+    return None if values is None else values[0].decode("latin-1")
+
+
+class GenaWireTests(TestCase):
+    """SUBSCRIBE and NOTIFY over real loopback TCP, faults included."""
+
+    def start(self, answer: Callable[[Notify], int] = lambda notify: 200, port: int = 0) -> Wire:
+        from twisted.internet import reactor
+
+        speaker = free_loopback_base()
+        manager = SubscriptionManager(reactor, UID, speaker, full_state, SERVER, notify_timeout=10)
+        self.addCleanup(manager.stop)
+        site = SpeakerSite(manager)
+        listening = reactor.listenTCP(port, Site(site), interface=speaker)
+        self.addCleanup(listening.stopListening)
+        receiver = Receiver(answer)
+        receiving = reactor.listenTCP(0, receiver, interface="127.0.0.1")
+        self.addCleanup(receiving.stopListening)
+        return Wire(
+            manager, site, speaker, listening.getHost().port, receiver, receiving.getHost().port
+        )
+
+    async def subscribe(self, wire: Wire, timeout: bytes = b"Second-600") -> str:
+        status, headers = await gena_call(
+            b"SUBSCRIBE",
+            wire.url(),
+            {b"CALLBACK": wire.callback, b"NT": b"upnp:event", b"TIMEOUT": timeout},
+        )
+        self.assertEqual(status, 200)
+        sid = first(headers, b"SID")
+        assert sid is not None
+        return sid
+
+    async def test_initial_then_sequence_from_the_speaker_address(self) -> None:
+        """The subscriber gets SEQ 0 (full state) then 1, 2 in order, from the speaker's address."""
+        wire = self.start()
+        status, headers = await gena_call(
+            b"SUBSCRIBE",
+            wire.url(),
+            {b"CALLBACK": wire.callback, b"NT": b"upnp:event", b"TIMEOUT": b"Second-600"},
+        )
+        self.assertEqual(status, 200)
+        sid = first(headers, b"SID")
+        self.assertEqual(sid, f"uuid:{UID}_sub0000000001")
+        self.assertEqual(first(headers, b"TIMEOUT"), "Second-600")
+        self.assertEqual(first(headers, b"Server"), SERVER)
+        await wire.receiver.wait_for(1)
+        wire.manager.notify("RenderingControl", {"Volume": {"Master": "33"}})
+        wire.manager.notify("RenderingControl", {"Mute": {"Master": "1"}})
+        received = await wire.receiver.wait_for(3)
+        self.assertEqual([r.notify.seq for r in received], [0, 1, 2])
+        self.assertEqual({r.peer for r in received}, {wire.speaker})
+        for r in received:
+            self.assertEqual(r.notify.request_line, "NOTIFY /notify/rc HTTP/1.1")
+            self.assertEqual(r.notify.header["SID"], sid)
+            self.assertEqual(r.notify.header["HOST"], f"127.0.0.1:{wire.receiver_port}")
+            self.assertEqual(r.notify.header["NT"], "upnp:event")
+            self.assertEqual(r.notify.header["NTS"], "upnp:propchange")
+            self.assertEqual(r.notify.header["CONTENT-LENGTH"], str(len(r.notify.body)))
+            self.assertEqual(r.notify.headers[-1], ("X-SONOS-SERVICETYPE", "RenderingControl"))
+        self.assertEqual(parse_event_xml(received[0].notify.body)["bass"], "0")
+        self.assertEqual(parse_event_xml(received[1].notify.body), {"volume": {"Master": "33"}})
+        self.assertEqual(parse_event_xml(received[2].notify.body), {"mute": {"Master": "1"}})
+
+    async def test_renew_and_unsubscribe(self) -> None:
+        """Renewal keeps the SID without a new initial event; UNSUBSCRIBE works once."""
+        wire = self.start()
+        sid = await self.subscribe(wire)
+        await wire.receiver.wait_for(1)
+        status, headers = await gena_call(
+            b"SUBSCRIBE", wire.url(), {b"SID": sid.encode(), b"TIMEOUT": b"Second-1200"}
+        )
+        self.assertEqual((status, first(headers, b"SID")), (200, sid))
+        self.assertEqual(first(headers, b"TIMEOUT"), "Second-1200")
+        status, _ = await gena_call(b"UNSUBSCRIBE", wire.url(), {b"SID": sid.encode()})
+        self.assertEqual(status, 200)
+        status, _ = await gena_call(b"UNSUBSCRIBE", wire.url(), {b"SID": sid.encode()})
+        self.assertEqual(status, 412)
+        status, _ = await gena_call(
+            b"SUBSCRIBE", wire.url(), {b"SID": sid.encode(), b"NT": b"upnp:event"}
+        )
+        self.assertEqual(status, 400)
+        self.assertEqual(wire.receiver.seqs(), [0])
+
+    async def test_drop_shows_as_a_seq_gap(self) -> None:
+        """drop_next: the subscriber sees a SEQ gap."""
+        wire = self.start()
+        await self.subscribe(wire)
+        await wire.receiver.wait_for(1)
+        wire.manager.faults.drop_next = 1
+        for bass in "123":
+            wire.manager.notify("RenderingControl", {"Bass": bass})
+        await wire.receiver.wait_for(3)
+        self.assertEqual(wire.receiver.seqs(), [0, 2, 3])
+
+    async def test_duplicate_is_sent_twice(self) -> None:
+        """duplicate_next: the same SEQ and body arrive twice."""
+        wire = self.start()
+        await self.subscribe(wire)
+        await wire.receiver.wait_for(1)
+        wire.manager.faults.duplicate_next = 1
+        wire.manager.notify("RenderingControl", {"Bass": "1"})
+        wire.manager.notify("RenderingControl", {"Bass": "2"})
+        received = await wire.receiver.wait_for(4)
+        self.assertEqual(wire.receiver.seqs(), [0, 1, 1, 2])
+        self.assertEqual(received[1].notify, received[2].notify)
+
+    async def test_reorder_swaps_two_notifies(self) -> None:
+        """reorder_next: the next two NOTIFYs arrive swapped."""
+        wire = self.start()
+        await self.subscribe(wire)
+        await wire.receiver.wait_for(1)
+        wire.manager.faults.reorder_next = 1
+        for bass in "123":
+            wire.manager.notify("RenderingControl", {"Bass": bass})
+        received = await wire.receiver.wait_for(4)
+        self.assertEqual(wire.receiver.seqs(), [0, 2, 1, 3])
+        self.assertEqual(parse_event_xml(received[1].notify.body), {"bass": "2"})
+
+    async def test_failed_notify_does_not_stop_later_ones(self) -> None:
+        """A NOTIFY answered 500 is logged; the next one still arrives."""
+        wire = self.start(answer=lambda notify: 500 if notify.seq == 1 else 200)
+        await self.subscribe(wire)
+        wire.manager.notify("RenderingControl", {"Bass": "1"})
+        wire.manager.notify("RenderingControl", {"Bass": "2"})
+        await wire.receiver.wait_for(3)
+        self.assertEqual(wire.receiver.seqs(), [0, 1, 2])
+        self.assertEqual(wire.manager.stats()["failed"], 1)
+
+    async def test_subscribe_and_renew_status_faults(self) -> None:
+        """subscribe_status and renew_status answer with the chosen 5xx."""
+        wire = self.start()
+        sid = await self.subscribe(wire)
+        wire.manager.faults.subscribe_status = 503
+        wire.manager.faults.renew_status = 500
+        status, headers = await gena_call(
+            b"SUBSCRIBE", wire.url(), {b"CALLBACK": wire.callback, b"NT": b"upnp:event"}
+        )
+        self.assertEqual((status, first(headers, b"SID")), (503, None))
+        self.assertEqual(first(headers, b"Server"), SERVER)
+        status, _ = await gena_call(b"SUBSCRIBE", wire.url(), {b"SID": sid.encode()})
+        self.assertEqual(status, 500)
+        self.assertEqual(len(wire.manager.subscriptions()), 1)
+
+    async def test_subscribe_hang_until_the_client_gives_up(self) -> None:
+        """subscribe_hang: no answer; a client that gives up frees the held request."""
+        from twisted.internet import reactor
+
+        wire = self.start()
+        wire.manager.faults.subscribe_hang = True
+        seen: Deferred[None] = Deferred()
+        wire.site.requests.append(seen)
+        agent = Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))
+        pending = agent.request(
+            b"SUBSCRIBE",
+            wire.url(),
+            Headers({b"CALLBACK": [wire.callback], b"NT": [b"upnp:event"]}),
+        )
+        await seen
+        self.assertEqual(wire.manager.held_requests, 1)
+        self.assertNoResult(pending)
+        assert wire.site.last is not None
+        server_side = wire.site.last.notifyFinish()
+        pending.addErrback(lambda failure: None)
+        pending.cancel()
+        with self.assertRaises(ConnectionLost):
+            await server_side
+        self.assertEqual(wire.manager.held_requests, 0)
+        self.assertEqual(wire.manager.subscriptions(), [])
+
+    async def test_renew_hang_until_stop(self) -> None:
+        """renew_hang: the renewal is never answered; stop() drops the connection."""
+        wire = self.start()
+        sid = await self.subscribe(wire)
+        wire.manager.faults.renew_hang = True
+        seen: Deferred[None] = Deferred()
+        wire.site.requests.append(seen)
+        renewal = Deferred.fromCoroutine(
+            gena_call(b"SUBSCRIBE", wire.url(), {b"SID": sid.encode()})
+        )
+        await seen
+        self.assertEqual(wire.manager.held_requests, 1)
+        self.assertNoResult(renewal)
+        await wire.manager.stop()
+        with self.assertRaises(ResponseNeverReceived):
+            await renewal
+
+    async def test_unknown_sid_reports_the_subscriber_answer(self) -> None:
+        """send_unknown_sid fires with the status the subscriber answered (412 here)."""
+        wire = self.start(answer=lambda notify: 412)
+        status = await wire.manager.send_unknown_sid(
+            f"http://127.0.0.1:{wire.receiver_port}/notify/rc", "RenderingControl"
+        )
+        self.assertEqual(status, 412)
+        [received] = wire.receiver.received
+        self.assertEqual(received.peer, wire.speaker)
+        self.assertEqual(received.notify.header["X-SONOS-SERVICETYPE"], "RenderingControl")
+
+    async def test_soco_threaded_events_module(self) -> None:
+        """SoCo's default (threaded) events module gets SEQ 0, then a volume change."""
+        import soco
+        import soco.events
+
+        wire = self.start(port=1400)
+        # SoCo registers the SID only after reading the answer; a real speaker races it the
+        # same way (sonosd re-reads state for that reason). Give SoCo a head start here.
+        wire.manager.faults.delay = 0.3
+        device = soco.SoCo(wire.speaker)
+        household = await deferToThread(lambda: device.household_id)
+        self.assertEqual(household, "Sonos_gena_test")
+        subscription = await deferToThread(device.renderingControl.subscribe, requested_timeout=600)
+        self.addCleanup(deferToThread, soco.events.event_listener.stop)
+        self.addCleanup(deferToThread, subscription.unsubscribe)
+        self.assertEqual(subscription.timeout, 600)
+        initial = await deferToThread(subscription.events.get, timeout=10)
+        self.assertEqual(initial.seq, "0")
+        self.assertEqual(initial.variables["volume"], {"Master": "20", "LF": "100", "RF": "100"})
+        wire.manager.notify("RenderingControl", {"Volume": {"Master": "33"}})
+        change = await deferToThread(subscription.events.get, timeout=10)
+        self.assertEqual((change.seq, change.variables), ("1", {"volume": {"Master": "33"}}))
+        self.assertEqual(change.sid, subscription.sid)
+
+    async def test_soco_threaded_events_against_the_household(self) -> None:
+        """Through the full simulator, SoCo's threaded events see SEQ 0 then its own volume set."""
+        import soco
+        import soco.events
+        from twisted.internet import reactor
+
+        from sonosd.config import SimulateConfig
+        from sonosd.sim.service import HouseholdService
+
+        base = free_loopback_base()
+        household = HouseholdService(reactor, SimulateConfig(speakers=1, base_address=base))
+        household.startService()
+        self.addCleanup(household.stopService)
+        manager = household.household.speakers[0].manager
+        assert isinstance(manager, SubscriptionManager)
+        manager.faults.delay = 0.3  # SoCo registers the SID after reading the answer.
+        device = soco.SoCo(base)
+        await deferToThread(lambda: device.household_id)
+        subscription = await deferToThread(device.renderingControl.subscribe, requested_timeout=600)
+        self.addCleanup(deferToThread, soco.events.event_listener.stop)
+        self.addCleanup(deferToThread, subscription.unsubscribe)
+        initial = await deferToThread(subscription.events.get, timeout=10)
+        self.assertEqual(initial.seq, "0")
+        self.assertIn("Master", initial.variables["volume"])
+        new_volume = 7 if initial.variables["volume"]["Master"] != "7" else 8
+        await deferToThread(setattr, device, "volume", new_volume)
+        change = await deferToThread(subscription.events.get, timeout=10)
+        self.assertEqual(change.seq, "1")
+        self.assertEqual(change.variables["volume"]["Master"], str(new_volume))
