@@ -1,0 +1,634 @@
+# -*- test-case-name: tests.test_listener -*-
+"""The GENA NOTIFY listener: one small HTTP site that speakers push their events to.
+
+A speaker sends each event of a subscription as a ``NOTIFY`` request to the ``CALLBACK`` URL the
+subscriber gave it (UPnP Device Architecture 1.1, 4.3). This module owns that end:
+
+- :class:`NotifyListener` binds the site on ``interface`` (trying ``port`` .. ``port+99`` when a
+  port is taken) and builds the callback URL advertised to each speaker: the configured
+  ``advertise`` address (Docker bridge, NAT), else the bound interface when it is a specific
+  address, else the local address that routes to that speaker.
+- :class:`NotifyDispatcher` checks every NOTIFY (headers, body, SID, source address), keeps the
+  registry SID -> subscription, and hands accepted events to their subscription. Unlike SoCo's
+  listener it answers ``412`` to an unknown SID (so the speaker stops sending), ``403`` to a
+  NOTIFY that does not come from the subscribed speaker, ``400`` to a malformed one and ``413``
+  to an oversized body, and a failing callback never becomes a ``500``.
+- The first-NOTIFY race: a speaker may send ``SEQ 0`` before the SUBSCRIBE response has been
+  read and the SID registered. While a SUBSCRIBE to a host is in flight, a NOTIFY for an unknown
+  SID from that host is held (bounded in number and time) until the SID is registered.
+
+:func:`check_notify` and :func:`route_address` are pure helpers, usable on their own.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections import Counter
+from collections.abc import Callable, Mapping
+from io import BytesIO
+from typing import Any, Final
+
+import attrs
+from soco.events_base import Event
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTCP, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import server
+from twisted.web.resource import Resource
+from zope.interface import Attribute, Interface, implementer
+
+log = Logger()
+
+DEFAULT_MAX_BODY: Final = 1_048_576
+"""The largest NOTIFY body accepted (bytes); the biggest real events are tens of kilobytes."""
+
+DISCARD_FACTOR: Final = 16
+"""A refused body is read and dropped up to this many times ``max_body``, then cut off."""
+
+PORT_TRIES: Final = 100
+"""How many ports are tried, from the requested one up (as SoCo's listener does)."""
+
+SEQ_MAX: Final = 4_294_967_295
+"""The largest SEQ a NOTIFY may carry (a UPnP ``ui4``)."""
+
+_SEQ_RE: Final = re.compile(r"[0-9]{1,10}\Z")
+_TOO_LARGE: Final = (
+    b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+)
+
+
+class MalformedNotify(ValueError):
+    """A NOTIFY request breaks the GENA rules; ``reason`` says which one."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@attrs.frozen
+class NotifyHeaders:
+    """The checked GENA fields of one NOTIFY request.
+
+    @ivar sid: The subscription identifier (opaque, as sent by the speaker).
+    @ivar seq: The event sequence number (0 for the initial, full-state event).
+    @ivar service_type: ``X-SONOS-SERVICETYPE`` when the speaker sent it (modern firmware).
+    """
+
+    sid: str
+    seq: int
+    service_type: str | None = None
+
+
+def check_notify(headers: Mapping[str, str], body: bytes) -> NotifyHeaders:
+    """Check one NOTIFY request and return its GENA fields.
+
+    @param headers: Request headers, names in lower case, first value of each.
+    @param body: The request body.
+    @raise MalformedNotify: When ``NT`` is not ``upnp:event``, ``NTS`` is not
+        ``upnp:propchange``, ``SID`` is missing or empty, ``SEQ`` is not an integer in
+        0 .. 4294967295, or the body is not an XML document.
+    """
+    if headers.get("nt", "").strip().lower() != "upnp:event":
+        raise MalformedNotify("NT is not upnp:event")
+    if headers.get("nts", "").strip().lower() != "upnp:propchange":
+        raise MalformedNotify("NTS is not upnp:propchange")
+    sid = headers.get("sid", "").strip()
+    if not sid:
+        raise MalformedNotify("SID missing")
+    seq_text = headers.get("seq", "").strip()
+    if not _SEQ_RE.match(seq_text) or int(seq_text) > SEQ_MAX:
+        raise MalformedNotify("SEQ is not an integer in 0..4294967295")
+    if not body.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+        raise MalformedNotify("body is not XML")
+    service_type = headers.get("x-sonos-servicetype", "").strip() or None
+    return NotifyHeaders(sid=sid, seq=int(seq_text), service_type=service_type)
+
+
+def route_address(host: str, port: int = 1400) -> str | None:
+    """Return the local IPv4 address the kernel would use to reach ``host``, or ``None``.
+
+    A UDP socket is "connected" to the speaker, which only looks up the route: no packet is
+    sent. ``host`` should be an address; a name is resolved here, which blocks.
+    """
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.setblocking(False)
+        probe.connect((host, port))
+        address: str = probe.getsockname()[0]
+    except OSError:
+        return None
+    finally:
+        probe.close()
+    return address
+
+
+def _is_wildcard(interface: str) -> bool:
+    return interface in ("", "0.0.0.0", "::")
+
+
+def _client_host(request: server.Request) -> str | None:
+    host = getattr(request.getClientAddress(), "host", None)
+    if not isinstance(host, str):
+        return None
+    return host.removeprefix("::ffff:")
+
+
+def _headers(request: server.Request) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for name, values in request.requestHeaders.getAllRawHeaders():
+        result[name.decode("latin-1").lower()] = values[0].decode("latin-1")
+    return result
+
+
+def _default_parser() -> Callable[[bytes], dict[str, Any]]:
+    """Return ``sonosd.eventxml.parse_event_xml`` when it exists, else SoCo's."""
+    try:
+        from sonosd import eventxml
+    except ImportError:
+        from soco.events_base import parse_event_xml
+
+        return parse_event_xml
+    return eventxml.parse_event_xml
+
+
+class INotifySubscription(Interface):
+    """What the listener needs from a subscription to route NOTIFYs to it."""
+
+    sid = Attribute("The SID the speaker gave the subscription (``str``).")
+    speaker_host = Attribute("The speaker's address: the only accepted NOTIFY source.")
+    service = Attribute("The SoCo ``Service`` put into each ``Event``.")
+
+    def send_event(event: Event) -> None:
+        """Take one event (called in the reactor thread; should not raise)."""
+
+
+class INotifyListener(Interface):
+    """What a GENA subscription needs from the listener."""
+
+    def callback_url(speaker_host: str) -> str:
+        """The ``CALLBACK`` URL to give the speaker at ``speaker_host``."""
+
+    def register(subscription: INotifySubscription) -> None:
+        """Route NOTIFYs for ``subscription.sid`` to ``subscription`` from now on."""
+
+    def unregister(subscription: INotifySubscription) -> None:
+        """Forget ``subscription`` (later NOTIFYs for its SID get 412)."""
+
+    def subscribing(speaker_host: str) -> None:
+        """A SUBSCRIBE to ``speaker_host`` is in flight: hold its unknown-SID NOTIFYs."""
+
+    def subscribe_finished(speaker_host: str) -> None:
+        """That SUBSCRIBE ended (registered or failed): stop holding for it."""
+
+
+@attrs.define(eq=False)
+class _Held:
+    """A NOTIFY for a SID not registered yet, kept until its SUBSCRIBE response is read."""
+
+    request: server.Request
+    host: str
+    notify: NotifyHeaders
+    body: bytes
+    timer: IDelayedCall | None = None
+
+
+class NotifyDispatcher:
+    """Checks NOTIFYs, keeps the SID registry and delivers events to subscriptions.
+
+    @param clock: Times held NOTIFYs and stamps events.
+    @param parse: Turns a NOTIFY body into ``Event.variables`` (default: the fast parser of
+        ``sonosd.eventxml`` when present, else ``soco.events_base.parse_event_xml``).
+    @param hold_timeout: Seconds an unknown-SID NOTIFY is held while a SUBSCRIBE to its
+        sender is in flight.
+    @param max_held: How many such NOTIFYs may be held at once (beyond: 412 at once).
+
+    @ivar accepted: NOTIFYs delivered to a subscription.
+    @ivar rejected: Refused NOTIFYs by reason: ``malformed`` and ``unparsable`` (400),
+        ``source`` (403), ``method`` (405), ``unknown_sid`` (412), ``too_large`` (413).
+    @ivar held: NOTIFYs that had to wait for their SUBSCRIBE response.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        parse: Callable[[bytes], dict[str, Any]] | None = None,
+        hold_timeout: float = 5.0,
+        max_held: int = 32,
+    ) -> None:
+        self._clock = clock
+        self._parse = parse if parse is not None else _default_parser()
+        self._hold_timeout = hold_timeout
+        self._max_held = max_held
+        self._subscriptions: dict[str, INotifySubscription] = {}
+        self._in_flight: Counter[str] = Counter()
+        self._held: dict[str, list[_Held]] = {}
+        self._held_count = 0
+        self.accepted = 0
+        self.rejected: Counter[str] = Counter()
+        self.held = 0
+
+    # -- registry -----------------------------------------------------------------------------
+
+    def register(self, subscription: INotifySubscription) -> None:
+        """Route ``subscription.sid`` to ``subscription``; deliver NOTIFYs held for it."""
+        self._subscriptions[subscription.sid] = subscription
+        waiting = self._held.pop(subscription.sid, [])
+        for entry in sorted(waiting, key=lambda held: held.notify.seq):
+            self._unhold(entry)
+            if entry.host != subscription.speaker_host:
+                self._answer(entry.request, self._refuse_source(entry.host, entry.notify))
+            else:
+                self._answer(entry.request, self._deliver(subscription, entry.notify, entry.body))
+
+    def unregister(self, subscription: INotifySubscription) -> None:
+        """Forget ``subscription`` if it is the one registered under its SID."""
+        if self._subscriptions.get(subscription.sid) is subscription:
+            del self._subscriptions[subscription.sid]
+
+    def subscribing(self, speaker_host: str) -> None:
+        """Note a SUBSCRIBE in flight to ``speaker_host``."""
+        self._in_flight[speaker_host] += 1
+
+    def subscribe_finished(self, speaker_host: str) -> None:
+        """Note the end of a SUBSCRIBE to ``speaker_host``; refuse what nobody will claim."""
+        self._in_flight[speaker_host] -= 1
+        if self._in_flight[speaker_host] > 0:
+            return
+        del self._in_flight[speaker_host]
+        for sid in list(self._held):
+            for entry in [held for held in self._held[sid] if held.host == speaker_host]:
+                self._drop(entry)
+                self._answer(entry.request, self._refuse_unknown(entry.host, entry.notify))
+
+    def subscription(self, sid: str) -> INotifySubscription | None:
+        """The subscription registered under ``sid``, if any."""
+        return self._subscriptions.get(sid)
+
+    def subscriptions(self) -> list[INotifySubscription]:
+        """Every registered subscription."""
+        return list(self._subscriptions.values())
+
+    def release_all(self) -> None:
+        """Refuse every held NOTIFY (412): the listener is stopping."""
+        for entries in list(self._held.values()):
+            for entry in list(entries):
+                self._drop(entry)
+                self._answer(entry.request, self._refuse_unknown(entry.host, entry.notify))
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def reject(self, reason: str) -> None:
+        """Count one NOTIFY refused before it reached the dispatcher (413, 405)."""
+        self.rejected[reason] += 1
+
+    def dispatch(self, request: server.Request) -> bytes | int:
+        """Answer one NOTIFY request: deliver it, hold it, or refuse it."""
+        host = _client_host(request)
+        body = request.content.read() if request.content is not None else b""
+        try:
+            notify = check_notify(_headers(request), body)
+        except MalformedNotify as error:
+            self.rejected["malformed"] += 1
+            log.warn("malformed NOTIFY from {host}: {reason}", host=host, reason=error.reason)
+            request.setResponseCode(400)
+            return b""
+        subscription = self._subscriptions.get(notify.sid)
+        if subscription is None:
+            if host is not None and self._in_flight[host] > 0 and self._held_count < self._max_held:
+                self._hold(_Held(request, host, notify, body))
+                return server.NOT_DONE_YET
+            code = self._refuse_unknown(host, notify)
+        elif host != subscription.speaker_host:
+            code = self._refuse_source(host, notify)
+        else:
+            code = self._deliver(subscription, notify, body)
+        request.setResponseCode(code)
+        return b""
+
+    def _deliver(
+        self, subscription: INotifySubscription, notify: NotifyHeaders, body: bytes
+    ) -> int:
+        try:
+            variables = self._parse(body)
+        except Exception:
+            self.rejected["unparsable"] += 1
+            log.failure(
+                "unparsable NOTIFY body for {sid} seq {seq}", sid=notify.sid, seq=notify.seq
+            )
+            return 400
+        event = Event(
+            notify.sid, str(notify.seq), subscription.service, self._clock.seconds(), variables
+        )
+        self.accepted += 1
+        try:
+            subscription.send_event(event)
+        except Exception:
+            log.failure("event handler failed for {sid} seq {seq}", sid=notify.sid, seq=notify.seq)
+        return 200
+
+    def _refuse_unknown(self, host: str | None, notify: NotifyHeaders) -> int:
+        self.rejected["unknown_sid"] += 1
+        log.info("NOTIFY for unknown {sid} from {host}: 412", sid=notify.sid, host=host)
+        return 412
+
+    def _refuse_source(self, host: str | None, notify: NotifyHeaders) -> int:
+        self.rejected["source"] += 1
+        log.warn(
+            "NOTIFY for {sid} from {host}, not from the subscribed speaker: 403",
+            sid=notify.sid,
+            host=host,
+        )
+        return 403
+
+    # -- the first-NOTIFY race ----------------------------------------------------------------
+
+    def _hold(self, entry: _Held) -> None:
+        self.held += 1
+        self._held_count += 1
+        self._held.setdefault(entry.notify.sid, []).append(entry)
+        entry.timer = self._clock.callLater(self._hold_timeout, self._expire, entry)
+        entry.request.notifyFinish().addErrback(self._lost, entry)
+
+    def _unhold(self, entry: _Held) -> None:
+        self._held_count -= 1
+        if entry.timer is not None and entry.timer.active():
+            entry.timer.cancel()
+        entry.timer = None
+
+    def _drop(self, entry: _Held) -> bool:
+        entries = self._held.get(entry.notify.sid, [])
+        if entry not in entries:
+            return False
+        entries.remove(entry)
+        if not entries:
+            del self._held[entry.notify.sid]
+        self._unhold(entry)
+        return True
+
+    def _expire(self, entry: _Held) -> None:
+        entry.timer = None
+        if self._drop(entry):
+            self._answer(entry.request, self._refuse_unknown(entry.host, entry.notify))
+
+    def _lost(self, reason: Failure, entry: _Held) -> None:
+        self._drop(entry)
+
+    @staticmethod
+    def _answer(request: server.Request, code: int) -> None:
+        request.setResponseCode(code)
+        request.finish()
+
+
+class NotifyResource(Resource):
+    """The NOTIFY endpoint: any path, ``NOTIFY`` only (405 for other methods)."""
+
+    isLeaf = True
+
+    def __init__(self, dispatcher: NotifyDispatcher) -> None:
+        super().__init__()
+        self._dispatcher = dispatcher
+
+    def render(self, request: server.Request) -> bytes | int:
+        """Dispatch a NOTIFY; refuse other methods with 405."""
+        if request.method != b"NOTIFY":
+            self._dispatcher.reject("method")
+            request.setResponseCode(405)
+            request.setHeader(b"Allow", b"NOTIFY")
+            return b""
+        return self._dispatcher.dispatch(request)
+
+
+class NotifyRequest(server.Request):
+    """A request whose body is capped at the site's ``max_body`` while it streams in.
+
+    A declared ``Content-Length`` over the cap is refused as soon as the headers are read; a
+    body that grows over it (chunked) is refused when it does. Either way the 413 answer is
+    written at once, the write side is closed, and the rest of the body is read and discarded
+    (so that the client gets to read the answer) up to ``DISCARD_FACTOR`` times ``max_body``;
+    beyond, the connection is aborted. Nothing over the cap is kept.
+    """
+
+    _limit = DEFAULT_MAX_BODY
+    _received = 0
+    _refused = False
+    _body: BytesIO
+
+    def gotLength(self, length: int | None) -> None:
+        """Start a body: in memory (never a temporary file), refused when declared too big."""
+        site = getattr(self.channel, "site", None)
+        self._limit = getattr(site, "max_body", DEFAULT_MAX_BODY)
+        self._received = 0
+        self._body = BytesIO()
+        self.content = self._body  # type: ignore[assignment]
+        if length is not None and length > self._limit:
+            self._refuse()
+
+    def handleContentChunk(self, data: bytes) -> None:
+        """Keep a chunk of the body unless the body is over the cap."""
+        self._received += len(data)
+        if self._refused:
+            if self._received > DISCARD_FACTOR * self._limit:
+                self._transport().abortConnection()
+            return
+        if self._received > self._limit:
+            self._refuse()
+            return
+        self._body.write(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        """Process the request, unless it was already answered 413."""
+        if self._refused:
+            self._transport().loseConnection()
+            return
+        super().requestReceived(command, path, version)
+
+    def _transport(self) -> Any:
+        return self.channel.transport
+
+    def _refuse(self) -> None:
+        self._refused = True
+        self._body = BytesIO()
+        self.content = self._body  # type: ignore[assignment]
+        dispatcher = getattr(getattr(self.channel, "site", None), "dispatcher", None)
+        if dispatcher is not None:
+            dispatcher.reject("too_large")
+        log.warn("NOTIFY body over {limit} bytes: 413", limit=self._limit)
+        transport = self._transport()
+        transport.write(_TOO_LARGE)
+        lose_write = getattr(transport, "loseWriteConnection", None)
+        if lose_write is not None:
+            lose_write()
+        else:
+            transport.loseConnection()
+
+
+class NotifySite(server.Site):
+    """The listener's site: capped bodies, no access log and no per-second log timer."""
+
+    requestFactory = NotifyRequest
+    displayTracebacks = False
+    noisy = False
+
+    def __init__(
+        self, dispatcher: NotifyDispatcher, reactor: IReactorTime, max_body: int, timeout: float
+    ) -> None:
+        super().__init__(NotifyResource(dispatcher), timeout=timeout, reactor=reactor)
+        self.dispatcher = dispatcher
+        self.max_body = max_body
+
+    def startFactory(self) -> None:
+        """Nothing to set up: requests are counted, not written to an access log."""
+
+    def stopFactory(self) -> None:
+        """Nothing to tear down (see ``startFactory``)."""
+
+    def log(self, request: Any) -> None:
+        """Write no access log line (a busy household sends thousands of NOTIFYs)."""
+
+
+@implementer(INotifyListener)
+class NotifyListener(Service):
+    """The NOTIFY listener service: binds the site and advertises its URL to speakers.
+
+    @param reactor: Binds the port and times held NOTIFYs.
+    @param interface: The address to bind (``0.0.0.0``: every interface).
+    @param port: The first port tried; ``port+1`` .. ``port+99`` follow when it is taken.
+        ``0`` takes any free port.
+    @param advertise: The address put in ``CALLBACK`` URLs (NAT, Docker bridge); default:
+        ``interface`` when it is a specific address, else the local address that routes to
+        each speaker.
+    @param max_body: The largest NOTIFY body accepted (bytes).
+    @param hold_timeout: See L{NotifyDispatcher}.
+    @param max_held: See L{NotifyDispatcher}.
+    @param idle_timeout: Seconds an idle or slow connection is kept.
+    @param parse: See L{NotifyDispatcher}.
+    """
+
+    def __init__(
+        self,
+        reactor: IReactorTCP,
+        interface: str = "0.0.0.0",
+        port: int = 1400,
+        advertise: str | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
+        hold_timeout: float = 5.0,
+        max_held: int = 32,
+        idle_timeout: float = 30.0,
+        parse: Callable[[bytes], dict[str, Any]] | None = None,
+    ) -> None:
+        self._reactor = reactor
+        self._clock = IReactorTime(reactor)
+        self.interface = interface
+        self.requested_port = port
+        self.advertise = advertise
+        self.dispatcher = NotifyDispatcher(self._clock, parse, hold_timeout, max_held)
+        self.site = NotifySite(self.dispatcher, self._clock, max_body, idle_timeout)
+        self.port = 0
+        self._listening: IListeningPort | None = None
+        self._routes: dict[str, str] = {}
+
+    @property
+    def accepted(self) -> int:
+        """NOTIFYs delivered to a subscription (for the metrics endpoint)."""
+        return self.dispatcher.accepted
+
+    @property
+    def rejected(self) -> Counter[str]:
+        """Refused NOTIFYs by reason (see L{NotifyDispatcher})."""
+        return self.dispatcher.rejected
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the site is bound (SoCo's listener attribute)."""
+        return self._listening is not None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(interface, port)`` as bound (SoCo's listener attribute)."""
+        return (self.interface, self.port)
+
+    def startService(self) -> None:
+        """Bind the site, trying the next ports when one is taken.
+
+        @raise CannotListenError: When none of the ports could be bound.
+        """
+        self._listening = self._bind()
+        self.port = getattr(self._listening.getHost(), "port", 0)
+        log.info("NOTIFY listener on {interface}:{port}", interface=self.interface, port=self.port)
+        super().startService()
+
+    def _bind(self) -> IListeningPort:
+        last = self.requested_port + (PORT_TRIES - 1 if self.requested_port else 0)
+        error: CannotListenError | None = None
+        for number in range(self.requested_port, min(last, 65535) + 1):
+            try:
+                return self._reactor.listenTCP(
+                    number,
+                    self.site,  # type: ignore[arg-type]
+                    interface=self.interface,
+                )
+            except CannotListenError as taken:
+                error = taken
+                log.warn(
+                    "cannot listen on {interface}:{port}: {error}; trying the next port",
+                    interface=self.interface,
+                    port=number,
+                    error=taken.socketError,
+                )
+        assert error is not None
+        raise error
+
+    def stopService(self) -> Deferred[None]:
+        """Refuse held NOTIFYs and unbind the site."""
+        super().stopService()
+        self.dispatcher.release_all()
+        listening, self._listening = self._listening, None
+        if listening is None:
+            return succeed(None)
+        result = listening.stopListening()
+        if isinstance(result, Deferred):
+            return result
+        return succeed(None)
+
+    def stop(self) -> Deferred[None]:
+        """Stop the service (the name SoCo's ``event_listener.stop()`` callers use)."""
+        return self.stopService()
+
+    def advertised_address(self, speaker_host: str) -> str:
+        """The address of this host as ``speaker_host`` should see it."""
+        if self.advertise:
+            return self.advertise
+        if not _is_wildcard(self.interface):
+            return self.interface
+        address = self._routes.get(speaker_host)
+        if address is None:
+            address = route_address(speaker_host)
+            if address is None:
+                log.warn("no route to {host}; advertising 127.0.0.1", host=speaker_host)
+                address = "127.0.0.1"
+            self._routes[speaker_host] = address
+        return address
+
+    def callback_url(self, speaker_host: str) -> str:
+        """``http://<advertised address>:<port>/`` for the speaker at ``speaker_host``."""
+        return f"http://{self.advertised_address(speaker_host)}:{self.port}/"
+
+    def register(self, subscription: INotifySubscription) -> None:
+        """See L{NotifyDispatcher.register}."""
+        self.dispatcher.register(subscription)
+
+    def unregister(self, subscription: INotifySubscription) -> None:
+        """See L{NotifyDispatcher.unregister}."""
+        self.dispatcher.unregister(subscription)
+
+    def subscribing(self, speaker_host: str) -> None:
+        """See L{NotifyDispatcher.subscribing}."""
+        self.dispatcher.subscribing(speaker_host)
+
+    def subscribe_finished(self, speaker_host: str) -> None:
+        """See L{NotifyDispatcher.subscribe_finished}."""
+        self.dispatcher.subscribe_finished(speaker_host)
