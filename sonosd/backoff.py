@@ -1,0 +1,123 @@
+# -*- test-case-name: tests.test_backoff -*-
+"""Retry timing and failure reasons for the supervisor: pure functions, no clock, no I/O.
+
+Renewals are jittered so that the subscriptions of a large household, made at the same moment
+at start-up, do not stay synchronised for months; retries back off exponentially with jitter
+up to a cap; and every failure gets a short, stable reason for ``speaker.offline`` and
+``subscription.lost`` messages (``connection refused``, ``timeout``, ``412``, ``HTTP 503``...).
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import socket
+from collections.abc import Callable
+
+from twisted.internet import defer, error
+from twisted.python.failure import Failure
+
+RENEW_JITTER = 0.1
+"""Renewals happen up to this fraction earlier than ``renew_fraction`` of the granted time."""
+
+MIN_RENEW_DELAY = 1.0
+"""Never renew sooner than this many seconds after a (re)subscription or renewal."""
+
+
+def renew_delay(granted: float, fraction: float, random: Callable[[], float]) -> float:
+    """Seconds until a subscription granted for ``granted`` seconds is renewed.
+
+    The renewal comes at ``fraction`` of the granted time, minus up to ``RENEW_JITTER`` of that
+    (never later, so a short grant still leaves time for a slow renewal and one retry).
+
+    @param random: Returns a float in [0, 1); the jitter source (``random.random``).
+    """
+    target = max(0.0, granted) * fraction
+    return max(MIN_RENEW_DELAY, target * (1.0 - RENEW_JITTER * random()))
+
+
+def backoff_delay(
+    failures: int, initial: float, maximum: float, random: Callable[[], float]
+) -> float:
+    """Seconds to wait before retrying after ``failures`` failures in a row (1 = the first).
+
+    The base doubles from ``initial`` and is capped at ``maximum``; the delay is drawn between
+    half the base and the base ("equal jitter"), so retries of many speakers spread out but a
+    retry never comes sooner than half the base.
+    """
+    exponent = min(max(failures, 1) - 1, 64)
+    base = min(maximum, initial * (2.0**exponent))
+    return base * (0.5 + 0.5 * random())
+
+
+class FailureKind(enum.Enum):
+    """How a failed request reflects on the speaker."""
+
+    GONE = "gone"
+    """412 Precondition Failed: the speaker does not know the subscription (it rebooted)."""
+    UNREACHABLE = "unreachable"
+    """No answer: connection refused, timed out, lost, no route, unknown host."""
+    ERROR = "error"
+    """The speaker answered, with an error (5xx, a UPnP fault, a malformed response)."""
+
+
+GONE_412 = "412 precondition failed"
+"""The reason of a 412: the speaker forgot the subscription (a reboot, when renewing)."""
+
+_TIMEOUT_NAMES = frozenset({"GenaTimeout", "CallTimeout", "ReadTimeout", "ConnectTimeout"})
+_LOST_NAMES = frozenset({"ResponseNeverReceived", "ResponseFailed", "RequestTransmissionFailed"})
+
+
+def describe_failure(reason: Failure | BaseException) -> tuple[FailureKind, str]:
+    """Classify a failure and give it a short reason for log lines and messages."""
+    exc = reason.value if isinstance(reason, Failure) else reason
+    name = type(exc).__name__
+    status = getattr(exc, "status", None)
+    if isinstance(status, bytes):
+        status = status.decode("ascii", "replace")
+    if status is not None and str(status).isdigit():
+        code = int(status)
+        if code == 412:
+            return FailureKind.GONE, GONE_412
+        return FailureKind.ERROR, f"HTTP {code}"
+    if name == "SubscriptionGone":
+        # Without a status: it expired before it could be renewed (the host slept, the
+        # reactor stalled); nothing says the speaker rebooted.
+        return FailureKind.GONE, "subscription expired"
+    if isinstance(exc, error.ConnectionRefusedError):
+        return FailureKind.UNREACHABLE, "connection refused"
+    if isinstance(exc, (defer.TimeoutError, error.TimeoutError, socket.timeout, TimeoutError)):
+        return FailureKind.UNREACHABLE, "timeout"
+    if isinstance(exc, defer.CancelledError) or name in _TIMEOUT_NAMES:
+        return FailureKind.UNREACHABLE, "timeout"
+    if isinstance(exc, error.NoRouteError):
+        return FailureKind.UNREACHABLE, "no route to host"
+    if isinstance(exc, (error.DNSLookupError, socket.gaierror)):
+        return FailureKind.UNREACHABLE, "host not found"
+    if isinstance(exc, (error.ConnectionLost, error.ConnectionDone)) or name in _LOST_NAMES:
+        return FailureKind.UNREACHABLE, "connection lost"
+    if isinstance(exc, error.ConnectError):
+        return FailureKind.UNREACHABLE, "connection failed"
+    if isinstance(exc, ConnectionRefusedError):
+        return FailureKind.UNREACHABLE, "connection refused"
+    if isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return FailureKind.UNREACHABLE, "no route to host"
+    if name == "ConnectionError" and type(exc).__module__.startswith("requests"):
+        # requests wraps refused/unreachable connections; its message names the cause.
+        text = str(exc)
+        if "refused" in text.lower():
+            return FailureKind.UNREACHABLE, "connection refused"
+        return FailureKind.UNREACHABLE, "connection failed"
+    if isinstance(exc, OSError):
+        return FailureKind.UNREACHABLE, f"network error: {exc.strerror or exc}"
+    cause = exc.__cause__
+    if cause is not None:
+        # sonosd.gena wraps connection failures in GenaError(None) "from" the real error.
+        kind, text = describe_failure(cause)
+        if kind is not FailureKind.ERROR:
+            return kind, text
+    upnp_code = getattr(exc, "error_code", None)
+    if upnp_code is not None:
+        return FailureKind.ERROR, f"UPnP error {upnp_code}"
+    text = str(exc).strip()
+    return FailureKind.ERROR, f"{name}: {text}" if text else name

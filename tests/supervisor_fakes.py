@@ -1,0 +1,295 @@
+"""Small recording fakes of the supervisor's collaborators (runner, hub, GENA, SoCo, reader)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.task import Clock
+
+from sonosd.config import DEFAULT_SERVICES, Device, SubscriptionConfig
+from sonosd.keepalive import SupervisorContext
+from sonosd.supervisor import SpeakerSupervisor
+
+
+class HttpError(Exception):
+    """A GENA failure with an HTTP status, as ``sonosd.gena.GenaError`` carries one."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+
+
+class FakeRunner:
+    """Runs each call synchronously (or holds it when ``hold`` is set) and records it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Callable[..., Any], tuple[Any, ...], object, float | None]] = []
+        self.hold = False
+        self.pending: list[Deferred[Any]] = []
+
+    def run(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        key: object | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Deferred[Any]:
+        self.calls.append((fn, args, key, timeout))
+        if self.hold:
+            d: Deferred[Any] = Deferred()
+            self.pending.append(d)
+            return d
+        try:
+            return succeed(fn(*args, **kwargs))
+        except Exception as e:
+            return fail(e)
+
+    def names(self) -> list[str]:
+        return [fn.__name__ for fn, _, _, _ in self.calls]
+
+
+class FakeRendering:
+    def __init__(self, device: FakeSoCo) -> None:
+        self.device = device
+
+    def GetVolume(self, args: Any) -> dict[str, str]:
+        self.device.pings += 1
+        if self.device.down is not None:
+            raise self.device.down
+        return {"CurrentVolume": "12"}
+
+
+class FakeSoCo:
+    """A SoCo stand-in: identity properties and a ``renderingControl.GetVolume`` ping."""
+
+    def __init__(self, address: str, uid: str, name: str = "Kitchen", boot_seq: int = 5) -> None:
+        self.ip_address = address
+        self.uid = uid
+        self.player_name = name
+        self.household_id = "Sonos_test"
+        self.boot_seqnum = boot_seq
+        self.down: Exception | None = None
+        self.pings = 0
+        self.renderingControl = FakeRendering(self)
+
+
+class FakeHousehold:
+    """Builds FakeSoCo objects per address (``soco_factory``), with uids per address."""
+
+    def __init__(self) -> None:
+        self.uids: dict[str, str] = {}
+        self.devices: dict[str, FakeSoCo] = {}
+        self.unreachable: set[str] = set()
+
+    def soco(self, address: str) -> FakeSoCo:
+        if address in self.unreachable:
+            raise ConnectionRefusedError()
+        device = self.devices.get(address)
+        if device is None:
+            uid = self.uids.get(address, "RINCON_" + address.replace(".", "") + "01400")
+            device = self.devices[address] = FakeSoCo(address, uid)
+        return device
+
+
+@attrs.define
+class FakeEvent:
+    sid: str
+    seq: str
+    variables: dict[str, Any] = attrs.field(factory=dict)
+
+
+class FakeSubscription:
+    """A GENA subscription whose requests answer as the test says (default: at once, OK)."""
+
+    counter = 0
+
+    def __init__(self, gena: FakeGena, device: Any, service: str) -> None:
+        self.gena = gena
+        self.device = device
+        self.service = service
+        self.sid: str | None = None
+        self.timeout: int | None = None
+        self.is_subscribed = False
+        self.callback: Callable[[Any], None] | None = None
+        self.requests: list[str] = []
+        self.pending: list[Deferred[Any]] = []
+        self.cancelled = False
+
+    def _answer(self, kind: str) -> Deferred[Any]:
+        self.requests.append(kind)
+        self.gena.log.append((kind, self.device.uid, self.service))
+        answer = self.gena.answers.get(kind)
+        if answer == "hang":
+            d: Deferred[Any] = Deferred()
+            self.pending.append(d)
+            return d
+        if isinstance(answer, Exception):
+            if kind != "subscribe":
+                self.is_subscribed = False
+            return fail(answer)
+        if kind == "subscribe":
+            FakeSubscription.counter += 1
+            self.sid = f"uuid:{self.device.uid}_sub{FakeSubscription.counter:010d}"
+            self.is_subscribed = True
+            self.timeout = self.gena.granted
+        elif kind == "renew":
+            self.timeout = self.gena.granted
+        else:
+            self.is_subscribed = False
+        return succeed(self)
+
+    def subscribe(self, requested_timeout: int | None = None, auto_renew: bool = False) -> Any:
+        self.gena.requested.append((requested_timeout, auto_renew))
+        return self._answer("subscribe")
+
+    def renew(self, requested_timeout: int | None = None) -> Deferred[Any]:
+        return self._answer("renew")
+
+    def unsubscribe(self) -> Deferred[Any]:
+        if not self.is_subscribed:
+            return succeed(self)
+        return self._answer("unsubscribe")
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.is_subscribed = False
+        for d in self.pending:
+            if not d.called:
+                d.cancel()
+
+    def notify(self, seq: int, **variables: Any) -> None:
+        assert self.callback is not None, "no callback: the supervisor dropped this subscription"
+        self.callback(FakeEvent(self.sid or "", str(seq), dict(variables)))
+
+
+class FakeGena:
+    """The subscription factory: records every subscription made."""
+
+    def __init__(self) -> None:
+        self.made: list[FakeSubscription] = []
+        self.answers: dict[str, object] = {}
+        self.granted = 1800
+        self.requested: list[tuple[int | None, bool]] = []
+        self.log: list[tuple[str, str, str]] = []
+
+    def __call__(self, device: Any, service: str) -> FakeSubscription:
+        subscription = FakeSubscription(self, device, service)
+        self.made.append(subscription)
+        return subscription
+
+    def current(self, service: str, uid: str | None = None) -> FakeSubscription:
+        for subscription in reversed(self.made):
+            if subscription.service == service and (uid is None or subscription.device.uid == uid):
+                return subscription
+        raise LookupError(service)
+
+    def count(self, kind: str) -> int:
+        return sum(1 for entry in self.log if entry[0] == kind)
+
+
+Message = tuple[str, dict[str, Any], dict[str, str], "str | None"]
+
+
+class FakeProcessor:
+    """Records events, state reads and the supervisor's messages (availability deduplicated
+    as ``EventProcessor`` does)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, Any]] = []
+        self.states: list[tuple[str, str, Mapping[str, Any], str]] = []
+        self.messages: list[Message] = []
+        self.online: dict[str, bool] = {}
+
+    def on_event(self, speaker: Any, service: str, event: Any) -> None:
+        self.events.append((speaker.uid, service, event))
+
+    def on_state(
+        self, speaker: Any, service: str, variables: Mapping[str, Any], source: str = "poll"
+    ) -> None:
+        self.states.append((speaker.uid, service, variables, source))
+
+    def _say(self, type: str, fields: dict[str, Any], speaker: Any, service: str | None) -> None:
+        self.messages.append((type, fields, speaker.to_json(), service))
+
+    def speaker_online(self, speaker: Any, reason: str | None = None) -> None:
+        if self.online.get(speaker.uid) is not True:
+            self.online[speaker.uid] = True
+            self._say("speaker.online", {"reason": reason}, speaker, None)
+
+    def speaker_offline(self, speaker: Any, reason: str) -> None:
+        if self.online.get(speaker.uid) is not False:
+            self.online[speaker.uid] = False
+            self._say("speaker.offline", {"reason": reason}, speaker, None)
+
+    def subscription_lost(self, speaker: Any, service: str, reason: str) -> None:
+        self._say("subscription.lost", {"reason": reason}, speaker, service)
+
+    def subscription_restored(self, speaker: Any, service: str, reason: str | None = None) -> None:
+        self._say("subscription.restored", {"reason": reason}, speaker, service)
+
+    def events_gap(self, speaker: Any, service: str, expected: int, got: int) -> None:
+        self._say("events.gap", {"expected": expected, "got": got}, speaker, service)
+
+    def types(self) -> list[str]:
+        return [m[0] for m in self.messages]
+
+    def of(self, type: str) -> list[Message]:
+        return [m for m in self.messages if m[0] == type]
+
+
+class FakeReader:
+    def __init__(self) -> None:
+        self.reads: list[tuple[Any, str]] = []
+        self.error: Exception | None = None
+
+    def read(self, device: Any, service: str) -> Deferred[dict[str, Any]]:
+        self.reads.append((device, service))
+        if self.error is not None:
+            return fail(self.error)
+        return succeed({"read": len(self.reads)})
+
+
+class Harness:
+    """A supervisor context made of fakes and a Clock."""
+
+    def __init__(self, services: tuple[str, ...] = ("RenderingControl",), **config: Any) -> None:
+        self.clock = Clock()
+        self.runner = FakeRunner()
+        self.processor = FakeProcessor()
+        self.reader = FakeReader()
+        self.gena = FakeGena()
+        self.household = FakeHousehold()
+        self.jitter = 0.0
+        self.config = SubscriptionConfig(**config)
+        self.ctx = SupervisorContext(
+            clock=self.clock,
+            runner=self.runner,
+            processor=self.processor,
+            reader=self.reader,
+            subscriptions=self.gena,
+            config=self.config,
+            services=services,
+            callback_url=lambda host: "http://127.0.0.1:1400/",
+            soco_factory=self.household.soco,
+            resolve=lambda host: host,
+            random=lambda: self.jitter,
+        )
+
+
+ALL_SERVICES = DEFAULT_SERVICES
+
+
+HOST = "127.0.0.2"
+UID = "RINCON_12700201400"
+
+
+def started(h: Harness, host: str = HOST, name: str | None = None) -> SpeakerSupervisor:
+    """A speaker supervisor for ``host`` in ``h``, started (identified at once by the fakes)."""
+    speaker = SpeakerSupervisor(Device(host=host, name=name), h.ctx)
+    speaker.startService()
+    return speaker

@@ -1,0 +1,99 @@
+"""Tests for sonosd.backoff: renewal timing, retry backoff and failure reasons."""
+
+from __future__ import annotations
+
+import socket
+
+import requests
+from hypothesis import given
+from hypothesis import strategies as st
+from soco.exceptions import SoCoUPnPException
+from twisted.internet import defer, error
+from twisted.python.failure import Failure
+from twisted.web._newclient import ResponseNeverReceived
+
+from sonosd.backoff import (
+    MIN_RENEW_DELAY,
+    RENEW_JITTER,
+    FailureKind,
+    backoff_delay,
+    describe_failure,
+    renew_delay,
+)
+from sonosd.blocking import CallTimeout
+from sonosd.gena import GenaError, GenaTimeout, SubscriptionGone
+
+unit = st.floats(min_value=0.0, max_value=0.999999)
+
+
+@given(granted=st.integers(min_value=10, max_value=86400), fraction=st.floats(0.1, 0.9), r=unit)
+def test_renew_delay_within_jitter_window(granted: int, fraction: float, r: float) -> None:
+    """The renewal comes at most RENEW_JITTER before the target fraction, never after."""
+    delay = renew_delay(granted, fraction, lambda: r)
+    target = granted * fraction
+    assert delay <= max(target, MIN_RENEW_DELAY)
+    assert delay >= min(target * (1 - RENEW_JITTER), target) - 1e-9 or delay == MIN_RENEW_DELAY
+
+
+def test_renew_delay_floor() -> None:
+    """A tiny grant still waits MIN_RENEW_DELAY before renewing."""
+    assert renew_delay(0, 0.5, lambda: 0.0) == MIN_RENEW_DELAY
+
+
+def test_backoff_doubles_and_caps() -> None:
+    """Without jitter the delays double from initial and stop at the maximum."""
+    delays = [backoff_delay(n, 1.0, 30.0, lambda: 0.999999999) for n in range(1, 9)]
+    assert [round(d) for d in delays] == [1, 2, 4, 8, 16, 30, 30, 30]
+
+
+@given(failures=st.integers(min_value=-3, max_value=10_000), r=unit)
+def test_backoff_bounds(failures: int, r: float) -> None:
+    """Every delay lies between half the capped base and the cap."""
+    delay = backoff_delay(failures, 2.0, 300.0, lambda: r)
+    assert 1.0 <= delay <= 300.0
+
+
+def test_reasons() -> None:
+    """Failures get short, stable reasons and the right kind."""
+    cases = [
+        (SubscriptionGone(412, "x"), FailureKind.GONE, "412 precondition failed"),
+        (GenaError(503), FailureKind.ERROR, "HTTP 503"),
+        (SubscriptionGone(None, "expired"), FailureKind.GONE, "subscription expired"),
+        (GenaTimeout(None, "slow"), FailureKind.UNREACHABLE, "timeout"),
+        (CallTimeout("ping", 2.0), FailureKind.UNREACHABLE, "timeout"),
+        (defer.TimeoutError(), FailureKind.UNREACHABLE, "timeout"),
+        (defer.CancelledError(), FailureKind.UNREACHABLE, "timeout"),
+        (error.ConnectionRefusedError(), FailureKind.UNREACHABLE, "connection refused"),
+        (error.NoRouteError(), FailureKind.UNREACHABLE, "no route to host"),
+        (error.DNSLookupError(), FailureKind.UNREACHABLE, "host not found"),
+        (
+            socket.gaierror(-2, "Name or service not known"),
+            FailureKind.UNREACHABLE,
+            "host not found",
+        ),
+        (ResponseNeverReceived([]), FailureKind.UNREACHABLE, "connection lost"),
+        (ConnectionRefusedError(111, "refused"), FailureKind.UNREACHABLE, "connection refused"),
+        (
+            requests.exceptions.ConnectionError("Max retries: [Errno 111] Connection refused"),
+            FailureKind.UNREACHABLE,
+            "connection refused",
+        ),
+        (requests.exceptions.ReadTimeout("read timed out"), FailureKind.UNREACHABLE, "timeout"),
+        (SoCoUPnPException("boom", "701", "<xml/>"), FailureKind.ERROR, "UPnP error 701"),
+        (ValueError("bad"), FailureKind.ERROR, "ValueError: bad"),
+        (ValueError(), FailureKind.ERROR, "ValueError"),
+    ]
+    for exc, kind, reason in cases:
+        assert describe_failure(exc) == (kind, reason), exc
+    assert describe_failure(Failure(GenaError(500))) == (FailureKind.ERROR, "HTTP 500")
+
+
+def test_wrapped_cause_classified() -> None:
+    """A GenaError raised from a refused connection is classified by its cause."""
+    try:
+        try:
+            raise error.ConnectionRefusedError()
+        except error.ConnectionRefusedError as cause:
+            raise GenaError(None, "SUBSCRIBE http://x: refused") from cause
+    except GenaError as wrapped:
+        assert describe_failure(wrapped) == (FailureKind.UNREACHABLE, "connection refused")
