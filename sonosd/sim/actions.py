@@ -1,0 +1,839 @@
+# -*- test-case-name: tests.test_sim_soco -*-
+"""The SOAP actions a simulated speaker carries out, by service and action name.
+
+Each handler takes the speaker and the request's arguments (names without namespace, values
+unescaped) and returns its out-arguments; the site orders them as the SCPD declares. Handlers
+are lenient as speakers are (extra arguments ignored, optional ones defaulted) and fail with
+the UPnP errors real firmware answers: 402 invalid args, 701 transition not available,
+711 illegal seek target, 712 play mode not supported, 714 illegal MIME type, 718 invalid
+instance ID, 800 transport command on a grouped non-coordinator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+from xml.sax.saxutils import quoteattr
+
+from sonosd.sim import catalog, variables
+from sonosd.sim.didl import (
+    Track,
+    format_duration,
+    items_didl,
+    parse_didl,
+    parse_duration,
+    protocol_mime,
+    track_item,
+)
+from sonosd.sim.soap import UPnPError
+
+if TYPE_CHECKING:
+    from sonosd.sim.household import Speaker
+
+Args = Mapping[str, str]
+Out = dict[str, str]
+Handler = Callable[["Speaker", Args], Out]
+
+HANDLERS: dict[tuple[str, str], Handler] = {}
+
+#: Services whose actions carry an ``InstanceID`` (only 0 exists: 718 otherwise).
+_INSTANCED = frozenset(
+    {"AVTransport", "RenderingControl", "GroupRenderingControl", "VirtualLineIn"}
+)
+
+#: AVTransport actions a group member refuses with 800 (the coordinator owns the transport).
+COORDINATOR_ONLY = frozenset(
+    {
+        "Play",
+        "Pause",
+        "Stop",
+        "Next",
+        "Previous",
+        "Seek",
+        "SetPlayMode",
+        "SetCrossfadeMode",
+        "ConfigureSleepTimer",
+    }
+)
+
+_KNOWN_SCHEMES = frozenset(
+    {
+        "http",
+        "https",
+        "aac",
+        "hls-radio",
+        "x-file-cifs",
+        "x-rincon",
+        "x-rincon-mp3radio",
+        "x-rincon-playlist",
+        "x-rincon-cpcontainer",
+        "x-rincon-queue",
+        "x-rincon-stream",
+        "x-rincon-buzzer",
+        "x-sonos-htastream",
+        "x-sonos-http",
+        "x-sonos-spotify",
+        "x-sonos-vli",
+        "x-sonosapi-stream",
+        "x-sonosapi-radio",
+        "x-sonosapi-hls",
+        "x-sonosapi-hls-static",
+        "x-sonosprog-http",
+    }
+)
+_NOT_AUDIO_EXTENSIONS = frozenset(
+    {".html", ".htm", ".txt", ".jpg", ".jpeg", ".png", ".gif", ".pdf", ".json", ".xml", ".zip"}
+)
+_AUDIO_EXTENSIONS = frozenset({".mp3", ".flac", ".m4a", ".aac", ".ogg", ".wav", ".wma", ".aiff"})
+_DEFAULT_FILE_DURATION = 180
+
+
+def action(service: str, name: str) -> Callable[[Handler], Handler]:
+    """Register a handler for ``service``'s action ``name``."""
+
+    def register(handler: Handler) -> Handler:
+        HANDLERS[(service, name)] = handler
+        return handler
+
+    return register
+
+
+def run(speaker: Speaker, service: str, name: str, args: Args) -> Out:
+    """Carry out one action the service declares; raises ``UPnPError``.
+
+    A declared action the simulator does not model fails with 501 (Action Failed); the site
+    answers 401 itself for actions the service does not declare at all.
+    """
+    handler = HANDLERS.get((service, name))
+    if handler is None:
+        raise UPnPError(501, f"{service} {name} is not modelled by the simulator")
+    if service in _INSTANCED and args.get("InstanceID", "0").strip() != "0":
+        raise UPnPError(718, "invalid instance ID")
+    if service == "AVTransport" and name in COORDINATOR_ONLY and not speaker.is_coordinator:
+        raise UPnPError(800, "not the group coordinator")
+    if speaker.invisible and service == "AVTransport" and name in COORDINATOR_ONLY:
+        raise UPnPError(800, "an invisible stereo member has no transport")
+    return handler(speaker, args)
+
+
+# -- argument helpers ----------------------------------------------------------------------
+
+
+def _required(args: Args, name: str) -> str:
+    if name not in args:
+        raise UPnPError(402, f"missing argument {name}")
+    return args[name]
+
+
+def _int(args: Args, name: str, default: int | None = None) -> int:
+    if name not in args:
+        if default is None:
+            raise UPnPError(402, f"missing argument {name}")
+        return default
+    try:
+        return int(args[name].strip())
+    except ValueError:
+        raise UPnPError(402, f"{name} is not an integer") from None
+
+
+def _bool(args: Args, name: str) -> bool:
+    value = _required(args, name).strip().lower()
+    if value in ("1", "true", "yes"):
+        return True
+    if value in ("0", "false", "no"):
+        return False
+    raise UPnPError(402, f"{name} is not a boolean")
+
+
+def _channel(args: Args) -> str:
+    channel = args.get("Channel", "Master").strip() or "Master"
+    if channel not in ("Master", "LF", "RF"):
+        raise UPnPError(402, f"unknown channel {channel}")
+    return channel
+
+
+def _flag(value: bool) -> str:
+    return "1" if value else "0"
+
+
+# -- DeviceProperties ----------------------------------------------------------------------
+
+
+@action("DeviceProperties", "GetHouseholdID")
+def _get_household_id(speaker: Speaker, args: Args) -> Out:
+    return {"CurrentHouseholdID": speaker.household.household_id}
+
+
+@action("DeviceProperties", "GetZoneAttributes")
+def _get_zone_attributes(speaker: Speaker, args: Args) -> Out:
+    return {
+        "CurrentZoneName": speaker.name,
+        "CurrentIcon": "x-rincon-roomicon:living",
+        "CurrentConfiguration": "1",
+        "CurrentTargetRoomName": speaker.name,
+    }
+
+
+@action("DeviceProperties", "SetZoneAttributes")
+def _set_zone_attributes(speaker: Speaker, args: Args) -> Out:
+    name = args.get("DesiredZoneName", "").strip()
+    if name and name != speaker.name:
+        speaker.rename(name)
+    return {}
+
+
+@action("DeviceProperties", "GetZoneInfo")
+def _get_zone_info(speaker: Speaker, args: Args) -> Out:
+    return {
+        "SerialNumber": speaker.identity.serial,
+        "SoftwareVersion": speaker.model.software_version,
+        "DisplaySoftwareVersion": speaker.model.display_version,
+        "HardwareVersion": speaker.model.hardware_version,
+        "IPAddress": speaker.address,
+        "MACAddress": speaker.identity.mac,
+        "CopyrightInfo": "© 2003-2026, Sonos, Inc. All rights reserved.",
+        "ExtraInfo": "",
+        "HTAudioIn": "0",
+        "Flags": "0",
+    }
+
+
+@action("DeviceProperties", "GetLEDState")
+def _get_led_state(speaker: Speaker, args: Args) -> Out:
+    return {"CurrentLEDState": "On" if speaker.led_on else "Off"}
+
+
+@action("DeviceProperties", "SetLEDState")
+def _set_led_state(speaker: Speaker, args: Args) -> Out:
+    state = _required(args, "DesiredLEDState")
+    if state not in ("On", "Off"):
+        raise UPnPError(402, "LED state must be On or Off")
+    speaker.set_led(state == "On")
+    return {}
+
+
+@action("DeviceProperties", "GetButtonLockState")
+def _get_button_lock(speaker: Speaker, args: Args) -> Out:
+    return {"CurrentButtonLockState": "On" if speaker.buttons_locked else "Off"}
+
+
+@action("DeviceProperties", "SetButtonLockState")
+def _set_button_lock(speaker: Speaker, args: Args) -> Out:
+    state = _required(args, "DesiredButtonLockState")
+    if state not in ("On", "Off"):
+        raise UPnPError(402, "button lock state must be On or Off")
+    speaker.buttons_locked = state == "On"
+    return {}
+
+
+# -- ZoneGroupTopology ---------------------------------------------------------------------
+
+
+@action("ZoneGroupTopology", "GetZoneGroupState")
+def _get_zone_group_state(speaker: Speaker, args: Args) -> Out:
+    return {"ZoneGroupState": speaker.household.zone_group_state()}
+
+
+@action("ZoneGroupTopology", "GetZoneGroupAttributes")
+def _get_zone_group_attributes(speaker: Speaker, args: Args) -> Out:
+    state = variables.zone_group_topology(speaker)
+    return {
+        "CurrentZoneGroupName": str(state["ZoneGroupName"]),
+        "CurrentZoneGroupID": str(state["ZoneGroupID"]),
+        "CurrentZonePlayerUUIDsInGroup": str(state["ZonePlayerUUIDsInGroup"]),
+        "CurrentMuseHouseholdId": speaker.household.household_id,
+    }
+
+
+# -- RenderingControl ----------------------------------------------------------------------
+
+
+@action("RenderingControl", "GetVolume")
+def _get_volume(speaker: Speaker, args: Args) -> Out:
+    channel = _channel(args)
+    r = speaker.rendering
+    value = {"Master": r.volume, "LF": r.balance_lf, "RF": r.balance_rf}[channel]
+    return {"CurrentVolume": str(value)}
+
+
+@action("RenderingControl", "SetVolume")
+def _set_volume(speaker: Speaker, args: Args) -> Out:
+    speaker.set_volume(_int(args, "DesiredVolume"), _channel(args))
+    return {}
+
+
+@action("RenderingControl", "SetRelativeVolume")
+def _set_relative_volume(speaker: Speaker, args: Args) -> Out:
+    adjustment = _int(args, "Adjustment")
+    return {"NewVolume": str(speaker.set_volume(speaker.rendering.volume + adjustment))}
+
+
+@action("RenderingControl", "RampToVolume")
+def _ramp_to_volume(speaker: Speaker, args: Args) -> Out:
+    target = _int(args, "DesiredVolume")
+    distance = abs(target - speaker.rendering.volume)
+    speaker.set_volume(target)
+    return {"RampTime": str(distance)}
+
+
+@action("RenderingControl", "GetMute")
+def _get_mute(speaker: Speaker, args: Args) -> Out:
+    channel = _channel(args)
+    return {"CurrentMute": _flag(speaker.rendering.mute) if channel == "Master" else "0"}
+
+
+@action("RenderingControl", "SetMute")
+def _set_mute(speaker: Speaker, args: Args) -> Out:
+    if _channel(args) == "Master":
+        speaker.set_mute(_bool(args, "DesiredMute"))
+    return {}
+
+
+@action("RenderingControl", "GetBass")
+def _get_bass(speaker: Speaker, args: Args) -> Out:
+    return {"CurrentBass": str(speaker.rendering.bass)}
+
+
+@action("RenderingControl", "SetBass")
+def _set_bass(speaker: Speaker, args: Args) -> Out:
+    speaker.set_bass(_int(args, "DesiredBass"))
+    return {}
+
+
+@action("RenderingControl", "GetTreble")
+def _get_treble(speaker: Speaker, args: Args) -> Out:
+    return {"CurrentTreble": str(speaker.rendering.treble)}
+
+
+@action("RenderingControl", "SetTreble")
+def _set_treble(speaker: Speaker, args: Args) -> Out:
+    speaker.set_treble(_int(args, "DesiredTreble"))
+    return {}
+
+
+@action("RenderingControl", "GetLoudness")
+def _get_loudness(speaker: Speaker, args: Args) -> Out:
+    return {"CurrentLoudness": _flag(speaker.rendering.loudness)}
+
+
+@action("RenderingControl", "SetLoudness")
+def _set_loudness(speaker: Speaker, args: Args) -> Out:
+    speaker.set_loudness(_bool(args, "DesiredLoudness"))
+    return {}
+
+
+@action("RenderingControl", "GetEQ")
+def _get_eq(speaker: Speaker, args: Args) -> Out:
+    return {"CurrentValue": str(speaker.get_eq(_required(args, "EQType")))}
+
+
+@action("RenderingControl", "SetEQ")
+def _set_eq(speaker: Speaker, args: Args) -> Out:
+    speaker.set_eq(_required(args, "EQType"), _int(args, "DesiredValue"))
+    return {}
+
+
+@action("RenderingControl", "GetOutputFixed")
+def _get_output_fixed(speaker: Speaker, args: Args) -> Out:
+    return {"CurrentFixed": "0"}
+
+
+@action("RenderingControl", "GetSupportsOutputFixed")
+def _get_supports_output_fixed(speaker: Speaker, args: Args) -> Out:
+    return {"CurrentSupportsFixed": "0"}
+
+
+@action("RenderingControl", "GetHeadphoneConnected")
+def _get_headphone_connected(speaker: Speaker, args: Args) -> Out:
+    return {"CurrentHeadphoneConnected": "0"}
+
+
+@action("RenderingControl", "GetRoomCalibrationStatus")
+def _get_room_calibration(speaker: Speaker, args: Args) -> Out:
+    return {"RoomCalibrationEnabled": "0", "RoomCalibrationAvailable": "0"}
+
+
+# -- GroupRenderingControl (coordinator only: 701 elsewhere) -------------------------------
+
+
+def _group_coordinator(speaker: Speaker) -> Speaker:
+    if not speaker.is_coordinator:
+        raise UPnPError(701, "player is not the group coordinator")
+    return speaker
+
+
+@action("GroupRenderingControl", "GetGroupVolume")
+def _get_group_volume(speaker: Speaker, args: Args) -> Out:
+    return {"CurrentVolume": str(_group_coordinator(speaker).group_volume())}
+
+
+@action("GroupRenderingControl", "SetGroupVolume")
+def _set_group_volume(speaker: Speaker, args: Args) -> Out:
+    _group_coordinator(speaker).set_group_volume(_int(args, "DesiredVolume"))
+    return {}
+
+
+@action("GroupRenderingControl", "SetRelativeGroupVolume")
+def _set_relative_group_volume(speaker: Speaker, args: Args) -> Out:
+    coordinator = _group_coordinator(speaker)
+    adjustment = _int(args, "Adjustment")
+    return {"NewVolume": str(coordinator.set_group_volume(coordinator.group_volume() + adjustment))}
+
+
+@action("GroupRenderingControl", "GetGroupMute")
+def _get_group_mute(speaker: Speaker, args: Args) -> Out:
+    return {"CurrentMute": _flag(_group_coordinator(speaker).group_mute())}
+
+
+@action("GroupRenderingControl", "SetGroupMute")
+def _set_group_mute(speaker: Speaker, args: Args) -> Out:
+    _group_coordinator(speaker).set_group_mute(_bool(args, "DesiredMute"))
+    return {}
+
+
+@action("GroupRenderingControl", "SnapshotGroupVolume")
+def _snapshot_group_volume(speaker: Speaker, args: Args) -> Out:
+    _group_coordinator(speaker)
+    return {}
+
+
+# -- AVTransport ---------------------------------------------------------------------------
+
+
+def check_playable(uri: str, metadata: str) -> None:
+    """Refuse with 714 what a speaker cannot play (unknown scheme, not audio)."""
+    scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
+    if scheme not in _KNOWN_SCHEMES:
+        raise UPnPError(714, f"illegal MIME type for {uri!r}")
+    if scheme in ("http", "https"):
+        path = urlsplit(uri).path.lower()
+        if any(path.endswith(ext) for ext in _NOT_AUDIO_EXTENSIONS):
+            raise UPnPError(714, f"{uri!r} is not audio")
+    if metadata.strip():
+        mime = protocol_mime(parse_didl(uri, metadata).protocol_info).lower()
+        if mime.startswith(("text/", "image/", "video/")):
+            raise UPnPError(714, f"illegal MIME type {mime}")
+
+
+def resolve_track(uri: str, metadata: str) -> Track:
+    """The track behind ``uri``: the library's own when known, else what the DIDL says."""
+    for song in (*catalog.SONGS, *catalog.STATIONS):
+        if song.uri == uri:
+            return song
+    track = parse_didl(uri, metadata)
+    path = urlsplit(uri).path.lower()
+    if track.duration == 0 and any(path.endswith(ext) for ext in _AUDIO_EXTENSIONS):
+        track = Track(
+            uri=track.uri,
+            title=track.title,
+            artist=track.artist,
+            album=track.album,
+            duration=_DEFAULT_FILE_DURATION,
+            album_art=track.album_art,
+            protocol_info=track.protocol_info,
+            upnp_class=track.upnp_class,
+        )
+    return track
+
+
+@action("AVTransport", "SetAVTransportURI")
+def _set_av_transport_uri(speaker: Speaker, args: Args) -> Out:
+    uri = _required(args, "CurrentURI").strip()
+    metadata = args.get("CurrentURIMetaData", "")
+    household = speaker.household
+    if uri.startswith("x-rincon:"):
+        target = household.by_uid.get(uri.removeprefix("x-rincon:"))
+        if target is None:
+            raise UPnPError(402, f"unknown player {uri}")
+        if target is speaker:
+            raise UPnPError(701, "a player cannot join itself")
+        household.join(speaker, target)
+        return {}
+    if uri.startswith("x-rincon-queue:") and uri != speaker.transport.queue_uri:
+        raise UPnPError(402, "not this player's queue")
+    if uri != speaker.transport.queue_uri:
+        check_playable(uri, metadata)
+    if speaker.invisible:
+        raise UPnPError(800, "an invisible stereo member has no transport")
+    if not speaker.is_coordinator:
+        household.unjoin(speaker)
+    track = None if uri == speaker.transport.queue_uri else resolve_track(uri, metadata)
+    speaker.transport.set_uri(uri, metadata, track)
+    return {}
+
+
+@action("AVTransport", "AddURIToQueue")
+def _add_uri_to_queue(speaker: Speaker, args: Args) -> Out:
+    uri = _required(args, "EnqueuedURI").strip()
+    metadata = args.get("EnqueuedURIMetaData", "")
+    position = _int(args, "DesiredFirstTrackNumberEnqueued", 0)
+    as_next = args.get("EnqueueAsNext", "0").strip() in ("1", "true")
+    check_playable(uri, metadata)
+    transport = speaker.transport
+    first = transport.add_to_queue([resolve_track(uri, metadata)], position, as_next)
+    return {
+        "FirstTrackNumberEnqueued": str(first),
+        "NumTracksAdded": "1",
+        "NewQueueLength": str(len(transport.queue)),
+        "NewUpdateID": str(transport.queue_update_id),
+    }
+
+
+@action("AVTransport", "RemoveAllTracksFromQueue")
+def _remove_all_tracks(speaker: Speaker, args: Args) -> Out:
+    speaker.transport.clear_queue()
+    return {}
+
+
+@action("AVTransport", "RemoveTrackFromQueue")
+def _remove_track(speaker: Speaker, args: Args) -> Out:
+    object_id = _required(args, "ObjectID")
+    prefix, _, number = object_id.partition("/")
+    if prefix != "Q:0" or not number.isdigit():
+        raise UPnPError(402, f"bad queue object {object_id}")
+    speaker.transport.remove_from_queue(int(number))
+    return {}
+
+
+@action("AVTransport", "GetTransportInfo")
+def _get_transport_info(speaker: Speaker, args: Args) -> Out:
+    return {
+        "CurrentTransportState": speaker.coordinator.transport.state,
+        "CurrentTransportStatus": "OK",
+        "CurrentSpeed": "1",
+    }
+
+
+@action("AVTransport", "GetPositionInfo")
+def _get_position_info(speaker: Speaker, args: Args) -> Out:
+    view = variables.avtransport(speaker)
+    transport = speaker.coordinator.transport
+    has_track = transport.current() is not None
+    return {
+        "Track": view["CurrentTrack"],
+        "TrackDuration": view["CurrentTrackDuration"] or "0:00:00",
+        "TrackMetaData": view["CurrentTrackMetaData"],
+        "TrackURI": view["CurrentTrackURI"],
+        "RelTime": format_duration(transport.position()) if has_track else "0:00:00",
+        "AbsTime": "NOT_IMPLEMENTED",
+        "RelCount": "2147483647",
+        "AbsCount": "2147483647",
+    }
+
+
+@action("AVTransport", "GetMediaInfo")
+def _get_media_info(speaker: Speaker, args: Args) -> Out:
+    view = variables.avtransport(speaker)
+    return {
+        "NrTracks": view["NumberOfTracks"],
+        "MediaDuration": "NOT_IMPLEMENTED",
+        "CurrentURI": view["AVTransportURI"],
+        "CurrentURIMetaData": view["AVTransportURIMetaData"],
+        "NextURI": "",
+        "NextURIMetaData": "",
+        "PlayMedium": view["PlaybackStorageMedium"],
+        "RecordMedium": "NOT_IMPLEMENTED",
+        "WriteStatus": "NOT_IMPLEMENTED",
+    }
+
+
+@action("AVTransport", "GetTransportSettings")
+def _get_transport_settings(speaker: Speaker, args: Args) -> Out:
+    return {
+        "PlayMode": speaker.coordinator.transport.play_mode,
+        "RecQualityMode": "NOT_IMPLEMENTED",
+    }
+
+
+@action("AVTransport", "GetCrossfadeMode")
+def _get_crossfade_mode(speaker: Speaker, args: Args) -> Out:
+    return {"CrossfadeMode": _flag(speaker.coordinator.transport.crossfade)}
+
+
+@action("AVTransport", "GetCurrentTransportActions")
+def _get_current_transport_actions(speaker: Speaker, args: Args) -> Out:
+    return {"Actions": variables.avtransport(speaker)["CurrentTransportActions"]}
+
+
+@action("AVTransport", "GetDeviceCapabilities")
+def _get_device_capabilities(speaker: Speaker, args: Args) -> Out:
+    return {
+        "PlayMedia": "NONE, NETWORK",
+        "RecMedia": "NOT_IMPLEMENTED",
+        "RecQualityModes": "NOT_IMPLEMENTED",
+    }
+
+
+@action("AVTransport", "Play")
+def _play(speaker: Speaker, args: Args) -> Out:
+    speaker.transport.play()
+    return {}
+
+
+@action("AVTransport", "Pause")
+def _pause(speaker: Speaker, args: Args) -> Out:
+    speaker.transport.pause()
+    return {}
+
+
+@action("AVTransport", "Stop")
+def _stop(speaker: Speaker, args: Args) -> Out:
+    speaker.transport.stop()
+    return {}
+
+
+@action("AVTransport", "Next")
+def _next(speaker: Speaker, args: Args) -> Out:
+    speaker.transport.next()
+    return {}
+
+
+@action("AVTransport", "Previous")
+def _previous(speaker: Speaker, args: Args) -> Out:
+    speaker.transport.previous()
+    return {}
+
+
+@action("AVTransport", "Seek")
+def _seek(speaker: Speaker, args: Args) -> Out:
+    unit = _required(args, "Unit").strip()
+    target = _required(args, "Target").strip()
+    if unit == "REL_TIME":
+        speaker.transport.seek_time(parse_duration(target))
+    elif unit == "TRACK_NR":
+        speaker.transport.seek_track(int(target) if target.isdigit() else None)
+    else:
+        raise UPnPError(711, f"seek unit {unit} not supported")
+    return {}
+
+
+@action("AVTransport", "SetPlayMode")
+def _set_play_mode(speaker: Speaker, args: Args) -> Out:
+    speaker.transport.set_play_mode(_required(args, "NewPlayMode").strip().upper())
+    return {}
+
+
+@action("AVTransport", "SetCrossfadeMode")
+def _set_crossfade_mode(speaker: Speaker, args: Args) -> Out:
+    speaker.transport.set_crossfade(_bool(args, "CrossfadeMode"))
+    return {}
+
+
+@action("AVTransport", "BecomeCoordinatorOfStandaloneGroup")
+def _become_standalone(speaker: Speaker, args: Args) -> Out:
+    delegated, group_id = speaker.household.unjoin(speaker)
+    return {"DelegatedGroupCoordinatorID": delegated, "NewGroupID": group_id}
+
+
+@action("AVTransport", "ConfigureSleepTimer")
+def _configure_sleep_timer(speaker: Speaker, args: Args) -> Out:
+    text = args.get("NewSleepTimerDuration", "").strip()
+    if not text:
+        speaker.transport.configure_sleep(None)
+        return {}
+    seconds = parse_duration(text)
+    if seconds is None:
+        raise UPnPError(402, "bad sleep timer duration")
+    speaker.transport.configure_sleep(seconds)
+    return {}
+
+
+@action("AVTransport", "GetRemainingSleepTimerDuration")
+def _get_remaining_sleep(speaker: Speaker, args: Args) -> Out:
+    transport = speaker.coordinator.transport
+    remaining = transport.remaining_sleep()
+    return {
+        "RemainingSleepTimerDuration": "" if remaining is None else format_duration(remaining),
+        "CurrentSleepTimerGeneration": str(transport.sleep_generation),
+    }
+
+
+# -- ContentDirectory and Queue ------------------------------------------------------------
+
+
+def _page(items: list[str], start: int, count: int) -> tuple[list[str], int]:
+    if start < 0 or count < 0:
+        raise UPnPError(402, "negative index or count")
+    end = len(items) if count == 0 else start + count
+    return items[start:end], len(items)
+
+
+def _queue_items(speaker: Speaker) -> list[str]:
+    return [
+        track_item(track, f"Q:0/{n}", "Q:0")
+        for n, track in enumerate(speaker.transport.queue, start=1)
+    ]
+
+
+@action("ContentDirectory", "Browse")
+def _browse(speaker: Speaker, args: Args) -> Out:
+    object_id = _required(args, "ObjectID").strip()
+    flag = args.get("BrowseFlag", "BrowseDirectChildren").strip()
+    start = _int(args, "StartingIndex", 0)
+    count = _int(args, "RequestedCount", 0)
+    if flag not in ("BrowseDirectChildren", "BrowseMetadata"):
+        raise UPnPError(402, f"bad BrowseFlag {flag}")
+    if object_id == "Q:0":
+        update_id = speaker.transport.queue_update_id
+        if flag == "BrowseMetadata":
+            container = (
+                f'<container id="Q:0" parentID="Q:" restricted="true" '
+                f"childCount={quoteattr(str(len(speaker.transport.queue)))}>"
+                "<dc:title>Queue</dc:title>"
+                "<upnp:class>object.container.playlistContainer</upnp:class></container>"
+            )
+            page, total = [container], 1
+        else:
+            page, total = _page(_queue_items(speaker), start, count)
+    elif object_id == "FV:2":
+        update_id = speaker.household.favorites_update_id
+        if flag == "BrowseMetadata":
+            page, total = [], 0
+        else:
+            page, total = _page(catalog.favorite_items(speaker.household.favorites), start, count)
+    else:
+        raise UPnPError(701, f"no such object {object_id}")
+    return {
+        "Result": items_didl(page),
+        "NumberReturned": str(len(page)),
+        "TotalMatches": str(total),
+        "UpdateID": str(update_id),
+    }
+
+
+@action("ContentDirectory", "GetSystemUpdateID")
+def _get_system_update_id(speaker: Speaker, args: Args) -> Out:
+    return {"Id": str(variables.content_directory(speaker)["SystemUpdateID"])}
+
+
+@action("ContentDirectory", "GetShareIndexInProgress")
+def _get_share_index(speaker: Speaker, args: Args) -> Out:
+    return {"IsIndexing": "0"}
+
+
+@action("ContentDirectory", "GetAlbumArtistDisplayOption")
+def _get_album_artist_option(speaker: Speaker, args: Args) -> Out:
+    return {"AlbumArtistDisplayOption": "WMP"}
+
+
+@action("ContentDirectory", "GetSearchCapabilities")
+def _get_search_capabilities(speaker: Speaker, args: Args) -> Out:
+    return {"SearchCaps": "Artist,Contributor,Composer,Genre,Album,Title"}
+
+
+@action("ContentDirectory", "GetSortCapabilities")
+def _get_sort_capabilities(speaker: Speaker, args: Args) -> Out:
+    return {"SortCaps": "Artist,Album,Title"}
+
+
+@action("ContentDirectory", "GetBrowseable")
+def _get_browseable(speaker: Speaker, args: Args) -> Out:
+    return {"IsBrowseable": "1"}
+
+
+@action("Queue", "Browse")
+def _queue_browse(speaker: Speaker, args: Args) -> Out:
+    if _int(args, "QueueID", 0) != 0:
+        raise UPnPError(402, "only queue 0 exists")
+    page, total = _page(
+        _queue_items(speaker), _int(args, "StartingIndex", 0), _int(args, "RequestedCount", 0)
+    )
+    return {
+        "Result": items_didl(page),
+        "NumberReturned": str(len(page)),
+        "TotalMatches": str(total),
+        "UpdateID": str(speaker.transport.queue_update_id),
+    }
+
+
+@action("Queue", "RemoveAllTracks")
+def _queue_remove_all(speaker: Speaker, args: Args) -> Out:
+    speaker.transport.clear_queue()
+    return {"NewUpdateID": str(speaker.transport.queue_update_id)}
+
+
+# -- AlarmClock ----------------------------------------------------------------------------
+
+
+@action("AlarmClock", "ListAlarms")
+def _list_alarms(speaker: Speaker, args: Args) -> Out:
+    parts = ["<Alarms>"]
+    for alarm in speaker.household.alarms:
+        parts.append(
+            f'<Alarm ID="{alarm.alarm_id}" StartTime="{alarm.start_time}" '
+            f'Duration="{alarm.duration}" Recurrence="{alarm.recurrence}" '
+            f'Enabled="{_flag(alarm.enabled)}" RoomUUID="{alarm.room_uid}" '
+            f'ProgramURI={quoteattr(alarm.program_uri)} ProgramMetaData="" '
+            f'PlayMode="{alarm.play_mode}" Volume="{alarm.volume}" '
+            f'IncludeLinkedZones="{_flag(alarm.include_linked_zones)}"/>'
+        )
+    parts.append("</Alarms>")
+    return {
+        "CurrentAlarmList": "".join(parts),
+        "CurrentAlarmListVersion": speaker.household.alarm_list_version(),
+    }
+
+
+@action("AlarmClock", "GetFormat")
+def _get_format(speaker: Speaker, args: Args) -> Out:
+    return {"CurrentTimeFormat": "INV", "CurrentDateFormat": "INV"}
+
+
+@action("AlarmClock", "GetTimeZone")
+def _get_time_zone(speaker: Speaker, args: Args) -> Out:
+    return {"Index": "0", "AutoAdjustDst": "1"}
+
+
+@action("AlarmClock", "GetTimeServer")
+def _get_time_server(speaker: Speaker, args: Args) -> Out:
+    return {"CurrentTimeServer": str(variables.alarm_clock(speaker)["TimeServer"])}
+
+
+@action("AlarmClock", "GetDailyIndexRefreshTime")
+def _get_daily_index_refresh_time(speaker: Speaker, args: Args) -> Out:
+    return {"CurrentDailyIndexRefreshTime": "02:00:00"}
+
+
+# -- small services ------------------------------------------------------------------------
+
+
+def _connection_manager(service: str) -> None:
+    @action(service, "GetProtocolInfo")
+    def _get_protocol_info(speaker: Speaker, args: Args) -> Out:
+        state = variables.full_state(speaker, service)
+        return {"Source": str(state["SourceProtocolInfo"]), "Sink": str(state["SinkProtocolInfo"])}
+
+    @action(service, "GetCurrentConnectionIDs")
+    def _get_connection_ids(speaker: Speaker, args: Args) -> Out:
+        return {"ConnectionIDs": ""}
+
+
+_connection_manager("MS_ConnectionManager")
+_connection_manager("MR_ConnectionManager")
+
+
+@action("AudioIn", "GetAudioInputAttributes")
+def _get_audio_input_attributes(speaker: Speaker, args: Args) -> Out:
+    return {"CurrentName": "Line-In", "CurrentIcon": ""}
+
+
+@action("AudioIn", "GetLineInLevel")
+def _get_line_in_level(speaker: Speaker, args: Args) -> Out:
+    return {"CurrentLeftLineInLevel": "1", "CurrentRightLineInLevel": "1"}
+
+
+@action("HTControl", "GetIRRepeaterState")
+def _get_ir_repeater_state(speaker: Speaker, args: Args) -> Out:
+    return {"CurrentIRRepeaterState": "Disabled"}
+
+
+@action("HTControl", "GetLEDFeedbackState")
+def _get_led_feedback_state(speaker: Speaker, args: Args) -> Out:
+    return {"LEDFeedbackState": "On"}
+
+
+@action("SystemProperties", "GetString")
+def _get_string(speaker: Speaker, args: Args) -> Out:
+    _required(args, "VariableName")
+    return {"StringValue": ""}

@@ -1,0 +1,495 @@
+# -*- test-case-name: tests.test_sim_admin -*-
+"""The simulator's admin HTTP API: JSON, on its own endpoint (never on a speaker's port).
+
+It reads and changes the household's state (changes are evented exactly like changes made
+through SoCo) and injects faults: reboot, offline, address change, NOTIFY bursts, and the
+GENA faults of each speaker's ``SubscriptionManager``. Every route is listed in
+``docs/simulator.md``; ``GET /`` lists them too.
+
+A speaker is named in the path by its index (``0``), UID, address or room name.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
+
+from sonosd.sim import catalog
+from sonosd.sim.actions import check_playable, resolve_track
+from sonosd.sim.didl import format_duration, parse_duration
+from sonosd.sim.household import Household, Speaker
+from sonosd.sim.soap import UPnPError
+
+if TYPE_CHECKING:
+    from sonosd.sim.activity import ActivityGenerator
+
+log = Logger()
+
+MAX_BODY = 65536
+
+ROUTES = (
+    "GET /household",
+    "GET /speakers",
+    "GET /speakers/{id}",
+    "PATCH /speakers/{id}/state",
+    "POST /speakers/{id}/play|pause|stop|next|previous",
+    "POST /speakers/{id}/join",
+    "POST /speakers/{id}/unjoin",
+    "POST /speakers/{id}/queue",
+    "DELETE /speakers/{id}/queue",
+    "POST /speakers/{id}/reboot",
+    "POST /speakers/{id}/offline",
+    "POST /speakers/{id}/online",
+    "POST /speakers/{id}/address",
+    "POST /speakers/{id}/burst",
+    "GET /speakers/{id}/gena",
+    "PATCH /speakers/{id}/gena/faults",
+    "DELETE /speakers/{id}/gena/faults",
+    "POST /speakers/{id}/gena/unknown-sid",
+    "GET /activity",
+    "PATCH /activity",
+)
+
+
+class ApiError(Exception):
+    """An error answered as ``{"error": message}`` with an HTTP status."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+
+def speaker_json(speaker: Speaker) -> dict[str, Any]:
+    """Everything the admin API shows about one speaker."""
+    transport = speaker.coordinator.transport
+    track = transport.current()
+    r = speaker.rendering
+    return {
+        "index": speaker.index,
+        "uid": speaker.uid,
+        "name": speaker.name,
+        "address": speaker.address,
+        "port": speaker.port,
+        "model": speaker.model.number,
+        "model_name": speaker.model.name,
+        "boot_seq": speaker.boot_seq,
+        "network": speaker.network.mode if speaker.network is not None else "none",
+        "invisible": speaker.invisible,
+        "coordinator": speaker.coordinator.uid,
+        "group": speaker.group.group_id,
+        "volume": r.volume,
+        "mute": r.mute,
+        "bass": r.bass,
+        "treble": r.treble,
+        "loudness": r.loudness,
+        "night_mode": r.night_mode if speaker.model.soundbar else None,
+        "dialog_mode": r.dialog_level if speaker.model.soundbar else None,
+        "led": speaker.led_on,
+        "transport": transport.state,
+        "play_mode": transport.play_mode,
+        "crossfade": transport.crossfade,
+        "uri": transport.uri,
+        "track": transport.track_no,
+        "position": format_duration(transport.position()),
+        "sleep_timer": transport.remaining_sleep(),
+        "current": (
+            {
+                "title": track.title,
+                "artist": track.artist,
+                "album": track.album,
+                "duration": format_duration(track.duration),
+                "uri": track.uri,
+            }
+            if track is not None
+            else None
+        ),
+        "queue_length": len(speaker.transport.queue),
+        "group_volume": speaker.coordinator.group_volume(),
+        "group_mute": speaker.coordinator.group_mute(),
+    }
+
+
+class AdminResource(Resource):
+    """The admin API; see the module docstring."""
+
+    isLeaf = True
+
+    def __init__(self, household: Household, activity: ActivityGenerator | None = None) -> None:
+        super().__init__()
+        self.household = household
+        self.activity = activity
+
+    def render(self, request: Request) -> bytes | int:
+        """Route, run the handler, answer JSON (asynchronous handlers answer later)."""
+        path = request.path.decode("latin-1").rstrip("/") or "/"
+        method = request.method.decode("latin-1")
+        try:
+            body = self._body(request)
+            result = self._route(method, [unquote(p) for p in path.split("/")[1:] if p], body)
+        except ApiError as e:
+            return _json(request, e.status, {"error": e.message, **e.extra})
+        except UPnPError as e:
+            return _json(request, 409, {"error": e.description, "upnp_error": e.code})
+        if isinstance(result, Deferred):
+            result.addCallbacks(
+                lambda value: _finish(request, 200, value),
+                lambda failure: _fail(request, failure),
+            )
+            return NOT_DONE_YET
+        return _json(request, 200, result)
+
+    @staticmethod
+    def _body(request: Request) -> dict[str, Any]:
+        assert request.content is not None
+        raw = request.content.read(MAX_BODY + 1)
+        if len(raw) > MAX_BODY:
+            raise ApiError(413, "request body too large")
+        if not raw.strip():
+            return {}
+        try:
+            body = json.loads(raw)
+        except ValueError as e:
+            raise ApiError(400, f"body is not JSON: {e}") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "body must be a JSON object")
+        return body
+
+    def _speaker(self, key: str) -> Speaker:
+        try:
+            return self.household.speaker(key)
+        except (KeyError, IndexError):
+            raise ApiError(404, f"no speaker {key!r}") from None
+
+    def _route(self, method: str, parts: list[str], body: dict[str, Any]) -> Any:
+        if not parts:
+            _allow(method, "GET")
+            return {"routes": list(ROUTES)}
+        if parts == ["household"]:
+            _allow(method, "GET")
+            return self._household()
+        if parts == ["speakers"]:
+            _allow(method, "GET")
+            return [speaker_json(s) for s in self.household.speakers]
+        if parts == ["activity"]:
+            return self._activity(method, body)
+        if parts[0] == "speakers" and len(parts) >= 2:
+            speaker = self._speaker(parts[1])
+            return self._speaker_route(method, speaker, parts[2:], body)
+        raise ApiError(404, "no such route")
+
+    def _household(self) -> dict[str, Any]:
+        household = self.household
+        return {
+            "household_id": household.household_id,
+            "speakers": [speaker_json(s) for s in household.speakers],
+            "groups": [
+                {"id": g.group_id, "coordinator": g.coordinator, "members": list(g.members)}
+                for g in household.groups
+            ],
+            "zone_group_state": household.zone_group_state(),
+        }
+
+    def _activity(self, method: str, body: dict[str, Any]) -> Any:
+        if self.activity is None:
+            raise ApiError(404, "no activity generator")
+        if method == "PATCH":
+            rate = body.get("rate")
+            if not isinstance(rate, int | float) or isinstance(rate, bool) or rate < 0:
+                raise ApiError(400, "rate must be a number >= 0")
+            self.activity.set_rate(float(rate))
+        else:
+            _allow(method, "GET")
+        return {
+            "rate": self.activity.rate,
+            "running": self.activity.running,
+            "changes": self.activity.changes,
+        }
+
+    def _speaker_route(
+        self, method: str, speaker: Speaker, rest: list[str], body: dict[str, Any]
+    ) -> Any:
+        if not rest:
+            _allow(method, "GET")
+            return speaker_json(speaker)
+        head = rest[0]
+        if head == "state" and len(rest) == 1:
+            _allow(method, "PATCH", "POST")
+            _apply_state(speaker, body)
+            return speaker_json(speaker)
+        if head in ("play", "pause", "stop", "next", "previous") and len(rest) == 1:
+            _allow(method, "POST")
+            getattr(speaker.coordinator.transport, head)()
+            return speaker_json(speaker)
+        if head == "join" and len(rest) == 1:
+            _allow(method, "POST")
+            target = self._speaker(_string(body, "coordinator"))
+            if target is speaker:
+                raise ApiError(400, "a speaker cannot join itself")
+            self.household.join(speaker, target)
+            return speaker_json(speaker)
+        if head == "unjoin" and len(rest) == 1:
+            _allow(method, "POST")
+            self.household.unjoin(speaker)
+            return speaker_json(speaker)
+        if head == "queue" and len(rest) == 1:
+            return self._queue(method, speaker, body)
+        if head == "gena":
+            return self._gena(method, speaker, rest[1:], body)
+        if len(rest) == 1 and head in _FAULTS:
+            _allow(method, "POST")
+            return _FAULTS[head](speaker, body)
+        raise ApiError(404, "no such route")
+
+    @staticmethod
+    def _queue(method: str, speaker: Speaker, body: dict[str, Any]) -> Any:
+        if method == "DELETE":
+            speaker.transport.clear_queue()
+            return speaker_json(speaker)
+        _allow(method, "POST")
+        if "uri" in body:
+            uri = _string(body, "uri")
+            metadata = body.get("metadata", "")
+            if not isinstance(metadata, str):
+                raise ApiError(400, "metadata must be a string")
+            check_playable(uri, metadata)
+            tracks = [resolve_track(uri, metadata)]
+        else:
+            count = _integer(body, "songs", 1, 1000)
+            songs = catalog.SONGS
+            tracks = [songs[n % len(songs)] for n in range(count)]
+        first = speaker.transport.add_to_queue(tracks, _integer(body, "position", 0, 10**6, 0))
+        return {"first_track": first, "queue_length": len(speaker.transport.queue)}
+
+    def _gena(self, method: str, speaker: Speaker, rest: list[str], body: dict[str, Any]) -> Any:
+        manager = speaker.gena
+        if manager is None:
+            raise ApiError(409, "the speaker is not running")
+        if not rest:
+            _allow(method, "GET")
+            return {
+                "subscriptions": manager.subscriptions(),
+                "faults": attrs.asdict(manager.faults),
+                "stats": manager.stats(),
+                "paused": manager.paused,
+            }
+        if rest == ["faults"]:
+            if method == "DELETE":
+                manager.faults.reset()
+            else:
+                _allow(method, "PATCH", "PUT")
+                _set_faults(manager.faults, body)
+            return attrs.asdict(manager.faults)
+        if rest == ["unknown-sid"]:
+            _allow(method, "POST")
+            service = body.get("service", "AVTransport")
+            if service not in speaker.offered:
+                raise ApiError(400, f"unknown service {service!r}")
+            try:
+                sent: Deferred[int] = manager.send_unknown_sid(_string(body, "callback"), service)
+            except ValueError as e:
+                raise ApiError(400, str(e)) from None
+            return sent.addCallback(lambda status: {"status": status})
+        raise ApiError(404, "no such route")
+
+
+def _set_faults(faults: Any, body: Mapping[str, Any]) -> None:
+    fields = {f.name: f for f in attrs.fields(type(faults))}
+    for name, value in body.items():
+        if name not in fields:
+            raise ApiError(400, f"unknown fault {name!r}; known: {sorted(fields)}")
+        current = getattr(faults, name)
+        if isinstance(current, bool) or name.endswith("_hang"):
+            if not isinstance(value, bool):
+                raise ApiError(400, f"{name} must be true or false")
+        elif name.endswith("_status"):
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or not 100 <= value <= 599
+            ):
+                raise ApiError(400, f"{name} must be an HTTP status or null")
+        elif isinstance(current, float) or name == "delay":
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise ApiError(400, f"{name} must be a number >= 0")
+            value = float(value)
+        elif not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ApiError(400, f"{name} must be an integer >= 0")
+    for name, value in body.items():
+        setattr(faults, name, float(value) if name == "delay" else value)
+
+
+def _apply_state(speaker: Speaker, body: Mapping[str, Any]) -> None:
+    """Apply admin state changes through the household (so they are evented)."""
+    setters: dict[str, Callable[[Any], object]] = {
+        "volume": lambda v: speaker.set_volume(_int_value("volume", v, 0, 100)),
+        "mute": lambda v: speaker.set_mute(_bool_value("mute", v)),
+        "bass": lambda v: speaker.set_bass(_int_value("bass", v, -10, 10)),
+        "treble": lambda v: speaker.set_treble(_int_value("treble", v, -10, 10)),
+        "loudness": lambda v: speaker.set_loudness(_bool_value("loudness", v)),
+        "name": lambda v: speaker.rename(_str_value("name", v)),
+        "led": lambda v: speaker.set_led(_bool_value("led", v)),
+        "night_mode": lambda v: speaker.set_eq("NightMode", int(_bool_value("night_mode", v))),
+        "dialog_mode": lambda v: speaker.set_eq("DialogLevel", int(_bool_value("dialog_mode", v))),
+        "transport": lambda v: _set_transport(speaker, v),
+        "play_mode": lambda v: speaker.coordinator.transport.set_play_mode(
+            _str_value("play_mode", v).upper()
+        ),
+        "crossfade": lambda v: speaker.coordinator.transport.set_crossfade(
+            _bool_value("crossfade", v)
+        ),
+        "track": lambda v: speaker.coordinator.transport.seek_track(
+            _int_value("track", v, 1, 10**6)
+        ),
+        "position": lambda v: speaker.coordinator.transport.seek_time(
+            parse_duration(_str_value("position", v))
+        ),
+        "group_volume": lambda v: speaker.coordinator.set_group_volume(
+            _int_value("group_volume", v, 0, 100)
+        ),
+        "group_mute": lambda v: speaker.coordinator.set_group_mute(_bool_value("group_mute", v)),
+        "sleep_timer": lambda v: speaker.coordinator.transport.configure_sleep(
+            None if v is None else _int_value("sleep_timer", v, 0, 86399)
+        ),
+    }
+    unknown = sorted(set(body) - set(setters))
+    if unknown:
+        raise ApiError(400, f"unknown state keys {unknown}; known: {sorted(setters)}")
+    for key, value in body.items():
+        setters[key](value)
+
+
+def _set_transport(speaker: Speaker, value: Any) -> None:
+    transport = speaker.coordinator.transport
+    state = _str_value("transport", value).upper()
+    if state == "PLAYING":
+        transport.play()
+    elif state in ("PAUSED_PLAYBACK", "PAUSED"):
+        transport.pause()
+    elif state == "STOPPED":
+        transport.stop()
+    else:
+        raise ApiError(400, "transport must be PLAYING, PAUSED_PLAYBACK or STOPPED")
+
+
+def _reboot(speaker: Speaker, body: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
+    downtime = body.get("downtime", 5.0)
+    if not isinstance(downtime, int | float) or isinstance(downtime, bool) or downtime < 0:
+        raise ApiError(400, "downtime must be a number >= 0")
+    return speaker.reboot(float(downtime)).addCallback(
+        lambda _: {"rebooting": True, "downtime": downtime, "boot_seq": speaker.boot_seq + 1}
+    )
+
+
+def _offline(speaker: Speaker, body: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
+    mode = body.get("mode", "refuse")
+    if mode not in ("refuse", "hang"):
+        raise ApiError(400, "mode must be 'refuse' or 'hang'")
+    vanish = _bool_value("vanish", body.get("vanish", False))
+    return speaker.go_offline(mode, vanish=vanish).addCallback(lambda _: speaker_json(speaker))
+
+
+def _online(speaker: Speaker, body: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
+    return speaker.come_online().addCallback(lambda _: speaker_json(speaker))
+
+
+def _address(speaker: Speaker, body: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
+    address = _string(body, "address")
+    try:
+        moved = speaker.change_address(address)
+    except ValueError as e:
+        raise ApiError(400, str(e)) from None
+    return moved.addCallback(lambda _: speaker_json(speaker))
+
+
+def _burst(speaker: Speaker, body: Mapping[str, Any]) -> dict[str, Any]:
+    count = _integer(body, "count", 1, 100_000)
+    service = body.get("service", "RenderingControl")
+    try:
+        speaker.burst(count, service)
+    except ValueError as e:
+        raise ApiError(400, str(e)) from None
+    return {"count": count, "service": service}
+
+
+_FAULTS: dict[str, Callable[[Speaker, Mapping[str, Any]], Any]] = {
+    "reboot": _reboot,
+    "offline": _offline,
+    "online": _online,
+    "address": _address,
+    "burst": _burst,
+}
+
+
+def _allow(method: str, *allowed: str) -> None:
+    if method not in allowed:
+        raise ApiError(405, f"method {method} not allowed; use {', '.join(allowed)}")
+
+
+def _string(body: Mapping[str, Any], key: str) -> str:
+    return _str_value(key, body.get(key))
+
+
+def _str_value(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ApiError(400, f"{key} must be a non-empty string")
+    return value
+
+
+def _int_value(key: str, value: Any, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ApiError(400, f"{key} must be an integer from {low} to {high}")
+    return value
+
+
+def _integer(
+    body: Mapping[str, Any], key: str, low: int, high: int, default: int | None = None
+) -> int:
+    if key not in body and default is not None:
+        return default
+    return _int_value(key, body.get(key), low, high)
+
+
+def _bool_value(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ApiError(400, f"{key} must be true or false")
+    return value
+
+
+def _json(request: Request, status: int, value: Any) -> bytes:
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"application/json")
+    return json.dumps(value, indent=1).encode() + b"\n"
+
+
+def _finish(request: Request, status: int, value: Any) -> None:
+    if request.finished or request.channel is None:
+        return
+    request.write(_json(request, status, value))
+    request.finish()
+
+
+def _fail(request: Request, failure: Failure) -> None:
+    error = failure.value
+    if isinstance(error, ApiError):
+        _finish(request, error.status, {"error": error.message})
+    elif isinstance(error, UPnPError):
+        _finish(request, 409, {"error": error.description, "upnp_error": error.code})
+    else:
+        log.failure("admin request failed", failure)
+        _finish(request, 500, {"error": str(error)})
+
+
+def admin_site(household: Household, activity: ActivityGenerator | None = None) -> Site:
+    """The admin API site."""
+    site = Site(AdminResource(household, activity))
+    site.noisy = False
+    return site

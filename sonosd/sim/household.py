@@ -1,0 +1,757 @@
+# -*- test-case-name: tests.test_sim_household -*-
+"""The simulated Sonos household: speakers, their state, groups and the faults they can show.
+
+One ``Household`` holds every ``Speaker``; its topology (who plays with whom, stereo pairs,
+BootSeq, addresses) is the one ZoneGroupState all speakers report. Every change goes through
+methods here, which then *publish*: each speaker compares the evented variables of the touched
+services with what it last evented and hands only the changed ones to its GENA
+``SubscriptionManager`` (``manager.notify(service, changed)``). SOAP actions, the admin API,
+the activity generator and Python code all change state the same way, so all of them are seen
+by subscribers alike.
+
+The network side (listening on the speaker's address) is a ``NetworkPresence`` set by the
+service that runs the household; faults (reboot, offline, address change) drive it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+import attrs
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+
+from sonosd.sim import catalog, variables
+from sonosd.sim.description import offered_services
+from sonosd.sim.didl import Track
+from sonosd.sim.models import DEFAULT_MODEL, MODELS, Identity, Model, household_id
+from sonosd.sim.soap import UPnPError
+from sonosd.sim.transport import Transport
+from sonosd.sim.zonegroups import MemberView, VanishedView, ZoneGroupView, zone_group_state
+
+log = Logger()
+
+EventValue = str | Mapping[str, str]
+FullState = Callable[[str], Mapping[str, EventValue]]
+
+DEFAULT_ROOMS = (
+    "Living Room",
+    "Kitchen",
+    "Bedroom",
+    "Office",
+    "Bathroom",
+    "Dining Room",
+    "Hallway",
+    "Garage",
+    "Patio",
+    "Study",
+)
+
+
+class SubscriptionManagerLike(Protocol):
+    """What the household needs of ``sonosd.sim.gena.SubscriptionManager`` (docs/design.md)."""
+
+    address: str
+
+    def render_subscribe(self, request: IRequest, service: str) -> bytes | int:
+        """Answer a SUBSCRIBE (new or renewal) on ``service``'s event URL."""
+
+    def render_unsubscribe(self, request: IRequest, service: str) -> bytes:
+        """Answer an UNSUBSCRIBE on ``service``'s event URL."""
+
+    def notify(self, service: str, changed: Mapping[str, EventValue]) -> object:
+        """Send one NOTIFY with ``changed`` to every subscription of ``service``."""
+
+    def forget_all(self) -> object:
+        """Drop every subscription (reboot)."""
+
+    def pause(self) -> object:
+        """Stop sending NOTIFYs (offline)."""
+
+    def resume(self) -> object:
+        """Send NOTIFYs again."""
+
+    def stop(self) -> object:
+        """Stop all work (shutdown)."""
+
+
+ManagerFactory = Callable[[Any, str, str, FullState, str], SubscriptionManagerLike]
+
+
+class NetworkPresence(Protocol):
+    """A speaker's presence on the network (``sonosd.sim.presence.SpeakerPresence``)."""
+
+    @property
+    def mode(self) -> str:
+        """``up``, ``refuse`` (nothing listens) or ``hang`` (accepts, never answers)."""
+
+    def go_down(self, mode: str) -> Deferred[None]:
+        """Stop answering: ``refuse`` connections or ``hang`` them; cut open connections."""
+
+    def come_up(self) -> Deferred[None]:
+        """Answer again on the current address."""
+
+    def move(self, address: str) -> Deferred[None]:
+        """Listen on ``address`` instead."""
+
+
+@attrs.define
+class Rendering:
+    """RenderingControl state of one speaker."""
+
+    volume: int = 20
+    mute: bool = False
+    bass: int = 0
+    treble: int = 0
+    loudness: bool = True
+    balance_lf: int = 100
+    balance_rf: int = 100
+    night_mode: bool = False
+    dialog_level: bool = False
+
+
+@attrs.define
+class Group:
+    """A zone group: its ID, coordinator and members (coordinator included), in order."""
+
+    group_id: str
+    coordinator: str
+    members: list[str]
+
+
+@attrs.frozen
+class Alarm:
+    """One household alarm as ``ListAlarms`` reports it."""
+
+    alarm_id: int
+    start_time: str
+    duration: str
+    recurrence: str
+    enabled: bool
+    room_uid: str
+    program_uri: str = "x-rincon-buzzer:0"
+    play_mode: str = "SHUFFLE_NOREPEAT"
+    volume: int = 25
+    include_linked_zones: bool = False
+
+
+def _clamp(value: int, low: int, high: int) -> int:
+    return max(low, min(high, value))
+
+
+class Speaker:
+    """One simulated speaker: identity, state, and the faults it can be told to show."""
+
+    def __init__(
+        self,
+        household: Household,
+        index: int,
+        identity: Identity,
+        model: Model,
+        name: str,
+        address: str,
+        port: int,
+        boot_seq: int,
+    ) -> None:
+        self.household = household
+        self.index = index
+        self.identity = identity
+        self.model = model
+        self.name = name
+        self.address = address
+        self.port = port
+        self.boot_seq = boot_seq
+        self.offered = offered_services(model)
+        self.rendering = Rendering()
+        self.led_on = True
+        self.buttons_locked = False
+        self.invisible = False
+        self.pair_partner: str | None = None
+        self.channel_map = ""
+        self.transport = Transport(
+            household.clock,
+            identity.uid,
+            household.rng,
+            self._transport_changed,
+            household.transition_delay,
+        )
+        self.manager: SubscriptionManagerLike | None = None
+        self.network: NetworkPresence | None = None
+        self.vanished_reason: str | None = None
+        self._published: dict[str, dict[str, EventValue]] = {}
+        self._boot_call: IDelayedCall | None = None
+        self._up_waiters: list[Deferred[None]] = []
+
+    def __repr__(self) -> str:
+        return f"<Speaker {self.name!r} {self.uid} {self.address}:{self.port}>"
+
+    # -- identity and topology -------------------------------------------------------------
+
+    @property
+    def uid(self) -> str:
+        """``RINCON_<MAC hex>01400``."""
+        return self.identity.uid
+
+    @property
+    def location(self) -> str:
+        """This speaker's device description URL (ZoneGroupState ``Location``)."""
+        return f"http://{self.address}:{self.port}/xml/device_description.xml"
+
+    @property
+    def base_url(self) -> str:
+        """``http://<address>:<port>``."""
+        return f"http://{self.address}:{self.port}"
+
+    @property
+    def group(self) -> Group:
+        """The group this speaker belongs to."""
+        return self.household.group_of(self.uid)
+
+    @property
+    def coordinator(self) -> Speaker:
+        """The coordinator of this speaker's group (itself when it coordinates)."""
+        return self.household.by_uid[self.group.coordinator]
+
+    @property
+    def is_coordinator(self) -> bool:
+        """Whether this speaker coordinates its group."""
+        return self.group.coordinator == self.uid
+
+    @property
+    def gena(self) -> Any:
+        """The GENA ``SubscriptionManager`` (its ``faults``, ``subscriptions()`` ...)."""
+        return self.manager
+
+    @property
+    def reachable(self) -> bool:
+        """Whether the speaker answers on the network right now."""
+        return self.network is None or self.network.mode == "up"
+
+    def full_state(self, service: str) -> Mapping[str, EventValue]:
+        """Every evented variable of ``service`` (what a SEQ 0 NOTIFY carries)."""
+        return variables.full_state(self, service)
+
+    # -- publishing ------------------------------------------------------------------------
+
+    def baseline(self) -> None:
+        """Remember the current evented state of every service, without eventing it."""
+        for service in self.offered:
+            self._published[service] = dict(self.full_state(service))
+
+    def publish(self, service: str) -> None:
+        """Event the variables of ``service`` that changed since they were last evented."""
+        if service not in self.offered:
+            return
+        current = dict(self.full_state(service))
+        previous = self._published.get(service, {})
+        changed = {k: v for k, v in current.items() if previous.get(k) != v}
+        self._published[service] = current
+        if changed and self.manager is not None:
+            self.manager.notify(service, changed)
+
+    def _transport_changed(self, kind: str) -> None:
+        if kind == "queue":
+            self.publish("Queue")
+            self.publish("ContentDirectory")
+            return
+        for uid in self.group.members:
+            self.household.by_uid[uid].publish("AVTransport")
+        self.publish("DeviceProperties")
+
+    # -- rendering -------------------------------------------------------------------------
+
+    def set_volume(self, volume: int, channel: str = "Master") -> int:
+        """Set the volume (clamped to 0..100) of ``channel``; returns the new value."""
+        volume = _clamp(int(volume), 0, 100)
+        if channel == "LF":
+            self.rendering.balance_lf = volume
+        elif channel == "RF":
+            self.rendering.balance_rf = volume
+        else:
+            self.rendering.volume = volume
+        self._rendering_changed()
+        return volume
+
+    def set_mute(self, mute: bool) -> None:
+        """Mute or unmute."""
+        self.rendering.mute = bool(mute)
+        self._rendering_changed()
+
+    def set_bass(self, bass: int) -> None:
+        """Set the bass (clamped to -10..10)."""
+        self.rendering.bass = _clamp(int(bass), -10, 10)
+        self._rendering_changed()
+
+    def set_treble(self, treble: int) -> None:
+        """Set the treble (clamped to -10..10)."""
+        self.rendering.treble = _clamp(int(treble), -10, 10)
+        self._rendering_changed()
+
+    def set_loudness(self, loudness: bool) -> None:
+        """Switch loudness on or off."""
+        self.rendering.loudness = bool(loudness)
+        self._rendering_changed()
+
+    def set_eq(self, eq_type: str, value: int) -> None:
+        """``SetEQ`` NightMode / DialogLevel: soundbars only (402 otherwise)."""
+        if not self.model.soundbar or eq_type not in ("NightMode", "DialogLevel"):
+            raise UPnPError(402, f"EQ type {eq_type} not supported")
+        if eq_type == "NightMode":
+            self.rendering.night_mode = bool(value)
+        else:
+            self.rendering.dialog_level = bool(value)
+        self._rendering_changed()
+
+    def get_eq(self, eq_type: str) -> int:
+        """``GetEQ`` NightMode / DialogLevel: soundbars only (402 otherwise)."""
+        if not self.model.soundbar or eq_type not in ("NightMode", "DialogLevel"):
+            raise UPnPError(402, f"EQ type {eq_type} not supported")
+        if eq_type == "NightMode":
+            return int(self.rendering.night_mode)
+        return int(self.rendering.dialog_level)
+
+    def _rendering_changed(self) -> None:
+        self.publish("RenderingControl")
+        for uid in self.group.members:
+            self.household.by_uid[uid].publish("GroupRenderingControl")
+
+    # -- group volume (on the coordinator) -------------------------------------------------
+
+    def group_volume(self) -> int:
+        """The group's volume: the mean of its members' volumes."""
+        members = self.household.members_of(self.group)
+        return round(sum(s.rendering.volume for s in members) / len(members))
+
+    def group_mute(self) -> bool:
+        """Whether every member of the group is muted."""
+        return all(s.rendering.mute for s in self.household.members_of(self.group))
+
+    def set_group_volume(self, volume: int) -> int:
+        """Move every member by the same amount so the mean becomes ``volume``."""
+        target = _clamp(int(volume), 0, 100)
+        members = self.household.members_of(self.group)
+        delta = target - self.group_volume()
+        for member in members:
+            member.rendering.volume = (
+                0 if target == 0 else _clamp(member.rendering.volume + delta, 0, 100)
+            )
+        for member in members:
+            member._rendering_changed()
+        return self.group_volume()
+
+    def set_group_mute(self, mute: bool) -> None:
+        """Mute or unmute every member of the group."""
+        members = self.household.members_of(self.group)
+        for member in members:
+            member.rendering.mute = bool(mute)
+        for member in members:
+            member._rendering_changed()
+
+    # -- device properties -----------------------------------------------------------------
+
+    def rename(self, name: str) -> None:
+        """``SetZoneAttributes``: a new room name (a stereo pair shares it)."""
+        speakers = [self]
+        if self.pair_partner is not None:
+            speakers.append(self.household.by_uid[self.pair_partner])
+        for speaker in speakers:
+            speaker.name = name
+            speaker.publish("DeviceProperties")
+        self.household.topology_changed()
+
+    def set_led(self, on: bool) -> None:
+        """The status light (not evented)."""
+        self.led_on = bool(on)
+
+    # -- faults ----------------------------------------------------------------------------
+
+    def reboot(self, downtime: float = 5.0) -> Deferred[None]:
+        """Reboot: forget every SID, be unreachable for ``downtime`` s, come back with BootSeq+1.
+
+        The Deferred fires once the speaker is unreachable; ``when_up()`` fires when it is
+        back (then the new BootSeq is evented to every ZoneGroupTopology subscriber).
+        """
+        log.info("rebooting {speaker} for {downtime} s", speaker=self.name, downtime=downtime)
+        if self.manager is not None:
+            self.manager.forget_all()
+        self.transport.halt()
+        self._cancel_boot()
+        down = self.network.go_down("refuse") if self.network is not None else succeed(None)
+
+        def _schedule(_: object) -> None:
+            self._boot_call = self.household.clock.callLater(downtime, self._booted)
+
+        down.addCallback(_schedule)
+        return down
+
+    def _booted(self) -> None:
+        self._boot_call = None
+        up = self.network.come_up() if self.network is not None else succeed(None)
+
+        def _up(_: object) -> None:
+            self.boot_seq += 1
+            self.vanished_reason = None
+            log.info(
+                "{speaker} is back, BootSeq {boot_seq}", speaker=self.name, boot_seq=self.boot_seq
+            )
+            self.household.topology_changed()
+            self._fire_up()
+
+        up.addCallback(_up)
+
+    def go_offline(self, mode: str = "refuse", vanish: bool = False) -> Deferred[None]:
+        """Disappear: ``refuse`` connections or ``hang`` them; NOTIFYs stop.
+
+        With ``vanish`` the household also lists the speaker under ``VanishedDevices``
+        (reason ``powered off``) and events the topology, as a real household does after a
+        while.
+        """
+        if mode not in ("refuse", "hang"):
+            raise ValueError(f"offline mode must be 'refuse' or 'hang', not {mode!r}")
+        if self.manager is not None:
+            self.manager.pause()
+        self._cancel_boot()
+        down = self.network.go_down(mode) if self.network is not None else succeed(None)
+        if vanish:
+            self.vanished_reason = "powered off"
+            self.household.topology_changed()
+        return down
+
+    def come_online(self) -> Deferred[None]:
+        """Answer again; NOTIFYs resume; a vanished speaker rejoins the topology."""
+        self._cancel_boot()
+        up = self.network.come_up() if self.network is not None else succeed(None)
+
+        def _up(_: object) -> None:
+            if self.manager is not None:
+                self.manager.resume()
+            if self.vanished_reason is not None:
+                self.vanished_reason = None
+                self.household.topology_changed()
+            self._fire_up()
+
+        return up.addCallback(_up)
+
+    def change_address(self, address: str) -> Deferred[None]:
+        """Listen on ``address`` instead (DHCP gave a new one); ZGS ``Location`` follows."""
+        ipaddress.IPv4Address(address)
+        if address in self.household.by_address:
+            raise ValueError(f"{address} is already used by another speaker")
+        moved = self.network.move(address) if self.network is not None else succeed(None)
+
+        def _moved(_: object) -> None:
+            del self.household.by_address[self.address]
+            self.address = address
+            self.household.by_address[address] = self
+            if self.manager is not None:
+                self.manager.address = address
+            self.household.topology_changed()
+
+        return moved.addCallback(_moved)
+
+    def burst(self, count: int, service: str = "RenderingControl") -> None:
+        """``count`` quick changes of ``service`` (each one evented on its own)."""
+        for step in range(count):
+            if service == "RenderingControl":
+                volume = self.rendering.volume
+                self.set_volume(volume + 1 if volume < 100 and step % 2 == 0 else volume - 1)
+            elif service == "GroupRenderingControl":
+                self.coordinator.set_group_mute(not self.coordinator.group_mute())
+            elif service == "AVTransport":
+                self.coordinator.transport.set_crossfade(not self.coordinator.transport.crossfade)
+            elif service == "Queue":
+                self.transport.add_to_queue([catalog.SONGS[step % len(catalog.SONGS)]])
+            else:
+                raise ValueError(f"cannot burst {service}")
+
+    def when_up(self) -> Deferred[None]:
+        """A Deferred that fires when the speaker answers again (now, if it does)."""
+        if self.reachable and self._boot_call is None:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._up_waiters.append(waiter)
+        return waiter
+
+    def _fire_up(self) -> None:
+        waiters, self._up_waiters = self._up_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def _cancel_boot(self) -> None:
+        if self._boot_call is not None and self._boot_call.active():
+            self._boot_call.cancel()
+        self._boot_call = None
+
+    def shutdown(self) -> None:
+        """Stop every timer of this speaker."""
+        self._cancel_boot()
+        self.transport.halt()
+
+
+class Household:
+    """Every speaker of one household and its topology; see the module docstring."""
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        *,
+        speakers: int = 3,
+        base_address: str = "127.0.0.2",
+        port: int = 1400,
+        rooms: Sequence[str] = (),
+        models: Sequence[str] = (),
+        stereo_pair: bool = False,
+        seed: int | None = None,
+        transition_delay: float = 0.1,
+        queue_tracks: int = 8,
+    ) -> None:
+        if speakers < 1:
+            raise ValueError("a household needs at least one speaker")
+        if stereo_pair and speakers < 2:
+            raise ValueError("a stereo pair needs at least two speakers")
+        self.clock = clock
+        self.rng = random.Random(seed)
+        self.transition_delay = transition_delay
+        self.household_id = household_id(self.rng)
+        self.speakers: list[Speaker] = []
+        self.by_uid: dict[str, Speaker] = {}
+        self.by_address: dict[str, Speaker] = {}
+        self.groups: list[Group] = []
+        self.favorites: tuple[Track, ...] = catalog.DEFAULT_FAVORITES
+        self.favorites_update_id = 1
+        self.alarm_list_id = 1
+        self.system_update_id = 1
+        self._group_seq = self.rng.randint(10, 99)
+        base = ipaddress.IPv4Address(base_address)
+        for index in range(speakers):
+            name = rooms[index] if index < len(rooms) else _room_name(index)
+            model_key = models[index] if index < len(models) else DEFAULT_MODEL
+            if model_key not in MODELS:
+                raise ValueError(f"unknown model {model_key!r}; known: {sorted(MODELS)}")
+            address = str(base + index)
+            speaker = Speaker(
+                self,
+                index,
+                Identity.draw(self.rng),
+                MODELS[model_key],
+                name,
+                address,
+                port,
+                boot_seq=self.rng.randint(20, 200),
+            )
+            self.speakers.append(speaker)
+            self.by_uid[speaker.uid] = speaker
+            self.by_address[address] = speaker
+            self.groups.append(Group(self._new_group_id(speaker.uid), speaker.uid, [speaker.uid]))
+        if stereo_pair:
+            self._pair(self.speakers[0], self.speakers[1])
+        first = self.speakers[0].uid
+        self.alarms: list[Alarm] = [
+            Alarm(1, "07:00:00", "02:00:00", "WEEKDAYS", True, first, volume=20),
+            Alarm(2, "09:30:00", "01:00:00", "WEEKENDS", False, first),
+        ]
+        self.alarm_owner = first
+        for index, speaker in enumerate(self.speakers):
+            songs = catalog.SONGS
+            start = (index * 4) % len(songs)
+            tracks = [songs[(start + n) % len(songs)] for n in range(queue_tracks)]
+            speaker.transport.queue.extend(tracks)
+            speaker.transport.queue_update_id = 1
+            if tracks and not speaker.invisible:
+                speaker.transport.uri = speaker.transport.queue_uri
+                speaker.transport.track_no = 1
+        self._zgs_cache: str | None = None
+        for speaker in self.speakers:
+            speaker.baseline()
+
+    # -- lookup ----------------------------------------------------------------------------
+
+    def speaker(self, key: str | int) -> Speaker:
+        """A speaker by index, UID, address or room name (case-insensitive); ``KeyError``."""
+        if isinstance(key, int):
+            return self.speakers[key]
+        if key in self.by_uid:
+            return self.by_uid[key]
+        if key in self.by_address:
+            return self.by_address[key]
+        matches = [s for s in self.speakers if s.name.lower() == key.lower()]
+        if matches:
+            return sorted(matches, key=lambda s: s.invisible)[0]
+        if key.isdigit() and int(key) < len(self.speakers):
+            return self.speakers[int(key)]
+        raise KeyError(key)
+
+    def group_of(self, uid: str) -> Group:
+        """The group that holds ``uid``."""
+        for group in self.groups:
+            if uid in group.members:
+                return group
+        raise KeyError(uid)
+
+    def members_of(self, group: Group) -> list[Speaker]:
+        """The speakers of ``group``, in order."""
+        return [self.by_uid[uid] for uid in group.members]
+
+    # -- topology --------------------------------------------------------------------------
+
+    def zone_group_state(self) -> str:
+        """The household's ZoneGroupState document (the same on every speaker)."""
+        if self._zgs_cache is None:
+            self._zgs_cache = zone_group_state(self._group_views(), self._vanished_views())
+        return self._zgs_cache
+
+    def _group_views(self) -> Iterable[ZoneGroupView]:
+        for group in self.groups:
+            members = tuple(
+                MemberView(
+                    uid=s.uid,
+                    location=s.location,
+                    zone_name=s.name,
+                    boot_seq=s.boot_seq,
+                    software_version=s.model.software_version,
+                    invisible=s.invisible,
+                    channel_map=s.channel_map,
+                )
+                for s in self.members_of(group)
+                if s.vanished_reason is None
+            )
+            if members:
+                yield ZoneGroupView(group.group_id, group.coordinator, members)
+
+    def _vanished_views(self) -> Iterable[VanishedView]:
+        for s in self.speakers:
+            if s.vanished_reason is not None:
+                yield VanishedView(s.uid, s.name, s.vanished_reason, s.identity.mac, s.address)
+
+    def topology_changed(self) -> None:
+        """The ZoneGroupState changed: event it (and group variables) on every speaker."""
+        self._zgs_cache = None
+        for speaker in self.speakers:
+            speaker.publish("ZoneGroupTopology")
+            speaker.publish("GroupManagement")
+            speaker.publish("GroupRenderingControl")
+            speaker.publish("DeviceProperties")
+
+    def _new_group_id(self, uid: str) -> str:
+        self._group_seq += 1
+        return f"{uid}:{self._group_seq}"
+
+    def _pair(self, left: Speaker, right: Speaker) -> None:
+        channel_map = f"{left.uid}:LF,LF;{right.uid}:RF,RF"
+        left.pair_partner, right.pair_partner = right.uid, left.uid
+        left.channel_map = right.channel_map = channel_map
+        right.invisible = True
+        right.name = left.name
+        self.groups.remove(self.group_of(right.uid))
+        self.group_of(left.uid).members.append(right.uid)
+
+    def _unit(self, speaker: Speaker) -> list[Speaker]:
+        """The speakers that move together: a speaker and its stereo partner."""
+        unit = [speaker]
+        if speaker.pair_partner is not None:
+            unit.append(self.by_uid[speaker.pair_partner])
+        return unit
+
+    def join(self, speaker: Speaker, target: Speaker) -> None:
+        """``SetAVTransportURI x-rincon:<target>``: ``speaker`` joins ``target``'s group."""
+        if speaker.invisible:
+            raise UPnPError(800, "an invisible stereo member cannot join")
+        destination = self.group_of(target.uid)
+        if speaker.uid in destination.members:
+            return
+        self._leave(speaker)
+        for member in self._unit(speaker):
+            destination.members.append(member.uid)
+        for member in self._unit(speaker):
+            member.transport.clear_source()
+        log.info("{speaker} joined {coordinator}", speaker=speaker.name, coordinator=target.name)
+        self.topology_changed()
+        for member in self.members_of(destination):
+            member.publish("AVTransport")
+
+    def unjoin(self, speaker: Speaker) -> tuple[str, str]:
+        """``BecomeCoordinatorOfStandaloneGroup``: (delegated coordinator, new group ID)."""
+        if speaker.invisible:
+            raise UPnPError(800, "an invisible stereo member cannot leave its pair")
+        group = self.group_of(speaker.uid)
+        unit = self._unit(speaker)
+        if len(group.members) == len(unit):
+            return "", group.group_id
+        was_coordinator = group.coordinator == speaker.uid
+        delegated = self._leave(speaker)
+        new_group = Group(self._new_group_id(speaker.uid), speaker.uid, [s.uid for s in unit])
+        self.groups.append(new_group)
+        if was_coordinator:
+            speaker.transport.halt()
+        if not speaker.transport.uri and speaker.transport.queue:
+            speaker.transport.set_uri(speaker.transport.queue_uri, "", None)
+        self.topology_changed()
+        for member in unit:
+            member.publish("AVTransport")
+        return delegated, new_group.group_id
+
+    def _leave(self, speaker: Speaker) -> str:
+        """Take ``speaker`` (and its partner) out of its group; returns the new coordinator."""
+        group = self.group_of(speaker.uid)
+        unit_uids = [s.uid for s in self._unit(speaker)]
+        remaining = [uid for uid in group.members if uid not in unit_uids]
+        if not remaining:
+            self.groups.remove(group)
+            return ""
+        if group.coordinator not in unit_uids:
+            group.members[:] = remaining
+            return group.coordinator
+        # The coordinator leaves: the next visible member takes over the playback.
+        heir = next(uid for uid in remaining if not self.by_uid[uid].invisible)
+        heir_speaker = self.by_uid[heir]
+        _hand_over(speaker.transport, heir_speaker.transport)
+        self.groups.remove(group)
+        self.groups.append(Group(self._new_group_id(heir), heir, remaining))
+        for uid in remaining:
+            self.by_uid[uid].publish("AVTransport")
+        return heir
+
+    # -- household-wide content ------------------------------------------------------------
+
+    def alarm_list_version(self) -> str:
+        """``AlarmListVersion``: ``<uid>:<n>``."""
+        return f"{self.alarm_owner}:{self.alarm_list_id}"
+
+    def set_favorites(self, favorites: Sequence[Track]) -> None:
+        """Replace the Sonos favorites (``FV:2``) and event the change."""
+        self.favorites = tuple(favorites)
+        self.favorites_update_id += 1
+        self.system_update_id += 1
+        for speaker in self.speakers:
+            speaker.publish("ContentDirectory")
+
+    def shutdown(self) -> None:
+        """Stop every timer of every speaker."""
+        for speaker in self.speakers:
+            speaker.shutdown()
+
+
+def _hand_over(source: Transport, heir: Transport) -> None:
+    """Delegated coordination: the heir plays what the old coordinator played."""
+    heir.queue[:] = source.queue
+    heir.queue_update_id += 1
+    heir.play_mode = source.play_mode
+    heir.crossfade = source.crossfade
+    if source.on_queue:
+        heir.set_uri(heir.queue_uri, "", None)
+        heir.track_no = source.track_no
+    elif source.uri:
+        heir.set_uri(source.uri, source.uri_metadata, source.stream)
+    if source.state in ("PLAYING", "TRANSITIONING"):
+        heir.play()
+
+
+def _room_name(index: int) -> str:
+    base = DEFAULT_ROOMS[index % len(DEFAULT_ROOMS)]
+    round_ = index // len(DEFAULT_ROOMS)
+    return base if round_ == 0 else f"{base} {round_ + 1}"

@@ -1,0 +1,166 @@
+# -*- test-case-name: tests.test_sim_tap,tests.test_sim_soco -*-
+"""``HouseholdService``: a simulated household as a Twisted service (daemon, demo, tests).
+
+Starting it makes every speaker listen on its own address (``base_address``, +1, +2, ...) and
+port, gives each its GENA ``SubscriptionManager``, and starts the admin API and the activity
+generator when configured. Stopping it closes every port and connection and cancels every
+timer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+
+from sonosd.config import SimulateConfig
+from sonosd.sim.activity import ActivityGenerator
+from sonosd.sim.admin import admin_site
+from sonosd.sim.household import Household, ManagerFactory, SubscriptionManagerLike
+from sonosd.sim.presence import SpeakerPresence
+from sonosd.sim.site import speaker_site
+
+log = Logger()
+
+
+def default_manager_factory(
+    reactor: Any, uid: str, address: str, full_state: Any, server_header: str
+) -> SubscriptionManagerLike:
+    """A real ``sonosd.sim.gena.SubscriptionManager``."""
+    from sonosd.sim.gena import SubscriptionManager
+
+    manager: SubscriptionManagerLike = SubscriptionManager(
+        reactor, uid, address, full_state, server_header
+    )
+    return manager
+
+
+class HouseholdService(Service):
+    """A simulated household; ``.household`` is the model, ``.addresses`` where it listens.
+
+    :param reactor: provides ``IReactorTCP`` and ``IReactorTime``.
+    :param config: speakers, base address, port, rooms, activity rate, admin endpoint, pair.
+    :param seed: seeds identities and behaviour; by default derived from ``base_address`` so
+        that a household restarted on the same addresses keeps its UIDs.
+    :param models: model numbers per speaker (``S18``, ``S14`` ...); the rest are ``S18``.
+    :param manager_factory: builds each speaker's GENA manager (tests pass fakes).
+    :param transition_delay: seconds spent in ``TRANSITIONING`` before ``PLAYING``.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        config: SimulateConfig,
+        *,
+        seed: int | None = None,
+        models: Sequence[str] = (),
+        manager_factory: ManagerFactory = default_manager_factory,
+        transition_delay: float = 0.1,
+    ) -> None:
+        self._reactor = reactor
+        self.config = config
+        if seed is None:
+            seed = sum(ord(c) * 31**i for i, c in enumerate(config.base_address)) % 2**32
+        self.seed = seed
+        self.household = Household(
+            reactor,
+            speakers=config.speakers,
+            base_address=config.base_address,
+            port=config.port,
+            rooms=config.rooms,
+            models=models,
+            stereo_pair=config.stereo_pair,
+            seed=seed,
+            transition_delay=transition_delay,
+        )
+        self._manager_factory = manager_factory
+        self.activity = ActivityGenerator(reactor, self.household, config.activity, seed + 1)
+        self.presences: list[SpeakerPresence] = []
+        self.admin_port: IListeningPort | None = None
+        self.admin_ready: Deferred[IListeningPort] | None = None
+
+    @property
+    def addresses(self) -> list[str]:
+        """Each speaker's current address, in speaker order."""
+        return [speaker.address for speaker in self.household.speakers]
+
+    @property
+    def admin_url(self) -> str | None:
+        """``http://host:port`` of the admin API once it listens."""
+        if self.admin_port is None:
+            return None
+        host = self.admin_port.getHost()
+        return f"http://{host.host}:{host.port}"  # type: ignore[attr-defined]
+
+    def startService(self) -> None:
+        """Listen on every speaker's address; start the admin API and the activity."""
+        super().startService()
+        try:
+            for speaker in self.household.speakers:
+                speaker.manager = self._manager_factory(
+                    self._reactor,
+                    speaker.uid,
+                    speaker.address,
+                    speaker.full_state,
+                    speaker.model.server_header,
+                )
+                presence = SpeakerPresence(
+                    self._reactor, speaker_site(speaker), speaker.address, speaker.port
+                )
+                presence.listen()
+                speaker.network = presence
+                self.presences.append(presence)
+        except Exception:
+            log.failure("the simulated household could not start")
+            self._teardown()
+            raise
+        log.info(
+            "simulated household {household} with {count} speakers on {first}..{last}:{port}",
+            household=self.household.household_id,
+            count=len(self.household.speakers),
+            first=self.household.speakers[0].address,
+            last=self.household.speakers[-1].address,
+            port=self.config.port,
+        )
+        if self.config.admin:
+            endpoint = serverFromString(self._reactor, self.config.admin)
+            self.admin_ready = endpoint.listen(admin_site(self.household, self.activity))
+            self.admin_ready.addCallbacks(self._admin_listening, self._admin_failed)
+        self.activity.start()
+
+    def _admin_listening(self, port: IListeningPort) -> IListeningPort:
+        self.admin_port = port
+        log.info("simulator admin API on {url}", url=self.admin_url)
+        return port
+
+    def _admin_failed(self, failure: Any) -> Any:
+        log.failure("the simulator admin API could not listen", failure)
+        return failure
+
+    def stopService(self) -> Deferred[Any]:
+        """Close every port and connection, stop every manager and timer."""
+        super().stopService()
+        return self._teardown()
+
+    def _teardown(self) -> Deferred[Any]:
+        self.activity.stop()
+        waits: list[Deferred[Any]] = [presence.stop() for presence in self.presences]
+        self.presences = []
+        for speaker in self.household.speakers:
+            if speaker.manager is not None:
+                stopped = speaker.manager.stop()
+                if isinstance(stopped, Deferred):
+                    waits.append(stopped)
+            speaker.network = None
+        self.household.shutdown()
+        if self.admin_port is not None:
+            stopped_admin = self.admin_port.stopListening()
+            if stopped_admin is not None:
+                waits.append(stopped_admin)
+            self.admin_port = None
+        return DeferredList(waits, consumeErrors=True)

@@ -1,0 +1,152 @@
+# -*- test-case-name: tests.test_sim_soco -*-
+"""The HTTP side of one simulated speaker (port 1400): descriptions, SOAP, GENA, album art.
+
+Routes, as real firmware has them: ``GET /xml/device_description.xml``, ``GET
+/xml/<Service>1.xml`` (plus SoCo's ``MS_``/``MR_ConnectionManager`` aliases), ``POST
+<controlURL>`` (SOAP), ``SUBSCRIBE``/``UNSUBSCRIBE <eventSubURL>`` (handed to the speaker's GENA
+``SubscriptionManager``), ``GET /getaa?...`` and ``/img/icon-*.png`` (PNG). Unknown paths get
+404, a known path with the wrong method 405.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
+
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import Request, Site
+
+from sonosd.sim import actions, scpd
+from sonosd.sim.artwork import art_for
+from sonosd.sim.description import device_description
+from sonosd.sim.soap import SoapParseError, UPnPError, format_fault, format_response, parse_request
+
+if TYPE_CHECKING:
+    from sonosd.sim.household import Speaker
+
+log = Logger()
+
+_XML = b'text/xml; charset="utf-8"'
+#: Larger SOAP requests are refused (real speakers accept far less than this).
+MAX_SOAP_BODY = 1_048_576
+
+
+class SpeakerResource(Resource):
+    """Every path of one speaker; see the module docstring."""
+
+    isLeaf = True
+
+    def __init__(self, speaker: Speaker) -> None:
+        super().__init__()
+        self.speaker = speaker
+
+    def render(self, request: Request) -> bytes | int:
+        """Route by path, then check the method."""
+        speaker = self.speaker
+        request.setHeader(b"server", speaker.model.server_header.encode("ascii"))
+        path = urlsplit(request.uri.decode("latin-1")).path
+        method = request.method.decode("latin-1")
+        if path == "/xml/device_description.xml":
+            return self._only(request, method, ("GET", "HEAD")) or self._description(request)
+        scpd_name = scpd.scpd_paths().get(path)
+        if scpd_name is not None and self._offers_name(scpd_name):
+            return self._only(request, method, ("GET", "HEAD")) or self._xml(
+                request, scpd.scpd_document(scpd_name)
+            )
+        control = scpd.by_control_url().get(path)
+        if control is not None and control.key in speaker.offered:
+            return self._only(request, method, ("POST",)) or self._soap(request, control)
+        event = scpd.by_event_url().get(path)
+        if event is not None and event.key in speaker.offered:
+            return self._gena(request, method, event.key)
+        if path == "/getaa" or (path.startswith("/img/") and path.endswith(".png")):
+            if bad := self._only(request, method, ("GET", "HEAD")):
+                return bad
+            query = parse_qs(urlsplit(request.uri.decode("latin-1")).query)
+            request.setHeader(b"content-type", b"image/png")
+            return art_for(query.get("u", [path])[0])
+        request.setResponseCode(404)
+        request.setHeader(b"content-type", b"text/html")
+        return b"<html><body><h1>404 Not Found</h1></body></html>"
+
+    def _offers_name(self, name: str) -> bool:
+        return any(scpd.services()[key].name == name for key in self.speaker.offered)
+
+    @staticmethod
+    def _only(request: Request, method: str, allowed: tuple[str, ...]) -> bytes | None:
+        if method in allowed:
+            return None
+        request.setResponseCode(405)
+        request.setHeader(b"allow", ", ".join(allowed).encode("ascii"))
+        return b""
+
+    @staticmethod
+    def _xml(request: Request, body: bytes) -> bytes:
+        request.setHeader(b"content-type", _XML)
+        return body
+
+    def _description(self, request: Request) -> bytes:
+        speaker = self.speaker
+        return self._xml(
+            request,
+            device_description(
+                identity=speaker.identity,
+                model=speaker.model,
+                room_name=speaker.name,
+                address=speaker.address,
+                offered=speaker.offered,
+            ),
+        )
+
+    def _soap(self, request: Request, service: scpd.ServiceInfo) -> bytes:
+        assert request.content is not None
+        body = request.content.read(MAX_SOAP_BODY + 1)
+        if len(body) > MAX_SOAP_BODY:
+            request.setResponseCode(413)
+            return b""
+        soapaction = request.getHeader("soapaction")
+        try:
+            soap = parse_request(body, soapaction)
+        except SoapParseError as e:
+            log.debug("bad SOAP request to {path}: {error}", path=service.control_url, error=e)
+            return self._fault(request, 402 if body.strip() else 401)
+        declared = service.actions.get(soap.action)
+        if declared is None:
+            return self._fault(request, 401)
+        try:
+            out = actions.run(self.speaker, service.key, soap.action, soap.arguments)
+        except UPnPError as e:
+            log.debug(
+                "{speaker} {service} {action} failed with {code}: {description}",
+                speaker=self.speaker.name,
+                service=service.key,
+                action=soap.action,
+                code=e.code,
+                description=e.description,
+            )
+            return self._fault(request, e.code)
+        names = [arg.name for arg in declared.outputs]
+        ordered = [(name, out[name]) for name in names if name in out]
+        ordered += [(name, value) for name, value in out.items() if name not in names]
+        return self._xml(request, format_response(soap.action, service.service_type, ordered))
+
+    def _fault(self, request: Request, code: int) -> bytes:
+        request.setResponseCode(500)
+        return self._xml(request, format_fault(code))
+
+    def _gena(self, request: Request, method: str, service: str) -> bytes | int:
+        manager = self.speaker.manager
+        if method not in ("SUBSCRIBE", "UNSUBSCRIBE") or manager is None:
+            return self._only(request, method, ("SUBSCRIBE", "UNSUBSCRIBE")) or b""
+        if method == "SUBSCRIBE":
+            return manager.render_subscribe(request, service)
+        return manager.render_unsubscribe(request, service)
+
+
+def speaker_site(speaker: Speaker) -> Site:
+    """The HTTP site of ``speaker`` (no access log: 100 speakers would drown the log)."""
+    site = Site(SpeakerResource(speaker))
+    site.noisy = False
+    site.log = lambda request: None  # type: ignore[method-assign]
+    return site

@@ -1,0 +1,118 @@
+# -*- test-case-name: tests.test_sim_tap -*-
+"""``twistd -n sonos-sim``: a simulated Sonos household as a standalone daemon.
+
+Options are validated in ``postOptions`` (one line per mistake, no traceback); ``makeService``
+is the only place that imports the global reactor.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from sonosd.config import SimulateConfig
+from sonosd.sim.models import MODELS
+
+
+class Options(usage.Options):
+    """Command-line options of ``twistd sonos-sim``."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "Run a simulated Sonos household: each speaker listens on its own address and port "
+        "(device description, SCPDs, SOAP control, GENA eventing), so unmodified SoCo and "
+        "sonosd can drive it. Example: twistd -n sonos-sim --speakers 3 "
+        "--admin tcp:8400:interface=127.0.0.1"
+    )
+
+    optParameters = [
+        ["speakers", "n", "3", "Number of speakers (1-1000)."],
+        [
+            "base-address",
+            "b",
+            "127.0.0.2",
+            "Address of the first speaker; the others take the following addresses.",
+        ],
+        ["port", "p", "1400", "Port every speaker listens on (real speakers: 1400)."],
+        [
+            "rooms",
+            "r",
+            "",
+            "Comma-separated room names, in speaker order (default: Living Room, Kitchen...).",
+        ],
+        ["models", "m", "", f"Comma-separated model numbers per speaker ({', '.join(MODELS)})."],
+        ["activity", "a", "0", "Autonomous changes per second across the household (0: none)."],
+        [
+            "admin",
+            None,
+            None,
+            "Endpoint of the JSON admin API, e.g. tcp:8400:interface=127.0.0.1 (default: none).",
+        ],
+        ["seed", "s", None, "Seed for identities and activity (default: from the base address)."],
+    ]
+    optFlags = [
+        ["stereo-pair", None, "Make the first two speakers a stereo pair (the second invisible)."],
+    ]
+
+    def postOptions(self) -> None:
+        """Validate and build ``self.config`` (a ``SimulateConfig``), ``self.seed``, ``models``."""
+        speakers = _integer("--speakers", self["speakers"], 1, 1000)
+        port = _integer("--port", self["port"], 1, 65535)
+        try:
+            base = ipaddress.IPv4Address(self["base-address"])
+        except ValueError:
+            raise usage.UsageError(
+                f"--base-address: expected an IPv4 address, got {self['base-address']!r}"
+            ) from None
+        if int(base) + speakers - 1 > int(ipaddress.IPv4Address("255.255.255.254")):
+            raise usage.UsageError("--base-address: not enough addresses after it")
+        try:
+            activity = float(self["activity"])
+        except ValueError:
+            activity = -1.0
+        if not 0 <= activity <= 1000:
+            raise usage.UsageError(
+                f"--activity: expected changes per second from 0 to 1000, got {self['activity']!r}"
+            )
+        rooms = tuple(r.strip() for r in self["rooms"].split(",") if r.strip())
+        models = tuple(m.strip().upper() for m in self["models"].split(",") if m.strip())
+        unknown = [m for m in models if m not in MODELS]
+        if unknown:
+            raise usage.UsageError(
+                f"--models: unknown model {unknown[0]!r}; known: {', '.join(MODELS)}"
+            )
+        if self["stereo-pair"] and speakers < 2:
+            raise usage.UsageError("--stereo-pair: needs at least 2 speakers")
+        self.seed = None if self["seed"] is None else _integer("--seed", self["seed"], 0, 2**32)
+        self.models = models
+        self.config = SimulateConfig(
+            speakers=speakers,
+            base_address=str(base),
+            port=port,
+            rooms=rooms,
+            activity=activity,
+            admin=self["admin"],
+            stereo_pair=bool(self["stereo-pair"]),
+        )
+
+
+def _integer(option: str, text: Any, low: int, high: int) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        value = low - 1
+    if not low <= value <= high:
+        raise usage.UsageError(f"{option}: expected an integer from {low} to {high}, got {text!r}")
+    return value
+
+
+def makeService(options: Options) -> IService:
+    """The household service for ``twistd``."""
+    from twisted.internet import reactor
+
+    from sonosd.sim.service import HouseholdService
+
+    return HouseholdService(reactor, options.config, seed=options.seed, models=options.models)

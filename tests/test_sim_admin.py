@@ -1,0 +1,145 @@
+"""Tests for the simulator's admin API (sonosd.sim.admin), in memory through StubTreq."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from treq.testing import StubTreq
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from sonosd.sim.activity import ActivityGenerator
+from sonosd.sim.admin import AdminResource
+from sonosd.sim.household import Household
+from tests.sim_fakes import FakePresence, RecordingManager
+
+
+class AdminTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.household = Household(
+            self.clock, speakers=3, seed=5, models=("S18", "S14"), transition_delay=0
+        )
+        self.managers = []
+        for speaker in self.household.speakers:
+            manager = RecordingManager(self.clock, speaker.uid, speaker.address, None, "")
+            speaker.manager = manager
+            speaker.network = FakePresence(address=speaker.address)
+            self.managers.append(manager)
+        self.activity = ActivityGenerator(self.clock, self.household, 0.0, seed=1)
+        self.http = StubTreq(AdminResource(self.household, self.activity))
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else b""
+        response = self.successResultOf(self.http.request(method, f"http://admin{path}", data=data))
+        content = self.successResultOf(response.content())
+        return response.code, json.loads(content)
+
+    def test_index_and_household(self) -> None:
+        """GET / lists the routes; GET /household shows ID, speakers, groups and ZGS."""
+        status, index = self.request("GET", "/")
+        assert status == 200 and "POST /speakers/{id}/reboot" in index["routes"]
+        status, household = self.request("GET", "/household")
+        assert household["household_id"] == self.household.household_id
+        assert len(household["speakers"]) == 3 and len(household["groups"]) == 3
+        assert household["zone_group_state"].startswith("<ZoneGroupState>")
+
+    def test_speakers_by_index_uid_address_and_name(self) -> None:
+        """A speaker is found by index, UID, address or room name."""
+        kitchen = self.household.speakers[1]
+        for key in ("1", kitchen.uid, kitchen.address, "kitchen"):
+            status, state = self.request("GET", f"/speakers/{key}")
+            assert (status, state["uid"]) == (200, kitchen.uid)
+        status, error = self.request("GET", "/speakers/nowhere")
+        assert status == 404 and "nowhere" in error["error"]
+
+    def test_state_changes_are_evented(self) -> None:
+        """PATCH state sets values through the model, so the GENA manager is told."""
+        status, state = self.request(
+            "PATCH", "/speakers/0/state", {"volume": 55, "bass": -4, "play_mode": "shuffle"}
+        )
+        assert status == 200
+        assert (state["volume"], state["bass"], state["play_mode"]) == (55, -4, "SHUFFLE")
+        assert self.managers[0].of("RenderingControl")[0]["Volume"]["Master"] == "55"
+        assert "CurrentPlayMode" in self.managers[0].of("AVTransport")[-1]
+
+    def test_bad_requests(self) -> None:
+        """Unknown keys, bad values, bad JSON and wrong methods get 400/405 with a message."""
+        assert self.request("PATCH", "/speakers/0/state", {"colour": 1})[0] == 400
+        assert self.request("PATCH", "/speakers/0/state", {"volume": 101})[0] == 400
+        assert self.request("PATCH", "/speakers/0/state", {"mute": "yes"})[0] == 400
+        assert self.request("GET", "/speakers/0/reboot")[0] == 405
+        assert self.request("GET", "/no/such/thing")[0] == 404
+        response = self.successResultOf(
+            self.http.request("POST", "http://admin/speakers/0/burst", data=b"{nope")
+        )
+        assert response.code == 400
+
+    def test_upnp_errors_are_409(self) -> None:
+        """A change the speaker refuses answers 409 with the UPnP error code."""
+        status, error = self.request("PATCH", "/speakers/0/state", {"night_mode": True})
+        assert (status, error["upnp_error"]) == (409, 402)
+        status, error = self.request("POST", "/speakers/0/pause")
+        assert (status, error["upnp_error"]) == (409, 701)
+
+    def test_join_unjoin_and_queue(self) -> None:
+        """join, unjoin and queue edits act on the household."""
+        status, state = self.request("POST", "/speakers/1/join", {"coordinator": "0"})
+        assert status == 200 and state["coordinator"] == self.household.speakers[0].uid
+        status, state = self.request("POST", "/speakers/1/unjoin")
+        assert state["coordinator"] == self.household.speakers[1].uid
+        status, added = self.request("POST", "/speakers/2/queue", {"songs": 3})
+        assert added["queue_length"] == 11
+        status, _ = self.request("DELETE", "/speakers/2/queue")
+        assert self.household.speakers[2].transport.queue == []
+
+    def test_faults(self) -> None:
+        """reboot, offline, online, address and burst reach the speaker and its manager."""
+        speaker = self.household.speakers[0]
+        status, reboot = self.request("POST", "/speakers/0/reboot", {"downtime": 3})
+        assert status == 200 and reboot["boot_seq"] == speaker.boot_seq + 1
+        assert self.managers[0].calls == ["forget_all"]
+        self.clock.advance(3)
+        assert speaker.network is not None and speaker.network.mode == "up"
+        status, _ = self.request("POST", "/speakers/0/offline", {"mode": "hang"})
+        assert speaker.network.mode == "hang" and self.managers[0].paused
+        self.request("POST", "/speakers/0/online")
+        assert speaker.network.mode == "up" and not self.managers[0].paused
+        status, state = self.request("POST", "/speakers/0/address", {"address": "127.0.0.99"})
+        assert (status, state["address"]) == (200, "127.0.0.99")
+        status, _ = self.request("POST", "/speakers/0/burst", {"count": 7})
+        assert status == 200
+        assert self.request("POST", "/speakers/0/offline", {"mode": "sleep"})[0] == 400
+
+    def test_gena_faults_pass_through(self) -> None:
+        """GENA faults are read and set on the speaker's manager; DELETE resets them."""
+        status, _faults = self.request(
+            "PATCH", "/speakers/1/gena/faults", {"drop_next": 2, "renew_status": 503, "delay": 1}
+        )
+        assert status == 200
+        manager = self.managers[1]
+        assert (manager.faults.drop_next, manager.faults.renew_status) == (2, 503)
+        assert manager.faults.delay == 1.0
+        assert self.request("PATCH", "/speakers/1/gena/faults", {"drop_next": -1})[0] == 400
+        assert self.request("PATCH", "/speakers/1/gena/faults", {"explode": 1})[0] == 400
+        status, gena = self.request("GET", "/speakers/1/gena")
+        assert gena["faults"]["drop_next"] == 2 and gena["subscriptions"] == []
+        self.request("DELETE", "/speakers/1/gena/faults")
+        assert manager.faults.drop_next == 0
+        status, sent = self.request(
+            "POST",
+            "/speakers/1/gena/unknown-sid",
+            {"callback": "http://127.0.0.1:9/", "service": "RenderingControl"},
+        )
+        assert (status, sent["status"]) == (200, 412)
+
+    def test_activity(self) -> None:
+        """The activity rate is read and set."""
+        status, activity = self.request("PATCH", "/activity", {"rate": 2})
+        assert status == 200 and activity["running"]
+        self.clock.advance(10)
+        status, activity = self.request("GET", "/activity")
+        assert activity["changes"] > 0
+        self.request("PATCH", "/activity", {"rate": 0})
+        assert not self.activity.running

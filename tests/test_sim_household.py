@@ -1,0 +1,242 @@
+"""Tests for the simulated household model (sonosd.sim.household, variables, zonegroups)."""
+
+from __future__ import annotations
+
+from xml.etree import ElementTree
+
+import pytest
+from soco.events_base import parse_event_xml
+from twisted.internet.task import Clock
+
+from sonosd.sim.household import Household
+from sonosd.sim.propertyset import build_propertyset
+from sonosd.sim.soap import UPnPError
+from tests.sim_fakes import FakePresence, RecordingManager
+
+
+def make(speakers: int = 3, **kwargs: object) -> tuple[Clock, Household, list[RecordingManager]]:
+    clock = Clock()
+    household = Household(clock, speakers=speakers, seed=7, **kwargs)  # type: ignore[arg-type]
+    managers = []
+    for speaker in household.speakers:
+        manager = RecordingManager(clock, speaker.uid, speaker.address, speaker.full_state, "x")
+        speaker.manager = manager
+        speaker.network = FakePresence(address=speaker.address)
+        managers.append(manager)
+    return clock, household, managers
+
+
+def zgs_members(household: Household) -> dict[str, dict[str, str]]:
+    root = ElementTree.fromstring(household.zone_group_state())
+    return {m.get("UUID", ""): dict(m.attrib) for m in root.iter("ZoneGroupMember")}
+
+
+def test_identities() -> None:
+    """UIDs, household ID and addresses have the real formats and follow the base address."""
+    _, household, _ = make(base_address="127.0.0.10")
+    assert household.household_id.startswith("Sonos_")
+    assert len(household.household_id) == len("Sonos_") + 26
+    for index, speaker in enumerate(household.speakers):
+        assert speaker.uid.startswith("RINCON_") and speaker.uid.endswith("01400")
+        assert len(speaker.uid) == len("RINCON_") + 12 + 5
+        assert speaker.address == f"127.0.0.{10 + index}"
+    assert [s.name for s in household.speakers] == ["Living Room", "Kitchen", "Bedroom"]
+
+
+def test_same_seed_same_household() -> None:
+    """A household built twice with one seed has the same IDs (stable across restarts)."""
+    first = Household(Clock(), speakers=2, seed=3)
+    second = Household(Clock(), speakers=2, seed=3)
+    assert first.household_id == second.household_id
+    assert [s.uid for s in first.speakers] == [s.uid for s in second.speakers]
+
+
+def test_only_changed_variables_are_evented() -> None:
+    """Setting the volume events Volume alone; setting it again to the same value events nothing."""
+    _, household, managers = make()
+    speaker = household.speakers[0]
+    speaker.set_volume(42)
+    speaker.set_volume(42)
+    assert managers[0].of("RenderingControl") == [
+        {"Volume": {"Master": "42", "LF": "100", "RF": "100"}}
+    ]
+
+
+def test_evented_values_encode_and_parse_like_a_speaker() -> None:
+    """A full state turned into a NOTIFY body parses with SoCo into the model's values."""
+    _, household, _ = make()
+    speaker = household.speakers[0]
+    speaker.set_volume(31)
+    for service in ("AVTransport", "RenderingControl", "ZoneGroupTopology", "Queue"):
+        body = build_propertyset(service, speaker.full_state(service))
+        variables = parse_event_xml(body)
+        assert variables, service
+    rendering = parse_event_xml(
+        build_propertyset("RenderingControl", speaker.full_state("RenderingControl"))
+    )
+    assert rendering["volume"]["Master"] == "31"
+
+
+def test_join_events_topology_on_every_speaker() -> None:
+    """A join changes the one ZoneGroupState and every speaker's manager is told."""
+    _, household, managers = make()
+    living, kitchen, _ = household.speakers
+    household.join(kitchen, living)
+    assert kitchen.coordinator is living
+    assert kitchen.group is living.group
+    for manager in managers:
+        changes = manager.of("ZoneGroupTopology")
+        assert changes and "ZoneGroupState" in changes[-1]
+    avt = managers[1].of("AVTransport")[-1]
+    assert avt["AVTransportURI"] == f"x-rincon:{living.uid}"
+    root = ElementTree.fromstring(household.zone_group_state())
+    groups = root.findall("ZoneGroups/ZoneGroup")
+    assert len(groups) == 2
+    joined = next(g for g in groups if g.get("Coordinator") == living.uid)
+    assert [m.get("UUID") for m in joined] == [living.uid, kitchen.uid]
+
+
+def test_unjoin_makes_a_new_standalone_group() -> None:
+    """BecomeCoordinatorOfStandaloneGroup gives the member its own group with a new ID."""
+    _, household, _ = make()
+    living, kitchen, _ = household.speakers
+    household.join(kitchen, living)
+    delegated, group_id = household.unjoin(kitchen)
+    assert delegated == living.uid
+    assert kitchen.is_coordinator and kitchen.group.members == [kitchen.uid]
+    assert group_id.startswith(kitchen.uid + ":")
+
+
+def test_coordinator_leaving_delegates_playback() -> None:
+    """When the coordinator leaves, the next member takes over and keeps playing."""
+    clock, household, _ = make(transition_delay=0.0)
+    living, kitchen, _ = household.speakers
+    household.join(kitchen, living)
+    living.transport.play()
+    clock.advance(0)
+    delegated, _ = household.unjoin(living)
+    clock.advance(0)
+    assert delegated == kitchen.uid
+    assert kitchen.is_coordinator
+    assert kitchen.transport.state == "PLAYING"
+    assert living.transport.state == "STOPPED"
+
+
+def test_stereo_pair_is_one_room_with_an_invisible_member() -> None:
+    """The stereo pair shares a name and group; the right speaker is invisible."""
+    _, household, _ = make(stereo_pair=True)
+    left, right, _ = household.speakers
+    members = zgs_members(household)
+    assert members[right.uid]["Invisible"] == "1"
+    assert "Invisible" not in members[left.uid]
+    assert members[left.uid]["ChannelMapSet"] == f"{left.uid}:LF,LF;{right.uid}:RF,RF"
+    assert right.name == left.name and right.group is left.group
+    assert household.speaker(left.name) is left
+    with pytest.raises(UPnPError) as error:
+        household.join(right, household.speakers[2])
+    assert error.value.code == 800
+
+
+def test_group_volume_is_the_mean_and_moves_everyone() -> None:
+    """Group volume is the members' mean; setting it shifts each member by the same amount."""
+    _, household, managers = make()
+    living, kitchen, _ = household.speakers
+    living.set_volume(40)
+    kitchen.set_volume(20)
+    household.join(kitchen, living)
+    assert living.group_volume() == 30
+    living.set_group_volume(50)
+    assert (living.rendering.volume, kitchen.rendering.volume) == (60, 40)
+    assert managers[0].of("GroupRenderingControl")[-1]["GroupVolume"] == "50"
+
+
+def test_play_passes_through_transitioning() -> None:
+    """Play events TRANSITIONING first, then PLAYING once the clock moves."""
+    clock, household, managers = make(transition_delay=0.2)
+    speaker = household.speakers[0]
+    speaker.transport.play()
+    assert speaker.transport.state == "TRANSITIONING"
+    clock.advance(0.2)
+    states = [c["TransportState"] for c in managers[0].of("AVTransport") if "TransportState" in c]
+    assert states == ["TRANSITIONING", "PLAYING"]
+
+
+def test_rename_changes_zone_name_everywhere() -> None:
+    """A new room name is evented by DeviceProperties and appears in the ZoneGroupState."""
+    _, household, managers = make()
+    household.speakers[1].rename("Studio")
+    assert managers[1].of("DeviceProperties")[-1]["ZoneName"] == "Studio"
+    assert zgs_members(household)[household.speakers[1].uid]["ZoneName"] == "Studio"
+
+
+def test_reboot_forgets_sids_and_comes_back_with_next_boot_seq() -> None:
+    """Reboot: SIDs forgotten, unreachable, then back after the downtime with BootSeq + 1."""
+    clock, household, managers = make()
+    speaker = household.speakers[0]
+    before = speaker.boot_seq
+    speaker.reboot(downtime=30)
+    assert managers[0].calls == ["forget_all"]
+    assert not speaker.reachable
+    back = speaker.when_up()
+    clock.advance(29)
+    assert speaker.boot_seq == before and not back.called
+    clock.advance(1)
+    assert back.called and speaker.reachable
+    assert speaker.boot_seq == before + 1
+    assert zgs_members(household)[speaker.uid]["BootSeq"] == str(before + 1)
+    for manager in managers:
+        assert "ZoneGroupState" in manager.of("ZoneGroupTopology")[-1]
+
+
+def test_offline_pauses_notifications_and_vanishes() -> None:
+    """Offline with vanish pauses the manager and lists the speaker under VanishedDevices."""
+    _, household, managers = make()
+    speaker = household.speakers[2]
+    speaker.go_offline("hang", vanish=True)
+    assert managers[2].paused
+    assert speaker.network is not None and speaker.network.mode == "hang"
+    root = ElementTree.fromstring(household.zone_group_state())
+    assert root.find("VanishedDevices/Device").get("Reason") == "powered off"  # type: ignore[union-attr]
+    assert speaker.uid not in zgs_members(household)
+    speaker.come_online()
+    assert not managers[2].paused
+    assert speaker.uid in zgs_members(household)
+
+
+def test_change_address_moves_location_and_manager() -> None:
+    """A new address updates Location in the ZGS and the manager's source address."""
+    _, household, managers = make(base_address="127.0.0.2")
+    speaker = household.speakers[1]
+    speaker.change_address("127.0.0.50")
+    assert managers[1].address == "127.0.0.50"
+    location = zgs_members(household)[speaker.uid]["Location"]
+    assert location == "http://127.0.0.50:1400/xml/device_description.xml"
+    assert household.speaker("127.0.0.50") is speaker
+    with pytest.raises(ValueError):
+        speaker.change_address("127.0.0.2")
+
+
+def test_burst_sends_one_notify_per_change() -> None:
+    """A burst of N changes gives N NOTIFYs of that service."""
+    _, household, managers = make()
+    household.speakers[0].burst(25)
+    assert len(managers[0].of("RenderingControl")) == 25
+
+
+def test_soundbar_only_eq() -> None:
+    """Night mode exists on soundbars (evented) and is refused with 402 elsewhere."""
+    _, household, managers = make(models=("S18", "S14"))
+    one, beam, _ = household.speakers
+    beam.set_eq("NightMode", 1)
+    assert managers[1].of("RenderingControl")[-1] == {"NightMode": "1"}
+    with pytest.raises(UPnPError) as error:
+        one.set_eq("NightMode", 1)
+    assert error.value.code == 402
+
+
+def test_hundred_speakers() -> None:
+    """A household of 100 speakers builds with distinct UIDs and one ZoneGroupState."""
+    _, household, _ = make(speakers=100)
+    assert len({s.uid for s in household.speakers}) == 100
+    assert len(zgs_members(household)) == 100
+    assert household.speakers[-1].address == "127.0.0.101"

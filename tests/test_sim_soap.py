@@ -1,0 +1,86 @@
+"""Tests for SOAP envelope parsing and formatting (sonosd.sim.soap)."""
+
+from __future__ import annotations
+
+import contextlib
+from xml.etree import ElementTree
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sonosd.sim.soap import (
+    SoapParseError,
+    action_from_header,
+    format_fault,
+    format_response,
+    parse_request,
+)
+
+SOCO_BODY = (
+    b'<?xml version="1.0"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" '
+    b's:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/"><s:Body>'
+    b'<u:SetVolume xmlns:u="urn:schemas-upnp-org:service:RenderingControl:1">'
+    b"<InstanceID>0</InstanceID><Channel>Master</Channel><DesiredVolume>30</DesiredVolume>"
+    b"</u:SetVolume></s:Body></s:Envelope>"
+)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "urn:schemas-upnp-org:service:RenderingControl:1#SetVolume",
+        '"urn:schemas-upnp-org:service:RenderingControl:1#SetVolume"',
+        ' "urn:schemas-sonos-com:service:Whatever:1#SetVolume" ',
+        None,
+    ],
+)
+def test_soapaction_quoted_or_not(header: str | None) -> None:
+    """The action is read whether SOAPACTION is quoted, unquoted, any namespace, or absent."""
+    request = parse_request(SOCO_BODY, header)
+    assert request.action == "SetVolume"
+    assert request.arguments == {"InstanceID": "0", "Channel": "Master", "DesiredVolume": "30"}
+
+
+def test_header_and_body_must_agree() -> None:
+    """A SOAPACTION naming another action than the body is refused."""
+    with pytest.raises(SoapParseError):
+        parse_request(SOCO_BODY, "urn:x#GetVolume")
+
+
+def test_action_from_header() -> None:
+    """Only the part after '#' names the action."""
+    assert action_from_header('"a:b#Play"') == "Play"
+    assert action_from_header("no-hash") is None
+    assert action_from_header("") is None
+
+
+@given(st.binary(max_size=300))
+def test_parse_never_crashes(body: bytes) -> None:
+    """Arbitrary bytes either parse or raise SoapParseError, nothing else."""
+    with contextlib.suppress(SoapParseError):
+        parse_request(body)
+
+
+@given(
+    st.dictionaries(
+        st.from_regex(r"[A-Za-z][A-Za-z0-9]{0,10}", fullmatch=True),
+        st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=40),
+        max_size=5,
+    )
+)
+def test_response_round_trips(out: dict[str, str]) -> None:
+    """Out-arguments written by format_response are read back unchanged (escaped once)."""
+    body = format_response("GetThing", "urn:schemas-upnp-org:service:X:1", out.items())
+    root = ElementTree.fromstring(body)
+    element = root[0][0]
+    assert element.tag.endswith("GetThingResponse")
+    assert {child.tag: child.text or "" for child in element} == out
+
+
+def test_fault_has_only_the_error_code() -> None:
+    """A fault carries UPnPError/errorCode as Sonos sends it."""
+    root = ElementTree.fromstring(format_fault(701))
+    code = root.find(".//{urn:schemas-upnp-org:control-1-0}errorCode")
+    assert code is not None and code.text == "701"
+    assert root.find(".//{urn:schemas-upnp-org:control-1-0}errorDescription") is None

@@ -1,0 +1,96 @@
+"""Tests for ``twistd sonos-sim`` options and service (sonosd.sim.tap, sonosd.sim.service)."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python import usage
+
+from sonosd.config import SimulateConfig
+from sonosd.sim.service import HouseholdService
+from sonosd.sim.tap import Options
+from tests.sim_fakes import RecordingManager
+
+
+def parse(*argv: str) -> Options:
+    options = Options()
+    options.parseOptions(list(argv))
+    return options
+
+
+def test_options_build_the_config() -> None:
+    """Every option lands in the SimulateConfig (and seed/models beside it)."""
+    options = parse(
+        "--speakers",
+        "5",
+        "--base-address",
+        "127.0.1.2",
+        "--port",
+        "1401",
+        "--rooms",
+        "A, B",
+        "--activity",
+        "2.5",
+        "--admin",
+        "tcp:0",
+        "--stereo-pair",
+        "--seed",
+        "9",
+        "--models",
+        "s18,s14",
+    )
+    assert options.config == SimulateConfig(
+        speakers=5,
+        base_address="127.0.1.2",
+        port=1401,
+        rooms=("A", "B"),
+        activity=2.5,
+        admin="tcp:0",
+        stereo_pair=True,
+    )
+    assert (options.seed, options.models) == (9, ("S18", "S14"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("--speakers", "0"), "--speakers: expected an integer from 1 to 1000, got '0'"),
+        (("--speakers", "x"), "--speakers: expected an integer from 1 to 1000, got 'x'"),
+        (("--base-address", "kitchen"), "--base-address: expected an IPv4 address"),
+        (("--activity", "-1"), "--activity: expected changes per second"),
+        (("--models", "S99"), "--models: unknown model 'S99'"),
+        (("--speakers", "1", "--stereo-pair"), "--stereo-pair: needs at least 2 speakers"),
+        (("--port", "70000"), "--port: expected an integer from 1 to 65535"),
+    ],
+)
+def test_bad_options(argv: tuple[str, ...], message: str) -> None:
+    """A wrong option is one line naming it."""
+    with pytest.raises(usage.UsageError) as error:
+        parse(*argv)
+    assert str(error.value).startswith(message)
+
+
+def test_service_listens_per_speaker_and_stops() -> None:
+    """startService listens on each speaker's address and port; stopService closes them."""
+    reactor = MemoryReactorClock()
+    service = HouseholdService(
+        reactor,
+        SimulateConfig(speakers=100, base_address="127.0.0.2"),
+        manager_factory=RecordingManager,
+    )
+    service.startService()
+    listened = [(port, interface) for port, _, _, interface in reactor.tcpServers]
+    assert listened == [(1400, f"127.0.0.{n}") for n in range(2, 102)]
+    assert service.addresses[0] == "127.0.0.2"
+    assert all(s.manager is not None for s in service.household.speakers)
+    service.stopService()
+    assert all(m.calls[-1] == "stop" for m in (s.manager for s in service.household.speakers))  # type: ignore[union-attr]
+    assert not reactor.getDelayedCalls()
+
+
+def test_seed_follows_base_address() -> None:
+    """Without a seed the identities depend on the base address (stable across restarts)."""
+    a = HouseholdService(MemoryReactorClock(), SimulateConfig(base_address="127.0.0.2"))
+    b = HouseholdService(MemoryReactorClock(), SimulateConfig(base_address="127.0.0.2"))
+    c = HouseholdService(MemoryReactorClock(), SimulateConfig(base_address="127.0.9.2"))
+    assert a.household.household_id == b.household.household_id != c.household.household_id
