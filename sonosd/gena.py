@@ -51,10 +51,11 @@ from twisted.internet.defer import (
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import Agent
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
+from sonosd.httpclient import quiet_pool
 from sonosd.listener import INotifyListener, INotifySubscription, NotifyListener
 
 log = Logger()
@@ -250,7 +251,7 @@ class SubscriptionDeferred(Deferred["Subscription"]):
 
 def build_http_client(reactor: Any) -> HTTPClient:
     """An HTTP client for GENA requests: one connection per request, like the speakers."""
-    return HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
+    return HTTPClient(Agent(reactor, pool=quiet_pool(reactor)))
 
 
 @implementer(INotifySubscription)
