@@ -1,0 +1,157 @@
+# -*- test-case-name: tests.test_api_site -*-
+"""The REST resources of ``/api/v1``: health, metrics, snapshot, speakers, groups.
+
+All of them answer GET only (nothing changes state over GET) with JSON, except metrics
+(Prometheus text). Authorisation is checked by ``V1Resource`` before a request reaches them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import Request
+
+from sonosd.api import views
+from sonosd.api.commands import CommandFactory
+from sonosd.api.metrics import CONTENT_TYPE, ApiMetrics
+from sonosd.api.responses import json_error, json_response
+from sonosd.hub import Hub
+
+
+class ErrorResource(Resource):
+    """Answers every method with one JSON error (and optional headers)."""
+
+    isLeaf = True
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[bytes, bytes] | None = None
+    ) -> None:
+        super().__init__()
+        self._status = status
+        self._code = code
+        self._message = message
+        self._headers = headers or {}
+
+    def render(self, request: Request) -> bytes:
+        """The error, whatever the method."""
+        for name, value in self._headers.items():
+            request.setHeader(name, value)
+        return json_error(request, self._status, self._code, self._message)
+
+
+def not_found(what: str = "no such resource") -> ErrorResource:
+    """A JSON 404."""
+    return ErrorResource(404, "not_found", what)
+
+
+class _JsonGet(Resource):
+    """A leaf answering GET (and HEAD) only; other methods get a JSON 405."""
+
+    isLeaf = True
+
+    def render(self, request: Request) -> bytes:
+        if request.method not in (b"GET", b"HEAD"):
+            request.setHeader(b"allow", b"GET, HEAD")
+            return json_error(request, 405, "method_not_allowed", "only GET is allowed here")
+        return self.render_json(request)
+
+    def render_json(self, request: Request) -> bytes:
+        raise NotImplementedError
+
+
+class HealthResource(_JsonGet):
+    """``GET /api/v1/health``: status, speakers online/offline, uptime. No token needed."""
+
+    def __init__(self, state: views.StateView, uptime: Callable[[], float], version: str) -> None:
+        super().__init__()
+        self._state = state
+        self._uptime = uptime
+        self._version = version
+
+    def render_json(self, request: Request) -> bytes:
+        return json_response(
+            request, views.health(self._state.snapshot(), self._uptime(), self._version)
+        )
+
+
+class MetricsResource(_JsonGet):
+    """``GET /api/v1/metrics``: Prometheus text exposition."""
+
+    def __init__(self, metrics: ApiMetrics) -> None:
+        super().__init__()
+        self._metrics = metrics
+
+    def render_json(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", CONTENT_TYPE.encode("ascii"))
+        return self._metrics.render()
+
+
+class SnapshotResource(_JsonGet):
+    """``GET /api/v1/snapshot``: the hub's snapshot, stamped with ``last_id``."""
+
+    def __init__(self, hub: Hub) -> None:
+        super().__init__()
+        self._hub = hub
+
+    def render_json(self, request: Request) -> bytes:
+        return json_response(request, self._hub.snapshot())
+
+
+class GroupsResource(_JsonGet):
+    """``GET /api/v1/groups``: the household's groups."""
+
+    def __init__(self, state: views.StateView) -> None:
+        super().__init__()
+        self._state = state
+
+    def render_json(self, request: Request) -> bytes:
+        return json_response(request, {"groups": views.groups(self._state.snapshot())})
+
+
+class SpeakersResource(Resource):
+    """``GET /api/v1/speakers`` and the ``/{id}`` (uid or room name) children."""
+
+    def __init__(self, state: views.StateView, commands: CommandFactory) -> None:
+        super().__init__()
+        self._state = state
+        self._commands = commands
+
+    def getChild(self, path: bytes, request: Request) -> IResource:
+        """``/speakers/{id}``; an empty segment (trailing slash) is the list."""
+        if not path:
+            return self
+        return SpeakerResource(self._state, path.decode("utf-8", "replace"), self._commands)
+
+    def render(self, request: Request) -> bytes:
+        """The list of speakers."""
+        if request.method not in (b"GET", b"HEAD"):
+            request.setHeader(b"allow", b"GET, HEAD")
+            return json_error(request, 405, "method_not_allowed", "only GET is allowed here")
+        return json_response(request, {"speakers": views.speakers(self._state.snapshot())})
+
+
+class SpeakerResource(Resource):
+    """``GET /api/v1/speakers/{id}`` (state) and ``POST .../{id}/{command}`` (the hook)."""
+
+    def __init__(self, state: views.StateView, ident: str, commands: CommandFactory) -> None:
+        super().__init__()
+        self._state = state
+        self._ident = ident
+        self._commands = commands
+
+    def getChild(self, path: bytes, request: Request) -> IResource:
+        """``/{command}``: built by the command hook."""
+        if not path:
+            return self
+        return self._commands(self._ident, path.decode("utf-8", "replace"))
+
+    def render(self, request: Request) -> bytes:
+        """The speaker's state, or 404."""
+        if request.method not in (b"GET", b"HEAD"):
+            request.setHeader(b"allow", b"GET, HEAD")
+            return json_error(request, 405, "method_not_allowed", "only GET is allowed here")
+        speaker = views.lookup(self._state, self._ident)
+        if speaker is None:
+            return json_error(request, 404, "unknown_speaker", f"no speaker {self._ident!r}")
+        return json_response(request, speaker)

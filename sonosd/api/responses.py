@@ -1,0 +1,33 @@
+# -*- test-case-name: tests.test_api_site -*-
+"""JSON responses of the REST routes: one content type, one error shape."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from twisted.web.server import Request
+
+from sonosd.hub import encode
+
+JSON = b"application/json"
+
+
+def json_response(request: Request, body: Mapping[str, Any], status: int = 200) -> bytes:
+    """Set the status and content type; return ``body`` as compact UTF-8 JSON."""
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", JSON)
+    request.setHeader(b"cache-control", b"no-store")
+    return encode(body)
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    """The error object every channel uses: ``{"error": {"code", "message", ...}}``."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    error.update({key: value for key, value in extra.items() if value is not None})
+    return {"error": error}
+
+
+def json_error(request: Request, status: int, code: str, message: str, **extra: Any) -> bytes:
+    """An error response: ``status`` and ``{"error": {"code", "message"}}``."""
+    return json_response(request, error_body(code, message, **extra), status)

@@ -1,0 +1,237 @@
+# -*- test-case-name: tests.test_api_ws -*-
+"""The WebSocket channel at ``/api/v1/ws`` (autobahn, on the API's twisted.web site).
+
+On open a client gets a ``snapshot`` message (every speaker's state and the topology, with
+``last_id`` the id of the last message it includes), then every later message its filter
+accepts, once and in order. ``?last_id=N`` resumes from the hub's ring instead (or sends
+``reset`` then a snapshot when ``N`` is gone). Text frames from the client are JSON
+operations: ``{"op": "filter", ...}`` replaces the filter, ``{"op": "command", "id", "speaker",
+"command", "args"}`` runs a command (``control`` scope). Every message to a client, replies
+included, goes through its bounded ``ClientQueue``; a client that falls behind is closed with
+code 1008 and a reason. The protocol is documented in ``docs/api.md``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from sonosd.api.auth import CONTROL, Authenticator, Denied, Grant
+from sonosd.api.channel import Channel, Start, parse_last_id, reset_body
+from sonosd.api.commands import ControllerLike, execute, failure_fields
+from sonosd.api.flow import ClientQueue
+from sonosd.api.metrics import ApiMetrics
+from sonosd.api.responses import error_body
+from sonosd.filters import Filter, FilterError
+from sonosd.hub import Hub, Message, encode
+
+log = Logger()
+
+#: Close codes (RFC 6455 §7.4.1): policy violation (too slow), going away (shutdown).
+CLOSE_TOO_SLOW = 1008
+CLOSE_GOING_AWAY = 1001
+
+#: Shortest ping interval (and pong timeout) in seconds.
+MIN_PING_INTERVAL = 1.0
+
+#: Largest message a client may send (operations are small).
+MAX_INCOMING = 65_536
+
+
+def _first(params: dict[str, list[str]], name: str) -> str | None:
+    values = params.get(name)
+    return values[0] if values else None
+
+
+class ApiWebSocketProtocol(WebSocketServerProtocol):
+    """One WebSocket client."""
+
+    factory: ApiWebSocketFactory
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.filter = Filter()
+        self.grant: Grant | None = None
+        self.queue: ClientQueue[Any] | None = None
+        self._last_id: int | None = None
+        self.lost: Deferred[None] = Deferred()
+
+    def onConnect(self, request: ConnectionRequest) -> None:
+        """Check the token (again: the site already did) and read the filter and ``last_id``."""
+        checked = self.factory.auth.check(
+            request.headers.get("authorization"), _first(request.params, "access_token")
+        )
+        if isinstance(checked, Denied):
+            raise ConnectionDeny(checked.status, checked.message)
+        self.grant = checked
+        try:
+            self.filter = Filter.from_query(request.params)
+        except FilterError as error:
+            raise ConnectionDeny(ConnectionDeny.BAD_REQUEST, str(error)) from None
+        self._last_id = parse_last_id(_first(request.params, "last_id"))
+
+    def onOpen(self) -> None:
+        """Become the transport's producer, join the channel, send the snapshot or replay."""
+        factory = self.factory
+        self.queue = ClientQueue(factory.limit, self.sendPreparedMessage, self._too_slow)
+        transport: Any = self.transport
+        if transport is not None:
+            # The HTTP channel that accepted the upgrade is still registered as the producer.
+            transport.unregisterProducer()
+            transport.registerProducer(self.queue, True)
+        start = factory.channel.join(self, self._last_id)
+        self.queue.prime(self._start_frames(start))
+
+    def _start_frames(self, start: Start) -> Iterator[Any]:
+        prepare = self.factory.prepareMessage
+        if start.reset is not None:
+            yield prepare(encode(reset_body(start.reset)))
+        if start.snapshot is not None:
+            yield prepare(encode(start.snapshot))
+        for message in start.replay:
+            yield self.factory.channel.frame(message)
+
+    def offer(self, frame: Any) -> None:
+        """Send or queue one prepared frame."""
+        if self.queue is not None:
+            self.queue.offer(frame)
+
+    def reply(self, body: dict[str, Any]) -> None:
+        """Send this client a message of its own (result, error, filter acknowledgement)."""
+        self.offer(self.factory.prepareMessage(encode(body)))
+
+    def _too_slow(self, dropped: int) -> None:
+        self.factory.channel.too_slow(self, dropped)
+        self.sendCloseFrame(
+            code=CLOSE_TOO_SLOW,
+            reasonUtf8=f"too slow: more than {self.factory.limit} messages behind".encode(),
+        )
+
+    def shutdown(self) -> None:
+        """The server stops."""
+        if self.queue is not None:
+            self.queue.close()
+        self.sendCloseFrame(code=CLOSE_GOING_AWAY, reasonUtf8=b"server shutting down")
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        """Leave the channel and release the queue."""
+        if self.queue is not None:
+            self.queue.close()
+        self.factory.channel.leave(self)
+        if not self.lost.called:
+            self.lost.callback(None)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        """Handle one JSON operation."""
+        try:
+            request = json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            self.reply({"type": "error", "id": None, **error_body("bad_request", "not JSON")})
+            return
+        if not isinstance(request, dict):
+            self.reply(
+                {"type": "error", "id": None, **error_body("bad_request", "expected an object")}
+            )
+            return
+        request_id = request.get("id")
+        op = request.get("op")
+        if op == "filter":
+            self._set_filter(request_id, request)
+        elif op == "command":
+            self._command(request_id, request)
+        else:
+            self._error(request_id, "bad_request", f"unknown op {op!r}")
+
+    def _error(self, request_id: Any, code: str, message: str, **extra: Any) -> None:
+        self.reply({"type": "error", "id": request_id, **error_body(code, message, **extra)})
+
+    def _set_filter(self, request_id: Any, request: dict[str, Any]) -> None:
+        try:
+            self.filter = Filter.from_query(request, strict=True)
+        except FilterError as error:
+            self._error(request_id, "bad_filter", str(error))
+            return
+        self.reply({"type": "filter", "id": request_id, "filter": self.filter.to_json()})
+
+    def _command(self, request_id: Any, request: dict[str, Any]) -> None:
+        if self.grant is None or not self.grant.allows(CONTROL):
+            self._error(request_id, "forbidden", "this token lacks the control scope")
+            return
+        controller = self.factory.controller
+        if controller is None:
+            self._error(request_id, "not_available", "commands are not available")
+            return
+        speaker, command = request.get("speaker"), request.get("command")
+        args = request.get("args", {})
+        if not isinstance(speaker, str) or not isinstance(command, str):
+            self._error(request_id, "bad_request", "speaker and command must be strings")
+            return
+        if not isinstance(args, dict):
+            self._error(request_id, "bad_request", "args must be an object")
+            return
+
+        def answered(result: dict[str, Any]) -> None:
+            self.reply({"type": "result", "id": request_id, "result": result})
+
+        def failed(failure: Failure) -> None:
+            _, error = failure_fields(failure)
+            self.reply({"type": "error", "id": request_id, "error": error})
+
+        execute(controller, speaker, command, args).addCallbacks(answered, failed)
+
+
+class ApiWebSocketFactory(WebSocketServerFactory):
+    """The WebSocket channel: the hub sink, the per-client settings, the open clients.
+
+    @param reactor: The reactor (autobahn's timers and pings run on it).
+    @param hub: The hub.
+    @param auth: Checks each client's token.
+    @param limit: ``api.client_buffer``.
+    @param heartbeat: Seconds between pings (``api.heartbeat``, at least 1); a client that
+        does not answer within the same time again is dropped. 0 disables pings.
+    @param controller: Runs commands, or ``None``.
+    """
+
+    protocol = ApiWebSocketProtocol  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        reactor: Any,
+        hub: Hub,
+        auth: Authenticator,
+        limit: int,
+        heartbeat: float,
+        controller: ControllerLike | None = None,
+        metrics: ApiMetrics | None = None,
+    ) -> None:
+        super().__init__(reactor=reactor)
+        self.auth = auth
+        self.limit = limit
+        self.controller = controller
+        self.channel: Channel[Any] = Channel(hub, "websocket", self._frame, metrics)
+        options: dict[str, Any] = {
+            "openHandshakeTimeout": 10,
+            "closeHandshakeTimeout": 5,
+            "maxFramePayloadSize": MAX_INCOMING,
+            "maxMessagePayloadSize": MAX_INCOMING,
+        }
+        if heartbeat > 0:
+            # autobahn batches its timers in 0.2 s buckets; shorter intervals misfire.
+            interval = max(heartbeat, MIN_PING_INTERVAL)
+            options.update(autoPingInterval=interval, autoPingTimeout=interval)
+        self.setProtocolOptions(**options)
+
+    def _frame(self, message: Message) -> Any:
+        return self.prepareMessage(message.raw)
+
+    def web_resource(self) -> WebSocketResource:
+        """The twisted.web resource that upgrades requests to this channel."""
+        return WebSocketResource(self)

@@ -1,0 +1,228 @@
+# -*- test-case-name: tests.test_stream -*-
+"""The local stream: newline-delimited JSON for scripts, on a Twisted endpoint string.
+
+``sinks.stream: "unix:/run/sonosd/events.sock:mode=660:lockfile=1"`` (or ``tcp:...``) and
+``nc -U /run/sonosd/events.sock | jq .`` shows the household. A connection gets a ``snapshot``
+line at once, then every message as one line (the hub's JSON, reused), in order, with no gap
+or duplicate between the two. There is no token: guard the socket with file permissions (or
+bind tcp to loopback).
+
+The client may write lines too, each a JSON operation; ``{"op": "filter", "rooms":
+["Kitchen"]}`` replaces the connection's filter (acknowledged with a ``filter`` line) and
+applies to messages published after the line is read. Nothing has to be sent: a client that
+only reads gets everything, which keeps ``nc``, ``socat`` and ``curl``-less scripts simple.
+
+A client that stops reading gets, when its queue exceeds ``limit`` messages, a last line
+``{"type": "disconnected", "reason": "too slow ..."}`` and is closed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, race
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import Factory, connectionDone
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+from twisted.protocols.basic import LineOnlyReceiver
+from twisted.python.failure import Failure
+
+from sonosd.api.channel import Channel, Start, json_line, reset_body
+from sonosd.api.flow import ClientQueue
+from sonosd.api.metrics import ApiMetrics
+from sonosd.api.responses import error_body
+from sonosd.filters import Filter, FilterError
+from sonosd.hub import Hub, Message
+
+log = Logger()
+
+
+def message_line(message: Message) -> bytes:
+    """A hub message as one line: its serialised JSON and a newline."""
+    return message.raw + b"\n"
+
+
+def start_lines(start: Start) -> Iterator[bytes]:
+    """The lines a new connection gets before live messages."""
+    if start.reset is not None:
+        yield json_line(reset_body(start.reset))
+    if start.snapshot is not None:
+        yield json_line(start.snapshot)
+    for message in start.replay:
+        yield message_line(message)
+
+
+class StreamProtocol(LineOnlyReceiver):
+    """One stream client."""
+
+    delimiter = b"\n"
+    MAX_LENGTH = 65_536
+    factory: StreamFactory
+
+    def __init__(self) -> None:
+        self.filter = Filter()
+        self.queue: ClientQueue[bytes] | None = None
+        self.lost: Deferred[None] = Deferred()
+        self._closing = False
+        self._abort_call: Any = None
+
+    def connectionMade(self) -> None:
+        """Become the transport's producer, join the channel, send the snapshot."""
+        transport: Any = self.transport
+        self.queue = ClientQueue(self.factory.limit, transport.write, self._too_slow)
+        transport.registerProducer(self.queue, True)
+        start = self.factory.channel.join(self, None)
+        self.queue.prime(start_lines(start))
+
+    def offer(self, frame: bytes) -> None:
+        """Write or queue one line."""
+        if self.queue is not None:
+            self.queue.offer(frame)
+
+    def lineReceived(self, line: bytes) -> None:
+        """One JSON operation from the client."""
+        if not line.strip():
+            return
+        try:
+            request = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            self._error(None, "bad_request", "not JSON")
+            return
+        if not isinstance(request, dict):
+            self._error(None, "bad_request", "expected an object")
+            return
+        request_id = request.get("id")
+        if request.get("op") != "filter":
+            self._error(request_id, "bad_request", f"unknown op {request.get('op')!r}")
+            return
+        try:
+            self.filter = Filter.from_query(request, strict=True)
+        except FilterError as error:
+            self._error(request_id, "bad_filter", str(error))
+            return
+        self.offer(json_line({"type": "filter", "id": request_id, "filter": self.filter.to_json()}))
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """A client line longer than ``MAX_LENGTH``: refuse it, keep the connection."""
+        self._error(None, "bad_request", "line too long")
+
+    def _error(self, request_id: Any, code: str, message: str) -> None:
+        self.offer(json_line({"type": "error", "id": request_id, **error_body(code, message)}))
+
+    def _too_slow(self, dropped: int) -> None:
+        self.factory.channel.too_slow(self, dropped)
+        self._close(f"too slow: more than {self.factory.limit} messages behind")
+
+    def shutdown(self) -> None:
+        """The server stops."""
+        self._close("server shutting down")
+
+    def _close(self, reason: str) -> None:
+        if self._closing or self.transport is None:
+            return
+        self._closing = True
+        if self.queue is not None:
+            self.queue.close()
+        transport: Any = self.transport
+        transport.unregisterProducer()
+        transport.write(json_line({"type": "disconnected", "reason": reason}))
+        transport.loseConnection()
+        self._abort_call = self.factory.clock.callLater(self.factory.grace, self._abort)
+
+    def _abort(self) -> None:
+        if not self.lost.called and self.transport is not None:
+            transport: Any = self.transport
+            transport.abortConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """Leave the channel."""
+        if self.queue is not None:
+            self.queue.close()
+        self.factory.channel.leave(self)
+        if self._abort_call is not None and self._abort_call.active():
+            self._abort_call.cancel()
+        if not self.lost.called:
+            self.lost.callback(None)
+
+
+class StreamFactory(Factory):
+    """Builds stream clients; holds the channel and the settings they share."""
+
+    protocol = StreamProtocol  # type: ignore[assignment]
+
+    def __init__(
+        self, hub: Hub, limit: int, clock: Any, grace: float, metrics: ApiMetrics | None = None
+    ) -> None:
+        self.channel: Channel[bytes] = Channel(hub, "stream", message_line, metrics)
+        self.limit = limit
+        self.clock = clock
+        self.grace = grace
+
+
+class StreamService(Service):
+    """The local stream on ``endpoint`` (``unix:/path``, ``tcp:port:interface=127.0.0.1``).
+
+    @param reactor: Provides the endpoint and the timers.
+    @param endpoint: A Twisted server endpoint string (``sinks.stream``).
+    @param hub: The hub.
+    @param limit: ``api.client_buffer``: messages a client may fall behind.
+    @param grace: Seconds stopService waits for clients to close before aborting them.
+    @param metrics: ``ApiService.metrics``, to count this channel's clients, or ``None``.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        endpoint: str,
+        hub: Hub,
+        limit: int = 1_000,
+        grace: float = 3.0,
+        metrics: ApiMetrics | None = None,
+    ) -> None:
+        self.reactor = reactor
+        self.endpoint = endpoint
+        self.factory = StreamFactory(hub, limit, reactor, grace, metrics)
+        self.port: IListeningPort | None = None
+        self.listening: Deferred[IListeningPort] = Deferred()
+
+    def startService(self) -> None:
+        """Start receiving messages and listen."""
+        super().startService()
+        self.factory.channel.start()
+        started = Deferred.fromCoroutine(self._listen())
+        started.addErrback(self._failed)
+
+    async def _listen(self) -> None:
+        port = await serverFromString(self.reactor, self.endpoint).listen(self.factory)
+        self.port = port
+        log.info("stream listening on {address}", address=str(port.getHost()))
+        self.listening.callback(port)
+
+    def _failed(self, failure: Failure) -> None:
+        log.failure("stream: cannot listen on {endpoint}", failure, endpoint=self.endpoint)
+        if not self.listening.called:
+            self.listening.errback(failure)
+            self.listening.addErrback(lambda _: None)
+
+    def stopService(self) -> Deferred[None]:
+        """Stop listening, say goodbye to every client, close within the grace period."""
+        super().stopService()
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        if self.port is not None:
+            port, self.port = self.port, None
+            await maybeDeferred(port.stopListening)
+        clients: list[Any] = list(self.factory.channel.clients)
+        self.factory.channel.stop()
+        if clients:
+            everything: Deferred[Any] = gatherResults(
+                [client.lost for client in clients], consumeErrors=True
+            )
+            grace: Deferred[Any] = deferLater(self.reactor, self.factory.grace + 0.5, lambda: None)
+            await race([everything, grace])

@@ -1,0 +1,121 @@
+"""Tests for sonosd.api.channel: snapshot-then-live with no gap and no duplicate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from sonosd.api.channel import Channel, json_line, parse_last_id
+from sonosd.api.metrics import ApiMetrics
+from sonosd.filters import Filter
+from sonosd.hub import Hub, Message
+
+
+class Recorder:
+    """A client that records frames."""
+
+    def __init__(self, filter: Filter | None = None) -> None:
+        self.filter = filter or Filter()
+        self.frames: list[Any] = []
+        self.shut = False
+
+    def offer(self, frame: Any) -> None:
+        self.frames.append(frame)
+
+    def shutdown(self) -> None:
+        self.shut = True
+
+
+def publish(hub: Hub, room: str = "Kitchen") -> Message:
+    return hub.publish("event", {}, speaker={"uid": "U-" + room, "name": room, "host": "h"})
+
+
+class ChannelTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.hub = Hub(Clock(), replay=5)
+        self.hub.set_snapshot_provider(lambda: {"speakers": []})
+        self.framed: list[int] = []
+        self.channel: Channel[bytes] = Channel(self.hub, "test", self.frame)
+        self.channel.start()
+
+    def frame(self, message: Message) -> bytes:
+        self.framed.append(message.id)
+        return message.raw
+
+    def test_snapshot_then_every_later_message(self) -> None:
+        """A fresh client's snapshot covers up to last_id; every later message follows."""
+        publish(self.hub)
+        client = Recorder()
+        start = self.channel.join(client, None)
+        assert start.snapshot is not None
+        self.assertEqual(start.snapshot["last_id"], 1)
+        later = [publish(self.hub).raw for _ in range(3)]
+        self.assertEqual(client.frames, later)
+
+    def test_resume_replays_exactly_the_gap(self) -> None:
+        """A client resuming from an id gets the later ring messages, filtered, then live."""
+        publish(self.hub, "Kitchen")
+        office = publish(self.hub, "Office")
+        publish(self.hub, "Kitchen")
+        client = Recorder(Filter(rooms=["office"]))
+        start = self.channel.join(client, 1)
+        self.assertEqual((start.snapshot, start.reset), (None, None))
+        self.assertEqual(start.replay, [office])
+        live = publish(self.hub, "Office")
+        self.assertEqual(client.frames, [live.raw])
+
+    def test_resume_too_old_or_future(self) -> None:
+        """An id gone from the ring or from the future resets with a snapshot."""
+        for _ in range(8):
+            publish(self.hub)
+        for last_id in (1, 99):
+            start = self.channel.join(Recorder(), last_id)
+            self.assertIsNotNone(start.snapshot)
+            self.assertIn(str(last_id), start.reset or "")
+
+    def test_frames_once_per_message(self) -> None:
+        """A message is framed once however many clients receive it, and not at all if none."""
+        clients = [Recorder() for _ in range(5)]
+        for client in clients:
+            self.channel.join(client, None)
+        message = publish(self.hub)
+        self.assertEqual(self.framed, [message.id])
+        self.assertTrue(all(c.frames[0] is clients[0].frames[0] for c in clients))
+        for client in clients:
+            client.filter = Filter(rooms=["Nowhere"])
+        publish(self.hub)
+        self.assertEqual(self.framed, [message.id])
+
+    def test_too_slow_counts(self) -> None:
+        """A slow client leaves the channel and is counted with its dropped frames."""
+        metrics = ApiMetrics(self.hub, lambda: 0.0, lambda: {})
+        channel: Channel[bytes] = Channel(self.hub, "sse", self.frame, metrics)
+        client = Recorder()
+        channel.join(client, None)
+        channel.too_slow(client, 7)
+        self.assertEqual(channel.clients, [])
+        self.assertEqual(metrics.dropped.labels("sse")._value.get(), 7)
+        self.assertIn(b'sonosd_api_clients{channel="sse"} 0.0', metrics.render())
+
+    def test_stop_shuts_clients_and_leaves_hub(self) -> None:
+        """stop() shuts every client down and unregisters the sink."""
+        client = Recorder()
+        self.channel.join(client, None)
+        self.channel.stop()
+        self.assertTrue(client.shut)
+        self.assertNotIn(self.channel, self.hub.sinks)
+        publish(self.hub)
+        self.assertEqual(client.frames, [])
+
+    def test_parse_last_id(self) -> None:
+        """Ids parse from bytes or text; garbage means none."""
+        self.assertEqual(parse_last_id(b" 42 "), 42)
+        self.assertEqual(parse_last_id("0"), 0)
+        for garbage in (None, "", "-1", "4x", "9" * 30):
+            self.assertIsNone(parse_last_id(garbage))
+
+    def test_json_line(self) -> None:
+        """A JSON line is compact and newline-terminated."""
+        self.assertEqual(json_line({"a": 1}), b'{"a":1}\n')
