@@ -1,0 +1,575 @@
+# -*- test-case-name: tests.test_sink_mqtt -*-
+"""MQTT: retained per-speaker state, live events, availability and commands on a broker.
+
+The client is paho-mqtt 2.x driven by the reactor, without paho's network thread: paho's
+socket is handed to the reactor as a file descriptor (``doRead`` → ``loop_read``, ``doWrite``
+→ ``loop_write`` while paho has bytes to send, a ``LoopingCall`` → ``loop_misc`` for
+keep-alive pings), so every paho callback runs in the reactor thread. Only the connect itself
+(a name lookup, a blocking TCP connect and TLS handshake inside paho) runs in a worker
+thread, through the ``run_blocking`` callable the service passes in, bounded by paho's
+connect timeout.
+
+The sink keeps what it needs to republish everything retained after a reconnect: the merged
+variables of each speaker and service (``state``), each speaker's availability and the last
+topology. Messages that arrive while the broker is unreachable are not queued: retained
+state is republished on reconnect, and the number of events that were not published is
+logged and published on ``<prefix>/bridge/gap``. The topic layout is in
+``sonosd.sinks.mqtt_topics`` and ``docs/mqtt.md``.
+"""
+
+from __future__ import annotations
+
+import random as _random
+import ssl
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import paho.mqtt.client as paho
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, TimeoutError, succeed
+from twisted.internet.interfaces import (
+    IReactorFDSet,
+    IReactorTime,
+    IReadDescriptor,
+    IWriteDescriptor,
+)
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from sonosd.api.commands import ControllerLike, execute, failure_fields, parse_args
+from sonosd.backoff import backoff_delay, describe_failure
+from sonosd.config import MqttConfig
+from sonosd.filters import Filter
+from sonosd.hub import ISink, Message, encode
+from sonosd.sinks.mqtt_topics import Topics, bridge_discovery, discovery, segment
+
+log = Logger()
+
+#: Everything is published with QoS 0. Reliability comes from republishing every retained
+#: topic after each reconnect: QoS 1 would make paho resend, after that republish, the
+#: messages that were in flight when the connection dropped, putting stale state back.
+QOS = 0
+#: The last will is stored by the broker at connect time, so QoS 1 costs nothing there.
+QOS_WILL = 1
+
+
+class MqttReactor(IReactorTime, IReactorFDSet):
+    """What the MQTT sink needs of a reactor: a clock and file descriptor registration."""
+
+
+class BlockingRunner(Protocol):
+    """Runs a blocking callable off the reactor thread (``SocoRunner.run`` fits)."""
+
+    def __call__(self, fn: Callable[[], Any]) -> Deferred[Any]:
+        """Run ``fn`` in a thread; fire with its result."""
+
+
+@implementer(IReadDescriptor, IWriteDescriptor)
+class _PahoSocket:
+    """paho's socket as a reactor file descriptor: readiness drives paho's loop calls."""
+
+    def __init__(self, client: paho.Client, sock: Any, lost: Callable[[], None]) -> None:
+        self._client = client
+        self._sock = sock
+        self._fileno = sock.fileno()
+        self._lost = lost
+
+    def fileno(self) -> int:
+        return self._fileno
+
+    def logPrefix(self) -> str:
+        return "mqtt"
+
+    def doRead(self) -> None:
+        rc = self._client.loop_read()
+        # TLS may hold decrypted bytes that the file descriptor no longer signals.
+        pending = getattr(self._sock, "pending", None)
+        while rc == paho.MQTT_ERR_SUCCESS and pending is not None and pending() > 0:
+            rc = self._client.loop_read()
+        if rc != paho.MQTT_ERR_SUCCESS:
+            self._lost()
+
+    def doWrite(self) -> None:
+        if self._client.loop_write() != paho.MQTT_ERR_SUCCESS:
+            self._lost()
+
+    def connectionLost(self, reason: Failure) -> None:
+        self._lost()
+
+    def close(self) -> None:
+        """Close the socket under paho (when the broker does not answer a disconnect)."""
+        self._sock.close()
+
+
+def _default_client(config: MqttConfig) -> paho.Client:
+    client = paho.Client(
+        paho.CallbackAPIVersion.VERSION2,
+        client_id=config.client_id,
+        protocol=paho.MQTTv311,
+        clean_session=True,
+        # paho would reconnect inside loop_read (blocking the reactor) on some refusals.
+        reconnect_on_failure=False,
+    )
+    if config.username is not None:
+        client.username_pw_set(config.username, config.password)
+    if config.tls:
+        context = ssl.create_default_context(cafile=config.ca_file)
+        client.tls_set_context(context)
+    return client
+
+
+@implementer(ISink)
+class MqttSink(Service):
+    """Publishes the household to an MQTT broker and runs the commands it receives.
+
+    @param reactor: The reactor (clock and file descriptors).
+    @param config: Broker, credentials, TLS, prefix, Home Assistant discovery.
+    @param run_blocking: Runs paho's blocking connect in a thread.
+    @param controller: Runs commands (no command topics are subscribed when ``None``).
+    @param filter: Which messages are published and merged into the retained state.
+    @param keepalive: Seconds between keep-alive pings; the broker's last will is sent when
+        the daemon has been silent for 1.5 times as long.
+    @param connect_timeout: Seconds for the TCP connect and TLS handshake.
+    @param backoff_initial: The first reconnect delay, doubled after each failure.
+    @param backoff_max: The longest reconnect delay.
+    @param random: The jitter source.
+    @param client_factory: Makes the paho client (tests; default from ``config``).
+    @param stop_timeout: How long ``stopService`` waits for the broker to take the last
+        messages and the disconnect.
+    """
+
+    def __init__(
+        self,
+        reactor: MqttReactor,
+        config: MqttConfig,
+        run_blocking: BlockingRunner,
+        *,
+        controller: ControllerLike | None = None,
+        filter: Filter | None = None,
+        keepalive: int = 30,
+        connect_timeout: float = 10.0,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 60.0,
+        random: Callable[[], float] = _random.random,
+        client_factory: Callable[[MqttConfig], paho.Client] = _default_client,
+        stop_timeout: float = 3.0,
+    ) -> None:
+        self._reactor = reactor
+        self._config = config
+        self._run_blocking = run_blocking
+        self._controller = controller
+        self._filter = filter or Filter()
+        self._keepalive = keepalive
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self._random = random
+        self._stop_timeout = stop_timeout
+        self.topics = Topics(config.prefix)
+
+        self._client = client_factory(config)
+        self._client.connect_timeout = connect_timeout
+        self._client.will_set(self.topics.bridge_availability, "offline", qos=QOS_WILL, retain=True)
+        self._client.connect_async(config.host, config.port, keepalive=keepalive)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._client.on_socket_close = self._on_socket_close
+        self._client.on_socket_register_write = self._on_register_write
+        self._client.on_socket_unregister_write = self._on_unregister_write
+
+        self._descriptor: _PahoSocket | None = None
+        self._misc = LoopingCall(self._loop_misc)
+        self._misc.clock = reactor
+        self._retry: Any = None
+        self._failures = 0
+        self._connecting = False
+        self._stopping = False
+        self._closed: list[Deferred[None]] = []
+        self.connected = False
+
+        # What is republished after every (re)connect.
+        self._keys: dict[str, str] = {}
+        self._owners: dict[str, str] = {}
+        self._rooms: dict[str, str | None] = {}
+        self._state: dict[str, dict[str, dict[str, Any]]] = {}
+        self._availability: dict[str, str] = {}
+        self._topology: bytes | None = None
+        self._announced: set[str] = set()
+
+        self.published = 0
+        self.missed = 0
+        self._missed_first: int | None = None
+        self._missed_last: int | None = None
+        self.connects = 0
+        self.commands = 0
+
+    # -- the hub's side ------------------------------------------------------------------
+
+    def deliver(self, message: Message) -> None:
+        """Merge ``message`` into the retained state and publish it; return at once."""
+        if not self._filter.matches(message):
+            return
+        uid = message.speaker_uid
+        if uid is None:
+            if message.type == "topology.changed":
+                self._topology = message.raw
+                self._publish(self.topics.bridge_topology, message.raw, retain=True)
+            self._publish_event(self.topics.bridge_event(message.type), message)
+            return
+        key = self._key_for(uid, message.room)
+        if message.type == "event" and message.service is not None:
+            self._merge(uid, key, message)
+        elif message.type in ("speaker.online", "speaker.offline"):
+            self._set_availability(uid, key, message.type.partition(".")[2])
+        if uid not in self._availability and message.type == "event":
+            self._set_availability(uid, key, "online")
+        name = message.service if message.type == "event" and message.service else None
+        self._publish_event(self.topics.event(key, name or message.type), message)
+
+    def _merge(self, uid: str, key: str, message: Message) -> None:
+        service = message.service
+        assert service is not None
+        body = message.body
+        services = self._state.setdefault(uid, {})
+        entry = services.setdefault(service, {"variables": {}})
+        entry["speaker"] = body.get("speaker")
+        entry["service"] = service
+        entry["variables"].update(body.get("variables") or {})
+        entry["id"] = message.id
+        entry["time"] = body.get("time")
+        self._publish(self.topics.state(key, service), encode(entry), retain=True)
+
+    def _set_availability(self, uid: str, key: str, value: str) -> None:
+        self._availability[uid] = value
+        self._publish(self.topics.availability(key), value.encode(), retain=True)
+
+    def _key_for(self, uid: str, room: str | None) -> str:
+        """The topic level of a speaker: its room (topic-safe), else its uid; stable."""
+        if room is not None:
+            self._rooms[uid] = room
+        current = self._keys.get(uid)
+        wanted = segment(room) if room else ""
+        if not wanted or self._owners.get(wanted, uid) != uid:
+            wanted = current or segment(uid)
+        if current == wanted:
+            return current
+        if current is not None:
+            self._move(uid, current, wanted)
+        self._keys[uid] = wanted
+        self._owners[wanted] = uid
+        if self.connected:
+            self._announce(uid)
+        return wanted
+
+    def _move(self, uid: str, old: str, new: str) -> None:
+        """A renamed room: clear the old retained topics; the new ones follow."""
+        log.info("speaker {uid} moves from {old} to {new} on MQTT", uid=uid, old=old, new=new)
+        self._owners.pop(old, None)
+        self._announced.discard(uid)
+        self._publish(self.topics.availability(old), b"", retain=True)
+        for service in self._state.get(uid, {}):
+            self._publish(self.topics.state(old, service), b"", retain=True)
+        self._keys[uid] = new
+        self._owners[new] = uid
+        if uid in self._availability:
+            self._publish(self.topics.availability(new), self._availability[uid].encode(), True)
+        for service, entry in self._state.get(uid, {}).items():
+            self._publish(self.topics.state(new, service), encode(entry), retain=True)
+
+    def _publish_event(self, topic: str, message: Message) -> None:
+        if not self.connected:
+            self.missed += 1
+            if self._missed_first is None:
+                self._missed_first = message.id
+            self._missed_last = message.id
+            return
+        self._publish(topic, message.raw, retain=False)
+
+    def _publish(self, topic: str, payload: bytes, retain: bool, qos: int = QOS) -> None:
+        if not self.connected:
+            return
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc == paho.MQTT_ERR_SUCCESS:
+            self.published += 1
+        else:
+            log.warn(
+                "mqtt publish to {topic} failed: {error}",
+                topic=topic,
+                error=paho.error_string(info.rc),
+            )
+
+    # -- connection ----------------------------------------------------------------------
+
+    def startService(self) -> None:
+        """Connect to the broker (and keep reconnecting with backoff)."""
+        super().startService()
+        self._stopping = False
+        self._connect()
+
+    def _connect(self) -> None:
+        self._retry = None
+        if self._stopping or self._connecting:
+            return
+        self._connecting = True
+        Deferred.fromCoroutine(self._connect_once())
+
+    async def _connect_once(self) -> None:
+        config = self._config
+        try:
+            rc = await self._run_blocking(self._client.reconnect)
+        except Exception as error:
+            self._connecting = False
+            self._connect_failed(describe_failure(error)[1])
+            return
+        self._connecting = False
+        sock = self._client.socket()
+        if rc != paho.MQTT_ERR_SUCCESS or sock is None or self._stopping:
+            self._abandon()
+            if not self._stopping:
+                self._connect_failed(paho.error_string(rc))
+            return
+        log.debug("mqtt connected to {host}:{port}", host=config.host, port=config.port)
+        self._descriptor = _PahoSocket(self._client, sock, self._lost)
+        self._reactor.addReader(self._descriptor)
+        if self._client.want_write():
+            self._reactor.addWriter(self._descriptor)
+        self._misc.start(1.0, now=False)
+
+    def _connect_failed(self, reason: str) -> None:
+        self._failures += 1
+        delay = backoff_delay(
+            self._failures, self._backoff_initial, self._backoff_max, self._random
+        )
+        (log.warn if self._failures == 1 else log.debug)(
+            "mqtt broker {host}:{port} unreachable ({reason}); retrying in {delay:.1f} s",
+            host=self._config.host,
+            port=self._config.port,
+            reason=reason,
+            delay=delay,
+        )
+        if not self._stopping:
+            self._retry = self._reactor.callLater(delay, self._connect)
+
+    def _on_connect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
+        if reason.is_failure:
+            # paho closes the socket and calls on_disconnect next, which retries.
+            log.error(
+                "mqtt broker {host}:{port} refused the connection: {reason}",
+                host=self._config.host,
+                port=self._config.port,
+                reason=str(reason),
+            )
+            return
+        self._failures = 0
+        self.connects += 1
+        self.connected = True
+        log.info(
+            "mqtt connected to {host}:{port} as {client_id}",
+            host=self._config.host,
+            port=self._config.port,
+            client_id=self._config.client_id,
+        )
+        if self._controller is not None:
+            client.subscribe(self.topics.commands, qos=1)
+        self._publish(self.topics.bridge_availability, b"online", retain=True)
+        self._republish()
+
+    def _republish(self) -> None:
+        """Everything retained, as after a broker restart that lost it."""
+        if self._config.homeassistant:
+            topic, document = bridge_discovery(self._config.discovery_prefix, self.topics)
+            self._publish(topic, encode(document), retain=True)
+        self._announced.clear()
+        for uid in self._keys:
+            self._announce(uid)
+        if self._topology is not None:
+            self._publish(self.topics.bridge_topology, self._topology, retain=True)
+        for uid, services in self._state.items():
+            for service, entry in services.items():
+                self._publish(self.topics.state(self._keys[uid], service), encode(entry), True)
+        if self.missed:
+            log.warn(
+                "mqtt: {count} messages (ids {first} to {last}) were not published while the "
+                "broker was unreachable; retained state is republished",
+                count=self.missed,
+                first=self._missed_first,
+                last=self._missed_last,
+            )
+            gap = {
+                "missed": self.missed,
+                "first_id": self._missed_first,
+                "last_id": self._missed_last,
+            }
+            self._publish(self.topics.bridge_gap, encode(gap), retain=False)
+            self.missed = 0
+            self._missed_first = self._missed_last = None
+
+    def _announce(self, uid: str) -> None:
+        """Availability and (optionally) HA discovery of one speaker."""
+        if uid in self._announced:
+            return
+        self._announced.add(uid)
+        key = self._keys[uid]
+        if self._config.homeassistant:
+            for topic, document in discovery(
+                self._config.discovery_prefix,
+                self.topics,
+                uid,
+                key,
+                self._rooms.get(uid),
+                commands=self._controller is not None,
+            ):
+                self._publish(topic, encode(document), retain=True)
+        if uid in self._availability:
+            self._publish(self.topics.availability(key), self._availability[uid].encode(), True)
+
+    def _on_disconnect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
+        was_connected = self.connected
+        self.connected = False
+        self._drop_socket()
+        if self._stopping:
+            return
+        if was_connected:
+            log.warn(
+                "mqtt connection to {host}:{port} lost ({reason}); reconnecting",
+                host=self._config.host,
+                port=self._config.port,
+                reason=str(reason),
+            )
+            self._failures = 0
+        if self._retry is not None or self._connecting:
+            return
+        if was_connected:
+            delay = self._next_delay()
+            self._retry = self._reactor.callLater(delay, self._connect)
+        else:
+            self._connect_failed(str(reason))
+
+    def _next_delay(self) -> float:
+        self._failures += 1
+        return backoff_delay(self._failures, self._backoff_initial, self._backoff_max, self._random)
+
+    def _abandon(self) -> None:
+        """Close a socket paho opened that will not be used (sending DISCONNECT first)."""
+        if self._client.socket() is not None:
+            self._client.disconnect()
+            self._client.loop_write()
+
+    def _lost(self) -> None:
+        """The socket failed under paho (it has closed it and called ``on_disconnect``)."""
+        self._drop_socket()
+        if self.connected:
+            self._on_disconnect(self._client, None, None, "connection lost", None)
+
+    def _drop_socket(self) -> None:
+        descriptor, self._descriptor = self._descriptor, None
+        if descriptor is not None:
+            self._reactor.removeReader(descriptor)
+            self._reactor.removeWriter(descriptor)
+        if self._misc.running:
+            self._misc.stop()
+        if descriptor is not None:
+            waiting, self._closed = self._closed, []
+            for d in waiting:
+                d.callback(None)
+
+    def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        if self._descriptor is not None and self._descriptor.fileno() == sock.fileno():
+            self._drop_socket()
+
+    def _on_register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        # Called from the connect thread too (paho queues CONNECT there): ignored until the
+        # socket is handed to the reactor, which then checks want_write() itself.
+        if self._descriptor is not None:
+            self._reactor.addWriter(self._descriptor)
+
+    def _on_unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        if self._descriptor is not None:
+            self._reactor.removeWriter(self._descriptor)
+
+    def _loop_misc(self) -> None:
+        if self._client.loop_misc() != paho.MQTT_ERR_SUCCESS:
+            self._lost()
+
+    # -- commands ------------------------------------------------------------------------
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        parsed = self.topics.parse_command(msg.topic)
+        if parsed is None or self._controller is None:
+            return
+        key, command = parsed
+        if msg.retain:
+            log.warn(
+                "mqtt: ignored retained command {topic}: commands must not be retained "
+                "(they would run again at every reconnect)",
+                topic=msg.topic,
+            )
+            return
+        self.commands += 1
+        result_topic = self.topics.result(key, command)
+        try:
+            args = parse_args(bytes(msg.payload))
+        except (ValueError, UnicodeDecodeError) as error:
+            self._answer(result_topic, {"ok": False, "error": _error("bad_request", 400, error)})
+            return
+        request_id = args.pop("request_id", None)
+        speaker = self._owners.get(key, key)
+        d = execute(self._controller, speaker, command, args)
+
+        def done(result: Any) -> None:
+            body: dict[str, Any] = {"ok": True, "result": result}
+            if request_id is not None:
+                body["request_id"] = request_id
+            self._answer(result_topic, body)
+
+        def failed(failure: Failure) -> None:
+            status, error = failure_fields(failure)
+            body: dict[str, Any] = {"ok": False, "status": status, "error": error}
+            if request_id is not None:
+                body["request_id"] = request_id
+            self._answer(result_topic, body)
+
+        d.addCallbacks(done, failed)
+
+    def _answer(self, topic: str, body: Mapping[str, Any]) -> None:
+        self._publish(topic, encode(body), retain=False)
+
+    # -- stop ----------------------------------------------------------------------------
+
+    def stopService(self) -> Deferred[None]:
+        """Publish ``offline`` for the bridge, disconnect cleanly within ``stop_timeout``."""
+        super().stopService()
+        self._stopping = True
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+        if not self.connected or self._descriptor is None:
+            self.connected = False
+            return succeed(None)
+        return Deferred.fromCoroutine(self._disconnect())
+
+    async def _disconnect(self) -> None:
+        self._publish(self.topics.bridge_availability, b"offline", retain=True)
+        self.connected = False
+        closed: Deferred[None] = Deferred()
+        self._closed.append(closed)
+        self._client.disconnect()
+        closed.addTimeout(self._stop_timeout, self._reactor)
+        try:
+            await closed
+        except TimeoutError:
+            log.warn("mqtt broker did not take the disconnect in time; closing")
+            descriptor = self._descriptor
+            self._drop_socket()
+            if descriptor is not None:
+                descriptor.close()
+
+
+def _error(code: str, status: int, error: BaseException) -> dict[str, Any]:
+    return {"code": code, "message": str(error), "status": status}

@@ -1,0 +1,566 @@
+# -*- test-case-name: tests.test_sink_webhooks -*-
+"""Webhooks: every message POSTed as JSON to any number of HTTP(S) targets, signed.
+
+Each target has its own bounded queue and sends one request at a time, so messages arrive in
+order. A request that fails with a connection error, a timeout, a 5xx or a 429 is retried
+with exponential backoff and jitter (a ``Retry-After`` from the receiver is honoured, within
+the cap); any other 4xx, and a redirect, means the receiver refuses the message: it is
+dropped and logged, not retried. When a target falls behind, its oldest queued messages are
+dropped, counted and logged. Nothing is lost without a log line saying so.
+
+Request (documented in docs/webhooks.md)::
+
+    POST <url>
+    Content-Type: application/json
+    X-Sonosd-Message-Id: 1234
+    X-Sonosd-Message-Type: event
+    X-Sonosd-Timestamp: 1764005400            (Unix seconds of this attempt)
+    X-Sonosd-Attempt: 1
+    X-Sonosd-Signature: sha256=<hex HMAC-SHA256(secret, b"<timestamp>." + body)>
+
+    <the message JSON, exactly the bytes every other channel sends>
+
+The signature covers the timestamp so that a receiver can refuse replays of old requests;
+``verify_signature`` is the reference check.
+
+HTTPS is verified like a browser does (``optionsForClientTLS``: the chain against the
+system's trust store, or the target's ``ca_file`` for a private CA, and the host name
+against the certificate with service-identity).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import hashlib
+import hmac
+import random as _random
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
+
+import attrs
+import treq
+from treq.client import HTTPClient
+from twisted.application.service import Service
+from twisted.internet import ssl
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succeed
+from twisted.internet.interfaces import IConsumer, IReactorTime
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
+from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
+from zope.interface import implementer
+
+from sonosd.backoff import backoff_delay, describe_failure
+from sonosd.config import Webhook
+from sonosd.filters import Filter
+from sonosd.hub import ISink, Message
+
+log = Logger()
+
+SIGNATURE_HEADER = "X-Sonosd-Signature"
+TIMESTAMP_HEADER = "X-Sonosd-Timestamp"
+MESSAGE_ID_HEADER = "X-Sonosd-Message-Id"
+MESSAGE_TYPE_HEADER = "X-Sonosd-Message-Type"
+ATTEMPT_HEADER = "X-Sonosd-Attempt"
+USER_AGENT = "sonosd"
+
+#: A receiver's clock may differ from ours by this much before a signature is refused.
+DEFAULT_TOLERANCE = 300.0
+
+
+def signature(secret: str | bytes, timestamp: int, body: bytes) -> str:
+    """The ``X-Sonosd-Signature`` value: ``sha256=`` and the hex HMAC of ``<timestamp>.<body>``."""
+    key = secret.encode("utf-8") if isinstance(secret, str) else secret
+    digest = hmac.new(key, b"%d." % timestamp + body, hashlib.sha256).hexdigest()
+    return "sha256=" + digest
+
+
+def verify_signature(
+    secret: str | bytes,
+    body: bytes,
+    timestamp_header: str | bytes | None,
+    signature_header: str | bytes | None,
+    now: float,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> bool:
+    """Whether a received webhook request is authentic and recent (the receiver's check).
+
+    @param body: The raw request body, before any JSON parsing.
+    @param timestamp_header: The ``X-Sonosd-Timestamp`` header.
+    @param signature_header: The ``X-Sonosd-Signature`` header.
+    @param now: The receiver's current Unix time.
+    @param tolerance: How many seconds the timestamp may differ from ``now``.
+    """
+    if timestamp_header is None or signature_header is None:
+        return False
+    if isinstance(timestamp_header, bytes):
+        timestamp_header = timestamp_header.decode("ascii", "replace")
+    if isinstance(signature_header, bytes):
+        signature_header = signature_header.decode("ascii", "replace")
+    if not timestamp_header.isdigit() or len(timestamp_header) > 15:
+        return False
+    timestamp = int(timestamp_header)
+    if abs(now - timestamp) > tolerance:
+        return False
+    return hmac.compare_digest(signature(secret, timestamp, body), signature_header)
+
+
+class Outcome(enum.Enum):
+    """What a response status means for the message."""
+
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    REFUSED = "refused"
+
+
+def classify(status: int) -> Outcome:
+    """2xx delivered; 429 and 5xx retried; anything else (other 4xx, 1xx, 3xx) refused."""
+    if 200 <= status < 300:
+        return Outcome.DELIVERED
+    if status == 429 or status >= 500:
+        return Outcome.RETRY
+    return Outcome.REFUSED
+
+
+def retry_after(value: str | None, now: float) -> float | None:
+    """Seconds asked for by a ``Retry-After`` header (delta-seconds or an HTTP date), if any."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+class HTTPPoster(Protocol):
+    """The part of ``treq.HTTPClient`` (and ``treq.testing.StubTreq``) the sink uses."""
+
+    def post(
+        self,
+        url: str,
+        /,
+        *,
+        data: Any = ...,
+        headers: Any = ...,
+        allow_redirects: bool = ...,
+        reactor: Any = ...,
+    ) -> Deferred[Any]:
+        """POST to ``url``."""
+
+
+@implementer(IBodyProducer)
+class _BytesProducer:
+    """Writes a body already in memory at once (no cooperator, no global reactor)."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.length = len(body) if body else UNKNOWN_LENGTH
+
+    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
+        consumer.write(self.body)
+        return succeed(None)
+
+    def pauseProducing(self) -> None:
+        """Nothing to pause: the body is written in one piece."""
+
+    def resumeProducing(self) -> None:
+        """Nothing to resume."""
+
+    def stopProducing(self) -> None:
+        """Nothing to stop."""
+
+
+def load_trust_root(ca_file: str) -> Any:
+    """The ``IOpenSSLTrustRoot`` of every certificate in the PEM file ``ca_file``."""
+    with open(ca_file, "rb") as handle:
+        data = handle.read()
+    marker = b"-----END CERTIFICATE-----"
+    blocks = [part + marker for part in data.split(marker) if b"-----BEGIN CERTIFICATE" in part]
+    if not blocks:
+        raise ValueError(f"{ca_file}: no PEM certificate found")
+    certificates = [ssl.Certificate.loadPEM(block.strip()) for block in blocks]
+    return ssl.trustRootFromCertificates(certificates)
+
+
+def make_http_client(
+    reactor: Any, ca_file: str | None = None, pool: HTTPConnectionPool | None = None
+) -> HTTPClient:
+    """A treq client for webhook targets: verified HTTPS, persistent connections.
+
+    @param reactor: The reactor the agent connects with.
+    @param ca_file: A PEM file of the certificate authorities to trust instead of the
+        system's (a private CA).
+    @param pool: The connection pool (one per target, so that no connection verified
+        against one target's CA is reused for another).
+    """
+    trust = load_trust_root(ca_file) if ca_file else None
+    agent = Agent(
+        reactor,
+        contextFactory=BrowserLikePolicyForHTTPS(trustRoot=trust),
+        pool=pool,
+    )
+    return HTTPClient(agent, data_to_body_producer=_BytesProducer)
+
+
+@attrs.define
+class TargetStats:
+    """Counters of one target (for logs, metrics and tests)."""
+
+    delivered: int = 0
+    retried: int = 0
+    refused: int = 0
+    failed: int = 0
+    dropped: int = 0
+    lost_at_shutdown: int = 0
+
+
+class WebhookTarget:
+    """One webhook URL: a bounded queue, one request in flight, retries with backoff.
+
+    @param reactor: Schedules timeouts and backoff (a ``Clock`` in tests).
+    @param url: The target URL.
+    @param client: Sends the requests (``treq.HTTPClient``; ``StubTreq`` in tests).
+    @param secret: Signs each request (no ``X-Sonosd-Signature`` when ``None``).
+    @param timeout: Seconds for one attempt (connect, send, response, body).
+    @param retries: Attempts after the first before a message is given up.
+    @param queue: How many messages may wait; beyond that the oldest are dropped.
+    @param filter: Which messages this target wants.
+    @param backoff_initial: The first retry delay, doubled on each further retry.
+    @param backoff_max: The longest retry delay.
+    @param random: The jitter source (returns a float in [0, 1)).
+    """
+
+    def __init__(
+        self,
+        reactor: IReactorTime,
+        url: str,
+        client: HTTPPoster,
+        *,
+        secret: str | None = None,
+        timeout: float = 10.0,
+        retries: int = 5,
+        queue: int = 1_000,
+        filter: Filter | None = None,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 60.0,
+        random: Callable[[], float] = _random.random,
+    ) -> None:
+        self.url = url
+        self.stats = TargetStats()
+        self._reactor = reactor
+        self._client = client
+        self._secret = secret or None
+        self._timeout = timeout
+        self._retries = max(0, retries)
+        self._size = max(1, queue)
+        self._filter = filter or Filter()
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self._random = random
+        self._pending: deque[Message] = deque()
+        self._pump: Deferred[None] | None = None
+        self._running = False
+        self._dropping = 0
+        self._failing = False
+        self._closed = False
+        self._idle: list[Deferred[None]] = []
+
+    @property
+    def queued(self) -> int:
+        """Messages waiting, plus the one in flight."""
+        return len(self._pending) + int(self._running)
+
+    def deliver(self, message: Message) -> None:
+        """Queue ``message`` if the filter accepts it; return at once."""
+        if self._closed or not self._filter.matches(message):
+            return
+        if len(self._pending) >= self._size:
+            dropped = self._pending.popleft()
+            self.stats.dropped += 1
+            self._dropping += 1
+            if self._dropping == 1:
+                log.warn(
+                    "webhook {url} is behind: its queue of {size} is full, dropping the "
+                    "oldest messages (first dropped: {id})",
+                    url=self.url,
+                    size=self._size,
+                    id=dropped.id,
+                )
+        self._pending.append(message)
+        if not self._running:
+            pump = Deferred.fromCoroutine(self._run())
+            # A run that finished synchronously (an in-memory client) has nothing to cancel.
+            self._pump = None if pump.called else pump
+
+    async def _run(self) -> None:
+        self._running = True
+        try:
+            while self._pending and not self._closed:
+                await self._send(self._pending.popleft())
+                if not self._pending and self._dropping:
+                    log.warn(
+                        "webhook {url} caught up after dropping {count} messages",
+                        url=self.url,
+                        count=self._dropping,
+                    )
+                    self._dropping = 0
+        except CancelledError:
+            pass
+        finally:
+            self._running = False
+            self._pump = None
+            waiting, self._idle = self._idle, []
+            for d in waiting:
+                d.callback(None)
+
+    async def _send(self, message: Message) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            wait: float | None = None
+            try:
+                status, asked = await self._attempt(message, attempt).addTimeout(
+                    self._timeout, self._reactor
+                )
+            except CancelledError:
+                self.stats.lost_at_shutdown += 1
+                raise
+            except Exception as error:
+                reason = describe_failure(error)[1]
+                outcome = Outcome.RETRY
+            else:
+                outcome = classify(status)
+                reason = f"HTTP {status}"
+                wait = asked
+            if outcome is not Outcome.DELIVERED and self._closed:
+                # Cancelled by close(); the HTTP client reports it as a lost connection.
+                self.stats.lost_at_shutdown += 1
+                return
+            if outcome is Outcome.DELIVERED:
+                self.stats.delivered += 1
+                if self._failing:
+                    self._failing = False
+                    log.info("webhook {url} delivers again", url=self.url)
+                return
+            if outcome is Outcome.REFUSED:
+                self.stats.refused += 1
+                log.warn(
+                    "webhook {url} refused message {id} ({reason}): dropped, not retried",
+                    url=self.url,
+                    id=message.id,
+                    reason=reason,
+                )
+                return
+            if attempt > self._retries:
+                self.stats.failed += 1
+                log.warn(
+                    "webhook {url} failed message {id} after {attempts} attempts ({reason}): "
+                    "dropped",
+                    url=self.url,
+                    id=message.id,
+                    attempts=attempt,
+                    reason=reason,
+                )
+                return
+            delay = backoff_delay(attempt, self._backoff_initial, self._backoff_max, self._random)
+            if wait is not None:
+                delay = min(max(delay, wait), self._backoff_max)
+            if not self._failing:
+                self._failing = True
+                log.warn(
+                    "webhook {url} failing ({reason}); retrying message {id} in {delay:.1f} s",
+                    url=self.url,
+                    reason=reason,
+                    id=message.id,
+                    delay=delay,
+                )
+            else:
+                log.debug(
+                    "webhook {url} attempt {attempt} for {id} failed ({reason}); retry in "
+                    "{delay:.1f} s",
+                    url=self.url,
+                    attempt=attempt,
+                    id=message.id,
+                    reason=reason,
+                    delay=delay,
+                )
+            self.stats.retried += 1
+            try:
+                await deferLater(self._reactor, delay)
+            except CancelledError:
+                self.stats.lost_at_shutdown += 1
+                raise
+
+    def _attempt(self, message: Message, attempt: int) -> Deferred[tuple[int, float | None]]:
+        return Deferred.fromCoroutine(self._post(message, attempt))
+
+    async def _post(self, message: Message, attempt: int) -> tuple[int, float | None]:
+        now = self._reactor.seconds()
+        headers: dict[str, list[str]] = {
+            "Content-Type": ["application/json"],
+            "User-Agent": [USER_AGENT],
+            MESSAGE_ID_HEADER: [str(message.id)],
+            MESSAGE_TYPE_HEADER: [message.type],
+            TIMESTAMP_HEADER: [str(int(now))],
+            ATTEMPT_HEADER: [str(attempt)],
+        }
+        if self._secret is not None:
+            headers[SIGNATURE_HEADER] = [signature(self._secret, int(now), message.raw)]
+        response = await self._client.post(
+            self.url,
+            data=message.raw,
+            headers=headers,
+            allow_redirects=False,
+            reactor=self._reactor,
+        )
+        # Read the body so the connection goes back to the pool; its content is not used.
+        await treq.collect(response, _discard)
+        asked = None
+        if response.code == 429 or response.code == 503:
+            values = response.headers.getRawHeaders(b"Retry-After") or []
+            if values:
+                asked = retry_after(values[0].decode("latin-1"), now)
+        return response.code, asked
+
+    def when_idle(self) -> Deferred[None]:
+        """Fire when nothing is queued or in flight."""
+        if not self._running:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._idle.append(d)
+        return d
+
+    def close(self) -> None:
+        """Stop at once: the request or backoff in progress is cancelled, the queue dropped."""
+        self._closed = True
+        lost = len(self._pending)
+        self._pending.clear()
+        self.stats.lost_at_shutdown += lost
+        pump = self._pump
+        if pump is not None:
+            pump.addErrback(lambda failure: failure.trap(CancelledError))
+            pump.cancel()
+        total = self.stats.lost_at_shutdown
+        if total:
+            log.warn(
+                "webhook {url}: {count} messages not delivered at shutdown",
+                url=self.url,
+                count=total,
+            )
+
+
+def _discard(data: bytes) -> None:
+    del data
+
+
+@implementer(ISink)
+class WebhookSink(Service):
+    """Every configured webhook target, as one sink and one service.
+
+    @param reactor: The reactor (connections, timeouts, backoff).
+    @param targets: The targets.
+    @param drain_timeout: How long ``stopService`` lets the queues drain.
+    @param pools: Connection pools to close at stop.
+    """
+
+    def __init__(
+        self,
+        reactor: IReactorTime,
+        targets: Iterable[WebhookTarget],
+        *,
+        drain_timeout: float = 5.0,
+        pools: Iterable[HTTPConnectionPool] = (),
+    ) -> None:
+        self._reactor = reactor
+        self.targets = list(targets)
+        self._drain_timeout = drain_timeout
+        self._pools = list(pools)
+
+    @classmethod
+    def from_config(
+        cls,
+        reactor: Any,
+        webhooks: Iterable[Webhook],
+        *,
+        drain_timeout: float = 5.0,
+        client_factory: Callable[[Webhook], HTTPPoster] | None = None,
+        random: Callable[[], float] = _random.random,
+    ) -> WebhookSink:
+        """Build the sink for the configured targets.
+
+        @param client_factory: Makes the HTTP client of one target (default: a treq client
+            with its own persistent connection pool and the target's ``ca_file``).
+        """
+        targets = []
+        pools = []
+        for webhook in webhooks:
+            if client_factory is None:
+                pool = HTTPConnectionPool(reactor, persistent=True)
+                pool.maxPersistentPerHost = 1
+                pools.append(pool)
+                client: HTTPPoster = make_http_client(reactor, webhook.ca_file, pool)
+            else:
+                client = client_factory(webhook)
+            targets.append(
+                WebhookTarget(
+                    reactor,
+                    webhook.url,
+                    client,
+                    secret=webhook.secret,
+                    timeout=webhook.timeout,
+                    retries=webhook.retries,
+                    queue=webhook.queue,
+                    filter=_filter_of(webhook.filter),
+                    random=random,
+                )
+            )
+        return cls(reactor, targets, drain_timeout=drain_timeout, pools=pools)
+
+    def deliver(self, message: Message) -> None:
+        """Queue ``message`` for every target whose filter accepts it."""
+        for target in self.targets:
+            target.deliver(message)
+
+    def stats(self) -> dict[str, TargetStats]:
+        """Counters per target URL."""
+        return {target.url: target.stats for target in self.targets}
+
+    def stopService(self) -> Deferred[None]:
+        """Let the queues drain for at most ``drain_timeout`` s, then cancel what is left."""
+        super().stopService()
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        busy = [target for target in self.targets if target.queued]
+        if busy:
+            all_idle: Deferred[None] = Deferred()
+            remaining = len(busy)
+
+            def one_idle(_: object) -> None:
+                nonlocal remaining
+                remaining -= 1
+                if remaining == 0 and not all_idle.called:
+                    all_idle.callback(None)
+
+            for target in busy:
+                target.when_idle().addCallback(one_idle)
+            all_idle.addTimeout(self._drain_timeout, self._reactor)
+            with contextlib.suppress(TimeoutError):
+                await all_idle
+        for target in self.targets:
+            target.close()
+        for pool in self._pools:
+            await pool.closeCachedConnections()
+
+
+def _filter_of(mapping: Mapping[str, Any]) -> Filter:
+    return Filter.from_query(mapping, strict=True) if mapping else Filter()

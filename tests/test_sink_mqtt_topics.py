@@ -1,0 +1,89 @@
+"""Tests for sonosd.sinks.mqtt_topics: the topic layout and Home Assistant discovery."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sonosd.sinks.mqtt_topics import Topics, bridge_discovery, discovery, segment
+
+TOPICS = Topics("sonos")
+UID = "RINCON_000E58A0123401400"
+
+
+def test_segment_replaces_wildcards_and_separators() -> None:
+    """Room names cannot add topic levels or wildcards."""
+    assert segment(" Living/Room+#1 ") == "Living_Room__1"
+    assert segment("Küche") == "Küche"
+
+
+@given(st.text())
+def test_segment_is_one_safe_level(name: str) -> None:
+    """Whatever the name, its segment holds no ``/``, ``+``, ``#`` or NUL."""
+    result = segment(name)
+    assert not set(result) & {"/", "+", "#", "\x00"}
+
+
+def test_layout() -> None:
+    """The documented topics."""
+    assert TOPICS.state("Kitchen", "AVTransport") == "sonos/Kitchen/state/AVTransport"
+    assert TOPICS.event("Kitchen", "speaker.offline") == "sonos/Kitchen/event/speaker.offline"
+    assert TOPICS.availability("Kitchen") == "sonos/Kitchen/availability"
+    assert TOPICS.bridge_availability == "sonos/bridge/availability"
+    assert TOPICS.bridge_topology == "sonos/bridge/topology"
+    assert TOPICS.bridge_event("topology.changed") == "sonos/bridge/event/topology.changed"
+    assert TOPICS.commands == "sonos/+/cmd/+"
+    assert TOPICS.result("Kitchen", "play") == "sonos/Kitchen/cmd/play/result"
+
+
+@given(
+    key=st.text(min_size=1).map(segment).filter(bool),
+    command=st.text(min_size=1).map(segment).filter(bool),
+)
+def test_command_round_trip(key: str, command: str) -> None:
+    """A command topic parses back to its speaker key and command."""
+    assert TOPICS.parse_command(TOPICS.command(key, command)) == (key, command)
+
+
+def test_parse_command_rejects_other_topics() -> None:
+    """Results, state, other prefixes and malformed topics are not commands."""
+    for topic in (
+        "sonos/Kitchen/cmd/play/result",
+        "sonos/Kitchen/state/AVTransport",
+        "other/Kitchen/cmd/play",
+        "sonos//cmd/play",
+        "sonos/Kitchen/cmd/",
+        "sonos/Kitchen/cmd",
+    ):
+        assert TOPICS.parse_command(topic) is None
+
+
+def test_discovery_sensors_only_without_commands() -> None:
+    """Without a controller only read-only entities are announced."""
+    documents = dict(discovery("homeassistant", TOPICS, UID, "Kitchen", "Kitchen", commands=False))
+    components = {topic.split("/")[1] for topic in documents}
+    assert components == {"sensor", "binary_sensor", "image"}
+    volume = documents[f"homeassistant/sensor/sonosd_{UID}/volume/config"]
+    assert volume["unique_id"] == f"sonosd_{UID}_volume"
+    assert volume["state_topic"] == "sonos/Kitchen/state/RenderingControl"
+    assert volume["availability_mode"] == "all"
+    assert volume["device"]["identifiers"] == [f"sonosd_{UID}"]
+
+
+def test_discovery_with_commands() -> None:
+    """With a controller, volume, mute and transport controls point at command topics."""
+    documents = dict(discovery("ha", TOPICS, UID, "Kitchen", None, commands=True))
+    number = documents[f"ha/number/sonosd_{UID}/volume_set/config"]
+    assert number["command_topic"] == "sonos/Kitchen/cmd/volume"
+    assert number["device"]["name"] == UID
+    play = documents[f"ha/button/sonosd_{UID}/play/config"]
+    assert play["command_topic"] == "sonos/Kitchen/cmd/play"
+    unique = [document["unique_id"] for document in documents.values()]
+    assert len(unique) == len(set(unique))
+
+
+def test_bridge_discovery() -> None:
+    """The daemon is announced as a connectivity sensor on the bridge availability topic."""
+    topic, document = bridge_discovery("homeassistant", TOPICS)
+    assert topic == "homeassistant/binary_sensor/sonosd_bridge/connectivity/config"
+    assert document["state_topic"] == "sonos/bridge/availability"
