@@ -2,16 +2,31 @@
 """The daemon's configuration: frozen, typed objects loaded from YAML and validated.
 
 The loader (``load_config``) turns a YAML file into a ``Config`` or raises ``ConfigError`` with
-one line naming the file, the line, the key path and the bad value. Nothing here does I/O
-beyond reading the file (and secret files) it is given.
+one line naming the file, the line, the key path and the bad value::
+
+    config.yaml:3: devices[0].host: expected a host name or address, got 42
+
+Validation has three steps: the YAML is composed with the line of every node kept (duplicate
+keys are errors), the document is checked against the JSON Schema shipped beside this module
+(``config.schema.json``, published as ``docs/config.schema.json``), and what a schema cannot say
+is checked here (host names, Twisted endpoint strings, secrets from the environment or files).
+Nothing here does I/O beyond reading the file (and the secret files) it is given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import ipaddress
+import json
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from importlib import resources
+from types import MappingProxyType
 from typing import Any
 
 import attrs
+import yaml
+from jsonschema import Draft202012Validator, ValidationError
 
 DEFAULT_SERVICES: tuple[str, ...] = (
     "AVTransport",
@@ -23,6 +38,21 @@ DEFAULT_SERVICES: tuple[str, ...] = (
     "AlarmClock",
     "Queue",
 )
+
+#: Every service name a Sonos speaker (and so SoCo) knows.
+SERVICES: tuple[str, ...] = (
+    *DEFAULT_SERVICES,
+    "SystemProperties",
+    "MusicServices",
+    "AudioIn",
+    "GroupManagement",
+    "ConnectionManager",
+    "VirtualLineIn",
+    "HTControl",
+)
+
+LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warn", "error", "critical")
+LOG_FORMATS: tuple[str, ...] = ("text", "json")
 
 
 class ConfigError(Exception):
@@ -95,7 +125,7 @@ class SocoConfig:
 
 @attrs.frozen
 class Webhook:
-    """One webhook target."""
+    """One webhook target; ``filter`` maps speakers/rooms/services/types to accepted values."""
 
     url: str
     secret: str | None = attrs.field(default=None, repr=False)
@@ -170,10 +200,634 @@ class Config:
     simulate: SimulateConfig | None = None
 
 
-def load_config(path: str, environ: Mapping[str, str] | None = None) -> Config:
-    """Read, validate and build the configuration at ``path``; raise ``ConfigError``."""
-    raise ConfigError(f"{path}: the configuration loader is not written yet")
+#: A key path inside the document: ``("devices", 0, "host")``.
+KeyPath = tuple[str | int, ...]
+
+#: Command-line overrides ``tap.Options`` may pass: option name -> key path it sets.
+OVERRIDES: Mapping[str, KeyPath] = MappingProxyType(
+    {
+        "listen-interface": ("listener", "interface"),
+        "listen-port": ("listener", "port"),
+        "advertise": ("listener", "advertise"),
+        "api": ("api", "listen"),
+        "log-format": ("log", "format"),
+        "log-level": ("log", "level"),
+    }
+)
 
 
-def _unused(value: Any) -> None:  # pragma: no cover - placeholder removed with the loader
-    del value
+def load_config(
+    path: str,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> Config:
+    """Read, validate and build the configuration at ``path``; raise ``ConfigError``.
+
+    @param path: the YAML file, named as the user gave it (error lines start with it).
+    @param environ: where ``*_env`` secrets are looked up (default: ``os.environ``).
+    @param overrides: values from the command line, keyed by option name (see ``OVERRIDES``);
+        they replace the file's values and are validated like them.
+    """
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read()
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ConfigError(f"{path}: cannot read the configuration file: {reason}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{path}: cannot read the configuration file: not UTF-8 text "
+            f"(byte {error.start} is {data[error.start]:#04x})"
+        ) from None
+    return parse_config(text, path, environ, overrides)
+
+
+def parse_config(
+    text: str,
+    path: str = "config.yaml",
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> Config:
+    """Validate and build the configuration from YAML ``text`` (``path`` names it in errors)."""
+    document, source = _compose(text, path)
+    if overrides:
+        document = _apply_overrides(document, overrides, source)
+    _check_schema(document, source)
+    return _Builder(source, os.environ if environ is None else environ).build(document)
+
+
+# -- YAML with line numbers --------------------------------------------------------------------
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
+_MAX_NODES = 100_000
+
+
+@attrs.define
+class _Source:
+    """Where each value of the document came from, to name it in error messages."""
+
+    file: str
+    lines: dict[KeyPath, int] = attrs.Factory(dict)
+    options: dict[KeyPath, str] = attrs.Factory(dict)
+
+    def line(self, path: KeyPath) -> int | None:
+        """The line of ``path``, or of its nearest ancestor whose line is known."""
+        for end in range(len(path), -1, -1):
+            line = self.lines.get(path[:end])
+            if line is not None:
+                return line
+        return None
+
+    def error(self, path: KeyPath, what: str, *values: object) -> ConfigError:
+        """A ``ConfigError`` for ``path``: ``file:line: key.path: what, got value``."""
+        option = self.options.get(path)
+        where = self.file if option else _where(self.file, self.line(path))
+        parts = [where]
+        if path:
+            parts.append(format_path(path) + (f" (from --{option})" if option else ""))
+        message = what
+        if values:
+            message += ", got " + show_value(values[0], secret=_is_secret(path))
+        parts.append(message)
+        return ConfigError(": ".join(parts))
+
+
+def _where(file: str, line: int | None) -> str:
+    return file if line is None else f"{file}:{line}"
+
+
+def format_path(path: KeyPath) -> str:
+    """``("devices", 0, "host")`` -> ``devices[0].host``."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text
+
+
+def show_value(value: object, secret: bool = False, limit: int = 120) -> str:
+    """A short, unambiguous rendering of a bad value (JSON-like; secrets are hidden)."""
+    if secret:
+        return "<hidden>"
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str, sort_keys=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text
+
+
+def _is_secret(path: KeyPath) -> bool:
+    return bool(path) and path[-1] in {"token", "secret", "password"}
+
+
+def _compose(text: str, file: str) -> tuple[object, _Source]:
+    """Parse YAML ``text`` into plain values, keeping the line of every key path."""
+    source = _Source(file)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as error:
+        bad_line = text.count("\n", 0, error.position) + 1
+        raise ConfigError(
+            f"{file}:{bad_line}: invalid YAML: character #x{error.character:04x} is not allowed"
+        ) from None
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise ConfigError(f"{file}: the file is empty; expected a mapping of settings")
+        return _NodeReader(loader, source).read(node, ()), source
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = None if mark is None else mark.line + 1
+        problem = error.problem or error.context or "invalid YAML"
+        if error.problem and error.context and error.context.startswith("expected"):
+            problem = f"{error.context}, {error.problem}"
+        raise ConfigError(f"{_where(file, line)}: invalid YAML: {problem}") from None
+    finally:
+        loader.dispose()
+
+
+@attrs.define
+class _NodeReader:
+    """Builds plain values from composed YAML nodes, recording lines and refusing duplicates."""
+
+    loader: yaml.SafeLoader
+    source: _Source
+    done: dict[int, object] = attrs.Factory(dict)
+    active: set[int] = attrs.Factory(set)
+    count: int = 0
+
+    def read(self, node: yaml.Node, path: KeyPath) -> object:
+        self.source.lines.setdefault(path, node.start_mark.line + 1)
+        key = id(node)
+        if key in self.done:
+            return self.done[key]
+        if key in self.active:
+            raise self.source.error(path, "a recursive YAML alias is not a setting")
+        self.count += 1
+        if self.count > _MAX_NODES:
+            raise self.source.error(path, f"the document has more than {_MAX_NODES} values")
+        self.active.add(key)
+        try:
+            if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in _TAGS:
+                raise ConfigError(
+                    f"{self.source.file}:{node.start_mark.line + 1}: invalid YAML: "
+                    f"unsupported tag {node.tag}"
+                )
+            if isinstance(node, yaml.MappingNode):
+                value: object = self._mapping(node, path)
+            elif isinstance(node, yaml.SequenceNode):
+                value = [self.read(item, (*path, index)) for index, item in enumerate(node.value)]
+            else:
+                value = self.loader.construct_object(node, deep=True)
+        finally:
+            self.active.discard(key)
+        self.done[key] = value
+        return value
+
+    def _mapping(self, node: yaml.MappingNode, path: KeyPath) -> dict[str, object]:
+        own = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
+        self.loader.flatten_mapping(node)
+        merged_count = len(node.value) - own
+        result: dict[str, object] = {}
+        seen: dict[str, int] = {}
+        for index, (key_node, value_node) in enumerate(node.value):
+            line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                kind = "list" if isinstance(key_node, yaml.SequenceNode) else "mapping"
+                where = format_path(path)
+                raise ConfigError(
+                    f"{self.source.file}:{line}: {where + ': ' if where else ''}"
+                    f"keys must be names, got a {kind}"
+                )
+            key = self.loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                raise self.source.error(path, "keys must be names", key)
+            child = (*path, key)
+            if index >= merged_count:
+                if key in seen:
+                    self.source.lines[child] = line
+                    raise self.source.error(
+                        child,
+                        f"duplicate key (first set on line {seen[key]})",
+                        self.loader.construct_object(value_node, deep=True),
+                    )
+                seen[key] = line
+                self.source.lines[child] = line
+            elif key in result:
+                continue
+            result[key] = self.read(value_node, child)
+        return result
+
+
+def _apply_overrides(document: object, overrides: Mapping[str, object], source: _Source) -> object:
+    """Return ``document`` with the command-line ``overrides`` set (sections are copied)."""
+    if not isinstance(document, dict):
+        return document
+    result = dict(document)
+    for option, value in overrides.items():
+        if value is None:
+            continue
+        section, key = OVERRIDES[option]
+        current = result.get(section)
+        merged = dict(current) if isinstance(current, dict) else {}
+        merged[key] = value
+        result[section] = merged
+        source.options[(section, key)] = option
+    return result
+
+
+# -- the JSON Schema -----------------------------------------------------------------------------
+
+
+def schema_text() -> str:
+    """The JSON Schema of the configuration file, as shipped in the package."""
+    return resources.files("sonosd").joinpath("config.schema.json").read_text("utf-8")
+
+
+SCHEMA: Mapping[str, Any] = json.loads(schema_text())
+_VALIDATOR = Draft202012Validator(SCHEMA)
+
+# Validators whose failure means "this value is not the kind of value expected here".
+_KIND_VALIDATORS = frozenset(
+    {
+        "type",
+        "enum",
+        "const",
+        "pattern",
+        "format",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "minLength",
+        "maxLength",
+        "anyOf",
+        "oneOf",
+    }
+)
+
+
+def _check_schema(document: object, source: _Source) -> None:
+    errors = list(_VALIDATOR.iter_errors(document))
+    if not errors:
+        return
+    located = [_locate(_leaf(error), source) for error in errors]
+    path, what, values = min(located, key=lambda item: (source.line(item[0]) or 0, -len(item[0])))
+    raise source.error(path, what, *values)
+
+
+def _leaf(error: ValidationError) -> ValidationError:
+    """The error that says most: inside ``anyOf``, the branch the value was meant for."""
+    if error.validator not in ("anyOf", "oneOf") or not error.context:
+        return error
+    if error.validator in _schema_of(error).get("x-messages", {}):
+        return error
+    candidates = [
+        sub
+        for sub in error.context
+        if not (sub.validator == "type" and sub.validator_value == "null")
+    ]
+    if not candidates or any(
+        sub.validator == "type" and sub.absolute_path == error.absolute_path for sub in candidates
+    ):
+        return error
+    return _leaf(max(candidates, key=lambda sub: len(sub.absolute_path)))
+
+
+def _locate(error: ValidationError, source: _Source) -> tuple[KeyPath, str, tuple[object, ...]]:
+    """The key path, the complaint and the bad value (if any) of one schema error."""
+    path: KeyPath = tuple(error.absolute_path)
+    schema = _schema_of(error)
+    messages = schema.get("x-messages", {})
+    instance: Any = error.instance
+    if error.validator in messages:
+        return path, messages[error.validator], ()
+    if error.validator == "additionalProperties" and isinstance(instance, Mapping):
+        known = list(schema.get("properties", {}))
+        extra = [key for key in instance if key not in known]
+        key = min(extra, key=lambda name: source.line((*path, name)) or 0)
+        return (*path, key), f"unknown key (known keys: {', '.join(known)})", (instance[key],)
+    if error.validator == "required":
+        required: list[str] = list(_bound(error))
+        missing = [key for key in required if key not in instance]
+        return path, f"missing required key {missing[0]}", ()
+    if error.validator in _KIND_VALIDATORS and "x-expected" in schema:
+        return path, "expected " + schema["x-expected"], (instance,)
+    return path, _generic(error), (instance,)
+
+
+def _schema_of(error: ValidationError) -> Mapping[str, Any]:
+    return error.schema if isinstance(error.schema, Mapping) else {}
+
+
+def _bound(error: ValidationError) -> Any:
+    """The schema value the failed validator checked against (a limit, a list, ...)."""
+    return error.validator_value
+
+
+def _generic(error: ValidationError) -> str:
+    bound = _bound(error)
+    validator = str(error.validator)
+    templates = {
+        "type": "expected a value of type {}",
+        "minimum": "expected a value of at least {}",
+        "maximum": "expected a value of at most {}",
+        "exclusiveMinimum": "expected a value above {}",
+        "minItems": "expected at least {} item(s)",
+        "maxItems": "expected at most {} item(s)",
+        "uniqueItems": "expected no repeated items",
+        "minLength": "expected at least {} character(s)",
+        "maxLength": "expected at most {} character(s)",
+    }
+    template = templates.get(validator)
+    return error.message if template is None else template.format(bound)
+
+
+# -- semantic checks and the typed objects ------------------------------------------------------
+
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
+_ENDPOINT_OPTION = re.compile(r"unexpected keyword argument '(\w+)'")
+
+
+def is_host(value: str) -> bool:
+    """Whether ``value`` is an IP address or an RFC 1123 host name."""
+    if is_address(value):
+        return True
+    name = value[:-1] if value.endswith(".") else value
+    if not name or len(name) > 253:
+        return False
+    labels = name.split(".")
+    if all(label.isdigit() for label in labels):
+        return False
+    return all(_HOST_LABEL.match(label) for label in labels)
+
+
+def is_address(value: str) -> bool:
+    """Whether ``value`` is an IPv4 or IPv6 address."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def endpoint_problem(description: str) -> str | None:
+    """Why ``description`` is not a usable Twisted server endpoint string, or ``None``.
+
+    The string is parsed as twistd would parse it, against an in-memory reactor: nothing
+    listens. (An ``ssl:`` endpoint does read its key and certificate files.)
+    """
+    from twisted.internet.endpoints import serverFromString
+    from twisted.internet.testing import MemoryReactor
+
+    try:
+        endpoint = serverFromString(MemoryReactor(), description)
+    except TypeError as error:
+        unknown = _ENDPOINT_OPTION.search(str(error))
+        return f"unknown option {unknown.group(1)}" if unknown else str(error)
+    except Exception as error:
+        return getattr(error, "strerror", None) or str(error) or type(error).__name__
+    port = getattr(endpoint, "_port", None)
+    if isinstance(port, int) and not 0 <= port <= 65535:
+        return f"port {port} is out of range"
+    interface = getattr(endpoint, "_interface", "")
+    if interface and not is_address(interface):
+        return f"interface {interface} is not an IP address"
+    return None
+
+
+@attrs.define
+class _Builder:
+    """Checks what the schema cannot and builds the frozen objects from a valid document."""
+
+    source: _Source
+    environ: Mapping[str, str]
+
+    def fail(self, path: KeyPath, what: str, *values: object) -> ConfigError:
+        return self.source.error(path, what, *values)
+
+    def build(self, document: object) -> Config:
+        assert isinstance(document, dict)
+        doc: dict[str, Any] = document
+        sections: dict[str, Any] = {}
+        for name, reader in (
+            ("listener", self._listener),
+            ("api", self._api),
+            ("subscription", self._subscription),
+            ("soco", self._plain(SocoConfig)),
+            ("sinks", self._sinks),
+            ("log", self._plain(LogConfig)),
+            ("simulate", self._simulate),
+        ):
+            value = doc.get(name)
+            if value is not None:
+                sections[name] = reader(value, (name,))
+        if doc.get("devices") is not None:
+            sections["devices"] = self._devices(doc["devices"], ("devices",))
+        if "discovery" in doc:
+            sections["discovery"] = doc["discovery"]
+        if "services" in doc:
+            sections["services"] = tuple(doc["services"])
+        return Config(path=self.source.file, **sections)
+
+    def _plain(self, kind: Callable[..., object]) -> Callable[[dict[str, Any], KeyPath], object]:
+        def read(value: dict[str, Any], path: KeyPath) -> object:
+            return kind(**value)
+
+        return read
+
+    def _host(self, value: str, path: KeyPath) -> str:
+        if not is_host(value):
+            raise self.fail(path, "expected a host name or address", value)
+        return value
+
+    def _endpoint(self, value: str, path: KeyPath) -> str:
+        problem = endpoint_problem(value)
+        if problem is not None:
+            raise self.fail(
+                path,
+                "expected a Twisted server endpoint string such as "
+                f"tcp:8080:interface=127.0.0.1 ({problem})",
+                value,
+            )
+        return value
+
+    def _file(self, value: str, path: KeyPath) -> str:
+        if not os.path.isfile(value):
+            raise self.fail(path, "no such file", value)
+        return value
+
+    def _secret(
+        self, value: Mapping[str, Any], path: KeyPath, key: str, required: bool
+    ) -> str | None:
+        """The secret given inline (``key``), by ``key_env`` or by ``key_file``."""
+        if key in value:
+            return str(value[key])
+        env, file = f"{key}_env", f"{key}_file"
+        if env in value:
+            name = value[env]
+            secret = self.environ.get(name)
+            if secret is None:
+                raise self.fail((*path, env), "environment variable is not set", name)
+            if not secret:
+                raise self.fail((*path, env), "environment variable is empty", name)
+            return secret
+        if file in value:
+            try:
+                with open(value[file], encoding="utf-8") as stream:
+                    secret = stream.read().rstrip("\r\n")
+            except (OSError, UnicodeDecodeError) as error:
+                reason = getattr(error, "strerror", None) or str(error)
+                raise self.fail(
+                    (*path, file), f"cannot read the secret file ({reason})", value[file]
+                ) from None
+            if not secret.strip():
+                raise self.fail((*path, file), "the secret file is empty", value[file])
+            return secret
+        assert not required, "the schema requires one of the three keys"
+        return None
+
+    def _listener(self, value: dict[str, Any], path: KeyPath) -> ListenerConfig:
+        if "interface" in value and not is_address(value["interface"]):
+            raise self.fail((*path, "interface"), "expected an IP address", value["interface"])
+        if value.get("advertise") is not None:
+            self._host(value["advertise"], (*path, "advertise"))
+        return ListenerConfig(**value)
+
+    def _api(self, value: dict[str, Any], path: KeyPath) -> ApiConfig:
+        fields = dict(value)
+        if "listen" in fields:
+            self._endpoint(fields["listen"], (*path, "listen"))
+        tokens: list[Token] = []
+        names: dict[str, int] = {}
+        for index, item in enumerate(fields.get("tokens", ())):
+            where = (*path, "tokens", index)
+            if item["name"] in names:
+                raise self.fail(
+                    (*where, "name"),
+                    f"duplicate token name (also tokens[{names[item['name']]}])",
+                    item["name"],
+                )
+            names[item["name"]] = index
+            secret = self._secret(item, where, "token", required=True)
+            assert secret is not None
+            scopes = frozenset(item.get("scopes", ("read",)))
+            tokens.append(Token(name=item["name"], secret=secret, scopes=scopes))
+        fields["tokens"] = tuple(tokens)
+        if "cors_origins" in fields:
+            fields["cors_origins"] = tuple(fields["cors_origins"])
+        return ApiConfig(**fields)
+
+    def _devices(self, value: Sequence[dict[str, Any]], path: KeyPath) -> tuple[Device, ...]:
+        devices: list[Device] = []
+        hosts: dict[str, int] = {}
+        for index, item in enumerate(value):
+            host = self._host(item["host"], (*path, index, "host"))
+            if host.lower() in hosts:
+                raise self.fail(
+                    (*path, index, "host"),
+                    f"duplicate device (also devices[{hosts[host.lower()]}])",
+                    host,
+                )
+            hosts[host.lower()] = index
+            devices.append(Device(host=host, name=item.get("name")))
+        return tuple(devices)
+
+    def _subscription(self, value: dict[str, Any], path: KeyPath) -> SubscriptionConfig:
+        config = SubscriptionConfig(**value)
+        if config.backoff_initial > config.backoff_max:
+            raise self.fail(
+                (*path, "backoff_initial"),
+                f"expected at most backoff_max ({config.backoff_max:g})",
+                config.backoff_initial,
+            )
+        return config
+
+    def _sinks(self, value: dict[str, Any], path: KeyPath) -> SinksConfig:
+        fields: dict[str, Any] = {}
+        if "callbacks" in value:
+            fields["callbacks"] = tuple(value["callbacks"])
+        if "webhooks" in value:
+            fields["webhooks"] = tuple(
+                self._webhook(item, (*path, "webhooks", index))
+                for index, item in enumerate(value["webhooks"])
+            )
+        if value.get("mqtt") is not None:
+            fields["mqtt"] = self._mqtt(value["mqtt"], (*path, "mqtt"))
+        if value.get("stream") is not None:
+            fields["stream"] = self._endpoint(value["stream"], (*path, "stream"))
+        return SinksConfig(**fields)
+
+    def _webhook(self, value: dict[str, Any], path: KeyPath) -> Webhook:
+        from urllib.parse import urlsplit
+
+        url = value["url"]
+        try:
+            host = urlsplit(url).hostname or ""
+            urlsplit(url).port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            host = ""
+        if not host or not is_host(host):
+            raise self.fail((*path, "url"), "expected an http:// or https:// URL with a host", url)
+        fields = {
+            key: item
+            for key, item in value.items()
+            if key not in {"secret", "secret_env", "secret_file", "filter"}
+        }
+        fields["secret"] = self._secret(value, path, "secret", required=False)
+        if fields.get("ca_file") is not None:
+            self._file(fields["ca_file"], (*path, "ca_file"))
+        fields["filter"] = MappingProxyType(
+            {key: tuple(items) for key, items in value.get("filter", {}).items()}
+        )
+        return Webhook(**fields)
+
+    def _mqtt(self, value: dict[str, Any], path: KeyPath) -> MqttConfig:
+        fields = {
+            key: item
+            for key, item in value.items()
+            if key not in {"password", "password_env", "password_file"}
+        }
+        if "host" in fields:
+            self._host(fields["host"], (*path, "host"))
+        if fields.get("ca_file") is not None:
+            self._file(fields["ca_file"], (*path, "ca_file"))
+        fields["password"] = self._secret(value, path, "password", required=False)
+        return MqttConfig(**fields)
+
+    def _simulate(self, value: dict[str, Any], path: KeyPath) -> SimulateConfig:
+        fields = dict(value)
+        if "rooms" in fields:
+            fields["rooms"] = tuple(fields["rooms"])
+        if fields.get("admin") is not None:
+            self._endpoint(fields["admin"], (*path, "admin"))
+        config = SimulateConfig(**fields)
+        if config.stereo_pair and config.speakers < 2:
+            raise self.fail((*path, "stereo_pair"), "a stereo pair needs at least 2 speakers", True)
+        where = (*path, "base_address")
+        try:
+            base = ipaddress.IPv4Address(config.base_address)
+        except ValueError:
+            raise self.fail(
+                where, "expected an IPv4 loopback address (127.x.y.z)", config.base_address
+            ) from None
+        if not base.is_loopback:
+            raise self.fail(
+                where, "expected an IPv4 loopback address (127.x.y.z)", config.base_address
+            )
+        first = int(base) & 0xFF
+        if first == 0 or first + config.speakers - 1 > 254:
+            raise self.fail(
+                where,
+                f"{config.speakers} speakers from this address run past the end of its /24 "
+                "(the first usable address is x.y.z.1, the last x.y.z.254)",
+                config.base_address,
+            )
+        return config

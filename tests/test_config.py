@@ -1,0 +1,1060 @@
+"""Tests for sonosd.config: the YAML loader, its one-line errors, the schema and the objects."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import string
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
+
+from sonosd import config as config_module
+from sonosd.config import (
+    DEFAULT_SERVICES,
+    SCHEMA,
+    SERVICES,
+    ApiConfig,
+    Config,
+    ConfigError,
+    Device,
+    ListenerConfig,
+    LogConfig,
+    MqttConfig,
+    SimulateConfig,
+    SinksConfig,
+    SocoConfig,
+    SubscriptionConfig,
+    Webhook,
+    endpoint_problem,
+    format_path,
+    is_host,
+    load_config,
+    parse_config,
+    show_value,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path: Path, text: str, name: str = "config.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def error_of(
+    text: str,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "config.yaml", environ or {}, overrides)
+    return str(caught.value)
+
+
+# -- the file itself --------------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    """A file that does not exist is named with the reason."""
+    path = str(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == (
+        f"{path}: cannot read the configuration file: No such file or directory"
+    )
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    """A path that cannot be read as a file (here a directory) is named with the reason."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(tmp_path))
+    assert str(caught.value) == f"{tmp_path}: cannot read the configuration file: Is a directory"
+
+
+def test_file_not_utf8(tmp_path: Path) -> None:
+    """A file that is not UTF-8 text is refused with the offending byte."""
+    path = tmp_path / "config.yaml"
+    path.write_bytes(b"listener:\n  port: \xff\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path))
+    assert str(caught.value) == (
+        f"{path}: cannot read the configuration file: not UTF-8 text (byte 18 is 0xff)"
+    )
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n", "---\n"])
+def test_empty_file(tmp_path: Path, text: str) -> None:
+    """A file with no settings at all is an error, not an all-defaults configuration."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    if text == "---\n":
+        assert str(caught.value) == (
+            f"{path}:2: expected a mapping of settings at the top level, got null"
+        )
+    else:
+        assert str(caught.value) == f"{path}: the file is empty; expected a mapping of settings"
+
+
+def test_top_level_not_a_mapping() -> None:
+    """A list (or a scalar) at the top level is refused with the value."""
+    assert error_of("- 1\n- 2\n") == (
+        "config.yaml:1: expected a mapping of settings at the top level, got [1, 2]"
+    )
+    assert error_of("hello\n") == (
+        'config.yaml:1: expected a mapping of settings at the top level, got "hello"'
+    )
+
+
+def test_invalid_yaml() -> None:
+    """A YAML syntax error names its line and YAML's explanation."""
+    assert error_of("listener:\n  port: [1400\n") == (
+        "config.yaml:3: invalid YAML: expected ',' or ']', but got '<stream end>'"
+    )
+
+
+def test_several_documents() -> None:
+    """A stream of several YAML documents is refused."""
+    assert error_of("a: 1\n---\nb: 2\n") == (
+        "config.yaml:2: invalid YAML: expected a single document in the stream, "
+        "but found another document"
+    )
+
+
+def test_duplicate_keys() -> None:
+    """A key set twice in one mapping is an error naming both lines."""
+    text = "listener:\n  port: 1400\n  interface: 0.0.0.0\n  port: 1401\n"
+    assert error_of(text) == (
+        "config.yaml:4: listener.port: duplicate key (first set on line 2), got 1401"
+    )
+
+
+def test_duplicate_top_level_keys() -> None:
+    """Duplicate sections are caught too."""
+    assert error_of("log: {level: info}\nlog: {level: debug}\n") == (
+        'config.yaml:2: log: duplicate key (first set on line 1), got {"level": "debug"}'
+    )
+
+
+def test_keys_must_be_names() -> None:
+    """A number or a list as a key is refused."""
+    assert error_of("1: 2\n") == "config.yaml:1: keys must be names, got 1"
+    assert error_of("listener:\n  ? [a]\n  : 1\n") == (
+        "config.yaml:2: listener: keys must be names, got a list"
+    )
+
+
+def test_recursive_alias() -> None:
+    """A recursive alias is refused instead of recursing forever."""
+    assert error_of("devices: &d [*d]\n") == (
+        "config.yaml:1: devices[0]: a recursive YAML alias is not a setting"
+    )
+
+
+def test_unsafe_tags_are_refused() -> None:
+    """Python object tags are not constructed (safe loading)."""
+    assert error_of("log: !!python/object/apply:os.system [true]\n") == (
+        "config.yaml:1: invalid YAML: unsupported tag "
+        "tag:yaml.org,2002:python/object/apply:os.system"
+    )
+    assert error_of("log: !!python/name:os.system\n").startswith(
+        "config.yaml:1: invalid YAML: could not determine a constructor for the tag"
+    )
+    assert error_of("log: !!set {a}\n") == (
+        "config.yaml:1: invalid YAML: unsupported tag tag:yaml.org,2002:set"
+    )
+
+
+def test_merge_keys_and_aliases() -> None:
+    """YAML merge keys and anchors work; the mapping's own keys win over merged ones."""
+    text = (
+        "listener: &l {interface: 127.0.0.1, port: 1500}\n"
+        "api:\n  listen: tcp:0:interface=127.0.0.1\n"
+        "simulate:\n  <<: {speakers: 2, port: 1500}\n  speakers: 4\n"
+    )
+    config = parse_config(text)
+    assert config.listener == ListenerConfig(interface="127.0.0.1", port=1500)
+    assert config.simulate == SimulateConfig(speakers=4, port=1500)
+
+
+def test_aliases_are_read_once() -> None:
+    """An alias reuses the anchored value."""
+    config = parse_config("listener: {advertise: &nas nas.lan}\nsinks: {mqtt: {host: *nas}}\n")
+    assert config.sinks.mqtt == MqttConfig(host="nas.lan")
+
+
+def test_merged_keys_first_wins() -> None:
+    """Among merged mappings the first one's key wins, as YAML specifies."""
+    config = parse_config("listener:\n  <<: [{port: 1}, {port: 2}]\n")
+    assert config.listener.port == 1
+
+
+def test_document_size_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A document with too many values is refused instead of exhausting memory."""
+    monkeypatch.setattr(config_module, "_MAX_NODES", 5)
+    assert error_of("devices: [1, 2, 3, 4, 5]\n") == (
+        "config.yaml:1: devices[3]: the document has more than 5 values"
+    )
+
+
+def test_unreadable_characters() -> None:
+    """Control characters YAML refuses are reported as invalid YAML."""
+    assert error_of("log:\n  level: \x07\n") == (
+        "config.yaml:2: invalid YAML: character #x0007 is not allowed"
+    )
+
+
+def test_overrides_on_a_list_document() -> None:
+    """Overrides do not hide that the file is not a mapping."""
+    assert error_of("- 1\n", overrides={"listen-port": 1}) == (
+        "config.yaml:1: expected a mapping of settings at the top level, got [1]"
+    )
+
+
+# -- schema errors ------------------------------------------------------------------------------
+
+
+def test_wrong_type_host() -> None:
+    """The issue's own example: a number where a host is expected."""
+    assert error_of("devices: [{host: 42}]\n") == (
+        "config.yaml:1: devices[0].host: expected a host name or address, got 42"
+    )
+
+
+def test_wrong_type_names_the_line_in_block_style() -> None:
+    """The line is the line of the bad value, not of its section."""
+    text = "listener:\n  port: 1400\ndevices:\n  - host: 192.168.1.20\n  - host: [a]\n"
+    assert error_of(text) == (
+        'config.yaml:5: devices[1].host: expected a host name or address, got ["a"]'
+    )
+
+
+def test_wrong_type_section() -> None:
+    """A scalar where a section belongs is refused."""
+    assert error_of("listener: 1400\n") == "config.yaml:1: listener: expected a mapping, got 1400"
+
+
+def test_wrong_type_boolean() -> None:
+    """A word where true/false is expected is refused."""
+    assert error_of("discovery: maybe\n") == (
+        'config.yaml:1: discovery: expected true or false, got "maybe"'
+    )
+
+
+def test_value_out_of_range() -> None:
+    """A port above 65535 is refused with the allowed range."""
+    assert error_of("listener:\n  port: 70000\n") == (
+        "config.yaml:2: listener.port: expected a port number from 0 to 65535, got 70000"
+    )
+
+
+def test_booleans_are_not_numbers() -> None:
+    """``true`` is not accepted as a port number."""
+    assert error_of("listener: {port: true}\n") == (
+        "config.yaml:1: listener.port: expected a port number from 0 to 65535, got true"
+    )
+
+
+def test_number_of_seconds_must_be_positive() -> None:
+    """A zero timeout is refused."""
+    assert error_of("subscription:\n  request_timeout: 0\n") == (
+        "config.yaml:2: subscription.request_timeout: "
+        "expected a number of seconds above 0 and up to 86400, got 0"
+    )
+
+
+def test_unknown_key() -> None:
+    """An unknown key is an error naming the keys that exist there."""
+    assert error_of("listener:\n  prot: 1400\n") == (
+        "config.yaml:2: listener.prot: unknown key "
+        "(known keys: interface, port, advertise, max_body), got 1400"
+    )
+
+
+def test_unknown_top_level_key() -> None:
+    """A misspelt section is an error too."""
+    assert error_of("device: []\n") == (
+        "config.yaml:1: device: unknown key (known keys: listener, api, devices, discovery, "
+        "services, subscription, soco, sinks, log, simulate), got []"
+    )
+
+
+def test_missing_required_key() -> None:
+    """A device without a host is refused."""
+    assert error_of("devices:\n  - name: Kitchen\n") == (
+        "config.yaml:2: devices[0]: missing required key host"
+    )
+
+
+def test_unknown_service_name() -> None:
+    """A service Sonos does not have is refused with the known names."""
+    assert error_of("services: [AVTransport, Volume]\n") == (
+        "config.yaml:1: services[1]: expected a Sonos service name (AVTransport, "
+        "RenderingControl, GroupRenderingControl, ZoneGroupTopology, ContentDirectory, "
+        "DeviceProperties, AlarmClock, Queue, SystemProperties, MusicServices, AudioIn, "
+        'GroupManagement, ConnectionManager, VirtualLineIn, HTControl), got "Volume"'
+    )
+
+
+def test_every_sonos_service_is_accepted() -> None:
+    """All fifteen service names SoCo and Sonos have are valid."""
+    assert parse_config(f"services: {list(SERVICES)}\n").services == SERVICES
+    assert len(SERVICES) == 15
+
+
+def test_repeated_service() -> None:
+    """A service listed twice is refused."""
+    assert error_of("services: [Queue, Queue]\n") == (
+        'config.yaml:1: services: expected no repeated items, got ["Queue", "Queue"]'
+    )
+
+
+def test_no_services() -> None:
+    """An empty service list is refused."""
+    assert error_of("services: []\n") == (
+        "config.yaml:1: services: expected at least 1 item(s), got []"
+    )
+
+
+def test_bad_enum() -> None:
+    """An unknown log level lists the valid ones."""
+    assert error_of("log: {level: loud}\n") == (
+        'config.yaml:1: log.level: expected one of debug, info, warn, error, critical, got "loud"'
+    )
+
+
+def test_bad_callback_syntax() -> None:
+    """A callback must be named package.module:function."""
+    assert error_of("sinks:\n  callbacks: [mypkg.handlers.on_event]\n") == (
+        "config.yaml:2: sinks.callbacks[0]: expected a Python callable named "
+        'package.module:function, got "mypkg.handlers.on_event"'
+    )
+    config = parse_config("sinks:\n  callbacks: ['mypkg.handlers:Handler.on_event']\n")
+    assert config.sinks.callbacks == ("mypkg.handlers:Handler.on_event",)
+
+
+def test_bad_cors_origin() -> None:
+    """A CORS origin must be a scheme and host, or *."""
+    assert error_of("api: {cors_origins: [homeassistant.local]}\n") == (
+        "config.yaml:1: api.cors_origins[0]: expected an origin such as http://host:port, "
+        'or *, got "homeassistant.local"'
+    )
+
+
+def test_bad_value_is_shortened() -> None:
+    """A long bad value is cut so that the error stays one readable line."""
+    message = error_of("devices: [{host: " + "x" * 300 + "}]\n")
+    assert message.endswith('got "' + "x" * 116 + "...")
+
+
+def test_schema_errors_report_the_first_line() -> None:
+    """With several errors, the one nearest the top of the file is reported."""
+    text = "log: {level: loud}\nlistener: {port: -1}\n"
+    assert error_of(text).startswith("config.yaml:1: log.level:")
+
+
+# -- semantic checks ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "host", ["bad host", "-kitchen", "kitchen-", "a..b", "192.168.1.300", "", "kitchen_1"]
+)
+def test_bad_host_name(host: str) -> None:
+    """Strings that are neither an address nor a host name are refused."""
+    assert error_of(f"devices: [{{host: {json.dumps(host)}}}]\n") == (
+        f"config.yaml:1: devices[0].host: expected a host name or address, got {json.dumps(host)}"
+    )
+
+
+@pytest.mark.parametrize(
+    "host", ["192.168.1.20", "kitchen.lan", "kitchen", "fe80::1", "::1", "a-b.example.com."]
+)
+def test_good_host_names(host: str) -> None:
+    """Addresses and RFC 1123 host names are accepted."""
+    assert parse_config(f"devices: [{{host: {json.dumps(host)}}}]\n").devices == (Device(host),)
+
+
+@given(st.ip_addresses())
+def test_every_ip_address_is_a_host(address: Any) -> None:
+    """Every IPv4 and IPv6 address is accepted as a host."""
+    assert is_host(str(address))
+
+
+@given(
+    st.lists(
+        st.text(string.ascii_letters + string.digits + "-", min_size=1, max_size=63),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_host_name_labels(labels: list[str]) -> None:
+    """A name is a host name when its labels neither start nor end with a dash."""
+    name = ".".join(labels)
+    well_formed = all(not label.startswith("-") and not label.endswith("-") for label in labels)
+    numeric = all(label.isdigit() for label in labels)
+    assert is_host(name) == (_is_ip(name) or (well_formed and not numeric))
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def test_duplicate_device() -> None:
+    """The same speaker listed twice (any case) is refused."""
+    assert error_of("devices: [{host: kitchen.lan}, {host: Kitchen.LAN}]\n") == (
+        'config.yaml:1: devices[1].host: duplicate device (also devices[0]), got "Kitchen.LAN"'
+    )
+
+
+def test_listener_interface_must_be_an_address() -> None:
+    """The listener binds an address, not a name."""
+    assert error_of("listener:\n  interface: eth0\n") == (
+        'config.yaml:2: listener.interface: expected an IP address, got "eth0"'
+    )
+
+
+def test_advertise_must_be_a_host() -> None:
+    """The advertised address is an address or a host name."""
+    assert error_of("listener: {advertise: 'my host'}\n") == (
+        'config.yaml:1: listener.advertise: expected a host name or address, got "my host"'
+    )
+    assert parse_config("listener: {advertise: nas.lan}\n").listener.advertise == "nas.lan"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "problem"),
+    [
+        ("tcp:abc", "invalid literal for int() with base 10: 'abc'"),
+        ("tcp:8080:bogus=1", "unknown option bogus"),
+        ("http:8080", "Unknown endpoint type: 'http'"),
+        ("8080", "Unknown endpoint type: '8080'"),
+        ("tcp:99999", "port 99999 is out of range"),
+        ("tcp:8080:interface=localhost", "interface localhost is not an IP address"),
+    ],
+)
+def test_bad_endpoint_string(endpoint: str, problem: str) -> None:
+    """An endpoint string Twisted cannot parse is refused with Twisted's reason."""
+    assert error_of(f"api:\n  listen: {json.dumps(endpoint)}\n") == (
+        "config.yaml:2: api.listen: expected a Twisted server endpoint string such as "
+        f"tcp:8080:interface=127.0.0.1 ({problem}), got {json.dumps(endpoint)}"
+    )
+
+
+def test_endpoint_that_is_not_a_string() -> None:
+    """A bare port number is not an endpoint string."""
+    assert error_of("api: {listen: 8080}\n") == (
+        "config.yaml:1: api.listen: expected a Twisted server endpoint string such as "
+        "tcp:8080:interface=127.0.0.1, got 8080"
+    )
+
+
+def test_ssl_endpoint_reads_its_files(tmp_path: Path) -> None:
+    """An ssl: endpoint whose key file is missing is refused at load time."""
+    key = tmp_path / "key.pem"
+    message = error_of(f"api: {{listen: 'ssl:8443:privateKey={key}'}}\n")
+    assert message.startswith("config.yaml:1: api.listen: expected a Twisted server endpoint")
+    assert "(No such file or directory)" in message
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "tcp:8080:interface=127.0.0.1",
+        "tcp:0",
+        "tcp6:8080:interface=\\:\\:1",
+        "unix:/run/sonosd/stream.sock",
+        "unix:/run/sonosd/stream.sock:mode=660",
+    ],
+)
+def test_good_endpoint_strings(endpoint: str) -> None:
+    """Usual endpoint strings parse without anything listening."""
+    assert endpoint_problem(endpoint) is None
+
+
+def test_stream_and_admin_endpoints_are_checked() -> None:
+    """The stream sink and the simulator's admin API are endpoint strings too."""
+    assert error_of("sinks: {stream: 'unix'}\n").startswith(
+        "config.yaml:1: sinks.stream: expected a Twisted server endpoint string"
+    )
+    assert error_of("simulate: {admin: 'tcp:x'}\n").startswith(
+        "config.yaml:1: simulate.admin: expected a Twisted server endpoint string"
+    )
+
+
+def test_backoff_order() -> None:
+    """The first backoff delay cannot exceed the longest."""
+    assert error_of("subscription: {backoff_initial: 500}\n") == (
+        "config.yaml:1: subscription.backoff_initial: expected at most backoff_max (300), got 500"
+    )
+
+
+def test_webhook_url() -> None:
+    """A webhook needs an http(s) URL with a host."""
+    assert error_of("sinks:\n  webhooks: [{url: 'ftp://x'}]\n") == (
+        'config.yaml:2: sinks.webhooks[0].url: expected an http:// or https:// URL, got "ftp://x"'
+    )
+    assert error_of("sinks:\n  webhooks: [{url: 'http://:80/x'}]\n") == (
+        "config.yaml:2: sinks.webhooks[0].url: expected an http:// or https:// URL with a host, "
+        'got "http://:80/x"'
+    )
+    assert error_of("sinks:\n  webhooks: [{url: 'http://h:99999/'}]\n").endswith(
+        'URL with a host, got "http://h:99999/"'
+    )
+
+
+def test_webhook_ca_file_must_exist(tmp_path: Path) -> None:
+    """A CA file that does not exist is refused at load time."""
+    missing = tmp_path / "ca.pem"
+    assert error_of(f"sinks:\n  webhooks: [{{url: 'https://h/', ca_file: '{missing}'}}]\n") == (
+        f'config.yaml:2: sinks.webhooks[0].ca_file: no such file, got "{missing}"'
+    )
+
+
+def test_webhook_filter() -> None:
+    """A webhook filter is read into tuples; unknown filter keys are refused."""
+    config = parse_config(
+        "sinks:\n  webhooks:\n    - url: https://hooks.lan/sonos\n"
+        "      filter: {rooms: [Kitchen], services: [AVTransport]}\n"
+    )
+    webhook = config.sinks.webhooks[0]
+    assert dict(webhook.filter) == {"rooms": ("Kitchen",), "services": ("AVTransport",)}
+    assert error_of("sinks:\n  webhooks: [{url: 'https://h/', filter: {room: [K]}}]\n") == (
+        "config.yaml:2: sinks.webhooks[0].filter.room: unknown key "
+        '(known keys: speakers, rooms, services, types), got ["K"]'
+    )
+
+
+def test_simulate_limits() -> None:
+    """The simulated household fits in its loopback /24 and pairs need two speakers."""
+    assert error_of("simulate: {speakers: 201}\n") == (
+        "config.yaml:1: simulate.speakers: expected a speaker count from 1 to 200, got 201"
+    )
+    assert error_of("simulate:\n  speakers: 200\n  base_address: 127.0.0.100\n") == (
+        "config.yaml:3: simulate.base_address: 200 speakers from this address run past the "
+        "end of its /24 (the first usable address is x.y.z.1, the last x.y.z.254), "
+        'got "127.0.0.100"'
+    )
+    assert error_of("simulate: {base_address: 10.0.0.2}\n") == (
+        "config.yaml:1: simulate.base_address: expected an IPv4 loopback address (127.x.y.z), "
+        'got "10.0.0.2"'
+    )
+    assert error_of("simulate: {base_address: nope}\n").endswith('got "nope"')
+    assert error_of("simulate: {speakers: 1, stereo_pair: true}\n") == (
+        "config.yaml:1: simulate.stereo_pair: a stereo pair needs at least 2 speakers, got true"
+    )
+    assert parse_config("simulate: {speakers: 200, base_address: 127.9.9.2}\n").simulate
+
+
+# -- secrets ---------------------------------------------------------------------------------------
+
+
+def test_token_inline_env_and_file(tmp_path: Path) -> None:
+    """A token can be inline, from an environment variable or from a file (newline dropped)."""
+    token_file = tmp_path / "token"
+    token_file.write_text("from-a-file-0123456789\n")
+    text = (
+        "api:\n  tokens:\n"
+        "    - {name: inline, token: inline-0123456789, scopes: [read, control]}\n"
+        "    - {name: env, token_env: SONOSD_TEST_TOKEN}\n"
+        f"    - {{name: file, token_file: '{token_file}'}}\n"
+    )
+    config = parse_config(text, environ={"SONOSD_TEST_TOKEN": "from-the-env-0123"})
+    tokens = {token.name: token for token in config.api.tokens}
+    assert tokens["inline"].secret == "inline-0123456789"
+    assert tokens["inline"].scopes == frozenset({"read", "control"})
+    assert tokens["env"].secret == "from-the-env-0123"
+    assert tokens["env"].scopes == frozenset({"read"})
+    assert tokens["file"].secret == "from-a-file-0123456789"
+    assert "0123" not in repr(config)
+
+
+def test_token_env_missing() -> None:
+    """A token whose environment variable is not set is a one-line error."""
+    assert error_of("api:\n  tokens:\n    - {name: ha, token_env: SONOSD_HA_TOKEN}\n") == (
+        "config.yaml:3: api.tokens[0].token_env: environment variable is not set, "
+        'got "SONOSD_HA_TOKEN"'
+    )
+
+
+def test_token_env_empty() -> None:
+    """An empty environment variable is not a token."""
+    message = error_of("api:\n  tokens:\n    - {name: ha, token_env: T}\n", environ={"T": ""})
+    assert (
+        message == 'config.yaml:3: api.tokens[0].token_env: environment variable is empty, got "T"'
+    )
+
+
+def test_token_file_missing(tmp_path: Path) -> None:
+    """A token file that cannot be read is a one-line error with the reason."""
+    missing = tmp_path / "token"
+    assert error_of(f"api:\n  tokens:\n    - {{name: ha, token_file: '{missing}'}}\n") == (
+        "config.yaml:3: api.tokens[0].token_file: cannot read the secret file "
+        f'(No such file or directory), got "{missing}"'
+    )
+
+
+def test_token_file_empty(tmp_path: Path) -> None:
+    """An empty token file is refused."""
+    empty = tmp_path / "token"
+    empty.write_text("\n")
+    assert error_of(f"api:\n  tokens:\n    - {{name: ha, token_file: '{empty}'}}\n") == (
+        f'config.yaml:3: api.tokens[0].token_file: the secret file is empty, got "{empty}"'
+    )
+
+
+def test_token_needs_exactly_one_source() -> None:
+    """A token with none, or two, of token / token_env / token_file is refused."""
+    expected = (
+        "config.yaml:3: api.tokens[0]: expected exactly one of token, token_env or token_file"
+    )
+    assert error_of("api:\n  tokens:\n    - {name: a}\n") == expected
+    assert error_of("api:\n  tokens:\n    - {name: a, token: abcdefabcdef12, token_env: X}\n") == (
+        expected
+    )
+
+
+def test_short_token_is_refused_without_showing_it() -> None:
+    """A too-short token is refused and the error does not print it."""
+    assert error_of("api:\n  tokens:\n    - {name: a, token: hunter2}\n") == (
+        "config.yaml:3: api.tokens[0].token: expected a token of at least 12 characters, "
+        "got <hidden>"
+    )
+
+
+def test_duplicate_token_names() -> None:
+    """Token names are unique."""
+    text = (
+        "api:\n  tokens:\n    - {name: a, token: abcdefabcdef12}\n"
+        "    - {name: a, token: abcdefabcdef13}\n"
+    )
+    assert error_of(text) == (
+        'config.yaml:4: api.tokens[1].name: duplicate token name (also tokens[0]), got "a"'
+    )
+
+
+def test_unknown_scope() -> None:
+    """Scopes are read and control."""
+    assert error_of(
+        "api:\n  tokens:\n    - {name: a, token: abcdefabcdef12, scopes: [admin]}\n"
+    ) == ('config.yaml:3: api.tokens[0].scopes[0]: expected read or control, got "admin"')
+
+
+def test_webhook_and_mqtt_secrets(tmp_path: Path) -> None:
+    """Webhook secrets and the MQTT password come inline, from the environment or a file."""
+    password = tmp_path / "mqtt"
+    password.write_text("pw-from-file")
+    text = (
+        "sinks:\n  webhooks:\n    - {url: 'https://a.lan/x', secret: s1}\n"
+        "    - {url: 'https://b.lan/x', secret_env: HOOK}\n    - {url: 'http://c.lan/'}\n"
+        f"  mqtt: {{host: broker.lan, username: sonosd, password_file: '{password}'}}\n"
+    )
+    config = parse_config(text, environ={"HOOK": "s2"})
+    assert [hook.secret for hook in config.sinks.webhooks] == ["s1", "s2", None]
+    assert config.sinks.mqtt == MqttConfig(
+        host="broker.lan", username="sonosd", password="pw-from-file"
+    )
+    assert "pw-from-file" not in repr(config)
+
+
+def test_secret_alternatives_are_exclusive() -> None:
+    """Two sources for one secret are refused."""
+    assert error_of("sinks:\n  webhooks: [{url: 'http://x/', secret: a, secret_env: B}]\n") == (
+        "config.yaml:2: sinks.webhooks[0]: expected at most one of secret, secret_env "
+        "or secret_file"
+    )
+    assert error_of("sinks:\n  mqtt: {password: a, password_env: B}\n") == (
+        "config.yaml:2: sinks.mqtt: expected at most one of password, password_env or password_file"
+    )
+
+
+def test_mqtt_password_env_missing() -> None:
+    """A missing MQTT password variable is a one-line error."""
+    assert error_of("sinks:\n  mqtt:\n    password_env: MQTT_PW\n") == (
+        'config.yaml:3: sinks.mqtt.password_env: environment variable is not set, got "MQTT_PW"'
+    )
+
+
+def test_secret_values_are_never_shown() -> None:
+    """A secret of the wrong type is refused without echoing it."""
+    assert error_of("sinks:\n  mqtt: {password: 123456}\n") == (
+        "config.yaml:2: sinks.mqtt.password: expected a non-empty password, got <hidden>"
+    )
+
+
+def test_environ_defaults_to_the_process_environment(tmp_path: Path, monkeypatch: Any) -> None:
+    """Without an explicit environ, ``*_env`` secrets come from os.environ."""
+    monkeypatch.setenv("SONOSD_TEST_SECRET", "s3cret")
+    path = write(
+        tmp_path, "sinks:\n  webhooks: [{url: 'http://x/', secret_env: SONOSD_TEST_SECRET}]\n"
+    )
+    assert load_config(path).sinks.webhooks[0].secret == "s3cret"
+
+
+# -- overrides -------------------------------------------------------------------------------------
+
+
+def test_overrides_replace_file_values() -> None:
+    """Command-line overrides replace values of the file and fill missing sections."""
+    config = parse_config(
+        "listener: {port: 1400}\n",
+        overrides={
+            "listen-port": 0,
+            "listen-interface": "127.0.0.1",
+            "advertise": "192.168.1.10",
+            "api": "tcp:9000:interface=127.0.0.1",
+            "log-format": "json",
+            "log-level": "debug",
+        },
+    )
+    assert config.listener == ListenerConfig(
+        interface="127.0.0.1", port=0, advertise="192.168.1.10"
+    )
+    assert config.api.listen == "tcp:9000:interface=127.0.0.1"
+    assert config.log == LogConfig(format="json", level="debug")
+
+
+def test_overrides_are_validated_and_named() -> None:
+    """A bad override names the option it came from."""
+    assert error_of("listener: {port: 1400}\n", overrides={"listen-port": 70000}) == (
+        "config.yaml: listener.port (from --listen-port): expected a port number from 0 to "
+        "65535, got 70000"
+    )
+    assert error_of("{}\n", overrides={"log-format": "xml"}) == (
+        'config.yaml: log.format (from --log-format): expected text or json, got "xml"'
+    )
+    assert error_of("{}\n", overrides={"api": "tcp:x"}).startswith(
+        "config.yaml: api.listen (from --api): expected a Twisted server endpoint string"
+    )
+
+
+def test_none_overrides_are_ignored() -> None:
+    """Options not given (None) leave the file's values alone."""
+    config = parse_config("listener: {port: 1500}\n", overrides={"listen-port": None})
+    assert config.listener.port == 1500
+
+
+# -- the whole file ------------------------------------------------------------------------------
+
+
+def test_defaults() -> None:
+    """An empty mapping (and null sections) give the documented defaults."""
+    expected = Config(path="config.yaml")
+    assert parse_config("{}\n") == expected
+    nulls = "listener:\napi:\ndevices:\nsubscription:\nsoco:\nsinks:\nlog:\nsimulate:\n"
+    assert parse_config(nulls) == expected
+    assert expected.services == DEFAULT_SERVICES
+    assert expected.simulate is None
+
+
+def test_full_configuration(tmp_path: Path) -> None:
+    """Every section is read into its typed object."""
+    text = """
+listener: {interface: "::", port: 1401, advertise: 192.168.1.10, max_body: 2048}
+api:
+  listen: tcp:8081:interface=0.0.0.0
+  require_auth: true
+  cors_origins: ["http://ha.lan:8123", "*"]
+  replay_buffer: 5
+  client_buffer: 6
+  heartbeat: 7.5
+devices:
+  - host: 192.168.1.20
+  - {host: kitchen.lan, name: Kitchen}
+discovery: true
+services: [AVTransport, HTControl]
+subscription: {timeout: 600, renew_fraction: 0.8, shutdown_timeout: 2}
+soco: {threads: 4, call_timeout: 3}
+sinks:
+  callbacks: ["pkg.mod:fn"]
+  mqtt: {host: 127.0.0.1, port: 8883, tls: true, prefix: home/sonos, homeassistant: true}
+  stream: unix:/run/sonosd/stream.sock
+log: {format: json, level: warn}
+simulate: {speakers: 5, rooms: [A, B], activity: 2, admin: "tcp:0", stereo_pair: true}
+"""
+    config = load_config(write(tmp_path, text))
+    assert config.listener == ListenerConfig("::", 1401, "192.168.1.10", 2048)
+    assert config.api == ApiConfig(
+        listen="tcp:8081:interface=0.0.0.0",
+        require_auth=True,
+        cors_origins=("http://ha.lan:8123", "*"),
+        replay_buffer=5,
+        client_buffer=6,
+        heartbeat=7.5,
+    )
+    assert config.devices == (Device("192.168.1.20"), Device("kitchen.lan", "Kitchen"))
+    assert config.discovery is True
+    assert config.services == ("AVTransport", "HTControl")
+    assert config.subscription == SubscriptionConfig(
+        timeout=600, renew_fraction=0.8, shutdown_timeout=2
+    )
+    assert config.soco == SocoConfig(threads=4, call_timeout=3)
+    assert config.sinks == SinksConfig(
+        callbacks=("pkg.mod:fn",),
+        mqtt=MqttConfig(port=8883, tls=True, prefix="home/sonos", homeassistant=True),
+        stream="unix:/run/sonosd/stream.sock",
+    )
+    assert config.log == LogConfig("json", "warn")
+    assert config.simulate == SimulateConfig(
+        speakers=5, rooms=("A", "B"), activity=2, admin="tcp:0", stereo_pair=True
+    )
+    assert config.path == str(tmp_path / "config.yaml")
+
+
+@pytest.mark.parametrize("name", ["sonosd.example.yaml", "sonosd.demo.yaml"])
+def test_shipped_configurations_load(name: str) -> None:
+    """The example and demo configurations are valid."""
+    config = load_config(str(ROOT / "etc" / name), environ={})
+    assert isinstance(config, Config)
+
+
+def test_example_documents_every_key() -> None:
+    """Every key of the schema appears in the example configuration (active or commented)."""
+    text = (ROOT / "etc" / "sonosd.example.yaml").read_text()
+    for path in _schema_keys(SCHEMA):
+        assert f"{path[-1]}:" in text, path
+
+
+def test_demo_simulates_three_speakers() -> None:
+    """The demo follows three simulated speakers with the API on loopback."""
+    config = load_config(str(ROOT / "etc" / "sonosd.demo.yaml"), environ={})
+    assert config.simulate is not None and config.simulate.speakers == 3
+    assert config.simulate.activity > 0
+    assert "interface=127.0.0.1" in config.api.listen
+    assert config.listener.interface == "127.0.0.1"
+
+
+# -- the schema ------------------------------------------------------------------------------------
+
+
+def test_schema_is_valid_json_schema() -> None:
+    """The shipped schema is itself a valid draft 2020-12 schema."""
+    Draft202012Validator.check_schema(dict(SCHEMA))
+
+
+def test_published_schema_equals_the_packaged_one() -> None:
+    """docs/config.schema.json is a copy of sonosd/config.schema.json."""
+    packaged = (ROOT / "sonosd" / "config.schema.json").read_text()
+    published = (ROOT / "docs" / "config.schema.json").read_text()
+    assert published == packaged
+
+
+def _schema_keys(schema: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    keys: list[tuple[str, ...]] = []
+    for name, prop in schema.get("properties", {}).items():
+        keys.append((*path, name))
+        keys.extend(_schema_keys(_resolve(prop), (*path, name)))
+    items = schema.get("items")
+    if isinstance(items, dict):
+        keys.extend(_schema_keys(_resolve(items), path))
+    return keys
+
+
+def _resolve(schema: Any) -> Any:
+    if "$ref" in schema:
+        return _resolve(SCHEMA["$defs"][schema["$ref"].rsplit("/", 1)[1]])
+    for branch in schema.get("anyOf", ()):
+        if "$ref" in branch or "properties" in branch:
+            return _resolve(branch)
+    return schema
+
+
+_SECTION_CLASSES: dict[tuple[str, ...], type] = {
+    ("listener",): ListenerConfig,
+    ("api",): ApiConfig,
+    ("subscription",): SubscriptionConfig,
+    ("soco",): SocoConfig,
+    ("sinks",): SinksConfig,
+    ("log",): LogConfig,
+    ("simulate",): SimulateConfig,
+    ("sinks", "mqtt"): MqttConfig,
+    ("sinks", "webhooks"): Webhook,
+}
+
+# Schema keys that are spellings of one attrs field (``token_env`` -> ``secret``).
+_SECRET_KEYS = {"token", "token_env", "token_file", "secret", "secret_env", "secret_file"}
+_SECRET_KEYS |= {"password", "password_env", "password_file"}
+
+
+def _normalise(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return tuple(value)
+    if isinstance(value, dict):
+        return dict(value)
+    return value
+
+
+@pytest.mark.parametrize("section", sorted(_SECTION_CLASSES))
+def test_schema_matches_the_config_classes(section: tuple[str, ...]) -> None:
+    """Each section's keys and defaults in the schema are the attrs class's fields and defaults."""
+    kind = _SECTION_CLASSES[section]
+    schema: Any = SCHEMA
+    for name in section:
+        schema = _resolve(schema["properties"][name])
+        if "items" in schema:
+            schema = _resolve(schema["items"])
+    properties = schema["properties"]
+    fields = {field.name: field for field in attrs.fields(kind)}
+    keys = {key for key in properties if key not in _SECRET_KEYS}
+    field_names = {name for name in fields if name not in {"secret", "password"}}
+    assert keys == field_names
+    for key in keys:
+        field = fields[key]
+        default = field.default
+        if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            default = default.factory()
+        if default is attrs.NOTHING:
+            assert "default" not in properties[key], key
+            continue
+        if attrs.has(type(default)):
+            continue
+        assert _normalise(properties[key].get("default")) == _normalise(default), key
+
+
+def test_top_level_schema_matches_config() -> None:
+    """The top-level keys of the schema are the fields of Config (besides its path)."""
+    fields = {field.name for field in attrs.fields(Config)} - {"path"}
+    assert set(SCHEMA["properties"]) == fields
+    assert tuple(SCHEMA["properties"]["services"]["default"]) == DEFAULT_SERVICES
+    assert tuple(SCHEMA["$defs"]["service"]["enum"]) == SERVICES
+
+
+# -- formatting helpers ----------------------------------------------------------------------------
+
+
+def test_format_path() -> None:
+    """Key paths read like the YAML they point into."""
+    assert format_path(("devices", 0, "host")) == "devices[0].host"
+    assert format_path(("api", "tokens", 2)) == "api.tokens[2]"
+    assert format_path(()) == ""
+
+
+def test_show_value_of_a_circular_value() -> None:
+    """A value JSON cannot show is shown with repr()."""
+    circular: list[object] = []
+    circular.append(circular)
+    assert show_value(circular) == "[[...]]"
+
+
+@pytest.mark.parametrize("name", [".", "a" * 64, ("a" * 60 + ".") * 5, "a.-b"])
+def test_bad_host_shapes(name: str) -> None:
+    """Empty, over-long labels or names, and bad labels are not host names."""
+    assert not is_host(name)
+
+
+def test_mqtt_ca_file(tmp_path: Path) -> None:
+    """The MQTT CA file must exist."""
+    ca = tmp_path / "ca.pem"
+    assert error_of(f"sinks: {{mqtt: {{tls: true, ca_file: '{ca}'}}}}\n") == (
+        f'config.yaml:1: sinks.mqtt.ca_file: no such file, got "{ca}"'
+    )
+    ca.write_text("pem")
+    config = parse_config(f"sinks: {{mqtt: {{tls: true, ca_file: '{ca}'}}}}\n")
+    assert config.sinks.mqtt == MqttConfig(tls=True, ca_file=str(ca))
+
+
+def test_show_value() -> None:
+    """Bad values are shown as JSON, shortened, or hidden when secret."""
+    assert show_value(42) == "42"
+    assert show_value("x") == '"x"'
+    assert show_value(None) == "null"
+    assert show_value("s", secret=True) == "<hidden>"
+    assert show_value("y" * 100, limit=10) == '"yyyyyy...'
+
+
+# -- properties ------------------------------------------------------------------------------------
+
+_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
+_keys = st.sampled_from(
+    [
+        "listener",
+        "api",
+        "devices",
+        "host",
+        "port",
+        "interface",
+        "services",
+        "log",
+        "level",
+        "format",
+        "simulate",
+        "speakers",
+        "sinks",
+        "tokens",
+        "name",
+        "token",
+        "unknown",
+    ]
+)
+_documents = st.recursive(
+    _scalars,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(_keys, children, max_size=5),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_documents)
+def test_any_document_gives_a_config_or_one_line(document: Any) -> None:
+    """Whatever the YAML holds, the loader returns a Config or raises one line naming the file."""
+    text = yaml.safe_dump(document)
+    try:
+        config = parse_config(text, "any.yaml", {})
+    except ConfigError as error:
+        message = str(error)
+        assert "\n" not in message
+        assert message.startswith("any.yaml")
+    else:
+        assert isinstance(config, Config)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=80)
+    | st.from_regex(
+        r"\A(listener|api|devices|log|simulate):( |\n  )[-\[\]{}:,&*!|>'\"#%@` a-z0-9\n]{0,40}\Z"
+    )
+)
+def test_any_text_gives_a_config_or_one_line(text: str) -> None:
+    """Whatever the file's text, the loader returns a Config or raises one line naming it."""
+    try:
+        config = parse_config(text, "any.yaml", {})
+    except ConfigError as error:
+        message = str(error)
+        assert "\n" not in message
+        assert message.startswith("any.yaml")
+    else:
+        assert isinstance(config, Config)
+
+
+@given(st.integers(min_value=0, max_value=65535), st.ip_addresses(v=4))
+def test_valid_listener_values_round_trip(port: int, address: Any) -> None:
+    """Any valid port and IPv4 address is read back unchanged."""
+    config = parse_config(f"listener: {{port: {port}, interface: '{address}'}}\n")
+    assert config.listener == ListenerConfig(interface=str(address), port=port)
+
+
+@given(st.integers().filter(lambda port: not 0 <= port <= 65535))
+def test_invalid_ports_are_refused(port: int) -> None:
+    """Any port outside 0..65535 is refused with the value."""
+    assert error_of(f"listener: {{port: {port}}}\n").endswith(f"got {port}")
+
+
+def test_module_reads_the_schema_from_package_data() -> None:
+    """The schema is read from the package (so an installed sonosd validates too)."""
+    assert json.loads(config_module.schema_text()) == SCHEMA
+    assert os.path.basename(config_module.__file__ or "") == "config.py"

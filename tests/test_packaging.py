@@ -1,0 +1,285 @@
+"""Tests for the packaging and deployment files: the twistd plugin, the wheel, systemd, Docker."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tomllib
+import zipfile
+from configparser import ConfigParser
+from pathlib import Path
+
+from sonosd import tap
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+TWISTD = str(BIN / "twistd")
+
+
+def run(
+    *argv: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(argv), cwd=cwd, capture_output=True, text=True, timeout=300, check=False, env=env
+    )
+
+
+# -- the twistd plugin -----------------------------------------------------------------------------
+
+
+def test_twistd_lists_sonosd(tmp_path: Path) -> None:
+    """`twistd --help` (the venv's, editable install) lists the sonosd and sonos-sim plugins."""
+    result = run(TWISTD, "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    commands = re.findall(r"^\s{4}(\S+)\s", result.stdout, re.MULTILINE)
+    assert "sonosd" in commands
+    assert "sonos-sim" in commands
+
+
+def test_twistd_sonosd_help_documents_every_option(tmp_path: Path) -> None:
+    """`twistd sonosd --help` shows every option of sonosd.tap.Options with its text."""
+    result = run(TWISTD, "sonosd", "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    for long_name, short, *_rest in [*tap.Options.optParameters, *tap.Options.optFlags]:
+        assert f"--{long_name}" in text
+        if short:
+            assert f"-{short}, --{long_name}" in text
+    assert "Validate the configuration, print 'ok'" in text
+
+
+def test_plugin_file_imports_nothing_of_sonosd(tmp_path: Path) -> None:
+    """Importing the plugin (as twistd does to list commands) loads no sonosd, SoCo or YAML."""
+    code = (
+        "import json, sys\n"
+        "import twisted.plugins.sonosd_plugin, twisted.plugins.sonos_sim_plugin\n"
+        "print(json.dumps(sorted(m for m in sys.modules\n"
+        "    if m.split('.')[0] in {'sonosd', 'soco', 'yaml', 'jsonschema'})))\n"
+    )
+    result = run(sys.executable, "-c", code, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+
+
+def test_no_init_files_in_twisted_plugins() -> None:
+    """twisted/ and twisted/plugins/ are namespace portions: no __init__.py of ours."""
+    assert not (ROOT / "twisted" / "__init__.py").exists()
+    assert not (ROOT / "twisted" / "plugins" / "__init__.py").exists()
+
+
+# -- metadata --------------------------------------------------------------------------------------
+
+
+def test_metadata_is_written_once() -> None:
+    """pyproject.toml holds only the build system and tools; setup.cfg holds the metadata."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "project" not in pyproject
+    assert set(pyproject) == {"build-system", "tool"}
+    setup = ConfigParser()
+    setup.read(ROOT / "setup.cfg")
+    assert setup["metadata"]["name"] == "sonosd"
+    assert setup["options.package_data"]["sonosd"].strip() == "*.json"
+    assert not (ROOT / "setup.py").exists()
+
+
+def _source_copy(tmp_path: Path) -> Path:
+    """The files a source distribution holds, copied so the build writes nothing here."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "dropin.cache")
+    shutil.copytree(ROOT / "sonosd", src / "sonosd", ignore=ignore)
+    shutil.copytree(ROOT / "twisted", src / "twisted", ignore=ignore)
+    return src
+
+
+def test_wheel_install_exposes_the_plugin(tmp_path: Path) -> None:
+    """A wheel of the project, installed on its own, gives twistd the sonosd command."""
+    src = _source_copy(tmp_path)
+    dist = tmp_path / "dist"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
+    built = run(
+        *pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(dist),
+        str(src), cwd=tmp_path,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = dist.glob("sonosd-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "twisted/plugins/sonosd_plugin.py" in names
+    assert "twisted/plugins/sonos_sim_plugin.py" in names
+    assert "sonosd/config.schema.json" in names
+    assert "sonosd/tap.py" in names
+    assert not {"twisted/__init__.py", "twisted/plugins/__init__.py"} & names
+    assert not [name for name in names if name.endswith("dropin.cache")]
+
+    site = tmp_path / "site"
+    installed = run(
+        *pip, "install", "--no-deps", "--no-index", "--target", str(site), str(wheel),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+
+    # -S: no .pth files, so the checkout's editable install is out of sight; the
+    # dependencies come from this venv's site-packages, sonosd only from the new install.
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": os.pathsep.join([str(site), sysconfig.get_paths()["purelib"]]),
+    }
+    twistd = [sys.executable, "-S", "-c", "from twisted.scripts.twistd import run; run()"]
+    where = run(
+        sys.executable, "-S", "-c", "import sonosd; print(sonosd.__file__)", cwd=tmp_path, env=env
+    )
+    assert where.stdout.strip() == str(site / "sonosd" / "__init__.py"), where.stderr
+    listing = run(*twistd, "--help", cwd=tmp_path, env=env)
+    assert listing.returncode == 0, listing.stderr
+    assert re.search(r"^\s{4}sonosd\s", listing.stdout, re.MULTILINE), listing.stdout
+    example = str(ROOT / "etc" / "sonosd.example.yaml")
+    checked = run(*twistd, "-n", "sonosd", "-c", example, "--check-config", cwd=tmp_path, env=env)
+    assert (checked.returncode, checked.stdout, checked.stderr) == (0, "ok\n", "")
+
+
+# -- systemd ---------------------------------------------------------------------------------------
+
+
+def _unit_settings(text: str) -> dict[str, list[str]]:
+    settings: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if "=" in line and not line.startswith(("#", ";", "[")):
+            key, value = line.split("=", 1)
+            settings.setdefault(key.strip(), []).append(value.strip())
+    return settings
+
+
+def test_systemd_unit_verifies(tmp_path: Path) -> None:
+    """`systemd-analyze verify` accepts the unit (with twistd's path as installed here)."""
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze is missing: `make sysdeps` installs the systemd package"
+    text = (ROOT / "etc" / "sonosd.service").read_text()
+    assert "/opt/sonosd/bin/twistd" in text
+    unit = tmp_path / "sonosd.service"
+    unit.write_text(text.replace("/opt/sonosd/bin/twistd", TWISTD))
+    result = run(analyze, "verify", "--man=no", str(unit), cwd=tmp_path)
+    assert (result.returncode, result.stderr, result.stdout) == (0, "", "")
+
+
+def test_systemd_unit_verify_catches_mistakes(tmp_path: Path) -> None:
+    """The verify check is not vacuous: an unknown key or a missing binary is reported."""
+    analyze = shutil.which("systemd-analyze")
+    assert analyze
+    unit = tmp_path / "broken.service"
+    unit.write_text("[Service]\nExecStart=/nonexistent/twistd\nProtectSystm=strict\n")
+    result = run(analyze, "verify", "--man=no", str(unit), cwd=tmp_path)
+    assert "ProtectSystm" in result.stderr
+    assert "/nonexistent/twistd" in result.stderr
+
+
+def test_systemd_unit_settings() -> None:
+    """The unit runs twistd in the foreground, unprivileged and hardened, restarting on failure."""
+    settings = _unit_settings((ROOT / "etc" / "sonosd.service").read_text())
+    (start,) = settings["ExecStart"]
+    assert start.split() == [
+        "/opt/sonosd/bin/twistd", "-n", "--pidfile=", "sonosd", "-c", "/etc/sonosd/config.yaml",
+    ]  # fmt: skip
+    expected = {
+        "DynamicUser": "yes",
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "StateDirectory": "sonosd",
+        "ConfigurationDirectory": "sonosd",
+        "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
+        "Restart": "on-failure",
+        "Type": "simple",
+    }
+    for key, value in expected.items():
+        assert settings[key] == [value], key
+    assert "User" not in settings
+
+
+# -- Docker ----------------------------------------------------------------------------------------
+
+
+def _instructions(text: str) -> list[tuple[str, str]]:
+    """Dockerfile instructions (continuation lines joined, comments dropped)."""
+    joined = re.sub(r"\\\n", " ", text)
+    result = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            result.append((word.upper(), " ".join(rest.split())))
+    return result
+
+
+def test_dockerfile() -> None:
+    """The image: slim Python 3.11, plugin cache built, non-root, ports, health check, twistd -n."""
+    steps = _instructions((ROOT / "Dockerfile").read_text())
+    froms = [rest for word, rest in steps if word == "FROM"]
+    assert all(rest.startswith("python:3.11-slim") for rest in froms)
+    runs = " ".join(rest for word, rest in steps if word == "RUN")
+    assert "getPlugins(IPlugin)" in runs
+    assert "twistd --help | grep -q sonosd" in runs
+    users = [rest for word, rest in steps if word == "USER"]
+    assert users and users[-1] not in {"root", "0"}
+    assert ("EXPOSE", "1400 8080") in steps
+    (health,) = [rest for word, rest in steps if word == "HEALTHCHECK"]
+    env = " ".join(rest for word, rest in steps if word == "ENV")
+    assert "SONOSD_HEALTH_URL" in health
+    assert "SONOSD_HEALTH_URL=http://127.0.0.1:8080/api/v1/health" in env
+    (entry,) = [rest for word, rest in steps if word == "ENTRYPOINT"]
+    assert json.loads(entry) == ["twistd", "-n", "--pidfile=", "sonosd"]
+    (cmd,) = [rest for word, rest in steps if word == "CMD"]
+    assert json.loads(cmd) == ["-c", "/etc/sonosd/config.yaml"]
+    assert any(word == "COPY" and rest.endswith("/etc/sonosd/config.yaml") for word, rest in steps)
+
+
+def test_dockerignore_keeps_what_the_build_copies() -> None:
+    """Every path the Dockerfile copies from the context survives .dockerignore."""
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    steps = _instructions((ROOT / "Dockerfile").read_text())
+    sources = []
+    for word, rest in steps:
+        if word == "COPY" and not rest.startswith("--from"):
+            sources.extend(rest.split()[:-1])
+    assert sources
+    for source in sources:
+        assert patterns[0] == "*" and f"!{source.rstrip('/')}" in [
+            pattern.rstrip("/") for pattern in patterns
+        ], source
+        assert (ROOT / source).exists(), source
+
+
+def test_health_url_in_docker_matches_the_default_api() -> None:
+    """The health check polls the API's default endpoint (port 8080 on loopback)."""
+    from sonosd.config import ApiConfig
+
+    assert ApiConfig().listen == "tcp:8080:interface=127.0.0.1"
+
+
+# -- make ------------------------------------------------------------------------------------------
+
+
+def test_make_test_runs_every_check(tmp_path: Path) -> None:
+    """`make test` is ruff check, ruff format --check, mypy and pytest with branch coverage."""
+    make = shutil.which("make")
+    assert make, "make is missing"
+    result = run(make, "-n", "-C", str(ROOT), "lint", "typecheck", "unit", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for command in ("ruff check", "ruff format --check", "mypy", "pytest --cov --cov-branch"):
+        assert command in out, command
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^test: lint typecheck unit$", makefile, re.MULTILINE)
+    assert re.search(r"^unit: .*sysdeps", makefile, re.MULTILINE)
+    assert (ROOT / ".ci" / "run").read_text().rstrip().endswith("exec make test")

@@ -1,0 +1,377 @@
+"""Tests for sonosd.tap: the twistd options, config errors, logging set-up and SIGTERM."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python import usage
+from twisted.scripts._twistd_unix import ServerOptions
+
+from sonosd import logs, tap
+from sonosd.config import Config, ListenerConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+TWISTD = str(Path(sys.executable).with_name("twistd"))
+EXAMPLE = str(ROOT / "etc" / "sonosd.example.yaml")
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def parse(*argv: str, environ: dict[str, str] | None = None) -> tuple[tap.Options, str, str]:
+    """Parse ``argv`` with fresh options; return them with what they wrote to stdout/stderr."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    options = tap.Options(stdout=stdout, stderr=stderr, environ=environ or {})
+    options.parseOptions(list(argv))
+    return options, stdout.getvalue(), stderr.getvalue()
+
+
+def exit_of(*argv: str) -> tuple[int | str | None, str, str]:
+    """Parse ``argv`` expecting SystemExit; return its code and the output."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    options = tap.Options(stdout=stdout, stderr=stderr, environ={})
+    with pytest.raises(SystemExit) as caught:
+        options.parseOptions(list(argv))
+    return caught.value.code, stdout.getvalue(), stderr.getvalue()
+
+
+@pytest.fixture(autouse=True)
+def _restore_daemon_logging() -> Iterator[None]:
+    previous = logs._daemon
+    yield
+    logs.use_for_daemon(previous)
+
+
+# -- Options ------------------------------------------------------------------------------------
+
+
+def test_valid_config_is_loaded(tmp_path: Path) -> None:
+    """-c loads and validates the file into options.config."""
+    path = write(tmp_path, "listener: {port: 1500}\n")
+    options, out, err = parse("-c", path)
+    assert isinstance(options.config, Config)
+    assert options.config.listener.port == 1500
+    assert (out, err) == ("", "")
+
+
+def test_long_option(tmp_path: Path) -> None:
+    """--config is the long spelling of -c."""
+    options, _, _ = parse("--config", write(tmp_path, "{}\n"))
+    assert options.config == Config(path=str(tmp_path / "config.yaml"))
+
+
+def test_config_is_required() -> None:
+    """Without -c, twistd's usage error names the option."""
+    with pytest.raises(usage.UsageError) as caught:
+        tap.Options().parseOptions([])
+    assert str(caught.value) == "the configuration file is required: -c/--config PATH"
+
+
+def test_config_error_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    """A wrong file prints one line on stderr and exits with status 1, no usage text."""
+    path = write(tmp_path, "devices: [{host: 42}]\n")
+    code, out, err = exit_of("-c", path)
+    assert code == 1
+    assert out == ""
+    assert err == f"{path}:1: devices[0].host: expected a host name or address, got 42\n"
+
+
+def test_check_config_ok(tmp_path: Path) -> None:
+    """--check-config prints ok and exits 0 for a valid file."""
+    assert exit_of("-c", write(tmp_path, "{}\n"), "--check-config") == (0, "ok\n", "")
+
+
+def test_check_config_error(tmp_path: Path) -> None:
+    """--check-config prints the error and exits 1 for a wrong file."""
+    path = write(tmp_path, "listener: {port: -1}\n")
+    code, out, err = exit_of("-c", path, "--check-config")
+    assert (code, out) == (1, "")
+    assert err == f"{path}:1: listener.port: expected a port number from 0 to 65535, got -1\n"
+
+
+def test_overrides(tmp_path: Path) -> None:
+    """The quick-run options replace single values of the file."""
+    path = write(tmp_path, "listener: {port: 1400, advertise: old.lan}\n")
+    options, _, _ = parse(
+        "-c",
+        path,
+        "--listen-port",
+        "0",
+        "--listen-interface",
+        "127.0.0.1",
+        "--advertise",
+        "192.168.1.10",
+        "--api",
+        "tcp:0:interface=127.0.0.1",
+        "--log-format",
+        "json",
+        "--log-level",
+        "debug",
+    )
+    assert options.config is not None
+    assert options.config.listener == ListenerConfig("127.0.0.1", 0, "192.168.1.10")
+    assert options.config.api.listen == "tcp:0:interface=127.0.0.1"
+    assert (options.config.log.format, options.config.log.level) == ("json", "debug")
+
+
+def test_bad_override_is_one_line(tmp_path: Path) -> None:
+    """A bad override is reported like a bad file value, naming the option."""
+    path = write(tmp_path, "{}\n")
+    code, _, err = exit_of("-c", path, "--listen-port", "http")
+    assert code == 1
+    assert err == (
+        f"{path}: listener.port (from --listen-port): expected a port number from 0 to "
+        '65535, got "http"\n'
+    )
+
+
+def test_secrets_come_from_the_given_environment(tmp_path: Path) -> None:
+    """Options look *_env secrets up in the environment they are given."""
+    path = write(tmp_path, "api:\n  tokens: [{name: a, token_env: SONOSD_T}]\n")
+    options, _, _ = parse("-c", path, environ={"SONOSD_T": "0123456789abcdef"})
+    assert options.config is not None
+    assert options.config.api.tokens[0].secret == "0123456789abcdef"
+
+
+def test_every_option_is_documented() -> None:
+    """Each option has help text, and --help shows all of them."""
+    options = tap.Options()
+    for name, *_rest, doc in options.optParameters:
+        assert doc, name
+    text = str(options)
+    for name in (
+        "--config",
+        "--check-config",
+        "--listen-interface",
+        "--listen-port",
+        "--advertise",
+        "--api",
+        "--log-format",
+        "--log-level",
+    ):
+        assert name in text
+
+
+# -- twistd logging ------------------------------------------------------------------------------
+
+
+def twistd_parse(*argv: str) -> ServerOptions:
+    """Parse a whole twistd command line, as ``twistd`` does."""
+    config = ServerOptions()
+    config.parseOptions(list(argv))
+    return config
+
+
+def test_twistd_uses_the_configured_log_format(tmp_path: Path) -> None:
+    """Under twistd, the configured format and level become twistd's log observer."""
+    path = write(tmp_path, "log: {format: json, level: warn}\n")
+    config = twistd_parse("-n", "sonosd", "-c", path)
+    assert config["logger"] is logs.daemon_observer
+    assert logs._daemon == logs.DaemonLogging("json", "warn", None)
+
+
+def test_twistd_log_override(tmp_path: Path) -> None:
+    """--log-format on the sonosd command line wins over the file."""
+    config = twistd_parse("-n", "sonosd", "-c", write(tmp_path, "{}\n"), "--log-format", "json")
+    assert config["logger"] is logs.daemon_observer
+    assert logs._daemon.format == "json"
+
+
+def test_twistd_logfile_is_kept(tmp_path: Path) -> None:
+    """twistd's --logfile still chooses where the log goes."""
+    log_path = str(tmp_path / "sonosd.log")
+    twistd_parse("-n", "--logfile", log_path, "sonosd", "-c", write(tmp_path, "{}\n"))
+    assert logs._daemon.path == log_path
+    twistd_parse("-n", "--logfile", "-", "sonosd", "-c", write(tmp_path, "{}\n"))
+    assert logs._daemon.path is None
+
+
+def test_twistd_daemon_mode_logs_to_twistd_log(tmp_path: Path) -> None:
+    """Without -n (daemonized), the log goes where twistd puts it: twistd.log."""
+    twistd_parse("sonosd", "-c", write(tmp_path, "{}\n"))
+    assert logs._daemon.path == "twistd.log"
+
+
+def test_twistd_user_logger_wins(tmp_path: Path) -> None:
+    """A --logger chosen on the twistd command line is left alone."""
+    config = twistd_parse(
+        "-n",
+        "--logger",
+        "twisted.logger.globalLogPublisher",
+        "sonosd",
+        "-c",
+        write(tmp_path, "{}\n"),
+    )
+    from twisted.logger import globalLogPublisher
+
+    assert config["logger"] is globalLogPublisher
+
+
+def test_twistd_syslog_wins(tmp_path: Path) -> None:
+    """--syslog on the twistd command line is left alone."""
+    config = twistd_parse("-n", "--syslog", "sonosd", "-c", write(tmp_path, "{}\n"))
+    assert config["logger"] is None
+
+
+# -- the service and SIGTERM ---------------------------------------------------------------------
+
+
+class ThreadedMemoryReactor(MemoryReactorClock):
+    """A memory reactor that also records ``callFromThread``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.from_thread: list[tuple[Callable[..., object], tuple[Any, ...]]] = []
+
+    def callFromThread(self, f: Callable[..., object], *args: Any, **kwargs: Any) -> None:
+        self.from_thread.append((f, args))
+
+
+def test_sigterm_stops_the_reactor_without_recording_the_signal() -> None:
+    """Once running, SIGTERM stops the reactor through a handler that keeps exit status 0."""
+    reactor = ThreadedMemoryReactor()
+    installed: dict[int, Callable[..., object]] = {}
+    tap.stop_cleanly_on_sigterm(
+        reactor, lambda number, handler: installed.update({number: handler})
+    )
+    assert installed == {}
+    reactor.running = True
+    for hook, args, kwargs in reactor.whenRunningHooks:
+        hook(*args, **kwargs)
+    handler = installed[signal.SIGTERM]
+    handler(signal.SIGTERM, None)
+    ((function, args),) = reactor.from_thread
+    function(*args)
+    assert reactor.hasStopped
+    function(*args)  # a second SIGTERM while stopping is harmless
+    assert not hasattr(reactor, "_exitSignal") or reactor._exitSignal is None
+
+
+def test_make_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    """make_service builds the lead's SonosdService and routes stdlib logging."""
+    import soco.config
+
+    from sonosd.service import SonosdService
+
+    for name in ("REQUEST_TIMEOUT", "ZGT_EVENT_FALLBACK"):  # set process-wide by the service
+        monkeypatch.setattr(soco.config, name, getattr(soco.config, name))
+
+    reactor = ThreadedMemoryReactor()
+    config = Config(path="x.yaml")
+    stdlib = logging.getLogger("sonosd-test-make-service")
+    stdlib.propagate = False
+    service = tap.make_service(config, reactor, stdlib)
+    assert isinstance(service, SonosdService)
+    assert service.config is config
+    assert any(isinstance(h, logs.StdlibHandler) for h in stdlib.handlers)
+    assert len(reactor.whenRunningHooks) >= 1
+
+
+def test_make_service_needs_parsed_options() -> None:
+    """makeService refuses options that were never parsed."""
+    with pytest.raises(usage.UsageError):
+        tap.makeService(tap.Options())
+
+
+# -- the real command ----------------------------------------------------------------------------
+
+
+def run_twistd(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [TWISTD, *argv], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_check_config_command_ok(tmp_path: Path) -> None:
+    """`twistd -n sonosd -c etc/sonosd.example.yaml --check-config` prints ok and exits 0."""
+    result = run_twistd("-n", "sonosd", "-c", EXAMPLE, "--check-config", cwd=tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "ok\n", "")
+    assert not (tmp_path / "twistd.pid").exists()
+
+
+def test_bad_config_command(tmp_path: Path) -> None:
+    """A wrong file makes twistd exit 1 with exactly one line and no usage text."""
+    path = write(tmp_path, "devices: [{host: 42}]\n")
+    result = run_twistd("-n", "sonosd", "-c", path, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == f"{path}:1: devices[0].host: expected a host name or address, got 42\n"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def read_until(process: subprocess.Popen[str], wanted: str, deadline: float) -> list[str]:
+    """Lines of ``process``'s stdout up to the first containing ``wanted`` (or EOF/deadline)."""
+    assert process.stdout is not None
+    lines: list[str] = []
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if not selector.select(timeout=max(0.0, deadline - time.monotonic())):
+                break
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if wanted in line:
+                break
+    return lines
+
+
+def test_sigterm_exits_0(tmp_path: Path) -> None:
+    """The real daemon (no devices, API on a free loopback port) stops on SIGTERM with status 0."""
+    path = write(
+        tmp_path,
+        "listener: {interface: 127.0.0.1, port: 0}\n"
+        f"api: {{listen: 'tcp:{free_port()}:interface=127.0.0.1'}}\n"
+        "log: {format: json}\n",
+    )
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [TWISTD, "-n", "--pidfile=", "sonosd", "-c", path],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        started = read_until(process, "SIGTERM stops it", time.monotonic() + 60)
+        if not started or "SIGTERM stops it" not in started[-1]:
+            process.kill()
+            pytest.fail(f"the daemon did not start: {started} {process.communicate()}")
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    lines = [*started, *out.splitlines(keepends=True)]
+    records = [json.loads(line) for line in lines]
+    messages = [record["message"] for record in records]
+    assert "Received SIGTERM, shutting down." in messages
+    assert messages[-1] == "Server Shut Down."
+    assert not [r for r in records if r["level"] in {"error", "critical"}], records
