@@ -416,7 +416,9 @@ class Subscription(SubscriptionBase):
     def _failed(self, failure: Failure, action: str, strict: bool, is_autorenew: bool) -> Any:
         if not failure.check(UsageError):
             self._end(f"{action} failed")
-        log.warn(
+        # A strict caller gets the failure and reports it; only a non-strict one relies on us.
+        emit = log.debug if strict else log.warn
+        emit(
             "{action} {url} (sid {sid}) failed: {error}",
             action=action,
             url=self._url,

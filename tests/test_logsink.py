@@ -51,4 +51,25 @@ def test_sink_logs_one_line_per_message() -> None:
     finally:
         globalLogPublisher.removeObserver(seen.append)
     lines = [e["line"] for e in seen if "line" in e]
-    assert lines == ["#1 household topology.changed groups=[]"]
+    assert lines == ["#1 household topology.changed groups=[0]"]
+
+
+def test_topology_and_xml_values_are_summarised() -> None:
+    """A topology shows its group count and an XML document is not dumped into the log."""
+    line = summarise(
+        {
+            "id": 3,
+            "type": "event",
+            "speaker": {"name": "Office"},
+            "service": "ZoneGroupTopology",
+            "seq": 0,
+            "variables": {
+                "zone_group_state": {"groups": [{}, {}], "vanished": []},
+                "available_software_update": '<UpdateItem xmlns="urn:x"/>',
+            },
+        }
+    )
+    assert line == (
+        "#3 Office ZoneGroupTopology seq=0 zone_group_state=2 groups "
+        "available_software_update=<xml>"
+    )

@@ -194,6 +194,7 @@ class ApiSite(Site):
     """The API's ``Site``: tracks its connections, redacts tokens from its access log."""
 
     protocol = _TrackedChannel  # type: ignore[assignment]
+    noisy = False
 
     def __init__(self, resource: IResource, reactor: Any) -> None:
         super().__init__(resource, logFormatter=access_log_line, reactor=reactor)
@@ -318,7 +319,7 @@ class ApiService(Service):
             log.warn("api: listening on {address} without tokens", address=str(host))
         log.info(
             "api listening on {address} (tokens {required})",
-            address=str(host),
+            address=f"{getattr(host, 'host', host)}:{getattr(host, 'port', '')}".rstrip(":"),
             required="required" if self.auth.required else "not required",
         )
         self.listening.callback(port)

@@ -209,7 +209,7 @@ class SubscriptionManager:
             return self._answer(request, 503)
         timeout = parse_timeout(_header(request, b"timeout"), self.max_timeout)
         subscription = self._add(service, callback, timeout)
-        log.info(
+        log.debug(
             "{uid}: {sid} subscribed to {service} for {callback} ({timeout} s)",
             uid=self.uid,
             sid=subscription.sid,
@@ -230,7 +230,7 @@ class SubscriptionManager:
         if subscription is None:
             return self._answer(request, 412)
         self._remove(subscription)
-        log.info("{uid}: {sid} unsubscribed", uid=self.uid, sid=sid)
+        log.debug("{uid}: {sid} unsubscribed", uid=self.uid, sid=sid)
         return self._answer(request, 200)
 
     def _renew(self, request: IRequest, service: str, sid: str, timeout_header: str | None) -> Any:

@@ -17,6 +17,12 @@ _MAX_VALUE = 60
 
 
 def _short(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return f"[{len(value)}]"
+    if isinstance(value, Mapping) and "groups" in value:
+        return f"{len(value['groups'])} groups"
+    if isinstance(value, str) and value.startswith("<"):
+        return "<xml>"
     if isinstance(value, Mapping):
         if "title" in value:
             parts = [str(value.get(k)) for k in ("title", "artist", "album") if value.get(k)]
