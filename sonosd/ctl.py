@@ -1,0 +1,540 @@
+# -*- test-case-name: tests.test_ctl -*-
+"""``sonosctl``: the command-line client of a running sonosd.
+
+    sonosctl [--url URL] [--token T] [--json] status
+    sonosctl [--url URL] [--token T] [--json] <room> <command> [args...]
+    sonosctl [--url URL] [--token T] events [--json] [--room R] [--type T] [--service S]
+
+It speaks the daemon's HTTP API (``GET /api/v1/snapshot``, ``POST
+/api/v1/speakers/{id}/{command}``, the Server-Sent Events of ``/api/v1/events``). It uses
+the standard library's ``urllib`` rather than Twisted: a short-lived command that makes one
+request starts in a fraction of the time without a reactor (that matters on a Raspberry Pi,
+in shell loops and Node-RED ``exec`` nodes), and an SSE tail is a blocking line reader.
+
+Exit status: 0 done, 1 the daemon refused the command (unknown speaker, bad argument, speaker
+error...), 2 usage error, 3 the daemon cannot be reached, 4 not authorised (401/403). Every
+failure is one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from typing import IO, Any
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+EXIT_UNAUTHORISED = 4
+
+
+class CtlError(Exception):
+    """A failure reported as one line, with the exit status it gives."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# -- command words to API requests (pure) ------------------------------------------------------
+
+
+def _switch(word: str) -> bool:
+    text = word.lower()
+    if text in ("on", "true", "yes", "1"):
+        return True
+    if text in ("off", "false", "no", "0"):
+        return False
+    raise CtlError(f"expected on or off, got {word!r}", EXIT_USAGE)
+
+
+def _level(word: str) -> dict[str, Any]:
+    """``30`` → absolute; ``+5`` / ``-5`` → relative."""
+    try:
+        number = int(word)
+    except ValueError:
+        raise CtlError(f"expected a number, +N or -N, got {word!r}", EXIT_USAGE) from None
+    if word.startswith(("+", "-")):
+        return {"delta": number}
+    return {"volume": number}
+
+
+def _scalar(text: str) -> Any:
+    """A ``key=value`` value: JSON where it parses (numbers, true, null...), else the text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+_PLAIN = frozenset({"play", "pause", "toggle", "stop", "next", "previous", "leave", "party"})
+_SWITCHES = {"loudness": "loudness", "night-mode": "night_mode", "dialog-mode": "dialog_mode"}
+
+
+def command_request(words: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """The API command and JSON arguments for ``sonosctl <room> <words...>``.
+
+    Shorthands: ``volume 30|+5|-5``, ``group-volume ...``, ``mute [on|off]``, ``group-mute
+    [on|off]``, ``bass N``, ``treble N``, ``loudness|night-mode|dialog-mode on|off``,
+    ``seek H:MM:SS|SECONDS``, ``seek track N``, ``shuffle on|off``, ``repeat none|all|one``,
+    ``crossfade on|off``, ``join ROOM``, ``play-uri URI [TITLE]``, ``play-favorite NAME``,
+    ``queue [list|clear|add URI|play N]``, ``sleep [MINUTES|off]``, ``snapshot [NAME]``,
+    ``restore [NAME]``, ``announce URI [VOLUME]``. Anything else is sent as is, with
+    ``key=value`` arguments (``sonosctl Kitchen play_mode shuffle=true repeat=one``).
+
+    @raise CtlError: Wrong shorthand arguments (exit status 2).
+    """
+    if not words:
+        raise CtlError("missing command after the room", EXIT_USAGE)
+    command, rest = words[0].lower(), list(words[1:])
+
+    def need(count: int, usage: str) -> None:
+        if len(rest) < count:
+            raise CtlError(f"usage: sonosctl <room> {usage}", EXIT_USAGE)
+
+    if command in _PLAIN and not rest:
+        return command, {}
+    if command in ("volume", "group-volume"):
+        need(1, f"{command} N|+N|-N")
+        return command.replace("-", "_"), _level(rest[0])
+    if command in ("mute", "group-mute"):
+        return command.replace("-", "_"), {"mute": _switch(rest[0])} if rest else {}
+    if command in ("bass", "treble"):
+        need(1, f"{command} -10..10")
+        try:
+            return command, {command: int(rest[0])}
+        except ValueError:
+            raise CtlError(f"expected a number, got {rest[0]!r}", EXIT_USAGE) from None
+    if command in _SWITCHES:
+        need(1, f"{command} on|off")
+        return _SWITCHES[command], {_SWITCHES[command]: _switch(rest[0])}
+    if command == "seek":
+        need(1, "seek H:MM:SS|SECONDS | seek track N")
+        if rest[0] == "track":
+            need(2, "seek track N")
+            return "seek", {"track": _scalar(rest[1])}
+        return "seek", {"position": rest[0]}
+    if command in ("shuffle", "crossfade"):
+        need(1, f"{command} on|off")
+        return "play_mode", {command: _switch(rest[0])}
+    if command == "repeat":
+        need(1, "repeat none|all|one")
+        return "play_mode", {"repeat": rest[0].lower()}
+    if command == "join":
+        need(1, "join ROOM")
+        return "join", {"coordinator": " ".join(rest)}
+    if command == "play-uri":
+        need(1, "play-uri URI [TITLE]")
+        args: dict[str, Any] = {"uri": rest[0]}
+        if len(rest) > 1:
+            args["title"] = " ".join(rest[1:])
+        return "play_uri", args
+    if command == "play-favorite":
+        need(1, "play-favorite NAME")
+        return "play_favorite", {"name": " ".join(rest)}
+    if command == "queue":
+        if not rest or rest[0] == "list":
+            return "queue", {"action": "list"}
+        if rest[0] == "clear":
+            return "queue", {"action": "clear"}
+        if rest[0] == "add":
+            need(2, "queue add URI")
+            return "queue", {"action": "add", "uri": rest[1]}
+        if rest[0] == "play":
+            need(2, "queue play N")
+            return "queue", {"action": "play", "track": _scalar(rest[1])}
+        raise CtlError("usage: sonosctl <room> queue [list|clear|add URI|play N]", EXIT_USAGE)
+    if command == "sleep":
+        if not rest:
+            return "sleep_timer", {"action": "get"}
+        if rest[0].lower() in ("off", "cancel"):
+            return "sleep_timer", {"action": "cancel"}
+        return "sleep_timer", {"minutes": _scalar(rest[0])}
+    if command in ("snapshot", "restore"):
+        return command, {"name": rest[0]} if rest else {}
+    if command == "announce":
+        need(1, "announce URI [VOLUME]")
+        args = {"uri": rest[0]}
+        if len(rest) > 1:
+            args["volume"] = _scalar(rest[1])
+        return "announce", args
+    generic: dict[str, Any] = {}
+    for word in rest:
+        key, sep, value = word.partition("=")
+        if not sep or not key:
+            raise CtlError(f"expected key=value, got {word!r}", EXIT_USAGE)
+        generic[key] = _scalar(value)
+    return command.replace("-", "_"), generic
+
+
+# -- formatting (pure) -------------------------------------------------------------------------
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, dict):
+        if set(value) == {"Master"} or ("Master" in value and "title" not in value):
+            return _compact(value["Master"])
+        if "title" in value:
+            parts = [value.get("title"), value.get("artist") or value.get("creator")]
+            return " - ".join(str(part) for part in parts if part) or "-"
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def _group_line(group: Mapping[str, Any]) -> str:
+    """``Coordinator + Member + ...`` (visible members, the coordinator first)."""
+    coordinator = group.get("coordinator")
+    members = sorted(group.get("members", []), key=lambda m: m.get("uid") != coordinator)
+    visible = [m.get("name", m.get("uid")) for m in members if not m.get("invisible")]
+    return " + ".join(str(name) for name in visible) or str(group.get("name", "?"))
+
+
+def format_result(room: str, command: str, result: Mapping[str, Any]) -> str:
+    """One line (more for lists) describing a command's result."""
+    if "group" in result and isinstance(result["group"], Mapping):
+        note = "" if result.get("confirmed", True) else " (not confirmed yet)"
+        return f"{room}: group {_group_line(result['group'])}{note}"
+    if command == "queue" and "items" in result:
+        lines = [f"{room}: queue, {result.get('total', 0)} tracks"]
+        for item in result["items"]:
+            lines.append(f"  {item.get('position')}. {_compact(item)}")
+        return "\n".join(lines)
+    shown = {k: v for k, v in result.items() if k != "coordinator"}
+    if not shown:
+        return f"{room}: {command} done"
+    return f"{room}: " + " ".join(f"{key} {_compact(value)}" for key, value in shown.items())
+
+
+def _variables(speaker: Mapping[str, Any], service: str) -> Mapping[str, Any]:
+    services = speaker.get("services") or {}
+    block = services.get(service) or {}
+    variables = block.get("variables") or {}
+    return variables if isinstance(variables, Mapping) else {}
+
+
+def format_status(snapshot: Mapping[str, Any]) -> str:
+    """The household at a glance: each group with what it plays, each room's volume."""
+    speakers = {s["uid"]: s for s in snapshot.get("speakers", []) if "uid" in s}
+    topology = snapshot.get("topology") or {}
+    groups = topology.get("groups") or [
+        {"coordinator": uid, "name": s.get("name"), "members": [s]} for uid, s in speakers.items()
+    ]
+    lines: list[str] = []
+    for group in groups:
+        coordinator = speakers.get(group.get("coordinator", ""), {})
+        transport = _variables(coordinator, "AVTransport")
+        state = transport.get("transport_state") or "?"
+        track = transport.get("current_track_meta_data")
+        playing = f"  {_compact(track)}" if isinstance(track, Mapping) else ""
+        lines.append(f"{_group_line(group)}  [{state}]{playing}")
+        for member in group.get("members", []):
+            if member.get("invisible"):
+                continue
+            speaker = speakers.get(member.get("uid", ""), member)
+            rendering = _variables(speaker, "RenderingControl")
+            volume = rendering.get("volume")
+            muted = rendering.get("mute")
+            parts = [f"  {speaker.get('name', member.get('uid'))}"]
+            if volume is not None:
+                parts.append(f"volume {_compact(volume)}")
+            if isinstance(muted, Mapping) and muted.get("Master"):
+                parts.append("muted")
+            availability = speaker.get("availability") or {}
+            if availability.get("status") == "offline":
+                reason = availability.get("reason")
+                parts.append(f"OFFLINE ({reason})" if reason else "OFFLINE")
+            lines.append("  ".join(parts))
+    if not lines:
+        return "no speakers known"
+    return "\n".join(lines)
+
+
+_SKIPPED = frozenset({"id", "time", "type", "speaker", "service", "seq", "source", "variables"})
+
+
+def format_event(message: Mapping[str, Any]) -> str:
+    """One line for one message: time, type, room, service, then the changed values."""
+    stamp = str(message.get("time", ""))[11:23]
+    kind = str(message.get("type", "?"))
+    speaker = message.get("speaker") or {}
+    parts = [stamp, kind]
+    if speaker:
+        parts.append(str(speaker.get("name") or speaker.get("uid")))
+    if message.get("service"):
+        parts.append(str(message["service"]))
+    if kind == "topology.changed":
+        parts.append("; ".join(_group_line(group) for group in message.get("groups", [])))
+    elif kind == "event":
+        variables = message.get("variables") or {}
+        parts.extend(f"{key}={_compact(value)}" for key, value in variables.items())
+    else:
+        parts.extend(
+            f"{key}={_compact(value)}" for key, value in message.items() if key not in _SKIPPED
+        )
+    return " ".join(part for part in parts if part)
+
+
+def parse_sse(lines: Iterator[str]) -> Iterator[tuple[str, str, str | None]]:
+    """``(event, data, id)`` of each SSE block read from ``lines`` (comments skipped)."""
+    event, event_id = "message", None
+    data: list[str] = []
+    for raw in lines:
+        line = raw.rstrip("\r\n")
+        if not line:
+            if data:
+                yield event, "\n".join(data), event_id
+            event, data, event_id = "message", [], None
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "event":
+            event = value
+        elif name == "data":
+            data.append(value)
+        elif name == "id":
+            event_id = value
+
+
+# -- HTTP ------------------------------------------------------------------------------------
+
+
+class Client:
+    """The daemon's API over ``urllib``.
+
+    @param url: The API's base URL (``http://127.0.0.1:8080``).
+    @param token: A bearer token, or ``None``.
+    @param timeout: Seconds for connecting and for each read.
+    """
+
+    def __init__(self, url: str, token: str | None, timeout: float) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> urllib.request.Request:
+        data = None if body is None else json.dumps(body).encode("utf-8")
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
+        return request
+
+    def open(self, request: urllib.request.Request, timeout: float | None = None) -> Any:
+        """Send ``request``; the response, or a ``CtlError`` with the right exit status."""
+        try:
+            return urllib.request.urlopen(request, timeout=timeout or self.timeout)
+        except urllib.error.HTTPError as error:
+            raise _http_error(error) from None
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            if isinstance(reason, ConnectionRefusedError):
+                text = "connection refused (is sonosd running?)"
+            elif isinstance(reason, socket.timeout | TimeoutError):
+                text = "no answer in time"
+            else:
+                text = str(reason)
+            raise CtlError(f"cannot reach {self.url}: {text}", EXIT_UNREACHABLE) from None
+
+    def get_json(self, path: str) -> Any:
+        """``GET path`` as JSON."""
+        with self.open(self._request("GET", path)) as response:
+            return json.load(response)
+
+    def command(
+        self, room: str, command: str, args: Mapping[str, Any], timeout: float
+    ) -> dict[str, Any]:
+        """``POST /api/v1/speakers/{room}/{command}``: the command's result."""
+        path = "/api/v1/speakers/{}/{}".format(
+            urllib.parse.quote(room, safe=""), urllib.parse.quote(command, safe="")
+        )
+        with self.open(self._request("POST", path, args), timeout) as response:
+            body = json.load(response)
+        result = body.get("result", body) if isinstance(body, dict) else body
+        return result if isinstance(result, dict) else {"result": result}
+
+    def events(self, query: Mapping[str, str], last_id: str | None) -> Any:
+        """Open the SSE stream (resuming after ``last_id``)."""
+        path = "/api/v1/events"
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+        headers = {"Accept": "text/event-stream"}
+        if last_id is not None:
+            headers["Last-Event-ID"] = last_id
+        return self.open(self._request("GET", path, headers=headers), max(self.timeout, 60.0))
+
+
+def _http_error(error: urllib.error.HTTPError) -> CtlError:
+    code = error.code
+    try:
+        body = json.loads(error.read() or b"{}")
+    except ValueError:
+        body = {}
+    detail = body.get("error") if isinstance(body, dict) else None
+    if isinstance(detail, dict):
+        text = f"{detail.get('code', code)}: {detail.get('message', '')}".rstrip(": ")
+        if detail.get("upnp_error") is not None:
+            text += f" (UPnP error {detail['upnp_error']})"
+    else:
+        text = f"HTTP {code} {error.reason}"
+    if code in (401, 403):
+        hint = "" if code == 403 else " (give --token or set SONOSD_TOKEN)"
+        return CtlError(f"not authorised: {text}{hint}", EXIT_UNAUTHORISED)
+    return CtlError(text, EXIT_REFUSED)
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sonosctl",
+        description="Control Sonos speakers through a running sonosd.",
+        epilog="commands: status | events [...] | <room> <command> [args...] (see docs/control.md)",
+    )
+    parser.add_argument("--url", help=f"the sonosd API (env SONOSD_URL; default {DEFAULT_URL})")
+    parser.add_argument("--token", help="API token (env SONOSD_TOKEN)")
+    parser.add_argument("--timeout", type=float, default=15.0, help="seconds (default 15)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("words", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
+
+
+def _events_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sonosctl events", description="Follow live events.")
+    parser.add_argument("--json", action="store_true", help="one JSON message per line")
+    parser.add_argument("--room", action="append", default=[], help="only this room")
+    parser.add_argument("--type", action="append", default=[], help="only this message type")
+    parser.add_argument("--service", action="append", default=[], help="only this service")
+    parser.add_argument("--count", type=int, help="stop after this many messages")
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    stdout: IO[str] | None = None,
+    stderr: IO[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    """Run ``sonosctl``; return its exit status."""
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    env = os.environ if environ is None else environ
+    try:
+        options = _parser().parse_args(argv)
+    except SystemExit as exit:
+        return int(exit.code or 0)
+    client = Client(
+        options.url or env.get("SONOSD_URL") or DEFAULT_URL,
+        options.token or env.get("SONOSD_TOKEN") or None,
+        options.timeout,
+    )
+    words: list[str] = options.words
+    try:
+        if not words:
+            raise CtlError("give a command: status, events, or <room> <command>", EXIT_USAGE)
+        if words[0] == "status" and len(words) == 1:
+            snapshot = client.get_json("/api/v1/snapshot")
+            out.write(json.dumps(snapshot) if options.json else format_status(snapshot))
+            out.write("\n")
+        elif words[0] == "events":
+            try:
+                events = _events_parser().parse_args(words[1:])
+            except SystemExit as exit:
+                return int(exit.code or 0)
+            return _follow(client, events, options.json or events.json, out, err)
+        else:
+            command, args = command_request(words[1:])
+            # A command may take as long as the speaker's own timeouts (announce: its own).
+            timeout = max(options.timeout, float(args.get("timeout", 0) or 0) + 30)
+            result = client.command(words[0], command, args, timeout)
+            out.write(
+                json.dumps(result) if options.json else format_result(words[0], command, result)
+            )
+            out.write("\n")
+    except CtlError as error:
+        err.write(f"sonosctl: {error}\n")
+        return error.status
+    except KeyboardInterrupt:
+        return 130
+    out.flush()
+    return EXIT_OK
+
+
+def _follow(
+    client: Client, events: argparse.Namespace, as_json: bool, out: IO[str], err: IO[str]
+) -> int:
+    """Print messages as they come; reconnect (resuming by id) when the stream drops."""
+    query = {
+        key: ",".join(values)
+        for key, values in (
+            ("rooms", events.room),
+            ("types", events.type),
+            ("services", events.service),
+        )
+        if values
+    }
+    last_id: str | None = None
+    printed = 0
+    delay = 1.0
+    while True:
+        try:
+            response = client.events(query, last_id)
+        except CtlError as error:
+            if last_id is None or error.status != EXIT_UNREACHABLE:
+                raise
+            err.write(f"sonosctl: {error}; retrying in {delay:g} s\n")
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+            continue
+        delay = 1.0
+        try:
+            with response:
+                lines = (line.decode("utf-8", "replace") for line in response)
+                for kind, data, event_id in parse_sse(lines):
+                    if event_id is not None:
+                        last_id = event_id
+                    if kind == "snapshot":
+                        continue
+                    if kind == "reset":
+                        err.write("sonosctl: the daemon could not replay every missed event\n")
+                        continue
+                    message = json.loads(data)
+                    out.write(data if as_json else format_event(message))
+                    out.write("\n")
+                    out.flush()
+                    printed += 1
+                    if events.count is not None and printed >= events.count:
+                        return EXIT_OK
+        except (OSError, ValueError) as error:
+            err.write(f"sonosctl: the event stream broke ({error}); reconnecting\n")
+        if last_id is None:
+            raise CtlError("the event stream ended", EXIT_UNREACHABLE)

@@ -1,0 +1,318 @@
+"""Tests for sonosd.ctl (sonosctl): against the real API site, and its pure helpers."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+from typing import Any
+
+import pytest
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import TestCase
+
+from sonosd.blocking import SocoRunner
+from sonosd.config import SimulateConfig
+from sonosd.control import Controller
+from sonosd.ctl import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_UNAUTHORISED,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    CtlError,
+    command_request,
+    format_event,
+    format_result,
+    format_status,
+    main,
+    parse_sse,
+)
+from sonosd.hub import Hub
+from sonosd.sim.service import HouseholdService
+from sonosd.state import HouseholdState, SpeakerRef
+from sonosd.topology import parse_zone_group_state
+from tests.api_helpers import ADMIN, READER, start_api
+from tests.conftest import free_loopback_base
+
+
+class Outcome:
+    """What one sonosctl run printed and returned."""
+
+    def __init__(self, status: int, out: str, err: str) -> None:
+        self.status, self.out, self.err = status, out, err
+
+
+def run_ctl(argv: list[str], environ: dict[str, str] | None = None) -> Outcome:
+    """Run sonosctl in this thread; capture its output."""
+    out, err = io.StringIO(), io.StringIO()
+    status = main(argv, stdout=out, stderr=err, environ=environ or {})
+    return Outcome(status, out.getvalue(), err.getvalue())
+
+
+class CtlAgainstDaemonTests(TestCase):
+    """sonosctl → the real API site → the real Controller → SoCo → the simulator."""
+
+    def setUp(self) -> Deferred[None]:  # type: ignore[override]
+        return Deferred.fromCoroutine(self._start())
+
+    async def _start(self) -> None:
+        base = free_loopback_base(count=4)
+        self.sim = HouseholdService(
+            reactor, SimulateConfig(speakers=2, base_address=base), transition_delay=0.01
+        )
+        self.household = self.sim.household
+        self.sim.startService()
+        self.addCleanup(self.sim.stopService)
+        runner = SocoRunner(reactor, threads=4, timeout=10.0)
+        runner.startService()
+        self.addCleanup(runner.stopService)
+        self.state = HouseholdState()
+        for speaker in self.household.speakers:
+            self.state.ensure(SpeakerRef(speaker.uid, speaker.name, speaker.address))
+            self.state.set_availability(speaker.uid, True, "test", time=0.0)
+        self.state.set_topology(parse_zone_group_state(self.household.zone_group_state()))
+        self.state.merge(
+            self.household.speakers[0].uid,
+            "RenderingControl",
+            {"volume": {"Master": 23}, "mute": {"Master": True}},
+            seq=0,
+            time=0.0,
+        )
+        self.hub = Hub(reactor)
+        self.hub.set_snapshot_provider(self.state.snapshot)
+        controller = Controller(runner, self.state, reactor, timeout=5.0, confirm_timeout=0.5)
+        _, host, port = await start_api(
+            self, self.hub, self.state, controller, tokens=(ADMIN, READER), require_auth=True
+        )
+        self.url = f"http://{host}:{port}"
+
+    async def ctl(self, *words: str, token: str | None = ADMIN.secret) -> Outcome:
+        """Run sonosctl against the daemon, in a thread (it blocks)."""
+        environ = {"SONOSD_URL": self.url}
+        if token is not None:
+            environ["SONOSD_TOKEN"] = token
+        outcome: Outcome = await deferToThread(run_ctl, list(words), environ)
+        return outcome
+
+    async def test_volume_command(self) -> None:
+        """``sonosctl <room> volume 30`` sets the speaker's volume and says so."""
+        outcome = await self.ctl("living room", "volume", "30")
+        self.assertEqual((outcome.status, outcome.err), (EXIT_OK, ""))
+        self.assertEqual(outcome.out, "living room: volume 30\n")
+        self.assertEqual(self.household.speakers[0].rendering.volume, 30)
+        outcome = await self.ctl("--json", "Living Room", "volume", "-5")
+        self.assertEqual(json.loads(outcome.out), {"volume": 25})
+
+    async def test_join_shows_group(self) -> None:
+        """``sonosctl <room> join <room>`` answers the resulting group."""
+        outcome = await self.ctl("Kitchen", "join", "Living", "Room")
+        self.assertEqual(outcome.status, EXIT_OK, outcome.err)
+        self.assertEqual(outcome.out, "Kitchen: group Living Room + Kitchen\n")
+
+    async def test_status(self) -> None:
+        """``sonosctl status`` lists groups, rooms, volumes and mutes."""
+        outcome = await self.ctl("status", token=READER.secret)
+        self.assertEqual(outcome.status, EXIT_OK, outcome.err)
+        self.assertIn("Living Room  [?]", outcome.out)
+        self.assertIn("  Living Room  volume 23  muted", outcome.out)
+        self.assertIn("Kitchen", outcome.out)
+
+    async def test_unknown_speaker(self) -> None:
+        """An unknown room exits 1 with the daemon's error on one line."""
+        outcome = await self.ctl("Attic", "play")
+        self.assertEqual(outcome.status, EXIT_REFUSED)
+        self.assertEqual(outcome.err, "sonosctl: unknown_speaker: no speaker 'Attic'\n")
+
+    async def test_speaker_error_has_upnp_code(self) -> None:
+        """A speaker's refusal names the UPnP error."""
+        self.household.speakers[0].transport.clear_queue()
+        outcome = await self.ctl("Living Room", "play")
+        self.assertEqual(outcome.status, EXIT_REFUSED)
+        self.assertIn("speaker_error", outcome.err)
+        self.assertIn("(UPnP error 701)", outcome.err)
+
+    async def test_unauthorised(self) -> None:
+        """Without a token exits 4; with a read-only token a command exits 4 too."""
+        outcome = await self.ctl("Kitchen", "play", token=None)
+        self.assertEqual(outcome.status, EXIT_UNAUTHORISED)
+        self.assertIn("SONOSD_TOKEN", outcome.err)
+        outcome = await self.ctl("Kitchen", "play", token=READER.secret)
+        self.assertEqual(outcome.status, EXIT_UNAUTHORISED)
+
+    async def test_events_tail(self) -> None:
+        """``sonosctl events --count 2`` prints live messages, filtered by room."""
+        kitchen = self.state.find("Kitchen")
+        living = self.state.find("Living Room")
+        assert kitchen is not None and living is not None
+
+        def publish() -> None:
+            for ref, volume in ((living, 1), (kitchen, 17)):
+                self.hub.publish(
+                    "event",
+                    {"seq": 1, "variables": {"volume": {"Master": volume}}},
+                    speaker=ref.to_json(),
+                    service="RenderingControl",
+                )
+
+        loop = LoopingCall(publish)
+        loop.clock = reactor
+        loop.start(0.05)
+
+        def stop() -> None:
+            if loop.running:
+                loop.stop()
+
+        self.addCleanup(stop)
+        outcome = await self.ctl("events", "--room", "kitchen", "--count", "2", token=READER.secret)
+        self.assertEqual(outcome.status, EXIT_OK, outcome.err)
+        lines = outcome.out.splitlines()
+        self.assertEqual(len(lines), 2)
+        for line in lines:
+            self.assertRegex(
+                line, r"^\d\d:\d\d:\d\d\.\d{3} event Kitchen RenderingControl volume=17$"
+            )
+        outcome = await self.ctl("events", "--json", "--count", "1", token=READER.secret)
+        self.assertEqual(json.loads(outcome.out)["type"], "event")
+
+
+def test_connection_refused() -> None:
+    """A daemon that is not running exits 3 with one line."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    outcome = run_ctl(["--url", f"http://127.0.0.1:{port}", "status"])
+    assert outcome.status == EXIT_UNREACHABLE
+    assert outcome.err.startswith("sonosctl: cannot reach http://127.0.0.1:")
+    assert "connection refused" in outcome.err
+    assert outcome.err.count("\n") == 1
+
+
+def test_usage_errors() -> None:
+    """Missing or malformed words exit 2 without any request."""
+    assert run_ctl([]).status == EXIT_USAGE
+    outcome = run_ctl(["--url", "http://127.0.0.1:9", "Kitchen", "volume"])
+    assert (outcome.status, outcome.err) == (
+        EXIT_USAGE,
+        "sonosctl: usage: sonosctl <room> volume N|+N|-N\n",
+    )
+    assert run_ctl(["Kitchen", "mute", "perhaps"]).status == EXIT_USAGE
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        (["play"], ("play", {})),
+        (["volume", "30"], ("volume", {"volume": 30})),
+        (["volume", "+5"], ("volume", {"delta": 5})),
+        (["group-volume", "-3"], ("group_volume", {"delta": -3})),
+        (["mute"], ("mute", {})),
+        (["mute", "on"], ("mute", {"mute": True})),
+        (["bass", "-2"], ("bass", {"bass": -2})),
+        (["night-mode", "off"], ("night_mode", {"night_mode": False})),
+        (["seek", "1:30"], ("seek", {"position": "1:30"})),
+        (["seek", "track", "4"], ("seek", {"track": 4})),
+        (["shuffle", "on"], ("play_mode", {"shuffle": True})),
+        (["repeat", "One"], ("play_mode", {"repeat": "one"})),
+        (["join", "Living", "Room"], ("join", {"coordinator": "Living Room"})),
+        (
+            ["play-uri", "http://x/a.mp3", "My", "Song"],
+            ("play_uri", {"uri": "http://x/a.mp3", "title": "My Song"}),
+        ),
+        (["play-favorite", "Jazz", "FM"], ("play_favorite", {"name": "Jazz FM"})),
+        (["queue"], ("queue", {"action": "list"})),
+        (["queue", "add", "http://x/a.mp3"], ("queue", {"action": "add", "uri": "http://x/a.mp3"})),
+        (["sleep", "20"], ("sleep_timer", {"minutes": 20})),
+        (["sleep", "off"], ("sleep_timer", {"action": "cancel"})),
+        (["snapshot", "evening"], ("snapshot", {"name": "evening"})),
+        (
+            ["announce", "http://x/d.mp3", "40"],
+            ("announce", {"uri": "http://x/d.mp3", "volume": 40}),
+        ),
+        (
+            ["play_mode", "shuffle=true", "repeat=one"],
+            ("play_mode", {"shuffle": True, "repeat": "one"}),
+        ),
+    ],
+)
+def test_command_words(words: list[str], expected: tuple[str, dict[str, Any]]) -> None:
+    """Command-line shorthands become the API's command and arguments."""
+    assert command_request(words) == expected
+
+
+def test_command_words_rejected() -> None:
+    """A generic command argument without ``=`` is a usage error."""
+    with pytest.raises(CtlError) as caught:
+        command_request(["play_mode", "shuffle"])
+    assert caught.value.status == EXIT_USAGE
+
+
+def test_parse_sse() -> None:
+    """SSE blocks give their event, data and id; comments and retry lines are skipped."""
+    lines = iter(
+        [
+            "retry: 2000\n",
+            "\n",
+            ": ping\n",
+            "\n",
+            "id: 4\n",
+            "event: event\n",
+            'data: {"a":1}\n',
+            "\n",
+        ]
+    )
+    assert list(parse_sse(lines)) == [("event", '{"a":1}', "4")]
+
+
+def test_format_event() -> None:
+    """An event line shows time, type, room, service and compact values."""
+    message = {
+        "id": 3,
+        "time": "2026-11-24T17:30:00.123Z",
+        "type": "event",
+        "speaker": {"uid": "RINCON_A", "name": "Kitchen", "host": "h"},
+        "service": "AVTransport",
+        "variables": {
+            "transport_state": "PLAYING",
+            "current_track_meta_data": {"title": "T", "artist": "A"},
+        },
+    }
+    assert (
+        format_event(message) == "17:30:00.123 event Kitchen AVTransport transport_state=PLAYING "
+        "current_track_meta_data=T - A"
+    )
+    offline = {
+        "time": "2026-11-24T17:30:01.000Z",
+        "type": "speaker.offline",
+        "speaker": {"name": "Den"},
+        "reason": "gone",
+    }
+    assert format_event(offline) == "17:30:01.000 speaker.offline Den reason=gone"
+
+
+def test_format_status_without_topology() -> None:
+    """Without a topology every speaker is its own line, offline ones marked."""
+    snapshot = {
+        "speakers": [
+            {
+                "uid": "A",
+                "name": "Den",
+                "availability": {"status": "offline", "reason": "no answer"},
+                "services": {},
+            }
+        ],
+        "topology": None,
+    }
+    assert format_status(snapshot) == "Den  [?]\n  Den  OFFLINE (no answer)"
+    assert format_status({"speakers": []}) == "no speakers known"
+
+
+def test_format_result() -> None:
+    """Results read as one line; queues list their tracks."""
+    assert format_result("Den", "play", {"coordinator": "A"}) == "Den: play done"
+    assert format_result("Den", "mute", {"mute": True}) == "Den: mute on"
+    queue = {"total": 1, "items": [{"position": 1, "title": "T", "artist": "A"}]}
+    assert format_result("Den", "queue", queue) == "Den: queue, 1 tracks\n  1. T - A"
