@@ -1,0 +1,375 @@
+"""End-to-end tests: the whole daemon (``SonosdService``) against its simulated household.
+
+Everything is real and runs in this process on the real reactor: the simulator's speakers on
+their own 127.A.B.x addresses, SoCo in the thread pool, GENA, the NOTIFY listener, the hub, the
+API site with real SSE, WebSocket and HTTP clients, and the configured Python callbacks.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+import treq
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import TestCase
+from twisted.web.http_headers import Headers
+
+from sonosd.config import SimulateConfig, parse_config
+from sonosd.hub import Message
+from sonosd.service import SonosdService
+from sonosd.sim.household import Speaker
+from sonosd.sim.service import HouseholdService
+from tests.api_helpers import SseClient, WsClient, connect_raw, connect_ws, sse_request
+from tests.conftest import free_loopback_base
+from tests.daemon_helpers import (
+    CALLBACK_CALLS,
+    ROOMS,
+    Recorder,
+    callback_calls,
+    daemon_yaml,
+    http_agent,
+    is_volume_event,
+    reactor,
+    until,
+)
+
+CALLBACK = "tests.daemon_helpers:record_callback"
+
+
+class RecordingHousehold(HouseholdService):
+    """The simulated household, noting which subscriptions it still held when told to stop.
+
+    The daemon stops its simulator after its supervisor, so what is left at that moment is
+    what the daemon failed to UNSUBSCRIBE (stopping the simulator forgets everything anyway).
+    """
+
+    def __init__(self, reactor: Any, config: SimulateConfig) -> None:
+        super().__init__(reactor, config)
+        self.left_at_stop: dict[str, list[str]] | None = None
+
+    def stopService(self) -> Deferred[Any]:
+        self.left_at_stop = {
+            speaker.uid: [
+                sub["service"]
+                for sub in speaker.manager.subscriptions()  # type: ignore[union-attr]
+            ]
+            for speaker in self.household.speakers
+        }
+        return super().stopService()
+
+
+@attrs.define
+class Daemon:
+    """A running daemon and the ways the tests look at it."""
+
+    service: SonosdService
+    sim: RecordingHousehold
+    recorder: Recorder
+    host: str
+    port: int
+
+    @property
+    def speakers(self) -> list[Speaker]:
+        return list(self.sim.household.speakers)
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        return self.service.config.services
+
+    def url(self, path: str) -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+    def sim_subscriptions(self, speaker: Speaker) -> list[dict[str, Any]]:
+        manager: Any = speaker.manager
+        return list(manager.subscriptions())
+
+    def settled(self) -> bool:
+        """Whether every service of every speaker delivered its initial (SEQ 0) event."""
+        return all(
+            self.recorder.initial_events(speaker.uid, service)
+            for speaker in self.speakers
+            for service in self.services
+        )
+
+    def volume_events(self, speaker: Speaker, volume: int) -> list[Message]:
+        return [
+            m
+            for m in self.recorder.of("event", speaker.uid, "RenderingControl")
+            if is_volume_event(m.body, speaker.uid, volume)
+        ]
+
+
+def message_ids(messages: list[dict[str, Any]]) -> list[int]:
+    """The ids of the hub messages among what a client received (not snapshots or resets)."""
+    return [m["id"] for m in messages if isinstance(m.get("id"), int)]
+
+
+def new_volume(speaker: Speaker, *avoid: int) -> int:
+    """A volume different from the speaker's current one and from ``avoid``."""
+    current = speaker.rendering.volume
+    return next(v for v in range(11, 90, 7) if v != current and v not in avoid)
+
+
+class DaemonTests(TestCase):
+    """The daemon's promises, checked from outside with real clients."""
+
+    timeout = 120
+
+    async def daemon(self, callbacks: tuple[str, ...] = ()) -> Daemon:
+        """Start a daemon with a simulated household of three speakers; stop it at cleanup."""
+        base = free_loopback_base()
+        config = parse_config(daemon_yaml(base, callbacks=callbacks), "daemon-test.yaml")
+        households: list[RecordingHousehold] = []
+
+        def household(reactor: Any, simulate: SimulateConfig) -> RecordingHousehold:
+            households.append(RecordingHousehold(reactor, simulate))
+            return households[0]
+
+        service = SonosdService(config, reactor, household_factory=household)
+        recorder = Recorder()
+        service.hub.add_sink(recorder)
+        service.startService()
+
+        def stop() -> Deferred[Any] | None:
+            return service.stopService() if service.running else None
+
+        self.addCleanup(stop)
+        port = await service.api.listening
+        address: Any = port.getHost()
+        self.assertIs(service.api.port, port)
+        return Daemon(service, households[0], recorder, address.host, address.port)
+
+    async def started(self, callbacks: tuple[str, ...] = ()) -> Daemon:
+        """A daemon whose every subscription delivered its initial event."""
+        daemon = await self.daemon(callbacks)
+        await until(daemon.settled, "the initial event of every service of every speaker")
+        return daemon
+
+    async def sse(self, daemon: Daemon, headers: dict[str, str] | None = None) -> SseClient:
+        client = SseClient(sse_request("/api/v1/events", headers))
+        await connect_raw(daemon.host, daemon.port, client, self)
+        await until(lambda: client.messages(), "the first SSE message")
+        return client
+
+    async def test_initial_state(self) -> None:
+        """Every configured service of every speaker delivers SEQ 0 once, into the state too."""
+        daemon = await self.started()
+        self.assertEqual([s.name for s in daemon.speakers], list(ROOMS))
+        for speaker in daemon.speakers:
+            for service in daemon.services:
+                self.assertEqual(len(daemon.recorder.initial_events(speaker.uid, service)), 1)
+                mark = daemon.service.state.mark(speaker.uid, service)
+                assert mark is not None, service
+                self.assertEqual(mark.seq, 0, service)
+            self.assertEqual(len(daemon.sim_subscriptions(speaker)), len(daemon.services))
+            self.assertEqual(
+                daemon.service.state.availability(speaker.uid).status, "online", speaker.name
+            )
+        self.assertEqual(daemon.recorder.of("subscription.lost"), [])
+
+    async def test_sse_and_websocket_follow_a_change(self) -> None:
+        """SSE and WebSocket clients get the snapshot, then a change made on a speaker."""
+        daemon = await self.started()
+        kitchen = daemon.speakers[0]
+        sse = await self.sse(daemon)
+        ws = await connect_ws(self, daemon.host, daemon.port)
+        await until(lambda: ws.messages, "the WebSocket snapshot")
+        for first in (sse.messages()[0], ws.messages[0]):
+            self.assertEqual(first["type"], "snapshot")
+            self.assertEqual(
+                {s["uid"] for s in first["speakers"]}, {s.uid for s in daemon.speakers}
+            )
+            self.assertGreaterEqual(first["last_id"], len(daemon.speakers) * len(daemon.services))
+        volume = new_volume(kitchen)
+        kitchen.set_volume(volume)
+
+        def seen(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [m for m in messages if is_volume_event(m, kitchen.uid, volume)]
+
+        await until(lambda: seen(sse.messages()), "the change over SSE")
+        await until(lambda: seen(ws.messages), "the change over the WebSocket")
+        published = daemon.volume_events(kitchen, volume)
+        self.assertEqual(len(published), 1)
+        self.assertEqual(seen(sse.messages()), [published[0].body])
+        self.assertEqual(seen(ws.messages), [published[0].body])
+        self.assertEqual(seen(sse.messages())[0]["source"], "notify")
+
+    async def test_sse_resumes_with_last_event_id(self) -> None:
+        """An SSE client that reconnects with Last-Event-ID gets every missed message once."""
+        daemon = await self.started()
+        office = daemon.speakers[2]
+        first = await self.sse(daemon)
+        last_id = first.messages()[0]["last_id"]
+        first.close()
+        await first.closed
+        missed = new_volume(office)
+        office.set_volume(missed)
+        await until(lambda: daemon.volume_events(office, missed), "the missed change")
+        second = await self.sse(daemon, {"Last-Event-ID": str(last_id)})
+        later = new_volume(office, missed)
+        office.set_volume(later)
+        await until(
+            lambda: any(is_volume_event(m, office.uid, later) for m in second.messages()),
+            "the live change after the replay",
+        )
+        ids = message_ids(second.messages())
+        self.assertNotIn("snapshot", [m["type"] for m in second.messages()])
+        self.assertEqual(ids, list(range(last_id + 1, last_id + 1 + len(ids))))
+        self.assertEqual(ids[-1], daemon.service.hub.last_id)
+        self.assertTrue(any(is_volume_event(m, office.uid, missed) for m in second.messages()))
+
+    async def test_websocket_resumes_with_last_id(self) -> None:
+        """A WebSocket client that reconnects with last_id gets every missed message once."""
+        daemon = await self.started()
+        room = daemon.speakers[1]
+        first = await connect_ws(self, daemon.host, daemon.port)
+        early = new_volume(room)
+        room.set_volume(early)
+        await until(
+            lambda: any(is_volume_event(m, room.uid, early) for m in first.messages),
+            "the first change",
+        )
+        last_id = message_ids(first.messages)[-1]
+        first.dropConnection(abort=True)
+        await first.closed
+        missed = new_volume(room, early)
+        room.set_volume(missed)
+        await until(lambda: daemon.volume_events(room, missed), "the missed change")
+        second = await connect_ws(self, daemon.host, daemon.port, f"last_id={last_id}")
+        later = new_volume(room, early, missed)
+        room.set_volume(later)
+        await until(
+            lambda: any(is_volume_event(m, room.uid, later) for m in second.messages),
+            "the live change after the replay",
+        )
+        ids = message_ids(second.messages)
+        self.assertNotIn("snapshot", [m["type"] for m in second.messages])
+        self.assertEqual(ids, list(range(last_id + 1, last_id + 1 + len(ids))))
+        self.assertTrue(any(is_volume_event(m, room.uid, missed) for m in second.messages))
+        self.assertFalse(set(ids) & set(message_ids(first.messages)))
+
+    async def test_python_callback(self) -> None:
+        """A callback named in sinks.callbacks gets each message's JSON and its SoCo Event."""
+        del CALLBACK_CALLS[:]
+        daemon = await self.started(callbacks=(CALLBACK,))
+        kitchen = daemon.speakers[0]
+        volume = new_volume(kitchen)
+        kitchen.set_volume(volume)
+        await until(
+            lambda: [b for b, _ in callback_calls() if is_volume_event(b, kitchen.uid, volume)],
+            "the change at the callback",
+        )
+        [(body, event)] = [
+            (b, e) for b, e in callback_calls() if is_volume_event(b, kitchen.uid, volume)
+        ]
+        [message] = daemon.volume_events(kitchen, volume)
+        self.assertEqual(body, message.body)
+        self.assertIs(event, message.event)
+        self.assertEqual(event.service.service_type, "RenderingControl")
+        self.assertEqual(event.variables["volume"]["Master"], str(volume))
+        self.assertEqual(event.seq, str(body["seq"]))
+        online = [b for b, e in callback_calls() if b["type"] == "speaker.online"]
+        self.assertEqual(len(online), len(daemon.speakers))
+
+    async def test_rest_speakers_and_groups(self) -> None:
+        """GET /health, /speakers and /groups show the simulated speakers, each its own group."""
+        daemon = await self.started()
+        http = treq.client.HTTPClient(http_agent(self))
+        response = await http.get(daemon.url("/api/v1/health"))
+        self.assertEqual(response.code, 200)
+        health = await response.json()
+        self.assertEqual(health["speakers"], {"online": 3, "offline": 0, "unknown": 0})
+        response = await http.get(daemon.url("/api/v1/speakers"))
+        self.assertEqual(response.code, 200)
+        listed = (await response.json())["speakers"]
+        self.assertEqual(
+            sorted((s["uid"], s["name"], s["host"]) for s in listed),
+            sorted((s.uid, s.name, s.address) for s in daemon.speakers),
+        )
+        self.assertEqual({s["availability"]["status"] for s in listed}, {"online"})
+        response = await http.get(daemon.url("/api/v1/groups"))
+        self.assertEqual(response.code, 200)
+        groups = (await response.json())["groups"]
+        self.assertEqual(
+            sorted(group["coordinator"] for group in groups),
+            sorted(s.uid for s in daemon.speakers),
+        )
+        for group in groups:
+            self.assertEqual([m["uid"] for m in group["members"]], [group["coordinator"]])
+
+    async def test_rest_command_changes_the_speaker(self) -> None:
+        """POST /speakers/<room>/volume sets the simulated speaker's volume and is evented."""
+        daemon = await self.started()
+        office = daemon.speakers[2]
+        volume = new_volume(office)
+        http = treq.client.HTTPClient(http_agent(self))
+        response = await http.post(
+            daemon.url("/api/v1/speakers/Office/volume"),
+            data=json.dumps({"volume": volume}).encode(),
+            headers=Headers({b"Content-Type": [b"application/json"]}),
+        )
+        body = await response.text()
+        self.assertEqual(response.code, 200, body)
+        self.assertEqual(office.rendering.volume, volume)
+        await until(lambda: daemon.volume_events(office, volume), "the volume event")
+
+    async def test_reboot_is_followed(self) -> None:
+        """A rebooted speaker is resubscribed, its later changes arrive, and no id repeats."""
+        daemon = await self.started()
+        sse = await self.sse(daemon)
+        living = daemon.speakers[1]
+        await living.reboot(downtime=0.5)
+        await until(
+            lambda: (
+                len(daemon.recorder.of("subscription.restored", living.uid)) == len(daemon.services)
+            ),
+            "every subscription of the rebooted speaker restored",
+        )
+        await until(
+            lambda: all(
+                len(daemon.recorder.initial_events(living.uid, service)) == 2
+                for service in daemon.services
+            ),
+            "a fresh initial event of every service",
+        )
+        lost = daemon.recorder.of("subscription.lost", living.uid)
+        self.assertEqual(
+            sorted((m.service, m.body["reason"]) for m in lost),
+            sorted((service, "reboot") for service in daemon.services),
+        )
+        volume = new_volume(living)
+        living.set_volume(volume)
+        await until(
+            lambda: any(is_volume_event(m, living.uid, volume) for m in sse.messages()),
+            "a change after the reboot, over SSE",
+        )
+        self.assertEqual(len(daemon.sim_subscriptions(living)), len(daemon.services))
+        for other in (daemon.speakers[0], daemon.speakers[2]):
+            self.assertEqual(daemon.recorder.of("subscription.lost", other.uid), [])
+        recorded = [m.id for m in daemon.recorder.messages]
+        self.assertEqual(recorded, list(range(1, len(recorded) + 1)))
+        received = message_ids(sse.messages())
+        self.assertEqual(received, sorted(set(received)))
+        self.assertEqual(received, list(range(received[0], received[0] + len(received))))
+
+    async def test_stop_unsubscribes_everything(self) -> None:
+        """stopService UNSUBSCRIBEs every subscription before the simulator goes away."""
+        daemon = await self.started()
+        for speaker in daemon.speakers:
+            self.assertEqual(len(daemon.sim_subscriptions(speaker)), len(daemon.services))
+        stopped = daemon.service.stopService()
+        await until(lambda: daemon.sim.left_at_stop is not None, "the simulator to be stopped")
+        await stopped
+        self.assertEqual(daemon.sim.left_at_stop, {s.uid: [] for s in daemon.speakers})
+
+    async def test_stop_closes_api_clients(self) -> None:
+        """stopService closes streaming API clients: WebSocket with 1001, SSE by closing."""
+        daemon = await self.started()
+        sse = await self.sse(daemon)
+        ws: WsClient = await connect_ws(self, daemon.host, daemon.port)
+        await daemon.service.stopService()
+        code, _ = await ws.closed
+        self.assertEqual(code, 1001)
+        await sse.closed
