@@ -1,0 +1,245 @@
+"""WebSocket clients of the daemon's API (a process of its own): count messages, measure latency.
+
+    python -m benchmarks.wsclients --url ws://127.0.0.1:PORT/api/v1/ws --clients N --t0 T
+        [--impl raw|autobahn] [--max-duration S]
+
+Each ``event`` message's latency is "now" minus the send time the load generator put in its
+SEQ (``common.SEQ_PER_SECOND`` units since ``--t0``; ``time.monotonic()`` is one clock for
+every process of the machine). ``autobahn`` clients are the real thing; ``raw`` clients speak
+just enough RFC 6455 (handshake, unmasked server frames) to count hundreds of clients in one
+process without the client side becoming the bottleneck.
+
+Prints ``{"ready": N}`` once every client has its snapshot, runs until stdin closes (or
+``--max-duration``), then prints the counts and a latency histogram (20 µs buckets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import struct
+import time
+from collections import Counter
+from typing import Any
+from urllib.parse import urlparse
+
+from twisted.internet.protocol import ClientFactory, Protocol
+
+from benchmarks.common import SEQ_PER_SECOND, emit
+
+BUCKETS_PER_SECOND = 50_000  # 20 µs
+
+
+class Tally:
+    """What all clients of this process saw."""
+
+    def __init__(self, t0: float, clients: int) -> None:
+        self.t0 = t0
+        self.clients = clients
+        self.ready = 0
+        self.events = 0
+        self.per_client: list[int] = []
+        self.hist: Counter[int] = Counter()
+        self.max = 0.0
+        self.first = 0.0
+        self.last = 0.0
+        self.closed = 0
+        self.on_ready: Any = None
+
+    def opened(self) -> int:
+        """A client got its first message (the snapshot); returns its index."""
+        self.ready += 1
+        self.per_client.append(0)
+        if self.ready == self.clients and self.on_ready is not None:
+            self.on_ready()
+        return len(self.per_client) - 1
+
+    def message(self, index: int, payload: bytes) -> None:
+        """One message arrived at client ``index``."""
+        if b'"type":"event"' not in payload:
+            return
+        now = time.monotonic()
+        start = payload.find(b'"seq":')
+        if start < 0:
+            return
+        end = payload.find(b",", start)
+        sent = self.t0 + int(payload[start + 6 : end]) / SEQ_PER_SECOND
+        latency = max(0.0, now - sent)
+        self.hist[int(latency * BUCKETS_PER_SECOND)] += 1
+        if latency > self.max:
+            self.max = latency
+        if not self.events:
+            self.first = now
+        self.last = now
+        self.events += 1
+        self.per_client[index] += 1
+
+    def result(self) -> dict[str, Any]:
+        """The counts and the histogram (keys: bucket numbers, 20 µs each)."""
+        return {
+            "ready": self.ready,
+            "events": self.events,
+            "per_client_min": min(self.per_client, default=0),
+            "per_client_max": max(self.per_client, default=0),
+            "hist": {str(k): v for k, v in self.hist.items()},
+            "max": self.max,
+            "first": self.first,
+            "last": self.last,
+            "closed": self.closed,
+            "cpu": time.process_time(),
+        }
+
+
+class RawClient(Protocol):
+    """A minimal WebSocket client: handshake, then text frames (servers do not mask)."""
+
+    def __init__(self, tally: Tally, host: str, path: str) -> None:
+        self.tally = tally
+        self.host = host
+        self.path = path
+        self.buffer = b""
+        self.upgraded = False
+        self.index = -1
+
+    def connectionMade(self) -> None:
+        key = base64.b64encode(os.urandom(16)).decode()
+        request = (
+            f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        assert self.transport is not None
+        self.transport.write(request.encode())
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buffer += data
+        if not self.upgraded:
+            head, sep, rest = self.buffer.partition(b"\r\n\r\n")
+            if not sep:
+                return
+            if b" 101 " not in head.split(b"\r\n", 1)[0]:
+                raise RuntimeError(f"handshake refused: {head[:80]!r}")
+            self.upgraded = True
+            self.buffer = rest
+        buffer = self.buffer
+        offset = 0
+        while len(buffer) - offset >= 2:
+            opcode = buffer[offset] & 0x0F
+            length = buffer[offset + 1] & 0x7F
+            header = 2
+            if length == 126:
+                if len(buffer) - offset < 4:
+                    break
+                (length,) = struct.unpack_from("!H", buffer, offset + 2)
+                header = 4
+            elif length == 127:
+                if len(buffer) - offset < 10:
+                    break
+                (length,) = struct.unpack_from("!Q", buffer, offset + 2)
+                header = 10
+            if len(buffer) - offset < header + length:
+                break
+            payload = buffer[offset + header : offset + header + length]
+            offset += header + length
+            self._frame(opcode, payload)
+        self.buffer = buffer[offset:]
+
+    def _frame(self, opcode: int, payload: bytes) -> None:
+        if opcode == 1:
+            if self.index < 0:
+                self.index = self.tally.opened()
+            else:
+                self.tally.message(self.index, payload)
+        elif opcode == 9:  # ping: answer a masked pong
+            assert self.transport is not None
+            mask = os.urandom(4)
+            masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+            self.transport.write(bytes([0x8A, 0x80 | len(payload)]) + mask + masked)
+        elif opcode == 8:
+            self.tally.closed += 1
+
+    def connectionLost(self, reason: Any = None) -> None:
+        if self.upgraded:
+            self.tally.closed += 1
+
+
+def connect_raw(reactor: Any, url: str, tally: Tally, clients: int) -> None:
+    """Open ``clients`` raw WebSocket connections to ``url``, a few at a time."""
+    parsed = urlparse(url)
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
+    path = parsed.path + (f"?{parsed.query}" if parsed.query else "")
+
+    class Factory(ClientFactory):
+        def buildProtocol(self, addr: Any) -> RawClient:
+            return RawClient(tally, f"{host}:{port}", path)
+
+    factory = Factory()
+    for index in range(clients):
+        # Spread the connects so the daemon's accept queue does not overflow.
+        reactor.callLater(index * 0.002, reactor.connectTCP, host, port, factory)
+
+
+def connect_autobahn(reactor: Any, url: str, tally: Tally, clients: int) -> None:
+    """Open ``clients`` autobahn WebSocket connections to ``url``."""
+    from autobahn.twisted.websocket import (
+        WebSocketClientFactory,
+        WebSocketClientProtocol,
+        connectWS,
+    )
+
+    class Client(WebSocketClientProtocol):
+        index = -1
+
+        def onMessage(self, payload: bytes, isBinary: bool) -> None:
+            if self.index < 0:
+                self.index = tally.opened()
+            else:
+                tally.message(self.index, payload)
+
+        def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
+            tally.closed += 1
+
+    factory = WebSocketClientFactory(url, reactor=reactor)
+    factory.protocol = Client
+    for index in range(clients):
+        reactor.callLater(index * 0.002, connectWS, factory)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--clients", type=int, default=1)
+    parser.add_argument("--t0", type=float, required=True)
+    parser.add_argument("--impl", choices=("raw", "autobahn"), default="raw")
+    parser.add_argument("--max-duration", type=float, default=120.0)
+    args = parser.parse_args()
+
+    from twisted.internet import reactor as global_reactor
+    from twisted.internet import stdio
+
+    reactor: Any = global_reactor
+    tally = Tally(args.t0, args.clients)
+    tally.on_ready = lambda: emit({"ready": tally.ready})
+
+    stopped: list[bool] = []
+
+    def finish() -> None:
+        if not stopped:
+            stopped.append(True)
+            emit(tally.result())
+            reactor.stop()
+
+    class _Watch(Protocol):
+        def connectionLost(self, reason: Any = None) -> None:
+            finish()
+
+    stdio.StandardIO(_Watch())
+    connect = connect_autobahn if args.impl == "autobahn" else connect_raw
+    connect(reactor, args.url, tally, args.clients)
+    reactor.callLater(args.max_duration, finish)
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main()
