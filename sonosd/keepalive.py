@@ -30,6 +30,7 @@ from twisted.python.failure import Failure
 
 from sonosd.backoff import GONE_412, FailureKind, backoff_delay, describe_failure, renew_delay
 from sonosd.config import DEFAULT_SERVICES, SubscriptionConfig
+from sonosd.resync import ZoneGroupStateUnavailable
 from sonosd.sequence import SeqKind, SeqTracker
 from sonosd.state import SpeakerRef
 
@@ -544,6 +545,10 @@ class ServiceSupervisor:
                 self._ctx.read_timeout,
                 self._ctx.clock,
             )
+        except ZoneGroupStateUnavailable as unavailable:
+            # Large households answer GetZoneGroupState with UPnP 501: their topology comes
+            # from ZoneGroupTopology events alone, the rest of the service still reads.
+            variables = unavailable.variables
         except Exception:
             kind, reason = describe_failure(Failure())
             if current():

@@ -11,6 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from sonosd.backoff import RENEW_JITTER
 from sonosd.gena import SubscriptionGone
 from sonosd.keepalive import ServiceState
+from sonosd.resync import ZoneGroupStateUnavailable
 from tests.supervisor_fakes import ALL_SERVICES, HOST, UID, Harness, HttpError, started
 
 
@@ -170,6 +171,17 @@ class EventTests(SynchronousTestCase):
         h.processor.on_event = boom  # type: ignore[method-assign]
         h.gena.current("RenderingControl").notify(0)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_large_household_resync_keeps_what_could_be_read(self) -> None:
+        """A ZoneGroupTopology read refused with UPnP 501 still feeds the other variables."""
+        h = Harness(services=("ZoneGroupTopology",))
+        started(h)
+        h.reader.error = ZoneGroupStateUnavailable({"zone_group_name": "Kitchen"})
+        h.gena.current("ZoneGroupTopology").notify(2)
+        self.assertEqual(
+            h.processor.states,
+            [(UID, "ZoneGroupTopology", {"zone_group_name": "Kitchen"}, "resync")],
+        )
 
     def test_resync_failure_checks_speaker(self) -> None:
         """A failed resync read is logged and, when the speaker is unreachable, pings it."""
