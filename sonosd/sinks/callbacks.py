@@ -25,13 +25,14 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, TimeoutError, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from sonosd.hub import ISink, Message
+from sonosd.sinks.drain import drained
 
 log = Logger()
 
@@ -302,31 +303,18 @@ class CallbackSink(Service):
     async def _drain(self) -> None:
         slots = list(self._slots)
         busy = [slot for slot in slots if slot.busy or slot.pending]
-        if busy:
-            all_idle: Deferred[None] = Deferred()
-            remaining = len(busy)
-
-            def one_idle(_: object) -> None:
-                nonlocal remaining
-                remaining -= 1
-                if remaining == 0 and not all_idle.called:
-                    all_idle.callback(None)
-
+        if busy and not await drained(
+            [slot.when_idle() for slot in busy], self._drain_timeout, self._reactor
+        ):
             for slot in busy:
-                slot.when_idle().addCallback(one_idle)
-            all_idle.addTimeout(self._drain_timeout, self._reactor)
-            try:
-                await all_idle
-            except TimeoutError:
-                for slot in busy:
-                    if slot.busy or slot.pending:
-                        log.warn(
-                            "callback {callable} did not finish within {seconds} s at "
-                            "shutdown: {count} messages not delivered",
-                            callable=slot.name,
-                            seconds=self._drain_timeout,
-                            count=len(slot.pending) + int(slot.busy),
-                        )
+                if slot.busy or slot.pending:
+                    log.warn(
+                        "callback {callable} did not finish within {seconds} s at "
+                        "shutdown: {count} messages not delivered",
+                        callable=slot.name,
+                        seconds=self._drain_timeout,
+                        count=len(slot.pending) + int(slot.busy),
+                    )
         for slot in slots:
             slot.closed = True
             slot.pending.clear()

@@ -30,7 +30,6 @@ against the certificate with service-identity).
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import hashlib
 import hmac
@@ -45,7 +44,7 @@ import treq
 from treq.client import HTTPClient
 from twisted.application.service import Service
 from twisted.internet import ssl
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IConsumer, IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
@@ -57,6 +56,7 @@ from sonosd.backoff import backoff_delay, describe_failure
 from sonosd.config import Webhook
 from sonosd.filters import Filter
 from sonosd.hub import ISink, Message
+from sonosd.sinks.drain import drained
 
 log = Logger()
 
@@ -542,20 +542,9 @@ class WebhookSink(Service):
     async def _stop(self) -> None:
         busy = [target for target in self.targets if target.queued]
         if busy:
-            all_idle: Deferred[None] = Deferred()
-            remaining = len(busy)
-
-            def one_idle(_: object) -> None:
-                nonlocal remaining
-                remaining -= 1
-                if remaining == 0 and not all_idle.called:
-                    all_idle.callback(None)
-
-            for target in busy:
-                target.when_idle().addCallback(one_idle)
-            all_idle.addTimeout(self._drain_timeout, self._reactor)
-            with contextlib.suppress(TimeoutError):
-                await all_idle
+            await drained(
+                [target.when_idle() for target in busy], self._drain_timeout, self._reactor
+            )
         for target in self.targets:
             target.close()
         for pool in self._pools:
