@@ -24,7 +24,7 @@ from sonosd.discovery import (
 from sonosd.supervisor import Sighting
 from tests.conftest import free_loopback_base
 
-SAMPLES = Path("/work/shared/reference/samples/ssdp")
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "samples" / "ssdp"
 
 
 def sample(name: str) -> bytes:

@@ -20,7 +20,7 @@ from sonosd.state import HouseholdState, SpeakerRef
 from sonosd.topology import TopologyError
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = Path("/work/shared/reference/samples")
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "samples"
 SCHEMA = json.loads((ROOT / "sonosd" / "message.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 KITCHEN = SpeakerRef(uid="RINCON_K", name="Kitchen", host="127.0.0.2")

@@ -30,7 +30,7 @@ from sonosd.eventxml import (
 
 soco_parse = soco_parse_cached.__wrapped__
 
-SAMPLES = Path("/work/shared/reference/samples")
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "samples"
 
 
 def http_body(raw: bytes) -> bytes:

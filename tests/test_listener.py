@@ -1,10 +1,14 @@
-"""Tests for sonosd.listener: NOTIFY checks, SID registry, first-NOTIFY race, size cap, ports."""
+"""Tests for sonosd.listener: NOTIFY checks, SID registry, first-NOTIFY race, size cap, ports.
+
+The HTTP is driven through the listener's own protocol (``listener.site``, a
+``sonosd.notifyproto.NotifyServerFactory``) on a ``StringTransport``, and on real loopback
+sockets; the protocol alone is tested in ``tests/test_notifyproto.py``.
+"""
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Mapping
-from io import BytesIO
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,11 +27,9 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-from twisted.web.test.requesthelper import DummyRequest
 from zope.interface import implementer
 
 from sonosd.listener import (
-    DISCARD_FACTOR,
     SEQ_MAX,
     INotifySubscription,
     MalformedNotify,
@@ -37,9 +39,10 @@ from sonosd.listener import (
     check_notify,
     route_address,
 )
+from sonosd.notifyproto import DISCARD_FACTOR, IDLE_SWEEPS, NotifyProtocol, NotifyRequest
 from tests.conftest import free_loopback_base
 
-SAMPLES = Path("/work/shared/reference/samples")
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "samples"
 RC_BODY = (SAMPLES / "events" / "renderingcontrol_lastchange_volume_jishi.xml").read_bytes()
 SID = "uuid:RINCON_000E58A0123401400_sub0000000001"
 SPEAKER = "127.0.0.2"
@@ -97,12 +100,11 @@ def status_of(response: bytes) -> int:
 
 
 class Connection:
-    """One in-memory HTTP connection to a listener's site."""
+    """One in-memory HTTP connection to a listener's server."""
 
     def __init__(self, listener: NotifyListener, peer: str = SPEAKER) -> None:
         address = IPv4Address("TCP", peer, 40000)
-        self.protocol = listener.site.buildProtocol(address)
-        assert self.protocol is not None
+        self.protocol: NotifyProtocol = listener.site.buildProtocol(address)
         self.transport = StringTransport(
             peerAddress=address, hostAddress=IPv4Address("TCP", "127.0.0.1", 1400)
         )
@@ -204,7 +206,7 @@ def test_route_address_of_nowhere() -> None:
 
 
 class DispatchTests(SynchronousTestCase):
-    """NOTIFY handling through the real twisted.web parsing, in memory."""
+    """NOTIFY handling through the listener's HTTP protocol, in memory."""
 
     def setUp(self) -> None:
         self.listener, self.reactor = make_listener()
@@ -266,6 +268,53 @@ class DispatchTests(SynchronousTestCase):
         request = notify_bytes().replace(b"NOTIFY / ", b"NOTIFY /Zone%20Group/x ", 1)
         assert Connection(self.listener).send(request) == 200
 
+    def test_lf_only_line_ends_are_accepted(self) -> None:
+        """A NOTIFY written with bare LF line ends is delivered like a CRLF one."""
+        self.listener.register(self.subscription)
+        head, _, body = notify_bytes(seq=5).partition(b"\r\n\r\n")
+        request = head.replace(b"\r\n", b"\n") + b"\n\n" + body
+        assert Connection(self.listener).send(request) == 200
+        assert [event.seq for event in self.subscription.events] == ["5"]
+
+    def test_lower_case_header_names(self) -> None:
+        """Header names are matched whatever their case."""
+        self.listener.register(self.subscription)
+        line, _, rest = notify_bytes().partition(b"\r\n")
+        head, _, body = rest.partition(b"\r\n\r\n")
+        request = line + b"\r\n" + head.lower() + b"\r\n\r\n" + body
+        assert Connection(self.listener).send(request) == 412  # the SID, lowered, is unknown
+        request = notify_bytes().replace(b"SEQ:", b"sEq:").replace(b"NTS:", b"nts:")
+        assert Connection(self.listener).send(request) == 200
+
+    def test_chunked_body_is_delivered(self) -> None:
+        """A chunked NOTIFY (old UPnP stacks) is decoded and delivered."""
+        self.listener.register(self.subscription)
+        connection = Connection(self.listener)
+        head = notify_bytes(body=b"", extra={"CONTENT-LENGTH": "", "TRANSFER-ENCODING": "chunked"})
+        assert connection.send(head) == 0
+        half = len(RC_BODY) // 2
+        for piece in (RC_BODY[:half], RC_BODY[half:]):
+            assert connection.send(b"%x\r\n%s\r\n" % (len(piece), piece)) == 0
+        assert connection.send(b"0\r\n\r\n") == 200
+        [event] = self.subscription.events
+        assert event.variables["volume"] == {"Master": "12", "LF": "100", "RF": "100"}
+
+    def test_broken_http_is_400_and_counted(self) -> None:
+        """A request line that is not HTTP is answered 400 and counted as bad_request."""
+        assert Connection(self.listener).send(b"hello there\r\n\r\n") == 400
+        assert self.listener.rejected["bad_request"] == 1
+        assert self.listener.accepted == 0
+
+    def test_answer_closes_the_connection(self) -> None:
+        """Every answer is the minimal response, then the connection is closed."""
+        self.listener.register(self.subscription)
+        connection = Connection(self.listener)
+        connection.send(notify_bytes())
+        assert connection.transport.value() == (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        assert connection.transport.disconnecting
+
     def test_unregister_forgets_the_sid(self) -> None:
         """After unregister nothing is kept and the SID's NOTIFYs get 412."""
         self.listener.register(self.subscription)
@@ -280,20 +329,28 @@ class DispatchTests(SynchronousTestCase):
         assert self.listener.dispatcher.subscription(SID) is self.subscription
 
 
-class DummyRequestTests(SynchronousTestCase):
-    """The dispatcher on twisted.web's DummyRequest, without any HTTP parsing."""
+class BareDispatcherTests(SynchronousTestCase):
+    """The dispatcher on hand-made requests, without any HTTP parsing."""
 
     def test_no_client_address_is_never_held(self) -> None:
         """A request without a peer address (not TCP) is not held: 412 at once."""
         dispatcher = NotifyDispatcher(Clock())
         dispatcher.subscribing(SPEAKER)
-        request: Any = DummyRequest([b""])
-        request.method = b"NOTIFY"
-        for name, value in GOOD_HEADERS.items():
-            request.requestHeaders.addRawHeader(name, value)
-        request.content = BytesIO(RC_BODY)
-        assert dispatcher.dispatch(request) == b""
-        assert request.responseCode == 412
+        answers: list[int] = []
+        request = NotifyRequest("NOTIFY", "/", dict(GOOD_HEADERS), RC_BODY, None, answers.append)
+        assert dispatcher.dispatch(request) == 412
+        assert answers == []
+        assert dispatcher.rejected["unknown_sid"] == 1
+
+    def test_held_request_is_answered_through_the_request(self) -> None:
+        """A held request gets its answer through NotifyRequest.answer once its SID registers."""
+        dispatcher = NotifyDispatcher(Clock())
+        dispatcher.subscribing(SPEAKER)
+        answers: list[int] = []
+        request = NotifyRequest("NOTIFY", "/", dict(GOOD_HEADERS), RC_BODY, SPEAKER, answers.append)
+        assert dispatcher.dispatch(request) is None
+        dispatcher.register(RecordingSubscription())
+        assert answers == [200]
 
 
 # -- the body cap ---------------------------------------------------------------------------
@@ -318,9 +375,12 @@ class BodyCapTests(SynchronousTestCase):
         """The body of a refused request is read and dropped, then the connection closes."""
         connection = Connection(self.listener)
         body = b"<" + b"x" * 1500
-        connection.send(notify_bytes(body=body))
-        request = connection.protocol._channel.requests[-1]
-        assert request.content.getvalue() == b""
+        head = notify_bytes(body=body)[: -len(body)]
+        assert connection.send(head + body[:700]) == 413
+        assert not connection.transport.disconnecting or connection.protocol.buffered == 0
+        connection.send(body[700:])
+        assert connection.protocol.buffered == 0
+        assert connection.transport.disconnecting
         assert self.listener.accepted == 0
 
     def test_chunked_body_growing_over_the_cap(self) -> None:
@@ -331,8 +391,8 @@ class BodyCapTests(SynchronousTestCase):
         chunk = b"<" + b"x" * 599
         assert connection.send(b"258\r\n" + chunk + b"\r\n") == 0
         assert connection.send(b"258\r\n" + chunk + b"\r\n") == 413
-        request = connection.protocol._channel.requests[-1]
-        assert request.content.getvalue() == b""
+        assert connection.protocol.buffered == 0
+        assert self.listener.rejected["too_large"] == 1
 
     def test_endless_refused_body_is_aborted(self) -> None:
         """A refused chunked body that keeps coming is cut off after DISCARD_FACTOR x max_body."""
@@ -340,12 +400,15 @@ class BodyCapTests(SynchronousTestCase):
         connection.send(
             notify_bytes(body=b"", extra={"CONTENT-LENGTH": "", "TRANSFER-ENCODING": "chunked"})
         )
-        chunk = b"x" * 1024
-        for _ in range(DISCARD_FACTOR):
-            connection.send(b"400\r\n" + chunk + b"\r\n")
-        assert not connection.transport.disconnected
-        connection.send(b"400\r\n" + chunk + b"\r\n")
+        frame = b"400\r\n" + b"x" * 1024 + b"\r\n"
+        sent = 0
+        while sent <= DISCARD_FACTOR * 1024:
+            assert not connection.transport.disconnected
+            connection.send(frame)
+            sent += len(frame)
+        assert status_of(connection.transport.value()) == 413
         assert connection.transport.disconnected
+        assert DISCARD_FACTOR * 1024 < sent <= DISCARD_FACTOR * 1024 + len(frame)
 
     def test_body_at_the_cap_is_accepted(self) -> None:
         """A body of exactly max_body bytes is delivered."""
@@ -375,6 +438,17 @@ class RaceTests(SynchronousTestCase):
         assert [event.seq for event in self.subscription.events] == ["0"]
         assert self.clock.getDelayedCalls() == []
         assert self.listener.dispatcher.held == 1
+
+    def test_held_connection_is_not_idle(self) -> None:
+        """A held NOTIFY is bounded by hold_timeout, not closed by the idle sweep."""
+        listener, clock = make_listener(hold_timeout=60.0, idle_timeout=8.0)
+        listener.subscribing(SPEAKER)
+        connection = Connection(listener)
+        connection.send(notify_bytes())
+        clock.pump([1.0] * 30)
+        assert not connection.transport.disconnected
+        listener.register(self.subscription)
+        assert status_of(connection.transport.value()) == 200
 
     def test_held_events_are_delivered_in_seq_order(self) -> None:
         """Two held NOTIFYs reach the subscription in SEQ order."""
@@ -446,6 +520,15 @@ class RaceTests(SynchronousTestCase):
         self.listener.register(self.subscription)
         assert status_of(connection.transport.value()) == 200
 
+    def test_stop_closes_connections_being_read(self) -> None:
+        """Stopping the listener drops half-read requests and leaves no timer."""
+        self.listener.startService()
+        connection = Connection(self.listener)
+        connection.send(b"NOTIFY / HTTP/1.1\r\n")
+        self.successResultOf(self.listener.stopService())
+        assert connection.transport.disconnected
+        assert self.clock.getDelayedCalls() == []
+
     def test_stop_releases_held(self) -> None:
         """Stopping the listener answers held NOTIFYs with 412."""
         self.listener.startService()
@@ -454,6 +537,43 @@ class RaceTests(SynchronousTestCase):
         connection.send(notify_bytes())
         self.successResultOf(self.listener.stopService())
         assert status_of(connection.transport.value()) == 412
+
+
+# -- idle connections -----------------------------------------------------------------------
+
+
+class IdleTests(SynchronousTestCase):
+    """Connections that stop sending are closed after idle_timeout."""
+
+    def test_silent_connection_is_closed(self) -> None:
+        """A connection that sends nothing is closed between idle_timeout and 1.25 times it."""
+        listener, clock = make_listener(idle_timeout=8.0)
+        connection = Connection(listener)
+        clock.pump([1.0] * 8)
+        assert not connection.transport.disconnected
+        clock.pump([1.0] * 2)
+        assert connection.transport.disconnected
+        assert clock.getDelayedCalls() == []
+
+    def test_data_keeps_a_slow_request_open(self) -> None:
+        """Each arriving piece of a request restarts its idle time."""
+        listener, clock = make_listener(idle_timeout=8.0)
+        listener.register(RecordingSubscription())
+        connection = Connection(listener)
+        request = notify_bytes()
+        for index in range(0, len(request), 200):
+            clock.pump([1.0] * 7)
+            connection.send(request[index : index + 200])
+        assert status_of(connection.transport.value()) == 200
+        assert not connection.transport.disconnected
+
+    def test_one_timer_for_all_connections(self) -> None:
+        """However many connections are open, one sweep timer is scheduled."""
+        listener, clock = make_listener(idle_timeout=8.0)
+        connections = [Connection(listener) for _ in range(50)]
+        assert len(clock.getDelayedCalls()) == 1
+        clock.pump([8.0 / IDLE_SWEEPS] * (IDLE_SWEEPS + 1))
+        assert all(connection.transport.disconnected for connection in connections)
 
 
 # -- the service: ports and callback URLs -----------------------------------------------------
@@ -618,6 +738,24 @@ class LoopbackTests(TestCase):
         answer = await send_raw(self.base, listener.port, notify_bytes(body=body), self.speaker)
         assert status_of(answer) == 413
         assert listener.rejected["too_large"] == 1
+
+    async def test_chunked(self) -> None:
+        """A chunked NOTIFY is delivered over the wire."""
+        listener = self.start(port=0)
+        subscription = RecordingSubscription(speaker_host=self.speaker)
+        listener.register(subscription)
+        head = notify_bytes(body=b"", extra={"CONTENT-LENGTH": "", "TRANSFER-ENCODING": "chunked"})
+        request = head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(RC_BODY), RC_BODY)
+        answer = await send_raw(self.base, listener.port, request, self.speaker)
+        assert status_of(answer) == 200
+        assert len(subscription.events) == 1
+
+    async def test_other_method(self) -> None:
+        """A GET is answered 405 over the wire, with Allow: NOTIFY."""
+        listener = self.start(port=0)
+        answer = await send_raw(self.base, listener.port, b"GET / HTTP/1.1\r\n\r\n", self.speaker)
+        assert status_of(answer) == 405
+        assert b"Allow: NOTIFY" in answer
 
     async def test_malformed(self) -> None:
         """A NOTIFY without NTS is answered 400 over the wire."""

@@ -16,7 +16,7 @@ from sonosd.state import (
 )
 from sonosd.topology import Topology, parse_zone_group_state
 
-SAMPLES = Path("/work/shared/reference/samples")
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "samples"
 KITCHEN = SpeakerRef(uid="RINCON_K", name="Kitchen", host="127.0.0.2")
 OFFICE = SpeakerRef(uid="RINCON_O", name="Office", host="127.0.0.3", port=1401)
 

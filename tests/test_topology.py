@@ -19,7 +19,7 @@ from sonosd.topology import (
     parse_zone_group_state,
 )
 
-SAMPLES = Path("/work/shared/reference/samples")
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "samples"
 
 
 def event_zgs(path: Path) -> str:
