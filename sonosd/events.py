@@ -81,6 +81,7 @@ class EventProcessor:
         self._clock: Any = clock if clock is not None else _WallClock()
         self._zgs_text: str | None = None
         self._zgs_topology: Topology | None = None
+        self._zgs_json: dict[str, Any] | None = None
         self.topology_errors = 0
 
     @property
@@ -185,8 +186,17 @@ class EventProcessor:
             self.topology_errors += 1
             log.failure("unparseable ZoneGroupState")
             return None
-        self._zgs_text, self._zgs_topology = text, topology
+        self._zgs_text, self._zgs_topology, self._zgs_json = text, topology, None
         return topology
+
+    def _topology_json(self, topology: Topology) -> dict[str, Any]:
+        # The JSON of the topology every speaker sends is built once and shared by the
+        # messages that carry it (nothing changes a published body).
+        if topology is not self._zgs_topology:
+            return topology.to_json()
+        if self._zgs_json is None:
+            self._zgs_json = topology.to_json()
+        return self._zgs_json
 
     def _json(
         self,
@@ -196,7 +206,7 @@ class EventProcessor:
         topology: Topology | None,
     ) -> dict[str, Any]:
         def zone_group_state(text: str) -> Any:
-            return text if topology is None else topology.to_json()
+            return text if topology is None else self._topology_json(topology)
 
         return variables_to_json(
             service, variables, ref.base_url, zone_group_state=zone_group_state
@@ -204,9 +214,9 @@ class EventProcessor:
 
     def _apply_topology(self, topology: Topology) -> Any:
         old = self._state.set_topology(topology)
-        if old is not None and old.grouping() == topology.grouping():
+        if old is topology or (old is not None and old.grouping() == topology.grouping()):
             return None
-        return self._hub.publish("topology.changed", topology.to_json())
+        return self._hub.publish("topology.changed", self._topology_json(topology))
 
     # -- the supervisor's messages -------------------------------------------------------
 
@@ -261,6 +271,8 @@ class EventProcessor:
         )
 
 
-def _without_topology(fields: Mapping[str, Any]) -> dict[str, Any]:
+def _without_topology(fields: Mapping[str, Any]) -> Mapping[str, Any]:
     # The topology is household state, kept once (not per speaker).
+    if "zone_group_state" not in fields:
+        return fields
     return {name: value for name, value in fields.items() if name != "zone_group_state"}

@@ -8,6 +8,9 @@ less because:
 
 - key names come from a table filled once per distinct tag instead of two regular expressions
   per variable;
+- a body whose variables are escaped documents (LastChange, ZoneGroupState) is read with
+  expat's callbacks and its text buffered, rather than built into a tree one entity reference
+  at a time;
 - DIDL metadata is not parsed while the event is: each DIDL value is a ``LazyDidl`` that
   builds SoCo's object (with SoCo's own code) the first time it is used, and compares equal
   to it. The daemon's JSON path never builds DIDL objects: ``variables_to_json`` reads the
@@ -24,6 +27,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 from xml.etree import ElementTree
+from xml.parsers import expat
 
 from soco.data_structures_entry import from_didl_string
 from soco.events_base import REDACTED_VALUE, REDACTED_VARIABLES
@@ -34,6 +38,7 @@ from twisted.logger import Logger
 log = Logger()
 
 _PROPERTY = "{urn:schemas-upnp-org:event-1-0}property"
+_PROPERTY_EXPAT = _PROPERTY[1:]
 _INSTANCES = (
     "{urn:schemas-upnp-org:metadata-1-0/AVT/}InstanceID",
     "{urn:schemas-upnp-org:metadata-1-0/RCS/}InstanceID",
@@ -167,21 +172,31 @@ def parse_event_xml(body: bytes) -> dict[str, Any]:
         ``LazyDidl`` equal to SoCo's ``DidlObject`` (or ``SoCoFault``).
     @raise MalformedEvent: Where SoCo's parser raises.
     """
-    try:
-        tree = ElementTree.fromstring(body)
-    except ElementTree.ParseError as exc:
-        raise MalformedEvent(f"event body is not XML: {exc}") from exc
     result: dict[str, Any] = {}
-    for prop in tree.iterfind(_PROPERTY):
-        for variable in prop:
-            tag = variable.tag
-            if tag == "LastChange":
-                _parse_last_change(variable.text, result)
-            elif tag in REDACTED_VARIABLES:
-                result[_plain_name(tag)] = REDACTED_VALUE
-            else:
-                result[_plain_name(tag)] = variable.text
+    for tag, text in _properties(body):
+        if tag == "LastChange":
+            _parse_last_change(text, result)
+        elif tag in REDACTED_VARIABLES:
+            result[_plain_name(tag)] = REDACTED_VALUE
+        else:
+            result[_plain_name(tag)] = text
     return result
+
+
+def _properties(body: bytes) -> list[tuple[str, str | None]]:
+    """``(tag, text)`` of each child of each ``e:property`` of the root, in document order."""
+    try:
+        # ElementTree's tree builder pays for every entity reference in a text (LastChange
+        # and ZoneGroupState are escaped documents: hundreds of them), expat's callbacks for
+        # every element: the body's counts of "&" and "<" tell which costs less.
+        if body.count(b"&") > body.count(b"<"):
+            reader = _PropertySet()
+            _parse(reader, body)
+            return reader.variables
+        tree = ElementTree.fromstring(body)
+    except (ElementTree.ParseError, *_XML_ERRORS) as exc:
+        raise MalformedEvent(f"event body is not XML: {exc}") from exc
+    return [(variable.tag, variable.text) for prop in tree.iterfind(_PROPERTY) for variable in prop]
 
 
 def _parse_last_change(text: str | None, result: dict[str, Any]) -> None:
@@ -212,9 +227,84 @@ def _parse_last_change(text: str | None, result: dict[str, Any]) -> None:
         channels = result.get(tag)
         if channels is None:
             channels = result[tag] = {}
-        elif not isinstance(channels, dict):
+        elif type(channels) is not dict:
             raise MalformedEvent(f"{tag} has both a plain and a per-channel value")
         channels[channel] = value
+
+
+# -- reading a propertyset with expat ------------------------------------------------------------
+#
+# The parser is set up as ElementTree sets up its own (the same expat, namespace processing
+# with "}" after the namespace, undefined entities rejected), so it accepts and rejects the same
+# documents; the reader keeps ElementTree's tags (``{namespace}name``) and its meaning of an
+# element's text (the character data before its first child; ``None`` when there is none).
+
+
+class _UndefinedEntity(ValueError):
+    """An entity reference that was never declared (ElementTree's "undefined entity")."""
+
+
+_XML_ERRORS = (expat.ExpatError, _UndefinedEntity)
+
+
+def _parse(reader: _PropertySet, document: bytes) -> None:
+    """Feed ``document`` to ``reader``.
+
+    @raise expat.ExpatError: If it is not well-formed.
+    @raise _UndefinedEntity: If it refers to an entity it does not declare.
+    """
+    parser = expat.ParserCreate(None, "}")
+    # One data callback per run of text rather than one per entity reference.
+    parser.buffer_text = True
+    parser.StartElementHandler = reader.start
+    parser.EndElementHandler = reader.end
+    parser.CharacterDataHandler = reader.data
+    parser.SkippedEntityHandler = _skipped_entity
+    parser.Parse(document, True)
+
+
+def _skipped_entity(name: str, is_parameter_entity: bool) -> None:
+    if not is_parameter_entity:
+        raise _UndefinedEntity(f"undefined entity &{name};")
+
+
+class _PropertySet:
+    """The variables of a propertyset: ``(tag, text)`` for each child of each ``e:property``
+    child of the root, in document order."""
+
+    __slots__ = ("_depth", "_in_property", "_parts", "variables")
+
+    def __init__(self) -> None:
+        self.variables: list[tuple[str, str | None]] = []
+        self._depth = 0
+        self._in_property = False
+        # The text of the variable being read, in pieces, until its first child starts.
+        self._parts: list[str] | None = None
+
+    def start(self, tag: str, attributes: dict[str, str]) -> None:
+        self._flush()
+        depth = self._depth = self._depth + 1
+        if depth == 2:
+            self._in_property = tag == _PROPERTY_EXPAT
+        elif depth == 3 and self._in_property:
+            self.variables.append(("{" + tag if "}" in tag else tag, None))
+            self._parts = []
+
+    def end(self, tag: str) -> None:
+        self._flush()
+        self._depth -= 1
+
+    def data(self, text: str) -> None:
+        if self._parts is not None:
+            self._parts.append(text)
+
+    def _flush(self) -> None:
+        parts = self._parts
+        if parts is not None:
+            self._parts = None
+            if parts:
+                tag, _ = self.variables[-1]
+                self.variables[-1] = (tag, "".join(parts))
 
 
 # -- JSON --------------------------------------------------------------------------------------
@@ -383,25 +473,63 @@ def variables_to_json(
     @param zone_group_state: If given, applied to a ``zone_group_state`` string to give its
         JSON (the event processor passes the parsed topology); otherwise it stays a string.
     """
-    types = VARIABLE_TYPES.get(service, {})
+    columns = _columns.get(service)
+    if columns is None:
+        columns = _columns[service] = {}
     result: dict[str, Any] = {}
     for name, value in variables.items():
-        if name in NEVER_FORWARDED:
+        column = columns.get(name)
+        if column is None:
+            column = _column(service, name, columns)
+        key, kind = column
+        if key is None:
             continue
-        if name == "zone_group_state" and zone_group_state is not None and value:
-            result[json_name(name)] = zone_group_state(value)
+        if kind is None and type(value) is str:
+            result[key] = value
+        elif kind is _ZONE_GROUP_STATE and zone_group_state is not None and value:
+            result[key] = zone_group_state(value)
         else:
-            result[json_name(name)] = _value_to_json(types.get(name), value, base_url)
+            result[key] = _value_to_json(kind, value, base_url)
     return result
 
 
+_ZONE_GROUP_STATE = "zone_group_state"
+# Per service, SoCo's name to (JSON name or None if never forwarded, kind): what
+# variables_to_json does with a variable, worked out once per name.
+_columns: dict[str, dict[str, tuple[str | None, str | None]]] = {}
+
+
+def _column(
+    service: str, name: str, columns: dict[str, tuple[str | None, str | None]]
+) -> tuple[str | None, str | None]:
+    if name in NEVER_FORWARDED:
+        column: tuple[str | None, str | None] = (None, None)
+    elif name == _ZONE_GROUP_STATE:
+        column = (json_name(name), _ZONE_GROUP_STATE)
+    else:
+        column = (json_name(name), VARIABLE_TYPES.get(service, {}).get(name))
+    if len(columns) < _MAX_NAMES:
+        columns[name] = column
+    return column
+
+
 def _value_to_json(kind: str | None, value: Any, base_url: str | None) -> Any:
-    # Check the exact type first: isinstance() on a LazyDidl would parse it with SoCo.
+    # Exact types first: cheaper than isinstance() on ABCs, and isinstance() on a LazyDidl
+    # would parse it with SoCo.
     value_type = type(value)
     if value_type is str:
         return _typed(kind, value)
-    if value is None or value_type is LazyDidl:
-        return value if value is None else didl_to_json(value, base_url)
+    if value is None:
+        return None
+    if value_type is LazyDidl:
+        return didl_to_json(value, base_url)
+    if value_type is dict:
+        return {
+            str(key): _typed(kind, item)
+            if type(item) is str
+            else _value_to_json(kind, item, base_url)
+            for key, item in value.items()
+        }
     if isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):
@@ -416,7 +544,8 @@ def _value_to_json(kind: str | None, value: Any, base_url: str | None) -> Any:
 _DC = "{http://purl.org/dc/elements/1.1/}"
 _UPNP = "{urn:schemas-upnp-org:metadata-1-0/upnp/}"
 _R = "{urn:schemas-rinconnetworks-com:metadata-1-0/}"
-_DIDL = "{urn:schemas-upnp-org:metadata-1-0/DIDL-Lite/}"
+_CLASS = _UPNP + "class"
+_RES = "{urn:schemas-upnp-org:metadata-1-0/DIDL-Lite/}res"
 _DIDL_FIELDS = (
     ("title", _DC + "title"),
     ("artist", _DC + "creator"),
@@ -425,7 +554,7 @@ _DIDL_FIELDS = (
     ("album_art_uri", _UPNP + "albumArtURI"),
     ("stream_content", _R + "streamContent"),
     ("radio_show", _R + "radioShowMd"),
-    ("upnp_class", _UPNP + "class"),
+    ("upnp_class", _CLASS),
 )
 _DIDL_CACHE_SIZE = 256
 _didl_cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
@@ -467,6 +596,8 @@ def _didl_fields_cached(value: LazyDidl) -> dict[str, Any]:
 
 def _didl_fields(didl: str) -> dict[str, Any] | None:
     """Fields of the first item of a well-formed DIDL document (``None``: leave it to SoCo)."""
+    # ElementTree here: with a dozen elements and little escaped text, its C tree builder
+    # costs less than expat's Python callbacks.
     try:
         root = ElementTree.fromstring(didl)
     except ElementTree.ParseError:
@@ -474,20 +605,19 @@ def _didl_fields(didl: str) -> dict[str, Any] | None:
     if len(root) == 0:
         return None
     item = root[0]
-    if item.find(_UPNP + "class") is None or item.get("id") is None:
+    if item.find(_CLASS) is None or item.get("id") is None:
         return None
     fields: dict[str, Any] = {key: item.findtext(path) for key, path in _DIDL_FIELDS}
     # As SoCo's objects have them: an empty title, the class without a service's subclass.
     fields["title"] = fields["title"] or ""
     upnp_class = fields["upnp_class"]
-    if upnp_class is not None:
-        for separator in (".#", "#"):
-            if separator in upnp_class:
-                upnp_class = upnp_class[: upnp_class.find(separator)]
-        fields["upnp_class"] = upnp_class
+    for separator in (".#", "#"):
+        if separator in upnp_class:
+            upnp_class = upnp_class[: upnp_class.find(separator)]
+    fields["upnp_class"] = upnp_class
     fields["item_id"] = item.get("id")
     fields["parent_id"] = item.get("parentID")
-    resource = item.find(_DIDL + "res")
+    resource = item.find(_RES)
     if resource is None:
         fields.update(duration=None, uri=None, protocol_info=None)
     else:

@@ -10,6 +10,7 @@ id it last saw without loss or duplicates.
 from __future__ import annotations
 
 import json
+import math
 from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -55,14 +56,32 @@ class ISink(Interface):
         """Take ``message``; return at once (buffer, never block, never raise)."""
 
 
+# json.dumps() with options builds a new encoder per call; one encoder serves every message.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def encode(body: Mapping[str, Any]) -> bytes:
     """Serialise a JSON object the way every channel sends it: compact UTF-8."""
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _ENCODER.encode(body).encode("utf-8")
+
+
+_last_second: list[Any] = [None, ""]
 
 
 def _isotime(seconds: float) -> str:
-    stamp = datetime.fromtimestamp(seconds, UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+    """``seconds`` as ``2024-01-31T12:00:00.123Z``, rounded as ``datetime.fromtimestamp``
+    rounds it (to the microsecond, half to even)."""
+    fraction, whole = math.modf(seconds)
+    micros = round(fraction * 1e6)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    elif micros < 0:
+        whole, micros = whole - 1, micros + 1_000_000
+    # Formatting the date and time is most of the cost, and messages come many a second.
+    if _last_second[0] != whole:
+        stamp = datetime.fromtimestamp(whole, UTC)
+        _last_second[:] = [whole, stamp.strftime("%Y-%m-%dT%H:%M:%S.")]
+    return f"{_last_second[1]}{micros // 1000:03d}Z"
 
 
 class Hub:

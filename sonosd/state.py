@@ -104,28 +104,42 @@ def merge_variables(current: dict[str, Any], update: Mapping[str, Any]) -> dict[
     A channel dict (``{"Master": 40, "LF": 100}``) merges channel by channel and the change
     lists only the channels whose value changed; any other value, DIDL metadata objects
     (``*_meta_data``) included, replaces the old one.
+
+    ``current`` keeps its own copy of what it may later change in place (channel dicts); other
+    values are kept and returned as given, not copied, so callers must not change them
+    afterwards (the event processor builds new ones for every event).
     """
     changed: dict[str, Any] = {}
     for name, value in update.items():
         old = current.get(name)
-        if isinstance(value, Mapping) and isinstance(old, dict) and _is_channels(name, value):
+        if type(value) in _SCALARS:
+            if old != value or name not in current:
+                current[name] = changed[name] = value
+        elif isinstance(value, Mapping) and type(old) is dict and _is_channels(name, value):
             diff = {channel: item for channel, item in value.items() if old.get(channel) != item}
             if diff:
                 old.update(diff)
                 changed[name] = diff
         elif name not in current or old != value:
-            current[name] = _copy(value)
-            changed[name] = _copy(value)
+            current[name] = value if name.endswith("meta_data") else _copy(value)
+            changed[name] = value
     return changed
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def _is_channels(name: str, value: Mapping[str, Any]) -> bool:
     if name.endswith("meta_data"):
         return False
-    return all(not isinstance(item, Mapping | list) for item in value.values())
+    return all(
+        type(item) in _SCALARS or not isinstance(item, Mapping | list) for item in value.values()
+    )
 
 
 def _copy(value: Any) -> Any:
+    if type(value) in _SCALARS:
+        return value
     if isinstance(value, Mapping):
         return {key: _copy(item) for key, item in value.items()}
     if isinstance(value, list):
@@ -218,7 +232,8 @@ class HouseholdState:
         time: float,
         source: str = "notify",
     ) -> dict[str, Any]:
-        """Merge a service's JSON variables into a registered speaker's state.
+        """Merge a service's JSON variables into a registered speaker's state (see
+        ``merge_variables``: values are kept, not copied, so they must not change afterwards).
 
         @return: The variables whose value changed (channel dicts: only changed channels).
         @raise KeyError: If ``uid`` is not registered.

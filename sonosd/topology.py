@@ -10,6 +10,7 @@ is a change of value. Pure parsing, no I/O.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +27,9 @@ class TopologyError(ValueError):
 ChannelMap = tuple[tuple[str, str], ...]
 
 
+# Every speaker sends the same values with every change of topology: parsing each once is
+# enough (the results are immutable).
+@functools.lru_cache(maxsize=1024)
 def parse_channel_map(value: str | None) -> ChannelMap:
     """Parse ``ChannelMapSet``/``HTSatChanMapSet`` (``uid:LF,LF;uid:RF,RF``) into pairs.
 
@@ -264,16 +268,18 @@ def _flag(value: str | None) -> bool:
     return value is not None and value.strip() in ("1", "true", "True")
 
 
+@functools.lru_cache(maxsize=1024)
+def _host_port(location: str) -> tuple[str | None, int | None]:
+    try:
+        parts = urlsplit(location.strip())
+        return parts.hostname, parts.port
+    except ValueError:
+        return None, None
+
+
 def _member(element: Any) -> Member:
     location = element.get("Location")
-    host: str | None = None
-    port: int | None = None
-    if location:
-        try:
-            parts = urlsplit(location.strip())
-            host, port = parts.hostname, parts.port
-        except ValueError:
-            host, port = None, None
+    host, port = _host_port(location) if location else (None, None)
     boot_seq: int | None
     try:
         boot_seq = int(element.get("BootSeq", ""))

@@ -503,3 +503,83 @@ def test_arbitrary_bytes_never_crash_otherwise(body: bytes) -> None:
     """Arbitrary bytes either parse or raise MalformedEvent, nothing else."""
     with contextlib.suppress(MalformedEvent):
         parse_event_xml(body)
+
+
+# Enough entity references for the body to be read with expat's callbacks.
+ESCAPED = b"&lt;" * 20
+
+
+def test_escaped_bodies_read_as_elementtree_reads_them() -> None:
+    """A body with more entity references than tags (read with expat's callbacks) gives
+    SoCo's values: text split by comments, CDATA and character references, tails ignored."""
+    text = b"&lt;a&gt; &amp; &#65;<!-- c --><![CDATA[<b>]]>&quot;" + ESCAPED
+    body = (
+        b'<e:propertyset xmlns:e="urn:schemas-upnp-org:event-1-0"><e:property>'
+        b"<ZoneGroupName>" + text + b"<x>inner</x>tail</ZoneGroupName>"
+        b"<Empty></Empty><n:Spaced xmlns:n='urn:n'>&lt;&gt;</n:Spaced></e:property>"
+        b"<other><Ignored>&amp;</Ignored></other></e:propertyset>"
+    )
+    assert body.count(b"&") > body.count(b"<")
+    assert parse_event_xml(body) == soco_parse(body)
+    assert parse_event_xml(body)["zone_group_name"] == '<a> & A<b>"' + "<" * 20
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'<!DOCTYPE e:propertyset SYSTEM "x.dtd"><e:propertyset '
+        b'xmlns:e="urn:schemas-upnp-org:event-1-0"><e:property><A>' + ESCAPED + b"&undefined;"
+        b"</A></e:property></e:propertyset>",
+        # A declaration after an unread parameter entity is not read either.
+        b'<!DOCTYPE e:propertyset [<!ENTITY % p "x"> %p; <!ENTITY g "G">]><e:propertyset '
+        b'xmlns:e="urn:schemas-upnp-org:event-1-0"><e:property><A>' + ESCAPED + b"&g;"
+        b"</A></e:property></e:propertyset>",
+        b'<e:propertyset xmlns:e="urn:schemas-upnp-org:event-1-0"><e:property><A>'
+        + ESCAPED
+        + b"</A></e:property>",
+        b'<e:propertyset xmlns:e="urn:schemas-upnp-org:event-1-0"><e:property><u:A>'
+        + ESCAPED
+        + b"</u:A></e:property></e:propertyset>",
+    ],
+)
+def test_escaped_bodies_rejected_as_soco_rejects_them(body: bytes) -> None:
+    """Undefined entities, unclosed elements and unbound prefixes fail as in SoCo, whichever
+    reader reads the body."""
+    assert body.count(b"&") > body.count(b"<")
+    with pytest.raises(ElementTree.ParseError):
+        soco_parse(body)
+    with pytest.raises(MalformedEvent):
+        parse_event_xml(body)
+
+
+def test_declared_entities_are_expanded() -> None:
+    """Entities declared in the document are expanded as in SoCo."""
+    body = (
+        b'<!DOCTYPE e:propertyset [<!ENTITY g "G&amp;">]>'
+        b'<e:propertyset xmlns:e="urn:schemas-upnp-org:event-1-0"><e:property>'
+        b"<A>&g;" + ESCAPED + b"</A></e:property></e:propertyset>"
+    )
+    assert parse_event_xml(body) == soco_parse(body) == {"a": "G&" + "<" * 20}
+
+
+def test_skipped_parameter_entities_are_ignored() -> None:
+    """Only general entities are undefined-entity errors; ElementTree ignores parameter ones."""
+    from sonosd.eventxml import _skipped_entity, _UndefinedEntity
+
+    _skipped_entity("p", True)
+    with pytest.raises(_UndefinedEntity):
+        _skipped_entity("g", False)
+
+
+def test_json_of_other_string_and_mapping_types() -> None:
+    """String subclasses are typed like strings and read-only mappings become channel dicts."""
+    from types import MappingProxyType
+
+    class Text(str):
+        pass
+
+    variables = {"volume": MappingProxyType({"Master": Text("7")}), "mute": Text("1")}
+    assert variables_to_json("RenderingControl", variables) == {
+        "volume": {"Master": 7},
+        "mute": True,
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 from twisted.internet.task import Clock
 from zope.interface import implementer
@@ -106,3 +107,13 @@ def test_snapshot_is_stamped_with_last_id() -> None:
     assert snap["type"] == "snapshot"
     assert snap["last_id"] == 1
     assert snap["speakers"] == {"RINCON_1": {}}
+
+
+def test_time_is_rounded_as_datetime_rounds_it() -> None:
+    """Message times match ``datetime.fromtimestamp``'s rounding, across a second's edge."""
+    for seconds in (1_764_000_000.9999996, 1_764_000_001.0004, -0.0006, 1_764_000_001.5):
+        clock = Clock()
+        clock.advance(seconds)
+        stamp = datetime.fromtimestamp(seconds, UTC)
+        expected = stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+        assert Hub(clock).publish("speaker.online", {}).body["time"] == expected

@@ -257,3 +257,29 @@ def test_speakers_from_topology() -> None:
 def test_isotime() -> None:
     """Times are UTC with milliseconds and a Z."""
     assert isotime(1_700_000_000.1234) == "2023-11-14T22:13:20.123Z"
+
+
+def test_merge_keeps_its_own_channels() -> None:
+    """Channel dicts are copied into the state (later merges change them in place); other
+    values are kept as given and returned as given."""
+    current: dict[str, object] = {}
+    volume = {"Master": 10, "LF": 100}
+    track = {"title": "A"}
+    changed = merge_variables(current, {"volume": volume, "current_track_meta_data": track})
+    assert changed["volume"] is volume and changed["current_track_meta_data"] is track
+    assert current["volume"] == volume and current["volume"] is not volume
+    assert current["current_track_meta_data"] is track
+    assert merge_variables(current, {"volume": {"Master": 20, "LF": 100}}) == {
+        "volume": {"Master": 20}
+    }
+    assert volume == {"Master": 10, "LF": 100}
+    assert merge_variables(current, {"volume": {"Master": 20}, "mute": None}) == {"mute": None}
+
+
+def test_merge_copies_nested_values() -> None:
+    """A value holding mappings or lists is copied into the state, not kept."""
+    current: dict[str, object] = {}
+    nested = {"a": {"b": [1, {"c": 2}]}}
+    merge_variables(current, {"x": nested})
+    nested["a"]["b"].append(3)  # type: ignore[index]
+    assert current == {"x": {"a": {"b": [1, {"c": 2}]}}}
