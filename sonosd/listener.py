@@ -1,10 +1,10 @@
 # -*- test-case-name: tests.test_listener -*-
-"""The GENA NOTIFY listener: one small HTTP site that speakers push their events to.
+"""The GENA NOTIFY listener: the small HTTP server that speakers push their events to.
 
 A speaker sends each event of a subscription as a ``NOTIFY`` request to the ``CALLBACK`` URL the
 subscriber gave it (UPnP Device Architecture 1.1, 4.3). This module owns that end:
 
-- :class:`NotifyListener` binds the site on ``interface`` (trying ``port`` .. ``port+99`` when a
+- :class:`NotifyListener` binds the server on ``interface`` (trying ``port`` .. ``port+99`` when a
   port is taken) and builds the callback URL advertised to each speaker: the configured
   ``advertise`` address (Docker bridge, NAT), else the bound interface when it is a specific
   address, else the local address that routes to that speaker.
@@ -13,6 +13,8 @@ subscriber gave it (UPnP Device Architecture 1.1, 4.3). This module owns that en
   listener it answers ``412`` to an unknown SID (so the speaker stops sending), ``403`` to a
   NOTIFY that does not come from the subscribed speaker, ``400`` to a malformed one and ``413``
   to an oversized body, and a failing callback never becomes a ``500``.
+- The HTTP itself is :mod:`sonosd.notifyproto`: a lean protocol for one request per connection
+  (not twisted.web, whose general machinery cost most of the CPU per NOTIFY; issue 7).
 - The first-NOTIFY race: a speaker may send ``SEQ 0`` before the SUBSCRIBE response has been
   read and the SID registered. While a SUBSCRIBE to a host is in flight, a NOTIFY for an unknown
   SID from that host is held (bounded in number and time) until the SID is registered.
@@ -26,7 +28,6 @@ import re
 import socket
 from collections import Counter
 from collections.abc import Callable, Mapping
-from io import BytesIO
 from typing import Any, Final
 
 import attrs
@@ -36,18 +37,14 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTCP, IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
-from twisted.web import server
-from twisted.web.resource import Resource
 from zope.interface import Attribute, Interface, implementer
+
+from sonosd.notifyproto import NotifyRequest, NotifyServerFactory
 
 log = Logger()
 
 DEFAULT_MAX_BODY: Final = 1_048_576
 """The largest NOTIFY body accepted (bytes); the biggest real events are tens of kilobytes."""
-
-DISCARD_FACTOR: Final = 16
-"""A refused body is read and dropped up to this many times ``max_body``, then cut off."""
 
 PORT_TRIES: Final = 100
 """How many ports are tried, from the requested one up (as SoCo's listener does)."""
@@ -56,9 +53,6 @@ SEQ_MAX: Final = 4_294_967_295
 """The largest SEQ a NOTIFY may carry (a UPnP ``ui4``)."""
 
 _SEQ_RE: Final = re.compile(r"[0-9]{1,10}\Z")
-_TOO_LARGE: Final = (
-    b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-)
 
 
 class MalformedNotify(ValueError):
@@ -130,20 +124,6 @@ def _is_wildcard(interface: str) -> bool:
     return interface in ("", "0.0.0.0", "::")
 
 
-def _client_host(request: server.Request) -> str | None:
-    host = getattr(request.getClientAddress(), "host", None)
-    if not isinstance(host, str):
-        return None
-    return host.removeprefix("::ffff:")
-
-
-def _headers(request: server.Request) -> dict[str, str]:
-    result: dict[str, str] = {}
-    for name, values in request.requestHeaders.getAllRawHeaders():
-        result[name.decode("latin-1").lower()] = values[0].decode("latin-1")
-    return result
-
-
 def _default_parser() -> Callable[[bytes], dict[str, Any]]:
     """Return ``sonosd.eventxml.parse_event_xml`` when it exists, else SoCo's."""
     try:
@@ -189,7 +169,7 @@ class INotifyListener(Interface):
 class _Held:
     """A NOTIFY for a SID not registered yet, kept until its SUBSCRIBE response is read."""
 
-    request: server.Request
+    request: NotifyRequest
     host: str
     notify: NotifyHeaders
     body: bytes
@@ -207,8 +187,9 @@ class NotifyDispatcher:
     @param max_held: How many such NOTIFYs may be held at once (beyond: 412 at once).
 
     @ivar accepted: NOTIFYs delivered to a subscription.
-    @ivar rejected: Refused NOTIFYs by reason: ``malformed`` and ``unparsable`` (400),
-        ``source`` (403), ``method`` (405), ``unknown_sid`` (412), ``too_large`` (413).
+    @ivar rejected: Refused requests by reason: ``malformed`` and ``unparsable`` (400),
+        ``source`` (403), ``method`` (405), ``unknown_sid`` (412), ``too_large`` (413), and
+        ``bad_request`` (broken HTTP: 400, 431, 501).
     @ivar held: NOTIFYs that had to wait for their SUBSCRIBE response.
     """
 
@@ -240,9 +221,9 @@ class NotifyDispatcher:
         for entry in sorted(waiting, key=lambda held: held.notify.seq):
             self._unhold(entry)
             if entry.host != subscription.speaker_host:
-                self._answer(entry.request, self._refuse_source(entry.host, entry.notify))
+                entry.request.answer(self._refuse_source(entry.host, entry.notify))
             else:
-                self._answer(entry.request, self._deliver(subscription, entry.notify, entry.body))
+                entry.request.answer(self._deliver(subscription, entry.notify, entry.body))
 
     def unregister(self, subscription: INotifySubscription) -> None:
         """Forget ``subscription`` if it is the one registered under its SID."""
@@ -262,7 +243,7 @@ class NotifyDispatcher:
         for sid in list(self._held):
             for entry in [held for held in self._held[sid] if held.host == speaker_host]:
                 self._drop(entry)
-                self._answer(entry.request, self._refuse_unknown(entry.host, entry.notify))
+                entry.request.answer(self._refuse_unknown(entry.host, entry.notify))
 
     def subscription(self, sid: str) -> INotifySubscription | None:
         """The subscription registered under ``sid``, if any."""
@@ -277,37 +258,34 @@ class NotifyDispatcher:
         for entries in list(self._held.values()):
             for entry in list(entries):
                 self._drop(entry)
-                self._answer(entry.request, self._refuse_unknown(entry.host, entry.notify))
+                entry.request.answer(self._refuse_unknown(entry.host, entry.notify))
 
     # -- requests -----------------------------------------------------------------------------
 
     def reject(self, reason: str) -> None:
-        """Count one NOTIFY refused before it reached the dispatcher (413, 405)."""
+        """Count one request refused before it reached the dispatcher (405, 413, broken HTTP)."""
         self.rejected[reason] += 1
 
-    def dispatch(self, request: server.Request) -> bytes | int:
-        """Answer one NOTIFY request: deliver it, hold it, or refuse it."""
-        host = _client_host(request)
-        body = request.content.read() if request.content is not None else b""
+    def dispatch(self, request: NotifyRequest) -> int | None:
+        """Handle one NOTIFY: deliver it or refuse it (the status to answer), or hold it
+        (``None``: it is answered later through ``request.answer``)."""
+        host = request.host
+        body = request.body
         try:
-            notify = check_notify(_headers(request), body)
+            notify = check_notify(request.headers, body)
         except MalformedNotify as error:
             self.rejected["malformed"] += 1
             log.warn("malformed NOTIFY from {host}: {reason}", host=host, reason=error.reason)
-            request.setResponseCode(400)
-            return b""
+            return 400
         subscription = self._subscriptions.get(notify.sid)
         if subscription is None:
             if host is not None and self._in_flight[host] > 0 and self._held_count < self._max_held:
                 self._hold(_Held(request, host, notify, body))
-                return server.NOT_DONE_YET
-            code = self._refuse_unknown(host, notify)
-        elif host != subscription.speaker_host:
-            code = self._refuse_source(host, notify)
-        else:
-            code = self._deliver(subscription, notify, body)
-        request.setResponseCode(code)
-        return b""
+                return None
+            return self._refuse_unknown(host, notify)
+        if host != subscription.speaker_host:
+            return self._refuse_source(host, notify)
+        return self._deliver(subscription, notify, body)
 
     def _deliver(
         self, subscription: INotifySubscription, notify: NotifyHeaders, body: bytes
@@ -351,7 +329,7 @@ class NotifyDispatcher:
         self._held_count += 1
         self._held.setdefault(entry.notify.sid, []).append(entry)
         entry.timer = self._clock.callLater(self._hold_timeout, self._expire, entry)
-        entry.request.notifyFinish().addErrback(self._lost, entry)
+        entry.request.on_lost = lambda: self._drop(entry)
 
     def _unhold(self, entry: _Held) -> None:
         self._held_count -= 1
@@ -372,127 +350,12 @@ class NotifyDispatcher:
     def _expire(self, entry: _Held) -> None:
         entry.timer = None
         if self._drop(entry):
-            self._answer(entry.request, self._refuse_unknown(entry.host, entry.notify))
-
-    def _lost(self, reason: Failure, entry: _Held) -> None:
-        self._drop(entry)
-
-    @staticmethod
-    def _answer(request: server.Request, code: int) -> None:
-        request.setResponseCode(code)
-        request.finish()
-
-
-class NotifyResource(Resource):
-    """The NOTIFY endpoint: any path, ``NOTIFY`` only (405 for other methods)."""
-
-    isLeaf = True
-
-    def __init__(self, dispatcher: NotifyDispatcher) -> None:
-        super().__init__()
-        self._dispatcher = dispatcher
-
-    def render(self, request: server.Request) -> bytes | int:
-        """Dispatch a NOTIFY; refuse other methods with 405."""
-        if request.method != b"NOTIFY":
-            self._dispatcher.reject("method")
-            request.setResponseCode(405)
-            request.setHeader(b"Allow", b"NOTIFY")
-            return b""
-        return self._dispatcher.dispatch(request)
-
-
-class NotifyRequest(server.Request):
-    """A request whose body is capped at the site's ``max_body`` while it streams in.
-
-    A declared ``Content-Length`` over the cap is refused as soon as the headers are read; a
-    body that grows over it (chunked) is refused when it does. Either way the 413 answer is
-    written at once, the write side is closed, and the rest of the body is read and discarded
-    (so that the client gets to read the answer) up to ``DISCARD_FACTOR`` times ``max_body``;
-    beyond, the connection is aborted. Nothing over the cap is kept.
-    """
-
-    _limit = DEFAULT_MAX_BODY
-    _received = 0
-    _refused = False
-    _body: BytesIO
-
-    def gotLength(self, length: int | None) -> None:
-        """Start a body: in memory (never a temporary file), refused when declared too big."""
-        site = getattr(self.channel, "site", None)
-        self._limit = getattr(site, "max_body", DEFAULT_MAX_BODY)
-        self._received = 0
-        self._body = BytesIO()
-        self.content = self._body  # type: ignore[assignment]
-        if length is not None and length > self._limit:
-            self._refuse()
-
-    def handleContentChunk(self, data: bytes) -> None:
-        """Keep a chunk of the body unless the body is over the cap."""
-        self._received += len(data)
-        if self._refused:
-            if self._received > DISCARD_FACTOR * self._limit:
-                self._transport().abortConnection()
-            return
-        if self._received > self._limit:
-            self._refuse()
-            return
-        self._body.write(data)
-
-    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
-        """Process the request, unless it was already answered 413."""
-        if self._refused:
-            self._transport().loseConnection()
-            return
-        super().requestReceived(command, path, version)
-
-    def _transport(self) -> Any:
-        return self.channel.transport
-
-    def _refuse(self) -> None:
-        self._refused = True
-        self._body = BytesIO()
-        self.content = self._body  # type: ignore[assignment]
-        dispatcher = getattr(getattr(self.channel, "site", None), "dispatcher", None)
-        if dispatcher is not None:
-            dispatcher.reject("too_large")
-        log.warn("NOTIFY body over {limit} bytes: 413", limit=self._limit)
-        transport = self._transport()
-        transport.write(_TOO_LARGE)
-        lose_write = getattr(transport, "loseWriteConnection", None)
-        if lose_write is not None:
-            lose_write()
-        else:
-            transport.loseConnection()
-
-
-class NotifySite(server.Site):
-    """The listener's site: capped bodies, no access log and no per-second log timer."""
-
-    requestFactory = NotifyRequest
-    displayTracebacks = False
-    noisy = False
-
-    def __init__(
-        self, dispatcher: NotifyDispatcher, reactor: IReactorTime, max_body: int, timeout: float
-    ) -> None:
-        super().__init__(NotifyResource(dispatcher), timeout=timeout, reactor=reactor)
-        self.dispatcher = dispatcher
-        self.max_body = max_body
-
-    def startFactory(self) -> None:
-        """Nothing to set up: requests are counted, not written to an access log."""
-
-    def stopFactory(self) -> None:
-        """Nothing to tear down (see ``startFactory``)."""
-
-    def log(self, request: Any) -> None:
-        """Write no access log line (a busy household sends thousands of NOTIFYs)."""
+            entry.request.answer(self._refuse_unknown(entry.host, entry.notify))
 
 
 @implementer(INotifyListener)
 class NotifyListener(Service):
-    """The NOTIFY listener service: binds the site and advertises its URL to speakers.
+    """The NOTIFY listener service: binds the server and advertises its URL to speakers.
 
     @param reactor: Binds the port and times held NOTIFYs.
     @param interface: The address to bind (``0.0.0.0``: every interface).
@@ -504,8 +367,12 @@ class NotifyListener(Service):
     @param max_body: The largest NOTIFY body accepted (bytes).
     @param hold_timeout: See L{NotifyDispatcher}.
     @param max_held: See L{NotifyDispatcher}.
-    @param idle_timeout: Seconds an idle or slow connection is kept.
+    @param idle_timeout: Seconds an idle or slow connection is kept (see
+        L{NotifyServerFactory}).
     @param parse: See L{NotifyDispatcher}.
+
+    @ivar site: The L{NotifyServerFactory} bound to the port (the name is the one it had when
+        it was a twisted.web ``Site``).
     """
 
     def __init__(
@@ -526,7 +393,7 @@ class NotifyListener(Service):
         self.requested_port = port
         self.advertise = advertise
         self.dispatcher = NotifyDispatcher(self._clock, parse, hold_timeout, max_held)
-        self.site = NotifySite(self.dispatcher, self._clock, max_body, idle_timeout)
+        self.site = NotifyServerFactory(self.dispatcher, self._clock, max_body, idle_timeout)
         self.port = 0
         self._listening: IListeningPort | None = None
         self._routes: dict[str, str] = {}
@@ -543,7 +410,7 @@ class NotifyListener(Service):
 
     @property
     def is_running(self) -> bool:
-        """Whether the site is bound (SoCo's listener attribute)."""
+        """Whether the server is bound (SoCo's listener attribute)."""
         return self._listening is not None
 
     @property
@@ -552,7 +419,7 @@ class NotifyListener(Service):
         return (self.interface, self.port)
 
     def startService(self) -> None:
-        """Bind the site, trying the next ports when one is taken.
+        """Bind the server, trying the next ports when one is taken.
 
         @raise CannotListenError: When none of the ports could be bound.
         """
@@ -566,11 +433,7 @@ class NotifyListener(Service):
         error: CannotListenError | None = None
         for number in range(self.requested_port, min(last, 65535) + 1):
             try:
-                return self._reactor.listenTCP(
-                    number,
-                    self.site,  # type: ignore[arg-type]
-                    interface=self.interface,
-                )
+                return self._reactor.listenTCP(number, self.site, interface=self.interface)
             except CannotListenError as taken:
                 error = taken
                 log.warn(
@@ -583,9 +446,10 @@ class NotifyListener(Service):
         raise error
 
     def stopService(self) -> Deferred[None]:
-        """Refuse held NOTIFYs and unbind the site."""
+        """Refuse held NOTIFYs, close connections still being read, and unbind the server."""
         super().stopService()
         self.dispatcher.release_all()
+        self.site.stop()
         listening, self._listening = self._listening, None
         if listening is None:
             return succeed(None)

@@ -509,6 +509,17 @@ class RaceTests(SynchronousTestCase):
         self.listener.register(self.subscription)
         assert self.subscription.events == []
 
+    def test_lost_connection_keeps_the_other_held_notify(self) -> None:
+        """Of two NOTIFYs held for one SID, losing one connection keeps the other."""
+        self.listener.subscribing(SPEAKER)
+        lost, kept = Connection(self.listener), Connection(self.listener)
+        lost.send(notify_bytes(seq=0))
+        kept.send(notify_bytes(seq=1))
+        lost.lose()
+        self.listener.register(self.subscription)
+        assert [event.seq for event in self.subscription.events] == ["1"]
+        assert status_of(kept.transport.value()) == 200
+
     def test_overlapping_subscribes_keep_holding(self) -> None:
         """With two SUBSCRIBEs in flight to a host, the end of one keeps the NOTIFY held."""
         self.listener.subscribing(SPEAKER)
