@@ -281,6 +281,21 @@ def _follows(uids: Iterable[str], coordinator: str) -> Callable[[Topology], bool
     return check
 
 
+def _regrouped(
+    coordinator: str, members: Iterable[str], leavers: Iterable[str]
+) -> Callable[[Topology], bool]:
+    """``coordinator`` leads a group holding ``members`` and none of ``leavers``."""
+    follows = _follows((coordinator, *members), coordinator)
+    gone = tuple(leavers)
+
+    def check(topology: Topology) -> bool:
+        return follows(topology) and all(
+            topology.coordinator_of(uid) != coordinator for uid in gone
+        )
+
+    return check
+
+
 class Controller:
     """Runs speaker commands; see the module docstring and ``docs/control.md``.
 
@@ -681,25 +696,30 @@ class Controller:
         topology = await self._topology(coordinator)
         others = [uid for uid in saved.members if uid != saved.coordinator]
         moves: list[Deferred[Any]] = []
-        if topology.coordinator_of(saved.coordinator) != saved.coordinator:
+        leavers: list[str] = []
+        left = topology.coordinator_of(saved.coordinator) != saved.coordinator
+        if left:
             await self._call(coordinator, _leave)
         current = topology.group_of(saved.coordinator)
         if current is not None and current.coordinator == saved.coordinator:
             for member in current.members:
                 if member.uid not in saved.members and not member.invisible:
+                    leavers.append(member.uid)
                     moves.append(self._run(self._ref(member.uid, topology), _leave))
         for uid in others:
             if topology.coordinator_of(uid) != saved.coordinator:
                 moves.append(self._run(saved.refs[uid], _join, saved.coordinator))
         await self._all(moves)
         group: dict[str, Any] | None = None
-        if moves:
-            group = await self._confirm(coordinator, _follows(others, saved.coordinator))
+        regrouped = left or bool(moves)
+        if regrouped:
+            check = _regrouped(saved.coordinator, others, leavers)
+            group = await self._confirm(coordinator, check)
         await self._all(
             self._run(saved.refs[uid], _restore_snapshot, saved.speakers[uid], fade, slow=True)
             for uid in saved.members
         )
-        result: dict[str, Any] = {**saved.to_json(), "regrouped": bool(moves)}
+        result: dict[str, Any] = {**saved.to_json(), "regrouped": regrouped}
         if group is not None:
             result["group"] = group["group"]
         return result

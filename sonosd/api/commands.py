@@ -52,10 +52,14 @@ def failure_fields(failure: Failure) -> tuple[int, dict[str, Any]]:
     status = getattr(error, "status", None)
     if isinstance(code, str) and isinstance(status, int):
         message = getattr(error, "message", None) or str(error)
-        upnp = getattr(error, "upnp_error", None)
-        return status, error_body(code, str(message), upnp_error=upnp)["error"]
+        fields = error_body(code, str(message))["error"]
+        # Always present (null when the speaker gave no UPnP code), as docs/control.md shows.
+        fields["upnp_error"] = getattr(error, "upnp_error", None)
+        return status, fields
     log.failure("command failed unexpectedly", failure)
-    return 500, error_body("internal", "the command failed; see the daemon's log")["error"]
+    fields = error_body("internal", "the command failed; see the daemon's log")["error"]
+    fields["upnp_error"] = None
+    return 500, fields
 
 
 def execute(

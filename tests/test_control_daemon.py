@@ -1,0 +1,781 @@
+"""End-to-end tests of speaker commands: the whole daemon against its simulated household.
+
+Each test starts a real ``SonosdService`` (SoCo thread pool, simulator, NOTIFY listener,
+supervisor, controller, API site) on a private loopback block, sends commands with a real
+HTTP or WebSocket client, and checks both sides of every promise in ``docs/control.md``: the
+simulated speaker changed (its Python API), and the ``event`` message the change causes
+reaches a streaming client (SSE or WebSocket).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
+from urllib.parse import quote
+
+import attrs
+import treq
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import TestCase
+from twisted.web.http_headers import Headers
+
+from sonosd.config import SimulateConfig, parse_config
+from sonosd.service import SonosdService
+from sonosd.sim.household import Household, Speaker
+from sonosd.sim.service import HouseholdService
+from tests.api_helpers import SseClient, WsClient, connect_raw, connect_ws, sse_request
+from tests.conftest import free_loopback_base
+from tests.daemon_helpers import Recorder, daemon_yaml, http_agent, reactor, until
+
+#: Speaker models in speaker order: Kitchen and Office are Sonos Ones, Living Room a Beam
+#: (a soundbar, so it has night and dialog modes).
+MODELS = ("S18", "S14", "S18")
+
+#: How long a test waits for something to happen before it fails.
+WAIT = 10.0
+
+#: A one-second clip with its DIDL-Lite metadata (the simulator takes the duration from it).
+CLIP = "http://127.0.0.1/doorbell.mp3"
+CLIP_META = (
+    '<DIDL-Lite xmlns:dc="http://purl.org/dc/elements/1.1/" '
+    'xmlns:upnp="urn:schemas-upnp-org:metadata-1-0/upnp/" '
+    'xmlns="urn:schemas-upnp-org:metadata-1-0/DIDL-Lite/">'
+    '<item id="clip" parentID="" restricted="true"><dc:title>Doorbell</dc:title>'
+    "<upnp:class>object.item.audioItem.musicTrack</upnp:class>"
+    '<res protocolInfo="http-get:*:audio/mpeg:*" duration="0:00:01">'
+    f"{CLIP}</res></item></DIDL-Lite>"
+)
+
+Body = Mapping[str, Any]
+Predicate = Callable[[Body], bool]
+
+
+def household(reactor: Any, simulate: SimulateConfig) -> HouseholdService:
+    """The daemon's simulated household with a soundbar and short transitions."""
+    return HouseholdService(reactor, simulate, models=MODELS, transition_delay=0.01)
+
+
+def daemon_config(base: str, **sections: Mapping[str, Any]) -> Any:
+    """The loopback test configuration, with ``sections`` merged over its sections."""
+    document = json.loads(daemon_yaml(base))
+    for name, values in sections.items():
+        document[name] = {**document.get(name, {}), **values}
+    return parse_config(json.dumps(document), "control-daemon-test.yaml")
+
+
+@attrs.define
+class Daemon:
+    """A running daemon, its simulated household, and an HTTP client for its API."""
+
+    service: SonosdService
+    recorder: Recorder
+    http: treq.client.HTTPClient
+    host: str
+    port: int
+
+    @property
+    def household(self) -> Household:
+        return cast(HouseholdService, self.service.simulator).household
+
+    def speaker(self, index: int) -> Speaker:
+        return self.household.speakers[index]
+
+    def url(self, path: str) -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+    def settled(self) -> bool:
+        """Whether every service of every speaker delivered its initial (SEQ 0) event."""
+        return all(
+            self.recorder.initial_events(speaker.uid, service)
+            for speaker in self.household.speakers
+            for service in self.service.config.services
+        )
+
+    async def post(
+        self, speaker: str, command: str, args: Mapping[str, Any] | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """``POST /api/v1/speakers/{speaker}/{command}``: the status and the JSON body."""
+        response = await self.http.post(
+            self.url(f"/api/v1/speakers/{quote(speaker)}/{command}"),
+            data=json.dumps(args or {}).encode(),
+            headers=Headers({b"Content-Type": [b"application/json"]}),
+        )
+        body: dict[str, Any] = await response.json()
+        return response.code, body
+
+    def posting(
+        self, speaker: str, command: str, args: Mapping[str, Any] | None = None
+    ) -> Deferred[tuple[int, dict[str, Any]]]:
+        """``post`` started now, as a Deferred (to run beside other requests)."""
+        return Deferred.fromCoroutine(self.post(speaker, command, args))
+
+
+async def start_daemon(case: TestCase, **sections: Mapping[str, Any]) -> Daemon:
+    """Start a daemon on a private loopback block; wait for every initial event.
+
+    @param sections: Configuration sections merged over the test configuration.
+    """
+    config = daemon_config(free_loopback_base(), **sections)
+    service = SonosdService(config, reactor, household_factory=household)
+    recorder = Recorder()
+    service.hub.add_sink(recorder)
+    service.startService()
+    case.addCleanup(lambda: service.stopService() if service.running else None)
+    port = await service.api.listening
+    address: Any = port.getHost()
+    http = treq.client.HTTPClient(http_agent(case))
+    daemon = Daemon(service, recorder, http, address.host, address.port)
+    await until(daemon.settled, "the initial event of every service of every speaker")
+    return daemon
+
+
+async def sse(case: TestCase, daemon: Daemon) -> SseClient:
+    """An SSE client of ``/api/v1/events`` that has received its snapshot."""
+    client = SseClient(sse_request("/api/v1/events"))
+    await connect_raw(daemon.host, daemon.port, client, case)
+    await until(lambda: client.messages(), "the SSE snapshot")
+    return client
+
+
+def _plain(value: object) -> object:
+    """A per-channel variable's ``Master`` value; any other value as it is."""
+    if isinstance(value, Mapping) and "Master" in value:
+        return value["Master"]
+    return value
+
+
+def event_of(speaker: Speaker, service: str, **variables: object) -> Predicate:
+    """An ``event`` message of ``speaker``'s ``service`` carrying ``variables`` (channel
+    variables compared by their ``Master`` value)."""
+
+    def matches(body: Body) -> bool:
+        carried = body.get("variables") or {}
+        return (
+            body.get("type") == "event"
+            and (body.get("speaker") or {}).get("uid") == speaker.uid
+            and body.get("service") == service
+            and all(
+                name in carried and _plain(carried[name]) == value
+                for name, value in variables.items()
+            )
+        )
+
+    return matches
+
+
+def topology_with(coordinator: Speaker, *members: Speaker) -> Predicate:
+    """A ``topology.changed`` message with a group of exactly ``members`` led by
+    ``coordinator``."""
+    wanted = {coordinator.uid, *(member.uid for member in members)}
+
+    def matches(body: Body) -> bool:
+        return body.get("type") == "topology.changed" and any(
+            group["coordinator"] == coordinator.uid
+            and {member["uid"] for member in group["members"]} == wanted
+            for group in body.get("groups", ())
+        )
+
+    return matches
+
+
+def member_uids(result: Body) -> set[str]:
+    """The uids of the members of the group a join/leave/party/restore answered."""
+    return {member["uid"] for member in result["group"]["members"]}
+
+
+async def arrives(
+    messages: Callable[[], Sequence[Body]], mark: int, predicate: Predicate, what: str
+) -> int:
+    """Wait for a message after the first ``mark`` that satisfies ``predicate``; its index."""
+
+    def found() -> int | None:
+        received = messages()
+        for index in range(mark, len(received)):
+            if predicate(received[index]):
+                return index
+        return None
+
+    await until(lambda: found() is not None, what, WAIT)
+    index = found()
+    assert index is not None
+    return index
+
+
+@attrs.frozen
+class Step:
+    """One row of a command table: the request, what it answers, what the simulated speaker
+    shows afterwards, and the event message the change causes (``None``: not evented)."""
+
+    command: str
+    args: Mapping[str, Any]
+    result: Mapping[str, Any]
+    observe: Callable[[], object]
+    expected: object
+    event: Predicate | None
+
+
+class ControlDaemonTests(TestCase):
+    """Every command of docs/control.md through the real daemon, from outside."""
+
+    timeout = 60
+
+    async def run_steps(
+        self, daemon: Daemon, client: SseClient, speaker: str, steps: Sequence[Step]
+    ) -> None:
+        """Run each step on ``speaker`` in order: 200 with the result, the event on SSE, then
+        the simulated speaker's state."""
+        for step in steps:
+            what = f"{step.command} {dict(step.args)} on {speaker}"
+            mark = len(client.messages())
+            status, body = await daemon.post(speaker, step.command, step.args)
+            self.assertEqual(status, 200, f"{what}: {body}")
+            result = body["result"]
+            self.assertEqual({key: result.get(key) for key in step.result}, step.result, what)
+            if step.event is not None:
+                await arrives(client.messages, mark, step.event, f"the event of {what}")
+            self.assertEqual(step.observe(), step.expected, what)
+
+    async def test_transport_commands(self) -> None:
+        """play, pause, toggle, next, previous, seek, stop and play_mode change the simulated
+        transport, and each change reaches SSE as an AVTransport event."""
+        daemon = await start_daemon(self)
+        client = await sse(self, daemon)
+        kitchen = daemon.speaker(0)
+        transport = kitchen.transport
+        on = {"coordinator": kitchen.uid}
+        playing, paused = "PLAYING", "PAUSED_PLAYBACK"
+
+        def state() -> str:
+            return transport.state
+
+        def track() -> int:
+            return transport.track_no
+
+        def av(**variables: object) -> Predicate:
+            return event_of(kitchen, "AVTransport", **variables)
+
+        await self.run_steps(
+            daemon,
+            client,
+            "Kitchen",
+            [
+                Step("play", {}, on, state, playing, av(transport_state=playing)),
+                Step("pause", {}, on, state, paused, av(transport_state=paused)),
+                Step("toggle", {}, {"action": "play"}, state, playing, av(transport_state=playing)),
+                Step("toggle", {}, {"action": "pause"}, state, paused, av(transport_state=paused)),
+                Step("next", {}, on, track, 2, av(current_track=2)),
+                Step("previous", {}, on, track, 1, av(current_track=1)),
+                Step("seek", {"track": 3}, {**on, "track": 3}, track, 3, av(current_track=3)),
+                # The position is not evented (only polling sees it, as on real speakers).
+                Step(
+                    "seek", {"position": 65}, {"position": "0:01:05"}, transport.position, 65, None
+                ),
+                Step("stop", {}, on, state, "STOPPED", av(transport_state="STOPPED")),
+                Step(
+                    "play_mode",
+                    {"shuffle": True, "repeat": "all"},
+                    {"play_mode": "SHUFFLE", "shuffle": True, "repeat": "all", "crossfade": False},
+                    lambda: transport.play_mode,
+                    "SHUFFLE",
+                    av(current_play_mode="SHUFFLE"),
+                ),
+                Step(
+                    "play_mode",
+                    {"crossfade": "on"},
+                    {"play_mode": "SHUFFLE", "crossfade": True},
+                    lambda: transport.crossfade,
+                    True,
+                    av(current_crossfade_mode=True),
+                ),
+            ],
+        )
+
+    async def test_rendering_commands(self) -> None:
+        """volume (absolute and relative), mute, bass, treble, loudness, and a soundbar's night
+        and dialog modes change the speaker and arrive as RenderingControl events."""
+        daemon = await start_daemon(self)
+        client = await sse(self, daemon)
+        kitchen, living = daemon.speaker(0), daemon.speaker(1)
+        rendering, bar = kitchen.rendering, living.rendering
+        self.assertEqual((rendering.volume, rendering.mute, rendering.loudness), (20, False, True))
+
+        def read(name: str) -> Callable[[], object]:
+            return lambda: getattr(rendering, name)
+
+        def rc(**variables: object) -> Predicate:
+            return event_of(kitchen, "RenderingControl", **variables)
+
+        volume, mute = read("volume"), read("mute")
+        await self.run_steps(
+            daemon,
+            client,
+            "Kitchen",
+            [
+                Step("volume", {"volume": 30}, {"volume": 30}, volume, 30, rc(volume=30)),
+                Step("volume", {"delta": "-5"}, {"volume": 25}, volume, 25, rc(volume=25)),
+                Step("volume", {"delta": 8}, {"volume": 33}, volume, 33, rc(volume=33)),
+                Step("mute", {}, {"mute": True}, mute, True, rc(mute=True)),
+                Step("mute", {"mute": "off"}, {"mute": False}, mute, False, rc(mute=False)),
+                Step("bass", {"bass": -4}, {"bass": -4}, read("bass"), -4, rc(bass=-4)),
+                Step("treble", {"treble": 6}, {"treble": 6}, read("treble"), 6, rc(treble=6)),
+                Step(
+                    "loudness",
+                    {"loudness": False},
+                    {"loudness": False},
+                    read("loudness"),
+                    False,
+                    rc(loudness=False),
+                ),
+            ],
+        )
+        await self.run_steps(
+            daemon,
+            client,
+            "Living Room",
+            [
+                Step(
+                    "night_mode",
+                    {"night_mode": True},
+                    {"night_mode": True},
+                    lambda: bar.night_mode,
+                    True,
+                    event_of(living, "RenderingControl", night_mode=True),
+                ),
+                Step(
+                    "dialog-mode",
+                    {"dialog_mode": "yes"},
+                    {"dialog_mode": True},
+                    lambda: bar.dialog_level,
+                    True,
+                    # DialogLevel is a string in the SCPD, so it stays one (docs/messages.md).
+                    event_of(living, "RenderingControl", dialog_level="1"),
+                ),
+            ],
+        )
+        status, body = await daemon.post("Kitchen", "night_mode", {"night_mode": True})
+        self.assertEqual((status, body["error"]["code"]), (409, "not_supported"))
+        self.assertFalse(rendering.night_mode)
+
+    async def test_grouping_commands(self) -> None:
+        """join, group_volume, group_mute, leave and party regroup the simulated household;
+        each answer shows the group that topology.changed announced over SSE."""
+        daemon = await start_daemon(self)
+        client = await sse(self, daemon)
+        kitchen, living, office = (daemon.speaker(i) for i in range(3))
+
+        mark = len(client.messages())
+        status, body = await daemon.post("Office", "join", {"coordinator": "kitchen"})
+        self.assertEqual(status, 200, body)
+        joined = body["result"]
+        self.assertEqual((joined["confirmed"], joined["source"]), (True, "event"))
+        self.assertEqual(joined["group"]["coordinator"], kitchen.uid)
+        self.assertEqual(member_uids(joined), {kitchen.uid, office.uid})
+        self.assertEqual(office.group.coordinator, kitchen.uid)
+        await arrives(client.messages, mark, topology_with(kitchen, office), "the joined group")
+
+        kitchen.set_volume(20)
+        office.set_volume(40)
+        mark = len(client.messages())
+        status, body = await daemon.post("Office", "group_volume", {"volume": 50})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["result"], {"coordinator": kitchen.uid, "group_volume": 50})
+        self.assertEqual((kitchen.rendering.volume, office.rendering.volume), (40, 60))
+        self.assertEqual(kitchen.group_volume(), 50)
+        for predicate in (
+            event_of(kitchen, "GroupRenderingControl", group_volume=50),
+            event_of(kitchen, "RenderingControl", volume=40),
+            event_of(office, "RenderingControl", volume=60),
+        ):
+            await arrives(client.messages, mark, predicate, "the group volume's events")
+
+        mark = len(client.messages())
+        status, body = await daemon.post("Office", "group_volume", {"delta": -10})
+        self.assertEqual((status, body["result"]["group_volume"]), (200, 40), body)
+        await arrives(
+            client.messages,
+            mark,
+            event_of(kitchen, "GroupRenderingControl", group_volume=40),
+            "the relative group volume's event",
+        )
+
+        mark = len(client.messages())
+        status, body = await daemon.post("Kitchen", "group_mute", {})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["result"], {"coordinator": kitchen.uid, "group_mute": True})
+        self.assertTrue(kitchen.rendering.mute and office.rendering.mute)
+        await arrives(
+            client.messages,
+            mark,
+            event_of(kitchen, "GroupRenderingControl", group_mute=True),
+            "the group mute's event",
+        )
+
+        mark = len(client.messages())
+        status, body = await daemon.post("Office", "leave")
+        self.assertEqual(status, 200, body)
+        self.assertTrue(body["result"]["confirmed"])
+        self.assertEqual(member_uids(body["result"]), {office.uid})
+        self.assertTrue(office.is_coordinator)
+        self.assertEqual(kitchen.group.members, [kitchen.uid])
+        await arrives(client.messages, mark, topology_with(office), "the group left")
+
+        mark = len(client.messages())
+        status, body = await daemon.post("Living Room", "party")
+        self.assertEqual(status, 200, body)
+        party = body["result"]
+        self.assertTrue(party["confirmed"])
+        self.assertEqual(sorted(party["joined"]), sorted([kitchen.uid, office.uid]))
+        self.assertEqual(member_uids(party), {kitchen.uid, living.uid, office.uid})
+        self.assertEqual(len(daemon.household.groups), 1)
+        self.assertEqual(office.group.coordinator, living.uid)
+        await arrives(
+            client.messages, mark, topology_with(living, kitchen, office), "the party group"
+        )
+
+    async def test_source_commands(self) -> None:
+        """play_uri, play_favorite, queue list/add/clear and sleep_timer act on the simulated
+        coordinator and are evented (AVTransport, Queue)."""
+        daemon = await start_daemon(self)
+        client = await sse(self, daemon)
+        kitchen = daemon.speaker(0)
+        transport = kitchen.transport
+        favorite = daemon.household.favorites[0]
+        song = "http://127.0.0.1/song.mp3"
+        extra = "http://127.0.0.1/extra.mp3"
+        on = {"coordinator": kitchen.uid}
+
+        def queue_event() -> Predicate:
+            # The Queue event carries the new update id; read it once the command is done.
+            return lambda body: event_of(kitchen, "Queue", update_id=transport.queue_update_id)(
+                body
+            )
+
+        await self.run_steps(
+            daemon,
+            client,
+            "Kitchen",
+            [
+                Step(
+                    "play_uri",
+                    {"uri": song, "title": "Song"},
+                    {**on, "uri": song},
+                    lambda: transport.uri,
+                    song,
+                    event_of(kitchen, "AVTransport", current_track_uri=song),
+                ),
+                Step(
+                    "play-favorite",
+                    {"name": favorite.title.upper()},
+                    {**on, "favorite": favorite.title, "uri": favorite.uri},
+                    lambda: transport.uri,
+                    favorite.uri,
+                    event_of(kitchen, "AVTransport", current_track_uri=favorite.uri),
+                ),
+                Step(
+                    "queue",
+                    {"action": "add", "uri": extra},
+                    {**on, "position": 9},
+                    lambda: (len(transport.queue), transport.queue[-1].uri),
+                    (9, extra),
+                    queue_event(),
+                ),
+                Step(
+                    "sleep_timer",
+                    {"minutes": 10},
+                    {**on, "remaining": 600},
+                    lambda: transport.remaining_sleep() is not None,
+                    True,
+                    event_of(kitchen, "AVTransport", sleep_timer_generation=1),
+                ),
+                Step(
+                    "sleep_timer",
+                    {"action": "cancel"},
+                    {**on, "remaining": None},
+                    transport.remaining_sleep,
+                    None,
+                    event_of(kitchen, "AVTransport", sleep_timer_generation=2),
+                ),
+                Step(
+                    "queue",
+                    {"action": "clear"},
+                    {**on, "cleared": True},
+                    lambda: transport.queue,
+                    [],
+                    queue_event(),
+                ),
+            ],
+        )
+
+    async def test_queue_list_and_sleep_timer_get(self) -> None:
+        """queue list and sleep_timer get answer what the simulated speaker holds."""
+        daemon = await start_daemon(self)
+        office = daemon.speaker(2)
+        queue = office.transport.queue
+        status, body = await daemon.post(
+            "Office", "queue", {"action": "list", "start": 1, "count": 3}
+        )
+        self.assertEqual(status, 200, body)
+        listed = body["result"]
+        self.assertEqual((listed["coordinator"], listed["start"]), (office.uid, 1))
+        self.assertEqual(listed["total"], len(queue))
+        self.assertEqual(
+            [(item["position"], item["title"], item["uri"]) for item in listed["items"]],
+            [(n, queue[n - 1].title, queue[n - 1].uri) for n in (2, 3, 4)],
+        )
+        status, body = await daemon.post("Office", "sleep_timer")
+        self.assertEqual((status, body["result"]["remaining"]), (200, None), body)
+
+    async def test_snapshot_and_restore(self) -> None:
+        """restore, named from any speaker, regroups the saved group and restores each
+        member's volume; both changes arrive over SSE."""
+        daemon = await start_daemon(self)
+        client = await sse(self, daemon)
+        kitchen, office = daemon.speaker(0), daemon.speaker(2)
+        status, body = await daemon.post("Office", "join", {"coordinator": "Kitchen"})
+        self.assertEqual(status, 200, body)
+        office.set_volume(33)
+        status, body = await daemon.post("Kitchen", "snapshot", {"name": "evening"})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["result"]["coordinator"], kitchen.uid)
+        self.assertEqual(set(body["result"]["members"]), {kitchen.uid, office.uid})
+        status, body = await daemon.post("Office", "leave")
+        self.assertEqual(status, 200, body)
+        status, body = await daemon.post("Office", "volume", {"volume": 70})
+        self.assertEqual(status, 200, body)
+
+        mark = len(client.messages())
+        status, body = await daemon.post("Living Room", "restore", {"name": "evening"})
+        self.assertEqual(status, 200, body)
+        restored = body["result"]
+        self.assertEqual((restored["name"], restored["regrouped"]), ("evening", True))
+        self.assertEqual(member_uids(restored), {kitchen.uid, office.uid})
+        self.assertEqual(office.group.coordinator, kitchen.uid)
+        self.assertEqual(office.rendering.volume, 33)
+        await arrives(client.messages, mark, topology_with(kitchen, office), "the regrouping")
+        await arrives(
+            client.messages,
+            mark,
+            event_of(office, "RenderingControl", volume=33),
+            "the restored volume",
+        )
+        status, body = await daemon.post("Kitchen", "restore", {"name": "morning"})
+        self.assertEqual((status, body["error"]["code"]), (404, "unknown_snapshot"))
+
+    async def test_restore_answers_the_restored_group(self) -> None:
+        """restore waits until the topology shows the saved group exactly (newcomers gone, a
+        coordinator that joined elsewhere back on its own) and answers that group."""
+        daemon = await start_daemon(self)
+        kitchen, living, office = (daemon.speaker(i) for i in range(3))
+        for room, command, args in (
+            ("Living Room", "snapshot", {"name": "alone"}),
+            ("Office", "join", {"coordinator": "Kitchen"}),
+            ("Kitchen", "snapshot", {"name": "pair"}),
+            ("Living Room", "join", {"coordinator": "Kitchen"}),
+        ):
+            status, body = await daemon.post(room, command, args)
+            self.assertEqual(status, 200, f"{command}: {body}")
+        # Topology NOTIFYs now arrive half a second late: the answer must wait for them.
+        for speaker in (kitchen, living, office):
+            speaker.gena.faults.delay = 0.5
+            self.addCleanup(setattr, speaker.gena.faults, "delay", 0.0)
+        status, body = await daemon.post("Kitchen", "restore", {"name": "pair"})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(
+            (body["result"]["regrouped"], member_uids(body["result"])),
+            (True, {kitchen.uid, office.uid}),
+        )
+        self.assertTrue(living.is_coordinator)
+
+        status, body = await daemon.post("Living Room", "join", {"coordinator": "Office"})
+        self.assertEqual(status, 200, body)
+        status, body = await daemon.post("Living Room", "restore", {"name": "alone"})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(
+            (body["result"]["regrouped"], member_uids(body["result"])), (True, {living.uid})
+        )
+        self.assertEqual(living.group.members, [living.uid])
+
+    async def test_announce(self) -> None:
+        """announce sets the volume, plays the clip until it ends, then restores the volume and
+        the source; SSE shows the three changes in that order."""
+        daemon = await start_daemon(self)
+        client = await sse(self, daemon)
+        kitchen = daemon.speaker(0)
+        before = kitchen.transport.uri
+        kitchen.set_volume(12)
+        await arrives(client.messages, 0, event_of(kitchen, "RenderingControl", volume=12), "12")
+        mark = len(client.messages())
+        status, body = await daemon.post(
+            "Kitchen", "announce", {"uri": CLIP, "meta": CLIP_META, "volume": 45, "timeout": 10}
+        )
+        self.assertEqual(status, 200, body)
+        result = body["result"]
+        self.assertEqual(
+            (result["coordinator"], result["uri"], result["ended"]),
+            (kitchen.uid, CLIP, "finished"),
+        )
+        self.assertEqual((kitchen.rendering.volume, kitchen.transport.uri), (12, before))
+        loud = await arrives(
+            client.messages, mark, event_of(kitchen, "RenderingControl", volume=45), "45"
+        )
+        clip = await arrives(
+            client.messages,
+            loud,
+            event_of(kitchen, "AVTransport", current_track_uri=CLIP),
+            "the clip after the volume",
+        )
+        await arrives(
+            client.messages,
+            clip,
+            event_of(kitchen, "RenderingControl", volume=12),
+            "the volume restored after the clip",
+        )
+        self.assertEqual(daemon.service.controller.snapshots, {})
+
+    async def test_errors(self) -> None:
+        """Refused commands answer the documented status and code, name the bad argument and
+        carry the UPnP error code, and leave the speaker as it was."""
+        daemon = await start_daemon(self)
+        kitchen = daemon.speaker(0)
+        # (speaker, command, args, status, code, message prefix or UPnP error code)
+        cases: list[tuple[str, str, dict[str, Any], int, str, str | int | None]] = [
+            ("Attic", "play", {}, 404, "unknown_speaker", None),
+            ("Kitchen", "fly", {}, 404, "unknown_command", None),
+            ("Kitchen", "volume", {"volume": 101}, 400, "bad_argument", "volume: "),
+            ("Kitchen", "volume", {"volum": 30}, 400, "bad_argument", "volum: "),
+            ("Kitchen", "volume", {}, 400, "bad_argument", None),
+            ("Kitchen", "mute", {"mute": "maybe"}, 400, "bad_argument", "mute: "),
+            ("Kitchen", "seek", {"position": "soon"}, 400, "bad_argument", "position: "),
+            ("Kitchen", "join", {"coordinator": "Attic"}, 404, "unknown_speaker", None),
+            ("Kitchen", "join", {"coordinator": "kitchen"}, 400, "bad_argument", "coordinator: "),
+            # Beyond the end of the 3:21 first track: 711 illegal seek target.
+            ("Kitchen", "seek", {"position": "9:00:00"}, 502, "speaker_error", 711),
+            ("Kitchen", "seek", {"track": 99}, 502, "speaker_error", 711),
+            # Nothing plays: pausing is a transition the speaker does not allow.
+            ("Kitchen", "pause", {}, 502, "speaker_error", 701),
+            ("Kitchen", "play_favorite", {"name": "No Such"}, 404, "unknown_favorite", None),
+        ]
+        for speaker, command, args, status, code, detail in cases:
+            what = f"{command} {args} on {speaker}"
+            got, body = await daemon.post(speaker, command, args)
+            error = body.get("error") or {}
+            self.assertEqual((got, error.get("code")), (status, code), f"{what}: {body}")
+            self.assertNotIn("Traceback", error.get("message", ""), what)
+            if isinstance(detail, str):
+                self.assertTrue(error["message"].startswith(detail), f"{what}: {error}")
+            expected_upnp = detail if isinstance(detail, int) else None
+            self.assertEqual(error.get("upnp_error"), expected_upnp, what)
+        self.assertEqual(
+            (kitchen.rendering.volume, kitchen.transport.state, kitchen.transport.track_no),
+            (20, "STOPPED", 1),
+        )
+        self.assertEqual(kitchen.group.members, [kitchen.uid])
+
+    async def test_offline_speaker(self) -> None:
+        """A speaker that stopped answering is 503 offline, with the daemon's reason once it
+        is marked offline, while the others still obey; back online, it obeys again."""
+        daemon = await start_daemon(self, subscription={"silence_timeout": 0.5})
+        client = await sse(self, daemon)
+        office = daemon.speaker(2)
+        await office.go_offline("refuse")
+        status, body = await daemon.post("Office", "volume", {"volume": 3})
+        self.assertEqual((status, body["error"]["code"]), (503, "offline"), body)
+        await arrives(
+            client.messages,
+            0,
+            lambda m: m["type"] == "speaker.offline" and m["speaker"]["uid"] == office.uid,
+            "the office marked offline",
+        )
+        reason = daemon.service.state.availability(office.uid).reason
+        status, body = await daemon.post("office", "play")
+        self.assertEqual((status, body["error"]["code"]), (503, "offline"), body)
+        self.assertIn(str(reason), body["error"]["message"])
+        status, body = await daemon.post("Kitchen", "volume", {"volume": 3})
+        self.assertEqual((status, body), (200, {"result": {"volume": 3}}))
+        self.assertEqual(office.rendering.volume, 20)
+        mark = len(client.messages())
+        await office.come_online()
+        await arrives(
+            client.messages,
+            mark,
+            lambda m: m["type"] == "speaker.online" and m["speaker"]["uid"] == office.uid,
+            "the office back online",
+        )
+        status, body = await daemon.post("Office", "volume", {"volume": 4})
+        self.assertEqual((status, body), (200, {"result": {"volume": 4}}))
+        self.assertEqual(office.rendering.volume, 4)
+
+    async def test_hung_speaker_times_out(self) -> None:
+        """A speaker whose calls hang is 504 timeout, while another speaker's command is
+        answered before that timeout; once it answers again, so do its commands."""
+        daemon = await start_daemon(self, soco={"call_timeout": 2.0})
+        office, kitchen = daemon.speaker(2), daemon.speaker(0)
+        await office.go_offline("hang")
+        self.addCleanup(office.come_online)
+        hung = daemon.posting("Office", "volume", {"volume": 3})
+        status, body = await daemon.post("Kitchen", "volume", {"volume": 41})
+        self.assertEqual((status, body), (200, {"result": {"volume": 41}}))
+        self.assertEqual(kitchen.rendering.volume, 41)
+        self.assertFalse(hung.called, "the hung speaker answered before the timeout")
+        status, body = await hung
+        self.assertEqual((status, body["error"]["code"]), (504, "timeout"), body)
+        self.assertIn("2 s", body["error"]["message"])
+        self.assertEqual(office.rendering.volume, 20)
+        await office.come_online()
+        status, body = await daemon.post("Office", "volume", {"volume": 4})
+        self.assertEqual((status, body), (200, {"result": {"volume": 4}}))
+        self.assertEqual(office.rendering.volume, 4)
+
+    async def test_websocket_commands(self) -> None:
+        """A WebSocket command gets the same result and error objects as REST, and its event
+        arrives on the same socket."""
+        daemon = await start_daemon(self)
+        kitchen = daemon.speaker(0)
+        ws: WsClient = await connect_ws(self, daemon.host, daemon.port)
+        await until(lambda: ws.messages, "the WebSocket snapshot")
+
+        def reply(request_id: str) -> Predicate:
+            return lambda m: m.get("id") == request_id and m["type"] in ("result", "error")
+
+        def messages() -> list[dict[str, Any]]:
+            return ws.messages
+
+        mark = len(ws.messages)
+        ws.send(
+            {
+                "op": "command",
+                "id": "c1",
+                "speaker": "kitchen",
+                "command": "volume",
+                "args": {"volume": 37},
+            }
+        )
+        answer = ws.messages[await arrives(messages, mark, reply("c1"), "the result of c1")]
+        self.assertEqual(answer, {"type": "result", "id": "c1", "result": {"volume": 37}})
+        self.assertEqual(kitchen.rendering.volume, 37)
+        await arrives(
+            messages, mark, event_of(kitchen, "RenderingControl", volume=37), "c1's event"
+        )
+
+        failing: list[tuple[str, str, str, dict[str, Any]]] = [
+            ("c2", "Kitchen", "seek", {"position": "9:00:00"}),
+            ("c3", "Attic", "play", {}),
+            ("c4", "Kitchen", "volume", {"delta": 500}),
+        ]
+        for request_id, speaker, command, args in failing:
+            mark = len(ws.messages)
+            ws.send(
+                {
+                    "op": "command",
+                    "id": request_id,
+                    "speaker": speaker,
+                    "command": command,
+                    "args": args,
+                }
+            )
+            answer = ws.messages[await arrives(messages, mark, reply(request_id), request_id)]
+            status, body = await daemon.post(speaker, command, args)
+            self.assertGreaterEqual(status, 400)
+            self.assertEqual(answer, {"type": "error", "id": request_id, "error": body["error"]})
+        self.assertEqual(kitchen.rendering.volume, 37)
