@@ -119,3 +119,115 @@ class ChannelTests(SynchronousTestCase):
     def test_json_line(self) -> None:
         """A JSON line is compact and newline-terminated."""
         self.assertEqual(json_line({"a": 1}), b'{"a":1}\n')
+
+
+class BatchRecorder(Recorder):
+    """A client that records each offer_many call as one batch."""
+
+    def __init__(self, filter: Filter | None = None) -> None:
+        super().__init__(filter)
+        self.batches: list[list[Any]] = []
+
+    def offer_many(self, frames: Any) -> None:
+        self.batches.append(list(frames))
+
+
+class CountingFilter:
+    """A filter that counts its evaluations."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def matches(self, message: Message) -> bool:
+        self.calls += 1
+        return True
+
+
+class BatchedChannelTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.hub = Hub(self.clock, replay=10)
+        self.hub.set_snapshot_provider(lambda: {"speakers": []})
+        self.channel: Channel[bytes] = Channel(self.hub, "test", lambda m: m.raw, clock=self.clock)
+        self.channel.start()
+
+    def test_one_batch_per_client_per_turn(self) -> None:
+        """The messages of one reactor turn reach each client in one offer_many, in order."""
+        kitchen, office = BatchRecorder(), BatchRecorder(Filter(rooms=["office"]))
+        self.channel.join(kitchen, None)
+        self.channel.join(office, None)
+        messages = [publish(self.hub, room) for room in ("Kitchen", "Office", "Kitchen")]
+        self.assertEqual(kitchen.batches, [])
+        self.clock.advance(0)
+        self.assertEqual(kitchen.batches, [[m.raw for m in messages]])
+        self.assertEqual(office.batches, [[messages[1].raw]])
+        later = publish(self.hub)
+        self.clock.advance(0)
+        self.assertEqual(kitchen.batches[-1], [later.raw])
+
+    def test_join_mid_turn_gets_each_message_once(self) -> None:
+        """A client joining while a turn's batch is pending gets it from its start, not twice."""
+        first = BatchRecorder()
+        self.channel.join(first, None)
+        publish(self.hub)
+        late = BatchRecorder()
+        start = self.channel.join(late, 0)
+        self.assertEqual([m.id for m in start.replay], [1])
+        publish(self.hub)
+        self.clock.advance(0)
+        self.assertEqual(len(first.batches[0]), 2)
+        self.assertEqual(late.batches, [[self.hub.since(1)[0].raw]])  # type: ignore[index]
+
+    def test_leave_drops_the_pending_batch(self) -> None:
+        """A client that leaves before the end of the turn is not written to."""
+        client = BatchRecorder()
+        self.channel.join(client, None)
+        publish(self.hub)
+        self.channel.leave(client)
+        self.clock.advance(0)
+        self.assertEqual(client.batches, [])
+
+    def test_flush_now_and_stop(self) -> None:
+        """flush() hands the batch over at once (before a reply); stop() flushes first."""
+        client = BatchRecorder()
+        self.channel.join(client, None)
+        publish(self.hub)
+        self.channel.flush()
+        self.assertEqual(len(client.batches), 1)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        publish(self.hub)
+        self.channel.stop()
+        self.assertEqual(len(client.batches), 2)
+        self.assertTrue(client.shut)
+
+    def test_failing_client_does_not_stop_the_others(self) -> None:
+        """A client that raises while being written to is logged; the others still get theirs."""
+        broken, fine = BatchRecorder(), BatchRecorder()
+        broken.offer_many = lambda frames: 1 / 0  # type: ignore[method-assign]
+        self.channel.join(broken, None)
+        self.channel.join(fine, None)
+        publish(self.hub)
+        self.clock.advance(0)
+        self.assertEqual(len(fine.batches), 1)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    def test_filter_evaluated_once_per_distinct_filter(self) -> None:
+        """Clients sharing one filter object cost one evaluation per message."""
+        shared = CountingFilter()
+        clients = [BatchRecorder() for _ in range(4)]
+        for client in clients:
+            self.channel.join(client, None)
+            client.filter = shared  # type: ignore[assignment]
+        publish(self.hub)
+        self.assertEqual(shared.calls, 1)
+
+    def test_join_interns_equal_filters(self) -> None:
+        """Equal filters of different clients become one object; unused ones are forgotten."""
+        a, b = Recorder(Filter(rooms=["Kitchen"])), Recorder(Filter(rooms=["kitchen"]))
+        self.channel.join(a, None)
+        self.channel.join(b, None)
+        self.assertIs(a.filter, b.filter)
+        for index in range(40):
+            self.channel.intern(Filter(rooms=[f"room {index}"]))
+        self.assertIs(self.channel.intern(Filter(rooms=["KITCHEN"])), a.filter)
+        self.assertLessEqual(len(self.channel._filters), 2 * 2 + 16 + 1)

@@ -78,6 +78,20 @@ class EventStreamTests(TestCase):
         self.assertEqual([int(e["id"]) for e in events], ids)
         self.assertEqual({e["event"] for e in events}, {"event"})
 
+    async def test_http11_chunked_stream(self) -> None:
+        """An HTTP/1.1 client gets a well-formed chunked stream, a turn's events in a chunk."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        client = SseClient(b"GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        await connect_raw(host, port, client, self)
+        await wait(lambda: b"event: snapshot" in client.body, "the snapshot")
+        self.assertIn(b"Transfer-Encoding: chunked", client.head)
+        ids = publish(self.hub, 3) + publish(self.hub, 1, pad=70_000)
+        await wait(lambda: len(_dechunk(client.body)[0].split(b"\n\n")) == 7, "four events")
+        body, chunks = _dechunk(client.body)
+        blocks = body.split(b"\n\n")[:-1]
+        self.assertEqual([b.split(b"\n")[0] for b in blocks[2:]], [b"id: %d" % i for i in ids])
+        self.assertEqual(chunks, 3)  # retry + snapshot, then the turn's four events in one
+
     async def test_resume_with_last_event_id(self) -> None:
         """Last-Event-ID (header or query) replays exactly what was missed."""
         _, host, port = await start_api(self, self.hub, self.state)
@@ -174,6 +188,21 @@ class EventStreamTests(TestCase):
         await service.stopService()
         await client.closed
         self.assertTrue(client.body.endswith(b": server shutting down\n\n"))
+
+
+def _dechunk(data: bytes) -> tuple[bytes, int]:
+    """The complete chunks of a chunked body, joined, and how many there were."""
+    body, count = b"", 0
+    while True:
+        size, sep, rest = data.partition(b"\r\n")
+        if not sep:
+            return body, count
+        length = int(size, 16)
+        if len(rest) < length + 2:
+            return body, count
+        body += rest[:length]
+        count += 1
+        data = rest[length + 2 :]
 
 
 def _turn() -> Deferred[Any]:

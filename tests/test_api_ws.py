@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from autobahn.websocket.protocol import PreparedMessage
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from sonosd.api.ws import text_frame
 from sonosd.hub import Hub
 from tests.api_helpers import (
     ADMIN,
@@ -46,6 +48,15 @@ class RecordingController:
         if command == "explode":
             return fail(ControlError("speaker_error", 502, "UPnP error 701", 701))
         return succeed({"volume": args.get("volume", 0)})
+
+
+class FramingTests(SynchronousTestCase):
+    def test_text_frame_matches_autobahn(self) -> None:
+        """A frame is what autobahn prepares for an unmasked text message, at every length."""
+        for length in (0, 1, 125, 126, 65_535, 65_536, 70_000):
+            payload = b"x" * length
+            expected = PreparedMessage(payload, False, False, True).payloadHybi
+            self.assertEqual(text_frame(payload), expected, length)
 
 
 class WebSocketTests(TestCase):
@@ -220,6 +231,41 @@ class WebSocketTests(TestCase):
         self.assertEqual(code, 1008)
         self.assertIn("too slow", reason or "")
         self.assertEqual(service.metrics.slow.labels("websocket")._value.get(), 1)
+
+    async def test_one_turn_of_messages_of_every_size(self) -> None:
+        """Messages published in one turn (7-, 16- and 64-bit lengths) arrive intact, in order."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        clients = [await connect_ws(self, host, port) for _ in range(3)]
+        ids = [publish(self.hub, 1, pad=pad)[0] for pad in (0, 200, 70_000, 10, 0)]
+        for client in clients:
+            await wait(lambda c=client: len(c.events()) == len(ids), "every message")
+            self.assertEqual([m["id"] for m in client.events()], ids)
+            self.assertEqual(len(client.events()[2]["pad"]), 70_000)
+
+    async def test_after_autobahns_own_queued_writes(self) -> None:
+        """Frames follow whatever autobahn queued for delayed sending (here a ping)."""
+        service, host, port = await start_api(self, self.hub, self.state)
+        client = await connect_ws(self, host, port)
+        (peer,) = service.websocket.channel.clients
+        for _ in range(2):  # the first goes out at once, the second waits in send_queue
+            peer.sendData(bytes((0x89, 0)), sync=True)  # type: ignore[attr-defined]
+        self.assertTrue(peer.send_queue)  # type: ignore[attr-defined]
+        ids = publish(self.hub, 2)
+        service.websocket.channel.flush()  # written now, while the ping still waits
+        await wait(lambda: len(client.events()) == 2, "both messages")
+        self.assertEqual([m["id"] for m in client.events()], ids)
+        self.assertEqual(client.pings, 2)
+
+    async def test_nothing_after_the_close_frame(self) -> None:
+        """Once the server has sent its close frame, no message frame follows it."""
+        service, host, port = await start_api(self, self.hub, self.state)
+        client = await connect_ws(self, host, port)
+        (peer,) = service.websocket.channel.clients
+        peer.sendCloseFrame(code=1000)  # type: ignore[attr-defined]
+        publish(self.hub, 3)
+        code, _ = await client.closed
+        self.assertEqual(code, 1000)
+        self.assertEqual(client.events(), [])
 
     async def test_keepalive_pings(self) -> None:
         """The server pings (at least a second apart); a client that answers stays connected."""

@@ -9,14 +9,22 @@ most once, and only if some client's filter wants it, then offered to each wanti
 A client joins with ``Channel.join``: in one call (so in one reactor turn, with no message
 published in between) it takes the snapshot or the replay from the hub's ring and becomes a
 recipient, so the client sees every message after the snapshot exactly once.
+
+Fan-out is the daemon's hottest loop (issue 7: 100 clients x 1,000 messages/s), so per message
+the filter of each *distinct* filter object is evaluated once (clients' filters are interned),
+and a channel given a clock collects the frames of one reactor turn per client and hands them
+over together at the end of the turn (``offer_many``: one write per client per turn, however
+many messages were published in it). Recipients are chosen when a message is delivered, so
+joining, leaving and filter changes behave exactly as with immediate delivery.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -36,6 +44,9 @@ class Client(Protocol):
 
     def offer(self, frame: Any) -> None:
         """Queue or write one frame (never blocks)."""
+
+    def offer_many(self, frames: Sequence[Any]) -> None:
+        """Queue or write several frames in order, in one write if possible (never blocks)."""
 
     def shutdown(self) -> None:
         """The server is stopping: close the connection politely."""
@@ -86,6 +97,8 @@ class Channel(Generic[F]):
     @param name: The channel's name in metrics and logs (``websocket``, ``sse``, ``stream``).
     @param frame: Turns a message into this channel's frame; called once per message.
     @param metrics: Where client counts and slow disconnects are counted, or ``None``.
+    @param clock: Batch each reactor turn's frames per client (``Client.offer_many`` at the
+        end of the turn); ``None``: offer each frame as its message is delivered.
     """
 
     def __init__(
@@ -94,12 +107,18 @@ class Channel(Generic[F]):
         name: str,
         frame: Callable[[Message], F],
         metrics: ApiMetrics | None = None,
+        clock: IReactorTime | None = None,
     ) -> None:
         self.hub = hub
         self.name = name
         self._frame = frame
         self._metrics = metrics
+        self._clock = clock
         self.clients: list[Client] = []
+        self._filters: dict[Filter, Filter] = {}
+        # id(client) -> (client, frames of this turn), in the order clients first got one.
+        self._batch: dict[int, tuple[Client, list[F]]] = {}
+        self._flush_call: IDelayedCall | None = None
         if metrics is not None:
             metrics.track_clients(name, lambda: len(self.clients))
 
@@ -108,8 +127,9 @@ class Channel(Generic[F]):
         self.hub.add_sink(self)
 
     def stop(self) -> None:
-        """Stop receiving messages and close every client."""
+        """Stop receiving messages and close every client (after this turn's frames)."""
         self.hub.remove_sink(self)
+        self.flush()
         for client in list(self.clients):
             self.leave(client)
             client.shutdown()
@@ -119,6 +139,7 @@ class Channel(Generic[F]):
 
         @param last_id: The id the client last saw (resume), or ``None`` (fresh snapshot).
         """
+        client.filter = self.intern(client.filter)
         reset: str | None = None
         if last_id is not None:
             replay = self.hub.since(last_id)
@@ -132,10 +153,24 @@ class Channel(Generic[F]):
         self.clients.append(client)
         return Start(snapshot, reset, [])
 
+    def intern(self, filter: Filter) -> Filter:
+        """The channel's one object equal to ``filter``, so that it is evaluated once per message.
+
+        Clients set ``filter`` to what this returns (``join`` does it for them).
+        """
+        filters = self._filters
+        if len(filters) > 2 * len(self.clients) + 16:
+            # Forget the filters no client uses any more.
+            filters.clear()
+            for client in self.clients:
+                filters.setdefault(client.filter, client.filter)
+        return filters.setdefault(filter, filter)
+
     def leave(self, client: Client) -> None:
         """Stop sending to ``client`` (it disconnected)."""
         if client in self.clients:
             self.clients.remove(client)
+        self._batch.pop(id(client), None)
 
     def too_slow(self, client: Client, dropped: int) -> None:
         """``client`` could not keep up: forget it and count the frames it lost."""
@@ -154,17 +189,56 @@ class Channel(Generic[F]):
         return self._frame(message)
 
     def deliver(self, message: Message) -> None:
-        """Offer ``message`` to every client whose filter wants it, framed once."""
+        """Offer ``message`` to every client whose filter wants it, framed once.
+
+        With a clock the frame is collected for the end of the reactor turn (``flush``).
+        """
         framed: F | None = None
         count = 0
+        verdicts: dict[int, bool] = {}
+        batch = self._batch if self._clock is not None else None
         for client in tuple(self.clients):
-            if client.filter.matches(message):
-                if framed is None:
-                    framed = self._frame(message)
+            filter = client.filter
+            wanted = verdicts.get(id(filter))
+            if wanted is None:
+                wanted = verdicts[id(filter)] = filter.matches(message)
+            if not wanted:
+                continue
+            if framed is None:
+                framed = self._frame(message)
+            count += 1
+            if batch is None:
                 client.offer(framed)
-                count += 1
-        if count and self._metrics is not None:
-            self._metrics.frames.labels(self.name).inc(count)
+                continue
+            entry = batch.get(id(client))
+            if entry is None:
+                batch[id(client)] = (client, [framed])
+            else:
+                entry[1].append(framed)
+        if count:
+            if batch is not None and self._flush_call is None and self._clock is not None:
+                self._flush_call = self._clock.callLater(0, self.flush)
+            if self._metrics is not None:
+                self._metrics.frames.labels(self.name).inc(count)
+
+    def flush(self) -> None:
+        """Hand every client the frames collected for it in this turn, in one ``offer_many``.
+
+        Called at the end of the turn, and by a client before it sends something of its own
+        (a reply) so that the reply follows the messages delivered before it.
+        """
+        if self._flush_call is not None:
+            if self._flush_call.active():
+                self._flush_call.cancel()
+            self._flush_call = None
+        if not self._batch:
+            return
+        batch, self._batch = self._batch, {}
+        for client, frames in batch.values():
+            try:
+                client.offer_many(frames)
+            except Exception:
+                log.failure("{channel}: writing to a client failed", channel=self.name)
 
 
 def json_line(body: dict[str, Any]) -> bytes:

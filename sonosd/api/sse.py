@@ -8,11 +8,16 @@ resumes from it); a reconnection with ``Last-Event-ID`` (or ``?last_id=``) gets 
 messages from the hub's ring, or a ``reset`` event and a fresh snapshot when they are gone.
 A comment line is sent every ``heartbeat`` seconds to keep proxies and NATs from closing the
 idle connection. A client that stops reading is sent ``: disconnected: too slow`` and closed.
+
+A message's block is built once and shared by every client; the blocks of one reactor turn go
+to a client in one HTTP chunk instead of one each, and once the response has started, HTTP/1.x
+chunks are written straight to the connection (``TransportWriter``) rather than through
+``Request.write`` and the reactor's next write event (issue 7).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -20,12 +25,13 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from sonosd.api.auth import query_first
 from sonosd.api.channel import Channel, Start, parse_last_id, reset_body
-from sonosd.api.flow import ClientQueue
+from sonosd.api.flow import ClientQueue, TransportWriter
 from sonosd.api.metrics import ApiMetrics
 from sonosd.api.responses import json_error
 from sonosd.filters import Filter, FilterError
@@ -84,15 +90,44 @@ class SseClient:
         self._grace = grace
         self.closed = False
         self._abort: Any = None
-        self.queue: ClientQueue[bytes] = ClientQueue(limit, request.write, self._too_slow)
+        self._writer: TransportWriter | None = None
+        connection = request.channel
+        if isinstance(connection, HTTPChannel) and connection.transport is not None:
+            # HTTP/1.x on its own connection (HTTP/2 streams go through Request.write).
+            self._writer = TransportWriter(connection.transport)
+        self.queue: ClientQueue[bytes] = ClientQueue(
+            limit, self._write, self._too_slow, self._write_many
+        )
+
+    def _write(self, data: bytes) -> None:
+        request = self._request
+        writer = self._writer
+        if writer is None or not request.startedWriting or request.finished or self.closed:
+            # The first write sends the headers (and decides on chunking).
+            request.write(data)
+            return
+        # What Request.write does once the headers are out, minus its per-call overhead.
+        request.sentLength += len(data)
+        if request.chunked:
+            writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+        else:
+            writer.write(data)
+
+    def _write_many(self, frames: Sequence[bytes]) -> None:
+        self._write(b"".join(frames))
 
     def offer(self, frame: bytes) -> None:
         """Write or queue one block."""
         self.queue.offer(frame)
 
+    def offer_many(self, frames: Sequence[bytes]) -> None:
+        """Write or queue several blocks, in one write when the transport accepts data."""
+        self.queue.offer_many(frames)
+
     def heartbeat(self) -> None:
         """Send a keepalive comment, unless the client is behind anyway."""
         if not self.queue.paused and not len(self.queue) and not self.closed:
+            self._channel.flush()
             self.queue.offer(HEARTBEAT)
 
     def lost(self, reason: Failure | None = None) -> None:
@@ -163,7 +198,7 @@ class EventsResource(Resource):
         metrics: ApiMetrics | None = None,
     ) -> None:
         super().__init__()
-        self.channel: Channel[bytes] = Channel(hub, "sse", message_block, metrics)
+        self.channel: Channel[bytes] = Channel(hub, "sse", message_block, metrics, clock=clock)
         self._clock = clock
         self._limit = limit
         self._heartbeat = heartbeat

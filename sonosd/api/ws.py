@@ -9,12 +9,22 @@ operations: ``{"op": "filter", ...}`` replaces the filter, ``{"op": "command", "
 "command", "args"}`` runs a command (``control`` scope). Every message to a client, replies
 included, goes through its bounded ``ClientQueue``; a client that falls behind is closed with
 code 1008 and a reason. The protocol is documented in ``docs/api.md``.
+
+Frames are built here, not by autobahn: a server's text frame is unmasked and, without
+permessage-deflate (which this factory never accepts), the same bytes for every client, so each
+message is framed once (``text_frame``) and the bytes are written straight to each open
+client's transport, several messages of a reactor turn in one ``writeSequence``. autobahn's
+``sendPreparedMessage`` does the same framing but costs several microseconds per client and
+message in its debug logging (issue 7). autobahn still owns the connection: its handshake,
+pings, pongs and close handshake are untouched, nothing is written once it has left the open
+state, and anything it queued itself goes out first.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import struct
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from autobahn.twisted.resource import WebSocketResource
@@ -27,7 +37,7 @@ from twisted.python.failure import Failure
 from sonosd.api.auth import CONTROL, Authenticator, Denied, Grant
 from sonosd.api.channel import Channel, Start, parse_last_id, reset_body
 from sonosd.api.commands import ControllerLike, execute, failure_fields
-from sonosd.api.flow import ClientQueue
+from sonosd.api.flow import ClientQueue, TransportWriter
 from sonosd.api.metrics import ApiMetrics
 from sonosd.api.responses import error_body
 from sonosd.filters import Filter, FilterError
@@ -46,6 +56,16 @@ MIN_PING_INTERVAL = 1.0
 MAX_INCOMING = 65_536
 
 
+def text_frame(payload: bytes) -> bytes:
+    """An unmasked, final, text WebSocket frame holding ``payload`` (RFC 6455 §5.2)."""
+    length = len(payload)
+    if length < 126:
+        return bytes((0x81, length)) + payload
+    if length < 0x10000:
+        return struct.pack("!BBH", 0x81, 126, length) + payload
+    return struct.pack("!BBQ", 0x81, 127, length) + payload
+
+
 def _first(params: dict[str, list[str]], name: str) -> str | None:
     values = params.get(name)
     return values[0] if values else None
@@ -60,7 +80,8 @@ class ApiWebSocketProtocol(WebSocketServerProtocol):
         super().__init__()
         self.filter = Filter()
         self.grant: Grant | None = None
-        self.queue: ClientQueue[Any] | None = None
+        self.queue: ClientQueue[bytes] | None = None
+        self._writer: TransportWriter | None = None
         self._last_id: int | None = None
         self.lost: Deferred[None] = Deferred()
 
@@ -81,32 +102,54 @@ class ApiWebSocketProtocol(WebSocketServerProtocol):
     def onOpen(self) -> None:
         """Become the transport's producer, join the channel, send the snapshot or replay."""
         factory = self.factory
-        self.queue = ClientQueue(factory.limit, self.sendPreparedMessage, self._too_slow)
+        self.queue = ClientQueue(factory.limit, self._write, self._too_slow, self._write_many)
         transport: Any = self.transport
         if transport is not None:
+            self._writer = TransportWriter(transport)
             # The HTTP channel that accepted the upgrade is still registered as the producer.
             transport.unregisterProducer()
             transport.registerProducer(self.queue, True)
         start = factory.channel.join(self, self._last_id)
         self.queue.prime(self._start_frames(start))
 
-    def _start_frames(self, start: Start) -> Iterator[Any]:
-        prepare = self.factory.prepareMessage
+    def _start_frames(self, start: Start) -> Iterator[bytes]:
         if start.reset is not None:
-            yield prepare(encode(reset_body(start.reset)))
+            yield text_frame(encode(reset_body(start.reset)))
         if start.snapshot is not None:
-            yield prepare(encode(start.snapshot))
+            yield text_frame(encode(start.snapshot))
         for message in start.replay:
             yield self.factory.channel.frame(message)
 
-    def offer(self, frame: Any) -> None:
-        """Send or queue one prepared frame."""
+    def _write(self, frame: bytes) -> None:
+        if self.state != self.STATE_OPEN or self._writer is None:
+            # Closing or closed: no data frame may follow our (or the peer's) close frame.
+            return
+        if self.send_queue:
+            # autobahn has delayed writes of its own queued: keep the order.
+            self.sendData(frame)
+            return
+        self._writer.write(frame)
+
+    def _write_many(self, frames: Sequence[bytes]) -> None:
+        self._write(b"".join(frames))
+
+    def offer(self, frame: bytes) -> None:
+        """Send or queue one frame (``text_frame`` bytes)."""
         if self.queue is not None:
             self.queue.offer(frame)
 
+    def offer_many(self, frames: Sequence[bytes]) -> None:
+        """Send or queue several frames, in one write when the transport accepts data."""
+        if self.queue is not None:
+            self.queue.offer_many(frames)
+
     def reply(self, body: dict[str, Any]) -> None:
-        """Send this client a message of its own (result, error, filter acknowledgement)."""
-        self.offer(self.factory.prepareMessage(encode(body)))
+        """Send this client a message of its own (result, error, filter acknowledgement).
+
+        The messages delivered before it go out first.
+        """
+        self.factory.channel.flush()
+        self.offer(text_frame(encode(body)))
 
     def _too_slow(self, dropped: int) -> None:
         self.factory.channel.too_slow(self, dropped)
@@ -155,7 +198,7 @@ class ApiWebSocketProtocol(WebSocketServerProtocol):
 
     def _set_filter(self, request_id: Any, request: dict[str, Any]) -> None:
         try:
-            self.filter = Filter.from_query(request, strict=True)
+            self.filter = self.factory.channel.intern(Filter.from_query(request, strict=True))
         except FilterError as error:
             self._error(request_id, "bad_filter", str(error))
             return
@@ -216,12 +259,16 @@ class ApiWebSocketFactory(WebSocketServerFactory):
         self.auth = auth
         self.limit = limit
         self.controller = controller
-        self.channel: Channel[Any] = Channel(hub, "websocket", self._frame, metrics)
+        self.channel: Channel[bytes] = Channel(
+            hub, "websocket", self._frame, metrics, clock=reactor
+        )
         options: dict[str, Any] = {
             "openHandshakeTimeout": 10,
             "closeHandshakeTimeout": 5,
             "maxFramePayloadSize": MAX_INCOMING,
             "maxMessagePayloadSize": MAX_INCOMING,
+            # Frames are built once for every client (text_frame): no per-client compression.
+            "perMessageCompressionAccept": lambda offers: None,
         }
         if heartbeat > 0:
             # autobahn batches its timers in 0.2 s buckets; shorter intervals misfire.
@@ -229,8 +276,8 @@ class ApiWebSocketFactory(WebSocketServerFactory):
             options.update(autoPingInterval=interval, autoPingTimeout=interval)
         self.setProtocolOptions(**options)
 
-    def _frame(self, message: Message) -> Any:
-        return self.prepareMessage(message.raw)
+    def _frame(self, message: Message) -> bytes:
+        return text_frame(message.raw)
 
     def web_resource(self) -> WebSocketResource:
         """The twisted.web resource that upgrades requests to this channel."""

@@ -14,12 +14,14 @@ only reads gets everything, which keeps ``nc``, ``socat`` and ``curl``-less scri
 
 A client that stops reading gets, when its queue exceeds ``limit`` messages, a last line
 ``{"type": "disconnected", "reason": "too slow ..."}`` and is closed.
+
+The lines of one reactor turn go to a client in one ``writeSequence`` (issue 7).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from twisted.application.service import Service
@@ -33,7 +35,7 @@ from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
 from sonosd.api.channel import Channel, Start, json_line, reset_body
-from sonosd.api.flow import ClientQueue
+from sonosd.api.flow import ClientQueue, TransportWriter
 from sonosd.api.metrics import ApiMetrics
 from sonosd.api.responses import error_body
 from sonosd.filters import Filter, FilterError
@@ -74,7 +76,10 @@ class StreamProtocol(LineOnlyReceiver):
     def connectionMade(self) -> None:
         """Become the transport's producer, join the channel, send the snapshot."""
         transport: Any = self.transport
-        self.queue = ClientQueue(self.factory.limit, transport.write, self._too_slow)
+        writer = TransportWriter(transport)
+        self.queue = ClientQueue(
+            self.factory.limit, writer.write, self._too_slow, writer.write_many
+        )
         transport.registerProducer(self.queue, True)
         start = self.factory.channel.join(self, None)
         self.queue.prime(start_lines(start))
@@ -83,6 +88,16 @@ class StreamProtocol(LineOnlyReceiver):
         """Write or queue one line."""
         if self.queue is not None:
             self.queue.offer(frame)
+
+    def offer_many(self, frames: Sequence[bytes]) -> None:
+        """Write or queue several lines, in one write when the transport accepts data."""
+        if self.queue is not None:
+            self.queue.offer_many(frames)
+
+    def _reply(self, body: dict[str, Any]) -> None:
+        # After the messages delivered before the operation was read.
+        self.factory.channel.flush()
+        self.offer(json_line(body))
 
     def lineReceived(self, line: bytes) -> None:
         """One JSON operation from the client."""
@@ -101,18 +116,18 @@ class StreamProtocol(LineOnlyReceiver):
             self._error(request_id, "bad_request", f"unknown op {request.get('op')!r}")
             return
         try:
-            self.filter = Filter.from_query(request, strict=True)
+            self.filter = self.factory.channel.intern(Filter.from_query(request, strict=True))
         except FilterError as error:
             self._error(request_id, "bad_filter", str(error))
             return
-        self.offer(json_line({"type": "filter", "id": request_id, "filter": self.filter.to_json()}))
+        self._reply({"type": "filter", "id": request_id, "filter": self.filter.to_json()})
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """A client line longer than ``MAX_LENGTH``: refuse it, keep the connection."""
         self._error(None, "bad_request", "line too long")
 
     def _error(self, request_id: Any, code: str, message: str) -> None:
-        self.offer(json_line({"type": "error", "id": request_id, **error_body(code, message)}))
+        self._reply({"type": "error", "id": request_id, **error_body(code, message)})
 
     def _too_slow(self, dropped: int) -> None:
         self.factory.channel.too_slow(self, dropped)
@@ -158,7 +173,7 @@ class StreamFactory(Factory):
     def __init__(
         self, hub: Hub, limit: int, clock: Any, grace: float, metrics: ApiMetrics | None = None
     ) -> None:
-        self.channel: Channel[bytes] = Channel(hub, "stream", message_line, metrics)
+        self.channel: Channel[bytes] = Channel(hub, "stream", message_line, metrics, clock=clock)
         self.limit = limit
         self.clock = clock
         self.grace = grace
