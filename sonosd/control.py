@@ -443,9 +443,13 @@ class Controller:
         self, ref: SpeakerRef, fn: Callable[..., T], *args: Any, slow: bool = False
     ) -> T:
         timeout = self.timeout * 3 if slow else self.timeout
-        result: T = await self._runner.run(
-            fn, self._device(ref), *args, key=ref.uid, timeout=timeout
-        )
+        try:
+            result: T = await self._runner.run(
+                fn, self._device(ref), *args, key=ref.uid, timeout=timeout
+            )
+        except Exception as error:
+            # Name the speaker the call went to (the coordinator, for transport commands).
+            raise self._translate(error, ref) from error
         return result
 
     async def _topology(self, ref: SpeakerRef) -> Topology:

@@ -321,6 +321,15 @@ class SimulatorControlTests(TestCase):
         error = await self.error(0, "play")
         self.assertEqual((error.code, error.status, error.upnp_error), ("speaker_error", 502, 701))
 
+    async def test_speaker_error_names_the_coordinator(self) -> None:
+        """A transport fault on a group member's command names the coordinator that refused."""
+        await self.cmd(2, "join", coordinator=self.speaker(0).uid)
+        self.speaker(0).transport.clear_queue()
+        error = await self.error(2, "play")
+        self.assertEqual(error.upnp_error, 701)
+        self.assertIn(self.speaker(0).name, error.message)
+        self.assertNotIn(self.speaker(2).name, error.message)
+
     async def test_unknown_speaker_and_offline(self) -> None:
         """An unknown speaker is 404; one the state marks offline is 503 with the reason."""
         error = await self.error("Attic", "play")
