@@ -171,6 +171,15 @@ class LogConfig:
 
 
 @attrs.frozen
+class SsdpConfig:
+    """Where ``discovery: true`` searches: the SSDP port, how often, and announcements."""
+
+    port: int = 1900
+    interval: float = 300.0
+    announcements: bool = False
+
+
+@attrs.frozen
 class SimulateConfig:
     """An in-process simulated household (demo and tests)."""
 
@@ -181,6 +190,7 @@ class SimulateConfig:
     activity: float = 0.0
     admin: str | None = None
     stereo_pair: bool = False
+    ssdp_port: int | None = None
 
 
 @attrs.frozen
@@ -192,6 +202,7 @@ class Config:
     api: ApiConfig = ApiConfig()
     devices: tuple[Device, ...] = ()
     discovery: bool = False
+    ssdp: SsdpConfig = SsdpConfig()
     services: tuple[str, ...] = DEFAULT_SERVICES
     subscription: SubscriptionConfig = SubscriptionConfig()
     soco: SocoConfig = SocoConfig()
@@ -624,6 +635,7 @@ class _Builder:
             ("soco", self._plain(SocoConfig)),
             ("sinks", self._sinks),
             ("log", self._plain(LogConfig)),
+            ("ssdp", self._plain(SsdpConfig)),
             ("simulate", self._simulate),
         ):
             value = doc.get(name)

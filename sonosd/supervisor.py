@@ -674,11 +674,18 @@ def build_household(
     household = HouseholdSupervisor(ctx, config.devices)
     state.add_topology_observer(household.on_topology)
     if config.discovery:
-        from sonosd.discovery import SsdpDiscovery
+        from sonosd.discovery import SSDP_GROUP, SsdpDiscovery
 
         interface = config.listener.interface
+        ssdp = config.ssdp
         discovery = SsdpDiscovery(
-            reactor, household.on_sighting, household.on_byebye, interfaces=(interface,)
+            reactor,
+            household.on_sighting,
+            household.on_byebye,
+            interfaces=(interface,),
+            target=(SSDP_GROUP, ssdp.port),
+            interval=ssdp.interval,
+            notify_port=ssdp.port if ssdp.announcements else None,
         )
         discovery.setServiceParent(household)
         household.discovery = discovery

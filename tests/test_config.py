@@ -286,7 +286,7 @@ def test_unknown_top_level_key() -> None:
     """A misspelt section is an error too."""
     assert error_of("device: []\n") == (
         "config.yaml:1: device: unknown key (known keys: listener, api, devices, discovery, "
-        "services, subscription, soco, sinks, log, simulate), got []"
+        "ssdp, services, subscription, soco, sinks, log, simulate), got []"
     )
 
 

@@ -10,7 +10,9 @@ the activity generator and Python code all change state the same way, so all of 
 by subscribers alike.
 
 The network side (listening on the speaker's address) is a ``NetworkPresence`` set by the
-service that runs the household; faults (reboot, offline, address change) drive it.
+service that runs the household; faults (reboot, offline, address change) drive it. An
+optional ``Announcer`` (the SSDP responder) is told when a speaker comes back (``alive``: after a
+reboot, online again, new address) and when it goes offline (``byebye``).
 """
 
 from __future__ import annotations
@@ -98,6 +100,16 @@ class NetworkPresence(Protocol):
 
     def move(self, address: str) -> Deferred[None]:
         """Listen on ``address`` instead."""
+
+
+class Announcer(Protocol):
+    """Announces speakers on the network (``sonosd.sim.ssdp.SsdpResponder``: SSDP NOTIFYs)."""
+
+    def alive(self, speaker: Speaker) -> None:
+        """``speaker`` is (back) on the network, maybe with a new BootSeq or address."""
+
+    def byebye(self, speaker: Speaker, reason: str) -> None:
+        """``speaker`` leaves the network for ``reason``."""
 
 
 @attrs.define
@@ -400,6 +412,7 @@ class Speaker:
                 "{speaker} is back, BootSeq {boot_seq}", speaker=self.name, boot_seq=self.boot_seq
             )
             self.household.topology_changed()
+            self.household.announce_alive(self)
             self._fire_up()
 
         up.addCallback(_up)
@@ -415,6 +428,7 @@ class Speaker:
             raise ValueError(f"offline mode must be 'refuse' or 'hang', not {mode!r}")
         if self.manager is not None:
             self.manager.pause()
+        self.household.announce_byebye(self, "powered off")
         self._cancel_boot()
         down = self.network.go_down(mode) if self.network is not None else succeed(None)
         if vanish:
@@ -433,6 +447,7 @@ class Speaker:
             if self.vanished_reason is not None:
                 self.vanished_reason = None
                 self.household.topology_changed()
+            self.household.announce_alive(self)
             self._fire_up()
 
         return up.addCallback(_up)
@@ -451,6 +466,7 @@ class Speaker:
             if self.manager is not None:
                 self.manager.address = address
             self.household.topology_changed()
+            self.household.announce_alive(self)
 
         return moved.addCallback(_moved)
 
@@ -566,6 +582,7 @@ class Household:
                 speaker.transport.uri = speaker.transport.queue_uri
                 speaker.transport.track_no = 1
         self._zgs_cache: str | None = None
+        self.announcer: Announcer | None = None
         for speaker in self.speakers:
             speaker.baseline()
 
@@ -715,6 +732,16 @@ class Household:
         for uid in remaining:
             self.by_uid[uid].publish("AVTransport")
         return heir
+
+    def announce_alive(self, speaker: Speaker) -> None:
+        """Tell the ``announcer`` (if any) that ``speaker`` is on the network."""
+        if self.announcer is not None:
+            self.announcer.alive(speaker)
+
+    def announce_byebye(self, speaker: Speaker, reason: str) -> None:
+        """Tell the ``announcer`` (if any) that ``speaker`` leaves the network."""
+        if self.announcer is not None:
+            self.announcer.byebye(speaker, reason)
 
     # -- household-wide content ------------------------------------------------------------
 

@@ -2,9 +2,9 @@
 """``HouseholdService``: a simulated household as a Twisted service (daemon, demo, tests).
 
 Starting it makes every speaker listen on its own address (``base_address``, +1, +2, ...) and
-port, gives each its GENA ``SubscriptionManager``, and starts the admin API and the activity
-generator when configured. Stopping it closes every port and connection and cancels every
-timer.
+port, gives each its GENA ``SubscriptionManager``, and starts the admin API, the activity
+generator and the SSDP responder when configured. Stopping it closes every port and connection
+and cancels every timer.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from sonosd.sim.admin import admin_site
 from sonosd.sim.household import Household, ManagerFactory, SubscriptionManagerLike
 from sonosd.sim.presence import SpeakerPresence
 from sonosd.sim.site import speaker_site
+from sonosd.sim.ssdp import SsdpResponder
 
 log = Logger()
 
@@ -50,6 +51,8 @@ class HouseholdService(Service):
     :param models: model numbers per speaker (``S18``, ``S14`` ...); the rest are ``S18``.
     :param manager_factory: builds each speaker's GENA manager (tests pass fakes).
     :param transition_delay: seconds spent in ``TRANSITIONING`` before ``PLAYING``.
+    :param ssdp_port: when set, answer SSDP searches on this port of the SSDP group, joined on
+        127.0.0.1 (1900 for SoCo's ``discover()``; 0 takes a free port, see ``ssdp.port``).
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class HouseholdService(Service):
         models: Sequence[str] = (),
         manager_factory: ManagerFactory = default_manager_factory,
         transition_delay: float = 0.1,
+        ssdp_port: int | None = None,
     ) -> None:
         self._reactor = reactor
         self.config = config
@@ -83,6 +87,11 @@ class HouseholdService(Service):
         self.presences: list[SpeakerPresence] = []
         self.admin_port: IListeningPort | None = None
         self.admin_ready: Deferred[IListeningPort] | None = None
+        self.ssdp: SsdpResponder | None = None
+        if ssdp_port is None:
+            ssdp_port = config.ssdp_port
+        if ssdp_port is not None:
+            self.ssdp = SsdpResponder(reactor, self.household, port=ssdp_port)
 
     @property
     def addresses(self) -> list[str]:
@@ -115,6 +124,8 @@ class HouseholdService(Service):
                 presence.listen()
                 speaker.network = presence
                 self.presences.append(presence)
+            if self.ssdp is not None:
+                self.ssdp.startService()
         except Exception:
             log.failure("the simulated household could not start")
             self._teardown()
@@ -149,7 +160,10 @@ class HouseholdService(Service):
 
     def _teardown(self) -> Deferred[Any]:
         self.activity.stop()
-        waits: list[Deferred[Any]] = [presence.stop() for presence in self.presences]
+        waits: list[Deferred[Any]] = []
+        if self.ssdp is not None and self.ssdp.running:
+            waits.append(self.ssdp.stopService())
+        waits.extend(presence.stop() for presence in self.presences)
         self.presences = []
         for speaker in self.household.speakers:
             if speaker.manager is not None:

@@ -52,6 +52,13 @@ class Options(usage.Options):
             "Endpoint of the JSON admin API, e.g. tcp:8400:interface=127.0.0.1 (default: none).",
         ],
         ["seed", "s", None, "Seed for identities and activity (default: from the base address)."],
+        [
+            "ssdp-port",
+            None,
+            None,
+            "Answer SSDP searches on this port of 239.255.255.250, on loopback only "
+            "(1900 for soco.discover(interface_addr='127.0.0.1'); default: no SSDP).",
+        ],
     ]
     optFlags = [
         ["stereo-pair", None, "Make the first two speakers a stereo pair (the second invisible)."],
@@ -88,6 +95,11 @@ class Options(usage.Options):
             raise usage.UsageError("--stereo-pair: needs at least 2 speakers")
         self.seed = None if self["seed"] is None else _integer("--seed", self["seed"], 0, 2**32)
         self.models = models
+        self.ssdp_port = (
+            None
+            if self["ssdp-port"] is None
+            else _integer("--ssdp-port", self["ssdp-port"], 1, 65535)
+        )
         self.config = SimulateConfig(
             speakers=speakers,
             base_address=str(base),
@@ -115,4 +127,10 @@ def makeService(options: Options) -> IService:
 
     from sonosd.sim.service import HouseholdService
 
-    return HouseholdService(reactor, options.config, seed=options.seed, models=options.models)
+    return HouseholdService(
+        reactor,
+        options.config,
+        seed=options.seed,
+        models=options.models,
+        ssdp_port=options.ssdp_port,
+    )
