@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -26,7 +27,7 @@ from typing import Any
 
 import attrs
 import yaml
-from jsonschema import Draft202012Validator, ValidationError
+from jsonschema import Draft202012Validator, ValidationError, validators
 
 DEFAULT_SERVICES: tuple[str, ...] = (
     "AVTransport",
@@ -463,7 +464,26 @@ def schema_text() -> str:
 
 
 SCHEMA: Mapping[str, Any] = json.loads(schema_text())
-_VALIDATOR = Draft202012Validator(SCHEMA)
+
+
+def _is_integer(checker: object, instance: object) -> bool:
+    # JSON Schema counts 3.0 as an integer; the objects built from it must hold an int.
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+def _is_number(checker: object, instance: object) -> bool:
+    # NaN passes every minimum and maximum (its comparisons are all false).
+    if isinstance(instance, float):
+        return math.isfinite(instance)
+    return _is_integer(checker, instance)
+
+
+_VALIDATOR = validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {"integer": _is_integer, "number": _is_number}
+    ),
+)(SCHEMA)
 
 # Validators whose failure means "this value is not the kind of value expected here".
 _KIND_VALIDATORS = frozenset(
@@ -563,6 +583,7 @@ def _generic(error: ValidationError) -> str:
 
 # -- semantic checks and the typed objects ------------------------------------------------------
 
+_MIN_TOKEN = SCHEMA["$defs"]["token"]["properties"]["token"]["minLength"]
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
 _ENDPOINT_OPTION = re.compile(r"unexpected keyword argument '(\w+)'")
 
@@ -730,6 +751,15 @@ class _Builder:
             names[item["name"]] = index
             secret = self._secret(item, where, "token", required=True)
             assert secret is not None
+            if len(secret) < _MIN_TOKEN and "token" not in item:
+                # The schema holds an inline token to this length; one read from the
+                # environment or a file must be as long.
+                source = "token_env" if "token_env" in item else "token_file"
+                raise self.fail(
+                    (*where, source),
+                    f"expected a token of at least {_MIN_TOKEN} characters",
+                    item[source],
+                )
             scopes = frozenset(item.get("scopes", ("read",)))
             tokens.append(Token(name=item["name"], secret=secret, scopes=scopes))
         fields["tokens"] = tuple(tokens)

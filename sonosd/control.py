@@ -394,7 +394,9 @@ class Controller:
             return ControlError("timeout", 504, f"{who} did not answer in time")
         if isinstance(error, requests.exceptions.ConnectionError):
             return ControlError("offline", 503, f"{who} cannot be reached")
-        if isinstance(error, SoCoException | TopologyError):
+        # Any other requests error: SoCo's raise_for_status() on a status other than 200, 405
+        # and 500, a body that breaks off ...
+        if isinstance(error, SoCoException | TopologyError | requests.exceptions.RequestException):
             return ControlError("speaker_error", 502, f"{who} failed: {error}")
         log.failure("a command on {speaker} failed unexpectedly", speaker=who)
         return ControlError("internal", 500, "the command failed; see the daemon's log")

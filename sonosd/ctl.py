@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import socket
 import sys
@@ -354,19 +355,31 @@ class Client:
         except urllib.error.HTTPError as error:
             raise _http_error(error) from None
         except (urllib.error.URLError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            if isinstance(reason, ConnectionRefusedError):
-                text = "connection refused (is sonosd running?)"
-            elif isinstance(reason, socket.timeout | TimeoutError):
-                text = "no answer in time"
-            else:
-                text = str(reason)
-            raise CtlError(f"cannot reach {self.url}: {text}", EXIT_UNREACHABLE) from None
+            raise self._unreachable(getattr(error, "reason", error)) from None
+
+    def _unreachable(self, reason: object) -> CtlError:
+        if isinstance(reason, ConnectionRefusedError):
+            text = "connection refused (is sonosd running?)"
+        elif isinstance(reason, socket.timeout | TimeoutError):
+            text = "no answer in time"
+        else:
+            text = str(reason)
+        return CtlError(f"cannot reach {self.url}: {text}", EXIT_UNREACHABLE)
+
+    def _json(self, request: urllib.request.Request, timeout: float | None = None) -> Any:
+        """Send ``request`` and read its answer as JSON (a body that breaks off or is not
+        JSON is a ``CtlError`` too)."""
+        with self.open(request, timeout) as response:
+            try:
+                return json.load(response)
+            except ValueError:
+                raise self._unreachable("the answer is not JSON (is this sonosd's API?)") from None
+            except OSError as error:
+                raise self._unreachable(error) from None
 
     def get_json(self, path: str) -> Any:
         """``GET path`` as JSON."""
-        with self.open(self._request("GET", path)) as response:
-            return json.load(response)
+        return self._json(self._request("GET", path))
 
     def command(
         self, room: str, command: str, args: Mapping[str, Any], timeout: float
@@ -375,8 +388,7 @@ class Client:
         path = "/api/v1/speakers/{}/{}".format(
             urllib.parse.quote(room, safe=""), urllib.parse.quote(command, safe="")
         )
-        with self.open(self._request("POST", path, args), timeout) as response:
-            body = json.load(response)
+        body = self._json(self._request("POST", path, args), timeout)
         result = body.get("result", body) if isinstance(body, dict) else body
         return result if isinstance(result, dict) else {"result": result}
 
@@ -413,6 +425,27 @@ def _http_error(error: urllib.error.HTTPError) -> CtlError:
 # -- main ------------------------------------------------------------------------------------
 
 
+def _seconds(text: str) -> float:
+    """A ``--timeout``: a number of seconds above 0 (``urlopen`` refuses others with a
+    traceback)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
+    return seconds
+
+
+def _command_timeout(base: float, args: Mapping[str, Any]) -> float:
+    """Seconds to wait for a command: ``base``, or 30 s more than the command's own
+    ``timeout`` argument when it has a usable one (announce)."""
+    own = args.get("timeout")
+    if isinstance(own, bool) or not isinstance(own, int | float) or not math.isfinite(own):
+        return base
+    return max(base, float(own) + 30)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sonosctl",
@@ -421,7 +454,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--url", help=f"the sonosd API (env SONOSD_URL; default {DEFAULT_URL})")
     parser.add_argument("--token", help="API token (env SONOSD_TOKEN)")
-    parser.add_argument("--timeout", type=float, default=15.0, help="seconds (default 15)")
+    parser.add_argument("--timeout", type=_seconds, default=15.0, help="seconds (default 15)")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("words", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
@@ -473,9 +506,9 @@ def main(
             return _follow(client, events, options.json or events.json, out, err)
         else:
             command, args = command_request(words[1:])
-            # A command may take as long as the speaker's own timeouts (announce: its own).
-            timeout = max(options.timeout, float(args.get("timeout", 0) or 0) + 30)
-            result = client.command(words[0], command, args, timeout)
+            result = client.command(
+                words[0], command, args, _command_timeout(options.timeout, args)
+            )
             out.write(
                 json.dumps(result) if options.json else format_result(words[0], command, result)
             )

@@ -106,7 +106,11 @@ class Options(usage.Options):
         }
         if self["listen-port"] is not None:
             port: str = self["listen-port"]
-            overrides["listen-port"] = int(port) if port.strip().isdigit() else port
+            digits = port.strip()
+            # str.isdigit() accepts "²", which int() refuses.
+            overrides["listen-port"] = (
+                int(digits) if digits.isascii() and digits.isdigit() else port
+            )
         try:
             config = load_config(
                 path, os.environ if self._environ is None else self._environ, overrides

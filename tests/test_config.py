@@ -583,6 +583,47 @@ def test_token_inline_env_and_file(tmp_path: Path) -> None:
     assert "0123" not in repr(config)
 
 
+def test_token_from_env_or_file_is_as_long_as_an_inline_one(tmp_path: Path) -> None:
+    """A token read from the environment or a file is refused when shorter than 12 characters."""
+    message = error_of("api:\n  tokens:\n    - {name: ha, token_env: T}\n", environ={"T": "short"})
+    assert message == (
+        "config.yaml:3: api.tokens[0].token_env: expected a token of at least 12 characters, "
+        'got "T"'
+    )
+    short = tmp_path / "token"
+    short.write_text("short\n")
+    assert error_of(f"api:\n  tokens:\n    - {{name: ha, token_file: '{short}'}}\n") == (
+        "config.yaml:3: api.tokens[0].token_file: expected a token of at least 12 characters, "
+        f'got "{short}"'
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "api: {heartbeat: .nan}\n",
+            "api.heartbeat: expected a number of seconds above 0 and up to 86400, got NaN",
+        ),
+        (
+            "subscription: {renew_fraction: .NaN}\n",
+            "subscription.renew_fraction: expected a fraction from 0.1 to 0.9, got NaN",
+        ),
+        (
+            "listener: {port: 1400.0}\n",
+            "listener.port: expected a port number from 0 to 65535, got 1400.0",
+        ),
+        (
+            "simulate: {speakers: 3.0}\n",
+            "simulate.speakers: expected a speaker count from 1 to 200, got 3.0",
+        ),
+    ],
+)
+def test_nan_and_whole_floats_are_refused(text: str, expected: str) -> None:
+    """NaN (which passes every bound) and 3.0 where a count is expected are one-line errors."""
+    assert error_of(text) == f"config.yaml:1: {expected}"
+
+
 def test_token_env_missing() -> None:
     """A token whose environment variable is not set is a one-line error."""
     assert error_of("api:\n  tokens:\n    - {name: ha, token_env: SONOSD_HA_TOKEN}\n") == (

@@ -469,6 +469,17 @@ class ControllerUnitTests(SynchronousTestCase):
         self.assertEqual(self.failed(refused).code, "offline")
         self.assertEqual(self.failed(slow).code, "timeout")
 
+    def test_other_http_errors(self) -> None:
+        """An HTTP status SoCo does not map (its raise_for_status) is 502 speaker_error."""
+
+        def forbidden(fn: Any, device: Any, *args: Any) -> Any:
+            raise requests.exceptions.HTTPError("403 Client Error: Forbidden")
+
+        error = self.failed(forbidden)
+        self.assertEqual((error.code, error.status), ("speaker_error", 502))
+        self.assertIn("403", error.message)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
     def test_unexpected_error_hidden(self) -> None:
         """Anything else is 500 internal, logged, with no detail for the client."""
 

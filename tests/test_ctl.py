@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import json
 import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
@@ -24,6 +27,7 @@ from sonosd.ctl import (
     EXIT_UNREACHABLE,
     EXIT_USAGE,
     CtlError,
+    _command_timeout,
     command_request,
     format_event,
     format_result,
@@ -189,6 +193,60 @@ def test_connection_refused() -> None:
     assert outcome.err.startswith("sonosctl: cannot reach http://127.0.0.1:")
     assert "connection refused" in outcome.err
     assert outcome.err.count("\n") == 1
+
+
+class _NotSonosd(BaseHTTPRequestHandler):
+    """Answers every request with an HTML page, as a proxy or another server would."""
+
+    def _html(self) -> None:
+        body = b"<html>hello</html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _html
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def not_sonosd() -> Iterator[str]:
+    server = HTTPServer(("127.0.0.1", 0), _NotSonosd)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_answer_that_is_not_json(not_sonosd: str) -> None:
+    """An answer that is not JSON exits 3 with one line, not a traceback."""
+    for words in (["status"], ["Kitchen", "play"]):
+        outcome = run_ctl(["--url", not_sonosd, *words])
+        assert outcome.status == EXIT_UNREACHABLE
+        assert outcome.err == (
+            f"sonosctl: cannot reach {not_sonosd}: the answer is not JSON (is this sonosd's API?)\n"
+        )
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])
+def test_bad_timeout_option(value: str) -> None:
+    """A --timeout that is not a number of seconds above 0 is a usage error."""
+    assert run_ctl(["--timeout", value, "status"]).status == EXIT_USAGE
+
+
+def test_command_timeout() -> None:
+    """A command waits 30 s longer than its own numeric timeout; other values are ignored."""
+    assert _command_timeout(15.0, {}) == 15.0
+    assert _command_timeout(15.0, {"timeout": 100}) == 130.0
+    assert _command_timeout(15.0, {"timeout": "abc"}) == 15.0
+    assert _command_timeout(15.0, {"timeout": True}) == 15.0
+    assert _command_timeout(15.0, {"timeout": float("nan")}) == 15.0
 
 
 def test_usage_errors() -> None:

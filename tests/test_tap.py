@@ -142,6 +142,17 @@ def test_bad_override_is_one_line(tmp_path: Path) -> None:
     )
 
 
+def test_non_ascii_digit_port_override_is_one_line(tmp_path: Path) -> None:
+    """A --listen-port of digits int() cannot read ("²") is a one-line error, not a traceback."""
+    path = write(tmp_path, "devices: [{host: 10.0.0.5}]\n")
+    code, _, err = exit_of("-c", path, "--listen-port", "\u00b2")
+    assert code == 1
+    assert err == (
+        f"{path}: listener.port (from --listen-port): expected a port number from 0 to "
+        '65535, got "\u00b2"\n'
+    )
+
+
 def test_secrets_come_from_the_given_environment(tmp_path: Path) -> None:
     """Options look *_env secrets up in the environment they are given."""
     path = write(tmp_path, "api:\n  tokens: [{name: a, token_env: SONOSD_T}]\n")

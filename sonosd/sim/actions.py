@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 from xml.sax.saxutils import quoteattr
 
+import attrs
+
 from sonosd.sim import catalog, variables
 from sonosd.sim.didl import (
     Track,
@@ -424,16 +426,7 @@ def resolve_track(uri: str, metadata: str) -> Track:
     track = parse_didl(uri, metadata)
     path = urlsplit(uri).path.lower()
     if track.duration == 0 and any(path.endswith(ext) for ext in _AUDIO_EXTENSIONS):
-        track = Track(
-            uri=track.uri,
-            title=track.title,
-            artist=track.artist,
-            album=track.album,
-            duration=_DEFAULT_FILE_DURATION,
-            album_art=track.album_art,
-            protocol_info=track.protocol_info,
-            upnp_class=track.upnp_class,
-        )
+        track = attrs.evolve(track, duration=_DEFAULT_FILE_DURATION)
     return track
 
 

@@ -402,27 +402,21 @@ class SubscriptionManager:
                 callback.connect_host, callback.port, request, self.address
             )
         except Exception as error:
-            self.failed += 1
-            log.warn(
-                "{uid}: NOTIFY {sid} SEQ {seq} to {callback} failed: {error}",
-                uid=self.uid,
-                sid=subscription.sid,
-                seq=seq,
-                callback=callback.url,
-                error=error,
-            )
-            return
-        self.sent += 1
-        if status != 200:
-            self.failed += 1
-            log.warn(
-                "{uid}: NOTIFY {sid} SEQ {seq} to {callback} answered {status}",
-                uid=self.uid,
-                sid=subscription.sid,
-                seq=seq,
-                callback=callback.url,
-                status=status,
-            )
+            problem = f"failed: {error}"
+        else:
+            self.sent += 1
+            if status == 200:
+                return
+            problem = f"answered {status}"
+        self.failed += 1
+        log.warn(
+            "{uid}: NOTIFY {sid} SEQ {seq} to {callback} {problem}",
+            uid=self.uid,
+            sid=subscription.sid,
+            seq=seq,
+            callback=callback.url,
+            problem=problem,
+        )
 
     def send_unknown_sid(self, callback_url: str, service: str) -> Deferred[int]:
         """Send ``service``'s full state to ``callback_url`` under a SID nobody subscribed.

@@ -23,7 +23,7 @@ from pre-escaped fragments and doubly-escaped values rather than built then esca
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Final
 
@@ -156,56 +156,42 @@ def _check_chars(value: str) -> None:
         raise ValueError(f"character {bad.group()!r} cannot be carried by XML")
 
 
-def _escape_text(value: str) -> str:
-    """Escape ``value`` as element text, as Sonos does (quotes too; CR kept as a reference)."""
-    if len(value) >= _CACHE_FROM:
-        return _escape_text_cached(value)
-    return _escape_text_uncached(value)
+def _escaper(replacements: tuple[tuple[str, str], ...]) -> Callable[[str], str]:
+    """An escaping function applying ``replacements`` in order (``&`` first), which checks
+    the value's characters and caches long values' results."""
+
+    def escape_uncached(value: str) -> str:
+        _check_chars(value)
+        for char, replacement in replacements:
+            if char in value:
+                value = value.replace(char, replacement)
+        return value
+
+    escape_cached = lru_cache(maxsize=256)(escape_uncached)
+
+    def escape(value: str) -> str:
+        if len(value) >= _CACHE_FROM:
+            return escape_cached(value)
+        return escape_uncached(value)
+
+    return escape
 
 
-def _escape_text_uncached(value: str) -> str:
-    _check_chars(value)
-    if "&" in value:
-        value = value.replace("&", "&amp;")
-    if "<" in value:
-        value = value.replace("<", "&lt;")
-    if ">" in value:
-        value = value.replace(">", "&gt;")
-    if '"' in value:
-        value = value.replace('"', "&quot;")
-    if "\r" in value:
-        value = value.replace("\r", "&#13;")
-    return value
+# A value as element text, as Sonos escapes it (quotes too; CR kept as a reference).
+_escape_text: Final = _escaper(
+    (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("\r", "&#13;")),
+)
 
-
-_escape_text_cached = lru_cache(maxsize=256)(_escape_text_uncached)
-
-
-def _escape_value_twice(value: str) -> str:
-    """Escape ``value`` as an attribute of the inner document, then that as element text."""
-    if len(value) >= _CACHE_FROM:
-        return _escape_twice_cached(value)
-    return _escape_twice_uncached(value)
-
-
-def _escape_twice_uncached(value: str) -> str:
-    _check_chars(value)
-    if "&" in value:
-        value = value.replace("&", "&amp;amp;")
-    if "<" in value:
-        value = value.replace("<", "&amp;lt;")
-    if ">" in value:
-        value = value.replace(">", "&amp;gt;")
-    if '"' in value:
-        value = value.replace('"', "&amp;quot;")
-    # Attribute-value normalisation would turn raw whitespace controls into spaces.
-    if "\n" in value:
-        value = value.replace("\n", "&amp;#10;")
-    if "\r" in value:
-        value = value.replace("\r", "&amp;#13;")
-    if "\t" in value:
-        value = value.replace("\t", "&amp;#9;")
-    return value
-
-
-_escape_twice_cached = lru_cache(maxsize=256)(_escape_twice_uncached)
+# A value as an attribute of the inner document, then that as element text. Raw whitespace
+# controls become character references: attribute-value normalisation would make them spaces.
+_escape_value_twice: Final = _escaper(
+    (
+        ("&", "&amp;amp;"),
+        ("<", "&amp;lt;"),
+        (">", "&amp;gt;"),
+        ('"', "&amp;quot;"),
+        ("\n", "&amp;#10;"),
+        ("\r", "&amp;#13;"),
+        ("\t", "&amp;#9;"),
+    ),
+)
