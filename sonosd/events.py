@@ -19,33 +19,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from sonosd.eventxml import variables_to_json
+from sonosd.hub import Hub, Message
 from sonosd.state import HouseholdState, SpeakerRef
 from sonosd.topology import Topology, TopologyError, parse_zone_group_state
 
 log = Logger()
 
 TOPOLOGY_SERVICE = "ZoneGroupTopology"
-
-
-class Publisher(Protocol):
-    """What the processor needs of ``sonosd.hub.Hub``."""
-
-    def publish(
-        self,
-        type: str,
-        fields: Mapping[str, Any],
-        *,
-        speaker: Mapping[str, Any] | None = None,
-        service: str | None = None,
-        event: object | None = None,
-    ) -> Any:
-        """Stamp, serialise and deliver one message; return it."""
 
 
 class _WallClock:
@@ -68,14 +54,12 @@ def parse_seq(value: object) -> int | None:
 class EventProcessor:
     """Turns events and state reads into messages, keeping ``state`` up to date.
 
-    @param hub: Where messages are published (``sonosd.hub.Hub``).
+    @param hub: Where messages are published.
     @param state: The household state to merge into.
     @param clock: The time of state updates (default: the wall clock).
     """
 
-    def __init__(
-        self, hub: Publisher, state: HouseholdState, clock: IReactorTime | None = None
-    ) -> None:
+    def __init__(self, hub: Hub, state: HouseholdState, clock: IReactorTime | None = None) -> None:
         self._hub = hub
         self._state = state
         self._clock: Any = clock if clock is not None else _WallClock()
@@ -91,7 +75,7 @@ class EventProcessor:
 
     # -- events --------------------------------------------------------------------------
 
-    def on_event(self, speaker: SpeakerRef, service: str, event: Any) -> Any:
+    def on_event(self, speaker: SpeakerRef, service: str, event: Any) -> Message:
         """Publish the ``event`` message of a SoCo ``Event`` and merge it into the state.
 
         @param speaker: The speaker the NOTIFY came from.
@@ -131,7 +115,7 @@ class EventProcessor:
         service: str,
         variables: Mapping[str, Any],
         source: str = "poll",
-    ) -> Any:
+    ) -> Message | None:
         """Merge variables read by control calls; publish what changed.
 
         @param variables: In ``parse_event_xml``'s shape (as ``StateReader.read`` gives).
@@ -152,7 +136,7 @@ class EventProcessor:
         )
         if topology is not None and topology != self._state.topology:
             changed["zone_group_state"] = fields["zone_group_state"]
-        message = None
+        message: Message | None = None
         if changed:
             ref = self._state.by_uid(ref.uid) or ref
             message = self._hub.publish(
@@ -165,7 +149,7 @@ class EventProcessor:
             self._apply_topology(topology)
         return message
 
-    def on_zone_group_state(self, document: str | bytes) -> Any:
+    def on_zone_group_state(self, document: str | bytes) -> Message | None:
         """Take a ZoneGroupState read with GetZoneGroupState (any speaker's).
 
         @return: The ``topology.changed`` message, or ``None`` if the grouping is unchanged.
@@ -212,7 +196,7 @@ class EventProcessor:
             service, variables, ref.base_url, zone_group_state=zone_group_state
         )
 
-    def _apply_topology(self, topology: Topology) -> Any:
+    def _apply_topology(self, topology: Topology) -> Message | None:
         old = self._state.set_topology(topology)
         if old is topology or (old is not None and old.grouping() == topology.grouping()):
             return None
@@ -220,7 +204,7 @@ class EventProcessor:
 
     # -- the supervisor's messages -------------------------------------------------------
 
-    def speaker_online(self, speaker: SpeakerRef, reason: str | None = None) -> Any:
+    def speaker_online(self, speaker: SpeakerRef, reason: str | None = None) -> Message | None:
         """Mark ``speaker`` online; publish ``speaker.online`` if it was not.
 
         @param reason: Why it is considered online (``subscribed``, ``rebooted``...).
@@ -231,7 +215,7 @@ class EventProcessor:
             return None
         return self._hub.publish("speaker.online", {"reason": reason}, speaker=ref.to_json())
 
-    def speaker_offline(self, speaker: SpeakerRef, reason: str) -> Any:
+    def speaker_offline(self, speaker: SpeakerRef, reason: str) -> Message | None:
         """Mark ``speaker`` offline; publish ``speaker.offline`` if it was not.
 
         @param reason: Why (``no answer``, ``vanished: powered off``, ``subscribe failed``...).
@@ -242,7 +226,7 @@ class EventProcessor:
             return None
         return self._hub.publish("speaker.offline", {"reason": reason}, speaker=ref.to_json())
 
-    def subscription_lost(self, speaker: SpeakerRef, service: str, reason: str) -> Any:
+    def subscription_lost(self, speaker: SpeakerRef, service: str, reason: str) -> Message:
         """Publish ``subscription.lost``: events of ``service`` stop until it is restored."""
         ref = self._state.ensure(speaker)
         return self._hub.publish(
@@ -251,7 +235,7 @@ class EventProcessor:
 
     def subscription_restored(
         self, speaker: SpeakerRef, service: str, reason: str | None = None
-    ) -> Any:
+    ) -> Message:
         """Publish ``subscription.restored``: ``service`` is subscribed again (its state is
         re-read; what changed meanwhile follows as ``event`` messages)."""
         ref = self._state.ensure(speaker)
@@ -259,7 +243,7 @@ class EventProcessor:
             "subscription.restored", {"reason": reason}, speaker=ref.to_json(), service=service
         )
 
-    def events_gap(self, speaker: SpeakerRef, service: str, expected: int, got: int) -> Any:
+    def events_gap(self, speaker: SpeakerRef, service: str, expected: int, got: int) -> Message:
         """Publish ``events.gap``: NOTIFYs ``expected`` .. ``got - 1`` never arrived (a
         resync follows as ``event`` messages with ``source`` ``resync``)."""
         ref = self._state.ensure(speaker)

@@ -143,3 +143,11 @@ def test_only_exact_secrets_pass(presented: str) -> None:
         assert isinstance(result, Grant)
     else:
         assert isinstance(result, Denied)
+
+
+def test_near_misses_and_odd_tokens_refused() -> None:
+    """Prefixes, extensions, other lengths and non-ASCII tokens are refused, never an error."""
+    auth = Authenticator([READER, ADMIN])
+    for presented in ("r3ad", "r3ad-only-", "c0ntrol" * 40, "r3ad-onlé", "\udcff"):
+        assert auth.check(None, presented) is INVALID
+        assert auth.check(f"Bearer {presented}".encode("utf-8", "surrogatepass"), None) is INVALID

@@ -7,7 +7,15 @@ from typing import Any
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from sonosd.api.channel import Channel, json_line, parse_last_id
+from sonosd.api.channel import (
+    BadOperation,
+    Channel,
+    QueuedClient,
+    json_line,
+    parse_last_id,
+    read_operation,
+)
+from sonosd.api.flow import ClientQueue
 from sonosd.api.metrics import ApiMetrics
 from sonosd.filters import Filter
 from sonosd.hub import Hub, Message
@@ -231,3 +239,42 @@ class BatchedChannelTests(SynchronousTestCase):
             self.channel.intern(Filter(rooms=[f"room {index}"]))
         self.assertIs(self.channel.intern(Filter(rooms=["KITCHEN"])), a.filter)
         self.assertLessEqual(len(self.channel._filters), 2 * 2 + 16 + 1)
+
+
+class OperationTests(SynchronousTestCase):
+    def test_read_operation(self) -> None:
+        """An operation is a JSON object; anything else is refused with the client's message."""
+        self.assertEqual(read_operation(b'{"op": "filter", "id": 1}'), {"op": "filter", "id": 1})
+        for payload, message in (
+            (b"{nope", "not JSON"),
+            (b"\xff", "not JSON"),
+            (b"[1]", "expected an object"),
+        ):
+            with self.assertRaises(BadOperation) as raised:
+                read_operation(payload)
+            self.assertEqual(str(raised.exception), message)
+
+    def test_set_filter(self) -> None:
+        """A filter operation replaces the client's filter (interned) or leaves it on error."""
+        channel: Channel[bytes] = Channel(Hub(Clock()), "test", lambda m: m.raw)
+        client, other = Recorder(), Recorder(Filter(rooms=["Office"]))
+        channel.join(other, None)
+        reply = channel.set_filter(client, {"op": "filter", "id": 7, "rooms": ["office"]})
+        self.assertEqual(reply, {"type": "filter", "id": 7, "filter": {"rooms": ["office"]}})
+        self.assertIs(client.filter, other.filter)
+        reply = channel.set_filter(client, {"op": "filter", "id": 8, "colour": "red"})
+        self.assertEqual(
+            (reply["type"], reply["id"], reply["error"]["code"]), ("error", 8, "bad_filter")
+        )
+        self.assertIs(client.filter, other.filter)
+
+    def test_queued_client(self) -> None:
+        """A queued client drops frames before its queue exists, then writes through it."""
+        written: list[bytes] = []
+        client = QueuedClient()
+        client.offer(b"early")
+        client.offer_many([b"early"])
+        client.queue = ClientQueue(10, written.append, lambda n: None, lambda f: written.extend(f))
+        client.offer(b"a")
+        client.offer_many([b"b", b"c"])
+        self.assertEqual(written, [b"a", b"b", b"c"])

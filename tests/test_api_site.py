@@ -10,8 +10,9 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.test.requesthelper import DummyRequest
 
-from sonosd.api.site import redact
+from sonosd.api.site import access_log_line, redact
 from sonosd.hub import Hub
 from tests.api_helpers import (
     ADMIN,
@@ -58,6 +59,30 @@ class RedactTests(SynchronousTestCase):
             redact(b"/api/v1/events?rooms=a&access_token=s3cret&last_id=4"),
             b"/api/v1/events?rooms=a&access_token=REDACTED&last_id=4",
         )
+
+    def test_every_spelling_of_the_token_redacted(self) -> None:
+        """A token name twisted.web decodes (percent, plus, ``;``) is redacted as well."""
+        for uri, expected in (
+            (b"/ws?access%5Ftoken=s3cret", b"/ws?access%5Ftoken=REDACTED"),
+            (b"/ws?a=1;Access_token=x;access_tok%65n=s3cret", b"/ws?a=1;Access_token=x;"),
+            (b"/ws?access_token=s3cret#frag", b"/ws?access_token=REDACTED#frag"),
+            (b"/ws?access_token", b"/ws?access_token"),
+            (b"/ws", b"/ws"),
+        ):
+            self.assertEqual(redact(uri)[: len(expected)], expected, uri)
+            self.assertNotIn(b"s3cret", redact(uri), uri)
+
+    def test_access_log_line_redacts_the_referer(self) -> None:
+        """The access log hides a token in the URI and in the Referer header."""
+        request = DummyRequest([b"api", b"v1", b"events"])
+        request.uri = b"/api/v1/events?access_token=s3cret"
+        request.code = 200
+        request.sentLength = 0
+        request.clientproto = b"HTTP/1.1"
+        request.requestHeaders.addRawHeader(b"referer", b"http://h/dash?access_token=s3cret")
+        line = access_log_line("[now]", request)
+        self.assertNotIn("s3cret", line)
+        self.assertIn("/dash?access_token=REDACTED", line)
 
 
 class RestTests(TestCase):

@@ -282,6 +282,23 @@ class WebSocketTests(TestCase):
         code, _ = await client.closed
         self.assertEqual(code, 1001)
 
+    async def test_stop_service_aborts_a_client_that_does_not_close(self) -> None:
+        """A client that never answers the close frame is aborted once the grace period ends."""
+        service, host, port = await start_api(self, self.hub, self.state)
+        # No close handshake timeout of autobahn's own: only the service's grace ends it.
+        service.websocket.setProtocolOptions(closeHandshakeTimeout=0)
+        client = await connect_ws(self, host, port)
+        (peer,) = service.websocket.channel.clients
+        client.transport.pauseProducing()  # type: ignore[union-attr]
+        started = reactor.seconds()
+        await service.stopService()
+        await wait(lambda: peer.state == peer.STATE_CLOSED, "the server side closed")  # type: ignore[attr-defined]
+        # Once the service's grace (1 s) is over.
+        self.assertLess(reactor.seconds() - started, 3.0)
+        self.assertIsNone(self.successResultOf(peer.lost))  # type: ignore[attr-defined]
+        client.transport.resumeProducing()  # type: ignore[union-attr]
+        await client.closed
+
 
 def _has_peer(channel: Any, client: Any) -> bool:
     """Whether the server still has a client for ``client``'s local address."""

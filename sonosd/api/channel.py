@@ -20,6 +20,7 @@ joining, leaving and filter changes behave exactly as with immediate delivery.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -28,8 +29,10 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from sonosd.api.flow import ClientQueue
 from sonosd.api.metrics import ApiMetrics
-from sonosd.filters import Filter
+from sonosd.api.responses import error_body
+from sonosd.filters import Filter, FilterError
 from sonosd.hub import Hub, ISink, Message, encode
 
 log = Logger()
@@ -50,6 +53,46 @@ class Client(Protocol):
 
     def shutdown(self) -> None:
         """The server is stopping: close the connection politely."""
+
+
+class QueuedClient:
+    """A connection that writes through its ``ClientQueue`` (``None`` until it is open)."""
+
+    queue: ClientQueue[bytes] | None = None
+
+    def offer(self, frame: bytes) -> None:
+        """Write or queue one frame."""
+        if self.queue is not None:
+            self.queue.offer(frame)
+
+    def offer_many(self, frames: Sequence[bytes]) -> None:
+        """Write or queue several frames, in one write when the transport accepts data."""
+        if self.queue is not None:
+            self.queue.offer_many(frames)
+
+
+class BadOperation(ValueError):
+    """A client sent something that is not a JSON object; ``str()`` tells the client."""
+
+
+def read_operation(payload: bytes) -> dict[str, Any]:
+    """A client's JSON operation (``{"op": ..., "id": ..., ...}``), as the WebSocket and the
+    stream accept them.
+
+    @raise BadOperation: The payload is not JSON, or not an object.
+    """
+    try:
+        request = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        raise BadOperation("not JSON") from None
+    if not isinstance(request, dict):
+        raise BadOperation("expected an object")
+    return request
+
+
+def error_reply(request_id: Any, code: str, message: str, **extra: Any) -> dict[str, Any]:
+    """The ``error`` message answering a client's operation ``request_id``."""
+    return {"type": "error", "id": request_id, **error_body(code, message, **extra)}
 
 
 @attrs.frozen
@@ -165,6 +208,16 @@ class Channel(Generic[F]):
             for client in self.clients:
                 filters.setdefault(client.filter, client.filter)
         return filters.setdefault(filter, filter)
+
+    def set_filter(self, client: Client, request: dict[str, Any]) -> dict[str, Any]:
+        """Apply a ``filter`` operation to ``client``; return the reply (the filter now in
+        force, or a ``bad_filter`` error that leaves the old one)."""
+        request_id = request.get("id")
+        try:
+            client.filter = self.intern(Filter.from_query(request, strict=True))
+        except FilterError as error:
+            return error_reply(request_id, "bad_filter", str(error))
+        return {"type": "filter", "id": request_id, "filter": client.filter.to_json()}
 
     def leave(self, client: Client) -> None:
         """Stop sending to ``client`` (it disconnected)."""

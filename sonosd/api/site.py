@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import unquote_to_bytes
 from weakref import WeakSet
 
 from prometheus_client import CollectorRegistry
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, race, succeed
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import connectionDone
-from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel, combinedLogFormatter
@@ -44,6 +43,7 @@ from sonosd.api.auth import (
     query_first,
 )
 from sonosd.api.commands import CommandFactory, ControllerLike, default_commands
+from sonosd.api.endpoint import listen
 from sonosd.api.metrics import ApiMetrics
 from sonosd.api.resources import (
     ErrorResource,
@@ -58,21 +58,39 @@ from sonosd.api.sse import EventsResource
 from sonosd.api.ws import ApiWebSocketFactory
 from sonosd.config import ApiConfig
 from sonosd.hub import Hub
+from sonosd.sinks.drain import drained
 
 log = Logger()
 
 VERSION = "0.1.0"
 _SAFE_METHODS = (b"GET", b"HEAD")
-_TOKEN_IN_URI = re.compile(rb"(access_token=)[^&#]*")
+_TOKEN = b"access_token"
 
 
 def redact(uri: bytes) -> bytes:
-    """``uri`` with the value of any ``access_token`` parameter replaced (for access logs)."""
-    return _TOKEN_IN_URI.sub(rb"\1REDACTED", uri)
+    """``uri`` with the value of any ``access_token`` parameter replaced (for access logs).
+
+    A parameter is recognised as ``twisted.web`` reads it (``&`` or ``;`` separators, the name
+    percent- and plus-decoded), so that every spelling the gate accepts is also hidden.
+    """
+    path, mark, query = uri.partition(b"?")
+    if not mark:
+        return uri
+    query, hash_mark, fragment = query.partition(b"#")
+    return path + mark + _redact_query(query) + hash_mark + fragment
+
+
+def _redact_query(query: bytes) -> bytes:
+    pairs = re.split(rb"([&;])", query)
+    for index in range(0, len(pairs), 2):
+        name, equals, _ = pairs[index].partition(b"=")
+        if equals and unquote_to_bytes(name.replace(b"+", b" ")) == _TOKEN:
+            pairs[index] = name + b"=REDACTED"
+    return b"".join(pairs)
 
 
 class _Redacted:
-    """A request seen by the access log formatter, its token removed from the URI."""
+    """A request seen by the access log formatter: no token in its URI or its ``Referer``."""
 
     def __init__(self, request: Request) -> None:
         self._request = request
@@ -80,6 +98,13 @@ class _Redacted:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._request, name)
+
+    def getHeader(self, name: bytes) -> bytes | None:
+        """The request's header ``name``, a referring URI redacted."""
+        value = self._request.getHeader(name)
+        if value is not None and name.lower() == b"referer":
+            return redact(value)
+        return value
 
 
 def access_log_line(timestamp: str, request: Request) -> str:
@@ -302,12 +327,9 @@ class ApiService(Service):
         super().startService()
         self.events.start()
         self.websocket.channel.start()
-        started = Deferred.fromCoroutine(self._listen())
-        started.addErrback(self._listen_failed)
+        listen(self.reactor, self.config.listen, self.site, self.listening, "api", self._listened)
 
-    async def _listen(self) -> None:
-        endpoint = serverFromString(self.reactor, self.config.listen)
-        port = await endpoint.listen(self.site)
+    def _listened(self, port: IListeningPort) -> None:
         self.port = port
         host = port.getHost()
         bound = getattr(host, "host", None)
@@ -322,13 +344,6 @@ class ApiService(Service):
             address=f"{getattr(host, 'host', host)}:{getattr(host, 'port', '')}".rstrip(":"),
             required="required" if self.auth.required else "not required",
         )
-        self.listening.callback(port)
-
-    def _listen_failed(self, failure: Failure) -> None:
-        log.failure("api: cannot listen on {listen}", failure, listen=self.config.listen)
-        if not self.listening.called:
-            self.listening.errback(failure)
-            self.listening.addErrback(lambda _: None)
 
     def stopService(self) -> Deferred[None]:
         """Stop listening and close every client within the grace period."""
@@ -343,12 +358,10 @@ class ApiService(Service):
         self.events.stop()
         self.websocket.channel.stop()
         channels = self.site.close_connections()
-        waiting: list[Deferred[Any]] = [getattr(ws, "lost", succeed(None)) for ws in sockets]
+        waiting: list[Deferred[Any]] = [ws.lost for ws in sockets]
         waiting.extend(channel.lost for channel in channels)
-        if waiting:
-            grace: Deferred[Any] = deferLater(self.reactor, self.grace, lambda: None)
-            everything: Deferred[Any] = gatherResults(waiting, consumeErrors=True)
-            await race([everything, grace])
+        # ``drained`` never cancels the waits: a cancelled ``lost`` would look called.
+        await drained(waiting, self.grace, self.reactor)
         for channel in self.site.close_connections():
             transport: Any = channel.transport
             transport.abortConnection()

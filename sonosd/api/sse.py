@@ -30,7 +30,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from sonosd.api.auth import query_first
-from sonosd.api.channel import Channel, Start, parse_last_id, reset_body
+from sonosd.api.channel import Channel, QueuedClient, Start, parse_last_id, reset_body
 from sonosd.api.flow import ClientQueue, TransportWriter
 from sonosd.api.metrics import ApiMetrics
 from sonosd.api.responses import json_error
@@ -68,7 +68,7 @@ def start_blocks(start: Start) -> Iterator[bytes]:
         yield message_block(message)
 
 
-class SseClient:
+class SseClient(QueuedClient):
     """One EventSource connection: its filter, its bounded queue, its request.
 
     @param grace: Seconds a closing connection may take to flush before it is aborted.
@@ -115,14 +115,6 @@ class SseClient:
 
     def _write_many(self, frames: Sequence[bytes]) -> None:
         self._write(b"".join(frames))
-
-    def offer(self, frame: bytes) -> None:
-        """Write or queue one block."""
-        self.queue.offer(frame)
-
-    def offer_many(self, frames: Sequence[bytes]) -> None:
-        """Write or queue several blocks, in one write when the transport accepts data."""
-        self.queue.offer_many(frames)
 
     def heartbeat(self) -> None:
         """Send a keepalive comment, unless the client is behind anyway."""

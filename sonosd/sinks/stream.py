@@ -20,26 +20,33 @@ The lines of one reactor turn go to a client in one ``writeSequence`` (issue 7).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, race
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory, connectionDone
-from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
-from sonosd.api.channel import Channel, Start, json_line, reset_body
+from sonosd.api.channel import (
+    BadOperation,
+    Channel,
+    QueuedClient,
+    Start,
+    error_reply,
+    json_line,
+    read_operation,
+    reset_body,
+)
+from sonosd.api.endpoint import listen
 from sonosd.api.flow import ClientQueue, TransportWriter
 from sonosd.api.metrics import ApiMetrics
-from sonosd.api.responses import error_body
-from sonosd.filters import Filter, FilterError
+from sonosd.filters import Filter
 from sonosd.hub import Hub, Message
+from sonosd.sinks.drain import drained
 
 log = Logger()
 
@@ -59,7 +66,7 @@ def start_lines(start: Start) -> Iterator[bytes]:
         yield message_line(message)
 
 
-class StreamProtocol(LineOnlyReceiver):
+class StreamProtocol(QueuedClient, LineOnlyReceiver):
     """One stream client."""
 
     delimiter = b"\n"
@@ -84,16 +91,6 @@ class StreamProtocol(LineOnlyReceiver):
         start = self.factory.channel.join(self, None)
         self.queue.prime(start_lines(start))
 
-    def offer(self, frame: bytes) -> None:
-        """Write or queue one line."""
-        if self.queue is not None:
-            self.queue.offer(frame)
-
-    def offer_many(self, frames: Sequence[bytes]) -> None:
-        """Write or queue several lines, in one write when the transport accepts data."""
-        if self.queue is not None:
-            self.queue.offer_many(frames)
-
     def _reply(self, body: dict[str, Any]) -> None:
         # After the messages delivered before the operation was read.
         self.factory.channel.flush()
@@ -104,30 +101,21 @@ class StreamProtocol(LineOnlyReceiver):
         if not line.strip():
             return
         try:
-            request = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
-            self._error(None, "bad_request", "not JSON")
+            request = read_operation(line)
+        except BadOperation as error:
+            self._error(None, "bad_request", str(error))
             return
-        if not isinstance(request, dict):
-            self._error(None, "bad_request", "expected an object")
-            return
-        request_id = request.get("id")
         if request.get("op") != "filter":
-            self._error(request_id, "bad_request", f"unknown op {request.get('op')!r}")
+            self._error(request.get("id"), "bad_request", f"unknown op {request.get('op')!r}")
             return
-        try:
-            self.filter = self.factory.channel.intern(Filter.from_query(request, strict=True))
-        except FilterError as error:
-            self._error(request_id, "bad_filter", str(error))
-            return
-        self._reply({"type": "filter", "id": request_id, "filter": self.filter.to_json()})
+        self._reply(self.factory.channel.set_filter(self, request))
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """A client line longer than ``MAX_LENGTH``: refuse it, keep the connection."""
         self._error(None, "bad_request", "line too long")
 
     def _error(self, request_id: Any, code: str, message: str) -> None:
-        self._reply({"type": "error", "id": request_id, **error_body(code, message)})
+        self._reply(error_reply(request_id, code, message))
 
     def _too_slow(self, dropped: int) -> None:
         self.factory.channel.too_slow(self, dropped)
@@ -209,20 +197,11 @@ class StreamService(Service):
         """Start receiving messages and listen."""
         super().startService()
         self.factory.channel.start()
-        started = Deferred.fromCoroutine(self._listen())
-        started.addErrback(self._failed)
+        listen(self.reactor, self.endpoint, self.factory, self.listening, "stream", self._listened)
 
-    async def _listen(self) -> None:
-        port = await serverFromString(self.reactor, self.endpoint).listen(self.factory)
+    def _listened(self, port: IListeningPort) -> None:
         self.port = port
         log.info("stream listening on {address}", address=str(port.getHost()))
-        self.listening.callback(port)
-
-    def _failed(self, failure: Failure) -> None:
-        log.failure("stream: cannot listen on {endpoint}", failure, endpoint=self.endpoint)
-        if not self.listening.called:
-            self.listening.errback(failure)
-            self.listening.addErrback(lambda _: None)
 
     def stopService(self) -> Deferred[None]:
         """Stop listening, say goodbye to every client, close within the grace period."""
@@ -235,9 +214,4 @@ class StreamService(Service):
             await maybeDeferred(port.stopListening)
         clients: list[Any] = list(self.factory.channel.clients)
         self.factory.channel.stop()
-        if clients:
-            everything: Deferred[Any] = gatherResults(
-                [client.lost for client in clients], consumeErrors=True
-            )
-            grace: Deferred[Any] = deferLater(self.reactor, self.factory.grace + 0.5, lambda: None)
-            await race([everything, grace])
+        await drained([client.lost for client in clients], self.factory.grace + 0.5, self.reactor)
