@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredLock
@@ -33,6 +33,20 @@ class CallTimeout(Exception):
         super().__init__(f"{name} did not finish within {seconds:g} s")
         self.name = name
         self.seconds = seconds
+
+
+class Runner(Protocol):
+    """What callers need of L{SocoRunner}: its ``run`` (tests pass a recording fake)."""
+
+    def run(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        key: object | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Deferred[Any]:
+        """See L{SocoRunner.run}."""
 
 
 class _DaemonThreadPool(ThreadPool):

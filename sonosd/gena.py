@@ -316,6 +316,8 @@ class Subscription(SubscriptionBase):
         self._renewal: IDelayedCall | None = None
         self._registered = False
         self._topology: Any = None
+        # Only ZoneGroupTopology feeds SoCo's caches: other events skip the hook entirely.
+        self._feeds_topology = service.service_type == "ZoneGroupTopology"
 
     # -- the soco.events_twisted API ----------------------------------------------------------
 
@@ -593,7 +595,7 @@ class Subscription(SubscriptionBase):
 
     def _track_topology(self) -> None:
         """Tell SoCo's ZoneGroupState a ZGT subscription feeds it (only if that cannot block)."""
-        if self.service.service_type != "ZoneGroupTopology" or not self._household_known():
+        if not self._feeds_topology or not self._household_known():
             return
         self._topology = self.service.soco.zone_group_state
         self._topology.add_subscription(self)
@@ -606,11 +608,12 @@ class Subscription(SubscriptionBase):
     def _update_topology_cache(self, event: Event) -> None:
         """Feed SoCo's own caches (ZoneGroupState from ZGT events): CPU only, never blocking.
 
-        ``ZoneGroupTopology._update_cache_on_event`` reads ``soco.zone_group_state``, which
+        Only ``ZoneGroupTopology`` has such a cache (the hook of every other service is a
+        no-op). ``ZoneGroupTopology._update_cache_on_event`` reads ``soco.zone_group_state``, which
         fetches ``household_id`` over the network the first time; it is skipped until the
         household id is known (read it in a worker thread before subscribing).
         """
-        if not self._household_known():
+        if not self._feeds_topology or not self._household_known():
             return
         try:
             self.service._update_cache_on_event(event)

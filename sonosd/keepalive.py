@@ -29,25 +29,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from sonosd.backoff import GONE_412, FailureKind, backoff_delay, describe_failure, renew_delay
+from sonosd.blocking import Runner
 from sonosd.config import DEFAULT_SERVICES, SubscriptionConfig
 from sonosd.resync import ZoneGroupStateUnavailable
 from sonosd.sequence import SeqKind, SeqTracker
 from sonosd.state import SpeakerRef
 
 log = Logger()
-
-
-class Runner(Protocol):
-    """What the supervisor needs of ``sonosd.blocking.SocoRunner``."""
-
-    def run(
-        self,
-        fn: Callable[..., Any],
-        *args: Any,
-        key: object | None = None,
-        timeout: float | None = None,
-        **kwargs: Any,
-    ) -> Deferred[Any]: ...
 
 
 class Processor(Protocol):
@@ -100,11 +88,6 @@ class GenaSubscription(Protocol):
 
 SubscriptionFactory = Callable[[Any, str], GenaSubscription]
 """Builds an unsubscribed GENA subscription for ``(soco_device, service_name)``."""
-
-
-def with_timeout(d: Deferred[Any], seconds: float, clock: IReactorTime) -> Deferred[Any]:
-    """``d``, failing with ``TimeoutError`` (and cancelled) after ``seconds``."""
-    return d.addTimeout(seconds, clock)
 
 
 # Operations are coroutines started with Deferred.fromCoroutine; one that finishes at once
@@ -239,6 +222,7 @@ class ServiceSupervisor:
         self._grace: IDelayedCall | None = None
         self._poll: LoopingCall | None = None
         self._poll_token = 0
+        self._poll_failed = False
         self._resync: Deferred[Any] | None = None
         self._resync_again = False
         self._lost_at = 0.0
@@ -270,14 +254,23 @@ class ServiceSupervisor:
         self.state = ServiceState.SUSPENDED
 
     def stop(self, timeout: float) -> Deferred[None]:
-        """Cancel everything and UNSUBSCRIBE; fire within ``timeout`` seconds, never fail."""
+        """Cancel everything and UNSUBSCRIBE; fire within ``timeout`` seconds, never fail.
+
+        A renewal in flight is not cancelled (that would end the subscription locally, and
+        no UNSUBSCRIBE would go out): the UNSUBSCRIBE is sent behind it, within the bound.
+        """
         subscription, self.subscription = self.subscription, None
+        renewal = self._operation if self.state is ServiceState.RENEWING else None
+        if renewal is not None:
+            self._operation = None
         self._abandon()
         self._stop_polling()
         self.state = ServiceState.STOPPED
-        done: Deferred[None] = succeed(None)
-        if subscription is not None and subscription.is_subscribed:
-            done = self._unsubscribe(subscription, timeout)
+        if subscription is None or not (renewal is not None or subscription.is_subscribed):
+            return succeed(None)
+        done = self._unsubscribe(subscription, timeout)
+        if renewal is not None:
+            done.addBoth(lambda _: renewal.cancel())
         return done
 
     # Subscribing and renewing.
@@ -290,30 +283,21 @@ class ServiceSupervisor:
             self._operation = running
 
     async def _subscribe(self, gen: int) -> None:
-        ref = self.speaker.ref
-        assert ref is not None
         self.state = ServiceState.SUBSCRIBING
         self._seq.reset()
         self._notified = False
-        subscription = self._ctx.subscriptions(self.speaker.device, self.service)
-        subscription.callback = functools.partial(self._on_event, gen)
-        self.subscription = subscription
-        try:
-            await with_timeout(
-                subscription.subscribe(requested_timeout=self._config.timeout, auto_renew=False),
-                self._config.request_timeout + 1.0,
-                self._ctx.clock,
-            )
-        except Exception:
-            if gen == self._gen:
-                self._failed(Failure(), "subscribe")
+
+        def request() -> Deferred[Any]:
+            subscription = self._ctx.subscriptions(self.speaker.device, self.service)
+            subscription.callback = functools.partial(self._on_event, gen)
+            self.subscription = subscription
+            return subscription.subscribe(requested_timeout=self._config.timeout, auto_renew=False)
+
+        if not await self._request(gen, "subscribe", request):
             return
-        if gen != self._gen:
-            return
-        self._operation = None
+        subscription = self.subscription
+        assert subscription is not None
         self.failures = 0
-        self.state = ServiceState.SUBSCRIBED
-        self.speaker.saw_activity()
         log.debug(
             "subscribed {speaker} {service} sid={sid} for {timeout} s",
             speaker=self.speaker.label,
@@ -344,21 +328,9 @@ class ServiceSupervisor:
         subscription = self.subscription
         assert subscription is not None
         self.state = ServiceState.RENEWING
-        try:
-            await with_timeout(
-                subscription.renew(requested_timeout=self._config.timeout),
-                self._config.request_timeout + 1.0,
-                self._ctx.clock,
-            )
-        except Exception:
-            if gen == self._gen:
-                self._failed(Failure(), "renew")
+        request = functools.partial(subscription.renew, requested_timeout=self._config.timeout)
+        if not await self._request(gen, "renew", request):
             return
-        if gen != self._gen:
-            return
-        self._operation = None
-        self.state = ServiceState.SUBSCRIBED
-        self.speaker.saw_activity()
         log.debug(
             "renewed {speaker} {service} for {timeout} s",
             speaker=self.speaker.label,
@@ -366,6 +338,25 @@ class ServiceSupervisor:
             timeout=subscription.timeout,
         )
         self._schedule_renew(subscription)
+
+    async def _request(self, gen: int, during: str, request: Callable[[], Deferred[Any]]) -> bool:
+        """Make a SUBSCRIBE or renewal of generation ``gen``, within the request timeout.
+
+        @return: Whether it succeeded and ``gen`` is still current (then the service is
+            subscribed); a failure of the current generation is handled (retry, reboot).
+        """
+        try:
+            await request().addTimeout(self._config.request_timeout + 1.0, self._ctx.clock)
+        except Exception:
+            if gen == self._gen:
+                self._failed(Failure(), during)
+            return False
+        if gen != self._gen:
+            return False
+        self._operation = None
+        self.state = ServiceState.SUBSCRIBED
+        self.speaker.saw_activity()
+        return True
 
     def _failed(self, failure: Failure, during: str) -> None:
         kind, reason = describe_failure(failure)
@@ -427,7 +418,7 @@ class ServiceSupervisor:
                 reason=describe_failure(failure)[1],
             )
 
-        d = with_timeout(subscription.unsubscribe(), timeout, self._ctx.clock)
+        d = subscription.unsubscribe().addTimeout(timeout, self._ctx.clock)
         return d.addCallbacks(lambda _: None, failed)
 
     def _mark_lost(self, reason: str) -> None:
@@ -536,15 +527,17 @@ class ServiceSupervisor:
             self.resync()
 
     async def _read_state(
-        self, source: str, current: Callable[[], bool]
+        self, source: str, current: Callable[[], bool], *, again: bool = False
     ) -> Mapping[str, Any] | None:
-        """Read the state through ``StateReader``; ``None`` on failure (logged if ``current``)."""
+        """Read the state through ``StateReader``; ``None`` on failure (logged if ``current``).
+
+        @param again: The previous read failed too: the failure is logged at debug level only
+            (a poll that fails every ``poll_interval`` for months must not flood the log).
+        """
         try:
-            variables: Mapping[str, Any] = await with_timeout(
-                self._ctx.reader.read(self.speaker.device, self.service),
-                self._ctx.read_timeout,
-                self._ctx.clock,
-            )
+            variables: Mapping[str, Any] = await self._ctx.reader.read(
+                self.speaker.device, self.service
+            ).addTimeout(self._ctx.read_timeout, self._ctx.clock)
         except ZoneGroupStateUnavailable as unavailable:
             # Large households answer GetZoneGroupState with UPnP 501: their topology comes
             # from ZoneGroupTopology events alone, the rest of the service still reads.
@@ -552,7 +545,7 @@ class ServiceSupervisor:
         except Exception:
             kind, reason = describe_failure(Failure())
             if current():
-                log.warn(
+                (log.debug if again else log.warn)(
                     "{source} of {speaker} {service} failed: {reason}",
                     source=source,
                     speaker=self.speaker.label,
@@ -595,6 +588,7 @@ class ServiceSupervisor:
                 interval=self._config.poll_interval,
             )
         self.polling = True
+        self._poll_failed = False
         self._poll_token += 1
         poll = self._poll = LoopingCall(self._poll_once, self._poll_token)
         poll.clock = self._ctx.clock
@@ -604,7 +598,10 @@ class ServiceSupervisor:
         return Deferred.fromCoroutine(self._poll_read(token))
 
     async def _poll_read(self, token: int) -> None:
-        variables = await self._read_state("poll", lambda: token == self._poll_token)
+        variables = await self._read_state(
+            "poll", lambda: token == self._poll_token, again=self._poll_failed
+        )
+        self._poll_failed = variables is None
         if variables is not None:
             self.polls += 1
             self._feed_state(variables, "poll")

@@ -396,7 +396,6 @@ class NotifyListener(Service):
         self.site = NotifyServerFactory(self.dispatcher, self._clock, max_body, idle_timeout)
         self.port = 0
         self._listening: IListeningPort | None = None
-        self._routes: dict[str, str] = {}
 
     @property
     def accepted(self) -> int:
@@ -468,13 +467,12 @@ class NotifyListener(Service):
             return self.advertise
         if not _is_wildcard(self.interface):
             return self.interface
-        address = self._routes.get(speaker_host)
+        # Looked up for every SUBSCRIBE, never cached: the route (and this host's address)
+        # may change over months, and a missing route at start-up must not stick.
+        address = route_address(speaker_host)
         if address is None:
-            address = route_address(speaker_host)
-            if address is None:
-                log.warn("no route to {host}; advertising 127.0.0.1", host=speaker_host)
-                address = "127.0.0.1"
-            self._routes[speaker_host] = address
+            log.warn("no route to {host}; advertising 127.0.0.1", host=speaker_host)
+            return "127.0.0.1"
         return address
 
     def callback_url(self, speaker_host: str) -> str:

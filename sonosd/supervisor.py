@@ -36,16 +36,15 @@ from twisted.python.failure import Failure
 
 from sonosd import gena
 from sonosd.backoff import backoff_delay, describe_failure
+from sonosd.blocking import Runner
 from sonosd.config import Config, Device
 from sonosd.keepalive import (
     GenaSubscription,
     Processor,
     Reader,
-    Runner,
     ServiceSupervisor,
     SubscriptionFactory,
     SupervisorContext,
-    with_timeout,
 )
 from sonosd.state import SpeakerRef
 
@@ -243,18 +242,7 @@ class SpeakerSupervisor(Service):
     async def _identify(self, gen: int) -> None:
         host = self.config_device.host
         try:
-            identity: Identity = await with_timeout(
-                self.ctx.runner.run(
-                    identify,
-                    self.ctx.soco_factory,
-                    self.ctx.resolve,
-                    host,
-                    key=host,
-                    timeout=self.ctx.config.request_timeout,
-                ),
-                self.ctx.config.request_timeout + 1.0,
-                self.ctx.clock,
-            )
+            identity: Identity = await self._identify_at(host)
         except Exception:
             if gen != self._gen:
                 return
@@ -328,12 +316,9 @@ class SpeakerSupervisor(Service):
 
     async def _ping(self, gen: int) -> None:
         assert self.ref is not None
-        timeout = self.ctx.ping_timeout
         try:
-            await with_timeout(
-                self.ctx.runner.run(ping, self.device, key=f"{self.ref.uid}:ping", timeout=timeout),
-                timeout + 1.0,
-                self.ctx.clock,
+            await self._run(
+                ping, self.device, key=f"{self.ref.uid}:ping", timeout=self.ctx.ping_timeout
             )
         except Exception:
             if gen != self._gen:
@@ -434,18 +419,7 @@ class SpeakerSupervisor(Service):
     async def _move(self, address: str, gen: int) -> None:
         assert self.ref is not None
         try:
-            identity: Identity = await with_timeout(
-                self.ctx.runner.run(
-                    identify,
-                    self.ctx.soco_factory,
-                    self.ctx.resolve,
-                    address,
-                    key=address,
-                    timeout=self.ctx.config.request_timeout,
-                ),
-                self.ctx.config.request_timeout + 1.0,
-                self.ctx.clock,
-            )
+            identity: Identity = await self._identify_at(address)
         except Exception:
             if gen == self._gen:
                 self._operation = None
@@ -478,6 +452,22 @@ class SpeakerSupervisor(Service):
             sup.start(reason="address changed")
 
     # Helpers.
+
+    def _run(self, fn: Callable[..., Any], *args: Any, key: str, timeout: float) -> Deferred[Any]:
+        """``fn(*args)`` in the thread pool; fails after ``timeout`` (and a second's slack)."""
+        running = self.ctx.runner.run(fn, *args, key=key, timeout=timeout)
+        return running.addTimeout(timeout + 1.0, self.ctx.clock)
+
+    def _identify_at(self, address: str) -> Deferred[Identity]:
+        """Identify the speaker at ``address`` (the configured host, or a new address)."""
+        return self._run(
+            identify,
+            self.ctx.soco_factory,
+            self.ctx.resolve,
+            address,
+            key=address,
+            timeout=self.ctx.config.request_timeout,
+        )
 
     def _backoff(self) -> float:
         config = self.ctx.config

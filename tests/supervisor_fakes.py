@@ -125,7 +125,8 @@ class FakeSubscription:
         self.gena.log.append((kind, self.device.uid, self.service))
         answer = self.gena.answers.get(kind)
         if answer == "hang":
-            d: Deferred[Any] = Deferred()
+            # As sonosd.gena: a request cancelled (timed out) ends the subscription locally.
+            d: Deferred[Any] = Deferred(lambda _: setattr(self, "is_subscribed", False))
             self.pending.append(d)
             return d
         if isinstance(answer, Exception):
@@ -176,8 +177,11 @@ class FakeGena:
         self.granted = 1800
         self.requested: list[tuple[int | None, bool]] = []
         self.log: list[tuple[str, str, str]] = []
+        self.broken: Exception | None = None
 
     def __call__(self, device: Any, service: str) -> FakeSubscription:
+        if self.broken is not None:
+            raise self.broken
         subscription = FakeSubscription(self, device, service)
         self.made.append(subscription)
         return subscription

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
@@ -69,7 +70,7 @@ class SocoRunnerTests(TestCase):
 
     async def test_queued_call_behind_a_hung_one_times_out_without_running(self) -> None:
         """A call waiting behind a hung call of the same key times out and never starts."""
-        ran = []
+        ran: list[int] = []
         self.runner.run(self.release.wait, 30, key="hung", timeout=5)
         queued = self.runner.run(ran.append, 1, key="hung", timeout=0.1)
         with self.assertRaises(CallTimeout):
@@ -86,10 +87,10 @@ def test_stop_does_not_wait_for_hung_calls() -> None:
     clock = Clock()
 
     class Reactor:
-        def callLater(self, *a, **kw):
+        def callLater(self, *a: Any, **kw: Any) -> Any:
             return clock.callLater(*a, **kw)
 
-        def callFromThread(self, f, *a):
+        def callFromThread(self, f: Any, *a: Any) -> None:
             pass
 
     runner = SocoRunner(Reactor(), threads=1, grace=2.0)

@@ -574,6 +574,14 @@ class EventTests(SynchronousTestCase):
         self.successResultOf(harness.subscription.unsubscribe())
         assert service.soco.zone_group_state.tracked == []
 
+    def test_other_services_skip_the_cache_hook(self) -> None:
+        """Events of a service other than ZoneGroupTopology never call SoCo's cache hook."""
+        service = FakeService(soco=HouseholdKnown())
+        harness = Harness(service)
+        self.successResultOf(harness.subscription.subscribe())
+        harness.subscription.send_event(harness.event())
+        assert service.cache_updates == []
+
     def test_topology_cache_failure_is_logged(self) -> None:
         """A SoCo cache update that raises is logged; the event is still delivered."""
 

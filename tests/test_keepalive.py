@@ -117,6 +117,54 @@ class RenewTests(SynchronousTestCase):
         self.assertEqual(h.gena.count("subscribe"), 2)
 
 
+class StopTests(SynchronousTestCase):
+    def test_stop_during_renewal_still_unsubscribes(self) -> None:
+        """Stopping while a renewal is in flight sends the UNSUBSCRIBE instead of dropping it."""
+        h = Harness(timeout=100, request_timeout=5.0)
+        h.gena.granted = 100
+        speaker = started(h)
+        sub = h.gena.current("RenderingControl")
+        h.gena.answers["renew"] = "hang"
+        h.clock.advance(50)
+        self.assertEqual(speaker.services["RenderingControl"].state, ServiceState.RENEWING)
+        del h.gena.answers["renew"]
+        self.successResultOf(speaker.stopService())
+        self.assertEqual(sub.requests, ["subscribe", "renew", "unsubscribe"])
+        self.assertTrue(sub.pending[0].called)
+        self.assertEqual(h.processor.of("subscription.lost"), [])
+
+    def test_hung_renewal_does_not_delay_stop(self) -> None:
+        """Stopping during a hung renewal fires within the bound and cancels the renewal."""
+        h = Harness(timeout=100, request_timeout=5.0, shutdown_timeout=2.0)
+        h.gena.granted = 100
+        speaker = started(h)
+        sub = h.gena.current("RenderingControl")
+        h.gena.answers["renew"] = "hang"
+        h.gena.answers["unsubscribe"] = "hang"
+        h.clock.advance(50)
+        d = speaker.stopService()
+        self.assertNoResult(d)
+        h.clock.advance(2.0)
+        self.successResultOf(d)
+        self.assertTrue(all(pending.called for pending in sub.pending))
+        self.assertEqual(h.clock.getDelayedCalls(), [])
+
+
+class FactoryTests(SynchronousTestCase):
+    def test_subscription_factory_failure_is_retried(self) -> None:
+        """A subscription that cannot even be built is a failure like any other: retried."""
+        h = Harness(backoff_initial=1.0)
+        h.gena.broken = AttributeError("no such service")
+        speaker = started(h)
+        supervisor = speaker.services["RenderingControl"]
+        self.assertEqual(supervisor.state, ServiceState.RETRYING)
+        self.assertEqual(h.gena.made, [])
+        h.gena.broken = None
+        h.clock.advance(1.0)
+        self.assertEqual(supervisor.state, ServiceState.SUBSCRIBED)
+        self.assertEqual(len(h.processor.of("subscription.restored")), 1)
+
+
 class EventTests(SynchronousTestCase):
     def test_initial_event_processed(self) -> None:
         """SEQ 0 is the initial full state and goes to the processor."""
@@ -168,7 +216,7 @@ class EventTests(SynchronousTestCase):
         def boom(*args: Any) -> None:
             raise RuntimeError("boom")
 
-        h.processor.on_event = boom  # type: ignore[method-assign]
+        h.processor.on_event = boom  # type: ignore[method-assign,assignment]
         h.gena.current("RenderingControl").notify(0)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
@@ -215,6 +263,23 @@ class PollingTests(SynchronousTestCase):
         self.assertFalse(speaker.services["RenderingControl"].polling)
         h.clock.advance(30.0)
         self.assertEqual(len(h.reader.reads), 3)
+
+    def test_failing_poll_warns_once(self) -> None:
+        """A poll that keeps failing warns once, then at debug level until a read succeeds."""
+        h = Harness(no_event_grace=5.0, poll_interval=10.0)
+        started(h)
+        h.reader.error = HttpError(500)
+        with capturedLogs() as events:
+            h.clock.advance(5.0)
+            h.clock.advance(10.0)
+            h.clock.advance(10.0)
+            h.reader.error = None
+            h.clock.advance(10.0)
+            h.reader.error = HttpError(500)
+            h.clock.advance(10.0)
+        failed = [e["log_level"].name for e in events if e.get("source") == "poll"]
+        self.assertEqual(failed, ["warn", "debug", "debug", "warn"])
+        self.assertEqual(len(h.reader.reads), 5)
 
     def test_notice_said_once_per_url(self) -> None:
         """The explanatory line is logged once for all services and speakers sharing a URL."""

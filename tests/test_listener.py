@@ -29,6 +29,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
+from sonosd import listener as listener_module
 from sonosd.listener import (
     SEQ_MAX,
     INotifySubscription,
@@ -639,6 +640,15 @@ class ServiceTests(SynchronousTestCase):
         """With no route to the speaker, 127.0.0.1 is advertised (and a warning logged)."""
         listener = NotifyListener(MemoryReactorClock(), interface="0.0.0.0", port=1400)
         assert listener.advertised_address("255.255.255.255") == "127.0.0.1"
+
+    def test_route_is_looked_up_again(self) -> None:
+        """A speaker with no route at first gets the routed address once a route exists."""
+        routes: dict[str, str | None] = {"10.0.0.20": None}
+        self.patch(listener_module, "route_address", lambda host: routes[host])
+        listener = NotifyListener(MemoryReactorClock(), interface="0.0.0.0", port=1400)
+        assert listener.advertised_address("10.0.0.20") == "127.0.0.1"
+        routes["10.0.0.20"] = "10.0.0.5"
+        assert listener.advertised_address("10.0.0.20") == "10.0.0.5"
 
     def test_stop_before_start(self) -> None:
         """Stopping a listener that never bound succeeds at once."""
