@@ -13,6 +13,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.test.requesthelper import DummyRequest
 
 from sonosd.api.site import access_log_line, redact
+from sonosd.config import Token
 from sonosd.hub import Hub
 from tests.api_helpers import (
     ADMIN,
@@ -314,6 +315,33 @@ class RestTests(TestCase):
         await service.stopService()
         await raw.closed
         self.assertIsNone(service.port)
+
+    async def test_large_body_refused_before_auth(self) -> None:
+        """A body longer than any route accepts gets 413 at once, token or not, and the
+        connection closes without the body being read."""
+        _, host, port = await start_api(
+            self, self.hub, self.state, tokens=(Token("ha", "a" * 32, frozenset({"read"})),)
+        )
+        head = (
+            b"POST /api/v1/speakers/Kitchen/volume HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 10000000\r\n\r\n"
+        )
+        raw = RawClient(head + b"x" * 1000)
+        await connect_raw(host, port, raw, self)
+        await raw.closed
+        self.assertTrue(raw.data.startswith(b"HTTP/1.1 413 "), raw.data)
+
+    async def test_large_chunked_body_refused(self) -> None:
+        """A chunked body that grows past the limit is cut off with 413."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        chunk = b"%x\r\n%s\r\n" % (40_000, b"y" * 40_000)
+        raw = RawClient(
+            b"POST /api/v1/speakers/Kitchen/volume HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + chunk * 3
+        )
+        await connect_raw(host, port, raw, self)
+        await raw.closed
+        self.assertTrue(raw.data.startswith(b"HTTP/1.1 413 "), raw.data)
 
 
 class OpenApiTests(SynchronousTestCase):

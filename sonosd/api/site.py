@@ -42,7 +42,7 @@ from sonosd.api.auth import (
     origin_allowed,
     query_first,
 )
-from sonosd.api.commands import CommandFactory, ControllerLike, default_commands
+from sonosd.api.commands import MAX_BODY, CommandFactory, ControllerLike, default_commands
 from sonosd.api.endpoint import listen
 from sonosd.api.metrics import ApiMetrics
 from sonosd.api.resources import (
@@ -199,10 +199,20 @@ class _Preflight(Resource):
         return b""
 
 
+_TOO_LARGE = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
 class _TrackedChannel(HTTPChannel):
-    """An HTTP connection the site can close on shutdown; ``lost`` fires when it is gone."""
+    """An HTTP connection the site can close on shutdown; ``lost`` fires when it is gone.
+
+    A request body larger than any route accepts (``MAX_BODY``) is refused with 413 as soon
+    as its length is known, before the auth gate runs and before twisted.web buffers it (in a
+    temporary file above 100 KB): no one, token or not, makes the daemon store a large body.
+    """
 
     site: ApiSite
+    _refused = False
+    _received = 0
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -213,6 +223,33 @@ class _TrackedChannel(HTTPChannel):
         self.site.channels.discard(self)
         super().connectionLost(reason)
         self.lost.callback(None)
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self._refused:
+            super().dataReceived(data)
+
+    def allHeadersReceived(self) -> None:
+        self._received = 0
+        if self.length is not None and self.length > MAX_BODY:
+            self.refuse_too_large()
+            return
+        super().allHeadersReceived()
+
+    def rawDataReceived(self, data: bytes) -> None:
+        # Chunked bodies announce no length: count what arrives.
+        self._received += len(data)
+        if self._received > MAX_BODY + 4096:
+            self.refuse_too_large()
+            return
+        super().rawDataReceived(data)
+
+    def refuse_too_large(self) -> None:
+        """Answer 413 and close; whatever else arrives on this connection is ignored."""
+        self._refused = True
+        transport = self.transport
+        assert transport is not None
+        transport.write(_TOO_LARGE)
+        transport.loseConnection()
 
 
 class ApiSite(Site):
