@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from itertools import islice
+from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -47,6 +48,12 @@ class Message:
     room: str | None = None
     service: str | None = None
     event: object | None = None
+
+
+#: The most JSON bytes the replay ring keeps by default (about 10,000 typical messages).
+REPLAY_BYTES = 32 * 1024 * 1024
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 class ISink(Interface):
@@ -87,13 +94,22 @@ def _isotime(seconds: float) -> str:
 class Hub:
     """Stamps, serialises, remembers and fans out messages.
 
+    The replay ring keeps each message's ``raw`` JSON and filter fields only (``body`` empty,
+    ``event`` ``None``): a SoCo Event and the body's objects weigh several times the JSON, and
+    a resuming client needs only the bytes. It is bounded by count and by the JSON's bytes.
+
     @param clock: Provides the time stamped on each message.
     @param replay: How many recent messages are kept for resuming clients.
+    @param replay_bytes: The most JSON bytes the ring keeps (the oldest go first).
     """
 
-    def __init__(self, clock: IReactorTime, replay: int = 10_000) -> None:
+    def __init__(
+        self, clock: IReactorTime, replay: int = 10_000, replay_bytes: int = REPLAY_BYTES
+    ) -> None:
         self._clock = clock
         self._ring: deque[Message] = deque(maxlen=max(1, replay))
+        self._ring_bytes = 0
+        self._replay_bytes = replay_bytes
         self._sinks: list[ISink] = []
         self._snapshot_provider: Callable[[], dict[str, Any]] = lambda: {}
         self._last_id = 0
@@ -173,7 +189,7 @@ class Hub:
             service=service,
             event=event,
         )
-        self._ring.append(message)
+        self._remember(message)
         self.published += 1
         for sink in tuple(self._sinks):
             try:
@@ -183,11 +199,21 @@ class Hub:
                 log.failure("sink {sink!r} failed on message {id}", sink=sink, id=message.id)
         return message
 
+    def _remember(self, message: Message) -> None:
+        ring = self._ring
+        if len(ring) == ring.maxlen:
+            self._ring_bytes -= len(ring[0].raw)
+        ring.append(attrs.evolve(message, body=_EMPTY, event=None))
+        self._ring_bytes += len(message.raw)
+        while self._ring_bytes > self._replay_bytes and len(ring) > 1:
+            self._ring_bytes -= len(ring.popleft().raw)
+
     def since(self, last_id: int) -> list[Message] | None:
         """Messages published after ``last_id``, or ``None`` when the ring no longer has them.
 
         ``last_id`` equal to the current ``last_id`` gives an empty list; an id from the
         future (a client of an earlier daemon run) gives ``None``, so the client resets.
+        Replayed messages carry ``raw`` and the filter fields, not ``body`` nor ``event``.
         """
         if last_id > self._last_id or last_id < 0:
             return None

@@ -70,7 +70,7 @@ class ChannelTests(SynchronousTestCase):
         client = Recorder(Filter(rooms=["office"]))
         start = self.channel.join(client, 1)
         self.assertEqual((start.snapshot, start.reset), (None, None))
-        self.assertEqual(start.replay, [office])
+        self.assertEqual([(m.id, m.raw) for m in start.replay], [(office.id, office.raw)])
         live = publish(self.hub, "Office")
         self.assertEqual(client.frames, [live.raw])
 

@@ -117,3 +117,27 @@ def test_time_is_rounded_as_datetime_rounds_it() -> None:
         stamp = datetime.fromtimestamp(seconds, UTC)
         expected = stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
         assert Hub(clock).publish("speaker.online", {}).body["time"] == expected
+
+
+def test_ring_keeps_only_the_bytes_and_is_bounded_by_size() -> None:
+    """Replayed messages carry the JSON and filter fields only; the ring drops the oldest
+    messages once their JSON exceeds the byte bound."""
+    speaker = {"uid": "RINCON_1", "name": "Kitchen", "host": "127.0.0.2"}
+    size = len(Hub(Clock()).publish("event", {"pad": "x" * 300}, speaker=speaker).raw)
+    hub = Hub(Clock(), replay=100, replay_bytes=3 * size + size // 2)
+    first = hub.publish("event", {"pad": "x" * 300}, speaker=speaker, service="Queue", event=1)
+    assert first.event == 1 and first.body["pad"]
+    for _ in range(5):
+        hub.publish("event", {"pad": "x" * 300}, speaker=speaker, service="Queue", event=1)
+    kept = hub.since(3)
+    assert kept is not None
+    assert [m.id for m in kept] == [4, 5, 6]
+    assert hub.since(2) is None
+    replayed = kept[0]
+    assert (replayed.event, dict(replayed.body)) == (None, {})
+    assert (replayed.speaker_uid, replayed.room, replayed.service) == (
+        "RINCON_1",
+        "Kitchen",
+        "Queue",
+    )
+    assert json.loads(replayed.raw)["id"] == 4
