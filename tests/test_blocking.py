@@ -100,3 +100,31 @@ def test_stop_does_not_wait_for_hung_calls() -> None:
     d.addCallback(fired.append)
     clock.advance(2.0)
     assert fired == [None]
+
+
+def test_switch_interval_lowered_while_running() -> None:
+    """While the pool runs, threads hand the GIL back quickly; stopping restores the setting."""
+    import sys
+
+    from twisted.internet.task import Clock
+
+    from sonosd.blocking import SWITCH_INTERVAL
+
+    before = sys.getswitchinterval()
+    clock = Clock()
+
+    class Reactor:
+        def callLater(self, *a: object, **kw: object) -> object:
+            return clock.callLater(*a, **kw)  # type: ignore[arg-type]
+
+        def callFromThread(self, f: object, *a: object) -> None:
+            pass
+
+    runner = SocoRunner(Reactor(), threads=1)
+    runner.startService()
+    try:
+        assert sys.getswitchinterval() == min(before, SWITCH_INTERVAL)
+    finally:
+        runner.stopService()
+        clock.advance(runner.grace)
+    assert sys.getswitchinterval() == before
