@@ -296,6 +296,7 @@ def fanout(
         "expected": run.ok * clients,
         "cpu_us_per_message": 1e6 * run.cpu / max(run.delivered, 1),
         "cpu_us_per_event": 1e6 * run.cpu / max(run.ok, 1),
+        "cpu_share": run.cpu / duration,
         "rss_mb": run.rss,
     }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import subprocess
@@ -19,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks import cost, pipeline
+from benchmarks import cost, pipeline, scale
 
 FULL: dict[str, dict[str, Any]] = {
     "throughput": {"rounds": 3, "duration": 4.0, "concurrency": 64},
@@ -27,6 +28,8 @@ FULL: dict[str, dict[str, Any]] = {
     "fanout": {"clients": 1000, "rate": 100.0, "duration": 5.0, "client_procs": 4},
     "isolation": {"rate": 1000.0, "calls": 50, "rounds": 3, "duration": 3.0},
     "cost": {"pool": 600, "rounds": 3, "profile_events": 3000},
+    "scale": {"speakers": 200, "cycles": 5.5, "timeout": 60, "renew_fraction": 0.5},
+    "scale_rss": {"speakers": 200, "settle": 15.0},
 }
 SMOKE: dict[str, dict[str, Any]] = {
     "throughput": {"rounds": 1, "duration": 0.3, "concurrency": 4, "count": 40, "speakers": 2},
@@ -41,13 +44,68 @@ SMOKE: dict[str, dict[str, Any]] = {
         "speakers": 2,
     },
     "cost": {"pool": 5, "rounds": 1, "profile_events": 20},
+    "scale": {"speakers": 5, "duration": 1.0, "subscribe_deadline": 30.0},
+    "scale_rss": {
+        "speakers": 3,
+        "settle": 0.5,
+        "variants": {},
+        "subscribe_deadline": 30.0,
+    },
 }
+#: What each benchmark does and what its contenders are (the report's "What is measured").
+METHOD: tuple[str, ...] = (
+    "## What is measured",
+    "",
+    "- **NOTIFYs** come from `benchmarks.loadgen`, a process of its own: real NOTIFY requests "
+    "(headers as modern speakers write them), each on a TCP connection of its own, sent from "
+    "the loopback address of the speaker that owns the SID (the listener checks sources), "
+    "bodies drawn from a pool of 4,096 distinct bodies built from captured ones (mixed "
+    "payload: 50 % volume changes, 25 % full AVTransport with DIDL, 8 % ContentDirectory, "
+    "7 % Queue, 5 % DeviceProperties, 5 % ZoneGroupTopology), so no parser cache helps. "
+    "SEQ carries the send time, so a client computes latency from the message alone.",
+    "- **1. Throughput**: 64 NOTIFYs kept in flight for 4 s, the four receivers interleaved "
+    "in each of 3 rounds; ratios are medians of per-round ratios. The receivers, each a "
+    "process of its own:",
+    "  - `bare`: a bare twisted.web resource that reads the body and answers 200 (HTTP "
+    "only: no parse, no access log); the ceiling.",
+    "  - `sonosd`: the daemon's event path assembled from its modules: `NotifyListener` (SID "
+    "registry, source check, `sonosd.eventxml` parse) → a subscription per SID → "
+    "`EventProcessor` (JSON variables, merged state, topology) → `Hub` → the API site, with "
+    "one autobahn WebSocket client that must receive every event (its rate is the smaller "
+    "of NOTIFYs answered and events delivered per second).",
+    "  - `soco_twisted`: `soco.events_twisted`'s own `Site(EventNotifyHandler())` with a "
+    "fake subscription per SID in its `subscriptions_map`: SoCo's `parse_event_xml` runs on "
+    "every body and the `Event` goes to a no-op counting callback (no state, no JSON, no "
+    "clients).",
+    "  - `soco_threaded`: `soco.events`' threaded `EventServer` (a thread per request), the "
+    "same no-op callback.",
+    "- **2. Latency**: the `sonosd` path above, open loop at a fixed rate (200 or 1,000 "
+    "NOTIFYs/s) for 4 s, with 1 or 100 WebSocket clients (minimal RFC 6455 clients in one "
+    "process, so the client side is not the bottleneck); latency is receive time minus the "
+    "send time in SEQ (one monotonic clock for every process).",
+    "- **3. Fan-out**: the same with 1,000 such clients in 4 processes at 100 events/s for 5 s.",
+    "- **5. Control isolation**: the `sonosd` path at 1,000 events/s with one client, event "
+    "p99 with 50 control calls kept in flight through `SocoRunner` (10 threads, one key per "
+    "speaker; each call waits 50 ms, as a socket read does, then parses a real SOAP answer "
+    "with SoCo's XML) against none; 3 rounds, interleaved.",
+    "- **6. CPU per event**: in one process, no sockets: each kind of body through the "
+    "daemon's work after HTTP, and through both parsers; CPU time, best of 3 rounds.",
+    "- **4. Scale**: the real daemon (`twistd sonosd`) against the simulator (`twistd "
+    "sonos-sim`) with 200 speakers, both as processes of their own; see section 4.",
+    "",
+)
+
+#: Hand-written analysis of the targets not met, included in the report when present.
+ANALYSIS = os.path.join(os.path.dirname(__file__), "analysis.md")
+
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "throughput": pipeline.throughput,
     "latency": pipeline.latency,
     "fanout": pipeline.fanout,
     "isolation": pipeline.isolation,
     "cost": cost.cost,
+    "scale": scale.scale,
+    "scale_rss": scale.rss_breakdown,
 }
 
 
@@ -144,10 +202,16 @@ def table(results: dict[str, Any]) -> list[str]:
             f"({f['received']:,} of {f['expected']:,}); {f['cpu_us_per_message']:.1f} µs CPU "
             f"per message | {_verdict(f['p99'] <= 50.0)} |"
         )
-    rows.append(
-        "| 4 | scale: 200 speakers x 8 services subscribed, RSS, renewal spread | all in 10 s, "
-        "RSS ≤ 150 MB flat | not measured yet (see below) | **NOT RUN** |"
-    )
+    rows += scale_rows(results.get("scale"), results.get("scale_rss"))
+    b = results.get("scale_rss")
+    if b:
+        parts = [(name, v) for name, v in b.items() if isinstance(v, dict)]
+        rows.append(
+            f"| 4 | scale: daemon RSS {b['settle']:g} s after subscribing, by configuration "
+            f"({b['speakers']} speakers unless said) | (reported) | "
+            + "; ".join(f"{name}: {v['rss_mb']:.0f} MB" for name, v in parts)
+            + " | - |"
+        )
     i = results.get("isolation")
     if i:
         rows.append(
@@ -162,6 +226,175 @@ def table(results: dict[str, Any]) -> list[str]:
             f"| 6 | CPU per event after HTTP, mixed payload | (reported) | {mixed:.0f} µs | - |"
         )
     return rows
+
+
+def _seconds(value: float) -> str:
+    return "never" if math.isnan(value) else f"{value:.1f} s"
+
+
+def scale_rows(r: dict[str, Any] | None, rss: dict[str, Any] | None = None) -> list[str]:
+    """The rows of benchmark 4 (scale) in the summary table."""
+    if not r:
+        return [
+            "| 4 | scale: speakers x 8 services subscribed, RSS, renewal spread | all in 10 s, "
+            "RSS ≤ 150 MB flat | not run | **NOT RUN** |"
+        ]
+    n, expected = r["speakers"], r["subscriptions_expected"]
+    subscribed = r["all_subscribed_s"]
+    flat = abs(r["rss_slope_mb_per_min"]) <= scale.FLAT_MB_PER_MIN
+    rss_ok = r["rss_max_mb"] <= 150.0 and flat
+    cycles = sum(1 for c in r["renewal_cycles"] if c["count"] >= r["subscriptions"])
+    widths = ", ".join(f"{c['p10_p90']:.1f}" for c in r["renewal_cycles"]) or "none"
+    again = (rss or {}).get("default")
+    repeat = f"; again: {_seconds(again['all_subscribed_s'])}" if again else ""
+    # Met only if every run subscribed everything in time (NaN: never, compares False).
+    worst = [subscribed] + ([again["all_subscribed_s"]] if again else [])
+    return [
+        f"| 4 | scale: {n} speakers, daemon spawned → all {expected:,} subscriptions granted "
+        f"at the simulator | ≤ 10 s | {_seconds(subscribed)} ({r['subscriptions']:,} "
+        f"granted{repeat}); initial NOTIFYs: {r['notifies_answered']:,} answered, "
+        f"{r['notifies_failed']:,} failed, all answered: {_seconds(r['all_notified_s'])} "
+        f"| {_verdict(all(t <= 10.0 for t in worst))} |",
+        f"| 4 | scale: daemon RSS over {cycles} full renewal cycles: start / max / end; slope "
+        f"after the first cycle | ≤ 150 MB, flat (≤ {scale.FLAT_MB_PER_MIN:g} MB/min) "
+        f"| {r['rss_start_mb']:.0f} / {r['rss_max_mb']:.0f} / {r['rss_end_mb']:.0f} MB; "
+        f"{r['rss_slope_mb_per_min']:+.2f} MB/min ({'flat' if flat else 'not flat'}) "
+        f"| {_verdict(rss_ok)} |",
+        f"| 4 | scale: renewals per second at the simulator, max / mean | not synchronised "
+        f"(reported) | {r['renewals_per_second_max']:,} / {r['renewals_per_second_mean']:.0f} "
+        f"/s ({r['renewals']:,} renewals in {r['renewal_seconds_with_any']} distinct seconds); "
+        f"p10-p90 width of each cycle: {widths} s | - |",
+    ]
+
+
+def latency_section(results: dict[str, Any]) -> list[str]:
+    """The details of benchmarks 2, 3 and 5: percentiles with the daemon's CPU share."""
+    lat, f, i = results.get("latency"), results.get("fanout"), results.get("isolation")
+    if not (lat or f or i):
+        return []
+    lines = [
+        "## 2, 3, 5. Latency (ms, NOTIFY sent → WebSocket message received)",
+        "",
+        "| run | p50 | p99 | max | received | daemon CPU, share of one core |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, v in (lat or {}).items():
+        if isinstance(v, dict):
+            lines.append(
+                f"| {key} clients | {v['p50']:.2f} | {v['p99']:.2f} | {v['max']:.1f} | "
+                f"{v['received']:,} of {v['expected']:,} | {100 * v['cpu_share']:.0f} % |"
+            )
+    if f:
+        share = f["cpu_share"]
+        lines.append(
+            f"| fan-out {f['rate']:g}/s x {f['clients']} | {f['p50']:.1f} | {f['p99']:.1f} | "
+            f"{f['max']:.1f} | {f['received']:,} of {f['expected']:,} | {100 * share:.0f} % "
+            f"({f['cpu_us_per_message']:.1f} µs per message; RSS {f['rss_mb']:.0f} MB) |"
+        )
+    if i:
+        lines.append(
+            f"| {i['rate']:g}/s x 1, no control calls (median of rounds) | "
+            f"{i['p50_quiet']:.2f} | {i['p99_quiet']:.2f} | - | - | - |"
+        )
+        lines.append(
+            f"| {i['rate']:g}/s x 1, {i['calls']} control calls in flight | "
+            f"{i['p50_busy']:.2f} | {i['p99_busy']:.2f} | - | - | - |"
+        )
+    lines.append("")
+    return lines
+
+
+def scale_section(r: dict[str, Any] | None, rss: dict[str, Any] | None) -> list[str]:
+    """The details of benchmark 4 (scale)."""
+    if not r:
+        return []
+    interval = r["timeout"] * r["renew_fraction"]
+    ri = r["renewal_interval_s"]
+    lines = [
+        "## 4. Scale",
+        "",
+        f"`twistd sonos-sim --speakers {r['speakers']}` and `twistd sonosd` run as two "
+        f"processes; the daemon has the {r['speakers']} addresses as `devices`, the default 8 "
+        f"services, `subscription: {{timeout: {r['timeout']}, renew_fraction: "
+        f"{r['renew_fraction']:g}}}` (renewals every {0.9 * interval:.0f}-{interval:.0f} s, "
+        "instead of 810-900 s with the defaults, so that several cycles fit in a run), "
+        "JSON logs at info. Every figure is read from outside the daemon: the simulator's "
+        "admin API (each subscription's granted `timeout` and `expires_in` give the moment "
+        "of its last grant to the millisecond; `stats.sent` counts the NOTIFYs the daemon "
+        "answered) and `/proc/<pid>/status` (VmRSS, every second). Times are from the "
+        "moment the daemon process was spawned (Python start and imports included).",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| load average (1 min) when the benchmark started | {r['load_average']:.2f} |",
+        f"| ZoneGroupState document (in every ZoneGroupTopology NOTIFY) | "
+        f"{r['zone_group_state_bytes']:,} bytes |",
+        f"| first / last subscription granted | {_seconds(r['first_subscribed_s'])} / "
+        f"{_seconds(r['all_subscribed_s'])} ({r['subscriptions']:,} of "
+        f"{r['subscriptions_expected']:,}) |",
+        f"| initial (SEQ 0) NOTIFYs answered / failed; all answered | "
+        f"{r['notifies_answered']:,} / {r['notifies_failed']:,}; "
+        f"{_seconds(r['all_notified_s'])} (to about 1 s) |",
+        f"| failed NOTIFYs by service and reason (simulator log) | "
+        f"{'; '.join(f'{k} x{v}' for k, v in r['notify_failures'].items()) or 'none'} |",
+        f"| TCP listen queue overflows while subscribing (the whole machine's counter) | "
+        f"{r['listen_overflows_subscribing']:,} |",
+        f"| polling fallbacks started / stopped (daemon log) | {r['polling_started']} / "
+        f"{r['polling_stopped']} |",
+        f"| daemon CPU until everything subscribed; share of one core afterwards | "
+        f"{r['daemon_cpu_startup_s']:.1f} s; {100 * r['daemon_cpu_share']:.1f} % |",
+        f"| simulator CPU share while watching | {100 * r['sim_cpu_share']:.1f} % |",
+        f"| renewals seen; new SIDs while watching; expired at the simulator | "
+        f"{r['renewals']:,}; {r['new_sids_while_watching']}; {r['sim_expired']} |",
+        f"| interval between grants of one SID: min / median / max | {ri['min']:.1f} / "
+        f"{ri['median']:.1f} / {ri['max']:.1f} s |",
+        f"| renewals per second: max / mean (from the first renewal on) | "
+        f"{r['renewals_per_second_max']} / {r['renewals_per_second_mean']:.1f} |",
+        f"| RSS: peak while subscribing; start / max / end of the watch | "
+        f"{r['rss_peak_startup_mb']:.0f}; {r['rss_start_mb']:.0f} / {r['rss_max_mb']:.0f} / "
+        f"{r['rss_end_mb']:.0f} MB |",
+        f"| RSS slope: after the first cycle / whole watch | "
+        f"{r['rss_slope_mb_per_min']:+.2f} / {r['rss_slope_all_mb_per_min']:+.2f} MB/min |",
+        f"| RSS every 10 s (MB) | {', '.join(f'{v:.0f}' for v in r['rss_every_10s'])} |",
+        f"| the daemon's snapshot (merged state, JSON); messages its hub published | "
+        f"{r['snapshot_bytes']:,} bytes; {r['messages_published']:,} |",
+        f"| daemon log lines by level | "
+        f"{', '.join(f'{k} {v}' for k, v in sorted(r['daemon_log_levels'].items()))} |",
+        f"| SIGTERM → exit; subscriptions left at the simulator | {r['shutdown_s']:.1f} s; "
+        f"{r['left_after_shutdown']} |",
+        "",
+        "Spread of the renewals, cycle by cycle (the k-th renewal of every subscription; "
+        f"the daemon renews at {r['renew_fraction']:g} x the granted time minus up to 10 % "
+        f"jitter, a {0.1 * interval:.1f} s window here):",
+        "",
+        "| cycle | renewals | first to last | p10 to p90 | max in one second |",
+        "|---|---|---|---|---|",
+    ]
+    for k, cycle in enumerate(r["renewal_cycles"], start=1):
+        lines.append(
+            f"| {k} | {cycle['count']:,} | {cycle['width']:.1f} s | {cycle['p10_p90']:.1f} s "
+            f"| {cycle['max_per_second']} |"
+        )
+    lines.append("")
+    if rss:
+        lines += [
+            f"What the RSS is made of: a fresh simulator and daemon per line, RSS "
+            f"{rss['settle']:g} s after the last subscription was granted:",
+            "",
+            "| daemon | RSS MB | peak MB | all subscribed | initial NOTIFYs all answered "
+            "| failed NOTIFYs | polling fallbacks |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, value in rss.items():
+            if isinstance(value, dict):
+                lines.append(
+                    f"| {name} | {value['rss_mb']:.0f} | {value['rss_peak_mb']:.0f} | "
+                    f"{_seconds(value['all_subscribed_s'])} | "
+                    f"{_seconds(value['all_notified_s'])} | {value['notify_failures']} | "
+                    f"{value['polling_started']} |"
+                )
+        lines.append("")
+    return lines
 
 
 def report(results: dict[str, Any], info: dict[str, str], smoke: bool) -> str:
@@ -183,6 +416,7 @@ def report(results: dict[str, Any], info: dict[str, str], smoke: bool) -> str:
         "",
         *[f"- {key}: {value}" for key, value in info.items()],
         "",
+        *METHOD,
     ]
     t = results.get("throughput")
     if t:
@@ -207,6 +441,7 @@ def report(results: dict[str, Any], info: dict[str, str], smoke: bool) -> str:
             "other core; the bare ceiling is partly its limit.",
             "",
         ]
+    lines += latency_section(results)
     c = results.get("cost")
     if c:
         lines += [
@@ -233,19 +468,28 @@ def report(results: dict[str, Any], info: dict[str, str], smoke: bool) -> str:
             "```",
             "",
         ]
+    lines += scale_section(results.get("scale"), results.get("scale_rss"))
+    if os.path.exists(ANALYSIS):
+        with open(ANALYSIS, encoding="utf-8") as analysis:
+            lines += [analysis.read().rstrip(), ""]
     lines += [
         "## Raw results",
         "",
         "```json",
-        json.dumps({k: v for k, v in results.items() if k != "cost"}, indent=1, default=str),
+        json.dumps(
+            {k: v for k, v in results.items() if k != "cost"},
+            indent=1,
+            default=str,
+        ),
         "```",
         "",
         "## Reproduce",
         "",
         "```",
-        "make bench                                     # the whole suite, ~5 minutes",
+        "make bench                                     # the whole suite, ~12 minutes",
         ".venv/bin/python -m benchmarks.run --only throughput --out /tmp/b.md",
-        ".venv/bin/python -m benchmarks.run --smoke --out /tmp/smoke.md   # seconds",
+        ".venv/bin/python -m benchmarks.run --only scale scale_rss --out /tmp/s.md  # ~6 min",
+        ".venv/bin/python -m benchmarks.run --smoke --out /tmp/smoke.md   # under a minute",
         "```",
         "",
     ]

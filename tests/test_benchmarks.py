@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import payloads, run
+from benchmarks import common, payloads, run, scale
+from sonosd.config import load_config
 from sonosd.eventxml import parse_event_xml
 
 
@@ -33,3 +34,68 @@ def test_smoke(name: str, tmp_path: Path) -> None:
     out.write_text(text)
     assert "## Results" in text
     assert len(run.table(results)) > 3
+
+
+def test_grants_tell_renewals_from_repeated_answers() -> None:
+    """A SID's grant moment comes from timeout - expires_in; a later grant is a renewal."""
+    grants = scale.Grants(per_speaker=1)
+    sub = {"sid": "uuid:a", "service": "Queue", "timeout": 60, "expires_in": 59.5}
+    answer = {"subscriptions": [sub], "stats": {"sent": 1, "failed": 0}}
+    grants.record(0, 1000.0, answer)
+    grants.record(0, 1010.0, {**answer, "subscriptions": [{**sub, "expires_in": 49.5}]})
+    grants.record(0, 1040.0, {**answer, "subscriptions": [{**sub, "expires_in": 48.0}]})
+    assert grants.times["uuid:a"] == [999.5, 1028.0]
+    assert grants.renewals() == [1028.0]
+    assert grants.nth_renewals() == [[1028.0]]
+    assert grants.service_of == {"uuid:a": "Queue"}
+    assert grants.done(0) and not grants.short(0)
+
+
+def test_spread_and_slope() -> None:
+    """The spread of moments and the least-squares slope are computed as documented."""
+    times = [10.0 + 0.1 * i for i in range(21)]
+    result = scale.spread(times)
+    assert result["count"] == 21
+    assert result["width"] == pytest.approx(2.0)
+    assert result["max_per_second"] == 10
+    assert scale.slope([(t, 3 * t + 1) for t in range(5)]) == pytest.approx(3.0)
+    assert scale.slope([(1.0, 2.0)]) == 0.0
+
+
+def test_daemon_config_is_valid_and_takes_extras(tmp_path: Path) -> None:
+    """The scale benchmark's configuration loads, with extra keys merged into sections."""
+    text = scale.daemon_config(
+        ["127.0.0.2", "127.0.0.3"], 8123, 60, 0.5, {"api": {"replay_buffer": 0}}
+    )
+    path = tmp_path / "sonosd.yaml"
+    path.write_text(text)
+    config = load_config(str(path))
+    assert [device.host for device in config.devices] == ["127.0.0.2", "127.0.0.3"]
+    assert config.api.replay_buffer == 0
+    assert config.api.listen == "tcp:8123:interface=127.0.0.1"
+    assert config.subscription.timeout == 60
+
+
+def test_free_loopback_base_checks_the_whole_block() -> None:
+    """The base address starts a block of free addresses inside one /24."""
+    base = common.free_loopback_base(count=200)
+    assert base.startswith("127.") and base.endswith(".2")
+    with pytest.raises(ValueError):
+        common.free_loopback_base(count=254)
+
+
+def test_notify_failures_are_counted_by_service_and_reason(tmp_path: Path) -> None:
+    """The simulator's failed-NOTIFY warnings are counted per service and reason."""
+    log = tmp_path / "sim.log"
+    log.write_text(
+        "2026-11-24T18:00:24+0000 [sonosd.sim.gena#warn] RINCON_A: NOTIFY uuid:A_sub1 SEQ 0 "
+        "to http://127.0.0.1:1/ failed: connection closed before a status line\n"
+        "2026-11-24T18:00:24+0000 [sonosd.sim.gena#warn] RINCON_A: NOTIFY uuid:A_sub2 SEQ 3 "
+        "to http://127.0.0.1:1/ answered 412\n"
+        "2026-11-24T18:00:24+0000 [sonosd.sim.gena#info] RINCON_A: uuid:A_sub1 expired\n"
+    )
+    counts = scale.notify_failures(str(log), {"uuid:A_sub1": "ZoneGroupTopology"})
+    assert counts == {
+        "ZoneGroupTopology: connection closed before a status line": 1,
+        "?: 412": 1,
+    }
