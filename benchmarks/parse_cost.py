@@ -32,7 +32,7 @@ from sonosd.eventxml import parse_event_xml, variables_to_json
 from sonosd.topology import parse_zone_group_state
 
 soco_parse = soco_parse_cached.__wrapped__
-DEFAULT_SAMPLES = Path("/work/shared/reference/samples")
+DEFAULT_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "samples"
 
 
 def http_body(raw: bytes) -> bytes:

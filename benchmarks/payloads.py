@@ -1,6 +1,6 @@
 """Realistic NOTIFY bodies that differ from one request to the next.
 
-Every kind starts from a real captured body in ``/work/shared/reference/samples/events`` and
+Every kind starts from a real captured body in ``../shared/reference/samples/events`` and
 has its values varied (volume numbers, DIDL titles and track numbers, update ids, software
 build numbers) so that no two bodies are equal: SoCo's ``parse_event_xml`` has an
 ``lru_cache`` keyed on the body, and an identical body would only measure that cache.
@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-SAMPLES = Path("/work/shared/reference/samples/events")
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "samples" / "events"
 
 #: (kind, UPnP service, sample file)
 KINDS: dict[str, tuple[str, str]] = {

@@ -26,6 +26,7 @@ import itertools
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from zope.interface import implementer
@@ -190,7 +191,10 @@ def build_sonosd(reactor: Any, household: list[FakeSubscription], client_buffer:
     return listener, api, hub
 
 
-SOAP_SAMPLE = "/work/shared/reference/samples/soap/AVTransport_GetPositionInfo_response_jishi.xml"
+SOAP_SAMPLE = str(
+    Path(__file__).resolve().parents[2]
+    / "shared/reference/samples/soap/AVTransport_GetPositionInfo_response_jishi.xml"
+)
 
 
 def slow_control_call(delay: float, response: bytes) -> dict[str, str]:
