@@ -44,6 +44,11 @@ from sonosd.notifyproto import NotifyRequest, NotifyServerFactory
 log = Logger()
 
 DEFAULT_MAX_BODY: Final = 1_048_576
+
+#: The NOTIFY port's listen backlog. Every speaker sends the initial NOTIFY of each new
+#: subscription at once (a household of 200 speakers, 1,600 connections in a few seconds);
+#: with Twisted's default of 50 the kernel dropped a quarter of them (docs/benchmarks.md).
+BACKLOG: Final = 1024
 """The largest NOTIFY body accepted (bytes); the biggest real events are tens of kilobytes."""
 
 PORT_TRIES: Final = 100
@@ -432,7 +437,9 @@ class NotifyListener(Service):
         error: CannotListenError | None = None
         for number in range(self.requested_port, min(last, 65535) + 1):
             try:
-                return self._reactor.listenTCP(number, self.site, interface=self.interface)
+                return self._reactor.listenTCP(
+                    number, self.site, backlog=BACKLOG, interface=self.interface
+                )
             except CannotListenError as taken:
                 error = taken
                 log.warn(

@@ -31,6 +31,7 @@ from zope.interface import implementer
 
 from sonosd import listener as listener_module
 from sonosd.listener import (
+    BACKLOG,
     SEQ_MAX,
     INotifySubscription,
     MalformedNotify,
@@ -615,6 +616,12 @@ class ServiceTests(SynchronousTestCase):
         assert listener.port == 1402
         assert reactor.tcpServers[0][0] == 1402
         assert listener.callback_url("10.0.0.20") == "http://10.0.0.5:1402/"
+
+    def test_backlog_fits_a_household_subscribing_at_once(self) -> None:
+        """The port's listen backlog is large enough for every speaker's initial NOTIFYs."""
+        reactor = MemoryReactorClock()
+        NotifyListener(reactor, port=0).startService()
+        assert reactor.tcpServers[0][2] == BACKLOG >= 1024
 
     def test_all_ports_taken(self) -> None:
         """When the 100 ports are all taken, startService raises CannotListenError."""
