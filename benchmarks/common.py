@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import socket
 import subprocess
 import sys
 import time
@@ -55,33 +53,6 @@ def household(base: str, speakers: int) -> list[FakeSubscription]:
             sid = f"uuid:{uid}_sub{number:010d}"
             result.append(FakeSubscription(sid, uid, host, service))
     return result
-
-
-def free_loopback_base(port: int = 1400, count: int = 4) -> str:
-    """Return ``127.A.B.2`` such that ``127.A.B.2`` .. ``127.A.B.(1+count)`` have ``port`` free.
-
-    The same search as the tests' ``free_loopback_base`` (``tests/conftest.py``): a simulated
-    household listens on ``port`` of each address, so a run takes a /24 nobody else uses.
-    """
-    if not 1 <= count <= 253:
-        raise ValueError(f"count: expected 1 to 253 addresses, got {count}")
-    rng = random.SystemRandom()
-    for _ in range(200):
-        prefix = f"127.{rng.randint(1, 254)}.{rng.randint(0, 254)}"
-        addresses = [f"{prefix}.{i}" for i in range(2, 2 + count)]
-        if all(_port_free(address, port) for address in addresses):
-            return addresses[0]
-    raise RuntimeError("no free loopback block found")
-
-
-def _port_free(address: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((address, port))
-        except OSError:
-            return False
-    return True
 
 
 def to_json(subscriptions: Sequence[FakeSubscription]) -> str:

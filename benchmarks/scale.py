@@ -38,8 +38,9 @@ from typing import IO, Any
 
 import attrs
 
-from benchmarks.common import cpu_seconds, free_loopback_base, rss_mb
+from benchmarks.common import cpu_seconds, rss_mb
 from sonosd.config import DEFAULT_SERVICES
+from sonosd.sim.addresses import free_loopback_base
 
 #: The daemon runs ``rss_breakdown`` compares, to tell what the RSS is made of: keys added to
 #: its configuration (``config``) and to its environment (``env``).

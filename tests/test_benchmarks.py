@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import common, payloads, run, scale
+from benchmarks import payloads, run, scale
 from sonosd.config import load_config
 from sonosd.eventxml import parse_event_xml
 
@@ -74,14 +74,6 @@ def test_daemon_config_is_valid_and_takes_extras(tmp_path: Path) -> None:
     assert config.api.replay_buffer == 0
     assert config.api.listen == "tcp:8123:interface=127.0.0.1"
     assert config.subscription.timeout == 60
-
-
-def test_free_loopback_base_checks_the_whole_block() -> None:
-    """The base address starts a block of free addresses inside one /24."""
-    base = common.free_loopback_base(count=200)
-    assert base.startswith("127.") and base.endswith(".2")
-    with pytest.raises(ValueError):
-        common.free_loopback_base(count=254)
 
 
 def test_notify_failures_are_counted_by_service_and_reason(tmp_path: Path) -> None:
