@@ -27,6 +27,7 @@ from sonosd.sim.service import HouseholdService
 from sonosd.state import HouseholdState
 from sonosd.supervisor import HouseholdSupervisor, build_household
 from tests.conftest import free_loopback_base
+from tests.daemon_helpers import Recorder
 
 reactor: Any = global_reactor
 
@@ -41,25 +42,6 @@ FAST = SubscriptionConfig(
     silence_timeout=600.0,
     shutdown_timeout=2.0,
 )
-
-
-class Recorder:
-    """A hub sink that keeps every message."""
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    def deliver(self, message: Message) -> None:
-        self.messages.append(message)
-
-    def of(self, type: str, uid: str | None = None, service: str | None = None) -> list[Message]:
-        return [
-            m
-            for m in self.messages
-            if m.type == type
-            and (uid is None or m.speaker_uid == uid)
-            and (service is None or m.service == service)
-        ]
 
 
 class RecordingReader:
