@@ -21,7 +21,7 @@ import attrs
 from benchmarks.common import Child, children, cpu_seconds, household, rss_mb, to_json
 from benchmarks.wsclients import BUCKETS_PER_SECOND
 
-RECEIVERS = ("bare", "sonosd", "soco_twisted", "soco_threaded")
+RECEIVERS = ("bare", "lean", "sonosd", "soco_twisted", "soco_threaded")
 
 
 def loopback_block() -> str:

@@ -108,6 +108,29 @@ def run_bare(household: list[FakeSubscription]) -> None:
     reactor.run()
 
 
+def run_lean(household: list[FakeSubscription]) -> None:
+    """sonosd's own NOTIFY protocol answering 200 to every request: its HTTP cost alone."""
+    from twisted.internet import reactor as global_reactor
+
+    from sonosd.notifyproto import NotifyRequest, NotifyServerFactory
+
+    reactor: Any = global_reactor
+
+    class Count:
+        def dispatch(self, request: NotifyRequest) -> int:
+            CountingSubscription.events = next(CountingSubscription.counter)
+            return 200
+
+        def reject(self, reason: str) -> None:
+            """Nothing is refused in a benchmark."""
+
+    factory = NotifyServerFactory(Count(), reactor, max_body=1 << 20, idle_timeout=30.0)
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1", backlog=1024)
+    emit({"port": port.getHost().port, "api": None})
+    _stdin_closed(reactor, lambda: _finish(reactor))
+    reactor.run()
+
+
 def run_soco_twisted(household: list[FakeSubscription]) -> None:
     """``soco.events_twisted``: its site and its ``subscriptions_map``."""
     from soco import events_twisted
@@ -270,7 +293,7 @@ def run_sonosd(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=("bare", "soco_twisted", "soco_threaded", "sonosd"))
+    parser.add_argument("kind", choices=("bare", "lean", "soco_twisted", "soco_threaded", "sonosd"))
     parser.add_argument("--household", required=True)
     parser.add_argument("--client-buffer", type=int, default=10_000)
     parser.add_argument("--control", type=int, default=0, help="control calls kept in flight")
@@ -280,6 +303,8 @@ def main() -> None:
         household = from_json(file.read())
     if args.kind == "bare":
         run_bare(household)
+    elif args.kind == "lean":
+        run_lean(household)
     elif args.kind == "soco_twisted":
         run_soco_twisted(household)
     elif args.kind == "soco_threaded":

@@ -63,11 +63,14 @@ METHOD: tuple[str, ...] = (
     "payload: 50 % volume changes, 25 % full AVTransport with DIDL, 8 % ContentDirectory, "
     "7 % Queue, 5 % DeviceProperties, 5 % ZoneGroupTopology), so no parser cache helps. "
     "SEQ carries the send time, so a client computes latency from the message alone.",
-    "- **1. Throughput**: 64 NOTIFYs kept in flight for 4 s, the four receivers interleaved "
+    "- **1. Throughput**: 64 NOTIFYs kept in flight for 4 s, the five receivers interleaved "
     "in each of 3 rounds; ratios are medians of per-round ratios. The receivers, each a "
     "process of its own:",
     "  - `bare`: a bare twisted.web resource that reads the body and answers 200 (HTTP "
     "only: no parse, no access log); the ceiling.",
+    "  - `lean`: sonosd's own NOTIFY protocol (`sonosd.notifyproto`) answering 200 to every "
+    "request: what HTTP alone costs sonosd, so that `sonosd` minus `lean` is its event work "
+    "(reported, no target).",
     "  - `sonosd`: the daemon's event path assembled from its modules: `NotifyListener` (SID "
     "registry, source check, `sonosd.eventxml` parse) → a subscription per SID → "
     "`EventProcessor` (JSON variables, merged state, topology) → `Hub` → the API site, with "
@@ -156,6 +159,23 @@ def machine() -> dict[str, str]:
 
 def _verdict(ok: bool) -> str:
     return "met" if ok else "**NOT MET**"
+
+
+def _cpu_decomposition(cpu: dict[str, float]) -> list[str]:
+    """Where each contender's CPU per event goes, and what 2x soco.events_twisted needs."""
+    needed = ("bare", "lean", "sonosd", "soco_twisted")
+    if not all(name in cpu for name in needed):
+        return []
+    bare, lean, sonosd, soco = (cpu[name] for name in needed)
+    return [
+        "CPU per event, from the table: sonosd = its HTTP (`lean`) "
+        f"{lean:.0f} µs + its event work {sonosd - lean:.0f} µs (parse, JSON, merged state, "
+        f"hub, WebSocket delivery); soco_twisted = twisted.web (`bare`) {bare:.0f} µs + SoCo's "
+        f"parse and `Event` {soco - bare:.0f} µs. Both are CPU-bound here, so 2x "
+        f"soco_twisted's rate needs sonosd at {soco / 2:.0f} µs per event: event work of "
+        f"{soco / 2 - lean:.0f} µs at most.",
+        "",
+    ]
 
 
 def table(results: dict[str, Any]) -> list[str]:
@@ -440,6 +460,7 @@ def report(results: dict[str, Any], info: dict[str, str], smoke: bool) -> str:
             f"{'yes' if t['delivered_ok'] else 'NO'}. The load generator is one process on the "
             "other core; the bare ceiling is partly its limit.",
             "",
+            *_cpu_decomposition(t["cpu_us_per_event"]),
         ]
     lines += latency_section(results)
     c = results.get("cost")

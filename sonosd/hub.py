@@ -203,7 +203,18 @@ class Hub:
         ring = self._ring
         if len(ring) == ring.maxlen:
             self._ring_bytes -= len(ring[0].raw)
-        ring.append(attrs.evolve(message, body=_EMPTY, event=None))
+        # The constructor, not attrs.evolve: evolve inspects the class on every call.
+        ring.append(
+            Message(
+                message.id,
+                message.type,
+                _EMPTY,
+                message.raw,
+                message.speaker_uid,
+                message.room,
+                message.service,
+            )
+        )
         self._ring_bytes += len(message.raw)
         while self._ring_bytes > self._replay_bytes and len(ring) > 1:
             self._ring_bytes -= len(ring.popleft().raw)

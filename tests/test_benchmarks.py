@@ -91,3 +91,15 @@ def test_notify_failures_are_counted_by_service_and_reason(tmp_path: Path) -> No
         "ZoneGroupTopology: connection closed before a status line": 1,
         "?: 412": 1,
     }
+
+
+def test_cpu_decomposition_states_what_twice_soco_needs() -> None:
+    """sonosd's CPU splits into its HTTP (``lean``) and its event work; 2x SoCo's rate is half
+    SoCo's CPU per event."""
+    text = " ".join(
+        run._cpu_decomposition({"bare": 90.0, "lean": 45.0, "sonosd": 150.0, "soco_twisted": 240.0})
+    )
+    assert "45 µs + its event work 105 µs" in text
+    assert "twisted.web (`bare`) 90 µs + SoCo's parse and `Event` 150 µs" in text
+    assert "sonosd at 120 µs per event: event work of 75 µs at most" in text
+    assert run._cpu_decomposition({"bare": 90.0, "sonosd": 150.0}) == []
