@@ -1,10 +1,11 @@
 # -*- test-case-name: tests.test_backoff -*-
 """Retry timing and failure reasons for the supervisor: pure functions, no clock, no I/O.
 
-Renewals are jittered so that the subscriptions of a large household, made at the same moment
-at start-up, do not stay synchronised for months; retries back off exponentially with jitter
-up to a cap; and every failure gets a short, stable reason for ``speaker.offline`` and
-``subscription.lost`` messages (``connection refused``, ``timeout``, ``412``, ``HTTP 503``...).
+Renewals are spread so that the subscriptions of a large household, made at the same moment
+(start-up, the network back), do not renew together for months; retries back off
+exponentially with jitter up to a cap; and every failure gets a short, stable reason for
+``speaker.offline`` and ``subscription.lost`` messages (``connection refused``, ``timeout``,
+``412``, ``HTTP 503``...).
 """
 
 from __future__ import annotations
@@ -20,20 +21,37 @@ from twisted.python.failure import Failure
 RENEW_JITTER = 0.1
 """Renewals happen up to this fraction earlier than ``renew_fraction`` of the granted time."""
 
+FIRST_RENEW_SPREAD = 0.75
+"""The first renewal of a new subscription happens up to this fraction earlier than
+``renew_fraction`` of the granted time: anywhere in the last three quarters of the interval."""
+
 MIN_RENEW_DELAY = 1.0
 """Never renew sooner than this many seconds after a (re)subscription or renewal."""
 
 
-def renew_delay(granted: float, fraction: float, random: Callable[[], float]) -> float:
+def renew_delay(
+    granted: float, fraction: float, random: Callable[[], float], *, first: bool = False
+) -> float:
     """Seconds until a subscription granted for ``granted`` seconds is renewed.
 
-    The renewal comes at ``fraction`` of the granted time, minus up to ``RENEW_JITTER`` of that
-    (never later, so a short grant still leaves time for a slow renewal and one retry).
+    The renewal comes at ``fraction`` of the granted time (the target), never later, so a
+    slow renewal still has time for one retry. The first renewal after a SUBSCRIBE is drawn
+    uniformly from the last ``FIRST_RENEW_SPREAD`` of the target, the later ones at most
+    ``RENEW_JITTER`` before it: subscriptions made together (200 speakers at start-up, or back
+    after a network outage) take spread-out phases, and keep them, drifting slowly apart,
+    instead of renewing in the same few seconds every cycle (issue #7). The first spread
+    stops at a quarter of the target so that no renewal lands in the burst of SUBSCRIBEs and
+    initial NOTIFYs that made the subscriptions.
 
-    @param random: Returns a float in [0, 1); the jitter source (``random.random``).
+    @param granted: The timeout the speaker granted, in seconds.
+    @param fraction: ``renew_fraction`` of the configuration.
+    @param random: Returns a float in [0, 1); the jitter source (``random.random``). 0 gives
+        the target itself.
+    @param first: Whether this is the first renewal of a new subscription.
     """
     target = max(0.0, granted) * fraction
-    return max(MIN_RENEW_DELAY, target * (1.0 - RENEW_JITTER * random()))
+    spread = FIRST_RENEW_SPREAD if first else RENEW_JITTER
+    return max(MIN_RENEW_DELAY, target * (1.0 - spread * random()))
 
 
 def backoff_delay(

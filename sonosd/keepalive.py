@@ -1,11 +1,12 @@
 # -*- test-case-name: tests.test_keepalive -*-
 """Keeping one GENA subscription alive: one ``ServiceSupervisor`` per speaker and service.
 
-A service supervisor subscribes its service, renews the subscription early (a jittered
-fraction of the granted timeout), resubscribes with jittered exponential backoff after any
-failure (``subscription.lost`` / ``subscription.restored``), drops duplicate NOTIFYs and
-resyncs the state after a SEQ gap (``events.gap``), and polls the state when NOTIFYs never
-arrive. Speaker-wide matters (availability, reboots, address) belong to its speaker
+A service supervisor subscribes its service, renews the subscription early (before a
+fraction of the granted timeout; the first renewal of a subscription spread widely so that a
+household's subscriptions do not renew together), resubscribes with jittered exponential
+backoff after any failure (``subscription.lost`` / ``subscription.restored``), drops duplicate
+NOTIFYs and resyncs the state after a SEQ gap (``events.gap``), and polls the state when
+NOTIFYs never arrive. Speaker-wide matters (availability, reboots, address) belong to its speaker
 (``sonosd.supervisor.SpeakerSupervisor``), which it reaches through ``SpeakerHandle``.
 
 The lifecycle and every timer are described in ``docs/supervisor.md``.
@@ -307,15 +308,16 @@ class ServiceSupervisor:
         )
         if self.lost_reason is not None:
             self._restored()
-        self._schedule_renew(subscription)
+        self._schedule_renew(subscription, first=True)
         if not self._notified and self._grace is None:
             self._grace = self._ctx.clock.callLater(
                 self._config.no_event_grace, self._grace_expired, gen
             )
 
-    def _schedule_renew(self, subscription: GenaSubscription) -> None:
+    def _schedule_renew(self, subscription: GenaSubscription, *, first: bool = False) -> None:
+        """Schedule the next renewal; ``first`` after a SUBSCRIBE, which picks the phase."""
         granted = subscription.timeout or self._config.timeout
-        delay = renew_delay(granted, self._config.renew_fraction, self._ctx.random)
+        delay = renew_delay(granted, self._config.renew_fraction, self._ctx.random, first=first)
         self._timer = self._ctx.clock.callLater(delay, self._begin_renew)
 
     def _begin_renew(self) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import random
 import socket
+from collections import Counter
 
 import requests
 from hypothesis import given
@@ -13,6 +16,7 @@ from twisted.python.failure import Failure
 from twisted.web._newclient import ResponseNeverReceived
 
 from sonosd.backoff import (
+    FIRST_RENEW_SPREAD,
     MIN_RENEW_DELAY,
     RENEW_JITTER,
     FailureKind,
@@ -35,9 +39,68 @@ def test_renew_delay_within_jitter_window(granted: int, fraction: float, r: floa
     assert delay >= min(target * (1 - RENEW_JITTER), target) - 1e-9 or delay == MIN_RENEW_DELAY
 
 
+@given(granted=st.integers(min_value=10, max_value=86400), fraction=st.floats(0.1, 0.9), r=unit)
+def test_first_renew_delay_within_spread(granted: int, fraction: float, r: float) -> None:
+    """The first renewal comes in the last FIRST_RENEW_SPREAD of the target, never after."""
+    delay = renew_delay(granted, fraction, lambda: r, first=True)
+    target = granted * fraction
+    assert delay <= max(target, MIN_RENEW_DELAY)
+    assert delay >= target * (1 - FIRST_RENEW_SPREAD) - 1e-9 or delay == MIN_RENEW_DELAY
+
+
+def test_first_renew_delay_uniform() -> None:
+    """The random source maps linearly onto the first renewal's window: 0 is the target."""
+    assert renew_delay(1800, 0.5, lambda: 0.0, first=True) == 900
+    assert renew_delay(1800, 0.5, lambda: 0.5, first=True) == 900 * (1 - FIRST_RENEW_SPREAD / 2)
+    assert renew_delay(1800, 0.5, lambda: 1.0, first=True) == 900 * (1 - FIRST_RENEW_SPREAD)
+
+
 def test_renew_delay_floor() -> None:
-    """A tiny grant still waits MIN_RENEW_DELAY before renewing."""
+    """A tiny grant still waits MIN_RENEW_DELAY before renewing, the first renewal too."""
     assert renew_delay(0, 0.5, lambda: 0.0) == MIN_RENEW_DELAY
+    assert renew_delay(2, 0.5, lambda: 0.999, first=True) == MIN_RENEW_DELAY
+
+
+def renewal_load(start: float, cycles: int, seed: int) -> Counter[int]:
+    """Renewals per 1/30 of the target, over one target-long window ``start`` targets in.
+
+    1,600 subscriptions (200 speakers x 8 services) granted 60 s at the same instant, renewed
+    at 0.5 x 60 = 30 s, so each bin is one second as in benchmark 4 (docs/benchmarks.md).
+    """
+    rng = random.Random(seed)
+    target = 30.0
+    low, high = start * target, (start + 1) * target
+    bins: Counter[int] = Counter()
+    for _ in range(1600):
+        t = renew_delay(60, 0.5, rng.random, first=True)
+        for _cycle in range(cycles):
+            if t >= high:
+                break
+            if t >= low:
+                bins[math.floor(t - low)] += 1
+            t += renew_delay(60, 0.5, rng.random)
+    return bins
+
+
+def test_simultaneous_subscriptions_renew_spread_out() -> None:
+    """Subscriptions made at one instant renew spread over the interval from the first cycle on."""
+    first_cycle = renewal_load(0.25, 2, seed=7)
+    mean = sum(first_cycle.values()) / 30
+    assert mean > 40
+    assert max(first_cycle.values()) <= 2 * mean
+
+
+def test_renewals_stay_spread() -> None:
+    """The renewal phases drift apart, never gather again, and fill the whole interval.
+
+    900 targets in are about 950 renewals: ten days with the default 900 s target. Each phase
+    is a random walk of independent steps, so the spread can only even out further.
+    """
+    later = renewal_load(900.0, 1000, seed=11)
+    mean = sum(later.values()) / 30
+    assert mean > 40
+    assert max(later.values()) <= 1.6 * mean
+    assert min(later.values()) >= 0.5 * mean
 
 
 def test_backoff_doubles_and_caps() -> None:
