@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from benchmarks import cost, pipeline, scale
+from sonosd.backoff import FIRST_RENEW_SPREAD, RENEW_JITTER
 
 FULL: dict[str, dict[str, Any]] = {
     "throughput": {"rounds": 3, "duration": 4.0, "concurrency": 64},
@@ -337,7 +338,9 @@ def scale_section(r: dict[str, Any] | None, rss: dict[str, Any] | None) -> list[
         f"processes; the daemon has the {r['speakers']} addresses as `devices`, the default 8 "
         f"services, `subscription: {{timeout: {r['timeout']}, renew_fraction: "
         f"{r['renew_fraction']:g}}}` (renewals every {0.9 * interval:.0f}-{interval:.0f} s, "
-        "instead of 810-900 s with the defaults, so that several cycles fit in a run), "
+        f"the first one of a subscription after {(1 - FIRST_RENEW_SPREAD) * interval:.1f}-"
+        f"{interval:.0f} s, instead of 810-900 s with the defaults, so that several cycles "
+        "fit in a run), "
         "JSON logs at info. Every figure is read from outside the daemon: the simulator's "
         "admin API (each subscription's granted `timeout` and `expires_in` give the moment "
         "of its last grant to the millisecond; `stats.sent` counts the NOTIFYs the daemon "
@@ -384,8 +387,9 @@ def scale_section(r: dict[str, Any] | None, rss: dict[str, Any] | None) -> list[
         f"{r['left_after_shutdown']} |",
         "",
         "Spread of the renewals, cycle by cycle (the k-th renewal of every subscription; "
-        f"the daemon renews at {r['renew_fraction']:g} x the granted time minus up to 10 % "
-        f"jitter, a {0.1 * interval:.1f} s window here):",
+        f"the daemon renews by {r['renew_fraction']:g} x the granted time: a subscription's "
+        f"first renewal anywhere in the last {FIRST_RENEW_SPREAD:.0%} of that, which sets "
+        f"its phase, later ones up to {RENEW_JITTER:.0%} early):",
         "",
         "| cycle | renewals | first to last | p10 to p90 | max in one second |",
         "|---|---|---|---|---|",

@@ -39,6 +39,7 @@ from typing import IO, Any
 import attrs
 
 from benchmarks.common import cpu_seconds, rss_mb
+from sonosd.backoff import FIRST_RENEW_SPREAD
 from sonosd.config import DEFAULT_SERVICES
 from sonosd.sim.addresses import free_loopback_base
 
@@ -304,7 +305,7 @@ def scale(
     cycles: float = 5.5,
     timeout: int = 60,
     renew_fraction: float = 0.5,
-    poll: float = 8.0,
+    poll: float = 5.0,
     subscribe_deadline: float = 60.0,
     duration: float | None = None,
     extra: Mapping[str, Any] | None = None,
@@ -316,14 +317,15 @@ def scale(
     @param cycles: How many renewal intervals (``timeout x renew_fraction``) to watch once
         everything is subscribed (``duration`` overrides it, in seconds).
     @param poll: Seconds between sweeps of the simulator's subscription lists while watching;
-        must stay below the shortest renewal interval (90 % of it, after jitter).
+        must stay below the shortest renewal interval (the first renewal of a subscription
+        may come after a quarter of it: ``sonosd.backoff.FIRST_RENEW_SPREAD``).
     @param subscribe_deadline: Give up waiting for every subscription after this many seconds.
     @param extra: Added to the daemon's configuration (see ``daemon_config``).
     @param env: Added to the daemon's environment.
     @param keep: Keep the configuration and both logs (their directory is in the result).
     """
     interval = timeout * renew_fraction
-    if poll >= 0.9 * interval - 1:
+    if poll >= (1 - FIRST_RENEW_SPREAD) * interval - 1:
         raise ValueError(f"poll: {poll:g} s would miss renewals due every {interval:g} s")
     watch = duration if duration is not None else cycles * interval
     services = len((extra or {}).get("services", DEFAULT_SERVICES))
