@@ -3,7 +3,8 @@
 
 Children start in the order they are added and stop in the reverse order:
 
-1. the SoCo thread pool (stops last, once nothing can submit work);
+1. the SoCo thread pool (stops last, once nothing can submit work), and the memory trimmer
+   (``sonosd.memory``);
 2. the simulated household, when ``simulate:`` is configured (it must outlive the
    supervisor so that the final UNSUBSCRIBEs reach it);
 3. the NOTIFY listener;
@@ -32,11 +33,9 @@ from sonosd.config import Config, Device, SimulateConfig
 from sonosd.events import EventProcessor
 from sonosd.hub import Hub
 from sonosd.listener import NotifyListener
-from sonosd.sinks.callbacks import CallbackSink
+from sonosd.memory import MemoryTrimmer
 from sonosd.sinks.logsink import LogSink
-from sonosd.sinks.mqtt import MqttSink
 from sonosd.sinks.stream import StreamService
-from sonosd.sinks.webhooks import WebhookSink
 from sonosd.state import HouseholdState
 from sonosd.supervisor import HouseholdSupervisor, build_household
 
@@ -89,6 +88,7 @@ class SonosdService(MultiService):
             reactor, threads=config.soco.threads, timeout=config.soco.call_timeout
         )
         self.runner.setServiceParent(self)
+        MemoryTrimmer(reactor).setServiceParent(self)
 
         self.simulator: IService | None = None
         if config.simulate is not None:
@@ -164,13 +164,24 @@ class SonosdService(MultiService):
                 log.failure("{child} did not stop cleanly", child=type(child).__name__)
 
     def _add_sinks(self, config: Config) -> None:
-        """The push sinks: each is a hub sink and a child service (stopped before the pool)."""
+        """The push sinks: each is a hub sink and a child service (stopped before the pool).
+
+        Each sink's module is imported only when it is configured: the MQTT client (paho) and
+        the webhooks' TLS stack are megabytes of resident memory a daemon without them never
+        uses (issue #7).
+        """
         sinks: list[Any] = []
         if config.sinks.callbacks:
+            from sonosd.sinks.callbacks import CallbackSink
+
             sinks.append(CallbackSink(self.reactor, config.sinks.callbacks))
         if config.sinks.webhooks:
+            from sonosd.sinks.webhooks import WebhookSink
+
             sinks.append(WebhookSink.from_config(self.reactor, config.sinks.webhooks))
         if config.sinks.mqtt is not None:
+            from sonosd.sinks.mqtt import MqttSink
+
             sinks.append(
                 MqttSink(
                     self.reactor,

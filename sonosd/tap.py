@@ -23,7 +23,7 @@ from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 from twisted.python import usage
 
-from sonosd import logs
+from sonosd import logs, memory
 from sonosd.config import LOG_FORMATS, LOG_LEVELS, Config, ConfigError, load_config
 
 log = Logger()
@@ -191,10 +191,14 @@ def make_service(
 ) -> IService:
     """The daemon's service for ``config``, with logging and SIGTERM handling set up.
 
+    The process's malloc arenas are limited here, before any thread starts (see
+    ``sonosd.memory``).
+
     @param stdlib_root: the stdlib logger routed into twisted.logger (default: the root).
     """
     from sonosd.service import SonosdService
 
+    memory.limit_arenas()
     logs.route_stdlib_logging(config.log.level, stdlib_root)
     stop_cleanly_on_sigterm(reactor)
     return SonosdService(config, reactor)

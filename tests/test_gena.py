@@ -326,6 +326,21 @@ class SubscribeTests(SynchronousTestCase):
         queue: Queue[Event] = Queue()
         assert Subscription(FakeService(), queue).events is queue
 
+    def test_events_queue_made_when_first_used(self) -> None:
+        """Without an event_queue no queue exists until ``events`` is read, then the same one."""
+        subscription = Harness().subscription
+        assert subscription._events is None
+        queue = subscription.events
+        assert isinstance(queue, Queue)
+        assert subscription.events is queue
+
+    def test_events_queue_can_be_replaced(self) -> None:
+        """Assigning ``events`` (as SoCo's own code may) replaces the queue."""
+        subscription = Harness().subscription
+        queue: Queue[Event] = Queue()
+        subscription.events = queue
+        assert subscription.events is queue
+
 
 class SerialisationTests(SynchronousTestCase):
     """Calls on one Subscription run one at a time, and a hung one never stalls the rest."""

@@ -1,0 +1,153 @@
+"""Tests for L{sonosd.memory}."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from unittest import mock
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from sonosd import memory
+from sonosd.memory import M_ARENA_MAX, MemoryTrimmer, limit_arenas, trim
+
+
+class Recorder:
+    """A fake C function: records its arguments and returns ``result``."""
+
+    def __init__(self, result: int = 1) -> None:
+        self.calls: list[tuple[int, ...]] = []
+        self.result = result
+
+    def __call__(self, *args: int) -> int:
+        self.calls.append(args)
+        return self.result
+
+
+class TrimTests(SynchronousTestCase):
+    """``trim`` calls ``malloc_trim(0)`` where the C library has it, and nothing elsewhere."""
+
+    def test_calls_malloc_trim_with_no_padding(self) -> None:
+        """The whole free top of the heap is released: ``malloc_trim(0)``."""
+        fn = Recorder(result=1)
+        assert trim(fn) is True
+        assert fn.calls == [(0,)]
+
+    def test_nothing_released(self) -> None:
+        """``malloc_trim`` returning 0 (nothing to give back) is ``False``."""
+        assert trim(Recorder(result=0)) is False
+
+    def test_no_such_function(self) -> None:
+        """Without ``malloc_trim`` (musl, macOS) it does nothing and says so."""
+        with mock.patch.object(memory, "_libc", lambda: object()):
+            assert trim() is False
+
+    def test_no_c_library(self) -> None:
+        """Where ctypes cannot load the process's symbols (Windows) it does nothing."""
+
+        def refuse(name: object) -> object:
+            raise TypeError("no process handle")
+
+        with mock.patch.object(memory.ctypes, "CDLL", refuse):
+            assert memory._libc() is None
+            assert trim() is False
+
+    def test_real_call_does_not_fail(self) -> None:
+        """On this platform the real call runs without error (glibc or not)."""
+        assert trim() in (True, False)
+
+
+class LimitArenasTests(SynchronousTestCase):
+    """``limit_arenas`` sets ``M_ARENA_MAX`` unless the user chose a value."""
+
+    def test_sets_the_limit(self) -> None:
+        """``mallopt(M_ARENA_MAX, count)`` is called."""
+        fn = Recorder()
+        assert limit_arenas(3, environ={}, mallopt=fn) is True
+        assert fn.calls == [(M_ARENA_MAX, 3)]
+
+    def test_user_setting_wins(self) -> None:
+        """With ``MALLOC_ARENA_MAX`` in the environment nothing is changed."""
+        fn = Recorder()
+        assert limit_arenas(2, environ={"MALLOC_ARENA_MAX": "4"}, mallopt=fn) is False
+        assert fn.calls == []
+
+    def test_refused(self) -> None:
+        """``mallopt`` returning 0 (an error) is ``False``."""
+        assert limit_arenas(2, environ={}, mallopt=Recorder(result=0)) is False
+
+    def test_no_such_function(self) -> None:
+        """Without ``mallopt`` it does nothing."""
+        with mock.patch.object(memory, "_libc", lambda: None):
+            assert limit_arenas(2, environ={}) is False
+
+
+class MemoryTrimmerTests(SynchronousTestCase):
+    """The trimmer trims every interval while running, and stops with its service."""
+
+    def test_trims_every_interval(self) -> None:
+        """No trim at start; one per interval after that."""
+        clock = Clock()
+        calls = Recorder()
+        trimmer = MemoryTrimmer(clock, interval=30.0, trimmer=lambda: bool(calls()))
+        trimmer.startService()
+        assert calls.calls == []
+        clock.advance(30)
+        clock.advance(30)
+        assert len(calls.calls) == 2
+        assert trimmer.trims == 2
+
+    def test_stops(self) -> None:
+        """After stopService no call is scheduled."""
+        clock = Clock()
+        trimmer = MemoryTrimmer(clock, interval=30.0, trimmer=lambda: True)
+        trimmer.startService()
+        trimmer.stopService()
+        assert clock.getDelayedCalls() == []
+        trimmer.stopService()  # stopping twice is harmless
+        assert trimmer.trims == 0
+
+    def test_failure_is_logged_and_trimming_goes_on(self) -> None:
+        """A trimmer that raises is logged; the next interval trims again."""
+        clock = Clock()
+        attempts: list[int] = []
+
+        def broken() -> bool:
+            attempts.append(1)
+            raise OSError("no")
+
+        trimmer = MemoryTrimmer(clock, interval=10.0, trimmer=broken)
+        trimmer.startService()
+        clock.advance(10)
+        clock.advance(10)
+        assert len(attempts) == 2
+        assert len(self.flushLoggedErrors(OSError)) == 2
+
+
+def test_unconfigured_sinks_are_not_imported() -> None:
+    """Building the daemon's service without MQTT nor webhooks imports neither module."""
+    code = (
+        "import sys\n"
+        "from twisted.internet import reactor\n"
+        "from sonosd.config import parse_config\n"
+        "from sonosd.service import SonosdService\n"
+        "SonosdService(parse_config('devices: [{host: 127.0.0.1}]'), reactor)\n"
+        "print(sorted(m for m in ('sonosd.sinks.mqtt', 'sonosd.sinks.webhooks', 'paho')"
+        " if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_daemon_service_trims() -> None:
+    """The daemon's top service runs a MemoryTrimmer among its children."""
+    from twisted.internet.testing import MemoryReactorClock
+
+    from sonosd.config import parse_config
+    from sonosd.service import SonosdService
+
+    service = SonosdService(parse_config("devices: [{host: 127.0.0.1}]"), MemoryReactorClock())
+    assert [child for child in service if isinstance(child, MemoryTrimmer)]
