@@ -10,6 +10,7 @@ id it last saw without loss or duplicates.
 from __future__ import annotations
 
 import math
+import zlib
 from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -55,6 +56,30 @@ REPLAY_BYTES = 32 * 1024 * 1024
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
+#: Messages whose JSON is longer than this are kept compressed in the replay ring (zlib level
+#: 1): a ZoneGroupTopology event carries the household's topology (80 KB at 200 speakers,
+#: 8 KB compressed), and every speaker sends one at start-up (issue 7).
+RING_DEFLATE_OVER = 4096
+
+
+@attrs.frozen(eq=False)
+class _Deflated(Message):
+    """A message kept in the replay ring with its ``raw`` JSON compressed."""
+
+
+def _inflated(message: Message) -> Message:
+    if type(message) is not _Deflated:
+        return message
+    return Message(
+        message.id,
+        message.type,
+        _EMPTY,
+        zlib.decompress(message.raw),
+        message.speaker_uid,
+        message.room,
+        message.service,
+    )
+
 
 class ISink(Interface):
     """Something that receives every message the hub publishes."""
@@ -96,7 +121,8 @@ class Hub:
 
     The replay ring keeps each message's ``raw`` JSON and filter fields only (``body`` empty,
     ``event`` ``None``): a SoCo Event and the body's objects weigh several times the JSON, and
-    a resuming client needs only the bytes. It is bounded by count and by the JSON's bytes.
+    a resuming client needs only the bytes. JSON over ``RING_DEFLATE_OVER`` bytes is kept
+    compressed. The ring is bounded by count and by the bytes it keeps.
 
     @param clock: Provides the time stamped on each message.
     @param replay: How many recent messages are kept for resuming clients.
@@ -203,19 +229,23 @@ class Hub:
         ring = self._ring
         if len(ring) == ring.maxlen:
             self._ring_bytes -= len(ring[0].raw)
-        # The constructor, not attrs.evolve: evolve inspects the class on every call.
+        raw = message.raw
+        # Constructors, not attrs.evolve: evolve inspects the class on every call.
+        kind = Message
+        if len(raw) > RING_DEFLATE_OVER:
+            raw, kind = zlib.compress(raw, 1), _Deflated
         ring.append(
-            Message(
+            kind(
                 message.id,
                 message.type,
                 _EMPTY,
-                message.raw,
+                raw,
                 message.speaker_uid,
                 message.room,
                 message.service,
             )
         )
-        self._ring_bytes += len(message.raw)
+        self._ring_bytes += len(raw)
         while self._ring_bytes > self._replay_bytes and len(ring) > 1:
             self._ring_bytes -= len(ring.popleft().raw)
 
@@ -234,4 +264,4 @@ class Hub:
         if last_id + 1 < oldest:
             return None
         skip = last_id + 1 - oldest
-        return list(islice(self._ring, skip, None))
+        return [_inflated(message) for message in islice(self._ring, skip, None)]

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
+from sonosd import hub as hub_module
 from sonosd.hub import Hub, ISink, Message
 
 
@@ -141,3 +142,23 @@ def test_ring_keeps_only_the_bytes_and_is_bounded_by_size() -> None:
         "Queue",
     )
     assert json.loads(replayed.raw)["id"] == 4
+
+
+def test_ring_keeps_large_messages_compressed_and_replays_them_whole() -> None:
+    """A message over RING_DEFLATE_OVER bytes of JSON counts against the ring's byte bound
+    compressed, and is replayed with exactly the JSON that was published."""
+    speaker = {"uid": "RINCON_1", "name": "Kitchen", "host": "127.0.0.2"}
+    pad = "topology " * 2000
+    hub = Hub(Clock(), replay=100, replay_bytes=20_000)
+    published = [
+        hub.publish("event", {"pad": pad}, speaker=speaker, service="ZoneGroupTopology")
+        for _ in range(5)
+    ]
+    small = hub.publish("event", {"pad": "x"}, speaker=speaker, service="Queue")
+    assert all(len(m.raw) > hub_module.RING_DEFLATE_OVER for m in published)
+    # Uncompressed, two of these would not fit in 20,000 bytes.
+    replayed = hub.since(0)
+    assert replayed is not None
+    assert [m.raw for m in replayed] == [m.raw for m in [*published, small]]
+    assert all(type(m) is Message for m in replayed)
+    assert (replayed[0].speaker_uid, replayed[0].service) == ("RINCON_1", "ZoneGroupTopology")
