@@ -35,7 +35,7 @@ M_ARENA_MAX = -8
 ARENAS = 2
 
 #: Seconds between two ``malloc_trim`` calls.
-TRIM_INTERVAL = 30.0
+TRIM_INTERVAL = 10.0
 
 
 def _libc() -> Any:

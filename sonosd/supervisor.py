@@ -83,8 +83,12 @@ def gena_subscriptions(
     reactor: Any, listener: Any, request_timeout: float, http: Any = None
 ) -> SubscriptionFactory:
     """The subscription factory for the daemon: ``sonosd.gena.Subscription`` objects that send
-    their requests with ``http`` (default: built from ``reactor``) and receive their NOTIFYs
-    through ``listener`` (a running ``NotifyListener``)."""
+    their requests with ``http`` (default: one client built from ``reactor``, shared by every
+    subscription: a client per subscription was an agent, a connection pool and a cookie jar
+    each, megabytes at 1,600 subscriptions) and receive their NOTIFYs through ``listener`` (a
+    running ``NotifyListener``)."""
+    if http is None:
+        http = gena.build_http_client(reactor)
 
     def make(device: Any, service: str) -> GenaSubscription:
         return gena.Subscription(

@@ -16,6 +16,7 @@ from sonosd.supervisor import (
     Sighting,
     SpeakerSupervisor,
     build_household,
+    gena_subscriptions,
     host_of_location,
     identify,
     ping,
@@ -502,3 +503,25 @@ class MoreHouseholdTests(SynchronousTestCase):
         household = self.household(h)
         household.on_topology(None, {"RINCON_OTHER": MemberInfo(boot_seq=1, host="10.0.0.1")})
         self.assertEqual(h.gena.count("subscribe"), 1)
+
+
+class SubscriptionFactoryTests(SynchronousTestCase):
+    def test_subscriptions_share_one_http_client(self) -> None:
+        """Every subscription the daemon's factory makes sends its requests with one HTTP
+        client (one agent and pool for the household, not one per subscription)."""
+        from soco import SoCo
+        from twisted.internet.testing import MemoryReactorClock
+
+        from sonosd.listener import NotifyListener
+
+        reactor = MemoryReactorClock()
+        listener = NotifyListener(reactor, interface="127.0.0.1", port=0)
+        make = gena_subscriptions(reactor, listener, request_timeout=5.0)
+        first: Any = make(SoCo("127.0.0.2"), "RenderingControl")
+        second: Any = make(SoCo("127.0.0.3"), "AVTransport")
+        self.assertIs(first._http, second._http)
+        given = object()
+        third: Any = gena_subscriptions(reactor, listener, request_timeout=5.0, http=given)(
+            SoCo("127.0.0.2"), "Queue"
+        )
+        self.assertIs(third._http, given)
