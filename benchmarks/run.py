@@ -262,7 +262,10 @@ def scale_rows(r: dict[str, Any] | None, rss: dict[str, Any] | None = None) -> l
         ]
     n, expected = r["speakers"], r["subscriptions_expected"]
     subscribed = r["all_subscribed_s"]
-    flat = abs(r["rss_slope_mb_per_min"]) <= scale.FLAT_MB_PER_MIN
+    slope = r["rss_slope_mb_per_min"]
+    # Only growth is a leak: memory given back after the start-up burst makes the slope fall.
+    flat = slope <= scale.FLAT_MB_PER_MIN
+    trend = "growing" if not flat else "flat" if slope >= -scale.FLAT_MB_PER_MIN else "falling"
     rss_ok = r["rss_max_mb"] <= 150.0 and flat
     cycles = sum(1 for c in r["renewal_cycles"] if c["count"] >= r["subscriptions"])
     widths = ", ".join(f"{c['p10_p90']:.1f}" for c in r["renewal_cycles"]) or "none"
@@ -279,7 +282,7 @@ def scale_rows(r: dict[str, Any] | None, rss: dict[str, Any] | None = None) -> l
         f"| 4 | scale: daemon RSS over {cycles} full renewal cycles: start / max / end; slope "
         f"after the first cycle | ≤ 150 MB, flat (≤ {scale.FLAT_MB_PER_MIN:g} MB/min) "
         f"| {r['rss_start_mb']:.0f} / {r['rss_max_mb']:.0f} / {r['rss_end_mb']:.0f} MB; "
-        f"{r['rss_slope_mb_per_min']:+.2f} MB/min ({'flat' if flat else 'not flat'}) "
+        f"{slope:+.2f} MB/min ({trend}) "
         f"| {_verdict(rss_ok)} |",
         f"| 4 | scale: renewals per second at the simulator, max / mean | not synchronised "
         f"(reported) | {r['renewals_per_second_max']:,} / {r['renewals_per_second_mean']:.0f} "

@@ -57,8 +57,9 @@ VARIANTS: Mapping[str, Mapping[str, Mapping[str, Any]]] = {
     "MALLOC_ARENA_MAX=1": {"env": {"MALLOC_ARENA_MAX": "1"}},
 }
 
-#: The RSS is "flat" when its least-squares slope after the first renewal cycle is at most this
-#: (MB per minute); below it a two-minute run cannot tell a slow leak from allocator noise.
+#: The RSS is "flat" (no leak) when its least-squares slope after the first renewal cycle is at
+#: most this (MB per minute; a falling RSS is memory given back after the start-up burst); below
+#: it a two-minute run cannot tell a slow leak from allocator noise.
 FLAT_MB_PER_MIN = 0.5
 
 #: Two grant times of one SID closer than this are the same grant seen twice (the admin API

@@ -123,6 +123,7 @@ def identify(
     """
     address = resolve(host)
     device = soco_factory(address)
+    _read_household_id(device)
     uid = device.uid
     name = device.player_name
     household_id = device.household_id
@@ -132,6 +133,22 @@ def identify(
     except (AttributeError, TypeError, ValueError):
         boot_seq = None
     return Identity(device, address, uid, name, household_id, boot_seq)
+
+
+def _read_household_id(device: Any) -> None:
+    """Read the household id for SoCo, sparing it a download of the service description.
+
+    SoCo's ``uid`` and ``player_name`` need ``household_id``, which it reads with
+    ``GetHouseholdID`` called with keyword arguments: to compose them it downloads, parses and
+    keeps the DeviceProperties description of every speaker (20 KB of XML fetched and ~30 KB
+    of objects kept per speaker, issue #7). The action has no arguments: called with an
+    explicit empty list it needs no description, and SoCo's own cache takes the answer. A SoCo
+    without that cache (another version) simply reads the id itself.
+    """
+    if getattr(device, "_household_id", "") is not None:
+        return
+    answer = device.deviceProperties.send_command("GetHouseholdID", args=[])
+    device._household_id = answer["CurrentHouseholdID"]
 
 
 def ping(device: Any) -> Any:
