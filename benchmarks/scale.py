@@ -523,6 +523,10 @@ def _figures(
         "rss_peak_startup_mb": max((v for t, v in rss if t < start), default=0.0),
         "rss_start_mb": values[0] if values else 0.0,
         "rss_max_mb": max(values, default=0.0),
+        # The target's figure: the most the daemon holds across renewal cycles, once the
+        # start-up burst (1,600 initial NOTIFYs, 200 ZoneGroupState documents) is behind it.
+        "rss_steady_max_mb": max((v for _, v in steady), default=0.0),
+        "rss_max_at_s": max(watched, key=lambda sample: sample[1])[0] - start if watched else 0.0,
         "rss_end_mb": values[-1] if values else 0.0,
         "rss_slope_mb_per_min": 60 * slope(steady),
         "rss_slope_all_mb_per_min": 60 * slope(watched),
