@@ -29,12 +29,14 @@ listener (``event_listener``, created on first use on the global reactor).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import math
 from collections.abc import Callable, Coroutine, Mapping
 from queue import Queue
 from typing import Any, Final
 from urllib.parse import urlparse
+from weakref import WeakKeyDictionary
 
 import attrs
 import treq
@@ -638,10 +640,33 @@ class Subscription(SubscriptionBase):
         """
         if not self._feeds_topology or not self._household_known():
             return
+        # Every speaker of a household sends the same ZoneGroupState with every change (142 KB
+        # at 200 speakers): SoCo parses each copy before it sees it is a duplicate, on the
+        # reactor thread and under its lock. A document equal to the last one given to the
+        # household's cache is skipped.
+        text = event.variables.get("zone_group_state")
+        cache = self.service.soco.zone_group_state
+        if isinstance(text, str) and _last_fed(cache) == text:
+            return
         try:
             self.service._update_cache_on_event(event)
         except Exception:
             log.failure("SoCo cache update failed for {sid}", sid=self.sid)
+            return
+        if isinstance(text, str):
+            with contextlib.suppress(TypeError):  # a cache that cannot be weakly referenced
+                _fed_topology[cache] = text
+
+
+def _last_fed(cache: Any) -> str | None:
+    try:
+        return _fed_topology.get(cache)
+    except TypeError:
+        return None
+
+
+#: Per SoCo ZoneGroupState (one per household), the last document given to it from an event.
+_fed_topology: WeakKeyDictionary[Any, str] = WeakKeyDictionary()
 
 
 # -- soco.config.EVENTS_MODULE compatibility ------------------------------------------------

@@ -100,7 +100,7 @@ class HouseholdUnknown:
         raise AssertionError("zone_group_state read in the reactor thread")
 
 
-@attrs.define
+@attrs.define(eq=False)
 class RecordingZoneGroupState:
     """Records the ZGT subscriptions SoCo's ZoneGroupState is told about."""
 
@@ -588,6 +588,47 @@ class EventTests(SynchronousTestCase):
         assert service.cache_updates == [event]
         self.successResultOf(harness.subscription.unsubscribe())
         assert service.soco.zone_group_state.tracked == []
+
+    def test_topology_cache_fed_each_document_once(self) -> None:
+        """The same ZoneGroupState from every speaker of a household reaches SoCo's cache once;
+        a different one reaches it again."""
+        household = HouseholdKnown()
+        services = [FakeService(service_type="ZoneGroupTopology", soco=household) for _ in "ab"]
+        harnesses = [Harness(service) for service in services]
+        for harness in harnesses:
+            self.successResultOf(harness.subscription.subscribe())
+        first = "<ZoneGroupState><ZoneGroups/></ZoneGroupState>"
+        second = "<ZoneGroupState><ZoneGroups><ZoneGroup/></ZoneGroups></ZoneGroupState>"
+        for text in (first, first, second, first):
+            for harness in harnesses:
+                harness.subscription.send_event(harness.event(zone_group_state=text))
+        fed = [
+            event.variables["zone_group_state"]
+            for service in services
+            for event in service.cache_updates
+        ]
+        assert sorted(fed) == sorted([first, second, first])
+        assert [e.variables["zone_group_state"] for e in services[0].cache_updates] == [
+            first,
+            second,
+            first,
+        ]
+
+    def test_topology_cache_that_cannot_be_remembered_is_always_fed(self) -> None:
+        """A cache object that cannot be weakly referenced (or hashed) gets every document."""
+
+        @attrs.define
+        class Unhashable(RecordingZoneGroupState):
+            pass
+
+        household = HouseholdKnown()
+        household.zone_group_state = Unhashable()
+        service = FakeService(service_type="ZoneGroupTopology", soco=household)
+        harness = Harness(service)
+        self.successResultOf(harness.subscription.subscribe())
+        for _ in range(2):
+            harness.subscription.send_event(harness.event(zone_group_state="<ZoneGroupState/>"))
+        assert len(service.cache_updates) == 2
 
     def test_other_services_skip_the_cache_hook(self) -> None:
         """Events of a service other than ZoneGroupTopology never call SoCo's cache hook."""
