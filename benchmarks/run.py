@@ -519,7 +519,7 @@ def report(results: dict[str, Any], info: dict[str, str], smoke: bool) -> str:
         "## Reproduce",
         "",
         "```",
-        "make bench                                     # the whole suite, ~12 minutes",
+        "make bench                                     # the whole suite, ~10 minutes",
         ".venv/bin/python -m benchmarks.run --only throughput --out /tmp/b.md",
         ".venv/bin/python -m benchmarks.run --only scale scale_rss --out /tmp/s.md  # ~6 min",
         ".venv/bin/python -m benchmarks.run --smoke --out /tmp/smoke.md   # under a minute",
