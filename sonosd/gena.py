@@ -49,6 +49,7 @@ from twisted.internet.defer import (
     Deferred,
     DeferredList,
     DeferredLock,
+    DeferredSemaphore,
     succeed,
 )
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -275,6 +276,9 @@ class Subscription(SubscriptionBase):
         (the ``EVENTS_MODULE`` compatibility path).
     @param http: The HTTP client for SUBSCRIBE/UNSUBSCRIBE (default: built from ``reactor``).
     @param request_timeout: Seconds allowed per request.
+    @param limiter: Shared by the subscriptions of a household to bound how many of their
+        requests are in flight at once (``None``: no bound). The wait for a slot is not part
+        of ``request_timeout``.
     @param event_queue: Where events go when ``callback`` is not set (default: a new queue).
 
     @ivar callback: Called in the reactor thread with each ``soco.events_base.Event``.
@@ -298,6 +302,7 @@ class Subscription(SubscriptionBase):
         reactor: Any = None,
         http: HTTPClient | None = None,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        limiter: DeferredSemaphore | None = None,
         event_queue: Any = None,
     ) -> None:
         if event_listener is not None and not INotifyListener.providedBy(event_listener):
@@ -314,6 +319,7 @@ class Subscription(SubscriptionBase):
         self._clock: IReactorTime = reactor
         self._http = http if http is not None else build_http_client(reactor)
         self._request_timeout = request_timeout
+        self._limiter = limiter
         self._listener: INotifyListener | None = event_listener
         self.callback: Callable[[Event], Any] | None = None
         self.speaker_host: str = urlparse(service.base_url).hostname or ""
@@ -529,16 +535,24 @@ class Subscription(SubscriptionBase):
         need_sid: bool = False,
         need_timeout: bool = False,
     ) -> GenaResponse:
-        return await gena_request(
-            self._http,
-            self._clock,
-            method,
-            self._url,
-            headers,
-            self._request_timeout,
-            need_sid=need_sid,
-            need_timeout=need_timeout,
-        )
+        limiter = self._limiter
+        if limiter is not None:
+            # Cancelled while waiting, it holds no slot (nothing to release).
+            await limiter.acquire()
+        try:
+            return await gena_request(
+                self._http,
+                self._clock,
+                method,
+                self._url,
+                headers,
+                self._request_timeout,
+                need_sid=need_sid,
+                need_timeout=need_timeout,
+            )
+        finally:
+            if limiter is not None:
+                limiter.release()
 
     async def _speaker_address(self) -> str:
         """The speaker's IP address: resolved off the reactor thread when it is a name."""

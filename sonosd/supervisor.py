@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 
 import attrs
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -79,16 +79,26 @@ def service_object(device: Any, service: str) -> Any:
     return getattr(services, service)(device)
 
 
+GENA_CONCURRENCY = 64
+"""The most GENA requests (SUBSCRIBE, renewal, UNSUBSCRIBE) the daemon has in flight at once.
+
+Without a bound, a household of 200 speakers x 8 services opens 1,600 connections within a
+second at start-up and receives 1,600 initial NOTIFYs at once; with 64 it subscribes as fast
+(all 1,600 in ~3.5 s on loopback) with 35 MB less resident memory afterwards (issue #7), and
+never needs more file descriptors than a default ``ulimit -n`` of 1,024 allows."""
+
+
 def gena_subscriptions(
     reactor: Any, listener: Any, request_timeout: float, http: Any = None
 ) -> SubscriptionFactory:
     """The subscription factory for the daemon: ``sonosd.gena.Subscription`` objects that send
     their requests with ``http`` (default: one client built from ``reactor``, shared by every
     subscription: a client per subscription was an agent, a connection pool and a cookie jar
-    each, megabytes at 1,600 subscriptions) and receive their NOTIFYs through ``listener`` (a
-    running ``NotifyListener``)."""
+    each, megabytes at 1,600 subscriptions), at most ``GENA_CONCURRENCY`` of them at once, and
+    receive their NOTIFYs through ``listener`` (a running ``NotifyListener``)."""
     if http is None:
         http = gena.build_http_client(reactor)
+    limiter = DeferredSemaphore(GENA_CONCURRENCY)
 
     def make(device: Any, service: str) -> GenaSubscription:
         return gena.Subscription(
@@ -97,6 +107,7 @@ def gena_subscriptions(
             reactor=reactor,
             http=http,
             request_timeout=request_timeout,
+            limiter=limiter,
         )
 
     return make

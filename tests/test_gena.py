@@ -18,7 +18,7 @@ from treq.client import HTTPClient
 from treq.testing import RequestTraversalAgent
 from twisted.internet import reactor as global_reactor
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import DeferredQueue
+from twisted.internet.defer import DeferredQueue, DeferredSemaphore
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
@@ -282,6 +282,41 @@ class SubscribeTests(SynchronousTestCase):
         self.failureResultOf(d, GenaTimeout)
         assert harness.listener.in_flight == {}
         assert harness.clock.getDelayedCalls() == []
+
+    def test_limiter_bounds_requests_in_flight(self) -> None:
+        """Subscriptions sharing a limiter of one send their requests one at a time; one
+        cancelled while it waits for the slot sends nothing and holds no slot."""
+        harness = Harness(timeout=5.0)
+        limiter = DeferredSemaphore(1)
+        harness.subscription._limiter = limiter
+
+        def another() -> Subscription:
+            return Subscription(
+                FakeService(),
+                harness.listener,
+                reactor=harness.clock,
+                http=HTTPClient(harness.agent),
+                request_timeout=5.0,
+                limiter=limiter,
+            )
+
+        harness.speaker.script.append(Answer(hang=True))
+        first = harness.subscription.subscribe()
+        cancelled, waiting = another(), another()
+        gone = cancelled.subscribe()
+        second = waiting.subscribe()
+        assert harness.speaker.methods() == ["SUBSCRIBE"]
+        gone.cancel()
+        self.failureResultOf(gone)
+        request = harness.speaker.hung.pop()
+        request.setHeader("SID", SID)
+        request.setHeader("TIMEOUT", "Second-600")
+        request.finish()
+        harness.agent.flush()
+        self.successResultOf(first)
+        self.successResultOf(second)
+        assert harness.speaker.methods() == ["SUBSCRIBE", "SUBSCRIBE"]
+        assert limiter.tokens == 1
 
     def test_oversized_answer_body(self) -> None:
         """An answer body over MAX_RESPONSE_BODY is not read: GenaError."""

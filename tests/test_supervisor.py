@@ -11,6 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from sonosd.config import Device
 from sonosd.keepalive import ServiceState
 from sonosd.supervisor import (
+    GENA_CONCURRENCY,
     HouseholdSupervisor,
     MemberInfo,
     Sighting,
@@ -508,7 +509,8 @@ class MoreHouseholdTests(SynchronousTestCase):
 class SubscriptionFactoryTests(SynchronousTestCase):
     def test_subscriptions_share_one_http_client(self) -> None:
         """Every subscription the daemon's factory makes sends its requests with one HTTP
-        client (one agent and pool for the household, not one per subscription)."""
+        client (one agent and pool for the household, not one per subscription), at most
+        GENA_CONCURRENCY at once."""
         from soco import SoCo
         from twisted.internet.testing import MemoryReactorClock
 
@@ -520,6 +522,8 @@ class SubscriptionFactoryTests(SynchronousTestCase):
         first: Any = make(SoCo("127.0.0.2"), "RenderingControl")
         second: Any = make(SoCo("127.0.0.3"), "AVTransport")
         self.assertIs(first._http, second._http)
+        self.assertIs(first._limiter, second._limiter)
+        self.assertEqual(first._limiter.limit, GENA_CONCURRENCY)
         given = object()
         third: Any = gena_subscriptions(reactor, listener, request_timeout=5.0, http=given)(
             SoCo("127.0.0.2"), "Queue"
