@@ -643,6 +643,10 @@ class Subscription(SubscriptionBase):
         topology, self._topology = self._topology, None
         if topology is not None:
             topology.remove_subscription(self)
+            # Without subscriptions SoCo polls its cache itself: the next document from an
+            # event must reach it even if it equals the last one given.
+            with contextlib.suppress(TypeError):
+                _fed_topology.pop(topology, None)
 
     def _update_topology_cache(self, event: Event) -> None:
         """Feed SoCo's own caches (ZoneGroupState from ZGT events): CPU only, never blocking.

@@ -85,7 +85,7 @@ GENA_CONCURRENCY = 64
 Without a bound, a household of 200 speakers x 8 services opens 1,600 connections within a
 second at start-up and receives 1,600 initial NOTIFYs at once; with 64 it subscribes as fast
 (all 1,600 in ~3.5 s on loopback) with 35 MB less resident memory afterwards (issue #7), and
-never needs more file descriptors than a default ``ulimit -n`` of 1,024 allows."""
+its outgoing GENA connections stay far below a default ``ulimit -n`` of 1,024."""
 
 
 def gena_subscriptions(

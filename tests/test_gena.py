@@ -649,6 +649,21 @@ class EventTests(SynchronousTestCase):
             first,
         ]
 
+    def test_topology_cache_fed_again_after_a_subscription_ends(self) -> None:
+        """Once a ZGT subscription ends (SoCo may then poll its cache itself), the next event's
+        document reaches the cache even if it equals the last one given."""
+        household = HouseholdKnown()
+        text = "<ZoneGroupState><ZoneGroups/></ZoneGroupState>"
+        first = Harness(FakeService(service_type="ZoneGroupTopology", soco=household))
+        self.successResultOf(first.subscription.subscribe())
+        first.subscription.send_event(first.event(zone_group_state=text))
+        self.successResultOf(first.subscription.unsubscribe())
+        second = Harness(FakeService(service_type="ZoneGroupTopology", soco=household))
+        self.successResultOf(second.subscription.subscribe())
+        second.subscription.send_event(second.event(zone_group_state=text))
+        assert len(first.service.cache_updates) == 1
+        assert len(second.service.cache_updates) == 1
+
     def test_topology_cache_that_cannot_be_remembered_is_always_fed(self) -> None:
         """A cache object that cannot be weakly referenced (or hashed) gets every document."""
 
