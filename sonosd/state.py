@@ -290,6 +290,13 @@ class HouseholdState:
         speaker.availability = Availability(online=online, reason=reason, since=since)
         return changed
 
+    def availability_counts(self) -> dict[str, int]:
+        """``{"online": n, "offline": m, "unknown": k}`` over every registered speaker."""
+        counts = {"online": 0, "offline": 0, "unknown": 0}
+        for speaker in self._speakers.values():
+            counts[speaker.availability.status] += 1
+        return counts
+
     def availability(self, uid: str) -> Availability:
         """A speaker's availability (``unknown`` for unregistered uids)."""
         speaker = self._speakers.get(uid)

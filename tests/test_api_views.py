@@ -44,19 +44,19 @@ def test_find_speaker_fallback() -> None:
 def test_health_status() -> None:
     """Health is starting, then ok when all are online, degraded when one is offline."""
     household = HouseholdState()
-    assert views.health(household.snapshot(), 1.0, "v")["status"] == "starting"
+    assert views.health(household.availability_counts(), 1.0, "v")["status"] == "starting"
     household = state()
-    assert views.health(household.snapshot(), 1.0, "v")["status"] == "starting"
+    assert views.health(household.availability_counts(), 1.0, "v")["status"] == "starting"
     household.set_availability("RINCON_A", True, time=1.0)
     household.set_availability("RINCON_B", True, time=1.0)
-    assert views.health(household.snapshot(), 2.5, "v") == {
+    assert views.health(household.availability_counts(), 2.5, "v") == {
         "status": "ok",
         "version": "v",
         "uptime": 2.5,
         "speakers": {"online": 2, "offline": 0, "unknown": 0},
     }
     household.set_availability("RINCON_B", False, "gone", time=2.0)
-    assert views.health(household.snapshot(), 3.0, "v")["status"] == "degraded"
+    assert views.health(household.availability_counts(), 3.0, "v")["status"] == "degraded"
 
 
 def test_groups_shapes() -> None:

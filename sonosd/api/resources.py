@@ -71,7 +71,7 @@ class HealthResource(_JsonGet):
 
     def render_json(self, request: Request) -> bytes:
         return json_response(
-            request, views.health(self._state.snapshot(), self._uptime(), self._version)
+            request, views.health(self._state.availability_counts(), self._uptime(), self._version)
         )
 
 

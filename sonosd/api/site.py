@@ -314,7 +314,7 @@ class ApiService(Service):
         self.metrics = ApiMetrics(
             hub,
             uptime=self.uptime,
-            speakers=lambda: views.speaker_counts(state.snapshot()),
+            speakers=state.availability_counts,
             registry=registry,
         )
         self.events = EventsResource(

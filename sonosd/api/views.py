@@ -31,6 +31,10 @@ class StateView(Protocol):
     def find(self, key: str) -> SpeakerKey | None:
         """The speaker ``key`` names: a uid, else a room name, else a host."""
 
+    def availability_counts(self) -> dict[str, int]:
+        """How many speakers are ``online``, ``offline`` and ``unknown`` (without a copy of
+        the state: health checks and metrics scrapes ask often)."""
+
 
 def speakers(snapshot: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Every speaker of the snapshot, each with its ``uid``, in a stable order."""
@@ -91,31 +95,15 @@ def lookup(state: StateView, ident: str) -> dict[str, Any] | None:
     return find_speaker(snapshot, ident)
 
 
-def status(speaker: Mapping[str, Any]) -> str:
-    """``online``, ``offline`` or ``unknown`` (the supervisor has not decided yet)."""
-    availability = speaker.get("availability")
-    if isinstance(availability, Mapping):
-        value = availability.get("status")
-        if value in ("online", "offline"):
-            return str(value)
-    return "unknown"
-
-
-def speaker_counts(snapshot: Mapping[str, Any]) -> dict[str, int]:
-    """``{"online": n, "offline": m, "unknown": k}``."""
-    counts = {"online": 0, "offline": 0, "unknown": 0}
-    for speaker in speakers(snapshot):
-        counts[status(speaker)] += 1
-    return counts
-
-
-def health(snapshot: Mapping[str, Any], uptime: float, version: str) -> dict[str, Any]:
+def health(counts: Mapping[str, int], uptime: float, version: str) -> dict[str, Any]:
     """The ``/health`` body: status, speaker counts and uptime; nothing secret.
 
     ``status`` is ``degraded`` when a speaker is offline, else ``starting`` while no speaker
     is known or some are not yet decided, else ``ok``.
+
+    @param counts: ``{"online": n, "offline": m, "unknown": k}`` (``availability_counts``).
     """
-    counts = speaker_counts(snapshot)
+    counts = {key: int(counts.get(key, 0)) for key in ("online", "offline", "unknown")}
     if counts["offline"]:
         overall = "degraded"
     elif counts["unknown"] or not counts["online"]:
