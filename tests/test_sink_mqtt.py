@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -344,6 +345,52 @@ class MqttBrokerTests(TestCase):
         gaps = [e for e in logs if "not published while the broker" in e.get("log_format", "")]
         self.assertEqual([e["count"] for e in gaps], [1])
         self.assertEqual(sink.missed, 0)
+
+    async def test_stalled_broker_pauses_publishing_then_catches_up(self) -> None:
+        """A broker that stays connected but stops reading (here: SIGSTOP) does not make the
+        sink queue without bound: past max_unsent waiting messages it pauses, counts events as
+        missed, and once the broker reads again republishes the retained state and reports
+        the gap."""
+        logs: list[LogEvent] = []
+        globalLogPublisher.addObserver(logs.append)
+        self.addCleanup(globalLogPublisher.removeObserver, logs.append)
+        await self.broker.start()
+        sink = self.make_sink(max_unsent=20)
+        await self.start(sink)
+        self.publish_household()
+        process = self.broker.process
+        assert process is not None
+        process.send_signal(signal.SIGSTOP)
+        self.addCleanup(lambda: process.poll() is None and process.send_signal(signal.SIGCONT))
+        pad = "x" * 200_000
+        for seq in range(2, 400):
+            self.hub.publish(
+                "event",
+                {"seq": seq, "variables": {"pad": pad}},
+                speaker=KITCHEN,
+                service="Queue",
+            )
+            await deferLater(self.reactor, 0)
+            if sink.missed >= 3:
+                break
+        self.assertTrue(sink.stalled)
+        self.assertGreaterEqual(sink.missed, 3)
+        self.hub.publish(
+            "event",
+            {"seq": 400, "variables": {"volume": {"Master": 33}}},
+            speaker=KITCHEN,
+            service="RenderingControl",
+        )
+        process.send_signal(signal.SIGCONT)
+        await self.until(lambda: not sink.stalled and sink.missed == 0)
+        self.assertTrue(sink.connected)
+        sub = self.subscriber()
+        await sub.wait(sub.has("sonos/Kitchen/state/RenderingControl"), self.reactor)
+        kitchen = self.state(sub, "sonos/Kitchen/state/RenderingControl")
+        self.assertEqual(kitchen["variables"]["volume"], {"Master": 33})
+        gaps = [e for e in logs if "not published while the broker" in e.get("log_format", "")]
+        self.assertEqual(len(gaps), 1)
+        self.assertGreaterEqual(gaps[0]["count"], 4)
 
     async def test_last_will_marks_bridge_offline(self) -> None:
         """A connection that dies without DISCONNECT makes the broker publish the last will."""

@@ -13,8 +13,11 @@ The sink keeps what it needs to republish everything retained after a reconnect:
 variables of each speaker and service (``state``), each speaker's availability and the last
 topology. Messages that arrive while the broker is unreachable are not queued: retained
 state is republished on reconnect, and the number of events that were not published is
-logged and published on ``<prefix>/bridge/gap``. The topic layout is in
-``sonosd.sinks.mqtt_topics`` and ``docs/mqtt.md``.
+logged and published on ``<prefix>/bridge/gap``. A broker that stays connected but stops
+reading is treated alike: once ``max_unsent`` messages wait in paho's outgoing queue without
+it ever emptying, publishing pauses (events are counted as missed) until the queue drains,
+then everything retained is republished and the gap reported, so memory stays bounded. The
+topic layout is in ``sonosd.sinks.mqtt_topics`` and ``docs/mqtt.md``.
 """
 
 from __future__ import annotations
@@ -53,6 +56,10 @@ log = Logger()
 QOS = 0
 #: The last will is stored by the broker at connect time, so QoS 1 costs nothing there.
 QOS_WILL = 1
+
+#: The most messages paho's outgoing queue may hold before publishing pauses (see the module
+#: docstring): a stalled broker costs at most this many messages of memory.
+MAX_UNSENT = 10_000
 
 
 class MqttReactor(IReactorTime, IReactorFDSet):
@@ -138,6 +145,8 @@ class MqttSink(Service):
     @param client_factory: Makes the paho client (tests; default from ``config``).
     @param stop_timeout: How long ``stopService`` waits for the broker to take the last
         messages and the disconnect.
+    @param max_unsent: Messages published since paho's outgoing queue was last empty beyond
+        which publishing pauses until it empties.
     """
 
     def __init__(
@@ -155,6 +164,7 @@ class MqttSink(Service):
         random: Callable[[], float] = _random.random,
         client_factory: Callable[[MqttConfig], paho.Client] = _default_client,
         stop_timeout: float = 3.0,
+        max_unsent: int = MAX_UNSENT,
     ) -> None:
         self._reactor = reactor
         self._config = config
@@ -166,6 +176,7 @@ class MqttSink(Service):
         self._backoff_max = backoff_max
         self._random = random
         self._stop_timeout = stop_timeout
+        self._max_unsent = max(1, max_unsent)
         self.topics = Topics(config.prefix)
 
         self._client = client_factory(config)
@@ -199,6 +210,9 @@ class MqttSink(Service):
         self._announced: set[str] = set()
 
         self.published = 0
+        # Published since paho's outgoing queue was last empty; over max_unsent: stalled.
+        self._unsent = 0
+        self.stalled = False
         self.missed = 0
         self._missed_first: int | None = None
         self._missed_last: int | None = None
@@ -279,7 +293,7 @@ class MqttSink(Service):
             self._publish(self.topics.state(new, service), encode(entry), retain=True)
 
     def _publish_event(self, topic: str, message: Message) -> None:
-        if not self.connected:
+        if not self.connected or self.stalled:
             self.missed += 1
             if self._missed_first is None:
                 self._missed_first = message.id
@@ -288,11 +302,22 @@ class MqttSink(Service):
         self._publish(topic, message.raw, retain=False)
 
     def _publish(self, topic: str, payload: bytes, retain: bool, qos: int = QOS) -> None:
-        if not self.connected:
+        if not self.connected or self.stalled:
+            # Retained topics are republished once the broker reads again (_drained).
             return
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc == paho.MQTT_ERR_SUCCESS:
             self.published += 1
+            self._unsent += 1
+            if self._unsent > self._max_unsent:
+                self.stalled = True
+                log.warn(
+                    "mqtt broker {host}:{port} is not reading ({count} messages waiting): "
+                    "publishing paused until it does",
+                    host=self._config.host,
+                    port=self._config.port,
+                    count=self._unsent,
+                )
         else:
             log.warn(
                 "mqtt publish to {topic} failed: {error}",
@@ -367,6 +392,8 @@ class MqttSink(Service):
         self._failures = 0
         self.connects += 1
         self.connected = True
+        self._unsent = 0
+        self.stalled = False
         log.info(
             "mqtt connected to {host}:{port} as {client_id}",
             host=self._config.host,
@@ -394,7 +421,7 @@ class MqttSink(Service):
         if self.missed:
             log.warn(
                 "mqtt: {count} messages (ids {first} to {last}) were not published while the "
-                "broker was unreachable; retained state is republished",
+                "broker was unreachable or not reading; retained state is republished",
                 count=self.missed,
                 first=self._missed_first,
                 last=self._missed_last,
@@ -492,6 +519,15 @@ class MqttSink(Service):
     def _on_unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         if self._descriptor is not None:
             self._reactor.removeWriter(self._descriptor)
+        self._drained()
+
+    def _drained(self) -> None:
+        """paho's outgoing queue is empty: after a stall, catch the broker up."""
+        self._unsent = 0
+        if self.stalled and self.connected:
+            self.stalled = False
+            log.info("mqtt broker is reading again: republishing retained state")
+            self._republish()
 
     def _loop_misc(self) -> None:
         if self._client.loop_misc() != paho.MQTT_ERR_SUCCESS:
