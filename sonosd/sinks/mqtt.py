@@ -517,9 +517,11 @@ class MqttSink(Service):
             self._reactor.addWriter(self._descriptor)
 
     def _on_unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        # Like registration, also called from the connect thread: only the reactor-driven
+        # socket counts.
         if self._descriptor is not None:
             self._reactor.removeWriter(self._descriptor)
-        self._drained()
+            self._drained()
 
     def _drained(self) -> None:
         """paho's outgoing queue is empty: after a stall, catch the broker up."""
