@@ -40,6 +40,10 @@ __all__ = ["ControlError", "Controller", "GroupSnapshot"]
 
 log = Logger()
 
+MAX_PENDING = 32
+"""The most SoCo calls of commands waiting or running at once for one speaker (see
+``Controller``): a speaker answers a few commands a second, so more would only wait."""
+
 T = TypeVar("T")
 
 _REPEAT_NAMES: Mapping[Any, str] = {False: "none", True: "all", "ONE": "one"}
@@ -307,6 +311,9 @@ class Controller:
     @param confirm_timeout: Seconds join/leave/party wait for topology events before
         reading the topology from the speaker instead.
     @param poll_interval: Seconds between transport reads while an announcement plays.
+    @param max_pending: SoCo calls of commands that may wait or run at once for one speaker;
+        beyond, a command fails at once with 503 ``busy`` instead of queueing (a client
+        flooding commands cannot grow the queue, nor delay the daemon's own calls for long).
     """
 
     def __init__(
@@ -319,8 +326,11 @@ class Controller:
         soco_factory: Callable[..., Any] = soco.SoCo,
         confirm_timeout: float = 5.0,
         poll_interval: float = 0.5,
+        max_pending: int = MAX_PENDING,
     ) -> None:
         self._runner = runner
+        self._max_pending = max(1, max_pending)
+        self._pending: dict[str, int] = {}
         self._state = state
         self._reactor = reactor
         self.timeout = timeout
@@ -445,6 +455,14 @@ class Controller:
         self, ref: SpeakerRef, fn: Callable[..., T], *args: Any, slow: bool = False
     ) -> T:
         timeout = self.timeout * 3 if slow else self.timeout
+        pending = self._pending.get(ref.uid, 0)
+        if pending >= self._max_pending:
+            raise ControlError(
+                "busy",
+                503,
+                f"{ref.name or ref.uid} has {pending} commands waiting; try again shortly",
+            )
+        self._pending[ref.uid] = pending + 1
         try:
             result: T = await self._runner.run(
                 fn, self._device(ref), *args, key=ref.uid, timeout=timeout
@@ -452,6 +470,12 @@ class Controller:
         except Exception as error:
             # Name the speaker the call went to (the coordinator, for transport commands).
             raise self._translate(error, ref) from error
+        finally:
+            left = self._pending[ref.uid] - 1
+            if left:
+                self._pending[ref.uid] = left
+            else:
+                del self._pending[ref.uid]
         return result
 
     async def _topology(self, ref: SpeakerRef) -> Topology:

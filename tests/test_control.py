@@ -416,6 +416,32 @@ class ControllerUnitTests(SynchronousTestCase):
         )
         self.assertEqual(runner.calls, [("_volume", "127.9.0.3", "RINCON_B")])
 
+    def test_busy_speaker_refuses_more_commands(self) -> None:
+        """Past max_pending unanswered calls for one speaker, a command fails at once with
+        503 busy; other speakers are unaffected, and the slot frees when a call ends."""
+        waiting: list[Deferred[Any]] = []
+
+        def hang(fn: Any, device: Any, *args: Any) -> Deferred[Any]:
+            d: Deferred[Any] = Deferred()
+            waiting.append(d)
+            return d
+
+        controller, runner = self.controller(hang)
+        controller._max_pending = 2
+        first = controller.execute("den", "volume", {"volume": 1})
+        controller.execute("den", "volume", {"volume": 2})
+        busy = self.failureResultOf(
+            controller.execute("den", "volume", {"volume": 3}), ControlError
+        ).value
+        self.assertEqual((busy.code, busy.status), ("busy", 503))
+        self.assertEqual(len(runner.calls), 2)
+        controller.execute("kitchen", "volume", {"volume": 4})
+        self.assertEqual(len(runner.calls), 3)
+        waiting[0].callback(1)
+        self.successResultOf(first)
+        controller.execute("den", "volume", {"volume": 5})
+        self.assertEqual(len(runner.calls), 4)
+
     def test_checks_before_network(self) -> None:
         """Unknown commands and bad arguments fail before any call is made."""
         controller, runner = self.controller(lambda fn, device, *args: None)
