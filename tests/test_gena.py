@@ -176,6 +176,15 @@ class ScriptedSpeaker(Resource):
         return [method for method, _ in self.requests]
 
 
+def grant_hung(speaker: ScriptedSpeaker, agent: RequestTraversalAgent) -> None:
+    """Answer the last hung request as a speaker grants a SUBSCRIBE (SID, 600 s)."""
+    request = speaker.hung.pop()
+    request.setHeader("SID", SID)
+    request.setHeader("TIMEOUT", "Second-600")
+    request.finish()
+    agent.flush()
+
+
 class Harness:
     """A Subscription wired to a scripted speaker, a recording listener and a Clock."""
 
@@ -308,11 +317,7 @@ class SubscribeTests(SynchronousTestCase):
         assert harness.speaker.methods() == ["SUBSCRIBE"]
         gone.cancel()
         self.failureResultOf(gone)
-        request = harness.speaker.hung.pop()
-        request.setHeader("SID", SID)
-        request.setHeader("TIMEOUT", "Second-600")
-        request.finish()
-        harness.agent.flush()
+        grant_hung(harness.speaker, harness.agent)
         self.successResultOf(first)
         self.successResultOf(second)
         assert harness.speaker.methods() == ["SUBSCRIBE", "SUBSCRIBE"]
@@ -387,11 +392,7 @@ class SerialisationTests(SynchronousTestCase):
         subscribing = harness.subscription.subscribe()
         renewing = harness.subscription.renew()
         assert harness.speaker.methods() == ["SUBSCRIBE"]
-        request = harness.speaker.hung.pop()
-        request.setHeader("SID", SID)
-        request.setHeader("TIMEOUT", "Second-600")
-        request.finish()
-        harness.agent.flush()
+        grant_hung(harness.speaker, harness.agent)
         self.successResultOf(subscribing)
         self.successResultOf(renewing)
         assert harness.speaker.methods() == ["SUBSCRIBE", "SUBSCRIBE"]
@@ -733,11 +734,7 @@ class FirstNotifyRaceTests(SynchronousTestCase):
             + rendering_control_body(7)
         )
         assert transport.value() == b""
-        request = speaker.hung.pop()
-        request.setHeader("SID", SID)
-        request.setHeader("TIMEOUT", "Second-600")
-        request.finish()
-        agent.flush()
+        grant_hung(speaker, agent)
         self.successResultOf(subscribing)
         assert [event.seq for event in seen] == ["0"]
         assert seen[0].variables["volume"] == {"Master": "7"}
