@@ -67,18 +67,26 @@ class _Deflated(Message):
     """A message kept in the replay ring with its ``raw`` JSON compressed."""
 
 
-def _inflated(message: Message) -> Message:
-    if type(message) is not _Deflated:
-        return message
-    return Message(
+def _slim(message: Message, raw: bytes, kind: type[Message] = Message) -> Message:
+    """``message`` as the replay ring keeps it: ``raw`` and the filter fields only.
+
+    The constructor, not ``attrs.evolve``: evolve inspects the class on every call.
+    """
+    return kind(
         message.id,
         message.type,
         _EMPTY,
-        zlib.decompress(message.raw),
+        raw,
         message.speaker_uid,
         message.room,
         message.service,
     )
+
+
+def _inflated(message: Message) -> Message:
+    if type(message) is not _Deflated:
+        return message
+    return _slim(message, zlib.decompress(message.raw))
 
 
 class ISink(Interface):
@@ -230,22 +238,12 @@ class Hub:
         if len(ring) == ring.maxlen:
             self._ring_bytes -= len(ring[0].raw)
         raw = message.raw
-        # Constructors, not attrs.evolve: evolve inspects the class on every call.
-        kind = Message
         if len(raw) > RING_DEFLATE_OVER:
-            raw, kind = zlib.compress(raw, 1), _Deflated
-        ring.append(
-            kind(
-                message.id,
-                message.type,
-                _EMPTY,
-                raw,
-                message.speaker_uid,
-                message.room,
-                message.service,
-            )
-        )
-        self._ring_bytes += len(raw)
+            entry = _slim(message, zlib.compress(raw, 1), _Deflated)
+        else:
+            entry = _slim(message, raw)
+        ring.append(entry)
+        self._ring_bytes += len(entry.raw)
         while self._ring_bytes > self._replay_bytes and len(ring) > 1:
             self._ring_bytes -= len(ring.popleft().raw)
 
