@@ -1,7 +1,7 @@
 """Benchmark 6: CPU microseconds per event for each kind of body, and where the time goes.
 
 In one process, without sockets: for each kind (``benchmarks.payloads.KINDS``) a pool of
-distinct bodies goes through the daemon's per-event work after HTTP (``sonosd.eventxml``
+distinct bodies goes through the daemon's per-event work after HTTP (``sonosd.gena.eventxml``
 parse, ``Event``, ``EventProcessor.on_event``: JSON variables, merged state, topology, hub
 serialisation and the WebSocket frame prepared once), and, for comparison, through SoCo's
 ``parse_event_xml`` without its cache. CPU time (``time.process_time``), best of ``rounds``.
@@ -22,7 +22,7 @@ from soco.events_base import parse_event_xml as soco_parse_cached
 from zope.interface import implementer
 
 from benchmarks.payloads import KINDS, MIX, BodyMaker, service_of
-from sonosd.hub import ISink
+from sonosd.delivery.hub import ISink
 
 soco_parse = soco_parse_cached.__wrapped__
 
@@ -44,10 +44,10 @@ class _FrameSink:
 
 def daemon_path() -> Callable[[str, bytes, int], Any]:
     """``handle(kind, body, seq)``: the daemon's work on one NOTIFY body after HTTP."""
-    from sonosd.events import EventProcessor
-    from sonosd.eventxml import parse_event_xml
-    from sonosd.hub import Hub
-    from sonosd.state import HouseholdState, SpeakerRef
+    from sonosd.delivery.hub import Hub
+    from sonosd.gena.eventxml import parse_event_xml
+    from sonosd.household.events import EventProcessor
+    from sonosd.household.state import HouseholdState, SpeakerRef
 
     class _Clock:
         def seconds(self) -> float:
@@ -109,7 +109,7 @@ def _kind_costs(
 
 def cost(pool: int = 600, rounds: int = 3, profile_events: int = 3000) -> dict[str, Any]:
     """µs per event per kind (daemon path, SoCo parse, sonosd parse) and a profile summary."""
-    from sonosd.eventxml import parse_event_xml
+    from sonosd.gena.eventxml import parse_event_xml
 
     handle = daemon_path()
     maker = BodyMaker(seed=11)

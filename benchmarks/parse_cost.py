@@ -1,4 +1,4 @@
-"""Cost of turning a NOTIFY body into variables: SoCo's parser against sonosd.eventxml.
+"""Cost of turning a NOTIFY body into variables: SoCo's parser against sonosd.gena.eventxml.
 
 Run: ``.venv/bin/python -m benchmarks.parse_cost [--samples DIR] [--rounds N]``
 
@@ -7,7 +7,7 @@ For every real sample body (``events/*.xml``, ``gena_notify_raw/*.http``) and a 
 
 - ``soco``: ``soco.events_base.parse_event_xml`` without its lru_cache (a new body each time,
   which is what a daemon sees: SEQ and values change) and with its DIDL cache cleared;
-- ``ours``: ``sonosd.eventxml.parse_event_xml`` (DIDL left lazy);
+- ``ours``: ``sonosd.gena.eventxml.parse_event_xml`` (DIDL left lazy);
 - ``ours+json``: that plus ``variables_to_json`` (what the daemon does per event; DIDL fields
   come from its cache after the first body);
 - ``topology``: for ZoneGroupTopology bodies, parsing the ZoneGroupState into a Topology.
@@ -28,8 +28,8 @@ from xml.etree import ElementTree
 from soco import data_structures_entry
 from soco.events_base import parse_event_xml as soco_parse_cached
 
-from sonosd.eventxml import parse_event_xml, variables_to_json
-from sonosd.topology import parse_zone_group_state
+from sonosd.gena.eventxml import parse_event_xml, variables_to_json
+from sonosd.household.topology import parse_zone_group_state
 
 soco_parse = soco_parse_cached.__wrapped__
 DEFAULT_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "samples"

@@ -11,7 +11,7 @@ KIND is one of:
   really parsed by ``parse_event_xml`` and an ``Event`` handed to a counting callback);
 - ``soco_threaded``: ``soco.events``' ``EventServer`` (a thread per request), likewise;
 - ``sonosd``: the daemon's event path, assembled from its modules: ``NotifyListener`` (SID
-  registry, source check, ``sonosd.eventxml`` parse) → a subscription per SID → the
+  registry, source check, ``sonosd.gena.eventxml`` parse) → a subscription per SID → the
   ``EventProcessor`` (JSON variables, merged state, topology) → the ``Hub`` → the API site
   (``sonosd.api.site.ApiService``: WebSocket at ``/api/v1/ws``, SSE at ``/api/v1/events``).
 
@@ -32,7 +32,7 @@ from typing import Any
 from zope.interface import implementer
 
 from benchmarks.common import FakeSubscription, emit, from_json
-from sonosd.listener import INotifySubscription
+from sonosd.gena.listener import INotifySubscription
 
 
 class FakeService:
@@ -112,7 +112,7 @@ def run_lean(household: list[FakeSubscription]) -> None:
     """sonosd's own NOTIFY protocol answering 200 to every request: its HTTP cost alone."""
     from twisted.internet import reactor as global_reactor
 
-    from sonosd.notifyproto import NotifyRequest, NotifyServerFactory
+    from sonosd.gena.notifyproto import NotifyRequest, NotifyServerFactory
 
     reactor: Any = global_reactor
 
@@ -174,7 +174,7 @@ class PipelineSubscription:
     """
 
     def __init__(self, sub: FakeSubscription, processor: Any) -> None:
-        from sonosd.state import SpeakerRef
+        from sonosd.household.state import SpeakerRef
 
         self.sid = sub.sid
         self.speaker_host = sub.host
@@ -193,10 +193,10 @@ def build_sonosd(reactor: Any, household: list[FakeSubscription], client_buffer:
     """The assembled event path (see the module docstring); returns (listener, api, hub)."""
     from sonosd.api.site import ApiService
     from sonosd.config import ApiConfig
-    from sonosd.events import EventProcessor
-    from sonosd.hub import Hub
-    from sonosd.listener import NotifyListener
-    from sonosd.state import HouseholdState
+    from sonosd.delivery.hub import Hub
+    from sonosd.gena.listener import NotifyListener
+    from sonosd.household.events import EventProcessor
+    from sonosd.household.state import HouseholdState
 
     hub = Hub(reactor, replay=10_000)
     state = HouseholdState()

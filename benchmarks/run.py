@@ -69,11 +69,11 @@ METHOD: tuple[str, ...] = (
     "process of its own:",
     "  - `bare`: a bare twisted.web resource that reads the body and answers 200 (HTTP "
     "only: no parse, no access log); the ceiling.",
-    "  - `lean`: sonosd's own NOTIFY protocol (`sonosd.notifyproto`) answering 200 to every "
+    "  - `lean`: sonosd's own NOTIFY protocol (`sonosd.gena.notifyproto`) answering 200 to every "
     "request: what HTTP alone costs sonosd, so that `sonosd` minus `lean` is its event work "
     "(reported, no target).",
     "  - `sonosd`: the daemon's event path assembled from its modules: `NotifyListener` (SID "
-    "registry, source check, `sonosd.eventxml` parse) → a subscription per SID → "
+    "registry, source check, `sonosd.gena.eventxml` parse) → a subscription per SID → "
     "`EventProcessor` (JSON variables, merged state, topology) → `Hub` → the API site, with "
     "one autobahn WebSocket client that must receive every event (its rate is the smaller "
     "of NOTIFYs answered and events delivered per second).",

@@ -5,7 +5,7 @@ Everything in sonosd logs through ``twisted.logger.Logger`` with named fields. T
 turns those events into output:
 
 - ``text``: one readable line per event,
-  ``2026-11-24T17:30:00.123Z info [sonosd.supervisor] renewed Kitchen AVTransport``
+  ``2026-11-24T17:30:00.123Z info [sonosd.household.supervisor] renewed Kitchen AVTransport``
   (a traceback, when there is one, follows on indented lines);
 - ``json``: one JSON object per line for log shippers (Loki, Vector, journald's JSON
   readers): ``time``, ``level``, ``namespace``, ``message``, every named field, and

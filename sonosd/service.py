@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_service -*-
+# -*- test-case-name: tests.test_daemon -*-
 """The daemon's top service: builds every part from the configuration and orders them.
 
 Children start in the order they are added and stop in the reverse order:
@@ -30,14 +30,14 @@ from twisted.python.failure import Failure
 from sonosd.api.site import ApiService
 from sonosd.blocking import SocoRunner
 from sonosd.config import Config, Device, SimulateConfig
-from sonosd.events import EventProcessor
-from sonosd.hub import Hub
-from sonosd.listener import NotifyListener
+from sonosd.delivery.hub import Hub
+from sonosd.gena.listener import NotifyListener
+from sonosd.household.events import EventProcessor
+from sonosd.household.state import HouseholdState
+from sonosd.household.supervisor import HouseholdSupervisor, build_household
 from sonosd.memory import MemoryTrimmer
 from sonosd.sinks.logsink import LogSink
 from sonosd.sinks.stream import StreamService
-from sonosd.state import HouseholdState
-from sonosd.supervisor import HouseholdSupervisor, build_household
 
 log = Logger()
 
@@ -207,13 +207,13 @@ class SonosdService(MultiService):
             self.reactor.stop()
 
     def _controller(self) -> Any:
-        from sonosd.control import Controller
+        from sonosd.control.controller import Controller
 
         return Controller(
             self.runner, self.state, self.reactor, timeout=self.config.soco.call_timeout
         )
 
     def _reader(self) -> Any:
-        from sonosd.resync import StateReader
+        from sonosd.household.resync import StateReader
 
         return StateReader(self.runner)

@@ -20,8 +20,8 @@ from twisted.trial.unittest import TestCase
 
 from sonosd.api.site import ApiService
 from sonosd.config import ApiConfig, Token
-from sonosd.hub import Hub
-from sonosd.state import HouseholdState, SpeakerRef
+from sonosd.delivery.hub import Hub
+from sonosd.household.state import HouseholdState, SpeakerRef
 
 WAIT = 10.0
 

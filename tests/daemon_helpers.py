@@ -18,7 +18,7 @@ from twisted.internet.task import deferLater
 from twisted.web.client import Agent, HTTPConnectionPool
 from zope.interface import implementer
 
-from sonosd.hub import ISink, Message
+from sonosd.delivery.hub import ISink, Message
 
 reactor: Any = global_reactor
 

@@ -11,8 +11,8 @@ from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
 
 from sonosd.config import DEFAULT_SERVICES, Device, SubscriptionConfig
-from sonosd.keepalive import SupervisorContext
-from sonosd.supervisor import SpeakerSupervisor
+from sonosd.household.keepalive import SupervisorContext
+from sonosd.household.supervisor import SpeakerSupervisor
 
 
 class HttpError(Exception):

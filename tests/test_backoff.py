@@ -25,7 +25,7 @@ from sonosd.backoff import (
     renew_delay,
 )
 from sonosd.blocking import CallTimeout
-from sonosd.gena import GenaError, GenaTimeout, SubscriptionGone
+from sonosd.gena.subscription import GenaError, GenaTimeout, SubscriptionGone
 
 unit = st.floats(min_value=0.0, max_value=0.999999)
 

@@ -12,7 +12,7 @@ import pytest
 
 from benchmarks import payloads, run, scale
 from sonosd.config import load_config
-from sonosd.eventxml import parse_event_xml
+from sonosd.gena.eventxml import parse_event_xml
 
 
 def test_bodies_vary_and_parse() -> None:

@@ -41,8 +41,7 @@ from sonosd.config import (
     parse_config,
     show_value,
 )
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.paths import ROOT
 
 
 def write(tmp_path: Path, text: str, name: str = "config.yaml") -> str:

@@ -19,7 +19,7 @@ from twisted.trial.unittest import TestCase
 
 from sonosd.blocking import SocoRunner
 from sonosd.config import SimulateConfig
-from sonosd.control import Controller
+from sonosd.control.controller import Controller
 from sonosd.ctl import (
     EXIT_OK,
     EXIT_REFUSED,
@@ -35,10 +35,10 @@ from sonosd.ctl import (
     main,
     parse_sse,
 )
-from sonosd.hub import Hub
+from sonosd.delivery.hub import Hub
+from sonosd.household.state import HouseholdState, SpeakerRef
+from sonosd.household.topology import parse_zone_group_state
 from sonosd.sim.service import HouseholdService
-from sonosd.state import HouseholdState, SpeakerRef
-from sonosd.topology import parse_zone_group_state
 from tests.api_helpers import ADMIN, READER, start_api
 from tests.conftest import free_loopback_base
 

@@ -17,7 +17,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.http_headers import Headers
 
 from sonosd.config import SimulateConfig, parse_config
-from sonosd.hub import Message
+from sonosd.delivery.hub import Message
 from sonosd.service import SonosdService
 from sonosd.sim.household import Speaker
 from sonosd.sim.service import HouseholdService

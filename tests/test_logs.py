@@ -28,7 +28,7 @@ def event(**fields: Any) -> LogEvent:
     base: dict[str, Any] = {
         "log_time": WHEN,
         "log_level": LogLevel.info,
-        "log_namespace": "sonosd.supervisor",
+        "log_namespace": "sonosd.household.supervisor",
         "log_format": "renewed {speaker} {service}",
         "speaker": "Kitchen",
         "service": "AVTransport",
@@ -47,7 +47,7 @@ def failure() -> Failure:
 def test_text_line() -> None:
     """A text event is one line: UTC time, level, namespace, message."""
     assert logs.format_text(event()) == (
-        "2026-11-24T17:30:00.123Z info [sonosd.supervisor] renewed Kitchen AVTransport\n"
+        "2026-11-24T17:30:00.123Z info [sonosd.household.supervisor] renewed Kitchen AVTransport\n"
     )
 
 
@@ -91,7 +91,7 @@ def test_json_line() -> None:
     assert json.loads(line) == {
         "time": "2026-11-24T17:30:00.123Z",
         "level": "info",
-        "namespace": "sonosd.supervisor",
+        "namespace": "sonosd.household.supervisor",
         "message": "renewed Kitchen AVTransport",
         "speaker": "Kitchen",
         "service": "AVTransport",
@@ -186,7 +186,7 @@ def test_observer_filters_by_level() -> None:
     observer(event(log_level=LogLevel.info))
     observer(event(log_level=LogLevel.error, speaker="Office"))
     assert stream.getvalue().splitlines() == [
-        "2026-11-24T17:30:00.123Z error [sonosd.supervisor] renewed Office AVTransport"
+        "2026-11-24T17:30:00.123Z error [sonosd.household.supervisor] renewed Office AVTransport"
     ]
 
 

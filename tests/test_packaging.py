@@ -15,8 +15,8 @@ from configparser import ConfigParser
 from pathlib import Path
 
 from sonosd import tap
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 TWISTD = str(BIN / "twistd")
 
@@ -115,6 +115,8 @@ def test_wheel_install_exposes_the_plugin(tmp_path: Path) -> None:
     assert "twisted/plugins/sonos_sim_plugin.py" in names
     assert "sonosd/config.schema.json" in names
     assert "sonosd/tap.py" in names
+    for package in ("gena", "household", "control", "delivery", "api", "sinks", "sim"):
+        assert f"sonosd/{package}/__init__.py" in names, package
     assert not {"twisted/__init__.py", "twisted/plugins/__init__.py"} & names
     assert not [name for name in names if name.endswith("dropin.cache")]
 
@@ -136,6 +138,12 @@ def test_wheel_install_exposes_the_plugin(tmp_path: Path) -> None:
         sys.executable, "-S", "-c", "import sonosd; print(sonosd.__file__)", cwd=tmp_path, env=env
     )
     assert where.stdout.strip() == str(site / "sonosd" / "__init__.py"), where.stderr
+    public = "import sonosd.gena as g; print(g.Subscription.__module__, g.__file__)"
+    gena = run(sys.executable, "-S", "-c", public, cwd=tmp_path, env=env)
+    assert gena.stdout.split() == [
+        "sonosd.gena.subscription",
+        str(site / "sonosd" / "gena" / "__init__.py"),
+    ], gena.stderr
     listing = run(*twistd, "--help", cwd=tmp_path, env=env)
     assert listing.returncode == 0, listing.stderr
     assert re.search(r"^\s{4}sonosd\s", listing.stdout, re.MULTILINE), listing.stdout

@@ -23,8 +23,8 @@ from twisted.scripts._twistd_unix import ServerOptions
 
 from sonosd import logs, tap
 from sonosd.config import Config, ListenerConfig
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 TWISTD = str(Path(sys.executable).with_name("twistd"))
 EXAMPLE = str(ROOT / "etc" / "sonosd.example.yaml")
 

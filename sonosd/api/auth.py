@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_api_auth -*-
+# -*- test-case-name: tests.api.test_auth -*-
 """API authentication: bearer tokens with scopes, compared in constant time.
 
 A request presents a token as ``Authorization: Bearer <token>`` or, for clients that cannot

@@ -1,85 +1,29 @@
-# -*- test-case-name: tests.test_api_commands -*-
-"""Speaker commands over the API: ``POST /api/v1/speakers/{id}/{command}`` and the WebSocket.
+# -*- test-case-name: tests.api.test_site -*-
+"""Speaker commands over REST: ``POST /api/v1/speakers/{id}/{command}``.
 
-Both call ``Controller.execute(speaker_id, command, args) -> Deferred[dict]`` (see
-``docs/design.md``, "Control"); failures are ``ControlError(code, status, message,
-upnp_error)``, read here by attribute so that this module does not depend on the control
-module's import. Authorisation (the ``control`` scope) is checked by the site before a request
-reaches ``CommandResource``.
+The resource goes through :mod:`sonosd.control.dispatch` (arguments, the call, the error
+fields), as the WebSocket and MQTT do. Authorisation (the ``control`` scope) is checked by the
+site before a request reaches ``CommandResource``.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
-from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from sonosd.api.responses import error_body, json_error, json_response
-
-log = Logger()
+from sonosd.api.responses import json_error, json_response
+from sonosd.control.dispatch import ControllerLike, execute, failure_fields, parse_args
 
 #: The largest request body a command accepts.
 MAX_BODY = 65_536
 
 
-class ControllerLike(Protocol):
-    """What the API needs from ``sonosd.control.Controller``."""
-
-    def execute(
-        self, speaker_id: str, command: str, args: Mapping[str, Any]
-    ) -> Deferred[dict[str, Any]]:
-        """Run ``command`` on the speaker; fire with its JSON result."""
-
-
 #: Builds the resource for ``POST /api/v1/speakers/{id}/{command}`` (the control hook).
 CommandFactory = Callable[[str, str], IResource]
-
-
-def failure_fields(failure: Failure) -> tuple[int, dict[str, Any]]:
-    """The HTTP status and the error object for a failed command.
-
-    A ``ControlError`` (anything with ``code``, ``status`` and ``message``) is reported as it
-    says; anything else is an internal error, logged, with no detail sent to the client.
-    """
-    error = failure.value
-    code = getattr(error, "code", None)
-    status = getattr(error, "status", None)
-    if isinstance(code, str) and isinstance(status, int):
-        message = getattr(error, "message", None) or str(error)
-        fields = error_body(code, str(message))["error"]
-        # Always present (null when the speaker gave no UPnP code), as docs/control.md shows.
-        fields["upnp_error"] = getattr(error, "upnp_error", None)
-        return status, fields
-    log.failure("command failed unexpectedly", failure)
-    fields = error_body("internal", "the command failed; see the daemon's log")["error"]
-    fields["upnp_error"] = None
-    return 500, fields
-
-
-def execute(
-    controller: ControllerLike, speaker: str, command: str, args: Mapping[str, Any]
-) -> Deferred[dict[str, Any]]:
-    """Call ``controller.execute``, turning a synchronous exception into a failed Deferred."""
-    return maybeDeferred(controller.execute, speaker, command, args)
-
-
-def parse_args(body: bytes) -> dict[str, Any]:
-    """A command's JSON arguments (an object; an empty body is ``{}``).
-
-    @raise ValueError: The body is not a JSON object.
-    """
-    if not body.strip():
-        return {}
-    args = json.loads(body)
-    if not isinstance(args, dict):
-        raise ValueError("the body must be a JSON object of arguments")
-    return args
 
 
 class CommandResource(Resource):

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_api_site -*-
+# -*- test-case-name: tests.api.test_site -*-
 """The REST resources of ``/api/v1``: health, metrics, snapshot, speakers, groups.
 
 All of them answer GET only (nothing changes state over GET) with JSON, except metrics
@@ -14,9 +14,9 @@ from twisted.web.server import Request
 
 from sonosd.api import views
 from sonosd.api.commands import CommandFactory
-from sonosd.api.metrics import CONTENT_TYPE, ApiMetrics
 from sonosd.api.responses import json_error, json_response
-from sonosd.hub import Hub
+from sonosd.delivery.hub import Hub
+from sonosd.delivery.metrics import CONTENT_TYPE, ApiMetrics
 
 
 class ErrorResource(Resource):

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_api_site -*-
+# -*- test-case-name: tests.api.test_site -*-
 """JSON responses of the REST routes: one content type, one error shape."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ from typing import Any
 
 from twisted.web.server import Request
 
-from sonosd.hub import encode
+from sonosd.delivery.channel import error_body
+from sonosd.delivery.hub import encode
 
 JSON = b"application/json"
 
@@ -19,13 +20,6 @@ def json_response(request: Request, body: Mapping[str, Any], status: int = 200) 
     request.setHeader(b"content-type", JSON)
     request.setHeader(b"cache-control", b"no-store")
     return encode(body)
-
-
-def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
-    """The error object every channel uses: ``{"error": {"code", "message", ...}}``."""
-    error: dict[str, Any] = {"code": code, "message": message}
-    error.update({key: value for key, value in extra.items() if value is not None})
-    return {"error": error}
 
 
 def json_error(request: Request, status: int, code: str, message: str, **extra: Any) -> bytes:

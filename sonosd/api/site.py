@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_api_site -*-
+# -*- test-case-name: tests.api.test_site -*-
 """The HTTP API: one twisted.web site on a Twisted endpoint string, as an ``IService``.
 
 Routes (all under ``/api/v1``; reference in ``docs/openapi.yaml`` and ``docs/api.md``):
@@ -42,9 +42,7 @@ from sonosd.api.auth import (
     origin_allowed,
     query_first,
 )
-from sonosd.api.commands import MAX_BODY, CommandFactory, ControllerLike, default_commands
-from sonosd.api.endpoint import listen
-from sonosd.api.metrics import ApiMetrics
+from sonosd.api.commands import MAX_BODY, CommandFactory, default_commands
 from sonosd.api.resources import (
     ErrorResource,
     GroupsResource,
@@ -57,8 +55,11 @@ from sonosd.api.resources import (
 from sonosd.api.sse import EventsResource
 from sonosd.api.ws import ApiWebSocketFactory
 from sonosd.config import ApiConfig
-from sonosd.hub import Hub
-from sonosd.sinks.drain import drained
+from sonosd.control.dispatch import ControllerLike
+from sonosd.delivery.drain import drained
+from sonosd.delivery.endpoint import listen
+from sonosd.delivery.hub import Hub
+from sonosd.delivery.metrics import ApiMetrics
 
 log = Logger()
 

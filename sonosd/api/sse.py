@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_api_sse -*-
+# -*- test-case-name: tests.api.test_sse -*-
 """Server-Sent Events at ``/api/v1/events``.
 
 Each message is one SSE block: ``id:`` the message id, ``event:`` its type, ``data:`` the JSON
@@ -30,12 +30,12 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from sonosd.api.auth import query_first
-from sonosd.api.channel import Channel, QueuedClient, Start, parse_last_id, reset_body
-from sonosd.api.flow import ClientQueue, TransportWriter
-from sonosd.api.metrics import ApiMetrics
 from sonosd.api.responses import json_error
-from sonosd.filters import Filter, FilterError
-from sonosd.hub import Hub, Message, encode
+from sonosd.delivery.channel import Channel, QueuedClient, Start, parse_last_id, reset_body
+from sonosd.delivery.filters import Filter, FilterError
+from sonosd.delivery.flow import ClientQueue, TransportWriter
+from sonosd.delivery.hub import Hub, Message, encode
+from sonosd.delivery.metrics import ApiMetrics
 
 log = Logger()
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_api_views -*-
+# -*- test-case-name: tests.api.test_views -*-
 """Pure views of the household snapshot for the REST routes (speakers, groups, health).
 
 Everything is read from ``HouseholdState.snapshot()`` (``{"speakers": [{"uid", "name",
@@ -23,7 +23,7 @@ class SpeakerKey(Protocol):
 
 
 class StateView(Protocol):
-    """What the API needs from ``sonosd.state.HouseholdState``."""
+    """What the API needs from ``sonosd.household.state.HouseholdState``."""
 
     def snapshot(self) -> dict[str, Any]:
         """Every speaker's merged state and the topology, as plain JSON."""

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_api_ws -*-
+# -*- test-case-name: tests.api.test_ws -*-
 """The WebSocket channel at ``/api/v1/ws`` (autobahn, on the API's twisted.web site).
 
 On open a client gets a ``snapshot`` message (every speaker's state and the topology, with
@@ -34,7 +34,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from sonosd.api.auth import CONTROL, Authenticator, Denied, Grant
-from sonosd.api.channel import (
+from sonosd.control.dispatch import ControllerLike, execute, failure_fields
+from sonosd.delivery.channel import (
     BadOperation,
     Channel,
     QueuedClient,
@@ -44,11 +45,10 @@ from sonosd.api.channel import (
     read_operation,
     reset_body,
 )
-from sonosd.api.commands import ControllerLike, execute, failure_fields
-from sonosd.api.flow import ClientQueue, TransportWriter
-from sonosd.api.metrics import ApiMetrics
-from sonosd.filters import Filter, FilterError
-from sonosd.hub import Hub, Message, encode
+from sonosd.delivery.filters import Filter, FilterError
+from sonosd.delivery.flow import ClientQueue, TransportWriter
+from sonosd.delivery.hub import Hub, Message, encode
+from sonosd.delivery.metrics import ApiMetrics
 
 log = Logger()
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sim_soco -*-
+# -*- test-case-name: tests.sim.test_soco -*-
 """The SOAP actions a simulated speaker carries out, by service and action name.
 
 Each handler takes the speaker and the request's arguments (names without namespace, values

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sim_activity -*-
+# -*- test-case-name: tests.sim.test_activity -*-
 """Autonomous activity: a household that changes on its own, for the demo and load tests.
 
 ``ActivityGenerator`` makes ``rate`` changes per second on average (Poisson arrivals) across

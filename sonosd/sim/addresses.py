@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sim_addresses -*-
+# -*- test-case-name: tests.sim.test_addresses -*-
 """Free blocks of loopback addresses for simulated households.
 
 A simulated household listens on one port (1400, as real speakers) of consecutive loopback

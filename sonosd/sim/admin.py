@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sim_admin -*-
+# -*- test-case-name: tests.sim.test_admin -*-
 """The simulator's admin HTTP API: JSON, on its own endpoint (never on a speaker's port).
 
 It reads and changes the household's state (changes are evented exactly like changes made

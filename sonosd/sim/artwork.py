@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sim_didl -*-
+# -*- test-case-name: tests.sim.test_didl -*-
 """Album art and icons: small solid-colour PNG images, made on the fly.
 
 A real speaker serves album art at ``/getaa?s=1&u=<track URI>``; the simulator answers every

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sim_didl -*-
+# -*- test-case-name: tests.sim.test_didl -*-
 """The simulated household's music: a small library of songs, radio stations and favorites.
 
 All titles and names are invented. Songs live on a pretend NAS share (``x-file-cifs:``), as a

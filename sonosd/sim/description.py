@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sim_scpd -*-
+# -*- test-case-name: tests.sim.test_scpd -*-
 """The UPnP device description (``/xml/device_description.xml``) of a simulated speaker.
 
 The shape follows real firmware (protocol reference section 1.2): a root ZonePlayer device

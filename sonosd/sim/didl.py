@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sim_didl -*-
+# -*- test-case-name: tests.sim.test_didl -*-
 """Tracks and their DIDL-Lite metadata, as speakers put them in events and SOAP answers.
 
 ``Track`` is the simulator's value object for anything playable (a song with a duration, or a

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sim_gena -*-
+# -*- test-case-name: tests.sim.test_gena -*-
 """The speaker side of GENA eventing: subscriptions, their expiry, and NOTIFY delivery.
 
 One :class:`SubscriptionManager` per simulated speaker. The speaker's HTTP site hands it the

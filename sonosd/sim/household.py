@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sim_household -*-
+# -*- test-case-name: tests.sim.test_household -*-
 """The simulated Sonos household: speakers, their state, groups and the faults they can show.
 
 One ``Household`` holds every ``Speaker``; its topology (who plays with whom, stereo pairs,
@@ -22,7 +22,6 @@ import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -33,6 +32,7 @@ from sonosd.sim.description import offered_services
 from sonosd.sim.didl import Track
 from sonosd.sim.models import DEFAULT_MODEL, MODELS, Identity, Model, household_id
 from sonosd.sim.soap import UPnPError
+from sonosd.sim.speakerstate import Alarm, Group, Rendering
 from sonosd.sim.transport import Transport
 from sonosd.sim.zonegroups import MemberView, VanishedView, ZoneGroupView, zone_group_state
 
@@ -110,46 +110,6 @@ class Announcer(Protocol):
 
     def byebye(self, speaker: Speaker, reason: str) -> None:
         """``speaker`` leaves the network for ``reason``."""
-
-
-@attrs.define
-class Rendering:
-    """RenderingControl state of one speaker."""
-
-    volume: int = 20
-    mute: bool = False
-    bass: int = 0
-    treble: int = 0
-    loudness: bool = True
-    balance_lf: int = 100
-    balance_rf: int = 100
-    night_mode: bool = False
-    dialog_level: bool = False
-
-
-@attrs.define
-class Group:
-    """A zone group: its ID, coordinator and members (coordinator included), in order."""
-
-    group_id: str
-    coordinator: str
-    members: list[str]
-
-
-@attrs.frozen
-class Alarm:
-    """One household alarm as ``ListAlarms`` reports it."""
-
-    alarm_id: int
-    start_time: str
-    duration: str
-    recurrence: str
-    enabled: bool
-    room_uid: str
-    program_uri: str = "x-rincon-buzzer:0"
-    play_mode: str = "SHUFFLE_NOREPEAT"
-    volume: int = 25
-    include_linked_zones: bool = False
 
 
 def _clamp(value: int, low: int, high: int) -> int:

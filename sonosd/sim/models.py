@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sim_scpd -*-
+# -*- test-case-name: tests.sim.test_scpd -*-
 """Sonos product models the simulator can pretend to be, and speaker identities.
 
 A model decides what the device description says (names, versions), which optional services

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sim_notifier -*-
+# -*- test-case-name: tests.sim.test_notifier -*-
 """The simulated speaker's NOTIFY client: a minimal raw HTTP/1.1 client, built for rate.
 
 A speaker sends each NOTIFY on a new connection (``CONNECTION: close``), from its own address,

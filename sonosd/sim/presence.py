@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sim_soco -*-
+# -*- test-case-name: tests.sim.test_soco -*-
 """A simulated speaker's presence on the network: the port it listens on, and how it fails.
 
 ``SpeakerPresence`` listens on ``<address>:<port>`` and can be told to go down (``refuse``:

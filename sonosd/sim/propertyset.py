@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sim_propertyset -*-
+# -*- test-case-name: tests.sim.test_propertyset -*-
 """GENA event bodies (``<e:propertyset>``) exactly as Sonos speakers write them.
 
 Pure functions, no I/O. The simulator calls :func:`build_propertyset` once per state change

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sim_scpd -*-
+# -*- test-case-name: tests.sim.test_scpd -*-
 """The UPnP services a simulated speaker offers, and their SCPD documents.
 
 The data (service types, URLs, state variables, actions and their arguments) comes from

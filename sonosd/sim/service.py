@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sim_tap,tests.test_sim_soco -*-
+# -*- test-case-name: tests.sim.test_tap,tests.sim.test_soco -*-
 """``HouseholdService``: a simulated household as a Twisted service (daemon, demo, tests).
 
 Starting it makes every speaker listen on its own address (``base_address``, +1, +2, ...) and

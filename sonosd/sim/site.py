@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sim_soco -*-
+# -*- test-case-name: tests.sim.test_soco -*-
 """The HTTP side of one simulated speaker (port 1400): descriptions, SOAP, GENA, album art.
 
 Routes, as real firmware has them: ``GET /xml/device_description.xml``, ``GET

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sim_soap -*-
+# -*- test-case-name: tests.sim.test_soap -*-
 """SOAP envelopes as Sonos speakers read and write them (protocol reference section 2).
 
 Parsing is lenient in the ways real clients need: the ``SOAPACTION`` header may be quoted or

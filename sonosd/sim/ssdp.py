@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sim_ssdp -*-
+# -*- test-case-name: tests.sim.test_ssdp -*-
 """SSDP for the simulated household: answer M-SEARCH, announce ``ssdp:alive`` and ``ssdp:byebye``.
 
 ``SsdpResponder`` listens on the SSDP group and port (239.255.255.250:1900 by default; tests

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sim_tap -*-
+# -*- test-case-name: tests.sim.test_tap -*-
 """``twistd -n sonos-sim``: a simulated Sonos household as a standalone daemon.
 
 Options are validated in ``postOptions`` (one line per mistake, no traceback); ``makeService``

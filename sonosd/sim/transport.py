@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sim_transport -*-
+# -*- test-case-name: tests.sim.test_transport -*-
 """The playback state of one simulated speaker: queue, source, transport state and position.
 
 A ``Transport`` belongs to a speaker and is what that speaker plays while it coordinates a

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sim_household -*-
+# -*- test-case-name: tests.sim.test_household -*-
 """The evented variables of each service, computed from a speaker's state.
 
 ``full_state(speaker, service)`` is what a SEQ 0 NOTIFY carries (wire names, string values,
@@ -10,15 +10,65 @@ polling always agree.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Union
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol, Union
 
 from sonosd.sim.didl import format_duration, track_didl
-
-if TYPE_CHECKING:
-    from sonosd.sim.household import Speaker
+from sonosd.sim.models import Model
+from sonosd.sim.speakerstate import Group, Rendering
+from sonosd.sim.transport import Transport
 
 EventValue = Union[str, Mapping[str, str]]  # noqa: UP007 - runtime alias for Python 3.11
+
+
+class Household(Protocol):
+    """What the variables read of the household (``sonosd.sim.household.Household``)."""
+
+    household_id: str
+    system_update_id: int
+    favorites_update_id: int
+
+    @property
+    def speakers(self) -> Sequence[Speaker]: ...
+
+    @property
+    def by_uid(self) -> Mapping[str, Speaker]: ...
+
+    def zone_group_state(self) -> str: ...
+
+    def alarm_list_version(self) -> str: ...
+
+
+class Speaker(Protocol):
+    """What the variables read of a speaker (``sonosd.sim.household.Speaker``)."""
+
+    name: str
+    boot_seq: int
+    invisible: bool
+    channel_map: str
+    model: Model
+    transport: Transport
+    rendering: Rendering
+
+    @property
+    def uid(self) -> str: ...
+
+    @property
+    def household(self) -> Household: ...
+
+    @property
+    def group(self) -> Group: ...
+
+    @property
+    def coordinator(self) -> Speaker: ...
+
+    @property
+    def is_coordinator(self) -> bool: ...
+
+    def group_volume(self) -> int: ...
+
+    def group_mute(self) -> bool: ...
+
 
 _NI = "NOT_IMPLEMENTED"
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sim_household -*-
+# -*- test-case-name: tests.sim.test_household -*-
 """The ZoneGroupState document every speaker of a household reports (reference section 3.7).
 
 Pure formatting: the household describes its groups as ``ZoneGroupView`` values and this

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sink_callbacks -*-
+# -*- test-case-name: tests.sinks.test_callbacks -*-
 """Python callbacks: user functions called with every message, each in its own thread.
 
 The configuration names callables as ``package.module:function`` (or
@@ -31,8 +31,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from sonosd.hub import ISink, Message
-from sonosd.sinks.drain import drained
+from sonosd.delivery.drain import drained
+from sonosd.delivery.hub import ISink, Message
 
 log = Logger()
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_logsink -*-
+# -*- test-case-name: tests.sinks.test_logsink -*-
 """A sink that logs every message as one readable line (the demo's view of the household)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from sonosd.hub import ISink, Message
+from sonosd.delivery.hub import ISink, Message
 
 log = Logger()
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sink_mqtt -*-
+# -*- test-case-name: tests.sinks.test_mqtt -*-
 """MQTT: retained per-speaker state, live events, availability and commands on a broker.
 
 The client is paho-mqtt 2.x driven by the reactor, without paho's network thread: paho's
@@ -41,11 +41,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from sonosd.api.commands import ControllerLike, execute, failure_fields, parse_args
 from sonosd.backoff import backoff_delay, describe_failure
 from sonosd.config import MqttConfig
-from sonosd.filters import Filter
-from sonosd.hub import ISink, Message, encode
+from sonosd.control.dispatch import ControllerLike, execute, failure_fields, parse_args
+from sonosd.delivery.filters import Filter
+from sonosd.delivery.hub import ISink, Message, encode
 from sonosd.sinks.mqtt_topics import Topics, bridge_discovery, discovery, segment
 
 log = Logger()

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sink_mqtt_topics -*-
+# -*- test-case-name: tests.sinks.test_mqtt_topics -*-
 """The MQTT topic layout and the Home Assistant discovery documents: pure, no I/O.
 
 Layout (``docs/mqtt.md``), ``<key>`` being the speaker's room name made topic-safe, or its

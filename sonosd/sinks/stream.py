@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_stream -*-
+# -*- test-case-name: tests.sinks.test_stream -*-
 """The local stream: newline-delimited JSON for scripts, on a Twisted endpoint string.
 
 ``sinks.stream: "unix:/run/sonosd/events.sock:mode=660:lockfile=1"`` (or ``tcp:...``) and
@@ -31,7 +31,7 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
-from sonosd.api.channel import (
+from sonosd.delivery.channel import (
     BadOperation,
     Channel,
     QueuedClient,
@@ -41,12 +41,12 @@ from sonosd.api.channel import (
     read_operation,
     reset_body,
 )
-from sonosd.api.endpoint import listen
-from sonosd.api.flow import ClientQueue, TransportWriter
-from sonosd.api.metrics import ApiMetrics
-from sonosd.filters import Filter
-from sonosd.hub import Hub, Message
-from sonosd.sinks.drain import drained
+from sonosd.delivery.drain import drained
+from sonosd.delivery.endpoint import listen
+from sonosd.delivery.filters import Filter
+from sonosd.delivery.flow import ClientQueue, TransportWriter
+from sonosd.delivery.hub import Hub, Message
+from sonosd.delivery.metrics import ApiMetrics
 
 log = Logger()
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sink_webhooks -*-
+# -*- test-case-name: tests.sinks.test_webhooks -*-
 """Webhooks: every message POSTed as JSON to any number of HTTP(S) targets, signed.
 
 Each target has its own bounded queue and sends one request at a time, so messages arrive in
@@ -54,9 +54,9 @@ from zope.interface import implementer
 
 from sonosd.backoff import backoff_delay, describe_failure
 from sonosd.config import Webhook
-from sonosd.filters import Filter
-from sonosd.hub import ISink, Message
-from sonosd.sinks.drain import drained
+from sonosd.delivery.drain import drained
+from sonosd.delivery.filters import Filter
+from sonosd.delivery.hub import ISink, Message
 
 log = Logger()
 

@@ -1,0 +1,804 @@
+# -*- test-case-name: tests.control.test_controller -*-
+"""Speaker commands: what the REST API, the WebSocket and MQTT run through one method.
+
+``Controller.execute(speaker_id, command, args)`` checks the command and its arguments
+(``sonosd.control.commandargs``, no network), finds the speaker in ``HouseholdState`` (uid or room
+name, any case), routes transport commands to its group coordinator, and runs SoCo's blocking
+calls in the ``SocoRunner``: with a timeout, one at a time per speaker (key: its uid). Join,
+leave and party mode wait, within ``confirm_timeout``, for topology events to show the new
+grouping, so that the answer shows the resulting group.
+
+Every failure reaches the client as a ``ControlError`` with a stable code and the HTTP status
+(``docs/control.md``); SoCo's exceptions are translated here and a traceback is only ever
+logged.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol, TypeVar
+
+import attrs
+import requests
+import soco
+from soco.core import PLAY_MODE_BY_MEANING, PLAY_MODES
+from soco.exceptions import NotSupportedException, SoCoException, SoCoUPnPException
+from soco.snapshot import Snapshot
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+
+from sonosd.blocking import CallTimeout
+from sonosd.control.commandargs import ControlError, Params, bad_argument, parse_command
+from sonosd.household.state import HouseholdState, SpeakerRef
+from sonosd.household.topology import Topology, TopologyError, parse_zone_group_state
+
+__all__ = ["ControlError", "Controller", "GroupSnapshot"]
+
+log = Logger()
+
+MAX_PENDING = 32
+"""The most SoCo calls of commands waiting or running at once for one speaker (see
+``Controller``): a speaker answers a few commands a second, so more would only wait."""
+
+T = TypeVar("T")
+
+_REPEAT_NAMES: Mapping[Any, str] = {False: "none", True: "all", "ONE": "one"}
+_REPEAT_VALUES: Mapping[str, Any] = {"none": False, "all": True, "one": "ONE"}
+_PLAYING = frozenset({"PLAYING", "TRANSITIONING"})
+
+
+class Runner(Protocol):
+    """What the controller needs of ``sonosd.blocking.SocoRunner``."""
+
+    def run(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        key: object | None = None,
+        timeout: float | None = None,
+    ) -> Deferred[T]:
+        """Run ``fn(*args)`` in the pool."""
+
+
+@attrs.frozen
+class GroupSnapshot:
+    """A group saved by ``snapshot``: its coordinator, its visible members, and SoCo's
+    ``Snapshot`` of each (volume, mute, tone; the coordinator's source, position and state)."""
+
+    name: str
+    coordinator: str
+    members: tuple[str, ...]
+    speakers: Mapping[str, Any]
+    refs: Mapping[str, SpeakerRef]
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"name", "coordinator", "members"}``."""
+        return {"name": self.name, "coordinator": self.coordinator, "members": list(self.members)}
+
+
+# -- blocking calls (run in the pool) --------------------------------------------------------
+
+
+def _toggle(device: Any) -> str:
+    state = device.get_current_transport_info()["current_transport_state"]
+    if state in _PLAYING:
+        device.pause()
+        return "pause"
+    device.play()
+    return "play"
+
+
+def _seek(device: Any, position: str | None, track: int | None) -> None:
+    if track is not None:
+        device.seek(track=track - 1)
+    else:
+        device.seek(position=position)
+
+
+def _play_mode(
+    device: Any, shuffle: bool | None, repeat: str | None, crossfade: bool | None
+) -> dict[str, Any]:
+    mode = device.play_mode
+    if shuffle is not None or repeat is not None:
+        current_shuffle, current_repeat = PLAY_MODES[mode]
+        wanted = PLAY_MODE_BY_MEANING[
+            (
+                current_shuffle if shuffle is None else shuffle,
+                current_repeat if repeat is None else _REPEAT_VALUES[repeat],
+            )
+        ]
+        if wanted != mode:
+            device.play_mode = wanted
+            mode = wanted
+    if crossfade is not None:
+        device.cross_fade = crossfade
+    shuffled, repeated = PLAY_MODES[mode]
+    return {
+        "play_mode": mode,
+        "shuffle": shuffled,
+        "repeat": _REPEAT_NAMES[repeated],
+        "crossfade": bool(device.cross_fade),
+    }
+
+
+def _volume(device: Any, volume: int | None, delta: int | None) -> int:
+    if delta is not None:
+        return int(device.set_relative_volume(delta))
+    assert volume is not None
+    device.volume = volume
+    return volume
+
+
+def _mute(device: Any, mute: bool | None) -> bool:
+    if mute is None:
+        mute = not device.mute
+    device.mute = mute
+    return mute
+
+
+def _set(device: Any, attribute: str, value: Any) -> None:
+    setattr(device, attribute, value)
+
+
+def _group_volume(device: Any, volume: int | None, delta: int | None) -> int:
+    group = device.groupRenderingControl
+    if delta is not None:
+        return int(
+            group.SetRelativeGroupVolume([("InstanceID", 0), ("Adjustment", delta)])["NewVolume"]
+        )
+    group.SnapshotGroupVolume([("InstanceID", 0)])
+    group.SetGroupVolume([("InstanceID", 0), ("DesiredVolume", volume)])
+    return int(group.GetGroupVolume([("InstanceID", 0)])["CurrentVolume"])
+
+
+def _group_mute(device: Any, mute: bool | None) -> bool:
+    group = device.groupRenderingControl
+    if mute is None:
+        mute = group.GetGroupMute([("InstanceID", 0)])["CurrentMute"] != "1"
+    group.SetGroupMute([("InstanceID", 0), ("DesiredMute", "1" if mute else "0")])
+    return mute
+
+
+def _join(device: Any, coordinator_uid: str) -> None:
+    device.avTransport.SetAVTransportURI(
+        [
+            ("InstanceID", 0),
+            ("CurrentURI", f"x-rincon:{coordinator_uid}"),
+            ("CurrentURIMetaData", ""),
+        ]
+    )
+
+
+def _leave(device: Any) -> None:
+    device.unjoin()
+
+
+def _zone_group_state(device: Any) -> str:
+    return str(device.zoneGroupTopology.GetZoneGroupState()["ZoneGroupState"])
+
+
+def _play_uri(device: Any, uri: str, meta: str, title: str, start: bool) -> None:
+    device.play_uri(uri, meta=meta, title=title, start=start)
+
+
+def _play_favorite(device: Any, name: str) -> dict[str, Any]:
+    favorites = list(device.music_library.get_sonos_favorites(complete_result=True))
+    wanted = name.casefold()
+    for favorite in favorites:
+        if str(favorite.title).casefold() == wanted:
+            uri = favorite.get_uri()
+            meta = getattr(favorite, "resource_meta_data", "") or ""
+            device.play_uri(uri, meta=meta, title=favorite.title)
+            return {"favorite": favorite.title, "uri": uri}
+    known = ", ".join(str(favorite.title) for favorite in favorites) or "none"
+    raise ControlError("unknown_favorite", 404, f"no favorite named {name!r}; known: {known}")
+
+
+def _queue(device: Any, params: Params) -> dict[str, Any]:
+    action = params["action"]
+    if action == "list":
+        queue = device.get_queue(start=params["start"], max_items=params["count"])
+        items = [
+            _queue_item(params["start"] + offset + 1, item) for offset, item in enumerate(queue)
+        ]
+        return {"start": params["start"], "total": int(queue.total_matches), "items": items}
+    if action == "add":
+        position = device.add_uri_to_queue(
+            params["uri"],
+            position=params["position"],
+            as_next=params["as_next"],
+            title=params["title"],
+        )
+        return {"position": int(position)}
+    if action == "clear":
+        device.clear_queue()
+        return {"cleared": True}
+    device.play_from_queue(params["track"] - 1)
+    return {"track": params["track"]}
+
+
+def _queue_item(position: int, item: Any) -> dict[str, Any]:
+    resources = getattr(item, "resources", None) or []
+    return {
+        "position": position,
+        "title": getattr(item, "title", None),
+        "artist": getattr(item, "creator", None),
+        "album": getattr(item, "album", None),
+        "uri": resources[0].uri if resources else None,
+        "album_art": getattr(item, "album_art_uri", None) or None,
+    }
+
+
+def _sleep_timer(device: Any, action: str, seconds: int | None) -> dict[str, Any]:
+    if action == "set":
+        device.set_sleep_timer(seconds)
+    elif action == "cancel":
+        device.set_sleep_timer(None)
+    return {"remaining": device.get_sleep_timer()}
+
+
+def _take_snapshot(device: Any) -> Snapshot:
+    snapshot = Snapshot(device)
+    snapshot.snapshot()
+    return snapshot
+
+
+def _restore_snapshot(device: Any, snapshot: Snapshot, fade: bool) -> None:
+    snapshot.restore(fade=fade)
+
+
+def _invoke(device: Any, method: str) -> None:
+    getattr(device, method)()
+
+
+def _transport_brief(device: Any) -> tuple[str, str]:
+    state = device.get_current_transport_info()["current_transport_state"]
+    uri = device.avTransport.GetMediaInfo([("InstanceID", 0)])["CurrentURI"]
+    return str(state), str(uri)
+
+
+# -- the controller --------------------------------------------------------------------------
+
+
+def _standalone(uid: str) -> Callable[[Topology], bool]:
+    def check(topology: Topology) -> bool:
+        group = topology.group_of(uid)
+        return (
+            group is not None
+            and group.coordinator == uid
+            and all(member.uid == uid or member.invisible for member in group.members)
+        )
+
+    return check
+
+
+def _follows(uids: Iterable[str], coordinator: str) -> Callable[[Topology], bool]:
+    wanted = tuple(uids)
+
+    def check(topology: Topology) -> bool:
+        return all(topology.coordinator_of(uid) == coordinator for uid in wanted)
+
+    return check
+
+
+def _regrouped(
+    coordinator: str, members: Iterable[str], leavers: Iterable[str]
+) -> Callable[[Topology], bool]:
+    """``coordinator`` leads a group holding ``members`` and none of ``leavers``."""
+    follows = _follows((coordinator, *members), coordinator)
+    gone = tuple(leavers)
+
+    def check(topology: Topology) -> bool:
+        return follows(topology) and all(
+            topology.coordinator_of(uid) != coordinator for uid in gone
+        )
+
+    return check
+
+
+class Controller:
+    """Runs speaker commands; see the module docstring and ``docs/control.md``.
+
+    @param runner: The ``SocoRunner`` every SoCo call goes through.
+    @param state: The household: speakers by uid/room, availability, topology.
+    @param reactor: Schedules the waits (topology confirmation, announcement polling).
+    @param timeout: Seconds for one SoCo call (snapshot and restore get three times that).
+    @param soco_factory: Builds the SoCo object of an address (``soco.SoCo``).
+    @param confirm_timeout: Seconds join/leave/party wait for topology events before
+        reading the topology from the speaker instead.
+    @param poll_interval: Seconds between transport reads while an announcement plays.
+    @param max_pending: SoCo calls of commands that may wait or run at once for one speaker;
+        beyond, a command fails at once with 503 ``busy`` instead of queueing (a client
+        flooding commands cannot grow the queue, nor delay the daemon's own calls for long).
+    """
+
+    def __init__(
+        self,
+        runner: Runner,
+        state: HouseholdState,
+        reactor: IReactorTime,
+        *,
+        timeout: float = 10.0,
+        soco_factory: Callable[..., Any] = soco.SoCo,
+        confirm_timeout: float = 5.0,
+        poll_interval: float = 0.5,
+        max_pending: int = MAX_PENDING,
+    ) -> None:
+        self._runner = runner
+        self._max_pending = max(1, max_pending)
+        self._pending: dict[str, int] = {}
+        self._state = state
+        self._reactor = reactor
+        self.timeout = timeout
+        self._soco_factory = soco_factory
+        self.confirm_timeout = confirm_timeout
+        self.poll_interval = poll_interval
+        self.snapshots: dict[str, GroupSnapshot] = {}
+        self._announcements = itertools.count(1)
+        self.executed = 0
+        self.failed = 0
+
+    # -- entry point -------------------------------------------------------------------------
+
+    def execute(
+        self, speaker_id: str, command: str, args: Mapping[str, Any]
+    ) -> Deferred[dict[str, Any]]:
+        """Run ``command`` with ``args`` on the speaker ``speaker_id`` (uid or room name).
+
+        @return: A Deferred firing with the command's JSON result, or failing with a
+            ``ControlError``.
+        """
+        return Deferred.fromCoroutine(self._execute(speaker_id, command, args))
+
+    async def _execute(
+        self, speaker_id: str, command: str, args: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        started = time.monotonic()
+        ref: SpeakerRef | None = None
+        try:
+            name, params = parse_command(command, args)
+            ref = self._speaker(speaker_id)
+            handler: Callable[[SpeakerRef, Params], Any] = getattr(self, f"_do_{name}")
+            result: dict[str, Any] = await handler(ref, params)
+        except Exception as error:
+            self.failed += 1
+            translated = self._translate(error, ref)
+            log.info(
+                "command {command} on {speaker} failed: {code} {message}",
+                command=command,
+                speaker=speaker_id,
+                code=translated.code,
+                message=translated.message,
+            )
+            raise translated from error
+        self.executed += 1
+        log.debug(
+            "command {command} on {speaker} done in {ms} ms",
+            command=name,
+            speaker=ref.name,
+            ms=round((time.monotonic() - started) * 1000),
+        )
+        return result
+
+    def _translate(self, error: Exception, ref: SpeakerRef | None) -> ControlError:
+        who = "the speaker" if ref is None else ref.name or ref.uid
+        if isinstance(error, ControlError):
+            return error
+        if isinstance(error, CallTimeout):
+            return ControlError("timeout", 504, f"{who} did not answer within {error.seconds:g} s")
+        if isinstance(error, SoCoUPnPException):
+            code = str(error.error_code)
+            return ControlError(
+                "speaker_error",
+                502,
+                f"{who} refused: UPnP error {code}",
+                upnp_error=int(code) if code.isdigit() else None,
+            )
+        if isinstance(error, NotSupportedException):
+            return ControlError("not_supported", 409, f"{who} does not support this: {error}")
+        if isinstance(error, requests.exceptions.Timeout):
+            return ControlError("timeout", 504, f"{who} did not answer in time")
+        if isinstance(error, requests.exceptions.ConnectionError):
+            return ControlError("offline", 503, f"{who} cannot be reached")
+        # Any other requests error: SoCo's raise_for_status() on a status other than 200, 405
+        # and 500, a body that breaks off ...
+        if isinstance(error, SoCoException | TopologyError | requests.exceptions.RequestException):
+            return ControlError("speaker_error", 502, f"{who} failed: {error}")
+        log.failure("a command on {speaker} failed unexpectedly", speaker=who)
+        return ControlError("internal", 500, "the command failed; see the daemon's log")
+
+    # -- speakers ----------------------------------------------------------------------------
+
+    def _speaker(self, speaker_id: str, argument: str | None = None) -> SpeakerRef:
+        ref = self._state.find(speaker_id) if speaker_id else None
+        if ref is None:
+            about = f" ({argument})" if argument else ""
+            raise ControlError("unknown_speaker", 404, f"no speaker {speaker_id!r}{about}")
+        self._check_online(ref)
+        return ref
+
+    def _check_online(self, ref: SpeakerRef) -> None:
+        availability = self._state.availability(ref.uid)
+        if availability.online is False:
+            reason = f": {availability.reason}" if availability.reason else ""
+            raise ControlError("offline", 503, f"{ref.name or ref.uid} is offline{reason}")
+
+    def _ref(self, uid: str, topology: Topology | None = None) -> SpeakerRef:
+        ref = self._state.by_uid(uid)
+        if ref is not None:
+            return ref
+        member = topology.member(uid) if topology is not None else None
+        if member is None or not member.host:
+            raise ControlError("unknown_speaker", 404, f"no speaker {uid!r}")
+        return SpeakerRef(uid=uid, name=member.name, host=member.host, port=member.port or 1400)
+
+    def _coordinator(self, ref: SpeakerRef) -> SpeakerRef:
+        """The coordinator of ``ref``'s group (``ref`` itself before any topology is known)."""
+        topology = self._state.topology
+        uid = topology.coordinator_of(ref.uid) if topology is not None else None
+        if uid is None or uid == ref.uid:
+            return ref
+        coordinator = self._ref(uid, topology)
+        self._check_online(coordinator)
+        return coordinator
+
+    def _device(self, ref: SpeakerRef) -> Any:
+        if ref.port == 1400:
+            return self._soco_factory(ref.host)
+        return self._soco_factory(ref.host, ref.port)
+
+    async def _call(
+        self, ref: SpeakerRef, fn: Callable[..., T], *args: Any, slow: bool = False
+    ) -> T:
+        timeout = self.timeout * 3 if slow else self.timeout
+        pending = self._pending.get(ref.uid, 0)
+        if pending >= self._max_pending:
+            raise ControlError(
+                "busy",
+                503,
+                f"{ref.name or ref.uid} has {pending} commands waiting; try again shortly",
+            )
+        self._pending[ref.uid] = pending + 1
+        try:
+            result: T = await self._runner.run(
+                fn, self._device(ref), *args, key=ref.uid, timeout=timeout
+            )
+        except Exception as error:
+            # Name the speaker the call went to (the coordinator, for transport commands).
+            raise self._translate(error, ref) from error
+        finally:
+            left = self._pending[ref.uid] - 1
+            if left:
+                self._pending[ref.uid] = left
+            else:
+                del self._pending[ref.uid]
+        return result
+
+    async def _topology(self, ref: SpeakerRef) -> Topology:
+        """The household topology: the state's, else read from ``ref``."""
+        topology = self._state.topology
+        if topology is not None:
+            return topology
+        return await self._read_topology(ref)
+
+    async def _read_topology(self, ref: SpeakerRef) -> Topology:
+        return parse_zone_group_state(await self._call(ref, _zone_group_state))
+
+    async def _confirm(self, ref: SpeakerRef, check: Callable[[Topology], bool]) -> dict[str, Any]:
+        """Wait for the topology to satisfy ``check``; answer ``ref``'s group.
+
+        Topology events are awaited for ``confirm_timeout`` seconds (not at all before the
+        state has a topology: no event pipeline); after that the topology is read from the
+        speaker.
+        """
+        topology: Topology | None = None
+        source = "event"
+        if self._state.topology is not None:
+            topology = await self._await_topology(check, self.confirm_timeout)
+        if topology is None:
+            source = "read"
+            topology = await self._read_topology(ref)
+        group = topology.group_of(ref.uid)
+        return {
+            "group": None if group is None else group.to_json(),
+            "confirmed": check(topology),
+            "source": source,
+        }
+
+    async def _await_topology(
+        self, check: Callable[[Topology], bool], seconds: float
+    ) -> Topology | None:
+        current = self._state.topology
+        if current is not None and check(current):
+            return current
+        done: Deferred[Topology | None] = Deferred()
+
+        def observe(old: Topology | None, new: Topology) -> None:
+            if not done.called and check(new):
+                done.callback(new)
+
+        def expire() -> None:
+            if not done.called:
+                done.callback(None)
+
+        self._state.add_topology_observer(observe)
+        timer = self._reactor.callLater(seconds, expire)
+        try:
+            return await done
+        finally:
+            self._state.remove_topology_observer(observe)
+            if timer.active():
+                timer.cancel()
+
+    async def _all(self, calls: Iterable[Deferred[Any]]) -> list[Any]:
+        """Wait for every call; raise the first failure after all have finished."""
+        results = await DeferredList(list(calls), consumeErrors=True)
+        values = []
+        for ok, value in results:
+            if not ok:
+                value.raiseException()
+            values.append(value)
+        return values
+
+    def _run(
+        self, ref: SpeakerRef, fn: Callable[..., Any], *args: Any, slow: bool = False
+    ) -> Deferred[Any]:
+        return Deferred.fromCoroutine(self._call(ref, fn, *args, slow=slow))
+
+    # -- transport (on the coordinator) -------------------------------------------------------
+
+    async def _transport(self, ref: SpeakerRef, method: str) -> dict[str, Any]:
+        coordinator = self._coordinator(ref)
+        await self._call(coordinator, _invoke, method)
+        return {"coordinator": coordinator.uid}
+
+    async def _do_play(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
+        return await self._transport(ref, "play")
+
+    async def _do_pause(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
+        return await self._transport(ref, "pause")
+
+    async def _do_stop(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
+        return await self._transport(ref, "stop")
+
+    async def _do_next(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
+        return await self._transport(ref, "next")
+
+    async def _do_previous(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
+        return await self._transport(ref, "previous")
+
+    async def _do_toggle(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
+        coordinator = self._coordinator(ref)
+        action = await self._call(coordinator, _toggle)
+        return {"coordinator": coordinator.uid, "action": action}
+
+    async def _do_seek(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
+        coordinator = self._coordinator(ref)
+        await self._call(coordinator, _seek, params.get("position"), params.get("track"))
+        return {"coordinator": coordinator.uid, **params}
+
+    async def _do_play_mode(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
+        coordinator = self._coordinator(ref)
+        return await self._call(
+            coordinator,
+            _play_mode,
+            params.get("shuffle"),
+            params.get("repeat"),
+            params.get("crossfade"),
+        )
+
+    async def _do_play_uri(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
+        coordinator = self._coordinator(ref)
+        await self._call(
+            coordinator, _play_uri, params["uri"], params["meta"], params["title"], params["start"]
+        )
+        return {"coordinator": coordinator.uid, "uri": params["uri"]}
+
+    async def _do_play_favorite(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
+        coordinator = self._coordinator(ref)
+        result = await self._call(coordinator, _play_favorite, params["name"])
+        return {"coordinator": coordinator.uid, **result}
+
+    async def _do_queue(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
+        coordinator = self._coordinator(ref)
+        result = await self._call(coordinator, _queue, params)
+        return {"coordinator": coordinator.uid, **result}
+
+    async def _do_sleep_timer(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
+        coordinator = self._coordinator(ref)
+        result = await self._call(
+            coordinator, _sleep_timer, params["action"], params.get("seconds")
+        )
+        return {"coordinator": coordinator.uid, **result}
+
+    # -- rendering (on the speaker itself) -----------------------------------------------------
+
+    async def _do_volume(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
+        volume = await self._call(ref, _volume, params.get("volume"), params.get("delta"))
+        return {"volume": volume}
+
+    async def _do_mute(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
+        return {"mute": await self._call(ref, _mute, params["mute"])}
+
+    async def _setting(self, ref: SpeakerRef, attribute: str, value: Any) -> dict[str, Any]:
+        await self._call(ref, _set, attribute, value)
+        return {attribute: value}
+
+    async def _do_bass(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
+        return await self._setting(ref, "bass", params["bass"])
+
+    async def _do_treble(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
+        return await self._setting(ref, "treble", params["treble"])
+
+    async def _do_loudness(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
+        return await self._setting(ref, "loudness", params["loudness"])
+
+    async def _do_night_mode(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
+        return await self._setting(ref, "night_mode", params["night_mode"])
+
+    async def _do_dialog_mode(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
+        return await self._setting(ref, "dialog_mode", params["dialog_mode"])
+
+    async def _do_group_volume(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
+        coordinator = self._coordinator(ref)
+        volume = await self._call(
+            coordinator, _group_volume, params.get("volume"), params.get("delta")
+        )
+        return {"coordinator": coordinator.uid, "group_volume": volume}
+
+    async def _do_group_mute(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
+        coordinator = self._coordinator(ref)
+        mute = await self._call(coordinator, _group_mute, params["mute"])
+        return {"coordinator": coordinator.uid, "group_mute": mute}
+
+    # -- grouping ----------------------------------------------------------------------------
+
+    async def _do_join(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
+        target = self._speaker(params["coordinator"], "coordinator")
+        coordinator = self._coordinator(target)
+        if coordinator.uid == ref.uid or target.uid == ref.uid:
+            raise bad_argument("coordinator", f"{ref.name} cannot join its own group")
+        topology = self._state.topology
+        if topology is None or topology.coordinator_of(ref.uid) != coordinator.uid:
+            await self._call(ref, _join, coordinator.uid)
+        return await self._confirm(ref, _follows([ref.uid], coordinator.uid))
+
+    async def _do_leave(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
+        topology = self._state.topology
+        if topology is None or not _standalone(ref.uid)(topology):
+            await self._call(ref, _leave)
+        return await self._confirm(ref, _standalone(ref.uid))
+
+    async def _do_party(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
+        coordinator = self._coordinator(ref)
+        topology = await self._topology(ref)
+        joining = [
+            member.uid
+            for group in topology.groups
+            if group.coordinator != coordinator.uid
+            for member in group.members
+            if not member.invisible
+            and not member.is_zone_bridge
+            and self._state.availability(member.uid).online is not False
+        ]
+        await self._all(
+            self._run(self._ref(uid, topology), _join, coordinator.uid) for uid in joining
+        )
+        result = await self._confirm(coordinator, _follows(joining, coordinator.uid))
+        return {**result, "joined": joining}
+
+    # -- snapshots and announcements -----------------------------------------------------------
+
+    async def _take(self, name: str, ref: SpeakerRef) -> GroupSnapshot:
+        topology = await self._topology(ref)
+        group = topology.group_of(ref.uid)
+        if group is None:
+            members: tuple[str, ...] = (ref.uid,)
+            coordinator = ref.uid
+        else:
+            coordinator = group.coordinator
+            members = tuple(
+                member.uid
+                for member in group.members
+                if not member.invisible or member.uid == group.coordinator
+            )
+        refs = {uid: self._ref(uid, topology) for uid in members}
+        taken = await self._all(self._run(refs[uid], _take_snapshot, slow=True) for uid in members)
+        snapshot = GroupSnapshot(
+            name=name,
+            coordinator=coordinator,
+            members=members,
+            speakers=dict(zip(members, taken, strict=True)),
+            refs=refs,
+        )
+        self.snapshots[name] = snapshot
+        return snapshot
+
+    async def _do_snapshot(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
+        return (await self._take(params["name"], ref)).to_json()
+
+    async def _restore(self, saved: GroupSnapshot, fade: bool) -> dict[str, Any]:
+        coordinator = saved.refs[saved.coordinator]
+        topology = await self._topology(coordinator)
+        others = [uid for uid in saved.members if uid != saved.coordinator]
+        moves: list[Deferred[Any]] = []
+        leavers: list[str] = []
+        left = topology.coordinator_of(saved.coordinator) != saved.coordinator
+        if left:
+            await self._call(coordinator, _leave)
+        current = topology.group_of(saved.coordinator)
+        if current is not None and current.coordinator == saved.coordinator:
+            for member in current.members:
+                if member.uid not in saved.members and not member.invisible:
+                    leavers.append(member.uid)
+                    moves.append(self._run(self._ref(member.uid, topology), _leave))
+        for uid in others:
+            if topology.coordinator_of(uid) != saved.coordinator:
+                moves.append(self._run(saved.refs[uid], _join, saved.coordinator))
+        await self._all(moves)
+        group: dict[str, Any] | None = None
+        regrouped = left or bool(moves)
+        if regrouped:
+            check = _regrouped(saved.coordinator, others, leavers)
+            group = await self._confirm(coordinator, check)
+        await self._all(
+            self._run(saved.refs[uid], _restore_snapshot, saved.speakers[uid], fade, slow=True)
+            for uid in saved.members
+        )
+        result: dict[str, Any] = {**saved.to_json(), "regrouped": regrouped}
+        if group is not None:
+            result["group"] = group["group"]
+        return result
+
+    async def _do_restore(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
+        saved = self.snapshots.get(params["name"])
+        if saved is None:
+            known = ", ".join(sorted(self.snapshots)) or "none"
+            raise ControlError(
+                "unknown_snapshot", 404, f"no snapshot named {params['name']!r}; known: {known}"
+            )
+        return await self._restore(saved, params["fade"])
+
+    async def _do_announce(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
+        coordinator = self._coordinator(ref)
+        name = f"announce:{next(self._announcements)}"
+        saved = await self._take(name, ref)
+        started = self._reactor.seconds()
+        try:
+            if params["volume"] is not None:
+                await self._all(
+                    self._run(saved.refs[uid], _volume, params["volume"], None)
+                    for uid in saved.members
+                )
+            await self._call(
+                coordinator, _play_uri, params["uri"], params["meta"], params["title"], True
+            )
+            ended = await self._wait_for_end(coordinator, params["uri"], params["timeout"])
+        finally:
+            try:
+                await self._restore(saved, fade=False)
+            finally:
+                self.snapshots.pop(name, None)
+        return {
+            "coordinator": coordinator.uid,
+            "uri": params["uri"],
+            "ended": ended,
+            "seconds": round(self._reactor.seconds() - started, 2),
+        }
+
+    async def _wait_for_end(self, coordinator: SpeakerRef, uri: str, seconds: float) -> str:
+        """Poll the transport until the clip stops or is replaced: ``finished``, or
+        ``timeout`` after ``seconds``."""
+        deadline = self._reactor.seconds() + seconds
+        while True:
+            remaining = deadline - self._reactor.seconds()
+            if remaining <= 0:
+                return "timeout"
+            await deferLater(self._reactor, min(self.poll_interval, remaining), lambda: None)
+            state, current = await self._call(coordinator, _transport_brief)
+            if state not in _PLAYING or current != uri:
+                return "finished"

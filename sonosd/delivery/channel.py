@@ -1,0 +1,305 @@
+# -*- test-case-name: tests.delivery.test_channel -*-
+"""The fan-out shared by the streaming channels (WebSocket, SSE, the local stream).
+
+Each channel registers *one* sink with the hub and keeps its own set of clients. A message is
+turned into the channel's frame (an SSE block, a prepared WebSocket frame, a JSON line) at
+most once, and only if some client's filter wants it, then offered to each wanting client's
+``ClientQueue``.
+
+A client joins with ``Channel.join``: in one call (so in one reactor turn, with no message
+published in between) it takes the snapshot or the replay from the hub's ring and becomes a
+recipient, so the client sees every message after the snapshot exactly once.
+
+Fan-out is the daemon's hottest loop (issue 7: 100 clients x 1,000 messages/s), so per message
+the filter of each *distinct* filter object is evaluated once (clients' filters are interned),
+and a channel given a clock collects the frames of one reactor turn per client and hands them
+over together at the end of the turn (``offer_many``: one write per client per turn, however
+many messages were published in it). Recipients are chosen when a message is delivered, so
+joining, leaving and filter changes behave exactly as with immediate delivery.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, Protocol, TypeVar
+
+import attrs
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from sonosd.delivery.filters import Filter, FilterError
+from sonosd.delivery.flow import ClientQueue
+from sonosd.delivery.hub import Hub, ISink, Message, encode
+from sonosd.delivery.metrics import ApiMetrics
+
+log = Logger()
+
+F = TypeVar("F")
+
+
+class Client(Protocol):
+    """One connected client of a channel."""
+
+    filter: Filter
+
+    def offer(self, frame: Any) -> None:
+        """Queue or write one frame (never blocks)."""
+
+    def offer_many(self, frames: Sequence[Any]) -> None:
+        """Queue or write several frames in order, in one write if possible (never blocks)."""
+
+    def shutdown(self) -> None:
+        """The server is stopping: close the connection politely."""
+
+
+class QueuedClient:
+    """A connection that writes through its ``ClientQueue`` (``None`` until it is open)."""
+
+    queue: ClientQueue[bytes] | None = None
+
+    def offer(self, frame: bytes) -> None:
+        """Write or queue one frame."""
+        if self.queue is not None:
+            self.queue.offer(frame)
+
+    def offer_many(self, frames: Sequence[bytes]) -> None:
+        """Write or queue several frames, in one write when the transport accepts data."""
+        if self.queue is not None:
+            self.queue.offer_many(frames)
+
+
+class BadOperation(ValueError):
+    """A client sent something that is not a JSON object; ``str()`` tells the client."""
+
+
+def read_operation(payload: bytes) -> dict[str, Any]:
+    """A client's JSON operation (``{"op": ..., "id": ..., ...}``), as the WebSocket and the
+    stream accept them.
+
+    @raise BadOperation: The payload is not JSON, or not an object.
+    """
+    try:
+        request = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        raise BadOperation("not JSON") from None
+    if not isinstance(request, dict):
+        raise BadOperation("expected an object")
+    return request
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    """The error object every channel uses: ``{"error": {"code", "message", ...}}``."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    error.update({key: value for key, value in extra.items() if value is not None})
+    return {"error": error}
+
+
+def error_reply(request_id: Any, code: str, message: str, **extra: Any) -> dict[str, Any]:
+    """The ``error`` message answering a client's operation ``request_id``."""
+    return {"type": "error", "id": request_id, **error_body(code, message, **extra)}
+
+
+@attrs.frozen
+class Start:
+    """What a joining client is sent before live messages.
+
+    @ivar snapshot: A snapshot body (``type`` ``snapshot``, ``last_id``), or ``None`` when the
+        client resumes from the ring.
+    @ivar reset: Why the client's ``last_id`` could not be resumed (a ``reset`` message
+        precedes the snapshot), or ``None``.
+    @ivar replay: Messages after the client's ``last_id`` (already filtered).
+    """
+
+    snapshot: dict[str, Any] | None
+    reset: str | None
+    replay: list[Message]
+
+
+def parse_last_id(value: bytes | str | None) -> int | None:
+    """A client's ``last_id``/``Last-Event-ID`` as an int; ``None`` when absent or garbage.
+
+    Garbage is treated as absent (a fresh snapshot), never as an error: the client then still
+    gets a complete state.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    value = value.strip()
+    if not value.isdigit() or len(value) > 18:
+        return None
+    return int(value)
+
+
+def reset_body(reason: str) -> dict[str, Any]:
+    """The body of a ``reset`` message."""
+    return {"type": "reset", "reason": reason}
+
+
+@implementer(ISink)
+class Channel(Generic[F]):
+    """One hub sink fanning out to the clients of one channel kind.
+
+    @param hub: The hub.
+    @param name: The channel's name in metrics and logs (``websocket``, ``sse``, ``stream``).
+    @param frame: Turns a message into this channel's frame; called once per message.
+    @param metrics: Where client counts and slow disconnects are counted, or ``None``.
+    @param clock: Batch each reactor turn's frames per client (``Client.offer_many`` at the
+        end of the turn); ``None``: offer each frame as its message is delivered.
+    """
+
+    def __init__(
+        self,
+        hub: Hub,
+        name: str,
+        frame: Callable[[Message], F],
+        metrics: ApiMetrics | None = None,
+        clock: IReactorTime | None = None,
+    ) -> None:
+        self.hub = hub
+        self.name = name
+        self._frame = frame
+        self._metrics = metrics
+        self._clock = clock
+        self.clients: list[Client] = []
+        self._filters: dict[Filter, Filter] = {}
+        # id(client) -> (client, frames of this turn), in the order clients first got one.
+        self._batch: dict[int, tuple[Client, list[F]]] = {}
+        self._flush_call: IDelayedCall | None = None
+        if metrics is not None:
+            metrics.track_clients(name, lambda: len(self.clients))
+
+    def start(self) -> None:
+        """Receive the hub's messages."""
+        self.hub.add_sink(self)
+
+    def stop(self) -> None:
+        """Stop receiving messages and close every client (after this turn's frames)."""
+        self.hub.remove_sink(self)
+        self.flush()
+        for client in list(self.clients):
+            self.leave(client)
+            client.shutdown()
+
+    def join(self, client: Client, last_id: int | None) -> Start:
+        """Make ``client`` a recipient and say what it must be sent first.
+
+        @param last_id: The id the client last saw (resume), or ``None`` (fresh snapshot).
+        """
+        client.filter = self.intern(client.filter)
+        reset: str | None = None
+        if last_id is not None:
+            replay = self.hub.since(last_id)
+            if replay is not None:
+                self.clients.append(client)
+                return Start(None, None, [m for m in replay if client.filter.matches(m)])
+            reset = f"last_id {last_id} is not in the replay buffer (last id is {self.hub.last_id})"
+            if self._metrics is not None:
+                self._metrics.resets.labels(self.name).inc()
+        snapshot = self.hub.snapshot()
+        self.clients.append(client)
+        return Start(snapshot, reset, [])
+
+    def intern(self, filter: Filter) -> Filter:
+        """The channel's one object equal to ``filter``, so that it is evaluated once per message.
+
+        Clients set ``filter`` to what this returns (``join`` does it for them).
+        """
+        filters = self._filters
+        if len(filters) > 2 * len(self.clients) + 16:
+            # Forget the filters no client uses any more.
+            filters.clear()
+            for client in self.clients:
+                filters.setdefault(client.filter, client.filter)
+        return filters.setdefault(filter, filter)
+
+    def set_filter(self, client: Client, request: dict[str, Any]) -> dict[str, Any]:
+        """Apply a ``filter`` operation to ``client``; return the reply (the filter now in
+        force, or a ``bad_filter`` error that leaves the old one)."""
+        request_id = request.get("id")
+        try:
+            client.filter = self.intern(Filter.from_query(request, strict=True))
+        except FilterError as error:
+            return error_reply(request_id, "bad_filter", str(error))
+        return {"type": "filter", "id": request_id, "filter": client.filter.to_json()}
+
+    def leave(self, client: Client) -> None:
+        """Stop sending to ``client`` (it disconnected)."""
+        if client in self.clients:
+            self.clients.remove(client)
+        self._batch.pop(id(client), None)
+
+    def too_slow(self, client: Client, dropped: int) -> None:
+        """``client`` could not keep up: forget it and count the frames it lost."""
+        self.leave(client)
+        log.warn(
+            "{channel} client too slow: disconnected, {dropped} messages dropped",
+            channel=self.name,
+            dropped=dropped,
+        )
+        if self._metrics is not None:
+            self._metrics.slow.labels(self.name).inc()
+            self._metrics.dropped.labels(self.name).inc(dropped)
+
+    def frame(self, message: Message) -> F:
+        """This channel's frame for ``message`` (for replays)."""
+        return self._frame(message)
+
+    def deliver(self, message: Message) -> None:
+        """Offer ``message`` to every client whose filter wants it, framed once.
+
+        With a clock the frame is collected for the end of the reactor turn (``flush``).
+        """
+        framed: F | None = None
+        count = 0
+        verdicts: dict[int, bool] = {}
+        batch = self._batch if self._clock is not None else None
+        for client in tuple(self.clients):
+            filter = client.filter
+            wanted = verdicts.get(id(filter))
+            if wanted is None:
+                wanted = verdicts[id(filter)] = filter.matches(message)
+            if not wanted:
+                continue
+            if framed is None:
+                framed = self._frame(message)
+            count += 1
+            if batch is None:
+                client.offer(framed)
+                continue
+            entry = batch.get(id(client))
+            if entry is None:
+                batch[id(client)] = (client, [framed])
+            else:
+                entry[1].append(framed)
+        if count:
+            if batch is not None and self._flush_call is None and self._clock is not None:
+                self._flush_call = self._clock.callLater(0, self.flush)
+            if self._metrics is not None:
+                self._metrics.frames.labels(self.name).inc(count)
+
+    def flush(self) -> None:
+        """Hand every client the frames collected for it in this turn, in one ``offer_many``.
+
+        Called at the end of the turn, and by a client before it sends something of its own
+        (a reply) so that the reply follows the messages delivered before it.
+        """
+        if self._flush_call is not None:
+            if self._flush_call.active():
+                self._flush_call.cancel()
+            self._flush_call = None
+        if not self._batch:
+            return
+        batch, self._batch = self._batch, {}
+        for client, frames in batch.values():
+            try:
+                client.offer_many(frames)
+            except Exception:
+                log.failure("{channel}: writing to a client failed", channel=self.name)
+
+
+def json_line(body: dict[str, Any]) -> bytes:
+    """A JSON object as one newline-terminated line (the stream's framing)."""
+    return encode(body) + b"\n"

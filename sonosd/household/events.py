@@ -1,0 +1,262 @@
+# -*- test-case-name: tests.household.test_events -*-
+"""Events become messages: SoCo Events and the daemon's own observations, as documented JSON.
+
+``EventProcessor`` is the one place that builds message bodies (docs/messages.md, checked
+against sonosd/message.schema.json):
+
+- ``on_event``: a NOTIFY's ``Event`` → an ``event`` message with plain JSON ``variables``;
+  the speaker's merged state is updated; a ZoneGroupTopology event also updates the
+  household topology and publishes ``topology.changed`` when the grouping changed.
+- ``on_state``: variables read by control calls (resync after a SEQ gap, polling when
+  NOTIFYs do not arrive) → an ``event`` message with ``source`` ``resync``/``poll`` carrying
+  only what differs from the merged state (nothing changed: no message). A client that
+  applies every ``event`` message in order thus ends with the speaker's state.
+- ``speaker_online``/``speaker_offline`` (published only when the availability changes),
+  ``subscription_lost``, ``subscription_restored``, ``events_gap``: the supervisor's messages.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from sonosd.delivery.hub import Hub, Message
+from sonosd.gena.eventxml import variables_to_json
+from sonosd.household.state import HouseholdState, SpeakerRef
+from sonosd.household.topology import Topology, TopologyError, parse_zone_group_state
+
+log = Logger()
+
+TOPOLOGY_SERVICE = "ZoneGroupTopology"
+
+
+class _WallClock:
+    def seconds(self) -> float:
+        return time.time()
+
+
+def parse_seq(value: object) -> int | None:
+    """A GENA SEQ (SoCo gives a string) as an int; ``None`` if absent or not a number."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str | bytes):
+        try:
+            return int(value)
+        except ValueError:
+            return None
+    return None
+
+
+class EventProcessor:
+    """Turns events and state reads into messages, keeping ``state`` up to date.
+
+    @param hub: Where messages are published.
+    @param state: The household state to merge into.
+    @param clock: The time of state updates (default: the wall clock).
+    """
+
+    def __init__(self, hub: Hub, state: HouseholdState, clock: IReactorTime | None = None) -> None:
+        self._hub = hub
+        self._state = state
+        self._clock: Any = clock if clock is not None else _WallClock()
+        self._zgs_text: str | None = None
+        self._zgs_topology: Topology | None = None
+        self._zgs_json: dict[str, Any] | None = None
+        self.topology_errors = 0
+
+    @property
+    def state(self) -> HouseholdState:
+        """The household state this processor maintains."""
+        return self._state
+
+    # -- events --------------------------------------------------------------------------
+
+    def on_event(self, speaker: SpeakerRef, service: str, event: Any) -> Message:
+        """Publish the ``event`` message of a SoCo ``Event`` and merge it into the state.
+
+        @param speaker: The speaker the NOTIFY came from.
+        @param service: The service name (``AVTransport``).
+        @param event: A ``soco.events_base.Event`` (``seq``, ``variables``); its variables
+            are not modified.
+        @return: The ``event`` message.
+        """
+        ref = self._state.ensure(speaker)
+        variables: Mapping[str, Any] = getattr(event, "variables", None) or {}
+        seq = parse_seq(getattr(event, "seq", None))
+        topology = self._topology_of(variables)
+        fields = self._json(ref, service, variables, topology)
+        self._state.merge(
+            ref.uid,
+            service,
+            _without_topology(fields),
+            seq=seq,
+            time=self._clock.seconds(),
+            source="notify",
+        )
+        ref = self._state.by_uid(ref.uid) or ref
+        message = self._hub.publish(
+            "event",
+            {"seq": seq, "source": "notify", "variables": fields},
+            speaker=ref.to_json(),
+            service=service,
+            event=event,
+        )
+        if topology is not None:
+            self._apply_topology(topology)
+        return message
+
+    def on_state(
+        self,
+        speaker: SpeakerRef,
+        service: str,
+        variables: Mapping[str, Any],
+        source: str = "poll",
+    ) -> Message | None:
+        """Merge variables read by control calls; publish what changed.
+
+        @param variables: In ``parse_event_xml``'s shape (as ``StateReader.read`` gives).
+        @param source: ``poll`` or ``resync``.
+        @return: An ``event`` message (``seq`` null) with the changed variables only, or
+            ``None`` when nothing changed.
+        """
+        ref = self._state.ensure(speaker)
+        topology = self._topology_of(variables)
+        fields = self._json(ref, service, variables, topology)
+        changed = self._state.merge(
+            ref.uid,
+            service,
+            _without_topology(fields),
+            seq=None,
+            time=self._clock.seconds(),
+            source=source,
+        )
+        if topology is not None and topology != self._state.topology:
+            changed["zone_group_state"] = fields["zone_group_state"]
+        message: Message | None = None
+        if changed:
+            ref = self._state.by_uid(ref.uid) or ref
+            message = self._hub.publish(
+                "event",
+                {"seq": None, "source": source, "variables": changed},
+                speaker=ref.to_json(),
+                service=service,
+            )
+        if topology is not None:
+            self._apply_topology(topology)
+        return message
+
+    def on_zone_group_state(self, document: str | bytes) -> Message | None:
+        """Take a ZoneGroupState read with GetZoneGroupState (any speaker's).
+
+        @return: The ``topology.changed`` message, or ``None`` if the grouping is unchanged.
+        @raise TopologyError: If the document cannot be parsed.
+        """
+        return self._apply_topology(parse_zone_group_state(document))
+
+    def _topology_of(self, variables: Mapping[str, Any]) -> Topology | None:
+        text = variables.get("zone_group_state")
+        if not isinstance(text, str) or not text:
+            return None
+        # Every speaker sends the same document: parse it once.
+        if text == self._zgs_text:
+            return self._zgs_topology
+        try:
+            topology = parse_zone_group_state(text)
+        except TopologyError:
+            self.topology_errors += 1
+            log.failure("unparseable ZoneGroupState")
+            return None
+        self._zgs_text, self._zgs_topology, self._zgs_json = text, topology, None
+        return topology
+
+    def _topology_json(self, topology: Topology) -> dict[str, Any]:
+        # The JSON of the topology every speaker sends is built once and shared by the
+        # messages that carry it (nothing changes a published body).
+        if topology is not self._zgs_topology:
+            return topology.to_json()
+        if self._zgs_json is None:
+            self._zgs_json = topology.to_json()
+        return self._zgs_json
+
+    def _json(
+        self,
+        ref: SpeakerRef,
+        service: str,
+        variables: Mapping[str, Any],
+        topology: Topology | None,
+    ) -> dict[str, Any]:
+        def zone_group_state(text: str) -> Any:
+            return text if topology is None else self._topology_json(topology)
+
+        return variables_to_json(
+            service, variables, ref.base_url, zone_group_state=zone_group_state
+        )
+
+    def _apply_topology(self, topology: Topology) -> Message | None:
+        old = self._state.set_topology(topology)
+        if old is topology or (old is not None and old.grouping() == topology.grouping()):
+            return None
+        return self._hub.publish("topology.changed", self._topology_json(topology))
+
+    # -- the supervisor's messages -------------------------------------------------------
+
+    def speaker_online(self, speaker: SpeakerRef, reason: str | None = None) -> Message | None:
+        """Mark ``speaker`` online; publish ``speaker.online`` if it was not.
+
+        @param reason: Why it is considered online (``subscribed``, ``rebooted``...).
+        @return: The message, or ``None`` if it was already online.
+        """
+        ref = self._state.ensure(speaker)
+        if not self._state.set_availability(ref.uid, True, reason, time=self._clock.seconds()):
+            return None
+        return self._hub.publish("speaker.online", {"reason": reason}, speaker=ref.to_json())
+
+    def speaker_offline(self, speaker: SpeakerRef, reason: str) -> Message | None:
+        """Mark ``speaker`` offline; publish ``speaker.offline`` if it was not.
+
+        @param reason: Why (``no answer``, ``vanished: powered off``, ``subscribe failed``...).
+        @return: The message, or ``None`` if it was already offline.
+        """
+        ref = self._state.ensure(speaker)
+        if not self._state.set_availability(ref.uid, False, reason, time=self._clock.seconds()):
+            return None
+        return self._hub.publish("speaker.offline", {"reason": reason}, speaker=ref.to_json())
+
+    def subscription_lost(self, speaker: SpeakerRef, service: str, reason: str) -> Message:
+        """Publish ``subscription.lost``: events of ``service`` stop until it is restored."""
+        ref = self._state.ensure(speaker)
+        return self._hub.publish(
+            "subscription.lost", {"reason": reason}, speaker=ref.to_json(), service=service
+        )
+
+    def subscription_restored(
+        self, speaker: SpeakerRef, service: str, reason: str | None = None
+    ) -> Message:
+        """Publish ``subscription.restored``: ``service`` is subscribed again (its state is
+        re-read; what changed meanwhile follows as ``event`` messages)."""
+        ref = self._state.ensure(speaker)
+        return self._hub.publish(
+            "subscription.restored", {"reason": reason}, speaker=ref.to_json(), service=service
+        )
+
+    def events_gap(self, speaker: SpeakerRef, service: str, expected: int, got: int) -> Message:
+        """Publish ``events.gap``: NOTIFYs ``expected`` .. ``got - 1`` never arrived (a
+        resync follows as ``event`` messages with ``source`` ``resync``)."""
+        ref = self._state.ensure(speaker)
+        return self._hub.publish(
+            "events.gap",
+            {"expected": expected, "got": got, "missed": max(0, got - expected)},
+            speaker=ref.to_json(),
+            service=service,
+        )
+
+
+def _without_topology(fields: Mapping[str, Any]) -> Mapping[str, Any]:
+    # The topology is household state, kept once (not per speaker).
+    if "zone_group_state" not in fields:
+        return fields
+    return {name: value for name, value in fields.items() if name != "zone_group_state"}

@@ -1,0 +1,616 @@
+# -*- test-case-name: tests.household.test_keepalive -*-
+"""Keeping one GENA subscription alive: one ``ServiceSupervisor`` per speaker and service.
+
+A service supervisor subscribes its service, renews the subscription early (before a
+fraction of the granted timeout; the first renewal of a subscription spread widely so that a
+household's subscriptions do not renew together), resubscribes with jittered exponential
+backoff after any failure (``subscription.lost`` / ``subscription.restored``), drops duplicate
+NOTIFYs and resyncs the state after a SEQ gap (``events.gap``), and polls the state when
+NOTIFYs never arrive. Speaker-wide matters (availability, reboots, address) belong to its speaker
+(``sonosd.household.supervisor.SpeakerSupervisor``), which it reaches through ``SpeakerHandle``.
+
+The lifecycle and every timer are described in ``docs/supervisor.md``.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import random as _random
+import socket
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+import attrs
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from sonosd.backoff import GONE_412, FailureKind, backoff_delay, describe_failure, renew_delay
+from sonosd.blocking import Runner
+from sonosd.config import DEFAULT_SERVICES, SubscriptionConfig
+from sonosd.gena.sequence import SeqKind, SeqTracker
+from sonosd.household.resync import ZoneGroupStateUnavailable
+from sonosd.household.state import SpeakerRef
+
+log = Logger()
+
+
+class Processor(Protocol):
+    """What the supervisor needs of ``sonosd.household.events.EventProcessor``: events and read
+    state in, and the supervisor's own messages out (it records availability in the state)."""
+
+    def on_event(self, speaker: SpeakerRef, service: str, event: Any) -> Any: ...
+
+    def on_state(
+        self, speaker: SpeakerRef, service: str, variables: Mapping[str, Any], source: str = ...
+    ) -> Any: ...
+
+    def speaker_online(self, speaker: SpeakerRef, reason: str | None = None) -> Any: ...
+
+    def speaker_offline(self, speaker: SpeakerRef, reason: str) -> Any: ...
+
+    def subscription_lost(self, speaker: SpeakerRef, service: str, reason: str) -> Any: ...
+
+    def subscription_restored(
+        self, speaker: SpeakerRef, service: str, reason: str | None = None
+    ) -> Any: ...
+
+    def events_gap(self, speaker: SpeakerRef, service: str, expected: int, got: int) -> Any: ...
+
+
+class Reader(Protocol):
+    """What the supervisor needs of ``sonosd.household.resync.StateReader``."""
+
+    def read(self, device: Any, service: str) -> Deferred[dict[str, Any]]: ...
+
+
+class GenaSubscription(Protocol):
+    """What the supervisor needs of a ``sonosd.gena.Subscription`` (soco-compatible)."""
+
+    sid: str | None
+    timeout: int | None
+    is_subscribed: bool
+    callback: Callable[[Any], None] | None
+
+    def subscribe(
+        self, requested_timeout: int | None = None, auto_renew: bool = False
+    ) -> Deferred[Any]: ...
+
+    def renew(self, requested_timeout: int | None = None) -> Deferred[Any]: ...
+
+    def unsubscribe(self) -> Deferred[Any]: ...
+
+    def cancel(self) -> None: ...
+
+
+SubscriptionFactory = Callable[[Any, str], GenaSubscription]
+"""Builds an unsubscribed GENA subscription for ``(soco_device, service_name)``."""
+
+
+# Operations are coroutines started with Deferred.fromCoroutine; one that finishes at once
+# (a cached answer, a fake) has already updated the supervisor's state, so only a pending
+# one is recorded as in flight (``running = ...; if not running.called: self._x = running``).
+
+
+class PollingNotice:
+    """Says once per callback URL why NOTIFYs do not arrive (and that sonosd polls instead)."""
+
+    def __init__(self) -> None:
+        self._said: set[str] = set()
+
+    def announce(self, url: str, ref: SpeakerRef, service: str, grace: float) -> bool:
+        """Log the one explanatory line for ``url`` unless it was already said; return if said."""
+        if url in self._said:
+            return False
+        self._said.add(url)
+        log.warn(
+            "no NOTIFY from {room} ({host}) within {grace} s of subscribing to {service}: "
+            "the speaker cannot reach sonosd's callback URL {url}; polling the state instead. "
+            "Check that {url} is reachable from the speakers: the firewall (TCP port {port}), "
+            "the Docker network (use network_mode: host, or publish the port and set "
+            "listener.advertise to the host's LAN address)",
+            room=ref.name,
+            host=ref.host,
+            grace=grace,
+            service=service,
+            url=url,
+            port=urlparse(url).port,
+        )
+        return True
+
+
+def _default_soco_factory(address: str) -> Any:
+    import soco
+
+    return soco.SoCo(address)
+
+
+@attrs.frozen
+class SupervisorContext:
+    """Everything the supervisors share: collaborators, settings and sources of time/chance.
+
+    @ivar clock: Schedules every timer.
+    @ivar runner: Runs SoCo's blocking calls (``SocoRunner``).
+    @ivar processor: Receives events and read state, publishes the supervisor's messages
+        (``EventProcessor``).
+    @ivar reader: Reads a service's state by control calls (``StateReader``).
+    @ivar subscriptions: Builds GENA subscriptions for ``(soco_device, service)``.
+    @ivar config: Timeouts, intervals and backoff.
+    @ivar services: The services subscribed on every speaker.
+    @ivar callback_url: The URL the listener advertises to a speaker host (for the log line).
+    @ivar soco_factory: ``soco.SoCo``, or a fake; called in the thread pool.
+    @ivar resolve: Host name to IPv4 address; called in the thread pool.
+    @ivar random: Jitter source in [0, 1).
+    @ivar ping_timeout: Seconds an availability ping may take.
+    @ivar read_timeout: Seconds a state read (resync, poll) may take.
+    """
+
+    clock: IReactorTime
+    runner: Runner
+    processor: Processor
+    reader: Reader
+    subscriptions: SubscriptionFactory
+    config: SubscriptionConfig = attrs.field(factory=SubscriptionConfig)
+    services: tuple[str, ...] = DEFAULT_SERVICES
+    callback_url: Callable[[str], str] = lambda host: "(unknown)"
+    soco_factory: Callable[[str], Any] = _default_soco_factory
+    resolve: Callable[[str], str] = socket.gethostbyname
+    random: Callable[[], float] = _random.random
+    ping_timeout: float = 2.0
+    read_timeout: float = 30.0
+    notice: PollingNotice = attrs.field(factory=PollingNotice)
+
+
+class SpeakerHandle(Protocol):
+    """What a service supervisor needs of its speaker supervisor."""
+
+    ctx: SupervisorContext
+    ref: SpeakerRef | None
+    device: Any
+
+    @property
+    def label(self) -> str: ...
+
+    def saw_activity(self) -> None: ...
+
+    def check_now(self, why: str) -> None: ...
+
+    def rebooted(self, reason: str) -> None: ...
+
+
+class ServiceState(enum.Enum):
+    """Where a service supervisor is in its lifecycle (see docs/supervisor.md)."""
+
+    IDLE = "idle"
+    SUBSCRIBING = "subscribing"
+    SUBSCRIBED = "subscribed"
+    RENEWING = "renewing"
+    RETRYING = "retrying"
+    SUSPENDED = "suspended"
+    STOPPED = "stopped"
+
+
+class ServiceSupervisor:
+    """Keeps one service of one speaker subscribed, and its events in order.
+
+    Every operation captures a generation number; restarting, suspending or stopping bumps it,
+    so late results of an abandoned operation (a renewal that answers after the speaker was
+    found to have rebooted, a NOTIFY of a replaced subscription) are ignored.
+    """
+
+    def __init__(self, speaker: SpeakerHandle, service: str) -> None:
+        self.speaker = speaker
+        self.service = service
+        self.state = ServiceState.IDLE
+        self.subscription: GenaSubscription | None = None
+        self.polling = False
+        self.failures = 0
+        self.lost_reason: str | None = None
+        self.events = 0
+        self.duplicates = 0
+        self.gaps = 0
+        self.resyncs = 0
+        self.polls = 0
+        self._gen = 0
+        self._ctx = speaker.ctx
+        self._config = speaker.ctx.config
+        self._operation: Deferred[Any] | None = None
+        self._timer: IDelayedCall | None = None
+        self._grace: IDelayedCall | None = None
+        self._poll: LoopingCall | None = None
+        self._poll_token = 0
+        self._poll_failed = False
+        self._resync: Deferred[Any] | None = None
+        self._resync_again = False
+        self._lost_at = 0.0
+        self._seq = SeqTracker()
+        self._notified = False
+
+    def __repr__(self) -> str:
+        return f"<ServiceSupervisor {self.speaker.label} {self.service} {self.state.value}>"
+
+    # Commands from the speaker supervisor.
+
+    def start(self, reason: str | None = None) -> None:
+        """Subscribe afresh: abandon any current subscription and operation, then subscribe.
+
+        @param reason: Why the current subscription is being replaced (``reboot``, ``address
+            changed``); ``subscription.lost`` is published with it. ``None`` at start-up.
+        """
+        self._abandon()
+        if reason is not None:
+            self._mark_lost(reason)
+        self.failures = 0
+        self._begin_subscribe()
+
+    def suspend(self, reason: str) -> None:
+        """Drop the subscription and stop everything until ``start`` (the speaker is offline)."""
+        self._abandon()
+        self._stop_polling()
+        self._mark_lost(reason)
+        self.state = ServiceState.SUSPENDED
+
+    def stop(self, timeout: float) -> Deferred[None]:
+        """Cancel everything and UNSUBSCRIBE; fire within ``timeout`` seconds, never fail.
+
+        A renewal in flight is not cancelled (that would end the subscription locally, and
+        no UNSUBSCRIBE would go out): the UNSUBSCRIBE is sent behind it, within the bound.
+        """
+        subscription, self.subscription = self.subscription, None
+        renewal = self._operation if self.state is ServiceState.RENEWING else None
+        if renewal is not None:
+            self._operation = None
+        self._abandon()
+        self._stop_polling()
+        self.state = ServiceState.STOPPED
+        if subscription is None or not (renewal is not None or subscription.is_subscribed):
+            return succeed(None)
+        done = self._unsubscribe(subscription, timeout)
+        if renewal is not None:
+            done.addBoth(lambda _: renewal.cancel())
+        return done
+
+    # Subscribing and renewing.
+
+    def _begin_subscribe(self) -> None:
+        self._timer = None
+        self._gen += 1
+        running = Deferred.fromCoroutine(self._subscribe(self._gen))
+        if not running.called:
+            self._operation = running
+
+    async def _subscribe(self, gen: int) -> None:
+        self.state = ServiceState.SUBSCRIBING
+        self._seq.reset()
+        self._notified = False
+
+        def request() -> Deferred[Any]:
+            subscription = self._ctx.subscriptions(self.speaker.device, self.service)
+            subscription.callback = functools.partial(self._on_event, gen)
+            self.subscription = subscription
+            return subscription.subscribe(requested_timeout=self._config.timeout, auto_renew=False)
+
+        if not await self._request(gen, "subscribe", request):
+            return
+        subscription = self.subscription
+        assert subscription is not None
+        self.failures = 0
+        log.debug(
+            "subscribed {speaker} {service} sid={sid} for {timeout} s",
+            speaker=self.speaker.label,
+            service=self.service,
+            sid=subscription.sid,
+            timeout=subscription.timeout,
+        )
+        if self.lost_reason is not None:
+            self._restored()
+        self._schedule_renew(subscription, first=True)
+        if not self._notified and self._grace is None:
+            self._grace = self._ctx.clock.callLater(
+                self._config.no_event_grace, self._grace_expired, gen
+            )
+
+    def _schedule_renew(self, subscription: GenaSubscription, *, first: bool = False) -> None:
+        """Schedule the next renewal; ``first`` after a SUBSCRIBE, which picks the phase."""
+        granted = subscription.timeout or self._config.timeout
+        delay = renew_delay(granted, self._config.renew_fraction, self._ctx.random, first=first)
+        self._timer = self._ctx.clock.callLater(delay, self._begin_renew)
+
+    def _begin_renew(self) -> None:
+        self._timer = None
+        running = Deferred.fromCoroutine(self._renew(self._gen))
+        if not running.called:
+            self._operation = running
+
+    async def _renew(self, gen: int) -> None:
+        subscription = self.subscription
+        assert subscription is not None
+        self.state = ServiceState.RENEWING
+        request = functools.partial(subscription.renew, requested_timeout=self._config.timeout)
+        if not await self._request(gen, "renew", request):
+            return
+        log.debug(
+            "renewed {speaker} {service} for {timeout} s",
+            speaker=self.speaker.label,
+            service=self.service,
+            timeout=subscription.timeout,
+        )
+        self._schedule_renew(subscription)
+
+    async def _request(self, gen: int, during: str, request: Callable[[], Deferred[Any]]) -> bool:
+        """Make a SUBSCRIBE or renewal of generation ``gen``, within the request timeout.
+
+        @return: Whether it succeeded and ``gen`` is still current (then the service is
+            subscribed); a failure of the current generation is handled (retry, reboot).
+        """
+        try:
+            await request().addTimeout(self._config.request_timeout + 1.0, self._ctx.clock)
+        except Exception:
+            if gen == self._gen:
+                self._failed(Failure(), during)
+            return False
+        if gen != self._gen:
+            return False
+        self._operation = None
+        self.state = ServiceState.SUBSCRIBED
+        self.speaker.saw_activity()
+        return True
+
+    def _failed(self, failure: Failure, during: str) -> None:
+        kind, reason = describe_failure(failure)
+        self._operation = None
+        if during == "renew" and kind is FailureKind.GONE and reason == GONE_412:
+            # The speaker forgot the subscription: it rebooted. All its services are replaced
+            # (this one included, unless the speaker cannot act on it now).
+            gen = self._gen
+            self.speaker.rebooted(f"412 on renewal of {self.service}")
+            if self._gen != gen:
+                return
+        self._abandon()
+        self._mark_lost(reason)
+        self.failures += 1
+        delay = backoff_delay(
+            self.failures, self._config.backoff_initial, self._config.backoff_max, self._ctx.random
+        )
+        log.warn(
+            "{during} {speaker} {service} failed: {reason}; retry {n} in {delay:.1f} s",
+            during=during,
+            speaker=self.speaker.label,
+            service=self.service,
+            reason=reason,
+            n=self.failures,
+            delay=delay,
+        )
+        self.state = ServiceState.RETRYING
+        self._timer = self._ctx.clock.callLater(delay, self._begin_subscribe)
+        if kind is FailureKind.UNREACHABLE:
+            self.speaker.check_now(reason)
+
+    def _abandon(self) -> None:
+        """Forget the current subscription and cancel every timer and operation of this one."""
+        self._gen += 1
+        for call in (self._timer, self._grace):
+            if call is not None and call.active():
+                call.cancel()
+        self._timer = self._grace = None
+        operation, self._operation = self._operation, None
+        if operation is not None:
+            operation.cancel()
+        resync, self._resync = self._resync, None
+        self._resync_again = False
+        if resync is not None:
+            resync.cancel()
+        subscription, self.subscription = self.subscription, None
+        if subscription is not None:
+            # Ends it locally: the listener answers 412 to its NOTIFYs from now on, which
+            # makes the speaker drop it.
+            subscription.callback = None
+            subscription.cancel()
+
+    def _unsubscribe(self, subscription: GenaSubscription, timeout: float) -> Deferred[None]:
+        def failed(failure: Failure) -> None:
+            log.info(
+                "unsubscribe {speaker} {service} failed: {reason}",
+                speaker=self.speaker.label,
+                service=self.service,
+                reason=describe_failure(failure)[1],
+            )
+
+        d = subscription.unsubscribe().addTimeout(timeout, self._ctx.clock)
+        return d.addCallbacks(lambda _: None, failed)
+
+    def _mark_lost(self, reason: str) -> None:
+        if self.lost_reason is not None:
+            return
+        self.lost_reason = reason
+        self._lost_at = self._ctx.clock.seconds()
+        ref = self.speaker.ref
+        if ref is not None:
+            self._ctx.processor.subscription_lost(ref, self.service, reason)
+
+    def _restored(self) -> None:
+        ref = self.speaker.ref
+        assert ref is not None
+        reason, self.lost_reason = self.lost_reason, None
+        down = round(self._ctx.clock.seconds() - self._lost_at, 3)
+        log.info(
+            "subscription {speaker} {service} restored after {down} s ({reason})",
+            speaker=self.speaker.label,
+            service=self.service,
+            down=down,
+            reason=reason,
+        )
+        self._ctx.processor.subscription_restored(ref, self.service, reason)
+
+    # Events.
+
+    def _on_event(self, gen: int, event: Any) -> None:
+        """Take one NOTIFY of the subscription of generation ``gen``; never raise."""
+        try:
+            self._handle_event(gen, event)
+        except Exception:
+            log.failure(
+                "event of {speaker} {service} failed",
+                speaker=self.speaker.label,
+                service=self.service,
+            )
+
+    def _handle_event(self, gen: int, event: Any) -> None:
+        if gen != self._gen:
+            return
+        ref = self.speaker.ref
+        assert ref is not None
+        self.speaker.saw_activity()
+        verdict = self._seq.observe(int(event.seq))
+        if verdict.kind is SeqKind.DUPLICATE:
+            self.duplicates += 1
+            log.debug(
+                "dropped duplicate SEQ {seq} of {speaker} {service} (expected {expected})",
+                seq=verdict.seq,
+                speaker=self.speaker.label,
+                service=self.service,
+                expected=verdict.expected,
+            )
+            return
+        self.events += 1
+        if not self._notified:
+            self._notified = True
+            if self._grace is not None and self._grace.active():
+                self._grace.cancel()
+            self._grace = None
+            if self.polling:
+                log.info(
+                    "NOTIFYs from {speaker} {service} arrive now: polling stopped",
+                    speaker=self.speaker.label,
+                    service=self.service,
+                )
+                self._stop_polling()
+        self._ctx.processor.on_event(ref, self.service, event)
+        if verdict.kind is SeqKind.GAP:
+            self.gaps += 1
+            log.warn(
+                "{missed} event(s) lost from {speaker} {service} (SEQ {seq}, expected "
+                "{expected}): resyncing",
+                missed=verdict.missed,
+                speaker=self.speaker.label,
+                service=self.service,
+                seq=verdict.seq,
+                expected=verdict.expected,
+            )
+            expected = verdict.expected if verdict.expected is not None else 0
+            self._ctx.processor.events_gap(ref, self.service, expected, verdict.seq)
+            self.resync()
+
+    # State reads: resync after a gap, polling when NOTIFYs do not arrive.
+
+    def resync(self) -> None:
+        """Read the service's state and feed it as ``source="resync"``; coalesce overlaps."""
+        if self._resync is not None:
+            self._resync_again = True
+            return
+        running = Deferred.fromCoroutine(self._resync_once(self._gen))
+        if not running.called:
+            self._resync = running
+
+    async def _resync_once(self, gen: int) -> None:
+        variables = await self._read_state("resync", lambda: gen == self._gen)
+        if gen != self._gen:
+            return
+        self._resync = None
+        if variables is not None:
+            self.resyncs += 1
+            self._feed_state(variables, "resync")
+        if self._resync_again:
+            self._resync_again = False
+            self.resync()
+
+    async def _read_state(
+        self, source: str, current: Callable[[], bool], *, again: bool = False
+    ) -> Mapping[str, Any] | None:
+        """Read the state through ``StateReader``; ``None`` on failure (logged if ``current``).
+
+        @param again: The previous read failed too: the failure is logged at debug level only
+            (a poll that fails every ``poll_interval`` for months must not flood the log).
+        """
+        try:
+            variables: Mapping[str, Any] = await self._ctx.reader.read(
+                self.speaker.device, self.service
+            ).addTimeout(self._ctx.read_timeout, self._ctx.clock)
+        except ZoneGroupStateUnavailable as unavailable:
+            # Large households answer GetZoneGroupState with UPnP 501: their topology comes
+            # from ZoneGroupTopology events alone, the rest of the service still reads.
+            variables = unavailable.variables
+        except Exception:
+            kind, reason = describe_failure(Failure())
+            if current():
+                (log.debug if again else log.warn)(
+                    "{source} of {speaker} {service} failed: {reason}",
+                    source=source,
+                    speaker=self.speaker.label,
+                    service=self.service,
+                    reason=reason,
+                )
+                if kind is FailureKind.UNREACHABLE:
+                    self.speaker.check_now(reason)
+            return None
+        if not current():
+            return None
+        self.speaker.saw_activity()
+        return variables
+
+    def _feed_state(self, variables: Mapping[str, Any], source: str) -> None:
+        ref = self.speaker.ref
+        assert ref is not None
+        try:
+            self._ctx.processor.on_state(ref, self.service, variables, source=source)
+        except Exception:
+            log.failure(
+                "{source} state of {speaker} {service} failed",
+                source=source,
+                speaker=self.speaker.label,
+                service=self.service,
+            )
+
+    def _grace_expired(self, gen: int) -> None:
+        self._grace = None
+        if gen != self._gen or self._notified or self.polling:
+            return
+        ref = self.speaker.ref
+        assert ref is not None
+        url = self._ctx.callback_url(ref.host)
+        if not self._ctx.notice.announce(url, ref, self.service, self._config.no_event_grace):
+            log.info(
+                "no NOTIFY from {speaker} {service}: polling every {interval} s",
+                speaker=self.speaker.label,
+                service=self.service,
+                interval=self._config.poll_interval,
+            )
+        self.polling = True
+        self._poll_failed = False
+        self._poll_token += 1
+        poll = self._poll = LoopingCall(self._poll_once, self._poll_token)
+        poll.clock = self._ctx.clock
+        poll.start(self._config.poll_interval, now=True)
+
+    def _poll_once(self, token: int) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._poll_read(token))
+
+    async def _poll_read(self, token: int) -> None:
+        variables = await self._read_state(
+            "poll", lambda: token == self._poll_token, again=self._poll_failed
+        )
+        self._poll_failed = variables is None
+        if variables is not None:
+            self.polls += 1
+            self._feed_state(variables, "poll")
+
+    def _stop_polling(self) -> None:
+        self.polling = False
+        self._poll_token += 1
+        poll, self._poll = self._poll, None
+        if poll is not None and poll.running:
+            poll.stop()

@@ -1,0 +1,362 @@
+# -*- test-case-name: tests.household.test_resync -*-
+"""A service's state read with SoCo control calls, in the shape of its events.
+
+The supervisor reads state this way after a SEQ gap (resync) and when NOTIFYs do not arrive
+(polling); ``EventProcessor.on_state`` merges the result like an event. So every variable
+read here carries the name SoCo's event parser gives it (``camel_to_underscore`` of the
+evented variable, quirks included: ``zone_player_uui_ds_in_group``) and the string value the
+speaker would event; channel variables are ``{"Master": "23"}``; DIDL-Lite metadata of the
+LastChange services is a ``sonosd.gena.eventxml.LazyDidl`` (equal to SoCo's ``DidlObject``), as
+``sonosd.gena.eventxml.parse_event_xml`` gives it.
+
+What each service's reads cover is ``READS`` (one SOAP action per entry); what cannot be read
+is documented in ``docs/control.md`` ("State reads"). Reads of one speaker run one at a time in
+the ``SocoRunner`` under the speaker's uid (its address if SoCo does not know it yet), the key
+the controller uses too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import attrs
+from soco.exceptions import SoCoUPnPException
+from soco.services import Queue
+from soco.utils import camel_to_underscore
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from sonosd.gena.eventxml import LazyDidl
+
+log = Logger()
+
+
+class Runner(Protocol):
+    """What the reader needs of ``sonosd.blocking.SocoRunner``."""
+
+    def run(
+        self, fn: Any, *args: Any, key: object | None = None, timeout: float | None = None
+    ) -> Deferred[Any]:
+        """Run ``fn(*args)`` in the pool."""
+
+
+class ZoneGroupStateUnavailable(Exception):
+    """``GetZoneGroupState`` failed with UPnP 501: large households (firmware caps the SOAP
+    answer's size) do not answer it; only ZoneGroupTopology events carry the topology there.
+
+    @ivar error_code: ``"501"``, as ``SoCoUPnPException`` has it.
+    @ivar variables: The other ZoneGroupTopology variables, which could be read.
+    """
+
+    def __init__(self, variables: Mapping[str, Any]) -> None:
+        super().__init__(
+            "GetZoneGroupState failed with UPnP error 501 (a large household): the topology "
+            "can only be learnt from ZoneGroupTopology events"
+        )
+        self.error_code = "501"
+        self.variables = dict(variables)
+
+
+class UnreadableService(ValueError):
+    """No control call reads the state of this service."""
+
+
+@attrs.frozen
+class Read:
+    """One SOAP action and where its out-arguments go.
+
+    @ivar action: The action (``GetVolume``).
+    @ivar args: Its arguments.
+    @ivar outputs: ``(out-argument, evented variable, channel or None)`` for each value kept.
+    @ivar optional: A UPnP error skips the action (and it is not tried again on that speaker):
+        for actions only some models or firmware have.
+    """
+
+    action: str
+    args: tuple[tuple[str, Any], ...]
+    outputs: tuple[tuple[str, str, str | None], ...]
+    optional: bool = False
+
+
+_I = (("InstanceID", 0),)
+_MASTER = (("InstanceID", 0), ("Channel", "Master"))
+
+#: Per service, the actions that read its state.
+READS: Mapping[str, tuple[Read, ...]] = {
+    "AVTransport": (
+        Read(
+            "GetTransportInfo",
+            _I,
+            (
+                ("CurrentTransportState", "TransportState", None),
+                ("CurrentTransportStatus", "TransportStatus", None),
+            ),
+        ),
+        Read(
+            "GetPositionInfo",
+            _MASTER,
+            (
+                ("Track", "CurrentTrack", None),
+                ("TrackURI", "CurrentTrackURI", None),
+                ("TrackDuration", "CurrentTrackDuration", None),
+                ("TrackMetaData", "CurrentTrackMetaData", None),
+            ),
+        ),
+        Read(
+            "GetMediaInfo",
+            _I,
+            (
+                ("NrTracks", "NumberOfTracks", None),
+                ("CurrentURI", "AVTransportURI", None),
+                ("CurrentURIMetaData", "AVTransportURIMetaData", None),
+                ("NextURI", "NextAVTransportURI", None),
+                ("NextURIMetaData", "NextAVTransportURIMetaData", None),
+                ("PlayMedium", "PlaybackStorageMedium", None),
+                ("MediaDuration", "CurrentMediaDuration", None),
+            ),
+        ),
+        Read(
+            "GetTransportSettings",
+            _I,
+            (
+                ("PlayMode", "CurrentPlayMode", None),
+                ("RecQualityMode", "CurrentRecordQualityMode", None),
+            ),
+        ),
+        Read("GetCrossfadeMode", _I, (("CrossfadeMode", "CurrentCrossfadeMode", None),)),
+        Read(
+            "GetCurrentTransportActions",
+            _I,
+            (("Actions", "CurrentTransportActions", None),),
+        ),
+        Read(
+            "GetRemainingSleepTimerDuration",
+            _I,
+            (("CurrentSleepTimerGeneration", "SleepTimerGeneration", None),),
+            optional=True,
+        ),
+    ),
+    "RenderingControl": (
+        Read("GetVolume", _MASTER, (("CurrentVolume", "Volume", "Master"),)),
+        Read("GetMute", _MASTER, (("CurrentMute", "Mute", "Master"),)),
+        Read("GetBass", _I, (("CurrentBass", "Bass", None),)),
+        Read("GetTreble", _I, (("CurrentTreble", "Treble", None),)),
+        Read("GetLoudness", _MASTER, (("CurrentLoudness", "Loudness", "Master"),)),
+        Read(
+            "GetEQ",
+            (("InstanceID", 0), ("EQType", "NightMode")),
+            (("CurrentValue", "NightMode", None),),
+            optional=True,
+        ),
+        Read(
+            "GetEQ",
+            (("InstanceID", 0), ("EQType", "DialogLevel")),
+            (("CurrentValue", "DialogLevel", None),),
+            optional=True,
+        ),
+    ),
+    "GroupRenderingControl": (
+        Read("GetGroupVolume", _I, (("CurrentVolume", "GroupVolume", None),)),
+        Read("GetGroupMute", _I, (("CurrentMute", "GroupMute", None),)),
+    ),
+    "ZoneGroupTopology": (
+        Read(
+            "GetZoneGroupAttributes",
+            (),
+            (
+                ("CurrentZoneGroupName", "ZoneGroupName", None),
+                ("CurrentZoneGroupID", "ZoneGroupID", None),
+                ("CurrentZonePlayerUUIDsInGroup", "ZonePlayerUUIDsInGroup", None),
+                ("CurrentMuseHouseholdId", "MuseHouseholdId", None),
+            ),
+            optional=True,
+        ),
+        Read("GetZoneGroupState", (), (("ZoneGroupState", "ZoneGroupState", None),)),
+    ),
+    "DeviceProperties": (
+        Read(
+            "GetZoneAttributes",
+            (),
+            (
+                ("CurrentZoneName", "ZoneName", None),
+                ("CurrentIcon", "Icon", None),
+                ("CurrentConfiguration", "Configuration", None),
+            ),
+        ),
+    ),
+    "AlarmClock": (
+        Read(
+            "ListAlarms",
+            (),
+            (("CurrentAlarmListVersion", "AlarmListVersion", None),),
+        ),
+        Read("GetTimeServer", (), (("CurrentTimeServer", "TimeServer", None),), optional=True),
+        Read(
+            "GetFormat",
+            (),
+            (
+                ("CurrentTimeFormat", "TimeFormat", None),
+                ("CurrentDateFormat", "DateFormat", None),
+            ),
+            optional=True,
+        ),
+        Read(
+            "GetDailyIndexRefreshTime",
+            (),
+            (("CurrentDailyIndexRefreshTime", "DailyIndexRefreshTime", None),),
+            optional=True,
+        ),
+        Read("GetTimeNow", (), (("CurrentTimeGeneration", "TimeGeneration", None),), optional=True),
+    ),
+    "ContentDirectory": (
+        Read("GetSystemUpdateID", (), (("Id", "SystemUpdateID", None),)),
+        Read(
+            "GetShareIndexInProgress",
+            (),
+            (("IsIndexing", "ShareIndexInProgress", None),),
+            optional=True,
+        ),
+        Read("GetBrowseable", (), (("IsBrowseable", "Browseable", None),), optional=True),
+    ),
+    "Queue": (
+        Read(
+            "Browse",
+            (("QueueID", 0), ("StartingIndex", 0), ("RequestedCount", 1)),
+            (("UpdateID", "UpdateID", None),),
+        ),
+    ),
+}
+
+#: Services whose events carry a ``LastChange`` document (DIDL values are parsed there only).
+LAST_CHANGE_SERVICES = frozenset({"AVTransport", "RenderingControl", "Queue"})
+
+_SOCO_ATTRIBUTES: Mapping[str, str] = {
+    "AVTransport": "avTransport",
+    "RenderingControl": "renderingControl",
+    "GroupRenderingControl": "groupRenderingControl",
+    "ZoneGroupTopology": "zoneGroupTopology",
+    "DeviceProperties": "deviceProperties",
+    "AlarmClock": "alarmClock",
+    "ContentDirectory": "contentDirectory",
+}
+
+#: Per service, the names (SoCo's) of the variables a read gives.
+VARIABLES: Mapping[str, frozenset[str]] = {
+    service: frozenset(camel_to_underscore(wire) for read in reads for _, wire, _ in read.outputs)
+    for service, reads in READS.items()
+}
+
+#: UPnP error of a GroupRenderingControl read on a speaker that is not its group's coordinator.
+_NOT_COORDINATOR = "701"
+
+
+def speaker_key(device: Any) -> str:
+    """The ``SocoRunner`` key of ``device``: its uid if SoCo knows it already (no network
+    call), else its address."""
+    uid = vars(device).get("_uid")
+    return uid if isinstance(uid, str) and uid else str(device.ip_address)
+
+
+def soco_service(device: Any, service: str) -> Any:
+    """The SoCo ``Service`` object for ``service`` (``Queue`` is not a SoCo attribute)."""
+    if service == "Queue":
+        return Queue(device)
+    return getattr(device, _SOCO_ATTRIBUTES[service])
+
+
+def _value(service: str, wire: str, text: Any) -> Any:
+    if service in LAST_CHANGE_SERVICES and isinstance(text, str) and text.startswith("<DIDL-Lite"):
+        return LazyDidl(text, camel_to_underscore(wire))
+    return text
+
+
+class StateReader:
+    """Reads services' state with control calls; see the module docstring.
+
+    @param runner: The ``SocoRunner`` (calls of one speaker are serialised by its key).
+    @param timeout: Seconds for a whole read (all its actions); the runner's default if
+        ``None``.
+    """
+
+    def __init__(self, runner: Runner, timeout: float | None = None) -> None:
+        self._runner = runner
+        self._timeout = timeout
+        # (speaker key, service, action, args) of optional actions a speaker refused.
+        self._unsupported: set[tuple[str, str, str, tuple[tuple[str, Any], ...]]] = set()
+
+    def read(self, device: Any, service: str) -> Deferred[dict[str, Any]]:
+        """Read ``service``'s state from ``device`` (a ``soco.SoCo``).
+
+        @return: A Deferred firing with the variables in ``parse_event_xml``'s shape; it
+            fails with ``UnreadableService`` for a service not in ``READS``, with
+            ``ZoneGroupStateUnavailable`` on a large household, with ``CallTimeout`` or
+            SoCo's exceptions otherwise. A GroupRenderingControl read on a group member (not
+            the coordinator) gives ``{}``: only the coordinator answers for the group.
+        """
+        if service not in READS:
+            error = UnreadableService(f"no control call reads {service}")
+            failed: Deferred[dict[str, Any]] = Deferred()
+            failed.errback(error)
+            return failed
+        key = speaker_key(device)
+        result: Deferred[dict[str, Any]] = self._runner.run(
+            self.read_blocking, device, service, key=key, timeout=self._timeout
+        )
+        return result
+
+    def read_blocking(self, device: Any, service: str) -> dict[str, Any]:
+        """``read`` without the runner: blocking, for a thread of the pool."""
+        key = speaker_key(device)
+        target = soco_service(device, service)
+        variables: dict[str, Any] = {}
+        for read in READS[service]:
+            marker = (key, service, read.action, read.args)
+            if marker in self._unsupported:
+                continue
+            try:
+                out = getattr(target, read.action)(list(read.args))
+            except SoCoUPnPException as error:
+                code = str(error.error_code)
+                if service == "GroupRenderingControl" and code == _NOT_COORDINATOR:
+                    return {}
+                if read.action == "GetZoneGroupState" and code == "501":
+                    raise ZoneGroupStateUnavailable(variables) from error
+                if not read.optional:
+                    raise
+                log.debug(
+                    "{speaker} does not answer {service} {action}: UPnP {code}",
+                    speaker=key,
+                    service=service,
+                    action=read.action,
+                    code=code,
+                )
+                self._unsupported.add(marker)
+                continue
+            for argument, wire, channel in read.outputs:
+                if argument not in out:
+                    continue
+                name = camel_to_underscore(wire)
+                value = _value(service, wire, out[argument])
+                if channel is None:
+                    variables[name] = value
+                else:
+                    variables.setdefault(name, {})[channel] = value
+        if service == "AVTransport":
+            _event_duration(variables)
+        return variables
+
+
+#: Track URIs whose event has an empty duration: none, a group member following its
+#: coordinator, line-in (samples/events/avtransport_lastchange_linein_soco.xml).
+_NO_DURATION = ("x-rincon:", "x-rincon-stream:")
+
+
+def _event_duration(variables: dict[str, Any]) -> None:
+    """``GetPositionInfo`` says ``0:00:00`` where the event has an empty duration."""
+    uri = variables.get("current_track_uri") or ""
+    if (not uri or uri.startswith(_NO_DURATION)) and variables.get("current_track_duration") in (
+        "0:00:00",
+        "NOT_IMPLEMENTED",
+    ):
+        variables["current_track_duration"] = ""

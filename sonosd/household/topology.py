@@ -1,0 +1,307 @@
+# -*- test-case-name: tests.household.test_topology -*-
+"""The household topology: a ZoneGroupState document parsed into frozen, comparable objects.
+
+Every speaker of a household sends the same ZoneGroupState (in ZoneGroupTopology events and
+as the out-argument of GetZoneGroupState): groups, each with a coordinator and members
+(home-theatre satellites nested in their member), and the devices that vanished. Two parses of
+the same household compare equal whatever the order of the document, so a change of grouping
+is a change of value. Pure parsing, no I/O.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+from xml.etree import ElementTree
+
+import attrs
+from lxml import etree  # type: ignore[import-untyped]
+
+
+class TopologyError(ValueError):
+    """A document that is not a ZoneGroupState."""
+
+
+ChannelMap = tuple[tuple[str, str], ...]
+
+
+# Every speaker sends the same values with every change of topology: parsing each once is
+# enough (the results are immutable).
+@functools.lru_cache(maxsize=1024)
+def parse_channel_map(value: str | None) -> ChannelMap:
+    """Parse ``ChannelMapSet``/``HTSatChanMapSet`` (``uid:LF,LF;uid:RF,RF``) into pairs.
+
+    @return: ``((uid, channels), ...)`` in document order; an empty or missing value gives
+        ``()``; a part without ``:`` is kept with empty channels.
+    """
+    if not value:
+        return ()
+    pairs = []
+    for part in value.split(";"):
+        part = part.strip()
+        if part:
+            uid, _, channels = part.partition(":")
+            pairs.append((uid.strip(), channels.strip()))
+    return tuple(pairs)
+
+
+@attrs.frozen
+class Member:
+    """One speaker (a ``ZoneGroupMember`` or a home-theatre ``Satellite``).
+
+    @ivar uid: ``RINCON_...``.
+    @ivar name: The room name (``ZoneName``); satellites and stereo pairs share their room's.
+    @ivar location: Its description URL; ``host`` and ``port`` come from it (``None`` if
+        absent or without a port).
+    @ivar boot_seq: ``BootSeq``, which grows with every reboot.
+    @ivar invisible: Hidden from users (the right speaker of a pair, satellites, bridges).
+    @ivar is_zone_bridge: A Bridge/Boost, which plays nothing.
+    @ivar channel_map: ``ChannelMapSet`` (stereo pair, sub) as ``((uid, channels), ...)``.
+    @ivar ht_channel_map: ``HTSatChanMapSet`` (home theatre), same shape.
+    @ivar satellites: The home-theatre satellites bonded to this member.
+    """
+
+    uid: str
+    name: str
+    location: str | None = None
+    host: str | None = None
+    port: int | None = None
+    boot_seq: int | None = None
+    invisible: bool = False
+    is_zone_bridge: bool = False
+    software_version: str | None = None
+    channel_map: ChannelMap = ()
+    ht_channel_map: ChannelMap = ()
+    satellites: tuple[Member, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The member as plain JSON (``satellites`` nested, channel maps as objects)."""
+        return {
+            "uid": self.uid,
+            "name": self.name,
+            "host": self.host,
+            "port": self.port,
+            "location": self.location,
+            "boot_seq": self.boot_seq,
+            "invisible": self.invisible,
+            "is_zone_bridge": self.is_zone_bridge,
+            "software_version": self.software_version,
+            "channel_map": dict(self.channel_map),
+            "ht_channel_map": dict(self.ht_channel_map),
+            "satellites": [satellite.to_json() for satellite in self.satellites],
+        }
+
+
+@attrs.frozen
+class Group:
+    """One group: a coordinator and its members (a standalone speaker is a group of one).
+
+    @ivar id: The group ID (``<coordinator uid>:<n>``).
+    @ivar coordinator: The coordinator's uid (not necessarily the first member).
+    @ivar members: The members, ordered by uid.
+    """
+
+    id: str
+    coordinator: str
+    members: tuple[Member, ...]
+
+    @property
+    def name(self) -> str:
+        """The coordinator's room name (the first member's if the coordinator is absent)."""
+        for member in self.members:
+            if member.uid == self.coordinator:
+                return member.name
+        return self.members[0].name if self.members else ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The group as plain JSON."""
+        return {
+            "id": self.id,
+            "coordinator": self.coordinator,
+            "name": self.name,
+            "members": [member.to_json() for member in self.members],
+        }
+
+
+@attrs.frozen
+class VanishedDevice:
+    """A device the household lost (``VanishedDevices/Device``), with the speaker's reason
+    (``powered off``, ``sleeping``, ``switch to bluetooth``, ``upgrade``, ``UNKNOWN``...)."""
+
+    uid: str
+    name: str
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The device as plain JSON."""
+        return {"uid": self.uid, "name": self.name, "reason": self.reason}
+
+
+@attrs.frozen
+class Topology:
+    """A whole household: groups ordered by coordinator and ID, vanished devices by uid."""
+
+    groups: tuple[Group, ...] = ()
+    vanished: tuple[VanishedDevice, ...] = ()
+
+    def members(self) -> Iterator[Member]:
+        """Every member of every group, satellites included."""
+        for group in self.groups:
+            for member in group.members:
+                yield member
+                yield from member.satellites
+
+    def member(self, uid: str) -> Member | None:
+        """The member (or satellite) with ``uid``, if the household has it."""
+        for member in self.members():
+            if member.uid == uid:
+                return member
+        return None
+
+    def group_of(self, uid: str) -> Group | None:
+        """The group ``uid`` belongs to (directly or as a satellite)."""
+        for group in self.groups:
+            for member in group.members:
+                if member.uid == uid or any(sat.uid == uid for sat in member.satellites):
+                    return group
+        return None
+
+    def coordinator_of(self, uid: str) -> str | None:
+        """The uid of the coordinator of ``uid``'s group."""
+        group = self.group_of(uid)
+        return None if group is None else group.coordinator
+
+    def grouping(self) -> frozenset[tuple[str, frozenset[tuple[str, str, bool]]]]:
+        """What users call "the groups": coordinators and their members' uid, name and
+        visibility. Reboots (``boot_seq``), address or version changes leave it unchanged;
+        ``topology.changed`` is published when it changes."""
+        return frozenset(
+            (
+                group.coordinator,
+                frozenset((member.uid, member.name, member.invisible) for member in group.members),
+            )
+            for group in self.groups
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The topology as plain JSON: ``{"groups": [...], "vanished": [...]}``."""
+        return {
+            "groups": [group.to_json() for group in self.groups],
+            "vanished": [device.to_json() for device in self.vanished],
+        }
+
+
+def parse_zone_group_state(document: str | bytes) -> Topology:
+    """Parse a ZoneGroupState document.
+
+    Accepts the modern ``<ZoneGroupState><ZoneGroups>...<VanishedDevices>`` form, the old
+    ``<ZoneGroups>`` root, and a GetZoneGroupState out-argument element whose text is the
+    escaped document.
+
+    @raise TopologyError: If the document is not XML or has another root.
+    """
+    root = _parse_xml(document)
+    if root.tag == "ZoneGroupState" and len(root) == 0 and (root.text or "").strip():
+        return parse_zone_group_state(root.text.strip())
+    if root.tag == "ZoneGroups":
+        zone_groups: Any = root
+    elif root.tag == "ZoneGroupState":
+        zone_groups = root.find("ZoneGroups")
+    else:
+        raise TopologyError(f"expected a ZoneGroupState document, got <{root.tag}>")
+    groups = () if zone_groups is None else _groups(zone_groups.iterfind("ZoneGroup"))
+    vanished = tuple(
+        sorted(
+            (
+                VanishedDevice(
+                    uid=device.get("UUID", "").strip(),
+                    name=device.get("ZoneName", ""),
+                    reason=device.get("Reason"),
+                )
+                for device in root.iterfind("VanishedDevices/Device")
+            ),
+            key=lambda device: device.uid,
+        )
+    )
+    return Topology(groups=groups, vanished=vanished)
+
+
+def _parse_xml(document: str | bytes) -> Any:
+    """The root element; a strict parse first, then libxml2's recovering parser (as SoCo's
+    own ZoneGroupState handling does), because real captures have unbalanced end tags."""
+    try:
+        return ElementTree.fromstring(document)
+    except ElementTree.ParseError as exc:
+        data = document.encode("utf-8") if isinstance(document, str) else document
+        try:
+            root = etree.fromstring(data, parser=etree.XMLParser(recover=True))
+        except etree.Error:
+            root = None
+        if root is None:
+            raise TopologyError(f"ZoneGroupState is not XML: {exc}") from exc
+        return root
+
+
+def _groups(elements: Iterable[Any]) -> tuple[Group, ...]:
+    groups = []
+    for element in elements:
+        members = tuple(
+            sorted(
+                (_member(child) for child in element.iterfind("ZoneGroupMember")),
+                key=lambda member: member.uid,
+            )
+        )
+        groups.append(
+            Group(
+                id=element.get("ID", "").strip(),
+                coordinator=element.get("Coordinator", "").strip(),
+                members=members,
+            )
+        )
+    groups.sort(key=lambda group: (group.coordinator, group.id))
+    return tuple(groups)
+
+
+def _flag(value: str | None) -> bool:
+    return value is not None and value.strip() in ("1", "true", "True")
+
+
+@functools.lru_cache(maxsize=1024)
+def _host_port(location: str) -> tuple[str | None, int | None]:
+    try:
+        parts = urlsplit(location.strip())
+        return parts.hostname, parts.port
+    except ValueError:
+        return None, None
+
+
+def _member(element: Any) -> Member:
+    location = element.get("Location")
+    host, port = _host_port(location) if location else (None, None)
+    boot_seq: int | None
+    try:
+        boot_seq = int(element.get("BootSeq", ""))
+    except ValueError:
+        boot_seq = None
+    satellites = tuple(
+        sorted(
+            (_member(child) for child in element.iterfind("Satellite")),
+            key=lambda member: member.uid,
+        )
+    )
+    return Member(
+        uid=element.get("UUID", "").strip(),
+        name=element.get("ZoneName", ""),
+        location=location,
+        host=host,
+        port=port,
+        boot_seq=boot_seq,
+        invisible=_flag(element.get("Invisible")),
+        is_zone_bridge=_flag(element.get("IsZoneBridge")),
+        software_version=element.get("SoftwareVersion"),
+        channel_map=parse_channel_map(element.get("ChannelMapSet")),
+        ht_channel_map=parse_channel_map(element.get("HTSatChanMapSet")),
+        satellites=satellites,
+    )

@@ -1,0 +1,364 @@
+"""Tests for sonosd.api.site: the REST routes, the security gate and the service lifecycle."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from treq.client import HTTPClient
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.test.requesthelper import DummyRequest
+
+from sonosd.api.site import access_log_line, redact
+from sonosd.config import Token
+from sonosd.delivery.hub import Hub
+from tests.api_helpers import (
+    ADMIN,
+    KITCHEN,
+    OFFICE,
+    READER,
+    RawClient,
+    connect_raw,
+    household,
+    publish,
+    start_api,
+    wait,
+)
+
+READ = {"Authorization": "Bearer read-secret"}
+CONTROL = {"Authorization": "Bearer admin-secret"}
+
+
+class Failing(Exception):
+    def __init__(self) -> None:
+        super().__init__("offline")
+        self.code, self.status, self.message, self.upnp_error = "offline", 503, "offline", None
+
+
+class RecordingController:
+    """Records commands; fails the 'sleep' command like ControlError would."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
+
+    def execute(self, speaker_id: str, command: str, args: dict[str, Any]) -> Deferred[Any]:
+        self.calls.append((speaker_id, command, dict(args)))
+        if command == "sleep":
+            return fail(Failing())
+        if command == "crash":
+            raise RuntimeError("bug")
+        return succeed({"ok": True})
+
+
+class RedactTests(SynchronousTestCase):
+    def test_access_token_redacted(self) -> None:
+        """Access log lines never contain a query token."""
+        self.assertEqual(
+            redact(b"/api/v1/events?rooms=a&access_token=s3cret&last_id=4"),
+            b"/api/v1/events?rooms=a&access_token=REDACTED&last_id=4",
+        )
+
+    def test_every_spelling_of_the_token_redacted(self) -> None:
+        """A token name twisted.web decodes (percent, plus, ``;``) is redacted as well."""
+        for uri, expected in (
+            (b"/ws?access%5Ftoken=s3cret", b"/ws?access%5Ftoken=REDACTED"),
+            (b"/ws?a=1;Access_token=x;access_tok%65n=s3cret", b"/ws?a=1;Access_token=x;"),
+            (b"/ws?access_token=s3cret#frag", b"/ws?access_token=REDACTED#frag"),
+            (b"/ws?access_token", b"/ws?access_token"),
+            (b"/ws", b"/ws"),
+        ):
+            self.assertEqual(redact(uri)[: len(expected)], expected, uri)
+            self.assertNotIn(b"s3cret", redact(uri), uri)
+
+    def test_access_log_line_redacts_the_referer(self) -> None:
+        """The access log hides a token in the URI and in the Referer header."""
+        request = DummyRequest([b"api", b"v1", b"events"])
+        request.uri = b"/api/v1/events?access_token=s3cret"
+        request.code = 200
+        request.sentLength = 0
+        request.clientproto = b"HTTP/1.1"
+        request.requestHeaders.addRawHeader(b"referer", b"http://h/dash?access_token=s3cret")
+        line = access_log_line("[now]", request)
+        self.assertNotIn("s3cret", line)
+        self.assertIn("/dash?access_token=REDACTED", line)
+
+
+class RestTests(TestCase):
+    timeout = 30
+
+    def setUp(self) -> None:
+        self.hub = Hub(reactor, replay=50)
+        self.state = household()
+        self.hub.set_snapshot_provider(self.state.snapshot)
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        self.http = HTTPClient(Agent(reactor, pool=pool))
+        self.addCleanup(pool.closeCachedConnections)
+
+    async def start(self, **settings: Any) -> str:
+        _, host, port = await start_api(self, self.hub, self.state, **settings)
+        return f"http://{host}:{port}/api/v1"
+
+    async def call(
+        self, method: str, url: str, headers: dict[str, str] | None = None, body: bytes = b""
+    ) -> tuple[int, Any, Any]:
+        response = await self.http.request(method, url, headers=headers, data=body or None)
+        content = await response.content()
+        kind = response.headers.getRawHeaders(b"content-type", [b""])[0]
+        parsed = json.loads(content) if kind.startswith(b"application/json") else content
+        return response.code, parsed, response.headers
+
+    async def test_health_open_and_secret_free(self) -> None:
+        """Health needs no token and reports status, speakers and uptime only."""
+        base = await self.start(tokens=(READER,))
+        code, body, _ = await self.call("GET", f"{base}/health")
+        self.assertEqual(code, 200)
+        self.assertEqual(body["status"], "degraded")
+        self.assertEqual(body["speakers"], {"online": 1, "offline": 1, "unknown": 0})
+        self.assertGreaterEqual(body["uptime"], 0)
+        self.assertNotIn("RINCON", json.dumps(body))
+
+    async def test_snapshot_requires_token(self) -> None:
+        """Snapshot: 401 with a challenge and no data without a token, 200 with one."""
+        base = await self.start(tokens=(READER,))
+        publish(self.hub, 2)
+        for headers in (None, {"Authorization": "Bearer nope"}, {"Authorization": "Basic x"}):
+            code, body, head = await self.call("GET", f"{base}/snapshot", headers)
+            self.assertEqual(code, 401)
+            self.assertEqual(body["error"]["code"], "unauthorized")
+            self.assertTrue(head.getRawHeaders(b"www-authenticate")[0].startswith(b"Bearer"))
+            self.assertNotIn("RINCON", json.dumps(body))
+        code, body, _ = await self.call("GET", f"{base}/snapshot", READ)
+        self.assertEqual((code, body["type"], body["last_id"]), (200, "snapshot", 2))
+
+    async def test_open_on_loopback_without_tokens(self) -> None:
+        """On loopback with no token configured, reads need no token."""
+        base = await self.start()
+        code, body, _ = await self.call("GET", f"{base}/speakers")
+        self.assertEqual(code, 200)
+        self.assertEqual([s["name"] for s in body["speakers"]], ["Kitchen", "Office"])
+
+    async def test_require_auth_explicit(self) -> None:
+        """require_auth=True refuses even on loopback when no token is configured."""
+        base = await self.start(require_auth=True)
+        code, _, _ = await self.call("GET", f"{base}/speakers")
+        self.assertEqual(code, 401)
+
+    async def test_speaker_by_uid_or_room(self) -> None:
+        """A speaker is found by uid or by room name in any case; unknown ones are 404."""
+        base = await self.start()
+        code, body, _ = await self.call("GET", f"{base}/speakers/{KITCHEN.uid}")
+        self.assertEqual((code, body["name"]), (200, "Kitchen"))
+        self.assertEqual(
+            body["services"]["AVTransport"]["variables"], {"transport_state": "PLAYING"}
+        )
+        code, body, _ = await self.call("GET", f"{base}/speakers/office")
+        self.assertEqual((code, body["uid"]), (200, OFFICE.uid))
+        code, body, _ = await self.call("GET", f"{base}/speakers/Garage")
+        self.assertEqual((code, body["error"]["code"]), (404, "unknown_speaker"))
+
+    async def test_groups(self) -> None:
+        """Groups are listed (empty before the first topology)."""
+        base = await self.start()
+        code, body, _ = await self.call("GET", f"{base}/groups")
+        self.assertEqual((code, body), (200, {"groups": []}))
+
+    async def test_metrics(self) -> None:
+        """Metrics are Prometheus text with the hub and client counters (read scope)."""
+        base = await self.start(tokens=(READER,))
+        publish(self.hub, 3)
+        code, _, _ = await self.call("GET", f"{base}/metrics")
+        self.assertEqual(code, 401)
+        code, text, head = await self.call("GET", f"{base}/metrics", READ)
+        self.assertEqual(code, 200)
+        self.assertTrue(head.getRawHeaders(b"content-type")[0].startswith(b"text/plain"))
+        self.assertIn(b"sonosd_messages_published_total 3.0", text)
+        self.assertIn(b'sonosd_api_clients{channel="sse"} 0.0', text)
+        self.assertIn(b'sonosd_speakers{state="offline"} 1.0', text)
+        self.assertIn(b'sonosd_api_auth_failures_total{status="401"} 1.0', text)
+
+    async def test_unknown_routes(self) -> None:
+        """Unknown paths are JSON 404s."""
+        base = await self.start()
+        code, body, _ = await self.call("GET", f"{base}/nothing")
+        self.assertEqual((code, body["error"]["code"]), (404, "not_found"))
+
+    async def test_no_state_change_over_get(self) -> None:
+        """GET on a command is 405 and runs nothing; POST on a read route is 405."""
+        controller = RecordingController()
+        _, host, port = await start_api(self, self.hub, self.state, controller)
+        base = f"http://{host}:{port}/api/v1"
+        code, _, head = await self.call("GET", f"{base}/speakers/Kitchen/play")
+        self.assertEqual((code, head.getRawHeaders(b"allow")), (405, [b"POST"]))
+        code, _, _ = await self.call("POST", f"{base}/snapshot")
+        self.assertEqual(code, 405)
+        self.assertEqual(controller.calls, [])
+
+    async def test_commands(self) -> None:
+        """POST runs the command with its JSON args; errors carry their status and code."""
+        controller = RecordingController()
+        _, host, port = await start_api(
+            self, self.hub, self.state, controller, tokens=(READER, ADMIN)
+        )
+        base = f"http://{host}:{port}/api/v1/speakers"
+        json_headers = {**CONTROL, "Content-Type": "application/json"}
+        code, body, _ = await self.call(
+            "POST", f"{base}/Kitchen/volume", json_headers, b'{"volume": 5}'
+        )
+        self.assertEqual((code, body), (200, {"result": {"ok": True}}))
+        code, body, _ = await self.call("POST", f"{base}/Kitchen/play", CONTROL)
+        self.assertEqual(code, 200)
+        code, body, _ = await self.call("POST", f"{base}/Kitchen/sleep", CONTROL)
+        self.assertEqual((code, body["error"]["code"]), (503, "offline"))
+        code, body, _ = await self.call("POST", f"{base}/Kitchen/crash", CONTROL)
+        self.assertEqual((code, body["error"]["code"]), (500, "internal"))
+        self.assertNotIn("bug", json.dumps(body))
+        self.flushLoggedErrors(RuntimeError)
+        code, body, _ = await self.call("POST", f"{base}/Kitchen/volume", json_headers, b"[1]")
+        self.assertEqual((code, body["error"]["code"]), (400, "bad_request"))
+        code, body, _ = await self.call(
+            "POST", f"{base}/Kitchen/volume", {**CONTROL, "Content-Type": "text/plain"}, b"{}"
+        )
+        self.assertEqual(code, 415)
+        self.assertEqual(
+            [call[:2] for call in controller.calls],
+            [
+                ("Kitchen", "volume"),
+                ("Kitchen", "play"),
+                ("Kitchen", "sleep"),
+                ("Kitchen", "crash"),
+            ],
+        )
+        self.assertEqual(controller.calls[0][2], {"volume": 5})
+
+    async def test_command_scope(self) -> None:
+        """A read token gets 403 insufficient_scope on commands; nothing runs."""
+        controller = RecordingController()
+        _, host, port = await start_api(self, self.hub, self.state, controller, tokens=(READER,))
+        code, body, head = await self.call(
+            "POST", f"http://{host}:{port}/api/v1/speakers/Kitchen/play", READ
+        )
+        self.assertEqual((code, body["error"]["code"]), (403, "forbidden"))
+        self.assertIn(b"insufficient_scope", head.getRawHeaders(b"www-authenticate")[0])
+        self.assertEqual(controller.calls, [])
+
+    async def test_commands_not_available(self) -> None:
+        """Without a controller, commands answer 503 not_available."""
+        base = await self.start()
+        code, body, _ = await self.call("POST", f"{base}/speakers/Kitchen/play")
+        self.assertEqual((code, body["error"]["code"]), (503, "not_available"))
+
+    async def test_command_hook(self) -> None:
+        """A custom command factory receives the speaker and command of the path."""
+        from sonosd.api.resources import ErrorResource
+
+        seen: list[tuple[str, str]] = []
+
+        def commands(speaker: str, command: str) -> ErrorResource:
+            seen.append((speaker, command))
+            return ErrorResource(418, "teapot", "hooked")
+
+        from sonosd.api.site import ApiService
+        from sonosd.config import ApiConfig
+
+        service = ApiService(
+            reactor,
+            ApiConfig(listen="tcp:0:interface=127.0.0.1"),
+            self.hub,
+            self.state,
+            commands=commands,
+        )
+        service.startService()
+        self.addCleanup(service.stopService)
+        port = (await service.listening).getHost().port
+        code, _, _ = await self.call(
+            "POST", f"http://127.0.0.1:{port}/api/v1/speakers/Living%20Room/play"
+        )
+        self.assertEqual((code, seen), (418, [("Living Room", "play")]))
+
+    async def test_cross_origin_guards(self) -> None:
+        """Cross-origin POSTs and rebinding Host names are refused on an open API."""
+        controller = RecordingController()
+        _, host, port = await start_api(self, self.hub, self.state, controller)
+        base = f"http://{host}:{port}/api/v1"
+        code, _, _ = await self.call(
+            "POST", f"{base}/speakers/Kitchen/play", {"Origin": "http://evil.example"}
+        )
+        self.assertEqual(code, 403)
+        code, _, _ = await self.call("GET", f"{base}/snapshot", {"Host": "evil.example:8080"})
+        self.assertEqual(code, 403)
+        self.assertEqual(controller.calls, [])
+
+    async def test_cors(self) -> None:
+        """Listed origins get CORS headers and preflight answers; others get none."""
+        base = await self.start(cors_origins=("http://ha.lan:8123",))
+        code, _, head = await self.call("GET", f"{base}/speakers", {"Origin": "http://ha.lan:8123"})
+        self.assertEqual(
+            head.getRawHeaders(b"access-control-allow-origin"), [b"http://ha.lan:8123"]
+        )
+        code, _, head = await self.call(
+            "OPTIONS", f"{base}/speakers/Kitchen/play", {"Origin": "http://ha.lan:8123"}
+        )
+        self.assertEqual(code, 204)
+        self.assertIn(b"Authorization", head.getRawHeaders(b"access-control-allow-headers")[0])
+        code, _, head = await self.call("GET", f"{base}/speakers", {"Origin": "http://other"})
+        self.assertIsNone(head.getRawHeaders(b"access-control-allow-origin"))
+
+    async def test_stop_closes_idle_connections(self) -> None:
+        """stopService closes kept-alive HTTP connections and stops listening."""
+        service, host, port = await start_api(self, self.hub, self.state)
+        raw = RawClient(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        await connect_raw(host, port, raw, self)
+        await wait(lambda: raw.data.endswith(b"}"), "the health answer")
+        await service.stopService()
+        await raw.closed
+        self.assertIsNone(service.port)
+
+    async def test_large_body_refused_before_auth(self) -> None:
+        """A body longer than any route accepts gets 413 at once, token or not, and the
+        connection closes without the body being read."""
+        _, host, port = await start_api(
+            self, self.hub, self.state, tokens=(Token("ha", "a" * 32, frozenset({"read"})),)
+        )
+        head = (
+            b"POST /api/v1/speakers/Kitchen/volume HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 10000000\r\n\r\n"
+        )
+        raw = RawClient(head + b"x" * 1000)
+        await connect_raw(host, port, raw, self)
+        await raw.closed
+        self.assertTrue(raw.data.startswith(b"HTTP/1.1 413 "), raw.data)
+
+    async def test_large_chunked_body_refused(self) -> None:
+        """A chunked body that grows past the limit is cut off with 413."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        chunk = b"%x\r\n%s\r\n" % (40_000, b"y" * 40_000)
+        raw = RawClient(
+            b"POST /api/v1/speakers/Kitchen/volume HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + chunk * 3
+        )
+        await connect_raw(host, port, raw, self)
+        await raw.closed
+        self.assertTrue(raw.data.startswith(b"HTTP/1.1 413 "), raw.data)
+
+
+class OpenApiTests(SynchronousTestCase):
+    def test_every_route_is_documented(self) -> None:
+        """docs/openapi.yaml parses and documents every child of /api/v1."""
+        import os
+
+        import yaml
+
+        from sonosd.api.site import ApiService
+        from sonosd.config import ApiConfig
+
+        path = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "openapi.yaml")
+        with open(path) as stream:
+            spec = yaml.safe_load(stream)
+        self.assertEqual(spec["openapi"][:2], "3.")
+        service = ApiService(reactor, ApiConfig(), Hub(reactor), household())
+        served = {"/" + name.decode() for name in service.v1.children}
+        self.assertLessEqual(served, set(spec["paths"]))
+        self.assertIn("/speakers/{id}/{command}", spec["paths"])

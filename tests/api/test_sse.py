@@ -1,0 +1,211 @@
+"""Tests for sonosd.api.sse: a real HTTP client against a real Site fed by a real Hub."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from sonosd.api.sse import message_block, sse_block, start_blocks
+from sonosd.delivery.channel import Start
+from sonosd.delivery.hub import Hub
+from tests.api_helpers import (
+    KITCHEN,
+    OFFICE,
+    READER,
+    SseClient,
+    connect_raw,
+    household,
+    publish,
+    sse_request,
+    start_api,
+    wait,
+)
+
+
+class FramingTests(SynchronousTestCase):
+    def test_message_block_reuses_raw(self) -> None:
+        """A message's block carries its id, its type and its serialised JSON as is."""
+        hub = Hub(Clock())
+        message = hub.publish("speaker.online", {"reason": "x"}, speaker=KITCHEN.to_json())
+        block = message_block(message)
+        self.assertEqual(block, b"id: 1\nevent: speaker.online\ndata: " + message.raw + b"\n\n")
+
+    def test_start_blocks_reset_then_snapshot(self) -> None:
+        """A reset start sends retry, reset, then the snapshot with its last_id as id."""
+        start = Start({"type": "snapshot", "last_id": 9}, "too old", [])
+        blocks = list(start_blocks(start))
+        self.assertTrue(blocks[0].startswith(b"retry: "))
+        self.assertTrue(blocks[1].startswith(b"event: reset\ndata: {"))
+        self.assertTrue(blocks[2].startswith(b"id: 9\nevent: snapshot\n"))
+
+    def test_sse_block_without_id(self) -> None:
+        """A block without an id leaves the browser's last event id alone."""
+        self.assertEqual(sse_block("reset", b"{}"), b"event: reset\ndata: {}\n\n")
+
+
+class EventStreamTests(TestCase):
+    timeout = 30
+
+    def setUp(self) -> None:
+        self.hub = Hub(reactor, replay=50)
+        self.state = household()
+        self.hub.set_snapshot_provider(self.state.snapshot)
+
+    async def open(
+        self, host: str, port: int, path: str = "/api/v1/events", **headers: str
+    ) -> SseClient:
+        client = SseClient(sse_request(path, headers))
+        await connect_raw(host, port, client, self)
+        return client
+
+    async def test_snapshot_then_messages(self) -> None:
+        """A first connect gets a snapshot event (id = last_id), then every message."""
+        publish(self.hub, 2)
+        _, host, port = await start_api(self, self.hub, self.state)
+        client = await self.open(host, port)
+        await wait(lambda: len(client.events()) >= 2, "retry and snapshot")
+        self.assertEqual(client.status, 200)
+        self.assertIn(b"text/event-stream", client.head)
+        first = client.events()[1]
+        self.assertEqual((first["event"], first["id"]), ("snapshot", "2"))
+        ids = publish(self.hub, 3)
+        await wait(lambda: len(client.events()) == 5, "three events")
+        events = client.events()[2:]
+        self.assertEqual([int(e["id"]) for e in events], ids)
+        self.assertEqual({e["event"] for e in events}, {"event"})
+
+    async def test_http11_chunked_stream(self) -> None:
+        """An HTTP/1.1 client gets a well-formed chunked stream, a turn's events in a chunk."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        client = SseClient(b"GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        await connect_raw(host, port, client, self)
+        await wait(lambda: b"event: snapshot" in client.body, "the snapshot")
+        self.assertIn(b"Transfer-Encoding: chunked", client.head)
+        ids = publish(self.hub, 3) + publish(self.hub, 1, pad=70_000)
+        await wait(lambda: len(_dechunk(client.body)[0].split(b"\n\n")) == 7, "four events")
+        body, chunks = _dechunk(client.body)
+        blocks = body.split(b"\n\n")[:-1]
+        self.assertEqual([b.split(b"\n")[0] for b in blocks[2:]], [b"id: %d" % i for i in ids])
+        self.assertEqual(chunks, 3)  # retry + snapshot, then the turn's four events in one
+
+    async def test_resume_with_last_event_id(self) -> None:
+        """Last-Event-ID (header or query) replays exactly what was missed."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        first = await self.open(host, port)
+        await wait(lambda: len(first.messages()) == 1, "the snapshot")
+        seen = publish(self.hub, 3)
+        await wait(lambda: len(first.messages()) == 4, "snapshot and three events")
+        first.close()
+        await first.closed
+        missed = publish(self.hub, 2)
+        by_header = await self.open(host, port, **{"Last-Event-ID": str(seen[-1])})
+        by_query = await self.open(host, port, f"/api/v1/events?last_id={seen[-1]}")
+        later = publish(self.hub, 1)
+        for client in (by_header, by_query):
+            await wait(lambda c=client: len(c.messages()) == 3, "missed and live")
+            self.assertEqual([m["id"] for m in client.messages()], missed + later)
+
+    async def test_resume_too_old(self) -> None:
+        """A Last-Event-ID no longer in the ring gets a reset event and a fresh snapshot."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        publish(self.hub, 80)
+        client = await self.open(host, port, **{"Last-Event-ID": "5"})
+        await wait(lambda: len(client.messages()) == 2, "reset and snapshot")
+        self.assertEqual([e.get("event") for e in client.events()[1:]], ["reset", "snapshot"])
+        self.assertEqual(client.messages()[1]["last_id"], 80)
+
+    async def test_filters(self) -> None:
+        """Query-parameter filters select the messages (the snapshot is always sent)."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        client = await self.open(host, port, "/api/v1/events?room=OFFICE&types=event")
+        await wait(lambda: len(client.messages()) == 1, "the snapshot")
+        publish(self.hub, 2, KITCHEN)
+        office = publish(self.hub, 1, OFFICE)
+        self.hub.publish("topology.changed", {})
+        marker = publish(self.hub, 1, OFFICE)
+        await wait(lambda: len(client.messages()) == 3, "snapshot and two office events")
+        self.assertEqual([m["id"] for m in client.messages()[1:]], office + marker)
+
+    async def test_empty_filter_value(self) -> None:
+        """An empty filter parameter filters nothing out."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        client = await self.open(host, port, "/api/v1/events?rooms=")
+        await wait(lambda: len(client.messages()) == 1, "the snapshot")
+        ids = publish(self.hub, 1, OFFICE)
+        await wait(lambda: len(client.messages()) == 2, "the event")
+        self.assertEqual(client.messages()[1]["id"], ids[0])
+
+    async def test_heartbeat(self) -> None:
+        """An idle stream gets keepalive comments."""
+        _, host, port = await start_api(self, self.hub, self.state, heartbeat=0.05)
+        client = await self.open(host, port)
+        await wait(lambda: any("comments" in e for e in client.events()), "a keepalive")
+        self.assertIn("keepalive", [c for e in client.events() for c in e.get("comments", [])])
+
+    async def test_auth(self) -> None:
+        """No token or a wrong one is a 401 with nothing leaked; the right one streams."""
+        _, host, port = await start_api(self, self.hub, self.state, tokens=(READER,))
+        publish(self.hub, 1)
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            refused = await self.open(host, port, **headers)
+            await refused.closed
+            self.assertEqual(refused.status, 401)
+            self.assertIn(b"WWW-Authenticate: Bearer", refused.head)
+            self.assertNotIn(b"RINCON", refused.data)
+            self.assertNotIn(b"snapshot", refused.data)
+        allowed = await self.open(host, port, "/api/v1/events?access_token=read-secret")
+        await wait(lambda: len(allowed.messages()) == 1, "the snapshot")
+
+    async def test_slow_client_is_disconnected_others_continue(self) -> None:
+        """A client that stops reading is told it is too slow and closed; others get all."""
+        service, host, port = await start_api(self, self.hub, self.state, client_buffer=4)
+        slow = await self.open(host, port)
+        fast = await self.open(host, port)
+        await wait(lambda: len(slow.events()) == 2 and len(fast.events()) == 2, "snapshots")
+        slow.transport.pauseProducing()  # type: ignore[union-attr]
+        sent: list[int] = []
+        channel = service.events.channel
+        while len(channel.clients) == 2 and len(sent) < 3000:
+            sent += publish(self.hub, 1, pad=65536)
+            await _turn()
+        self.assertEqual(len(channel.clients), 1)
+        await wait(lambda: len(fast.messages()) == len(sent) + 1, "every message at the fast one")
+        self.assertEqual([m["id"] for m in fast.messages()[1:]], sent)
+        slow.transport.resumeProducing()  # type: ignore[union-attr]
+        await slow.closed
+        self.assertTrue(slow.body.endswith(b": disconnected: too slow\n\n"))
+        self.assertEqual(service.metrics.slow.labels("sse")._value.get(), 1)
+
+    async def test_stop_service_closes_streams(self) -> None:
+        """stopService ends every stream with a comment and closes it."""
+        service, host, port = await start_api(self, self.hub, self.state)
+        client = await self.open(host, port)
+        await wait(lambda: len(client.events()) == 2, "the snapshot")
+        await service.stopService()
+        await client.closed
+        self.assertTrue(client.body.endswith(b": server shutting down\n\n"))
+
+
+def _dechunk(data: bytes) -> tuple[bytes, int]:
+    """The complete chunks of a chunked body, joined, and how many there were."""
+    body, count = b"", 0
+    while True:
+        size, sep, rest = data.partition(b"\r\n")
+        if not sep:
+            return body, count
+        length = int(size, 16)
+        if len(rest) < length + 2:
+            return body, count
+        body += rest[:length]
+        count += 1
+        data = rest[length + 2 :]
+
+
+def _turn() -> Deferred[Any]:
+    done: Deferred[None] = Deferred()
+    reactor.callLater(0, done.callback, None)
+    return done

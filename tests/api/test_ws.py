@@ -1,0 +1,314 @@
+"""Tests for sonosd.api.ws: real autobahn clients against a real Site fed by a real Hub."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autobahn.websocket.protocol import PreparedMessage
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from sonosd.api.ws import text_frame
+from sonosd.delivery.hub import Hub
+from tests.api_helpers import (
+    ADMIN,
+    KITCHEN,
+    OFFICE,
+    READER,
+    RawClient,
+    connect_raw,
+    connect_ws,
+    household,
+    publish,
+    start_api,
+    wait,
+)
+
+
+class ControlError(Exception):
+    """Shaped like sonosd.control.controller.ControlError."""
+
+    def __init__(self, code: str, status: int, message: str, upnp_error: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.status = status
+        self.message = message
+        self.upnp_error = upnp_error
+
+
+class RecordingController:
+    """Records commands; answers from a table."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
+
+    def execute(self, speaker_id: str, command: str, args: dict[str, Any]) -> Deferred[Any]:
+        self.calls.append((speaker_id, command, dict(args)))
+        if command == "explode":
+            return fail(ControlError("speaker_error", 502, "UPnP error 701", 701))
+        return succeed({"volume": args.get("volume", 0)})
+
+
+class FramingTests(SynchronousTestCase):
+    def test_text_frame_matches_autobahn(self) -> None:
+        """A frame is what autobahn prepares for an unmasked text message, at every length."""
+        for length in (0, 1, 125, 126, 65_535, 65_536, 70_000):
+            payload = b"x" * length
+            expected = PreparedMessage(payload, False, False, True).payloadHybi
+            self.assertEqual(text_frame(payload), expected, length)
+
+
+class WebSocketTests(TestCase):
+    timeout = 30
+
+    def setUp(self) -> None:
+        self.hub = Hub(reactor, replay=50)
+        self.state = household()
+        self.hub.set_snapshot_provider(self.state.snapshot)
+
+    async def test_snapshot_then_messages(self) -> None:
+        """A client gets the snapshot stamped with last_id, then each later message once."""
+        publish(self.hub, 2)
+        _, host, port = await start_api(self, self.hub, self.state)
+        client = await connect_ws(self, host, port)
+        await wait(lambda: len(client.messages) == 1, "snapshot")
+        snapshot = client.messages[0]
+        self.assertEqual(snapshot["type"], "snapshot")
+        self.assertEqual(snapshot["last_id"], 2)
+        self.assertEqual(
+            [s["uid"] for s in snapshot["speakers"]], sorted([KITCHEN.uid, OFFICE.uid])
+        )
+        ids = publish(self.hub, 3)
+        await wait(lambda: len(client.events()) == 3, "three events")
+        self.assertEqual([m["id"] for m in client.events()], ids)
+
+    async def test_resume_without_loss_or_duplicate(self) -> None:
+        """A reconnect with last_id gets exactly the messages it missed, no snapshot."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        first = await connect_ws(self, host, port)
+        publish(self.hub, 3)
+        await wait(lambda: len(first.events()) == 3, "three events")
+        last_seen = first.events()[-1]["id"]
+        first.dropConnection(abort=True)
+        await first.closed
+        missed = publish(self.hub, 4)
+        second = await connect_ws(self, host, port, f"last_id={last_seen}")
+        await wait(lambda: len(second.messages) == 4, "the missed messages")
+        later = publish(self.hub, 1)
+        await wait(lambda: len(second.messages) == 5, "the live message")
+        self.assertEqual([m["id"] for m in second.messages], missed + later)
+        self.assertNotIn("snapshot", [m["type"] for m in second.messages])
+
+    async def test_resume_too_old_resets(self) -> None:
+        """A last_id older than the ring (or from the future) gets reset, then a snapshot."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        publish(self.hub, 60)
+        for last_id in (3, 999):
+            client = await connect_ws(self, host, port, f"last_id={last_id}")
+            await wait(lambda c=client: len(c.messages) == 2, "reset and snapshot")
+            self.assertEqual([m["type"] for m in client.messages], ["reset", "snapshot"])
+            self.assertIn(str(last_id), client.messages[0]["reason"])
+            self.assertEqual(client.messages[1]["last_id"], 60)
+
+    async def test_filters_at_connect_and_on_the_socket(self) -> None:
+        """Query filters apply from the start; a filter op replaces them."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        client = await connect_ws(self, host, port, "rooms=office")
+        publish(self.hub, 2, KITCHEN)
+        office = publish(self.hub, 1, OFFICE)
+        await wait(lambda: len(client.events()) == 1, "the office event")
+        self.assertEqual([m["id"] for m in client.events()], office)
+        client.send({"op": "filter", "id": 7, "speakers": [KITCHEN.uid]})
+        await wait(lambda: client.messages[-1]["type"] == "filter", "the acknowledgement")
+        self.assertEqual(
+            client.messages[-1], {"type": "filter", "id": 7, "filter": {"speakers": [KITCHEN.uid]}}
+        )
+        publish(self.hub, 1, OFFICE)
+        kitchen = publish(self.hub, 1, KITCHEN)
+        await wait(lambda: len(client.events()) == 2, "the kitchen event")
+        self.assertEqual(client.events()[-1]["id"], kitchen[0])
+
+    async def test_bad_filter_op(self) -> None:
+        """A malformed filter op is answered with an error and changes nothing."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        client = await connect_ws(self, host, port)
+        client.send({"op": "filter", "id": 1, "roms": ["Kitchen"]})
+        client.sendMessage(b"not json")
+        client.send({"op": "dance", "id": 2})
+        await wait(lambda: len(client.messages) == 4, "three errors")
+        codes = [(m["id"], m["error"]["code"]) for m in client.messages[1:]]
+        self.assertEqual(codes, [(1, "bad_filter"), (None, "bad_request"), (2, "bad_request")])
+
+    async def test_commands(self) -> None:
+        """A command op calls controller.execute and answers result or error by id."""
+        controller = RecordingController()
+        _, host, port = await start_api(
+            self, self.hub, self.state, controller, tokens=(READER, ADMIN)
+        )
+        client = await connect_ws(self, host, port, "access_token=admin-secret")
+        client.send(
+            {
+                "op": "command",
+                "id": "a",
+                "speaker": "Kitchen",
+                "command": "volume",
+                "args": {"volume": 20},
+            }
+        )
+        client.send({"op": "command", "id": "b", "speaker": "Kitchen", "command": "explode"})
+        client.send({"op": "command", "id": "c", "speaker": 3, "command": "x"})
+        await wait(lambda: len(client.messages) == 4, "three replies")
+        replies = {m["id"]: m for m in client.messages[1:]}
+        self.assertEqual(replies["a"], {"type": "result", "id": "a", "result": {"volume": 20}})
+        self.assertEqual(
+            replies["b"]["error"],
+            {"code": "speaker_error", "message": "UPnP error 701", "upnp_error": 701},
+        )
+        self.assertEqual(replies["c"]["error"]["code"], "bad_request")
+        self.assertEqual(
+            controller.calls, [("Kitchen", "volume", {"volume": 20}), ("Kitchen", "explode", {})]
+        )
+
+    async def test_command_needs_control_scope(self) -> None:
+        """A read token cannot run commands over the socket."""
+        controller = RecordingController()
+        _, host, port = await start_api(self, self.hub, self.state, controller, tokens=(READER,))
+        client = await connect_ws(self, host, port, headers={"Authorization": "Bearer read-secret"})
+        client.send({"op": "command", "id": 1, "speaker": "Kitchen", "command": "play"})
+        await wait(lambda: len(client.messages) == 2, "the refusal")
+        self.assertEqual(client.messages[1]["error"]["code"], "forbidden")
+        self.assertEqual(controller.calls, [])
+
+    async def test_commands_without_controller(self) -> None:
+        """Without a controller every command op is answered not_available."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        client = await connect_ws(self, host, port)
+        client.send({"op": "command", "id": 1, "speaker": "Kitchen", "command": "play"})
+        await wait(lambda: len(client.messages) == 2, "the refusal")
+        self.assertEqual(client.messages[1]["error"]["code"], "not_available")
+
+    async def test_missing_or_wrong_token(self) -> None:
+        """Without a valid token the upgrade is refused with 401 before any message."""
+        _, host, port = await start_api(self, self.hub, self.state, tokens=(READER,))
+        for credential in ("", "Authorization: Bearer nope\r\n"):
+            raw = RawClient(
+                (
+                    "GET /api/v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                    f"Sec-WebSocket-Version: 13\r\n{credential}\r\n"
+                ).encode()
+            )
+            await connect_raw(host, port, raw, self)
+            await wait(lambda r=raw: b"\r\n\r\n" in r.data and r.data.endswith(b"}"), "401")
+            self.assertTrue(raw.data.startswith(b"HTTP/1.1 401"))
+            self.assertIn(b"WWW-Authenticate: Bearer", raw.data)
+            self.assertNotIn(b"snapshot", raw.data)
+            self.assertNotIn(b"RINCON", raw.data)
+
+    async def test_cross_origin_refused(self) -> None:
+        """A browser page from another origin cannot open the socket."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        with self.assertRaises(ConnectionError):
+            await connect_ws(self, host, port, headers={"Origin": "http://evil.example"})
+
+    async def test_slow_client_is_disconnected_others_continue(self) -> None:
+        """A client that stops reading is closed with 1008; a reading client gets everything."""
+        service, host, port = await start_api(self, self.hub, self.state, client_buffer=4)
+        slow = await connect_ws(self, host, port)
+        fast = await connect_ws(self, host, port)
+        slow.transport.pauseProducing()  # stop reading: the server's buffers fill up
+        sent: list[int] = []
+        channel = service.websocket.channel
+        while _has_peer(channel, slow) and len(sent) < 3000:
+            sent += publish(self.hub, 1, pad=65536)
+            await _turn()
+        self.assertFalse(_has_peer(channel, slow))
+        await wait(lambda: len(fast.events()) == len(sent), "every message at the fast client")
+        self.assertEqual([m["id"] for m in fast.events()], sent)
+        slow.transport.resumeProducing()
+        code, reason = await slow.closed
+        self.assertEqual(code, 1008)
+        self.assertIn("too slow", reason or "")
+        self.assertEqual(service.metrics.slow.labels("websocket")._value.get(), 1)
+
+    async def test_one_turn_of_messages_of_every_size(self) -> None:
+        """Messages published in one turn (7-, 16- and 64-bit lengths) arrive intact, in order."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        clients = [await connect_ws(self, host, port) for _ in range(3)]
+        ids = [publish(self.hub, 1, pad=pad)[0] for pad in (0, 200, 70_000, 10, 0)]
+        for client in clients:
+            await wait(lambda c=client: len(c.events()) == len(ids), "every message")
+            self.assertEqual([m["id"] for m in client.events()], ids)
+            self.assertEqual(len(client.events()[2]["pad"]), 70_000)
+
+    async def test_after_autobahns_own_queued_writes(self) -> None:
+        """Frames follow whatever autobahn queued for delayed sending (here a ping)."""
+        service, host, port = await start_api(self, self.hub, self.state)
+        client = await connect_ws(self, host, port)
+        (peer,) = service.websocket.channel.clients
+        for _ in range(2):  # the first goes out at once, the second waits in send_queue
+            peer.sendData(bytes((0x89, 0)), sync=True)  # type: ignore[attr-defined]
+        self.assertTrue(peer.send_queue)  # type: ignore[attr-defined]
+        ids = publish(self.hub, 2)
+        service.websocket.channel.flush()  # written now, while the ping still waits
+        await wait(lambda: len(client.events()) == 2, "both messages")
+        self.assertEqual([m["id"] for m in client.events()], ids)
+        self.assertEqual(client.pings, 2)
+
+    async def test_nothing_after_the_close_frame(self) -> None:
+        """Once the server has sent its close frame, no message frame follows it."""
+        service, host, port = await start_api(self, self.hub, self.state)
+        client = await connect_ws(self, host, port)
+        (peer,) = service.websocket.channel.clients
+        peer.sendCloseFrame(code=1000)  # type: ignore[attr-defined]
+        publish(self.hub, 3)
+        code, _ = await client.closed
+        self.assertEqual(code, 1000)
+        self.assertEqual(client.events(), [])
+
+    async def test_keepalive_pings(self) -> None:
+        """The server pings (at least a second apart); a client that answers stays connected."""
+        service, host, port = await start_api(self, self.hub, self.state, heartbeat=0.01)
+        client = await connect_ws(self, host, port)
+        await wait(lambda: client.pings >= 2, "two pings")
+        self.assertEqual(len(service.websocket.channel.clients), 1)
+
+    async def test_stop_service_closes_clients(self) -> None:
+        """stopService closes every socket with 1001."""
+        service, host, port = await start_api(self, self.hub, self.state)
+        client = await connect_ws(self, host, port)
+        await service.stopService()
+        code, _ = await client.closed
+        self.assertEqual(code, 1001)
+
+    async def test_stop_service_aborts_a_client_that_does_not_close(self) -> None:
+        """A client that never answers the close frame is aborted once the grace period ends."""
+        service, host, port = await start_api(self, self.hub, self.state)
+        # No close handshake timeout of autobahn's own: only the service's grace ends it.
+        service.websocket.setProtocolOptions(closeHandshakeTimeout=0)
+        client = await connect_ws(self, host, port)
+        (peer,) = service.websocket.channel.clients
+        client.transport.pauseProducing()  # type: ignore[union-attr]
+        started = reactor.seconds()
+        await service.stopService()
+        await wait(lambda: peer.state == peer.STATE_CLOSED, "the server side closed")  # type: ignore[attr-defined]
+        # Once the service's grace (1 s) is over.
+        self.assertLess(reactor.seconds() - started, 3.0)
+        self.assertIsNone(self.successResultOf(peer.lost))  # type: ignore[attr-defined]
+        client.transport.resumeProducing()  # type: ignore[union-attr]
+        await client.closed
+
+
+def _has_peer(channel: Any, client: Any) -> bool:
+    """Whether the server still has a client for ``client``'s local address."""
+    mine = client.transport.getHost()
+    return any(
+        peer.transport is not None and peer.transport.getPeer() == mine for peer in channel.clients
+    )
+
+
+def _turn() -> Deferred[None]:
+    done: Deferred[None] = Deferred()
+    reactor.callLater(0, done.callback, None)
+    return done

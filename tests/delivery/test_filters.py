@@ -1,0 +1,141 @@
+"""Tests for sonosd.delivery.filters: one filter meaning for every channel."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sonosd.delivery.filters import Filter, FilterError
+from sonosd.delivery.hub import Message
+
+
+def message(
+    type: str = "event",
+    uid: str | None = "RINCON_A",
+    room: str | None = "Kitchen",
+    service: str | None = "AVTransport",
+) -> Message:
+    return Message(id=1, type=type, body={}, raw=b"{}", speaker_uid=uid, room=room, service=service)
+
+
+def test_empty_filter_matches_everything() -> None:
+    """An empty filter accepts every message, household-wide ones included."""
+    empty = Filter()
+    assert empty.is_empty
+    assert empty.matches(message())
+    assert empty.matches(message("topology.changed", None, None, None))
+
+
+def test_rooms_are_case_insensitive() -> None:
+    """A room filter compares room names without regard to case."""
+    kitchen = Filter(rooms=["kitchen"])
+    assert kitchen.matches(message(room="KITCHEN"))
+    assert not kitchen.matches(message(room="Office"))
+
+
+def test_speakers_match_uids_exactly() -> None:
+    """A speaker filter compares uids exactly."""
+    only_a = Filter(speakers=["RINCON_A"])
+    assert only_a.matches(message(uid="RINCON_A"))
+    assert not only_a.matches(message(uid="rincon_a"))
+
+
+def test_speakers_or_rooms() -> None:
+    """Speakers and rooms together accept a message named by either."""
+    both = Filter(speakers=["RINCON_B"], rooms=["Kitchen"])
+    assert both.matches(message(uid="RINCON_A", room="Kitchen"))
+    assert both.matches(message(uid="RINCON_B", room="Office"))
+    assert not both.matches(message(uid="RINCON_C", room="Office"))
+
+
+def test_services_and_types_must_both_match() -> None:
+    """Every non-empty dimension must accept the message."""
+    narrow = Filter(services=["renderingcontrol"], types=["event"])
+    assert narrow.matches(message(service="RenderingControl"))
+    assert not narrow.matches(message(service="AVTransport"))
+    assert not narrow.matches(message(type="events.gap", service="RenderingControl"))
+
+
+def test_missing_dimension_does_not_filter() -> None:
+    """A household-wide message passes room and service filters, but not a type filter."""
+    household = message("topology.changed", None, None, None)
+    assert Filter(rooms=["Kitchen"], services=["AVTransport"]).matches(household)
+    assert not Filter(types=["event"]).matches(household)
+
+
+def test_type_family() -> None:
+    """A type ending in .* accepts the whole family and nothing else."""
+    family = Filter(types=["speaker.*"])
+    assert family.matches(message("speaker.online"))
+    assert family.matches(message("speaker.offline"))
+    assert not family.matches(message("speakers"))
+    assert not family.matches(message("event"))
+
+
+def test_from_query_twisted_args() -> None:
+    """twisted.web's request.args (bytes) with aliases and commas become a filter."""
+    query = {
+        b"room": [b"Kitchen,Living Room"],
+        b"types": [b"event", b"speaker.*"],
+        b"access_token": [b"secret"],
+        b"last_id": [b"12"],
+    }
+    built = Filter.from_query(query)
+    assert built == Filter(rooms=["kitchen", "living room"], types=["event", "speaker.*"])
+
+
+def test_from_query_json_object() -> None:
+    """A JSON object with lists or single strings becomes a filter."""
+    built = Filter.from_query(
+        {"op": "filter", "id": 3, "speakers": "RINCON_A", "services": ["AVTransport"]},
+        strict=True,
+    )
+    assert built.to_json() == {"speakers": ["RINCON_A"], "services": ["avtransport"]}
+
+
+def test_from_query_strict_rejects_unknown_keys() -> None:
+    """In strict mode an unknown key is an error naming it."""
+    with pytest.raises(FilterError, match="roms"):
+        Filter.from_query({"roms": ["Kitchen"]}, strict=True)
+
+
+def test_from_query_rejects_non_strings() -> None:
+    """Values must be strings or lists of strings."""
+    with pytest.raises(FilterError, match="rooms"):
+        Filter.from_query({"rooms": 3})
+    with pytest.raises(FilterError, match="rooms"):
+        Filter.from_query({"rooms": ["Kitchen", 4]})
+
+
+names = st.text(alphabet=st.characters(blacklist_characters=","), min_size=1, max_size=12).filter(
+    lambda text: text.strip() == text
+)
+
+
+@given(rooms=st.lists(names, max_size=4), room=names)
+def test_room_filter_is_membership(rooms: list[str], room: str) -> None:
+    """A room filter from a JSON list accepts exactly the listed rooms (any case)."""
+    built = Filter.from_query({"rooms": rooms})
+    expected = not rooms or room.casefold() in {name.casefold() for name in rooms}
+    assert built.matches(message(room=room, uid="X")) == expected
+
+
+@given(st.dictionaries(st.text(max_size=8), st.one_of(st.text(), st.lists(st.text()))))
+def test_from_query_never_crashes(query: dict[str, object]) -> None:
+    """Arbitrary query mappings either build a filter or raise FilterError."""
+    try:
+        built = Filter.from_query(query)
+    except FilterError:
+        return
+    assert isinstance(built.to_json(), dict)
+
+
+@given(st.one_of(st.integers(), st.none(), st.dictionaries(st.text(), st.text())))
+def test_json_values_of_wrong_type(value: object) -> None:
+    """A filter value that is not a string or a list is rejected (None is empty)."""
+    if value is None:
+        assert Filter.from_query({"rooms": value}).is_empty
+        return
+    with pytest.raises(FilterError):
+        Filter.from_query({"rooms": value})

@@ -1,0 +1,347 @@
+"""Tests for sonosd.household.events: events and the supervisor's observations become schema-valid
+messages, and the household state follows them."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from soco.events_base import Event
+from twisted.internet.task import Clock
+
+from sonosd.delivery.hub import Hub, Message
+from sonosd.gena.eventxml import parse_event_xml
+from sonosd.household.events import EventProcessor, parse_seq
+from sonosd.household.state import HouseholdState, SpeakerRef
+from sonosd.household.topology import TopologyError
+from tests.paths import ROOT, SAMPLES
+
+SCHEMA = json.loads((ROOT / "sonosd" / "message.schema.json").read_text())
+VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+KITCHEN = SpeakerRef(uid="RINCON_K", name="Kitchen", host="127.0.0.2")
+OFFICE = SpeakerRef(uid="RINCON_O", name="Office", host="127.0.0.3")
+
+
+class Recorder:
+    """A sink that keeps every message it is given."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    def deliver(self, message: Message) -> None:
+        self.messages.append(message)
+
+    def types(self) -> list[str]:
+        return [message.type for message in self.messages]
+
+
+def setup() -> tuple[EventProcessor, Hub, Recorder, Clock]:
+    """A processor publishing into a real hub with a recording sink, on a fake clock."""
+    clock = Clock()
+    clock.advance(1_700_000_000)
+    hub = Hub(clock)
+    sink = Recorder()
+    hub.add_sink(sink)
+    return EventProcessor(hub, HouseholdState(), clock), hub, sink, clock
+
+
+def valid(body: Any) -> Any:
+    """``body`` after checking it against the message schema (and that it is JSON)."""
+    VALIDATOR.validate(json.loads(json.dumps(body)))
+    return body
+
+
+def event(variables: dict[str, Any], seq: str = "0") -> Event:
+    """A SoCo Event carrying ``variables``."""
+    return Event("uuid:RINCON_K_sub0000000001", seq, "service", 0.0, variables)
+
+
+def body_of(path: Path) -> bytes:
+    """The NOTIFY body in a sample file."""
+    raw = path.read_bytes()
+    if path.suffix == ".http":
+        raw = raw.split(b"\n\n", 1)[1] if b"\r\n\r\n" not in raw else raw.split(b"\r\n\r\n", 1)[1]
+    return raw
+
+
+def zgs(*groups: tuple[str, list[tuple[str, str, int]]]) -> str:
+    """A ZoneGroupState with ``(coordinator, [(uid, name, boot_seq)])`` groups."""
+    body = ""
+    for coordinator, members in groups:
+        body += f'<ZoneGroup Coordinator="{coordinator}" ID="{coordinator}:1">'
+        for uid, name, boot_seq in members:
+            body += (
+                f'<ZoneGroupMember UUID="{uid}" ZoneName="{name}" BootSeq="{boot_seq}" '
+                f'Location="http://127.0.0.9:1400/xml/device_description.xml"/>'
+            )
+        body += "</ZoneGroup>"
+    return f"<ZoneGroupState><ZoneGroups>{body}</ZoneGroups><VanishedDevices/></ZoneGroupState>"
+
+
+def test_schema_published_in_docs() -> None:
+    """docs/message.schema.json is the package's schema, byte for byte, and a valid schema."""
+    assert (ROOT / "docs" / "message.schema.json").read_bytes() == (
+        ROOT / "sonosd" / "message.schema.json"
+    ).read_bytes()
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+
+
+SAMPLE_FILES = sorted(SAMPLES.glob("events/*.xml")) + sorted(
+    SAMPLES.glob("gena_notify_raw/*_seq*.http")
+)
+
+
+@pytest.mark.parametrize("path", SAMPLE_FILES, ids=[p.name for p in SAMPLE_FILES])
+def test_every_sample_event_gives_a_valid_message(path: Path) -> None:
+    """Every real sample, parsed by our parser or SoCo's, gives a schema-valid event message."""
+    processor, _, sink, _ = setup()
+    service = path.name.split("_")[0] if "_seq" in path.name else "AVTransport"
+    message = processor.on_event(KITCHEN, service, event(parse_event_xml(body_of(path)), "3"))
+    assert valid(message.body)["type"] == "event"
+    assert message.body["seq"] == 3 and message.body["source"] == "notify"
+    assert message.event is not None
+    assert json.loads(message.raw) == message.body
+    for other in sink.messages:
+        valid(other.body)
+
+
+def test_event_message_shape() -> None:
+    """A RenderingControl event becomes DESIGN §5's message with typed variables, and the
+    speaker's state holds them."""
+    processor, _, sink, _ = setup()
+    body = (SAMPLES / "events/rendering-control_node-sonos-ts.xml").read_bytes()
+    message = processor.on_event(KITCHEN, "RenderingControl", event(parse_event_xml(body), "17"))
+    assert sink.messages == [message]
+    fields = valid(message.body)
+    assert fields["id"] == 1 and fields["time"].endswith("Z")
+    assert fields["speaker"] == {"uid": "RINCON_K", "name": "Kitchen", "host": "127.0.0.2"}
+    assert fields["service"] == "RenderingControl" and fields["seq"] == 17
+    assert isinstance(fields["variables"]["volume"]["Master"], int)
+    assert isinstance(fields["variables"]["mute"]["Master"], bool)
+    assert processor.state.variables("RINCON_K", "RenderingControl") == fields["variables"]
+    mark = processor.state.mark("RINCON_K", "RenderingControl")
+    assert mark is not None and mark.seq == 17 and mark.time == 1_700_000_000
+
+
+def test_partial_event_merges() -> None:
+    """A partial LastChange event is published as it came and updates only its keys."""
+    processor, _, sink, _ = setup()
+    full = {"volume": {"Master": "10", "LF": "100", "RF": "100"}, "bass": "0", "treble": "2"}
+    processor.on_event(KITCHEN, "RenderingControl", event(full, "0"))
+    processor.on_event(KITCHEN, "RenderingControl", event({"volume": {"Master": "11"}}, "1"))
+    assert sink.messages[-1].body["variables"] == {"volume": {"Master": 11}}
+    assert processor.state.variables("RINCON_K", "RenderingControl") == {
+        "volume": {"Master": 11, "LF": 100, "RF": 100},
+        "bass": 0,
+        "treble": 2,
+    }
+
+
+def test_events_variables_are_not_modified() -> None:
+    """The Event's variables (which SoCo may share between events) are left untouched."""
+    processor, _, _, _ = setup()
+    body = (SAMPLES / "events/avtransport_full_PLAYING_node-sonos-ts.xml").read_bytes()
+    variables = parse_event_xml(body)
+    before = copy.copy(variables)
+    processor.on_event(KITCHEN, "AVTransport", event(variables))
+    assert variables == before
+    assert set(variables) == set(before)
+
+
+def test_album_art_is_absolute() -> None:
+    """Relative album art in track metadata is made absolute with the speaker's address."""
+    processor, _, _, _ = setup()
+    body = (SAMPLES / "events/avtransport_lastchange_spotify_queue_jishi.xml").read_bytes()
+    message = processor.on_event(KITCHEN, "AVTransport", event(parse_event_xml(body)))
+    art = message.body["variables"]["current_track_meta_data"]["album_art_uri"]
+    assert art.startswith("http://127.0.0.2:1400/getaa?")
+
+
+def test_topology_changed_only_on_real_change() -> None:
+    """ZoneGroupTopology events publish topology.changed the first time and when groups
+    change, not when another speaker repeats the state nor when a speaker reboots."""
+    processor, _, sink, _ = setup()
+    observed: list[Any] = []
+    processor.state.add_topology_observer(lambda old, new: observed.append((old, new)))
+    alone = zgs(
+        ("RINCON_K", [("RINCON_K", "Kitchen", 1)]), ("RINCON_O", [("RINCON_O", "Office", 5)])
+    )
+    processor.on_event(KITCHEN, "ZoneGroupTopology", event({"zone_group_state": alone}))
+    assert sink.types() == ["event", "topology.changed"]
+    assert [g["coordinator"] for g in valid(sink.messages[1].body)["groups"]] == [
+        "RINCON_K",
+        "RINCON_O",
+    ]
+    event_variables = valid(sink.messages[0].body)["variables"]
+    assert event_variables["zone_group_state"]["groups"][0]["members"][0]["uid"] == "RINCON_K"
+
+    processor.on_event(OFFICE, "ZoneGroupTopology", event({"zone_group_state": alone}))
+    assert sink.types() == ["event", "topology.changed", "event"]
+
+    rebooted = zgs(
+        ("RINCON_K", [("RINCON_K", "Kitchen", 2)]), ("RINCON_O", [("RINCON_O", "Office", 5)])
+    )
+    processor.on_event(KITCHEN, "ZoneGroupTopology", event({"zone_group_state": rebooted}, "1"))
+    assert sink.types()[-1] == "event"
+    assert len(observed) == 2 and observed[1][1].member("RINCON_K").boot_seq == 2
+
+    grouped = zgs(("RINCON_K", [("RINCON_K", "Kitchen", 2), ("RINCON_O", "Office", 5)]))
+    processor.on_event(KITCHEN, "ZoneGroupTopology", event({"zone_group_state": grouped}, "2"))
+    assert sink.types()[-2:] == ["event", "topology.changed"]
+    changed = valid(sink.messages[-1].body)
+    assert "speaker" not in changed and "service" not in changed
+    assert [m["uid"] for m in changed["groups"][0]["members"]] == ["RINCON_K", "RINCON_O"]
+    assert processor.state.topology is not None
+    assert processor.state.topology.coordinator_of("RINCON_O") == "RINCON_K"
+
+
+def test_topology_not_stored_per_speaker_and_secrets_dropped() -> None:
+    """The ZoneGroupState is household state (not merged per speaker) and
+    ThirdPartyMediaServersX never reaches a message or the state."""
+    processor, _, sink, _ = setup()
+    variables = {
+        "zone_group_state": zgs(("RINCON_K", [("RINCON_K", "Kitchen", 1)])),
+        "third_party_media_servers_x": "[redacted]",
+        "zone_group_name": "Kitchen",
+    }
+    processor.on_event(KITCHEN, "ZoneGroupTopology", event(variables))
+    assert "third_party_media_servers_x" not in sink.messages[0].body["variables"]
+    assert b"redacted" not in sink.messages[0].raw
+    assert processor.state.variables("RINCON_K", "ZoneGroupTopology") == {
+        "zone_group_name": "Kitchen"
+    }
+
+
+def test_unparseable_zone_group_state_is_forwarded_as_text() -> None:
+    """A ZoneGroupState that cannot be parsed is logged and forwarded as its text."""
+    processor, _, sink, _ = setup()
+    processor.on_event(KITCHEN, "ZoneGroupTopology", event({"zone_group_state": "<Other/>"}))
+    assert sink.types() == ["event"]
+    assert sink.messages[0].body["variables"]["zone_group_state"] == "<Other/>"
+    assert processor.topology_errors == 1
+
+
+def test_on_state_publishes_only_changes() -> None:
+    """State read by control calls is published as a poll/resync event with only what
+    differs from the merged state, and not at all when nothing differs."""
+    processor, _, sink, _ = setup()
+    processor.on_event(KITCHEN, "RenderingControl", event({"volume": {"Master": "5"}, "bass": "0"}))
+    assert processor.on_state(KITCHEN, "RenderingControl", {"bass": "0"}) is None
+    message = processor.on_state(
+        KITCHEN, "RenderingControl", {"volume": {"Master": "7"}, "bass": "0"}, source="resync"
+    )
+    fields = valid(message.body)
+    assert (fields["source"], fields["seq"], fields["variables"]) == (
+        "resync",
+        None,
+        {"volume": {"Master": 7}},
+    )
+    mark = processor.state.mark("RINCON_K", "RenderingControl")
+    assert mark is not None and (mark.seq, mark.source) == (None, "resync")
+    assert len(sink.messages) == 2
+
+
+def test_on_state_topology() -> None:
+    """A ZoneGroupTopology state read updates the topology like an event."""
+    processor, _, sink, _ = setup()
+    document = zgs(("RINCON_K", [("RINCON_K", "Kitchen", 1)]))
+    message = processor.on_state(KITCHEN, "ZoneGroupTopology", {"zone_group_state": document})
+    assert valid(message.body)["variables"]["zone_group_state"]["groups"][0]["name"] == "Kitchen"
+    assert sink.types() == ["event", "topology.changed"]
+    assert processor.on_state(KITCHEN, "ZoneGroupTopology", {"zone_group_state": document}) is None
+
+
+def test_on_zone_group_state() -> None:
+    """A GetZoneGroupState result publishes topology.changed only when groups change."""
+    processor, _, sink, _ = setup()
+    document = (SAMPLES / "zgs/zgs_grouped_HT_satellite_vanished_fw94.1_rust-oto.xml").read_bytes()
+    message = processor.on_zone_group_state(document)
+    fields = valid(message.body)
+    assert fields["vanished"][0]["reason"] == "UNKNOWN"
+    assert processor.on_zone_group_state(document) is None
+    assert sink.types() == ["topology.changed"]
+    with pytest.raises(TopologyError):
+        processor.on_zone_group_state("<nope/>")
+
+
+def test_availability_messages_on_transitions_only() -> None:
+    """speaker.online/offline are published when the availability changes, with the reason."""
+    processor, _, sink, clock = setup()
+    first = processor.speaker_online(KITCHEN, "subscribed")
+    assert valid(first.body)["reason"] == "subscribed"
+    assert processor.speaker_online(KITCHEN, "renewed") is None
+    clock.advance(5)
+    offline = processor.speaker_offline(KITCHEN, "no answer")
+    assert valid(offline.body)["speaker"]["uid"] == "RINCON_K"
+    assert processor.speaker_offline(KITCHEN, "still no answer") is None
+    assert processor.state.availability("RINCON_K").since == 1_700_000_005
+    assert valid(processor.speaker_online(KITCHEN).body)["reason"] is None
+    assert sink.types() == ["speaker.online", "speaker.offline", "speaker.online"]
+
+
+def test_supervisor_messages() -> None:
+    """subscription.lost/restored and events.gap have their documented fields."""
+    processor, _, sink, _ = setup()
+    lost = valid(processor.subscription_lost(KITCHEN, "AVTransport", "412 on renewal").body)
+    assert (lost["service"], lost["reason"]) == ("AVTransport", "412 on renewal")
+    restored = valid(processor.subscription_restored(KITCHEN, "AVTransport").body)
+    assert restored["reason"] is None and restored["service"] == "AVTransport"
+    gap = valid(processor.events_gap(KITCHEN, "AVTransport", expected=4, got=7).body)
+    assert (gap["expected"], gap["got"], gap["missed"]) == (4, 7, 3)
+    assert valid(processor.events_gap(KITCHEN, "AVTransport", 9, 0).body)["missed"] == 0
+    assert sink.types() == [
+        "subscription.lost",
+        "subscription.restored",
+        "events.gap",
+        "events.gap",
+    ]
+
+
+def test_snapshot_is_schema_valid() -> None:
+    """The hub's snapshot of the household state validates against the schema."""
+    processor, hub, _, _ = setup()
+    hub.set_snapshot_provider(processor.state.snapshot)
+    assert valid(hub.snapshot())["speakers"] == []
+    body = (SAMPLES / "events/avtransport_full_PLAYING_node-sonos-ts.xml").read_bytes()
+    processor.on_event(KITCHEN, "AVTransport", event(parse_event_xml(body), "4"))
+    processor.on_zone_group_state(zgs(("RINCON_K", [("RINCON_K", "Kitchen", 1)])))
+    processor.speaker_offline(OFFICE, "unreachable")
+    snapshot = valid(hub.snapshot())
+    assert snapshot["last_id"] == 3
+    assert [speaker["name"] for speaker in snapshot["speakers"]] == ["Kitchen", "Office"]
+    assert snapshot["speakers"][1]["availability"]["status"] == "offline"
+
+
+def test_schema_rejects_wrong_messages() -> None:
+    """The schema is strict for known types and checks only the envelope of others."""
+    good = {"id": 1, "time": "2026-01-01T00:00:00.000Z", "type": "events.gap"}
+    with pytest.raises(jsonschema.ValidationError):
+        VALIDATOR.validate(good)
+    with pytest.raises(jsonschema.ValidationError):
+        VALIDATOR.validate({**good, "type": "event", "speaker": {}, "service": "x"})
+    VALIDATOR.validate({**good, "type": "control.result", "anything": 1})
+    with pytest.raises(jsonschema.ValidationError):
+        VALIDATOR.validate({"time": good["time"], "type": "control.result"})
+
+
+def test_parse_seq() -> None:
+    """SEQ headers become ints; junk becomes None."""
+    assert parse_seq("12") == 12
+    assert parse_seq(b"3") == 3
+    assert parse_seq(4) == 4
+    assert parse_seq("x") is None
+    assert parse_seq(None) is None
+    assert parse_seq(True) is None
+
+
+def test_default_clock() -> None:
+    """Without a clock the processor stamps state updates with the wall clock."""
+    hub = Hub(Clock())
+    processor = EventProcessor(hub, HouseholdState())
+    processor.on_event(KITCHEN, "RenderingControl", event({"bass": "1"}))
+    mark = processor.state.mark("RINCON_K", "RenderingControl")
+    assert mark is not None and mark.time > 1_600_000_000

@@ -1,0 +1,404 @@
+"""Integration tests: the supervisor against the simulated household, on loopback.
+
+Real parts throughout (SoCo in the thread pool, the GENA client, the NOTIFY listener, the
+event processor, the hub, the simulator's speakers on their own 127.A.B.x addresses), with
+short timeouts in the configuration to compress hours into seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+from twisted.internet import reactor as global_reactor
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import deferLater
+from twisted.logger import capturedLogs
+from twisted.trial.unittest import TestCase
+
+from sonosd.blocking import SocoRunner
+from sonosd.config import DEFAULT_SERVICES, Config, Device, SimulateConfig, SubscriptionConfig
+from sonosd.delivery.hub import Hub, Message
+from sonosd.gena.listener import NotifyListener
+from sonosd.household.events import EventProcessor
+from sonosd.household.state import HouseholdState
+from sonosd.household.supervisor import HouseholdSupervisor, build_household, identify
+from sonosd.sim.household import Speaker
+from sonosd.sim.service import HouseholdService
+from tests.conftest import free_loopback_base
+from tests.daemon_helpers import Recorder
+
+reactor: Any = global_reactor
+
+FAST = SubscriptionConfig(
+    timeout=3600,
+    request_timeout=2.0,
+    backoff_initial=0.2,
+    backoff_max=0.5,
+    no_event_grace=3.0,
+    poll_interval=1.0,
+    availability_interval=0.25,
+    silence_timeout=600.0,
+    shutdown_timeout=2.0,
+)
+
+
+class RecordingReader:
+    """A ``StateReader`` stand-in that records what it was asked to read."""
+
+    def __init__(self) -> None:
+        self.reads: list[tuple[str, str]] = []
+
+    def read(self, device: Any, service: str) -> Deferred[dict[str, Any]]:
+        self.reads.append((device.ip_address, service))
+        return succeed({})
+
+
+async def until(check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    """Wait (polling every 20 ms) until ``check()`` holds; fail after ``timeout`` seconds."""
+    deadline = reactor.seconds() + timeout
+    while not check():
+        if reactor.seconds() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        await deferLater(reactor, 0.02)
+
+
+@attrs.define
+class Rig:
+    sim: HouseholdService
+    household: HouseholdSupervisor
+    recorder: Recorder
+    reader: RecordingReader
+    state: HouseholdState
+    listener: NotifyListener
+
+    @property
+    def speakers(self) -> list[Speaker]:
+        return list(self.sim.household.speakers)
+
+    def sim_subscriptions(self, speaker: Speaker) -> list[dict[str, Any]]:
+        manager: Any = speaker.manager
+        return list(manager.subscriptions())
+
+    def faults(self, speaker: Speaker) -> Any:
+        manager: Any = speaker.manager
+        return manager.faults
+
+    def initial_events(self, uid: str, service: str) -> list[Message]:
+        return [m for m in self.recorder.of("event", uid, service) if m.body.get("seq") == 0]
+
+
+class SimTests(TestCase):
+    """The issue's checks, end to end."""
+
+    timeout = 60
+
+    async def rig(
+        self,
+        speakers: int = 2,
+        services: Sequence[str] = DEFAULT_SERVICES,
+        config: SubscriptionConfig = FAST,
+        before_start: Callable[[HouseholdService], None] | None = None,
+        advertise: str | None = None,
+    ) -> Rig:
+        base = free_loopback_base()
+        sim = HouseholdService(reactor, SimulateConfig(speakers=speakers, base_address=base))
+        sim.startService()
+        self.addCleanup(sim.stopService)
+        if before_start is not None:
+            before_start(sim)
+        runner = SocoRunner(reactor, threads=4, timeout=5.0)
+        runner.startService()
+        self.addCleanup(runner.stopService)
+        listener = NotifyListener(reactor, interface="127.0.0.1", port=0, advertise=advertise)
+        listener.startService()
+        self.addCleanup(listener.stopService)
+        hub = Hub(reactor)
+        recorder = Recorder()
+        hub.add_sink(recorder)
+        state = HouseholdState()
+        processor = EventProcessor(hub, state, reactor)
+        reader = RecordingReader()
+        household = build_household(
+            reactor,
+            Config(
+                path="test.yaml",
+                devices=tuple(Device(host=address) for address in sim.addresses),
+                services=tuple(services),
+                subscription=config,
+            ),
+            runner=runner,
+            processor=processor,
+            reader=reader,
+            listener=listener,
+            state=state,
+        )
+        household.startService()
+        self.addCleanup(household.stopService)
+        rig = Rig(sim, household, recorder, reader, state, listener)
+        return rig
+
+    async def settled(self, rig: Rig, services: Sequence[str] = DEFAULT_SERVICES) -> None:
+        """Wait until every speaker's every service delivered its initial event."""
+        await until(
+            lambda: all(
+                rig.initial_events(s.uid, service) for s in rig.speakers for service in services
+            ),
+            "the initial event of every service",
+        )
+
+    async def test_initial_state_for_every_service(self) -> None:
+        """Every service of every speaker delivers its initial full state (SEQ 0) once."""
+        rig = await self.rig()
+        await self.settled(rig)
+        for speaker in rig.speakers:
+            for service in DEFAULT_SERVICES:
+                self.assertEqual(len(rig.initial_events(speaker.uid, service)), 1, service)
+            self.assertEqual(len(rig.recorder.of("speaker.online", speaker.uid)), 1)
+            self.assertEqual(len(rig.sim_subscriptions(speaker)), len(DEFAULT_SERVICES))
+        self.assertEqual(rig.recorder.of("subscription.lost"), [])
+        self.assertEqual(rig.reader.reads, [])
+
+    async def test_change_reaches_hub(self) -> None:
+        """A volume change on a speaker arrives at the hub as a RenderingControl event."""
+        rig = await self.rig(services=("RenderingControl",))
+        await self.settled(rig, ("RenderingControl",))
+        speaker = rig.speakers[1]
+        speaker.set_volume(37)
+
+        def arrived() -> bool:
+            return any(
+                m.body["variables"].get("volume", {}).get("Master") == 37
+                for m in rig.recorder.of("event", speaker.uid, "RenderingControl")
+            )
+
+        await until(arrived, "the volume event")
+
+    async def test_reboot_resubscribes_and_resyncs_once(self) -> None:
+        """A reboot is noticed (BootSeq), every service is resubscribed once, state resent."""
+        rig = await self.rig()
+        await self.settled(rig)
+        speaker = rig.speakers[0]
+        old_sids = {s["sid"] for s in rig.sim_subscriptions(speaker)}
+        await speaker.reboot(downtime=0.3)
+        await until(
+            lambda: all(
+                len(rig.initial_events(speaker.uid, service)) == 2 for service in DEFAULT_SERVICES
+            ),
+            "a second initial event of every service",
+        )
+        await until(
+            lambda: (
+                len(rig.recorder.of("subscription.restored", speaker.uid)) == len(DEFAULT_SERVICES)
+            ),
+            "every subscription restored",
+        )
+        # Give any duplicate resubscription time to show itself.
+        await deferLater(reactor, 1.0)
+        for service in DEFAULT_SERVICES:
+            self.assertEqual(len(rig.initial_events(speaker.uid, service)), 2, service)
+            lost = rig.recorder.of("subscription.lost", speaker.uid, service)
+            self.assertEqual([m.body["reason"] for m in lost], ["reboot"])
+        # The speaker restarted its SID counter: the new SIDs may repeat the old ones, but the
+        # speaker holds exactly one subscription per service, the supervisor's.
+        live = {s["sid"] for s in rig.sim_subscriptions(speaker)}
+        supervised = rig.household.speaker(speaker.uid)
+        assert supervised is not None
+        ours = {sup.subscription.sid for sup in supervised.services.values() if sup.subscription}
+        self.assertEqual(len(live), len(DEFAULT_SERVICES))
+        self.assertEqual(ours, live)
+        self.assertEqual(len(old_sids), len(DEFAULT_SERVICES))
+        other = rig.speakers[1]
+        self.assertEqual(rig.recorder.of("subscription.lost", other.uid), [])
+
+    async def test_offline_then_back(self) -> None:
+        """A speaker that stops answering goes offline; when it answers again it is resubscribed."""
+        config = attrs.evolve(FAST, silence_timeout=0.5)
+        rig = await self.rig(services=("RenderingControl", "AVTransport"), config=config)
+        await self.settled(rig, ("RenderingControl", "AVTransport"))
+        speaker = rig.speakers[0]
+        await speaker.go_offline("refuse")
+        await until(lambda: rig.recorder.of("speaker.offline", speaker.uid), "speaker.offline")
+        offline = rig.recorder.of("speaker.offline", speaker.uid)
+        self.assertEqual(offline[0].body["reason"], "connection refused")
+        # "Offline for a minute", compressed: several backed-off pings go unanswered.
+        await deferLater(reactor, 1.5)
+        await speaker.come_online()
+        await until(
+            lambda: len(rig.recorder.of("speaker.online", speaker.uid)) == 2, "speaker.online"
+        )
+        await until(
+            lambda: len(rig.recorder.of("subscription.restored", speaker.uid)) == 2,
+            "both subscriptions restored",
+        )
+        live = rig.sim_subscriptions(speaker)
+        supervised = rig.household.speaker(speaker.uid)
+        assert supervised is not None
+        sids = {sup.subscription.sid for sup in supervised.services.values() if sup.subscription}
+        self.assertTrue(sids <= {s["sid"] for s in live})
+        self.assertEqual(len(rig.recorder.of("speaker.offline", speaker.uid)), 1)
+
+    async def test_subscribe_5xx_retried_with_backoff(self) -> None:
+        """SUBSCRIBE answered 503 is retried with backoff until it succeeds."""
+        rig_holder: list[HouseholdService] = []
+
+        def refuse(sim: HouseholdService) -> None:
+            rig_holder.append(sim)
+            manager: Any = sim.household.speakers[0].manager
+            manager.faults.subscribe_status = 503
+
+        rig = await self.rig(services=("RenderingControl",), before_start=refuse)
+        speaker = rig.speakers[0]
+        supervised = rig.household.speakers()[0]
+        await until(lambda: supervised.services["RenderingControl"].failures >= 3, "3 failures")
+        lost = rig.recorder.of("subscription.lost", speaker.uid, "RenderingControl")
+        self.assertEqual([m.body["reason"] for m in lost], ["HTTP 503"])
+        rig.faults(speaker).subscribe_status = None
+        await until(
+            lambda: rig.recorder.of("subscription.restored", speaker.uid), "subscription.restored"
+        )
+        await until(lambda: rig.initial_events(speaker.uid, "RenderingControl"), "initial event")
+
+    async def test_renewal_hang_times_out_and_resubscribes(self) -> None:
+        """A renewal that never answers times out; a fresh subscription replaces it."""
+        config = attrs.evolve(FAST, timeout=4, request_timeout=0.5)
+        rig = await self.rig(services=("RenderingControl",), config=config)
+        await self.settled(rig, ("RenderingControl",))
+        speaker = rig.speakers[0]
+        rig.faults(speaker).renew_hang = True
+        await until(
+            lambda: rig.recorder.of("subscription.lost", speaker.uid), "subscription.lost", 10
+        )
+        self.assertEqual(
+            rig.recorder.of("subscription.lost", speaker.uid)[0].body["reason"], "timeout"
+        )
+        await until(
+            lambda: rig.recorder.of("subscription.restored", speaker.uid), "subscription.restored"
+        )
+        self.assertTrue(rig.household.speakers()[0].online)
+
+    async def test_dropped_notify_is_a_gap_and_resynced(self) -> None:
+        """A NOTIFY lost on the way publishes events.gap and the state is read again."""
+        rig = await self.rig(services=("RenderingControl",))
+        await self.settled(rig, ("RenderingControl",))
+        speaker = rig.speakers[0]
+        rig.faults(speaker).drop_next = 1
+        speaker.set_volume(11)
+        speaker.set_volume(12)
+        await until(lambda: rig.recorder.of("events.gap", speaker.uid), "events.gap")
+        gap = rig.recorder.of("events.gap", speaker.uid)[0]
+        self.assertEqual((gap.body["expected"], gap.body["got"]), (1, 2))
+        await until(lambda: rig.reader.reads, "a resync read")
+        self.assertEqual(rig.reader.reads, [(speaker.address, "RenderingControl")])
+
+    async def test_stop_unsubscribes_everything(self) -> None:
+        """stopService leaves no subscription at the simulator, within the bound."""
+        rig = await self.rig()
+        await self.settled(rig)
+        await rig.household.stopService()
+        for speaker in rig.speakers:
+            self.assertEqual(rig.sim_subscriptions(speaker), [])
+
+    async def test_stop_with_hanging_speaker_is_bounded(self) -> None:
+        """stopService fires even when a speaker accepts connections but never answers."""
+        rig = await self.rig(services=("RenderingControl", "AVTransport"))
+        await self.settled(rig, ("RenderingControl", "AVTransport"))
+        await rig.speakers[0].go_offline("hang")
+        stopping = rig.household.stopService()
+        stopping.addTimeout(FAST.shutdown_timeout + 2.0, reactor)
+        await stopping
+        self.assertEqual(rig.sim_subscriptions(rig.speakers[1]), [])
+
+    async def test_unreachable_callback_falls_back_to_polling(self) -> None:
+        """When NOTIFYs cannot reach sonosd it polls and says why, once, naming the URL."""
+        config = attrs.evolve(FAST, no_event_grace=0.5, poll_interval=0.3)
+        nowhere = free_loopback_base(count=1)
+        with capturedLogs() as events:
+            rig = await self.rig(
+                services=("RenderingControl", "AVTransport"), config=config, advertise=nowhere
+            )
+            await until(lambda: len(rig.reader.reads) >= 8, "several polls")
+        url = rig.listener.callback_url(rig.speakers[0].address)
+        self.assertIn(nowhere, url)
+        lines = [e for e in events if "listener.advertise" in e.get("log_format", "")]
+        self.assertEqual(len(lines), 1)
+        self.assertEqual(lines[0]["url"], url)
+        self.assertEqual(
+            {service for _, service in rig.reader.reads}, {"RenderingControl", "AVTransport"}
+        )
+        for supervised in rig.household.speakers():
+            self.assertTrue(all(sup.polling for sup in supervised.services.values()))
+
+    async def test_address_change_followed(self) -> None:
+        """A speaker that moves to a new address is followed there and resubscribed."""
+        rig = await self.rig(services=("RenderingControl", "ZoneGroupTopology"))
+        await self.settled(rig, ("RenderingControl", "ZoneGroupTopology"))
+        speaker = rig.speakers[0]
+        prefix = speaker.address.rsplit(".", 1)[0]
+        new_address = f"{prefix}.4"
+        await speaker.change_address(new_address)
+        supervised = rig.household.speaker(speaker.uid)
+        assert supervised is not None
+        await until(
+            lambda: supervised.ref is not None and supervised.ref.host == new_address, "the move"
+        )
+        await until(
+            lambda: len(rig.recorder.of("subscription.restored", speaker.uid)) == 2,
+            "both subscriptions restored at the new address",
+        )
+        lost = rig.recorder.of("subscription.lost", speaker.uid)
+        self.assertEqual({m.body["reason"] for m in lost}, {"address changed"})
+        speaker.set_volume(41)
+
+        def arrived() -> bool:
+            return any(
+                m.body["variables"].get("volume", {}).get("Master") == 41
+                and m.body["speaker"]["host"] == new_address
+                for m in rig.recorder.of("event", speaker.uid, "RenderingControl")
+            )
+
+        await until(arrived, "an event from the new address")
+
+    async def test_duplicate_notify_dropped(self) -> None:
+        """A NOTIFY delivered twice reaches the hub once."""
+        rig = await self.rig(services=("RenderingControl",))
+        await self.settled(rig, ("RenderingControl",))
+        speaker = rig.speakers[0]
+        rig.faults(speaker).duplicate_next = 1
+        speaker.set_volume(21)
+        speaker.set_volume(22)
+
+        def seqs() -> list[Any]:
+            return [m.body["seq"] for m in rig.recorder.of("event", speaker.uid)]
+
+        await until(lambda: 2 in seqs(), "the second change")
+        supervised = rig.household.speaker(speaker.uid)
+        assert supervised is not None
+        await until(lambda: supervised.services["RenderingControl"].duplicates == 1, "the copy")
+        self.assertEqual(seqs(), [0, 1, 2])
+        self.assertEqual(rig.recorder.of("events.gap"), [])
+
+
+class IdentifyTests(TestCase):
+    timeout = 30
+
+    async def test_identify_needs_no_service_description(self) -> None:
+        """Identifying a (simulated) speaker with SoCo gives its uid, room and household
+        without SoCo downloading the DeviceProperties description."""
+        from soco import SoCo
+        from twisted.internet.threads import deferToThread
+
+        sim = HouseholdService(
+            global_reactor, SimulateConfig(speakers=1, base_address=free_loopback_base())
+        )
+        sim.startService()
+        self.addCleanup(sim.stopService)
+        [address] = sim.addresses
+        speaker = sim.household.speakers[0]
+        identity = await deferToThread(identify, SoCo, lambda host: host, address)
+        self.assertEqual(
+            (identity.uid, identity.name, identity.household_id),
+            (speaker.uid, speaker.name, sim.household.household_id),
+        )
+        self.assertIsNone(identity.device.deviceProperties._actions)

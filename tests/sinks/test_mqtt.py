@@ -1,0 +1,632 @@
+"""Tests for sonosd.sinks.mqtt against a real mosquitto broker started by each test."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.task import Clock, deferLater
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import LogEvent, globalLogPublisher
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from sonosd.config import MqttConfig
+from sonosd.delivery.hub import Hub
+from sonosd.sinks.mqtt import MqttSink
+from tests.conftest import free_loopback_base
+from tests.sinks.test_webhooks import make_ca_and_server
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+MOSQUITTO_SUB = shutil.which("mosquitto_sub") or "/usr/bin/mosquitto_sub"
+MOSQUITTO_PUB = shutil.which("mosquitto_pub") or "/usr/bin/mosquitto_pub"
+
+KITCHEN = {"uid": "RINCON_000E58A0123401400", "name": "Kitchen", "host": "127.0.0.2"}
+OFFICE = {"uid": "RINCON_000E58A0567801400", "name": "Office", "host": "127.0.0.3"}
+
+#: The longest any wait in these tests may take before the test fails.
+WAIT = 20.0
+
+
+class Broker:
+    """A mosquitto process on a private loopback address, without persistence."""
+
+    def __init__(self, reactor: Any, directory: str, tls: bool = False) -> None:
+        self.reactor = reactor
+        self.port = 8883 if tls else 1883
+        self.host = free_loopback_base(port=self.port, count=1)
+        self.config = os.path.join(directory, "mosquitto.conf")
+        self.ca_file: str | None = None
+        lines = [f"listener {self.port} {self.host}"]
+        if tls:
+            self.ca_file, key_pem, cert_pem = make_ca_and_server(directory, ip=self.host)
+            for name, data in (("server.key", key_pem), ("server.pem", cert_pem)):
+                with open(os.path.join(directory, name), "wb") as handle:
+                    handle.write(data)
+            # Started as root, mosquitto drops to its own user before reading these.
+            os.chmod(directory, 0o755)
+            for name in ("ca.pem", "server.key", "server.pem"):
+                os.chmod(os.path.join(directory, name), 0o644)
+            lines += [
+                f"cafile {self.ca_file}",
+                f"certfile {os.path.join(directory, 'server.pem')}",
+                f"keyfile {os.path.join(directory, 'server.key')}",
+            ]
+        lines += ["allow_anonymous true", "persistence false", "log_dest none"]
+        with open(self.config, "w") as handle:
+            handle.write("\n".join(lines) + "\n")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        self.process = subprocess.Popen(
+            [MOSQUITTO, "-c", self.config],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(int(WAIT / 0.05)):
+            if self.process.poll() is not None:
+                raise RuntimeError(f"mosquitto exited with {self.process.returncode}")
+            with socket.socket() as probe:
+                if probe.connect_ex((self.host, self.port)) == 0:
+                    return
+            await deferLater(self.reactor, 0.05)
+        raise RuntimeError("mosquitto did not start listening")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
+
+
+class Subscriber(ProcessProtocol):
+    """A ``mosquitto_sub`` process; each line is ``(retained, topic, payload)``."""
+
+    def __init__(self, reactor: Any, broker: Broker, topic: str) -> None:
+        self.lines: list[tuple[bool, str, str]] = []
+        self._buffer = b""
+        self._waiters: list[tuple[Callable[[], bool], Deferred[None]]] = []
+        self.ended: Deferred[None] = Deferred()
+        args = [
+            MOSQUITTO_SUB,
+            "-h",
+            broker.host,
+            "-p",
+            str(broker.port),
+            "-q",
+            "1",
+            "-t",
+            topic,
+            "-F",
+            "%r\t%t\t%p",
+        ]
+        if broker.ca_file is not None:
+            args += ["--cafile", broker.ca_file]
+        self.transport = reactor.spawnProcess(self, MOSQUITTO_SUB, args, env=os.environ)
+
+    def outReceived(self, data: bytes) -> None:
+        self._buffer += data
+        while b"\n" in self._buffer:
+            line, self._buffer = self._buffer.split(b"\n", 1)
+            retained, topic, payload = line.decode().split("\t", 2)
+            self.lines.append((retained == "1", topic, payload))
+        for predicate, d in list(self._waiters):
+            if predicate():
+                self._waiters.remove((predicate, d))
+                d.callback(None)
+
+    def processEnded(self, reason: Failure) -> None:
+        self.ended.callback(None)
+
+    def wait(self, predicate: Callable[[], bool], reactor: Any) -> Deferred[None]:
+        """Fire when ``predicate()`` holds for the lines received (fail after ``WAIT``)."""
+        d: Deferred[None] = Deferred()
+        if predicate():
+            d.callback(None)
+        else:
+            self._waiters.append((predicate, d))
+        return d.addTimeout(WAIT, reactor)
+
+    def payloads(self, topic: str) -> list[str]:
+        return [payload for _, t, payload in self.lines if t == topic]
+
+    def has(self, topic: str, count: int = 1) -> Callable[[], bool]:
+        return lambda: len(self.payloads(topic)) >= count
+
+    def stop(self) -> Deferred[None]:
+        if not self.ended.called:
+            self.transport.signalProcess("TERM")
+        return self.ended
+
+
+class FakeController:
+    """Records commands; answers from a table of results or exceptions."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
+        self.answers: dict[str, Any] = {}
+
+    def execute(
+        self, speaker_id: str, command: str, args: Mapping[str, Any]
+    ) -> Deferred[dict[str, Any]]:
+        self.calls.append((speaker_id, command, dict(args)))
+        answer = self.answers.get(command, {"done": command})
+        if isinstance(answer, Exception):
+            return fail(answer)
+        return succeed(answer)
+
+
+class ControlError(Exception):
+    """Shaped like sonosd.control.controller.ControlError."""
+
+    def __init__(self, code: str, status: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+        self.message = message
+        self.upnp_error = None
+
+
+class MqttBrokerTests(TestCase):
+    """The sink against a real broker, observed with mosquitto_sub."""
+
+    def setUp(self) -> None:
+        from twisted.internet import reactor
+
+        self.reactor: Any = reactor
+        self.directory = tempfile.mkdtemp(prefix="sonosd-mqtt-")
+        self.addCleanup(shutil.rmtree, self.directory)
+        self.broker = Broker(reactor, self.directory)
+        self.addCleanup(self.broker.stop)
+        self.pool = ThreadPool(1, 1, name="test-mqtt-connect")
+        self.pool.start()
+        self.addCleanup(self.pool.stop)
+        self.hub = Hub(reactor)
+        self.controller = FakeController()
+
+    def run_blocking(self, fn: Callable[[], Any]) -> Deferred[Any]:
+        return deferToThreadPool(self.reactor, self.pool, fn)
+
+    def make_sink(self, **kwargs: Any) -> MqttSink:
+        config = MqttConfig(
+            host=self.broker.host,
+            port=self.broker.port,
+            client_id=f"sonosd-test-{os.getpid()}",
+            homeassistant=kwargs.pop("homeassistant", False),
+        )
+        kwargs.setdefault("controller", self.controller)
+        kwargs.setdefault("backoff_initial", 0.1)
+        kwargs.setdefault("backoff_max", 0.5)
+        sink = MqttSink(self.reactor, config, self.run_blocking, **kwargs)
+        self.hub.add_sink(sink)
+        return sink
+
+    async def start(self, sink: MqttSink) -> None:
+        sink.startService()
+        self.addCleanup(lambda: sink.stopService() if sink.running else None)
+        await self.until(lambda: sink.connected)
+
+    async def until(self, predicate: Callable[[], bool]) -> None:
+        for _ in range(int(WAIT / 0.02)):
+            if predicate():
+                return
+            await deferLater(self.reactor, 0.02)
+        self.fail("condition not reached")
+
+    def subscriber(self, topic: str = "sonos/#") -> Subscriber:
+        sub = Subscriber(self.reactor, self.broker, topic)
+        self.addCleanup(sub.stop)
+        return sub
+
+    def publish_household(self) -> None:
+        hub = self.hub
+        hub.publish("speaker.online", {"reason": "subscribed"}, speaker=KITCHEN)
+        hub.publish(
+            "event",
+            {"seq": 0, "variables": {"volume": {"Master": 20}, "mute": {"Master": False}}},
+            speaker=KITCHEN,
+            service="RenderingControl",
+        )
+        hub.publish(
+            "event",
+            {"seq": 1, "variables": {"volume": {"Master": 25}}},
+            speaker=KITCHEN,
+            service="RenderingControl",
+        )
+        hub.publish(
+            "event",
+            {"seq": 0, "variables": {"transport_state": "PLAYING"}},
+            speaker=OFFICE,
+            service="AVTransport",
+        )
+        hub.publish("topology.changed", {"groups": [{"coordinator": KITCHEN["uid"]}]})
+
+    def state(self, sub: Subscriber, topic: str) -> dict[str, Any]:
+        return json.loads(sub.payloads(topic)[-1])  # type: ignore[no-any-return]
+
+    async def test_retained_state_and_availability(self) -> None:
+        """Merged state, availability and topology are retained for late subscribers."""
+        await self.broker.start()
+        sink = self.make_sink()
+        self.publish_household()
+        await self.start(sink)
+        topics = (
+            "sonos/Kitchen/state/RenderingControl",
+            "sonos/Office/state/AVTransport",
+            "sonos/Kitchen/availability",
+            "sonos/Office/availability",
+            "sonos/bridge/availability",
+            "sonos/bridge/topology",
+        )
+        first = self.subscriber()
+        await first.wait(lambda: all(first.payloads(t) for t in topics), self.reactor)
+        # A subscriber that comes later gets all of it from the broker, retained.
+        sub = self.subscriber()
+        await sub.wait(lambda: all(sub.payloads(t) for t in topics), self.reactor)
+        self.assertTrue(all(retained for retained, _, _ in sub.lines))
+        kitchen = self.state(sub, "sonos/Kitchen/state/RenderingControl")
+        self.assertEqual(
+            kitchen["variables"], {"volume": {"Master": 25}, "mute": {"Master": False}}
+        )
+        self.assertEqual(kitchen["speaker"]["uid"], KITCHEN["uid"])
+        self.assertEqual(kitchen["id"], 3)
+        self.assertEqual(sub.payloads("sonos/Kitchen/availability"), ["online"])
+        self.assertEqual(sub.payloads("sonos/Office/availability"), ["online"])
+        self.assertEqual(sub.payloads("sonos/bridge/availability"), ["online"])
+        topology = json.loads(sub.payloads("sonos/bridge/topology")[0])
+        self.assertEqual(topology["type"], "topology.changed")
+        # Events published before the first connection are not replayed, but counted.
+        self.assertEqual(sub.payloads("sonos/Kitchen/event/RenderingControl"), [])
+
+    async def test_events_live_and_not_retained(self) -> None:
+        """Each message is published once on its event topic, not retained, as sent."""
+        await self.broker.start()
+        sink = self.make_sink()
+        await self.start(sink)
+        sub = self.subscriber()
+        await sub.wait(sub.has("sonos/bridge/availability"), self.reactor)
+        self.publish_household()
+        self.hub.publish("speaker.offline", {"reason": "no answer"}, speaker=OFFICE)
+        await sub.wait(sub.has("sonos/Office/event/speaker.offline"), self.reactor)
+        events = sub.payloads("sonos/Kitchen/event/RenderingControl")
+        self.assertEqual([json.loads(p)["seq"] for p in events], [0, 1])
+        raw = [m.raw.decode() for m in self.hub.since(0) or [] if m.id in (2, 3)]
+        self.assertEqual(events, raw)
+        self.assertEqual(len(sub.payloads("sonos/bridge/event/topology.changed")), 1)
+        self.assertEqual(sub.payloads("sonos/Office/availability")[-1], "offline")
+        event_lines = [line for line in sub.lines if "/event/" in line[1]]
+        self.assertFalse(any(retained for retained, _, _ in event_lines))
+
+    async def test_broker_restart_republishes_retained_state(self) -> None:
+        """After the broker restarts (losing retained messages) the sink reconnects and
+        republishes them, and says how many events it could not publish meanwhile."""
+        logs: list[LogEvent] = []
+        globalLogPublisher.addObserver(logs.append)
+        self.addCleanup(globalLogPublisher.removeObserver, logs.append)
+        await self.broker.start()
+        sink = self.make_sink()
+        await self.start(sink)
+        self.publish_household()
+        self.broker.stop()
+        await self.until(lambda: not sink.connected)
+        self.hub.publish(
+            "event",
+            {"seq": 2, "variables": {"volume": {"Master": 30}}},
+            speaker=KITCHEN,
+            service="RenderingControl",
+        )
+        self.assertEqual(sink.missed, 1)
+        await self.broker.start()
+        await self.until(lambda: sink.connected)
+        self.assertEqual(sink.connects, 2)
+        sub = self.subscriber()
+        await sub.wait(
+            lambda: (
+                bool(sub.payloads("sonos/Kitchen/state/RenderingControl"))
+                and bool(sub.payloads("sonos/bridge/topology"))
+            ),
+            self.reactor,
+        )
+        kitchen = self.state(sub, "sonos/Kitchen/state/RenderingControl")
+        self.assertEqual(kitchen["variables"]["volume"], {"Master": 30})
+        self.assertEqual(sub.payloads("sonos/bridge/availability"), ["online"])
+        gaps = [e for e in logs if "not published while the broker" in e.get("log_format", "")]
+        self.assertEqual([e["count"] for e in gaps], [1])
+        self.assertEqual(sink.missed, 0)
+
+    async def test_stalled_broker_pauses_publishing_then_catches_up(self) -> None:
+        """A broker that stays connected but stops reading (here: SIGSTOP) does not make the
+        sink queue without bound: past max_unsent waiting messages it pauses, counts events as
+        missed, and once the broker reads again republishes the retained state and reports
+        the gap."""
+        logs: list[LogEvent] = []
+        globalLogPublisher.addObserver(logs.append)
+        self.addCleanup(globalLogPublisher.removeObserver, logs.append)
+        await self.broker.start()
+        sink = self.make_sink(max_unsent=20)
+        await self.start(sink)
+        self.publish_household()
+        process = self.broker.process
+        assert process is not None
+        process.send_signal(signal.SIGSTOP)
+        self.addCleanup(lambda: process.poll() is None and process.send_signal(signal.SIGCONT))
+        pad = "x" * 200_000
+        for seq in range(2, 400):
+            self.hub.publish(
+                "event",
+                {"seq": seq, "variables": {"pad": pad}},
+                speaker=KITCHEN,
+                service="Queue",
+            )
+            await deferLater(self.reactor, 0)
+            if sink.missed >= 3:
+                break
+        self.assertTrue(sink.stalled)
+        self.assertGreaterEqual(sink.missed, 3)
+        self.hub.publish(
+            "event",
+            {"seq": 400, "variables": {"volume": {"Master": 33}}},
+            speaker=KITCHEN,
+            service="RenderingControl",
+        )
+        process.send_signal(signal.SIGCONT)
+        await self.until(lambda: not sink.stalled and sink.missed == 0)
+        self.assertTrue(sink.connected)
+        sub = self.subscriber()
+        await sub.wait(sub.has("sonos/Kitchen/state/RenderingControl"), self.reactor)
+        kitchen = self.state(sub, "sonos/Kitchen/state/RenderingControl")
+        self.assertEqual(kitchen["variables"]["volume"], {"Master": 33})
+        gaps = [e for e in logs if "not published while the broker" in e.get("log_format", "")]
+        self.assertEqual(len(gaps), 1)
+        self.assertGreaterEqual(gaps[0]["count"], 4)
+
+    async def test_last_will_marks_bridge_offline(self) -> None:
+        """A connection that dies without DISCONNECT makes the broker publish the last will."""
+        await self.broker.start()
+        sink = self.make_sink(backoff_initial=3600.0, backoff_max=3600.0)
+        await self.start(sink)
+        sock = sink._client.socket()
+        assert sock is not None
+        sock.shutdown(socket.SHUT_RDWR)
+        await self.until(lambda: not sink.connected)
+        sub = self.subscriber("sonos/bridge/availability")
+        await sub.wait(sub.has("sonos/bridge/availability"), self.reactor)
+        self.assertEqual(sub.payloads("sonos/bridge/availability"), ["offline"])
+
+    async def test_clean_stop_publishes_offline(self) -> None:
+        """stopService publishes ``offline`` for the bridge and disconnects."""
+        await self.broker.start()
+        sink = self.make_sink()
+        await self.start(sink)
+        await sink.stopService()
+        self.assertFalse(sink.connected)
+        sub = self.subscriber("sonos/bridge/availability")
+        await sub.wait(sub.has("sonos/bridge/availability"), self.reactor)
+        self.assertEqual(sub.payloads("sonos/bridge/availability"), ["offline"])
+
+    async def pub(self, topic: str, payload: str, *extra: str) -> None:
+        args = [MOSQUITTO_PUB, "-h", self.broker.host, "-p", str(self.broker.port)]
+        args += ["-q", "1", "-t", topic, "-m", payload, *extra]
+        done: Deferred[None] = Deferred()
+
+        class Ended(ProcessProtocol):
+            def processEnded(self, reason: Failure) -> None:
+                done.callback(None)
+
+        self.reactor.spawnProcess(Ended(), MOSQUITTO_PUB, args, env=os.environ)
+        await done.addTimeout(WAIT, self.reactor)
+
+    async def test_command_topic_runs_controller(self) -> None:
+        """A command published on ``<room>/cmd/<command>`` runs the controller with the
+        speaker's uid and answers on ``.../result``."""
+        await self.broker.start()
+        sink = self.make_sink()
+        self.publish_household()
+        await self.start(sink)
+        self.controller.answers["volume"] = {"volume": 12}
+        self.controller.answers["play"] = ControlError("offline", 503, "speaker is offline")
+        sub = self.subscriber("sonos/+/cmd/#")
+        await self.pub("sonos/Kitchen/cmd/volume", '{"volume": 12, "request_id": "r1"}')
+        await self.pub("sonos/Office/cmd/play", "")
+        await self.pub("sonos/Kitchen/cmd/mute", "[1, 2]")
+        await sub.wait(
+            lambda: all(
+                sub.payloads(f"sonos/{room}/cmd/{command}/result")
+                for room, command in (
+                    ("Kitchen", "volume"),
+                    ("Office", "play"),
+                    ("Kitchen", "mute"),
+                )
+            ),
+            self.reactor,
+        )
+        self.assertEqual(
+            self.controller.calls,
+            [(KITCHEN["uid"], "volume", {"volume": 12}), (OFFICE["uid"], "play", {})],
+        )
+        volume = json.loads(sub.payloads("sonos/Kitchen/cmd/volume/result")[0])
+        self.assertEqual(volume, {"ok": True, "result": {"volume": 12}, "request_id": "r1"})
+        play = json.loads(sub.payloads("sonos/Office/cmd/play/result")[0])
+        self.assertEqual(
+            (play["ok"], play["status"], play["error"]["code"]), (False, 503, "offline")
+        )
+        mute = json.loads(sub.payloads("sonos/Kitchen/cmd/mute/result")[0])
+        self.assertEqual((mute["ok"], mute["error"]["code"]), (False, "bad_request"))
+
+    async def test_retained_command_not_run_again(self) -> None:
+        """A command left retained on the broker is not run again when the sink reconnects
+        (nor at start: a stale command never runs)."""
+        await self.broker.start()
+        await self.pub("sonos/Kitchen/cmd/previous", "{}", "-r")
+        sink = self.make_sink()
+        await self.start(sink)
+        # Live subscribers see a retained publish without the flag: it runs once.
+        await self.pub("sonos/Kitchen/cmd/play", "{}", "-r")
+        await self.until(lambda: len(self.controller.calls) >= 1)
+        self.broker.stop()
+        await self.until(lambda: not sink.connected)
+        await self.broker.start()
+        await self.until(lambda: sink.connected)
+        await self.pub("sonos/Kitchen/cmd/next", "{}")
+        await self.until(lambda: len(self.controller.calls) >= 2)
+        self.assertEqual([c[1] for c in self.controller.calls], ["play", "next"])
+
+    async def test_room_collision_and_rename(self) -> None:
+        """A second speaker with a taken room name uses its uid; a renamed room moves its
+        retained topics and clears the old ones."""
+        await self.broker.start()
+        sink = self.make_sink()
+        await self.start(sink)
+        twin = {"uid": "RINCON_000E58A0999901400", "name": "Kitchen", "host": "127.0.0.4"}
+        rc = {"seq": 0, "variables": {"volume": {"Master": 1}}}
+        self.hub.publish("event", rc, speaker=KITCHEN, service="RenderingControl")
+        self.hub.publish("event", rc, speaker=twin, service="RenderingControl")
+        renamed = dict(KITCHEN, name="Cuisine")
+        self.hub.publish("event", rc, speaker=renamed, service="RenderingControl")
+        first = self.subscriber()
+        await first.wait(first.has("sonos/Cuisine/state/RenderingControl"), self.reactor)
+        sub = self.subscriber()
+        await sub.wait(
+            lambda: (
+                bool(sub.payloads("sonos/Cuisine/state/RenderingControl"))
+                and bool(sub.payloads(f"sonos/{twin['uid']}/state/RenderingControl"))
+            ),
+            self.reactor,
+        )
+        self.assertEqual(sub.payloads("sonos/Kitchen/state/RenderingControl"), [])
+        self.assertEqual(sub.payloads("sonos/Cuisine/availability"), ["online"])
+
+    async def test_home_assistant_discovery(self) -> None:
+        """With Home Assistant enabled, each speaker's entities are announced, retained."""
+        await self.broker.start()
+        sink = self.make_sink(homeassistant=True)
+        self.publish_household()
+        await self.start(sink)
+        sub = self.subscriber("homeassistant/#")
+        node = "sonosd_" + KITCHEN["uid"]
+        volume_topic = f"homeassistant/sensor/{node}/volume/config"
+        await sub.wait(
+            lambda: (
+                bool(sub.payloads(volume_topic))
+                and bool(sub.payloads(f"homeassistant/button/{node}/play/config"))
+                and bool(
+                    sub.payloads("homeassistant/binary_sensor/sonosd_bridge/connectivity/config")
+                )
+            ),
+            self.reactor,
+        )
+        volume = json.loads(sub.payloads(volume_topic)[0])
+        self.assertEqual(volume["state_topic"], "sonos/Kitchen/state/RenderingControl")
+        self.assertEqual(volume["device"]["name"], "Kitchen")
+        self.assertEqual(
+            [a["topic"] for a in volume["availability"]],
+            ["sonos/bridge/availability", "sonos/Kitchen/availability"],
+        )
+
+
+class MqttTlsTests(TestCase):
+    """TLS to the broker, verified against a private CA, with the socket in the reactor."""
+
+    async def test_tls_connection(self) -> None:
+        """The sink connects over TLS (CA and host name checked) and its state is retained."""
+        from twisted.internet import reactor
+
+        directory = tempfile.mkdtemp(prefix="sonosd-mqtt-tls-")
+        self.addCleanup(shutil.rmtree, directory)
+        broker = Broker(reactor, directory, tls=True)
+        self.addCleanup(broker.stop)
+        await broker.start()
+        pool = ThreadPool(1, 1, name="test-mqtt-tls")
+        pool.start()
+        self.addCleanup(pool.stop)
+        config = MqttConfig(
+            host=broker.host, port=broker.port, tls=True, ca_file=broker.ca_file, client_id="tls"
+        )
+        sink = MqttSink(
+            reactor,  # type: ignore[arg-type]
+            config,
+            lambda fn: deferToThreadPool(reactor, pool, fn),  # type: ignore[arg-type]
+        )
+        hub = Hub(reactor)  # type: ignore[arg-type]
+        hub.add_sink(sink)
+        sink.startService()
+        self.addCleanup(lambda: sink.stopService() if sink.running else None)
+        for n in range(50):
+            hub.publish(
+                "event",
+                {"seq": n, "variables": {"volume": {"Master": n}}},
+                speaker=KITCHEN,
+                service="RenderingControl",
+            )
+        sub = Subscriber(reactor, broker, "sonos/#")
+        self.addCleanup(sub.stop)
+        topic = "sonos/Kitchen/state/RenderingControl"
+        await sub.wait(
+            lambda: any(
+                json.loads(p)["variables"]["volume"]["Master"] == 49 for p in sub.payloads(topic)
+            ),
+            reactor,
+        )
+        self.assertTrue(sink.connected)
+        await sink.stopService()
+
+
+class ConnectRetryTests(SynchronousTestCase):
+    """Reconnection timing, with a Clock and a connect that always fails."""
+
+    def test_backoff_while_broker_unreachable(self) -> None:
+        """Failed connects are retried after growing, jittered, capped delays."""
+        clock = Clock()
+        attempts: list[float] = []
+
+        def run_blocking(fn: Callable[[], Any]) -> Deferred[Any]:
+            attempts.append(clock.seconds())
+            return fail(ConnectionRefusedError())
+
+        sink = MqttSink(
+            clock,  # type: ignore[arg-type]
+            MqttConfig(host="127.0.0.1", port=1),
+            run_blocking,
+            backoff_initial=1.0,
+            backoff_max=8.0,
+            random=lambda: 1.0,
+        )
+        sink.startService()
+        clock.pump([0.5] * 60)
+        gaps = [b - a for a, b in itertools.pairwise(attempts)]
+        self.assertEqual(gaps[:5], [1.0, 2.0, 4.0, 8.0, 8.0])
+        self.successResultOf(sink.stopService())
+        count = len(attempts)
+        clock.pump([1.0] * 30)
+        self.assertEqual(len(attempts), count)
+
+    def test_messages_while_never_connected_are_counted(self) -> None:
+        """Events that cannot be published are counted, and state is kept for later."""
+        clock = Clock()
+        sink = MqttSink(
+            clock,  # type: ignore[arg-type]
+            MqttConfig(),
+            lambda fn: Deferred(),
+        )
+        hub = Hub(clock)
+        hub.add_sink(sink)
+        hub.publish(
+            "event",
+            {"variables": {"volume": {"Master": 5}}},
+            speaker=KITCHEN,
+            service="RenderingControl",
+        )
+        self.assertEqual(sink.missed, 1)
+        self.assertFalse(sink.connected)

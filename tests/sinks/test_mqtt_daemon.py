@@ -1,0 +1,100 @@
+"""End-to-end test of MQTT commands: the whole daemon, its simulated household and a real
+mosquitto broker on a private loopback address, driven with ``mosquitto_pub``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import ProcessProtocol
+from twisted.python.failure import Failure
+from twisted.trial.unittest import TestCase
+
+from tests.control.test_controller_daemon import start_daemon
+from tests.daemon_helpers import reactor
+from tests.sinks.test_mqtt import MOSQUITTO_PUB, WAIT, Broker, Subscriber
+
+
+class _Ended(ProcessProtocol):
+    def __init__(self) -> None:
+        self.done: Deferred[None] = Deferred()
+
+    def processEnded(self, reason: Failure) -> None:
+        self.done.callback(None)
+
+
+async def publish(broker: Broker, topic: str, payload: str) -> None:
+    """Publish ``payload`` (not retained) on ``topic`` with ``mosquitto_pub``."""
+    args = [MOSQUITTO_PUB, "-h", broker.host, "-p", str(broker.port), "-q", "1"]
+    args += ["-t", topic, "-m", payload]
+    ended = _Ended()
+    reactor.spawnProcess(ended, MOSQUITTO_PUB, args, env=os.environ)
+    await ended.done.addTimeout(WAIT, reactor)
+
+
+def master_volume(payload: str) -> Any:
+    """The master volume of a RenderingControl state or event payload."""
+    return (json.loads(payload).get("variables", {}).get("volume") or {}).get("Master")
+
+
+def carries_volume(sub: Subscriber, topic: str, volume: int) -> Callable[[], bool]:
+    """Whether ``sub`` received a payload on ``topic`` with master volume ``volume``."""
+    return lambda: volume in [master_volume(payload) for payload in sub.payloads(topic)]
+
+
+class MqttDaemonTests(TestCase):
+    """Commands published to the broker run on the simulated speakers."""
+
+    timeout = 60
+
+    async def test_volume_command(self) -> None:
+        """``sonos/Kitchen/cmd/volume`` sets the simulated volume, the change reaches the
+        state and event topics, and results and errors are published on ``.../result``."""
+        directory = tempfile.mkdtemp(prefix="sonosd-mqtt-daemon-")
+        self.addCleanup(shutil.rmtree, directory)
+        broker = Broker(reactor, directory)
+        self.addCleanup(broker.stop)
+        await broker.start()
+        sub = Subscriber(reactor, broker, "sonos/#")
+        self.addCleanup(sub.stop)
+        mqtt = {"host": broker.host, "port": broker.port, "client_id": f"sonosd-{os.getpid()}"}
+        daemon = await start_daemon(self, sinks={"mqtt": mqtt})
+        kitchen = daemon.speaker(0)
+        # The sink subscribes to the command topics before it publishes its availability.
+        await sub.wait(lambda: "online" in sub.payloads("sonos/bridge/availability"), reactor)
+
+        await publish(broker, "sonos/Kitchen/cmd/volume", '{"volume": 27, "request_id": "r1"}')
+        result = "sonos/Kitchen/cmd/volume/result"
+        await sub.wait(sub.has(result), reactor)
+        self.assertEqual(
+            json.loads(sub.payloads(result)[0]),
+            {"ok": True, "result": {"volume": 27}, "request_id": "r1"},
+        )
+        self.assertEqual(kitchen.rendering.volume, 27)
+        for topic in (
+            "sonos/Kitchen/event/RenderingControl",
+            "sonos/Kitchen/state/RenderingControl",
+        ):
+            await sub.wait(carries_volume(sub, topic, 27), reactor)
+
+        await publish(broker, "sonos/Kitchen/cmd/volume", '{"volume": 101}')
+        await publish(broker, "sonos/Attic/cmd/play", "")
+        await sub.wait(sub.has(result, 2), reactor)
+        await sub.wait(sub.has("sonos/Attic/cmd/play/result"), reactor)
+        refused = json.loads(sub.payloads(result)[1])
+        self.assertEqual(
+            (refused["ok"], refused["status"], refused["error"]["code"]),
+            (False, 400, "bad_argument"),
+        )
+        self.assertTrue(refused["error"]["message"].startswith("volume: "))
+        unknown = json.loads(sub.payloads("sonos/Attic/cmd/play/result")[0])
+        self.assertEqual(
+            (unknown["ok"], unknown["status"], unknown["error"]["code"]),
+            (False, 404, "unknown_speaker"),
+        )
+        self.assertEqual(kitchen.rendering.volume, 27)

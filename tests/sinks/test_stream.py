@@ -1,0 +1,151 @@
+"""Tests for sonosd.sinks.stream: newline-delimited JSON over a unix socket."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+from twisted.trial.unittest import TestCase
+
+from sonosd.delivery.hub import Hub
+from sonosd.delivery.metrics import ApiMetrics
+from sonosd.sinks.stream import StreamService
+from tests.api_helpers import KITCHEN, OFFICE, household, publish, wait
+
+
+class LineClient(Protocol):
+    """Reads JSON lines; can write operations."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.closed: Deferred[None] = Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buffer += data
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.buffer.split(b"\n")[:-1]]
+
+    def events(self) -> list[dict[str, Any]]:
+        return [line for line in self.lines() if line.get("type") == "event"]
+
+    def send(self, body: dict[str, Any]) -> None:
+        self.transport.write(json.dumps(body).encode() + b"\n")  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        self.closed.callback(None)
+
+
+class StreamTests(TestCase):
+    timeout = 30
+
+    def setUp(self) -> None:
+        self.hub = Hub(reactor, replay=50)
+        self.state = household()
+        self.hub.set_snapshot_provider(self.state.snapshot)
+        self.directory = tempfile.mkdtemp()
+        self.path = os.path.join(self.directory, "events.sock")
+        self.addCleanup(os.rmdir, self.directory)
+
+    async def start(self, limit: int = 1000) -> StreamService:
+        self.metrics = ApiMetrics(self.hub, lambda: 0.0, lambda: {})
+        service = StreamService(
+            reactor, f"unix:{self.path}:mode=600", self.hub, limit, grace=1.0, metrics=self.metrics
+        )
+        service.startService()
+        await service.listening
+        self.addCleanup(service.stopService)
+        return service
+
+    async def connect(self) -> LineClient:
+        client = LineClient()
+        await connectProtocol(UNIXClientEndpoint(reactor, self.path), client)
+
+        def close() -> Deferred[None] | None:
+            if client.closed.called:
+                return None
+            client.transport.abortConnection()  # type: ignore[union-attr]
+            return client.closed
+
+        self.addCleanup(close)
+        await wait(lambda: len(client.lines()) >= 1, "the snapshot")
+        return client
+
+    async def test_snapshot_then_messages(self) -> None:
+        """A client gets a snapshot line, then every message as one line, in order."""
+        publish(self.hub, 2)
+        await self.start()
+        client = await self.connect()
+        self.assertEqual(client.lines()[0]["type"], "snapshot")
+        self.assertEqual(client.lines()[0]["last_id"], 2)
+        self.assertEqual(os.stat(self.path).st_mode & 0o777, 0o600)
+        ids = publish(self.hub, 3)
+        await wait(lambda: len(client.events()) == 3, "three events")
+        self.assertEqual([m["id"] for m in client.events()], ids)
+
+    async def test_filter_line(self) -> None:
+        """A filter operation line is acknowledged and applies to later messages."""
+        await self.start()
+        client = await self.connect()
+        client.send({"op": "filter", "rooms": ["office"]})
+        await wait(lambda: client.lines()[-1]["type"] == "filter", "the acknowledgement")
+        publish(self.hub, 2, KITCHEN)
+        office = publish(self.hub, 1, OFFICE)
+        await wait(lambda: len(client.events()) == 1, "the office event")
+        self.assertEqual(client.events()[0]["id"], office[0])
+
+    async def test_bad_lines(self) -> None:
+        """Malformed operations get error lines and the stream goes on."""
+        await self.start()
+        client = await self.connect()
+        client.transport.write(b'nonsense\n[]\n{"op": "x"}\n{"op": "filter", "rooms": 1}\n')  # type: ignore[union-attr]
+        await wait(lambda: len(client.lines()) == 5, "four errors")
+        self.assertEqual(
+            [line["error"]["code"] for line in client.lines()[1:]],
+            ["bad_request", "bad_request", "bad_request", "bad_filter"],
+        )
+
+    async def test_slow_reader_is_disconnected(self) -> None:
+        """A client that stops reading gets a final line and is closed; others get all."""
+        service = await self.start(limit=4)
+        slow = await self.connect()
+        fast = await self.connect()
+        slow.transport.pauseProducing()  # type: ignore[union-attr]
+        sent: list[int] = []
+        channel = service.factory.channel
+        while len(channel.clients) == 2 and len(sent) < 3000:
+            sent += publish(self.hub, 1, pad=65536)
+            await _turn()
+        self.assertEqual(len(channel.clients), 1)
+        await wait(lambda: len(fast.events()) == len(sent), "every message at the fast one")
+        self.assertEqual([m["id"] for m in fast.events()], sent)
+        slow.transport.resumeProducing()  # type: ignore[union-attr]
+        await slow.closed
+        last = slow.lines()[-1]
+        self.assertEqual(last["type"], "disconnected")
+        self.assertIn("too slow", last["reason"])
+        self.assertEqual(self.metrics.slow.labels("stream")._value.get(), 1)
+
+    async def test_stop_closes_clients(self) -> None:
+        """stopService sends a last line, closes clients and removes the socket file."""
+        service = await self.start()
+        client = await self.connect()
+        await service.stopService()
+        await client.closed
+        self.assertEqual(
+            client.lines()[-1], {"type": "disconnected", "reason": "server shutting down"}
+        )
+        self.assertFalse(os.path.exists(self.path))
+
+
+def _turn() -> Deferred[None]:
+    done: Deferred[None] = Deferred()
+    reactor.callLater(0, done.callback, None)
+    return done

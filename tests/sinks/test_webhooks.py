@@ -1,0 +1,539 @@
+"""Tests for sonosd.sinks.webhooks: signed, ordered, bounded, retried webhook deliveries."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from hypothesis import given
+from hypothesis import strategies as st
+from treq.testing import StubTreq
+from twisted.internet import ssl
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
+
+from sonosd.config import Webhook
+from sonosd.delivery.filters import Filter
+from sonosd.delivery.hub import Hub
+from sonosd.sinks.webhooks import (
+    Outcome,
+    WebhookSink,
+    WebhookTarget,
+    classify,
+    retry_after,
+    signature,
+    verify_signature,
+)
+from tests.conftest import free_loopback_base
+
+SECRET = "s3cret"
+KITCHEN = {"uid": "RINCON_000E58A0123401400", "name": "Kitchen", "host": "127.0.0.2"}
+OFFICE = {"uid": "RINCON_000E58A0567801400", "name": "Office", "host": "127.0.0.3"}
+
+
+class Receiver(Resource):
+    """A webhook receiver that records requests and answers with scripted statuses.
+
+    ``statuses`` is consumed one per request (then 200); ``hold`` keeps requests open until
+    the test finishes them.
+    """
+
+    isLeaf = True
+
+    def __init__(self, clock: Clock | None = None, statuses: list[int] | None = None) -> None:
+        super().__init__()
+        self.clock = clock
+        self.statuses = list(statuses or [])
+        self.requests: list[tuple[float, dict[str, str], bytes]] = []
+        self.hold = False
+        self.open: list[Request] = []
+        self.retry_after: str | None = None
+
+    def render_POST(self, request: Request) -> bytes | int:
+        headers = {
+            k.decode().lower(): v[0].decode() for k, v in request.requestHeaders.getAllRawHeaders()
+        }
+        assert request.content is not None
+        body = request.content.read()
+        when = self.clock.seconds() if self.clock is not None else 0.0
+        self.requests.append((when, headers, body))
+        if self.hold:
+            self.open.append(request)
+            return NOT_DONE_YET
+        status = self.statuses.pop(0) if self.statuses else 200
+        request.setResponseCode(status)
+        if self.retry_after is not None:
+            request.setHeader(b"Retry-After", self.retry_after.encode())
+        return b"ok"
+
+    def ids(self) -> list[int]:
+        return [json.loads(body)["id"] for _, _, body in self.requests]
+
+
+class TargetTests(SynchronousTestCase):
+    """One target against an in-memory receiver (StubTreq) on a Clock."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_764_005_400)
+        self.hub = Hub(self.clock)
+        self.receiver = Receiver(self.clock)
+        self.stub = StubTreq(self.receiver)
+
+    def target(self, client: Any = None, **kwargs: Any) -> WebhookTarget:
+        kwargs.setdefault("secret", SECRET)
+        kwargs.setdefault("random", lambda: 0.5)
+        target = WebhookTarget(
+            self.clock, "http://hooks.example/sonos", client or self.stub, **kwargs
+        )
+        self.hub.add_sink(target)
+        return target
+
+    def publish(self, count: int = 1, speaker: dict[str, str] = KITCHEN) -> None:
+        for n in range(count):
+            self.hub.publish("event", {"n": n}, speaker=speaker, service="RenderingControl")
+
+    def test_signed_json_post(self) -> None:
+        """The message JSON is POSTed as sent elsewhere, with its id and a valid signature."""
+        self.target()
+        self.publish()
+        [(_, headers, body)] = self.receiver.requests
+        message = self.hub.since(0)[0]  # type: ignore[index]
+        self.assertEqual(body, message.raw)
+        self.assertEqual(headers["content-type"], "application/json")
+        self.assertEqual(headers["x-sonosd-message-id"], "1")
+        self.assertEqual(headers["x-sonosd-message-type"], "event")
+        self.assertEqual(headers["x-sonosd-attempt"], "1")
+        self.assertEqual(headers["x-sonosd-timestamp"], "1764005400")
+        self.assertTrue(
+            verify_signature(
+                SECRET,
+                body,
+                headers["x-sonosd-timestamp"],
+                headers["x-sonosd-signature"],
+                now=self.clock.seconds(),
+            )
+        )
+
+    def test_no_secret_no_signature(self) -> None:
+        """A target without a secret sends no signature header."""
+        self.target(secret=None)
+        self.publish()
+        [(_, headers, _body)] = self.receiver.requests
+        self.assertNotIn("x-sonosd-signature", headers)
+
+    def test_one_request_in_flight_in_order(self) -> None:
+        """The next message is sent only when the previous one got its answer."""
+        self.receiver.hold = True
+        target = self.target()
+        self.publish(3)
+        self.assertEqual(self.receiver.ids(), [1])
+        self.assertEqual(target.queued, 3)
+        for expected in ([1, 2], [1, 2, 3]):
+            request = self.receiver.open.pop(0)
+            request.write(b"ok")
+            request.finish()
+            self.stub.flush()
+            self.assertEqual(self.receiver.ids(), expected)
+        self.receiver.open.pop(0).finish()
+        self.stub.flush()
+        self.assertEqual(target.queued, 0)
+        self.assertEqual(target.stats.delivered, 3)
+
+    def test_5xx_retried_with_backoff(self) -> None:
+        """A 5xx is retried after 1, 2, 4 s (times 0.75 with this jitter), then delivered."""
+        self.receiver.statuses = [503, 500, 502]
+        target = self.target()
+        self.publish()
+        start = self.clock.seconds()
+        self.clock.pump([0.25] * 40)
+        times = [when - start for when, _, _ in self.receiver.requests]
+        self.assertEqual(len(times), 4)
+        self.assertAlmostEqual(times[1] - times[0], 0.75)
+        self.assertAlmostEqual(times[2] - times[1], 1.5)
+        self.assertAlmostEqual(times[3] - times[2], 3.0)
+        attempts = [headers["x-sonosd-attempt"] for _, headers, _ in self.receiver.requests]
+        self.assertEqual(attempts, ["1", "2", "3", "4"])
+        self.assertEqual(target.stats.delivered, 1)
+        self.assertEqual(target.stats.retried, 3)
+
+    def test_no_request_before_backoff_elapsed(self) -> None:
+        """During the backoff nothing is sent, not even newer messages (order is kept)."""
+        self.receiver.statuses = [503]
+        self.target()
+        self.publish(2)
+        self.clock.advance(0.7)
+        self.assertEqual(self.receiver.ids(), [1])
+        self.clock.advance(0.1)
+        self.assertEqual(self.receiver.ids(), [1, 1, 2])
+
+    def test_gives_up_after_retries(self) -> None:
+        """After ``retries`` retries the message is dropped, counted, and the next one is sent."""
+        self.receiver.statuses = [500, 500, 500]
+        target = self.target(retries=2)
+        self.publish(2)
+        self.clock.pump([1.0] * 10)
+        self.assertEqual(self.receiver.ids(), [1, 1, 1, 2])
+        self.assertEqual((target.stats.failed, target.stats.delivered), (1, 1))
+
+    def test_4xx_not_retried(self) -> None:
+        """A 4xx other than 429 drops the message at once and the next one goes out."""
+        self.receiver.statuses = [400, 404]
+        target = self.target()
+        self.publish(3)
+        self.clock.pump([1.0] * 10)
+        self.assertEqual(self.receiver.ids(), [1, 2, 3])
+        self.assertEqual((target.stats.refused, target.stats.delivered), (2, 1))
+
+    def test_429_honours_retry_after(self) -> None:
+        """A 429 is retried no sooner than its Retry-After asks (within the cap)."""
+        self.receiver.statuses = [429]
+        self.receiver.retry_after = "7"
+        target = self.target()
+        self.publish()
+        self.clock.advance(6.9)
+        self.assertEqual(self.receiver.ids(), [1])
+        self.clock.advance(0.2)
+        self.assertEqual(self.receiver.ids(), [1, 1])
+        self.assertEqual(target.stats.delivered, 1)
+
+    def test_connection_errors_retried(self) -> None:
+        """A connection error is retried; the target logs it and gives up after the retries."""
+        calls: list[str] = []
+
+        class Down:
+            def post(self, url: str, /, **kwargs: Any) -> Deferred[Any]:
+                calls.append(url)
+                return fail(ConnectionRefusedError())
+
+        target = self.target(client=Down(), retries=3)
+        self.publish()
+        self.clock.pump([1.0] * 20)
+        self.assertEqual(len(calls), 4)
+        self.assertEqual(target.stats.failed, 1)
+
+    def test_timeout_retried(self) -> None:
+        """An attempt without an answer is cancelled after ``timeout`` and retried."""
+        self.receiver.hold = True
+        target = self.target(timeout=10.0)
+        self.publish()
+        self.clock.advance(9.9)
+        self.assertEqual(len(self.receiver.requests), 1)
+        self.clock.advance(0.1)
+        self.clock.advance(0.75)
+        self.assertEqual(len(self.receiver.requests), 2)
+        self.assertEqual(target.stats.retried, 1)
+
+    def test_queue_bounded_while_down(self) -> None:
+        """While the target is down the queue keeps only the newest messages and counts drops."""
+        self.receiver.statuses = [503] * 100
+        target = self.target(queue=5, retries=1)
+        self.publish(20)
+        self.assertEqual(target.stats.dropped, 14)
+        self.assertEqual(target.queued, 6)
+        self.receiver.statuses = []
+        self.clock.pump([1.0] * 10)
+        self.assertEqual(self.receiver.ids(), [1, 1, 16, 17, 18, 19, 20])
+        self.assertEqual(target.queued, 0)
+
+    def test_filter(self) -> None:
+        """Only messages accepted by the target's filter are sent."""
+        self.target(filter=Filter(rooms=["kitchen"]))
+        self.publish(1, speaker=OFFICE)
+        self.publish(1, speaker=KITCHEN)
+        self.assertEqual(self.receiver.ids(), [2])
+
+    def test_redirect_refused(self) -> None:
+        """A redirect is not followed: the receiver's URL is wrong, the message is dropped."""
+        self.receiver.statuses = [301]
+        target = self.target()
+        self.publish()
+        self.assertEqual(target.stats.refused, 1)
+
+
+class SinkTests(SynchronousTestCase):
+    """The sink built from configuration, and its shutdown."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.hub = Hub(self.clock)
+        self.receivers: dict[str, Receiver] = {}
+        self.stubs: dict[str, StubTreq] = {}
+
+    def factory(self, webhook: Webhook) -> StubTreq:
+        receiver = Receiver(self.clock)
+        self.receivers[webhook.url] = receiver
+        self.stubs[webhook.url] = StubTreq(receiver)
+        return self.stubs[webhook.url]
+
+    def test_from_config_targets_and_filters(self) -> None:
+        """Each configured target gets the messages its filter accepts."""
+        sink = WebhookSink.from_config(
+            self.clock,
+            [
+                Webhook(url="http://a/", secret="x"),
+                Webhook(url="http://b/", filter={"rooms": ("Office",), "types": ("event",)}),
+            ],
+            client_factory=self.factory,
+        )
+        self.hub.add_sink(sink)
+        self.hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
+        self.hub.publish("event", {}, speaker=OFFICE, service="AVTransport")
+        self.hub.publish("speaker.offline", {}, speaker=OFFICE)
+        self.assertEqual(self.receivers["http://a/"].ids(), [1, 2, 3])
+        self.assertEqual(self.receivers["http://b/"].ids(), [2])
+        self.assertEqual(sink.stats()["http://a/"].delivered, 3)
+
+    def test_stop_drains_then_cancels(self) -> None:
+        """stopService waits for in-flight deliveries up to its bound, then drops the rest."""
+        sink = WebhookSink.from_config(
+            self.clock, [Webhook(url="http://a/")], client_factory=self.factory, drain_timeout=3
+        )
+        self.hub.add_sink(sink)
+        sink.startService()
+        receiver = self.receivers["http://a/"]
+        receiver.hold = True
+        self.hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
+        self.hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
+        stopped = sink.stopService()
+        self.assertNoResult(stopped)
+        receiver.open.pop(0).finish()
+        self.stubs["http://a/"].flush()
+        self.assertEqual(receiver.ids(), [1, 2])
+        self.clock.advance(3)
+        self.successResultOf(stopped)
+        target = sink.targets[0]
+        self.assertEqual((target.stats.delivered, target.stats.lost_at_shutdown), (1, 1))
+        self.hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
+        self.assertEqual(receiver.ids(), [1, 2])
+
+    def test_stop_idle(self) -> None:
+        """stopService with nothing queued finishes at once."""
+        sink = WebhookSink.from_config(
+            self.clock, [Webhook(url="http://a/")], client_factory=self.factory
+        )
+        sink.startService()
+        self.successResultOf(sink.stopService())
+
+
+class PureTests(SynchronousTestCase):
+    """Status classification, Retry-After parsing and signatures."""
+
+    def test_classify(self) -> None:
+        """2xx delivered; 429 and 5xx retried; other statuses refused."""
+        self.assertEqual(classify(204), Outcome.DELIVERED)
+        self.assertEqual(classify(429), Outcome.RETRY)
+        self.assertEqual(classify(503), Outcome.RETRY)
+        for status in (301, 400, 401, 403, 404, 410, 413):
+            self.assertEqual(classify(status), Outcome.REFUSED)
+
+    def test_retry_after(self) -> None:
+        """Retry-After is read as seconds or as an HTTP date; nonsense is ignored."""
+        self.assertEqual(retry_after("30", 0.0), 30.0)
+        self.assertEqual(retry_after("Thu, 01 Jan 1970 00:01:00 GMT", 10.0), 50.0)
+        self.assertIsNone(retry_after("soon", 0.0))
+        self.assertIsNone(retry_after(None, 0.0))
+
+    def test_signature_known_value(self) -> None:
+        """The signature is the hex HMAC-SHA256 of ``<timestamp>.<body>``."""
+        self.assertEqual(
+            signature("key", 1, b"{}"),
+            "sha256=" + __import__("hmac").new(b"key", b"1.{}", "sha256").hexdigest(),
+        )
+
+    def test_verify_rejects_stale_and_missing(self) -> None:
+        """Old timestamps, missing or malformed headers do not verify."""
+        good = signature(SECRET, 1000, b"{}")
+        self.assertTrue(verify_signature(SECRET, b"{}", "1000", good, now=1100))
+        self.assertFalse(verify_signature(SECRET, b"{}", "1000", good, now=2000))
+        self.assertFalse(verify_signature(SECRET, b"{}", None, good, now=1000))
+        self.assertFalse(verify_signature(SECRET, b"{}", "10x0", good, now=1000))
+        self.assertFalse(verify_signature(SECRET, b"{}", b"1000", b"sha256=00", now=1000))
+
+
+@given(secret=st.text(min_size=1), body=st.binary(), timestamp=st.integers(0, 2**40))
+def test_signature_round_trip(secret: str, body: bytes, timestamp: int) -> None:
+    """A signature verifies for its own body and timestamp and not for a changed body."""
+    value = signature(secret, timestamp, body)
+    assert verify_signature(secret, body, str(timestamp), value, now=timestamp)
+    assert not verify_signature(secret, body + b" ", str(timestamp), value, now=timestamp)
+    assert not verify_signature(secret + "x", body, str(timestamp), value, now=timestamp)
+
+
+def make_ca_and_server(directory: str, ip: str = "127.0.0.1") -> tuple[str, bytes, bytes]:
+    """A test CA (its PEM written to ``directory``) and a server key+cert for ``ip``."""
+    now = datetime.datetime.now(datetime.UTC)
+
+    def build(
+        subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name, signer: Any, ca: bool
+    ) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(
+                    [
+                        x509.DNSName("localhost"),
+                        x509.IPAddress(__import__("ipaddress").ip_address(ip)),
+                    ]
+                ),
+                critical=False,
+            )
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sonosd test CA")])
+    ca_cert = build("sonosd test CA", ca_key, ca_name, ca_key, True)
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server_cert = build("127.0.0.1", server_key, ca_name, ca_key, False)
+    ca_path = os.path.join(directory, "ca.pem")
+    with open(ca_path, "wb") as handle:
+        handle.write(ca_cert.public_bytes(serialization.Encoding.PEM))
+    key_pem = server_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return ca_path, key_pem, server_cert.public_bytes(serialization.Encoding.PEM)
+
+
+class VerifyingReceiver(Resource):
+    """An HTTPS webhook receiver that checks each signature the way docs/webhooks.md says."""
+
+    isLeaf = True
+
+    def __init__(self, now: Callable[[], float]) -> None:
+        super().__init__()
+        self.now = now
+        self.bodies: list[dict[str, Any]] = []
+        self.waiters: list[tuple[int, Deferred[None]]] = []
+
+    def render_POST(self, request: Request) -> bytes:
+        assert request.content is not None
+        body = request.content.read()
+        ok = verify_signature(
+            SECRET,
+            body,
+            request.getHeader("X-Sonosd-Timestamp"),
+            request.getHeader("X-Sonosd-Signature"),
+            now=self.now(),
+        )
+        if not ok:
+            request.setResponseCode(401)
+            return b"bad signature"
+        self.bodies.append(json.loads(body))
+        for count, d in list(self.waiters):
+            if len(self.bodies) >= count:
+                self.waiters.remove((count, d))
+                d.callback(None)
+        return b""
+
+    def wait_for(self, count: int) -> Deferred[None]:
+        d: Deferred[None] = Deferred()
+        if len(self.bodies) >= count:
+            d.callback(None)
+        else:
+            self.waiters.append((count, d))
+        return d
+
+
+class HTTPSIntegrationTests(TestCase):
+    """Real HTTPS on loopback: a private CA, a verifying receiver, the default treq client."""
+
+    def setUp(self) -> None:
+        from twisted.internet import reactor
+
+        self.reactor: Any = reactor
+        directory = tempfile.mkdtemp(prefix="sonosd-webhooks-")
+        self.addCleanup(__import__("shutil").rmtree, directory)
+        self.ca_path, key_pem, cert_pem = make_ca_and_server(directory)
+        server_cert = ssl.PrivateCertificate.loadPEM(key_pem + cert_pem)
+        self.receiver = VerifyingReceiver(reactor.seconds)
+        site = Site(self.receiver)
+        site.noisy = False
+        port = reactor.listenSSL(0, site, server_cert.options(), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.url = f"https://127.0.0.1:{port.getHost().port}/hook"
+        # The same certificate served on an address it does not name.
+        other = free_loopback_base(port=0, count=1)
+        port = reactor.listenSSL(0, site, server_cert.options(), interface=other)
+        self.addCleanup(port.stopListening)
+        self.wrong_host_url = f"https://{other}:{port.getHost().port}/hook"
+
+    async def test_delivered_over_verified_https(self) -> None:
+        """Messages reach an HTTPS receiver trusted through ca_file, in order, signed."""
+        sink = WebhookSink.from_config(
+            self.reactor, [Webhook(url=self.url, secret=SECRET, ca_file=self.ca_path)]
+        )
+        sink.startService()
+        hub = Hub(self.reactor)
+        hub.add_sink(sink)
+        for n in range(5):
+            hub.publish("event", {"n": n}, speaker=KITCHEN, service="AVTransport")
+        await self.receiver.wait_for(5).addTimeout(30, self.reactor)
+        self.assertEqual([body["id"] for body in self.receiver.bodies], [1, 2, 3, 4, 5])
+        await sink.stopService()
+        self.assertEqual(sink.targets[0].stats.delivered, 5)
+
+    async def test_untrusted_certificate_refused(self) -> None:
+        """Without the private CA the server's certificate is not trusted: nothing is sent."""
+        sink = WebhookSink.from_config(
+            self.reactor, [Webhook(url=self.url, secret=SECRET, retries=0)]
+        )
+        sink.startService()
+        hub = Hub(self.reactor)
+        hub.add_sink(sink)
+        hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
+        await sink.targets[0].when_idle().addTimeout(30, self.reactor)
+        await sink.stopService()
+        self.assertEqual(sink.targets[0].stats.failed, 1)
+        self.assertEqual(self.receiver.bodies, [])
+
+    async def test_host_name_verified(self) -> None:
+        """A certificate from the trusted CA for another host name is refused."""
+        sink = WebhookSink.from_config(
+            self.reactor,
+            [Webhook(url=self.wrong_host_url, secret=SECRET, retries=0, ca_file=self.ca_path)],
+        )
+        sink.startService()
+        hub = Hub(self.reactor)
+        hub.add_sink(sink)
+        hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
+        await sink.targets[0].when_idle().addTimeout(30, self.reactor)
+        await sink.stopService()
+        self.assertEqual(sink.targets[0].stats.failed, 1)
+        self.assertEqual(self.receiver.bodies, [])
+
+    async def test_wrong_secret_refused_not_retried(self) -> None:
+        """A receiver that refuses the signature (401) makes the target drop, not retry."""
+        sink = WebhookSink.from_config(
+            self.reactor, [Webhook(url=self.url, secret="wrong", ca_file=self.ca_path)]
+        )
+        sink.startService()
+        hub = Hub(self.reactor)
+        hub.add_sink(sink)
+        hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
+        await sink.targets[0].when_idle().addTimeout(30, self.reactor)
+        await sink.stopService()
+        stats = sink.targets[0].stats
+        self.assertEqual((stats.refused, stats.retried), (1, 0))
