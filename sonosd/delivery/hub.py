@@ -100,9 +100,12 @@ def encode(body: Mapping[str, Any]) -> bytes:
     """Serialise a JSON object the way every channel sends it: compact UTF-8.
 
     orjson, because serialising is a large part of the cost of every event (about 15x
-    cheaper than the standard library's encoder on a full AVTransport message).
+    cheaper than the standard library's encoder on a full AVTransport message). Its result
+    keeps the whole buffer orjson wrote into (4 KB for a 250-byte volume event): the bytes
+    are copied to their exact size, because the replay ring, webhook and MQTT queues keep
+    thousands of them (10,000 kept volume events: 40 MB of resident memory instead of 3).
     """
-    return orjson.dumps(body)
+    return memoryview(orjson.dumps(body)).tobytes()
 
 
 _last_second: list[Any] = [None, ""]
