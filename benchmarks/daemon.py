@@ -317,7 +317,9 @@ def daemon(
             result["subscribed_s"] = time.monotonic() - spawned
             subs, target = household_from_sim(admin, speakers)
             result["subscriptions"] = len(subs)
-            sse = Child("benchmarks.sseclient", "--url", f"http://127.0.0.1:{api_port}/api/v1/events")
+            sse = Child(
+                "benchmarks.sseclient", "--url", f"http://127.0.0.1:{api_port}/api/v1/events"
+            )
             started.append(sse)
             sse.read()
             time.sleep(subscribed_settle)
@@ -332,9 +334,7 @@ def daemon(
                 subs = _advance(subs, run["last_seq"])
                 for name in contenders:
                     _write_household(household, subs)
-                    other = _contender(
-                        name, household, 10**9, contender_duration, concurrency
-                    )
+                    other = _contender(name, household, 10**9, contender_duration, concurrency)
                     runs[name].append(other)
             load_end = time.monotonic()
             result["rss_end_mb"] = rss_mb(proc.pid)

@@ -9,11 +9,9 @@ id it last saw without loss or duplicates.
 
 from __future__ import annotations
 
-import math
 import zlib
 from collections import deque
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from itertools import islice
 from types import MappingProxyType
 from typing import Any
@@ -23,6 +21,8 @@ import orjson
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import Interface
+
+from sonosd.logs import isotime
 
 log = Logger()
 
@@ -108,25 +108,6 @@ def encode(body: Mapping[str, Any]) -> bytes:
     return memoryview(orjson.dumps(body)).tobytes()
 
 
-_last_second: list[Any] = [None, ""]
-
-
-def _isotime(seconds: float) -> str:
-    """``seconds`` as ``2024-01-31T12:00:00.123Z``, rounded as ``datetime.fromtimestamp``
-    rounds it (to the microsecond, half to even)."""
-    fraction, whole = math.modf(seconds)
-    micros = round(fraction * 1e6)
-    if micros >= 1_000_000:
-        whole, micros = whole + 1, micros - 1_000_000
-    elif micros < 0:
-        whole, micros = whole - 1, micros + 1_000_000
-    # Formatting the date and time is most of the cost, and messages come many a second.
-    if _last_second[0] != whole:
-        stamp = datetime.fromtimestamp(whole, UTC)
-        _last_second[:] = [whole, stamp.strftime("%Y-%m-%dT%H:%M:%S.")]
-    return f"{_last_second[1]}{micros // 1000:03d}Z"
-
-
 class Hub:
     """Stamps, serialises, remembers and fans out messages.
 
@@ -185,7 +166,7 @@ class Hub:
         body = dict(self._snapshot_provider())
         body["type"] = "snapshot"
         body["last_id"] = self._last_id
-        body["time"] = _isotime(self._clock.seconds())
+        body["time"] = isotime(self._clock.seconds())
         return body
 
     def publish(
@@ -208,7 +189,7 @@ class Hub:
         self._last_id += 1
         body: dict[str, Any] = {
             "id": self._last_id,
-            "time": _isotime(self._clock.seconds()),
+            "time": isotime(self._clock.seconds()),
             "type": type,
         }
         if speaker is not None:

@@ -10,23 +10,17 @@ stamps it with the last message id so that a client can resume from there).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import attrs
 from twisted.logger import Logger
 
 from sonosd.household.topology import Topology
+from sonosd.logs import isotime
 
 log = Logger()
 
 TopologyObserver = Callable[[Topology | None, Topology], None]
-
-
-def isotime(seconds: float) -> str:
-    """``seconds`` since the epoch as the daemon writes times: UTC, milliseconds, ``Z``."""
-    stamp = datetime.fromtimestamp(seconds, UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
 
 
 @attrs.frozen

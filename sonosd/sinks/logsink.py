@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import islice
 from typing import Any
 
 from twisted.logger import Logger
@@ -17,6 +18,12 @@ _MAX_VALUE = 60
 
 
 def _short(value: Any) -> str:
+    kind = type(value)
+    if kind is str:  # most values: checked first, without the isinstance calls below
+        text = "<xml>" if value.startswith("<") else value
+        return text if len(text) <= _MAX_VALUE else text[: _MAX_VALUE - 1] + "…"
+    if kind is int or kind is bool or value is None:
+        return str(value)
     if isinstance(value, list | tuple):
         return f"[{len(value)}]"
     if isinstance(value, Mapping) and "groups" in value:
@@ -43,7 +50,7 @@ def summarise(body: Mapping[str, Any], limit: int = 6) -> str:
     kind = body.get("type", "?")
     if kind == "event":
         variables = body.get("variables") or {}
-        shown = [f"{k}={_short(v)}" for k, v in list(variables.items())[:limit]]
+        shown = [f"{k}={_short(v)}" for k, v in islice(variables.items(), limit)]
         more = len(variables) - len(shown)
         if more > 0:
             shown.append(f"(+{more} more)")
