@@ -51,6 +51,8 @@ LEVELS: Mapping[str, LogLevel] = {
     "critical": LogLevel.critical,
 }
 
+_LEVEL_NAMES: Mapping[LogLevel, str] = {level: name for name, level in LEVELS.items()}
+
 _STDLIB_LEVELS: Mapping[str, int] = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -109,7 +111,10 @@ def _format(event: LogEvent) -> str:
 
 
 def _level(event: LogEvent) -> str:
-    name = getattr(event.get("log_level"), "name", None)
+    level = event.get("log_level")
+    if level in _LEVEL_NAMES:
+        return _LEVEL_NAMES[level]
+    name = getattr(level, "name", None)
     return name if isinstance(name, str) and name in LEVELS else "info"
 
 
@@ -134,10 +139,12 @@ def _traceback(event: LogEvent) -> str | None:
 def format_text(event: LogEvent) -> str:
     """One event as a readable line (plus indented traceback lines), ending in a newline."""
     text = _format(event)
-    traceback = _traceback(event)
-    if traceback:
-        text = f"{text}\n{traceback}"
-    text = text.replace("\r\n", "\n").replace("\n", "\n    ")
+    if "log_failure" in event:
+        traceback = _traceback(event)
+        if traceback:
+            text = f"{text}\n{traceback}"
+    if "\n" in text:
+        text = text.replace("\r\n", "\n").replace("\n", "\n    ")
     return f"{_timestamp(event)} {_level(event)} [{_namespace(event)}] {text}\n"
 
 

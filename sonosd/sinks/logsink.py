@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from itertools import islice
 from typing import Any
 
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from zope.interface import implementer
 
 from sonosd.delivery.hub import ISink, Message
@@ -24,17 +25,18 @@ def _short(value: Any) -> str:
         return text if len(text) <= _MAX_VALUE else text[: _MAX_VALUE - 1] + "…"
     if kind is int or kind is bool or value is None:
         return str(value)
-    if isinstance(value, list | tuple):
+    if kind is list or kind is tuple or (kind is not dict and isinstance(value, list | tuple)):
         return f"[{len(value)}]"
-    if isinstance(value, Mapping) and "groups" in value:
+    mapping = kind is dict or isinstance(value, Mapping)
+    if mapping and "groups" in value:
         return f"{len(value['groups'])} groups"
     if isinstance(value, str) and value.startswith("<"):
         return "<xml>"
-    if isinstance(value, Mapping):
+    if mapping:
         if "title" in value:
             parts = [str(value.get(k)) for k in ("title", "artist", "album") if value.get(k)]
             text = " / ".join(parts)
-        elif set(value) >= {"Master"}:
+        elif "Master" in value:
             text = str(value["Master"])
         else:
             text = ",".join(f"{k}={_short(v)}" for k, v in value.items())
@@ -68,4 +70,17 @@ class LogSink:
 
     def deliver(self, message: Message) -> None:
         """Log ``message``."""
-        log.info("{line}", line=summarise(message.body), message_id=message.id)
+        # What log.info("{line}", ...) emits, without Logger.emit's check that info is a level
+        # (it sorts the levels on every call: a fifth of the cost of a line).
+        log.observer(
+            {
+                "line": summarise(message.body),
+                "message_id": message.id,
+                "log_logger": log,
+                "log_level": LogLevel.info,
+                "log_namespace": log.namespace,
+                "log_source": log.source,
+                "log_format": "{line}",
+                "log_time": time.time(),
+            }
+        )
