@@ -51,8 +51,6 @@ LEVELS: Mapping[str, LogLevel] = {
     "critical": LogLevel.critical,
 }
 
-_LEVEL_NAMES: Mapping[LogLevel, str] = {level: name for name, level in LEVELS.items()}
-
 _STDLIB_LEVELS: Mapping[str, int] = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -111,10 +109,7 @@ def _format(event: LogEvent) -> str:
 
 
 def _level(event: LogEvent) -> str:
-    level = event.get("log_level")
-    if level in _LEVEL_NAMES:
-        return _LEVEL_NAMES[level]
-    name = getattr(level, "name", None)
+    name = getattr(event.get("log_level"), "name", None)
     return name if isinstance(name, str) and name in LEVELS else "info"
 
 
