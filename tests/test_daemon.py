@@ -207,7 +207,8 @@ class DaemonTests(TestCase):
         missed = new_volume(office)
         office.set_volume(missed)
         await until(lambda: daemon.volume_events(office, missed), "the missed change")
-        second = await self.sse(daemon, {"Last-Event-ID": str(last_id)})
+        run = daemon.service.hub.run
+        second = await self.sse(daemon, {"Last-Event-ID": f"{run}:{last_id}"})
         later = new_volume(office, missed)
         office.set_volume(later)
         await until(
@@ -237,7 +238,8 @@ class DaemonTests(TestCase):
         missed = new_volume(room, early)
         room.set_volume(missed)
         await until(lambda: daemon.volume_events(room, missed), "the missed change")
-        second = await connect_ws(self, daemon.host, daemon.port, f"last_id={last_id}")
+        query = f"last_id={last_id}&run={daemon.service.hub.run}"
+        second = await connect_ws(self, daemon.host, daemon.port, query)
         later = new_volume(room, early, missed)
         room.set_volume(later)
         await until(

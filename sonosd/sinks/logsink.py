@@ -50,7 +50,7 @@ def summarise(body: Mapping[str, Any], limit: int = 6) -> str:
         return f"#{body.get('id')} {who} {body.get('service')} seq={body.get('seq')} " + " ".join(
             shown
         )
-    details = {k: v for k, v in body.items() if k not in ("id", "time", "type", "speaker")}
+    details = {k: v for k, v in body.items() if k not in ("id", "run", "time", "type", "speaker")}
     extra = " ".join(f"{k}={_short(v)}" for k, v in details.items())
     return f"#{body.get('id')} {who} {kind} {extra}".rstrip()
 

@@ -318,7 +318,7 @@ def test_snapshot_is_schema_valid() -> None:
 
 def test_schema_rejects_wrong_messages() -> None:
     """The schema is strict for known types and checks only the envelope of others."""
-    good = {"id": 1, "time": "2026-01-01T00:00:00.000Z", "type": "events.gap"}
+    good = {"id": 1, "run": "r1", "time": "2026-01-01T00:00:00.000Z", "type": "events.gap"}
     with pytest.raises(jsonschema.ValidationError):
         VALIDATOR.validate(good)
     with pytest.raises(jsonschema.ValidationError):
@@ -326,6 +326,8 @@ def test_schema_rejects_wrong_messages() -> None:
     VALIDATOR.validate({**good, "type": "control.result", "anything": 1})
     with pytest.raises(jsonschema.ValidationError):
         VALIDATOR.validate({"time": good["time"], "type": "control.result"})
+    with pytest.raises(jsonschema.ValidationError):
+        VALIDATOR.validate({"id": 1, "time": good["time"], "type": "control.result"})
 
 
 def test_parse_seq() -> None:
