@@ -479,8 +479,8 @@ class Controller:
         return result
 
     async def _topology(self, ref: SpeakerRef) -> Topology:
-        """The household topology: the state's, else read from ``ref``."""
-        topology = self._state.topology
+        """The topology of ``ref``'s household: the state's, else read from ``ref``."""
+        topology = self._state.topology_for(ref.uid)
         if topology is not None:
             return topology
         return await self._read_topology(ref)
@@ -501,7 +501,15 @@ class Controller:
             topology = await self._await_topology(check, self.confirm_timeout)
         if topology is None:
             source = "read"
-            topology = await self._read_topology(ref)
+            try:
+                topology = await self._read_topology(ref)
+            except ControlError as error:
+                # A large household answers GetZoneGroupState with UPnP 501: its topology is
+                # only known from events, so the last one known is the answer.
+                topology = self._state.topology_for(ref.uid)
+                if error.upnp_error != 501 or topology is None:
+                    raise
+                source = "state"
         group = topology.group_of(ref.uid)
         return {
             "group": None if group is None else group.to_json(),
@@ -662,6 +670,12 @@ class Controller:
         coordinator = self._coordinator(target)
         if coordinator.uid == ref.uid or target.uid == ref.uid:
             raise bad_argument("coordinator", f"{ref.name} cannot join its own group")
+        if None not in (ref.household, target.household) and ref.household != target.household:
+            raise bad_argument(
+                "coordinator",
+                f"{target.name} is in household {target.household}, {ref.name} in "
+                f"{ref.household}: speakers of different households cannot be grouped",
+            )
         topology = self._state.topology
         if topology is None or topology.coordinator_of(ref.uid) != coordinator.uid:
             await self._call(ref, _join, coordinator.uid)

@@ -63,10 +63,11 @@ class EventProcessor:
         self._hub = hub
         self._state = state
         self._clock: Any = clock if clock is not None else _WallClock()
-        self._zgs_text: str | None = None
-        self._zgs_topology: Topology | None = None
-        self._zgs_json: dict[str, Any] | None = None
+        # Per household: the last ZoneGroupState document seen (every speaker of a household
+        # sends the same one with each change).
+        self._zgs_text: dict[str | None, str] = {}
         self.topology_errors = 0
+        self.topology_duplicates = 0
 
     @property
     def state(self) -> HouseholdState:
@@ -87,7 +88,7 @@ class EventProcessor:
         ref = self._state.ensure(speaker)
         variables: Mapping[str, Any] = getattr(event, "variables", None) or {}
         seq = parse_seq(getattr(event, "seq", None))
-        topology = self._topology_of(variables)
+        variables, topology = self._take_topology(ref, variables)
         fields = self._json(ref, service, variables, topology)
         self._state.merge(
             ref.uid,
@@ -106,7 +107,7 @@ class EventProcessor:
             event=event,
         )
         if topology is not None:
-            self._apply_topology(topology)
+            self._apply_topology(topology, fields.get("zone_group_state"))
         return message
 
     def on_state(
@@ -124,7 +125,7 @@ class EventProcessor:
             ``None`` when nothing changed.
         """
         ref = self._state.ensure(speaker)
-        topology = self._topology_of(variables)
+        variables, topology = self._take_topology(ref, variables)
         fields = self._json(ref, service, variables, topology)
         changed = self._state.merge(
             ref.uid,
@@ -134,7 +135,7 @@ class EventProcessor:
             time=self._clock.seconds(),
             source=source,
         )
-        if topology is not None and topology != self._state.topology:
+        if topology is not None:
             changed["zone_group_state"] = fields["zone_group_state"]
         message: Message | None = None
         if changed:
@@ -146,41 +147,42 @@ class EventProcessor:
                 service=service,
             )
         if topology is not None:
-            self._apply_topology(topology)
+            self._apply_topology(topology, fields.get("zone_group_state"))
         return message
 
-    def on_zone_group_state(self, document: str | bytes) -> Message | None:
-        """Take a ZoneGroupState read with GetZoneGroupState (any speaker's).
+    def on_zone_group_state(
+        self, document: str | bytes, household: str | None = None
+    ) -> Message | None:
+        """Take a ZoneGroupState read with GetZoneGroupState (any speaker's of ``household``).
 
-        @return: The ``topology.changed`` message, or ``None`` if the grouping is unchanged.
+        @return: The ``topology.changed`` message, or ``None`` if nothing it reports changed.
         @raise TopologyError: If the document cannot be parsed.
         """
-        return self._apply_topology(parse_zone_group_state(document))
+        topology = parse_zone_group_state(document).tagged(household)
+        return self._apply_topology(topology, topology.to_json())
 
-    def _topology_of(self, variables: Mapping[str, Any]) -> Topology | None:
+    def _take_topology(
+        self, ref: SpeakerRef, variables: Mapping[str, Any]
+    ) -> tuple[Mapping[str, Any], Topology | None]:
+        """Split the ZoneGroupState off ``variables``: the parsed topology of ``ref``'s
+        household when the document is new for that household; a document equal to the last
+        one (the same document every other speaker sends) is dropped before any parsing or JSON
+        work, so that it appears once, not once per speaker."""
         text = variables.get("zone_group_state")
         if not isinstance(text, str) or not text:
-            return None
-        # Every speaker sends the same document: parse it once.
-        if text == self._zgs_text:
-            return self._zgs_topology
+            return variables, None
+        household = ref.household
+        if self._zgs_text.get(household) == text:
+            self.topology_duplicates += 1
+            return _without_topology(variables), None
+        self._zgs_text[household] = text
         try:
             topology = parse_zone_group_state(text)
         except TopologyError:
             self.topology_errors += 1
             log.failure("unparseable ZoneGroupState")
-            return None
-        self._zgs_text, self._zgs_topology, self._zgs_json = text, topology, None
-        return topology
-
-    def _topology_json(self, topology: Topology) -> dict[str, Any]:
-        # The JSON of the topology every speaker sends is built once and shared by the
-        # messages that carry it (nothing changes a published body).
-        if topology is not self._zgs_topology:
-            return topology.to_json()
-        if self._zgs_json is None:
-            self._zgs_json = topology.to_json()
-        return self._zgs_json
+            return variables, None
+        return variables, topology.tagged(household)
 
     def _json(
         self,
@@ -190,17 +192,22 @@ class EventProcessor:
         topology: Topology | None,
     ) -> dict[str, Any]:
         def zone_group_state(text: str) -> Any:
-            return text if topology is None else self._topology_json(topology)
+            return text if topology is None else topology.to_json()
 
         return variables_to_json(
             service, variables, ref.base_url, zone_group_state=zone_group_state
         )
 
-    def _apply_topology(self, topology: Topology) -> Message | None:
+    def _apply_topology(self, topology: Topology, shown: Any) -> Message | None:
+        """Take ``topology`` into the state; publish ``topology.changed`` when what that
+        message reports changed (``shown``: the topology's JSON the event already carries,
+        reused rather than built again)."""
         old = self._state.set_topology(topology)
-        if old is topology or (old is not None and old.grouping() == topology.grouping()):
+        if old is topology or not topology.changed_from(old):
             return None
-        return self._hub.publish("topology.changed", self._topology_json(topology))
+        if not isinstance(shown, dict):
+            shown = topology.to_json()
+        return self._hub.publish("topology.changed", shown)
 
     # -- the supervisor's messages -------------------------------------------------------
 

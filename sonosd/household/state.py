@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 from twisted.logger import Logger
 
-from sonosd.household.topology import Topology
+from sonosd.household.topology import Topology, merged
 
 log = Logger()
 
@@ -37,12 +37,15 @@ class SpeakerRef:
     @ivar name: The room name.
     @ivar host: Its address (or host name).
     @ivar port: Its HTTP port (1400 on real speakers).
+    @ivar household: Its household id (``Sonos_...``), once known; not part of a message's
+        ``speaker`` object (the snapshot carries it).
     """
 
     uid: str
     name: str
     host: str
     port: int = 1400
+    household: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -158,7 +161,8 @@ class HouseholdState:
 
     def __init__(self) -> None:
         self._speakers: dict[str, _Speaker] = {}
-        self._topology: Topology | None = None
+        self._topologies: dict[str | None, Topology] = {}
+        self._merged: Topology | None = None
         self._observers: list[TopologyObserver] = []
 
     # -- speakers ------------------------------------------------------------------------
@@ -173,8 +177,16 @@ class HouseholdState:
         if known is None:
             self._speakers[speaker.uid] = _Speaker(ref=speaker)
             return speaker
-        if (known.ref.host, known.ref.port) != (speaker.host, speaker.port):
-            known.ref = attrs.evolve(known.ref, host=speaker.host, port=speaker.port)
+        ref = known.ref
+        if (ref.host, ref.port) != (speaker.host, speaker.port) or (
+            speaker.household is not None and ref.household != speaker.household
+        ):
+            known.ref = attrs.evolve(
+                ref,
+                host=speaker.host,
+                port=speaker.port,
+                household=speaker.household or ref.household,
+            )
         return known.ref
 
     def remove(self, uid: str) -> None:
@@ -201,7 +213,7 @@ class HouseholdState:
         return min(matches, key=self._room_rank)
 
     def _room_rank(self, ref: SpeakerRef) -> tuple[int, str]:
-        topology = self._topology
+        topology = self.topology
         if topology is None:
             return (1, ref.uid)
         if topology.coordinator_of(ref.uid) == ref.uid:
@@ -306,12 +318,35 @@ class HouseholdState:
 
     @property
     def topology(self) -> Topology | None:
-        """The latest topology (``None`` before the first ZoneGroupState)."""
-        return self._topology
+        """Every household's latest topology as one (``None`` before the first
+        ZoneGroupState), for lookups by uid: a uid belongs to one household only."""
+        if self._merged is None and self._topologies:
+            self._merged = merged(self._topologies.values())
+        return self._merged
+
+    def topologies(self) -> dict[str | None, Topology]:
+        """The latest topology of each household, by household id."""
+        return dict(self._topologies)
+
+    def topology_of(self, household: str | None) -> Topology | None:
+        """The latest topology of ``household``."""
+        return self._topologies.get(household)
+
+    def topology_for(self, uid: str) -> Topology | None:
+        """The topology of the household ``uid`` belongs to (by its speaker's household, else
+        by the topology that lists it)."""
+        speaker = self._speakers.get(uid)
+        if speaker is not None and speaker.ref.household in self._topologies:
+            return self._topologies[speaker.ref.household]
+        for topology in self._topologies.values():
+            if topology.member(uid) is not None or topology.vanished_device(uid) is not None:
+                return topology
+        return None
 
     def add_topology_observer(self, observer: TopologyObserver) -> None:
-        """Call ``observer(old, new)`` whenever the topology changes in any way (groups,
-        names, addresses, ``boot_seq``...). ``old`` is ``None`` the first time."""
+        """Call ``observer(old, new)`` whenever a household's topology changes in any way
+        (groups, names, addresses, ``boot_seq``...); ``old`` is that household's previous
+        one, ``None`` the first time."""
         self._observers.append(observer)
 
     def remove_topology_observer(self, observer: TopologyObserver) -> None:
@@ -320,13 +355,14 @@ class HouseholdState:
             self._observers.remove(observer)
 
     def set_topology(self, topology: Topology) -> Topology | None:
-        """Take a new topology; rename registered speakers after it; notify observers if it
-        differs. Returns the previous topology. An observer that raises is logged and the
-        others are still called."""
-        old = self._topology
+        """Take a new topology of its household (``topology.household``); rename registered
+        speakers after it; notify observers if it differs. Returns that household's previous
+        topology. An observer that raises is logged and the others are still called."""
+        old = self._topologies.get(topology.household)
         if old == topology:
             return old
-        self._topology = topology
+        self._topologies[topology.household] = topology
+        self._merged = None
         for member in topology.members():
             if member.name and member.uid in self._speakers:
                 self._rename(member.uid, member.name)
@@ -347,13 +383,16 @@ class HouseholdState:
     def snapshot(self) -> dict[str, Any]:
         """Every speaker's state and the topology as JSON (a copy the caller may keep).
 
-        ``{"speakers": [{"uid", "name", "host", "port", "availability": {...},
+        ``{"speakers": [{"uid", "name", "host", "port", "household", "availability": {...},
         "services": {"<Service>": {"seq", "time", "source", "variables": {...}}}}],
-        "topology": {"groups": [...], "vanished": [...]} | null}``
+        "topology": {"household", "groups": [...], "vanished": [...]} | null}``: the
+        topology of every household as one, each group and vanished device naming its
+        ``household`` (and ``household`` itself set when there is only one).
         """
+        topology = self.topology
         return {
             "speakers": [self._speaker_json(ref.uid) for ref in self.speakers()],
-            "topology": None if self._topology is None else self._topology.to_json(),
+            "topology": None if topology is None else topology.to_json(),
         }
 
     def _speaker_json(self, uid: str) -> dict[str, Any]:
@@ -370,6 +409,7 @@ class HouseholdState:
         return {
             **speaker.ref.to_json(),
             "port": speaker.ref.port,
+            "household": speaker.ref.household,
             "availability": speaker.availability.to_json(),
             "services": services,
         }

@@ -206,7 +206,7 @@ class MqttSink(Service):
         self._rooms: dict[str, str | None] = {}
         self._state: dict[str, dict[str, dict[str, Any]]] = {}
         self._availability: dict[str, str] = {}
-        self._topology: bytes | None = None
+        self._topologies: dict[str | None, bytes] = {}
         self._announced: set[str] = set()
 
         self.published = 0
@@ -228,8 +228,9 @@ class MqttSink(Service):
         uid = message.speaker_uid
         if uid is None:
             if message.type == "topology.changed":
-                self._topology = message.raw
-                self._publish(self.topics.bridge_topology, message.raw, retain=True)
+                household = message.body.get("household")
+                self._topologies[household] = message.raw
+                self._publish(self.topics.bridge_topology(household), message.raw, retain=True)
             self._publish_event(self.topics.bridge_event(message.type), message)
             return
         key = self._key_for(uid, message.room)
@@ -413,8 +414,8 @@ class MqttSink(Service):
         self._announced.clear()
         for uid in self._keys:
             self._announce(uid)
-        if self._topology is not None:
-            self._publish(self.topics.bridge_topology, self._topology, retain=True)
+        for household, topology in self._topologies.items():
+            self._publish(self.topics.bridge_topology(household), topology, retain=True)
         for uid, services in self._state.items():
             for service, entry in services.items():
                 self._publish(self.topics.state(self._keys[uid], service), encode(entry), True)

@@ -223,6 +223,7 @@ def test_snapshot() -> None:
             "name": "Kitchen",
             "host": "127.0.0.2",
             "port": 1400,
+            "household": None,
             "availability": {
                 "status": "online",
                 "reason": None,
@@ -281,3 +282,34 @@ def test_merge_copies_nested_values() -> None:
     merge_variables(current, {"x": nested})
     nested["a"]["b"].append(3)  # type: ignore[index]
     assert current == {"x": {"a": {"b": [1, {"c": 2}]}}}
+
+
+def test_households_kept_apart() -> None:
+    """Each household's topology is kept on its own: a second household does not replace the
+    first; lookups by uid find the right one; the snapshot lists both, each group named with
+    its household."""
+    state = HouseholdState()
+    seen: list[tuple[str | None, str | None]] = []
+    state.add_topology_observer(
+        lambda old, new: seen.append((None if old is None else old.household, new.household))
+    )
+    first = parse_zone_group_state(group_document(("RINCON_A", [("RINCON_A", "Attic", 1)])))
+    second = parse_zone_group_state(group_document(("RINCON_B", [("RINCON_B", "Barn", 1)])))
+    state.set_topology(first.tagged("Sonos_1"))
+    state.set_topology(second.tagged("Sonos_2"))
+    state.ensure(SpeakerRef("RINCON_B", "Barn", "127.0.0.9", household="Sonos_2"))
+    assert seen == [(None, "Sonos_1"), (None, "Sonos_2")]
+    assert set(state.topologies()) == {"Sonos_1", "Sonos_2"}
+    assert state.topology_for("RINCON_A") == first.tagged("Sonos_1")
+    assert state.topology_for("RINCON_B") == second.tagged("Sonos_2")
+    assert state.topology_for("RINCON_C") is None
+    merged = state.topology
+    assert merged is not None and merged.coordinator_of("RINCON_B") == "RINCON_B"
+    groups = state.snapshot()["topology"]["groups"]
+    assert [(g["coordinator"], g["household"]) for g in groups] == [
+        ("RINCON_A", "Sonos_1"),
+        ("RINCON_B", "Sonos_2"),
+    ]
+    assert state.snapshot()["speakers"][0]["household"] == "Sonos_2"
+    state.set_topology(first.tagged("Sonos_1"))
+    assert len(seen) == 2
