@@ -145,6 +145,10 @@ class SonosdService(MultiService):
             state=self.state,
         )
         self.household.setServiceParent(self)
+        if self.controller is not None:
+            # A command that gets no answer is a sign the availability check hears at once.
+            self.controller.unreachable = self.household.command_failed
+        self.api.problems = self.household.problems
 
     def stopService(self) -> Deferred[None]:
         """Stop the children one after another, the last added first (see the module docstring).

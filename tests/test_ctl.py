@@ -77,7 +77,7 @@ class CtlAgainstDaemonTests(TestCase):
         self.state = HouseholdState()
         for speaker in self.household.speakers:
             self.state.ensure(SpeakerRef(speaker.uid, speaker.name, speaker.address))
-            self.state.set_availability(speaker.uid, True, "test", time=0.0)
+            self.state.set_availability(speaker.uid, "online", "test", time=0.0)
         self.state.set_topology(parse_zone_group_state(self.household.zone_group_state()))
         self.state.merge(
             self.household.speakers[0].uid,

@@ -282,7 +282,10 @@ class DaemonTests(TestCase):
         response = await http.get(daemon.url("/api/v1/health"))
         self.assertEqual(response.code, 200)
         health = await response.json()
-        self.assertEqual(health["speakers"], {"online": 3, "offline": 0, "unknown": 0})
+        self.assertEqual(
+            health["speakers"],
+            {"online": 3, "offline": 0, "asleep": 0, "upnp_disabled": 0, "unknown": 0},
+        )
         response = await http.get(daemon.url("/api/v1/speakers"))
         self.assertEqual(response.code, 200)
         listed = (await response.json())["speakers"]

@@ -6,11 +6,11 @@ import io
 import json
 import logging
 import os
-import selectors
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -334,20 +334,23 @@ def free_port() -> int:
 
 
 def read_until(process: subprocess.Popen[str], wanted: str, deadline: float) -> list[str]:
-    """Lines of ``process``'s stdout up to the first containing ``wanted`` (or EOF/deadline)."""
+    """Lines of ``process``'s stdout up to the first containing ``wanted`` (or EOF; the
+    process is killed at ``deadline``).
+
+    Blocking reads, not ``select``: the text wrapper reads several lines at once, and the
+    file descriptor is not readable again while the next lines wait in its buffer.
+    """
     assert process.stdout is not None
+    timer = threading.Timer(max(0.0, deadline - time.monotonic()), process.kill)
+    timer.start()
     lines: list[str] = []
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if not selector.select(timeout=max(0.0, deadline - time.monotonic())):
-                break
-            line = process.stdout.readline()
-            if not line:
-                break
+    try:
+        for line in iter(process.stdout.readline, ""):
             lines.append(line)
             if wanted in line:
                 break
+    finally:
+        timer.cancel()
     return lines
 
 

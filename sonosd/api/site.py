@@ -14,6 +14,7 @@ method), so the resources behind it hold no security logic.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote_to_bytes
 from weakref import WeakSet
@@ -290,7 +291,13 @@ class ApiService(Service):
     @param registry: The Prometheus registry to export (default: a new one, see
         ``self.metrics.registry``).
     @param grace: Seconds stopService waits for clients to close before aborting them.
+
+    @ivar problems: Returns why the household is degraded, one sentence each (the household
+        supervisor's ``problems``); read by ``/api/v1/health``. ``None``: only the speakers'
+        availability counts.
     """
+
+    problems: Callable[[], list[str]] | None = None
 
     def __init__(
         self,
@@ -333,7 +340,7 @@ class ApiService(Service):
         self.v1 = V1Resource(self.auth, tuple(config.cors_origins))
         self.v1.metrics = self.metrics
         children: dict[bytes, IResource] = {
-            b"health": HealthResource(state, self.uptime, VERSION),
+            b"health": HealthResource(state, self.uptime, VERSION, self._problems),
             b"metrics": MetricsResource(self.metrics),
             b"snapshot": SnapshotResource(hub),
             b"events": self.events,
@@ -350,6 +357,9 @@ class ApiService(Service):
         self.root.putChild(b"api", api)
         self.site = ApiSite(self.root, reactor)
         self.listening: Deferred[IListeningPort] = Deferred()
+
+    def _problems(self) -> list[str]:
+        return [] if self.problems is None else list(self.problems())
 
     def uptime(self) -> float:
         """Seconds since the service was built."""

@@ -314,6 +314,8 @@ class Controller:
     @param max_pending: SoCo calls of commands that may wait or run at once for one speaker;
         beyond, a command fails at once with 503 ``busy`` instead of queueing (a client
         flooding commands cannot grow the queue, nor delay the daemon's own calls for long).
+    @param unreachable: Told ``(uid, reason)`` when a call to a speaker times out or cannot
+        connect (the household supervisor then checks its availability at once), or ``None``.
     """
 
     def __init__(
@@ -327,7 +329,9 @@ class Controller:
         confirm_timeout: float = 5.0,
         poll_interval: float = 0.5,
         max_pending: int = MAX_PENDING,
+        unreachable: Callable[[str, str], None] | None = None,
     ) -> None:
+        self.unreachable = unreachable
         self._runner = runner
         self._max_pending = max(1, max_pending)
         self._pending: dict[str, int] = {}
@@ -423,9 +427,16 @@ class Controller:
 
     def _check_online(self, ref: SpeakerRef) -> None:
         availability = self._state.availability(ref.uid)
-        if availability.online is False:
-            reason = f": {availability.reason}" if availability.reason else ""
-            raise ControlError("offline", 503, f"{ref.name or ref.uid} is offline{reason}")
+        if availability.online is not False:
+            return
+        who = ref.name or ref.uid
+        reason = availability.reason
+        if availability.status == "asleep":
+            raise ControlError("asleep", 503, f"{who} is asleep ({reason or 'sleeping'})")
+        if availability.status == "upnp_disabled":
+            raise ControlError("upnp_disabled", 503, f"{who} cannot be controlled: {reason}")
+        because = f": {reason}" if reason else ""
+        raise ControlError("offline", 503, f"{who} is offline{because}")
 
     def _ref(self, uid: str, topology: Topology | None = None) -> SpeakerRef:
         ref = self._state.by_uid(uid)
@@ -469,7 +480,10 @@ class Controller:
             )
         except Exception as error:
             # Name the speaker the call went to (the coordinator, for transport commands).
-            raise self._translate(error, ref) from error
+            translated = self._translate(error, ref)
+            if translated.code in ("timeout", "offline") and self.unreachable is not None:
+                self.unreachable(ref.uid, translated.message)
+            raise translated from error
         finally:
             left = self._pending[ref.uid] - 1
             if left:

@@ -11,8 +11,10 @@ against sonosd/message.schema.json):
   NOTIFYs do not arrive) → an ``event`` message with ``source`` ``resync``/``poll`` carrying
   only what differs from the merged state (nothing changed: no message). A client that
   applies every ``event`` message in order thus ends with the speaker's state.
-- ``speaker_online``/``speaker_offline`` (published only when the availability changes),
-  ``subscription_lost``, ``subscription_restored``, ``events_gap``: the supervisor's messages.
+- ``speaker_availability`` (``speaker.online``, ``speaker.offline``, ``speaker.asleep``,
+  ``speaker.upnp_disabled``, published only when the status changes), ``speaker_removed``,
+  ``subscription_lost``, ``subscription_restored``, ``events_gap``: the supervisor's
+  messages.
 """
 
 from __future__ import annotations
@@ -211,27 +213,42 @@ class EventProcessor:
 
     # -- the supervisor's messages -------------------------------------------------------
 
-    def speaker_online(self, speaker: SpeakerRef, reason: str | None = None) -> Message | None:
-        """Mark ``speaker`` online; publish ``speaker.online`` if it was not.
+    def speaker_availability(
+        self, speaker: SpeakerRef, status: str, reason: str | None = None
+    ) -> Message | None:
+        """Record ``speaker``'s availability ``status``; publish ``speaker.<status>``
+        (``speaker.online``, ``speaker.offline``, ``speaker.asleep``,
+        ``speaker.upnp_disabled``) when the status changed.
 
-        @param reason: Why it is considered online (``subscribed``, ``rebooted``...).
-        @return: The message, or ``None`` if it was already online.
+        @param reason: Why (``identified``, ``connection refused``, ``sleeping``...).
+        @return: The message, or ``None`` if the status was already ``status``.
         """
         ref = self._state.ensure(speaker)
-        if not self._state.set_availability(ref.uid, True, reason, time=self._clock.seconds()):
+        if not self._state.set_availability(ref.uid, status, reason, time=self._clock.seconds()):
             return None
-        return self._hub.publish("speaker.online", {"reason": reason}, speaker=ref.to_json())
+        availability = self._state.availability(ref.uid).to_json()
+        return self._hub.publish(
+            f"speaker.{status}",
+            {"reason": reason, "availability": availability},
+            speaker=ref.to_json(),
+        )
+
+    def speaker_online(self, speaker: SpeakerRef, reason: str | None = None) -> Message | None:
+        """Mark ``speaker`` online; publish ``speaker.online`` if it was not."""
+        return self.speaker_availability(speaker, "online", reason)
 
     def speaker_offline(self, speaker: SpeakerRef, reason: str) -> Message | None:
-        """Mark ``speaker`` offline; publish ``speaker.offline`` if it was not.
+        """Mark ``speaker`` offline; publish ``speaker.offline`` if it was not."""
+        return self.speaker_availability(speaker, "offline", reason)
 
-        @param reason: Why (``no answer``, ``vanished: powered off``, ``subscribe failed``...).
-        @return: The message, or ``None`` if it was already offline.
-        """
-        ref = self._state.ensure(speaker)
-        if not self._state.set_availability(ref.uid, False, reason, time=self._clock.seconds()):
+    def speaker_removed(self, speaker: SpeakerRef, reason: str) -> Message | None:
+        """Forget ``speaker`` (it left its household, or became an invisible member) and
+        publish ``speaker.removed``; ``None`` if it was not known."""
+        ref = self._state.by_uid(speaker.uid)
+        if ref is None:
             return None
-        return self._hub.publish("speaker.offline", {"reason": reason}, speaker=ref.to_json())
+        self._state.remove(ref.uid)
+        return self._hub.publish("speaker.removed", {"reason": reason}, speaker=ref.to_json())
 
     def subscription_lost(self, speaker: SpeakerRef, service: str, reason: str) -> Message:
         """Publish ``subscription.lost``: events of ``service`` stop until it is restored."""

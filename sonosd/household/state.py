@@ -58,21 +58,27 @@ class SpeakerRef:
         return {"uid": self.uid, "name": self.name, "host": self.host}
 
 
+#: A speaker's availability: ``online``; ``offline`` (with a reason); ``asleep`` (a portable
+#: sleeping or switched to Bluetooth: not an error); ``upnp_disabled`` (UPnP switched off in the
+#: Sonos app); ``unknown`` (not decided yet).
+STATUSES = ("online", "offline", "asleep", "upnp_disabled", "unknown")
+
+
 @attrs.frozen
 class Availability:
-    """Whether the daemon can reach a speaker: ``online`` is ``None`` until the supervisor
-    says, then ``True``/``False`` with the reason and the time of the change."""
+    """Whether the daemon can reach a speaker: ``status`` (one of ``STATUSES``) with the
+    reason and the time of the last change of status."""
 
-    online: bool | None = None
+    status: str = "unknown"
     reason: str | None = None
     since: float | None = None
 
     @property
-    def status(self) -> str:
-        """``online``, ``offline`` or ``unknown``."""
-        if self.online is None:
-            return "unknown"
-        return "online" if self.online else "offline"
+    def online(self) -> bool | None:
+        """``True`` online, ``None`` unknown, ``False`` anything else (not reachable now)."""
+        if self.status == "unknown":
+            return None
+        return self.status == "online"
 
     def to_json(self) -> dict[str, Any]:
         """``{"status", "reason", "since"}``."""
@@ -287,24 +293,28 @@ class HouseholdState:
     # -- availability --------------------------------------------------------------------
 
     def set_availability(
-        self, uid: str, online: bool, reason: str | None = None, *, time: float
+        self, uid: str, status: str, reason: str | None = None, *, time: float
     ) -> bool:
-        """Record that a registered speaker is online or offline; ``True`` if that changed.
+        """Record a registered speaker's availability ``status`` (one of ``STATUSES``);
+        ``True`` if the status changed.
 
-        Only a change of ``online`` counts: a new reason for the same status is recorded but
+        Only a change of status counts: a new reason for the same status is recorded but
         returns ``False``.
 
         @raise KeyError: If ``uid`` is not registered.
+        @raise ValueError: If ``status`` is not one of ``STATUSES``.
         """
+        if status not in STATUSES:
+            raise ValueError(f"unknown availability status {status!r}")
         speaker = self._speakers[uid]
-        changed = speaker.availability.online is not online
+        changed = speaker.availability.status != status
         since = time if changed else speaker.availability.since
-        speaker.availability = Availability(online=online, reason=reason, since=since)
+        speaker.availability = Availability(status=status, reason=reason, since=since)
         return changed
 
     def availability_counts(self) -> dict[str, int]:
-        """``{"online": n, "offline": m, "unknown": k}`` over every registered speaker."""
-        counts = {"online": 0, "offline": 0, "unknown": 0}
+        """How many registered speakers have each status (every status of ``STATUSES``)."""
+        counts = dict.fromkeys(STATUSES, 0)
         for speaker in self._speakers.values():
             counts[speaker.availability.status] += 1
         return counts

@@ -708,7 +708,9 @@ class ControlDaemonTests(TestCase):
 
     async def test_hung_speaker_times_out(self) -> None:
         """A speaker whose calls hang is 504 timeout, while another speaker's command is
-        answered before that timeout; once it answers again, so do its commands."""
+        answered before that timeout; the timeout makes it be checked at once, so it is
+        offline right after (the next command gets 503 at once, consistent with the status);
+        once it answers again and is back online, so do its commands."""
         daemon = await start_daemon(self, soco={"call_timeout": 2.0})
         office, kitchen = daemon.speaker(2), daemon.speaker(0)
         await office.go_offline("hang")
@@ -722,7 +724,12 @@ class ControlDaemonTests(TestCase):
         self.assertEqual((status, body["error"]["code"]), (504, "timeout"), body)
         self.assertIn("2 s", body["error"]["message"])
         self.assertEqual(office.rendering.volume, 20)
+        state = daemon.service.state
+        await until(lambda: state.availability(office.uid).status == "offline", "offline")
+        status, body = await daemon.post("Office", "volume", {"volume": 5})
+        self.assertEqual((status, body["error"]["code"]), (503, "offline"), body)
         await office.come_online()
+        await until(lambda: state.availability(office.uid).status == "online", "back online")
         status, body = await daemon.post("Office", "volume", {"volume": 4})
         self.assertEqual((status, body), (200, {"result": {"volume": 4}}))
         self.assertEqual(office.rendering.volume, 4)

@@ -154,21 +154,32 @@ def test_availability() -> None:
     state = HouseholdState()
     state.ensure(KITCHEN)
     assert state.availability("RINCON_K").status == "unknown"
-    assert state.set_availability("RINCON_K", True, "subscribed", time=10.0)
-    assert not state.set_availability("RINCON_K", True, "renewed", time=20.0)
+    assert state.set_availability("RINCON_K", "online", "subscribed", time=10.0)
+    assert not state.set_availability("RINCON_K", "online", "renewed", time=20.0)
     availability = state.availability("RINCON_K")
     assert (availability.status, availability.reason, availability.since) == (
         "online",
         "renewed",
         10.0,
     )
-    assert state.set_availability("RINCON_K", False, "no answer", time=30.0)
+    assert state.set_availability("RINCON_K", "offline", "no answer", time=30.0)
     assert state.availability("RINCON_K").to_json() == {
         "status": "offline",
         "reason": "no answer",
         "since": "1970-01-01T00:00:30.000Z",
     }
     assert state.availability("RINCON_X").status == "unknown"
+    assert state.set_availability("RINCON_K", "asleep", "sleeping", time=40.0)
+    assert state.availability("RINCON_K").online is False
+    assert state.availability_counts() == {
+        "online": 0,
+        "offline": 0,
+        "asleep": 1,
+        "upnp_disabled": 0,
+        "unknown": 0,
+    }
+    with pytest.raises(ValueError):
+        state.set_availability("RINCON_K", "dozing", time=50.0)
 
 
 def test_topology_observers() -> None:
@@ -211,7 +222,7 @@ def test_snapshot() -> None:
     state = HouseholdState()
     assert state.snapshot() == {"speakers": [], "topology": None}
     state.ensure(KITCHEN)
-    state.set_availability("RINCON_K", True, time=1.5)
+    state.set_availability("RINCON_K", "online", time=1.5)
     state.merge("RINCON_K", "RenderingControl", {"volume": {"Master": 3}}, seq=4, time=2.0)
     topology = parse_zone_group_state(group_document(("RINCON_K", [("RINCON_K", "Kitchen", 1)])))
     state.set_topology(topology)

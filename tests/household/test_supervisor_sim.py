@@ -23,7 +23,7 @@ from sonosd.delivery.hub import Hub, Message
 from sonosd.gena.listener import NotifyListener
 from sonosd.household.events import EventProcessor
 from sonosd.household.state import HouseholdState
-from sonosd.household.supervisor import HouseholdSupervisor, build_household, identify
+from sonosd.household.supervisor import HouseholdSupervisor, build_household
 from sonosd.sim.household import Speaker
 from sonosd.sim.service import HouseholdService
 from tests.conftest import free_loopback_base
@@ -378,27 +378,3 @@ class SimTests(TestCase):
         await until(lambda: supervised.services["RenderingControl"].duplicates == 1, "the copy")
         self.assertEqual(seqs(), [0, 1, 2])
         self.assertEqual(rig.recorder.of("events.gap"), [])
-
-
-class IdentifyTests(TestCase):
-    timeout = 30
-
-    async def test_identify_needs_no_service_description(self) -> None:
-        """Identifying a (simulated) speaker with SoCo gives its uid, room and household
-        without SoCo downloading the DeviceProperties description."""
-        from soco import SoCo
-        from twisted.internet.threads import deferToThread
-
-        sim = HouseholdService(
-            global_reactor, SimulateConfig(speakers=1, base_address=free_loopback_base())
-        )
-        sim.startService()
-        self.addCleanup(sim.stopService)
-        [address] = sim.addresses
-        speaker = sim.household.speakers[0]
-        identity = await deferToThread(identify, SoCo, lambda host: host, address)
-        self.assertEqual(
-            (identity.uid, identity.name, identity.household_id),
-            (speaker.uid, speaker.name, sim.household.household_id),
-        )
-        self.assertIsNone(identity.device.deviceProperties._actions)
