@@ -148,6 +148,7 @@ class SonosdService(MultiService):
         if self.controller is not None:
             # A command that gets no answer is a sign the availability check hears at once.
             self.controller.unreachable = self.household.command_failed
+            self.controller.transport_commanded = self.household.transport_commanded
         self.api.problems = self.household.problems
 
     def stopService(self) -> Deferred[None]:

@@ -316,6 +316,8 @@ class Controller:
         flooding commands cannot grow the queue, nor delay the daemon's own calls for long).
     @param unreachable: Told ``(uid, reason)`` when a call to a speaker times out or cannot
         connect (the household supervisor then checks its availability at once), or ``None``.
+    @param transport_commanded: Told the coordinator's uid after a transport command (play,
+        pause, seek...) succeeded (the track position is read again), or ``None``.
     """
 
     def __init__(
@@ -330,8 +332,10 @@ class Controller:
         poll_interval: float = 0.5,
         max_pending: int = MAX_PENDING,
         unreachable: Callable[[str, str], None] | None = None,
+        transport_commanded: Callable[[str], None] | None = None,
     ) -> None:
         self.unreachable = unreachable
+        self.transport_commanded = transport_commanded
         self._runner = runner
         self._max_pending = max(1, max_pending)
         self._pending: dict[str, int] = {}
@@ -573,9 +577,14 @@ class Controller:
 
     # -- transport (on the coordinator) -------------------------------------------------------
 
+    def _moved(self, coordinator: SpeakerRef) -> None:
+        if self.transport_commanded is not None:
+            self.transport_commanded(coordinator.uid)
+
     async def _transport(self, ref: SpeakerRef, method: str) -> dict[str, Any]:
         coordinator = self._coordinator(ref)
         await self._call(coordinator, _invoke, method)
+        self._moved(coordinator)
         return {"coordinator": coordinator.uid}
 
     async def _do_play(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
@@ -596,11 +605,13 @@ class Controller:
     async def _do_toggle(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
         coordinator = self._coordinator(ref)
         action = await self._call(coordinator, _toggle)
+        self._moved(coordinator)
         return {"coordinator": coordinator.uid, "action": action}
 
     async def _do_seek(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
         coordinator = self._coordinator(ref)
         await self._call(coordinator, _seek, params.get("position"), params.get("track"))
+        self._moved(coordinator)
         return {"coordinator": coordinator.uid, **params}
 
     async def _do_play_mode(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:

@@ -122,7 +122,8 @@ class EventProcessor:
         """Merge variables read by control calls; publish what changed.
 
         @param variables: In ``parse_event_xml``'s shape (as ``StateReader.read`` gives).
-        @param source: ``poll`` or ``resync``.
+        @param source: ``poll``, ``resync`` or ``position`` (a track position read, which
+            does not count as the service's last update in its mark).
         @return: An ``event`` message (``seq`` null) with the changed variables only, or
             ``None`` when nothing changed.
         """
@@ -136,6 +137,7 @@ class EventProcessor:
             seq=None,
             time=self._clock.seconds(),
             source=source,
+            mark=source != "position",
         )
         if topology is not None:
             changed["zone_group_state"] = fields["zone_group_state"]

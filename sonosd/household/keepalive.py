@@ -33,6 +33,7 @@ from sonosd.backoff import GONE_412, FailureKind, backoff_delay, describe_failur
 from sonosd.blocking import Runner
 from sonosd.config import DEFAULT_SERVICES, SubscriptionConfig
 from sonosd.gena.sequence import SeqKind, SeqTracker
+from sonosd.household.position import PositionTracker
 from sonosd.household.probe import Description
 from sonosd.household.resync import ZoneGroupStateUnavailable
 from sonosd.household.state import SpeakerRef
@@ -167,6 +168,7 @@ class SupervisorContext:
     @ivar describe: Identifies a speaker (device description and household id).
     @ivar ping: Proves a speaker answers (the availability check).
     @ivar unsubscribe: UNSUBSCRIBEs a replaced SID at the speaker's current address.
+    @ivar position: Reads playing groups' track position (``None``: not read).
     """
 
     clock: IReactorTime
@@ -185,6 +187,7 @@ class SupervisorContext:
     describe: Describer = _not_wired
     ping: Pinger = _not_wired
     unsubscribe: Unsubscriber = _not_wired
+    position: PositionTracker | None = None
 
 
 class SpeakerHandle(Protocol):
@@ -204,6 +207,8 @@ class SpeakerHandle(Protocol):
     def rebooted(self, reason: str) -> None: ...
 
     def retire(self, subscription: GenaSubscription) -> None: ...
+
+    def transport_changed(self, variables: Mapping[str, Any]) -> None: ...
 
 
 class ServiceState(enum.Enum):
@@ -526,6 +531,8 @@ class ServiceSupervisor:
                 )
                 self._stop_polling()
         self._ctx.processor.on_event(ref, self.service, event)
+        if self.service == "AVTransport":
+            self.speaker.transport_changed(getattr(event, "variables", None) or {})
         if verdict.kind is SeqKind.GAP:
             self.gaps += 1
             log.warn(
@@ -610,6 +617,9 @@ class ServiceSupervisor:
                 speaker=self.speaker.label,
                 service=self.service,
             )
+            return
+        if self.service == "AVTransport":
+            self.speaker.transport_changed(variables)
 
     def _grace_expired(self, gen: int) -> None:
         self._grace = None

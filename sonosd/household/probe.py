@@ -240,7 +240,11 @@ async def describe(
 ) -> Description:
     """Who the speaker at ``host`` is: its description and household id (see the module).
 
-    @raise UpnpDisabled: The speaker answers 403 (UPnP switched off).
+    A speaker that serves its description but answers 403 to SOAP over HTTP (a variant of
+    some S2 models that want control over HTTPS on 1443; its events still work over HTTP)
+    is described without a household id.
+
+    @raise UpnpDisabled: The description answers 403 (UPnP switched off).
     @raise ProbeError: It answers, but not as a Sonos speaker.
     """
     answer = await _exchange(http, clock, "GET", _base(host, port) + DESCRIPTION_PATH, timeout)
@@ -248,16 +252,19 @@ async def describe(
     if answer.status != 200:
         raise ProbeError(f"the device description answered HTTP {answer.status}", answer.status)
     description = parse_description(answer.body)
-    household = await soap_call(
-        http,
-        clock,
-        host,
-        port,
-        "/DeviceProperties/Control",
-        "urn:schemas-upnp-org:service:DeviceProperties:1",
-        "GetHouseholdID",
-        timeout=timeout,
-    )
+    try:
+        household = await soap_call(
+            http,
+            clock,
+            host,
+            port,
+            "/DeviceProperties/Control",
+            "urn:schemas-upnp-org:service:DeviceProperties:1",
+            "GetHouseholdID",
+            timeout=timeout,
+        )
+    except UpnpDisabled:
+        return description
     values = parse_soap(household.body, "GetHouseholdID")
     household_id = values.get("CurrentHouseholdID", "").strip()
     if not household_id:
@@ -270,17 +277,27 @@ async def ping(
 ) -> int:
     """One ``GetVolume``: returns the HTTP status when the speaker answers at all.
 
-    @raise UpnpDisabled: The speaker answers 403 (UPnP switched off).
+    A 403 is told apart by the device description: refused too, UPnP is switched off;
+    served, the speaker only refuses control over HTTP (it is there, and evented).
+
+    @raise UpnpDisabled: UPnP is switched off.
     """
-    answer = await soap_call(
-        http,
-        clock,
-        host,
-        port,
-        "/MediaRenderer/RenderingControl/Control",
-        "urn:schemas-upnp-org:service:RenderingControl:1",
-        "GetVolume",
-        (("InstanceID", 0), ("Channel", "Master")),
-        timeout=timeout,
-    )
+    try:
+        answer = await soap_call(
+            http,
+            clock,
+            host,
+            port,
+            "/MediaRenderer/RenderingControl/Control",
+            "urn:schemas-upnp-org:service:RenderingControl:1",
+            "GetVolume",
+            (("InstanceID", 0), ("Channel", "Master")),
+            timeout=timeout,
+        )
+    except UpnpDisabled:
+        described = await _exchange(
+            http, clock, "GET", _base(host, port) + DESCRIPTION_PATH, timeout
+        )
+        _check(described, "device description")
+        return 403
     return answer.status

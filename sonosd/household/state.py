@@ -249,9 +249,13 @@ class HouseholdState:
         seq: int | None,
         time: float,
         source: str = "notify",
+        mark: bool = True,
     ) -> dict[str, Any]:
         """Merge a service's JSON variables into a registered speaker's state (see
         ``merge_variables``: values are kept, not copied, so they must not change afterwards).
+
+        @param mark: Record this update as the service's last one (``seq``, ``time``,
+            ``source``); a track position read leaves the mark of the last event alone.
 
         @return: The variables whose value changed (channel dicts: only changed channels).
         @raise KeyError: If ``uid`` is not registered.
@@ -259,7 +263,8 @@ class HouseholdState:
         speaker = self._speakers[uid]
         current = speaker.variables.setdefault(service, {})
         changed = merge_variables(current, variables)
-        speaker.marks[service] = ServiceMark(seq=seq, time=time, source=source)
+        if mark or service not in speaker.marks:
+            speaker.marks[service] = ServiceMark(seq=seq, time=time, source=source)
         name = variables.get("zone_name")
         if service == "DeviceProperties" and isinstance(name, str) and name:
             self._rename(uid, name)

@@ -58,6 +58,7 @@ from sonosd.household.keepalive import (
     SubscriptionFactory,
     SupervisorContext,
 )
+from sonosd.household.position import PositionTracker
 from sonosd.household.probe import UPNP_HELP, Description, ProbeError, UpnpDisabled
 from sonosd.household.state import SpeakerRef
 from sonosd.household.topology import ASLEEP_REASONS, Member, Topology, VanishedDevice
@@ -330,6 +331,8 @@ class SpeakerSupervisor(Service):
             if operation is not None:
                 operation.cancel()
         self._operation = self._probing = None
+        if self.ctx.position is not None and self.ref is not None:
+            self.ctx.position.forget(self.ref.uid)
         timeout = self.ctx.config.shutdown_timeout
         stops = [sup.stop(timeout) for sup in self.services.values()]
         stops.extend(self._unsubscribing)
@@ -600,6 +603,19 @@ class SpeakerSupervisor(Service):
     def _suspend(self, reason: str) -> None:
         for sup in self.services.values():
             sup.suspend(reason)
+        if self.ctx.position is not None and self.ref is not None:
+            self.ctx.position.forget(self.ref.uid)
+
+    def transport_changed(self, variables: Mapping[str, Any]) -> None:
+        """An AVTransport event or read: the position tracker reads the position if the
+        speaker coordinates a group and the transport state or track changed."""
+        if self.ctx.position is not None and self.ref is not None and self.device is not None:
+            self.ctx.position.transport_event(self.ref, self.device, variables)
+
+    def transport_commanded(self) -> None:
+        """A transport command (a seek...) went to this speaker: read its position again."""
+        if self.ctx.position is not None and self.ref is not None and self.status == ONLINE:
+            self.ctx.position.refresh(self.ref, self.device)
 
     def sign_of_life(self, source: str) -> None:
         """Something (discovery, the topology) shows the speaker is up: re-check it if it
@@ -909,6 +925,13 @@ class HouseholdSupervisor(MultiService):
         if speaker is not None:
             speaker.command_failed(reason)
 
+    def transport_commanded(self, uid: str) -> None:
+        """A transport command (play, seek...) went to the coordinator ``uid``: its position
+        is read again."""
+        speaker = self._by_uid.get(uid)
+        if speaker is not None:
+            speaker.transport_commanded()
+
     def _identified(self, speaker: SpeakerSupervisor) -> bool:
         assert speaker.uid is not None
         other = self._by_uid.get(speaker.uid)
@@ -964,9 +987,9 @@ class HouseholdSupervisor(MultiService):
             listed.add(member.uid)
             speaker = self._by_uid.get(member.uid)
             if speaker is None:
-                if self.follow_household and self.running and followable(member):
-                    self.add_member(member.uid, member.name, member.host, household)
-                continue
+                if not (self.follow_household and self.running and followable(member)):
+                    continue
+                speaker = self.add_member(member.uid, member.name, member.host, household)
             if not followable(member) and not speaker.configured and self.follow_household:
                 self.remove(speaker, f"now an invisible member of {member.name}")
                 continue
@@ -1060,6 +1083,19 @@ def build_household(
     def ping_speaker(host: str, port: int, seconds: float) -> Deferred[int]:
         return Deferred.fromCoroutine(probe.ping(http, reactor, host, port, seconds))
 
+    def is_coordinator(uid: str) -> bool:
+        topology = state.topology
+        coordinator = None if topology is None else topology.coordinator_of(uid)
+        return coordinator in (None, uid)
+
+    position = PositionTracker(
+        reactor,
+        runner,
+        processor,
+        config.subscription.position_interval,
+        timeout,
+        is_coordinator,
+    )
     ctx = SupervisorContext(
         clock=reactor,
         runner=runner,
@@ -1073,6 +1109,7 @@ def build_household(
         describe=describe,
         ping=ping_speaker,
         unsubscribe=gena_unsubscriber(reactor, http, limiter),
+        position=position,
     )
     household = HouseholdSupervisor(ctx, config.devices, follow_household=config.follow_household)
     state.add_topology_observer(household.on_topology)
