@@ -206,7 +206,7 @@ class SpeakerHandle(Protocol):
 
     def rebooted(self, reason: str) -> None: ...
 
-    def retire(self, subscription: GenaSubscription) -> None: ...
+    def supersede(self, subscription: GenaSubscription) -> None: ...
 
     def transport_changed(self, variables: Mapping[str, Any]) -> None: ...
 
@@ -449,7 +449,7 @@ class ServiceSupervisor:
             # speaker answers.
             subscription.callback = None
             if not forgotten:
-                self.speaker.retire(subscription)
+                self.speaker.supersede(subscription)
             subscription.cancel()
 
     def _unsubscribe(self, subscription: GenaSubscription, timeout: float) -> Deferred[None]:

@@ -164,7 +164,7 @@ def gena_unsubscriber(reactor: Any, http: HTTPClient, limiter: DeferredSemaphore
 
 
 @attrs.frozen
-class Retired:
+class Superseded:
     """A SID a new subscription replaced, to be UNSUBSCRIBEd when the speaker answers.
 
     @ivar expires: When the speaker forgets it by itself (then nothing is sent).
@@ -175,8 +175,8 @@ class Retired:
     expires: float
 
 
-#: Retired SIDs kept per service of a speaker (older ones expire at the speaker by themselves).
-RETIRED_PER_SERVICE = 2
+#: Superseded SIDs kept per service of a speaker (older ones expire at the speaker by themselves).
+SUPERSEDED_PER_SERVICE = 2
 
 
 def _resolve(resolve: Callable[[str], str], host: str) -> str:
@@ -225,7 +225,7 @@ class SpeakerSupervisor(Service):
         self._probing: Deferred[Any] | None = None
         self._timer: IDelayedCall | None = None
         self._absorb_boot_seq_until = 0.0
-        self._retired: list[Retired] = []
+        self._superseded: list[Superseded] = []
         self._flush: IDelayedCall | None = None
         self._unsubscribing: set[Deferred[Any]] = set()
         self._said: str | None = None
@@ -265,7 +265,7 @@ class SpeakerSupervisor(Service):
             "online": self.online,
             "reason": self.reason,
             "boot_seq": self.boot_seq,
-            "retired_sids": len(self._retired),
+            "superseded_sids": len(self._superseded),
             "services": {
                 name: {
                     "state": sup.state.value,
@@ -667,7 +667,7 @@ class SpeakerSupervisor(Service):
             reason=reason,
         )
         # What it held before the reboot, it forgot.
-        self._retired.clear()
+        self._superseded.clear()
         for sup in self.services.values():
             sup.start(reason="reboot")
 
@@ -680,7 +680,7 @@ class SpeakerSupervisor(Service):
             # Already handled: a renewal got 412, or the speaker came back online and was
             # subscribed afresh, just before the topology told us.
             self._absorb_boot_seq_until = 0.0
-            self._retired.clear()
+            self._superseded.clear()
             return
         self.rebooted(f"BootSeq {known} -> {boot_seq} ({source})")
 
@@ -749,7 +749,7 @@ class SpeakerSupervisor(Service):
 
     # Replaced subscriptions.
 
-    def retire(self, subscription: GenaSubscription) -> None:
+    def supersede(self, subscription: GenaSubscription) -> None:
         """Remember a SID a new subscription replaces, to UNSUBSCRIBE it (best effort, once)
         as soon as the speaker answers: until then, or until it expires, the speaker keeps
         sending NOTIFYs to it (the listener answers them 412, quietly)."""
@@ -760,22 +760,22 @@ class SpeakerSupervisor(Service):
         left = getattr(subscription, "time_left", 0)
         now = self.ctx.clock.seconds()
         expires = now + (left if isinstance(left, int | float) and left < 1e9 else 86400.0)
-        self._retired.append(Retired(sid, path, expires))
-        del self._retired[: -RETIRED_PER_SERVICE * max(1, len(self.services))]
+        self._superseded.append(Superseded(sid, path, expires))
+        del self._superseded[: -SUPERSEDED_PER_SERVICE * max(1, len(self.services))]
         if self.status == ONLINE:
             self._schedule_flush()
 
     def _schedule_flush(self) -> None:
-        if self._retired and self._flush is None and self.running:
-            self._flush = self.ctx.clock.callLater(0, self._flush_retired)
+        if self._superseded and self._flush is None and self.running:
+            self._flush = self.ctx.clock.callLater(0, self._flush_superseded)
 
-    def _flush_retired(self) -> None:
+    def _flush_superseded(self) -> None:
         self._flush = None
         if self.ref is None or self.status != ONLINE:
             return
         now = self.ctx.clock.seconds()
-        retired, self._retired = self._retired, []
-        for entry in retired:
+        superseded, self._superseded = self._superseded, []
+        for entry in superseded:
             if entry.expires <= now:
                 continue
             sending = self.ctx.unsubscribe(

@@ -385,7 +385,7 @@ class AvailabilityTests(SynchronousTestCase):
         self.assertTrue(speaker.online)
 
 
-class RetiredSidTests(SynchronousTestCase):
+class SupersededSidTests(SynchronousTestCase):
     def make(self) -> tuple[Harness, SpeakerSupervisor]:
         h = Harness(services=("RenderingControl", "AVTransport"))
         speaker = started(h)
@@ -410,18 +410,18 @@ class RetiredSidTests(SynchronousTestCase):
             {"/RenderingControl/Event", "/AVTransport/Event"},
         )
 
-    def test_retired_sids_bounded(self) -> None:
-        """At most two retired SIDs per service are kept for a speaker that stays away."""
+    def test_superseded_sids_bounded(self) -> None:
+        """At most two superseded SIDs per service are kept for a speaker that stays away."""
         h, speaker = self.make()
         h.household.devices[HOST].down = ConnectionRefusedError()
         for _ in range(5):
             speaker._go_online("test")
             speaker.check_now("test")
             h.clock.advance(0)
-        self.assertLessEqual(speaker.status_json()["retired_sids"], 4)
+        self.assertLessEqual(speaker.status_json()["superseded_sids"], 4)
 
     def test_expired_sids_not_sent(self) -> None:
-        """A retired SID that expired at the speaker meanwhile is not UNSUBSCRIBEd."""
+        """A superseded SID that expired at the speaker meanwhile is not UNSUBSCRIBEd."""
         h, speaker = self.make()
         device = h.household.devices[HOST]
         device.down = ConnectionRefusedError()
