@@ -405,8 +405,9 @@ class HouseholdTests(SynchronousTestCase):
         h = Harness()
         household = HouseholdSupervisor(h.ctx, [Device(HOST)])
         household.startService()
-        (status,) = household.status()
+        (status,) = household.status()["speakers"]
         self.assertEqual(status["uid"], UID)
+        self.assertEqual(status["availability"], "online")
         self.assertTrue(status["online"])
         self.assertEqual(status["services"]["RenderingControl"]["state"], "subscribed")
 

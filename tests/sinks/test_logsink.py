@@ -69,7 +69,21 @@ def test_topology_and_xml_values_are_summarised() -> None:
             },
         }
     )
-    assert line == (
-        "#3 Office ZoneGroupTopology seq=0 zone_group_state=2 groups "
+    assert line == "#3 Office ZoneGroupTopology full state, 2 variables"
+    changed = summarise(
+        {
+            "id": 4,
+            "type": "event",
+            "speaker": {"name": "Office"},
+            "service": "ZoneGroupTopology",
+            "seq": 5,
+            "variables": {
+                "zone_group_state": {"groups": [{}, {}], "vanished": []},
+                "available_software_update": '<UpdateItem xmlns="urn:x"/>',
+            },
+        }
+    )
+    assert changed == (
+        "#4 Office ZoneGroupTopology seq=5 zone_group_state=2 groups "
         "available_software_update=<xml>"
     )
