@@ -214,7 +214,7 @@ def make_observer(
     if predicate is None:
         predicate = LogLevelFilterPredicate(defaultLogLevel=LEVELS[level])
     else:
-        predicate.defaultLogLevel = LEVELS[level]
+        _set_predicate_level(predicate, level)
     return FilteringLogObserver(observer, [QuietTwisted(predicate), predicate])
 
 
@@ -254,8 +254,14 @@ def daemon_observer() -> ILogObserver:
 
 def set_level(level: str, stdlib: logging.Logger | None = None) -> None:
     """Write ``level`` and above from now on (the daemon's observer and stdlib logging)."""
-    _daemon_predicate.defaultLogLevel = LEVELS[level]
+    _set_predicate_level(_daemon_predicate, level)
     (logging.getLogger() if stdlib is None else stdlib).setLevel(_STDLIB_LEVELS[level])
+
+
+def _set_predicate_level(predicate: LogLevelFilterPredicate, level: str) -> None:
+    # The predicate copies its default into its table of namespaces: reset both.
+    predicate.defaultLogLevel = LEVELS[level]
+    predicate.clearLogLevels()
 
 
 def current_level() -> str:

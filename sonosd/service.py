@@ -433,9 +433,9 @@ class SonosdService(MultiService):
         """
         self.systemd.reloading()
         old = self.config
-        effective = running_config(old, effective_config(new))
-        effective = effective_config(effective)
-        plan = plan_reload(old, effective)
+        wanted = effective_config(new)
+        plan = plan_reload(old, wanted)
+        effective = running_config(old, wanted)
         self.config = effective
         if plan.household:
             self._reload_household(old, effective)
@@ -448,16 +448,9 @@ class SonosdService(MultiService):
                     self._remove_sink(name).addErrback(_stop_failed, name)
                 if name in built:
                     self._add_sink(name, built[name])
-        if plan.log:
-            logs.set_level(effective.log.level)
-            self.log_sink.enabled = effective.log.messages
         if plan.max_body:
             self.listener.site.max_body = effective.listener.max_body
-        log.info(
-            "reloaded {path}: {changes}",
-            path=new.path,
-            changes=plan.describe(),
-        )
+        log.info("reloaded {path}: {changes}", path=new.path, changes=plan.describe())
         if plan.restart:
             log.warn(
                 "{path}: {keys} changed: restart sonosd to apply (kept as they were)",
@@ -466,6 +459,10 @@ class SonosdService(MultiService):
             )
         for warning in self._warnings():
             log.warn("{warning}", warning=warning)
+        if plan.log:
+            # Last, so that the lines above are written at the level they were asked at.
+            logs.set_level(effective.log.level)
+            self.log_sink.enabled = effective.log.messages
         self.systemd.reloaded()
         return list(plan.restart)
 
