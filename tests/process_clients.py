@@ -7,6 +7,7 @@ every message id, in order, across something the daemon did (a reload).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -75,10 +76,8 @@ class Collector:
 
     def close(self) -> None:
         """Close the connection."""
-        try:
+        with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self.sock.close()
 
 
@@ -98,7 +97,7 @@ class SseClient(Collector):
     def parse(self) -> list[dict[str, Any]]:
         found = []
         if not self._headers_done:
-            head, sep, rest = self._buffer.partition(b"\r\n\r\n")
+            _head, sep, rest = self._buffer.partition(b"\r\n\r\n")
             if not sep:
                 return []
             self._headers_done = True

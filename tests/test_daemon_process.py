@@ -366,8 +366,9 @@ def test_systemd_notify(processes: Processes, loopback_base: str, tmp_path: Path
     assert f"MAINPID={daemon.pid}\n" in first
     assert "\nSTATUS=2 speakers: " in first
     wait_for(
-        lambda: "STATUS=2 speakers: 2 evented, 0 polling, 2 online; 0 clients\n"
-        in notify.messages(),
+        lambda: (
+            "STATUS=2 speakers: 2 evented, 0 polling, 2 online; 0 clients\n" in notify.messages()
+        ),
         "the status line with both speakers evented",
     )
     wait_for(lambda: notify.messages().count("WATCHDOG=1\n") >= 5, "watchdog pings")
@@ -555,9 +556,7 @@ def test_sighup_reloads_without_losing_a_client_or_a_message(
             "tokens and origins, sinks.webhooks rebuilt, log"
         ) in output
         assert f"{config}: api.listen changed: restart sonosd to apply" in output
-        wait_for(
-            lambda: subscription_counts(admin, 3) == [0, 3, 3], "subscriptions moved"
-        )
+        wait_for(lambda: subscription_counts(admin, 3) == [0, 3, 3], "subscriptions moved")
         wait_for(lambda: get(f"{api}/api/v1/ready")[0] == 200, "ready after the reload")
         # The new token is required from now on (the API is still where it was).
         assert get(f"{api}/api/v1/snapshot")[0] == 401

@@ -189,9 +189,11 @@ class DaemonCollector:
         yield from self._subscriptions(status)
         yield from self._notifies(status.get("notify") or {})
         sinks = self._sinks()
-        yield from self._webhooks(sinks.get("webhooks") or [])
+        if "webhooks" in sinks:
+            yield from self._webhooks(sinks["webhooks"])
         yield from self._mqtt(sinks.get("mqtt"))
-        yield from self._callbacks(sinks.get("callbacks") or [])
+        if "callbacks" in sinks:
+            yield from self._callbacks(sinks["callbacks"])
 
     def _subscriptions(self, status: Mapping[str, Any]) -> Iterator[Metric]:
         speakers = status.get("speakers") or []
@@ -244,7 +246,7 @@ class DaemonCollector:
         yield CounterMetricFamily(
             "sonosd_resubscriptions",
             "Subscriptions made again after one was lost (reboot, failure, offline).",
-            max(0, total("subscribes") - len(services)),
+            total("resubscriptions"),
         )
 
     def _notifies(self, notify: Mapping[str, Any]) -> Iterator[Metric]:

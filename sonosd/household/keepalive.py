@@ -282,6 +282,11 @@ class ServiceSupervisor:
         return _PHASES[self.state]
 
     @property
+    def resubscriptions(self) -> int:
+        """Subscriptions made after the first (after a loss, a reboot, an outage)."""
+        return max(0, self.subscribes - 1)
+
+    @property
     def evented(self) -> bool:
         """Subscribed, and NOTIFYs arrive (the first one came since subscribing)."""
         return self.phase == "subscribed" and self._notified
@@ -326,7 +331,7 @@ class ServiceSupervisor:
             "polls": self.polls,
             "subscribes": self.subscribes,
             "subscribe_failures": self.subscribe_failures,
-            "resubscriptions": max(0, self.subscribes - 1),
+            "resubscriptions": self.resubscriptions,
             "renewals": self.renewals,
             "renewal_failures": self.renewal_failures,
         }

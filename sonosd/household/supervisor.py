@@ -63,6 +63,7 @@ RETIRED_COUNTERS: tuple[str, ...] = (
     "polls",
     "subscribes",
     "subscribe_failures",
+    "resubscriptions",
     "renewals",
     "renewal_failures",
 )
