@@ -60,10 +60,16 @@ def label(speaker: Mapping[str, Any]) -> str:
 
 
 def _refuses_upnp(speaker: Mapping[str, Any]) -> bool:
+    """UPnP switched off: the speaker (or its subscriptions) answer 403 Forbidden."""
     if speaker.get("availability") in _UPNP_STATES:
         return True
-    reason = str(speaker.get("reason") or "")
-    return "403" in reason and speaker.get("availability") != "online"
+    if speaker.get("availability") != "online" and "403" in str(speaker.get("reason") or ""):
+        return True
+    services = (speaker.get("services") or {}).values()
+    return any(
+        s.get("state") in ("backing_off", "lost") and "403" in str(s.get("reason") or "")
+        for s in services
+    )
 
 
 def _asleep(speaker: Mapping[str, Any]) -> bool:
@@ -90,6 +96,15 @@ def speaker_findings(speaker: Mapping[str, Any]) -> list[Finding]:
     reason = speaker.get("reason")
     availability = speaker.get("availability")
     if _refuses_upnp(speaker):
+        if speaker.get("availability") == "online":
+            reason = next(
+                (
+                    str(s.get("reason"))
+                    for s in (speaker.get("services") or {}).values()
+                    if "403" in str(s.get("reason") or "")
+                ),
+                reason,
+            )
         return [
             Finding(
                 PROBLEM,
@@ -199,8 +214,9 @@ def subscription_findings(diagnostics: Mapping[str, Any]) -> list[Finding]:
             silent.setdefault(speaker.get("callback_url"), []).append(
                 who if len(polling) == len(services) else f"{who} ({', '.join(polling)})"
             )
+        upnp_off = _refuses_upnp(speaker)
         for name, service in services.items():
-            if service.get("state") == "backing_off":
+            if service.get("state") == "backing_off" and not upnp_off:
                 retry = service.get("retry_in")
                 when = f" in {retry:.0f} s" if isinstance(retry, int | float) else " by itself"
                 findings.append(

@@ -187,3 +187,19 @@ def test_sinks_failing() -> None:
     notes = [f.text for f in findings if f.severity == NOTE]
     assert notes[0].startswith("Webhook http://ha:8123/hook delivers now, but lost 0")
     assert notes[1].startswith("The callback my.mod:fn raised 2 time(s)")
+
+
+def test_upnp_switched_off_after_subscribing() -> None:
+    """Subscriptions refused with 403 once UPnP is switched off name the UPnP setting, once."""
+    body = diagnostics(
+        speaker(
+            "Kitchen",
+            services={
+                "AVTransport": service("backing_off", reason="HTTP 403", retry_in=3.0),
+                "Queue": service("backing_off", reason="HTTP 403", retry_in=3.0),
+            },
+        )
+    )
+    [text] = problems(body)
+    assert text.startswith("Kitchen (192.168.1.20) refuses UPnP requests (HTTP 403)")
+    assert UPNP_STEPS in text
