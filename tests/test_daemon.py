@@ -117,10 +117,18 @@ class DaemonTests(TestCase):
 
     timeout = 120
 
-    async def daemon(self, callbacks: tuple[str, ...] = ()) -> Daemon:
-        """Start a daemon with a simulated household of three speakers; stop it at cleanup."""
+    async def daemon(self, callbacks: tuple[str, ...] = (), advertise: str | None = None) -> Daemon:
+        """Start a daemon with a simulated household of three speakers; stop it at cleanup.
+
+        @param advertise: ``listener.advertise`` (an address the speakers cannot reach makes
+            their NOTIFYs fail).
+        """
         base = free_loopback_base()
         config = parse_config(daemon_yaml(base, callbacks=callbacks), "daemon-test.yaml")
+        if advertise is not None:
+            config = attrs.evolve(
+                config, listener=attrs.evolve(config.listener, advertise=advertise)
+            )
         households: list[RecordingHousehold] = []
 
         def household(reactor: Any, simulate: SimulateConfig) -> RecordingHousehold:
@@ -479,3 +487,33 @@ class DaemonTests(TestCase):
         self.assertEqual(len(service.household.status()["speakers"]), 2)
         self.assertGreater(service.household.retired["subscribes"], 0)
         self.assertFalse(client.closed.called)
+
+    async def test_doctor_explains_notifies_that_never_arrive(self) -> None:
+        """Speakers told an unreachable callback URL are polled; /ready says so and the
+        doctor names the speakers, the URL, the advertise setting and the port to open."""
+        from sonosd.doctor import PROBLEM, diagnose
+
+        daemon = await self.daemon(advertise="127.0.0.254")
+        service = daemon.service
+
+        def polling() -> bool:
+            states = [
+                s["state"]
+                for speaker in service.household.status()["speakers"]
+                for s in speaker["services"].values()
+            ]
+            return bool(states) and set(states) == {"polling"}
+
+        await until(polling, "every subscription polled")
+        ready = service.readiness()
+        self.assertFalse(ready["ready"])
+        self.assertEqual(ready["speakers"]["polling"], 3)
+        port = service.listener.port
+        problems = [f.text for f in diagnose(service.diagnostics()) if f.severity == PROBLEM]
+        [text] = problems
+        self.assertIn("No NOTIFY has arrived from Kitchen (", text)
+        self.assertIn(f"callback URL http://127.0.0.254:{port}/", text)
+        self.assertIn("listener.advertise is 127.0.0.254", text)
+        self.assertIn(f"Open TCP port {port}", text)
+        metrics = service.api.metrics.render().decode()
+        self.assertIn('sonosd_subscriptions{state="polling"} 24.0', metrics)

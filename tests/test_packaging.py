@@ -367,7 +367,7 @@ def test_docker_compose_examples_match_the_code(tmp_path: Path) -> None:
     command = bridge["command"]
     assert command[:2] == ["-c", config_path]
     assert command[2] == "--advertise" and command[3].startswith("${SONOSD_ADVERTISE")
-    assert "advertise" in tap.Options().keys()
+    assert "advertise" in tap.Options()
 
 
 def test_license_matches_setup_cfg() -> None:
