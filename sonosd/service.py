@@ -46,6 +46,7 @@ from sonosd.delivery.hub import Hub
 from sonosd.delivery.metrics import DaemonCollector
 from sonosd.gena.listener import NotifyListener
 from sonosd.household.events import EventProcessor
+from sonosd.household.keepalive import PHASES
 from sonosd.household.readiness import readiness, summary_line
 from sonosd.household.state import HouseholdState
 from sonosd.household.supervisor import HouseholdSupervisor, build_household
@@ -234,7 +235,7 @@ class SonosdService(MultiService):
             state=self.state,
         )
         self.api.metrics.registry.register(
-            DaemonCollector(lambda: self.household.status(), self.sink_status)
+            DaemonCollector(lambda: self.household.status(), self.sink_status, PHASES)
         )
         self.controller.on_done = self.api.metrics.observe_command
 

@@ -21,18 +21,6 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 CHANNELS = ("websocket", "sse", "stream")
 
-#: The public states of a subscription (``sonosd.household.keepalive.PHASES``), each
-#: exported even when no subscription is in it.
-SUBSCRIPTION_STATES = (
-    "subscribed",
-    "polling",
-    "backing_off",
-    "lost",
-    "subscribing",
-    "idle",
-    "stopped",
-)
-
 #: Why the NOTIFY listener refuses a request (``sonosd.gena.listener.NotifyDispatcher``).
 NOTIFY_REFUSALS = (
     "malformed",
@@ -171,15 +159,19 @@ class DaemonCollector:
     @param household: Returns ``{"speakers": [...], "notify": {...}, "retired": {...}}``.
     @param sinks: Returns ``{"webhooks": [...], "mqtt": {...}, "callbacks": [...]}`` (each
         only when configured).
+    @param states: Every state a subscription can be in
+        (``sonosd.household.keepalive.PHASES``), each exported even when none is in it.
     """
 
     def __init__(
         self,
         household: Callable[[], Mapping[str, Any]],
         sinks: Callable[[], Mapping[str, Any]],
+        states: Iterable[str],
     ) -> None:
         self._household = household
         self._sinks = sinks
+        self._states = tuple(states)
 
     def describe(self) -> list[Metric]:
         return []
@@ -204,7 +196,7 @@ class DaemonCollector:
             "Subscriptions (speaker and service) by state.",
             labels=["state"],
         )
-        for state in SUBSCRIPTION_STATES:
+        for state in self._states:
             states.add_metric([state], sum(1 for s in services if s.get("state") == state))
         yield states
         evented = sum(

@@ -70,7 +70,8 @@ def test_daemon_collector_reads_the_status() -> None:
         "callbacks": [{"name": "m:f", "delivered": 2, "queued": 0}],
     }
     registry = CollectorRegistry()
-    registry.register(DaemonCollector(lambda: household, lambda: sinks))
+    states = ("subscribed", "polling", "backing_off")
+    registry.register(DaemonCollector(lambda: household, lambda: sinks, states))
     text = generate_latest(registry).decode()
     lines = set(text.splitlines())
     for expected in (

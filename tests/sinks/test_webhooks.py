@@ -457,6 +457,16 @@ class VerifyingReceiver(Resource):
         return d
 
 
+async def send_one(reactor: Any, sink: WebhookSink) -> None:
+    """Start ``sink``, give it one message, wait until its first target is idle, stop it."""
+    sink.startService()
+    hub = Hub(reactor)
+    hub.add_sink(sink)
+    hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
+    await sink.targets[0].when_idle().addTimeout(30, reactor)
+    await sink.stopService()
+
+
 class HTTPSIntegrationTests(TestCase):
     """Real HTTPS on loopback: a private CA, a verifying receiver, the default treq client."""
 
@@ -500,12 +510,7 @@ class HTTPSIntegrationTests(TestCase):
         sink = WebhookSink.from_config(
             self.reactor, [Webhook(url=self.url, secret=SECRET, retries=0)]
         )
-        sink.startService()
-        hub = Hub(self.reactor)
-        hub.add_sink(sink)
-        hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
-        await sink.targets[0].when_idle().addTimeout(30, self.reactor)
-        await sink.stopService()
+        await send_one(self.reactor, sink)
         self.assertEqual(sink.targets[0].stats.failed, 1)
         self.assertEqual(self.receiver.bodies, [])
 
@@ -515,12 +520,7 @@ class HTTPSIntegrationTests(TestCase):
             self.reactor,
             [Webhook(url=self.wrong_host_url, secret=SECRET, retries=0, ca_file=self.ca_path)],
         )
-        sink.startService()
-        hub = Hub(self.reactor)
-        hub.add_sink(sink)
-        hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
-        await sink.targets[0].when_idle().addTimeout(30, self.reactor)
-        await sink.stopService()
+        await send_one(self.reactor, sink)
         self.assertEqual(sink.targets[0].stats.failed, 1)
         self.assertEqual(self.receiver.bodies, [])
 
@@ -529,12 +529,7 @@ class HTTPSIntegrationTests(TestCase):
         sink = WebhookSink.from_config(
             self.reactor, [Webhook(url=self.url, secret="wrong", ca_file=self.ca_path)]
         )
-        sink.startService()
-        hub = Hub(self.reactor)
-        hub.add_sink(sink)
-        hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
-        await sink.targets[0].when_idle().addTimeout(30, self.reactor)
-        await sink.stopService()
+        await send_one(self.reactor, sink)
         stats = sink.targets[0].stats
         self.assertEqual((stats.refused, stats.retried), (1, 0))
 
@@ -610,12 +605,7 @@ class PlainHTTPIntegrationTests(TestCase):
             self.reactor, [Webhook(url=f"http://{port}:9/hook", retries=2)]
         )
         sink.targets[0]._backoff_initial = sink.targets[0]._backoff_max = 0.01
-        sink.startService()
-        hub = Hub(self.reactor)
-        hub.add_sink(sink)
-        hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
-        await sink.targets[0].when_idle().addTimeout(30, self.reactor)
-        await sink.stopService()
+        await send_one(self.reactor, sink)
         self.assertEqual(sink.targets[0].stats.failed, 1)
         formats = [str(event.get("log_format")) for event in events]
         self.assertFalse([f for f in formats if "factory" in f.lower()], formats)
