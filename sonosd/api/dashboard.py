@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.api.test_dashboard -*-
+# -*- test-case-name: tests.api.test_dashboard,tests.api.test_dashboard_browser -*-
 """The web dashboard: static files from the package, served at ``/`` and ``/dashboard/``.
 
 The page is plain HTML, CSS and JavaScript modules kept in ``sonosd/api/static/`` (package

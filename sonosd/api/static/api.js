@@ -193,7 +193,7 @@ export class EventStream {
         }
         attempt = 0;
         this.handlers.status("live");
-        await this.read(response.body, controller);
+        await this.read(response.body, controller, current);
       } catch (error) {
         if (!current()) return;
       }
@@ -206,14 +206,15 @@ export class EventStream {
     }
   }
 
-  async read(body, controller) {
+  async read(body, controller, current) {
     const reader = body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "";
     let idle = setTimeout(() => controller.abort(), this.idleMs);
     try {
       for (;;) {
         const { value, done } = await reader.read();
-        if (done) return;
+        // A stopped stream hands nothing more on, even what was already received.
+        if (done || !current()) return;
         clearTimeout(idle);
         idle = setTimeout(() => controller.abort(), this.idleMs);
         buffer += value.replace(/\r\n?/g, "\n");
@@ -221,6 +222,7 @@ export class EventStream {
         while ((end = buffer.indexOf("\n\n")) >= 0) {
           const block = buffer.slice(0, end);
           buffer = buffer.slice(end + 2);
+          if (!current()) return;
           this.block(block);
         }
       }

@@ -9,12 +9,17 @@ function badge(status) {
 }
 
 function table(caption, head, rows) {
+  // Wide tables scroll inside their box on narrow screens.
   return el(
-    "table",
-    {},
-    el("caption", { text: caption }),
-    el("thead", {}, el("tr", {}, head.map((name) => el("th", { scope: "col", text: name })))),
-    el("tbody", {}, rows),
+    "div",
+    { class: "table-scroll" },
+    el(
+      "table",
+      {},
+      el("caption", { text: caption }),
+      el("thead", {}, el("tr", {}, head.map((name) => el("th", { scope: "col", text: name })))),
+      el("tbody", {}, rows),
+    ),
   );
 }
 
@@ -220,7 +225,7 @@ export class MessagesPanel {
   }
 
   add(type, body) {
-    if (type === "snapshot" || this.paused) return;
+    if (type === "snapshot" || type === "reset" || this.paused) return;
     const speaker = body.speaker?.name || "";
     const row = el(
       "li",

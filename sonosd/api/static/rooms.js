@@ -55,7 +55,8 @@ class VolumeControl {
       onpointerdown: () => (this.heldUntil = Infinity),
       onpointerup: () => (this.heldUntil = Date.now() + HOLD_MS),
     });
-    this.output = el("output", { for: id, class: "level" });
+    // The slider announces its value itself: the number beside it is for the eyes.
+    this.output = el("output", { for: id, class: "level", "aria-hidden": "true" });
     this.mute = el("button", { type: "button", class: "icon-button mute" });
   }
 
@@ -194,8 +195,10 @@ export class GroupCard {
       const muted = this.groupVolume.mute.getAttribute("aria-pressed") === "true";
       app.run(this.uid, "group_mute", { mute: !muted });
     });
-    this.groupRow = el("div", { class: "slider-row group-volume" },
-      this.groupVolume.mute, this.groupVolume.input, this.groupVolume.output);
+    this.groupRow = el("div", { class: "group-volume" },
+      el("span", { class: "group-label", text: "Whole group", "aria-hidden": "true" }),
+      el("div", { class: "slider-row" },
+        this.groupVolume.mute, this.groupVolume.input, this.groupVolume.output));
     this.memberList = el("ul", { class: "members", role: "list" });
     this.sleepSelect = el("select", { onchange: () => this.setSleep() },
       el("option", { value: "", text: "Off" }),
@@ -346,7 +349,7 @@ export class GroupCard {
     syncChildren(this.memberList, rows);
 
     const generation = av.sleep_timer_generation;
-    if (generation !== this.sleepGeneration && this.app.control.control) {
+    if (generation !== this.sleepGeneration && this.app.control.control && !offline) {
       this.sleepGeneration = generation;
       this.readSleep();
     }
