@@ -10,6 +10,7 @@ from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
@@ -129,6 +130,41 @@ class ArtCacheTests(SynchronousTestCase):
         failure = self.failureResultOf(collect.done, ArtRefused)
         self.assertEqual(failure.value.status, 502)
         self.assertEqual(transport.producerState, "stopped")
+
+
+class BusyTests(SynchronousTestCase):
+    """The proxy's bounds on fetches."""
+
+    def test_documented_bounds(self) -> None:
+        """The bounds are those docs/api.md states."""
+        cache = ArtCache()
+        self.assertEqual((cache._entries, cache._size), (256, 16 * 1024 * 1024))
+        self.assertEqual(art.MAX_IMAGE, 2 * 1024 * 1024)
+        self.assertEqual((art.FETCH_TIMEOUT, art.MAX_FETCHES, art.MAX_WAITING), (10.0, 4, 64))
+
+    def test_too_many_waiting_is_busy_and_timeouts_free_them(self) -> None:
+        """Past the running and waiting fetches a request is refused busy; when the speakers
+        time out, every waiting request fails 504 and room is made again."""
+        clock = Clock()
+        hung: list[Deferred[Any]] = []
+
+        class Hung:
+            def request(self, *args: Any, **kwargs: Any) -> Deferred[Any]:
+                hung.append(Deferred())
+                return hung[-1]
+
+        proxy = ArtProxy(clock, agent=Hung())  # type: ignore[arg-type]
+        pending = [proxy.get(f"http://127.0.0.2:1400/{n}") for n in range(68)]
+        self.assertEqual(len(hung), 4)
+        with self.assertRaises(ArtRefused) as caught:
+            proxy.get("http://127.0.0.2:1400/more")
+        self.assertEqual((caught.exception.status, caught.exception.code), (503, "busy"))
+        for _ in range(20):
+            clock.advance(art.FETCH_TIMEOUT)
+        for waiting in pending:
+            self.assertEqual(self.failureResultOf(waiting, ArtRefused).value.status, 504)
+        self.assertEqual(len(hung), 68)
+        proxy.get("http://127.0.0.2:1400/more").addErrback(lambda _: None)
 
 
 class Recorder(Resource):

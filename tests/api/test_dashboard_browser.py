@@ -324,6 +324,9 @@ def test_read_only_token_disables_controls(browser: Browser, daemon: Daemon) -> 
     expect(kitchen.get_by_label("Sleep timer")).to_be_disabled()
     daemon.call("PATCH", f"/speakers/{daemon.uids['Kitchen']}/state", {"volume": 12})
     expect(slider).to_have_value("12")
+    tab.get_by_role("button", name="Forget token").click()
+    expect(tab.get_by_role("dialog", name="This daemon needs a token")).to_be_visible()
+    assert tab.evaluate("sessionStorage.getItem('sonosd.token')") is None
     finish(tab, console)
 
 
