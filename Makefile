@@ -28,8 +28,9 @@ sysdeps:
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+# --pidfile=: no twistd.pid in the checkout (it would stop `twistd -n sonos-sim` starting here).
 demo: $(STAMP)
-	$(BIN)/twistd -n sonosd -c etc/sonosd.demo.yaml
+	$(BIN)/twistd -n --pidfile= sonosd -c etc/sonosd.demo.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check sonosd tests benchmarks twisted

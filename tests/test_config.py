@@ -33,6 +33,7 @@ from sonosd.config import (
     SinksConfig,
     SocoConfig,
     SubscriptionConfig,
+    Token,
     Webhook,
     endpoint_problem,
     format_path,
@@ -808,6 +809,8 @@ listener: {interface: "::", port: 1401, advertise: 192.168.1.10, max_body: 2048}
 api:
   listen: tcp:8081:interface=0.0.0.0
   require_auth: true
+  ready_when_polling: true
+  tokens: [{name: ha, token: a-long-random-token, scopes: [read]}]
   cors_origins: ["http://ha.lan:8123", "*"]
   replay_buffer: 5
   client_buffer: 6
@@ -830,7 +833,9 @@ simulate: {speakers: 5, rooms: [A, B], activity: 2, admin: "tcp:0", stereo_pair:
     assert config.listener == ListenerConfig("::", 1401, "192.168.1.10", 2048)
     assert config.api == ApiConfig(
         listen="tcp:8081:interface=0.0.0.0",
+        tokens=(Token("ha", "a-long-random-token", frozenset({"read"})),),
         require_auth=True,
+        ready_when_polling=True,
         cors_origins=("http://ha.lan:8123", "*"),
         replay_buffer=5,
         client_buffer=6,
@@ -843,6 +848,7 @@ simulate: {speakers: 5, rooms: [A, B], activity: 2, admin: "tcp:0", stereo_pair:
         timeout=600, renew_fraction=0.8, shutdown_timeout=2
     )
     assert config.soco == SocoConfig(threads=4, call_timeout=3)
+    assert config.log.messages is True
     assert config.sinks == SinksConfig(
         callbacks=("pkg.mod:fn",),
         mqtt=MqttConfig(port=8883, tls=True, prefix="home/sonos", homeassistant=True),

@@ -7,7 +7,8 @@ All of them answer GET only (nothing changes state over GET) with JSON, except m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
@@ -118,6 +119,53 @@ class AccessResource(_JsonGet):
                 commands=self._commands,
             )
         return json_response(request, body)
+
+
+class ReadyResource(_JsonGet):
+    """``GET /api/v1/ready``: 200 when every followed speaker is evented, else 503 with
+    reasons. No token needed (container health checks have none); the reasons, which name
+    speakers, are given only to a request that may read (an open API, or a read token).
+
+    @param readiness: Returns ``{"ready": bool, "reasons": [str], "speakers": {counts}}``.
+    @param may_read: Whether a request may see the reasons.
+    """
+
+    def __init__(
+        self,
+        readiness: Callable[[], Mapping[str, Any]],
+        may_read: Callable[[Request], bool],
+    ) -> None:
+        super().__init__()
+        self._readiness = readiness
+        self._may_read = may_read
+
+    def render_json(self, request: Request) -> bytes:
+        state = self._readiness()
+        ready = bool(state.get("ready"))
+        body: dict[str, Any] = {
+            "status": "ready" if ready else "not_ready",
+            "speakers": dict(state.get("speakers") or {}),
+        }
+        reasons = list(state.get("reasons") or [])
+        if self._may_read(request):
+            body["reasons"] = reasons
+        else:
+            body["reasons"] = (
+                [f"{len(reasons)} problem(s); a read token shows them"] if reasons else []
+            )
+        return json_response(request, body, 200 if ready else 503)
+
+
+class DiagnosticsResource(_JsonGet):
+    """``GET /api/v1/diagnostics`` (``read`` scope): everything needed to tell why events do
+    not arrive (the shape is in docs/api.md)."""
+
+    def __init__(self, diagnostics: Callable[[], Mapping[str, Any]]) -> None:
+        super().__init__()
+        self._diagnostics = diagnostics
+
+    def render_json(self, request: Request) -> bytes:
+        return json_response(request, self._diagnostics())
 
 
 class MetricsResource(_JsonGet):

@@ -8,6 +8,7 @@ is the only place that imports the global reactor.
 from __future__ import annotations
 
 import ipaddress
+import sys
 from typing import Any
 
 from twisted.application.service import IService
@@ -65,7 +66,16 @@ class Options(usage.Options):
     ]
 
     def postOptions(self) -> None:
-        """Validate and build ``self.config`` (a ``SimulateConfig``), ``self.seed``, ``models``."""
+        """Validate the options; a mistake is one line on stderr and exit status 1 (twistd
+        would print its whole usage text around it)."""
+        try:
+            self._validate()
+        except usage.UsageError as error:
+            sys.stderr.write(f"sonos-sim: {error}\n")
+            raise SystemExit(1) from None
+
+    def _validate(self) -> None:
+        """Build ``self.config`` (a ``SimulateConfig``), ``self.seed``, ``self.models``."""
         speakers = _integer("--speakers", self["speakers"], 1, 1000)
         port = _integer("--port", self["port"], 1, 65535)
         try:

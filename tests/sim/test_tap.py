@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from twisted.internet.testing import MemoryReactorClock
-from twisted.python import usage
 
 from sonosd.config import SimulateConfig
 from sonosd.sim.service import HouseholdService
@@ -63,11 +66,31 @@ def test_options_build_the_config() -> None:
         (("--port", "70000"), "--port: expected an integer from 1 to 65535"),
     ],
 )
-def test_bad_options(argv: tuple[str, ...], message: str) -> None:
-    """A wrong option is one line naming it."""
-    with pytest.raises(usage.UsageError) as error:
+def test_bad_options(
+    argv: tuple[str, ...], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A wrong option is one line on stderr naming it, and exit status 1 (no usage text)."""
+    with pytest.raises(SystemExit) as exited:
         parse(*argv)
-    assert str(error.value).startswith(message)
+    assert exited.value.code == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    [line] = err.splitlines()
+    assert line.startswith(f"sonos-sim: {message}"), line
+
+
+def test_twistd_sonos_sim_bad_option_is_one_line(tmp_path: Path) -> None:
+    """`twistd -n sonos-sim --speakers x` prints one line and exits 1, writing nothing."""
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "twistd"), "-n", "sonos-sim", "--speakers", "x"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == "sonos-sim: --speakers: expected an integer from 1 to 1000, got 'x'\n"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_service_listens_per_speaker_and_stops() -> None:
