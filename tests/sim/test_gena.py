@@ -154,13 +154,22 @@ def response_header(request: DummyRequest, name: str) -> str | None:
 
 
 class _ManagerTestCase(SynchronousTestCase):
-    """A manager on a Clock with a recording notifier."""
+    """A manager on a Clock with a recording notifier; LastChange moderation off (it has
+    tests of its own, ``ModerationTests``), so each notify() is one NOTIFY."""
+
+    moderation = 0.0
 
     def setUp(self) -> None:
         self.clock = Clock()
         self.notifier = RecordingNotifier()
         self.manager = SubscriptionManager(
-            self.clock, UID, SPEAKER, full_state, SERVER, notifier=self.notifier
+            self.clock,
+            UID,
+            SPEAKER,
+            full_state,
+            SERVER,
+            notifier=self.notifier,
+            moderation=self.moderation,
         )
 
     def subscribe(
@@ -601,6 +610,90 @@ class FaultTests(_ManagerTestCase):
         self.assertTrue(verifyObject(INotifier, manager._notifier))
 
 
+class ModerationTests(_ManagerTestCase):
+    """LastChange moderation: one window of 0.2 s per service, changes merged (UPnP AV)."""
+
+    moderation = 0.2
+
+    def bodies(self) -> list[dict[str, Any]]:
+        """The parsed bodies of every NOTIFY after the initial one, answered."""
+        self.notifier.answer_all()
+        return [parse_event_xml(sent.notify.body) for sent in self.notifier.sent[1:]]
+
+    def test_changes_within_a_window_become_one_event(self) -> None:
+        """Two changes 0.1 s apart reach the subscriber as one NOTIFY with the final values."""
+        self.subscribed("AVTransport")
+        self.manager.notify("AVTransport", {"TransportState": "TRANSITIONING"})
+        self.clock.advance(0.1)
+        self.manager.notify("AVTransport", {"TransportState": "PLAYING"})
+        self.assertEqual(self.bodies(), [])
+        self.clock.advance(0.1)
+        self.assertEqual(self.bodies(), [{"transport_state": "PLAYING"}])
+        self.assertEqual(self.notifier.seqs(), [0, 1])
+
+    def test_merged_variables_keep_body_order(self) -> None:
+        """A window that merges several changes writes its variables in full-state order."""
+        self.subscribed()
+        self.manager.notify("RenderingControl", {"Bass": "4"})
+        self.manager.notify("RenderingControl", {"Volume": {"Master": "9", "LF": "100"}})
+        self.clock.advance(0.2)
+        self.notifier.answer_all()
+        body = self.notifier.sent[1].notify.body
+        self.assertLess(body.index(b"Volume"), body.index(b"Bass"))
+
+    def test_at_most_one_event_per_window(self) -> None:
+        """Changes every 0.05 s for 1 s give one NOTIFY per 0.2 s window, the last value last."""
+        self.subscribed()
+        for step in range(20):
+            self.manager.notify("RenderingControl", {"Bass": str(step % 10)})
+            self.clock.advance(0.05)
+        self.clock.advance(0.2)
+        bodies = self.bodies()
+        self.assertEqual(len(bodies), 5)
+        self.assertEqual(bodies[-1], {"bass": "9"})
+
+    def test_plain_variable_services_are_not_moderated(self) -> None:
+        """A ZoneGroupTopology change goes out at once."""
+        self.subscribed("ZoneGroupTopology")
+        self.manager.notify("ZoneGroupTopology", {"ZoneGroupName": "Den"})
+        self.assertEqual(self.bodies(), [{"zone_group_name": "Den"}])
+
+    def test_one_window_serves_every_subscription(self) -> None:
+        """Two subscriptions of a service share one window and one body, each with its SEQ."""
+        self.subscribed()
+        self.subscribed()
+        self.manager.notify("RenderingControl", {"Bass": "1"})
+        self.manager.notify("RenderingControl", {"Bass": "2"})
+        self.assertEqual(len(self.manager._windows), 1)
+        self.clock.advance(0.2)
+        self.notifier.answer_all()
+        self.assertEqual(self.notifier.seqs(), [0, 0, 1, 1])
+        self.assertEqual(self.notifier.sent[2].notify.body, self.notifier.sent[3].notify.body)
+
+    def test_reboot_and_stop_drop_the_window(self) -> None:
+        """forget_all() and stop() cancel a pending window: nothing is sent afterwards."""
+        self.subscribed()
+        self.manager.notify("RenderingControl", {"Bass": "1"})
+        self.manager.forget_all()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.subscribed()
+        self.manager.notify("RenderingControl", {"Bass": "2"})
+        self.manager.stop()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_paused_window_consumes_seq(self) -> None:
+        """A window that closes while the speaker is offline consumes one SEQ, sends nothing."""
+        self.subscribed()
+        self.manager.notify("RenderingControl", {"Bass": "1"})
+        self.manager.pause()
+        self.clock.advance(0.2)
+        self.manager.resume()
+        self.manager.notify("RenderingControl", {"Bass": "2"})
+        self.clock.advance(0.2)
+        self.notifier.answer_all()
+        self.assertEqual(self.notifier.seqs(), [0, 2])
+
+
 @given(st.one_of(st.none(), st.text(max_size=30)), st.integers(min_value=1, max_value=10**6))
 def test_parse_timeout_is_always_a_sane_grant(header: str | None, cap: int) -> None:
     """Any TIMEOUT header yields a grant between 1 and the cap; never infinite."""
@@ -784,7 +877,9 @@ class GenaWireTests(TestCase):
         from twisted.internet import reactor
 
         speaker = free_loopback_base()
-        manager = SubscriptionManager(reactor, UID, speaker, full_state, SERVER, notify_timeout=10)
+        manager = SubscriptionManager(
+            reactor, UID, speaker, full_state, SERVER, notify_timeout=10, moderation=0
+        )
         self.addCleanup(manager.stop)
         site = SpeakerSite(manager)
         listening = reactor.listenTCP(port, Site(site), interface=speaker)

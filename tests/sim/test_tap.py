@@ -47,6 +47,7 @@ def test_options_build_the_config() -> None:
         activity=2.5,
         admin="tcp:0",
         stereo_pair=True,
+        models=("S18", "S14"),
     )
     assert (options.seed, options.models) == (9, ("S18", "S14"))
 
