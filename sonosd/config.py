@@ -201,6 +201,7 @@ class SimulateConfig:
     large_household_players: int = 22
     upnp: bool = True
     upnp_off_ssdp: str = "answer"
+    upnp_off_forbidden: tuple[str, ...] = ("description", "control", "event")
     https_only: tuple[int, ...] = ()
     tls_port: int = 1443
 
@@ -857,7 +858,7 @@ class _Builder:
 
     def _simulate(self, value: dict[str, Any], path: KeyPath) -> SimulateConfig:
         fields = dict(value)
-        for key in ("rooms", "models", "https_only"):
+        for key in ("rooms", "models", "https_only", "upnp_off_forbidden"):
             if key in fields:
                 fields[key] = tuple(fields[key])
         if fields.get("admin") is not None:

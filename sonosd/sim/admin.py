@@ -30,7 +30,7 @@ from sonosd.sim.actions import check_playable, resolve_track
 from sonosd.sim.battery import POWER_SOURCES
 from sonosd.sim.didl import format_duration, parse_duration
 from sonosd.sim.household import Household, Speaker
-from sonosd.sim.modes import SSDP_WHEN_UPNP_OFF
+from sonosd.sim.modes import SSDP_WHEN_UPNP_OFF, UPNP_KINDS
 from sonosd.sim.neighbourhood import Neighbourhood
 from sonosd.sim.soap import UPnPError
 
@@ -386,6 +386,10 @@ def _set_modes(household: Household, body: Mapping[str, Any]) -> None:
         "large_household_players": lambda v: _int_value("large_household_players", v, 1, 1000),
         "upnp": lambda v: _bool_value("upnp", v),
         "upnp_off_ssdp": lambda v: _choice("upnp_off_ssdp", v, SSDP_WHEN_UPNP_OFF),
+        "upnp_off_forbidden": lambda v: tuple(
+            _choice("upnp_off_forbidden", kind, UPNP_KINDS)
+            for kind in _list("upnp_off_forbidden", v)
+        ),
     }
     unknown = sorted(set(body) - set(checks))
     if unknown:
@@ -598,6 +602,12 @@ def _integer(
     if key not in body and default is not None:
         return default
     return _int_value(key, body.get(key), low, high)
+
+
+def _list(key: str, value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise ApiError(400, f"{key} must be a list")
+    return value
 
 
 def _choice(key: str, value: Any, choices: tuple[str, ...]) -> str:

@@ -9,9 +9,15 @@ Each mode is something real households do that a kind simulator would hide (sour
   #70194 with 23, #89128 with 27; sonos2mqtt #134 and homebridge-zp #131 with about 30), while
   ZoneGroupTopology events still carry the whole document;
 - **UPnP off** (the Sonos app's Account > Privacy & Security > UPnP setting, off by default on
-  systems set up with firmware from late 2025): HTTP requests for the device description,
-  the SCPDs, SOAP control and GENA on port 1400 (and 1443) answer ``403 Forbidden`` with
-  Sonos's own error page; SSDP either still answers (default) or is silent;
+  systems set up with firmware from late 2025): the device description (bonob #224; "403
+  when trying to read device_description.xml will happen if you disable UPnP",
+  audiobookshelf-sonos #10), SOAP control (Home Assistant #151258 and PR #159330: "403 Client
+  Error: Forbidden for url: http://<ip>:1400/DeviceProperties/Control") and GENA (no report;
+  taken to follow SOAP) answer ``403 Forbidden`` with Sonos's own error page. SCPDs stay
+  served by default: SoCo only sends that SOAP request after reading the DeviceProperties SCPD,
+  so the reported error implies it was read. Which kinds of request answer 403 is
+  configurable (``upnp_off_forbidden``), and so is SSDP (``upnp_off_ssdp``: still ``answer``,
+  the default, or stay ``silent``);
 - **HTTPS-only control** (per speaker; reported for some S2 models): SOAP over HTTP on 1400
   answers 403, SOAP over TLS on 1443 works.
 
@@ -20,6 +26,7 @@ Pure decisions and values; ``sonosd.sim.site`` applies them to requests.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Final
 
 import attrs
@@ -39,7 +46,14 @@ FORBIDDEN_BODY: Final = (
 
 #: Kinds of request a speaker's HTTP port receives.
 DESCRIPTION, SCPD, CONTROL, EVENT, OTHER = "description", "scpd", "control", "event", "other"
-_UPNP_KINDS: Final = frozenset({DESCRIPTION, SCPD, CONTROL, EVENT})
+#: The kinds of UPnP request that may be refused while UPnP is off.
+UPNP_KINDS: Final = (DESCRIPTION, SCPD, CONTROL, EVENT)
+#: The kinds refused by default (see the module docstring for why SCPDs are not).
+DEFAULT_UPNP_OFF_FORBIDDEN: Final = (DESCRIPTION, CONTROL, EVENT)
+
+
+def _kinds(kinds: Iterable[str]) -> tuple[str, ...]:
+    return tuple(kinds)
 
 
 @attrs.frozen
@@ -54,6 +68,10 @@ class HouseholdModes:
     """The Sonos app's UPnP setting; off: UPnP requests answer 403."""
     upnp_off_ssdp: str = "answer"
     """What SSDP does while UPnP is off: ``answer`` or ``silent``."""
+    upnp_off_forbidden: tuple[str, ...] = attrs.field(
+        default=DEFAULT_UPNP_OFF_FORBIDDEN, converter=_kinds
+    )
+    """The kinds of request (:data:`UPNP_KINDS`) that answer 403 while UPnP is off."""
 
     def __attrs_post_init__(self) -> None:
         check_modes(self)
@@ -73,6 +91,11 @@ def check_modes(modes: HouseholdModes) -> None:
         raise ValueError(
             f"large_household_players: expected 1 to 1000, got {modes.large_household_players!r}"
         )
+    unknown = [kind for kind in modes.upnp_off_forbidden if kind not in UPNP_KINDS]
+    if unknown:
+        raise ValueError(
+            f"upnp_off_forbidden: expected kinds among {', '.join(UPNP_KINDS)}, got {unknown[0]!r}"
+        )
     if modes.upnp_off_ssdp not in SSDP_WHEN_UPNP_OFF:
         raise ValueError(
             f"upnp_off_ssdp: expected one of {', '.join(SSDP_WHEN_UPNP_OFF)}, "
@@ -80,16 +103,16 @@ def check_modes(modes: HouseholdModes) -> None:
         )
 
 
-def refusal(kind: str, *, upnp: bool, https_only: bool, secure: bool) -> int | None:
+def refusal(kind: str, modes: HouseholdModes, *, https_only: bool, secure: bool) -> int | None:
     """The status a speaker answers a request of ``kind`` with instead of serving it, if any.
 
     :param kind: :data:`DESCRIPTION`, :data:`SCPD`, :data:`CONTROL`, :data:`EVENT` or
         :data:`OTHER` (album art, icons, status pages).
-    :param upnp: the household's UPnP setting.
+    :param modes: the household's modes (its UPnP setting and what is forbidden without it).
     :param https_only: whether the speaker wants SOAP over TLS.
     :param secure: whether the request came over TLS (port 1443).
     """
-    if not upnp and kind in _UPNP_KINDS:
+    if not modes.upnp and kind in modes.upnp_off_forbidden:
         return 403
     if https_only and kind == CONTROL and not secure:
         return 403

@@ -80,6 +80,7 @@ class Neighbourhood:
                         large_household_players=config.large_household_players,
                         upnp=config.upnp,
                         upnp_off_ssdp=config.upnp_off_ssdp,
+                        upnp_off_forbidden=config.upnp_off_forbidden,
                     ),
                     https_only=[i - offset for i in https_only if offset <= i < offset + size],
                     first_index=offset,

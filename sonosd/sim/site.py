@@ -9,8 +9,8 @@ Routes, as real firmware has them: ``GET /xml/device_description.xml``, ``GET
 
 The same site serves HTTP (port 1400) and, for HTTPS-only speakers, TLS (port 1443). The
 household's and the speaker's modes (``sonosd.sim.modes``) may refuse a request first: 403
-to every UPnP request while UPnP is switched off, 403 to SOAP over plain HTTP on an HTTPS-only
-speaker.
+to the description, SOAP and GENA while UPnP is switched off, 403 to SOAP over plain HTTP on an
+HTTPS-only speaker.
 """
 
 from __future__ import annotations
@@ -55,10 +55,7 @@ class SpeakerResource(Resource):
         method = request.method.decode("latin-1")
         kind, target = self._route(path)
         refused = modes.refusal(
-            kind,
-            upnp=speaker.household.modes.upnp,
-            https_only=speaker.https_only,
-            secure=request.isSecure(),
+            kind, speaker.household.modes, https_only=speaker.https_only, secure=request.isSecure()
         )
         if refused is not None:
             request.setResponseCode(refused)

@@ -16,7 +16,13 @@ from twisted.python import usage
 from sonosd.config import SimulateConfig
 from sonosd.sim.gena import DEFAULT_MODERATION
 from sonosd.sim.models import MODELS
-from sonosd.sim.modes import DEFAULT_LARGE_HOUSEHOLD_PLAYERS, DEFAULT_TLS_PORT, SSDP_WHEN_UPNP_OFF
+from sonosd.sim.modes import (
+    DEFAULT_LARGE_HOUSEHOLD_PLAYERS,
+    DEFAULT_TLS_PORT,
+    DEFAULT_UPNP_OFF_FORBIDDEN,
+    SSDP_WHEN_UPNP_OFF,
+    UPNP_KINDS,
+)
 
 
 class Options(usage.Options):
@@ -85,6 +91,12 @@ class Options(usage.Options):
             None,
             "answer",
             f"What SSDP does while UPnP is off: {' or '.join(SSDP_WHEN_UPNP_OFF)}.",
+        ],
+        [
+            "upnp-off-forbidden",
+            None,
+            ",".join(DEFAULT_UPNP_OFF_FORBIDDEN),
+            f"While UPnP is off, these kinds of request answer 403 ({', '.join(UPNP_KINDS)}).",
         ],
         [
             "https-only",
@@ -157,6 +169,13 @@ class Options(usage.Options):
                 f"--upnp-off-ssdp: expected {' or '.join(SSDP_WHEN_UPNP_OFF)}, "
                 f"got {self['upnp-off-ssdp']!r}"
             )
+        forbidden = tuple(k.strip() for k in self["upnp-off-forbidden"].split(",") if k.strip())
+        unknown_kinds = [kind for kind in forbidden if kind not in UPNP_KINDS]
+        if unknown_kinds:
+            raise usage.UsageError(
+                f"--upnp-off-forbidden: expected kinds among {', '.join(UPNP_KINDS)}, "
+                f"got {unknown_kinds[0]!r}"
+            )
         https_only = _indexes("--https-only", self["https-only"], speakers)
         tls_port = _integer("--tls-port", self["tls-port"], 1, 65535)
         self.seed = None if self["seed"] is None else _integer("--seed", self["seed"], 0, 2**32)
@@ -182,6 +201,7 @@ class Options(usage.Options):
             large_household_players=players,
             upnp=not self["upnp-off"],
             upnp_off_ssdp=self["upnp-off-ssdp"],
+            upnp_off_forbidden=forbidden,
             https_only=https_only,
             tls_port=tls_port,
         )
