@@ -279,6 +279,7 @@ def device_properties(speaker: Speaker) -> dict[str, EventValue]:
         "TVConfigurationError": "0",
         "HdmiCecAvailable": _flag(speaker.model.home_theater),
         "WirelessMode": "0",
+        "WirelessLeafOnly": "0",
         "HasConfiguredSSID": "1",
         "ChannelFreq": "2412",
         "BehindWifiExtender": "0",
