@@ -871,7 +871,7 @@ class _Builder:
             raise self.fail(
                 (*path, "home_theatre"),
                 f"a home theatre needs {needed} speakers (soundbar, sub, two surrounds"
-                + (", after the stereo pair)" if config.stereo_pair else ")"),
+                + (", besides the stereo pair)" if config.stereo_pair else ")"),
                 True,
             )
         if config.households > config.speakers:

@@ -923,11 +923,19 @@ def test_example_documents_every_key() -> None:
         assert f"{path[-1]}:" in text, path
 
 
-def test_demo_simulates_three_speakers() -> None:
-    """The demo follows three simulated speakers with the API on loopback."""
+def test_demo_simulates_a_richer_household() -> None:
+    """The demo follows a household with a home-theatre room and a portable, API on loopback."""
+    from twisted.internet.task import Clock
+
+    from sonosd.sim.neighbourhood import Neighbourhood
+
     config = load_config(str(ROOT / "etc" / "sonosd.demo.yaml"), environ={})
-    assert config.simulate is not None and config.simulate.speakers == 3
-    assert config.simulate.activity > 0
+    assert config.simulate is not None and config.simulate.activity > 0
+    household = Neighbourhood.build(Clock(), config.simulate, seed=1).household
+    rooms = {s.name: s for s in household.speakers if not s.invisible}
+    assert set(rooms) == {"Kitchen", "Office", "Garden", "Living Room"}
+    assert len(rooms["Living Room"].satellites) == 3 and rooms["Living Room"].model.soundbar
+    assert rooms["Garden"].model.portable
     assert "interface=127.0.0.1" in config.api.listen
     assert config.listener.interface == "127.0.0.1"
 

@@ -590,15 +590,16 @@ class Household:
         first_index: int = 0,
         taken_uids: set[str] | None = None,
     ) -> None:
-        ht_start = 2 if stereo_pair else 0
+        ht_start = speakers - 4
         if speakers < 1:
             raise ValueError("a household needs at least one speaker")
         if stereo_pair and speakers < 2:
             raise ValueError("a stereo pair needs at least two speakers")
-        if home_theatre and speakers < ht_start + 4:
+        needed = 6 if stereo_pair else 4
+        if home_theatre and speakers < needed:
             raise ValueError(
-                f"a home theatre needs four speakers (soundbar, sub, two surrounds) "
-                f"after {ht_start} others: at least {ht_start + 4} speakers"
+                f"a home theatre needs four speakers (soundbar, sub, two surrounds) besides "
+                f"the others: at least {needed} speakers"
             )
         self.clock = clock
         self.rng = random.Random(seed)

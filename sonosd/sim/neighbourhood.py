@@ -4,8 +4,8 @@
 ``Neighbourhood.build`` splits the configured speakers over ``households`` households on
 consecutive addresses (the first ones get one more when the count does not divide): each has
 its own household ID, identities (UIDs never repeat across households), topology and alarms,
-and each speaker's ZoneGroupState lists only its own household's members. A stereo pair and a
-home theatre belong to the first household. With one household (the default) everything is
+and each speaker's ZoneGroupState lists only its own household's members. A stereo pair (the
+first two speakers) and a home theatre (the last four) belong to the first household. With one household (the default) everything is
 as before: ``neighbourhood.households[0]`` is the household.
 
 The admin API and the activity generator see every speaker through ``speakers`` and

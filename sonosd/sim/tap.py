@@ -112,7 +112,7 @@ class Options(usage.Options):
         [
             "home-theatre",
             None,
-            "Make four speakers (after the stereo pair) a soundbar with a sub and two surrounds.",
+            "Make the last four speakers a soundbar with a sub and two surrounds.",
         ],
         [
             "large-household",
@@ -159,7 +159,7 @@ class Options(usage.Options):
         if self["home-theatre"] and speakers < needed:
             raise usage.UsageError(
                 f"--home-theatre: needs {needed} speakers (soundbar, sub, two surrounds"
-                + (", after the stereo pair)" if self["stereo-pair"] else ")")
+                + (", besides the stereo pair)" if self["stereo-pair"] else ")")
             )
         households = _integer("--households", self["households"], 1, speakers)
         moderation = _number("--moderation", self["moderation"], 0, 10)

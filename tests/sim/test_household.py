@@ -257,10 +257,11 @@ def test_transport_change_events_the_track_block() -> None:
 
 def test_home_theatre_set() -> None:
     """A soundbar with sub and surrounds: satellites in the ZGS, HTSatChanMapSet, one room."""
-    _, household, managers = make(speakers=5, home_theatre=True)
-    bar, sub, left, right, other = household.speakers
+    _, household, managers = make(speakers=5, home_theatre=True, rooms=("Kitchen", "Den"))
+    other, bar, sub, left, right = household.speakers
     assert bar.model.soundbar and sub.model.number == "Sub"
-    assert [s.invisible for s in household.speakers] == [False, True, True, True, False]
+    assert [s.invisible for s in household.speakers] == [False, False, True, True, True]
+    assert (other.name, bar.name) == ("Kitchen", "Den")
     assert {s.name for s in (bar, sub, left, right)} == {bar.name}
     root = ElementTree.fromstring(household.zone_group_state())
     member = next(m for m in root.iter("ZoneGroupMember") if m.get("UUID") == bar.uid)
@@ -277,16 +278,17 @@ def test_home_theatre_set() -> None:
     household.join(other, bar)
     bar.rename("Cinema")
     assert {s.name for s in (bar, sub, left, right)} == {"Cinema"}
-    assert managers[2].of("DeviceProperties")[-1]["ZoneName"] == "Cinema"
+    assert managers[3].of("DeviceProperties")[-1]["ZoneName"] == "Cinema"
     with pytest.raises(UPnPError):
         household.join(sub, other)
 
 
 def test_home_theatre_needs_four_speakers() -> None:
-    """A home theatre after a stereo pair needs six speakers."""
+    """A home theatre besides a stereo pair needs six speakers; it takes the last four."""
     with pytest.raises(ValueError, match="home theatre"):
         make(speakers=5, home_theatre=True, stereo_pair=True)
     _, household, _ = make(speakers=6, home_theatre=True, stereo_pair=True)
+    assert household.speakers[1].pair_partner == household.speakers[0].uid
     assert household.speakers[2].satellites == [s.uid for s in household.speakers[3:6]]
 
 
