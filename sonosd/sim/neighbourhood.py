@@ -5,8 +5,9 @@
 consecutive addresses (the first ones get one more when the count does not divide): each has
 its own household ID, identities (UIDs never repeat across households), topology and alarms,
 and each speaker's ZoneGroupState lists only its own household's members. A stereo pair (the
-first two speakers) and a home theatre (the last four) belong to the first household. With one household (the default) everything is
-as before: ``neighbourhood.households[0]`` is the household.
+first two speakers) and a home theatre (the last four) belong to the first household. With one
+household (the default) everything is as before: ``neighbourhood.households[0]`` is the
+household.
 
 The admin API and the activity generator see every speaker through ``speakers`` and
 ``speaker(key)`` (a global index, a UID, an address or a room name).
