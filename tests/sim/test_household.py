@@ -297,9 +297,10 @@ def test_portable_battery_sleep_and_bluetooth() -> None:
     _, household, managers = make(models=("S18", "S27"))
     one, roam, _ = household.speakers
     assert one.battery is None and one.full_state("DeviceProperties")["MoreInfo"] == ""
-    roam.set_battery(level=15, power_source="USB_POWER")
+    roam.set_battery(level=15, power_source="USB_POWER", temperature=31)
     more_info = managers[1].of("DeviceProperties")[-1]["MoreInfo"]
     assert "BattPct:15" in more_info and "BattChg:CHARGING" in more_info
+    assert "BattTmp:31" in more_info
     roam.sleep()
     assert roam.asleep and managers[1].paused and not roam.reachable
     root = ElementTree.fromstring(household.zone_group_state())
