@@ -100,7 +100,8 @@ def _source_copy(tmp_path: Path) -> Path:
 
 
 def test_wheel_install_exposes_the_plugin(tmp_path: Path) -> None:
-    """A wheel of the project, installed on its own, gives twistd the sonosd command."""
+    """A wheel of the project, installed on its own, gives twistd the sonosd command (and
+    carries the dashboard's files)."""
     src = _source_copy(tmp_path)
     dist = tmp_path / "dist"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
@@ -117,6 +118,8 @@ def test_wheel_install_exposes_the_plugin(tmp_path: Path) -> None:
     assert "sonosd/tap.py" in names
     for package in ("gena", "household", "control", "delivery", "api", "sinks", "sim"):
         assert f"sonosd/{package}/__init__.py" in names, package
+    for static in (ROOT / "sonosd" / "api" / "static").iterdir():
+        assert f"sonosd/api/static/{static.name}" in names, static.name
     assert not {"twisted/__init__.py", "twisted/plugins/__init__.py"} & names
     assert not [name for name in names if name.endswith("dropin.cache")]
 

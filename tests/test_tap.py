@@ -6,11 +6,11 @@ import io
 import json
 import logging
 import os
-import selectors
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -334,21 +334,26 @@ def free_port() -> int:
 
 
 def read_until(process: subprocess.Popen[str], wanted: str, deadline: float) -> list[str]:
-    """Lines of ``process``'s stdout up to the first containing ``wanted`` (or EOF/deadline)."""
+    """Lines of ``process``'s stdout up to the first containing ``wanted`` (or EOF/deadline).
+
+    Lines are read by a thread: waiting for the pipe to be readable would miss lines that
+    arrived in the same chunk and already sit in the file object's buffer.
+    """
     assert process.stdout is not None
+    stdout = process.stdout
     lines: list[str] = []
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if not selector.select(timeout=max(0.0, deadline - time.monotonic())):
-                break
-            line = process.stdout.readline()
-            if not line:
-                break
+    done = threading.Event()
+
+    def read() -> None:
+        for line in stdout:
             lines.append(line)
             if wanted in line:
                 break
-    return lines
+        done.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    done.wait(max(0.0, deadline - time.monotonic()))
+    return list(lines)
 
 
 def test_sigterm_exits_0(tmp_path: Path) -> None:

@@ -2,9 +2,10 @@
 """The HTTP API: one twisted.web site on a Twisted endpoint string, as an ``IService``.
 
 Routes (all under ``/api/v1``; reference in ``docs/openapi.yaml`` and ``docs/api.md``):
-``health`` (open), ``metrics``, ``snapshot``, ``events`` (SSE), ``ws`` (WebSocket),
-``speakers``, ``speakers/{id}``, ``groups`` (``read`` scope), and ``POST
-speakers/{id}/{command}`` (``control`` scope; built by the command hook).
+``health`` and ``access`` (open), ``metrics``, ``snapshot``, ``events`` (SSE), ``ws`` (WebSocket),
+``speakers``, ``speakers/{id}``, ``groups``, ``art`` (``read`` scope), and ``POST
+speakers/{id}/{command}`` (``control`` scope; built by the command hook). The dashboard
+(:mod:`~sonosd.api.dashboard`) answers at ``/`` and ``/dashboard/``.
 
 ``V1Resource`` is the one gate every request passes: DNS-rebinding and cross-origin guards,
 CORS, the token check and the scope check (``read`` for GET/HEAD, ``control`` for any other
@@ -30,6 +31,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
 from sonosd.api import views
+from sonosd.api.art import ArtProxy, ArtResource
 from sonosd.api.auth import (
     CONTROL,
     READ,
@@ -43,7 +45,9 @@ from sonosd.api.auth import (
     query_first,
 )
 from sonosd.api.commands import MAX_BODY, CommandFactory, default_commands
+from sonosd.api.dashboard import SiteRoot
 from sonosd.api.resources import (
+    AccessResource,
     ErrorResource,
     GroupsResource,
     HealthResource,
@@ -55,6 +59,7 @@ from sonosd.api.resources import (
 from sonosd.api.sse import EventsResource
 from sonosd.api.ws import ApiWebSocketFactory
 from sonosd.config import ApiConfig
+from sonosd.control.commandargs import COMMANDS
 from sonosd.control.dispatch import ControllerLike
 from sonosd.delivery.drain import drained
 from sonosd.delivery.endpoint import listen
@@ -125,7 +130,7 @@ class V1Resource(Resource):
         super().__init__()
         self._auth = auth
         self._cors = cors_origins
-        self.open_children: set[bytes] = {b"health"}
+        self.open_children: set[bytes] = {b"health", b"access"}
         self.metrics: ApiMetrics | None = None
 
     def getChildWithDefault(self, path: bytes, request: Request) -> IResource:
@@ -332,21 +337,28 @@ class ApiService(Service):
         )
         self.v1 = V1Resource(self.auth, tuple(config.cors_origins))
         self.v1.metrics = self.metrics
+        self.art = ArtProxy(reactor)
         children: dict[bytes, IResource] = {
             b"health": HealthResource(state, self.uptime, VERSION),
+            b"access": AccessResource(
+                self.auth,
+                lambda: (name.decode("utf-8") for name in self.v1.children),
+                COMMANDS if controller is not None or commands is not None else (),
+            ),
             b"metrics": MetricsResource(self.metrics),
             b"snapshot": SnapshotResource(hub),
             b"events": self.events,
             b"ws": self.websocket.web_resource(),
             b"speakers": SpeakersResource(state, commands or default_commands(controller)),
             b"groups": GroupsResource(state),
+            b"art": ArtResource(state, self.art),
         }
         for name, child in children.items():
             self.v1.putChild(name, child)
         api = Resource()
         api.putChild(b"v1", self.v1)
-        #: The site's root: other parts (the dashboard) may ``putChild`` here.
-        self.root = Resource()
+        #: The site's root: the dashboard at ``/`` and ``/dashboard/``; ``/api`` beside it.
+        self.root = SiteRoot()
         self.root.putChild(b"api", api)
         self.site = ApiSite(self.root, reactor)
         self.listening: Deferred[IListeningPort] = Deferred()
@@ -406,3 +418,4 @@ class ApiService(Service):
         for ws in sockets:
             if ws.transport is not None and not ws.lost.called:
                 ws.transport.abortConnection()
+        await self.art.close()

@@ -362,3 +362,55 @@ class OpenApiTests(SynchronousTestCase):
         served = {"/" + name.decode() for name in service.v1.children}
         self.assertLessEqual(served, set(spec["paths"]))
         self.assertIn("/speakers/{id}/{command}", spec["paths"])
+
+
+class AccessTests(TestCase):
+    """``GET /api/v1/access``: what a token may do, answered without refusing."""
+
+    timeout = 20
+
+    def setUp(self) -> None:
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        self.http = HTTPClient(Agent(reactor, pool=pool))
+        self.addCleanup(pool.closeCachedConnections)
+
+    async def access(self, base: str, headers: dict[str, str] | None = None) -> Any:
+        response = await self.http.get(f"{base}/access", headers=headers)
+        self.assertEqual(response.code, 200)
+        return json.loads(await response.content())
+
+    async def test_tells_scopes_endpoints_and_commands(self) -> None:
+        """No token: not granted (200, no detail); a read token: read only; an admin token:
+        both scopes, the endpoints and the command names."""
+        _, host, port = await start_api(
+            self, Hub(reactor), household(), RecordingController(), tokens=(READER, ADMIN)
+        )
+        base = f"http://{host}:{port}/api/v1"
+        body = await self.access(base)
+        self.assertEqual(
+            body,
+            {
+                "auth_required": True,
+                "granted": False,
+                "token": None,
+                "scopes": [],
+                "reason": "a valid bearer token is required",
+            },
+        )
+        wrong = await self.access(base, {"Authorization": "Bearer nope"})
+        self.assertEqual(wrong["granted"], False)
+        self.assertEqual(wrong["reason"], "the token is not valid here")
+        reader = await self.access(base, READ)
+        self.assertEqual((reader["token"], reader["scopes"]), ("reader", ["read"]))
+        admin = await self.access(base, CONTROL)
+        self.assertEqual(admin["scopes"], ["control", "read"])
+        self.assertIn("snapshot", admin["endpoints"])
+        self.assertIn("art", admin["endpoints"])
+        self.assertIn("volume", admin["commands"])
+
+    async def test_open_api_and_no_controller(self) -> None:
+        """An open API grants everything; without a controller there are no commands."""
+        _, host, port = await start_api(self, Hub(reactor), household())
+        body = await self.access(f"http://{host}:{port}/api/v1")
+        self.assertEqual((body["auth_required"], body["granted"]), (False, True))
+        self.assertEqual(body["commands"], [])
