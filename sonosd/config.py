@@ -184,7 +184,8 @@ class SsdpConfig:
 
 @attrs.frozen
 class SimulateConfig:
-    """An in-process simulated household (demo and tests)."""
+    """An in-process simulated household (demo and tests); docs/configuration.md and
+    docs/simulator.md say what each field does."""
 
     speakers: int = 3
     base_address: str = "127.0.0.2"
@@ -194,6 +195,17 @@ class SimulateConfig:
     admin: str | None = None
     stereo_pair: bool = False
     ssdp_port: int | None = None
+    models: tuple[str, ...] = ()
+    households: int = 1
+    home_theatre: bool = False
+    moderation: float = 0.2
+    large_household: bool = False
+    large_household_players: int = 22
+    upnp: bool = True
+    upnp_off_ssdp: str = "answer"
+    upnp_off_forbidden: tuple[str, ...] = ("description", "control", "event")
+    https_only: tuple[int, ...] = ()
+    tls_port: int = 1443
 
 
 @attrs.frozen
@@ -886,13 +898,35 @@ class _Builder:
 
     def _simulate(self, value: dict[str, Any], path: KeyPath) -> SimulateConfig:
         fields = dict(value)
-        if "rooms" in fields:
-            fields["rooms"] = tuple(fields["rooms"])
+        for key in ("rooms", "models", "https_only", "upnp_off_forbidden"):
+            if key in fields:
+                fields[key] = tuple(fields[key])
         if fields.get("admin") is not None:
             self._endpoint(fields["admin"], (*path, "admin"))
         config = SimulateConfig(**fields)
         if config.stereo_pair and config.speakers < 2:
             raise self.fail((*path, "stereo_pair"), "a stereo pair needs at least 2 speakers", True)
+        needed = (2 if config.stereo_pair else 0) + 4
+        if config.home_theatre and config.speakers < needed:
+            raise self.fail(
+                (*path, "home_theatre"),
+                f"a home theatre needs {needed} speakers (soundbar, sub, two surrounds"
+                + (", besides the stereo pair)" if config.stereo_pair else ")"),
+                True,
+            )
+        if config.households > config.speakers:
+            raise self.fail(
+                (*path, "households"),
+                f"{config.speakers} speakers cannot make {config.households} households",
+                config.households,
+            )
+        for index, number in enumerate(config.https_only):
+            if number >= config.speakers:
+                raise self.fail(
+                    (*path, "https_only", index),
+                    f"expected a speaker index below {config.speakers}",
+                    number,
+                )
         where = (*path, "base_address")
         try:
             base = ipaddress.IPv4Address(config.base_address)
