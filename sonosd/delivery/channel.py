@@ -117,6 +117,11 @@ class Start:
     replay: list[Message]
 
 
+#: Query parameters of the streaming channels (SSE, WebSocket) that are not filter keys; any
+#: other unknown parameter is refused (``bad_filter``) on both, as in a filter operation.
+QUERY_PARAMETERS = ("last_id", "run", "access_token")
+
+
 def reset_body(reason: str) -> dict[str, Any]:
     """The body of a ``reset`` message."""
     return {"type": "reset", "reason": reason}

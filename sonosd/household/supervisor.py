@@ -32,6 +32,7 @@ The lifecycle, every timer and the measured availability figures are in
 from __future__ import annotations
 
 import socket
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -53,7 +54,6 @@ from sonosd.household.keepalive import (
     GenaSubscription,
     Processor,
     Reader,
-    ServiceState,
     ServiceSupervisor,
     SubscriptionFactory,
     SupervisorContext,
@@ -66,6 +66,21 @@ from sonosd.household.topology import ASLEEP_REASONS, Member, Topology, Vanished
 log = Logger()
 
 SONOS_PORT = 1400
+
+#: The counters of a ``ServiceSupervisor`` that the household keeps when it stops
+#: supervising that subscription (see ``HouseholdSupervisor.retired``).
+RETIRED_COUNTERS: tuple[str, ...] = (
+    "events",
+    "duplicates",
+    "gaps",
+    "resyncs",
+    "polls",
+    "subscribes",
+    "subscribe_failures",
+    "resubscriptions",
+    "renewals",
+    "renewal_failures",
+)
 
 REBOOT_MERGE_WINDOW = 60.0
 """A BootSeq increase seen this soon after every subscription was made afresh (a 412 on a
@@ -113,6 +128,41 @@ second at start-up and receives 1,600 initial NOTIFYs at once; with 64 it subscr
 its outgoing GENA connections stay far below a default ``ulimit -n`` of 1,024."""
 
 
+class GenaSubscriptions:
+    """The subscription factory for the daemon: ``sonosd.gena.Subscription`` objects that
+    send their requests with ``http`` (default: one client built from ``reactor``, shared by
+    every subscription: a client per subscription was an agent, a connection pool and a
+    cookie jar each, megabytes at 1,600 subscriptions), at most ``GENA_CONCURRENCY`` of them
+    at once, and receive their NOTIFYs through ``listener`` (a running ``NotifyListener``).
+
+    @ivar request_timeout: Seconds each request may take (a reload may change it).
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        listener: Any,
+        request_timeout: float,
+        http: Any = None,
+        limiter: DeferredSemaphore | None = None,
+    ) -> None:
+        self._reactor = reactor
+        self._listener = listener
+        self.request_timeout = request_timeout
+        self._http = gena.build_http_client(reactor) if http is None else http
+        self._limiter = DeferredSemaphore(GENA_CONCURRENCY) if limiter is None else limiter
+
+    def __call__(self, device: Any, service: str) -> GenaSubscription:
+        return gena.Subscription(
+            service_object(device, service),
+            self._listener,
+            reactor=self._reactor,
+            http=self._http,
+            request_timeout=self.request_timeout,
+            limiter=self._limiter,
+        )
+
+
 def gena_subscriptions(
     reactor: Any,
     listener: Any,
@@ -120,28 +170,10 @@ def gena_subscriptions(
     http: Any = None,
     limiter: DeferredSemaphore | None = None,
 ) -> SubscriptionFactory:
-    """The subscription factory for the daemon: ``sonosd.gena.Subscription`` objects that send
-    their requests with ``http`` (default: one client built from ``reactor``, shared by every
-    subscription: a client per subscription was an agent, a connection pool and a cookie jar
-    each, megabytes at 1,600 subscriptions), at most ``GENA_CONCURRENCY`` of them at once
-    (``limiter``, default a new one), and receive their NOTIFYs through ``listener`` (a running
-    ``NotifyListener``)."""
-    if http is None:
-        http = gena.build_http_client(reactor)
-    if limiter is None:
-        limiter = DeferredSemaphore(GENA_CONCURRENCY)
-
-    def make(device: Any, service: str) -> GenaSubscription:
-        return gena.Subscription(
-            service_object(device, service),
-            listener,
-            reactor=reactor,
-            http=http,
-            request_timeout=request_timeout,
-            limiter=limiter,
-        )
-
-    return make
+    """A ``GenaSubscriptions`` factory (see there); ``limiter`` bounds the requests in flight
+    (default: a new one; ``build_household`` shares one with the UNSUBSCRIBEs of superseded
+    SIDs)."""
+    return GenaSubscriptions(reactor, listener, request_timeout, http, limiter)
 
 
 def gena_unsubscriber(reactor: Any, http: HTTPClient, limiter: DeferredSemaphore) -> Any:
@@ -206,14 +238,19 @@ class SpeakerSupervisor(Service):
         self.config_device = device
         self.ctx = ctx
         self._on_identified = on_identified
+        #: Listed under ``devices`` (or found by SSDP): never dropped as the topology changes.
         self.configured = member is None
+        #: Found by SSDP, not configured (a reload keeps it).
+        self.discovered = False
         self.device: Any = None
         # Known before identification for a member learnt from the topology.
         self.ref: SpeakerRef | None = member
         self.identified = False
         self.household_id: str | None = None if member is None else member.household
         self.boot_seq: int | None = None
-        self.status = UNKNOWN
+        #: ``online``, ``offline``, ``asleep``, ``upnp_disabled`` or ``unknown`` (see the
+        #: module docstring), with ``reason``.
+        self.availability = UNKNOWN
         self.reason: str | None = None
         self.last_activity = 0.0
         self.services: dict[str, ServiceSupervisor] = {
@@ -245,65 +282,69 @@ class SpeakerSupervisor(Service):
     @property
     def online(self) -> bool | None:
         """``True`` online, ``None`` not decided, ``False`` anything else."""
-        return None if self.status == UNKNOWN else self.status == ONLINE
+        return None if self.availability == UNKNOWN else self.availability == ONLINE
 
     @property
     def offline_reason(self) -> str | None:
         """Why the speaker is not online (``None`` when it is)."""
-        return None if self.status == ONLINE else self.reason
+        return None if self.availability == ONLINE else self.reason
 
-    def status_json(self) -> dict[str, Any]:
-        """A plain snapshot for health checks, diagnostics and metrics."""
-        return {
-            "host": self.config_device.host if self.ref is None else self.ref.host,
+    def status(self, *, callback: bool = False) -> dict[str, Any]:
+        """A plain snapshot of the speaker and each of its subscriptions (``ServiceSupervisor
+        .status``), the one source of diagnostics, readiness, health, metrics and systemd's
+        status.
+
+        ``availability`` is ``online``, ``offline``, ``asleep``, ``upnp_disabled`` or
+        ``unknown`` (with ``reason``), as the state, the API and the messages have it.
+
+        @param callback: Include the callback URL given to the speaker (``callback_url``
+            looks up a route: only the diagnostics ask for it).
+        """
+        host = self.config_device.host if self.ref is None else self.ref.host
+        status: dict[str, Any] = {
+            "host": host,
+            "configured_host": self.config_device.host,
             "uid": self.uid,
             "name": None if self.ref is None else self.ref.name,
             "household": self.household_id,
             "configured": self.configured,
             "identified": self.identified,
-            "status": self.status,
+            "availability": self.availability,
             "online": self.online,
             "reason": self.reason,
             "boot_seq": self.boot_seq,
+            "failures": self._failures,
+            "last_activity_age": (
+                round(self.ctx.clock.seconds() - self.last_activity, 3)
+                if self.last_activity
+                else None
+            ),
             "superseded_sids": len(self._superseded),
-            "services": {
-                name: {
-                    "state": sup.state.value,
-                    "sid": None if sup.subscription is None else sup.subscription.sid,
-                    "polling": sup.polling,
-                    "lost": sup.lost_reason,
-                    "events": sup.events,
-                    "duplicates": sup.duplicates,
-                    "gaps": sup.gaps,
-                }
-                for name, sup in self.services.items()
-            },
+            "services": {name: sup.status() for name, sup in self.services.items()},
         }
+        if callback:
+            status["callback_url"] = self.ctx.callback_url(host)
+        return status
 
-    def problems(self) -> list[str]:
-        """What makes the household degraded because of this speaker (empty: nothing): it is
-        offline, has UPnP switched off, cannot be identified, or one of its services is
-        polling, lost or backing off. An asleep speaker is not a problem."""
-        if self.status == OFFLINE:
-            return [f"{self.label} is offline: {self.reason}"]
-        if self.status == UPNP_DISABLED:
-            return [f"{self.label} has UPnP switched off"]
-        if not self.identified:
-            if self.status == ASLEEP:
-                return []
-            why = f": {self.reason}" if self.reason else ""
-            return [f"{self.label} is not identified yet{why}"]
-        if self.status != ONLINE:
-            return []
-        found = []
-        for name, sup in self.services.items():
-            if sup.polling:
-                found.append(f"{self.label} {name}: polling (no NOTIFY arrives)")
-            elif sup.state is ServiceState.RETRYING:
-                found.append(f"{self.label} {name}: backing off ({sup.lost_reason})")
-            elif sup.lost_reason is not None:
-                found.append(f"{self.label} {name}: subscription lost ({sup.lost_reason})")
-        return found
+    @property
+    def evented(self) -> bool:
+        """Online, and every service subscribed with NOTIFYs arriving."""
+        return bool(self.online) and all(sup.evented for sup in self.services.values())
+
+    def set_services(self, services: Iterable[str]) -> None:
+        """Follow exactly ``services`` from now on: subscribe the new ones (when online),
+        UNSUBSCRIBE the ones no longer wanted (a configuration reload)."""
+        wanted = tuple(services)
+        for name in [name for name in self.services if name not in wanted]:
+            sup = self.services.pop(name)
+            sup.stop(self.ctx.config.shutdown_timeout)
+        for name in wanted:
+            if name not in self.services:
+                sup = ServiceSupervisor(self, name)
+                self.services[name] = sup
+                if self.running and self.online:
+                    sup.start()
+        self.services = {name: self.services[name] for name in wanted}
 
     # Service lifecycle.
 
@@ -313,7 +354,7 @@ class SpeakerSupervisor(Service):
         A member learnt as vanished (asleep, powered off) is not contacted until there is a
         sign of it (the topology lists it again, or its slow check answers)."""
         super().startService()
-        if self.status in (ASLEEP, OFFLINE) and self.ref is not None:
+        if self.availability in (ASLEEP, OFFLINE) and self.ref is not None:
             self._schedule_check()
             return
         self._begin_identify()
@@ -337,7 +378,21 @@ class SpeakerSupervisor(Service):
         stops = [sup.stop(timeout) for sup in self.services.values()]
         stops.extend(self._unsubscribing)
         done = DeferredList(stops, consumeErrors=True)
-        return done.addCallback(lambda _: None)
+        return done.addCallback(lambda _: self._unsubscribed())
+
+    def _unsubscribed(self) -> None:
+        failed = {
+            name: sup.unsubscribe_error
+            for name, sup in self.services.items()
+            if sup.unsubscribe_error is not None
+        }
+        if failed:
+            log.info(
+                "could not unsubscribe {count} service(s) of {speaker}: {reasons}",
+                count=len(failed),
+                speaker=self.label,
+                reasons=", ".join(sorted(set(failed.values()))),
+            )
 
     # Identification.
 
@@ -429,7 +484,7 @@ class SpeakerSupervisor(Service):
             reason = describe_failure(failure)[1]
         self._failures += 1
         if self.ref is not None:
-            if self.status in (UNKNOWN, ONLINE, OFFLINE):
+            if self.availability in (UNKNOWN, ONLINE, OFFLINE):
                 self._set_status(OFFLINE, reason)
         else:
             self.reason = reason
@@ -486,16 +541,16 @@ class SpeakerSupervisor(Service):
             return
         self._probing = None
         self.saw_activity()
-        if self.status != ONLINE:
+        if self.availability != ONLINE:
             self._go_online("answering again")
         else:
             self._schedule_check()
 
     def _ping_failed(self, reason: str) -> None:
-        if self.status in (ONLINE, UNKNOWN):
+        if self.availability in (ONLINE, UNKNOWN):
             self._go_offline(reason)
             return
-        if self.status == OFFLINE:
+        if self.availability == OFFLINE:
             # Still offline, maybe for another reason: recorded, no new message or log line.
             self._set_status(OFFLINE, reason)
         self._schedule_check()
@@ -512,7 +567,7 @@ class SpeakerSupervisor(Service):
         if not self.identified:
             if not self.config_device.host:
                 return  # Nothing to contact (an asleep member): the topology will say.
-            if self.status in (ASLEEP, UPNP_DISABLED) or self._said == "UPnP switched off":
+            if self.availability in (ASLEEP, UPNP_DISABLED) or self._said == "UPnP switched off":
                 delay = config.asleep_interval
             elif self.ref is not None:
                 delay = config.availability_interval
@@ -529,10 +584,10 @@ class SpeakerSupervisor(Service):
                 )
             self._timer = clock.callLater(delay, self._begin_identify)
             return
-        if self.status == ONLINE:
+        if self.availability == ONLINE:
             due = self.last_activity + config.silence_timeout - clock.seconds()
             self._timer = clock.callLater(max(0.0, due), self._silence_due)
-        elif self.status in (ASLEEP, UPNP_DISABLED):
+        elif self.availability in (ASLEEP, UPNP_DISABLED):
             self._timer = clock.callLater(config.asleep_interval, self.check_now, "slow check")
         else:
             self._timer = clock.callLater(
@@ -550,8 +605,8 @@ class SpeakerSupervisor(Service):
     def _set_status(self, status: str, reason: str | None) -> bool:
         """Record the status in the state (publishing the message if it changed) and log one
         line when it changed."""
-        changed = status != self.status
-        self.status, self.reason = status, reason
+        changed = status != self.availability
+        self.availability, self.reason = status, reason
         if self.ref is not None:
             self.ctx.processor.speaker_availability(self.ref, status, reason)
         if changed:
@@ -571,14 +626,14 @@ class SpeakerSupervisor(Service):
         self._schedule_check()
 
     def _go_asleep(self, reason: str) -> None:
-        if self.status == ASLEEP:
+        if self.availability == ASLEEP:
             return
         self._set_status(ASLEEP, reason)
         self._suspend(f"speaker asleep: {reason}")
         self._schedule_check()
 
     def _go_upnp_disabled(self) -> None:
-        if self.status == UPNP_DISABLED:
+        if self.availability == UPNP_DISABLED:
             self._schedule_check()
             return
         self._set_status(UPNP_DISABLED, UPNP_HELP)
@@ -587,7 +642,7 @@ class SpeakerSupervisor(Service):
 
     def _go_online(self, reason: str) -> None:
         assert self.ref is not None
-        was = self.status
+        was = self.availability
         self._failures = 0
         self.saw_activity()
         self._set_status(ONLINE, reason)
@@ -614,19 +669,19 @@ class SpeakerSupervisor(Service):
 
     def transport_commanded(self) -> None:
         """A transport command (a seek...) went to this speaker: read its position again."""
-        if self.ctx.position is not None and self.ref is not None and self.status == ONLINE:
+        if self.ctx.position is not None and self.ref is not None and self.availability == ONLINE:
             self.ctx.position.refresh(self.ref, self.device)
 
     def sign_of_life(self, source: str) -> None:
         """Something (discovery, the topology) shows the speaker is up: re-check it if it
         is not online."""
-        if self.status != ONLINE:
+        if self.availability != ONLINE:
             self.check_now(source)
 
     def command_failed(self, reason: str) -> None:
         """A command to the speaker did not get through (a timeout, a refused or lost
         connection): check it now rather than at the next silence check."""
-        if self.status == ONLINE:
+        if self.availability == ONLINE:
             self.check_now(f"a command failed: {reason}")
 
     # The topology's view of the speaker.
@@ -638,7 +693,7 @@ class SpeakerSupervisor(Service):
             self.observe_boot_seq(member.boot_seq, "topology")
         if member.host is not None:
             self.observe_address(member.host, "topology")
-        if self.status in (ASLEEP, OFFLINE):
+        if self.availability in (ASLEEP, OFFLINE):
             self.check_now("listed in the topology again")
 
     def observe_vanished(self, device: VanishedDevice) -> None:
@@ -647,7 +702,7 @@ class SpeakerSupervisor(Service):
         reason = device.reason or "vanished"
         if reason in ASLEEP_REASONS:
             self._go_asleep(reason)
-        elif self.status != OFFLINE:
+        elif self.availability != OFFLINE:
             self._go_offline(reason)
 
     # Reboots and address changes.
@@ -656,7 +711,7 @@ class SpeakerSupervisor(Service):
         """The speaker rebooted (it forgot its SIDs): replace every subscription at once."""
         if self.ref is None or not self.running or not self.identified:
             return
-        if self.status != ONLINE:
+        if self.availability != ONLINE:
             self.sign_of_life(reason)
             return
         if reason.startswith("412"):
@@ -739,7 +794,7 @@ class SpeakerSupervisor(Service):
             port=SONOS_PORT,
             household=description.household_id,
         )
-        if self.status != ONLINE:
+        if self.availability != ONLINE:
             self.check_now("address changed")
             return
         for sup in self.services.values():
@@ -762,7 +817,7 @@ class SpeakerSupervisor(Service):
         expires = now + (left if isinstance(left, int | float) and left < 1e9 else 86400.0)
         self._superseded.append(Superseded(sid, path, expires))
         del self._superseded[: -SUPERSEDED_PER_SERVICE * max(1, len(self.services))]
-        if self.status == ONLINE:
+        if self.availability == ONLINE:
             self._schedule_flush()
 
     def _schedule_flush(self) -> None:
@@ -771,7 +826,7 @@ class SpeakerSupervisor(Service):
 
     def _flush_superseded(self) -> None:
         self._flush = None
-        if self.ref is None or self.status != ONLINE:
+        if self.ref is None or self.availability != ONLINE:
             return
         now = self.ctx.clock.seconds()
         superseded, self._superseded = self._superseded, []
@@ -783,7 +838,7 @@ class SpeakerSupervisor(Service):
             )
             self._unsubscribing.add(sending)
             sending.addErrback(self._unsubscribe_failed, entry.sid)
-            sending.addBoth(self._unsubscribed, sending)
+            sending.addBoth(self._superseded_sent, sending)
 
     def _unsubscribe_failed(self, failure: Failure, sid: str) -> None:
         log.debug(
@@ -793,7 +848,7 @@ class SpeakerSupervisor(Service):
             reason=describe_failure(failure)[1],
         )
 
-    def _unsubscribed(self, result: object, sending: Deferred[Any]) -> None:
+    def _superseded_sent(self, result: object, sending: Deferred[Any]) -> None:
         self._unsubscribing.discard(sending)
 
     # Helpers.
@@ -846,19 +901,28 @@ class HouseholdSupervisor(MultiService):
         devices: Iterable[Device] = (),
         *,
         follow_household: bool = True,
+        listener: Any = None,
     ) -> None:
         super().__init__()
         self.ctx = ctx
         self.follow_household = follow_household
+        self.listener = listener
+        #: Counters of subscriptions no longer supervised (removed by a reload, or a speaker
+        #: that left its household), so that the totals the metrics export never go down.
+        self.retired: Counter[str] = Counter()
         self._by_uid: dict[str, SpeakerSupervisor] = {}
         self.discovery: Service | None = None
         self._speakers: list[SpeakerSupervisor] = []
         for device in devices:
             self.add_device(device)
 
-    def add_device(self, device: Device) -> SpeakerSupervisor:
-        """Supervise ``device`` (started at once if the household is running)."""
+    def add_device(self, device: Device, *, discovered: bool = False) -> SpeakerSupervisor:
+        """Supervise ``device`` (started at once if the household is running).
+
+        @param discovered: Found by SSDP, not configured (a reload keeps it).
+        """
         speaker = SpeakerSupervisor(device, self.ctx, on_identified=self._identified)
+        speaker.discovered = discovered
         self._add(speaker)
         return speaker
 
@@ -891,6 +955,7 @@ class HouseholdSupervisor(MultiService):
             self._speakers.remove(speaker)
         if speaker.uid is not None and self._by_uid.get(speaker.uid) is speaker:
             del self._by_uid[speaker.uid]
+        self._retire(speaker.services.values())
         log.info("no longer following {speaker}: {reason}", speaker=speaker.label, reason=reason)
         stopped: Deferred[None] = Deferred()
         result = speaker.disownServiceParent()
@@ -910,14 +975,91 @@ class HouseholdSupervisor(MultiService):
         """The supervisor of the speaker ``uid``, if it is known."""
         return self._by_uid.get(uid)
 
-    def status(self) -> list[dict[str, Any]]:
-        """A plain snapshot of every speaker (``SpeakerSupervisor.status_json``)."""
-        return [speaker.status_json() for speaker in self._speakers]
+    def status(self, *, callback: bool = False) -> dict[str, Any]:
+        """The household as diagnostics, readiness, metrics and systemd read it.
 
-    def problems(self) -> list[str]:
-        """Why the household is degraded, one sentence each (empty: it is not): speakers
-        offline, with UPnP off or not identified, services polling, lost or backing off."""
-        return [problem for speaker in self._speakers for problem in speaker.problems()]
+        ``{"speakers": [SpeakerSupervisor.status(), ...], "notify": {"accepted": n,
+        "refused": {reason: n}, "held": n}, "retired": {counter: n}}`` (the shape is
+        documented in docs/api.md under ``/api/v1/diagnostics``).
+
+        @param callback: Include each speaker's callback URL.
+        """
+        notify: dict[str, Any] = {"accepted": 0, "refused": {}, "held": 0}
+        dispatcher = getattr(self.listener, "dispatcher", None)
+        if dispatcher is not None:
+            notify = {
+                "accepted": dispatcher.accepted,
+                "refused": dict(sorted(dispatcher.rejected.items())),
+                "held": dispatcher.held,
+            }
+        return {
+            "speakers": [speaker.status(callback=callback) for speaker in self._speakers],
+            "notify": notify,
+            "retired": dict(self.retired),
+        }
+
+    def remove_device(self, host: str) -> SpeakerSupervisor | None:
+        """Stop supervising the speaker configured as ``host`` (its subscriptions are
+        UNSUBSCRIBEd); return it, or ``None`` when no speaker was configured so."""
+        for speaker in self._speakers:
+            if speaker.config_device.host.lower() == host.lower():
+                break
+        else:
+            return None
+        self._retire(speaker.services.values())
+        self._speakers.remove(speaker)
+        if speaker.uid is not None and self._by_uid.get(speaker.uid) is speaker:
+            del self._by_uid[speaker.uid]
+        speaker.disownServiceParent()
+        return speaker
+
+    def reconfigure(self, ctx: SupervisorContext) -> None:
+        """Use ``ctx`` from now on (a reload): new timings apply to the next timer of each
+        subscription; services added are subscribed, services removed UNSUBSCRIBEd."""
+        old, self.ctx = self.ctx, ctx
+        for speaker in self._speakers:
+            speaker.ctx = ctx
+            if ctx.services != old.services:
+                gone = [sup for name, sup in speaker.services.items() if name not in ctx.services]
+                self._retire(gone)
+                speaker.set_services(ctx.services)
+
+    def apply(self, config: Config) -> tuple[list[str], list[str]]:
+        """Follow ``config`` (a reload): its devices, ``follow_household``, services and
+        subscription timings (with ``follow_household`` now false, the members learnt from
+        topologies are dropped).
+
+        @return: The hosts added and the hosts removed.
+        """
+        known = {
+            speaker.config_device.host.lower(): speaker
+            for speaker in self._speakers
+            if speaker.configured and not speaker.discovered
+        }
+        wanted = {device.host.lower(): device for device in config.devices}
+        removed = [s.config_device.host for key, s in known.items() if key not in wanted]
+        for host in removed:
+            self.remove_device(host)
+        subscriptions = self.ctx.subscriptions
+        if isinstance(subscriptions, GenaSubscriptions):
+            subscriptions.request_timeout = config.subscription.request_timeout
+        self.reconfigure(
+            attrs.evolve(self.ctx, config=config.subscription, services=config.services)
+        )
+        self.follow_household = config.follow_household
+        if not self.follow_household:
+            for speaker in [s for s in self._speakers if not s.configured]:
+                self.remove(speaker, "follow_household is false")
+        added = [device.host for key, device in wanted.items() if key not in known]
+        for device in config.devices:
+            if device.host in added:
+                self.add_device(device)
+        return added, removed
+
+    def _retire(self, services: Iterable[ServiceSupervisor]) -> None:
+        for sup in services:
+            for key in RETIRED_COUNTERS:
+                self.retired[key] += getattr(sup, key)
 
     def command_failed(self, uid: str, reason: str) -> None:
         """A command to ``uid`` failed without an answer: its availability is checked now."""
@@ -1024,10 +1166,10 @@ class HouseholdSupervisor(MultiService):
             Device(host=device.host or ""), self.ctx, on_identified=self._identified, member=ref
         )
         reason = device.reason or "vanished"
-        speaker.status = ASLEEP if reason in ASLEEP_REASONS else OFFLINE
+        speaker.availability = ASLEEP if reason in ASLEEP_REASONS else OFFLINE
         speaker.reason = reason
         self._by_uid[device.uid] = speaker
-        self.ctx.processor.speaker_availability(ref, speaker.status, reason)
+        self.ctx.processor.speaker_availability(ref, speaker.availability, reason)
         self._add(speaker)
         return speaker
 
@@ -1042,7 +1184,7 @@ class HouseholdSupervisor(MultiService):
             )
             if not known:
                 log.info("discovered speaker {uid} at {host}", uid=sighting.uid, host=sighting.host)
-                self.add_device(Device(host=sighting.host))
+                self.add_device(Device(host=sighting.host), discovered=True)
             return
         if sighting.boot_seq is not None:
             speaker.observe_boot_seq(sighting.boot_seq, sighting.source)
@@ -1111,7 +1253,9 @@ def build_household(
         unsubscribe=gena_unsubscriber(reactor, http, limiter),
         position=position,
     )
-    household = HouseholdSupervisor(ctx, config.devices, follow_household=config.follow_household)
+    household = HouseholdSupervisor(
+        ctx, config.devices, follow_household=config.follow_household, listener=listener
+    )
     state.add_topology_observer(household.on_topology)
     if config.discovery:
         interface = config.listener.interface

@@ -146,7 +146,7 @@ class OneSpeakerTests(TestCase):
         await until(lambda: daemon.status(speaker) == "offline", "offline")
         health = await daemon.get("/api/v1/health")
         self.assertEqual(health["status"], "degraded")
-        self.assertIn(f"{speaker.name} ({speaker.uid}) is offline", health["reasons"][0])
+        self.assertIn(f"{speaker.name} ({speaker.address}) is offline", health["reasons"][0])
         status, body = await daemon.post(speaker.name, "volume", {"volume": 6})
         self.assertEqual((status, body["error"]["code"]), (503, "offline"), body)
         await speaker.when_up()

@@ -17,6 +17,7 @@ from sonosd.config import Device
 from sonosd.household.discovery import Sighting
 from sonosd.household.keepalive import ServiceState
 from sonosd.household.probe import UpnpDisabled
+from sonosd.household.readiness import health_reasons
 from sonosd.household.supervisor import (
     GENA_CONCURRENCY,
     HouseholdSupervisor,
@@ -48,6 +49,11 @@ def zgs(*members: tuple[str, str, str], vanished: tuple[tuple[str, str], ...] = 
         f"<VanishedDevices>{gone}</VanishedDevices></ZoneGroupState>"
     )
     return parse_zone_group_state(document).tagged("Sonos_test")
+
+
+def reasons(speaker: SpeakerSupervisor) -> tuple[str, ...]:
+    """The health reasons one speaker's status gives."""
+    return health_reasons({"speakers": [speaker.status()]})
 
 
 def log_lines(events: list[dict[str, Any]], words: str) -> list[dict[str, Any]]:
@@ -111,7 +117,7 @@ class IdentifyTests(SynchronousTestCase):
                 self.assertEqual(len(h.household.described), expected)
         self.assertEqual(len(log_lines(events, "cannot identify speaker")), 1)
         self.assertEqual(speaker.reason, "connection refused")
-        self.assertIn("is not identified yet: connection refused", speaker.problems()[0])
+        self.assertEqual(reasons(speaker), ("127.0.0.2 cannot be identified (connection refused)",))
         h.household.unreachable.clear()
         h.clock.advance(8.0)
         self.assertTrue(speaker.online)
@@ -265,7 +271,7 @@ class AvailabilityTests(SynchronousTestCase):
         device.down = ConnectionRefusedError()
         with capturedLogs() as events:
             h.clock.advance(20)
-            self.assertEqual(speaker.status, "offline")
+            self.assertEqual(speaker.availability, "offline")
             offline = h.processor.of("speaker.offline")
             self.assertEqual([m[1]["reason"] for m in offline], ["connection refused"])
             self.assertEqual(
@@ -294,7 +300,7 @@ class AvailabilityTests(SynchronousTestCase):
         h.clock.advance(5.9)
         self.assertTrue(speaker.online)
         h.clock.advance(0.1)
-        self.assertEqual((speaker.status, speaker.reason), ("offline", "timeout"))
+        self.assertEqual((speaker.availability, speaker.reason), ("offline", "timeout"))
 
     def test_unreachable_renewal_pings_once(self) -> None:
         """Several services failing with connection errors cause a single ping."""
@@ -319,7 +325,7 @@ class AvailabilityTests(SynchronousTestCase):
         device.down = ConnectionRefusedError()
         household.command_failed(UID, "timeout")
         household.command_failed("RINCON_NOBODY", "timeout")
-        self.assertEqual((device.pings, speaker.status), (1, "offline"))
+        self.assertEqual((device.pings, speaker.availability), (1, "offline"))
 
     def test_sign_of_life_rechecks_offline_speaker(self) -> None:
         """A discovery sighting of an offline speaker pings it at once."""
@@ -340,8 +346,8 @@ class AvailabilityTests(SynchronousTestCase):
         device = h.household.devices[HOST]
         with capturedLogs() as events:
             speaker.observe_vanished(zgs(vanished=((UID, "sleeping"),)).vanished[0])
-            self.assertEqual((speaker.status, speaker.reason), ("asleep", "sleeping"))
-            self.assertEqual(speaker.problems(), [])
+            self.assertEqual((speaker.availability, speaker.reason), ("asleep", "sleeping"))
+            self.assertEqual(reasons(speaker), ())
             self.assertEqual(
                 h.processor.of("subscription.lost")[0][1]["reason"], "speaker asleep: sleeping"
             )
@@ -349,9 +355,9 @@ class AvailabilityTests(SynchronousTestCase):
             h.clock.advance(59)
             self.assertEqual(device.pings, 0)
             h.clock.advance(1)
-            self.assertEqual((device.pings, speaker.status), (1, "asleep"))
+            self.assertEqual((device.pings, speaker.availability), (1, "asleep"))
             h.clock.advance(60)
-            self.assertEqual((device.pings, speaker.status), (2, "asleep"))
+            self.assertEqual((device.pings, speaker.availability), (2, "asleep"))
             device.down = None
             (member,) = zgs((UID, HOST, "")).members()
             speaker.observe_member(member)
@@ -363,8 +369,8 @@ class AvailabilityTests(SynchronousTestCase):
         """A vanished device with another reason is offline with that reason."""
         _h, speaker = self.make()
         speaker.observe_vanished(zgs(vanished=((UID, "powered off"),)).vanished[0])
-        self.assertEqual((speaker.status, speaker.reason), ("offline", "powered off"))
-        self.assertEqual(speaker.problems(), [f"{speaker.label} is offline: powered off"])
+        self.assertEqual((speaker.availability, speaker.reason), ("offline", "powered off"))
+        self.assertEqual(reasons(speaker), ("Kitchen (127.0.0.2) is offline (powered off)",))
 
     def test_upnp_disabled_checked_slowly(self) -> None:
         """A speaker answering 403 has UPnP switched off: its status says how to switch it
@@ -373,10 +379,10 @@ class AvailabilityTests(SynchronousTestCase):
         device = h.household.devices[HOST]
         device.down = UpnpDisabled("403", 403)
         h.clock.advance(20)
-        self.assertEqual(speaker.status, "upnp_disabled")
+        self.assertEqual(speaker.availability, "upnp_disabled")
         self.assertIn("Privacy & Security", speaker.reason or "")
         self.assertEqual(h.processor.types()[-2:], ["speaker.upnp_disabled", "subscription.lost"])
-        self.assertIn("UPnP switched off", speaker.problems()[0])
+        self.assertIn("has UPnP switched off: UPnP is switched off", reasons(speaker)[0])
         pings = device.pings
         h.clock.advance(59)
         self.assertEqual(device.pings, pings)
@@ -418,7 +424,7 @@ class SupersededSidTests(SynchronousTestCase):
             speaker._go_online("test")
             speaker.check_now("test")
             h.clock.advance(0)
-        self.assertLessEqual(speaker.status_json()["superseded_sids"], 4)
+        self.assertLessEqual(speaker.status()["superseded_sids"], 4)
 
     def test_expired_sids_not_sent(self) -> None:
         """A superseded SID that expired at the speaker meanwhile is not UNSUBSCRIBEd."""
@@ -546,7 +552,7 @@ class HouseholdTests(SynchronousTestCase):
         household.on_topology(None, zgs((UID, HOST, ""), vanished=((portable, "sleeping"),)))
         speaker = household.speaker(portable)
         assert speaker is not None
-        self.assertEqual(speaker.status, "asleep")
+        self.assertEqual(speaker.availability, "asleep")
         self.assertEqual(h.household.described, [(HOST, 1400, 10.0)])
         household.on_topology(None, zgs((UID, HOST, ""), (portable, "127.0.0.8", "")))
         self.assertTrue(speaker.online)
@@ -629,18 +635,23 @@ class HouseholdTests(SynchronousTestCase):
             [m[1]["reason"] for m in h.processor.of("speaker.offline")], ["connection refused"]
         )
 
-    def test_status_and_problems(self) -> None:
-        """status() describes every speaker and service; problems() names what is wrong."""
+    def test_status_and_health_reasons(self) -> None:
+        """status() describes every speaker (its availability) and service; the health
+        reasons read from it name a service that polls."""
         h = Harness()
         household = self.household(h)
-        (status,) = household.status()
-        self.assertEqual((status["uid"], status["status"]), (UID, "online"))
+        (status,) = household.status()["speakers"]
+        self.assertEqual((status["uid"], status["availability"]), (UID, "online"))
+        self.assertTrue(status["online"])
         self.assertEqual(status["services"]["RenderingControl"]["state"], "subscribed")
-        self.assertEqual(household.problems(), [])
+        self.assertEqual(health_reasons(household.status()), ())
         h.clock.advance(5.0)
         self.assertEqual(
-            household.problems(),
-            ["Kitchen (RINCON_12700201400) RenderingControl: polling (no NOTIFY arrives)"],
+            health_reasons(household.status()),
+            (
+                "Kitchen (127.0.0.2): RenderingControl: no NOTIFY arrives (polling every few "
+                "seconds instead)",
+            ),
         )
 
 
@@ -706,3 +717,44 @@ class SubscriptionFactoryTests(SynchronousTestCase):
             SoCo("127.0.0.2"), "Queue"
         )
         self.assertIs(third._http, given)
+
+
+class ReloadTests(SynchronousTestCase):
+    """What a configuration reload does to the household."""
+
+    def test_set_services_subscribes_and_unsubscribes(self) -> None:
+        """A service added is subscribed at once; one removed is UNSUBSCRIBEd."""
+        h = Harness(services=("RenderingControl", "AVTransport"))
+        speaker = started(h)
+        speaker.set_services(("AVTransport", "Queue"))
+        self.assertEqual(list(speaker.services), ["AVTransport", "Queue"])
+        self.assertEqual(h.gena.current("Queue").requests, ["subscribe"])
+        self.assertEqual(h.gena.current("RenderingControl").requests, ["subscribe", "unsubscribe"])
+
+    def test_apply_adds_removes_and_keeps_counters(self) -> None:
+        """apply() follows the new devices and services; the removed ones' counters stay in
+        the totals (retired), and discovered speakers are kept."""
+        from sonosd.config import Config, SubscriptionConfig
+
+        h = Harness(services=("RenderingControl",))
+        household = HouseholdSupervisor(h.ctx, [Device(HOST), Device("127.0.0.3")])
+        household.startService()
+        household.add_device(Device("127.0.0.9"), discovered=True)
+        config = Config(
+            path="x.yaml",
+            devices=(Device("127.0.0.3"), Device("127.0.0.4")),
+            services=("RenderingControl", "Queue"),
+            subscription=SubscriptionConfig(poll_interval=3.0),
+        )
+        added, removed = household.apply(config)
+        self.assertEqual((added, removed), (["127.0.0.4"], [HOST]))
+        hosts = [s["configured_host"] for s in household.status()["speakers"]]
+        self.assertEqual(hosts, ["127.0.0.3", "127.0.0.9", "127.0.0.4"])
+        self.assertIsNone(household.speaker(UID))
+        self.assertEqual(household.retired["subscribes"], 1)
+        for speaker in household.speakers():
+            self.assertEqual(list(speaker.services), ["RenderingControl", "Queue"])
+            self.assertEqual(speaker.ctx.config.poll_interval, 3.0)
+        self.assertEqual(
+            h.gena.current("RenderingControl", UID).requests, ["subscribe", "unsubscribe"]
+        )

@@ -22,6 +22,7 @@ from sonosd.config import DEFAULT_SERVICES, Config, Device, SimulateConfig, Subs
 from sonosd.delivery.hub import Hub, Message
 from sonosd.gena.listener import NotifyListener
 from sonosd.household.events import EventProcessor
+from sonosd.household.readiness import health_reasons
 from sonosd.household.state import HouseholdState
 from sonosd.household.supervisor import HouseholdSupervisor, build_household
 from sonosd.sim.household import Speaker
@@ -301,6 +302,8 @@ class SimTests(TestCase):
         speaker = rig.speakers[0]
         rig.faults(speaker).drop_next = 1
         speaker.set_volume(11)
+        # LastChange is moderated: the second change must come after the first NOTIFY.
+        await until(lambda: rig.sim_subscriptions(speaker)[0]["seq"] == 1, "the dropped NOTIFY")
         speaker.set_volume(12)
         await until(lambda: rig.recorder.of("events.gap", speaker.uid), "events.gap")
         gap = rig.recorder.of("events.gap", speaker.uid)[0]
@@ -383,10 +386,13 @@ class SimTests(TestCase):
         speaker = rig.speakers[0]
         rig.faults(speaker).duplicate_next = 1
         speaker.set_volume(21)
-        speaker.set_volume(22)
 
         def seqs() -> list[Any]:
             return [m.body["seq"] for m in rig.recorder.of("event", speaker.uid)]
+
+        # LastChange is moderated: the second change must come after the first NOTIFY.
+        await until(lambda: 1 in seqs(), "the first change")
+        speaker.set_volume(22)
 
         await until(lambda: 2 in seqs(), "the second change")
         supervised = rig.household.speaker(speaker.uid)
@@ -439,7 +445,7 @@ class HouseholdSimTests(TestCase):
         assert topology is not None
         member = topology.member(right.uid)
         assert member is not None and member.invisible
-        self.assertEqual(rig.household.problems(), [])
+        self.assertEqual(health_reasons(rig.household.status()), ())
 
     async def test_reboot_of_a_member_noticed(self) -> None:
         """A speaker learnt from the topology that reboots (BootSeq) has every service
@@ -480,7 +486,8 @@ class HouseholdSimTests(TestCase):
             self.assertEqual(
                 rig.state.availability(speaker.uid).to_json()["reason"], "connection refused"
             )
-            self.assertIn("offline: connection refused", rig.household.problems()[0])
+            (reason,) = health_reasons(rig.household.status())
+            self.assertIn("is offline (connection refused)", reason)
             await deferLater(reactor, 1.0)
             await speaker.come_online()
             await until(
