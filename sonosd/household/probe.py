@@ -44,8 +44,9 @@ _DEVICE_NS = "{urn:schemas-upnp-org:device-1-0}"
 #: Where to switch UPnP on, for the message that says a speaker has it off.
 UPNP_HELP = (
     "UPnP is switched off on this speaker's Sonos system, so nothing can follow or control "
-    "it: in the Sonos app open Account > Privacy & Security (on some versions Connection "
-    "Security), switch UPnP on, and sonosd picks the speaker up by itself"
+    "it: in the Sonos app (iOS or Android) open Account, then Privacy & Security (under Legal "
+    "and Privacy), then Connection Security, and switch UPnP on; sonosd picks the speaker up "
+    "by itself"
 )
 
 
