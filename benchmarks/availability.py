@@ -13,7 +13,8 @@ figure is the time from the fault to the status the daemon's API shows:
 - rebooted, with a command during the downtime: the command is refused and the status
   ``offline`` right after;
 - moved to a new address: time to every subscription live at the new address;
-- powered off (listed in ``VanishedDevices``) -> ``offline``.
+- powered off (listed in ``VanishedDevices``) -> ``offline``;
+- a portable that goes to sleep -> ``asleep``; woken -> ``online``.
 
 Targets (issue 13): refused or hung -> offline within 30 s, back -> online within 10 s.
 """
@@ -34,8 +35,16 @@ from benchmarks.scale import Admin, daemon_config, free_port, process, twistd
 from sonosd.config import DEFAULT_SERVICES, SubscriptionConfig
 from sonosd.sim.addresses import free_loopback_base
 
-#: Each scenario's speaker (index in the simulated household).
-SPEAKERS = {"refused": 1, "hung": 2, "reboot": 3, "reboot_command": 4, "moved": 5, "vanished": 0}
+#: Each scenario's speaker (index in the simulated household); the portable is a Roam (S27).
+SPEAKERS = {
+    "refused": 1,
+    "hung": 2,
+    "reboot": 3,
+    "reboot_command": 4,
+    "moved": 5,
+    "vanished": 0,
+    "portable": 6,
+}
 
 OFFLINE_TARGET = 30.0
 ONLINE_TARGET = 10.0
@@ -107,7 +116,7 @@ class Rig:
 
 
 def availability(
-    speakers: int = 6,
+    speakers: int = 7,
     subscription: Mapping[str, Any] | None = None,
     reboot_downtime: float = 10.0,
     outage: float = 5.0,
@@ -143,6 +152,8 @@ def availability(
         str(speakers),
         "--base-address",
         base,
+        "--models",
+        ",".join("S27" if i == SPEAKERS["portable"] else "S18" for i in range(speakers)),
         "--admin",
         f"tcp:{admin_port}:interface=127.0.0.1",
     ]
@@ -237,6 +248,14 @@ def _scenarios(
     index = SPEAKERS["vanished"]
     since = rig.fault(index, "offline", {"mode": "refuse", "vanish": True})
     figures["vanished_offline_s"] = rig.became(index, "offline", since, deadline)
+
+    index = SPEAKERS["portable"]
+    rig.heard(index)
+    since = rig.fault(index, "sleep")
+    figures["sleep_asleep_s"] = rig.became(index, "asleep", since, deadline)
+    time.sleep(outage)
+    since = rig.fault(index, "wake")
+    figures["wake_online_s"] = rig.became(index, "online", since, deadline)
     return figures
 
 
@@ -263,6 +282,7 @@ def rows(result: Mapping[str, Any]) -> list[str]:
         ("hung_online_s", "hung, back -> online", ONLINE_TARGET),
         ("reboot_command_online_after_up_s", "rebooted, back -> online", ONLINE_TARGET),
         ("reboot_resubscribed_after_up_s", "rebooted, back -> resubscribed", ONLINE_TARGET),
+        ("wake_online_s", "asleep, woken -> online", ONLINE_TARGET),
     ):
         verdict = "met" if met(key, target) else "**NOT MET**"
         out.append(
@@ -284,6 +304,8 @@ FIGURES = (
     ("reboot_command_online_after_up_s", "rebooted, back up -> online"),
     ("moved_resubscribed_s", "new address -> resubscribed there"),
     ("vanished_offline_s", "listed as vanished (powered off) -> offline"),
+    ("sleep_asleep_s", "a portable goes to sleep -> asleep"),
+    ("wake_online_s", "woken -> online"),
 )
 
 

@@ -430,6 +430,11 @@ class SpeakerSupervisor(Service):
         self._failures = 0
         self._said = None
         self.identified = True
+        # A speaker that refuses SOAP over HTTP (it wants HTTPS) gives no household id: the
+        # topology that named it did.
+        description = attrs.evolve(
+            description, household_id=description.household_id or self.household_id
+        )
         self.household_id = description.household_id
         self.device = self._soco(address, description)
         self.ref = SpeakerRef(
@@ -466,7 +471,8 @@ class SpeakerSupervisor(Service):
             ("_uid", description.uid),
             ("_household_id", description.household_id),
         ):
-            if hasattr(device, attribute) or type(device).__module__.startswith("soco"):
+            known = hasattr(device, attribute) or type(device).__module__.startswith("soco")
+            if value is not None and known:
                 setattr(device, attribute, value)
         return device
 
@@ -477,6 +483,8 @@ class SpeakerSupervisor(Service):
             self._go_upnp_disabled()
             return
         if failure.check(UpnpDisabled):
+            # A configured host with UPnP off: its status says so (no uid: not in the state).
+            self.availability = UPNP_DISABLED
             reason = "UPnP switched off"
         elif failure.check(ProbeError):
             reason = failure.getErrorMessage()
@@ -487,13 +495,15 @@ class SpeakerSupervisor(Service):
             if self.availability in (UNKNOWN, ONLINE, OFFLINE):
                 self._set_status(OFFLINE, reason)
         else:
-            self.reason = reason
+            self.reason = UPNP_HELP if reason == "UPnP switched off" else reason
+            if self.availability == UPNP_DISABLED and reason != "UPnP switched off":
+                self.availability = UNKNOWN
             if self._said != reason:
                 self._said = reason
                 log.warn(
                     "cannot identify speaker {host}: {reason}; trying again until it answers",
                     host=self.config_device.host,
-                    reason=UPNP_HELP if reason == "UPnP switched off" else reason,
+                    reason=self.reason,
                 )
         self._schedule_check()
 
@@ -786,6 +796,9 @@ class SpeakerSupervisor(Service):
                 speaker=self.label,
             )
             return
+        description = attrs.evolve(
+            description, household_id=description.household_id or self.household_id
+        )
         self.device = self._soco(address, description)
         self.ref = SpeakerRef(
             uid=self.ref.uid,

@@ -9,7 +9,7 @@ position is read from its coordinator.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -41,7 +41,7 @@ class Daemon:
 
     @property
     def speakers(self) -> list[Speaker]:
-        return [speaker for sim in self.sims for speaker in sim.household.speakers]
+        return [speaker for sim in self.sims for speaker in sim.neighbourhood.speakers]
 
     async def get(self, path: str) -> Any:
         response = await self.http.get(self.base + path)
@@ -70,19 +70,27 @@ async def start(
     households: tuple[int, ...] = (3,),
     configured: int = 1,
     subscription: Mapping[str, Any] | None = None,
+    simulate: Mapping[str, Any] | None = None,
+    devices: Sequence[int] | None = None,
+    followed: Sequence[int] | None = None,
 ) -> Daemon:
-    """Simulated households of the given sizes, and a daemon configured with the first
-    ``configured`` speakers of each; waits until every speaker is followed."""
+    """Simulated households of the given sizes (each a ``HouseholdService`` with the
+    ``simulate`` settings), and a daemon configured with the first ``configured`` speakers
+    of each (or the speakers at the indices ``devices`` of the first simulator); waits until
+    every speaker (or those at the indices ``followed``) is followed."""
     sims = []
     for size in households:
-        sim = HouseholdService(
-            reactor, SimulateConfig(speakers=size, base_address=free_loopback_base())
-        )
+        settings = {"speakers": size, "base_address": free_loopback_base(count=size)}
+        settings.update(simulate or {})
+        sim = HouseholdService(reactor, SimulateConfig(**settings))
         sim.startService()
         case.addCleanup(sim.stopService)
         sims.append(sim)
-    devices = tuple(address for sim in sims for address in sim.addresses[:configured])
-    document = json.loads(daemon_yaml(sims[0].config.base_address, simulate=False, devices=devices))
+    if devices is None:
+        hosts = tuple(address for sim in sims for address in sim.addresses[:configured])
+    else:
+        hosts = tuple(sims[0].addresses[index] for index in devices)
+    document = json.loads(daemon_yaml(sims[0].config.base_address, simulate=False, devices=hosts))
     document["services"] = list(SERVICES)
     document["subscription"].update(subscription or {})
     config = parse_config(json.dumps(document), "household-test.yaml")
@@ -100,7 +108,8 @@ async def start(
         treq.client.HTTPClient(http_agent(case)),
         f"http://{address.host}:{address.port}",
     )
-    await until(lambda: all(daemon.initial(s) for s in daemon.speakers), "every speaker followed")
+    wanted = daemon.speakers if followed is None else [daemon.speakers[index] for index in followed]
+    await until(lambda: all(daemon.initial(s) for s in wanted), "every speaker followed", 60)
     return daemon
 
 
@@ -133,6 +142,32 @@ class OneSpeakerTests(TestCase):
         self.assertEqual(len(daemon.recorder.of("topology.changed")), len(changes) + 1)
         health = await daemon.get("/api/v1/health")
         self.assertEqual((health["status"], health["reasons"]), ("ok", []))
+
+    async def test_members_leave_and_join(self) -> None:
+        """A member removed from the household is no longer followed (speaker.removed, its
+        subscriptions ended, gone from the API); set up in the household again, it is
+        followed again; the configured speaker stays followed throughout."""
+        daemon = await start(self)
+        first, second, third = daemon.speakers
+        third.leave_household()
+        await until(lambda: daemon.recorder.of("speaker.removed", third.uid), "removed")
+        removed = daemon.recorder.of("speaker.removed", third.uid)[0]
+        self.assertIn("left household", removed.body["reason"])
+        listed = (await daemon.get("/api/v1/speakers"))["speakers"]
+        self.assertEqual({s["uid"] for s in listed}, {first.uid, second.uid})
+        status, body = await daemon.post(third.uid, "volume", {"volume": 5})
+        self.assertEqual((status, body["error"]["code"]), (404, "unknown_speaker"))
+        self.assertIsNone(daemon.service.household.speaker(third.uid))
+        await deferLater(reactor, 0.5)
+        self.assertEqual(list(third.manager.subscriptions()), [])  # type: ignore[union-attr]
+        third.rejoin_household()
+        await until(
+            lambda: len(daemon.recorder.initial_events(third.uid, "AVTransport")) == 2,
+            "followed again",
+        )
+        status, _ = await daemon.post(third.uid, "volume", {"volume": 6})
+        self.assertEqual(status, 200)
+        self.assertIsNotNone(daemon.service.household.speaker(first.uid))
 
     async def test_health_and_commands_agree_through_a_reboot(self) -> None:
         """A command to a rebooting speaker is refused, and from then on status, health and
@@ -259,3 +294,183 @@ class PositionTests(TestCase):
         paused = len(self.positions(daemon, coordinator))
         await deferLater(reactor, 1.5)
         self.assertEqual(len(self.positions(daemon, coordinator)), paused)
+
+
+class ModeTests(TestCase):
+    """The simulator's household and firmware modes, each followed from one speaker."""
+
+    timeout = 180
+
+    async def test_large_household(self) -> None:
+        """A 40-speaker household that answers GetZoneGroupState with UPnP 501 is followed
+        from one configured speaker: every speaker identified, subscribed and online, the
+        topology right (40 groups), health ok."""
+        from soco import SoCo
+        from soco.exceptions import SoCoUPnPException
+        from twisted.internet.threads import deferToThread
+
+        daemon = await start(self, households=(40,), simulate={"large_household": True})
+        sim = daemon.sims[0]
+        first = daemon.speakers[0]
+
+        def refused() -> str:
+            try:
+                SoCo(first.address).zoneGroupTopology.GetZoneGroupState()
+            except SoCoUPnPException as error:
+                return str(error.error_code)
+            return "answered"
+
+        self.assertEqual(await deferToThread(refused), "501")
+        listed = (await daemon.get("/api/v1/speakers"))["speakers"]
+        self.assertEqual(len(listed), 40)
+        self.assertEqual({s["availability"]["status"] for s in listed}, {"online"})
+        self.assertEqual({s["household"] for s in listed}, {sim.household.household_id})
+        groups = (await daemon.get("/api/v1/groups"))["groups"]
+        self.assertEqual(len(groups), 40)
+        health = await daemon.get("/api/v1/health")
+        self.assertEqual((health["status"], health["reasons"]), ("ok", []))
+        last = daemon.speakers[-1]
+        status, _ = await daemon.post(last.uid, "volume", {"volume": 9})
+        self.assertEqual((status, last.rendering.volume), (200, 9))
+
+    async def test_portable_asleep_then_awake(self) -> None:
+        """A portable that sleeps is asleep as soon as the household lists it so (no ping, no
+        error: health stays ok, one log line), commands say it is asleep; switched to
+        Bluetooth likewise; woken, it is online again and subscribed afresh."""
+        from twisted.logger import capturedLogs
+
+        daemon = await start(
+            self,
+            households=(3,),
+            simulate={"models": ("S18", "S27", "S18")},
+            subscription={"asleep_interval": 600.0, "silence_timeout": 600.0},
+        )
+        roam = daemon.speakers[1]
+        with capturedLogs() as events:
+            await roam.sleep()
+            await until(lambda: daemon.status(roam) == "asleep", "asleep")
+            self.assertEqual(daemon.service.state.availability(roam.uid).reason, "sleeping")
+            health = await daemon.get("/api/v1/health")
+            self.assertEqual((health["status"], health["speakers"]["asleep"]), ("ok", 1))
+            ready = await daemon.get("/api/v1/ready")
+            self.assertEqual(ready["status"], "ready", ready)
+            status, body = await daemon.post(roam.uid, "volume", {"volume": 5})
+            self.assertEqual((status, body["error"]["code"]), (503, "asleep"), body)
+            await deferLater(reactor, 1.0)
+        lines = [
+            e for e in events if e.get("log_level") and e["log_level"].name in ("warn", "error")
+        ]
+        self.assertEqual(lines, [])
+        changes = [e for e in events if "speaker {speaker} is {status}" in e.get("log_format", "")]
+        self.assertEqual([e["status"] for e in changes], ["asleep"])
+        await roam.wake()
+        await until(lambda: daemon.status(roam) == "online", "awake")
+        await until(
+            lambda: len(daemon.recorder.initial_events(roam.uid, "RenderingControl")) == 2,
+            "subscribed afresh",
+        )
+        await roam.switch_to_bluetooth()
+        await until(lambda: daemon.status(roam) == "asleep", "asleep on Bluetooth")
+        self.assertEqual(daemon.service.state.availability(roam.uid).reason, "switch to bluetooth")
+
+    async def test_upnp_switched_off_then_on(self) -> None:
+        """With UPnP switched off in the household, every speaker is upnp_disabled with a
+        reason that says where to switch it on, health is degraded with it and commands say
+        it; switched on again, every speaker is online and subscribed again."""
+        daemon = await start(
+            self,
+            households=(2,),
+            subscription={"silence_timeout": 1.0, "asleep_interval": 1.0},
+        )
+        household = daemon.sims[0].household
+        household.set_modes(upnp=False)
+        for speaker in daemon.speakers:
+            await until(lambda s=speaker: daemon.status(s) == "upnp_disabled", "UPnP off")
+        reason = daemon.service.state.availability(daemon.speakers[0].uid).reason or ""
+        self.assertIn("Privacy & Security", reason)
+        health = await daemon.get("/api/v1/health")
+        self.assertEqual(health["status"], "degraded")
+        self.assertIn("UPnP switched off", health["reasons"][0])
+        status, body = await daemon.post(daemon.speakers[0].uid, "volume", {"volume": 5})
+        self.assertEqual((status, body["error"]["code"]), (503, "upnp_disabled"), body)
+        household.set_modes(upnp=True)
+        for speaker in daemon.speakers:
+            await until(lambda s=speaker: daemon.status(s) == "online", "UPnP on")
+            await until(
+                lambda s=speaker: len(daemon.recorder.initial_events(s.uid, "AVTransport")) >= 2,
+                "subscribed again",
+            )
+
+    async def test_configured_speaker_with_upnp_off(self) -> None:
+        """A configured speaker of a household with UPnP off cannot be identified: its
+        status and health say UPnP is off and where to switch it on."""
+        daemon = await start(
+            self,
+            households=(2,),
+            simulate={"upnp": False},
+            subscription={"asleep_interval": 1.0},
+            followed=(),
+        )
+        await until(
+            lambda: (
+                daemon.service.household.status()["speakers"][0]["availability"] == "upnp_disabled"
+            ),
+            "UPnP off said",
+        )
+        health = await daemon.get("/api/v1/health")
+        self.assertEqual(health["status"], "degraded")
+        self.assertIn("Connection Security", health["reasons"][0])
+        daemon.sims[0].household.set_modes(upnp=True)
+        await until(lambda: all(daemon.initial(s) for s in daemon.speakers), "followed")
+
+    async def test_home_theatre_satellites_not_subscribed(self) -> None:
+        """A home theatre's sub and surrounds are in the topology as the soundbar's invisible
+        satellites, followed through the soundbar: no supervisor and no subscription."""
+        daemon = await start(
+            self, households=(5,), simulate={"home_theatre": True}, followed=(0, 1)
+        )
+        bar, *satellites = daemon.speakers[1:]
+        await deferLater(reactor, 1.0)
+        followed = {s.uid for s in daemon.service.household.speakers()}
+        self.assertEqual(followed, {daemon.speakers[0].uid, bar.uid})
+        for satellite in satellites:
+            self.assertEqual(list(satellite.manager.subscriptions()), [])  # type: ignore[union-attr]
+        topology = daemon.service.state.topology
+        assert topology is not None
+        member = topology.member(bar.uid)
+        assert member is not None
+        self.assertEqual({s.uid for s in member.satellites}, {s.uid for s in satellites})
+
+    async def test_two_households_on_one_range(self) -> None:
+        """Two households on one loopback range, one speaker of each configured: both are
+        followed, each speaker with its own household."""
+        daemon = await start(self, households=(4,), simulate={"households": 2}, devices=(0, 2))
+        sim = daemon.sims[0]
+        one, two = sim.households
+        listed = (await daemon.get("/api/v1/speakers"))["speakers"]
+        self.assertEqual(
+            {s["uid"]: s["household"] for s in listed},
+            {
+                **{s.uid: one.household_id for s in one.speakers},
+                **{s.uid: two.household_id for s in two.speakers},
+            },
+        )
+        self.assertEqual(
+            set(daemon.service.state.topologies()), {one.household_id, two.household_id}
+        )
+
+    async def test_https_only_speaker_is_not_upnp_disabled(self) -> None:
+        """A speaker that refuses SOAP over HTTP but serves its description and events (the
+        HTTPS-only variant) is followed and online, in its household, not upnp_disabled."""
+        daemon = await start(
+            self,
+            households=(2,),
+            simulate={"https_only": (1,)},
+            subscription={"silence_timeout": 1.0},
+        )
+        strict = daemon.speakers[1]
+        await deferLater(reactor, 2.5)
+        self.assertEqual(daemon.status(strict), "online")
+        household_id = daemon.sims[0].household.household_id
+        self.assertEqual(daemon.service.state.by_uid(strict.uid).household, household_id)  # type: ignore[union-attr]
+        self.assertEqual(set(daemon.service.state.topologies()), {household_id})
