@@ -50,6 +50,11 @@ from sonosd.sinks.mqtt_topics import Topics, bridge_discovery, discovery, segmen
 
 log = Logger()
 
+#: The messages that change a speaker's availability (``speaker.<status>``).
+AVAILABILITY_MESSAGES = frozenset(
+    {"speaker.online", "speaker.offline", "speaker.asleep", "speaker.upnp_disabled"}
+)
+
 #: Everything is published with QoS 0. Reliability comes from republishing every retained
 #: topic after each reconnect: QoS 1 would make paho resend, after that republish, the
 #: messages that were in flight when the connection dropped, putting stale state back.
@@ -237,8 +242,15 @@ class MqttSink(Service):
         key = self._key_for(uid, message.room)
         if message.type == "event" and message.service is not None:
             self._merge(uid, key, message)
-        elif message.type in ("speaker.online", "speaker.offline"):
-            self._set_availability(uid, key, message.type.partition(".")[2])
+        elif message.type == "speaker.removed":
+            self._publish_event(self.topics.event(key, message.type), message)
+            self._forget(uid, key)
+            return
+        elif message.type in AVAILABILITY_MESSAGES:
+            # The availability topic says online or offline (Home Assistant's payloads): a
+            # speaker asleep or with UPnP off is not available; the message says which.
+            online = message.type == "speaker.online"
+            self._set_availability(uid, key, "online" if online else "offline")
         if uid not in self._availability and message.type == "event":
             self._set_availability(uid, key, "online")
         name = message.service if message.type == "event" and message.service else None
@@ -256,6 +268,29 @@ class MqttSink(Service):
         entry["id"] = message.id
         entry["time"] = body.get("time")
         self._publish(self.topics.state(key, service), encode(entry), retain=True)
+
+    def _forget(self, uid: str, key: str) -> None:
+        """A speaker no longer followed: its retained topics (and Home Assistant entities)
+        are cleared."""
+        self._publish(self.topics.availability(key), b"", retain=True)
+        for service in self._state.pop(uid, {}):
+            self._publish(self.topics.state(key, service), b"", retain=True)
+        if self._config.homeassistant and uid in self._keys:
+            for topic, _ in discovery(
+                self._config.discovery_prefix,
+                self.topics,
+                uid,
+                key,
+                self._rooms.get(uid),
+                commands=self._controller is not None,
+            ):
+                self._publish(topic, b"", retain=True)
+        self._availability.pop(uid, None)
+        self._announced.discard(uid)
+        self._rooms.pop(uid, None)
+        if self._owners.get(key) == uid:
+            del self._owners[key]
+        self._keys.pop(uid, None)
 
     def _set_availability(self, uid: str, key: str, value: str) -> None:
         self._availability[uid] = value

@@ -546,6 +546,32 @@ class MqttBrokerTests(TestCase):
             ["sonos/bridge/availability", "sonos/Kitchen/availability"],
         )
 
+    async def test_availability_statuses_and_removal(self) -> None:
+        """Asleep and UPnP-off speakers are offline on their availability topic (Home
+        Assistant's payloads); a removed speaker's retained topics and entities are cleared."""
+        await self.broker.start()
+        sink = self.make_sink(homeassistant=True)
+        await self.start(sink)
+        sub = self.subscriber("#")
+        self.publish_household()
+        node = "sonosd_" + KITCHEN["uid"]
+        volume_topic = f"homeassistant/sensor/{node}/volume/config"
+        await sub.wait(sub.has(volume_topic), self.reactor)
+        availability = {"status": "asleep", "reason": "sleeping", "since": None}
+        self.hub.publish(
+            "speaker.asleep", {"reason": "sleeping", "availability": availability}, speaker=OFFICE
+        )
+        await sub.wait(sub.has("sonos/Office/event/speaker.asleep"), self.reactor)
+        self.assertEqual(sub.payloads("sonos/Office/availability")[-1], "offline")
+        self.hub.publish("speaker.removed", {"reason": "left household"}, speaker=KITCHEN)
+        await sub.wait(lambda: sub.payloads(volume_topic)[-1:] == [""], self.reactor)
+        self.assertEqual(sub.payloads("sonos/Kitchen/availability")[-1], "")
+        self.assertEqual(sub.payloads("sonos/Kitchen/state/RenderingControl")[-1], "")
+        self.assertEqual(len(sub.payloads("sonos/Kitchen/event/speaker.removed")), 1)
+        later = self.subscriber("sonos/Kitchen/#")
+        await deferLater(self.reactor, 0.5)
+        self.assertEqual([line for line in later.lines if line[2]], [])
+
 
 class MqttTlsTests(TestCase):
     """TLS to the broker, verified against a private CA, with the socket in the reactor."""
