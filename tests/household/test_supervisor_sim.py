@@ -475,7 +475,7 @@ class HouseholdSimTests(TestCase):
         """A silent speaker that refuses connections is offline (connection refused) after
         its silence check, its subscriptions suspended; answering again it is online, with
         fresh subscriptions, the old SIDs UNSUBSCRIBEd (the speaker holds only the new ones),
-        and one log line for each change."""
+        and the daemon's log has one line for each change and nothing else."""
         services = ("RenderingControl", "AVTransport")
         rig = await self.rig(services=services, config=LIVELY)
         await self.settled(rig, services)
@@ -502,6 +502,15 @@ class HouseholdSimTests(TestCase):
         changes = [e for e in events if "speaker {speaker} is {status}" in e.get("log_format", "")]
         self.assertEqual([e["status"] for e in changes], ["offline", "online"])
         self.assertEqual(len(rig.recorder.of("speaker.offline", speaker.uid)), 1)
+        said = [
+            e
+            for e in events
+            if e["log_level"].name in ("info", "warn", "error")
+            and str(e.get("log_namespace", "")).startswith("sonosd")
+            and not str(e.get("log_namespace", "")).startswith("sonosd.sim")
+            and e not in changes
+        ]
+        self.assertEqual([e.get("log_format") for e in said], [])
 
     async def test_hung_then_back(self) -> None:
         """A speaker that accepts connections and never answers is offline (timeout) after
