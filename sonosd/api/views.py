@@ -126,7 +126,8 @@ def health(
     sentence each.
 
     @param counts: Speakers per availability status (``availability_counts``).
-    @param problems: Why the household is degraded (``HouseholdSupervisor.problems``).
+    @param problems: Why the household is degraded (``readiness.health_reasons`` of the
+        household supervisor's status).
     """
     counts = {key: int(counts.get(key, 0)) for key in STATUSES}
     reasons = list(problems)
