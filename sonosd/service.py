@@ -480,7 +480,7 @@ class SonosdService(MultiService):
         removed = {
             speaker.config_device.host.lower(): speaker.ref
             for speaker in self.household.speakers()
-            if not speaker.discovered
+            if speaker.configured and not speaker.discovered
         }
         gone_services = [s for s in old.services if s not in new.services]
         refs = [speaker.ref for speaker in self.household.speakers() if speaker.ref is not None]
@@ -488,10 +488,9 @@ class SonosdService(MultiService):
         for host in removed_hosts:
             ref = removed.get(host.lower())
             if ref is not None:
-                self.processor.speaker_offline(
-                    ref, "no longer followed (removed from the configuration)"
-                )
-                self.state.remove(ref.uid)
+                # Still a member of a followed household, it is followed again as such
+                # (follow_household) when the household's topology next names it.
+                self.processor.speaker_removed(ref, "removed from the configuration")
         for ref in refs:
             for service in gone_services:
                 self.state.clear(ref.uid, service)

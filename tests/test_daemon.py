@@ -456,7 +456,8 @@ class DaemonTests(TestCase):
 
     async def test_reload_changes_services_and_devices(self) -> None:
         """reload() subscribes an added service, unsubscribes a removed one and a removed
-        device, and forgets the removed speaker in the state; clients stay connected."""
+        device (with follow_household now false), and forgets the removed speaker in the state
+        (speaker.removed); clients stay connected."""
         daemon = await self.started()
         client = await self.sse(daemon)
         service = daemon.service
@@ -465,6 +466,7 @@ class DaemonTests(TestCase):
         document = json.loads(text)
         document.pop("simulate")
         document["devices"] = [{"host": first.address}, {"host": second.address}]
+        document["follow_household"] = False
         document["services"] = ["AVTransport", "RenderingControl", "SystemProperties"]
         new = attrs.evolve(
             parse_config(json.dumps(document), "daemon-test.yaml"),
@@ -484,10 +486,8 @@ class DaemonTests(TestCase):
 
         await until(moved, "subscriptions following the new configuration")
         self.assertIsNone(service.state.by_uid(third.uid))
-        offline = daemon.recorder.of("speaker.offline", third.uid)
-        self.assertEqual(
-            offline[-1].body["reason"], "no longer followed (removed from the configuration)"
-        )
+        removed = daemon.recorder.of("speaker.removed", third.uid)
+        self.assertEqual(removed[-1].body["reason"], "removed from the configuration")
         await until(lambda: service.readiness()["ready"], "ready again")
         self.assertEqual(len(service.household.status()["speakers"]), 2)
         self.assertGreater(service.household.retired["subscribes"], 0)
