@@ -1205,10 +1205,15 @@ class HouseholdSupervisor(MultiService):
         speaker.sign_of_life(sighting.source)
 
     def on_byebye(self, uid: str, reason: str | None) -> None:
-        """A speaker announced it is leaving (SSDP ``ssdp:byebye``): check it at once."""
+        """A speaker announced it is leaving (SSDP ``ssdp:byebye``): asleep at once when its
+        ``X-RINCON-REASON`` says it goes to sleep (or to Bluetooth), else checked at once."""
         speaker = self._by_uid.get(uid)
-        if speaker is not None:
-            speaker.check_now(f"ssdp:byebye ({reason or 'no reason'})")
+        if speaker is None:
+            return
+        if reason in ASLEEP_REASONS:
+            speaker.observe_vanished(VanishedDevice(uid=uid, name="", reason=reason))
+            return
+        speaker.check_now(f"ssdp:byebye ({reason or 'no reason'})")
 
 
 def build_household(

@@ -635,6 +635,16 @@ class HouseholdTests(SynchronousTestCase):
             [m[1]["reason"] for m in h.processor.of("speaker.offline")], ["connection refused"]
         )
 
+    def test_byebye_going_to_sleep_is_asleep(self) -> None:
+        """An ssdp:byebye whose reason is sleeping makes the speaker asleep at once, without
+        a ping (so never offline on the way)."""
+        h = Harness()
+        household = self.household(h)
+        household.on_byebye(UID, "sleeping")
+        (speaker,) = household.speakers()
+        self.assertEqual((speaker.availability, h.household.devices[HOST].pings), ("asleep", 0))
+        self.assertEqual(h.processor.of("speaker.offline"), [])
+
     def test_status_and_health_reasons(self) -> None:
         """status() describes every speaker (its availability) and service; the health
         reasons read from it name a service that polls."""

@@ -350,7 +350,8 @@ class SimTests(TestCase):
             self.assertTrue(all(sup.polling for sup in supervised.services.values()))
 
     async def test_address_change_followed(self) -> None:
-        """A speaker that moves to a new address is followed there and resubscribed."""
+        """A speaker that moves to a new address is followed there and resubscribed, and its
+        old SIDs are UNSUBSCRIBEd at the new address."""
         rig = await self.rig(services=("RenderingControl", "ZoneGroupTopology"))
         await self.settled(rig, ("RenderingControl", "ZoneGroupTopology"))
         speaker = rig.speakers[0]
@@ -368,6 +369,11 @@ class SimTests(TestCase):
         )
         lost = rig.recorder.of("subscription.lost", speaker.uid)
         self.assertEqual({m.body["reason"] for m in lost}, {"address changed"})
+        # The SIDs made at the old address were UNSUBSCRIBEd at the new one: the speaker
+        # holds only the new subscriptions.
+        await until(lambda: len(rig.sim_subscriptions(speaker)) == 2, "the old SIDs ended")
+        ours = {sup.subscription.sid for sup in supervised.services.values() if sup.subscription}
+        self.assertEqual({s["sid"] for s in rig.sim_subscriptions(speaker)}, ours)
         speaker.set_volume(41)
 
         def arrived() -> bool:
