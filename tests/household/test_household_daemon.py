@@ -9,7 +9,7 @@ position is read from its coordinator.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -73,11 +73,13 @@ async def start(
     simulate: Mapping[str, Any] | None = None,
     devices: Sequence[int] | None = None,
     followed: Sequence[int] | None = None,
+    before: Callable[[list[HouseholdService]], Awaitable[object]] | None = None,
 ) -> Daemon:
     """Simulated households of the given sizes (each a ``HouseholdService`` with the
     ``simulate`` settings), and a daemon configured with the first ``configured`` speakers
     of each (or the speakers at the indices ``devices`` of the first simulator); waits until
-    every speaker (or those at the indices ``followed``) is followed."""
+    every speaker (or those at the indices ``followed``) is followed. ``before`` is awaited
+    with the simulators before the daemon starts."""
     sims = []
     for size in households:
         settings = {"speakers": size, "base_address": free_loopback_base(count=size)}
@@ -86,6 +88,8 @@ async def start(
         sim.startService()
         case.addCleanup(sim.stopService)
         sims.append(sim)
+    if before is not None:
+        await before(sims)
     if devices is None:
         hosts = tuple(address for sim in sims for address in sim.addresses[:configured])
     else:
@@ -372,6 +376,29 @@ class ModeTests(TestCase):
         await roam.switch_to_bluetooth()
         await until(lambda: daemon.status(roam) == "asleep", "asleep on Bluetooth")
         self.assertEqual(daemon.service.state.availability(roam.uid).reason, "switch to bluetooth")
+
+    async def test_portable_asleep_before_the_daemon_starts(self) -> None:
+        """A portable already asleep when the daemon learns of its household is in the state
+        as asleep at once (followed, not an error), and followed fully when it wakes."""
+
+        async def asleep(sims: list[HouseholdService]) -> None:
+            await sims[0].household.speakers[1].sleep()
+
+        daemon = await start(
+            self,
+            households=(2,),
+            simulate={"models": ("S18", "S27")},
+            followed=(0,),
+            before=asleep,
+        )
+        roam = daemon.speakers[1]
+        await until(lambda: daemon.status(roam) == "asleep", "asleep")
+        listed = {s["uid"]: s for s in (await daemon.get("/api/v1/speakers"))["speakers"]}
+        self.assertEqual(listed[roam.uid]["availability"]["reason"], "sleeping")
+        self.assertEqual((await daemon.get("/api/v1/health"))["status"], "ok")
+        await roam.wake()
+        await until(lambda: daemon.initial(roam), "followed once awake")
+        self.assertEqual(daemon.status(roam), "online")
 
     async def test_upnp_switched_off_then_on(self) -> None:
         """With UPnP switched off in the household, every speaker is upnp_disabled with a
