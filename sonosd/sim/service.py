@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from sonosd.config import SimulateConfig
 from sonosd.sim.activity import ActivityGenerator
 from sonosd.sim.admin import admin_site
+from sonosd.sim.fetcher import Fetcher
 from sonosd.sim.household import Household, ManagerFactory, SubscriptionManagerLike
 from sonosd.sim.presence import SpeakerPresence
 from sonosd.sim.site import speaker_site
@@ -81,7 +82,13 @@ class HouseholdService(Service):
             stereo_pair=config.stereo_pair,
             seed=seed,
             transition_delay=transition_delay,
+            fetcher=None,
         )
+        #: Fetches what the speakers are told to play (``sonosd.sim.fetcher``).
+        self.fetcher = Fetcher(reactor)
+        self.household.fetcher = self.fetcher.probe
+        for speaker in self.household.speakers:
+            speaker.transport.prepare = self.fetcher.probe
         self._manager_factory = manager_factory
         self.activity = ActivityGenerator(reactor, self.household, config.activity, seed + 1)
         self.presences: list[SpeakerPresence] = []
@@ -172,6 +179,7 @@ class HouseholdService(Service):
                     waits.append(stopped)
             speaker.network = None
         self.household.shutdown()
+        waits.append(self.fetcher.close())
         if self.admin_port is not None:
             stopped_admin = self.admin_port.stopListening()
             if stopped_admin is not None:

@@ -4,8 +4,9 @@
 Routes, as real firmware has them: ``GET /xml/device_description.xml``, ``GET
 /xml/<Service>1.xml`` (plus SoCo's ``MS_``/``MR_ConnectionManager`` aliases), ``POST
 <controlURL>`` (SOAP), ``SUBSCRIBE``/``UNSUBSCRIBE <eventSubURL>`` (handed to the speaker's GENA
-``SubscriptionManager``), ``GET /getaa?...`` and ``/img/icon-*.png`` (PNG). Unknown paths get
-404, a known path with the wrong method 405.
+``SubscriptionManager``), ``GET /getaa?...`` and ``/img/icon-*.png`` (PNG), ``GET
+/status/accounts`` (the household's music-service accounts, as SoCo's ``Account`` reads them).
+Unknown paths get 404, a known path with the wrong method 405.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
-from sonosd.sim import actions, scpd
+from sonosd.sim import actions, musicservices, scpd
+
+# The handler modules register their actions with sonosd.sim.actions when imported.
+from sonosd.sim import alarmactions, contentactions, queueactions  # noqa: F401  isort: skip
 from sonosd.sim.artwork import art_for
 from sonosd.sim.description import device_description
 from sonosd.sim.soap import SoapParseError, UPnPError, format_fault, format_response, parse_request
@@ -60,6 +64,13 @@ class SpeakerResource(Resource):
         event = scpd.by_event_url().get(path)
         if event is not None and event.key in speaker.offered:
             return self._gena(request, method, event.key)
+        if path == "/status/accounts":
+            if bad := self._only(request, method, ("GET", "HEAD")):
+                return bad
+            household = speaker.household
+            return self._xml(
+                request, musicservices.accounts_xml(household.alarm_list.owner, household.accounts)
+            )
         if path == "/getaa" or (path.startswith("/img/") and path.endswith(".png")):
             if bad := self._only(request, method, ("GET", "HEAD")):
                 return bad

@@ -45,6 +45,7 @@ class Alarm:
     enabled: bool
     room_uid: str
     program_uri: str = "x-rincon-buzzer:0"
+    program_metadata: str = ""
     play_mode: str = "SHUFFLE_NOREPEAT"
     volume: int = 25
     include_linked_zones: bool = False
