@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# System packages the test suite needs (mosquitto: the MQTT sink's broker; systemd: systemd-analyze).
-APT_PACKAGES := mosquitto mosquitto-clients systemd
+# System packages the test suite needs (mosquitto: the MQTT sink's broker; systemd: systemd-analyze;
+# espeak-ng: the announcements' default text-to-speech command).
+APT_PACKAGES := mosquitto mosquitto-clients systemd espeak-ng
 
 .PHONY: demo test lint typecheck unit bench sysdeps clean
 

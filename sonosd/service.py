@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
+import soco
 import soco.config
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -32,6 +33,8 @@ from sonosd.blocking import SocoRunner
 from sonosd.config import Config, Device, SimulateConfig
 from sonosd.delivery.hub import Hub
 from sonosd.gena.listener import NotifyListener
+from sonosd.gena.media import MediaStore
+from sonosd.household.alarms import AlarmWatcher
 from sonosd.household.events import EventProcessor
 from sonosd.household.state import HouseholdState
 from sonosd.household.supervisor import HouseholdSupervisor, build_household
@@ -102,12 +105,15 @@ class SonosdService(MultiService):
                 config = attrs.evolve(config, devices=simulated_devices(config.simulate))
         self.config = config
 
+        #: Clips the daemon serves to the speakers (spoken announcements), on the listener.
+        self.media = MediaStore(reactor)
         self.listener = NotifyListener(
             reactor,
             interface=config.listener.interface,
             port=config.listener.port,
             advertise=config.listener.advertise,
             max_body=config.listener.max_body,
+            media=self.media.lookup,
         )
         self.listener.setServiceParent(self)
 
@@ -115,6 +121,10 @@ class SonosdService(MultiService):
         self.state = HouseholdState()
         self.hub.set_snapshot_provider(self.state.snapshot)
         self.processor = EventProcessor(self.hub, self.state, reactor)
+        self.alarm_watcher = AlarmWatcher(
+            self.runner, self.state, self.processor, soco.SoCo, config.soco.call_timeout
+        )
+        self.processor.add_variables_observer(self.alarm_watcher.on_variables)
         self.hub.add_sink(LogSink())
 
         self.controller = self._controller()
@@ -154,6 +164,9 @@ class SonosdService(MultiService):
         are still on their way, and the pool would stop under work still being submitted.
         """
         Service.stopService(self)
+        stop = getattr(self.controller, "stop", None)
+        if stop is not None:
+            stop()
         return Deferred.fromCoroutine(self._stop_children())
 
     async def _stop_children(self) -> None:
@@ -210,7 +223,13 @@ class SonosdService(MultiService):
         from sonosd.control.controller import Controller
 
         return Controller(
-            self.runner, self.state, self.reactor, timeout=self.config.soco.call_timeout
+            self.runner,
+            self.state,
+            self.reactor,
+            timeout=self.config.soco.call_timeout,
+            announce=self.config.announce,
+            media=self.media,
+            media_url=self.listener.media_url,
         )
 
     def _reader(self) -> Any:

@@ -282,22 +282,35 @@ class Speaker:
         self._rendering_changed()
 
     def set_eq(self, eq_type: str, value: int) -> None:
-        """``SetEQ`` NightMode / DialogLevel: soundbars only (402 otherwise)."""
-        if not self.model.soundbar or eq_type not in ("NightMode", "DialogLevel"):
-            raise UPnPError(402, f"EQ type {eq_type} not supported")
-        if eq_type == "NightMode":
-            self.rendering.night_mode = bool(value)
-        else:
-            self.rendering.dialog_level = bool(value)
+        """``SetEQ``: night mode and dialog level on soundbars, sub and surround settings on
+        home-theatre models (402 otherwise, or for a level outside -15..15)."""
+        field, low, high = self._eq_field(eq_type)
+        if not low <= int(value) <= high:
+            raise UPnPError(402, f"{eq_type} out of range")
+        current = getattr(self.rendering, field)
+        setattr(self.rendering, field, bool(value) if isinstance(current, bool) else int(value))
         self._rendering_changed()
 
     def get_eq(self, eq_type: str) -> int:
-        """``GetEQ`` NightMode / DialogLevel: soundbars only (402 otherwise)."""
-        if not self.model.soundbar or eq_type not in ("NightMode", "DialogLevel"):
-            raise UPnPError(402, f"EQ type {eq_type} not supported")
-        if eq_type == "NightMode":
-            return int(self.rendering.night_mode)
-        return int(self.rendering.dialog_level)
+        """``GetEQ`` of the types ``set_eq`` takes (402 otherwise)."""
+        field, _, _ = self._eq_field(eq_type)
+        return int(getattr(self.rendering, field))
+
+    def _eq_field(self, eq_type: str) -> tuple[str, int, int]:
+        soundbar = {"NightMode": "night_mode", "DialogLevel": "dialog_level"}
+        theatre = {
+            "SubEnable": ("sub_enabled", 0, 1),
+            "SubGain": ("sub_gain", -15, 15),
+            "SurroundEnable": ("surround_enabled", 0, 1),
+            "SurroundLevel": ("surround_level", -15, 15),
+            "MusicSurroundLevel": ("music_surround_level", -15, 15),
+            "SurroundMode": ("surround_mode", 0, 1),
+        }
+        if self.model.soundbar and eq_type in soundbar:
+            return soundbar[eq_type], 0, 1
+        if self.model.home_theater and eq_type in theatre:
+            return theatre[eq_type]
+        raise UPnPError(402, f"EQ type {eq_type} not supported")
 
     def _rendering_changed(self) -> None:
         self.publish("RenderingControl")

@@ -23,6 +23,12 @@ class Rendering:
     balance_rf: int = 100
     night_mode: bool = False
     dialog_level: bool = False
+    sub_enabled: bool = True
+    sub_gain: int = 0
+    surround_enabled: bool = True
+    surround_level: int = 0
+    music_surround_level: int = 0
+    surround_mode: int = 0
 
 
 @attrs.define

@@ -35,7 +35,10 @@ def test_unknown_command() -> None:
 
 def test_hyphen_and_case() -> None:
     """Command names are case-insensitive and read ``-`` as ``_``."""
-    assert parse_command("Play-Favorite", {"name": "Jazz"}) == ("play_favorite", {"name": "Jazz"})
+    assert parse_command("Play-Favorite", {"name": "Jazz"}) == (
+        "play_favorite",
+        {"name": "Jazz", "mode": "replace", "play": True},
+    )
 
 
 def test_unknown_argument_named() -> None:
@@ -130,14 +133,16 @@ def test_position_not_finite() -> None:
 
 
 def test_announce_defaults() -> None:
-    """An announcement defaults to no volume change and a 30 s bound."""
+    """An announcement defaults to the group, no volume change and the configured bound."""
     _, params = parse_command("announce", {"uri": "http://x/a.mp3"})
     assert params == {
         "uri": "http://x/a.mp3",
+        "text": None,
         "volume": None,
-        "timeout": 30.0,
+        "timeout": None,
         "title": "",
         "meta": "",
+        "target": "group",
     }
 
 
