@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
@@ -54,8 +54,10 @@ class _Collect(ProcessProtocol):
     def outReceived(self, data: bytes) -> None:
         self.size += len(data)
         if self.size > self._limit:
-            self.too_big = True
-            self.transport.signalProcess("KILL")  # type: ignore[union-attr]
+            if not self.too_big:
+                self.too_big = True
+                with contextlib.suppress(ProcessExitedAlready):
+                    self.transport.signalProcess("KILL")  # type: ignore[union-attr]
         else:
             self.out.append(data)
 
@@ -137,5 +139,5 @@ class TextToSpeech:
 
 def _kill(process: Any, collect: _Collect) -> None:
     collect.timed_out = True
-    with contextlib.suppress(Exception):  # the process may have ended meanwhile
+    with contextlib.suppress(ProcessExitedAlready):
         process.signalProcess("KILL")
