@@ -315,34 +315,27 @@ def format_result(room: str, command: str, result: Mapping[str, Any]) -> str:
 
 def _listing(room: str, result: Mapping[str, Any]) -> str | None:
     """Favourites, playlists, alarms and library items, one per line."""
-    if isinstance(result.get("favorites"), list):
-        lines = [f"{room}: {len(result['favorites'])} favorites"]
-        lines += [f"  {f.get('title')} ({f.get('kind')})" for f in result["favorites"]]
-        return "\n".join(lines)
-    if isinstance(result.get("playlists"), list):
-        lines = [f"{room}: {len(result['playlists'])} Sonos playlists"]
-        lines += [
-            f"  {p.get('id')} {p.get('title')} ({p.get('tracks')} tracks)"
-            for p in result["playlists"]
-        ]
-        return "\n".join(lines)
-    if isinstance(result.get("alarms"), list):
-        lines = [f"{room}: {len(result['alarms'])} alarms"]
-        for alarm in result["alarms"]:
-            state = "on" if alarm.get("enabled") else "off"
-            where = (alarm.get("room") or {}).get("name") or "?"
-            lines.append(
-                f"  {alarm.get('id')}. {alarm.get('time')} {alarm.get('recurrence')} "
-                f"{where} [{state}]"
-            )
-        return "\n".join(lines)
-    if isinstance(result.get("items"), list):
-        lines = [f"{room}: {result.get('total', len(result['items']))} items"]
-        lines += [
-            f"  {item.get('id')}  {item.get('title')} ({item.get('kind')})"
-            for item in result["items"]
-        ]
-        return "\n".join(lines)
+
+    def alarm_line(alarm: Mapping[str, Any]) -> str:
+        state = "on" if alarm.get("enabled") else "off"
+        where = (alarm.get("room") or {}).get("name") or "?"
+        return f"{alarm.get('id')}. {alarm.get('time')} {alarm.get('recurrence')} {where} [{state}]"
+
+    kinds = (
+        ("favorites", "favorites", lambda f: f"{f.get('title')} ({f.get('kind')})"),
+        (
+            "playlists",
+            "Sonos playlists",
+            lambda p: f"{p.get('id')} {p.get('title')} ({p.get('tracks')} tracks)",
+        ),
+        ("alarms", "alarms", alarm_line),
+        ("items", "items", lambda i: f"{i.get('id')}  {i.get('title')} ({i.get('kind')})"),
+    )
+    for key, noun, line in kinds:
+        rows = result.get(key)
+        if isinstance(rows, list):
+            count = result.get("total", len(rows)) if key == "items" else len(rows)
+            return "\n".join([f"{room}: {count} {noun}", *(f"  {line(row)}" for row in rows)])
     return None
 
 

@@ -12,7 +12,7 @@ the queue plays from the item's first track.
 - ``library``: browse a category or an item, search, play or add an item.
 - ``share_link``: a Spotify, Apple Music, TIDAL or Deezer link through SoCo's
   ``ShareLinkPlugin``; a service the household has no account for is refused by the speaker
-  (UPnP 800), which becomes ``409 service_unavailable``.
+  (UPnP 800), which becomes ``409 service_unavailable`` and leaves the queue as it was.
 
 The functions at the top run in the SoCo pool (blocking).
 """
@@ -308,8 +308,6 @@ def share_link(device: Any, url: str, mode: str, play: bool) -> dict[str, Any]:
     if service is None:
         raise bad_argument("url", "not a Spotify, Apple Music, TIDAL or Deezer share link")
     name = _SERVICE_NAMES.get(type(service).__name__, type(service).__name__)
-    if mode == "replace":
-        device.clear_queue()
     before = int(device.queue_size)
     position = 0
     if mode == "next":
@@ -327,6 +325,10 @@ def share_link(device: Any, url: str, mode: str, play: bool) -> dict[str, Any]:
             ) from None
         raise
     added = int(device.queue_size) - before
+    if mode == "replace" and before:
+        # Queued at the end first, so that a refused link leaves the queue as it was.
+        device.remove_range_from_queue(0, before)
+        first = 1
     if play:
         play_from(device, first)
     return {"service": name, "queued": added, "position": first}

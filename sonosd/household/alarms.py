@@ -13,17 +13,16 @@ whole parsed list. Every speaker events the same version: it is read once.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 from xml.etree import ElementTree
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from sonosd.blocking import Runner
 from sonosd.household.state import HouseholdState, SpeakerRef
 
 log = Logger()
-
-T = TypeVar("T")
 
 #: Sonos recurrence keywords and the days they mean (Sonos counts Sunday as 0).
 RECURRENCE_DAYS: Mapping[str, str] = {
@@ -102,19 +101,6 @@ def parse_alarm_list(
             }
         )
     return sorted(alarms, key=lambda alarm: str(alarm["id"]).zfill(12))
-
-
-class Runner(Protocol):
-    """What the watcher needs of ``sonosd.blocking.SocoRunner``."""
-
-    def run(
-        self,
-        fn: Callable[..., T],
-        *args: Any,
-        key: object | None = None,
-        timeout: float | None = None,
-    ) -> Deferred[T]:
-        """Run ``fn(*args)`` in the pool."""
 
 
 class Publisher(Protocol):

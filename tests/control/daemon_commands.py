@@ -11,32 +11,26 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import treq
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
 from sonosd.config import SimulateConfig
 from sonosd.ctl import main as ctl_main
-from sonosd.service import SonosdService
 from sonosd.sim.household import Speaker
 from sonosd.sim.service import HouseholdService
 from tests.api_helpers import SseClient, WsClient, connect_ws
-from tests.conftest import free_loopback_base
 from tests.control.test_controller_daemon import (
     WAIT,
     Daemon,
     Predicate,
     arrives,
-    daemon_config,
     sse,
+    start_daemon,
 )
-from tests.daemon_helpers import Recorder, http_agent, reactor, until
+from tests.daemon_helpers import reactor, until
 
 #: Kitchen: Sonos One; Living Room: Amp (home theatre, line-in); Office: Play:5 (line-in).
 MODELS = ("S18", "S16", "S6")
@@ -51,18 +45,8 @@ def household(reactor: Any, simulate: SimulateConfig) -> HouseholdService:
 
 async def start(case: TestCase, **sections: Mapping[str, Any]) -> tuple[Daemon, SseClient]:
     """A running daemon (every initial event in, the alarm list read) and an SSE client."""
-    config = daemon_config(free_loopback_base(), **sections)
-    service = SonosdService(config, reactor, household_factory=household)
-    recorder = Recorder()
-    service.hub.add_sink(recorder)
-    service.startService()
-    case.addCleanup(lambda: service.stopService() if service.running else None)
-    port = await service.api.listening
-    address: Any = port.getHost()
-    http = treq.client.HTTPClient(http_agent(case))
-    daemon = Daemon(service, recorder, http, address.host, address.port)
-    await until(daemon.settled, "the initial event of every service of every speaker")
-    await until(lambda: service.state.alarms is not None, "the alarm list")
+    daemon = await start_daemon(case, household, **sections)
+    await until(lambda: daemon.service.state.alarms is not None, "the alarm list")
     client = await sse(case, daemon)
     return daemon, client
 
@@ -226,16 +210,9 @@ async def ws_channel(case: TestCase, daemon: Daemon, client: SseClient) -> WsCha
 
 async def mqtt_daemon(case: TestCase) -> tuple[Daemon, SseClient, MqttChannel]:
     """A daemon with an MQTT sink on a private broker, and its MQTT channel."""
-    from tests.sinks.test_mqtt import Broker, Subscriber
+    from tests.sinks.test_mqtt_daemon import broker_and_subscriber
 
-    directory = tempfile.mkdtemp(prefix="sonosd-mqtt-commands-")
-    case.addCleanup(shutil.rmtree, directory)
-    broker = Broker(reactor, directory)
-    case.addCleanup(broker.stop)
-    await broker.start()
-    sub = Subscriber(reactor, broker, "sonos/#")
-    case.addCleanup(sub.stop)
-    mqtt = {"host": broker.host, "port": broker.port, "client_id": f"sonosd-{os.getpid()}"}
+    broker, sub, mqtt = await broker_and_subscriber(case)
     daemon, client = await start(case, sinks={"mqtt": mqtt})
     await sub.wait(lambda: "online" in sub.payloads("sonos/bridge/availability"), reactor)
     return daemon, client, MqttChannel(daemon, client, broker, sub)

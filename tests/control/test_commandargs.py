@@ -179,3 +179,16 @@ def test_validators_raise_only_control_errors(value: Any) -> None:
             check()
         except ControlError as error:
             assert error.code == "bad_argument"
+
+
+def test_every_command_is_documented() -> None:
+    """Every command is in the OpenAPI document's command names and in docs/control.md."""
+    import yaml
+
+    from tests.paths import ROOT
+
+    spec = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())
+    assert set(spec["components"]["schemas"]["CommandName"]["enum"]) == set(COMMANDS)
+    control = (ROOT / "docs" / "control.md").read_text()
+    for command in COMMANDS:
+        assert f"`{command}`" in control, command

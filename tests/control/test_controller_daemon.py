@@ -100,13 +100,18 @@ class Daemon:
         return Deferred.fromCoroutine(self.post(speaker, command, args))
 
 
-async def start_daemon(case: TestCase, **sections: Mapping[str, Any]) -> Daemon:
+async def start_daemon(
+    case: TestCase,
+    factory: Callable[[Any, SimulateConfig], HouseholdService] | None = None,
+    **sections: Mapping[str, Any],
+) -> Daemon:
     """Start a daemon on a private loopback block; wait for every initial event.
 
+    @param factory: Builds the simulated household (default: ``household``).
     @param sections: Configuration sections merged over the test configuration.
     """
     config = daemon_config(free_loopback_base(), **sections)
-    service = SonosdService(config, reactor, household_factory=household)
+    service = SonosdService(config, reactor, household_factory=factory or household)
     recorder = Recorder()
     service.hub.add_sink(recorder)
     service.startService()

@@ -270,13 +270,19 @@ class ShareLinkTests(TestCase):
             {"url": "https://tidal.com/browse/track/157273956", "play": False},
         )
         self.assertEqual((status, body["result"]["queued"]), (200, 1))
+        queue = list(kitchen.transport.queue)
         status, body = await daemon.post(
             "Kitchen",
             "share_link",
             {"url": "https://music.apple.com/dk/album/amused-to-death/975952384"},
         )
+        self.assertEqual(kitchen.transport.queue, queue)
         self.assertEqual((status, body["error"]["code"]), (409, "service_unavailable"))
         self.assertEqual(body["error"]["upnp_error"], 800)
         self.assertIn("Apple Music", body["error"]["message"])
+        deezer = "https://www.deezer.com/en/album/12345"
+        status, body = await daemon.post("Kitchen", "share_link", {"url": deezer, "play": False})
+        self.assertEqual((status, body["error"]["code"]), (409, "service_unavailable"))
+        self.assertIn("Deezer", body["error"]["message"])
         status, body = await daemon.post("Kitchen", "share_link", {"url": "https://example.com/x"})
         self.assertEqual((status, body["error"]["code"]), (400, "bad_argument"))
