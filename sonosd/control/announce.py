@@ -152,6 +152,12 @@ class AnnounceCommands:
         self._locks: dict[str, DeferredLock] = {}
         self._numbers = itertools.count(1)
 
+    def reconfigure(self, config: AnnounceConfig) -> None:
+        """Use ``config`` from the next announcement on (a reload); the text-to-speech
+        command follows it."""
+        self.config = config
+        self._tts = TextToSpeech(self._ctx.reactor, config.tts_command, config.tts_timeout)
+
     async def do_say(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
         """``say``: ``announce`` of text."""
         return await self.do_announce(ref, params)

@@ -285,6 +285,9 @@ class Controller:
         self.snapshots: dict[str, GroupSnapshot] = {}
         self.executed = 0
         self.failed = 0
+        #: Called with ``(command, result, seconds)`` when a command ends (``result``: ``ok``
+        #: or the error code), for the command latency metric.
+        self.on_done: Callable[[str, str, float], None] | None = None
         self.alarms = AlarmCommands(self)
         self.announcements = AnnounceCommands(
             self,
@@ -320,6 +323,10 @@ class Controller:
         """Builds the SoCo object of an address."""
         return self._soco_factory
 
+    def reconfigure_announce(self, config: AnnounceConfig) -> None:
+        """Use a new ``announce`` configuration from the next announcement on (reload)."""
+        self.announcements.reconfigure(config)
+
     def stop(self) -> None:
         """Cancel the timers the commands left (alarm re-enables after a skip)."""
         self.alarms.stop()
@@ -349,6 +356,7 @@ class Controller:
         except Exception as error:
             self.failed += 1
             translated = self._translate(error, ref)
+            self._observe(command, translated.code, started)
             log.info(
                 "command {command} on {speaker} failed: {code} {message}",
                 command=command,
@@ -358,6 +366,7 @@ class Controller:
             )
             raise translated from error
         self.executed += 1
+        self._observe(name, "ok", started)
         log.debug(
             "command {command} on {speaker} done in {ms} ms",
             command=name,
@@ -365,6 +374,11 @@ class Controller:
             ms=round((time.monotonic() - started) * 1000),
         )
         return result
+
+    def _observe(self, command: str, result: str, started: float) -> None:
+        """Tell ``on_done`` (the metrics) how a command ended and how long it took."""
+        if self.on_done is not None:
+            self.on_done(command, result, time.monotonic() - started)
 
     def _translate(self, error: Exception, ref: SpeakerRef | None) -> ControlError:
         who = "the speaker" if ref is None else ref.name or ref.uid

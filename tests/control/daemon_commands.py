@@ -1,8 +1,8 @@
 """Shared pieces of the end-to-end tests of the content, alarm, announcement and input commands.
 
-``start`` runs the whole daemon against a simulated household of a Sonos One (Kitchen), an
-Amp (Living Room: a home-theatre model with line-in) and a Play:5 (Office: line-in), with an
-SSE client; ``Daemon.post`` sends a command over REST. ``Channel`` sends the same command over
+``start`` runs the whole daemon against a simulated household of a Sonos One (Kitchen), a
+Play:5 (Office: line-in) and a home theatre (Living Room: an Amp, with line-in, bonded with a
+sub and two surrounds, invisible), with an SSE client; ``Daemon.post`` sends a command over REST. ``Channel`` sends the same command over
 REST, the WebSocket, MQTT or sonosctl and reads the messages that arrive the same way, so a
 test can check every command on every channel.
 """
@@ -32,8 +32,11 @@ from tests.control.test_controller_daemon import (
 )
 from tests.daemon_helpers import reactor, until
 
-#: Kitchen: Sonos One; Living Room: Amp (home theatre, line-in); Office: Play:5 (line-in).
-MODELS = ("S18", "S16", "S6")
+#: Kitchen: Sonos One; Office: Play:5 (line-in); Living Room: Amp (a soundbar with line-in)
+#: with its sub and surrounds.
+MODELS = ("S18", "S6", "S16")
+#: The simulate section of these tests: six speakers, the last four the home theatre.
+SIMULATE = {"speakers": 6, "home_theatre": True, "rooms": ["Kitchen", "Office", "Living Room"]}
 
 Body = Mapping[str, Any]
 
@@ -45,7 +48,8 @@ def household(reactor: Any, simulate: SimulateConfig) -> HouseholdService:
 
 async def start(case: TestCase, **sections: Mapping[str, Any]) -> tuple[Daemon, SseClient]:
     """A running daemon (every initial event in, the alarm list read) and an SSE client."""
-    daemon = await start_daemon(case, household, **sections)
+    simulate = {**SIMULATE, **sections.pop("simulate", {})}
+    daemon = await start_daemon(case, household, simulate=simulate, **sections)
     await until(lambda: daemon.service.state.alarms is not None, "the alarm list")
     client = await sse(case, daemon)
     return daemon, client

@@ -114,7 +114,7 @@ class TargetTests(TestCase):
     async def test_room_in_a_group_plays_alone_and_rejoins(self) -> None:
         """target room takes a grouped speaker out of its group for the clip and puts it back."""
         daemon, _client = await start(self)
-        kitchen, living = daemon.speaker(0), daemon.speaker(1)
+        kitchen, living = daemon.speaker(0), daemon.speaker(2)
         daemon.household.join(living, kitchen)
         await until(lambda: living.group.coordinator == kitchen.uid, "the group")
         server = serve_audio(self)

@@ -81,7 +81,7 @@ async def playlists(case: TestCase, daemon: Daemon, channel: Channel) -> None:
 
 
 async def library(case: TestCase, daemon: Daemon, channel: Channel) -> None:
-    office = daemon.speaker(2)
+    office = daemon.speaker(1)
     song = daemon.household.library.songs[5]
     found = _ok(
         case,
@@ -104,7 +104,7 @@ async def library(case: TestCase, daemon: Daemon, channel: Channel) -> None:
 
 
 async def share_link(case: TestCase, daemon: Daemon, channel: Channel) -> None:
-    office = daemon.speaker(2)
+    office = daemon.speaker(1)
     before = len(office.transport.queue)
     url = "https://open.spotify.com/album/6wiUBliPe76YAVpNEdidpY"
     mark = len(channel.messages())
@@ -123,7 +123,7 @@ async def share_link(case: TestCase, daemon: Daemon, channel: Channel) -> None:
 
 
 async def queue(case: TestCase, daemon: Daemon, channel: Channel) -> None:
-    office = daemon.speaker(2)
+    office = daemon.speaker(1)
     second = office.transport.queue[1]
     mark = len(channel.messages())
     _ok(
@@ -201,7 +201,7 @@ async def say(case: TestCase, daemon: Daemon, channel: Channel) -> None:
 
 
 async def line_in(case: TestCase, daemon: Daemon, channel: Channel) -> None:
-    office = daemon.speaker(2)
+    office = daemon.speaker(1)
     uri = f"x-rincon-stream:{office.uid}"
     mark = len(channel.messages())
     _ok(case, await channel.send("Office", "line_in", {}, ["line-in"]))
@@ -210,7 +210,7 @@ async def line_in(case: TestCase, daemon: Daemon, channel: Channel) -> None:
 
 
 async def tv(case: TestCase, daemon: Daemon, channel: Channel) -> None:
-    amp = daemon.speaker(1)
+    amp = daemon.speaker(2)
     uri = f"x-sonos-htastream:{amp.uid}:spdif"
     mark = len(channel.messages())
     _ok(case, await channel.send("Living Room", "tv", {}, ["tv"]))
@@ -219,7 +219,7 @@ async def tv(case: TestCase, daemon: Daemon, channel: Channel) -> None:
 
 
 async def sound(case: TestCase, daemon: Daemon, channel: Channel) -> None:
-    amp = daemon.speaker(1)
+    amp = daemon.speaker(2)
     gain = -3 if channel.name == "rest" else 5
     mark = len(channel.messages())
     _ok(case, await channel.send("Living Room", "sub", {"gain": gain}, ["sub", str(gain)]))

@@ -16,7 +16,7 @@ class InputTests(TestCase):
         """line_in plays a speaker's line-in (its own or another room's); tv switches the
         Amp to TV; speakers without the input answer 409 not_supported."""
         daemon, client = await start(self)
-        kitchen, amp, play5 = (daemon.speaker(i) for i in range(3))
+        kitchen, play5, amp = (daemon.speaker(i) for i in range(3))
         mark = len(client.messages())
         status, body = await daemon.post("Office", "line_in")
         self.assertEqual(status, 200, body)
@@ -43,7 +43,7 @@ class InputTests(TestCase):
         """speech_enhancement, sub and surround set the Amp's EQ values, read them back and
         are evented; a Sonos One answers 409 not_supported."""
         daemon, client = await start(self)
-        amp = daemon.speaker(1)
+        amp = daemon.speaker(2)
         mark = len(client.messages())
         status, body = await daemon.post("Living Room", "sub", {"gain": -4, "enabled": True})
         self.assertEqual((status, body["result"]["sub"]), (200, {"enabled": True, "gain": -4}))
