@@ -2,9 +2,9 @@
 
 ``start`` runs the whole daemon against a simulated household of a Sonos One (Kitchen), a
 Play:5 (Office: line-in) and a home theatre (Living Room: an Amp, with line-in, bonded with a
-sub and two surrounds, invisible), with an SSE client; ``Daemon.post`` sends a command over REST. ``Channel`` sends the same command over
-REST, the WebSocket, MQTT or sonosctl and reads the messages that arrive the same way, so a
-test can check every command on every channel.
+sub and two surrounds, invisible), with an SSE client; ``Daemon.post`` sends a command over
+REST. ``Channel`` sends the same command over REST, the WebSocket, MQTT or sonosctl and reads
+the messages that arrive the same way, so a test can check every command on every channel.
 """
 
 from __future__ import annotations
