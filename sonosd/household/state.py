@@ -160,6 +160,7 @@ class HouseholdState:
         self._speakers: dict[str, _Speaker] = {}
         self._topology: Topology | None = None
         self._observers: list[TopologyObserver] = []
+        self._alarms: dict[str, Any] | None = None
 
     # -- speakers ------------------------------------------------------------------------
 
@@ -342,6 +343,18 @@ class HouseholdState:
         if speaker.ref.name != name:
             speaker.ref = attrs.evolve(speaker.ref, name=name)
 
+    # -- alarms --------------------------------------------------------------------------
+
+    @property
+    def alarms(self) -> dict[str, Any] | None:
+        """The household's alarms as last read: ``{"version", "alarms": [...]}``, or ``None``
+        before the first read (``sonosd.household.alarms``)."""
+        return self._alarms
+
+    def set_alarms(self, version: str, alarms: list[dict[str, Any]]) -> None:
+        """Keep the alarm list read at ``version`` (the caller gives up the list)."""
+        self._alarms = {"version": version, "alarms": alarms}
+
     # -- snapshot ------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
@@ -349,11 +362,13 @@ class HouseholdState:
 
         ``{"speakers": [{"uid", "name", "host", "port", "availability": {...},
         "services": {"<Service>": {"seq", "time", "source", "variables": {...}}}}],
-        "topology": {"groups": [...], "vanished": [...]} | null}``
+        "topology": {"groups": [...], "vanished": [...]} | null,
+        "alarms": {"version", "alarms": [...]} | null}``
         """
         return {
             "speakers": [self._speaker_json(ref.uid) for ref in self.speakers()],
             "topology": None if self._topology is None else self._topology.to_json(),
+            "alarms": _copy(self._alarms),
         }
 
     def _speaker_json(self, uid: str) -> dict[str, Any]:
