@@ -129,6 +129,18 @@ class SocoConfig:
 
 
 @attrs.frozen
+class AnnounceConfig:
+    """Announcements: the text-to-speech command (or URL template), defaults, clip lifetime."""
+
+    tts_command: tuple[str, ...] = ("espeak-ng", "-w", "{file}", "{text}")
+    tts_url: str | None = None
+    tts_timeout: float = 20.0
+    volume: int | None = None
+    timeout: float = 30.0
+    media_ttl: float = 300.0
+
+
+@attrs.frozen
 class Webhook:
     """One webhook target; ``filter`` maps speakers/rooms/services/types to accepted values."""
 
@@ -225,6 +237,7 @@ class Config:
     services: tuple[str, ...] = DEFAULT_SERVICES
     subscription: SubscriptionConfig = SubscriptionConfig()
     soco: SocoConfig = SocoConfig()
+    announce: AnnounceConfig = AnnounceConfig()
     sinks: SinksConfig = SinksConfig()
     log: LogConfig = LogConfig()
     simulate: SimulateConfig | None = None
@@ -689,6 +702,7 @@ class _Builder:
             ("api", self._api),
             ("subscription", self._subscription),
             ("soco", self._plain(SocoConfig)),
+            ("announce", self._announce),
             ("sinks", self._sinks),
             ("log", self._plain(LogConfig)),
             ("ssdp", self._plain(SsdpConfig)),
@@ -762,6 +776,12 @@ class _Builder:
             return secret
         assert not required, "the schema requires one of the three keys"
         return None
+
+    def _announce(self, value: dict[str, Any], path: KeyPath) -> AnnounceConfig:
+        fields = dict(value)
+        if "tts_command" in fields:
+            fields["tts_command"] = tuple(fields["tts_command"])
+        return AnnounceConfig(**fields)
 
     def _listener(self, value: dict[str, Any], path: KeyPath) -> ListenerConfig:
         if "interface" in value and not is_address(value["interface"]):

@@ -31,6 +31,7 @@ from importlib import metadata
 from typing import Any
 
 import attrs
+import soco
 import soco.config
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -45,6 +46,8 @@ from sonosd.config import Config, Device, SimulateConfig, redacted
 from sonosd.delivery.hub import Hub
 from sonosd.delivery.metrics import DaemonCollector
 from sonosd.gena.listener import NotifyListener
+from sonosd.gena.media import MediaStore
+from sonosd.household.alarms import AlarmWatcher
 from sonosd.household.events import EventProcessor
 from sonosd.household.keepalive import PHASES
 from sonosd.household.readiness import health_reasons, readiness, summary_line
@@ -176,12 +179,15 @@ class SonosdService(MultiService):
         config = effective_config(config)
         self.config = config
 
+        #: Clips the daemon serves to the speakers (spoken announcements), on the listener.
+        self.media = MediaStore(reactor)
         self.listener = NotifyListener(
             reactor,
             interface=config.listener.interface,
             port=config.listener.port,
             advertise=config.listener.advertise,
             max_body=config.listener.max_body,
+            media=self.media.lookup,
         )
         self.listener.setServiceParent(self)
 
@@ -189,6 +195,10 @@ class SonosdService(MultiService):
         self.state = HouseholdState()
         self.hub.set_snapshot_provider(self.state.snapshot)
         self.processor = EventProcessor(self.hub, self.state, reactor)
+        self.alarm_watcher = AlarmWatcher(
+            self.runner, self.state, self.processor, soco.SoCo, config.soco.call_timeout
+        )
+        self.processor.add_variables_observer(self.alarm_watcher.on_variables)
         self.log_sink = LogSink(enabled=config.log.messages)
         self.hub.add_sink(self.log_sink)
 
@@ -314,6 +324,9 @@ class SonosdService(MultiService):
         """
         self.systemd.stopping()
         Service.stopService(self)
+        stop = getattr(self.controller, "stop", None)
+        if stop is not None:
+            stop()
         return Deferred.fromCoroutine(self._stop_children())
 
     async def _stop_children(self) -> None:
@@ -460,6 +473,10 @@ class SonosdService(MultiService):
                     self._add_sink(name, built[name])
         if plan.max_body:
             self.listener.site.max_body = effective.listener.max_body
+        if plan.announce:
+            reconfigure = getattr(self.controller, "reconfigure_announce", None)
+            if reconfigure is not None:
+                reconfigure(effective.announce)
         log.info("reloaded {path}: {changes}", path=new.path, changes=plan.describe())
         if plan.restart:
             log.warn(
@@ -501,7 +518,13 @@ class SonosdService(MultiService):
         from sonosd.control.controller import Controller
 
         return Controller(
-            self.runner, self.state, self.reactor, timeout=self.config.soco.call_timeout
+            self.runner,
+            self.state,
+            self.reactor,
+            timeout=self.config.soco.call_timeout,
+            announce=self.config.announce,
+            media=self.media,
+            media_url=self.listener.media_url,
         )
 
     def _reader(self) -> Any:

@@ -40,7 +40,7 @@ from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTC
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
-from sonosd.gena.notifyproto import NotifyRequest, NotifyServerFactory
+from sonosd.gena.notifyproto import MediaLookup, NotifyRequest, NotifyServerFactory
 
 log = Logger()
 
@@ -408,6 +408,7 @@ class NotifyListener(Service):
     @param idle_timeout: Seconds an idle or slow connection is kept (see
         L{NotifyServerFactory}).
     @param parse: See L{NotifyDispatcher}.
+    @param media: Serves the daemon's clips on the same port (see L{NotifyServerFactory}).
 
     @ivar site: The L{NotifyServerFactory} bound to the port (the name is the one it had when
         it was a twisted.web ``Site``).
@@ -424,6 +425,7 @@ class NotifyListener(Service):
         max_held: int = 32,
         idle_timeout: float = 30.0,
         parse: Callable[[bytes], dict[str, Any]] | None = None,
+        media: MediaLookup | None = None,
     ) -> None:
         self._reactor = reactor
         self._clock = IReactorTime(reactor)
@@ -431,7 +433,9 @@ class NotifyListener(Service):
         self.requested_port = port
         self.advertise = advertise
         self.dispatcher = NotifyDispatcher(self._clock, parse, hold_timeout, max_held)
-        self.site = NotifyServerFactory(self.dispatcher, self._clock, max_body, idle_timeout)
+        self.site = NotifyServerFactory(
+            self.dispatcher, self._clock, max_body, idle_timeout, media=media
+        )
         self.port = 0
         self._listening: IListeningPort | None = None
 
@@ -528,6 +532,10 @@ class NotifyListener(Service):
     def callback_url(self, speaker_host: str) -> str:
         """``http://<advertised address>:<port>/`` for the speaker at ``speaker_host``."""
         return f"http://{self.advertised_address(speaker_host)}:{self.port}/"
+
+    def media_url(self, speaker_host: str, path: str) -> str:
+        """The URL of a served clip at ``path`` as the speaker at ``speaker_host`` reaches it."""
+        return self.callback_url(speaker_host) + path.lstrip("/")
 
     def register(self, subscription: INotifySubscription) -> None:
         """See L{NotifyDispatcher.register}."""

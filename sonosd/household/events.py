@@ -15,12 +15,17 @@ against sonosd/message.schema.json):
   ``speaker.upnp_disabled``, published only when the status changes), ``speaker_removed``,
   ``subscription_lost``, ``subscription_restored``, ``events_gap``: the supervisor's
   messages.
+- ``alarms_changed``: the alarm list read after a new ``AlarmListVersion``
+  (``sonosd.household.alarms``), kept in the state and published as ``alarms.changed``.
+
+Variable observers (``add_variables_observer``) see every service's variables as they are
+merged, from events and from state reads alike.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
@@ -34,6 +39,9 @@ from sonosd.household.topology import Topology, TopologyError, parse_zone_group_
 log = Logger()
 
 TOPOLOGY_SERVICE = "ZoneGroupTopology"
+
+#: Called with the speaker, the service and its JSON variables after each merge.
+VariablesObserver = Callable[[SpeakerRef, str, Mapping[str, Any]], object]
 
 
 class _WallClock:
@@ -68,8 +76,21 @@ class EventProcessor:
         # Per household: the last ZoneGroupState document seen (every speaker of a household
         # sends the same one with each change).
         self._zgs_text: dict[str | None, str] = {}
+        self._observers: list[VariablesObserver] = []
         self.topology_errors = 0
         self.topology_duplicates = 0
+
+    def add_variables_observer(self, observer: VariablesObserver) -> None:
+        """Call ``observer(speaker, service, variables)`` after every event or state read is
+        merged (an observer that raises is logged; the others still run)."""
+        self._observers.append(observer)
+
+    def _observe(self, ref: SpeakerRef, service: str, fields: Mapping[str, Any]) -> None:
+        for observer in self._observers:
+            try:
+                observer(ref, service, fields)
+            except Exception:
+                log.failure("variables observer {observer!r} failed", observer=observer)
 
     @property
     def state(self) -> HouseholdState:
@@ -110,6 +131,8 @@ class EventProcessor:
         )
         if topology is not None:
             self._apply_topology(topology, fields.get("zone_group_state"))
+        if self._observers:
+            self._observe(ref, service, fields)
         return message
 
     def on_state(
@@ -152,6 +175,8 @@ class EventProcessor:
             )
         if topology is not None:
             self._apply_topology(topology, fields.get("zone_group_state"))
+        if self._observers and changed:
+            self._observe(ref, service, changed)
         return message
 
     def on_zone_group_state(
@@ -267,6 +292,16 @@ class EventProcessor:
         ref = self._state.ensure(speaker)
         return self._hub.publish(
             "subscription.restored", {"reason": reason}, speaker=ref.to_json(), service=service
+        )
+
+    def alarms_changed(
+        self, version: str, alarms: list[dict[str, Any]], household: str | None = None
+    ) -> Message:
+        """Keep ``household``'s alarm list read at ``version`` and publish ``alarms.changed``
+        with it."""
+        self._state.set_alarms(version, alarms, household)
+        return self._hub.publish(
+            "alarms.changed", {"household": household, "version": version, "alarms": alarms}
         )
 
     def events_gap(self, speaker: SpeakerRef, service: str, expected: int, got: int) -> Message:

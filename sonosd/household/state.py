@@ -170,6 +170,8 @@ class HouseholdState:
         self._topologies: dict[str | None, Topology] = {}
         self._merged: Topology | None = None
         self._observers: list[TopologyObserver] = []
+        # Per household: {"version", "alarms": [...]} as last read.
+        self._alarms: dict[str | None, dict[str, Any]] = {}
 
     # -- speakers ------------------------------------------------------------------------
 
@@ -393,6 +395,34 @@ class HouseholdState:
         if speaker.ref.name != name:
             speaker.ref = attrs.evolve(speaker.ref, name=name)
 
+    # -- alarms --------------------------------------------------------------------------
+
+    @property
+    def alarms(self) -> dict[str, Any] | None:
+        """The alarms as last read: ``{"version", "alarms": [...]}``, or ``None`` before the
+        first read (``sonosd.household.alarms``). With several households, every household's
+        alarms in one list, ``version`` their versions joined by spaces."""
+        if not self._alarms:
+            return None
+        if len(self._alarms) == 1:
+            return next(iter(self._alarms.values()))
+        lists = [self._alarms[key] for key in sorted(self._alarms, key=str)]
+        return {
+            "version": " ".join(entry["version"] for entry in lists),
+            "alarms": [alarm for entry in lists for alarm in entry["alarms"]],
+        }
+
+    def alarms_of(self, household: str | None) -> dict[str, Any] | None:
+        """The alarms of ``household`` as last read."""
+        return self._alarms.get(household)
+
+    def set_alarms(
+        self, version: str, alarms: list[dict[str, Any]], household: str | None = None
+    ) -> None:
+        """Keep ``household``'s alarm list read at ``version`` (the caller gives up the
+        list)."""
+        self._alarms[household] = {"version": version, "alarms": alarms}
+
     # -- snapshot ------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
@@ -402,12 +432,14 @@ class HouseholdState:
         "services": {"<Service>": {"seq", "time", "source", "variables": {...}}}}],
         "topology": {"household", "groups": [...], "vanished": [...]} | null}``: the
         topology of every household as one, each group and vanished device naming its
-        ``household`` (and ``household`` itself set when there is only one).
+        ``household`` (and ``household`` itself set when there is only one);
+        ``"alarms": {"version", "alarms": [...]} | null``.
         """
         topology = self.topology
         return {
             "speakers": [self._speaker_json(ref.uid) for ref in self.speakers()],
             "topology": None if topology is None else topology.to_json(),
+            "alarms": _copy(self.alarms),
         }
 
     def _speaker_json(self, uid: str) -> dict[str, Any]:

@@ -25,9 +25,9 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
-from sonosd.sim import catalog
-from sonosd.sim.actions import check_playable, resolve_track
+from sonosd.sim import catalog, musicservices
 from sonosd.sim.battery import POWER_SOURCES
+from sonosd.sim.content import queue_tracks
 from sonosd.sim.didl import format_duration, parse_duration
 from sonosd.sim.household import Household, Speaker
 from sonosd.sim.modes import SSDP_WHEN_UPNP_OFF, UPNP_KINDS
@@ -73,6 +73,9 @@ ROUTES = (
     "POST /speakers/{id}/gena/unknown-sid",
     "GET /activity",
     "PATCH /activity",
+    "GET /content",
+    "GET /accounts",
+    "PUT /accounts",
 )
 
 
@@ -236,6 +239,11 @@ class AdminResource(Resource):
             return [speaker_json(s) for s in self.neighbourhood.speakers]
         if parts == ["activity"]:
             return self._activity(method, body)
+        if parts == ["content"]:
+            _allow(method, "GET")
+            return content_json(self.household)
+        if parts == ["accounts"]:
+            return _accounts(self.household, method, body)
         if parts[0] == "speakers" and len(parts) >= 2:
             speaker = self._speaker(parts[1])
             return self._speaker_route(method, speaker, parts[2:], body)
@@ -341,8 +349,7 @@ class AdminResource(Resource):
             metadata = body.get("metadata", "")
             if not isinstance(metadata, str):
                 raise ApiError(400, "metadata must be a string")
-            check_playable(uri, metadata)
-            tracks = [resolve_track(uri, metadata)]
+            tracks = queue_tracks(speaker.household, uri, metadata)
         else:
             count = _integer(body, "songs", 1, 1000)
             songs = catalog.SONGS
@@ -678,3 +685,60 @@ def admin_site(
 ) -> Site:
     """The admin API site."""
     return _AdminSite(AdminResource(household, activity))
+
+
+def content_json(household: Household) -> dict[str, Any]:
+    """``GET /content``: favourites (with their kind), Sonos playlists, alarms, accounts."""
+    return {
+        "favorites": [
+            {"title": f.title, "kind": f.kind, "uri": f.uri} for f in household.favorites
+        ],
+        "playlists": [
+            {"id": p.object_id, "title": p.title, "tracks": [t.title for t in p.tracks]}
+            for p in household.saved_queues
+        ],
+        "alarms": {
+            "version": household.alarm_list_version(),
+            "alarms": [attrs.asdict(alarm) for alarm in household.alarms],
+        },
+        **_accounts(household, "GET", {}),
+    }
+
+
+def _accounts(household: Household, method: str, body: dict[str, Any]) -> dict[str, Any]:
+    """``GET``/``PUT /accounts``: the music services the household has accounts for
+    (``{"services": ["Spotify", 44551]}``: names or service types)."""
+    if method == "PUT":
+        wanted = body.get("services")
+        if not isinstance(wanted, list):
+            raise ApiError(400, "services must be a list of service names or types")
+        types: list[int] = []
+        for item in wanted:
+            service = next(
+                (
+                    s
+                    for s in musicservices.SERVICES
+                    if item in (s.name, s.service_type) and not isinstance(item, bool)
+                ),
+                None,
+            )
+            if service is None:
+                known = ", ".join(s.name for s in musicservices.SERVICES)
+                raise ApiError(400, f"unknown music service {item!r}; known: {known}")
+            types.append(service.service_type)
+        household.set_accounts({t: n for n, t in enumerate(dict.fromkeys(types), start=1)})
+    else:
+        _allow(method, "GET")
+    return {
+        "accounts": [
+            {
+                "service": (musicservices.by_type(t) or musicservices.SERVICES[0]).name,
+                "type": t,
+                "serial": n,
+            }
+            for t, n in sorted(household.accounts.items())
+        ],
+        "services": [
+            {"name": s.name, "type": s.service_type, "auth": s.auth} for s in musicservices.SERVICES
+        ],
+    }

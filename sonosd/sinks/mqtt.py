@@ -212,6 +212,8 @@ class MqttSink(Service):
         self._state: dict[str, dict[str, dict[str, Any]]] = {}
         self._availability: dict[str, str] = {}
         self._topologies: dict[str | None, bytes] = {}
+        #: Per household, the invisible members of its topology.
+        self._invisible_of: dict[str | None, set[str | None]] = {}
         self._announced: set[str] = set()
 
         self.published = 0
@@ -236,6 +238,7 @@ class MqttSink(Service):
             if message.type == "topology.changed":
                 household = message.body.get("household")
                 self._topologies[household] = message.raw
+                self._invisible_of[household] = _invisible_uids(message.body.get("groups", ()))
                 self._publish(self.topics.bridge_topology(household), message.raw, retain=True)
             self._publish_event(self.topics.bridge_event(message.type), message)
             return
@@ -610,7 +613,14 @@ class MqttSink(Service):
             self._answer(result_topic, {"ok": False, "error": _error("bad_request", 400, error)})
             return
         request_id = args.pop("request_id", None)
-        speaker = self._owners.get(key, key)
+        owner = self._owners.get(key)
+        speaker = owner or key
+        room = self._rooms.get(owner) if owner is not None else None
+        invisible = any(owner in uids for uids in self._invisible_of.values())
+        if invisible and room is not None and segment(room) == key:
+            # The room's key went to an invisible sub or surround of a home theatre: the
+            # command is for the room (the controller picks its visible speaker).
+            speaker = room
         d = execute(self._controller, speaker, command, args)
 
         def done(result: Any) -> None:
@@ -664,3 +674,16 @@ class MqttSink(Service):
 
 def _error(code: str, status: int, error: BaseException) -> dict[str, Any]:
     return {"code": code, "message": str(error), "status": status}
+
+
+def _invisible_uids(groups: Any) -> set[str | None]:
+    """The uids of the invisible members of ``topology.changed`` groups, home-theatre
+    satellites (nested under their soundbar) included."""
+    found: set[str | None] = set()
+    pending = [member for group in groups for member in group.get("members", ())]
+    while pending:
+        member = pending.pop()
+        if member.get("invisible"):
+            found.add(member.get("uid"))
+        pending.extend(member.get("satellites", ()))
+    return found

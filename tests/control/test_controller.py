@@ -19,18 +19,8 @@ from sonosd.control.controller import ControlError, Controller
 from sonosd.household.state import HouseholdState, SpeakerRef
 from sonosd.household.topology import parse_zone_group_state
 from sonosd.sim.service import HouseholdService, default_manager_factory
+from tests.audio_helpers import serve_audio
 from tests.conftest import free_loopback_base
-
-CLIP_META = (
-    '<DIDL-Lite xmlns:dc="http://purl.org/dc/elements/1.1/" '
-    'xmlns:upnp="urn:schemas-upnp-org:metadata-1-0/upnp/" '
-    'xmlns="urn:schemas-upnp-org:metadata-1-0/DIDL-Lite/">'
-    '<item id="clip" parentID="" restricted="true"><dc:title>Doorbell</dc:title>'
-    "<upnp:class>object.item.audioItem.musicTrack</upnp:class>"
-    '<res protocolInfo="http-get:*:audio/mpeg:*" duration="0:00:01">'
-    "http://127.0.0.1/doorbell.mp3</res></item></DIDL-Lite>"
-)
-CLIP = "http://127.0.0.1/doorbell.mp3"
 
 
 class SimulatorControlTests(TestCase):
@@ -300,8 +290,11 @@ class SimulatorControlTests(TestCase):
             return original(volume, channel)
 
         self.speaker(0).set_volume = record
-        result = await self.cmd(0, "announce", uri=CLIP, meta=CLIP_META, volume=45, timeout=10)
+        server = serve_audio(self)
+        clip = server.url("/clip.wav")
+        result = await self.cmd(0, "announce", uri=clip, volume=45, timeout=10)
         self.assertEqual(result["ended"], "finished")
+        self.assertEqual(server.requests, ["/clip.wav"])
         self.assertEqual(volumes[0], 45)
         self.assertEqual(self.speaker(0).rendering.volume, 12)
         self.assertEqual(transport.uri, before_uri)

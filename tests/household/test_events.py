@@ -15,6 +15,7 @@ from twisted.internet.task import Clock
 
 from sonosd.delivery.hub import Hub, Message
 from sonosd.gena.eventxml import parse_event_xml
+from sonosd.household.alarms import parse_alarm_list
 from sonosd.household.events import EventProcessor, parse_seq
 from sonosd.household.state import HouseholdState, SpeakerRef
 from sonosd.household.topology import TopologyError
@@ -408,3 +409,46 @@ def test_default_clock() -> None:
     processor.on_event(KITCHEN, "RenderingControl", event({"bass": "1"}))
     mark = processor.state.mark("RINCON_K", "RenderingControl")
     assert mark is not None and mark.time > 1_600_000_000
+
+
+def test_alarms_changed_is_schema_valid_and_in_the_snapshot() -> None:
+    """alarms_changed keeps the parsed list in the state and publishes alarms.changed; both
+    the message and the snapshot validate against the schema."""
+    processor, hub, _sink, _ = setup()
+    hub.set_snapshot_provider(processor.state.snapshot)
+    document = (
+        '<Alarms><Alarm ID="3" StartTime="06:00:00" Duration="" Recurrence="ON_06" '
+        'Enabled="1" RoomUUID="RINCON_K" ProgramURI="x-rincon-buzzer:0" ProgramMetaData="" '
+        'PlayMode="NORMAL" Volume="20" IncludeLinkedZones="0"/></Alarms>'
+    )
+    message = processor.alarms_changed("RINCON_K:3", parse_alarm_list(document))
+    body = valid(message.body)
+    assert (body["type"], body["version"], body["alarms"][0]["id"]) == (
+        "alarms.changed",
+        "RINCON_K:3",
+        3,
+    )
+    snapshot = valid(hub.snapshot())
+    assert snapshot["alarms"]["version"] == "RINCON_K:3"
+
+
+def test_variables_observers_see_events_and_reads() -> None:
+    """Observers get each event's variables and a read's changes; one that raises is logged
+    and the others still run."""
+    processor, _, _, _ = setup()
+    seen: list[tuple[str, str, dict[str, Any]]] = []
+
+    def broken(ref: SpeakerRef, service: str, variables: Any) -> None:
+        raise RuntimeError("observer bug")
+
+    processor.add_variables_observer(broken)
+    processor.add_variables_observer(
+        lambda ref, service, v: seen.append((ref.uid, service, dict(v)))
+    )
+    processor.on_event(KITCHEN, "AlarmClock", event({"alarm_list_version": "RINCON_K:4"}))
+    processor.on_state(KITCHEN, "AlarmClock", {"alarm_list_version": "RINCON_K:4"})
+    processor.on_state(KITCHEN, "AlarmClock", {"alarm_list_version": "RINCON_K:5"})
+    assert seen == [
+        ("RINCON_K", "AlarmClock", {"alarm_list_version": "RINCON_K:4"}),
+        ("RINCON_K", "AlarmClock", {"alarm_list_version": "RINCON_K:5"}),
+    ]

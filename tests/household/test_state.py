@@ -217,10 +217,15 @@ def test_topology_renames_speakers() -> None:
 
 
 def test_snapshot() -> None:
-    """The snapshot lists every speaker with its availability and merged services, and the
-    topology."""
+    """The snapshot lists every speaker with its availability and merged services, the
+    topology and the alarms."""
     state = HouseholdState()
-    assert state.snapshot() == {"speakers": [], "topology": None}
+    assert state.snapshot() == {"speakers": [], "topology": None, "alarms": None}
+    state.set_alarms("RINCON_K:3", [{"id": 3}])
+    snapshot = state.snapshot()
+    assert snapshot["alarms"] == {"version": "RINCON_K:3", "alarms": [{"id": 3}]}
+    snapshot["alarms"]["alarms"].clear()
+    assert state.alarms == {"version": "RINCON_K:3", "alarms": [{"id": 3}]}
     state.ensure(KITCHEN)
     state.set_availability("RINCON_K", "online", time=1.5)
     state.merge("RINCON_K", "RenderingControl", {"volume": {"Master": 3}}, seq=4, time=2.0)

@@ -351,3 +351,28 @@ def test_upnp_off_drops_subscriptions() -> None:
         household.set_modes(colour="red")
     with pytest.raises(ValueError, match="upnp_off_ssdp"):
         household.set_modes(upnp_off_ssdp="loud")
+
+
+def test_sub_and_surround_need_their_satellites() -> None:
+    """A home-theatre soundbar takes sub and surround EQ values (evented); a soundbar with
+    no sub or surrounds, and a Sonos One, answer 402."""
+    household = Household(Clock(), speakers=5, models=("S14",), home_theatre=True)
+    soundbar = household.speakers[1]
+    assert [household.by_uid[uid].ht_channel for uid in soundbar.satellites] == ["SW", "LR", "RR"]
+    soundbar.set_eq("SubGain", -6)
+    soundbar.set_eq("SurroundLevel", 4)
+    soundbar.set_eq("SurroundMode", 1)
+    assert (soundbar.get_eq("SubGain"), soundbar.get_eq("SurroundLevel")) == (-6, 4)
+    state = soundbar.full_state("RenderingControl")
+    assert (state["SubGain"], state["SurroundLevel"], state["SurroundMode"]) == ("-6", "4", "1")
+    bare = Household(Clock(), speakers=2, models=("S14", "S18"))
+    for speaker, eq_type in (
+        (bare.speakers[0], "SubGain"),
+        (bare.speakers[0], "SurroundEnable"),
+        (bare.speakers[1], "NightMode"),
+        (soundbar, "SubGain"),
+    ):
+        value = 99 if speaker is soundbar else 1
+        with pytest.raises(UPnPError) as raised:
+            speaker.set_eq(eq_type, value)
+        assert raised.value.code == 402
