@@ -272,6 +272,17 @@ class MqttSink(Service):
         entry["time"] = body.get("time")
         self._publish(self.topics.state(key, service), encode(entry), retain=True)
 
+    def _discovery(self, uid: str, key: str) -> list[tuple[str, dict[str, Any]]]:
+        """The Home Assistant discovery documents of one speaker."""
+        return discovery(
+            self._config.discovery_prefix,
+            self.topics,
+            uid,
+            key,
+            self._rooms.get(uid),
+            commands=self._controller is not None,
+        )
+
     def _forget(self, uid: str, key: str) -> None:
         """A speaker no longer followed: its retained topics (and Home Assistant entities)
         are cleared."""
@@ -279,14 +290,7 @@ class MqttSink(Service):
         for service in self._state.pop(uid, {}):
             self._publish(self.topics.state(key, service), b"", retain=True)
         if self._config.homeassistant and uid in self._keys:
-            for topic, _ in discovery(
-                self._config.discovery_prefix,
-                self.topics,
-                uid,
-                key,
-                self._rooms.get(uid),
-                commands=self._controller is not None,
-            ):
+            for topic, _ in self._discovery(uid, key):
                 self._publish(topic, b"", retain=True)
         self._availability.pop(uid, None)
         self._announced.discard(uid)
@@ -498,14 +502,7 @@ class MqttSink(Service):
         self._announced.add(uid)
         key = self._keys[uid]
         if self._config.homeassistant:
-            for topic, document in discovery(
-                self._config.discovery_prefix,
-                self.topics,
-                uid,
-                key,
-                self._rooms.get(uid),
-                commands=self._controller is not None,
-            ):
+            for topic, document in self._discovery(uid, key):
                 self._publish(topic, encode(document), retain=True)
         if uid in self._availability:
             self._publish(self.topics.availability(key), self._availability[uid].encode(), True)

@@ -27,7 +27,7 @@ from sonosd.sim.service import HouseholdService
 from tests.api_helpers import SseClient, WsClient, connect_raw, connect_ws, sse_request
 from tests.audio_helpers import serve_audio
 from tests.conftest import free_loopback_base
-from tests.daemon_helpers import Recorder, daemon_yaml, http_agent, reactor, until
+from tests.daemon_helpers import Recorder, daemon_yaml, http_agent, reactor, start_recorded, until
 
 #: Speaker models in speaker order: Kitchen and Office are Sonos Ones, Living Room a Beam
 #: (a soundbar, so it has night and dialog modes).
@@ -112,10 +112,7 @@ async def start_daemon(
     """
     config = daemon_config(free_loopback_base(), **sections)
     service = SonosdService(config, reactor, household_factory=factory or household)
-    recorder = Recorder()
-    service.hub.add_sink(recorder)
-    service.startService()
-    case.addCleanup(lambda: service.stopService() if service.running else None)
+    recorder = start_recorded(case, service)
     port = await service.api.listening
     address: Any = port.getHost()
     http = treq.client.HTTPClient(http_agent(case))

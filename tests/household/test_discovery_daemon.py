@@ -18,7 +18,7 @@ from sonosd.household.discovery import SSDP_GROUP
 from sonosd.service import SonosdService
 from sonosd.sim.service import HouseholdService
 from tests.conftest import free_loopback_base
-from tests.daemon_helpers import FAST_SUBSCRIPTION, ROOMS, Recorder, reactor, until
+from tests.daemon_helpers import FAST_SUBSCRIPTION, ROOMS, Recorder, reactor, start_recorded, until
 
 
 def discovery_yaml(ssdp_port: int) -> str:
@@ -98,10 +98,7 @@ class DiscoveryDaemonTests(TestCase):
         document["ssdp"]["announcements"] = True
         config = parse_config(json.dumps(document), "discovery-test.yaml")
         service = SonosdService(config, reactor)
-        recorder = Recorder()
-        service.hub.add_sink(recorder)
-        service.startService()
-        self.addCleanup(lambda: service.stopService() if service.running else None)
+        recorder = start_recorded(self, service)
         roam = sim.household.speakers[1]
         await until(lambda: service.state.availability(roam.uid).status == "online", "the portable")
         await roam.sleep()

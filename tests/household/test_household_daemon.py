@@ -24,7 +24,7 @@ from sonosd.service import SonosdService
 from sonosd.sim.household import Speaker
 from sonosd.sim.service import HouseholdService
 from tests.conftest import free_loopback_base
-from tests.daemon_helpers import Recorder, daemon_yaml, http_agent, reactor, until
+from tests.daemon_helpers import Recorder, daemon_yaml, http_agent, reactor, start_recorded, until
 
 SERVICES = ("AVTransport", "RenderingControl", "ZoneGroupTopology", "DeviceProperties")
 
@@ -99,10 +99,7 @@ async def start(
     document["subscription"].update(subscription or {})
     config = parse_config(json.dumps(document), "household-test.yaml")
     service = SonosdService(config, reactor)
-    recorder = Recorder()
-    service.hub.add_sink(recorder)
-    service.startService()
-    case.addCleanup(lambda: service.stopService() if service.running else None)
+    recorder = start_recorded(case, service)
     port = await service.api.listening
     address: Any = port.getHost()
     daemon = Daemon(
