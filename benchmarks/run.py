@@ -110,6 +110,10 @@ METHOD: tuple[str, ...] = (
     "daemon's work after HTTP, and through both parsers; CPU time, best of 3 rounds.",
     "- **4. Scale**: the real daemon (`twistd sonosd`) against the simulator (`twistd "
     "sonos-sim`) with 200 speakers, both as processes of their own; see section 4.",
+    "- **8. Availability**: the real daemon configured with one speaker of a simulated "
+    "household of 7, default availability timers; each fault (refused, hung, rebooted, moved, "
+    "powered off, asleep) hits its own speaker right after it was heard (the worst case for "
+    "the silence check), timed from the fault to the status the API shows.",
     "",
 )
 
