@@ -112,8 +112,11 @@ class SubscriptionConfig:
     backoff_max: float = 300.0
     no_event_grace: float = 5.0
     poll_interval: float = 10.0
-    availability_interval: float = 60.0
-    silence_timeout: float = 270.0
+    availability_interval: float = 3.0
+    silence_timeout: float = 20.0
+    ping_timeout: float = 5.0
+    asleep_interval: float = 60.0
+    position_interval: float = 30.0
     shutdown_timeout: float = 5.0
 
 
@@ -228,6 +231,7 @@ class Config:
     listener: ListenerConfig = ListenerConfig()
     api: ApiConfig = ApiConfig()
     devices: tuple[Device, ...] = ()
+    follow_household: bool = True
     discovery: bool = False
     ssdp: SsdpConfig = SsdpConfig()
     services: tuple[str, ...] = DEFAULT_SERVICES
@@ -709,8 +713,9 @@ class _Builder:
                 sections[name] = reader(value, (name,))
         if doc.get("devices") is not None:
             sections["devices"] = self._devices(doc["devices"], ("devices",))
-        if "discovery" in doc:
-            sections["discovery"] = doc["discovery"]
+        for flag in ("discovery", "follow_household"):
+            if flag in doc:
+                sections[flag] = doc[flag]
         if "services" in doc:
             sections["services"] = tuple(doc["services"])
         return Config(path=self.source.file, **sections)

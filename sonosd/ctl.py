@@ -55,7 +55,7 @@ DEFAULT_TIMEOUT = 15.0
 COMMAND_TIMEOUT = 90.0
 
 #: Error codes that mean the speaker failed, not the request (exit status 5).
-SPEAKER_CODES = frozenset({"speaker_error", "offline", "timeout"})
+SPEAKER_CODES = frozenset({"speaker_error", "offline", "asleep", "upnp_disabled", "timeout"})
 
 
 class CtlError(Exception):
@@ -392,16 +392,20 @@ def format_status(snapshot: Mapping[str, Any]) -> str:
             if isinstance(muted, Mapping) and muted.get("Master"):
                 parts.append("muted")
             availability = speaker.get("availability") or {}
-            if availability.get("status") == "offline":
-                reason = availability.get("reason")
-                parts.append(f"OFFLINE ({reason})" if reason else "OFFLINE")
+            status = availability.get("status")
+            if status in ("offline", "asleep", "upnp_disabled"):
+                shown = {"upnp_disabled": "UPNP OFF"}.get(status, str(status).upper())
+                reason = availability.get("reason") if status != "upnp_disabled" else None
+                parts.append(f"{shown} ({reason})" if reason else shown)
             lines.append("  ".join(parts))
     if not lines:
         return "no speakers known"
     return "\n".join(lines)
 
 
-_SKIPPED = frozenset({"id", "time", "type", "speaker", "service", "seq", "source", "variables"})
+_SKIPPED = frozenset(
+    {"id", "run", "time", "type", "speaker", "service", "seq", "source", "variables"}
+)
 
 
 def format_event(message: Mapping[str, Any]) -> str:

@@ -50,7 +50,7 @@ from sonosd.gena.media import MediaStore
 from sonosd.household.alarms import AlarmWatcher
 from sonosd.household.events import EventProcessor
 from sonosd.household.keepalive import PHASES
-from sonosd.household.readiness import readiness, summary_line
+from sonosd.household.readiness import health_reasons, readiness, summary_line
 from sonosd.household.state import HouseholdState
 from sonosd.household.supervisor import HouseholdSupervisor, build_household
 from sonosd.memory import MemoryTrimmer
@@ -248,6 +248,11 @@ class SonosdService(MultiService):
             DaemonCollector(lambda: self.household.status(), self.sink_status, PHASES)
         )
         self.controller.on_done = self.api.metrics.observe_command
+        # A command that gets no answer is a sign the availability check hears at once; a
+        # transport command (a seek) moves the position, which no event says.
+        self.controller.unreachable = self.household.command_failed
+        self.controller.transport_commanded = self.household.transport_commanded
+        self.api.problems = self.health_reasons
 
     # -- starting: the doors first ---------------------------------------------------------
 
@@ -398,6 +403,10 @@ class SonosdService(MultiService):
 
     # -- what the daemon tells about itself --------------------------------------------------
 
+    def health_reasons(self) -> list[str]:
+        """Why ``/api/v1/health`` says ``degraded``, one sentence each (empty: it does not)."""
+        return list(health_reasons(self.household.status()))
+
     def readiness(self) -> dict[str, Any]:
         """``/api/v1/ready``: whether every followed speaker is evented, and why not."""
         found = readiness(self.household.status(), allow_polling=self.config.api.ready_when_polling)
@@ -488,7 +497,7 @@ class SonosdService(MultiService):
         removed = {
             speaker.config_device.host.lower(): speaker.ref
             for speaker in self.household.speakers()
-            if not speaker.discovered
+            if speaker.configured and not speaker.discovered
         }
         gone_services = [s for s in old.services if s not in new.services]
         refs = [speaker.ref for speaker in self.household.speakers() if speaker.ref is not None]
@@ -496,10 +505,9 @@ class SonosdService(MultiService):
         for host in removed_hosts:
             ref = removed.get(host.lower())
             if ref is not None:
-                self.processor.speaker_offline(
-                    ref, "no longer followed (removed from the configuration)"
-                )
-                self.state.remove(ref.uid)
+                # Still a member of a followed household, it is followed again as such
+                # (follow_household) when the household's topology next names it.
+                self.processor.speaker_removed(ref, "removed from the configuration")
         for ref in refs:
             for service in gone_services:
                 self.state.clear(ref.uid, service)

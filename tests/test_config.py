@@ -285,8 +285,9 @@ def test_unknown_key() -> None:
 def test_unknown_top_level_key() -> None:
     """A misspelt section is an error too."""
     assert error_of("device: []\n") == (
-        "config.yaml:1: device: unknown key (known keys: listener, api, devices, discovery, "
-        "ssdp, services, subscription, soco, announce, sinks, log, simulate), got []"
+        "config.yaml:1: device: unknown key (known keys: listener, api, devices, "
+        "follow_household, discovery, ssdp, services, subscription, soco, announce, sinks, "
+        "log, simulate), got []"
     )
 
 

@@ -80,7 +80,7 @@ class CtlAgainstDaemonTests(TestCase):
         self.state = HouseholdState()
         for speaker in self.household.speakers:
             self.state.ensure(SpeakerRef(speaker.uid, speaker.name, speaker.address))
-            self.state.set_availability(speaker.uid, True, "test", time=0.0)
+            self.state.set_availability(speaker.uid, "online", "test", time=0.0)
         self.state.set_topology(parse_zone_group_state(self.household.zone_group_state()))
         self.state.merge(
             self.household.speakers[0].uid,
@@ -442,7 +442,8 @@ def test_format_event() -> None:
 
 
 def test_format_status_without_topology() -> None:
-    """Without a topology every speaker is its own line, offline ones marked."""
+    """Without a topology every speaker is its own line, offline, asleep and UPnP-off ones
+    marked."""
     snapshot = {
         "speakers": [
             {
@@ -456,6 +457,11 @@ def test_format_status_without_topology() -> None:
     }
     assert format_status(snapshot) == "Den  [?]\n  Den  OFFLINE (no answer)"
     assert format_status({"speakers": []}) == "no speakers known"
+    speaker = snapshot["speakers"][0]  # type: ignore[index]
+    speaker["availability"] = {"status": "asleep", "reason": "sleeping"}
+    assert format_status(snapshot) == "Den  [?]\n  Den  ASLEEP (sleeping)"
+    speaker["availability"] = {"status": "upnp_disabled", "reason": "switch it on in the app"}
+    assert format_status(snapshot) == "Den  [?]\n  Den  UPNP OFF"
 
 
 def test_format_result() -> None:

@@ -249,6 +249,10 @@ class Controller:
     @param max_pending: SoCo calls of commands that may wait or run at once for one speaker;
         beyond, a command fails at once with 503 ``busy`` instead of queueing (a client
         flooding commands cannot grow the queue, nor delay the daemon's own calls for long).
+    @param unreachable: Told ``(uid, reason)`` when a call to a speaker times out or cannot
+        connect (the household supervisor then checks its availability at once), or ``None``.
+    @param transport_commanded: Told the coordinator's uid after a transport command (play,
+        pause, seek...) succeeded (the track position is read again), or ``None``.
     @param announce: The ``announce`` configuration (text to speech, defaults).
     @param media: Where the clips of spoken announcements are served (``None``: none).
     @param media_url: The URL of a served clip as a speaker's host reaches it.
@@ -269,10 +273,14 @@ class Controller:
         confirm_timeout: float = 5.0,
         poll_interval: float = 0.5,
         max_pending: int = MAX_PENDING,
+        unreachable: Callable[[str, str], None] | None = None,
+        transport_commanded: Callable[[str], None] | None = None,
         announce: AnnounceConfig | None = None,
         media: MediaStore | None = None,
         media_url: Callable[[str, str], str] | None = None,
     ) -> None:
+        self.unreachable = unreachable
+        self.transport_commanded = transport_commanded
         self._runner = runner
         self._max_pending = max(1, max_pending)
         self._pending: dict[str, int] = {}
@@ -419,9 +427,16 @@ class Controller:
 
     def _check_online(self, ref: SpeakerRef) -> None:
         availability = self._state.availability(ref.uid)
-        if availability.online is False:
-            reason = f": {availability.reason}" if availability.reason else ""
-            raise ControlError("offline", 503, f"{ref.name or ref.uid} is offline{reason}")
+        if availability.online is not False:
+            return
+        who = ref.name or ref.uid
+        reason = availability.reason
+        if availability.status == "asleep":
+            raise ControlError("asleep", 503, f"{who} is asleep ({reason or 'sleeping'})")
+        if availability.status == "upnp_disabled":
+            raise ControlError("upnp_disabled", 503, f"{who} cannot be controlled: {reason}")
+        because = f": {reason}" if reason else ""
+        raise ControlError("offline", 503, f"{who} is offline{because}")
 
     def _ref(self, uid: str, topology: Topology | None = None) -> SpeakerRef:
         ref = self._state.by_uid(uid)
@@ -465,7 +480,10 @@ class Controller:
             )
         except Exception as error:
             # Name the speaker the call went to (the coordinator, for transport commands).
-            raise self._translate(error, ref) from error
+            translated = self._translate(error, ref)
+            if translated.code in ("timeout", "offline") and self.unreachable is not None:
+                self.unreachable(ref.uid, translated.message)
+            raise translated from error
         finally:
             left = self._pending[ref.uid] - 1
             if left:
@@ -475,8 +493,8 @@ class Controller:
         return result
 
     async def topology(self, ref: SpeakerRef) -> Topology:
-        """The household topology: the state's, else read from ``ref``."""
-        topology = self._state.topology
+        """The topology of ``ref``'s household: the state's, else read from ``ref``."""
+        topology = self._state.topology_for(ref.uid)
         if topology is not None:
             return topology
         return await self._read_topology(ref)
@@ -497,7 +515,15 @@ class Controller:
             topology = await self._await_topology(check, self.confirm_timeout)
         if topology is None:
             source = "read"
-            topology = await self._read_topology(ref)
+            try:
+                topology = await self._read_topology(ref)
+            except ControlError as error:
+                # A large household answers GetZoneGroupState with UPnP 501: its topology is
+                # only known from events, so the last one known is the answer.
+                topology = self._state.topology_for(ref.uid)
+                if error.upnp_error != 501 or topology is None:
+                    raise
+                source = "state"
         group = topology.group_of(ref.uid)
         return {
             "group": None if group is None else group.to_json(),
@@ -547,9 +573,14 @@ class Controller:
 
     # -- transport (on the coordinator) -------------------------------------------------------
 
+    def _moved(self, coordinator: SpeakerRef) -> None:
+        if self.transport_commanded is not None:
+            self.transport_commanded(coordinator.uid)
+
     async def _transport(self, ref: SpeakerRef, method: str) -> dict[str, Any]:
         coordinator = self.coordinator(ref)
         await self.call(coordinator, _invoke, method)
+        self._moved(coordinator)
         return {"coordinator": coordinator.uid}
 
     async def _do_play(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
@@ -570,11 +601,13 @@ class Controller:
     async def _do_toggle(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
         coordinator = self.coordinator(ref)
         action = await self.call(coordinator, _toggle)
+        self._moved(coordinator)
         return {"coordinator": coordinator.uid, "action": action}
 
     async def _do_seek(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
         coordinator = self.coordinator(ref)
         await self.call(coordinator, _seek, params.get("position"), params.get("track"))
+        self._moved(coordinator)
         return {"coordinator": coordinator.uid, **params}
 
     async def _do_play_mode(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
@@ -646,6 +679,12 @@ class Controller:
         coordinator = self.coordinator(target)
         if coordinator.uid == ref.uid or target.uid == ref.uid:
             raise bad_argument("coordinator", f"{ref.name} cannot join its own group")
+        if None not in (ref.household, target.household) and ref.household != target.household:
+            raise bad_argument(
+                "coordinator",
+                f"{target.name} is in household {target.household}, {ref.name} in "
+                f"{ref.household}: speakers of different households cannot be grouped",
+            )
         topology = self._state.topology
         if topology is None or topology.coordinator_of(ref.uid) != coordinator.uid:
             await self.call(ref, _join, coordinator.uid)

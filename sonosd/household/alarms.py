@@ -106,7 +106,9 @@ def parse_alarm_list(
 class Publisher(Protocol):
     """What the watcher publishes through (``EventProcessor.alarms_changed``)."""
 
-    def alarms_changed(self, version: str, alarms: list[dict[str, Any]]) -> object:
+    def alarms_changed(
+        self, version: str, alarms: list[dict[str, Any]], household: str | None = None
+    ) -> object:
         """Keep the list in the state and publish ``alarms.changed``."""
 
 
@@ -139,8 +141,9 @@ class AlarmWatcher:
         self._publisher = publisher
         self._soco_factory = soco_factory
         self.timeout = timeout
-        self._reading: str | None = None
-        self._pending: tuple[SpeakerRef, str] | None = None
+        # Per household (alarms are kept apart): the version being read, and the next one.
+        self._reading: dict[str | None, str] = {}
+        self._pending: dict[str | None, tuple[SpeakerRef, str]] = {}
         self.reads = 0
 
     def on_variables(self, speaker: SpeakerRef, service: str, variables: Mapping[str, Any]) -> None:
@@ -152,14 +155,17 @@ class AlarmWatcher:
             self.on_version(speaker, version)
 
     def on_version(self, speaker: SpeakerRef, version: str) -> None:
-        """``speaker`` evented ``version``: read the list unless it is known or being read."""
-        current = self._state.alarms
-        if (current is not None and current.get("version") == version) or version == self._reading:
+        """``speaker`` evented ``version``: read its household's list unless it is known or
+        being read."""
+        household = speaker.household
+        current = self._state.alarms_of(household)
+        reading = self._reading.get(household)
+        if (current is not None and current.get("version") == version) or version == reading:
             return
-        if self._reading is not None:
-            self._pending = (speaker, version)
+        if reading is not None:
+            self._pending[household] = (speaker, version)
             return
-        self._reading = version
+        self._reading[household] = version
         Deferred.fromCoroutine(self._read(speaker, version))
 
     async def _read(self, speaker: SpeakerRef, version: str) -> None:
@@ -174,7 +180,7 @@ class AlarmWatcher:
             )
             self.reads += 1
             alarms = parse_alarm_list(document, self._room_name)
-            self._publisher.alarms_changed(read_version or version, alarms)
+            self._publisher.alarms_changed(read_version or version, alarms, speaker.household)
         except Exception as error:
             log.warn(
                 "cannot read the alarms from {speaker}: {error}",
@@ -182,8 +188,8 @@ class AlarmWatcher:
                 error=error,
             )
         finally:
-            self._reading = None
-            pending, self._pending = self._pending, None
+            self._reading.pop(speaker.household, None)
+            pending = self._pending.pop(speaker.household, None)
             if pending is not None:
                 self.on_version(*pending)
 

@@ -64,6 +64,8 @@ ROUTES = (
     "POST /speakers/{id}/sleep",
     "POST /speakers/{id}/wake",
     "POST /speakers/{id}/bluetooth",
+    "POST /speakers/{id}/leave-household",
+    "POST /speakers/{id}/rejoin-household",
     "PATCH /speakers/{id}/battery",
     "GET /speakers/{id}/gena",
     "PATCH /speakers/{id}/gena/faults",
@@ -106,6 +108,7 @@ def speaker_json(speaker: Speaker) -> dict[str, Any]:
         "network": speaker.network.mode if speaker.network is not None else "none",
         "vanished": speaker.vanished_reason,
         "asleep": speaker.asleep,
+        "left_household": speaker.left_household,
         "https_only": speaker.https_only,
         "portable": speaker.model.portable,
         "battery": (
@@ -560,6 +563,19 @@ def _bluetooth(speaker: Speaker, body: Mapping[str, Any]) -> Deferred[dict[str, 
     return _portable_call(speaker, speaker.switch_to_bluetooth)
 
 
+def _leave_household(speaker: Speaker, body: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        speaker.leave_household()
+    except ValueError as e:
+        raise ApiError(409, str(e)) from None
+    return speaker_json(speaker)
+
+
+def _rejoin_household(speaker: Speaker, body: Mapping[str, Any]) -> dict[str, Any]:
+    speaker.rejoin_household()
+    return speaker_json(speaker)
+
+
 def _burst(speaker: Speaker, body: Mapping[str, Any]) -> dict[str, Any]:
     count = _integer(body, "count", 1, 100_000)
     service = body.get("service", "RenderingControl")
@@ -579,6 +595,8 @@ _FAULTS: dict[str, Callable[[Speaker, Mapping[str, Any]], Any]] = {
     "sleep": _sleep,
     "wake": _wake,
     "bluetooth": _bluetooth,
+    "leave-household": _leave_household,
+    "rejoin-household": _rejoin_household,
 }
 
 

@@ -188,6 +188,8 @@ class Speaker:
         self.manager: SubscriptionManagerLike | None = None
         self.network: NetworkPresence | None = None
         self.vanished_reason: str | None = None
+        #: Removed from its household (``leave_household``): in no ZoneGroupState any more.
+        self.left_household = False
         self._published: dict[str, dict[str, EventValue]] = {}
         self._boot_call: IDelayedCall | None = None
         self._up_waiters: list[Deferred[None]] = []
@@ -539,6 +541,33 @@ class Speaker:
         if not self.model.portable:
             raise ValueError(f"{self.name} ({self.model.name}) cannot {what}: not a portable")
 
+    # -- household membership ---------------------------------------------------------------
+
+    def leave_household(self) -> None:
+        """The speaker is removed from its household (in the Sonos app, or by a factory
+        reset): it leaves its group, forgets every subscription, and every speaker's
+        ZoneGroupState stops listing it (not even as vanished). ``ValueError`` for a speaker
+        bonded to others (a stereo pair or a home theatre)."""
+        if self.invisible or self.pair_partner is not None or self.satellites:
+            raise ValueError(f"{self.name} is bonded to other speakers: it cannot leave alone")
+        if self.left_household:
+            return
+        if len(self.group.members) > 1:
+            self.household.unjoin(self)
+        self.left_household = True
+        if self.manager is not None:
+            self.manager.forget_all()
+        log.info("{speaker} left its household", speaker=self.name)
+        self.household.topology_changed()
+
+    def rejoin_household(self) -> None:
+        """The speaker is set up in its household again: listed as a group of its own."""
+        if not self.left_household:
+            return
+        self.left_household = False
+        log.info("{speaker} rejoined its household", speaker=self.name)
+        self.household.topology_changed()
+
     def change_address(self, address: str) -> Deferred[None]:
         """Listen on ``address`` instead (DHCP gave a new one); ZGS ``Location`` follows."""
         ipaddress.IPv4Address(address)
@@ -764,7 +793,9 @@ class Household:
     def _group_views(self) -> Iterable[ZoneGroupView]:
         for group in self.groups:
             members = tuple(
-                self._member_view(s) for s in self.members_of(group) if s.vanished_reason is None
+                self._member_view(s)
+                for s in self.members_of(group)
+                if s.vanished_reason is None and not s.left_household
             )
             if members:
                 yield ZoneGroupView(group.group_id, group.coordinator, members)
@@ -788,7 +819,7 @@ class Household:
 
     def _vanished_views(self) -> Iterable[VanishedView]:
         for s in self.speakers:
-            if s.vanished_reason is not None:
+            if s.vanished_reason is not None and not s.left_household:
                 yield VanishedView(
                     s.uid,
                     s.name,

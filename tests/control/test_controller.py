@@ -58,7 +58,7 @@ class SimulatorControlTests(TestCase):
         )
         for speaker in self.household.speakers:
             self.state.ensure(SpeakerRef(speaker.uid, speaker.name, speaker.address))
-            self.state.set_availability(speaker.uid, True, "test", time=0.0)
+            self.state.set_availability(speaker.uid, "online", "test", time=0.0)
         self.state.set_topology(parse_zone_group_state(self.household.zone_group_state()))
 
     def _manager(self, *args: Any) -> Any:
@@ -327,7 +327,7 @@ class SimulatorControlTests(TestCase):
         """An unknown speaker is 404; one the state marks offline is 503 with the reason."""
         error = await self.error("Attic", "play")
         self.assertEqual((error.code, error.status), ("unknown_speaker", 404))
-        self.state.set_availability(self.speaker(1).uid, False, "no answer", time=1.0)
+        self.state.set_availability(self.speaker(1).uid, "offline", "no answer", time=1.0)
         error = await self.error(1, "volume", volume=3)
         self.assertEqual((error.code, error.status), ("offline", 503))
         self.assertIn("no answer", error.message)
@@ -513,7 +513,7 @@ class ControllerUnitTests(SynchronousTestCase):
     def test_offline_coordinator(self) -> None:
         """A transport command whose coordinator is offline is 503 offline."""
         controller, runner = self.controller(lambda fn, device, *args: None)
-        controller._state.set_availability("RINCON_A", False, "rebooting", time=1.0)
+        controller._state.set_availability("RINCON_A", "offline", "rebooting", time=1.0)
         error = self.failureResultOf(controller.execute("Den", "play", {}), ControlError).value
         self.assertEqual((error.code, error.status), ("offline", 503))
         self.assertEqual(runner.calls, [])

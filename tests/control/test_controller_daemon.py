@@ -27,7 +27,7 @@ from sonosd.sim.service import HouseholdService
 from tests.api_helpers import SseClient, WsClient, connect_raw, connect_ws, sse_request
 from tests.audio_helpers import serve_audio
 from tests.conftest import free_loopback_base
-from tests.daemon_helpers import Recorder, daemon_yaml, http_agent, reactor, until
+from tests.daemon_helpers import Recorder, daemon_yaml, http_agent, reactor, start_recorded, until
 
 #: Speaker models in speaker order: Kitchen and Office are Sonos Ones, Living Room a Beam
 #: (a soundbar, so it has night and dialog modes).
@@ -112,10 +112,7 @@ async def start_daemon(
     """
     config = daemon_config(free_loopback_base(), **sections)
     service = SonosdService(config, reactor, household_factory=factory or household)
-    recorder = Recorder()
-    service.hub.add_sink(recorder)
-    service.startService()
-    case.addCleanup(lambda: service.stopService() if service.running else None)
+    recorder = start_recorded(case, service)
     port = await service.api.listening
     address: Any = port.getHost()
     http = treq.client.HTTPClient(http_agent(case))
@@ -704,7 +701,9 @@ class ControlDaemonTests(TestCase):
 
     async def test_hung_speaker_times_out(self) -> None:
         """A speaker whose calls hang is 504 timeout, while another speaker's command is
-        answered before that timeout; once it answers again, so do its commands."""
+        answered before that timeout; the timeout makes it be checked at once, so it is
+        offline right after (the next command gets 503 at once, consistent with the status);
+        once it answers again and is back online, so do its commands."""
         daemon = await start_daemon(self, soco={"call_timeout": 2.0})
         office, kitchen = daemon.speaker(2), daemon.speaker(0)
         await office.go_offline("hang")
@@ -718,7 +717,12 @@ class ControlDaemonTests(TestCase):
         self.assertEqual((status, body["error"]["code"]), (504, "timeout"), body)
         self.assertIn("2 s", body["error"]["message"])
         self.assertEqual(office.rendering.volume, 20)
+        state = daemon.service.state
+        await until(lambda: state.availability(office.uid).status == "offline", "offline")
+        status, body = await daemon.post("Office", "volume", {"volume": 5})
+        self.assertEqual((status, body["error"]["code"]), (503, "offline"), body)
         await office.come_online()
+        await until(lambda: state.availability(office.uid).status == "online", "back online")
         status, body = await daemon.post("Office", "volume", {"volume": 4})
         self.assertEqual((status, body), (200, {"result": {"volume": 4}}))
         self.assertEqual(office.rendering.volume, 4)

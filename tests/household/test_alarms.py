@@ -96,8 +96,10 @@ class Publisher:
         self.state = state
         self.published: list[tuple[str, list[dict[str, Any]]]] = []
 
-    def alarms_changed(self, version: str, alarms: list[dict[str, Any]]) -> None:
-        self.state.set_alarms(version, alarms)
+    def alarms_changed(
+        self, version: str, alarms: list[dict[str, Any]], household: str | None = None
+    ) -> None:
+        self.state.set_alarms(version, alarms, household)
         self.published.append((version, alarms))
 
 

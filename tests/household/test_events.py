@@ -182,6 +182,7 @@ def test_topology_changed_only_on_real_change() -> None:
 
     processor.on_event(OFFICE, "ZoneGroupTopology", event({"zone_group_state": alone}))
     assert sink.types() == ["event", "topology.changed", "event"]
+    assert "zone_group_state" not in sink.messages[2].body["variables"]
 
     rebooted = zgs(
         ("RINCON_K", [("RINCON_K", "Kitchen", 2)]), ("RINCON_O", [("RINCON_O", "Office", 5)])
@@ -198,6 +199,66 @@ def test_topology_changed_only_on_real_change() -> None:
     assert [m["uid"] for m in changed["groups"][0]["members"]] == ["RINCON_K", "RINCON_O"]
     assert processor.state.topology is not None
     assert processor.state.topology.coordinator_of("RINCON_O") == "RINCON_K"
+
+
+def test_identical_zone_group_state_dropped_before_json_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same ZoneGroupState from every other speaker of the household is dropped before it
+    is parsed or turned into JSON: it appears in one event message and one topology.changed,
+    and the other speakers' events carry only their own variables."""
+    import sonosd.household.events as events_module
+
+    processor, _, sink, _ = setup()
+    parsed: list[str] = []
+    real_parse = events_module.parse_zone_group_state
+
+    def counting_parse(document: str | bytes) -> Any:
+        parsed.append(str(document))
+        return real_parse(document)
+
+    monkeypatch.setattr(events_module, "parse_zone_group_state", counting_parse)
+    document = zgs(("RINCON_K", [("RINCON_K", "Kitchen", 1), ("RINCON_O", "Office", 1)]))
+    for speaker in (KITCHEN, OFFICE, KITCHEN, OFFICE):
+        variables = {"zone_group_state": document, "zone_group_name": speaker.name}
+        processor.on_event(speaker, "ZoneGroupTopology", event(variables))
+    assert len(parsed) == 1
+    assert sink.types() == ["event", "topology.changed", "event", "event", "event"]
+    events = [m for m in sink.messages if m.type == "event"]
+    assert ["zone_group_state" in m.body["variables"] for m in events] == [True] + [False] * 3
+    assert [list(m.body["variables"]) for m in events[1:]] == [["zone_group_name"]] * 3
+    assert processor.topology_duplicates == 3
+
+
+def test_two_households_kept_apart() -> None:
+    """Two households' ZoneGroupStates do not overwrite each other: each publishes its own
+    topology.changed with its household id, alternating documents are no change, and the
+    snapshot lists every household's groups."""
+    processor, _, sink, _ = setup()
+    attic = SpeakerRef("RINCON_A", "Attic", "127.0.0.5", household="Sonos_1")
+    barn = SpeakerRef("RINCON_B", "Barn", "127.1.0.5", household="Sonos_2")
+    first = zgs(("RINCON_A", [("RINCON_A", "Attic", 1)]))
+    second = zgs(("RINCON_B", [("RINCON_B", "Barn", 1)]))
+    for _ in range(2):
+        processor.on_event(attic, "ZoneGroupTopology", event({"zone_group_state": first}))
+        processor.on_event(barn, "ZoneGroupTopology", event({"zone_group_state": second}))
+    changes = [valid(m.body) for m in sink.messages if m.type == "topology.changed"]
+    assert [(c["household"], c["groups"][0]["coordinator"]) for c in changes] == [
+        ("Sonos_1", "RINCON_A"),
+        ("Sonos_2", "RINCON_B"),
+    ]
+    assert changes[1]["groups"][0]["household"] == "Sonos_2"
+    snapshot = valid(
+        {
+            **processor.state.snapshot(),
+            "type": "snapshot",
+            "run": "r",
+            "last_id": 1,
+            "time": "2026-01-01T00:00:00.000Z",
+        }
+    )
+    assert {g["household"] for g in snapshot["topology"]["groups"]} == {"Sonos_1", "Sonos_2"}
+    assert {s["household"] for s in snapshot["speakers"]} == {"Sonos_1", "Sonos_2"}
 
 
 def test_topology_not_stored_per_speaker_and_secrets_dropped() -> None:
@@ -319,7 +380,7 @@ def test_snapshot_is_schema_valid() -> None:
 
 def test_schema_rejects_wrong_messages() -> None:
     """The schema is strict for known types and checks only the envelope of others."""
-    good = {"id": 1, "time": "2026-01-01T00:00:00.000Z", "type": "events.gap"}
+    good = {"id": 1, "run": "r1", "time": "2026-01-01T00:00:00.000Z", "type": "events.gap"}
     with pytest.raises(jsonschema.ValidationError):
         VALIDATOR.validate(good)
     with pytest.raises(jsonschema.ValidationError):
@@ -327,6 +388,8 @@ def test_schema_rejects_wrong_messages() -> None:
     VALIDATOR.validate({**good, "type": "control.result", "anything": 1})
     with pytest.raises(jsonschema.ValidationError):
         VALIDATOR.validate({"time": good["time"], "type": "control.result"})
+    with pytest.raises(jsonschema.ValidationError):
+        VALIDATOR.validate({"id": 1, "time": good["time"], "type": "control.result"})
 
 
 def test_parse_seq() -> None:

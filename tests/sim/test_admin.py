@@ -216,6 +216,18 @@ class ModeAdminTests(SynchronousTestCase):
             body = {"upnp_off_forbidden": bad}
             assert self.request("PATCH", "/household/modes", body)[0] == 400
 
+    def test_leave_and_rejoin_household(self) -> None:
+        """POST leave-household takes a speaker out of its household's ZoneGroupState,
+        rejoin-household brings it back."""
+        status, body = self.request("POST", "/speakers/1/leave-household", {})
+        assert (status, body["left_household"]) == (200, True)
+        first = self.neighbourhood.households[0]
+        uid = first.speakers[1].uid
+        assert uid not in first.zone_group_state()
+        status, body = self.request("POST", "/speakers/1/rejoin-household", {})
+        assert (status, body["left_household"]) == (200, False)
+        assert uid in first.zone_group_state()
+
     def test_speakers_are_numbered_across_households(self) -> None:
         """Index 3 is the second household's second speaker."""
         status, state = self.request("GET", "/speakers/3")

@@ -203,6 +203,26 @@ def test_offline_pauses_notifications_and_vanishes() -> None:
     assert speaker.uid in zgs_members(household)
 
 
+def test_leave_household_and_rejoin() -> None:
+    """A speaker that leaves its household leaves its group, forgets its subscriptions and is
+    in nobody's ZoneGroupState, not even as vanished; rejoining lists it again; a bonded
+    speaker cannot leave alone."""
+    _, household, managers = make(stereo_pair=True, speakers=4)
+    speaker = household.speakers[3]
+    household.join(speaker, household.speakers[2])
+    speaker.leave_household()
+    assert speaker.left_household and "forget_all" in managers[3].calls
+    root = ElementTree.fromstring(household.zone_group_state())
+    assert speaker.uid not in zgs_members(household)
+    assert root.find("VanishedDevices/Device") is None
+    assert household.speakers[2].group.members == [household.speakers[2].uid]
+    speaker.leave_household()
+    speaker.rejoin_household()
+    assert speaker.uid in zgs_members(household)
+    with pytest.raises(ValueError, match="bonded"):
+        household.speakers[1].leave_household()
+
+
 def test_change_address_moves_location_and_manager() -> None:
     """A new address updates Location in the ZGS and the manager's source address."""
     _, household, managers = make(base_address="127.0.0.2")
