@@ -21,8 +21,11 @@ from sonosd.blocking import SocoRunner
 from sonosd.config import SimulateConfig
 from sonosd.control.controller import Controller
 from sonosd.ctl import (
+    COMMAND_TIMEOUT,
+    DEFAULT_TIMEOUT,
     EXIT_OK,
     EXIT_REFUSED,
+    EXIT_SPEAKER,
     EXIT_UNAUTHORISED,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
@@ -77,7 +80,7 @@ class CtlAgainstDaemonTests(TestCase):
         self.state = HouseholdState()
         for speaker in self.household.speakers:
             self.state.ensure(SpeakerRef(speaker.uid, speaker.name, speaker.address))
-            self.state.set_availability(speaker.uid, True, "test", time=0.0)
+            self.state.set_availability(speaker.uid, "online", "test", time=0.0)
         self.state.set_topology(parse_zone_group_state(self.household.zone_group_state()))
         self.state.merge(
             self.household.speakers[0].uid,
@@ -89,6 +92,7 @@ class CtlAgainstDaemonTests(TestCase):
         self.hub = Hub(reactor)
         self.hub.set_snapshot_provider(self.state.snapshot)
         controller = Controller(runner, self.state, reactor, timeout=5.0, confirm_timeout=0.5)
+        self.controller = controller
         _, host, port = await start_api(
             self, self.hub, self.state, controller, tokens=(ADMIN, READER), require_auth=True
         )
@@ -132,12 +136,23 @@ class CtlAgainstDaemonTests(TestCase):
         self.assertEqual(outcome.err, "sonosctl: unknown_speaker: no speaker 'Attic'\n")
 
     async def test_speaker_error_has_upnp_code(self) -> None:
-        """A speaker's refusal names the UPnP error."""
+        """A speaker's refusal names the UPnP error once, and exits 5 (the speaker failed)."""
         self.household.speakers[0].transport.clear_queue()
         outcome = await self.ctl("Living Room", "play")
-        self.assertEqual(outcome.status, EXIT_REFUSED)
-        self.assertIn("speaker_error", outcome.err)
-        self.assertIn("(UPnP error 701)", outcome.err)
+        self.assertEqual(outcome.status, EXIT_SPEAKER)
+        self.assertEqual(
+            outcome.err, "sonosctl: speaker_error: Living Room refused: UPnP error 701\n"
+        )
+
+    async def test_hung_speaker_is_not_an_unreachable_daemon(self) -> None:
+        """A speaker that never answers: the daemon's timeout (exit 5), not exit 3."""
+        speaker = self.household.speakers[0]
+        self.controller.timeout = 1.0
+        await speaker.go_offline("hang")
+        self.addCleanup(speaker.come_online)
+        outcome = await self.ctl("Living Room", "volume", "30")
+        self.assertEqual(outcome.status, EXIT_SPEAKER, outcome.err)
+        self.assertEqual(outcome.err, "sonosctl: timeout: Living Room did not answer within 1 s\n")
 
     async def test_unauthorised(self) -> None:
         """Without a token exits 4; with a read-only token a command exits 4 too."""
@@ -240,6 +255,14 @@ def test_bad_timeout_option(value: str) -> None:
     assert run_ctl(["--timeout", value, "status"]).status == EXIT_USAGE
 
 
+def test_default_timeouts_exceed_the_daemons_call_timeout() -> None:
+    """A command waits longer than the daemon's own limit (3 x soco.call_timeout)."""
+    from sonosd.config import SocoConfig
+
+    assert 3 * SocoConfig().call_timeout < COMMAND_TIMEOUT
+    assert DEFAULT_TIMEOUT == 15.0
+
+
 def test_command_timeout() -> None:
     """A command waits 30 s longer than its own numeric timeout; other values are ignored."""
     assert _command_timeout(15.0, {}) == 15.0
@@ -247,6 +270,8 @@ def test_command_timeout() -> None:
     assert _command_timeout(15.0, {"timeout": "abc"}) == 15.0
     assert _command_timeout(15.0, {"timeout": True}) == 15.0
     assert _command_timeout(15.0, {"timeout": float("nan")}) == 15.0
+    assert _command_timeout(15.0, {"text": "hi"}, "say") == 90.0
+    assert _command_timeout(120.0, {}, "announce") == 120.0
 
 
 def test_usage_errors() -> None:
@@ -294,6 +319,40 @@ def test_usage_errors() -> None:
             ["play_mode", "shuffle=true", "repeat=one"],
             ("play_mode", {"shuffle": True, "repeat": "one"}),
         ),
+        (["say", "dinner", "is", "ready"], ("say", {"text": "dinner is ready", "target": "group"})),
+        (["say-all", "hi"], ("say", {"text": "hi", "target": "all"})),
+        (["say-room", "hi"], ("say", {"text": "hi", "target": "room"})),
+        (["favorites"], ("favorites", {})),
+        (["playlists"], ("playlists", {"action": "list"})),
+        (
+            ["playlist", "play", "Morning", "Mix"],
+            ("playlists", {"action": "play", "name": "Morning Mix"}),
+        ),
+        (["playlist", "save", "Mine"], ("playlists", {"action": "save", "title": "Mine"})),
+        (["library"], ("library", {"action": "browse", "category": "artists"})),
+        (["library", "albums"], ("library", {"action": "browse", "category": "albums"})),
+        (
+            ["search", "tracks", "low", "tide"],
+            ("library", {"action": "search", "category": "tracks", "term": "low tide"}),
+        ),
+        (["share-link", "https://x/y"], ("share_link", {"url": "https://x/y"})),
+        (["share", "https://x/y", "queue"], ("share_link", {"url": "https://x/y", "play": False})),
+        (["queue", "remove", "2", "3"], ("queue", {"action": "remove", "track": 2, "count": 3})),
+        (["queue", "move", "4", "1"], ("queue", {"action": "move", "track": 4, "to": 1})),
+        (["alarms"], ("alarms", {"action": "list"})),
+        (
+            ["alarm", "add", "7:00", "WEEKDAYS"],
+            ("alarms", {"action": "create", "time": "7:00", "recurrence": "WEEKDAYS"}),
+        ),
+        (["alarm", "off", "3"], ("alarms", {"action": "disable", "id": 3})),
+        (["alarm", "skip", "3"], ("alarms", {"action": "skip", "id": 3})),
+        (["line-in"], ("line_in", {})),
+        (["line-in", "Living", "Room"], ("line_in", {"source": "Living Room"})),
+        (["tv"], ("tv", {})),
+        (["speech-enhancement", "on"], ("speech_enhancement", {"speech_enhancement": True})),
+        (["sub", "off"], ("sub", {"enabled": False})),
+        (["sub", "-4"], ("sub", {"gain": -4})),
+        (["surround", "3"], ("surround", {"tv_level": 3})),
     ],
 )
 def test_command_words(words: list[str], expected: tuple[str, dict[str, Any]]) -> None:
@@ -302,10 +361,41 @@ def test_command_words(words: list[str], expected: tuple[str, dict[str, Any]]) -
 
 
 def test_command_words_rejected() -> None:
-    """A generic command argument without ``=`` is a usage error."""
-    with pytest.raises(CtlError) as caught:
-        command_request(["play_mode", "shuffle"])
-    assert caught.value.status == EXIT_USAGE
+    """A generic command argument without ``=`` and wrong shorthands are usage errors."""
+    for words in (
+        ["play_mode", "shuffle"],
+        ["say"],
+        ["playlist", "shuffle", "x"],
+        ["alarm", "snooze", "3"],
+        ["queue", "move", "1"],
+        ["search", "tracks"],
+    ):
+        with pytest.raises(CtlError) as caught:
+            command_request(words)
+        assert caught.value.status == EXIT_USAGE, words
+
+
+def test_listings() -> None:
+    """Favourites, playlists, alarms and library items are printed one per line."""
+    assert format_result(
+        "Kitchen", "favorites", {"favorites": [{"title": "A", "kind": "album"}]}
+    ) == ("Kitchen: 1 favorites\n  A (album)")
+    playlists = {"playlists": [{"id": "SQ:1", "title": "Mix", "tracks": 4}]}
+    assert (
+        format_result("K", "playlists", playlists) == "K: 1 Sonos playlists\n  SQ:1 Mix (4 tracks)"
+    )
+    alarm = {
+        "id": 3,
+        "time": "07:00:00",
+        "recurrence": "DAILY",
+        "enabled": False,
+        "room": {"name": "K"},
+    }
+    assert format_result("K", "alarms", {"version": "v", "alarms": [alarm]}) == (
+        "K: 1 alarms\n  3. 07:00:00 DAILY K [off]"
+    )
+    items = {"total": 1, "items": [{"id": "A:ALBUM/X", "title": "X", "kind": "album"}]}
+    assert format_result("K", "library", items) == "K: 1 items\n  A:ALBUM/X  X (album)"
 
 
 def test_parse_sse() -> None:
@@ -352,7 +442,8 @@ def test_format_event() -> None:
 
 
 def test_format_status_without_topology() -> None:
-    """Without a topology every speaker is its own line, offline ones marked."""
+    """Without a topology every speaker is its own line, offline, asleep and UPnP-off ones
+    marked."""
     snapshot = {
         "speakers": [
             {
@@ -366,6 +457,11 @@ def test_format_status_without_topology() -> None:
     }
     assert format_status(snapshot) == "Den  [?]\n  Den  OFFLINE (no answer)"
     assert format_status({"speakers": []}) == "no speakers known"
+    speaker = snapshot["speakers"][0]  # type: ignore[index]
+    speaker["availability"] = {"status": "asleep", "reason": "sleeping"}
+    assert format_status(snapshot) == "Den  [?]\n  Den  ASLEEP (sleeping)"
+    speaker["availability"] = {"status": "upnp_disabled", "reason": "switch it on in the app"}
+    assert format_status(snapshot) == "Den  [?]\n  Den  UPNP OFF"
 
 
 def test_format_result() -> None:
@@ -374,3 +470,67 @@ def test_format_result() -> None:
     assert format_result("Den", "mute", {"mute": True}) == "Den: mute on"
     queue = {"total": 1, "items": [{"position": 1, "title": "T", "artist": "A"}]}
     assert format_result("Den", "queue", queue) == "Den: queue, 1 tracks\n  1. T - A"
+
+
+def serve_diagnostics(body: dict[str, Any]) -> tuple[HTTPServer, str]:
+    """A server answering ``GET /api/v1/diagnostics`` with ``body`` (a daemon stand-in)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(200 if self.path == "/api/v1/diagnostics" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def test_doctor_reports_problems_and_exits_1() -> None:
+    """``sonosctl doctor`` prints each finding as a sentence and exits 1 on a problem; with
+    --json it prints the findings."""
+    from tests.diagnostics_shapes import diagnostics, speaker
+
+    body = diagnostics(speaker("Kitchen", availability="offline", reason="timeout"))
+    server, url = serve_diagnostics(body)
+    try:
+        outcome = run_ctl(["--url", url, "doctor"])
+        assert outcome.status == EXIT_REFUSED
+        lines = outcome.out.splitlines()
+        assert lines[0].startswith("problem: Kitchen (192.168.1.20) is offline (timeout)")
+        assert lines[-1] == "1 problem(s) found."
+        outcome = run_ctl(["--url", url, "--json", "doctor"])
+        [finding] = json.loads(outcome.out)
+        assert finding["severity"] == "problem"
+        assert finding["subject"] == "Kitchen (192.168.1.20)"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_doctor_all_well_exits_0() -> None:
+    """Nothing wrong: one ok line per speaker and exit 0."""
+    from tests.diagnostics_shapes import diagnostics, speaker
+
+    server, url = serve_diagnostics(diagnostics(speaker("Kitchen")))
+    try:
+        outcome = run_ctl(["--url", url, "doctor"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (outcome.status, outcome.err) == (EXIT_OK, "")
+    assert outcome.out.endswith("All is well: every followed speaker delivers its events.\n")
+
+
+def test_doctor_cannot_reach_the_daemon() -> None:
+    """A daemon that is not running: exit 3, as for any command."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert run_ctl(["--url", f"http://127.0.0.1:{port}", "doctor"]).status == EXIT_UNREACHABLE

@@ -22,6 +22,11 @@ exchange directly on a ``twisted.internet.protocol.Protocol``:
 One request per connection: every answer says ``Connection: close`` and the connection is closed
 once it is written; bytes after the first request (pipelining) are ignored. Keep-alive clients
 simply reconnect, as speakers always do.
+
+The same port serves the clips the daemon makes for announcements: with a ``media`` lookup
+(``sonosd.gena.media.MediaStore.lookup``), ``GET`` and ``HEAD`` of a clip's path answer 200
+with the clip (``HEAD``: its headers), any other path 404; without one they are 405 like any
+method but ``NOTIFY``.
 """
 
 from __future__ import annotations
@@ -74,7 +79,7 @@ def _response(code: int) -> bytes:
 
 
 RESPONSES: Final[dict[int, bytes]] = {
-    code: _response(code) for code in (200, 400, 403, 405, 412, 413, 431, 500, 501)
+    code: _response(code) for code in (200, 400, 403, 404, 405, 412, 413, 431, 500, 501)
 }
 """The whole answer for each status the listener gives: no body, then the connection closes."""
 
@@ -325,6 +330,20 @@ class NotifyRequest:
         self._respond(code)
 
 
+class ServedClip(TypingProtocol):
+    """A clip the listener serves (``sonosd.gena.media.Clip``)."""
+
+    @property
+    def body(self) -> bytes: ...
+
+    @property
+    def mime(self) -> str: ...
+
+
+#: Finds the clip at a request target (``sonosd.gena.media.MediaStore.lookup``).
+MediaLookup = Callable[[str], ServedClip | None]
+
+
 class INotifyHandler(TypingProtocol):
     """What the protocol hands requests to (``sonosd.gena.listener.NotifyDispatcher``)."""
 
@@ -423,6 +442,9 @@ class NotifyProtocol(Protocol):
             self._refuse(error, None, len(rest))
             return
         length = head.length
+        if head.method in ("GET", "HEAD") and self.factory.media is not None:
+            self._serve(head)
+            return
         if head.method != "NOTIFY":
             remaining = None if length is None else max(length - len(rest), 0)
             self.factory.handler.reject("method")
@@ -519,6 +541,26 @@ class NotifyProtocol(Protocol):
         transport.write(RESPONSES.get(code) or _response(code))
         transport.loseConnection()
 
+    def _serve(self, head: RequestHead) -> None:
+        """Answer a ``GET``/``HEAD`` of a served clip (or 404) and close."""
+        assert self.factory.media is not None
+        self._state = _DONE
+        self.factory.untrack(self)
+        transport = self._transport()
+        clip = self.factory.media(head.target)
+        if clip is None:
+            transport.write(RESPONSES[404])
+        else:
+            log.debug("{host} fetched {target}", host=self.host, target=head.target)
+            transport.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+                b"Accept-Ranges: none\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
+                % (clip.mime.encode("ascii", "replace"), len(clip.body))
+            )
+            if head.method == "GET":
+                transport.write(clip.body)
+        transport.loseConnection()
+
     def _refuse(self, error: BadRequest, remaining: int | None, received: int) -> None:
         if error.status == 413:
             self.factory.handler.reject("too_large")
@@ -569,14 +611,21 @@ class NotifyServerFactory(ServerFactory):
     @param max_body: The largest body accepted (bytes); larger ones are answered 413.
     @param idle_timeout: Seconds without data after which a connection is closed; ``0``:
         never.
+    @param media: Finds the clip a ``GET``/``HEAD`` asks for (see the module docstring).
     """
 
     noisy = False
 
     def __init__(
-        self, handler: INotifyHandler, clock: IReactorTime, max_body: int, idle_timeout: float
+        self,
+        handler: INotifyHandler,
+        clock: IReactorTime,
+        max_body: int,
+        idle_timeout: float,
+        media: MediaLookup | None = None,
     ) -> None:
         self.handler = handler
+        self.media = media
         self.max_body = max_body
         self.idle_timeout = idle_timeout
         self._clock = clock

@@ -33,6 +33,8 @@ from sonosd.backoff import GONE_412, FailureKind, backoff_delay, describe_failur
 from sonosd.blocking import Runner
 from sonosd.config import DEFAULT_SERVICES, SubscriptionConfig
 from sonosd.gena.sequence import SeqKind, SeqTracker
+from sonosd.household.position import PositionTracker
+from sonosd.household.probe import Description
 from sonosd.household.resync import ZoneGroupStateUnavailable
 from sonosd.household.state import SpeakerRef
 
@@ -49,9 +51,11 @@ class Processor(Protocol):
         self, speaker: SpeakerRef, service: str, variables: Mapping[str, Any], source: str = ...
     ) -> Any: ...
 
-    def speaker_online(self, speaker: SpeakerRef, reason: str | None = None) -> Any: ...
+    def speaker_availability(
+        self, speaker: SpeakerRef, status: str, reason: str | None = None
+    ) -> Any: ...
 
-    def speaker_offline(self, speaker: SpeakerRef, reason: str) -> Any: ...
+    def speaker_removed(self, speaker: SpeakerRef, reason: str) -> Any: ...
 
     def subscription_lost(self, speaker: SpeakerRef, service: str, reason: str) -> Any: ...
 
@@ -89,6 +93,21 @@ class GenaSubscription(Protocol):
 
 SubscriptionFactory = Callable[[Any, str], GenaSubscription]
 """Builds an unsubscribed GENA subscription for ``(soco_device, service_name)``."""
+
+Describer = Callable[[str, int, float], Deferred[Description]]
+"""``(host, port, timeout)``: who the speaker there is (``sonosd.household.probe.describe``)."""
+
+Pinger = Callable[[str, int, float], Deferred[Any]]
+"""``(host, port, timeout)``: fires when the speaker answers (``sonosd.household.probe.ping``)."""
+
+Unsubscriber = Callable[[str, int, str, str, float], Deferred[Any]]
+"""``(host, port, event path, SID, timeout)``: one best-effort UNSUBSCRIBE of a SID."""
+
+
+def _not_wired(*args: Any) -> Deferred[Any]:
+    failed: Deferred[Any] = Deferred()
+    failed.errback(NotImplementedError("not wired in this SupervisorContext"))
+    return failed
 
 
 # Operations are coroutines started with Deferred.fromCoroutine; one that finishes at once
@@ -145,8 +164,11 @@ class SupervisorContext:
     @ivar soco_factory: ``soco.SoCo``, or a fake; called in the thread pool.
     @ivar resolve: Host name to IPv4 address; called in the thread pool.
     @ivar random: Jitter source in [0, 1).
-    @ivar ping_timeout: Seconds an availability ping may take.
     @ivar read_timeout: Seconds a state read (resync, poll) may take.
+    @ivar describe: Identifies a speaker (device description and household id).
+    @ivar ping: Proves a speaker answers (the availability check).
+    @ivar unsubscribe: UNSUBSCRIBEs a replaced SID at the speaker's current address.
+    @ivar position: Reads playing groups' track position (``None``: not read).
     """
 
     clock: IReactorTime
@@ -160,9 +182,12 @@ class SupervisorContext:
     soco_factory: Callable[[str], Any] = _default_soco_factory
     resolve: Callable[[str], str] = socket.gethostbyname
     random: Callable[[], float] = _random.random
-    ping_timeout: float = 2.0
     read_timeout: float = 30.0
     notice: PollingNotice = attrs.field(factory=PollingNotice)
+    describe: Describer = _not_wired
+    ping: Pinger = _not_wired
+    unsubscribe: Unsubscriber = _not_wired
+    position: PositionTracker | None = None
 
 
 class SpeakerHandle(Protocol):
@@ -181,6 +206,10 @@ class SpeakerHandle(Protocol):
 
     def rebooted(self, reason: str) -> None: ...
 
+    def supersede(self, subscription: GenaSubscription) -> None: ...
+
+    def transport_changed(self, variables: Mapping[str, Any]) -> None: ...
+
 
 class ServiceState(enum.Enum):
     """Where a service supervisor is in its lifecycle (see docs/supervisor.md)."""
@@ -192,6 +221,30 @@ class ServiceState(enum.Enum):
     RETRYING = "retrying"
     SUSPENDED = "suspended"
     STOPPED = "stopped"
+
+
+#: The public state of a subscription, as ``/api/v1/diagnostics`` and the metrics show it:
+#: ``subscribed`` (NOTIFYs expected or arriving), ``polling`` (subscribed, but no NOTIFY
+#: arrived: the state is read every ``poll_interval``), ``backing_off`` (failed, waiting to
+#: resubscribe), ``lost`` (dropped while the speaker is offline), ``subscribing``, ``idle``
+#: (the speaker is not identified yet) and ``stopped``.
+PHASES: tuple[str, ...] = (
+    "subscribed",
+    "polling",
+    "backing_off",
+    "lost",
+    "subscribing",
+    "idle",
+    "stopped",
+)
+
+_PHASES: Mapping[ServiceState, str] = {
+    ServiceState.IDLE: "idle",
+    ServiceState.SUBSCRIBING: "subscribing",
+    ServiceState.RETRYING: "backing_off",
+    ServiceState.SUSPENDED: "lost",
+    ServiceState.STOPPED: "stopped",
+}
 
 
 class ServiceSupervisor:
@@ -215,9 +268,15 @@ class ServiceSupervisor:
         self.gaps = 0
         self.resyncs = 0
         self.polls = 0
+        self.subscribes = 0
+        self.subscribe_failures = 0
+        self.renewals = 0
+        self.renewal_failures = 0
+        self.last_notify: float | None = None
+        self.last_seq: int | None = None
+        self.subscribed_at: float | None = None
+        self.unsubscribe_error: str | None = None
         self._gen = 0
-        self._ctx = speaker.ctx
-        self._config = speaker.ctx.config
         self._operation: Deferred[Any] | None = None
         self._timer: IDelayedCall | None = None
         self._grace: IDelayedCall | None = None
@@ -233,6 +292,79 @@ class ServiceSupervisor:
     def __repr__(self) -> str:
         return f"<ServiceSupervisor {self.speaker.label} {self.service} {self.state.value}>"
 
+    @property
+    def _ctx(self) -> SupervisorContext:
+        # Read through the speaker: a reload replaces the context (new timings, services).
+        return self.speaker.ctx
+
+    @property
+    def _config(self) -> SubscriptionConfig:
+        return self.speaker.ctx.config
+
+    # What the diagnostics, readiness, metrics and systemd's status line read.
+
+    @property
+    def phase(self) -> str:
+        """The public state of the subscription (see ``PHASES``)."""
+        if self.state in (ServiceState.SUBSCRIBED, ServiceState.RENEWING):
+            return "polling" if self.polling else "subscribed"
+        return _PHASES[self.state]
+
+    @property
+    def resubscriptions(self) -> int:
+        """Subscriptions made after the first (after a loss, a reboot, an outage)."""
+        return max(0, self.subscribes - 1)
+
+    @property
+    def evented(self) -> bool:
+        """Subscribed, and NOTIFYs arrive (the first one came since subscribing)."""
+        return self.phase == "subscribed" and self._notified
+
+    def status(self) -> dict[str, Any]:
+        """A plain snapshot of this subscription (documented in docs/api.md, diagnostics).
+
+        Times are seconds: ``next_renewal`` and ``retry_in`` from now, ``last_notify_age``
+        and ``subscribed_for`` up to now; ``None`` where they do not apply.
+        """
+        now = self._ctx.clock.seconds()
+        subscription = self.subscription
+        timer = self._timer
+        pending = None
+        if timer is not None and timer.active():
+            pending = round(max(0.0, timer.getTime() - now), 3)
+        subscribed = self.state in (ServiceState.SUBSCRIBED, ServiceState.RENEWING)
+        return {
+            "state": self.phase,
+            "evented": self.evented,
+            "polling": self.polling,
+            "sid": None if subscription is None else subscription.sid,
+            "timeout": None if subscription is None else subscription.timeout,
+            "next_renewal": pending if self.state is ServiceState.SUBSCRIBED else None,
+            "retry_in": pending if self.state is ServiceState.RETRYING else None,
+            "subscribed_for": (
+                round(now - self.subscribed_at, 3)
+                if subscribed and self.subscribed_at is not None
+                else None
+            ),
+            "last_notify_age": (
+                None if self.last_notify is None else round(now - self.last_notify, 3)
+            ),
+            "notified": self._notified,
+            "seq": self.last_seq,
+            "reason": self.lost_reason,
+            "failures": self.failures,
+            "events": self.events,
+            "duplicates": self.duplicates,
+            "gaps": self.gaps,
+            "resyncs": self.resyncs,
+            "polls": self.polls,
+            "subscribes": self.subscribes,
+            "subscribe_failures": self.subscribe_failures,
+            "resubscriptions": self.resubscriptions,
+            "renewals": self.renewals,
+            "renewal_failures": self.renewal_failures,
+        }
+
     # Commands from the speaker supervisor.
 
     def start(self, reason: str | None = None) -> None:
@@ -241,7 +373,7 @@ class ServiceSupervisor:
         @param reason: Why the current subscription is being replaced (``reboot``, ``address
             changed``); ``subscription.lost`` is published with it. ``None`` at start-up.
         """
-        self._abandon()
+        self._abandon(forgotten=reason == "reboot")
         if reason is not None:
             self._mark_lost(reason)
         self.failures = 0
@@ -299,6 +431,8 @@ class ServiceSupervisor:
         subscription = self.subscription
         assert subscription is not None
         self.failures = 0
+        self.subscribes += 1
+        self.subscribed_at = self._ctx.clock.seconds()
         log.debug(
             "subscribed {speaker} {service} sid={sid} for {timeout} s",
             speaker=self.speaker.label,
@@ -333,6 +467,7 @@ class ServiceSupervisor:
         request = functools.partial(subscription.renew, requested_timeout=self._config.timeout)
         if not await self._request(gen, "renew", request):
             return
+        self.renewals += 1
         log.debug(
             "renewed {speaker} {service} for {timeout} s",
             speaker=self.speaker.label,
@@ -363,6 +498,10 @@ class ServiceSupervisor:
     def _failed(self, failure: Failure, during: str) -> None:
         kind, reason = describe_failure(failure)
         self._operation = None
+        if during == "renew":
+            self.renewal_failures += 1
+        else:
+            self.subscribe_failures += 1
         if during == "renew" and kind is FailureKind.GONE and reason == GONE_412:
             # The speaker forgot the subscription: it rebooted. All its services are replaced
             # (this one included, unless the speaker cannot act on it now).
@@ -370,13 +509,16 @@ class ServiceSupervisor:
             self.speaker.rebooted(f"412 on renewal of {self.service}")
             if self._gen != gen:
                 return
-        self._abandon()
+        self._abandon(forgotten=kind is FailureKind.GONE)
         self._mark_lost(reason)
         self.failures += 1
         delay = backoff_delay(
             self.failures, self._config.backoff_initial, self._config.backoff_max, self._ctx.random
         )
-        log.warn(
+        # A speaker that does not answer is the speaker supervisor's to report (one line when
+        # it goes offline), not every service's.
+        emit = log.debug if kind is FailureKind.UNREACHABLE else log.warn
+        emit(
             "{during} {speaker} {service} failed: {reason}; retry {n} in {delay:.1f} s",
             during=during,
             speaker=self.speaker.label,
@@ -387,11 +529,17 @@ class ServiceSupervisor:
         )
         self.state = ServiceState.RETRYING
         self._timer = self._ctx.clock.callLater(delay, self._begin_subscribe)
-        if kind is FailureKind.UNREACHABLE:
+        if kind is FailureKind.UNREACHABLE or reason == "HTTP 403":
+            # Not answering, or answering 403 (UPnP switched off): the speaker's ping says.
             self.speaker.check_now(reason)
 
-    def _abandon(self) -> None:
-        """Forget the current subscription and cancel every timer and operation of this one."""
+    def _abandon(self, forgotten: bool = False) -> None:
+        """Forget the current subscription and cancel every timer and operation of this one.
+
+        @param forgotten: The speaker forgot the subscription (it rebooted, or answered 412):
+            no UNSUBSCRIBE is due. Otherwise the speaker may still hold it, and keep sending
+            NOTIFYs to it: it is handed to the speaker supervisor to be UNSUBSCRIBEd.
+        """
         self._gen += 1
         for call in (self._timer, self._grace):
             if call is not None and call.active():
@@ -406,18 +554,23 @@ class ServiceSupervisor:
             resync.cancel()
         subscription, self.subscription = self.subscription, None
         if subscription is not None:
-            # Ends it locally: the listener answers 412 to its NOTIFYs from now on, which
-            # makes the speaker drop it.
+            # Ends it locally: the listener answers 412 to its NOTIFYs from now on (quietly:
+            # it knows the SID ended); the speaker supervisor UNSUBSCRIBEs it as soon as the
+            # speaker answers.
             subscription.callback = None
+            if not forgotten:
+                self.speaker.supersede(subscription)
             subscription.cancel()
 
     def _unsubscribe(self, subscription: GenaSubscription, timeout: float) -> Deferred[None]:
         def failed(failure: Failure) -> None:
-            log.info(
+            # The speaker supervisor says it once for all its services.
+            self.unsubscribe_error = describe_failure(failure)[1]
+            log.debug(
                 "unsubscribe {speaker} {service} failed: {reason}",
                 speaker=self.speaker.label,
                 service=self.service,
-                reason=describe_failure(failure)[1],
+                reason=self.unsubscribe_error,
             )
 
         d = subscription.unsubscribe().addTimeout(timeout, self._ctx.clock)
@@ -437,7 +590,12 @@ class ServiceSupervisor:
         assert ref is not None
         reason, self.lost_reason = self.lost_reason, None
         down = round(self._ctx.clock.seconds() - self._lost_at, 3)
-        log.info(
+        # After a reboot, an address change or an outage the speaker's own line said that
+        # every service is being resubscribed: one line per service would repeat it.
+        speaker_wide = reason in ("reboot", "address changed") or (reason or "").startswith(
+            "speaker offline"
+        )
+        (log.debug if speaker_wide else log.info)(
             "subscription {speaker} {service} restored after {down} s ({reason})",
             speaker=self.speaker.label,
             service=self.service,
@@ -465,6 +623,7 @@ class ServiceSupervisor:
         ref = self.speaker.ref
         assert ref is not None
         self.speaker.saw_activity()
+        self.last_notify = self._ctx.clock.seconds()
         verdict = self._seq.observe(int(event.seq))
         if verdict.kind is SeqKind.DUPLICATE:
             self.duplicates += 1
@@ -477,6 +636,7 @@ class ServiceSupervisor:
             )
             return
         self.events += 1
+        self.last_seq = verdict.seq
         if not self._notified:
             self._notified = True
             if self._grace is not None and self._grace.active():
@@ -490,6 +650,8 @@ class ServiceSupervisor:
                 )
                 self._stop_polling()
         self._ctx.processor.on_event(ref, self.service, event)
+        if self.service == "AVTransport":
+            self.speaker.transport_changed(getattr(event, "variables", None) or {})
         if verdict.kind is SeqKind.GAP:
             self.gaps += 1
             log.warn(
@@ -574,6 +736,9 @@ class ServiceSupervisor:
                 speaker=self.speaker.label,
                 service=self.service,
             )
+            return
+        if self.service == "AVTransport":
+            self.speaker.transport_changed(variables)
 
     def _grace_expired(self, gen: int) -> None:
         self._grace = None

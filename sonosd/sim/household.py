@@ -4,7 +4,8 @@
 One ``Household`` holds every ``Speaker``; its topology (who plays with whom, stereo pairs,
 BootSeq, addresses) is the one ZoneGroupState all speakers report. Every change goes through
 methods here, which then *publish*: each speaker compares the evented variables of the touched
-services with what it last evented and hands only the changed ones to its GENA
+services with what it last evented and hands what a real speaker would event (the changed
+variables, and what ``sonosd.sim.eventrules`` says goes with them) to its GENA
 ``SubscriptionManager`` (``manager.notify(service, changed)``). SOAP actions, the admin API,
 the activity generator and Python code all change state the same way, so all of them are seen
 by subscribers alike.
@@ -22,24 +23,35 @@ import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
+import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
-from sonosd.sim import catalog, variables
+from sonosd.sim import catalog, eventrules, musicservices, variables
+from sonosd.sim.alarms import AlarmList
+from sonosd.sim.battery import Battery
 from sonosd.sim.description import offered_services
-from sonosd.sim.didl import Track
+from sonosd.sim.didl import BROADCAST, Track
+from sonosd.sim.favorites import Favorite, default_favorites, station_favorite, track_favorite
+from sonosd.sim.library import Library
 from sonosd.sim.models import DEFAULT_MODEL, MODELS, Identity, Model, household_id
+from sonosd.sim.modes import HouseholdModes
+from sonosd.sim.playlists import SavedQueues
+from sonosd.sim.ramp import Ramp
 from sonosd.sim.soap import UPnPError
 from sonosd.sim.speakerstate import Alarm, Group, Rendering
-from sonosd.sim.transport import Transport
+from sonosd.sim.transport import Prepare, Transport
 from sonosd.sim.zonegroups import MemberView, VanishedView, ZoneGroupView, zone_group_state
 
 log = Logger()
 
 EventValue = str | Mapping[str, str]
 FullState = Callable[[str], Mapping[str, EventValue]]
+
+#: Models of a home-theatre set when the configured ones do not fit: an Arc, a Sub, two Ones.
+HT_SOUNDBAR, HT_SUB, HT_SURROUND = "S19", "Sub", "S18"
 
 DEFAULT_ROOMS = (
     "Living Room",
@@ -72,6 +84,9 @@ class SubscriptionManagerLike(Protocol):
     def forget_all(self) -> object:
         """Drop every subscription (reboot)."""
 
+    def unsubscribe_all(self) -> object:
+        """Drop every subscription, keeping the SID counter (UPnP switched off)."""
+
     def pause(self) -> object:
         """Stop sending NOTIFYs (offline)."""
 
@@ -100,6 +115,9 @@ class NetworkPresence(Protocol):
 
     def move(self, address: str) -> Deferred[None]:
         """Listen on ``address`` instead."""
+
+    def secure(self, on: bool) -> Deferred[None]:
+        """Serve TLS on port 1443 too (``on``), or stop."""
 
 
 class Announcer(Protocol):
@@ -145,16 +163,33 @@ class Speaker:
         self.invisible = False
         self.pair_partner: str | None = None
         self.channel_map = ""
+        self.satellites: list[str] = []
+        """On a home-theatre soundbar: its sub and surrounds (invisible, not group members)."""
+        self.ht_primary: str | None = None
+        """On a home-theatre satellite: the soundbar it is bonded to."""
+        self.ht_channel = ""
+        """On a satellite: ``SW``, ``LR`` or ``RR``."""
+        self.https_only = False
+        """SOAP over HTTP answers 403; SOAP over TLS (port 1443) works."""
+        self.battery: Battery | None = (
+            Battery(level=household.rng.randint(40, 100)) if model.portable else None
+        )
         self.transport = Transport(
             household.clock,
             identity.uid,
             household.rng,
             self._transport_changed,
             household.transition_delay,
+            household.fetcher,
         )
+        self.ramp = Ramp(household.clock, self.set_volume)
+        #: ``ContainerUpdateIDs`` of the last content change this speaker evented.
+        self.container_update_ids: str | None = None
         self.manager: SubscriptionManagerLike | None = None
         self.network: NetworkPresence | None = None
         self.vanished_reason: str | None = None
+        #: Removed from its household (``leave_household``): in no ZoneGroupState any more.
+        self.left_household = False
         self._published: dict[str, dict[str, EventValue]] = {}
         self._boot_call: IDelayedCall | None = None
         self._up_waiters: list[Deferred[None]] = []
@@ -178,6 +213,23 @@ class Speaker:
     def base_url(self) -> str:
         """``http://<address>:<port>``."""
         return f"http://{self.address}:{self.port}"
+
+    @property
+    def ht_sat_chan_map(self) -> str:
+        """``HTSatChanMapSet``: the whole set on the soundbar, soundbar and self on a satellite
+        (as the captured home-theatre ZoneGroupStates show); empty elsewhere."""
+        if self.satellites:
+            parts = [f"{self.uid}:LF,RF"]
+            parts += [f"{uid}:{self.household.by_uid[uid].ht_channel}" for uid in self.satellites]
+            return ";".join(parts)
+        if self.ht_primary is not None:
+            return f"{self.ht_primary}:LF,RF;{self.uid}:{self.ht_channel}"
+        return ""
+
+    @property
+    def more_info(self) -> str:
+        """DeviceProperties ``MoreInfo``: the battery state on portables, else empty."""
+        return self.battery.more_info() if self.battery is not None else ""
 
     @property
     def group(self) -> Group:
@@ -216,18 +268,19 @@ class Speaker:
             self._published[service] = dict(self.full_state(service))
 
     def publish(self, service: str) -> None:
-        """Event the variables of ``service`` that changed since they were last evented."""
+        """Event what changed in ``service`` since it was last evented, as a speaker does
+        (``sonosd.sim.eventrules``: a transport change resends the track block ...)."""
         if service not in self.offered:
             return
         current = dict(self.full_state(service))
-        previous = self._published.get(service, {})
-        changed = {k: v for k, v in current.items() if previous.get(k) != v}
+        changed = eventrules.event_for(service, self._published.get(service, {}), current)
         self._published[service] = current
         if changed and self.manager is not None:
             self.manager.notify(service, changed)
 
     def _transport_changed(self, kind: str) -> None:
         if kind == "queue":
+            self.container_update_ids = f"Q:0,{self.transport.queue_update_id}"
             self.publish("Queue")
             self.publish("ContentDirectory")
             return
@@ -240,6 +293,8 @@ class Speaker:
     def set_volume(self, volume: int, channel: str = "Master") -> int:
         """Set the volume (clamped to 0..100) of ``channel``; returns the new value."""
         volume = _clamp(int(volume), 0, 100)
+        if channel == "Master" and not self.ramp.stepping:
+            self.ramp.cancel()
         if channel == "LF":
             self.rendering.balance_lf = volume
         elif channel == "RF":
@@ -270,22 +325,38 @@ class Speaker:
         self._rendering_changed()
 
     def set_eq(self, eq_type: str, value: int) -> None:
-        """``SetEQ`` NightMode / DialogLevel: soundbars only (402 otherwise)."""
-        if not self.model.soundbar or eq_type not in ("NightMode", "DialogLevel"):
-            raise UPnPError(402, f"EQ type {eq_type} not supported")
-        if eq_type == "NightMode":
-            self.rendering.night_mode = bool(value)
-        else:
-            self.rendering.dialog_level = bool(value)
+        """``SetEQ``: night mode and dialog level on soundbars, sub settings on a soundbar
+        bonded with a sub, surround settings on one bonded with two surrounds (402 otherwise,
+        or for a level outside -15..15)."""
+        field, low, high = self._eq_field(eq_type)
+        if not low <= int(value) <= high:
+            raise UPnPError(402, f"{eq_type} out of range")
+        current = getattr(self.rendering, field)
+        setattr(self.rendering, field, bool(value) if isinstance(current, bool) else int(value))
         self._rendering_changed()
 
     def get_eq(self, eq_type: str) -> int:
-        """``GetEQ`` NightMode / DialogLevel: soundbars only (402 otherwise)."""
-        if not self.model.soundbar or eq_type not in ("NightMode", "DialogLevel"):
-            raise UPnPError(402, f"EQ type {eq_type} not supported")
-        if eq_type == "NightMode":
-            return int(self.rendering.night_mode)
-        return int(self.rendering.dialog_level)
+        """``GetEQ`` of the types ``set_eq`` takes (402 otherwise)."""
+        field, _, _ = self._eq_field(eq_type)
+        return int(getattr(self.rendering, field))
+
+    def _eq_field(self, eq_type: str) -> tuple[str, int, int]:
+        soundbar = {"NightMode": "night_mode", "DialogLevel": "dialog_level"}
+        theatre = {
+            "SubEnable": ("sub_enabled", 0, 1),
+            "SubGain": ("sub_gain", -15, 15),
+            "SurroundEnable": ("surround_enabled", 0, 1),
+            "SurroundLevel": ("surround_level", -15, 15),
+            "MusicSurroundLevel": ("music_surround_level", -15, 15),
+            "SurroundMode": ("surround_mode", 0, 1),
+        }
+        if self.model.soundbar and eq_type in soundbar:
+            return soundbar[eq_type], 0, 1
+        channels = {self.household.by_uid[uid].ht_channel for uid in self.satellites}
+        needed = {"SW"} if eq_type.startswith("Sub") else {"LR", "RR"}
+        if eq_type in theatre and needed <= channels:
+            return theatre[eq_type]
+        raise UPnPError(402, f"EQ type {eq_type} not supported")
 
     def _rendering_changed(self) -> None:
         self.publish("RenderingControl")
@@ -327,10 +398,11 @@ class Speaker:
     # -- device properties -----------------------------------------------------------------
 
     def rename(self, name: str) -> None:
-        """``SetZoneAttributes``: a new room name (a stereo pair shares it)."""
+        """``SetZoneAttributes``: a new room name (a stereo pair and a home theatre share it)."""
         speakers = [self]
         if self.pair_partner is not None:
             speakers.append(self.household.by_uid[self.pair_partner])
+        speakers += [self.household.by_uid[uid] for uid in self.satellites]
         for speaker in speakers:
             speaker.name = name
             speaker.publish("DeviceProperties")
@@ -377,22 +449,24 @@ class Speaker:
 
         up.addCallback(_up)
 
-    def go_offline(self, mode: str = "refuse", vanish: bool = False) -> Deferred[None]:
+    def go_offline(
+        self, mode: str = "refuse", vanish: bool = False, reason: str = "powered off"
+    ) -> Deferred[None]:
         """Disappear: ``refuse`` connections or ``hang`` them; NOTIFYs stop.
 
         With ``vanish`` the household also lists the speaker under ``VanishedDevices``
-        (reason ``powered off``) and events the topology, as a real household does after a
-        while.
+        (with ``reason``, ``powered off`` by default) and events the topology, as a real
+        household does after a while. SSDP says ``ssdp:byebye`` with that reason.
         """
         if mode not in ("refuse", "hang"):
             raise ValueError(f"offline mode must be 'refuse' or 'hang', not {mode!r}")
         if self.manager is not None:
             self.manager.pause()
-        self.household.announce_byebye(self, "powered off")
+        self.household.announce_byebye(self, reason)
         self._cancel_boot()
         down = self.network.go_down(mode) if self.network is not None else succeed(None)
         if vanish:
-            self.vanished_reason = "powered off"
+            self.vanished_reason = reason
             self.household.topology_changed()
         return down
 
@@ -411,6 +485,88 @@ class Speaker:
             self._fire_up()
 
         return up.addCallback(_up)
+
+    def set_https_only(self, on: bool) -> Deferred[None]:
+        """HTTPS-only control: SOAP over HTTP answers 403, SOAP over TLS on 1443 works."""
+        self.https_only = bool(on)
+        if self.network is None:
+            return succeed(None)
+        return self.network.secure(self.https_only)
+
+    # -- portables -------------------------------------------------------------------------
+
+    def sleep(self, mode: str = "refuse") -> Deferred[None]:
+        """A portable goes to sleep: it stops answering (``refuse`` or ``hang``) and every
+        other speaker lists it under ``VanishedDevices`` with reason ``sleeping``."""
+        self._portable("sleep")
+        return self.go_offline(mode, vanish=True, reason="sleeping")
+
+    def switch_to_bluetooth(self) -> Deferred[None]:
+        """A portable switches to Bluetooth: it leaves the network, reason ``switch to
+        bluetooth`` in ``VanishedDevices``."""
+        self._portable("switch to Bluetooth")
+        return self.go_offline("refuse", vanish=True, reason="switch to bluetooth")
+
+    def wake(self) -> Deferred[None]:
+        """A sleeping portable (or one back on Wi-Fi) answers again, with the same UID."""
+        self._portable("wake")
+        return self.come_online()
+
+    def set_battery(
+        self,
+        level: int | None = None,
+        power_source: str | None = None,
+        temperature: int | None = None,
+    ) -> Battery:
+        """Change a portable's battery state (evented in DeviceProperties ``MoreInfo``)."""
+        self._portable("have a battery")
+        assert self.battery is not None
+        changes: dict[str, Any] = {}
+        if level is not None:
+            changes["level"] = level
+        if power_source is not None:
+            changes["power_source"] = power_source
+        if temperature is not None:
+            changes["temperature"] = temperature
+        self.battery = attrs.evolve(self.battery, **changes)
+        self.publish("DeviceProperties")
+        return self.battery
+
+    @property
+    def asleep(self) -> bool:
+        """Whether a portable sleeps or plays over Bluetooth (off the network)."""
+        return self.vanished_reason in ("sleeping", "switch to bluetooth")
+
+    def _portable(self, what: str) -> None:
+        if not self.model.portable:
+            raise ValueError(f"{self.name} ({self.model.name}) cannot {what}: not a portable")
+
+    # -- household membership ---------------------------------------------------------------
+
+    def leave_household(self) -> None:
+        """The speaker is removed from its household (in the Sonos app, or by a factory
+        reset): it leaves its group, forgets every subscription, and every speaker's
+        ZoneGroupState stops listing it (not even as vanished). ``ValueError`` for a speaker
+        bonded to others (a stereo pair or a home theatre)."""
+        if self.invisible or self.pair_partner is not None or self.satellites:
+            raise ValueError(f"{self.name} is bonded to other speakers: it cannot leave alone")
+        if self.left_household:
+            return
+        if len(self.group.members) > 1:
+            self.household.unjoin(self)
+        self.left_household = True
+        if self.manager is not None:
+            self.manager.forget_all()
+        log.info("{speaker} left its household", speaker=self.name)
+        self.household.topology_changed()
+
+    def rejoin_household(self) -> None:
+        """The speaker is set up in its household again: listed as a group of its own."""
+        if not self.left_household:
+            return
+        self.left_household = False
+        log.info("{speaker} rejoined its household", speaker=self.name)
+        self.household.topology_changed()
 
     def change_address(self, address: str) -> Deferred[None]:
         """Listen on ``address`` instead (DHCP gave a new one); ZGS ``Location`` follows."""
@@ -466,6 +622,7 @@ class Speaker:
     def shutdown(self) -> None:
         """Stop every timer of this speaker."""
         self._cancel_boot()
+        self.ramp.cancel()
         self.transport.halt()
 
 
@@ -485,53 +642,101 @@ class Household:
         seed: int | None = None,
         transition_delay: float = 0.1,
         queue_tracks: int = 8,
+        home_theatre: bool = False,
+        modes: HouseholdModes | None = None,
+        https_only: Iterable[int] = (),
+        first_index: int = 0,
+        taken_uids: set[str] | None = None,
+        fetcher: Prepare | None = None,
     ) -> None:
+        ht_start = speakers - 4
         if speakers < 1:
             raise ValueError("a household needs at least one speaker")
         if stereo_pair and speakers < 2:
             raise ValueError("a stereo pair needs at least two speakers")
+        needed = 6 if stereo_pair else 4
+        if home_theatre and speakers < needed:
+            raise ValueError(
+                f"a home theatre needs four speakers (soundbar, sub, two surrounds) besides "
+                f"the others: at least {needed} speakers"
+            )
         self.clock = clock
         self.rng = random.Random(seed)
         self.transition_delay = transition_delay
+        #: Fetches http(s) URIs a speaker plays (``sonosd.sim.fetcher.Fetcher.probe``); without
+        #: one, such URIs play as if reachable.
+        self.fetcher = fetcher
+        self.modes = modes if modes is not None else HouseholdModes()
         self.household_id = household_id(self.rng)
         self.speakers: list[Speaker] = []
         self.by_uid: dict[str, Speaker] = {}
         self.by_address: dict[str, Speaker] = {}
         self.groups: list[Group] = []
-        self.favorites: tuple[Track, ...] = catalog.DEFAULT_FAVORITES
         self.favorites_update_id = 1
-        self.alarm_list_id = 1
         self.system_update_id = 1
+        self.library = Library()
+        self.saved_queues = SavedQueues()
+        #: ``{music service type: account serial number}``: the services it has accounts for.
+        self.accounts: dict[int, int] = {
+            service_type: serial
+            for serial, service_type in enumerate(musicservices.DEFAULT_ACCOUNTS, start=1)
+        }
+        self.service_list_version = 1
         self._group_seq = self.rng.randint(10, 99)
+        taken = taken_uids if taken_uids is not None else set()
+        models = list(models)
+        if home_theatre:
+            models += [DEFAULT_MODEL] * (ht_start + 4 - len(models))
+            if not MODELS.get(models[ht_start], MODELS[DEFAULT_MODEL]).soundbar:
+                models[ht_start] = HT_SOUNDBAR
+            models[ht_start + 1 : ht_start + 4] = [HT_SUB, HT_SURROUND, HT_SURROUND]
+        https = set(https_only)
         base = ipaddress.IPv4Address(base_address)
         for index in range(speakers):
-            name = rooms[index] if index < len(rooms) else _room_name(index)
+            number = first_index + index
+            name = rooms[index] if index < len(rooms) else _room_name(number)
             model_key = models[index] if index < len(models) else DEFAULT_MODEL
             if model_key not in MODELS:
                 raise ValueError(f"unknown model {model_key!r}; known: {sorted(MODELS)}")
+            identity = Identity.draw(self.rng)
+            while identity.uid in taken:
+                identity = Identity.draw(self.rng)
+            taken.add(identity.uid)
             address = str(base + index)
             speaker = Speaker(
                 self,
-                index,
-                Identity.draw(self.rng),
+                number,
+                identity,
                 MODELS[model_key],
                 name,
                 address,
                 port,
                 boot_seq=self.rng.randint(20, 200),
             )
+            speaker.https_only = index in https
             self.speakers.append(speaker)
             self.by_uid[speaker.uid] = speaker
             self.by_address[address] = speaker
             self.groups.append(Group(self._new_group_id(speaker.uid), speaker.uid, [speaker.uid]))
         if stereo_pair:
             self._pair(self.speakers[0], self.speakers[1])
+        if home_theatre:
+            self._bond_home_theatre(*self.speakers[ht_start : ht_start + 4])
         first = self.speakers[0].uid
-        self.alarms: list[Alarm] = [
-            Alarm(1, "07:00:00", "02:00:00", "WEEKDAYS", True, first, volume=20),
-            Alarm(2, "09:30:00", "01:00:00", "WEEKENDS", False, first),
-        ]
-        self.alarm_owner = first
+        self.alarm_list = AlarmList(
+            owner=first,
+            alarms=[
+                Alarm(1, "07:00:00", "02:00:00", "WEEKDAYS", True, first, volume=20),
+                Alarm(2, "09:30:00", "01:00:00", "WEEKENDS", False, first),
+            ],
+        )
+        songs = catalog.SONGS
+        morning = self.saved_queues.create("Morning Mix", [songs[n] for n in (0, 5, 10, 15)])
+        self.saved_queues.create("Dinner Party", [songs[n] for n in (2, 7, 12, 17, 19)])
+        self.saved_queues.update_id = 1
+        self.favorites: tuple[Favorite, ...] = default_favorites(
+            first, (morning.number, morning.title)
+        )
         for index, speaker in enumerate(self.speakers):
             songs = catalog.SONGS
             start = (index * 4) % len(songs)
@@ -564,10 +769,13 @@ class Household:
         raise KeyError(key)
 
     def group_of(self, uid: str) -> Group:
-        """The group that holds ``uid``."""
+        """The group that holds ``uid`` (a home-theatre satellite: its soundbar's group)."""
         for group in self.groups:
             if uid in group.members:
                 return group
+        speaker = self.by_uid.get(uid)
+        if speaker is not None and speaker.ht_primary is not None:
+            return self.group_of(speaker.ht_primary)
         raise KeyError(uid)
 
     def members_of(self, group: Group) -> list[Speaker]:
@@ -585,25 +793,42 @@ class Household:
     def _group_views(self) -> Iterable[ZoneGroupView]:
         for group in self.groups:
             members = tuple(
-                MemberView(
-                    uid=s.uid,
-                    location=s.location,
-                    zone_name=s.name,
-                    boot_seq=s.boot_seq,
-                    software_version=s.model.software_version,
-                    invisible=s.invisible,
-                    channel_map=s.channel_map,
-                )
+                self._member_view(s)
                 for s in self.members_of(group)
-                if s.vanished_reason is None
+                if s.vanished_reason is None and not s.left_household
             )
             if members:
                 yield ZoneGroupView(group.group_id, group.coordinator, members)
 
+    def _member_view(self, speaker: Speaker) -> MemberView:
+        return MemberView(
+            uid=speaker.uid,
+            location=speaker.location,
+            zone_name=speaker.name,
+            boot_seq=speaker.boot_seq,
+            software_version=speaker.model.software_version,
+            invisible=speaker.invisible,
+            channel_map=speaker.channel_map,
+            ht_sat_chan_map=speaker.ht_sat_chan_map,
+            satellites=tuple(
+                self._member_view(self.by_uid[uid])
+                for uid in speaker.satellites
+                if self.by_uid[uid].vanished_reason is None
+            ),
+        )
+
     def _vanished_views(self) -> Iterable[VanishedView]:
         for s in self.speakers:
-            if s.vanished_reason is not None:
-                yield VanishedView(s.uid, s.name, s.vanished_reason, s.identity.mac, s.address)
+            if s.vanished_reason is not None and not s.left_household:
+                yield VanishedView(
+                    s.uid,
+                    s.name,
+                    s.vanished_reason,
+                    s.identity.mac,
+                    s.address,
+                    model=s.model.number,
+                    ht_sat_chan_map=s.ht_sat_chan_map,
+                )
 
     def topology_changed(self) -> None:
         """The ZoneGroupState changed: event it (and group variables) on every speaker."""
@@ -626,6 +851,18 @@ class Household:
         right.name = left.name
         self.groups.remove(self.group_of(right.uid))
         self.group_of(left.uid).members.append(right.uid)
+
+    def _bond_home_theatre(
+        self, soundbar: Speaker, sub: Speaker, left: Speaker, right: Speaker
+    ) -> None:
+        """A soundbar with a sub and two surrounds: invisible satellites of its member."""
+        for satellite, channel in ((sub, "SW"), (left, "LR"), (right, "RR")):
+            satellite.ht_primary = soundbar.uid
+            satellite.ht_channel = channel
+            satellite.invisible = True
+            satellite.name = soundbar.name
+            self.groups.remove(self.group_of(satellite.uid))
+            soundbar.satellites.append(satellite.uid)
 
     def _unit(self, speaker: Speaker) -> list[Speaker]:
         """The speakers that move together: a speaker and its stereo partner."""
@@ -693,6 +930,29 @@ class Household:
             self.by_uid[uid].publish("AVTransport")
         return heir
 
+    def set_modes(self, **changes: Any) -> HouseholdModes:
+        """Switch household modes (``sonosd.sim.modes.HouseholdModes`` fields).
+
+        Switching UPnP off drops every subscription of every speaker (no more NOTIFYs;
+        renewals get 403 like any UPnP request); switching it back on announces the speakers
+        on SSDP again. ``ValueError`` for an unknown mode or a bad value.
+        """
+        unknown = sorted(set(changes) - {f.name for f in attrs.fields(HouseholdModes)})
+        if unknown:
+            raise ValueError(f"unknown household modes {unknown}")
+        was_on = self.modes.upnp
+        self.modes = attrs.evolve(self.modes, **changes)
+        if was_on and not self.modes.upnp:
+            log.info("{household}: UPnP switched off", household=self.household_id)
+            for speaker in self.speakers:
+                if speaker.manager is not None:
+                    speaker.manager.unsubscribe_all()
+        elif self.modes.upnp and not was_on:
+            log.info("{household}: UPnP switched on", household=self.household_id)
+            for speaker in self.speakers:
+                self.announce_alive(speaker)
+        return self.modes
+
     def announce_alive(self, speaker: Speaker) -> None:
         """Tell the ``announcer`` (if any) that ``speaker`` is on the network."""
         if self.announcer is not None:
@@ -705,22 +965,59 @@ class Household:
 
     # -- household-wide content ------------------------------------------------------------
 
+    @property
+    def alarms(self) -> list[Alarm]:
+        """Every alarm of the household (``alarm_list`` holds them and their version)."""
+        return self.alarm_list.alarms
+
     def alarm_list_version(self) -> str:
         """``AlarmListVersion``: ``<uid>:<n>``."""
-        return f"{self.alarm_owner}:{self.alarm_list_id}"
+        return self.alarm_list.list_version
 
-    def set_favorites(self, favorites: Sequence[Track]) -> None:
-        """Replace the Sonos favorites (``FV:2``) and event the change."""
-        self.favorites = tuple(favorites)
+    def alarms_changed(self) -> None:
+        """The alarm list changed: every speaker events its ``AlarmListVersion``."""
+        for speaker in self.speakers:
+            speaker.publish("AlarmClock")
+
+    def set_favorites(self, favorites: Sequence[Favorite | Track]) -> None:
+        """Replace the Sonos favorites (``FV:2``) and event the change (a plain ``Track`` is
+        a station when it has no duration and is a broadcast, else a track)."""
+        self.favorites = tuple(_as_favorite(item) for item in favorites)
         self.favorites_update_id += 1
+        self.content_changed(f"FV:2,{self.favorites_update_id}")
+
+    def playlists_changed(self) -> None:
+        """The Sonos playlists changed: event ``SavedQueuesUpdateID`` on every speaker."""
+        self.content_changed(f"SQ:,{self.saved_queues.update_id}")
+
+    def set_accounts(self, accounts: Mapping[int, int]) -> None:
+        """Replace the music-service accounts (``{service type: serial}``) and event the
+        MusicServices ``ServiceListVersion``."""
+        self.accounts = dict(accounts)
+        self.service_list_version += 1
+        for speaker in self.speakers:
+            speaker.publish("MusicServices")
+
+    def content_changed(self, containers: str) -> None:
+        """Household content (favourites, playlists) changed: ContentDirectory events with
+        ``ContainerUpdateIDs`` ``containers`` on every speaker."""
         self.system_update_id += 1
         for speaker in self.speakers:
+            speaker.container_update_ids = containers
             speaker.publish("ContentDirectory")
 
     def shutdown(self) -> None:
         """Stop every timer of every speaker."""
         for speaker in self.speakers:
             speaker.shutdown()
+
+
+def _as_favorite(item: Favorite | Track) -> Favorite:
+    if isinstance(item, Favorite):
+        return item
+    if item.is_stream and item.upnp_class == BROADCAST:
+        return station_favorite(item)
+    return track_favorite(item)
 
 
 def _hand_over(source: Transport, heir: Transport) -> None:
