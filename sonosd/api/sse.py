@@ -56,17 +56,10 @@ SHUTDOWN = b": server shutting down\n\n"
 def sse_block(event: str, data: bytes, event_id: str | None = None) -> bytes:
     """One SSE block; ``data`` must be a single line (compact JSON is)."""
     if event_id is None:
-        return b"event: %s
-data: %s
-
-" % (event.encode("utf-8"), data)
+        return b"event: %s\ndata: %s\n\n" % (event.encode("utf-8"), data)
     # One formatting operation: the block is built for every message (concatenating its
     # parts copied the JSON four times).
-    return b"id: %s
-event: %s
-data: %s
-
-" % (
+    return b"id: %s\nevent: %s\ndata: %s\n\n" % (
         event_id.encode("ascii"),
         event.encode("utf-8"),
         data,
