@@ -69,6 +69,7 @@ _RESERVED = frozenset({"time", "level", "namespace", "message", "traceback"})
 
 
 _last_second: list[Any] = [None, ""]
+_MILLISECONDS = tuple(f"{ms:03d}Z" for ms in range(1000))
 
 
 def isotime(seconds: float) -> str:
@@ -87,7 +88,7 @@ def isotime(seconds: float) -> str:
     if _last_second[0] != whole:
         stamp = datetime.fromtimestamp(whole, UTC)
         _last_second[:] = [whole, stamp.strftime("%Y-%m-%dT%H:%M:%S.")]
-    return f"{_last_second[1]}{micros // 1000:03d}Z"
+    return _last_second[1] + _MILLISECONDS[micros // 1000]
 
 
 def _timestamp(event: LogEvent) -> str:

@@ -63,31 +63,18 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 RING_DEFLATE_OVER = 4096
 
 
-@attrs.frozen(eq=False)
-class _Deflated(Message):
-    """A message kept in the replay ring with its ``raw`` JSON compressed."""
+#: What the replay ring keeps of a message: ``id``, ``type``, ``raw`` (zlib-compressed when
+#: ``deflated``), ``speaker_uid``, ``room``, ``service``. A tuple, not a ``Message``: building
+#: a frozen attrs object costs more than the rest of remembering it.
+_Entry = tuple[int, str, bytes, str | None, str | None, str | None, bool]
 
 
-def _slim(message: Message, raw: bytes, kind: type[Message] = Message) -> Message:
-    """``message`` as the replay ring keeps it: ``raw`` and the filter fields only.
-
-    The constructor, not ``attrs.evolve``: evolve inspects the class on every call.
-    """
-    return kind(
-        message.id,
-        message.type,
-        _EMPTY,
-        raw,
-        message.speaker_uid,
-        message.room,
-        message.service,
+def _entry_message(entry: _Entry) -> Message:
+    """The message a ring entry stands for: ``raw`` (inflated) and the filter fields."""
+    id, type, raw, speaker_uid, room, service, deflated = entry
+    return Message(
+        id, type, _EMPTY, zlib.decompress(raw) if deflated else raw, speaker_uid, room, service
     )
-
-
-def _inflated(message: Message) -> Message:
-    if type(message) is not _Deflated:
-        return message
-    return _slim(message, zlib.decompress(message.raw))
 
 
 def new_run() -> str:
@@ -184,7 +171,7 @@ class Hub:
     ) -> None:
         self._clock = clock
         self.run = run if run is not None else new_run()
-        self._ring: deque[Message] = deque(maxlen=max(1, replay))
+        self._ring: deque[_Entry] = deque(maxlen=max(1, replay))
         self._ring_bytes = 0
         self._replay_bytes = replay_bytes
         self._sinks: list[ISink] = []
@@ -281,16 +268,25 @@ class Hub:
     def _remember(self, message: Message) -> None:
         ring = self._ring
         if len(ring) == ring.maxlen:
-            self._ring_bytes -= len(ring[0].raw)
+            self._ring_bytes -= len(ring[0][2])
         raw = message.raw
-        if len(raw) > RING_DEFLATE_OVER:
-            entry = _slim(message, zlib.compress(raw, 1), _Deflated)
-        else:
-            entry = _slim(message, raw)
-        ring.append(entry)
-        self._ring_bytes += len(entry.raw)
+        deflated = len(raw) > RING_DEFLATE_OVER
+        if deflated:
+            raw = zlib.compress(raw, 1)
+        ring.append(
+            (
+                message.id,
+                message.type,
+                raw,
+                message.speaker_uid,
+                message.room,
+                message.service,
+                deflated,
+            )
+        )
+        self._ring_bytes += len(raw)
         while self._ring_bytes > self._replay_bytes and len(ring) > 1:
-            self._ring_bytes -= len(ring.popleft().raw)
+            self._ring_bytes -= len(ring.popleft()[2])
 
     def resume(self, cursor: Cursor) -> list[Message] | str:
         """The messages after ``cursor``, or why the client must start again from a snapshot
@@ -321,8 +317,8 @@ class Hub:
             return None
         if last_id == self._last_id:
             return []
-        oldest = self._ring[0].id if self._ring else self._last_id + 1
+        oldest = self._ring[0][0] if self._ring else self._last_id + 1
         if last_id + 1 < oldest:
             return None
         skip = last_id + 1 - oldest
-        return [_inflated(message) for message in islice(self._ring, skip, None)]
+        return [_entry_message(entry) for entry in islice(self._ring, skip, None)]
