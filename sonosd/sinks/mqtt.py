@@ -22,6 +22,7 @@ topic layout is in ``sonosd.sinks.mqtt_topics`` and ``docs/mqtt.md``.
 
 from __future__ import annotations
 
+import collections
 import random as _random
 import ssl
 from collections.abc import Callable, Mapping
@@ -44,8 +45,10 @@ from zope.interface import implementer
 from sonosd.backoff import backoff_delay, describe_failure
 from sonosd.config import MqttConfig
 from sonosd.control.dispatch import ControllerLike, execute, failure_fields, parse_args
+from sonosd.delivery.clientjson import JsonRefused
 from sonosd.delivery.filters import Filter
 from sonosd.delivery.hub import ISink, Message, encode
+from sonosd.peerlog import PeerLog
 from sonosd.sinks.mqtt_topics import Topics, bridge_discovery, discovery, segment
 
 log = Logger()
@@ -180,6 +183,8 @@ class MqttSink(Service):
         self.topics = Topics(config.prefix)
 
         self._client = client_factory(config)
+        # An exception in one of our callbacks must never unwind paho's read loop.
+        self._client.suppress_exceptions = True
         self._client.connect_timeout = connect_timeout
         self._client.will_set(self.topics.bridge_availability, "offline", qos=QOS_WILL, retain=True)
         self._client.connect_async(config.host, config.port, keepalive=keepalive)
@@ -218,6 +223,9 @@ class MqttSink(Service):
         self._missed_last: int | None = None
         self.connects = 0
         self.commands = 0
+        #: Refused command payloads by ``("mqtt", reason)`` (exported as client errors).
+        self.refused: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.peer_log = PeerLog(log, reactor)
 
     # -- the hub's side ------------------------------------------------------------------
 
@@ -538,6 +546,14 @@ class MqttSink(Service):
     # -- commands ------------------------------------------------------------------------
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        """One command; whatever its payload holds, answered on its result topic and never
+        raising into paho's read loop (that would drop the connection)."""
+        try:
+            self._command(msg)
+        except Exception:
+            log.failure("mqtt command on {topic} failed", topic=msg.topic)
+
+    def _command(self, msg: paho.MQTTMessage) -> None:
         parsed = self.topics.parse_command(msg.topic)
         if parsed is None or self._controller is None:
             return
@@ -553,8 +569,12 @@ class MqttSink(Service):
         result_topic = self.topics.result(key, command)
         try:
             args = parse_args(bytes(msg.payload))
-        except (ValueError, UnicodeDecodeError) as error:
-            self._answer(result_topic, {"ok": False, "error": _error("bad_request", 400, error)})
+        except JsonRefused as refused:
+            self.refused["mqtt", refused.reason] += 1
+            self.peer_log.emit(
+                key, refused.reason, "mqtt command for {source} refused: {error}", error=refused
+            )
+            self._answer(result_topic, {"ok": False, "error": _error("bad_request", 400, refused)})
             return
         request_id = args.pop("request_id", None)
         speaker = self._owners.get(key, key)

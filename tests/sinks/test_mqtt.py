@@ -417,8 +417,11 @@ class MqttBrokerTests(TestCase):
         self.assertEqual(sub.payloads("sonos/bridge/availability"), ["offline"])
 
     async def pub(self, topic: str, payload: str, *extra: str) -> None:
-        args = [MOSQUITTO_PUB, "-h", self.broker.host, "-p", str(self.broker.port)]
-        args += ["-q", "1", "-t", topic, "-m", payload, *extra]
+        await self.mosquitto_pub("-t", topic, "-m", payload, *extra)
+
+    async def mosquitto_pub(self, *arguments: str) -> None:
+        args = [MOSQUITTO_PUB, "-h", self.broker.host, "-p", str(self.broker.port), "-q", "1"]
+        args += arguments
         done: Deferred[None] = Deferred()
 
         class Ended(ProcessProtocol):
@@ -464,6 +467,52 @@ class MqttBrokerTests(TestCase):
         )
         mute = json.loads(sub.payloads("sonos/Kitchen/cmd/mute/result")[0])
         self.assertEqual((mute["ok"], mute["error"]["code"]), (False, "bad_request"))
+
+    async def pub_bytes(self, topic: str, payload: bytes) -> None:
+        """Publish a payload too large for a command line (from a file)."""
+        path = os.path.join(self.directory, "payload")
+        with open(path, "wb") as handle:
+            handle.write(payload)
+        await self.mosquitto_pub("-t", topic, "-f", path)
+
+    async def test_hostile_command_payloads_keep_the_connection(self) -> None:
+        """Payloads of 30,000 nested arrays, a megabyte, or echoing values that cannot be
+        encoded are answered with bad_request; the MQTT connection stays up (no offline/online
+        flap, no republish) and the next command runs."""
+        await self.broker.start()
+        sink = self.make_sink()
+        self.publish_household()
+        await self.start(sink)
+        sub = self.subscriber("sonos/#")
+        retained = (
+            "sonos/bridge/availability",
+            "sonos/bridge/topology",
+            "sonos/Kitchen/state/RenderingControl",
+            "sonos/Office/state/AVTransport",
+            "sonos/Kitchen/availability",
+            "sonos/Office/availability",
+        )
+        await sub.wait(lambda: all(sub.payloads(topic) for topic in retained), self.reactor)
+        retained_before = len(sub.lines)
+        await self.pub_bytes("sonos/Kitchen/cmd/volume", b"[" * 30_000 + b"]" * 30_000)
+        await self.pub("sonos/Kitchen/cmd/volume", '{"request_id": "\\ud800"}')
+        await self.pub_bytes("sonos/Kitchen/cmd/volume", b" " * 1_000_000)
+        await self.pub("sonos/Kitchen/cmd/volume", '{"volume": 12}')
+        result = "sonos/Kitchen/cmd/volume/result"
+        await sub.wait(sub.has(result, 4), self.reactor)
+        answers = [json.loads(payload) for payload in sub.payloads(result)]
+        self.assertEqual([a["ok"] for a in answers], [False, False, False, True])
+        self.assertIn("nested 30000 levels deep", answers[0]["error"]["message"])
+        self.assertEqual(
+            sink.refused,
+            {("mqtt", "too_deep"): 1, ("mqtt", "not_json"): 1, ("mqtt", "too_large"): 1},
+        )
+        self.assertEqual(self.controller.calls, [(KITCHEN["uid"], "volume", {"volume": 12})])
+        self.assertEqual(sink.connects, 1)
+        self.assertEqual(sub.payloads("sonos/bridge/availability"), ["online"])
+        # Only the commands and their results arrived since: nothing was published again.
+        later = {topic for _, topic, _ in sub.lines[retained_before:]}
+        self.assertEqual(later, {"sonos/Kitchen/cmd/volume", result})
 
     async def test_retained_command_not_run_again(self) -> None:
         """A command left retained on the broker is not run again when the sink reconnects
