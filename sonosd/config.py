@@ -68,6 +68,9 @@ class ListenerConfig:
     port: int = 1400
     advertise: str | None = None
     max_body: int = 1_048_576
+    idle_timeout: float = 30.0
+    request_timeout: float = 15.0
+    max_connections_per_host: int = 64
 
 
 @attrs.frozen
@@ -90,6 +93,7 @@ class ApiConfig:
     replay_buffer: int = 10_000
     client_buffer: int = 1_000
     heartbeat: float = 15.0
+    request_timeout: float = 15.0
 
 
 @attrs.frozen
@@ -114,6 +118,7 @@ class SubscriptionConfig:
     availability_interval: float = 60.0
     silence_timeout: float = 270.0
     shutdown_timeout: float = 5.0
+    check_interval: float = 300.0
 
 
 @attrs.frozen

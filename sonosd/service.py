@@ -15,8 +15,9 @@ Children start in the order they are added and stop in the reverse order:
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -108,6 +109,9 @@ class SonosdService(MultiService):
             port=config.listener.port,
             advertise=config.listener.advertise,
             max_body=config.listener.max_body,
+            idle_timeout=config.listener.idle_timeout,
+            request_timeout=config.listener.request_timeout,
+            max_per_host=config.listener.max_connections_per_host,
         )
         self.listener.setServiceParent(self)
 
@@ -122,6 +126,7 @@ class SonosdService(MultiService):
         self.api = ApiService(reactor, config.api, self.hub, self.state, self.controller)
         self.api.setServiceParent(self)
         self.api.listening.addErrback(self._fatal, "the API cannot listen on " + config.api.listen)
+        self._export_refusals()
         if config.sinks.stream:
             stream = StreamService(
                 reactor,
@@ -193,6 +198,28 @@ class SonosdService(MultiService):
         for sink in sinks:
             self.hub.add_sink(sink)
             sink.setServiceParent(self)
+        self.sinks = sinks
+
+    def _export_refusals(self) -> None:
+        """Export what remote peers had refused: NOTIFYs by reason, MQTT command payloads."""
+        metrics = self.api.metrics
+        listener = self.listener
+        metrics.count_by(
+            "sonosd_notify_accepted",
+            "NOTIFY requests delivered to a subscription.",
+            (),
+            lambda: {(): listener.accepted},
+        )
+        metrics.count_by(
+            "sonosd_notify_rejected",
+            "NOTIFY requests (and connections) refused, by reason (docs/security.md).",
+            ("reason",),
+            lambda: listener.rejected,
+        )
+        for sink in self.sinks:
+            refused: Mapping[tuple[str, str], int] | None = getattr(sink, "refused", None)
+            if refused is not None:
+                metrics.add_client_errors(functools.partial(dict, refused))
 
     def _fatal(self, failure: Failure, what: str) -> None:
         """Log a start-up failure as one line, stop the daemon and exit with status 1.

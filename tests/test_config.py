@@ -277,7 +277,8 @@ def test_unknown_key() -> None:
     """An unknown key is an error naming the keys that exist there."""
     assert error_of("listener:\n  prot: 1400\n") == (
         "config.yaml:2: listener.prot: unknown key "
-        "(known keys: interface, port, advertise, max_body), got 1400"
+        "(known keys: interface, port, advertise, max_body, idle_timeout, request_timeout, "
+        "max_connections_per_host), got 1400"
     )
 
 
