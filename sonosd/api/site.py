@@ -43,6 +43,7 @@ from sonosd.api.auth import (
     query_first,
 )
 from sonosd.api.commands import MAX_BODY, CommandFactory, default_commands
+from sonosd.api.deadline import REQUEST_TIMEOUT, RequestDeadline
 from sonosd.api.resources import (
     ErrorResource,
     GroupsResource,
@@ -60,6 +61,7 @@ from sonosd.delivery.drain import drained
 from sonosd.delivery.endpoint import listen
 from sonosd.delivery.hub import Hub
 from sonosd.delivery.metrics import ApiMetrics
+from sonosd.peerlog import PeerLog
 
 log = Logger()
 
@@ -203,7 +205,7 @@ class _Preflight(Resource):
 _TOO_LARGE = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
-class _TrackedChannel(HTTPChannel):
+class _TrackedChannel(RequestDeadline, HTTPChannel):
     """An HTTP connection the site can close on shutdown; ``lost`` fires when it is gone.
 
     A request body larger than any route accepts (``MAX_BODY``) is refused with 413 as soon
@@ -258,10 +260,24 @@ class ApiSite(Site):
 
     protocol = _TrackedChannel  # type: ignore[assignment]
     noisy = False
+    request_timeout = REQUEST_TIMEOUT
 
     def __init__(self, resource: IResource, reactor: Any) -> None:
         super().__init__(resource, logFormatter=access_log_line, reactor=reactor)
         self.channels: WeakSet[_TrackedChannel] = WeakSet()
+        self.metrics: ApiMetrics | None = None
+        self.peer_log = PeerLog(log, reactor)
+
+    def too_slow(self, host: str | None) -> None:
+        """A request did not arrive within ``request_timeout``: count it, log it (throttled)."""
+        if self.metrics is not None:
+            self.metrics.client_errors["rest", "too_slow"] += 1
+        self.peer_log.emit(
+            host,
+            "too_slow",
+            "api: a request from {source} did not arrive within {timeout:g} s: 408, closed",
+            timeout=self.request_timeout,
+        )
 
     def close_connections(self) -> list[_TrackedChannel]:
         """Ask every plain HTTP connection to close; return those still open."""
@@ -338,7 +354,9 @@ class ApiService(Service):
             b"snapshot": SnapshotResource(hub),
             b"events": self.events,
             b"ws": self.websocket.web_resource(),
-            b"speakers": SpeakersResource(state, commands or default_commands(controller)),
+            b"speakers": SpeakersResource(
+                state, commands or default_commands(controller, self.metrics)
+            ),
             b"groups": GroupsResource(state),
         }
         for name, child in children.items():
@@ -349,6 +367,8 @@ class ApiService(Service):
         self.root = Resource()
         self.root.putChild(b"api", api)
         self.site = ApiSite(self.root, reactor)
+        self.site.request_timeout = config.request_timeout
+        self.site.metrics = self.metrics
         self.listening: Deferred[IListeningPort] = Deferred()
 
     def uptime(self) -> float:
