@@ -29,7 +29,7 @@ import attrs
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore
 from twisted.internet.interfaces import IDelayedCall
-from twisted.internet.task import LoopingCall
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -46,11 +46,16 @@ from sonosd.household.keepalive import (
     SubscriptionFactory,
     SupervisorContext,
 )
+from sonosd.household.resync import CHECKS
 from sonosd.household.state import SpeakerRef
 
 log = Logger()
 
 SONOS_PORT = 1400
+
+CONFIRM_DELAY = 2.0
+"""Seconds the consistency check waits before confirming a difference (a NOTIFY sent just
+before the read has arrived by then)."""
 
 REBOOT_MERGE_WINDOW = 60.0
 """A BootSeq increase seen this soon after a 412-triggered resubscription is the same reboot."""
@@ -201,7 +206,10 @@ class SpeakerSupervisor(Service):
         self._pinging: Deferred[Any] | None = None
         self._timer: IDelayedCall | None = None
         self._availability: LoopingCall | None = None
+        self._consistency: LoopingCall | None = None
+        self._checking: Deferred[Any] | None = None
         self._absorb_boot_seq_until = 0.0
+        self.checks = 0
 
     @property
     def label(self) -> str:
@@ -250,13 +258,14 @@ class SpeakerSupervisor(Service):
         super().stopService()
         self._gen += 1
         self._cancel_timer()
-        if self._availability is not None and self._availability.running:
-            self._availability.stop()
-        self._availability = None
-        for operation in (self._operation, self._pinging):
+        for loop in (self._availability, self._consistency):
+            if loop is not None and loop.running:
+                loop.stop()
+        self._availability = self._consistency = None
+        for operation in (self._operation, self._pinging, self._checking):
             if operation is not None:
                 operation.cancel()
-        self._operation = self._pinging = None
+        self._operation = self._pinging = self._checking = None
         timeout = self.ctx.config.shutdown_timeout
         stops = [sup.stop(timeout) for sup in self.services.values()]
         done = DeferredList(stops, consumeErrors=True)
@@ -321,6 +330,10 @@ class SpeakerSupervisor(Service):
         self._availability = LoopingCall(self._check_silence)
         self._availability.clock = self.ctx.clock
         self._availability.start(self.ctx.config.availability_interval, now=False)
+        if self.ctx.config.check_interval > 0 and any(s in CHECKS for s in self.services):
+            self._consistency = LoopingCall(self.check_consistency)
+            self._consistency.clock = self.ctx.clock
+            self._consistency.start(self.ctx.config.check_interval, now=False)
         self._go_online("identified")
 
     # Availability.
@@ -400,6 +413,73 @@ class SpeakerSupervisor(Service):
         """Something (discovery, the topology) shows the speaker is up: re-check it if offline."""
         if self.online is False:
             self.check_now(source)
+
+    # The consistency check: a lost last NOTIFY.
+
+    def check_consistency(self) -> None:
+        """Compare a cheap read of the speaker (volume, mute, transport state) with the state
+        kept from its events, unless a check is under way or the speaker is offline.
+
+        A NOTIFY lost in the middle of others shows as a SEQ gap at the next one; the last one
+        before a quiet spell shows nowhere. A difference that is still there after
+        ``CONFIRM_DELAY`` (a NOTIFY in flight has arrived by then), with no event of that
+        service in between, is such a loss: ``events.gap`` and a resync.
+        """
+        if self._checking is not None or not self.online or self.ref is None:
+            return
+        running = Deferred.fromCoroutine(self._check(self._gen))
+        if not running.called:
+            self._checking = running
+
+    async def _check(self, gen: int) -> None:
+        try:
+            since = {name: sup.events for name, sup in self.services.items()}
+            found = await self._differences(gen, since)
+            if found and gen == self._gen:
+                await deferLater(self.ctx.clock, CONFIRM_DELAY)
+                confirmed = await self._differences(gen, since, found)
+                for service, reasons in confirmed.items():
+                    self.services[service].found_gap("; ".join(reasons))
+        except Exception:
+            if gen == self._gen:
+                log.debug(
+                    "consistency check of {speaker} failed: {reason}",
+                    speaker=self.label,
+                    reason=describe_failure(Failure())[1],
+                )
+        finally:
+            if gen == self._gen:
+                self._checking = None
+                self.checks += 1
+
+    async def _differences(
+        self, gen: int, since: Mapping[str, int], only: Mapping[str, list[str]] | None = None
+    ) -> dict[str, list[str]]:
+        """``{service: differences}`` between a read and the state, for the services whose
+        state comes from events and that got no event since the check began (``since``: the
+        services' event counts then)."""
+        services = [
+            name
+            for name, sup in self.services.items()
+            if name in CHECKS and sup.checkable and (only is None or name in only)
+        ]
+        if not services:
+            return {}
+        read: Mapping[str, Mapping[str, Any]] = await self.ctx.reader.check(
+            self.device, services
+        ).addTimeout(self.ctx.read_timeout, self.ctx.clock)
+        if gen != self._gen or self.ref is None:
+            return {}
+        self.saw_activity()
+        found = {}
+        for name, variables in read.items():
+            sup = self.services[name]
+            if sup.events != since[name] or not sup.checkable:
+                continue  # An event arrived meanwhile: the comparison proves nothing.
+            reasons = self.ctx.processor.differences(self.ref, name, variables)
+            if reasons:
+                found[name] = reasons
+        return found
 
     # Reboots and address changes.
 
