@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # System packages the test suite needs (mosquitto: the MQTT sink's broker; systemd: systemd-analyze).
 APT_PACKAGES := mosquitto mosquitto-clients systemd
 
-.PHONY: demo test lint typecheck unit bench sysdeps clean
+.PHONY: demo test lint typecheck unit bench soak sysdeps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,14 @@ test: lint typecheck unit
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --out docs/benchmarks.md
+
+# The chaos soak (benchmarks/soak.py): SOAK_SECONDS of faults (default 15 minutes), report in
+# docs/soak.md. `make test` runs 60 seconds of it without touching the report.
+SOAK_SECONDS ?= 900
+SOAK_FAULT_INTERVAL ?= 20
+soak: $(STAMP) sysdeps
+	$(BIN)/python -m benchmarks.soak --duration $(SOAK_SECONDS) \
+	  --fault-interval $(SOAK_FAULT_INTERVAL) --report docs/soak.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info .coverage .mypy_cache .ruff_cache .pytest_cache twisted/plugins/dropin.cache

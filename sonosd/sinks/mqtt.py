@@ -53,10 +53,16 @@ from sonosd.sinks.mqtt_topics import Topics, bridge_discovery, discovery, segmen
 
 log = Logger()
 
-#: Everything is published with QoS 0. Reliability comes from republishing every retained
-#: topic after each reconnect: QoS 1 would make paho resend, after that republish, the
-#: messages that were in flight when the connection dropped, putting stale state back.
+#: Retained state is published with QoS 0. Its reliability comes from republishing every
+#: retained topic after each reconnect: QoS 1 would make paho resend, after that republish,
+#: the messages that were in flight when the connection dropped, putting stale state back.
 QOS = 0
+#: Events (and gap reports) are published with QoS 1: a message the broker never took (it
+#: restarted while the message was on its way) is sent again after the reconnect instead of
+#: vanishing without a count (issue 18's soak found such losses).
+QOS_EVENT = 1
+#: Event messages paho may have on the wire awaiting the broker's acknowledgement.
+MAX_INFLIGHT = 100
 #: The last will is stored by the broker at connect time, so QoS 1 costs nothing there.
 QOS_WILL = 1
 
@@ -187,6 +193,7 @@ class MqttSink(Service):
         self._client.suppress_exceptions = True
         self._client.connect_timeout = connect_timeout
         self._client.will_set(self.topics.bridge_availability, "offline", qos=QOS_WILL, retain=True)
+        self._client.max_inflight_messages_set(MAX_INFLIGHT)
         self._client.connect_async(config.host, config.port, keepalive=keepalive)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -194,6 +201,7 @@ class MqttSink(Service):
         self._client.on_socket_close = self._on_socket_close
         self._client.on_socket_register_write = self._on_register_write
         self._client.on_socket_unregister_write = self._on_unregister_write
+        self._client.on_publish = self._on_publish
 
         self._descriptor: _PahoSocket | None = None
         self._misc = LoopingCall(self._loop_misc)
@@ -217,6 +225,8 @@ class MqttSink(Service):
         self.published = 0
         # Published since paho's outgoing queue was last empty; over max_unsent: stalled.
         self._unsent = 0
+        # Message ids of QoS 1 publishes the broker has not acknowledged yet.
+        self._awaiting: set[int] = set()
         self.stalled = False
         self.missed = 0
         self._missed_first: int | None = None
@@ -307,7 +317,7 @@ class MqttSink(Service):
                 self._missed_first = message.id
             self._missed_last = message.id
             return
-        self._publish(topic, message.raw, retain=False)
+        self._publish(topic, message.raw, retain=False, qos=QOS_EVENT)
 
     def _publish(self, topic: str, payload: bytes, retain: bool, qos: int = QOS) -> None:
         if not self.connected or self.stalled:
@@ -317,14 +327,16 @@ class MqttSink(Service):
         if info.rc == paho.MQTT_ERR_SUCCESS:
             self.published += 1
             self._unsent += 1
-            if self._unsent > self._max_unsent:
+            if qos:
+                self._awaiting.add(info.mid)
+            if self._unsent > self._max_unsent or len(self._awaiting) > self._max_unsent:
                 self.stalled = True
                 log.warn(
                     "mqtt broker {host}:{port} is not reading ({count} messages waiting): "
                     "publishing paused until it does",
                     host=self._config.host,
                     port=self._config.port,
-                    count=self._unsent,
+                    count=max(self._unsent, len(self._awaiting)),
                 )
         else:
             log.warn(
@@ -439,7 +451,7 @@ class MqttSink(Service):
                 "first_id": self._missed_first,
                 "last_id": self._missed_last,
             }
-            self._publish(self.topics.bridge_gap, encode(gap), retain=False)
+            self._publish(self.topics.bridge_gap, encode(gap), retain=False, qos=QOS_EVENT)
             self.missed = 0
             self._missed_first = self._missed_last = None
 
@@ -531,10 +543,19 @@ class MqttSink(Service):
             self._reactor.removeWriter(self._descriptor)
             self._drained()
 
+    def _on_publish(
+        self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any
+    ) -> None:
+        # The broker acknowledged a QoS 1 message (QoS 0 ones: written to the socket).
+        self._awaiting.discard(mid)
+        if self.stalled and not self._unsent:
+            self._drained()
+
     def _drained(self) -> None:
-        """paho's outgoing queue is empty: after a stall, catch the broker up."""
+        """paho's outgoing queue is empty: after a stall, catch the broker up (once the
+        broker has also acknowledged most of what it was sent)."""
         self._unsent = 0
-        if self.stalled and self.connected:
+        if self.stalled and self.connected and len(self._awaiting) <= self._max_unsent // 2:
             self.stalled = False
             log.info("mqtt broker is reading again: republishing retained state")
             self._republish()

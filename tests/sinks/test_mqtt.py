@@ -346,6 +346,37 @@ class MqttBrokerTests(TestCase):
         self.assertEqual([e["count"] for e in gaps], [1])
         self.assertEqual(sink.missed, 0)
 
+    async def test_events_the_broker_never_took_are_sent_again(self) -> None:
+        """Events written to a broker that dies before reading them (SIGSTOP, then SIGKILL)
+        reach subscribers after the reconnect: none is lost without a gap report."""
+        await self.broker.start()
+        sink = self.make_sink(backoff_initial=3.0, backoff_max=3.0)
+        await self.start(sink)
+        assert self.broker.process is not None
+        self.broker.process.send_signal(signal.SIGSTOP)
+        ids = [
+            self.hub.publish(
+                "event",
+                {"seq": seq, "variables": {"volume": {"Master": seq}}},
+                speaker=KITCHEN,
+                service="RenderingControl",
+            ).id
+            for seq in range(1, 6)
+        ]
+        await deferLater(self.reactor, 0.2)
+        self.assertTrue(sink.connected)
+        self.assertEqual(sink.missed, 0)
+        self.broker.process.kill()
+        self.broker.process.wait(10)
+        await self.until(lambda: not sink.connected)
+        await self.broker.start()
+        sub = self.subscriber("sonos/Kitchen/event/#")
+        await deferLater(self.reactor, 0.3)
+        await sub.wait(sub.has("sonos/Kitchen/event/RenderingControl", 5), self.reactor)
+        got = [json.loads(p)["id"] for p in sub.payloads("sonos/Kitchen/event/RenderingControl")]
+        self.assertEqual(sorted(set(got)), ids)
+        self.assertEqual(sink.connects, 2)
+
     async def test_stalled_broker_pauses_publishing_then_catches_up(self) -> None:
         """A broker that stays connected but stops reading (here: SIGSTOP) does not make the
         sink queue without bound: past max_unsent waiting messages it pauses, counts events as
