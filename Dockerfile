@@ -5,11 +5,12 @@
 # Bridge networking instead: publish the listener port and advertise the host's address,
 #     docker run -d -p 1400:1400 -p 8080:8080 -v ...:/etc/sonosd/config.yaml:ro sonosd \
 #         -c /etc/sonosd/config.yaml --advertise 192.168.1.10 --api tcp:8080
-# (then set api tokens: the API listens beyond loopback). See docs/deployment.md.
+# (the file must then hold api tokens: an API beyond loopback without one is refused).
+# docker-compose.yml has both; docs/deployment.md walks through them.
 
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY setup.cfg pyproject.toml README.md ./
+COPY setup.cfg pyproject.toml README.md LICENSE ./
 COPY sonosd ./sonosd
 COPY twisted ./twisted
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
@@ -17,7 +18,7 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    SONOSD_HEALTH_URL=http://127.0.0.1:8080/api/v1/health
+    SONOSD_READY_URL=http://127.0.0.1:8080/api/v1/ready
 COPY --from=build /wheels /wheels
 # Install, then build Twisted's plugin cache now: the image is read-only for the daemon's
 # user, and twistd would otherwise rescan (and fail to write the cache) at every start.
@@ -32,8 +33,11 @@ USER sonosd
 WORKDIR /var/lib/sonosd
 # 1400: GENA NOTIFY listener (listener.port); 8080: HTTP API (api.listen).
 EXPOSE 1400 8080
-HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ['SONOSD_HEALTH_URL'], timeout=4)"]
+# Healthy = ready: every followed speaker delivers its events (/api/v1/ready answers 200;
+# 503, with reasons, while one is offline or its NOTIFYs cannot reach the container).
+# /api/v1/health is the liveness check (200 while the daemon answers at all).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ['SONOSD_READY_URL'], timeout=4)"]
 # twistd stays in the foreground (-n) without a pid file; SIGTERM (docker stop) exits 0.
 ENTRYPOINT ["twistd", "-n", "--pidfile=", "sonosd"]
 CMD ["-c", "/etc/sonosd/config.yaml"]

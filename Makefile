@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# System packages the test suite needs (mosquitto: the MQTT sink's broker; systemd: systemd-analyze).
-APT_PACKAGES := mosquitto mosquitto-clients systemd
+# System packages the test suite needs (mosquitto: the MQTT sink's broker; systemd: systemd-analyze;
+# chromium: the dashboard's browser tests, driven by Playwright, which cannot download its own).
+APT_PACKAGES := mosquitto mosquitto-clients systemd chromium
 
-.PHONY: demo test lint typecheck unit bench soak sysdeps clean
+.PHONY: demo test lint typecheck unit bench soak sysdeps clean screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +28,9 @@ sysdeps:
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+# --pidfile=: no twistd.pid in the checkout (it would stop `twistd -n sonos-sim` starting here).
 demo: $(STAMP)
-	$(BIN)/twistd -n sonosd -c etc/sonosd.demo.yaml
+	$(BIN)/twistd -n --pidfile= sonosd -c etc/sonosd.demo.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check sonosd tests benchmarks twisted
@@ -42,6 +44,12 @@ unit: $(STAMP) sysdeps
 	$(BIN)/pytest --cov --cov-branch --cov-report=term -q
 
 test: lint typecheck unit
+
+# Refresh docs/dashboard.png and docs/dashboard-dark.png from the dashboard's browser tests.
+screenshots: $(STAMP) sysdeps
+	mkdir -p build/screenshots
+	SONOSD_SCREENSHOTS=build/screenshots $(BIN)/pytest -q -p no:cacheprovider tests/api/test_dashboard_browser.py
+	cp build/screenshots/dashboard.png build/screenshots/dashboard-dark.png docs/
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --out docs/benchmarks.md

@@ -102,6 +102,10 @@ RECOVERY_LIMIT = 90.0
 #: The daemon's replay ring (messages); the warm-up burst fills it.
 REPLAY = 2000
 
+#: Bursts (warm-up, slow clients) change GroupRenderingControl: speakers moderate LastChange
+#: (one event per 0.2 s), plain-variable services send one NOTIFY per change.
+BURST_SERVICE = "GroupRenderingControl"
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
@@ -509,7 +513,13 @@ class Soak:
                 "replay_buffer": REPLAY,
             },
             "devices": [{"host": f"{self.prefix}.{2 + i}"} for i in range(SPEAKERS)],
-            "services": ["AVTransport", "RenderingControl", "ZoneGroupTopology", "Queue"],
+            "services": [
+                "AVTransport",
+                "RenderingControl",
+                "GroupRenderingControl",
+                "ZoneGroupTopology",
+                "Queue",
+            ],
             "subscription": {
                 "timeout": 60,
                 "request_timeout": 3.0,
@@ -619,7 +629,7 @@ class Soak:
             await self.admin(
                 "POST",
                 f"/speakers/{speaker}/burst",
-                {"count": REPLAY // SPEAKERS + 100, "service": "AVTransport"},
+                {"count": REPLAY // SPEAKERS + 100, "service": BURST_SERVICE},
             )
         await wait_for(self.reactor, lambda: self.trackers["ws-stable"].received > REPLAY + 200, 60)
 
@@ -828,10 +838,10 @@ class Soak:
         while time.monotonic() < deadline and await self.slow_disconnects() <= before:
             for speaker in range(SPEAKERS):
                 await self.admin(
-                    "POST", f"/speakers/{speaker}/burst", {"count": 60, "service": "AVTransport"}
+                    "POST", f"/speakers/{speaker}/burst", {"count": 60, "service": BURST_SERVICE}
                 )
             bursts += SPEAKERS * 60
-            await sleep(self.reactor, 1.0)
+            await sleep(self.reactor, 0.5)
         transport.resumeProducing()
         closed = await wait_for(self.reactor, lambda: client.closed.called, 20)
         code = cast(tuple[int, str], client.closed.result)[0] if client.closed.called else None

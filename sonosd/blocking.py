@@ -16,7 +16,7 @@ from typing import Any, Protocol, TypeVar, cast
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredLock
-from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorFromThreads, IReactorTime
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -93,6 +93,8 @@ class SocoRunner(Service):
         self.timeouts = 0
         self.failures = 0
         self.in_flight = 0
+        #: Calls not settled yet, with their timeout timers (ended when the pool stops).
+        self._pending: dict[Deferred[Any], IDelayedCall] = {}
 
     def startService(self) -> None:
         """Start the pool's threads on demand, and keep them from holding up the reactor.
@@ -118,6 +120,13 @@ class SocoRunner(Service):
         done: Deferred[None] = Deferred()
 
         def fire() -> None:
+            # Calls still waiting for their turn will never run: end them (and their timers).
+            for outer, timer in list(self._pending.items()):
+                if timer.active():
+                    timer.cancel()
+                if not outer.called:
+                    outer.cancel()
+            self._pending.clear()
             if not done.called:
                 done.callback(None)
 
@@ -152,14 +161,17 @@ class SocoRunner(Service):
         self.calls += 1
 
         def expire() -> None:
+            self._pending.pop(outer, None)
             if not outer.called:
                 self.timeouts += 1
                 log.warn("SoCo call {name} timed out after {seconds} s", name=name, seconds=seconds)
                 outer.errback(CallTimeout(name, seconds))
 
         timer = self._reactor.callLater(seconds, expire)
+        self._pending[outer] = timer
 
         def settle(result: T | Failure) -> None:
+            self._pending.pop(outer, None)
             if timer.active():
                 timer.cancel()
             if isinstance(result, Failure):

@@ -89,6 +89,7 @@ class ApiConfig:
     listen: str = "tcp:8080:interface=127.0.0.1"
     tokens: tuple[Token, ...] = ()
     require_auth: bool | None = None
+    ready_when_polling: bool = False
     cors_origins: tuple[str, ...] = ()
     replay_buffer: int = 10_000
     client_buffer: int = 1_000
@@ -174,6 +175,7 @@ class LogConfig:
 
     format: str = "text"
     level: str = "info"
+    messages: bool = True
 
 
 @attrs.frozen
@@ -187,7 +189,8 @@ class SsdpConfig:
 
 @attrs.frozen
 class SimulateConfig:
-    """An in-process simulated household (demo and tests)."""
+    """An in-process simulated household (demo and tests); docs/configuration.md and
+    docs/simulator.md say what each field does."""
 
     speakers: int = 3
     base_address: str = "127.0.0.2"
@@ -197,6 +200,17 @@ class SimulateConfig:
     admin: str | None = None
     stereo_pair: bool = False
     ssdp_port: int | None = None
+    models: tuple[str, ...] = ()
+    households: int = 1
+    home_theatre: bool = False
+    moderation: float = 0.2
+    large_household: bool = False
+    large_household_players: int = 22
+    upnp: bool = True
+    upnp_off_ssdp: str = "answer"
+    upnp_off_forbidden: tuple[str, ...] = ("description", "control", "event")
+    https_only: tuple[int, ...] = ()
+    tls_port: int = 1443
 
 
 @attrs.frozen
@@ -640,6 +654,23 @@ def endpoint_problem(description: str) -> str | None:
     return None
 
 
+def endpoint_is_local(description: str) -> bool:
+    """Whether the server endpoint ``description`` (a valid one) is reachable from this
+    machine only: a unix socket, or a TCP/SSL port bound to a loopback address. ``tcp:8080``
+    (every interface) and a LAN address are not."""
+    from twisted.internet.endpoints import serverFromString
+    from twisted.internet.testing import MemoryReactor
+
+    endpoint = serverFromString(MemoryReactor(), description)
+    if not hasattr(endpoint, "_interface"):
+        return hasattr(endpoint, "_address")  # UNIXServerEndpoint
+    interface = str(getattr(endpoint, "_interface", "") or "").split("%", 1)[0]
+    try:
+        return ipaddress.ip_address(interface).is_loopback
+    except ValueError:
+        return False
+
+
 @attrs.define
 class _Builder:
     """Checks what the schema cannot and builds the frozen objects from a valid document."""
@@ -770,7 +801,28 @@ class _Builder:
         fields["tokens"] = tuple(tokens)
         if "cors_origins" in fields:
             fields["cors_origins"] = tuple(fields["cors_origins"])
-        return ApiConfig(**fields)
+        config = ApiConfig(**fields)
+        if not config.tokens and config.require_auth is not False:
+            self._check_open_api(config, path)
+        return config
+
+    def _check_open_api(self, config: ApiConfig, path: KeyPath) -> None:
+        """Refuse an API that would need a token when none is configured: beyond loopback
+        (unless ``require_auth: false`` says it is meant to be open), or with ``require_auth:
+        true``. Otherwise every request would get 401 from the first minute on."""
+        if config.require_auth:
+            raise self.fail(
+                (*path, "require_auth"),
+                "every request needs a token, but api.tokens is empty: add a token",
+                True,
+            )
+        if not endpoint_is_local(config.listen):
+            raise self.fail(
+                (*path, "listen"),
+                "the API listens beyond loopback and needs a token, but api.tokens is empty: "
+                "add a token, or write require_auth: false to leave it open to the network",
+                config.listen,
+            )
 
     def _devices(self, value: Sequence[dict[str, Any]], path: KeyPath) -> tuple[Device, ...]:
         devices: list[Device] = []
@@ -851,13 +903,35 @@ class _Builder:
 
     def _simulate(self, value: dict[str, Any], path: KeyPath) -> SimulateConfig:
         fields = dict(value)
-        if "rooms" in fields:
-            fields["rooms"] = tuple(fields["rooms"])
+        for key in ("rooms", "models", "https_only", "upnp_off_forbidden"):
+            if key in fields:
+                fields[key] = tuple(fields[key])
         if fields.get("admin") is not None:
             self._endpoint(fields["admin"], (*path, "admin"))
         config = SimulateConfig(**fields)
         if config.stereo_pair and config.speakers < 2:
             raise self.fail((*path, "stereo_pair"), "a stereo pair needs at least 2 speakers", True)
+        needed = (2 if config.stereo_pair else 0) + 4
+        if config.home_theatre and config.speakers < needed:
+            raise self.fail(
+                (*path, "home_theatre"),
+                f"a home theatre needs {needed} speakers (soundbar, sub, two surrounds"
+                + (", besides the stereo pair)" if config.stereo_pair else ")"),
+                True,
+            )
+        if config.households > config.speakers:
+            raise self.fail(
+                (*path, "households"),
+                f"{config.speakers} speakers cannot make {config.households} households",
+                config.households,
+            )
+        for index, number in enumerate(config.https_only):
+            if number >= config.speakers:
+                raise self.fail(
+                    (*path, "https_only", index),
+                    f"expected a speaker index below {config.speakers}",
+                    number,
+                )
         where = (*path, "base_address")
         try:
             base = ipaddress.IPv4Address(config.base_address)
@@ -878,3 +952,36 @@ class _Builder:
                 config.base_address,
             )
         return config
+
+
+#: Fields holding secrets: shown as ``<hidden>`` wherever the configuration is shown.
+SECRET_FIELDS = frozenset({"secret", "password"})
+
+
+def redacted(config: Config) -> dict[str, Any]:
+    """``config`` as plain JSON values, every secret replaced by ``<hidden>`` (the
+    diagnostics show it; a token's name and scopes are shown, never the token)."""
+
+    def plain(instance: Any, attribute: Any, value: Any) -> Any:
+        if attribute is not None and attribute.name in SECRET_FIELDS:
+            return None if value is None else "<hidden>"
+        if isinstance(value, frozenset):
+            return sorted(value)
+        if isinstance(value, Mapping) and not isinstance(value, dict):
+            return dict(value)
+        return value
+
+    result: dict[str, Any] = attrs.asdict(config, value_serializer=plain)
+    return result
+
+
+def config_warnings(config: Config) -> list[str]:
+    """What is valid but probably not meant, one line each (``--check-config`` prints them,
+    the daemon logs them at start)."""
+    warnings = []
+    if not config.devices and not config.discovery and config.simulate is None:
+        warnings.append(
+            f"{config.path}: nothing will be followed: devices is empty, discovery is off and "
+            "simulate is not set; list a speaker under devices (one per household is enough)"
+        )
+    return warnings

@@ -2,6 +2,7 @@
 """``sonosctl``: the command-line client of a running sonosd.
 
     sonosctl [--url URL] [--token T] [--json] status
+    sonosctl [--url URL] [--token T] [--json] doctor
     sonosctl [--url URL] [--token T] [--json] <room> <command> [args...]
     sonosctl [--url URL] [--token T] events [--json] [--room R] [--type T] [--service S]
 
@@ -11,14 +12,20 @@ the standard library's ``urllib`` rather than Twisted: a short-lived command tha
 request starts in a fraction of the time without a reactor (that matters on a Raspberry Pi,
 in shell loops and Node-RED ``exec`` nodes), and an SSE tail is a blocking line reader.
 
-Exit status: 0 done, 1 the daemon refused the command (unknown speaker, bad argument, speaker
-error...), 2 usage error, 3 the daemon cannot be reached, 4 not authorised (401/403). Every
-failure is one line on stderr.
+Exit status: 0 done (``doctor``: all is well), 1 the daemon refused the command (unknown
+speaker, bad argument...; ``doctor``: a problem was found), 2 usage error, 3 the daemon cannot
+be reached, 4 not authorised (401/403), 5 the speaker failed (it refused, is offline, or did not
+answer within the daemon's call timeout). Every failure is one line on stderr.
+
+A command waits ``COMMAND_TIMEOUT`` seconds by default: longer than the daemon's own limits
+(``soco.call_timeout``, 20 s by default, three times that for snapshot and restore), so that a
+hung speaker is reported as the daemon's ``504 timeout`` (exit 5), not as an unreachable daemon.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -31,6 +38,8 @@ import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, Any
 
+from sonosd import doctor
+
 DEFAULT_URL = "http://127.0.0.1:8080"
 
 EXIT_OK = 0
@@ -38,6 +47,15 @@ EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_UNAUTHORISED = 4
+EXIT_SPEAKER = 5
+
+#: Seconds ``status``, ``doctor`` and ``events`` wait for the daemon.
+DEFAULT_TIMEOUT = 15.0
+#: Seconds a command waits for its answer (see the module docstring).
+COMMAND_TIMEOUT = 90.0
+
+#: Error codes that mean the speaker failed, not the request (exit status 5).
+SPEAKER_CODES = frozenset({"speaker_error", "offline", "timeout"})
 
 
 class CtlError(Exception):
@@ -410,15 +428,21 @@ def _http_error(error: urllib.error.HTTPError) -> CtlError:
     except ValueError:
         body = {}
     detail = body.get("error") if isinstance(body, dict) else None
+    kind = None
     if isinstance(detail, dict):
-        text = f"{detail.get('code', code)}: {detail.get('message', '')}".rstrip(": ")
-        if detail.get("upnp_error") is not None:
-            text += f" (UPnP error {detail['upnp_error']})"
+        kind = detail.get("code")
+        message = str(detail.get("message", ""))
+        text = f"{detail.get('code', code)}: {message}".rstrip(": ")
+        upnp = detail.get("upnp_error")
+        if upnp is not None and f"UPnP error {upnp}" not in message:
+            text += f" (UPnP error {upnp})"
     else:
         text = f"HTTP {code} {error.reason}"
     if code in (401, 403):
         hint = "" if code == 403 else " (give --token or set SONOSD_TOKEN)"
         return CtlError(f"not authorised: {text}{hint}", EXIT_UNAUTHORISED)
+    if kind in SPEAKER_CODES or (kind is None and code in (502, 504)):
+        return CtlError(text, EXIT_SPEAKER)
     return CtlError(text, EXIT_REFUSED)
 
 
@@ -450,11 +474,18 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sonosctl",
         description="Control Sonos speakers through a running sonosd.",
-        epilog="commands: status | events [...] | <room> <command> [args...] (see docs/control.md)",
+        epilog="commands: status | doctor | events [...] | <room> <command> [args...] "
+        "(see docs/control.md)",
     )
     parser.add_argument("--url", help=f"the sonosd API (env SONOSD_URL; default {DEFAULT_URL})")
     parser.add_argument("--token", help="API token (env SONOSD_TOKEN)")
-    parser.add_argument("--timeout", type=_seconds, default=15.0, help="seconds (default 15)")
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=None,
+        help=f"seconds to wait for the daemon (default {DEFAULT_TIMEOUT:g}; "
+        f"{COMMAND_TIMEOUT:g} for a command, longer than the daemon's call timeout)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("words", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
@@ -488,16 +519,20 @@ def main(
     client = Client(
         options.url or env.get("SONOSD_URL") or DEFAULT_URL,
         options.token or env.get("SONOSD_TOKEN") or None,
-        options.timeout,
+        options.timeout or DEFAULT_TIMEOUT,
     )
     words: list[str] = options.words
     try:
         if not words:
-            raise CtlError("give a command: status, events, or <room> <command>", EXIT_USAGE)
+            raise CtlError(
+                "give a command: status, doctor, events, or <room> <command>", EXIT_USAGE
+            )
         if words[0] == "status" and len(words) == 1:
             snapshot = client.get_json("/api/v1/snapshot")
             out.write(json.dumps(snapshot) if options.json else format_status(snapshot))
             out.write("\n")
+        elif words[0] == "doctor" and len(words) == 1:
+            return _doctor(client, options.json, out)
         elif words[0] == "events":
             try:
                 events = _events_parser().parse_args(words[1:])
@@ -507,7 +542,7 @@ def main(
         else:
             command, args = command_request(words[1:])
             result = client.command(
-                words[0], command, args, _command_timeout(options.timeout, args)
+                words[0], command, args, _command_timeout(options.timeout or COMMAND_TIMEOUT, args)
             )
             out.write(
                 json.dumps(result) if options.json else format_result(words[0], command, result)
@@ -520,6 +555,20 @@ def main(
         return 130
     out.flush()
     return EXIT_OK
+
+
+def _doctor(client: Client, as_json: bool, out: IO[str]) -> int:
+    """Read the daemon's diagnostics and say what is wrong; 0 when nothing is."""
+    diagnostics = client.get_json("/api/v1/diagnostics")
+    findings = doctor.diagnose(diagnostics)
+    if as_json:
+        out.write(json.dumps([dataclasses.asdict(finding) for finding in findings]))
+    else:
+        out.write(doctor.report(diagnostics, findings))
+    out.write("\n")
+    out.flush()
+    problems = any(finding.severity == doctor.PROBLEM for finding in findings)
+    return EXIT_REFUSED if problems else EXIT_OK
 
 
 def _follow(

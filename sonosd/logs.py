@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -32,15 +33,18 @@ import attrs
 from twisted.logger import (
     FileLogObserver,
     FilteringLogObserver,
+    ILogFilterPredicate,
     ILogObserver,
     LogEvent,
     Logger,
     LogLevel,
     LogLevelFilterPredicate,
+    PredicateResult,
     formatEvent,
     globalLogPublisher,
 )
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 LEVELS: Mapping[str, LogLevel] = {
     "debug": LogLevel.debug,
@@ -157,11 +161,61 @@ def json_observer(stream: IO[str]) -> ILogObserver:
     return FileLogObserver(stream, format_json)
 
 
-def make_observer(log_format: str, level: str, stream: IO[str]) -> ILogObserver:
-    """The daemon's observer: ``log_format`` (text or json) lines of ``level`` and above."""
+#: What Twisted says about every port and client connection at info level: "Site starting
+#: on 8080", "(TCP Port 8080 Closed)", "Starting factory <...>", "Stopping factory <...>".
+#: A daemon that renews hundreds of subscriptions and posts webhooks would log two lines per
+#: connection; they are written only at debug level.
+_NOISE_FORMATS = frozenset(
+    {
+        "Starting factory {factory!r}",
+        "Stopping factory {factory!r}",
+        "Starting protocol {protocol!r}",
+        "Stopping protocol {protocol!r}",
+    }
+)
+_NOISE_TEXT = re.compile(r"\A(?:\S.* starting on .+|\(\S+ Port \S+ Closed\))\Z")
+
+
+def is_twisted_noise(event: LogEvent) -> bool:
+    """Whether ``event`` is one of Twisted's per-port or per-connection announcements."""
+    if event.get("log_format") in _NOISE_FORMATS:
+        return True
+    if event.get("log_namespace") != "log_legacy":
+        return False
+    message = event.get("message") or ()
+    text = " ".join(str(part) for part in message) if isinstance(message, tuple) else ""
+    if not text:
+        text = str(event.get("format") or "") % event if "format" in event else ""
+    return bool(_NOISE_TEXT.match(text))
+
+
+@implementer(ILogFilterPredicate)
+class QuietTwisted:
+    """Drops Twisted's connection announcements (``is_twisted_noise``) unless the level
+    filter ``levels`` lets debug through."""
+
+    def __init__(self, levels: LogLevelFilterPredicate) -> None:
+        self._levels = levels
+
+    def __call__(self, event: LogEvent) -> PredicateResult:
+        if self._levels.defaultLogLevel > LogLevel.debug and is_twisted_noise(event):
+            return PredicateResult.no
+        return PredicateResult.maybe
+
+
+def make_observer(
+    log_format: str, level: str, stream: IO[str], predicate: LogLevelFilterPredicate | None = None
+) -> ILogObserver:
+    """The daemon's observer: ``log_format`` (text or json) lines of ``level`` and above.
+
+    @param predicate: The level filter to use (its level can be changed later).
+    """
     observer = json_observer(stream) if log_format == "json" else text_observer(stream)
-    predicate = LogLevelFilterPredicate(defaultLogLevel=LEVELS[level])
-    return FilteringLogObserver(observer, [predicate])
+    if predicate is None:
+        predicate = LogLevelFilterPredicate(defaultLogLevel=LEVELS[level])
+    else:
+        _set_predicate_level(predicate, level)
+    return FilteringLogObserver(observer, [QuietTwisted(predicate), predicate])
 
 
 @attrs.frozen
@@ -174,6 +228,9 @@ class DaemonLogging:
 
 
 _daemon = DaemonLogging()
+
+#: The level filter of the daemon's observer: ``set_level`` changes it (a reload).
+_daemon_predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
 
 
 def use_for_daemon(settings: DaemonLogging) -> None:
@@ -192,7 +249,27 @@ def daemon_observer() -> ILogObserver:
         from twisted.python.logfile import LogFile
 
         stream = LogFile.fromFullPath(settings.path)
-    return make_observer(settings.format, settings.level, stream)
+    return make_observer(settings.format, settings.level, stream, _daemon_predicate)
+
+
+def set_level(level: str, stdlib: logging.Logger | None = None) -> None:
+    """Write ``level`` and above from now on (the daemon's observer and stdlib logging)."""
+    _set_predicate_level(_daemon_predicate, level)
+    (logging.getLogger() if stdlib is None else stdlib).setLevel(_STDLIB_LEVELS[level])
+
+
+def _set_predicate_level(predicate: LogLevelFilterPredicate, level: str) -> None:
+    # The predicate copies its default into its table of namespaces: reset both.
+    predicate.defaultLogLevel = LEVELS[level]
+    predicate.clearLogLevels()
+
+
+def current_level() -> str:
+    """The level the daemon's observer writes from."""
+    for name, level in LEVELS.items():
+        if level == _daemon_predicate.defaultLogLevel:
+            return name
+    return "info"
 
 
 def twisted_level(levelno: int) -> LogLevel:

@@ -3,42 +3,58 @@
 
 Children start in the order they are added and stop in the reverse order:
 
-1. the SoCo thread pool (stops last, once nothing can submit work), and the memory trimmer
+1. systemd's notifications (``sonosd.systemd``: ``READY=1`` once the doors are open);
+2. the SoCo thread pool (stops last, once nothing can submit work), and the memory trimmer
    (``sonosd.memory``);
-2. the simulated household, when ``simulate:`` is configured (it must outlive the
+3. the simulated household, when ``simulate:`` is configured (it must outlive the
    supervisor so that the final UNSUBSCRIBEs reach it);
-3. the NOTIFY listener;
-4. the sinks and the API site (they flush and close their clients);
-5. the household supervisor (stops first: every subscription is UNSUBSCRIBEd, bounded).
+4. the NOTIFY listener;
+5. the sinks and the API site (they flush and close their clients), the local stream;
+6. the household supervisor (stops first: every subscription is UNSUBSCRIBEd, bounded).
+
+The *doors* (the NOTIFY listener, the API and the stream) must all listen before anything
+else happens: the household supervisor is started, and the daemon said to be ready, only
+then. When one cannot listen, the daemon logs one line and exits with status 1 at once
+(``on_fatal``), so that systemd's ``Restart=on-failure`` and container restart policies see
+the failure. ``reload`` applies a changed configuration file (SIGHUP) without dropping a
+client.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import os
+import platform
+import sys
+import time
 from collections.abc import Callable, Mapping
+from importlib import metadata
 from typing import Any
 
 import attrs
 import soco.config
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.error import ReactorNotRunning
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from sonosd.api.site import ApiService
+from sonosd import hostinfo, logs
+from sonosd.api.site import VERSION, ApiService
 from sonosd.blocking import SocoRunner
-from sonosd.config import Config, Device, SimulateConfig
+from sonosd.config import Config, Device, SimulateConfig, redacted
 from sonosd.delivery.hub import Hub
+from sonosd.delivery.metrics import DaemonCollector
 from sonosd.gena.listener import NotifyListener
 from sonosd.household.events import EventProcessor
+from sonosd.household.keepalive import PHASES
+from sonosd.household.readiness import readiness, summary_line
 from sonosd.household.state import HouseholdState
 from sonosd.household.supervisor import HouseholdSupervisor, build_household
 from sonosd.memory import MemoryTrimmer
+from sonosd.reload import plan_reload, running_config
 from sonosd.sinks.logsink import LogSink
 from sonosd.sinks.stream import StreamService
+from sonosd.systemd import Notifier, SystemdService, watchdog_interval
 
 log = Logger()
 
@@ -55,6 +71,13 @@ def simulated_devices(simulate: SimulateConfig) -> tuple[Device, ...]:
     return tuple(devices)
 
 
+def effective_config(config: Config) -> Config:
+    """``config`` with a simulated household's speakers as its devices (when none are listed)."""
+    if config.simulate is not None and not config.devices:
+        return attrs.evolve(config, devices=simulated_devices(config.simulate))
+    return config
+
+
 def configure_soco(config: Config) -> None:
     """Set SoCo's process-wide settings the daemon relies on.
 
@@ -66,12 +89,49 @@ def configure_soco(config: Config) -> None:
     soco.config.ZGT_EVENT_FALLBACK = False
 
 
+def versions() -> dict[str, str]:
+    """The versions the diagnostics report."""
+    found = {"sonosd": VERSION, "python": platform.python_version()}
+    for package in ("twisted", "soco", "paho-mqtt", "autobahn"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    found["platform"] = platform.platform()
+    return found
+
+
+def stop_process(reactor: Any, status: int) -> None:
+    """Stop the reactor (now, or as soon as it runs) and make the process exit with
+    ``status`` once twistd has finished (``sonosd.tap`` passes this as ``on_fatal``)."""
+    import atexit
+
+    def exit_with_status() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+
+    # After twistd has returned (services stopped, pid file removed, log flushed): only the
+    # interpreter's own exit is skipped, which would report status 0.
+    atexit.register(exit_with_status)
+    if reactor.running:
+        reactor.stop()
+    else:
+        reactor.callWhenRunning(reactor.stop)
+
+
 class SonosdService(MultiService):
     """Everything the daemon runs, built from a validated ``Config``.
 
     @param config: The validated configuration.
     @param reactor: The reactor every part is given.
     @param household_factory: Builds the simulated household (tests pass their own).
+    @param on_fatal: Called with the exit status when the daemon cannot start (default:
+        stop nothing; ``sonosd.tap`` stops the process).
+    @param environ: Where systemd's variables are read (``NOTIFY_SOCKET``, ``WATCHDOG_USEC``).
+    @param notifier: Sends systemd notifications (default: from ``environ``).
+
+    @ivar ready: Fires once the doors are open and the household is started; never fails.
     """
 
     def __init__(
@@ -80,11 +140,25 @@ class SonosdService(MultiService):
         reactor: Any,
         *,
         household_factory: Callable[[Any, SimulateConfig], IService] | None = None,
+        on_fatal: Callable[[int], None] | None = None,
+        environ: Mapping[str, str] | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         super().__init__()
         self.exit_status = 0
-        configure_soco(config)
         self.reactor = reactor
+        self.ready: Deferred[None] = Deferred()
+        self._on_fatal = on_fatal
+        self._started_at = time.time()
+        env = os.environ if environ is None else environ
+        configure_soco(config)
+        self.systemd = SystemdService(
+            reactor,
+            notifier if notifier is not None else Notifier(env),
+            self.status_line,
+            watchdog_interval(env, os.getpid()),
+        )
+        self.systemd.setServiceParent(self)
         self.runner = SocoRunner(
             reactor, threads=config.soco.threads, timeout=config.soco.call_timeout
         )
@@ -99,8 +173,7 @@ class SonosdService(MultiService):
                 household_factory = HouseholdService
             self.simulator = household_factory(reactor, config.simulate)
             self.simulator.setServiceParent(self)
-            if not config.devices:
-                config = attrs.evolve(config, devices=simulated_devices(config.simulate))
+        config = effective_config(config)
         self.config = config
 
         self.listener = NotifyListener(
@@ -119,26 +192,42 @@ class SonosdService(MultiService):
         self.state = HouseholdState()
         self.hub.set_snapshot_provider(self.state.snapshot)
         self.processor = EventProcessor(self.hub, self.state, reactor)
-        self.hub.add_sink(LogSink())
+        self.log_sink = LogSink(enabled=config.log.messages)
+        self.hub.add_sink(self.log_sink)
 
         self.controller = self._controller()
-        self._add_sinks(config)
-        self.api = ApiService(reactor, config.api, self.hub, self.state, self.controller)
+        self.sinks: dict[str, Any] = {}
+        self.api = ApiService(
+            reactor,
+            config.api,
+            self.hub,
+            self.state,
+            self.controller,
+            readiness=self.readiness,
+            diagnostics=self.diagnostics,
+        )
+        self._doors: list[tuple[Deferred[Any], str]] = [
+            (self.api.listening, f"the API cannot listen on {config.api.listen}")
+        ]
+        self.api.metrics.add_client_errors(self._sink_refusals)
+        for name, sink in self._build_sinks(config).items():
+            self._add_sink(name, sink)
         self.api.setServiceParent(self)
-        self.api.listening.addErrback(self._fatal, "the API cannot listen on " + config.api.listen)
-        self._export_refusals()
+        self.stream: StreamService | None = None
         if config.sinks.stream:
-            stream = StreamService(
+            self.stream = StreamService(
                 reactor,
                 config.sinks.stream,
                 self.hub,
                 config.api.client_buffer,
                 metrics=self.api.metrics,
             )
-            stream.setServiceParent(self)
-            stream.listening.addErrback(
-                self._fatal, "the stream cannot listen on " + config.sinks.stream
+            self.stream.setServiceParent(self)
+            self._doors.append(
+                (self.stream.listening, f"the stream cannot listen on {config.sinks.stream}")
             )
+        # Each door's outcome, watched from now on (a failure is consumed by ``listen``).
+        self._opened = [self._watch(listening, what) for listening, what in self._doors]
 
         self.household: HouseholdSupervisor = build_household(
             reactor,
@@ -149,7 +238,71 @@ class SonosdService(MultiService):
             listener=self.listener,
             state=self.state,
         )
+        self.api.metrics.registry.register(
+            DaemonCollector(lambda: self.household.status(), self.sink_status, PHASES)
+        )
+        self.controller.on_done = self.api.metrics.observe_command
+
+    # -- starting: the doors first ---------------------------------------------------------
+
+    def _watch(self, listening: Deferred[Any], what: str) -> Deferred[bool]:
+        opened: Deferred[bool] = Deferred()
+
+        def ok(port: Any) -> Any:
+            opened.callback(True)
+            return port
+
+        def failed(failure: Failure) -> None:
+            opened.callback(False)
+            self.fatal(f"{what}: {_reason(failure.value)}")
+
+        listening.addCallbacks(ok, failed)
+        return opened
+
+    def startService(self) -> None:
+        """Start every child; once the doors are open, the household (see the docstring)."""
+        Service.startService(self)
+        for child in list(self):
+            if self.exit_status:
+                return
+            try:
+                child.startService()
+            except CannotListenError as error:
+                config = self.config.listener
+                self.fatal(
+                    f"the NOTIFY listener cannot listen on {config.interface}:"
+                    f"{config.port}: {_reason(error)}"
+                )
+                return
+        Deferred.fromCoroutine(self._open())
+
+    async def _open(self) -> None:
+        for opened in self._opened:
+            if not await opened:
+                return
+        if self.exit_status or not self.running:
+            return
+        for warning in self._warnings():
+            log.warn("{warning}", warning=warning)
         self.household.setServiceParent(self)
+        self.systemd.ready()
+        self.ready.callback(None)
+
+    def _warnings(self) -> list[str]:
+        from sonosd.config import config_warnings
+
+        return config_warnings(self.config)
+
+    def fatal(self, line: str) -> None:
+        """The daemon cannot run: log ``line`` (once) and exit with status 1."""
+        if self.exit_status:
+            return
+        self.exit_status = 1
+        log.critical("cannot start: {line}", line=line)
+        if self._on_fatal is not None:
+            self._on_fatal(1)
+
+    # -- stopping ----------------------------------------------------------------------------
 
     def stopService(self) -> Deferred[None]:
         """Stop the children one after another, the last added first (see the module docstring).
@@ -158,80 +311,196 @@ class SonosdService(MultiService):
         turn: the simulator and the listener would close while the supervisor's UNSUBSCRIBEs
         are still on their way, and the pool would stop under work still being submitted.
         """
+        self.systemd.stopping()
         Service.stopService(self)
         return Deferred.fromCoroutine(self._stop_children())
 
     async def _stop_children(self) -> None:
         for child in reversed(list(self)):
+            if not child.running:
+                continue
             try:
                 await maybeDeferred(child.stopService)
             except Exception:
                 log.failure("{child} did not stop cleanly", child=type(child).__name__)
 
-    def _add_sinks(self, config: Config) -> None:
-        """The push sinks: each is a hub sink and a child service (stopped before the pool).
+    # -- sinks -------------------------------------------------------------------------------
+
+    def _build_sinks(self, config: Config) -> dict[str, Any]:
+        """The push sinks that ``config`` asks for, by name (``callbacks``, ``webhooks``,
+        ``mqtt``): each is a hub sink and a child service (stopped before the pool).
 
         Each sink's module is imported only when it is configured: the MQTT client (paho) and
         the webhooks' TLS stack are megabytes of resident memory a daemon without them never
         uses (issue #7).
         """
-        sinks: list[Any] = []
+        sinks: dict[str, Any] = {}
         if config.sinks.callbacks:
             from sonosd.sinks.callbacks import CallbackSink
 
-            sinks.append(CallbackSink(self.reactor, config.sinks.callbacks))
+            sinks["callbacks"] = CallbackSink(self.reactor, config.sinks.callbacks)
         if config.sinks.webhooks:
             from sonosd.sinks.webhooks import WebhookSink
 
-            sinks.append(WebhookSink.from_config(self.reactor, config.sinks.webhooks))
+            sinks["webhooks"] = WebhookSink.from_config(self.reactor, config.sinks.webhooks)
         if config.sinks.mqtt is not None:
             from sonosd.sinks.mqtt import MqttSink
 
-            sinks.append(
-                MqttSink(
-                    self.reactor,
-                    config.sinks.mqtt,
-                    lambda fn: self.runner.run(fn, key="mqtt-connect", timeout=15.0),
-                    controller=self.controller,
-                )
+            sinks["mqtt"] = MqttSink(
+                self.reactor,
+                config.sinks.mqtt,
+                lambda fn: self.runner.run(fn, key="mqtt-connect", timeout=15.0),
+                controller=self.controller,
             )
-        for sink in sinks:
-            self.hub.add_sink(sink)
-            sink.setServiceParent(self)
-        self.sinks = sinks
+        return sinks
 
-    def _export_refusals(self) -> None:
-        """Export what remote peers had refused: NOTIFYs by reason, MQTT command payloads."""
-        metrics = self.api.metrics
-        listener = self.listener
-        metrics.count_by(
-            "sonosd_notify_accepted",
-            "NOTIFY requests delivered to a subscription.",
-            (),
-            lambda: {(): listener.accepted},
-        )
-        metrics.count_by(
-            "sonosd_notify_rejected",
-            "NOTIFY requests (and connections) refused, by reason (docs/security.md).",
-            ("reason",),
-            lambda: listener.rejected,
-        )
-        for sink in self.sinks:
-            refused: Mapping[tuple[str, str], int] | None = getattr(sink, "refused", None)
-            if refused is not None:
-                metrics.add_client_errors(functools.partial(dict, refused))
+    def _add_sink(self, name: str, sink: Any) -> None:
+        """Deliver to ``sink`` from now on; it runs (and stops) just before the API."""
+        self.sinks[name] = sink
+        self.hub.add_sink(sink)
+        children = self.services
+        anchor = children.index(self.api) if self.api in children else len(children)
+        sink.parent = self
+        children.insert(anchor, sink)
+        if self.running:
+            sink.startService()
 
-    def _fatal(self, failure: Failure, what: str) -> None:
-        """Log a start-up failure as one line, stop the daemon and exit with status 1.
+    def _sink_refusals(self) -> dict[tuple[str, str], int]:
+        """Client input the push sinks refused (MQTT command payloads), by channel and
+        reason, for ``sonosd_client_errors_total``."""
+        total: dict[tuple[str, str], int] = {}
+        for sink in self.sinks.values():
+            for key, count in getattr(sink, "refused", {}).items():
+                total[key] = total.get(key, 0) + count
+        return total
 
-        A daemon that cannot serve its clients must not look healthy to its service manager
-        (systemd's ``Restart=on-failure``, a container's restart policy).
+    def _remove_sink(self, name: str) -> Deferred[None]:
+        """Stop delivering to the sink ``name``; it drains what it holds, then stops."""
+        sink = self.sinks.pop(name)
+        self.hub.remove_sink(sink)
+        return maybeDeferred(sink.disownServiceParent)
+
+    def sink_status(self) -> dict[str, Any]:
+        """Every push sink's queues and failures, and the clients of each channel."""
+        status: dict[str, Any] = {name: sink.status() for name, sink in self.sinks.items()}
+        status["clients"] = self.clients()
+        return status
+
+    def clients(self) -> dict[str, int]:
+        """Connected clients per channel (``websocket``, ``sse``, ``stream``)."""
+        counts = {
+            "websocket": len(self.api.websocket.channel.clients),
+            "sse": len(self.api.events.channel.clients),
+        }
+        if self.stream is not None:
+            counts["stream"] = len(self.stream.factory.channel.clients)
+        return counts
+
+    # -- what the daemon tells about itself --------------------------------------------------
+
+    def readiness(self) -> dict[str, Any]:
+        """``/api/v1/ready``: whether every followed speaker is evented, and why not."""
+        found = readiness(self.household.status(), allow_polling=self.config.api.ready_when_polling)
+        return {"ready": found.ready, "reasons": list(found.reasons), "speakers": found.counts}
+
+    def status_line(self) -> str:
+        """systemd's ``STATUS=`` line."""
+        return summary_line(self.household.status(), sum(self.clients().values()))
+
+    def diagnostics(self) -> dict[str, Any]:
+        """``/api/v1/diagnostics``: everything needed to tell why events do not arrive (the
+        shape is documented in docs/api.md)."""
+        config = self.config
+        household = self.household.status(callback=True)
+        return {
+            "versions": versions(),
+            "pid": os.getpid(),
+            "uptime": round(time.time() - self._started_at, 3),
+            "config": redacted(config),
+            "ready": self.readiness(),
+            "host": hostinfo.host_info(),
+            "listener": {
+                "interface": self.listener.interface,
+                "port": self.listener.port,
+                "requested_port": self.listener.requested_port,
+                "advertise": self.listener.advertise,
+                "notify": household["notify"],
+            },
+            "speakers": household["speakers"],
+            "retired": household["retired"],
+            "sinks": self.sink_status(),
+            "hub": {"last_id": self.hub.last_id, "published": self.hub.published},
+            "log": {"level": logs.current_level(), "messages": self.log_sink.enabled},
+        }
+
+    # -- reloading -----------------------------------------------------------------------------
+
+    def reload(self, new: Config) -> list[str]:
+        """Apply ``new`` (SIGHUP): devices, services and timings, sinks, tokens, origins,
+        readiness and log settings; keep the listen addresses and say they need a restart.
+
+        Clients stay connected: sinks that did not change are kept, a changed sink is
+        replaced in one reactor turn (the old one drains what it holds), so no message is
+        lost between them.
+
+        @return: The settings that changed but need a restart.
         """
-        log.critical("{what}: {error}", what=what, error=failure.getErrorMessage())
-        self.exit_status = 1
-        self.reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
-        with contextlib.suppress(ReactorNotRunning):
-            self.reactor.stop()
+        self.systemd.reloading()
+        old = self.config
+        wanted = effective_config(new)
+        plan = plan_reload(old, wanted)
+        effective = running_config(old, wanted)
+        self.config = effective
+        if plan.household:
+            self._reload_household(old, effective)
+        if plan.auth or plan.ready:
+            self.api.reconfigure(effective.api)
+        if plan.sinks:
+            built = self._build_sinks(effective)
+            for name in plan.sinks:
+                if name in self.sinks:
+                    self._remove_sink(name).addErrback(_stop_failed, name)
+                if name in built:
+                    self._add_sink(name, built[name])
+        if plan.max_body:
+            self.listener.site.max_body = effective.listener.max_body
+        log.info("reloaded {path}: {changes}", path=new.path, changes=plan.describe())
+        if plan.restart:
+            log.warn(
+                "{path}: {keys} changed: restart sonosd to apply (kept as they were)",
+                path=new.path,
+                keys=", ".join(plan.restart),
+            )
+        for warning in self._warnings():
+            log.warn("{warning}", warning=warning)
+        if plan.log:
+            # Last, so that the lines above are written at the level they were asked at.
+            logs.set_level(effective.log.level)
+            self.log_sink.enabled = effective.log.messages
+        self.systemd.reloaded()
+        return list(plan.restart)
+
+    def _reload_household(self, old: Config, new: Config) -> None:
+        removed = {
+            speaker.config_device.host.lower(): speaker.ref
+            for speaker in self.household.speakers()
+            if not speaker.discovered
+        }
+        gone_services = [s for s in old.services if s not in new.services]
+        refs = [speaker.ref for speaker in self.household.speakers() if speaker.ref is not None]
+        _, removed_hosts = self.household.apply(new)
+        for host in removed_hosts:
+            ref = removed.get(host.lower())
+            if ref is not None:
+                self.processor.speaker_offline(
+                    ref, "no longer followed (removed from the configuration)"
+                )
+                self.state.remove(ref.uid)
+        for ref in refs:
+            for service in gone_services:
+                self.state.clear(ref.uid, service)
+
+    # -- parts ---------------------------------------------------------------------------------
 
     def _controller(self) -> Any:
         from sonosd.control.controller import Controller
@@ -244,3 +513,17 @@ class SonosdService(MultiService):
         from sonosd.household.resync import StateReader
 
         return StateReader(self.runner)
+
+
+def _stop_failed(failure: Failure, name: str) -> None:
+    log.failure("the old {name} sink did not stop cleanly", failure, name=name)
+
+
+def _reason(error: BaseException) -> str:
+    """A listen failure in a few words: ``Address already in use``, not the whole repr."""
+    socket_error = getattr(error, "socketError", None)
+    if isinstance(socket_error, OSError) and socket_error.strerror:
+        return socket_error.strerror
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error) or type(error).__name__

@@ -24,7 +24,14 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from sonosd import logs, memory
-from sonosd.config import LOG_FORMATS, LOG_LEVELS, Config, ConfigError, load_config
+from sonosd.config import (
+    LOG_FORMATS,
+    LOG_LEVELS,
+    Config,
+    ConfigError,
+    config_warnings,
+    load_config,
+)
 
 log = Logger()
 
@@ -99,6 +106,25 @@ class Options(usage.Options):
         path = self["config"]
         if not path:
             raise usage.UsageError("the configuration file is required: -c/--config PATH")
+        try:
+            config = self.load()
+        except ConfigError as error:
+            (self._stderr or sys.stderr).write(f"{error}\n")
+            raise SystemExit(1) from None
+        self.config = config
+        if self["check-config"]:
+            for warning in config_warnings(config):
+                (self._stderr or sys.stderr).write(f"warning: {warning}\n")
+            (self._stdout or sys.stdout).write("ok\n")
+            raise SystemExit(0)
+        self._set_up_daemon_logging(config)
+
+    def load(self) -> Config:
+        """Read and check the configuration file with the command line's overrides (at
+        start, and again for each reload).
+
+        @raise ConfigError: One line saying what is wrong.
+        """
         overrides: dict[str, object] = {
             name: self[name]
             for name in ("listen-interface", "advertise", "api", "log-format", "log-level")
@@ -111,19 +137,11 @@ class Options(usage.Options):
             overrides["listen-port"] = (
                 int(digits) if digits.isascii() and digits.isdigit() else port
             )
-        try:
-            config = load_config(
-                path, os.environ if self._environ is None else self._environ, overrides
-            )
-            check_callbacks(config)
-        except ConfigError as error:
-            (self._stderr or sys.stderr).write(f"{error}\n")
-            raise SystemExit(1) from None
-        self.config = config
-        if self["check-config"]:
-            (self._stdout or sys.stdout).write("ok\n")
-            raise SystemExit(0)
-        self._set_up_daemon_logging(config)
+        config = load_config(
+            self["config"], os.environ if self._environ is None else self._environ, overrides
+        )
+        check_callbacks(config)
+        return config
 
     def _set_up_daemon_logging(self, config: Config) -> None:
         """Make twistd log with the configured format and level (see ``sonosd.logs``).
@@ -174,11 +192,43 @@ def stop_cleanly_on_sigterm(reactor: Any, install: Callable[..., object] = signa
         log.info("Received SIGTERM, shutting down.")
         reactor.callFromThread(_stop, reactor)
 
-    def replace_handler() -> None:
-        install(signal.SIGTERM, on_sigterm)
-        log.info("sonosd running (pid {pid}); SIGTERM stops it", pid=os.getpid())
+    reactor.callWhenRunning(install, signal.SIGTERM, on_sigterm)
 
-    reactor.callWhenRunning(replace_handler)
+
+def reload_on_sighup(
+    reactor: Any,
+    load: Callable[[], Config],
+    apply: Callable[[Config], object],
+    install: Callable[..., object] = signal.signal,
+) -> Callable[[], None]:
+    """Make SIGHUP reload the configuration file (systemd's ``ExecReload``, ``kill -HUP``).
+
+    Without a handler SIGHUP ends the process silently. The file is read and checked in the
+    reactor thread; a file that does not load is one error line and changes nothing.
+
+    @param load: Reads and checks the file (``Options.load``); raises ``ConfigError``.
+    @param apply: Applies a new configuration (``SonosdService.reload``).
+    @param install: ``signal.signal``, or a recording fake in tests.
+    @return: The reload itself (what the handler schedules), for tests.
+    """
+
+    def reload() -> None:
+        try:
+            config = load()
+        except ConfigError as error:
+            log.error("reload refused, the running configuration is kept: {error}", error=error)
+            return
+        try:
+            apply(config)
+        except Exception:
+            log.failure("reload failed")
+
+    def on_sighup(number: int, frame: FrameType | None) -> None:
+        log.info("Received SIGHUP, reloading the configuration.")
+        reactor.callFromThread(reload)
+
+    install(signal.SIGHUP, on_sighup)
+    return reload
 
 
 def _stop(reactor: Any) -> None:
@@ -187,21 +237,41 @@ def _stop(reactor: Any) -> None:
 
 
 def make_service(
-    config: Config, reactor: Any, stdlib_root: logging.Logger | None = None
+    config: Config,
+    reactor: Any,
+    stdlib_root: logging.Logger | None = None,
+    load: Callable[[], Config] | None = None,
 ) -> IService:
-    """The daemon's service for ``config``, with logging and SIGTERM handling set up.
+    """The daemon's service for ``config``, with logging and signal handling set up.
 
     The process's malloc arenas are limited here, before any thread starts (see
-    ``sonosd.memory``).
+    ``sonosd.memory``). "sonosd running" is said only once the daemon is ready: its doors
+    (the NOTIFY listener, the API, the stream) listen. A daemon that cannot start says why in
+    one line and exits with status 1.
 
     @param stdlib_root: the stdlib logger routed into twisted.logger (default: the root).
+    @param load: Reads the configuration file again for a reload (SIGHUP); ``None``: SIGHUP
+        is left alone.
     """
-    from sonosd.service import SonosdService
+    from sonosd.service import SonosdService, stop_process
 
     memory.limit_arenas()
     logs.route_stdlib_logging(config.log.level, stdlib_root)
     stop_cleanly_on_sigterm(reactor)
-    return SonosdService(config, reactor)
+    service = SonosdService(config, reactor, on_fatal=lambda status: stop_process(reactor, status))
+    if load is not None:
+        reload_on_sighup(reactor, load, service.reload)
+
+    def running() -> None:
+        log.info(
+            "sonosd running (pid {pid}); SIGTERM stops it, SIGHUP reloads {path}",
+            pid=os.getpid(),
+            path=config.path,
+        )
+
+    # Said once the reactor runs, after SIGTERM's handler is in place.
+    service.ready.addCallback(lambda _: reactor.callWhenRunning(running))
+    return service
 
 
 def makeService(options: Options) -> IService:
@@ -210,4 +280,4 @@ def makeService(options: Options) -> IService:
 
     if options.config is None:
         raise usage.UsageError("the options were not parsed")
-    return make_service(options.config, reactor)
+    return make_service(options.config, reactor, load=options.load)

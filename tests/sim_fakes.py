@@ -44,6 +44,9 @@ class RecordingManager:
     def forget_all(self) -> None:
         self.calls.append("forget_all")
 
+    def unsubscribe_all(self) -> None:
+        self.calls.append("unsubscribe_all")
+
     def pause(self) -> None:
         self.paused = True
         self.calls.append("pause")
@@ -87,4 +90,8 @@ class FakePresence:
     def move(self, address: str) -> Deferred[None]:
         self.address = address
         self.calls.append(f"move {address}")
+        return succeed(None)
+
+    def secure(self, on: bool) -> Deferred[None]:
+        self.calls.append(f"secure {on}")
         return succeed(None)

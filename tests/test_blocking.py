@@ -128,3 +128,26 @@ def test_switch_interval_lowered_while_running() -> None:
         runner.stopService()
         clock.advance(runner.grace)
     assert sys.getswitchinterval() == before
+
+    async def test_stop_ends_calls_still_waiting(self) -> None:
+        """Calls queued behind a busy key when the pool stops fail at once and leave no timer."""
+        from twisted.internet.defer import CancelledError
+
+        running = threading.Event()
+
+        def busy() -> None:
+            running.set()
+            self.release.wait(10)
+
+        first = self.runner.run(busy, key="RINCON_1")
+        waiting = [self.runner.run(int, key="RINCON_1") for _ in range(3)]
+        failures: list[Any] = []
+        for d in waiting:
+            d.addErrback(failures.append)
+        first.addErrback(lambda _: None)
+        stopped = self.runner.stopService()
+        self.release.set()
+        await stopped
+        self.assertEqual(len(failures), 3)
+        self.assertTrue(all(f.check(CancelledError) for f in failures))
+        self.assertFalse([c for c in reactor.getDelayedCalls() if "expire" in repr(c.func)])

@@ -33,6 +33,7 @@ from sonosd.config import (
     SinksConfig,
     SocoConfig,
     SubscriptionConfig,
+    Token,
     Webhook,
     endpoint_problem,
     format_path,
@@ -560,6 +561,60 @@ def test_simulate_limits() -> None:
     assert parse_config("simulate: {speakers: 200, base_address: 127.9.9.2}\n").simulate
 
 
+def test_simulate_modes() -> None:
+    """The household and firmware mode keys load, and their limits name the key."""
+    config = parse_config(
+        "simulate:\n  speakers: 8\n  models: [S18, S27]\n  households: 2\n"
+        "  home_theatre: true\n  moderation: 0\n  large_household: true\n"
+        "  large_household_players: 4\n  upnp: false\n  upnp_off_ssdp: silent\n"
+        "  upnp_off_forbidden: [scpd, control]\n"
+        "  https_only: [0, 3]\n  tls_port: 1543\n"
+    ).simulate
+    assert config == SimulateConfig(
+        speakers=8,
+        models=("S18", "S27"),
+        households=2,
+        home_theatre=True,
+        moderation=0,
+        large_household=True,
+        large_household_players=4,
+        upnp=False,
+        upnp_off_ssdp="silent",
+        upnp_off_forbidden=("scpd", "control"),
+        https_only=(0, 3),
+        tls_port=1543,
+    )
+    assert error_of("simulate: {speakers: 3, home_theatre: true}\n") == (
+        "config.yaml:1: simulate.home_theatre: a home theatre needs 4 speakers "
+        "(soundbar, sub, two surrounds), got true"
+    )
+    assert error_of("simulate: {speakers: 5, stereo_pair: true, home_theatre: true}\n").startswith(
+        "config.yaml:1: simulate.home_theatre: a home theatre needs 6 speakers"
+    )
+    assert error_of("simulate: {speakers: 2, households: 3}\n") == (
+        "config.yaml:1: simulate.households: 2 speakers cannot make 3 households, got 3"
+    )
+    assert error_of("simulate: {speakers: 2, https_only: [0, 2]}\n") == (
+        "config.yaml:1: simulate.https_only[1]: expected a speaker index below 2, got 2"
+    )
+    assert error_of("simulate: {models: [S99]}\n").startswith(
+        "config.yaml:1: simulate.models[0]: expected a model number (S18,"
+    )
+    assert error_of("simulate: {upnp_off_ssdp: loud}\n").startswith(
+        "config.yaml:1: simulate.upnp_off_ssdp: expected answer or silent"
+    )
+
+
+def test_simulate_models_are_the_simulators() -> None:
+    """The schema's model numbers are exactly the simulator's, and the defaults agree."""
+    from sonosd.sim.gena import DEFAULT_MODERATION
+    from sonosd.sim.models import MODELS
+
+    models = SCHEMA["$defs"]["simulate"]["properties"]["models"]["items"]["enum"]
+    assert set(models) == set(MODELS)
+    assert SimulateConfig().moderation == DEFAULT_MODERATION
+
+
 # -- secrets ---------------------------------------------------------------------------------------
 
 
@@ -809,6 +864,8 @@ listener: {interface: "::", port: 1401, advertise: 192.168.1.10, max_body: 2048}
 api:
   listen: tcp:8081:interface=0.0.0.0
   require_auth: true
+  ready_when_polling: true
+  tokens: [{name: ha, token: a-long-random-token, scopes: [read]}]
   cors_origins: ["http://ha.lan:8123", "*"]
   replay_buffer: 5
   client_buffer: 6
@@ -831,7 +888,9 @@ simulate: {speakers: 5, rooms: [A, B], activity: 2, admin: "tcp:0", stereo_pair:
     assert config.listener == ListenerConfig("::", 1401, "192.168.1.10", 2048)
     assert config.api == ApiConfig(
         listen="tcp:8081:interface=0.0.0.0",
+        tokens=(Token("ha", "a-long-random-token", frozenset({"read"})),),
         require_auth=True,
+        ready_when_polling=True,
         cors_origins=("http://ha.lan:8123", "*"),
         replay_buffer=5,
         client_buffer=6,
@@ -844,6 +903,7 @@ simulate: {speakers: 5, rooms: [A, B], activity: 2, admin: "tcp:0", stereo_pair:
         timeout=600, renew_fraction=0.8, shutdown_timeout=2
     )
     assert config.soco == SocoConfig(threads=4, call_timeout=3)
+    assert config.log.messages is True
     assert config.sinks == SinksConfig(
         callbacks=("pkg.mod:fn",),
         mqtt=MqttConfig(port=8883, tls=True, prefix="home/sonos", homeassistant=True),
@@ -870,11 +930,19 @@ def test_example_documents_every_key() -> None:
         assert f"{path[-1]}:" in text, path
 
 
-def test_demo_simulates_three_speakers() -> None:
-    """The demo follows three simulated speakers with the API on loopback."""
+def test_demo_simulates_a_richer_household() -> None:
+    """The demo follows a household with a home-theatre room and a portable, API on loopback."""
+    from twisted.internet.task import Clock
+
+    from sonosd.sim.neighbourhood import Neighbourhood
+
     config = load_config(str(ROOT / "etc" / "sonosd.demo.yaml"), environ={})
-    assert config.simulate is not None and config.simulate.speakers == 3
-    assert config.simulate.activity > 0
+    assert config.simulate is not None and config.simulate.activity > 0
+    household = Neighbourhood.build(Clock(), config.simulate, seed=1).household
+    rooms = {s.name: s for s in household.speakers if not s.invisible}
+    assert set(rooms) == {"Kitchen", "Office", "Garden", "Living Room"}
+    assert len(rooms["Living Room"].satellites) == 3 and rooms["Living Room"].model.soundbar
+    assert rooms["Garden"].model.portable
     assert "interface=127.0.0.1" in config.api.listen
     assert config.listener.interface == "127.0.0.1"
 

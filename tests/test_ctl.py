@@ -21,8 +21,11 @@ from sonosd.blocking import SocoRunner
 from sonosd.config import SimulateConfig
 from sonosd.control.controller import Controller
 from sonosd.ctl import (
+    COMMAND_TIMEOUT,
+    DEFAULT_TIMEOUT,
     EXIT_OK,
     EXIT_REFUSED,
+    EXIT_SPEAKER,
     EXIT_UNAUTHORISED,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
@@ -89,6 +92,7 @@ class CtlAgainstDaemonTests(TestCase):
         self.hub = Hub(reactor)
         self.hub.set_snapshot_provider(self.state.snapshot)
         controller = Controller(runner, self.state, reactor, timeout=5.0, confirm_timeout=0.5)
+        self.controller = controller
         _, host, port = await start_api(
             self, self.hub, self.state, controller, tokens=(ADMIN, READER), require_auth=True
         )
@@ -132,12 +136,23 @@ class CtlAgainstDaemonTests(TestCase):
         self.assertEqual(outcome.err, "sonosctl: unknown_speaker: no speaker 'Attic'\n")
 
     async def test_speaker_error_has_upnp_code(self) -> None:
-        """A speaker's refusal names the UPnP error."""
+        """A speaker's refusal names the UPnP error once, and exits 5 (the speaker failed)."""
         self.household.speakers[0].transport.clear_queue()
         outcome = await self.ctl("Living Room", "play")
-        self.assertEqual(outcome.status, EXIT_REFUSED)
-        self.assertIn("speaker_error", outcome.err)
-        self.assertIn("(UPnP error 701)", outcome.err)
+        self.assertEqual(outcome.status, EXIT_SPEAKER)
+        self.assertEqual(
+            outcome.err, "sonosctl: speaker_error: Living Room refused: UPnP error 701\n"
+        )
+
+    async def test_hung_speaker_is_not_an_unreachable_daemon(self) -> None:
+        """A speaker that never answers: the daemon's timeout (exit 5), not exit 3."""
+        speaker = self.household.speakers[0]
+        self.controller.timeout = 1.0
+        await speaker.go_offline("hang")
+        self.addCleanup(speaker.come_online)
+        outcome = await self.ctl("Living Room", "volume", "30")
+        self.assertEqual(outcome.status, EXIT_SPEAKER, outcome.err)
+        self.assertEqual(outcome.err, "sonosctl: timeout: Living Room did not answer within 1 s\n")
 
     async def test_unauthorised(self) -> None:
         """Without a token exits 4; with a read-only token a command exits 4 too."""
@@ -238,6 +253,14 @@ def test_answer_that_is_not_json(not_sonosd: str) -> None:
 def test_bad_timeout_option(value: str) -> None:
     """A --timeout that is not a number of seconds above 0 is a usage error."""
     assert run_ctl(["--timeout", value, "status"]).status == EXIT_USAGE
+
+
+def test_default_timeouts_exceed_the_daemons_call_timeout() -> None:
+    """A command waits longer than the daemon's own limit (3 x soco.call_timeout)."""
+    from sonosd.config import SocoConfig
+
+    assert 3 * SocoConfig().call_timeout < COMMAND_TIMEOUT
+    assert DEFAULT_TIMEOUT == 15.0
 
 
 def test_command_timeout() -> None:
@@ -374,3 +397,67 @@ def test_format_result() -> None:
     assert format_result("Den", "mute", {"mute": True}) == "Den: mute on"
     queue = {"total": 1, "items": [{"position": 1, "title": "T", "artist": "A"}]}
     assert format_result("Den", "queue", queue) == "Den: queue, 1 tracks\n  1. T - A"
+
+
+def serve_diagnostics(body: dict[str, Any]) -> tuple[HTTPServer, str]:
+    """A server answering ``GET /api/v1/diagnostics`` with ``body`` (a daemon stand-in)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(200 if self.path == "/api/v1/diagnostics" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def test_doctor_reports_problems_and_exits_1() -> None:
+    """``sonosctl doctor`` prints each finding as a sentence and exits 1 on a problem; with
+    --json it prints the findings."""
+    from tests.diagnostics_shapes import diagnostics, speaker
+
+    body = diagnostics(speaker("Kitchen", availability="offline", reason="timeout"))
+    server, url = serve_diagnostics(body)
+    try:
+        outcome = run_ctl(["--url", url, "doctor"])
+        assert outcome.status == EXIT_REFUSED
+        lines = outcome.out.splitlines()
+        assert lines[0].startswith("problem: Kitchen (192.168.1.20) is offline (timeout)")
+        assert lines[-1] == "1 problem(s) found."
+        outcome = run_ctl(["--url", url, "--json", "doctor"])
+        [finding] = json.loads(outcome.out)
+        assert finding["severity"] == "problem"
+        assert finding["subject"] == "Kitchen (192.168.1.20)"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_doctor_all_well_exits_0() -> None:
+    """Nothing wrong: one ok line per speaker and exit 0."""
+    from tests.diagnostics_shapes import diagnostics, speaker
+
+    server, url = serve_diagnostics(diagnostics(speaker("Kitchen")))
+    try:
+        outcome = run_ctl(["--url", url, "doctor"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (outcome.status, outcome.err) == (EXIT_OK, "")
+    assert outcome.out.endswith("All is well: every followed speaker delivers its events.\n")
+
+
+def test_doctor_cannot_reach_the_daemon() -> None:
+    """A daemon that is not running: exit 3, as for any command."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert run_ctl(["--url", f"http://127.0.0.1:{port}", "doctor"]).status == EXIT_UNREACHABLE

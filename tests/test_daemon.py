@@ -117,10 +117,18 @@ class DaemonTests(TestCase):
 
     timeout = 120
 
-    async def daemon(self, callbacks: tuple[str, ...] = ()) -> Daemon:
-        """Start a daemon with a simulated household of three speakers; stop it at cleanup."""
+    async def daemon(self, callbacks: tuple[str, ...] = (), advertise: str | None = None) -> Daemon:
+        """Start a daemon with a simulated household of three speakers; stop it at cleanup.
+
+        @param advertise: ``listener.advertise`` (an address the speakers cannot reach makes
+            their NOTIFYs fail).
+        """
         base = free_loopback_base()
         config = parse_config(daemon_yaml(base, callbacks=callbacks), "daemon-test.yaml")
+        if advertise is not None:
+            config = attrs.evolve(
+                config, listener=attrs.evolve(config.listener, advertise=advertise)
+            )
         households: list[RecordingHousehold] = []
 
         def household(reactor: Any, simulate: SimulateConfig) -> RecordingHousehold:
@@ -373,3 +381,139 @@ class DaemonTests(TestCase):
         code, _ = await ws.closed
         self.assertEqual(code, 1001)
         await sse.closed
+
+    async def get_json(self, daemon: Daemon, path: str) -> tuple[int, Any]:
+        http = treq.client.HTTPClient(http_agent(self))
+        response = await http.get(daemon.url(path))
+        return response.code, json.loads(await response.content())
+
+    async def test_ready_and_diagnostics(self) -> None:
+        """/ready is 200 once every speaker is evented; /diagnostics shows each subscription
+        with its SID, granted timeout, next renewal, last NOTIFY and SEQ; metrics agree."""
+        daemon = await self.started()
+        await until(lambda: daemon.service.readiness()["ready"], "ready")
+        code, ready = await self.get_json(daemon, "/api/v1/ready")
+        self.assertEqual(code, 200)
+        self.assertEqual(ready["status"], "ready")
+        self.assertEqual(ready["speakers"]["evented"], 3)
+        code, body = await self.get_json(daemon, "/api/v1/diagnostics")
+        self.assertEqual(code, 200)
+        self.assertEqual(body["versions"]["sonosd"], "0.1.0")
+        self.assertEqual(body["config"]["path"], "daemon-test.yaml")
+        self.assertEqual(body["listener"]["port"], daemon.service.listener.port)
+        self.assertGreaterEqual(body["listener"]["notify"]["accepted"], 24)
+        [kitchen] = [s for s in body["speakers"] if s["name"] == "Kitchen"]
+        self.assertEqual(kitchen["availability"], "online")
+        self.assertEqual(
+            kitchen["callback_url"], f"http://127.0.0.1:{daemon.service.listener.port}/"
+        )
+        transport = kitchen["services"]["AVTransport"]
+        sim = next(s for s in daemon.speakers if s.uid == kitchen["uid"])
+        [held] = [s for s in daemon.sim_subscriptions(sim) if s["service"] == "AVTransport"]
+        self.assertEqual(transport["sid"], held["sid"])
+        self.assertEqual(transport["state"], "subscribed")
+        self.assertTrue(transport["evented"])
+        self.assertEqual(transport["timeout"], 1800)
+        self.assertGreater(transport["next_renewal"], 0)
+        self.assertLess(transport["next_renewal"], 1800)
+        self.assertGreaterEqual(transport["last_notify_age"], 0)
+        self.assertEqual(transport["seq"], 0)
+        self.assertEqual(body["sinks"]["clients"], {"websocket": 0, "sse": 0})
+        http = treq.client.HTTPClient(http_agent(self))
+        metrics = (await (await http.get(daemon.url("/api/v1/metrics"))).text()).splitlines()
+        self.assertIn('sonosd_subscriptions{state="subscribed"} 24.0', metrics)
+        self.assertIn("sonosd_speakers_evented 3.0", metrics)
+        self.assertIn('sonosd_subscribes_total{result="ok"} 24.0', metrics)
+
+    async def test_command_latency_is_measured(self) -> None:
+        """A command shows up in sonosd_command_duration_seconds by command and result."""
+        daemon = await self.started()
+        http = treq.client.HTTPClient(http_agent(self))
+        response = await http.post(
+            daemon.url("/api/v1/speakers/Kitchen/volume"),
+            json.dumps({"volume": "+5"}).encode(),
+            headers=Headers({"Content-Type": ["application/json"]}),
+        )
+        self.assertEqual(response.code, 200, await response.text())
+        await http.post(
+            daemon.url("/api/v1/speakers/Nowhere/volume"),
+            b'{"volume": 5}',
+            headers=Headers({"Content-Type": ["application/json"]}),
+        )
+        metrics = await (await http.get(daemon.url("/api/v1/metrics"))).text()
+        self.assertIn(
+            'sonosd_command_duration_seconds_count{command="volume",result="ok"} 1.0', metrics
+        )
+        self.assertIn(
+            'sonosd_command_duration_seconds_count{command="volume",result="unknown_speaker"} 1.0',
+            metrics,
+        )
+
+    async def test_reload_changes_services_and_devices(self) -> None:
+        """reload() subscribes an added service, unsubscribes a removed one and a removed
+        device, and forgets the removed speaker in the state; clients stay connected."""
+        daemon = await self.started()
+        client = await self.sse(daemon)
+        service = daemon.service
+        first, second, third = daemon.speakers
+        text = daemon_yaml(free_loopback_base(), speakers=3)
+        document = json.loads(text)
+        document.pop("simulate")
+        document["devices"] = [{"host": first.address}, {"host": second.address}]
+        document["services"] = ["AVTransport", "RenderingControl", "SystemProperties"]
+        new = attrs.evolve(
+            parse_config(json.dumps(document), "daemon-test.yaml"),
+            simulate=service.config.simulate,
+            listener=service.config.listener,
+            api=service.config.api,
+        )
+        self.assertEqual(service.reload(new), [])
+
+        def moved() -> bool:
+            held = [
+                sorted(s["service"] for s in daemon.sim_subscriptions(sp))
+                for sp in (first, second, third)
+            ]
+            wanted = sorted(["AVTransport", "RenderingControl", "SystemProperties"])
+            return held == [wanted, wanted, []]
+
+        await until(moved, "subscriptions following the new configuration")
+        self.assertIsNone(service.state.by_uid(third.uid))
+        offline = daemon.recorder.of("speaker.offline", third.uid)
+        self.assertEqual(
+            offline[-1].body["reason"], "no longer followed (removed from the configuration)"
+        )
+        await until(lambda: service.readiness()["ready"], "ready again")
+        self.assertEqual(len(service.household.status()["speakers"]), 2)
+        self.assertGreater(service.household.retired["subscribes"], 0)
+        self.assertFalse(client.closed.called)
+
+    async def test_doctor_explains_notifies_that_never_arrive(self) -> None:
+        """Speakers told an unreachable callback URL are polled; /ready says so and the
+        doctor names the speakers, the URL, the advertise setting and the port to open."""
+        from sonosd.doctor import PROBLEM, diagnose
+
+        daemon = await self.daemon(advertise="127.0.0.254")
+        service = daemon.service
+
+        def polling() -> bool:
+            states = [
+                s["state"]
+                for speaker in service.household.status()["speakers"]
+                for s in speaker["services"].values()
+            ]
+            return bool(states) and set(states) == {"polling"}
+
+        await until(polling, "every subscription polled")
+        ready = service.readiness()
+        self.assertFalse(ready["ready"])
+        self.assertEqual(ready["speakers"]["polling"], 3)
+        port = service.listener.port
+        problems = [f.text for f in diagnose(service.diagnostics()) if f.severity == PROBLEM]
+        [text] = problems
+        self.assertIn("No NOTIFY has arrived from Kitchen (", text)
+        self.assertIn(f"callback URL http://127.0.0.254:{port}/", text)
+        self.assertIn("listener.advertise is 127.0.0.254", text)
+        self.assertIn(f"Open TCP port {port}", text)
+        metrics = service.api.metrics.render().decode()
+        self.assertIn('sonosd_subscriptions{state="polling"} 24.0', metrics)

@@ -7,11 +7,15 @@ kills whatever is still running when it ends.
 
 from __future__ import annotations
 
+import http.server
+import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -22,7 +26,8 @@ from typing import Any
 import pytest
 
 from sonosd.config import DEFAULT_SERVICES
-from tests.daemon_helpers import daemon_yaml, free_tcp_port
+from tests.daemon_helpers import FAST_SUBSCRIPTION, daemon_yaml, free_tcp_port
+from tests.process_clients import SseClient, StreamClient, WebSocketClient
 
 TWISTD = str(Path(sys.executable).parent / "twistd")
 
@@ -37,8 +42,13 @@ class Processes:
         self.directory = directory
         self.started: list[tuple[subprocess.Popen[bytes], Path]] = []
 
-    def start(self, name: str, *arguments: str) -> subprocess.Popen[bytes]:
-        """Run ``twistd -n --pidfile= <arguments>`` in its own directory under the test's."""
+    def start(
+        self, name: str, *arguments: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Run ``twistd -n --pidfile= <arguments>`` in its own directory under the test's.
+
+        @param env: Variables added to this process's environment.
+        """
         cwd = self.directory / name
         cwd.mkdir()
         log = cwd / "output.log"
@@ -49,6 +59,7 @@ class Processes:
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
             )
         self.started.append((process, log))
         return process
@@ -206,3 +217,395 @@ def test_unimportable_callback_is_one_line(tmp_path: Path, loopback_base: str) -
         assert done.returncode == 1, (extra, done.stdout, done.stderr)
         [line] = done.stderr.splitlines()
         assert "sonosd_no_such_module:on_message" in line, line
+
+
+# -- fail fast -------------------------------------------------------------------------------
+
+
+def run_to_exit(processes: Processes, name: str, config: Path, **env: str) -> tuple[int, str]:
+    """Start the daemon on ``config``; its exit status and output once it has exited."""
+    daemon = processes.start(name, "sonosd", "-c", str(config), env=env)
+    status = daemon.wait(timeout=WAIT)
+    return status, processes.output(daemon)
+
+
+def critical_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if " critical " in line]
+
+
+def test_api_port_taken_exits_1_in_one_line(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """A taken API port: one line, exit 1, before anything says running or follows a speaker."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "sonosd.yaml"
+        config.write_text(daemon_yaml(loopback_base, api=f"tcp:{port}:interface=127.0.0.1"))
+        notify = NotifySocket(tmp_path / "notify")
+        status, output = run_to_exit(processes, "daemon", config, NOTIFY_SOCKET=notify.path)
+    assert status == 1, output
+    [line] = critical_lines(output)
+    assert line.endswith(
+        f"cannot start: the API cannot listen on tcp:{port}:interface=127.0.0.1: "
+        "Address already in use"
+    ), line
+    assert "sonosd running" not in output
+    assert " is online" not in output
+    assert "Traceback" not in output
+    assert not [m for m in notify.messages() if "READY=1" in m]
+
+
+def test_stream_that_cannot_listen_exits_1(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """A stream socket in a missing directory: one line naming it, exit 1."""
+    document = json.loads(daemon_yaml(loopback_base))
+    document["sinks"] = {"stream": f"unix:{tmp_path}/missing/stream.sock"}
+    config = tmp_path / "sonosd.yaml"
+    config.write_text(json.dumps(document))
+    status, output = run_to_exit(processes, "daemon", config)
+    assert status == 1, output
+    [line] = critical_lines(output)
+    assert f"cannot start: the stream cannot listen on unix:{tmp_path}/missing/stream.sock" in line
+    assert "sonosd running" not in output
+
+
+def test_listener_that_cannot_bind_exits_1(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """A listener address this host does not have: one line (no port after port), exit 1."""
+    document = json.loads(daemon_yaml(loopback_base))
+    document["listener"] = {"interface": "198.51.100.7", "port": 1400}
+    config = tmp_path / "sonosd.yaml"
+    config.write_text(json.dumps(document))
+    status, output = run_to_exit(processes, "daemon", config)
+    assert status == 1, output
+    [line] = critical_lines(output)
+    assert line.endswith(
+        "cannot start: the NOTIFY listener cannot listen on 198.51.100.7:1400: "
+        "Cannot assign requested address"
+    ), line
+    assert "trying the next port" not in output
+    assert "sonosd running" not in output
+
+
+@pytest.mark.parametrize("what", ["tls", "token"])
+def test_unreadable_files_fail_in_one_line(tmp_path: Path, loopback_base: str, what: str) -> None:
+    """A TLS key or a token file that cannot be read: one line naming it, exit 1."""
+    document = json.loads(daemon_yaml(loopback_base))
+    missing = tmp_path / "missing.pem"
+    if what == "tls":
+        document["api"] = {
+            "listen": f"ssl:0:interface=127.0.0.1:privateKey={missing}:certKey={missing}"
+        }
+    else:
+        document["api"]["tokens"] = [{"name": "ha", "token_file": str(missing)}]
+    config = tmp_path / "sonosd.yaml"
+    config.write_text(json.dumps(document))
+    done = subprocess.run(
+        [TWISTD, "-n", "--pidfile=", "sonosd", "-c", str(config)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+    )
+    assert (done.returncode, done.stdout) == (1, ""), done.stderr
+    [line] = done.stderr.splitlines()
+    assert str(missing) in line
+    assert "No such file or directory" in line
+
+
+# -- systemd ---------------------------------------------------------------------------------
+
+
+class NotifySocket:
+    """A unix datagram socket standing in for systemd's NOTIFY_SOCKET."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.socket.bind(self.path)
+        self.socket.setblocking(False)
+        self.received: list[str] = []
+
+    def messages(self) -> list[str]:
+        """Every datagram received so far."""
+        while True:
+            try:
+                self.received.append(self.socket.recv(4096).decode())
+            except BlockingIOError:
+                return list(self.received)
+
+
+def test_systemd_notify(processes: Processes, loopback_base: str, tmp_path: Path) -> None:
+    """READY=1 once the API listens, STATUS with speakers evented, WATCHDOG=1 from the
+    reactor, RELOADING=1 and READY=1 around SIGHUP, STOPPING=1 at SIGTERM."""
+    notify = NotifySocket(tmp_path / "notify")
+    api_port = free_tcp_port()
+    config = tmp_path / "sonosd.yaml"
+    config.write_text(
+        daemon_yaml(loopback_base, api=f"tcp:{api_port}:interface=127.0.0.1", speakers=2)
+    )
+    daemon = processes.start(
+        "daemon",
+        "sonosd",
+        "-c",
+        str(config),
+        env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "400000"},
+    )
+
+    def ready() -> str | None:
+        assert daemon.poll() is None, processes.output(daemon)
+        return next((m for m in notify.messages() if m.startswith("READY=1")), None)
+
+    first = wait_for(ready, "READY=1")
+    # Ready means listening: the API answers at once.
+    assert get_json(f"http://127.0.0.1:{api_port}/api/v1/health") is not None
+    assert f"MAINPID={daemon.pid}\n" in first
+    assert "\nSTATUS=2 speakers: " in first
+    wait_for(
+        lambda: (
+            "STATUS=2 speakers: 2 evented, 0 polling, 2 online; 0 clients\n" in notify.messages()
+        ),
+        "the status line with both speakers evented",
+    )
+    wait_for(lambda: notify.messages().count("WATCHDOG=1\n") >= 5, "watchdog pings")
+    daemon.send_signal(signal.SIGHUP)
+    wait_for(
+        lambda: any(m.startswith("RELOADING=1\nMONOTONIC_USEC=") for m in notify.messages()),
+        "RELOADING=1",
+    )
+    wait_for(lambda: len([m for m in notify.messages() if m.startswith("READY=1")]) == 2, "READY")
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=WAIT) == 0, processes.output(daemon)
+    assert "STOPPING=1\nSTATUS=stopping\n" in notify.messages()
+
+
+# -- readiness, liveness and the doctor ------------------------------------------------------
+
+
+def get(url: str, token: str | None = None) -> tuple[int, Any]:
+    """GET ``url``: its status and JSON body, errors included."""
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+    except (ConnectionError, urllib.error.URLError):
+        return 0, None
+
+
+def doctor(api: str, *extra: str) -> tuple[int, str]:
+    """Run ``sonosctl doctor`` against ``api``: its exit status and output."""
+    from sonosd import ctl
+
+    out, err = io.StringIO(), io.StringIO()
+    status = ctl.main(["--url", api, *extra, "doctor"], stdout=out, stderr=err, environ={})
+    return status, out.getvalue() + err.getvalue()
+
+
+def test_ready_health_and_doctor_follow_an_offline_speaker(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """/ready is 503 naming an offline speaker while /health stays 200; sonosctl doctor names
+    it and exits 1; once it is back, ready is 200 and the doctor exits 0."""
+    admin = start_simulator(processes, loopback_base, speakers=2)
+    simulated = get_json(f"{admin}/speakers")
+    addresses = [speaker["address"] for speaker in simulated]
+    first, second = (f"{s['name']} ({s['address']})" for s in simulated)
+    api_port = free_tcp_port()
+    api = f"http://127.0.0.1:{api_port}"
+    document = json.loads(
+        daemon_yaml(
+            loopback_base,
+            api=f"tcp:{api_port}:interface=127.0.0.1",
+            simulate=False,
+            devices=tuple(addresses),
+        )
+    )
+    document["subscription"]["silence_timeout"] = 1.0
+    config = tmp_path / "sonosd.yaml"
+    config.write_text(json.dumps(document))
+    daemon = processes.start("daemon", "sonosd", "-c", str(config))
+
+    def ready_is(code: int) -> Any:
+        assert daemon.poll() is None, processes.output(daemon)
+        status, body = get(f"{api}/api/v1/ready")
+        return body if status == code else None
+
+    wait_for(lambda: ready_is(200), "ready")
+    assert doctor(api)[0] == 0
+    post = urllib.request.Request(
+        f"{admin}/speakers/1/offline", data=b'{"mode": "refuse"}', method="POST"
+    )
+    post.add_header("Content-Type", "application/json")
+    urllib.request.urlopen(post, timeout=10).close()
+    body = wait_for(lambda: ready_is(503), "not ready")
+    assert body["status"] == "not_ready"
+    assert body["speakers"]["offline"] == 1
+    [reason] = body["reasons"]
+    assert reason.startswith(f"{second} is offline")
+    assert get(f"{api}/api/v1/health")[0] == 200
+    status, text = doctor(api)
+    assert status == 1, text
+    assert f"problem: {second} is offline" in text
+    assert f"ok: {first}: 8 subscriptions, NOTIFYs arrive" in text
+    online = urllib.request.Request(f"{admin}/speakers/1/online", data=b"{}", method="POST")
+    online.add_header("Content-Type", "application/json")
+    urllib.request.urlopen(online, timeout=10).close()
+    wait_for(lambda: ready_is(200), "ready again")
+    status, text = doctor(api)
+    assert status == 0, text
+    assert text.endswith("All is well: every followed speaker delivers its events.\n")
+
+
+# -- reload on SIGHUP ------------------------------------------------------------------------
+
+
+class Hooks:
+    """A webhook receiver on Python's http.server (HTTP/1.0: one connection per request)."""
+
+    def __init__(self) -> None:
+        received: list[tuple[str, dict[str, Any]]] = []
+        self.received = received
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                body = json.loads(self.rfile.read(length))
+                received.append((self.headers["X-Sonosd-Attempt"], body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet."""
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def set_volume(admin: str, index: int, volume: int) -> None:
+    """Change a simulated speaker's volume through the simulator's admin API."""
+    request = urllib.request.Request(
+        f"{admin}/speakers/{index}/state",
+        data=json.dumps({"volume": volume}).encode(),
+        method="PATCH",
+    )
+    request.add_header("Content-Type", "application/json")
+    urllib.request.urlopen(request, timeout=10).close()
+
+
+def test_sighup_reloads_without_losing_a_client_or_a_message(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """SIGHUP applies devices, services, sinks, tokens and the log level; SSE, WebSocket and
+    stream clients stay connected and see every message id; listen addresses are said to
+    need a restart; a wrong file keeps the running configuration with one error line."""
+    admin = start_simulator(processes, loopback_base, speakers=3)
+    addresses = [speaker["address"] for speaker in get_json(f"{admin}/speakers")]
+    api_port = free_tcp_port()
+    api = f"http://127.0.0.1:{api_port}"
+    stream = str(tmp_path / "stream.sock")
+    document: dict[str, Any] = {
+        "listener": {"interface": "127.0.0.1", "port": 0},
+        "api": {"listen": f"tcp:{api_port}:interface=127.0.0.1", "heartbeat": 300},
+        "devices": [{"host": addresses[0]}, {"host": addresses[1]}],
+        "services": ["AVTransport", "RenderingControl"],
+        "subscription": FAST_SUBSCRIPTION,
+        "soco": {"threads": 4, "call_timeout": 5.0},
+        "sinks": {"stream": f"unix:{stream}"},
+        "log": {"level": "info"},
+    }
+    config = tmp_path / "sonosd.yaml"
+    config.write_text(json.dumps(document))
+    daemon = processes.start("daemon", "sonosd", "-c", str(config))
+
+    def alive() -> None:
+        assert daemon.poll() is None, processes.output(daemon)
+
+    wait_for(lambda: alive() or get(f"{api}/api/v1/ready")[0] == 200, "ready")
+    clients = [SseClient(api_port), WebSocketClient(api_port), StreamClient(stream)]
+    hooks = Hooks()
+    try:
+        for client in clients:
+            client.wait(lambda ms: ms and ms[0]["type"] == "snapshot", "the snapshot")
+        set_volume(admin, 1, 31)
+        token = "t" * 24
+        document["devices"] = [{"host": addresses[1]}, {"host": addresses[2]}]
+        document["services"] = ["AVTransport", "RenderingControl", "Queue"]
+        document["api"]["tokens"] = [{"name": "test", "token": token, "scopes": ["read"]}]
+        document["api"]["listen"] = f"tcp:{free_tcp_port()}:interface=127.0.0.1"
+        document["sinks"]["webhooks"] = [{"url": f"http://127.0.0.1:{hooks.port}/hook"}]
+        document["log"]["level"] = "debug"
+        config.write_text(json.dumps(document))
+        daemon.send_signal(signal.SIGHUP)
+        wait_for(lambda: alive() or "reloaded " in processes.output(daemon), "the reload")
+        output = processes.output(daemon)
+        assert (
+            f"reloaded {config}: devices +{addresses[2]} -{addresses[0]}, services +Queue, "
+            "tokens and origins, sinks.webhooks rebuilt, log"
+        ) in output
+        assert f"{config}: api.listen changed: restart sonosd to apply" in output
+        wait_for(lambda: subscription_counts(admin, 3) == [0, 3, 3], "subscriptions moved")
+        wait_for(lambda: get(f"{api}/api/v1/ready")[0] == 200, "ready after the reload")
+        # The new token is required from now on (the API is still where it was).
+        assert get(f"{api}/api/v1/snapshot")[0] == 401
+        assert get(f"{api}/api/v1/snapshot", token)[0] == 200
+        for volume in (32, 33, 34):
+            set_volume(admin, 1, volume)
+        for client in clients:
+            client.wait(
+                lambda ms: any(
+                    m.get("service") == "RenderingControl"
+                    and (m.get("variables") or {}).get("volume", {}).get("Master") == 34
+                    for m in ms
+                ),
+                "the last volume change",
+            )
+        # Each client saw every message from its snapshot on: no id missing, none twice.
+        for client in clients:
+            ids = client.ids()
+            assert ids == list(range(ids[0], ids[0] + len(ids))), (type(client), ids)
+            assert not client.closed
+        types = {m["type"] for m in clients[0].snapshot()}
+        assert {"speaker.offline", "speaker.online", "event"} <= types
+        # The webhook added by the reload gets the later messages, each at its first attempt
+        # (the receiver is HTTP/1.0: it closes every connection).
+        wait_for(
+            lambda: any(
+                (body.get("variables") or {}).get("volume", {}).get("Master") == 34
+                for _, body in hooks.received
+            ),
+            "the webhook",
+        )
+        assert {attempt for attempt, _ in hooks.received} == {"1"}
+        # log.level debug now: the access log (debug) shows requests.
+        assert '"GET /api/v1/snapshot HTTP/1.1" 200' in processes.output(daemon)
+
+        config.write_text("devices: [{host: 42}]\n")
+        daemon.send_signal(signal.SIGHUP)
+        wait_for(lambda: alive() or "reload refused" in processes.output(daemon), "refusal")
+        [refused] = [
+            line for line in processes.output(daemon).splitlines() if "reload refused" in line
+        ]
+        assert " error " in refused
+        assert f"{config}:1: devices[0].host: expected a host name or address, got 42" in refused
+        assert get(f"{api}/api/v1/ready")[0] == 200
+        assert subscription_counts(admin, 3) == [0, 3, 3]
+    finally:
+        hooks.close()
+        for client in clients:
+            client.close()
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=WAIT) == 0
+    assert "Traceback" not in processes.output(daemon)

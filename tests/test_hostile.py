@@ -167,7 +167,7 @@ class HostileTests(TestCase):
         self.assertEqual(
             [m.body for m in daemon.recorder.messages[published:] if len(m.raw) > 100_000], []
         )
-        self.assertIn('sonosd_notify_rejected_total{reason="dtd"} 1.0', await self.metrics(daemon))
+        self.assertIn('sonosd_notifies_total{result="dtd"} 1.0', await self.metrics(daemon))
         response = await treq.get(daemon.url("/api/v1/snapshot"), agent=http_agent(self))
         self.assertLess(len(await response.content()), 200_000)
 
@@ -248,7 +248,7 @@ class HostileTests(TestCase):
         rejected = daemon.service.listener.rejected
         self.assertEqual((rejected["malformed"], rejected["unknown_sid"]), (flood, flood))
         text = await self.metrics(daemon)
-        self.assertIn(f'sonosd_notify_rejected_total{{reason="malformed"}} {flood}.0', text)
+        self.assertIn(f'sonosd_notifies_total{{result="malformed"}} {flood}.0', text)
 
     # -- slow drip -------------------------------------------------------------------------
 

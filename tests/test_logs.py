@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from twisted.logger import ILogObserver, LogEvent, Logger, LogLevel, LogPublisher
+from twisted.logger import (
+    ILogObserver,
+    LogEvent,
+    Logger,
+    LogLevel,
+    LogLevelFilterPredicate,
+    LogPublisher,
+)
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -318,3 +325,55 @@ def test_default_observer_is_the_global_publisher() -> None:
     from twisted.logger import globalLogPublisher
 
     assert handler.observer is globalLogPublisher
+
+
+def test_twisted_connection_noise_is_recognised() -> None:
+    """Port and factory announcements are noise; twistd's own lines are not."""
+    assert logs.is_twisted_noise(
+        {"log_namespace": "log_legacy", "message": ("Site (WrappingFactory) starting on 1400",)}
+    )
+    assert logs.is_twisted_noise(
+        {"log_namespace": "log_legacy", "message": ("(TCP Port 8 Closed)",)}
+    )
+    assert logs.is_twisted_noise({"log_format": "Starting factory {factory!r}"})
+    assert logs.is_twisted_noise(
+        {"log_namespace": "log_legacy", "format": "%(p)s starting on %(n)s", "p": "X", "n": 1}
+    )
+    assert not logs.is_twisted_noise(
+        {"log_namespace": "log_legacy", "message": ("Server Shut Down.",)}
+    )
+    assert not logs.is_twisted_noise({"log_namespace": "sonosd", "log_format": "listening on 8"})
+
+
+def test_noise_shown_only_at_debug() -> None:
+    """The daemon's observer drops the noise at info and writes it at debug; set_level
+    changes the level of the running observer (a reload)."""
+    stream = io.StringIO()
+    predicate = LogLevelFilterPredicate()
+    observer = logs.make_observer("text", "info", stream, predicate)
+    noise = event(log_format="Starting factory {factory!r}", factory="F")
+    observer(noise)
+    observer(event(log_level=LogLevel.debug))
+    assert stream.getvalue() == ""
+    logs._set_predicate_level(predicate, "debug")
+    observer(noise)
+    observer(event(log_level=LogLevel.debug))
+    assert stream.getvalue().count("\n") == 2
+
+
+def test_set_level_changes_the_daemon_observer_and_stdlib(monkeypatch: pytest.MonkeyPatch) -> None:
+    """set_level moves the daemon's level and the stdlib root's; current_level tells it."""
+    stdlib = logging.getLogger("sonosd-test-set-level")
+    monkeypatch.setattr(logs, "_daemon_predicate", LogLevelFilterPredicate())
+    logs.set_level("warn", stdlib)
+    assert logs.current_level() == "warn"
+    assert stdlib.level == logging.WARNING
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", stream)
+    monkeypatch.setattr(logs, "_daemon", logs.DaemonLogging(level="warn"))
+    observer = logs.daemon_observer()
+    observer(event())
+    assert stream.getvalue() == ""
+    logs.set_level("info", stdlib)
+    observer(event())
+    assert "renewed Kitchen AVTransport" in stream.getvalue()

@@ -91,7 +91,7 @@ def _source_copy(tmp_path: Path) -> Path:
     """The files a source distribution holds, copied so the build writes nothing here."""
     src = tmp_path / "src"
     src.mkdir()
-    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+    for name in ("setup.cfg", "pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, src / name)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "dropin.cache")
     shutil.copytree(ROOT / "sonosd", src / "sonosd", ignore=ignore)
@@ -100,7 +100,8 @@ def _source_copy(tmp_path: Path) -> Path:
 
 
 def test_wheel_install_exposes_the_plugin(tmp_path: Path) -> None:
-    """A wheel of the project, installed on its own, gives twistd the sonosd command."""
+    """A wheel of the project, installed on its own, gives twistd the sonosd command (and
+    carries the dashboard's files)."""
     src = _source_copy(tmp_path)
     dist = tmp_path / "dist"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
@@ -117,6 +118,8 @@ def test_wheel_install_exposes_the_plugin(tmp_path: Path) -> None:
     assert "sonosd/tap.py" in names
     for package in ("gena", "household", "control", "delivery", "api", "sinks", "sim"):
         assert f"sonosd/{package}/__init__.py" in names, package
+    for static in (ROOT / "sonosd" / "api" / "static").iterdir():
+        assert f"sonosd/api/static/{static.name}" in names, static.name
     assert not {"twisted/__init__.py", "twisted/plugins/__init__.py"} & names
     assert not [name for name in names if name.endswith("dropin.cache")]
 
@@ -149,7 +152,8 @@ def test_wheel_install_exposes_the_plugin(tmp_path: Path) -> None:
     assert re.search(r"^\s{4}sonosd\s", listing.stdout, re.MULTILINE), listing.stdout
     example = str(ROOT / "etc" / "sonosd.example.yaml")
     checked = run(*twistd, "-n", "sonosd", "-c", example, "--check-config", cwd=tmp_path, env=env)
-    assert (checked.returncode, checked.stdout, checked.stderr) == (0, "ok\n", "")
+    assert (checked.returncode, checked.stdout) == (0, "ok\n"), checked.stderr
+    assert checked.stderr.startswith(f"warning: {example}: nothing will be followed")
 
 
 # -- systemd ---------------------------------------------------------------------------------------
@@ -204,11 +208,19 @@ def test_systemd_unit_settings() -> None:
         "ConfigurationDirectory": "sonosd",
         "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
         "Restart": "on-failure",
-        "Type": "simple",
+        "Type": "notify",
+        "NotifyAccess": "main",
+        "ExecReload": "/bin/kill -HUP $MAINPID",
     }
     for key, value in expected.items():
         assert settings[key] == [value], key
     assert "User" not in settings
+    # The watchdog is pinged at half its period; the check before start uses the same
+    # options as the start (no pid file).
+    (watchdog,) = settings["WatchdogSec"]
+    assert watchdog.endswith("s") and int(watchdog[:-1]) >= 30
+    (check,) = settings["ExecStartPre"]
+    assert check.split() == [*start.split(), "--check-config"]
 
 
 # -- Docker ----------------------------------------------------------------------------------------
@@ -239,8 +251,8 @@ def test_dockerfile() -> None:
     assert ("EXPOSE", "1400 8080") in steps
     (health,) = [rest for word, rest in steps if word == "HEALTHCHECK"]
     env = " ".join(rest for word, rest in steps if word == "ENV")
-    assert "SONOSD_HEALTH_URL" in health
-    assert "SONOSD_HEALTH_URL=http://127.0.0.1:8080/api/v1/health" in env
+    assert "SONOSD_READY_URL" in health
+    assert "SONOSD_READY_URL=http://127.0.0.1:8080/api/v1/ready" in env
     (entry,) = [rest for word, rest in steps if word == "ENTRYPOINT"]
     assert json.loads(entry) == ["twistd", "-n", "--pidfile=", "sonosd"]
     (cmd,) = [rest for word, rest in steps if word == "CMD"]
@@ -273,6 +285,116 @@ def test_health_url_in_docker_matches_the_default_api() -> None:
     from sonosd.config import ApiConfig
 
     assert ApiConfig().listen == "tcp:8080:interface=127.0.0.1"
+
+
+def _served_paths() -> set[str]:
+    """The paths under /api/v1 the daemon's API serves (its children)."""
+    from twisted.internet.testing import MemoryReactorClock
+
+    from sonosd.api.site import ApiService
+    from sonosd.config import ApiConfig
+    from sonosd.delivery.hub import Hub
+    from sonosd.household.state import HouseholdState
+
+    reactor = MemoryReactorClock()
+    api = ApiService(
+        reactor,
+        ApiConfig(),
+        Hub(reactor),
+        HouseholdState(),
+        readiness=dict,
+        diagnostics=dict,
+    )
+    return {f"/api/v1/{name.decode()}" for name in api.v1.children}
+
+
+def _health_url(test: list[str]) -> str:
+    (url,) = re.findall(r"http://[^'\"]+", " ".join(test))
+    return url
+
+
+def test_docker_compose_examples_match_the_code(tmp_path: Path) -> None:
+    """docker-compose.yml: host networking and a bridge with advertise; ports, health
+    endpoint and configuration paths as the code and the Dockerfile have them."""
+    import yaml
+
+    from sonosd.config import ListenerConfig, endpoint_is_local, load_config
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    steps = _instructions((ROOT / "Dockerfile").read_text())
+    (cmd,) = [json.loads(rest) for word, rest in steps if word == "CMD"]
+    config_path = cmd[cmd.index("-c") + 1]
+    services = compose["services"]
+    assert set(services) == {"sonosd", "sonosd-bridge"}
+    served = _served_paths()
+    configs = {}
+    for name, service in services.items():
+        assert service["build"] == "."
+        assert service["restart"] == "unless-stopped"
+        (volume,) = service["volumes"]
+        source, target, mode = volume.split(":")
+        assert (target, mode) == (config_path, "ro"), name
+        text = (ROOT / source).read_text()
+        for secret in service.get("secrets", []):
+            file = compose["secrets"][secret]["file"]
+            assert file.startswith("./etc/compose/"), file
+            token = tmp_path / secret
+            token.write_text("x" * 24)
+            text = text.replace(f"/run/secrets/{secret}", str(token))
+        config_file = tmp_path / f"{name}.yaml"
+        config_file.write_text(text)
+        config = load_config(str(config_file), {})
+        configs[name] = config
+        assert config.devices, name
+        url = _health_url(service["healthcheck"]["test"])
+        assert url.startswith("http://127.0.0.1:")
+        port = int(url.split(":")[2].split("/")[0])
+        assert f"tcp:{port}" in config.api.listen, (name, config.api.listen)
+        assert "/" + url.split("/", 3)[3] in served
+        assert url.endswith("/api/v1/ready")
+    host = services["sonosd"]
+    assert host["network_mode"] == "host"
+    assert "ports" not in host
+    assert endpoint_is_local(configs["sonosd"].api.listen)
+    bridge = services["sonosd-bridge"]
+    assert "network_mode" not in bridge
+    assert bridge["profiles"] == ["bridge"]
+    published = {entry.split(":")[0]: entry.split(":")[1] for entry in bridge["ports"]}
+    listener = configs["sonosd-bridge"].listener
+    assert listener.port == ListenerConfig().port == 1400
+    assert published[str(listener.port)] == str(listener.port)
+    api_port = configs["sonosd-bridge"].api.listen.split(":")[1]
+    assert published[api_port] == api_port
+    assert not endpoint_is_local(configs["sonosd-bridge"].api.listen)
+    assert configs["sonosd-bridge"].api.tokens
+    command = bridge["command"]
+    assert command[:2] == ["-c", config_path]
+    assert command[2] == "--advertise" and command[3].startswith("${SONOSD_ADVERTISE")
+    assert "advertise" in tap.Options()
+
+
+def test_license_matches_setup_cfg() -> None:
+    """setup.cfg says MIT, and the LICENSE file is the MIT licence, shipped in the image."""
+    setup = ConfigParser()
+    setup.read(ROOT / "setup.cfg")
+    assert setup["metadata"]["license"] == "MIT"
+    assert setup["metadata"]["license_files"].strip() == "LICENSE"
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License\n")
+    steps = _instructions((ROOT / "Dockerfile").read_text())
+    assert any(word == "COPY" and "LICENSE" in rest.split() for word, rest in steps)
+
+
+def test_make_demo_leaves_no_pid_file(tmp_path: Path) -> None:
+    """`make demo` runs twistd with --pidfile= (no twistd.pid that would stop `twistd -n
+    sonos-sim` starting in the checkout), and twistd.pid is ignored by git anyway."""
+    make = shutil.which("make")
+    assert make
+    result = run(make, "-n", "-C", str(ROOT), "demo", cwd=tmp_path)
+    demo = [line for line in result.stdout.splitlines() if "twistd" in line and "sonosd" in line]
+    (line,) = demo
+    words = line.split()
+    assert words[words.index("sonosd") - 1] == "--pidfile="
+    assert "twistd.pid" in (ROOT / ".gitignore").read_text().split()
 
 
 # -- make ------------------------------------------------------------------------------------------

@@ -6,11 +6,11 @@ import io
 import json
 import logging
 import os
-import selectors
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -94,8 +94,55 @@ def test_config_error_is_one_line_and_exit_1(tmp_path: Path) -> None:
 
 
 def test_check_config_ok(tmp_path: Path) -> None:
-    """--check-config prints ok and exits 0 for a valid file."""
-    assert exit_of("-c", write(tmp_path, "{}\n"), "--check-config") == (0, "ok\n", "")
+    """--check-config prints ok and exits 0 for a valid file that follows a speaker."""
+    path = write(tmp_path, "devices: [{host: 192.168.1.20}]\n")
+    assert exit_of("-c", path, "--check-config") == (0, "ok\n", "")
+
+
+def test_check_config_warns_when_nothing_is_followed(tmp_path: Path) -> None:
+    """A valid file without devices, discovery or simulate passes with one warning line."""
+    path = write(tmp_path, "{}\n")
+    code, out, err = exit_of("-c", path, "--check-config")
+    assert (code, out) == (0, "ok\n")
+    assert err == (
+        f"warning: {path}: nothing will be followed: devices is empty, discovery is off and "
+        "simulate is not set; list a speaker under devices (one per household is enough)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "listen", ["tcp:8080", "tcp:8080:interface=0.0.0.0", "tcp6:8080:interface=\\:\\:"]
+)
+def test_check_config_refuses_an_open_network_api(tmp_path: Path, listen: str) -> None:
+    """An API beyond loopback without tokens is refused unless require_auth: false is written."""
+    path = write(tmp_path, f"devices: [{{host: 192.168.1.20}}]\napi: {{listen: '{listen}'}}\n")
+    code, out, err = exit_of("-c", path, "--check-config")
+    assert (code, out) == (1, "")
+    assert err == (
+        f"{path}:2: api.listen: the API listens beyond loopback and needs a token, but "
+        "api.tokens is empty: add a token, or write require_auth: false to leave it open to "
+        f"the network, got {json.dumps(listen)}\n"
+    )
+    open_on_purpose = write(
+        tmp_path,
+        f"devices: [{{host: 192.168.1.20}}]\napi: {{listen: '{listen}', require_auth: false}}\n",
+    )
+    assert exit_of("-c", open_on_purpose, "--check-config") == (0, "ok\n", "")
+
+
+def test_check_config_refuses_required_auth_without_tokens(tmp_path: Path) -> None:
+    """require_auth: true without any token would refuse every request: refused at once."""
+    path = write(tmp_path, "devices: [{host: 192.168.1.20}]\napi: {require_auth: true}\n")
+    code, _, err = exit_of("-c", path, "--check-config")
+    assert code == 1
+    assert "api.require_auth: every request needs a token, but api.tokens is empty" in err
+
+
+def test_check_config_accepts_unix_and_loopback_apis_without_tokens(tmp_path: Path) -> None:
+    """A unix socket or a loopback address is local: no token is needed."""
+    for listen in ("unix:/run/sonosd/api.sock", "tcp:8080:interface=127.0.0.5"):
+        path = write(tmp_path, f"devices: [{{host: 192.168.1.20}}]\napi: {{listen: '{listen}'}}\n")
+        assert exit_of("-c", path, "--check-config") == (0, "ok\n", ""), listen
 
 
 def test_check_config_error(tmp_path: Path) -> None:
@@ -313,7 +360,9 @@ def run_twistd(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_check_config_command_ok(tmp_path: Path) -> None:
     """`twistd -n sonosd -c etc/sonosd.example.yaml --check-config` prints ok and exits 0."""
     result = run_twistd("-n", "sonosd", "-c", EXAMPLE, "--check-config", cwd=tmp_path)
-    assert (result.returncode, result.stdout, result.stderr) == (0, "ok\n", "")
+    assert (result.returncode, result.stdout) == (0, "ok\n")
+    # The example lists every default: no device, so it says that nothing will be followed.
+    assert result.stderr.startswith(f"warning: {EXAMPLE}: nothing will be followed"), result.stderr
     assert not (tmp_path / "twistd.pid").exists()
 
 
@@ -334,21 +383,26 @@ def free_port() -> int:
 
 
 def read_until(process: subprocess.Popen[str], wanted: str, deadline: float) -> list[str]:
-    """Lines of ``process``'s stdout up to the first containing ``wanted`` (or EOF/deadline)."""
+    """Lines of ``process``'s stdout up to the first containing ``wanted`` (or EOF/deadline).
+
+    Lines are read by a thread: waiting for the pipe to be readable would miss lines that
+    arrived in the same chunk and already sit in the file object's buffer.
+    """
     assert process.stdout is not None
+    stdout = process.stdout
     lines: list[str] = []
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if not selector.select(timeout=max(0.0, deadline - time.monotonic())):
-                break
-            line = process.stdout.readline()
-            if not line:
-                break
+    done = threading.Event()
+
+    def read() -> None:
+        for line in stdout:
             lines.append(line)
             if wanted in line:
                 break
-    return lines
+        done.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    done.wait(max(0.0, deadline - time.monotonic()))
+    return list(lines)
 
 
 def test_sigterm_exits_0(tmp_path: Path) -> None:

@@ -126,10 +126,14 @@ class Authenticator:
     """
 
     def __init__(self, tokens: Iterable[Token], required: bool = True) -> None:
+        self.set_tokens(tokens)
+        self.required = required
+
+    def set_tokens(self, tokens: Iterable[Token]) -> None:
+        """Check requests against ``tokens`` from now on (a reload)."""
         # Digests, so that every comparison is of 32 bytes: compare_digest only hides the
         # content of equal-length values, not their length.
         self._tokens = tuple((_digest(token.secret), token) for token in tokens if token.secret)
-        self.required = required
 
     def check(
         self, authorization: bytes | str | None, query_token: bytes | str | None

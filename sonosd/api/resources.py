@@ -1,5 +1,5 @@
 # -*- test-case-name: tests.api.test_site -*-
-"""The REST resources of ``/api/v1``: health, metrics, snapshot, speakers, groups.
+"""The REST resources of ``/api/v1``: health, access, metrics, snapshot, speakers, groups.
 
 All of them answer GET only (nothing changes state over GET) with JSON, except metrics
 (Prometheus text). Authorisation is checked by ``V1Resource`` before a request reaches them.
@@ -7,12 +7,14 @@ All of them answer GET only (nothing changes state over GET) with JSON, except m
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
 from sonosd.api import views
+from sonosd.api.auth import UNAUTHORIZED, Authenticator, Denied, query_first
 from sonosd.api.commands import CommandFactory
 from sonosd.api.responses import json_error, json_response
 from sonosd.delivery.hub import Hub
@@ -73,6 +75,97 @@ class HealthResource(_JsonGet):
         return json_response(
             request, views.health(self._state.availability_counts(), self._uptime(), self._version)
         )
+
+
+class AccessResource(_JsonGet):
+    """``GET /api/v1/access``: what the presented token (or none) may do here. No token needed.
+
+    Always ``200``, so that a browser page learns whether to ask for a token without a
+    failed request: ``{"auth_required", "granted", "token", "scopes"}``, and once granted
+    the ``endpoints`` under ``/api/v1`` and the ``commands`` this daemon serves (clients
+    detect features with them).
+
+    @param auth: The token checker of the gate.
+    @param endpoints: The names of ``/api/v1``'s children, at request time.
+    @param commands: The command names (empty without a controller).
+    """
+
+    def __init__(
+        self,
+        auth: Authenticator,
+        endpoints: Callable[[], Iterable[str]],
+        commands: Sequence[str],
+    ) -> None:
+        super().__init__()
+        self._auth = auth
+        self._endpoints = endpoints
+        self._commands = list(commands)
+
+    def render_json(self, request: Request) -> bytes:
+        checked = self._auth.check(
+            request.getHeader("authorization"), query_first(request.args or {}, b"access_token")
+        )
+        body: dict[str, object] = {"auth_required": self._auth.required}
+        if isinstance(checked, Denied):
+            body.update(granted=False, token=None, scopes=[], reason=checked.message)
+            if checked is not UNAUTHORIZED:
+                body["reason"] = "the token is not valid here"
+        else:
+            body.update(
+                granted=True,
+                token=checked.name,
+                scopes=sorted(checked.scopes),
+                endpoints=sorted(self._endpoints()),
+                commands=self._commands,
+            )
+        return json_response(request, body)
+
+
+class ReadyResource(_JsonGet):
+    """``GET /api/v1/ready``: 200 when every followed speaker is evented, else 503 with
+    reasons. No token needed (container health checks have none); the reasons, which name
+    speakers, are given only to a request that may read (an open API, or a read token).
+
+    @param readiness: Returns ``{"ready": bool, "reasons": [str], "speakers": {counts}}``.
+    @param may_read: Whether a request may see the reasons.
+    """
+
+    def __init__(
+        self,
+        readiness: Callable[[], Mapping[str, Any]],
+        may_read: Callable[[Request], bool],
+    ) -> None:
+        super().__init__()
+        self._readiness = readiness
+        self._may_read = may_read
+
+    def render_json(self, request: Request) -> bytes:
+        state = self._readiness()
+        ready = bool(state.get("ready"))
+        body: dict[str, Any] = {
+            "status": "ready" if ready else "not_ready",
+            "speakers": dict(state.get("speakers") or {}),
+        }
+        reasons = list(state.get("reasons") or [])
+        if self._may_read(request):
+            body["reasons"] = reasons
+        else:
+            body["reasons"] = (
+                [f"{len(reasons)} problem(s); a read token shows them"] if reasons else []
+            )
+        return json_response(request, body, 200 if ready else 503)
+
+
+class DiagnosticsResource(_JsonGet):
+    """``GET /api/v1/diagnostics`` (``read`` scope): everything needed to tell why events do
+    not arrive (the shape is in docs/api.md)."""
+
+    def __init__(self, diagnostics: Callable[[], Mapping[str, Any]]) -> None:
+        super().__init__()
+        self._diagnostics = diagnostics
+
+    def render_json(self, request: Request) -> bytes:
+        return json_response(request, self._diagnostics())
 
 
 class MetricsResource(_JsonGet):

@@ -25,3 +25,12 @@ def json_response(request: Request, body: Mapping[str, Any], status: int = 200) 
 def json_error(request: Request, status: int, code: str, message: str, **extra: Any) -> bytes:
     """An error response: ``status`` and ``{"error": {"code", "message"}}``."""
     return json_response(request, error_body(code, message, **extra), status)
+
+
+def not_modified(request: Request, etag: bytes) -> bool:
+    """Whether the request's ``If-None-Match`` names ``etag`` (weak tags compare equal)."""
+    header = request.getHeader(b"if-none-match")
+    if not header:
+        return False
+    tags = [tag.strip().removeprefix(b"W/") for tag in header.split(b",")]
+    return etag in tags or b"*" in tags

@@ -2,9 +2,10 @@
 """The HTTP API: one twisted.web site on a Twisted endpoint string, as an ``IService``.
 
 Routes (all under ``/api/v1``; reference in ``docs/openapi.yaml`` and ``docs/api.md``):
-``health`` (open), ``metrics``, ``snapshot``, ``events`` (SSE), ``ws`` (WebSocket),
-``speakers``, ``speakers/{id}``, ``groups`` (``read`` scope), and ``POST
-speakers/{id}/{command}`` (``control`` scope; built by the command hook).
+``health`` and ``access`` (open), ``metrics``, ``snapshot``, ``events`` (SSE), ``ws`` (WebSocket),
+``speakers``, ``speakers/{id}``, ``groups``, ``art`` (``read`` scope), and ``POST
+speakers/{id}/{command}`` (``control`` scope; built by the command hook). The dashboard
+(:mod:`~sonosd.api.dashboard`) answers at ``/`` and ``/dashboard/``.
 
 ``V1Resource`` is the one gate every request passes: DNS-rebinding and cross-origin guards,
 CORS, the token check and the scope check (``read`` for GET/HEAD, ``control`` for any other
@@ -14,10 +15,12 @@ method), so the resources behind it hold no security logic.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote_to_bytes
 from weakref import WeakSet
 
+import attrs
 from prometheus_client import CollectorRegistry
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -25,11 +28,13 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web import http
 from twisted.web.http import HTTPChannel, combinedLogFormatter
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
 from sonosd.api import views
+from sonosd.api.art import ArtProxy, ArtResource
 from sonosd.api.auth import (
     CONTROL,
     READ,
@@ -43,19 +48,25 @@ from sonosd.api.auth import (
     query_first,
 )
 from sonosd.api.commands import MAX_BODY, CommandFactory, default_commands
+from sonosd.api.dashboard import SiteRoot
 from sonosd.api.deadline import REQUEST_TIMEOUT, RequestDeadline
 from sonosd.api.resources import (
+    AccessResource,
+    DiagnosticsResource,
     ErrorResource,
     GroupsResource,
     HealthResource,
     MetricsResource,
+    ReadyResource,
     SnapshotResource,
     SpeakersResource,
     not_found,
 )
+from sonosd.api.responses import json_error
 from sonosd.api.sse import EventsResource
 from sonosd.api.ws import ApiWebSocketFactory
 from sonosd.config import ApiConfig
+from sonosd.control.commandargs import COMMANDS
 from sonosd.control.dispatch import ControllerLike
 from sonosd.delivery.drain import drained
 from sonosd.delivery.endpoint import listen
@@ -64,6 +75,7 @@ from sonosd.delivery.metrics import ApiMetrics
 from sonosd.peerlog import PeerLog
 
 log = Logger()
+access_log = Logger(namespace="sonosd.api.access")
 
 VERSION = "0.1.0"
 _SAFE_METHODS = (b"GET", b"HEAD")
@@ -127,8 +139,12 @@ class V1Resource(Resource):
         super().__init__()
         self._auth = auth
         self._cors = cors_origins
-        self.open_children: set[bytes] = {b"health"}
+        self.open_children: set[bytes] = {b"health", b"access"}
         self.metrics: ApiMetrics | None = None
+
+    def set_origins(self, cors_origins: tuple[str, ...]) -> None:
+        """Allow ``cors_origins`` from now on (a reload)."""
+        self._cors = cors_origins
 
     def getChildWithDefault(self, path: bytes, request: Request) -> IResource:
         """The child for ``path`` if the request may reach it, else a JSON error."""
@@ -173,6 +189,18 @@ class V1Resource(Resource):
     def render(self, request: Request) -> bytes:
         """``/api/v1`` itself: not a resource."""
         return not_found().render(request)
+
+
+class ApiRoot(Resource):
+    """``/api``: its only child is ``v1``; anything else is a JSON 404, never HTML."""
+
+    def getChild(self, path: bytes, request: Request) -> IResource:
+        """An unknown child of ``/api``."""
+        return not_found(f"no such API: /api/{path.decode('utf-8', 'replace')} (try /api/v1)")
+
+    def render(self, request: Request) -> bytes:
+        """``/api`` itself."""
+        return not_found("no such resource (the API is under /api/v1)").render(request)
 
 
 def _hosts(origins: tuple[str, ...]) -> list[str]:
@@ -255,10 +283,39 @@ class _TrackedChannel(RequestDeadline, HTTPChannel):
         transport.loseConnection()
 
 
+class ApiRequest(Request):
+    """A request whose unhandled exception is answered with a JSON 500 under ``/api`` (and
+    logged once, with its traceback), not with twisted.web's HTML page."""
+
+    def processingFailed(self, reason: Failure) -> Failure:
+        """Log the failure once and answer a JSON 500 (HTML outside ``/api``)."""
+        path = self.path or b""
+        if not (path == b"/api" or path.startswith(b"/api/")):
+            return super().processingFailed(reason)
+        log.failure(
+            "unhandled error answering {method} {path}",
+            reason,
+            method=self.method.decode("latin-1"),
+            path=path.decode("latin-1"),
+        )
+        if self.startedWriting or self.finished:
+            # Too late for a status: the client sees the response break off.
+            if self.channel is not None and self.channel.transport is not None:
+                self.channel.transport.loseConnection()
+            return reason
+        body = json_error(self, 500, "internal", "the request failed; see the daemon's log")
+        self.setHeader(b"content-length", b"%d" % len(body))
+        self.write(body)
+        self.finish()
+        return reason
+
+
 class ApiSite(Site):
-    """The API's ``Site``: tracks its connections, redacts tokens from its access log."""
+    """The API's ``Site``: tracks its connections, redacts tokens from its access log and
+    writes that log at debug level (an info line per request floods a daemon's log)."""
 
     protocol = _TrackedChannel  # type: ignore[assignment]
+    requestFactory = ApiRequest
     noisy = False
     request_timeout = REQUEST_TIMEOUT
 
@@ -277,6 +334,15 @@ class ApiSite(Site):
             "too_slow",
             "api: a request from {source} did not arrive within {timeout:g} s: 408, closed",
             timeout=self.request_timeout,
+        )
+
+    def log(self, request: http.Request) -> None:
+        """The access log line of ``request``, at debug level (no token in it)."""
+        assert isinstance(request, Request)
+        access_log.debug(
+            "{line}",
+            line=access_log_line(self._logDateTime or "-", request),
+            status=request.code,
         )
 
     def close_connections(self) -> list[_TrackedChannel]:
@@ -306,6 +372,9 @@ class ApiService(Service):
     @param registry: The Prometheus registry to export (default: a new one, see
         ``self.metrics.registry``).
     @param grace: Seconds stopService waits for clients to close before aborting them.
+    @param readiness: Serves ``/api/v1/ready`` (open): returns ``{"ready", "reasons",
+        "speakers"}``; without it the route is not there.
+    @param diagnostics: Serves ``/api/v1/diagnostics`` (``read`` scope).
     """
 
     def __init__(
@@ -319,6 +388,8 @@ class ApiService(Service):
         commands: CommandFactory | None = None,
         registry: CollectorRegistry | None = None,
         grace: float = 3.0,
+        readiness: Callable[[], Mapping[str, Any]] | None = None,
+        diagnostics: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self.reactor = reactor
         self.config = config
@@ -348,8 +419,14 @@ class ApiService(Service):
         )
         self.v1 = V1Resource(self.auth, tuple(config.cors_origins))
         self.v1.metrics = self.metrics
+        self.art = ArtProxy(reactor)
         children: dict[bytes, IResource] = {
             b"health": HealthResource(state, self.uptime, VERSION),
+            b"access": AccessResource(
+                self.auth,
+                lambda: (name.decode("utf-8") for name in self.v1.children),
+                COMMANDS if controller is not None or commands is not None else (),
+            ),
             b"metrics": MetricsResource(self.metrics),
             b"snapshot": SnapshotResource(hub),
             b"events": self.events,
@@ -358,18 +435,46 @@ class ApiService(Service):
                 state, commands or default_commands(controller, self.metrics)
             ),
             b"groups": GroupsResource(state),
+            b"art": ArtResource(state, self.art),
         }
+        if readiness is not None:
+            children[b"ready"] = ReadyResource(readiness, self.may_read)
+            self.v1.open_children.add(b"ready")
+        if diagnostics is not None:
+            children[b"diagnostics"] = DiagnosticsResource(diagnostics)
         for name, child in children.items():
             self.v1.putChild(name, child)
-        api = Resource()
+        api = ApiRoot()
         api.putChild(b"v1", self.v1)
-        #: The site's root: other parts (the dashboard) may ``putChild`` here.
-        self.root = Resource()
+        #: The site's root: the dashboard at ``/`` and ``/dashboard/``; ``/api`` beside it.
+        self.root = SiteRoot()
         self.root.putChild(b"api", api)
         self.site = ApiSite(self.root, reactor)
         self.site.request_timeout = config.request_timeout
         self.site.metrics = self.metrics
         self.listening: Deferred[IListeningPort] = Deferred()
+
+    def may_read(self, request: Request) -> bool:
+        """Whether ``request`` carries what the ``read`` scope needs (nothing, when open)."""
+        checked = self.auth.check(
+            request.getHeader("authorization"), query_first(request.args or {}, _TOKEN)
+        )
+        return not isinstance(checked, Denied) and checked.allows(READ)
+
+    def reconfigure(self, config: ApiConfig) -> None:
+        """Take new tokens, ``require_auth`` and CORS origins (a reload); connected clients
+        stay connected. The listen address and buffers stay as they are until a restart."""
+        self.config = attrs.evolve(
+            self.config,
+            tokens=config.tokens,
+            require_auth=config.require_auth,
+            cors_origins=config.cors_origins,
+            ready_when_polling=config.ready_when_polling,
+        )
+        self.auth.set_tokens(config.tokens)
+        self.v1.set_origins(tuple(config.cors_origins))
+        if self.port is not None:
+            self._decide_auth(self.port)
 
     def uptime(self) -> float:
         """Seconds since the service was built."""
@@ -389,6 +494,15 @@ class ApiService(Service):
 
     def _listened(self, port: IListeningPort) -> None:
         self.port = port
+        host = self._decide_auth(port)
+        log.info(
+            "api listening on {address} (tokens {required})",
+            address=f"{getattr(host, 'host', host)}:{getattr(host, 'port', '')}".rstrip(":"),
+            required="required" if self.auth.required else "not required",
+        )
+
+    def _decide_auth(self, port: IListeningPort) -> Any:
+        """Whether tokens are required, from the bound address and the configuration."""
         host = port.getHost()
         bound = getattr(host, "host", None)
         local = is_local_address(bound if isinstance(bound, str) else None)
@@ -397,11 +511,7 @@ class ApiService(Service):
             log.warn("api: tokens are required but none is configured: every request gets 401")
         if not self.auth.required and not local:
             log.warn("api: listening on {address} without tokens", address=str(host))
-        log.info(
-            "api listening on {address} (tokens {required})",
-            address=f"{getattr(host, 'host', host)}:{getattr(host, 'port', '')}".rstrip(":"),
-            required="required" if self.auth.required else "not required",
-        )
+        return host
 
     def stopService(self) -> Deferred[None]:
         """Stop listening and close every client within the grace period."""
@@ -426,3 +536,4 @@ class ApiService(Service):
         for ws in sockets:
             if ws.transport is not None and not ws.lost.called:
                 ws.transport.abortConnection()
+        await self.art.close()

@@ -31,7 +31,14 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from sonosd.api.auth import query_first
 from sonosd.api.responses import json_error
-from sonosd.delivery.channel import Channel, QueuedClient, Start, parse_last_id, reset_body
+from sonosd.delivery.channel import (
+    QUERY_PARAMETERS,
+    Channel,
+    QueuedClient,
+    Start,
+    parse_last_id,
+    reset_body,
+)
 from sonosd.delivery.filters import Filter, FilterError
 from sonosd.delivery.flow import ClientQueue, TransportWriter
 from sonosd.delivery.hub import Hub, Message, encode
@@ -223,7 +230,7 @@ class EventsResource(Resource):
     def render_GET(self, request: Request) -> bytes | int:
         """Open the stream: headers, first blocks, then live messages."""
         try:
-            filter = Filter.from_query(request.args or {})
+            filter = Filter.from_query(request.args or {}, strict=True, allowed=QUERY_PARAMETERS)
         except FilterError as error:
             return json_error(request, 400, "bad_filter", str(error))
         header = request.getHeader("last-event-id")

@@ -10,7 +10,7 @@ never turns into a 500.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 
@@ -22,6 +22,18 @@ class SpeakerKey(Protocol):
         """The speaker's uid."""
 
 
+class SpeakerAddress(SpeakerKey, Protocol):
+    """What the API reads of a followed speaker's address (album art)."""
+
+    @property
+    def host(self) -> str:
+        """The speaker's address."""
+
+    @property
+    def port(self) -> int:
+        """The speaker's port."""
+
+
 class StateView(Protocol):
     """What the API needs from ``sonosd.household.state.HouseholdState``."""
 
@@ -30,6 +42,9 @@ class StateView(Protocol):
 
     def find(self, key: str) -> SpeakerKey | None:
         """The speaker ``key`` names: a uid, else a room name, else a host."""
+
+    def speakers(self) -> Iterable[SpeakerAddress]:
+        """Every followed speaker."""
 
     def availability_counts(self) -> dict[str, int]:
         """How many speakers are ``online``, ``offline`` and ``unknown`` (without a copy of

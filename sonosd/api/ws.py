@@ -36,6 +36,7 @@ from twisted.python.failure import Failure
 from sonosd.api.auth import CONTROL, Authenticator, Denied, Grant
 from sonosd.control.dispatch import ControllerLike, execute, failure_fields
 from sonosd.delivery.channel import (
+    QUERY_PARAMETERS,
     BadOperation,
     Channel,
     QueuedClient,
@@ -104,7 +105,7 @@ class ApiWebSocketProtocol(QueuedClient, WebSocketServerProtocol):  # type: igno
             raise ConnectionDeny(checked.status, checked.message)
         self.grant = checked
         try:
-            self.filter = Filter.from_query(request.params)
+            self.filter = Filter.from_query(request.params, strict=True, allowed=QUERY_PARAMETERS)
         except FilterError as error:
             raise ConnectionDeny(ConnectionDeny.BAD_REQUEST, str(error)) from None
         self._last_id = parse_last_id(_first(request.params, "last_id"))

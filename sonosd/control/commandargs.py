@@ -187,7 +187,11 @@ def _volume(args: Args) -> Params:
         raise bad_argument("volume", "give exactly one of volume and delta")
     if "delta" in args:
         return {"delta": to_int("delta", args["delta"], -100, 100)}
-    return {"volume": to_int("volume", args["volume"], 0, 100)}
+    value = args["volume"]
+    if isinstance(value, str) and value.strip().startswith(("+", "-")):
+        # "+5" and "-5" are relative, as sonosctl and the README write them.
+        return {"delta": to_int("volume", value, -100, 100)}
+    return {"volume": to_int("volume", value, 0, 100)}
 
 
 def _flag(name: str, optional: bool = False) -> Callable[[Args], Params]:

@@ -341,6 +341,9 @@ class Controller:
         self._announcements = itertools.count(1)
         self.executed = 0
         self.failed = 0
+        #: Called with ``(command, result, seconds)`` when a command ends (``result``: ``ok``
+        #: or the error code), for the command latency metric.
+        self.on_done: Callable[[str, str, float], None] | None = None
 
     # -- entry point -------------------------------------------------------------------------
 
@@ -367,6 +370,7 @@ class Controller:
         except Exception as error:
             self.failed += 1
             translated = self._translate(error, ref)
+            self._observe(command, translated.code, started)
             log.info(
                 "command {command} on {speaker} failed: {code} {message}",
                 command=command,
@@ -376,6 +380,7 @@ class Controller:
             )
             raise translated from error
         self.executed += 1
+        self._observe(name, "ok", started)
         log.debug(
             "command {command} on {speaker} done in {ms} ms",
             command=name,
@@ -383,6 +388,11 @@ class Controller:
             ms=round((time.monotonic() - started) * 1000),
         )
         return result
+
+    def _observe(self, command: str, result: str, started: float) -> None:
+        """Tell ``on_done`` (the metrics) how a command ended and how long it took."""
+        if self.on_done is not None:
+            self.on_done(command, result, time.monotonic() - started)
 
     def _translate(self, error: Exception, ref: SpeakerRef | None) -> ControlError:
         who = "the speaker" if ref is None else ref.name or ref.uid

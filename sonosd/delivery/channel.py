@@ -122,6 +122,11 @@ class Start:
     replay: list[Message]
 
 
+#: Query parameters of the streaming channels (SSE, WebSocket) that are not filter keys; any
+#: other unknown parameter is refused (``bad_filter``) on both, as in a filter operation.
+QUERY_PARAMETERS = ("last_id", "access_token")
+
+
 def parse_last_id(value: bytes | str | None) -> int | None:
     """A client's ``last_id``/``Last-Event-ID`` as an int; ``None`` when absent or garbage.
 

@@ -3,7 +3,7 @@
 
 Both listen when their service starts and expose a ``listening`` Deferred that the daemon
 waits on: it fires with the port, or fails (then the daemon logs one line and exits 1, see
-``docs/design.md``).
+``docs/design.md``; the traceback is logged here at debug level only).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 log = Logger()
@@ -45,7 +45,14 @@ def listen(
         listening.callback(port)
 
     def failed(failure: Failure) -> None:
-        log.failure("{what}: cannot listen on {endpoint}", failure, what=what, endpoint=description)
+        # The daemon says it in one line (and exits); the traceback is for debugging only.
+        log.failure(
+            "{what}: cannot listen on {endpoint}",
+            failure,
+            what=what,
+            endpoint=description,
+            level=LogLevel.debug,
+        )
         if not listening.called:
             listening.errback(failure)
             listening.addErrback(lambda _: None)

@@ -111,7 +111,9 @@ class Filter:
         return result
 
     @classmethod
-    def from_query(cls, mapping: Mapping[Any, Any], *, strict: bool = False) -> Filter:
+    def from_query(
+        cls, mapping: Mapping[Any, Any], *, strict: bool = False, allowed: Iterable[str] = ()
+    ) -> Filter:
         """Build a filter from query parameters or a JSON object.
 
         Accepts what ``twisted.web`` gives (``request.args``: bytes keys, lists of bytes
@@ -122,9 +124,10 @@ class Filter:
 
         @param mapping: The parameters.
         @param strict: Reject keys that are not filter keys (JSON objects, configuration;
-            ``op`` and ``id`` of a WebSocket operation are allowed);
-            query strings also carry other parameters (``last_id``, ``access_token``), so
-            by default other keys are ignored.
+            ``op`` and ``id`` of a WebSocket operation are allowed); otherwise other keys
+            are ignored.
+        @param allowed: With ``strict``, other keys that are not an error (a query string's
+            ``last_id`` and ``access_token``).
         @raise FilterError: A value is not a string or a list of strings, or (``strict``) a
             key is unknown.
         """
@@ -137,8 +140,9 @@ class Filter:
         for raw_key, raw_value in mapping.items():
             key = raw_key.decode("utf-8", "replace") if isinstance(raw_key, bytes) else raw_key
             if not isinstance(key, str) or key not in _KEYS:
-                if strict and key not in ("op", "id"):
-                    raise FilterError(f"filter: unknown key {key!r}")
+                if strict and key not in ("op", "id") and key not in allowed:
+                    known = ", ".join(sorted(_KEYS))
+                    raise FilterError(f"filter: unknown key {key!r} (known: {known})")
                 continue
             for value in _values(key, raw_value):
                 collected[_KEYS[key]].update(_split(value))

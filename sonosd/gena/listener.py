@@ -24,6 +24,7 @@ subscriber gave it (UPnP Device Architecture 1.1, 4.3). This module owns that en
 
 from __future__ import annotations
 
+import errno
 import re
 import socket
 from collections import Counter
@@ -478,7 +479,13 @@ class NotifyListener(Service):
         """
         self._listening = self._bind()
         self.port = getattr(self._listening.getHost(), "port", 0)
-        log.info("NOTIFY listener on {interface}:{port}", interface=self.interface, port=self.port)
+        taken = self.requested_port and self.port != self.requested_port
+        log.info(
+            "NOTIFY listener on {interface}:{port}{note}",
+            interface=self.interface,
+            port=self.port,
+            note=f" (port {self.requested_port} is taken)" if taken else "",
+        )
         super().startService()
 
     def _bind(self) -> IListeningPort:
@@ -491,7 +498,11 @@ class NotifyListener(Service):
                 )
             except CannotListenError as taken:
                 error = taken
-                log.warn(
+                if getattr(taken.socketError, "errno", None) != errno.EADDRINUSE:
+                    # Not a port in use (an address this host does not have, no
+                    # permission): every other port would fail the same way.
+                    raise
+                log.debug(
                     "cannot listen on {interface}:{port}: {error}; trying the next port",
                     interface=self.interface,
                     port=number,

@@ -209,6 +209,30 @@ class ServiceState(enum.Enum):
     STOPPED = "stopped"
 
 
+#: The public state of a subscription, as ``/api/v1/diagnostics`` and the metrics show it:
+#: ``subscribed`` (NOTIFYs expected or arriving), ``polling`` (subscribed, but no NOTIFY
+#: arrived: the state is read every ``poll_interval``), ``backing_off`` (failed, waiting to
+#: resubscribe), ``lost`` (dropped while the speaker is offline), ``subscribing``, ``idle``
+#: (the speaker is not identified yet) and ``stopped``.
+PHASES: tuple[str, ...] = (
+    "subscribed",
+    "polling",
+    "backing_off",
+    "lost",
+    "subscribing",
+    "idle",
+    "stopped",
+)
+
+_PHASES: Mapping[ServiceState, str] = {
+    ServiceState.IDLE: "idle",
+    ServiceState.SUBSCRIBING: "subscribing",
+    ServiceState.RETRYING: "backing_off",
+    ServiceState.SUSPENDED: "lost",
+    ServiceState.STOPPED: "stopped",
+}
+
+
 class ServiceSupervisor:
     """Keeps one service of one speaker subscribed, and its events in order.
 
@@ -230,9 +254,15 @@ class ServiceSupervisor:
         self.gaps = 0
         self.resyncs = 0
         self.polls = 0
+        self.subscribes = 0
+        self.subscribe_failures = 0
+        self.renewals = 0
+        self.renewal_failures = 0
+        self.last_notify: float | None = None
+        self.last_seq: int | None = None
+        self.subscribed_at: float | None = None
+        self.unsubscribe_error: str | None = None
         self._gen = 0
-        self._ctx = speaker.ctx
-        self._config = speaker.ctx.config
         self._operation: Deferred[Any] | None = None
         self._timer: IDelayedCall | None = None
         self._grace: IDelayedCall | None = None
@@ -247,6 +277,79 @@ class ServiceSupervisor:
 
     def __repr__(self) -> str:
         return f"<ServiceSupervisor {self.speaker.label} {self.service} {self.state.value}>"
+
+    @property
+    def _ctx(self) -> SupervisorContext:
+        # Read through the speaker: a reload replaces the context (new timings, services).
+        return self.speaker.ctx
+
+    @property
+    def _config(self) -> SubscriptionConfig:
+        return self.speaker.ctx.config
+
+    # What the diagnostics, readiness, metrics and systemd's status line read.
+
+    @property
+    def phase(self) -> str:
+        """The public state of the subscription (see ``PHASES``)."""
+        if self.state in (ServiceState.SUBSCRIBED, ServiceState.RENEWING):
+            return "polling" if self.polling else "subscribed"
+        return _PHASES[self.state]
+
+    @property
+    def resubscriptions(self) -> int:
+        """Subscriptions made after the first (after a loss, a reboot, an outage)."""
+        return max(0, self.subscribes - 1)
+
+    @property
+    def evented(self) -> bool:
+        """Subscribed, and NOTIFYs arrive (the first one came since subscribing)."""
+        return self.phase == "subscribed" and self._notified
+
+    def status(self) -> dict[str, Any]:
+        """A plain snapshot of this subscription (documented in docs/api.md, diagnostics).
+
+        Times are seconds: ``next_renewal`` and ``retry_in`` from now, ``last_notify_age``
+        and ``subscribed_for`` up to now; ``None`` where they do not apply.
+        """
+        now = self._ctx.clock.seconds()
+        subscription = self.subscription
+        timer = self._timer
+        pending = None
+        if timer is not None and timer.active():
+            pending = round(max(0.0, timer.getTime() - now), 3)
+        subscribed = self.state in (ServiceState.SUBSCRIBED, ServiceState.RENEWING)
+        return {
+            "state": self.phase,
+            "evented": self.evented,
+            "polling": self.polling,
+            "sid": None if subscription is None else subscription.sid,
+            "timeout": None if subscription is None else subscription.timeout,
+            "next_renewal": pending if self.state is ServiceState.SUBSCRIBED else None,
+            "retry_in": pending if self.state is ServiceState.RETRYING else None,
+            "subscribed_for": (
+                round(now - self.subscribed_at, 3)
+                if subscribed and self.subscribed_at is not None
+                else None
+            ),
+            "last_notify_age": (
+                None if self.last_notify is None else round(now - self.last_notify, 3)
+            ),
+            "notified": self._notified,
+            "seq": self.last_seq,
+            "reason": self.lost_reason,
+            "failures": self.failures,
+            "events": self.events,
+            "duplicates": self.duplicates,
+            "gaps": self.gaps,
+            "resyncs": self.resyncs,
+            "polls": self.polls,
+            "subscribes": self.subscribes,
+            "subscribe_failures": self.subscribe_failures,
+            "resubscriptions": self.resubscriptions,
+            "renewals": self.renewals,
+            "renewal_failures": self.renewal_failures,
+        }
 
     # Commands from the speaker supervisor.
 
@@ -314,6 +417,8 @@ class ServiceSupervisor:
         subscription = self.subscription
         assert subscription is not None
         self.failures = 0
+        self.subscribes += 1
+        self.subscribed_at = self._ctx.clock.seconds()
         log.debug(
             "subscribed {speaker} {service} sid={sid} for {timeout} s",
             speaker=self.speaker.label,
@@ -348,6 +453,7 @@ class ServiceSupervisor:
         request = functools.partial(subscription.renew, requested_timeout=self._config.timeout)
         if not await self._request(gen, "renew", request):
             return
+        self.renewals += 1
         log.debug(
             "renewed {speaker} {service} for {timeout} s",
             speaker=self.speaker.label,
@@ -378,6 +484,10 @@ class ServiceSupervisor:
     def _failed(self, failure: Failure, during: str) -> None:
         kind, reason = describe_failure(failure)
         self._operation = None
+        if during == "renew":
+            self.renewal_failures += 1
+        else:
+            self.subscribe_failures += 1
         if during == "renew" and kind is FailureKind.GONE and reason == GONE_412:
             # The speaker forgot the subscription: it rebooted. All its services are replaced
             # (this one included, unless the speaker cannot act on it now).
@@ -428,11 +538,13 @@ class ServiceSupervisor:
 
     def _unsubscribe(self, subscription: GenaSubscription, timeout: float) -> Deferred[None]:
         def failed(failure: Failure) -> None:
-            log.info(
+            # The speaker supervisor says it once for all its services.
+            self.unsubscribe_error = describe_failure(failure)[1]
+            log.debug(
                 "unsubscribe {speaker} {service} failed: {reason}",
                 speaker=self.speaker.label,
                 service=self.service,
-                reason=describe_failure(failure)[1],
+                reason=self.unsubscribe_error,
             )
 
         d = subscription.unsubscribe().addTimeout(timeout, self._ctx.clock)
@@ -452,7 +564,12 @@ class ServiceSupervisor:
         assert ref is not None
         reason, self.lost_reason = self.lost_reason, None
         down = round(self._ctx.clock.seconds() - self._lost_at, 3)
-        log.info(
+        # After a reboot, an address change or an outage the speaker's own line said that
+        # every service is being resubscribed: one line per service would repeat it.
+        speaker_wide = reason in ("reboot", "address changed") or (reason or "").startswith(
+            "speaker offline"
+        )
+        (log.debug if speaker_wide else log.info)(
             "subscription {speaker} {service} restored after {down} s ({reason})",
             speaker=self.speaker.label,
             service=self.service,
@@ -480,6 +597,7 @@ class ServiceSupervisor:
         ref = self.speaker.ref
         assert ref is not None
         self.speaker.saw_activity()
+        self.last_notify = self._ctx.clock.seconds()
         verdict = self._seq.observe(int(event.seq))
         if verdict.kind is SeqKind.DUPLICATE:
             self.duplicates += 1
@@ -492,6 +610,7 @@ class ServiceSupervisor:
             )
             return
         self.events += 1
+        self.last_seq = verdict.seq
         if not self._notified:
             self._notified = True
             if self._grace is not None and self._grace.active():

@@ -22,6 +22,7 @@ The lifecycle and every timer are described in ``docs/supervisor.md``.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -56,6 +57,20 @@ SONOS_PORT = 1400
 CONFIRM_DELAY = 2.0
 """Seconds the consistency check waits before confirming a difference (a NOTIFY sent just
 before the read has arrived by then)."""
+#: The counters of a ``ServiceSupervisor`` that the household keeps when it stops
+#: supervising that subscription (see ``HouseholdSupervisor.retired``).
+RETIRED_COUNTERS: tuple[str, ...] = (
+    "events",
+    "duplicates",
+    "gaps",
+    "resyncs",
+    "polls",
+    "subscribes",
+    "subscribe_failures",
+    "resubscriptions",
+    "renewals",
+    "renewal_failures",
+)
 
 REBOOT_MERGE_WINDOW = 60.0
 """A BootSeq increase seen this soon after a 412-triggered resubscription is the same reboot."""
@@ -93,29 +108,41 @@ second at start-up and receives 1,600 initial NOTIFYs at once; with 64 it subscr
 its outgoing GENA connections stay far below a default ``ulimit -n`` of 1,024."""
 
 
+class GenaSubscriptions:
+    """The subscription factory for the daemon: ``sonosd.gena.Subscription`` objects that
+    send their requests with ``http`` (default: one client built from ``reactor``, shared by
+    every subscription: a client per subscription was an agent, a connection pool and a
+    cookie jar each, megabytes at 1,600 subscriptions), at most ``GENA_CONCURRENCY`` of them
+    at once, and receive their NOTIFYs through ``listener`` (a running ``NotifyListener``).
+
+    @ivar request_timeout: Seconds each request may take (a reload may change it).
+    """
+
+    def __init__(
+        self, reactor: Any, listener: Any, request_timeout: float, http: Any = None
+    ) -> None:
+        self._reactor = reactor
+        self._listener = listener
+        self.request_timeout = request_timeout
+        self._http = gena.build_http_client(reactor) if http is None else http
+        self._limiter = DeferredSemaphore(GENA_CONCURRENCY)
+
+    def __call__(self, device: Any, service: str) -> GenaSubscription:
+        return gena.Subscription(
+            service_object(device, service),
+            self._listener,
+            reactor=self._reactor,
+            http=self._http,
+            request_timeout=self.request_timeout,
+            limiter=self._limiter,
+        )
+
+
 def gena_subscriptions(
     reactor: Any, listener: Any, request_timeout: float, http: Any = None
 ) -> SubscriptionFactory:
-    """The subscription factory for the daemon: ``sonosd.gena.Subscription`` objects that send
-    their requests with ``http`` (default: one client built from ``reactor``, shared by every
-    subscription: a client per subscription was an agent, a connection pool and a cookie jar
-    each, megabytes at 1,600 subscriptions), at most ``GENA_CONCURRENCY`` of them at once, and
-    receive their NOTIFYs through ``listener`` (a running ``NotifyListener``)."""
-    if http is None:
-        http = gena.build_http_client(reactor)
-    limiter = DeferredSemaphore(GENA_CONCURRENCY)
-
-    def make(device: Any, service: str) -> GenaSubscription:
-        return gena.Subscription(
-            service_object(device, service),
-            listener,
-            reactor=reactor,
-            http=http,
-            request_timeout=request_timeout,
-            limiter=limiter,
-        )
-
-    return make
+    """A ``GenaSubscriptions`` factory (see there)."""
+    return GenaSubscriptions(reactor, listener, request_timeout, http)
 
 
 @attrs.frozen
@@ -190,6 +217,7 @@ class SpeakerSupervisor(Service):
         self.config_device = device
         self.ctx = ctx
         self._on_identified = on_identified
+        self.discovered = False
         self.device: Any = None
         self.ref: SpeakerRef | None = None
         self.household_id: str | None = None
@@ -223,28 +251,55 @@ class SpeakerSupervisor(Service):
         """The speaker's uid, once identified."""
         return None if self.ref is None else self.ref.uid
 
-    def status(self) -> dict[str, Any]:
-        """A plain snapshot for health checks and the API."""
-        return {
-            "host": self.config_device.host if self.ref is None else self.ref.host,
+    def status(self, *, callback: bool = False) -> dict[str, Any]:
+        """A plain snapshot of the speaker and each of its subscriptions (``ServiceSupervisor
+        .status``), the one source of diagnostics, readiness, metrics and systemd's status.
+
+        @param callback: Include the callback URL given to the speaker (``callback_url``
+            looks up a route: only the diagnostics ask for it).
+        """
+        host = self.config_device.host if self.ref is None else self.ref.host
+        availability = {None: "unknown", True: "online", False: "offline"}[self.online]
+        status: dict[str, Any] = {
+            "host": host,
+            "configured_host": self.config_device.host,
             "uid": self.uid,
             "name": None if self.ref is None else self.ref.name,
+            "availability": availability,
             "online": self.online,
             "reason": self.offline_reason,
             "boot_seq": self.boot_seq,
-            "services": {
-                name: {
-                    "state": sup.state.value,
-                    "sid": None if sup.subscription is None else sup.subscription.sid,
-                    "polling": sup.polling,
-                    "lost": sup.lost_reason,
-                    "events": sup.events,
-                    "duplicates": sup.duplicates,
-                    "gaps": sup.gaps,
-                }
-                for name, sup in self.services.items()
-            },
+            "failures": self._failures,
+            "last_activity_age": (
+                round(self.ctx.clock.seconds() - self.last_activity, 3)
+                if self.last_activity
+                else None
+            ),
+            "services": {name: sup.status() for name, sup in self.services.items()},
         }
+        if callback:
+            status["callback_url"] = self.ctx.callback_url(host)
+        return status
+
+    @property
+    def evented(self) -> bool:
+        """Online, and every service subscribed with NOTIFYs arriving."""
+        return bool(self.online) and all(sup.evented for sup in self.services.values())
+
+    def set_services(self, services: Iterable[str]) -> None:
+        """Follow exactly ``services`` from now on: subscribe the new ones (when online),
+        UNSUBSCRIBE the ones no longer wanted (a configuration reload)."""
+        wanted = tuple(services)
+        for name in [name for name in self.services if name not in wanted]:
+            sup = self.services.pop(name)
+            sup.stop(self.ctx.config.shutdown_timeout)
+        for name in wanted:
+            if name not in self.services:
+                sup = ServiceSupervisor(self, name)
+                self.services[name] = sup
+                if self.running and self.online:
+                    sup.start()
+        self.services = {name: self.services[name] for name in wanted}
 
     # Service lifecycle.
 
@@ -269,7 +324,21 @@ class SpeakerSupervisor(Service):
         timeout = self.ctx.config.shutdown_timeout
         stops = [sup.stop(timeout) for sup in self.services.values()]
         done = DeferredList(stops, consumeErrors=True)
-        return done.addCallback(lambda _: None)
+        return done.addCallback(lambda _: self._unsubscribed())
+
+    def _unsubscribed(self) -> None:
+        failed = {
+            name: sup.unsubscribe_error
+            for name, sup in self.services.items()
+            if sup.unsubscribe_error is not None
+        }
+        if failed:
+            log.info(
+                "could not unsubscribe {count} service(s) of {speaker}: {reasons}",
+                count=len(failed),
+                speaker=self.label,
+                reasons=", ".join(sorted(set(failed.values()))),
+            )
 
     # Identification.
 
@@ -629,9 +698,14 @@ class HouseholdSupervisor(MultiService):
         ctx: SupervisorContext,
         devices: Iterable[Device] = (),
         topology_members: TopologyReader = topology_members,
+        listener: Any = None,
     ) -> None:
         super().__init__()
         self.ctx = ctx
+        self.listener = listener
+        #: Counters of subscriptions no longer supervised (removed by a reload), so that the
+        #: totals the metrics export never go down.
+        self.retired: Counter[str] = Counter()
         self._topology_members = topology_members
         self._by_uid: dict[str, SpeakerSupervisor] = {}
         self.discovery: Service | None = None
@@ -639,9 +713,13 @@ class HouseholdSupervisor(MultiService):
         for device in devices:
             self.add_device(device)
 
-    def add_device(self, device: Device) -> SpeakerSupervisor:
-        """Supervise ``device`` (started at once if the household is running)."""
+    def add_device(self, device: Device, *, discovered: bool = False) -> SpeakerSupervisor:
+        """Supervise ``device`` (started at once if the household is running).
+
+        @param discovered: Found by SSDP, not configured (a reload keeps it).
+        """
         speaker = SpeakerSupervisor(device, self.ctx, on_identified=self._identified)
+        speaker.discovered = discovered
         self._speakers.append(speaker)
         speaker.setServiceParent(self)
         return speaker
@@ -654,9 +732,85 @@ class HouseholdSupervisor(MultiService):
         """The supervisor of the speaker ``uid``, if it has been identified."""
         return self._by_uid.get(uid)
 
-    def status(self) -> list[dict[str, Any]]:
-        """A plain snapshot of every speaker (``SpeakerSupervisor.status``)."""
-        return [speaker.status() for speaker in self._speakers]
+    def status(self, *, callback: bool = False) -> dict[str, Any]:
+        """The household as diagnostics, readiness, metrics and systemd read it.
+
+        ``{"speakers": [SpeakerSupervisor.status(), ...], "notify": {"accepted": n,
+        "refused": {reason: n}, "held": n}, "retired": {counter: n}}`` (the shape is
+        documented in docs/api.md under ``/api/v1/diagnostics``).
+
+        @param callback: Include each speaker's callback URL.
+        """
+        notify: dict[str, Any] = {"accepted": 0, "refused": {}, "held": 0}
+        dispatcher = getattr(self.listener, "dispatcher", None)
+        if dispatcher is not None:
+            notify = {
+                "accepted": dispatcher.accepted,
+                "refused": dict(sorted(dispatcher.rejected.items())),
+                "held": dispatcher.held,
+            }
+        return {
+            "speakers": [speaker.status(callback=callback) for speaker in self._speakers],
+            "notify": notify,
+            "retired": dict(self.retired),
+        }
+
+    def remove_device(self, host: str) -> SpeakerSupervisor | None:
+        """Stop supervising the speaker configured as ``host`` (its subscriptions are
+        UNSUBSCRIBEd); return it, or ``None`` when no speaker was configured so."""
+        for speaker in self._speakers:
+            if speaker.config_device.host.lower() == host.lower():
+                break
+        else:
+            return None
+        self._retire(speaker.services.values())
+        self._speakers.remove(speaker)
+        if speaker.uid is not None and self._by_uid.get(speaker.uid) is speaker:
+            del self._by_uid[speaker.uid]
+        speaker.disownServiceParent()
+        return speaker
+
+    def reconfigure(self, ctx: SupervisorContext) -> None:
+        """Use ``ctx`` from now on (a reload): new timings apply to the next timer of each
+        subscription; services added are subscribed, services removed UNSUBSCRIBEd."""
+        old, self.ctx = self.ctx, ctx
+        for speaker in self._speakers:
+            speaker.ctx = ctx
+            if ctx.services != old.services:
+                gone = [sup for name, sup in speaker.services.items() if name not in ctx.services]
+                self._retire(gone)
+                speaker.set_services(ctx.services)
+
+    def apply(self, config: Config) -> tuple[list[str], list[str]]:
+        """Follow ``config`` (a reload): its devices, services and subscription timings.
+
+        @return: The hosts added and the hosts removed.
+        """
+        known = {
+            speaker.config_device.host.lower(): speaker
+            for speaker in self._speakers
+            if not speaker.discovered
+        }
+        wanted = {device.host.lower(): device for device in config.devices}
+        removed = [s.config_device.host for key, s in known.items() if key not in wanted]
+        for host in removed:
+            self.remove_device(host)
+        subscriptions = self.ctx.subscriptions
+        if isinstance(subscriptions, GenaSubscriptions):
+            subscriptions.request_timeout = config.subscription.request_timeout
+        self.reconfigure(
+            attrs.evolve(self.ctx, config=config.subscription, services=config.services)
+        )
+        added = [device.host for key, device in wanted.items() if key not in known]
+        for device in config.devices:
+            if device.host in added:
+                self.add_device(device)
+        return added, removed
+
+    def _retire(self, services: Iterable[ServiceSupervisor]) -> None:
+        for sup in services:
+            for key in RETIRED_COUNTERS:
+                self.retired[key] += getattr(sup, key)
 
     def _identified(self, speaker: SpeakerSupervisor) -> bool:
         assert speaker.uid is not None
@@ -722,7 +876,7 @@ class HouseholdSupervisor(MultiService):
             )
             if not known:
                 log.info("discovered speaker {uid} at {host}", uid=sighting.uid, host=sighting.host)
-                self.add_device(Device(host=sighting.host))
+                self.add_device(Device(host=sighting.host), discovered=True)
             return
         if sighting.boot_seq is not None:
             speaker.observe_boot_seq(sighting.boot_seq, sighting.source)
@@ -763,7 +917,7 @@ def build_household(
         services=config.services,
         callback_url=listener.callback_url,
     )
-    household = HouseholdSupervisor(ctx, config.devices)
+    household = HouseholdSupervisor(ctx, config.devices, listener=listener)
     state.add_topology_observer(household.on_topology)
     if config.discovery:
         interface = config.listener.interface

@@ -2,7 +2,8 @@
 """Autonomous activity: a household that changes on its own, for the demo and load tests.
 
 ``ActivityGenerator`` makes ``rate`` changes per second on average (Poisson arrivals) across
-the household: track changes, volume moves, play/pause, mute. It draws from its own seeded
+the household (every household of a neighbourhood): track changes, volume moves, play/pause,
+mute. It draws from its own seeded
 ``random.Random`` so the same seed gives the same sequence of changes, and it acts through the
 household's methods so every change is evented like one made through SoCo.
 """
@@ -10,23 +11,32 @@ household's methods so every change is evented like one made through SoCo.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from sonosd.sim.household import Household, Speaker
+from sonosd.sim.household import Speaker
 from sonosd.sim.soap import UPnPError
 from sonosd.sim.transport import PLAYING
 
 log = Logger()
 
 
+class Speakers(Protocol):
+    """Where the changes happen: a ``Household`` or a ``Neighbourhood`` of several."""
+
+    @property
+    def speakers(self) -> Sequence[Speaker]:
+        """Every speaker."""
+
+
 class ActivityGenerator:
     """Random changes at ``rate`` per second; ``start()`` / ``stop()``; ``changes`` counts."""
 
     def __init__(
-        self, clock: IReactorTime, household: Household, rate: float, seed: int | None = None
+        self, clock: IReactorTime, household: Speakers, rate: float, seed: int | None = None
     ) -> None:
         if rate < 0:
             raise ValueError("the activity rate cannot be negative")

@@ -2,11 +2,13 @@
 """The simulator's admin HTTP API: JSON, on its own endpoint (never on a speaker's port).
 
 It reads and changes the household's state (changes are evented exactly like changes made
-through SoCo) and injects faults: reboot, offline, address change, NOTIFY bursts, and the
-GENA faults of each speaker's ``SubscriptionManager``. Every route is listed in
-``docs/simulator.md``; ``GET /`` lists them too.
+through SoCo) and injects faults: reboot, offline, address change, NOTIFY bursts, the GENA
+faults of each speaker's ``SubscriptionManager``, and the household and firmware modes
+(large household, UPnP off, HTTPS-only control, portables asleep or on Bluetooth). Every
+route is listed in ``docs/simulator.md``; ``GET /`` lists them too.
 
-A speaker is named in the path by its index (``0``), UID, address or room name.
+A speaker is named in the path by its index (``0``, counted across every household), UID,
+address or room name; a household by its number (``0``) or household ID.
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from sonosd.sim import catalog
 from sonosd.sim.actions import check_playable, resolve_track
+from sonosd.sim.battery import POWER_SOURCES
 from sonosd.sim.didl import format_duration, parse_duration
 from sonosd.sim.household import Household, Speaker
+from sonosd.sim.modes import SSDP_WHEN_UPNP_OFF, UPNP_KINDS
+from sonosd.sim.neighbourhood import Neighbourhood
 from sonosd.sim.soap import UPnPError
 
 if TYPE_CHECKING:
@@ -38,6 +43,10 @@ MAX_BODY = 65536
 
 ROUTES = (
     "GET /household",
+    "PATCH /household/modes",
+    "GET /households",
+    "GET /households/{n}",
+    "PATCH /households/{n}/modes",
     "GET /speakers",
     "GET /speakers/{id}",
     "PATCH /speakers/{id}/state",
@@ -51,6 +60,11 @@ ROUTES = (
     "POST /speakers/{id}/online",
     "POST /speakers/{id}/address",
     "POST /speakers/{id}/burst",
+    "PATCH /speakers/{id}/modes",
+    "POST /speakers/{id}/sleep",
+    "POST /speakers/{id}/wake",
+    "POST /speakers/{id}/bluetooth",
+    "PATCH /speakers/{id}/battery",
     "GET /speakers/{id}/gena",
     "PATCH /speakers/{id}/gena/faults",
     "DELETE /speakers/{id}/gena/faults",
@@ -75,9 +89,11 @@ def speaker_json(speaker: Speaker) -> dict[str, Any]:
     transport = speaker.coordinator.transport
     track = transport.current()
     r = speaker.rendering
+    battery = speaker.battery
     return {
         "index": speaker.index,
         "uid": speaker.uid,
+        "household_id": speaker.household.household_id,
         "name": speaker.name,
         "address": speaker.address,
         "port": speaker.port,
@@ -85,7 +101,24 @@ def speaker_json(speaker: Speaker) -> dict[str, Any]:
         "model_name": speaker.model.name,
         "boot_seq": speaker.boot_seq,
         "network": speaker.network.mode if speaker.network is not None else "none",
+        "vanished": speaker.vanished_reason,
+        "asleep": speaker.asleep,
+        "https_only": speaker.https_only,
+        "portable": speaker.model.portable,
+        "battery": (
+            {
+                "level": battery.level,
+                "power_source": battery.power_source,
+                "charging": battery.charging,
+                "temperature": battery.temperature,
+            }
+            if battery is not None
+            else None
+        ),
         "invisible": speaker.invisible,
+        "satellites": list(speaker.satellites),
+        "ht_primary": speaker.ht_primary,
+        "ht_channel": speaker.ht_channel or None,
         "coordinator": speaker.coordinator.uid,
         "group": speaker.group.group_id,
         "volume": r.volume,
@@ -125,9 +158,16 @@ class AdminResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, household: Household, activity: ActivityGenerator | None = None) -> None:
+    def __init__(
+        self,
+        household: Household | Neighbourhood,
+        activity: ActivityGenerator | None = None,
+    ) -> None:
         super().__init__()
-        self.household = household
+        self.neighbourhood = (
+            Neighbourhood([household]) if isinstance(household, Household) else household
+        )
+        self.household = self.neighbourhood.household
         self.activity = activity
 
     def render(self, request: Request) -> bytes | int:
@@ -167,20 +207,30 @@ class AdminResource(Resource):
 
     def _speaker(self, key: str) -> Speaker:
         try:
-            return self.household.speaker(key)
+            return self.neighbourhood.speaker(key)
         except (KeyError, IndexError):
             raise ApiError(404, f"no speaker {key!r}") from None
+
+    def _household_named(self, key: str) -> Household:
+        try:
+            return self.neighbourhood.household_by_key(key)
+        except KeyError:
+            raise ApiError(404, f"no household {key!r}") from None
 
     def _route(self, method: str, parts: list[str], body: dict[str, Any]) -> Any:
         if not parts:
             _allow(method, "GET")
             return {"routes": list(ROUTES)}
-        if parts == ["household"]:
+        if parts[0] == "household" and len(parts) <= 2:
+            return self._household_route(method, self.household, parts[1:], body)
+        if parts == ["households"]:
             _allow(method, "GET")
-            return self._household()
+            return [self._household(h) for h in self.neighbourhood.households]
+        if parts[0] == "households" and 2 <= len(parts) <= 3:
+            return self._household_route(method, self._household_named(parts[1]), parts[2:], body)
         if parts == ["speakers"]:
             _allow(method, "GET")
-            return [speaker_json(s) for s in self.household.speakers]
+            return [speaker_json(s) for s in self.neighbourhood.speakers]
         if parts == ["activity"]:
             return self._activity(method, body)
         if parts[0] == "speakers" and len(parts) >= 2:
@@ -188,10 +238,23 @@ class AdminResource(Resource):
             return self._speaker_route(method, speaker, parts[2:], body)
         raise ApiError(404, "no such route")
 
-    def _household(self) -> dict[str, Any]:
-        household = self.household
+    def _household_route(
+        self, method: str, household: Household, rest: list[str], body: dict[str, Any]
+    ) -> Any:
+        if not rest:
+            _allow(method, "GET")
+            return self._household(household)
+        if rest == ["modes"]:
+            _allow(method, "PATCH", "POST")
+            _set_modes(household, body)
+            return self._household(household)
+        raise ApiError(404, "no such route")
+
+    @staticmethod
+    def _household(household: Household) -> dict[str, Any]:
         return {
             "household_id": household.household_id,
+            "modes": attrs.asdict(household.modes),
             "speakers": [speaker_json(s) for s in household.speakers],
             "groups": [
                 {"id": g.group_id, "coordinator": g.coordinator, "members": list(g.members)}
@@ -246,6 +309,19 @@ class AdminResource(Resource):
             return self._queue(method, speaker, body)
         if head == "gena":
             return self._gena(method, speaker, rest[1:], body)
+        if head == "modes" and len(rest) == 1:
+            _allow(method, "PATCH", "POST")
+            unknown = sorted(set(body) - {"https_only"})
+            if unknown:
+                raise ApiError(400, f"unknown speaker modes {unknown}; known: ['https_only']")
+            if "https_only" in body:
+                https = _bool_value("https_only", body["https_only"])
+                return speaker.set_https_only(https).addCallback(lambda _: speaker_json(speaker))
+            return speaker_json(speaker)
+        if head == "battery" and len(rest) == 1:
+            _allow(method, "PATCH", "POST")
+            _set_battery(speaker, body)
+            return speaker_json(speaker)
         if len(rest) == 1 and head in _FAULTS:
             _allow(method, "POST")
             return _FAULTS[head](speaker, body)
@@ -301,6 +377,50 @@ class AdminResource(Resource):
                 raise ApiError(400, str(e)) from None
             return sent.addCallback(lambda status: {"status": status})
         raise ApiError(404, "no such route")
+
+
+def _set_modes(household: Household, body: Mapping[str, Any]) -> None:
+    """Switch household modes from a JSON body (types checked here, ranges by the model)."""
+    checks: dict[str, Callable[[Any], object]] = {
+        "large_household": lambda v: _bool_value("large_household", v),
+        "large_household_players": lambda v: _int_value("large_household_players", v, 1, 1000),
+        "upnp": lambda v: _bool_value("upnp", v),
+        "upnp_off_ssdp": lambda v: _choice("upnp_off_ssdp", v, SSDP_WHEN_UPNP_OFF),
+        "upnp_off_forbidden": lambda v: tuple(
+            _choice("upnp_off_forbidden", kind, UPNP_KINDS)
+            for kind in _list("upnp_off_forbidden", v)
+        ),
+    }
+    unknown = sorted(set(body) - set(checks))
+    if unknown:
+        raise ApiError(400, f"unknown household modes {unknown}; known: {sorted(checks)}")
+    try:
+        household.set_modes(**{key: checks[key](value) for key, value in body.items()})
+    except ValueError as e:
+        raise ApiError(400, str(e)) from None
+
+
+def _set_battery(speaker: Speaker, body: Mapping[str, Any]) -> None:
+    known = {"level", "power_source", "temperature"}
+    unknown = sorted(set(body) - known)
+    if unknown:
+        raise ApiError(400, f"unknown battery keys {unknown}; known: {sorted(known)}")
+    try:
+        speaker.set_battery(
+            level=_int_value("level", body["level"], 0, 100) if "level" in body else None,
+            power_source=(
+                _choice("power_source", body["power_source"], POWER_SOURCES)
+                if "power_source" in body
+                else None
+            ),
+            temperature=(
+                _int_value("temperature", body["temperature"], -40, 100)
+                if "temperature" in body
+                else None
+            ),
+        )
+    except ValueError as e:
+        raise ApiError(409, str(e)) from None
 
 
 def _set_faults(faults: Any, body: Mapping[str, Any]) -> None:
@@ -410,6 +530,29 @@ def _address(speaker: Speaker, body: Mapping[str, Any]) -> Deferred[dict[str, An
     return moved.addCallback(lambda _: speaker_json(speaker))
 
 
+def _portable_call(speaker: Speaker, call: Callable[[], Deferred[None]]) -> Deferred[Any]:
+    try:
+        done = call()
+    except ValueError as e:
+        raise ApiError(409, str(e)) from None
+    return done.addCallback(lambda _: speaker_json(speaker))
+
+
+def _sleep(speaker: Speaker, body: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
+    mode = body.get("mode", "refuse")
+    if mode not in ("refuse", "hang"):
+        raise ApiError(400, "mode must be 'refuse' or 'hang'")
+    return _portable_call(speaker, lambda: speaker.sleep(mode))
+
+
+def _wake(speaker: Speaker, body: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
+    return _portable_call(speaker, speaker.wake)
+
+
+def _bluetooth(speaker: Speaker, body: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
+    return _portable_call(speaker, speaker.switch_to_bluetooth)
+
+
 def _burst(speaker: Speaker, body: Mapping[str, Any]) -> dict[str, Any]:
     count = _integer(body, "count", 1, 100_000)
     service = body.get("service", "RenderingControl")
@@ -426,6 +569,9 @@ _FAULTS: dict[str, Callable[[Speaker, Mapping[str, Any]], Any]] = {
     "online": _online,
     "address": _address,
     "burst": _burst,
+    "sleep": _sleep,
+    "wake": _wake,
+    "bluetooth": _bluetooth,
 }
 
 
@@ -458,6 +604,18 @@ def _integer(
     return _int_value(key, body.get(key), low, high)
 
 
+def _list(key: str, value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise ApiError(400, f"{key} must be a list")
+    return value
+
+
+def _choice(key: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ApiError(400, f"{key} must be one of {', '.join(choices)}")
+    return str(value)
+
+
 def _bool_value(key: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ApiError(400, f"{key} must be true or false")
@@ -488,8 +646,17 @@ def _fail(request: Request, failure: Failure) -> None:
         _finish(request, 500, {"error": str(error)})
 
 
-def admin_site(household: Household, activity: ActivityGenerator | None = None) -> Site:
+class _AdminSite(Site):
+    """The admin API's site: no access log (tests and demos call it constantly)."""
+
+    noisy = False
+
+    def log(self, request: Any) -> None:
+        """Write nothing per request."""
+
+
+def admin_site(
+    household: Household | Neighbourhood, activity: ActivityGenerator | None = None
+) -> Site:
     """The admin API site."""
-    site = Site(AdminResource(household, activity))
-    site.noisy = False
-    return site
+    return _AdminSite(AdminResource(household, activity))

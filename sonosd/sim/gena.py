@@ -15,6 +15,12 @@ One :class:`SubscriptionManager` per simulated speaker. The speaker's HTTP site 
 - NOTIFYs are delivered one at a time per subscription, in SEQ order (0, 1, 2, ...,
   4294967295, 1, ...), from the speaker's own address. A failed NOTIFY is logged and the
   subscription kept.
+- ``LastChange`` (AVTransport, RenderingControl, Queue) is moderated as UPnP AV defines it:
+  the first change opens a window of ``moderation`` seconds (0.2), changes within it are
+  merged (the latest value of each variable wins), and one NOTIFY per subscription carries
+  them when the window closes. So TRANSITIONING then PLAYING 0.1 s apart reach subscribers
+  as one event showing PLAYING. One window (one timer) per service, whatever the number of
+  changes or subscriptions; plain-variable services are not moderated.
 
 :class:`GenaFaults` injects the failures the daemon must survive (see
 ``docs/simulator-gena.md``).
@@ -45,7 +51,7 @@ from sonosd.sim.notifier import (
     parse_callback,
     sonos_service_type,
 )
-from sonosd.sim.propertyset import EventValue, build_propertyset
+from sonosd.sim.propertyset import EventValue, build_propertyset, is_last_change
 
 log = Logger()
 
@@ -53,6 +59,8 @@ FullState = Callable[[str], Mapping[str, EventValue]]
 """Returns every evented variable of a service (the body of the SEQ 0 NOTIFY)."""
 
 DEFAULT_TIMEOUT: Final = 86400
+#: UPnP AV moderates LastChange: at most one event per 0.2 s, changes coalesced.
+DEFAULT_MODERATION: Final = 0.2
 MAX_SEQ: Final = 4294967295
 _TIMEOUT_RE: Final = re.compile(r"\s*Second-(\d{1,10})\s*\Z", re.IGNORECASE)
 
@@ -145,6 +153,8 @@ class SubscriptionManager:
     :param max_timeout: the longest subscription granted, in seconds.
     :param notify_timeout: seconds a subscriber has to answer one NOTIFY.
     :param notifier: the NOTIFY client; a fresh :class:`Notifier` by default.
+    :param moderation: seconds of a LastChange moderation window (0: every change is sent
+        at once).
     """
 
     def __init__(
@@ -158,6 +168,7 @@ class SubscriptionManager:
         max_timeout: int = DEFAULT_TIMEOUT,
         notify_timeout: float = 30.0,
         notifier: INotifier | None = None,
+        moderation: float = DEFAULT_MODERATION,
     ) -> None:
         self._reactor = reactor
         self.uid = uid
@@ -165,6 +176,11 @@ class SubscriptionManager:
         self._full_state = full_state
         self.server_header = server_header
         self.max_timeout = max_timeout
+        self.moderation = moderation
+        self._pending: dict[str, dict[str, EventValue]] = {}
+        self._merged: set[str] = set()
+        self._windows: dict[str, IDelayedCall] = {}
+        self._order: dict[str, dict[str, int]] = {}
         tcp: IReactorTCP = reactor  # type: ignore[assignment]
         self._notifier: INotifier = (
             notifier if notifier is not None else Notifier(tcp, notify_timeout)
@@ -323,11 +339,56 @@ class SubscriptionManager:
     # -- NOTIFY --------------------------------------------------------------------------
 
     def notify(self, service: str, changed: Mapping[str, EventValue]) -> None:
-        """Send one NOTIFY announcing ``changed`` to every subscription of ``service``.
+        """Announce ``changed`` to every subscription of ``service``: one NOTIFY each, now, or
+        when the service's moderation window closes (LastChange services).
 
         The body is built once for all subscribers. While paused, the SEQ of each subscription
         is consumed but nothing is sent (or replayed later).
         """
+        if self._stopped or not self._by_service.get(service):
+            return
+        if self.moderation > 0 and is_last_change(service):
+            pending = self._pending.get(service)
+            if pending is None:
+                self._pending[service] = dict(changed)
+                self._windows[service] = self._reactor.callLater(
+                    self.moderation, self._close_window, service
+                )
+            else:
+                pending.update(changed)
+                self._merged.add(service)
+            return
+        self._deliver(service, changed)
+
+    def _close_window(self, service: str) -> None:
+        """Send what changed in ``service`` during its moderation window."""
+        del self._windows[service]
+        changed = self._pending.pop(service)
+        if service in self._merged:
+            self._merged.discard(service)
+            changed = self._in_body_order(service, changed)
+        self._deliver(service, changed)
+
+    def _in_body_order(
+        self, service: str, changed: Mapping[str, EventValue]
+    ) -> dict[str, EventValue]:
+        """``changed`` sorted as the service's full state orders its variables."""
+        order = self._order.get(service)
+        if order is None:
+            order = {name: n for n, name in enumerate(self._full_state(service))}
+            self._order[service] = order
+        last = len(order)
+        return dict(sorted(changed.items(), key=lambda item: order.get(item[0], last)))
+
+    def _cancel_windows(self) -> None:
+        for call in self._windows.values():
+            if call.active():
+                call.cancel()
+        self._windows.clear()
+        self._pending.clear()
+        self._merged.clear()
+
+    def _deliver(self, service: str, changed: Mapping[str, EventValue]) -> None:
         subscriptions = self._by_service.get(service)
         if not subscriptions or self._stopped:
             return
@@ -464,7 +525,8 @@ class SubscriptionManager:
         ]
 
     def backlog(self) -> int:
-        """How many NOTIFYs wait in the subscriptions' queues (not counting in-flight ones)."""
+        """How many NOTIFYs wait in the subscriptions' queues (not counting in-flight ones,
+        nor changes waiting in a moderation window)."""
         return sum(len(subscription.queue) for subscription in self._subs.values())
 
     def stats(self) -> dict[str, int]:
@@ -499,6 +561,12 @@ class SubscriptionManager:
         """Whether the speaker is offline (see :meth:`pause`)."""
         return self._paused
 
+    def unsubscribe_all(self) -> None:
+        """Drop every subscription silently (UPnP switched off); the SID counter goes on."""
+        for subscription in list(self._subs.values()):
+            self._remove(subscription)
+        self._cancel_windows()
+
     def forget_all(self) -> Deferred[None]:
         """Reboot: drop every subscription and timer, abort NOTIFYs, restart the SID counter.
 
@@ -506,6 +574,7 @@ class SubscriptionManager:
         """
         for subscription in list(self._subs.values()):
             self._remove(subscription)
+        self._cancel_windows()
         self._counter = 0
         return self._notifier.abort_all()
 
@@ -515,6 +584,7 @@ class SubscriptionManager:
         :return: a Deferred firing once every connection is closed.
         """
         self._stopped = True
+        self._cancel_windows()
         for request in list(self._hung):
             _abort_request(request)
         self._hung.clear()

@@ -4,7 +4,8 @@
 One ``Household`` holds every ``Speaker``; its topology (who plays with whom, stereo pairs,
 BootSeq, addresses) is the one ZoneGroupState all speakers report. Every change goes through
 methods here, which then *publish*: each speaker compares the evented variables of the touched
-services with what it last evented and hands only the changed ones to its GENA
+services with what it last evented and hands what a real speaker would event (the changed
+variables, and what ``sonosd.sim.eventrules`` says goes with them) to its GENA
 ``SubscriptionManager`` (``manager.notify(service, changed)``). SOAP actions, the admin API,
 the activity generator and Python code all change state the same way, so all of them are seen
 by subscribers alike.
@@ -22,15 +23,18 @@ import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
+import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
-from sonosd.sim import catalog, variables
+from sonosd.sim import catalog, eventrules, variables
+from sonosd.sim.battery import Battery
 from sonosd.sim.description import offered_services
 from sonosd.sim.didl import Track
 from sonosd.sim.models import DEFAULT_MODEL, MODELS, Identity, Model, household_id
+from sonosd.sim.modes import HouseholdModes
 from sonosd.sim.soap import UPnPError
 from sonosd.sim.speakerstate import Alarm, Group, Rendering
 from sonosd.sim.transport import Transport
@@ -40,6 +44,9 @@ log = Logger()
 
 EventValue = str | Mapping[str, str]
 FullState = Callable[[str], Mapping[str, EventValue]]
+
+#: Models of a home-theatre set when the configured ones do not fit: an Arc, a Sub, two Ones.
+HT_SOUNDBAR, HT_SUB, HT_SURROUND = "S19", "Sub", "S18"
 
 DEFAULT_ROOMS = (
     "Living Room",
@@ -72,6 +79,9 @@ class SubscriptionManagerLike(Protocol):
     def forget_all(self) -> object:
         """Drop every subscription (reboot)."""
 
+    def unsubscribe_all(self) -> object:
+        """Drop every subscription, keeping the SID counter (UPnP switched off)."""
+
     def pause(self) -> object:
         """Stop sending NOTIFYs (offline)."""
 
@@ -100,6 +110,9 @@ class NetworkPresence(Protocol):
 
     def move(self, address: str) -> Deferred[None]:
         """Listen on ``address`` instead."""
+
+    def secure(self, on: bool) -> Deferred[None]:
+        """Serve TLS on port 1443 too (``on``), or stop."""
 
 
 class Announcer(Protocol):
@@ -145,6 +158,17 @@ class Speaker:
         self.invisible = False
         self.pair_partner: str | None = None
         self.channel_map = ""
+        self.satellites: list[str] = []
+        """On a home-theatre soundbar: its sub and surrounds (invisible, not group members)."""
+        self.ht_primary: str | None = None
+        """On a home-theatre satellite: the soundbar it is bonded to."""
+        self.ht_channel = ""
+        """On a satellite: ``SW``, ``LR`` or ``RR``."""
+        self.https_only = False
+        """SOAP over HTTP answers 403; SOAP over TLS (port 1443) works."""
+        self.battery: Battery | None = (
+            Battery(level=household.rng.randint(40, 100)) if model.portable else None
+        )
         self.transport = Transport(
             household.clock,
             identity.uid,
@@ -178,6 +202,23 @@ class Speaker:
     def base_url(self) -> str:
         """``http://<address>:<port>``."""
         return f"http://{self.address}:{self.port}"
+
+    @property
+    def ht_sat_chan_map(self) -> str:
+        """``HTSatChanMapSet``: the whole set on the soundbar, soundbar and self on a satellite
+        (as the captured home-theatre ZoneGroupStates show); empty elsewhere."""
+        if self.satellites:
+            parts = [f"{self.uid}:LF,RF"]
+            parts += [f"{uid}:{self.household.by_uid[uid].ht_channel}" for uid in self.satellites]
+            return ";".join(parts)
+        if self.ht_primary is not None:
+            return f"{self.ht_primary}:LF,RF;{self.uid}:{self.ht_channel}"
+        return ""
+
+    @property
+    def more_info(self) -> str:
+        """DeviceProperties ``MoreInfo``: the battery state on portables, else empty."""
+        return self.battery.more_info() if self.battery is not None else ""
 
     @property
     def group(self) -> Group:
@@ -216,12 +257,12 @@ class Speaker:
             self._published[service] = dict(self.full_state(service))
 
     def publish(self, service: str) -> None:
-        """Event the variables of ``service`` that changed since they were last evented."""
+        """Event what changed in ``service`` since it was last evented, as a speaker does
+        (``sonosd.sim.eventrules``: a transport change resends the track block ...)."""
         if service not in self.offered:
             return
         current = dict(self.full_state(service))
-        previous = self._published.get(service, {})
-        changed = {k: v for k, v in current.items() if previous.get(k) != v}
+        changed = eventrules.event_for(service, self._published.get(service, {}), current)
         self._published[service] = current
         if changed and self.manager is not None:
             self.manager.notify(service, changed)
@@ -327,10 +368,11 @@ class Speaker:
     # -- device properties -----------------------------------------------------------------
 
     def rename(self, name: str) -> None:
-        """``SetZoneAttributes``: a new room name (a stereo pair shares it)."""
+        """``SetZoneAttributes``: a new room name (a stereo pair and a home theatre share it)."""
         speakers = [self]
         if self.pair_partner is not None:
             speakers.append(self.household.by_uid[self.pair_partner])
+        speakers += [self.household.by_uid[uid] for uid in self.satellites]
         for speaker in speakers:
             speaker.name = name
             speaker.publish("DeviceProperties")
@@ -377,22 +419,24 @@ class Speaker:
 
         up.addCallback(_up)
 
-    def go_offline(self, mode: str = "refuse", vanish: bool = False) -> Deferred[None]:
+    def go_offline(
+        self, mode: str = "refuse", vanish: bool = False, reason: str = "powered off"
+    ) -> Deferred[None]:
         """Disappear: ``refuse`` connections or ``hang`` them; NOTIFYs stop.
 
         With ``vanish`` the household also lists the speaker under ``VanishedDevices``
-        (reason ``powered off``) and events the topology, as a real household does after a
-        while.
+        (with ``reason``, ``powered off`` by default) and events the topology, as a real
+        household does after a while. SSDP says ``ssdp:byebye`` with that reason.
         """
         if mode not in ("refuse", "hang"):
             raise ValueError(f"offline mode must be 'refuse' or 'hang', not {mode!r}")
         if self.manager is not None:
             self.manager.pause()
-        self.household.announce_byebye(self, "powered off")
+        self.household.announce_byebye(self, reason)
         self._cancel_boot()
         down = self.network.go_down(mode) if self.network is not None else succeed(None)
         if vanish:
-            self.vanished_reason = "powered off"
+            self.vanished_reason = reason
             self.household.topology_changed()
         return down
 
@@ -411,6 +455,61 @@ class Speaker:
             self._fire_up()
 
         return up.addCallback(_up)
+
+    def set_https_only(self, on: bool) -> Deferred[None]:
+        """HTTPS-only control: SOAP over HTTP answers 403, SOAP over TLS on 1443 works."""
+        self.https_only = bool(on)
+        if self.network is None:
+            return succeed(None)
+        return self.network.secure(self.https_only)
+
+    # -- portables -------------------------------------------------------------------------
+
+    def sleep(self, mode: str = "refuse") -> Deferred[None]:
+        """A portable goes to sleep: it stops answering (``refuse`` or ``hang``) and every
+        other speaker lists it under ``VanishedDevices`` with reason ``sleeping``."""
+        self._portable("sleep")
+        return self.go_offline(mode, vanish=True, reason="sleeping")
+
+    def switch_to_bluetooth(self) -> Deferred[None]:
+        """A portable switches to Bluetooth: it leaves the network, reason ``switch to
+        bluetooth`` in ``VanishedDevices``."""
+        self._portable("switch to Bluetooth")
+        return self.go_offline("refuse", vanish=True, reason="switch to bluetooth")
+
+    def wake(self) -> Deferred[None]:
+        """A sleeping portable (or one back on Wi-Fi) answers again, with the same UID."""
+        self._portable("wake")
+        return self.come_online()
+
+    def set_battery(
+        self,
+        level: int | None = None,
+        power_source: str | None = None,
+        temperature: int | None = None,
+    ) -> Battery:
+        """Change a portable's battery state (evented in DeviceProperties ``MoreInfo``)."""
+        self._portable("have a battery")
+        assert self.battery is not None
+        changes: dict[str, Any] = {}
+        if level is not None:
+            changes["level"] = level
+        if power_source is not None:
+            changes["power_source"] = power_source
+        if temperature is not None:
+            changes["temperature"] = temperature
+        self.battery = attrs.evolve(self.battery, **changes)
+        self.publish("DeviceProperties")
+        return self.battery
+
+    @property
+    def asleep(self) -> bool:
+        """Whether a portable sleeps or plays over Bluetooth (off the network)."""
+        return self.vanished_reason in ("sleeping", "switch to bluetooth")
+
+    def _portable(self, what: str) -> None:
+        if not self.model.portable:
+            raise ValueError(f"{self.name} ({self.model.name}) cannot {what}: not a portable")
 
     def change_address(self, address: str) -> Deferred[None]:
         """Listen on ``address`` instead (DHCP gave a new one); ZGS ``Location`` follows."""
@@ -485,14 +584,27 @@ class Household:
         seed: int | None = None,
         transition_delay: float = 0.1,
         queue_tracks: int = 8,
+        home_theatre: bool = False,
+        modes: HouseholdModes | None = None,
+        https_only: Iterable[int] = (),
+        first_index: int = 0,
+        taken_uids: set[str] | None = None,
     ) -> None:
+        ht_start = speakers - 4
         if speakers < 1:
             raise ValueError("a household needs at least one speaker")
         if stereo_pair and speakers < 2:
             raise ValueError("a stereo pair needs at least two speakers")
+        needed = 6 if stereo_pair else 4
+        if home_theatre and speakers < needed:
+            raise ValueError(
+                f"a home theatre needs four speakers (soundbar, sub, two surrounds) besides "
+                f"the others: at least {needed} speakers"
+            )
         self.clock = clock
         self.rng = random.Random(seed)
         self.transition_delay = transition_delay
+        self.modes = modes if modes is not None else HouseholdModes()
         self.household_id = household_id(self.rng)
         self.speakers: list[Speaker] = []
         self.by_uid: dict[str, Speaker] = {}
@@ -503,29 +615,45 @@ class Household:
         self.alarm_list_id = 1
         self.system_update_id = 1
         self._group_seq = self.rng.randint(10, 99)
+        taken = taken_uids if taken_uids is not None else set()
+        models = list(models)
+        if home_theatre:
+            models += [DEFAULT_MODEL] * (ht_start + 4 - len(models))
+            if not MODELS.get(models[ht_start], MODELS[DEFAULT_MODEL]).soundbar:
+                models[ht_start] = HT_SOUNDBAR
+            models[ht_start + 1 : ht_start + 4] = [HT_SUB, HT_SURROUND, HT_SURROUND]
+        https = set(https_only)
         base = ipaddress.IPv4Address(base_address)
         for index in range(speakers):
-            name = rooms[index] if index < len(rooms) else _room_name(index)
+            number = first_index + index
+            name = rooms[index] if index < len(rooms) else _room_name(number)
             model_key = models[index] if index < len(models) else DEFAULT_MODEL
             if model_key not in MODELS:
                 raise ValueError(f"unknown model {model_key!r}; known: {sorted(MODELS)}")
+            identity = Identity.draw(self.rng)
+            while identity.uid in taken:
+                identity = Identity.draw(self.rng)
+            taken.add(identity.uid)
             address = str(base + index)
             speaker = Speaker(
                 self,
-                index,
-                Identity.draw(self.rng),
+                number,
+                identity,
                 MODELS[model_key],
                 name,
                 address,
                 port,
                 boot_seq=self.rng.randint(20, 200),
             )
+            speaker.https_only = index in https
             self.speakers.append(speaker)
             self.by_uid[speaker.uid] = speaker
             self.by_address[address] = speaker
             self.groups.append(Group(self._new_group_id(speaker.uid), speaker.uid, [speaker.uid]))
         if stereo_pair:
             self._pair(self.speakers[0], self.speakers[1])
+        if home_theatre:
+            self._bond_home_theatre(*self.speakers[ht_start : ht_start + 4])
         first = self.speakers[0].uid
         self.alarms: list[Alarm] = [
             Alarm(1, "07:00:00", "02:00:00", "WEEKDAYS", True, first, volume=20),
@@ -564,10 +692,13 @@ class Household:
         raise KeyError(key)
 
     def group_of(self, uid: str) -> Group:
-        """The group that holds ``uid``."""
+        """The group that holds ``uid`` (a home-theatre satellite: its soundbar's group)."""
         for group in self.groups:
             if uid in group.members:
                 return group
+        speaker = self.by_uid.get(uid)
+        if speaker is not None and speaker.ht_primary is not None:
+            return self.group_of(speaker.ht_primary)
         raise KeyError(uid)
 
     def members_of(self, group: Group) -> list[Speaker]:
@@ -585,25 +716,40 @@ class Household:
     def _group_views(self) -> Iterable[ZoneGroupView]:
         for group in self.groups:
             members = tuple(
-                MemberView(
-                    uid=s.uid,
-                    location=s.location,
-                    zone_name=s.name,
-                    boot_seq=s.boot_seq,
-                    software_version=s.model.software_version,
-                    invisible=s.invisible,
-                    channel_map=s.channel_map,
-                )
-                for s in self.members_of(group)
-                if s.vanished_reason is None
+                self._member_view(s) for s in self.members_of(group) if s.vanished_reason is None
             )
             if members:
                 yield ZoneGroupView(group.group_id, group.coordinator, members)
 
+    def _member_view(self, speaker: Speaker) -> MemberView:
+        return MemberView(
+            uid=speaker.uid,
+            location=speaker.location,
+            zone_name=speaker.name,
+            boot_seq=speaker.boot_seq,
+            software_version=speaker.model.software_version,
+            invisible=speaker.invisible,
+            channel_map=speaker.channel_map,
+            ht_sat_chan_map=speaker.ht_sat_chan_map,
+            satellites=tuple(
+                self._member_view(self.by_uid[uid])
+                for uid in speaker.satellites
+                if self.by_uid[uid].vanished_reason is None
+            ),
+        )
+
     def _vanished_views(self) -> Iterable[VanishedView]:
         for s in self.speakers:
             if s.vanished_reason is not None:
-                yield VanishedView(s.uid, s.name, s.vanished_reason, s.identity.mac, s.address)
+                yield VanishedView(
+                    s.uid,
+                    s.name,
+                    s.vanished_reason,
+                    s.identity.mac,
+                    s.address,
+                    model=s.model.number,
+                    ht_sat_chan_map=s.ht_sat_chan_map,
+                )
 
     def topology_changed(self) -> None:
         """The ZoneGroupState changed: event it (and group variables) on every speaker."""
@@ -626,6 +772,18 @@ class Household:
         right.name = left.name
         self.groups.remove(self.group_of(right.uid))
         self.group_of(left.uid).members.append(right.uid)
+
+    def _bond_home_theatre(
+        self, soundbar: Speaker, sub: Speaker, left: Speaker, right: Speaker
+    ) -> None:
+        """A soundbar with a sub and two surrounds: invisible satellites of its member."""
+        for satellite, channel in ((sub, "SW"), (left, "LR"), (right, "RR")):
+            satellite.ht_primary = soundbar.uid
+            satellite.ht_channel = channel
+            satellite.invisible = True
+            satellite.name = soundbar.name
+            self.groups.remove(self.group_of(satellite.uid))
+            soundbar.satellites.append(satellite.uid)
 
     def _unit(self, speaker: Speaker) -> list[Speaker]:
         """The speakers that move together: a speaker and its stereo partner."""
@@ -692,6 +850,29 @@ class Household:
         for uid in remaining:
             self.by_uid[uid].publish("AVTransport")
         return heir
+
+    def set_modes(self, **changes: Any) -> HouseholdModes:
+        """Switch household modes (``sonosd.sim.modes.HouseholdModes`` fields).
+
+        Switching UPnP off drops every subscription of every speaker (no more NOTIFYs;
+        renewals get 403 like any UPnP request); switching it back on announces the speakers
+        on SSDP again. ``ValueError`` for an unknown mode or a bad value.
+        """
+        unknown = sorted(set(changes) - {f.name for f in attrs.fields(HouseholdModes)})
+        if unknown:
+            raise ValueError(f"unknown household modes {unknown}")
+        was_on = self.modes.upnp
+        self.modes = attrs.evolve(self.modes, **changes)
+        if was_on and not self.modes.upnp:
+            log.info("{household}: UPnP switched off", household=self.household_id)
+            for speaker in self.speakers:
+                if speaker.manager is not None:
+                    speaker.manager.unsubscribe_all()
+        elif self.modes.upnp and not was_on:
+            log.info("{household}: UPnP switched on", household=self.household_id)
+            for speaker in self.speakers:
+                self.announce_alive(speaker)
+        return self.modes
 
     def announce_alive(self, speaker: Speaker) -> None:
         """Tell the ``announcer`` (if any) that ``speaker`` is on the network."""

@@ -2,9 +2,13 @@
 """Sonos product models the simulator can pretend to be, and speaker identities.
 
 A model decides what the device description says (names, versions), which optional services
-the speaker offers (line-in, home theatre) and whether SoCo treats it as a soundbar (night
-mode, dialog mode). Identities (MAC, UID, serial number, household ID) are drawn from a seeded
-``random.Random`` so that a household started twice with the same seed has the same speakers.
+the speaker offers (line-in, home theatre), whether SoCo treats it as a soundbar (night
+mode, dialog mode: SoCo looks at the end of the model name) and whether it runs on a battery
+(Move, Roam: battery state, sleep, Bluetooth). Model numbers are the ones real devices report
+(``S27`` is the Roam, ``S17`` the Move, ``S19`` the Arc, ``Sub`` the Sub: svrooij/sonos-api-docs
+scrapes, Home Assistant and community scripts). Identities (MAC, UID, serial number, household
+ID) are drawn from a seeded ``random.Random`` so that a household started twice with the same
+seed has the same speakers.
 """
 
 from __future__ import annotations
@@ -32,11 +36,15 @@ class Model:
     line_in: bool = False
     home_theater: bool = False
     speaker_size: int = 5
+    portable: bool = False
+    subwoofer: bool = False
 
     @property
     def server_header(self) -> str:
         """The ``SERVER`` header real firmware sends: ``Linux UPnP/1.0 Sonos/<v> (ZPS<n>)``."""
-        return f"Linux UPnP/1.0 Sonos/{self.software_version} (ZPS{self.number[1:]})"
+        digits = self.number[1:]
+        code = digits if digits.isdigit() else self.number
+        return f"Linux UPnP/1.0 Sonos/{self.software_version} (ZPS{code})"
 
 
 MODELS: dict[str, Model] = {
@@ -47,7 +55,13 @@ MODELS: dict[str, Model] = {
         "S16", "Sonos Amp", "Amp", soundbar=True, line_in=True, home_theater=True, speaker_size=0
     ),
     "S6": Model("S6", "Sonos Play:5", "Play:5", line_in=True, speaker_size=7),
+    "S19": Model("S19", "Sonos Arc", "Arc", soundbar=True, home_theater=True, speaker_size=4),
+    "Sub": Model("Sub", "Sonos Sub", "Sub", subwoofer=True, speaker_size=1),
+    "S17": Model("S17", "Sonos Move", "Move", line_in=True, portable=True, speaker_size=7),
+    "S27": Model("S27", "Sonos Roam", "Roam", portable=True, speaker_size=3),
 }
+#: Models that run on a battery.
+PORTABLE_MODELS = tuple(key for key, model in MODELS.items() if model.portable)
 DEFAULT_MODEL = "S18"
 
 

@@ -5,6 +5,10 @@
 nothing listens, connections are refused; ``hang``: connections are accepted and never
 answered), to come back, or to move to another address. Going down also cuts the
 connections that are open at that moment. Operations run one at a time, in order.
+
+With ``secure(True)`` it also serves the same site over TLS on ``tls_port`` (1443, as real
+speakers do; the certificate comes from ``sonosd.sim.tls``); the TLS port goes down, comes
+back and moves with the plain one.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import WrappingFactory
+
+from sonosd.sim.modes import DEFAULT_TLS_PORT
+from sonosd.sim.tls import server_options
 
 log = Logger()
 
@@ -49,15 +56,25 @@ class SpeakerPresence:
     ``reactor`` provides ``IReactorTCP``; ``factory`` is the speaker's HTTP site.
     """
 
-    def __init__(self, reactor: Any, factory: IProtocolFactory, address: str, port: int) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        factory: IProtocolFactory,
+        address: str,
+        port: int,
+        tls_port: int = DEFAULT_TLS_PORT,
+    ) -> None:
         self._reactor = reactor
         self._site = WrappingFactory(factory)
         self._site.noisy = False
         self._hang_factory = _HangFactory()
         self.address = address
         self.port = port
+        self.tls_port = tls_port
+        self.secured = False
         self._port: IListeningPort | None = None
         self._hang_port: IListeningPort | None = None
+        self._tls_port: IListeningPort | None = None
         self._lock = DeferredLock()
         self._mode = "down"
 
@@ -70,6 +87,25 @@ class SpeakerPresence:
         """Start listening now; raises ``CannotListenError`` if the address is taken."""
         self._port = self._reactor.listenTCP(self.port, self._site, interface=self.address)
         self._mode = "up"
+        if self.secured:
+            self._listen_tls(self.address)
+
+    def _listen_tls(self, address: str) -> None:
+        self._tls_port = self._reactor.listenSSL(
+            self.tls_port, self._site, server_options(), interface=address
+        )
+
+    def secure(self, on: bool) -> Deferred[None]:
+        """Serve TLS on ``tls_port`` too (``on``), or stop doing so."""
+        return self._run(self._secure(on))
+
+    async def _secure(self, on: bool) -> None:
+        self.secured = on
+        if on and self._mode == "up" and self._tls_port is None:
+            self._listen_tls(self.address)
+        elif not on and self._tls_port is not None:
+            port, self._tls_port = self._tls_port, None
+            await _stop_listening(port)
 
     def go_down(self, mode: str) -> Deferred[None]:
         """Stop answering (``refuse`` or ``hang``) and cut open connections."""
@@ -122,9 +158,12 @@ class SpeakerPresence:
             except Exception:
                 self.address = old_address
                 raise
-            old_ports = [p for p in (self._port, self._hang_port) if p is not None]
+            old_ports = [p for p in (self._port, self._hang_port, self._tls_port) if p]
+            self._tls_port = None
             if self._mode == "up":
                 self._port, self._hang_port = new_port, None
+                if self.secured:
+                    self._listen_tls(address)
             else:
                 self._port, self._hang_port = None, new_port
             for port in old_ports:
@@ -138,8 +177,8 @@ class SpeakerPresence:
         self._mode = "down"
 
     async def _close_ports(self) -> None:
-        ports = [p for p in (self._port, self._hang_port) if p is not None]
-        self._port = self._hang_port = None
+        ports = [p for p in (self._port, self._hang_port, self._tls_port) if p is not None]
+        self._port = self._hang_port = self._tls_port = None
         for port in ports:
             await _stop_listening(port)
 

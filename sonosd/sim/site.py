@@ -4,8 +4,13 @@
 Routes, as real firmware has them: ``GET /xml/device_description.xml``, ``GET
 /xml/<Service>1.xml`` (plus SoCo's ``MS_``/``MR_ConnectionManager`` aliases), ``POST
 <controlURL>`` (SOAP), ``SUBSCRIBE``/``UNSUBSCRIBE <eventSubURL>`` (handed to the speaker's GENA
-``SubscriptionManager``), ``GET /getaa?...`` and ``/img/icon-*.png`` (PNG). Unknown paths get
-404, a known path with the wrong method 405.
+``SubscriptionManager``), ``GET /getaa?...`` and ``/img/icon-*.png`` (PNG), ``GET
+/status/batterystatus``. Unknown paths get 404, a known path with the wrong method 405.
+
+The same site serves HTTP (port 1400) and, for HTTPS-only speakers, TLS (port 1443). The
+household's and the speaker's modes (``sonosd.sim.modes``) may refuse a request first: 403
+to the description, SOAP and GENA while UPnP is switched off, 403 to SOAP over plain HTTP on an
+HTTPS-only speaker.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
-from sonosd.sim import actions, scpd
+from sonosd.sim import actions, modes, scpd
 from sonosd.sim.artwork import art_for
+from sonosd.sim.battery import NO_BATTERY_STATUS
 from sonosd.sim.description import device_description
 from sonosd.sim.soap import SoapParseError, UPnPError, format_fault, format_response, parse_request
 
@@ -42,24 +48,37 @@ class SpeakerResource(Resource):
         self.speaker = speaker
 
     def render(self, request: Request) -> bytes | int:
-        """Route by path, then check the method."""
+        """Route by path, apply the modes, then check the method."""
         speaker = self.speaker
         request.setHeader(b"server", speaker.model.server_header.encode("ascii"))
         path = urlsplit(request.uri.decode("latin-1")).path
         method = request.method.decode("latin-1")
-        if path == "/xml/device_description.xml":
+        kind, target = self._route(path)
+        refused = modes.refusal(
+            kind, speaker.household.modes, https_only=speaker.https_only, secure=request.isSecure()
+        )
+        if refused is not None:
+            request.setResponseCode(refused)
+            request.setHeader(b"content-type", b"text/html")
+            return modes.FORBIDDEN_BODY
+        if kind == modes.DESCRIPTION:
             return self._only(request, method, ("GET", "HEAD")) or self._description(request)
-        scpd_name = scpd.scpd_paths().get(path)
-        if scpd_name is not None and self._offers_name(scpd_name):
+        if kind == modes.SCPD:
+            assert isinstance(target, str)
             return self._only(request, method, ("GET", "HEAD")) or self._xml(
-                request, scpd.scpd_document(scpd_name)
+                request, scpd.scpd_document(target)
             )
-        control = scpd.by_control_url().get(path)
-        if control is not None and control.key in speaker.offered:
-            return self._only(request, method, ("POST",)) or self._soap(request, control)
-        event = scpd.by_event_url().get(path)
-        if event is not None and event.key in speaker.offered:
-            return self._gena(request, method, event.key)
+        if kind == modes.CONTROL:
+            assert isinstance(target, scpd.ServiceInfo)
+            return self._only(request, method, ("POST",)) or self._soap(request, target)
+        if kind == modes.EVENT:
+            assert isinstance(target, scpd.ServiceInfo)
+            return self._gena(request, method, target.key)
+        if path == "/status/batterystatus":
+            return self._only(request, method, ("GET", "HEAD")) or self._xml(
+                request,
+                speaker.battery.status_page() if speaker.battery is not None else NO_BATTERY_STATUS,
+            )
         if path == "/getaa" or (path.startswith("/img/") and path.endswith(".png")):
             if bad := self._only(request, method, ("GET", "HEAD")):
                 return bad
@@ -69,6 +88,22 @@ class SpeakerResource(Resource):
         request.setResponseCode(404)
         request.setHeader(b"content-type", b"text/html")
         return b"<html><body><h1>404 Not Found</h1></body></html>"
+
+    def _route(self, path: str) -> tuple[str, scpd.ServiceInfo | str | None]:
+        """What kind of request ``path`` is (``sonosd.sim.modes``) and what it names."""
+        offered = self.speaker.offered
+        if path == "/xml/device_description.xml":
+            return modes.DESCRIPTION, None
+        scpd_name = scpd.scpd_paths().get(path)
+        if scpd_name is not None and self._offers_name(scpd_name):
+            return modes.SCPD, scpd_name
+        control = scpd.by_control_url().get(path)
+        if control is not None and control.key in offered:
+            return modes.CONTROL, control
+        event = scpd.by_event_url().get(path)
+        if event is not None and event.key in offered:
+            return modes.EVENT, event
+        return modes.OTHER, None
 
     def _offers_name(self, name: str) -> bool:
         return any(scpd.services()[key].name == name for key in self.speaker.offered)

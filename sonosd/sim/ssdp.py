@@ -232,7 +232,8 @@ class SsdpResponder(Service):
     """Answers SSDP searches for every speaker of ``household``; see the module docstring.
 
     @param reactor: Provides ``IReactorMulticast`` and ``IReactorTime``.
-    @param household: The simulated household (its ``announcer`` is set while running).
+    @param household: The simulated household, or several on one network (each one's
+        ``announcer`` is set while running).
     @param port: The SSDP port to listen on; 0 takes a free one (``.port`` tells which).
     @param group: The multicast group.
     @param interface: The local address of the interface to join the group on and to
@@ -244,7 +245,7 @@ class SsdpResponder(Service):
     def __init__(
         self,
         reactor: Any,
-        household: Household,
+        household: Household | Sequence[Household],
         *,
         port: int = SSDP_PORT,
         group: str = SSDP_GROUP,
@@ -255,7 +256,8 @@ class SsdpResponder(Service):
         if not _is_loopback(interface):
             raise ValueError(f"the simulator's SSDP stays on loopback, not {interface!r}")
         self._reactor = reactor
-        self.household = household
+        self.households = [household] if isinstance(household, Household) else list(household)
+        self.household = self.households[0]
         self.requested_port = port
         self.group = group
         self.interface = interface
@@ -283,21 +285,26 @@ class SsdpResponder(Service):
             lambda failure: log.failure("SSDP: cannot join {group}", failure, group=self.group)
         )
         super().startService()
-        self.household.announcer = self
+        for household in self.households:
+            household.announcer = self
         log.info(
             "simulated SSDP on {group}:{port} (interface {interface})",
             group=self.group,
             port=self.port,
             interface=self.interface,
         )
-        for speaker in self.household.speakers:
+        for speaker in self._speakers():
             self.alive(speaker)
+
+    def _speakers(self) -> list[Speaker]:
+        return [speaker for household in self.households for speaker in household.speakers]
 
     def stopService(self) -> Deferred[Any]:
         """Cancel pending answers and close every socket."""
         super().stopService()
-        if self.household.announcer is self:
-            self.household.announcer = None
+        for household in self.households:
+            if household.announcer is self:
+                household.announcer = None
         for call in self._pending:
             if call.active():
                 call.cancel()
@@ -321,7 +328,7 @@ class SsdpResponder(Service):
             log.debug("SSDP: ignoring a search from {addr}", addr=addr)
             return
         self.searches += 1
-        for speaker in self.household.speakers:
+        for speaker in self._speakers():
             targets = matching_targets(search.target, speaker.uid)
             if not targets:
                 continue
@@ -341,8 +348,13 @@ class SsdpResponder(Service):
 
     @staticmethod
     def _answers(speaker: Speaker) -> bool:
-        """Whether the speaker is on the network now (not rebooting, offline or vanished)."""
-        return speaker.reachable and speaker.vanished_reason is None
+        """Whether the speaker is on the network now (not rebooting, offline or vanished)
+        and its household's SSDP is not silenced (UPnP off, ``upnp_off_ssdp: silent``)."""
+        return (
+            speaker.reachable
+            and speaker.vanished_reason is None
+            and not speaker.household.modes.ssdp_silent()
+        )
 
     # -- announcements (``household.announcer``) -------------------------------------------
 

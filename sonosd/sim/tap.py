@@ -8,13 +8,22 @@ is the only place that imports the global reactor.
 from __future__ import annotations
 
 import ipaddress
+import sys
 from typing import Any
 
 from twisted.application.service import IService
 from twisted.python import usage
 
 from sonosd.config import SimulateConfig
+from sonosd.sim.gena import DEFAULT_MODERATION
 from sonosd.sim.models import MODELS
+from sonosd.sim.modes import (
+    DEFAULT_LARGE_HOUSEHOLD_PLAYERS,
+    DEFAULT_TLS_PORT,
+    DEFAULT_UPNP_OFF_FORBIDDEN,
+    SSDP_WHEN_UPNP_OFF,
+    UPNP_KINDS,
+)
 
 
 class Options(usage.Options):
@@ -59,13 +68,76 @@ class Options(usage.Options):
             "Answer SSDP searches on this port of 239.255.255.250, on loopback only "
             "(1900 for soco.discover(interface_addr='127.0.0.1'); default: no SSDP).",
         ],
+        [
+            "households",
+            None,
+            "1",
+            "Split the speakers into this many households (own household ID and topology).",
+        ],
+        [
+            "moderation",
+            None,
+            str(DEFAULT_MODERATION),
+            "LastChange moderation window in seconds (changes within it make one event; "
+            "0: every change at once).",
+        ],
+        [
+            "large-household-players",
+            None,
+            str(DEFAULT_LARGE_HOUSEHOLD_PLAYERS),
+            "With --large-household: the most players for which GetZoneGroupState answers.",
+        ],
+        [
+            "upnp-off-ssdp",
+            None,
+            "answer",
+            f"What SSDP does while UPnP is off: {' or '.join(SSDP_WHEN_UPNP_OFF)}.",
+        ],
+        [
+            "upnp-off-forbidden",
+            None,
+            ",".join(DEFAULT_UPNP_OFF_FORBIDDEN),
+            f"While UPnP is off, these kinds of request answer 403 ({', '.join(UPNP_KINDS)}).",
+        ],
+        [
+            "https-only",
+            None,
+            "",
+            "Comma-separated speaker indexes (or 'all') that answer 403 to SOAP over HTTP and "
+            "take it over TLS on --tls-port.",
+        ],
+        ["tls-port", None, str(DEFAULT_TLS_PORT), "HTTPS port of HTTPS-only speakers."],
     ]
     optFlags = [
         ["stereo-pair", None, "Make the first two speakers a stereo pair (the second invisible)."],
+        [
+            "home-theatre",
+            None,
+            "Make the last four speakers a soundbar with a sub and two surrounds.",
+        ],
+        [
+            "large-household",
+            None,
+            "GetZoneGroupState answers UPnP 501 above --large-household-players players.",
+        ],
+        [
+            "upnp-off",
+            None,
+            "Start with the Sonos app's UPnP setting off: UPnP requests answer 403.",
+        ],
     ]
 
     def postOptions(self) -> None:
-        """Validate and build ``self.config`` (a ``SimulateConfig``), ``self.seed``, ``models``."""
+        """Validate the options; a mistake is one line on stderr and exit status 1 (twistd
+        would print its whole usage text around it)."""
+        try:
+            self._validate()
+        except usage.UsageError as error:
+            sys.stderr.write(f"sonos-sim: {error}\n")
+            raise SystemExit(1) from None
+
+    def _validate(self) -> None:
+        """Build ``self.config`` (a ``SimulateConfig``), ``self.seed``, ``self.models``."""
         speakers = _integer("--speakers", self["speakers"], 1, 1000)
         port = _integer("--port", self["port"], 1, 65535)
         try:
@@ -93,6 +165,29 @@ class Options(usage.Options):
             )
         if self["stereo-pair"] and speakers < 2:
             raise usage.UsageError("--stereo-pair: needs at least 2 speakers")
+        needed = (2 if self["stereo-pair"] else 0) + 4
+        if self["home-theatre"] and speakers < needed:
+            raise usage.UsageError(
+                f"--home-theatre: needs {needed} speakers (soundbar, sub, two surrounds"
+                + (", besides the stereo pair)" if self["stereo-pair"] else ")")
+            )
+        households = _integer("--households", self["households"], 1, speakers)
+        moderation = _number("--moderation", self["moderation"], 0, 10)
+        players = _integer("--large-household-players", self["large-household-players"], 1, 1000)
+        if self["upnp-off-ssdp"] not in SSDP_WHEN_UPNP_OFF:
+            raise usage.UsageError(
+                f"--upnp-off-ssdp: expected {' or '.join(SSDP_WHEN_UPNP_OFF)}, "
+                f"got {self['upnp-off-ssdp']!r}"
+            )
+        forbidden = tuple(k.strip() for k in self["upnp-off-forbidden"].split(",") if k.strip())
+        unknown_kinds = [kind for kind in forbidden if kind not in UPNP_KINDS]
+        if unknown_kinds:
+            raise usage.UsageError(
+                f"--upnp-off-forbidden: expected kinds among {', '.join(UPNP_KINDS)}, "
+                f"got {unknown_kinds[0]!r}"
+            )
+        https_only = _indexes("--https-only", self["https-only"], speakers)
+        tls_port = _integer("--tls-port", self["tls-port"], 1, 65535)
         self.seed = None if self["seed"] is None else _integer("--seed", self["seed"], 0, 2**32)
         self.models = models
         self.ssdp_port = (
@@ -108,6 +203,17 @@ class Options(usage.Options):
             activity=activity,
             admin=self["admin"],
             stereo_pair=bool(self["stereo-pair"]),
+            models=models,
+            households=households,
+            home_theatre=bool(self["home-theatre"]),
+            moderation=moderation,
+            large_household=bool(self["large-household"]),
+            large_household_players=players,
+            upnp=not self["upnp-off"],
+            upnp_off_ssdp=self["upnp-off-ssdp"],
+            upnp_off_forbidden=forbidden,
+            https_only=https_only,
+            tls_port=tls_port,
         )
 
 
@@ -119,6 +225,27 @@ def _integer(option: str, text: Any, low: int, high: int) -> int:
     if not low <= value <= high:
         raise usage.UsageError(f"{option}: expected an integer from {low} to {high}, got {text!r}")
     return value
+
+
+def _number(option: str, text: Any, low: float, high: float) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        value = low - 1
+    if not low <= value <= high:
+        raise usage.UsageError(f"{option}: expected a number from {low} to {high}, got {text!r}")
+    return value
+
+
+def _indexes(option: str, text: str, speakers: int) -> tuple[int, ...]:
+    """Speaker indexes from ``0,2`` or ``all``."""
+    if text.strip().lower() == "all":
+        return tuple(range(speakers))
+    indexes = []
+    for part in (p.strip() for p in text.split(",")):
+        if part:
+            indexes.append(_integer(option, part, 0, speakers - 1))
+    return tuple(sorted(set(indexes)))
 
 
 def makeService(options: Options) -> IService:

@@ -65,6 +65,12 @@ class Speaker(Protocol):
     @property
     def is_coordinator(self) -> bool: ...
 
+    @property
+    def ht_sat_chan_map(self) -> str: ...
+
+    @property
+    def more_info(self) -> str: ...
+
     def group_volume(self) -> int: ...
 
     def group_mute(self) -> bool: ...
@@ -262,9 +268,9 @@ def device_properties(speaker: Speaker) -> dict[str, EventValue]:
         "SupportsAudioIn": _flag(speaker.model.line_in),
         "SupportsAudioClip": "1",
         "IsIdle": _flag(state != "PLAYING"),
-        "MoreInfo": "",
+        "MoreInfo": speaker.more_info,
         "ChannelMapSet": speaker.channel_map,
-        "HTSatChanMapSet": "",
+        "HTSatChanMapSet": speaker.ht_sat_chan_map,
         "HTBondedZoneCommitState": "0",
         "Orientation": "0",
         "LastChangedPlayState": f"{state},,,",
@@ -273,6 +279,7 @@ def device_properties(speaker: Speaker) -> dict[str, EventValue]:
         "TVConfigurationError": "0",
         "HdmiCecAvailable": _flag(speaker.model.home_theater),
         "WirelessMode": "0",
+        "WirelessLeafOnly": "0",
         "HasConfiguredSSID": "1",
         "ChannelFreq": "2412",
         "BehindWifiExtender": "0",

@@ -3,8 +3,9 @@
 
 Pure formatting: the household describes its groups as ``ZoneGroupView`` values and this
 module writes the modern (firmware >= 10.1) document, with ``<ZoneGroups>`` and
-``<VanishedDevices>``. ``Location`` must point at each member's own description URL because
-SoCo builds its instances from it.
+``<VanishedDevices>``; home-theatre satellites are ``<Satellite>`` children of their soundbar's
+``ZoneGroupMember`` (as the captured fw 69 and fw 94.1 documents have them). ``Location`` must
+point at each member's own description URL because SoCo builds its instances from it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class MemberView:
     ht_sat_chan_map: str = ""
     icon: str = ""
     more_info: str = ""
+    satellites: tuple[MemberView, ...] = ()
+    """Home-theatre satellites (sub, surrounds), written as ``<Satellite>`` children."""
 
 
 @attrs.frozen
@@ -49,9 +52,11 @@ class VanishedView:
     reason: str
     mac: str
     last_known_ip: str
+    model: str = ""
+    ht_sat_chan_map: str = ""
 
 
-def _member(member: MemberView) -> str:
+def _member(member: MemberView, element: str = "ZoneGroupMember") -> str:
     attributes: list[tuple[str, str]] = [
         ("UUID", member.uid),
         ("Location", member.location),
@@ -93,7 +98,10 @@ def _member(member: MemberView) -> str:
         ("HHSSLPort", "1843"),
     ]
     text = " ".join(f"{name}={quoteattr(value)}" for name, value in attributes)
-    return f"<ZoneGroupMember {text}/>"
+    if not member.satellites:
+        return f"<{element} {text}/>"
+    children = "".join(_member(satellite, "Satellite") for satellite in member.satellites)
+    return f"<{element} {text}>{children}</{element}>"
 
 
 def zone_group_state(groups: Iterable[ZoneGroupView], vanished: Iterable[VanishedView] = ()) -> str:
@@ -107,10 +115,16 @@ def zone_group_state(groups: Iterable[ZoneGroupView], vanished: Iterable[Vanishe
         parts.append("</ZoneGroup>")
     parts.append("</ZoneGroups><VanishedDevices>")
     for device in vanished:
+        model = f" ModelInfo={quoteattr(device.model)}" if device.model else ""
+        channels = (
+            f" HTSatChanMapSet={quoteattr(device.ht_sat_chan_map)}"
+            if device.ht_sat_chan_map
+            else ""
+        )
         parts.append(
             f"<Device UUID={quoteattr(device.uid)} ZoneName={quoteattr(device.zone_name)} "
-            f"Reason={quoteattr(device.reason)} Mac={quoteattr(device.mac)} "
-            f'LastKnownIP={quoteattr(device.last_known_ip)} SWGen="2"/>'
+            f"Reason={quoteattr(device.reason)}{model} Mac={quoteattr(device.mac)} "
+            f'LastKnownIP={quoteattr(device.last_known_ip)} MoreInfo=""{channels} SWGen="2"/>'
         )
     parts.append("</VanishedDevices></ZoneGroupState>")
     return "".join(parts)

@@ -295,6 +295,10 @@ class CallbackSink(Service):
             for slot in self._slots
         }
 
+    def status(self) -> list[dict[str, Any]]:
+        """Every callable with its counters (``stats``), for diagnostics and metrics."""
+        return [{"name": name, **counters} for name, counters in self.stats().items()]
+
     def stopService(self) -> Deferred[None]:
         """Let the queues drain for at most ``drain_timeout`` seconds, then end the workers."""
         super().stopService()

@@ -1,5 +1,12 @@
 # -*- test-case-name: tests.sinks.test_logsink -*-
-"""A sink that logs every message as one readable line (the demo's view of the household)."""
+"""A sink that logs every message as one readable line (the demo's view of the household).
+
+One line per message, never a dump: an event shows its first few changed values, and a full
+state (the first event of a subscription, a resync, a poll) only how many variables it
+carries. Availability, subscription and gap messages are not logged here: the supervisor
+says each in its own words (with the reason), and saying it twice would be noise.
+``log.messages: false`` switches these lines off.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +43,18 @@ def _short(value: Any) -> str:
     return text if len(text) <= _MAX_VALUE else text[: _MAX_VALUE - 1] + "…"
 
 
+#: Message types the supervisor logs itself (see the module docstring).
+SAID_ELSEWHERE = frozenset(
+    {
+        "speaker.online",
+        "speaker.offline",
+        "subscription.lost",
+        "subscription.restored",
+        "events.gap",
+    }
+)
+
+
 def summarise(body: Mapping[str, Any], limit: int = 6) -> str:
     """One human line for a message body: who, what, and the first few changed values."""
     speaker = body.get("speaker") or {}
@@ -43,6 +62,12 @@ def summarise(body: Mapping[str, Any], limit: int = 6) -> str:
     kind = body.get("type", "?")
     if kind == "event":
         variables = body.get("variables") or {}
+        if body.get("seq") == 0 or body.get("source") in ("resync", "poll"):
+            how = {"resync": "resynced", "poll": "polled"}.get(str(body.get("source")), "full")
+            return (
+                f"#{body.get('id')} {who} {body.get('service')} {how} state, "
+                f"{len(variables)} variables"
+            )
         shown = [f"{k}={_short(v)}" for k, v in list(variables.items())[:limit]]
         more = len(variables) - len(shown)
         if more > 0:
@@ -57,8 +82,15 @@ def summarise(body: Mapping[str, Any], limit: int = 6) -> str:
 
 @implementer(ISink)
 class LogSink:
-    """Logs each message as one line through twisted.logger."""
+    """Logs each message as one line through twisted.logger (``log.messages``).
+
+    @ivar enabled: Whether messages are logged (a reload may switch it).
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
 
     def deliver(self, message: Message) -> None:
-        """Log ``message``."""
-        log.info("{line}", line=summarise(message.body), message_id=message.id)
+        """Log ``message`` (when enabled)."""
+        if self.enabled and message.type not in SAID_ELSEWHERE:
+            log.info("{line}", line=summarise(message.body), message_id=message.id)

@@ -236,6 +236,7 @@ class MqttSink(Service):
         #: Refused command payloads by ``("mqtt", reason)`` (exported as client errors).
         self.refused: collections.Counter[tuple[str, str]] = collections.Counter()
         self.peer_log = PeerLog(log, reactor)
+        self.last_error: str | None = None
 
     # -- the hub's side ------------------------------------------------------------------
 
@@ -382,7 +383,23 @@ class MqttSink(Service):
             self._reactor.addWriter(self._descriptor)
         self._misc.start(1.0, now=False)
 
+    def status(self) -> dict[str, Any]:
+        """The broker connection and queue, for diagnostics and metrics."""
+        return {
+            "broker": f"{self._config.host}:{self._config.port}",
+            "connected": self.connected,
+            "failures": self._failures,
+            "last_error": self.last_error,
+            "queue": self._unsent,
+            "stalled": self.stalled,
+            "published": self.published,
+            "missed": self.missed,
+            "connects": self.connects,
+            "commands": self.commands,
+        }
+
     def _connect_failed(self, reason: str) -> None:
+        self.last_error = reason
         self._failures += 1
         delay = backoff_delay(
             self._failures, self._backoff_initial, self._backoff_max, self._random

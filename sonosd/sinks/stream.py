@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.sinks.test_stream -*-
 """The local stream: newline-delimited JSON for scripts, on a Twisted endpoint string.
 
-``sinks.stream: "unix:/run/sonosd/events.sock:mode=660:lockfile=1"`` (or ``tcp:...``) and
-``nc -U /run/sonosd/events.sock | jq .`` shows the household. A connection gets a ``snapshot``
+``sinks.stream: "unix:/run/sonosd/stream.sock:mode=660:lockfile=1"`` (or ``tcp:...``) and
+``nc -U /run/sonosd/stream.sock | jq .`` shows the household. A connection gets a ``snapshot``
 line at once, then every message as one line (the hub's JSON, reused), in order, with no gap
 or duplicate between the two. There is no token: guard the socket with file permissions (or
 bind tcp to loopback).

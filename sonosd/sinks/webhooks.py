@@ -38,6 +38,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 import treq
@@ -57,6 +58,7 @@ from sonosd.config import Webhook
 from sonosd.delivery.drain import drained
 from sonosd.delivery.filters import Filter
 from sonosd.delivery.hub import ISink, Message
+from sonosd.gena.httpclient import quiet_pool
 
 log = Logger()
 
@@ -237,6 +239,8 @@ class WebhookTarget:
     @param backoff_initial: The first retry delay, doubled on each further retry.
     @param backoff_max: The longest retry delay.
     @param random: The jitter source (returns a float in [0, 1)).
+    @param pool: The client's connection pool: it stops keeping connections open when the
+        receiver answers with HTTP/1.0 (which closes every connection after one response).
     """
 
     def __init__(
@@ -253,8 +257,11 @@ class WebhookTarget:
         backoff_initial: float = 1.0,
         backoff_max: float = 60.0,
         random: Callable[[], float] = _random.random,
+        pool: HTTPConnectionPool | None = None,
     ) -> None:
         self.url = url
+        self._shown = safe_url(url)
+        self._pool = pool
         self.stats = TargetStats()
         self._reactor = reactor
         self._client = client
@@ -271,6 +278,7 @@ class WebhookTarget:
         self._running = False
         self._dropping = 0
         self._failing = False
+        self.last_error: str | None = None
         self._closed = False
         self._idle: list[Deferred[None]] = []
 
@@ -278,6 +286,21 @@ class WebhookTarget:
     def queued(self) -> int:
         """Messages waiting, plus the one in flight."""
         return len(self._pending) + int(self._running)
+
+    @property
+    def failing(self) -> bool:
+        """Whether the last attempt failed and the message is being retried."""
+        return self._failing
+
+    def status(self) -> dict[str, Any]:
+        """The target's URL (credentials hidden), queue, state and counters."""
+        return {
+            "url": safe_url(self.url),
+            "queued": self.queued,
+            "failing": self._failing,
+            "last_error": self.last_error,
+            **attrs.asdict(self.stats),
+        }
 
     def deliver(self, message: Message) -> None:
         """Queue ``message`` if the filter accepts it; return at once."""
@@ -291,7 +314,7 @@ class WebhookTarget:
                 log.warn(
                     "webhook {url} is behind: its queue of {size} is full, dropping the "
                     "oldest messages (first dropped: {id})",
-                    url=self.url,
+                    url=self._shown,
                     size=self._size,
                     id=dropped.id,
                 )
@@ -309,7 +332,7 @@ class WebhookTarget:
                 if not self._pending and self._dropping:
                     log.warn(
                         "webhook {url} caught up after dropping {count} messages",
-                        url=self.url,
+                        url=self._shown,
                         count=self._dropping,
                     )
                     self._dropping = 0
@@ -341,6 +364,8 @@ class WebhookTarget:
                 outcome = classify(status)
                 reason = f"HTTP {status}"
                 wait = asked
+            if outcome is not Outcome.DELIVERED:
+                self.last_error = reason
             if outcome is not Outcome.DELIVERED and self._closed:
                 # Cancelled by close(); the HTTP client reports it as a lost connection.
                 self.stats.lost_at_shutdown += 1
@@ -349,13 +374,13 @@ class WebhookTarget:
                 self.stats.delivered += 1
                 if self._failing:
                     self._failing = False
-                    log.info("webhook {url} delivers again", url=self.url)
+                    log.info("webhook {url} delivers again", url=self._shown)
                 return
             if outcome is Outcome.REFUSED:
                 self.stats.refused += 1
                 log.warn(
                     "webhook {url} refused message {id} ({reason}): dropped, not retried",
-                    url=self.url,
+                    url=self._shown,
                     id=message.id,
                     reason=reason,
                 )
@@ -365,7 +390,7 @@ class WebhookTarget:
                 log.warn(
                     "webhook {url} failed message {id} after {attempts} attempts ({reason}): "
                     "dropped",
-                    url=self.url,
+                    url=self._shown,
                     id=message.id,
                     attempts=attempt,
                     reason=reason,
@@ -378,7 +403,7 @@ class WebhookTarget:
                 self._failing = True
                 log.warn(
                     "webhook {url} failing ({reason}); retrying message {id} in {delay:.1f} s",
-                    url=self.url,
+                    url=self._shown,
                     reason=reason,
                     id=message.id,
                     delay=delay,
@@ -387,7 +412,7 @@ class WebhookTarget:
                 log.debug(
                     "webhook {url} attempt {attempt} for {id} failed ({reason}); retry in "
                     "{delay:.1f} s",
-                    url=self.url,
+                    url=self._shown,
                     attempt=attempt,
                     id=message.id,
                     reason=reason,
@@ -424,6 +449,16 @@ class WebhookTarget:
         )
         # Read the body so the connection goes back to the pool; its content is not used.
         await treq.collect(response, _discard)
+        if self._pool is not None and self._pool.persistent and closes_after(response):
+            # An HTTP/1.0 receiver (Python's http.server) closes the connection after each
+            # response, but Twisted keeps it in the pool: the next POST would be written into
+            # a closing socket and fail with "connection lost".
+            self._pool.persistent = False
+            self._pool.closeCachedConnections()
+            log.info(
+                "webhook {url} answers with HTTP/1.0: one connection per request from now on",
+                url=self._shown,
+            )
         asked = None
         if response.code == 429 or response.code == 503:
             values = response.headers.getRawHeaders(b"Retry-After") or []
@@ -453,9 +488,34 @@ class WebhookTarget:
         if total:
             log.warn(
                 "webhook {url}: {count} messages not delivered at shutdown",
-                url=self.url,
+                url=self._shown,
                 count=total,
             )
+
+
+def closes_after(response: Any) -> bool:
+    """Whether the server closes the connection after ``response``: HTTP/1.0 without
+    ``Connection: keep-alive``, or ``Connection: close``."""
+    values = b",".join(response.headers.getRawHeaders(b"connection", [])).lower()
+    tokens = {token.strip() for token in values.split(b",")}
+    if b"close" in tokens:
+        return True
+    version = tuple(getattr(response, "version", (b"HTTP", 1, 1))[1:])
+    return version < (1, 1) and b"keep-alive" not in tokens
+
+
+def safe_url(url: str) -> str:
+    """``url`` without a password in its user part or query values (for logs and the API)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    query = "&".join(
+        f"{pair.partition('=')[0]}=***" if "=" in pair else pair
+        for pair in parts.query.split("&")
+        if pair
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def _discard(data: bytes) -> None:
@@ -503,8 +563,9 @@ class WebhookSink(Service):
         targets = []
         pools = []
         for webhook in webhooks:
+            pool: HTTPConnectionPool | None = None
             if client_factory is None:
-                pool = HTTPConnectionPool(reactor, persistent=True)
+                pool = quiet_pool(reactor, persistent=True)
                 pool.maxPersistentPerHost = 1
                 pools.append(pool)
                 client: HTTPPoster = make_http_client(reactor, webhook.ca_file, pool)
@@ -521,6 +582,7 @@ class WebhookSink(Service):
                     queue=webhook.queue,
                     filter=_filter_of(webhook.filter),
                     random=random,
+                    pool=pool,
                 )
             )
         return cls(reactor, targets, drain_timeout=drain_timeout, pools=pools)
@@ -533,6 +595,10 @@ class WebhookSink(Service):
     def stats(self) -> dict[str, TargetStats]:
         """Counters per target URL."""
         return {target.url: target.stats for target in self.targets}
+
+    def status(self) -> list[dict[str, Any]]:
+        """Every target: its URL (without credentials), queue and counters."""
+        return [target.status() for target in self.targets]
 
     def stopService(self) -> Deferred[None]:
         """Let the queues drain for at most ``drain_timeout`` s, then cancel what is left."""

@@ -10,10 +10,11 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.resource import Resource
 from twisted.web.test.requesthelper import DummyRequest
 
-from sonosd.api.site import access_log_line, redact
-from sonosd.config import Token
+from sonosd.api.site import ApiService, access_log_line, redact
+from sonosd.config import ApiConfig, Token
 from sonosd.delivery.hub import Hub
 from tests.api_helpers import (
     ADMIN,
@@ -362,3 +363,183 @@ class OpenApiTests(SynchronousTestCase):
         served = {"/" + name.decode() for name in service.v1.children}
         self.assertLessEqual(served, set(spec["paths"]))
         self.assertIn("/speakers/{id}/{command}", spec["paths"])
+
+
+class Boom(Resource):
+    """A route whose rendering raises."""
+
+    isLeaf = True
+
+    def render_GET(self, request: Any) -> bytes:
+        raise RuntimeError("kaboom")
+
+
+class OperationsRouteTests(TestCase):
+    """/api/v1/ready and /api/v1/diagnostics, JSON errors under /api, the access log."""
+
+    timeout = 30
+
+    def setUp(self) -> None:
+        self.hub = Hub(reactor, replay=50)
+        self.state = household()
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        self.http = HTTPClient(Agent(reactor, pool=pool))
+        self.addCleanup(pool.closeCachedConnections)
+        self.readiness: dict[str, Any] = {
+            "ready": False,
+            "reasons": ["Kitchen (127.0.0.2) is offline (timeout)"],
+            "speakers": {"total": 1, "offline": 1},
+        }
+
+    async def start(self, **settings: Any) -> tuple[ApiService, str]:
+        settings.setdefault("listen", "tcp:0:interface=127.0.0.1")
+        service = ApiService(
+            reactor,
+            ApiConfig(**settings),
+            self.hub,
+            self.state,
+            grace=1.0,
+            readiness=lambda: self.readiness,
+            diagnostics=lambda: {"speakers": [], "versions": {"sonosd": "0.1.0"}},
+        )
+        service.startService()
+        port = await service.listening
+        self.addCleanup(service.stopService)
+        address: Any = port.getHost()
+        return service, f"http://{address.host}:{address.port}"
+
+    async def get(self, url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        response = await self.http.get(url, headers=headers)
+        kind = response.headers.getRawHeaders(b"content-type", [b""])[0]
+        content = await response.content()
+        self.assertTrue(kind.startswith(b"application/json"), (kind, content))
+        return response.code, json.loads(content)
+
+    async def test_ready_is_open_and_shows_reasons_to_readers_only(self) -> None:
+        """/ready needs no token: 503 while not ready, the reasons only with a read token."""
+        _, base = await self.start(tokens=(READER,))
+        code, body = await self.get(f"{base}/api/v1/ready")
+        self.assertEqual((code, body["status"]), (503, "not_ready"))
+        self.assertEqual(body["reasons"], ["1 problem(s); a read token shows them"])
+        code, body = await self.get(f"{base}/api/v1/ready", READ)
+        self.assertEqual(body["reasons"], ["Kitchen (127.0.0.2) is offline (timeout)"])
+        self.readiness = {"ready": True, "reasons": [], "speakers": {"total": 1}}
+        code, body = await self.get(f"{base}/api/v1/ready")
+        self.assertEqual(
+            (code, body), (200, {"status": "ready", "speakers": {"total": 1}, "reasons": []})
+        )
+
+    async def test_diagnostics_needs_read_scope(self) -> None:
+        """/diagnostics is behind the token check like every other read."""
+        _, base = await self.start(tokens=(READER,))
+        code, body = await self.get(f"{base}/api/v1/diagnostics")
+        self.assertEqual(code, 401)
+        code, body = await self.get(f"{base}/api/v1/diagnostics", READ)
+        self.assertEqual((code, body["versions"]), (200, {"sonosd": "0.1.0"}))
+
+    async def test_every_path_under_api_answers_json(self) -> None:
+        """/api, /api/ and /api/anything are JSON 404s, not Twisted's HTML pages."""
+        _, base = await self.start()
+        for path in ("/api", "/api/", "/api/v2/health", "/api/v1/nothing/here"):
+            code, body = await self.get(f"{base}{path}")
+            self.assertEqual((code, body["error"]["code"]), (404, "not_found"), path)
+
+    async def test_unhandled_exception_is_a_json_500_logged_once(self) -> None:
+        """A route that raises answers a JSON 500; the traceback is logged once."""
+        from twisted.logger import globalLogPublisher
+
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        service, base = await self.start()
+        service.mount(b"boom", Boom())
+        code, body = await self.get(f"{base}/api/v1/boom")
+        self.assertEqual((code, body["error"]["code"]), (500, "internal"))
+        self.assertNotIn("kaboom", json.dumps(body))
+        failures = [e for e in events if e.get("log_failure") is not None]
+        self.assertEqual(len(failures), 1)
+        self.assertEqual(failures[0]["path"], "/api/v1/boom")
+        self.flushLoggedErrors(RuntimeError)
+
+    async def test_access_log_is_debug_and_redacted(self) -> None:
+        """Each request is one access log line at debug level, without its token."""
+        from twisted.logger import LogLevel, globalLogPublisher
+
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        _, base = await self.start(tokens=(READER,))
+        await self.get(f"{base}/api/v1/health?access_token={READER.secret}")
+        [line] = [e for e in events if e.get("log_namespace") == "sonosd.api.access"]
+        self.assertEqual(line["log_level"], LogLevel.debug)
+        self.assertIn("access_token=REDACTED", line["line"])
+        legacy = [
+            e.get("log_text")
+            for e in events
+            if e.get("log_namespace") == "log_legacy" and "GET /api/v1/health" in str(e)
+        ]
+        self.assertEqual(legacy, [])
+
+    async def test_reconfigure_replaces_tokens(self) -> None:
+        """A reload's new tokens apply to the next request; the old ones stop working."""
+        service, base = await self.start(tokens=(READER,))
+        other = Token("other", "o" * 20, frozenset({"read"}))
+        service.reconfigure(ApiConfig(tokens=(other,)))
+        code, _ = await self.get(f"{base}/api/v1/snapshot", READ)
+        self.assertEqual(code, 401)
+        code, _ = await self.get(
+            f"{base}/api/v1/snapshot", {"Authorization": f"Bearer {other.secret}"}
+        )
+        self.assertEqual(code, 200)
+
+
+class AccessTests(TestCase):
+    """``GET /api/v1/access``: what a token may do, answered without refusing."""
+
+    timeout = 20
+
+    def setUp(self) -> None:
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        self.http = HTTPClient(Agent(reactor, pool=pool))
+        self.addCleanup(pool.closeCachedConnections)
+
+    async def access(self, base: str, headers: dict[str, str] | None = None) -> Any:
+        response = await self.http.get(f"{base}/access", headers=headers)
+        self.assertEqual(response.code, 200)
+        return json.loads(await response.content())
+
+    async def test_tells_scopes_endpoints_and_commands(self) -> None:
+        """No token: not granted (200, no detail); a read token: read only; an admin token:
+        both scopes, the endpoints and the command names."""
+        _, host, port = await start_api(
+            self, Hub(reactor), household(), RecordingController(), tokens=(READER, ADMIN)
+        )
+        base = f"http://{host}:{port}/api/v1"
+        body = await self.access(base)
+        self.assertEqual(
+            body,
+            {
+                "auth_required": True,
+                "granted": False,
+                "token": None,
+                "scopes": [],
+                "reason": "a valid bearer token is required",
+            },
+        )
+        wrong = await self.access(base, {"Authorization": "Bearer nope"})
+        self.assertEqual(wrong["granted"], False)
+        self.assertEqual(wrong["reason"], "the token is not valid here")
+        reader = await self.access(base, READ)
+        self.assertEqual((reader["token"], reader["scopes"]), ("reader", ["read"]))
+        admin = await self.access(base, CONTROL)
+        self.assertEqual(admin["scopes"], ["control", "read"])
+        self.assertIn("snapshot", admin["endpoints"])
+        self.assertIn("art", admin["endpoints"])
+        self.assertIn("volume", admin["commands"])
+
+    async def test_open_api_and_no_controller(self) -> None:
+        """An open API grants everything; without a controller there are no commands."""
+        _, host, port = await start_api(self, Hub(reactor), household())
+        body = await self.access(f"http://{host}:{port}/api/v1")
+        self.assertEqual((body["auth_required"], body["granted"]), (False, True))
+        self.assertEqual(body["commands"], [])

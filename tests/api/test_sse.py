@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from twisted.internet import reactor
@@ -129,6 +130,20 @@ class EventStreamTests(TestCase):
         marker = publish(self.hub, 1, OFFICE)
         await wait(lambda: len(client.messages()) == 3, "snapshot and two office events")
         self.assertEqual([m["id"] for m in client.messages()[1:]], office + marker)
+
+    async def test_unknown_query_key_is_refused(self) -> None:
+        """An unknown parameter is a 400 bad_filter naming it, as on the WebSocket; last_id
+        and access_token are not filter keys but are known."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        client = SseClient(sse_request("/api/v1/events?rom=Kitchen"))
+        await connect_raw(host, port, client, self)
+        await client.closed
+        self.assertEqual(client.status, 400)
+        body = json.loads(client.body)
+        self.assertEqual(body["error"]["code"], "bad_filter")
+        self.assertIn("unknown key 'rom'", body["error"]["message"])
+        known = await self.open(host, port, "/api/v1/events?access_token=x&rooms=A")
+        await wait(lambda: len(known.messages()) == 1, "the snapshot")
 
     async def test_empty_filter_value(self) -> None:
         """An empty filter parameter filters nothing out."""

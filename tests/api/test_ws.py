@@ -206,6 +206,18 @@ class WebSocketTests(TestCase):
             self.assertNotIn(b"snapshot", raw.data)
             self.assertNotIn(b"RINCON", raw.data)
 
+    async def test_unknown_query_key_refused(self) -> None:
+        """An unknown query parameter refuses the upgrade (400), as SSE does."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        raw = RawClient(
+            b"GET /api/v1/ws?rom=Kitchen HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        await connect_raw(host, port, raw, self)
+        await wait(lambda: raw.data.startswith(b"HTTP/1.1 400"), "400")
+        self.assertIn(b"unknown key 'rom'", raw.data)
+
     async def test_cross_origin_refused(self) -> None:
         """A browser page from another origin cannot open the socket."""
         _, host, port = await start_api(self, self.hub, self.state)

@@ -629,6 +629,25 @@ class ServiceTests(SynchronousTestCase):
         self.assertRaises(CannotListenError, listener.startService)
         assert not listener.running
 
+    def test_address_not_available_fails_at_once(self) -> None:
+        """An address this host does not have is no reason to try 99 more ports."""
+
+        class NoSuchAddress(MemoryReactorClock):
+            tries = 0
+
+            def listenTCP(
+                self, port: int, factory: Any, backlog: int = 50, interface: str = ""
+            ) -> Any:
+                self.tries += 1
+                raise CannotListenError(
+                    interface, port, OSError(99, "Cannot assign requested address")
+                )
+
+        reactor = NoSuchAddress()
+        listener = NotifyListener(reactor, interface="198.51.100.7", port=1400)
+        self.assertRaises(CannotListenError, listener.startService)
+        assert reactor.tries == 1
+
     def test_advertise_overrides(self) -> None:
         """A configured advertise address is used whatever the bound interface."""
         listener = NotifyListener(MemoryReactorClock(), port=1400, advertise="192.168.1.10")

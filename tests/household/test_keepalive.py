@@ -427,3 +427,52 @@ class ExpiryTests(SynchronousTestCase):
         h.clock.advance(1.0)
         self.assertEqual(h.gena.count("subscribe"), 4)
         self.assertEqual(len(h.processor.of("subscription.restored")), 2)
+
+
+class StatusTests(SynchronousTestCase):
+    """ServiceSupervisor.status(): the one source of diagnostics, readiness and metrics."""
+
+    def test_subscribed_then_evented(self) -> None:
+        """After SUBSCRIBE: subscribed, the SID, the granted timeout and the next renewal;
+        evented once a NOTIFY came, with its age and SEQ."""
+        h = Harness(timeout=600, renew_fraction=0.5)
+        h.gena.granted = 600
+        speaker = started(h)
+        sup = speaker.services["RenderingControl"]
+        status = sup.status()
+        sub = h.gena.current("RenderingControl")
+        self.assertEqual(
+            (status["state"], status["evented"], status["sid"], status["timeout"]),
+            ("subscribed", False, sub.sid, 600),
+        )
+        self.assertEqual(status["next_renewal"], 300.0)
+        self.assertIsNone(status["last_notify_age"])
+        h.clock.advance(10)
+        sub.notify(0, volume=3)
+        h.clock.advance(2)
+        status = sup.status()
+        self.assertTrue(status["evented"])
+        self.assertEqual((status["seq"], status["last_notify_age"]), (0, 2.0))
+        self.assertEqual((status["next_renewal"], status["subscribed_for"]), (288.0, 12.0))
+        h.clock.advance(288)
+        self.assertEqual((sup.status()["renewals"], sup.status()["subscribes"]), (1, 1))
+
+    def test_polling_backing_off_and_lost(self) -> None:
+        """No NOTIFY within the grace: polling; a failure: backing_off with retry_in; the
+        speaker offline: lost; each failure counted."""
+        h = Harness(no_event_grace=5.0, poll_interval=10.0, backoff_initial=4.0)
+        speaker = started(h)
+        sup = speaker.services["RenderingControl"]
+        h.clock.advance(5.0)
+        self.assertEqual((sup.phase, sup.status()["polling"], sup.polls), ("polling", True, 1))
+        h.gena.answers["renew"] = HttpError(500)
+        h.clock.advance(900)
+        status = sup.status()
+        self.assertEqual((status["state"], status["reason"]), ("backing_off", "HTTP 500"))
+        self.assertGreater(status["retry_in"], 0)
+        self.assertEqual(status["renewal_failures"], 1)
+        h.gena.answers.clear()
+        h.clock.advance(status["retry_in"])
+        self.assertEqual(sup.status()["resubscriptions"], 1)
+        sup.suspend("speaker offline: timeout")
+        self.assertEqual(sup.status()["state"], "lost")

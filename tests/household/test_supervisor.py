@@ -406,8 +406,9 @@ class HouseholdTests(SynchronousTestCase):
         h = Harness()
         household = HouseholdSupervisor(h.ctx, [Device(HOST)])
         household.startService()
-        (status,) = household.status()
+        (status,) = household.status()["speakers"]
         self.assertEqual(status["uid"], UID)
+        self.assertEqual(status["availability"], "online")
         self.assertTrue(status["online"])
         self.assertEqual(status["services"]["RenderingControl"]["state"], "subscribed")
 
@@ -605,3 +606,44 @@ class ConsistencyCheckTests(SynchronousTestCase):
         speaker.stopService()
         h.clock.advance(3600)
         self.assertEqual(h.reader.checks, [])
+
+
+class ReloadTests(SynchronousTestCase):
+    """What a configuration reload does to the household."""
+
+    def test_set_services_subscribes_and_unsubscribes(self) -> None:
+        """A service added is subscribed at once; one removed is UNSUBSCRIBEd."""
+        h = Harness(services=("RenderingControl", "AVTransport"))
+        speaker = started(h)
+        speaker.set_services(("AVTransport", "Queue"))
+        self.assertEqual(list(speaker.services), ["AVTransport", "Queue"])
+        self.assertEqual(h.gena.current("Queue").requests, ["subscribe"])
+        self.assertEqual(h.gena.current("RenderingControl").requests, ["subscribe", "unsubscribe"])
+
+    def test_apply_adds_removes_and_keeps_counters(self) -> None:
+        """apply() follows the new devices and services; the removed ones' counters stay in
+        the totals (retired), and discovered speakers are kept."""
+        from sonosd.config import Config, SubscriptionConfig
+
+        h = Harness(services=("RenderingControl",))
+        household = HouseholdSupervisor(h.ctx, [Device(HOST), Device("127.0.0.3")])
+        household.startService()
+        household.add_device(Device("127.0.0.9"), discovered=True)
+        config = Config(
+            path="x.yaml",
+            devices=(Device("127.0.0.3"), Device("127.0.0.4")),
+            services=("RenderingControl", "Queue"),
+            subscription=SubscriptionConfig(poll_interval=3.0),
+        )
+        added, removed = household.apply(config)
+        self.assertEqual((added, removed), (["127.0.0.4"], [HOST]))
+        hosts = [s["configured_host"] for s in household.status()["speakers"]]
+        self.assertEqual(hosts, ["127.0.0.3", "127.0.0.9", "127.0.0.4"])
+        self.assertIsNone(household.speaker(UID))
+        self.assertEqual(household.retired["subscribes"], 1)
+        for speaker in household.speakers():
+            self.assertEqual(list(speaker.services), ["RenderingControl", "Queue"])
+            self.assertEqual(speaker.ctx.config.poll_interval, 3.0)
+        self.assertEqual(
+            h.gena.current("RenderingControl", UID).requests, ["subscribe", "unsubscribe"]
+        )

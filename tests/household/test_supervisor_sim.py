@@ -285,6 +285,8 @@ class SimTests(TestCase):
         speaker = rig.speakers[0]
         rig.faults(speaker).drop_next = 1
         speaker.set_volume(11)
+        # LastChange is moderated: the second change must come after the first NOTIFY.
+        await until(lambda: rig.sim_subscriptions(speaker)[0]["seq"] == 1, "the dropped NOTIFY")
         speaker.set_volume(12)
         await until(lambda: rig.recorder.of("events.gap", speaker.uid), "events.gap")
         gap = rig.recorder.of("events.gap", speaker.uid)[0]
@@ -367,10 +369,13 @@ class SimTests(TestCase):
         speaker = rig.speakers[0]
         rig.faults(speaker).duplicate_next = 1
         speaker.set_volume(21)
-        speaker.set_volume(22)
 
         def seqs() -> list[Any]:
             return [m.body["seq"] for m in rig.recorder.of("event", speaker.uid)]
+
+        # LastChange is moderated: the second change must come after the first NOTIFY.
+        await until(lambda: 1 in seqs(), "the first change")
+        speaker.set_volume(22)
 
         await until(lambda: 2 in seqs(), "the second change")
         supervised = rig.household.speaker(speaker.uid)

@@ -9,9 +9,11 @@ from treq.testing import StubTreq
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from sonosd.config import SimulateConfig
 from sonosd.sim.activity import ActivityGenerator
 from sonosd.sim.admin import AdminResource
 from sonosd.sim.household import Household
+from sonosd.sim.neighbourhood import Neighbourhood
 from tests.sim_fakes import FakePresence, RecordingManager
 
 
@@ -143,3 +145,96 @@ class AdminTests(SynchronousTestCase):
         assert activity["changes"] > 0
         self.request("PATCH", "/activity", {"rate": 0})
         assert not self.activity.running
+
+
+class ModeAdminTests(SynchronousTestCase):
+    """The household and firmware mode switches of the admin API, over two households."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        config = SimulateConfig(speakers=4, households=2, models=("S18", "S27"))
+        self.neighbourhood = Neighbourhood.build(self.clock, config, seed=3)
+        self.managers = []
+        for speaker in self.neighbourhood.speakers:
+            manager = RecordingManager(self.clock, speaker.uid, speaker.address, None, "")
+            speaker.manager = manager
+            speaker.network = FakePresence(address=speaker.address)
+            self.managers.append(manager)
+        self.http = StubTreq(AdminResource(self.neighbourhood))
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else b""
+        response = self.successResultOf(self.http.request(method, f"http://admin{path}", data=data))
+        return response.code, json.loads(self.successResultOf(response.content()))
+
+    def test_households_are_listed_and_switched_apart(self) -> None:
+        """GET /households lists both; PATCH modes on one leaves the other alone."""
+        status, households = self.request("GET", "/households")
+        assert status == 200 and len(households) == 2
+        second = households[1]["household_id"]
+        assert [s["household_id"] for s in households[1]["speakers"]] == [second, second]
+        status, changed = self.request(
+            "PATCH", f"/households/{second}/modes", {"upnp": False, "upnp_off_ssdp": "silent"}
+        )
+        assert status == 200 and changed["modes"]["upnp"] is False
+        first, other = self.neighbourhood.households
+        assert first.modes.upnp and not other.modes.upnp
+        assert self.managers[2].calls == ["unsubscribe_all"] and self.managers[0].calls == []
+        status, household = self.request(
+            "PATCH", "/household/modes", {"large_household": True, "large_household_players": 1}
+        )
+        assert household["modes"]["large_household"] and first.modes.large_household
+        assert self.request("GET", "/households/1")[1]["household_id"] == second
+        assert self.request("GET", "/households/5")[0] == 404
+        assert self.request("PATCH", "/household/modes", {"upnp": "off"})[0] == 400
+        assert self.request("PATCH", "/household/modes", {"colour": 1})[0] == 400
+        assert self.request("PATCH", "/household/modes", {"upnp_off_ssdp": "loud"})[0] == 400
+        status, household = self.request(
+            "PATCH", "/household/modes", {"upnp_off_forbidden": ["scpd"]}
+        )
+        assert household["modes"]["upnp_off_forbidden"] == ["scpd"]
+        for bad in ("scpd", ["album art"]):
+            body = {"upnp_off_forbidden": bad}
+            assert self.request("PATCH", "/household/modes", body)[0] == 400
+
+    def test_speakers_are_numbered_across_households(self) -> None:
+        """Index 3 is the second household's second speaker."""
+        status, state = self.request("GET", "/speakers/3")
+        assert status == 200 and state["uid"] == self.neighbourhood.households[1].speakers[1].uid
+        assert len(self.request("GET", "/speakers")[1]) == 4
+
+    def test_portable_routes(self) -> None:
+        """battery, sleep, bluetooth and wake act on a portable; a One refuses with 409."""
+        status, state = self.request(
+            "PATCH", "/speakers/1/battery", {"level": 30, "power_source": "SONOS_CHARGING_RING"}
+        )
+        assert status == 200
+        assert state["battery"] == {
+            "level": 30,
+            "power_source": "SONOS_CHARGING_RING",
+            "charging": True,
+            "temperature": 25,
+        }
+        status, state = self.request("POST", "/speakers/1/sleep", {"mode": "hang"})
+        assert (status, state["asleep"], state["vanished"]) == (200, True, "sleeping")
+        assert state["network"] == "hang"
+        status, state = self.request("POST", "/speakers/1/wake")
+        assert (status, state["asleep"], state["network"]) == (200, False, "up")
+        status, state = self.request("POST", "/speakers/1/bluetooth")
+        assert state["vanished"] == "switch to bluetooth"
+        assert self.request("POST", "/speakers/0/sleep")[0] == 409
+        assert self.request("PATCH", "/speakers/0/battery", {"level": 5})[0] == 409
+        assert self.request("PATCH", "/speakers/1/battery", {"level": 101})[0] == 400
+        assert self.request("PATCH", "/speakers/1/battery", {"colour": 1})[0] == 400
+        assert self.request("POST", "/speakers/1/sleep", {"mode": "nap"})[0] == 400
+
+    def test_https_only_switch(self) -> None:
+        """PATCH modes sets https_only and tells the network presence to serve TLS."""
+        status, state = self.request("PATCH", "/speakers/2/modes", {"https_only": True})
+        assert status == 200 and state["https_only"] is True
+        speaker = self.neighbourhood.speakers[2]
+        assert isinstance(speaker.network, FakePresence)
+        assert speaker.network.calls == ["secure True"]
+        assert self.request("PATCH", "/speakers/2/modes", {})[1]["https_only"] is True
+        assert self.request("PATCH", "/speakers/2/modes", {"https_only": 1})[0] == 400
+        assert self.request("PATCH", "/speakers/2/modes", {"upnp": False})[0] == 400

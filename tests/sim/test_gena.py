@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from soco.events_base import parse_event_xml
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionLost
-from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.internet.threads import deferToThread
@@ -30,6 +29,7 @@ from sonosd.sim.gena import MAX_SEQ, SubscriptionManager, parse_timeout
 from sonosd.sim.notifier import INotifier, NotifyError
 from sonosd.sim.propertyset import EventValue, build_propertyset
 from tests.conftest import free_loopback_base
+from tests.gena_wire import Notify, Receiver, first, gena_call, parse_notify
 
 UID = "RINCON_000E58AAAAAA01400"
 SERVER = "Linux UPnP/1.0 Sonos/85.0-65270 (ZPS16)"
@@ -51,35 +51,6 @@ STATE: dict[str, Mapping[str, EventValue]] = {
 def full_state(service: str) -> Mapping[str, EventValue]:
     """The test household's state: fixed values per service."""
     return STATE[service]
-
-
-@attrs.frozen
-class Notify:
-    """A NOTIFY request taken apart."""
-
-    request_line: str
-    headers: list[tuple[str, str]]
-    body: bytes
-
-    @property
-    def header(self) -> dict[str, str]:
-        return {name.upper(): value for name, value in self.headers}
-
-    @property
-    def seq(self) -> int:
-        return int(self.header["SEQ"])
-
-    @property
-    def sid(self) -> str:
-        return self.header["SID"]
-
-
-def parse_notify(raw: bytes) -> Notify:
-    """Split a raw NOTIFY request into request line, ordered headers and body."""
-    head, body = raw.split(b"\r\n\r\n", 1)
-    lines = head.decode("latin-1").split("\r\n")
-    headers = [tuple(line.split(": ", 1)) for line in lines[1:]]
-    return Notify(lines[0], headers, body)  # type: ignore[arg-type]
 
 
 @attrs.define
@@ -154,13 +125,22 @@ def response_header(request: DummyRequest, name: str) -> str | None:
 
 
 class _ManagerTestCase(SynchronousTestCase):
-    """A manager on a Clock with a recording notifier."""
+    """A manager on a Clock with a recording notifier; LastChange moderation off (it has
+    tests of its own, ``ModerationTests``), so each notify() is one NOTIFY."""
+
+    moderation = 0.0
 
     def setUp(self) -> None:
         self.clock = Clock()
         self.notifier = RecordingNotifier()
         self.manager = SubscriptionManager(
-            self.clock, UID, SPEAKER, full_state, SERVER, notifier=self.notifier
+            self.clock,
+            UID,
+            SPEAKER,
+            full_state,
+            SERVER,
+            notifier=self.notifier,
+            moderation=self.moderation,
         )
 
     def subscribe(
@@ -601,6 +581,90 @@ class FaultTests(_ManagerTestCase):
         self.assertTrue(verifyObject(INotifier, manager._notifier))
 
 
+class ModerationTests(_ManagerTestCase):
+    """LastChange moderation: one window of 0.2 s per service, changes merged (UPnP AV)."""
+
+    moderation = 0.2
+
+    def bodies(self) -> list[dict[str, Any]]:
+        """The parsed bodies of every NOTIFY after the initial one, answered."""
+        self.notifier.answer_all()
+        return [parse_event_xml(sent.notify.body) for sent in self.notifier.sent[1:]]
+
+    def test_changes_within_a_window_become_one_event(self) -> None:
+        """Two changes 0.1 s apart reach the subscriber as one NOTIFY with the final values."""
+        self.subscribed("AVTransport")
+        self.manager.notify("AVTransport", {"TransportState": "TRANSITIONING"})
+        self.clock.advance(0.1)
+        self.manager.notify("AVTransport", {"TransportState": "PLAYING"})
+        self.assertEqual(self.bodies(), [])
+        self.clock.advance(0.1)
+        self.assertEqual(self.bodies(), [{"transport_state": "PLAYING"}])
+        self.assertEqual(self.notifier.seqs(), [0, 1])
+
+    def test_merged_variables_keep_body_order(self) -> None:
+        """A window that merges several changes writes its variables in full-state order."""
+        self.subscribed()
+        self.manager.notify("RenderingControl", {"Bass": "4"})
+        self.manager.notify("RenderingControl", {"Volume": {"Master": "9", "LF": "100"}})
+        self.clock.advance(0.2)
+        self.notifier.answer_all()
+        body = self.notifier.sent[1].notify.body
+        self.assertLess(body.index(b"Volume"), body.index(b"Bass"))
+
+    def test_at_most_one_event_per_window(self) -> None:
+        """Changes every 0.05 s for 1 s give one NOTIFY per 0.2 s window, the last value last."""
+        self.subscribed()
+        for step in range(20):
+            self.manager.notify("RenderingControl", {"Bass": str(step % 10)})
+            self.clock.advance(0.05)
+        self.clock.advance(0.2)
+        bodies = self.bodies()
+        self.assertEqual(len(bodies), 5)
+        self.assertEqual(bodies[-1], {"bass": "9"})
+
+    def test_plain_variable_services_are_not_moderated(self) -> None:
+        """A ZoneGroupTopology change goes out at once."""
+        self.subscribed("ZoneGroupTopology")
+        self.manager.notify("ZoneGroupTopology", {"ZoneGroupName": "Den"})
+        self.assertEqual(self.bodies(), [{"zone_group_name": "Den"}])
+
+    def test_one_window_serves_every_subscription(self) -> None:
+        """Two subscriptions of a service share one window and one body, each with its SEQ."""
+        self.subscribed()
+        self.subscribed()
+        self.manager.notify("RenderingControl", {"Bass": "1"})
+        self.manager.notify("RenderingControl", {"Bass": "2"})
+        self.assertEqual(len(self.manager._windows), 1)
+        self.clock.advance(0.2)
+        self.notifier.answer_all()
+        self.assertEqual(self.notifier.seqs(), [0, 0, 1, 1])
+        self.assertEqual(self.notifier.sent[2].notify.body, self.notifier.sent[3].notify.body)
+
+    def test_reboot_and_stop_drop_the_window(self) -> None:
+        """forget_all() and stop() cancel a pending window: nothing is sent afterwards."""
+        self.subscribed()
+        self.manager.notify("RenderingControl", {"Bass": "1"})
+        self.manager.forget_all()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.subscribed()
+        self.manager.notify("RenderingControl", {"Bass": "2"})
+        self.manager.stop()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_paused_window_consumes_seq(self) -> None:
+        """A window that closes while the speaker is offline consumes one SEQ, sends nothing."""
+        self.subscribed()
+        self.manager.notify("RenderingControl", {"Bass": "1"})
+        self.manager.pause()
+        self.clock.advance(0.2)
+        self.manager.resume()
+        self.manager.notify("RenderingControl", {"Bass": "2"})
+        self.clock.advance(0.2)
+        self.notifier.answer_all()
+        self.assertEqual(self.notifier.seqs(), [0, 2])
+
+
 @given(st.one_of(st.none(), st.text(max_size=30)), st.integers(min_value=1, max_value=10**6))
 def test_parse_timeout_is_always_a_sane_grant(header: str | None, cap: int) -> None:
     """Any TIMEOUT header yields a grant between 1 and the cap; never infinite."""
@@ -674,72 +738,6 @@ class SpeakerSite(Resource):
         return HOUSEHOLD_RESPONSE
 
 
-@attrs.frozen
-class Received:
-    """A NOTIFY as the subscriber saw it: the peer address and the request."""
-
-    peer: str
-    notify: Notify
-
-
-class _ReceiverProtocol(Protocol):
-    def __init__(self, factory: Receiver) -> None:
-        self.factory = factory
-        self.data = b""
-
-    def dataReceived(self, data: bytes) -> None:
-        self.data += data
-        head, sep, body = self.data.partition(b"\r\n\r\n")
-        if not sep:
-            return
-        length = re.search(rb"(?im)^content-length: *(\d+)", head)
-        if length is not None and len(body) < int(length.group(1)):
-            return
-        assert self.transport is not None
-        notify = parse_notify(self.data)
-        status = self.factory.answer(notify)
-        self.transport.write(
-            b"HTTP/1.1 %d X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n" % status
-        )
-        self.transport.loseConnection()
-        self.factory.record(Received(self.transport.getPeer().host, notify))
-
-
-class Receiver(Factory):
-    """A raw HTTP subscriber that records NOTIFYs and answers each with answer(notify)."""
-
-    noisy = False
-
-    def __init__(self, answer: Callable[[Notify], int] = lambda notify: 200) -> None:
-        self.answer = answer
-        self.received: list[Received] = []
-        self._waiters: list[tuple[int, Deferred[list[Received]]]] = []
-
-    def buildProtocol(self, addr: Any) -> Protocol:
-        return _ReceiverProtocol(self)
-
-    def record(self, received: Received) -> None:
-        self.received.append(received)
-        for count, waiter in list(self._waiters):
-            if len(self.received) >= count:
-                self._waiters.remove((count, waiter))
-                waiter.callback(self.received)
-
-    def wait_for(self, count: int) -> Deferred[list[Received]]:
-        """Fire once ``count`` NOTIFYs have arrived (failing after 10 s, not to hang)."""
-        from twisted.internet import reactor
-
-        waiter: Deferred[list[Received]] = Deferred()
-        if len(self.received) >= count:
-            waiter.callback(self.received)
-        else:
-            self._waiters.append((count, waiter))
-        return waiter.addTimeout(10, reactor)
-
-    def seqs(self) -> list[int]:
-        return [received.notify.seq for received in self.received]
-
-
 @attrs.define
 class Wire:
     """A manager behind a real site on its own loopback address, and a real subscriber."""
@@ -759,24 +757,6 @@ class Wire:
         return b"<http://127.0.0.1:%d/notify/rc>" % self.receiver_port
 
 
-async def gena_call(
-    method: bytes, url: bytes, headers: Mapping[bytes, bytes]
-) -> tuple[int, Headers]:
-    """Send a GENA request with a non-persistent Agent; return status and headers."""
-    from twisted.internet import reactor
-
-    agent = Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))
-    response = await agent.request(
-        method, url, Headers({name: [value] for name, value in headers.items()})
-    ).addTimeout(10, reactor)
-    return response.code, response.headers
-
-
-def first(headers: Headers, name: bytes) -> str | None:
-    values = headers.getRawHeaders(name)
-    return None if values is None else values[0].decode("latin-1")
-
-
 class GenaWireTests(TestCase):
     """SUBSCRIBE and NOTIFY over real loopback TCP, faults included."""
 
@@ -784,7 +764,9 @@ class GenaWireTests(TestCase):
         from twisted.internet import reactor
 
         speaker = free_loopback_base()
-        manager = SubscriptionManager(reactor, UID, speaker, full_state, SERVER, notify_timeout=10)
+        manager = SubscriptionManager(
+            reactor, UID, speaker, full_state, SERVER, notify_timeout=10, moderation=0
+        )
         self.addCleanup(manager.stop)
         site = SpeakerSite(manager)
         listening = reactor.listenTCP(port, Site(site), interface=speaker)

@@ -217,7 +217,8 @@ def test_change_address_moves_location_and_manager() -> None:
 
 
 def test_burst_sends_one_notify_per_change() -> None:
-    """A burst of N changes gives N NOTIFYs of that service."""
+    """A burst of N changes hands N changes of that service to the GENA manager (which
+    moderates LastChange services)."""
     _, household, managers = make()
     household.speakers[0].burst(25)
     assert len(managers[0].of("RenderingControl")) == 25
@@ -240,3 +241,93 @@ def test_hundred_speakers() -> None:
     assert len({s.uid for s in household.speakers}) == 100
     assert len(zgs_members(household)) == 100
     assert household.speakers[-1].address == "127.0.0.101"
+
+
+def test_transport_change_events_the_track_block() -> None:
+    """Pause after play events the whole track block (play mode, track count ...) again."""
+    clock, household, managers = make(transition_delay=0.0)
+    speaker = household.speakers[0]
+    speaker.transport.play()
+    clock.advance(0)
+    speaker.transport.pause()
+    last = managers[0].of("AVTransport")[-1]
+    assert last["TransportState"] == "PAUSED_PLAYBACK"
+    assert last["CurrentPlayMode"] == "NORMAL" and last["NumberOfTracks"] == "8"
+
+
+def test_home_theatre_set() -> None:
+    """A soundbar with sub and surrounds: satellites in the ZGS, HTSatChanMapSet, one room."""
+    _, household, managers = make(speakers=5, home_theatre=True, rooms=("Kitchen", "Den"))
+    other, bar, sub, left, right = household.speakers
+    assert bar.model.soundbar and sub.model.number == "Sub"
+    assert [s.invisible for s in household.speakers] == [False, False, True, True, True]
+    assert (other.name, bar.name) == ("Kitchen", "Den")
+    assert {s.name for s in (bar, sub, left, right)} == {bar.name}
+    root = ElementTree.fromstring(household.zone_group_state())
+    member = next(m for m in root.iter("ZoneGroupMember") if m.get("UUID") == bar.uid)
+    satellites = {s.get("UUID"): s for s in member.findall("Satellite")}
+    assert set(satellites) == {sub.uid, left.uid, right.uid}
+    assert member.get("HTSatChanMapSet") == (
+        f"{bar.uid}:LF,RF;{sub.uid}:SW;{left.uid}:LR;{right.uid}:RR"
+    )
+    assert satellites[left.uid].get("HTSatChanMapSet") == f"{bar.uid}:LF,RF;{left.uid}:LR"
+    assert satellites[sub.uid].get("Invisible") == "1"
+    assert len(root.findall("ZoneGroups/ZoneGroup")) == 2
+    assert sub.group is bar.group and sub.coordinator is bar
+    assert bar.full_state("DeviceProperties")["HTSatChanMapSet"] == bar.ht_sat_chan_map
+    household.join(other, bar)
+    bar.rename("Cinema")
+    assert {s.name for s in (bar, sub, left, right)} == {"Cinema"}
+    assert managers[3].of("DeviceProperties")[-1]["ZoneName"] == "Cinema"
+    with pytest.raises(UPnPError):
+        household.join(sub, other)
+
+
+def test_home_theatre_needs_four_speakers() -> None:
+    """A home theatre besides a stereo pair needs six speakers; it takes the last four."""
+    with pytest.raises(ValueError, match="home theatre"):
+        make(speakers=5, home_theatre=True, stereo_pair=True)
+    _, household, _ = make(speakers=6, home_theatre=True, stereo_pair=True)
+    assert household.speakers[1].pair_partner == household.speakers[0].uid
+    assert household.speakers[2].satellites == [s.uid for s in household.speakers[3:6]]
+
+
+def test_portable_battery_sleep_and_bluetooth() -> None:
+    """A Roam: battery evented in MoreInfo; sleep and Bluetooth vanish it with their reasons."""
+    _, household, managers = make(models=("S18", "S27"))
+    one, roam, _ = household.speakers
+    assert one.battery is None and one.full_state("DeviceProperties")["MoreInfo"] == ""
+    roam.set_battery(level=15, power_source="USB_POWER", temperature=31)
+    more_info = managers[1].of("DeviceProperties")[-1]["MoreInfo"]
+    assert "BattPct:15" in more_info and "BattChg:CHARGING" in more_info
+    assert "BattTmp:31" in more_info
+    roam.sleep()
+    assert roam.asleep and managers[1].paused and not roam.reachable
+    root = ElementTree.fromstring(household.zone_group_state())
+    device = root.find("VanishedDevices/Device")
+    assert device is not None and device.get("Reason") == "sleeping"
+    assert device.get("UUID") == roam.uid and device.get("ModelInfo") == "S27"
+    assert "ZoneGroupState" in managers[0].of("ZoneGroupTopology")[-1]
+    roam.wake()
+    assert not roam.asleep and roam.reachable and roam.uid in zgs_members(household)
+    roam.switch_to_bluetooth()
+    root = ElementTree.fromstring(household.zone_group_state())
+    assert root.find("VanishedDevices/Device").get("Reason") == "switch to bluetooth"  # type: ignore[union-attr]
+    for refused in (one.sleep, one.switch_to_bluetooth, one.wake, one.set_battery):
+        with pytest.raises(ValueError, match="not a portable"):
+            refused()
+
+
+def test_upnp_off_drops_subscriptions() -> None:
+    """Switching UPnP off drops every subscription; unknown modes and bad values fail."""
+    _, household, managers = make()
+    household.set_modes(upnp=False)
+    assert all("unsubscribe_all" in manager.calls for manager in managers)
+    household.set_modes(upnp=False)
+    assert [m.calls.count("unsubscribe_all") for m in managers] == [1, 1, 1]
+    household.set_modes(upnp=True, large_household=True)
+    assert household.modes.upnp and household.modes.large_household
+    with pytest.raises(ValueError, match="unknown"):
+        household.set_modes(colour="red")
+    with pytest.raises(ValueError, match="upnp_off_ssdp"):
+        household.set_modes(upnp_off_ssdp="loud")

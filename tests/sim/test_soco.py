@@ -278,10 +278,11 @@ class TransportTests(SimulatorTestCase):
         assert len(await self.call(device.get_queue)) == 0
 
     async def test_sleep_timer(self) -> None:
-        """set_sleep_timer/get_sleep_timer round-trip; None cancels."""
+        """set_sleep_timer/get_sleep_timer round-trip (the remaining time counts down, so a
+        slow machine may read a second or two less); None cancels."""
         device = self.device(0)
         await self.call(lambda: device.set_sleep_timer(600))
-        assert await self.call(device.get_sleep_timer) == 600
+        assert 590 <= await self.call(device.get_sleep_timer) <= 600
         await self.call(lambda: device.set_sleep_timer(None))
         assert await self.call(device.get_sleep_timer) is None
 

@@ -13,7 +13,6 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.testing import MemoryReactorClock
 from twisted.internet.threads import deferToThreadPool
-from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -377,6 +376,62 @@ class ResponderTests(SynchronousTestCase):
         self.assertEqual(fake.getDelayedCalls(), [])
 
 
+class ModeTests(SynchronousTestCase):
+    def test_upnp_off_keeps_answering_unless_silent(self) -> None:
+        """With UPnP off SSDP still answers by default; ``upnp_off_ssdp: silent`` stops it."""
+        fake, responder = started(announce=False)
+        household = responder.household
+        household.set_modes(upnp=False)
+        fake.multicast[0].protocol.datagramReceived(msearch(mx=0), SEARCHER)
+        fake.advance(0)
+        self.assertEqual(responder.answers, 3)
+        household.set_modes(upnp_off_ssdp="silent")
+        fake.multicast[0].protocol.datagramReceived(msearch(mx=0), SEARCHER)
+        fake.advance(0)
+        self.assertEqual(responder.answers, 3)
+
+    def test_upnp_back_on_announces(self) -> None:
+        """Switching UPnP back on multicasts ssdp:alive for every speaker."""
+        fake, responder = started()
+        household = responder.household
+        household.set_modes(upnp=False, upnp_off_ssdp="silent")
+        port = fake.socket_of(household.speakers[0].address)
+        port.sent.clear()
+        household.set_modes(upnp=True)
+        self.assertEqual({headers_of(d)["NTS"] for d, _ in port.sent}, {"ssdp:alive"})
+
+    def test_sleeping_portable_says_byebye_sleeping(self) -> None:
+        """A portable that goes to sleep multicasts byebye with reason ``sleeping``."""
+        fake = FakeReactor()
+        household = Household(fake, speakers=2, base_address="127.9.9.2", seed=7, models=("S27",))
+        responder = SsdpResponder(fake, household, port=1900, rng=random.Random(3))
+        responder.startService()
+        roam = household.speakers[0]
+        roam.network = FakePresence()
+        port = fake.socket_of(roam.address)
+        port.sent.clear()
+        roam.sleep()
+        self.assertEqual({headers_of(d)["X-RINCON-REASON"] for d, _ in port.sent}, {"sleeping"})
+
+    def test_one_responder_for_several_households(self) -> None:
+        """Two households: one responder answers for all speakers, each with its household."""
+        fake = FakeReactor()
+        config = SimulateConfig(speakers=4, households=2, base_address="127.9.9.2")
+        service = HouseholdService(fake, config, manager_factory=RecordingManager, ssdp_port=1901)
+        service.startService()
+        assert service.ssdp is not None
+        self.assertEqual(len([p for p in fake.multicast if p.groups]), 1)
+        fake.multicast[0].protocol.datagramReceived(msearch(mx=0), SEARCHER)
+        fake.advance(0)
+        self.assertEqual(service.ssdp.answers, 4)
+        for household in service.households:
+            self.assertIs(household.announcer, service.ssdp)
+            for speaker in household.speakers:
+                answer = fake.socket_of(speaker.address).sent[-1][0]
+                self.assertEqual(headers_of(answer)["X-RINCON-HOUSEHOLD"], household.household_id)
+        service.stopService()
+
+
 class ServiceTests(SynchronousTestCase):
     def test_household_service_runs_the_responder(self) -> None:
         """HouseholdService(ssdp_port=...) starts the responder after the speakers, stops it."""
@@ -410,7 +465,7 @@ class ServiceTests(SynchronousTestCase):
         default = Options()
         default.parseOptions([])
         self.assertIsNone(default.ssdp_port)
-        with self.assertRaisesRegex(usage.UsageError, "--ssdp-port: expected an integer"):
+        with self.assertRaises(SystemExit):  # one line on stderr, exit status 1
             Options().parseOptions(["--ssdp-port", "x"])
 
 

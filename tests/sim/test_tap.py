@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from twisted.internet.testing import MemoryReactorClock
-from twisted.python import usage
 
 from sonosd.config import SimulateConfig
 from sonosd.sim.service import HouseholdService
@@ -47,6 +50,7 @@ def test_options_build_the_config() -> None:
         activity=2.5,
         admin="tcp:0",
         stereo_pair=True,
+        models=("S18", "S14"),
     )
     assert (options.seed, options.models) == (9, ("S18", "S14"))
 
@@ -61,13 +65,81 @@ def test_options_build_the_config() -> None:
         (("--models", "S99"), "--models: unknown model 'S99'"),
         (("--speakers", "1", "--stereo-pair"), "--stereo-pair: needs at least 2 speakers"),
         (("--port", "70000"), "--port: expected an integer from 1 to 65535"),
+        (("--speakers", "3", "--home-theatre"), "--home-theatre: needs 4 speakers"),
+        (
+            ("--speakers", "5", "--stereo-pair", "--home-theatre"),
+            "--home-theatre: needs 6 speakers",
+        ),
+        (("--speakers", "2", "--households", "3"), "--households: expected an integer from 1 to 2"),
+        (("--moderation", "-0.1"), "--moderation: expected a number from 0 to 10"),
+        (("--moderation", "soon"), "--moderation: expected a number"),
+        (("--large-household-players", "0"), "--large-household-players: expected an integer"),
+        (("--upnp-off-ssdp", "loud"), "--upnp-off-ssdp: expected answer or silent"),
+        (("--upnp-off-forbidden", "art"), "--upnp-off-forbidden: expected kinds among"),
+        (("--https-only", "3"), "--https-only: expected an integer from 0 to 2"),
+        (("--https-only", "x"), "--https-only: expected an integer"),
+        (("--tls-port", "0"), "--tls-port: expected an integer from 1 to 65535"),
     ],
 )
-def test_bad_options(argv: tuple[str, ...], message: str) -> None:
-    """A wrong option is one line naming it."""
-    with pytest.raises(usage.UsageError) as error:
+def test_bad_options(
+    argv: tuple[str, ...], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A wrong option is one line on stderr naming it, and exit status 1 (no usage text)."""
+    with pytest.raises(SystemExit) as exited:
         parse(*argv)
-    assert str(error.value).startswith(message)
+    assert exited.value.code == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    [line] = err.splitlines()
+    assert line.startswith(f"sonos-sim: {message}"), line
+
+
+def test_twistd_sonos_sim_bad_option_is_one_line(tmp_path: Path) -> None:
+    """`twistd -n sonos-sim --speakers x` prints one line and exits 1, writing nothing."""
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "twistd"), "-n", "sonos-sim", "--speakers", "x"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == "sonos-sim: --speakers: expected an integer from 1 to 1000, got 'x'\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_mode_options_build_the_config() -> None:
+    """Household and firmware mode options land in the SimulateConfig."""
+    options = parse(
+        "--speakers",
+        "8",
+        "--households",
+        "2",
+        "--home-theatre",
+        "--moderation",
+        "0",
+        "--large-household",
+        "--large-household-players",
+        "5",
+        "--upnp-off",
+        "--upnp-off-ssdp",
+        "silent",
+        "--upnp-off-forbidden",
+        "control, scpd",
+        "--https-only",
+        "2, 0,2",
+        "--tls-port",
+        "1543",
+    )
+    config = options.config
+    assert (config.households, config.home_theatre, config.moderation) == (2, True, 0.0)
+    assert (config.large_household, config.large_household_players) == (True, 5)
+    assert (config.upnp, config.upnp_off_ssdp) == (False, "silent")
+    assert config.upnp_off_forbidden == ("control", "scpd")
+    assert (config.https_only, config.tls_port) == ((0, 2), 1543)
+    assert parse("--speakers", "3", "--https-only", "all").config.https_only == (0, 1, 2)
+    defaults = parse().config
+    assert defaults == SimulateConfig()
 
 
 def test_service_listens_per_speaker_and_stops() -> None:
@@ -94,3 +166,18 @@ def test_seed_follows_base_address() -> None:
     b = HouseholdService(MemoryReactorClock(), SimulateConfig(base_address="127.0.0.2"))
     c = HouseholdService(MemoryReactorClock(), SimulateConfig(base_address="127.0.9.2"))
     assert a.household.household_id == b.household.household_id != c.household.household_id
+
+
+def test_https_only_speakers_also_listen_for_tls() -> None:
+    """An HTTPS-only speaker listens on the TLS port of its address too; others do not."""
+    reactor = MemoryReactorClock()
+    service = HouseholdService(
+        reactor,
+        SimulateConfig(speakers=3, base_address="127.0.0.2", https_only=(1,), tls_port=1543),
+        manager_factory=RecordingManager,
+    )
+    service.startService()
+    assert [(port, interface) for port, _, _, _, interface in reactor.sslServers] == [
+        (1543, "127.0.0.3")
+    ]
+    service.stopService()

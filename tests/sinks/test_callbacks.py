@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.internet.threads import deferToThread
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -316,9 +317,11 @@ class ThreadedTests(TestCase):
         slow_ids: list[int] = []
         main_thread = threading.current_thread()
         threads: set[str] = set()
+        slow_started = threading.Event()
 
         def slow(body: dict[str, Any], event: Any) -> None:
             slow_ids.append(body["id"])
+            slow_started.set()
             release.wait(60)
 
         def bad(body: dict[str, Any], event: Any) -> None:
@@ -340,6 +343,8 @@ class ThreadedTests(TestCase):
         received = await done
         self.assertEqual(received, list(range(1, 21)))
         self.assertEqual(len(threads), 1)
+        # The fast worker may finish before the slow one's thread has run at all.
+        self.assertTrue(await deferToThread(slow_started.wait, 30))
         self.assertEqual(slow_ids, [1])
         self.assertEqual(sink.stats()[callable_name(slow)]["dropped"], 20 - 1 - 5)
         release.set()

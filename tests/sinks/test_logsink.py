@@ -69,7 +69,63 @@ def test_topology_and_xml_values_are_summarised() -> None:
             },
         }
     )
-    assert line == (
-        "#3 Office ZoneGroupTopology seq=0 zone_group_state=2 groups "
+    assert line == "#3 Office ZoneGroupTopology full state, 2 variables"
+    changed = summarise(
+        {
+            "id": 4,
+            "type": "event",
+            "speaker": {"name": "Office"},
+            "service": "ZoneGroupTopology",
+            "seq": 5,
+            "variables": {
+                "zone_group_state": {"groups": [{}, {}], "vanished": []},
+                "available_software_update": '<UpdateItem xmlns="urn:x"/>',
+            },
+        }
+    )
+    assert changed == (
+        "#4 Office ZoneGroupTopology seq=5 zone_group_state=2 groups "
         "available_software_update=<xml>"
+    )
+
+
+def test_supervisor_messages_and_disabled_sink_log_nothing() -> None:
+    """Availability, subscription and gap messages are the supervisor's lines, not the
+    sink's; a disabled sink (log.messages: false) logs nothing at all."""
+    seen: list[LogEvent] = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        hub = Hub(Clock())
+        sink = LogSink()
+        hub.add_sink(sink)
+        for kind in (
+            "speaker.online",
+            "speaker.offline",
+            "subscription.lost",
+            "subscription.restored",
+            "events.gap",
+        ):
+            hub.publish(kind, {"reason": "x"})
+        sink.enabled = False
+        hub.publish("topology.changed", {"groups": []})
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+    assert [e for e in seen if "line" in e] == []
+
+
+def test_full_state_is_one_short_line() -> None:
+    """A full state (SEQ 0, a resync, a poll) says how many variables, not their values."""
+    body = {
+        "id": 9,
+        "type": "event",
+        "speaker": {"name": "Den"},
+        "service": "Queue",
+        "variables": {"a": 1, "b": 2},
+    }
+    assert summarise({**body, "seq": 0}) == "#9 Den Queue full state, 2 variables"
+    assert summarise({**body, "seq": None, "source": "poll"}) == (
+        "#9 Den Queue polled state, 2 variables"
+    )
+    assert summarise({**body, "seq": None, "source": "resync"}) == (
+        "#9 Den Queue resynced state, 2 variables"
     )

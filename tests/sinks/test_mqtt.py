@@ -94,7 +94,7 @@ class Broker:
 class Subscriber(ProcessProtocol):
     """A ``mosquitto_sub`` process; each line is ``(retained, topic, payload)``."""
 
-    def __init__(self, reactor: Any, broker: Broker, topic: str) -> None:
+    def __init__(self, reactor: Any, broker: Broker, topic: str, *more: str) -> None:
         self.lines: list[tuple[bool, str, str]] = []
         self._buffer = b""
         self._waiters: list[tuple[Callable[[], bool], Deferred[None]]] = []
@@ -109,6 +109,7 @@ class Subscriber(ProcessProtocol):
             "1",
             "-t",
             topic,
+            *(argument for extra in more for argument in ("-t", extra)),
             "-F",
             "%r\t%t\t%p",
         ]
@@ -146,9 +147,18 @@ class Subscriber(ProcessProtocol):
         return lambda: len(self.payloads(topic)) >= count
 
     def stop(self) -> Deferred[None]:
+        """End mosquitto_sub (TERM, and KILL if it is still there 3 s later)."""
         if not self.ended.called:
             self.transport.signalProcess("TERM")
+            from twisted.internet import reactor
+
+            kill = reactor.callLater(3.0, self._kill)
+            self.ended.addBoth(lambda result: kill.cancel() if kill.active() else None)
         return self.ended
+
+    def _kill(self) -> None:
+        if not self.ended.called:
+            self.transport.signalProcess("KILL")
 
 
 class FakeController:
@@ -225,8 +235,15 @@ class MqttBrokerTests(TestCase):
             await deferLater(self.reactor, 0.02)
         self.fail("condition not reached")
 
-    def subscriber(self, topic: str = "sonos/#") -> Subscriber:
-        sub = Subscriber(self.reactor, self.broker, topic)
+    async def ready_subscriber(self, topic: str) -> Subscriber:
+        """A subscriber to ``topic`` that is known to be subscribed: it also follows the
+        bridge's retained availability and has received it (the sink must be connected)."""
+        sub = self.subscriber(topic, "sonos/bridge/availability")
+        await sub.wait(sub.has("sonos/bridge/availability"), self.reactor)
+        return sub
+
+    def subscriber(self, topic: str = "sonos/#", *more: str) -> Subscriber:
+        sub = Subscriber(self.reactor, self.broker, topic, *more)
         self.addCleanup(sub.stop)
         return sub
 
@@ -471,7 +488,7 @@ class MqttBrokerTests(TestCase):
         await self.start(sink)
         self.controller.answers["volume"] = {"volume": 12}
         self.controller.answers["play"] = ControlError("offline", 503, "speaker is offline")
-        sub = self.subscriber("sonos/+/cmd/#")
+        sub = await self.ready_subscriber("sonos/+/cmd/#")
         await self.pub("sonos/Kitchen/cmd/volume", '{"volume": 12, "request_id": "r1"}')
         await self.pub("sonos/Office/cmd/play", "")
         await self.pub("sonos/Kitchen/cmd/mute", "[1, 2]")
@@ -541,8 +558,10 @@ class MqttBrokerTests(TestCase):
         self.assertEqual(self.controller.calls, [(KITCHEN["uid"], "volume", {"volume": 12})])
         self.assertEqual(sink.connects, 1)
         self.assertEqual(sub.payloads("sonos/bridge/availability"), ["online"])
-        # Only the commands and their results arrived since: nothing was published again.
-        later = {topic for _, topic, _ in sub.lines[retained_before:]}
+        # Only the commands and their results arrived since: nothing was published again
+        # (the gap report of the five events published before the first connection may
+        # reach the subscriber late, as QoS 1).
+        later = {topic for _, topic, _ in sub.lines[retained_before:]} - {"sonos/bridge/gap"}
         self.assertEqual(later, {"sonos/Kitchen/cmd/volume", result})
 
     async def test_retained_command_not_run_again(self) -> None:

@@ -457,6 +457,16 @@ class VerifyingReceiver(Resource):
         return d
 
 
+async def send_one(reactor: Any, sink: WebhookSink) -> None:
+    """Start ``sink``, give it one message, wait until its first target is idle, stop it."""
+    sink.startService()
+    hub = Hub(reactor)
+    hub.add_sink(sink)
+    hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
+    await sink.targets[0].when_idle().addTimeout(30, reactor)
+    await sink.stopService()
+
+
 class HTTPSIntegrationTests(TestCase):
     """Real HTTPS on loopback: a private CA, a verifying receiver, the default treq client."""
 
@@ -500,12 +510,7 @@ class HTTPSIntegrationTests(TestCase):
         sink = WebhookSink.from_config(
             self.reactor, [Webhook(url=self.url, secret=SECRET, retries=0)]
         )
-        sink.startService()
-        hub = Hub(self.reactor)
-        hub.add_sink(sink)
-        hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
-        await sink.targets[0].when_idle().addTimeout(30, self.reactor)
-        await sink.stopService()
+        await send_one(self.reactor, sink)
         self.assertEqual(sink.targets[0].stats.failed, 1)
         self.assertEqual(self.receiver.bodies, [])
 
@@ -515,12 +520,7 @@ class HTTPSIntegrationTests(TestCase):
             self.reactor,
             [Webhook(url=self.wrong_host_url, secret=SECRET, retries=0, ca_file=self.ca_path)],
         )
-        sink.startService()
-        hub = Hub(self.reactor)
-        hub.add_sink(sink)
-        hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
-        await sink.targets[0].when_idle().addTimeout(30, self.reactor)
-        await sink.stopService()
+        await send_one(self.reactor, sink)
         self.assertEqual(sink.targets[0].stats.failed, 1)
         self.assertEqual(self.receiver.bodies, [])
 
@@ -529,11 +529,83 @@ class HTTPSIntegrationTests(TestCase):
         sink = WebhookSink.from_config(
             self.reactor, [Webhook(url=self.url, secret="wrong", ca_file=self.ca_path)]
         )
+        await send_one(self.reactor, sink)
+        stats = sink.targets[0].stats
+        self.assertEqual((stats.refused, stats.retried), (1, 0))
+
+
+class Http10Receiver:
+    """Python's http.server (HTTP/1.0: it closes the connection after every response), in a
+    thread, recording each request's X-Sonosd-Attempt and message id."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        received: list[tuple[str, int]] = []
+        self.received = received
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                received.append((self.headers["X-Sonosd-Attempt"], body["id"]))
+                # A complete response (with its length), then the connection is closed.
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet."""
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class PlainHTTPIntegrationTests(TestCase):
+    """Real HTTP on loopback with the default client: HTTP/1.0 receivers, dead targets."""
+
+    def setUp(self) -> None:
+        from twisted.internet import reactor
+
+        self.reactor: Any = reactor
+
+    async def test_http10_receiver_gets_every_message_at_the_first_attempt(self) -> None:
+        """An HTTP/1.0 receiver closes each connection: no POST is written into a closing
+        one, so every message arrives at its first attempt."""
+        receiver = Http10Receiver()
+        self.addCleanup(receiver.close)
+        sink = WebhookSink.from_config(self.reactor, [Webhook(url=receiver.url)])
         sink.startService()
         hub = Hub(self.reactor)
         hub.add_sink(sink)
-        hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
+        for n in range(20):
+            hub.publish("event", {"n": n}, speaker=KITCHEN, service="AVTransport")
+            if n % 5 == 4:
+                await sink.targets[0].when_idle().addTimeout(30, self.reactor)
         await sink.targets[0].when_idle().addTimeout(30, self.reactor)
         await sink.stopService()
-        stats = sink.targets[0].stats
-        self.assertEqual((stats.refused, stats.retried), (1, 0))
+        self.assertEqual(receiver.received, [("1", n) for n in range(1, 21)])
+        self.assertEqual(sink.targets[0].stats.retried, 0)
+
+    async def test_dead_target_logs_no_factory_lines(self) -> None:
+        """Retrying a target that refuses connections logs no Starting/Stopping factory."""
+        from twisted.logger import globalLogPublisher
+
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        port = free_loopback_base(port=0, count=1)
+        sink = WebhookSink.from_config(
+            self.reactor, [Webhook(url=f"http://{port}:9/hook", retries=2)]
+        )
+        sink.targets[0]._backoff_initial = sink.targets[0]._backoff_max = 0.01
+        await send_one(self.reactor, sink)
+        self.assertEqual(sink.targets[0].stats.failed, 1)
+        formats = [str(event.get("log_format")) for event in events]
+        self.assertFalse([f for f in formats if "factory" in f.lower()], formats)

@@ -1,0 +1,475 @@
+"""The dashboard in a real browser: headless Chromium (Debian's ``chromium``, driven by
+Playwright) against a real ``twistd sonosd`` with a simulated household.
+
+Every wait has a deadline; nothing asserts how long something took. Each page must end its
+test without a console error or an uncaught exception. With ``SONOSD_SCREENSHOTS=<folder>``
+the screenshots taken along the way are also written there (``make screenshots`` refreshes
+``docs/dashboard.png`` and ``docs/dashboard-dark.png``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import threading
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
+
+from tests.daemon_helpers import ROOMS, daemon_yaml, free_tcp_port
+from tests.test_daemon_process import Processes, get_json, wait_for
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ADMIN_TOKEN = "dashboard-admin-token-0123"
+READ_TOKEN = "dashboard-read-token-4567"
+
+#: The deadline of every wait in the page, in milliseconds.
+DEADLINE = 15_000
+expect.set_options(timeout=DEADLINE)
+
+
+class Daemon:
+    """A running daemon: its page URL, the simulator's admin API, the speakers' uids."""
+
+    def __init__(self, url: str, admin: str) -> None:
+        self.url = url
+        self.admin = admin
+        speakers = get_json(f"{admin}/speakers")
+        self.uids = {speaker["name"]: speaker["uid"] for speaker in speakers}
+
+    def speaker(self, room: str) -> dict[str, Any]:
+        """The simulator's view of ``room``."""
+        return get_json(f"{self.admin}/speakers/{self.uids[room]}")  # type: ignore[no-any-return]
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """An admin API request."""
+        data = json.dumps(body or {}).encode() if method != "GET" else None
+        request = urllib.request.Request(self.admin + path, data=data, method=method)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """``twistd sonosd`` with three simulated rooms, a read and an admin token, an admin API."""
+    from sonosd.sim.addresses import free_loopback_base
+
+    directory = tmp_path_factory.mktemp("dashboard")
+    processes = Processes(directory)
+    api_port, admin_port = free_tcp_port(), free_tcp_port()
+    api = f"tcp:{api_port}:interface=127.0.0.1"
+    config = json.loads(daemon_yaml(free_loopback_base(), api=api))
+    config["simulate"]["admin"] = f"tcp:{admin_port}:interface=127.0.0.1"
+    # A silent speaker is pinged after 2 s, so that one taken offline is noticed soon.
+    config["subscription"]["silence_timeout"] = 2.0
+    # Small, so that a client away for a burst of changes must reset.
+    config["api"]["replay_buffer"] = 200
+    config["api"]["tokens"] = [
+        {"name": "admin", "token_env": "DASHBOARD_ADMIN", "scopes": ["read", "control"]},
+        {"name": "reader", "token_env": "DASHBOARD_READ", "scopes": ["read"]},
+    ]
+    path = directory / "sonosd.yaml"
+    path.write_text(json.dumps(config))
+    os.environ["DASHBOARD_ADMIN"] = ADMIN_TOKEN
+    os.environ["DASHBOARD_READ"] = READ_TOKEN
+    try:
+        process = processes.start("daemon", "sonosd", "-c", str(path))
+        url = f"http://127.0.0.1:{api_port}"
+
+        def ready() -> bool:
+            assert process.poll() is None, processes.output(process)
+            health = get_json(f"{url}/api/v1/health")
+            return bool(health) and health["speakers"]["online"] == len(ROOMS)
+
+        wait_for(ready, "every simulated speaker online")
+        yield Daemon(url, f"http://127.0.0.1:{admin_port}")
+    finally:
+        processes.kill_all()
+        del os.environ["DASHBOARD_ADMIN"], os.environ["DASHBOARD_READ"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Headless Chromium from the system's package."""
+    with sync_playwright() as playwright:
+        yield _launch(playwright)
+
+
+def _launch(playwright: Playwright) -> Browser:
+    assert Path(CHROMIUM).exists(), "chromium is missing: `make sysdeps` installs it"
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+
+
+class Console:
+    """Every console error and uncaught exception of a page."""
+
+    def __init__(self, page: Page) -> None:
+        self.errors: list[str] = []
+        page.on("console", self._console)
+        page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning"):
+            self.errors.append(f"{message.type}: {message.text}")
+
+
+def open_page(browser: Browser, daemon: Daemon, **options: Any) -> tuple[Page, Console]:
+    """A fresh browser context (nothing stored) on the dashboard."""
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, **options)
+    page = context.new_page()
+    console = Console(page)
+    page.goto(daemon.url + "/")
+    return page, console
+
+
+def log_in(page: Page, token: str) -> None:
+    """Answer the token prompt."""
+    dialog = page.get_by_role("dialog", name="This daemon needs a token")
+    expect(dialog).to_be_visible()
+    dialog.get_by_label("Token").fill(token)
+    dialog.get_by_role("button", name="Use token").click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#connection")).to_have_text("Live")
+
+
+def card(page: Page, title: str) -> Any:
+    """The card of the group titled ``title``."""
+    return page.get_by_role("article", name=title, exact=True)
+
+
+def screenshot(page: Page, name: str) -> None:
+    """Take a screenshot; keep it under ``$SONOSD_SCREENSHOTS`` when that is set."""
+    image = page.screenshot()
+    assert image.startswith(b"\x89PNG")
+    folder = os.environ.get("SONOSD_SCREENSHOTS")
+    if folder:
+        Path(folder, name).write_bytes(image)
+
+
+def finish(page: Page, console: Console, allowed: tuple[str, ...] = ()) -> None:
+    """Close the page's context; fail on any console error not expected."""
+    page.context.close()
+    errors = [error for error in console.errors if not any(a in error for a in allowed)]
+    assert errors == [], errors
+
+
+def test_token_prompt_then_every_room_live(browser: Browser, daemon: Daemon) -> None:
+    """The page asks for a token, refuses a wrong one, then shows every room with labelled
+    controls; the token is kept for the tab's session only."""
+    page, console = open_page(browser, daemon)
+    dialog = page.get_by_role("dialog", name="This daemon needs a token")
+    expect(dialog).to_be_visible()
+    dialog.get_by_label("Token").fill("not-the-token")
+    dialog.get_by_role("button", name="Use token").click()
+    expect(dialog.get_by_role("alert")).to_have_text("This token is not valid for this daemon.")
+    dialog.get_by_label("Token").fill(ADMIN_TOKEN)
+    dialog.get_by_role("button", name="Use token").click()
+    expect(dialog).to_be_hidden()
+    for room in ROOMS:
+        group = card(page, room)
+        expect(group).to_be_visible()
+        expect(group.get_by_role("slider", name=f"Volume of {room}")).to_be_enabled()
+        expect(group.get_by_role("button", name=f"Play {room}")).to_be_visible()
+        expect(group.get_by_role("button", name=f"Next track in {room}")).to_be_visible()
+        expect(group.get_by_label("Sleep timer")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('sonosd.token')") == ADMIN_TOKEN
+    assert page.evaluate("localStorage.length") == 0
+    tree = page.locator("main").aria_snapshot()
+    for room in ROOMS:
+        assert f'slider "Volume of {room}"' in tree, tree
+    page.reload()
+    expect(card(page, "Kitchen")).to_be_visible()
+    expect(page.get_by_role("dialog", name="This daemon needs a token")).to_be_hidden()
+    finish(page, console)
+
+
+@pytest.fixture
+def page(browser: Browser, daemon: Daemon) -> Iterator[tuple[Page, Console]]:
+    """The dashboard, logged in with the admin token."""
+    page, console = open_page(browser, daemon)
+    log_in(page, ADMIN_TOKEN)
+    yield page, console
+
+
+def test_volume_slider_moves_the_speaker(page: tuple[Page, Console], daemon: Daemon) -> None:
+    """Moving a volume slider with the keyboard sets the simulated speaker's volume."""
+    tab, console = page
+    slider = card(tab, "Kitchen").get_by_role("slider", name="Volume of Kitchen")
+    slider.focus()
+    tab.keyboard.press("Home")
+    for _ in range(7):
+        tab.keyboard.press("ArrowRight")
+    expect(slider).to_have_value("7")
+    wait_for(lambda: daemon.speaker("Kitchen")["volume"] == 7, "the kitchen at volume 7")
+    slider.fill("42")
+    wait_for(lambda: daemon.speaker("Kitchen")["volume"] == 42, "the kitchen at volume 42")
+    finish(tab, console)
+
+
+def test_changes_elsewhere_show_live(page: tuple[Page, Console], daemon: Daemon) -> None:
+    """Changes made through the simulator's admin API appear on the page."""
+    tab, console = page
+    office = card(tab, "Office")
+    daemon.call("PATCH", f"/speakers/{daemon.uids['Office']}/state", {"volume": 37, "mute": True})
+    expect(office.get_by_role("slider", name="Volume of Office")).to_have_value("37")
+    expect(office.get_by_role("button", name="Mute Office")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    daemon.call("PATCH", f"/speakers/{daemon.uids['Office']}/state", {"transport": "PLAYING"})
+    expect(office.get_by_role("button", name="Pause Office")).to_be_visible()
+    title = daemon.speaker("Office")["current"]["title"]
+    expect(office.get_by_text(title, exact=True)).to_be_visible()
+    daemon.call("POST", f"/speakers/{daemon.uids['Office']}/next")
+    title = daemon.speaker("Office")["current"]["title"]
+    expect(office.get_by_text(title, exact=True)).to_be_visible()
+    art = office.get_by_role("img", name="Album art", exact=False)
+    expect(art).to_be_visible()
+    assert tab.evaluate("(img) => img.naturalWidth > 0", art.element_handle())
+    # Known from the track change on: the position runs while playing.
+    elapsed = office.locator(".progress .time").first
+    expect(elapsed).to_have_text("0:02", timeout=DEADLINE)
+    daemon.call("PATCH", f"/speakers/{daemon.uids['Office']}/state", {"transport": "STOPPED"})
+    expect(office.get_by_role("button", name="Play Office")).to_be_visible()
+    finish(tab, console)
+
+
+def test_controls_drive_the_household(page: tuple[Page, Console], daemon: Daemon) -> None:
+    """Transport, play mode, mute and the sleep timer act on the simulated speakers."""
+    tab, console = page
+    kitchen = card(tab, "Kitchen")
+    kitchen.get_by_role("button", name="Play Kitchen").click()
+    wait_for(lambda: daemon.speaker("Kitchen")["transport"] == "PLAYING", "the kitchen playing")
+    expect(kitchen.get_by_role("button", name="Pause Kitchen")).to_be_visible()
+    kitchen.get_by_role("button", name="Shuffle in Kitchen").press("Enter")
+    wait_for(lambda: "SHUFFLE" in daemon.speaker("Kitchen")["play_mode"], "shuffle on")
+    expect(kitchen.get_by_role("button", name="Shuffle in Kitchen")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    kitchen.get_by_role("button", name="Mute Kitchen").click()
+    wait_for(lambda: daemon.speaker("Kitchen")["mute"] is True, "the kitchen muted")
+    kitchen.get_by_label("Sleep timer").select_option("30")
+    wait_for(lambda: (daemon.speaker("Kitchen")["sleep_timer"] or 0) > 1700, "a sleep timer")
+    expect(kitchen.get_by_text("30 min left")).to_be_visible()
+    kitchen.get_by_label("Sleep timer").select_option("")
+    wait_for(lambda: daemon.speaker("Kitchen")["sleep_timer"] is None, "no sleep timer")
+    kitchen.get_by_role("button", name="Pause Kitchen").click()
+    wait_for(lambda: daemon.speaker("Kitchen")["transport"] != "PLAYING", "the kitchen paused")
+    screenshot(tab, "dashboard-controls.png")
+    finish(tab, console)
+
+
+def test_grouping_from_the_page(page: tuple[Page, Console], daemon: Daemon) -> None:
+    """Joining a room to another in the page groups them at the simulator, and back."""
+    tab, console = page
+    card(tab, "Kitchen").get_by_role("button", name="Group").click()
+    dialog = tab.get_by_role("dialog", name="Group with Kitchen")
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("checkbox", name="Office").check()
+    dialog.get_by_role("button", name="Apply").click()
+    kitchen = daemon.uids["Kitchen"]
+    wait_for(lambda: daemon.speaker("Office")["coordinator"] == kitchen, "office in the kitchen")
+    group = card(tab, "Kitchen + Office")
+    expect(group).to_be_visible()
+    expect(card(tab, "Office")).to_have_count(0)
+    expect(group.get_by_role("slider", name="Group volume of Kitchen + Office")).to_be_enabled()
+    group.get_by_role("slider", name="Group volume of Kitchen + Office").fill("30")
+    wait_for(lambda: daemon.speaker("Kitchen")["group_volume"] == 30, "group volume 30")
+    daemon.call("PATCH", f"/speakers/{kitchen}/state", {"transport": "PLAYING"})
+    daemon.call("POST", f"/speakers/{kitchen}/next")
+    expect(group.get_by_text("Playing", exact=True)).to_be_visible()
+    expect(group.locator(".progress progress")).to_be_visible()
+    screenshot(tab, "dashboard.png")
+    tab.emulate_media(color_scheme="dark")
+    screenshot(tab, "dashboard-dark.png")
+    tab.emulate_media(color_scheme="light")
+    daemon.call("PATCH", f"/speakers/{kitchen}/state", {"transport": "PAUSED_PLAYBACK"})
+    group.get_by_role("button", name="Group").click()
+    dialog = tab.get_by_role("dialog", name="Group with Kitchen")
+    dialog.get_by_role("checkbox", name="Office").uncheck()
+    dialog.get_by_role("button", name="Apply").click()
+    wait_for(lambda: daemon.speaker("Office")["coordinator"] != kitchen, "office on its own")
+    expect(card(tab, "Office")).to_be_visible()
+    finish(tab, console)
+
+
+def test_read_only_token_disables_controls(browser: Browser, daemon: Daemon) -> None:
+    """With a read-only token the state shows, the controls are disabled and say why."""
+    tab, console = open_page(browser, daemon)
+    log_in(tab, READ_TOKEN)
+    reason = "This token can only read: controls need a token with the control scope."
+    expect(tab.get_by_role("note")).to_have_text(reason)
+    kitchen = card(tab, "Kitchen")
+    slider = kitchen.get_by_role("slider", name="Volume of Kitchen")
+    expect(slider).to_be_disabled()
+    expect(slider).to_have_attribute("title", reason)
+    for name in ("Play Kitchen", "Next track in Kitchen", "Mute Kitchen", "Shuffle in Kitchen"):
+        expect(kitchen.get_by_role("button", name=name)).to_be_disabled()
+    expect(kitchen.get_by_role("button", name="Group")).to_be_disabled()
+    expect(kitchen.get_by_label("Sleep timer")).to_be_disabled()
+    daemon.call("PATCH", f"/speakers/{daemon.uids['Kitchen']}/state", {"volume": 12})
+    expect(slider).to_have_value("12")
+    tab.get_by_role("button", name="Forget token").click()
+    expect(tab.get_by_role("dialog", name="This daemon needs a token")).to_be_visible()
+    assert tab.evaluate("sessionStorage.getItem('sonosd.token')") is None
+    finish(tab, console)
+
+
+def test_reconnect_resumes_and_resets(browser: Browser, daemon: Daemon) -> None:
+    """After a network outage the page resumes and shows what changed meanwhile; after one
+    longer than the replay ring it resets and reloads the snapshot; nothing stale remains."""
+    forwarder = Forwarder(int(daemon.url.rsplit(":", 1)[1]))
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    tab = context.new_page()
+    console = Console(tab)
+    try:
+        tab.goto(f"http://127.0.0.1:{forwarder.port}/")
+        log_in(tab, ADMIN_TOKEN)
+        status = tab.locator("#connection")
+        slider = card(tab, "Living Room").get_by_role("slider", name="Volume of Living Room")
+        uid = daemon.uids["Living Room"]
+        forwarder.cut()
+        expect(status).to_have_text("Reconnecting…")
+        daemon.call("PATCH", f"/speakers/{uid}/state", {"volume": 21})
+        wait_for(lambda: _volume_at_daemon(daemon, uid) == 21, "the daemon at volume 21")
+        forwarder.restore()
+        expect(status).to_have_text("Live")
+        expect(slider).to_have_value("21")
+        forwarder.cut()
+        expect(status).to_have_text("Reconnecting…")
+        # Far more messages than the ring keeps: the resume must reset.
+        daemon.call("POST", f"/speakers/{uid}/burst", {"count": 300, "service": "RenderingControl"})
+        daemon.call("PATCH", f"/speakers/{uid}/state", {"volume": 64})
+        wait_for(lambda: _volume_at_daemon(daemon, uid) == 64, "the daemon at volume 64")
+        forwarder.restore()
+        expect(status).to_have_text("Live")
+        expect(slider).to_have_value("64")
+    finally:
+        forwarder.close()
+    finish(tab, console, allowed=("net::ERR_",))
+
+
+class Forwarder:
+    """A TCP forwarder to the daemon that the test can cut, as a network outage would."""
+
+    def __init__(self, port: int) -> None:
+        self.upstream = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.open = True
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.open:
+                client.close()
+                continue
+            server = socket.create_connection(("127.0.0.1", self.upstream))
+            with self.lock:
+                self.sockets += [client, server]
+            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for each in (source, target):
+                with contextlib.suppress(OSError):
+                    each.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        """Drop every connection and refuse new ones."""
+        self.open = False
+        with self.lock:
+            sockets, self.sockets = self.sockets, []
+        for each in sockets:
+            with contextlib.suppress(OSError):
+                each.shutdown(socket.SHUT_RDWR)
+            each.close()
+
+    def restore(self) -> None:
+        """Forward again."""
+        self.open = True
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
+def _volume_at_daemon(daemon: Daemon, uid: str) -> object:
+    request = urllib.request.Request(
+        f"{daemon.url}/api/v1/speakers/{uid}", headers={"Authorization": f"Bearer {READ_TOKEN}"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        speaker = json.load(response)
+    return speaker["services"]["RenderingControl"]["variables"]["volume"]["Master"]
+
+
+def test_phone_layout_and_health_panels(browser: Browser, daemon: Daemon) -> None:
+    """On a phone-sized screen nothing scrolls sideways; the health panel and the filtered
+    recent messages open and show the household."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    tab = context.new_page()
+    console = Console(tab)
+    tab.goto(daemon.url + "/dashboard/")
+    log_in(tab, ADMIN_TOKEN)
+    expect(card(tab, "Kitchen")).to_be_visible()
+    assert tab.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    tab.get_by_text("Health and diagnostics").click()
+    table = tab.get_by_role("table", name="Speakers", exact=False)
+    for room in ROOMS:
+        expect(table.get_by_role("rowheader", name=room)).to_be_visible()
+    tab.get_by_text("Recent messages").click()
+    tab.get_by_role("textbox", name="Rooms").fill("Office")
+    tab.get_by_role("textbox", name="Types").fill("event")
+    tab.get_by_role("button", name="Apply").click()
+    daemon.call("PATCH", f"/speakers/{daemon.uids['Office']}/state", {"volume": 44})
+    log = tab.get_by_role("log", name="Recent messages")
+    expect(log.get_by_text("volume=44").first).to_be_visible()
+    rooms = log.locator(".room").all_text_contents()
+    assert rooms and set(rooms) == {"Office"}, rooms
+    finish(tab, console)
+
+
+def test_offline_speaker_shows_offline(page: tuple[Page, Console], daemon: Daemon) -> None:
+    """A speaker taken offline at the simulator shows as offline, with the reason."""
+    tab, console = page
+    uid = daemon.uids["Living Room"]
+    daemon.call("POST", f"/speakers/{uid}/offline", {"mode": "refuse"})
+    try:
+        living = card(tab, "Living Room")
+        expect(living.locator(".badge.status-offline")).to_have_text("Offline")
+        expect(living.get_by_role("slider", name="Volume of Living Room")).to_be_disabled()
+        expect(living.locator(".reason")).not_to_have_text("")
+    finally:
+        daemon.call("POST", f"/speakers/{uid}/online")
+    expect(card(tab, "Living Room").locator(".badge.status-offline")).to_have_count(0)
+    # What the page asked the speaker while it was away was refused: the browser reports those
+    # answers (502, 503) as failed loads; no script error is allowed.
+    finish(tab, console, allowed=("503 (Service Unavailable)", "502 (Bad Gateway)"))
