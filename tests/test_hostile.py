@@ -223,6 +223,53 @@ class HostileTests(TestCase):
         await until(lambda: any(m["type"] == "filter" for m in client.messages), "the filter")
         self.assertFalse(client.closed.called)
 
+    # -- JSON errors only ------------------------------------------------------------------
+
+    async def test_every_answer_under_the_api_root_is_json(self) -> None:
+        """Odd methods, paths, bodies and headers on every route get a JSON answer (never
+        twisted.web's HTML page, never a 5xx), and nothing is logged as critical."""
+        daemon = await self.daemon()
+        events = self.capture_logs()
+        paths = [
+            "/api",
+            "/api/",
+            "/api/v1",
+            "/api/v1/",
+            "/api/v2/x",
+            "/api/v1/nope",
+            "/api/v1/health",
+            "/api/v1/snapshot",
+            "/api/v1/speakers",
+            "/api/v1/speakers/%ff%fe",
+            "/api/v1/speakers/Kitchen",
+            "/api/v1/speakers/Kitchen/volume",
+            "/api/v1/speakers/Kitchen/no-such-command",
+            "/api/v1/groups",
+            "/api/v1/ws",
+            "/api/v1/art?url=http%3A%2F%2Fevil.example%2Fx",
+            "/api/v1/events?last_id=" + "9" * 40,
+            "/api/v1/speakers/" + "a" * 4000,
+        ]
+        methods = [b"TRACE", b"PUT", b"DELETE", b"PATCH", b"PROPFIND", b"OPTIONS", b"POST"]
+        for path in paths:
+            for method in methods:
+                body = b"[" * 2000 + b"]" * 2000
+                request = (
+                    method + b" " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    b"Content-Type: application/json\r\nConnection: close\r\n"
+                    b"Content-Length: %d\r\n\r\n" % len(body) + body
+                )
+                endpoint = TCP4ClientEndpoint(reactor, daemon.host, daemon.port, timeout=5)
+                client = DripClient(request)
+                await connectProtocol(endpoint, client)
+                answer = await client.done
+                head = answer.partition(b"\r\n\r\n")[0].lower()
+                where = f"{method.decode()} {path[:60]}: {answer[:120]!r}"
+                self.assertLess(status_of(answer), 500, where)
+                if status_of(answer) not in (204,):
+                    self.assertIn(b"content-type: application/json", head, where)
+        self.assertFalse(any(e["log_level"] >= LogLevel.critical for e in events))
+
     # -- log flooding ----------------------------------------------------------------------
 
     async def test_a_flood_of_bad_notifies_logs_a_few_lines(self) -> None:

@@ -62,7 +62,7 @@ from sonosd.api.resources import (
     SpeakersResource,
     not_found,
 )
-from sonosd.api.responses import json_error
+from sonosd.api.responses import JsonMethods, json_error
 from sonosd.api.sse import EventsResource
 from sonosd.api.ws import ApiWebSocketFactory
 from sonosd.config import ApiConfig
@@ -285,7 +285,15 @@ class _TrackedChannel(RequestDeadline, HTTPChannel):
 
 class ApiRequest(Request):
     """A request whose unhandled exception is answered with a JSON 500 under ``/api`` (and
-    logged once, with its traceback), not with twisted.web's HTML page."""
+    logged once, with its traceback), not with twisted.web's HTML page; an unsupported
+    method there is a JSON 405 (``JsonMethods``)."""
+
+    def render(self, resrc: IResource) -> None:
+        """Render ``resrc``; under ``/api`` an unsupported method is answered in JSON."""
+        path = self.path or b""
+        if path == b"/api" or path.startswith(b"/api/"):
+            resrc = JsonMethods(resrc)  # type: ignore[assignment]
+        super().render(resrc)
 
     def processingFailed(self, reason: Failure) -> Failure:
         """Log the failure once and answer a JSON 500 (HTML outside ``/api``)."""

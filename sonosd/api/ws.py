@@ -32,8 +32,11 @@ from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.error import UnsupportedMethod
+from twisted.web.server import Request
 
 from sonosd.api.auth import CONTROL, Authenticator, Denied, Grant
+from sonosd.api.responses import json_error
 from sonosd.control.dispatch import ControllerLike, execute, failure_fields
 from sonosd.delivery.channel import (
     QUERY_PARAMETERS,
@@ -287,4 +290,18 @@ class ApiWebSocketFactory(WebSocketServerFactory):
 
     def web_resource(self) -> WebSocketResource:
         """The twisted.web resource that upgrades requests to this channel."""
-        return WebSocketResource(self)
+        return _UpgradeOnly(self)
+
+
+class _UpgradeOnly(WebSocketResource):
+    """autobahn's resource, except that a request that is no WebSocket upgrade gets a JSON
+    ``426`` (autobahn answers it with an HTML page and status 200)."""
+
+    def render(self, request: Request) -> Any:
+        if request.method != b"GET":
+            raise UnsupportedMethod([b"GET"])
+        upgrade = request.getHeader("upgrade") or ""
+        if upgrade.strip().lower() != "websocket":
+            request.setHeader(b"upgrade", b"websocket")
+            return json_error(request, 426, "upgrade_required", "connect with a WebSocket client")
+        return super().render(request)
