@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # System packages the test suite needs (mosquitto: the MQTT sink's broker; systemd: systemd-analyze;
-# chromium: the dashboard's browser tests, driven by Playwright, which cannot download its own).
-APT_PACKAGES := mosquitto mosquitto-clients systemd chromium
+# chromium: the dashboard's browser tests, driven by Playwright, which cannot download its own;
+# espeak-ng: the announcements' default text-to-speech command).
+APT_PACKAGES := mosquitto mosquitto-clients systemd chromium espeak-ng
 
 .PHONY: demo test lint typecheck unit bench soak sysdeps clean screenshots
 

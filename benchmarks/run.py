@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks import cost, pipeline, scale
+from benchmarks import availability, cost, pipeline, scale
 from sonosd.backoff import FIRST_RENEW_SPREAD, RENEW_JITTER
 
 FULL: dict[str, dict[str, Any]] = {
@@ -31,6 +31,7 @@ FULL: dict[str, dict[str, Any]] = {
     "cost": {"pool": 600, "rounds": 3, "profile_events": 3000},
     "scale": {"speakers": 200, "cycles": 5.5, "timeout": 60, "renew_fraction": 0.5},
     "scale_rss": {"speakers": 200, "settle": 15.0},
+    "availability": {},
 }
 SMOKE: dict[str, dict[str, Any]] = {
     "throughput": {"rounds": 1, "duration": 0.3, "concurrency": 4, "count": 40, "speakers": 2},
@@ -51,6 +52,17 @@ SMOKE: dict[str, dict[str, Any]] = {
         "settle": 0.5,
         "variants": {},
         "subscribe_deadline": 30.0,
+    },
+    "availability": {
+        "subscription": {
+            "silence_timeout": 1.0,
+            "ping_timeout": 0.5,
+            "availability_interval": 0.25,
+            "request_timeout": 2.0,
+        },
+        "reboot_downtime": 1.0,
+        "outage": 0.5,
+        "deadline": 30.0,
     },
 }
 #: What each benchmark does and what its contenders are (the report's "What is measured").
@@ -98,6 +110,10 @@ METHOD: tuple[str, ...] = (
     "daemon's work after HTTP, and through both parsers; CPU time, best of 3 rounds.",
     "- **4. Scale**: the real daemon (`twistd sonosd`) against the simulator (`twistd "
     "sonos-sim`) with 200 speakers, both as processes of their own; see section 4.",
+    "- **8. Availability**: the real daemon configured with one speaker of a simulated "
+    "household of 7, default availability timers; each fault (refused, hung, rebooted, moved, "
+    "powered off, asleep) hits its own speaker right after it was heard (the worst case for "
+    "the silence check), timed from the fault to the status the API shows.",
     "",
 )
 
@@ -112,6 +128,7 @@ BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "cost": cost.cost,
     "scale": scale.scale,
     "scale_rss": scale.rss_breakdown,
+    "availability": availability.availability,
 }
 
 
@@ -248,6 +265,9 @@ def table(results: dict[str, Any]) -> list[str]:
         rows.append(
             f"| 6 | CPU per event after HTTP, mixed payload | (reported) | {mixed:.0f} µs | - |"
         )
+    a = results.get("availability")
+    if a:
+        rows += availability.rows(a)
     return rows
 
 
@@ -502,6 +522,14 @@ def report(results: dict[str, Any], info: dict[str, str], smoke: bool) -> str:
             "",
         ]
     lines += scale_section(results.get("scale"), results.get("scale_rss"))
+    a = results.get("availability")
+    if a:
+        lines += [
+            "## 8. Availability (seconds from the fault to the status the API shows)",
+            "",
+            *availability.section(a),
+            "",
+        ]
     if os.path.exists(ANALYSIS):
         with open(ANALYSIS, encoding="utf-8") as analysis:
             lines += [analysis.read().rstrip(), ""]

@@ -116,8 +116,11 @@ class SubscriptionConfig:
     backoff_max: float = 300.0
     no_event_grace: float = 5.0
     poll_interval: float = 10.0
-    availability_interval: float = 60.0
-    silence_timeout: float = 270.0
+    availability_interval: float = 3.0
+    silence_timeout: float = 20.0
+    ping_timeout: float = 5.0
+    asleep_interval: float = 60.0
+    position_interval: float = 30.0
     shutdown_timeout: float = 5.0
     check_interval: float = 300.0
 
@@ -128,6 +131,18 @@ class SocoConfig:
 
     threads: int = 10
     call_timeout: float = 20.0
+
+
+@attrs.frozen
+class AnnounceConfig:
+    """Announcements: the text-to-speech command (or URL template), defaults, clip lifetime."""
+
+    tts_command: tuple[str, ...] = ("espeak-ng", "-w", "{file}", "{text}")
+    tts_url: str | None = None
+    tts_timeout: float = 20.0
+    volume: int | None = None
+    timeout: float = 30.0
+    media_ttl: float = 300.0
 
 
 @attrs.frozen
@@ -221,11 +236,13 @@ class Config:
     listener: ListenerConfig = ListenerConfig()
     api: ApiConfig = ApiConfig()
     devices: tuple[Device, ...] = ()
+    follow_household: bool = True
     discovery: bool = False
     ssdp: SsdpConfig = SsdpConfig()
     services: tuple[str, ...] = DEFAULT_SERVICES
     subscription: SubscriptionConfig = SubscriptionConfig()
     soco: SocoConfig = SocoConfig()
+    announce: AnnounceConfig = AnnounceConfig()
     sinks: SinksConfig = SinksConfig()
     log: LogConfig = LogConfig()
     simulate: SimulateConfig | None = None
@@ -690,6 +707,7 @@ class _Builder:
             ("api", self._api),
             ("subscription", self._subscription),
             ("soco", self._plain(SocoConfig)),
+            ("announce", self._announce),
             ("sinks", self._sinks),
             ("log", self._plain(LogConfig)),
             ("ssdp", self._plain(SsdpConfig)),
@@ -700,8 +718,9 @@ class _Builder:
                 sections[name] = reader(value, (name,))
         if doc.get("devices") is not None:
             sections["devices"] = self._devices(doc["devices"], ("devices",))
-        if "discovery" in doc:
-            sections["discovery"] = doc["discovery"]
+        for flag in ("discovery", "follow_household"):
+            if flag in doc:
+                sections[flag] = doc[flag]
         if "services" in doc:
             sections["services"] = tuple(doc["services"])
         return Config(path=self.source.file, **sections)
@@ -762,6 +781,12 @@ class _Builder:
             return secret
         assert not required, "the schema requires one of the three keys"
         return None
+
+    def _announce(self, value: dict[str, Any], path: KeyPath) -> AnnounceConfig:
+        fields = dict(value)
+        if "tts_command" in fields:
+            fields["tts_command"] = tuple(fields["tts_command"])
+        return AnnounceConfig(**fields)
 
     def _listener(self, value: dict[str, Any], path: KeyPath) -> ListenerConfig:
         if "interface" in value and not is_address(value["interface"]):

@@ -55,7 +55,7 @@ DEFAULT_TIMEOUT = 15.0
 COMMAND_TIMEOUT = 90.0
 
 #: Error codes that mean the speaker failed, not the request (exit status 5).
-SPEAKER_CODES = frozenset({"speaker_error", "offline", "timeout"})
+SPEAKER_CODES = frozenset({"speaker_error", "offline", "asleep", "upnp_disabled", "timeout"})
 
 
 class CtlError(Exception):
@@ -109,7 +109,10 @@ def command_request(words: Sequence[str]) -> tuple[str, dict[str, Any]]:
     ``seek H:MM:SS|SECONDS``, ``seek track N``, ``shuffle on|off``, ``repeat none|all|one``,
     ``crossfade on|off``, ``join ROOM``, ``play-uri URI [TITLE]``, ``play-favorite NAME``,
     ``queue [list|clear|add URI|play N]``, ``sleep [MINUTES|off]``, ``snapshot [NAME]``,
-    ``restore [NAME]``, ``announce URI [VOLUME]``. Anything else is sent as is, with
+    ``restore [NAME]``, ``announce URI [VOLUME]``, and those of ``_content_words`` (``say
+    TEXT``, ``favorites``, ``playlists``, ``playlist ACTION NAME``, ``library``, ``search``,
+    ``share-link URL``, ``alarms``, ``alarm ...``, ``line-in``, ``tv``, ``sub``,
+    ``surround``, ``speech-enhancement``). Anything else is sent as is, with
     ``key=value`` arguments (``sonosctl Kitchen play_mode shuffle=true repeat=one``).
 
     @raise CtlError: Wrong shorthand arguments (exit status 2).
@@ -173,7 +176,19 @@ def command_request(words: Sequence[str]) -> tuple[str, dict[str, Any]]:
         if rest[0] == "play":
             need(2, "queue play N")
             return "queue", {"action": "play", "track": _scalar(rest[1])}
-        raise CtlError("usage: sonosctl <room> queue [list|clear|add URI|play N]", EXIT_USAGE)
+        if rest[0] == "remove":
+            need(2, "queue remove N [COUNT]")
+            args = {"action": "remove", "track": _scalar(rest[1])}
+            if len(rest) > 2:
+                args["count"] = _scalar(rest[2])
+            return "queue", args
+        if rest[0] == "move":
+            need(3, "queue move N TO")
+            return "queue", {"action": "move", "track": _scalar(rest[1]), "to": _scalar(rest[2])}
+        raise CtlError(
+            "usage: sonosctl <room> queue [list|clear|add URI|play N|remove N [COUNT]|move N TO]",
+            EXIT_USAGE,
+        )
     if command == "sleep":
         if not rest:
             return "sleep_timer", {"action": "get"}
@@ -188,6 +203,9 @@ def command_request(words: Sequence[str]) -> tuple[str, dict[str, Any]]:
         if len(rest) > 1:
             args["volume"] = _scalar(rest[1])
         return "announce", args
+    shorthand = _content_words(command, rest)
+    if shorthand is not None:
+        return shorthand
     generic: dict[str, Any] = {}
     for word in rest:
         key, sep, value = word.partition("=")
@@ -195,6 +213,75 @@ def command_request(words: Sequence[str]) -> tuple[str, dict[str, Any]]:
             raise CtlError(f"expected key=value, got {word!r}", EXIT_USAGE)
         generic[key] = _scalar(value)
     return command.replace("-", "_"), generic
+
+
+_ALARM_WORDS = {"on": "enable", "off": "disable", "delete": "delete", "skip": "skip"}
+_PLAYLIST_WORDS = ("play", "add", "save", "delete", "tracks")
+_SOUND = {"speech-enhancement": "speech_enhancement", "sub": "sub", "surround": "surround"}
+
+
+def _content_words(command: str, rest: list[str]) -> tuple[str, dict[str, Any]] | None:
+    """The shorthands of favourites, playlists, the library, share links, alarms,
+    announcements and inputs; ``None`` for any other command."""
+
+    def need(count: int, usage: str) -> None:
+        if len(rest) < count:
+            raise CtlError(f"usage: sonosctl <room> {usage}", EXIT_USAGE)
+
+    if command in ("say", "say-all", "say-room"):
+        need(1, f"{command} TEXT")
+        target = {"say": "group", "say-all": "all", "say-room": "room"}[command]
+        return "say", {"text": " ".join(rest), "target": target}
+    if command == "favorites" and not rest:
+        return "favorites", {}
+    if command == "playlists" and not rest:
+        return "playlists", {"action": "list"}
+    if command == "playlist":
+        need(2, "playlist play|add|save|delete|tracks NAME")
+        action = rest[0].lower()
+        if action not in _PLAYLIST_WORDS:
+            raise CtlError(
+                "usage: sonosctl <room> playlist play|add|save|delete|tracks NAME", EXIT_USAGE
+            )
+        name = " ".join(rest[1:])
+        return "playlists", {"action": action, "title" if action == "save" else "name": name}
+    if command == "library" and len(rest) <= 1:
+        return "library", {"action": "browse", "category": rest[0] if rest else "artists"}
+    if command == "search":
+        need(2, "search CATEGORY TERM")
+        return "library", {"action": "search", "category": rest[0], "term": " ".join(rest[1:])}
+    if command in ("share-link", "share"):
+        need(1, f"{command} URL [queue]")
+        args: dict[str, Any] = {"url": rest[0]}
+        if rest[1:] == ["queue"]:
+            args["play"] = False
+        return "share_link", args
+    if command == "alarms" and not rest:
+        return "alarms", {"action": "list"}
+    if command == "alarm":
+        need(2, "alarm add HH:MM [DAILY|WEEKDAYS|WEEKENDS|ONCE] | alarm on|off|delete|skip ID")
+        word = rest[0].lower()
+        if word == "add":
+            args = {"action": "create", "time": rest[1]}
+            if len(rest) > 2:
+                args["recurrence"] = rest[2]
+            return "alarms", args
+        if word in _ALARM_WORDS:
+            return "alarms", {"action": _ALARM_WORDS[word], "id": _scalar(rest[1])}
+        raise CtlError(f"unknown alarm action {rest[0]!r}", EXIT_USAGE)
+    if command == "line-in":
+        return "line_in", {"source": " ".join(rest)} if rest else {}
+    if command == "tv" and not rest:
+        return "tv", {}
+    if command in _SOUND and len(rest) == 1:
+        name = _SOUND[command]
+        if name == "speech_enhancement":
+            return name, {name: _switch(rest[0])}
+        word = rest[0].lower()
+        if word in ("on", "off", "true", "false", "yes", "no"):
+            return name, {"enabled": _switch(word)}
+        return name, {"gain" if name == "sub" else "tv_level": _scalar(rest[0])}
+    return None
 
 
 # -- formatting (pure) -------------------------------------------------------------------------
@@ -235,10 +322,39 @@ def format_result(room: str, command: str, result: Mapping[str, Any]) -> str:
         for item in result["items"]:
             lines.append(f"  {item.get('position')}. {_compact(item)}")
         return "\n".join(lines)
+    listing = _listing(room, result)
+    if listing is not None:
+        return listing
     shown = {k: v for k, v in result.items() if k != "coordinator"}
     if not shown:
         return f"{room}: {command} done"
     return f"{room}: " + " ".join(f"{key} {_compact(value)}" for key, value in shown.items())
+
+
+def _listing(room: str, result: Mapping[str, Any]) -> str | None:
+    """Favourites, playlists, alarms and library items, one per line."""
+
+    def alarm_line(alarm: Mapping[str, Any]) -> str:
+        state = "on" if alarm.get("enabled") else "off"
+        where = (alarm.get("room") or {}).get("name") or "?"
+        return f"{alarm.get('id')}. {alarm.get('time')} {alarm.get('recurrence')} {where} [{state}]"
+
+    kinds = (
+        ("favorites", "favorites", lambda f: f"{f.get('title')} ({f.get('kind')})"),
+        (
+            "playlists",
+            "Sonos playlists",
+            lambda p: f"{p.get('id')} {p.get('title')} ({p.get('tracks')} tracks)",
+        ),
+        ("alarms", "alarms", alarm_line),
+        ("items", "items", lambda i: f"{i.get('id')}  {i.get('title')} ({i.get('kind')})"),
+    )
+    for key, noun, line in kinds:
+        rows = result.get(key)
+        if isinstance(rows, list):
+            count = result.get("total", len(rows)) if key == "items" else len(rows)
+            return "\n".join([f"{room}: {count} {noun}", *(f"  {line(row)}" for row in rows)])
+    return None
 
 
 def _variables(speaker: Mapping[str, Any], service: str) -> Mapping[str, Any]:
@@ -276,16 +392,20 @@ def format_status(snapshot: Mapping[str, Any]) -> str:
             if isinstance(muted, Mapping) and muted.get("Master"):
                 parts.append("muted")
             availability = speaker.get("availability") or {}
-            if availability.get("status") == "offline":
-                reason = availability.get("reason")
-                parts.append(f"OFFLINE ({reason})" if reason else "OFFLINE")
+            status = availability.get("status")
+            if status in ("offline", "asleep", "upnp_disabled"):
+                shown = {"upnp_disabled": "UPNP OFF"}.get(status, str(status).upper())
+                reason = availability.get("reason") if status != "upnp_disabled" else None
+                parts.append(f"{shown} ({reason})" if reason else shown)
             lines.append("  ".join(parts))
     if not lines:
         return "no speakers known"
     return "\n".join(lines)
 
 
-_SKIPPED = frozenset({"id", "time", "type", "speaker", "service", "seq", "source", "variables"})
+_SKIPPED = frozenset(
+    {"id", "run", "time", "type", "speaker", "service", "seq", "source", "variables"}
+)
 
 
 def format_event(message: Mapping[str, Any]) -> str:
@@ -461,12 +581,14 @@ def _seconds(text: str) -> float:
     return seconds
 
 
-def _command_timeout(base: float, args: Mapping[str, Any]) -> float:
+def _command_timeout(base: float, args: Mapping[str, Any], command: str = "") -> float:
     """Seconds to wait for a command: ``base``, or 30 s more than the command's own
-    ``timeout`` argument when it has a usable one (announce)."""
+    ``timeout`` argument when it has a usable one (announce); an announcement without one
+    may take the daemon's default (up to 30 s of clip, the text to speech, the restore):
+    at least 90 s."""
     own = args.get("timeout")
     if isinstance(own, bool) or not isinstance(own, int | float) or not math.isfinite(own):
-        return base
+        return max(base, 90.0) if command in ("announce", "say") else base
     return max(base, float(own) + 30)
 
 
@@ -542,7 +664,10 @@ def main(
         else:
             command, args = command_request(words[1:])
             result = client.command(
-                words[0], command, args, _command_timeout(options.timeout or COMMAND_TIMEOUT, args)
+                words[0],
+                command,
+                args,
+                _command_timeout(options.timeout or COMMAND_TIMEOUT, args, command),
             )
             out.write(
                 json.dumps(result) if options.json else format_result(words[0], command, result)

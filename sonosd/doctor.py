@@ -36,11 +36,11 @@ UPNP_STEPS = (
     "Privacy), then Connection Security, and switch UPnP on"
 )
 
-#: Availability states that issue 13's finer availability may report (``upnp_disabled``,
-#: ``asleep``), recognised here already; their reasons are recognised in the meantime.
+#: The availability states of a speaker with UPnP switched off, or asleep (a portable sleeping
+#: or switched to Bluetooth); an older daemon said these only in its reasons.
 _UPNP_STATES = frozenset({"upnp_disabled", "upnp_off"})
 _ASLEEP_STATES = frozenset({"asleep", "sleeping"})
-_ASLEEP_WORDS = ("sleeping", "asleep", "powered off", "switch to bluetooth")
+_ASLEEP_WORDS = ("sleeping", "asleep", "switch to bluetooth")
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,10 @@ def speaker_findings(speaker: Mapping[str, Any]) -> list[Finding]:
     reason = speaker.get("reason")
     availability = speaker.get("availability")
     if _refuses_upnp(speaker):
-        if speaker.get("availability") == "online":
+        if availability in _UPNP_STATES:
+            # Its reason already says where the switch is: said once, below.
+            reason = "HTTP 403 Forbidden"
+        elif speaker.get("availability") == "online":
             reason = next(
                 (
                     str(s.get("reason"))

@@ -53,6 +53,7 @@ class ReloadPlan:
     @ivar auth: Tokens, ``require_auth`` or CORS origins changed.
     @ivar sinks: The sinks to rebuild (``callbacks``, ``webhooks``, ``mqtt``).
     @ivar log: ``log.level`` or ``log.messages`` changed.
+    @ivar announce: The ``announce`` section changed (applied to the next announcement).
     @ivar restart: Settings that changed but apply only after a restart.
     """
 
@@ -66,6 +67,7 @@ class ReloadPlan:
     sinks: tuple[str, ...] = ()
     log: bool = False
     max_body: bool = False
+    announce: bool = False
     restart: tuple[str, ...] = ()
 
     @property
@@ -95,6 +97,8 @@ class ReloadPlan:
             parts.append("log")
         if self.max_body:
             parts.append("listener.max_body")
+        if self.announce:
+            parts.append("announce")
         return ", ".join(parts) if parts else "nothing changed"
 
 
@@ -130,6 +134,7 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
         sinks=tuple(name for name, read in SINKS.items() if read(old) != read(new)),
         log=(old.log.level, old.log.messages) != (new.log.level, new.log.messages),
         max_body=old.listener.max_body != new.listener.max_body,
+        announce=old.announce != new.announce,
         restart=tuple(key for key, read in RESTART_ONLY.items() if read(old) != read(new)),
     )
 

@@ -31,6 +31,7 @@ from importlib import metadata
 from typing import Any
 
 import attrs
+import soco
 import soco.config
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -45,9 +46,11 @@ from sonosd.config import Config, Device, SimulateConfig, redacted
 from sonosd.delivery.hub import Hub
 from sonosd.delivery.metrics import DaemonCollector
 from sonosd.gena.listener import NotifyListener
+from sonosd.gena.media import MediaStore
+from sonosd.household.alarms import AlarmWatcher
 from sonosd.household.events import EventProcessor
 from sonosd.household.keepalive import PHASES
-from sonosd.household.readiness import readiness, summary_line
+from sonosd.household.readiness import health_reasons, readiness, summary_line
 from sonosd.household.state import HouseholdState
 from sonosd.household.supervisor import HouseholdSupervisor, build_household
 from sonosd.memory import MemoryTrimmer
@@ -176,6 +179,8 @@ class SonosdService(MultiService):
         config = effective_config(config)
         self.config = config
 
+        #: Clips the daemon serves to the speakers (spoken announcements), on the listener.
+        self.media = MediaStore(reactor)
         self.listener = NotifyListener(
             reactor,
             interface=config.listener.interface,
@@ -185,6 +190,7 @@ class SonosdService(MultiService):
             idle_timeout=config.listener.idle_timeout,
             request_timeout=config.listener.request_timeout,
             max_per_host=config.listener.max_connections_per_host,
+            media=self.media.lookup,
         )
         self.listener.setServiceParent(self)
 
@@ -192,6 +198,10 @@ class SonosdService(MultiService):
         self.state = HouseholdState()
         self.hub.set_snapshot_provider(self.state.snapshot)
         self.processor = EventProcessor(self.hub, self.state, reactor)
+        self.alarm_watcher = AlarmWatcher(
+            self.runner, self.state, self.processor, soco.SoCo, config.soco.call_timeout
+        )
+        self.processor.add_variables_observer(self.alarm_watcher.on_variables)
         self.log_sink = LogSink(enabled=config.log.messages)
         self.hub.add_sink(self.log_sink)
 
@@ -242,6 +252,11 @@ class SonosdService(MultiService):
             DaemonCollector(lambda: self.household.status(), self.sink_status, PHASES)
         )
         self.controller.on_done = self.api.metrics.observe_command
+        # A command that gets no answer is a sign the availability check hears at once; a
+        # transport command (a seek) moves the position, which no event says.
+        self.controller.unreachable = self.household.command_failed
+        self.controller.transport_commanded = self.household.transport_commanded
+        self.api.problems = self.health_reasons
 
     # -- starting: the doors first ---------------------------------------------------------
 
@@ -313,6 +328,9 @@ class SonosdService(MultiService):
         """
         self.systemd.stopping()
         Service.stopService(self)
+        stop = getattr(self.controller, "stop", None)
+        if stop is not None:
+            stop()
         return Deferred.fromCoroutine(self._stop_children())
 
     async def _stop_children(self) -> None:
@@ -398,6 +416,10 @@ class SonosdService(MultiService):
 
     # -- what the daemon tells about itself --------------------------------------------------
 
+    def health_reasons(self) -> list[str]:
+        """Why ``/api/v1/health`` says ``degraded``, one sentence each (empty: it does not)."""
+        return list(health_reasons(self.household.status()))
+
     def readiness(self) -> dict[str, Any]:
         """``/api/v1/ready``: whether every followed speaker is evented, and why not."""
         found = readiness(self.household.status(), allow_polling=self.config.api.ready_when_polling)
@@ -464,6 +486,10 @@ class SonosdService(MultiService):
                     self._add_sink(name, built[name])
         if plan.max_body:
             self.listener.site.max_body = effective.listener.max_body
+        if plan.announce:
+            reconfigure = getattr(self.controller, "reconfigure_announce", None)
+            if reconfigure is not None:
+                reconfigure(effective.announce)
         log.info("reloaded {path}: {changes}", path=new.path, changes=plan.describe())
         if plan.restart:
             log.warn(
@@ -484,7 +510,7 @@ class SonosdService(MultiService):
         removed = {
             speaker.config_device.host.lower(): speaker.ref
             for speaker in self.household.speakers()
-            if not speaker.discovered
+            if speaker.configured and not speaker.discovered
         }
         gone_services = [s for s in old.services if s not in new.services]
         refs = [speaker.ref for speaker in self.household.speakers() if speaker.ref is not None]
@@ -492,10 +518,9 @@ class SonosdService(MultiService):
         for host in removed_hosts:
             ref = removed.get(host.lower())
             if ref is not None:
-                self.processor.speaker_offline(
-                    ref, "no longer followed (removed from the configuration)"
-                )
-                self.state.remove(ref.uid)
+                # Still a member of a followed household, it is followed again as such
+                # (follow_household) when the household's topology next names it.
+                self.processor.speaker_removed(ref, "removed from the configuration")
         for ref in refs:
             for service in gone_services:
                 self.state.clear(ref.uid, service)
@@ -506,7 +531,13 @@ class SonosdService(MultiService):
         from sonosd.control.controller import Controller
 
         return Controller(
-            self.runner, self.state, self.reactor, timeout=self.config.soco.call_timeout
+            self.runner,
+            self.state,
+            self.reactor,
+            timeout=self.config.soco.call_timeout,
+            announce=self.config.announce,
+            media=self.media,
+            media_url=self.listener.media_url,
         )
 
     def _reader(self) -> Any:

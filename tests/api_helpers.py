@@ -38,8 +38,8 @@ def household() -> HouseholdState:
     for ref in (KITCHEN, OFFICE):
         state.ensure(ref)
     state.merge(KITCHEN.uid, "AVTransport", {"transport_state": "PLAYING"}, seq=0, time=1.0)
-    state.set_availability(KITCHEN.uid, True, "subscribed", time=1.0)
-    state.set_availability(OFFICE.uid, False, "no answer", time=1.0)
+    state.set_availability(KITCHEN.uid, "online", "subscribed", time=1.0)
+    state.set_availability(OFFICE.uid, "offline", "no answer", time=1.0)
     return state
 
 

@@ -152,6 +152,15 @@ def free_tcp_port(interface: str = "127.0.0.1") -> int:
         return port
 
 
+def start_recorded(case: Any, service: Any) -> Recorder:
+    """Start a daemon's service with a L{Recorder} on its hub; stopped when the test ends."""
+    recorder = Recorder()
+    service.hub.add_sink(recorder)
+    service.startService()
+    case.addCleanup(lambda: service.stopService() if service.running else None)
+    return recorder
+
+
 def http_agent(case: Any) -> Agent:
     """An HTTP agent without persistent connections (nothing left open after a test)."""
     pool = HTTPConnectionPool(reactor, persistent=False)

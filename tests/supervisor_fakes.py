@@ -12,6 +12,7 @@ from twisted.internet.task import Clock
 
 from sonosd.config import DEFAULT_SERVICES, Device, SubscriptionConfig
 from sonosd.household.keepalive import SupervisorContext
+from sonosd.household.probe import Description
 from sonosd.household.supervisor import SpeakerSupervisor
 
 
@@ -79,12 +80,17 @@ class FakeSoCo:
 
 
 class FakeHousehold:
-    """Builds FakeSoCo objects per address (``soco_factory``), with uids per address."""
+    """Speakers by address: ``soco_factory``, ``describe`` and ``ping`` of the context, with
+    uids per address; ``unreachable`` addresses refuse, ``hold`` holds every answer."""
 
     def __init__(self) -> None:
         self.uids: dict[str, str] = {}
         self.devices: dict[str, FakeSoCo] = {}
         self.unreachable: set[str] = set()
+        self.household_id = "Sonos_test"
+        self.hold = False
+        self.pending: list[Deferred[Any]] = []
+        self.described: list[tuple[str, int, float]] = []
 
     def soco(self, address: str) -> FakeSoCo:
         if address in self.unreachable:
@@ -94,6 +100,43 @@ class FakeHousehold:
             uid = self.uids.get(address, "RINCON_" + address.replace(".", "") + "01400")
             device = self.devices[address] = FakeSoCo(address, uid)
         return device
+
+    def _held(self) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        self.pending.append(d)
+        return d
+
+    def describe(self, host: str, port: int, timeout: float) -> Deferred[Description]:
+        self.described.append((host, port, timeout))
+        if self.hold:
+            return self._held()
+        if host in self.unreachable:
+            return fail(ConnectionRefusedError())
+        device = self.soco(host)
+        return succeed(Description(device.uid, device.player_name, household_id=self.household_id))
+
+    def ping(self, host: str, port: int, timeout: float) -> Deferred[Any]:
+        device = self.soco(host) if host not in self.unreachable else None
+        if device is not None:
+            device.pings += 1
+        if self.hold:
+            return self._held()
+        if device is None:
+            return fail(ConnectionRefusedError())
+        if device.down is not None:
+            return fail(device.down)
+        return succeed(200)
+
+
+class FakeUnsubscriber:
+    """Records the UNSUBSCRIBEs of replaced SIDs: ``(host, port, path, sid)``."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, int, str, str]] = []
+
+    def __call__(self, host: str, port: int, path: str, sid: str, timeout: float) -> Deferred[Any]:
+        self.sent.append((host, port, path, sid))
+        return succeed(None)
 
 
 @attrs.define
@@ -119,6 +162,8 @@ class FakeSubscription:
         self.requests: list[str] = []
         self.pending: list[Deferred[Any]] = []
         self.cancelled = False
+        self.event_path = f"/{service}/Event"
+        self.time_left = 0.0
 
     def _answer(self, kind: str) -> Deferred[Any]:
         self.requests.append(kind)
@@ -138,6 +183,7 @@ class FakeSubscription:
             self.sid = f"uuid:{self.device.uid}_sub{FakeSubscription.counter:010d}"
             self.is_subscribed = True
             self.timeout = self.gena.granted
+            self.time_left = float(self.gena.granted)
         elif kind == "renew":
             self.timeout = self.gena.granted
         else:
@@ -207,7 +253,7 @@ class FakeProcessor:
         self.events: list[tuple[str, str, Any]] = []
         self.states: list[tuple[str, str, Mapping[str, Any], str]] = []
         self.messages: list[Message] = []
-        self.online: dict[str, bool] = {}
+        self.status: dict[str, str] = {}
         self.known: dict[str, dict[str, Any]] = {}
 
     def on_event(self, speaker: Any, service: str, event: Any) -> None:
@@ -221,15 +267,13 @@ class FakeProcessor:
     def _say(self, type: str, fields: dict[str, Any], speaker: Any, service: str | None) -> None:
         self.messages.append((type, fields, speaker.to_json(), service))
 
-    def speaker_online(self, speaker: Any, reason: str | None = None) -> None:
-        if self.online.get(speaker.uid) is not True:
-            self.online[speaker.uid] = True
-            self._say("speaker.online", {"reason": reason}, speaker, None)
+    def speaker_availability(self, speaker: Any, status: str, reason: str | None = None) -> None:
+        if self.status.get(speaker.uid) != status:
+            self.status[speaker.uid] = status
+            self._say(f"speaker.{status}", {"reason": reason}, speaker, None)
 
-    def speaker_offline(self, speaker: Any, reason: str) -> None:
-        if self.online.get(speaker.uid) is not False:
-            self.online[speaker.uid] = False
-            self._say("speaker.offline", {"reason": reason}, speaker, None)
+    def speaker_removed(self, speaker: Any, reason: str) -> None:
+        self._say("speaker.removed", {"reason": reason}, speaker, None)
 
     def subscription_lost(self, speaker: Any, service: str, reason: str) -> None:
         self._say("subscription.lost", {"reason": reason}, speaker, service)
@@ -299,6 +343,7 @@ class Harness:
         self.jitter = 0.0
         # The consistency check reads the speaker (activity): off unless a test asks for it.
         config.setdefault("check_interval", 0.0)
+        self.unsubscriber = FakeUnsubscriber()
         self.config = SubscriptionConfig(**config)
         self.ctx = SupervisorContext(
             clock=self.clock,
@@ -312,6 +357,9 @@ class Harness:
             soco_factory=self.household.soco,
             resolve=lambda host: host,
             random=lambda: self.jitter,
+            describe=self.household.describe,
+            ping=self.household.ping,
+            unsubscribe=self.unsubscriber,
         )
 
 

@@ -286,8 +286,9 @@ def test_unknown_key() -> None:
 def test_unknown_top_level_key() -> None:
     """A misspelt section is an error too."""
     assert error_of("device: []\n") == (
-        "config.yaml:1: device: unknown key (known keys: listener, api, devices, discovery, "
-        "ssdp, services, subscription, soco, sinks, log, simulate), got []"
+        "config.yaml:1: device: unknown key (known keys: listener, api, devices, "
+        "follow_household, discovery, ssdp, services, subscription, soco, announce, sinks, "
+        "log, simulate), got []"
     )
 
 
@@ -1167,3 +1168,19 @@ def test_module_reads_the_schema_from_package_data() -> None:
     """The schema is read from the package (so an installed sonosd validates too)."""
     assert json.loads(config_module.schema_text()) == SCHEMA
     assert os.path.basename(config_module.__file__ or "") == "config.py"
+
+
+def test_announce_section() -> None:
+    """The announce section reads the TTS command as an argument list and checks the URL."""
+    config = parse_config(
+        'announce: {tts_command: [piper, --output_file, "{file}"], volume: 30, media_ttl: 60}\n',
+        "config.yaml",
+    )
+    assert config.announce.tts_command == ("piper", "--output_file", "{file}")
+    assert (config.announce.volume, config.announce.media_ttl) == (30, 60)
+    assert parse_config("{}\n", "config.yaml").announce.tts_command[0] == "espeak-ng"
+    assert error_of('announce: {tts_url: "http://tts.lan/speak"}\n') == (
+        "config.yaml:1: announce.tts_url: expected an http(s) URL containing {text}, "
+        'got "http://tts.lan/speak"'
+    )
+    assert "announce.volume" in error_of("announce: {volume: 101}\n")

@@ -80,7 +80,7 @@ class CtlAgainstDaemonTests(TestCase):
         self.state = HouseholdState()
         for speaker in self.household.speakers:
             self.state.ensure(SpeakerRef(speaker.uid, speaker.name, speaker.address))
-            self.state.set_availability(speaker.uid, True, "test", time=0.0)
+            self.state.set_availability(speaker.uid, "online", "test", time=0.0)
         self.state.set_topology(parse_zone_group_state(self.household.zone_group_state()))
         self.state.merge(
             self.household.speakers[0].uid,
@@ -270,6 +270,8 @@ def test_command_timeout() -> None:
     assert _command_timeout(15.0, {"timeout": "abc"}) == 15.0
     assert _command_timeout(15.0, {"timeout": True}) == 15.0
     assert _command_timeout(15.0, {"timeout": float("nan")}) == 15.0
+    assert _command_timeout(15.0, {"text": "hi"}, "say") == 90.0
+    assert _command_timeout(120.0, {}, "announce") == 120.0
 
 
 def test_usage_errors() -> None:
@@ -317,6 +319,40 @@ def test_usage_errors() -> None:
             ["play_mode", "shuffle=true", "repeat=one"],
             ("play_mode", {"shuffle": True, "repeat": "one"}),
         ),
+        (["say", "dinner", "is", "ready"], ("say", {"text": "dinner is ready", "target": "group"})),
+        (["say-all", "hi"], ("say", {"text": "hi", "target": "all"})),
+        (["say-room", "hi"], ("say", {"text": "hi", "target": "room"})),
+        (["favorites"], ("favorites", {})),
+        (["playlists"], ("playlists", {"action": "list"})),
+        (
+            ["playlist", "play", "Morning", "Mix"],
+            ("playlists", {"action": "play", "name": "Morning Mix"}),
+        ),
+        (["playlist", "save", "Mine"], ("playlists", {"action": "save", "title": "Mine"})),
+        (["library"], ("library", {"action": "browse", "category": "artists"})),
+        (["library", "albums"], ("library", {"action": "browse", "category": "albums"})),
+        (
+            ["search", "tracks", "low", "tide"],
+            ("library", {"action": "search", "category": "tracks", "term": "low tide"}),
+        ),
+        (["share-link", "https://x/y"], ("share_link", {"url": "https://x/y"})),
+        (["share", "https://x/y", "queue"], ("share_link", {"url": "https://x/y", "play": False})),
+        (["queue", "remove", "2", "3"], ("queue", {"action": "remove", "track": 2, "count": 3})),
+        (["queue", "move", "4", "1"], ("queue", {"action": "move", "track": 4, "to": 1})),
+        (["alarms"], ("alarms", {"action": "list"})),
+        (
+            ["alarm", "add", "7:00", "WEEKDAYS"],
+            ("alarms", {"action": "create", "time": "7:00", "recurrence": "WEEKDAYS"}),
+        ),
+        (["alarm", "off", "3"], ("alarms", {"action": "disable", "id": 3})),
+        (["alarm", "skip", "3"], ("alarms", {"action": "skip", "id": 3})),
+        (["line-in"], ("line_in", {})),
+        (["line-in", "Living", "Room"], ("line_in", {"source": "Living Room"})),
+        (["tv"], ("tv", {})),
+        (["speech-enhancement", "on"], ("speech_enhancement", {"speech_enhancement": True})),
+        (["sub", "off"], ("sub", {"enabled": False})),
+        (["sub", "-4"], ("sub", {"gain": -4})),
+        (["surround", "3"], ("surround", {"tv_level": 3})),
     ],
 )
 def test_command_words(words: list[str], expected: tuple[str, dict[str, Any]]) -> None:
@@ -325,10 +361,41 @@ def test_command_words(words: list[str], expected: tuple[str, dict[str, Any]]) -
 
 
 def test_command_words_rejected() -> None:
-    """A generic command argument without ``=`` is a usage error."""
-    with pytest.raises(CtlError) as caught:
-        command_request(["play_mode", "shuffle"])
-    assert caught.value.status == EXIT_USAGE
+    """A generic command argument without ``=`` and wrong shorthands are usage errors."""
+    for words in (
+        ["play_mode", "shuffle"],
+        ["say"],
+        ["playlist", "shuffle", "x"],
+        ["alarm", "snooze", "3"],
+        ["queue", "move", "1"],
+        ["search", "tracks"],
+    ):
+        with pytest.raises(CtlError) as caught:
+            command_request(words)
+        assert caught.value.status == EXIT_USAGE, words
+
+
+def test_listings() -> None:
+    """Favourites, playlists, alarms and library items are printed one per line."""
+    assert format_result(
+        "Kitchen", "favorites", {"favorites": [{"title": "A", "kind": "album"}]}
+    ) == ("Kitchen: 1 favorites\n  A (album)")
+    playlists = {"playlists": [{"id": "SQ:1", "title": "Mix", "tracks": 4}]}
+    assert (
+        format_result("K", "playlists", playlists) == "K: 1 Sonos playlists\n  SQ:1 Mix (4 tracks)"
+    )
+    alarm = {
+        "id": 3,
+        "time": "07:00:00",
+        "recurrence": "DAILY",
+        "enabled": False,
+        "room": {"name": "K"},
+    }
+    assert format_result("K", "alarms", {"version": "v", "alarms": [alarm]}) == (
+        "K: 1 alarms\n  3. 07:00:00 DAILY K [off]"
+    )
+    items = {"total": 1, "items": [{"id": "A:ALBUM/X", "title": "X", "kind": "album"}]}
+    assert format_result("K", "library", items) == "K: 1 items\n  A:ALBUM/X  X (album)"
 
 
 def test_parse_sse() -> None:
@@ -375,7 +442,8 @@ def test_format_event() -> None:
 
 
 def test_format_status_without_topology() -> None:
-    """Without a topology every speaker is its own line, offline ones marked."""
+    """Without a topology every speaker is its own line, offline, asleep and UPnP-off ones
+    marked."""
     snapshot = {
         "speakers": [
             {
@@ -389,6 +457,11 @@ def test_format_status_without_topology() -> None:
     }
     assert format_status(snapshot) == "Den  [?]\n  Den  OFFLINE (no answer)"
     assert format_status({"speakers": []}) == "no speakers known"
+    speaker = snapshot["speakers"][0]  # type: ignore[index]
+    speaker["availability"] = {"status": "asleep", "reason": "sleeping"}
+    assert format_status(snapshot) == "Den  [?]\n  Den  ASLEEP (sleeping)"
+    speaker["availability"] = {"status": "upnp_disabled", "reason": "switch it on in the app"}
+    assert format_status(snapshot) == "Den  [?]\n  Den  UPNP OFF"
 
 
 def test_format_result() -> None:

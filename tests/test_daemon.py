@@ -215,7 +215,8 @@ class DaemonTests(TestCase):
         missed = new_volume(office)
         office.set_volume(missed)
         await until(lambda: daemon.volume_events(office, missed), "the missed change")
-        second = await self.sse(daemon, {"Last-Event-ID": str(last_id)})
+        run = daemon.service.hub.run
+        second = await self.sse(daemon, {"Last-Event-ID": f"{run}:{last_id}"})
         later = new_volume(office, missed)
         office.set_volume(later)
         await until(
@@ -245,7 +246,8 @@ class DaemonTests(TestCase):
         missed = new_volume(room, early)
         room.set_volume(missed)
         await until(lambda: daemon.volume_events(room, missed), "the missed change")
-        second = await connect_ws(self, daemon.host, daemon.port, f"last_id={last_id}")
+        query = f"last_id={last_id}&run={daemon.service.hub.run}"
+        second = await connect_ws(self, daemon.host, daemon.port, query)
         later = new_volume(room, early, missed)
         room.set_volume(later)
         await until(
@@ -288,7 +290,10 @@ class DaemonTests(TestCase):
         response = await http.get(daemon.url("/api/v1/health"))
         self.assertEqual(response.code, 200)
         health = await response.json()
-        self.assertEqual(health["speakers"], {"online": 3, "offline": 0, "unknown": 0})
+        self.assertEqual(
+            health["speakers"],
+            {"online": 3, "offline": 0, "asleep": 0, "upnp_disabled": 0, "unknown": 0},
+        )
         response = await http.get(daemon.url("/api/v1/speakers"))
         self.assertEqual(response.code, 200)
         listed = (await response.json())["speakers"]
@@ -451,7 +456,8 @@ class DaemonTests(TestCase):
 
     async def test_reload_changes_services_and_devices(self) -> None:
         """reload() subscribes an added service, unsubscribes a removed one and a removed
-        device, and forgets the removed speaker in the state; clients stay connected."""
+        device (with follow_household now false), and forgets the removed speaker in the state
+        (speaker.removed); clients stay connected."""
         daemon = await self.started()
         client = await self.sse(daemon)
         service = daemon.service
@@ -460,6 +466,7 @@ class DaemonTests(TestCase):
         document = json.loads(text)
         document.pop("simulate")
         document["devices"] = [{"host": first.address}, {"host": second.address}]
+        document["follow_household"] = False
         document["services"] = ["AVTransport", "RenderingControl", "SystemProperties"]
         new = attrs.evolve(
             parse_config(json.dumps(document), "daemon-test.yaml"),
@@ -479,10 +486,8 @@ class DaemonTests(TestCase):
 
         await until(moved, "subscriptions following the new configuration")
         self.assertIsNone(service.state.by_uid(third.uid))
-        offline = daemon.recorder.of("speaker.offline", third.uid)
-        self.assertEqual(
-            offline[-1].body["reason"], "no longer followed (removed from the configuration)"
-        )
+        removed = daemon.recorder.of("speaker.removed", third.uid)
+        self.assertEqual(removed[-1].body["reason"], "removed from the configuration")
         await until(lambda: service.readiness()["ready"], "ready again")
         self.assertEqual(len(service.household.status()["speakers"]), 2)
         self.assertGreater(service.household.retired["subscribes"], 0)

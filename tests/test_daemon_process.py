@@ -7,12 +7,15 @@ kills whatever is still running when it ends.
 
 from __future__ import annotations
 
+import base64
+import http.client
 import http.server
 import io
 import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -520,6 +523,8 @@ def test_sighup_reloads_without_losing_a_client_or_a_message(
         "listener": {"interface": "127.0.0.1", "port": 0},
         "api": {"listen": f"tcp:{api_port}:interface=127.0.0.1", "heartbeat": 300},
         "devices": [{"host": addresses[0]}, {"host": addresses[1]}],
+        # The listed speakers only: the reload below moves the configuration between them.
+        "follow_household": False,
         "services": ["AVTransport", "RenderingControl"],
         "subscription": FAST_SUBSCRIPTION,
         "soco": {"threads": 4, "call_timeout": 5.0},
@@ -578,7 +583,7 @@ def test_sighup_reloads_without_losing_a_client_or_a_message(
             assert ids == list(range(ids[0], ids[0] + len(ids))), (type(client), ids)
             assert not client.closed
         types = {m["type"] for m in clients[0].snapshot()}
-        assert {"speaker.offline", "speaker.online", "event"} <= types
+        assert {"speaker.removed", "speaker.online", "event"} <= types
         # The webhook added by the reload gets the later messages, each at its first attempt
         # (the receiver is HTTP/1.0: it closes every connection).
         wait_for(
@@ -609,3 +614,123 @@ def test_sighup_reloads_without_losing_a_client_or_a_message(
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(timeout=WAIT) == 0
     assert "Traceback" not in processes.output(daemon)
+
+
+# -- resuming across a restart ------------------------------------------------------------
+
+
+def sse_blocks(port: int, headers: dict[str, str], count: int) -> list[dict[str, str]]:
+    """The first ``count`` blocks (``{"id", "event", "data"}``) of ``/api/v1/events``."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
+    try:
+        connection.request("GET", "/api/v1/events", headers=headers)
+        response = connection.getresponse()
+        assert response.status == 200, response.status
+        blocks: list[dict[str, str]] = []
+        block: dict[str, str] = {}
+        while len(blocks) < count:
+            line = response.readline().decode().rstrip("\n")
+            if not line:
+                if block:
+                    blocks.append(block)
+                block = {}
+            elif not line.startswith(":"):
+                name, _, value = line.partition(": ")
+                block[name] = value
+        return blocks
+    finally:
+        connection.close()
+
+
+def ws_messages(port: int, query: str, count: int) -> list[dict[str, Any]]:
+    """The first ``count`` JSON messages of ``/api/v1/ws?<query>`` (a bare RFC 6455 client)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall(
+            (
+                f"GET /api/v1/ws?{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        reader = sock.makefile("rb")
+        status = reader.readline()
+        assert b" 101 " in status, status
+        while reader.readline() not in (b"\r\n", b""):
+            pass
+        messages: list[dict[str, Any]] = []
+        while len(messages) < count:
+            first, second = reader.read(2)
+            length = second & 0x7F
+            if length == 126:
+                (length,) = struct.unpack("!H", reader.read(2))
+            elif length == 127:
+                (length,) = struct.unpack("!Q", reader.read(8))
+            payload = reader.read(length)
+            if first & 0x0F == 0x1:
+                messages.append(json.loads(payload))
+        return messages
+
+
+def stream_lines(path: Path, operation: dict[str, Any], count: int) -> list[dict[str, Any]]:
+    """The first ``count`` lines of the local stream after sending ``operation``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(WAIT)
+        sock.connect(str(path))
+        sock.sendall(json.dumps(operation).encode() + b"\n")
+        reader = sock.makefile("rb")
+        return [json.loads(reader.readline()) for _ in range(count)]
+
+
+def test_resuming_across_a_restart_resets(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """After the daemon restarts, an SSE, WebSocket or stream client resuming with an id of
+    the earlier run gets a reset and a fresh snapshot of the new run, even though the new
+    run has published that id too."""
+    admin = start_simulator(processes, loopback_base, speakers=2)
+    addresses = [speaker["address"] for speaker in get_json(f"{admin}/speakers")]
+    port = free_tcp_port()
+    socket_path = tmp_path / "events.sock"
+    document = json.loads(
+        daemon_yaml(
+            loopback_base,
+            api=f"tcp:{port}:interface=127.0.0.1",
+            simulate=False,
+            devices=tuple(addresses),
+        )
+    )
+    document["sinks"] = {"stream": f"unix:{socket_path}:lockfile=1"}
+    config = tmp_path / "sonosd.yaml"
+    config.write_text(json.dumps(document))
+    snapshot_url = f"http://127.0.0.1:{port}/api/v1/snapshot"
+
+    def snapshot_from(last_id: int) -> Any:
+        snapshot = get_json(snapshot_url)
+        return snapshot if snapshot is not None and snapshot["last_id"] >= last_id else None
+
+    first = processes.start("daemon-1", "sonosd", "-c", str(config))
+    before = wait_for(lambda: snapshot_from(10), "the first run's messages")
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=WAIT) == 0, processes.output(first)
+
+    second = processes.start("daemon-2", "sonosd", "-c", str(config))
+    after = wait_for(lambda: snapshot_from(before["last_id"]), "the second run's messages")
+    old_run, old_id = before["run"], before["last_id"]
+    assert after["run"] != old_run
+
+    reset, snapshot = sse_blocks(port, {"Last-Event-ID": f"{old_run}:{old_id}"}, 3)[1:]
+    assert reset["event"] == "reset" and "another run" in json.loads(reset["data"])["reason"]
+    assert snapshot["event"] == "snapshot"
+    assert json.loads(snapshot["data"])["run"] == after["run"]
+    assert snapshot["id"].startswith(after["run"] + ":")
+
+    messages = ws_messages(port, f"last_id={old_id}&run={old_run}", 2)
+    assert [m["type"] for m in messages] == ["reset", "snapshot"]
+    assert messages[1]["run"] == after["run"]
+
+    lines = stream_lines(socket_path, {"op": "resume", "run": old_run, "last_id": old_id}, 3)
+    assert [line["type"] for line in lines] == ["snapshot", "reset", "snapshot"]
+    assert "another run" in lines[1]["reason"]
+    assert lines[2]["run"] == after["run"]
+    assert second.poll() is None, processes.output(second)

@@ -45,10 +45,14 @@ def test_upnp_switched_off_names_the_speaker_and_the_app_steps() -> None:
 
 
 def test_upnp_disabled_state_is_recognised() -> None:
-    """The finer availability state upnp_disabled (issue 13) is recognised as well."""
-    off = speaker("Kitchen", availability="upnp_disabled", reason="HTTP 403")
+    """The availability state upnp_disabled is a problem that says where UPnP is switched on,
+    once (the daemon's reason says it too)."""
+    from sonosd.household.probe import UPNP_HELP
+
+    off = speaker("Kitchen", availability="upnp_disabled", reason=UPNP_HELP)
     [text] = problems(diagnostics(off))
-    assert text.startswith("Kitchen (192.168.1.20) refuses UPnP requests (HTTP 403)")
+    assert text.startswith("Kitchen (192.168.1.20) refuses UPnP requests (HTTP 403 Forbidden)")
+    assert text.count("Connection Security") == 1
 
 
 def test_offline_and_asleep() -> None:

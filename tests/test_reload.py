@@ -33,9 +33,11 @@ api: {tokens: [{name: b, token: bbbbbbbbbbbbbbbb}], ready_when_polling: true}
 sinks: {webhooks: [{url: "http://127.0.0.1:9/hook"}]}
 log: {level: debug, messages: false}
 listener: {max_body: 2048}
+announce: {volume: 30}
 """
     )
     plan = plan_reload(old, new)
+    assert plan.announce and "announce" in plan.describe()
     assert plan.devices_added == ("192.168.1.22",)
     assert plan.devices_removed == ("192.168.1.20",)
     assert plan.services_added == ("SystemProperties",)

@@ -63,17 +63,32 @@ class _JsonGet(Resource):
 
 
 class HealthResource(_JsonGet):
-    """``GET /api/v1/health``: status, speakers online/offline, uptime. No token needed."""
+    """``GET /api/v1/health``: status (with the reasons it is degraded), speakers by
+    availability, uptime. No token needed.
 
-    def __init__(self, state: views.StateView, uptime: Callable[[], float], version: str) -> None:
+    @param problems: Why the household is degraded (the household supervisor's), if known.
+    """
+
+    def __init__(
+        self,
+        state: views.StateView,
+        uptime: Callable[[], float],
+        version: str,
+        problems: Callable[[], list[str]] | None = None,
+    ) -> None:
         super().__init__()
         self._state = state
         self._uptime = uptime
         self._version = version
+        self._problems = problems
 
     def render_json(self, request: Request) -> bytes:
+        problems = () if self._problems is None else self._problems()
         return json_response(
-            request, views.health(self._state.availability_counts(), self._uptime(), self._version)
+            request,
+            views.health(
+                self._state.availability_counts(), self._uptime(), self._version, problems
+            ),
         )
 
 

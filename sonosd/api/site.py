@@ -383,7 +383,13 @@ class ApiService(Service):
     @param readiness: Serves ``/api/v1/ready`` (open): returns ``{"ready", "reasons",
         "speakers"}``; without it the route is not there.
     @param diagnostics: Serves ``/api/v1/diagnostics`` (``read`` scope).
+
+    @ivar problems: Returns why the household is degraded, one sentence each (from the
+        household supervisor's status, ``sonosd.household.readiness.health_reasons``); read
+        by ``/api/v1/health``. ``None``: the speakers' availability counts only.
     """
+
+    problems: Callable[[], list[str]] | None = None
 
     def __init__(
         self,
@@ -429,7 +435,7 @@ class ApiService(Service):
         self.v1.metrics = self.metrics
         self.art = ArtProxy(reactor)
         children: dict[bytes, IResource] = {
-            b"health": HealthResource(state, self.uptime, VERSION),
+            b"health": HealthResource(state, self.uptime, VERSION, self._problems),
             b"access": AccessResource(
                 self.auth,
                 lambda: (name.decode("utf-8") for name in self.v1.children),
@@ -461,6 +467,9 @@ class ApiService(Service):
         self.site.request_timeout = config.request_timeout
         self.site.metrics = self.metrics
         self.listening: Deferred[IListeningPort] = Deferred()
+
+    def _problems(self) -> list[str]:
+        return [] if self.problems is None else list(self.problems())
 
     def may_read(self, request: Request) -> bool:
         """Whether ``request`` carries what the ``read`` scope needs (nothing, when open)."""

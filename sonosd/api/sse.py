@@ -17,6 +17,7 @@ chunks are written straight to the connection (``TransportWriter``) rather than 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -36,12 +37,11 @@ from sonosd.delivery.channel import (
     Channel,
     QueuedClient,
     Start,
-    parse_last_id,
     reset_body,
 )
 from sonosd.delivery.filters import Filter, FilterError
 from sonosd.delivery.flow import ClientQueue, TransportWriter
-from sonosd.delivery.hub import Hub, Message, encode
+from sonosd.delivery.hub import Hub, Message, encode, parse_cursor
 from sonosd.delivery.metrics import ApiMetrics
 
 log = Logger()
@@ -53,26 +53,28 @@ TOO_SLOW = b": disconnected: too slow\n\n"
 SHUTDOWN = b": server shutting down\n\n"
 
 
-def sse_block(event: str, data: bytes, event_id: int | None = None) -> bytes:
+def sse_block(event: str, data: bytes, event_id: str | None = None) -> bytes:
     """One SSE block; ``data`` must be a single line (compact JSON is)."""
-    head = b"" if event_id is None else b"id: %d\n" % event_id
+    head = b"" if event_id is None else b"id: " + event_id.encode("ascii") + b"\n"
     return head + b"event: " + event.encode("utf-8") + b"\ndata: " + data + b"\n\n"
 
 
-def message_block(message: Message) -> bytes:
-    """The SSE block of a hub message (its serialised JSON reused, not re-encoded)."""
-    return sse_block(message.type, message.raw, message.id)
+def message_block(run: str, message: Message) -> bytes:
+    """The SSE block of a hub message (its serialised JSON reused, not re-encoded); its
+    ``id:`` is ``<run>:<id>``, so that a browser resuming after a restart is recognised."""
+    return sse_block(message.type, message.raw, f"{run}:{message.id}")
 
 
-def start_blocks(start: Start) -> Iterator[bytes]:
+def start_blocks(run: str, start: Start) -> Iterator[bytes]:
     """The blocks a joining client is sent before live messages (made as they are sent)."""
     yield b"retry: %d\n\n" % RETRY_MS
     if start.reset is not None:
         yield sse_block("reset", encode(reset_body(start.reset)))
     if start.snapshot is not None:
-        yield sse_block("snapshot", encode(start.snapshot), start.snapshot["last_id"])
+        snapshot = start.snapshot
+        yield sse_block("snapshot", encode(snapshot), f"{snapshot['run']}:{snapshot['last_id']}")
     for message in start.replay:
-        yield message_block(message)
+        yield message_block(run, message)
 
 
 class SseClient(QueuedClient):
@@ -197,7 +199,10 @@ class EventsResource(Resource):
         metrics: ApiMetrics | None = None,
     ) -> None:
         super().__init__()
-        self.channel: Channel[bytes] = Channel(hub, "sse", message_block, metrics, clock=clock)
+        self._hub = hub
+        self.channel: Channel[bytes] = Channel(
+            hub, "sse", functools.partial(message_block, hub.run), metrics, clock=clock
+        )
         self._clock = clock
         self._limit = limit
         self._heartbeat = heartbeat
@@ -234,13 +239,16 @@ class EventsResource(Resource):
         except FilterError as error:
             return json_error(request, 400, "bad_filter", str(error))
         header = request.getHeader("last-event-id")
-        last_id = parse_last_id(header if header else query_first(request.args or {}, b"last_id"))
+        args: dict[bytes, list[bytes]] = request.args or {}
+        cursor = parse_cursor(
+            header if header else query_first(args, b"last_id"), query_first(args, b"run")
+        )
         request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
         request.setHeader(b"cache-control", b"no-cache")
         request.setHeader(b"x-accel-buffering", b"no")
         client = SseClient(self.channel, request, filter, self._limit, self._clock)
-        start = self.channel.join(client, last_id)
+        start = self.channel.join(client, cursor)
         request.registerProducer(client.queue, True)
         request.notifyFinish().addBoth(client.lost)
-        client.queue.prime(start_blocks(start))
+        client.queue.prime(start_blocks(self._hub.run, start))
         return NOT_DONE_YET

@@ -10,7 +10,7 @@ never turns into a 500.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 
@@ -47,8 +47,8 @@ class StateView(Protocol):
         """Every followed speaker."""
 
     def availability_counts(self) -> dict[str, int]:
-        """How many speakers are ``online``, ``offline`` and ``unknown`` (without a copy of
-        the state: health checks and metrics scrapes ask often)."""
+        """How many speakers have each availability status (without a copy of the state:
+        health checks and metrics scrapes ask often)."""
 
 
 def speakers(snapshot: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -110,23 +110,40 @@ def lookup(state: StateView, ident: str) -> dict[str, Any] | None:
     return find_speaker(snapshot, ident)
 
 
-def health(counts: Mapping[str, int], uptime: float, version: str) -> dict[str, Any]:
-    """The ``/health`` body: status, speaker counts and uptime; nothing secret.
+#: Availability statuses, as ``sonosd.household.state.STATUSES``.
+STATUSES = ("online", "offline", "asleep", "upnp_disabled", "unknown")
 
-    ``status`` is ``degraded`` when a speaker is offline, else ``starting`` while no speaker
-    is known or some are not yet decided, else ``ok``.
 
-    @param counts: ``{"online": n, "offline": m, "unknown": k}`` (``availability_counts``).
+def health(
+    counts: Mapping[str, int], uptime: float, version: str, problems: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The ``/health`` body: status and its reasons, speaker counts and uptime; nothing secret.
+
+    ``status`` is ``degraded`` while something is wrong: a speaker offline or with UPnP
+    switched off, or any of ``problems`` (a service polling, lost or backing off, a speaker
+    not identified); else ``starting`` while no speaker is known or some are not yet decided;
+    else ``ok``. An asleep speaker is not a problem. ``reasons`` says what is wrong, one
+    sentence each.
+
+    @param counts: Speakers per availability status (``availability_counts``).
+    @param problems: Why the household is degraded (``readiness.health_reasons`` of the
+        household supervisor's status).
     """
-    counts = {key: int(counts.get(key, 0)) for key in ("online", "offline", "unknown")}
-    if counts["offline"]:
+    counts = {key: int(counts.get(key, 0)) for key in STATUSES}
+    reasons = list(problems)
+    if not reasons:
+        for key, what in (("offline", "offline"), ("upnp_disabled", "with UPnP switched off")):
+            if counts[key]:
+                reasons.append(f"{counts[key]} speaker(s) {what}")
+    if reasons or counts["offline"] or counts["upnp_disabled"]:
         overall = "degraded"
-    elif counts["unknown"] or not counts["online"]:
+    elif counts["unknown"] or not (counts["online"] or counts["asleep"]):
         overall = "starting"
     else:
         overall = "ok"
     return {
         "status": overall,
+        "reasons": reasons,
         "version": version,
         "uptime": round(uptime, 3),
         "speakers": counts,

@@ -45,13 +45,12 @@ from sonosd.delivery.channel import (
     QueuedClient,
     Start,
     error_reply,
-    parse_last_id,
     read_operation,
     reset_body,
 )
 from sonosd.delivery.filters import Filter, FilterError
 from sonosd.delivery.flow import ClientQueue, TransportWriter
-from sonosd.delivery.hub import Hub, Message, encode
+from sonosd.delivery.hub import Cursor, Hub, Message, encode, parse_cursor
 from sonosd.delivery.metrics import ApiMetrics
 from sonosd.peerlog import PeerLog
 
@@ -96,7 +95,7 @@ class ApiWebSocketProtocol(QueuedClient, WebSocketServerProtocol):  # type: igno
         self.grant: Grant | None = None
         self.queue: ClientQueue[bytes] | None = None
         self._writer: TransportWriter | None = None
-        self._last_id: int | None = None
+        self._cursor: Cursor | None = None
         self.lost: Deferred[None] = Deferred()
 
     def onConnect(self, request: ConnectionRequest) -> None:
@@ -111,7 +110,9 @@ class ApiWebSocketProtocol(QueuedClient, WebSocketServerProtocol):  # type: igno
             self.filter = Filter.from_query(request.params, strict=True, allowed=QUERY_PARAMETERS)
         except FilterError as error:
             raise ConnectionDeny(ConnectionDeny.BAD_REQUEST, str(error)) from None
-        self._last_id = parse_last_id(_first(request.params, "last_id"))
+        self._cursor = parse_cursor(
+            _first(request.params, "last_id"), _first(request.params, "run")
+        )
 
     def onOpen(self) -> None:
         """Become the transport's producer, join the channel, send the snapshot or replay."""
@@ -123,7 +124,7 @@ class ApiWebSocketProtocol(QueuedClient, WebSocketServerProtocol):  # type: igno
             # The HTTP channel that accepted the upgrade is still registered as the producer.
             transport.unregisterProducer()
             transport.registerProducer(self.queue, True)
-        start = factory.channel.join(self, self._last_id)
+        start = factory.channel.join(self, self._cursor)
         self.queue.prime(self._start_frames(start))
 
     def _start_frames(self, start: Start) -> Iterator[bytes]:

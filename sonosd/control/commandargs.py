@@ -63,7 +63,6 @@ _FALSE = frozenset({"0", "false", "off", "no"})
 _HMS = re.compile(r"^(\d{1,2}):([0-5]?\d):([0-5]\d)$", re.ASCII)
 REPEAT_MODES = ("none", "all", "one")
 MAX_ANNOUNCE_SECONDS = 600.0
-DEFAULT_ANNOUNCE_SECONDS = 30.0
 MAX_SLEEP_SECONDS = 86399
 
 
@@ -235,42 +234,370 @@ def _play_uri(args: Args) -> Params:
     }
 
 
+MODES = ("replace", "next", "end")
+MAX_TEXT = 1000
+CATEGORIES = (
+    "artists",
+    "album_artists",
+    "albums",
+    "genres",
+    "composers",
+    "tracks",
+    "playlists",
+    "shares",
+    "stations",
+    "shows",
+)
+SEARCHABLE = ("artists", "album_artists", "albums", "genres", "composers", "tracks")
+ALARM_PLAY_MODES = (
+    "NORMAL",
+    "REPEAT_ALL",
+    "REPEAT_ONE",
+    "SHUFFLE",
+    "SHUFFLE_NOREPEAT",
+    "SHUFFLE_REPEAT_ONE",
+)
+DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+RECURRENCES = ("DAILY", "WEEKDAYS", "WEEKENDS", "ONCE")
+_CLOCK = re.compile(r"^(\d{1,2}):([0-5]\d)(?::([0-5]\d))?$", re.ASCII)
+_RECURRENCE = re.compile(r"^ON_[0-6]{1,7}$", re.ASCII)
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value.strip().lower() not in choices:
+        raise bad_argument(name, f"expected one of {', '.join(choices)}, got {value!r}")
+    return value.strip().lower()
+
+
+def _bare(args: Args) -> Params:
+    """An action without arguments."""
+    _only(args, "action")
+    return {}
+
+
+def _actions(args: Args, default: str, table: Mapping[str, Callable[[Args], Params]]) -> Params:
+    """Run the parser of ``args["action"]`` (``default`` when left out)."""
+    action = args.get("action", default)
+    parser = table.get(action) if isinstance(action, str) else None
+    if parser is None:
+        raise bad_argument("action", f"expected {', '.join(table)}, got {action!r}")
+    return {"action": action, **parser(args)}
+
+
+def _paging(args: Args) -> Params:
+    return {
+        "start": to_int("start", args.get("start", 0), 0, 1_000_000),
+        "count": to_int("count", args.get("count", 100), 1, 1000),
+    }
+
+
+def _mode(args: Args, default: str = "replace") -> str:
+    return _choice("mode", args.get("mode", default), MODES)
+
+
+def _named(args: Args, what: str) -> Params:
+    """``name`` (a title, any case) or ``id`` (``SQ:3``): exactly one."""
+    if ("name" in args) == ("id" in args):
+        raise bad_argument("name", f"give exactly one of name and id (the {what})")
+    if "id" in args:
+        return {"id": to_str("id", args["id"]).strip(), "name": None}
+    return {"name": to_str("name", args["name"]).strip(), "id": None}
+
+
 def _play_favorite(args: Args) -> Params:
-    _only(args, "name")
+    _only(args, "name", "mode", "play")
     if "name" not in args:
         raise bad_argument("name", "missing (the favorite's title)")
-    return {"name": to_str("name", args["name"]).strip()}
+    return {
+        "name": to_str("name", args["name"]).strip(),
+        "mode": _mode(args),
+        "play": to_bool("play", args.get("play", True)),
+    }
+
+
+def _queue_list(args: Args) -> Params:
+    _only(args, "action", "start", "count")
+    return _paging(args)
+
+
+def _queue_add(args: Args) -> Params:
+    _only(args, "action", "uri", "title", "position", "as_next")
+    if "uri" not in args:
+        raise bad_argument("uri", "missing")
+    return {
+        "uri": to_str("uri", args["uri"]).strip(),
+        "title": to_str("title", args.get("title", ""), empty=True),
+        "position": to_int("position", args.get("position", 0), 0, 1_000_000),
+        "as_next": to_bool("as_next", args.get("as_next", False)),
+    }
+
+
+def _queue_remove(args: Args) -> Params:
+    _only(args, "action", "track", "count")
+    if "track" not in args:
+        raise bad_argument("track", "missing (1 is the first track)")
+    return {
+        "track": to_int("track", args["track"], 1, 1_000_000),
+        "count": to_int("count", args.get("count", 1), 1, 1_000_000),
+    }
+
+
+def _queue_move(args: Args) -> Params:
+    _only(args, "action", "track", "to", "count")
+    for name in ("track", "to"):
+        if name not in args:
+            raise bad_argument(name, "missing (1 is the first track)")
+    return {
+        "track": to_int("track", args["track"], 1, 1_000_000),
+        "to": to_int("to", args["to"], 1, 1_000_000),
+        "count": to_int("count", args.get("count", 1), 1, 1_000_000),
+    }
+
+
+def _queue_play(args: Args) -> Params:
+    _only(args, "action", "track")
+    if "track" not in args:
+        raise bad_argument("track", "missing (1 is the first track)")
+    return {"track": to_int("track", args["track"], 1, 1_000_000)}
 
 
 def _queue(args: Args) -> Params:
-    action = args.get("action", "list")
-    if action == "list":
-        _only(args, "action", "start", "count")
+    return _actions(
+        args,
+        "list",
+        {
+            "list": _queue_list,
+            "add": _queue_add,
+            "remove": _queue_remove,
+            "move": _queue_move,
+            "clear": _bare,
+            "play": _queue_play,
+        },
+    )
+
+
+def _favorites(args: Args) -> Params:
+    _only(args)
+    return {}
+
+
+def _playlist_target(args: Args, *extra: str) -> Params:
+    _only(args, "action", "name", "id", *extra)
+    return _named(args, "playlist's title or SQ: id")
+
+
+def _playlists(args: Args) -> Params:
+    def tracks(a: Args) -> Params:
+        return {**_playlist_target(a, "start", "count"), **_paging(a)}
+
+    def play(a: Args) -> Params:
+        return {**_playlist_target(a, "mode"), "mode": _mode(a)}
+
+    def add(a: Args) -> Params:
         return {
-            "action": "list",
-            "start": to_int("start", args.get("start", 0), 0, 1_000_000),
-            "count": to_int("count", args.get("count", 100), 1, 1000),
+            **_playlist_target(a, "mode"),
+            "mode": _choice("mode", a.get("mode", "end"), MODES[1:]),
         }
-    if action == "add":
-        _only(args, "action", "uri", "title", "position", "as_next")
-        if "uri" not in args:
-            raise bad_argument("uri", "missing")
+
+    def save(a: Args) -> Params:
+        _only(a, "action", "title", "replace")
+        if "title" not in a:
+            raise bad_argument("title", "missing (the new playlist's title)")
         return {
-            "action": "add",
-            "uri": to_str("uri", args["uri"]).strip(),
-            "title": to_str("title", args.get("title", ""), empty=True),
-            "position": to_int("position", args.get("position", 0), 0, 1_000_000),
-            "as_next": to_bool("as_next", args.get("as_next", False)),
+            "title": to_str("title", a["title"]).strip(),
+            "replace": to_bool("replace", a.get("replace", False)),
         }
-    if action == "clear":
-        _only(args, "action")
-        return {"action": "clear"}
-    if action == "play":
-        _only(args, "action", "track")
-        if "track" not in args:
-            raise bad_argument("track", "missing (1 is the first track)")
-        return {"action": "play", "track": to_int("track", args["track"], 1, 1_000_000)}
-    raise bad_argument("action", f"expected list, add, clear or play, got {action!r}")
+
+    return _actions(
+        args,
+        "list",
+        {
+            "list": _bare,
+            "tracks": tracks,
+            "play": play,
+            "add": add,
+            "save": save,
+            "delete": lambda a: _playlist_target(a),
+        },
+    )
+
+
+def _library(args: Args) -> Params:
+    def browse(a: Args) -> Params:
+        _only(a, "action", "category", "id", "start", "count")
+        if ("category" in a) == ("id" in a):
+            raise bad_argument("category", "give exactly one of category and id")
+        where: Params = {"category": None, "id": None}
+        if "category" in a:
+            where["category"] = _choice("category", a["category"], CATEGORIES)
+        else:
+            where["id"] = to_str("id", a["id"]).strip()
+        return {**where, **_paging(a)}
+
+    def search(a: Args) -> Params:
+        _only(a, "action", "category", "term", "start", "count")
+        if "term" not in a:
+            raise bad_argument("term", "missing (what to look for)")
+        term = to_str("term", a["term"]).strip()
+        if len(term) > 200:
+            raise bad_argument("term", "longer than 200 characters")
+        category = _choice("category", a.get("category", "tracks"), SEARCHABLE)
+        return {"category": category, "term": term, **_paging(a)}
+
+    def item(default: str, modes: tuple[str, ...]) -> Callable[[Args], Params]:
+        def parse(a: Args) -> Params:
+            _only(a, "action", "id", "mode")
+            if "id" not in a:
+                raise bad_argument("id", "missing (an item id from browse or search)")
+            return {
+                "id": to_str("id", a["id"]).strip(),
+                "mode": _choice("mode", a.get("mode", default), modes),
+            }
+
+        return parse
+
+    return _actions(
+        args,
+        "browse",
+        {
+            "browse": browse,
+            "search": search,
+            "play": item("replace", MODES),
+            "add": item("end", MODES[1:]),
+        },
+    )
+
+
+def _share_link(args: Args) -> Params:
+    _only(args, "url", "mode", "play")
+    if "url" not in args:
+        raise bad_argument("url", "missing (a Spotify, Apple Music, TIDAL or Deezer link)")
+    play = to_bool("play", args.get("play", True))
+    return {
+        "url": to_str("url", args["url"]).strip(),
+        "mode": _mode(args, "replace" if play else "end"),
+        "play": play,
+    }
+
+
+def to_clock(name: str, value: Any, seconds: bool = True) -> str:
+    """``HH:MM:SS`` from ``"7:30"``, ``"07:30:00"``."""
+    match = _CLOCK.match(value.strip()) if isinstance(value, str) else None
+    if match is None or int(match.group(1)) > (99 if not seconds else 23):
+        raise bad_argument(name, f"expected HH:MM or HH:MM:SS, got {value!r}")
+    hours, minutes, secs = match.group(1), match.group(2), match.group(3) or "00"
+    return f"{int(hours):02d}:{minutes}:{secs}"
+
+
+def _recurrence(args: Args) -> str | None:
+    if "recurrence" in args and "days" in args:
+        raise bad_argument("recurrence", "give recurrence or days, not both")
+    if "days" in args:
+        days = args["days"]
+        if not isinstance(days, list) or not days:
+            raise bad_argument("days", f"expected a list of day names ({', '.join(DAYS)})")
+        numbers = sorted({DAYS.index(_choice("days", day, DAYS)) for day in days})
+        return "ON_" + "".join(str(n) for n in numbers)
+    if "recurrence" not in args:
+        return None
+    value = args["recurrence"]
+    text = value.strip().upper() if isinstance(value, str) else ""
+    if text not in RECURRENCES and not _RECURRENCE.match(text):
+        raise bad_argument(
+            "recurrence",
+            f"expected DAILY, WEEKDAYS, WEEKENDS, ONCE or ON_<days 0-6>, got {value!r}",
+        )
+    return text
+
+
+_ALARM_FIELDS = (
+    "time",
+    "recurrence",
+    "days",
+    "duration",
+    "volume",
+    "enabled",
+    "play_mode",
+    "favorite",
+    "uri",
+    "meta",
+    "room",
+    "include_linked_zones",
+)
+
+
+def _alarm_fields(args: Args) -> Params:
+    """The alarm fields given (only those: an update keeps the others)."""
+    fields: Params = {}
+    if "time" in args:
+        fields["time"] = to_clock("time", args["time"])
+    recurrence = _recurrence(args)
+    if recurrence is not None:
+        fields["recurrence"] = recurrence
+    if "duration" in args:
+        duration = args["duration"]
+        fields["duration"] = "" if duration is None else to_clock("duration", duration, False)
+    if "volume" in args:
+        fields["volume"] = to_int("volume", args["volume"], 0, 100)
+    for flag in ("enabled", "include_linked_zones"):
+        if flag in args:
+            fields[flag] = to_bool(flag, args[flag])
+    if "play_mode" in args:
+        mode = args["play_mode"]
+        if not isinstance(mode, str) or mode.strip().upper() not in ALARM_PLAY_MODES:
+            raise bad_argument("play_mode", f"expected one of {', '.join(ALARM_PLAY_MODES)}")
+        fields["play_mode"] = mode.strip().upper()
+    if "favorite" in args and "uri" in args:
+        raise bad_argument("favorite", "give favorite or uri, not both")
+    if "favorite" in args:
+        fields["favorite"] = to_str("favorite", args["favorite"]).strip()
+    if "uri" in args:
+        fields["uri"] = to_str("uri", args["uri"]).strip()
+        fields["meta"] = to_str("meta", args.get("meta", ""), empty=True)
+    elif "meta" in args:
+        raise bad_argument("meta", "only with uri")
+    if "room" in args:
+        fields["room"] = to_str("room", args["room"]).strip()
+    return fields
+
+
+def _alarm_id(args: Args) -> int:
+    if "id" not in args:
+        raise bad_argument("id", "missing (the alarm's id, from alarms list)")
+    return to_int("id", args["id"], 0, 2**31 - 1)
+
+
+def _alarms(args: Args) -> Params:
+    def create(a: Args) -> Params:
+        _only(a, "action", *_ALARM_FIELDS)
+        if "time" not in a:
+            raise bad_argument("time", "missing (when it rings, HH:MM)")
+        return _alarm_fields(a)
+
+    def update(a: Args) -> Params:
+        _only(a, "action", "id", *_ALARM_FIELDS)
+        fields = _alarm_fields(a)
+        if not fields:
+            raise bad_argument("id", "nothing to change: give at least one field")
+        return {"id": _alarm_id(a), **fields}
+
+    def by_id(a: Args) -> Params:
+        _only(a, "action", "id")
+        return {"id": _alarm_id(a)}
+
+    return _actions(
+        args,
+        "list",
+        {
+            "list": _bare,
+            "create": create,
+            "update": update,
+            "enable": by_id,
+            "disable": by_id,
+            "delete": by_id,
+            "skip": by_id,
+        },
+    )
 
 
 def _sleep_timer(args: Args) -> Params:
@@ -305,20 +632,73 @@ def _restore(args: Args) -> Params:
     }
 
 
+TARGETS = ("group", "room", "all")
+
+
 def _announce(args: Args) -> Params:
-    _only(args, "uri", "volume", "timeout", "title", "meta")
-    if "uri" not in args:
-        raise bad_argument("uri", "missing")
+    _only(args, "uri", "text", "volume", "timeout", "title", "meta", "target")
+    if ("uri" in args) == ("text" in args):
+        raise bad_argument("uri", "give exactly one of uri and text")
+    return _announcement(args)
+
+
+def _say(args: Args) -> Params:
+    _only(args, "text", "volume", "timeout", "title", "target")
+    if "text" not in args:
+        raise bad_argument("text", "missing (what to say)")
+    return _announcement(args)
+
+
+def _announcement(args: Args) -> Params:
     volume = args.get("volume")
+    timeout = args.get("timeout")
+    text = None
+    if "text" in args:
+        text = " ".join(to_str("text", args["text"]).split())
+        if len(text) > MAX_TEXT:
+            raise bad_argument("text", f"longer than {MAX_TEXT} characters")
     return {
-        "uri": to_str("uri", args["uri"]).strip(),
+        "uri": to_str("uri", args["uri"]).strip() if "uri" in args else None,
+        "text": text,
         "volume": None if volume is None else to_int("volume", volume, 0, 100),
-        "timeout": to_seconds(
-            "timeout", args.get("timeout", DEFAULT_ANNOUNCE_SECONDS), MAX_ANNOUNCE_SECONDS
-        ),
+        "timeout": None
+        if timeout is None
+        else to_seconds("timeout", timeout, MAX_ANNOUNCE_SECONDS),
         "title": to_str("title", args.get("title", ""), empty=True),
         "meta": to_str("meta", args.get("meta", ""), empty=True),
+        "target": _choice("target", args.get("target", "group"), TARGETS),
     }
+
+
+def _line_in(args: Args) -> Params:
+    _only(args, "source", "play")
+    source = args.get("source")
+    return {
+        "source": None if source is None else to_str("source", source).strip(),
+        "play": to_bool("play", args.get("play", True)),
+    }
+
+
+def _tv(args: Args) -> Params:
+    _only(args, "play")
+    return {"play": to_bool("play", args.get("play", True))}
+
+
+def _levels(*levels: str, flags: tuple[str, ...] = ()) -> Callable[[Args], Params]:
+    """Settings of which at least one is given: levels -15..15 and booleans."""
+
+    def parse(args: Args) -> Params:
+        _only(args, *flags, *levels)
+        params: Params = {}
+        for name in flags:
+            if name in args:
+                params[name] = to_bool(name, args[name])
+        for name in levels:
+            if name in args:
+                params[name] = to_int(name, args[name], -15, 15)
+        return params
+
+    return parse
 
 
 #: Every command and its argument parser.
@@ -345,11 +725,22 @@ PARSERS: Mapping[str, Callable[[Args], Params]] = {
     "party": _none,
     "play_uri": _play_uri,
     "play_favorite": _play_favorite,
+    "favorites": _favorites,
+    "playlists": _playlists,
+    "library": _library,
+    "share_link": _share_link,
     "queue": _queue,
     "sleep_timer": _sleep_timer,
     "snapshot": _snapshot,
     "restore": _restore,
     "announce": _announce,
+    "say": _say,
+    "alarms": _alarms,
+    "line_in": _line_in,
+    "tv": _tv,
+    "speech_enhancement": _flag("speech_enhancement"),
+    "sub": _levels("gain", flags=("enabled",)),
+    "surround": _levels("tv_level", "music_level", flags=("enabled", "full_volume")),
 }
 
 COMMANDS = tuple(PARSERS)

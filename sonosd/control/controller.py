@@ -15,12 +15,10 @@ logged.
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
-import attrs
 import requests
 import soco
 from soco.core import PLAY_MODE_BY_MEANING, PLAY_MODES
@@ -28,11 +26,18 @@ from soco.exceptions import NotSupportedException, SoCoException, SoCoUPnPExcept
 from soco.snapshot import Snapshot
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from sonosd.blocking import CallTimeout
+from sonosd.config import AnnounceConfig
+from sonosd.control.alarms import AlarmCommands
+from sonosd.control.announce import AnnounceCommands
 from sonosd.control.commandargs import ControlError, Params, bad_argument, parse_command
+from sonosd.control.context import GroupSnapshot, Handler
+from sonosd.control.inputs import InputCommands
+from sonosd.control.library import LibraryCommands
+from sonosd.control.queue import QueueCommands
+from sonosd.gena.media import MediaStore
 from sonosd.household.state import HouseholdState, SpeakerRef
 from sonosd.household.topology import Topology, TopologyError, parse_zone_group_state
 
@@ -62,22 +67,6 @@ class Runner(Protocol):
         timeout: float | None = None,
     ) -> Deferred[T]:
         """Run ``fn(*args)`` in the pool."""
-
-
-@attrs.frozen
-class GroupSnapshot:
-    """A group saved by ``snapshot``: its coordinator, its visible members, and SoCo's
-    ``Snapshot`` of each (volume, mute, tone; the coordinator's source, position and state)."""
-
-    name: str
-    coordinator: str
-    members: tuple[str, ...]
-    speakers: Mapping[str, Any]
-    refs: Mapping[str, SpeakerRef]
-
-    def to_json(self) -> dict[str, Any]:
-        """``{"name", "coordinator", "members"}``."""
-        return {"name": self.name, "coordinator": self.coordinator, "members": list(self.members)}
 
 
 # -- blocking calls (run in the pool) --------------------------------------------------------
@@ -185,54 +174,6 @@ def _play_uri(device: Any, uri: str, meta: str, title: str, start: bool) -> None
     device.play_uri(uri, meta=meta, title=title, start=start)
 
 
-def _play_favorite(device: Any, name: str) -> dict[str, Any]:
-    favorites = list(device.music_library.get_sonos_favorites(complete_result=True))
-    wanted = name.casefold()
-    for favorite in favorites:
-        if str(favorite.title).casefold() == wanted:
-            uri = favorite.get_uri()
-            meta = getattr(favorite, "resource_meta_data", "") or ""
-            device.play_uri(uri, meta=meta, title=favorite.title)
-            return {"favorite": favorite.title, "uri": uri}
-    known = ", ".join(str(favorite.title) for favorite in favorites) or "none"
-    raise ControlError("unknown_favorite", 404, f"no favorite named {name!r}; known: {known}")
-
-
-def _queue(device: Any, params: Params) -> dict[str, Any]:
-    action = params["action"]
-    if action == "list":
-        queue = device.get_queue(start=params["start"], max_items=params["count"])
-        items = [
-            _queue_item(params["start"] + offset + 1, item) for offset, item in enumerate(queue)
-        ]
-        return {"start": params["start"], "total": int(queue.total_matches), "items": items}
-    if action == "add":
-        position = device.add_uri_to_queue(
-            params["uri"],
-            position=params["position"],
-            as_next=params["as_next"],
-            title=params["title"],
-        )
-        return {"position": int(position)}
-    if action == "clear":
-        device.clear_queue()
-        return {"cleared": True}
-    device.play_from_queue(params["track"] - 1)
-    return {"track": params["track"]}
-
-
-def _queue_item(position: int, item: Any) -> dict[str, Any]:
-    resources = getattr(item, "resources", None) or []
-    return {
-        "position": position,
-        "title": getattr(item, "title", None),
-        "artist": getattr(item, "creator", None),
-        "album": getattr(item, "album", None),
-        "uri": resources[0].uri if resources else None,
-        "album_art": getattr(item, "album_art_uri", None) or None,
-    }
-
-
 def _sleep_timer(device: Any, action: str, seconds: int | None) -> dict[str, Any]:
     if action == "set":
         device.set_sleep_timer(seconds)
@@ -253,12 +194,6 @@ def _restore_snapshot(device: Any, snapshot: Snapshot, fade: bool) -> None:
 
 def _invoke(device: Any, method: str) -> None:
     getattr(device, method)()
-
-
-def _transport_brief(device: Any) -> tuple[str, str]:
-    state = device.get_current_transport_info()["current_transport_state"]
-    uri = device.avTransport.GetMediaInfo([("InstanceID", 0)])["CurrentURI"]
-    return str(state), str(uri)
 
 
 # -- the controller --------------------------------------------------------------------------
@@ -314,6 +249,17 @@ class Controller:
     @param max_pending: SoCo calls of commands that may wait or run at once for one speaker;
         beyond, a command fails at once with 503 ``busy`` instead of queueing (a client
         flooding commands cannot grow the queue, nor delay the daemon's own calls for long).
+    @param unreachable: Told ``(uid, reason)`` when a call to a speaker times out or cannot
+        connect (the household supervisor then checks its availability at once), or ``None``.
+    @param transport_commanded: Told the coordinator's uid after a transport command (play,
+        pause, seek...) succeeded (the track position is read again), or ``None``.
+    @param announce: The ``announce`` configuration (text to speech, defaults).
+    @param media: Where the clips of spoken announcements are served (``None``: none).
+    @param media_url: The URL of a served clip as a speaker's host reaches it.
+
+    The commands of each area live in their own module (``control.queue``,
+    ``control.library``, ``control.alarms``, ``control.announce``, ``control.inputs``), built
+    with this controller as their ``ControlContext``.
     """
 
     def __init__(
@@ -327,7 +273,14 @@ class Controller:
         confirm_timeout: float = 5.0,
         poll_interval: float = 0.5,
         max_pending: int = MAX_PENDING,
+        unreachable: Callable[[str, str], None] | None = None,
+        transport_commanded: Callable[[str], None] | None = None,
+        announce: AnnounceConfig | None = None,
+        media: MediaStore | None = None,
+        media_url: Callable[[str, str], str] | None = None,
     ) -> None:
+        self.unreachable = unreachable
+        self.transport_commanded = transport_commanded
         self._runner = runner
         self._max_pending = max(1, max_pending)
         self._pending: dict[str, int] = {}
@@ -338,12 +291,53 @@ class Controller:
         self.confirm_timeout = confirm_timeout
         self.poll_interval = poll_interval
         self.snapshots: dict[str, GroupSnapshot] = {}
-        self._announcements = itertools.count(1)
         self.executed = 0
         self.failed = 0
         #: Called with ``(command, result, seconds)`` when a command ends (``result``: ``ok``
         #: or the error code), for the command latency metric.
         self.on_done: Callable[[str, str, float], None] | None = None
+        self.alarms = AlarmCommands(self)
+        self.announcements = AnnounceCommands(
+            self,
+            self,
+            announce or AnnounceConfig(),
+            media=media,
+            media_url=media_url,
+            poll_interval=poll_interval,
+        )
+        self._handlers: dict[str, Handler] = {}
+        for area in (
+            QueueCommands(self),
+            LibraryCommands(self),
+            self.alarms,
+            self.announcements,
+            InputCommands(self),
+        ):
+            for command in area.COMMANDS:
+                self._handlers[command] = getattr(area, f"do_{command}")
+
+    @property
+    def reactor(self) -> IReactorTime:
+        """Schedules waits and timers."""
+        return self._reactor
+
+    @property
+    def state(self) -> HouseholdState:
+        """The household as the daemon knows it."""
+        return self._state
+
+    @property
+    def soco_factory(self) -> Callable[..., Any]:
+        """Builds the SoCo object of an address."""
+        return self._soco_factory
+
+    def reconfigure_announce(self, config: AnnounceConfig) -> None:
+        """Use a new ``announce`` configuration from the next announcement on (reload)."""
+        self.announcements.reconfigure(config)
+
+    def stop(self) -> None:
+        """Cancel the timers the commands left (alarm re-enables after a skip)."""
+        self.alarms.stop()
 
     # -- entry point -------------------------------------------------------------------------
 
@@ -364,8 +358,8 @@ class Controller:
         ref: SpeakerRef | None = None
         try:
             name, params = parse_command(command, args)
-            ref = self._speaker(speaker_id)
-            handler: Callable[[SpeakerRef, Params], Any] = getattr(self, f"_do_{name}")
+            ref = self.speaker(speaker_id)
+            handler: Handler = self._handlers.get(name) or getattr(self, f"_do_{name}")
             result: dict[str, Any] = await handler(ref, params)
         except Exception as error:
             self.failed += 1
@@ -423,7 +417,7 @@ class Controller:
 
     # -- speakers ----------------------------------------------------------------------------
 
-    def _speaker(self, speaker_id: str, argument: str | None = None) -> SpeakerRef:
+    def speaker(self, speaker_id: str, argument: str | None = None) -> SpeakerRef:
         ref = self._state.find(speaker_id) if speaker_id else None
         if ref is None:
             about = f" ({argument})" if argument else ""
@@ -433,9 +427,16 @@ class Controller:
 
     def _check_online(self, ref: SpeakerRef) -> None:
         availability = self._state.availability(ref.uid)
-        if availability.online is False:
-            reason = f": {availability.reason}" if availability.reason else ""
-            raise ControlError("offline", 503, f"{ref.name or ref.uid} is offline{reason}")
+        if availability.online is not False:
+            return
+        who = ref.name or ref.uid
+        reason = availability.reason
+        if availability.status == "asleep":
+            raise ControlError("asleep", 503, f"{who} is asleep ({reason or 'sleeping'})")
+        if availability.status == "upnp_disabled":
+            raise ControlError("upnp_disabled", 503, f"{who} cannot be controlled: {reason}")
+        because = f": {reason}" if reason else ""
+        raise ControlError("offline", 503, f"{who} is offline{because}")
 
     def _ref(self, uid: str, topology: Topology | None = None) -> SpeakerRef:
         ref = self._state.by_uid(uid)
@@ -446,7 +447,7 @@ class Controller:
             raise ControlError("unknown_speaker", 404, f"no speaker {uid!r}")
         return SpeakerRef(uid=uid, name=member.name, host=member.host, port=member.port or 1400)
 
-    def _coordinator(self, ref: SpeakerRef) -> SpeakerRef:
+    def coordinator(self, ref: SpeakerRef) -> SpeakerRef:
         """The coordinator of ``ref``'s group (``ref`` itself before any topology is known)."""
         topology = self._state.topology
         uid = topology.coordinator_of(ref.uid) if topology is not None else None
@@ -461,7 +462,7 @@ class Controller:
             return self._soco_factory(ref.host)
         return self._soco_factory(ref.host, ref.port)
 
-    async def _call(
+    async def call(
         self, ref: SpeakerRef, fn: Callable[..., T], *args: Any, slow: bool = False
     ) -> T:
         timeout = self.timeout * 3 if slow else self.timeout
@@ -479,7 +480,10 @@ class Controller:
             )
         except Exception as error:
             # Name the speaker the call went to (the coordinator, for transport commands).
-            raise self._translate(error, ref) from error
+            translated = self._translate(error, ref)
+            if translated.code in ("timeout", "offline") and self.unreachable is not None:
+                self.unreachable(ref.uid, translated.message)
+            raise translated from error
         finally:
             left = self._pending[ref.uid] - 1
             if left:
@@ -488,15 +492,15 @@ class Controller:
                 del self._pending[ref.uid]
         return result
 
-    async def _topology(self, ref: SpeakerRef) -> Topology:
-        """The household topology: the state's, else read from ``ref``."""
-        topology = self._state.topology
+    async def topology(self, ref: SpeakerRef) -> Topology:
+        """The topology of ``ref``'s household: the state's, else read from ``ref``."""
+        topology = self._state.topology_for(ref.uid)
         if topology is not None:
             return topology
         return await self._read_topology(ref)
 
     async def _read_topology(self, ref: SpeakerRef) -> Topology:
-        return parse_zone_group_state(await self._call(ref, _zone_group_state))
+        return parse_zone_group_state(await self.call(ref, _zone_group_state))
 
     async def _confirm(self, ref: SpeakerRef, check: Callable[[Topology], bool]) -> dict[str, Any]:
         """Wait for the topology to satisfy ``check``; answer ``ref``'s group.
@@ -511,7 +515,15 @@ class Controller:
             topology = await self._await_topology(check, self.confirm_timeout)
         if topology is None:
             source = "read"
-            topology = await self._read_topology(ref)
+            try:
+                topology = await self._read_topology(ref)
+            except ControlError as error:
+                # A large household answers GetZoneGroupState with UPnP 501: its topology is
+                # only known from events, so the last one known is the answer.
+                topology = self._state.topology_for(ref.uid)
+                if error.upnp_error != 501 or topology is None:
+                    raise
+                source = "state"
         group = topology.group_of(ref.uid)
         return {
             "group": None if group is None else group.to_json(),
@@ -557,13 +569,18 @@ class Controller:
     def _run(
         self, ref: SpeakerRef, fn: Callable[..., Any], *args: Any, slow: bool = False
     ) -> Deferred[Any]:
-        return Deferred.fromCoroutine(self._call(ref, fn, *args, slow=slow))
+        return Deferred.fromCoroutine(self.call(ref, fn, *args, slow=slow))
 
     # -- transport (on the coordinator) -------------------------------------------------------
 
+    def _moved(self, coordinator: SpeakerRef) -> None:
+        if self.transport_commanded is not None:
+            self.transport_commanded(coordinator.uid)
+
     async def _transport(self, ref: SpeakerRef, method: str) -> dict[str, Any]:
-        coordinator = self._coordinator(ref)
-        await self._call(coordinator, _invoke, method)
+        coordinator = self.coordinator(ref)
+        await self.call(coordinator, _invoke, method)
+        self._moved(coordinator)
         return {"coordinator": coordinator.uid}
 
     async def _do_play(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
@@ -582,18 +599,20 @@ class Controller:
         return await self._transport(ref, "previous")
 
     async def _do_toggle(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
-        coordinator = self._coordinator(ref)
-        action = await self._call(coordinator, _toggle)
+        coordinator = self.coordinator(ref)
+        action = await self.call(coordinator, _toggle)
+        self._moved(coordinator)
         return {"coordinator": coordinator.uid, "action": action}
 
     async def _do_seek(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
-        coordinator = self._coordinator(ref)
-        await self._call(coordinator, _seek, params.get("position"), params.get("track"))
+        coordinator = self.coordinator(ref)
+        await self.call(coordinator, _seek, params.get("position"), params.get("track"))
+        self._moved(coordinator)
         return {"coordinator": coordinator.uid, **params}
 
     async def _do_play_mode(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
-        coordinator = self._coordinator(ref)
-        return await self._call(
+        coordinator = self.coordinator(ref)
+        return await self.call(
             coordinator,
             _play_mode,
             params.get("shuffle"),
@@ -602,40 +621,28 @@ class Controller:
         )
 
     async def _do_play_uri(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
-        coordinator = self._coordinator(ref)
-        await self._call(
+        coordinator = self.coordinator(ref)
+        await self.call(
             coordinator, _play_uri, params["uri"], params["meta"], params["title"], params["start"]
         )
         return {"coordinator": coordinator.uid, "uri": params["uri"]}
 
-    async def _do_play_favorite(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
-        coordinator = self._coordinator(ref)
-        result = await self._call(coordinator, _play_favorite, params["name"])
-        return {"coordinator": coordinator.uid, **result}
-
-    async def _do_queue(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
-        coordinator = self._coordinator(ref)
-        result = await self._call(coordinator, _queue, params)
-        return {"coordinator": coordinator.uid, **result}
-
     async def _do_sleep_timer(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
-        coordinator = self._coordinator(ref)
-        result = await self._call(
-            coordinator, _sleep_timer, params["action"], params.get("seconds")
-        )
+        coordinator = self.coordinator(ref)
+        result = await self.call(coordinator, _sleep_timer, params["action"], params.get("seconds"))
         return {"coordinator": coordinator.uid, **result}
 
     # -- rendering (on the speaker itself) -----------------------------------------------------
 
     async def _do_volume(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
-        volume = await self._call(ref, _volume, params.get("volume"), params.get("delta"))
+        volume = await self.call(ref, _volume, params.get("volume"), params.get("delta"))
         return {"volume": volume}
 
     async def _do_mute(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
-        return {"mute": await self._call(ref, _mute, params["mute"])}
+        return {"mute": await self.call(ref, _mute, params["mute"])}
 
     async def _setting(self, ref: SpeakerRef, attribute: str, value: Any) -> dict[str, Any]:
-        await self._call(ref, _set, attribute, value)
+        await self.call(ref, _set, attribute, value)
         return {attribute: value}
 
     async def _do_bass(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
@@ -654,38 +661,44 @@ class Controller:
         return await self._setting(ref, "dialog_mode", params["dialog_mode"])
 
     async def _do_group_volume(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
-        coordinator = self._coordinator(ref)
-        volume = await self._call(
+        coordinator = self.coordinator(ref)
+        volume = await self.call(
             coordinator, _group_volume, params.get("volume"), params.get("delta")
         )
         return {"coordinator": coordinator.uid, "group_volume": volume}
 
     async def _do_group_mute(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
-        coordinator = self._coordinator(ref)
-        mute = await self._call(coordinator, _group_mute, params["mute"])
+        coordinator = self.coordinator(ref)
+        mute = await self.call(coordinator, _group_mute, params["mute"])
         return {"coordinator": coordinator.uid, "group_mute": mute}
 
     # -- grouping ----------------------------------------------------------------------------
 
     async def _do_join(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
-        target = self._speaker(params["coordinator"], "coordinator")
-        coordinator = self._coordinator(target)
+        target = self.speaker(params["coordinator"], "coordinator")
+        coordinator = self.coordinator(target)
         if coordinator.uid == ref.uid or target.uid == ref.uid:
             raise bad_argument("coordinator", f"{ref.name} cannot join its own group")
+        if None not in (ref.household, target.household) and ref.household != target.household:
+            raise bad_argument(
+                "coordinator",
+                f"{target.name} is in household {target.household}, {ref.name} in "
+                f"{ref.household}: speakers of different households cannot be grouped",
+            )
         topology = self._state.topology
         if topology is None or topology.coordinator_of(ref.uid) != coordinator.uid:
-            await self._call(ref, _join, coordinator.uid)
+            await self.call(ref, _join, coordinator.uid)
         return await self._confirm(ref, _follows([ref.uid], coordinator.uid))
 
     async def _do_leave(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
         topology = self._state.topology
         if topology is None or not _standalone(ref.uid)(topology):
-            await self._call(ref, _leave)
+            await self.call(ref, _leave)
         return await self._confirm(ref, _standalone(ref.uid))
 
     async def _do_party(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
-        coordinator = self._coordinator(ref)
-        topology = await self._topology(ref)
+        coordinator = self.coordinator(ref)
+        topology = await self.topology(ref)
         joining = [
             member.uid
             for group in topology.groups
@@ -704,7 +717,7 @@ class Controller:
     # -- snapshots and announcements -----------------------------------------------------------
 
     async def _take(self, name: str, ref: SpeakerRef) -> GroupSnapshot:
-        topology = await self._topology(ref)
+        topology = await self.topology(ref)
         group = topology.group_of(ref.uid)
         if group is None:
             members: tuple[str, ...] = (ref.uid,)
@@ -728,18 +741,34 @@ class Controller:
         self.snapshots[name] = snapshot
         return snapshot
 
+    async def take_snapshot(self, name: str, ref: SpeakerRef) -> GroupSnapshot:
+        """Save ``ref``'s group as ``name`` (see ``snapshot``)."""
+        return await self._take(name, ref)
+
+    async def restore_snapshot(self, saved: GroupSnapshot, fade: bool) -> dict[str, Any]:
+        """Regroup as ``saved`` and restore every member (see ``restore``)."""
+        return await self._restore(saved, fade)
+
+    def forget_snapshot(self, name: str) -> None:
+        """Drop the snapshot ``name``."""
+        self.snapshots.pop(name, None)
+
+    async def leave(self, ref: SpeakerRef) -> dict[str, Any]:
+        """``ref`` becomes a group of its own; answers once the topology shows it."""
+        return await self._do_leave(ref, {})
+
     async def _do_snapshot(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
         return (await self._take(params["name"], ref)).to_json()
 
     async def _restore(self, saved: GroupSnapshot, fade: bool) -> dict[str, Any]:
         coordinator = saved.refs[saved.coordinator]
-        topology = await self._topology(coordinator)
+        topology = await self.topology(coordinator)
         others = [uid for uid in saved.members if uid != saved.coordinator]
         moves: list[Deferred[Any]] = []
         leavers: list[str] = []
         left = topology.coordinator_of(saved.coordinator) != saved.coordinator
         if left:
-            await self._call(coordinator, _leave)
+            await self.call(coordinator, _leave)
         current = topology.group_of(saved.coordinator)
         if current is not None and current.coordinator == saved.coordinator:
             for member in current.members:
@@ -772,43 +801,3 @@ class Controller:
                 "unknown_snapshot", 404, f"no snapshot named {params['name']!r}; known: {known}"
             )
         return await self._restore(saved, params["fade"])
-
-    async def _do_announce(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
-        coordinator = self._coordinator(ref)
-        name = f"announce:{next(self._announcements)}"
-        saved = await self._take(name, ref)
-        started = self._reactor.seconds()
-        try:
-            if params["volume"] is not None:
-                await self._all(
-                    self._run(saved.refs[uid], _volume, params["volume"], None)
-                    for uid in saved.members
-                )
-            await self._call(
-                coordinator, _play_uri, params["uri"], params["meta"], params["title"], True
-            )
-            ended = await self._wait_for_end(coordinator, params["uri"], params["timeout"])
-        finally:
-            try:
-                await self._restore(saved, fade=False)
-            finally:
-                self.snapshots.pop(name, None)
-        return {
-            "coordinator": coordinator.uid,
-            "uri": params["uri"],
-            "ended": ended,
-            "seconds": round(self._reactor.seconds() - started, 2),
-        }
-
-    async def _wait_for_end(self, coordinator: SpeakerRef, uri: str, seconds: float) -> str:
-        """Poll the transport until the clip stops or is replaced: ``finished``, or
-        ``timeout`` after ``seconds``."""
-        deadline = self._reactor.seconds() + seconds
-        while True:
-            remaining = deadline - self._reactor.seconds()
-            if remaining <= 0:
-                return "timeout"
-            await deferLater(self._reactor, min(self.poll_interval, remaining), lambda: None)
-            state, current = await self._call(coordinator, _transport_brief)
-            if state not in _PLAYING or current != uri:
-                return "finished"

@@ -31,7 +31,7 @@ from zope.interface import implementer
 from sonosd.delivery.clientjson import JsonRefused, decode_object
 from sonosd.delivery.filters import Filter, FilterError
 from sonosd.delivery.flow import ClientQueue
-from sonosd.delivery.hub import Hub, ISink, Message, encode
+from sonosd.delivery.hub import Cursor, Hub, ISink, Message, encode
 from sonosd.delivery.metrics import ApiMetrics
 
 log = Logger()
@@ -124,23 +124,7 @@ class Start:
 
 #: Query parameters of the streaming channels (SSE, WebSocket) that are not filter keys; any
 #: other unknown parameter is refused (``bad_filter``) on both, as in a filter operation.
-QUERY_PARAMETERS = ("last_id", "access_token")
-
-
-def parse_last_id(value: bytes | str | None) -> int | None:
-    """A client's ``last_id``/``Last-Event-ID`` as an int; ``None`` when absent or garbage.
-
-    Garbage is treated as absent (a fresh snapshot), never as an error: the client then still
-    gets a complete state.
-    """
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        value = value.decode("ascii", "replace")
-    value = value.strip()
-    if not value.isdigit() or len(value) > 18:
-        return None
-    return int(value)
+QUERY_PARAMETERS = ("last_id", "run", "access_token")
 
 
 def reset_body(reason: str) -> dict[str, Any]:
@@ -193,24 +177,29 @@ class Channel(Generic[F]):
             self.leave(client)
             client.shutdown()
 
-    def join(self, client: Client, last_id: int | None) -> Start:
+    def join(self, client: Client, cursor: Cursor | None) -> Start:
         """Make ``client`` a recipient and say what it must be sent first.
 
-        @param last_id: The id the client last saw (resume), or ``None`` (fresh snapshot).
+        @param cursor: Where the client resumes (the run and id it last saw), or ``None``
+            (a fresh snapshot).
         """
         client.filter = self.intern(client.filter)
+        self.clients.append(client)
+        return self.opening(client, cursor)
+
+    def opening(self, client: Client, cursor: Cursor | None) -> Start:
+        """What a recipient must be sent before live messages to resume at ``cursor``: the
+        missed messages, or a reset and a snapshot (also used by a stream client that asks to
+        resume after it joined)."""
         reset: str | None = None
-        if last_id is not None:
-            replay = self.hub.since(last_id)
-            if replay is not None:
-                self.clients.append(client)
+        if cursor is not None:
+            replay = self.hub.resume(cursor)
+            if not isinstance(replay, str):
                 return Start(None, None, [m for m in replay if client.filter.matches(m)])
-            reset = f"last_id {last_id} is not in the replay buffer (last id is {self.hub.last_id})"
+            reset = replay
             if self._metrics is not None:
                 self._metrics.resets.labels(self.name).inc()
-        snapshot = self.hub.snapshot()
-        self.clients.append(client)
-        return Start(snapshot, reset, [])
+        return Start(self.hub.snapshot(), reset, [])
 
     def intern(self, filter: Filter) -> Filter:
         """The channel's one object equal to ``filter``, so that it is evaluated once per message.

@@ -147,6 +147,14 @@ class ClientQueue(Generic[T]):
         self._backlog = iter(frames)
         self.resumeProducing()
 
+    def replace(self, frames: Iterable[T]) -> None:
+        """Drop every frame still waiting and send ``frames`` next, pulled lazily like
+        ``prime``'s (a stream client that resumes: what waited is covered by its replay)."""
+        if self.closed:
+            return
+        self._pending.clear()
+        self.prime(frames)
+
     def offer(self, frame: T) -> None:
         """Write ``frame`` now, or queue it while the transport is paused."""
         if self.closed:

@@ -10,6 +10,7 @@ id it last saw without loss or duplicates.
 from __future__ import annotations
 
 import math
+import secrets
 import zlib
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -89,6 +90,57 @@ def _inflated(message: Message) -> Message:
     return _slim(message, zlib.decompress(message.raw))
 
 
+def new_run() -> str:
+    """A fresh run identifier: 12 random hex digits, different for every start of the daemon.
+
+    Message ids start again from 1 at each start; the run tells a resuming client whether its
+    ``last_id`` belongs to this run (a replay) or to an earlier one (a ``reset`` and a
+    snapshot). Hex digits only, so that it can be written ``<run>:<id>`` (an SSE ``id:``).
+    """
+    return secrets.token_hex(6)
+
+
+@attrs.frozen
+class Cursor:
+    """Where a client resumes: the ``id`` it last saw and the ``run`` that id belongs to
+    (``None``: the client did not say, so the id cannot be trusted)."""
+
+    run: str | None
+    id: int
+
+    def __str__(self) -> str:
+        return f"{self.run}:{self.id}" if self.run is not None else str(self.id)
+
+
+#: The longest run identifier a client may send back (ours are 12 characters).
+MAX_RUN = 64
+
+
+def parse_cursor(last_id: bytes | str | None, run: bytes | str | None = None) -> Cursor | None:
+    """A client's resume point from ``last_id`` (``N`` or ``<run>:N``, as SSE ``id:`` lines
+    carry it) and an optional separate ``run``; ``None`` when absent or garbage.
+
+    Garbage is treated as absent (a fresh snapshot), never as an error: the client then still
+    gets a complete state. A run embedded in ``last_id`` wins over ``run``.
+    """
+    text = _text(last_id)
+    if text is None:
+        return None
+    embedded, colon, number = text.rpartition(":")
+    if not number.isdigit() or len(number) > 18:
+        return None
+    given = embedded if colon else _text(run)
+    return Cursor(given[:MAX_RUN] if given else None, int(number))
+
+
+def _text(value: bytes | str | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return value.strip()
+
+
 class ISink(Interface):
     """Something that receives every message the hub publishes."""
 
@@ -135,12 +187,19 @@ class Hub:
     @param clock: Provides the time stamped on each message.
     @param replay: How many recent messages are kept for resuming clients.
     @param replay_bytes: The most JSON bytes the ring keeps (the oldest go first).
+    @param run: This run's identifier (default: a fresh ``new_run()``), stamped next to
+        ``id`` on every message and on the snapshot.
     """
 
     def __init__(
-        self, clock: IReactorTime, replay: int = 10_000, replay_bytes: int = REPLAY_BYTES
+        self,
+        clock: IReactorTime,
+        replay: int = 10_000,
+        replay_bytes: int = REPLAY_BYTES,
+        run: str | None = None,
     ) -> None:
         self._clock = clock
+        self.run = run if run is not None else new_run()
         self._ring: deque[Message] = deque(maxlen=max(1, replay))
         self._ring_bytes = 0
         self._replay_bytes = replay_bytes
@@ -181,6 +240,7 @@ class Hub:
         """
         body = dict(self._snapshot_provider())
         body["type"] = "snapshot"
+        body["run"] = self.run
         body["last_id"] = self._last_id
         body["time"] = _isotime(self._clock.seconds())
         return body
@@ -205,6 +265,7 @@ class Hub:
         self._last_id += 1
         body: dict[str, Any] = {
             "id": self._last_id,
+            "run": self.run,
             "time": _isotime(self._clock.seconds()),
             "type": type,
         }
@@ -246,6 +307,24 @@ class Hub:
         self._ring_bytes += len(entry.raw)
         while self._ring_bytes > self._replay_bytes and len(ring) > 1:
             self._ring_bytes -= len(ring.popleft().raw)
+
+    def resume(self, cursor: Cursor) -> list[Message] | str:
+        """The messages after ``cursor``, or why the client must start again from a snapshot
+        (a ``reset`` reason): another run's id, an id without a run, or one gone from the ring."""
+        if cursor.run is None:
+            return (
+                f"last_id {cursor.id} came without the run it belongs to (this run is "
+                f"{self.run}): resume with {self.run}:<id>"
+            )
+        if cursor.run != self.run:
+            return (
+                f"last_id {cursor} is from another run of the daemon (this run is {self.run}, "
+                "which started again from id 1)"
+            )
+        replay = self.since(cursor.id)
+        if replay is None:
+            return f"last_id {cursor.id} is not in the replay buffer (last id is {self._last_id})"
+        return replay
 
     def since(self, last_id: int) -> list[Message] | None:
         """Messages published after ``last_id``, or ``None`` when the ring no longer has them.

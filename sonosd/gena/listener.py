@@ -27,7 +27,7 @@ from __future__ import annotations
 import errno
 import re
 import socket
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -43,6 +43,7 @@ from zope.interface import Attribute, Interface, implementer
 from sonosd.gena.notifyproto import (
     MAX_PER_HOST,
     REQUEST_TIMEOUT,
+    MediaLookup,
     NotifyRequest,
     NotifyServerFactory,
 )
@@ -65,6 +66,14 @@ SEQ_MAX: Final = 4_294_967_295
 """The largest SEQ a NOTIFY may carry (a UPnP ``ui4``)."""
 
 _SEQ_RE: Final = re.compile(r"[0-9]{1,10}\Z")
+
+
+#: Seconds an ended SID is remembered at most (a speaker stops sending to it when it expires:
+#: the granted timeout, 1800 s by default, or at the first 412).
+ENDED_MEMORY = 3600.0
+
+#: Ended SIDs remembered at most (the oldest are forgotten first).
+MAX_ENDED = 10_000
 
 
 class MalformedNotify(ValueError):
@@ -204,7 +213,9 @@ class NotifyDispatcher:
     @ivar rejected: Refused requests by reason: ``malformed`` and ``unparsable`` (400);
         ``dtd``, ``encoding``, ``over_budget`` and ``value_too_large`` (400: bodies that could
         cost more than their size, ``sonosd.gena.xmlguard``); ``source`` (403); ``method``
-        (405); ``unknown_sid`` (412); ``too_large`` (413); ``bad_request`` (broken HTTP: 400,
+        (405); ``unknown_sid`` (412); ``ended_sid`` (412: a subscription that ended recently,
+        which the speaker keeps notifying until it hears 412 or the SID expires: counted,
+        logged at debug level only); ``too_large`` (413); ``bad_request`` (broken HTTP: 400,
         431, 501); ``too_slow`` (connections closed at the request deadline) and
         ``too_many_connections`` (closed at once: too many from one host).
     @ivar held: NOTIFYs that had to wait for their SUBSCRIBE response.
@@ -225,6 +236,8 @@ class NotifyDispatcher:
         self._max_held = max_held
         self.peer_log = PeerLog(log, clock, log_interval)
         self._subscriptions: dict[str, INotifySubscription] = {}
+        # SIDs of subscriptions that ended, with when to forget them (oldest first).
+        self._ended: OrderedDict[str, float] = OrderedDict()
         self._in_flight: Counter[str] = Counter()
         self._held: dict[str, list[_Held]] = {}
         self._held_count = 0
@@ -237,6 +250,8 @@ class NotifyDispatcher:
     def register(self, subscription: INotifySubscription) -> None:
         """Route ``subscription.sid`` to ``subscription``; deliver NOTIFYs held for it."""
         self._subscriptions[subscription.sid] = subscription
+        # A rebooted speaker may hand out an old SID again.
+        self._ended.pop(subscription.sid, None)
         waiting = self._held.pop(subscription.sid, [])
         for entry in sorted(waiting, key=lambda held: held.notify.seq):
             self._unhold(entry)
@@ -246,9 +261,22 @@ class NotifyDispatcher:
                 entry.request.answer(self._deliver(subscription, entry.notify, entry.body))
 
     def unregister(self, subscription: INotifySubscription) -> None:
-        """Forget ``subscription`` if it is the one registered under its SID."""
-        if self._subscriptions.get(subscription.sid) is subscription:
-            del self._subscriptions[subscription.sid]
+        """Forget ``subscription`` if it is the one registered under its SID, remembering
+        the SID as ended (until it expires at the speaker, at most ``ENDED_MEMORY`` seconds;
+        the ``MAX_ENDED`` most recent) so that its NOTIFYs are refused quietly."""
+        if self._subscriptions.get(subscription.sid) is not subscription:
+            return
+        del self._subscriptions[subscription.sid]
+        left = getattr(subscription, "time_left", None)
+        memory = ENDED_MEMORY
+        if isinstance(left, int | float) and 0 < left < ENDED_MEMORY:
+            memory = float(left)
+        ended = self._ended
+        ended.pop(subscription.sid, None)
+        ended[subscription.sid] = self._clock.seconds() + memory
+        now = self._clock.seconds()
+        while ended and (len(ended) > MAX_ENDED or next(iter(ended.values())) <= now):
+            ended.popitem(last=False)
 
     def subscribing(self, speaker_host: str) -> None:
         """Note a SUBSCRIBE in flight to ``speaker_host``."""
@@ -347,6 +375,11 @@ class NotifyDispatcher:
         return 200
 
     def _refuse_unknown(self, host: str | None, notify: NotifyHeaders) -> int:
+        until = self._ended.get(notify.sid)
+        if until is not None and until > self._clock.seconds():
+            self.rejected["ended_sid"] += 1
+            log.debug("NOTIFY for ended {sid} from {host}: 412", sid=notify.sid, host=host)
+            return 412
         self.rejected["unknown_sid"] += 1
         self.peer_log.emit(
             host,
@@ -418,6 +451,7 @@ class NotifyListener(Service):
     @param max_per_host: The most connections one address may have open at once.
     @param parse: See L{NotifyDispatcher}.
     @param log_interval: See L{NotifyDispatcher}.
+    @param media: Serves the daemon's clips on the same port (see L{NotifyServerFactory}).
 
     @ivar site: The L{NotifyServerFactory} bound to the port (the name is the one it had when
         it was a twisted.web ``Site``).
@@ -437,6 +471,7 @@ class NotifyListener(Service):
         request_timeout: float = REQUEST_TIMEOUT,
         max_per_host: int = MAX_PER_HOST,
         log_interval: float = 60.0,
+        media: MediaLookup | None = None,
     ) -> None:
         self._reactor = reactor
         self._clock = IReactorTime(reactor)
@@ -447,7 +482,13 @@ class NotifyListener(Service):
             self._clock, parse, hold_timeout, max_held, log_interval=log_interval
         )
         self.site = NotifyServerFactory(
-            self.dispatcher, self._clock, max_body, idle_timeout, request_timeout, max_per_host
+            self.dispatcher,
+            self._clock,
+            max_body,
+            idle_timeout,
+            request_timeout,
+            max_per_host,
+            media=media,
         )
         self.port = 0
         self._listening: IListeningPort | None = None
@@ -546,6 +587,10 @@ class NotifyListener(Service):
     def callback_url(self, speaker_host: str) -> str:
         """``http://<advertised address>:<port>/`` for the speaker at ``speaker_host``."""
         return f"http://{self.advertised_address(speaker_host)}:{self.port}/"
+
+    def media_url(self, speaker_host: str, path: str) -> str:
+        """The URL of a served clip at ``path`` as the speaker at ``speaker_host`` reaches it."""
+        return self.callback_url(speaker_host) + path.lstrip("/")
 
     def register(self, subscription: INotifySubscription) -> None:
         """See L{NotifyDispatcher.register}."""

@@ -25,6 +25,11 @@ exchange directly on a ``twisted.internet.protocol.Protocol``:
 One request per connection: every answer says ``Connection: close`` and the connection is closed
 once it is written; bytes after the first request (pipelining) are ignored. Keep-alive clients
 simply reconnect, as speakers always do.
+
+The same port serves the clips the daemon makes for announcements: with a ``media`` lookup
+(``sonosd.gena.media.MediaStore.lookup``), ``GET`` and ``HEAD`` of a clip's path answer 200
+with the clip (``HEAD``: its headers), any other path 404; without one they are 405 like any
+method but ``NOTIFY``.
 """
 
 from __future__ import annotations
@@ -84,7 +89,7 @@ def _response(code: int) -> bytes:
 
 
 RESPONSES: Final[dict[int, bytes]] = {
-    code: _response(code) for code in (200, 400, 403, 405, 412, 413, 431, 500, 501)
+    code: _response(code) for code in (200, 400, 403, 404, 405, 412, 413, 431, 500, 501)
 }
 """The whole answer for each status the listener gives: no body, then the connection closes."""
 
@@ -335,6 +340,20 @@ class NotifyRequest:
         self._respond(code)
 
 
+class ServedClip(TypingProtocol):
+    """A clip the listener serves (``sonosd.gena.media.Clip``)."""
+
+    @property
+    def body(self) -> bytes: ...
+
+    @property
+    def mime(self) -> str: ...
+
+
+#: Finds the clip at a request target (``sonosd.gena.media.MediaStore.lookup``).
+MediaLookup = Callable[[str], ServedClip | None]
+
+
 class INotifyHandler(TypingProtocol):
     """What the protocol hands requests to (``sonosd.gena.listener.NotifyDispatcher``)."""
 
@@ -441,6 +460,9 @@ class NotifyProtocol(Protocol):
             self._refuse(error, None, len(rest))
             return
         length = head.length
+        if head.method in ("GET", "HEAD") and self.factory.media is not None:
+            self._serve(head)
+            return
         if head.method != "NOTIFY":
             remaining = None if length is None else max(length - len(rest), 0)
             self.factory.handler.reject("method", self.host, f"method {head.method[:20]}: 405")
@@ -537,6 +559,26 @@ class NotifyProtocol(Protocol):
         transport.write(RESPONSES.get(code) or _response(code))
         transport.loseConnection()
 
+    def _serve(self, head: RequestHead) -> None:
+        """Answer a ``GET``/``HEAD`` of a served clip (or 404) and close."""
+        assert self.factory.media is not None
+        self._state = _DONE
+        self.factory.untrack(self)
+        transport = self._transport()
+        clip = self.factory.media(head.target)
+        if clip is None:
+            transport.write(RESPONSES[404])
+        else:
+            log.debug("{host} fetched {target}", host=self.host, target=head.target)
+            transport.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+                b"Accept-Ranges: none\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
+                % (clip.mime.encode("ascii", "replace"), len(clip.body))
+            )
+            if head.method == "GET":
+                transport.write(clip.body)
+        transport.loseConnection()
+
     def _refuse(self, error: BadRequest, remaining: int | None, received: int) -> None:
         reason = "too_large" if error.status == 413 else "bad_request"
         self.factory.handler.reject(reason, self.host, f"{error.reason}: {error.status}")
@@ -583,6 +625,7 @@ class NotifyServerFactory(ServerFactory):
         arrived; ``0``: no deadline.
     @param max_per_host: The most connections one address may have open; a connection beyond
         is closed at once, unanswered (``0``: no limit).
+    @param media: Finds the clip a ``GET``/``HEAD`` asks for (see the module docstring).
     """
 
     noisy = False
@@ -595,8 +638,10 @@ class NotifyServerFactory(ServerFactory):
         idle_timeout: float,
         request_timeout: float = REQUEST_TIMEOUT,
         max_per_host: int = MAX_PER_HOST,
+        media: MediaLookup | None = None,
     ) -> None:
         self.handler = handler
+        self.media = media
         self.max_body = max_body
         self.idle_timeout = idle_timeout
         self.request_timeout = request_timeout

@@ -396,6 +396,13 @@ class Subscription(SubscriptionBase):
         self._end("cancelled")
 
     @property
+    def event_path(self) -> str:
+        """The path of the service's event URL (``/MediaRenderer/RenderingControl/Event``):
+        with the speaker's current address, where an UNSUBSCRIBE of this SID goes."""
+        path: str = self.service.event_subscription_url
+        return path
+
+    @property
     def time_left(self) -> float:
         """Seconds until the subscription expires (0: not subscribed; ``inf``: infinite)."""
         if self._timestamp is None:

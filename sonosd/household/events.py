@@ -11,14 +11,21 @@ against sonosd/message.schema.json):
   NOTIFYs do not arrive) → an ``event`` message with ``source`` ``resync``/``poll`` carrying
   only what differs from the merged state (nothing changed: no message). A client that
   applies every ``event`` message in order thus ends with the speaker's state.
-- ``speaker_online``/``speaker_offline`` (published only when the availability changes),
-  ``subscription_lost``, ``subscription_restored``, ``events_gap``: the supervisor's messages.
+- ``speaker_availability`` (``speaker.online``, ``speaker.offline``, ``speaker.asleep``,
+  ``speaker.upnp_disabled``, published only when the status changes), ``speaker_removed``,
+  ``subscription_lost``, ``subscription_restored``, ``events_gap``: the supervisor's
+  messages.
+- ``alarms_changed``: the alarm list read after a new ``AlarmListVersion``
+  (``sonosd.household.alarms``), kept in the state and published as ``alarms.changed``.
+
+Variable observers (``add_variables_observer``) see every service's variables as they are
+merged, from events and from state reads alike.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
@@ -32,6 +39,9 @@ from sonosd.household.topology import Topology, TopologyError, parse_zone_group_
 log = Logger()
 
 TOPOLOGY_SERVICE = "ZoneGroupTopology"
+
+#: Called with the speaker, the service and its JSON variables after each merge.
+VariablesObserver = Callable[[SpeakerRef, str, Mapping[str, Any]], object]
 
 
 class _WallClock:
@@ -63,10 +73,24 @@ class EventProcessor:
         self._hub = hub
         self._state = state
         self._clock: Any = clock if clock is not None else _WallClock()
-        self._zgs_text: str | None = None
-        self._zgs_topology: Topology | None = None
-        self._zgs_json: dict[str, Any] | None = None
+        # Per household: the last ZoneGroupState document seen (every speaker of a household
+        # sends the same one with each change).
+        self._zgs_text: dict[str | None, str] = {}
+        self._observers: list[VariablesObserver] = []
         self.topology_errors = 0
+        self.topology_duplicates = 0
+
+    def add_variables_observer(self, observer: VariablesObserver) -> None:
+        """Call ``observer(speaker, service, variables)`` after every event or state read is
+        merged (an observer that raises is logged; the others still run)."""
+        self._observers.append(observer)
+
+    def _observe(self, ref: SpeakerRef, service: str, fields: Mapping[str, Any]) -> None:
+        for observer in self._observers:
+            try:
+                observer(ref, service, fields)
+            except Exception:
+                log.failure("variables observer {observer!r} failed", observer=observer)
 
     @property
     def state(self) -> HouseholdState:
@@ -87,7 +111,7 @@ class EventProcessor:
         ref = self._state.ensure(speaker)
         variables: Mapping[str, Any] = getattr(event, "variables", None) or {}
         seq = parse_seq(getattr(event, "seq", None))
-        topology = self._topology_of(variables)
+        variables, topology = self._take_topology(ref, variables)
         fields = self._json(ref, service, variables, topology)
         self._state.merge(
             ref.uid,
@@ -106,7 +130,9 @@ class EventProcessor:
             event=event,
         )
         if topology is not None:
-            self._apply_topology(topology)
+            self._apply_topology(topology, fields.get("zone_group_state"))
+        if self._observers:
+            self._observe(ref, service, fields)
         return message
 
     def on_state(
@@ -119,12 +145,13 @@ class EventProcessor:
         """Merge variables read by control calls; publish what changed.
 
         @param variables: In ``parse_event_xml``'s shape (as ``StateReader.read`` gives).
-        @param source: ``poll`` or ``resync``.
+        @param source: ``poll``, ``resync`` or ``position`` (a track position read, which
+            does not count as the service's last update in its mark).
         @return: An ``event`` message (``seq`` null) with the changed variables only, or
             ``None`` when nothing changed.
         """
         ref = self._state.ensure(speaker)
-        topology = self._topology_of(variables)
+        variables, topology = self._take_topology(ref, variables)
         fields = self._json(ref, service, variables, topology)
         changed = self._state.merge(
             ref.uid,
@@ -133,8 +160,9 @@ class EventProcessor:
             seq=None,
             time=self._clock.seconds(),
             source=source,
+            mark=source != "position",
         )
-        if topology is not None and topology != self._state.topology:
+        if topology is not None:
             changed["zone_group_state"] = fields["zone_group_state"]
         message: Message | None = None
         if changed:
@@ -146,41 +174,44 @@ class EventProcessor:
                 service=service,
             )
         if topology is not None:
-            self._apply_topology(topology)
+            self._apply_topology(topology, fields.get("zone_group_state"))
+        if self._observers and changed:
+            self._observe(ref, service, changed)
         return message
 
-    def on_zone_group_state(self, document: str | bytes) -> Message | None:
-        """Take a ZoneGroupState read with GetZoneGroupState (any speaker's).
+    def on_zone_group_state(
+        self, document: str | bytes, household: str | None = None
+    ) -> Message | None:
+        """Take a ZoneGroupState read with GetZoneGroupState (any speaker's of ``household``).
 
-        @return: The ``topology.changed`` message, or ``None`` if the grouping is unchanged.
+        @return: The ``topology.changed`` message, or ``None`` if nothing it reports changed.
         @raise TopologyError: If the document cannot be parsed.
         """
-        return self._apply_topology(parse_zone_group_state(document))
+        topology = parse_zone_group_state(document).tagged(household)
+        return self._apply_topology(topology, topology.to_json())
 
-    def _topology_of(self, variables: Mapping[str, Any]) -> Topology | None:
+    def _take_topology(
+        self, ref: SpeakerRef, variables: Mapping[str, Any]
+    ) -> tuple[Mapping[str, Any], Topology | None]:
+        """Split the ZoneGroupState off ``variables``: the parsed topology of ``ref``'s
+        household when the document is new for that household; a document equal to the last
+        one (the same document every other speaker sends) is dropped before any parsing or JSON
+        work, so that it appears once, not once per speaker."""
         text = variables.get("zone_group_state")
         if not isinstance(text, str) or not text:
-            return None
-        # Every speaker sends the same document: parse it once.
-        if text == self._zgs_text:
-            return self._zgs_topology
+            return variables, None
+        household = ref.household
+        if self._zgs_text.get(household) == text:
+            self.topology_duplicates += 1
+            return _without_topology(variables), None
+        self._zgs_text[household] = text
         try:
             topology = parse_zone_group_state(text)
         except TopologyError:
             self.topology_errors += 1
             log.failure("unparseable ZoneGroupState")
-            return None
-        self._zgs_text, self._zgs_topology, self._zgs_json = text, topology, None
-        return topology
-
-    def _topology_json(self, topology: Topology) -> dict[str, Any]:
-        # The JSON of the topology every speaker sends is built once and shared by the
-        # messages that carry it (nothing changes a published body).
-        if topology is not self._zgs_topology:
-            return topology.to_json()
-        if self._zgs_json is None:
-            self._zgs_json = topology.to_json()
-        return self._zgs_json
+            return variables, None
+        return variables, topology.tagged(household)
 
     def _json(
         self,
@@ -190,41 +221,61 @@ class EventProcessor:
         topology: Topology | None,
     ) -> dict[str, Any]:
         def zone_group_state(text: str) -> Any:
-            return text if topology is None else self._topology_json(topology)
+            return text if topology is None else topology.to_json()
 
         return variables_to_json(
             service, variables, ref.base_url, zone_group_state=zone_group_state
         )
 
-    def _apply_topology(self, topology: Topology) -> Message | None:
+    def _apply_topology(self, topology: Topology, shown: Any) -> Message | None:
+        """Take ``topology`` into the state; publish ``topology.changed`` when what that
+        message reports changed (``shown``: the topology's JSON the event already carries,
+        reused rather than built again)."""
         old = self._state.set_topology(topology)
-        if old is topology or (old is not None and old.grouping() == topology.grouping()):
+        if old is topology or not topology.changed_from(old):
             return None
-        return self._hub.publish("topology.changed", self._topology_json(topology))
+        if not isinstance(shown, dict):
+            shown = topology.to_json()
+        return self._hub.publish("topology.changed", shown)
 
     # -- the supervisor's messages -------------------------------------------------------
 
-    def speaker_online(self, speaker: SpeakerRef, reason: str | None = None) -> Message | None:
-        """Mark ``speaker`` online; publish ``speaker.online`` if it was not.
+    def speaker_availability(
+        self, speaker: SpeakerRef, status: str, reason: str | None = None
+    ) -> Message | None:
+        """Record ``speaker``'s availability ``status``; publish ``speaker.<status>``
+        (``speaker.online``, ``speaker.offline``, ``speaker.asleep``,
+        ``speaker.upnp_disabled``) when the status changed.
 
-        @param reason: Why it is considered online (``subscribed``, ``rebooted``...).
-        @return: The message, or ``None`` if it was already online.
+        @param reason: Why (``identified``, ``connection refused``, ``sleeping``...).
+        @return: The message, or ``None`` if the status was already ``status``.
         """
         ref = self._state.ensure(speaker)
-        if not self._state.set_availability(ref.uid, True, reason, time=self._clock.seconds()):
+        if not self._state.set_availability(ref.uid, status, reason, time=self._clock.seconds()):
             return None
-        return self._hub.publish("speaker.online", {"reason": reason}, speaker=ref.to_json())
+        availability = self._state.availability(ref.uid).to_json()
+        return self._hub.publish(
+            f"speaker.{status}",
+            {"reason": reason, "availability": availability},
+            speaker=ref.to_json(),
+        )
+
+    def speaker_online(self, speaker: SpeakerRef, reason: str | None = None) -> Message | None:
+        """Mark ``speaker`` online; publish ``speaker.online`` if it was not."""
+        return self.speaker_availability(speaker, "online", reason)
 
     def speaker_offline(self, speaker: SpeakerRef, reason: str) -> Message | None:
-        """Mark ``speaker`` offline; publish ``speaker.offline`` if it was not.
+        """Mark ``speaker`` offline; publish ``speaker.offline`` if it was not."""
+        return self.speaker_availability(speaker, "offline", reason)
 
-        @param reason: Why (``no answer``, ``vanished: powered off``, ``subscribe failed``...).
-        @return: The message, or ``None`` if it was already offline.
-        """
-        ref = self._state.ensure(speaker)
-        if not self._state.set_availability(ref.uid, False, reason, time=self._clock.seconds()):
+    def speaker_removed(self, speaker: SpeakerRef, reason: str) -> Message | None:
+        """Forget ``speaker`` (it left its household, or became an invisible member) and
+        publish ``speaker.removed``; ``None`` if it was not known."""
+        ref = self._state.by_uid(speaker.uid)
+        if ref is None:
             return None
-        return self._hub.publish("speaker.offline", {"reason": reason}, speaker=ref.to_json())
+        self._state.remove(ref.uid)
+        return self._hub.publish("speaker.removed", {"reason": reason}, speaker=ref.to_json())
 
     def subscription_lost(self, speaker: SpeakerRef, service: str, reason: str) -> Message:
         """Publish ``subscription.lost``: events of ``service`` stop until it is restored."""
@@ -241,6 +292,16 @@ class EventProcessor:
         ref = self._state.ensure(speaker)
         return self._hub.publish(
             "subscription.restored", {"reason": reason}, speaker=ref.to_json(), service=service
+        )
+
+    def alarms_changed(
+        self, version: str, alarms: list[dict[str, Any]], household: str | None = None
+    ) -> Message:
+        """Keep ``household``'s alarm list read at ``version`` and publish ``alarms.changed``
+        with it."""
+        self._state.set_alarms(version, alarms, household)
+        return self._hub.publish(
+            "alarms.changed", {"household": household, "version": version, "alarms": alarms}
         )
 
     def events_gap(

@@ -33,6 +33,8 @@ from sonosd.backoff import GONE_412, FailureKind, backoff_delay, describe_failur
 from sonosd.blocking import Runner
 from sonosd.config import DEFAULT_SERVICES, SubscriptionConfig
 from sonosd.gena.sequence import SeqKind, SeqTracker
+from sonosd.household.position import PositionTracker
+from sonosd.household.probe import Description
 from sonosd.household.resync import ZoneGroupStateUnavailable
 from sonosd.household.state import SpeakerRef
 
@@ -49,9 +51,11 @@ class Processor(Protocol):
         self, speaker: SpeakerRef, service: str, variables: Mapping[str, Any], source: str = ...
     ) -> Any: ...
 
-    def speaker_online(self, speaker: SpeakerRef, reason: str | None = None) -> Any: ...
+    def speaker_availability(
+        self, speaker: SpeakerRef, status: str, reason: str | None = None
+    ) -> Any: ...
 
-    def speaker_offline(self, speaker: SpeakerRef, reason: str) -> Any: ...
+    def speaker_removed(self, speaker: SpeakerRef, reason: str) -> Any: ...
 
     def subscription_lost(self, speaker: SpeakerRef, service: str, reason: str) -> Any: ...
 
@@ -104,6 +108,21 @@ class GenaSubscription(Protocol):
 
 SubscriptionFactory = Callable[[Any, str], GenaSubscription]
 """Builds an unsubscribed GENA subscription for ``(soco_device, service_name)``."""
+
+Describer = Callable[[str, int, float], Deferred[Description]]
+"""``(host, port, timeout)``: who the speaker there is (``sonosd.household.probe.describe``)."""
+
+Pinger = Callable[[str, int, float], Deferred[Any]]
+"""``(host, port, timeout)``: fires when the speaker answers (``sonosd.household.probe.ping``)."""
+
+Unsubscriber = Callable[[str, int, str, str, float], Deferred[Any]]
+"""``(host, port, event path, SID, timeout)``: one best-effort UNSUBSCRIBE of a SID."""
+
+
+def _not_wired(*args: Any) -> Deferred[Any]:
+    failed: Deferred[Any] = Deferred()
+    failed.errback(NotImplementedError("not wired in this SupervisorContext"))
+    return failed
 
 
 # Operations are coroutines started with Deferred.fromCoroutine; one that finishes at once
@@ -160,8 +179,11 @@ class SupervisorContext:
     @ivar soco_factory: ``soco.SoCo``, or a fake; called in the thread pool.
     @ivar resolve: Host name to IPv4 address; called in the thread pool.
     @ivar random: Jitter source in [0, 1).
-    @ivar ping_timeout: Seconds an availability ping may take.
     @ivar read_timeout: Seconds a state read (resync, poll) may take.
+    @ivar describe: Identifies a speaker (device description and household id).
+    @ivar ping: Proves a speaker answers (the availability check).
+    @ivar unsubscribe: UNSUBSCRIBEs a replaced SID at the speaker's current address.
+    @ivar position: Reads playing groups' track position (``None``: not read).
     """
 
     clock: IReactorTime
@@ -175,9 +197,12 @@ class SupervisorContext:
     soco_factory: Callable[[str], Any] = _default_soco_factory
     resolve: Callable[[str], str] = socket.gethostbyname
     random: Callable[[], float] = _random.random
-    ping_timeout: float = 2.0
     read_timeout: float = 30.0
     notice: PollingNotice = attrs.field(factory=PollingNotice)
+    describe: Describer = _not_wired
+    ping: Pinger = _not_wired
+    unsubscribe: Unsubscriber = _not_wired
+    position: PositionTracker | None = None
 
 
 class SpeakerHandle(Protocol):
@@ -195,6 +220,10 @@ class SpeakerHandle(Protocol):
     def check_now(self, why: str) -> None: ...
 
     def rebooted(self, reason: str) -> None: ...
+
+    def supersede(self, subscription: GenaSubscription) -> None: ...
+
+    def transport_changed(self, variables: Mapping[str, Any]) -> None: ...
 
 
 class ServiceState(enum.Enum):
@@ -359,7 +388,7 @@ class ServiceSupervisor:
         @param reason: Why the current subscription is being replaced (``reboot``, ``address
             changed``); ``subscription.lost`` is published with it. ``None`` at start-up.
         """
-        self._abandon()
+        self._abandon(forgotten=reason == "reboot")
         if reason is not None:
             self._mark_lost(reason)
         self.failures = 0
@@ -495,13 +524,16 @@ class ServiceSupervisor:
             self.speaker.rebooted(f"412 on renewal of {self.service}")
             if self._gen != gen:
                 return
-        self._abandon()
+        self._abandon(forgotten=kind is FailureKind.GONE)
         self._mark_lost(reason)
         self.failures += 1
         delay = backoff_delay(
             self.failures, self._config.backoff_initial, self._config.backoff_max, self._ctx.random
         )
-        log.warn(
+        # A speaker that does not answer is the speaker supervisor's to report (one line when
+        # it goes offline), not every service's.
+        emit = log.debug if kind is FailureKind.UNREACHABLE else log.warn
+        emit(
             "{during} {speaker} {service} failed: {reason}; retry {n} in {delay:.1f} s",
             during=during,
             speaker=self.speaker.label,
@@ -512,11 +544,17 @@ class ServiceSupervisor:
         )
         self.state = ServiceState.RETRYING
         self._timer = self._ctx.clock.callLater(delay, self._begin_subscribe)
-        if kind is FailureKind.UNREACHABLE:
+        if kind is FailureKind.UNREACHABLE or reason == "HTTP 403":
+            # Not answering, or answering 403 (UPnP switched off): the speaker's ping says.
             self.speaker.check_now(reason)
 
-    def _abandon(self) -> None:
-        """Forget the current subscription and cancel every timer and operation of this one."""
+    def _abandon(self, forgotten: bool = False) -> None:
+        """Forget the current subscription and cancel every timer and operation of this one.
+
+        @param forgotten: The speaker forgot the subscription (it rebooted, or answered 412):
+            no UNSUBSCRIBE is due. Otherwise the speaker may still hold it, and keep sending
+            NOTIFYs to it: it is handed to the speaker supervisor to be UNSUBSCRIBEd.
+        """
         self._gen += 1
         for call in (self._timer, self._grace):
             if call is not None and call.active():
@@ -531,9 +569,12 @@ class ServiceSupervisor:
             resync.cancel()
         subscription, self.subscription = self.subscription, None
         if subscription is not None:
-            # Ends it locally: the listener answers 412 to its NOTIFYs from now on, which
-            # makes the speaker drop it.
+            # Ends it locally: the listener answers 412 to its NOTIFYs from now on (quietly:
+            # it knows the SID ended); the speaker supervisor UNSUBSCRIBEs it as soon as the
+            # speaker answers.
             subscription.callback = None
+            if not forgotten:
+                self.speaker.supersede(subscription)
             subscription.cancel()
 
     def _unsubscribe(self, subscription: GenaSubscription, timeout: float) -> Deferred[None]:
@@ -624,6 +665,8 @@ class ServiceSupervisor:
                 )
                 self._stop_polling()
         self._ctx.processor.on_event(ref, self.service, event)
+        if self.service == "AVTransport":
+            self.speaker.transport_changed(getattr(event, "variables", None) or {})
         if verdict.kind is SeqKind.GAP:
             self.gaps += 1
             log.warn(
@@ -741,6 +784,9 @@ class ServiceSupervisor:
                 speaker=self.speaker.label,
                 service=self.service,
             )
+            return
+        if self.service == "AVTransport":
+            self.speaker.transport_changed(variables)
 
     def _grace_expired(self, gen: int) -> None:
         self._grace = None

@@ -1,10 +1,13 @@
 # -*- test-case-name: tests.household.test_readiness -*-
-"""Readiness and the one-line summary, read from ``HouseholdSupervisor.status()`` (pure).
+"""Readiness, health and the one-line summary, read from ``HouseholdSupervisor.status()``
+(pure).
 
 The daemon is *ready* when every followed speaker is online and *evented*: each of its
 subscriptions is ``subscribed`` and its NOTIFYs arrive (a speaker whose NOTIFYs never came is
-``polling``, which counts as ready only with ``api.ready_when_polling: true``).
-``/api/v1/ready``, systemd's ``STATUS=`` line and the metrics read the same status.
+``polling``, which counts as ready only with ``api.ready_when_polling: true``). An *asleep*
+speaker (a portable sleeping or switched to Bluetooth) is no obstacle: nothing is wrong, it
+cannot be evented until it wakes. ``/api/v1/ready``, ``/api/v1/health`` (``degraded`` with
+``health_reasons``), systemd's ``STATUS=`` line and the metrics read the same status.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ def speaker_label(speaker: Mapping[str, Any]) -> str:
 
 
 def speaker_ok(speaker: Mapping[str, Any], allow_polling: bool) -> bool:
-    """Whether a speaker status counts as ready."""
+    """Whether a speaker status counts as ready (an asleep speaker does)."""
+    if speaker.get("availability") == "asleep":
+        return True
     if speaker.get("availability") != "online":
         return False
     services = speaker.get("services") or {}
@@ -42,14 +47,19 @@ def speaker_ok(speaker: Mapping[str, Any], allow_polling: bool) -> bool:
     )
 
 
+#: The availability statuses a speaker status may have (``SpeakerSupervisor.status``).
+AVAILABILITY = ("online", "offline", "asleep", "upnp_disabled", "unknown")
+
+
 def counts(status: Mapping[str, Any]) -> dict[str, int]:
-    """``total``, ``online``, ``offline``, ``unknown``, ``evented`` and ``polling`` speakers."""
+    """``total``, then per availability (``online``, ``offline``, ``asleep``,
+    ``upnp_disabled``, ``unknown``), then ``evented`` and ``polling`` speakers."""
     speakers = status.get("speakers") or []
-    result = {"total": len(speakers), "online": 0, "offline": 0, "unknown": 0}
+    result = {"total": len(speakers), **dict.fromkeys(AVAILABILITY, 0)}
     result["evented"] = result["polling"] = 0
     for speaker in speakers:
         availability = speaker.get("availability", "unknown")
-        key = availability if availability in ("online", "offline") else "unknown"
+        key = availability if availability in AVAILABILITY else "unknown"
         result[key] += 1
         services = (speaker.get("services") or {}).values()
         if availability == "online" and services:
@@ -97,6 +107,9 @@ def readiness(status: Mapping[str, Any], *, allow_polling: bool = False) -> Read
         if availability == "offline":
             reasons.append(f"{label} is offline ({why or 'no answer'})")
             continue
+        if availability == "upnp_disabled":
+            reasons.append(f"{label} has UPnP switched off: {why}")
+            continue
         if availability != "online":
             detail = f": {why}" if why else ""
             reasons.append(f"{label} is not identified yet{detail}")
@@ -109,6 +122,35 @@ def readiness(status: Mapping[str, Any], *, allow_polling: bool = False) -> Read
         ]
         reasons.append(f"{label}: " + "; ".join(problems))
     return Readiness(not reasons, tuple(reasons), total)
+
+
+def health_reasons(status: Mapping[str, Any]) -> tuple[str, ...]:
+    """Why ``/api/v1/health`` says ``degraded`` (empty: it does not): a followed speaker
+    offline or with UPnP switched off, a configured host that could not be identified, or a
+    subscription of an online speaker polling, lost or backing off. What merely has not
+    happened yet (a speaker being identified, a first NOTIFY awaited) is *starting*, and an
+    asleep speaker is fine: neither is a reason."""
+    reasons: list[str] = []
+    for speaker in status.get("speakers") or []:
+        label = speaker_label(speaker)
+        availability = speaker.get("availability")
+        why = speaker.get("reason")
+        if availability == "offline":
+            reasons.append(f"{label} is offline ({why or 'no answer'})")
+        elif availability == "upnp_disabled":
+            reasons.append(f"{label} has UPnP switched off: {why}")
+        elif availability == "unknown" and speaker.get("failures") and why:
+            reasons.append(f"{label} cannot be identified ({why})")
+        elif availability == "online":
+            services = speaker.get("services") or {}
+            problems = [
+                service_problem(name, service)
+                for name, service in services.items()
+                if service.get("state") in ("polling", "backing_off", "lost")
+            ]
+            if problems:
+                reasons.append(f"{label}: " + "; ".join(problems))
+    return tuple(reasons)
 
 
 def summary_line(status: Mapping[str, Any], clients: int) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 from twisted.logger import Logger
 
-from sonosd.household.topology import Topology
+from sonosd.household.topology import Topology, merged
 
 log = Logger()
 
@@ -37,12 +37,15 @@ class SpeakerRef:
     @ivar name: The room name.
     @ivar host: Its address (or host name).
     @ivar port: Its HTTP port (1400 on real speakers).
+    @ivar household: Its household id (``Sonos_...``), once known; not part of a message's
+        ``speaker`` object (the snapshot carries it).
     """
 
     uid: str
     name: str
     host: str
     port: int = 1400
+    household: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -55,21 +58,27 @@ class SpeakerRef:
         return {"uid": self.uid, "name": self.name, "host": self.host}
 
 
+#: A speaker's availability: ``online``; ``offline`` (with a reason); ``asleep`` (a portable
+#: sleeping or switched to Bluetooth: not an error); ``upnp_disabled`` (UPnP switched off in the
+#: Sonos app); ``unknown`` (not decided yet).
+STATUSES = ("online", "offline", "asleep", "upnp_disabled", "unknown")
+
+
 @attrs.frozen
 class Availability:
-    """Whether the daemon can reach a speaker: ``online`` is ``None`` until the supervisor
-    says, then ``True``/``False`` with the reason and the time of the change."""
+    """Whether the daemon can reach a speaker: ``status`` (one of ``STATUSES``) with the
+    reason and the time of the last change of status."""
 
-    online: bool | None = None
+    status: str = "unknown"
     reason: str | None = None
     since: float | None = None
 
     @property
-    def status(self) -> str:
-        """``online``, ``offline`` or ``unknown``."""
-        if self.online is None:
-            return "unknown"
-        return "online" if self.online else "offline"
+    def online(self) -> bool | None:
+        """``True`` online, ``None`` unknown, ``False`` anything else (not reachable now)."""
+        if self.status == "unknown":
+            return None
+        return self.status == "online"
 
     def to_json(self) -> dict[str, Any]:
         """``{"status", "reason", "since"}``."""
@@ -158,8 +167,11 @@ class HouseholdState:
 
     def __init__(self) -> None:
         self._speakers: dict[str, _Speaker] = {}
-        self._topology: Topology | None = None
+        self._topologies: dict[str | None, Topology] = {}
+        self._merged: Topology | None = None
         self._observers: list[TopologyObserver] = []
+        # Per household: {"version", "alarms": [...]} as last read.
+        self._alarms: dict[str | None, dict[str, Any]] = {}
 
     # -- speakers ------------------------------------------------------------------------
 
@@ -173,8 +185,16 @@ class HouseholdState:
         if known is None:
             self._speakers[speaker.uid] = _Speaker(ref=speaker)
             return speaker
-        if (known.ref.host, known.ref.port) != (speaker.host, speaker.port):
-            known.ref = attrs.evolve(known.ref, host=speaker.host, port=speaker.port)
+        ref = known.ref
+        if (ref.host, ref.port) != (speaker.host, speaker.port) or (
+            speaker.household is not None and ref.household != speaker.household
+        ):
+            known.ref = attrs.evolve(
+                ref,
+                host=speaker.host,
+                port=speaker.port,
+                household=speaker.household or ref.household,
+            )
         return known.ref
 
     def remove(self, uid: str) -> None:
@@ -201,7 +221,7 @@ class HouseholdState:
         return min(matches, key=self._room_rank)
 
     def _room_rank(self, ref: SpeakerRef) -> tuple[int, str]:
-        topology = self._topology
+        topology = self.topology
         if topology is None:
             return (1, ref.uid)
         if topology.coordinator_of(ref.uid) == ref.uid:
@@ -231,9 +251,13 @@ class HouseholdState:
         seq: int | None,
         time: float,
         source: str = "notify",
+        mark: bool = True,
     ) -> dict[str, Any]:
         """Merge a service's JSON variables into a registered speaker's state (see
         ``merge_variables``: values are kept, not copied, so they must not change afterwards).
+
+        @param mark: Record this update as the service's last one (``seq``, ``time``,
+            ``source``); a track position read leaves the mark of the last event alone.
 
         @return: The variables whose value changed (channel dicts: only changed channels).
         @raise KeyError: If ``uid`` is not registered.
@@ -241,7 +265,8 @@ class HouseholdState:
         speaker = self._speakers[uid]
         current = speaker.variables.setdefault(service, {})
         changed = merge_variables(current, variables)
-        speaker.marks[service] = ServiceMark(seq=seq, time=time, source=source)
+        if mark or service not in speaker.marks:
+            speaker.marks[service] = ServiceMark(seq=seq, time=time, source=source)
         name = variables.get("zone_name")
         if service == "DeviceProperties" and isinstance(name, str) and name:
             self._rename(uid, name)
@@ -275,24 +300,28 @@ class HouseholdState:
     # -- availability --------------------------------------------------------------------
 
     def set_availability(
-        self, uid: str, online: bool, reason: str | None = None, *, time: float
+        self, uid: str, status: str, reason: str | None = None, *, time: float
     ) -> bool:
-        """Record that a registered speaker is online or offline; ``True`` if that changed.
+        """Record a registered speaker's availability ``status`` (one of ``STATUSES``);
+        ``True`` if the status changed.
 
-        Only a change of ``online`` counts: a new reason for the same status is recorded but
+        Only a change of status counts: a new reason for the same status is recorded but
         returns ``False``.
 
         @raise KeyError: If ``uid`` is not registered.
+        @raise ValueError: If ``status`` is not one of ``STATUSES``.
         """
+        if status not in STATUSES:
+            raise ValueError(f"unknown availability status {status!r}")
         speaker = self._speakers[uid]
-        changed = speaker.availability.online is not online
+        changed = speaker.availability.status != status
         since = time if changed else speaker.availability.since
-        speaker.availability = Availability(online=online, reason=reason, since=since)
+        speaker.availability = Availability(status=status, reason=reason, since=since)
         return changed
 
     def availability_counts(self) -> dict[str, int]:
-        """``{"online": n, "offline": m, "unknown": k}`` over every registered speaker."""
-        counts = {"online": 0, "offline": 0, "unknown": 0}
+        """How many registered speakers have each status (every status of ``STATUSES``)."""
+        counts = dict.fromkeys(STATUSES, 0)
         for speaker in self._speakers.values():
             counts[speaker.availability.status] += 1
         return counts
@@ -306,12 +335,35 @@ class HouseholdState:
 
     @property
     def topology(self) -> Topology | None:
-        """The latest topology (``None`` before the first ZoneGroupState)."""
-        return self._topology
+        """Every household's latest topology as one (``None`` before the first
+        ZoneGroupState), for lookups by uid: a uid belongs to one household only."""
+        if self._merged is None and self._topologies:
+            self._merged = merged(self._topologies.values())
+        return self._merged
+
+    def topologies(self) -> dict[str | None, Topology]:
+        """The latest topology of each household, by household id."""
+        return dict(self._topologies)
+
+    def topology_of(self, household: str | None) -> Topology | None:
+        """The latest topology of ``household``."""
+        return self._topologies.get(household)
+
+    def topology_for(self, uid: str) -> Topology | None:
+        """The topology of the household ``uid`` belongs to (by its speaker's household, else
+        by the topology that lists it)."""
+        speaker = self._speakers.get(uid)
+        if speaker is not None and speaker.ref.household in self._topologies:
+            return self._topologies[speaker.ref.household]
+        for topology in self._topologies.values():
+            if topology.member(uid) is not None or topology.vanished_device(uid) is not None:
+                return topology
+        return None
 
     def add_topology_observer(self, observer: TopologyObserver) -> None:
-        """Call ``observer(old, new)`` whenever the topology changes in any way (groups,
-        names, addresses, ``boot_seq``...). ``old`` is ``None`` the first time."""
+        """Call ``observer(old, new)`` whenever a household's topology changes in any way
+        (groups, names, addresses, ``boot_seq``...); ``old`` is that household's previous
+        one, ``None`` the first time."""
         self._observers.append(observer)
 
     def remove_topology_observer(self, observer: TopologyObserver) -> None:
@@ -320,13 +372,14 @@ class HouseholdState:
             self._observers.remove(observer)
 
     def set_topology(self, topology: Topology) -> Topology | None:
-        """Take a new topology; rename registered speakers after it; notify observers if it
-        differs. Returns the previous topology. An observer that raises is logged and the
-        others are still called."""
-        old = self._topology
+        """Take a new topology of its household (``topology.household``); rename registered
+        speakers after it; notify observers if it differs. Returns that household's previous
+        topology. An observer that raises is logged and the others are still called."""
+        old = self._topologies.get(topology.household)
         if old == topology:
             return old
-        self._topology = topology
+        self._topologies[topology.household] = topology
+        self._merged = None
         for member in topology.members():
             if member.name and member.uid in self._speakers:
                 self._rename(member.uid, member.name)
@@ -342,18 +395,51 @@ class HouseholdState:
         if speaker.ref.name != name:
             speaker.ref = attrs.evolve(speaker.ref, name=name)
 
+    # -- alarms --------------------------------------------------------------------------
+
+    @property
+    def alarms(self) -> dict[str, Any] | None:
+        """The alarms as last read: ``{"version", "alarms": [...]}``, or ``None`` before the
+        first read (``sonosd.household.alarms``). With several households, every household's
+        alarms in one list, ``version`` their versions joined by spaces."""
+        if not self._alarms:
+            return None
+        if len(self._alarms) == 1:
+            return next(iter(self._alarms.values()))
+        lists = [self._alarms[key] for key in sorted(self._alarms, key=str)]
+        return {
+            "version": " ".join(entry["version"] for entry in lists),
+            "alarms": [alarm for entry in lists for alarm in entry["alarms"]],
+        }
+
+    def alarms_of(self, household: str | None) -> dict[str, Any] | None:
+        """The alarms of ``household`` as last read."""
+        return self._alarms.get(household)
+
+    def set_alarms(
+        self, version: str, alarms: list[dict[str, Any]], household: str | None = None
+    ) -> None:
+        """Keep ``household``'s alarm list read at ``version`` (the caller gives up the
+        list)."""
+        self._alarms[household] = {"version": version, "alarms": alarms}
+
     # -- snapshot ------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
         """Every speaker's state and the topology as JSON (a copy the caller may keep).
 
-        ``{"speakers": [{"uid", "name", "host", "port", "availability": {...},
+        ``{"speakers": [{"uid", "name", "host", "port", "household", "availability": {...},
         "services": {"<Service>": {"seq", "time", "source", "variables": {...}}}}],
-        "topology": {"groups": [...], "vanished": [...]} | null}``
+        "topology": {"household", "groups": [...], "vanished": [...]} | null}``: the
+        topology of every household as one, each group and vanished device naming its
+        ``household`` (and ``household`` itself set when there is only one);
+        ``"alarms": {"version", "alarms": [...]} | null``.
         """
+        topology = self.topology
         return {
             "speakers": [self._speaker_json(ref.uid) for ref in self.speakers()],
-            "topology": None if self._topology is None else self._topology.to_json(),
+            "topology": None if topology is None else topology.to_json(),
+            "alarms": _copy(self.alarms),
         }
 
     def _speaker_json(self, uid: str) -> dict[str, Any]:
@@ -370,6 +456,7 @@ class HouseholdState:
         return {
             **speaker.ref.to_json(),
             "port": speaker.ref.port,
+            "household": speaker.ref.household,
             "availability": speaker.availability.to_json(),
             "services": services,
         }

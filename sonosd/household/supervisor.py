@@ -1,32 +1,43 @@
-# -*- test-case-name: tests.household.test_supervisor -*-
+# -*- test-case-name: tests.household.test_supervisor,tests.household.test_supervisor_sim -*-
 """Subscriptions that never die: one supervisor per speaker, one per speaker and service.
 
 ``HouseholdSupervisor`` (a ``MultiService``) owns a ``SpeakerSupervisor`` per speaker, which
 owns a ``ServiceSupervisor`` per configured UPnP service. Together they
 
-- identify each speaker in the thread pool (``SoCo(host)``; ``uid``, ``player_name`` and
-  ``household_id`` read there, never in the reactor thread); the uid keys everything;
+- identify each speaker from its device description and household id, with two HTTP requests
+  made by the reactor (``sonosd.household.probe``): never ``GetZoneGroupState``, which large
+  households answer with UPnP 501; the uid keys everything;
+- follow the household of every configured speaker (``follow_household``): each visible
+  member of its topology is followed, members that join or leave appear or disappear as the
+  topology changes (``speaker.removed``); invisible members (the hidden half of a stereo pair,
+  home-theatre satellites, bridges) stay in the topology without subscriptions of their own;
 - subscribe every service (``sonosd.household.keepalive.ServiceSupervisor``), renew each
-  subscription early (a jittered fraction of the granted timeout) and resubscribe with jittered
-  exponential backoff after any failure (``subscription.lost`` / ``subscription.restored``);
+  subscription early and resubscribe with jittered exponential backoff after any failure
+  (``subscription.lost`` / ``subscription.restored``), UNSUBSCRIBE the SIDs a new
+  subscription replaced (after an outage, an address change) as soon as the speaker answers;
 - notice reboots (412 on renewal, a BootSeq increase in the topology or an SSDP answer) and
   replace all of the speaker's subscriptions at once;
-- track availability (``speaker.online`` / ``speaker.offline`` with a reason), pinging a speaker
-  that has been silent, and following a speaker whose address changes;
+- keep each speaker's availability, the one source of truth for health, status, commands,
+  messages and metrics (``speaker.online``, ``speaker.offline``, ``speaker.asleep``,
+  ``speaker.upnp_disabled``): from NOTIFYs, renewals, command failures, the topology's
+  ``VanishedDevices``, SSDP byebyes, and a cheap ping only when a speaker is silent;
 - poll the state when NOTIFYs never arrive (saying once, clearly, why that happens), and drop
   duplicate NOTIFYs and resync the state after a SEQ gap (``events.gap``);
 - unsubscribe everything at shutdown within a bounded time.
 
-The lifecycle and every timer are described in ``docs/supervisor.md``.
+The lifecycle, every timer and the measured availability figures are in
+``docs/supervisor.md``.
 """
 
 from __future__ import annotations
 
+import socket
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
+from treq.client import HTTPClient
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore
 from twisted.internet.interfaces import IDelayedCall
@@ -34,10 +45,11 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from sonosd.backoff import backoff_delay, describe_failure
+from sonosd.backoff import FailureKind, backoff_delay, describe_failure
 from sonosd.blocking import Runner
-from sonosd.config import Config, Device
+from sonosd.config import Config, Device, is_address
 from sonosd.gena import subscription as gena
+from sonosd.household import probe
 from sonosd.household.discovery import SSDP_GROUP, Sighting, SsdpDiscovery
 from sonosd.household.keepalive import (
     GenaSubscription,
@@ -47,16 +59,16 @@ from sonosd.household.keepalive import (
     SubscriptionFactory,
     SupervisorContext,
 )
+from sonosd.household.position import PositionTracker
+from sonosd.household.probe import UPNP_HELP, Description, ProbeError, UpnpDisabled
 from sonosd.household.resync import CHECKS
 from sonosd.household.state import SpeakerRef
+from sonosd.household.topology import ASLEEP_REASONS, Member, Topology, VanishedDevice
 
 log = Logger()
 
 SONOS_PORT = 1400
 
-CONFIRM_DELAY = 2.0
-"""Seconds the consistency check waits before confirming a difference (a NOTIFY sent just
-before the read has arrived by then)."""
 #: The counters of a ``ServiceSupervisor`` that the household keeps when it stops
 #: supervising that subscription (see ``HouseholdSupervisor.retired``).
 RETIRED_COUNTERS: tuple[str, ...] = (
@@ -72,8 +84,13 @@ RETIRED_COUNTERS: tuple[str, ...] = (
     "renewal_failures",
 )
 
+CONFIRM_DELAY = 2.0
+"""Seconds the consistency check waits before confirming a difference (a NOTIFY sent just
+before the read has arrived by then)."""
+
 REBOOT_MERGE_WINDOW = 60.0
-"""A BootSeq increase seen this soon after a 412-triggered resubscription is the same reboot."""
+"""A BootSeq increase seen this soon after every subscription was made afresh (a 412 on a
+renewal, or the speaker back online) is the same reboot."""
 
 _SOCO_ATTRIBUTES: Mapping[str, str] = {
     "AVTransport": "avTransport",
@@ -87,6 +104,15 @@ _SOCO_ATTRIBUTES: Mapping[str, str] = {
     "MusicServices": "musicServices",
     "AudioIn": "audioIn",
 }
+
+# Availability statuses (``sonosd.household.state.STATUSES``).
+UNKNOWN, ONLINE, OFFLINE, ASLEEP, UPNP_DISABLED = (
+    "unknown",
+    "online",
+    "offline",
+    "asleep",
+    "upnp_disabled",
+)
 
 
 def service_object(device: Any, service: str) -> Any:
@@ -119,13 +145,18 @@ class GenaSubscriptions:
     """
 
     def __init__(
-        self, reactor: Any, listener: Any, request_timeout: float, http: Any = None
+        self,
+        reactor: Any,
+        listener: Any,
+        request_timeout: float,
+        http: Any = None,
+        limiter: DeferredSemaphore | None = None,
     ) -> None:
         self._reactor = reactor
         self._listener = listener
         self.request_timeout = request_timeout
         self._http = gena.build_http_client(reactor) if http is None else http
-        self._limiter = DeferredSemaphore(GENA_CONCURRENCY)
+        self._limiter = DeferredSemaphore(GENA_CONCURRENCY) if limiter is None else limiter
 
     def __call__(self, device: Any, service: str) -> GenaSubscription:
         return gena.Subscription(
@@ -139,73 +170,67 @@ class GenaSubscriptions:
 
 
 def gena_subscriptions(
-    reactor: Any, listener: Any, request_timeout: float, http: Any = None
+    reactor: Any,
+    listener: Any,
+    request_timeout: float,
+    http: Any = None,
+    limiter: DeferredSemaphore | None = None,
 ) -> SubscriptionFactory:
-    """A ``GenaSubscriptions`` factory (see there)."""
-    return GenaSubscriptions(reactor, listener, request_timeout, http)
+    """A ``GenaSubscriptions`` factory (see there); ``limiter`` bounds the requests in flight
+    (default: a new one; ``build_household`` shares one with the UNSUBSCRIBEs of superseded
+    SIDs)."""
+    return GenaSubscriptions(reactor, listener, request_timeout, http, limiter)
+
+
+def gena_unsubscriber(reactor: Any, http: HTTPClient, limiter: DeferredSemaphore) -> Any:
+    """``(host, port, event path, SID, timeout)`` -> an UNSUBSCRIBE of that SID sent to
+    ``host`` (a speaker's current address: after a move it is not the SID's old one), with the
+    subscriptions' HTTP client and within their concurrency bound."""
+
+    async def unsubscribe(host: str, port: int, path: str, sid: str, timeout: float) -> None:
+        await limiter.acquire()
+        try:
+            url = f"http://{host}:{port}{path}"
+            await gena.gena_request(http, reactor, "UNSUBSCRIBE", url, {"SID": sid}, timeout)
+        finally:
+            limiter.release()
+
+    def start(host: str, port: int, path: str, sid: str, timeout: float) -> Deferred[None]:
+        return Deferred.fromCoroutine(unsubscribe(host, port, path, sid, timeout))
+
+    return start
 
 
 @attrs.frozen
-class Identity:
-    """What identifying a speaker (in the thread pool) found out."""
+class Superseded:
+    """A SID a new subscription replaced, to be UNSUBSCRIBEd when the speaker answers.
 
-    device: Any
-    address: str
-    uid: str
-    name: str
-    household_id: str
-    boot_seq: int | None
-
-
-def identify(
-    soco_factory: Callable[[str], Any], resolve: Callable[[str], str], host: str
-) -> Identity:
-    """Build ``SoCo(address)`` and read its identity. Blocking: runs in the thread pool.
-
-    Reading ``household_id`` here also spares the reactor thread SoCo's lazy blocking lookup.
+    @ivar expires: When the speaker forgets it by itself (then nothing is sent).
     """
-    address = resolve(host)
-    device = soco_factory(address)
-    _read_household_id(device)
-    uid = device.uid
-    name = device.player_name
-    household_id = device.household_id
-    boot_seq: int | None
-    try:
-        boot_seq = int(device.boot_seqnum)
-    except (AttributeError, TypeError, ValueError):
-        boot_seq = None
-    return Identity(device, address, uid, name, household_id, boot_seq)
+
+    sid: str
+    path: str
+    expires: float
 
 
-def _read_household_id(device: Any) -> None:
-    """Read the household id for SoCo, sparing it a download of the service description.
-
-    SoCo's ``uid`` and ``player_name`` need ``household_id``, which it reads with
-    ``GetHouseholdID`` called with keyword arguments: to compose them it downloads, parses and
-    keeps the DeviceProperties description of every speaker (20 KB of XML fetched and ~30 KB
-    of objects kept per speaker, issue #7). The action has no arguments: called with an
-    explicit empty list it needs no description, and SoCo's own cache takes the answer. A SoCo
-    without that cache (another version) simply reads the id itself.
-    """
-    if getattr(device, "_household_id", "") is not None:
-        return
-    answer = device.deviceProperties.send_command("GetHouseholdID", args=[])
-    device._household_id = answer["CurrentHouseholdID"]
+#: Superseded SIDs kept per service of a speaker (older ones expire at the speaker by themselves).
+SUPERSEDED_PER_SERVICE = 2
 
 
-def ping(device: Any) -> Any:
-    """A cheap control call that proves the speaker answers. Blocking: runs in the thread pool."""
-    return device.renderingControl.GetVolume([("InstanceID", 0), ("Channel", "Master")])
+def _resolve(resolve: Callable[[str], str], host: str) -> str:
+    return host if is_address(host) else resolve(host)
 
 
 class SpeakerSupervisor(Service):
     """One speaker: its identity, availability, reboots, address, and its service supervisors.
 
-    @param device: The configured host (and optional expected room name).
+    @param device: The configured host (and optional expected room name), or the address the
+        topology gave for a member of a followed household.
     @param ctx: What all supervisors share.
     @param on_identified: Called once the speaker's uid is known; returns ``False`` when
         another supervisor already has that uid (this one then stops).
+    @param member: What the topology says of a speaker learnt from it (its uid, room and
+        household are then known before it is identified; ``None`` for a configured one).
     """
 
     def __init__(
@@ -213,17 +238,26 @@ class SpeakerSupervisor(Service):
         device: Device,
         ctx: SupervisorContext,
         on_identified: Callable[[SpeakerSupervisor], bool] | None = None,
+        *,
+        member: SpeakerRef | None = None,
     ) -> None:
         self.config_device = device
         self.ctx = ctx
         self._on_identified = on_identified
+        #: Listed under ``devices`` (or found by SSDP): never dropped as the topology changes.
+        self.configured = member is None
+        #: Found by SSDP, not configured (a reload keeps it).
         self.discovered = False
         self.device: Any = None
-        self.ref: SpeakerRef | None = None
-        self.household_id: str | None = None
+        # Known before identification for a member learnt from the topology.
+        self.ref: SpeakerRef | None = member
+        self.identified = False
+        self.household_id: str | None = None if member is None else member.household
         self.boot_seq: int | None = None
-        self.online: bool | None = None
-        self.offline_reason: str | None = None
+        #: ``online``, ``offline``, ``asleep``, ``upnp_disabled`` or ``unknown`` (see the
+        #: module docstring), with ``reason``.
+        self.availability = UNKNOWN
+        self.reason: str | None = None
         self.last_activity = 0.0
         self.services: dict[str, ServiceSupervisor] = {
             service: ServiceSupervisor(self, service) for service in ctx.services
@@ -231,12 +265,15 @@ class SpeakerSupervisor(Service):
         self._gen = 0
         self._failures = 0
         self._operation: Deferred[Any] | None = None
-        self._pinging: Deferred[Any] | None = None
+        self._probing: Deferred[Any] | None = None
         self._timer: IDelayedCall | None = None
-        self._availability: LoopingCall | None = None
+        self._absorb_boot_seq_until = 0.0
+        self._superseded: list[Superseded] = []
+        self._flush: IDelayedCall | None = None
+        self._unsubscribing: set[Deferred[Any]] = set()
+        self._said: str | None = None
         self._consistency: LoopingCall | None = None
         self._checking: Deferred[Any] | None = None
-        self._absorb_boot_seq_until = 0.0
         self.checks = 0
 
     @property
@@ -248,26 +285,42 @@ class SpeakerSupervisor(Service):
 
     @property
     def uid(self) -> str | None:
-        """The speaker's uid, once identified."""
+        """The speaker's uid, once known."""
         return None if self.ref is None else self.ref.uid
+
+    @property
+    def online(self) -> bool | None:
+        """``True`` online, ``None`` not decided, ``False`` anything else."""
+        return None if self.availability == UNKNOWN else self.availability == ONLINE
+
+    @property
+    def offline_reason(self) -> str | None:
+        """Why the speaker is not online (``None`` when it is)."""
+        return None if self.availability == ONLINE else self.reason
 
     def status(self, *, callback: bool = False) -> dict[str, Any]:
         """A plain snapshot of the speaker and each of its subscriptions (``ServiceSupervisor
-        .status``), the one source of diagnostics, readiness, metrics and systemd's status.
+        .status``), the one source of diagnostics, readiness, health, metrics and systemd's
+        status.
+
+        ``availability`` is ``online``, ``offline``, ``asleep``, ``upnp_disabled`` or
+        ``unknown`` (with ``reason``), as the state, the API and the messages have it.
 
         @param callback: Include the callback URL given to the speaker (``callback_url``
             looks up a route: only the diagnostics ask for it).
         """
         host = self.config_device.host if self.ref is None else self.ref.host
-        availability = {None: "unknown", True: "online", False: "offline"}[self.online]
         status: dict[str, Any] = {
             "host": host,
             "configured_host": self.config_device.host,
             "uid": self.uid,
             "name": None if self.ref is None else self.ref.name,
-            "availability": availability,
+            "household": self.household_id,
+            "configured": self.configured,
+            "identified": self.identified,
+            "availability": self.availability,
             "online": self.online,
-            "reason": self.offline_reason,
+            "reason": self.reason,
             "boot_seq": self.boot_seq,
             "failures": self._failures,
             "last_activity_age": (
@@ -275,6 +328,7 @@ class SpeakerSupervisor(Service):
                 if self.last_activity
                 else None
             ),
+            "superseded_sids": len(self._superseded),
             "services": {name: sup.status() for name, sup in self.services.items()},
         }
         if callback:
@@ -304,8 +358,14 @@ class SpeakerSupervisor(Service):
     # Service lifecycle.
 
     def startService(self) -> None:
-        """Identify the speaker (in the thread pool), then subscribe every service."""
+        """Identify the speaker, then subscribe every service.
+
+        A member learnt as vanished (asleep, powered off) is not contacted until there is a
+        sign of it (the topology lists it again, or its slow check answers)."""
         super().startService()
+        if self.availability in (ASLEEP, OFFLINE) and self.ref is not None:
+            self._schedule_check()
+            return
         self._begin_identify()
 
     def stopService(self) -> Deferred[None]:
@@ -313,16 +373,22 @@ class SpeakerSupervisor(Service):
         super().stopService()
         self._gen += 1
         self._cancel_timer()
-        for loop in (self._availability, self._consistency):
-            if loop is not None and loop.running:
-                loop.stop()
-        self._availability = self._consistency = None
-        for operation in (self._operation, self._pinging, self._checking):
+        for call in (self._flush,):
+            if call is not None and call.active():
+                call.cancel()
+        self._flush = None
+        if self._consistency is not None and self._consistency.running:
+            self._consistency.stop()
+        self._consistency = None
+        for operation in (self._operation, self._probing, self._checking):
             if operation is not None:
                 operation.cancel()
-        self._operation = self._pinging = self._checking = None
+        self._operation = self._probing = self._checking = None
+        if self.ctx.position is not None and self.ref is not None:
+            self.ctx.position.forget(self.ref.uid)
         timeout = self.ctx.config.shutdown_timeout
         stops = [sup.stop(timeout) for sup in self.services.values()]
+        stops.extend(self._unsubscribing)
         done = DeferredList(stops, consumeErrors=True)
         return done.addCallback(lambda _: self._unsubscribed())
 
@@ -343,7 +409,9 @@ class SpeakerSupervisor(Service):
     # Identification.
 
     def _begin_identify(self) -> None:
-        self._timer = None
+        self._cancel_timer()
+        if self._operation is not None:
+            return
         self._gen += 1
         running = Deferred.fromCoroutine(self._identify(self._gen))
         if not running.called:
@@ -352,58 +420,105 @@ class SpeakerSupervisor(Service):
     async def _identify(self, gen: int) -> None:
         host = self.config_device.host
         try:
-            identity: Identity = await self._identify_at(host)
+            address, description = await self._describe_at(host)
         except Exception:
-            if gen != self._gen:
-                return
-            self._operation = None
-            self._failures += 1
-            reason = describe_failure(Failure())[1]
-            delay = self._backoff()
-            log.warn(
-                "cannot reach speaker {host}: {reason}; retry {n} in {delay:.1f} s",
-                host=host,
-                reason=reason,
-                n=self._failures,
-                delay=delay,
-            )
-            self.offline_reason = reason
-            self._timer = self.ctx.clock.callLater(delay, self._begin_identify)
+            if gen == self._gen:
+                self._operation = None
+                self._not_identified(Failure())
             return
         if gen != self._gen:
             return
         self._operation = None
+        expected = None if self.configured or self.ref is None else self.ref.uid
+        if expected is not None and description.uid != expected:
+            log.error(
+                "{host} is {other}, not {speaker} as the topology says: not following it there",
+                host=host,
+                other=description.uid,
+                speaker=self.label,
+            )
+            self._schedule_check()
+            return
         self._failures = 0
-        self.device = identity.device
-        self.household_id = identity.household_id
-        self.boot_seq = identity.boot_seq
-        self.ref = SpeakerRef(
-            uid=identity.uid, name=identity.name, host=identity.address, port=SONOS_PORT
+        self._said = None
+        self.identified = True
+        # A speaker that refuses SOAP over HTTP (it wants HTTPS) gives no household id: the
+        # topology that named it did.
+        description = attrs.evolve(
+            description, household_id=description.household_id or self.household_id
         )
-        expected = self.config_device.name
-        if expected is not None and expected != identity.name:
+        self.household_id = description.household_id
+        self.device = self._soco(address, description)
+        self.ref = SpeakerRef(
+            uid=description.uid,
+            name=description.name,
+            host=address,
+            port=SONOS_PORT,
+            household=description.household_id,
+        )
+        expected_name = self.config_device.name
+        if expected_name is not None and expected_name != description.name:
             log.warn(
                 "speaker {host} is named {actual!r}, not {expected!r} as configured",
                 host=host,
-                actual=identity.name,
-                expected=expected,
+                actual=description.name,
+                expected=expected_name,
             )
         if self._on_identified is not None and not self._on_identified(self):
             return
         log.info(
-            "speaker {name} is {uid} at {address}",
-            name=identity.name,
-            uid=identity.uid,
-            address=identity.address,
+            "speaker {name} is {uid} at {address} (household {household})",
+            name=description.name,
+            uid=description.uid,
+            address=address,
+            household=description.household_id,
         )
-        self._availability = LoopingCall(self._check_silence)
-        self._availability.clock = self.ctx.clock
-        self._availability.start(self.ctx.config.availability_interval, now=False)
-        if self.ctx.config.check_interval > 0 and any(s in CHECKS for s in self.services):
-            self._consistency = LoopingCall(self.check_consistency)
-            self._consistency.clock = self.ctx.clock
-            self._consistency.start(self.ctx.config.check_interval, now=False)
+        self._start_checks()
         self._go_online("identified")
+
+    def _soco(self, address: str, description: Description) -> Any:
+        """The SoCo object for ``address``, told its uid and household id, so that SoCo never
+        reads them itself (through GetZoneGroupState, which large households refuse)."""
+        device = self.ctx.soco_factory(address)
+        for attribute, value in (
+            ("_uid", description.uid),
+            ("_household_id", description.household_id),
+        ):
+            known = hasattr(device, attribute) or type(device).__module__.startswith("soco")
+            if value is not None and known:
+                setattr(device, attribute, value)
+        return device
+
+    def _not_identified(self, failure: Failure) -> None:
+        """Identification failed: a member the topology named shows it in its status; a
+        configured host is reported once per reason. Either is tried again later."""
+        if failure.check(UpnpDisabled) and self.ref is not None:
+            self._go_upnp_disabled()
+            return
+        if failure.check(UpnpDisabled):
+            # A configured host with UPnP off: its status says so (no uid: not in the state).
+            self.availability = UPNP_DISABLED
+            reason = "UPnP switched off"
+        elif failure.check(ProbeError):
+            reason = failure.getErrorMessage()
+        else:
+            reason = describe_failure(failure)[1]
+        self._failures += 1
+        if self.ref is not None:
+            if self.availability in (UNKNOWN, ONLINE, OFFLINE):
+                self._set_status(OFFLINE, reason)
+        else:
+            self.reason = UPNP_HELP if reason == "UPnP switched off" else reason
+            if self.availability == UPNP_DISABLED and reason != "UPnP switched off":
+                self.availability = UNKNOWN
+            if self._said != reason:
+                self._said = reason
+                log.warn(
+                    "cannot identify speaker {host}: {reason}; trying again until it answers",
+                    host=self.config_device.host,
+                    reason=self.reason,
+                )
+        self._schedule_check()
 
     # Availability.
 
@@ -411,79 +526,220 @@ class SpeakerSupervisor(Service):
         """Note that the speaker answered or sent something just now."""
         self.last_activity = self.ctx.clock.seconds()
 
-    def _check_silence(self) -> None:
-        if not self.online:
-            return
-        silent = self.ctx.clock.seconds() - self.last_activity
-        if silent >= self.ctx.config.silence_timeout:
-            self.check_now(f"silent for {silent:.0f} s")
-
     def check_now(self, why: str) -> None:
-        """Ping the speaker now, unless a ping is already under way or it is not identified."""
-        if self._pinging is not None or self.ref is None or not self.running:
+        """Ping the speaker now, unless a ping is already under way or it is not known."""
+        if self._probing is not None or self.ref is None or not self.running:
+            return
+        if not self.identified:
+            if self._operation is None and self.config_device.host:
+                self._begin_identify()
             return
         self._cancel_timer()
         log.debug("pinging {speaker}: {why}", speaker=self.label, why=why)
         running = Deferred.fromCoroutine(self._ping(self._gen))
         if not running.called:
-            self._pinging = running
+            self._probing = running
 
     async def _ping(self, gen: int) -> None:
         assert self.ref is not None
+        config = self.ctx.config
         try:
-            await self._run(
-                ping, self.device, key=f"{self.ref.uid}:ping", timeout=self.ctx.ping_timeout
+            await self.ctx.ping(self.ref.host, self.ref.port, config.ping_timeout).addTimeout(
+                config.ping_timeout + 1.0, self.ctx.clock
             )
+        except UpnpDisabled:
+            if gen == self._gen:
+                self._probing = None
+                self._go_upnp_disabled()
+            return
+        except ProbeError:
+            pass  # It answered, if strangely: it is there.
         except Exception:
             if gen != self._gen:
                 return
-            self._pinging = None
-            reason = describe_failure(Failure())[1]
-            if self.online:
-                self._go_offline(reason)
-            else:
-                self._failures += 1
-                self._schedule_ping()
+            self._probing = None
+            self._ping_failed(describe_failure(Failure())[1])
             return
         if gen != self._gen:
             return
-        self._pinging = None
+        self._probing = None
         self.saw_activity()
-        if not self.online:
+        if self.availability != ONLINE:
             self._go_online("answering again")
+        else:
+            self._schedule_check()
 
-    def _schedule_ping(self) -> None:
+    def _ping_failed(self, reason: str) -> None:
+        if self.availability in (ONLINE, UNKNOWN):
+            self._go_offline(reason)
+            return
+        if self.availability == OFFLINE:
+            # Still offline, maybe for another reason: recorded, no new message or log line.
+            self._set_status(OFFLINE, reason)
+        self._schedule_check()
+
+    def _schedule_check(self) -> None:
+        """Arm the one availability timer for what the status calls for: the silence check
+        while online, a ping every ``availability_interval`` while offline, the slow check
+        while asleep or with UPnP off, identification retries before the speaker is known."""
         self._cancel_timer()
-        self._timer = self.ctx.clock.callLater(self._backoff(), self.check_now, "offline retry")
+        if not self.running:
+            return
+        config = self.ctx.config
+        clock = self.ctx.clock
+        if not self.identified:
+            if not self.config_device.host:
+                return  # Nothing to contact (an asleep member): the topology will say.
+            if self.availability in (ASLEEP, UPNP_DISABLED) or self._said == "UPnP switched off":
+                delay = config.asleep_interval
+            elif self.ref is not None:
+                delay = config.availability_interval
+            else:
+                # A configured host that never answered: back off, up to the slow interval.
+                delay = min(
+                    backoff_delay(
+                        self._failures,
+                        config.backoff_initial,
+                        config.backoff_max,
+                        self.ctx.random,
+                    ),
+                    config.asleep_interval,
+                )
+            self._timer = clock.callLater(delay, self._begin_identify)
+            return
+        if self.availability == ONLINE:
+            due = self.last_activity + config.silence_timeout - clock.seconds()
+            self._timer = clock.callLater(max(0.0, due), self._silence_due)
+        elif self.availability in (ASLEEP, UPNP_DISABLED):
+            self._timer = clock.callLater(config.asleep_interval, self.check_now, "slow check")
+        else:
+            self._timer = clock.callLater(
+                config.availability_interval, self.check_now, "offline check"
+            )
+
+    def _silence_due(self) -> None:
+        self._timer = None
+        silent = self.ctx.clock.seconds() - self.last_activity
+        if silent >= self.ctx.config.silence_timeout:
+            self.check_now(f"silent for {silent:.0f} s")
+        else:
+            self._schedule_check()
+
+    def _set_status(self, status: str, reason: str | None) -> bool:
+        """Record the status in the state (publishing the message if it changed) and log one
+        line when it changed."""
+        changed = status != self.availability
+        self.availability, self.reason = status, reason
+        if self.ref is not None:
+            self.ctx.processor.speaker_availability(self.ref, status, reason)
+        if changed:
+            emit = log.info if status in (ONLINE, ASLEEP) else log.warn
+            emit(
+                "speaker {speaker} is {status} ({reason})",
+                speaker=self.label,
+                status=status.replace("_", " "),
+                reason=reason,
+            )
+        return changed
 
     def _go_offline(self, reason: str) -> None:
-        assert self.ref is not None
-        self.online = False
-        self.offline_reason = reason
         self._failures = 1
-        log.warn("speaker {speaker} is offline: {reason}", speaker=self.label, reason=reason)
-        self.ctx.processor.speaker_offline(self.ref, reason)
-        for sup in self.services.values():
-            sup.suspend(f"speaker offline: {reason}")
-        self._schedule_ping()
+        self._set_status(OFFLINE, reason)
+        self._suspend(f"speaker offline: {reason}")
+        self._schedule_check()
+
+    def _go_asleep(self, reason: str) -> None:
+        if self.availability == ASLEEP:
+            return
+        self._set_status(ASLEEP, reason)
+        self._suspend(f"speaker asleep: {reason}")
+        self._schedule_check()
+
+    def _go_upnp_disabled(self) -> None:
+        if self.availability == UPNP_DISABLED:
+            self._schedule_check()
+            return
+        self._set_status(UPNP_DISABLED, UPNP_HELP)
+        self._suspend("UPnP switched off")
+        self._schedule_check()
 
     def _go_online(self, reason: str) -> None:
         assert self.ref is not None
-        self.online = True
-        self.offline_reason = None
+        was = self.availability
         self._failures = 0
         self.saw_activity()
-        log.info("speaker {speaker} is online ({reason})", speaker=self.label, reason=reason)
-        self.ctx.processor.speaker_online(self.ref, reason)
+        self._set_status(ONLINE, reason)
+        if was != UNKNOWN:
+            # Every subscription is made afresh: a BootSeq increase the topology shows next
+            # is the reboot that took the speaker away.
+            self._absorb_boot_seq_until = self.ctx.clock.seconds() + REBOOT_MERGE_WINDOW
         for sup in self.services.values():
             sup.start()
+        self._schedule_flush()
+        self._schedule_check()
+
+    def _suspend(self, reason: str) -> None:
+        for sup in self.services.values():
+            sup.suspend(reason)
+        if self.ctx.position is not None and self.ref is not None:
+            self.ctx.position.forget(self.ref.uid)
+
+    def transport_changed(self, variables: Mapping[str, Any]) -> None:
+        """An AVTransport event or read: the position tracker reads the position if the
+        speaker coordinates a group and the transport state or track changed."""
+        if self.ctx.position is not None and self.ref is not None and self.device is not None:
+            self.ctx.position.transport_event(self.ref, self.device, variables)
+
+    def transport_commanded(self) -> None:
+        """A transport command (a seek...) went to this speaker: read its position again."""
+        if self.ctx.position is not None and self.ref is not None and self.availability == ONLINE:
+            self.ctx.position.refresh(self.ref, self.device)
 
     def sign_of_life(self, source: str) -> None:
-        """Something (discovery, the topology) shows the speaker is up: re-check it if offline."""
-        if self.online is False:
+        """Something (discovery, the topology) shows the speaker is up: re-check it if it
+        is not online."""
+        if self.availability != ONLINE:
             self.check_now(source)
 
+    def command_failed(self, reason: str) -> None:
+        """A command to the speaker did not get through (a timeout, a refused or lost
+        connection): check it now rather than at the next silence check."""
+        if self.availability == ONLINE:
+            self.check_now(f"a command failed: {reason}")
+
+    # The topology's view of the speaker.
+
+    def observe_member(self, member: Member) -> None:
+        """The topology lists the speaker in a group: follow its BootSeq and address, and
+        check it at once if it was asleep or offline (it is back)."""
+        if member.boot_seq is not None:
+            self.observe_boot_seq(member.boot_seq, "topology")
+        if member.host is not None:
+            self.observe_address(member.host, "topology")
+        if self.availability in (ASLEEP, OFFLINE):
+            self.check_now("listed in the topology again")
+
+    def observe_vanished(self, device: VanishedDevice) -> None:
+        """The topology lists the speaker under ``VanishedDevices``: asleep (a portable
+        sleeping or switched to Bluetooth: a slow check only, no error) or offline."""
+        reason = device.reason or "vanished"
+        if reason in ASLEEP_REASONS:
+            self._go_asleep(reason)
+        elif self.availability != OFFLINE:
+            self._go_offline(reason)
+
     # The consistency check: a lost last NOTIFY.
+
+    def _start_checks(self) -> None:
+        """Run the consistency check every ``check_interval`` (unless 0, or no service has
+        values to compare)."""
+        if self._consistency is not None or self.ctx.config.check_interval <= 0:
+            return
+        if not any(service in CHECKS for service in self.services):
+            return
+        self._consistency = LoopingCall(self.check_consistency)
+        self._consistency.clock = self.ctx.clock
+        self._consistency.start(self.ctx.config.check_interval, now=False)
 
     def check_consistency(self) -> None:
         """Compare a cheap read of the speaker (volume, mute, transport state) with the state
@@ -554,9 +810,9 @@ class SpeakerSupervisor(Service):
 
     def rebooted(self, reason: str) -> None:
         """The speaker rebooted (it forgot its SIDs): replace every subscription at once."""
-        if self.ref is None or not self.running:
+        if self.ref is None or not self.running or not self.identified:
             return
-        if self.online is False:
+        if self.availability != ONLINE:
             self.sign_of_life(reason)
             return
         if reason.startswith("412"):
@@ -566,6 +822,8 @@ class SpeakerSupervisor(Service):
             speaker=self.label,
             reason=reason,
         )
+        # What it held before the reboot, it forgot.
+        self._superseded.clear()
         for sup in self.services.values():
             sup.start(reason="reboot")
 
@@ -575,14 +833,21 @@ class SpeakerSupervisor(Service):
         if known is None or boot_seq <= known:
             return
         if self.ctx.clock.seconds() < self._absorb_boot_seq_until:
-            # Already handled: a renewal got 412 just before the topology told us.
+            # Already handled: a renewal got 412, or the speaker came back online and was
+            # subscribed afresh, just before the topology told us.
             self._absorb_boot_seq_until = 0.0
+            self._superseded.clear()
             return
         self.rebooted(f"BootSeq {known} -> {boot_seq} ({source})")
 
     def observe_address(self, address: str, source: str) -> None:
         """Take the speaker's address from the topology or SSDP; follow it when it changes."""
         if self.ref is None or not self.running or address == self.ref.host:
+            return
+        if not self.identified:
+            # Learnt from the topology and not reached yet: try the new address.
+            self.config_device = Device(host=address, name=self.config_device.name)
+            self.ref = attrs.evolve(self.ref, host=address)
             return
         if self._operation is not None:
             return
@@ -600,7 +865,7 @@ class SpeakerSupervisor(Service):
     async def _move(self, address: str, gen: int) -> None:
         assert self.ref is not None
         try:
-            identity: Identity = await self._identify_at(address)
+            address, description = await self._describe_at(address)
         except Exception:
             if gen == self._gen:
                 self._operation = None
@@ -614,23 +879,81 @@ class SpeakerSupervisor(Service):
         if gen != self._gen:
             return
         self._operation = None
-        if identity.uid != self.ref.uid:
+        if description.uid != self.ref.uid:
             log.error(
                 "{address} is {other}, not {speaker}: not following",
                 address=address,
-                other=identity.uid,
+                other=description.uid,
                 speaker=self.label,
             )
             return
-        self.device = identity.device
-        self.ref = SpeakerRef(
-            uid=self.ref.uid, name=identity.name, host=identity.address, port=SONOS_PORT
+        description = attrs.evolve(
+            description, household_id=description.household_id or self.household_id
         )
-        if self.online is False:
+        self.device = self._soco(address, description)
+        self.ref = SpeakerRef(
+            uid=self.ref.uid,
+            name=description.name,
+            host=address,
+            port=SONOS_PORT,
+            household=description.household_id,
+        )
+        if self.availability != ONLINE:
             self.check_now("address changed")
             return
         for sup in self.services.values():
             sup.start(reason="address changed")
+        # The old SIDs live on at the new address: the speaker keeps sending to them.
+        self._schedule_flush()
+
+    # Replaced subscriptions.
+
+    def supersede(self, subscription: GenaSubscription) -> None:
+        """Remember a SID a new subscription replaces, to UNSUBSCRIBE it (best effort, once)
+        as soon as the speaker answers: until then, or until it expires, the speaker keeps
+        sending NOTIFYs to it (the listener answers them 412, quietly)."""
+        sid = subscription.sid
+        path = getattr(subscription, "event_path", None)
+        if not sid or not isinstance(path, str) or not subscription.is_subscribed:
+            return
+        left = getattr(subscription, "time_left", 0)
+        now = self.ctx.clock.seconds()
+        expires = now + (left if isinstance(left, int | float) and left < 1e9 else 86400.0)
+        self._superseded.append(Superseded(sid, path, expires))
+        del self._superseded[: -SUPERSEDED_PER_SERVICE * max(1, len(self.services))]
+        if self.availability == ONLINE:
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if self._superseded and self._flush is None and self.running:
+            self._flush = self.ctx.clock.callLater(0, self._flush_superseded)
+
+    def _flush_superseded(self) -> None:
+        self._flush = None
+        if self.ref is None or self.availability != ONLINE:
+            return
+        now = self.ctx.clock.seconds()
+        superseded, self._superseded = self._superseded, []
+        for entry in superseded:
+            if entry.expires <= now:
+                continue
+            sending = self.ctx.unsubscribe(
+                self.ref.host, self.ref.port, entry.path, entry.sid, self.ctx.config.request_timeout
+            )
+            self._unsubscribing.add(sending)
+            sending.addErrback(self._unsubscribe_failed, entry.sid)
+            sending.addBoth(self._superseded_sent, sending)
+
+    def _unsubscribe_failed(self, failure: Failure, sid: str) -> None:
+        log.debug(
+            "UNSUBSCRIBE of replaced {sid} at {speaker}: {reason}",
+            sid=sid,
+            speaker=self.label,
+            reason=describe_failure(failure)[1],
+        )
+
+    def _superseded_sent(self, result: object, sending: Deferred[Any]) -> None:
+        self._unsubscribing.discard(sending)
 
     # Helpers.
 
@@ -639,22 +962,19 @@ class SpeakerSupervisor(Service):
         running = self.ctx.runner.run(fn, *args, key=key, timeout=timeout)
         return running.addTimeout(timeout + 1.0, self.ctx.clock)
 
-    def _identify_at(self, address: str) -> Deferred[Identity]:
-        """Identify the speaker at ``address`` (the configured host, or a new address)."""
-        return self._run(
-            identify,
-            self.ctx.soco_factory,
-            self.ctx.resolve,
-            address,
-            key=address,
-            timeout=self.ctx.config.request_timeout,
+    async def _describe_at(self, host: str) -> tuple[str, Description]:
+        """The address of ``host`` (resolved in the thread pool when it is a name) and who
+        the speaker there is."""
+        timeout = self.ctx.config.request_timeout
+        address: str = (
+            host
+            if is_address(host)
+            else await self._run(_resolve, self.ctx.resolve, host, key=host, timeout=timeout)
         )
-
-    def _backoff(self) -> float:
-        config = self.ctx.config
-        return backoff_delay(
-            self._failures, config.backoff_initial, config.backoff_max, self.ctx.random
+        description: Description = await self.ctx.describe(address, SONOS_PORT, timeout).addTimeout(
+            timeout + 1.0, self.ctx.clock
         )
+        return address, description
 
     def _cancel_timer(self) -> None:
         timer, self._timer = self._timer, None
@@ -662,51 +982,38 @@ class SpeakerSupervisor(Service):
             timer.cancel()
 
 
-@attrs.frozen
-class MemberInfo:
-    """What the topology says about one speaker: its BootSeq and the host of its Location."""
-
-    boot_seq: int | None
-    host: str | None
-
-
-TopologyReader = Callable[[Any], Mapping[str, MemberInfo]]
-"""Extracts ``{uid: MemberInfo}`` from a ``HouseholdState`` topology object."""
-
-
-def topology_members(topology: Any) -> dict[str, MemberInfo]:
-    """``{uid: MemberInfo}`` for every member of a topology (or ``None``)."""
-    if topology is None:
-        return {}
-    return {
-        member.uid: MemberInfo(boot_seq=member.boot_seq, host=member.host)
-        for member in topology.members()
-    }
+def followable(member: Member) -> bool:
+    """Whether a topology member gets a supervisor (and subscriptions) of its own: visible
+    members only. Invisible ones (the hidden half of a stereo pair, a home theatre's sub and
+    surrounds) are answered for by their visible member; a Boost or Bridge plays nothing."""
+    return not member.invisible and not member.is_zone_bridge
 
 
 class HouseholdSupervisor(MultiService):
-    """Owns the speaker supervisors: add speakers, look them up, start and stop them all.
+    """Owns the speaker supervisors: add speakers, look them up, start and stop them all, and
+    follow each followed household's members as its topology changes.
 
     @param ctx: What all supervisors share.
     @param devices: The configured speakers.
-    @param topology_members: How to read BootSeq and Location per uid from a topology passed
-        to ``on_topology`` (register ``on_topology`` with ``HouseholdState``).
+    @param follow_household: Follow every visible member of each configured speaker's
+        household (``False``: the configured speakers only).
     """
 
     def __init__(
         self,
         ctx: SupervisorContext,
         devices: Iterable[Device] = (),
-        topology_members: TopologyReader = topology_members,
+        *,
+        follow_household: bool = True,
         listener: Any = None,
     ) -> None:
         super().__init__()
         self.ctx = ctx
+        self.follow_household = follow_household
         self.listener = listener
-        #: Counters of subscriptions no longer supervised (removed by a reload), so that the
-        #: totals the metrics export never go down.
+        #: Counters of subscriptions no longer supervised (removed by a reload, or a speaker
+        #: that left its household), so that the totals the metrics export never go down.
         self.retired: Counter[str] = Counter()
-        self._topology_members = topology_members
         self._by_uid: dict[str, SpeakerSupervisor] = {}
         self.discovery: Service | None = None
         self._speakers: list[SpeakerSupervisor] = []
@@ -720,16 +1027,56 @@ class HouseholdSupervisor(MultiService):
         """
         speaker = SpeakerSupervisor(device, self.ctx, on_identified=self._identified)
         speaker.discovered = discovered
+        self._add(speaker)
+        return speaker
+
+    def add_member(
+        self, uid: str, name: str, host: str | None, household: str | None
+    ) -> SpeakerSupervisor:
+        """Supervise a member of a followed household, learnt from its topology."""
+        ref = SpeakerRef(uid=uid, name=name, host=host or "", household=household)
+        speaker = SpeakerSupervisor(
+            Device(host=host or ""), self.ctx, on_identified=self._identified, member=ref
+        )
+        self._by_uid[uid] = speaker
+        log.info(
+            "following {name} ({uid}) of household {household}",
+            name=name,
+            uid=uid,
+            household=household,
+        )
+        self._add(speaker)
+        return speaker
+
+    def _add(self, speaker: SpeakerSupervisor) -> None:
         self._speakers.append(speaker)
         speaker.setServiceParent(self)
-        return speaker
+
+    def remove(self, speaker: SpeakerSupervisor, reason: str) -> Deferred[None]:
+        """Stop following ``speaker`` (UNSUBSCRIBE everything) and forget it
+        (``speaker.removed``)."""
+        if speaker in self._speakers:
+            self._speakers.remove(speaker)
+        if speaker.uid is not None and self._by_uid.get(speaker.uid) is speaker:
+            del self._by_uid[speaker.uid]
+        self._retire(speaker.services.values())
+        log.info("no longer following {speaker}: {reason}", speaker=speaker.label, reason=reason)
+        stopped: Deferred[None] = Deferred()
+        result = speaker.disownServiceParent()
+        if isinstance(result, Deferred):
+            result.addBoth(lambda _: stopped.callback(None))
+        else:
+            stopped.callback(None)
+        if speaker.ref is not None:
+            self.ctx.processor.speaker_removed(speaker.ref, reason)
+        return stopped
 
     def speakers(self) -> list[SpeakerSupervisor]:
         """Every speaker supervisor, in the order they were added."""
         return list(self._speakers)
 
     def speaker(self, uid: str) -> SpeakerSupervisor | None:
-        """The supervisor of the speaker ``uid``, if it has been identified."""
+        """The supervisor of the speaker ``uid``, if it is known."""
         return self._by_uid.get(uid)
 
     def status(self, *, callback: bool = False) -> dict[str, Any]:
@@ -782,14 +1129,16 @@ class HouseholdSupervisor(MultiService):
                 speaker.set_services(ctx.services)
 
     def apply(self, config: Config) -> tuple[list[str], list[str]]:
-        """Follow ``config`` (a reload): its devices, services and subscription timings.
+        """Follow ``config`` (a reload): its devices, ``follow_household``, services and
+        subscription timings (with ``follow_household`` now false, the members learnt from
+        topologies are dropped).
 
         @return: The hosts added and the hosts removed.
         """
         known = {
             speaker.config_device.host.lower(): speaker
             for speaker in self._speakers
-            if not speaker.discovered
+            if speaker.configured and not speaker.discovered
         }
         wanted = {device.host.lower(): device for device in config.devices}
         removed = [s.config_device.host for key, s in known.items() if key not in wanted]
@@ -801,6 +1150,10 @@ class HouseholdSupervisor(MultiService):
         self.reconfigure(
             attrs.evolve(self.ctx, config=config.subscription, services=config.services)
         )
+        self.follow_household = config.follow_household
+        if not self.follow_household:
+            for speaker in [s for s in self._speakers if not s.configured]:
+                self.remove(speaker, "follow_household is false")
         added = [device.host for key, device in wanted.items() if key not in known]
         for device in config.devices:
             if device.host in added:
@@ -812,10 +1165,27 @@ class HouseholdSupervisor(MultiService):
             for key in RETIRED_COUNTERS:
                 self.retired[key] += getattr(sup, key)
 
+    def command_failed(self, uid: str, reason: str) -> None:
+        """A command to ``uid`` failed without an answer: its availability is checked now."""
+        speaker = self._by_uid.get(uid)
+        if speaker is not None:
+            speaker.command_failed(reason)
+
+    def transport_commanded(self, uid: str) -> None:
+        """A transport command (play, seek...) went to the coordinator ``uid``: its position
+        is read again."""
+        speaker = self._by_uid.get(uid)
+        if speaker is not None:
+            speaker.transport_commanded()
+
     def _identified(self, speaker: SpeakerSupervisor) -> bool:
         assert speaker.uid is not None
         other = self._by_uid.get(speaker.uid)
         if other is not None and other is not speaker:
+            if not other.configured and speaker.configured:
+                # The topology named it first; the configuration takes it over.
+                other.configured = True
+                other.config_device = speaker.config_device
             log.warn(
                 "{host} is speaker {uid}, already supervised as {other}: ignoring it",
                 host=speaker.config_device.host,
@@ -854,16 +1224,58 @@ class HouseholdSupervisor(MultiService):
 
     # Sources of news about speakers.
 
-    def on_topology(self, old: Any, new: Any) -> None:
-        """``HouseholdState`` topology observer: follow BootSeq and Location of every speaker."""
-        for uid, member in self._topology_members(new).items():
-            speaker = self._by_uid.get(uid)
+    def on_topology(self, old: Topology | None, new: Topology) -> None:
+        """``HouseholdState`` topology observer: follow BootSeq, Location and vanished devices
+        of every speaker, and the household's members as they join and leave."""
+        household = new.household
+        listed: set[str] = set()
+        for member in new.members():
+            listed.add(member.uid)
+            speaker = self._by_uid.get(member.uid)
             if speaker is None:
+                if not (self.follow_household and self.running and followable(member)):
+                    continue
+                speaker = self.add_member(member.uid, member.name, member.host, household)
+            if not followable(member) and not speaker.configured and self.follow_household:
+                self.remove(speaker, f"now an invisible member of {member.name}")
                 continue
-            if member.boot_seq is not None:
-                speaker.observe_boot_seq(member.boot_seq, "topology")
-            if member.host is not None:
-                speaker.observe_address(member.host, "topology")
+            speaker.observe_member(member)
+        for device in new.vanished:
+            listed.add(device.uid)
+            speaker = self._by_uid.get(device.uid)
+            if speaker is None and self.follow_household and self.running:
+                speaker = self._vanished_member(device, household)
+            if speaker is not None:
+                speaker.observe_vanished(device)
+        if not self.follow_household or old is None:
+            return
+        for speaker in list(self._speakers):
+            uid = speaker.uid
+            if (
+                uid is not None
+                and uid not in listed
+                and not speaker.configured
+                and speaker.household_id == household
+                and (old.member(uid) is not None or old.vanished_device(uid) is not None)
+            ):
+                self.remove(speaker, f"left household {household}")
+
+    def _vanished_member(self, device: VanishedDevice, household: str | None) -> SpeakerSupervisor:
+        """A member the household lists as vanished when the daemon learns of it: followed,
+        in the state as asleep or offline, contacted when it shows up again."""
+        ref = SpeakerRef(
+            uid=device.uid, name=device.name, host=device.host or "", household=household
+        )
+        speaker = SpeakerSupervisor(
+            Device(host=device.host or ""), self.ctx, on_identified=self._identified, member=ref
+        )
+        reason = device.reason or "vanished"
+        speaker.availability = ASLEEP if reason in ASLEEP_REASONS else OFFLINE
+        speaker.reason = reason
+        self._by_uid[device.uid] = speaker
+        self.ctx.processor.speaker_availability(ref, speaker.availability, reason)
+        self._add(speaker)
+        return speaker
 
     def on_sighting(self, sighting: Sighting) -> None:
         """A speaker was seen (SSDP): add it if new; else follow its BootSeq and address."""
@@ -884,10 +1296,15 @@ class HouseholdSupervisor(MultiService):
         speaker.sign_of_life(sighting.source)
 
     def on_byebye(self, uid: str, reason: str | None) -> None:
-        """A speaker announced it is leaving (SSDP ``ssdp:byebye``): check it at once."""
+        """A speaker announced it is leaving (SSDP ``ssdp:byebye``): asleep at once when its
+        ``X-RINCON-REASON`` says it goes to sleep (or to Bluetooth), else checked at once."""
         speaker = self._by_uid.get(uid)
-        if speaker is not None:
-            speaker.check_now(f"ssdp:byebye ({reason or 'no reason'})")
+        if speaker is None:
+            return
+        if reason in ASLEEP_REASONS:
+            speaker.observe_vanished(VanishedDevice(uid=uid, name="", reason=reason))
+            return
+        speaker.check_now(f"ssdp:byebye ({reason or 'no reason'})")
 
 
 def build_household(
@@ -905,19 +1322,49 @@ def build_household(
     @param listener: The running ``NotifyListener`` (its ``callback_url`` goes in the log line
         that explains the polling fallback).
     @param state: The ``HouseholdState``; the supervisor follows its topology (BootSeq,
-        Location).
+        Location, vanished devices, members).
     """
+    http = gena.build_http_client(reactor)
+    limiter = DeferredSemaphore(GENA_CONCURRENCY)
+    timeout = config.subscription.request_timeout
+
+    def describe(host: str, port: int, seconds: float) -> Deferred[Description]:
+        return Deferred.fromCoroutine(probe.describe(http, reactor, host, port, seconds))
+
+    def ping_speaker(host: str, port: int, seconds: float) -> Deferred[int]:
+        return Deferred.fromCoroutine(probe.ping(http, reactor, host, port, seconds))
+
+    def is_coordinator(uid: str) -> bool:
+        topology = state.topology
+        coordinator = None if topology is None else topology.coordinator_of(uid)
+        return coordinator in (None, uid)
+
+    position = PositionTracker(
+        reactor,
+        runner,
+        processor,
+        config.subscription.position_interval,
+        timeout,
+        is_coordinator,
+    )
     ctx = SupervisorContext(
         clock=reactor,
         runner=runner,
         processor=processor,
         reader=reader,
-        subscriptions=gena_subscriptions(reactor, listener, config.subscription.request_timeout),
+        subscriptions=gena_subscriptions(reactor, listener, timeout, http=http, limiter=limiter),
         config=config.subscription,
         services=config.services,
         callback_url=listener.callback_url,
+        resolve=socket.gethostbyname,
+        describe=describe,
+        ping=ping_speaker,
+        unsubscribe=gena_unsubscriber(reactor, http, limiter),
+        position=position,
     )
-    household = HouseholdSupervisor(ctx, config.devices, listener=listener)
+    household = HouseholdSupervisor(
+        ctx, config.devices, follow_household=config.follow_household, listener=listener
+    )
     state.add_topology_observer(household.on_topology)
     if config.discovery:
         interface = config.listener.interface
@@ -934,3 +1381,13 @@ def build_household(
         discovery.setServiceParent(household)
         household.discovery = discovery
     return household
+
+
+__all__ = [
+    "FailureKind",
+    "HouseholdSupervisor",
+    "SpeakerSupervisor",
+    "build_household",
+    "followable",
+    "gena_subscriptions",
+]

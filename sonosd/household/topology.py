@@ -103,11 +103,13 @@ class Group:
     @ivar id: The group ID (``<coordinator uid>:<n>``).
     @ivar coordinator: The coordinator's uid (not necessarily the first member).
     @ivar members: The members, ordered by uid.
+    @ivar household: The household it belongs to (``Sonos_...``), once known.
     """
 
     id: str
     coordinator: str
     members: tuple[Member, ...]
+    household: str | None = None
 
     @property
     def name(self) -> str:
@@ -121,6 +123,7 @@ class Group:
         """The group as plain JSON."""
         return {
             "id": self.id,
+            "household": self.household,
             "coordinator": self.coordinator,
             "name": self.name,
             "members": [member.to_json() for member in self.members],
@@ -130,23 +133,67 @@ class Group:
 @attrs.frozen
 class VanishedDevice:
     """A device the household lost (``VanishedDevices/Device``), with the speaker's reason
-    (``powered off``, ``sleeping``, ``switch to bluetooth``, ``upgrade``, ``UNKNOWN``...)."""
+    (``powered off``, ``sleeping``, ``switch to bluetooth``, ``upgrade``, ``UNKNOWN``...)
+    and its last known address (``LastKnownIP``, when given)."""
 
     uid: str
     name: str
     reason: str | None = None
+    host: str | None = None
+    household: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The device as plain JSON."""
-        return {"uid": self.uid, "name": self.name, "reason": self.reason}
+        return {
+            "uid": self.uid,
+            "name": self.name,
+            "reason": self.reason,
+            "host": self.host,
+            "household": self.household,
+        }
+
+
+#: ``VanishedDevices`` reasons of a speaker that is asleep rather than gone: a portable that
+#: sleeps to save its battery, or one switched to Bluetooth (its Wi-Fi side sleeps).
+ASLEEP_REASONS = frozenset({"sleeping", "switch to bluetooth"})
 
 
 @attrs.frozen
 class Topology:
-    """A whole household: groups ordered by coordinator and ID, vanished devices by uid."""
+    """A whole household: groups ordered by coordinator and ID, vanished devices by uid.
+
+    @ivar household: The household id (``Sonos_...``) it describes, once known (the document
+        does not say; ``tagged`` sets it on the topology, its groups and vanished devices).
+    """
 
     groups: tuple[Group, ...] = ()
     vanished: tuple[VanishedDevice, ...] = ()
+    household: str | None = None
+
+    def tagged(self, household: str | None) -> Topology:
+        """This topology as the one of ``household``."""
+        if household == self.household:
+            return self
+        return Topology(
+            groups=tuple(attrs.evolve(group, household=household) for group in self.groups),
+            vanished=tuple(attrs.evolve(device, household=household) for device in self.vanished),
+            household=household,
+        )
+
+    def vanished_device(self, uid: str) -> VanishedDevice | None:
+        """The vanished device ``uid``, if the household lists it."""
+        for device in self.vanished:
+            if device.uid == uid:
+                return device
+        return None
+
+    def changed_from(self, old: Topology | None) -> bool:
+        """Whether this topology differs from ``old`` in what ``topology.changed`` reports:
+        the groups (coordinators, members, room names, visibility) and the vanished devices
+        (and why). A BootSeq, an address or a software version alone is no change."""
+        if old is None:
+            return True
+        return old.grouping() != self.grouping() or _vanished_key(old) != _vanished_key(self)
 
     def members(self) -> Iterator[Member]:
         """Every member of every group, satellites included."""
@@ -188,11 +235,34 @@ class Topology:
         )
 
     def to_json(self) -> dict[str, Any]:
-        """The topology as plain JSON: ``{"groups": [...], "vanished": [...]}``."""
+        """The topology as plain JSON: ``{"household", "groups": [...], "vanished": [...]}``."""
         return {
+            "household": self.household,
             "groups": [group.to_json() for group in self.groups],
             "vanished": [device.to_json() for device in self.vanished],
         }
+
+
+def merged(topologies: Iterable[Topology]) -> Topology:
+    """Several households' topologies as one (each group keeps its ``household``), for
+    lookups by uid across households; its own ``household`` is ``None``."""
+    parts = list(topologies)
+    if len(parts) == 1:
+        return parts[0]
+    groups = sorted(
+        (group for part in parts for group in part.groups),
+        key=lambda group: (group.coordinator, group.id),
+    )
+    vanished = sorted((device for part in parts for device in part.vanished), key=_uid)
+    return Topology(groups=tuple(groups), vanished=tuple(vanished))
+
+
+def _uid(device: VanishedDevice) -> str:
+    return device.uid
+
+
+def _vanished_key(topology: Topology) -> frozenset[tuple[str, str | None]]:
+    return frozenset((device.uid, device.reason) for device in topology.vanished)
 
 
 def parse_zone_group_state(document: str | bytes) -> Topology:
@@ -221,6 +291,7 @@ def parse_zone_group_state(document: str | bytes) -> Topology:
                     uid=device.get("UUID", "").strip(),
                     name=device.get("ZoneName", ""),
                     reason=device.get("Reason"),
+                    host=(device.get("LastKnownIP") or "").strip() or None,
                 )
                 for device in root.iterfind("VanishedDevices/Device")
             ),

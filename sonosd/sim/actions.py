@@ -13,22 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
-from xml.sax.saxutils import quoteattr
 
-import attrs
-
-from sonosd.sim import catalog, variables
-from sonosd.sim.didl import (
-    Track,
-    format_duration,
-    items_didl,
-    parse_didl,
-    parse_duration,
-    protocol_mime,
-    track_item,
-)
+from sonosd.sim import content, variables
+from sonosd.sim.didl import format_duration, parse_duration
 from sonosd.sim.soap import UPnPError
+from sonosd.sim.soapargs import boolean as _bool
+from sonosd.sim.soapargs import flag as _flag
+from sonosd.sim.soapargs import integer as _int
+from sonosd.sim.soapargs import required as _required
 
 if TYPE_CHECKING:
     from sonosd.sim.household import Speaker
@@ -58,37 +50,6 @@ COORDINATOR_ONLY = frozenset(
         "ConfigureSleepTimer",
     }
 )
-
-_KNOWN_SCHEMES = frozenset(
-    {
-        "http",
-        "https",
-        "aac",
-        "hls-radio",
-        "x-file-cifs",
-        "x-rincon",
-        "x-rincon-mp3radio",
-        "x-rincon-playlist",
-        "x-rincon-cpcontainer",
-        "x-rincon-queue",
-        "x-rincon-stream",
-        "x-rincon-buzzer",
-        "x-sonos-htastream",
-        "x-sonos-http",
-        "x-sonos-spotify",
-        "x-sonos-vli",
-        "x-sonosapi-stream",
-        "x-sonosapi-radio",
-        "x-sonosapi-hls",
-        "x-sonosapi-hls-static",
-        "x-sonosprog-http",
-    }
-)
-_NOT_AUDIO_EXTENSIONS = frozenset(
-    {".html", ".htm", ".txt", ".jpg", ".jpeg", ".png", ".gif", ".pdf", ".json", ".xml", ".zip"}
-)
-_AUDIO_EXTENSIONS = frozenset({".mp3", ".flac", ".m4a", ".aac", ".ogg", ".wav", ".wma", ".aiff"})
-_DEFAULT_FILE_DURATION = 180
 
 
 def action(service: str, name: str) -> Callable[[Handler], Handler]:
@@ -122,41 +83,11 @@ def run(speaker: Speaker, service: str, name: str, args: Args) -> Out:
 # -- argument helpers ----------------------------------------------------------------------
 
 
-def _required(args: Args, name: str) -> str:
-    if name not in args:
-        raise UPnPError(402, f"missing argument {name}")
-    return args[name]
-
-
-def _int(args: Args, name: str, default: int | None = None) -> int:
-    if name not in args:
-        if default is None:
-            raise UPnPError(402, f"missing argument {name}")
-        return default
-    try:
-        return int(args[name].strip())
-    except ValueError:
-        raise UPnPError(402, f"{name} is not an integer") from None
-
-
-def _bool(args: Args, name: str) -> bool:
-    value = _required(args, name).strip().lower()
-    if value in ("1", "true", "yes"):
-        return True
-    if value in ("0", "false", "no"):
-        return False
-    raise UPnPError(402, f"{name} is not a boolean")
-
-
 def _channel(args: Args) -> str:
     channel = args.get("Channel", "Master").strip() or "Master"
     if channel not in ("Master", "LF", "RF"):
         raise UPnPError(402, f"unknown channel {channel}")
     return channel
-
-
-def _flag(value: bool) -> str:
-    return "1" if value else "0"
 
 
 # -- DeviceProperties ----------------------------------------------------------------------
@@ -278,9 +209,9 @@ def _set_relative_volume(speaker: Speaker, args: Args) -> Out:
 @action("RenderingControl", "RampToVolume")
 def _ramp_to_volume(speaker: Speaker, args: Args) -> Out:
     target = _int(args, "DesiredVolume")
-    distance = abs(target - speaker.rendering.volume)
-    speaker.set_volume(target)
-    return {"RampTime": str(distance)}
+    ramp_type = args.get("RampType", "SLEEP_TIMER_RAMP_TYPE").strip() or "SLEEP_TIMER_RAMP_TYPE"
+    seconds = speaker.ramp.start(speaker.rendering.volume, target, ramp_type)
+    return {"RampTime": str(seconds)}
 
 
 @action("RenderingControl", "GetMute")
@@ -407,33 +338,6 @@ def _snapshot_group_volume(speaker: Speaker, args: Args) -> Out:
 # -- AVTransport ---------------------------------------------------------------------------
 
 
-def check_playable(uri: str, metadata: str) -> None:
-    """Refuse with 714 what a speaker cannot play (unknown scheme, not audio)."""
-    scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
-    if scheme not in _KNOWN_SCHEMES:
-        raise UPnPError(714, f"illegal MIME type for {uri!r}")
-    if scheme in ("http", "https"):
-        path = urlsplit(uri).path.lower()
-        if any(path.endswith(ext) for ext in _NOT_AUDIO_EXTENSIONS):
-            raise UPnPError(714, f"{uri!r} is not audio")
-    if metadata.strip():
-        mime = protocol_mime(parse_didl(uri, metadata).protocol_info).lower()
-        if mime.startswith(("text/", "image/", "video/")):
-            raise UPnPError(714, f"illegal MIME type {mime}")
-
-
-def resolve_track(uri: str, metadata: str) -> Track:
-    """The track behind ``uri``: the library's own when known, else what the DIDL says."""
-    for song in (*catalog.SONGS, *catalog.STATIONS):
-        if song.uri == uri:
-            return song
-    track = parse_didl(uri, metadata)
-    path = urlsplit(uri).path.lower()
-    if track.duration == 0 and any(path.endswith(ext) for ext in _AUDIO_EXTENSIONS):
-        track = attrs.evolve(track, duration=_DEFAULT_FILE_DURATION)
-    return track
-
-
 @action("AVTransport", "SetAVTransportURI")
 def _set_av_transport_uri(speaker: Speaker, args: Args) -> Out:
     uri = _required(args, "CurrentURI").strip()
@@ -449,55 +353,25 @@ def _set_av_transport_uri(speaker: Speaker, args: Args) -> Out:
         return {}
     if uri.startswith("x-rincon-queue:") and uri != speaker.transport.queue_uri:
         raise UPnPError(402, "not this player's queue")
+    track = None
     if uri != speaker.transport.queue_uri:
-        check_playable(uri, metadata)
+        track = content.input_track(household, uri) or content.single_track(
+            household, uri, metadata
+        )
     if speaker.invisible:
         raise UPnPError(800, "an invisible stereo member has no transport")
     if not speaker.is_coordinator:
         household.unjoin(speaker)
-    track = None if uri == speaker.transport.queue_uri else resolve_track(uri, metadata)
     speaker.transport.set_uri(uri, metadata, track)
-    return {}
-
-
-@action("AVTransport", "AddURIToQueue")
-def _add_uri_to_queue(speaker: Speaker, args: Args) -> Out:
-    uri = _required(args, "EnqueuedURI").strip()
-    metadata = args.get("EnqueuedURIMetaData", "")
-    position = _int(args, "DesiredFirstTrackNumberEnqueued", 0)
-    as_next = args.get("EnqueueAsNext", "0").strip() in ("1", "true")
-    check_playable(uri, metadata)
-    transport = speaker.transport
-    first = transport.add_to_queue([resolve_track(uri, metadata)], position, as_next)
-    return {
-        "FirstTrackNumberEnqueued": str(first),
-        "NumTracksAdded": "1",
-        "NewQueueLength": str(len(transport.queue)),
-        "NewUpdateID": str(transport.queue_update_id),
-    }
-
-
-@action("AVTransport", "RemoveAllTracksFromQueue")
-def _remove_all_tracks(speaker: Speaker, args: Args) -> Out:
-    speaker.transport.clear_queue()
-    return {}
-
-
-@action("AVTransport", "RemoveTrackFromQueue")
-def _remove_track(speaker: Speaker, args: Args) -> Out:
-    object_id = _required(args, "ObjectID")
-    prefix, _, number = object_id.partition("/")
-    if prefix != "Q:0" or not number.isdigit():
-        raise UPnPError(402, f"bad queue object {object_id}")
-    speaker.transport.remove_from_queue(int(number))
     return {}
 
 
 @action("AVTransport", "GetTransportInfo")
 def _get_transport_info(speaker: Speaker, args: Args) -> Out:
+    transport = speaker.coordinator.transport
     return {
-        "CurrentTransportState": speaker.coordinator.transport.state,
-        "CurrentTransportStatus": "OK",
+        "CurrentTransportState": transport.state,
+        "CurrentTransportStatus": transport.status,
         "CurrentSpeed": "1",
     }
 
@@ -646,130 +520,7 @@ def _get_remaining_sleep(speaker: Speaker, args: Args) -> Out:
     }
 
 
-# -- ContentDirectory and Queue ------------------------------------------------------------
-
-
-def _page(items: list[str], start: int, count: int) -> tuple[list[str], int]:
-    if start < 0 or count < 0:
-        raise UPnPError(402, "negative index or count")
-    end = len(items) if count == 0 else start + count
-    return items[start:end], len(items)
-
-
-def _queue_items(speaker: Speaker) -> list[str]:
-    return [
-        track_item(track, f"Q:0/{n}", "Q:0")
-        for n, track in enumerate(speaker.transport.queue, start=1)
-    ]
-
-
-@action("ContentDirectory", "Browse")
-def _browse(speaker: Speaker, args: Args) -> Out:
-    object_id = _required(args, "ObjectID").strip()
-    flag = args.get("BrowseFlag", "BrowseDirectChildren").strip()
-    start = _int(args, "StartingIndex", 0)
-    count = _int(args, "RequestedCount", 0)
-    if flag not in ("BrowseDirectChildren", "BrowseMetadata"):
-        raise UPnPError(402, f"bad BrowseFlag {flag}")
-    if object_id == "Q:0":
-        update_id = speaker.transport.queue_update_id
-        if flag == "BrowseMetadata":
-            container = (
-                f'<container id="Q:0" parentID="Q:" restricted="true" '
-                f"childCount={quoteattr(str(len(speaker.transport.queue)))}>"
-                "<dc:title>Queue</dc:title>"
-                "<upnp:class>object.container.playlistContainer</upnp:class></container>"
-            )
-            page, total = [container], 1
-        else:
-            page, total = _page(_queue_items(speaker), start, count)
-    elif object_id == "FV:2":
-        update_id = speaker.household.favorites_update_id
-        if flag == "BrowseMetadata":
-            page, total = [], 0
-        else:
-            page, total = _page(catalog.favorite_items(speaker.household.favorites), start, count)
-    else:
-        raise UPnPError(701, f"no such object {object_id}")
-    return {
-        "Result": items_didl(page),
-        "NumberReturned": str(len(page)),
-        "TotalMatches": str(total),
-        "UpdateID": str(update_id),
-    }
-
-
-@action("ContentDirectory", "GetSystemUpdateID")
-def _get_system_update_id(speaker: Speaker, args: Args) -> Out:
-    return {"Id": str(variables.content_directory(speaker)["SystemUpdateID"])}
-
-
-@action("ContentDirectory", "GetShareIndexInProgress")
-def _get_share_index(speaker: Speaker, args: Args) -> Out:
-    return {"IsIndexing": "0"}
-
-
-@action("ContentDirectory", "GetAlbumArtistDisplayOption")
-def _get_album_artist_option(speaker: Speaker, args: Args) -> Out:
-    return {"AlbumArtistDisplayOption": "WMP"}
-
-
-@action("ContentDirectory", "GetSearchCapabilities")
-def _get_search_capabilities(speaker: Speaker, args: Args) -> Out:
-    return {"SearchCaps": "Artist,Contributor,Composer,Genre,Album,Title"}
-
-
-@action("ContentDirectory", "GetSortCapabilities")
-def _get_sort_capabilities(speaker: Speaker, args: Args) -> Out:
-    return {"SortCaps": "Artist,Album,Title"}
-
-
-@action("ContentDirectory", "GetBrowseable")
-def _get_browseable(speaker: Speaker, args: Args) -> Out:
-    return {"IsBrowseable": "1"}
-
-
-@action("Queue", "Browse")
-def _queue_browse(speaker: Speaker, args: Args) -> Out:
-    if _int(args, "QueueID", 0) != 0:
-        raise UPnPError(402, "only queue 0 exists")
-    page, total = _page(
-        _queue_items(speaker), _int(args, "StartingIndex", 0), _int(args, "RequestedCount", 0)
-    )
-    return {
-        "Result": items_didl(page),
-        "NumberReturned": str(len(page)),
-        "TotalMatches": str(total),
-        "UpdateID": str(speaker.transport.queue_update_id),
-    }
-
-
-@action("Queue", "RemoveAllTracks")
-def _queue_remove_all(speaker: Speaker, args: Args) -> Out:
-    speaker.transport.clear_queue()
-    return {"NewUpdateID": str(speaker.transport.queue_update_id)}
-
-
 # -- AlarmClock ----------------------------------------------------------------------------
-
-
-@action("AlarmClock", "ListAlarms")
-def _list_alarms(speaker: Speaker, args: Args) -> Out:
-    parts = ["<Alarms>"]
-    for alarm in speaker.household.alarms:
-        parts.append(
-            f'<Alarm ID="{alarm.alarm_id}" StartTime="{alarm.start_time}" '
-            f'Duration="{alarm.duration}" Recurrence="{alarm.recurrence}" '
-            f'Enabled="{_flag(alarm.enabled)}" RoomUUID="{alarm.room_uid}" '
-            f'ProgramURI={quoteattr(alarm.program_uri)} ProgramMetaData="" '
-            f'PlayMode="{alarm.play_mode}" Volume="{alarm.volume}" '
-            f'IncludeLinkedZones="{_flag(alarm.include_linked_zones)}"/>'
-        )
-    parts.append("</Alarms>")
-    return {
-        "CurrentAlarmList": "".join(parts),
-        "CurrentAlarmListVersion": speaker.household.alarm_list_version(),
-    }
 
 
 @action("AlarmClock", "GetFormat")

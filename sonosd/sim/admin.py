@@ -25,9 +25,9 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
-from sonosd.sim import catalog
-from sonosd.sim.actions import check_playable, resolve_track
+from sonosd.sim import catalog, musicservices
 from sonosd.sim.battery import POWER_SOURCES
+from sonosd.sim.content import queue_tracks
 from sonosd.sim.didl import format_duration, parse_duration
 from sonosd.sim.household import Household, Speaker
 from sonosd.sim.modes import SSDP_WHEN_UPNP_OFF, UPNP_KINDS
@@ -64,6 +64,8 @@ ROUTES = (
     "POST /speakers/{id}/sleep",
     "POST /speakers/{id}/wake",
     "POST /speakers/{id}/bluetooth",
+    "POST /speakers/{id}/leave-household",
+    "POST /speakers/{id}/rejoin-household",
     "PATCH /speakers/{id}/battery",
     "GET /speakers/{id}/gena",
     "PATCH /speakers/{id}/gena/faults",
@@ -71,6 +73,9 @@ ROUTES = (
     "POST /speakers/{id}/gena/unknown-sid",
     "GET /activity",
     "PATCH /activity",
+    "GET /content",
+    "GET /accounts",
+    "PUT /accounts",
 )
 
 
@@ -103,6 +108,7 @@ def speaker_json(speaker: Speaker) -> dict[str, Any]:
         "network": speaker.network.mode if speaker.network is not None else "none",
         "vanished": speaker.vanished_reason,
         "asleep": speaker.asleep,
+        "left_household": speaker.left_household,
         "https_only": speaker.https_only,
         "portable": speaker.model.portable,
         "battery": (
@@ -233,6 +239,11 @@ class AdminResource(Resource):
             return [speaker_json(s) for s in self.neighbourhood.speakers]
         if parts == ["activity"]:
             return self._activity(method, body)
+        if parts == ["content"]:
+            _allow(method, "GET")
+            return content_json(self.household)
+        if parts == ["accounts"]:
+            return _accounts(self.household, method, body)
         if parts[0] == "speakers" and len(parts) >= 2:
             speaker = self._speaker(parts[1])
             return self._speaker_route(method, speaker, parts[2:], body)
@@ -338,8 +349,7 @@ class AdminResource(Resource):
             metadata = body.get("metadata", "")
             if not isinstance(metadata, str):
                 raise ApiError(400, "metadata must be a string")
-            check_playable(uri, metadata)
-            tracks = [resolve_track(uri, metadata)]
+            tracks = queue_tracks(speaker.household, uri, metadata)
         else:
             count = _integer(body, "songs", 1, 1000)
             songs = catalog.SONGS
@@ -553,6 +563,19 @@ def _bluetooth(speaker: Speaker, body: Mapping[str, Any]) -> Deferred[dict[str, 
     return _portable_call(speaker, speaker.switch_to_bluetooth)
 
 
+def _leave_household(speaker: Speaker, body: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        speaker.leave_household()
+    except ValueError as e:
+        raise ApiError(409, str(e)) from None
+    return speaker_json(speaker)
+
+
+def _rejoin_household(speaker: Speaker, body: Mapping[str, Any]) -> dict[str, Any]:
+    speaker.rejoin_household()
+    return speaker_json(speaker)
+
+
 def _burst(speaker: Speaker, body: Mapping[str, Any]) -> dict[str, Any]:
     count = _integer(body, "count", 1, 100_000)
     service = body.get("service", "RenderingControl")
@@ -572,6 +595,8 @@ _FAULTS: dict[str, Callable[[Speaker, Mapping[str, Any]], Any]] = {
     "sleep": _sleep,
     "wake": _wake,
     "bluetooth": _bluetooth,
+    "leave-household": _leave_household,
+    "rejoin-household": _rejoin_household,
 }
 
 
@@ -660,3 +685,60 @@ def admin_site(
 ) -> Site:
     """The admin API site."""
     return _AdminSite(AdminResource(household, activity))
+
+
+def content_json(household: Household) -> dict[str, Any]:
+    """``GET /content``: favourites (with their kind), Sonos playlists, alarms, accounts."""
+    return {
+        "favorites": [
+            {"title": f.title, "kind": f.kind, "uri": f.uri} for f in household.favorites
+        ],
+        "playlists": [
+            {"id": p.object_id, "title": p.title, "tracks": [t.title for t in p.tracks]}
+            for p in household.saved_queues
+        ],
+        "alarms": {
+            "version": household.alarm_list_version(),
+            "alarms": [attrs.asdict(alarm) for alarm in household.alarms],
+        },
+        **_accounts(household, "GET", {}),
+    }
+
+
+def _accounts(household: Household, method: str, body: dict[str, Any]) -> dict[str, Any]:
+    """``GET``/``PUT /accounts``: the music services the household has accounts for
+    (``{"services": ["Spotify", 44551]}``: names or service types)."""
+    if method == "PUT":
+        wanted = body.get("services")
+        if not isinstance(wanted, list):
+            raise ApiError(400, "services must be a list of service names or types")
+        types: list[int] = []
+        for item in wanted:
+            service = next(
+                (
+                    s
+                    for s in musicservices.SERVICES
+                    if item in (s.name, s.service_type) and not isinstance(item, bool)
+                ),
+                None,
+            )
+            if service is None:
+                known = ", ".join(s.name for s in musicservices.SERVICES)
+                raise ApiError(400, f"unknown music service {item!r}; known: {known}")
+            types.append(service.service_type)
+        household.set_accounts({t: n for n, t in enumerate(dict.fromkeys(types), start=1)})
+    else:
+        _allow(method, "GET")
+    return {
+        "accounts": [
+            {
+                "service": (musicservices.by_type(t) or musicservices.SERVICES[0]).name,
+                "type": t,
+                "serial": n,
+            }
+            for t, n in sorted(household.accounts.items())
+        ],
+        "services": [
+            {"name": s.name, "type": s.service_type, "auth": s.auth} for s in musicservices.SERVICES
+        ],
+    }

@@ -1,5 +1,5 @@
 # -*- test-case-name: tests.sim.test_didl -*-
-"""The simulated household's music: a small library of songs, radio stations and favorites.
+"""The simulated household's music: a small library of songs and radio stations.
 
 All titles and names are invented. Songs live on a pretend NAS share (``x-file-cifs:``), as a
 Sonos library does; stations are ``x-rincon-mp3radio:`` streams. Every song has a duration
@@ -8,9 +8,7 @@ and album art served by the speaker itself (``/getaa``).
 
 from __future__ import annotations
 
-from xml.sax.saxutils import escape
-
-from sonosd.sim.didl import BROADCAST, Track, album_art_path, track_didl
+from sonosd.sim.didl import BROADCAST, Track, album_art_path
 
 _ALBUMS: tuple[tuple[str, str, tuple[tuple[str, int], ...]], ...] = (
     (
@@ -78,26 +76,3 @@ STATIONS: tuple[Track, ...] = (
         upnp_class=BROADCAST,
     ),
 )
-
-
-def favorite_items(favorites: tuple[Track, ...]) -> list[str]:
-    """``FV:2`` browse items: Sonos favorites with their playable metadata in ``r:resMD``."""
-    items = []
-    for index, track in enumerate(favorites, start=1):
-        meta = track_didl(track)
-        art = f"<upnp:albumArtURI>{escape(track.album_art)}</upnp:albumArtURI>"
-        items.append(
-            f'<item id="FV:2/{index}" parentID="FV:2" restricted="false">'
-            f"<dc:title>{escape(track.title)}</dc:title>"
-            "<upnp:class>object.itemobject.item.sonos-favorite</upnp:class>"
-            f"<r:ordinal>{index}</r:ordinal>"
-            f'<res protocolInfo="{escape(track.protocol_info)}">{escape(track.uri)}</res>'
-            + (art if track.album_art else "")
-            + "<r:type>instantPlay</r:type>"
-            f"<r:description>{escape(track.artist or 'Radio')}</r:description>"
-            f"<r:resMD>{escape(meta)}</r:resMD></item>"
-        )
-    return items
-
-
-DEFAULT_FAVORITES: tuple[Track, ...] = (STATIONS[0], SONGS[0], STATIONS[1], SONGS[9])

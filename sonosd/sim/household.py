@@ -29,15 +29,20 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
-from sonosd.sim import catalog, eventrules, variables
+from sonosd.sim import catalog, eventrules, musicservices, variables
+from sonosd.sim.alarms import AlarmList
 from sonosd.sim.battery import Battery
 from sonosd.sim.description import offered_services
-from sonosd.sim.didl import Track
+from sonosd.sim.didl import BROADCAST, Track
+from sonosd.sim.favorites import Favorite, default_favorites, station_favorite, track_favorite
+from sonosd.sim.library import Library
 from sonosd.sim.models import DEFAULT_MODEL, MODELS, Identity, Model, household_id
 from sonosd.sim.modes import HouseholdModes
+from sonosd.sim.playlists import SavedQueues
+from sonosd.sim.ramp import Ramp
 from sonosd.sim.soap import UPnPError
 from sonosd.sim.speakerstate import Alarm, Group, Rendering
-from sonosd.sim.transport import Transport
+from sonosd.sim.transport import Prepare, Transport
 from sonosd.sim.zonegroups import MemberView, VanishedView, ZoneGroupView, zone_group_state
 
 log = Logger()
@@ -175,10 +180,16 @@ class Speaker:
             household.rng,
             self._transport_changed,
             household.transition_delay,
+            household.fetcher,
         )
+        self.ramp = Ramp(household.clock, self.set_volume)
+        #: ``ContainerUpdateIDs`` of the last content change this speaker evented.
+        self.container_update_ids: str | None = None
         self.manager: SubscriptionManagerLike | None = None
         self.network: NetworkPresence | None = None
         self.vanished_reason: str | None = None
+        #: Removed from its household (``leave_household``): in no ZoneGroupState any more.
+        self.left_household = False
         self._published: dict[str, dict[str, EventValue]] = {}
         self._boot_call: IDelayedCall | None = None
         self._up_waiters: list[Deferred[None]] = []
@@ -269,6 +280,7 @@ class Speaker:
 
     def _transport_changed(self, kind: str) -> None:
         if kind == "queue":
+            self.container_update_ids = f"Q:0,{self.transport.queue_update_id}"
             self.publish("Queue")
             self.publish("ContentDirectory")
             return
@@ -281,6 +293,8 @@ class Speaker:
     def set_volume(self, volume: int, channel: str = "Master") -> int:
         """Set the volume (clamped to 0..100) of ``channel``; returns the new value."""
         volume = _clamp(int(volume), 0, 100)
+        if channel == "Master" and not self.ramp.stepping:
+            self.ramp.cancel()
         if channel == "LF":
             self.rendering.balance_lf = volume
         elif channel == "RF":
@@ -311,22 +325,38 @@ class Speaker:
         self._rendering_changed()
 
     def set_eq(self, eq_type: str, value: int) -> None:
-        """``SetEQ`` NightMode / DialogLevel: soundbars only (402 otherwise)."""
-        if not self.model.soundbar or eq_type not in ("NightMode", "DialogLevel"):
-            raise UPnPError(402, f"EQ type {eq_type} not supported")
-        if eq_type == "NightMode":
-            self.rendering.night_mode = bool(value)
-        else:
-            self.rendering.dialog_level = bool(value)
+        """``SetEQ``: night mode and dialog level on soundbars, sub settings on a soundbar
+        bonded with a sub, surround settings on one bonded with two surrounds (402 otherwise,
+        or for a level outside -15..15)."""
+        field, low, high = self._eq_field(eq_type)
+        if not low <= int(value) <= high:
+            raise UPnPError(402, f"{eq_type} out of range")
+        current = getattr(self.rendering, field)
+        setattr(self.rendering, field, bool(value) if isinstance(current, bool) else int(value))
         self._rendering_changed()
 
     def get_eq(self, eq_type: str) -> int:
-        """``GetEQ`` NightMode / DialogLevel: soundbars only (402 otherwise)."""
-        if not self.model.soundbar or eq_type not in ("NightMode", "DialogLevel"):
-            raise UPnPError(402, f"EQ type {eq_type} not supported")
-        if eq_type == "NightMode":
-            return int(self.rendering.night_mode)
-        return int(self.rendering.dialog_level)
+        """``GetEQ`` of the types ``set_eq`` takes (402 otherwise)."""
+        field, _, _ = self._eq_field(eq_type)
+        return int(getattr(self.rendering, field))
+
+    def _eq_field(self, eq_type: str) -> tuple[str, int, int]:
+        soundbar = {"NightMode": "night_mode", "DialogLevel": "dialog_level"}
+        theatre = {
+            "SubEnable": ("sub_enabled", 0, 1),
+            "SubGain": ("sub_gain", -15, 15),
+            "SurroundEnable": ("surround_enabled", 0, 1),
+            "SurroundLevel": ("surround_level", -15, 15),
+            "MusicSurroundLevel": ("music_surround_level", -15, 15),
+            "SurroundMode": ("surround_mode", 0, 1),
+        }
+        if self.model.soundbar and eq_type in soundbar:
+            return soundbar[eq_type], 0, 1
+        channels = {self.household.by_uid[uid].ht_channel for uid in self.satellites}
+        needed = {"SW"} if eq_type.startswith("Sub") else {"LR", "RR"}
+        if eq_type in theatre and needed <= channels:
+            return theatre[eq_type]
+        raise UPnPError(402, f"EQ type {eq_type} not supported")
 
     def _rendering_changed(self) -> None:
         self.publish("RenderingControl")
@@ -511,6 +541,33 @@ class Speaker:
         if not self.model.portable:
             raise ValueError(f"{self.name} ({self.model.name}) cannot {what}: not a portable")
 
+    # -- household membership ---------------------------------------------------------------
+
+    def leave_household(self) -> None:
+        """The speaker is removed from its household (in the Sonos app, or by a factory
+        reset): it leaves its group, forgets every subscription, and every speaker's
+        ZoneGroupState stops listing it (not even as vanished). ``ValueError`` for a speaker
+        bonded to others (a stereo pair or a home theatre)."""
+        if self.invisible or self.pair_partner is not None or self.satellites:
+            raise ValueError(f"{self.name} is bonded to other speakers: it cannot leave alone")
+        if self.left_household:
+            return
+        if len(self.group.members) > 1:
+            self.household.unjoin(self)
+        self.left_household = True
+        if self.manager is not None:
+            self.manager.forget_all()
+        log.info("{speaker} left its household", speaker=self.name)
+        self.household.topology_changed()
+
+    def rejoin_household(self) -> None:
+        """The speaker is set up in its household again: listed as a group of its own."""
+        if not self.left_household:
+            return
+        self.left_household = False
+        log.info("{speaker} rejoined its household", speaker=self.name)
+        self.household.topology_changed()
+
     def change_address(self, address: str) -> Deferred[None]:
         """Listen on ``address`` instead (DHCP gave a new one); ZGS ``Location`` follows."""
         ipaddress.IPv4Address(address)
@@ -565,6 +622,7 @@ class Speaker:
     def shutdown(self) -> None:
         """Stop every timer of this speaker."""
         self._cancel_boot()
+        self.ramp.cancel()
         self.transport.halt()
 
 
@@ -589,6 +647,7 @@ class Household:
         https_only: Iterable[int] = (),
         first_index: int = 0,
         taken_uids: set[str] | None = None,
+        fetcher: Prepare | None = None,
     ) -> None:
         ht_start = speakers - 4
         if speakers < 1:
@@ -604,16 +663,25 @@ class Household:
         self.clock = clock
         self.rng = random.Random(seed)
         self.transition_delay = transition_delay
+        #: Fetches http(s) URIs a speaker plays (``sonosd.sim.fetcher.Fetcher.probe``); without
+        #: one, such URIs play as if reachable.
+        self.fetcher = fetcher
         self.modes = modes if modes is not None else HouseholdModes()
         self.household_id = household_id(self.rng)
         self.speakers: list[Speaker] = []
         self.by_uid: dict[str, Speaker] = {}
         self.by_address: dict[str, Speaker] = {}
         self.groups: list[Group] = []
-        self.favorites: tuple[Track, ...] = catalog.DEFAULT_FAVORITES
         self.favorites_update_id = 1
-        self.alarm_list_id = 1
         self.system_update_id = 1
+        self.library = Library()
+        self.saved_queues = SavedQueues()
+        #: ``{music service type: account serial number}``: the services it has accounts for.
+        self.accounts: dict[int, int] = {
+            service_type: serial
+            for serial, service_type in enumerate(musicservices.DEFAULT_ACCOUNTS, start=1)
+        }
+        self.service_list_version = 1
         self._group_seq = self.rng.randint(10, 99)
         taken = taken_uids if taken_uids is not None else set()
         models = list(models)
@@ -655,11 +723,20 @@ class Household:
         if home_theatre:
             self._bond_home_theatre(*self.speakers[ht_start : ht_start + 4])
         first = self.speakers[0].uid
-        self.alarms: list[Alarm] = [
-            Alarm(1, "07:00:00", "02:00:00", "WEEKDAYS", True, first, volume=20),
-            Alarm(2, "09:30:00", "01:00:00", "WEEKENDS", False, first),
-        ]
-        self.alarm_owner = first
+        self.alarm_list = AlarmList(
+            owner=first,
+            alarms=[
+                Alarm(1, "07:00:00", "02:00:00", "WEEKDAYS", True, first, volume=20),
+                Alarm(2, "09:30:00", "01:00:00", "WEEKENDS", False, first),
+            ],
+        )
+        songs = catalog.SONGS
+        morning = self.saved_queues.create("Morning Mix", [songs[n] for n in (0, 5, 10, 15)])
+        self.saved_queues.create("Dinner Party", [songs[n] for n in (2, 7, 12, 17, 19)])
+        self.saved_queues.update_id = 1
+        self.favorites: tuple[Favorite, ...] = default_favorites(
+            first, (morning.number, morning.title)
+        )
         for index, speaker in enumerate(self.speakers):
             songs = catalog.SONGS
             start = (index * 4) % len(songs)
@@ -716,7 +793,9 @@ class Household:
     def _group_views(self) -> Iterable[ZoneGroupView]:
         for group in self.groups:
             members = tuple(
-                self._member_view(s) for s in self.members_of(group) if s.vanished_reason is None
+                self._member_view(s)
+                for s in self.members_of(group)
+                if s.vanished_reason is None and not s.left_household
             )
             if members:
                 yield ZoneGroupView(group.group_id, group.coordinator, members)
@@ -740,7 +819,7 @@ class Household:
 
     def _vanished_views(self) -> Iterable[VanishedView]:
         for s in self.speakers:
-            if s.vanished_reason is not None:
+            if s.vanished_reason is not None and not s.left_household:
                 yield VanishedView(
                     s.uid,
                     s.name,
@@ -886,22 +965,59 @@ class Household:
 
     # -- household-wide content ------------------------------------------------------------
 
+    @property
+    def alarms(self) -> list[Alarm]:
+        """Every alarm of the household (``alarm_list`` holds them and their version)."""
+        return self.alarm_list.alarms
+
     def alarm_list_version(self) -> str:
         """``AlarmListVersion``: ``<uid>:<n>``."""
-        return f"{self.alarm_owner}:{self.alarm_list_id}"
+        return self.alarm_list.list_version
 
-    def set_favorites(self, favorites: Sequence[Track]) -> None:
-        """Replace the Sonos favorites (``FV:2``) and event the change."""
-        self.favorites = tuple(favorites)
+    def alarms_changed(self) -> None:
+        """The alarm list changed: every speaker events its ``AlarmListVersion``."""
+        for speaker in self.speakers:
+            speaker.publish("AlarmClock")
+
+    def set_favorites(self, favorites: Sequence[Favorite | Track]) -> None:
+        """Replace the Sonos favorites (``FV:2``) and event the change (a plain ``Track`` is
+        a station when it has no duration and is a broadcast, else a track)."""
+        self.favorites = tuple(_as_favorite(item) for item in favorites)
         self.favorites_update_id += 1
+        self.content_changed(f"FV:2,{self.favorites_update_id}")
+
+    def playlists_changed(self) -> None:
+        """The Sonos playlists changed: event ``SavedQueuesUpdateID`` on every speaker."""
+        self.content_changed(f"SQ:,{self.saved_queues.update_id}")
+
+    def set_accounts(self, accounts: Mapping[int, int]) -> None:
+        """Replace the music-service accounts (``{service type: serial}``) and event the
+        MusicServices ``ServiceListVersion``."""
+        self.accounts = dict(accounts)
+        self.service_list_version += 1
+        for speaker in self.speakers:
+            speaker.publish("MusicServices")
+
+    def content_changed(self, containers: str) -> None:
+        """Household content (favourites, playlists) changed: ContentDirectory events with
+        ``ContainerUpdateIDs`` ``containers`` on every speaker."""
         self.system_update_id += 1
         for speaker in self.speakers:
+            speaker.container_update_ids = containers
             speaker.publish("ContentDirectory")
 
     def shutdown(self) -> None:
         """Stop every timer of every speaker."""
         for speaker in self.speakers:
             speaker.shutdown()
+
+
+def _as_favorite(item: Favorite | Track) -> Favorite:
+    if isinstance(item, Favorite):
+        return item
+    if item.is_stream and item.upnp_class == BROADCAST:
+        return station_favorite(item)
+    return track_favorite(item)
 
 
 def _hand_over(source: Transport, heir: Transport) -> None:

@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from sonosd.config import SimulateConfig
 from sonosd.sim.activity import ActivityGenerator
 from sonosd.sim.admin import admin_site
+from sonosd.sim.fetcher import Fetcher
 from sonosd.sim.gena import DEFAULT_MODERATION
 from sonosd.sim.household import Household, ManagerFactory, SubscriptionManagerLike
 from sonosd.sim.neighbourhood import Neighbourhood
@@ -95,6 +96,12 @@ class HouseholdService(Service):
             manager_factory = functools.partial(
                 default_manager_factory, moderation=config.moderation
             )
+        #: Fetches what the speakers are told to play (``sonosd.sim.fetcher``).
+        self.fetcher = Fetcher(reactor)
+        for household in self.households:
+            household.fetcher = self.fetcher.probe
+            for speaker in household.speakers:
+                speaker.transport.prepare = self.fetcher.probe
         self._manager_factory = manager_factory
         self.activity = ActivityGenerator(reactor, self.neighbourhood, config.activity, seed + 1)
         self.presences: list[SpeakerPresence] = []
@@ -191,6 +198,7 @@ class HouseholdService(Service):
                     waits.append(stopped)
             speaker.network = None
         self.neighbourhood.shutdown()
+        waits.append(self.fetcher.close())
         if self.admin_port is not None:
             stopped_admin = self.admin_port.stopListening()
             if stopped_admin is not None:

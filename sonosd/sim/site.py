@@ -5,7 +5,9 @@ Routes, as real firmware has them: ``GET /xml/device_description.xml``, ``GET
 /xml/<Service>1.xml`` (plus SoCo's ``MS_``/``MR_ConnectionManager`` aliases), ``POST
 <controlURL>`` (SOAP), ``SUBSCRIBE``/``UNSUBSCRIBE <eventSubURL>`` (handed to the speaker's GENA
 ``SubscriptionManager``), ``GET /getaa?...`` and ``/img/icon-*.png`` (PNG), ``GET
-/status/batterystatus``. Unknown paths get 404, a known path with the wrong method 405.
+/status/batterystatus`` and ``GET /status/accounts`` (the household's music-service accounts,
+as SoCo's ``Account`` reads them). Unknown paths get 404, a known path with the wrong method
+405.
 
 The same site serves HTTP (port 1400) and, for HTTPS-only speakers, TLS (port 1443). The
 household's and the speaker's modes (``sonosd.sim.modes``) may refuse a request first: 403
@@ -22,7 +24,10 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
-from sonosd.sim import actions, modes, scpd
+from sonosd.sim import actions, modes, musicservices, scpd
+
+# The handler modules register their actions with sonosd.sim.actions when imported.
+from sonosd.sim import alarmactions, contentactions, queueactions  # noqa: F401  isort: skip
 from sonosd.sim.artwork import art_for
 from sonosd.sim.battery import NO_BATTERY_STATUS
 from sonosd.sim.description import device_description
@@ -78,6 +83,13 @@ class SpeakerResource(Resource):
             return self._only(request, method, ("GET", "HEAD")) or self._xml(
                 request,
                 speaker.battery.status_page() if speaker.battery is not None else NO_BATTERY_STATUS,
+            )
+        if path == "/status/accounts":
+            if bad := self._only(request, method, ("GET", "HEAD")):
+                return bad
+            household = speaker.household
+            return self._xml(
+                request, musicservices.accounts_xml(household.alarm_list.owner, household.accounts)
             )
         if path == "/getaa" or (path.startswith("/img/") and path.endswith(".png")):
             if bad := self._only(request, method, ("GET", "HEAD")):

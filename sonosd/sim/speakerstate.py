@@ -23,6 +23,12 @@ class Rendering:
     balance_rf: int = 100
     night_mode: bool = False
     dialog_level: bool = False
+    sub_enabled: bool = True
+    sub_gain: int = 0
+    surround_enabled: bool = True
+    surround_level: int = 0
+    music_surround_level: int = 0
+    surround_mode: int = 0
 
 
 @attrs.define
@@ -45,6 +51,7 @@ class Alarm:
     enabled: bool
     room_uid: str
     program_uri: str = "x-rincon-buzzer:0"
+    program_metadata: str = ""
     play_mode: str = "SHUFFLE_NOREPEAT"
     volume: int = 25
     include_linked_zones: bool = False

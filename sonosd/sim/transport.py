@@ -9,13 +9,21 @@ through ``TRANSITIONING`` before ``PLAYING``, as real speakers do. Every change 
 
 Errors are the UPnP codes real speakers answer (``UPnPError``): 701 transition not available,
 711 illegal seek target, 712 play mode not supported, 402 invalid arguments.
+
+A track the speaker must fetch itself (``http``/``https``) is handed to ``prepare`` when it
+starts: the transport stays in ``TRANSITIONING`` until the fetch tells whether it plays (then
+for the audio's real duration) or not (then ``STOPPED`` with ``status`` ``ERROR_NO_CONTENT``
+and the reason, and ``Play`` answers 701 for that track until the source changes).
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
+import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
@@ -37,6 +45,32 @@ _REPEAT_ONE = frozenset({"REPEAT_ONE", "SHUFFLE_REPEAT_ONE"})
 #: Longest sleep timer Sonos accepts (23:59:59).
 MAX_SLEEP = 86399
 
+#: ``TransportStatus`` after a track that could not be fetched (a value real firmware sends
+#: when a source gives nothing to play; janbar/noson-app issue #78).
+NO_CONTENT = "ERROR_NO_CONTENT"
+
+
+class Prepared(Protocol):
+    """What ``prepare`` tells about a track (``sonosd.sim.fetcher.Probe``)."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    @property
+    def duration(self) -> float | None: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
+#: Fetches a URI; fires with a ``Prepared`` (``sonosd.sim.fetcher.Fetcher.probe``).
+Prepare = Callable[[str], Deferred[Any]]
+
+
+def needs_fetch(uri: str) -> bool:
+    """Whether a speaker fetches ``uri`` itself when it plays it."""
+    return uri.lower().startswith(("http://", "https://"))
+
 
 class Transport:
     """Playback of one speaker; see the module docstring."""
@@ -48,12 +82,20 @@ class Transport:
         rng: random.Random,
         on_change: Callable[[str], None],
         transition_delay: float = 0.1,
+        prepare: Prepare | None = None,
     ) -> None:
         self._clock = clock
         self._rng = rng
         self._notify_change = on_change
         self._settle_waiters: list[Deferred[None]] = []
         self.transition_delay = transition_delay
+        self.prepare = prepare
+        self.status = "OK"
+        self.error_description = ""
+        self.error_uri = ""
+        self._failed_uri: str | None = None
+        self._preparing: object | None = None
+        self._exact: dict[str, float] = {}
         self.queue_uri = f"x-rincon-queue:{uid}#0"
         self.queue: list[Track] = []
         self.queue_update_id = 0
@@ -144,6 +186,7 @@ class Transport:
         self._halt_playback()
         self._offset = 0.0
         self.state = STOPPED
+        self._clear_error()
         self.uri = uri
         self.uri_metadata = metadata
         if uri == self.queue_uri:
@@ -172,14 +215,73 @@ class Transport:
         if self.uri == "" and self.queue:
             self.uri = self.queue_uri
             self.track_no = max(self.track_no, 1)
-        if self.current() is None:
+        track = self.current()
+        if track is None:
             raise UPnPError(701, "nothing to play")
+        if track.uri == self._failed_uri:
+            raise UPnPError(701, f"cannot play {track.uri}: {self.error_description}")
         if self.state == PLAYING:
             return
         self.state = TRANSITIONING
-        self._cancel(self._transition_call)
-        self._transition_call = self._clock.callLater(self.transition_delay, self._playing)
+        self._clear_error()
         self._on_change("transport")
+        self._start_transition()
+
+    def _start_transition(self) -> None:
+        """Go to ``PLAYING`` after ``transition_delay``, once the track is fetched if it
+        must be."""
+        self._cancel(self._transition_call)
+        self._transition_call = None
+        track = self.current()
+        if track is None or self.prepare is None or not needs_fetch(track.uri):
+            self._transition_call = self._clock.callLater(self.transition_delay, self._playing)
+            return
+        token = self._preparing = object()
+        started = self._clock.seconds()
+        self.prepare(track.uri).addCallback(self._prepared, token, track, started)
+
+    def _prepared(self, result: Prepared, token: object, track: Track, started: float) -> None:
+        if token is not self._preparing or self.state != TRANSITIONING:
+            return
+        self._preparing = None
+        if not result.ok:
+            self._fail(track, result.reason)
+            return
+        if result.duration is not None:
+            self._exact[track.uri] = result.duration
+            self._set_duration(track, math.ceil(result.duration))
+        elif not track.is_stream:
+            # Unknown length (a live stream): it plays until stopped.
+            self._set_duration(track, 0)
+        remaining = max(0.0, self.transition_delay - (self._clock.seconds() - started))
+        self._transition_call = self._clock.callLater(remaining, self._playing)
+
+    def _fail(self, track: Track, reason: str) -> None:
+        """The track cannot be played: back to STOPPED with the error evented."""
+        self._freeze()
+        self._offset = 0.0
+        self.state = STOPPED
+        self.status = NO_CONTENT
+        self.error_description = reason
+        self.error_uri = track.uri
+        self._failed_uri = track.uri
+        self._on_change("transport")
+
+    def _clear_error(self) -> None:
+        self.status = "OK"
+        self.error_description = ""
+        self.error_uri = ""
+        self._failed_uri = None
+
+    def _set_duration(self, track: Track, seconds: int) -> None:
+        """Replace ``track`` (the current one) by itself with the duration measured."""
+        if track.duration == seconds:
+            return
+        updated = attrs.evolve(track, duration=seconds)
+        if self.on_queue and 1 <= self.track_no <= len(self.queue):
+            self.queue[self.track_no - 1] = updated
+        elif self.stream is track:
+            self.stream = updated
 
     def _playing(self) -> None:
         self._transition_call = None
@@ -308,6 +410,42 @@ class Transport:
                 self.track_no = min(self.track_no, len(self.queue))
         self._queue_changed()
 
+    def remove_range(self, start: int, count: int) -> None:
+        """``RemoveTrackRangeFromQueue``: ``count`` tracks from 1-based ``start``; 402 when
+        the range is not inside the queue."""
+        if count < 1 or start < 1 or start + count - 1 > len(self.queue):
+            raise UPnPError(402, "range outside the queue")
+        del self.queue[start - 1 : start - 1 + count]
+        if self.on_queue and self.track_no >= start:
+            if self.track_no < start + count:
+                self._halt_playback()
+                self._offset = 0.0
+                self.state = STOPPED
+                self.track_no = min(start, len(self.queue))
+            else:
+                self.track_no -= count
+        self._queue_changed()
+
+    def reorder(self, start: int, count: int, insert_before: int) -> None:
+        """``ReorderTracksInQueue``: move ``count`` tracks from 1-based ``start`` before the
+        track that was at ``insert_before`` (past the end: to the end); the current track
+        keeps playing where it went."""
+        length = len(self.queue)
+        if count < 1 or start < 1 or start + count - 1 > length or insert_before < 1:
+            raise UPnPError(402, "range outside the queue")
+        if start < insert_before < start + count:
+            raise UPnPError(402, "cannot insert a block inside itself")
+        insert_before = min(insert_before, length + 1)
+        order = list(range(1, length + 1))
+        block = order[start - 1 : start - 1 + count]
+        rest = [n for n in order if n not in block]
+        at = sum(1 for n in rest if n < insert_before)
+        order = rest[:at] + block + rest[at:]
+        self.queue[:] = [self.queue[n - 1] for n in order]
+        if self.on_queue and self.track_no:
+            self.track_no = order.index(self.track_no) + 1
+        self._queue_changed()
+
     def clear_queue(self) -> None:
         """``RemoveAllTracksFromQueue``: playing from the queue stops."""
         self.queue.clear()
@@ -356,6 +494,14 @@ class Transport:
         self._freeze()
         self._offset = 0.0
         self.track_no = number
+        self._clear_error()
+        track = self.current()
+        fetch = track is not None and self.prepare is not None and needs_fetch(track.uri)
+        if was in (PLAYING, TRANSITIONING) and fetch:
+            self.state = TRANSITIONING
+            self._on_change("transport")
+            self._start_transition()
+            return
         self._continue(was)
         self._on_change("transport")
 
@@ -365,7 +511,7 @@ class Transport:
             self._since = self._clock.seconds()
             self._schedule_end()
         elif was == TRANSITIONING:
-            self._transition_call = self._clock.callLater(self.transition_delay, self._playing)
+            self._start_transition()
 
     def _track_ended(self) -> None:
         self._end_call = None
@@ -377,6 +523,12 @@ class Transport:
             self.state = STOPPED
         else:
             self.track_no = target
+            track = self.current()
+            if track is not None and self.prepare is not None and needs_fetch(track.uri):
+                self.state = TRANSITIONING
+                self._on_change("transport")
+                self._start_transition()
+                return
             self._since = self._clock.seconds()
             self._schedule_end()
         self._on_change("transport")
@@ -387,7 +539,7 @@ class Transport:
         track = self.current()
         if track is None or track.is_stream:
             return
-        remaining = max(0.0, track.duration - self._offset)
+        remaining = max(0.0, self._exact.get(track.uri, float(track.duration)) - self._offset)
         self._end_call = self._clock.callLater(remaining, self._track_ended)
 
     def _freeze(self) -> None:
@@ -399,6 +551,7 @@ class Transport:
         self._end_call = None
         self._cancel(self._transition_call)
         self._transition_call = None
+        self._preparing = None
 
     def _halt_playback(self) -> None:
         self._freeze()

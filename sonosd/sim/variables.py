@@ -15,6 +15,7 @@ from typing import Protocol, Union
 
 from sonosd.sim.didl import format_duration, track_didl
 from sonosd.sim.models import Model
+from sonosd.sim.playlists import SavedQueues
 from sonosd.sim.speakerstate import Group, Rendering
 from sonosd.sim.transport import Transport
 
@@ -27,6 +28,10 @@ class Household(Protocol):
     household_id: str
     system_update_id: int
     favorites_update_id: int
+    service_list_version: int
+
+    @property
+    def saved_queues(self) -> SavedQueues: ...
 
     @property
     def speakers(self) -> Sequence[Speaker]: ...
@@ -49,6 +54,7 @@ class Speaker(Protocol):
     model: Model
     transport: Transport
     rendering: Rendering
+    container_update_ids: str | None
 
     @property
     def uid(self) -> str: ...
@@ -151,11 +157,20 @@ def avtransport(speaker: Speaker) -> dict[str, str]:
 
 
 def _avt_tail(speaker: Speaker) -> dict[str, str]:
+    transport = speaker.coordinator.transport
+    error: dict[str, str] = {}
+    if transport.error_uri:
+        # Sent only while a track failed (node-sonos issue #175, noson-app issue #78).
+        error = {
+            "TransportErrorDescription": transport.error_description,
+            "TransportErrorURI": transport.error_uri,
+        }
     return {
         "r:DirectControlClientID": "",
         "r:DirectControlIsSuspended": "0",
         "r:DirectControlAccountID": "",
-        "TransportStatus": "OK",
+        "TransportStatus": transport.status,
+        **error,
         "r:SleepTimerGeneration": str(speaker.coordinator.transport.sleep_generation),
         "r:AlarmRunning": "0",
         "r:SnoozeRunning": "0",
@@ -184,10 +199,10 @@ def rendering_control(speaker: Speaker) -> dict[str, EventValue]:
         "OutputFixed": "0",
         "HeadphoneConnected": "0",
         "SpeakerSize": str(speaker.model.speaker_size),
-        "SubGain": "0",
+        "SubGain": str(r.sub_gain),
         "SubCrossover": "0",
         "SubPolarity": "0",
-        "SubEnabled": "1",
+        "SubEnabled": _flag(r.sub_enabled),
         "SonarEnabled": "1",
         "SonarCalibrationAvailable": "1",
         "PresetNameList": "FactoryDefaults",
@@ -198,10 +213,10 @@ def rendering_control(speaker: Speaker) -> dict[str, EventValue]:
                 "NightMode": _flag(r.night_mode),
                 "DialogLevel": _flag(r.dialog_level),
                 "SpeechEnhanceEnabled": _flag(r.dialog_level),
-                "SurroundEnabled": "1",
-                "SurroundMode": "0",
-                "SurroundLevel": "0",
-                "MusicSurroundLevel": "0",
+                "SurroundEnabled": _flag(r.surround_enabled),
+                "SurroundMode": str(r.surround_mode),
+                "SurroundLevel": str(r.surround_level),
+                "MusicSurroundLevel": str(r.music_surround_level),
                 "AudioDelay": "0",
             }
         )
@@ -293,16 +308,18 @@ def device_properties(speaker: Speaker) -> dict[str, EventValue]:
 
 
 def content_directory(speaker: Speaker) -> dict[str, EventValue]:
-    """ContentDirectory variables: update IDs of the queue and the favorites."""
+    """ContentDirectory variables: update IDs of the queue, the Sonos playlists and the
+    favorites; ``ContainerUpdateIDs`` names what changed last."""
     household = speaker.household
     owner = household.speakers[0].uid
+    queue_update = f"Q:0,{speaker.transport.queue_update_id}"
     return {
         "SystemUpdateID": str(household.system_update_id + speaker.transport.queue_update_id),
-        "ContainerUpdateIDs": f"Q:0,{speaker.transport.queue_update_id}",
+        "ContainerUpdateIDs": speaker.container_update_ids or queue_update,
         "ShareIndexInProgress": "0",
         "ShareIndexLastError": "",
         "UserRadioUpdateID": f"{owner},1",
-        "SavedQueuesUpdateID": f"{owner},1",
+        "SavedQueuesUpdateID": f"{owner},{household.saved_queues.update_id}",
         "ShareListUpdateID": f"{owner},1",
         "RecentlyPlayedUpdateID": f"{owner},1",
         "Browseable": "1",
@@ -364,7 +381,9 @@ _SERVICES: dict[str, Callable[[Speaker], Mapping[str, EventValue]]] = {
             "ThirdPartyHash": "",
         }
     ),
-    "MusicServices": lambda s: {"ServiceListVersion": f"{s.uid}:1"},
+    "MusicServices": lambda s: {
+        "ServiceListVersion": f"{s.uid}:{s.household.service_list_version}"
+    },
     "AudioIn": _static(
         {
             "AudioInputName": "Line-In",

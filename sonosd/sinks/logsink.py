@@ -48,6 +48,9 @@ SAID_ELSEWHERE = frozenset(
     {
         "speaker.online",
         "speaker.offline",
+        "speaker.asleep",
+        "speaker.upnp_disabled",
+        "speaker.removed",
         "subscription.lost",
         "subscription.restored",
         "events.gap",
@@ -75,7 +78,7 @@ def summarise(body: Mapping[str, Any], limit: int = 6) -> str:
         return f"#{body.get('id')} {who} {body.get('service')} seq={body.get('seq')} " + " ".join(
             shown
         )
-    details = {k: v for k, v in body.items() if k not in ("id", "time", "type", "speaker")}
+    details = {k: v for k, v in body.items() if k not in ("id", "run", "time", "type", "speaker")}
     extra = " ".join(f"{k}={_short(v)}" for k, v in details.items())
     return f"#{body.get('id')} {who} {kind} {extra}".rstrip()
 
@@ -91,6 +94,9 @@ class LogSink:
         self.enabled = enabled
 
     def deliver(self, message: Message) -> None:
-        """Log ``message`` (when enabled)."""
-        if self.enabled and message.type not in SAID_ELSEWHERE:
-            log.info("{line}", line=summarise(message.body), message_id=message.id)
+        """Log ``message`` (when enabled); a track position read, which comes every
+        ``position_interval`` while a group plays, at debug level."""
+        if not self.enabled or message.type in SAID_ELSEWHERE:
+            return
+        emit = log.debug if message.body.get("source") == "position" else log.info
+        emit("{line}", line=summarise(message.body), message_id=message.id)

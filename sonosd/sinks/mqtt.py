@@ -53,6 +53,11 @@ from sonosd.sinks.mqtt_topics import Topics, bridge_discovery, discovery, segmen
 
 log = Logger()
 
+#: The messages that change a speaker's availability (``speaker.<status>``).
+AVAILABILITY_MESSAGES = frozenset(
+    {"speaker.online", "speaker.offline", "speaker.asleep", "speaker.upnp_disabled"}
+)
+
 #: Retained state is published with QoS 0. Its reliability comes from republishing every
 #: retained topic after each reconnect: QoS 1 would make paho resend, after that republish,
 #: the messages that were in flight when the connection dropped, putting stale state back.
@@ -219,7 +224,9 @@ class MqttSink(Service):
         self._rooms: dict[str, str | None] = {}
         self._state: dict[str, dict[str, dict[str, Any]]] = {}
         self._availability: dict[str, str] = {}
-        self._topology: bytes | None = None
+        self._topologies: dict[str | None, bytes] = {}
+        #: Per household, the invisible members of its topology.
+        self._invisible_of: dict[str | None, set[str | None]] = {}
         self._announced: set[str] = set()
 
         self.published = 0
@@ -247,15 +254,24 @@ class MqttSink(Service):
         uid = message.speaker_uid
         if uid is None:
             if message.type == "topology.changed":
-                self._topology = message.raw
-                self._publish(self.topics.bridge_topology, message.raw, retain=True)
+                household = message.body.get("household")
+                self._topologies[household] = message.raw
+                self._invisible_of[household] = _invisible_uids(message.body.get("groups", ()))
+                self._publish(self.topics.bridge_topology(household), message.raw, retain=True)
             self._publish_event(self.topics.bridge_event(message.type), message)
             return
         key = self._key_for(uid, message.room)
         if message.type == "event" and message.service is not None:
             self._merge(uid, key, message)
-        elif message.type in ("speaker.online", "speaker.offline"):
-            self._set_availability(uid, key, message.type.partition(".")[2])
+        elif message.type == "speaker.removed":
+            self._publish_event(self.topics.event(key, message.type), message)
+            self._forget(uid, key)
+            return
+        elif message.type in AVAILABILITY_MESSAGES:
+            # The availability topic says online or offline (Home Assistant's payloads): a
+            # speaker asleep or with UPnP off is not available; the message says which.
+            online = message.type == "speaker.online"
+            self._set_availability(uid, key, "online" if online else "offline")
         if uid not in self._availability and message.type == "event":
             self._set_availability(uid, key, "online")
         name = message.service if message.type == "event" and message.service else None
@@ -273,6 +289,33 @@ class MqttSink(Service):
         entry["id"] = message.id
         entry["time"] = body.get("time")
         self._publish(self.topics.state(key, service), encode(entry), retain=True)
+
+    def _discovery(self, uid: str, key: str) -> list[tuple[str, dict[str, Any]]]:
+        """The Home Assistant discovery documents of one speaker."""
+        return discovery(
+            self._config.discovery_prefix,
+            self.topics,
+            uid,
+            key,
+            self._rooms.get(uid),
+            commands=self._controller is not None,
+        )
+
+    def _forget(self, uid: str, key: str) -> None:
+        """A speaker no longer followed: its retained topics (and Home Assistant entities)
+        are cleared."""
+        self._publish(self.topics.availability(key), b"", retain=True)
+        for service in self._state.pop(uid, {}):
+            self._publish(self.topics.state(key, service), b"", retain=True)
+        if self._config.homeassistant and uid in self._keys:
+            for topic, _ in self._discovery(uid, key):
+                self._publish(topic, b"", retain=True)
+        self._availability.pop(uid, None)
+        self._announced.discard(uid)
+        self._rooms.pop(uid, None)
+        if self._owners.get(key) == uid:
+            del self._owners[key]
+        self._keys.pop(uid, None)
 
     def _set_availability(self, uid: str, key: str, value: str) -> None:
         self._availability[uid] = value
@@ -450,8 +493,8 @@ class MqttSink(Service):
         self._announced.clear()
         for uid in self._keys:
             self._announce(uid)
-        if self._topology is not None:
-            self._publish(self.topics.bridge_topology, self._topology, retain=True)
+        for household, topology in self._topologies.items():
+            self._publish(self.topics.bridge_topology(household), topology, retain=True)
         for uid, services in self._state.items():
             for service, entry in services.items():
                 self._publish(self.topics.state(self._keys[uid], service), encode(entry), True)
@@ -479,14 +522,7 @@ class MqttSink(Service):
         self._announced.add(uid)
         key = self._keys[uid]
         if self._config.homeassistant:
-            for topic, document in discovery(
-                self._config.discovery_prefix,
-                self.topics,
-                uid,
-                key,
-                self._rooms.get(uid),
-                commands=self._controller is not None,
-            ):
+            for topic, document in self._discovery(uid, key):
                 self._publish(topic, encode(document), retain=True)
         if uid in self._availability:
             self._publish(self.topics.availability(key), self._availability[uid].encode(), True)
@@ -615,7 +651,14 @@ class MqttSink(Service):
             self._answer(result_topic, {"ok": False, "error": _error("bad_request", 400, refused)})
             return
         request_id = args.pop("request_id", None)
-        speaker = self._owners.get(key, key)
+        owner = self._owners.get(key)
+        speaker = owner or key
+        room = self._rooms.get(owner) if owner is not None else None
+        invisible = any(owner in uids for uids in self._invisible_of.values())
+        if invisible and room is not None and segment(room) == key:
+            # The room's key went to an invisible sub or surround of a home theatre: the
+            # command is for the room (the controller picks its visible speaker).
+            speaker = room
         d = execute(self._controller, speaker, command, args)
 
         def done(result: Any) -> None:
@@ -669,3 +712,16 @@ class MqttSink(Service):
 
 def _error(code: str, status: int, error: BaseException) -> dict[str, Any]:
     return {"code": code, "message": str(error), "status": status}
+
+
+def _invisible_uids(groups: Any) -> set[str | None]:
+    """The uids of the invisible members of ``topology.changed`` groups, home-theatre
+    satellites (nested under their soundbar) included."""
+    found: set[str | None] = set()
+    pending = [member for group in groups for member in group.get("members", ())]
+    while pending:
+        member = pending.pop()
+        if member.get("invisible"):
+            found.add(member.get("uid"))
+        pending.extend(member.get("satellites", ()))
+    return found

@@ -5,7 +5,7 @@ Layout (``docs/mqtt.md``), ``<key>`` being the speaker's room name made topic-sa
 uid when the room is unknown or already taken by another speaker::
 
     <prefix>/bridge/availability              online | offline   retained, last will offline
-    <prefix>/bridge/topology                  topology.changed   retained
+    <prefix>/bridge/topology/<household>      topology.changed   retained, one per household
     <prefix>/bridge/gap                       events not published while disconnected
     <prefix>/bridge/event/<type>              household-wide messages
     <prefix>/<key>/availability               online | offline   retained
@@ -41,10 +41,10 @@ class Topics:
         """``online`` while the daemon is connected; the broker's last will sets ``offline``."""
         return f"{self.prefix}/bridge/availability"
 
-    @property
-    def bridge_topology(self) -> str:
-        """The household topology (the last ``topology.changed`` message), retained."""
-        return f"{self.prefix}/bridge/topology"
+    def bridge_topology(self, household: str | None) -> str:
+        """One household's topology (its last ``topology.changed`` message), retained; a
+        topology of a household not known yet goes under ``unknown``."""
+        return f"{self.prefix}/bridge/topology/{segment(household or '') or 'unknown'}"
 
     @property
     def bridge_gap(self) -> str:

@@ -12,6 +12,12 @@ The client may write lines too, each a JSON operation; ``{"op": "filter", "rooms
 applies to messages published after the line is read. Nothing has to be sent: a client that
 only reads gets everything, which keeps ``nc``, ``socat`` and ``curl``-less scripts simple.
 
+``{"op": "resume", "run": R, "last_id": N}`` (or ``"last_id": "R:N"``) resumes a client that
+saw messages up to ``N`` of run ``R``: it is answered with a ``resumed`` line and every message
+after ``N``, or with a ``reset`` line and a fresh snapshot (``N`` is from another run of the
+daemon, or gone from the replay buffer). What came before the answer (the snapshot every
+connection gets first, and live messages) is to be ignored by such a client.
+
 A client that stops reading gets, when its queue exceeds ``limit`` messages, a last line
 ``{"type": "disconnected", "reason": "too slow ..."}`` and is closed.
 
@@ -20,6 +26,7 @@ The lines of one reactor turn go to a client in one ``writeSequence`` (issue 7).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,7 +53,7 @@ from sonosd.delivery.drain import drained
 from sonosd.delivery.endpoint import listen
 from sonosd.delivery.filters import Filter
 from sonosd.delivery.flow import ClientQueue, TransportWriter
-from sonosd.delivery.hub import Hub, Message
+from sonosd.delivery.hub import Hub, Message, parse_cursor
 from sonosd.delivery.metrics import ApiMetrics
 
 log = Logger()
@@ -115,11 +122,34 @@ class StreamProtocol(QueuedClient, LineOnlyReceiver):
             self.factory.refused(error.reason)
             self._error(None, "bad_request", str(error))
             return
-        if request.get("op") != "filter":
+        op = request.get("op")
+        if op == "filter":
+            self._reply(self.factory.channel.set_filter(self, request))
+        elif op == "resume":
+            self._resume(request)
+        else:
             self.factory.refused("unknown_op")
-            self._error(request.get("id"), "bad_request", f"unknown op {request.get('op')!r}"[:200])
+            self._error(request.get("id"), "bad_request", f"unknown op {op!r}"[:200])
+
+    def _resume(self, request: dict[str, Any]) -> None:
+        """Answer a ``resume`` operation: the missed messages, or a reset and a snapshot."""
+        last_id, run = request.get("last_id"), request.get("run")
+        if not isinstance(last_id, int | str) or isinstance(last_id, bool):
+            self._error(request.get("id"), "bad_request", "last_id must be an integer or R:N")
             return
-        self._reply(self.factory.channel.set_filter(self, request))
+        cursor = parse_cursor(str(last_id), run if isinstance(run, str) else None)
+        if cursor is None:
+            self._error(request.get("id"), "bad_request", f"bad last_id {last_id!r}")
+            return
+        channel = self.factory.channel
+        # What this client was delivered so far is in the replay (or the fresh snapshot): the
+        # frames still waiting are dropped, and the answer comes next.
+        channel.flush()
+        start = channel.opening(self, cursor)
+        answer = {"type": "resumed", "id": request.get("id"), "run": cursor.run}
+        head = [] if start.reset is not None else [json_line({**answer, "last_id": cursor.id})]
+        if self.queue is not None:
+            self.queue.replace(itertools.chain(head, start_lines(start)))
 
     def dataReceived(self, data: bytes) -> None:
         """Split lines; a line longer than ``MAX_LENGTH`` is refused and the rest of it

@@ -112,12 +112,16 @@ class RestTests(TestCase):
         return response.code, parsed, response.headers
 
     async def test_health_open_and_secret_free(self) -> None:
-        """Health needs no token and reports status, speakers and uptime only."""
+        """Health needs no token and reports status, its reasons, speakers and uptime only."""
         base = await self.start(tokens=(READER,))
         code, body, _ = await self.call("GET", f"{base}/health")
         self.assertEqual(code, 200)
         self.assertEqual(body["status"], "degraded")
-        self.assertEqual(body["speakers"], {"online": 1, "offline": 1, "unknown": 0})
+        self.assertEqual(body["reasons"], ["1 speaker(s) offline"])
+        self.assertEqual(
+            body["speakers"],
+            {"online": 1, "offline": 1, "asleep": 0, "upnp_disabled": 0, "unknown": 0},
+        )
         self.assertGreaterEqual(body["uptime"], 0)
         self.assertNotIn("RINCON", json.dumps(body))
 

@@ -30,18 +30,18 @@ from tests.api_helpers import (
 class FramingTests(SynchronousTestCase):
     def test_message_block_reuses_raw(self) -> None:
         """A message's block carries its id, its type and its serialised JSON as is."""
-        hub = Hub(Clock())
+        hub = Hub(Clock(), run="r1")
         message = hub.publish("speaker.online", {"reason": "x"}, speaker=KITCHEN.to_json())
-        block = message_block(message)
-        self.assertEqual(block, b"id: 1\nevent: speaker.online\ndata: " + message.raw + b"\n\n")
+        block = message_block(hub.run, message)
+        self.assertEqual(block, b"id: r1:1\nevent: speaker.online\ndata: " + message.raw + b"\n\n")
 
     def test_start_blocks_reset_then_snapshot(self) -> None:
-        """A reset start sends retry, reset, then the snapshot with its last_id as id."""
-        start = Start({"type": "snapshot", "last_id": 9}, "too old", [])
-        blocks = list(start_blocks(start))
+        """A reset start sends retry, reset, then the snapshot with its run and last_id as id."""
+        start = Start({"type": "snapshot", "run": "r1", "last_id": 9}, "too old", [])
+        blocks = list(start_blocks("r1", start))
         self.assertTrue(blocks[0].startswith(b"retry: "))
         self.assertTrue(blocks[1].startswith(b"event: reset\ndata: {"))
-        self.assertTrue(blocks[2].startswith(b"id: 9\nevent: snapshot\n"))
+        self.assertTrue(blocks[2].startswith(b"id: r1:9\nevent: snapshot\n"))
 
     def test_sse_block_without_id(self) -> None:
         """A block without an id leaves the browser's last event id alone."""
@@ -72,11 +72,12 @@ class EventStreamTests(TestCase):
         self.assertEqual(client.status, 200)
         self.assertIn(b"text/event-stream", client.head)
         first = client.events()[1]
-        self.assertEqual((first["event"], first["id"]), ("snapshot", "2"))
+        run = self.hub.run
+        self.assertEqual((first["event"], first["id"]), ("snapshot", f"{run}:2"))
         ids = publish(self.hub, 3)
         await wait(lambda: len(client.events()) == 5, "three events")
         events = client.events()[2:]
-        self.assertEqual([int(e["id"]) for e in events], ids)
+        self.assertEqual([e["id"] for e in events], [f"{run}:{i}" for i in ids])
         self.assertEqual({e["event"] for e in events}, {"event"})
 
     async def test_http11_chunked_stream(self) -> None:
@@ -90,11 +91,15 @@ class EventStreamTests(TestCase):
         await wait(lambda: len(_dechunk(client.body)[0].split(b"\n\n")) == 7, "four events")
         body, chunks = _dechunk(client.body)
         blocks = body.split(b"\n\n")[:-1]
-        self.assertEqual([b.split(b"\n")[0] for b in blocks[2:]], [b"id: %d" % i for i in ids])
+        run = self.hub.run.encode()
+        self.assertEqual(
+            [b.split(b"\n")[0] for b in blocks[2:]], [b"id: %s:%d" % (run, i) for i in ids]
+        )
         self.assertEqual(chunks, 3)  # retry + snapshot, then the turn's four events in one
 
     async def test_resume_with_last_event_id(self) -> None:
-        """Last-Event-ID (header or query) replays exactly what was missed."""
+        """Last-Event-ID (the run:id of an id line; or last_id and run in the query) replays
+        exactly what was missed."""
         _, host, port = await start_api(self, self.hub, self.state)
         first = await self.open(host, port)
         await wait(lambda: len(first.messages()) == 1, "the snapshot")
@@ -103,8 +108,11 @@ class EventStreamTests(TestCase):
         first.close()
         await first.closed
         missed = publish(self.hub, 2)
-        by_header = await self.open(host, port, **{"Last-Event-ID": str(seen[-1])})
-        by_query = await self.open(host, port, f"/api/v1/events?last_id={seen[-1]}")
+        last_event_id = first.events()[-1]["id"]
+        self.assertEqual(last_event_id, f"{self.hub.run}:{seen[-1]}")
+        by_header = await self.open(host, port, **{"Last-Event-ID": last_event_id})
+        query = f"/api/v1/events?last_id={seen[-1]}&run={self.hub.run}"
+        by_query = await self.open(host, port, query)
         later = publish(self.hub, 1)
         for client in (by_header, by_query):
             await wait(lambda c=client: len(c.messages()) == 3, "missed and live")
@@ -114,7 +122,7 @@ class EventStreamTests(TestCase):
         """A Last-Event-ID no longer in the ring gets a reset event and a fresh snapshot."""
         _, host, port = await start_api(self, self.hub, self.state)
         publish(self.hub, 80)
-        client = await self.open(host, port, **{"Last-Event-ID": "5"})
+        client = await self.open(host, port, **{"Last-Event-ID": f"{self.hub.run}:5"})
         await wait(lambda: len(client.messages()) == 2, "reset and snapshot")
         self.assertEqual([e.get("event") for e in client.events()[1:]], ["reset", "snapshot"])
         self.assertEqual(client.messages()[1]["last_id"], 80)

@@ -42,20 +42,30 @@ def test_find_speaker_fallback() -> None:
 
 
 def test_health_status() -> None:
-    """Health is starting, then ok when all are online, degraded when one is offline."""
+    """Health is starting, then ok when all are online (or asleep), degraded with reasons
+    when one is offline, has UPnP off, or the household reports a problem."""
     household = HouseholdState()
     assert views.health(household.availability_counts(), 1.0, "v")["status"] == "starting"
     household = state()
     assert views.health(household.availability_counts(), 1.0, "v")["status"] == "starting"
-    household.set_availability("RINCON_A", True, time=1.0)
-    household.set_availability("RINCON_B", True, time=1.0)
+    household.set_availability("RINCON_A", "online", time=1.0)
+    household.set_availability("RINCON_B", "online", time=1.0)
     assert views.health(household.availability_counts(), 2.5, "v") == {
         "status": "ok",
         "version": "v",
         "uptime": 2.5,
-        "speakers": {"online": 2, "offline": 0, "unknown": 0},
+        "reasons": [],
+        "speakers": {"online": 2, "offline": 0, "asleep": 0, "upnp_disabled": 0, "unknown": 0},
     }
-    household.set_availability("RINCON_B", False, "gone", time=2.0)
+    polling = ["Kitchen AVTransport: polling (no NOTIFY arrives)"]
+    degraded = views.health(household.availability_counts(), 2.5, "v", polling)
+    assert (degraded["status"], degraded["reasons"]) == ("degraded", polling)
+    household.set_availability("RINCON_B", "asleep", "sleeping", time=2.0)
+    assert views.health(household.availability_counts(), 3.0, "v")["status"] == "ok"
+    household.set_availability("RINCON_B", "offline", "gone", time=2.0)
+    offline = views.health(household.availability_counts(), 3.0, "v")
+    assert (offline["status"], offline["reasons"]) == ("degraded", ["1 speaker(s) offline"])
+    household.set_availability("RINCON_B", "upnp_disabled", "UPnP off", time=2.0)
     assert views.health(household.availability_counts(), 3.0, "v")["status"] == "degraded"
 
 

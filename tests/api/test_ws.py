@@ -84,28 +84,33 @@ class WebSocketTests(TestCase):
         self.assertEqual([m["id"] for m in client.events()], ids)
 
     async def test_resume_without_loss_or_duplicate(self) -> None:
-        """A reconnect with last_id gets exactly the messages it missed, no snapshot."""
+        """A reconnect with last_id and run (separately or as run:id) gets exactly the messages
+        it missed, no snapshot."""
         _, host, port = await start_api(self, self.hub, self.state)
         first = await connect_ws(self, host, port)
         publish(self.hub, 3)
         await wait(lambda: len(first.events()) == 3, "three events")
-        last_seen = first.events()[-1]["id"]
+        last_seen, run = first.events()[-1]["id"], first.events()[-1]["run"]
         first.dropConnection(abort=True)
         await first.closed
         missed = publish(self.hub, 4)
-        second = await connect_ws(self, host, port, f"last_id={last_seen}")
-        await wait(lambda: len(second.messages) == 4, "the missed messages")
+        second = await connect_ws(self, host, port, f"last_id={last_seen}&run={run}")
+        third = await connect_ws(self, host, port, f"last_id={run}:{last_seen}")
+        for client in (second, third):
+            await wait(lambda c=client: len(c.messages) == 4, "the missed messages")
         later = publish(self.hub, 1)
-        await wait(lambda: len(second.messages) == 5, "the live message")
-        self.assertEqual([m["id"] for m in second.messages], missed + later)
-        self.assertNotIn("snapshot", [m["type"] for m in second.messages])
+        for client in (second, third):
+            await wait(lambda c=client: len(c.messages) == 5, "the live message")
+            self.assertEqual([m["id"] for m in client.messages], missed + later)
+            self.assertNotIn("snapshot", [m["type"] for m in client.messages])
 
     async def test_resume_too_old_resets(self) -> None:
         """A last_id older than the ring (or from the future) gets reset, then a snapshot."""
         _, host, port = await start_api(self, self.hub, self.state)
         publish(self.hub, 60)
         for last_id in (3, 999):
-            client = await connect_ws(self, host, port, f"last_id={last_id}")
+            query = f"last_id={last_id}&run={self.hub.run}"
+            client = await connect_ws(self, host, port, query)
             await wait(lambda c=client: len(c.messages) == 2, "reset and snapshot")
             self.assertEqual([m["type"] for m in client.messages], ["reset", "snapshot"])
             self.assertIn(str(last_id), client.messages[0]["reason"])

@@ -35,7 +35,10 @@ def test_unknown_command() -> None:
 
 def test_hyphen_and_case() -> None:
     """Command names are case-insensitive and read ``-`` as ``_``."""
-    assert parse_command("Play-Favorite", {"name": "Jazz"}) == ("play_favorite", {"name": "Jazz"})
+    assert parse_command("Play-Favorite", {"name": "Jazz"}) == (
+        "play_favorite",
+        {"name": "Jazz", "mode": "replace", "play": True},
+    )
 
 
 def test_unknown_argument_named() -> None:
@@ -134,14 +137,16 @@ def test_position_not_finite() -> None:
 
 
 def test_announce_defaults() -> None:
-    """An announcement defaults to no volume change and a 30 s bound."""
+    """An announcement defaults to the group, no volume change and the configured bound."""
     _, params = parse_command("announce", {"uri": "http://x/a.mp3"})
     assert params == {
         "uri": "http://x/a.mp3",
+        "text": None,
         "volume": None,
-        "timeout": 30.0,
+        "timeout": None,
         "title": "",
         "meta": "",
+        "target": "group",
     }
 
 
@@ -178,3 +183,16 @@ def test_validators_raise_only_control_errors(value: Any) -> None:
             check()
         except ControlError as error:
             assert error.code == "bad_argument"
+
+
+def test_every_command_is_documented() -> None:
+    """Every command is in the OpenAPI document's command names and in docs/control.md."""
+    import yaml
+
+    from tests.paths import ROOT
+
+    spec = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())
+    assert set(spec["components"]["schemas"]["CommandName"]["enum"]) == set(COMMANDS)
+    control = (ROOT / "docs" / "control.md").read_text()
+    for command in COMMANDS:
+        assert f"`{command}`" in control, command

@@ -19,18 +19,8 @@ from sonosd.control.controller import ControlError, Controller
 from sonosd.household.state import HouseholdState, SpeakerRef
 from sonosd.household.topology import parse_zone_group_state
 from sonosd.sim.service import HouseholdService, default_manager_factory
+from tests.audio_helpers import serve_audio
 from tests.conftest import free_loopback_base
-
-CLIP_META = (
-    '<DIDL-Lite xmlns:dc="http://purl.org/dc/elements/1.1/" '
-    'xmlns:upnp="urn:schemas-upnp-org:metadata-1-0/upnp/" '
-    'xmlns="urn:schemas-upnp-org:metadata-1-0/DIDL-Lite/">'
-    '<item id="clip" parentID="" restricted="true"><dc:title>Doorbell</dc:title>'
-    "<upnp:class>object.item.audioItem.musicTrack</upnp:class>"
-    '<res protocolInfo="http-get:*:audio/mpeg:*" duration="0:00:01">'
-    "http://127.0.0.1/doorbell.mp3</res></item></DIDL-Lite>"
-)
-CLIP = "http://127.0.0.1/doorbell.mp3"
 
 
 class SimulatorControlTests(TestCase):
@@ -68,7 +58,7 @@ class SimulatorControlTests(TestCase):
         )
         for speaker in self.household.speakers:
             self.state.ensure(SpeakerRef(speaker.uid, speaker.name, speaker.address))
-            self.state.set_availability(speaker.uid, True, "test", time=0.0)
+            self.state.set_availability(speaker.uid, "online", "test", time=0.0)
         self.state.set_topology(parse_zone_group_state(self.household.zone_group_state()))
 
     def _manager(self, *args: Any) -> Any:
@@ -300,8 +290,11 @@ class SimulatorControlTests(TestCase):
             return original(volume, channel)
 
         self.speaker(0).set_volume = record
-        result = await self.cmd(0, "announce", uri=CLIP, meta=CLIP_META, volume=45, timeout=10)
+        server = serve_audio(self)
+        clip = server.url("/clip.wav")
+        result = await self.cmd(0, "announce", uri=clip, volume=45, timeout=10)
         self.assertEqual(result["ended"], "finished")
+        self.assertEqual(server.requests, ["/clip.wav"])
         self.assertEqual(volumes[0], 45)
         self.assertEqual(self.speaker(0).rendering.volume, 12)
         self.assertEqual(transport.uri, before_uri)
@@ -334,7 +327,7 @@ class SimulatorControlTests(TestCase):
         """An unknown speaker is 404; one the state marks offline is 503 with the reason."""
         error = await self.error("Attic", "play")
         self.assertEqual((error.code, error.status), ("unknown_speaker", 404))
-        self.state.set_availability(self.speaker(1).uid, False, "no answer", time=1.0)
+        self.state.set_availability(self.speaker(1).uid, "offline", "no answer", time=1.0)
         error = await self.error(1, "volume", volume=3)
         self.assertEqual((error.code, error.status), ("offline", 503))
         self.assertIn("no answer", error.message)
@@ -520,7 +513,7 @@ class ControllerUnitTests(SynchronousTestCase):
     def test_offline_coordinator(self) -> None:
         """A transport command whose coordinator is offline is 503 offline."""
         controller, runner = self.controller(lambda fn, device, *args: None)
-        controller._state.set_availability("RINCON_A", False, "rebooting", time=1.0)
+        controller._state.set_availability("RINCON_A", "offline", "rebooting", time=1.0)
         error = self.failureResultOf(controller.execute("Den", "play", {}), ControlError).value
         self.assertEqual((error.code, error.status), ("offline", 503))
         self.assertEqual(runner.calls, [])

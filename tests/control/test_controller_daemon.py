@@ -25,8 +25,9 @@ from sonosd.service import SonosdService
 from sonosd.sim.household import Household, Speaker
 from sonosd.sim.service import HouseholdService
 from tests.api_helpers import SseClient, WsClient, connect_raw, connect_ws, sse_request
+from tests.audio_helpers import serve_audio
 from tests.conftest import free_loopback_base
-from tests.daemon_helpers import Recorder, daemon_yaml, http_agent, reactor, until
+from tests.daemon_helpers import Recorder, daemon_yaml, http_agent, reactor, start_recorded, until
 
 #: Speaker models in speaker order: Kitchen and Office are Sonos Ones, Living Room a Beam
 #: (a soundbar, so it has night and dialog modes).
@@ -34,18 +35,6 @@ MODELS = ("S18", "S14", "S18")
 
 #: How long a test waits for something to happen before it fails.
 WAIT = 10.0
-
-#: A one-second clip with its DIDL-Lite metadata (the simulator takes the duration from it).
-CLIP = "http://127.0.0.1/doorbell.mp3"
-CLIP_META = (
-    '<DIDL-Lite xmlns:dc="http://purl.org/dc/elements/1.1/" '
-    'xmlns:upnp="urn:schemas-upnp-org:metadata-1-0/upnp/" '
-    'xmlns="urn:schemas-upnp-org:metadata-1-0/DIDL-Lite/">'
-    '<item id="clip" parentID="" restricted="true"><dc:title>Doorbell</dc:title>'
-    "<upnp:class>object.item.audioItem.musicTrack</upnp:class>"
-    '<res protocolInfo="http-get:*:audio/mpeg:*" duration="0:00:01">'
-    f"{CLIP}</res></item></DIDL-Lite>"
-)
 
 Body = Mapping[str, Any]
 Predicate = Callable[[Body], bool]
@@ -111,17 +100,19 @@ class Daemon:
         return Deferred.fromCoroutine(self.post(speaker, command, args))
 
 
-async def start_daemon(case: TestCase, **sections: Mapping[str, Any]) -> Daemon:
+async def start_daemon(
+    case: TestCase,
+    factory: Callable[[Any, SimulateConfig], HouseholdService] | None = None,
+    **sections: Mapping[str, Any],
+) -> Daemon:
     """Start a daemon on a private loopback block; wait for every initial event.
 
+    @param factory: Builds the simulated household (default: ``household``).
     @param sections: Configuration sections merged over the test configuration.
     """
     config = daemon_config(free_loopback_base(), **sections)
-    service = SonosdService(config, reactor, household_factory=household)
-    recorder = Recorder()
-    service.hub.add_sink(recorder)
-    service.startService()
-    case.addCleanup(lambda: service.stopService() if service.running else None)
+    service = SonosdService(config, reactor, household_factory=factory or household)
+    recorder = start_recorded(case, service)
     port = await service.api.listening
     address: Any = port.getHost()
     http = treq.client.HTTPClient(http_agent(case))
@@ -606,14 +597,16 @@ class ControlDaemonTests(TestCase):
         kitchen.set_volume(12)
         await arrives(client.messages, 0, event_of(kitchen, "RenderingControl", volume=12), "12")
         mark = len(client.messages())
+        server = serve_audio(self)
+        clip_uri = server.url("/clip.wav")
         status, body = await daemon.post(
-            "Kitchen", "announce", {"uri": CLIP, "meta": CLIP_META, "volume": 45, "timeout": 10}
+            "Kitchen", "announce", {"uri": clip_uri, "volume": 45, "timeout": 10}
         )
         self.assertEqual(status, 200, body)
         result = body["result"]
         self.assertEqual(
             (result["coordinator"], result["uri"], result["ended"]),
-            (kitchen.uid, CLIP, "finished"),
+            (kitchen.uid, clip_uri, "finished"),
         )
         self.assertEqual((kitchen.rendering.volume, kitchen.transport.uri), (12, before))
         loud = await arrives(
@@ -622,7 +615,7 @@ class ControlDaemonTests(TestCase):
         clip = await arrives(
             client.messages,
             loud,
-            event_of(kitchen, "AVTransport", current_track_uri=CLIP),
+            event_of(kitchen, "AVTransport", current_track_uri=clip_uri),
             "the clip after the volume",
         )
         await arrives(
@@ -708,7 +701,9 @@ class ControlDaemonTests(TestCase):
 
     async def test_hung_speaker_times_out(self) -> None:
         """A speaker whose calls hang is 504 timeout, while another speaker's command is
-        answered before that timeout; once it answers again, so do its commands."""
+        answered before that timeout; the timeout makes it be checked at once, so it is
+        offline right after (the next command gets 503 at once, consistent with the status);
+        once it answers again and is back online, so do its commands."""
         daemon = await start_daemon(self, soco={"call_timeout": 2.0})
         office, kitchen = daemon.speaker(2), daemon.speaker(0)
         await office.go_offline("hang")
@@ -722,7 +717,12 @@ class ControlDaemonTests(TestCase):
         self.assertEqual((status, body["error"]["code"]), (504, "timeout"), body)
         self.assertIn("2 s", body["error"]["message"])
         self.assertEqual(office.rendering.volume, 20)
+        state = daemon.service.state
+        await until(lambda: state.availability(office.uid).status == "offline", "offline")
+        status, body = await daemon.post("Office", "volume", {"volume": 5})
+        self.assertEqual((status, body["error"]["code"]), (503, "offline"), body)
         await office.come_online()
+        await until(lambda: state.availability(office.uid).status == "online", "back online")
         status, body = await daemon.post("Office", "volume", {"volume": 4})
         self.assertEqual((status, body), (200, {"result": {"volume": 4}}))
         self.assertEqual(office.rendering.volume, 4)

@@ -12,12 +12,11 @@ from sonosd.delivery.channel import (
     Channel,
     QueuedClient,
     json_line,
-    parse_last_id,
     read_operation,
 )
 from sonosd.delivery.filters import Filter
 from sonosd.delivery.flow import ClientQueue
-from sonosd.delivery.hub import Hub, Message
+from sonosd.delivery.hub import Cursor, Hub, Message
 from sonosd.delivery.metrics import ApiMetrics
 
 
@@ -42,7 +41,7 @@ def publish(hub: Hub, room: str = "Kitchen") -> Message:
 
 class ChannelTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.hub = Hub(Clock(), replay=5)
+        self.hub = Hub(Clock(), replay=5, run="r1")
         self.hub.set_snapshot_provider(lambda: {"speakers": []})
         self.framed: list[int] = []
         self.channel: Channel[bytes] = Channel(self.hub, "test", self.frame)
@@ -68,7 +67,7 @@ class ChannelTests(SynchronousTestCase):
         office = publish(self.hub, "Office")
         publish(self.hub, "Kitchen")
         client = Recorder(Filter(rooms=["office"]))
-        start = self.channel.join(client, 1)
+        start = self.channel.join(client, Cursor("r1", 1))
         self.assertEqual((start.snapshot, start.reset), (None, None))
         self.assertEqual([(m.id, m.raw) for m in start.replay], [(office.id, office.raw)])
         live = publish(self.hub, "Office")
@@ -79,9 +78,21 @@ class ChannelTests(SynchronousTestCase):
         for _ in range(8):
             publish(self.hub)
         for last_id in (1, 99):
-            start = self.channel.join(Recorder(), last_id)
+            start = self.channel.join(Recorder(), Cursor("r1", last_id))
             self.assertIsNotNone(start.snapshot)
             self.assertIn(str(last_id), start.reset or "")
+
+    def test_resume_from_another_run_or_without_run_resets(self) -> None:
+        """An id of another run of the daemon, or one without its run, resets with a snapshot
+        even when that id is in this run's ring."""
+        for _ in range(3):
+            publish(self.hub)
+        for cursor, words in ((Cursor("r0", 2), "another run"), (Cursor(None, 2), "without")):
+            start = self.channel.join(Recorder(), cursor)
+            assert start.snapshot is not None
+            self.assertEqual((start.snapshot["run"], start.snapshot["last_id"]), ("r1", 3))
+            self.assertIn(words, start.reset or "")
+            self.assertEqual(start.replay, [])
 
     def test_frames_once_per_message(self) -> None:
         """A message is framed once however many clients receive it, and not at all if none."""
@@ -116,13 +127,6 @@ class ChannelTests(SynchronousTestCase):
         self.assertNotIn(self.channel, self.hub.sinks)
         publish(self.hub)
         self.assertEqual(client.frames, [])
-
-    def test_parse_last_id(self) -> None:
-        """Ids parse from bytes or text; garbage means none."""
-        self.assertEqual(parse_last_id(b" 42 "), 42)
-        self.assertEqual(parse_last_id("0"), 0)
-        for garbage in (None, "", "-1", "4x", "9" * 30):
-            self.assertIsNone(parse_last_id(garbage))
 
     def test_json_line(self) -> None:
         """A JSON line is compact and newline-terminated."""
@@ -179,7 +183,7 @@ class BatchedChannelTests(SynchronousTestCase):
         self.channel.join(first, None)
         publish(self.hub)
         late = BatchRecorder()
-        start = self.channel.join(late, 0)
+        start = self.channel.join(late, Cursor(self.hub.run, 0))
         self.assertEqual([m.id for m in start.replay], [1])
         publish(self.hub)
         self.clock.advance(0)

@@ -9,7 +9,7 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 
 from sonosd.delivery import hub as hub_module
-from sonosd.delivery.hub import Hub, ISink, Message
+from sonosd.delivery.hub import MAX_RUN, Cursor, Hub, ISink, Message, parse_cursor
 
 
 @implementer(ISink)
@@ -162,3 +162,40 @@ def test_ring_keeps_large_messages_compressed_and_replays_them_whole() -> None:
     assert [m.raw for m in replayed] == [m.raw for m in [*published, small]]
     assert all(type(m) is Message for m in replayed)
     assert (replayed[0].speaker_uid, replayed[0].service) == ("RINCON_1", "ZoneGroupTopology")
+
+
+def test_every_message_and_the_snapshot_carry_the_run() -> None:
+    """The run identifier sits next to id in every message and in the snapshot; each hub
+    (each start of the daemon) draws a different one."""
+    hub = Hub(Clock())
+    message = hub.publish("event", {})
+    assert list(message.body)[:2] == ["id", "run"]
+    assert message.body["run"] == hub.run == hub.snapshot()["run"]
+    assert json.loads(message.raw)["run"] == hub.run
+    assert len({Hub(Clock()).run for _ in range(20)}) == 20
+
+
+def test_parse_cursor() -> None:
+    """A resume point parses from N or R:N (bytes or text), a separate run filling in for
+    the plain form; garbage means none."""
+    assert parse_cursor(b" 42 ") == Cursor(None, 42)
+    assert parse_cursor("42", "abc") == Cursor("abc", 42)
+    assert parse_cursor("abc:42", "other") == Cursor("abc", 42)
+    assert parse_cursor("0", b"") == Cursor(None, 0)
+    assert str(Cursor("abc", 4)) == "abc:4"
+    assert parse_cursor("7", "x" * 100) == Cursor("x" * MAX_RUN, 7)
+    for garbage in (None, "", "-1", "4x", "9" * 30, "abc:", "a:b:c"):
+        assert parse_cursor(garbage) is None
+
+
+def test_resume_needs_this_run() -> None:
+    """resume() replays after an id of this run, and gives a reason to reset otherwise."""
+    hub = Hub(Clock(), run="r1")
+    for _ in range(3):
+        hub.publish("event", {})
+    replay = hub.resume(Cursor("r1", 1))
+    assert not isinstance(replay, str)
+    assert [m.id for m in replay] == [2, 3]
+    assert "another run" in str(hub.resume(Cursor("r0", 1)))
+    assert "without the run" in str(hub.resume(Cursor(None, 1)))
+    assert "replay buffer" in str(hub.resume(Cursor("r1", 9)))

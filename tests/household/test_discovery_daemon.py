@@ -18,7 +18,7 @@ from sonosd.household.discovery import SSDP_GROUP
 from sonosd.service import SonosdService
 from sonosd.sim.service import HouseholdService
 from tests.conftest import free_loopback_base
-from tests.daemon_helpers import FAST_SUBSCRIPTION, ROOMS, Recorder, reactor, until
+from tests.daemon_helpers import FAST_SUBSCRIPTION, ROOMS, Recorder, reactor, start_recorded, until
 
 
 def discovery_yaml(ssdp_port: int) -> str:
@@ -81,3 +81,26 @@ class DiscoveryDaemonTests(TestCase):
         for speaker in speakers:
             manager: Any = speaker.manager
             self.assertEqual({sub["service"] for sub in manager.subscriptions()}, set(services))
+
+    async def test_portable_going_to_sleep_is_asleep_not_offline(self) -> None:
+        """A portable's ssdp:byebye says it goes to sleep: the daemon (listening for
+        announcements) has it asleep without ever calling it offline."""
+        base = free_loopback_base(port=1400, count=2)
+        sim = HouseholdService(
+            reactor,
+            SimulateConfig(speakers=2, base_address=base, models=("S18", "S27")),
+            ssdp_port=0,
+        )
+        sim.startService()
+        self.addCleanup(sim.stopService)
+        assert sim.ssdp is not None and sim.ssdp.port is not None
+        document = json.loads(discovery_yaml(sim.ssdp.port))
+        document["ssdp"]["announcements"] = True
+        config = parse_config(json.dumps(document), "discovery-test.yaml")
+        service = SonosdService(config, reactor)
+        recorder = start_recorded(self, service)
+        roam = sim.household.speakers[1]
+        await until(lambda: service.state.availability(roam.uid).status == "online", "the portable")
+        await roam.sleep()
+        await until(lambda: service.state.availability(roam.uid).status == "asleep", "asleep")
+        self.assertEqual(recorder.of("speaker.offline", roam.uid), [])

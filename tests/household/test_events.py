@@ -15,6 +15,7 @@ from twisted.internet.task import Clock
 
 from sonosd.delivery.hub import Hub, Message
 from sonosd.gena.eventxml import parse_event_xml
+from sonosd.household.alarms import parse_alarm_list
 from sonosd.household.events import EventProcessor, parse_seq
 from sonosd.household.state import HouseholdState, SpeakerRef
 from sonosd.household.topology import TopologyError
@@ -181,6 +182,7 @@ def test_topology_changed_only_on_real_change() -> None:
 
     processor.on_event(OFFICE, "ZoneGroupTopology", event({"zone_group_state": alone}))
     assert sink.types() == ["event", "topology.changed", "event"]
+    assert "zone_group_state" not in sink.messages[2].body["variables"]
 
     rebooted = zgs(
         ("RINCON_K", [("RINCON_K", "Kitchen", 2)]), ("RINCON_O", [("RINCON_O", "Office", 5)])
@@ -197,6 +199,66 @@ def test_topology_changed_only_on_real_change() -> None:
     assert [m["uid"] for m in changed["groups"][0]["members"]] == ["RINCON_K", "RINCON_O"]
     assert processor.state.topology is not None
     assert processor.state.topology.coordinator_of("RINCON_O") == "RINCON_K"
+
+
+def test_identical_zone_group_state_dropped_before_json_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same ZoneGroupState from every other speaker of the household is dropped before it
+    is parsed or turned into JSON: it appears in one event message and one topology.changed,
+    and the other speakers' events carry only their own variables."""
+    import sonosd.household.events as events_module
+
+    processor, _, sink, _ = setup()
+    parsed: list[str] = []
+    real_parse = events_module.parse_zone_group_state
+
+    def counting_parse(document: str | bytes) -> Any:
+        parsed.append(str(document))
+        return real_parse(document)
+
+    monkeypatch.setattr(events_module, "parse_zone_group_state", counting_parse)
+    document = zgs(("RINCON_K", [("RINCON_K", "Kitchen", 1), ("RINCON_O", "Office", 1)]))
+    for speaker in (KITCHEN, OFFICE, KITCHEN, OFFICE):
+        variables = {"zone_group_state": document, "zone_group_name": speaker.name}
+        processor.on_event(speaker, "ZoneGroupTopology", event(variables))
+    assert len(parsed) == 1
+    assert sink.types() == ["event", "topology.changed", "event", "event", "event"]
+    events = [m for m in sink.messages if m.type == "event"]
+    assert ["zone_group_state" in m.body["variables"] for m in events] == [True] + [False] * 3
+    assert [list(m.body["variables"]) for m in events[1:]] == [["zone_group_name"]] * 3
+    assert processor.topology_duplicates == 3
+
+
+def test_two_households_kept_apart() -> None:
+    """Two households' ZoneGroupStates do not overwrite each other: each publishes its own
+    topology.changed with its household id, alternating documents are no change, and the
+    snapshot lists every household's groups."""
+    processor, _, sink, _ = setup()
+    attic = SpeakerRef("RINCON_A", "Attic", "127.0.0.5", household="Sonos_1")
+    barn = SpeakerRef("RINCON_B", "Barn", "127.1.0.5", household="Sonos_2")
+    first = zgs(("RINCON_A", [("RINCON_A", "Attic", 1)]))
+    second = zgs(("RINCON_B", [("RINCON_B", "Barn", 1)]))
+    for _ in range(2):
+        processor.on_event(attic, "ZoneGroupTopology", event({"zone_group_state": first}))
+        processor.on_event(barn, "ZoneGroupTopology", event({"zone_group_state": second}))
+    changes = [valid(m.body) for m in sink.messages if m.type == "topology.changed"]
+    assert [(c["household"], c["groups"][0]["coordinator"]) for c in changes] == [
+        ("Sonos_1", "RINCON_A"),
+        ("Sonos_2", "RINCON_B"),
+    ]
+    assert changes[1]["groups"][0]["household"] == "Sonos_2"
+    snapshot = valid(
+        {
+            **processor.state.snapshot(),
+            "type": "snapshot",
+            "run": "r",
+            "last_id": 1,
+            "time": "2026-01-01T00:00:00.000Z",
+        }
+    )
+    assert {g["household"] for g in snapshot["topology"]["groups"]} == {"Sonos_1", "Sonos_2"}
+    assert {s["household"] for s in snapshot["speakers"]} == {"Sonos_1", "Sonos_2"}
 
 
 def test_topology_not_stored_per_speaker_and_secrets_dropped() -> None:
@@ -336,7 +398,7 @@ def test_snapshot_is_schema_valid() -> None:
 
 def test_schema_rejects_wrong_messages() -> None:
     """The schema is strict for known types and checks only the envelope of others."""
-    good = {"id": 1, "time": "2026-01-01T00:00:00.000Z", "type": "events.gap"}
+    good = {"id": 1, "run": "r1", "time": "2026-01-01T00:00:00.000Z", "type": "events.gap"}
     with pytest.raises(jsonschema.ValidationError):
         VALIDATOR.validate(good)
     with pytest.raises(jsonschema.ValidationError):
@@ -344,6 +406,8 @@ def test_schema_rejects_wrong_messages() -> None:
     VALIDATOR.validate({**good, "type": "control.result", "anything": 1})
     with pytest.raises(jsonschema.ValidationError):
         VALIDATOR.validate({"time": good["time"], "type": "control.result"})
+    with pytest.raises(jsonschema.ValidationError):
+        VALIDATOR.validate({"id": 1, "time": good["time"], "type": "control.result"})
 
 
 def test_parse_seq() -> None:
@@ -363,3 +427,46 @@ def test_default_clock() -> None:
     processor.on_event(KITCHEN, "RenderingControl", event({"bass": "1"}))
     mark = processor.state.mark("RINCON_K", "RenderingControl")
     assert mark is not None and mark.time > 1_600_000_000
+
+
+def test_alarms_changed_is_schema_valid_and_in_the_snapshot() -> None:
+    """alarms_changed keeps the parsed list in the state and publishes alarms.changed; both
+    the message and the snapshot validate against the schema."""
+    processor, hub, _sink, _ = setup()
+    hub.set_snapshot_provider(processor.state.snapshot)
+    document = (
+        '<Alarms><Alarm ID="3" StartTime="06:00:00" Duration="" Recurrence="ON_06" '
+        'Enabled="1" RoomUUID="RINCON_K" ProgramURI="x-rincon-buzzer:0" ProgramMetaData="" '
+        'PlayMode="NORMAL" Volume="20" IncludeLinkedZones="0"/></Alarms>'
+    )
+    message = processor.alarms_changed("RINCON_K:3", parse_alarm_list(document))
+    body = valid(message.body)
+    assert (body["type"], body["version"], body["alarms"][0]["id"]) == (
+        "alarms.changed",
+        "RINCON_K:3",
+        3,
+    )
+    snapshot = valid(hub.snapshot())
+    assert snapshot["alarms"]["version"] == "RINCON_K:3"
+
+
+def test_variables_observers_see_events_and_reads() -> None:
+    """Observers get each event's variables and a read's changes; one that raises is logged
+    and the others still run."""
+    processor, _, _, _ = setup()
+    seen: list[tuple[str, str, dict[str, Any]]] = []
+
+    def broken(ref: SpeakerRef, service: str, variables: Any) -> None:
+        raise RuntimeError("observer bug")
+
+    processor.add_variables_observer(broken)
+    processor.add_variables_observer(
+        lambda ref, service, v: seen.append((ref.uid, service, dict(v)))
+    )
+    processor.on_event(KITCHEN, "AlarmClock", event({"alarm_list_version": "RINCON_K:4"}))
+    processor.on_state(KITCHEN, "AlarmClock", {"alarm_list_version": "RINCON_K:4"})
+    processor.on_state(KITCHEN, "AlarmClock", {"alarm_list_version": "RINCON_K:5"})
+    assert seen == [
+        ("RINCON_K", "AlarmClock", {"alarm_list_version": "RINCON_K:4"}),
+        ("RINCON_K", "AlarmClock", {"alarm_list_version": "RINCON_K:5"}),
+    ]

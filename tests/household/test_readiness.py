@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sonosd.household.readiness import counts, readiness, summary_line
+from sonosd.household.readiness import counts, health_reasons, readiness, summary_line
 from tests.diagnostics_shapes import service, speaker
 
 
@@ -74,8 +74,45 @@ def test_counts_and_summary_line() -> None:
         "total": 3,
         "online": 2,
         "offline": 1,
+        "asleep": 0,
+        "upnp_disabled": 0,
         "unknown": 0,
         "evented": 1,
         "polling": 1,
     }
     assert summary_line(household, 1) == ("3 speakers: 1 evented, 1 polling, 2 online; 1 client")
+
+
+def test_asleep_and_upnp_disabled() -> None:
+    """An asleep speaker is ready and healthy; one with UPnP off is neither, and the reason
+    says so; counts give both."""
+    household = status(
+        speaker("Kitchen"),
+        speaker("Patio", "192.168.1.23", availability="asleep", services={}),
+        speaker("Den", "192.168.1.22", availability="upnp_disabled", reason="switch it on"),
+    )
+    found = readiness(household)
+    assert found.reasons == ("Den (192.168.1.22) has UPnP switched off: switch it on",)
+    assert health_reasons(household) == found.reasons
+    assert (counts(household)["asleep"], counts(household)["upnp_disabled"]) == (1, 1)
+    assert readiness(status(speaker("Kitchen"), speaker("Patio", availability="asleep"))).ready
+
+
+def test_health_reasons() -> None:
+    """Health is degraded for offline speakers, unidentifiable hosts and services polling,
+    lost or backing off; not for what is still starting."""
+    starting = status(
+        speaker("Kitchen", services={"AVTransport": service("subscribed", evented=False)}),
+        speaker(None, "192.168.1.30", availability="unknown", services={}),
+    )
+    assert health_reasons(starting) == ()
+    failing = status(
+        {**speaker(None, "192.168.1.30", availability="unknown", reason="timeout"), "failures": 2},
+        speaker("Den", "192.168.1.22", services={"Queue": service("lost", reason="HTTP 503")}),
+        speaker("Office", "192.168.1.21", availability="offline", reason="timeout"),
+    )
+    assert health_reasons(failing) == (
+        "192.168.1.30 cannot be identified (timeout)",
+        "Den (192.168.1.22): Queue: subscription lost (HTTP 503)",
+        "Office (192.168.1.21) is offline (timeout)",
+    )

@@ -154,21 +154,32 @@ def test_availability() -> None:
     state = HouseholdState()
     state.ensure(KITCHEN)
     assert state.availability("RINCON_K").status == "unknown"
-    assert state.set_availability("RINCON_K", True, "subscribed", time=10.0)
-    assert not state.set_availability("RINCON_K", True, "renewed", time=20.0)
+    assert state.set_availability("RINCON_K", "online", "subscribed", time=10.0)
+    assert not state.set_availability("RINCON_K", "online", "renewed", time=20.0)
     availability = state.availability("RINCON_K")
     assert (availability.status, availability.reason, availability.since) == (
         "online",
         "renewed",
         10.0,
     )
-    assert state.set_availability("RINCON_K", False, "no answer", time=30.0)
+    assert state.set_availability("RINCON_K", "offline", "no answer", time=30.0)
     assert state.availability("RINCON_K").to_json() == {
         "status": "offline",
         "reason": "no answer",
         "since": "1970-01-01T00:00:30.000Z",
     }
     assert state.availability("RINCON_X").status == "unknown"
+    assert state.set_availability("RINCON_K", "asleep", "sleeping", time=40.0)
+    assert state.availability("RINCON_K").online is False
+    assert state.availability_counts() == {
+        "online": 0,
+        "offline": 0,
+        "asleep": 1,
+        "upnp_disabled": 0,
+        "unknown": 0,
+    }
+    with pytest.raises(ValueError):
+        state.set_availability("RINCON_K", "dozing", time=50.0)
 
 
 def test_topology_observers() -> None:
@@ -206,12 +217,17 @@ def test_topology_renames_speakers() -> None:
 
 
 def test_snapshot() -> None:
-    """The snapshot lists every speaker with its availability and merged services, and the
-    topology."""
+    """The snapshot lists every speaker with its availability and merged services, the
+    topology and the alarms."""
     state = HouseholdState()
-    assert state.snapshot() == {"speakers": [], "topology": None}
+    assert state.snapshot() == {"speakers": [], "topology": None, "alarms": None}
+    state.set_alarms("RINCON_K:3", [{"id": 3}])
+    snapshot = state.snapshot()
+    assert snapshot["alarms"] == {"version": "RINCON_K:3", "alarms": [{"id": 3}]}
+    snapshot["alarms"]["alarms"].clear()
+    assert state.alarms == {"version": "RINCON_K:3", "alarms": [{"id": 3}]}
     state.ensure(KITCHEN)
-    state.set_availability("RINCON_K", True, time=1.5)
+    state.set_availability("RINCON_K", "online", time=1.5)
     state.merge("RINCON_K", "RenderingControl", {"volume": {"Master": 3}}, seq=4, time=2.0)
     topology = parse_zone_group_state(group_document(("RINCON_K", [("RINCON_K", "Kitchen", 1)])))
     state.set_topology(topology)
@@ -223,6 +239,7 @@ def test_snapshot() -> None:
             "name": "Kitchen",
             "host": "127.0.0.2",
             "port": 1400,
+            "household": None,
             "availability": {
                 "status": "online",
                 "reason": None,
@@ -281,3 +298,34 @@ def test_merge_copies_nested_values() -> None:
     merge_variables(current, {"x": nested})
     nested["a"]["b"].append(3)  # type: ignore[index]
     assert current == {"x": {"a": {"b": [1, {"c": 2}]}}}
+
+
+def test_households_kept_apart() -> None:
+    """Each household's topology is kept on its own: a second household does not replace the
+    first; lookups by uid find the right one; the snapshot lists both, each group named with
+    its household."""
+    state = HouseholdState()
+    seen: list[tuple[str | None, str | None]] = []
+    state.add_topology_observer(
+        lambda old, new: seen.append((None if old is None else old.household, new.household))
+    )
+    first = parse_zone_group_state(group_document(("RINCON_A", [("RINCON_A", "Attic", 1)])))
+    second = parse_zone_group_state(group_document(("RINCON_B", [("RINCON_B", "Barn", 1)])))
+    state.set_topology(first.tagged("Sonos_1"))
+    state.set_topology(second.tagged("Sonos_2"))
+    state.ensure(SpeakerRef("RINCON_B", "Barn", "127.0.0.9", household="Sonos_2"))
+    assert seen == [(None, "Sonos_1"), (None, "Sonos_2")]
+    assert set(state.topologies()) == {"Sonos_1", "Sonos_2"}
+    assert state.topology_for("RINCON_A") == first.tagged("Sonos_1")
+    assert state.topology_for("RINCON_B") == second.tagged("Sonos_2")
+    assert state.topology_for("RINCON_C") is None
+    merged = state.topology
+    assert merged is not None and merged.coordinator_of("RINCON_B") == "RINCON_B"
+    groups = state.snapshot()["topology"]["groups"]
+    assert [(g["coordinator"], g["household"]) for g in groups] == [
+        ("RINCON_A", "Sonos_1"),
+        ("RINCON_B", "Sonos_2"),
+    ]
+    assert state.snapshot()["speakers"][0]["household"] == "Sonos_2"
+    state.set_topology(first.tagged("Sonos_1"))
+    assert len(seen) == 2

@@ -1,9 +1,14 @@
-"""Unit tests for household.supervisor: every schedule driven by a Clock, collaborators faked."""
+"""Unit tests of household.supervisor's timing: every schedule driven by a Clock.
+
+Behaviour against real speakers is tested end to end in ``test_supervisor_sim.py``; here the
+collaborators are small recording fakes so that delays can be checked to the second.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from twisted.internet.error import ConnectionRefusedError
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
@@ -11,49 +16,74 @@ from twisted.trial.unittest import SynchronousTestCase
 from sonosd.config import Device
 from sonosd.household.discovery import Sighting
 from sonosd.household.keepalive import ServiceState
+from sonosd.household.probe import UpnpDisabled
+from sonosd.household.readiness import health_reasons
 from sonosd.household.supervisor import (
     CONFIRM_DELAY,
     GENA_CONCURRENCY,
     HouseholdSupervisor,
-    MemberInfo,
     SpeakerSupervisor,
     build_household,
+    followable,
     gena_subscriptions,
-    identify,
-    ping,
-    topology_members,
 )
-from tests.supervisor_fakes import ALL_SERVICES, HOST, UID, FakeSoCo, Harness, HttpError, started
+from sonosd.household.topology import Topology, parse_zone_group_state
+from tests.supervisor_fakes import ALL_SERVICES, HOST, UID, Harness, HttpError, started
+
+
+def zgs(*members: tuple[str, str, str], vanished: tuple[tuple[str, str], ...] = ()) -> Topology:
+    """A household topology: one group per ``(uid, host, flags)`` member (``flags``:
+    ``invisible``, or ``""``), and vanished ``(uid, reason)`` devices."""
+    groups = "".join(
+        f'<ZoneGroup Coordinator="{uid}" ID="{uid}:1"><ZoneGroupMember UUID="{uid}" '
+        f'ZoneName="Room {uid[-6:]}" BootSeq="5" '
+        f'Location="http://{host}:1400/xml/device_description.xml"'
+        f"{' Invisible=' + chr(34) + '1' + chr(34) if flags == 'invisible' else ''}/></ZoneGroup>"
+        for uid, host, flags in members
+    )
+    gone = "".join(
+        f'<Device UUID="{uid}" ZoneName="Portable" Reason="{reason}" LastKnownIP="127.0.0.8"/>'
+        for uid, reason in vanished
+    )
+    document = (
+        f"<ZoneGroupState><ZoneGroups>{groups}</ZoneGroups>"
+        f"<VanishedDevices>{gone}</VanishedDevices></ZoneGroupState>"
+    )
+    return parse_zone_group_state(document).tagged("Sonos_test")
+
+
+def reasons(speaker: SpeakerSupervisor) -> tuple[str, ...]:
+    """The health reasons one speaker's status gives."""
+    return health_reasons({"speakers": [speaker.status()]})
+
+
+def log_lines(events: list[dict[str, Any]], words: str) -> list[dict[str, Any]]:
+    return [e for e in events if words in e.get("log_format", "")]
 
 
 class IdentifyTests(SynchronousTestCase):
-    def test_identity_read_in_runner(self) -> None:
-        """The speaker is identified by a call through the runner, keyed by its host."""
+    def test_identified_from_description(self) -> None:
+        """The speaker is identified by its description and household id (never a thread for
+        an address, never GetZoneGroupState); SoCo is told its uid and household."""
         h = Harness()
         speaker = started(h)
-        fn, _args, key, _ = h.runner.calls[0]
-        self.assertIs(fn, identify)
-        self.assertEqual(key, HOST)
-        self.assertEqual(speaker.uid, UID)
-        self.assertEqual(speaker.household_id, "Sonos_test")
-        self.assertEqual(speaker.boot_seq, 5)
+        self.assertEqual(h.household.described, [(HOST, 1400, 10.0)])
+        self.assertEqual(h.runner.calls, [])
+        self.assertEqual((speaker.uid, speaker.household_id), (UID, "Sonos_test"))
         assert speaker.ref is not None
-        self.assertEqual((speaker.ref.name, speaker.ref.host), ("Kitchen", HOST))
-
-    def test_identify_function_reads_properties(self) -> None:
-        """identify() resolves the host, builds the SoCo object and reads uid, name, household."""
-        built: list[str] = []
-
-        def factory(address: str) -> FakeSoCo:
-            built.append(address)
-            return FakeSoCo(address, "RINCON_X", "Den", boot_seq=9)
-
-        identity = identify(factory, lambda host: "10.0.0.9", "den.lan")
-        self.assertEqual(built, ["10.0.0.9"])
         self.assertEqual(
-            (identity.uid, identity.name, identity.household_id, identity.boot_seq),
-            ("RINCON_X", "Den", "Sonos_test", 9),
+            (speaker.ref.name, speaker.ref.host, speaker.ref.household),
+            ("Kitchen", HOST, "Sonos_test"),
         )
+
+    def test_host_name_resolved_in_pool(self) -> None:
+        """A host name is resolved in the thread pool, keyed by the name."""
+        h = Harness()
+        ctx = attrs.evolve(h.ctx, resolve=lambda host: HOST)
+        speaker = SpeakerSupervisor(Device(host="kitchen.lan"), ctx)
+        speaker.startService()
+        self.assertEqual([key for _, _, key, _ in h.runner.calls], ["kitchen.lan"])
+        self.assertEqual(h.household.described[0][0], HOST)
 
     def test_online_then_every_service_subscribed(self) -> None:
         """Once identified the speaker is announced online and every service is subscribed."""
@@ -69,23 +99,26 @@ class IdentifyTests(SynchronousTestCase):
         h = Harness()
         with capturedLogs() as events:
             started(h, name="Bathroom")
-        warnings = [e for e in events if "not {expected!r}" in e.get("log_format", "")]
+        warnings = log_lines(events, "not {expected!r}")
         self.assertEqual(len(warnings), 1)
         self.assertEqual(warnings[0]["actual"], "Kitchen")
 
-    def test_unreachable_at_start_retried_with_backoff(self) -> None:
-        """A speaker that cannot be identified is retried with growing delays."""
-        h = Harness(backoff_initial=2.0, backoff_max=8.0)
+    def test_unreachable_configured_host_backs_off_and_says_it_once(self) -> None:
+        """A configured host that cannot be identified is retried with growing delays, up to
+        asleep_interval, with one log line while the reason stays the same."""
+        h = Harness(backoff_initial=2.0, backoff_max=300.0, asleep_interval=8.0)
         h.jitter = 0.999999
         h.household.unreachable.add(HOST)
-        speaker = started(h)
-        self.assertEqual(len(h.runner.calls), 1)
-        for expected_calls, step in ((2, 2.0), (3, 4.0), (4, 8.0), (5, 8.0)):
-            h.clock.advance(step - 0.01)
-            self.assertEqual(len(h.runner.calls), expected_calls - 1)
-            h.clock.advance(0.01)
-            self.assertEqual(len(h.runner.calls), expected_calls)
-        self.assertEqual(speaker.offline_reason, "connection refused")
+        with capturedLogs() as events:
+            speaker = started(h)
+            for expected, step in ((2, 2.0), (3, 4.0), (4, 8.0), (5, 8.0)):
+                h.clock.advance(step - 0.01)
+                self.assertEqual(len(h.household.described), expected - 1)
+                h.clock.advance(0.01)
+                self.assertEqual(len(h.household.described), expected)
+        self.assertEqual(len(log_lines(events, "cannot identify speaker")), 1)
+        self.assertEqual(speaker.reason, "connection refused")
+        self.assertEqual(reasons(speaker), ("127.0.0.2 cannot be identified (connection refused)",))
         h.household.unreachable.clear()
         h.clock.advance(8.0)
         self.assertTrue(speaker.online)
@@ -94,18 +127,12 @@ class IdentifyTests(SynchronousTestCase):
     def test_identify_timeout_bounded(self) -> None:
         """An identification that never answers times out and is retried."""
         h = Harness(request_timeout=3.0, backoff_initial=1.0)
-        h.runner.hold = True
+        h.household.hold = True
         speaker = started(h)
         h.clock.advance(4.0)
-        self.assertEqual(speaker.offline_reason, "timeout")
+        self.assertEqual(speaker.reason, "timeout")
         h.clock.advance(1.0)
-        self.assertEqual(len(h.runner.calls), 2)
-
-    def test_ping_calls_get_volume(self) -> None:
-        """The availability ping is renderingControl.GetVolume on the speaker."""
-        device = FakeSoCo(HOST, UID)
-        self.assertEqual(ping(device), {"CurrentVolume": "12"})
-        self.assertEqual(device.pings, 1)
+        self.assertEqual(len(h.household.described), 2)
 
 
 class RebootTests(SynchronousTestCase):
@@ -118,7 +145,8 @@ class RebootTests(SynchronousTestCase):
         return h, speaker
 
     def test_412_on_renewal_resubscribes_every_service_once(self) -> None:
-        """A 412 on one renewal replaces all of the speaker's subscriptions, each exactly once."""
+        """A 412 on one renewal replaces all of the speaker's subscriptions, each exactly once,
+        without UNSUBSCRIBEs (the speaker forgot them)."""
         h, speaker = self.make()
         h.gena.answers["renew"] = HttpError(412)
         first = {s.service: s for s in h.gena.made}
@@ -132,10 +160,13 @@ class RebootTests(SynchronousTestCase):
         self.assertEqual({m[1]["reason"] for m in lost}, {"reboot"})
         self.assertEqual(len(h.processor.of("subscription.restored")), len(ALL_SERVICES))
         self.assertTrue(speaker.online)
+        h.clock.advance(0)
+        self.assertEqual(h.unsubscriber.sent, [])
 
     def test_boot_seq_after_412_is_absorbed(self) -> None:
         """The BootSeq increase that follows a 412 does not resubscribe a second time."""
         h, speaker = self.make()
+        speaker.observe_boot_seq(5, "topology")
         h.gena.answers["renew"] = HttpError(412)
         h.clock.advance(50)
         h.gena.answers.clear()
@@ -155,10 +186,13 @@ class RebootTests(SynchronousTestCase):
         self.assertEqual(h.gena.count("subscribe"), 2 * len(ALL_SERVICES))
         self.assertEqual(h.gena.count("renew"), 0)
         self.assertEqual(h.gena.count("unsubscribe"), 0)
+        h.clock.advance(0)
+        self.assertEqual(h.unsubscriber.sent, [])
 
     def test_old_renewal_answer_after_reboot_ignored(self) -> None:
         """A renewal in flight when the reboot is noticed is abandoned, not acted upon."""
         h, speaker = self.make()
+        speaker.observe_boot_seq(5, "topology")
         h.gena.answers["renew"] = "hang"
         h.clock.advance(50)
         hanging = [s for s in h.gena.made if s.pending]
@@ -175,6 +209,7 @@ class RebootTests(SynchronousTestCase):
     def test_old_subscription_events_ignored(self) -> None:
         """NOTIFYs of a replaced subscription no longer reach the processor."""
         h, speaker = self.make()
+        speaker.observe_boot_seq(5, "topology")
         old = h.gena.current("AVTransport")
         callback = old.callback
         speaker.observe_boot_seq(6, "topology")
@@ -188,8 +223,10 @@ class RebootTests(SynchronousTestCase):
 class AvailabilityTests(SynchronousTestCase):
     def make(self, **config: Any) -> tuple[Harness, SpeakerSupervisor]:
         settings: dict[str, Any] = {
-            "availability_interval": 60.0,
-            "silence_timeout": 270.0,
+            "availability_interval": 3.0,
+            "silence_timeout": 20.0,
+            "ping_timeout": 5.0,
+            "asleep_interval": 60.0,
             "backoff_initial": 1.0,
             "backoff_max": 8.0,
             "timeout": 3600,
@@ -202,14 +239,19 @@ class AvailabilityTests(SynchronousTestCase):
         h.gena.current("RenderingControl").notify(0)
         return h, speaker
 
-    def test_silent_speaker_pinged(self) -> None:
-        """A speaker silent for silence_timeout is pinged at the next availability check."""
+    def test_silent_speaker_pinged_after_silence_timeout(self) -> None:
+        """A speaker is pinged exactly silence_timeout after it was last heard, then again
+        silence_timeout after each answer."""
         h, speaker = self.make()
         device = h.household.devices[HOST]
-        h.clock.advance(240)
+        h.clock.advance(19.9)
         self.assertEqual(device.pings, 0)
-        h.clock.advance(60)
+        h.clock.advance(0.1)
         self.assertEqual(device.pings, 1)
+        h.clock.advance(19.9)
+        self.assertEqual(device.pings, 1)
+        h.clock.advance(0.1)
+        self.assertEqual(device.pings, 2)
         self.assertTrue(speaker.online)
 
     def test_events_keep_speaker_from_ping(self) -> None:
@@ -217,47 +259,54 @@ class AvailabilityTests(SynchronousTestCase):
         h, _speaker = self.make()
         sub = h.gena.current("RenderingControl")
         for seq in range(1, 11):
-            h.clock.advance(60)
+            h.clock.advance(15)
             sub.notify(seq)
         self.assertEqual(h.household.devices[HOST].pings, 0)
 
-    def test_offline_then_online(self) -> None:
-        """A failed ping marks the speaker offline, suspends its subscriptions, then it returns."""
+    def test_refused_offline_then_pinged_every_interval_until_back(self) -> None:
+        """A refused ping marks the speaker offline at once (one log line), suspends its
+        subscriptions, then pings every availability_interval; the first answer brings it
+        back online with fresh subscriptions (one more log line)."""
         h, speaker = self.make()
         device = h.household.devices[HOST]
         device.down = ConnectionRefusedError()
-        h.clock.advance(300)
-        self.assertFalse(speaker.online)
-        offline = h.processor.of("speaker.offline")
-        self.assertEqual([m[1]["reason"] for m in offline], ["connection refused"])
-        self.assertEqual(
-            [m[1]["reason"] for m in h.processor.of("subscription.lost")],
-            ["speaker offline: connection refused"],
-        )
-        self.assertEqual(speaker.services["RenderingControl"].state, ServiceState.SUSPENDED)
-        pings = device.pings
-        h.clock.advance(1.0)
-        self.assertEqual(device.pings, pings + 1)
-        h.clock.advance(2.0)
-        self.assertEqual(device.pings, pings + 2)
-        h.clock.advance(4.0)
-        self.assertEqual(device.pings, pings + 3)
-        h.clock.advance(8.0)
-        self.assertEqual(device.pings, pings + 4)
-        h.clock.advance(8.0)
-        self.assertEqual(device.pings, pings + 5)
-        subscribes = h.gena.count("subscribe")
-        device.down = None
-        h.clock.advance(8.0)
+        with capturedLogs() as events:
+            h.clock.advance(20)
+            self.assertEqual(speaker.availability, "offline")
+            offline = h.processor.of("speaker.offline")
+            self.assertEqual([m[1]["reason"] for m in offline], ["connection refused"])
+            self.assertEqual(
+                [m[1]["reason"] for m in h.processor.of("subscription.lost")],
+                ["speaker offline: connection refused"],
+            )
+            self.assertEqual(speaker.services["RenderingControl"].state, ServiceState.SUSPENDED)
+            pings = device.pings
+            for n in range(1, 6):
+                h.clock.advance(3.0)
+                self.assertEqual(device.pings, pings + n)
+            subscribes = h.gena.count("subscribe")
+            device.down = None
+            h.clock.advance(3.0)
         self.assertTrue(speaker.online)
         self.assertEqual(h.processor.types()[-2:], ["speaker.online", "subscription.restored"])
         self.assertEqual(h.gena.count("subscribe"), subscribes + 1)
+        self.assertEqual(len(log_lines(events, "speaker {speaker} is {status}")), 2)
+
+    def test_hung_ping_times_out(self) -> None:
+        """A ping that never answers fails after ping_timeout (and a second's slack)."""
+        h, speaker = self.make()
+        h.household.hold = True
+        h.clock.advance(20)
+        self.assertTrue(speaker.online)
+        h.clock.advance(5.9)
+        self.assertTrue(speaker.online)
+        h.clock.advance(0.1)
+        self.assertEqual((speaker.availability, speaker.reason), ("offline", "timeout"))
 
     def test_unreachable_renewal_pings_once(self) -> None:
         """Several services failing with connection errors cause a single ping."""
         h = Harness(services=ALL_SERVICES, timeout=100, backoff_initial=1.0)
         h.gena.granted = 100
-        h.runner.hold = False
         speaker = started(h)
         device = h.household.devices[HOST]
         device.down = ConnectionRefusedError()
@@ -267,6 +316,17 @@ class AvailabilityTests(SynchronousTestCase):
         self.assertFalse(speaker.online)
         self.assertEqual(len(h.processor.of("speaker.offline")), 1)
         self.assertEqual(len(h.processor.of("subscription.lost")), len(ALL_SERVICES))
+
+    def test_command_failure_checks_at_once(self) -> None:
+        """A command that got no answer makes the speaker be pinged at once."""
+        h, speaker = self.make()
+        household = HouseholdSupervisor(h.ctx)
+        household._by_uid[UID] = speaker
+        device = h.household.devices[HOST]
+        device.down = ConnectionRefusedError()
+        household.command_failed(UID, "timeout")
+        household.command_failed("RINCON_NOBODY", "timeout")
+        self.assertEqual((device.pings, speaker.availability), (1, "offline"))
 
     def test_sign_of_life_rechecks_offline_speaker(self) -> None:
         """A discovery sighting of an offline speaker pings it at once."""
@@ -278,6 +338,106 @@ class AvailabilityTests(SynchronousTestCase):
         device.down = None
         speaker.sign_of_life("ssdp")
         self.assertTrue(speaker.online)
+
+    def test_asleep_from_topology_checked_slowly(self) -> None:
+        """A vanished device with reason sleeping is asleep at once (not offline, not a
+        problem), checked only every asleep_interval without a log line per check, and
+        checked at once when the topology lists it again."""
+        h, speaker = self.make()
+        device = h.household.devices[HOST]
+        with capturedLogs() as events:
+            speaker.observe_vanished(zgs(vanished=((UID, "sleeping"),)).vanished[0])
+            self.assertEqual((speaker.availability, speaker.reason), ("asleep", "sleeping"))
+            self.assertEqual(reasons(speaker), ())
+            self.assertEqual(
+                h.processor.of("subscription.lost")[0][1]["reason"], "speaker asleep: sleeping"
+            )
+            device.down = ConnectionRefusedError()
+            h.clock.advance(59)
+            self.assertEqual(device.pings, 0)
+            h.clock.advance(1)
+            self.assertEqual((device.pings, speaker.availability), (1, "asleep"))
+            h.clock.advance(60)
+            self.assertEqual((device.pings, speaker.availability), (2, "asleep"))
+            device.down = None
+            (member,) = zgs((UID, HOST, "")).members()
+            speaker.observe_member(member)
+        self.assertTrue(speaker.online)
+        self.assertEqual(device.pings, 3)
+        self.assertEqual(len(log_lines(events, "speaker {speaker} is {status}")), 2)
+
+    def test_vanished_powered_off_is_offline(self) -> None:
+        """A vanished device with another reason is offline with that reason."""
+        _h, speaker = self.make()
+        speaker.observe_vanished(zgs(vanished=((UID, "powered off"),)).vanished[0])
+        self.assertEqual((speaker.availability, speaker.reason), ("offline", "powered off"))
+        self.assertEqual(reasons(speaker), ("Kitchen (127.0.0.2) is offline (powered off)",))
+
+    def test_upnp_disabled_checked_slowly(self) -> None:
+        """A speaker answering 403 has UPnP switched off: its status says how to switch it
+        on, it is checked every asleep_interval, and it is online again once it answers."""
+        h, speaker = self.make()
+        device = h.household.devices[HOST]
+        device.down = UpnpDisabled("403", 403)
+        h.clock.advance(20)
+        self.assertEqual(speaker.availability, "upnp_disabled")
+        self.assertIn("Privacy & Security", speaker.reason or "")
+        self.assertEqual(h.processor.types()[-2:], ["speaker.upnp_disabled", "subscription.lost"])
+        self.assertIn("has UPnP switched off: UPnP is switched off", reasons(speaker)[0])
+        pings = device.pings
+        h.clock.advance(59)
+        self.assertEqual(device.pings, pings)
+        device.down = None
+        h.clock.advance(1)
+        self.assertTrue(speaker.online)
+
+
+class SupersededSidTests(SynchronousTestCase):
+    def make(self) -> tuple[Harness, SpeakerSupervisor]:
+        h = Harness(services=("RenderingControl", "AVTransport"))
+        speaker = started(h)
+        return h, speaker
+
+    def test_replaced_sids_unsubscribed_when_back_online(self) -> None:
+        """SIDs dropped during an outage are UNSUBSCRIBEd once the speaker answers again."""
+        h, speaker = self.make()
+        old = {s.sid for s in h.gena.made}
+        device = h.household.devices[HOST]
+        device.down = ConnectionRefusedError()
+        speaker.check_now("test")
+        h.clock.advance(0)
+        self.assertEqual(h.unsubscriber.sent, [])
+        device.down = None
+        speaker.check_now("test")
+        h.clock.advance(0)
+        self.assertEqual({sent[3] for sent in h.unsubscriber.sent}, old)
+        self.assertEqual({sent[0] for sent in h.unsubscriber.sent}, {HOST})
+        self.assertEqual(
+            {sent[2] for sent in h.unsubscriber.sent},
+            {"/RenderingControl/Event", "/AVTransport/Event"},
+        )
+
+    def test_superseded_sids_bounded(self) -> None:
+        """At most two superseded SIDs per service are kept for a speaker that stays away."""
+        h, speaker = self.make()
+        h.household.devices[HOST].down = ConnectionRefusedError()
+        for _ in range(5):
+            speaker._go_online("test")
+            speaker.check_now("test")
+            h.clock.advance(0)
+        self.assertLessEqual(speaker.status()["superseded_sids"], 4)
+
+    def test_expired_sids_not_sent(self) -> None:
+        """A superseded SID that expired at the speaker meanwhile is not UNSUBSCRIBEd."""
+        h, speaker = self.make()
+        device = h.household.devices[HOST]
+        device.down = ConnectionRefusedError()
+        speaker.check_now("test")
+        h.clock.advance(3600)
+        device.down = None
+        speaker.check_now("test")
+        h.clock.advance(0)
+        self.assertEqual(h.unsubscriber.sent, [])
 
 
 class ShutdownTests(SynchronousTestCase):
@@ -308,10 +468,9 @@ class ShutdownTests(SynchronousTestCase):
     def test_stop_during_identify(self) -> None:
         """Stopping while the speaker is being identified leaves no timers behind."""
         h = Harness()
-        h.runner.hold = True
+        h.household.hold = True
         speaker = started(h)
         self.successResultOf(speaker.stopService())
-        h.runner.pending[0].callback(None)
         self.assertEqual(h.clock.getDelayedCalls(), [])
         self.assertEqual(h.gena.made, [])
 
@@ -326,6 +485,11 @@ class ShutdownTests(SynchronousTestCase):
 
 
 class HouseholdTests(SynchronousTestCase):
+    def household(self, h: Harness, follow: bool = True) -> HouseholdSupervisor:
+        household = HouseholdSupervisor(h.ctx, [Device(HOST)], follow_household=follow)
+        household.startService()
+        return household
+
     def test_duplicate_uid_ignored(self) -> None:
         """Two configured hosts that are the same speaker are supervised once."""
         h = Harness()
@@ -335,6 +499,69 @@ class HouseholdTests(SynchronousTestCase):
         self.assertEqual(len(household.speakers()), 1)
         self.assertEqual(len(h.gena.made), 1)
         self.assertIs(household.speaker(UID), household.speakers()[0])
+
+    def test_members_followed_invisible_ones_not(self) -> None:
+        """Visible members of the household's topology are followed (identified, subscribed);
+        invisible members and bridges are not; a member that becomes invisible, or leaves the
+        household, is dropped with speaker.removed."""
+        h = Harness()
+        household = self.household(h)
+        other, hidden = "RINCON_12700030001400", "RINCON_12700040001400"
+        h.household.uids.update({"127.0.0.3": other, "127.0.0.4": hidden})
+        first = zgs((UID, HOST, ""), (other, "127.0.0.3", ""), (hidden, "127.0.0.4", "invisible"))
+        household.on_topology(None, first)
+        self.assertEqual({s.uid for s in household.speakers()}, {UID, other})
+        self.assertTrue(household.speaker(other).online)  # type: ignore[union-attr]
+        self.assertEqual(len(h.gena.made), 2)
+        second = zgs((UID, HOST, ""), (other, "127.0.0.3", "invisible"))
+        household.on_topology(first, second)
+        self.assertEqual([s.uid for s in household.speakers()], [UID])
+        self.assertEqual(
+            h.processor.of("speaker.removed")[0][1]["reason"][:23], "now an invisible member"
+        )
+        household.on_topology(second, zgs((UID, HOST, ""), (other, "127.0.0.3", "")))
+        self.assertEqual(len(household.speakers()), 2)
+        household.on_topology(first, zgs((UID, HOST, "")))
+        self.assertEqual([s.uid for s in household.speakers()], [UID])
+        self.assertEqual(
+            h.processor.of("speaker.removed")[-1][1]["reason"], "left household Sonos_test"
+        )
+
+    def test_configured_speaker_never_dropped(self) -> None:
+        """A configured speaker stays followed even when the topology no longer lists it."""
+        h = Harness()
+        household = self.household(h)
+        household.on_topology(zgs((UID, HOST, "")), zgs(("RINCON_X", "127.0.0.9", "")))
+        self.assertIn(UID, {s.uid for s in household.speakers()})
+
+    def test_listed_speakers_only(self) -> None:
+        """With follow_household false, the topology adds nobody."""
+        h = Harness()
+        household = self.household(h, follow=False)
+        household.on_topology(
+            None, zgs((UID, HOST, ""), ("RINCON_12700030001400", "127.0.0.3", ""))
+        )
+        self.assertEqual(len(household.speakers()), 1)
+
+    def test_vanished_member_followed_asleep(self) -> None:
+        """A member already asleep when the daemon learns of it is in the state as asleep,
+        contacted when the topology lists it again."""
+        h = Harness()
+        household = self.household(h)
+        portable = "RINCON_12700080001400"
+        h.household.uids["127.0.0.8"] = portable
+        household.on_topology(None, zgs((UID, HOST, ""), vanished=((portable, "sleeping"),)))
+        speaker = household.speaker(portable)
+        assert speaker is not None
+        self.assertEqual(speaker.availability, "asleep")
+        self.assertEqual(h.household.described, [(HOST, 1400, 10.0)])
+        household.on_topology(None, zgs((UID, HOST, ""), (portable, "127.0.0.8", "")))
+        self.assertTrue(speaker.online)
+
+    def test_followable(self) -> None:
+        """Visible members get supervisors; invisible ones do not."""
+        visible, invisible = zgs(("RINCON_A", HOST, ""), ("RINCON_B", HOST, "invisible")).members()
+        self.assertEqual((followable(visible), followable(invisible)), (True, False))
 
     def test_sighting_adds_new_speaker(self) -> None:
         """A discovered uid that is not supervised yet is added and subscribed."""
@@ -350,67 +577,93 @@ class HouseholdTests(SynchronousTestCase):
     def test_sighting_with_higher_boot_seq_is_reboot(self) -> None:
         """An SSDP answer with a higher X-RINCON-BOOTSEQ resubscribes the speaker."""
         h = Harness()
-        household = HouseholdSupervisor(h.ctx, [Device(HOST)])
-        household.startService()
+        household = self.household(h)
+        household.on_sighting(Sighting(uid=UID, host=HOST, boot_seq=5))
         household.on_sighting(Sighting(uid=UID, host=HOST, boot_seq=6))
         self.assertEqual(h.gena.count("subscribe"), 2)
         self.assertEqual(h.processor.of("subscription.lost")[0][1]["reason"], "reboot")
 
     def test_topology_address_change_followed(self) -> None:
-        """A new Location host for the uid moves the speaker and resubscribes there."""
+        """A new Location host for the uid moves the speaker, resubscribes there and
+        UNSUBSCRIBEs the old SID at the new address."""
         h = Harness()
         h.household.uids["127.0.0.9"] = UID
-        household = HouseholdSupervisor(
-            h.ctx, [Device(HOST)], topology_members=lambda topology: topology
-        )
-        household.startService()
-        household.on_topology(None, {UID: MemberInfo(boot_seq=5, host="127.0.0.9")})
+        household = self.household(h)
+        old = h.gena.current("RenderingControl").sid
+        household.on_topology(None, zgs((UID, "127.0.0.9", "")))
         speaker = household.speakers()[0]
         assert speaker.ref is not None
         self.assertEqual(speaker.ref.host, "127.0.0.9")
         self.assertEqual(h.gena.current("RenderingControl").device.ip_address, "127.0.0.9")
         self.assertEqual(h.processor.of("subscription.lost")[0][1]["reason"], "address changed")
         self.assertEqual(h.gena.count("subscribe"), 2)
+        h.clock.advance(0)
+        self.assertEqual(h.unsubscriber.sent, [("127.0.0.9", 1400, "/RenderingControl/Event", old)])
 
     def test_address_of_other_speaker_not_followed(self) -> None:
         """A Location whose speaker has another uid is not followed."""
         h = Harness()
-        household = HouseholdSupervisor(
-            h.ctx, [Device(HOST)], topology_members=lambda topology: topology
-        )
-        household.startService()
-        household.on_topology(None, {UID: MemberInfo(boot_seq=5, host="127.0.0.9")})
+        household = self.household(h)
+        household.on_topology(None, zgs((UID, "127.0.0.9", "")))
         speaker = household.speakers()[0]
         assert speaker.ref is not None
         self.assertEqual(speaker.ref.host, HOST)
         self.assertEqual(h.gena.count("subscribe"), 1)
 
-    def test_topology_members_reads_topology(self) -> None:
-        """topology_members() maps uids to BootSeq and host from a parsed topology."""
-        from sonosd.household.topology import Group, Member, Topology
-
-        member = Member(
-            uid=UID,
-            name="Kitchen",
-            location="http://127.0.0.2:1400/xml/device_description.xml",
-            host="127.0.0.2",
-            port=1400,
-            boot_seq=7,
-        )
-        topology = Topology(groups=(Group(id=UID + ":1", coordinator=UID, members=(member,)),))
-        self.assertEqual(topology_members(topology), {UID: MemberInfo(7, "127.0.0.2")})
-        self.assertEqual(topology_members(None), {})
-
-    def test_status_snapshot(self) -> None:
-        """status() describes every speaker and service."""
+    def test_offline_speaker_moved_then_pinged(self) -> None:
+        """An offline speaker seen at a new address is moved there and pinged at once."""
         h = Harness()
-        household = HouseholdSupervisor(h.ctx, [Device(HOST)])
-        household.startService()
+        h.household.uids["127.0.0.9"] = UID
+        household = self.household(h)
+        speaker = household.speakers()[0]
+        h.household.devices[HOST].down = ConnectionRefusedError()
+        speaker.check_now("test")
+        self.assertFalse(speaker.online)
+        household.on_topology(None, zgs((UID, "127.0.0.9", "")))
+        self.assertTrue(speaker.online)
+        self.assertEqual(h.household.devices["127.0.0.9"].pings, 1)
+        self.assertEqual(h.gena.current("RenderingControl").device.ip_address, "127.0.0.9")
+
+    def test_byebye_pings(self) -> None:
+        """An ssdp:byebye makes the speaker be pinged at once; no answer means offline."""
+        h = Harness()
+        household = self.household(h)
+        h.household.devices[HOST].down = ConnectionRefusedError()
+        household.on_byebye(UID, "powered off")
+        household.on_byebye("RINCON_UNKNOWN", None)
+        self.assertFalse(household.speakers()[0].online)
+        self.assertEqual(
+            [m[1]["reason"] for m in h.processor.of("speaker.offline")], ["connection refused"]
+        )
+
+    def test_byebye_going_to_sleep_is_asleep(self) -> None:
+        """An ssdp:byebye whose reason is sleeping makes the speaker asleep at once, without
+        a ping (so never offline on the way)."""
+        h = Harness()
+        household = self.household(h)
+        household.on_byebye(UID, "sleeping")
+        (speaker,) = household.speakers()
+        self.assertEqual((speaker.availability, h.household.devices[HOST].pings), ("asleep", 0))
+        self.assertEqual(h.processor.of("speaker.offline"), [])
+
+    def test_status_and_health_reasons(self) -> None:
+        """status() describes every speaker (its availability) and service; the health
+        reasons read from it name a service that polls."""
+        h = Harness()
+        household = self.household(h)
         (status,) = household.status()["speakers"]
-        self.assertEqual(status["uid"], UID)
-        self.assertEqual(status["availability"], "online")
+        self.assertEqual((status["uid"], status["availability"]), (UID, "online"))
         self.assertTrue(status["online"])
         self.assertEqual(status["services"]["RenderingControl"]["state"], "subscribed")
+        self.assertEqual(health_reasons(household.status()), ())
+        h.clock.advance(5.0)
+        self.assertEqual(
+            health_reasons(household.status()),
+            (
+                "Kitchen (127.0.0.2): RenderingControl: no NOTIFY arrives (polling every few "
+                "seconds instead)",
+            ),
+        )
 
 
 class BuildTests(SynchronousTestCase):
@@ -431,6 +684,7 @@ class BuildTests(SynchronousTestCase):
             path="sonosd.yaml",
             devices=(Device(HOST), Device("127.0.0.3", name="Den")),
             discovery=True,
+            follow_household=False,
             services=("AVTransport",),
             subscription=SubscriptionConfig(timeout=600),
         )
@@ -447,59 +701,7 @@ class BuildTests(SynchronousTestCase):
         self.assertIsInstance(household.discovery, SsdpDiscovery)
         self.assertEqual(household.ctx.services, ("AVTransport",))
         self.assertEqual(household.ctx.config.timeout, 600)
-
-
-class MoreHouseholdTests(SynchronousTestCase):
-    def household(self, h: Harness) -> HouseholdSupervisor:
-        household = HouseholdSupervisor(
-            h.ctx, [Device(HOST)], topology_members=lambda topology: topology
-        )
-        household.startService()
-        return household
-
-    def test_unreachable_new_address_not_followed(self) -> None:
-        """A new Location that does not answer leaves the speaker where it was."""
-        h = Harness()
-        h.household.unreachable.add("127.0.0.9")
-        household = self.household(h)
-        household.on_topology(None, {UID: MemberInfo(boot_seq=5, host="127.0.0.9")})
-        speaker = household.speakers()[0]
-        assert speaker.ref is not None
-        self.assertEqual(speaker.ref.host, HOST)
-        self.assertEqual(h.processor.of("subscription.lost"), [])
-
-    def test_offline_speaker_moved_then_pinged(self) -> None:
-        """An offline speaker seen at a new address is moved there and pinged at once."""
-        h = Harness()
-        h.household.uids["127.0.0.9"] = UID
-        household = self.household(h)
-        speaker = household.speakers()[0]
-        h.household.devices[HOST].down = ConnectionRefusedError()
-        speaker.check_now("test")
-        self.assertFalse(speaker.online)
-        household.on_topology(None, {UID: MemberInfo(boot_seq=5, host="127.0.0.9")})
-        self.assertTrue(speaker.online)
-        self.assertEqual(h.household.devices["127.0.0.9"].pings, 1)
-        self.assertEqual(h.gena.current("RenderingControl").device.ip_address, "127.0.0.9")
-
-    def test_byebye_pings(self) -> None:
-        """An ssdp:byebye makes the speaker be pinged at once; no answer means offline."""
-        h = Harness()
-        household = self.household(h)
-        h.household.devices[HOST].down = ConnectionRefusedError()
-        household.on_byebye(UID, "powered off")
-        household.on_byebye("RINCON_UNKNOWN", None)
-        self.assertFalse(household.speakers()[0].online)
-        self.assertEqual(
-            [m[1]["reason"] for m in h.processor.of("speaker.offline")], ["connection refused"]
-        )
-
-    def test_unknown_uid_in_topology_ignored(self) -> None:
-        """Topology members that are not supervised are ignored."""
-        h = Harness()
-        household = self.household(h)
-        household.on_topology(None, {"RINCON_OTHER": MemberInfo(boot_seq=1, host="10.0.0.1")})
-        self.assertEqual(h.gena.count("subscribe"), 1)
+        self.assertFalse(household.follow_household)
 
 
 class SubscriptionFactoryTests(SynchronousTestCase):
@@ -520,6 +722,7 @@ class SubscriptionFactoryTests(SynchronousTestCase):
         self.assertIs(first._http, second._http)
         self.assertIs(first._limiter, second._limiter)
         self.assertEqual(first._limiter.limit, GENA_CONCURRENCY)
+        self.assertEqual(first.event_path, "/MediaRenderer/RenderingControl/Event")
         given = object()
         third: Any = gena_subscriptions(reactor, listener, request_timeout=5.0, http=given)(
             SoCo("127.0.0.2"), "Queue"

@@ -22,8 +22,9 @@ from sonosd.config import DEFAULT_SERVICES, Config, Device, SimulateConfig, Subs
 from sonosd.delivery.hub import Hub, Message
 from sonosd.gena.listener import NotifyListener
 from sonosd.household.events import EventProcessor
+from sonosd.household.readiness import health_reasons
 from sonosd.household.state import HouseholdState
-from sonosd.household.supervisor import HouseholdSupervisor, build_household, identify
+from sonosd.household.supervisor import HouseholdSupervisor, build_household
 from sonosd.sim.household import Speaker
 from sonosd.sim.service import HouseholdService
 from tests.conftest import free_loopback_base
@@ -101,9 +102,20 @@ class SimTests(TestCase):
         config: SubscriptionConfig = FAST,
         before_start: Callable[[HouseholdService], None] | None = None,
         advertise: str | None = None,
+        configured: Sequence[int] | None = None,
+        follow_household: bool = True,
+        stereo_pair: bool = False,
     ) -> Rig:
+        """A simulated household and a supervisor following it.
+
+        @param configured: The indices of the speakers listed under ``devices`` (default:
+            every one).
+        """
         base = free_loopback_base()
-        sim = HouseholdService(reactor, SimulateConfig(speakers=speakers, base_address=base))
+        sim = HouseholdService(
+            reactor,
+            SimulateConfig(speakers=speakers, base_address=base, stereo_pair=stereo_pair),
+        )
         sim.startService()
         self.addCleanup(sim.stopService)
         if before_start is not None:
@@ -124,7 +136,12 @@ class SimTests(TestCase):
             reactor,
             Config(
                 path="test.yaml",
-                devices=tuple(Device(host=address) for address in sim.addresses),
+                devices=tuple(
+                    Device(host=address)
+                    for index, address in enumerate(sim.addresses)
+                    if configured is None or index in configured
+                ),
+                follow_household=follow_household,
                 services=tuple(services),
                 subscription=config,
             ),
@@ -333,7 +350,8 @@ class SimTests(TestCase):
             self.assertTrue(all(sup.polling for sup in supervised.services.values()))
 
     async def test_address_change_followed(self) -> None:
-        """A speaker that moves to a new address is followed there and resubscribed."""
+        """A speaker that moves to a new address is followed there and resubscribed, and its
+        old SIDs are UNSUBSCRIBEd at the new address."""
         rig = await self.rig(services=("RenderingControl", "ZoneGroupTopology"))
         await self.settled(rig, ("RenderingControl", "ZoneGroupTopology"))
         speaker = rig.speakers[0]
@@ -351,6 +369,11 @@ class SimTests(TestCase):
         )
         lost = rig.recorder.of("subscription.lost", speaker.uid)
         self.assertEqual({m.body["reason"] for m in lost}, {"address changed"})
+        # The SIDs made at the old address were UNSUBSCRIBEd at the new one: the speaker
+        # holds only the new subscriptions.
+        await until(lambda: len(rig.sim_subscriptions(speaker)) == 2, "the old SIDs ended")
+        ours = {sup.subscription.sid for sup in supervised.services.values() if sup.subscription}
+        self.assertEqual({s["sid"] for s in rig.sim_subscriptions(speaker)}, ours)
         speaker.set_volume(41)
 
         def arrived() -> bool:
@@ -385,25 +408,171 @@ class SimTests(TestCase):
         self.assertEqual(rig.recorder.of("events.gap"), [])
 
 
-class IdentifyTests(TestCase):
-    timeout = 30
+LIVELY = attrs.evolve(
+    FAST, silence_timeout=1.0, ping_timeout=1.0, availability_interval=0.25, asleep_interval=30.0
+)
+"""Availability timers compressed: a silent speaker is pinged after a second."""
 
-    async def test_identify_needs_no_service_description(self) -> None:
-        """Identifying a (simulated) speaker with SoCo gives its uid, room and household
-        without SoCo downloading the DeviceProperties description."""
-        from soco import SoCo
-        from twisted.internet.threads import deferToThread
 
-        sim = HouseholdService(
-            global_reactor, SimulateConfig(speakers=1, base_address=free_loopback_base())
+class HouseholdSimTests(TestCase):
+    """One speaker brings its household; availability from every signal; SID hygiene."""
+
+    timeout = 60
+
+    rig = SimTests.rig
+    settled = SimTests.settled
+
+    def supervised(self, rig: Rig) -> dict[str, Any]:
+        return {s.uid: s for s in rig.household.speakers() if s.uid is not None}
+
+    async def test_one_speaker_brings_its_household(self) -> None:
+        """With one speaker configured, every visible member of its household is identified,
+        subscribed and in the state; the hidden half of a stereo pair is in the topology but
+        gets no supervisor and no subscription."""
+        rig = await self.rig(speakers=4, stereo_pair=True, configured=(2,))
+        left, right, other, last = rig.speakers
+        visible = (left, other, last)
+        await until(
+            lambda: all(
+                rig.initial_events(s.uid, svc) for s in visible for svc in DEFAULT_SERVICES
+            ),
+            "every visible member's initial events",
         )
-        sim.startService()
-        self.addCleanup(sim.stopService)
-        [address] = sim.addresses
-        speaker = sim.household.speakers[0]
-        identity = await deferToThread(identify, SoCo, lambda host: host, address)
-        self.assertEqual(
-            (identity.uid, identity.name, identity.household_id),
-            (speaker.uid, speaker.name, sim.household.household_id),
+        self.assertEqual(set(self.supervised(rig)), {s.uid for s in visible})
+        for speaker in visible:
+            self.assertEqual(len(rig.sim_subscriptions(speaker)), len(DEFAULT_SERVICES))
+            self.assertEqual(rig.state.availability(speaker.uid).status, "online")
+            self.assertEqual(
+                rig.state.by_uid(speaker.uid).household, rig.sim.household.household_id
+            )  # type: ignore[union-attr]
+        self.assertEqual(rig.sim_subscriptions(right), [])
+        self.assertIsNone(rig.state.by_uid(right.uid))
+        topology = rig.state.topology
+        assert topology is not None
+        member = topology.member(right.uid)
+        assert member is not None and member.invisible
+        self.assertEqual(health_reasons(rig.household.status()), ())
+
+    async def test_reboot_of_a_member_noticed(self) -> None:
+        """A speaker learnt from the topology that reboots (BootSeq) has every service
+        resubscribed once, like a configured one."""
+        services = ("RenderingControl", "ZoneGroupTopology")
+        rig = await self.rig(speakers=2, services=services, configured=(0,))
+        await self.settled(rig, services)
+        member = rig.speakers[1]
+        await member.reboot(downtime=0.3)
+        await until(
+            lambda: len(rig.recorder.of("subscription.restored", member.uid)) == 2,
+            "both subscriptions restored",
         )
-        self.assertIsNone(identity.device.deviceProperties._actions)
+        await until(lambda: len(rig.sim_subscriptions(member)) == 2, "subscribed again")
+        lost = rig.recorder.of("subscription.lost", member.uid)
+        self.assertEqual({m.body["reason"] for m in lost}, {"reboot"})
+
+    async def test_listed_speakers_only(self) -> None:
+        """follow_household false follows the configured speaker only."""
+        rig = await self.rig(speakers=3, configured=(1,), follow_household=False)
+        await until(lambda: rig.initial_events(rig.speakers[1].uid, "ZoneGroupTopology"), "ZGT")
+        await deferLater(reactor, 0.5)
+        self.assertEqual(set(self.supervised(rig)), {rig.speakers[1].uid})
+        self.assertEqual(rig.sim_subscriptions(rig.speakers[0]), [])
+
+    async def test_refused_then_back(self) -> None:
+        """A silent speaker that refuses connections is offline (connection refused) after
+        its silence check, its subscriptions suspended; answering again it is online, with
+        fresh subscriptions, the old SIDs UNSUBSCRIBEd (the speaker holds only the new ones),
+        and the daemon's log has one line for each change and nothing else."""
+        services = ("RenderingControl", "AVTransport")
+        rig = await self.rig(services=services, config=LIVELY)
+        await self.settled(rig, services)
+        speaker = rig.speakers[0]
+        with capturedLogs() as events:
+            await speaker.go_offline("refuse")
+            await until(lambda: rig.recorder.of("speaker.offline", speaker.uid), "offline")
+            self.assertEqual(
+                rig.state.availability(speaker.uid).to_json()["reason"], "connection refused"
+            )
+            (reason,) = health_reasons(rig.household.status())
+            self.assertIn("is offline (connection refused)", reason)
+            await deferLater(reactor, 1.0)
+            await speaker.come_online()
+            await until(
+                lambda: len(rig.recorder.of("subscription.restored", speaker.uid)) == 2,
+                "both subscriptions restored",
+            )
+            await until(lambda: len(rig.sim_subscriptions(speaker)) == 2, "old SIDs gone")
+        supervised = rig.household.speaker(speaker.uid)
+        assert supervised is not None
+        ours = {sup.subscription.sid for sup in supervised.services.values() if sup.subscription}
+        self.assertEqual({s["sid"] for s in rig.sim_subscriptions(speaker)}, ours)
+        changes = [e for e in events if "speaker {speaker} is {status}" in e.get("log_format", "")]
+        self.assertEqual([e["status"] for e in changes], ["offline", "online"])
+        self.assertEqual(len(rig.recorder.of("speaker.offline", speaker.uid)), 1)
+        said = [
+            e
+            for e in events
+            if e["log_level"].name in ("info", "warn", "error")
+            and str(e.get("log_namespace", "")).startswith("sonosd")
+            and not str(e.get("log_namespace", "")).startswith("sonosd.sim")
+            and e not in changes
+        ]
+        self.assertEqual([e.get("log_format") for e in said], [])
+
+    async def test_hung_then_back(self) -> None:
+        """A speaker that accepts connections and never answers is offline (timeout) after
+        its silence check and a ping timeout; it is online again when it answers."""
+        rig = await self.rig(services=("RenderingControl",), config=LIVELY)
+        await self.settled(rig, ("RenderingControl",))
+        speaker = rig.speakers[1]
+        await speaker.go_offline("hang")
+        await until(lambda: rig.recorder.of("speaker.offline", speaker.uid), "offline")
+        # A ping under way when the speaker hung had its connection cut.
+        self.assertIn(rig.state.availability(speaker.uid).reason, ("timeout", "connection lost"))
+        await speaker.come_online()
+        await until(lambda: len(rig.recorder.of("speaker.online", speaker.uid)) == 2, "online")
+        await until(lambda: len(rig.sim_subscriptions(speaker)) == 1, "one subscription")
+
+    async def test_vanished_powered_off_is_offline_at_once(self) -> None:
+        """A speaker the household lists under VanishedDevices (powered off) is offline as
+        soon as the topology says so, without waiting for a ping."""
+        config = attrs.evolve(LIVELY, silence_timeout=600.0)
+        services = ("RenderingControl", "ZoneGroupTopology")
+        rig = await self.rig(services=services, config=config)
+        await self.settled(rig, services)
+        speaker = rig.speakers[0]
+        await speaker.go_offline("refuse", vanish=True)
+        await until(lambda: rig.recorder.of("speaker.offline", speaker.uid), "offline")
+        self.assertEqual(rig.state.availability(speaker.uid).reason, "powered off")
+        await speaker.come_online()
+        await until(lambda: len(rig.recorder.of("speaker.online", speaker.uid)) == 2, "online")
+
+    async def test_ended_sids_answered_412_and_counted(self) -> None:
+        """After an outage, the NOTIFYs the speaker still sends to the SIDs the daemon
+        replaced get 412 and are counted, not logged one by one; then the speaker holds only
+        the new SIDs."""
+        services = ("RenderingControl",)
+        config = attrs.evolve(LIVELY, availability_interval=1.0)
+        rig = await self.rig(services=services, config=config)
+        await self.settled(rig, services)
+        speaker = rig.speakers[0]
+        old = {s["sid"] for s in rig.sim_subscriptions(speaker)}
+        dispatcher = rig.listener.dispatcher
+        with capturedLogs() as events:
+            await speaker.go_offline("hang")
+            await until(lambda: rig.recorder.of("speaker.offline", speaker.uid), "offline")
+            await speaker.come_online()
+            # The speaker still holds the old SID and notifies it before the daemon notices
+            # it is back.
+            speaker.set_volume(33)
+            await until(lambda: dispatcher.rejected["ended_sid"] >= 1, "the old SID refused")
+            await until(lambda: rig.recorder.of("speaker.online", speaker.uid)[1:], "online")
+            await until(
+                lambda: (
+                    {s["sid"] for s in rig.sim_subscriptions(speaker)}.isdisjoint(old)
+                    and len(rig.sim_subscriptions(speaker)) == 1
+                ),
+                "only the new SID at the speaker",
+            )
+        noisy = [e for e in events if "NOTIFY for unknown" in e.get("log_format", "")]
+        self.assertEqual(noisy, [])
+        self.assertEqual(dispatcher.rejected["unknown_sid"], 0)

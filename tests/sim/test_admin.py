@@ -146,6 +146,25 @@ class AdminTests(SynchronousTestCase):
         self.request("PATCH", "/activity", {"rate": 0})
         assert not self.activity.running
 
+    def test_content_and_accounts(self) -> None:
+        """GET /content shows favourites with kinds, playlists, alarms and accounts; PUT
+        /accounts replaces the accounts and events the MusicServices version."""
+        status, content = self.request("GET", "/content")
+        assert status == 200
+        assert {f["kind"] for f in content["favorites"]} >= {"station", "album"}
+        assert content["playlists"][0]["id"] == "SQ:1"
+        assert content["alarms"]["version"] == self.household.alarm_list_version()
+        assert {a["service"] for a in content["accounts"]} == {"Spotify", "TIDAL"}
+        status, accounts = self.request("PUT", "/accounts", {"services": ["Apple Music", 2311]})
+        assert status == 200
+        assert [a["type"] for a in accounts["accounts"]] == [2311, 52231]
+        assert self.managers[0].of("MusicServices")[-1]["ServiceListVersion"].endswith(":2")
+        for body in ({"services": "Spotify"}, {"services": ["Napster"]}):
+            status, error = self.request("PUT", "/accounts", body)
+            assert status == 400 and error["error"], body
+        status, _ = self.request("DELETE", "/accounts")
+        assert status == 405
+
 
 class ModeAdminTests(SynchronousTestCase):
     """The household and firmware mode switches of the admin API, over two households."""
@@ -196,6 +215,18 @@ class ModeAdminTests(SynchronousTestCase):
         for bad in ("scpd", ["album art"]):
             body = {"upnp_off_forbidden": bad}
             assert self.request("PATCH", "/household/modes", body)[0] == 400
+
+    def test_leave_and_rejoin_household(self) -> None:
+        """POST leave-household takes a speaker out of its household's ZoneGroupState,
+        rejoin-household brings it back."""
+        status, body = self.request("POST", "/speakers/1/leave-household", {})
+        assert (status, body["left_household"]) == (200, True)
+        first = self.neighbourhood.households[0]
+        uid = first.speakers[1].uid
+        assert uid not in first.zone_group_state()
+        status, body = self.request("POST", "/speakers/1/rejoin-household", {})
+        assert (status, body["left_household"]) == (200, False)
+        assert uid in first.zone_group_state()
 
     def test_speakers_are_numbered_across_households(self) -> None:
         """Index 3 is the second household's second speaker."""

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from soco.data_structures_entry import from_didl_string
 
 from sonosd.sim.artwork import art_for
-from sonosd.sim.catalog import SONGS, favorite_items
+from sonosd.sim.catalog import SONGS
 from sonosd.sim.didl import (
     Track,
     format_duration,
@@ -64,12 +64,6 @@ def test_soco_reads_queue_items() -> None:
     assert items[0].title == SONGS[0].title
     assert items[0].creator == SONGS[0].artist
     assert items[0].album == SONGS[0].album
-
-
-def test_soco_reads_favorites() -> None:
-    """SoCo's DIDL parser reads the FV:2 favorites."""
-    items = from_didl_string(items_didl(favorite_items(SONGS[:2])))
-    assert [i.title for i in items] == [SONGS[0].title, SONGS[1].title]
 
 
 def test_parse_didl_fallbacks() -> None:

@@ -203,6 +203,26 @@ def test_offline_pauses_notifications_and_vanishes() -> None:
     assert speaker.uid in zgs_members(household)
 
 
+def test_leave_household_and_rejoin() -> None:
+    """A speaker that leaves its household leaves its group, forgets its subscriptions and is
+    in nobody's ZoneGroupState, not even as vanished; rejoining lists it again; a bonded
+    speaker cannot leave alone."""
+    _, household, managers = make(stereo_pair=True, speakers=4)
+    speaker = household.speakers[3]
+    household.join(speaker, household.speakers[2])
+    speaker.leave_household()
+    assert speaker.left_household and "forget_all" in managers[3].calls
+    root = ElementTree.fromstring(household.zone_group_state())
+    assert speaker.uid not in zgs_members(household)
+    assert root.find("VanishedDevices/Device") is None
+    assert household.speakers[2].group.members == [household.speakers[2].uid]
+    speaker.leave_household()
+    speaker.rejoin_household()
+    assert speaker.uid in zgs_members(household)
+    with pytest.raises(ValueError, match="bonded"):
+        household.speakers[1].leave_household()
+
+
 def test_change_address_moves_location_and_manager() -> None:
     """A new address updates Location in the ZGS and the manager's source address."""
     _, household, managers = make(base_address="127.0.0.2")
@@ -331,3 +351,28 @@ def test_upnp_off_drops_subscriptions() -> None:
         household.set_modes(colour="red")
     with pytest.raises(ValueError, match="upnp_off_ssdp"):
         household.set_modes(upnp_off_ssdp="loud")
+
+
+def test_sub_and_surround_need_their_satellites() -> None:
+    """A home-theatre soundbar takes sub and surround EQ values (evented); a soundbar with
+    no sub or surrounds, and a Sonos One, answer 402."""
+    household = Household(Clock(), speakers=5, models=("S14",), home_theatre=True)
+    soundbar = household.speakers[1]
+    assert [household.by_uid[uid].ht_channel for uid in soundbar.satellites] == ["SW", "LR", "RR"]
+    soundbar.set_eq("SubGain", -6)
+    soundbar.set_eq("SurroundLevel", 4)
+    soundbar.set_eq("SurroundMode", 1)
+    assert (soundbar.get_eq("SubGain"), soundbar.get_eq("SurroundLevel")) == (-6, 4)
+    state = soundbar.full_state("RenderingControl")
+    assert (state["SubGain"], state["SurroundLevel"], state["SurroundMode"]) == ("-6", "4", "1")
+    bare = Household(Clock(), speakers=2, models=("S14", "S18"))
+    for speaker, eq_type in (
+        (bare.speakers[0], "SubGain"),
+        (bare.speakers[0], "SurroundEnable"),
+        (bare.speakers[1], "NightMode"),
+        (soundbar, "SubGain"),
+    ):
+        value = 99 if speaker is soundbar else 1
+        with pytest.raises(UPnPError) as raised:
+            speaker.set_eq(eq_type, value)
+        assert raised.value.code == 402

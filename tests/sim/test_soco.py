@@ -16,11 +16,9 @@ import requests
 import soco
 import soco.alarms
 import soco.music_library
-from soco.exceptions import SoCoUPnPException
 from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.resource import Resource
@@ -28,7 +26,9 @@ from twisted.web.server import Site
 
 from sonosd.config import SimulateConfig
 from sonosd.sim.service import HouseholdService
+from tests.audio_helpers import serve_audio
 from tests.conftest import free_loopback_base
+from tests.soco_helpers import in_thread, upnp_error_of
 
 T = TypeVar("T")
 
@@ -67,20 +67,11 @@ class SimulatorTestCase(TestCase):
 
     async def call(self, fn: Callable[[], T]) -> T:
         """Run a blocking SoCo call in a thread."""
-        result: T = await deferToThread(fn)
-        return result
+        return await in_thread(fn)
 
     async def upnp_error(self, fn: Callable[[], object]) -> str:
         """The UPnP error code a SoCo call fails with."""
-
-        def call() -> str:
-            try:
-                fn()
-            except SoCoUPnPException as e:
-                return str(e.error_code)
-            raise AssertionError("no UPnP error")
-
-        return await self.call(call)
+        return await upnp_error_of(fn)
 
     async def admin(self, method: str, path: str, body: object = None) -> tuple[int, Any]:
         """Call the admin API; returns (status, decoded JSON)."""
@@ -256,7 +247,7 @@ class TransportTests(SimulatorTestCase):
     async def test_play_uri_and_media_info(self) -> None:
         """play_uri sets a single item and plays it; media info reports the URI."""
         device = self.device(0)
-        uri = "http://example.invalid/stream.mp3"
+        uri = serve_audio(self).url("/song.mp3")
         await self.call(lambda: device.play_uri(uri, title="Test Stream"))
         media = await self.call(device.get_current_media_info)
         track = await self.call(device.get_current_track_info)

@@ -90,8 +90,9 @@ def test_topology_and_xml_values_are_summarised() -> None:
 
 
 def test_supervisor_messages_and_disabled_sink_log_nothing() -> None:
-    """Availability, subscription and gap messages are the supervisor's lines, not the
-    sink's; a disabled sink (log.messages: false) logs nothing at all."""
+    """Availability, removal, subscription and gap messages are the supervisor's lines, not
+    the sink's; a position read is a debug line; a disabled sink (log.messages: false) logs
+    nothing at all."""
     seen: list[LogEvent] = []
     globalLogPublisher.addObserver(seen.append)
     try:
@@ -101,16 +102,21 @@ def test_supervisor_messages_and_disabled_sink_log_nothing() -> None:
         for kind in (
             "speaker.online",
             "speaker.offline",
+            "speaker.asleep",
+            "speaker.upnp_disabled",
+            "speaker.removed",
             "subscription.lost",
             "subscription.restored",
             "events.gap",
         ):
             hub.publish(kind, {"reason": "x"})
+        hub.publish("event", {"source": "position", "variables": {"position": "0:00:01"}})
         sink.enabled = False
         hub.publish("topology.changed", {"groups": []})
     finally:
         globalLogPublisher.removeObserver(seen.append)
-    assert [e for e in seen if "line" in e] == []
+    lines = [e for e in seen if "line" in e]
+    assert [e["log_level"].name for e in lines] == ["debug"]
 
 
 def test_full_state_is_one_short_line() -> None:

@@ -268,13 +268,21 @@ class MqttBrokerTests(TestCase):
             speaker=OFFICE,
             service="AVTransport",
         )
-        hub.publish("topology.changed", {"groups": [{"coordinator": KITCHEN["uid"]}]})
+        hub.publish(
+            "topology.changed",
+            {"household": "Sonos_1", "groups": [{"coordinator": KITCHEN["uid"]}]},
+        )
+        hub.publish(
+            "topology.changed",
+            {"household": "Sonos_2", "groups": [{"coordinator": OFFICE["uid"]}]},
+        )
 
     def state(self, sub: Subscriber, topic: str) -> dict[str, Any]:
         return json.loads(sub.payloads(topic)[-1])  # type: ignore[no-any-return]
 
     async def test_retained_state_and_availability(self) -> None:
-        """Merged state, availability and topology are retained for late subscribers."""
+        """Merged state, availability and each household's topology are retained for late
+        subscribers."""
         await self.broker.start()
         sink = self.make_sink()
         self.publish_household()
@@ -285,7 +293,8 @@ class MqttBrokerTests(TestCase):
             "sonos/Kitchen/availability",
             "sonos/Office/availability",
             "sonos/bridge/availability",
-            "sonos/bridge/topology",
+            "sonos/bridge/topology/Sonos_1",
+            "sonos/bridge/topology/Sonos_2",
         )
         first = self.subscriber()
         await first.wait(lambda: all(first.payloads(t) for t in topics), self.reactor)
@@ -302,8 +311,10 @@ class MqttBrokerTests(TestCase):
         self.assertEqual(sub.payloads("sonos/Kitchen/availability"), ["online"])
         self.assertEqual(sub.payloads("sonos/Office/availability"), ["online"])
         self.assertEqual(sub.payloads("sonos/bridge/availability"), ["online"])
-        topology = json.loads(sub.payloads("sonos/bridge/topology")[0])
-        self.assertEqual(topology["type"], "topology.changed")
+        for household, uid in (("Sonos_1", KITCHEN["uid"]), ("Sonos_2", OFFICE["uid"])):
+            topology = json.loads(sub.payloads(f"sonos/bridge/topology/{household}")[0])
+            self.assertEqual(topology["type"], "topology.changed")
+            self.assertEqual(topology["groups"][0]["coordinator"], uid)
         # Events published before the first connection are not replayed, but counted.
         self.assertEqual(sub.payloads("sonos/Kitchen/event/RenderingControl"), [])
 
@@ -321,7 +332,7 @@ class MqttBrokerTests(TestCase):
         self.assertEqual([json.loads(p)["seq"] for p in events], [0, 1])
         raw = [m.raw.decode() for m in self.hub.since(0) or [] if m.id in (2, 3)]
         self.assertEqual(events, raw)
-        self.assertEqual(len(sub.payloads("sonos/bridge/event/topology.changed")), 1)
+        self.assertEqual(len(sub.payloads("sonos/bridge/event/topology.changed")), 2)
         self.assertEqual(sub.payloads("sonos/Office/availability")[-1], "offline")
         event_lines = [line for line in sub.lines if "/event/" in line[1]]
         self.assertFalse(any(retained for retained, _, _ in event_lines))
@@ -352,7 +363,7 @@ class MqttBrokerTests(TestCase):
         await sub.wait(
             lambda: (
                 bool(sub.payloads("sonos/Kitchen/state/RenderingControl"))
-                and bool(sub.payloads("sonos/bridge/topology"))
+                and bool(sub.payloads("sonos/bridge/topology/Sonos_1"))
             ),
             self.reactor,
         )
@@ -534,7 +545,8 @@ class MqttBrokerTests(TestCase):
         sub = self.subscriber("sonos/#")
         retained = (
             "sonos/bridge/availability",
-            "sonos/bridge/topology",
+            "sonos/bridge/topology/Sonos_1",
+            "sonos/bridge/topology/Sonos_2",
             "sonos/Kitchen/state/RenderingControl",
             "sonos/Office/state/AVTransport",
             "sonos/Kitchen/availability",
@@ -633,6 +645,32 @@ class MqttBrokerTests(TestCase):
             [a["topic"] for a in volume["availability"]],
             ["sonos/bridge/availability", "sonos/Kitchen/availability"],
         )
+
+    async def test_availability_statuses_and_removal(self) -> None:
+        """Asleep and UPnP-off speakers are offline on their availability topic (Home
+        Assistant's payloads); a removed speaker's retained topics and entities are cleared."""
+        await self.broker.start()
+        sink = self.make_sink(homeassistant=True)
+        await self.start(sink)
+        sub = self.subscriber("#")
+        self.publish_household()
+        node = "sonosd_" + KITCHEN["uid"]
+        volume_topic = f"homeassistant/sensor/{node}/volume/config"
+        await sub.wait(sub.has(volume_topic), self.reactor)
+        availability = {"status": "asleep", "reason": "sleeping", "since": None}
+        self.hub.publish(
+            "speaker.asleep", {"reason": "sleeping", "availability": availability}, speaker=OFFICE
+        )
+        await sub.wait(sub.has("sonos/Office/event/speaker.asleep"), self.reactor)
+        self.assertEqual(sub.payloads("sonos/Office/availability")[-1], "offline")
+        self.hub.publish("speaker.removed", {"reason": "left household"}, speaker=KITCHEN)
+        await sub.wait(lambda: sub.payloads(volume_topic)[-1:] == [""], self.reactor)
+        self.assertEqual(sub.payloads("sonos/Kitchen/availability")[-1], "")
+        self.assertEqual(sub.payloads("sonos/Kitchen/state/RenderingControl")[-1], "")
+        self.assertEqual(len(sub.payloads("sonos/Kitchen/event/speaker.removed")), 1)
+        later = self.subscriber("sonos/Kitchen/#")
+        await deferLater(self.reactor, 0.5)
+        self.assertEqual([line for line in later.lines if line[2]], [])
 
 
 class MqttTlsTests(TestCase):

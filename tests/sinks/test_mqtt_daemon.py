@@ -47,6 +47,20 @@ def carries_volume(sub: Subscriber, topic: str, volume: int) -> Callable[[], boo
     return lambda: volume in [master_volume(payload) for payload in sub.payloads(topic)]
 
 
+async def broker_and_subscriber(case: TestCase) -> tuple[Broker, Subscriber, dict[str, Any]]:
+    """A private mosquitto, a ``mosquitto_sub`` of ``sonos/#``, and the daemon's ``mqtt``
+    section for that broker; all stopped when ``case`` ends."""
+    directory = tempfile.mkdtemp(prefix="sonosd-mqtt-daemon-")
+    case.addCleanup(shutil.rmtree, directory)
+    broker = Broker(reactor, directory)
+    case.addCleanup(broker.stop)
+    await broker.start()
+    sub = Subscriber(reactor, broker, "sonos/#")
+    case.addCleanup(sub.stop)
+    mqtt = {"host": broker.host, "port": broker.port, "client_id": f"sonosd-{os.getpid()}"}
+    return broker, sub, mqtt
+
+
 class MqttDaemonTests(TestCase):
     """Commands published to the broker run on the simulated speakers."""
 
@@ -55,14 +69,7 @@ class MqttDaemonTests(TestCase):
     async def test_volume_command(self) -> None:
         """``sonos/Kitchen/cmd/volume`` sets the simulated volume, the change reaches the
         state and event topics, and results and errors are published on ``.../result``."""
-        directory = tempfile.mkdtemp(prefix="sonosd-mqtt-daemon-")
-        self.addCleanup(shutil.rmtree, directory)
-        broker = Broker(reactor, directory)
-        self.addCleanup(broker.stop)
-        await broker.start()
-        sub = Subscriber(reactor, broker, "sonos/#")
-        self.addCleanup(sub.stop)
-        mqtt = {"host": broker.host, "port": broker.port, "client_id": f"sonosd-{os.getpid()}"}
+        broker, sub, mqtt = await broker_and_subscriber(self)
         daemon = await start_daemon(self, sinks={"mqtt": mqtt})
         kitchen = daemon.speaker(0)
         # The sink subscribes to the command topics before it publishes its availability.

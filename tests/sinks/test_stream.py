@@ -101,6 +101,49 @@ class StreamTests(TestCase):
         await wait(lambda: len(client.events()) == 1, "the office event")
         self.assertEqual(client.events()[0]["id"], office[0])
 
+    async def test_resume_replays_what_was_missed(self) -> None:
+        """A resume operation of this run is answered with resumed and every message after
+        its id (given as last_id and run, or as run:id), then live messages."""
+        await self.start()
+        seen = publish(self.hub, 2)
+        missed = publish(self.hub, 3)
+        run = self.hub.run
+        for resume in (
+            {"op": "resume", "id": 7, "run": run, "last_id": seen[-1]},
+            {"op": "resume", "id": 7, "last_id": f"{run}:{seen[-1]}"},
+        ):
+            client = await self.connect()
+            client.send(resume)
+            await wait(lambda c=client: any(m["type"] == "resumed" for m in c.lines()), "resumed")
+            later = publish(self.hub, 1)
+            lines = client.lines()
+            answer = next(i for i, m in enumerate(lines) if m["type"] == "resumed")
+            self.assertEqual(
+                lines[answer], {"type": "resumed", "id": 7, "run": run, "last_id": seen[-1]}
+            )
+            count = answer + 1 + len(missed) + len(later)
+            await wait(lambda c=client, n=count: len(c.lines()) == n, "missed and live")
+            after = client.lines()[answer + 1 :]
+            self.assertEqual([m["id"] for m in after], missed + later)
+            missed += later
+
+    async def test_resume_from_another_run_resets(self) -> None:
+        """A resume with an id of another run (or a bad one) gets reset and a fresh snapshot."""
+        await self.start()
+        publish(self.hub, 3)
+        client = await self.connect()
+        client.send({"op": "resume", "run": "0123456789ab", "last_id": 2})
+        await wait(lambda: any(m["type"] == "reset" for m in client.lines()), "the reset")
+        await wait(lambda: len(client.lines()) == 3, "the fresh snapshot")
+        reset, snapshot = client.lines()[1:]
+        self.assertIn("another run", reset["reason"])
+        self.assertEqual((snapshot["type"], snapshot["run"]), ("snapshot", self.hub.run))
+        self.assertEqual(snapshot["last_id"], 3)
+        client.send({"op": "resume", "id": 1, "last_id": True})
+        client.send({"op": "resume", "id": 2, "last_id": "x"})
+        await wait(lambda: len(client.lines()) == 5, "two errors")
+        self.assertEqual([m["error"]["code"] for m in client.lines()[3:]], ["bad_request"] * 2)
+
     async def test_bad_lines(self) -> None:
         """Malformed operations get error lines and the stream goes on."""
         await self.start()

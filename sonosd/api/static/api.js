@@ -119,8 +119,9 @@ export function artUrl(uri, speakerUid) {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
- * Follows `/api/v1/events` with resume: after a drop it reconnects with `last_id`, so the
- * daemon replays what was missed (or sends `reset` and a fresh snapshot).
+ * Follows `/api/v1/events` with resume: after a drop it reconnects with `last_id` and the
+ * `run` that id belongs to, so the daemon replays what was missed (or sends `reset` and a
+ * fresh snapshot, after a restart of the daemon too).
  *
  * handlers: message(type, body), status("connecting"|"live"|"reconnecting"|"stopped", detail),
  * unauthorized(error), failed(error) for a refusal that retrying cannot fix (bad filter).
@@ -131,13 +132,15 @@ export class EventStream {
     this.query = query;
     this.idleMs = idleMs;
     this.lastId = null;
+    this.lastRun = null;
     this.running = false;
     this.controller = null;
   }
 
-  start(lastId = null) {
+  start(lastId = null, run = null) {
     this.stop();
     this.lastId = lastId;
+    this.lastRun = run;
     this.running = true;
     this.loop();
   }
@@ -153,7 +156,10 @@ export class EventStream {
     for (const [key, value] of Object.entries(this.query)) {
       if (value) url.searchParams.set(key, value);
     }
-    if (this.lastId !== null) url.searchParams.set("last_id", String(this.lastId));
+    if (this.lastId !== null) {
+      url.searchParams.set("last_id", String(this.lastId));
+      if (this.lastRun) url.searchParams.set("run", this.lastRun);
+    }
     return url;
   }
 
@@ -250,8 +256,13 @@ export class EventStream {
     } catch {
       return;
     }
-    if (event === "snapshot" && Number.isInteger(body.last_id)) this.lastId = body.last_id;
-    else if (Number.isInteger(body.id)) this.lastId = body.id;
+    if (event === "snapshot" && Number.isInteger(body.last_id)) {
+      this.lastId = body.last_id;
+      this.lastRun = body.run || null;
+    } else if (Number.isInteger(body.id)) {
+      this.lastId = body.id;
+      if (body.run) this.lastRun = body.run;
+    }
     this.handlers.message(event, body);
   }
 }

@@ -216,7 +216,7 @@ export class MessagesPanel {
       },
       { query: this.query() },
     );
-    this.stream.start(from);
+    this.stream.start(from, this.app.household.run);
   }
 
   close() {

@@ -52,6 +52,7 @@ export class Household {
     this.speakers = new Map();
     this.topology = null;
     this.lastId = null;
+    this.run = null;
     this.recent = [];
     this.positions = new Map();
     this.lost = new Map();
@@ -81,6 +82,7 @@ export class Household {
     }
     this.topology = snapshot.topology || null;
     this.lastId = Number.isInteger(snapshot.last_id) ? snapshot.last_id : null;
+    this.run = snapshot.run || null;
     this.lost = new Map();
     this.positions = new Map();
     for (const speaker of this.speakers.values()) this.trackPosition(speaker, null, true);
@@ -95,6 +97,7 @@ export class Household {
   reset() {
     this.recent = [];
     this.lastId = null;
+    this.run = null;
   }
 
   ensure(ref) {
@@ -114,6 +117,7 @@ export class Household {
     if (Number.isInteger(message.id)) {
       if (this.lastId !== null && message.id <= this.lastId) return;
       this.lastId = message.id;
+      if (message.run) this.run = message.run;
       if (remember) {
         this.recent.push(message);
         if (this.recent.length > RECENT) this.recent.splice(0, this.recent.length - RECENT);
@@ -130,8 +134,11 @@ export class Household {
       service.source = message.source || null;
       if (message.service === "AVTransport") this.trackPosition(speaker, before, false);
     } else if (type === "topology.changed") {
-      const { id, time, type: _type, ...topology } = message;
-      this.topology = topology;
+      const { id, run, time, type: _type, ...topology } = message;
+      this.topology = mergeTopology(this.topology, topology);
+    } else if (type === "speaker.removed" && speaker) {
+      this.speakers.delete(speaker.uid);
+      this.positions.delete(speaker.uid);
     } else if (type.startsWith("speaker.") && speaker) {
       const status = message.availability?.status || type.slice("speaker.".length);
       speaker.availability = { status, reason: message.reason ?? null, since: message.time };
@@ -224,17 +231,33 @@ function householdOf(group, speaker) {
     group.household_id ||
     group.household ||
     speaker.household_id ||
+    speaker.household ||
     speaker.services?.ZoneGroupTopology?.variables?.muse_household_id ||
     ""
   );
 }
 
 /** A position the daemon reported (a field several names may carry), with its time. */
+/**
+ * A topology after one household's `topology.changed`: that household's groups and vanished
+ * devices replaced, the other households' kept.
+ */
+export function mergeTopology(old, changed) {
+  if (!old) return changed;
+  const household = changed.household ?? null;
+  const others = (items) => (items || []).filter((item) => (item.household ?? null) !== household);
+  return {
+    household: (old.household ?? null) === household ? household : null,
+    groups: [...others(old.groups), ...(changed.groups || [])],
+    vanished: [...others(old.vanished), ...(changed.vanished || [])],
+  };
+}
+
 function reportedPosition(service) {
   const variables = service.variables || {};
   const value = variables.position ?? variables.relative_time_position ?? variables.rel_time;
   let text = value;
-  let time = service.time;
+  let time = variables.position_time ?? service.time;
   if (isPlainObject(value)) {
     text = value.position ?? value.seconds;
     time = value.time ?? value.read_at ?? time;

@@ -1,0 +1,262 @@
+# -*- test-case-name: tests.control.test_alarms -*-
+"""The ``alarms`` command: list, create, update, enable, disable, delete and skip alarms.
+
+Alarms belong to the household: any speaker answers for all of them, and an alarm rings in
+one room (``room``, by default the speaker named in the command). Every change is a SOAP
+call on AlarmClock (``CreateAlarm``, ``UpdateAlarm`` with every field, ``DestroyAlarm``) and is
+followed by a fresh ``ListAlarms`` so that the answer shows the alarm as the household now
+has it; the speakers then event the new ``AlarmListVersion`` and the daemon publishes
+``alarms.changed`` (``sonosd.household.alarms``).
+
+``skip`` has no UPnP action: the daemon disables the alarm and enables it again a minute after
+the occurrence it skips (by the daemon's clock, which must be the speakers' time zone). If
+the daemon is not running at that moment the alarm stays disabled until enabled again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+from xml.etree import ElementTree
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+
+from sonosd.control.commandargs import ControlError, Params
+from sonosd.control.context import ControlContext, call_meaning
+from sonosd.household.alarms import RECURRENCE_DAYS, parse_alarm_list, read_alarms
+from sonosd.household.state import SpeakerRef
+
+log = Logger()
+
+#: What AlarmClock's UPnP errors mean for these commands.
+ALARM_ERRORS = {
+    801: ("alarm_exists", 409, "an alarm of that room already rings at that time"),
+    701: ("unknown_alarm", 404, "no such alarm"),
+    402: ("bad_argument", 400, "the speaker refused the alarm's settings"),
+}
+_ORDER = (
+    "StartLocalTime",
+    "Duration",
+    "Recurrence",
+    "Enabled",
+    "RoomUUID",
+    "ProgramURI",
+    "ProgramMetaData",
+    "PlayMode",
+    "Volume",
+    "IncludeLinkedZones",
+)
+_DEFAULTS = {
+    "Duration": "01:00:00",
+    "Recurrence": "DAILY",
+    "Enabled": "1",
+    "ProgramURI": "x-rincon-buzzer:0",
+    "ProgramMetaData": "",
+    "PlayMode": "SHUFFLE_NOREPEAT",
+    "Volume": "20",
+    "IncludeLinkedZones": "0",
+}
+
+
+def raw_alarms(device: Any) -> tuple[str, dict[int, dict[str, str]], str]:
+    """``ListAlarms`` (blocking): the version, each alarm's attributes by id, the document."""
+    document, version = read_alarms(device)
+    found = {}
+    for element in ElementTree.fromstring(document).findall("Alarm"):
+        alarm_id = element.get("ID", "")
+        if alarm_id.isdigit():
+            found[int(alarm_id)] = dict(element.attrib)
+    return version, found, document
+
+
+def _favorite_program(device: Any, name: str) -> tuple[str, str]:
+    for favorite in device.music_library.get_sonos_favorites(complete_result=True):
+        if str(favorite.title).casefold() == name.casefold():
+            return favorite.get_uri(), getattr(favorite, "resource_meta_data", "") or ""
+    raise ControlError("unknown_favorite", 404, f"no favorite named {name!r}")
+
+
+def _arguments(fields: Params, room_uid: str | None, current: Mapping[str, str]) -> list[Any]:
+    """The ten arguments of Create/UpdateAlarm: ``current`` overridden by ``fields``."""
+    values = {
+        name: current.get("StartTime" if name == "StartLocalTime" else name, _DEFAULTS.get(name))
+        for name in _ORDER
+    }
+    if room_uid is not None:
+        values["RoomUUID"] = room_uid
+    for field, name in (
+        ("time", "StartLocalTime"),
+        ("duration", "Duration"),
+        ("recurrence", "Recurrence"),
+        ("play_mode", "PlayMode"),
+        ("uri", "ProgramURI"),
+        ("meta", "ProgramMetaData"),
+    ):
+        if field in fields:
+            values[name] = fields[field]
+    for field, name in (("enabled", "Enabled"), ("include_linked_zones", "IncludeLinkedZones")):
+        if field in fields:
+            values[name] = "1" if fields[field] else "0"
+    if "volume" in fields:
+        values["Volume"] = str(fields["volume"])
+    return [(name, values[name] or "") for name in _ORDER]
+
+
+def change_alarm(
+    device: Any, action: str, alarm_id: int | None, fields: Params, room_uid: str | None
+) -> int:
+    """Create (``alarm_id`` None), update or destroy an alarm (blocking); the alarm's id."""
+    if "favorite" in fields:
+        uri, meta = _favorite_program(device, fields["favorite"])
+        fields = {**fields, "uri": uri, "meta": meta}
+    if action == "create":
+        answer = device.alarmClock.CreateAlarm(_arguments(fields, room_uid, {}))
+        return int(answer["AssignedID"])
+    assert alarm_id is not None
+    _, alarms, _ = raw_alarms(device)
+    if alarm_id not in alarms:
+        raise ControlError("unknown_alarm", 404, f"no alarm {alarm_id}; known: {sorted(alarms)}")
+    if action == "delete":
+        device.alarmClock.DestroyAlarm([("ID", alarm_id)])
+    else:
+        arguments = _arguments(fields, room_uid, alarms[alarm_id])
+        device.alarmClock.UpdateAlarm([("ID", alarm_id), *arguments])
+    return alarm_id
+
+
+def next_occurrence(time: str, recurrence: str, now: dt.datetime) -> dt.datetime:
+    """When an alarm at ``time`` (``HH:MM:SS``) with ``recurrence`` next rings after ``now``
+    (``ONCE``: the next time that clock time comes)."""
+    clock = dt.time.fromisoformat(time)
+    digits = RECURRENCE_DAYS.get(recurrence)
+    if digits is None:
+        digits = recurrence.removeprefix("ON_")
+    days = {int(d) for d in digits if d.isdigit()} or set(range(7))
+    for offset in range(8):
+        day = now.date() + dt.timedelta(days=offset)
+        when = dt.datetime.combine(day, clock)
+        sonos_day = (day.weekday() + 1) % 7  # Sonos counts from Sunday = 0
+        if when > now and sonos_day in days:
+            return when
+    raise ValueError(f"no occurrence of {recurrence}")  # pragma: no cover - 7 days cover all
+
+
+class AlarmCommands:
+    """``alarms``: see the module docstring and docs/control.md.
+
+    @param now: The daemon's local time (``skip``).
+    """
+
+    COMMANDS: ClassVar[tuple[str, ...]] = ("alarms",)
+
+    def __init__(
+        self, ctx: ControlContext, now: Callable[[], dt.datetime] = dt.datetime.now
+    ) -> None:
+        self._ctx = ctx
+        self._now = now
+        self.skips: dict[int, tuple[IDelayedCall, dt.datetime]] = {}
+
+    async def do_alarms(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
+        """Run one ``alarms`` action."""
+        action = params["action"]
+        if action == "list":
+            version, _, document = await self._ctx.call(ref, raw_alarms)
+            return {"version": version, "alarms": self._parse(document)}
+        if action == "skip":
+            return await self._skip(ref, params["id"])
+        fields = {k: v for k, v in params.items() if k not in ("action", "id", "room")}
+        if action == "enable":
+            fields["enabled"] = True
+        elif action == "disable":
+            fields["enabled"] = False
+        room = self._ctx.speaker(params["room"], "room").uid if "room" in params else None
+        if action == "create" and room is None:
+            room = ref.uid
+        alarm_id = await call_meaning(
+            self._ctx, ref, ALARM_ERRORS, change_alarm, action, params.get("id"), fields, room
+        )
+        if action in ("enable", "disable", "delete", "update"):
+            self._cancel_skip(alarm_id)
+        version, _, document = await self._ctx.call(ref, raw_alarms)
+        if action == "delete":
+            return {"deleted": alarm_id, "version": version}
+        return {"alarm": self._find(document, alarm_id), "version": version}
+
+    async def _skip(self, ref: SpeakerRef, alarm_id: int) -> dict[str, Any]:
+        _, alarms, _ = await self._ctx.call(ref, raw_alarms)
+        alarm = alarms.get(alarm_id)
+        if alarm is None:
+            raise ControlError(
+                "unknown_alarm", 404, f"no alarm {alarm_id}; known: {sorted(alarms)}"
+            )
+        if alarm.get("Enabled") != "1":
+            raise ControlError(
+                "alarm_disabled", 409, f"alarm {alarm_id} is disabled: there is nothing to skip"
+            )
+        now = self._now()
+        skipped = next_occurrence(
+            alarm.get("StartTime", "00:00:00"), alarm.get("Recurrence", ""), now
+        )
+        once = alarm.get("Recurrence") == "ONCE"
+        await call_meaning(
+            self._ctx,
+            ref,
+            ALARM_ERRORS,
+            change_alarm,
+            "disable",
+            alarm_id,
+            {"enabled": False},
+            None,
+        )
+        self._cancel_skip(alarm_id)
+        resumes: dt.datetime | None = None
+        if not once:
+            resumes = skipped + dt.timedelta(minutes=1)
+            delay = max(0.0, (resumes - now).total_seconds())
+            call = self._ctx.reactor.callLater(delay, self._resume, ref, alarm_id)
+            self.skips[alarm_id] = (call, resumes)
+        version, _, document = await self._ctx.call(ref, raw_alarms)
+        return {
+            "alarm": self._find(document, alarm_id),
+            "version": version,
+            "skipped": skipped.isoformat(timespec="seconds"),
+            "resumes": None if resumes is None else resumes.isoformat(timespec="seconds"),
+        }
+
+    def _resume(self, ref: SpeakerRef, alarm_id: int) -> None:
+        self.skips.pop(alarm_id, None)
+
+        async def enable() -> None:
+            try:
+                await self._ctx.call(ref, change_alarm, "enable", alarm_id, {"enabled": True}, None)
+                log.info("alarm {alarm} enabled again after its skipped occurrence", alarm=alarm_id)
+            except Exception as error:
+                log.warn("cannot enable alarm {alarm} again: {error}", alarm=alarm_id, error=error)
+
+        Deferred.fromCoroutine(enable())
+
+    def _cancel_skip(self, alarm_id: int) -> None:
+        pending = self.skips.pop(alarm_id, None)
+        if pending is not None and pending[0].active():
+            pending[0].cancel()
+
+    def stop(self) -> None:
+        """Cancel the pending re-enables (the daemon stops)."""
+        for alarm_id in list(self.skips):
+            self._cancel_skip(alarm_id)
+
+    def _parse(self, document: str) -> list[dict[str, Any]]:
+        def room_name(uid: str) -> str | None:
+            ref = self._ctx.state.by_uid(uid)
+            return None if ref is None else ref.name
+
+        return parse_alarm_list(document, room_name)
+
+    def _find(self, document: str, alarm_id: int) -> dict[str, Any]:
+        for alarm in self._parse(document):
+            if alarm["id"] == alarm_id:
+                return alarm
+        raise ControlError("unknown_alarm", 404, f"alarm {alarm_id} is gone")

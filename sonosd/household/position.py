@@ -1,0 +1,172 @@
+# -*- test-case-name: tests.household.test_position -*-
+"""The track position of each playing group: read from its coordinator, never evented.
+
+Sonos speakers do not event the position (``RelTime``): a "now playing" client needs it read.
+``PositionTracker`` reads ``GetPositionInfo`` from a group's coordinator only (the members
+follow it), when something moved it:
+
+- an AVTransport event (or poll) of a coordinator that changes the transport state or the
+  track (``transport_state``, ``current_track``, ``current_track_uri``,
+  ``current_track_meta_data``, ``av_transport_uri``): play, pause, stop, next, a new source;
+- a seek or another transport command made through sonosd (``refresh``), since a seek may
+  change nothing that is evented;
+- every ``position_interval`` seconds while the group plays (0: only on the above), to
+  correct the drift of clients that extrapolate.
+
+Each read becomes the coordinator's AVTransport variables ``position`` (``H:MM:SS``) and
+``position_time`` (when it was read), published as an ``event`` message with ``source``
+``position``; with ``transport_state`` a client extrapolates while ``PLAYING``. Reads of one
+speaker are coalesced and run in the SoCo pool under its uid, like every call to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from sonosd.backoff import describe_failure
+from sonosd.blocking import Runner
+from sonosd.household.state import SpeakerRef, isotime
+
+log = Logger()
+
+SOURCE = "position"
+"""The ``source`` of the ``event`` messages that carry a position read."""
+
+#: AVTransport variables whose change moves the position (or stops it moving).
+TRIGGERS = frozenset(
+    {
+        "transport_state",
+        "current_track",
+        "current_track_uri",
+        "current_track_meta_data",
+        "av_transport_uri",
+    }
+)
+
+PLAYING = frozenset({"PLAYING", "TRANSITIONING"})
+
+
+def read_position(device: Any) -> dict[str, str]:
+    """``GetPositionInfo`` of ``device``: ``{"position": "H:MM:SS"}``. Blocking: runs in the
+    thread pool."""
+    answer = device.avTransport.GetPositionInfo([("InstanceID", 0)])
+    return {"position": str(answer.get("RelTime", ""))}
+
+
+class PositionTracker:
+    """Reads the position of playing groups' coordinators; see the module docstring.
+
+    @param clock: Schedules the periodic reads.
+    @param runner: The ``SocoRunner``.
+    @param processor: Where reads are published (``EventProcessor.on_state``).
+    @param interval: Seconds between reads while a group plays (0: none but the triggered).
+    @param timeout: Seconds one read may take.
+    @param is_coordinator: Whether a uid coordinates its group (members are never read).
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        runner: Runner,
+        processor: Any,
+        interval: float,
+        timeout: float,
+        is_coordinator: Callable[[str], bool],
+    ) -> None:
+        self._clock = clock
+        self._runner = runner
+        self._processor = processor
+        self.interval = interval
+        self.timeout = timeout
+        self._is_coordinator = is_coordinator
+        self._speakers: dict[str, tuple[SpeakerRef, Any]] = {}
+        self._playing: dict[str, bool] = {}
+        self._timers: dict[str, IDelayedCall] = {}
+        self._reading: dict[str, Deferred[Any]] = {}
+        self._again: set[str] = set()
+        self.reads = 0
+
+    def transport_event(self, ref: SpeakerRef, device: Any, variables: Mapping[str, Any]) -> None:
+        """An AVTransport event or read of ``ref``: read the position if it moved it."""
+        state = variables.get("transport_state")
+        if isinstance(state, str):
+            self._playing[ref.uid] = state in PLAYING
+        if not TRIGGERS.intersection(variables) or not self._is_coordinator(ref.uid):
+            return
+        self.refresh(ref, device)
+
+    def refresh(self, ref: SpeakerRef, device: Any) -> None:
+        """Read ``ref``'s position now (after one in flight, if any)."""
+        self._speakers[ref.uid] = (ref, device)
+        if ref.uid in self._reading:
+            self._again.add(ref.uid)
+            return
+        self._cancel(ref.uid)
+        reading = Deferred.fromCoroutine(self._read(ref.uid))
+        if not reading.called:
+            self._reading[ref.uid] = reading
+
+    def forget(self, uid: str) -> None:
+        """Stop reading ``uid`` (it went away, or the daemon stops)."""
+        self._cancel(uid)
+        self._speakers.pop(uid, None)
+        self._playing.pop(uid, None)
+        self._again.discard(uid)
+        reading = self._reading.pop(uid, None)
+        if reading is not None:
+            reading.cancel()
+
+    def stop(self) -> None:
+        """Forget every speaker."""
+        for uid in list(self._speakers):
+            self.forget(uid)
+
+    async def _read(self, uid: str) -> None:
+        known = self._speakers.get(uid)
+        if known is None:
+            return
+        ref, device = known
+        try:
+            read: dict[str, str] = await self._runner.run(
+                read_position, device, key=uid, timeout=self.timeout
+            ).addTimeout(self.timeout + 1.0, self._clock)
+        except Exception as error:
+            self._reading.pop(uid, None)
+            log.debug(
+                "position of {speaker} not read: {reason}",
+                speaker=ref.name,
+                reason=describe_failure(error)[1],
+            )
+            self._next(uid)
+            return
+        self._reading.pop(uid, None)
+        if uid not in self._speakers:
+            return
+        self.reads += 1
+        read["position_time"] = isotime(self._clock.seconds())
+        try:
+            self._processor.on_state(ref, "AVTransport", read, source=SOURCE)
+        except Exception:
+            log.failure("position of {speaker} not published", speaker=ref.name)
+        self._next(uid)
+
+    def _next(self, uid: str) -> None:
+        known = self._speakers.get(uid)
+        if known is None:
+            return
+        if uid in self._again:
+            self._again.discard(uid)
+            self.refresh(*known)
+            return
+        if self.interval > 0 and self._playing.get(uid) and self._is_coordinator(uid):
+            self._timers[uid] = self._clock.callLater(self.interval, self.refresh, *known)
+
+    def _cancel(self, uid: str) -> None:
+        timer = self._timers.pop(uid, None)
+        if timer is not None and timer.active():
+            timer.cancel()

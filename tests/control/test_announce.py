@@ -1,0 +1,190 @@
+"""Tests for control.announce: spoken and URL announcements to a room, a group or every room,
+through the whole daemon against the simulated household."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.protocol import ProcessProtocol
+from twisted.python.failure import Failure
+from twisted.trial.unittest import TestCase
+
+from sonosd.control.announce import clip_metadata, wav_seconds
+from tests.audio_helpers import serve_audio, wav_bytes
+from tests.control.daemon_commands import start
+from tests.control.test_controller_daemon import arrives, event_of
+from tests.daemon_helpers import reactor, until
+
+SONOSCTL = Path(sys.executable).parent / "sonosctl"
+
+
+def test_wav_seconds_and_metadata() -> None:
+    """A WAV's length is read from its header; the clip's DIDL names it a track."""
+    assert wav_seconds(wav_bytes(1.5)) == 1.5
+    assert wav_seconds(b"not a wav") is None
+    meta = clip_metadata("http://h/a.wav", "Hi & bye", 1.2, "audio/wav")
+    assert 'duration="0:00:02"' in meta and "Hi &amp; bye" in meta
+    assert 'protocolInfo="http-get:*:audio/wav:*"' in meta
+
+
+class _Run(ProcessProtocol):
+    def __init__(self) -> None:
+        self.out = b""
+        self.err = b""
+        self.done: Deferred[int] = Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.out += data
+
+    def errReceived(self, data: bytes) -> None:
+        self.err += data
+
+    def processEnded(self, reason: Failure) -> None:
+        self.done.callback(getattr(reason.value, "exitCode", 0) or 0)
+
+
+async def sonosctl(url: str, *words: str) -> tuple[int, str, str]:
+    """Run the installed ``sonosctl`` in a process; its exit status and output."""
+    run = _Run()
+    environment = {"SONOSD_URL": url, "PATH": "/usr/bin:/bin"}
+    reactor.spawnProcess(run, str(SONOSCTL), [str(SONOSCTL), *words], env=environment)
+    status = await run.done.addTimeout(120, reactor)
+    return status, run.out.decode(), run.err.decode()
+
+
+class SayTests(TestCase):
+    timeout = 120
+
+    async def test_sonosctl_say_speaks_in_the_kitchen(self) -> None:
+        """``sonosctl kitchen say "dinner is ready"``: the daemon speaks the text with
+        espeak-ng, the simulated kitchen is given the daemon's URL, fetches the WAV from the
+        daemon and plays it, and afterwards plays what it played before."""
+        daemon, client = await start(self)
+        kitchen = daemon.speaker(0)
+        kitchen.transport.play()
+        await kitchen.transport.settled()
+        before = (kitchen.transport.uri, kitchen.transport.track_no, kitchen.transport.state)
+        fetcher = daemon.service.simulator.fetcher  # type: ignore[union-attr]
+        mark = len(client.messages())
+        url = f"http://{daemon.host}:{daemon.port}"
+        status, out, err = await sonosctl(url, "kitchen", "say", "dinner is ready")
+        self.assertEqual(status, 0, err)
+        self.assertIn("ended finished", out)
+        spoken = [uri for uri in fetcher.fetched if "/media/" in uri]
+        self.assertEqual(len(spoken), 1)
+        listener = daemon.service.listener
+        self.assertTrue(spoken[0].startswith(listener.callback_url(kitchen.address)))
+        await client_event(
+            client, mark, event_of(kitchen, "AVTransport", current_track_uri=spoken[0])
+        )
+        await until(lambda: kitchen.transport.state == before[2], "playback to resume")
+        self.assertEqual((kitchen.transport.uri, kitchen.transport.track_no), before[:2])
+        self.assertEqual(len(daemon.service.media), 0)
+        self.assertEqual(daemon.service.controller.snapshots, {})
+
+    async def test_text_volume_and_tts_url(self) -> None:
+        """say sets the volume for the clip and restores it; with announce.tts_url the
+        speaker fetches the template's URL with the text encoded."""
+        server = serve_audio(self, {"/tts": (wav_bytes(0.5), "audio/wav")})
+        template = server.url("/tts") + "?q={text}"
+        daemon, client = await start(self, announce={"tts_url": template})
+        kitchen = daemon.speaker(0)
+        kitchen.set_volume(12)
+        mark = len(client.messages())
+        status, body = await daemon.post("Kitchen", "say", {"text": "hello there", "volume": 40})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["result"]["uri"], server.url("/tts") + "?q=hello%20there")
+        self.assertEqual(server.requests, ["/tts"])
+        await client_event(client, mark, event_of(kitchen, "RenderingControl", volume=40))
+        self.assertEqual(kitchen.rendering.volume, 12)
+
+
+async def client_event(client: Any, mark: int, predicate: Any) -> None:
+    """Wait for a message matching ``predicate`` after ``mark`` on an SSE client."""
+    await arrives(client.messages, mark, predicate, "the message")
+
+
+class TargetTests(TestCase):
+    timeout = 120
+
+    async def test_room_in_a_group_plays_alone_and_rejoins(self) -> None:
+        """target room takes a grouped speaker out of its group for the clip and puts it back."""
+        daemon, _client = await start(self)
+        kitchen, living = daemon.speaker(0), daemon.speaker(2)
+        daemon.household.join(living, kitchen)
+        await until(lambda: living.group.coordinator == kitchen.uid, "the group")
+        server = serve_audio(self)
+        status, body = await daemon.post(
+            "Living Room", "announce", {"uri": server.url("/clip.wav"), "target": "room"}
+        )
+        self.assertEqual(status, 200, body)
+        result = body["result"]
+        self.assertEqual((result["coordinator"], result["members"]), (living.uid, [living.uid]))
+        await until(lambda: living.group.coordinator == kitchen.uid, "the group again")
+
+    async def test_all_groups_at_once_same_group_in_turn(self) -> None:
+        """target all plays on every group at the same time; two announcements to one group
+        play one after the other."""
+        daemon, _client = await start(self)
+        server = serve_audio(self, {"/one.wav": (wav_bytes(1.0), "audio/wav")})
+        uri = server.url("/one.wav")
+        started = reactor.seconds()
+        status, body = await daemon.post("Kitchen", "announce", {"uri": uri, "target": "all"})
+        took = reactor.seconds() - started
+        self.assertEqual(status, 200, body)
+        groups = body["result"]["groups"]
+        self.assertEqual(len(groups), 3)
+        self.assertTrue(all(group["ended"] == "finished" for group in groups))
+        self.assertEqual(len(server.requests), 3)
+        first = daemon.posting("Office", "announce", {"uri": uri})
+        second = daemon.posting("Office", "announce", {"uri": uri})
+        both = await DeferredList([first, second], consumeErrors=True)
+        results = [value[1]["result"] for ok, value in both if ok]
+        self.assertEqual(len(results), 2)
+        # Each clip lasts a second: in turn, the second waited for the first.
+        self.assertGreater(max(r["seconds"] for r in results), 1.0)
+        self.assertLess(took, 2 * max(r["seconds"] for r in results) + 5)
+
+
+class FailureTests(TestCase):
+    timeout = 120
+
+    async def test_unplayable_clip_is_502_and_restored(self) -> None:
+        """A URL the speaker cannot fetch ends the announcement at once with 502
+        playback_failed; the speaker plays its queue again."""
+        daemon, _client = await start(self)
+        kitchen = daemon.speaker(0)
+        before = kitchen.transport.uri
+        status, body = await daemon.post(
+            "Kitchen", "announce", {"uri": "http://127.0.0.1:9/nothing.mp3", "timeout": 20}
+        )
+        self.assertEqual(status, 502, body)
+        self.assertEqual(body["error"]["code"], "playback_failed")
+        self.assertIn("ERROR_NO_CONTENT", body["error"]["message"])
+        self.assertEqual(kitchen.transport.uri, before)
+
+    async def test_missing_tts_command_is_503(self) -> None:
+        """A text-to-speech command that is not installed is 503 tts_failed, naming it."""
+        daemon, _ = await start(self, announce={"tts_command": ["no-such-tts", "{text}"]})
+        status, body = await daemon.post("Kitchen", "say", {"text": "hello"})
+        self.assertEqual(status, 503, body)
+        self.assertEqual(body["error"]["code"], "tts_failed")
+        self.assertIn("no-such-tts", body["error"]["message"])
+
+    async def test_bad_arguments(self) -> None:
+        """Neither or both of uri and text, an unknown target, text too long: 400."""
+        daemon, _ = await start(self)
+        for args in (
+            {},
+            {"uri": "http://x/a.mp3", "text": "hi"},
+            {"text": "hi", "target": "garden"},
+            {"text": "x" * 1001},
+        ):
+            status, body = await daemon.post("Kitchen", "announce", args)
+            self.assertEqual(
+                (status, body["error"]["code"]), (400, "bad_argument"), json.dumps(args)
+            )

@@ -1,0 +1,76 @@
+"""Tests for control.queue: the queue listed, edited and played through the whole daemon."""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import TestCase
+
+from tests.control.daemon_commands import start
+from tests.control.test_controller_daemon import arrives
+
+
+def _queue_event(uid: str, update_id: int):  # type: ignore[no-untyped-def]
+    return lambda m: (
+        m.get("type") == "event"
+        and (m.get("speaker") or {}).get("uid") == uid
+        and m.get("service") == "Queue"
+        and (m.get("variables") or {}).get("update_id") == update_id
+    )
+
+
+class QueueTests(TestCase):
+    timeout = 120
+
+    async def test_remove_move_play_clear(self) -> None:
+        """queue removes a range, moves a track, plays from a position and clears; every
+        change is on the simulated queue and its Queue event arrives."""
+        daemon, client = await start(self)
+        kitchen = daemon.speaker(0)
+        transport = kitchen.transport
+        titles = [t.title for t in transport.queue]
+        mark = len(client.messages())
+        status, body = await daemon.post(
+            "Kitchen", "queue", {"action": "remove", "track": 2, "count": 2}
+        )
+        self.assertEqual((status, body["result"]["removed"]), (200, 2), body)
+        del titles[1:3]
+        self.assertEqual([t.title for t in transport.queue], titles)
+        await arrives(
+            client.messages, mark, _queue_event(kitchen.uid, transport.queue_update_id), "removal"
+        )
+        status, body = await daemon.post(
+            "Kitchen", "queue", {"action": "move", "track": 1, "to": 3}
+        )
+        self.assertEqual(status, 200, body)
+        titles.insert(2, titles.pop(0))
+        self.assertEqual([t.title for t in transport.queue], titles)
+        status, body = await daemon.post(
+            "Kitchen", "queue", {"action": "move", "track": 4, "to": 1, "count": 2}
+        )
+        titles = titles[3:5] + titles[0:3] + titles[5:]
+        self.assertEqual([t.title for t in transport.queue], titles)
+        status, body = await daemon.post(
+            "Kitchen", "queue", {"action": "list", "start": 1, "count": 2}
+        )
+        self.assertEqual([i["title"] for i in body["result"]["items"]], titles[1:3])
+        self.assertEqual([i["position"] for i in body["result"]["items"]], [2, 3])
+        status, body = await daemon.post("Kitchen", "queue", {"action": "play", "track": 3})
+        self.assertEqual(status, 200, body)
+        await transport.settled()
+        self.assertEqual((transport.track_no, transport.state), (3, "PLAYING"))
+        status, body = await daemon.post("Kitchen", "queue", {"action": "clear"})
+        self.assertEqual((body["result"]["total"], transport.queue), (0, []))
+
+    async def test_out_of_range(self) -> None:
+        """Ranges and positions past the queue are 400 bad_argument; nothing changes."""
+        daemon, _ = await start(self)
+        queue = list(daemon.speaker(0).transport.queue)
+        for args in (
+            {"action": "remove", "track": 8, "count": 2},
+            {"action": "move", "track": 1, "to": 9},
+            {"action": "move", "track": 7, "to": 1, "count": 3},
+            {"action": "play", "track": 99},
+            {"action": "shuffle"},
+        ):
+            status, body = await daemon.post("Kitchen", "queue", args)
+            self.assertEqual((status, body["error"]["code"]), (400, "bad_argument"), args)
+        self.assertEqual(daemon.speaker(0).transport.queue, queue)

@@ -1,0 +1,144 @@
+"""Tests for household.alarms: the alarm list parsed (the captured sample included) and the
+watcher that reads it once per new AlarmListVersion."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from twisted.internet.defer import Deferred, succeed
+from twisted.trial.unittest import SynchronousTestCase
+
+from sonosd.household.alarms import AlarmWatcher, parse_alarm_list, recurrence_days
+from sonosd.household.state import HouseholdState, SpeakerRef
+from tests.paths import SAMPLES
+
+KITCHEN = SpeakerRef("RINCON_B8E9375A170401400", "Kitchen", "127.0.0.2")
+
+
+def _sample_document() -> str:
+    text = (SAMPLES / "soap" / "outarg_fragment_alarm-service.ListAlarms.xml").read_text()
+    inner = text.split("<CurrentAlarmList>")[1].split("</CurrentAlarmList>")[0]
+    return (
+        inner.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&amp;", "&")
+    )
+
+
+def test_parse_the_captured_list() -> None:
+    """The captured ListAlarms answer parses: ids, times, rooms, Spotify programme titles."""
+    names = {KITCHEN.uid: "Kitchen"}
+    alarms = parse_alarm_list(_sample_document(), names.get)
+    assert [a["id"] for a in alarms] == [1712, 1715]
+    first, second = alarms
+    assert (first["time"], first["duration"], first["recurrence"]) == (
+        "08:15:00",
+        "00:08:00",
+        "WEEKDAYS",
+    )
+    assert first["days"] == ["mon", "tue", "wed", "thu", "fri"]
+    assert (first["enabled"], second["enabled"]) == (False, True)
+    assert first["room"] == {"uid": "RINCON_B8E9378A0DDC01400", "name": None}
+    assert second["room"] == {"uid": KITCHEN.uid, "name": "Kitchen"}
+    assert (first["program"]["title"], second["program"]["title"]) == (
+        "Easy On Sunday",
+        "Chill Hits",
+    )
+    assert (first["volume"], first["play_mode"], first["include_linked_zones"]) == (
+        8,
+        "SHUFFLE",
+        False,
+    )
+
+
+def test_parse_edges() -> None:
+    """The buzzer is a chime, an empty duration is null, ON_ days are named; junk is refused."""
+    document = (
+        '<Alarms><Alarm ID="3" StartTime="06:00:00" Duration="" Recurrence="ON_06" '
+        'Enabled="1" RoomUUID="R" ProgramURI="x-rincon-buzzer:0" ProgramMetaData="" '
+        'PlayMode="NORMAL" Volume="20" IncludeLinkedZones="1"/></Alarms>'
+    )
+    (alarm,) = parse_alarm_list(document)
+    assert (alarm["duration"], alarm["days"], alarm["program"]["title"]) == (
+        None,
+        ["sun", "sat"],
+        "Chime",
+    )
+    assert alarm["include_linked_zones"] is True
+    assert recurrence_days("ONCE") == [] and recurrence_days("DAILY")[0] == "sun"
+    for bad in ("<not xml", "<Other/>"):
+        with pytest.raises(ValueError, match="not an alarm list"):
+            parse_alarm_list(bad)
+
+
+class FakeRunner:
+    """Runs calls at once, or holds them until released."""
+
+    def __init__(self, answer: tuple[str, str], hold: bool = False) -> None:
+        self.answer = answer
+        self.hold = hold
+        self.calls: list[tuple[Callable[..., Any], str]] = []
+        self.held: list[Deferred[Any]] = []
+
+    def run(
+        self, fn: Callable[..., Any], *args: Any, key: object = None, timeout: float | None = None
+    ) -> Deferred[Any]:
+        self.calls.append((fn, str(key)))
+        if self.hold:
+            waiting: Deferred[Any] = Deferred()
+            self.held.append(waiting)
+            return waiting
+        return succeed(self.answer)
+
+
+class Publisher:
+    def __init__(self, state: HouseholdState) -> None:
+        self.state = state
+        self.published: list[tuple[str, list[dict[str, Any]]]] = []
+
+    def alarms_changed(
+        self, version: str, alarms: list[dict[str, Any]], household: str | None = None
+    ) -> None:
+        self.state.set_alarms(version, alarms, household)
+        self.published.append((version, alarms))
+
+
+class WatcherTests(SynchronousTestCase):
+    def watcher(self, runner: FakeRunner) -> tuple[AlarmWatcher, Publisher]:
+        state = HouseholdState()
+        state.ensure(KITCHEN)
+        publisher = Publisher(state)
+        return AlarmWatcher(runner, state, publisher, lambda host, *port: host), publisher
+
+    def test_each_version_is_read_once(self) -> None:
+        """Every speaker events the same version: the list is read once and published."""
+        runner = FakeRunner((_sample_document(), "RINCON_X:9"))
+        watcher, publisher = self.watcher(runner)
+        for _ in range(3):
+            watcher.on_variables(KITCHEN, "AlarmClock", {"alarm_list_version": "RINCON_X:9"})
+        watcher.on_variables(KITCHEN, "RenderingControl", {"alarm_list_version": "RINCON_X:10"})
+        assert len(runner.calls) == 1 and runner.calls[0][1] == KITCHEN.uid
+        assert [version for version, _ in publisher.published] == ["RINCON_X:9"]
+        assert publisher.published[0][1][1]["room"]["name"] == "Kitchen"
+
+    def test_a_newer_version_during_a_read_is_read_after(self) -> None:
+        """A version evented while a read is under way is read when that read ends."""
+        runner = FakeRunner((_sample_document(), "RINCON_X:2"), hold=True)
+        watcher, publisher = self.watcher(runner)
+        watcher.on_version(KITCHEN, "RINCON_X:1")
+        watcher.on_version(KITCHEN, "RINCON_X:2")
+        assert len(runner.calls) == 1
+        runner.held[0].callback((_sample_document(), "RINCON_X:1"))
+        assert len(runner.calls) == 2
+        runner.held[1].callback((_sample_document(), "RINCON_X:2"))
+        assert [version for version, _ in publisher.published] == ["RINCON_X:1", "RINCON_X:2"]
+
+    def test_a_failed_read_is_logged_and_retried_on_the_next_event(self) -> None:
+        """A read that fails publishes nothing; the next event of that version reads again."""
+        runner = FakeRunner(("<broken", "RINCON_X:5"))
+        watcher, publisher = self.watcher(runner)
+        watcher.on_version(KITCHEN, "RINCON_X:5")
+        assert publisher.published == [] and len(self.flushLoggedErrors()) == 0
+        runner.answer = (_sample_document(), "RINCON_X:5")
+        watcher.on_version(KITCHEN, "RINCON_X:5")
+        assert len(publisher.published) == 1

@@ -1,0 +1,500 @@
+"""End to end: the whole daemon (``SonosdService``) following real households from one
+configured speaker each, through the simulator on loopback.
+
+One speaker brings its household (state, topology, speakers, commands), two households stay
+apart everywhere, health tells the truth during outages and reboots, and the playing group's
+position is read from its coordinator.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import attrs
+import treq
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import TestCase
+from twisted.web.http_headers import Headers
+
+from sonosd.config import SimulateConfig, parse_config
+from sonosd.service import SonosdService
+from sonosd.sim.household import Speaker
+from sonosd.sim.service import HouseholdService
+from tests.conftest import free_loopback_base
+from tests.daemon_helpers import Recorder, daemon_yaml, http_agent, reactor, start_recorded, until
+
+SERVICES = ("AVTransport", "RenderingControl", "ZoneGroupTopology", "DeviceProperties")
+
+
+@attrs.define
+class Daemon:
+    """A running daemon, the households it follows, and an HTTP client for its API."""
+
+    service: SonosdService
+    sims: list[HouseholdService]
+    recorder: Recorder
+    http: treq.client.HTTPClient
+    base: str
+
+    @property
+    def speakers(self) -> list[Speaker]:
+        return [speaker for sim in self.sims for speaker in sim.neighbourhood.speakers]
+
+    async def get(self, path: str) -> Any:
+        response = await self.http.get(self.base + path)
+        return await response.json()
+
+    async def post(
+        self, speaker: str, command: str, args: Mapping[str, Any] | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        response = await self.http.post(
+            f"{self.base}/api/v1/speakers/{quote(speaker)}/{command}",
+            data=json.dumps(args or {}).encode(),
+            headers=Headers({b"Content-Type": [b"application/json"]}),
+        )
+        body: dict[str, Any] = await response.json()
+        return response.code, body
+
+    def initial(self, speaker: Speaker) -> bool:
+        return all(self.recorder.initial_events(speaker.uid, service) for service in SERVICES)
+
+    def status(self, speaker: Speaker) -> str:
+        return self.service.state.availability(speaker.uid).status
+
+
+async def start(
+    case: TestCase,
+    households: tuple[int, ...] = (3,),
+    configured: int = 1,
+    subscription: Mapping[str, Any] | None = None,
+    simulate: Mapping[str, Any] | None = None,
+    devices: Sequence[int] | None = None,
+    followed: Sequence[int] | None = None,
+    before: Callable[[list[HouseholdService]], Awaitable[object]] | None = None,
+) -> Daemon:
+    """Simulated households of the given sizes (each a ``HouseholdService`` with the
+    ``simulate`` settings), and a daemon configured with the first ``configured`` speakers
+    of each (or the speakers at the indices ``devices`` of the first simulator); waits until
+    every speaker (or those at the indices ``followed``) is followed. ``before`` is awaited
+    with the simulators before the daemon starts."""
+    sims = []
+    for size in households:
+        settings = {"speakers": size, "base_address": free_loopback_base(count=size)}
+        settings.update(simulate or {})
+        sim = HouseholdService(reactor, SimulateConfig(**settings))
+        sim.startService()
+        case.addCleanup(sim.stopService)
+        sims.append(sim)
+    if before is not None:
+        await before(sims)
+    if devices is None:
+        hosts = tuple(address for sim in sims for address in sim.addresses[:configured])
+    else:
+        hosts = tuple(sims[0].addresses[index] for index in devices)
+    document = json.loads(daemon_yaml(sims[0].config.base_address, simulate=False, devices=hosts))
+    document["services"] = list(SERVICES)
+    document["subscription"].update(subscription or {})
+    config = parse_config(json.dumps(document), "household-test.yaml")
+    service = SonosdService(config, reactor)
+    recorder = start_recorded(case, service)
+    port = await service.api.listening
+    address: Any = port.getHost()
+    daemon = Daemon(
+        service,
+        sims,
+        recorder,
+        treq.client.HTTPClient(http_agent(case)),
+        f"http://{address.host}:{address.port}",
+    )
+    wanted = daemon.speakers if followed is None else [daemon.speakers[index] for index in followed]
+    await until(lambda: all(daemon.initial(s) for s in wanted), "every speaker followed", 60)
+    return daemon
+
+
+class OneSpeakerTests(TestCase):
+    timeout = 90
+
+    async def test_one_speaker_brings_the_household(self) -> None:
+        """With one speaker configured, the API lists every speaker of its household with
+        its household id, each is controllable by room name, and the topology is right."""
+        daemon = await start(self)
+        household_id = daemon.sims[0].household.household_id
+        listed = (await daemon.get("/api/v1/speakers"))["speakers"]
+        self.assertEqual({s["uid"] for s in listed}, {s.uid for s in daemon.speakers})
+        self.assertEqual({s["household"] for s in listed}, {household_id})
+        self.assertEqual({s["availability"]["status"] for s in listed}, {"online"})
+        third = daemon.speakers[2]
+        status, body = await daemon.post(third.name, "volume", {"volume": 37})
+        self.assertEqual((status, body), (200, {"result": {"volume": 37}}))
+        self.assertEqual(third.rendering.volume, 37)
+        groups = (await daemon.get("/api/v1/groups"))["groups"]
+        self.assertEqual(len(groups), 3)
+        self.assertEqual({g["household"] for g in groups}, {household_id})
+        first = daemon.speakers[0]
+        changes = daemon.recorder.of("topology.changed")
+        await daemon.post(first.name, "join", {"coordinator": third.name})
+        await until(lambda: first.coordinator is third, "the join")
+        await until(lambda: len(daemon.recorder.of("topology.changed")) > len(changes), "change")
+        await deferLater(reactor, 0.5)
+        # One topology.changed for the join, however many speakers sent the new document.
+        self.assertEqual(len(daemon.recorder.of("topology.changed")), len(changes) + 1)
+        health = await daemon.get("/api/v1/health")
+        self.assertEqual((health["status"], health["reasons"]), ("ok", []))
+
+    async def test_members_leave_and_join(self) -> None:
+        """A member removed from the household is no longer followed (speaker.removed, its
+        subscriptions ended, gone from the API); set up in the household again, it is
+        followed again; the configured speaker stays followed throughout."""
+        daemon = await start(self)
+        first, second, third = daemon.speakers
+        third.leave_household()
+        await until(lambda: daemon.recorder.of("speaker.removed", third.uid), "removed")
+        removed = daemon.recorder.of("speaker.removed", third.uid)[0]
+        self.assertIn("left household", removed.body["reason"])
+        listed = (await daemon.get("/api/v1/speakers"))["speakers"]
+        self.assertEqual({s["uid"] for s in listed}, {first.uid, second.uid})
+        status, body = await daemon.post(third.uid, "volume", {"volume": 5})
+        self.assertEqual((status, body["error"]["code"]), (404, "unknown_speaker"))
+        self.assertIsNone(daemon.service.household.speaker(third.uid))
+        await deferLater(reactor, 0.5)
+        self.assertEqual(list(third.manager.subscriptions()), [])  # type: ignore[union-attr]
+        third.rejoin_household()
+        await until(
+            lambda: len(daemon.recorder.initial_events(third.uid, "AVTransport")) == 2,
+            "followed again",
+        )
+        status, _ = await daemon.post(third.uid, "volume", {"volume": 6})
+        self.assertEqual(status, 200)
+        self.assertIsNotNone(daemon.service.household.speaker(first.uid))
+
+    async def test_health_and_commands_agree_through_a_reboot(self) -> None:
+        """A command to a rebooting speaker is refused, and from then on status, health and
+        commands agree it is offline; once it is back, it is online, every service restored
+        once, and health is ok."""
+        daemon = await start(self, subscription={"availability_interval": 0.5})
+        speaker = daemon.speakers[1]
+        await speaker.reboot(downtime=2.0)
+        status, body = await daemon.post(speaker.name, "volume", {"volume": 5})
+        self.assertEqual((status, body["error"]["code"]), (503, "offline"), body)
+        await until(lambda: daemon.status(speaker) == "offline", "offline")
+        health = await daemon.get("/api/v1/health")
+        self.assertEqual(health["status"], "degraded")
+        self.assertIn(f"{speaker.name} ({speaker.address}) is offline", health["reasons"][0])
+        status, body = await daemon.post(speaker.name, "volume", {"volume": 6})
+        self.assertEqual((status, body["error"]["code"]), (503, "offline"), body)
+        await speaker.when_up()
+        await until(lambda: daemon.status(speaker) == "online", "online again")
+        await until(
+            lambda: len(daemon.recorder.of("subscription.restored", speaker.uid)) == len(SERVICES),
+            "every service restored",
+        )
+        await deferLater(reactor, 1.0)
+        self.assertEqual(
+            len(daemon.recorder.of("subscription.restored", speaker.uid)), len(SERVICES)
+        )
+        health = await daemon.get("/api/v1/health")
+        self.assertEqual(health["status"], "ok")
+        status, _ = await daemon.post(speaker.name, "volume", {"volume": 7})
+        self.assertEqual(status, 200)
+
+
+class TwoHouseholdTests(TestCase):
+    timeout = 90
+
+    async def test_two_households_kept_apart(self) -> None:
+        """Two households, one speaker configured in each: both are followed; groups,
+        snapshot and topology.changed name each household; a join across households is
+        refused and party mode stays within one household."""
+        daemon = await start(self, households=(2, 2))
+        one, two = (sim.household for sim in daemon.sims)
+        self.assertNotEqual(one.household_id, two.household_id)
+        groups = (await daemon.get("/api/v1/groups"))["groups"]
+        by_household: dict[str, set[str]] = {}
+        for group in groups:
+            by_household.setdefault(group["household"], set()).add(group["coordinator"])
+        self.assertEqual(
+            by_household,
+            {
+                one.household_id: {s.uid for s in one.speakers},
+                two.household_id: {s.uid for s in two.speakers},
+            },
+        )
+        changes = [m.body for m in daemon.recorder.of("topology.changed")]
+        self.assertEqual(
+            sorted(c["household"] for c in changes), sorted([one.household_id, two.household_id])
+        )
+        for change in changes:
+            wanted = one if change["household"] == one.household_id else two
+            self.assertEqual(
+                {m["uid"] for g in change["groups"] for m in g["members"]},
+                {s.uid for s in wanted.speakers},
+            )
+        snapshot = await daemon.get("/api/v1/snapshot")
+        self.assertEqual(
+            {s["household"] for s in snapshot["speakers"]}, {one.household_id, two.household_id}
+        )
+        status, body = await daemon.post(
+            one.speakers[0].uid, "join", {"coordinator": two.speakers[0].uid}
+        )
+        self.assertEqual((status, body["error"]["code"]), (400, "bad_argument"), body)
+        self.assertIn("different households", body["error"]["message"])
+        status, body = await daemon.post(one.speakers[0].uid, "party")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["result"]["joined"], [one.speakers[1].uid])
+        await until(lambda: one.speakers[1].coordinator is one.speakers[0], "the party")
+        self.assertTrue(all(s.coordinator is s for s in two.speakers))
+
+
+class PositionTests(TestCase):
+    timeout = 90
+
+    def positions(self, daemon: Daemon, speaker: Speaker) -> list[dict[str, Any]]:
+        return [
+            m.body["variables"]
+            for m in daemon.recorder.of("event", speaker.uid, "AVTransport")
+            if m.body["source"] == "position"
+        ]
+
+    async def test_position_of_the_playing_group(self) -> None:
+        """A playing group's coordinator has its position read, with the time it was read,
+        on play, at position_interval while playing, and after a seek; its group members'
+        are never read."""
+        daemon = await start(self, households=(2,), subscription={"position_interval": 0.5})
+        coordinator, member = daemon.speakers
+        await daemon.post(member.name, "join", {"coordinator": coordinator.name})
+        topology = daemon.service.state
+
+        def grouped() -> bool:
+            known = topology.topology
+            return known is not None and known.coordinator_of(member.uid) == coordinator.uid
+
+        await until(grouped, "the group in the daemon's topology")
+        await deferLater(reactor, 0.5)
+        member_reads = len(self.positions(daemon, member))
+        status, _ = await daemon.post(coordinator.name, "play")
+        self.assertEqual(status, 200)
+        await until(lambda: len(self.positions(daemon, coordinator)) >= 3, "position reads")
+        read = self.positions(daemon, coordinator)[-1]
+        self.assertRegex(read["position_time"], r"^\d{4}-\d\d-\d\dT.*Z$")
+        self.assertEqual(len(self.positions(daemon, member)), member_reads)
+
+        def position() -> str:
+            state = daemon.service.state.variables(coordinator.uid, "AVTransport")
+            return str(state.get("position"))
+
+        self.assertRegex(position(), r"^\d+:\d\d:\d\d$")
+        status, _ = await daemon.post(coordinator.name, "seek", {"position": "0:02:00"})
+        self.assertEqual(status, 200)
+        await until(lambda: position().startswith("0:02:0"), "the position after the seek")
+        status, _ = await daemon.post(coordinator.name, "pause")
+        await until(lambda: coordinator.transport.state == "PAUSED_PLAYBACK", "paused")
+        await deferLater(reactor, 0.5)
+        paused = len(self.positions(daemon, coordinator))
+        await deferLater(reactor, 1.5)
+        self.assertEqual(len(self.positions(daemon, coordinator)), paused)
+
+
+class ModeTests(TestCase):
+    """The simulator's household and firmware modes, each followed from one speaker."""
+
+    timeout = 180
+
+    async def test_large_household(self) -> None:
+        """A 40-speaker household that answers GetZoneGroupState with UPnP 501 is followed
+        from one configured speaker: every speaker identified, subscribed and online, the
+        topology right (40 groups), health ok."""
+        from soco import SoCo
+        from soco.exceptions import SoCoUPnPException
+        from twisted.internet.threads import deferToThread
+
+        daemon = await start(self, households=(40,), simulate={"large_household": True})
+        sim = daemon.sims[0]
+        first = daemon.speakers[0]
+
+        def refused() -> str:
+            try:
+                SoCo(first.address).zoneGroupTopology.GetZoneGroupState()
+            except SoCoUPnPException as error:
+                return str(error.error_code)
+            return "answered"
+
+        self.assertEqual(await deferToThread(refused), "501")
+        listed = (await daemon.get("/api/v1/speakers"))["speakers"]
+        self.assertEqual(len(listed), 40)
+        self.assertEqual({s["availability"]["status"] for s in listed}, {"online"})
+        self.assertEqual({s["household"] for s in listed}, {sim.household.household_id})
+        groups = (await daemon.get("/api/v1/groups"))["groups"]
+        self.assertEqual(len(groups), 40)
+        health = await daemon.get("/api/v1/health")
+        self.assertEqual((health["status"], health["reasons"]), ("ok", []))
+        last = daemon.speakers[-1]
+        status, _ = await daemon.post(last.uid, "volume", {"volume": 9})
+        self.assertEqual((status, last.rendering.volume), (200, 9))
+
+    async def test_portable_asleep_then_awake(self) -> None:
+        """A portable that sleeps is asleep as soon as the household lists it so (no ping, no
+        error: health stays ok, one log line), commands say it is asleep; switched to
+        Bluetooth likewise; woken, it is online again and subscribed afresh."""
+        from twisted.logger import capturedLogs
+
+        daemon = await start(
+            self,
+            households=(3,),
+            simulate={"models": ("S18", "S27", "S18")},
+            subscription={"asleep_interval": 600.0, "silence_timeout": 600.0},
+        )
+        roam = daemon.speakers[1]
+        with capturedLogs() as events:
+            await roam.sleep()
+            await until(lambda: daemon.status(roam) == "asleep", "asleep")
+            self.assertEqual(daemon.service.state.availability(roam.uid).reason, "sleeping")
+            health = await daemon.get("/api/v1/health")
+            self.assertEqual((health["status"], health["speakers"]["asleep"]), ("ok", 1))
+            ready = await daemon.get("/api/v1/ready")
+            self.assertEqual(ready["status"], "ready", ready)
+            status, body = await daemon.post(roam.uid, "volume", {"volume": 5})
+            self.assertEqual((status, body["error"]["code"]), (503, "asleep"), body)
+            await deferLater(reactor, 1.0)
+        lines = [
+            e for e in events if e.get("log_level") and e["log_level"].name in ("warn", "error")
+        ]
+        self.assertEqual(lines, [])
+        changes = [e for e in events if "speaker {speaker} is {status}" in e.get("log_format", "")]
+        self.assertEqual([e["status"] for e in changes], ["asleep"])
+        await roam.wake()
+        await until(lambda: daemon.status(roam) == "online", "awake")
+        await until(
+            lambda: len(daemon.recorder.initial_events(roam.uid, "RenderingControl")) == 2,
+            "subscribed afresh",
+        )
+        await roam.switch_to_bluetooth()
+        await until(lambda: daemon.status(roam) == "asleep", "asleep on Bluetooth")
+        self.assertEqual(daemon.service.state.availability(roam.uid).reason, "switch to bluetooth")
+
+    async def test_portable_asleep_before_the_daemon_starts(self) -> None:
+        """A portable already asleep when the daemon learns of its household is in the state
+        as asleep at once (followed, not an error), and followed fully when it wakes."""
+
+        async def asleep(sims: list[HouseholdService]) -> None:
+            await sims[0].household.speakers[1].sleep()
+
+        daemon = await start(
+            self,
+            households=(2,),
+            simulate={"models": ("S18", "S27")},
+            followed=(0,),
+            before=asleep,
+        )
+        roam = daemon.speakers[1]
+        await until(lambda: daemon.status(roam) == "asleep", "asleep")
+        listed = {s["uid"]: s for s in (await daemon.get("/api/v1/speakers"))["speakers"]}
+        self.assertEqual(listed[roam.uid]["availability"]["reason"], "sleeping")
+        self.assertEqual((await daemon.get("/api/v1/health"))["status"], "ok")
+        await roam.wake()
+        await until(lambda: daemon.initial(roam), "followed once awake")
+        self.assertEqual(daemon.status(roam), "online")
+
+    async def test_upnp_switched_off_then_on(self) -> None:
+        """With UPnP switched off in the household, every speaker is upnp_disabled with a
+        reason that says where to switch it on, health is degraded with it and commands say
+        it; switched on again, every speaker is online and subscribed again."""
+        daemon = await start(
+            self,
+            households=(2,),
+            subscription={"silence_timeout": 1.0, "asleep_interval": 1.0},
+        )
+        household = daemon.sims[0].household
+        household.set_modes(upnp=False)
+        for speaker in daemon.speakers:
+            await until(lambda s=speaker: daemon.status(s) == "upnp_disabled", "UPnP off")
+        reason = daemon.service.state.availability(daemon.speakers[0].uid).reason or ""
+        self.assertIn("Privacy & Security", reason)
+        health = await daemon.get("/api/v1/health")
+        self.assertEqual(health["status"], "degraded")
+        self.assertIn("UPnP switched off", health["reasons"][0])
+        status, body = await daemon.post(daemon.speakers[0].uid, "volume", {"volume": 5})
+        self.assertEqual((status, body["error"]["code"]), (503, "upnp_disabled"), body)
+        household.set_modes(upnp=True)
+        for speaker in daemon.speakers:
+            await until(lambda s=speaker: daemon.status(s) == "online", "UPnP on")
+            await until(
+                lambda s=speaker: len(daemon.recorder.initial_events(s.uid, "AVTransport")) >= 2,
+                "subscribed again",
+            )
+
+    async def test_configured_speaker_with_upnp_off(self) -> None:
+        """A configured speaker of a household with UPnP off cannot be identified: its
+        status and health say UPnP is off and where to switch it on."""
+        daemon = await start(
+            self,
+            households=(2,),
+            simulate={"upnp": False},
+            subscription={"asleep_interval": 1.0},
+            followed=(),
+        )
+        await until(
+            lambda: (
+                daemon.service.household.status()["speakers"][0]["availability"] == "upnp_disabled"
+            ),
+            "UPnP off said",
+        )
+        health = await daemon.get("/api/v1/health")
+        self.assertEqual(health["status"], "degraded")
+        self.assertIn("Connection Security", health["reasons"][0])
+        daemon.sims[0].household.set_modes(upnp=True)
+        await until(lambda: all(daemon.initial(s) for s in daemon.speakers), "followed")
+
+    async def test_home_theatre_satellites_not_subscribed(self) -> None:
+        """A home theatre's sub and surrounds are in the topology as the soundbar's invisible
+        satellites, followed through the soundbar: no supervisor and no subscription."""
+        daemon = await start(
+            self, households=(5,), simulate={"home_theatre": True}, followed=(0, 1)
+        )
+        bar, *satellites = daemon.speakers[1:]
+        await deferLater(reactor, 1.0)
+        followed = {s.uid for s in daemon.service.household.speakers()}
+        self.assertEqual(followed, {daemon.speakers[0].uid, bar.uid})
+        for satellite in satellites:
+            self.assertEqual(list(satellite.manager.subscriptions()), [])  # type: ignore[union-attr]
+        topology = daemon.service.state.topology
+        assert topology is not None
+        member = topology.member(bar.uid)
+        assert member is not None
+        self.assertEqual({s.uid for s in member.satellites}, {s.uid for s in satellites})
+
+    async def test_two_households_on_one_range(self) -> None:
+        """Two households on one loopback range, one speaker of each configured: both are
+        followed, each speaker with its own household."""
+        daemon = await start(self, households=(4,), simulate={"households": 2}, devices=(0, 2))
+        sim = daemon.sims[0]
+        one, two = sim.households
+        listed = (await daemon.get("/api/v1/speakers"))["speakers"]
+        self.assertEqual(
+            {s["uid"]: s["household"] for s in listed},
+            {
+                **{s.uid: one.household_id for s in one.speakers},
+                **{s.uid: two.household_id for s in two.speakers},
+            },
+        )
+        self.assertEqual(
+            set(daemon.service.state.topologies()), {one.household_id, two.household_id}
+        )
+
+    async def test_https_only_speaker_is_not_upnp_disabled(self) -> None:
+        """A speaker that refuses SOAP over HTTP but serves its description and events (the
+        HTTPS-only variant) is followed and online, in its household, not upnp_disabled."""
+        daemon = await start(
+            self,
+            households=(2,),
+            simulate={"https_only": (1,)},
+            subscription={"silence_timeout": 1.0},
+        )
+        strict = daemon.speakers[1]
+        await deferLater(reactor, 2.5)
+        self.assertEqual(daemon.status(strict), "online")
+        household_id = daemon.sims[0].household.household_id
+        self.assertEqual(daemon.service.state.by_uid(strict.uid).household, household_id)  # type: ignore[union-attr]
+        self.assertEqual(set(daemon.service.state.topologies()), {household_id})

@@ -1,0 +1,120 @@
+"""Unit tests of household.position's timing (a Clock, a recording runner); the reads against
+the simulator are tested end to end in ``test_household_daemon.py``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from sonosd.household.position import SOURCE, PositionTracker, read_position
+from sonosd.household.state import SpeakerRef
+from tests.supervisor_fakes import FakeRunner
+
+REF = SpeakerRef("RINCON_C", "Kitchen", "127.0.0.2")
+
+
+class Transport:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def GetPositionInfo(self, args: Any) -> dict[str, str]:
+        self.calls += 1
+        return {"RelTime": f"0:00:{self.calls:02d}", "TrackDuration": "0:03:00"}
+
+
+class Device:
+    def __init__(self) -> None:
+        self.avTransport = Transport()
+
+
+class Processor:
+    def __init__(self) -> None:
+        self.states: list[tuple[str, Mapping[str, Any], str]] = []
+
+    def on_state(
+        self, speaker: SpeakerRef, service: str, variables: Mapping[str, Any], source: str = ""
+    ) -> None:
+        self.states.append((speaker.uid, dict(variables), source))
+
+
+class TrackerTests(SynchronousTestCase):
+    def make(self, interval: float = 30.0, coordinator: bool = True) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+        self.runner = FakeRunner()
+        self.processor = Processor()
+        self.device = Device()
+        self.tracker = PositionTracker(
+            self.clock, self.runner, self.processor, interval, 5.0, lambda uid: coordinator
+        )
+
+    def test_read_on_transport_change_then_every_interval_while_playing(self) -> None:
+        """A change of transport state reads the position at once (with the time it was read),
+        then every interval while playing, and no more after a pause."""
+        self.make()
+        self.tracker.transport_event(REF, self.device, {"transport_state": "PLAYING"})
+        self.assertEqual(
+            self.processor.states,
+            [
+                (
+                    "RINCON_C",
+                    {"position": "0:00:01", "position_time": "2023-11-14T22:13:20.000Z"},
+                    SOURCE,
+                )
+            ],
+        )
+        self.assertEqual(self.runner.calls[0][2:], ("RINCON_C", 5.0))
+        self.clock.advance(29.9)
+        self.assertEqual(len(self.processor.states), 1)
+        self.clock.advance(0.1)
+        self.assertEqual(len(self.processor.states), 2)
+        self.tracker.transport_event(REF, self.device, {"transport_state": "PAUSED_PLAYBACK"})
+        self.assertEqual(len(self.processor.states), 3)
+        self.clock.advance(120)
+        self.assertEqual(len(self.processor.states), 3)
+
+    def test_other_variables_and_members_not_read(self) -> None:
+        """Variables that do not move the position, and group members, cause no read."""
+        self.make()
+        self.tracker.transport_event(REF, self.device, {"current_crossfade_mode": "1"})
+        self.assertEqual(self.processor.states, [])
+        self.make(coordinator=False)
+        self.tracker.transport_event(REF, self.device, {"transport_state": "PLAYING"})
+        self.assertEqual(self.processor.states, [])
+
+    def test_reads_coalesced(self) -> None:
+        """A refresh while a read is under way makes one more read after it, not two."""
+        self.make(interval=0)
+        self.runner.hold = True
+        self.tracker.refresh(REF, self.device)
+        self.tracker.refresh(REF, self.device)
+        self.tracker.refresh(REF, self.device)
+        self.assertEqual(len(self.runner.calls), 1)
+        self.runner.pending[0].callback({"position": "0:00:05"})
+        self.assertEqual(len(self.runner.calls), 2)
+        self.runner.pending[1].callback({"position": "0:00:06"})
+        self.assertEqual([s[1]["position"] for s in self.processor.states], ["0:00:05", "0:00:06"])
+        self.clock.advance(600)
+        self.assertEqual(len(self.runner.calls), 2)
+
+    def test_failed_read_and_forget(self) -> None:
+        """A failed read publishes nothing and the next one still comes; forget stops it."""
+        self.make(interval=10.0)
+        self.runner.hold = True
+        self.tracker.transport_event(REF, self.device, {"transport_state": "PLAYING"})
+        self.runner.pending[0].errback(OSError("refused"))
+        self.assertEqual(self.processor.states, [])
+        self.clock.advance(10)
+        self.assertEqual(len(self.runner.calls), 2)
+        self.tracker.forget("RINCON_C")
+        self.assertTrue(self.runner.pending[1].called)
+        self.clock.advance(100)
+        self.assertEqual(len(self.runner.calls), 2)
+        self.tracker.stop()
+
+    def test_read_position(self) -> None:
+        """read_position asks GetPositionInfo and keeps RelTime."""
+        self.assertEqual(read_position(Device()), {"position": "0:00:01"})

@@ -1,0 +1,160 @@
+"""Tests for sonosd.household.probe: identifying and pinging speakers without SoCo or a thread.
+
+The parsers are checked against real captured device descriptions; ``describe`` and ``ping``
+against the simulator on loopback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from twisted.internet import reactor as global_reactor
+from twisted.internet.error import ConnectionRefusedError
+from twisted.trial.unittest import TestCase
+
+from sonosd.config import SimulateConfig
+from sonosd.gena.subscription import build_http_client
+from sonosd.household.probe import (
+    ProbeError,
+    UpnpDisabled,
+    describe,
+    parse_description,
+    parse_soap,
+    ping,
+    soap_envelope,
+)
+from sonosd.sim.service import HouseholdService
+from tests.conftest import free_loopback_base
+from tests.paths import SAMPLES
+
+reactor: Any = global_reactor
+
+
+@pytest.mark.parametrize(
+    ("sample", "uid", "room"),
+    [
+        ("S18_sonos_one_66.4_swift-watchkit.xml", "RINCON_48A6B888B19601400", "Sonos One"),
+        ("S9_playbar_57.4_node-sonos-ts.xml", None, None),
+        ("S3_play3_19.3_commandfusion.xml", None, None),
+    ],
+)
+def test_parse_real_descriptions(sample: str, uid: str | None, room: str | None) -> None:
+    """Real device descriptions give a RINCON uid and a room name."""
+    description = parse_description((SAMPLES / "device_description" / sample).read_bytes())
+    assert description.uid.startswith("RINCON_")
+    assert description.name
+    if uid is not None:
+        assert (description.uid, description.name) == (uid, room)
+        assert (description.model, description.model_number) == ("Sonos One", "S18")
+
+
+def test_parse_description_refuses_what_is_not_sonos() -> None:
+    """Another device, garbage, and documents declaring a DTD are refused with a reason."""
+    other = (
+        b'<root xmlns="urn:schemas-upnp-org:device-1-0"><device><UDN>uuid:other</UDN>'
+        b"</device></root>"
+    )
+    for document, words in (
+        (other, "not a Sonos speaker"),
+        (b"nonsense", "not XML"),
+        (b'<root xmlns="urn:schemas-upnp-org:device-1-0"/>', "no device"),
+        (b'<!DOCTYPE r [<!ENTITY a "b">]><root/>', "DTD"),
+    ):
+        with pytest.raises(ProbeError, match=words):
+            parse_description(document)
+
+
+def test_soap_round_trip() -> None:
+    """A request names its action and escapes its arguments; an answer gives its
+    out-arguments, a fault its UPnP error."""
+    request = soap_envelope("urn:x:service:Y:1", "Do", (("Name", "a<b"), ("N", 1)))
+    assert b'<u:Do xmlns:u="urn:x:service:Y:1"><Name>a&lt;b</Name><N>1</N></u:Do>' in request
+    answer = (
+        b'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>'
+        b'<u:DoResponse xmlns:u="urn:x"><Out>7</Out></u:DoResponse></s:Body></s:Envelope>'
+    )
+    assert parse_soap(answer, "Do") == {"Out": "7"}
+    fault = (
+        b'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><s:Fault>'
+        b'<detail><UPnPError xmlns="urn:schemas-upnp-org:control-1-0"><errorCode>501'
+        b"</errorCode></UPnPError></detail></s:Fault></s:Body></s:Envelope>"
+    )
+    with pytest.raises(ProbeError, match="UPnP error 501"):
+        parse_soap(fault, "Do")
+    with pytest.raises(ProbeError, match="no DoResponse"):
+        parse_soap(b"<a/>", "Do")
+
+
+class SimulatedSpeakerTests(TestCase):
+    """describe() and ping() against simulated speakers."""
+
+    timeout = 30
+
+    def setUp(self) -> None:
+        self.sim = HouseholdService(
+            reactor, SimulateConfig(speakers=2, base_address=free_loopback_base())
+        )
+        self.sim.startService()
+        self.addCleanup(self.sim.stopService)
+        self.http = build_http_client(reactor)
+
+    async def test_describe_reads_identity_without_zone_group_state(self) -> None:
+        """describe() gives the uid, room and household id, and the speaker never sees a
+        GetZoneGroupState request (large households answer it with UPnP 501)."""
+        speaker = self.sim.household.speakers[1]
+        seen: list[str] = []
+        real = self.sim.household.zone_group_state
+
+        def watched() -> str:
+            seen.append("GetZoneGroupState")
+            return real()
+
+        self.sim.household.zone_group_state = watched  # type: ignore[method-assign]
+        description = await describe(self.http, reactor, speaker.address)
+        self.assertEqual(
+            (description.uid, description.name, description.household_id),
+            (speaker.uid, speaker.name, self.sim.household.household_id),
+        )
+        self.assertEqual(seen, [])
+
+    async def test_ping_answers_and_fails(self) -> None:
+        """ping() returns once the speaker answers; a refusing one fails with the network
+        error, a hung one with a timeout."""
+        speaker = self.sim.household.speakers[0]
+        self.assertEqual(await ping(self.http, reactor, speaker.address), 200)
+        await speaker.go_offline("refuse")
+        with self.assertRaises(ConnectionRefusedError):
+            await ping(self.http, reactor, speaker.address, timeout=2.0)
+        await speaker.go_offline("hang")
+        started = reactor.seconds()
+        with self.assertRaises(Exception) as caught:
+            await ping(self.http, reactor, speaker.address, timeout=0.5)
+        self.assertLess(reactor.seconds() - started, 5.0)
+        self.assertNotIsInstance(caught.exception, ProbeError)
+        await speaker.come_online()
+        self.assertEqual(await ping(self.http, reactor, speaker.address), 200)
+
+    async def test_not_a_speaker(self) -> None:
+        """A host that answers HTTP but is no Sonos speaker is a ProbeError; 403 is
+        UpnpDisabled (a subclass that names the app setting)."""
+        from twisted.web.pages import errorPage
+        from twisted.web.resource import Resource
+        from twisted.web.server import Site
+
+        class Root(Resource):
+            def getChild(self, path: bytes, request: Any) -> Any:
+                return self.children.get(path) or errorPage(404, "Not Found", "no")
+
+        root = Root()
+        root.putChild(b"xml", errorPage(403, "Forbidden", "no"))
+        port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        number = port.getHost().port
+        with self.assertRaises(UpnpDisabled) as caught:
+            await describe(self.http, reactor, "127.0.0.1", number)
+        self.assertIn("Privacy & Security", str(caught.exception))
+        del root.children[b"xml"]
+        with self.assertRaises(ProbeError) as other:
+            await describe(self.http, reactor, "127.0.0.1", number)
+        self.assertIn("HTTP 404", str(other.exception))
