@@ -278,10 +278,12 @@ def load_config(
     """
     try:
         with open(path, "rb") as stream:
-            data = stream.read()
+            data = stream.read(MAX_FILE + 1)
     except OSError as error:
         reason = error.strerror or str(error)
         raise ConfigError(f"{path}: cannot read the configuration file: {reason}") from None
+    if len(data) > MAX_FILE:
+        raise ConfigError(f"{path}: the configuration file is over {MAX_FILE} bytes")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -307,6 +309,9 @@ def parse_config(
 
 
 # -- YAML with line numbers --------------------------------------------------------------------
+
+#: The largest configuration file read (bytes); real ones are a few kilobytes.
+MAX_FILE = 1_048_576
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
@@ -390,6 +395,10 @@ def _compose(text: str, file: str) -> tuple[object, _Source]:
         if node is None:
             raise ConfigError(f"{file}: the file is empty; expected a mapping of settings")
         return _NodeReader(loader, source).read(node, ()), source
+    except RecursionError:
+        # PyYAML composes nested collections recursively: a document nested some hundred
+        # levels deep (no configuration is) would otherwise end in a traceback.
+        raise ConfigError(f"{file}: invalid YAML: nested too deeply") from None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line = None if mark is None else mark.line + 1

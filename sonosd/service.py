@@ -47,6 +47,7 @@ from sonosd.delivery.hub import Hub
 from sonosd.delivery.metrics import DaemonCollector
 from sonosd.gena.listener import NotifyListener
 from sonosd.gena.media import MediaStore
+from sonosd.household import socohttp
 from sonosd.household.alarms import AlarmWatcher
 from sonosd.household.events import EventProcessor
 from sonosd.household.keepalive import PHASES
@@ -85,11 +86,15 @@ def configure_soco(config: Config) -> None:
     """Set SoCo's process-wide settings the daemon relies on.
 
     SoCo's own ``requests`` timeout is kept within the pool's call timeout so that a hung
-    speaker frees its thread; the ZoneGroupTopology event fallback is not implemented for
-    Twisted listeners and would raise, so it is off (topology comes from our own events).
+    speaker frees its thread, and its HTTP is bounded (``sonosd.household.socohttp``: size,
+    whole-answer deadline, no DTD); the ZoneGroupTopology event fallback is not implemented
+    for Twisted listeners and would raise, so it is off (topology comes from our own events).
     """
     soco.config.REQUEST_TIMEOUT = config.soco.call_timeout
     soco.config.ZGT_EVENT_FALLBACK = False
+    # Every answer SoCo reads from a speaker: at most 4 MiB, whole within the call timeout,
+    # no DTD (sonosd.household.socohttp).
+    socohttp.install(socohttp.BoundedRequests(deadline=config.soco.call_timeout))
 
 
 def versions() -> dict[str, str]:

@@ -188,6 +188,29 @@ class HostileTests(TestCase):
         self.assertEqual(status_of(await client.done), 400)
         self.assertEqual(daemon.service.listener.rejected["dtd"], 1)
 
+    async def test_hostile_soap_answers_are_refused(self) -> None:
+        """A speaker answering a command with 5 MB of padding, or with an expanding DTD, gets
+        the command a 502 naming the bound; nothing of the answer is kept."""
+        daemon = await self.daemon()
+        kitchen = daemon.speakers[0]
+        for fault, words in (
+            ({"padding": 5_000_000}, "over 4194304 bytes"),
+            ({"doctype": True}, "document type or entity declaration"),
+        ):
+            kitchen.soap_faults.reset()
+            for name, value in fault.items():
+                setattr(kitchen.soap_faults, name, value)
+            response = await treq.post(
+                daemon.url("/api/v1/speakers/Kitchen/volume"),
+                b'{"volume": 21}',
+                headers=Headers({"Content-Type": ["application/json"]}),
+                agent=http_agent(self),
+            )
+            error = json.loads(await response.content())["error"]
+            self.assertEqual(response.code, 502, error)
+            self.assertIn(words, error["message"])
+        kitchen.soap_faults.reset()
+
     # -- nested JSON -----------------------------------------------------------------------
 
     async def test_rest_nested_json_is_a_json_400(self) -> None:

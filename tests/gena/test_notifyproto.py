@@ -6,7 +6,7 @@ from pathlib import Path
 
 import attrs
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.task import Clock
@@ -608,3 +608,29 @@ class PerHostTests(SynchronousTestCase):
         assert transport.disconnected
         assert wire.clock.getDelayedCalls() == []
         wire.factory.stop()
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(
+        st.binary(max_size=600)
+        | st.sampled_from(
+            [
+                b"NOTIFY / HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n",
+                b"NOTIFY / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"fffff\r\n",
+                b"x" * 5000,
+                b"\r\n\r\n",
+            ]
+        ),
+        max_size=30,
+    )
+)
+def test_memory_stays_bounded_whatever_arrives(pieces: list[bytes]) -> None:
+    """Whatever bytes arrive, in whatever pieces, a connection never keeps more than the head
+    limit plus the body limit plus one chunk line (memory bound per connection)."""
+    wire = Wire(max_body=1000)
+    protocol, _ = wire.connect()
+    for piece in pieces:
+        protocol.dataReceived(piece)
+        assert protocol.buffered <= MAX_HEAD + 1000 + MAX_CHUNK_LINE + len(piece)
