@@ -1194,7 +1194,16 @@ class Soak:
             f"| webhook receiver | {self.webhook.requests} | | "
             f"{self.webhook.requests - len(self.webhook.ids)} | | |"
         )
-        lines += [""]
+        lines += [
+            "",
+            "Gaps are ids an observer never received and was never told about: the soak fails "
+            "on any. A reset is a loss told in-band: a client resuming from an id that had "
+            f"left the replay ring (the soak keeps {REPLAY:,} messages, and a slow client is "
+            "disconnected after a burst of that order) gets `reset` and a fresh snapshot. "
+            "MQTT counts the ranges the daemon reported on `bridge/gap` while the broker was "
+            "away; duplicates are retries (webhooks) and resends (MQTT QoS 1).",
+            "",
+        ]
         if self.samples:
             peak = max(s.rss_mb for s in self.samples)
             lines += [

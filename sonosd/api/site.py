@@ -542,6 +542,8 @@ class ApiService(Service):
         sockets: list[Any] = list(self.websocket.channel.clients)
         self.events.stop()
         self.websocket.channel.stop()
+        self.site.peer_log.stop()
+        self.websocket.peer_log.stop()
         channels = self.site.close_connections()
         waiting: list[Deferred[Any]] = [ws.lost for ws in sockets]
         waiting.extend(channel.lost for channel in channels)

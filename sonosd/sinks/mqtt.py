@@ -685,6 +685,7 @@ class MqttSink(Service):
         """Publish ``offline`` for the bridge, disconnect cleanly within ``stop_timeout``."""
         super().stopService()
         self._stopping = True
+        self.peer_log.stop()
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
         self._retry = None
