@@ -308,15 +308,24 @@ class HostileTests(TestCase):
             for data in (malformed, unknown):
                 client = await self.send(daemon, data, attacker)
                 await client.done
+        kitchen = daemon.speakers[0]
+        sid = daemon.sid(kitchen, "AVTransport")
+        for _ in range(30):
+            # Unparsable bodies from the speaker itself: logged once, without a traceback.
+            broken = PROPERTYSET + b"<e:property><LastChange>&lt;nope</LastChange>"
+            client = await self.send(daemon, notify_request(sid, 1, broken), kitchen.address)
+            self.assertEqual(status_of(await client.done), 400)
         lines = [
             e
             for e in events
             if e.get("log_namespace") == "sonosd.gena.listener" and e["log_level"] >= LogLevel.info
         ]
-        self.assertLessEqual(len(lines), 2, [e.get("log_format") for e in lines][:3])
+        self.assertLessEqual(len(lines), 3, [e.get("log_format") for e in lines][:4])
+        self.assertFalse(any("log_failure" in e for e in lines))
         self.assertFalse(any(e["log_level"] >= LogLevel.error for e in events))
         rejected = daemon.service.listener.rejected
         self.assertEqual((rejected["malformed"], rejected["unknown_sid"]), (flood, flood))
+        self.assertEqual(rejected["unparsable"], 30)
         text = await self.metrics(daemon)
         self.assertIn(f'sonosd_notifies_total{{result="malformed"}} {flood}.0', text)
 
