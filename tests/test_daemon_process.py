@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 from sonosd.config import DEFAULT_SERVICES
+from sonosd.sim.addresses import free_loopback_base
 from tests.daemon_helpers import FAST_SUBSCRIPTION, daemon_yaml, free_tcp_port
 from tests.process_clients import SseClient, StreamClient, WebSocketClient
 
@@ -121,8 +122,9 @@ def subscription_counts(admin: str, speakers: int) -> list[int] | None:
     return counts
 
 
-def start_simulator(processes: Processes, base: str, speakers: int) -> str:
-    """Run ``twistd sonos-sim``; return its admin API's URL once it answers."""
+def start_simulator(processes: Processes, base: str, speakers: int, *options: str) -> str:
+    """Run ``twistd sonos-sim`` (with more ``options``); return its admin API's URL once it
+    answers."""
     admin_port = free_tcp_port()
     simulator = processes.start(
         "sim",
@@ -133,6 +135,7 @@ def start_simulator(processes: Processes, base: str, speakers: int) -> str:
         base,
         "--admin",
         f"tcp:{admin_port}:interface=127.0.0.1",
+        *options,
     )
     admin = f"http://127.0.0.1:{admin_port}"
     wait_for(
@@ -465,6 +468,92 @@ def test_ready_health_and_doctor_follow_an_offline_speaker(
     status, text = doctor(api)
     assert status == 0, text
     assert text.endswith("All is well: every followed speaker delivers its events.\n")
+
+
+def admin_call(admin: str, method: str, path: str, body: dict[str, Any]) -> None:
+    """A request to the simulator's admin API."""
+    request = urllib.request.Request(
+        f"{admin}{path}", data=json.dumps(body).encode(), method=method
+    )
+    request.add_header("Content-Type", "application/json")
+    urllib.request.urlopen(request, timeout=10).close()
+
+
+def test_doctor_names_a_upnp_off_and_an_offline_speaker(
+    processes: Processes, tmp_path: Path
+) -> None:
+    """Two simulated households, one speaker of each configured: with UPnP switched off in
+    one household (a per-system setting) and a speaker of the other taken offline, the
+    ``sonosctl doctor`` command names each of them and what to do, and exits 1."""
+    base = free_loopback_base(count=4)
+    admin = start_simulator(processes, base, 4, "--households", "2")
+    simulated = get_json(f"{admin}/speakers")
+    one, two = dict.fromkeys(speaker["household_id"] for speaker in simulated)
+    first = [s for s in simulated if s["household_id"] == one]
+    second = [s for s in simulated if s["household_id"] == two]
+    api_port = free_tcp_port()
+    api = f"http://127.0.0.1:{api_port}"
+    document = json.loads(
+        daemon_yaml(
+            base,
+            api=f"tcp:{api_port}:interface=127.0.0.1",
+            simulate=False,
+            devices=(first[0]["address"], second[0]["address"]),
+        )
+    )
+    document["subscription"].update(silence_timeout=1.0, ping_timeout=2.0)
+    config = tmp_path / "sonosd.yaml"
+    config.write_text(json.dumps(document))
+    daemon = processes.start("daemon", "sonosd", "-c", str(config))
+
+    def ready() -> Any:
+        assert daemon.poll() is None, processes.output(daemon)
+        status, body = get(f"{api}/api/v1/ready")
+        return status == 200 and body["speakers"]["evented"] == len(simulated)
+
+    wait_for(ready, "every speaker of both households evented")
+    offline = first[0]
+    admin_call(admin, "POST", f"/speakers/{offline['uid']}/offline", {"mode": "refuse"})
+    admin_call(admin, "PATCH", f"/households/{two}/modes", {"upnp": False})
+
+    def diagnosed() -> Any:
+        assert daemon.poll() is None, processes.output(daemon)
+        status, body = get(f"{api}/api/v1/diagnostics")
+        found = {s["uid"]: s["availability"] for s in body["speakers"]} if status == 200 else {}
+        wanted = {offline["uid"]: "offline", **{s["uid"]: "upnp_disabled" for s in second}}
+        return all(found.get(uid) == state for uid, state in wanted.items())
+
+    wait_for(diagnosed, "the offline and UPnP-off speakers known as such")
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "sonosctl"), "--url", api, "doctor"],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        env={**os.environ, "SONOSD_TOKEN": ""},
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+
+    def said(start: str) -> str:
+        [line] = [line for line in lines if line.startswith(start)]
+        return line
+
+    down = said(f"problem: {offline['name']} ({offline['address']}) is offline")
+    assert "(connection refused)" in down
+    assert "check that it is powered on and on the network" in down
+    assert f"reaches {offline['address']} on TCP port 1400" in down
+    names = " and ".join(f"{s['name']} ({s['address']})" for s in second)
+    off = said(f"problem: {names} refuse UPnP requests (HTTP 403 Forbidden)")
+    assert f"UPnP is switched off for their Sonos system ({two})" in off
+    assert "in the Sonos app (iOS or Android) open Account, then Privacy & Security" in off
+    assert "Connection Security, and switch UPnP on" in off
+    fine = first[1]
+    subscriptions = len(DEFAULT_SERVICES)
+    assert (
+        f"ok: {fine['name']} ({fine['address']}): {subscriptions} subscriptions, NOTIFYs arrive"
+        in lines
+    )
+    assert lines[-1] == "2 problem(s) found."
 
 
 # -- reload on SIGHUP ------------------------------------------------------------------------
