@@ -22,7 +22,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -415,6 +415,35 @@ def doctor(api: str, *extra: str) -> tuple[int, str]:
     return status, out.getvalue() + err.getvalue()
 
 
+def admin_call(admin: str, method: str, path: str, body: dict[str, Any]) -> None:
+    """A request to the simulator's admin API."""
+    request = urllib.request.Request(
+        f"{admin}{path}", data=json.dumps(body).encode(), method=method
+    )
+    request.add_header("Content-Type", "application/json")
+    urllib.request.urlopen(request, timeout=10).close()
+
+
+def follow(
+    processes: Processes, tmp_path: Path, base: str, devices: Sequence[str], **subscription: float
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``twistd sonosd`` following ``devices`` (with these ``subscription`` settings):
+    the process and its API's URL."""
+    api_port = free_tcp_port()
+    document = json.loads(
+        daemon_yaml(
+            base,
+            api=f"tcp:{api_port}:interface=127.0.0.1",
+            simulate=False,
+            devices=tuple(devices),
+        )
+    )
+    document["subscription"].update(subscription)
+    config = tmp_path / "sonosd.yaml"
+    config.write_text(json.dumps(document))
+    return processes.start("daemon", "sonosd", "-c", str(config)), f"http://127.0.0.1:{api_port}"
+
+
 def test_ready_health_and_doctor_follow_an_offline_speaker(
     processes: Processes, loopback_base: str, tmp_path: Path
 ) -> None:
@@ -424,20 +453,7 @@ def test_ready_health_and_doctor_follow_an_offline_speaker(
     simulated = get_json(f"{admin}/speakers")
     addresses = [speaker["address"] for speaker in simulated]
     first, second = (f"{s['name']} ({s['address']})" for s in simulated)
-    api_port = free_tcp_port()
-    api = f"http://127.0.0.1:{api_port}"
-    document = json.loads(
-        daemon_yaml(
-            loopback_base,
-            api=f"tcp:{api_port}:interface=127.0.0.1",
-            simulate=False,
-            devices=tuple(addresses),
-        )
-    )
-    document["subscription"]["silence_timeout"] = 1.0
-    config = tmp_path / "sonosd.yaml"
-    config.write_text(json.dumps(document))
-    daemon = processes.start("daemon", "sonosd", "-c", str(config))
+    daemon, api = follow(processes, tmp_path, loopback_base, addresses, silence_timeout=1.0)
 
     def ready_is(code: int) -> Any:
         assert daemon.poll() is None, processes.output(daemon)
@@ -446,11 +462,7 @@ def test_ready_health_and_doctor_follow_an_offline_speaker(
 
     wait_for(lambda: ready_is(200), "ready")
     assert doctor(api)[0] == 0
-    post = urllib.request.Request(
-        f"{admin}/speakers/1/offline", data=b'{"mode": "refuse"}', method="POST"
-    )
-    post.add_header("Content-Type", "application/json")
-    urllib.request.urlopen(post, timeout=10).close()
+    admin_call(admin, "POST", "/speakers/1/offline", {"mode": "refuse"})
     body = wait_for(lambda: ready_is(503), "not ready")
     assert body["status"] == "not_ready"
     assert body["speakers"]["offline"] == 1
@@ -461,22 +473,11 @@ def test_ready_health_and_doctor_follow_an_offline_speaker(
     assert status == 1, text
     assert f"problem: {second} is offline" in text
     assert f"ok: {first}: 8 subscriptions, NOTIFYs arrive" in text
-    online = urllib.request.Request(f"{admin}/speakers/1/online", data=b"{}", method="POST")
-    online.add_header("Content-Type", "application/json")
-    urllib.request.urlopen(online, timeout=10).close()
+    admin_call(admin, "POST", "/speakers/1/online", {})
     wait_for(lambda: ready_is(200), "ready again")
     status, text = doctor(api)
     assert status == 0, text
     assert text.endswith("All is well: every followed speaker delivers its events.\n")
-
-
-def admin_call(admin: str, method: str, path: str, body: dict[str, Any]) -> None:
-    """A request to the simulator's admin API."""
-    request = urllib.request.Request(
-        f"{admin}{path}", data=json.dumps(body).encode(), method=method
-    )
-    request.add_header("Content-Type", "application/json")
-    urllib.request.urlopen(request, timeout=10).close()
 
 
 def test_doctor_names_a_upnp_off_and_an_offline_speaker(
@@ -491,20 +492,8 @@ def test_doctor_names_a_upnp_off_and_an_offline_speaker(
     one, two = dict.fromkeys(speaker["household_id"] for speaker in simulated)
     first = [s for s in simulated if s["household_id"] == one]
     second = [s for s in simulated if s["household_id"] == two]
-    api_port = free_tcp_port()
-    api = f"http://127.0.0.1:{api_port}"
-    document = json.loads(
-        daemon_yaml(
-            base,
-            api=f"tcp:{api_port}:interface=127.0.0.1",
-            simulate=False,
-            devices=(first[0]["address"], second[0]["address"]),
-        )
-    )
-    document["subscription"].update(silence_timeout=1.0, ping_timeout=2.0)
-    config = tmp_path / "sonosd.yaml"
-    config.write_text(json.dumps(document))
-    daemon = processes.start("daemon", "sonosd", "-c", str(config))
+    devices = (first[0]["address"], second[0]["address"])
+    daemon, api = follow(processes, tmp_path, base, devices, silence_timeout=1.0)
 
     def ready() -> Any:
         assert daemon.poll() is None, processes.output(daemon)
