@@ -27,7 +27,15 @@ from sonosd.sim.service import HouseholdService
 from tests.api_helpers import SseClient, WsClient, connect_raw, connect_ws, sse_request
 from tests.audio_helpers import serve_audio
 from tests.conftest import free_loopback_base
-from tests.daemon_helpers import Recorder, daemon_yaml, http_agent, reactor, start_recorded, until
+from tests.daemon_helpers import (
+    ROOMS,
+    Recorder,
+    daemon_yaml,
+    http_agent,
+    reactor,
+    start_recorded,
+    until,
+)
 
 #: Speaker models in speaker order: Kitchen and Office are Sonos Ones, Living Room a Beam
 #: (a soundbar, so it has night and dialog modes).
@@ -110,7 +118,8 @@ async def start_daemon(
     @param factory: Builds the simulated household (default: ``household``).
     @param sections: Configuration sections merged over the test configuration.
     """
-    config = daemon_config(free_loopback_base(), **sections)
+    speakers = int(sections.get("simulate", {}).get("speakers", len(ROOMS)))
+    config = daemon_config(free_loopback_base(count=max(4, speakers)), **sections)
     service = SonosdService(config, reactor, household_factory=factory or household)
     recorder = start_recorded(case, service)
     port = await service.api.listening
