@@ -354,9 +354,14 @@ class MqttSink(Service):
                 vacated.add(key)
                 self._rekey_to(uid, segment(uid))
         for uid, room in list(self._rooms.items()):
-            if room and segment(room) in vacated and not self._invisible(uid):
-                if uid in self._keys and self._owners.get(segment(room)) is None:
-                    self._rekey_to(uid, segment(room))
+            key = segment(room) if room else ""
+            if (
+                key in vacated
+                and not self._invisible(uid)
+                and uid in self._keys
+                and self._owners.get(key) is None
+            ):
+                self._rekey_to(uid, key)
 
     def _move(self, uid: str, old: str, new: str) -> None:
         """A renamed room: clear the old retained topics; the new ones follow."""
