@@ -39,7 +39,7 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from sonosd import hostinfo, logs
+from sonosd import hostinfo, logs, securesoap
 from sonosd.api.site import VERSION, ApiService
 from sonosd.blocking import SocoRunner
 from sonosd.config import Config, Device, SimulateConfig, redacted
@@ -87,9 +87,11 @@ def configure_soco(config: Config) -> None:
     SoCo's own ``requests`` timeout is kept within the pool's call timeout so that a hung
     speaker frees its thread; the ZoneGroupTopology event fallback is not implemented for
     Twisted listeners and would raise, so it is off (topology comes from our own events).
+    Speakers that refuse SOAP over HTTP get it over HTTPS (``sonosd.securesoap``).
     """
     soco.config.REQUEST_TIMEOUT = config.soco.call_timeout
     soco.config.ZGT_EVENT_FALLBACK = False
+    securesoap.install()
 
 
 def versions() -> dict[str, str]:
