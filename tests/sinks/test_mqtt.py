@@ -94,7 +94,7 @@ class Broker:
 class Subscriber(ProcessProtocol):
     """A ``mosquitto_sub`` process; each line is ``(retained, topic, payload)``."""
 
-    def __init__(self, reactor: Any, broker: Broker, topic: str) -> None:
+    def __init__(self, reactor: Any, broker: Broker, topic: str, *more: str) -> None:
         self.lines: list[tuple[bool, str, str]] = []
         self._buffer = b""
         self._waiters: list[tuple[Callable[[], bool], Deferred[None]]] = []
@@ -109,6 +109,7 @@ class Subscriber(ProcessProtocol):
             "1",
             "-t",
             topic,
+            *(argument for extra in more for argument in ("-t", extra)),
             "-F",
             "%r\t%t\t%p",
         ]
@@ -146,9 +147,18 @@ class Subscriber(ProcessProtocol):
         return lambda: len(self.payloads(topic)) >= count
 
     def stop(self) -> Deferred[None]:
+        """End mosquitto_sub (TERM, and KILL if it is still there 3 s later)."""
         if not self.ended.called:
             self.transport.signalProcess("TERM")
+            from twisted.internet import reactor
+
+            kill = reactor.callLater(3.0, self._kill)
+            self.ended.addBoth(lambda result: kill.cancel() if kill.active() else None)
         return self.ended
+
+    def _kill(self) -> None:
+        if not self.ended.called:
+            self.transport.signalProcess("KILL")
 
 
 class FakeController:
@@ -230,8 +240,15 @@ class MqttBrokerTests(TestCase):
             await deferLater(self.reactor, 0.02)
         self.fail("condition not reached")
 
-    def subscriber(self, topic: str = "sonos/#") -> Subscriber:
-        sub = Subscriber(self.reactor, self.broker, topic)
+    async def ready_subscriber(self, topic: str) -> Subscriber:
+        """A subscriber to ``topic`` that is known to be subscribed: it also follows the
+        bridge's retained availability and has received it (the sink must be connected)."""
+        sub = self.subscriber(topic, "sonos/bridge/availability")
+        await sub.wait(sub.has("sonos/bridge/availability"), self.reactor)
+        return sub
+
+    def subscriber(self, topic: str = "sonos/#", *more: str) -> Subscriber:
+        sub = Subscriber(self.reactor, self.broker, topic, *more)
         self.addCleanup(sub.stop)
         return sub
 
@@ -453,7 +470,7 @@ class MqttBrokerTests(TestCase):
         await self.start(sink)
         self.controller.answers["volume"] = {"volume": 12}
         self.controller.answers["play"] = ControlError("offline", 503, "speaker is offline")
-        sub = self.subscriber("sonos/+/cmd/#")
+        sub = await self.ready_subscriber("sonos/+/cmd/#")
         await self.pub("sonos/Kitchen/cmd/volume", '{"volume": 12, "request_id": "r1"}')
         await self.pub("sonos/Office/cmd/play", "")
         await self.pub("sonos/Kitchen/cmd/mute", "[1, 2]")
@@ -488,6 +505,9 @@ class MqttBrokerTests(TestCase):
         await self.pub("sonos/Kitchen/cmd/previous", "{}", "-r")
         sink = self.make_sink()
         await self.start(sink)
+        # The sink subscribes to commands before it says online: once that is seen, a
+        # command published is live for it.
+        await self.ready_subscriber("sonos/bridge/availability")
         # Live subscribers see a retained publish without the flag: it runs once.
         await self.pub("sonos/Kitchen/cmd/play", "{}", "-r")
         await self.until(lambda: len(self.controller.calls) >= 1)
@@ -495,6 +515,7 @@ class MqttBrokerTests(TestCase):
         await self.until(lambda: not sink.connected)
         await self.broker.start()
         await self.until(lambda: sink.connected)
+        await self.ready_subscriber("sonos/bridge/availability")
         await self.pub("sonos/Kitchen/cmd/next", "{}")
         await self.until(lambda: len(self.controller.calls) >= 2)
         self.assertEqual([c[1] for c in self.controller.calls], ["play", "next"])
