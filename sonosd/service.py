@@ -39,7 +39,7 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from sonosd import hostinfo, logs
+from sonosd import hostinfo, logs, securesoap
 from sonosd.api.site import VERSION, ApiService
 from sonosd.blocking import SocoRunner
 from sonosd.config import Config, Device, SimulateConfig, redacted
@@ -87,14 +87,18 @@ def configure_soco(config: Config) -> None:
 
     SoCo's own ``requests`` timeout is kept within the pool's call timeout so that a hung
     speaker frees its thread, and its HTTP is bounded (``sonosd.household.socohttp``: size,
-    whole-answer deadline, no DTD); the ZoneGroupTopology event fallback is not implemented
-    for Twisted listeners and would raise, so it is off (topology comes from our own events).
+    whole-answer deadline, no DTD); speakers that refuse SOAP over HTTP get it over HTTPS
+    (``sonosd.securesoap``, in front of the bounded HTTP); the ZoneGroupTopology event
+    fallback is not implemented for Twisted listeners and would raise, so it is off
+    (topology comes from our own events).
     """
     soco.config.REQUEST_TIMEOUT = config.soco.call_timeout
     soco.config.ZGT_EVENT_FALLBACK = False
     # Every answer SoCo reads from a speaker: at most 4 MiB, whole within the call timeout,
-    # no DTD (sonosd.household.socohttp).
-    socohttp.install(socohttp.BoundedRequests(deadline=config.soco.call_timeout))
+    # no DTD (sonosd.household.socohttp); SOAP of HTTPS-only speakers over 1443.
+    bounded = socohttp.BoundedRequests(deadline=config.soco.call_timeout)
+    socohttp.install(bounded)
+    securesoap.install(bounded)
 
 
 def versions() -> dict[str, str]:

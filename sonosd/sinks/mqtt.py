@@ -258,6 +258,7 @@ class MqttSink(Service):
                 self._topologies[household] = message.raw
                 self._invisible_of[household] = _invisible_uids(message.body.get("groups", ()))
                 self._publish(self.topics.bridge_topology(household), message.raw, retain=True)
+                self._rekey()
             self._publish_event(self.topics.bridge_event(message.type), message)
             return
         key = self._key_for(uid, message.room)
@@ -321,23 +322,64 @@ class MqttSink(Service):
         self._availability[uid] = value
         self._publish(self.topics.availability(key), value.encode(), retain=True)
 
+    def _invisible(self, uid: str) -> bool:
+        """Whether ``uid`` is an invisible member (a home theatre's sub or surround, the
+        hidden half of a stereo pair) in its household's last topology."""
+        return any(uid in uids for uids in self._invisible_of.values())
+
     def _key_for(self, uid: str, room: str | None) -> str:
-        """The topic level of a speaker: its room (topic-safe), else its uid; stable."""
+        """The topic level of a speaker: its room (topic-safe), else its uid; stable.
+
+        A room's key belongs to its visible speaker: an invisible member publishes under its
+        uid, and gives the room's key up to the visible speaker if it got it first (before
+        the topology said what it is).
+        """
         if room is not None:
             self._rooms[uid] = room
         current = self._keys.get(uid)
         wanted = segment(room) if room else ""
-        if not wanted or self._owners.get(wanted, uid) != uid:
+        if wanted and self._invisible(uid):
+            wanted = segment(uid)
+        elif wanted:
+            owner = self._owners.get(wanted, uid)
+            if owner != uid and self._invisible(owner):
+                self._rekey_to(owner, segment(owner))
+            elif owner != uid:
+                wanted = ""
+        if not wanted:
             wanted = current or segment(uid)
         if current == wanted:
             return current
+        self._rekey_to(uid, wanted)
+        return wanted
+
+    def _rekey_to(self, uid: str, key: str) -> None:
+        """Give ``uid`` the topic level ``key`` (moving its retained topics if it had one)."""
+        current = self._keys.get(uid)
         if current is not None:
-            self._move(uid, current, wanted)
-        self._keys[uid] = wanted
-        self._owners[wanted] = uid
+            self._move(uid, current, key)
+        self._keys[uid] = key
+        self._owners[key] = uid
         if self.connected:
             self._announce(uid)
-        return wanted
+
+    def _rekey(self) -> None:
+        """After a topology: invisible members that hold a room's key move to their uid, and
+        the room's visible speaker takes the key over."""
+        vacated = set()
+        for uid, key in list(self._keys.items()):
+            if self._invisible(uid) and key != segment(uid):
+                vacated.add(key)
+                self._rekey_to(uid, segment(uid))
+        for uid, room in list(self._rooms.items()):
+            key = segment(room) if room else ""
+            if (
+                key in vacated
+                and not self._invisible(uid)
+                and uid in self._keys
+                and self._owners.get(key) is None
+            ):
+                self._rekey_to(uid, key)
 
     def _move(self, uid: str, old: str, new: str) -> None:
         """A renamed room: clear the old retained topics; the new ones follow."""
@@ -651,14 +693,8 @@ class MqttSink(Service):
             self._answer(result_topic, {"ok": False, "error": _error("bad_request", 400, refused)})
             return
         request_id = args.pop("request_id", None)
-        owner = self._owners.get(key)
-        speaker = owner or key
-        room = self._rooms.get(owner) if owner is not None else None
-        invisible = any(owner in uids for uids in self._invisible_of.values())
-        if invisible and room is not None and segment(room) == key:
-            # The room's key went to an invisible sub or surround of a home theatre: the
-            # command is for the room (the controller picks its visible speaker).
-            speaker = room
+        # The key's speaker by its uid (a room name may repeat across households).
+        speaker = self._owners.get(key) or key
         d = execute(self._controller, speaker, command, args)
 
         def done(result: Any) -> None:

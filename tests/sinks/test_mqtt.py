@@ -189,6 +189,11 @@ class ControlError(Exception):
         self.upnp_error = None
 
 
+def master(state: Mapping[str, Any]) -> Any:
+    """The master volume of a RenderingControl state payload."""
+    return state["variables"]["volume"]["Master"]
+
+
 class MqttBrokerTests(TestCase):
     """The sink against a real broker, observed with mosquitto_sub."""
 
@@ -583,6 +588,9 @@ class MqttBrokerTests(TestCase):
         await self.pub("sonos/Kitchen/cmd/previous", "{}", "-r")
         sink = self.make_sink()
         await self.start(sink)
+        # The sink subscribes to commands before it says online: once that is seen, a
+        # command published is live for it.
+        await self.ready_subscriber("sonos/bridge/availability")
         # Live subscribers see a retained publish without the flag: it runs once.
         await self.pub("sonos/Kitchen/cmd/play", "{}", "-r")
         await self.until(lambda: len(self.controller.calls) >= 1)
@@ -590,6 +598,7 @@ class MqttBrokerTests(TestCase):
         await self.until(lambda: not sink.connected)
         await self.broker.start()
         await self.until(lambda: sink.connected)
+        await self.ready_subscriber("sonos/bridge/availability")
         await self.pub("sonos/Kitchen/cmd/next", "{}")
         await self.until(lambda: len(self.controller.calls) >= 2)
         self.assertEqual([c[1] for c in self.controller.calls], ["play", "next"])
@@ -618,6 +627,48 @@ class MqttBrokerTests(TestCase):
         )
         self.assertEqual(sub.payloads("sonos/Kitchen/state/RenderingControl"), [])
         self.assertEqual(sub.payloads("sonos/Cuisine/availability"), ["online"])
+
+    async def test_room_key_goes_to_the_visible_speaker(self) -> None:
+        """A home theatre's sub that evented before its soundbar gives the room's key up
+        when the topology says it is invisible: the room's retained topics become the
+        soundbar's, the sub's move under its uid; an invisible member never takes a room's
+        key again, even renamed."""
+        await self.broker.start()
+        sink = self.make_sink()
+        await self.start(sink)
+        room = "Living Room"
+        bar = {"uid": "RINCON_BAR000000000001400", "name": room, "host": "127.0.0.5"}
+        sub_ = {"uid": "RINCON_SUB000000000001400", "name": room, "host": "127.0.0.6"}
+        for speaker, volume in ((sub_, 5), (bar, 30)):
+            self.hub.publish("speaker.online", {"reason": "identified"}, speaker=speaker)
+            rc = {"seq": 0, "variables": {"volume": {"Master": volume}}}
+            self.hub.publish("event", rc, speaker=speaker, service="RenderingControl")
+        sub = self.subscriber()
+        state = f"sonos/{room}/state/RenderingControl"
+        await sub.wait(sub.has(f"sonos/{bar['uid']}/state/RenderingControl"), self.reactor)
+        self.assertEqual(self.state(sub, state)["speaker"]["uid"], sub_["uid"])
+        satellite = dict(sub_, invisible=True, satellites=[])
+        member = dict(bar, invisible=False, satellites=[satellite])
+        self.hub.publish(
+            "topology.changed",
+            {"household": "Sonos_1", "groups": [{"coordinator": bar["uid"], "members": [member]}]},
+        )
+
+        def owner(topic: str) -> Any:
+            payloads = sub.payloads(topic)
+            return json.loads(payloads[-1])["speaker"]["uid"] if payloads and payloads[-1] else None
+
+        await sub.wait(lambda: owner(state) == bar["uid"], self.reactor)
+        own = f"sonos/{sub_['uid']}/state/RenderingControl"
+        await sub.wait(sub.has(own), self.reactor)
+        self.assertEqual(self.state(sub, own)["speaker"]["uid"], sub_["uid"])
+        self.assertEqual(sub.payloads(f"sonos/{bar['uid']}/state/RenderingControl")[-1], "")
+        self.assertEqual(sub.payloads(f"sonos/{room}/availability")[-1], "online")
+        renamed = dict(sub_, name="Den")
+        rc = {"seq": 1, "variables": {"volume": {"Master": 6}}}
+        self.hub.publish("event", rc, speaker=renamed, service="RenderingControl")
+        await sub.wait(lambda: master(self.state(sub, own)) == 6, self.reactor)
+        self.assertEqual(sub.payloads("sonos/Den/state/RenderingControl"), [])
 
     async def test_home_assistant_discovery(self) -> None:
         """With Home Assistant enabled, each speaker's entities are announced, retained."""
