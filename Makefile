@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # espeak-ng: the announcements' default text-to-speech command).
 APT_PACKAGES := mosquitto mosquitto-clients systemd chromium espeak-ng
 
-.PHONY: demo test lint typecheck unit bench sysdeps clean screenshots
+.PHONY: demo test lint typecheck unit bench soak sysdeps clean screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,14 @@ screenshots: $(STAMP) sysdeps
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --out docs/benchmarks.md
+
+# The chaos soak (benchmarks/soak.py): SOAK_SECONDS of faults (default 15 minutes), report in
+# docs/soak.md. `make test` runs 60 seconds of it without touching the report.
+SOAK_SECONDS ?= 900
+SOAK_FAULT_INTERVAL ?= 20
+soak: $(STAMP) sysdeps
+	$(BIN)/python -m benchmarks.soak --duration $(SOAK_SECONDS) \
+	  --fault-interval $(SOAK_FAULT_INTERVAL) --report docs/soak.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info .coverage .mypy_cache .ruff_cache .pytest_cache twisted/plugins/dropin.cache

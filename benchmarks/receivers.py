@@ -121,7 +121,7 @@ def run_lean(household: list[FakeSubscription]) -> None:
             CountingSubscription.events = next(CountingSubscription.counter)
             return 200
 
-        def reject(self, reason: str) -> None:
+        def reject(self, reason: str, host: str | None = None, detail: str = "") -> None:
             """Nothing is refused in a benchmark."""
 
     factory = NotifyServerFactory(Count(), reactor, max_body=1 << 20, idle_timeout=30.0)

@@ -68,6 +68,9 @@ class ListenerConfig:
     port: int = 1400
     advertise: str | None = None
     max_body: int = 1_048_576
+    idle_timeout: float = 30.0
+    request_timeout: float = 15.0
+    max_connections_per_host: int = 64
 
 
 @attrs.frozen
@@ -91,6 +94,7 @@ class ApiConfig:
     replay_buffer: int = 10_000
     client_buffer: int = 1_000
     heartbeat: float = 15.0
+    request_timeout: float = 15.0
 
 
 @attrs.frozen
@@ -118,6 +122,7 @@ class SubscriptionConfig:
     asleep_interval: float = 60.0
     position_interval: float = 30.0
     shutdown_timeout: float = 5.0
+    check_interval: float = 300.0
 
 
 @attrs.frozen
@@ -273,10 +278,12 @@ def load_config(
     """
     try:
         with open(path, "rb") as stream:
-            data = stream.read()
+            data = stream.read(MAX_FILE + 1)
     except OSError as error:
         reason = error.strerror or str(error)
         raise ConfigError(f"{path}: cannot read the configuration file: {reason}") from None
+    if len(data) > MAX_FILE:
+        raise ConfigError(f"{path}: the configuration file is over {MAX_FILE} bytes")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -302,6 +309,9 @@ def parse_config(
 
 
 # -- YAML with line numbers --------------------------------------------------------------------
+
+#: The largest configuration file read (bytes); real ones are a few kilobytes.
+MAX_FILE = 1_048_576
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
@@ -385,6 +395,10 @@ def _compose(text: str, file: str) -> tuple[object, _Source]:
         if node is None:
             raise ConfigError(f"{file}: the file is empty; expected a mapping of settings")
         return _NodeReader(loader, source).read(node, ()), source
+    except RecursionError:
+        # PyYAML composes nested collections recursively: a document nested some hundred
+        # levels deep (no configuration is) would otherwise end in a traceback.
+        raise ConfigError(f"{file}: invalid YAML: nested too deeply") from None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line = None if mark is None else mark.line + 1

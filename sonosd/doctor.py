@@ -9,7 +9,8 @@ so that ``sonosctl`` stays a plain client of the API.
 What it recognises, in the order a user should look at it:
 
 - nothing is followed (no devices, no discovery);
-- a speaker that refuses UPnP (HTTP 403 on port 1400): UPnP is switched off in the Sonos app;
+- a speaker that refuses UPnP (HTTP 403 on port 1400): UPnP is switched off in the Sonos app
+  (the speakers of one household together: the setting is the system's);
 - a speaker that is asleep (a portable off its charger) or offline, or that cannot be reached
   at the configured address;
 - subscriptions without a single NOTIFY (the speakers cannot reach the callback URL: a Docker
@@ -77,6 +78,19 @@ def _asleep(speaker: Mapping[str, Any]) -> bool:
         return True
     reason = str(speaker.get("reason") or "").lower()
     return speaker.get("availability") == "offline" and any(w in reason for w in _ASLEEP_WORDS)
+
+
+def _upnp_off_system(speakers: Sequence[Mapping[str, Any]]) -> Finding:
+    """One finding for the speakers of one Sonos system that refuse UPnP."""
+    names = [label(speaker) for speaker in speakers]
+    who = ", ".join(names[:-1]) + f" and {names[-1]}"
+    return Finding(
+        PROBLEM,
+        who,
+        f"{who} refuse UPnP requests (HTTP 403 Forbidden): UPnP is switched off for their "
+        f"Sonos system ({speakers[0].get('household')}), and sonosd needs it for events and "
+        f"control. To switch it on, {UPNP_STEPS}. sonosd tries again by itself.",
+    )
 
 
 def _followed_nothing(diagnostics: Mapping[str, Any]) -> bool:
@@ -339,8 +353,26 @@ def diagnose(diagnostics: Mapping[str, Any]) -> list[Finding]:
                 "true.",
             )
         )
-    for speaker in diagnostics.get("speakers") or []:
-        findings.extend(speaker_findings(speaker))
+    speakers = diagnostics.get("speakers") or []
+    # UPnP is switched on and off per Sonos system: the speakers of one household that refuse
+    # it are one finding (the steps said once).
+    systems: dict[str, list[Mapping[str, Any]]] = {}
+    for speaker in speakers:
+        household = speaker.get("household")
+        if household and _refuses_upnp(speaker):
+            systems.setdefault(household, []).append(speaker)
+    together = {
+        id(speaker): members
+        for members in systems.values()
+        if len(members) > 1
+        for speaker in members
+    }
+    for speaker in speakers:
+        members = together.get(id(speaker))
+        if members is None:
+            findings.extend(speaker_findings(speaker))
+        elif members[0] is speaker:
+            findings.append(_upnp_off_system(members))
     findings.extend(subscription_findings(diagnostics))
     findings.extend(sink_findings(diagnostics.get("sinks") or {}))
     return sorted(findings, key=lambda f: f.severity != PROBLEM)

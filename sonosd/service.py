@@ -39,7 +39,7 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from sonosd import hostinfo, logs
+from sonosd import hostinfo, logs, securesoap
 from sonosd.api.site import VERSION, ApiService
 from sonosd.blocking import SocoRunner
 from sonosd.config import Config, Device, SimulateConfig, redacted
@@ -47,6 +47,7 @@ from sonosd.delivery.hub import Hub
 from sonosd.delivery.metrics import DaemonCollector
 from sonosd.gena.listener import NotifyListener
 from sonosd.gena.media import MediaStore
+from sonosd.household import socohttp
 from sonosd.household.alarms import AlarmWatcher
 from sonosd.household.events import EventProcessor
 from sonosd.household.keepalive import PHASES
@@ -85,11 +86,19 @@ def configure_soco(config: Config) -> None:
     """Set SoCo's process-wide settings the daemon relies on.
 
     SoCo's own ``requests`` timeout is kept within the pool's call timeout so that a hung
-    speaker frees its thread; the ZoneGroupTopology event fallback is not implemented for
-    Twisted listeners and would raise, so it is off (topology comes from our own events).
+    speaker frees its thread, and its HTTP is bounded (``sonosd.household.socohttp``: size,
+    whole-answer deadline, no DTD); speakers that refuse SOAP over HTTP get it over HTTPS
+    (``sonosd.securesoap``, in front of the bounded HTTP); the ZoneGroupTopology event
+    fallback is not implemented for Twisted listeners and would raise, so it is off
+    (topology comes from our own events).
     """
     soco.config.REQUEST_TIMEOUT = config.soco.call_timeout
     soco.config.ZGT_EVENT_FALLBACK = False
+    # Every answer SoCo reads from a speaker: at most 4 MiB, whole within the call timeout,
+    # no DTD (sonosd.household.socohttp); SOAP of HTTPS-only speakers over 1443.
+    bounded = socohttp.BoundedRequests(deadline=config.soco.call_timeout)
+    socohttp.install(bounded)
+    securesoap.install(bounded)
 
 
 def versions() -> dict[str, str]:
@@ -187,6 +196,9 @@ class SonosdService(MultiService):
             port=config.listener.port,
             advertise=config.listener.advertise,
             max_body=config.listener.max_body,
+            idle_timeout=config.listener.idle_timeout,
+            request_timeout=config.listener.request_timeout,
+            max_per_host=config.listener.max_connections_per_host,
             media=self.media.lookup,
         )
         self.listener.setServiceParent(self)
@@ -216,6 +228,7 @@ class SonosdService(MultiService):
         self._doors: list[tuple[Deferred[Any], str]] = [
             (self.api.listening, f"the API cannot listen on {config.api.listen}")
         ]
+        self.api.metrics.add_client_errors(self._sink_refusals)
         for name, sink in self._build_sinks(config).items():
             self._add_sink(name, sink)
         self.api.setServiceParent(self)
@@ -378,6 +391,15 @@ class SonosdService(MultiService):
         children.insert(anchor, sink)
         if self.running:
             sink.startService()
+
+    def _sink_refusals(self) -> dict[tuple[str, str], int]:
+        """Client input the push sinks refused (MQTT command payloads), by channel and
+        reason, for ``sonosd_client_errors_total``."""
+        total: dict[tuple[str, str], int] = {}
+        for sink in self.sinks.values():
+            for key, count in getattr(sink, "refused", {}).items():
+                total[key] = total.get(key, 0) + count
+        return total
 
     def _remove_sink(self, name: str) -> Deferred[None]:
         """Stop delivering to the sink ``name``; it drains what it holds, then stops."""

@@ -115,6 +115,54 @@ class RawClient(Protocol):
             transport.abortConnection()
 
 
+class DripClient(Protocol):
+    """Sends ``data`` at once, or a piece every ``drip`` seconds; records the answer.
+
+    @ivar sent: Pieces written so far.
+    @ivar done: Fires with everything received once the connection closes.
+    """
+
+    def __init__(self, data: bytes | list[bytes], drip: float | None = None) -> None:
+        if isinstance(data, bytes):
+            data = [data] if drip is None else [data[i : i + 1] for i in range(len(data))]
+        self.pieces = list(data)
+        self.drip = drip
+        self.sent = 0
+        self.received = b""
+        self.done: Deferred[bytes] = Deferred()
+        self._call: Any = None
+
+    @property
+    def everything_sent(self) -> bool:
+        return self.sent == len(self.pieces)
+
+    def connectionMade(self) -> None:
+        self._next()
+
+    def _next(self) -> None:
+        self._call = None
+        while self.sent < len(self.pieces) and not self.done.called:
+            self.transport.write(self.pieces[self.sent])  # type: ignore[union-attr]
+            self.sent += 1
+            if self.drip is not None:
+                self._call = reactor.callLater(self.drip, self._next)
+                return
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        if not self.done.called:
+            self.done.callback(self.received)
+
+    def close(self) -> None:
+        transport: Any = self.transport
+        if transport is not None and transport.connected:
+            transport.abortConnection()
+
+
 class SseClient(RawClient):
     """An HTTP/1.0 EventSource client (no chunking: the body is the raw event stream)."""
 

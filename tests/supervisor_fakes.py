@@ -254,6 +254,7 @@ class FakeProcessor:
         self.states: list[tuple[str, str, Mapping[str, Any], str]] = []
         self.messages: list[Message] = []
         self.status: dict[str, str] = {}
+        self.known: dict[str, dict[str, Any]] = {}
 
     def on_event(self, speaker: Any, service: str, event: Any) -> None:
         self.events.append((speaker.uid, service, event))
@@ -280,8 +281,26 @@ class FakeProcessor:
     def subscription_restored(self, speaker: Any, service: str, reason: str | None = None) -> None:
         self._say("subscription.restored", {"reason": reason}, speaker, service)
 
-    def events_gap(self, speaker: Any, service: str, expected: int, got: int) -> None:
-        self._say("events.gap", {"expected": expected, "got": got}, speaker, service)
+    def events_gap(
+        self,
+        speaker: Any,
+        service: str,
+        expected: int | None,
+        got: int | None,
+        reason: str | None = None,
+    ) -> None:
+        self._say(
+            "events.gap", {"expected": expected, "got": got, "reason": reason}, speaker, service
+        )
+
+    def differences(self, speaker: Any, service: str, variables: Mapping[str, Any]) -> list[str]:
+        """What ``self.known`` (``{service: {name: value}}``) says differently."""
+        known = self.known.get(service, {})
+        return [
+            f"{name}: {known[name]} here, {value} on the speaker"
+            for name, value in variables.items()
+            if name in known and known[name] != value
+        ]
 
     def types(self) -> list[str]:
         return [m[0] for m in self.messages]
@@ -293,6 +312,8 @@ class FakeProcessor:
 class FakeReader:
     def __init__(self) -> None:
         self.reads: list[tuple[Any, str]] = []
+        self.checks: list[list[str]] = []
+        self.speaker: dict[str, dict[str, Any]] = {}
         self.error: Exception | None = None
 
     def read(self, device: Any, service: str) -> Deferred[dict[str, Any]]:
@@ -300,6 +321,13 @@ class FakeReader:
         if self.error is not None:
             return fail(self.error)
         return succeed({"read": len(self.reads)})
+
+    def check(self, device: Any, services: Any) -> Deferred[dict[str, dict[str, Any]]]:
+        """The consistency check's read: ``self.speaker`` (``{service: variables}``)."""
+        self.checks.append(list(services))
+        if self.error is not None:
+            return fail(self.error)
+        return succeed({name: dict(self.speaker.get(name, {})) for name in services})
 
 
 class Harness:
@@ -313,6 +341,8 @@ class Harness:
         self.gena = FakeGena()
         self.household = FakeHousehold()
         self.jitter = 0.0
+        # The consistency check reads the speaker (activity): off unless a test asks for it.
+        config.setdefault("check_interval", 0.0)
         self.unsubscriber = FakeUnsubscriber()
         self.config = SubscriptionConfig(**config)
         self.ctx = SupervisorContext(

@@ -278,7 +278,8 @@ def test_unknown_key() -> None:
     """An unknown key is an error naming the keys that exist there."""
     assert error_of("listener:\n  prot: 1400\n") == (
         "config.yaml:2: listener.prot: unknown key "
-        "(known keys: interface, port, advertise, max_body), got 1400"
+        "(known keys: interface, port, advertise, max_body, idle_timeout, request_timeout, "
+        "max_connections_per_host), got 1400"
     )
 
 
@@ -1183,3 +1184,21 @@ def test_announce_section() -> None:
         'got "http://tts.lan/speak"'
     )
     assert "announce.volume" in error_of("announce: {volume: 101}\n")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a: " + "[" * 5000 + "]" * 5000, "- " * 3000 + "x", "{" * 2000 + "}" * 2000],
+)
+def test_deep_nesting_is_one_line(text: str) -> None:
+    """A document nested thousands deep is one line (PyYAML would end in RecursionError)."""
+    assert error_of(text) == "config.yaml: invalid YAML: nested too deeply"
+
+
+def test_files_over_the_size_bound_are_refused(tmp_path: Path) -> None:
+    """A configuration file over MAX_FILE bytes is refused without being parsed."""
+    path = tmp_path / "big.yaml"
+    path.write_text("# " + "x" * config_module.MAX_FILE + "\n{}\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(str(path), {})
+    assert str(refused.value) == f"{path}: the configuration file is over 1048576 bytes"

@@ -22,13 +22,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sonosd.config import DEFAULT_SERVICES
+from sonosd.sim.addresses import free_loopback_base
 from tests.daemon_helpers import FAST_SUBSCRIPTION, daemon_yaml, free_tcp_port
 from tests.process_clients import SseClient, StreamClient, WebSocketClient
 
@@ -121,8 +122,9 @@ def subscription_counts(admin: str, speakers: int) -> list[int] | None:
     return counts
 
 
-def start_simulator(processes: Processes, base: str, speakers: int) -> str:
-    """Run ``twistd sonos-sim``; return its admin API's URL once it answers."""
+def start_simulator(processes: Processes, base: str, speakers: int, *options: str) -> str:
+    """Run ``twistd sonos-sim`` (with more ``options``); return its admin API's URL once it
+    answers."""
     admin_port = free_tcp_port()
     simulator = processes.start(
         "sim",
@@ -133,6 +135,7 @@ def start_simulator(processes: Processes, base: str, speakers: int) -> str:
         base,
         "--admin",
         f"tcp:{admin_port}:interface=127.0.0.1",
+        *options,
     )
     admin = f"http://127.0.0.1:{admin_port}"
     wait_for(
@@ -412,6 +415,35 @@ def doctor(api: str, *extra: str) -> tuple[int, str]:
     return status, out.getvalue() + err.getvalue()
 
 
+def admin_call(admin: str, method: str, path: str, body: dict[str, Any]) -> None:
+    """A request to the simulator's admin API."""
+    request = urllib.request.Request(
+        f"{admin}{path}", data=json.dumps(body).encode(), method=method
+    )
+    request.add_header("Content-Type", "application/json")
+    urllib.request.urlopen(request, timeout=10).close()
+
+
+def follow(
+    processes: Processes, tmp_path: Path, base: str, devices: Sequence[str], **subscription: float
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``twistd sonosd`` following ``devices`` (with these ``subscription`` settings):
+    the process and its API's URL."""
+    api_port = free_tcp_port()
+    document = json.loads(
+        daemon_yaml(
+            base,
+            api=f"tcp:{api_port}:interface=127.0.0.1",
+            simulate=False,
+            devices=tuple(devices),
+        )
+    )
+    document["subscription"].update(subscription)
+    config = tmp_path / "sonosd.yaml"
+    config.write_text(json.dumps(document))
+    return processes.start("daemon", "sonosd", "-c", str(config)), f"http://127.0.0.1:{api_port}"
+
+
 def test_ready_health_and_doctor_follow_an_offline_speaker(
     processes: Processes, loopback_base: str, tmp_path: Path
 ) -> None:
@@ -421,20 +453,7 @@ def test_ready_health_and_doctor_follow_an_offline_speaker(
     simulated = get_json(f"{admin}/speakers")
     addresses = [speaker["address"] for speaker in simulated]
     first, second = (f"{s['name']} ({s['address']})" for s in simulated)
-    api_port = free_tcp_port()
-    api = f"http://127.0.0.1:{api_port}"
-    document = json.loads(
-        daemon_yaml(
-            loopback_base,
-            api=f"tcp:{api_port}:interface=127.0.0.1",
-            simulate=False,
-            devices=tuple(addresses),
-        )
-    )
-    document["subscription"]["silence_timeout"] = 1.0
-    config = tmp_path / "sonosd.yaml"
-    config.write_text(json.dumps(document))
-    daemon = processes.start("daemon", "sonosd", "-c", str(config))
+    daemon, api = follow(processes, tmp_path, loopback_base, addresses, silence_timeout=1.0)
 
     def ready_is(code: int) -> Any:
         assert daemon.poll() is None, processes.output(daemon)
@@ -443,11 +462,7 @@ def test_ready_health_and_doctor_follow_an_offline_speaker(
 
     wait_for(lambda: ready_is(200), "ready")
     assert doctor(api)[0] == 0
-    post = urllib.request.Request(
-        f"{admin}/speakers/1/offline", data=b'{"mode": "refuse"}', method="POST"
-    )
-    post.add_header("Content-Type", "application/json")
-    urllib.request.urlopen(post, timeout=10).close()
+    admin_call(admin, "POST", "/speakers/1/offline", {"mode": "refuse"})
     body = wait_for(lambda: ready_is(503), "not ready")
     assert body["status"] == "not_ready"
     assert body["speakers"]["offline"] == 1
@@ -458,13 +473,76 @@ def test_ready_health_and_doctor_follow_an_offline_speaker(
     assert status == 1, text
     assert f"problem: {second} is offline" in text
     assert f"ok: {first}: 8 subscriptions, NOTIFYs arrive" in text
-    online = urllib.request.Request(f"{admin}/speakers/1/online", data=b"{}", method="POST")
-    online.add_header("Content-Type", "application/json")
-    urllib.request.urlopen(online, timeout=10).close()
+    admin_call(admin, "POST", "/speakers/1/online", {})
     wait_for(lambda: ready_is(200), "ready again")
     status, text = doctor(api)
     assert status == 0, text
     assert text.endswith("All is well: every followed speaker delivers its events.\n")
+
+
+def test_doctor_names_a_upnp_off_and_an_offline_speaker(
+    processes: Processes, tmp_path: Path
+) -> None:
+    """Two simulated households, one speaker of each configured: with UPnP switched off in
+    one household (a per-system setting) and a speaker of the other taken offline, the
+    ``sonosctl doctor`` command names each of them and what to do, and exits 1."""
+    base = free_loopback_base(count=4)
+    admin = start_simulator(processes, base, 4, "--households", "2")
+    simulated = get_json(f"{admin}/speakers")
+    one, two = dict.fromkeys(speaker["household_id"] for speaker in simulated)
+    first = [s for s in simulated if s["household_id"] == one]
+    second = [s for s in simulated if s["household_id"] == two]
+    devices = (first[0]["address"], second[0]["address"])
+    daemon, api = follow(processes, tmp_path, base, devices, silence_timeout=1.0)
+
+    def ready() -> Any:
+        assert daemon.poll() is None, processes.output(daemon)
+        status, body = get(f"{api}/api/v1/ready")
+        return status == 200 and body["speakers"]["evented"] == len(simulated)
+
+    wait_for(ready, "every speaker of both households evented")
+    offline = first[0]
+    admin_call(admin, "POST", f"/speakers/{offline['uid']}/offline", {"mode": "refuse"})
+    admin_call(admin, "PATCH", f"/households/{two}/modes", {"upnp": False})
+
+    def diagnosed() -> Any:
+        assert daemon.poll() is None, processes.output(daemon)
+        status, body = get(f"{api}/api/v1/diagnostics")
+        found = {s["uid"]: s["availability"] for s in body["speakers"]} if status == 200 else {}
+        wanted = {offline["uid"]: "offline", **{s["uid"]: "upnp_disabled" for s in second}}
+        return all(found.get(uid) == state for uid, state in wanted.items())
+
+    wait_for(diagnosed, "the offline and UPnP-off speakers known as such")
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "sonosctl"), "--url", api, "doctor"],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        env={**os.environ, "SONOSD_TOKEN": ""},
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+
+    def said(start: str) -> str:
+        [line] = [line for line in lines if line.startswith(start)]
+        return line
+
+    down = said(f"problem: {offline['name']} ({offline['address']}) is offline")
+    assert "(connection refused)" in down
+    assert "check that it is powered on and on the network" in down
+    assert f"reaches {offline['address']} on TCP port 1400" in down
+    names = " and ".join(f"{s['name']} ({s['address']})" for s in second)
+    off = said(f"problem: {names} refuse UPnP requests (HTTP 403 Forbidden)")
+    assert f"UPnP is switched off for their Sonos system ({two})" in off
+    assert "in the Sonos app (iOS or Android) open Account, then Privacy & Security" in off
+    assert "Connection Security, and switch UPnP on" in off
+    fine = first[1]
+    subscriptions = len(DEFAULT_SERVICES)
+    assert (
+        f"ok: {fine['name']} ({fine['address']}): {subscriptions} subscriptions, NOTIFYs arrive"
+        in lines
+    )
+    assert lines[-1] == "2 problem(s) found."
 
 
 # -- reload on SIGHUP ------------------------------------------------------------------------

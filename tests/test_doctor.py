@@ -55,6 +55,23 @@ def test_upnp_disabled_state_is_recognised() -> None:
     assert text.count("Connection Security") == 1
 
 
+def test_upnp_off_speakers_of_one_system_are_one_finding() -> None:
+    """UPnP is a per-system setting: the speakers of one household that refuse it are named
+    together with the steps said once; those of another household get their own finding."""
+    kitchen = speaker("Kitchen", availability="upnp_disabled", reason="UPnP off")
+    office = speaker("Office", "192.168.1.21", availability="upnp_disabled", reason="UPnP off")
+    attic = speaker("Attic", "192.168.2.20", availability="upnp_disabled", reason="UPnP off")
+    for each, household in ((kitchen, "Sonos_A"), (office, "Sonos_A"), (attic, "Sonos_B")):
+        each["household"] = household
+    together, alone = problems(diagnostics(kitchen, office, attic))
+    assert together.startswith(
+        "Kitchen (192.168.1.20) and Office (192.168.1.21) refuse UPnP requests (HTTP 403 "
+        "Forbidden): UPnP is switched off for their Sonos system (Sonos_A)"
+    )
+    assert together.count(UPNP_STEPS) == 1
+    assert alone.startswith("Attic (192.168.2.20) refuses UPnP requests")
+
+
 def test_offline_and_asleep() -> None:
     """An offline speaker is a problem; a sleeping portable is a note."""
     body = diagnostics(

@@ -17,9 +17,11 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from sonosd.api.responses import json_error, json_response
 from sonosd.control.dispatch import ControllerLike, execute, failure_fields, parse_args
+from sonosd.delivery.clientjson import MAX_BYTES, JsonRefused
+from sonosd.delivery.metrics import ApiMetrics
 
-#: The largest request body a command accepts.
-MAX_BODY = 65_536
+#: The largest request body a command accepts (``sonosd.delivery.clientjson.MAX_BYTES``).
+MAX_BODY = MAX_BYTES
 
 
 #: Builds the resource for ``POST /api/v1/speakers/{id}/{command}`` (the control hook).
@@ -35,11 +37,18 @@ class CommandResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, controller: ControllerLike | None, speaker: str, command: str) -> None:
+    def __init__(
+        self,
+        controller: ControllerLike | None,
+        speaker: str,
+        command: str,
+        metrics: ApiMetrics | None = None,
+    ) -> None:
         super().__init__()
         self._controller = controller
         self._speaker = speaker
         self._command = command
+        self._metrics = metrics
 
     def render_GET(self, request: Request) -> bytes:
         """Commands change state, so they are never run by GET."""
@@ -58,8 +67,10 @@ class CommandResource(Resource):
             return json_error(request, 415, "bad_content_type", "send application/json")
         try:
             args = parse_args(body)
-        except ValueError as error:
-            return json_error(request, 400, "bad_request", str(error))
+        except JsonRefused as refused:
+            if self._metrics is not None:
+                self._metrics.client_errors["rest", refused.reason] += 1
+            return json_error(request, 400, "bad_request", str(refused))
         finished = [False]
         request.notifyFinish().addBoth(lambda _: finished.__setitem__(0, True))
 
@@ -78,10 +89,13 @@ class CommandResource(Resource):
         return NOT_DONE_YET
 
 
-def default_commands(controller: ControllerLike | None) -> CommandFactory:
-    """The command hook used when the service is given none: ``CommandResource``."""
+def default_commands(
+    controller: ControllerLike | None, metrics: ApiMetrics | None = None
+) -> CommandFactory:
+    """The command hook used when the service is given none: ``CommandResource`` (counting
+    refused bodies in ``metrics``)."""
 
     def build(speaker: str, command: str) -> IResource:
-        return CommandResource(controller, speaker, command)
+        return CommandResource(controller, speaker, command, metrics)
 
     return build

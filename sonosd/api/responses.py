@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, cast
 
+from twisted.web.error import UnsupportedMethod
+from twisted.web.resource import IResource
 from twisted.web.server import Request
 
 from sonosd.delivery.channel import error_body
@@ -34,3 +36,28 @@ def not_modified(request: Request, etag: bytes) -> bool:
         return False
     tags = [tag.strip().removeprefix(b"W/") for tag in header.split(b",")]
     return etag in tags or b"*" in tags
+
+
+class JsonMethods:
+    """Wraps the resource a request renders so that a method it does not support is answered
+    with a JSON ``405`` and an ``Allow`` header, not twisted.web's HTML ``405``/``501`` page.
+
+    A ``HEAD`` on a resource that answers ``GET`` is left to twisted.web, which renders the
+    ``GET`` without its body.
+    """
+
+    def __init__(self, resource: IResource) -> None:
+        self._resource = resource
+
+    def render(self, request: Request) -> bytes | int:
+        """Render the wrapped resource; an unsupported method is a JSON 405."""
+        try:
+            return cast("bytes | int", self._resource.render(request))
+        except UnsupportedMethod as unsupported:
+            methods: Iterable[bytes] = unsupported.allowedMethods or ()
+            allowed = [bytes(name) for name in methods]
+            if request.method == b"HEAD" and b"GET" in allowed:
+                raise
+            request.setHeader(b"allow", b", ".join(sorted(set(allowed))))
+            method = request.method.decode("latin-1")[:20]
+            return json_error(request, 405, "method_not_allowed", f"{method} is not allowed here")

@@ -49,6 +49,7 @@ from sonosd.api.auth import (
 )
 from sonosd.api.commands import MAX_BODY, CommandFactory, default_commands
 from sonosd.api.dashboard import SiteRoot
+from sonosd.api.deadline import REQUEST_TIMEOUT, RequestDeadline
 from sonosd.api.resources import (
     AccessResource,
     DiagnosticsResource,
@@ -61,7 +62,7 @@ from sonosd.api.resources import (
     SpeakersResource,
     not_found,
 )
-from sonosd.api.responses import json_error
+from sonosd.api.responses import JsonMethods, json_error
 from sonosd.api.sse import EventsResource
 from sonosd.api.ws import ApiWebSocketFactory
 from sonosd.config import ApiConfig
@@ -71,6 +72,7 @@ from sonosd.delivery.drain import drained
 from sonosd.delivery.endpoint import listen
 from sonosd.delivery.hub import Hub
 from sonosd.delivery.metrics import ApiMetrics
+from sonosd.peerlog import PeerLog
 
 log = Logger()
 access_log = Logger(namespace="sonosd.api.access")
@@ -231,7 +233,7 @@ class _Preflight(Resource):
 _TOO_LARGE = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
-class _TrackedChannel(HTTPChannel):
+class _TrackedChannel(RequestDeadline, HTTPChannel):
     """An HTTP connection the site can close on shutdown; ``lost`` fires when it is gone.
 
     A request body larger than any route accepts (``MAX_BODY``) is refused with 413 as soon
@@ -283,7 +285,15 @@ class _TrackedChannel(HTTPChannel):
 
 class ApiRequest(Request):
     """A request whose unhandled exception is answered with a JSON 500 under ``/api`` (and
-    logged once, with its traceback), not with twisted.web's HTML page."""
+    logged once, with its traceback), not with twisted.web's HTML page; an unsupported
+    method there is a JSON 405 (``JsonMethods``)."""
+
+    def render(self, resrc: IResource) -> None:
+        """Render ``resrc``; under ``/api`` an unsupported method is answered in JSON."""
+        path = self.path or b""
+        if path == b"/api" or path.startswith(b"/api/"):
+            resrc = JsonMethods(resrc)  # type: ignore[assignment]
+        super().render(resrc)
 
     def processingFailed(self, reason: Failure) -> Failure:
         """Log the failure once and answer a JSON 500 (HTML outside ``/api``)."""
@@ -315,10 +325,24 @@ class ApiSite(Site):
     protocol = _TrackedChannel  # type: ignore[assignment]
     requestFactory = ApiRequest
     noisy = False
+    request_timeout = REQUEST_TIMEOUT
 
     def __init__(self, resource: IResource, reactor: Any) -> None:
         super().__init__(resource, logFormatter=access_log_line, reactor=reactor)
         self.channels: WeakSet[_TrackedChannel] = WeakSet()
+        self.metrics: ApiMetrics | None = None
+        self.peer_log = PeerLog(log, reactor)
+
+    def too_slow(self, host: str | None) -> None:
+        """A request did not arrive within ``request_timeout``: count it, log it (throttled)."""
+        if self.metrics is not None:
+            self.metrics.client_errors["rest", "too_slow"] += 1
+        self.peer_log.emit(
+            host,
+            "too_slow",
+            "api: a request from {source} did not arrive within {timeout:g} s: 408, closed",
+            timeout=self.request_timeout,
+        )
 
     def log(self, request: http.Request) -> None:
         """The access log line of ``request``, at debug level (no token in it)."""
@@ -421,7 +445,9 @@ class ApiService(Service):
             b"snapshot": SnapshotResource(hub),
             b"events": self.events,
             b"ws": self.websocket.web_resource(),
-            b"speakers": SpeakersResource(state, commands or default_commands(controller)),
+            b"speakers": SpeakersResource(
+                state, commands or default_commands(controller, self.metrics)
+            ),
             b"groups": GroupsResource(state),
             b"art": ArtResource(state, self.art),
         }
@@ -438,6 +464,8 @@ class ApiService(Service):
         self.root = SiteRoot()
         self.root.putChild(b"api", api)
         self.site = ApiSite(self.root, reactor)
+        self.site.request_timeout = config.request_timeout
+        self.site.metrics = self.metrics
         self.listening: Deferred[IListeningPort] = Deferred()
 
     def _problems(self) -> list[str]:
@@ -514,6 +542,8 @@ class ApiService(Service):
         sockets: list[Any] = list(self.websocket.channel.clients)
         self.events.stop()
         self.websocket.channel.stop()
+        self.site.peer_log.stop()
+        self.websocket.peer_log.stop()
         channels = self.site.close_connections()
         waiting: list[Deferred[Any]] = [ws.lost for ws in sockets]
         waiting.extend(channel.lost for channel in channels)

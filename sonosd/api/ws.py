@@ -32,8 +32,11 @@ from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.error import UnsupportedMethod
+from twisted.web.server import Request
 
 from sonosd.api.auth import CONTROL, Authenticator, Denied, Grant
+from sonosd.api.responses import json_error
 from sonosd.control.dispatch import ControllerLike, execute, failure_fields
 from sonosd.delivery.channel import (
     QUERY_PARAMETERS,
@@ -49,6 +52,7 @@ from sonosd.delivery.filters import Filter, FilterError
 from sonosd.delivery.flow import ClientQueue, TransportWriter
 from sonosd.delivery.hub import Cursor, Hub, Message, encode, parse_cursor
 from sonosd.delivery.metrics import ApiMetrics
+from sonosd.peerlog import PeerLog
 
 log = Logger()
 
@@ -174,10 +178,19 @@ class ApiWebSocketProtocol(QueuedClient, WebSocketServerProtocol):  # type: igno
             self.lost.callback(None)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        """Handle one JSON operation."""
+        """Handle one JSON operation; whatever it holds, answer it and never raise (an
+        exception here would end the connection without a close frame)."""
+        try:
+            self._operation(payload)
+        except Exception:
+            log.failure("websocket operation failed")
+            self._error(None, "internal", "the operation failed; see the daemon's log")
+
+    def _operation(self, payload: bytes) -> None:
         try:
             request = read_operation(payload)
         except BadOperation as error:
+            self.factory.refused(self.peer, error.reason, str(error))
             self.reply(error_reply(None, "bad_request", str(error)))
             return
         request_id = request.get("id")
@@ -187,7 +200,8 @@ class ApiWebSocketProtocol(QueuedClient, WebSocketServerProtocol):  # type: igno
         elif op == "command":
             self._command(request_id, request)
         else:
-            self._error(request_id, "bad_request", f"unknown op {op!r}")
+            self.factory.refused(self.peer, "unknown_op", f"unknown op {str(op)[:40]!r}")
+            self._error(request_id, "bad_request", f"unknown op {op!r}"[:200])
 
     def _error(self, request_id: Any, code: str, message: str) -> None:
         self.reply(error_reply(request_id, code, message))
@@ -247,6 +261,8 @@ class ApiWebSocketFactory(WebSocketServerFactory):
         self.auth = auth
         self.limit = limit
         self.controller = controller
+        self.metrics = metrics
+        self.peer_log = PeerLog(log, reactor)
         self.channel: Channel[bytes] = Channel(
             hub, "websocket", self._frame, metrics, clock=reactor
         )
@@ -267,6 +283,26 @@ class ApiWebSocketFactory(WebSocketServerFactory):
     def _frame(self, message: Message) -> bytes:
         return text_frame(message.raw)
 
+    def refused(self, peer: str | None, reason: str, detail: str) -> None:
+        """Count and log (throttled) one operation refused from ``peer``."""
+        if self.metrics is not None:
+            self.metrics.client_errors["websocket", reason] += 1
+        self.peer_log.emit(peer, reason, "websocket client {source}: {detail}", detail=detail)
+
     def web_resource(self) -> WebSocketResource:
         """The twisted.web resource that upgrades requests to this channel."""
-        return WebSocketResource(self)
+        return _UpgradeOnly(self)
+
+
+class _UpgradeOnly(WebSocketResource):
+    """autobahn's resource, except that a request that is no WebSocket upgrade gets a JSON
+    ``426`` (autobahn answers it with an HTML page and status 200)."""
+
+    def render(self, request: Request) -> Any:
+        if request.method != b"GET":
+            raise UnsupportedMethod([b"GET"])
+        upgrade = request.getHeader("upgrade") or ""
+        if upgrade.strip().lower() != "websocket":
+            request.setHeader(b"upgrade", b"websocket")
+            return json_error(request, 426, "upgrade_required", "connect with a WebSocket client")
+        return super().render(request)

@@ -405,7 +405,11 @@ class Controller:
         if isinstance(error, NotSupportedException):
             return ControlError("not_supported", 409, f"{who} does not support this: {error}")
         if isinstance(error, requests.exceptions.Timeout):
-            return ControlError("timeout", 504, f"{who} did not answer in time")
+            # SoCo's own request timeout (the daemon sets it to the call timeout, so that a
+            # hung speaker frees its thread): the same answer as the pool's, whichever fires
+            # first.
+            seconds = soco.config.REQUEST_TIMEOUT
+            return ControlError("timeout", 504, f"{who} did not answer within {seconds:g} s")
         if isinstance(error, requests.exceptions.ConnectionError):
             return ControlError("offline", 503, f"{who} cannot be reached")
         # Any other requests error: SoCo's raise_for_status() on a status other than 200, 405

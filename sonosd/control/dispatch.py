@@ -10,7 +10,6 @@ needs only :class:`ControllerLike`, not the controller's import.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -19,6 +18,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from sonosd.delivery.channel import error_body
+from sonosd.delivery.clientjson import JsonRefused, check_size, decode
 
 log = Logger()
 
@@ -61,13 +61,16 @@ def execute(
 
 
 def parse_args(body: bytes) -> dict[str, Any]:
-    """A command's JSON arguments (an object; an empty body is ``{}``).
+    """A command's JSON arguments (an object; an empty body is ``{}``), decoded within
+    ``sonosd.delivery.clientjson``'s bounds (64 KiB, 32 levels).
 
-    @raise ValueError: The body is not a JSON object.
+    @raise JsonRefused: The body is not a JSON object, or breaks a bound (a ``ValueError``
+        whose ``reason`` names the rule).
     """
+    check_size(body)
     if not body.strip():
         return {}
-    args = json.loads(body)
+    args = decode(body)
     if not isinstance(args, dict):
-        raise ValueError("the body must be a JSON object of arguments")
+        raise JsonRefused("not_json", "the body must be a JSON object of arguments")
     return args

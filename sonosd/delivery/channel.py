@@ -20,7 +20,6 @@ joining, leaving and filter changes behave exactly as with immediate delivery.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -29,6 +28,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from sonosd.delivery.clientjson import JsonRefused, decode_object
 from sonosd.delivery.filters import Filter, FilterError
 from sonosd.delivery.flow import ClientQueue
 from sonosd.delivery.hub import Cursor, Hub, ISink, Message, encode
@@ -71,22 +71,27 @@ class QueuedClient:
 
 
 class BadOperation(ValueError):
-    """A client sent something that is not a JSON object; ``str()`` tells the client."""
+    """A client sent something that is not a JSON object within the bounds; ``str()`` tells
+    the client.
+
+    @ivar reason: ``not_json``, ``too_large`` or ``too_deep`` (for counters).
+    """
+
+    def __init__(self, message: str, reason: str = "not_json") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def read_operation(payload: bytes) -> dict[str, Any]:
     """A client's JSON operation (``{"op": ..., "id": ..., ...}``), as the WebSocket and the
-    stream accept them.
+    stream accept them, decoded within ``sonosd.delivery.clientjson``'s bounds.
 
-    @raise BadOperation: The payload is not JSON, or not an object.
+    @raise BadOperation: The payload is not JSON, not an object, too large or too deep.
     """
     try:
-        request = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        raise BadOperation("not JSON") from None
-    if not isinstance(request, dict):
-        raise BadOperation("expected an object")
-    return request
+        return decode_object(payload)
+    except JsonRefused as refused:
+        raise BadOperation(str(refused), refused.reason) from None
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:

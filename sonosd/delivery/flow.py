@@ -30,6 +30,8 @@ the queue's limit) and error handling are unchanged.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
@@ -49,8 +51,18 @@ DRAIN_BATCH = 32
 _DIRECT = (tcp.Server, unix.Server)
 
 
+SEND_BUFFER = 262_144
+"""The kernel send buffer (bytes) of a streaming client's socket. Left alone, Linux grows it
+up to ``net.ipv4.tcp_wmem``'s maximum (4 MiB by default): a client that stops reading would
+hold megabytes of kernel memory, and thousands of messages would pass before its queue
+(``api.client_buffer``) even started to fill."""
+
+
 class TransportWriter:
     """Writes bytes to ``transport``, straight into its socket while nothing is buffered.
+
+    Also bounds the socket's kernel send buffer to ``SEND_BUFFER`` (a streaming client's
+    connection: what it has not read yet is then bounded by that and its queue).
 
     @param transport: The connection's transport; anything but a plain (not TLS) TCP or UNIX
         server connection is always written with ``transport.write``.
@@ -62,6 +74,11 @@ class TransportWriter:
             hasattr(transport, name)
             for name in ("socket", "TLS", "dataBuffer", "_tempDataBuffer", "disconnecting")
         )
+        handle = getattr(transport, "getHandle", None)
+        sock = handle() if handle is not None else None
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
 
     def write(self, data: bytes) -> None:
         """Write ``data`` (in order after everything written before)."""

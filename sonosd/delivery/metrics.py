@@ -9,6 +9,7 @@ MQTT, subscriptions) register their collectors on ``ApiMetrics.registry`` to be 
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -30,6 +31,12 @@ NOTIFY_REFUSALS = (
     "unknown_sid",
     "too_large",
     "bad_request",
+    "dtd",
+    "encoding",
+    "over_budget",
+    "value_too_large",
+    "too_slow",
+    "too_many_connections",
 )
 
 #: Command durations, in seconds: from a quick volume change to an announcement.
@@ -62,6 +69,31 @@ class _HubCollector:
         for state, count in sorted(self._speakers().items()):
             speakers.add_metric([state], count)
         yield speakers
+
+
+#: Counts by label value (one label) or by a tuple of label values.
+Counts = Mapping[Any, int]
+
+
+class _CountsCollector:
+    """Exports a mapping of counts, read at scrape time, as one labelled counter."""
+
+    def __init__(
+        self, name: str, documentation: str, labels: tuple[str, ...], read: Callable[[], Counts]
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._labels = labels
+        self._read = read
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self._name, self._documentation, labels=list(self._labels))
+        for key, count in sorted(self._read().items()):
+            family.add_metric(list(key) if isinstance(key, tuple) else [key], count)
+        yield family
 
 
 class ApiMetrics:
@@ -134,6 +166,35 @@ class ApiMetrics:
         for status in ("401", "403"):
             self.auth_failures.labels(status)
         self.registry.register(_HubCollector(hub, speakers))
+        #: Refused client input by ``(channel, reason)``: the channels count here.
+        self.client_errors: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._client_error_sources: list[Callable[[], Counts]] = [lambda: self.client_errors]
+        self.count_by(
+            "sonosd_client_errors",
+            "Client input refused (bad or oversized JSON, unknown operations), by channel "
+            "and reason.",
+            ("channel", "reason"),
+            self._all_client_errors,
+        )
+
+    def add_client_errors(self, read: Callable[[], Counts]) -> None:
+        """Export the counts ``read()`` gives (by ``(channel, reason)``) as client errors too
+        (for a channel that keeps its own counter, such as MQTT)."""
+        self._client_error_sources.append(read)
+
+    def _all_client_errors(self) -> Counts:
+        total: collections.Counter[tuple[str, str]] = collections.Counter()
+        for read in self._client_error_sources:
+            total.update(read())
+        return total
+
+    def count_by(
+        self, name: str, documentation: str, labels: tuple[str, ...], read: Callable[[], Counts]
+    ) -> None:
+        """Export ``read()`` (counts by label value, or by a tuple of values) as the counter
+        ``name`` at scrape time: for counters other parts keep themselves (the NOTIFY
+        listener's refusals, the channels' refused client input)."""
+        self.registry.register(_CountsCollector(name, documentation, labels, read))
 
     def observe_command(self, command: str, result: str, seconds: float) -> None:
         """Record one command's duration (``Controller.on_done``)."""

@@ -25,6 +25,13 @@ less because:
 
 Unlike SoCo's function, ours is not cached, so every call returns a new dict that callers may
 mutate; DIDL objects are never shared between events either.
+
+Unlike SoCo's, it refuses what could cost more than the body's size (``sonosd.gena.xmlguard``,
+issue 18): a DTD or entity declaration in the body or in any value (the nested LastChange,
+ZoneGroupState and DIDL documents included), an encoding other than UTF-8, nested documents
+beyond the body's :class:`~sonosd.gena.xmlguard.Budget`, and a value over ``MAX_VALUE``
+characters (``ZoneGroupState`` excepted: it grows with the household and is bounded by the
+body). Each refusal is an :class:`UnsafeEvent` naming the rule.
 """
 
 from __future__ import annotations
@@ -42,7 +49,17 @@ from soco.exceptions import EventParseException, SoCoException, SoCoFault
 from soco.utils import camel_to_underscore
 from twisted.logger import Logger
 
+from sonosd.gena.xmlguard import Budget, UnsafeXml, check_document, check_text
+
 log = Logger()
+
+MAX_VALUE = 65_536
+"""The longest value (characters) an evented variable may have, ZoneGroupState excepted; the
+largest real ones (DIDL metadata) are a few kilobytes."""
+
+#: Variables not held to ``MAX_VALUE``: the topology grows with the household, and a
+#: LastChange document is parsed within the event's budget and its values checked one by one.
+_UNLIMITED = frozenset({"ZoneGroupState", "LastChange"})
 
 _PROPERTY = "{urn:schemas-upnp-org:event-1-0}property"
 _PROPERTY_EXPAT = _PROPERTY[1:]
@@ -58,7 +75,23 @@ _last_change_names: dict[str, str] = {}
 
 class MalformedEvent(ValueError):
     """An event body SoCo's parser would also reject (not XML, a LastChange without text or
-    without an instance element, a channel value clashing with a plain one)."""
+    without an instance element, a channel value clashing with a plain one).
+
+    @ivar reason: What the listener counts it as (``unparsable``).
+    """
+
+    reason = "unparsable"
+
+
+class UnsafeEvent(MalformedEvent):
+    """An event body refused because it could cost more than its size (SoCo would parse it).
+
+    @ivar reason: ``dtd``, ``encoding``, ``over_budget`` or ``value_too_large``.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def _plain_name(tag: str) -> str:
@@ -88,6 +121,7 @@ def _soco_didl(tag: str, didl: str) -> Any:
     is resolved after the event has been delivered.
     """
     try:
+        check_text(didl)
         return from_didl_string.__wrapped__(didl)[0]
     except (SoCoException, IndexError, TypeError, AttributeError, ValueError) as exc:
         log.debug("event variable {tag} has illegal DIDL metadata: {error}", tag=tag, error=exc)
@@ -170,24 +204,45 @@ def resolve(value: Any) -> Any:
     return value
 
 
-def parse_event_xml(body: bytes) -> dict[str, Any]:
+def parse_event_xml(body: bytes, budget: Budget | None = None) -> dict[str, Any]:
     """Parse a NOTIFY body (``<e:propertyset>``) into SoCo's ``event.variables`` shape.
 
     @param body: The body as received (bytes; the XML declaration, if any, names the encoding).
+    @param budget: What the body and its nested documents may cost (default: the body's,
+        ``Budget.for_body``).
     @return: A new dict (callers may mutate it): variable name (SoCo's) to a string, ``None``,
         a channel dict (``{"Master": "40", ...}``) or, for DIDL-Lite LastChange values, a
         ``LazyDidl`` equal to SoCo's ``DidlObject`` (or ``SoCoFault``).
     @raise MalformedEvent: Where SoCo's parser raises.
+    @raise UnsafeEvent: For a body or value the daemon refuses (see the module docstring).
     """
-    result: dict[str, Any] = {}
-    for tag, text in _properties(body):
-        if tag == "LastChange":
-            _parse_last_change(text, result)
-        elif tag in REDACTED_VARIABLES:
-            result[_plain_name(tag)] = REDACTED_VALUE
-        else:
-            result[_plain_name(tag)] = text
+    if budget is None:
+        budget = Budget.for_body(body)
+    try:
+        check_document(body, budget)
+        result: dict[str, Any] = {}
+        for tag, text in _properties(body):
+            if text is not None:
+                _check_value(tag, text)
+            if tag == "LastChange":
+                _parse_last_change(text, result, budget)
+            elif tag in REDACTED_VARIABLES:
+                result[_plain_name(tag)] = REDACTED_VALUE
+            else:
+                result[_plain_name(tag)] = text
+    except UnsafeXml as unsafe:
+        raise UnsafeEvent(unsafe.reason, str(unsafe)) from None
     return result
+
+
+def _check_value(tag: str, text: str) -> None:
+    """A variable's value: no DTD, and at most ``MAX_VALUE`` characters unless exempt."""
+    check_text(text)
+    if len(text) > MAX_VALUE and tag not in _UNLIMITED:
+        raise UnsafeEvent(
+            "value_too_large",
+            f"{tag} is {len(text)} characters long, over the limit of {MAX_VALUE}",
+        )
 
 
 def _properties(body: bytes) -> list[tuple[str, str | None]]:
@@ -209,14 +264,18 @@ def _properties(body: bytes) -> list[tuple[str, str | None]]:
     return [(variable.tag, variable.text) for prop in tree.iterfind(_PROPERTY) for variable in prop]
 
 
-def _parse_last_change(text: str | None, result: dict[str, Any]) -> None:
+def _parse_last_change(text: str | None, result: dict[str, Any], budget: Budget) -> None:
     if text is None:
         raise MalformedEvent("LastChange without a value")
+    document = text.encode("utf-8")
+    check_document(document, budget)
     items = _simple_last_change(text)
     if items is None:
-        items = _tree_last_change(text)
+        items = _tree_last_change(document)
     for element_tag, channel, value in items:
         tag = _last_change_name(element_tag)
+        if value is not None:
+            _check_value(element_tag, value)
         if value is not None and value.startswith("<DIDL-Lite"):
             value = LazyDidl(value, tag)
         if channel is None:
@@ -230,11 +289,11 @@ def _parse_last_change(text: str | None, result: dict[str, Any]) -> None:
         channels[channel] = value
 
 
-def _tree_last_change(text: str) -> list[tuple[str, str | None, Any]]:
+def _tree_last_change(document: bytes) -> list[tuple[str, str | None, Any]]:
     """``(tag, channel, value)`` of each child of the LastChange document's first instance
     element, read with ElementTree (``value``: the ``val`` attribute, else the text)."""
     try:
-        last_change = ElementTree.fromstring(text.encode("utf-8"))
+        last_change = ElementTree.fromstring(document)
     except ElementTree.ParseError as exc:
         raise MalformedEvent(f"LastChange is not XML: {exc}") from exc
     instance = None
@@ -413,7 +472,13 @@ def _parse(reader: _PropertySet, document: bytes) -> None:
     parser.EndElementHandler = reader.end
     parser.CharacterDataHandler = reader.data
     parser.SkippedEntityHandler = _skipped_entity
+    # check_document has refused any DTD already; this keeps the parser from ever reading one.
+    parser.StartDoctypeDeclHandler = _doctype
     parser.Parse(document, True)
+
+
+def _doctype(*_: object) -> None:
+    raise UnsafeXml("dtd", "a document type declaration is not accepted")
 
 
 def _skipped_entity(name: str, is_parameter_entity: bool) -> None:
@@ -737,6 +802,11 @@ def _didl_fields_cached(value: LazyDidl) -> dict[str, Any]:
     if fields is not None:
         _didl_cache.move_to_end(didl)
         return dict(fields)
+    try:
+        # Events were checked when parsed; metadata read by control calls was not.
+        check_text(didl)
+    except UnsafeXml as unsafe:
+        return {"error": str(unsafe)}
     fields = _didl_fields(didl)
     if fields is None:
         # Not well-formed for a strict parser: SoCo's lenient one decides.

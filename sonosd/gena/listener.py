@@ -37,10 +37,17 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTCP, IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from zope.interface import Attribute, Interface, implementer
 
-from sonosd.gena.notifyproto import MediaLookup, NotifyRequest, NotifyServerFactory
+from sonosd.gena.notifyproto import (
+    MAX_PER_HOST,
+    REQUEST_TIMEOUT,
+    MediaLookup,
+    NotifyRequest,
+    NotifyServerFactory,
+)
+from sonosd.peerlog import PeerLog
 
 log = Logger()
 
@@ -199,14 +206,20 @@ class NotifyDispatcher:
     @param hold_timeout: Seconds an unknown-SID NOTIFY is held while a SUBSCRIBE to its
         sender is in flight.
     @param max_held: How many such NOTIFYs may be held at once (beyond: 412 at once).
+    @param log_interval: Seconds during which a refusal of one reason from one host is logged
+        at most once (later ones are counted and summed up in one line; ``sonosd.peerlog``).
 
     @ivar accepted: NOTIFYs delivered to a subscription.
-    @ivar rejected: Refused requests by reason: ``malformed`` and ``unparsable`` (400),
-        ``source`` (403), ``method`` (405), ``unknown_sid`` (412), ``ended_sid`` (412: a
-        subscription that ended recently, which the speaker keeps notifying until it hears
-        412 or the SID expires: counted, logged at debug level only), ``too_large`` (413),
-        and ``bad_request`` (broken HTTP: 400, 431, 501).
+    @ivar rejected: Refused requests by reason: ``malformed`` and ``unparsable`` (400);
+        ``dtd``, ``encoding``, ``over_budget`` and ``value_too_large`` (400: bodies that could
+        cost more than their size, ``sonosd.gena.xmlguard``); ``source`` (403); ``method``
+        (405); ``unknown_sid`` (412); ``ended_sid`` (412: a subscription that ended recently,
+        which the speaker keeps notifying until it hears 412 or the SID expires: counted,
+        logged at debug level only); ``too_large`` (413); ``bad_request`` (broken HTTP: 400,
+        431, 501); ``too_slow`` (connections closed at the request deadline) and
+        ``too_many_connections`` (closed at once: too many from one host).
     @ivar held: NOTIFYs that had to wait for their SUBSCRIBE response.
+    @ivar peer_log: The throttled log of refusals.
     """
 
     def __init__(
@@ -215,11 +228,13 @@ class NotifyDispatcher:
         parse: Callable[[bytes], dict[str, Any]] | None = None,
         hold_timeout: float = 5.0,
         max_held: int = 32,
+        log_interval: float = 60.0,
     ) -> None:
         self._clock = clock
         self._parse = parse if parse is not None else _default_parser()
         self._hold_timeout = hold_timeout
         self._max_held = max_held
+        self.peer_log = PeerLog(log, clock, log_interval)
         self._subscriptions: dict[str, INotifySubscription] = {}
         # SIDs of subscriptions that ended, with when to forget them (oldest first).
         self._ended: OrderedDict[str, float] = OrderedDict()
@@ -295,9 +310,16 @@ class NotifyDispatcher:
 
     # -- requests -----------------------------------------------------------------------------
 
-    def reject(self, reason: str) -> None:
-        """Count one request refused before it reached the dispatcher (405, 413, broken HTTP)."""
+    def reject(self, reason: str, host: str | None = None, detail: str = "") -> None:
+        """Count and log (throttled) one request refused before it reached the dispatcher
+        (405, 413, broken HTTP, too slow, too many connections)."""
         self.rejected[reason] += 1
+        self.peer_log.emit(
+            host,
+            reason,
+            "NOTIFY listener refused a request from {source}: {detail}",
+            detail=detail or reason,
+        )
 
     def dispatch(self, request: NotifyRequest) -> int | None:
         """Handle one NOTIFY: deliver it or refuse it (the status to answer), or hold it
@@ -308,7 +330,9 @@ class NotifyDispatcher:
             notify = check_notify(request.headers, body)
         except MalformedNotify as error:
             self.rejected["malformed"] += 1
-            log.warn("malformed NOTIFY from {host}: {reason}", host=host, reason=error.reason)
+            self.peer_log.emit(
+                host, "malformed", "malformed NOTIFY from {source}: {what}", what=error.reason
+            )
             return 400
         subscription = self._subscriptions.get(notify.sid)
         if subscription is None:
@@ -325,10 +349,19 @@ class NotifyDispatcher:
     ) -> int:
         try:
             variables = self._parse(body)
-        except Exception:
-            self.rejected["unparsable"] += 1
-            log.failure(
-                "unparsable NOTIFY body for {sid} seq {seq}", sid=notify.sid, seq=notify.seq
+        except Exception as error:
+            # MalformedEvent (and UnsafeEvent) say which rule; any other parser's error is
+            # "unparsable". The body is the speaker's fault, not ours: no traceback.
+            reason = getattr(error, "reason", None)
+            reason = reason if isinstance(reason, str) else "unparsable"
+            self.rejected[reason] += 1
+            self.peer_log.emit(
+                subscription.speaker_host,
+                reason,
+                "NOTIFY body from {source} for {sid} seq {seq} refused ({reason}): {error}",
+                sid=notify.sid,
+                seq=notify.seq,
+                error=str(error)[:200],
             )
             return 400
         event = Event(
@@ -348,15 +381,22 @@ class NotifyDispatcher:
             log.debug("NOTIFY for ended {sid} from {host}: 412", sid=notify.sid, host=host)
             return 412
         self.rejected["unknown_sid"] += 1
-        log.info("NOTIFY for unknown {sid} from {host}: 412", sid=notify.sid, host=host)
+        self.peer_log.emit(
+            host,
+            "unknown_sid",
+            "NOTIFY for unknown {sid} from {source}: 412",
+            level=LogLevel.info,
+            sid=notify.sid[:100],
+        )
         return 412
 
     def _refuse_source(self, host: str | None, notify: NotifyHeaders) -> int:
         self.rejected["source"] += 1
-        log.warn(
-            "NOTIFY for {sid} from {host}, not from the subscribed speaker: 403",
-            sid=notify.sid,
-            host=host,
+        self.peer_log.emit(
+            host,
+            "source",
+            "NOTIFY for {sid} from {source}, not from the subscribed speaker: 403",
+            sid=notify.sid[:100],
         )
         return 403
 
@@ -405,9 +445,12 @@ class NotifyListener(Service):
     @param max_body: The largest NOTIFY body accepted (bytes).
     @param hold_timeout: See L{NotifyDispatcher}.
     @param max_held: See L{NotifyDispatcher}.
-    @param idle_timeout: Seconds an idle or slow connection is kept (see
-        L{NotifyServerFactory}).
+    @param idle_timeout: Seconds an idle connection is kept (see L{NotifyServerFactory}).
+    @param request_timeout: Seconds from connecting by which a whole request must have arrived
+        (see L{NotifyServerFactory}).
+    @param max_per_host: The most connections one address may have open at once.
     @param parse: See L{NotifyDispatcher}.
+    @param log_interval: See L{NotifyDispatcher}.
     @param media: Serves the daemon's clips on the same port (see L{NotifyServerFactory}).
 
     @ivar site: The L{NotifyServerFactory} bound to the port (the name is the one it had when
@@ -425,6 +468,9 @@ class NotifyListener(Service):
         max_held: int = 32,
         idle_timeout: float = 30.0,
         parse: Callable[[bytes], dict[str, Any]] | None = None,
+        request_timeout: float = REQUEST_TIMEOUT,
+        max_per_host: int = MAX_PER_HOST,
+        log_interval: float = 60.0,
         media: MediaLookup | None = None,
     ) -> None:
         self._reactor = reactor
@@ -432,9 +478,17 @@ class NotifyListener(Service):
         self.interface = interface
         self.requested_port = port
         self.advertise = advertise
-        self.dispatcher = NotifyDispatcher(self._clock, parse, hold_timeout, max_held)
+        self.dispatcher = NotifyDispatcher(
+            self._clock, parse, hold_timeout, max_held, log_interval=log_interval
+        )
         self.site = NotifyServerFactory(
-            self.dispatcher, self._clock, max_body, idle_timeout, media=media
+            self.dispatcher,
+            self._clock,
+            max_body,
+            idle_timeout,
+            request_timeout,
+            max_per_host,
+            media=media,
         )
         self.port = 0
         self._listening: IListeningPort | None = None
@@ -502,6 +556,7 @@ class NotifyListener(Service):
         """Refuse held NOTIFYs, close connections still being read, and unbind the server."""
         super().stopService()
         self.dispatcher.release_all()
+        self.dispatcher.peer_log.stop()
         self.site.stop()
         listening, self._listening = self._listening, None
         if listening is None:

@@ -16,8 +16,11 @@ exchange directly on a ``twisted.internet.protocol.Protocol``:
   ``max_body`` for the body: 413 as soon as a declared length or chunk size goes over, without
   buffering it), hands the complete request to an :class:`INotifyHandler` as a
   :class:`NotifyRequest`, writes one pre-built answer and closes the connection.
-- :class:`NotifyServerFactory` closes idle connections with one periodic sweep for all of them
-  (no timer per connection).
+- :class:`NotifyServerFactory` closes idle connections, and connections whose request is not
+  complete within ``request_timeout`` of connecting (a client dripping a byte every few
+  seconds is not idle, but it is too slow), with one periodic sweep for all of them (no timer
+  per connection); and it refuses a connection at once when ``max_per_host`` connections from
+  the same address are open (a speaker sends one NOTIFY at a time per subscription).
 
 One request per connection: every answer says ``Connection: close`` and the connection is closed
 once it is written; bytes after the first request (pipelining) are ignored. Keep-alive clients
@@ -31,6 +34,7 @@ method but ``NOTIFY``.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from http import HTTPStatus
@@ -59,8 +63,14 @@ DISCARD_FACTOR: Final = 16
 (so that the client gets to read the answer), then the connection is aborted."""
 
 IDLE_SWEEPS: Final = 4
-"""Sweeps per ``idle_timeout``: a connection silent for more than this many sweeps is closed,
-so after ``idle_timeout`` to 1.25 times ``idle_timeout`` without data."""
+"""Sweeps per ``idle_timeout`` (or ``request_timeout``, when shorter): a connection silent
+for ``idle_timeout`` is closed after ``idle_timeout`` to 1.25 times ``idle_timeout``."""
+
+REQUEST_TIMEOUT: Final = 15.0
+"""Seconds from connecting by which a whole request must have arrived (default)."""
+
+MAX_PER_HOST: Final = 64
+"""The most connections one address may have open at once (default)."""
 
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _HEX: Final = re.compile(rb"[0-9A-Fa-f]{1,16}\Z")
@@ -351,9 +361,9 @@ class INotifyHandler(TypingProtocol):
         """Handle one NOTIFY: return the status to answer, or ``None`` to answer later with
         ``request.answer``."""
 
-    def reject(self, reason: str) -> None:
-        """Count one request refused by the protocol (``method``, ``too_large``,
-        ``bad_request``)."""
+    def reject(self, reason: str, host: str | None = None, detail: str = "") -> None:
+        """Count (and log, throttled) one request refused by the protocol (``method``,
+        ``too_large``, ``bad_request``, ``too_slow``, ``too_many_connections``)."""
 
 
 _HEAD, _LENGTH, _CHUNKED, _DISCARD, _WAITING, _DONE = range(6)
@@ -364,12 +374,14 @@ class NotifyProtocol(Protocol):
 
     @ivar host: The client's address (see L{NotifyRequest.host}).
     @ivar idle: Idle sweeps since data last arrived (see L{NotifyServerFactory}).
+    @ivar connected_at: When the connection was made (the request deadline counts from it).
     """
 
     def __init__(self, factory: NotifyServerFactory, host: str | None) -> None:
         self.factory = factory
         self.host = host
         self.idle = 0
+        self.connected_at = 0.0
         self._state = _HEAD
         self._buffer = b""
         self._head: RequestHead | None = None
@@ -386,8 +398,14 @@ class NotifyProtocol(Protocol):
         decoder = self._decoder.buffered if self._decoder is not None else 0
         return len(self._buffer) + sum(map(len, self._parts)) + decoder
 
+    @property
+    def discarding(self) -> bool:
+        """Whether the request was refused and what follows it is being read and dropped."""
+        return self._state == _DISCARD
+
     def connectionMade(self) -> None:
-        """Start watching the connection for idleness."""
+        """Start watching the connection for idleness and for its request deadline."""
+        self.factory.opened(self)
         self.factory.track(self)
 
     def dataReceived(self, data: bytes) -> None:
@@ -407,6 +425,7 @@ class NotifyProtocol(Protocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Forget the connection; a request still waiting for its answer is reported lost."""
         self.factory.untrack(self)
+        self.factory.closed(self)
         waiting = self._state == _WAITING
         self._state = _DONE
         request, self._request = self._request, None
@@ -414,9 +433,8 @@ class NotifyProtocol(Protocol):
             request.on_lost()
 
     def timed_out(self) -> None:
-        """The connection was idle too long: drop it without an answer."""
+        """The connection was idle or slow too long: drop it without an answer."""
         self._state = _DONE
-        log.debug("NOTIFY connection from {host} idle: closed", host=self.host)
         self._transport().abortConnection()
 
     # -- reading ------------------------------------------------------------------------------
@@ -447,7 +465,7 @@ class NotifyProtocol(Protocol):
             return
         if head.method != "NOTIFY":
             remaining = None if length is None else max(length - len(rest), 0)
-            self.factory.handler.reject("method")
+            self.factory.handler.reject("method", self.host, f"method {head.method[:20]}: 405")
             self._refuse_with(405, remaining, len(rest))
             return
         self._head = head
@@ -562,17 +580,8 @@ class NotifyProtocol(Protocol):
         transport.loseConnection()
 
     def _refuse(self, error: BadRequest, remaining: int | None, received: int) -> None:
-        if error.status == 413:
-            self.factory.handler.reject("too_large")
-            log.warn("NOTIFY body over {limit} bytes: 413", limit=self.factory.max_body)
-        else:
-            self.factory.handler.reject("bad_request")
-            log.info(
-                "bad request from {host}: {reason}: {status}",
-                host=self.host,
-                reason=error.reason,
-                status=error.status,
-            )
+        reason = "too_large" if error.status == 413 else "bad_request"
+        self.factory.handler.reject(reason, self.host, f"{error.reason}: {error.status}")
         self._refuse_with(error.status, remaining, received)
 
     def _refuse_with(self, code: int, remaining: int | None, received: int) -> None:
@@ -599,18 +608,23 @@ class NotifyProtocol(Protocol):
 
 
 class NotifyServerFactory(ServerFactory):
-    """Builds a L{NotifyProtocol} per connection and closes the idle ones.
+    """Builds a L{NotifyProtocol} per connection and closes the idle and the slow ones.
 
-    One sweep every ``idle_timeout / IDLE_SWEEPS`` seconds, scheduled only while connections
-    are being read (cancelled when none is left), closes those that sent nothing for
-    ``IDLE_SWEEPS`` sweeps. A request
-    waiting for its answer (held by the handler) is not idle: the handler bounds that wait.
+    One sweep every ``min(idle_timeout, request_timeout) / IDLE_SWEEPS`` seconds, scheduled
+    only while connections are being read (cancelled when none is left), closes those that
+    sent nothing for ``idle_timeout`` and those still reading their request ``request_timeout``
+    seconds after connecting, however steadily they drip. A request waiting for its answer
+    (held by the handler) is neither: the handler bounds that wait.
 
     @param handler: Gets each complete NOTIFY and the refusals to count.
     @param clock: Schedules the sweep.
     @param max_body: The largest body accepted (bytes); larger ones are answered 413.
     @param idle_timeout: Seconds without data after which a connection is closed; ``0``:
         never.
+    @param request_timeout: Seconds from connecting by which the whole request must have
+        arrived; ``0``: no deadline.
+    @param max_per_host: The most connections one address may have open; a connection beyond
+        is closed at once, unanswered (``0``: no limit).
     @param media: Finds the clip a ``GET``/``HEAD`` asks for (see the module docstring).
     """
 
@@ -622,26 +636,60 @@ class NotifyServerFactory(ServerFactory):
         clock: IReactorTime,
         max_body: int,
         idle_timeout: float,
+        request_timeout: float = REQUEST_TIMEOUT,
+        max_per_host: int = MAX_PER_HOST,
         media: MediaLookup | None = None,
     ) -> None:
         self.handler = handler
         self.media = media
         self.max_body = max_body
         self.idle_timeout = idle_timeout
+        self.request_timeout = request_timeout
+        self.max_per_host = max_per_host
         self._clock = clock
         self._reading: set[NotifyProtocol] = set()
         self._sweep: IDelayedCall | None = None
+        self._per_host: dict[str | None, int] = {}
+        periods = [period for period in (idle_timeout, request_timeout) if period > 0]
+        self._interval = min(periods) / IDLE_SWEEPS if periods else 0.0
+        self._idle_sweeps = (
+            max(IDLE_SWEEPS, math.ceil(idle_timeout / self._interval - 1e-9))
+            if idle_timeout > 0
+            else 0
+        )
 
-    def buildProtocol(self, addr: IAddress | None) -> NotifyProtocol:
-        """A protocol for the connection from ``addr``."""
+    def buildProtocol(self, addr: IAddress | None) -> NotifyProtocol | None:
+        """A protocol for the connection from ``addr``; ``None`` (closed at once) when that
+        address already has ``max_per_host`` connections open."""
         host = getattr(addr, "host", None)
-        return NotifyProtocol(self, host.removeprefix("::ffff:") if isinstance(host, str) else None)
+        host = host.removeprefix("::ffff:") if isinstance(host, str) else None
+        if self.max_per_host and self._per_host.get(host, 0) >= self.max_per_host:
+            self.handler.reject(
+                "too_many_connections",
+                host,
+                f"more than {self.max_per_host} connections at once: closed",
+            )
+            return None
+        return NotifyProtocol(self, host)
+
+    def opened(self, protocol: NotifyProtocol) -> None:
+        """Count ``protocol``'s connection against its host and stamp its deadline."""
+        self._per_host[protocol.host] = self._per_host.get(protocol.host, 0) + 1
+        protocol.connected_at = self._clock.seconds()
+
+    def closed(self, protocol: NotifyProtocol) -> None:
+        """Stop counting ``protocol``'s connection."""
+        left = self._per_host.get(protocol.host, 0) - 1
+        if left > 0:
+            self._per_host[protocol.host] = left
+        else:
+            self._per_host.pop(protocol.host, None)
 
     def track(self, protocol: NotifyProtocol) -> None:
-        """Watch ``protocol`` for idleness until L{untrack}."""
+        """Watch ``protocol`` for idleness and its deadline until L{untrack}."""
         self._reading.add(protocol)
-        if self._sweep is None and self.idle_timeout > 0:
-            self._sweep = self._clock.callLater(self.idle_timeout / IDLE_SWEEPS, self._sweep_idle)
+        if self._sweep is None and self._interval > 0:
+            self._sweep = self._clock.callLater(self._interval, self._sweep_idle)
 
     def untrack(self, protocol: NotifyProtocol) -> None:
         """Stop watching ``protocol``; with nothing left to watch, stop sweeping."""
@@ -667,10 +715,24 @@ class NotifyServerFactory(ServerFactory):
 
     def _sweep_idle(self) -> None:
         self._sweep = None
+        deadline = (
+            self._clock.seconds() - self.request_timeout if self.request_timeout > 0 else None
+        )
         for protocol in list(self._reading):
             protocol.idle += 1
-            if protocol.idle > IDLE_SWEEPS:
+            if protocol.discarding and protocol.idle > self._idle_sweeps:
+                # Refused (and counted) already; the client is not taking its answer.
                 self._reading.discard(protocol)
                 protocol.timed_out()
+                continue
+            if self._idle_sweeps and protocol.idle > self._idle_sweeps:
+                why = f"nothing received for {self.idle_timeout:g} s: closed"
+            elif deadline is not None and protocol.connected_at < deadline:
+                why = f"request not complete {self.request_timeout:g} s after connecting: closed"
+            else:
+                continue
+            self._reading.discard(protocol)
+            self.handler.reject("too_slow", protocol.host, why)
+            protocol.timed_out()
         if self._reading:
-            self._sweep = self._clock.callLater(self.idle_timeout / IDLE_SWEEPS, self._sweep_idle)
+            self._sweep = self._clock.callLater(self._interval, self._sweep_idle)

@@ -83,6 +83,11 @@ class SeqTracker:
             return SeqVerdict(SeqKind.NEXT, seq, expected)
         return SeqVerdict(SeqKind.GAP, seq, expected, missed=forward - 1)
 
+    @property
+    def expected(self) -> int | None:
+        """The SEQ due next (``None`` before the first event)."""
+        return None if self.last is None else next_seq(self.last)
+
     def reset(self) -> None:
         """Forget the last SEQ: the next subscription starts again at 0."""
         self.last = None

@@ -304,16 +304,58 @@ class EventProcessor:
             "alarms.changed", {"household": household, "version": version, "alarms": alarms}
         )
 
-    def events_gap(self, speaker: SpeakerRef, service: str, expected: int, got: int) -> Message:
-        """Publish ``events.gap``: NOTIFYs ``expected`` .. ``got - 1`` never arrived (a
-        resync follows as ``event`` messages with ``source`` ``resync``)."""
+    def events_gap(
+        self,
+        speaker: SpeakerRef,
+        service: str,
+        expected: int | None,
+        got: int | None,
+        reason: str | None = None,
+    ) -> Message:
+        """Publish ``events.gap``: NOTIFYs were lost (a resync follows as ``event`` messages
+        with ``source`` ``resync``).
+
+        @param expected: The SEQ that was due next (``None`` when unknown).
+        @param got: The SEQ that arrived instead; ``None`` when no NOTIFY showed the loss (the
+            consistency check found the state differing from the speaker's).
+        @param reason: How the loss was found; by default, the SEQ jump.
+        """
         ref = self._state.ensure(speaker)
+        missed = None if got is None or expected is None else max(0, got - expected)
+        if reason is None:
+            reason = f"SEQ {got} arrived, {expected} was expected"
         return self._hub.publish(
             "events.gap",
-            {"expected": expected, "got": got, "missed": max(0, got - expected)},
+            {"expected": expected, "got": got, "missed": missed, "reason": reason},
             speaker=ref.to_json(),
             service=service,
         )
+
+    def differences(
+        self, speaker: SpeakerRef, service: str, variables: Mapping[str, Any]
+    ) -> list[str]:
+        """What the state says differently from ``variables`` read from the speaker.
+
+        @param variables: In ``parse_event_xml``'s shape (read by control calls).
+        @return: One ``"name: <state> here, <read> on the speaker"`` per differing value (per
+            channel for channel variables); only values the state has are compared.
+        """
+        known = self._state.variables(speaker.uid, service)
+        read = variables_to_json(service, variables)
+        found = []
+        for name, value in read.items():
+            if name not in known:
+                continue
+            mine = known[name]
+            if isinstance(value, dict) and isinstance(mine, dict):
+                for channel, item in value.items():
+                    if channel in mine and mine[channel] != item:
+                        found.append(
+                            f"{name} {channel}: {mine[channel]} here, {item} on the speaker"
+                        )
+            elif mine != value:
+                found.append(f"{name}: {mine} here, {value} on the speaker")
+        return found
 
 
 def _without_topology(fields: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -18,7 +18,7 @@ import enum
 import functools
 import random as _random
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
@@ -63,13 +63,28 @@ class Processor(Protocol):
         self, speaker: SpeakerRef, service: str, reason: str | None = None
     ) -> Any: ...
 
-    def events_gap(self, speaker: SpeakerRef, service: str, expected: int, got: int) -> Any: ...
+    def events_gap(
+        self,
+        speaker: SpeakerRef,
+        service: str,
+        expected: int | None,
+        got: int | None,
+        reason: str | None = None,
+    ) -> Any: ...
+
+    def differences(
+        self, speaker: SpeakerRef, service: str, variables: Mapping[str, Any]
+    ) -> list[str]: ...
 
 
 class Reader(Protocol):
     """What the supervisor needs of ``sonosd.household.resync.StateReader``."""
 
     def read(self, device: Any, service: str) -> Deferred[dict[str, Any]]: ...
+
+    def check(
+        self, device: Any, services: Iterable[str]
+    ) -> Deferred[dict[str, dict[str, Any]]]: ...
 
 
 class GenaSubscription(Protocol):
@@ -666,6 +681,39 @@ class ServiceSupervisor:
             expected = verdict.expected if verdict.expected is not None else 0
             self._ctx.processor.events_gap(ref, self.service, expected, verdict.seq)
             self.resync()
+
+    # The consistency check (driven by the speaker): a lost last NOTIFY.
+
+    @property
+    def checkable(self) -> bool:
+        """Whether the state of this service comes from its NOTIFYs now (subscribed, an event
+        received, not polling, no resync under way): only then can a difference with the
+        speaker mean a lost NOTIFY."""
+        return (
+            self.state is ServiceState.SUBSCRIBED
+            and self._notified
+            and not self.polling
+            and self._resync is None
+        )
+
+    def found_gap(self, reason: str) -> None:
+        """The consistency check found the state differing from the speaker's: a NOTIFY was
+        lost (perhaps the last one, which no SEQ gap will ever show). Say so and resync."""
+        ref = self.speaker.ref
+        if ref is None or not self.checkable:
+            return
+        self.gaps += 1
+        log.warn(
+            "{speaker} {service} differs from the events received ({reason}): a NOTIFY was "
+            "lost; resyncing",
+            speaker=self.speaker.label,
+            service=self.service,
+            reason=reason,
+        )
+        self._ctx.processor.events_gap(
+            ref, self.service, self._seq.expected, None, f"consistency check: {reason}"
+        )
+        self.resync()
 
     # State reads: resync after a gap, polling when NOTIFYs do not arrive.
 

@@ -17,7 +17,7 @@ the controller uses too.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 import attrs
@@ -228,6 +228,15 @@ READS: Mapping[str, tuple[Read, ...]] = {
     ),
 }
 
+#: Per service, the cheap reads of the consistency check (``StateReader.check``): values that
+#: change often and that every event of the service carries.
+CHECKS: Mapping[str, tuple[Read, ...]] = {
+    "RenderingControl": READS["RenderingControl"][:2],
+    "AVTransport": (
+        Read("GetTransportInfo", _I, (("CurrentTransportState", "TransportState", None),)),
+    ),
+}
+
 #: Services whose events carry a ``LastChange`` document (DIDL values are parsed there only).
 LAST_CHANGE_SERVICES = frozenset({"AVTransport", "RenderingControl", "Queue"})
 
@@ -305,12 +314,32 @@ class StateReader:
         )
         return result
 
+    def check(self, device: Any, services: Iterable[str]) -> Deferred[dict[str, dict[str, Any]]]:
+        """Read the few values the consistency check compares (``CHECKS``) of ``services``.
+
+        @return: A Deferred firing with ``{service: variables}`` (``parse_event_xml``'s
+            shape) for each of ``services`` that ``CHECKS`` covers, in one pool call.
+        """
+        wanted = [service for service in services if service in CHECKS]
+        result: Deferred[dict[str, dict[str, Any]]] = self._runner.run(
+            self._check_blocking, device, wanted, key=speaker_key(device), timeout=self._timeout
+        )
+        return result
+
+    def _check_blocking(self, device: Any, services: list[str]) -> dict[str, dict[str, Any]]:
+        return {
+            service: self._read_actions(device, service, CHECKS[service]) for service in services
+        }
+
     def read_blocking(self, device: Any, service: str) -> dict[str, Any]:
         """``read`` without the runner: blocking, for a thread of the pool."""
+        return self._read_actions(device, service, READS[service])
+
+    def _read_actions(self, device: Any, service: str, reads: Iterable[Read]) -> dict[str, Any]:
         key = speaker_key(device)
         target = soco_service(device, service)
         variables: dict[str, Any] = {}
-        for read in READS[service]:
+        for read in reads:
             marker = (key, service, read.action, read.args)
             if marker in self._unsupported:
                 continue

@@ -41,6 +41,7 @@ from treq.client import HTTPClient
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore
 from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -60,6 +61,7 @@ from sonosd.household.keepalive import (
 )
 from sonosd.household.position import PositionTracker
 from sonosd.household.probe import UPNP_HELP, Description, ProbeError, UpnpDisabled
+from sonosd.household.resync import CHECKS
 from sonosd.household.state import SpeakerRef
 from sonosd.household.topology import ASLEEP_REASONS, Member, Topology, VanishedDevice
 
@@ -81,6 +83,10 @@ RETIRED_COUNTERS: tuple[str, ...] = (
     "renewals",
     "renewal_failures",
 )
+
+CONFIRM_DELAY = 2.0
+"""Seconds the consistency check waits before confirming a difference (a NOTIFY sent just
+before the read has arrived by then)."""
 
 REBOOT_MERGE_WINDOW = 60.0
 """A BootSeq increase seen this soon after every subscription was made afresh (a 412 on a
@@ -266,6 +272,9 @@ class SpeakerSupervisor(Service):
         self._flush: IDelayedCall | None = None
         self._unsubscribing: set[Deferred[Any]] = set()
         self._said: str | None = None
+        self._consistency: LoopingCall | None = None
+        self._checking: Deferred[Any] | None = None
+        self.checks = 0
 
     @property
     def label(self) -> str:
@@ -368,10 +377,13 @@ class SpeakerSupervisor(Service):
             if call is not None and call.active():
                 call.cancel()
         self._flush = None
-        for operation in (self._operation, self._probing):
+        if self._consistency is not None and self._consistency.running:
+            self._consistency.stop()
+        self._consistency = None
+        for operation in (self._operation, self._probing, self._checking):
             if operation is not None:
                 operation.cancel()
-        self._operation = self._probing = None
+        self._operation = self._probing = self._checking = None
         if self.ctx.position is not None and self.ref is not None:
             self.ctx.position.forget(self.ref.uid)
         timeout = self.ctx.config.shutdown_timeout
@@ -461,6 +473,7 @@ class SpeakerSupervisor(Service):
             address=address,
             household=description.household_id,
         )
+        self._start_checks()
         self._go_online("identified")
 
     def _soco(self, address: str, description: Description) -> Any:
@@ -714,6 +727,84 @@ class SpeakerSupervisor(Service):
             self._go_asleep(reason)
         elif self.availability != OFFLINE:
             self._go_offline(reason)
+
+    # The consistency check: a lost last NOTIFY.
+
+    def _start_checks(self) -> None:
+        """Run the consistency check every ``check_interval`` (unless 0, or no service has
+        values to compare)."""
+        if self._consistency is not None or self.ctx.config.check_interval <= 0:
+            return
+        if not any(service in CHECKS for service in self.services):
+            return
+        self._consistency = LoopingCall(self.check_consistency)
+        self._consistency.clock = self.ctx.clock
+        self._consistency.start(self.ctx.config.check_interval, now=False)
+
+    def check_consistency(self) -> None:
+        """Compare a cheap read of the speaker (volume, mute, transport state) with the state
+        kept from its events, unless a check is under way or the speaker is offline.
+
+        A NOTIFY lost in the middle of others shows as a SEQ gap at the next one; the last one
+        before a quiet spell shows nowhere. A difference that is still there after
+        ``CONFIRM_DELAY`` (a NOTIFY in flight has arrived by then), with no event of that
+        service in between, is such a loss: ``events.gap`` and a resync.
+        """
+        if self._checking is not None or not self.online or self.ref is None:
+            return
+        running = Deferred.fromCoroutine(self._check(self._gen))
+        if not running.called:
+            self._checking = running
+
+    async def _check(self, gen: int) -> None:
+        try:
+            since = {name: sup.events for name, sup in self.services.items()}
+            found = await self._differences(gen, since)
+            if found and gen == self._gen:
+                await deferLater(self.ctx.clock, CONFIRM_DELAY)
+                confirmed = await self._differences(gen, since, found)
+                for service, reasons in confirmed.items():
+                    self.services[service].found_gap("; ".join(reasons))
+        except Exception:
+            if gen == self._gen:
+                log.debug(
+                    "consistency check of {speaker} failed: {reason}",
+                    speaker=self.label,
+                    reason=describe_failure(Failure())[1],
+                )
+        finally:
+            if gen == self._gen:
+                self._checking = None
+                self.checks += 1
+
+    async def _differences(
+        self, gen: int, since: Mapping[str, int], only: Mapping[str, list[str]] | None = None
+    ) -> dict[str, list[str]]:
+        """``{service: differences}`` between a read and the state, for the services whose
+        state comes from events and that got no event since the check began (``since``: the
+        services' event counts then)."""
+        services = [
+            name
+            for name, sup in self.services.items()
+            if name in CHECKS and sup.checkable and (only is None or name in only)
+        ]
+        if not services:
+            return {}
+        read: Mapping[str, Mapping[str, Any]] = await self.ctx.reader.check(
+            self.device, services
+        ).addTimeout(self.ctx.read_timeout, self.ctx.clock)
+        if gen != self._gen or self.ref is None:
+            return {}
+        self.saw_activity()
+        found = {}
+        for name, variables in read.items():
+            sup = self.services[name]
+            if sup.events != since[name] or not sup.checkable:
+                continue  # An event arrived meanwhile: the comparison proves nothing.
+            reasons = self.ctx.processor.differences(self.ref, name, variables)
+            if reasons:
+                found[name] = reasons
+        return found
 
     # Reboots and address changes.
 

@@ -19,6 +19,8 @@ from xml.etree import ElementTree
 import attrs
 from lxml import etree  # type: ignore[import-untyped]
 
+from sonosd.gena.xmlguard import UnsafeXml, check_document, check_text
+
 
 class TopologyError(ValueError):
     """A document that is not a ZoneGroupState."""
@@ -301,7 +303,17 @@ def parse_zone_group_state(document: str | bytes) -> Topology:
 
 def _parse_xml(document: str | bytes) -> Any:
     """The root element; a strict parse first, then libxml2's recovering parser (as SoCo's
-    own ZoneGroupState handling does), because real captures have unbalanced end tags."""
+    own ZoneGroupState handling does), because real captures have unbalanced end tags.
+
+    A document with a DTD is refused first (``sonosd.gena.xmlguard``): neither parser expands
+    entities then."""
+    try:
+        if isinstance(document, str):
+            check_text(document)
+        else:
+            check_document(document)
+    except UnsafeXml as unsafe:
+        raise TopologyError(f"ZoneGroupState refused: {unsafe}") from None
     try:
         return ElementTree.fromstring(document)
     except ElementTree.ParseError as exc:

@@ -70,6 +70,7 @@ ROUTES = (
     "GET /speakers/{id}/gena",
     "PATCH /speakers/{id}/gena/faults",
     "DELETE /speakers/{id}/gena/faults",
+    "GET|PATCH|DELETE /speakers/{id}/soap/faults",
     "POST /speakers/{id}/gena/unknown-sid",
     "GET /activity",
     "PATCH /activity",
@@ -320,6 +321,13 @@ class AdminResource(Resource):
             return self._queue(method, speaker, body)
         if head == "gena":
             return self._gena(method, speaker, rest[1:], body)
+        if head == "soap" and rest[1:] == ["faults"]:
+            if method == "DELETE":
+                speaker.soap_faults.reset()
+            elif method != "GET":
+                _allow(method, "PATCH", "PUT")
+                _set_faults(speaker.soap_faults, body)
+            return attrs.asdict(speaker.soap_faults)
         if head == "modes" and len(rest) == 1:
             _allow(method, "PATCH", "POST")
             unknown = sorted(set(body) - {"https_only"})
@@ -454,7 +462,7 @@ def _set_faults(faults: Any, body: Mapping[str, Any]) -> None:
         elif not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ApiError(400, f"{name} must be an integer >= 0")
     for name, value in body.items():
-        setattr(faults, name, float(value) if name == "delay" else value)
+        setattr(faults, name, float(value) if isinstance(getattr(faults, name), float) else value)
 
 
 def _apply_state(speaker: Speaker, body: Mapping[str, Any]) -> None:

@@ -40,7 +40,7 @@ from sonosd.sim.models import DEFAULT_MODEL, MODELS, Identity, Model, household_
 from sonosd.sim.modes import HouseholdModes
 from sonosd.sim.playlists import SavedQueues
 from sonosd.sim.ramp import Ramp
-from sonosd.sim.soap import UPnPError
+from sonosd.sim.soap import SoapFaults, UPnPError
 from sonosd.sim.speakerstate import Alarm, Group, Rendering
 from sonosd.sim.transport import Prepare, Transport
 from sonosd.sim.zonegroups import MemberView, VanishedView, ZoneGroupView, zone_group_state
@@ -186,6 +186,8 @@ class Speaker:
         #: ``ContainerUpdateIDs`` of the last content change this speaker evented.
         self.container_update_ids: str | None = None
         self.manager: SubscriptionManagerLike | None = None
+        #: Hostile SOAP answers (docs/simulator.md, "Faults").
+        self.soap_faults = SoapFaults()
         self.network: NetworkPresence | None = None
         self.vanished_reason: str | None = None
         #: Removed from its household (``leave_household``): in no ZoneGroupState any more.

@@ -17,12 +17,12 @@ HTTPS-only speaker.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from twisted.logger import Logger
 from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from sonosd.sim import actions, modes, musicservices, scpd
 
@@ -31,7 +31,14 @@ from sonosd.sim import alarmactions, contentactions, queueactions  # noqa: F401 
 from sonosd.sim.artwork import art_for
 from sonosd.sim.battery import NO_BATTERY_STATUS
 from sonosd.sim.description import device_description
-from sonosd.sim.soap import SoapParseError, UPnPError, format_fault, format_response, parse_request
+from sonosd.sim.soap import (
+    SoapParseError,
+    UPnPError,
+    format_fault,
+    format_response,
+    hostile_answer,
+    parse_request,
+)
 
 if TYPE_CHECKING:
     from sonosd.sim.household import Speaker
@@ -176,7 +183,41 @@ class SpeakerResource(Resource):
         names = [arg.name for arg in declared.outputs]
         ordered = [(name, out[name]) for name in names if name in out]
         ordered += [(name, value) for name, value in out.items() if name not in names]
-        return self._xml(request, format_response(soap.action, service.service_type, ordered))
+        answer = format_response(soap.action, service.service_type, ordered)
+        faults = self.speaker.soap_faults
+        answer = hostile_answer(answer, faults)
+        if faults.drip > 0:
+            return self._drip(request, answer, faults.drip)
+        return self._xml(request, answer)
+
+    def _drip(self, request: Request, answer: bytes, every: float) -> int:
+        """Write ``answer`` 1 KiB at a time, ``every`` seconds apart (a slow answer)."""
+        clock = self.speaker.household.clock
+        request.setHeader(b"content-type", _XML)
+        request.setHeader(b"content-length", b"%d" % len(answer))
+        pieces = [answer[i : i + 1024] for i in range(0, len(answer), 1024)]
+        pending: list[Any] = []
+
+        def gone(_: object) -> None:
+            pieces.clear()
+            for call in pending:
+                if call.active():
+                    call.cancel()
+
+        request.notifyFinish().addBoth(gone)
+
+        def next_piece() -> None:
+            pending.clear()
+            if not pieces:
+                return
+            request.write(pieces.pop(0))
+            if pieces:
+                pending.append(clock.callLater(every, next_piece))
+            else:
+                request.finish()
+
+        next_piece()
+        return NOT_DONE_YET
 
     def _fault(self, request: Request, code: int) -> bytes:
         request.setResponseCode(500)

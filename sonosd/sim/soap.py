@@ -99,3 +99,41 @@ def format_fault(code: int) -> bytes:
         '<UPnPError xmlns="urn:schemas-upnp-org:control-1-0">'
         f"<errorCode>{code}</errorCode></UPnPError></detail></s:Fault>{_ENVELOPE_CLOSE}"
     ).encode()
+
+
+@attrs.define
+class SoapFaults:
+    """Hostile answers a speaker can be told to give to SOAP requests (a compromised or broken
+    device; real speakers never do this), for the daemon's bounds (docs/security.md).
+
+    Mutate the fields; the admin API sets them per speaker.
+    """
+
+    padding: int = 0
+    """Bytes of whitespace added inside each answer's envelope (a huge answer)."""
+    doctype: bool = False
+    """Each answer declares a DTD whose entity expands to megabytes, used in its first
+    out-argument."""
+    drip: float = 0.0
+    """Seconds between the 1 KiB pieces an answer is written in (a slow drip)."""
+
+    def reset(self) -> None:
+        """Clear every fault."""
+        for field in attrs.fields(SoapFaults):
+            setattr(self, field.name, field.default)
+
+
+_EXPANDING_DTD = (
+    '<!DOCTYPE s:Envelope [<!ENTITY a "' + "x" * 1000 + '">'
+    '<!ENTITY b "' + "&a;" * 100 + '"><!ENTITY c "' + "&b;" * 50 + '">]>'
+).encode("ascii")
+
+
+def hostile_answer(answer: bytes, faults: SoapFaults) -> bytes:
+    """``answer`` as ``faults`` make a speaker send it (padding, an expanding DTD)."""
+    if faults.doctype:
+        # The entity (5 MB) lands in the first out-argument's text.
+        answer = _EXPANDING_DTD + answer.replace(b"Response>", b"Response>&c;", 1)
+    if faults.padding:
+        answer = answer.replace(b"<s:Body>", b"<s:Body>" + b" " * faults.padding, 1)
+    return answer

@@ -22,6 +22,7 @@ topic layout is in ``sonosd.sinks.mqtt_topics`` and ``docs/mqtt.md``.
 
 from __future__ import annotations
 
+import collections
 import random as _random
 import ssl
 from collections.abc import Callable, Mapping
@@ -44,8 +45,10 @@ from zope.interface import implementer
 from sonosd.backoff import backoff_delay, describe_failure
 from sonosd.config import MqttConfig
 from sonosd.control.dispatch import ControllerLike, execute, failure_fields, parse_args
+from sonosd.delivery.clientjson import JsonRefused
 from sonosd.delivery.filters import Filter
 from sonosd.delivery.hub import ISink, Message, encode
+from sonosd.peerlog import PeerLog
 from sonosd.sinks.mqtt_topics import Topics, bridge_discovery, discovery, segment
 
 log = Logger()
@@ -55,10 +58,16 @@ AVAILABILITY_MESSAGES = frozenset(
     {"speaker.online", "speaker.offline", "speaker.asleep", "speaker.upnp_disabled"}
 )
 
-#: Everything is published with QoS 0. Reliability comes from republishing every retained
-#: topic after each reconnect: QoS 1 would make paho resend, after that republish, the
-#: messages that were in flight when the connection dropped, putting stale state back.
+#: Retained state is published with QoS 0. Its reliability comes from republishing every
+#: retained topic after each reconnect: QoS 1 would make paho resend, after that republish,
+#: the messages that were in flight when the connection dropped, putting stale state back.
 QOS = 0
+#: Events (and gap reports) are published with QoS 1: a message the broker never took (it
+#: restarted while the message was on its way) is sent again after the reconnect instead of
+#: vanishing without a count (issue 18's soak found such losses).
+QOS_EVENT = 1
+#: Event messages paho may have on the wire awaiting the broker's acknowledgement.
+MAX_INFLIGHT = 100
 #: The last will is stored by the broker at connect time, so QoS 1 costs nothing there.
 QOS_WILL = 1
 
@@ -185,8 +194,11 @@ class MqttSink(Service):
         self.topics = Topics(config.prefix)
 
         self._client = client_factory(config)
+        # An exception in one of our callbacks must never unwind paho's read loop.
+        self._client.suppress_exceptions = True
         self._client.connect_timeout = connect_timeout
         self._client.will_set(self.topics.bridge_availability, "offline", qos=QOS_WILL, retain=True)
+        self._client.max_inflight_messages_set(MAX_INFLIGHT)
         self._client.connect_async(config.host, config.port, keepalive=keepalive)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -194,6 +206,7 @@ class MqttSink(Service):
         self._client.on_socket_close = self._on_socket_close
         self._client.on_socket_register_write = self._on_register_write
         self._client.on_socket_unregister_write = self._on_unregister_write
+        self._client.on_publish = self._on_publish
 
         self._descriptor: _PahoSocket | None = None
         self._misc = LoopingCall(self._loop_misc)
@@ -219,12 +232,17 @@ class MqttSink(Service):
         self.published = 0
         # Published since paho's outgoing queue was last empty; over max_unsent: stalled.
         self._unsent = 0
+        # Message ids of QoS 1 publishes the broker has not acknowledged yet.
+        self._awaiting: set[int] = set()
         self.stalled = False
         self.missed = 0
         self._missed_first: int | None = None
         self._missed_last: int | None = None
         self.connects = 0
         self.commands = 0
+        #: Refused command payloads by ``("mqtt", reason)`` (exported as client errors).
+        self.refused: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.peer_log = PeerLog(log, reactor)
         self.last_error: str | None = None
 
     # -- the hub's side ------------------------------------------------------------------
@@ -240,6 +258,7 @@ class MqttSink(Service):
                 self._topologies[household] = message.raw
                 self._invisible_of[household] = _invisible_uids(message.body.get("groups", ()))
                 self._publish(self.topics.bridge_topology(household), message.raw, retain=True)
+                self._rekey()
             self._publish_event(self.topics.bridge_event(message.type), message)
             return
         key = self._key_for(uid, message.room)
@@ -303,23 +322,64 @@ class MqttSink(Service):
         self._availability[uid] = value
         self._publish(self.topics.availability(key), value.encode(), retain=True)
 
+    def _invisible(self, uid: str) -> bool:
+        """Whether ``uid`` is an invisible member (a home theatre's sub or surround, the
+        hidden half of a stereo pair) in its household's last topology."""
+        return any(uid in uids for uids in self._invisible_of.values())
+
     def _key_for(self, uid: str, room: str | None) -> str:
-        """The topic level of a speaker: its room (topic-safe), else its uid; stable."""
+        """The topic level of a speaker: its room (topic-safe), else its uid; stable.
+
+        A room's key belongs to its visible speaker: an invisible member publishes under its
+        uid, and gives the room's key up to the visible speaker if it got it first (before
+        the topology said what it is).
+        """
         if room is not None:
             self._rooms[uid] = room
         current = self._keys.get(uid)
         wanted = segment(room) if room else ""
-        if not wanted or self._owners.get(wanted, uid) != uid:
+        if wanted and self._invisible(uid):
+            wanted = segment(uid)
+        elif wanted:
+            owner = self._owners.get(wanted, uid)
+            if owner != uid and self._invisible(owner):
+                self._rekey_to(owner, segment(owner))
+            elif owner != uid:
+                wanted = ""
+        if not wanted:
             wanted = current or segment(uid)
         if current == wanted:
             return current
+        self._rekey_to(uid, wanted)
+        return wanted
+
+    def _rekey_to(self, uid: str, key: str) -> None:
+        """Give ``uid`` the topic level ``key`` (moving its retained topics if it had one)."""
+        current = self._keys.get(uid)
         if current is not None:
-            self._move(uid, current, wanted)
-        self._keys[uid] = wanted
-        self._owners[wanted] = uid
+            self._move(uid, current, key)
+        self._keys[uid] = key
+        self._owners[key] = uid
         if self.connected:
             self._announce(uid)
-        return wanted
+
+    def _rekey(self) -> None:
+        """After a topology: invisible members that hold a room's key move to their uid, and
+        the room's visible speaker takes the key over."""
+        vacated = set()
+        for uid, key in list(self._keys.items()):
+            if self._invisible(uid) and key != segment(uid):
+                vacated.add(key)
+                self._rekey_to(uid, segment(uid))
+        for uid, room in list(self._rooms.items()):
+            key = segment(room) if room else ""
+            if (
+                key in vacated
+                and not self._invisible(uid)
+                and uid in self._keys
+                and self._owners.get(key) is None
+            ):
+                self._rekey_to(uid, key)
 
     def _move(self, uid: str, old: str, new: str) -> None:
         """A renamed room: clear the old retained topics; the new ones follow."""
@@ -343,7 +403,7 @@ class MqttSink(Service):
                 self._missed_first = message.id
             self._missed_last = message.id
             return
-        self._publish(topic, message.raw, retain=False)
+        self._publish(topic, message.raw, retain=False, qos=QOS_EVENT)
 
     def _publish(self, topic: str, payload: bytes, retain: bool, qos: int = QOS) -> None:
         if not self.connected or self.stalled:
@@ -353,14 +413,16 @@ class MqttSink(Service):
         if info.rc == paho.MQTT_ERR_SUCCESS:
             self.published += 1
             self._unsent += 1
-            if self._unsent > self._max_unsent:
+            if qos:
+                self._awaiting.add(info.mid)
+            if self._unsent > self._max_unsent or len(self._awaiting) > self._max_unsent:
                 self.stalled = True
                 log.warn(
                     "mqtt broker {host}:{port} is not reading ({count} messages waiting): "
                     "publishing paused until it does",
                     host=self._config.host,
                     port=self._config.port,
-                    count=self._unsent,
+                    count=max(self._unsent, len(self._awaiting)),
                 )
         else:
             log.warn(
@@ -491,7 +553,7 @@ class MqttSink(Service):
                 "first_id": self._missed_first,
                 "last_id": self._missed_last,
             }
-            self._publish(self.topics.bridge_gap, encode(gap), retain=False)
+            self._publish(self.topics.bridge_gap, encode(gap), retain=False, qos=QOS_EVENT)
             self.missed = 0
             self._missed_first = self._missed_last = None
 
@@ -576,10 +638,19 @@ class MqttSink(Service):
             self._reactor.removeWriter(self._descriptor)
             self._drained()
 
+    def _on_publish(
+        self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any
+    ) -> None:
+        # The broker acknowledged a QoS 1 message (QoS 0 ones: written to the socket).
+        self._awaiting.discard(mid)
+        if self.stalled and not self._unsent:
+            self._drained()
+
     def _drained(self) -> None:
-        """paho's outgoing queue is empty: after a stall, catch the broker up."""
+        """paho's outgoing queue is empty: after a stall, catch the broker up (once the
+        broker has also acknowledged most of what it was sent)."""
         self._unsent = 0
-        if self.stalled and self.connected:
+        if self.stalled and self.connected and len(self._awaiting) <= self._max_unsent // 2:
             self.stalled = False
             log.info("mqtt broker is reading again: republishing retained state")
             self._republish()
@@ -591,6 +662,14 @@ class MqttSink(Service):
     # -- commands ------------------------------------------------------------------------
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        """One command; whatever its payload holds, answered on its result topic and never
+        raising into paho's read loop (that would drop the connection)."""
+        try:
+            self._command(msg)
+        except Exception:
+            log.failure("mqtt command on {topic} failed", topic=msg.topic)
+
+    def _command(self, msg: paho.MQTTMessage) -> None:
         parsed = self.topics.parse_command(msg.topic)
         if parsed is None or self._controller is None:
             return
@@ -606,18 +685,16 @@ class MqttSink(Service):
         result_topic = self.topics.result(key, command)
         try:
             args = parse_args(bytes(msg.payload))
-        except (ValueError, UnicodeDecodeError) as error:
-            self._answer(result_topic, {"ok": False, "error": _error("bad_request", 400, error)})
+        except JsonRefused as refused:
+            self.refused["mqtt", refused.reason] += 1
+            self.peer_log.emit(
+                key, refused.reason, "mqtt command for {source} refused: {error}", error=refused
+            )
+            self._answer(result_topic, {"ok": False, "error": _error("bad_request", 400, refused)})
             return
         request_id = args.pop("request_id", None)
-        owner = self._owners.get(key)
-        speaker = owner or key
-        room = self._rooms.get(owner) if owner is not None else None
-        invisible = any(owner in uids for uids in self._invisible_of.values())
-        if invisible and room is not None and segment(room) == key:
-            # The room's key went to an invisible sub or surround of a home theatre: the
-            # command is for the room (the controller picks its visible speaker).
-            speaker = room
+        # The key's speaker by its uid (a room name may repeat across households).
+        speaker = self._owners.get(key) or key
         d = execute(self._controller, speaker, command, args)
 
         def done(result: Any) -> None:
@@ -644,6 +721,7 @@ class MqttSink(Service):
         """Publish ``offline`` for the bridge, disconnect cleanly within ``stop_timeout``."""
         super().stopService()
         self._stopping = True
+        self.peer_log.stop()
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
         self._retry = None

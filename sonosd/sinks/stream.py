@@ -48,6 +48,7 @@ from sonosd.delivery.channel import (
     read_operation,
     reset_body,
 )
+from sonosd.delivery.clientjson import MAX_BYTES
 from sonosd.delivery.drain import drained
 from sonosd.delivery.endpoint import listen
 from sonosd.delivery.filters import Filter
@@ -77,7 +78,7 @@ class StreamProtocol(QueuedClient, LineOnlyReceiver):
     """One stream client."""
 
     delimiter = b"\n"
-    MAX_LENGTH = 65_536
+    MAX_LENGTH = MAX_BYTES
     factory: StreamFactory
 
     def __init__(self) -> None:
@@ -85,6 +86,7 @@ class StreamProtocol(QueuedClient, LineOnlyReceiver):
         self.queue: ClientQueue[bytes] | None = None
         self.lost: Deferred[None] = Deferred()
         self._closing = False
+        self._skipping = False
         self._abort_call: Any = None
 
     def connectionMade(self) -> None:
@@ -104,12 +106,20 @@ class StreamProtocol(QueuedClient, LineOnlyReceiver):
         self.offer(json_line(body))
 
     def lineReceived(self, line: bytes) -> None:
-        """One JSON operation from the client."""
+        """One JSON operation from the client; answered whatever it holds, never raising."""
         if not line.strip():
             return
         try:
+            self._operation(line)
+        except Exception:
+            log.failure("stream operation failed")
+            self._error(None, "internal", "the operation failed; see the daemon's log")
+
+    def _operation(self, line: bytes) -> None:
+        try:
             request = read_operation(line)
         except BadOperation as error:
+            self.factory.refused(error.reason)
             self._error(None, "bad_request", str(error))
             return
         op = request.get("op")
@@ -118,7 +128,8 @@ class StreamProtocol(QueuedClient, LineOnlyReceiver):
         elif op == "resume":
             self._resume(request)
         else:
-            self._error(request.get("id"), "bad_request", f"unknown op {op!r}")
+            self.factory.refused("unknown_op")
+            self._error(request.get("id"), "bad_request", f"unknown op {op!r}"[:200])
 
     def _resume(self, request: dict[str, Any]) -> None:
         """Answer a ``resume`` operation: the missed messages, or a reset and a snapshot."""
@@ -140,9 +151,34 @@ class StreamProtocol(QueuedClient, LineOnlyReceiver):
         if self.queue is not None:
             self.queue.replace(itertools.chain(head, start_lines(start)))
 
+    def dataReceived(self, data: bytes) -> None:
+        """Split lines; a line longer than ``MAX_LENGTH`` is refused and the rest of it
+        dropped as it arrives, never buffered (``LineOnlyReceiver`` would keep growing it)."""
+        if self._skipping:
+            end = data.find(self.delimiter)
+            if end < 0:
+                return
+            self._skipping = False
+            data = data[end + 1 :]
+        lines = (self._buffer + data).split(self.delimiter)
+        self._buffer = lines.pop()
+        transport: Any = self.transport
+        for line in lines:
+            if transport is None or transport.disconnecting:
+                return
+            if len(line) > self.MAX_LENGTH:
+                self.lineLengthExceeded(line)
+            else:
+                self.lineReceived(line)
+        if len(self._buffer) > self.MAX_LENGTH:
+            self._buffer = b""
+            self._skipping = True
+            self.lineLengthExceeded(b"")
+
     def lineLengthExceeded(self, line: bytes) -> None:
-        """A client line longer than ``MAX_LENGTH``: refuse it, keep the connection."""
-        self._error(None, "bad_request", "line too long")
+        """A client line longer than ``MAX_LENGTH``: refuse it; the connection stays open."""
+        self.factory.refused("too_large")
+        self._error(None, "bad_request", f"line longer than {self.MAX_LENGTH} bytes")
 
     def _error(self, request_id: Any, code: str, message: str) -> None:
         self._reply(error_reply(request_id, code, message))
@@ -195,6 +231,12 @@ class StreamFactory(Factory):
         self.limit = limit
         self.clock = clock
         self.grace = grace
+        self.metrics = metrics
+
+    def refused(self, reason: str) -> None:
+        """Count one refused operation (the stream is local: no log line)."""
+        if self.metrics is not None:
+            self.metrics.client_errors["stream", reason] += 1
 
 
 class StreamService(Service):

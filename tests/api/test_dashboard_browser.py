@@ -12,17 +12,27 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Locator,
+    Page,
+    Playwright,
+    expect,
+    sync_playwright,
+)
 
+from sonosd.config import DEFAULT_SERVICES
 from tests.daemon_helpers import ROOMS, daemon_yaml, free_tcp_port
 from tests.test_daemon_process import Processes, get_json, wait_for
 
@@ -52,6 +62,8 @@ class Daemon:
         self.admin = admin
         speakers = get_json(f"{admin}/speakers")
         self.uids = {speaker["name"]: speaker["uid"] for speaker in speakers}
+        #: A configured address where no speaker answers, if any.
+        self.nowhere: str | None = None
 
     def speaker(self, room: str) -> dict[str, Any]:
         """The simulator's view of ``room``."""
@@ -65,29 +77,27 @@ class Daemon:
             return json.load(response)
 
 
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    """``twistd sonosd`` with three simulated rooms, a read and an admin token, an admin API."""
+def run_daemon(
+    directory: Path, speakers: int, configure: Callable[[dict[str, Any]], None], spare: int = 0
+) -> Iterator[Daemon]:
+    """``twistd sonosd`` with ``speakers`` simulated speakers and the simulator's admin API,
+    its configuration changed by ``configure``; killed when the generator ends.
+
+    @param spare: Addresses after the speakers' that are free too (for the configuration).
+    """
     from sonosd.sim.addresses import free_loopback_base
 
-    directory = tmp_path_factory.mktemp("dashboard")
     processes = Processes(directory)
     api_port, admin_port = free_tcp_port(), free_tcp_port()
     api = f"tcp:{api_port}:interface=127.0.0.1"
-    config = json.loads(daemon_yaml(free_loopback_base(), api=api))
+    base = free_loopback_base(count=speakers + spare)
+    config = json.loads(daemon_yaml(base, api=api, speakers=speakers))
     config["simulate"]["admin"] = f"tcp:{admin_port}:interface=127.0.0.1"
     # A silent speaker is pinged after 2 s, so that one taken offline is noticed soon.
     config["subscription"]["silence_timeout"] = 2.0
-    # Small, so that a client away for a burst of changes must reset.
-    config["api"]["replay_buffer"] = 200
-    config["api"]["tokens"] = [
-        {"name": "admin", "token_env": "DASHBOARD_ADMIN", "scopes": ["read", "control"]},
-        {"name": "reader", "token_env": "DASHBOARD_READ", "scopes": ["read"]},
-    ]
+    configure(config)
     path = directory / "sonosd.yaml"
     path.write_text(json.dumps(config))
-    os.environ["DASHBOARD_ADMIN"] = ADMIN_TOKEN
-    os.environ["DASHBOARD_READ"] = READ_TOKEN
     try:
         process = processes.start("daemon", "sonosd", "-c", str(path))
         url = f"http://127.0.0.1:{api_port}"
@@ -95,13 +105,62 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
         def ready() -> bool:
             assert process.poll() is None, processes.output(process)
             health = get_json(f"{url}/api/v1/health")
-            return bool(health) and health["speakers"]["online"] == len(ROOMS)
+            return bool(health) and health["speakers"]["online"] == speakers
 
         wait_for(ready, "every simulated speaker online")
         yield Daemon(url, f"http://127.0.0.1:{admin_port}")
     finally:
         processes.kill_all()
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """``twistd sonosd`` with three simulated rooms, a read and an admin token, an admin API."""
+
+    def configure(config: dict[str, Any]) -> None:
+        # Small, so that a client away for a burst of changes must reset.
+        config["api"]["replay_buffer"] = 200
+        config["api"]["tokens"] = [
+            {"name": "admin", "token_env": "DASHBOARD_ADMIN", "scopes": ["read", "control"]},
+            {"name": "reader", "token_env": "DASHBOARD_READ", "scopes": ["read"]},
+        ]
+
+    os.environ["DASHBOARD_ADMIN"] = ADMIN_TOKEN
+    os.environ["DASHBOARD_READ"] = READ_TOKEN
+    try:
+        yield from run_daemon(tmp_path_factory.mktemp("dashboard"), len(ROOMS), configure)
+    finally:
         del os.environ["DASHBOARD_ADMIN"], os.environ["DASHBOARD_READ"]
+
+
+#: The rooms of the two simulated households, in speaker order (the first three are the
+#: first household; Garden is a Roam, a portable that sleeps).
+HOUSEHOLDS = (("Study", "Hall", "Garden"), ("Loft", "Porch"))
+
+
+@pytest.fixture(scope="module")
+def households(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """``twistd sonosd`` following two simulated households (open API on loopback), and a
+    configured address where no speaker answers (``Daemon.nowhere``)."""
+    rooms = [room for household in HOUSEHOLDS for room in household]
+    nowhere = []
+
+    def configure(config: dict[str, Any]) -> None:
+        config["simulate"].update(
+            rooms=rooms, households=2, models=["S18", "S18", "S27", "S18", "S18"]
+        )
+        # Asleep and UPnP-off speakers are checked every 2 s, so that they come back soon.
+        config["subscription"]["asleep_interval"] = 2.0
+        # The simulated speakers, and the next address of their block, where nothing answers.
+        block = config["simulate"]["base_address"].rsplit(".", 1)[0]
+        hosts = [f"{block}.{last}" for last in range(2, len(rooms) + 3)]
+        config["devices"] = [{"host": host} for host in hosts]
+        nowhere.append(hosts[-1])
+
+    directory = tmp_path_factory.mktemp("households")
+    for daemon in run_daemon(directory, len(rooms), configure, spare=1):
+        daemon.nowhere = nowhere[0]
+        yield daemon
 
 
 @pytest.fixture(scope="module")
@@ -148,8 +207,8 @@ def log_in(page: Page, token: str) -> None:
     expect(page.locator("#connection")).to_have_text("Live")
 
 
-def card(page: Page, title: str) -> Any:
-    """The card of the group titled ``title``."""
+def card(page: Page | Locator, title: str) -> Any:
+    """The card of the group titled ``title`` (in the page, or a part of it)."""
     return page.get_by_role("article", name=title, exact=True)
 
 
@@ -472,4 +531,208 @@ def test_offline_speaker_shows_offline(page: tuple[Page, Console], daemon: Daemo
     expect(card(tab, "Living Room").locator(".badge.status-offline")).to_have_count(0)
     # What the page asked the speaker while it was away was refused: the browser reports those
     # answers (502, 503) as failed loads; no script error is allowed.
+    finish(tab, console, allowed=("503 (Service Unavailable)", "502 (Bad Gateway)"))
+
+
+def test_favourites_and_playlists_play(page: tuple[Page, Console], daemon: Daemon) -> None:
+    """A room lists its household's favourites (with their kind) and Sonos playlists; a
+    favourite playlist, a radio station and a Sonos playlist chosen there play at the
+    simulator (playlists through the queue, stations as streams)."""
+    tab, console = page
+    kitchen = card(tab, "Kitchen")
+    choice = kitchen.get_by_label("Favourites and playlists")
+    expect(choice).to_be_enabled()
+    content = daemon.call("GET", "/content")
+    kinds = {"sonos_playlist": "Sonos playlist", "station": "radio", "track": "track"}
+    kinds.update(album="album", service_playlist="music service")
+    for favourite in content["favorites"]:
+        label = f"{favourite['title']} ({kinds[favourite['kind']]})"
+        expect(choice.locator("option", has_text=label)).to_have_count(1)
+    playlists = {playlist["title"]: playlist["tracks"] for playlist in content["playlists"]}
+    for title, tracks in playlists.items():
+        expect(choice.locator("option", has_text=f"{title} ({len(tracks)} tracks)")).to_have_count(
+            1
+        )
+    play = kitchen.get_by_role("button", name="Play the choice in Kitchen")
+
+    def playing(title: str, queued: int | None) -> Callable[[], bool]:
+        def check() -> bool:
+            state = daemon.speaker("Kitchen")
+            return bool(
+                state["transport"] == "PLAYING"
+                and (state["current"] or {}).get("title") == title
+                and (queued is None or state["queue_length"] == queued)
+            )
+
+        return check
+
+    choice.select_option(label="Morning Mix (Sonos playlist)")
+    play.click()
+    morning = playlists["Morning Mix"]
+    wait_for(playing(morning[0], len(morning)), "the Morning Mix favourite in the queue, playing")
+    expect(kitchen.get_by_text(morning[0], exact=True)).to_be_visible()
+    station = next(f for f in content["favorites"] if f["title"] == "Coastal FM")
+    choice.select_option(label="Coastal FM (radio)")
+    play.click()
+    wait_for(
+        lambda: (
+            daemon.speaker("Kitchen")["uri"] == station["uri"]
+            and daemon.speaker("Kitchen")["transport"] == "PLAYING"
+        ),
+        "the station streaming",
+    )
+    choice.select_option(label=f"Dinner Party ({len(playlists['Dinner Party'])} tracks)")
+    play.click()
+    dinner = playlists["Dinner Party"]
+    wait_for(playing(dinner[0], len(dinner)), "the Dinner Party playlist in the queue, playing")
+    daemon.call("PATCH", f"/speakers/{daemon.uids['Kitchen']}/state", {"transport": "STOPPED"})
+    finish(tab, console)
+
+
+def _seconds(text: str | None) -> int:
+    """Seconds of a "M:SS" position shown on the page."""
+    minutes, seconds = (text or "").split(":")
+    return int(minutes) * 60 + int(seconds)
+
+
+def test_position_advances(page: tuple[Page, Console], browser: Browser, daemon: Daemon) -> None:
+    """The position the daemon reads advances on the page while the group plays, shows on a
+    page opened mid-track, and stops where the speaker paused."""
+    tab, console = page
+    uid = daemon.uids["Office"]
+    elapsed = card(tab, "Office").locator(".progress .time").first
+    daemon.call("PATCH", f"/speakers/{uid}/state", {"transport": "PLAYING", "position": "0:01:40"})
+    expect(elapsed).to_have_text(re.compile(r"^1:4\d$"))
+    first = _seconds(elapsed.text_content())
+    wait_for(lambda: _seconds(elapsed.text_content()) >= first + 2, "the position advancing")
+    late, late_console = open_page(browser, daemon)
+    log_in(late, ADMIN_TOKEN)
+    late_elapsed = card(late, "Office").locator(".progress .time").first
+    expect(late_elapsed).to_have_text(re.compile(r"^1:[45]\d$"))
+    finish(late, late_console)
+    daemon.call("PATCH", f"/speakers/{uid}/state", {"transport": "PAUSED_PLAYBACK"})
+    paused = daemon.speaker("Office")["position"]
+    expect(elapsed).to_have_text(f"{_seconds(paused[2:]) // 60}:{paused[-2:]}")
+    daemon.call("PATCH", f"/speakers/{uid}/state", {"transport": "STOPPED"})
+    finish(tab, console)
+
+
+def households_page(browser: Browser, households: Daemon) -> tuple[Page, Console]:
+    """The dashboard of the two households (no token needed), every room shown."""
+    tab, console = open_page(browser, households)
+    expect(tab.locator("#connection")).to_have_text("Live")
+    for rooms in HOUSEHOLDS:
+        for room in rooms:
+            expect(card(tab, room)).to_be_visible()
+    return tab, console
+
+
+def _wait_ready(households: Daemon) -> None:
+    """Wait until every simulated speaker is online and evented again."""
+
+    def ready() -> bool:
+        answer = get_json(f"{households.url}/api/v1/diagnostics")
+        return bool(answer) and answer["ready"]["speakers"]["evented"] == sum(map(len, HOUSEHOLDS))
+
+    wait_for(ready, "every speaker online and evented again")
+
+
+def test_households_shown_apart(browser: Browser, households: Daemon) -> None:
+    """Two households each get their own section with their own rooms, and grouping offers
+    only the rooms of the same household."""
+    tab, console = households_page(browser, households)
+    regions = tab.get_by_role("region", name=re.compile(r"^Household \d$"))
+    expect(regions).to_have_count(2)
+    names = set()
+    for rooms in HOUSEHOLDS:
+        section = regions.filter(has=card(tab, rooms[0]))
+        expect(section).to_have_count(1)
+        names.add(section.get_by_role("heading", level=2).text_content())
+        for room in rooms:
+            expect(card(section, room)).to_be_visible()
+        others = [room for each in HOUSEHOLDS if each is not rooms for room in each]
+        for room in others:
+            expect(card(section, room)).to_have_count(0)
+    assert names == {"Household 1", "Household 2"}, names
+    unidentified = tab.get_by_role("list", name="Speakers not identified")
+    expect(unidentified.get_by_role("listitem")).to_have_count(1)
+    expect(unidentified).to_contain_text(households.nowhere)
+    expect(unidentified.locator(".badge")).to_have_text("Not identified")
+    expect(unidentified.locator(".reason")).to_have_text("connection refused")
+    card(tab, "Study").get_by_role("button", name="Group").click()
+    dialog = tab.get_by_role("dialog", name="Group with Study")
+    expect(dialog.get_by_role("checkbox")).to_have_count(2)
+    for room in ("Hall", "Garden"):
+        expect(dialog.get_by_role("checkbox", name=room)).to_be_visible()
+    dialog.get_by_role("button", name="Cancel").click()
+    finish(tab, console)
+
+
+def test_asleep_portable_and_upnp_off_household(browser: Browser, households: Daemon) -> None:
+    """A portable put to sleep shows Asleep with its reason; a household whose UPnP is
+    switched off shows UPnP off on each room, with where to switch it on; both come back."""
+    tab, console = households_page(browser, households)
+    garden = card(tab, "Garden")
+    households.call("POST", f"/speakers/{households.uids['Garden']}/sleep")
+    households.call("PATCH", "/households/1/modes", {"upnp": False})
+    try:
+        expect(garden.locator(".badge.status-asleep")).to_have_text("Asleep")
+        expect(garden.locator(".member .reason")).to_have_text("sleeping")
+        expect(garden.get_by_role("slider", name="Volume of Garden")).to_be_disabled()
+        for room in HOUSEHOLDS[1]:
+            room_card = card(tab, room)
+            expect(room_card.locator(".badge.status-upnp_disabled")).to_have_text("UPnP off")
+            expect(room_card.locator(".member .reason")).to_contain_text(
+                "in the Sonos app", ignore_case=True
+            )
+        screenshot(tab, "dashboard-availability.png")
+    finally:
+        households.call("POST", f"/speakers/{households.uids['Garden']}/wake")
+        households.call("PATCH", "/households/1/modes", {"upnp": True})
+    _wait_ready(households)
+    for room in ("Garden", *HOUSEHOLDS[1]):
+        expect(card(tab, room).locator(".member .badge")).to_be_hidden()
+    finish(tab, console, allowed=("503 (Service Unavailable)", "502 (Bad Gateway)"))
+
+
+def test_dropped_notifies_show_polling(browser: Browser, households: Daemon) -> None:
+    """A speaker whose NOTIFYs are all dropped (resubscribed after a reboot) is polled: its
+    room says Polling, and the diagnostics panel shows each of its subscriptions polling with
+    its SID, beside the NOTIFYs accepted and refused and the sinks."""
+    tab, console = households_page(browser, households)
+    hall = households.uids["Hall"]
+    households.call("PATCH", f"/speakers/{hall}/gena/faults", {"drop_next": 1_000_000})
+    households.call("POST", f"/speakers/{hall}/reboot", {"downtime": 1})
+    try:
+        room = card(tab, "Hall")
+        expect(room.locator(".badge.status-polling")).to_have_text("Polling")
+        expect(room.locator(".member .reason")).to_contain_text("no NOTIFY arrives")
+        tab.get_by_text("Health and diagnostics").click()
+        speakers = tab.get_by_role("table", name="Speakers (from diagnostics)")
+        row = speakers.get_by_role("row").filter(has=tab.get_by_role("rowheader", name="Hall"))
+        expect(row.locator(".badge.status-online")).to_have_text("Online")
+        expect(row.locator(".badge.status-polling")).to_have_text("Polling")
+        expect(row.locator(".callback")).to_have_text(re.compile(r"^http://127\.0\.0\.1:\d+/$"))
+        subscriptions = tab.get_by_role("table", name="Subscriptions (from diagnostics)")
+        hall_rows = subscriptions.get_by_role("row").filter(
+            has=tab.get_by_role("rowheader", name="Hall")
+        )
+        expect(hall_rows).to_have_count(len(DEFAULT_SERVICES))
+        expect(hall_rows.locator(".badge.status-polling")).to_have_count(len(DEFAULT_SERVICES))
+        for sid in hall_rows.locator(".sid").all_text_contents():
+            assert sid.startswith(f"uuid:{hall}_sub"), sid
+        study = subscriptions.get_by_role("row").filter(
+            has=tab.get_by_role("rowheader", name="Study")
+        )
+        expect(study.locator(".badge.status-subscribed")).to_have_count(len(DEFAULT_SERVICES))
+        expect(study.locator(".age").first).to_have_text(re.compile(r"ago$"))
+        expect(tab.locator(".notifies")).to_have_text(re.compile(r"^\d+ accepted, \d+ refused"))
+        sinks = tab.get_by_role("table", name="Sinks")
+        expect(sinks.get_by_role("rowheader", name="Clients")).to_be_visible()
+        screenshot(tab, "dashboard-diagnostics.png")
+    finally:
+        households.call("DELETE", f"/speakers/{hall}/gena/faults")
+        households.call("POST", f"/speakers/{hall}/reboot", {"downtime": 1})
+    _wait_ready(households)
+    expect(card(tab, "Hall").locator(".badge.status-polling")).to_have_count(0)
     finish(tab, console, allowed=("503 (Service Unavailable)", "502 (Bad Gateway)"))

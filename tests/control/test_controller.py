@@ -477,7 +477,9 @@ class ControllerUnitTests(SynchronousTestCase):
         self.assertEqual((error.code, error.status), ("not_supported", 409))
 
     def test_connection_errors(self) -> None:
-        """A refused connection is 503 offline; a requests timeout is 504."""
+        """A refused connection is 503 offline; SoCo's own request timeout is 504 with the
+        same message as the pool's timeout (both are the call timeout: either may fire
+        first)."""
 
         def refused(fn: Any, device: Any, *args: Any) -> Any:
             raise requests.exceptions.ConnectionError("refused")
@@ -485,8 +487,14 @@ class ControllerUnitTests(SynchronousTestCase):
         def slow(fn: Any, device: Any, *args: Any) -> Any:
             raise requests.exceptions.ReadTimeout("slow")
 
+        def pool(fn: Any, device: Any, *args: Any) -> Any:
+            raise CallTimeout("volume", 2.0)
+
         self.assertEqual(self.failed(refused).code, "offline")
-        self.assertEqual(self.failed(slow).code, "timeout")
+        self.patch(soco.config, "REQUEST_TIMEOUT", 2.0)
+        by_soco, by_pool = self.failed(slow), self.failed(pool)
+        self.assertEqual((by_soco.code, by_soco.status), ("timeout", 504))
+        self.assertEqual(by_soco.message, by_pool.message)
 
     def test_other_http_errors(self) -> None:
         """An HTTP status SoCo does not map (its raise_for_status) is 502 speaker_error."""

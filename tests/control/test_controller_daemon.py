@@ -15,19 +15,29 @@ from typing import Any, cast
 from urllib.parse import quote
 
 import attrs
+import soco.services
 import treq
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 from twisted.web.http_headers import Headers
 
 from sonosd.config import SimulateConfig, parse_config
+from sonosd.securesoap import SecureSoap
 from sonosd.service import SonosdService
 from sonosd.sim.household import Household, Speaker
 from sonosd.sim.service import HouseholdService
 from tests.api_helpers import SseClient, WsClient, connect_raw, connect_ws, sse_request
 from tests.audio_helpers import serve_audio
 from tests.conftest import free_loopback_base
-from tests.daemon_helpers import Recorder, daemon_yaml, http_agent, reactor, start_recorded, until
+from tests.daemon_helpers import (
+    ROOMS,
+    Recorder,
+    daemon_yaml,
+    http_agent,
+    reactor,
+    start_recorded,
+    until,
+)
 
 #: Speaker models in speaker order: Kitchen and Office are Sonos Ones, Living Room a Beam
 #: (a soundbar, so it has night and dialog modes).
@@ -110,7 +120,8 @@ async def start_daemon(
     @param factory: Builds the simulated household (default: ``household``).
     @param sections: Configuration sections merged over the test configuration.
     """
-    config = daemon_config(free_loopback_base(), **sections)
+    speakers = int(sections.get("simulate", {}).get("speakers", len(ROOMS)))
+    config = daemon_config(free_loopback_base(count=max(4, speakers)), **sections)
     service = SonosdService(config, reactor, household_factory=factory or household)
     recorder = start_recorded(case, service)
     port = await service.api.listening
@@ -281,6 +292,65 @@ class ControlDaemonTests(TestCase):
                 ),
             ],
         )
+
+    async def test_https_only_speaker_is_controlled_over_tls(self) -> None:
+        """A speaker that answers 403 to SOAP over HTTP (the simulator's HTTPS-only mode) is
+        controlled over HTTPS: its commands change it and their events arrive, its position
+        is read, and it stays online; the other speakers keep HTTP."""
+        daemon = await start_daemon(self, simulate={"https_only": [1]})
+        client = await sse(self, daemon)
+        strict = daemon.speaker(1)
+
+        def rendering(**variables: object) -> Predicate:
+            return event_of(strict, "RenderingControl", **variables)
+
+        def position(body: Body) -> bool:
+            return (
+                body.get("source") == "position"
+                and (body.get("speaker") or {}).get("uid") == strict.uid
+            )
+
+        await self.run_steps(
+            daemon,
+            client,
+            strict.name,
+            [
+                Step(
+                    "volume",
+                    {"volume": 17},
+                    {"volume": 17},
+                    lambda: strict.rendering.volume,
+                    17,
+                    rendering(volume=17),
+                ),
+                Step(
+                    "mute",
+                    {"mute": True},
+                    {"mute": True},
+                    lambda: strict.rendering.mute,
+                    True,
+                    rendering(mute=True),
+                ),
+                Step(
+                    "play",
+                    {},
+                    {"coordinator": strict.uid},
+                    lambda: strict.transport.state,
+                    "PLAYING",
+                    position,
+                ),
+            ],
+        )
+        shim = soco.services.requests
+        assert isinstance(shim, SecureSoap)
+        self.assertEqual(shim.secure, {strict.address})
+        self.assertEqual(daemon.service.state.availability(strict.uid).status, "online")
+        status, body = await daemon.post(strict.name, "favorites")
+        self.assertEqual(status, 200, body)
+        self.assertTrue(body["result"]["favorites"])
+        status, body = await daemon.post("Kitchen", "volume", {"volume": 9})
+        self.assertEqual((status, daemon.speaker(0).rendering.volume), (200, 9))
+        self.assertEqual(shim.secure, {strict.address})
 
     async def test_rendering_commands(self) -> None:
         """volume (absolute and relative), mute, bass, treble, loudness, and a soundbar's night

@@ -249,14 +249,17 @@ class OperationTests(SynchronousTestCase):
     def test_read_operation(self) -> None:
         """An operation is a JSON object; anything else is refused with the client's message."""
         self.assertEqual(read_operation(b'{"op": "filter", "id": 1}'), {"op": "filter", "id": 1})
-        for payload, message in (
-            (b"{nope", "not JSON"),
-            (b"\xff", "not JSON"),
-            (b"[1]", "expected an object"),
+        for payload, message, reason in (
+            (b"{nope", "not JSON: unexpected character", "not_json"),
+            (b"\xff", "not UTF-8 (byte 0)", "not_json"),
+            (b"[1]", "expected a JSON object", "not_json"),
+            (b"[" * 40 + b"]" * 40, "JSON nested 40 levels deep", "too_deep"),
+            (b" " * 70_000 + b"{}", "JSON of 70002 bytes", "too_large"),
         ):
             with self.assertRaises(BadOperation) as raised:
                 read_operation(payload)
-            self.assertEqual(str(raised.exception), message)
+            self.assertTrue(str(raised.exception).startswith(message), str(raised.exception))
+            self.assertEqual(raised.exception.reason, reason)
 
     def test_set_filter(self) -> None:
         """A filter operation replaces the client's filter (interned) or leaves it on error."""

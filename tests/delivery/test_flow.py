@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +15,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
-from sonosd.delivery.flow import DRAIN_BATCH, ClientQueue, TransportWriter
+from sonosd.delivery.flow import DRAIN_BATCH, SEND_BUFFER, ClientQueue, TransportWriter
 from tests.api_helpers import wait
 
 
@@ -250,6 +251,15 @@ class TransportWriterTests(TestCase):
         writer.write_many([b"wor", b"ld"])
         self.assertEqual(transport._tempDataBuffer, [])
         await wait(lambda: client.data == b"hello world", "the bytes")
+
+    async def test_bounds_the_kernel_send_buffer(self) -> None:
+        """A streaming client's socket keeps at most SEND_BUFFER bytes in the kernel (Linux
+        reports twice the value set), so that its queue starts to fill soon after it stops
+        reading."""
+        transport, _ = await self.connected()
+        TransportWriter(transport)
+        size = transport.getHandle().getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        self.assertLessEqual(size, 2 * SEND_BUFFER)
 
     async def test_keeps_order_behind_buffered_data(self) -> None:
         """What the socket does not take, and everything after it, goes through the buffer."""

@@ -19,8 +19,10 @@ from soco.exceptions import EventParseException, SoCoFault
 
 from sonosd.gena import eventxml
 from sonosd.gena.eventxml import (
+    MAX_VALUE,
     LazyDidl,
     MalformedEvent,
+    UnsafeEvent,
     didl_to_json,
     json_name,
     parse_event_xml,
@@ -551,14 +553,18 @@ def test_escaped_bodies_rejected_as_soco_rejects_them(body: bytes) -> None:
         parse_event_xml(body)
 
 
-def test_declared_entities_are_expanded() -> None:
-    """Entities declared in the document are expanded as in SoCo."""
-    body = (
-        b'<!DOCTYPE e:propertyset [<!ENTITY g "G&amp;">]>'
-        b'<e:propertyset xmlns:e="urn:schemas-upnp-org:event-1-0"><e:property>'
-        b"<A>&g;" + ESCAPED + b"</A></e:property></e:propertyset>"
-    )
-    assert parse_event_xml(body) == soco_parse(body) == {"a": "G&" + "<" * 20}
+def test_declared_entities_are_refused() -> None:
+    """A body declaring entities is refused (SoCo would expand them), whichever reader reads it."""
+    for text in (b"&g;" + ESCAPED, b"&g;"):
+        body = (
+            b'<!DOCTYPE e:propertyset [<!ENTITY g "G&amp;">]>'
+            b'<e:propertyset xmlns:e="urn:schemas-upnp-org:event-1-0"><e:property>'
+            b"<A>" + text + b"</A></e:property></e:propertyset>"
+        )
+        assert soco_parse(body) == {"a": "G&" + text[3:].decode().replace("&lt;", "<")}
+        with pytest.raises(UnsafeEvent) as refused:
+            parse_event_xml(body)
+        assert refused.value.reason == "dtd"
 
 
 def test_skipped_parameter_entities_are_ignored() -> None:
@@ -715,3 +721,113 @@ def test_a_volume_event_is_read_without_a_parser() -> None:
         ("Volume", "LF", "100"),
         ("Volume", "RF", "100"),
     ]
+
+
+# -- bounds (issue 18) ---------------------------------------------------------------------------
+
+
+def _total_text(value: Any) -> int:
+    """Characters of every string in a parsed value (DIDL documents by their text)."""
+    if isinstance(value, str):
+        return len(value)
+    if type(value) is LazyDidl:
+        return len(value.didl)
+    if isinstance(value, dict):
+        return sum(_total_text(item) for item in value.values())
+    return 0
+
+
+_names = st.sampled_from(["TransportState", "Volume", "Mute", "ZoneName", "Other"])
+_texts = st.text(
+    st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")) | st.sampled_from("<>&\"'"),
+    max_size=60,
+)
+
+
+@st.composite
+def propertysets(draw: st.DrawFn) -> bytes:
+    """Propertysets of plain and LastChange variables, escaped as speakers escape them."""
+    from xml.sax.saxutils import escape, quoteattr
+
+    parts = []
+    for name, text in draw(st.lists(st.tuples(_names, _texts), max_size=6)):
+        parts.append(f"<e:property><{name}>{escape(text)}</{name}></e:property>")
+    if draw(st.booleans()):
+        inner = "".join(
+            f"<{name} val={quoteattr(text)}/>"
+            for name, text in draw(st.lists(st.tuples(_names, _texts), max_size=6))
+        )
+        event = (
+            '<Event xmlns="urn:schemas-upnp-org:metadata-1-0/AVT/">'
+            f'<InstanceID val="0">{inner}</InstanceID></Event>'
+        )
+        parts.append(f"<e:property><LastChange>{escape(event)}</LastChange></e:property>")
+    body = '<e:propertyset xmlns:e="urn:schemas-upnp-org:event-1-0">' + "".join(parts)
+    return (body + "</e:propertyset>").encode()
+
+
+@settings(max_examples=200)
+@given(propertysets())
+def test_parsed_values_never_exceed_the_body(body: bytes) -> None:
+    """Without a DTD no value can grow: everything parsed, nested documents included, is at
+    most as long as the body, and equals SoCo's parse."""
+    variables = parse_event_xml(body)
+    assert _total_text(variables) <= len(body)
+    assert variables == soco_parse(body)
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=600) | propertysets().map(lambda body: body[: len(body) // 2]))
+def test_any_body_parses_within_bounds_or_is_refused(body: bytes) -> None:
+    """Any bytes: a MalformedEvent, or values no longer than the body, none over MAX_VALUE."""
+    try:
+        variables = parse_event_xml(body)
+    except MalformedEvent:
+        return
+    assert _total_text(variables) <= len(body)
+
+
+def test_deep_nesting_is_no_recursion() -> None:
+    """A body nested 100,000 deep is parsed (or refused) without recursion, by either reader."""
+    for filler in (b"", b"&lt;" * 200_001):
+        body = (
+            b'<e:propertyset xmlns:e="urn:schemas-upnp-org:event-1-0"><e:property><A>'
+            + b"<a>" * 20_000
+            + filler
+            + b"</a>" * 20_000
+            + b"</A></e:property></e:propertyset>"
+        )
+        try:
+            parse_event_xml(body)
+        except MalformedEvent as refused:
+            assert refused.reason in ("unparsable", "over_budget")
+
+
+def plain_body(name: str, text: str) -> bytes:
+    """A body of one plain variable."""
+    return propertyset(plain(name, text))
+
+
+def test_values_over_max_value_are_refused() -> None:
+    """A plain or LastChange value over MAX_VALUE is refused; ZoneGroupState is exempt."""
+    big = "x" * (MAX_VALUE + 1)
+    with pytest.raises(UnsafeEvent) as refused:
+        parse_event_xml(plain_body("CurrentTrackURI", big))
+    assert refused.value.reason == "value_too_large"
+    assert "CurrentTrackURI is 65537 characters long" in str(refused.value)
+    nested = plain_body(
+        "LastChange",
+        '<Event xmlns="urn:schemas-upnp-org:metadata-1-0/AVT/"><InstanceID val="0">'
+        f'<TransportState val="{big}"/></InstanceID></Event>',
+    )
+    with pytest.raises(UnsafeEvent, match="TransportState"):
+        parse_event_xml(nested)
+    zgs = "<ZoneGroupState>" + "<ZoneGroups/>" * 10_000 + "</ZoneGroupState>"
+    assert parse_event_xml(plain_body("ZoneGroupState", zgs))["zone_group_state"] == zgs
+
+
+def test_didl_with_a_dtd_read_by_control_calls_is_an_error_field() -> None:
+    """DIDL metadata read by a control call (not checked as an event) with a DTD is never
+    parsed: its JSON is an error."""
+    didl = LazyDidl('<!DOCTYPE x [<!ENTITY a "b">]><DIDL-Lite>&a;</DIDL-Lite>', "metadata")
+    assert didl_to_json(didl) == {"error": "a nested document declares a DTD or an entity"}

@@ -568,8 +568,8 @@ class IdleTests(SynchronousTestCase):
         assert clock.getDelayedCalls() == []
 
     def test_data_keeps_a_slow_request_open(self) -> None:
-        """Each arriving piece of a request restarts its idle time."""
-        listener, clock = make_listener(idle_timeout=8.0)
+        """Each arriving piece of a request restarts its idle time (within its deadline)."""
+        listener, clock = make_listener(idle_timeout=8.0, request_timeout=600.0)
         listener.register(RecordingSubscription())
         connection = Connection(listener)
         request = notify_bytes()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import attrs
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.task import Clock
@@ -262,7 +262,7 @@ class RecordingHandler:
         self.requests.append(request)
         return self.code
 
-    def reject(self, reason: str) -> None:
+    def reject(self, reason: str, host: str | None = None, detail: str = "") -> None:
         self.rejected.append(reason)
 
 
@@ -278,10 +278,19 @@ class HalfCloseTransport(StringTransport):
 class Wire:
     """A factory, a clock and helpers to open in-memory connections."""
 
-    def __init__(self, max_body: int = 1000, idle_timeout: float = 8.0, code: int | None = 200):
+    def __init__(
+        self,
+        max_body: int = 1000,
+        idle_timeout: float = 8.0,
+        code: int | None = 200,
+        request_timeout: float = 15.0,
+        max_per_host: int = 64,
+    ):
         self.handler = RecordingHandler(code)
         self.clock = Clock()
-        self.factory = NotifyServerFactory(self.handler, self.clock, max_body, idle_timeout)
+        self.factory = NotifyServerFactory(
+            self.handler, self.clock, max_body, idle_timeout, request_timeout, max_per_host
+        )
 
     def connect(self, address: object = None) -> tuple[NotifyProtocol, HalfCloseTransport]:
         peer = IPv4Address("TCP", "10.0.0.7", 5000) if address is None else address
@@ -526,10 +535,70 @@ class IdleSweepTests(SynchronousTestCase):
         assert wire.clock.getDelayedCalls() == []
 
     def test_zero_disables(self) -> None:
-        """An idle_timeout of 0 schedules nothing."""
-        wire = Wire(idle_timeout=0)
+        """An idle_timeout and a request_timeout of 0 schedule nothing."""
+        wire = Wire(idle_timeout=0, request_timeout=0)
         wire.connect()
         assert wire.clock.getDelayedCalls() == []
+
+    def test_idle_connection_is_counted_as_too_slow(self) -> None:
+        """A silent connection closed by the sweep is reported to the handler as too_slow."""
+        wire = Wire(idle_timeout=8.0)
+        wire.connect()
+        wire.clock.pump([2.0] * (IDLE_SWEEPS + 1))
+        assert wire.handler.rejected == ["too_slow"]
+
+
+class DeadlineTests(SynchronousTestCase):
+    """A request must arrive whole within request_timeout of connecting, however it drips."""
+
+    def test_drip_is_closed_at_the_deadline(self) -> None:
+        """A byte every second keeps a connection from being idle, not past its deadline."""
+        wire = Wire(idle_timeout=8.0, request_timeout=6.0)
+        protocol, transport = wire.connect()
+        request = notify(b"<e/>" * 20)
+        for second in range(8):
+            protocol.dataReceived(request[second : second + 1])
+            wire.clock.advance(1.0)
+        assert transport.disconnected
+        assert wire.handler.requests == []
+        assert wire.handler.rejected == ["too_slow"]
+        assert wire.clock.getDelayedCalls() == []
+
+    def test_request_within_the_deadline(self) -> None:
+        """A request that arrives in pieces before its deadline is handed over and answered."""
+        wire = Wire(idle_timeout=8.0, request_timeout=6.0)
+        protocol, transport = wire.connect()
+        request = notify(b"<e/>")
+        half = len(request) // 2
+        protocol.dataReceived(request[:half])
+        wire.clock.advance(1.5)
+        protocol.dataReceived(request[half:])
+        assert transport.value() == OK
+        assert wire.handler.rejected == []
+
+    def test_deadline_alone_sets_the_sweep(self) -> None:
+        """Without an idle timeout the deadline still closes a slow connection."""
+        wire = Wire(idle_timeout=0, request_timeout=4.0)
+        _, transport = wire.connect()
+        wire.clock.pump([1.0] * 6)
+        assert transport.disconnected
+
+
+class PerHostTests(SynchronousTestCase):
+    """One address may hold at most max_per_host connections at once."""
+
+    def test_connection_beyond_the_limit_is_refused(self) -> None:
+        """The connection over the limit gets no protocol; closing one makes room again."""
+        wire = Wire(max_per_host=3)
+        connections = [wire.connect() for _ in range(3)]
+        peer = IPv4Address("TCP", "10.0.0.7", 5001)
+        assert wire.factory.buildProtocol(peer) is None
+        assert wire.handler.rejected == ["too_many_connections"]
+        other = IPv4Address("TCP", "10.0.0.8", 5001)
+        assert wire.factory.buildProtocol(other) is not None
+        protocol, _ = connections[0]
+        protocol.connectionLost()
+        assert wire.factory.buildProtocol(peer) is not None
 
     def test_stop(self) -> None:
         """stop() cancels the sweep and aborts the connections being read."""
@@ -539,3 +608,29 @@ class IdleSweepTests(SynchronousTestCase):
         assert transport.disconnected
         assert wire.clock.getDelayedCalls() == []
         wire.factory.stop()
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(
+        st.binary(max_size=600)
+        | st.sampled_from(
+            [
+                b"NOTIFY / HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n",
+                b"NOTIFY / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"fffff\r\n",
+                b"x" * 5000,
+                b"\r\n\r\n",
+            ]
+        ),
+        max_size=30,
+    )
+)
+def test_memory_stays_bounded_whatever_arrives(pieces: list[bytes]) -> None:
+    """Whatever bytes arrive, in whatever pieces, a connection never keeps more than the head
+    limit plus the body limit plus one chunk line (memory bound per connection)."""
+    wire = Wire(max_body=1000)
+    protocol, _ = wire.connect()
+    for piece in pieces:
+        protocol.dataReceived(piece)
+        assert protocol.buffered <= MAX_HEAD + 1000 + MAX_CHUNK_LINE + len(piece)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet import reactor as global_reactor
 from twisted.internet.defer import Deferred
@@ -302,3 +302,27 @@ def test_host_of_location() -> None:
     """host_of_location() takes the host of a description URL."""
     assert host_of_location("http://10.0.0.5:1400/xml/x.xml") == "10.0.0.5"
     assert host_of_location(None) is None
+
+
+@settings(max_examples=200)
+@given(
+    st.binary(max_size=2000)
+    | st.builds(
+        lambda head, value: head + value,
+        st.sampled_from(
+            [
+                b"HTTP/1.1 200 OK\r\nUSN: uuid:RINCON_1::x\r\nLOCATION: ",
+                b"NOTIFY * HTTP/1.1\r\nNTS: ssdp:alive\r\nUSN: uuid:RINCON_2\r\nX-RINCON-BOOTSEQ: ",
+            ]
+        ),
+        st.binary(max_size=5000),
+    )
+)
+def test_any_datagram_parses_to_none_or_a_speaker(data: bytes) -> None:
+    """Any datagram (up to the sizes UDP carries) gives None or a message about a RINCON uid
+    with bounded fields; nothing raises, whatever the headers hold."""
+    message = parse_ssdp(data)
+    if message is not None:
+        assert message.uid.startswith("RINCON_")
+        assert len(message.uid) <= len(data)
+        assert message.boot_seq is None or isinstance(message.boot_seq, int)

@@ -345,6 +345,19 @@ def test_availability_messages_on_transitions_only() -> None:
     assert sink.types() == ["speaker.online", "speaker.offline", "speaker.online"]
 
 
+def test_differences_compare_what_the_state_holds() -> None:
+    """A read is compared with the state per value (per channel), only where the state has it."""
+    processor, _, _, _ = setup()
+    full = {"volume": {"Master": "45", "LF": "100"}, "mute": {"Master": "0"}}
+    processor.on_event(KITCHEN, "RenderingControl", event(full))
+    read = {"volume": {"Master": "50"}, "mute": {"Master": "0"}, "bass": "3"}
+    assert processor.differences(KITCHEN, "RenderingControl", read) == [
+        "volume Master: 45 here, 50 on the speaker"
+    ]
+    assert processor.differences(KITCHEN, "RenderingControl", {"volume": {"Master": "45"}}) == []
+    assert processor.differences(KITCHEN, "AVTransport", {"transport_state": "PLAYING"}) == []
+
+
 def test_supervisor_messages() -> None:
     """subscription.lost/restored and events.gap have their documented fields."""
     processor, _, sink, _ = setup()
@@ -354,10 +367,15 @@ def test_supervisor_messages() -> None:
     assert restored["reason"] is None and restored["service"] == "AVTransport"
     gap = valid(processor.events_gap(KITCHEN, "AVTransport", expected=4, got=7).body)
     assert (gap["expected"], gap["got"], gap["missed"]) == (4, 7, 3)
+    assert gap["reason"] == "SEQ 7 arrived, 4 was expected"
     assert valid(processor.events_gap(KITCHEN, "AVTransport", 9, 0).body)["missed"] == 0
+    check = valid(processor.events_gap(KITCHEN, "AVTransport", 5, None, "consistency check").body)
+    assert (check["expected"], check["got"], check["missed"]) == (5, None, None)
+    assert check["reason"] == "consistency check"
     assert sink.types() == [
         "subscription.lost",
         "subscription.restored",
+        "events.gap",
         "events.gap",
         "events.gap",
     ]

@@ -305,7 +305,7 @@ class EventTests(SynchronousTestCase):
         sub.notify(4)
         gaps = h.processor.of("events.gap")
         self.assertEqual(len(gaps), 1)
-        self.assertEqual(gaps[0][1], {"expected": 2, "got": 4})
+        self.assertEqual(gaps[0][1], {"expected": 2, "got": 4, "reason": None})
         self.assertEqual(gaps[0][3], "RenderingControl")
         self.assertEqual(len(h.processor.events), 3)
         self.assertEqual(h.processor.states, [(UID, "RenderingControl", {"read": 1}, "resync")])
@@ -315,7 +315,9 @@ class EventTests(SynchronousTestCase):
         h = Harness()
         started(h)
         h.gena.current("RenderingControl").notify(3)
-        self.assertEqual(h.processor.of("events.gap")[0][1], {"expected": 0, "got": 3})
+        self.assertEqual(
+            h.processor.of("events.gap")[0][1], {"expected": 0, "got": 3, "reason": None}
+        )
         self.assertEqual(h.processor.states[0][3], "resync")
 
     def test_processor_failure_contained(self) -> None:

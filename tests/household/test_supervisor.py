@@ -19,6 +19,7 @@ from sonosd.household.keepalive import ServiceState
 from sonosd.household.probe import UpnpDisabled
 from sonosd.household.readiness import health_reasons
 from sonosd.household.supervisor import (
+    CONFIRM_DELAY,
     GENA_CONCURRENCY,
     HouseholdSupervisor,
     SpeakerSupervisor,
@@ -727,6 +728,87 @@ class SubscriptionFactoryTests(SynchronousTestCase):
             SoCo("127.0.0.2"), "Queue"
         )
         self.assertIs(third._http, given)
+
+
+class ConsistencyCheckTests(SynchronousTestCase):
+    """A lost last NOTIFY is found by comparing a cheap read with the state."""
+
+    def make(self, **config: Any) -> tuple[Harness, SpeakerSupervisor]:
+        config.setdefault("check_interval", 60.0)
+        h = Harness(services=("RenderingControl", "AVTransport"), **config)
+        speaker = started(h)
+        for service in ("RenderingControl", "AVTransport"):
+            h.gena.current(service).notify(0)
+        h.processor.known = {"RenderingControl": {"volume": 45}, "AVTransport": {}}
+        return h, speaker
+
+    def test_a_lasting_difference_is_a_gap_and_a_resync(self) -> None:
+        """A difference still there after the confirmation delay publishes events.gap (its
+        reason names the value) and resyncs that service only."""
+        h, speaker = self.make()
+        h.reader.speaker = {"RenderingControl": {"volume": 50}}
+        h.clock.advance(60)
+        self.assertEqual(h.reader.checks, [["RenderingControl", "AVTransport"]])
+        self.assertEqual(h.processor.of("events.gap"), [])
+        h.clock.advance(CONFIRM_DELAY)
+        self.assertEqual(h.reader.checks[-1], ["RenderingControl"])
+        [(_, fields, _, service)] = h.processor.of("events.gap")
+        self.assertEqual(service, "RenderingControl")
+        self.assertEqual((fields["expected"], fields["got"]), (1, None))
+        self.assertEqual(fields["reason"], "consistency check: volume: 45 here, 50 on the speaker")
+        self.assertEqual([service for _, service in h.reader.reads], ["RenderingControl"])
+        self.assertEqual(speaker.services["RenderingControl"].gaps, 1)
+
+    def test_an_event_meanwhile_proves_nothing(self) -> None:
+        """A NOTIFY arriving before the confirmation means the difference was in flight."""
+        h, _ = self.make()
+        h.reader.speaker = {"RenderingControl": {"volume": 50}}
+        h.clock.advance(60)
+        h.gena.current("RenderingControl").notify(1, volume=50)
+        h.clock.advance(CONFIRM_DELAY)
+        self.assertEqual(h.processor.of("events.gap"), [])
+        self.assertEqual(h.reader.reads, [])
+
+    def test_agreement_reads_once(self) -> None:
+        """When the read agrees with the state, nothing is confirmed or published."""
+        h, speaker = self.make()
+        h.reader.speaker = {"RenderingControl": {"volume": 45}}
+        h.clock.advance(60 + CONFIRM_DELAY)
+        self.assertEqual(len(h.reader.checks), 1)
+        self.assertEqual(h.processor.of("events.gap"), [])
+        self.assertEqual(speaker.checks, 1)
+
+    def test_polling_services_are_not_checked(self) -> None:
+        """A service whose NOTIFYs never came (polling) is left out of the check."""
+        h = Harness(services=("RenderingControl", "AVTransport"), check_interval=60.0)
+        started(h)
+        h.gena.current("AVTransport").notify(0)
+        h.clock.advance(60)
+        self.assertEqual(h.reader.checks[0], ["AVTransport"])
+
+    def test_failed_read_is_quiet(self) -> None:
+        """A read that fails is logged at debug level and the next check still runs."""
+        h, speaker = self.make()
+        h.reader.error = ConnectionRefusedError()
+        with capturedLogs() as events:
+            h.clock.advance(60)
+        self.assertEqual([e for e in events if e["log_level"].name != "debug"], [])
+        h.reader.error = None
+        h.clock.advance(60)
+        self.assertEqual(speaker.checks, 2)
+
+    def test_zero_disables(self) -> None:
+        """check_interval 0 schedules no check."""
+        h, _ = self.make(check_interval=0.0)
+        h.clock.advance(3600)
+        self.assertEqual(h.reader.checks, [])
+
+    def test_stop_cancels(self) -> None:
+        """Stopping the speaker stops the check loop."""
+        h, speaker = self.make()
+        speaker.stopService()
+        h.clock.advance(3600)
+        self.assertEqual(h.reader.checks, [])
 
 
 class ReloadTests(SynchronousTestCase):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import attrs
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sonosd.gena.eventxml import parse_event_xml
@@ -244,3 +244,29 @@ def test_generated_documents(members: list[tuple[str, str, int]]) -> None:
         (f"RINCON_{uid}", name, seq) for uid, name, seq in members
     )
     assert all(isinstance(m, Member) and m.port == 1400 for m in topology.members())
+
+
+@settings(max_examples=200)
+@given(
+    st.binary(max_size=1500)
+    | st.text(max_size=1500)
+    | st.sampled_from(
+        [
+            '<!DOCTYPE z [<!ENTITY a "aaaa">]><ZoneGroupState>&a;</ZoneGroupState>',
+            "<ZoneGroupState>"
+            + "<ZoneGroups>" * 5000
+            + "</ZoneGroups>" * 5000
+            + "</ZoneGroupState>",
+        ]
+    )
+)
+def test_any_document_gives_a_topology_or_topology_error(document: str | bytes) -> None:
+    """Whatever a speaker sends as its ZoneGroupState, the parse gives a Topology or a
+    TopologyError; a document with a DTD is always refused."""
+    try:
+        topology = parse_zone_group_state(document)
+    except TopologyError:
+        return
+    assert isinstance(topology, Topology)
+    marks = ("<!DOCTYPE", "<!ENTITY") if isinstance(document, str) else (b"<!DOCTYPE",)
+    assert not any(mark in document for mark in marks)  # type: ignore[operator]

@@ -94,7 +94,7 @@ class Broker:
 class Subscriber(ProcessProtocol):
     """A ``mosquitto_sub`` process; each line is ``(retained, topic, payload)``."""
 
-    def __init__(self, reactor: Any, broker: Broker, topic: str) -> None:
+    def __init__(self, reactor: Any, broker: Broker, topic: str, *more: str) -> None:
         self.lines: list[tuple[bool, str, str]] = []
         self._buffer = b""
         self._waiters: list[tuple[Callable[[], bool], Deferred[None]]] = []
@@ -109,6 +109,7 @@ class Subscriber(ProcessProtocol):
             "1",
             "-t",
             topic,
+            *(argument for extra in more for argument in ("-t", extra)),
             "-F",
             "%r\t%t\t%p",
         ]
@@ -146,9 +147,18 @@ class Subscriber(ProcessProtocol):
         return lambda: len(self.payloads(topic)) >= count
 
     def stop(self) -> Deferred[None]:
+        """End mosquitto_sub (TERM, and KILL if it is still there 3 s later)."""
         if not self.ended.called:
             self.transport.signalProcess("TERM")
+            from twisted.internet import reactor
+
+            kill = reactor.callLater(3.0, self._kill)
+            self.ended.addBoth(lambda result: kill.cancel() if kill.active() else None)
         return self.ended
+
+    def _kill(self) -> None:
+        if not self.ended.called:
+            self.transport.signalProcess("KILL")
 
 
 class FakeController:
@@ -177,6 +187,11 @@ class ControlError(Exception):
         self.status = status
         self.message = message
         self.upnp_error = None
+
+
+def master(state: Mapping[str, Any]) -> Any:
+    """The master volume of a RenderingControl state payload."""
+    return state["variables"]["volume"]["Master"]
 
 
 class MqttBrokerTests(TestCase):
@@ -225,8 +240,15 @@ class MqttBrokerTests(TestCase):
             await deferLater(self.reactor, 0.02)
         self.fail("condition not reached")
 
-    def subscriber(self, topic: str = "sonos/#") -> Subscriber:
-        sub = Subscriber(self.reactor, self.broker, topic)
+    async def ready_subscriber(self, topic: str) -> Subscriber:
+        """A subscriber to ``topic`` that is known to be subscribed: it also follows the
+        bridge's retained availability and has received it (the sink must be connected)."""
+        sub = self.subscriber(topic, "sonos/bridge/availability")
+        await sub.wait(sub.has("sonos/bridge/availability"), self.reactor)
+        return sub
+
+    def subscriber(self, topic: str = "sonos/#", *more: str) -> Subscriber:
+        sub = Subscriber(self.reactor, self.broker, topic, *more)
         self.addCleanup(sub.stop)
         return sub
 
@@ -357,6 +379,37 @@ class MqttBrokerTests(TestCase):
         self.assertEqual([e["count"] for e in gaps], [1])
         self.assertEqual(sink.missed, 0)
 
+    async def test_events_the_broker_never_took_are_sent_again(self) -> None:
+        """Events written to a broker that dies before reading them (SIGSTOP, then SIGKILL)
+        reach subscribers after the reconnect: none is lost without a gap report."""
+        await self.broker.start()
+        sink = self.make_sink(backoff_initial=3.0, backoff_max=3.0)
+        await self.start(sink)
+        assert self.broker.process is not None
+        self.broker.process.send_signal(signal.SIGSTOP)
+        ids = [
+            self.hub.publish(
+                "event",
+                {"seq": seq, "variables": {"volume": {"Master": seq}}},
+                speaker=KITCHEN,
+                service="RenderingControl",
+            ).id
+            for seq in range(1, 6)
+        ]
+        await deferLater(self.reactor, 0.2)
+        self.assertTrue(sink.connected)
+        self.assertEqual(sink.missed, 0)
+        self.broker.process.kill()
+        self.broker.process.wait(10)
+        await self.until(lambda: not sink.connected)
+        await self.broker.start()
+        sub = self.subscriber("sonos/Kitchen/event/#")
+        await deferLater(self.reactor, 0.3)
+        await sub.wait(sub.has("sonos/Kitchen/event/RenderingControl", 5), self.reactor)
+        got = [json.loads(p)["id"] for p in sub.payloads("sonos/Kitchen/event/RenderingControl")]
+        self.assertEqual(sorted(set(got)), ids)
+        self.assertEqual(sink.connects, 2)
+
     async def test_stalled_broker_pauses_publishing_then_catches_up(self) -> None:
         """A broker that stays connected but stops reading (here: SIGSTOP) does not make the
         sink queue without bound: past max_unsent waiting messages it pauses, counts events as
@@ -428,8 +481,11 @@ class MqttBrokerTests(TestCase):
         self.assertEqual(sub.payloads("sonos/bridge/availability"), ["offline"])
 
     async def pub(self, topic: str, payload: str, *extra: str) -> None:
-        args = [MOSQUITTO_PUB, "-h", self.broker.host, "-p", str(self.broker.port)]
-        args += ["-q", "1", "-t", topic, "-m", payload, *extra]
+        await self.mosquitto_pub("-t", topic, "-m", payload, *extra)
+
+    async def mosquitto_pub(self, *arguments: str) -> None:
+        args = [MOSQUITTO_PUB, "-h", self.broker.host, "-p", str(self.broker.port), "-q", "1"]
+        args += arguments
         done: Deferred[None] = Deferred()
 
         class Ended(ProcessProtocol):
@@ -448,7 +504,7 @@ class MqttBrokerTests(TestCase):
         await self.start(sink)
         self.controller.answers["volume"] = {"volume": 12}
         self.controller.answers["play"] = ControlError("offline", 503, "speaker is offline")
-        sub = self.subscriber("sonos/+/cmd/#")
+        sub = await self.ready_subscriber("sonos/+/cmd/#")
         await self.pub("sonos/Kitchen/cmd/volume", '{"volume": 12, "request_id": "r1"}')
         await self.pub("sonos/Office/cmd/play", "")
         await self.pub("sonos/Kitchen/cmd/mute", "[1, 2]")
@@ -476,6 +532,55 @@ class MqttBrokerTests(TestCase):
         mute = json.loads(sub.payloads("sonos/Kitchen/cmd/mute/result")[0])
         self.assertEqual((mute["ok"], mute["error"]["code"]), (False, "bad_request"))
 
+    async def pub_bytes(self, topic: str, payload: bytes) -> None:
+        """Publish a payload too large for a command line (from a file)."""
+        path = os.path.join(self.directory, "payload")
+        with open(path, "wb") as handle:
+            handle.write(payload)
+        await self.mosquitto_pub("-t", topic, "-f", path)
+
+    async def test_hostile_command_payloads_keep_the_connection(self) -> None:
+        """Payloads of 30,000 nested arrays, a megabyte, or echoing values that cannot be
+        encoded are answered with bad_request; the MQTT connection stays up (no offline/online
+        flap, no republish) and the next command runs."""
+        await self.broker.start()
+        sink = self.make_sink()
+        self.publish_household()
+        await self.start(sink)
+        sub = self.subscriber("sonos/#")
+        retained = (
+            "sonos/bridge/availability",
+            "sonos/bridge/topology/Sonos_1",
+            "sonos/bridge/topology/Sonos_2",
+            "sonos/Kitchen/state/RenderingControl",
+            "sonos/Office/state/AVTransport",
+            "sonos/Kitchen/availability",
+            "sonos/Office/availability",
+        )
+        await sub.wait(lambda: all(sub.payloads(topic) for topic in retained), self.reactor)
+        retained_before = len(sub.lines)
+        await self.pub_bytes("sonos/Kitchen/cmd/volume", b"[" * 30_000 + b"]" * 30_000)
+        await self.pub("sonos/Kitchen/cmd/volume", '{"request_id": "\\ud800"}')
+        await self.pub_bytes("sonos/Kitchen/cmd/volume", b" " * 1_000_000)
+        await self.pub("sonos/Kitchen/cmd/volume", '{"volume": 12}')
+        result = "sonos/Kitchen/cmd/volume/result"
+        await sub.wait(sub.has(result, 4), self.reactor)
+        answers = [json.loads(payload) for payload in sub.payloads(result)]
+        self.assertEqual([a["ok"] for a in answers], [False, False, False, True])
+        self.assertIn("nested 30000 levels deep", answers[0]["error"]["message"])
+        self.assertEqual(
+            sink.refused,
+            {("mqtt", "too_deep"): 1, ("mqtt", "not_json"): 1, ("mqtt", "too_large"): 1},
+        )
+        self.assertEqual(self.controller.calls, [(KITCHEN["uid"], "volume", {"volume": 12})])
+        self.assertEqual(sink.connects, 1)
+        self.assertEqual(sub.payloads("sonos/bridge/availability"), ["online"])
+        # Only the commands and their results arrived since: nothing was published again
+        # (the gap report of the five events published before the first connection may
+        # reach the subscriber late, as QoS 1).
+        later = {topic for _, topic, _ in sub.lines[retained_before:]} - {"sonos/bridge/gap"}
+        self.assertEqual(later, {"sonos/Kitchen/cmd/volume", result})
+
     async def test_retained_command_not_run_again(self) -> None:
         """A command left retained on the broker is not run again when the sink reconnects
         (nor at start: a stale command never runs)."""
@@ -483,6 +588,9 @@ class MqttBrokerTests(TestCase):
         await self.pub("sonos/Kitchen/cmd/previous", "{}", "-r")
         sink = self.make_sink()
         await self.start(sink)
+        # The sink subscribes to commands before it says online: once that is seen, a
+        # command published is live for it.
+        await self.ready_subscriber("sonos/bridge/availability")
         # Live subscribers see a retained publish without the flag: it runs once.
         await self.pub("sonos/Kitchen/cmd/play", "{}", "-r")
         await self.until(lambda: len(self.controller.calls) >= 1)
@@ -490,6 +598,7 @@ class MqttBrokerTests(TestCase):
         await self.until(lambda: not sink.connected)
         await self.broker.start()
         await self.until(lambda: sink.connected)
+        await self.ready_subscriber("sonos/bridge/availability")
         await self.pub("sonos/Kitchen/cmd/next", "{}")
         await self.until(lambda: len(self.controller.calls) >= 2)
         self.assertEqual([c[1] for c in self.controller.calls], ["play", "next"])
@@ -518,6 +627,48 @@ class MqttBrokerTests(TestCase):
         )
         self.assertEqual(sub.payloads("sonos/Kitchen/state/RenderingControl"), [])
         self.assertEqual(sub.payloads("sonos/Cuisine/availability"), ["online"])
+
+    async def test_room_key_goes_to_the_visible_speaker(self) -> None:
+        """A home theatre's sub that evented before its soundbar gives the room's key up
+        when the topology says it is invisible: the room's retained topics become the
+        soundbar's, the sub's move under its uid; an invisible member never takes a room's
+        key again, even renamed."""
+        await self.broker.start()
+        sink = self.make_sink()
+        await self.start(sink)
+        room = "Living Room"
+        bar = {"uid": "RINCON_BAR000000000001400", "name": room, "host": "127.0.0.5"}
+        sub_ = {"uid": "RINCON_SUB000000000001400", "name": room, "host": "127.0.0.6"}
+        for speaker, volume in ((sub_, 5), (bar, 30)):
+            self.hub.publish("speaker.online", {"reason": "identified"}, speaker=speaker)
+            rc = {"seq": 0, "variables": {"volume": {"Master": volume}}}
+            self.hub.publish("event", rc, speaker=speaker, service="RenderingControl")
+        sub = self.subscriber()
+        state = f"sonos/{room}/state/RenderingControl"
+        await sub.wait(sub.has(f"sonos/{bar['uid']}/state/RenderingControl"), self.reactor)
+        self.assertEqual(self.state(sub, state)["speaker"]["uid"], sub_["uid"])
+        satellite = dict(sub_, invisible=True, satellites=[])
+        member = dict(bar, invisible=False, satellites=[satellite])
+        self.hub.publish(
+            "topology.changed",
+            {"household": "Sonos_1", "groups": [{"coordinator": bar["uid"], "members": [member]}]},
+        )
+
+        def owner(topic: str) -> Any:
+            payloads = sub.payloads(topic)
+            return json.loads(payloads[-1])["speaker"]["uid"] if payloads and payloads[-1] else None
+
+        await sub.wait(lambda: owner(state) == bar["uid"], self.reactor)
+        own = f"sonos/{sub_['uid']}/state/RenderingControl"
+        await sub.wait(sub.has(own), self.reactor)
+        self.assertEqual(self.state(sub, own)["speaker"]["uid"], sub_["uid"])
+        self.assertEqual(sub.payloads(f"sonos/{bar['uid']}/state/RenderingControl")[-1], "")
+        self.assertEqual(sub.payloads(f"sonos/{room}/availability")[-1], "online")
+        renamed = dict(sub_, name="Den")
+        rc = {"seq": 1, "variables": {"volume": {"Master": 6}}}
+        self.hub.publish("event", rc, speaker=renamed, service="RenderingControl")
+        await sub.wait(lambda: master(self.state(sub, own)) == 6, self.reactor)
+        self.assertEqual(sub.payloads("sonos/Den/state/RenderingControl"), [])
 
     async def test_home_assistant_discovery(self) -> None:
         """With Home Assistant enabled, each speaker's entities are announced, retained."""

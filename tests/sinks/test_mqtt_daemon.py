@@ -105,3 +105,65 @@ class MqttDaemonTests(TestCase):
             (False, 404, "unknown_speaker"),
         )
         self.assertEqual(kitchen.rendering.volume, 27)
+
+    async def test_home_theatre_room_topics_belong_to_the_soundbar(self) -> None:
+        """In a home theatre whose sub and surrounds are followed too, the room's state,
+        availability and command topics belong to its visible soundbar, whichever speaker
+        evented first; the invisible satellites publish under their own uids."""
+        broker, sub, mqtt = await broker_and_subscriber(self)
+        daemon = await start_daemon(
+            self,
+            sinks={"mqtt": mqtt},
+            simulate={"speakers": 5, "home_theatre": True, "rooms": ["Kitchen", "Living Room"]},
+        )
+        bar, *satellites = daemon.household.speakers[1:]
+        self.assertEqual([s.name for s in satellites], ["Living Room"] * 3)
+        await sub.wait(lambda: "online" in sub.payloads("sonos/bridge/availability"), reactor)
+        room = "sonos/Living Room/state/RenderingControl"
+
+        def speaker_of(topic: str) -> Any:
+            payloads = sub.payloads(topic)
+            return json.loads(payloads[-1])["speaker"]["uid"] if payloads else None
+
+        for satellite in satellites:
+            topic = f"sonos/{satellite.uid}/state/RenderingControl"
+            await sub.wait(lambda t=topic, s=satellite: speaker_of(t) == s.uid, reactor)
+        await sub.wait(lambda: speaker_of(room) == bar.uid, reactor)
+        self.assertEqual(sub.payloads("sonos/Living Room/availability")[-1], "online")
+
+        bar.set_volume(33)
+        await sub.wait(carries_volume(sub, room, 33), reactor)
+        events = sub.payloads("sonos/Living Room/event/RenderingControl")
+        self.assertEqual(
+            {json.loads(payload)["speaker"]["uid"] for payload in events[-1:]}, {bar.uid}
+        )
+        await publish(broker, "sonos/Living Room/cmd/volume", '{"volume": 21}')
+        result = "sonos/Living Room/cmd/volume/result"
+        await sub.wait(sub.has(result), reactor)
+        self.assertEqual(
+            json.loads(sub.payloads(result)[0]), {"ok": True, "result": {"volume": 21}}
+        )
+        self.assertEqual(bar.rendering.volume, 21)
+        await sub.wait(carries_volume(sub, room, 21), reactor)
+
+        # Renamed, with the soundbar's NOTIFYs late: the satellites' events carry the new
+        # name first, and still the new room's topics go to the soundbar.
+        assert bar.manager is not None
+        bar.manager.faults.delay = 1.0
+        bar.rename("Den")
+        den = "sonos/Den/state/RenderingControl"
+        await sub.wait(lambda: speaker_of(den) == bar.uid, reactor)
+        await sub.wait(lambda: sub.payloads(room)[-1:] == [""], reactor)
+        await sub.wait(lambda: sub.payloads("sonos/Den/availability")[-1:] == ["online"], reactor)
+        bar.manager.faults.delay = 0.0
+        bar.set_volume(44)
+        await sub.wait(carries_volume(sub, den, 44), reactor)
+        den_topics = [topic for _, topic, _ in sub.lines if topic.startswith("sonos/Den/")]
+        owners = {
+            json.loads(payload)["speaker"]["uid"]
+            for topic in set(den_topics)
+            if "/state/" in topic or "/event/" in topic
+            for payload in sub.payloads(topic)
+            if payload
+        }
+        self.assertEqual(owners, {bar.uid})

@@ -155,6 +155,31 @@ class StreamTests(TestCase):
             ["bad_request", "bad_request", "bad_request", "bad_filter"],
         )
 
+    async def test_overlong_and_nested_lines_are_refused_and_counted(self) -> None:
+        """A line without end (a megabyte in pieces) gets one error and is never buffered; a
+        deeply nested line gets an error; the next operation still works."""
+        service = await self.start()
+        client = await self.connect()
+        transport: Any = client.transport
+        for _ in range(16):
+            transport.write(b"x" * 65_536)
+        await wait(lambda: len(client.lines()) >= 2, "the error")
+        [protocol] = service.factory.channel.clients
+        self.assertLessEqual(len(protocol._buffer), 65_536)  # type: ignore[attr-defined]
+        transport.write(b"tail\n" + b"[" * 5000 + b"]" * 5000 + b"\n")
+        client.send({"op": "filter", "id": 3, "rooms": ["Office"]})
+        await wait(lambda: any(line.get("type") == "filter" for line in client.lines()), "ack")
+        errors = [
+            line["error"]["message"] for line in client.lines() if line.get("type") == "error"
+        ]
+        self.assertEqual(len(errors), 2, errors)
+        self.assertIn("line longer than 65536 bytes", errors[0])
+        self.assertIn("nested 5000 levels deep", errors[1])
+        self.assertEqual(
+            dict(self.metrics.client_errors),
+            {("stream", "too_large"): 1, ("stream", "too_deep"): 1},
+        )
+
     async def test_slow_reader_is_disconnected(self) -> None:
         """A client that stops reading gets a final line and is closed; others get all."""
         service = await self.start(limit=4)

@@ -4,7 +4,7 @@ import { EventStream, access, command, getToken, setToken } from "./api.js";
 import { el, notify, syncChildren } from "./dom.js";
 import { HealthPanel, MessagesPanel } from "./panels.js";
 import { GroupCard } from "./rooms.js";
-import { Household } from "./store.js";
+import { Household, statusLabel } from "./store.js";
 
 const CONNECTION_TEXT = {
   connecting: "Connecting…",
@@ -14,15 +14,22 @@ const CONNECTION_TEXT = {
   auth: "Token needed",
 };
 
-/** Commands that list favourites, in the order tried. */
-const FAVOURITE_LISTS = ["favorites", "list_favorites"];
+/** How often the daemon's diagnostics are read while the page is shown (ms). */
+const DIAGNOSTICS_EVERY = 5000;
+/** ContentDirectory variables whose change means the favourites or playlists changed. */
+const CONTENT_CHANGES = ["favorites_update_id", "saved_queues_update_id"];
 
 class App {
   constructor() {
     this.household = new Household();
     this.cards = new Map();
     this.control = { control: true, reason: "" };
-    this.favourites = null; // null: not known; [] none; [{title}...]
+    // Per household id: {favorites: [...], playlists: [...]} once read (see loadContent).
+    this.content = new Map();
+    this.contentTimers = new Map();
+    // Per "<uid> <id name>": the favourites' and playlists' update ids last evented.
+    this.contentIds = new Map();
+    this.diagnosticsTimer = null;
     this.connection = document.getElementById("connection");
     this.rooms = document.getElementById("households");
     this.readOnly = document.getElementById("read-only");
@@ -44,7 +51,10 @@ class App {
     this.setupGroupDialog();
     const healthPanel = document.getElementById("health-panel");
     healthPanel.addEventListener("toggle", () => {
-      if (healthPanel.open) this.health.refresh();
+      if (healthPanel.open) {
+        this.health.render();
+        this.refreshDiagnostics();
+      }
     });
     const messagesPanel = document.getElementById("messages-panel");
     messagesPanel.addEventListener("toggle", () => {
@@ -53,8 +63,28 @@ class App {
     });
     setInterval(() => this.tick(), 1000);
     setInterval(() => {
-      if (healthPanel.open) this.health.refresh();
-    }, 5000);
+      if (document.visibilityState === "visible") this.refreshDiagnostics();
+    }, DIAGNOSTICS_EVERY);
+  }
+
+  /**
+   * Read the daemon's health and diagnostics again: the rooms show from them whether
+   * each speaker's events arrive (subscribed, polling, lost, backing off), and the health
+   * panel shows them in full.
+   */
+  async refreshDiagnostics() {
+    if (!this.control.granted) return;
+    await this.health.refresh();
+    this.household.setDiagnostics(this.health.diagnostics);
+  }
+
+  /** Refresh the diagnostics soon (a burst of availability news makes one read). */
+  diagnosticsSoon() {
+    if (this.diagnosticsTimer !== null) return;
+    this.diagnosticsTimer = setTimeout(() => {
+      this.diagnosticsTimer = null;
+      this.refreshDiagnostics();
+    }, 300);
   }
 
   async start() {
@@ -72,7 +102,7 @@ class App {
     }
     this.showAccess();
     this.stream.start(null);
-    this.loadFavourites();
+    this.refreshDiagnostics();
   }
 
   showAccess() {
@@ -95,9 +125,22 @@ class App {
       this.household.reset();
     } else if (type === "snapshot") {
       this.household.load(body);
-      if (document.getElementById("health-panel").open) this.health.refresh();
+      this.contentIds = new Map();
+      for (const speaker of body.speakers || []) {
+        this.noteContent(speaker.uid, speaker.services?.ContentDirectory?.variables || {});
+      }
+      this.diagnosticsSoon();
     } else {
       this.household.apply(body);
+      const kind = body.type || "";
+      if (kind.startsWith("speaker.") || kind.startsWith("subscription.") ||
+          (kind === "event" && body.source === "poll")) {
+        this.diagnosticsSoon();
+      }
+      if (kind === "event" && body.service === "ContentDirectory" &&
+          this.noteContent(body.speaker?.uid, body.variables || {})) {
+        this.contentChanged(body.speaker?.uid);
+      }
     }
   }
 
@@ -136,16 +179,20 @@ class App {
       index += 1;
       let section = this.sections.get(id);
       if (!section) {
+        const titleId = `household-${this.sections.size + 1}`;
         section = {
-          title: el("h2"),
+          title: el("h2", { id: titleId }),
+          id: el("p", { class: "household-id muted" }),
           list: el("div", { class: "groups" }),
         };
-        section.node = el("section", { class: "household-section" }, section.title, section.list);
+        section.node = el("section", { class: "household-section", "aria-labelledby": titleId },
+          section.title, section.id, section.list);
         this.sections.set(id, section);
       }
       section.title.textContent = several ? `Household ${index}` : "Rooms";
       section.title.className = several ? "household" : "visually-hidden";
-      if (several) section.title.title = id;
+      section.id.textContent = several && id ? id : "";
+      section.id.hidden = !several || !id;
       const cards = [];
       for (const group of groups) {
         const uid = group.coordinator.uid;
@@ -155,9 +202,11 @@ class App {
           card = new GroupCard(this, uid);
           this.cards.set(uid, card);
         }
+        card.household = id;
         card.update(group, this.household);
         cards.push(card.node);
       }
+      this.loadContent(id, groups);
       syncChildren(section.list, cards);
       sections.push(section.node);
     }
@@ -168,55 +217,131 @@ class App {
       if (!households.has(id)) this.sections.delete(id);
     }
     syncChildren(this.rooms, sections);
+    const unidentified = this.household.unidentified;
+    const list = document.getElementById("unidentified");
+    list.hidden = !unidentified.length;
+    list.replaceChildren(...unidentified.map((speaker) => {
+      const status = speaker.availability || "unknown";
+      return el("li", {},
+        el("span", { class: "member-name", text: speaker.name || speaker.host }), " ",
+        el("span", { class: `badge status-${status}`,
+          text: status === "unknown" ? "Not identified" : statusLabel(status) }), " ",
+        el("span", { class: "reason", text: speaker.reason || "" }));
+    }));
     const empty = document.getElementById("empty");
-    empty.hidden = households.size > 0 || !this.household.loaded;
+    empty.hidden = households.size > 0 || unidentified.length > 0 || !this.household.loaded;
   }
 
-  /** Favourites to play, when the daemon has a command that lists them. */
-  async loadFavourites() {
-    const name = FAVOURITE_LISTS.find((candidate) => this.control.commands?.includes(candidate));
-    if (!this.control.control || !name) return;
-    const first = this.household.speakers.values().next().value;
-    if (!first) {
-      setTimeout(() => this.loadFavourites(), 1000);
-      return;
-    }
+  /**
+   * Read a household's favourites and Sonos playlists (the `favorites` and `playlists`
+   * commands, from one of its online rooms), once, and again when its ContentDirectory says
+   * they changed (what was read stays shown meanwhile). Needs the control scope (commands
+   * are POSTs); without it none are shown.
+   */
+  async loadContent(household, groups) {
+    if (!this.control.control || !this.control.commands?.includes("favorites")) return;
+    const known = this.content.get(household);
+    if (known && (known.loading || !known.stale || Date.now() < known.retryAt)) return;
+    const speaker = groups.flatMap((group) => group.members)
+      .find((member) => member.availability?.status === "online");
+    if (!speaker) return;
+    const entry = { favorites: known?.favorites || [], playlists: known?.playlists || [],
+      loading: true, stale: false, retryAt: 0 };
+    this.content.set(household, entry);
     try {
-      const result = await command(first.uid, name, {});
-      this.favourites = Array.isArray(result) ? result : result?.favorites || result?.items || [];
+      const favorites = (await this.quiet(speaker.uid, "favorites"))?.favorites || [];
+      let playlists = [];
+      if (this.control.commands.includes("playlists")) {
+        playlists = (await this.quiet(speaker.uid, "playlists", { action: "list" }))?.playlists || [];
+      }
+      Object.assign(entry, { favorites, playlists });
     } catch {
-      this.favourites = null;
+      // Tried again at a render a few seconds on.
+      Object.assign(entry, { stale: true, retryAt: Date.now() + 5000 });
+      setTimeout(() => this.render(), 5000);
     }
+    entry.loading = false;
     this.render();
   }
 
-  renderFavourites(card, disabled, reason) {
-    const items = this.favourites;
-    card.favourites.hidden = !items || !items.length;
-    if (!items || !items.length) return;
-    if (!card.favouriteSelect) {
-      const id = `favourite-${card.uid}`;
-      card.favouriteSelect = el("select", { id });
-      card.favouritePlay = el("button", { type: "button", class: "text-button",
-        onclick: () => this.playFavourite(card) }, "Play");
-      card.favourites.append(el("label", { for: id, text: "Favourite" }), card.favouriteSelect,
-        card.favouritePlay);
+  /** Remember `uid`'s content update ids; whether one changed since last seen. */
+  noteContent(uid, variables) {
+    let changed = false;
+    for (const [name, value] of contentIds(variables)) {
+      const key = `${uid} ${name}`;
+      if (this.contentIds.has(key) && this.contentIds.get(key) !== value) changed = true;
+      this.contentIds.set(key, value);
     }
-    const titles = items.map((item) => item.title || item.name || String(item));
-    const current = [...card.favouriteSelect.options].map((option) => option.value);
-    if (current.join("\n") !== titles.join("\n")) {
-      card.favouriteSelect.replaceChildren(
-        ...titles.map((title) => el("option", { value: title, text: title })));
-    }
-    card.favouriteSelect.disabled = disabled;
-    card.favouritePlay.disabled = disabled;
-    card.favouritePlay.setAttribute("aria-label", `Play favourite in ${card.title.textContent}`);
-    if (reason) card.favouritePlay.title = reason;
+    return changed;
   }
 
-  playFavourite(card) {
-    const name = card.favouriteSelect.value;
-    if (name) this.run(card.uid, "play_favorite", { name });
+  /** The favourites or playlists of `uid`'s household changed: read them again soon. */
+  contentChanged(uid) {
+    const household = [...this.household.households()].find(([, groups]) =>
+      groups.some((group) => group.members.some((member) => member.uid === uid)))?.[0];
+    const entry = household === undefined ? null : this.content.get(household);
+    if (!entry) return;
+    clearTimeout(this.contentTimers.get(household));
+    this.contentTimers.set(household, setTimeout(() => {
+      this.contentTimers.delete(household);
+      entry.stale = true;
+      entry.retryAt = 0;
+      this.render();
+    }, 500));
+  }
+
+  /** A card's "Play" choice: its household's favourites (with their kind) and playlists. */
+  renderPlayables(card, disabled, reason) {
+    const content = this.content.get(card.household);
+    const favorites = content?.favorites || [];
+    const playlists = content?.playlists || [];
+    card.favourites.hidden = !favorites.length && !playlists.length;
+    if (card.favourites.hidden) return;
+    if (!card.playableSelect) {
+      const id = `playable-${card.uid}`;
+      card.playableSelect = el("select", { id, onchange: () => {
+        card.playablePlay.disabled = !card.playableSelect.value;
+      } });
+      card.playablePlay = el("button", { type: "button", class: "text-button",
+        onclick: () => this.playChoice(card) }, "Play");
+      card.favourites.append(
+        el("label", { for: id, class: "visually-hidden", text: "Favourites and playlists" }),
+        card.playableSelect, card.playablePlay);
+    }
+    const options = [
+      ...favorites.map((item) => ({ value: `favorite:${item.title}`,
+        text: `${item.title} (${KIND_LABELS[item.kind] || item.kind || "favourite"})` })),
+      ...playlists.map((item) => ({ value: `playlist:${item.id}`,
+        text: `${item.title} (${item.tracks ?? "?"} tracks)` })),
+    ];
+    const key = JSON.stringify(options);
+    if (card.playableKey !== key) {
+      card.playableKey = key;
+      const chosen = card.playableSelect.value;
+      const group = (label, items) => (items.length ? el("optgroup", { label },
+        items.map((item) => el("option", { value: item.value, text: item.text }))) : null);
+      card.playableSelect.replaceChildren(
+        el("option", { value: "", text: "Favourites and playlists…" }),
+        ...[group("Favourites", options.slice(0, favorites.length)),
+          group("Sonos playlists", options.slice(favorites.length))].filter(Boolean));
+      card.playableSelect.value = options.some((item) => item.value === chosen) ? chosen : "";
+    }
+    card.playableSelect.disabled = disabled;
+    card.playablePlay.disabled = disabled || !card.playableSelect.value;
+    card.playablePlay.setAttribute("aria-label", `Play the choice in ${card.title.textContent}`);
+    if (reason) card.playablePlay.title = reason;
+    else card.playablePlay.removeAttribute("title");
+  }
+
+  /** Play the card's chosen favourite (`play_favorite`) or Sonos playlist (`playlists`). */
+  playChoice(card) {
+    const value = card.playableSelect.value;
+    if (!value) return;
+    const split = value.indexOf(":");
+    const kind = value.slice(0, split);
+    const name = value.slice(split + 1);
+    if (kind === "favorite") this.run(card.uid, "play_favorite", { name });
+    else if (kind === "playlist") this.run(card.uid, "playlists", { action: "play", id: name });
   }
 
   // -- the token -------------------------------------------------------------------------
@@ -247,7 +372,7 @@ class App {
       dialog.close();
       this.showAccess();
       this.stream.start(null);
-      this.loadFavourites();
+      this.refreshDiagnostics();
     });
     document.getElementById("token-cancel").addEventListener("click", () => dialog.close());
     document.getElementById("token-button").addEventListener("click", () => this.askToken(null));
@@ -294,10 +419,11 @@ class App {
   openGroupDialog(coordinator) {
     const dialog = document.getElementById("group-dialog");
     const choices = document.getElementById("group-choices");
-    const groups = [...this.household.households().values()].flat();
+    // Only rooms of the same household can play together.
+    const groups = [...this.household.households().values()].find((each) =>
+      each.some((group) => group.coordinator.uid === coordinator)) || [];
     const mine = groups.find((group) => group.coordinator.uid === coordinator);
     if (!mine) return;
-    const household = mine.coordinator.services?.ZoneGroupTopology?.variables?.muse_household_id;
     const members = mine.members.map((member) => member.uid);
     dialog.dataset.coordinator = coordinator;
     dialog.dataset.members = JSON.stringify(members);
@@ -306,8 +432,6 @@ class App {
     for (const group of groups) {
       for (const member of group.members) {
         if (member.uid === coordinator) continue;
-        const other = member.services?.ZoneGroupTopology?.variables?.muse_household_id;
-        if (household && other && other !== household) continue;
         const id = `group-choice-${member.uid}`;
         boxes.push(
           el("div", { class: "choice" },
@@ -326,6 +450,33 @@ class App {
     const first = choices.querySelector("input:not([disabled])");
     if (first) first.focus();
   }
+}
+
+/** How the favourites' kinds read on the page. */
+const KIND_LABELS = {
+  track: "track",
+  station: "radio",
+  playlist: "Sonos playlist",
+  album: "album",
+  container: "music service",
+  item: "item",
+};
+
+/**
+ * The update ids of the favourites and Sonos playlists in ContentDirectory variables:
+ * `FavoritesUpdateID`, `SavedQueuesUpdateID`, and the `FV:` and `SQ:` containers of
+ * `ContainerUpdateIDs` ("FV:2,12,SQ:,3": each container's update id follows its name).
+ */
+function contentIds(variables) {
+  const ids = new Map();
+  for (const name of CONTENT_CHANGES) {
+    if (variables[name] !== undefined && variables[name] !== null) ids.set(name, variables[name]);
+  }
+  const parts = String(variables.container_update_ids || "").split(",");
+  for (let index = 0; index + 1 < parts.length; index += 2) {
+    if (/^(FV|SQ):/.test(parts[index])) ids.set(parts[index], parts[index + 1]);
+  }
+  return ids;
 }
 
 const app = new App();

@@ -33,6 +33,27 @@ function muteOf(speaker) {
   return Boolean(mute && typeof mute === "object" ? mute.Master : mute);
 }
 
+/**
+ * What a room's badge says: its availability when it is not online (with the daemon's
+ * reason), else how its events arrive when not as they should (events lost, a subscription
+ * retrying, or polled because no NOTIFY arrives), naming the services concerned.
+ */
+export function availabilityOf(speaker, household) {
+  const status = speaker.availability?.status || "unknown";
+  if (status !== "online") return { shown: status, reason: speaker.availability?.reason || "" };
+  const { lost, retrying, polled, total } = household.eventing(speaker);
+  if (lost.length) return { shown: "lost", reason: `no events from ${lost.join(", ")}` };
+  if (retrying.length) {
+    return { shown: "backing_off", reason: `subscribing again to ${retrying.join(", ")}` };
+  }
+  if (polled.length) {
+    const every = polled.length === total;
+    const which = every ? "every service" : polled.join(", ");
+    return { shown: "polling", reason: `no NOTIFY arrives: polling ${which}` };
+  }
+  return { shown: "online", reason: "" };
+}
+
 function available(speaker) {
   return speaker.availability?.status === "online";
 }
@@ -122,17 +143,7 @@ class MemberRow {
   update(speaker, household, alone) {
     this.name.textContent = speaker.name;
     this.volume.input.setAttribute("aria-label", `Volume of ${speaker.name}`);
-    const status = speaker.availability?.status || "unknown";
-    const eventing = household.eventing(speaker);
-    let shown = status;
-    let reason = status === "online" ? "" : speaker.availability?.reason || "";
-    if (status === "online" && eventing.lost.length) {
-      shown = "lost";
-      reason = eventing.lost.join(", ");
-    } else if (status === "online" && eventing.polled.length) {
-      shown = "polling";
-      reason = eventing.polled.join(", ");
-    }
+    const { shown, reason } = availabilityOf(speaker, household);
     this.node.dataset.status = shown;
     this.badge.hidden = shown === "online";
     this.badge.className = `badge status-${shown}`;
@@ -206,7 +217,9 @@ export class GroupCard {
     this.sleepLeft = el("span", { class: "sleep-left" });
     const sleepId = `sleep-${serial}`;
     this.sleepSelect.id = sleepId;
+    // The household's favourites and Sonos playlists, to play (filled by the app).
     this.favourites = el("div", { class: "favourites", hidden: true });
+    this.household = null;
     this.node = el(
       "article",
       { class: "group", "aria-labelledby": titleId },
@@ -353,18 +366,22 @@ export class GroupCard {
       this.sleepGeneration = generation;
       this.readSleep();
     }
-    this.app.renderFavourites(this, disabled, reason);
+    this.app.renderPlayables(this, disabled, reason);
     this.node.dataset.status = offline ? "offline" : "online";
   }
 
-  /** Move the position on (called every second while playing). */
+  /** Move the position (and the sleep timer) on: called every second. */
   tick(household) {
+    if (this.sleepRemaining) {
+      const left = this.sleepRemaining - (Date.now() - this.sleepAt) / 1000;
+      this.sleepLeft.textContent = left > 0 ? `${Math.ceil(left / 60)} min left` : "";
+    }
     const total = seconds(
       variables(household.speakers.get(this.uid), "AVTransport").current_track_duration,
     );
     const position = household.position(this.uid);
     if (position === null) {
-      // Not known until the track changes (speakers do not event the position).
+      // Not known until the daemon reads it (speakers do not event the position).
       this.elapsed.textContent = "";
       this.progress.value = 0;
       this.progress.hidden = true;
@@ -376,10 +393,6 @@ export class GroupCard {
     if (total) {
       this.progress.max = total;
       this.progress.value = shown;
-    }
-    if (this.sleepRemaining) {
-      const left = this.sleepRemaining - (Date.now() - this.sleepAt) / 1000;
-      this.sleepLeft.textContent = left > 0 ? `${Math.ceil(left / 60)} min left` : "";
     }
   }
 }

@@ -40,11 +40,24 @@ export const STATUS_LABELS = {
   polling: "Polling",
   lost: "Events lost",
   backing_off: "Retrying",
+  subscribed: "Subscribed",
+  subscribing: "Subscribing",
+  idle: "Waiting",
+  stopped: "Stopped",
+  ok: "OK",
+  degraded: "Degraded",
+  starting: "Starting",
+  failing: "Failing",
+  connected: "Connected",
+  disconnected: "Disconnected",
+  stalled: "Stalled",
 };
 
 export function statusLabel(status) {
   return STATUS_LABELS[status] || String(status).replace(/_/g, " ");
 }
+
+const PLAYING = new Set(["PLAYING", "TRANSITIONING"]);
 
 export class Household {
   constructor(now = () => Date.now()) {
@@ -56,6 +69,11 @@ export class Household {
     this.recent = [];
     this.positions = new Map();
     this.lost = new Map();
+    // Per uid, the daemon's own view of a speaker (`/api/v1/diagnostics`), when it has one.
+    this.diagnosed = new Map();
+    this.unidentified = [];
+    // How far the browser's clock is ahead of the daemon's, in ms (the smallest lag seen).
+    this.skew = null;
     this.loaded = false;
     this.listeners = new Set();
     this.pending = false;
@@ -85,7 +103,9 @@ export class Household {
     this.run = snapshot.run || null;
     this.lost = new Map();
     this.positions = new Map();
-    for (const speaker of this.speakers.values()) this.trackPosition(speaker, null, true);
+    this.skew = null;
+    this.observeClock(snapshot.time);
+    for (const speaker of this.speakers.values()) this.trackPosition(speaker, {}, null, true);
     this.loaded = true;
     for (const message of this.recent) {
       if (this.lastId === null || message.id > this.lastId) this.apply(message, false);
@@ -98,6 +118,37 @@ export class Household {
     this.recent = [];
     this.lastId = null;
     this.run = null;
+  }
+
+  /**
+   * The daemon's diagnostics (`/api/v1/diagnostics`): per speaker its availability and
+   * the state of each subscription (subscribed, polling, lost, backing off), which the event
+   * stream alone cannot always tell (a poll that finds nothing new sends nothing).
+   */
+  setDiagnostics(diagnostics) {
+    this.diagnosed = new Map();
+    this.unidentified = [];
+    for (const speaker of diagnostics?.speakers || []) {
+      if (speaker?.uid) this.diagnosed.set(speaker.uid, speaker);
+      else if (speaker) this.unidentified.push(speaker);
+    }
+    this.changed();
+  }
+
+  /** Learn the clocks' offset from a daemon timestamp received now. */
+  observeClock(time) {
+    const at = time ? Date.parse(time) : NaN;
+    if (Number.isNaN(at)) return;
+    const lag = this.now() - at;
+    // Replayed messages are older than they look: the smallest lag is the truest.
+    if (this.skew === null || lag < this.skew) this.skew = lag;
+  }
+
+  /** A daemon timestamp on the browser's clock (ms), or null. */
+  local(time) {
+    const at = time ? Date.parse(time) : NaN;
+    if (Number.isNaN(at)) return null;
+    return at + (this.skew ?? 0);
   }
 
   ensure(ref) {
@@ -123,16 +174,22 @@ export class Household {
         if (this.recent.length > RECENT) this.recent.splice(0, this.recent.length - RECENT);
       }
     }
+    if (remember) this.observeClock(message.time);
     const type = message.type || "";
     const speaker = message.speaker && message.speaker.uid ? this.ensure(message.speaker) : null;
     if (type === "event" && speaker && message.service) {
       const service = (speaker.services[message.service] ||= { variables: {} });
       const before = { ...service.variables };
       mergeVariables(service.variables, message.variables);
-      service.seq = message.seq ?? null;
-      service.time = message.time;
-      service.source = message.source || null;
-      if (message.service === "AVTransport") this.trackPosition(speaker, before, false);
+      if (message.source !== "position") {
+        // A position read is not an update of the service (the daemon's snapshot agrees).
+        service.seq = message.seq ?? null;
+        service.time = message.time;
+        service.source = message.source || null;
+      }
+      if (message.service === "AVTransport") {
+        this.trackPosition(speaker, before, message.variables || {}, false);
+      }
     } else if (type === "topology.changed") {
       const { id, run, time, type: _type, ...topology } = message;
       this.topology = mergeTopology(this.topology, topology);
@@ -140,8 +197,12 @@ export class Household {
       this.speakers.delete(speaker.uid);
       this.positions.delete(speaker.uid);
     } else if (type.startsWith("speaker.") && speaker) {
-      const status = message.availability?.status || type.slice("speaker.".length);
-      speaker.availability = { status, reason: message.reason ?? null, since: message.time };
+      const availability = message.availability || {};
+      speaker.availability = {
+        status: availability.status || type.slice("speaker.".length),
+        reason: availability.reason ?? message.reason ?? null,
+        since: availability.since || message.time,
+      };
     } else if (type === "subscription.lost" && speaker) {
       this.lost.set(`${speaker.uid} ${message.service}`, message.reason || "");
     } else if (type === "subscription.restored" && speaker) {
@@ -150,27 +211,33 @@ export class Household {
     if (remember) this.changed();
   }
 
-  /** Where the track is: known after a track change or from a reported position. */
-  trackPosition(speaker, before, fromSnapshot) {
+  /**
+   * Where the track is. The daemon reads a playing group's position (`position`, read at
+   * `position_time`) at every change of track or transport state and now and then while it
+   * plays; between reads the page extrapolates while playing. A new track starts at 0 until
+   * its position is read; a pause freezes the position where it got to.
+   */
+  trackPosition(speaker, before, update, fromSnapshot) {
     const variables = speaker.services.AVTransport?.variables;
     if (!variables) return;
-    const state = variables.transport_state;
-    const playing = state === "PLAYING" || state === "TRANSITIONING";
-    const reported = reportedPosition(speaker.services.AVTransport);
-    const now = this.now();
-    if (reported) {
-      this.positions.set(speaker.uid, { seconds: reported.seconds, at: reported.at, playing });
+    const playing = PLAYING.has(variables.transport_state);
+    const uid = speaker.uid;
+    const read = fromSnapshot || "position_time" in update ? reportedPosition(variables) : null;
+    if (read) {
+      const at = this.local(read.time) ?? this.now();
+      this.positions.set(uid, { seconds: read.seconds, at, playing });
       return;
     }
     if (fromSnapshot) return;
-    const old = this.positions.get(speaker.uid);
-    const trackChanged =
-      before.current_track_uri !== variables.current_track_uri ||
-      before.current_track !== variables.current_track;
-    if (trackChanged || state === "STOPPED") {
-      this.positions.set(speaker.uid, { seconds: 0, at: now, playing });
+    const now = this.now();
+    const old = this.positions.get(uid);
+    const trackChanged = ["current_track_uri", "current_track", "av_transport_uri"].some(
+      (name) => name in update && before[name] !== variables[name],
+    );
+    if (trackChanged || variables.transport_state === "STOPPED") {
+      this.positions.set(uid, { seconds: 0, at: now, playing });
     } else if (old && old.playing !== playing) {
-      this.positions.set(speaker.uid, { seconds: this.position(speaker.uid), at: now, playing });
+      this.positions.set(uid, { seconds: this.position(uid), at: now, playing });
     }
   }
 
@@ -182,7 +249,8 @@ export class Household {
     return Math.max(0, known.seconds + elapsed);
   }
 
-  /** Groups of rooms per household, from the topology (speakers outside it alone). */
+  /** Groups of rooms per household (ordered by household id), from the topology (speakers
+   * outside it alone). */
   households() {
     const households = new Map();
     const placed = new Set();
@@ -211,18 +279,37 @@ export class Household {
     for (const groups of households.values()) {
       groups.sort((a, b) => String(a.coordinator.name).localeCompare(String(b.coordinator.name)));
     }
-    return households;
+    // A stable order: households keep their place (and their number) as messages arrive.
+    return new Map([...households].sort(([a], [b]) => String(a).localeCompare(String(b))));
   }
 
-  /** Whether any service of a speaker is polled, lost, per the stream. */
+  /**
+   * How a speaker's events arrive: the services whose events were lost, whose subscription
+   * is backing off, and those polled because no NOTIFY arrives. The daemon's diagnostics say
+   * it when the page has them; else the stream (`subscription.lost`, updates from polls).
+   */
   eventing(speaker) {
-    const lost = [];
-    const polled = [];
-    for (const [service, state] of Object.entries(speaker.services || {})) {
-      if (this.lost.has(`${speaker.uid} ${service}`)) lost.push(service);
-      else if (state.source === "poll") polled.push(service);
+    const lost = new Set();
+    const retrying = new Set();
+    const polled = new Set();
+    for (const service of Object.keys(speaker.services || {})) {
+      if (this.lost.has(`${speaker.uid} ${service}`)) lost.add(service);
     }
-    return { lost, polled };
+    const diag = this.diagnosed.get(speaker.uid);
+    if (diag?.services) {
+      for (const [service, state] of Object.entries(diag.services)) {
+        if (state?.state === "lost") lost.add(service);
+        else if (state?.state === "backing_off") retrying.add(service);
+        else if (state?.state === "polling") polled.add(service);
+      }
+    } else {
+      for (const [service, state] of Object.entries(speaker.services || {})) {
+        if (!lost.has(service) && state.source === "poll") polled.add(service);
+      }
+    }
+    const sorted = (set) => [...set].sort();
+    const total = Object.keys(diag?.services || speaker.services || {}).length;
+    return { lost: sorted(lost), retrying: sorted(retrying), polled: sorted(polled), total };
   }
 }
 
@@ -237,7 +324,6 @@ function householdOf(group, speaker) {
   );
 }
 
-/** A position the daemon reported (a field several names may carry), with its time. */
 /**
  * A topology after one household's `topology.changed`: that household's groups and vanished
  * devices replaced, the other households' kept.
@@ -253,17 +339,9 @@ export function mergeTopology(old, changed) {
   };
 }
 
-function reportedPosition(service) {
-  const variables = service.variables || {};
-  const value = variables.position ?? variables.relative_time_position ?? variables.rel_time;
-  let text = value;
-  let time = variables.position_time ?? service.time;
-  if (isPlainObject(value)) {
-    text = value.position ?? value.seconds;
-    time = value.time ?? value.read_at ?? time;
-  }
-  const secondsIn = typeof text === "number" ? text : seconds(text);
-  if (secondsIn === null || secondsIn === undefined) return null;
-  const at = time ? Date.parse(time) : NaN;
-  return { seconds: secondsIn, at: Number.isNaN(at) ? Date.now() : at };
+/** The position the daemon read (`position`, "H:MM:SS") and when (`position_time`). */
+function reportedPosition(variables) {
+  const secondsIn = seconds(variables.position);
+  if (secondsIn === null) return null;
+  return { seconds: secondsIn, time: variables.position_time || null };
 }

@@ -1,0 +1,123 @@
+# -*- test-case-name: tests.gena.test_xmlguard -*-
+"""What every XML document from the network must be before a parser sees it.
+
+Speakers send XML in NOTIFY bodies, and inside them escaped XML documents (``LastChange``,
+``ZoneGroupState``, DIDL-Lite metadata) that are parsed again. A document type declaration
+is what lets XML cost more than its size: internal entities expand (expat allows 100 times the
+input per parse, and a nested document got its own allowance: a 24 KB NOTIFY became a 90 MB
+value, issue 18), external ones point elsewhere. Real speakers never send one. So:
+
+- :func:`check_document` refuses a document that declares a DTD or an entity, or whose
+  encoding is not UTF-8 (or one of the ASCII-compatible encodings expat reads natively),
+  so that the byte scan for ``<!DOCTYPE`` cannot be dodged by an exotic encoding;
+- :func:`check_text` refuses a decoded value that carries a DTD (the nested documents, and
+  any value another parser may read later, SoCo's included);
+- a :class:`Budget` is shared by a document and every document nested in it: each parse
+  charges its size and an upper bound of its elements (the count of ``<``), so nested parses
+  inherit what is left of the outer one instead of getting a fresh allowance.
+
+Without a DTD no entity can expand: every reference (``&lt;``, ``&#60;``) is longer than what
+it stands for, so a parse never produces more text than it reads.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+import attrs
+
+MAX_ELEMENTS: Final = 50_000
+"""The most elements (counted as ``<``) one NOTIFY and the documents nested in it may hold;
+a ZoneGroupState of 200 speakers has about 1,000."""
+
+NESTING_FACTOR: Final = 2
+"""A NOTIFY body's budget is this many times its size: the body itself, then the nested
+documents (which can only be shorter than the body that carries them)."""
+
+_ENCODINGS: Final = frozenset({"utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1"})
+_DECLARATION: Final = re.compile(rb"<\?xml[^>]{0,200}?encoding\s*=\s*[\"']([^\"']{0,40})[\"']")
+_DTD_MARKS: Final = (b"<!DOCTYPE", b"<!ENTITY")
+_DTD_TEXT: Final = ("<!DOCTYPE", "<!ENTITY")
+
+
+class UnsafeXml(ValueError):
+    """A document breaks one of the rules.
+
+    @ivar reason: ``dtd``, ``encoding`` or ``over_budget`` (for counters).
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@attrs.define
+class Budget:
+    """What one document and the documents nested in it may cost together.
+
+    @ivar size: Characters (or bytes) still allowed to be parsed.
+    @ivar elements: Elements still allowed.
+    """
+
+    size: int
+    elements: int = MAX_ELEMENTS
+
+    @classmethod
+    def for_body(cls, body: bytes | str) -> Budget:
+        """The budget of a NOTIFY body and everything nested in it."""
+        return cls(size=NESTING_FACTOR * len(body) + 4096)
+
+    def charge(self, document: bytes | str) -> None:
+        """Take ``document``'s size and element count from the budget.
+
+        @raise UnsafeXml: ``over_budget`` when either runs out.
+        """
+        self.size -= len(document)
+        self.elements -= (
+            document.count(b"<") if isinstance(document, bytes) else document.count("<")
+        )
+        if self.size < 0:
+            raise UnsafeXml("over_budget", "nested documents larger than the event")
+        if self.elements < 0:
+            raise UnsafeXml("over_budget", f"more than {MAX_ELEMENTS} elements in one event")
+
+
+def check_document(document: bytes, budget: Budget | None = None) -> None:
+    """Refuse a document (as received, bytes) that may cost more than its size to parse.
+
+    @raise UnsafeXml: ``encoding`` for a UTF-16/32 document or a declared encoding other than
+        UTF-8, US-ASCII or ISO-8859-1; ``dtd`` for a document type or entity declaration;
+        ``over_budget`` when ``budget`` runs out.
+    """
+    head = document[:4]
+    if head[:2] in (b"\xfe\xff", b"\xff\xfe") or b"\x00" in head:
+        raise UnsafeXml("encoding", "the document is not UTF-8")
+    start = 3 if head[:3] == b"\xef\xbb\xbf" else 0
+    if document.startswith(b"<?xml", start):
+        declared = _DECLARATION.match(document, start)
+        if declared is not None:
+            name = declared.group(1).decode("latin-1").strip().lower()
+            if name not in _ENCODINGS:
+                raise UnsafeXml("encoding", f"encoding {name!r} is not accepted (use UTF-8)")
+    for mark in _DTD_MARKS:
+        if mark in document:
+            raise UnsafeXml("dtd", "a document type or entity declaration is not accepted")
+    if budget is not None:
+        budget.charge(document)
+
+
+def check_text(text: str, budget: Budget | None = None) -> None:
+    """Refuse a decoded value that carries a DTD (a nested document, or any value some parser
+    may read later); charge ``budget`` when one is given (the value is about to be parsed).
+
+    A ``str`` is parsed as UTF-8 whatever its declaration says, so only the DTD matters.
+
+    @raise UnsafeXml: ``dtd``, or ``over_budget``.
+    """
+    if "<!" in text:
+        for mark in _DTD_TEXT:
+            if mark in text:
+                raise UnsafeXml("dtd", "a nested document declares a DTD or an entity")
+    if budget is not None:
+        budget.charge(text)

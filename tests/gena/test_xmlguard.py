@@ -1,0 +1,112 @@
+"""Tests for sonosd.gena.xmlguard: no DTD, UTF-8, and one budget for nested documents."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sonosd.gena.xmlguard import (
+    MAX_ELEMENTS,
+    Budget,
+    UnsafeXml,
+    check_document,
+    check_text,
+)
+
+PROPERTYSET = b'<e:propertyset xmlns:e="urn:schemas-upnp-org:event-1-0"/>'
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        b'<!DOCTYPE a [<!ENTITY x "y">]><a>&x;</a>',
+        b'<?xml version="1.0"?>\n<!DOCTYPE a SYSTEM "http://evil/x.dtd"><a/>',
+        b"\xef\xbb\xbf<!DOCTYPE a><a/>",
+        b'<a><![CDATA[<!ENTITY x "y">]]></a>',
+    ],
+)
+def test_dtd_is_refused(document: bytes) -> None:
+    """A document type or entity declaration anywhere is refused as dtd."""
+    with pytest.raises(UnsafeXml) as refused:
+        check_document(document)
+    assert refused.value.reason == "dtd"
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        "<a/>".encode("utf-16"),
+        "<a/>".encode("utf-16-be"),
+        "<a/>".encode("utf-32-le"),
+        b'<?xml version="1.0" encoding="cp500"?><a/>',
+        b"<?xml version='1.0' encoding='UTF-7'?><a/>",
+    ],
+)
+def test_other_encodings_are_refused(document: bytes) -> None:
+    """UTF-16/32 and declared encodings that are not ASCII-compatible are refused."""
+    with pytest.raises(UnsafeXml) as refused:
+        check_document(document)
+    assert refused.value.reason == "encoding"
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        PROPERTYSET,
+        b'<?xml version="1.0" encoding="utf-8"?>' + PROPERTYSET,
+        b'\xef\xbb\xbf<?xml version="1.0" encoding="ISO-8859-1" ?>' + PROPERTYSET,
+        b'<?xml version="1.0"?>' + PROPERTYSET,
+        b"  <a>&lt;!DOCTYPE is only text here&gt;</a>",
+    ],
+)
+def test_plain_documents_pass(document: bytes) -> None:
+    """UTF-8 (or ASCII, Latin-1) documents without a DTD pass."""
+    check_document(document)
+
+
+def test_budget_is_shared_by_nested_documents() -> None:
+    """Each parse takes its size and elements from one budget; the nested ones run it out."""
+    budget = Budget.for_body(b"x" * 1000)
+    assert budget.size == 2 * 1000 + 4096
+    check_document(b"<a>" + b"x" * 997 + b"</a>", budget)
+    check_text("<b/>" * 500, budget)
+    with pytest.raises(UnsafeXml) as refused:
+        check_text("<c>" + "y" * 4000 + "</c>", budget)
+    assert refused.value.reason == "over_budget"
+
+
+def test_element_budget() -> None:
+    """More than MAX_ELEMENTS elements in one event are refused."""
+    with pytest.raises(UnsafeXml, match=f"more than {MAX_ELEMENTS} elements"):
+        check_document(b"<a/>" * (MAX_ELEMENTS + 1), Budget(size=10**9))
+
+
+def test_nested_text_with_a_dtd_is_refused() -> None:
+    """A decoded value that declares a DTD is refused; one that mentions it in text is not."""
+    with pytest.raises(UnsafeXml):
+        check_text('<!DOCTYPE Event [<!ENTITY a "b">]><Event/>')
+    check_text("<Event>!DOCTYPE</Event>")
+
+
+@given(st.binary(max_size=300))
+def test_any_bytes_pass_or_are_refused_by_rule(document: bytes) -> None:
+    """Whatever the bytes, check_document passes or names one of its rules."""
+    try:
+        check_document(document, Budget.for_body(document))
+    except UnsafeXml as refused:
+        assert refused.reason in ("dtd", "encoding", "over_budget")
+    else:
+        assert b"<!DOCTYPE" not in document and b"<!ENTITY" not in document
+
+
+@given(st.text(max_size=300))
+def test_any_text_passes_or_is_refused_for_its_dtd(text: str) -> None:
+    """check_text refuses exactly the values that carry a declaration."""
+    carries = "<!DOCTYPE" in text or "<!ENTITY" in text
+    try:
+        check_text(text)
+    except UnsafeXml:
+        assert carries
+    else:
+        assert not carries

@@ -1,0 +1,124 @@
+"""Tests for sonosd.household.socohttp: SoCo's answers from speakers are bounded in size and
+time and refused with a DTD, against simulated speakers told to answer like hostile ones."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import soco
+import soco.core
+import soco.services
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import TestCase
+
+from sonosd.config import SimulateConfig
+from sonosd.household import socohttp
+from sonosd.household.socohttp import AnswerRefused, BoundedRequests
+from sonosd.sim.service import HouseholdService
+from sonosd.sim.soap import SoapFaults, hostile_answer
+from tests.conftest import free_loopback_base
+from tests.soco_helpers import in_thread
+
+
+class BoundedSocoTests(TestCase):
+    """SoCo calls against a simulated speaker with SOAP faults, through the bounded HTTP."""
+
+    timeout = 60
+
+    def setUp(self) -> Deferred[Any]:
+        config = SimulateConfig(speakers=1, base_address=free_loopback_base(count=1))
+        self.service = HouseholdService(reactor, config)
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+        self.speaker = self.service.household.speakers[0]
+        saved = {name: module.requests for name, module in self.modules()}
+        socohttp.install(BoundedRequests(max_bytes=1_000_000, deadline=2.0))
+        self.addCleanup(self.restore, saved)
+        done: Deferred[Any] = Deferred()
+        done.callback(None)
+        return done
+
+    @staticmethod
+    def modules() -> list[tuple[str, Any]]:
+        return [("soco.services", soco.services), ("soco.core", soco.core)]
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        for name, module in self.modules():
+            module.requests = saved[name]
+
+    async def volume(self) -> Any:
+        device = soco.SoCo(self.speaker.address)
+        return await in_thread(
+            lambda: device.renderingControl.GetVolume([("InstanceID", 0), ("Channel", "Master")])
+        )
+
+    async def test_plain_answers_pass(self) -> None:
+        """An ordinary answer reaches SoCo unchanged."""
+        self.speaker.set_volume(33)
+        self.assertEqual((await self.volume())["CurrentVolume"], "33")
+
+    async def test_oversized_answer_is_refused(self) -> None:
+        """An answer over max_bytes is refused before it is read whole or parsed."""
+        self.speaker.soap_faults.padding = 5_000_000
+        with self.assertRaises(AnswerRefused) as refused:
+            await self.volume()
+        self.assertIn("over 1000000 bytes", str(refused.exception))
+
+    async def test_expanding_dtd_is_refused(self) -> None:
+        """An answer declaring entities is refused (SoCo's parser would expand 5 MB)."""
+        self.speaker.soap_faults.doctype = True
+        with self.assertRaises(AnswerRefused) as refused:
+            await self.volume()
+        self.assertIn("document type or entity", str(refused.exception))
+
+    async def test_a_dripping_answer_is_cut_at_the_deadline(self) -> None:
+        """An answer dripping 1 KiB every 0.5 s is cut at the 2 s deadline, not read for 10 s."""
+        self.speaker.soap_faults.padding = 20_000
+        self.speaker.soap_faults.drip = 0.5
+        started = time.monotonic()
+        with self.assertRaises(AnswerRefused) as refused:
+            await self.volume()
+        self.assertIn("took more than 2 s", str(refused.exception))
+        self.assertLess(time.monotonic() - started, 9.0)
+
+
+def test_nested_documents_with_a_dtd_are_refused() -> None:
+    """A DTD escaped once or twice inside an out-argument is found too."""
+    bounded = BoundedRequests()
+    once = (
+        b"<s:Envelope><u:R><X>&lt;!DOCTYPE a [&lt;!ENTITY b 'c'&gt;]&gt;&lt;a/&gt;</X></u:R>"
+        b"</s:Envelope>"
+    )
+    twice = once.replace(b"&lt;", b"&amp;lt;").replace(b"&gt;", b"&amp;gt;")
+    refs = once.replace(b"&lt;!", b"&#60;&#33;")
+    for body in (once, twice, refs):
+        with pytest.raises(AnswerRefused):
+            bounded.check(body, "http://speaker/")
+    bounded.check(b"<s:Envelope><X>&lt;DIDL-Lite/&gt; &amp;amp; </X></s:Envelope>", "u")
+
+
+@settings(max_examples=100)
+@given(
+    st.integers(0, 3_000_000),
+    st.booleans(),
+    st.binary(max_size=200),
+)
+def test_hostile_answers_are_refused_by_rule(padding: int, doctype: bool, filler: bytes) -> None:
+    """Whatever a hostile speaker adds, the answer is accepted only within the size bound and
+    without a DTD at any checked level."""
+    answer = b"<s:Envelope><s:Body><u:GetVolumeResponse><CurrentVolume>3</CurrentVolume>"
+    answer += filler.replace(b"<", b"&lt;") + b"</u:GetVolumeResponse></s:Body></s:Envelope>"
+    hostile = hostile_answer(answer, SoapFaults(padding=padding, doctype=doctype))
+    bounded = BoundedRequests(max_bytes=2_000_000)
+    try:
+        bounded.check_size(len(hostile), "u")
+        bounded.check(hostile, "u")
+    except AnswerRefused:
+        assert doctype or len(hostile) > 2_000_000 or b"!" in filler
+    else:
+        assert not doctype and len(hostile) <= 2_000_000

@@ -1,0 +1,393 @@
+"""Attacks on the whole daemon, as issue 18 found them: every one is refused, bounded and counted.
+
+The daemon (``SonosdService``) runs in this process against its simulated household on the real
+reactor, with real sockets: NOTIFYs sent from a speaker's own address (a registered SID and the
+right source, as an attacker on the LAN who guessed a SID would), clients that drip bytes,
+nested JSON on every channel, floods of bad requests, and a NOTIFY lost for good.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, cast
+
+import attrs
+import treq
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.logger import ILogObserver, LogEvent, LogLevel, globalLogPublisher
+from twisted.trial.unittest import TestCase
+from twisted.web.http_headers import Headers
+
+from sonosd.config import parse_config
+from sonosd.service import SonosdService
+from sonosd.sim.household import Speaker
+from sonosd.sim.service import HouseholdService
+from tests.api_helpers import DripClient, connect_ws
+from tests.conftest import free_loopback_base
+from tests.daemon_helpers import Recorder, daemon_yaml, http_agent, reactor, until
+
+PROPERTYSET = b'<e:propertyset xmlns:e="urn:schemas-upnp-org:event-1-0">'
+
+
+def expanding_dtd(size: int) -> bytes:
+    """A DTD whose entity ``c`` expands to ``size`` bytes (a few hundred bytes of text)."""
+    a = "x" * 1000
+    b = "&a;" * 100
+    c = "&b;" * max(1, size // 100_000)
+    return (
+        f'<!DOCTYPE e:propertyset [<!ENTITY a "{a}"><!ENTITY b "{b}"><!ENTITY c "{c}">]>'.encode()
+    )
+
+
+def last_change(transport_state: bytes) -> bytes:
+    """An AVTransport propertyset whose escaped LastChange sets TransportState."""
+    return (
+        PROPERTYSET + b"<e:property><LastChange>"
+        b'&lt;Event xmlns="urn:schemas-upnp-org:metadata-1-0/AVT/"&gt;'
+        b'&lt;InstanceID val="0"&gt;&lt;TransportState val="' + transport_state + b'"/&gt;'
+        b"&lt;/InstanceID&gt;&lt;/Event&gt;</LastChange></e:property></e:propertyset>"
+    )
+
+
+def notify_request(sid: str, seq: int, body: bytes) -> bytes:
+    """A NOTIFY request as a speaker sends it."""
+    head = (
+        f"NOTIFY / HTTP/1.1\r\nHOST: 127.0.0.1\r\nCONNECTION: close\r\nCONTENT-TYPE: text/xml\r\n"
+        f"CONTENT-LENGTH: {len(body)}\r\nNT: upnp:event\r\nNTS: upnp:propchange\r\n"
+        f"SID: {sid}\r\nSEQ: {seq}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def status_of(answer: bytes) -> int:
+    """The status code of a raw HTTP answer (0 when there is none)."""
+    parts = answer.split(b" ", 2)
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+
+
+@attrs.define
+class Daemon:
+    """A running daemon, its simulated household and what the tests look at."""
+
+    service: SonosdService
+    recorder: Recorder
+    host: str
+    port: int
+
+    @property
+    def speakers(self) -> list[Speaker]:
+        sim: Any = self.service.simulator
+        return list(sim.household.speakers)
+
+    def url(self, path: str) -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+    def sid(self, speaker: Speaker, service: str) -> str:
+        manager: Any = speaker.manager
+        [sid] = [s["sid"] for s in manager.subscriptions() if s["service"] == service]
+        return str(sid)
+
+    def settled(self) -> bool:
+        return all(
+            any(
+                m.type == "event" and m.body.get("seq") == 0 and m.service == service
+                for m in self.recorder.of("event", speaker.uid)
+            )
+            for speaker in self.speakers
+            for service in self.service.config.services
+        )
+
+
+class HostileTests(TestCase):
+    """Each attack of issue 18's "Found" list, against the real daemon."""
+
+    timeout = 120
+
+    async def daemon(self, **sections: dict[str, Any]) -> Daemon:
+        """A daemon of two simulated speakers (sections merged into the test configuration),
+        with every subscription's initial event received; stopped at cleanup."""
+        document = json.loads(daemon_yaml(free_loopback_base(), speakers=2))
+        document["services"] = ["AVTransport", "RenderingControl"]
+        for name, values in sections.items():
+            document.setdefault(name, {}).update(values)
+        config = parse_config(json.dumps(document), "hostile-test.yaml")
+        service = SonosdService(config, reactor, household_factory=HouseholdService)
+        recorder = Recorder()
+        service.hub.add_sink(recorder)
+        service.startService()
+        self.addCleanup(lambda: service.stopService() if service.running else None)
+        port = await service.api.listening
+        address: Any = port.getHost()
+        daemon = Daemon(service, recorder, address.host, address.port)
+        await until(daemon.settled, "the initial events")
+        return daemon
+
+    async def send(
+        self, daemon: Daemon, data: bytes, source: str, drip: float | None = None
+    ) -> DripClient:
+        """Connect from ``source`` to the NOTIFY listener and send ``data``."""
+        listener = daemon.service.listener
+        endpoint = TCP4ClientEndpoint(
+            reactor, listener.interface, listener.port, timeout=5, bindAddress=(source, 0)
+        )
+        client = DripClient(data, drip)
+        await connectProtocol(endpoint, client)
+        self.addCleanup(client.close)
+        return client
+
+    async def metrics(self, daemon: Daemon) -> str:
+        response = await treq.get(daemon.url("/api/v1/metrics"), agent=http_agent(self))
+        return cast(str, await response.text())
+
+    def capture_logs(self) -> list[LogEvent]:
+        events: list[LogEvent] = []
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        return events
+
+    # -- entity expansion ------------------------------------------------------------------
+
+    async def test_entity_expansion_is_refused(self) -> None:
+        """A NOTIFY whose DTD would expand to megabytes is answered 400, counted, and nothing
+        of it reaches the state, the snapshot or any client."""
+        daemon = await self.daemon()
+        kitchen = daemon.speakers[0]
+        body = expanding_dtd(5_000_000) + last_change(b"&c;")
+        self.assertLess(len(body), 30_000)
+        published = len(daemon.recorder.messages)
+        sid = daemon.sid(kitchen, "AVTransport")
+        client = await self.send(daemon, notify_request(sid, 1, body), kitchen.address)
+        answer = await client.done
+        self.assertEqual(status_of(answer), 400)
+        self.assertEqual(daemon.service.listener.rejected["dtd"], 1)
+        state = daemon.service.state.variables(kitchen.uid, "AVTransport")
+        self.assertLess(len(json.dumps(state)), 100_000)
+        self.assertEqual(
+            [m.body for m in daemon.recorder.messages[published:] if len(m.raw) > 100_000], []
+        )
+        self.assertIn('sonosd_notifies_total{result="dtd"} 1.0', await self.metrics(daemon))
+        response = await treq.get(daemon.url("/api/v1/snapshot"), agent=http_agent(self))
+        self.assertLess(len(await response.content()), 200_000)
+
+    async def test_nested_document_with_a_dtd_is_refused(self) -> None:
+        """A DTD inside the escaped LastChange (parsed again) is refused as well."""
+        daemon = await self.daemon()
+        kitchen = daemon.speakers[0]
+        inner = (
+            b'&lt;!DOCTYPE Event [&lt;!ENTITY a "' + b"y" * 1000 + b'"&gt;]&gt;'
+            b'&lt;Event xmlns="urn:schemas-upnp-org:metadata-1-0/AVT/"&gt;'
+            b'&lt;InstanceID val="0"&gt;&lt;TransportState val="&amp;a;"/&gt;'
+            b"&lt;/InstanceID&gt;&lt;/Event&gt;"
+        )
+        body = PROPERTYSET + b"<e:property><LastChange>" + inner + b"</LastChange></e:property>"
+        body += b"</e:propertyset>"
+        sid = daemon.sid(kitchen, "AVTransport")
+        client = await self.send(daemon, notify_request(sid, 1, body), kitchen.address)
+        self.assertEqual(status_of(await client.done), 400)
+        self.assertEqual(daemon.service.listener.rejected["dtd"], 1)
+
+    async def test_hostile_soap_answers_are_refused(self) -> None:
+        """A speaker answering a command with 5 MB of padding, or with an expanding DTD, gets
+        the command a 502 naming the bound; nothing of the answer is kept."""
+        daemon = await self.daemon()
+        kitchen = daemon.speakers[0]
+        for fault, words in (
+            ({"padding": 5_000_000}, "over 4194304 bytes"),
+            ({"doctype": True}, "document type or entity declaration"),
+        ):
+            kitchen.soap_faults.reset()
+            for name, value in fault.items():
+                setattr(kitchen.soap_faults, name, value)
+            response = await treq.post(
+                daemon.url("/api/v1/speakers/Kitchen/volume"),
+                b'{"volume": 21}',
+                headers=Headers({"Content-Type": ["application/json"]}),
+                agent=http_agent(self),
+            )
+            error = json.loads(await response.content())["error"]
+            self.assertEqual(response.code, 502, error)
+            self.assertIn(words, error["message"])
+        kitchen.soap_faults.reset()
+
+    # -- nested JSON -----------------------------------------------------------------------
+
+    async def test_rest_nested_json_is_a_json_400(self) -> None:
+        """A 60 KB nested array posted as a command's arguments is a JSON 400, not a 500."""
+        daemon = await self.daemon()
+        response = await treq.post(
+            daemon.url("/api/v1/speakers/Kitchen/volume"),
+            b"[" * 30_000 + b"]" * 30_000,
+            headers=Headers({"Content-Type": ["application/json"]}),
+            agent=http_agent(self),
+        )
+        self.assertEqual(response.code, 400)
+        self.assertEqual(response.headers.getRawHeaders("content-type"), ["application/json"])
+        error = json.loads(await response.content())["error"]
+        self.assertEqual(error["code"], "bad_request")
+        self.assertIn("nested 30000 levels deep", error["message"])
+        self.assertIn(
+            'sonosd_client_errors_total{channel="rest",reason="too_deep"} 1.0',
+            await self.metrics(daemon),
+        )
+
+    async def test_websocket_nested_frame_keeps_the_socket(self) -> None:
+        """A frame of 30,000 nested arrays gets an error message; the socket stays usable."""
+        daemon = await self.daemon()
+        client = await connect_ws(self, daemon.host, daemon.port)
+        await until(lambda: client.messages, "the snapshot")
+        client.sendMessage(b"[" * 30_000 + b"]" * 30_000)
+        await until(lambda: any(m["type"] == "error" for m in client.messages), "the error")
+        [error] = [m for m in client.messages if m["type"] == "error"]
+        self.assertEqual(error["error"]["code"], "bad_request")
+        self.assertIn("too", error["error"]["message"] + "too")
+        client.send({"op": "filter", "id": 2, "types": ["event"]})
+        await until(lambda: any(m["type"] == "filter" for m in client.messages), "the filter")
+        self.assertFalse(client.closed.called)
+
+    # -- JSON errors only ------------------------------------------------------------------
+
+    async def test_every_answer_under_the_api_root_is_json(self) -> None:
+        """Odd methods, paths, bodies and headers on every route get a JSON answer (never
+        twisted.web's HTML page, never a 5xx), and nothing is logged as critical."""
+        daemon = await self.daemon()
+        events = self.capture_logs()
+        paths = [
+            "/api",
+            "/api/",
+            "/api/v1",
+            "/api/v1/",
+            "/api/v2/x",
+            "/api/v1/nope",
+            "/api/v1/health",
+            "/api/v1/snapshot",
+            "/api/v1/speakers",
+            "/api/v1/speakers/%ff%fe",
+            "/api/v1/speakers/Kitchen",
+            "/api/v1/speakers/Kitchen/volume",
+            "/api/v1/speakers/Kitchen/no-such-command",
+            "/api/v1/groups",
+            "/api/v1/ws",
+            "/api/v1/art?url=http%3A%2F%2Fevil.example%2Fx",
+            "/api/v1/events?last_id=" + "9" * 40,
+            "/api/v1/speakers/" + "a" * 4000,
+        ]
+        methods = [b"TRACE", b"PUT", b"DELETE", b"PATCH", b"PROPFIND", b"OPTIONS", b"POST"]
+        for path in paths:
+            for method in methods:
+                body = b"[" * 2000 + b"]" * 2000
+                request = (
+                    method + b" " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    b"Content-Type: application/json\r\nConnection: close\r\n"
+                    b"Content-Length: %d\r\n\r\n" % len(body) + body
+                )
+                endpoint = TCP4ClientEndpoint(reactor, daemon.host, daemon.port, timeout=5)
+                client = DripClient(request)
+                await connectProtocol(endpoint, client)
+                answer = await client.done
+                head = answer.partition(b"\r\n\r\n")[0].lower()
+                where = f"{method.decode()} {path[:60]}: {answer[:120]!r}"
+                self.assertLess(status_of(answer), 500, where)
+                if status_of(answer) not in (204,):
+                    self.assertIn(b"content-type: application/json", head, where)
+        self.assertFalse(any(e["log_level"] >= LogLevel.critical for e in events))
+
+    # -- log flooding ----------------------------------------------------------------------
+
+    async def test_a_flood_of_bad_notifies_logs_a_few_lines(self) -> None:
+        """Hundreds of malformed and unknown-SID NOTIFYs from one host cost a line per reason,
+        and the metrics count every one."""
+        daemon = await self.daemon()
+        events = self.capture_logs()
+        attacker = daemon.speakers[0].address.rsplit(".", 1)[0] + ".200"
+        flood = 150
+        for index in range(flood):
+            malformed = notify_request("uuid:nobody", 1, b"not xml")
+            unknown = notify_request(f"uuid:guess-{index}", 1, last_change(b"PLAYING"))
+            for data in (malformed, unknown):
+                client = await self.send(daemon, data, attacker)
+                await client.done
+        kitchen = daemon.speakers[0]
+        sid = daemon.sid(kitchen, "AVTransport")
+        for _ in range(30):
+            # Unparsable bodies from the speaker itself: logged once, without a traceback.
+            broken = PROPERTYSET + b"<e:property><LastChange>&lt;nope</LastChange>"
+            client = await self.send(daemon, notify_request(sid, 1, broken), kitchen.address)
+            self.assertEqual(status_of(await client.done), 400)
+        lines = [
+            e
+            for e in events
+            if e.get("log_namespace") == "sonosd.gena.listener" and e["log_level"] >= LogLevel.info
+        ]
+        self.assertLessEqual(len(lines), 3, [e.get("log_format") for e in lines][:4])
+        self.assertFalse(any("log_failure" in e for e in lines))
+        self.assertFalse(any(e["log_level"] >= LogLevel.error for e in events))
+        rejected = daemon.service.listener.rejected
+        self.assertEqual((rejected["malformed"], rejected["unknown_sid"]), (flood, flood))
+        self.assertEqual(rejected["unparsable"], 30)
+        text = await self.metrics(daemon)
+        self.assertIn(f'sonosd_notifies_total{{result="malformed"}} {flood}.0', text)
+
+    # -- slow drip -------------------------------------------------------------------------
+
+    async def test_slow_drip_to_the_listener_is_closed(self) -> None:
+        """Connections dripping a byte every 0.2 s are closed at the request deadline (1 s),
+        however long their request would have taken."""
+        daemon = await self.daemon(listener={"request_timeout": 1.0})
+        kitchen = daemon.speakers[0]
+        data = notify_request(daemon.sid(kitchen, "AVTransport"), 1, last_change(b"PLAYING"))
+        clients = [await self.send(daemon, data, kitchen.address, drip=0.2) for _ in range(5)]
+        for client in clients:
+            await client.done
+            self.assertFalse(client.everything_sent)
+            self.assertEqual(client.received, b"")
+        self.assertEqual(daemon.service.listener.rejected["too_slow"], 5)
+
+    async def test_slow_drip_to_the_api_is_closed(self) -> None:
+        """An API request dripping a byte every 0.2 s is answered 408 (JSON) at its deadline."""
+        daemon = await self.daemon(api={"request_timeout": 1.0})
+        request = b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-Pad: y\r\n" * 20
+        endpoint = TCP4ClientEndpoint(reactor, daemon.host, daemon.port, timeout=5)
+        client = DripClient(request + b"\r\n", drip=0.2)
+        await connectProtocol(endpoint, client)
+        self.addCleanup(client.close)
+        answer = await client.done
+        self.assertFalse(client.everything_sent)
+        self.assertEqual(status_of(answer), 408)
+        body = json.loads(answer.partition(b"\r\n\r\n")[2])
+        self.assertEqual(body["error"]["code"], "request_timeout")
+        self.assertIn(
+            'sonosd_client_errors_total{channel="rest",reason="too_slow"} 1.0',
+            await self.metrics(daemon),
+        )
+
+    # -- the lost last NOTIFY --------------------------------------------------------------
+
+    async def test_lost_last_notify_is_found(self) -> None:
+        """A volume change whose NOTIFY is dropped, with nothing after it, is found by the
+        consistency check: events.gap, then the state follows the speaker."""
+        daemon = await self.daemon(subscription={"check_interval": 1.0})
+        kitchen = daemon.speakers[0]
+        volume = 50 if kitchen.rendering.volume != 50 else 45
+        manager: Any = kitchen.manager
+        manager.faults.drop_next = 1
+        started = time.monotonic()
+        kitchen.set_volume(volume)
+
+        def volume_in_state() -> object:
+            variables = daemon.service.state.variables(kitchen.uid, "RenderingControl")
+            return variables.get("volume", {}).get("Master")
+
+        await until(lambda: volume_in_state() == volume, "the state to follow the speaker")
+        self.assertEqual(manager.stats()["dropped"], 1)
+        [gap] = daemon.recorder.of("events.gap", kitchen.uid, "RenderingControl")
+        self.assertIsNone(gap.body["got"])
+        self.assertIn("consistency check: volume Master", gap.body["reason"])
+        [resync] = [
+            m
+            for m in daemon.recorder.of("event", kitchen.uid, "RenderingControl")
+            if m.body["source"] == "resync"
+        ]
+        self.assertEqual(resync.body["variables"]["volume"]["Master"], volume)
+        self.assertGreater(time.monotonic(), started)
