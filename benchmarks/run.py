@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks import availability, cost, pipeline, scale
+from benchmarks import availability, cost, daemon, pipeline, scale
 from sonosd.backoff import FIRST_RENEW_SPREAD, RENEW_JITTER
 
 FULL: dict[str, dict[str, Any]] = {
@@ -31,6 +31,7 @@ FULL: dict[str, dict[str, Any]] = {
     "cost": {"pool": 600, "rounds": 3, "profile_events": 3000},
     "scale": {"speakers": 200, "cycles": 5.5, "timeout": 60, "renew_fraction": 0.5},
     "scale_rss": {"speakers": 200, "settle": 15.0},
+    "daemon": {"speakers": 100, "rounds": 3, "count": 34_000, "settle": 60.0},
     "availability": {},
 }
 SMOKE: dict[str, dict[str, Any]] = {
@@ -51,6 +52,17 @@ SMOKE: dict[str, dict[str, Any]] = {
         "speakers": 3,
         "settle": 0.5,
         "variants": {},
+        "subscribe_deadline": 30.0,
+    },
+    "daemon": {
+        "speakers": 3,
+        "rounds": 1,
+        "count": 300,
+        "duration": 30.0,
+        "contender_duration": 0.5,
+        "concurrency": 8,
+        "settle": 1.0,
+        "subscribed_settle": 1.0,
         "subscribe_deadline": 30.0,
     },
     "availability": {
@@ -110,6 +122,23 @@ METHOD: tuple[str, ...] = (
     "daemon's work after HTTP, and through both parsers; CPU time, best of 3 rounds.",
     "- **4. Scale**: the real daemon (`twistd sonosd`) against the simulator (`twistd "
     "sonos-sim`) with 200 speakers, both as processes of their own; see section 4.",
+    "- **7. The real daemon**: everything as a user runs it, each a process of its own: "
+    "`twistd sonos-sim` plays 100 speakers, `twistd sonosd` follows their RenderingControl "
+    "and AVTransport with the default configuration but the speakers, the services and "
+    "loopback addresses (the per-message log line, the replay ring and the state as a user "
+    "gets them), one Server-Sent Events client (`benchmarks.sseclient`) counts every "
+    "message. Each subscription's SID and SEQ, the daemon's callback port and the speakers' "
+    "addresses are read from the simulator's admin API; `benchmarks.loadgen --contiguous` "
+    "plays the speakers (bodies from the mixed payload's volume changes and full AVTransport "
+    "events, 2 to 1; each NOTIFY from its speaker's address on a connection of its own; SEQ "
+    "contiguous per subscription, one in flight per subscription, 64 in flight). Each round "
+    "sends 34,000 NOTIFYs to the daemon (102,000 in all), then the same load for 4 s to a "
+    "bare twisted.web receiver and to `soco.events_twisted` (fresh processes, same SIDs and "
+    "sources). CPU per event from `/proc/<pid>/stat` (the daemon's includes what the NOTIFYs "
+    "cause: position reads, SSE, the log line), RSS from `/proc/<pid>/status` twice a second: "
+    "once subscribed, during the load, at its end and 60 s later. Figures 1-3, 5 and 6 come "
+    "from the event path assembled from sonosd's modules in one process (`pipeline`); 4, 7 "
+    "and 8 from the real process.",
     "- **8. Availability**: the real daemon configured with one speaker of a simulated "
     "household of 7, default availability timers; each fault (refused, hung, rebooted, moved, "
     "powered off, asleep) hits its own speaker right after it was heard (the worst case for "
@@ -128,6 +157,7 @@ BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "cost": cost.cost,
     "scale": scale.scale,
     "scale_rss": scale.rss_breakdown,
+    "daemon": daemon.daemon,
     "availability": availability.availability,
 }
 
@@ -259,6 +289,9 @@ def table(results: dict[str, Any]) -> list[str]:
             f"({i['rate']:g} events/s) | ≤ 1.2x | {i['ratio']:.2f}x ({i['p99_busy']:.2f} vs "
             f"{i['p99_quiet']:.2f} ms) | {_verdict(i['ratio'] <= 1.2)} |"
         )
+    d = results.get("daemon")
+    if d:
+        rows += daemon.rows(d)
     c = results.get("cost")
     if c:
         mixed = sum(c["per_kind"][kind]["daemon"] * weight for kind, weight in c["mix"].items())
@@ -522,6 +555,14 @@ def report(results: dict[str, Any], info: dict[str, str], smoke: bool) -> str:
             "",
         ]
     lines += scale_section(results.get("scale"), results.get("scale_rss"))
+    d = results.get("daemon")
+    if d:
+        lines += [
+            "## 7. The real daemon under load (`twistd sonosd`, end to end)",
+            "",
+            *daemon.section(d),
+            "",
+        ]
     a = results.get("availability")
     if a:
         lines += [
@@ -550,6 +591,7 @@ def report(results: dict[str, Any], info: dict[str, str], smoke: bool) -> str:
         "make bench                                     # the whole suite, ~10 minutes",
         ".venv/bin/python -m benchmarks.run --only throughput --out /tmp/b.md",
         ".venv/bin/python -m benchmarks.run --only scale scale_rss --out /tmp/s.md  # ~6 min",
+        ".venv/bin/python -m benchmarks.daemon --events 100000 --settle 60  # 7 alone, JSON",
         ".venv/bin/python -m benchmarks.run --smoke --out /tmp/smoke.md   # under a minute",
         "```",
         "",

@@ -4,7 +4,11 @@
 
 Reads the stream with a plain socket (HTTP/1.1, chunked), splits it into SSE blocks and
 counts them by ``event:`` type; checks that message ids follow one another (the hub numbers
-every message from 1: a missing id is a message lost between the hub and this client).
+every message from 1: a missing id is a message lost between the hub and this client). Each
+``event`` message is also counted by its ``source``, and the SEQ of those from NOTIFYs must
+follow one another per subscription (speaker and service): a NOTIFY the daemon answered but
+did not publish, or published out of order, is a SEQ gap. ``events.gap`` messages are counted
+by their ``reason``.
 
 Prints ``{"ready": true, "last_id": N}`` once the snapshot arrived. Each line ``count`` on
 stdin prints the counts so far; when stdin closes it prints them once more and exits.
@@ -20,6 +24,8 @@ import time
 from collections import Counter
 from typing import Any
 from urllib.parse import urlparse
+
+import orjson
 
 from benchmarks.common import emit
 
@@ -73,6 +79,10 @@ class Tally:
         self.first = 0.0
         self.last = 0.0
         self.snapshot = False
+        self.sources: Counter[str] = Counter()
+        self.seq: dict[tuple[str, str], int] = {}
+        self.seq_gaps = 0
+        self.gap_reasons: Counter[str] = Counter()
         self._rest = b""
 
     def feed(self, data: bytes) -> None:
@@ -84,14 +94,22 @@ class Tally:
         for block in blocks:
             kind = ""
             ident = None
+            data = b""
             for line in block.split(b"\n"):
                 if line.startswith(b"event: "):
                     kind = line[7:].decode()
                 elif line.startswith(b"id: "):
-                    ident = int(line[4:])
+                    # ``<run>:<id>`` (the run is drawn at each start of the daemon).
+                    ident = int(line[4:].rpartition(b":")[2])
+                elif line.startswith(b"data: "):
+                    data = line[6:]
             if not kind:
                 continue  # retry:, comments (heartbeats)
             self.types[kind] += 1
+            if kind == "event":
+                self._event(orjson.loads(data))
+            elif kind == "events.gap":
+                self.gap_reasons[str(orjson.loads(data).get("reason"))] += 1
             if kind == "snapshot":
                 self.snapshot = True
                 self.last_id = ident or 0
@@ -107,11 +125,28 @@ class Tally:
             self.last_id = ident
             self.last = now
 
+    def _event(self, message: dict[str, Any]) -> None:
+        source = str(message.get("source"))
+        self.sources[source] += 1
+        if source != "notify":
+            return
+        key = (message["speaker"]["uid"], message["service"])
+        seq = int(message["seq"])
+        last = self.seq.get(key)
+        if last is not None and seq != last + 1:
+            self.seq_gaps += 1
+        self.seq[key] = seq
+
     def result(self) -> dict[str, Any]:
         """The counts as one JSON object."""
         return {
             "types": dict(self.types),
             "events": self.types.get("event", 0),
+            "sources": dict(self.sources),
+            "notify_events": self.sources.get("notify", 0),
+            "seq_gaps": self.seq_gaps,
+            "subscriptions": len(self.seq),
+            "gap_reasons": dict(self.gap_reasons),
             "first_id": self.first_id,
             "last_id": self.last_id,
             "id_gaps": self.id_gaps,

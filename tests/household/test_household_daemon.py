@@ -20,6 +20,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.http_headers import Headers
 
 from sonosd.config import SimulateConfig, parse_config
+from sonosd.household.position import MIN_SPACING
 from sonosd.service import SonosdService
 from sonosd.sim.household import Speaker
 from sonosd.sim.service import HouseholdService
@@ -260,8 +261,8 @@ class PositionTests(TestCase):
 
     async def test_position_of_the_playing_group(self) -> None:
         """A playing group's coordinator has its position read, with the time it was read,
-        on play, at position_interval while playing, and after a seek; its group members'
-        are never read."""
+        on play, at position_interval while playing (reads at least MIN_SPACING apart), and
+        after a seek; its group members' are never read."""
         daemon = await start(self, households=(2,), subscription={"position_interval": 0.5})
         coordinator, member = daemon.speakers
         await daemon.post(member.name, "join", {"coordinator": coordinator.name})
@@ -291,7 +292,8 @@ class PositionTests(TestCase):
         await until(lambda: position().startswith("0:02:0"), "the position after the seek")
         status, _ = await daemon.post(coordinator.name, "pause")
         await until(lambda: coordinator.transport.state == "PAUSED_PLAYBACK", "paused")
-        await deferLater(reactor, 0.5)
+        # The pause's read comes at most MIN_SPACING after the read before it.
+        await deferLater(reactor, MIN_SPACING + 0.5)
         paused = len(self.positions(daemon, coordinator))
         await deferLater(reactor, 1.5)
         self.assertEqual(len(self.positions(daemon, coordinator)), paused)
