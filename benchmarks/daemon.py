@@ -374,11 +374,28 @@ def daemon(
     return result
 
 
+NATIVE: list[str] = []
+
+
 def _spy(pid: int, out: str) -> subprocess.Popen[bytes]:
     """``py-spy record`` of process ``pid`` into ``out`` (collapsed stacks) until SIGINT."""
     spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
     return subprocess.Popen(
-        [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "500", "--gil", "-o", out],
+        [
+            spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--rate",
+            "500",
+            "--gil",
+            "--nonblocking",
+            *NATIVE,
+            "-o",
+            out,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -247,18 +247,19 @@ def table(results: dict[str, Any]) -> list[str]:
         bare = ratios.get("sonosd/bare", 0.0)
         soco = ratios.get("sonosd/soco_twisted", 0.0)
         rows.append(
-            f"| 1 | throughput, mixed payload, sonosd end to end vs bare twisted.web | ≥ 0.6x "
+            f"| 1 | pipeline: throughput, mixed payload, sonosd end to end vs bare twisted.web "
+            f"| ≥ 0.6x "
             f"| {bare:.2f}x ({t['rates']['sonosd']:,.0f} vs {t['rates']['bare']:,.0f} /s) "
             f"| {_verdict(bare >= 0.6)} |"
         )
         rows.append(
-            f"| 1 | throughput, sonosd vs soco.events_twisted | ≥ 2x | {soco:.2f}x "
+            f"| 1 | pipeline: throughput, sonosd vs soco.events_twisted | ≥ 2x | {soco:.2f}x "
             f"({t['rates']['soco_twisted']:,.0f} /s) | {_verdict(soco >= 2.0)} |"
         )
         threaded = ratios.get("sonosd/soco_threaded")
         if threaded is not None:
             rows.append(
-                f"| 1 | throughput, sonosd vs soco.events (threaded) | (reported) | "
+                f"| 1 | pipeline: throughput, sonosd vs soco.events (threaded) | (reported) | "
                 f"{threaded:.2f}x ({t['rates']['soco_threaded']:,.0f} /s) | - |"
             )
     lat = results.get("latency")
@@ -268,7 +269,7 @@ def table(results: dict[str, Any]) -> list[str]:
                 continue
             target = value["rate"] >= 1000 and value["clients"] >= 100
             rows.append(
-                f"| 2 | latency {key} clients: p50 / p99 / max | "
+                f"| 2 | pipeline: latency {key} clients: p50 / p99 / max | "
                 f"{'p99 ≤ 5 ms' if target else '(reported)'} | {value['p50']:.2f} / "
                 f"{value['p99']:.2f} / {value['max']:.1f} ms "
                 f"({value['received']:,} of {value['expected']:,} received) | "
@@ -277,7 +278,8 @@ def table(results: dict[str, Any]) -> list[str]:
     f = results.get("fanout")
     if f:
         rows.append(
-            f"| 3 | fan-out {f['clients']} clients at {f['rate']:g} events/s: p50 / p99 / max "
+            f"| 3 | pipeline: fan-out {f['clients']} clients at {f['rate']:g} events/s: "
+            "p50 / p99 / max "
             f"| p99 ≤ 50 ms | {f['p50']:.1f} / {f['p99']:.1f} / {f['max']:.1f} ms "
             f"({f['received']:,} of {f['expected']:,}); {f['cpu_us_per_message']:.1f} µs CPU "
             f"per message | {_verdict(f['p99'] <= 50.0)} |"
@@ -287,7 +289,7 @@ def table(results: dict[str, Any]) -> list[str]:
     if b:
         parts = [(name, v) for name, v in b.items() if isinstance(v, dict)]
         rows.append(
-            f"| 4 | scale: daemon RSS {b['settle']:g} s after subscribing, by configuration "
+            f"| 4 | real daemon: RSS {b['settle']:g} s after subscribing, by configuration "
             f"({b['speakers']} speakers unless said) | (reported) | "
             + "; ".join(f"{name}: {v['rss_mb']:.0f} MB" for name, v in parts)
             + " | - |"
@@ -295,7 +297,7 @@ def table(results: dict[str, Any]) -> list[str]:
     i = results.get("isolation")
     if i:
         rows.append(
-            f"| 5 | event p99 with {i['calls']} control calls in flight vs none "
+            f"| 5 | pipeline: event p99 with {i['calls']} control calls in flight vs none "
             f"({i['rate']:g} events/s) | ≤ 1.2x | {i['ratio']:.2f}x ({i['p99_busy']:.2f} vs "
             f"{i['p99_quiet']:.2f} ms) | {_verdict(i['ratio'] <= 1.2)} |"
         )
@@ -306,7 +308,8 @@ def table(results: dict[str, Any]) -> list[str]:
     if c:
         mixed = sum(c["per_kind"][kind]["daemon"] * weight for kind, weight in c["mix"].items())
         rows.append(
-            f"| 6 | CPU per event after HTTP, mixed payload | (reported) | {mixed:.0f} µs | - |"
+            "| 6 | one process: CPU per event after HTTP, mixed payload | (reported) | "
+            f"{mixed:.0f} µs | - |"
         )
     a = results.get("availability")
     if a:
@@ -325,8 +328,8 @@ def scale_rows(r: dict[str, Any] | None, rss: dict[str, Any] | None = None) -> l
     """The rows of benchmark 4 (scale) in the summary table."""
     if not r:
         return [
-            "| 4 | scale: speakers x 8 services subscribed, RSS, renewal spread | all in 10 s, "
-            "RSS ≤ 150 MB flat | not run | **NOT RUN** |"
+            "| 4 | real daemon: speakers x 8 services subscribed, RSS, renewal spread "
+            "| all in 10 s, RSS ≤ 150 MB flat | not run | **NOT RUN** |"
         ]
     n, expected = r["speakers"], r["subscriptions_expected"]
     subscribed = r["all_subscribed_s"]
@@ -343,18 +346,18 @@ def scale_rows(r: dict[str, Any] | None, rss: dict[str, Any] | None = None) -> l
     # Met only if every run subscribed everything in time (NaN: never, compares False).
     worst = [subscribed] + ([again["all_subscribed_s"]] if again else [])
     return [
-        f"| 4 | scale: {n} speakers, daemon spawned → all {expected:,} subscriptions granted "
+        f"| 4 | real daemon: {n} speakers, daemon spawned → all {expected:,} subscriptions granted "
         f"at the simulator | ≤ 10 s | {_seconds(subscribed)} ({r['subscriptions']:,} "
         f"granted{repeat}); initial NOTIFYs: {r['notifies_answered']:,} answered, "
         f"{r['notifies_failed']:,} failed, all answered: {_seconds(r['all_notified_s'])} "
         f"| {_verdict(all(t <= 10.0 for t in worst))} |",
-        f"| 4 | scale: daemon RSS over {cycles} full renewal cycles: max after the first "
+        f"| 4 | real daemon: RSS over {cycles} full renewal cycles: max after the first "
         f"cycle; slope after it (start / max / end of the whole watch) | ≤ 150 MB, flat "
         f"(≤ {scale.FLAT_MB_PER_MIN:g} MB/min) | {steady:.1f} MB; {slope:+.2f} MB/min "
         f"({trend}) ({r['rss_start_mb']:.0f} / {r['rss_max_mb']:.0f} / "
         f"{r['rss_end_mb']:.0f} MB) "
         f"| {_verdict(rss_ok)} |",
-        f"| 4 | scale: renewals per second at the simulator, max / mean | not synchronised "
+        f"| 4 | real daemon: renewals per second at the simulator, max / mean | not synchronised "
         f"(reported) | {r['renewals_per_second_max']:,} / {r['renewals_per_second_mean']:.0f} "
         f"/s ({r['renewals']:,} renewals in {r['renewal_seconds_with_any']} distinct seconds); "
         f"p10-p90 width of each cycle: {widths} s | - |",
