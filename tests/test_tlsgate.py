@@ -8,6 +8,7 @@ imports it: the proof of what it loaded, and when.
 
 from __future__ import annotations
 
+import functools
 import http.server
 import json
 import signal
@@ -16,9 +17,16 @@ import subprocess
 import sys
 import textwrap
 import threading
+import types
 from pathlib import Path
 from typing import Any
 
+import pytest
+from twisted.internet import ssl as twisted_ssl
+from twisted.internet.interfaces import IReactorSSL
+from twisted.protocols import tls as twisted_tls
+
+from sonosd import tlsgate
 from sonosd.sim.tls import self_signed_pem
 from tests.daemon_helpers import free_tcp_port
 from tests.process_clients import WebSocketClient
@@ -112,6 +120,73 @@ def test_defer_changes_nothing_once_loaded(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.stdout.split() == ["False", "False"], done.stderr
+
+
+def test_gate_refuses_only_openssl() -> None:
+    """The gate refuses OpenSSL and its submodules by name and lets every other name through."""
+    gate = tlsgate._Gate()
+    for name in ("OpenSSL", "OpenSSL.SSL"):
+        with pytest.raises(ImportError, match="TLS is not in use"):
+            gate.find_spec(name)
+    assert gate.find_spec("OpenSSLish") is None
+    assert gate.find_spec("twisted.internet.ssl") is None
+
+
+def _refused() -> None:
+    raise NotImplementedError
+
+
+def test_enable_gives_loaded_modules_their_tls_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """enable() removes the gate and fills in what Twisted's reactor base, endpoints and web
+    client set when their pyOpenSSL import failed (modules stood in for by fakes here)."""
+
+    class ReactorBase:
+        pass
+
+    posixbase = types.ModuleType("twisted.internet.posixbase")
+    posixbase.tls = None
+    posixbase.ssl = None
+    posixbase.PosixReactorBase = ReactorBase
+    endpoints = types.ModuleType("twisted.internet.endpoints")
+    endpoints.TLSMemoryBIOFactory = None
+    client = types.ModuleType("twisted.web.client")
+    client.SSL = None
+
+    def creator_for_netloc(self: object, hostname: bytes, port: int) -> str:
+        return "creator"
+
+    def raiseNotImplemented(*args: object) -> None:  # the name _requireSSL's wrapper has
+        raise NotImplementedError
+
+    class Policy:
+        creatorForNetloc = functools.wraps(creator_for_netloc)(raiseNotImplemented)
+        other = staticmethod(_refused)
+
+    Policy.__module__ = client.__name__
+    client.Policy = Policy
+    for module in (posixbase, endpoints, client):
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setattr(sys, "meta_path", [tlsgate._gate, *sys.meta_path])
+    assert tlsgate.deferred()
+    tlsgate.enable()
+    assert not tlsgate.deferred()
+    assert posixbase.tls is twisted_tls and posixbase.ssl is twisted_ssl
+    assert IReactorSSL.implementedBy(ReactorBase)
+    assert endpoints.TLSMemoryBIOFactory is twisted_tls.TLSMemoryBIOFactory
+    assert endpoints.optionsForClientTLS is twisted_ssl.optionsForClientTLS
+    assert client.platformTrust is twisted_ssl.platformTrust
+    assert Policy().creatorForNetloc(b"host", 443) == "creator"
+    assert Policy.other is _refused
+    tlsgate.enable()  # again: nothing to do
+
+
+def test_defer_installs_the_gate_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where pyOpenSSL is not loaded yet, defer() installs the gate, once."""
+    monkeypatch.delitem(sys.modules, "OpenSSL")
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    assert tlsgate.defer() and tlsgate.defer()
+    assert sys.meta_path.count(tlsgate._gate) == 1
+    sys.meta_path.remove(tlsgate._gate)
 
 
 def imported(output: str, module: str) -> bool:
