@@ -253,6 +253,10 @@ def test_dockerfile() -> None:
     env = " ".join(rest for word, rest in steps if word == "ENV")
     assert "SONOSD_READY_URL" in health
     assert "SONOSD_READY_URL=http://127.0.0.1:8080/api/v1/ready" in env
+    # The daemon keeps its state (pending alarm skips) in its user's home, its workdir.
+    assert "STATE_DIRECTORY=/var/lib/sonosd" in env.split()
+    assert "--home-dir /var/lib/sonosd --create-home" in runs
+    assert ("WORKDIR", "/var/lib/sonosd") in steps
     (entry,) = [rest for word, rest in steps if word == "ENTRYPOINT"]
     assert json.loads(entry) == ["twistd", "-n", "--pidfile=", "sonosd"]
     (cmd,) = [rest for word, rest in steps if word == "CMD"]
