@@ -219,7 +219,7 @@ class SimulateConfig:
     households: int = 1
     home_theatre: bool = False
     moderation: float = 0.2
-    large_household: bool = False
+    large_household: bool = True
     large_household_players: int = 22
     upnp: bool = True
     upnp_off_ssdp: str = "answer"

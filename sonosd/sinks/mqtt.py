@@ -17,7 +17,8 @@ events that were not published is logged and published on ``<prefix>/bridge/gap`
 that stays connected but stops reading is treated alike: once ``max_unsent`` messages wait in
 paho's outgoing queue without it ever emptying, publishing pauses (events are counted as
 missed) until the queue drains, then everything retained is republished and the gap
-reported, so memory stays bounded. The topic layout is in ``sonosd.sinks.mqtt_topics`` and ``docs/mqtt.md``.
+reported, so memory stays bounded. The topic layout is in ``sonosd.sinks.mqtt_topics`` and
+``docs/mqtt.md``.
 """
 
 from __future__ import annotations
