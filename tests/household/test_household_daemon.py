@@ -273,8 +273,8 @@ class PositionTests(TestCase):
 
     async def test_position_of_the_playing_group(self) -> None:
         """A playing group's coordinator has its position read, with the time it was read,
-        on play, at position_interval while playing, and after a seek; its group members'
-        are never read."""
+        on play, at position_interval while playing, after a seek, on a track change and on
+        pause (then no more while paused); its group members' are never read."""
         daemon = await start(self, households=(2,), subscription={"position_interval": 0.5})
         coordinator, member = daemon.speakers
         await daemon.post(member.name, "join", {"coordinator": coordinator.name})
@@ -302,8 +302,28 @@ class PositionTests(TestCase):
         status, _ = await daemon.post(coordinator.name, "seek", {"position": "0:02:00"})
         self.assertEqual(status, 200)
         await until(lambda: position().startswith("0:02:0"), "the position after the seek")
+        status, _ = await daemon.post(coordinator.name, "next")
+        self.assertEqual(status, 200)
+        await until(lambda: position().startswith("0:00:0"), "the position of the next track")
         status, _ = await daemon.post(coordinator.name, "pause")
         await until(lambda: coordinator.transport.state == "PAUSED_PLAYBACK", "paused")
+
+        def read_after_pause() -> bool:
+            # The pause itself is read (where the track stopped), after its event.
+            messages = daemon.recorder.of("event", coordinator.uid, "AVTransport")
+            paused_at = next(
+                (
+                    i
+                    for i, m in enumerate(messages)
+                    if m.body["variables"].get("transport_state") == "PAUSED_PLAYBACK"
+                ),
+                None,
+            )
+            return paused_at is not None and any(
+                m.body["source"] == "position" for m in messages[paused_at + 1 :]
+            )
+
+        await until(read_after_pause, "a position read after the pause event")
         await deferLater(reactor, 0.5)
         paused = len(self.positions(daemon, coordinator))
         await deferLater(reactor, 1.5)
