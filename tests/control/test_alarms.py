@@ -12,12 +12,22 @@ from typing import Any
 
 import pytest
 import treq
-from twisted.trial.unittest import TestCase
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.http_headers import Headers
 
 from sonosd.config import SimulateConfig, parse_config
-from sonosd.control.alarms import _arguments, next_occurrence
-from sonosd.control.skips import FILE_NAME, SkipFile
+from sonosd.control.alarms import (
+    RESUME_RETRY,
+    AlarmCommands,
+    _arguments,
+    change_alarm,
+    next_occurrence,
+    raw_alarms,
+)
+from sonosd.control.commandargs import ControlError
+from sonosd.control.skips import FILE_NAME, Skip, SkipFile
+from sonosd.household.state import HouseholdState, SpeakerRef
 from sonosd.service import SonosdService
 from sonosd.sim.service import HouseholdService
 from tests.conftest import free_loopback_base
@@ -262,7 +272,7 @@ class SkipAcrossRestartsTests(TestCase):
         )
         body: dict[str, Any] = await response.json()
         self.assertEqual(response.code, 200, body)
-        return body["result"]  # type: ignore[no-any-return]
+        return body["result"]
 
     async def test_skip_survives_a_restart(self) -> None:
         """Skips made through one daemon are finished by the next one started with the same
@@ -314,3 +324,103 @@ class SkipAcrossRestartsTests(TestCase):
         )
         await self.post(second_base, {"action": "enable", "id": weekend.alarm_id})
         self.assertFalse(os.path.exists(os.path.join(state_dir, FILE_NAME)))
+
+
+class ResumeContext:
+    """What ``AlarmCommands`` needs of the controller, for the timing of resumes: a clock,
+    the state, and calls answered from ``alarms`` (``{id: attributes}``), failing while
+    ``failures`` is above 0."""
+
+    def __init__(self, alarms: dict[int, dict[str, str]]) -> None:
+        self.reactor = Clock()
+        self.state = HouseholdState()
+        self.alarms = alarms
+        self.failures = 0
+        self.enabled: list[int] = []
+
+    def add(self, uid: str, status: str = "online") -> SpeakerRef:
+        ref = self.state.ensure(SpeakerRef(uid, uid, "127.0.0.9", household="Sonos_1"))
+        self.state.set_availability(uid, status, time=0.0)
+        return ref
+
+    async def call(self, ref: SpeakerRef, fn: Any, *args: Any) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise ControlError("timeout", 504, f"{ref.name} did not answer")
+        if fn is raw_alarms:
+            return "RINCON_A:9", self.alarms, ""
+        assert fn is change_alarm and args[0] == "enable"
+        self.enabled.append(args[1])
+        self.alarms[args[1]]["Enabled"] = "1"
+        return args[1]
+
+
+class ResumeTests(SynchronousTestCase):
+    """When and whether a skipped alarm is switched on again (a clock; the calls answered
+    from a list; the end-to-end behaviour is SkipAcrossRestartsTests')."""
+
+    def commands(
+        self, ctx: ResumeContext, skips: list[Skip], state_dir: str | None = None
+    ) -> AlarmCommands:
+        directory = state_dir or tempfile.mkdtemp(prefix="sonosd-resume-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        SkipFile(directory).save(skips)
+        now = dt.datetime(2026, 11, 23, 12, 0)
+        return AlarmCommands(
+            ctx,  # type: ignore[arg-type]
+            now=lambda: now + dt.timedelta(seconds=ctx.reactor.seconds()),
+            skip_file=SkipFile(directory),
+        )
+
+    def skip_of(self, alarm: int, minutes: int, speaker: str = "RINCON_A") -> Skip:
+        resumes = dt.datetime(2026, 11, 23, 12, 0) + dt.timedelta(minutes=minutes)
+        return Skip("Sonos_1", alarm, speaker, resumes - dt.timedelta(minutes=1), resumes)
+
+    def test_due_at_its_time_and_retried_until_a_speaker_answers(self) -> None:
+        """A skip loaded from the file waits for its moment; then, with no speaker online, a
+        failed call, it is tried every RESUME_RETRY seconds until the alarm is on; the file
+        is emptied."""
+        ctx = ResumeContext({4: {"Enabled": "0"}})
+        commands = self.commands(ctx, [self.skip_of(4, minutes=10)])
+        ctx.reactor.advance(599)
+        self.assertEqual(ctx.enabled, [])
+        ctx.reactor.advance(1)  # due: nobody known yet
+        self.assertIn(("Sonos_1", 4), commands.skips)
+        ctx.add("RINCON_B", "offline")
+        ctx.add("RINCON_C")
+        ctx.failures = 2  # two attempts fail
+        ctx.reactor.advance(RESUME_RETRY)
+        ctx.reactor.advance(RESUME_RETRY)
+        self.assertEqual(ctx.enabled, [])
+        ctx.reactor.advance(RESUME_RETRY)
+        self.assertEqual(ctx.enabled, [4])
+        self.assertEqual(commands.skips, {})
+        self.assertEqual(commands._file.load(), [])
+
+    def test_deleted_or_already_on_is_dropped(self) -> None:
+        """An alarm deleted meanwhile, or switched on by someone else, is left as it is."""
+        ctx = ResumeContext({5: {"Enabled": "1"}})
+        ctx.add("RINCON_A")
+        commands = self.commands(ctx, [self.skip_of(4, minutes=0), self.skip_of(5, minutes=0)])
+        ctx.reactor.advance(0)
+        self.assertEqual((ctx.enabled, commands.skips), ([], {}))
+
+    def test_cancelled_while_enabling_is_not_retried(self) -> None:
+        """A command that ends the skip while its resume is failing stops the retries."""
+        ctx = ResumeContext({4: {"Enabled": "0"}})
+        ctx.add("RINCON_A")
+        ctx.failures = 1
+        commands = self.commands(ctx, [self.skip_of(4, minutes=0)])
+        ctx.reactor.advance(0)
+        self.assertIn(("Sonos_1", 4), commands.skips)
+        commands._cancel_skip(("Sonos_1", 4))
+        ctx.reactor.advance(RESUME_RETRY * 3)
+        self.assertEqual((ctx.enabled, ctx.reactor.getDelayedCalls()), ([], []))
+
+    def test_stop_keeps_the_file(self) -> None:
+        """Stopping cancels the timers and leaves the skips for the next start."""
+        ctx = ResumeContext({4: {"Enabled": "0"}})
+        commands = self.commands(ctx, [self.skip_of(4, minutes=30)])
+        commands.stop()
+        self.assertEqual(ctx.reactor.getDelayedCalls(), [])
+        self.assertEqual([s.alarm for s in commands._file.load()], [4])

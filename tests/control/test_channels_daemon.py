@@ -207,7 +207,7 @@ async def alarms(case: TestCase, daemon: Daemon, channel: Channel) -> None:
     case.assertEqual(skipped["skipped"][11:16], "05:30")
     case.assertIsNotNone(skipped["resumes"])
     case.assertFalse(next(a for a in daemon.household.alarms if a.alarm_id == alarm_id).enabled)
-    pending = daemon.service.controller.alarms.skips  # type: ignore[union-attr]
+    pending = daemon.service.controller.alarms.skips
     case.assertIn((daemon.household.household_id, alarm_id), pending)
     _ok(
         case,
