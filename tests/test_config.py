@@ -852,9 +852,10 @@ def test_none_overrides_are_ignored() -> None:
 def test_defaults() -> None:
     """An empty mapping (and null sections) give the documented defaults."""
     expected = Config(path="config.yaml")
-    assert parse_config("{}\n") == expected
+    # No environment: systemd's STATE_DIRECTORY would set state_dir.
+    assert parse_config("{}\n", environ={}) == expected
     nulls = "listener:\napi:\ndevices:\nsubscription:\nsoco:\nsinks:\nlog:\nsimulate:\n"
-    assert parse_config(nulls) == expected
+    assert parse_config(nulls, environ={}) == expected
     assert expected.services == DEFAULT_SERVICES
     assert expected.simulate is None
 
