@@ -257,7 +257,7 @@ def daemon(
     speakers: int = 100,
     rounds: int = 3,
     count: int = 34_000,
-    duration: float = 60.0,
+    duration: float = 120.0,
     contender_duration: float = 4.0,
     concurrency: int = 64,
     settle: float = 60.0,
@@ -483,12 +483,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--settle", type=float, default=60.0)
     parser.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated")
     parser.add_argument("--keep", action="store_true", help="keep the logs and configuration")
-    parser.add_argument("--profile", default=None, help="py-spy the daemon's load into this SVG")
+    parser.add_argument(
+        "--profile", default=None, help="py-spy (pip install py-spy) stacks of each round: PATH.N"
+    )
     args = parser.parse_args(argv)
     kwargs: dict[str, Any] = {}
     if args.events is not None:
         kwargs["count"] = -(-args.events // args.rounds)
-        kwargs["duration"] = max(60.0, args.events / 500)
+        kwargs["duration"] = max(120.0, args.events / 300)
     result = daemon(
         speakers=args.speakers,
         rounds=args.rounds,
