@@ -16,9 +16,10 @@ process), everything here is the product as a user runs it:
   contiguous per subscription and one NOTIFY in flight per subscription, 64 in flight;
 - one Server-Sent Events client (``benchmarks.sseclient``, a process of its own) counts every
   message the daemon sends and checks that ids follow one another;
-- in each round the daemon's load is interleaved with the same load on a bare twisted.web
-  receiver and on ``soco.events_twisted`` (``benchmarks.receivers``, fresh processes, the
-  same SIDs and sources);
+- each round of load on the daemon runs between two runs of the same load on a bare
+  twisted.web receiver and on ``soco.events_twisted`` (``benchmarks.receivers``, fresh
+  processes, the same SIDs and sources), and is compared with their mean: the machine's
+  load drifts less between runs seconds apart;
 - CPU per event comes from ``/proc/<pid>/stat`` of each receiver process; the daemon's
   resident memory from ``/proc/<pid>/status``, sampled twice a second: once subscribed,
   during the load, when it stops and ``settle`` seconds later.
@@ -257,7 +258,7 @@ def daemon(
     speakers: int = 100,
     rounds: int = 3,
     count: int = 34_000,
-    duration: float = 60.0,
+    duration: float = 120.0,
     contender_duration: float = 4.0,
     concurrency: int = 64,
     settle: float = 60.0,
@@ -269,7 +270,8 @@ def daemon(
 ) -> dict[str, Any]:
     """Benchmark 7 (see the module docstring).
 
-    @param rounds: Rounds; each runs the daemon, then each contender.
+    @param rounds: Rounds; each runs the daemon, then each contender (which also runs once
+        before the first round).
     @param count: NOTIFYs sent to the daemon in each round (at most ``duration`` seconds).
     @param contender_duration: Seconds of load on each contender per round.
     @param settle: Seconds watched after the last round before the last RSS reading.
@@ -338,6 +340,16 @@ def daemon(
             time.sleep(subscribed_settle)
             result["rss_subscribed_mb"] = rss_mb(proc.pid)
             load_start = time.monotonic()
+
+            def contend() -> None:
+                for name in contenders:
+                    _write_household(household, subs)
+                    other = _contender(name, household, 10**9, contender_duration, concurrency)
+                    runs[name].append(other)
+
+            # Each daemon round between two runs of every contender: on a shared machine the
+            # load drifts, and a round is compared with the mean of the runs around it.
+            contend()
             for number in range(rounds):
                 _write_household(household, subs)
                 spy = _spy(proc.pid, f"{profile}.{number}") if profile else None
@@ -349,10 +361,7 @@ def daemon(
                     spy.wait(30)
                 runs["sonosd"].append(run)
                 subs = _advance(subs, run["last_seq"])
-                for name in contenders:
-                    _write_household(household, subs)
-                    other = _contender(name, household, 10**9, contender_duration, concurrency)
-                    runs[name].append(other)
+                contend()
             load_end = time.monotonic()
             result["rss_end_mb"] = rss_mb(proc.pid)
             result["rss_load_max_mb"] = watch.max_between(load_start, load_end)
@@ -444,12 +453,14 @@ def _figures(runs: dict[str, list[dict[str, Any]]], final: dict[str, Any]) -> di
     for name in runs:
         if name == "sonosd" or not runs[name]:
             continue
-        pairs = list(zip(ours, runs[name], strict=True))
+        # Round k of the daemon ran between runs k and k + 1 of each contender.
+        around = list(zip(ours, runs[name], runs[name][1:], strict=False))
         figures["ratios"][f"rate sonosd/{name}"] = statistics.median(
-            s["rate"] / max(o["rate"], 1e-9) for s, o in pairs
+            2 * s["rate"] / max(before["rate"] + after["rate"], 1e-9) for s, before, after in around
         )
         figures["ratios"][f"cpu sonosd/{name}"] = statistics.median(
-            s["cpu_us"] / max(o["cpu_us"], 1e-9) for s, o in pairs
+            2 * s["cpu_us"] / max(before["cpu_us"] + after["cpu_us"], 1e-9)
+            for s, before, after in around
         )
     # Every NOTIFY answered 200 reached the client as its event, in SEQ order, and no message
     # id is missing; anything else must show as an events.gap message (reported, with its
@@ -483,12 +494,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--settle", type=float, default=60.0)
     parser.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated")
     parser.add_argument("--keep", action="store_true", help="keep the logs and configuration")
-    parser.add_argument("--profile", default=None, help="py-spy the daemon's load into this SVG")
+    parser.add_argument(
+        "--profile", default=None, help="py-spy (pip install py-spy) stacks of each round: PATH.N"
+    )
     args = parser.parse_args(argv)
     kwargs: dict[str, Any] = {}
     if args.events is not None:
         kwargs["count"] = -(-args.events // args.rounds)
-        kwargs["duration"] = max(60.0, args.events / 500)
+        kwargs["duration"] = max(120.0, args.events / 300)
     result = daemon(
         speakers=args.speakers,
         rounds=args.rounds,
@@ -583,7 +596,8 @@ def section(r: Mapping[str, Any]) -> list[str]:
         "",
         "| figure | value |",
         "|---|---|",
-        f"| ratios, medians of per-round ratios | "
+        "| ratios: medians of per-round ratios (each round against the mean of the contender "
+        "runs before and after it) | "
         f"{', '.join(f'{k} {v:.2f}x' for k, v in r['ratios'].items())} |",
         f"| NOTIFYs sent / answered 200 / delivered as `event` (source notify) | "
         f"{r['sent']:,} / {r['events']:,} / {r['delivered']:,} |",

@@ -61,6 +61,29 @@ def test_daemon_smoke_counts_every_message() -> None:
     assert "| 7 | real daemon: CPU per event vs soco.events_twisted" in text
 
 
+def test_daemon_rounds_compared_with_the_runs_around_them() -> None:
+    """Each daemon round is compared with the mean of the contender runs before and after it;
+    delivery is complete only with every answered NOTIFY delivered and no gap."""
+    from benchmarks import daemon
+
+    def run(rate: float, cpu: float, **extra: object) -> dict[str, object]:
+        return {"rate": rate, "cpu_us": cpu, **extra}
+
+    ours = {"ok": 10, "sent": 10, "delivered": 10, "types": {}, "sources": {"notify": 10}}
+    runs = {
+        "sonosd": [run(100.0, 300.0, **ours), run(100.0, 200.0, **ours)],
+        "soco_twisted": [run(50.0, 500.0), run(100.0, 300.0), run(50.0, 500.0)],
+    }
+    final = {"gap_reasons": {}, "id_gaps": 0, "missing": 0, "seq_gaps": 0, "subscriptions": 2}
+    final |= {"types": {"event": 20}, "last_id": 20}
+    figures = daemon._figures(runs, final)
+    assert figures["ratios"]["cpu sonosd/soco_twisted"] == pytest.approx((0.75 + 0.5) / 2)
+    assert figures["ratios"]["rate sonosd/soco_twisted"] == pytest.approx(4 / 3)
+    assert figures["all_delivered"] and figures["events"] == 20
+    final["seq_gaps"] = 1
+    assert not daemon._figures(runs, final)["all_delivered"]
+
+
 def test_daemon_tally_counts_sources_and_seq_gaps() -> None:
     """The SSE client counts events by source, SEQ gaps per subscription and gap reasons."""
     from benchmarks.sseclient import Tally
