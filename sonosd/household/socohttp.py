@@ -37,6 +37,7 @@ import itertools
 import socket
 import threading
 import time
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any, Final
 
 import requests
@@ -156,11 +157,15 @@ _local = threading.local()
 
 
 def _session() -> requests.Session:
-    """This thread's session (made on first use) that ignores proxies and ``.netrc``."""
+    """This thread's session (made on first use) that ignores proxies and ``.netrc`` and
+    keeps no cookies."""
     session: requests.Session | None = getattr(_local, "session", None)
     if session is None:
         session = requests.Session()
         session.trust_env = False
+        # As requests.request, which starts every call with an empty jar: nothing a speaker
+        # (or whatever answers at its address) sets is sent on the next call.
+        session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
         _local.session = session
     return session
 
@@ -216,7 +221,10 @@ class Watchdog:
                     continue
                 heapq.heappop(self._due)
                 response = self._live.pop(number)
-            _shut(response)
+            try:
+                _shut(response)
+            except Exception:  # the watchdog serves every call: it must outlive any answer
+                log.failure("the SoCo watchdog could not shut an answer")
 
 
 WATCHDOG: Final = Watchdog()

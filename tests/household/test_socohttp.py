@@ -140,6 +140,53 @@ def test_watchdog_shuts_late_answers_only() -> None:
     assert not early.shut()
 
 
+def test_watchdog_outlives_an_answer_it_cannot_shut() -> None:
+    """An answer whose socket cannot be shut is logged; later deadlines are still kept."""
+
+    class Broken:
+        @property
+        def raw(self) -> object:
+            raise RuntimeError("no raw")
+
+    watchdog = socohttp.Watchdog()
+    watchdog.arm(time.monotonic(), Broken())  # type: ignore[arg-type]
+    late = Answer()
+    watchdog.arm(time.monotonic() + 0.2, late)  # type: ignore[arg-type]
+    time.sleep(0.5)
+    assert late.shut()
+    assert watchdog._thread is not None and watchdog._thread.is_alive()
+
+
+def test_no_cookies_kept_between_calls() -> None:
+    """A cookie an answer sets is not sent with the next call (as requests.request)."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = (self.headers.get("Cookie") or "none").encode()
+            self.send_response(200)
+            self.send_header("Set-Cookie", "session=1; Path=/")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            """Quiet."""
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        bounded = BoundedRequests(deadline=5.0)
+        assert bounded.get(url, timeout=5).content == b"none"
+        assert bounded.get(url, timeout=5).content == b"none"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_pretty_request_only_when_shown() -> None:
     """SoCo's request body is pretty-printed when a debug line shows it, not before."""
     from soco.utils import prettify
