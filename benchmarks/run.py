@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks import availability, cost, daemon, pipeline, scale
+from benchmarks import availability, cost, daemon, footprint, pipeline, scale
 from sonosd.backoff import FIRST_RENEW_SPREAD, RENEW_JITTER
 
 FULL: dict[str, dict[str, Any]] = {
@@ -33,6 +33,7 @@ FULL: dict[str, dict[str, Any]] = {
     "scale_rss": {"speakers": 200, "settle": 15.0},
     "daemon": {"speakers": 100, "rounds": 3, "count": 34_000, "settle": 60.0},
     "availability": {},
+    "footprint": {"settle": 20.0},
 }
 SMOKE: dict[str, dict[str, Any]] = {
     "throughput": {"rounds": 1, "duration": 0.3, "concurrency": 4, "count": 40, "speakers": 2},
@@ -76,6 +77,7 @@ SMOKE: dict[str, dict[str, Any]] = {
         "outage": 0.5,
         "deadline": 30.0,
     },
+    "footprint": {"settle": 0.5, "variants": ("idle",)},
 }
 #: What each benchmark does and what its contenders are (the report's "What is measured").
 METHOD: tuple[str, ...] = (
@@ -144,8 +146,15 @@ METHOD: tuple[str, ...] = (
     "household of 7, default availability timers; each fault (refused, hung, rebooted, moved, "
     "powered off, asleep) hits its own speaker right after it was heard (the worst case for "
     "the silence check), timed from the fault to the status the API shows.",
+    "- **9. Footprint**: the real daemon following one simulated speaker (default "
+    "configuration, 8 services), left idle 20 s after subscribing; RSS and its anonymous "
+    "and file-backed parts from `/proc`; again with the API on an `ssl:` endpoint and with "
+    "one WebSocket client, which load pyOpenSSL and autobahn on demand.",
     "",
 )
+
+#: Hand-written account of the daemon's memory (issue 17), included in the report.
+MEMORY = os.path.join(os.path.dirname(__file__), "memory.md")
 
 #: Hand-written analysis of the targets not met, included in the report when present.
 ANALYSIS = os.path.join(os.path.dirname(__file__), "analysis.md")
@@ -160,6 +169,7 @@ BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "scale_rss": scale.rss_breakdown,
     "daemon": daemon.daemon,
     "availability": availability.availability,
+    "footprint": footprint.footprint,
 }
 
 
@@ -305,6 +315,9 @@ def table(results: dict[str, Any]) -> list[str]:
     a = results.get("availability")
     if a:
         rows += availability.rows(a)
+    f = results.get("footprint")
+    if f:
+        rows += footprint.rows(f)
     return rows
 
 
@@ -575,6 +588,17 @@ def report(results: dict[str, Any], info: dict[str, str], smoke: bool) -> str:
             *availability.section(a),
             "",
         ]
+    f = results.get("footprint")
+    if f:
+        lines += [
+            "## 9. Footprint: an idle daemon with one speaker",
+            "",
+            *footprint.section(f),
+            "",
+        ]
+    if os.path.exists(MEMORY):
+        with open(MEMORY, encoding="utf-8") as memory:
+            lines += [memory.read().rstrip(), ""]
     if os.path.exists(ANALYSIS):
         with open(ANALYSIS, encoding="utf-8") as analysis:
             lines += [analysis.read().rstrip(), ""]
@@ -596,6 +620,7 @@ def report(results: dict[str, Any], info: dict[str, str], smoke: bool) -> str:
         ".venv/bin/python -m benchmarks.run --only throughput --out /tmp/b.md",
         ".venv/bin/python -m benchmarks.run --only scale scale_rss --out /tmp/s.md  # ~6 min",
         ".venv/bin/python -m benchmarks.daemon --events 100000 --settle 60  # 7 alone, JSON",
+        ".venv/bin/python -m benchmarks.footprint  # 9 alone (idle RSS, one speaker), JSON",
         ".venv/bin/python -m benchmarks.run --smoke --out /tmp/smoke.md   # under a minute",
         "```",
         "",

@@ -29,6 +29,8 @@ import attrs
 import yaml
 from jsonschema import Draft202012Validator, ValidationError, validators
 
+from sonosd import tlsgate
+
 DEFAULT_SERVICES: tuple[str, ...] = (
     "AVTransport",
     "RenderingControl",
@@ -656,17 +658,34 @@ def is_address(value: str) -> bool:
     return True
 
 
+#: Endpoint types that never use TLS; any other (``ssl:``, a plugin's) loads it first.
+PLAIN_ENDPOINTS = frozenset({"tcp", "tcp6", "unix", "systemd"})
+
+
+class _NoReactor:
+    """What a parsed endpoint holds as its reactor while the configuration is checked: it is
+    never asked to listen (twisted.internet.testing's reactor would cost a megabyte of test
+    modules in the daemon)."""
+
+
+def _parse_endpoint(description: str) -> Any:
+    """``description`` parsed as twistd would (nothing listens), with TLS loaded first for
+    an endpoint type that may use it (``sonosd.tlsgate``)."""
+    from twisted.internet.endpoints import serverFromString
+
+    if description.split(":", 1)[0].strip().lower() not in PLAIN_ENDPOINTS:
+        tlsgate.enable()
+    return serverFromString(_NoReactor(), description)
+
+
 def endpoint_problem(description: str) -> str | None:
     """Why ``description`` is not a usable Twisted server endpoint string, or ``None``.
 
     The string is parsed as twistd would parse it, against an in-memory reactor: nothing
     listens. (An ``ssl:`` endpoint does read its key and certificate files.)
     """
-    from twisted.internet.endpoints import serverFromString
-    from twisted.internet.testing import MemoryReactor
-
     try:
-        endpoint = serverFromString(MemoryReactor(), description)
+        endpoint = _parse_endpoint(description)
     except TypeError as error:
         unknown = _ENDPOINT_OPTION.search(str(error))
         return f"unknown option {unknown.group(1)}" if unknown else str(error)
@@ -685,10 +704,7 @@ def endpoint_is_local(description: str) -> bool:
     """Whether the server endpoint ``description`` (a valid one) is reachable from this
     machine only: a unix socket, or a TCP/SSL port bound to a loopback address. ``tcp:8080``
     (every interface) and a LAN address are not."""
-    from twisted.internet.endpoints import serverFromString
-    from twisted.internet.testing import MemoryReactor
-
-    endpoint = serverFromString(MemoryReactor(), description)
+    endpoint = _parse_endpoint(description)
     if not hasattr(endpoint, "_interface"):
         return hasattr(endpoint, "_address")  # UNIXServerEndpoint
     interface = str(getattr(endpoint, "_interface", "") or "").split("%", 1)[0]

@@ -39,7 +39,7 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from sonosd import hostinfo, logs, securesoap
+from sonosd import hostinfo, logs, securesoap, tlsgate
 from sonosd.api.site import VERSION, ApiService
 from sonosd.blocking import SocoRunner
 from sonosd.config import Config, Device, SimulateConfig, redacted
@@ -180,6 +180,7 @@ class SonosdService(MultiService):
         self.simulator: IService | None = None
         if config.simulate is not None:
             if household_factory is None:
+                tlsgate.enable()  # the simulated speakers' HTTPS (sim.tls)
                 from sonosd.sim.service import HouseholdService
 
                 household_factory = HouseholdService
@@ -359,9 +360,12 @@ class SonosdService(MultiService):
 
         Each sink's module is imported only when it is configured: the MQTT client (paho) and
         the webhooks' TLS stack are megabytes of resident memory a daemon without them never
-        uses (issue #7).
+        uses (issues #7 and #17).
         """
         sinks: dict[str, Any] = {}
+        if config.sinks.callbacks or config.sinks.webhooks:
+            # Webhooks speak HTTPS; a user's callback may too (sonosd.tlsgate).
+            tlsgate.enable()
         if config.sinks.callbacks:
             from sonosd.sinks.callbacks import CallbackSink
 
@@ -416,7 +420,7 @@ class SonosdService(MultiService):
     def clients(self) -> dict[str, int]:
         """Connected clients per channel (``websocket``, ``sse``, ``stream``)."""
         counts = {
-            "websocket": len(self.api.websocket.channel.clients),
+            "websocket": self.api.websocket_clients(),
             "sse": len(self.api.events.channel.clients),
         }
         if self.stream is not None:

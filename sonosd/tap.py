@@ -23,7 +23,7 @@ from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 from twisted.python import usage
 
-from sonosd import logs, memory
+from sonosd import logs, memory, tlsgate
 from sonosd.config import (
     LOG_FORMATS,
     LOG_LEVELS,
@@ -106,6 +106,9 @@ class Options(usage.Options):
         path = self["config"]
         if not path:
             raise usage.UsageError("the configuration file is required: -c/--config PATH")
+        if getattr(self, "parent", None) is not None:
+            # Started by twistd: pyOpenSSL only once something needs TLS (sonosd.tlsgate).
+            tlsgate.defer()
         try:
             config = self.load()
         except ConfigError as error:
@@ -166,6 +169,9 @@ class Options(usage.Options):
 
 def check_callbacks(config: Config) -> None:
     """Import every configured callback now, so that a wrong name is one line, not a traceback."""
+    if not config.sinks.callbacks:
+        return
+    tlsgate.enable()  # the user's code may use TLS
     from sonosd.sinks.callbacks import CallbackLoadError, load_callable
 
     for index, spec in enumerate(config.sinks.callbacks):

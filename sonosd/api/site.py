@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 from weakref import WeakSet
 
@@ -64,7 +64,6 @@ from sonosd.api.resources import (
 )
 from sonosd.api.responses import JsonMethods, json_error
 from sonosd.api.sse import EventsResource
-from sonosd.api.ws import ApiWebSocketFactory
 from sonosd.config import ApiConfig
 from sonosd.control.commandargs import COMMANDS
 from sonosd.control.dispatch import ControllerLike
@@ -73,6 +72,9 @@ from sonosd.delivery.endpoint import listen
 from sonosd.delivery.hub import Hub
 from sonosd.delivery.metrics import ApiMetrics
 from sonosd.peerlog import PeerLog
+
+if TYPE_CHECKING:
+    from sonosd.api.ws import ApiWebSocketFactory
 
 log = Logger()
 access_log = Logger(namespace="sonosd.api.access")
@@ -367,6 +369,23 @@ class ApiSite(Site):
         return still
 
 
+class _WebSocketDoor(Resource):
+    """``/api/v1/ws``: hands each request to the WebSocket channel's resource, which it
+    builds on the first request (``ApiService.websocket``)."""
+
+    isLeaf = True
+
+    def __init__(self, service: ApiService) -> None:
+        super().__init__()
+        self._service = service
+        self._resource: IResource | None = None
+
+    def render(self, request: Request) -> Any:
+        if self._resource is None:
+            self._resource = self._service.websocket.web_resource()
+        return self._resource.render(request)
+
+
 class ApiService(Service):
     """The API site on ``config.listen``.
 
@@ -422,15 +441,8 @@ class ApiService(Service):
         self.events = EventsResource(
             hub, reactor, config.client_buffer, config.heartbeat, self.metrics
         )
-        self.websocket = ApiWebSocketFactory(
-            reactor,
-            hub,
-            self.auth,
-            config.client_buffer,
-            config.heartbeat,
-            controller,
-            self.metrics,
-        )
+        self._controller = controller
+        self._websocket: ApiWebSocketFactory | None = None
         self.v1 = V1Resource(self.auth, tuple(config.cors_origins))
         self.v1.metrics = self.metrics
         self.art = ArtProxy(reactor)
@@ -444,7 +456,7 @@ class ApiService(Service):
             b"metrics": MetricsResource(self.metrics),
             b"snapshot": SnapshotResource(hub),
             b"events": self.events,
-            b"ws": self.websocket.web_resource(),
+            b"ws": _WebSocketDoor(self),
             b"speakers": SpeakersResource(
                 state, commands or default_commands(controller, self.metrics)
             ),
@@ -467,6 +479,31 @@ class ApiService(Service):
         self.site.request_timeout = config.request_timeout
         self.site.metrics = self.metrics
         self.listening: Deferred[IListeningPort] = Deferred()
+
+    @property
+    def websocket(self) -> ApiWebSocketFactory:
+        """The WebSocket channel, built (and autobahn imported) when first used: an idle
+        daemon, or one whose clients use SSE only, never loads autobahn and the cryptography
+        library it imports (issue 17)."""
+        if self._websocket is None:
+            from sonosd.api.ws import ApiWebSocketFactory
+
+            self._websocket = ApiWebSocketFactory(
+                self.reactor,
+                self.hub,
+                self.auth,
+                self.config.client_buffer,
+                self.config.heartbeat,
+                self._controller,
+                self.metrics,
+            )
+            if self.running:
+                self._websocket.channel.start()
+        return self._websocket
+
+    def websocket_clients(self) -> int:
+        """Open WebSocket clients (none before the first one, without building the channel)."""
+        return 0 if self._websocket is None else len(self._websocket.channel.clients)
 
     def _problems(self) -> list[str]:
         return [] if self.problems is None else list(self.problems())
@@ -506,7 +543,8 @@ class ApiService(Service):
         """Listen, learn whether the bound address is local, start the channels."""
         super().startService()
         self.events.start()
-        self.websocket.channel.start()
+        if self._websocket is not None:
+            self._websocket.channel.start()
         listen(self.reactor, self.config.listen, self.site, self.listening, "api", self._listened)
 
     def _listened(self, port: IListeningPort) -> None:
@@ -539,11 +577,13 @@ class ApiService(Service):
         if self.port is not None:
             port, self.port = self.port, None
             await maybeDeferred(port.stopListening)
-        sockets: list[Any] = list(self.websocket.channel.clients)
+        websocket = self._websocket
+        sockets: list[Any] = list(websocket.channel.clients) if websocket is not None else []
         self.events.stop()
-        self.websocket.channel.stop()
+        if websocket is not None:
+            websocket.channel.stop()
+            websocket.peer_log.stop()
         self.site.peer_log.stop()
-        self.websocket.peer_log.stop()
         channels = self.site.close_connections()
         waiting: list[Deferred[Any]] = [ws.lost for ws in sockets]
         waiting.extend(channel.lost for channel in channels)
