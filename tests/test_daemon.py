@@ -8,6 +8,7 @@ API site with real SSE, WebSocket and HTTP clients, and the configured Python ca
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import attrs
@@ -29,11 +30,13 @@ from tests.daemon_helpers import (
     Recorder,
     callback_calls,
     daemon_yaml,
+    free_tcp_port,
     http_agent,
     is_volume_event,
     reactor,
     until,
 )
+from tests.paths import ROOT
 
 CALLBACK = "tests.daemon_helpers:record_callback"
 
@@ -117,14 +120,22 @@ class DaemonTests(TestCase):
 
     timeout = 120
 
-    async def daemon(self, callbacks: tuple[str, ...] = (), advertise: str | None = None) -> Daemon:
+    async def daemon(
+        self,
+        callbacks: tuple[str, ...] = (),
+        advertise: str | None = None,
+        sinks: dict[str, Any] | None = None,
+    ) -> Daemon:
         """Start a daemon with a simulated household of three speakers; stop it at cleanup.
 
         @param advertise: ``listener.advertise`` (an address the speakers cannot reach makes
             their NOTIFYs fail).
+        @param sinks: More of the ``sinks`` section.
         """
         base = free_loopback_base()
-        config = parse_config(daemon_yaml(base, callbacks=callbacks), "daemon-test.yaml")
+        document = json.loads(daemon_yaml(base, callbacks=callbacks))
+        document.setdefault("sinks", {}).update(sinks or {})
+        config = parse_config(json.dumps(document), "daemon-test.yaml")
         if advertise is not None:
             config = attrs.evolve(
                 config, listener=attrs.evolve(config.listener, advertise=advertise)
@@ -453,6 +464,31 @@ class DaemonTests(TestCase):
             'sonosd_command_duration_seconds_count{command="volume",result="unknown_speaker"} 1.0',
             metrics,
         )
+
+    async def test_every_documented_metric_is_served(self) -> None:
+        """With every sink configured, /api/v1/metrics serves exactly the series docs/api.md
+        lists (webhook, MQTT and callback series included)."""
+        daemon = await self.daemon(
+            callbacks=(CALLBACK,),
+            sinks={
+                "webhooks": [{"url": f"http://127.0.0.1:{free_tcp_port()}/hook"}],
+                "mqtt": {"host": "127.0.0.1", "port": free_tcp_port()},
+            },
+        )
+        await until(daemon.settled, "the initial event of every service of every speaker")
+        text = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+        table = text[text.index("## Metrics: `/api/v1/metrics`") : text.index("## TLS")]
+        documented = set(re.findall(r"^\| `(sonosd_\w+)|, `(sonosd_\w+)", table, re.MULTILINE))
+        names = {name for pair in documented for name in pair if name}
+        http = treq.client.HTTPClient(http_agent(self))
+        metrics = await (await http.get(daemon.url("/api/v1/metrics"))).text()
+        served = {
+            name + ("_total" if kind == "counter" and not name.endswith("_total") else "")
+            for name, kind in re.findall(r"^# TYPE (\w+) (\w+)$", metrics, re.MULTILINE)
+            # prometheus_client's creation times of its counters.
+            if not name.endswith("_created")
+        }
+        self.assertEqual(served, names)
 
     async def test_reload_changes_services_and_devices(self) -> None:
         """reload() subscribes an added service, unsubscribes a removed one and a removed
