@@ -333,6 +333,35 @@ def test_controls_drive_the_household(page: tuple[Page, Console], daemon: Daemon
     finish(tab, console)
 
 
+def test_track_repeat_and_crossfade(page: tuple[Page, Console], daemon: Daemon) -> None:
+    """Next and previous move through the queue; repeat goes off, all, one track and off
+    again; crossfade switches on and off: each at the simulated speaker."""
+    tab, console = page
+    uid = daemon.uids["Living Room"]
+    daemon.call("PATCH", f"/speakers/{uid}/state", {"play_mode": "NORMAL", "crossfade": False})
+    living = card(tab, "Living Room")
+    track = daemon.speaker("Living Room")["track"]
+    assert daemon.speaker("Living Room")["queue_length"] > track
+    living.get_by_role("button", name="Next track in Living Room").click()
+    wait_for(lambda: daemon.speaker("Living Room")["track"] == track + 1, "the next track")
+    title = daemon.speaker("Living Room")["current"]["title"]
+    expect(living.get_by_text(title, exact=True)).to_be_visible()
+    living.get_by_role("button", name="Previous track in Living Room").click()
+    wait_for(lambda: daemon.speaker("Living Room")["track"] == track, "the previous track")
+    for mode, said in (("REPEAT_ALL", "all"), ("REPEAT_ONE", "one track"), ("NORMAL", "off")):
+        living.get_by_role("button", name=re.compile("^Repeat in Living Room")).click()
+        wait_for(lambda m=mode: daemon.speaker("Living Room")["play_mode"] == m, mode)
+        expect(living.get_by_role("button", name=f"Repeat in Living Room: {said}")).to_be_visible()
+    crossfade = living.get_by_role("button", name="Crossfade in Living Room")
+    crossfade.click()
+    wait_for(lambda: daemon.speaker("Living Room")["crossfade"] is True, "crossfade on")
+    expect(crossfade).to_have_attribute("aria-pressed", "true")
+    crossfade.click()
+    wait_for(lambda: daemon.speaker("Living Room")["crossfade"] is False, "crossfade off")
+    expect(crossfade).to_have_attribute("aria-pressed", "false")
+    finish(tab, console)
+
+
 def test_grouping_from_the_page(page: tuple[Page, Console], daemon: Daemon) -> None:
     """Joining a room to another in the page groups them at the simulator, and back."""
     tab, console = page
@@ -349,14 +378,39 @@ def test_grouping_from_the_page(page: tuple[Page, Console], daemon: Daemon) -> N
     expect(group.get_by_role("slider", name="Group volume of Kitchen + Office")).to_be_enabled()
     group.get_by_role("slider", name="Group volume of Kitchen + Office").fill("30")
     wait_for(lambda: daemon.speaker("Kitchen")["group_volume"] == 30, "group volume 30")
+    # Each member keeps its own volume and mute in the group's card.
+    group.get_by_role("slider", name="Volume of Office").fill("12")
+    wait_for(lambda: daemon.speaker("Office")["volume"] == 12, "the office at volume 12")
+    kitchen_muted = daemon.speaker("Kitchen")["mute"]
+    office_mute = group.get_by_role("button", name="Mute Office", exact=True)
+    daemon.call("PATCH", f"/speakers/{daemon.uids['Office']}/state", {"mute": False})
+    expect(office_mute).to_have_attribute("aria-pressed", "false")
+    office_mute.click()
+    wait_for(lambda: daemon.speaker("Office")["mute"] is True, "the office muted")
+    assert daemon.speaker("Kitchen")["mute"] is kitchen_muted
+    expect(office_mute).to_have_attribute("aria-pressed", "true")
+    office_mute.click()
+    wait_for(lambda: daemon.speaker("Office")["mute"] is False, "the office unmuted")
+    group_mute = group.get_by_role("button", name="Mute Kitchen + Office")
+    expect(group_mute).to_have_attribute("aria-pressed", "false")
+    group_mute.click()
+    wait_for(lambda: daemon.speaker("Kitchen")["group_mute"] is True, "the group muted")
+    expect(group_mute).to_have_attribute("aria-pressed", "true")
+    group_mute.click()
+    wait_for(lambda: daemon.speaker("Kitchen")["group_mute"] is False, "the group unmuted")
     daemon.call("PATCH", f"/speakers/{kitchen}/state", {"transport": "PLAYING"})
     daemon.call("POST", f"/speakers/{kitchen}/next")
     expect(group.get_by_text("Playing", exact=True)).to_be_visible()
     expect(group.locator(".progress progress")).to_be_visible()
     screenshot(tab, "dashboard.png")
+    background = "getComputedStyle(document.body).backgroundColor"
+    assert tab.evaluate(background) == "rgb(244, 245, 247)"
     tab.emulate_media(color_scheme="dark")
+    # Dark follows the system's preference, with nothing to switch in the page.
+    expect(tab.locator("body")).to_have_css("background-color", "rgb(15, 17, 21)")
     screenshot(tab, "dashboard-dark.png")
     tab.emulate_media(color_scheme="light")
+    expect(tab.locator("body")).to_have_css("background-color", "rgb(244, 245, 247)")
     daemon.call("PATCH", f"/speakers/{kitchen}/state", {"transport": "PAUSED_PLAYBACK"})
     group.get_by_role("button", name="Group").click()
     dialog = tab.get_by_role("dialog", name="Group with Kitchen")
@@ -513,6 +567,14 @@ def test_phone_layout_and_health_panels(browser: Browser, daemon: Daemon) -> Non
     expect(log.get_by_text("volume=44").first).to_be_visible()
     rooms = log.locator(".room").all_text_contents()
     assert rooms and set(rooms) == {"Office"}, rooms
+    # Pause freezes the list; Resume follows again.
+    tab.get_by_role("button", name="Pause").click()
+    daemon.call("PATCH", f"/speakers/{daemon.uids['Office']}/state", {"volume": 45})
+    wait_for(lambda: _volume_at_daemon(daemon, daemon.uids["Office"]) == 45, "volume 45")
+    expect(log.get_by_text("volume=45")).to_have_count(0)
+    tab.get_by_role("button", name="Resume").click()
+    daemon.call("PATCH", f"/speakers/{daemon.uids['Office']}/state", {"volume": 46})
+    expect(log.get_by_text("volume=46").first).to_be_visible()
     finish(tab, console)
 
 
