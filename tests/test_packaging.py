@@ -394,6 +394,8 @@ def test_make_demo_leaves_no_pid_file(tmp_path: Path) -> None:
     (line,) = demo
     words = line.split()
     assert words[words.index("sonosd") - 1] == "--pidfile="
+    # The configuration the dashboard's browser test runs as the demo.
+    assert words[-2:] == ["-c", "etc/sonosd.demo.yaml"]
     assert "twistd.pid" in (ROOT / ".gitignore").read_text().split()
 
 

@@ -34,6 +34,7 @@ from playwright.sync_api import (
 
 from sonosd.config import DEFAULT_SERVICES
 from tests.daemon_helpers import ROOMS, daemon_yaml, free_tcp_port
+from tests.paths import ROOT
 from tests.test_daemon_process import Processes, get_json, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -798,3 +799,54 @@ def test_dropped_notifies_show_polling(browser: Browser, households: Daemon) -> 
     _wait_ready(households)
     expect(card(tab, "Hall").locator(".badge.status-polling")).to_have_count(0)
     finish(tab, console, allowed=("503 (Service Unavailable)", "502 (Bad Gateway)"))
+
+
+def test_the_demo_household_live_and_controlled(
+    browser: Browser, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """``make demo``'s configuration (only its addresses moved to free ones): the page shows
+    every room of the demo household (the home theatre as one room), follows the activity
+    generator's changes live, and its volume slider controls the simulated speaker."""
+    import yaml
+
+    from sonosd.sim.addresses import free_loopback_base
+
+    document = yaml.safe_load((ROOT / "etc" / "sonosd.demo.yaml").read_text())
+    simulate = document["simulate"]
+    api_port, admin_port = free_tcp_port(), free_tcp_port()
+    document["api"]["listen"] = f"tcp:{api_port}:interface=127.0.0.1"
+    simulate["admin"] = f"tcp:{admin_port}:interface=127.0.0.1"
+    simulate["base_address"] = free_loopback_base(count=simulate["speakers"])
+    directory = tmp_path_factory.mktemp("demo")
+    config = directory / "demo.yaml"
+    config.write_text(json.dumps(document))
+    processes = Processes(directory)
+    try:
+        process = processes.start("daemon", "sonosd", "-c", str(config))
+        url = f"http://127.0.0.1:{api_port}"
+
+        def ready() -> bool:
+            assert process.poll() is None, processes.output(process)
+            health = get_json(f"{url}/api/v1/health")
+            return bool(health) and health["speakers"]["online"] == simulate["speakers"]
+
+        wait_for(ready, "every speaker of the demo online")
+        demo = Daemon(url, f"http://127.0.0.1:{admin_port}")
+        tab, console = open_page(browser, demo)
+        expect(tab.locator("#connection")).to_have_text("Live")
+        for room in simulate["rooms"]:
+            expect(card(tab, room)).to_be_visible()
+        expect(tab.get_by_role("article")).to_have_count(len(simulate["rooms"]))
+        tab.get_by_text("Recent messages").click()
+        newest = tab.get_by_role("log", name="Recent messages").locator(".message .id").first
+        expect(newest).to_have_text(re.compile(r"^#\d+$"))
+        first = newest.text_content()
+        expect(newest).not_to_have_text(first or "")
+        demo.call("PATCH", "/activity", {"rate": 0})
+        slider = card(tab, "Kitchen").get_by_role("slider", name="Volume of Kitchen")
+        volume = 41 if demo.speaker("Kitchen")["volume"] != 41 else 42
+        slider.fill(str(volume))
+        wait_for(lambda: demo.speaker("Kitchen")["volume"] == volume, "the kitchen's new volume")
+        finish(tab, console)
+    finally:
+        processes.kill_all()
