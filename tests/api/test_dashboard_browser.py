@@ -79,12 +79,18 @@ class Daemon:
 
 
 def run_daemon(
-    directory: Path, speakers: int, configure: Callable[[dict[str, Any]], None], spare: int = 0
+    directory: Path,
+    speakers: int,
+    configure: Callable[[dict[str, Any]], None],
+    spare: int = 0,
+    document: dict[str, Any] | None = None,
 ) -> Iterator[Daemon]:
     """``twistd sonosd`` with ``speakers`` simulated speakers and the simulator's admin API,
     its configuration changed by ``configure``; killed when the generator ends.
 
     @param spare: Addresses after the speakers' that are free too (for the configuration).
+    @param document: A configuration to run (its API, simulator addresses and admin API
+        moved to free ones) instead of the tests' own.
     """
     from sonosd.sim.addresses import free_loopback_base
 
@@ -92,10 +98,15 @@ def run_daemon(
     api_port, admin_port = free_tcp_port(), free_tcp_port()
     api = f"tcp:{api_port}:interface=127.0.0.1"
     base = free_loopback_base(count=speakers + spare)
-    config = json.loads(daemon_yaml(base, api=api, speakers=speakers))
+    if document is None:
+        config = json.loads(daemon_yaml(base, api=api, speakers=speakers))
+        # A silent speaker is pinged after 2 s, so that one taken offline is noticed soon.
+        config["subscription"]["silence_timeout"] = 2.0
+    else:
+        config = document
+        config["api"]["listen"] = api
+        config["simulate"]["base_address"] = base
     config["simulate"]["admin"] = f"tcp:{admin_port}:interface=127.0.0.1"
-    # A silent speaker is pinged after 2 s, so that one taken offline is noticed soon.
-    config["subscription"]["silence_timeout"] = 2.0
     configure(config)
     path = directory / "sonosd.yaml"
     path.write_text(json.dumps(config))
@@ -809,34 +820,21 @@ def test_the_demo_household_live_and_controlled(
     generator's changes live, and its volume slider controls the simulated speaker."""
     import yaml
 
-    from sonosd.sim.addresses import free_loopback_base
-
     document = yaml.safe_load((ROOT / "etc" / "sonosd.demo.yaml").read_text())
-    simulate = document["simulate"]
-    api_port, admin_port = free_tcp_port(), free_tcp_port()
-    document["api"]["listen"] = f"tcp:{api_port}:interface=127.0.0.1"
-    simulate["admin"] = f"tcp:{admin_port}:interface=127.0.0.1"
-    simulate["base_address"] = free_loopback_base(count=simulate["speakers"])
-    directory = tmp_path_factory.mktemp("demo")
-    config = directory / "demo.yaml"
-    config.write_text(json.dumps(document))
-    processes = Processes(directory)
+    rooms = document["simulate"]["rooms"]
+    running = run_daemon(
+        tmp_path_factory.mktemp("demo"),
+        document["simulate"]["speakers"],
+        lambda config: None,
+        document=document,
+    )
+    demo = next(running)
     try:
-        process = processes.start("daemon", "sonosd", "-c", str(config))
-        url = f"http://127.0.0.1:{api_port}"
-
-        def ready() -> bool:
-            assert process.poll() is None, processes.output(process)
-            health = get_json(f"{url}/api/v1/health")
-            return bool(health) and health["speakers"]["online"] == simulate["speakers"]
-
-        wait_for(ready, "every speaker of the demo online")
-        demo = Daemon(url, f"http://127.0.0.1:{admin_port}")
         tab, console = open_page(browser, demo)
         expect(tab.locator("#connection")).to_have_text("Live")
-        for room in simulate["rooms"]:
+        for room in rooms:
             expect(card(tab, room)).to_be_visible()
-        expect(tab.get_by_role("article")).to_have_count(len(simulate["rooms"]))
+        expect(tab.get_by_role("article")).to_have_count(len(rooms))
         tab.get_by_text("Recent messages").click()
         newest = tab.get_by_role("log", name="Recent messages").locator(".message .id").first
         expect(newest).to_have_text(re.compile(r"^#\d+$"))
@@ -849,4 +847,4 @@ def test_the_demo_household_live_and_controlled(
         wait_for(lambda: demo.speaker("Kitchen")["volume"] == volume, "the kitchen's new volume")
         finish(tab, console)
     finally:
-        processes.kill_all()
+        running.close()
