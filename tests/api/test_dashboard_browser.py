@@ -312,6 +312,10 @@ def test_changes_elsewhere_show_live(page: tuple[Page, Console], daemon: Daemon)
     art = office.get_by_role("img", name="Album art", exact=False)
     expect(art).to_be_visible()
     assert tab.evaluate("(img) => img.naturalWidth > 0", art.element_handle())
+    # Through the daemon's proxy (with the token), never from the speaker directly.
+    source = tab.evaluate("(img) => img.src", art.element_handle())
+    assert source.startswith(f"{daemon.url}/api/v1/art?"), source
+    assert "access_token=" in source, source
     # Known from the track change on: the position runs while playing.
     elapsed = office.locator(".progress .time").first
     expect(elapsed).to_have_text("0:02", timeout=DEADLINE)
