@@ -530,8 +530,9 @@ class DaemonTests(TestCase):
         self.assertFalse(client.closed.called)
 
     async def test_doctor_explains_notifies_that_never_arrive(self) -> None:
-        """Speakers told an unreachable callback URL are polled; /ready says so and the
-        doctor names the speakers, the URL, the advertise setting and the port to open."""
+        """Speakers told an unreachable callback URL are polled; /ready says so (503, or 200
+        once ``api.ready_when_polling`` accepts polling) and the doctor names the speakers,
+        the URL, the advertise setting and the port to open."""
         from sonosd.doctor import PROBLEM, diagnose
 
         daemon = await self.daemon(advertise="127.0.0.254")
@@ -558,3 +559,12 @@ class DaemonTests(TestCase):
         self.assertIn(f"Open TCP port {port}", text)
         metrics = service.api.metrics.render().decode()
         self.assertIn('sonosd_subscriptions{state="polling"} 24.0', metrics)
+        code, body = await self.get_json(daemon, "/api/v1/ready")
+        self.assertEqual((code, body["speakers"]["polling"]), (503, 3))
+        # api.ready_when_polling accepts polled speakers as ready (applied by a reload).
+        accepting = attrs.evolve(
+            service.config, api=attrs.evolve(service.config.api, ready_when_polling=True)
+        )
+        service.reload(accepting)
+        code, body = await self.get_json(daemon, "/api/v1/ready")
+        self.assertEqual((code, body["status"], body["speakers"]["polling"]), (200, "ready", 3))
