@@ -546,6 +546,44 @@ def test_doctor_names_a_upnp_off_and_an_offline_speaker(
     assert lines[-1] == "2 problem(s) found."
 
 
+def test_the_example_configuration_is_never_ready(processes: Processes) -> None:
+    """The Docker image's default, etc/sonosd.example.yaml, follows nothing: the daemon says
+    so in its log, /ready is 503 with that reason (so the container stays unhealthy) while
+    /health answers, and the doctor names it and exits 1."""
+    from tests.paths import ROOT
+
+    port = free_tcp_port()
+    example = str(ROOT / "etc" / "sonosd.example.yaml")
+    daemon = processes.start(
+        "daemon",
+        "sonosd",
+        "-c",
+        example,
+        "--api",
+        f"tcp:{port}:interface=127.0.0.1",
+        "--listen-interface",
+        "127.0.0.1",
+        "--listen-port",
+        "0",
+    )
+    api = f"http://127.0.0.1:{port}"
+
+    def answered() -> Any:
+        assert daemon.poll() is None, processes.output(daemon)
+        return get(f"{api}/api/v1/ready")[0]
+
+    assert wait_for(answered, "the API") == 503
+    status, body = get(f"{api}/api/v1/ready")
+    assert body["reasons"] == [
+        "no speaker is followed: list one under devices (or set discovery: true)"
+    ]
+    assert get(f"{api}/api/v1/health")[0] == 200
+    assert f"warn [sonosd.service] {example}: nothing will be followed" in processes.output(daemon)
+    status, text = doctor(api)
+    assert status == 1, text
+    assert f"problem: No speaker is followed: list one under devices in {example}" in text
+
+
 # -- the log ---------------------------------------------------------------------------------
 
 
