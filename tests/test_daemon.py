@@ -125,16 +125,19 @@ class DaemonTests(TestCase):
         callbacks: tuple[str, ...] = (),
         advertise: str | None = None,
         sinks: dict[str, Any] | None = None,
+        api: dict[str, Any] | None = None,
     ) -> Daemon:
         """Start a daemon with a simulated household of three speakers; stop it at cleanup.
 
         @param advertise: ``listener.advertise`` (an address the speakers cannot reach makes
             their NOTIFYs fail).
         @param sinks: More of the ``sinks`` section.
+        @param api: More of the ``api`` section.
         """
         base = free_loopback_base()
         document = json.loads(daemon_yaml(base, callbacks=callbacks))
         document.setdefault("sinks", {}).update(sinks or {})
+        document["api"].update(api or {})
         config = parse_config(json.dumps(document), "daemon-test.yaml")
         if advertise is not None:
             config = attrs.evolve(
@@ -489,6 +492,32 @@ class DaemonTests(TestCase):
             if not name.endswith("_created")
         }
         self.assertEqual(served, names)
+
+    async def test_diagnostics_show_the_configuration_without_a_secret(self) -> None:
+        """/api/v1/diagnostics shows the configuration with every secret hidden: tokens by
+        name and scopes, the webhook secret and the MQTT password as ``<hidden>``."""
+        token, secret, password = "diag-token-0123456789", "hook-secret-42", "mqtt-password-42"
+        daemon = await self.daemon(
+            api={"tokens": [{"name": "ha", "token": token, "scopes": ["read"]}]},
+            sinks={
+                "webhooks": [{"url": f"http://127.0.0.1:{free_tcp_port()}/", "secret": secret}],
+                "mqtt": {"port": free_tcp_port(), "username": "u", "password": password},
+            },
+        )
+        http = treq.client.HTTPClient(http_agent(self))
+        response = await http.get(
+            daemon.url("/api/v1/diagnostics"),
+            headers=Headers({"Authorization": [f"Bearer {token}"]}),
+        )
+        text = await response.text()
+        self.assertEqual(response.code, 200, text)
+        for hidden in (token, secret, password):
+            self.assertNotIn(hidden, text)
+        config = json.loads(text)["config"]
+        [shown] = config["api"]["tokens"]
+        self.assertEqual((shown["name"], shown["scopes"]), ("ha", ["read"]))
+        self.assertEqual(config["sinks"]["webhooks"][0]["secret"], "<hidden>")
+        self.assertEqual(config["sinks"]["mqtt"]["password"], "<hidden>")
 
     async def test_reload_changes_services_and_devices(self) -> None:
         """reload() subscribes an added service, unsubscribes a removed one and a removed
