@@ -493,6 +493,37 @@ class DaemonTests(TestCase):
         }
         self.assertEqual(served, names)
 
+    async def test_doctor_names_failing_sinks(self) -> None:
+        """A webhook target that refuses connections (without retries: each message fails at
+        its only attempt) and an MQTT broker that is not there are each a problem the doctor
+        names from the daemon's own diagnostics."""
+        from sonosd.doctor import PROBLEM, diagnose
+
+        hook, broker = free_tcp_port(), free_tcp_port()
+        daemon = await self.daemon(
+            sinks={
+                "webhooks": [{"url": f"http://127.0.0.1:{hook}/hook", "retries": 0}],
+                "mqtt": {"host": "127.0.0.1", "port": broker},
+            },
+        )
+
+        def problems() -> list[str]:
+            findings = diagnose(daemon.service.diagnostics())
+            return [f.text for f in findings if f.severity == PROBLEM]
+
+        def named() -> bool:
+            texts = problems()
+            return any(t.startswith(f"Webhook http://127.0.0.1:{hook}/hook fails") for t in texts)
+
+        await until(named, "the failing webhook named")
+        self.assertTrue(
+            any(
+                t.startswith(f"The MQTT broker 127.0.0.1:{broker} is not connected")
+                for t in problems()
+            ),
+            problems(),
+        )
+
     async def test_diagnostics_show_the_configuration_without_a_secret(self) -> None:
         """/api/v1/diagnostics shows the configuration with every secret hidden: tokens by
         name and scopes, the webhook secret and the MQTT password as ``<hidden>``."""
