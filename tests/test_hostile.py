@@ -188,6 +188,23 @@ class HostileTests(TestCase):
         self.assertEqual(status_of(await client.done), 400)
         self.assertEqual(daemon.service.listener.rejected["dtd"], 1)
 
+    async def test_oversized_value_is_refused(self) -> None:
+        """A NOTIFY within ``max_body`` whose one value is over ``eventxml.MAX_VALUE``
+        characters is answered 400, counted ``value_too_large``, and kept from the state."""
+        daemon = await self.daemon()
+        kitchen = daemon.speakers[0]
+        body = last_change(b"P" * 70_000)
+        sid = daemon.sid(kitchen, "AVTransport")
+        client = await self.send(daemon, notify_request(sid, 1, body), kitchen.address)
+        self.assertEqual(status_of(await client.done), 400)
+        self.assertEqual(daemon.service.listener.rejected["value_too_large"], 1)
+        state = daemon.service.state.variables(kitchen.uid, "AVTransport")
+        self.assertNotEqual(state.get("transport_state"), "P" * 70_000)
+        self.assertLess(len(json.dumps(state)), 65_536)
+        self.assertIn(
+            'sonosd_notifies_total{result="value_too_large"} 1.0', await self.metrics(daemon)
+        )
+
     async def test_hostile_soap_answers_are_refused(self) -> None:
         """A speaker answering a command with 5 MB of padding, or with an expanding DTD, gets
         the command a 502 naming the bound; nothing of the answer is kept."""
