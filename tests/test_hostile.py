@@ -361,6 +361,33 @@ class HostileTests(TestCase):
             self.assertEqual(client.received, b"")
         self.assertEqual(daemon.service.listener.rejected["too_slow"], 5)
 
+    async def test_connections_from_one_host_are_bounded(self) -> None:
+        """Beyond ``listener.max_connections_per_host`` open connections from one address,
+        each new one is closed at once and counted; the speaker's own NOTIFYs still land once
+        they are gone."""
+        daemon = await self.daemon(listener={"max_connections_per_host": 8})
+        kitchen = daemon.speakers[0]
+        head = b"NOTIFY / HTTP/1.1\r\nHOST: 127.0.0.1\r\n"
+        clients = [await self.send(daemon, head, kitchen.address) for _ in range(12)]
+        await until(
+            lambda: daemon.service.listener.rejected["too_many_connections"] == 4,
+            "the connections beyond the bound closed",
+        )
+        await until(
+            lambda: sum(client.done.called for client in clients) == 4, "4 connections closed"
+        )
+        self.assertEqual(daemon.service.listener.rejected["too_many_connections"], 4)
+        for client in clients:
+            client.close()
+        volume = 33 if kitchen.rendering.volume != 33 else 34
+        kitchen.set_volume(volume)
+
+        def volume_in_state() -> object:
+            variables = daemon.service.state.variables(kitchen.uid, "RenderingControl")
+            return variables.get("volume", {}).get("Master")
+
+        await until(lambda: volume_in_state() == volume, "the next NOTIFY accepted")
+
     async def test_slow_drip_to_the_api_is_closed(self) -> None:
         """An API request dripping a byte every 0.2 s is answered 408 (JSON) at its deadline."""
         daemon = await self.daemon(api={"request_timeout": 1.0})
