@@ -18,6 +18,7 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
+    STATE_DIRECTORY=/var/lib/sonosd \
     SONOSD_READY_URL=http://127.0.0.1:8080/api/v1/ready
 COPY --from=build /wheels /wheels
 # Install, then build Twisted's plugin cache now: the image is read-only for the daemon's

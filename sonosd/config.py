@@ -219,7 +219,7 @@ class SimulateConfig:
     households: int = 1
     home_theatre: bool = False
     moderation: float = 0.2
-    large_household: bool = False
+    large_household: bool = True
     large_household_players: int = 22
     upnp: bool = True
     upnp_off_ssdp: str = "answer"
@@ -246,6 +246,7 @@ class Config:
     sinks: SinksConfig = SinksConfig()
     log: LogConfig = LogConfig()
     simulate: SimulateConfig | None = None
+    state_dir: str | None = None
 
 
 #: A key path inside the document: ``("devices", 0, "host")``.
@@ -727,9 +728,14 @@ class _Builder:
                 sections[name] = reader(value, (name,))
         if doc.get("devices") is not None:
             sections["devices"] = self._devices(doc["devices"], ("devices",))
-        for flag in ("discovery", "follow_household"):
+        for flag in ("discovery", "follow_household", "state_dir"):
             if flag in doc:
                 sections[flag] = doc[flag]
+        if "state_dir" not in doc:
+            # systemd's StateDirectory= sets it (several directories: colon-separated).
+            state_directory = self.environ.get("STATE_DIRECTORY", "").split(":")[0]
+            if state_directory:
+                sections["state_dir"] = state_directory
         if "services" in doc:
             sections["services"] = tuple(doc["services"])
         return Config(path=self.source.file, **sections)
@@ -1017,5 +1023,13 @@ def config_warnings(config: Config) -> list[str]:
         warnings.append(
             f"{config.path}: nothing will be followed: devices is empty, discovery is off and "
             "simulate is not set; list a speaker under devices (one per household is enough)"
+        )
+    state_dir = config.state_dir
+    if state_dir is not None and not (
+        os.path.isdir(state_dir) and os.access(state_dir, os.W_OK | os.X_OK)
+    ):
+        warnings.append(
+            f"{config.path}: state_dir: {state_dir} is not a directory the daemon can write: "
+            "pending alarm skips will not survive a restart"
         )
     return warnings

@@ -31,6 +31,7 @@ RESTART_ONLY: dict[str, Callable[[Config], object]] = {
     "soco": lambda c: c.soco,
     "log.format": lambda c: c.log.format,
     "simulate": lambda c: c.simulate,
+    "state_dir": lambda c: c.state_dir,
 }
 
 #: The sinks a reload rebuilds when their settings change.

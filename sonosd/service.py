@@ -547,6 +547,7 @@ class SonosdService(MultiService):
             announce=self.config.announce,
             media=self.media,
             media_url=self.listener.media_url,
+            state_dir=self.config.state_dir,
         )
 
     def _reader(self) -> Any:

@@ -35,6 +35,7 @@ from sonosd.config import (
     SubscriptionConfig,
     Token,
     Webhook,
+    config_warnings,
     endpoint_problem,
     format_path,
     is_host,
@@ -288,7 +289,7 @@ def test_unknown_top_level_key() -> None:
     assert error_of("device: []\n") == (
         "config.yaml:1: device: unknown key (known keys: listener, api, devices, "
         "follow_household, discovery, ssdp, services, subscription, soco, announce, sinks, "
-        "log, simulate), got []"
+        "log, simulate, state_dir), got []"
     )
 
 
@@ -851,9 +852,10 @@ def test_none_overrides_are_ignored() -> None:
 def test_defaults() -> None:
     """An empty mapping (and null sections) give the documented defaults."""
     expected = Config(path="config.yaml")
-    assert parse_config("{}\n") == expected
+    # No environment: systemd's STATE_DIRECTORY would set state_dir.
+    assert parse_config("{}\n", environ={}) == expected
     nulls = "listener:\napi:\ndevices:\nsubscription:\nsoco:\nsinks:\nlog:\nsimulate:\n"
-    assert parse_config(nulls) == expected
+    assert parse_config(nulls, environ={}) == expected
     assert expected.services == DEFAULT_SERVICES
     assert expected.simulate is None
 
@@ -915,6 +917,27 @@ simulate: {speakers: 5, rooms: [A, B], activity: 2, admin: "tcp:0", stereo_pair:
         speakers=5, rooms=("A", "B"), activity=2, admin="tcp:0", stereo_pair=True
     )
     assert config.path == str(tmp_path / "config.yaml")
+
+
+def test_state_dir_from_the_file_or_systemd(tmp_path: Path) -> None:
+    """state_dir is the file's; left out, systemd's STATE_DIRECTORY (its first directory);
+    null keeps nothing even under systemd."""
+    systemd = {"STATE_DIRECTORY": "/var/lib/sonosd:/var/lib/other"}
+    assert parse_config("{}\n", environ={}).state_dir is None
+    assert parse_config("{}\n", environ=systemd).state_dir == "/var/lib/sonosd"
+    assert parse_config("state_dir: /srv/s\n", environ=systemd).state_dir == "/srv/s"
+    assert parse_config("state_dir: null\n", environ=systemd).state_dir is None
+    assert error_of("state_dir: 5\n") == (
+        "config.yaml:1: state_dir: expected a directory path or null, got 5"
+    )
+    devices = "devices: [{host: 192.168.1.20}]\n"
+    ok = parse_config(f"{devices}state_dir: {tmp_path}\n", environ={})
+    assert config_warnings(ok) == []
+    missing = parse_config(f"{devices}state_dir: {tmp_path / 'no'}\n", "c.yaml", environ={})
+    assert config_warnings(missing) == [
+        f"c.yaml: state_dir: {tmp_path / 'no'} is not a directory the daemon can write: "
+        "pending alarm skips will not survive a restart"
+    ]
 
 
 @pytest.mark.parametrize("name", ["sonosd.example.yaml", "sonosd.demo.yaml"])

@@ -253,6 +253,10 @@ def test_dockerfile() -> None:
     env = " ".join(rest for word, rest in steps if word == "ENV")
     assert "SONOSD_READY_URL" in health
     assert "SONOSD_READY_URL=http://127.0.0.1:8080/api/v1/ready" in env
+    # The daemon keeps its state (pending alarm skips) in its user's home, its workdir.
+    assert "STATE_DIRECTORY=/var/lib/sonosd" in env.split()
+    assert "--home-dir /var/lib/sonosd --create-home" in runs
+    assert ("WORKDIR", "/var/lib/sonosd") in steps
     (entry,) = [rest for word, rest in steps if word == "ENTRYPOINT"]
     assert json.loads(entry) == ["twistd", "-n", "--pidfile=", "sonosd"]
     (cmd,) = [rest for word, rest in steps if word == "CMD"]
@@ -315,7 +319,7 @@ def _health_url(test: list[str]) -> str:
 
 def test_docker_compose_examples_match_the_code(tmp_path: Path) -> None:
     """docker-compose.yml: host networking and a bridge with advertise; ports, health
-    endpoint and configuration paths as the code and the Dockerfile have them."""
+    endpoint, configuration path and state volume as the code and the Dockerfile have them."""
     import yaml
 
     from sonosd.config import ListenerConfig, endpoint_is_local, load_config
@@ -324,6 +328,9 @@ def test_docker_compose_examples_match_the_code(tmp_path: Path) -> None:
     steps = _instructions((ROOT / "Dockerfile").read_text())
     (cmd,) = [json.loads(rest) for word, rest in steps if word == "CMD"]
     config_path = cmd[cmd.index("-c") + 1]
+    env = " ".join(rest for word, rest in steps if word == "ENV").split()
+    (state_directory,) = [e.split("=", 1)[1] for e in env if e.startswith("STATE_DIRECTORY=")]
+    assert "sonosd-state" in compose["volumes"]
     services = compose["services"]
     assert set(services) == {"sonosd", "sonosd-bridge"}
     served = _served_paths()
@@ -331,9 +338,11 @@ def test_docker_compose_examples_match_the_code(tmp_path: Path) -> None:
     for name, service in services.items():
         assert service["build"] == "."
         assert service["restart"] == "unless-stopped"
-        (volume,) = service["volumes"]
+        volume, state = service["volumes"]
         source, target, mode = volume.split(":")
         assert (target, mode) == (config_path, "ro"), name
+        # The state directory the image names (pending alarm skips) is a named volume.
+        assert state == f"sonosd-state:{state_directory}", name
         text = (ROOT / source).read_text()
         for secret in service.get("secrets", []):
             file = compose["secrets"][secret]["file"]

@@ -9,8 +9,10 @@ has it; the speakers then event the new ``AlarmListVersion`` and the daemon publ
 ``alarms.changed`` (``sonosd.household.alarms``).
 
 ``skip`` has no UPnP action: the daemon disables the alarm and enables it again a minute after
-the occurrence it skips (by the daemon's clock, which must be the speakers' time zone). If
-the daemon is not running at that moment the alarm stays disabled until enabled again.
+the occurrence it skips (by the daemon's clock, which must be the speakers' time zone). The
+pending skip is kept in ``state_dir`` (``sonosd.control.skips``): a daemon that restarts
+finishes it, at once if the moment passed while it was down. Without a state directory a
+restart before that moment leaves the alarm off.
 """
 
 from __future__ import annotations
@@ -26,10 +28,15 @@ from twisted.logger import Logger
 
 from sonosd.control.commandargs import ControlError, Params
 from sonosd.control.context import ControlContext, call_meaning
+from sonosd.control.skips import Skip, SkipFile
 from sonosd.household.alarms import RECURRENCE_DAYS, parse_alarm_list, read_alarms
 from sonosd.household.state import SpeakerRef
 
 log = Logger()
+
+#: Seconds between attempts to switch a skipped alarm on again when no speaker of its
+#: household can be asked (not identified yet after a start, offline, asleep) or it failed.
+RESUME_RETRY = 10.0
 
 #: What AlarmClock's UPnP errors mean for these commands.
 ALARM_ERRORS = {
@@ -148,16 +155,28 @@ class AlarmCommands:
     """``alarms``: see the module docstring and docs/control.md.
 
     @param now: The daemon's local time (``skip``).
+    @param skip_file: Where pending skips are kept across restarts (``None``: in memory only).
+        The skips it holds are scheduled at once.
     """
 
     COMMANDS: ClassVar[tuple[str, ...]] = ("alarms",)
 
     def __init__(
-        self, ctx: ControlContext, now: Callable[[], dt.datetime] = dt.datetime.now
+        self,
+        ctx: ControlContext,
+        now: Callable[[], dt.datetime] = dt.datetime.now,
+        skip_file: SkipFile | None = None,
     ) -> None:
         self._ctx = ctx
         self._now = now
-        self.skips: dict[int, tuple[IDelayedCall, dt.datetime]] = {}
+        self._file = skip_file or SkipFile(None)
+        #: Pending skips by (household, alarm id), each with the timer that ends it.
+        self.skips: dict[tuple[str | None, int], tuple[IDelayedCall, Skip]] = {}
+        #: Skips due whose household has no speaker to ask (said once each).
+        self._waiting: set[tuple[str | None, int]] = set()
+        self._stopped = False
+        for skip in self._file.load():
+            self._schedule(skip)
 
     async def do_alarms(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
         """Run one ``alarms`` action."""
@@ -178,8 +197,9 @@ class AlarmCommands:
         alarm_id = await call_meaning(
             self._ctx, ref, ALARM_ERRORS, change_alarm, action, params.get("id"), fields, room
         )
-        if action in ("enable", "disable", "delete", "update"):
-            self._cancel_skip(alarm_id)
+        if action in ("enable", "disable", "delete") or "enabled" in fields:
+            # The alarm's on/off is now what the command said: no skip switches it back.
+            self._cancel_skip((ref.household, alarm_id))
         version, _, document = await self._ctx.call(ref, raw_alarms)
         if action == "delete":
             return {"deleted": alarm_id, "version": version}
@@ -211,13 +231,12 @@ class AlarmCommands:
             {"enabled": False},
             None,
         )
-        self._cancel_skip(alarm_id)
+        self._cancel_skip((ref.household, alarm_id))
         resumes: dt.datetime | None = None
         if not once:
             resumes = skipped + dt.timedelta(minutes=1)
-            delay = max(0.0, (resumes - now).total_seconds())
-            call = self._ctx.reactor.callLater(delay, self._resume, ref, alarm_id)
-            self.skips[alarm_id] = (call, resumes)
+            self._schedule(Skip(ref.household, alarm_id, ref.uid, skipped, resumes))
+            self._save()
         version, _, document = await self._ctx.call(ref, raw_alarms)
         return {
             "alarm": self._find(document, alarm_id),
@@ -226,27 +245,89 @@ class AlarmCommands:
             "resumes": None if resumes is None else resumes.isoformat(timespec="seconds"),
         }
 
-    def _resume(self, ref: SpeakerRef, alarm_id: int) -> None:
-        self.skips.pop(alarm_id, None)
+    def _schedule(self, skip: Skip, delay: float | None = None) -> None:
+        """Switch ``skip``'s alarm on again at ``skip.resumes`` (or after ``delay``)."""
+        if self._stopped:
+            return
+        if delay is None:
+            delay = max(0.0, (skip.resumes - self._now()).total_seconds())
+        call = self._ctx.reactor.callLater(delay, self._resume, skip)
+        self.skips[skip.key] = (call, skip)
 
-        async def enable() -> None:
-            try:
-                await self._ctx.call(ref, change_alarm, "enable", alarm_id, {"enabled": True}, None)
-                log.info("alarm {alarm} enabled again after its skipped occurrence", alarm=alarm_id)
-            except Exception as error:
-                log.warn("cannot enable alarm {alarm} again: {error}", alarm=alarm_id, error=error)
+    def _asker(self, skip: Skip) -> SpeakerRef | None:
+        """An online speaker of the skip's household: the one the skip was made through
+        first."""
+        state = self._ctx.state
+        first = state.by_uid(skip.speaker)
+        others = [ref for ref in state.speakers() if ref.household == skip.household]
+        for ref in ([first] if first is not None else []) + others:
+            if state.availability(ref.uid).status == "online":
+                return ref
+        return None
 
-        Deferred.fromCoroutine(enable())
+    def _resume(self, skip: Skip) -> None:
+        ref = self._asker(skip)
+        if ref is None:
+            if skip.key not in self._waiting:
+                self._waiting.add(skip.key)
+                log.info(
+                    "alarm {alarm} is due to be enabled again after its skipped occurrence: "
+                    "waiting for a speaker of its household to answer",
+                    alarm=skip.alarm,
+                )
+            self._schedule(skip, RESUME_RETRY)
+            return
+        self._waiting.discard(skip.key)
+        Deferred.fromCoroutine(self._enable(ref, skip))
 
-    def _cancel_skip(self, alarm_id: int) -> None:
-        pending = self.skips.pop(alarm_id, None)
-        if pending is not None and pending[0].active():
-            pending[0].cancel()
+    async def _enable(self, ref: SpeakerRef, skip: Skip) -> None:
+        try:
+            _, alarms, _ = await self._ctx.call(ref, raw_alarms)
+            alarm = alarms.get(skip.alarm)
+            if alarm is None:
+                log.info("skipped alarm {alarm} was deleted meanwhile", alarm=skip.alarm)
+            elif alarm.get("Enabled") != "1":
+                on = {"enabled": True}
+                await self._ctx.call(ref, change_alarm, "enable", skip.alarm, on, None)
+                log.info(
+                    "alarm {alarm} enabled again after its skipped occurrence", alarm=skip.alarm
+                )
+        except Exception as error:
+            log.warn(
+                "cannot enable alarm {alarm} again ({error}): trying again in {seconds} s",
+                alarm=skip.alarm,
+                error=error,
+                seconds=RESUME_RETRY,
+            )
+            if self._pending(skip):
+                self._schedule(skip, RESUME_RETRY)
+            return
+        if self._pending(skip):
+            del self.skips[skip.key]
+            self._save()
+
+    def _pending(self, skip: Skip) -> bool:
+        """Whether ``skip`` is still pending (no command cancelled or replaced it)."""
+        entry = self.skips.get(skip.key)
+        return entry is not None and entry[1] is skip
+
+    def _cancel_skip(self, key: tuple[str | None, int]) -> None:
+        pending = self.skips.pop(key, None)
+        if pending is not None:
+            if pending[0].active():
+                pending[0].cancel()
+            self._save()
+
+    def _save(self) -> None:
+        self._file.save(skip for _, skip in self.skips.values())
 
     def stop(self) -> None:
-        """Cancel the pending re-enables (the daemon stops)."""
-        for alarm_id in list(self.skips):
-            self._cancel_skip(alarm_id)
+        """Cancel the timers (the daemon stops); the skips stay in the file for the next
+        start."""
+        self._stopped = True
+        for call, _ in self.skips.values():
+            if call.active():
+                call.cancel()
 
     def _parse(self, document: str) -> list[dict[str, Any]]:
         def room_name(uid: str) -> str | None:

@@ -37,6 +37,7 @@ from sonosd.control.context import GroupSnapshot, Handler
 from sonosd.control.inputs import InputCommands
 from sonosd.control.library import LibraryCommands
 from sonosd.control.queue import QueueCommands
+from sonosd.control.skips import SkipFile
 from sonosd.gena.media import MediaStore
 from sonosd.household.state import HouseholdState, SpeakerRef
 from sonosd.household.topology import Topology, TopologyError, parse_zone_group_state
@@ -256,6 +257,7 @@ class Controller:
     @param announce: The ``announce`` configuration (text to speech, defaults).
     @param media: Where the clips of spoken announcements are served (``None``: none).
     @param media_url: The URL of a served clip as a speaker's host reaches it.
+    @param state_dir: Where pending alarm skips are kept across restarts (``None``: nowhere).
 
     The commands of each area live in their own module (``control.queue``,
     ``control.library``, ``control.alarms``, ``control.announce``, ``control.inputs``), built
@@ -278,6 +280,7 @@ class Controller:
         announce: AnnounceConfig | None = None,
         media: MediaStore | None = None,
         media_url: Callable[[str, str], str] | None = None,
+        state_dir: str | None = None,
     ) -> None:
         self.unreachable = unreachable
         self.transport_commanded = transport_commanded
@@ -296,7 +299,7 @@ class Controller:
         #: Called with ``(command, result, seconds)`` when a command ends (``result``: ``ok``
         #: or the error code), for the command latency metric.
         self.on_done: Callable[[str, str, float], None] | None = None
-        self.alarms = AlarmCommands(self)
+        self.alarms = AlarmCommands(self, skip_file=SkipFile(state_dir))
         self.announcements = AnnounceCommands(
             self,
             self,
@@ -336,7 +339,8 @@ class Controller:
         self.announcements.reconfigure(config)
 
     def stop(self) -> None:
-        """Cancel the timers the commands left (alarm re-enables after a skip)."""
+        """Cancel the timers the commands left (alarm re-enables after a skip: they stay in
+        the state directory for the next start)."""
         self.alarms.stop()
 
     # -- entry point -------------------------------------------------------------------------

@@ -60,8 +60,9 @@ def _kinds(kinds: Iterable[str]) -> tuple[str, ...]:
 class HouseholdModes:
     """The household-wide modes (the admin API switches them: ``Household.set_modes``)."""
 
-    large_household: bool = False
-    """Whether GetZoneGroupState fails with 501 above ``large_household_players``."""
+    large_household: bool = True
+    """Whether GetZoneGroupState fails with 501 above ``large_household_players`` (as in real
+    households)."""
     large_household_players: int = DEFAULT_LARGE_HOUSEHOLD_PLAYERS
     """The most players for which GetZoneGroupState still answers."""
     upnp: bool = True

@@ -85,7 +85,8 @@ class Options(usage.Options):
             "large-household-players",
             None,
             str(DEFAULT_LARGE_HOUSEHOLD_PLAYERS),
-            "With --large-household: the most players for which GetZoneGroupState answers.",
+            "The most players for which GetZoneGroupState answers (UPnP 501 above, as real "
+            "households do; see --no-large-household).",
         ],
         [
             "upnp-off-ssdp",
@@ -118,7 +119,14 @@ class Options(usage.Options):
         [
             "large-household",
             None,
-            "GetZoneGroupState answers UPnP 501 above --large-household-players players.",
+            "GetZoneGroupState answers UPnP 501 above --large-household-players players "
+            "(the default).",
+        ],
+        [
+            "no-large-household",
+            None,
+            "GetZoneGroupState answers however many players the household has (kinder than "
+            "real households).",
         ],
         [
             "upnp-off",
@@ -174,6 +182,8 @@ class Options(usage.Options):
         households = _integer("--households", self["households"], 1, speakers)
         moderation = _number("--moderation", self["moderation"], 0, 10)
         players = _integer("--large-household-players", self["large-household-players"], 1, 1000)
+        if self["large-household"] and self["no-large-household"]:
+            raise usage.UsageError("--large-household and --no-large-household: choose one")
         if self["upnp-off-ssdp"] not in SSDP_WHEN_UPNP_OFF:
             raise usage.UsageError(
                 f"--upnp-off-ssdp: expected {' or '.join(SSDP_WHEN_UPNP_OFF)}, "
@@ -207,7 +217,7 @@ class Options(usage.Options):
             households=households,
             home_theatre=bool(self["home-theatre"]),
             moderation=moderation,
-            large_household=bool(self["large-household"]),
+            large_household=not self["no-large-household"],
             large_household_players=players,
             upnp=not self["upnp-off"],
             upnp_off_ssdp=self["upnp-off-ssdp"],

@@ -10,14 +10,15 @@ thread, through the ``run_blocking`` callable the service passes in, bounded by 
 connect timeout.
 
 The sink keeps what it needs to republish everything retained after a reconnect: the merged
-variables of each speaker and service (``state``), each speaker's availability and the last
-topology. Messages that arrive while the broker is unreachable are not queued: retained
-state is republished on reconnect, and the number of events that were not published is
-logged and published on ``<prefix>/bridge/gap``. A broker that stays connected but stops
-reading is treated alike: once ``max_unsent`` messages wait in paho's outgoing queue without
-it ever emptying, publishing pauses (events are counted as missed) until the queue drains,
-then everything retained is republished and the gap reported, so memory stays bounded. The
-topic layout is in ``sonosd.sinks.mqtt_topics`` and ``docs/mqtt.md``.
+variables of each speaker and service (``state``), each speaker's availability, and each
+household's last topology and alarm list. Messages that arrive while the broker is
+unreachable are not queued: retained state is republished on reconnect, and the number of
+events that were not published is logged and published on ``<prefix>/bridge/gap``. A broker
+that stays connected but stops reading is treated alike: once ``max_unsent`` messages wait in
+paho's outgoing queue without it ever emptying, publishing pauses (events are counted as
+missed) until the queue drains, then everything retained is republished and the gap
+reported, so memory stays bounded. The topic layout is in ``sonosd.sinks.mqtt_topics`` and
+``docs/mqtt.md``.
 """
 
 from __future__ import annotations
@@ -225,6 +226,7 @@ class MqttSink(Service):
         self._state: dict[str, dict[str, dict[str, Any]]] = {}
         self._availability: dict[str, str] = {}
         self._topologies: dict[str | None, bytes] = {}
+        self._alarms: dict[str | None, bytes] = {}
         #: Per household, the invisible members of its topology.
         self._invisible_of: dict[str | None, set[str | None]] = {}
         self._announced: set[str] = set()
@@ -259,6 +261,10 @@ class MqttSink(Service):
                 self._invisible_of[household] = _invisible_uids(message.body.get("groups", ()))
                 self._publish(self.topics.bridge_topology(household), message.raw, retain=True)
                 self._rekey()
+            elif message.type == "alarms.changed":
+                household = message.body.get("household")
+                self._alarms[household] = message.raw
+                self._publish(self.topics.bridge_alarms(household), message.raw, retain=True)
             self._publish_event(self.topics.bridge_event(message.type), message)
             return
         key = self._key_for(uid, message.room)
@@ -537,6 +543,8 @@ class MqttSink(Service):
             self._announce(uid)
         for household, topology in self._topologies.items():
             self._publish(self.topics.bridge_topology(household), topology, retain=True)
+        for household, alarms in self._alarms.items():
+            self._publish(self.topics.bridge_alarms(household), alarms, retain=True)
         for uid, services in self._state.items():
             for service, entry in services.items():
                 self._publish(self.topics.state(self._keys[uid], service), encode(entry), True)

@@ -6,6 +6,7 @@ uid when the room is unknown or already taken by another speaker::
 
     <prefix>/bridge/availability              online | offline   retained, last will offline
     <prefix>/bridge/topology/<household>      topology.changed   retained, one per household
+    <prefix>/bridge/alarms/<household>        alarms.changed     retained, one per household
     <prefix>/bridge/gap                       events not published while disconnected
     <prefix>/bridge/event/<type>              household-wide messages
     <prefix>/<key>/availability               online | offline   retained
@@ -45,6 +46,10 @@ class Topics:
         """One household's topology (its last ``topology.changed`` message), retained; a
         topology of a household not known yet goes under ``unknown``."""
         return f"{self.prefix}/bridge/topology/{segment(household or '') or 'unknown'}"
+
+    def bridge_alarms(self, household: str | None) -> str:
+        """One household's alarms (its last ``alarms.changed`` message), retained."""
+        return f"{self.prefix}/bridge/alarms/{segment(household or '') or 'unknown'}"
 
     @property
     def bridge_gap(self) -> str:

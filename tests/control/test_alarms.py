@@ -4,14 +4,36 @@ through the whole daemon against the simulated household; the next-occurrence ar
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import shutil
+import tempfile
 from typing import Any
 
 import pytest
-from twisted.trial.unittest import TestCase
+import treq
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.http_headers import Headers
 
-from sonosd.control.alarms import _arguments, next_occurrence
+from sonosd.config import SimulateConfig, parse_config
+from sonosd.control.alarms import (
+    RESUME_RETRY,
+    AlarmCommands,
+    _arguments,
+    change_alarm,
+    next_occurrence,
+    raw_alarms,
+)
+from sonosd.control.commandargs import ControlError
+from sonosd.control.skips import FILE_NAME, Skip, SkipFile
+from sonosd.household.state import HouseholdState, SpeakerRef
+from sonosd.service import SonosdService
+from sonosd.sim.service import HouseholdService
+from tests.conftest import free_loopback_base
 from tests.control.daemon_commands import alarms_changed, start
 from tests.control.test_controller_daemon import arrives
+from tests.daemon_helpers import daemon_yaml, http_agent, reactor, start_recorded, until
 
 # 2026-11-23 is a Monday.
 MONDAY_NOON = dt.datetime(2026, 11, 23, 12, 0, 0)
@@ -160,7 +182,8 @@ class AlarmDaemonTests(TestCase):
 
     async def test_skip_disables_until_after_the_next_ring(self) -> None:
         """skip switches the alarm off and schedules it on again a minute after the ring it
-        skips (by the daemon's clock)."""
+        skips (by the daemon's clock); an update that leaves on/off alone keeps the skip,
+        enable ends it."""
         daemon, _ = await start(self)
         alarms = daemon.service.controller.alarms
         alarms._now = lambda: MONDAY_NOON
@@ -174,7 +197,7 @@ class AlarmDaemonTests(TestCase):
             (result["skipped"], result["resumes"]), ("2026-11-24T07:00:00", "2026-11-24T07:01:00")
         )
         self.assertFalse(result["alarm"]["enabled"])
-        call, _ = alarms.skips[weekday.alarm_id]
+        call, _ = alarms.skips[(daemon.household.household_id, weekday.alarm_id)]
         delay = call.getTime() - daemon.service.reactor.seconds()
         self.assertLess(abs(delay - (19 * 3600 + 60)), 5)
         status, body = await daemon.post(
@@ -182,10 +205,15 @@ class AlarmDaemonTests(TestCase):
         )
         self.assertEqual((status, body["error"]["code"]), (409, "alarm_disabled"))
         status, body = await daemon.post(
+            "Kitchen", "alarms", {"action": "update", "id": weekday.alarm_id, "volume": 12}
+        )
+        self.assertEqual(status, 200, body)
+        self.assertIn((daemon.household.household_id, weekday.alarm_id), alarms.skips)
+        status, body = await daemon.post(
             "Kitchen", "alarms", {"action": "enable", "id": weekday.alarm_id}
         )
         self.assertEqual(status, 200, body)
-        self.assertNotIn(weekday.alarm_id, alarms.skips)
+        self.assertEqual(alarms.skips, {})
 
     async def test_errors(self) -> None:
         """Unknown ids are 404, a duplicate alarm 409 with UPnP 801, bad times 400."""
@@ -216,3 +244,183 @@ class AlarmDaemonTests(TestCase):
             self.assertEqual((status, body["error"]["code"]), (status_expected, code), args)
         status, body = await daemon.post("Kitchen", "alarms", cases[-1][0])
         self.assertEqual(body["error"]["upnp_error"], 801)
+
+
+class SkipAcrossRestartsTests(TestCase):
+    """A skip outlives the daemon that made it (``state_dir``)."""
+
+    timeout = 120
+
+    async def daemon(self, sim: HouseholdService, state_dir: str) -> tuple[SonosdService, str]:
+        """A daemon following ``sim`` from its first speaker, with ``state_dir``; its API URL."""
+        document = json.loads(
+            daemon_yaml(sim.config.base_address, simulate=False, devices=(sim.addresses[0],))
+        )
+        document["state_dir"] = state_dir
+        service = SonosdService(parse_config(json.dumps(document), "skips.yaml"), reactor)
+        start_recorded(self, service)
+        port: Any = (await service.api.listening).getHost()
+        await until(lambda: service.state.alarms is not None, "the alarm list")
+        return service, f"http://{port.host}:{port.port}"
+
+    async def post(self, base: str, args: dict[str, Any]) -> dict[str, Any]:
+        """An ``alarms`` command to the first speaker; its result (the status must be 200)."""
+        response = await treq.client.HTTPClient(http_agent(self)).post(
+            f"{base}/api/v1/speakers/Living%20Room/alarms",
+            data=json.dumps(args).encode(),
+            headers=Headers({b"Content-Type": [b"application/json"]}),
+        )
+        body: dict[str, Any] = await response.json()
+        self.assertEqual(response.code, 200, body)
+        return body["result"]
+
+    async def test_skip_survives_a_restart(self) -> None:
+        """Skips made through one daemon are finished by the next one started with the same
+        state_dir: an alarm whose moment passed while no daemon ran is switched on at once,
+        one still ahead is kept for its moment."""
+        sim = HouseholdService(
+            reactor, SimulateConfig(speakers=2, base_address=free_loopback_base(count=2))
+        )
+        sim.startService()
+        self.addCleanup(sim.stopService)
+        household = sim.household
+        weekday, weekend = household.alarms[0], household.alarms[1]
+        state_dir = tempfile.mkdtemp(prefix="sonosd-state-")
+        self.addCleanup(shutil.rmtree, state_dir, True)
+        first, base = await self.daemon(sim, state_dir)
+        # A week ago, the weekday alarm's next ring (and a minute after it) was days ago.
+        first.controller.alarms._now = lambda: dt.datetime.now() - dt.timedelta(days=8)
+        past = await self.post(base, {"action": "skip", "id": weekday.alarm_id})
+        first.controller.alarms._now = dt.datetime.now
+        await self.post(base, {"action": "enable", "id": weekend.alarm_id})
+        ahead = await self.post(base, {"action": "skip", "id": weekend.alarm_id})
+
+        def on(alarm_id: int) -> bool:
+            return household.alarm_list.find(alarm_id).enabled
+
+        self.assertFalse(on(weekday.alarm_id) or on(weekend.alarm_id))
+        kept = SkipFile(state_dir).load()
+        self.assertEqual({s.alarm for s in kept}, {weekday.alarm_id, weekend.alarm_id})
+        self.assertEqual({s.household for s in kept}, {household.household_id})
+        await first.stopService()
+        self.assertFalse(on(weekday.alarm_id))
+
+        second, second_base = await self.daemon(sim, state_dir)
+        await until(
+            lambda: on(weekday.alarm_id),
+            f"alarm {weekday.alarm_id}, due at {past['resumes']}, switched on",
+            40,
+        )
+        self.assertFalse(on(weekend.alarm_id))
+        pending = second.controller.alarms.skips
+        self.assertEqual(list(pending), [(household.household_id, weekend.alarm_id)])
+        call, skip = pending[(household.household_id, weekend.alarm_id)]
+        self.assertEqual(skip.resumes.isoformat(), ahead["resumes"])
+        wanted = (skip.resumes - dt.datetime.now()).total_seconds()
+        self.assertLess(abs(call.getTime() - reactor.seconds() - wanted), 5)
+        await until(
+            lambda: [s.alarm for s in SkipFile(state_dir).load()] == [weekend.alarm_id],
+            "the file without the finished skip",
+        )
+        await self.post(second_base, {"action": "enable", "id": weekend.alarm_id})
+        self.assertFalse(os.path.exists(os.path.join(state_dir, FILE_NAME)))
+
+
+class ResumeContext:
+    """What ``AlarmCommands`` needs of the controller, for the timing of resumes: a clock,
+    the state, and calls answered from ``alarms`` (``{id: attributes}``), failing while
+    ``failures`` is above 0."""
+
+    def __init__(self, alarms: dict[int, dict[str, str]]) -> None:
+        self.reactor = Clock()
+        self.state = HouseholdState()
+        self.alarms = alarms
+        self.failures = 0
+        self.enabled: list[int] = []
+
+    def add(self, uid: str, status: str = "online") -> SpeakerRef:
+        ref = self.state.ensure(SpeakerRef(uid, uid, "127.0.0.9", household="Sonos_1"))
+        self.state.set_availability(uid, status, time=0.0)
+        return ref
+
+    async def call(self, ref: SpeakerRef, fn: Any, *args: Any) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise ControlError("timeout", 504, f"{ref.name} did not answer")
+        if fn is raw_alarms:
+            return "RINCON_A:9", self.alarms, ""
+        assert fn is change_alarm and args[0] == "enable"
+        self.enabled.append(args[1])
+        self.alarms[args[1]]["Enabled"] = "1"
+        return args[1]
+
+
+class ResumeTests(SynchronousTestCase):
+    """When and whether a skipped alarm is switched on again (a clock; the calls answered
+    from a list; the end-to-end behaviour is SkipAcrossRestartsTests')."""
+
+    def commands(
+        self, ctx: ResumeContext, skips: list[Skip], state_dir: str | None = None
+    ) -> AlarmCommands:
+        directory = state_dir or tempfile.mkdtemp(prefix="sonosd-resume-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        SkipFile(directory).save(skips)
+        now = dt.datetime(2026, 11, 23, 12, 0)
+        return AlarmCommands(
+            ctx,  # type: ignore[arg-type]
+            now=lambda: now + dt.timedelta(seconds=ctx.reactor.seconds()),
+            skip_file=SkipFile(directory),
+        )
+
+    def skip_of(self, alarm: int, minutes: int, speaker: str = "RINCON_A") -> Skip:
+        resumes = dt.datetime(2026, 11, 23, 12, 0) + dt.timedelta(minutes=minutes)
+        return Skip("Sonos_1", alarm, speaker, resumes - dt.timedelta(minutes=1), resumes)
+
+    def test_due_at_its_time_and_retried_until_a_speaker_answers(self) -> None:
+        """A skip loaded from the file waits for its moment; then, with no speaker online, a
+        failed call, it is tried every RESUME_RETRY seconds until the alarm is on; the file
+        is emptied."""
+        ctx = ResumeContext({4: {"Enabled": "0"}})
+        commands = self.commands(ctx, [self.skip_of(4, minutes=10)])
+        ctx.reactor.advance(599)
+        self.assertEqual(ctx.enabled, [])
+        ctx.reactor.advance(1)  # due: nobody known yet
+        self.assertIn(("Sonos_1", 4), commands.skips)
+        ctx.add("RINCON_B", "offline")
+        ctx.add("RINCON_C")
+        ctx.failures = 2  # two attempts fail
+        ctx.reactor.advance(RESUME_RETRY)
+        ctx.reactor.advance(RESUME_RETRY)
+        self.assertEqual(ctx.enabled, [])
+        ctx.reactor.advance(RESUME_RETRY)
+        self.assertEqual(ctx.enabled, [4])
+        self.assertEqual(commands.skips, {})
+        self.assertEqual(commands._file.load(), [])
+
+    def test_deleted_or_already_on_is_dropped(self) -> None:
+        """An alarm deleted meanwhile, or switched on by someone else, is left as it is."""
+        ctx = ResumeContext({5: {"Enabled": "1"}})
+        ctx.add("RINCON_A")
+        commands = self.commands(ctx, [self.skip_of(4, minutes=0), self.skip_of(5, minutes=0)])
+        ctx.reactor.advance(0)
+        self.assertEqual((ctx.enabled, commands.skips), ([], {}))
+
+    def test_cancelled_while_enabling_is_not_retried(self) -> None:
+        """A command that ends the skip while its resume is failing stops the retries."""
+        ctx = ResumeContext({4: {"Enabled": "0"}})
+        ctx.add("RINCON_A")
+        ctx.failures = 1
+        commands = self.commands(ctx, [self.skip_of(4, minutes=0)])
+        ctx.reactor.advance(0)
+        self.assertIn(("Sonos_1", 4), commands.skips)
+        commands._cancel_skip(("Sonos_1", 4))
+        ctx.reactor.advance(RESUME_RETRY * 3)
+        self.assertEqual((ctx.enabled, ctx.reactor.getDelayedCalls()), ([], []))
+
+    def test_stop_keeps_the_file(self) -> None:
+        """Stopping cancels the timers and leaves the skips for the next start."""
+        ctx = ResumeContext({4: {"Enabled": "0"}})
+        commands = self.commands(ctx, [self.skip_of(4, minutes=30)])
+        commands.stop()
+        self.assertEqual(ctx.reactor.getDelayedCalls(), [])
+        self.assertEqual([s.alarm for s in commands._file.load()], [4])

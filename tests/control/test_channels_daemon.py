@@ -5,6 +5,7 @@ that the message the change causes arrives on that channel (SSE for REST and son
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,12 +14,14 @@ from twisted.trial.unittest import TestCase
 from tests.control.daemon_commands import (
     Channel,
     CtlChannel,
+    MqttChannel,
     alarms_changed,
     mqtt_daemon,
     start,
     ws_channel,
 )
 from tests.control.test_controller_daemon import Daemon, event_of
+from tests.daemon_helpers import until
 
 Scenario = Callable[[TestCase, Daemon, Channel], Awaitable[None]]
 
@@ -173,6 +176,39 @@ async def alarms(case: TestCase, daemon: Daemon, channel: Channel) -> None:
         ),
         "alarms.changed with the alarm off",
     )
+    if isinstance(channel, MqttChannel):
+        # The household's alarm list is retained on the broker too.
+        topic = f"sonos/bridge/alarms/{daemon.household.household_id}"
+
+        def retained_off() -> bool:
+            payloads = channel.sub.payloads(topic)
+            listed = json.loads(payloads[-1])["alarms"] if payloads else []
+            return any(a["id"] == alarm_id and not a["enabled"] for a in listed)
+
+        await until(retained_off, f"{topic} with the alarm off")
+    _ok(
+        case,
+        await channel.send(
+            "Kitchen",
+            "alarms",
+            {"action": "enable", "id": alarm_id},
+            ["alarm", "on", str(alarm_id)],
+        ),
+    )
+    skipped = _ok(
+        case,
+        await channel.send(
+            "Kitchen",
+            "alarms",
+            {"action": "skip", "id": alarm_id},
+            ["alarm", "skip", str(alarm_id)],
+        ),
+    )
+    case.assertEqual(skipped["skipped"][11:16], "05:30")
+    case.assertIsNotNone(skipped["resumes"])
+    case.assertFalse(next(a for a in daemon.household.alarms if a.alarm_id == alarm_id).enabled)
+    pending = daemon.service.controller.alarms.skips
+    case.assertIn((daemon.household.household_id, alarm_id), pending)
     _ok(
         case,
         await channel.send(
@@ -182,6 +218,7 @@ async def alarms(case: TestCase, daemon: Daemon, channel: Channel) -> None:
             ["alarm", "delete", str(alarm_id)],
         ),
     )
+    case.assertNotIn((daemon.household.household_id, alarm_id), pending)
 
 
 async def say(case: TestCase, daemon: Daemon, channel: Channel) -> None:

@@ -47,6 +47,17 @@ class Daemon:
         response = await self.http.get(self.base + path)
         return await response.json()
 
+    async def speaker_states(self) -> dict[str, float]:
+        """The ``sonosd_speakers{state}`` metric, by state."""
+        response = await self.http.get(self.base + "/api/v1/metrics")
+        text = (await response.text()).splitlines()
+        prefix = 'sonosd_speakers{state="'
+        return {
+            line[len(prefix) :].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text
+            if line.startswith(prefix)
+        }
+
     async def post(
         self, speaker: str, command: str, args: Mapping[str, Any] | None = None
     ) -> tuple[int, dict[str, Any]]:
@@ -171,9 +182,9 @@ class OneSpeakerTests(TestCase):
         self.assertIsNotNone(daemon.service.household.speaker(first.uid))
 
     async def test_health_and_commands_agree_through_a_reboot(self) -> None:
-        """A command to a rebooting speaker is refused, and from then on status, health and
-        commands agree it is offline; once it is back, it is online, every service restored
-        once, and health is ok."""
+        """A command to a rebooting speaker is refused, and from then on status, health,
+        metrics and commands agree it is offline; once it is back, it is online, every service
+        restored once, and health is ok."""
         daemon = await start(self, subscription={"availability_interval": 0.5})
         speaker = daemon.speakers[1]
         await speaker.reboot(downtime=2.0)
@@ -183,6 +194,8 @@ class OneSpeakerTests(TestCase):
         health = await daemon.get("/api/v1/health")
         self.assertEqual(health["status"], "degraded")
         self.assertIn(f"{speaker.name} ({speaker.address}) is offline", health["reasons"][0])
+        states = await daemon.speaker_states()
+        self.assertEqual((states["offline"], states["online"]), (1.0, 2.0))
         status, body = await daemon.post(speaker.name, "volume", {"volume": 6})
         self.assertEqual((status, body["error"]["code"]), (503, "offline"), body)
         await speaker.when_up()
@@ -260,8 +273,8 @@ class PositionTests(TestCase):
 
     async def test_position_of_the_playing_group(self) -> None:
         """A playing group's coordinator has its position read, with the time it was read,
-        on play, at position_interval while playing, and after a seek; its group members'
-        are never read."""
+        on play, at position_interval while playing, after a seek, on a track change and on
+        pause (then no more while paused); its group members' are never read."""
         daemon = await start(self, households=(2,), subscription={"position_interval": 0.5})
         coordinator, member = daemon.speakers
         await daemon.post(member.name, "join", {"coordinator": coordinator.name})
@@ -289,8 +302,28 @@ class PositionTests(TestCase):
         status, _ = await daemon.post(coordinator.name, "seek", {"position": "0:02:00"})
         self.assertEqual(status, 200)
         await until(lambda: position().startswith("0:02:0"), "the position after the seek")
+        status, _ = await daemon.post(coordinator.name, "next")
+        self.assertEqual(status, 200)
+        await until(lambda: position().startswith("0:00:0"), "the position of the next track")
         status, _ = await daemon.post(coordinator.name, "pause")
         await until(lambda: coordinator.transport.state == "PAUSED_PLAYBACK", "paused")
+
+        def read_after_pause() -> bool:
+            # The pause itself is read (where the track stopped), after its event.
+            messages = daemon.recorder.of("event", coordinator.uid, "AVTransport")
+            paused_at = next(
+                (
+                    i
+                    for i, m in enumerate(messages)
+                    if m.body["variables"].get("transport_state") == "PAUSED_PLAYBACK"
+                ),
+                None,
+            )
+            return paused_at is not None and any(
+                m.body["source"] == "position" for m in messages[paused_at + 1 :]
+            )
+
+        await until(read_after_pause, "a position read after the pause event")
         await deferLater(reactor, 0.5)
         paused = len(self.positions(daemon, coordinator))
         await deferLater(reactor, 1.5)
@@ -353,6 +386,7 @@ class ModeTests(TestCase):
             self.assertEqual(daemon.service.state.availability(roam.uid).reason, "sleeping")
             health = await daemon.get("/api/v1/health")
             self.assertEqual((health["status"], health["speakers"]["asleep"]), ("ok", 1))
+            self.assertEqual((await daemon.speaker_states())["asleep"], 1.0)
             ready = await daemon.get("/api/v1/ready")
             self.assertEqual(ready["status"], "ready", ready)
             status, body = await daemon.post(roam.uid, "volume", {"volume": 5})

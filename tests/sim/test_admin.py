@@ -11,9 +11,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from sonosd.config import SimulateConfig
 from sonosd.sim.activity import ActivityGenerator
-from sonosd.sim.admin import AdminResource
+from sonosd.sim.admin import ROUTES, AdminResource
 from sonosd.sim.household import Household
 from sonosd.sim.neighbourhood import Neighbourhood
+from tests.paths import ROOT
 from tests.sim_fakes import FakePresence, RecordingManager
 
 
@@ -269,3 +270,20 @@ class ModeAdminTests(SynchronousTestCase):
         assert self.request("PATCH", "/speakers/2/modes", {})[1]["https_only"] is True
         assert self.request("PATCH", "/speakers/2/modes", {"https_only": 1})[0] == 400
         assert self.request("PATCH", "/speakers/2/modes", {"upnp": False})[0] == 400
+
+
+def test_every_route_is_documented() -> None:
+    """Every route GET / lists is a row of the admin API table in docs/simulator.md (with
+    each of its methods and, for a route of several actions, each action)."""
+    text = (ROOT / "docs" / "simulator.md").read_text()
+    section = text.split("## Admin API", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    for route in ROUTES:
+        methods, path = route.split(" ", 1)
+        head, _, last = path.rpartition("/")
+        for method in methods.split("|"):
+            for action in last.split("|"):
+                whole = f"{head}/{action}"
+                assert any(
+                    f"`{method}" in row and (whole in row or f"`/{action}`" in row) for row in rows
+                ), f"{method} {whole}"

@@ -28,7 +28,8 @@ def test_large_household_refuses_above_the_limit() -> None:
     on = HouseholdModes(large_household=True, large_household_players=22)
     assert not on.zone_group_state_refused(22)
     assert on.zone_group_state_refused(23)
-    assert not HouseholdModes().zone_group_state_refused(200)
+    assert HouseholdModes().zone_group_state_refused(200)  # on by default, as in real households
+    assert not HouseholdModes(large_household=False).zone_group_state_refused(200)
 
 
 def test_bad_modes_are_refused() -> None:

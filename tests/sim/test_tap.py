@@ -74,6 +74,7 @@ def test_options_build_the_config() -> None:
         (("--moderation", "-0.1"), "--moderation: expected a number from 0 to 10"),
         (("--moderation", "soon"), "--moderation: expected a number"),
         (("--large-household-players", "0"), "--large-household-players: expected an integer"),
+        (("--large-household", "--no-large-household"), "--large-household and --no-large-"),
         (("--upnp-off-ssdp", "loud"), "--upnp-off-ssdp: expected answer or silent"),
         (("--upnp-off-forbidden", "art"), "--upnp-off-forbidden: expected kinds among"),
         (("--https-only", "3"), "--https-only: expected an integer from 0 to 2"),
@@ -140,6 +141,9 @@ def test_mode_options_build_the_config() -> None:
     assert parse("--speakers", "3", "--https-only", "all").config.https_only == (0, 1, 2)
     defaults = parse().config
     assert defaults == SimulateConfig()
+    # Large households refuse GetZoneGroupState by default, as real ones do.
+    assert defaults.large_household
+    assert not parse("--no-large-household").config.large_household
 
 
 def test_service_listens_per_speaker_and_stops() -> None:

@@ -281,13 +281,18 @@ class MqttBrokerTests(TestCase):
             "topology.changed",
             {"household": "Sonos_2", "groups": [{"coordinator": OFFICE["uid"]}]},
         )
+        for household, alarm_id in (("Sonos_1", 4), ("Sonos_2", 9)):
+            hub.publish(
+                "alarms.changed",
+                {"household": household, "version": f"X:{alarm_id}", "alarms": [{"id": alarm_id}]},
+            )
 
     def state(self, sub: Subscriber, topic: str) -> dict[str, Any]:
         return json.loads(sub.payloads(topic)[-1])  # type: ignore[no-any-return]
 
     async def test_retained_state_and_availability(self) -> None:
-        """Merged state, availability and each household's topology are retained for late
-        subscribers."""
+        """Merged state, availability and each household's topology and alarms are retained for
+        late subscribers."""
         await self.broker.start()
         sink = self.make_sink()
         self.publish_household()
@@ -300,6 +305,8 @@ class MqttBrokerTests(TestCase):
             "sonos/bridge/availability",
             "sonos/bridge/topology/Sonos_1",
             "sonos/bridge/topology/Sonos_2",
+            "sonos/bridge/alarms/Sonos_1",
+            "sonos/bridge/alarms/Sonos_2",
         )
         first = self.subscriber()
         await first.wait(lambda: all(first.payloads(t) for t in topics), self.reactor)
@@ -320,6 +327,10 @@ class MqttBrokerTests(TestCase):
             topology = json.loads(sub.payloads(f"sonos/bridge/topology/{household}")[0])
             self.assertEqual(topology["type"], "topology.changed")
             self.assertEqual(topology["groups"][0]["coordinator"], uid)
+        for household, alarm_id in (("Sonos_1", 4), ("Sonos_2", 9)):
+            (alarms,) = [json.loads(p) for p in sub.payloads(f"sonos/bridge/alarms/{household}")]
+            self.assertEqual((alarms["type"], alarms["household"]), ("alarms.changed", household))
+            self.assertEqual(alarms["alarms"], [{"id": alarm_id}])
         # Events published before the first connection are not replayed, but counted.
         self.assertEqual(sub.payloads("sonos/Kitchen/event/RenderingControl"), [])
 
@@ -369,6 +380,7 @@ class MqttBrokerTests(TestCase):
             lambda: (
                 bool(sub.payloads("sonos/Kitchen/state/RenderingControl"))
                 and bool(sub.payloads("sonos/bridge/topology/Sonos_1"))
+                and bool(sub.payloads("sonos/bridge/alarms/Sonos_2"))
             ),
             self.reactor,
         )

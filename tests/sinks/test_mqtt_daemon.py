@@ -15,6 +15,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
+from sonosd.sim.service import HouseholdService
 from tests.control.test_controller_daemon import start_daemon
 from tests.daemon_helpers import reactor
 from tests.sinks.test_mqtt import MOSQUITTO_PUB, WAIT, Broker, Subscriber
@@ -167,3 +168,47 @@ class MqttDaemonTests(TestCase):
             if payload
         }
         self.assertEqual(owners, {bar.uid})
+
+    async def test_two_households_keep_their_own_topics(self) -> None:
+        """With two simulated households, each has its own retained topology and alarm
+        topics holding only its own speakers and alarms, and a command to a speaker of the
+        second household runs on that speaker."""
+        broker, sub, mqtt = await broker_and_subscriber(self)
+        daemon = await start_daemon(
+            self,
+            sinks={"mqtt": mqtt},
+            simulate={
+                "speakers": 4,
+                "households": 2,
+                "rooms": ["Kitchen", "Office", "Garden", "Study"],
+            },
+        )
+        simulator = daemon.service.simulator
+        assert isinstance(simulator, HouseholdService)
+        one, two = simulator.households
+        self.assertNotEqual(one.household_id, two.household_id)
+
+        def last(topic: str) -> Any:
+            payloads = sub.payloads(topic)
+            return json.loads(payloads[-1]) if payloads and payloads[-1] else None
+
+        for household in (one, two):
+            topology = f"sonos/bridge/topology/{household.household_id}"
+            alarms = f"sonos/bridge/alarms/{household.household_id}"
+            await sub.wait(lambda t=topology, a=alarms: last(t) and last(a), reactor)
+            members = {
+                member["uid"] for group in last(topology)["groups"] for member in group["members"]
+            }
+            self.assertEqual(members, {s.uid for s in household.speakers})
+            listed = last(alarms)
+            self.assertEqual(listed["household"], household.household_id)
+            self.assertEqual(
+                {(a["id"], a["room"]["uid"]) for a in listed["alarms"]},
+                {(a.alarm_id, a.room_uid) for a in household.alarms},
+            )
+        study = two.speakers[1]
+        self.assertEqual(study.name, "Study")
+        await publish(broker, "sonos/Study/cmd/volume", '{"volume": 13}')
+        await sub.wait(sub.has("sonos/Study/cmd/volume/result"), reactor)
+        self.assertEqual(study.rendering.volume, 13)
+        await sub.wait(carries_volume(sub, "sonos/Study/state/RenderingControl", 13), reactor)

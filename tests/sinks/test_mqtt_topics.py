@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sonosd.sinks.mqtt_topics import Topics, bridge_discovery, discovery, segment
+from tests.paths import ROOT
 
 TOPICS = Topics("sonos")
 UID = "RINCON_000E58A0123401400"
@@ -32,9 +33,34 @@ def test_layout() -> None:
     assert TOPICS.bridge_availability == "sonos/bridge/availability"
     assert TOPICS.bridge_topology("Sonos_A/b") == "sonos/bridge/topology/Sonos_A_b"
     assert TOPICS.bridge_topology(None) == "sonos/bridge/topology/unknown"
+    assert TOPICS.bridge_alarms("Sonos_A") == "sonos/bridge/alarms/Sonos_A"
     assert TOPICS.bridge_event("topology.changed") == "sonos/bridge/event/topology.changed"
     assert TOPICS.commands == "sonos/+/cmd/+"
     assert TOPICS.result("Kitchen", "play") == "sonos/Kitchen/cmd/play/result"
+
+
+def test_every_topic_is_in_the_documented_table() -> None:
+    """Each topic the sink publishes or reads is a row of docs/mqtt.md's topic table."""
+    text = (ROOT / "docs" / "mqtt.md").read_text()
+    rows = {
+        line.split("|")[1].strip().strip("`")
+        for line in text.split("## Topics", 1)[1].split("\n## ", 1)[0].splitlines()
+        if line.startswith("| `")
+    }
+    published = {
+        TOPICS.bridge_availability,
+        TOPICS.bridge_topology("<household>"),
+        TOPICS.bridge_alarms("<household>"),
+        TOPICS.bridge_event("<type>"),
+        TOPICS.bridge_gap,
+        TOPICS.availability("<key>"),
+        TOPICS.state("<key>", "<service>"),
+        TOPICS.event("<key>", "<service>"),
+        TOPICS.event("<key>", "<type>"),
+        TOPICS.command("<key>", "<command>"),
+        TOPICS.result("<key>", "<command>"),
+    }
+    assert published <= rows, published - rows
 
 
 @given(
