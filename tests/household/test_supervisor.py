@@ -28,7 +28,15 @@ from sonosd.household.supervisor import (
     gena_subscriptions,
 )
 from sonosd.household.topology import Topology, parse_zone_group_state
-from tests.supervisor_fakes import ALL_SERVICES, HOST, UID, Harness, HttpError, started
+from tests.supervisor_fakes import (
+    ALL_SERVICES,
+    HOST,
+    UID,
+    FakeSubscription,
+    Harness,
+    HttpError,
+    started,
+)
 
 
 def zgs(*members: tuple[str, str, str], vanished: tuple[tuple[str, str], ...] = ()) -> Topology:
@@ -416,6 +424,42 @@ class SupersededSidTests(SynchronousTestCase):
             {sent[2] for sent in h.unsubscriber.sent},
             {"/RenderingControl/Event", "/AVTransport/Event"},
         )
+
+    def test_sid_reused_after_a_reboot_is_not_unsubscribed(self) -> None:
+        """A speaker that rebooted while away numbers its SIDs from 1 again: a superseded SID
+        that a new subscription now holds is not UNSUBSCRIBEd (it would end that one)."""
+        h, speaker = self.make()
+        old = {s.sid for s in h.gena.made}
+        device = h.household.devices[HOST]
+        device.down = ConnectionRefusedError()
+        speaker.check_now("test")
+        h.clock.advance(0)
+        FakeSubscription.counter -= len(old)
+        device.down = None
+        speaker.check_now("test")
+        h.clock.advance(1)
+        held = {sup.subscription.sid for sup in speaker.services.values() if sup.subscription}
+        self.assertEqual(held, old)
+        self.assertEqual(h.unsubscriber.sent, [])
+
+    def test_no_unsubscribe_while_subscribing(self) -> None:
+        """Superseded SIDs wait until no SUBSCRIBE is in flight (its answer may reuse one),
+        then go."""
+        h, speaker = self.make()
+        old = {s.sid for s in h.gena.made}
+        device = h.household.devices[HOST]
+        device.down = ConnectionRefusedError()
+        speaker.check_now("test")
+        h.clock.advance(0)
+        h.gena.answers["subscribe"] = "hang"
+        device.down = None
+        speaker.check_now("test")
+        h.clock.advance(1)
+        self.assertEqual(h.unsubscriber.sent, [])
+        del h.gena.answers["subscribe"]
+        for _ in range(100):
+            h.clock.advance(0.5)
+        self.assertEqual({sent[3] for sent in h.unsubscriber.sent}, old)
 
     def test_superseded_sids_bounded(self) -> None:
         """At most two superseded SIDs per service are kept for a speaker that stays away."""
