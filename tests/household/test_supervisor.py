@@ -406,17 +406,25 @@ class SupersededSidTests(SynchronousTestCase):
         speaker = started(h)
         return h, speaker
 
+    def away(self, h: Harness, speaker: SpeakerSupervisor) -> set[str | None]:
+        """Take the speaker away (it refuses); the SIDs it held."""
+        old = {s.sid for s in h.gena.made}
+        h.household.devices[HOST].down = ConnectionRefusedError()
+        speaker.check_now("test")
+        h.clock.advance(0)
+        return old
+
+    def back(self, h: Harness, speaker: SpeakerSupervisor) -> None:
+        """The speaker answers again."""
+        h.household.devices[HOST].down = None
+        speaker.check_now("test")
+
     def test_replaced_sids_unsubscribed_when_back_online(self) -> None:
         """SIDs dropped during an outage are UNSUBSCRIBEd once the speaker answers again."""
         h, speaker = self.make()
-        old = {s.sid for s in h.gena.made}
-        device = h.household.devices[HOST]
-        device.down = ConnectionRefusedError()
-        speaker.check_now("test")
-        h.clock.advance(0)
+        old = self.away(h, speaker)
         self.assertEqual(h.unsubscriber.sent, [])
-        device.down = None
-        speaker.check_now("test")
+        self.back(h, speaker)
         h.clock.advance(0)
         self.assertEqual({sent[3] for sent in h.unsubscriber.sent}, old)
         self.assertEqual({sent[0] for sent in h.unsubscriber.sent}, {HOST})
@@ -429,14 +437,9 @@ class SupersededSidTests(SynchronousTestCase):
         """A speaker that rebooted while away numbers its SIDs from 1 again: a superseded SID
         that a new subscription now holds is not UNSUBSCRIBEd (it would end that one)."""
         h, speaker = self.make()
-        old = {s.sid for s in h.gena.made}
-        device = h.household.devices[HOST]
-        device.down = ConnectionRefusedError()
-        speaker.check_now("test")
-        h.clock.advance(0)
+        old = self.away(h, speaker)
         FakeSubscription.counter -= len(old)
-        device.down = None
-        speaker.check_now("test")
+        self.back(h, speaker)
         h.clock.advance(1)
         held = {sup.subscription.sid for sup in speaker.services.values() if sup.subscription}
         self.assertEqual(held, old)
@@ -446,14 +449,9 @@ class SupersededSidTests(SynchronousTestCase):
         """Superseded SIDs wait until no SUBSCRIBE is in flight (its answer may reuse one),
         then go."""
         h, speaker = self.make()
-        old = {s.sid for s in h.gena.made}
-        device = h.household.devices[HOST]
-        device.down = ConnectionRefusedError()
-        speaker.check_now("test")
-        h.clock.advance(0)
+        old = self.away(h, speaker)
         h.gena.answers["subscribe"] = "hang"
-        device.down = None
-        speaker.check_now("test")
+        self.back(h, speaker)
         h.clock.advance(1)
         self.assertEqual(h.unsubscriber.sent, [])
         del h.gena.answers["subscribe"]
