@@ -286,7 +286,7 @@ def rows(result: Mapping[str, Any]) -> list[str]:
     ):
         verdict = "met" if met(key, target) else "**NOT MET**"
         out.append(
-            f"| 8 | availability: {what} (worst case: just heard) | ≤ {target:g} s "
+            f"| 8 | real daemon: availability, {what} (worst case: just heard) | ≤ {target:g} s "
             f"| {shown(key)} | {verdict} |"
         )
     return out

@@ -36,6 +36,9 @@ class FakeSubscription:
     uid: str
     host: str
     service: str
+    #: The SEQ of the subscription's last NOTIFY (the load generator's ``--contiguous``
+    #: continues from it).
+    seq: int = 0
 
 
 def household(base: str, speakers: int) -> list[FakeSubscription]:

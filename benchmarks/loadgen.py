@@ -1,13 +1,19 @@
 """The NOTIFY load generator (a process of its own): speakers' NOTIFYs, one TCP connection each.
 
     python -m benchmarks.loadgen --target 127.0.0.1:PORT --household FILE --t0 T
-        (--concurrency N | --rate R) [--count N] [--duration S] [--kind KIND]
+        (--concurrency N | --rate R) [--count N] [--duration S] [--kind KIND | --kinds K,K]
+        [--contiguous]
 
 Each request is a real NOTIFY (headers as the modern speakers write them) with a varied body
 (``benchmarks.payloads``: a pool of distinct bodies, larger than SoCo's and sonosd's caches),
 sent from the address of the speaker that owns the SID, on a connection of its own; the
 receiver answers and closes (so TIME_WAIT stays on its side, as with speakers). SEQ is the send
 time (``common.SEQ_PER_SECOND`` units since ``--t0``) so clients can measure latency.
+
+``--contiguous`` plays real speakers instead: SEQ counts 1, 2, 3 ... per subscription from the
+household's ``seq`` (the last SEQ the speaker sent), and a subscription has at most one NOTIFY
+in flight, so a daemon that checks SEQs sees every NOTIFY in order (the result line gives each
+SID's last SEQ, for the next run).
 
 ``--concurrency N`` keeps N requests in flight (saturation); ``--rate R`` starts R requests per
 second whatever the answers (open loop, for latency). Ends after ``--count`` requests or
@@ -20,7 +26,7 @@ import argparse
 import itertools
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -58,9 +64,10 @@ class _Notify(Protocol):
 
 
 class _Attempt(ClientFactory):
-    def __init__(self, generator: Generator, request: bytes) -> None:
+    def __init__(self, generator: Generator, request: bytes, sub: FakeSubscription) -> None:
         self.generator = generator
         self.request = request
+        self.sub = sub
         self.finished = False
         self.timer: Any = None
 
@@ -76,7 +83,7 @@ class _Attempt(ClientFactory):
         self.finished = True
         if self.timer is not None and self.timer.active():
             self.timer.cancel()
-        self.generator.answered(status)
+        self.generator.answered(status, self.sub)
 
 
 class Generator:
@@ -90,18 +97,21 @@ class Generator:
         t0: float,
         kinds: tuple[tuple[str, float], ...] = MIX,
         seed: int = 3,
+        contiguous: bool = False,
     ) -> None:
         self.reactor = reactor
         self.target = target
         self.t0 = t0
         maker = BodyMaker(kinds, seed)
         self.pool = [maker.make() for _ in range(POOL)]
-        self.by_service: dict[str, itertools.cycle[FakeSubscription]] = {}
+        self.contiguous = contiguous
+        self.idle: dict[str, deque[FakeSubscription]] = {}
+        self.seq = {sub.sid: sub.seq for sub in subscriptions}
         rng = random.Random(seed)
         for service in {KINDS[kind][0] for kind, _ in kinds}:
             subs = [sub for sub in subscriptions if sub.service == service]
             rng.shuffle(subs)
-            self.by_service[service] = itertools.cycle(subs)
+            self.idle[service] = deque(subs)
         self.next_body = itertools.cycle(self.pool)
         self.started = 0
         self.in_flight = 0
@@ -111,16 +121,25 @@ class Generator:
         self.skipped = 0
         self.on_answer: Callable[[], None] | None = None
 
-    def send_one(self) -> None:
-        """Start one NOTIFY now."""
+    def send_one(self) -> bool:
+        """Start one NOTIFY now; ``False`` when every subscription of the next body's service
+        has one in flight (``contiguous`` only)."""
         kind, body = next(self.next_body)
-        sub = next(self.by_service[KINDS[kind][0]])
+        idle = self.idle[KINDS[kind][0]]
+        if not idle:
+            return False
+        sub = idle.popleft()
+        if not self.contiguous:
+            idle.append(sub)
         now = time.monotonic()
         if not self.started:
             self.first = now
-        seq = int((now - self.t0) * SEQ_PER_SECOND) % 2**32
+        if self.contiguous:
+            seq = self.seq[sub.sid] = self.seq[sub.sid] % 4_294_967_295 + 1
+        else:
+            seq = int((now - self.t0) * SEQ_PER_SECOND) % 2**32
         request = notify_request(self.target[0], self.target[1], sub.sid, seq, sub.service, body)
-        attempt = _Attempt(self, request)
+        attempt = _Attempt(self, request, sub)
         self.started += 1
         self.in_flight += 1
         connector = self.reactor.connectTCP(
@@ -131,14 +150,17 @@ class Generator:
             bindAddress=(sub.host, 0),
         )
         attempt.timer = self.reactor.callLater(REQUEST_TIMEOUT, self._expire, attempt, connector)
+        return True
 
     def _expire(self, attempt: _Attempt, connector: Any) -> None:
         connector.disconnect()
         attempt.done(None)
 
-    def answered(self, status: int | None) -> None:
+    def answered(self, status: int | None, sub: FakeSubscription) -> None:
         """One request ended (``None``: no answer)."""
         self.in_flight -= 1
+        if self.contiguous:
+            self.idle[sub.service].append(sub)
         self.last = time.monotonic()
         self.statuses["failed" if status is None else str(status)] += 1
         if self.on_answer is not None:
@@ -157,6 +179,7 @@ class Generator:
             "last": self.last,
             "elapsed": elapsed,
             "rate": ok / elapsed,
+            "last_seq": self.seq if self.contiguous else {},
         }
 
 
@@ -170,6 +193,10 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=10**9)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--kind", default=None, help="one kind of body instead of the mix")
+    parser.add_argument(
+        "--kinds", default=None, help="kinds of the mix to keep (comma-separated), same weights"
+    )
+    parser.add_argument("--contiguous", action="store_true", help="SEQ 1, 2, 3 ... per SID")
     args = parser.parse_args()
 
     from twisted.internet import reactor as global_reactor
@@ -179,7 +206,12 @@ def main() -> None:
     with open(args.household) as file:
         subscriptions = from_json(file.read())
     kinds = ((args.kind, 1.0),) if args.kind else MIX
-    gen = Generator(reactor, (host, int(port)), subscriptions, args.t0, kinds)
+    if args.kinds:
+        kept = args.kinds.split(",")
+        kinds = tuple((kind, weight) for kind, weight in MIX if kind in kept)
+    gen = Generator(
+        reactor, (host, int(port)), subscriptions, args.t0, kinds, contiguous=args.contiguous
+    )
     deadline = time.monotonic() + args.duration
     max_in_flight = args.concurrency or 2000
 
@@ -201,7 +233,8 @@ def main() -> None:
             and gen.started < args.count
             and time.monotonic() < deadline
         ):
-            gen.send_one()
+            if not gen.send_one():
+                break
         refill()
 
     def open_loop() -> None:
@@ -211,10 +244,8 @@ def main() -> None:
             return
         due = int((now - start) * args.rate) - gen.started - gen.skipped
         for _ in range(max(0, due)):
-            if gen.in_flight >= max_in_flight:
+            if gen.in_flight >= max_in_flight or not gen.send_one():
                 gen.skipped += 1
-            else:
-                gen.send_one()
 
     start = time.monotonic()
     if args.concurrency:

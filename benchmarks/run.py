@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks import availability, cost, pipeline, scale
+from benchmarks import availability, cost, daemon, pipeline, scale
 from sonosd.backoff import FIRST_RENEW_SPREAD, RENEW_JITTER
 
 FULL: dict[str, dict[str, Any]] = {
@@ -31,6 +31,7 @@ FULL: dict[str, dict[str, Any]] = {
     "cost": {"pool": 600, "rounds": 3, "profile_events": 3000},
     "scale": {"speakers": 200, "cycles": 5.5, "timeout": 60, "renew_fraction": 0.5},
     "scale_rss": {"speakers": 200, "settle": 15.0},
+    "daemon": {"speakers": 100, "rounds": 3, "count": 34_000, "settle": 60.0},
     "availability": {},
 }
 SMOKE: dict[str, dict[str, Any]] = {
@@ -51,6 +52,17 @@ SMOKE: dict[str, dict[str, Any]] = {
         "speakers": 3,
         "settle": 0.5,
         "variants": {},
+        "subscribe_deadline": 30.0,
+    },
+    "daemon": {
+        "speakers": 3,
+        "rounds": 1,
+        "count": 300,
+        "duration": 30.0,
+        "contender_duration": 0.5,
+        "concurrency": 8,
+        "settle": 1.0,
+        "subscribed_settle": 1.0,
         "subscribe_deadline": 30.0,
     },
     "availability": {
@@ -110,6 +122,24 @@ METHOD: tuple[str, ...] = (
     "daemon's work after HTTP, and through both parsers; CPU time, best of 3 rounds.",
     "- **4. Scale**: the real daemon (`twistd sonosd`) against the simulator (`twistd "
     "sonos-sim`) with 200 speakers, both as processes of their own; see section 4.",
+    "- **7. The real daemon**: everything as a user runs it, each a process of its own: "
+    "`twistd sonos-sim` plays 100 speakers, `twistd sonosd` follows their RenderingControl "
+    "and AVTransport with the default configuration but the speakers, the services and "
+    "loopback addresses (the per-message log line, the replay ring and the state as a user "
+    "gets them), one Server-Sent Events client (`benchmarks.sseclient`) counts every "
+    "message. Each subscription's SID and SEQ, the daemon's callback port and the speakers' "
+    "addresses are read from the simulator's admin API; `benchmarks.loadgen --contiguous` "
+    "plays the speakers (bodies from the mixed payload's volume changes and full AVTransport "
+    "events, 2 to 1; each NOTIFY from its speaker's address on a connection of its own; SEQ "
+    "contiguous per subscription, one in flight per subscription, 64 in flight). Each round "
+    "sends 34,000 NOTIFYs to the daemon (102,000 in all) between two runs of the same load "
+    "for 4 s on a bare twisted.web receiver and on `soco.events_twisted` (fresh processes, "
+    "same SIDs and sources), and is compared with the mean of the two. CPU per event from "
+    "`/proc/<pid>/stat` (the daemon's includes what the NOTIFYs cause: position reads, SSE, "
+    "the log line), RSS from `/proc/<pid>/status` twice a second: "
+    "once subscribed, during the load, at its end and 60 s later. Figures 1-3, 5 and 6 come "
+    "from the event path assembled from sonosd's modules in one process (`pipeline`); 4, 7 "
+    "and 8 from the real process.",
     "- **8. Availability**: the real daemon configured with one speaker of a simulated "
     "household of 7, default availability timers; each fault (refused, hung, rebooted, moved, "
     "powered off, asleep) hits its own speaker right after it was heard (the worst case for "
@@ -128,6 +158,7 @@ BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "cost": cost.cost,
     "scale": scale.scale,
     "scale_rss": scale.rss_breakdown,
+    "daemon": daemon.daemon,
     "availability": availability.availability,
 }
 
@@ -207,18 +238,19 @@ def table(results: dict[str, Any]) -> list[str]:
         bare = ratios.get("sonosd/bare", 0.0)
         soco = ratios.get("sonosd/soco_twisted", 0.0)
         rows.append(
-            f"| 1 | throughput, mixed payload, sonosd end to end vs bare twisted.web | ≥ 0.6x "
+            f"| 1 | pipeline: throughput, mixed payload, sonosd end to end vs bare twisted.web "
+            f"| ≥ 0.6x "
             f"| {bare:.2f}x ({t['rates']['sonosd']:,.0f} vs {t['rates']['bare']:,.0f} /s) "
             f"| {_verdict(bare >= 0.6)} |"
         )
         rows.append(
-            f"| 1 | throughput, sonosd vs soco.events_twisted | ≥ 2x | {soco:.2f}x "
+            f"| 1 | pipeline: throughput, sonosd vs soco.events_twisted | ≥ 2x | {soco:.2f}x "
             f"({t['rates']['soco_twisted']:,.0f} /s) | {_verdict(soco >= 2.0)} |"
         )
         threaded = ratios.get("sonosd/soco_threaded")
         if threaded is not None:
             rows.append(
-                f"| 1 | throughput, sonosd vs soco.events (threaded) | (reported) | "
+                f"| 1 | pipeline: throughput, sonosd vs soco.events (threaded) | (reported) | "
                 f"{threaded:.2f}x ({t['rates']['soco_threaded']:,.0f} /s) | - |"
             )
     lat = results.get("latency")
@@ -228,7 +260,7 @@ def table(results: dict[str, Any]) -> list[str]:
                 continue
             target = value["rate"] >= 1000 and value["clients"] >= 100
             rows.append(
-                f"| 2 | latency {key} clients: p50 / p99 / max | "
+                f"| 2 | pipeline: latency {key} clients: p50 / p99 / max | "
                 f"{'p99 ≤ 5 ms' if target else '(reported)'} | {value['p50']:.2f} / "
                 f"{value['p99']:.2f} / {value['max']:.1f} ms "
                 f"({value['received']:,} of {value['expected']:,} received) | "
@@ -237,7 +269,8 @@ def table(results: dict[str, Any]) -> list[str]:
     f = results.get("fanout")
     if f:
         rows.append(
-            f"| 3 | fan-out {f['clients']} clients at {f['rate']:g} events/s: p50 / p99 / max "
+            f"| 3 | pipeline: fan-out {f['clients']} clients at {f['rate']:g} events/s: "
+            "p50 / p99 / max "
             f"| p99 ≤ 50 ms | {f['p50']:.1f} / {f['p99']:.1f} / {f['max']:.1f} ms "
             f"({f['received']:,} of {f['expected']:,}); {f['cpu_us_per_message']:.1f} µs CPU "
             f"per message | {_verdict(f['p99'] <= 50.0)} |"
@@ -247,7 +280,7 @@ def table(results: dict[str, Any]) -> list[str]:
     if b:
         parts = [(name, v) for name, v in b.items() if isinstance(v, dict)]
         rows.append(
-            f"| 4 | scale: daemon RSS {b['settle']:g} s after subscribing, by configuration "
+            f"| 4 | real daemon: RSS {b['settle']:g} s after subscribing, by configuration "
             f"({b['speakers']} speakers unless said) | (reported) | "
             + "; ".join(f"{name}: {v['rss_mb']:.0f} MB" for name, v in parts)
             + " | - |"
@@ -255,15 +288,19 @@ def table(results: dict[str, Any]) -> list[str]:
     i = results.get("isolation")
     if i:
         rows.append(
-            f"| 5 | event p99 with {i['calls']} control calls in flight vs none "
+            f"| 5 | pipeline: event p99 with {i['calls']} control calls in flight vs none "
             f"({i['rate']:g} events/s) | ≤ 1.2x | {i['ratio']:.2f}x ({i['p99_busy']:.2f} vs "
             f"{i['p99_quiet']:.2f} ms) | {_verdict(i['ratio'] <= 1.2)} |"
         )
+    d = results.get("daemon")
+    if d:
+        rows += daemon.rows(d)
     c = results.get("cost")
     if c:
         mixed = sum(c["per_kind"][kind]["daemon"] * weight for kind, weight in c["mix"].items())
         rows.append(
-            f"| 6 | CPU per event after HTTP, mixed payload | (reported) | {mixed:.0f} µs | - |"
+            "| 6 | one process: CPU per event after HTTP, mixed payload | (reported) | "
+            f"{mixed:.0f} µs | - |"
         )
     a = results.get("availability")
     if a:
@@ -279,8 +316,8 @@ def scale_rows(r: dict[str, Any] | None, rss: dict[str, Any] | None = None) -> l
     """The rows of benchmark 4 (scale) in the summary table."""
     if not r:
         return [
-            "| 4 | scale: speakers x 8 services subscribed, RSS, renewal spread | all in 10 s, "
-            "RSS ≤ 150 MB flat | not run | **NOT RUN** |"
+            "| 4 | real daemon: speakers x 8 services subscribed, RSS, renewal spread "
+            "| all in 10 s, RSS ≤ 150 MB flat | not run | **NOT RUN** |"
         ]
     n, expected = r["speakers"], r["subscriptions_expected"]
     subscribed = r["all_subscribed_s"]
@@ -297,18 +334,18 @@ def scale_rows(r: dict[str, Any] | None, rss: dict[str, Any] | None = None) -> l
     # Met only if every run subscribed everything in time (NaN: never, compares False).
     worst = [subscribed] + ([again["all_subscribed_s"]] if again else [])
     return [
-        f"| 4 | scale: {n} speakers, daemon spawned → all {expected:,} subscriptions granted "
+        f"| 4 | real daemon: {n} speakers, daemon spawned → all {expected:,} subscriptions granted "
         f"at the simulator | ≤ 10 s | {_seconds(subscribed)} ({r['subscriptions']:,} "
         f"granted{repeat}); initial NOTIFYs: {r['notifies_answered']:,} answered, "
         f"{r['notifies_failed']:,} failed, all answered: {_seconds(r['all_notified_s'])} "
         f"| {_verdict(all(t <= 10.0 for t in worst))} |",
-        f"| 4 | scale: daemon RSS over {cycles} full renewal cycles: max after the first "
+        f"| 4 | real daemon: RSS over {cycles} full renewal cycles: max after the first "
         f"cycle; slope after it (start / max / end of the whole watch) | ≤ 150 MB, flat "
         f"(≤ {scale.FLAT_MB_PER_MIN:g} MB/min) | {steady:.1f} MB; {slope:+.2f} MB/min "
         f"({trend}) ({r['rss_start_mb']:.0f} / {r['rss_max_mb']:.0f} / "
         f"{r['rss_end_mb']:.0f} MB) "
         f"| {_verdict(rss_ok)} |",
-        f"| 4 | scale: renewals per second at the simulator, max / mean | not synchronised "
+        f"| 4 | real daemon: renewals per second at the simulator, max / mean | not synchronised "
         f"(reported) | {r['renewals_per_second_max']:,} / {r['renewals_per_second_mean']:.0f} "
         f"/s ({r['renewals']:,} renewals in {r['renewal_seconds_with_any']} distinct seconds); "
         f"p10-p90 width of each cycle: {widths} s | - |",
@@ -522,6 +559,14 @@ def report(results: dict[str, Any], info: dict[str, str], smoke: bool) -> str:
             "",
         ]
     lines += scale_section(results.get("scale"), results.get("scale_rss"))
+    d = results.get("daemon")
+    if d:
+        lines += [
+            "## 7. The real daemon under load (`twistd sonosd`, end to end)",
+            "",
+            *daemon.section(d),
+            "",
+        ]
     a = results.get("availability")
     if a:
         lines += [
@@ -550,6 +595,7 @@ def report(results: dict[str, Any], info: dict[str, str], smoke: bool) -> str:
         "make bench                                     # the whole suite, ~10 minutes",
         ".venv/bin/python -m benchmarks.run --only throughput --out /tmp/b.md",
         ".venv/bin/python -m benchmarks.run --only scale scale_rss --out /tmp/s.md  # ~6 min",
+        ".venv/bin/python -m benchmarks.daemon --events 100000 --settle 60  # 7 alone, JSON",
         ".venv/bin/python -m benchmarks.run --smoke --out /tmp/smoke.md   # under a minute",
         "```",
         "",

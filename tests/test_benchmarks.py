@@ -24,7 +24,7 @@ def test_bodies_vary_and_parse() -> None:
         assert parse_event_xml(first).keys() == parse_event_xml(second).keys()
 
 
-@pytest.mark.parametrize("name", sorted(run.BENCHMARKS))
+@pytest.mark.parametrize("name", sorted(set(run.BENCHMARKS) - {"daemon"}))
 def test_smoke(name: str, tmp_path: Path) -> None:
     """Each benchmark runs at smoke size and the report shows its figures."""
     results = run.run([name], smoke=True)
@@ -34,6 +34,79 @@ def test_smoke(name: str, tmp_path: Path) -> None:
     out.write_text(text)
     assert "## Results" in text
     assert len(run.table(results)) > 3
+
+
+def test_daemon_smoke_counts_every_message() -> None:
+    """Benchmark 7 at smoke size: a real twistd sonosd and sonos-sim; every NOTIFY answered is
+    delivered to the SSE client as its event, SEQ contiguous per subscription, no id missing;
+    RSS is sampled before, during and after the load; the report shows its rows."""
+    results = run.run(["daemon"], smoke=True)
+    r = results["daemon"]
+    sizes = run.SMOKE["daemon"]
+    assert r["events"] == r["sent"] == sizes["count"]
+    assert r["delivered"] == r["events"]
+    assert r["sources"]["notify"] == r["events"]
+    assert r["seq_gaps"] == 0 and r["missing_ids"] == 0 and r["id_gaps"] == 0
+    assert r["sse_subscriptions"] == r["subscriptions"] == 2 * sizes["speakers"]
+    assert r["all_delivered"]
+    assert r["daemon_running"]
+    for key in ("rss_subscribed_mb", "rss_load_max_mb", "rss_end_mb", "rss_after_mb"):
+        assert r[key] > 10
+    assert len(r["rss_every_5s"]) >= 2
+    assert set(r["rates"]) == {"sonosd", "bare", "soco_twisted"}
+    assert all(value > 0 for value in r["cpu_us_per_event"].values())
+    assert r["daemon_log"].get("info", 0) >= r["events"]
+    text = "\n".join(run.report(results, run.machine(), smoke=True).splitlines())
+    assert "## 7. The real daemon under load" in text
+    assert "| 7 | real daemon: CPU per event vs soco.events_twisted" in text
+
+
+def test_daemon_rounds_compared_with_the_runs_around_them() -> None:
+    """Each daemon round is compared with the mean of the contender runs before and after it;
+    delivery is complete only with every answered NOTIFY delivered and no gap."""
+    from benchmarks import daemon
+
+    def run(rate: float, cpu: float, **extra: object) -> dict[str, object]:
+        return {"rate": rate, "cpu_us": cpu, **extra}
+
+    ours = {"ok": 10, "sent": 10, "delivered": 10, "types": {}, "sources": {"notify": 10}}
+    runs = {
+        "sonosd": [run(100.0, 300.0, **ours), run(100.0, 200.0, **ours)],
+        "soco_twisted": [run(50.0, 500.0), run(100.0, 300.0), run(50.0, 500.0)],
+    }
+    final = {"gap_reasons": {}, "id_gaps": 0, "missing": 0, "seq_gaps": 0, "subscriptions": 2}
+    final |= {"types": {"event": 20}, "last_id": 20}
+    figures = daemon._figures(runs, final)
+    assert figures["ratios"]["cpu sonosd/soco_twisted"] == pytest.approx((0.75 + 0.5) / 2)
+    assert figures["ratios"]["rate sonosd/soco_twisted"] == pytest.approx(4 / 3)
+    assert figures["all_delivered"] and figures["events"] == 20
+    final["seq_gaps"] = 1
+    assert not daemon._figures(runs, final)["all_delivered"]
+
+
+def test_daemon_tally_counts_sources_and_seq_gaps() -> None:
+    """The SSE client counts events by source, SEQ gaps per subscription and gap reasons."""
+    from benchmarks.sseclient import Tally
+
+    def block(ident: int, kind: str, body: str) -> bytes:
+        return f"id: abc:{ident}\nevent: {kind}\ndata: {body}\n\n".encode()
+
+    def event(uid: str, seq: int | None, source: str = "notify") -> str:
+        return (
+            f'{{"speaker": {{"uid": "{uid}"}}, "service": "AVTransport", '
+            f'"seq": {"null" if seq is None else seq}, "source": "{source}"}}'
+        )
+
+    tally = Tally()
+    tally.feed(block(1, "event", event("A", 5)) + block(2, "event", event("B", 9)))
+    tally.feed(block(3, "event", event("A", 6)) + block(4, "event", event("A", None, "position")))
+    tally.feed(block(6, "event", event("A", 8)) + block(7, "events.gap", '{"reason": "x"}'))
+    result = tally.result()
+    assert result["sources"] == {"notify": 4, "position": 1}
+    assert result["seq_gaps"] == 1
+    assert result["missing"] == 1
+    assert result["gap_reasons"] == {"x": 1}
+    assert result["subscriptions"] == 2
 
 
 def test_grants_tell_renewals_from_repeated_answers() -> None:

@@ -74,6 +74,42 @@ def test_text_without_level_or_namespace() -> None:
     assert line == "2026-11-24T17:30:00.123Z info [-] hello\n"
 
 
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"log_format": "{n:>4} {x!r} {d[k]}", "n": 7, "x": "a", "d": {"k": 1}}, "   7 'a' 1"),
+        ({"log_format": "called {f()}", "f": lambda: "yes"}, "called yes"),
+        ({"log_format": b"bytes {speaker}"}, "bytes Kitchen"),
+        ({"log_format": None}, ""),
+    ],
+)
+def test_messages_are_formatted_as_twisted_formats_them(
+    fields: dict[str, Any], message: str
+) -> None:
+    """Formats of plain fields (the fast path), Twisted's call syntax, bytes and no format give
+    what ``twisted.logger.formatEvent`` gives."""
+    from twisted.logger import formatEvent
+
+    assert formatEvent(event(**fields)) == message
+    assert logs.format_text(event(**fields)).endswith(f"] {message}\n")
+
+
+def test_a_message_that_cannot_be_formatted_says_so() -> None:
+    """A missing field gives Twisted's "Unable to format event" line, not an exception."""
+    line = logs.format_text(event(log_format="renewed {nobody}"))
+    assert "Unable to format event" in line and line.endswith("\n")
+
+
+def test_times_are_rounded_as_datetime_rounds_them() -> None:
+    """The per-second cache of ``isotime`` gives datetime's rounding at every boundary."""
+    from datetime import UTC, datetime
+
+    for seconds in (WHEN, 1795541400.0, 1795541400.9999996, 1795541401.0004999, -0.0000004):
+        moment = datetime.fromtimestamp(seconds, UTC)
+        expected = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+        assert logs.isotime(seconds) == expected
+
+
 def test_text_traceback_is_indented() -> None:
     """A failure's traceback follows the line, indented, so that the event stays one block."""
     text = logs.format_text(event(log_failure=failure(), log_level=LogLevel.error))

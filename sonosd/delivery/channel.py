@@ -162,6 +162,9 @@ class Channel(Generic[F]):
         # id(client) -> (client, frames of this turn), in the order clients first got one.
         self._batch: dict[int, tuple[Client, list[F]]] = {}
         self._flush_call: IDelayedCall | None = None
+        # The channel's child of the frames counter, looked up once (labels() costs more than
+        # the increment, and is needed for every message).
+        self._frames_sent = None if metrics is None else metrics.frames.labels(name)
         if metrics is not None:
             metrics.track_clients(name, lambda: len(self.clients))
 
@@ -276,8 +279,8 @@ class Channel(Generic[F]):
         if count:
             if batch is not None and self._flush_call is None and self._clock is not None:
                 self._flush_call = self._clock.callLater(0, self.flush)
-            if self._metrics is not None:
-                self._metrics.frames.labels(self.name).inc(count)
+            if self._frames_sent is not None:
+                self._frames_sent.inc(count)
 
     def flush(self) -> None:
         """Hand every client the frames collected for it in this turn, in one ``offer_many``.

@@ -13,6 +13,12 @@ follow it), when something moved it:
 - every ``position_interval`` seconds while the group plays (0: only on the above), to
   correct the drift of clients that extrapolate.
 
+Speakers resend the transport state and track with every AVTransport event: only a value
+that differs from the last one seen moves the position. Reads of one speaker start at least
+``MIN_SPACING`` seconds apart: the first read of a quiet spell goes at once, what triggers
+reads during the next ``MIN_SPACING`` seconds makes one read at its end (a speaker's NOTIFYs,
+or someone skipping tracks, cannot make the daemon send that speaker a request for each).
+
 Each read becomes the coordinator's AVTransport variables ``position`` (``H:MM:SS``) and
 ``position_time`` (when it was read), published as an ``event`` message with ``source``
 ``position``; with ``transport_state`` a client extrapolates while ``PLAYING``. Reads of one
@@ -30,6 +36,7 @@ from twisted.logger import Logger
 
 from sonosd.backoff import describe_failure
 from sonosd.blocking import Runner
+from sonosd.gena.eventxml import LazyDidl
 from sonosd.household.state import SpeakerRef, isotime
 
 log = Logger()
@@ -49,6 +56,9 @@ TRIGGERS = frozenset(
 )
 
 PLAYING = frozenset({"PLAYING", "TRANSITIONING"})
+
+MIN_SPACING = 2.0
+"""Seconds between the starts of two position reads of one speaker, at least."""
 
 
 def read_position(device: Any) -> dict[str, str]:
@@ -89,33 +99,65 @@ class PositionTracker:
         self._timers: dict[str, IDelayedCall] = {}
         self._reading: dict[str, Deferred[Any]] = {}
         self._again: set[str] = set()
+        self._seen: dict[str, dict[str, Any]] = {}
+        self._started: dict[str, float] = {}
         self.reads = 0
 
     def transport_event(self, ref: SpeakerRef, device: Any, variables: Mapping[str, Any]) -> None:
-        """An AVTransport event or read of ``ref``: read the position if it moved it."""
+        """An AVTransport event or read of ``ref``: read the position if it moved it (a
+        variable of ``TRIGGERS`` with another value than the last one seen)."""
         state = variables.get("transport_state")
         if isinstance(state, str):
             self._playing[ref.uid] = state in PLAYING
-        if not TRIGGERS.intersection(variables) or not self._is_coordinator(ref.uid):
-            return
-        self.refresh(ref, device)
+        seen = self._seen.get(ref.uid)
+        if seen is None:
+            seen = self._seen[ref.uid] = {}
+        moved = False
+        for name in TRIGGERS.intersection(variables):
+            value = variables[name]
+            if type(value) is LazyDidl:
+                value = value.didl  # compared as sent: parsing it would cost more than a read
+            if name not in seen or seen[name] != value:
+                seen[name] = value
+                moved = True
+        if moved and self._is_coordinator(ref.uid):
+            self.refresh(ref, device)
 
     def refresh(self, ref: SpeakerRef, device: Any) -> None:
-        """Read ``ref``'s position now (after one in flight, if any)."""
-        self._speakers[ref.uid] = (ref, device)
-        if ref.uid in self._reading:
-            self._again.add(ref.uid)
+        """Read ``ref``'s position now, or once the read in flight is done, or at the end of
+        ``MIN_SPACING`` after the last read began."""
+        uid = ref.uid
+        self._speakers[uid] = (ref, device)
+        if uid in self._reading:
+            self._again.add(uid)
             return
-        self._cancel(ref.uid)
-        reading = Deferred.fromCoroutine(self._read(ref.uid))
+        due = self._started.get(uid, float("-inf")) + MIN_SPACING
+        now = self._clock.seconds()
+        if now < due:
+            timer = self._timers.get(uid)
+            if timer is None or not timer.active() or timer.getTime() > due:
+                self._cancel(uid)
+                self._timers[uid] = self._clock.callLater(due - now, self._due, uid)
+            return
+        self._cancel(uid)
+        self._started[uid] = now
+        reading = Deferred.fromCoroutine(self._read(uid))
         if not reading.called:
-            self._reading[ref.uid] = reading
+            self._reading[uid] = reading
+
+    def _due(self, uid: str) -> None:
+        self._timers.pop(uid, None)
+        known = self._speakers.get(uid)
+        if known is not None:
+            self.refresh(*known)
 
     def forget(self, uid: str) -> None:
         """Stop reading ``uid`` (it went away, or the daemon stops)."""
         self._cancel(uid)
         self._speakers.pop(uid, None)
         self._playing.pop(uid, None)
+        self._seen.pop(uid, None)
+        self._started.pop(uid, None)
         self._again.discard(uid)
         reading = self._reading.pop(uid, None)
         if reading is not None:

@@ -17,15 +17,27 @@ in for the ``requests`` module inside SoCo's modules that talk to speakers
   ``TrackMetaData``, ``ZoneGroupState``, DIDL inside a Browse result).
 
 Anything else of ``requests`` (its exceptions, sessions) is the real module's.
+
+What each request costs matters: the daemon reads a playing group's position with SoCo
+after every track change. ``requests.request`` builds a ``Session`` per call and looks
+for proxies and a ``.netrc`` in the environment each time (a third of a call's CPU), and a
+``threading.Timer`` per request starts a thread. Here each pool thread keeps one session
+that ignores the environment (speakers are on the local network: no proxy, no ``.netrc``
+credentials are sent to them), asks the speaker to close the connection after the answer
+(one connection per request, as SoCo's own calls make), and one watchdog thread serves
+every deadline.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
 import html
+import itertools
 import socket
 import threading
 import time
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any, Final
 
 import requests
@@ -81,14 +93,13 @@ class BoundedRequests:
         @raise AnswerRefused: Over ``max_bytes``, past ``deadline``, or with a DTD.
         """
         kwargs["stream"] = True
+        headers = kwargs.get("headers")
+        kwargs["headers"] = {**headers, **CLOSE} if headers else CLOSE
         started = time.monotonic()
-        response = requests.request(method, url, **kwargs)
-        watchdog = None
+        response = _session().request(method, url, **kwargs)
+        alarm = None
         if self.deadline is not None:
-            remaining = max(0.0, self.deadline - (time.monotonic() - started))
-            watchdog = threading.Timer(remaining, _shut, (response,))
-            watchdog.daemon = True
-            watchdog.start()
+            alarm = WATCHDOG.arm(started + self.deadline, response)
         try:
             body = self._read(response, url)
         except (requests.exceptions.RequestException, OSError) as error:
@@ -98,8 +109,8 @@ class BoundedRequests:
                 ) from error
             raise
         finally:
-            if watchdog is not None:
-                watchdog.cancel()
+            if alarm is not None:
+                WATCHDOG.disarm(alarm)
             response.close()
         self.check(body, url)
         response._content = body
@@ -139,6 +150,86 @@ class BoundedRequests:
         return b"".join(chunks)
 
 
+#: Sent with every request: one connection per request, as SoCo's own calls make.
+CLOSE: Final = {"Connection": "close"}
+
+_local = threading.local()
+
+
+def _session() -> requests.Session:
+    """This thread's session (made on first use) that ignores proxies and ``.netrc`` and
+    keeps no cookies."""
+    session: requests.Session | None = getattr(_local, "session", None)
+    if session is None:
+        session = requests.Session()
+        session.trust_env = False
+        # As requests.request, which starts every call with an empty jar: nothing a speaker
+        # (or whatever answers at its address) sets is sent on the next call.
+        session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+        _local.session = session
+    return session
+
+
+class Watchdog:
+    """One thread that shuts the sockets of answers past their deadline (see ``_shut``)."""
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int]] = []
+        self._live: dict[int, requests.Response] = {}
+        self._numbers = itertools.count()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, deadline: float, response: requests.Response) -> int:
+        """Shut ``response``'s socket at ``deadline`` (``time.monotonic()``) unless disarmed
+        before; returns the number to disarm it with."""
+        with self._wake:
+            number = next(self._numbers)
+            self._live[number] = response
+            first = not self._due or deadline < self._due[0][0]
+            heapq.heappush(self._due, (deadline, number))
+            if len(self._due) > 2 * len(self._live) + 64:
+                # Disarmed deadlines far ahead: drop them rather than keep them until due.
+                self._due = [item for item in self._due if item[1] in self._live]
+                heapq.heapify(self._due)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="sonosd-soco-watchdog", daemon=True
+                )
+                self._thread.start()
+            elif first:
+                self._wake.notify()
+        return number
+
+    def disarm(self, number: int) -> None:
+        """The exchange ended in time."""
+        with self._wake:
+            self._live.pop(number, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while self._due and self._due[0][1] not in self._live:
+                    heapq.heappop(self._due)  # disarmed
+                if not self._due:
+                    self._wake.wait()
+                    continue
+                deadline, number = self._due[0]
+                wait = deadline - time.monotonic()
+                if wait > 0:
+                    self._wake.wait(wait)
+                    continue
+                heapq.heappop(self._due)
+                response = self._live.pop(number)
+            try:
+                _shut(response)
+            except Exception:  # the watchdog serves every call: it must outlive any answer
+                log.failure("the SoCo watchdog could not shut an answer")
+
+
+WATCHDOG: Final = Watchdog()
+
+
 def _shut(response: requests.Response) -> None:
     """The deadline passed: shut the answer's socket so that the blocked read returns."""
     sock = _socket_of(response)
@@ -159,11 +250,33 @@ def _socket_of(response: requests.Response) -> socket.socket | None:
     return sock if isinstance(sock, socket.socket) else None
 
 
+class Pretty:
+    """SoCo's ``prettify(text)`` done only when a debug line that shows it is written.
+
+    ``soco.services`` pretty-prints every request body for a debug line whether or not debug
+    lines are written (a DOM parse of the envelope per call); as a lazy argument of that
+    line, the work is done by ``str()`` when the line is formatted.
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        from soco.utils import prettify
+
+        return str(prettify(self.text))
+
+
 def install(bounded: BoundedRequests) -> None:
-    """Make SoCo's speaker-facing modules use ``bounded`` for their HTTP (process-wide: the
-    daemon calls this once, before any SoCo call)."""
+    """Make SoCo's speaker-facing modules use ``bounded`` for their HTTP, and pretty-print
+    their requests only for debug lines that are written (process-wide: the daemon calls
+    this once, before any SoCo call)."""
     import importlib
 
     for name in SOCO_MODULES:
         module = importlib.import_module(name)
         module.requests = bounded  # type: ignore[attr-defined]
+    services = importlib.import_module("soco.services")
+    services.prettify = Pretty  # type: ignore[attr-defined]

@@ -10,23 +10,17 @@ stamps it with the last message id so that a client can resume from there).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import attrs
 from twisted.logger import Logger
 
 from sonosd.household.topology import Topology, merged
+from sonosd.logs import isotime
 
 log = Logger()
 
 TopologyObserver = Callable[[Topology | None, Topology], None]
-
-
-def isotime(seconds: float) -> str:
-    """``seconds`` since the epoch as the daemon writes times: UTC, milliseconds, ``Z``."""
-    stamp = datetime.fromtimestamp(seconds, UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
 
 
 @attrs.frozen
@@ -121,10 +115,15 @@ def merge_variables(current: dict[str, Any], update: Mapping[str, Any]) -> dict[
     changed: dict[str, Any] = {}
     for name, value in update.items():
         old = current.get(name)
-        if type(value) in _SCALARS:
+        kind = type(value)
+        if kind in _SCALARS:
             if old != value or name not in current:
                 current[name] = changed[name] = value
-        elif isinstance(value, Mapping) and type(old) is dict and _is_channels(name, value):
+        elif (
+            (kind is dict or isinstance(value, Mapping))
+            and type(old) is dict
+            and _is_channels(name, value)
+        ):
             diff = {channel: item for channel, item in value.items() if old.get(channel) != item}
             if diff:
                 old.update(diff)
@@ -141,9 +140,10 @@ _SCALARS = frozenset({str, int, float, bool, type(None)})
 def _is_channels(name: str, value: Mapping[str, Any]) -> bool:
     if name.endswith("meta_data"):
         return False
-    return all(
-        type(item) in _SCALARS or not isinstance(item, Mapping | list) for item in value.values()
-    )
+    for item in value.values():
+        if type(item) not in _SCALARS and isinstance(item, Mapping | list):
+            return False
+    return True
 
 
 def _copy(value: Any) -> Any:

@@ -17,6 +17,7 @@ from soco.data_structures import DidlMusicTrack, DidlObject
 from soco.events_base import parse_event_xml as soco_parse_cached
 from soco.exceptions import EventParseException, SoCoFault
 
+from sonosd.gena import eventxml
 from sonosd.gena.eventxml import (
     MAX_VALUE,
     LazyDidl,
@@ -587,6 +588,139 @@ def test_json_of_other_string_and_mapping_types() -> None:
         "volume": {"Master": 7},
         "mute": True,
     }
+
+
+# -- the speakers' own shape, read without a parser ----------------------------------------------
+
+
+def parsed_by_the_parsers(body: bytes) -> dict[str, Any] | MalformedEvent:
+    """What the XML parsers make of ``body`` (the string readers switched off)."""
+    saved = eventxml.SIMPLE_MAX
+    eventxml.SIMPLE_MAX = -1
+    try:
+        return parse_event_xml(body)
+    except MalformedEvent as error:
+        return error
+    finally:
+        eventxml.SIMPLE_MAX = saved
+
+
+def plainly(variables: dict[str, Any] | MalformedEvent) -> Any:
+    """The variables with each DIDL value as its text, to compare without parsing DIDL."""
+    if isinstance(variables, MalformedEvent):
+        return MalformedEvent
+    return {
+        name: {k: (v.didl if type(v) is LazyDidl else v) for k, v in value.items()}
+        if type(value) is dict
+        else (value.didl if type(value) is LazyDidl else value)
+        for name, value in variables.items()
+    }
+
+
+def xml_escape(text: str, quote: bool = True) -> str:
+    """Escape ``text`` for element content (and attribute values when ``quote``)."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace('"', "&quot;") if quote else text
+
+
+#: Values: ordinary ones, DIDL, and what only a parser may judge (character and unknown entity
+#: references, raw "&", white space a parser normalises, characters XML forbids).
+VALUES = st.one_of(
+    st.sampled_from(["0", "1", "PLAYING", "x-rincon:RINCON_1", "", "Ünïcødé", "a > b", "]]>"]),
+    st.text(alphabet=st.sampled_from(list("ab<>&\"' ;#é")), max_size=10),
+    st.text(alphabet=st.sampled_from(list("ab<>&\"' \t\n\r\x01\ufffe;#é")), max_size=10),
+    st.just(DIDL_TEMPLATE.format(id="1", res="", title="T", klass="")),
+)
+#: Changes to the text of a well-formed event, or to its escaped form, that a parser sees.
+RAW_TWEAKS = st.sampled_from(
+    ["", "&#65;", "&amp;#65;", "&nbsp;", "&amp;", " ", "\t", "\r\n", "<!-- c -->", "&lt;x", "\x00"]
+)
+
+
+@st.composite
+def speaker_bodies(draw: st.DrawFn) -> bytes:
+    """NOTIFY bodies as speakers write them, some with what only a parser can judge."""
+    kind = draw(st.sampled_from(sorted(NAMESPACES)))
+    namespace, instance = NAMESPACES[kind]
+    prefix = draw(st.sampled_from(["", ' xmlns:r="urn:schemas-rinconnetworks-com:metadata-1-0/"']))
+    items = []
+    for _ in range(draw(st.integers(min_value=0, max_value=4))):
+        name = draw(
+            st.sampled_from(["Volume", "Mute", "r:NextTrackURI", "u:Odd", "CurrentTrackMetaData"])
+        )
+        channel = draw(st.sampled_from(["", ' channel="Master"', ' channel="LF"']))
+        value = draw(VALUES)
+        escaped = xml_escape(value) if draw(st.booleans()) or "&" not in value else value
+        items.append(f'<{name}{channel} val="{escaped}"/>')
+    if draw(st.booleans()):
+        items.insert(draw(st.integers(min_value=0, max_value=len(items))), draw(RAW_TWEAKS))
+    inside = "".join(items)
+    document = (
+        f'<Event xmlns="{namespace}"{prefix}><{instance} val="0">{inside}</{instance}></Event>'
+    )
+    text = xml_escape(document, quote=draw(st.booleans()))
+    if draw(st.booleans()):
+        text += draw(RAW_TWEAKS)
+    space = draw(st.sampled_from(["", "\n    ", "\r\n"]))
+    others = draw(st.sampled_from(["", "<ZoneName>Kitchen &amp; Co</ZoneName>", "<Empty></Empty>"]))
+    properties = [f"<e:property>{space}<LastChange>{text}</LastChange>{space}</e:property>"]
+    if others:
+        properties.append(f"<e:property>{others}</e:property>")
+    body = (
+        f'<e:propertyset xmlns:e="urn:schemas-upnp-org:event-1-0">{space}'
+        + space.join(properties)
+        + f"{space}</e:propertyset>"
+    )
+    encoded = body.encode("utf-8")
+    if draw(st.integers(min_value=0, max_value=9)) == 0:
+        encoded += b"\xff"
+    return encoded
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(speaker_bodies())
+def test_speakers_shape_read_as_the_parsers_read_it(body: bytes) -> None:
+    """A body in the speakers' own shape gives what the XML parsers give, or fails where they
+    fail, whichever reader takes it."""
+    assert plainly(
+        parse_event_xml(body)
+        if not isinstance(expected := parsed_by_the_parsers(body), MalformedEvent)
+        else _malformed(body)
+    ) == plainly(expected)
+
+
+def _malformed(body: bytes) -> MalformedEvent:
+    with pytest.raises(MalformedEvent) as raised:
+        parse_event_xml(body)
+    return raised.value
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "renderingcontrol_lastchange_volume_jishi.xml",
+        "queue_node-sonos-ts.xml",
+        "rendering-control_node-sonos-ts.xml",
+        "contentdirectory_queue_changed_jishi.xml",
+    ],
+)
+def test_small_samples_are_read_without_a_parser(name: str) -> None:
+    """Real small bodies take the string readers, and give what the parsers give."""
+    body = BODIES[name]
+    assert eventxml._simple_properties(body) is not None
+    assert plainly(parse_event_xml(body)) == plainly(parsed_by_the_parsers(body))
+
+
+def test_a_volume_event_is_read_without_a_parser() -> None:
+    """Both documents of a volume change are read by the string readers."""
+    body = BODIES["renderingcontrol_lastchange_volume_jishi.xml"]
+    [(tag, text)] = eventxml._simple_properties(body) or []
+    assert tag == "LastChange" and text is not None
+    assert eventxml._simple_last_change(text) == [
+        ("Volume", "Master", "12"),
+        ("Volume", "LF", "100"),
+        ("Volume", "RF", "100"),
+    ]
 
 
 # -- bounds (issue 18) ---------------------------------------------------------------------------

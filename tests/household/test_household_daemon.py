@@ -273,8 +273,9 @@ class PositionTests(TestCase):
 
     async def test_position_of_the_playing_group(self) -> None:
         """A playing group's coordinator has its position read, with the time it was read,
-        on play, at position_interval while playing, after a seek, on a track change and on
-        pause (then no more while paused); its group members' are never read."""
+        on play, at position_interval while playing (reads at least MIN_SPACING apart), after
+        a seek, on a track change and on pause (then no more while paused); its group members'
+        are never read."""
         daemon = await start(self, households=(2,), subscription={"position_interval": 0.5})
         coordinator, member = daemon.speakers
         await daemon.post(member.name, "join", {"coordinator": coordinator.name})

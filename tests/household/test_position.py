@@ -9,7 +9,8 @@ from typing import Any
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from sonosd.household.position import SOURCE, PositionTracker, read_position
+from sonosd.gena.eventxml import LazyDidl
+from sonosd.household.position import MIN_SPACING, SOURCE, PositionTracker, read_position
 from sonosd.household.state import SpeakerRef
 from tests.supervisor_fakes import FakeRunner
 
@@ -53,7 +54,8 @@ class TrackerTests(SynchronousTestCase):
 
     def test_read_on_transport_change_then_every_interval_while_playing(self) -> None:
         """A change of transport state reads the position at once (with the time it was read),
-        then every interval while playing, and no more after a pause."""
+        then every interval while playing, once more after a pause (MIN_SPACING after the
+        last read), and no more then."""
         self.make()
         self.tracker.transport_event(REF, self.device, {"transport_state": "PLAYING"})
         self.assertEqual(
@@ -72,6 +74,7 @@ class TrackerTests(SynchronousTestCase):
         self.clock.advance(0.1)
         self.assertEqual(len(self.processor.states), 2)
         self.tracker.transport_event(REF, self.device, {"transport_state": "PAUSED_PLAYBACK"})
+        self.clock.advance(MIN_SPACING)
         self.assertEqual(len(self.processor.states), 3)
         self.clock.advance(120)
         self.assertEqual(len(self.processor.states), 3)
@@ -86,19 +89,74 @@ class TrackerTests(SynchronousTestCase):
         self.assertEqual(self.processor.states, [])
 
     def test_reads_coalesced(self) -> None:
-        """A refresh while a read is under way makes one more read after it, not two."""
+        """A refresh while a read is under way makes one more read after it (MIN_SPACING after
+        the first began), not two."""
         self.make(interval=0)
         self.runner.hold = True
         self.tracker.refresh(REF, self.device)
         self.tracker.refresh(REF, self.device)
         self.tracker.refresh(REF, self.device)
         self.assertEqual(len(self.runner.calls), 1)
+        self.clock.advance(0.5)
         self.runner.pending[0].callback({"position": "0:00:05"})
+        self.assertEqual(len(self.runner.calls), 1)
+        self.clock.advance(MIN_SPACING - 0.5)
         self.assertEqual(len(self.runner.calls), 2)
         self.runner.pending[1].callback({"position": "0:00:06"})
         self.assertEqual([s[1]["position"] for s in self.processor.states], ["0:00:05", "0:00:06"])
         self.clock.advance(600)
         self.assertEqual(len(self.runner.calls), 2)
+
+    def test_unchanged_resend_not_read(self) -> None:
+        """An event that repeats the transport state and track already seen (speakers resend
+        them with every AVTransport change) reads nothing; a new track does."""
+        self.make(interval=0)
+        playing = {"transport_state": "PLAYING", "current_track": "3", "current_play_mode": "x"}
+        self.tracker.transport_event(REF, self.device, playing)
+        self.assertEqual(len(self.processor.states), 1)
+        self.clock.advance(10)
+        self.tracker.transport_event(REF, self.device, {**playing, "current_play_mode": "y"})
+        self.assertEqual(len(self.processor.states), 1)
+        self.tracker.transport_event(REF, self.device, {**playing, "current_track": "4"})
+        self.assertEqual(len(self.processor.states), 2)
+        self.tracker.forget(REF.uid)
+        self.tracker.transport_event(REF, self.device, {**playing, "current_track": "4"})
+        self.assertEqual(len(self.processor.states), 3)
+
+    def test_metadata_compared_unparsed(self) -> None:
+        """Track metadata (a LazyDidl) is compared as sent, never parsed for it; other
+        metadata is a new track."""
+        self.make(interval=0)
+        didl = (
+            '<DIDL-Lite xmlns="urn:schemas-upnp-org:metadata-1-0/DIDL-Lite/"><item id="1" '
+            'parentID="0"><upnp:class xmlns:upnp="urn:schemas-upnp-org:metadata-1-0/upnp/">'
+            "object.item.audioItem.musicTrack</upnp:class></item></DIDL-Lite>"
+        )
+        first, again = LazyDidl(didl, "CurrentTrackMetaData"), LazyDidl(didl, "x")
+        self.tracker.transport_event(REF, self.device, {"current_track_meta_data": first})
+        self.clock.advance(10)
+        self.tracker.transport_event(REF, self.device, {"current_track_meta_data": again})
+        self.assertEqual(len(self.processor.states), 1)
+        other = LazyDidl(didl.replace('id="1"', 'id="2"'), "x")
+        self.tracker.transport_event(REF, self.device, {"current_track_meta_data": other})
+        self.assertEqual(len(self.processor.states), 2)
+        for value in (first, again, other):
+            self.assertIsNone(object.__getattribute__(value, "_value"))
+
+    def test_reads_spaced(self) -> None:
+        """Track changes in quick succession make one read at once and one read MIN_SPACING
+        after it, whatever their number; a quiet speaker's next change reads at once."""
+        self.make(interval=0)
+        for track in range(1, 17):
+            self.tracker.transport_event(REF, self.device, {"current_track": str(track)})
+            self.clock.advance(0.0625)
+        self.assertEqual(len(self.processor.states), 1)
+        self.clock.advance(MIN_SPACING - 1.0)
+        self.assertEqual(len(self.processor.states), 2)
+        self.clock.advance(MIN_SPACING * 5)
+        self.assertEqual(len(self.processor.states), 2)
+        self.tracker.transport_event(REF, self.device, {"current_track": "99"})
+        self.assertEqual(len(self.processor.states), 3)
 
     def test_failed_read_and_forget(self) -> None:
         """A failed read publishes nothing and the next one still comes; forget stops it."""

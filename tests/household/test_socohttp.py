@@ -3,6 +3,7 @@ time and refused with a DTD, against simulated speakers told to answer like host
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any
 
@@ -37,6 +38,7 @@ class BoundedSocoTests(TestCase):
         self.addCleanup(self.service.stopService)
         self.speaker = self.service.household.speakers[0]
         saved = {name: module.requests for name, module in self.modules()}
+        saved["prettify"] = soco.services.prettify
         socohttp.install(BoundedRequests(max_bytes=1_000_000, deadline=2.0))
         self.addCleanup(self.restore, saved)
         done: Deferred[Any] = Deferred()
@@ -50,6 +52,7 @@ class BoundedSocoTests(TestCase):
     def restore(self, saved: dict[str, Any]) -> None:
         for name, module in self.modules():
             module.requests = saved[name]
+        soco.services.prettify = saved["prettify"]
 
     async def volume(self) -> Any:
         device = soco.SoCo(self.speaker.address)
@@ -61,6 +64,20 @@ class BoundedSocoTests(TestCase):
         """An ordinary answer reaches SoCo unchanged."""
         self.speaker.set_volume(33)
         self.assertEqual((await self.volume())["CurrentVolume"], "33")
+
+    async def test_no_proxy_from_the_environment_and_one_connection_per_request(self) -> None:
+        """A proxy named in the environment is not used for speakers (they are on the local
+        network), and each request asks the speaker to close the connection after it."""
+        self.speaker.set_volume(21)
+        bounded = BoundedRequests(deadline=2.0)
+        url = f"http://{self.speaker.address}:1400/xml/device_description.xml"
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("http_proxy", "http://127.0.0.1:9")
+            patch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+            self.assertEqual((await self.volume())["CurrentVolume"], "21")
+            answer = await in_thread(lambda: bounded.get(url, timeout=2))
+        self.assertEqual(answer.status_code, 200)
+        self.assertEqual(answer.headers.get("Connection", "").lower(), "close")
 
     async def test_oversized_answer_is_refused(self) -> None:
         """An answer over max_bytes is refused before it is read whole or parsed."""
@@ -85,6 +102,98 @@ class BoundedSocoTests(TestCase):
             await self.volume()
         self.assertIn("took more than 2 s", str(refused.exception))
         self.assertLess(time.monotonic() - started, 9.0)
+
+
+class Answer:
+    """What the watchdog shuts: a streamed answer's socket."""
+
+    def __init__(self) -> None:
+        self.left, self.right = socket.socketpair()
+        self.raw = type("Raw", (), {"_connection": type("C", (), {"sock": self.left})()})()
+
+    def shut(self) -> bool:
+        """Whether the socket was shut (a read returns at once with nothing, though the other
+        end is open)."""
+        self.left.settimeout(0.1)
+        try:
+            return self.left.recv(1) == b""
+        except TimeoutError:
+            return False
+        finally:
+            self.left.close()
+            self.right.close()
+
+
+def test_watchdog_shuts_late_answers_only() -> None:
+    """One watchdog thread shuts the socket of an answer past its deadline, not of one
+    disarmed in time; disarmed deadlines far ahead are dropped, not kept until due."""
+    watchdog = socohttp.Watchdog()
+    late, early = Answer(), Answer()
+    now = time.monotonic()
+    watchdog.arm(now + 0.2, late)  # type: ignore[arg-type]
+    watchdog.disarm(watchdog.arm(now + 0.1, early))  # type: ignore[arg-type]
+    for _ in range(500):
+        watchdog.disarm(watchdog.arm(now + 3600, early))  # type: ignore[arg-type]
+    assert len(watchdog._due) < 200
+    time.sleep(0.5)
+    assert late.shut()
+    assert not early.shut()
+
+
+def test_watchdog_outlives_an_answer_it_cannot_shut() -> None:
+    """An answer whose socket cannot be shut is logged; later deadlines are still kept."""
+
+    class Broken:
+        @property
+        def raw(self) -> object:
+            raise RuntimeError("no raw")
+
+    watchdog = socohttp.Watchdog()
+    watchdog.arm(time.monotonic(), Broken())  # type: ignore[arg-type]
+    late = Answer()
+    watchdog.arm(time.monotonic() + 0.2, late)  # type: ignore[arg-type]
+    time.sleep(0.5)
+    assert late.shut()
+    assert watchdog._thread is not None and watchdog._thread.is_alive()
+
+
+def test_no_cookies_kept_between_calls() -> None:
+    """A cookie an answer sets is not sent with the next call (as requests.request)."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = (self.headers.get("Cookie") or "none").encode()
+            self.send_response(200)
+            self.send_header("Set-Cookie", "session=1; Path=/")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            """Quiet."""
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        bounded = BoundedRequests(deadline=5.0)
+        assert bounded.get(url, timeout=5).content == b"none"
+        assert bounded.get(url, timeout=5).content == b"none"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_pretty_request_only_when_shown() -> None:
+    """SoCo's request body is pretty-printed when a debug line shows it, not before."""
+    from soco.utils import prettify
+
+    body = "<s:Envelope xmlns:s='x'><s:Body/></s:Envelope>"
+    assert str(socohttp.Pretty(body)) == prettify(body)
+    assert socohttp.Pretty("not xml").text == "not xml"
 
 
 def test_nested_documents_with_a_dtd_are_refused() -> None:
