@@ -8,6 +8,7 @@ API site with real SSE, WebSocket and HTTP clients, and the configured Python ca
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import attrs
@@ -29,11 +30,13 @@ from tests.daemon_helpers import (
     Recorder,
     callback_calls,
     daemon_yaml,
+    free_tcp_port,
     http_agent,
     is_volume_event,
     reactor,
     until,
 )
+from tests.paths import ROOT
 
 CALLBACK = "tests.daemon_helpers:record_callback"
 
@@ -117,14 +120,25 @@ class DaemonTests(TestCase):
 
     timeout = 120
 
-    async def daemon(self, callbacks: tuple[str, ...] = (), advertise: str | None = None) -> Daemon:
+    async def daemon(
+        self,
+        callbacks: tuple[str, ...] = (),
+        advertise: str | None = None,
+        sinks: dict[str, Any] | None = None,
+        api: dict[str, Any] | None = None,
+    ) -> Daemon:
         """Start a daemon with a simulated household of three speakers; stop it at cleanup.
 
         @param advertise: ``listener.advertise`` (an address the speakers cannot reach makes
             their NOTIFYs fail).
+        @param sinks: More of the ``sinks`` section.
+        @param api: More of the ``api`` section.
         """
         base = free_loopback_base()
-        config = parse_config(daemon_yaml(base, callbacks=callbacks), "daemon-test.yaml")
+        document = json.loads(daemon_yaml(base, callbacks=callbacks))
+        document.setdefault("sinks", {}).update(sinks or {})
+        document["api"].update(api or {})
+        config = parse_config(json.dumps(document), "daemon-test.yaml")
         if advertise is not None:
             config = attrs.evolve(
                 config, listener=attrs.evolve(config.listener, advertise=advertise)
@@ -454,6 +468,88 @@ class DaemonTests(TestCase):
             metrics,
         )
 
+    async def test_every_documented_metric_is_served(self) -> None:
+        """With every sink configured, /api/v1/metrics serves exactly the series docs/api.md
+        lists (webhook, MQTT and callback series included)."""
+        daemon = await self.daemon(
+            callbacks=(CALLBACK,),
+            sinks={
+                "webhooks": [{"url": f"http://127.0.0.1:{free_tcp_port()}/hook"}],
+                "mqtt": {"host": "127.0.0.1", "port": free_tcp_port()},
+            },
+        )
+        await until(daemon.settled, "the initial event of every service of every speaker")
+        text = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+        table = text[text.index("## Metrics: `/api/v1/metrics`") : text.index("## TLS")]
+        documented = set(re.findall(r"^\| `(sonosd_\w+)|, `(sonosd_\w+)", table, re.MULTILINE))
+        names = {name for pair in documented for name in pair if name}
+        http = treq.client.HTTPClient(http_agent(self))
+        metrics = await (await http.get(daemon.url("/api/v1/metrics"))).text()
+        served = {
+            name + ("_total" if kind == "counter" and not name.endswith("_total") else "")
+            for name, kind in re.findall(r"^# TYPE (\w+) (\w+)$", metrics, re.MULTILINE)
+            # prometheus_client's creation times of its counters.
+            if not name.endswith("_created")
+        }
+        self.assertEqual(served, names)
+
+    async def test_doctor_names_failing_sinks(self) -> None:
+        """A webhook target that refuses connections (without retries: each message fails at
+        its only attempt) and an MQTT broker that is not there are each a problem the doctor
+        names from the daemon's own diagnostics."""
+        from sonosd.doctor import PROBLEM, diagnose
+
+        hook, broker = free_tcp_port(), free_tcp_port()
+        daemon = await self.daemon(
+            sinks={
+                "webhooks": [{"url": f"http://127.0.0.1:{hook}/hook", "retries": 0}],
+                "mqtt": {"host": "127.0.0.1", "port": broker},
+            },
+        )
+
+        def problems() -> list[str]:
+            findings = diagnose(daemon.service.diagnostics())
+            return [f.text for f in findings if f.severity == PROBLEM]
+
+        def named() -> bool:
+            texts = problems()
+            return any(t.startswith(f"Webhook http://127.0.0.1:{hook}/hook fails") for t in texts)
+
+        await until(named, "the failing webhook named")
+        self.assertTrue(
+            any(
+                t.startswith(f"The MQTT broker 127.0.0.1:{broker} is not connected")
+                for t in problems()
+            ),
+            problems(),
+        )
+
+    async def test_diagnostics_show_the_configuration_without_a_secret(self) -> None:
+        """/api/v1/diagnostics shows the configuration with every secret hidden: tokens by
+        name and scopes, the webhook secret and the MQTT password as ``<hidden>``."""
+        token, secret, password = "diag-token-0123456789", "hook-secret-42", "mqtt-password-42"
+        daemon = await self.daemon(
+            api={"tokens": [{"name": "ha", "token": token, "scopes": ["read"]}]},
+            sinks={
+                "webhooks": [{"url": f"http://127.0.0.1:{free_tcp_port()}/", "secret": secret}],
+                "mqtt": {"port": free_tcp_port(), "username": "u", "password": password},
+            },
+        )
+        http = treq.client.HTTPClient(http_agent(self))
+        response = await http.get(
+            daemon.url("/api/v1/diagnostics"),
+            headers=Headers({"Authorization": [f"Bearer {token}"]}),
+        )
+        text = await response.text()
+        self.assertEqual(response.code, 200, text)
+        for hidden in (token, secret, password):
+            self.assertNotIn(hidden, text)
+        config = json.loads(text)["config"]
+        [shown] = config["api"]["tokens"]
+        self.assertEqual((shown["name"], shown["scopes"]), ("ha", ["read"]))
+        self.assertEqual(config["sinks"]["webhooks"][0]["secret"], "<hidden>")
+        self.assertEqual(config["sinks"]["mqtt"]["password"], "<hidden>")
+
     async def test_reload_changes_services_and_devices(self) -> None:
         """reload() subscribes an added service, unsubscribes a removed one and a removed
         device (with follow_household now false), and forgets the removed speaker in the state
@@ -494,8 +590,9 @@ class DaemonTests(TestCase):
         self.assertFalse(client.closed.called)
 
     async def test_doctor_explains_notifies_that_never_arrive(self) -> None:
-        """Speakers told an unreachable callback URL are polled; /ready says so and the
-        doctor names the speakers, the URL, the advertise setting and the port to open."""
+        """Speakers told an unreachable callback URL are polled; /ready says so (503, or 200
+        once ``api.ready_when_polling`` accepts polling) and the doctor names the speakers,
+        the URL, the advertise setting and the port to open."""
         from sonosd.doctor import PROBLEM, diagnose
 
         daemon = await self.daemon(advertise="127.0.0.254")
@@ -522,3 +619,12 @@ class DaemonTests(TestCase):
         self.assertIn(f"Open TCP port {port}", text)
         metrics = service.api.metrics.render().decode()
         self.assertIn('sonosd_subscriptions{state="polling"} 24.0', metrics)
+        code, body = await self.get_json(daemon, "/api/v1/ready")
+        self.assertEqual((code, body["speakers"]["polling"]), (503, 3))
+        # api.ready_when_polling accepts polled speakers as ready (applied by a reload).
+        accepting = attrs.evolve(
+            service.config, api=attrs.evolve(service.config.api, ready_when_polling=True)
+        )
+        service.reload(accepting)
+        code, body = await self.get_json(daemon, "/api/v1/ready")
+        self.assertEqual((code, body["status"], body["speakers"]["polling"]), (200, "ready", 3))

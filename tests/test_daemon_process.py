@@ -8,6 +8,7 @@ kills whatever is still running when it ends.
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import http.server
 import io
@@ -543,6 +544,124 @@ def test_doctor_names_a_upnp_off_and_an_offline_speaker(
         in lines
     )
     assert lines[-1] == "2 problem(s) found."
+
+
+def test_the_example_configuration_is_never_ready(processes: Processes) -> None:
+    """The Docker image's default, etc/sonosd.example.yaml, follows nothing: the daemon says
+    so in its log, /ready is 503 with that reason (so the container stays unhealthy) while
+    /health answers, and the doctor names it and exits 1."""
+    from tests.paths import ROOT
+
+    port = free_tcp_port()
+    example = str(ROOT / "etc" / "sonosd.example.yaml")
+    daemon = processes.start(
+        "daemon",
+        "sonosd",
+        "-c",
+        example,
+        "--api",
+        f"tcp:{port}:interface=127.0.0.1",
+        "--listen-interface",
+        "127.0.0.1",
+        "--listen-port",
+        "0",
+    )
+    api = f"http://127.0.0.1:{port}"
+
+    def answered() -> Any:
+        assert daemon.poll() is None, processes.output(daemon)
+        return get(f"{api}/api/v1/ready")[0]
+
+    assert wait_for(answered, "the API") == 503
+    status, body = get(f"{api}/api/v1/ready")
+    assert body["reasons"] == [
+        "no speaker is followed: list one under devices (or set discovery: true)"
+    ]
+    assert get(f"{api}/api/v1/health")[0] == 200
+    assert f"warn [sonosd.service] {example}: nothing will be followed" in processes.output(daemon)
+    status, text = doctor(api)
+    assert status == 1, text
+    assert f"problem: No speaker is followed: list one under devices in {example}" in text
+
+
+# -- the log ---------------------------------------------------------------------------------
+
+
+def test_log_at_info_says_each_thing_once(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """At info the log has no access log, no Twisted factory or port lines and no raw
+    variables: one line per message (a full state as its number of variables), a reboot as
+    one line of the daemon's and the fresh states, nothing said twice; ``log.messages: false``
+    (applied by SIGHUP) leaves only the daemon's own lines."""
+    admin = start_simulator(processes, loopback_base, speakers=2)
+    simulated = get_json(f"{admin}/speakers")
+    daemon, api = follow(processes, tmp_path, loopback_base, [s["address"] for s in simulated])
+
+    def alive() -> None:
+        assert daemon.poll() is None, processes.output(daemon)
+
+    def lines() -> list[str]:
+        return processes.output(daemon).splitlines()
+
+    wait_for(lambda: alive() or get(f"{api}/api/v1/ready")[0] == 200, "ready")
+    for path in ("health", "ready", "snapshot", "speakers", "diagnostics", "metrics", "nope"):
+        with contextlib.suppress(urllib.error.HTTPError):
+            urllib.request.urlopen(f"{api}/api/v1/{path}", timeout=10).close()
+    volume = 37 if simulated[0]["volume"] != 37 else 38
+    set_volume(admin, 0, volume)
+    change = f"{simulated[0]['name']} RenderingControl seq="
+    wait_for(lambda: alive() or [line for line in lines() if change in line], "the volume's line")
+    assert len([line for line in lines() if f" volume={volume}" in line]) == 1, lines()
+    rebooted = simulated[1]["name"]
+    before = len(lines())
+    admin_call(admin, "POST", "/speakers/1/reboot", {"downtime": 1})
+    wait_for(
+        lambda: (
+            alive()
+            or len(
+                [
+                    line
+                    for line in lines()[before:]
+                    if f"{rebooted} " in line and "full state" in line
+                ]
+            )
+            == len(DEFAULT_SERVICES)
+        ),
+        "the rebooted speaker's fresh states",
+    )
+    own = [
+        line.split(" ", 1)[1] for line in lines()[before:] if "[sonosd.sinks.logsink]" not in line
+    ]
+    assert [line for line in own if "rebooted" in line], own
+    assert len(own) == len(set(own)) and len(own) < len(DEFAULT_SERVICES), own
+    output = processes.output(daemon)
+    assert "factory" not in output.lower(), output
+    assert " HTTP/1.1" not in output, output
+    assert "Traceback" not in output, output
+    assert max(len(line) for line in lines()) < 300, output
+    assert len([line for line in lines() if "full state, " in line and " variables" in line]) == (
+        3 * len(DEFAULT_SERVICES)
+    ), output
+
+    config = tmp_path / "sonosd.yaml"
+    document = json.loads(config.read_text())
+    document["log"]["messages"] = False
+    config.write_text(json.dumps(document))
+    daemon.send_signal(signal.SIGHUP)
+    wait_for(lambda: alive() or "reloaded " in processes.output(daemon), "the reload")
+    after = len(lines())
+    set_volume(admin, 0, volume + 1)
+    uid = simulated[0]["uid"]
+
+    def daemon_volume() -> Any:
+        status, body = get(f"{api}/api/v1/speakers/{uid}")
+        return status == 200 and body["services"]["RenderingControl"]["variables"]["volume"]
+
+    wait_for(lambda: (daemon_volume() or {}).get("Master") == volume + 1, "the new volume")
+    assert [line for line in lines()[after:] if "[sonosd.sinks.logsink]" in line] == []
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=WAIT) == 0, processes.output(daemon)
 
 
 # -- reload on SIGHUP ------------------------------------------------------------------------

@@ -188,6 +188,23 @@ class HostileTests(TestCase):
         self.assertEqual(status_of(await client.done), 400)
         self.assertEqual(daemon.service.listener.rejected["dtd"], 1)
 
+    async def test_oversized_value_is_refused(self) -> None:
+        """A NOTIFY within ``max_body`` whose one value is over ``eventxml.MAX_VALUE``
+        characters is answered 400, counted ``value_too_large``, and kept from the state."""
+        daemon = await self.daemon()
+        kitchen = daemon.speakers[0]
+        body = last_change(b"P" * 70_000)
+        sid = daemon.sid(kitchen, "AVTransport")
+        client = await self.send(daemon, notify_request(sid, 1, body), kitchen.address)
+        self.assertEqual(status_of(await client.done), 400)
+        self.assertEqual(daemon.service.listener.rejected["value_too_large"], 1)
+        state = daemon.service.state.variables(kitchen.uid, "AVTransport")
+        self.assertNotEqual(state.get("transport_state"), "P" * 70_000)
+        self.assertLess(len(json.dumps(state)), 65_536)
+        self.assertIn(
+            'sonosd_notifies_total{result="value_too_large"} 1.0', await self.metrics(daemon)
+        )
+
     async def test_hostile_soap_answers_are_refused(self) -> None:
         """A speaker answering a command with 5 MB of padding, or with an expanding DTD, gets
         the command a 502 naming the bound; nothing of the answer is kept."""
@@ -343,6 +360,33 @@ class HostileTests(TestCase):
             self.assertFalse(client.everything_sent)
             self.assertEqual(client.received, b"")
         self.assertEqual(daemon.service.listener.rejected["too_slow"], 5)
+
+    async def test_connections_from_one_host_are_bounded(self) -> None:
+        """Beyond ``listener.max_connections_per_host`` open connections from one address,
+        each new one is closed at once and counted; the speaker's own NOTIFYs still land once
+        they are gone."""
+        daemon = await self.daemon(listener={"max_connections_per_host": 8})
+        kitchen = daemon.speakers[0]
+        head = b"NOTIFY / HTTP/1.1\r\nHOST: 127.0.0.1\r\n"
+        clients = [await self.send(daemon, head, kitchen.address) for _ in range(12)]
+        await until(
+            lambda: daemon.service.listener.rejected["too_many_connections"] == 4,
+            "the connections beyond the bound closed",
+        )
+        await until(
+            lambda: sum(client.done.called for client in clients) == 4, "4 connections closed"
+        )
+        self.assertEqual(daemon.service.listener.rejected["too_many_connections"], 4)
+        for client in clients:
+            client.close()
+        volume = 33 if kitchen.rendering.volume != 33 else 34
+        kitchen.set_volume(volume)
+
+        def volume_in_state() -> object:
+            variables = daemon.service.state.variables(kitchen.uid, "RenderingControl")
+            return variables.get("volume", {}).get("Master")
+
+        await until(lambda: volume_in_state() == volume, "the next NOTIFY accepted")
 
     async def test_slow_drip_to_the_api_is_closed(self) -> None:
         """An API request dripping a byte every 0.2 s is answered 408 (JSON) at its deadline."""

@@ -403,6 +403,8 @@ def test_make_demo_leaves_no_pid_file(tmp_path: Path) -> None:
     (line,) = demo
     words = line.split()
     assert words[words.index("sonosd") - 1] == "--pidfile="
+    # The configuration the dashboard's browser test runs as the demo.
+    assert words[-2:] == ["-c", "etc/sonosd.demo.yaml"]
     assert "twistd.pid" in (ROOT / ".gitignore").read_text().split()
 
 
@@ -422,3 +424,47 @@ def test_make_test_runs_every_check(tmp_path: Path) -> None:
     assert re.search(r"^test: lint typecheck unit$", makefile, re.MULTILINE)
     assert re.search(r"^unit: .*sysdeps", makefile, re.MULTILINE)
     assert (ROOT / ".ci" / "run").read_text().rstrip().endswith("exec make test")
+
+
+# -- what the docs tell users to type -----------------------------------------------------------
+
+
+def _user_facing_texts() -> dict[str, str]:
+    """README, docs/*.md, etc/* and the Dockerfile, by path."""
+    paths = [ROOT / "README.md", ROOT / "Dockerfile", *sorted((ROOT / "docs").glob("*.md"))]
+    paths += sorted(path for path in (ROOT / "etc").rglob("*") if path.is_file())
+    return {str(path.relative_to(ROOT)): path.read_text(encoding="utf-8") for path in paths}
+
+
+def test_no_doc_installs_sonosd_from_pypi() -> None:
+    """sonosd is not on PyPI: no page says ``pip install sonosd`` (a checkout or a wheel
+    built from one is installed instead)."""
+    for path, text in _user_facing_texts().items():
+        assert not re.search(r"pip install (?:-\S+ )*sonosd(?![\w./*-])", text), path
+
+
+def test_the_stream_socket_has_one_name() -> None:
+    """README, the docs and the example configurations name the local stream's socket alike
+    (the README said stream.sock, docs/api.md events.sock)."""
+    sockets = set()
+    for text in _user_facing_texts().values():
+        sockets |= set(re.findall(r"/run/sonosd/[\w.-]+\.sock", text))
+    assert sockets == {"/run/sonosd/stream.sock", "/run/sonosd/api.sock"}
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    api = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    assert "unix:/run/sonosd/stream.sock" in readme and "/run/sonosd/stream.sock" in api
+
+
+def test_resuming_is_taught_with_the_parameter_the_api_takes() -> None:
+    """Examples resume with ``last_id`` (the API's parameter), never ``since``."""
+    import yaml
+
+    spec = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())
+    components = spec["components"]["parameters"]
+    parameters = {
+        (components[p["$ref"].rsplit("/", 1)[1]] if "$ref" in p else p)["name"]
+        for p in spec["paths"]["/events"]["get"]["parameters"]
+    }
+    assert "last_id" in parameters and "since" not in parameters
+    for path, text in _user_facing_texts().items():
+        assert not re.search(r"[?&]since=", text), path

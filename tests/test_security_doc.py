@@ -1,75 +1,302 @@
 """docs/security.md states the bounds the code enforces: each number it gives is checked
 against the constant or default that enforces it (the behaviour behind each is tested where
-the bound lives, and end to end in tests/test_hostile.py)."""
+the bound lives, and end to end in tests/test_hostile.py), and every number in its tables of
+bounds is one of those checked here, so that a bound added to the page, or changed in the
+code, cannot go unchecked."""
 
 from __future__ import annotations
 
+import inspect
+import re
+import sys
+
 import pytest
+from twisted.internet import reactor
+from twisted.web.http import HTTPChannel
+from twisted.web.resource import Resource
 
 from sonosd import config, peerlog
-from sonosd.api import commands, deadline, ws
-from sonosd.delivery import clientjson, flow
-from sonosd.gena import eventxml, notifyproto, xmlguard
-from sonosd.household import socohttp, supervisor
-from sonosd.sinks import mqtt
+from sonosd.api import art, commands, deadline, ws
+from sonosd.api.site import ApiSite
+from sonosd.control import controller
+from sonosd.delivery import clientjson, flow, hub
+from sonosd.gena import eventxml, listener, notifyproto, xmlguard
+from sonosd.household import discovery, probe, socohttp, supervisor
+from sonosd.sinks import mqtt, stream
 from tests.paths import ROOT
 
 TEXT = (ROOT / "docs" / "security.md").read_text(encoding="utf-8")
+BOUNDS = TEXT[TEXT.index("## Every bound") : TEXT.index("## Losses that are not an attack")]
 
 
-@pytest.mark.parametrize(
-    ("phrase", "value", "expected"),
-    [
-        ("request line and headers | 16 KiB, 100 lines", notifyproto.MAX_HEAD, 16 * 1024),
-        ("request line and headers | 16 KiB, 100 lines", notifyproto.MAX_HEADERS, 100),
-        ("`listener.max_body` (1 MiB)", config.ListenerConfig().max_body, 1024 * 1024),
-        ("1 KiB each, 100 trailer lines", notifyproto.MAX_CHUNK_LINE, 1024),
-        ("up to 16 x `max_body`", notifyproto.DISCARD_FACTOR, 16),
-        ("`listener.idle_timeout` (30 s)", config.ListenerConfig().idle_timeout, 30.0),
-        ("`listener.request_timeout` (15 s)", config.ListenerConfig().request_timeout, 15.0),
-        (
-            "`listener.max_connections_per_host` (64)",
-            config.ListenerConfig().max_connections_per_host,
-            64,
-        ),
-        ("2 x its size + 4 KiB characters", xmlguard.NESTING_FACTOR, 2),
-        ("and 50,000 elements", xmlguard.MAX_ELEMENTS, 50_000),
-        ("64 Ki characters (`eventxml.MAX_VALUE`)", eventxml.MAX_VALUE, 65_536),
-        ("| request body | 64 KiB", commands.MAX_BODY, 65_536),
-        ("`api.request_timeout` (15 s)", config.ApiConfig().request_timeout, 15.0),
-        ("`api.request_timeout` (15 s)", deadline.REQUEST_TIMEOUT, 15.0),
-        ("one decoder (`clientjson`): 64 KiB", clientjson.MAX_BYTES, 65_536),
-        ("32 levels of nesting", clientjson.MAX_DEPTH, 32),
-        ("WebSocket frames and messages | 64 KiB", ws.MAX_INCOMING, 65_536),
-        ("at most 256 KiB in the kernel", flow.SEND_BUFFER, 256 * 1024),
-        ("`api.client_buffer` (1,000)", config.ApiConfig().client_buffer, 1000),
-        ("`api.replay_buffer` (10,000)", config.ApiConfig().replay_buffer, 10_000),
-        ("| an answer's size | 4 MiB", socohttp.MAX_ANSWER, 4 * 1024 * 1024),
-        ("escaped in it (up to 3 levels", socohttp.NESTING, 3),
-        ("`soco.call_timeout` (20 s)", config.SocoConfig().call_timeout, 20.0),
-        (
-            "messages waiting for a broker that stops reading or acknowledging | 10,000",
-            mqtt.MAX_UNSENT,
-            10_000,
-        ),
-        ("At most 1 MiB and 100,000 values", config.MAX_FILE, 1024 * 1024),
-        ("once per source and reason per minute", peerlog.DEFAULT_INTERVAL, 60.0),
-        ("At most 256 sources and reasons", peerlog.MAX_KEYS, 256),
-        (
-            "`subscription.check_interval` (300 s)",
-            config.SubscriptionConfig().check_interval,
-            300.0,
-        ),
-        ("a difference still there 2 s later", supervisor.CONFIRM_DELAY, 2.0),
-        ("At most 1 MiB and 100,000 values", config._MAX_NODES, 100_000),
-    ],
-)
+def table_rows(text: str) -> dict[str, str]:
+    """The rows of the tables in ``text``, by their first cell."""
+    rows = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and len(cells) == 3 and cells[0] not in ("input", "---"):
+            rows[cells[0]] = line
+    return rows
+
+
+ROWS = table_rows(BOUNDS)
+NUMBER = r"\d(?:[\d,.]*\d)?"
+
+
+def _default(function: object, name: str) -> object:
+    return inspect.signature(function).parameters[name].default  # type: ignore[arg-type]
+
+
+def _encoding_refused(document: bytes) -> bool:
+    try:
+        xmlguard.check_document(document)
+    except xmlguard.UnsafeXml as refused:
+        return refused.reason == "encoding"
+    return False
+
+
+#: (the row of a table of bounds, or None for the page's text; a phrase of it; the value the
+#: code enforces; the value the phrase states).
+CHECKS: list[tuple[str | None, str, object, object]] = [
+    # The NOTIFY listener.
+    ("request line and headers", "16 KiB, 100 lines", notifyproto.MAX_HEAD, 16 * 1024),
+    ("request line and headers", "16 KiB, 100 lines", notifyproto.MAX_HEADERS, 100),
+    ("body", "`listener.max_body` (1 MiB)", config.ListenerConfig().max_body, 1024 * 1024),
+    ("chunk-size and trailer lines", "1 KiB each", notifyproto.MAX_CHUNK_LINE, 1024),
+    ("chunk-size and trailer lines", "100 trailer lines", notifyproto.MAX_HEADERS, 100),
+    ("the rest of a refused request", "up to 16 x `max_body`", notifyproto.DISCARD_FACTOR, 16),
+    (
+        "a connection that sends nothing",
+        "`listener.idle_timeout` (30 s)",
+        config.ListenerConfig().idle_timeout,
+        30.0,
+    ),
+    (
+        "a whole request, however steadily it drips",
+        "`listener.request_timeout` (15 s)",
+        config.ListenerConfig().request_timeout,
+        15.0,
+    ),
+    (
+        "connections from one address at once",
+        "`listener.max_connections_per_host` (64)",
+        config.ListenerConfig().max_connections_per_host,
+        64,
+    ),
+    (
+        "NOTIFYs held for a SUBSCRIBE in flight",
+        "32, for 5 s each",
+        _default(listener.NotifyListener, "max_held"),
+        32,
+    ),
+    (
+        "NOTIFYs held for a SUBSCRIBE in flight",
+        "32, for 5 s each",
+        _default(listener.NotifyListener, "hold_timeout"),
+        5.0,
+    ),
+    ("SIDs remembered as ended", "10,000, one hour each", listener.MAX_ENDED, 10_000),
+    ("SIDs remembered as ended", "10,000, one hour each", listener.ENDED_MEMORY, 3600.0),
+    (
+        "a body's encoding",
+        "UTF-8, US-ASCII or ISO-8859-1",
+        {"utf-8", "us-ascii", "iso-8859-1"} <= xmlguard._ENCODINGS,
+        True,
+    ),
+    (
+        "a body's encoding",
+        "UTF-16/32 and other declared encodings",
+        [
+            _encoding_refused(document)
+            for document in (
+                "<a/>".encode("utf-16"),
+                "<a/>".encode("utf-32"),
+                b'<?xml version="1.0" encoding="utf-7"?><a/>',
+            )
+        ],
+        [True, True, True],
+    ),
+    (
+        "nested documents (LastChange, ZoneGroupState, DIDL)",
+        "2 x its size + 4 KiB characters",
+        xmlguard.Budget.for_body(b"x" * 1000).size,
+        2 * 1000 + 4096,
+    ),
+    (
+        "nested documents (LastChange, ZoneGroupState, DIDL)",
+        "and 50,000 elements",
+        xmlguard.MAX_ELEMENTS,
+        50_000,
+    ),
+    ("one variable's value", "64 Ki characters (`eventxml.MAX_VALUE`)", eventxml.MAX_VALUE, 65_536),
+    # The API.
+    (
+        "request line, headers",
+        "16 KiB for the line and all headers, 500 headers",
+        HTTPChannel.totalHeadersSize,
+        16 * 1024,
+    ),
+    (
+        "request line, headers",
+        "16 KiB for the line and all headers, 500 headers",
+        HTTPChannel.maxHeaders,
+        500,
+    ),
+    ("request body", "64 KiB (`api.commands.MAX_BODY`)", commands.MAX_BODY, 65_536),
+    (
+        "a whole request (line, headers, body), once started",
+        "`api.request_timeout` (15 s)",
+        config.ApiConfig().request_timeout,
+        15.0,
+    ),
+    (
+        "a whole request (line, headers, body), once started",
+        "`api.request_timeout` (15 s)",
+        deadline.REQUEST_TIMEOUT,
+        15.0,
+    ),
+    ("an idle connection", "twisted.web's 60 s", ApiSite(Resource(), reactor).timeOut, 60),
+    (
+        "JSON from any client: REST command bodies, WebSocket operations, stream lines, MQTT "
+        "command payloads",
+        "one decoder (`clientjson`): 64 KiB",
+        clientjson.MAX_BYTES,
+        65_536,
+    ),
+    (
+        "JSON from any client: REST command bodies, WebSocket operations, stream lines, MQTT "
+        "command payloads",
+        "UTF-8, 32 levels of nesting",
+        clientjson.MAX_DEPTH,
+        32,
+    ),
+    (
+        "JSON from any client: REST command bodies, WebSocket operations, stream lines, MQTT "
+        "command payloads",
+        "integers beyond 64 bits become floats",
+        [type(clientjson.decode(str(2**63 - 1))), type(clientjson.decode(str(2**64)))],
+        [int, float],
+    ),
+    ("WebSocket frames and messages", "64 KiB (autobahn)", ws.MAX_INCOMING, 65_536),
+    ("stream lines", "64 KiB", stream.StreamProtocol.MAX_LENGTH, 65_536),
+    (
+        "query strings",
+        "within the request line (16 KiB)",
+        HTTPChannel.totalHeadersSize,
+        16 * 1024,
+    ),
+    (
+        "query strings",
+        "`last_id` 18 digits (garbage is a fresh snapshot)",
+        [hub.parse_cursor("9" * 18), hub.parse_cursor("9" * 19)],
+        [hub.Cursor(None, 10**18 - 1), None],
+    ),
+    (
+        "a client that stops reading (WebSocket, SSE, stream)",
+        "`api.client_buffer` (1,000)",
+        config.ApiConfig().client_buffer,
+        1000,
+    ),
+    (
+        "a client that stops reading (WebSocket, SSE, stream)",
+        "at most 256 KiB in the kernel",
+        flow.SEND_BUFFER,
+        256 * 1024,
+    ),
+    (
+        "a client that stops reading (WebSocket, SSE, stream)",
+        "Linux would grow it to 4 MiB",
+        flow.SEND_BUFFER < 4 * 1024 * 1024,
+        True,
+    ),
+    (
+        "replay ring",
+        "`api.replay_buffer` (10,000) messages",
+        config.ApiConfig().replay_buffer,
+        10_000,
+    ),
+    ("replay ring", "and 32 MiB", hub.REPLAY_BYTES, 32 * 1024 * 1024),
+    ("commands waiting per speaker", "| 32 |", controller.MAX_PENDING, 32),
+    ("album art (`/api/v1/art`)", "2 MiB per image", art.MAX_IMAGE, 2 * 1024 * 1024),
+    ("album art (`/api/v1/art`)", "4 fetches at once", art.MAX_FETCHES, 4),
+    ("album art (`/api/v1/art`)", "64 waiting", art.MAX_WAITING, 64),
+    # Speakers' answers to SoCo.
+    ("an answer's size", "| 4 MiB", socohttp.MAX_ANSWER, 4 * 1024 * 1024),
+    ("an answer's time", "`soco.call_timeout` (20 s)", config.SocoConfig().call_timeout, 20.0),
+    ("a DTD or an entity declaration", "(up to 3 levels", socohttp.NESTING, 3),
+    ("threads a slow speaker can hold", "(at most 32)", controller.MAX_PENDING, 32),
+    (
+        "the device description and the identification reads",
+        "256 KiB",
+        probe.MAX_ANSWER,
+        256 * 1024,
+    ),
+    # MQTT.
+    ("a command payload", "64 KiB and 32 levels", clientjson.MAX_BYTES, 65_536),
+    ("a command payload", "64 KiB and 32 levels", clientjson.MAX_DEPTH, 32),
+    (
+        "the size of a packet the broker delivers",
+        "MQTT 3.1.1 lets a client declare no maximum",
+        "protocol=paho.MQTTv311" in inspect.getsource(mqtt),
+        True,
+    ),
+    (
+        "the size of a packet the broker delivers",
+        "(e.g. `65536`)",
+        clientjson.MAX_BYTES,
+        65_536,
+    ),
+    (
+        "messages waiting for a broker that stops reading or acknowledging",
+        "| 10,000",
+        mqtt.MAX_UNSENT,
+        10_000,
+    ),
+    # The text around the tables.
+    (None, "read up to 8 KiB (`MAX_DATAGRAM`", discovery.MAX_DATAGRAM, 8 * 1024),
+    (
+        None,
+        "4,300-digit limit are ignored",
+        [sys.get_int_max_str_digits(), discovery._int("1" * 4301)],
+        [4300, None],
+    ),
+    (None, "At most 1 MiB and 100,000 values", config.MAX_FILE, 1024 * 1024),
+    (None, "At most 1 MiB and 100,000 values", config._MAX_NODES, 100_000),
+    (None, "once per source and reason per minute", peerlog.DEFAULT_INTERVAL, 60.0),
+    (None, "At most 256 sources and reasons", peerlog.MAX_KEYS, 256),
+    (
+        None,
+        "`subscription.check_interval` (300 s)",
+        config.SubscriptionConfig().check_interval,
+        300.0,
+    ),
+    (None, "a difference still there 2 s later", supervisor.CONFIRM_DELAY, 2.0),
+]
+
+
+@pytest.mark.parametrize(("row", "phrase", "value", "expected"), CHECKS)
 def test_the_page_states_the_bound_the_code_enforces(
-    phrase: str, value: object, expected: object
+    row: str | None, phrase: str, value: object, expected: object
 ) -> None:
-    """The page says it, and the code enforces that value."""
-    assert phrase in TEXT
+    """The page says it (in that row of its tables), and the code enforces that value."""
+    assert phrase in (TEXT if row is None else ROWS[row])
     assert value == expected
+
+
+def test_every_number_in_the_tables_is_checked() -> None:
+    """Each number in a table's bound column is part of a phrase checked above, and each
+    checked row is still in the page."""
+    checked: dict[str, list[str]] = {}
+    for row, phrase, _, _ in CHECKS:
+        if row is not None:
+            checked.setdefault(row, []).append(phrase)
+    assert set(checked) <= set(ROWS), set(checked) - set(ROWS)
+    unchecked = []
+    for name, line in ROWS.items():
+        bound = line.strip().strip("|").split("|")[1]
+        stated = {n for phrase in checked.get(name, []) for n in re.findall(NUMBER, phrase)}
+        unchecked += [(name, n) for n in re.findall(NUMBER, bound) if n not in stated]
+    assert unchecked == []
 
 
 def test_the_readme_links_the_page() -> None:

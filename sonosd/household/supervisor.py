@@ -55,6 +55,7 @@ from sonosd.household.keepalive import (
     GenaSubscription,
     Processor,
     Reader,
+    ServiceState,
     ServiceSupervisor,
     SubscriptionFactory,
     SupervisorContext,
@@ -215,6 +216,9 @@ class Superseded:
 
 #: Superseded SIDs kept per service of a speaker (older ones expire at the speaker by themselves).
 SUPERSEDED_PER_SERVICE = 2
+
+#: Seconds before superseded SIDs are looked at again while a SUBSCRIBE is in flight.
+FLUSH_RETRY = 0.5
 
 
 def _resolve(resolve: Callable[[str], str], host: str) -> str:
@@ -924,18 +928,29 @@ class SpeakerSupervisor(Service):
         if self.availability == ONLINE:
             self._schedule_flush()
 
-    def _schedule_flush(self) -> None:
+    def _schedule_flush(self, delay: float = 0.0) -> None:
         if self._superseded and self._flush is None and self.running:
-            self._flush = self.ctx.clock.callLater(0, self._flush_superseded)
+            self._flush = self.ctx.clock.callLater(delay, self._flush_superseded)
 
     def _flush_superseded(self) -> None:
         self._flush = None
         if self.ref is None or self.availability != ONLINE:
             return
+        # A speaker that rebooted numbers its SIDs from 1 again: an old SID may now be a new
+        # subscription's. UNSUBSCRIBE only once no SUBSCRIBE is in flight, and never a SID a
+        # current subscription holds.
+        if any(sup.state is ServiceState.SUBSCRIBING for sup in self.services.values()):
+            self._schedule_flush(FLUSH_RETRY)
+            return
+        held = {
+            sup.subscription.sid
+            for sup in self.services.values()
+            if sup.subscription is not None and sup.subscription.sid
+        }
         now = self.ctx.clock.seconds()
         superseded, self._superseded = self._superseded, []
         for entry in superseded:
-            if entry.expires <= now:
+            if entry.expires <= now or entry.sid in held:
                 continue
             sending = self.ctx.unsubscribe(
                 self.ref.host, self.ref.port, entry.path, entry.sid, self.ctx.config.request_timeout

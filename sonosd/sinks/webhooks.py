@@ -386,6 +386,8 @@ class WebhookTarget:
                 )
                 return
             if attempt > self._retries:
+                # Failing until a message is delivered, with retries or without (retries: 0).
+                self._failing = True
                 self.stats.failed += 1
                 log.warn(
                     "webhook {url} failed message {id} after {attempts} attempts ({reason}): "

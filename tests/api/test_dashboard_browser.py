@@ -34,6 +34,7 @@ from playwright.sync_api import (
 
 from sonosd.config import DEFAULT_SERVICES
 from tests.daemon_helpers import ROOMS, daemon_yaml, free_tcp_port
+from tests.paths import ROOT
 from tests.test_daemon_process import Processes, get_json, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -78,12 +79,18 @@ class Daemon:
 
 
 def run_daemon(
-    directory: Path, speakers: int, configure: Callable[[dict[str, Any]], None], spare: int = 0
+    directory: Path,
+    speakers: int,
+    configure: Callable[[dict[str, Any]], None],
+    spare: int = 0,
+    document: dict[str, Any] | None = None,
 ) -> Iterator[Daemon]:
     """``twistd sonosd`` with ``speakers`` simulated speakers and the simulator's admin API,
     its configuration changed by ``configure``; killed when the generator ends.
 
     @param spare: Addresses after the speakers' that are free too (for the configuration).
+    @param document: A configuration to run (its API, simulator addresses and admin API
+        moved to free ones) instead of the tests' own.
     """
     from sonosd.sim.addresses import free_loopback_base
 
@@ -91,10 +98,15 @@ def run_daemon(
     api_port, admin_port = free_tcp_port(), free_tcp_port()
     api = f"tcp:{api_port}:interface=127.0.0.1"
     base = free_loopback_base(count=speakers + spare)
-    config = json.loads(daemon_yaml(base, api=api, speakers=speakers))
+    if document is None:
+        config = json.loads(daemon_yaml(base, api=api, speakers=speakers))
+        # A silent speaker is pinged after 2 s, so that one taken offline is noticed soon.
+        config["subscription"]["silence_timeout"] = 2.0
+    else:
+        config = document
+        config["api"]["listen"] = api
+        config["simulate"]["base_address"] = base
     config["simulate"]["admin"] = f"tcp:{admin_port}:interface=127.0.0.1"
-    # A silent speaker is pinged after 2 s, so that one taken offline is noticed soon.
-    config["subscription"]["silence_timeout"] = 2.0
     configure(config)
     path = directory / "sonosd.yaml"
     path.write_text(json.dumps(config))
@@ -300,6 +312,10 @@ def test_changes_elsewhere_show_live(page: tuple[Page, Console], daemon: Daemon)
     art = office.get_by_role("img", name="Album art", exact=False)
     expect(art).to_be_visible()
     assert tab.evaluate("(img) => img.naturalWidth > 0", art.element_handle())
+    # Through the daemon's proxy (with the token), never from the speaker directly.
+    source = tab.evaluate("(img) => img.src", art.element_handle())
+    assert source.startswith(f"{daemon.url}/api/v1/art?"), source
+    assert "access_token=" in source, source
     # Known from the track change on: the position runs while playing.
     elapsed = office.locator(".progress .time").first
     expect(elapsed).to_have_text("0:02", timeout=DEADLINE)
@@ -333,6 +349,35 @@ def test_controls_drive_the_household(page: tuple[Page, Console], daemon: Daemon
     finish(tab, console)
 
 
+def test_track_repeat_and_crossfade(page: tuple[Page, Console], daemon: Daemon) -> None:
+    """Next and previous move through the queue; repeat goes off, all, one track and off
+    again; crossfade switches on and off: each at the simulated speaker."""
+    tab, console = page
+    uid = daemon.uids["Living Room"]
+    daemon.call("PATCH", f"/speakers/{uid}/state", {"play_mode": "NORMAL", "crossfade": False})
+    living = card(tab, "Living Room")
+    track = daemon.speaker("Living Room")["track"]
+    assert daemon.speaker("Living Room")["queue_length"] > track
+    living.get_by_role("button", name="Next track in Living Room").click()
+    wait_for(lambda: daemon.speaker("Living Room")["track"] == track + 1, "the next track")
+    title = daemon.speaker("Living Room")["current"]["title"]
+    expect(living.get_by_text(title, exact=True)).to_be_visible()
+    living.get_by_role("button", name="Previous track in Living Room").click()
+    wait_for(lambda: daemon.speaker("Living Room")["track"] == track, "the previous track")
+    for mode, said in (("REPEAT_ALL", "all"), ("REPEAT_ONE", "one track"), ("NORMAL", "off")):
+        living.get_by_role("button", name=re.compile("^Repeat in Living Room")).click()
+        wait_for(lambda m=mode: daemon.speaker("Living Room")["play_mode"] == m, mode)
+        expect(living.get_by_role("button", name=f"Repeat in Living Room: {said}")).to_be_visible()
+    crossfade = living.get_by_role("button", name="Crossfade in Living Room")
+    crossfade.click()
+    wait_for(lambda: daemon.speaker("Living Room")["crossfade"] is True, "crossfade on")
+    expect(crossfade).to_have_attribute("aria-pressed", "true")
+    crossfade.click()
+    wait_for(lambda: daemon.speaker("Living Room")["crossfade"] is False, "crossfade off")
+    expect(crossfade).to_have_attribute("aria-pressed", "false")
+    finish(tab, console)
+
+
 def test_grouping_from_the_page(page: tuple[Page, Console], daemon: Daemon) -> None:
     """Joining a room to another in the page groups them at the simulator, and back."""
     tab, console = page
@@ -349,14 +394,39 @@ def test_grouping_from_the_page(page: tuple[Page, Console], daemon: Daemon) -> N
     expect(group.get_by_role("slider", name="Group volume of Kitchen + Office")).to_be_enabled()
     group.get_by_role("slider", name="Group volume of Kitchen + Office").fill("30")
     wait_for(lambda: daemon.speaker("Kitchen")["group_volume"] == 30, "group volume 30")
+    # Each member keeps its own volume and mute in the group's card.
+    group.get_by_role("slider", name="Volume of Office").fill("12")
+    wait_for(lambda: daemon.speaker("Office")["volume"] == 12, "the office at volume 12")
+    kitchen_muted = daemon.speaker("Kitchen")["mute"]
+    office_mute = group.get_by_role("button", name="Mute Office", exact=True)
+    daemon.call("PATCH", f"/speakers/{daemon.uids['Office']}/state", {"mute": False})
+    expect(office_mute).to_have_attribute("aria-pressed", "false")
+    office_mute.click()
+    wait_for(lambda: daemon.speaker("Office")["mute"] is True, "the office muted")
+    assert daemon.speaker("Kitchen")["mute"] is kitchen_muted
+    expect(office_mute).to_have_attribute("aria-pressed", "true")
+    office_mute.click()
+    wait_for(lambda: daemon.speaker("Office")["mute"] is False, "the office unmuted")
+    group_mute = group.get_by_role("button", name="Mute Kitchen + Office")
+    expect(group_mute).to_have_attribute("aria-pressed", "false")
+    group_mute.click()
+    wait_for(lambda: daemon.speaker("Kitchen")["group_mute"] is True, "the group muted")
+    expect(group_mute).to_have_attribute("aria-pressed", "true")
+    group_mute.click()
+    wait_for(lambda: daemon.speaker("Kitchen")["group_mute"] is False, "the group unmuted")
     daemon.call("PATCH", f"/speakers/{kitchen}/state", {"transport": "PLAYING"})
     daemon.call("POST", f"/speakers/{kitchen}/next")
     expect(group.get_by_text("Playing", exact=True)).to_be_visible()
     expect(group.locator(".progress progress")).to_be_visible()
     screenshot(tab, "dashboard.png")
+    background = "getComputedStyle(document.body).backgroundColor"
+    assert tab.evaluate(background) == "rgb(244, 245, 247)"
     tab.emulate_media(color_scheme="dark")
+    # Dark follows the system's preference, with nothing to switch in the page.
+    expect(tab.locator("body")).to_have_css("background-color", "rgb(15, 17, 21)")
     screenshot(tab, "dashboard-dark.png")
     tab.emulate_media(color_scheme="light")
+    expect(tab.locator("body")).to_have_css("background-color", "rgb(244, 245, 247)")
     daemon.call("PATCH", f"/speakers/{kitchen}/state", {"transport": "PAUSED_PLAYBACK"})
     group.get_by_role("button", name="Group").click()
     dialog = tab.get_by_role("dialog", name="Group with Kitchen")
@@ -513,6 +583,14 @@ def test_phone_layout_and_health_panels(browser: Browser, daemon: Daemon) -> Non
     expect(log.get_by_text("volume=44").first).to_be_visible()
     rooms = log.locator(".room").all_text_contents()
     assert rooms and set(rooms) == {"Office"}, rooms
+    # Pause freezes the list; Resume follows again.
+    tab.get_by_role("button", name="Pause").click()
+    daemon.call("PATCH", f"/speakers/{daemon.uids['Office']}/state", {"volume": 45})
+    wait_for(lambda: _volume_at_daemon(daemon, daemon.uids["Office"]) == 45, "volume 45")
+    expect(log.get_by_text("volume=45")).to_have_count(0)
+    tab.get_by_role("button", name="Resume").click()
+    daemon.call("PATCH", f"/speakers/{daemon.uids['Office']}/state", {"volume": 46})
+    expect(log.get_by_text("volume=46").first).to_be_visible()
     finish(tab, console)
 
 
@@ -736,3 +814,41 @@ def test_dropped_notifies_show_polling(browser: Browser, households: Daemon) -> 
     _wait_ready(households)
     expect(card(tab, "Hall").locator(".badge.status-polling")).to_have_count(0)
     finish(tab, console, allowed=("503 (Service Unavailable)", "502 (Bad Gateway)"))
+
+
+def test_the_demo_household_live_and_controlled(
+    browser: Browser, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """``make demo``'s configuration (only its addresses moved to free ones): the page shows
+    every room of the demo household (the home theatre as one room), follows the activity
+    generator's changes live, and its volume slider controls the simulated speaker."""
+    import yaml
+
+    document = yaml.safe_load((ROOT / "etc" / "sonosd.demo.yaml").read_text())
+    rooms = document["simulate"]["rooms"]
+    running = run_daemon(
+        tmp_path_factory.mktemp("demo"),
+        document["simulate"]["speakers"],
+        lambda config: None,
+        document=document,
+    )
+    demo = next(running)
+    try:
+        tab, console = open_page(browser, demo)
+        expect(tab.locator("#connection")).to_have_text("Live")
+        for room in rooms:
+            expect(card(tab, room)).to_be_visible()
+        expect(tab.get_by_role("article")).to_have_count(len(rooms))
+        tab.get_by_text("Recent messages").click()
+        newest = tab.get_by_role("log", name="Recent messages").locator(".message .id").first
+        expect(newest).to_have_text(re.compile(r"^#\d+$"))
+        first = newest.text_content()
+        expect(newest).not_to_have_text(first or "")
+        demo.call("PATCH", "/activity", {"rate": 0})
+        slider = card(tab, "Kitchen").get_by_role("slider", name="Volume of Kitchen")
+        volume = 41 if demo.speaker("Kitchen")["volume"] != 41 else 42
+        slider.fill(str(volume))
+        wait_for(lambda: demo.speaker("Kitchen")["volume"] == volume, "the kitchen's new volume")
+        finish(tab, console)
+    finally:
+        running.close()

@@ -11,7 +11,7 @@ from typing import Any
 from xml.etree import ElementTree
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from soco.data_structures import DidlMusicTrack, DidlObject
 from soco.events_base import parse_event_xml as soco_parse_cached
@@ -766,14 +766,37 @@ def propertysets(draw: st.DrawFn) -> bytes:
     return (body + "</e:propertyset>").encode()
 
 
+#: A value that starts like DIDL-Lite and holds no item: SoCo 0.32.4 fails on it with an
+#: IndexError (``from_didl_string(value)[0]``); sonosd's value is a fault, as for bad DIDL.
+NOT_QUITE_DIDL = (
+    b'<e:propertyset xmlns:e="urn:schemas-upnp-org:event-1-0"><e:property><LastChange>'
+    b'&lt;Event xmlns="urn:schemas-upnp-org:metadata-1-0/AVT/"&gt;&lt;InstanceID val="0"&gt;'
+    b'&lt;TransportState val="&amp;lt;DIDL-Lite"/&gt;&lt;/InstanceID&gt;&lt;/Event&gt;'
+    b"</LastChange></e:property></e:propertyset>"
+)
+
+
 @settings(max_examples=200)
+@example(NOT_QUITE_DIDL)
 @given(propertysets())
 def test_parsed_values_never_exceed_the_body(body: bytes) -> None:
     """Without a DTD no value can grow: everything parsed, nested documents included, is at
-    most as long as the body, and equals SoCo's parse."""
-    variables = parse_event_xml(body)
+    most as long as the body, and equals SoCo's parse wherever SoCo's parse succeeds; a value
+    that spells a DTD or entity declaration is refused (another parser may read it later)."""
+    try:
+        variables = parse_event_xml(body)
+    except UnsafeEvent as refused:
+        assert refused.reason == "dtd", body
+        assert b"!ENTITY" in body or b"!DOCTYPE" in body, body
+        return
     assert _total_text(variables) <= len(body)
-    assert variables == soco_parse(body)
+    try:
+        theirs = soco_parse(body)
+    except IndexError:
+        assert b"DIDL-Lite" in body, body
+        assert all(value is not None for value in variables.values())
+        return
+    assert variables == theirs
 
 
 @settings(max_examples=300)

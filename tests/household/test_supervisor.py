@@ -28,7 +28,15 @@ from sonosd.household.supervisor import (
     gena_subscriptions,
 )
 from sonosd.household.topology import Topology, parse_zone_group_state
-from tests.supervisor_fakes import ALL_SERVICES, HOST, UID, Harness, HttpError, started
+from tests.supervisor_fakes import (
+    ALL_SERVICES,
+    HOST,
+    UID,
+    FakeSubscription,
+    Harness,
+    HttpError,
+    started,
+)
 
 
 def zgs(*members: tuple[str, str, str], vanished: tuple[tuple[str, str], ...] = ()) -> Topology:
@@ -398,17 +406,25 @@ class SupersededSidTests(SynchronousTestCase):
         speaker = started(h)
         return h, speaker
 
+    def away(self, h: Harness, speaker: SpeakerSupervisor) -> set[str | None]:
+        """Take the speaker away (it refuses); the SIDs it held."""
+        old = {s.sid for s in h.gena.made}
+        h.household.devices[HOST].down = ConnectionRefusedError()
+        speaker.check_now("test")
+        h.clock.advance(0)
+        return old
+
+    def back(self, h: Harness, speaker: SpeakerSupervisor) -> None:
+        """The speaker answers again."""
+        h.household.devices[HOST].down = None
+        speaker.check_now("test")
+
     def test_replaced_sids_unsubscribed_when_back_online(self) -> None:
         """SIDs dropped during an outage are UNSUBSCRIBEd once the speaker answers again."""
         h, speaker = self.make()
-        old = {s.sid for s in h.gena.made}
-        device = h.household.devices[HOST]
-        device.down = ConnectionRefusedError()
-        speaker.check_now("test")
-        h.clock.advance(0)
+        old = self.away(h, speaker)
         self.assertEqual(h.unsubscriber.sent, [])
-        device.down = None
-        speaker.check_now("test")
+        self.back(h, speaker)
         h.clock.advance(0)
         self.assertEqual({sent[3] for sent in h.unsubscriber.sent}, old)
         self.assertEqual({sent[0] for sent in h.unsubscriber.sent}, {HOST})
@@ -416,6 +432,32 @@ class SupersededSidTests(SynchronousTestCase):
             {sent[2] for sent in h.unsubscriber.sent},
             {"/RenderingControl/Event", "/AVTransport/Event"},
         )
+
+    def test_sid_reused_after_a_reboot_is_not_unsubscribed(self) -> None:
+        """A speaker that rebooted while away numbers its SIDs from 1 again: a superseded SID
+        that a new subscription now holds is not UNSUBSCRIBEd (it would end that one)."""
+        h, speaker = self.make()
+        old = self.away(h, speaker)
+        FakeSubscription.counter -= len(old)
+        self.back(h, speaker)
+        h.clock.advance(1)
+        held = {sup.subscription.sid for sup in speaker.services.values() if sup.subscription}
+        self.assertEqual(held, old)
+        self.assertEqual(h.unsubscriber.sent, [])
+
+    def test_no_unsubscribe_while_subscribing(self) -> None:
+        """Superseded SIDs wait until no SUBSCRIBE is in flight (its answer may reuse one),
+        then go."""
+        h, speaker = self.make()
+        old = self.away(h, speaker)
+        h.gena.answers["subscribe"] = "hang"
+        self.back(h, speaker)
+        h.clock.advance(1)
+        self.assertEqual(h.unsubscriber.sent, [])
+        del h.gena.answers["subscribe"]
+        for _ in range(100):
+            h.clock.advance(0.5)
+        self.assertEqual({sent[3] for sent in h.unsubscriber.sent}, old)
 
     def test_superseded_sids_bounded(self) -> None:
         """At most two superseded SIDs per service are kept for a speaker that stays away."""

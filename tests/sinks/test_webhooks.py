@@ -188,6 +188,18 @@ class TargetTests(SynchronousTestCase):
         self.assertEqual(self.receiver.ids(), [1, 1, 1, 2])
         self.assertEqual((target.stats.failed, target.stats.delivered), (1, 1))
 
+    def test_failing_without_retries(self) -> None:
+        """With ``retries: 0`` a target whose attempt fails is failing (diagnostics, metrics,
+        the doctor) until a message is delivered."""
+        self.receiver.statuses = [500, 500]
+        target = self.target(retries=0)
+        self.publish(2)
+        self.clock.pump([1.0] * 3)
+        self.assertEqual((target.stats.failed, target.failing), (2, True))
+        self.publish(1)
+        self.clock.pump([1.0] * 3)
+        self.assertEqual((target.stats.delivered, target.failing), (1, False))
+
     def test_4xx_not_retried(self) -> None:
         """A 4xx other than 429 drops the message at once and the next one goes out."""
         self.receiver.statuses = [400, 404]

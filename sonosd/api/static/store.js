@@ -250,10 +250,15 @@ export class Household {
   }
 
   /** Groups of rooms per household (ordered by household id), from the topology (speakers
-   * outside it alone). */
+   * outside it alone; a home theatre's satellites, nested in their room's member, belong to
+   * that room and get no card of their own). */
   households() {
     const households = new Map();
     const placed = new Set();
+    const place = (member) => {
+      placed.add(member.uid);
+      for (const satellite of member.satellites || []) place(satellite);
+    };
     const add = (household, group) => {
       if (!households.has(household)) households.set(household, []);
       households.get(household).push(group);
@@ -261,7 +266,7 @@ export class Household {
     for (const group of this.topology?.groups || []) {
       const members = [];
       for (const member of group.members || []) {
-        placed.add(member.uid);
+        place(member);
         if (member.invisible) continue;
         members.push(this.speakers.get(member.uid) || { ...member, services: {},
           availability: { status: "unknown", reason: "not followed", since: null } });

@@ -1,0 +1,91 @@
+"""docs/configuration.md documents every key of every section's table with the default the
+code has: each key of the code's configuration classes has its row, each row names a key of
+the code, and each default written there (as YAML) is the code's default."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import attrs
+import pytest
+import yaml
+
+from sonosd import config
+from tests.paths import ROOT
+
+TEXT = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+KEYS = TEXT[TEXT.index("## Keys") : TEXT.index("## Secrets")]
+
+#: The class behind each table, by the section (or the line) that introduces it.
+CLASSES: dict[str, type] = {
+    "listener": config.ListenerConfig,
+    "api": config.ApiConfig,
+    "subscription": config.SubscriptionConfig,
+    "soco": config.SocoConfig,
+    "announce": config.AnnounceConfig,
+    "sinks": config.SinksConfig,
+    "webhook": config.Webhook,
+    "mqtt": config.MqttConfig,
+    "log": config.LogConfig,
+    "simulate": config.SimulateConfig,
+}
+
+
+def documented_rows() -> dict[str, dict[str, str]]:
+    """``{section: {key: default as written}}`` from the page's key | default | meaning tables
+    (a row naming several spellings, ``secret`` / ``secret_env`` / ..., under the first)."""
+    tables: dict[str, dict[str, str]] = {}
+    section = ""
+    for line in KEYS.splitlines():
+        heading = re.match(r"### `(\w+)`", line)
+        if heading:
+            section = heading.group(1)
+        elif line.startswith("Each webhook"):
+            section = "webhook"
+        elif line.strip() == "`mqtt`:":
+            section = "mqtt"
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 3:
+            key = re.findall(r"`(\w+)`", cells[0])[0]
+            tables.setdefault(section, {})[key] = cells[1]
+    return tables
+
+
+ROWS = documented_rows()
+
+
+def _default(field: Any) -> Any:
+    default = field.default
+    if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+        default = default.factory()
+    return list(default) if isinstance(default, tuple | frozenset) else default
+
+
+def test_every_table_is_known() -> None:
+    """Each table of keys belongs to a section this test knows the class of."""
+    assert set(ROWS) == set(CLASSES)
+
+
+@pytest.mark.parametrize("section", sorted(CLASSES))
+def test_every_key_has_its_row(section: str) -> None:
+    """The table lists exactly the keys of the section's class."""
+    assert set(ROWS[section]) == {field.name for field in attrs.fields(CLASSES[section])}
+
+
+@pytest.mark.parametrize(
+    ("section", "key"), [(section, key) for section, rows in ROWS.items() for key in rows]
+)
+def test_the_default_written_is_the_codes(section: str, key: str) -> None:
+    """A default written as YAML in backticks is the class's default; ``(required)`` and
+    ``none`` (a secret) mean there is none."""
+    field = attrs.fields_dict(CLASSES[section])[key]
+    written = ROWS[section][key]
+    if written in ("(required)", "none"):
+        assert field.default in (attrs.NOTHING, None), (section, key)
+        return
+    quoted = re.fullmatch(r"`(.*)`", written)
+    assert quoted, (section, key, written)
+    value = yaml.safe_load(quoted.group(1))
+    default = _default(field)
+    assert value == default, (section, key, value, default)
