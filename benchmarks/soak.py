@@ -1164,9 +1164,10 @@ class Soak:
         lines += [
             "",
             "Recovery: from the end of the fault to the moment a probe change (a new volume on "
-            "the speaker concerned) reached the stable WebSocket client; it includes noticing "
-            "the fault (the consistency check runs every 5 s, a silent speaker is pinged after "
-            "20 s).",
+            "the speaker concerned, or a volume the speaker had after it: activity within the "
+            "0.2 s LastChange moderation window can replace the probe's value) reached the "
+            "stable WebSocket client; it includes noticing the fault (the consistency check "
+            "runs every 5 s, a silent speaker is pinged after 20 s).",
             "",
             "## Every fault",
             "",
