@@ -469,6 +469,19 @@ class ServiceSupervisor:
         delay = renew_delay(granted, self._config.renew_fraction, self._ctx.random, first=first)
         self._timer = self._ctx.clock.callLater(delay, self._begin_renew)
 
+    def renew_now(self) -> bool:
+        """Renew at once rather than when due: whether the speaker still holds the
+        subscription is in doubt (a 412 answer is a reboot, handled as on any renewal).
+
+        @return: Whether a renewal was started (only a subscribed service renews).
+        """
+        if self.state is not ServiceState.SUBSCRIBED or self.subscription is None:
+            return False
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._begin_renew()
+        return True
+
     def _begin_renew(self) -> None:
         self._timer = None
         running = Deferred.fromCoroutine(self._renew(self._gen))

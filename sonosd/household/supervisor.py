@@ -837,10 +837,16 @@ class SpeakerSupervisor(Service):
         if known is None or boot_seq <= known:
             return
         if self.ctx.clock.seconds() < self._absorb_boot_seq_until:
-            # Already handled: a renewal got 412, or the speaker came back online and was
-            # subscribed afresh, just before the topology told us.
+            # Most likely already handled: a renewal got 412, or the speaker came back online
+            # and was subscribed afresh, just before the topology told us. But the window is
+            # long, and a reboot after those fresh subscriptions (an outage, then a reboot a
+            # few seconds later) left them dead with no NOTIFY to say so: one renewal now
+            # tells (412 from a speaker that forgot it, and every service is resubscribed).
             self._absorb_boot_seq_until = 0.0
             self._superseded.clear()
+            for sup in self.services.values():
+                if sup.renew_now():
+                    break
             return
         self.rebooted(f"BootSeq {known} -> {boot_seq} ({source})")
 

@@ -185,6 +185,31 @@ class RebootTests(SynchronousTestCase):
         speaker.observe_boot_seq(7, "topology")
         self.assertEqual(h.gena.count("subscribe"), subscribes + len(ALL_SERVICES))
 
+    def test_reboot_soon_after_an_outage_is_not_absorbed(self) -> None:
+        """A reboot a few seconds after the speaker came back from an outage (its fresh
+        subscriptions then forgotten) is not taken for the outage's own reboot: the renewal
+        made at once gets 412 and every service is subscribed afresh."""
+        h, speaker = self.make()
+        speaker.observe_boot_seq(5, "topology")
+        device = h.household.devices[HOST]
+        device.down = ConnectionRefusedError()
+        speaker.check_now("test")
+        h.clock.advance(0)
+        self.assertEqual(speaker.availability, "offline")
+        device.down = None
+        speaker.check_now("test")
+        h.clock.advance(0)
+        self.assertTrue(speaker.online)
+        h.clock.advance(20)
+        subscribes, renewals = h.gena.count("subscribe"), h.gena.count("renew")
+        h.gena.answers["renew"] = HttpError(412)
+        speaker.observe_boot_seq(6, "topology")
+        h.clock.advance(0)
+        h.gena.answers.clear()
+        self.assertEqual(h.gena.count("renew"), renewals + 1)
+        self.assertEqual(h.gena.count("subscribe"), subscribes + len(ALL_SERVICES))
+        self.assertEqual(h.processor.of("subscription.lost")[-1][1]["reason"], "reboot")
+
     def test_boot_seq_increase_resubscribes_fresh(self) -> None:
         """A higher BootSeq replaces every subscription (SUBSCRIBE, not renewal)."""
         h, speaker = self.make()

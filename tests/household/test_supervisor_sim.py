@@ -469,6 +469,51 @@ class HouseholdSimTests(TestCase):
         lost = rig.recorder.of("subscription.lost", member.uid)
         self.assertEqual({m.body["reason"] for m in lost}, {"reboot"})
 
+    async def test_reboot_soon_after_an_outage_resubscribes(self) -> None:
+        """A speaker that reboots seconds after it came back from an outage (its BootSeq
+        increase falls in the window where the outage's own reboot is expected) has every
+        service resubscribed: the daemon holds the SIDs the speaker holds, and its next
+        change arrives as a NOTIFY."""
+        services = ("RenderingControl", "ZoneGroupTopology")
+        rig = await self.rig(speakers=2, services=services)
+        await self.settled(rig, services)
+        speaker = rig.speakers[1]
+        await speaker.go_offline("refuse")
+        rig.household.command_failed(speaker.uid, "connection refused")
+        await until(lambda: rig.recorder.of("speaker.offline", speaker.uid), "offline")
+        await speaker.come_online()
+        await until(
+            lambda: len(rig.recorder.of("subscription.restored", speaker.uid)) == 2,
+            "both subscriptions restored",
+        )
+        await until(lambda: len(rig.sim_subscriptions(speaker)) == 2, "old SIDs gone")
+        await speaker.reboot(downtime=0.3)
+        supervised = rig.household.speaker(speaker.uid)
+        assert supervised is not None
+
+        def held() -> set[str | None]:
+            return {
+                sup.subscription.sid for sup in supervised.services.values() if sup.subscription
+            }
+
+        await until(
+            lambda: (
+                {s["sid"] for s in rig.sim_subscriptions(speaker)} == held()
+                and len(rig.sim_subscriptions(speaker)) == 2
+            ),
+            "the speaker's SIDs held again",
+        )
+        volume = 7 if speaker.rendering.volume != 7 else 8
+        speaker.set_volume(volume)
+        await until(
+            lambda: any(
+                m.body["variables"].get("volume", {}).get("Master") == volume
+                for m in rig.recorder.of("event", speaker.uid, "RenderingControl")
+                if m.body.get("seq")
+            ),
+            "the change as a NOTIFY",
+        )
+
     async def test_listed_speakers_only(self) -> None:
         """follow_household false follows the configured speaker only."""
         rig = await self.rig(speakers=3, configured=(1,), follow_household=False)
