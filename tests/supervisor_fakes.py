@@ -164,6 +164,8 @@ class FakeSubscription:
         self.cancelled = False
         self.event_path = f"/{service}/Event"
         self.time_left = 0.0
+        #: As ``GenaSubscription.expires`` (the test sets it where it matters).
+        self.expires: float | None = None
 
     def _answer(self, kind: str) -> Deferred[Any]:
         self.requests.append(kind)

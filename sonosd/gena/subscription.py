@@ -332,6 +332,7 @@ class Subscription(SubscriptionBase):
         self._topology: Any = None
         # Only ZoneGroupTopology feeds SoCo's caches: other events skip the hook entirely.
         self._feeds_topology = service.service_type == "ZoneGroupTopology"
+        self._ended_expiry: float | None = None
 
     @property
     def events(self) -> Any:
@@ -411,6 +412,17 @@ class Subscription(SubscriptionBase):
             return math.inf
         left: float = self.timeout - (self._clock.seconds() - self._timestamp)
         return left if left > 0 else 0
+
+    @property
+    def expires(self) -> float | None:
+        """The clock time at which the speaker forgets this SID (``None``: never granted, or
+        an infinite timeout). Kept once the subscription has ended here: a speaker that was
+        not told (a renewal that could not reach it) keeps sending to the SID until then."""
+        if self._timestamp is None:
+            return self._ended_expiry
+        if self.timeout is None:
+            return None
+        return self._timestamp + self.timeout
 
     def send_event(self, event: Event) -> None:
         """Hand one event to ``callback`` (or the ``events`` queue); never raises."""
@@ -596,6 +608,7 @@ class Subscription(SubscriptionBase):
         self._untrack_topology()
         if not self._has_been_unsubscribed:
             log.debug("subscription {sid} ended: {reason}", sid=self.sid, reason=reason)
+        self._ended_expiry = self.expires
         self.is_subscribed = False
         self._has_been_unsubscribed = True
         self._timestamp = None

@@ -924,11 +924,19 @@ class SpeakerSupervisor(Service):
         sending NOTIFYs to it (the listener answers them 412, quietly)."""
         sid = subscription.sid
         path = getattr(subscription, "event_path", None)
-        if not sid or not isinstance(path, str) or not subscription.is_subscribed:
+        if not sid or not isinstance(path, str):
             return
-        left = getattr(subscription, "time_left", 0)
         now = self.ctx.clock.seconds()
-        expires = now + (left if isinstance(left, int | float) and left < 1e9 else 86400.0)
+        if subscription.is_subscribed:
+            left = getattr(subscription, "time_left", 0)
+            expires = now + (left if isinstance(left, int | float) and left < 1e9 else 86400.0)
+        else:
+            # Ended here without the speaker knowing (a renewal that could not reach it): it
+            # holds the SID until its expiry.
+            ended = getattr(subscription, "expires", None)
+            if not isinstance(ended, int | float) or ended <= now:
+                return
+            expires = min(ended, now + 86400.0)
         self._superseded.append(Superseded(sid, path, expires))
         del self._superseded[: -SUPERSEDED_PER_SERVICE * max(1, len(self.services))]
         if self.availability == ONLINE:

@@ -513,6 +513,20 @@ class RenewTests(SynchronousTestCase):
         assert failure.check(GenaTimeout)
         assert self.harness.clock.getDelayedCalls() == []
 
+    def test_expiry_kept_when_a_renewal_fails(self) -> None:
+        """A subscription ended by a failed renewal keeps the time the speaker forgets its SID
+        (it was not told); one never granted has none."""
+        sub = self.harness.subscription
+        assert sub.expires is None
+        start = self.harness.clock.seconds()
+        self.successResultOf(sub.subscribe(600, auto_renew=True))
+        assert sub.expires == start + 600
+        self.harness.speaker.script.append(Answer(hang=True))
+        self.harness.clock.advance(510)
+        self.harness.clock.advance(10)
+        assert not sub.is_subscribed
+        assert (sub.time_left, sub.expires) == (0, start + 600)
+
     def test_auto_renew_fail_that_raises(self) -> None:
         """An auto_renew_fail that raises is logged; the subscription still ends cleanly."""
 

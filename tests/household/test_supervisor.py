@@ -458,6 +458,25 @@ class SupersededSidTests(SynchronousTestCase):
             {"/RenderingControl/Event", "/AVTransport/Event"},
         )
 
+    def test_sid_ended_by_an_unreachable_renewal_is_unsubscribed(self) -> None:
+        """A subscription ended here because its renewal could not reach the speaker is still
+        the speaker's until it expires: UNSUBSCRIBEd once the speaker answers again."""
+        h = Harness(services=("RenderingControl",), timeout=100, backoff_initial=1.0)
+        h.gena.granted = 100
+        speaker = started(h)
+        first = h.gena.current("RenderingControl")
+        first.expires = h.clock.seconds() + 100
+        h.household.devices[HOST].down = ConnectionRefusedError()
+        h.gena.answers["renew"] = ConnectionRefusedError()
+        h.clock.advance(50)
+        self.assertFalse(speaker.online)
+        self.assertEqual(h.unsubscriber.sent, [])
+        del h.gena.answers["renew"]
+        h.household.devices[HOST].down = None
+        speaker.check_now("test")
+        h.clock.advance(1)
+        self.assertEqual([sent[3] for sent in h.unsubscriber.sent], [first.sid])
+
     def test_sid_reused_after_a_reboot_is_not_unsubscribed(self) -> None:
         """A speaker that rebooted while away numbers its SIDs from 1 again: a superseded SID
         that a new subscription now holds is not UNSUBSCRIBEd (it would end that one)."""
