@@ -31,7 +31,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from benchmarks.scale import Admin, daemon_config, free_port, process, twistd
+from benchmarks.scale import Admin, daemon_argv, daemon_config, free_port, process, sim_argv
 from sonosd.config import DEFAULT_SERVICES, SubscriptionConfig
 from sonosd.sim.addresses import free_loopback_base
 
@@ -143,31 +143,19 @@ def availability(
         )
     rig = Rig(admin_port, api_port)
     result: dict[str, Any] = {"settings": {**_defaults(), **(subscription or {})}}
-    sim_argv = [
-        twistd(),
-        "-n",
-        "--pidfile=",
-        "sonos-sim",
-        "--speakers",
-        str(speakers),
-        "--base-address",
-        base,
-        "--models",
-        ",".join("S27" if i == SPEAKERS["portable"] else "S18" for i in range(speakers)),
-        "--admin",
-        f"tcp:{admin_port}:interface=127.0.0.1",
-    ]
-    daemon_argv = [twistd(), "-n", "--pidfile=", "sonosd", "-c", config_path]
+    models = ",".join("S27" if i == SPEAKERS["portable"] else "S18" for i in range(speakers))
+    sim_command = sim_argv(speakers, base, admin_port, "--models", models)
+    daemon_command = daemon_argv(config_path)
     cwd = os.getcwd()
     with (
         open(os.path.join(workdir, "sim.log"), "wb") as sim_log,
         open(os.path.join(workdir, "sonosd.log"), "wb") as daemon_log,
-        process(sim_argv, sim_log, cwd) as sim,
+        process(sim_command, sim_log, cwd) as sim,
     ):
         if _until(Admin(admin_port).ready, 30.0) is None or sim.poll() is not None:
             raise RuntimeError(f"the simulator did not start; see {workdir}")
         rig.load()
-        with process(daemon_argv, daemon_log, cwd):
+        with process(daemon_command, daemon_log, cwd):
             everyone = range(speakers)
             followed = _until(
                 lambda: (

@@ -42,7 +42,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from benchmarks.common import Child, FakeSubscription, children, cpu_seconds, rss_mb, to_json
-from benchmarks.scale import Admin, free_port, process, stop, twistd
+from benchmarks.scale import Admin, daemon_argv, free_port, process, sim_argv, stop
 from sonosd.sim.addresses import free_loopback_base
 
 #: The services the daemon follows, and the kinds of body each round sends (the mixed
@@ -298,29 +298,18 @@ def daemon(
         "concurrency": concurrency,
         "load_average": os.getloadavg()[0],
     }
-    sim_argv = [
-        twistd(),
-        "-n",
-        "--pidfile=",
-        "sonos-sim",
-        "--speakers",
-        str(speakers),
-        "--base-address",
-        base,
-        "--admin",
-        f"tcp:{admin_port}:interface=127.0.0.1",
-    ]
-    daemon_argv = [twistd(), "-n", "--pidfile=", "sonosd", "-c", config_path]
+    sim_command = sim_argv(speakers, base, admin_port)
+    daemon_command = daemon_argv(config_path)
     runs: dict[str, list[dict[str, Any]]] = {"sonosd": [], **{name: [] for name in contenders}}
     with (
         open(os.path.join(workdir, "sim.log"), "wb") as sim_log,
         open(daemon_log, "wb") as log,
-        process(sim_argv, sim_log, os.getcwd()) as sim,
+        process(sim_command, sim_log, os.getcwd()) as sim,
         children() as started,
     ):
         if not _until(admin.ready, 30.0, lambda: sim.poll() is None):
             raise RuntimeError(f"the simulator did not start (see {workdir})")
-        with process(daemon_argv, log, os.getcwd()) as proc:
+        with process(daemon_command, log, os.getcwd()) as proc:
             watch = RssWatch(proc.pid)
             spawned = time.monotonic()
             if not _until(

@@ -26,7 +26,7 @@ from typing import Any
 
 from benchmarks.common import rss_mb
 from benchmarks.daemon import _until
-from benchmarks.scale import Admin, free_port, process, stop, twistd
+from benchmarks.scale import Admin, daemon_argv, free_port, process, sim_argv, stop
 from sonosd.config import DEFAULT_SERVICES
 from sonosd.sim.addresses import free_loopback_base
 
@@ -123,11 +123,10 @@ def footprint(
         "services": len(DEFAULT_SERVICES),
         "load_average": os.getloadavg()[0],
     }
-    sim_argv = [twistd(), "-n", "--pidfile=", "sonos-sim", "--speakers", "1"]
-    sim_argv += ["--base-address", base, "--admin", f"tcp:{admin_port}:interface=127.0.0.1"]
+    sim_command = sim_argv(1, base, admin_port)
     with (
         open(os.path.join(workdir, "sim.log"), "wb") as sim_log,
-        process(sim_argv, sim_log, os.getcwd()) as sim,
+        process(sim_command, sim_log, os.getcwd()) as sim,
     ):
         if not _until(admin.ready, 30.0, lambda: sim.poll() is None):
             raise RuntimeError(f"the simulator did not start (see {workdir})")
@@ -146,7 +145,7 @@ def _variant(
     config_path = os.path.join(workdir, f"{name}.yaml")
     with open(config_path, "w") as handle:
         handle.write(_config(host, api_port, variant, workdir))
-    argv = [twistd(), "-n", "--pidfile=", "sonosd", "-c", config_path]
+    argv = daemon_argv(config_path)
     with (
         open(os.path.join(workdir, f"{name}.log"), "wb") as log,
         process(argv, log, os.getcwd()) as daemon,

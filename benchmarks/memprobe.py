@@ -142,6 +142,7 @@ def main() -> None:
         return
     import benchmarks.daemon as bench
     from benchmarks.common import rss_mb
+    from benchmarks.scale import daemon_argv
 
     path = os.path.abspath(sys.argv[1])
     events = int(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[2] == "--events" else 100_000
@@ -157,7 +158,8 @@ def main() -> None:
     with open(wrapper, "w") as script:
         script.write(f'#!/bin/sh\nexec {sys.executable} -m benchmarks.memprobe "$@"\n')
     os.chmod(wrapper, 0o755)
-    bench.twistd = lambda: wrapper
+    # Only the daemon runs under the wrapper (the simulator keeps plain twistd).
+    bench.daemon_argv = lambda config_path: [wrapper, *daemon_argv(config_path)[1:]]
     bench.rss_mb = signalled_rss
     result = bench.daemon(
         rounds=1, count=events, duration=max(60.0, events / 500), contenders=(), settle=60.0

@@ -73,6 +73,29 @@ def twistd() -> str:
     return path if os.path.exists(path) else shutil.which("twistd") or "twistd"
 
 
+def sim_argv(speakers: int, base: str, admin_port: int, *options: str) -> list[str]:
+    """The command line of ``twistd sonos-sim``: ``speakers`` from ``base``, its admin API on
+    ``admin_port`` of 127.0.0.1, then ``options``."""
+    return [
+        twistd(),
+        "-n",
+        "--pidfile=",
+        "sonos-sim",
+        "--speakers",
+        str(speakers),
+        "--base-address",
+        base,
+        "--admin",
+        f"tcp:{admin_port}:interface=127.0.0.1",
+        *options,
+    ]
+
+
+def daemon_argv(config_path: str) -> list[str]:
+    """The command line of ``twistd sonosd`` with the configuration at ``config_path``."""
+    return [twistd(), "-n", "--pidfile=", "sonosd", "-c", config_path]
+
+
 def free_port() -> int:
     """A TCP port of 127.0.0.1 that is free now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -355,23 +378,12 @@ def scale(
         "base_address": base,
         "load_average": os.getloadavg()[0],
     }
-    sim_argv = [
-        twistd(),
-        "-n",
-        "--pidfile=",
-        "sonos-sim",
-        "--speakers",
-        str(speakers),
-        "--base-address",
-        base,
-        "--admin",
-        f"tcp:{admin_port}:interface=127.0.0.1",
-    ]
-    daemon_argv = [twistd(), "-n", "--pidfile=", "sonosd", "-c", config_path]
+    sim_command = sim_argv(speakers, base, admin_port)
+    daemon_command = daemon_argv(config_path)
     with (
         open(sim_log_path, "wb") as sim_log,
         open(daemon_log_path, "wb") as daemon_log,
-        process(sim_argv, sim_log, cwd) as sim,
+        process(sim_command, sim_log, cwd) as sim,
     ):
         if not _wait(admin.ready, 30.0, sim):
             raise RuntimeError(f"the simulator did not start; see {sim_log_path}")
@@ -379,7 +391,7 @@ def scale(
         sim_cpu0 = cpu_seconds(sim.pid)
         overflows = listen_overflows()
         spawned = time.time()
-        with process(daemon_argv, daemon_log, cwd, env) as daemon:
+        with process(daemon_command, daemon_log, cwd, env) as daemon:
             _subscribe_phase(admin, grants, speakers, subscribe_deadline, daemon, rss)
             if daemon.poll() is not None:
                 raise RuntimeError(
