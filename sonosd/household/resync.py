@@ -21,13 +21,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 import attrs
-from soco.exceptions import SoCoUPnPException
-from soco.services import Queue
-from soco.utils import camel_to_underscore
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from sonosd.gena.eventxml import LazyDidl
+from sonosd.gena.eventxml import LazyDidl, camel_to_underscore
 
 log = Logger()
 
@@ -270,6 +267,8 @@ def speaker_key(device: Any) -> str:
 def soco_service(device: Any, service: str) -> Any:
     """The SoCo ``Service`` object for ``service`` (``Queue`` is not a SoCo attribute)."""
     if service == "Queue":
+        from soco.services import Queue
+
         return Queue(device)
     return getattr(device, _SOCO_ATTRIBUTES[service])
 
@@ -336,6 +335,8 @@ class StateReader:
         return self._read_actions(device, service, READS[service])
 
     def _read_actions(self, device: Any, service: str, reads: Iterable[Read]) -> dict[str, Any]:
+        from soco.exceptions import SoCoUPnPException  # loaded with the device's SoCo object
+
         key = speaker_key(device)
         target = soco_service(device, service)
         variables: dict[str, Any] = {}
