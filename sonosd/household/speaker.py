@@ -201,13 +201,25 @@ class TopologyFeed:
 
     def _loaded(self, soco: Any) -> None:
         self.loaded = True
-        for subscription, handle in list(self._live.items()):
+        # This runs in the thread that loaded SoCo (a pool thread, say) while the reactor
+        # thread may add a subscription: a copy that raced is taken again.
+        for _ in range(10):
+            try:
+                live, latest = list(self._live.items()), list(self._latest.values())
+                break
+            except RuntimeError:
+                continue
+        else:
+            return
+        for subscription, handle in live:
             self._track(subscription, handle)
-        for text, handle in list(self._latest.values()):
+        for text, handle in latest:
             self._give(handle, text)
 
     def subscribed(self, subscription: Any, handle: SpeakerHandle) -> None:
         """``subscription`` (of ``handle``'s ZoneGroupTopology) is live: SoCo need not poll."""
+        if handle.household_id is None:
+            return  # see ``event``
         self._live[subscription] = handle
         if self.loaded:
             self._track(subscription, handle)
@@ -223,7 +235,9 @@ class TopologyFeed:
     def event(self, handle: SpeakerHandle, event: Any) -> None:
         """A ZoneGroupTopology event of ``handle``: its document kept, and given to SoCo."""
         text = event.variables.get("zone_group_state")
-        if not isinstance(text, str):
+        if not isinstance(text, str) or handle.household_id is None:
+            # Without its household id SoCo would read it over the network to find the
+            # cache (as the public Subscription, this skips such a speaker).
             return
         self._latest[handle.household_id] = (text, handle)
         if self.loaded:

@@ -125,3 +125,66 @@ def test_soco_event_for_callbacks() -> None:
     assert event.service.soco.uid == "RINCON_7"
     other: Any = object()
     assert soco_event(other) is other and soco_event(None) is None
+
+
+class Cache:
+    """SoCo's ZoneGroupState as the feed uses it: recorded."""
+
+    def __init__(self) -> None:
+        self.payloads: list[str] = []
+        self.subscriptions: list[Any] = []
+
+    def process_payload(self, payload: str, source: str, source_ip: str) -> None:
+        self.payloads.append(payload)
+
+    def add_subscription(self, subscription: Any) -> None:
+        self.subscriptions.append(subscription)
+
+    def remove_subscription(self, subscription: Any) -> None:
+        self.subscriptions.remove(subscription)
+
+
+class Zoned(Device):
+    """A SoCo stand-in with a topology cache; reading it without a household id fails."""
+
+    cache = Cache()
+
+    @property
+    def zone_group_state(self) -> Cache:
+        assert self._household_id is not None, "would read the household id over the network"
+        return self.cache
+
+
+class Live:
+    """A live ZoneGroupTopology subscription as SoCo's cache reads it."""
+
+    sid = "uuid:z"
+    time_left = 60
+
+
+def test_topology_feed_seeds_then_follows() -> None:
+    """Before SoCo loads, only the household's latest document is kept; at load the cache
+    gets it and the live subscription; then each new document once; a speaker without a
+    household id is never fed."""
+    from sonosd.household.speaker import TopologyFeed
+
+    Zoned.cache = Cache()
+    feed = TopologyFeed()
+    handle = SpeakerHandle("127.9.8.4", "RINCON_4", "Sonos_4", Zoned)
+    anonymous = SpeakerHandle("127.9.8.3", "RINCON_3", None, Zoned)
+    subscription = Live()
+    feed.subscribed(subscription, handle)
+    feed.subscribed(subscription, anonymous)
+    for document in ("<a/>", "<b/>"):
+        feed.event(handle, Event("s", "0", None, 0.0, {"zone_group_state": document}))
+    feed.event(anonymous, Event("s", "0", None, 0.0, {"zone_group_state": "<z/>"}))
+    assert not handle.built and not anonymous.built
+    feed._loaded(soco)
+    assert Zoned.cache.payloads == ["<b/>"]
+    assert [(view.sid, view.time_left) for view in Zoned.cache.subscriptions] == [("uuid:z", 60)]
+    assert Zoned.cache.subscriptions[0].service.soco is handle.soco
+    for document in ("<b/>", "<c/>", "<c/>"):
+        feed.event(handle, Event("s", "1", None, 0.0, {"zone_group_state": document}))
+    assert Zoned.cache.payloads == ["<b/>", "<c/>"] and not anonymous.built
+    feed.ended(subscription)
+    assert Zoned.cache.subscriptions == []
