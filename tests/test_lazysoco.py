@@ -143,8 +143,9 @@ def test_idle_daemon_loads_soco_only_for_a_command(
         assert daemon.poll() is None, processes.output(daemon)
 
     def evented() -> bool:
-        gena = get_json(f"{admin}/speakers/0/gena")
-        return bool(gena) and gena["stats"]["sent"] >= len(services)
+        # Every service's initial event is in the daemon's state.
+        status, speaker = get(f"{api}/api/v1/speakers/{address}")
+        return status == 200 and set(services) <= set(speaker.get("services") or ())
 
     wait_for(lambda: alive() or get(f"{api}/api/v1/ready")[0] == 200, "ready")
     wait_for(lambda: alive() or evented(), "the initial events")
