@@ -1,0 +1,498 @@
+# -*- test-case-name: tests.household.test_soap -*-
+"""SOAP calls made by the reactor: the daemon's own reads of speakers, without SoCo.
+
+An idle daemon talks SOAP to its speakers on its own, with no user command: the position of
+a playing group after a transport or track change (``household.position``), the consistency
+check and the resync after a SEQ gap or while polling (``household.resync``), the alarm list
+when its version changes (``household.alarms``). Through SoCo each read cost a thread of
+the pool, ``requests`` and SoCo's parsing (1-2 ms of CPU), and made an idle daemon import
+SoCo, ``requests``, urllib3 and lxml. :class:`SoapClient` sends them from the reactor with
+Twisted's HTTP client instead, within the bounds SoCo's HTTP has in the daemon
+(``household.socohttp``):
+
+- the answer is at most ``MAX_ANSWER`` bytes (``AnswerRefused`` as soon as it is over);
+- the whole call (waiting for the speaker's turn, every exchange, the whole answer) ends
+  within its timeout, however steadily an answer drips (``SoapTimeout``; the connection is
+  closed);
+- an answer that declares a DTD or an entity, at the top or in a document escaped in it,
+  is refused before any parser sees it (``gena.xmlguard.check_answer``);
+- a speaker gets one of these calls at a time, in order (as the SoCo pool serialised them
+  per speaker).
+
+The results have SoCo's shape: the out-arguments of the action as ``{name: text}`` (``""``
+for an empty element), what ``soco.services.Service.send_command`` returns. Failures keep
+what callers tell apart: a UPnP fault (HTTP 500 with an ``errorCode``) is ``UpnpFault``
+with SoCo's ``error_code`` (a string: ``"501"``, ``"701"``), any other status is
+``SoapHttpError`` with its ``status``, a refused or lost connection is Twisted's own error
+(``sonosd.backoff.describe_failure`` reads them all).
+
+Speakers that refuse SOAP over HTTP (``403``; some S2 firmware) serve it over HTTPS on port
+``TLS_PORT``, unverified (their certificate is self-signed), exactly as ``sonosd.securesoap``
+does for SoCo's calls: a 403 over HTTP is tried once over HTTPS and, answered there, the
+address is remembered; a remembered address is asked over HTTPS directly, and over HTTP
+again when no connection can be made on that port (an answer other than 403 then forgets
+it). pyOpenSSL is loaded with the first such speaker (``sonosd.tlsgate``).
+
+Building requests and reading answers (``envelope``, ``out_arguments``, ``fault_code``) is
+pure and apart from the I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, Protocol
+from xml.etree import ElementTree
+from xml.sax.saxutils import escape
+
+import attrs
+import treq
+from treq.client import HTTPClient
+from twisted.application.service import Service
+from twisted.internet.defer import CancelledError, Deferred, DeferredLock
+from twisted.internet.error import ConnectError
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import Agent
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IPolicyForHTTPS
+from zope.interface import implementer
+
+from sonosd import tlsgate
+from sonosd.gena.httpclient import quiet_pool
+from sonosd.gena.xmlguard import UnsafeXml, check_answer
+
+log = Logger()
+
+MAX_ANSWER: Final = 4 * 1024 * 1024
+"""The largest answer (bytes) a speaker may send to a SOAP call; a GetZoneGroupState of 200
+speakers is about 150 KB, a Browse of 100 queue items about 200 KB."""
+
+TLS_PORT: Final = 1443
+"""The port speakers serve HTTPS on (``SSLPort`` in the device description and topology)."""
+
+DEFAULT_TIMEOUT: Final = 20.0
+"""Seconds a call may take when neither the call nor the client says (SoCo's default)."""
+
+_QUOTE: Final = {'"': "&quot;"}
+_ENVELOPE: Final = "{http://schemas.xmlsoap.org/soap/envelope/}"
+_CONTROL: Final = "{urn:schemas-upnp-org:control-1-0}"
+# Characters XML 1.0 does not allow (or discourages), which some firmware puts in metadata:
+# when an answer does not parse, SoCo drops them and parses again (soco.xml.illegal_xml_re).
+_ILLEGAL_RANGES: Final = (
+    (0x00, 0x08),
+    (0x0B, 0x0C),
+    (0x0E, 0x1F),
+    (0x7F, 0x84),
+    (0x86, 0x9F),
+    (0xD800, 0xDFFF),
+    (0xFDD0, 0xFDDF),
+    *((plane + 0xFFFE, plane + 0xFFFF) for plane in range(0, 0x110000, 0x10000)),
+)
+_ILLEGAL_XML: Final = re.compile(
+    "[" + "".join(f"{chr(low)}-{chr(high)}" for low, high in _ILLEGAL_RANGES) + "]"
+)
+
+
+@attrs.frozen
+class SoapService:
+    """Where a service's SOAP actions go.
+
+    @ivar control_url: The path of its control URL.
+    @ivar service_type: Its type, as SoCo sends it (``SOAPACTION`` and the action's namespace).
+    """
+
+    control_url: str
+    service_type: str
+
+
+def _service(name: str, control_url: str) -> SoapService:
+    return SoapService(control_url, f"urn:schemas-upnp-org:service:{name}:1")
+
+
+#: The services the daemon reads by itself, by name (the control URLs SoCo uses).
+SERVICES: Mapping[str, SoapService] = {
+    "AVTransport": _service("AVTransport", "/MediaRenderer/AVTransport/Control"),
+    "RenderingControl": _service("RenderingControl", "/MediaRenderer/RenderingControl/Control"),
+    "GroupRenderingControl": _service(
+        "GroupRenderingControl", "/MediaRenderer/GroupRenderingControl/Control"
+    ),
+    "Queue": _service("Queue", "/MediaRenderer/Queue/Control"),
+    "ContentDirectory": _service("ContentDirectory", "/MediaServer/ContentDirectory/Control"),
+    "ZoneGroupTopology": _service("ZoneGroupTopology", "/ZoneGroupTopology/Control"),
+    "DeviceProperties": _service("DeviceProperties", "/DeviceProperties/Control"),
+    "AlarmClock": _service("AlarmClock", "/AlarmClock/Control"),
+    "SystemProperties": _service("SystemProperties", "/SystemProperties/Control"),
+}
+
+Arguments = Sequence[tuple[str, Any]]
+
+
+class SoapError(Exception):
+    """A SOAP call got no usable answer; ``str()`` says why."""
+
+
+class UpnpFault(SoapError):
+    """The speaker answered HTTP 500 with a UPnP error (as ``SoCoUPnPException``).
+
+    @ivar error_code: The ``errorCode``, a string as SoCo has it (``"501"``).
+    @ivar action: The action that failed.
+    """
+
+    def __init__(self, action: str, host: str, error_code: str) -> None:
+        super().__init__(f"UPnP error {error_code} from {host} ({action})")
+        self.action = action
+        self.error_code = error_code
+
+
+class SoapHttpError(SoapError):
+    """The speaker answered with an HTTP status other than 200, or a 500 without a UPnP error.
+
+    @ivar status: The status (``403``, ``404``, ``503``...).
+    """
+
+    def __init__(self, action: str, host: str, status: int) -> None:
+        super().__init__(f"{action} to {host}: HTTP {status}")
+        self.action = action
+        self.status = status
+
+
+class AnswerRefused(SoapError):
+    """An answer broke a bound (its size, a DTD) or is not a SOAP answer at all."""
+
+
+class SoapTimeout(SoapError, TimeoutError):
+    """The call did not end (the whole answer received) within its timeout."""
+
+
+def envelope(service_type: str, action: str, arguments: Arguments = ()) -> bytes:
+    """The SOAP request body of ``action`` with ``arguments`` (values escaped as SoCo does)."""
+    args = "".join(f"<{name}>{escape(str(value), _QUOTE)}</{name}>" for name, value in arguments)
+    return (
+        '<?xml version="1.0"?>'
+        '<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" '
+        's:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/"><s:Body>'
+        f'<u:{action} xmlns:u="{service_type}">{args}</u:{action}>'
+        "</s:Body></s:Envelope>"
+    ).encode()
+
+
+def _checked(document: bytes) -> None:
+    try:
+        check_answer(document)
+    except UnsafeXml as unsafe:
+        raise AnswerRefused(f"the answer is refused: {unsafe}") from None
+
+
+def _parse(document: bytes) -> ElementTree.Element:
+    """The parsed answer (checked first); characters XML forbids are dropped and the parse
+    tried again, as SoCo does (some firmware sends them in metadata).
+
+    @raise ElementTree.ParseError: It is not XML even so.
+    """
+    try:
+        return ElementTree.fromstring(document)
+    except ElementTree.ParseError:
+        text = _ILLEGAL_XML.sub("", document.decode("utf-8", "replace"))
+        return ElementTree.fromstring(text.encode("utf-8"))
+
+
+def _local(tag: str) -> str:
+    return tag.rpartition("}")[2]
+
+
+def out_arguments(document: bytes) -> dict[str, str]:
+    """The out-arguments of a 200 answer: the children of the SOAP ``Body``'s first element,
+    ``{name: text}`` (``""`` when empty), as ``soco.services.Service.unwrap_arguments``.
+
+    @raise AnswerRefused: With a DTD, or not a SOAP answer.
+    """
+    _checked(document)
+    try:
+        root = _parse(document)
+    except ElementTree.ParseError as error:
+        raise AnswerRefused(f"the answer is not XML: {error}") from None
+    body = root.find(f"{_ENVELOPE}Body")
+    if body is None or len(body) == 0:
+        raise AnswerRefused("the answer has no SOAP Body element")
+    return {_local(element.tag): element.text or "" for element in body[0]}
+
+
+def fault_code(document: bytes) -> str | None:
+    """The UPnP ``errorCode`` of a fault (an HTTP 500 answer), or ``None`` if it has none.
+
+    @raise AnswerRefused: With a DTD.
+    """
+    _checked(document)
+    try:
+        root = _parse(document)
+    except ElementTree.ParseError:
+        return None
+    code = root.findtext(f".//{_CONTROL}errorCode")
+    return code.strip() if code is not None and code.strip() else None
+
+
+class SoapCaller(Protocol):
+    """What the readers need of :class:`SoapClient` (tests pass a recording fake)."""
+
+    def call(
+        self,
+        host: str,
+        port: int,
+        service: str,
+        action: str,
+        arguments: Arguments = (),
+        *,
+        timeout: float | None = None,
+    ) -> Deferred[dict[str, str]]:
+        """See :meth:`SoapClient.call`."""
+
+
+@attrs.frozen
+class _Answer:
+    status: int
+    body: bytes
+
+
+class SoapClient(Service):
+    """SOAP calls to speakers from the reactor; see the module docstring.
+
+    A service only so that stopping it cancels the calls still in flight (their connections
+    closed, their timers gone); it can still be used after.
+
+    @param reactor: Connects, and times every call.
+    @param timeout: Seconds a call may take when it does not say (``soco.call_timeout``).
+    @param max_bytes: The largest answer accepted.
+    @param tls_port: The speakers' HTTPS port.
+    @param http: The HTTP client for plain HTTP (default: one of its own, a connection per
+        request, as speakers expect).
+    @param https: The HTTPS client for HTTPS-only speakers (default: made, without
+        certificate verification, for the first of them).
+    @ivar secure: The addresses known to take SOAP over HTTPS only.
+    @ivar calls: Calls made (for the diagnostics and the tests).
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        timeout: float = DEFAULT_TIMEOUT,
+        *,
+        max_bytes: int = MAX_ANSWER,
+        tls_port: int = TLS_PORT,
+        http: HTTPClient | None = None,
+        https: HTTPClient | None = None,
+    ) -> None:
+        self._reactor = reactor
+        self._clock: IReactorTime = reactor
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        self.tls_port = tls_port
+        self._http = http if http is not None else _client(reactor)
+        self._https = https
+        self.secure: set[str] = set()
+        self._turns: dict[str, DeferredLock] = {}
+        self._in_flight: set[Deferred[Any]] = set()
+        self.calls = 0
+
+    def stopService(self) -> None:
+        """Cancel every call in flight (each fails with ``CancelledError``)."""
+        super().stopService()
+        for running in list(self._in_flight):
+            running.cancel()
+
+    def call(
+        self,
+        host: str,
+        port: int,
+        service: str,
+        action: str,
+        arguments: Arguments = (),
+        *,
+        timeout: float | None = None,
+    ) -> Deferred[dict[str, str]]:
+        """Call ``action`` of ``service`` on the speaker at ``host``.
+
+        @param port: Its HTTP port (1400).
+        @param timeout: Seconds for the whole call, the wait for the speaker's turn
+            included (default: the client's).
+        @return: A Deferred firing with the out-arguments (``{name: text}``); it fails with
+            ``UpnpFault``, ``SoapHttpError``, ``AnswerRefused``, ``SoapTimeout`` or the
+            connection's error.
+        @raise KeyError: For a service not in ``SERVICES``.
+        """
+        target = SERVICES[service]
+        seconds = self.timeout if timeout is None else timeout
+        self.calls += 1
+
+        def timed_out(result: object, after: float) -> Failure:
+            return Failure(SoapTimeout(f"{action} to {host}: no whole answer within {after:g} s"))
+
+        running = Deferred.fromCoroutine(self._call(host, port, target, action, arguments))
+        running.addTimeout(seconds, self._clock, onTimeoutCancel=timed_out)
+        if not running.called:
+            self._in_flight.add(running)
+            running.addBoth(self._settled, running)
+        return running
+
+    def _settled(self, result: Any, running: Deferred[Any]) -> Any:
+        self._in_flight.discard(running)
+        return result
+
+    async def _call(
+        self, host: str, port: int, target: SoapService, action: str, arguments: Arguments
+    ) -> dict[str, str]:
+        turn = self._turns.get(host)
+        if turn is None:
+            turn = self._turns[host] = DeferredLock()
+        await turn.acquire()
+        try:
+            answer = await self._send(host, port, target, action, arguments)
+        finally:
+            turn.release()
+            if not turn.locked and not turn.waiting:
+                self._turns.pop(host, None)
+        if answer.status == 200:
+            return out_arguments(answer.body)
+        if answer.status == 500:
+            code = fault_code(answer.body)
+            if code is not None:
+                raise UpnpFault(action, host, code)
+        raise SoapHttpError(action, host, answer.status)
+
+    async def _send(
+        self, host: str, port: int, target: SoapService, action: str, arguments: Arguments
+    ) -> _Answer:
+        """One call over HTTP, or HTTPS for a speaker that wants it (see the module)."""
+        body = envelope(target.service_type, action, arguments)
+        headers = Headers(
+            {
+                b"Content-Type": [b'text/xml; charset="utf-8"'],
+                b"SOAPACTION": [f'"{target.service_type}#{action}"'.encode()],
+            }
+        )
+        plain = f"http://{_netloc(host, port)}{target.control_url}"
+        secure = f"https://{_netloc(host, self.tls_port)}{target.control_url}"
+        if host in self.secure:
+            try:
+                return await self._exchange(self._tls(), secure, headers, body)
+            except ConnectError:
+                answer = await self._exchange(self._http, plain, headers, body)
+                if answer.status != 403:
+                    self._forget(host)
+                return answer
+        answer = await self._exchange(self._http, plain, headers, body)
+        if answer.status != 403:
+            return answer
+        try:
+            over_tls = await self._exchange(self._tls(), secure, headers, body)
+        except CancelledError:
+            raise
+        except Exception:
+            return answer  # Nothing on the HTTPS port (UPnP is off): the 403 stands.
+        if over_tls.status == 403:
+            return answer
+        self._remember(host)
+        return over_tls
+
+    async def _exchange(self, http: HTTPClient, url: str, headers: Headers, body: bytes) -> _Answer:
+        response = await http.request(
+            "POST",
+            url,
+            headers=headers,
+            data=body,
+            allow_redirects=False,
+            unbuffered=True,
+            reactor=self._reactor,
+        )
+        limit = self.max_bytes
+        length = response.length
+        if isinstance(length, int) and length > limit:
+            response.deliverBody(_Discard())
+            raise AnswerRefused(f"the answer from {url} is over {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+
+        def collect(data: bytes) -> None:
+            nonlocal size
+            size += len(data)
+            if size > limit:
+                raise AnswerRefused(f"the answer from {url} is over {limit} bytes")
+            chunks.append(data)
+
+        await treq.collect(response, collect)
+        return _Answer(response.code, b"".join(chunks))
+
+    def _tls(self) -> HTTPClient:
+        if self._https is None:
+            tlsgate.enable()
+            self._https = _client(self._reactor, UnverifiedTls())
+        return self._https
+
+    def _remember(self, host: str) -> None:
+        if host not in self.secure:
+            self.secure.add(host)
+            log.info(
+                "{host} refuses SOAP over HTTP: the daemon's reads of it go over HTTPS (port "
+                "{port}) from now on, without certificate verification (speakers' "
+                "certificates are self-signed)",
+                host=host,
+                port=self.tls_port,
+            )
+
+    def _forget(self, host: str) -> None:
+        if host in self.secure:
+            self.secure.discard(host)
+            log.info("{host} takes SOAP over HTTP again", host=host)
+
+
+def _netloc(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _client(reactor: Any, tls: IPolicyForHTTPS | None = None) -> HTTPClient:
+    """An HTTP client of its own: one connection per request, none of them logged."""
+    pool = quiet_pool(reactor)
+    agent = Agent(reactor, pool=pool) if tls is None else Agent(reactor, tls, pool=pool)
+    return HTTPClient(agent)
+
+
+class _Discard:
+    """Reads nothing of a refused answer: its connection is closed."""
+
+    def makeConnection(self, transport: Any) -> None:
+        transport.loseConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        pass
+
+    def connectionLost(self, reason: Failure) -> None:
+        pass
+
+
+@implementer(IPolicyForHTTPS)
+class UnverifiedTls:
+    """TLS to speakers without verifying their certificate (self-signed, naming no address:
+    it cannot be verified). Needs pyOpenSSL: made only once ``tlsgate.enable`` ran."""
+
+    def __init__(self) -> None:
+        from twisted.internet.ssl import CertificateOptions
+
+        self._context = CertificateOptions(verify=False).getContext()
+
+    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
+        """One connection creator for every speaker."""
+        return _UnverifiedCreator(self._context)
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class _UnverifiedCreator:
+    def __init__(self, context: Any) -> None:
+        self._context = context
+
+    def clientConnectionForTLS(self, protocol: Any) -> Any:
+        from OpenSSL import SSL
+
+        connection = SSL.Connection(self._context, None)
+        connection.set_app_data(protocol)
+        return connection
