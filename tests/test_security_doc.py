@@ -21,7 +21,7 @@ from sonosd.api.site import ApiSite
 from sonosd.control import controller
 from sonosd.delivery import clientjson, flow, hub
 from sonosd.gena import eventxml, listener, notifyproto, xmlguard
-from sonosd.household import discovery, probe, socohttp, supervisor
+from sonosd.household import discovery, probe, soap, socohttp, supervisor
 from sonosd.sinks import mqtt, stream
 from tests.paths import ROOT
 
@@ -222,8 +222,11 @@ CHECKS: list[tuple[str | None, str, object, object]] = [
     ("album art (`/api/v1/art`)", "64 waiting", art.MAX_WAITING, 64),
     # Speakers' answers to SoCo.
     ("an answer's size", "| 4 MiB", socohttp.MAX_ANSWER, 4 * 1024 * 1024),
+    ("an answer's size", "| 4 MiB", soap.MAX_ANSWER, 4 * 1024 * 1024),
+    ("an answer's time", "`soco.call_timeout` (20 s)", soap.DEFAULT_TIMEOUT, 20.0),
     ("an answer's time", "`soco.call_timeout` (20 s)", config.SocoConfig().call_timeout, 20.0),
     ("a DTD or an entity declaration", "(up to 3 levels", socohttp.NESTING, 3),
+    ("a DTD or an entity declaration", "(up to 3 levels", xmlguard.NESTING, 3),
     ("threads a slow speaker can hold", "(at most 32)", controller.MAX_PENDING, 32),
     (
         "the device description and the identification reads",

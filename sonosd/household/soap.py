@@ -46,17 +46,24 @@ from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
 import attrs
-import treq
-from treq.client import HTTPClient
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred, DeferredLock
+from twisted.internet import protocol
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.defer import CancelledError, Deferred, DeferredLock, succeed
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.error import ConnectError
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IReactorTime
+from twisted.internet.interfaces import (
+    IConsumer,
+    IOpenSSLClientConnectionCreator,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import Agent
+from twisted.web.client import URI, Agent, ResponseDone
+from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IPolicyForHTTPS
+from twisted.web.iweb import IAgent, IAgentEndpointFactory, IBodyProducer, IResponse
 from zope.interface import implementer
 
 from sonosd import tlsgate
@@ -265,10 +272,11 @@ class SoapClient(Service):
     @param timeout: Seconds a call may take when it does not say (``soco.call_timeout``).
     @param max_bytes: The largest answer accepted.
     @param tls_port: The speakers' HTTPS port.
-    @param http: The HTTP client for plain HTTP (default: one of its own, a connection per
-        request, as speakers expect).
-    @param https: The HTTPS client for HTTPS-only speakers (default: made, without
-        certificate verification, for the first of them).
+    @param agent: Sends the requests over plain HTTP (default: an ``Agent`` of its own that
+        connects straight to the speaker's address, a connection per request, as speakers
+        expect).
+    @param tls_agent: Sends them over HTTPS to HTTPS-only speakers (default: the same kind
+        of ``Agent``, without certificate verification, made for the first of them).
     @ivar secure: The addresses known to take SOAP over HTTPS only.
     @ivar calls: Calls made (for the diagnostics and the tests).
     """
@@ -280,16 +288,16 @@ class SoapClient(Service):
         *,
         max_bytes: int = MAX_ANSWER,
         tls_port: int = TLS_PORT,
-        http: HTTPClient | None = None,
-        https: HTTPClient | None = None,
+        agent: IAgent | None = None,
+        tls_agent: IAgent | None = None,
     ) -> None:
         self._reactor = reactor
         self._clock: IReactorTime = reactor
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.tls_port = tls_port
-        self._http = http if http is not None else _client(reactor)
-        self._https = https
+        self._agent = agent if agent is not None else _agent(reactor)
+        self._tls_agent = tls_agent
         self.secure: set[str] = set()
         self._turns: dict[str, DeferredLock] = {}
         self._in_flight: set[Deferred[Any]] = set()
@@ -377,11 +385,11 @@ class SoapClient(Service):
             try:
                 return await self._exchange(self._tls(), secure, headers, body)
             except ConnectError:
-                answer = await self._exchange(self._http, plain, headers, body)
+                answer = await self._exchange(self._agent, plain, headers, body)
                 if answer.status != 403:
                     self._forget(host)
                 return answer
-        answer = await self._exchange(self._http, plain, headers, body)
+        answer = await self._exchange(self._agent, plain, headers, body)
         if answer.status != 403:
             return answer
         try:
@@ -395,39 +403,22 @@ class SoapClient(Service):
         self._remember(host)
         return over_tls
 
-    async def _exchange(self, http: HTTPClient, url: str, headers: Headers, body: bytes) -> _Answer:
-        response = await http.request(
-            "POST",
-            url,
-            headers=headers,
-            data=body,
-            allow_redirects=False,
-            unbuffered=True,
-            reactor=self._reactor,
-        )
+    async def _exchange(self, agent: IAgent, url: str, headers: Headers, body: bytes) -> _Answer:
+        response: IResponse = await agent.request(b"POST", url.encode(), headers, _Body(body))
         limit = self.max_bytes
         length = response.length
+        collected: Deferred[bytes] = Deferred()
+        collector = _Collect(limit, url, collected)
+        response.deliverBody(collector)
         if isinstance(length, int) and length > limit:
-            response.deliverBody(_Discard())
-            raise AnswerRefused(f"the answer from {url} is over {limit} bytes")
-        chunks: list[bytes] = []
-        size = 0
+            collector.refuse()
+        return _Answer(response.code, await collected)
 
-        def collect(data: bytes) -> None:
-            nonlocal size
-            size += len(data)
-            if size > limit:
-                raise AnswerRefused(f"the answer from {url} is over {limit} bytes")
-            chunks.append(data)
-
-        await treq.collect(response, collect)
-        return _Answer(response.code, b"".join(chunks))
-
-    def _tls(self) -> HTTPClient:
-        if self._https is None:
+    def _tls(self) -> IAgent:
+        if self._tls_agent is None:
             tlsgate.enable()
-            self._https = _client(self._reactor, UnverifiedTls())
-        return self._https
+            self._tls_agent = _agent(self._reactor, tls=True)
+        return self._tls_agent
 
     def _remember(self, host: str) -> None:
         if host not in self.secure:
@@ -450,28 +441,104 @@ def _netloc(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _client(reactor: Any, tls: IPolicyForHTTPS | None = None) -> HTTPClient:
-    """An HTTP client of its own: one connection per request, none of them logged."""
-    pool = quiet_pool(reactor)
-    agent = Agent(reactor, pool=pool) if tls is None else Agent(reactor, tls, pool=pool)
-    return HTTPClient(agent)
+def _agent(reactor: Any, tls: bool = False) -> IAgent:
+    """An ``Agent`` of its own: one connection per request, none of them logged, each
+    straight to the speaker (see ``_Speakers``)."""
+    return Agent.usingEndpointFactory(reactor, _Speakers(reactor, tls), pool=quiet_pool(reactor))
 
 
-class _Discard:
-    """Reads nothing of a refused answer: its connection is closed."""
+@implementer(IAgentEndpointFactory)
+class _Speakers:
+    """Where an ``Agent`` connects for a speaker's URL: straight to its address (an
+    ``Agent``'s own ``HostnameEndpoint`` resolves even an address in a thread and runs
+    timers to race address families: most of a call's cost), over TLS for ``https``
+    (unverified: ``_UnverifiedCreator``)."""
 
-    def makeConnection(self, transport: Any) -> None:
-        transport.loseConnection()
+    def __init__(self, reactor: Any, tls: bool) -> None:
+        self._reactor = reactor
+        self._tls = _UnverifiedCreator() if tls else None
+
+    def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
+        host = uri.host.decode("ascii")
+        endpoint: IStreamClientEndpoint
+        if isIPAddress(host):
+            endpoint = TCP4ClientEndpoint(self._reactor, host, uri.port)
+        elif isIPv6Address(host):
+            endpoint = TCP6ClientEndpoint(self._reactor, host, uri.port)
+        else:
+            endpoint = HostnameEndpoint(self._reactor, uri.host, uri.port)
+        if uri.scheme == b"https" and self._tls is not None:
+            from twisted.internet.endpoints import wrapClientTLS
+
+            endpoint = wrapClientTLS(self._tls, endpoint)
+        return endpoint
+
+
+@implementer(IBodyProducer)
+class _Body:
+    """A request body written at once."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self.length = len(data)
+
+    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
+        consumer.write(self._data)
+        return succeed(None)
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+_DONE: Final = Failure(ResponseDone())
+
+
+class _Collect(protocol.Protocol):
+    """An answer's body, up to ``limit`` bytes: beyond, the connection is closed and
+    ``done`` fails with ``AnswerRefused``."""
+
+    def __init__(self, limit: int, url: str, done: Deferred[bytes]) -> None:
+        self._limit = limit
+        self._url = url
+        self._done = done
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    def refuse(self) -> None:
+        """The answer is (or announces it is) over the limit."""
+        if not self._done.called:
+            self._done.errback(
+                AnswerRefused(f"the answer from {self._url} is over {self._limit} bytes")
+            )
+        if self.transport is not None:
+            self.transport.loseConnection()
 
     def dataReceived(self, data: bytes) -> None:
-        pass
+        if self._done.called:
+            return
+        self._size += len(data)
+        if self._size > self._limit:
+            self.refuse()
+            return
+        self._chunks.append(data)
 
-    def connectionLost(self, reason: Failure) -> None:
-        pass
+    def connectionLost(self, reason: Failure = _DONE) -> None:
+        if self._done.called:
+            return
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self._done.callback(b"".join(self._chunks))
+        else:
+            self._done.errback(reason)
 
 
-@implementer(IPolicyForHTTPS)
-class UnverifiedTls:
+@implementer(IOpenSSLClientConnectionCreator)
+class _UnverifiedCreator:
     """TLS to speakers without verifying their certificate (self-signed, naming no address:
     it cannot be verified). Needs pyOpenSSL: made only once ``tlsgate.enable`` ran."""
 
@@ -479,16 +546,6 @@ class UnverifiedTls:
         from twisted.internet.ssl import CertificateOptions
 
         self._context = CertificateOptions(verify=False).getContext()
-
-    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
-        """One connection creator for every speaker."""
-        return _UnverifiedCreator(self._context)
-
-
-@implementer(IOpenSSLClientConnectionCreator)
-class _UnverifiedCreator:
-    def __init__(self, context: Any) -> None:
-        self._context = context
 
     def clientConnectionForTLS(self, protocol: Any) -> Any:
         from OpenSSL import SSL

@@ -85,6 +85,7 @@ async def start(
     devices: Sequence[int] | None = None,
     followed: Sequence[int] | None = None,
     before: Callable[[list[HouseholdService]], Awaitable[object]] | None = None,
+    services: Sequence[str] = SERVICES,
 ) -> Daemon:
     """Simulated households of the given sizes (each a ``HouseholdService`` with the
     ``simulate`` settings), and a daemon configured with the first ``configured`` speakers
@@ -106,7 +107,7 @@ async def start(
     else:
         hosts = tuple(sims[0].addresses[index] for index in devices)
     document = json.loads(daemon_yaml(sims[0].config.base_address, simulate=False, devices=hosts))
-    document["services"] = list(SERVICES)
+    document["services"] = list(services)
     document["subscription"].update(subscription or {})
     config = parse_config(json.dumps(document), "household-test.yaml")
     service = SonosdService(config, reactor)
@@ -329,6 +330,75 @@ class PositionTests(TestCase):
         paused = len(self.positions(daemon, coordinator))
         await deferLater(reactor, 1.5)
         self.assertEqual(len(self.positions(daemon, coordinator)), paused)
+
+
+class ReadPathTests(TestCase):
+    """The daemon's own reads (position, consistency check and resync, alarms) of speakers
+    that take SOAP over HTTPS only: sent by the reactor over port 1443, no SoCo."""
+
+    timeout = 120
+
+    async def test_reads_of_https_only_speakers(self) -> None:
+        """Both speakers refuse SOAP over HTTP: the playing one's position, a lost last
+        NOTIFY found by the consistency check and resynced, and a changed alarm list are all
+        read over HTTPS; the commands (SoCo) still work."""
+        daemon = await start(
+            self,
+            households=(2,),
+            simulate={"https_only": (0, 1)},
+            subscription={"position_interval": 0, "check_interval": 1.0},
+            services=(*SERVICES, "AlarmClock"),
+        )
+        kitchen, other = daemon.speakers
+        recorder = daemon.recorder
+        kitchen.transport.play()
+
+        def positions() -> list[Any]:
+            return [
+                m
+                for m in recorder.of("event", kitchen.uid, "AVTransport")
+                if m.body["source"] == "position"
+            ]
+
+        await until(positions, "a position read")
+        self.assertRegex(positions()[-1].body["variables"]["position"], r"^\d+:\d\d:\d\d$")
+
+        manager: Any = other.manager
+        manager.faults.drop_next = 1
+        volume = 50 if other.rendering.volume != 50 else 45
+        other.set_volume(volume)
+
+        def resynced() -> list[Any]:
+            return [
+                m
+                for m in recorder.of("event", other.uid, "RenderingControl")
+                if m.body["source"] == "resync"
+            ]
+
+        await until(resynced, "the resync after the consistency check")
+        self.assertEqual(resynced()[-1].body["variables"]["volume"]["Master"], volume)
+        [gap] = recorder.of("events.gap", other.uid, "RenderingControl")
+        self.assertIn("consistency check", gap.body["reason"])
+
+        household = daemon.sims[0].household
+        alarm = household.alarms[0]
+        household.alarm_list.update(attrs.evolve(alarm, enabled=not alarm.enabled))
+        household.alarms_changed()
+
+        def listed() -> list[Any]:
+            return [
+                m
+                for m in recorder.of("alarms.changed")
+                if any(
+                    a["id"] == alarm.alarm_id and a["enabled"] is not alarm.enabled
+                    for a in m.body["alarms"]
+                )
+            ]
+
+        await until(listed, "alarms.changed with the alarm switched")
+        self.assertEqual(daemon.service.soap.secure, {kitchen.address, other.address})
+        status, _ = await daemon.post(kitchen.name, "volume", {"volume": 17})
+        self.assertEqual((status, kitchen.rendering.volume), (200, 17))
 
 
 class ModeTests(TestCase):

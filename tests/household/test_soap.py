@@ -1,7 +1,8 @@
 """Tests for household.soap: the daemon's own SOAP reads from the reactor. Parsing against
-captured answers and SoCo's own unwrapping; every bound as an attack (in memory with StubTreq
-and a Clock, and against simulated speakers told to answer like hostile ones); UPnP faults,
-HTTPS-only speakers, UPnP switched off and offline speakers through the simulator."""
+captured answers and SoCo's own unwrapping; every bound as an attack (in memory with treq's
+RequestTraversalAgent and a Clock, and against simulated speakers told to answer like hostile
+ones); UPnP faults, HTTPS-only speakers, UPnP switched off and offline speakers through the
+simulator."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any, cast
 
 import soco
 from soco.services import Service
-from treq.testing import StubTreq
+from treq.testing import RequestTraversalAgent
 from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.error import ConnectionRefusedError
@@ -154,25 +155,25 @@ class Refusing:
     def __init__(self) -> None:
         self.urls: list[str] = []
 
-    def request(self, method: str, url: str, **kwargs: Any) -> Deferred[Any]:
-        self.urls.append(url)
+    def request(self, method: bytes, uri: bytes, *args: Any) -> Deferred[Any]:
+        self.urls.append(uri.decode())
         return fail(ConnectionRefusedError())
 
 
 class ClientTests(SynchronousTestCase):
-    """The client against in-memory speakers (StubTreq) and a Clock."""
+    """The client against in-memory speakers (RequestTraversalAgent) and a Clock."""
 
     def client(
         self, speaker: Speaker, https: Any = None, max_bytes: int = 4096
-    ) -> tuple[SoapClient, StubTreq]:
+    ) -> tuple[SoapClient, RequestTraversalAgent]:
         self.clock = Clock()
-        stub = StubTreq(speaker)
+        stub = RequestTraversalAgent(speaker)
         client = SoapClient(
             self.clock,
             5.0,
             max_bytes=max_bytes,
-            http=cast(Any, stub),
-            https=https,
+            agent=stub,
+            tls_agent=https,
         )
         return client, stub
 
@@ -285,7 +286,7 @@ class ClientTests(SynchronousTestCase):
         HTTP again, and forgotten."""
         secure = Speaker()
         plain = Speaker(403, b"")
-        https = StubTreq(secure)
+        https = RequestTraversalAgent(secure)
         client, stub = self.client(plain, https=https)
         reading = self.call(client)
         stub.flush()
@@ -298,7 +299,7 @@ class ClientTests(SynchronousTestCase):
         self.successResultOf(reading)
         self.assertEqual((len(plain.seen), len(secure.seen)), (1, 2))
         refusing = Refusing()
-        client._https = cast(Any, refusing)
+        client._tls_agent = cast(Any, refusing)
         plain.status, plain.body = 200, ANSWER
         reading = self.call(client)
         stub.flush()
@@ -311,11 +312,11 @@ class ClientTests(SynchronousTestCase):
     def test_403_on_both_stands(self) -> None:
         """A speaker answering 403 over HTTP and HTTPS (UPnP switched off), or with nothing
         on its HTTPS port, fails with the 403 and is not remembered."""
-        for https in (StubTreq(Speaker(403, b"")), Refusing()):
+        for https in (RequestTraversalAgent(Speaker(403, b"")), Refusing()):
             client, stub = self.client(Speaker(403, b""), https=cast(Any, https))
             reading = self.call(client)
             stub.flush()
-            if isinstance(https, StubTreq):
+            if isinstance(https, RequestTraversalAgent):
                 https.flush()
             self.assertEqual(self.failureResultOf(reading, SoapHttpError).value.status, 403)
             self.assertEqual(client.secure, set())
@@ -336,7 +337,7 @@ class ClientTests(SynchronousTestCase):
 
     def test_refused_connection(self) -> None:
         """A refused connection is Twisted's error, unreachable for describe_failure."""
-        client = SoapClient(Clock(), 5.0, http=cast(Any, Refusing()))
+        client = SoapClient(Clock(), 5.0, agent=cast(Any, Refusing()))
         failure = self.failureResultOf(self.call(client))
         self.assertEqual(describe_failure(failure), (FailureKind.UNREACHABLE, "connection refused"))
 
