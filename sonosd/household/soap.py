@@ -405,14 +405,11 @@ class SoapClient(Service):
 
     async def _exchange(self, agent: IAgent, url: str, headers: Headers, body: bytes) -> _Answer:
         response: IResponse = await agent.request(b"POST", url.encode(), headers, _Body(body))
-        limit = self.max_bytes
-        length = response.length
-        collected: Deferred[bytes] = Deferred()
-        collector = _Collect(limit, url, collected)
+        collector = _Collect(self.max_bytes, url)
         response.deliverBody(collector)
-        if isinstance(length, int) and length > limit:
+        if isinstance(response.length, int) and response.length > self.max_bytes:
             collector.refuse()
-        return _Answer(response.code, await collected)
+        return _Answer(response.code, await collector.done)
 
     def _tls(self) -> IAgent:
         if self._tls_agent is None:
@@ -501,14 +498,23 @@ _DONE: Final = Failure(ResponseDone())
 
 class _Collect(protocol.Protocol):
     """An answer's body, up to ``limit`` bytes: beyond, the connection is closed and
-    ``done`` fails with ``AnswerRefused``."""
+    ``done`` fails with ``AnswerRefused``; cancelling ``done`` (the call's timeout) closes
+    the connection too.
 
-    def __init__(self, limit: int, url: str, done: Deferred[bytes]) -> None:
+    @ivar done: Fires with the whole body.
+    """
+
+    def __init__(self, limit: int, url: str) -> None:
         self._limit = limit
         self._url = url
-        self._done = done
+        self._done: Deferred[bytes] = Deferred(lambda _: self._close())
+        self.done = self._done
         self._chunks: list[bytes] = []
         self._size = 0
+
+    def _close(self) -> None:
+        if self.transport is not None:
+            self.transport.loseConnection()
 
     def refuse(self) -> None:
         """The answer is (or announces it is) over the limit."""
@@ -516,8 +522,7 @@ class _Collect(protocol.Protocol):
             self._done.errback(
                 AnswerRefused(f"the answer from {self._url} is over {self._limit} bytes")
             )
-        if self.transport is not None:
-            self.transport.loseConnection()
+        self._close()
 
     def dataReceived(self, data: bytes) -> None:
         if self._done.called:

@@ -400,6 +400,62 @@ class ReadPathTests(TestCase):
         status, _ = await daemon.post(kitchen.name, "volume", {"volume": 17})
         self.assertEqual((status, kitchen.rendering.volume), (200, 17))
 
+    async def test_resync_of_a_large_household_topology(self) -> None:
+        """A lost ZoneGroupTopology NOTIFY in a household that answers GetZoneGroupState with
+        UPnP 501: the resync of what it can read (the group attributes) succeeds, and the
+        speaker stays online (before, the 501 came through SoCo; now through the reactor's
+        client with the same code)."""
+        daemon = await start(
+            self,
+            households=(3,),
+            simulate={"large_household": True, "large_household_players": 2},
+        )
+        first, second, _ = daemon.speakers
+        manager: Any = first.manager
+        manager.faults.drop_next = 1
+        daemon.sims[0].household.join(second, first)
+        await deferLater(reactor, 0.5)
+        daemon.sims[0].household.unjoin(second)
+
+        supervisor = daemon.service.household.speaker(first.uid)
+        assert supervisor is not None
+        topology = supervisor.services["ZoneGroupTopology"]
+        await until(lambda: topology.resyncs, "the resync after the gap")
+        [gap] = daemon.recorder.of("events.gap", first.uid, "ZoneGroupTopology")
+        self.assertEqual(gap.body["got"], 2)
+        self.assertEqual(daemon.status(first), "online")
+
+    async def test_consistency_check_of_an_offline_speaker(self) -> None:
+        """While a speaker refuses connections the consistency check's reads fail without a
+        false gap; once it is back, a lost last NOTIFY is found and resynced."""
+        daemon = await start(
+            self, households=(2,), subscription={"check_interval": 0.5, "silence_timeout": 1.0}
+        )
+        _, other = daemon.speakers
+        checks = daemon.service.household.speaker(other.uid).checks  # type: ignore[union-attr]
+        await other.go_offline("refuse")
+        await until(lambda: daemon.status(other) == "offline", "the speaker offline")
+        await deferLater(reactor, 1.5)
+        self.assertEqual(daemon.recorder.of("events.gap", other.uid), [])
+        await other.come_online()
+        await until(lambda: daemon.status(other) == "online", "the speaker back", 30)
+        supervisor = daemon.service.household.speaker(other.uid)
+        assert supervisor is not None
+        rendering = supervisor.services["RenderingControl"]
+        await until(lambda: rendering.checkable, "its subscriptions back")
+        await deferLater(reactor, 1.0)
+        manager: Any = other.manager
+        manager.faults.drop_next = 1
+        other.set_volume(50 if other.rendering.volume != 50 else 45)
+        await until(
+            lambda: any(
+                m.body["source"] == "resync"
+                for m in daemon.recorder.of("event", other.uid, "RenderingControl")
+            ),
+            "the resync",
+        )
+        self.assertGreater(daemon.service.household.speaker(other.uid).checks, checks)  # type: ignore[union-attr]
+
 
 class ModeTests(TestCase):
     """The simulator's household and firmware modes, each followed from one speaker."""

@@ -6,6 +6,9 @@ simulator."""
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
 from typing import Any, cast
 
 import soco
@@ -37,7 +40,7 @@ from sonosd.household.soap import (
 from sonosd.household.state import SpeakerRef
 from sonosd.sim.service import HouseholdService
 from tests.conftest import free_loopback_base
-from tests.paths import SAMPLES
+from tests.paths import ROOT, SAMPLES
 from tests.soco_helpers import in_thread
 
 ANSWER = (
@@ -129,9 +132,11 @@ class Speaker(Resource):
         self.held: list[Request] = []
         self.seen: list[tuple[bytes, bytes | None]] = []
         self.drip: Clock | None = None
+        self.lost: list[Request] = []
 
     def render_POST(self, request: Request) -> bytes | int:
         self.seen.append((request.path, request.getHeader(b"soapaction")))
+        request.notifyFinish().addErrback(lambda _: self.lost.append(request))
         request.setResponseCode(self.status)
         if self.hold:
             self.held.append(request)
@@ -240,8 +245,8 @@ class ClientTests(SynchronousTestCase):
         self.failureResultOf(reading, AnswerRefused)
 
     def test_slow_drip_past_the_deadline(self) -> None:
-        """An answer dripping a byte a second is cut at the call's timeout: SoapTimeout, a
-        timeout for describe_failure."""
+        """An answer dripping a byte a second is cut at the call's timeout (its connection
+        closed): SoapTimeout, a timeout for describe_failure."""
         speaker = Speaker()
         client, stub = self.client(speaker)
         speaker.drip = self.clock
@@ -252,6 +257,8 @@ class ClientTests(SynchronousTestCase):
             stub.flush()
         failure = self.failureResultOf(reading, SoapTimeout)
         self.assertIn("within 3 s", str(failure.value))
+        stub.flush()
+        self.assertEqual(len(speaker.lost), 1)  # the connection was closed
         self.assertEqual(describe_failure(failure), (FailureKind.UNREACHABLE, "timeout"))
 
     def test_one_call_at_a_time_per_speaker(self) -> None:
@@ -454,3 +461,39 @@ class SimulatorTests(TestCase):
             (await self.soap.call(address, 1400, "RenderingControl", "GetVolume", args)).keys(),
             {"CurrentVolume"},
         )
+
+
+#: Modules an idle daemon would load only for SoCo (about 12 MB resident, issue 17).
+SOCO_STACK = ("soco", "requests", "urllib3")
+
+
+def test_the_client_and_the_alarm_watcher_load_no_soco() -> None:
+    """Importing the SOAP client and the alarm watcher (in a fresh interpreter) loads neither
+    SoCo nor requests nor urllib3."""
+    code = (
+        "import sys, sonosd.household.soap, sonosd.household.alarms; "
+        f"print([m for m in {SOCO_STACK!r} if m in sys.modules])"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout
+    assert output.strip() == "[]"
+
+
+def test_the_readers_import_nothing_of_soco() -> None:
+    """The position tracker, the state reader and the alarm watcher import nothing of SoCo
+    or requests themselves (what reaches SoCo through the event parser's DIDL classes is
+    ``gena.eventxml``'s)."""
+    for name in ("position", "resync", "alarms", "soap"):
+        tree = ast.parse((ROOT / "sonosd" / "household" / f"{name}.py").read_text())
+        imported = {
+            alias.name.split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        } | {
+            (node.module or "").split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom)
+        }
+        assert not imported & set(SOCO_STACK), (name, imported & set(SOCO_STACK))
