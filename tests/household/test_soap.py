@@ -16,10 +16,14 @@ from soco.services import Service
 from treq.testing import RequestTraversalAgent
 from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred, fail
-from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.internet.error import ConnectionLost, ConnectionRefusedError
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web._newclient import ResponseNeverReceived
+from twisted.web.client import URI
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
@@ -33,6 +37,8 @@ from sonosd.household.soap import (
     SoapHttpError,
     SoapTimeout,
     UpnpFault,
+    _Collect,
+    _Speakers,
     envelope,
     fault_code,
     out_arguments,
@@ -341,6 +347,44 @@ class ClientTests(SynchronousTestCase):
         # Cancelled while waiting for its answer: Twisted's "response never received".
         self.failureResultOf(reading, CancelledError, ResponseNeverReceived)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_remembered_speaker_refusing_both_stays_remembered(self) -> None:
+        """A remembered speaker whose HTTPS port refuses while HTTP still answers 403 (it is
+        restarting its HTTPS side) fails with the 403 and stays remembered."""
+        client, stub = self.client(Speaker(403, b""), https=Refusing())
+        client.secure.add("127.0.0.2")
+        reading = self.call(client)
+        stub.flush()
+        self.assertEqual(self.failureResultOf(reading, SoapHttpError).value.status, 403)
+        self.assertEqual(client.secure, {"127.0.0.2"})
+
+    def test_answer_cut_short(self) -> None:
+        """An answer whose connection breaks before its end fails with the connection's
+        error (a lost connection, unreachable for describe_failure), not a partial body."""
+        collector = _Collect(100, "http://127.0.0.2:1400/x")
+        collector.makeConnection(StringTransport())
+        collector.dataReceived(b"<s:Envelope>")
+        collector.connectionLost(Failure(ConnectionLost()))
+        failure = self.failureResultOf(collector.done, ConnectionLost)
+        self.assertEqual(describe_failure(failure)[0], FailureKind.UNREACHABLE)
+
+    def test_connections_go_straight_to_the_address(self) -> None:
+        """Addresses are connected to directly (no name resolution), names through
+        HostnameEndpoint, https wrapped in TLS."""
+        reactor = MemoryReactorClock()
+        plain = _Speakers(reactor, tls=False)
+        self.assertIsInstance(
+            plain.endpointForURI(URI.fromBytes(b"http://127.0.0.2:1400/x")), TCP4ClientEndpoint
+        )
+        self.assertIsInstance(
+            plain.endpointForURI(URI.fromBytes(b"http://[fe80::1]:1400/x")), TCP6ClientEndpoint
+        )
+        self.assertIsInstance(
+            plain.endpointForURI(URI.fromBytes(b"http://kitchen.lan:1400/x")), HostnameEndpoint
+        )
+        secure = _Speakers(reactor, tls=True)
+        wrapped = secure.endpointForURI(URI.fromBytes(b"https://127.0.0.2:1443/x"))
+        self.assertNotIsInstance(wrapped, TCP4ClientEndpoint)
 
     def test_refused_connection(self) -> None:
         """A refused connection is Twisted's error, unreachable for describe_failure."""
