@@ -9,12 +9,14 @@ position is read from its coordinator.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
 import attrs
 import treq
+from twisted.internet.defer import DeferredList
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 from twisted.web.http_headers import Headers
@@ -399,6 +401,31 @@ class ReadPathTests(TestCase):
         self.assertEqual(daemon.service.soap.secure, {kitchen.address, other.address})
         status, _ = await daemon.post(kitchen.name, "volume", {"volume": 17})
         self.assertEqual((status, kitchen.rendering.volume), (200, 17))
+
+    async def test_reads_do_not_wait_for_the_pool(self) -> None:
+        """With every thread of the SoCo pool busy (slow commands), the playing speaker's
+        position is still read: the daemon's own reads do not go through the pool."""
+        daemon = await start(self, households=(1,), subscription={"position_interval": 0})
+        kitchen = daemon.speakers[0]
+        runner = daemon.service.runner
+        release = threading.Event()
+        busy = [
+            runner.run(release.wait, 30, timeout=60)
+            for _ in range(daemon.service.config.soco.threads)
+        ]
+        self.addCleanup(release.set)
+        await until(lambda: runner.in_flight == len(busy), "every thread busy")
+        kitchen.transport.play()
+        await until(
+            lambda: any(
+                m.body["source"] == "position"
+                for m in daemon.recorder.of("event", kitchen.uid, "AVTransport")
+            ),
+            "a position read",
+        )
+        self.assertEqual(runner.in_flight, len(busy))
+        release.set()
+        await DeferredList(busy)
 
     async def test_resync_of_a_large_household_topology(self) -> None:
         """A lost ZoneGroupTopology NOTIFY in a household that answers GetZoneGroupState with
