@@ -120,9 +120,9 @@ def test_idle_daemon_loads_soco_only_for_a_command(
     address = get_json(f"{admin}/speakers")[0]["address"]
     api_port = free_tcp_port()
     api = f"http://127.0.0.1:{api_port}"
-    # Not AVTransport and AlarmClock: on this branch their first events still make reads
-    # through SoCo (the track position of a playing speaker, the alarm list).
-    services = [s for s in DEFAULT_SERVICES if s not in ("AVTransport", "AlarmClock")]
+    # Every default service: the reads their first events cause (a playing speaker's track
+    # position, the alarm list) are the daemon's own SOAP (household.soap), not SoCo's.
+    services = list(DEFAULT_SERVICES)
     config = tmp_path / "sonosd.yaml"
     config.write_text(
         json.dumps(
