@@ -4,8 +4,9 @@
 ``import soco`` (or any ``soco.*`` module: SoCo's ``__init__`` imports all of it) brings in
 ``requests``, ``urllib3``, ``lxml`` and ``xmltodict``: about 11 MB of an idle daemon's resident
 memory (issue 17). An idle daemon needs none of it: its GENA side, event parsing, speaker
-identification and topology are SoCo-free. SoCo is loaded by ``load()`` the first time a
-SoCo object is built (``speaker``: a control command, a read still made through SoCo), and
+identification, topology and state reads are SoCo-free. SoCo is loaded by ``load()`` the
+first time a SoCo object is built (``speaker``: a control command; a Python callback's SoCo
+``Event``), and
 every hook given to ``on_load`` (the daemon's settings, its bounded HTTP, SOAP over HTTPS:
 ``sonosd.service.configure_soco``) runs then, once, before ``load()`` returns to anyone:
 no SoCo call can run unconfigured. Safe from any thread (the pool's threads build SoCo

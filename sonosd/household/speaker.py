@@ -5,8 +5,8 @@ Subscribing, renewing and receiving events need only a speaker's address, its ui
 household and, per service, its event path: :class:`SpeakerHandle` and
 :class:`~sonosd.gena.core.ServiceRef` carry them. The SoCo object (``SpeakerHandle.soco``) is
 built, and SoCo loaded (``sonosd.lazysoco``), the first time something asks for what only
-SoCo has: a read still made through SoCo, in the pool. An idle daemon never loads SoCo, with
-requests and lxml ~11 MB of resident memory (issue 17).
+SoCo has (the household's own reads are SOAP from the reactor, ``household.soap``). An idle
+daemon never loads SoCo, with requests and lxml ~11 MB of resident memory (issue 17).
 """
 
 from __future__ import annotations
