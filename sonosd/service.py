@@ -31,15 +31,13 @@ from importlib import metadata
 from typing import Any
 
 import attrs
-import soco
-import soco.config
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from sonosd import hostinfo, logs, securesoap, tlsgate
+from sonosd import hostinfo, lazysoco, logs, tlsgate
 from sonosd.api.site import VERSION, ApiService
 from sonosd.blocking import SocoRunner
 from sonosd.config import Config, Device, SimulateConfig, redacted
@@ -47,7 +45,6 @@ from sonosd.delivery.hub import Hub
 from sonosd.delivery.metrics import DaemonCollector
 from sonosd.gena.listener import NotifyListener
 from sonosd.gena.media import MediaStore
-from sonosd.household import socohttp
 from sonosd.household.alarms import AlarmWatcher
 from sonosd.household.events import EventProcessor
 from sonosd.household.keepalive import PHASES
@@ -84,7 +81,8 @@ def effective_config(config: Config) -> Config:
 
 
 def configure_soco(config: Config) -> None:
-    """Set SoCo's process-wide settings the daemon relies on.
+    """Set SoCo's process-wide settings the daemon relies on (this imports SoCo: the daemon
+    has ``sonosd.lazysoco`` call it when SoCo is first needed).
 
     SoCo's own ``requests`` timeout is kept within the pool's call timeout so that a hung
     speaker frees its thread, and its HTTP is bounded (``sonosd.household.socohttp``: size,
@@ -93,6 +91,11 @@ def configure_soco(config: Config) -> None:
     fallback is not implemented for Twisted listeners and would raise, so it is off
     (topology comes from our own events).
     """
+    import soco.config
+
+    from sonosd import securesoap
+    from sonosd.household import socohttp
+
     soco.config.REQUEST_TIMEOUT = config.soco.call_timeout
     soco.config.ZGT_EVENT_FALLBACK = False
     # Every answer SoCo reads from a speaker: at most 4 MiB, whole within the call timeout,
@@ -164,7 +167,8 @@ class SonosdService(MultiService):
         self._on_fatal = on_fatal
         self._started_at = time.time()
         env = os.environ if environ is None else environ
-        configure_soco(config)
+        # SoCo (with requests and lxml: ~11 MB) is loaded when something first needs it.
+        lazysoco.on_load(lambda _: configure_soco(config))
         self.systemd = SystemdService(
             reactor,
             notifier if notifier is not None else Notifier(env),

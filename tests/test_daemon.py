@@ -12,6 +12,8 @@ import re
 from typing import Any
 
 import attrs
+import soco.events_base
+import soco.services
 import treq
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
@@ -290,7 +292,12 @@ class DaemonTests(TestCase):
         ]
         [message] = daemon.volume_events(kitchen, volume)
         self.assertEqual(body, message.body)
-        self.assertIs(event, message.event)
+        # The message carries the daemon's SoCo-free event; the callback gets SoCo's, made
+        # from it in the callback's thread (sonosd.household.speaker.soco_event).
+        self.assertIsInstance(event, soco.events_base.Event)
+        self.assertEqual((event.sid, event.seq), (message.event.sid, message.event.seq))
+        self.assertIsInstance(event.service, soco.services.RenderingControl)
+        self.assertEqual(event.service.soco.ip_address, kitchen.address)
         self.assertEqual(event.service.service_type, "RenderingControl")
         self.assertEqual(event.variables["volume"]["Master"], str(volume))
         self.assertEqual(event.seq, str(body["seq"]))

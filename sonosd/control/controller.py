@@ -17,17 +17,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-import requests
-import soco
-from soco.core import PLAY_MODE_BY_MEANING, PLAY_MODES
-from soco.exceptions import NotSupportedException, SoCoException, SoCoUPnPException
-from soco.snapshot import Snapshot
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from sonosd import lazysoco
 from sonosd.blocking import CallTimeout
 from sonosd.config import AnnounceConfig
 from sonosd.control.alarms import AlarmCommands
@@ -41,6 +37,9 @@ from sonosd.control.skips import SkipFile
 from sonosd.gena.media import MediaStore
 from sonosd.household.state import HouseholdState, SpeakerRef
 from sonosd.household.topology import Topology, TopologyError, parse_zone_group_state
+
+if TYPE_CHECKING:
+    from soco.snapshot import Snapshot
 
 __all__ = ["ControlError", "Controller", "GroupSnapshot"]
 
@@ -92,6 +91,8 @@ def _seek(device: Any, position: str | None, track: int | None) -> None:
 def _play_mode(
     device: Any, shuffle: bool | None, repeat: str | None, crossfade: bool | None
 ) -> dict[str, Any]:
+    from soco.core import PLAY_MODE_BY_MEANING, PLAY_MODES
+
     mode = device.play_mode
     if shuffle is not None or repeat is not None:
         current_shuffle, current_repeat = PLAY_MODES[mode]
@@ -184,6 +185,8 @@ def _sleep_timer(device: Any, action: str, seconds: int | None) -> dict[str, Any
 
 
 def _take_snapshot(device: Any) -> Snapshot:
+    from soco.snapshot import Snapshot
+
     snapshot = Snapshot(device)
     snapshot.snapshot()
     return snapshot
@@ -243,7 +246,8 @@ class Controller:
     @param state: The household: speakers by uid/room, availability, topology.
     @param reactor: Schedules the waits (topology confirmation, announcement polling).
     @param timeout: Seconds for one SoCo call (snapshot and restore get three times that).
-    @param soco_factory: Builds the SoCo object of an address (``soco.SoCo``).
+    @param soco_factory: Builds the SoCo object of an address (default:
+        ``sonosd.lazysoco.speaker``, which loads SoCo with the first one).
     @param confirm_timeout: Seconds join/leave/party wait for topology events before
         reading the topology from the speaker instead.
     @param poll_interval: Seconds between transport reads while an announcement plays.
@@ -271,7 +275,7 @@ class Controller:
         reactor: IReactorTime,
         *,
         timeout: float = 10.0,
-        soco_factory: Callable[..., Any] = soco.SoCo,
+        soco_factory: Callable[..., Any] = lazysoco.speaker,
         confirm_timeout: float = 5.0,
         poll_interval: float = 0.5,
         max_pending: int = MAX_PENDING,
@@ -398,7 +402,11 @@ class Controller:
             return error
         if isinstance(error, CallTimeout):
             return ControlError("timeout", 504, f"{who} did not answer within {error.seconds:g} s")
-        if isinstance(error, SoCoUPnPException):
+        # SoCo and requests are loaded with the first SoCo object: an error can only be one
+        # of theirs once they are (sonosd.lazysoco).
+        exceptions = lazysoco.loaded_module("soco.exceptions")
+        requests = lazysoco.loaded_module("requests")
+        if exceptions is not None and isinstance(error, exceptions.SoCoUPnPException):
             code = str(error.error_code)
             return ControlError(
                 "speaker_error",
@@ -406,19 +414,25 @@ class Controller:
                 f"{who} refused: UPnP error {code}",
                 upnp_error=int(code) if code.isdigit() else None,
             )
-        if isinstance(error, NotSupportedException):
+        if exceptions is not None and isinstance(error, exceptions.NotSupportedException):
             return ControlError("not_supported", 409, f"{who} does not support this: {error}")
-        if isinstance(error, requests.exceptions.Timeout):
+        if requests is not None and isinstance(error, requests.exceptions.Timeout):
             # SoCo's own request timeout (the daemon sets it to the call timeout, so that a
             # hung speaker frees its thread): the same answer as the pool's, whichever fires
             # first.
+            import soco.config
+
             seconds = soco.config.REQUEST_TIMEOUT
             return ControlError("timeout", 504, f"{who} did not answer within {seconds:g} s")
-        if isinstance(error, requests.exceptions.ConnectionError):
+        if requests is not None and isinstance(error, requests.exceptions.ConnectionError):
             return ControlError("offline", 503, f"{who} cannot be reached")
         # Any other requests error: SoCo's raise_for_status() on a status other than 200, 405
         # and 500, a body that breaks off ...
-        if isinstance(error, SoCoException | TopologyError | requests.exceptions.RequestException):
+        if (
+            isinstance(error, TopologyError)
+            or (exceptions is not None and isinstance(error, exceptions.SoCoException))
+            or (requests is not None and isinstance(error, requests.exceptions.RequestException))
+        ):
             return ControlError("speaker_error", 502, f"{who} failed: {error}")
         log.failure("a command on {speaker} failed unexpectedly", speaker=who)
         return ControlError("internal", 500, "the command failed; see the daemon's log")

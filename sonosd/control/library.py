@@ -21,10 +21,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from soco.data_structures import DidlObject
-from soco.data_structures_entry import from_didl_string
-from soco.plugins.sharelink import ShareLinkPlugin
-
 from sonosd.control.commandargs import ControlError, Params, bad_argument
 from sonosd.control.context import ControlContext, call_meaning
 from sonosd.control.queue import current_track, enqueue, play_from, queue_item
@@ -255,6 +251,8 @@ def _metadata(device: Any, object_id: str) -> Any:
                 ("SortCriteria", ""),
             ]
         )
+        from soco.data_structures_entry import from_didl_string
+
         items = from_didl_string(answer["Result"])
     except Exception as error:
         if getattr(error, "error_code", None) == "701":
@@ -286,6 +284,8 @@ def library(device: Any, params: Params) -> dict[str, Any]:
         object_id += params["term"]
     else:
         object_id = params["id"] or CATEGORY_IDS[params["category"]]
+        from soco.data_structures import DidlObject
+
         shell = DidlObject(resources=[], title="", parent_id="", item_id=object_id)
         found = music.browse(shell, start=params["start"], max_items=params["count"])
         if params["id"] is not None and int(found.total_matches) == 0:
@@ -303,6 +303,8 @@ def library(device: Any, params: Params) -> dict[str, Any]:
 
 def share_link(device: Any, url: str, mode: str, play: bool) -> dict[str, Any]:
     """``share_link`` (blocking): queue the link's item per ``mode``, then play it."""
+    from soco.plugins.sharelink import ShareLinkPlugin
+
     plugin = ShareLinkPlugin(device)
     service = next((s for s in plugin.services if s.canonical_uri(url)), None)
     if service is None:

@@ -7,7 +7,11 @@ the SID. Subscriptions are made, renewed and ended over :mod:`~sonosd.gena.httpc
 :mod:`~sonosd.gena.sequence` tells a duplicate or a gap from the next ``SEQ``. The household
 (:mod:`sonosd.household`) decides which subscriptions exist and what their events mean.
 
-May import: nothing of sonosd (SoCo, Twisted and treq only).
+The daemon subscribes with :mod:`~sonosd.gena.core` (no SoCo: an idle daemon never loads it);
+:mod:`~sonosd.gena.subscription` is the SoCo-compatible class built on it.
+
+May import: nothing of sonosd but ``peerlog`` (SoCo, Twisted and treq; only
+``subscription`` imports SoCo, and ``eventxml`` when a DIDL value is first used).
 
 This package is public under its own name: ``sonosd.gena`` has the API of
 ``soco.events_twisted`` and works as ``soco.config.EVENTS_MODULE`` (``Subscription``,

@@ -37,16 +37,13 @@ body). Each refusal is an :class:`UnsafeEvent` naming the rule.
 from __future__ import annotations
 
 import re
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 from xml.etree import ElementTree
 from xml.parsers import expat
 
-from soco.data_structures_entry import from_didl_string
-from soco.events_base import REDACTED_VALUE, REDACTED_VARIABLES
-from soco.exceptions import EventParseException, SoCoException, SoCoFault
-from soco.utils import camel_to_underscore
 from twisted.logger import Logger
 
 from sonosd.gena.xmlguard import Budget, UnsafeXml, check_document, check_text
@@ -69,6 +66,26 @@ _INSTANCES = (
     "{urn:schemas-sonos-com:metadata-1-0/Queue/}QueueID",
 )
 _MAX_NAMES = 8192
+
+# SoCo is not imported here: an idle daemon parses events without it (issue 17). What the
+# parser needs of it is below, checked against SoCo's by tests/gena/test_eventxml.py; its
+# DIDL classes are loaded when a ``LazyDidl`` is first used (``_soco_didl``).
+
+#: SoCo's ``soco.events_base.REDACTED_VARIABLES``: variables whose values hold credentials.
+REDACTED_VARIABLES: tuple[str, ...] = ("ThirdPartyMediaServersX",)
+#: SoCo's ``soco.events_base.REDACTED_VALUE``: what such a variable's value becomes.
+REDACTED_VALUE = "[redacted]"
+
+_FIRST_CAP = re.compile("(.)([A-Z][a-z]+)")
+_ALL_CAP = re.compile("([a-z0-9])([A-Z])")
+
+
+def camel_to_underscore(name: str) -> str:
+    """``soco.utils.camel_to_underscore``: SoCo's name for an evented variable, quirks
+    included (``ZonePlayerUUIDsInGroup`` -> ``zone_player_uui_ds_in_group``)."""
+    return _ALL_CAP.sub(r"\1_\2", _FIRST_CAP.sub(r"\1_\2", name)).lower()
+
+
 _plain_names: dict[str, str] = {}
 _last_change_names: dict[str, str] = {}
 
@@ -120,6 +137,9 @@ def _soco_didl(tag: str, didl: str) -> Any:
     the whole event; here they become a ``SoCoFault`` for that value only, because the value
     is resolved after the event has been delivered.
     """
+    from soco.data_structures_entry import from_didl_string
+    from soco.exceptions import EventParseException, SoCoException, SoCoFault
+
     try:
         check_text(didl)
         return from_didl_string.__wrapped__(didl)[0]
@@ -853,7 +873,9 @@ def _didl_fields(didl: str) -> dict[str, Any] | None:
 
 
 def _didl_object_fields(value: Any) -> dict[str, Any]:
-    if isinstance(value, SoCoFault):
+    # A SoCoFault exists only once SoCo is loaded.
+    faults = sys.modules.get("soco.exceptions")
+    if faults is not None and isinstance(value, faults.SoCoFault):
         return {"error": str(value.exception.__cause__ or value.exception)}
     resources = getattr(value, "resources", None) or []
     resource = resources[0] if resources else None

@@ -32,7 +32,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import attrs
-from soco.events_base import Event
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import CannotListenError
@@ -40,6 +39,7 @@ from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTC
 from twisted.logger import Logger, LogLevel
 from zope.interface import Attribute, Interface, implementer
 
+from sonosd.gena.event import Event
 from sonosd.gena.notifyproto import (
     MAX_PER_HOST,
     REQUEST_TIMEOUT,
@@ -161,7 +161,10 @@ class INotifySubscription(Interface):
 
     sid = Attribute("The SID the speaker gave the subscription (``str``).")
     speaker_host = Attribute("The speaker's address: the only accepted NOTIFY source.")
-    service = Attribute("The SoCo ``Service`` put into each ``Event``.")
+    service = Attribute(
+        "The service put into each ``Event``: a SoCo ``Service``, or the daemon's light"
+        " ``ServiceRef``."
+    )
 
     def send_event(event: Event) -> None:
         """Take one event (called in the reactor thread; should not raise)."""

@@ -1,26 +1,18 @@
 # -*- test-case-name: tests.gena.test_subscription -*-
 """GENA subscriptions to Sonos services: ``soco.events_twisted``'s API, hardened for a daemon.
 
-A :class:`Subscription` subscribes to one service of one speaker (``SUBSCRIBE`` with a
-``CALLBACK`` URL from the :class:`~sonosd.gena.listener.NotifyListener`), renews it and ends it
-(``UNSUBSCRIBE``), and receives the speaker's events. It keeps the API and behaviour of
-``soco.events_twisted.Subscription`` -- Deferreds that fire with the Subscription and carry
-``.subscription`` at once, calls serialised per Subscription, ``callback`` or the ``events``
-queue, ``auto_renew_fail`` -- and fixes what a daemon running for months cannot live with:
+A :class:`Subscription` subscribes to one service of one speaker, renews it and ends it, and
+receives the speaker's events, with the API and behaviour of
+``soco.events_twisted.Subscription`` and the hardening a daemon needs (status codes checked,
+a timeout on every request, nothing blocking the reactor...: see
+:mod:`sonosd.gena.core`). :func:`check_response` and :func:`gena_request` are the core's,
+raising this module's exceptions.
 
-- HTTP status codes are checked: 412 is :class:`SubscriptionGone`, any other non-2xx is
-  :class:`GenaError`, a response without ``SID``/``TIMEOUT`` is a :class:`GenaError`;
-- every request has a timeout (:class:`GenaTimeout`); a hung speaker never stalls later calls;
-- nothing blocks the reactor (SoCo's first subscribe reads ``household_id`` over the network);
-- ``Second-infinite`` is understood; auto-renew is a ``callLater`` chain that stops cleanly,
-  calling ``auto_renew_fail``, when a renewal fails;
-- the speaker's address is recorded as the only accepted NOTIFY source;
-- nothing is kept once a subscription ends: no shutdown trigger per subscription, no timer;
-- the reactor, HTTP client and listener are passed in.
-
-The pure helpers (:func:`parse_timeout`, :func:`subscribe_headers`, :func:`renew_headers`,
-:func:`check_response`) and :func:`gena_request` are usable on their own, for code that runs
-its own renewal schedule.
+The GENA client itself is :class:`sonosd.gena.core.BaseSubscription`, which needs nothing of
+SoCo (the daemon uses it directly); this module adds what makes it SoCo's: SoCo's
+``SubscriptionBase``, its ``Event`` given to callbacks, its ``ZoneGroupState`` cache fed from
+ZoneGroupTopology events, and exceptions that are ``SoCoException`` s (each also the core's
+exception of the same name, which the core's functions raise).
 
 The module also works as ``soco.config.EVENTS_MODULE``: ``Service.subscribe()`` calls
 ``EVENTS_MODULE.Subscription(service, event_queue)``, which then uses the module's default
@@ -30,167 +22,115 @@ listener (``event_listener``, created on first use on the global reactor).
 from __future__ import annotations
 
 import contextlib
-import ipaddress
-import math
-from collections.abc import Callable, Coroutine, Mapping
-from queue import Queue
+from collections.abc import Mapping
 from typing import Any, Final
-from urllib.parse import urlparse
 from weakref import WeakKeyDictionary
 
 import attrs
-import treq
 from soco import config as soco_config
 from soco.events_base import Event, SubscriptionBase
 from soco.exceptions import SoCoException
 from treq.client import HTTPClient
-from twisted.internet.defer import (
-    CancelledError,
-    Deferred,
-    DeferredList,
-    DeferredLock,
-    DeferredSemaphore,
-    succeed,
-)
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore, succeed
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
-from twisted.web.client import Agent
-from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
-from sonosd.gena.httpclient import quiet_pool
+from sonosd.gena import core
+from sonosd.gena.core import (
+    DEFAULT_REQUEST_TIMEOUT,
+    INFINITE_RENEW_INTERVAL,
+    MAX_RESPONSE_BODY,
+    RENEW_FRACTION,
+    GenaResponse,
+    SubscriptionDeferred,
+    build_http_client,
+    parse_timeout,
+    renew_headers,
+    subscribe_headers,
+)
 from sonosd.gena.listener import INotifyListener, INotifySubscription, NotifyListener
 
+__all__ = [
+    "DEFAULT_REQUEST_TIMEOUT",
+    "INFINITE_RENEW_INTERVAL",
+    "MAX_RESPONSE_BODY",
+    "RENEW_FRACTION",
+    "SHUTDOWN_GRACE",
+    "GenaError",
+    "GenaResponse",
+    "GenaTimeout",
+    "Subscription",
+    "SubscriptionDeferred",
+    "SubscriptionGone",
+    "UsageError",
+    "build_http_client",
+    "check_response",
+    "close_default_listener",
+    "default_listener",
+    "gena_request",
+    "parse_timeout",
+    "renew_headers",
+    "subscribe_headers",
+]
+
 log = Logger()
-
-DEFAULT_REQUEST_TIMEOUT: Final = 10.0
-"""Seconds allowed for one SUBSCRIBE/renew/UNSUBSCRIBE exchange, body included."""
-
-RENEW_FRACTION: Final = 0.85
-"""Auto-renew after this fraction of the granted timeout (as SoCo does)."""
-
-INFINITE_RENEW_INTERVAL: Final = 3600.0
-"""Auto-renew interval for a ``Second-infinite`` grant: a rebooted speaker is noticed."""
-
-MAX_RESPONSE_BODY: Final = 65_536
-"""A GENA response has an empty body; more than this is not read."""
 
 SHUTDOWN_GRACE: Final = 5.0
 """Seconds the compatibility listener's shutdown trigger waits for UNSUBSCRIBEs."""
 
-#: Given to ``SubscriptionBase`` for "no queue yet": ``Subscription.events`` makes it when
-#: first used.
-_NO_QUEUE: Final = object()
 
-
-class GenaError(SoCoException):
+class GenaError(core.GenaError, SoCoException):
     """A GENA request failed; ``status`` is the HTTP status (``None``: no usable answer)."""
 
-    def __init__(self, status: int | None, message: str = "") -> None:
-        self.status = status
-        self.message = message or (f"HTTP {status}" if status is not None else "GENA error")
-        super().__init__(self.message)
 
-
-class SubscriptionGone(GenaError):
+class SubscriptionGone(core.SubscriptionGone, GenaError):
     """The speaker does not know the subscription (412: expired, or the speaker rebooted)."""
 
 
-class GenaTimeout(GenaError):
+class GenaTimeout(core.GenaTimeout, GenaError):
     """The speaker did not answer in time."""
 
 
-class UsageError(SoCoException):
+class UsageError(core.UsageError, SoCoException):
     """A call that makes no sense in the Subscription's state (it is not cancelled for it)."""
 
 
-@attrs.frozen
-class GenaResponse:
-    """A checked answer to a GENA request.
-
-    @ivar status: The HTTP status (2xx).
-    @ivar sid: The ``SID`` header, when sent.
-    @ivar timeout: The granted seconds; ``None`` for ``Second-infinite`` or when not sent.
-    @ivar has_timeout: Whether a ``TIMEOUT`` header was sent.
-    """
-
-    status: int
-    sid: str | None = None
-    timeout: int | None = None
-    has_timeout: bool = False
+#: The core's exceptions and the SoCoException each stands for here (most specific first).
+_PUBLIC: tuple[tuple[type[Exception], type[Exception]], ...] = (
+    (core.SubscriptionGone, SubscriptionGone),
+    (core.GenaTimeout, GenaTimeout),
+    (core.GenaError, GenaError),
+    (core.UsageError, UsageError),
+)
 
 
-def parse_timeout(value: str) -> int | None:
-    """Parse a GENA ``TIMEOUT`` value: ``Second-N`` gives ``N``, ``Second-infinite`` ``None``.
-
-    @raise ValueError: For anything else.
-    """
-    text = value.strip()
-    if text.lower() in ("infinite", "second-infinite"):
-        return None
-    prefix, _, number = text.partition("-")
-    if prefix.lower() != "second" or not number.isascii() or not number.isdigit():
-        raise ValueError(f"bad GENA TIMEOUT: {value!r}")
-    return int(number)
-
-
-def subscribe_headers(callback_url: str, requested_timeout: int | None) -> dict[str, str]:
-    """The headers of a new SUBSCRIBE (UPnP Device Architecture 1.1, 4.1.2)."""
-    headers = {"CALLBACK": f"<{callback_url}>", "NT": "upnp:event"}
-    if requested_timeout is not None:
-        headers["TIMEOUT"] = f"Second-{requested_timeout}"
-    return headers
-
-
-def renew_headers(sid: str, requested_timeout: int | None) -> dict[str, str]:
-    """The headers of a renewal SUBSCRIBE: the SID only (plus the requested timeout)."""
-    headers = {"SID": sid}
-    if requested_timeout is not None:
-        headers["TIMEOUT"] = f"Second-{requested_timeout}"
-    return headers
+def public_error(error: Exception) -> Exception:
+    """``error`` as this module's exception of the same kind (a ``SoCoException``), with its
+    status and message; any other error as it is."""
+    if isinstance(error, SoCoException):
+        return error
+    for kind, public in _PUBLIC:
+        if isinstance(error, kind):
+            if isinstance(error, core.GenaError):
+                converted: Exception = public(error.status, error.message)
+            else:
+                converted = public(*error.args)
+            converted.__cause__ = error.__cause__
+            return converted
+    return error
 
 
 def check_response(
     method: str, status: int, headers: Mapping[str, str], *, need_sid: bool, need_timeout: bool
 ) -> GenaResponse:
-    """Check a GENA answer and return what it grants.
-
-    @param headers: Response headers, names in lower case, first value of each.
-    @raise SubscriptionGone: For a 412.
-    @raise GenaError: For any other non-2xx status, or a missing or bad ``SID``/``TIMEOUT``.
-    """
-    if status == 412:
-        raise SubscriptionGone(412, f"{method}: 412 Precondition Failed")
-    if not 200 <= status < 300:
-        raise GenaError(status, f"{method}: HTTP {status}")
-    sid = headers.get("sid", "").strip() or None
-    if need_sid and sid is None:
-        raise GenaError(status, f"{method}: response has no SID")
-    raw_timeout = headers.get("timeout")
-    if raw_timeout is None:
-        if need_timeout:
-            raise GenaError(status, f"{method}: response has no TIMEOUT")
-        return GenaResponse(status, sid)
+    """``sonosd.gena.core.check_response``, raising this module's exceptions."""
     try:
-        timeout = parse_timeout(raw_timeout)
-    except ValueError as error:
-        raise GenaError(status, f"{method}: {error}") from None
-    return GenaResponse(status, sid, timeout, has_timeout=True)
-
-
-def _discard(data: bytes) -> None:
-    """Drop a response body chunk (``collect`` counts the size; see ``_BodyLimit``)."""
-
-
-class _BodyLimit:
-    def __init__(self, limit: int) -> None:
-        self.left = limit
-
-    def __call__(self, data: bytes) -> None:
-        self.left -= len(data)
-        if self.left < 0:
-            raise GenaError(None, "GENA response body too large")
+        return core.check_response(
+            method, status, headers, need_sid=need_sid, need_timeout=need_timeout
+        )
+    except core.GenaError as error:
+        raise public_error(error) from None
 
 
 async def gena_request(
@@ -204,67 +144,26 @@ async def gena_request(
     need_sid: bool = False,
     need_timeout: bool = False,
 ) -> GenaResponse:
-    """Send one GENA request and check its answer, all within ``timeout`` seconds.
-
-    @raise GenaTimeout: When the answer (status, headers and body) is not in within
-        ``timeout``; the request is cancelled (its connection closed).
-    @raise SubscriptionGone: See L{check_response}.
-    @raise GenaError: See L{check_response}; also for a connection failure.
-    """
-
-    sent = Headers()
-    for name, value in headers.items():
-        sent.addRawHeader(name, value)
-
-    async def exchange() -> GenaResponse:
-        response = await http.request(
+    """``sonosd.gena.core.gena_request``, raising this module's exceptions."""
+    try:
+        return await core.gena_request(
+            http,
+            clock,
             method,
             url,
-            headers=sent,
-            allow_redirects=False,
-            unbuffered=True,
-            reactor=clock,  # type: ignore[arg-type]
+            headers,
+            timeout,
+            need_sid=need_sid,
+            need_timeout=need_timeout,
         )
-        await treq.collect(response, _BodyLimit(MAX_RESPONSE_BODY))
-        received = {
-            name.decode("latin-1").lower(): values[0].decode("latin-1")
-            for name, values in response.headers.getAllRawHeaders()
-        }
-        return check_response(
-            method, response.code, received, need_sid=need_sid, need_timeout=need_timeout
-        )
-
-    def timed_out(result: object, seconds: float) -> Failure:
-        # The cancelled request may fail with ResponseNeverReceived rather than
-        # CancelledError, so the timeout is reported here, whatever the result.
-        return Failure(GenaTimeout(None, f"{method} {url}: no answer within {seconds:g} s"))
-
-    attempt = Deferred.fromCoroutine(exchange())
-    attempt.addTimeout(timeout, clock, onTimeoutCancel=timed_out)
-    try:
-        return await attempt
-    except (GenaError, CancelledError):
-        raise
-    except Exception as error:
-        raise GenaError(None, f"{method} {url}: {error}") from error
-
-
-class SubscriptionDeferred(Deferred["Subscription"]):
-    """A Deferred for a Subscription call; ``subscription`` refers to it at once."""
-
-    def __init__(self, subscription: Subscription, canceller: Callable[[Any], None]) -> None:
-        super().__init__(canceller)
-        self.subscription = subscription
-
-
-def build_http_client(reactor: Any) -> HTTPClient:
-    """An HTTP client for GENA requests: one connection per request, like the speakers."""
-    return HTTPClient(Agent(reactor, pool=quiet_pool(reactor)))
+    except core.GenaError as error:
+        raise public_error(error) from error.__cause__
 
 
 @implementer(INotifySubscription)
-class Subscription(SubscriptionBase):
-    """A GENA subscription to one service of one speaker (see the module docstring).
+class Subscription(core.BaseSubscription, SubscriptionBase):
+    """A GENA subscription to one service of one speaker, SoCo's way (see the module
+    docstring and ``sonosd.gena.core.BaseSubscription``).
 
     @param service: The SoCo ``Service`` (``device.renderingControl``, ...). Only its
         ``base_url``, ``event_subscription_url``, ``service_type`` and ``soco`` are used, and
@@ -287,13 +186,6 @@ class Subscription(SubscriptionBase):
     @ivar speaker_host: The speaker's address, the only accepted source of its NOTIFYs.
     """
 
-    sid: str | None
-    timeout: int | None
-    requested_timeout: int | None
-    is_subscribed: bool
-    _has_been_unsubscribed: bool
-    _timestamp: float | None
-
     def __init__(
         self,
         service: Any,
@@ -307,285 +199,35 @@ class Subscription(SubscriptionBase):
     ) -> None:
         if event_listener is not None and not INotifyListener.providedBy(event_listener):
             event_queue, event_listener = event_listener, None
-        self._events: Any = None
-        super().__init__(service, _NO_QUEUE if event_queue is None else event_queue)
         if reactor is None:
             reactor = _global_reactor()
             if http is None:
                 http = _compat_http()
         elif event_listener is None:
             raise TypeError("Subscription: an event_listener is required with a reactor")
-        self._reactor = reactor
-        self._clock: IReactorTime = reactor
-        self._http = http if http is not None else build_http_client(reactor)
-        self._request_timeout = request_timeout
-        self._limiter = limiter
-        self._listener: INotifyListener | None = event_listener
-        self.callback: Callable[[Event], Any] | None = None
-        self.speaker_host: str = urlparse(service.base_url).hostname or ""
-        self._url = service.base_url + service.event_subscription_url
-        self._lock = DeferredLock()
-        self._ops: set[Deferred[Subscription]] = set()
-        self._auto_renew = False
-        self._renewal: IDelayedCall | None = None
-        self._registered = False
+        super().__init__(
+            service,
+            event_listener,
+            reactor=reactor,
+            http=http,
+            request_timeout=request_timeout,
+            limiter=limiter,
+            event_queue=event_queue,
+        )
         self._topology: Any = None
         # Only ZoneGroupTopology feeds SoCo's caches: other events skip the hook entirely.
         self._feeds_topology = service.service_type == "ZoneGroupTopology"
-        self._ended_expiry: float | None = None
 
-    @property
-    def events(self) -> Any:
-        """Where events go when ``callback`` is not set: the ``event_queue`` given, else a
-        ``queue.Queue`` made when first used.
-
-        The daemon sets ``callback`` and never uses it: a queue (a lock and three conditions,
-        about 3 KB) for each of a large household's 1,600 subscriptions would be ~5 MB of
-        resident memory for nothing (issue #7).
-        """
-        if self._events is None:
-            self._events = Queue()
-        return self._events
-
-    @events.setter
-    def events(self, queue: Any) -> None:
-        self._events = None if queue is _NO_QUEUE else queue
-
-    # -- the soco.events_twisted API ----------------------------------------------------------
-
-    def subscribe(
-        self, requested_timeout: int | None = None, auto_renew: bool = False, strict: bool = True
-    ) -> SubscriptionDeferred:
-        """Subscribe to the service.
-
-        @param requested_timeout: Seconds to ask for (the speaker grants 86400 without).
-        @param auto_renew: Renew at 85 % of each granted timeout until a renewal fails.
-        @param strict: When ``False`` a failure is logged and the Deferred still fires with
-            the Subscription.
-        @return: Fires with the Subscription once the speaker accepted (``sid``, ``timeout``
-            set); fails with L{GenaError} (the Subscription has then ended) or L{UsageError}.
-        """
-        return self._enqueue(
-            "subscribe", strict, False, lambda: self._subscribe(requested_timeout, auto_renew)
-        )
-
-    def renew(
-        self, requested_timeout: int | None = None, is_autorenew: bool = False, strict: bool = True
-    ) -> SubscriptionDeferred:
-        """Renew the subscription (``SUBSCRIBE`` with its SID).
-
-        @param requested_timeout: Seconds to ask for; default: those asked at subscription.
-        @param is_autorenew: Set by the auto-renew timer: a failure calls ``auto_renew_fail``.
-        @return: Fires with the Subscription; fails with L{SubscriptionGone} (412, or the
-            subscription expired before it could be renewed), L{GenaTimeout} or L{GenaError},
-            and the Subscription has then ended.
-        """
-        return self._enqueue("renew", strict, is_autorenew, lambda: self._renew(requested_timeout))
-
-    def unsubscribe(self, strict: bool = True) -> SubscriptionDeferred:
-        """End the subscription (``UNSUBSCRIBE``); a no-op when it is not subscribed.
-
-        The subscription has ended locally whatever the answer; a 412 (the speaker already
-        forgot it) is not an error.
-        """
-        return self._enqueue("unsubscribe", strict, False, self._unsubscribe)
-
-    def cancel(self) -> None:
-        """End the subscription locally at once: no request, calls in progress cancelled."""
-        for operation in list(self._ops):
-            operation.cancel()
-        self._end("cancelled")
-
-    @property
-    def event_path(self) -> str:
-        """The path of the service's event URL (``/MediaRenderer/RenderingControl/Event``):
-        with the speaker's current address, where an UNSUBSCRIBE of this SID goes."""
-        path: str = self.service.event_subscription_url
-        return path
-
-    @property
-    def time_left(self) -> float:
-        """Seconds until the subscription expires (0: not subscribed; ``inf``: infinite)."""
-        if self._timestamp is None:
-            return 0
-        if self.timeout is None:
-            return math.inf
-        left: float = self.timeout - (self._clock.seconds() - self._timestamp)
-        return left if left > 0 else 0
-
-    @property
-    def expires(self) -> float | None:
-        """The clock time at which the speaker forgets this SID (``None``: never granted, or
-        an infinite timeout). Kept once the subscription has ended here: a speaker that was
-        not told (a renewal that could not reach it) keeps sending to the SID until then."""
-        if self._timestamp is None:
-            return self._ended_expiry
-        if self.timeout is None:
-            return None
-        return self._timestamp + self.timeout
-
-    def send_event(self, event: Event) -> None:
-        """Hand one event to ``callback`` (or the ``events`` queue); never raises."""
+    def send_event(self, event: Any) -> None:
+        """Hand one event, as SoCo's ``Event``, to ``callback`` (or the ``events`` queue)
+        after feeding SoCo's caches; never raises."""
+        if not isinstance(event, Event):
+            event = Event(event.sid, event.seq, event.service, event.timestamp, event.variables)
         self._update_topology_cache(event)
-        callback = self.callback
-        try:
-            if callable(callback):
-                callback(event)
-            else:
-                self.events.put(event)
-        except Exception:
-            log.failure("event callback failed for {sid} seq {seq}", sid=self.sid, seq=event.seq)
+        super().send_event(event)
 
-    # -- serialisation ------------------------------------------------------------------------
-
-    def _enqueue(
-        self,
-        action: str,
-        strict: bool,
-        is_autorenew: bool,
-        work: Callable[[], Coroutine[Any, Any, None]],
-    ) -> SubscriptionDeferred:
-        async def run() -> Subscription:
-            await self._lock.acquire()
-            try:
-                await work()
-            finally:
-                self._lock.release()
-            return self
-
-        operation = Deferred.fromCoroutine(run())
-        self._ops.add(operation)
-        operation.addBoth(self._op_done, operation)
-        operation.addErrback(self._failed, action, strict, is_autorenew)
-        result = SubscriptionDeferred(self, lambda _: operation.cancel())
-        operation.chainDeferred(result)
-        return result
-
-    def _op_done(self, outcome: Any, operation: Deferred[Subscription]) -> Any:
-        self._ops.discard(operation)
-        return outcome
-
-    def _failed(self, failure: Failure, action: str, strict: bool, is_autorenew: bool) -> Any:
-        if not failure.check(UsageError):
-            self._end(f"{action} failed")
-        # A strict caller gets the failure and reports it; only a non-strict one relies on us.
-        emit = log.debug if strict else log.warn
-        emit(
-            "{action} {url} (sid {sid}) failed: {error}",
-            action=action,
-            url=self._url,
-            sid=self.sid,
-            error=failure.getErrorMessage(),
-        )
-        if is_autorenew and callable(self.auto_renew_fail):
-            try:
-                self.auto_renew_fail(failure)
-            except Exception:
-                log.failure("auto_renew_fail raised for {sid}", sid=self.sid)
-        if strict:
-            return failure
-        return self
-
-    # -- the requests -------------------------------------------------------------------------
-
-    async def _subscribe(self, requested_timeout: int | None, auto_renew: bool) -> None:
-        self.requested_timeout = requested_timeout
-        if self.is_subscribed:
-            raise UsageError(
-                "Cannot subscribe Subscription instance more than once. Use renew instead"
-            )
-        if self._has_been_unsubscribed:
-            raise UsageError("Cannot resubscribe Subscription instance once unsubscribed")
-        listener = self._ensure_listener()
-        self.speaker_host = await self._speaker_address()
-        headers = subscribe_headers(listener.callback_url(self.speaker_host), requested_timeout)
-        listener.subscribing(self.speaker_host)
-        try:
-            response = await self._request("SUBSCRIBE", headers, need_sid=True, need_timeout=True)
-            self.sid = response.sid
-            self.timeout = response.timeout
-            self._timestamp = self._clock.seconds()
-            self.is_subscribed = True
-            self._auto_renew = auto_renew
-            self._track_topology()
-            log.debug("subscribed {url} sid {sid}", url=self._url, sid=self.sid)
-            self._registered = True
-            listener.register(self)
-        finally:
-            listener.subscribe_finished(self.speaker_host)
-        if auto_renew:
-            self._schedule_renewal()
-
-    async def _renew(self, requested_timeout: int | None) -> None:
-        if self._has_been_unsubscribed:
-            raise UsageError("Cannot renew subscription once unsubscribed")
-        if not self.is_subscribed:
-            raise UsageError("Cannot renew subscription before subscribing")
-        if self.time_left == 0:
-            raise SubscriptionGone(None, "subscription expired before it was renewed")
-        if requested_timeout is None:
-            requested_timeout = self.requested_timeout
-        response = await self._request(
-            "SUBSCRIBE", renew_headers(self.sid or "", requested_timeout), need_timeout=True
-        )
-        self.timeout = response.timeout
-        self._timestamp = self._clock.seconds()
-        log.debug("renewed {url} sid {sid}", url=self._url, sid=self.sid)
-        if self._auto_renew:
-            self._schedule_renewal()
-
-    async def _unsubscribe(self) -> None:
-        if self._has_been_unsubscribed or not self.is_subscribed:
-            return
-        if self.time_left == 0:
-            self._end("expired")
-            return
-        try:
-            await self._request("UNSUBSCRIBE", {"SID": self.sid or ""})
-        except SubscriptionGone:
-            log.debug("unsubscribe {url} sid {sid}: already gone", url=self._url, sid=self.sid)
-        finally:
-            self._end("unsubscribed")
-
-    async def _request(
-        self,
-        method: str,
-        headers: Mapping[str, str],
-        need_sid: bool = False,
-        need_timeout: bool = False,
-    ) -> GenaResponse:
-        limiter = self._limiter
-        if limiter is not None:
-            # Cancelled while waiting, it holds no slot (nothing to release).
-            await limiter.acquire()
-        try:
-            return await gena_request(
-                self._http,
-                self._clock,
-                method,
-                self._url,
-                headers,
-                self._request_timeout,
-                need_sid=need_sid,
-                need_timeout=need_timeout,
-            )
-        finally:
-            if limiter is not None:
-                limiter.release()
-
-    async def _speaker_address(self) -> str:
-        """The speaker's IP address: resolved off the reactor thread when it is a name."""
-        host = self.speaker_host
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            resolving: Deferred[str] = self._reactor.resolve(host)
-            resolving.addTimeout(self._request_timeout, self._clock)
-            try:
-                return await resolving
-            except Exception as error:
-                raise GenaError(None, f"cannot resolve {host}: {error}") from error
-        return host
+    def _convert(self, error: Exception) -> Exception:
+        return public_error(error)
 
     def _ensure_listener(self) -> INotifyListener:
         if self._listener is None:
@@ -595,56 +237,6 @@ class Subscription(SubscriptionBase):
                 raise UsageError("the NOTIFY listener is not running")
             self._listener.startService()
         return self._listener
-
-    # -- the end of a subscription ------------------------------------------------------------
-
-    def _end(self, reason: str) -> None:
-        """Forget everything about the subscription: timer, registration, topology tracking."""
-        self._cancel_renewal()
-        self._auto_renew = False
-        if self._registered and self._listener is not None:
-            self._listener.unregister(self)
-        self._registered = False
-        self._untrack_topology()
-        if not self._has_been_unsubscribed:
-            log.debug("subscription {sid} ended: {reason}", sid=self.sid, reason=reason)
-        self._ended_expiry = self.expires
-        self.is_subscribed = False
-        self._has_been_unsubscribed = True
-        self._timestamp = None
-
-    def _cancel_subscription(self, msg: str | None = None) -> None:
-        """SoCo's name for ending a subscription locally."""
-        self._end(msg or "cancelled")
-
-    # -- auto-renew ---------------------------------------------------------------------------
-
-    def _schedule_renewal(self) -> None:
-        self._cancel_renewal()
-        interval = (
-            self.timeout * RENEW_FRACTION if self.timeout is not None else INFINITE_RENEW_INTERVAL
-        )
-        self._renewal = self._clock.callLater(interval, self._auto_renew_now)
-
-    def _auto_renew_now(self) -> None:
-        self._renewal = None
-        self.renew(is_autorenew=True, strict=False)
-
-    def _cancel_renewal(self) -> None:
-        if self._renewal is not None and self._renewal.active():
-            self._renewal.cancel()
-        self._renewal = None
-
-    def _auto_renew_start(self, interval: float) -> None:
-        """SoCo's hook: renew after ``interval`` seconds (then at 85 % of each grant)."""
-        self._auto_renew = True
-        self._cancel_renewal()
-        self._renewal = self._clock.callLater(interval, self._auto_renew_now)
-
-    def _auto_renew_cancel(self) -> None:
-        """SoCo's hook: stop auto-renewing."""
-        self._auto_renew = False
-        self._cancel_renewal()
 
     # -- SoCo's topology cache ----------------------------------------------------------------
 

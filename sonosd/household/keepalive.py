@@ -29,6 +29,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from sonosd import lazysoco
 from sonosd.backoff import GONE_412, FailureKind, backoff_delay, describe_failure, renew_delay
 from sonosd.blocking import Runner
 from sonosd.config import DEFAULT_SERVICES, SubscriptionConfig
@@ -158,9 +159,7 @@ class PollingNotice:
 
 
 def _default_soco_factory(address: str) -> Any:
-    import soco
-
-    return soco.SoCo(address)
+    return lazysoco.speaker(address)
 
 
 @attrs.frozen
@@ -176,7 +175,8 @@ class SupervisorContext:
     @ivar config: Timeouts, intervals and backoff.
     @ivar services: The services subscribed on every speaker.
     @ivar callback_url: The URL the listener advertises to a speaker host (for the log line).
-    @ivar soco_factory: ``soco.SoCo``, or a fake; called in the thread pool.
+    @ivar soco_factory: ``soco.SoCo`` (through ``sonosd.lazysoco``), or a fake; called when a
+        speaker's SoCo object is first needed (``SpeakerHandle``).
     @ivar resolve: Host name to IPv4 address; called in the thread pool.
     @ivar random: Jitter source in [0, 1).
     @ivar read_timeout: Seconds a state read (resync, poll) may take.

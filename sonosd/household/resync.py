@@ -17,7 +17,6 @@ speaker one call at a time.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -26,20 +25,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from sonosd.gena.eventxml import LazyDidl
+from sonosd.gena.eventxml import LazyDidl, camel_to_underscore
 from sonosd.household.soap import SoapCaller, UpnpFault
 from sonosd.household.state import SpeakerRef
 
 log = Logger()
-
-_FIRST_CAP = re.compile("(.)([A-Z][a-z]+)")
-_ALL_CAP = re.compile("([a-z0-9])([A-Z])")
-
-
-def camel_to_underscore(name: str) -> str:
-    """SoCo's name of an evented variable (``soco.utils.camel_to_underscore``, quirks
-    included: ``ZonePlayerUUIDsInGroup`` is ``zone_player_uui_ds_in_group``)."""
-    return _ALL_CAP.sub(r"\1_\2", _FIRST_CAP.sub(r"\1_\2", name)).lower()
 
 
 class ZoneGroupStateUnavailable(Exception):

@@ -48,7 +48,7 @@ from twisted.python.failure import Failure
 from sonosd.backoff import FailureKind, backoff_delay, describe_failure
 from sonosd.blocking import Runner
 from sonosd.config import Config, Device, is_address
-from sonosd.gena import subscription as gena
+from sonosd.gena import core as gena
 from sonosd.household import probe
 from sonosd.household.discovery import SSDP_GROUP, Sighting, SsdpDiscovery
 from sonosd.household.keepalive import (
@@ -64,6 +64,12 @@ from sonosd.household.position import PositionTracker
 from sonosd.household.probe import UPNP_HELP, Description, ProbeError, UpnpDisabled
 from sonosd.household.resync import CHECKS
 from sonosd.household.soap import SoapCaller, SoapClient
+from sonosd.household.speaker import (
+    SpeakerHandle,
+    TopologyFeed,
+    TopologySubscription,
+    service_object,
+)
 from sonosd.household.state import SpeakerRef
 from sonosd.household.topology import ASLEEP_REASONS, Member, Topology, VanishedDevice
 
@@ -94,19 +100,6 @@ REBOOT_MERGE_WINDOW = 60.0
 """A BootSeq increase seen this soon after every subscription was made afresh (a 412 on a
 renewal, or the speaker back online) is the same reboot."""
 
-_SOCO_ATTRIBUTES: Mapping[str, str] = {
-    "AVTransport": "avTransport",
-    "RenderingControl": "renderingControl",
-    "GroupRenderingControl": "groupRenderingControl",
-    "ZoneGroupTopology": "zoneGroupTopology",
-    "ContentDirectory": "contentDirectory",
-    "DeviceProperties": "deviceProperties",
-    "AlarmClock": "alarmClock",
-    "SystemProperties": "systemProperties",
-    "MusicServices": "musicServices",
-    "AudioIn": "audioIn",
-}
-
 # Availability statuses (``sonosd.household.state.STATUSES``).
 UNKNOWN, ONLINE, OFFLINE, ASLEEP, UPNP_DISABLED = (
     "unknown",
@@ -115,16 +108,6 @@ UNKNOWN, ONLINE, OFFLINE, ASLEEP, UPNP_DISABLED = (
     "asleep",
     "upnp_disabled",
 )
-
-
-def service_object(device: Any, service: str) -> Any:
-    """The SoCo ``Service`` object named ``service`` on ``device`` (``Queue`` included)."""
-    attribute = _SOCO_ATTRIBUTES.get(service)
-    if attribute is not None:
-        return getattr(device, attribute)
-    from soco import services
-
-    return getattr(services, service)(device)
 
 
 GENA_CONCURRENCY = 64
@@ -137,7 +120,8 @@ its outgoing GENA connections stay far below a default ``ulimit -n`` of 1,024.""
 
 
 class GenaSubscriptions:
-    """The subscription factory for the daemon: ``sonosd.gena.Subscription`` objects that
+    """The subscription factory for the daemon: ``sonosd.gena.core.BaseSubscription`` objects
+    (no SoCo: each service described by the speaker's ``SpeakerHandle``) that
     send their requests with ``http`` (default: one client built from ``reactor``, shared by
     every subscription: a client per subscription was an agent, a connection pool and a
     cookie jar each, megabytes at 1,600 subscriptions), at most ``GENA_CONCURRENCY`` of them
@@ -153,22 +137,30 @@ class GenaSubscriptions:
         request_timeout: float,
         http: Any = None,
         limiter: DeferredSemaphore | None = None,
+        feed: TopologyFeed | None = None,
     ) -> None:
         self._reactor = reactor
         self._listener = listener
         self.request_timeout = request_timeout
         self._http = gena.build_http_client(reactor) if http is None else http
         self._limiter = DeferredSemaphore(GENA_CONCURRENCY) if limiter is None else limiter
+        self._feed = feed
 
     def __call__(self, device: Any, service: str) -> GenaSubscription:
-        return gena.Subscription(
-            service_object(device, service),
-            self._listener,
-            reactor=self._reactor,
-            http=self._http,
-            request_timeout=self.request_timeout,
-            limiter=self._limiter,
-        )
+        options: dict[str, Any] = {
+            "reactor": self._reactor,
+            "http": self._http,
+            "request_timeout": self.request_timeout,
+            "limiter": self._limiter,
+        }
+        if not isinstance(device, SpeakerHandle):
+            return gena.BaseSubscription(service_object(device, service), self._listener, **options)
+        described = device.service_ref(service)
+        if service == "ZoneGroupTopology" and self._feed is not None:
+            return TopologySubscription(
+                described, self._listener, handle=device, feed=self._feed, **options
+            )
+        return gena.BaseSubscription(described, self._listener, **options)
 
 
 def gena_subscriptions(
@@ -177,11 +169,12 @@ def gena_subscriptions(
     request_timeout: float,
     http: Any = None,
     limiter: DeferredSemaphore | None = None,
+    feed: TopologyFeed | None = None,
 ) -> SubscriptionFactory:
     """A ``GenaSubscriptions`` factory (see there); ``limiter`` bounds the requests in flight
     (default: a new one; ``build_household`` shares one with the UNSUBSCRIBEs of superseded
-    SIDs)."""
-    return GenaSubscriptions(reactor, listener, request_timeout, http, limiter)
+    SIDs); ``feed`` keeps SoCo's topology caches fed once SoCo is loaded."""
+    return GenaSubscriptions(reactor, listener, request_timeout, http, limiter, feed)
 
 
 def gena_unsubscriber(reactor: Any, http: HTTPClient, limiter: DeferredSemaphore) -> Any:
@@ -481,18 +474,13 @@ class SpeakerSupervisor(Service):
         self._start_checks()
         self._go_online("identified")
 
-    def _soco(self, address: str, description: Description) -> Any:
-        """The SoCo object for ``address``, told its uid and household id, so that SoCo never
-        reads them itself (through GetZoneGroupState, which large households refuse)."""
-        device = self.ctx.soco_factory(address)
-        for attribute, value in (
-            ("_uid", description.uid),
-            ("_household_id", description.household_id),
-        ):
-            known = hasattr(device, attribute) or type(device).__module__.startswith("soco")
-            if value is not None and known:
-                setattr(device, attribute, value)
-        return device
+    def _soco(self, address: str, description: Description) -> SpeakerHandle:
+        """The speaker's handle: its SoCo object is built when first needed, told the uid and
+        household id, so that SoCo never reads them itself (through GetZoneGroupState, which
+        large households refuse)."""
+        return SpeakerHandle(
+            address, description.uid, description.household_id, self.ctx.soco_factory
+        )
 
     def _not_identified(self, failure: Failure) -> None:
         """Identification failed: a member the topology named shows it in its status; a
@@ -1360,6 +1348,8 @@ def build_household(
     http = gena.build_http_client(reactor)
     limiter = DeferredSemaphore(GENA_CONCURRENCY)
     timeout = config.subscription.request_timeout
+    feed = TopologyFeed()
+    feed.install()
 
     def describe(host: str, port: int, seconds: float) -> Deferred[Description]:
         return Deferred.fromCoroutine(probe.describe(http, reactor, host, port, seconds))
@@ -1388,7 +1378,9 @@ def build_household(
         runner=runner,
         processor=processor,
         reader=reader,
-        subscriptions=gena_subscriptions(reactor, listener, timeout, http=http, limiter=limiter),
+        subscriptions=gena_subscriptions(
+            reactor, listener, timeout, http=http, limiter=limiter, feed=feed
+        ),
         config=config.subscription,
         services=config.services,
         callback_url=listener.callback_url,

@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
 import attrs
-from lxml import etree  # type: ignore[import-untyped]
 
 from sonosd.gena.xmlguard import UnsafeXml, check_document, check_text
 
@@ -317,6 +316,9 @@ def _parse_xml(document: str | bytes) -> Any:
     try:
         return ElementTree.fromstring(document)
     except ElementTree.ParseError as exc:
+        # lxml (4 MB resident) only for the documents that need it (issue 17).
+        from lxml import etree  # type: ignore[import-untyped]
+
         data = document.encode("utf-8") if isinstance(document, str) else document
         try:
             root = etree.fromstring(data, parser=etree.XMLParser(recover=True))

@@ -6,7 +6,9 @@ The configuration names callables as ``package.module:function`` (or
 ``CallbackSink.add(fn)``. Each callable is called as ``fn(body, event)`` where ``body`` is a
 fresh ``dict`` of the message JSON (decoded in the callback's thread, so a callback may keep
 or change it without touching what other sinks see) and ``event`` is the SoCo ``Event``
-behind an ``event`` message, or ``None``.
+behind an ``event`` message, or ``None``. The daemon's own events carry no SoCo (an idle
+daemon does not load it, issue 17): SoCo's ``Event`` is made from it in the callback's thread
+(``sonosd.household.speaker.soco_event``), so the first such call loads SoCo there.
 
 Each callable has one worker thread and a bounded queue kept in the reactor thread: messages
 reach it in order, one at a time; a callable that raises is logged with its name and gets the
@@ -33,6 +35,7 @@ from zope.interface import implementer
 
 from sonosd.delivery.drain import drained
 from sonosd.delivery.hub import ISink, Message
+from sonosd.household.speaker import soco_event
 
 log = Logger()
 
@@ -180,7 +183,7 @@ class _Slot:
 
         def work() -> None:
             try:
-                fn(json.loads(raw), event)
+                fn(json.loads(raw), soco_event(event))
             except BaseException:
                 call_from_thread(self._done, Failure())
             else:

@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred, fail, maybeDeferred
 from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from sonosd import lazysoco
 from sonosd.blocking import CallTimeout, SocoRunner
 from sonosd.config import SimulateConfig
 from sonosd.control.controller import ControlError, Controller
@@ -572,6 +573,8 @@ class ControllerUnitTests(SynchronousTestCase):
 
 
 def test_default_factory_is_soco() -> None:
-    """The controller builds real SoCo objects by default."""
+    """The controller builds real SoCo objects by default, SoCo loaded and configured by
+    ``sonosd.lazysoco`` with the first one."""
     controller = Controller(_Recorder(lambda *a: None), HouseholdState(), Clock())
-    assert controller._soco_factory is soco.SoCo
+    assert controller._soco_factory is lazysoco.speaker
+    assert isinstance(controller._soco_factory("127.9.0.9"), soco.SoCo)

@@ -854,3 +854,65 @@ def test_didl_with_a_dtd_read_by_control_calls_is_an_error_field() -> None:
     parsed: its JSON is an error."""
     didl = LazyDidl('<!DOCTYPE x [<!ENTITY a "b">]><DIDL-Lite>&a;</DIDL-Lite>', "metadata")
     assert didl_to_json(didl) == {"error": "a nested document declares a DTD or an entity"}
+
+
+# -- SoCo's names and constants, without SoCo --------------------------------------------------
+
+
+def _reference_names() -> set[str]:
+    """Every state variable, action and argument name of the sample service descriptions,
+    and every element name of the sample event bodies."""
+    import re
+
+    names: set[str] = set()
+    for path in SAMPLES.glob("service_descriptions/*.json"):
+        document = json.loads(path.read_text(encoding="utf-8"))
+        services = document.get("services") if isinstance(document, dict) else None
+        for service in services if isinstance(services, list) else []:
+            names.update(variable["name"] for variable in service.get("stateVariables", []))
+            for action in service.get("actions", []):
+                names.add(action["name"])
+                for key in ("inputs", "outputs"):
+                    names.update(argument["name"] for argument in action.get(key, []))
+    for body in BODIES.values():
+        text = body.decode("utf-8", "replace")
+        names.update(re.findall(r"<([A-Za-z_][\w.:-]*)", text))
+        names.update(re.findall(r"&lt;([A-Za-z_][\w.:-]*)", text))
+    return names
+
+
+REFERENCE_NAMES = sorted(_reference_names())
+
+
+def test_reference_names_are_many() -> None:
+    """The samples give hundreds of names to compare (the test below is not vacuous)."""
+    assert len(REFERENCE_NAMES) > 500
+
+
+def test_camel_to_underscore_is_socos_on_every_reference_name() -> None:
+    """Ours gives SoCo's name for every variable, action, argument and element name of the
+    reference samples, and for every name the parser has types for."""
+    from soco.utils import camel_to_underscore as socos
+
+    wire = {name for types in eventxml._WIRE_TYPES.values() for name in types}
+    for name in [*REFERENCE_NAMES, *sorted(wire)]:
+        assert eventxml.camel_to_underscore(name) == socos(name), name
+
+
+@given(st.text(alphabet=st.sampled_from("aAbBzZ019_:-.éÉ xIDsURI"), max_size=24))
+@example("ZonePlayerUUIDsInGroup")
+@example("ContainerUpdateIDs")
+@example("r:EnqueuedTransportURIMetaData")
+def test_camel_to_underscore_is_socos_on_any_text(name: str) -> None:
+    """Ours gives SoCo's result for any text, quirks included."""
+    from soco.utils import camel_to_underscore as socos
+
+    assert eventxml.camel_to_underscore(name) == socos(name)
+
+
+def test_redaction_constants_are_socos() -> None:
+    """The redacted variables and their stand-in value are SoCo's."""
+    from soco.events_base import REDACTED_VALUE, REDACTED_VARIABLES
+
+    assert tuple(REDACTED_VARIABLES) == eventxml.REDACTED_VARIABLES
+    assert eventxml.REDACTED_VALUE == REDACTED_VALUE

@@ -1090,3 +1090,45 @@ class SimulatorTests(TestCase):
         assert (event.seq, event.variables["volume"]["Master"]) == ("1", "41")
         await sub.unsubscribe()
         assert self.manager.subscriptions() == []
+
+
+class SocoFlavourTests(SynchronousTestCase):
+    """What the public class adds to the core: SoCo's exceptions and SoCo's Event."""
+
+    def test_errors_are_soco_exceptions_and_the_cores(self) -> None:
+        """A failure is this module's error, a SoCoException, and the core's kind too."""
+        from soco.exceptions import SoCoException
+
+        from sonosd.gena import core
+
+        harness = Harness()
+        harness.speaker.script.append(Answer(412, {}))
+        failure = self.failureResultOf(harness.subscription.subscribe(), SubscriptionGone)
+        assert isinstance(failure.value, SoCoException)
+        assert isinstance(failure.value, core.SubscriptionGone)
+        assert failure.value.status == 412
+        self.successResultOf(Harness().subscription.subscribe())
+        twice = Harness()
+        self.successResultOf(twice.subscription.subscribe())
+        usage = self.failureResultOf(twice.subscription.subscribe(), UsageError)
+        assert isinstance(usage.value, SoCoException)
+        with self.assertRaises(SubscriptionGone):
+            check_response("SUBSCRIBE", 412, {}, need_sid=True, need_timeout=True)
+
+    def test_callback_gets_socos_event(self) -> None:
+        """The listener's SoCo-free Event reaches the callback as SoCo's Event, same fields."""
+        from sonosd.gena.event import Event as CoreEvent
+
+        harness = Harness()
+        received: list[Any] = []
+        harness.subscription.callback = received.append
+        harness.subscription.send_event(CoreEvent(SID, "4", harness.service, 2.0, {"mute": "1"}))
+        [event] = received
+        assert type(event) is Event
+        assert (event.sid, event.seq, event.service, event.timestamp, event.mute) == (
+            SID,
+            "4",
+            harness.service,
+            2.0,
+            "1",
+        )

@@ -1,0 +1,113 @@
+"""Tests for sonosd.gena.core: the GENA client without SoCo (what the daemon subscribes with).
+
+Its behaviour is tested through the public ``Subscription`` built on it
+(tests/gena/test_subscription.py); here what is the core's own: no SoCo, its own errors and
+events, a ``ServiceRef`` for a service.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+from soco.exceptions import SoCoException
+from treq.client import HTTPClient
+from treq.testing import RequestTraversalAgent
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from sonosd.gena import core
+from sonosd.gena.event import Event
+from tests.gena.test_subscription import (
+    EVENT_URL,
+    SID,
+    SPEAKER,
+    Answer,
+    RecordingListener,
+    ScriptedSpeaker,
+)
+
+#: Importing what the daemon's GENA side and household are made of loads none of SoCo's stack.
+CHILD = """
+import sys
+import sonosd.gena.core, sonosd.gena.listener, sonosd.gena.eventxml
+import sonosd.household.supervisor, sonosd.household.speaker, sonosd.household.events
+import sonosd.control.controller, sonosd.service
+print(sorted(m for m in ("soco", "requests", "urllib3", "lxml", "xmltodict") if m in sys.modules))
+"""
+
+
+def test_no_soco_imported() -> None:
+    """The GENA core, the household, the controller and the service import no SoCo,
+    requests, urllib3, lxml or xmltodict."""
+    done = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def ref() -> core.ServiceRef:
+    """The RenderingControl of the test speaker."""
+    return core.ServiceRef(
+        base_url=f"http://{SPEAKER}:1400",
+        event_subscription_url=EVENT_URL,
+        service_type="RenderingControl",
+        uid="RINCON_1",
+        household_id="Sonos_1",
+    )
+
+
+class BaseSubscriptionTests(SynchronousTestCase):
+    """A BaseSubscription of a ServiceRef: SUBSCRIBE, events as they come, its own errors."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.speaker = ScriptedSpeaker()
+        self.listener = RecordingListener()
+        self.subscription = core.BaseSubscription(
+            ref(),
+            self.listener,
+            reactor=self.clock,
+            http=HTTPClient(RequestTraversalAgent(self.speaker)),
+        )
+
+    def test_subscribes_to_the_refs_event_url(self) -> None:
+        """SUBSCRIBE goes to the ServiceRef's event URL; the speaker's address is the only
+        NOTIFY source; the listener registers the SID."""
+        self.successResultOf(self.subscription.subscribe(requested_timeout=600))
+        assert self.speaker.methods() == ["SUBSCRIBE"]
+        assert (self.subscription.sid, self.subscription.speaker_host) == (SID, SPEAKER)
+        assert self.listener.registered == {SID: self.subscription}
+        assert self.subscription.event_path == EVENT_URL
+
+    def test_events_reach_the_callback_as_they_are(self) -> None:
+        """The listener's Event reaches the callback unchanged (no SoCo Event is made)."""
+        received: list[Any] = []
+        self.subscription.callback = received.append
+        event = Event(SID, "0", ref(), 1.0, {"volume": {"Master": "5"}})
+        self.subscription.send_event(event)
+        assert received == [event]
+
+    def test_errors_are_the_cores(self) -> None:
+        """A 412 fails with the core's SubscriptionGone, which is no SoCoException."""
+        self.speaker.script.append(Answer(412, {}))
+        failure = self.failureResultOf(self.subscription.subscribe(), core.SubscriptionGone)
+        assert not isinstance(failure.value, SoCoException)
+        assert failure.value.status == 412
+
+    def test_listener_must_run(self) -> None:
+        """Without a listener the subscription refuses to subscribe (UsageError)."""
+        subscription = core.BaseSubscription(
+            ref(), None, reactor=self.clock, http=HTTPClient(RequestTraversalAgent(self.speaker))
+        )
+        self.failureResultOf(subscription.subscribe(), core.UsageError)
+        assert self.speaker.requests == []
+
+
+def test_service_ref_is_a_services_stand_in() -> None:
+    """A ServiceRef answers what SoCo's Service answers for a subscription."""
+    service = ref()
+    assert service.service_id == "RenderingControl"
+    assert service.base_url + service.event_subscription_url == (
+        f"http://{SPEAKER}:1400/MediaRenderer/RenderingControl/Event"
+    )
