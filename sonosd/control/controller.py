@@ -72,6 +72,13 @@ class Runner(Protocol):
 # -- blocking calls (run in the pool) --------------------------------------------------------
 
 
+def _on_device(
+    build: Callable[[SpeakerRef], Any], ref: SpeakerRef, fn: Callable[..., T], *args: Any
+) -> T:
+    """``fn(device, *args)`` with ``ref``'s SoCo object built here, in the pool's thread."""
+    return fn(build(ref), *args)
+
+
 def _toggle(device: Any) -> str:
     state = device.get_current_transport_info()["current_transport_state"]
     if state in _PLAYING:
@@ -497,8 +504,10 @@ class Controller:
             )
         self._pending[ref.uid] = pending + 1
         try:
+            # The SoCo object is built in the pool: the first one imports SoCo (lazysoco),
+            # a fraction of a second the reactor must not wait.
             result: T = await self._runner.run(
-                fn, self._device(ref), *args, key=ref.uid, timeout=timeout
+                _on_device, self._device, ref, fn, *args, key=ref.uid, timeout=timeout
             )
         except Exception as error:
             # Name the speaker the call went to (the coordinator, for transport commands).

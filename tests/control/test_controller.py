@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -16,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from sonosd import lazysoco
 from sonosd.blocking import CallTimeout, SocoRunner
 from sonosd.config import SimulateConfig
-from sonosd.control.controller import ControlError, Controller
+from sonosd.control.controller import ControlError, Controller, _on_device
 from sonosd.household.state import HouseholdState, SpeakerRef
 from sonosd.household.topology import parse_zone_group_state
 from sonosd.sim.service import HouseholdService, default_manager_factory
@@ -106,6 +107,25 @@ class SimulatorControlTests(TestCase):
         except ControlError as error:
             return error
         raise AssertionError(f"{command} did not fail")
+
+    async def test_soco_objects_are_built_in_the_pool(self) -> None:
+        """A command's SoCo object is built in a thread of the pool, not the reactor's (the
+        first one imports SoCo, which the reactor must not wait for)."""
+        threads: list[str] = []
+        factory = self.controller.soco_factory
+
+        def recording(*args: Any) -> Any:
+            threads.append(threading.current_thread().name)
+            return factory(*args)
+
+        controller = Controller(
+            self.runner, self.state, reactor, timeout=5.0, soco_factory=recording
+        )
+        result = await controller.execute(self.speaker(0).name, "volume", {"volume": 12})
+        self.assertEqual(result, {"volume": 12})
+        self.assertEqual(self.speaker(0).rendering.volume, 12)
+        self.assertTrue(threads)
+        self.assertNotIn(threading.main_thread().name, threads)
 
     async def test_transport_commands(self) -> None:
         """play, pause, toggle, next, previous and stop change the simulated transport."""
@@ -358,6 +378,10 @@ class _Recorder:
         self.calls: list[tuple[str, Any, object]] = []
 
     def run(self, fn: Any, *args: Any, key: object = None, timeout: Any = None) -> Deferred[Any]:
+        if fn is _on_device:
+            # What the pool's thread does: build the SoCo object, then make the call.
+            build, ref, fn, *rest = args
+            args = (build(ref), *rest)
         self.calls.append((fn.__name__, args[0], key))
         return maybeDeferred(self.answer, fn, *args)
 
