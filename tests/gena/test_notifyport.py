@@ -11,7 +11,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import TestCase
 
-from sonosd.gena.notifyport import NotifyPort, listen
+from sonosd.gena.notifyport import NotifyPort, _FirstRead, listen
 from sonosd.gena.notifyproto import RESPONSES, NotifyServerFactory
 from tests.gena.test_notifyproto import RecordingHandler, notify
 
@@ -173,3 +173,25 @@ def test_listen_on_a_memory_reactor() -> None:
     factory = NotifyServerFactory(RecordingHandler(), memory, 1000, 8.0)
     listen(memory, 1400, factory, 1024, "127.0.0.5")
     assert memory.tcpServers == [(1400, factory, 1024, "127.0.0.5")]
+
+
+def test_first_read_answer() -> None:
+    """What the protocol wrote is sent at once only when its last act was to close."""
+    first = _FirstRead(socket.socket())
+    first.socket.close()
+    assert first.answer() is None
+    first.write(b"a")
+    assert first.answer() is None
+    first.writeSequence([b"b", b"c"])
+    first.loseConnection()
+    assert first.answer() == b"abc"
+    first.ops = []
+    first.write(b"x")
+    first.loseConnection()
+    assert first.answer() == b"x"
+    first.ops = []
+    first.write(b"413")
+    first.loseWriteConnection()
+    assert first.answer() is None
+    first.abortConnection()
+    assert first.answer() is None
