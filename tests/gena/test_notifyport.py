@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 import time
 from typing import Any
@@ -21,8 +22,8 @@ reactor: Any = global_reactor
 class Client:
     """A plain blocking socket to the port: what a speaker's NOTIFY looks like on the wire."""
 
-    def __init__(self, port: int) -> None:
-        self.socket = socket.create_connection(("127.0.0.1", port), timeout=5)
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.socket = socket.create_connection((host, port), timeout=5)
         self.socket.settimeout(None)  # reads below never wait (MSG_DONTWAIT)
         self.received = b""
         self.closed = False
@@ -52,18 +53,18 @@ class NotifyPortTests(TestCase):
     """A NotifyPort on real loopback sockets."""
 
     def start(
-        self, code: int | None = 200, idle: float = 8.0, **kwargs: Any
+        self, code: int | None = 200, idle: float = 8.0, interface: str = "127.0.0.1", **kwargs: Any
     ) -> tuple[NotifyPort, RecordingHandler]:
         handler = RecordingHandler(code)
         self.factory = NotifyServerFactory(handler, reactor, 1000, idle, **kwargs)
-        port = listen(reactor, 0, self.factory, 50, "127.0.0.1")
+        port = listen(reactor, 0, self.factory, 50, interface)
         assert isinstance(port, NotifyPort)
         self.addCleanup(port.stopListening)
         self.addCleanup(self.factory.stop)
         return port, handler
 
-    def connect(self, port: NotifyPort) -> Client:
-        client = Client(port.getHost().port)
+    def connect(self, port: NotifyPort, host: str = "127.0.0.1") -> Client:
+        client = Client(port.getHost().port, host)
         self.addCleanup(client.close)
         return client
 
@@ -85,6 +86,41 @@ class NotifyPortTests(TestCase):
         assert handler.requests[0].host == "127.0.0.1"
         assert (port.served_at_once, port.handed_over) == (1, 0)
         assert self.factory.reading == 0
+
+    async def test_ipv6_served_at_once(self) -> None:
+        """On an IPv6 port the request is served the same way, the peer's address as sent."""
+        port, handler = self.start(interface="::1")
+        client = self.connect(port, "::1")
+        client.send(notify())
+        await self.until(client.poll, "the answer and the close")
+        assert client.received == RESPONSES[200]
+        assert handler.requests[0].host == "::1"
+        assert port.served_at_once == 1
+
+    async def test_accept_error_left_to_twisted(self) -> None:
+        """An accept that fails other than "nothing waiting" goes to Twisted's own accept
+        loop, and the connections still waiting are served."""
+        port, handler = self.start()
+        real = port.socket
+        failures = [ConnectionAbortedError(errno.ECONNABORTED, "aborted")]
+
+        class Flaky:
+            def accept(self) -> Any:
+                if failures:
+                    raise failures.pop()
+                return real.accept()
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(real, name)
+
+        port.socket = Flaky()
+        self.addCleanup(setattr, port, "socket", real)
+        client = self.connect(port)
+        client.send(notify())
+        await self.until(client.poll, "the answer and the close")
+        assert client.received == RESPONSES[200]
+        assert failures == [] and len(handler.requests) == 1
+        assert port.served_at_once == 0
 
     async def test_refusal_served_at_once(self) -> None:
         """A request refused on its head (another method) is answered 405 the same way."""
