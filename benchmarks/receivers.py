@@ -127,7 +127,7 @@ def run_lean(household: list[FakeSubscription]) -> None:
             """Nothing is refused in a benchmark."""
 
     factory = NotifyServerFactory(Count(), reactor, max_body=1 << 20, idle_timeout=30.0)
-    port = listen(reactor, 0, factory, 1024, "127.0.0.1")
+    port: Any = listen(reactor, 0, factory, 1024, "127.0.0.1")
     emit({"port": port.getHost().port, "api": None})
     _stdin_closed(reactor, lambda: _finish(reactor))
     reactor.run()
