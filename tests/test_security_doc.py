@@ -71,7 +71,7 @@ CHECKS: list[tuple[str | None, str, object, object]] = [
         config.ListenerConfig().idle_timeout,
         30.0,
     ),
-    ("a connection that sends nothing", "at most 1 s", notifyport.DEFER_ACCEPT, 1),
+    ("a connection that sends nothing", "about 1 s at most", notifyport.DEFER_ACCEPT, 1),
     (
         "a whole request, however steadily it drips",
         "`listener.request_timeout` (15 s)",
