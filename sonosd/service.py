@@ -52,6 +52,7 @@ from sonosd.household.alarms import AlarmWatcher
 from sonosd.household.events import EventProcessor
 from sonosd.household.keepalive import PHASES
 from sonosd.household.readiness import health_reasons, readiness, summary_line
+from sonosd.household.soap import SoapClient
 from sonosd.household.state import HouseholdState
 from sonosd.household.supervisor import HouseholdSupervisor, build_household
 from sonosd.memory import MemoryTrimmer
@@ -175,6 +176,11 @@ class SonosdService(MultiService):
             reactor, threads=config.soco.threads, timeout=config.soco.call_timeout
         )
         self.runner.setServiceParent(self)
+        # The daemon's own reads of the speakers (position, resync, polls, the consistency
+        # check, alarms): SOAP from the reactor, no SoCo (sonosd.household.soap). Stopped
+        # just before the pool: the calls still in flight then are cancelled.
+        self.soap = SoapClient(reactor, config.soco.call_timeout)
+        self.soap.setServiceParent(self)
         MemoryTrimmer(reactor).setServiceParent(self)
 
         self.simulator: IService | None = None
@@ -209,7 +215,7 @@ class SonosdService(MultiService):
         self.hub.set_snapshot_provider(self.state.snapshot)
         self.processor = EventProcessor(self.hub, self.state, reactor)
         self.alarm_watcher = AlarmWatcher(
-            self.runner, self.state, self.processor, soco.SoCo, config.soco.call_timeout
+            self.soap, self.state, self.processor, config.soco.call_timeout
         )
         self.processor.add_variables_observer(self.alarm_watcher.on_variables)
         self.log_sink = LogSink(enabled=config.log.messages)
@@ -257,6 +263,7 @@ class SonosdService(MultiService):
             reader=self._reader(),
             listener=self.listener,
             state=self.state,
+            soap=self.soap,
         )
         self.api.metrics.registry.register(
             DaemonCollector(lambda: self.household.status(), self.sink_status, PHASES)
@@ -557,7 +564,7 @@ class SonosdService(MultiService):
     def _reader(self) -> Any:
         from sonosd.household.resync import StateReader
 
-        return StateReader(self.runner)
+        return StateReader(self.soap, self.reactor, self.config.soco.call_timeout)
 
 
 def _stop_failed(failure: Failure, name: str) -> None:

@@ -54,6 +54,40 @@ class FakeRunner:
         return [fn.__name__ for fn, _, _, _ in self.calls]
 
 
+SoapCall = tuple[str, int, str, str, tuple[tuple[str, Any], ...], "float | None"]
+
+
+class FakeSoap:
+    """A ``household.soap.SoapCaller`` that records each call ``(host, port, service, action,
+    arguments, timeout)`` and answers ``answer(call)`` at once (or holds the call when
+    ``hold`` is set; an exception returned by ``answer`` fails it)."""
+
+    def __init__(self, answer: Callable[[SoapCall], Any]) -> None:
+        self.answer = answer
+        self.calls: list[SoapCall] = []
+        self.hold = False
+        self.pending: list[Deferred[Any]] = []
+
+    def call(
+        self,
+        host: str,
+        port: int,
+        service: str,
+        action: str,
+        arguments: Any = (),
+        *,
+        timeout: float | None = None,
+    ) -> Deferred[dict[str, str]]:
+        made: SoapCall = (host, port, service, action, tuple(arguments), timeout)
+        self.calls.append(made)
+        if self.hold:
+            d: Deferred[Any] = Deferred()
+            self.pending.append(d)
+            return d
+        result = self.answer(made)
+        return fail(result) if isinstance(result, Exception) else succeed(result)
+
+
 class FakeRendering:
     def __init__(self, device: FakeSoCo) -> None:
         self.device = device
@@ -318,13 +352,13 @@ class FakeReader:
         self.speaker: dict[str, dict[str, Any]] = {}
         self.error: Exception | None = None
 
-    def read(self, device: Any, service: str) -> Deferred[dict[str, Any]]:
-        self.reads.append((device, service))
+    def read(self, speaker: Any, service: str) -> Deferred[dict[str, Any]]:
+        self.reads.append((speaker, service))
         if self.error is not None:
             return fail(self.error)
         return succeed({"read": len(self.reads)})
 
-    def check(self, device: Any, services: Any) -> Deferred[dict[str, dict[str, Any]]]:
+    def check(self, speaker: Any, services: Any) -> Deferred[dict[str, dict[str, Any]]]:
         """The consistency check's read: ``self.speaker`` (``{service: variables}``)."""
         self.checks.append(list(services))
         if self.error is not None:

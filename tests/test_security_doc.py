@@ -15,6 +15,7 @@ from twisted.internet import reactor
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 
+import sonosd.household.soap
 from sonosd import config, peerlog
 from sonosd.api import art, commands, deadline, ws
 from sonosd.api.site import ApiSite
@@ -223,8 +224,11 @@ CHECKS: list[tuple[str | None, str, object, object]] = [
     ("album art (`/api/v1/art`)", "64 waiting", art.MAX_WAITING, 64),
     # Speakers' answers to SoCo.
     ("an answer's size", "| 4 MiB", socohttp.MAX_ANSWER, 4 * 1024 * 1024),
+    ("an answer's size", "| 4 MiB", sonosd.household.soap.MAX_ANSWER, 4 * 1024 * 1024),
+    ("an answer's time", "`soco.call_timeout` (20 s)", sonosd.household.soap.DEFAULT_TIMEOUT, 20.0),
     ("an answer's time", "`soco.call_timeout` (20 s)", config.SocoConfig().call_timeout, 20.0),
     ("a DTD or an entity declaration", "(up to 3 levels", socohttp.NESTING, 3),
+    ("a DTD or an entity declaration", "(up to 3 levels", xmlguard.NESTING, 3),
     ("threads a slow speaker can hold", "(at most 32)", controller.MAX_PENDING, 32),
     (
         "the device description and the identification reads",

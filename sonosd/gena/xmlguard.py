@@ -22,6 +22,7 @@ it stands for, so a parse never produces more text than it reads.
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Final
 
@@ -34,6 +35,10 @@ a ZoneGroupState of 200 speakers has about 1,000."""
 NESTING_FACTOR: Final = 2
 """A NOTIFY body's budget is this many times its size: the body itself, then the nested
 documents (which can only be shorter than the body that carries them)."""
+
+NESTING: Final = 3
+"""How many levels of escaped documents inside a SOAP answer :func:`check_answer` checks (an
+out-argument that is a document, DIDL metadata inside it, DIDL inside a Browse result)."""
 
 _ENCODINGS: Final = frozenset({"utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1"})
 _DECLARATION: Final = re.compile(rb"<\?xml[^>]{0,200}?encoding\s*=\s*[\"']([^\"']{0,40})[\"']")
@@ -121,3 +126,19 @@ def check_text(text: str, budget: Budget | None = None) -> None:
                 raise UnsafeXml("dtd", "a nested document declares a DTD or an entity")
     if budget is not None:
         budget.charge(text)
+
+
+def check_answer(document: bytes, levels: int = NESTING) -> None:
+    """Refuse a SOAP answer that declares a DTD or an entity, at the top or in a document
+    escaped in it up to ``levels`` deep (out-arguments that are documents themselves:
+    ``TrackMetaData``, ``ZoneGroupState``, DIDL inside a Browse result), or that is not UTF-8.
+
+    @raise UnsafeXml: As :func:`check_document` and :func:`check_text`.
+    """
+    check_document(document)
+    text = document.decode("utf-8", "replace")
+    for _ in range(levels):
+        if "&" not in text:
+            break
+        text = html.unescape(text)
+        check_text(text)

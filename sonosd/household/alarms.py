@@ -7,7 +7,8 @@ follows the ``AlarmListVersion`` every speaker events on AlarmClock: when a vers
 has not read yet arrives (a change made by any controller, the daemon's own commands
 included), it reads the list once from the speaker that evented it, keeps it in the
 ``HouseholdState`` (so it is part of the snapshot) and publishes ``alarms.changed`` with the
-whole parsed list. Every speaker events the same version: it is read once.
+whole parsed list. Every speaker events the same version: it is read once. The read is sent
+by the reactor (``household.soap``: no SoCo, no thread).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from xml.etree import ElementTree
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from sonosd.blocking import Runner
+from sonosd.household.soap import SoapCaller
 from sonosd.household.state import HouseholdState, SpeakerRef
 
 log = Logger()
@@ -112,34 +113,38 @@ class Publisher(Protocol):
         """Keep the list in the state and publish ``alarms.changed``."""
 
 
-def read_alarms(device: Any) -> tuple[str, str]:
-    """``ListAlarms`` on a SoCo device (blocking): ``(document, version)``."""
-    answer = device.alarmClock.ListAlarms([])
+def alarm_list(answer: Mapping[str, Any]) -> tuple[str, str]:
+    """A ``ListAlarms`` answer's ``(document, version)``.
+
+    @raise KeyError: The answer lacks either.
+    """
     return str(answer["CurrentAlarmList"]), str(answer["CurrentAlarmListVersion"])
+
+
+def read_alarms(device: Any) -> tuple[str, str]:
+    """``ListAlarms`` on a SoCo device (blocking, for commands): ``(document, version)``."""
+    return alarm_list(device.alarmClock.ListAlarms([]))
 
 
 class AlarmWatcher:
     """Reads the alarm list when a new ``AlarmListVersion`` is evented; see the module docstring.
 
-    @param runner: Runs the ``ListAlarms`` call (under the speaker's uid, like every call).
+    @param soap: Sends the ``ListAlarms`` call (``household.soap.SoapClient``).
     @param state: Knows the rooms and keeps the list.
     @param publisher: Publishes ``alarms.changed``.
-    @param soco_factory: The SoCo object of an address.
     @param timeout: Seconds for the read.
     """
 
     def __init__(
         self,
-        runner: Runner,
+        soap: SoapCaller,
         state: HouseholdState,
         publisher: Publisher,
-        soco_factory: Callable[..., Any],
         timeout: float = 20.0,
     ) -> None:
-        self._runner = runner
+        self._soap = soap
         self._state = state
         self._publisher = publisher
-        self._soco_factory = soco_factory
         self.timeout = timeout
         # Per household (alarms are kept apart): the version being read, and the next one.
         self._reading: dict[str | None, str] = {}
@@ -170,14 +175,10 @@ class AlarmWatcher:
 
     async def _read(self, speaker: SpeakerRef, version: str) -> None:
         try:
-            device = (
-                self._soco_factory(speaker.host)
-                if speaker.port == 1400
-                else self._soco_factory(speaker.host, speaker.port)
+            answer = await self._soap.call(
+                speaker.host, speaker.port, "AlarmClock", "ListAlarms", timeout=self.timeout
             )
-            document, read_version = await self._runner.run(
-                read_alarms, device, key=speaker.uid, timeout=self.timeout
-            )
+            document, read_version = alarm_list(answer)
             self.reads += 1
             alarms = parse_alarm_list(document, self._room_name)
             self._publisher.alarms_changed(read_version or version, alarms, speaker.household)

@@ -80,10 +80,10 @@ class Processor(Protocol):
 class Reader(Protocol):
     """What the supervisor needs of ``sonosd.household.resync.StateReader``."""
 
-    def read(self, device: Any, service: str) -> Deferred[dict[str, Any]]: ...
+    def read(self, speaker: SpeakerRef, service: str) -> Deferred[dict[str, Any]]: ...
 
     def check(
-        self, device: Any, services: Iterable[str]
+        self, speaker: SpeakerRef, services: Iterable[str]
     ) -> Deferred[dict[str, dict[str, Any]]]: ...
 
 
@@ -759,9 +759,12 @@ class ServiceSupervisor:
         @param again: The previous read failed too: the failure is logged at debug level only
             (a poll that fails every ``poll_interval`` for months must not flood the log).
         """
+        ref = self.speaker.ref
+        if ref is None:
+            return None
         try:
             variables: Mapping[str, Any] = await self._ctx.reader.read(
-                self.speaker.device, self.service
+                ref, self.service
             ).addTimeout(self._ctx.read_timeout, self._ctx.clock)
         except ZoneGroupStateUnavailable as unavailable:
             # Large households answer GetZoneGroupState with UPnP 501: their topology comes

@@ -22,7 +22,7 @@ or someone skipping tracks, cannot make the daemon send that speaker a request f
 Each read becomes the coordinator's AVTransport variables ``position`` (``H:MM:SS``) and
 ``position_time`` (when it was read), published as an ``event`` message with ``source``
 ``position``; with ``transport_state`` a client extrapolates while ``PLAYING``. Reads of one
-speaker are coalesced and run in the SoCo pool under its uid, like every call to it.
+speaker are coalesced, and sent by the reactor (``household.soap``: no SoCo, no thread).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from sonosd.backoff import describe_failure
-from sonosd.blocking import Runner
 from sonosd.gena.eventxml import LazyDidl
+from sonosd.household.soap import SoapCaller
 from sonosd.household.state import SpeakerRef, isotime
 
 log = Logger()
@@ -61,10 +61,12 @@ MIN_SPACING = 2.0
 """Seconds between the starts of two position reads of one speaker, at least."""
 
 
-def read_position(device: Any) -> dict[str, str]:
-    """``GetPositionInfo`` of ``device``: ``{"position": "H:MM:SS"}``. Blocking: runs in the
-    thread pool."""
-    answer = device.avTransport.GetPositionInfo([("InstanceID", 0)])
+#: What a read asks: ``GetPositionInfo`` of the coordinator's AVTransport.
+READ = ("AVTransport", "GetPositionInfo", (("InstanceID", 0),))
+
+
+def position_of(answer: Mapping[str, str]) -> dict[str, str]:
+    """The variables a ``GetPositionInfo`` answer gives: ``{"position": "H:MM:SS"}``."""
     return {"position": str(answer.get("RelTime", ""))}
 
 
@@ -72,7 +74,7 @@ class PositionTracker:
     """Reads the position of playing groups' coordinators; see the module docstring.
 
     @param clock: Schedules the periodic reads.
-    @param runner: The ``SocoRunner``.
+    @param soap: Sends the reads (``household.soap.SoapClient``).
     @param processor: Where reads are published (``EventProcessor.on_state``).
     @param interval: Seconds between reads while a group plays (0: none but the triggered).
     @param timeout: Seconds one read may take.
@@ -82,19 +84,19 @@ class PositionTracker:
     def __init__(
         self,
         clock: IReactorTime,
-        runner: Runner,
+        soap: SoapCaller,
         processor: Any,
         interval: float,
         timeout: float,
         is_coordinator: Callable[[str], bool],
     ) -> None:
         self._clock = clock
-        self._runner = runner
+        self._soap = soap
         self._processor = processor
         self.interval = interval
         self.timeout = timeout
         self._is_coordinator = is_coordinator
-        self._speakers: dict[str, tuple[SpeakerRef, Any]] = {}
+        self._speakers: dict[str, SpeakerRef] = {}
         self._playing: dict[str, bool] = {}
         self._timers: dict[str, IDelayedCall] = {}
         self._reading: dict[str, Deferred[Any]] = {}
@@ -103,7 +105,7 @@ class PositionTracker:
         self._started: dict[str, float] = {}
         self.reads = 0
 
-    def transport_event(self, ref: SpeakerRef, device: Any, variables: Mapping[str, Any]) -> None:
+    def transport_event(self, ref: SpeakerRef, variables: Mapping[str, Any]) -> None:
         """An AVTransport event or read of ``ref``: read the position if it moved it (a
         variable of ``TRIGGERS`` with another value than the last one seen)."""
         state = variables.get("transport_state")
@@ -121,13 +123,13 @@ class PositionTracker:
                 seen[name] = value
                 moved = True
         if moved and self._is_coordinator(ref.uid):
-            self.refresh(ref, device)
+            self.refresh(ref)
 
-    def refresh(self, ref: SpeakerRef, device: Any) -> None:
+    def refresh(self, ref: SpeakerRef) -> None:
         """Read ``ref``'s position now, or once the read in flight is done, or at the end of
         ``MIN_SPACING`` after the last read began."""
         uid = ref.uid
-        self._speakers[uid] = (ref, device)
+        self._speakers[uid] = ref
         if uid in self._reading:
             self._again.add(uid)
             return
@@ -149,7 +151,7 @@ class PositionTracker:
         self._timers.pop(uid, None)
         known = self._speakers.get(uid)
         if known is not None:
-            self.refresh(*known)
+            self.refresh(known)
 
     def forget(self, uid: str) -> None:
         """Stop reading ``uid`` (it went away, or the daemon stops)."""
@@ -169,14 +171,14 @@ class PositionTracker:
             self.forget(uid)
 
     async def _read(self, uid: str) -> None:
-        known = self._speakers.get(uid)
-        if known is None:
+        ref = self._speakers.get(uid)
+        if ref is None:
             return
-        ref, device = known
+        service, action, arguments = READ
         try:
-            read: dict[str, str] = await self._runner.run(
-                read_position, device, key=uid, timeout=self.timeout
-            ).addTimeout(self.timeout + 1.0, self._clock)
+            answer = await self._soap.call(
+                ref.host, ref.port, service, action, arguments, timeout=self.timeout
+            )
         except Exception as error:
             self._reading.pop(uid, None)
             log.debug(
@@ -186,6 +188,7 @@ class PositionTracker:
             )
             self._next(uid)
             return
+        read = position_of(answer)
         self._reading.pop(uid, None)
         if uid not in self._speakers:
             return
@@ -203,10 +206,10 @@ class PositionTracker:
             return
         if uid in self._again:
             self._again.discard(uid)
-            self.refresh(*known)
+            self.refresh(known)
             return
         if self.interval > 0 and self._playing.get(uid) and self._is_coordinator(uid):
-            self._timers[uid] = self._clock.callLater(self.interval, self.refresh, *known)
+            self._timers[uid] = self._clock.callLater(self.interval, self.refresh, known)
 
     def _cancel(self, uid: str) -> None:
         timer = self._timers.pop(uid, None)

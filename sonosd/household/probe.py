@@ -16,16 +16,16 @@ reactor (no thread, no SoCo).
 A speaker whose UPnP setting is switched off in the Sonos app answers ``403 Forbidden`` to
 both (home-assistant/core#159330, simojenki/bonob#224): ``UpnpDisabled``.
 
-Parsing (``parse_description``, ``soap_envelope``, ``parse_soap``) is pure and apart from the
-I/O. Answers are bounded (``MAX_ANSWER`` bytes) and a document declaring a DTD is refused:
-what a speaker sends is untrusted.
+Parsing (``parse_description``, ``parse_soap``) is pure and apart from the I/O; SOAP
+envelopes and answers are read as the daemon's other SOAP calls read them
+(``household.soap``). Answers are bounded (``MAX_ANSWER`` bytes) and a document declaring a
+DTD is refused: what a speaker sends is untrusted.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from xml.etree import ElementTree
-from xml.sax.saxutils import escape
 
 import attrs
 import treq
@@ -33,6 +33,8 @@ from treq.client import HTTPClient
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.http_headers import Headers
+
+from sonosd.household.soap import AnswerRefused, envelope, fault_code, out_arguments
 
 #: The largest answer read from a speaker (a device description is about 20 KB).
 MAX_ANSWER = 256 * 1024
@@ -121,34 +123,23 @@ def parse_description(document: bytes) -> Description:
 def soap_envelope(
     service_type: str, action: str, arguments: Sequence[tuple[str, str | int]] = ()
 ) -> bytes:
-    """The SOAP request body for ``action`` of ``service_type``."""
-    args = "".join(f"<{name}>{escape(str(value))}</{name}>" for name, value in arguments)
-    return (
-        '<?xml version="1.0" encoding="utf-8"?>'
-        '<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" '
-        's:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/"><s:Body>'
-        f'<u:{action} xmlns:u="{service_type}">{args}</u:{action}>'
-        "</s:Body></s:Envelope>"
-    ).encode()
+    """The SOAP request body for ``action`` of ``service_type`` (``household.soap.envelope``)."""
+    return envelope(service_type, action, arguments)
 
 
 def parse_soap(document: bytes, action: str) -> dict[str, str]:
-    """The out-arguments of ``action``'s SOAP answer.
+    """The out-arguments of ``action``'s SOAP answer (``household.soap.out_arguments``).
 
-    @raise ProbeError: For a SOAP fault (with its UPnP error code) or a malformed answer.
+    @raise ProbeError: For a SOAP fault (with its UPnP error code), a DTD or a malformed
+        answer.
     """
-    _no_dtd(document)
     try:
-        root = ElementTree.fromstring(document)
-    except ElementTree.ParseError as error:
-        raise ProbeError(f"the SOAP answer is not XML: {error}") from None
-    for element in root.iter():
-        tag = element.tag.rpartition("}")[2]
-        if tag == "errorCode":
-            raise ProbeError(f"UPnP error {(element.text or '').strip()}")
-        if tag == f"{action}Response":
-            return {child.tag.rpartition("}")[2]: child.text or "" for child in element}
-    raise ProbeError(f"the SOAP answer has no {action}Response")
+        code = fault_code(document)
+        if code is not None:
+            raise ProbeError(f"UPnP error {code}")
+        return out_arguments(document)
+    except AnswerRefused as refused:
+        raise ProbeError(f"the {action} answer: {refused}") from None
 
 
 @attrs.frozen

@@ -1,5 +1,5 @@
 # -*- test-case-name: tests.household.test_resync -*-
-"""A service's state read with SoCo control calls, in the shape of its events.
+"""A service's state read with control calls, in the shape of its events.
 
 The supervisor reads state this way after a SEQ gap (resync) and when NOTIFYs do not arrive
 (polling); ``EventProcessor.on_state`` merges the result like an event. So every variable
@@ -10,42 +10,43 @@ LastChange services is a ``sonosd.gena.eventxml.LazyDidl`` (equal to SoCo's ``Di
 ``sonosd.gena.eventxml.parse_event_xml`` gives it.
 
 What each service's reads cover is ``READS`` (one SOAP action per entry); what cannot be read
-is documented in ``docs/control.md`` ("State reads"). Reads of one speaker run one at a time in
-the ``SocoRunner`` under the speaker's uid (its address if SoCo does not know it yet), the key
-the controller uses too.
+is documented in ``docs/control.md`` ("State reads"). The reads are sent by the reactor
+(``household.soap``: no SoCo, no thread), one action after the other; the client gives a
+speaker one call at a time.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
-from soco.exceptions import SoCoUPnPException
-from soco.services import Queue
-from soco.utils import camel_to_underscore
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from sonosd.gena.eventxml import LazyDidl
+from sonosd.household.soap import SoapCaller, UpnpFault
+from sonosd.household.state import SpeakerRef
 
 log = Logger()
 
+_FIRST_CAP = re.compile("(.)([A-Z][a-z]+)")
+_ALL_CAP = re.compile("([a-z0-9])([A-Z])")
 
-class Runner(Protocol):
-    """What the reader needs of ``sonosd.blocking.SocoRunner``."""
 
-    def run(
-        self, fn: Any, *args: Any, key: object | None = None, timeout: float | None = None
-    ) -> Deferred[Any]:
-        """Run ``fn(*args)`` in the pool."""
+def camel_to_underscore(name: str) -> str:
+    """SoCo's name of an evented variable (``soco.utils.camel_to_underscore``, quirks
+    included: ``ZonePlayerUUIDsInGroup`` is ``zone_player_uui_ds_in_group``)."""
+    return _ALL_CAP.sub(r"\1_\2", _FIRST_CAP.sub(r"\1_\2", name)).lower()
 
 
 class ZoneGroupStateUnavailable(Exception):
     """``GetZoneGroupState`` failed with UPnP 501: large households (firmware caps the SOAP
     answer's size) do not answer it; only ZoneGroupTopology events carry the topology there.
 
-    @ivar error_code: ``"501"``, as ``SoCoUPnPException`` has it.
+    @ivar error_code: ``"501"``, as ``UpnpFault`` (and SoCo's ``SoCoUPnPException``) has it.
     @ivar variables: The other ZoneGroupTopology variables, which could be read.
     """
 
@@ -240,16 +241,6 @@ CHECKS: Mapping[str, tuple[Read, ...]] = {
 #: Services whose events carry a ``LastChange`` document (DIDL values are parsed there only).
 LAST_CHANGE_SERVICES = frozenset({"AVTransport", "RenderingControl", "Queue"})
 
-_SOCO_ATTRIBUTES: Mapping[str, str] = {
-    "AVTransport": "avTransport",
-    "RenderingControl": "renderingControl",
-    "GroupRenderingControl": "groupRenderingControl",
-    "ZoneGroupTopology": "zoneGroupTopology",
-    "DeviceProperties": "deviceProperties",
-    "AlarmClock": "alarmClock",
-    "ContentDirectory": "contentDirectory",
-}
-
 #: Per service, the names (SoCo's) of the variables a read gives.
 VARIABLES: Mapping[str, frozenset[str]] = {
     service: frozenset(camel_to_underscore(wire) for read in reads for _, wire, _ in read.outputs)
@@ -258,20 +249,6 @@ VARIABLES: Mapping[str, frozenset[str]] = {
 
 #: UPnP error of a GroupRenderingControl read on a speaker that is not its group's coordinator.
 _NOT_COORDINATOR = "701"
-
-
-def speaker_key(device: Any) -> str:
-    """The ``SocoRunner`` key of ``device``: its uid if SoCo knows it already (no network
-    call), else its address."""
-    uid = vars(device).get("_uid")
-    return uid if isinstance(uid, str) and uid else str(device.ip_address)
-
-
-def soco_service(device: Any, service: str) -> Any:
-    """The SoCo ``Service`` object for ``service`` (``Queue`` is not a SoCo attribute)."""
-    if service == "Queue":
-        return Queue(device)
-    return getattr(device, _SOCO_ATTRIBUTES[service])
 
 
 def _value(service: str, wire: str, text: Any) -> Any:
@@ -283,69 +260,69 @@ def _value(service: str, wire: str, text: Any) -> Any:
 class StateReader:
     """Reads services' state with control calls; see the module docstring.
 
-    @param runner: The ``SocoRunner`` (calls of one speaker are serialised by its key).
-    @param timeout: Seconds for a whole read (all its actions); the runner's default if
-        ``None``.
+    @param soap: Sends the calls (``household.soap.SoapClient``).
+    @param clock: Times whole reads.
+    @param timeout: Seconds for a whole read (all its actions); each call's own timeout is
+        the client's (``soco.call_timeout``).
     """
 
-    def __init__(self, runner: Runner, timeout: float | None = None) -> None:
-        self._runner = runner
+    def __init__(self, soap: SoapCaller, clock: IReactorTime, timeout: float | None = None) -> None:
+        self._soap = soap
+        self._clock = clock
         self._timeout = timeout
-        # (speaker key, service, action, args) of optional actions a speaker refused.
+        # (speaker uid, service, action, args) of optional actions a speaker refused.
         self._unsupported: set[tuple[str, str, str, tuple[tuple[str, Any], ...]]] = set()
 
-    def read(self, device: Any, service: str) -> Deferred[dict[str, Any]]:
-        """Read ``service``'s state from ``device`` (a ``soco.SoCo``).
+    def read(self, speaker: SpeakerRef, service: str) -> Deferred[dict[str, Any]]:
+        """Read ``service``'s state from ``speaker``.
 
         @return: A Deferred firing with the variables in ``parse_event_xml``'s shape; it
             fails with ``UnreadableService`` for a service not in ``READS``, with
-            ``ZoneGroupStateUnavailable`` on a large household, with ``CallTimeout`` or
-            SoCo's exceptions otherwise. A GroupRenderingControl read on a group member (not
-            the coordinator) gives ``{}``: only the coordinator answers for the group.
+            ``ZoneGroupStateUnavailable`` on a large household, with ``UpnpFault`` or the
+            client's other errors otherwise. A GroupRenderingControl read on a group member
+            (not the coordinator) gives ``{}``: only the coordinator answers for the group.
         """
         if service not in READS:
             error = UnreadableService(f"no control call reads {service}")
             failed: Deferred[dict[str, Any]] = Deferred()
             failed.errback(error)
             return failed
-        key = speaker_key(device)
-        result: Deferred[dict[str, Any]] = self._runner.run(
-            self.read_blocking, device, service, key=key, timeout=self._timeout
-        )
-        return result
+        return self._timed(Deferred.fromCoroutine(self._read(speaker, service, READS[service])))
 
-    def check(self, device: Any, services: Iterable[str]) -> Deferred[dict[str, dict[str, Any]]]:
+    def check(
+        self, speaker: SpeakerRef, services: Iterable[str]
+    ) -> Deferred[dict[str, dict[str, Any]]]:
         """Read the few values the consistency check compares (``CHECKS``) of ``services``.
 
         @return: A Deferred firing with ``{service: variables}`` (``parse_event_xml``'s
-            shape) for each of ``services`` that ``CHECKS`` covers, in one pool call.
+            shape) for each of ``services`` that ``CHECKS`` covers.
         """
         wanted = [service for service in services if service in CHECKS]
-        result: Deferred[dict[str, dict[str, Any]]] = self._runner.run(
-            self._check_blocking, device, wanted, key=speaker_key(device), timeout=self._timeout
-        )
-        return result
+        return self._timed(Deferred.fromCoroutine(self._check(speaker, wanted)))
 
-    def _check_blocking(self, device: Any, services: list[str]) -> dict[str, dict[str, Any]]:
+    def _timed(self, reading: Deferred[Any]) -> Deferred[Any]:
+        if self._timeout is not None:
+            reading.addTimeout(self._timeout, self._clock)
+        return reading
+
+    async def _check(self, speaker: SpeakerRef, services: list[str]) -> dict[str, dict[str, Any]]:
         return {
-            service: self._read_actions(device, service, CHECKS[service]) for service in services
+            service: await self._read(speaker, service, CHECKS[service]) for service in services
         }
 
-    def read_blocking(self, device: Any, service: str) -> dict[str, Any]:
-        """``read`` without the runner: blocking, for a thread of the pool."""
-        return self._read_actions(device, service, READS[service])
-
-    def _read_actions(self, device: Any, service: str, reads: Iterable[Read]) -> dict[str, Any]:
-        key = speaker_key(device)
-        target = soco_service(device, service)
+    async def _read(
+        self, speaker: SpeakerRef, service: str, reads: Iterable[Read]
+    ) -> dict[str, Any]:
         variables: dict[str, Any] = {}
         for read in reads:
-            marker = (key, service, read.action, read.args)
+            marker = (speaker.uid, service, read.action, read.args)
             if marker in self._unsupported:
                 continue
             try:
-                out = getattr(target, read.action)(list(read.args))
-            except SoCoUPnPException as error:
+                out = await self._soap.call(
+                    speaker.host, speaker.port, service, read.action, read.args
+                )
+            except UpnpFault as error:
                 code = str(error.error_code)
                 if service == "GroupRenderingControl" and code == _NOT_COORDINATOR:
                     return {}
@@ -355,7 +332,7 @@ class StateReader:
                     raise
                 log.debug(
                     "{speaker} does not answer {service} {action}: UPnP {code}",
-                    speaker=key,
+                    speaker=speaker.name or speaker.uid,
                     service=service,
                     action=read.action,
                     code=code,

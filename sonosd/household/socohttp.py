@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-import html
 import itertools
 import socket
 import threading
@@ -43,7 +42,7 @@ from typing import Any, Final
 import requests
 from twisted.logger import Logger
 
-from sonosd.gena.xmlguard import UnsafeXml, check_document, check_text
+from sonosd.gena.xmlguard import NESTING, UnsafeXml, check_answer
 
 log = Logger()
 
@@ -52,9 +51,6 @@ MAX_ANSWER: Final = 4 * 1024 * 1024
 speakers is about 150 KB, a Browse of 100 queue items about 200 KB."""
 
 CHUNK: Final = 16_384
-
-NESTING: Final = 3
-"""How many levels of escaped documents inside an answer are checked for a DTD."""
 
 #: SoCo's modules whose ``requests`` calls reach speakers.
 SOCO_MODULES: Final = ("soco.services", "soco.core")
@@ -128,15 +124,7 @@ class BoundedRequests:
         @raise AnswerRefused: Naming the rule.
         """
         try:
-            check_document(body)
-            text = body.decode("utf-8", "replace")
-            for _ in range(NESTING):
-                # Out-arguments that are documents of their own (escaped once; DIDL metadata
-                # inside them twice): none may declare a DTD either.
-                if "&" not in text:
-                    break
-                text = html.unescape(text)
-                check_text(text)
+            check_answer(body, NESTING)
         except UnsafeXml as unsafe:
             raise AnswerRefused(f"the answer from {url} is refused: {unsafe}") from None
 

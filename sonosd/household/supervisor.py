@@ -63,6 +63,7 @@ from sonosd.household.keepalive import (
 from sonosd.household.position import PositionTracker
 from sonosd.household.probe import UPNP_HELP, Description, ProbeError, UpnpDisabled
 from sonosd.household.resync import CHECKS
+from sonosd.household.soap import SoapCaller, SoapClient
 from sonosd.household.state import SpeakerRef
 from sonosd.household.topology import ASLEEP_REASONS, Member, Topology, VanishedDevice
 
@@ -691,13 +692,13 @@ class SpeakerSupervisor(Service):
     def transport_changed(self, variables: Mapping[str, Any]) -> None:
         """An AVTransport event or read: the position tracker reads the position if the
         speaker coordinates a group and the transport state or track changed."""
-        if self.ctx.position is not None and self.ref is not None and self.device is not None:
-            self.ctx.position.transport_event(self.ref, self.device, variables)
+        if self.ctx.position is not None and self.ref is not None:
+            self.ctx.position.transport_event(self.ref, variables)
 
     def transport_commanded(self) -> None:
         """A transport command (a seek...) went to this speaker: read its position again."""
         if self.ctx.position is not None and self.ref is not None and self.availability == ONLINE:
-            self.ctx.position.refresh(self.ref, self.device)
+            self.ctx.position.refresh(self.ref)
 
     def sign_of_life(self, source: str) -> None:
         """Something (discovery, the topology) shows the speaker is up: re-check it if it
@@ -792,10 +793,10 @@ class SpeakerSupervisor(Service):
             for name, sup in self.services.items()
             if name in CHECKS and sup.checkable and (only is None or name in only)
         ]
-        if not services:
+        if not services or self.ref is None:
             return {}
         read: Mapping[str, Mapping[str, Any]] = await self.ctx.reader.check(
-            self.device, services
+            self.ref, services
         ).addTimeout(self.ctx.read_timeout, self.ctx.clock)
         if gen != self._gen or self.ref is None:
             return {}
@@ -1345,9 +1346,12 @@ def build_household(
     reader: Reader,
     listener: Any,
     state: Any,
+    soap: SoapCaller | None = None,
 ) -> HouseholdSupervisor:
     """The daemon's supervisor, wired: configured devices, topology observer, discovery.
 
+    @param soap: Sends the position reads (default: a ``SoapClient`` of its own with the
+        configuration's ``soco.call_timeout``, a child service of the household).
     @param listener: The running ``NotifyListener`` (its ``callback_url`` goes in the log line
         that explains the polling fallback).
     @param state: The ``HouseholdState``; the supervisor follows its topology (BootSeq,
@@ -1368,9 +1372,12 @@ def build_household(
         coordinator = None if topology is None else topology.coordinator_of(uid)
         return coordinator in (None, uid)
 
+    own: SoapClient | None = None
+    if soap is None:
+        soap = own = SoapClient(reactor, config.soco.call_timeout)
     position = PositionTracker(
         reactor,
-        runner,
+        soap,
         processor,
         config.subscription.position_interval,
         timeout,
@@ -1394,6 +1401,8 @@ def build_household(
     household = HouseholdSupervisor(
         ctx, config.devices, follow_household=config.follow_household, listener=listener
     )
+    if own is not None:
+        own.setServiceParent(household)
     state.add_topology_observer(household.on_topology)
     if config.discovery:
         interface = config.listener.interface

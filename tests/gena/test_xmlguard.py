@@ -10,6 +10,7 @@ from sonosd.gena.xmlguard import (
     MAX_ELEMENTS,
     Budget,
     UnsafeXml,
+    check_answer,
     check_document,
     check_text,
 )
@@ -110,3 +111,19 @@ def test_any_text_passes_or_is_refused_for_its_dtd(text: str) -> None:
         assert carries
     else:
         assert not carries
+
+
+def test_answer_nested_dtd_refused_within_its_levels() -> None:
+    """A SOAP answer with a DTD escaped once, twice or three times in it is refused; deeper
+    than the levels checked it is text no parser of the daemon reads."""
+    dtd = "<!DOCTYPE x [<!ENTITY a 'b'>]><x/>"
+    for depth in range(4):
+        text = dtd
+        for _ in range(depth):
+            text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        document = f"<r><v>{text}</v></r>".encode()
+        if depth == 0:
+            document = dtd.encode()
+        with pytest.raises(UnsafeXml):
+            check_answer(document)
+    check_answer(b"<r><v>&lt;DIDL-Lite&gt;&amp;amp;&lt;/DIDL-Lite&gt;</v></r>")

@@ -3,16 +3,15 @@ watcher that reads it once per new AlarmListVersion."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from twisted.internet.defer import Deferred, succeed
 from twisted.trial.unittest import SynchronousTestCase
 
 from sonosd.household.alarms import AlarmWatcher, parse_alarm_list, recurrence_days
 from sonosd.household.state import HouseholdState, SpeakerRef
 from tests.paths import SAMPLES
+from tests.supervisor_fakes import FakeSoap
 
 KITCHEN = SpeakerRef("RINCON_B8E9375A170401400", "Kitchen", "127.0.0.2")
 
@@ -71,24 +70,9 @@ def test_parse_edges() -> None:
             parse_alarm_list(bad)
 
 
-class FakeRunner:
-    """Runs calls at once, or holds them until released."""
-
-    def __init__(self, answer: tuple[str, str], hold: bool = False) -> None:
-        self.answer = answer
-        self.hold = hold
-        self.calls: list[tuple[Callable[..., Any], str]] = []
-        self.held: list[Deferred[Any]] = []
-
-    def run(
-        self, fn: Callable[..., Any], *args: Any, key: object = None, timeout: float | None = None
-    ) -> Deferred[Any]:
-        self.calls.append((fn, str(key)))
-        if self.hold:
-            waiting: Deferred[Any] = Deferred()
-            self.held.append(waiting)
-            return waiting
-        return succeed(self.answer)
+def listed(document: str, version: str) -> dict[str, str]:
+    """A ListAlarms answer's out-arguments."""
+    return {"CurrentAlarmList": document, "CurrentAlarmListVersion": version}
 
 
 class Publisher:
@@ -104,41 +88,42 @@ class Publisher:
 
 
 class WatcherTests(SynchronousTestCase):
-    def watcher(self, runner: FakeRunner) -> tuple[AlarmWatcher, Publisher]:
+    def watcher(self, soap: FakeSoap) -> tuple[AlarmWatcher, Publisher]:
         state = HouseholdState()
         state.ensure(KITCHEN)
         publisher = Publisher(state)
-        return AlarmWatcher(runner, state, publisher, lambda host, *port: host), publisher
+        return AlarmWatcher(soap, state, publisher, 7.0), publisher
 
     def test_each_version_is_read_once(self) -> None:
         """Every speaker events the same version: the list is read once and published."""
-        runner = FakeRunner((_sample_document(), "RINCON_X:9"))
-        watcher, publisher = self.watcher(runner)
+        soap = FakeSoap(lambda call: listed(_sample_document(), "RINCON_X:9"))
+        watcher, publisher = self.watcher(soap)
         for _ in range(3):
             watcher.on_variables(KITCHEN, "AlarmClock", {"alarm_list_version": "RINCON_X:9"})
         watcher.on_variables(KITCHEN, "RenderingControl", {"alarm_list_version": "RINCON_X:10"})
-        assert len(runner.calls) == 1 and runner.calls[0][1] == KITCHEN.uid
+        assert soap.calls == [("127.0.0.2", 1400, "AlarmClock", "ListAlarms", (), 7.0)]
         assert [version for version, _ in publisher.published] == ["RINCON_X:9"]
         assert publisher.published[0][1][1]["room"]["name"] == "Kitchen"
 
     def test_a_newer_version_during_a_read_is_read_after(self) -> None:
         """A version evented while a read is under way is read when that read ends."""
-        runner = FakeRunner((_sample_document(), "RINCON_X:2"), hold=True)
-        watcher, publisher = self.watcher(runner)
+        soap = FakeSoap(lambda call: {})
+        soap.hold = True
+        watcher, publisher = self.watcher(soap)
         watcher.on_version(KITCHEN, "RINCON_X:1")
         watcher.on_version(KITCHEN, "RINCON_X:2")
-        assert len(runner.calls) == 1
-        runner.held[0].callback((_sample_document(), "RINCON_X:1"))
-        assert len(runner.calls) == 2
-        runner.held[1].callback((_sample_document(), "RINCON_X:2"))
+        assert len(soap.calls) == 1
+        soap.pending[0].callback(listed(_sample_document(), "RINCON_X:1"))
+        assert len(soap.calls) == 2
+        soap.pending[1].callback(listed(_sample_document(), "RINCON_X:2"))
         assert [version for version, _ in publisher.published] == ["RINCON_X:1", "RINCON_X:2"]
 
     def test_a_failed_read_is_logged_and_retried_on_the_next_event(self) -> None:
         """A read that fails publishes nothing; the next event of that version reads again."""
-        runner = FakeRunner(("<broken", "RINCON_X:5"))
-        watcher, publisher = self.watcher(runner)
+        soap = FakeSoap(lambda call: listed("<broken", "RINCON_X:5"))
+        watcher, publisher = self.watcher(soap)
         watcher.on_version(KITCHEN, "RINCON_X:5")
         assert publisher.published == [] and len(self.flushLoggedErrors()) == 0
-        runner.answer = (_sample_document(), "RINCON_X:5")
+        soap.answer = lambda call: listed(_sample_document(), "RINCON_X:5")
         watcher.on_version(KITCHEN, "RINCON_X:5")
         assert len(publisher.published) == 1

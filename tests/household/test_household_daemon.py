@@ -9,12 +9,14 @@ position is read from its coordinator.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
 import attrs
 import treq
+from twisted.internet.defer import DeferredList
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 from twisted.web.http_headers import Headers
@@ -85,6 +87,7 @@ async def start(
     devices: Sequence[int] | None = None,
     followed: Sequence[int] | None = None,
     before: Callable[[list[HouseholdService]], Awaitable[object]] | None = None,
+    services: Sequence[str] = SERVICES,
 ) -> Daemon:
     """Simulated households of the given sizes (each a ``HouseholdService`` with the
     ``simulate`` settings), and a daemon configured with the first ``configured`` speakers
@@ -106,7 +109,7 @@ async def start(
     else:
         hosts = tuple(sims[0].addresses[index] for index in devices)
     document = json.loads(daemon_yaml(sims[0].config.base_address, simulate=False, devices=hosts))
-    document["services"] = list(SERVICES)
+    document["services"] = list(services)
     document["subscription"].update(subscription or {})
     config = parse_config(json.dumps(document), "household-test.yaml")
     service = SonosdService(config, reactor)
@@ -329,6 +332,156 @@ class PositionTests(TestCase):
         paused = len(self.positions(daemon, coordinator))
         await deferLater(reactor, 1.5)
         self.assertEqual(len(self.positions(daemon, coordinator)), paused)
+
+
+class ReadPathTests(TestCase):
+    """The daemon's own reads (position, consistency check and resync, alarms) of speakers
+    that take SOAP over HTTPS only: sent by the reactor over port 1443, no SoCo."""
+
+    timeout = 120
+
+    async def test_reads_of_https_only_speakers(self) -> None:
+        """Both speakers refuse SOAP over HTTP: the playing one's position, a lost last
+        NOTIFY found by the consistency check and resynced, and a changed alarm list are all
+        read over HTTPS; the commands (SoCo) still work."""
+        daemon = await start(
+            self,
+            households=(2,),
+            simulate={"https_only": (0, 1)},
+            subscription={"position_interval": 0, "check_interval": 1.0},
+            services=(*SERVICES, "AlarmClock"),
+        )
+        kitchen, other = daemon.speakers
+        recorder = daemon.recorder
+        kitchen.transport.play()
+
+        def positions() -> list[Any]:
+            return [
+                m
+                for m in recorder.of("event", kitchen.uid, "AVTransport")
+                if m.body["source"] == "position"
+            ]
+
+        await until(positions, "a position read")
+        self.assertRegex(positions()[-1].body["variables"]["position"], r"^\d+:\d\d:\d\d$")
+
+        manager: Any = other.manager
+        manager.faults.drop_next = 1
+        volume = 50 if other.rendering.volume != 50 else 45
+        other.set_volume(volume)
+
+        def resynced() -> list[Any]:
+            return [
+                m
+                for m in recorder.of("event", other.uid, "RenderingControl")
+                if m.body["source"] == "resync"
+            ]
+
+        await until(resynced, "the resync after the consistency check")
+        self.assertEqual(resynced()[-1].body["variables"]["volume"]["Master"], volume)
+        [gap] = recorder.of("events.gap", other.uid, "RenderingControl")
+        self.assertIn("consistency check", gap.body["reason"])
+
+        household = daemon.sims[0].household
+        alarm = household.alarms[0]
+        household.alarm_list.update(attrs.evolve(alarm, enabled=not alarm.enabled))
+        household.alarms_changed()
+
+        def listed() -> list[Any]:
+            return [
+                m
+                for m in recorder.of("alarms.changed")
+                if any(
+                    a["id"] == alarm.alarm_id and a["enabled"] is not alarm.enabled
+                    for a in m.body["alarms"]
+                )
+            ]
+
+        await until(listed, "alarms.changed with the alarm switched")
+        self.assertEqual(daemon.service.soap.secure, {kitchen.address, other.address})
+        status, _ = await daemon.post(kitchen.name, "volume", {"volume": 17})
+        self.assertEqual((status, kitchen.rendering.volume), (200, 17))
+
+    async def test_reads_do_not_wait_for_the_pool(self) -> None:
+        """With every thread of the SoCo pool busy (slow commands), the playing speaker's
+        position is still read: the daemon's own reads do not go through the pool."""
+        daemon = await start(self, households=(1,), subscription={"position_interval": 0})
+        kitchen = daemon.speakers[0]
+        runner = daemon.service.runner
+        release = threading.Event()
+        busy = [
+            runner.run(release.wait, 30, timeout=60)
+            for _ in range(daemon.service.config.soco.threads)
+        ]
+        self.addCleanup(release.set)
+        await until(lambda: runner.in_flight == len(busy), "every thread busy")
+        kitchen.transport.play()
+        await until(
+            lambda: any(
+                m.body["source"] == "position"
+                for m in daemon.recorder.of("event", kitchen.uid, "AVTransport")
+            ),
+            "a position read",
+        )
+        self.assertEqual(runner.in_flight, len(busy))
+        release.set()
+        await DeferredList(busy)
+
+    async def test_resync_of_a_large_household_topology(self) -> None:
+        """A lost ZoneGroupTopology NOTIFY in a household that answers GetZoneGroupState with
+        UPnP 501: the resync of what it can read (the group attributes) succeeds, and the
+        speaker stays online (before, the 501 came through SoCo; now through the reactor's
+        client with the same code)."""
+        daemon = await start(
+            self,
+            households=(3,),
+            simulate={"large_household": True, "large_household_players": 2},
+        )
+        first, second, _ = daemon.speakers
+        manager: Any = first.manager
+        manager.faults.drop_next = 1
+        daemon.sims[0].household.join(second, first)
+        await deferLater(reactor, 0.5)
+        daemon.sims[0].household.unjoin(second)
+
+        supervisor = daemon.service.household.speaker(first.uid)
+        assert supervisor is not None
+        topology = supervisor.services["ZoneGroupTopology"]
+        await until(lambda: topology.resyncs, "the resync after the gap")
+        [gap] = daemon.recorder.of("events.gap", first.uid, "ZoneGroupTopology")
+        self.assertEqual(gap.body["got"], 2)
+        self.assertEqual(daemon.status(first), "online")
+
+    async def test_consistency_check_of_an_offline_speaker(self) -> None:
+        """While a speaker refuses connections the consistency check's reads fail without a
+        false gap; once it is back, a lost last NOTIFY is found and resynced."""
+        daemon = await start(
+            self, households=(2,), subscription={"check_interval": 0.5, "silence_timeout": 1.0}
+        )
+        _, other = daemon.speakers
+        checks = daemon.service.household.speaker(other.uid).checks  # type: ignore[union-attr]
+        await other.go_offline("refuse")
+        await until(lambda: daemon.status(other) == "offline", "the speaker offline")
+        await deferLater(reactor, 1.5)
+        self.assertEqual(daemon.recorder.of("events.gap", other.uid), [])
+        await other.come_online()
+        await until(lambda: daemon.status(other) == "online", "the speaker back", 30)
+        supervisor = daemon.service.household.speaker(other.uid)
+        assert supervisor is not None
+        rendering = supervisor.services["RenderingControl"]
+        await until(lambda: rendering.checkable, "its subscriptions back")
+        await deferLater(reactor, 1.0)
+        manager: Any = other.manager
+        manager.faults.drop_next = 1
+        other.set_volume(50 if other.rendering.volume != 50 else 45)
+        await until(
+            lambda: any(
+                m.body["source"] == "resync"
+                for m in daemon.recorder.of("event", other.uid, "RenderingControl")
+            ),
+            "the resync",
+        )
+        self.assertGreater(daemon.service.household.speaker(other.uid).checks, checks)  # type: ignore[union-attr]
 
 
 class ModeTests(TestCase):

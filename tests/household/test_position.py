@@ -1,5 +1,5 @@
-"""Unit tests of household.position's timing (a Clock, a recording runner); the reads against
-the simulator are tested end to end in ``test_household_daemon.py``."""
+"""Unit tests of household.position's timing (a Clock, a recording SOAP caller); the reads
+against the simulator are tested end to end in ``test_household_daemon.py``."""
 
 from __future__ import annotations
 
@@ -10,25 +10,11 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from sonosd.gena.eventxml import LazyDidl
-from sonosd.household.position import MIN_SPACING, SOURCE, PositionTracker, read_position
+from sonosd.household.position import MIN_SPACING, SOURCE, PositionTracker, position_of
 from sonosd.household.state import SpeakerRef
-from tests.supervisor_fakes import FakeRunner
+from tests.supervisor_fakes import FakeSoap
 
 REF = SpeakerRef("RINCON_C", "Kitchen", "127.0.0.2")
-
-
-class Transport:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def GetPositionInfo(self, args: Any) -> dict[str, str]:
-        self.calls += 1
-        return {"RelTime": f"0:00:{self.calls:02d}", "TrackDuration": "0:03:00"}
-
-
-class Device:
-    def __init__(self) -> None:
-        self.avTransport = Transport()
 
 
 class Processor:
@@ -45,9 +31,10 @@ class TrackerTests(SynchronousTestCase):
     def make(self, interval: float = 30.0, coordinator: bool = True) -> None:
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
-        self.runner = FakeRunner()
+        self.runner = FakeSoap(
+            lambda call: {"RelTime": f"0:00:{len(self.runner.calls):02d}", "TrackDuration": "x"}
+        )
         self.processor = Processor()
-        self.device = Device()
         self.tracker = PositionTracker(
             self.clock, self.runner, self.processor, interval, 5.0, lambda uid: coordinator
         )
@@ -57,7 +44,7 @@ class TrackerTests(SynchronousTestCase):
         then every interval while playing, once more after a pause (MIN_SPACING after the
         last read), and no more then."""
         self.make()
-        self.tracker.transport_event(REF, self.device, {"transport_state": "PLAYING"})
+        self.tracker.transport_event(REF, {"transport_state": "PLAYING"})
         self.assertEqual(
             self.processor.states,
             [
@@ -68,12 +55,15 @@ class TrackerTests(SynchronousTestCase):
                 )
             ],
         )
-        self.assertEqual(self.runner.calls[0][2:], ("RINCON_C", 5.0))
+        self.assertEqual(
+            self.runner.calls[0],
+            ("127.0.0.2", 1400, "AVTransport", "GetPositionInfo", (("InstanceID", 0),), 5.0),
+        )
         self.clock.advance(29.9)
         self.assertEqual(len(self.processor.states), 1)
         self.clock.advance(0.1)
         self.assertEqual(len(self.processor.states), 2)
-        self.tracker.transport_event(REF, self.device, {"transport_state": "PAUSED_PLAYBACK"})
+        self.tracker.transport_event(REF, {"transport_state": "PAUSED_PLAYBACK"})
         self.clock.advance(MIN_SPACING)
         self.assertEqual(len(self.processor.states), 3)
         self.clock.advance(120)
@@ -82,10 +72,10 @@ class TrackerTests(SynchronousTestCase):
     def test_other_variables_and_members_not_read(self) -> None:
         """Variables that do not move the position, and group members, cause no read."""
         self.make()
-        self.tracker.transport_event(REF, self.device, {"current_crossfade_mode": "1"})
+        self.tracker.transport_event(REF, {"current_crossfade_mode": "1"})
         self.assertEqual(self.processor.states, [])
         self.make(coordinator=False)
-        self.tracker.transport_event(REF, self.device, {"transport_state": "PLAYING"})
+        self.tracker.transport_event(REF, {"transport_state": "PLAYING"})
         self.assertEqual(self.processor.states, [])
 
     def test_reads_coalesced(self) -> None:
@@ -93,16 +83,16 @@ class TrackerTests(SynchronousTestCase):
         the first began), not two."""
         self.make(interval=0)
         self.runner.hold = True
-        self.tracker.refresh(REF, self.device)
-        self.tracker.refresh(REF, self.device)
-        self.tracker.refresh(REF, self.device)
+        self.tracker.refresh(REF)
+        self.tracker.refresh(REF)
+        self.tracker.refresh(REF)
         self.assertEqual(len(self.runner.calls), 1)
         self.clock.advance(0.5)
-        self.runner.pending[0].callback({"position": "0:00:05"})
+        self.runner.pending[0].callback({"RelTime": "0:00:05"})
         self.assertEqual(len(self.runner.calls), 1)
         self.clock.advance(MIN_SPACING - 0.5)
         self.assertEqual(len(self.runner.calls), 2)
-        self.runner.pending[1].callback({"position": "0:00:06"})
+        self.runner.pending[1].callback({"RelTime": "0:00:06"})
         self.assertEqual([s[1]["position"] for s in self.processor.states], ["0:00:05", "0:00:06"])
         self.clock.advance(600)
         self.assertEqual(len(self.runner.calls), 2)
@@ -112,15 +102,15 @@ class TrackerTests(SynchronousTestCase):
         them with every AVTransport change) reads nothing; a new track does."""
         self.make(interval=0)
         playing = {"transport_state": "PLAYING", "current_track": "3", "current_play_mode": "x"}
-        self.tracker.transport_event(REF, self.device, playing)
+        self.tracker.transport_event(REF, playing)
         self.assertEqual(len(self.processor.states), 1)
         self.clock.advance(10)
-        self.tracker.transport_event(REF, self.device, {**playing, "current_play_mode": "y"})
+        self.tracker.transport_event(REF, {**playing, "current_play_mode": "y"})
         self.assertEqual(len(self.processor.states), 1)
-        self.tracker.transport_event(REF, self.device, {**playing, "current_track": "4"})
+        self.tracker.transport_event(REF, {**playing, "current_track": "4"})
         self.assertEqual(len(self.processor.states), 2)
         self.tracker.forget(REF.uid)
-        self.tracker.transport_event(REF, self.device, {**playing, "current_track": "4"})
+        self.tracker.transport_event(REF, {**playing, "current_track": "4"})
         self.assertEqual(len(self.processor.states), 3)
 
     def test_metadata_compared_unparsed(self) -> None:
@@ -133,12 +123,12 @@ class TrackerTests(SynchronousTestCase):
             "object.item.audioItem.musicTrack</upnp:class></item></DIDL-Lite>"
         )
         first, again = LazyDidl(didl, "CurrentTrackMetaData"), LazyDidl(didl, "x")
-        self.tracker.transport_event(REF, self.device, {"current_track_meta_data": first})
+        self.tracker.transport_event(REF, {"current_track_meta_data": first})
         self.clock.advance(10)
-        self.tracker.transport_event(REF, self.device, {"current_track_meta_data": again})
+        self.tracker.transport_event(REF, {"current_track_meta_data": again})
         self.assertEqual(len(self.processor.states), 1)
         other = LazyDidl(didl.replace('id="1"', 'id="2"'), "x")
-        self.tracker.transport_event(REF, self.device, {"current_track_meta_data": other})
+        self.tracker.transport_event(REF, {"current_track_meta_data": other})
         self.assertEqual(len(self.processor.states), 2)
         for value in (first, again, other):
             self.assertIsNone(object.__getattribute__(value, "_value"))
@@ -148,21 +138,21 @@ class TrackerTests(SynchronousTestCase):
         after it, whatever their number; a quiet speaker's next change reads at once."""
         self.make(interval=0)
         for track in range(1, 17):
-            self.tracker.transport_event(REF, self.device, {"current_track": str(track)})
+            self.tracker.transport_event(REF, {"current_track": str(track)})
             self.clock.advance(0.0625)
         self.assertEqual(len(self.processor.states), 1)
         self.clock.advance(MIN_SPACING - 1.0)
         self.assertEqual(len(self.processor.states), 2)
         self.clock.advance(MIN_SPACING * 5)
         self.assertEqual(len(self.processor.states), 2)
-        self.tracker.transport_event(REF, self.device, {"current_track": "99"})
+        self.tracker.transport_event(REF, {"current_track": "99"})
         self.assertEqual(len(self.processor.states), 3)
 
     def test_failed_read_and_forget(self) -> None:
         """A failed read publishes nothing and the next one still comes; forget stops it."""
         self.make(interval=10.0)
         self.runner.hold = True
-        self.tracker.transport_event(REF, self.device, {"transport_state": "PLAYING"})
+        self.tracker.transport_event(REF, {"transport_state": "PLAYING"})
         self.runner.pending[0].errback(OSError("refused"))
         self.assertEqual(self.processor.states, [])
         self.clock.advance(10)
@@ -173,6 +163,7 @@ class TrackerTests(SynchronousTestCase):
         self.assertEqual(len(self.runner.calls), 2)
         self.tracker.stop()
 
-    def test_read_position(self) -> None:
-        """read_position asks GetPositionInfo and keeps RelTime."""
-        self.assertEqual(read_position(Device()), {"position": "0:00:01"})
+    def test_position_of(self) -> None:
+        """A GetPositionInfo answer gives its RelTime as the position."""
+        self.assertEqual(position_of({"RelTime": "0:01:02", "Track": "3"}), {"position": "0:01:02"})
+        self.assertEqual(position_of({}), {"position": ""})

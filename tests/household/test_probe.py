@@ -82,8 +82,10 @@ def test_soap_round_trip() -> None:
     )
     with pytest.raises(ProbeError, match="UPnP error 501"):
         parse_soap(fault, "Do")
-    with pytest.raises(ProbeError, match="no DoResponse"):
+    with pytest.raises(ProbeError, match="the Do answer: the answer has no SOAP Body"):
         parse_soap(b"<a/>", "Do")
+    with pytest.raises(ProbeError, match="document type or entity"):
+        parse_soap(b'<!DOCTYPE a [<!ENTITY b "c">]>' + answer, "Do")
 
 
 class SimulatedSpeakerTests(TestCase):

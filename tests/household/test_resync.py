@@ -5,13 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import soco
-from soco.exceptions import SoCoUPnPException
+from soco.utils import camel_to_underscore as soco_name
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from sonosd.blocking import SocoRunner
 from sonosd.config import SimulateConfig
 from sonosd.gena.eventxml import LazyDidl, parse_event_xml
 from sonosd.household.resync import (
@@ -20,11 +18,14 @@ from sonosd.household.resync import (
     StateReader,
     UnreadableService,
     ZoneGroupStateUnavailable,
-    speaker_key,
+    camel_to_underscore,
 )
+from sonosd.household.soap import SoapClient, UpnpFault
+from sonosd.household.state import SpeakerRef
 from sonosd.sim.propertyset import build_propertyset
 from sonosd.sim.service import HouseholdService
 from tests.conftest import free_loopback_base
+from tests.supervisor_fakes import FakeSoap, SoapCall
 
 
 def seq0_variables(speaker: Any, service: str) -> dict[str, Any]:
@@ -55,13 +56,12 @@ class SimulatorReadTests(TestCase):
         self.household = self.sim.household
         self.sim.startService()
         self.addCleanup(self.sim.stopService)
-        self.runner = SocoRunner(reactor, threads=4, timeout=10.0)
-        self.runner.startService()
-        self.addCleanup(self.runner.stopService)
-        self.reader = StateReader(self.runner)
+        self.soap = SoapClient(reactor, 10.0)
+        self.reader = StateReader(self.soap, reactor, 10.0)
 
-    def device(self, index: int) -> soco.SoCo:
-        return soco.SoCo(self.household.speakers[index].address)
+    def device(self, index: int) -> SpeakerRef:
+        speaker = self.household.speakers[index]
+        return SpeakerRef(speaker.uid, speaker.name, speaker.address)
 
     async def check(self, index: int, service: str) -> dict[str, Any]:
         read = await self.reader.read(self.device(index), service)
@@ -110,9 +110,9 @@ class SimulatorReadTests(TestCase):
         device = self.device(0)
         await self.reader.read(device, "RenderingControl")
         self.assertTrue(self.reader._unsupported)
-        calls_before = self.runner.calls
+        calls_before = self.soap.calls
         await self.check(0, "RenderingControl")
-        self.assertEqual(self.runner.calls, calls_before + 1)
+        self.assertEqual(self.soap.calls, calls_before + len(READS["RenderingControl"]) - 2)
 
     async def test_group_rendering_control(self) -> None:
         """The coordinator reads the group's volume and mute; a member reads nothing."""
@@ -136,55 +136,28 @@ class SimulatorReadTests(TestCase):
         read = await self.check(0, "DeviceProperties")
         self.assertEqual(read["zone_name"], self.household.speakers[0].name)
 
-    async def test_unknown_service(self) -> None:
-        """A service no control call reads fails with UnreadableService."""
-        with self.assertRaises(UnreadableService):
-            await self.reader.read(self.device(0), "GroupManagement")
-
-
-class _Service:
-    def __init__(self, answers: Mapping[str, Any]) -> None:
-        self._answers = answers
-
-    def __getattr__(self, action: str) -> Any:
-        def call(args: list[tuple[str, Any]]) -> Any:
-            answer = self._answers[action]
-            if isinstance(answer, Exception):
-                raise answer
-            return answer
-
-        return call
-
-
-class _Device:
-    def __init__(self, **services: _Service) -> None:
-        self.ip_address = "127.9.9.9"
-        for name, service in services.items():
-            setattr(self, name, service)
-
-
-class _InlineRunner:
-    def run(self, fn: Any, *args: Any, key: object = None, timeout: float | None = None) -> Any:
-        return maybeDeferred(fn, *args)
-
 
 class ReaderUnitTests(SynchronousTestCase):
-    """Reads against recording fakes: error handling without a network."""
+    """Reads against a recording SOAP caller: error handling without a network."""
+
+    def reader(self, answers: Mapping[str, Any], timeout: float | None = None) -> StateReader:
+        def answer(call: SoapCall) -> Any:
+            return answers[call[3]]
+
+        self.soap = FakeSoap(answer)
+        self.clock = Clock()
+        return StateReader(self.soap, self.clock, timeout)
 
     def test_large_household(self) -> None:
         """UPnP 501 on GetZoneGroupState fails with a clear error holding the other variables."""
-        error = SoCoUPnPException("UPnP Error 501", "501", "")
-        device = _Device(
-            zoneGroupTopology=_Service(
-                {
-                    "GetZoneGroupAttributes": {"CurrentZoneGroupName": "Kitchen"},
-                    "GetZoneGroupState": error,
-                }
-            )
+        reader = self.reader(
+            {
+                "GetZoneGroupAttributes": {"CurrentZoneGroupName": "Kitchen"},
+                "GetZoneGroupState": UpnpFault("GetZoneGroupState", "127.9.9.9", "501"),
+            }
         )
         failure = self.failureResultOf(
-            StateReader(_InlineRunner()).read(device, "ZoneGroupTopology"),
-            ZoneGroupStateUnavailable,
+            reader.read(REF, "ZoneGroupTopology"), ZoneGroupStateUnavailable
         )
         self.assertEqual(failure.value.error_code, "501")
         self.assertEqual(failure.value.variables, {"zone_group_name": "Kitchen"})
@@ -192,18 +165,53 @@ class ReaderUnitTests(SynchronousTestCase):
 
     def test_required_error_propagates(self) -> None:
         """A UPnP error of a required action fails the read."""
-        error = SoCoUPnPException("UPnP Error 714", "714", "")
-        device = _Device(deviceProperties=_Service({"GetZoneAttributes": error}))
-        self.failureResultOf(
-            StateReader(_InlineRunner()).read(device, "DeviceProperties"), SoCoUPnPException
+        reader = self.reader({"GetZoneAttributes": UpnpFault("GetZoneAttributes", "h", "714")})
+        failure = self.failureResultOf(reader.read(REF, "DeviceProperties"), UpnpFault)
+        self.assertEqual(failure.value.error_code, "714")
+
+    def test_group_member_reads_nothing(self) -> None:
+        """UPnP 701 on a GroupRenderingControl read (a group member) gives no variables."""
+        reader = self.reader({"GetGroupVolume": UpnpFault("GetGroupVolume", "h", "701")})
+        self.assertEqual(self.successResultOf(reader.read(REF, "GroupRenderingControl")), {})
+
+    def test_calls_go_to_the_speaker(self) -> None:
+        """Each action goes to the speaker's address and port, in order, with its arguments;
+        the Queue is read with Browse."""
+        reader = self.reader({"Browse": {"UpdateID": "7", "Result": "x"}})
+        self.assertEqual(self.successResultOf(reader.read(REF, "Queue")), {"update_id": "7"})
+        self.assertEqual(
+            self.soap.calls,
+            [
+                (
+                    "127.9.9.9",
+                    1400,
+                    "Queue",
+                    "Browse",
+                    (("QueueID", 0), ("StartingIndex", 0), ("RequestedCount", 1)),
+                    None,
+                )
+            ],
         )
 
-    def test_key_prefers_uid(self) -> None:
-        """The runner key is the uid SoCo knows, else the address."""
-        device = _Device()
-        self.assertEqual(speaker_key(device), "127.9.9.9")
-        device._uid = "RINCON_1"  # type: ignore[attr-defined]
-        self.assertEqual(speaker_key(device), "RINCON_1")
+    def test_whole_read_within_the_timeout(self) -> None:
+        """A read whose answers do not come within the reader's timeout fails (timeout)."""
+        reader = self.reader({}, timeout=3.0)
+        self.soap.hold = True
+        reading = reader.read(REF, "RenderingControl")
+        self.clock.advance(3.0)
+        self.failureResultOf(reading)
+        self.assertTrue(self.soap.pending[0].called)
+
+    def test_names_are_socos(self) -> None:
+        """Every variable name a read gives is SoCo's name of the evented variable."""
+        for reads in READS.values():
+            for read in reads:
+                for _, wire, _ in read.outputs:
+                    self.assertEqual(camel_to_underscore(wire), soco_name(wire))
+
+    def test_unknown_service(self) -> None:
+        """A service no control call reads fails with UnreadableService."""
+        self.failureResultOf(self.reader({}).read(REF, "GroupManagement"), UnreadableService)
 
     def test_reads_cover_every_default_service(self) -> None:
         """Every service the daemon subscribes to by default has reads."""
@@ -219,14 +227,5 @@ class ReaderUnitTests(SynchronousTestCase):
         ):
             self.assertIn(service, READS)
 
-    def test_read_uses_runner_key(self) -> None:
-        """The read runs in the runner under the speaker's key, with the reader's timeout."""
-        seen: list[tuple[object, float | None]] = []
 
-        class Recording:
-            def run(self, fn: Any, *args: Any, key: object = None, timeout: Any = None) -> Any:
-                seen.append((key, timeout))
-                return Deferred()
-
-        StateReader(Recording(), timeout=3.0).read(_Device(), "Queue")
-        self.assertEqual(seen, [("127.9.9.9", 3.0)])
+REF = SpeakerRef("RINCON_9", "Den", "127.9.9.9")

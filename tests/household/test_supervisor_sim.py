@@ -51,8 +51,8 @@ class RecordingReader:
     def __init__(self) -> None:
         self.reads: list[tuple[str, str]] = []
 
-    def read(self, device: Any, service: str) -> Deferred[dict[str, Any]]:
-        self.reads.append((device.ip_address, service))
+    def read(self, speaker: Any, service: str) -> Deferred[dict[str, Any]]:
+        self.reads.append((speaker.host, service))
         return succeed({})
 
 
