@@ -109,9 +109,11 @@ def run_bare(household: list[FakeSubscription]) -> None:
 
 
 def run_lean(household: list[FakeSubscription]) -> None:
-    """sonosd's own NOTIFY protocol answering 200 to every request: its HTTP cost alone."""
+    """sonosd's own NOTIFY protocol and port answering 200 to every request: its HTTP cost
+    alone."""
     from twisted.internet import reactor as global_reactor
 
+    from sonosd.gena.notifyport import listen
     from sonosd.gena.notifyproto import NotifyRequest, NotifyServerFactory
 
     reactor: Any = global_reactor
@@ -125,7 +127,7 @@ def run_lean(household: list[FakeSubscription]) -> None:
             """Nothing is refused in a benchmark."""
 
     factory = NotifyServerFactory(Count(), reactor, max_body=1 << 20, idle_timeout=30.0)
-    port = reactor.listenTCP(0, factory, interface="127.0.0.1", backlog=1024)
+    port: Any = listen(reactor, 0, factory, 1024, "127.0.0.1")
     emit({"port": port.getHost().port, "api": None})
     _stdin_closed(reactor, lambda: _finish(reactor))
     reactor.run()

@@ -95,9 +95,9 @@ METHOD: tuple[str, ...] = (
     "process of its own:",
     "  - `bare`: a bare twisted.web resource that reads the body and answers 200 (HTTP "
     "only: no parse, no access log); the ceiling.",
-    "  - `lean`: sonosd's own NOTIFY protocol (`sonosd.gena.notifyproto`) answering 200 to every "
-    "request: what HTTP alone costs sonosd, so that `sonosd` minus `lean` is its event work "
-    "(reported, no target).",
+    "  - `lean`: sonosd's own NOTIFY protocol and port (`sonosd.gena.notifyproto`, "
+    "`notifyport`) answering 200 to every request: what HTTP alone costs sonosd, so that "
+    "`sonosd` minus `lean` is its event work (reported, no target).",
     "  - `sonosd`: the daemon's event path assembled from its modules: `NotifyListener` (SID "
     "registry, source check, `sonosd.gena.eventxml` parse) → a subscription per SID → "
     "`EventProcessor` (JSON variables, merged state, topology) → `Hub` → the API site, with "

@@ -21,7 +21,7 @@ from sonosd.api import art, commands, deadline, ws
 from sonosd.api.site import ApiSite
 from sonosd.control import controller
 from sonosd.delivery import clientjson, flow, hub
-from sonosd.gena import eventxml, listener, notifyproto, xmlguard
+from sonosd.gena import eventxml, listener, notifyport, notifyproto, xmlguard
 from sonosd.household import discovery, probe, socohttp, supervisor
 from sonosd.sinks import mqtt, stream
 from tests.paths import ROOT
@@ -72,6 +72,7 @@ CHECKS: list[tuple[str | None, str, object, object]] = [
         config.ListenerConfig().idle_timeout,
         30.0,
     ),
+    ("a connection that sends nothing", "about 1 s at most", notifyport.DEFER_ACCEPT, 1),
     (
         "a whole request, however steadily it drips",
         "`listener.request_timeout` (15 s)",

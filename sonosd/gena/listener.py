@@ -39,6 +39,7 @@ from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTC
 from twisted.logger import Logger, LogLevel
 from zope.interface import Attribute, Interface, implementer
 
+from sonosd.gena import notifyport
 from sonosd.gena.event import Event
 from sonosd.gena.notifyproto import (
     MAX_PER_HOST,
@@ -537,9 +538,7 @@ class NotifyListener(Service):
         error: CannotListenError | None = None
         for number in range(self.requested_port, min(last, 65535) + 1):
             try:
-                return self._reactor.listenTCP(
-                    number, self.site, backlog=BACKLOG, interface=self.interface
-                )
+                return notifyport.listen(self._reactor, number, self.site, BACKLOG, self.interface)
             except CannotListenError as taken:
                 error = taken
                 if getattr(taken.socketError, "errno", None) != errno.EADDRINUSE:

@@ -611,10 +611,10 @@ class NotifyServerFactory(ServerFactory):
     """Builds a L{NotifyProtocol} per connection and closes the idle and the slow ones.
 
     One sweep every ``min(idle_timeout, request_timeout) / IDLE_SWEEPS`` seconds, scheduled
-    only while connections are being read (cancelled when none is left), closes those that
-    sent nothing for ``idle_timeout`` and those still reading their request ``request_timeout``
-    seconds after connecting, however steadily they drip. A request waiting for its answer
-    (held by the handler) is neither: the handler bounds that wait.
+    only while connections are being read (the first sweep that finds none is the last),
+    closes those that sent nothing for ``idle_timeout`` and those still reading their request
+    ``request_timeout`` seconds after connecting, however steadily they drip. A request waiting
+    for its answer (held by the handler) is neither: the handler bounds that wait.
 
     @param handler: Gets each complete NOTIFY and the refusals to count.
     @param clock: Schedules the sweep.
@@ -692,12 +692,10 @@ class NotifyServerFactory(ServerFactory):
             self._sweep = self._clock.callLater(self._interval, self._sweep_idle)
 
     def untrack(self, protocol: NotifyProtocol) -> None:
-        """Stop watching ``protocol``; with nothing left to watch, stop sweeping."""
-        reading = self._reading
-        reading.discard(protocol)
-        if not reading and self._sweep is not None:
-            self._sweep.cancel()
-            self._sweep = None
+        """Stop watching ``protocol``. With nothing left to watch, the sweep that is due is the
+        last one: cancelling it and scheduling another for the next connection would cost a
+        timer per NOTIFY when they come one at a time."""
+        self._reading.discard(protocol)
 
     @property
     def reading(self) -> int:

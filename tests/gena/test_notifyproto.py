@@ -527,12 +527,26 @@ class IdleSweepTests(SynchronousTestCase):
         assert wire.clock.getDelayedCalls() == []
 
     def test_answered_connections_stop_the_sweep(self) -> None:
-        """Once no connection is being read, no timer is left."""
+        """Once no connection is being read, the sweep due is the last: no timer is left."""
         wire = Wire()
         protocol, _ = wire.connect()
-        assert len(wire.clock.getDelayedCalls()) == 1
+        [sweep] = wire.clock.getDelayedCalls()
         protocol.dataReceived(notify())
+        assert wire.clock.getDelayedCalls() == [sweep]
+        wire.clock.advance(sweep.getTime())
         assert wire.clock.getDelayedCalls() == []
+
+    def test_one_sweep_for_connections_one_after_another(self) -> None:
+        """Connections read one after another share the sweep scheduled for the first."""
+        wire = Wire()
+        protocol, _ = wire.connect()
+        [sweep] = wire.clock.getDelayedCalls()
+        protocol.dataReceived(notify())
+        for _ in range(3):
+            protocol, _ = wire.connect()
+            assert wire.clock.getDelayedCalls() == [sweep]
+            protocol.dataReceived(notify())
+        assert wire.handler.requests and not sweep.cancelled
 
     def test_zero_disables(self) -> None:
         """An idle_timeout and a request_timeout of 0 schedule nothing."""

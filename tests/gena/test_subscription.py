@@ -49,6 +49,7 @@ from sonosd.gena.subscription import (
     subscribe_headers,
 )
 from tests.conftest import free_loopback_base
+from tests.gena.test_listener import held_timers
 
 SPEAKER = "127.0.0.2"
 SID = "uuid:RINCON_000E58A0123401400_sub0000000007"
@@ -754,7 +755,7 @@ class FirstNotifyRaceTests(SynchronousTestCase):
         assert [event.seq for event in seen] == ["0"]
         assert seen[0].variables["volume"] == {"Master": "7"}
         assert transport.value().startswith(b"HTTP/1.1 200 ")
-        assert reactor.getDelayedCalls() == []
+        assert held_timers(reactor) == []
 
 
 class NameResolutionTests(TestCase):
