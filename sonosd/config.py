@@ -690,7 +690,11 @@ def endpoint_problem(description: str) -> str | None:
         unknown = _ENDPOINT_OPTION.search(str(error))
         return f"unknown option {unknown.group(1)}" if unknown else str(error)
     except Exception as error:
-        return getattr(error, "strerror", None) or str(error) or type(error).__name__
+        reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+        # A key or certificate file of an ssl: endpoint: name it (the value shown after
+        # "got" is cut at 120 characters, and a long path with it).
+        filename = getattr(error, "filename", None)
+        return f"{filename}: {reason}" if filename and str(filename) not in reason else reason
     port = getattr(endpoint, "_port", None)
     if isinstance(port, int) and not 0 <= port <= 65535:
         return f"port {port} is out of range"
