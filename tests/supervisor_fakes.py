@@ -13,6 +13,7 @@ from twisted.internet.task import Clock
 from sonosd.config import DEFAULT_SERVICES, Device, SubscriptionConfig
 from sonosd.household.keepalive import SupervisorContext
 from sonosd.household.probe import Description
+from sonosd.household.resync import comparable
 from sonosd.household.supervisor import SpeakerSupervisor
 
 
@@ -330,11 +331,12 @@ class FakeProcessor:
         )
 
     def differences(self, speaker: Any, service: str, variables: Mapping[str, Any]) -> list[str]:
-        """What ``self.known`` (``{service: {name: value}}``) says differently."""
+        """What ``self.known`` (``{service: {name: value}}``) says differently, of the values
+        ``comparable`` keeps (as ``EventProcessor.differences``)."""
         known = self.known.get(service, {})
         return [
             f"{name}: {known[name]} here, {value} on the speaker"
-            for name, value in variables.items()
+            for name, value in comparable(service, known, variables).items()
             if name in known and known[name] != value
         ]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 import attrs
@@ -435,3 +436,80 @@ class HostileTests(TestCase):
         ]
         self.assertEqual(resync.body["variables"]["volume"]["Master"], volume)
         self.assertGreater(time.monotonic(), started)
+
+    async def assert_lost_change_found(
+        self, daemon: Daemon, speaker: Speaker, name: str, change: Callable[[], object], value: str
+    ) -> None:
+        """Drop the NOTIFY of ``change`` (an AVTransport one, the last); wait until the
+        consistency check finds ``name`` differing and the resync brings ``value``."""
+        manager: Any = speaker.manager
+        manager.faults.drop_next = 1
+        self.assertNotEqual(daemon.service.state.variables(speaker.uid, "AVTransport")[name], value)
+        change()
+
+        def in_state() -> object:
+            return daemon.service.state.variables(speaker.uid, "AVTransport").get(name)
+
+        await until(lambda: in_state() == value, f"the state's {name} to follow the speaker")
+        self.assertEqual(manager.stats()["dropped"], 1)
+        [gap] = daemon.recorder.of("events.gap", speaker.uid, "AVTransport")
+        self.assertIsNone(gap.body["got"])
+        self.assertIn(f"consistency check: {name}: ", gap.body["reason"])
+        [resync] = [
+            m
+            for m in daemon.recorder.of("event", speaker.uid, "AVTransport")
+            if m.body["source"] == "resync"
+        ]
+        self.assertEqual(resync.body["variables"][name], value)
+
+    async def test_lost_last_track_change_is_found(self) -> None:
+        """A track change of a stopped queue whose NOTIFY is dropped, with nothing after it, is
+        found by the consistency check (the track URI): events.gap, then a resync."""
+        daemon = await self.daemon(subscription={"check_interval": 0.5})
+        kitchen = daemon.speakers[0]
+        transport = kitchen.transport
+        self.assertTrue(transport.on_queue and len(transport.queue) > 1)
+        target = 2 if transport.track_no != 2 else 1
+        self.assertNotEqual(transport.queue[target - 1].uri, transport.current().uri)
+        await self.assert_lost_change_found(
+            daemon,
+            kitchen,
+            "current_track_uri",
+            lambda: transport.seek_track(target),
+            transport.queue[target - 1].uri,
+        )
+
+    async def test_lost_last_play_mode_change_is_found(self) -> None:
+        """A play-mode change whose NOTIFY is dropped, with nothing after it, is found by the
+        consistency check: events.gap naming the play mode, then a resync."""
+        daemon = await self.daemon(subscription={"check_interval": 0.5})
+        kitchen = daemon.speakers[0]
+        mode = "SHUFFLE" if kitchen.transport.play_mode != "SHUFFLE" else "REPEAT_ALL"
+        await self.assert_lost_change_found(
+            daemon,
+            kitchen,
+            "current_play_mode",
+            lambda: kitchen.transport.set_play_mode(mode),
+            mode,
+        )
+
+    async def test_group_member_is_consistent(self) -> None:
+        """A group member, whose AVTransport reads its coordinator's play mode while its events
+        say NORMAL, passes consistency checks without events.gap."""
+        daemon = await self.daemon(subscription={"check_interval": 0.2})
+        coordinator, member = daemon.speakers
+        coordinator.transport.set_play_mode("SHUFFLE_NOREPEAT")
+        sim: Any = daemon.service.simulator
+        sim.household.join(member, coordinator)
+
+        def member_uri() -> object:
+            return daemon.service.state.variables(member.uid, "AVTransport").get(
+                "current_track_uri"
+            )
+
+        await until(lambda: member_uri() == f"x-rincon:{coordinator.uid}", "the member's event")
+        supervisor = daemon.service.household.speaker(member.uid)
+        assert supervisor is not None
+        checks = supervisor.checks
+        await until(lambda: supervisor.checks >= checks + 3, "three consistency checks")
+        self.assertEqual(daemon.recorder.of("events.gap"), [])

@@ -33,6 +33,7 @@ from twisted.logger import Logger
 
 from sonosd.delivery.hub import Hub, Message
 from sonosd.gena.eventxml import variables_to_json
+from sonosd.household.resync import comparable
 from sonosd.household.state import HouseholdState, SpeakerRef
 from sonosd.household.topology import Topology, TopologyError, parse_zone_group_state
 
@@ -338,10 +339,12 @@ class EventProcessor:
 
         @param variables: In ``parse_event_xml``'s shape (read by control calls).
         @return: One ``"name: <state> here, <read> on the speaker"`` per differing value (per
-            channel for channel variables); only values the state has are compared.
+            channel for channel variables); only values the state has are compared, and
+            only those ``household.resync.comparable`` keeps (forms that may legitimately
+            differ are left out).
         """
         known = self._state.variables(speaker.uid, service)
-        read = variables_to_json(service, variables)
+        read = comparable(service, known, variables_to_json(service, variables))
         found = []
         for name, value in read.items():
             if name not in known:

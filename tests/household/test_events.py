@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from sonosd.delivery.hub import Hub, Message
 from sonosd.gena.eventxml import parse_event_xml
 from sonosd.household.alarms import parse_alarm_list
 from sonosd.household.events import EventProcessor, parse_seq
+from sonosd.household.soap import out_arguments
 from sonosd.household.state import HouseholdState, SpeakerRef
 from sonosd.household.topology import TopologyError
 from tests.paths import ROOT, SAMPLES
@@ -160,6 +162,52 @@ def test_album_art_is_absolute() -> None:
     message = processor.on_event(KITCHEN, "AVTransport", event(parse_event_xml(body)))
     art = message.body["variables"]["current_track_meta_data"]["album_art_uri"]
     assert art.startswith("http://127.0.0.2:1400/getaa?")
+
+
+def test_differences_of_a_track_uri_in_its_soap_form() -> None:
+    """A queue's track URI evented in LastChange (escaped twice) and read by GetPositionInfo
+    (escaped once) compare equal, as do the play modes; another track is a difference."""
+    processor, _, _, _ = setup()
+    body = (SAMPLES / "events/avtransport_lastchange_spotify_queue_jishi.xml").read_bytes()
+    processor.on_event(KITCHEN, "AVTransport", event(parse_event_xml(body)))
+    answer = (SAMPLES / "soap/AVTransport_GetPositionInfo_response_jishi.xml").read_bytes()
+    other = out_arguments(answer)["TrackURI"]
+    evented = (
+        "x-sonos-spotify:spotify%3atrack%3a5qAFqkXoQd2RfjZ2j1ay0w?sid=9&amp;flags=8224&amp;sn=9"
+    )
+    same = re.sub(
+        rb"<TrackURI>[^<]*</TrackURI>", f"<TrackURI>{evented}</TrackURI>".encode(), answer
+    )
+
+    def read(uri: str) -> dict[str, Any]:
+        return {
+            "transport_state": "PLAYING",
+            "current_track_uri": uri,
+            "current_play_mode": "SHUFFLE",
+        }
+
+    assert (
+        processor.differences(KITCHEN, "AVTransport", read(out_arguments(same)["TrackURI"])) == []
+    )
+    [found] = processor.differences(KITCHEN, "AVTransport", read(other))
+    assert found.startswith("current_track_uri: x-sonos-spotify:spotify%3atrack%3a5qAF")
+    assert found.endswith(f", {other} on the speaker")
+
+
+def test_differences_leave_out_a_group_members_play_mode() -> None:
+    """A group member's evented play mode (NORMAL) is not compared with the coordinator's mode
+    its GetTransportSettings may give; its x-rincon: track URI is."""
+    processor, _, _, _ = setup()
+    path = SAMPLES / "parsed/ha_fixture_av_transport_event_variables_groupmember.json"
+    member = json.loads(path.read_text())
+    processor.on_event(KITCHEN, "AVTransport", event(member))
+    uri = member["current_track_uri"]
+    read = {"transport_state": "PLAYING", "current_track_uri": uri, "current_play_mode": "SHUFFLE"}
+    assert processor.differences(KITCHEN, "AVTransport", read) == []
+    read["current_track_uri"] = "x-rincon:RINCON_other"
+    assert processor.differences(KITCHEN, "AVTransport", read) == [
+        f"current_track_uri: {uri} here, x-rincon:RINCON_other on the speaker"
+    ]
 
 
 def test_topology_changed_only_on_real_change() -> None:

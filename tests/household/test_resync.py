@@ -11,14 +11,16 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from sonosd.config import SimulateConfig
-from sonosd.gena.eventxml import LazyDidl, parse_event_xml
+from sonosd.gena.eventxml import LazyDidl, parse_event_xml, variables_to_json
 from sonosd.household.resync import (
+    CHECKS,
     READS,
     VARIABLES,
     StateReader,
     UnreadableService,
     ZoneGroupStateUnavailable,
     camel_to_underscore,
+    comparable,
 )
 from sonosd.household.soap import SoapClient, UpnpFault
 from sonosd.household.state import SpeakerRef
@@ -128,6 +130,40 @@ class SimulatorReadTests(TestCase):
         self.assertEqual(set(read), VARIABLES["ZoneGroupTopology"])
         self.assertIn("<ZoneGroupState>", read["zone_group_state"])
 
+    async def consistency(self, index: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The consistency check's AVTransport read of speaker ``index`` and its SEQ 0 event,
+        as JSON."""
+        speaker = self.household.speakers[index]
+        read = await self.reader.check(self.device(index), ["AVTransport"])
+        event = variables_to_json("AVTransport", seq0_variables(speaker, "AVTransport"))
+        return variables_to_json("AVTransport", read["AVTransport"]), event
+
+    async def test_check_of_a_queue_agrees_with_its_event(self) -> None:
+        """A speaker playing its queue: the check reads the transport state, track URI and play
+        mode its event has, and compares all three."""
+        transport = self.household.speakers[0].transport
+        transport.set_play_mode("REPEAT_ALL")
+        transport.play()
+        await transport.settled()
+        read, event = await self.consistency(0)
+        self.assertEqual(set(read), {"transport_state", "current_track_uri", "current_play_mode"})
+        kept = comparable("AVTransport", event, read)
+        self.assertEqual(kept, read)
+        self.assertEqual(kept, {name: event[name] for name in kept})
+
+    async def test_check_of_a_group_member_agrees_with_its_event(self) -> None:
+        """A group member reads its coordinator's play mode (its event says NORMAL): only what
+        both give alike (the x-rincon: track URI, the transport state) is compared."""
+        household = self.household
+        household.speakers[0].transport.set_play_mode("SHUFFLE")
+        household.join(household.speakers[2], household.speakers[0])
+        read, event = await self.consistency(2)
+        self.assertNotEqual(read["current_play_mode"], event["current_play_mode"])
+        kept = comparable("AVTransport", event, read)
+        self.assertEqual(set(kept), {"transport_state", "current_track_uri"})
+        self.assertEqual(kept, {name: event[name] for name in kept})
+        self.assertTrue(kept["current_track_uri"].startswith("x-rincon:"))
+
     async def test_plain_services(self) -> None:
         """DeviceProperties, AlarmClock, ContentDirectory and Queue match their events."""
         for service in ("DeviceProperties", "AlarmClock", "ContentDirectory", "Queue"):
@@ -202,6 +238,44 @@ class ReaderUnitTests(SynchronousTestCase):
         self.failureResultOf(reading)
         self.assertTrue(self.soap.pending[0].called)
 
+    def test_check_reads_three_values(self) -> None:
+        """The AVTransport check sends three actions and keeps only the transport state, the
+        track URI and the play mode of their answers."""
+        reader = self.reader(
+            {
+                "GetTransportInfo": {"CurrentTransportState": "PLAYING", "CurrentSpeed": "1"},
+                "GetPositionInfo": {
+                    "Track": "3",
+                    "TrackURI": "x-file-cifs://nas/a&b.mp3",
+                    "TrackDuration": "0:03:00",
+                    "RelTime": "0:01:00",
+                },
+                "GetTransportSettings": {
+                    "PlayMode": "SHUFFLE",
+                    "RecQualityMode": "NOT_IMPLEMENTED",
+                },
+            }
+        )
+        read = self.successResultOf(reader.check(REF, ["AVTransport", "Queue"]))
+        self.assertEqual(
+            read,
+            {
+                "AVTransport": {
+                    "transport_state": "PLAYING",
+                    "current_track_uri": "x-file-cifs://nas/a&b.mp3",
+                    "current_play_mode": "SHUFFLE",
+                }
+            },
+        )
+        self.assertEqual(
+            [call[3] for call in self.soap.calls],
+            ["GetTransportInfo", "GetPositionInfo", "GetTransportSettings"],
+        )
+        self.assertEqual(
+            [read.args for read in CHECKS["AVTransport"]],
+            [read.args for read in READS["AVTransport"][:4] if read.action != "GetMediaInfo"],
+        )
+
     def test_names_are_socos(self) -> None:
         """Every variable name a read gives is SoCo's name of the evented variable."""
         for reads in READS.values():
@@ -229,3 +303,65 @@ class ReaderUnitTests(SynchronousTestCase):
 
 
 REF = SpeakerRef("RINCON_9", "Den", "127.9.9.9")
+
+
+QUEUE = "x-rincon-queue:RINCON_9#0"
+SPOTIFY = "x-sonos-spotify:spotify%3atrack%3a5qAFqkXoQd2RfjZ2j1ay0w?sid=9&flags=8224&sn=9"
+
+
+class ComparableTests(SynchronousTestCase):
+    """Which values of a consistency check's read are compared with the evented state."""
+
+    def state(self, source: str, track: str, **more: str) -> dict[str, Any]:
+        return {
+            "av_transport_uri": source,
+            "current_track_uri": track,
+            "transport_state": "STOPPED",
+            "current_play_mode": "NORMAL",
+            **more,
+        }
+
+    def read(self, track: str, mode: str = "NORMAL", state: str = "STOPPED") -> dict[str, Any]:
+        return {"transport_state": state, "current_track_uri": track, "current_play_mode": mode}
+
+    def test_queue_compares_everything(self) -> None:
+        """Playing the queue, the track URI and the play mode are compared."""
+        read = self.read("x-file-cifs://nas/b.mp3", "SHUFFLE")
+        self.assertEqual(comparable("AVTransport", self.state(QUEUE, SPOTIFY), read), read)
+
+    def test_group_member_play_mode_left_out(self) -> None:
+        """A member (x-rincon: in the state or the read) has its play mode left out, its track
+        URI kept."""
+        member = "x-rincon:RINCON_1"
+        for state, track in ((self.state(member, member), member), (self.state(QUEUE, ""), member)):
+            kept = comparable("AVTransport", state, self.read(track, "SHUFFLE"))
+            self.assertNotIn("current_play_mode", kept)
+            self.assertEqual(kept["current_track_uri"], track)
+
+    def test_streams_and_unknown_sources_leave_the_track_out(self) -> None:
+        """Radio, line-in, TV or an unknown source: the track URI is not compared."""
+        for source in (
+            "x-sonosapi-stream:s12345?sid=254&flags=8224&sn=0",
+            "x-rincon-mp3radio://example.com/stream",
+            "x-rincon-stream:RINCON_9",
+            "x-sonos-htastream:RINCON_9:spdif",
+            "",
+        ):
+            kept = comparable("AVTransport", self.state(source, "a"), self.read("b"))
+            self.assertNotIn("current_track_uri", kept, source)
+            self.assertEqual(kept["current_play_mode"], "NORMAL")
+        kept = comparable("AVTransport", {"current_track_uri": "a"}, self.read("b"))
+        self.assertNotIn("current_track_uri", kept)
+
+    def test_transition_leaves_the_track_out(self) -> None:
+        """While either side is TRANSITIONING the track URI is not compared."""
+        state = self.state(QUEUE, "a")
+        kept = comparable("AVTransport", state, self.read("b", state="TRANSITIONING"))
+        self.assertNotIn("current_track_uri", kept)
+        state["transport_state"] = "TRANSITIONING"
+        self.assertNotIn("current_track_uri", comparable("AVTransport", state, self.read("b")))
+
+    def test_other_services_unchanged(self) -> None:
+        """Other services' reads are compared whole."""
+        read = {"volume": {"Master": 3}, "mute": {"Master": False}}
+        self.assertEqual(comparable("RenderingControl", {}, read), read)

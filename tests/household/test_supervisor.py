@@ -883,6 +883,56 @@ class ConsistencyCheckTests(SynchronousTestCase):
         h.clock.advance(60)
         self.assertEqual(speaker.checks, 2)
 
+    def avtransport(self, **known: str) -> tuple[Harness, SpeakerSupervisor]:
+        h, speaker = self.make()
+        h.processor.known["AVTransport"] = {"transport_state": "STOPPED", **known}
+        return h, speaker
+
+    def test_lost_track_change_is_a_gap(self) -> None:
+        """Playing the queue, a track URI differing after the confirmation is a lost NOTIFY:
+        events.gap names it and AVTransport is resynced."""
+        queue = "x-rincon-queue:RINCON_1#0"
+        h, speaker = self.avtransport(av_transport_uri=queue, current_track_uri="a")
+        read = {"transport_state": "STOPPED", "current_track_uri": "b"}
+        h.reader.speaker = {"AVTransport": read}
+        h.clock.advance(60)
+        h.clock.advance(CONFIRM_DELAY)
+        [(_, fields, _, service)] = h.processor.of("events.gap")
+        self.assertEqual(service, "AVTransport")
+        self.assertEqual(
+            fields["reason"], "consistency check: current_track_uri: a here, b on the speaker"
+        )
+        self.assertEqual([service for _, service in h.reader.reads], ["AVTransport"])
+        self.assertEqual(speaker.services["AVTransport"].gaps, 1)
+
+    def test_lost_play_mode_change_is_a_gap(self) -> None:
+        """A play mode differing after the confirmation is a lost NOTIFY named in events.gap."""
+        h, _ = self.avtransport(current_play_mode="NORMAL")
+        h.reader.speaker = {"AVTransport": {"current_play_mode": "SHUFFLE"}}
+        h.clock.advance(60)
+        h.clock.advance(CONFIRM_DELAY)
+        [(_, fields, _, _)] = h.processor.of("events.gap")
+        self.assertIn("current_play_mode: NORMAL here, SHUFFLE on the speaker", fields["reason"])
+
+    def test_group_member_and_stream_differ_in_form_only(self) -> None:
+        """A member reading its coordinator's play mode, or a radio stream whose track URI
+        moved on, is no gap: those values are not compared."""
+        member = "x-rincon:RINCON_1"
+        radio = "x-sonosapi-stream:s1?sid=254"
+        for known, read in (
+            (
+                {"av_transport_uri": member, "current_track_uri": member},
+                {"current_track_uri": member, "current_play_mode": "SHUFFLE"},
+            ),
+            ({"av_transport_uri": radio, "current_track_uri": "a"}, {"current_track_uri": "b"}),
+        ):
+            h, speaker = self.avtransport(current_play_mode="NORMAL", **known)
+            h.reader.speaker = {"AVTransport": {"transport_state": "STOPPED", **read}}
+            h.clock.advance(60)
+            h.clock.advance(CONFIRM_DELAY)
+            self.assertEqual(h.processor.of("events.gap"), [])
+            self.assertEqual((len(h.reader.checks), speaker.checks), (1, 1))
+
     def test_zero_disables(self) -> None:
         """check_interval 0 schedules no check."""
         h, _ = self.make(check_interval=0.0)
