@@ -44,7 +44,7 @@ typecheck: $(STAMP)
 # Two workers (pytest-xdist): the suite waits on real processes and sockets much of the time,
 # and a 2-core CI machine runs it in about two thirds of the time one worker takes.
 unit: $(STAMP) sysdeps
-	$(BIN)/pytest -n 2 --cov --cov-branch --cov-report=term -q
+	$(BIN)/pytest --cov --cov-branch --cov-report=term -q -n 2
 
 test: lint typecheck unit
 
