@@ -34,6 +34,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.http_headers import Headers
 
+from sonosd.gena.xmlguard import UnsafeXml, check_document
 from sonosd.household.soap import AnswerRefused, envelope, fault_code, out_arguments
 
 #: The largest answer read from a speaker (a device description is about 20 KB).
@@ -84,18 +85,17 @@ class Description:
     household_id: str | None = None
 
 
-def _no_dtd(document: bytes) -> None:
-    head = document[:4096].lower()
-    if b"<!doctype" in head or b"<!entity" in head:
-        raise ProbeError("the speaker's answer declares a DTD: refused")
-
-
 def parse_description(document: bytes) -> Description:
     """The identity in a device description (the root device's ``UDN`` and ``roomName``).
 
     @raise ProbeError: When it is not a Sonos device description.
     """
-    _no_dtd(document)
+    try:
+        check_document(document)
+    except UnsafeXml as error:
+        if error.reason == "dtd":
+            raise ProbeError("the speaker's answer declares a DTD: refused") from None
+        raise ProbeError(f"the device description is refused: {error}") from None
     try:
         root = ElementTree.fromstring(document)
     except ElementTree.ParseError as error:

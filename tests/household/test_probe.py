@@ -50,7 +50,8 @@ def test_parse_real_descriptions(sample: str, uid: str | None, room: str | None)
 
 
 def test_parse_description_refuses_what_is_not_sonos() -> None:
-    """Another device, garbage, and documents declaring a DTD are refused with a reason."""
+    """Another device, garbage, documents declaring a DTD (anywhere) or another encoding than
+    UTF-8 are refused with a reason."""
     other = (
         b'<root xmlns="urn:schemas-upnp-org:device-1-0"><device><UDN>uuid:other</UDN>'
         b"</device></root>"
@@ -60,6 +61,9 @@ def test_parse_description_refuses_what_is_not_sonos() -> None:
         (b"nonsense", "not XML"),
         (b'<root xmlns="urn:schemas-upnp-org:device-1-0"/>', "no device"),
         (b'<!DOCTYPE r [<!ENTITY a "b">]><root/>', "DTD"),
+        # Anywhere in the document, not only at its head; and in UTF-8 only.
+        (b"<root>" + b" " * 5000 + b'<!ENTITY a "b"></root>', "DTD"),
+        (b'<?xml version="1.0" encoding="UTF-16"?><root/>', "not accepted"),
     ):
         with pytest.raises(ProbeError, match=words):
             parse_description(document)
