@@ -236,6 +236,8 @@ class MqttSink(Service):
         self._unsent = 0
         # Message ids of QoS 1 publishes the broker has not acknowledged yet.
         self._awaiting: set[int] = set()
+        # The acknowledgement a clean stop waits for (its ``offline``), by message id.
+        self._acked: dict[int, Deferred[None]] = {}
         self.stalled = False
         self.missed = 0
         self._missed_first: int | None = None
@@ -411,10 +413,11 @@ class MqttSink(Service):
             return
         self._publish(topic, message.raw, retain=False, qos=QOS_EVENT)
 
-    def _publish(self, topic: str, payload: bytes, retain: bool, qos: int = QOS) -> None:
+    def _publish(self, topic: str, payload: bytes, retain: bool, qos: int = QOS) -> int | None:
+        """Publish; the message id the broker will acknowledge (QoS 1), else ``None``."""
         if not self.connected or self.stalled:
             # Retained topics are republished once the broker reads again (_drained).
-            return
+            return None
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc == paho.MQTT_ERR_SUCCESS:
             self.published += 1
@@ -430,12 +433,13 @@ class MqttSink(Service):
                     port=self._config.port,
                     count=max(self._unsent, len(self._awaiting)),
                 )
-        else:
-            log.warn(
-                "mqtt publish to {topic} failed: {error}",
-                topic=topic,
-                error=paho.error_string(info.rc),
-            )
+            return info.mid if qos else None
+        log.warn(
+            "mqtt publish to {topic} failed: {error}",
+            topic=topic,
+            error=paho.error_string(info.rc),
+        )
+        return None
 
     # -- connection ----------------------------------------------------------------------
 
@@ -651,6 +655,9 @@ class MqttSink(Service):
     ) -> None:
         # The broker acknowledged a QoS 1 message (QoS 0 ones: written to the socket).
         self._awaiting.discard(mid)
+        acked = self._acked.pop(mid, None)
+        if acked is not None:
+            acked.callback(None)
         if self.stalled and not self._unsent:
             self._drained()
 
@@ -726,7 +733,8 @@ class MqttSink(Service):
     # -- stop ----------------------------------------------------------------------------
 
     def stopService(self) -> Deferred[None]:
-        """Publish ``offline`` for the bridge, disconnect cleanly within ``stop_timeout``."""
+        """Publish ``offline`` for the bridge, wait for the broker to acknowledge it, disconnect
+        cleanly: all within ``stop_timeout``."""
         super().stopService()
         self._stopping = True
         self.peer_log.stop()
@@ -739,12 +747,25 @@ class MqttSink(Service):
         return Deferred.fromCoroutine(self._disconnect())
 
     async def _disconnect(self) -> None:
-        self._publish(self.topics.bridge_availability, b"offline", retain=True)
+        started = self._reactor.seconds()
+        mid = self._publish(self.topics.bridge_availability, b"offline", retain=True)
+        if mid is not None:
+            # The broker has set the retained ``offline`` once it acknowledges it: a client
+            # that subscribes after the stop reads it (closing the socket proves nothing).
+            acked: Deferred[None] = Deferred()
+            self._acked[mid] = acked
+            acked.addTimeout(self._stop_timeout, self._reactor)
+            try:
+                await acked
+            except TimeoutError:
+                self._acked.pop(mid, None)
         self.connected = False
         closed: Deferred[None] = Deferred()
         self._closed.append(closed)
         self._client.disconnect()
-        closed.addTimeout(self._stop_timeout, self._reactor)
+        closed.addTimeout(
+            max(0.0, self._stop_timeout - (self._reactor.seconds() - started)), self._reactor
+        )
         try:
             await closed
         except TimeoutError:
