@@ -51,12 +51,11 @@ from twisted.internet.defer import (
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import Agent
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
 from sonosd.gena.event import Event
-from sonosd.gena.httpclient import quiet_pool
+from sonosd.gena.httpclient import speaker_agent
 from sonosd.gena.listener import INotifyListener, INotifySubscription, NotifyListener
 
 log = Logger()
@@ -248,8 +247,9 @@ class SubscriptionDeferred(Deferred["BaseSubscription"]):
 
 
 def build_http_client(reactor: Any) -> HTTPClient:
-    """An HTTP client for GENA requests: one connection per request, like the speakers."""
-    return HTTPClient(Agent(reactor, pool=quiet_pool(reactor)))
+    """An HTTP client for GENA requests: one connection per request, like the speakers, each
+    straight to the speaker's address (``httpclient.speaker_agent``)."""
+    return HTTPClient(speaker_agent(reactor))
 
 
 @attrs.frozen
