@@ -105,9 +105,12 @@ def check_document(document: bytes, budget: Budget | None = None) -> None:
             name = declared.group(1).decode("latin-1").strip().lower()
             if name not in _ENCODINGS:
                 raise UnsafeXml("encoding", f"encoding {name!r} is not accepted (use UTF-8)")
-    for mark in _DTD_MARKS:
-        if mark in document:
-            raise UnsafeXml("dtd", "a document type or entity declaration is not accepted")
+    # Both marks hold a "!": looking for that one byte (memchr) costs a twentieth of looking
+    # for either mark, and a speaker's documents seldom hold one.
+    if b"!" in document:
+        for mark in _DTD_MARKS:
+            if mark in document:
+                raise UnsafeXml("dtd", "a document type or entity declaration is not accepted")
     if budget is not None:
         budget.charge(document)
 
@@ -120,7 +123,7 @@ def check_text(text: str, budget: Budget | None = None) -> None:
 
     @raise UnsafeXml: ``dtd``, or ``over_budget``.
     """
-    if "<!" in text:
+    if "!" in text:
         for mark in _DTD_TEXT:
             if mark in text:
                 raise UnsafeXml("dtd", "a nested document declares a DTD or an entity")

@@ -59,6 +59,7 @@ def test_other_encodings_are_refused(document: bytes) -> None:
         b'\xef\xbb\xbf<?xml version="1.0" encoding="ISO-8859-1" ?>' + PROPERTYSET,
         b'<?xml version="1.0"?>' + PROPERTYSET,
         b"  <a>&lt;!DOCTYPE is only text here&gt;</a>",
+        b'<a b="Hey!">Ho! Let\'s go!</a>',
     ],
 )
 def test_plain_documents_pass(document: bytes) -> None:
