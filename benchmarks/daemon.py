@@ -9,7 +9,10 @@ process), everything here is the product as a user runs it:
   at info (one line per message, to a file), the default replay ring (10,000 messages),
   the merged state, the API;
 - once the daemon has subscribed, every subscription's SID, its last SEQ, the daemon's
-  callback port and each speaker's address are read from the simulator's admin API;
+  callback port and each speaker's address are read from the simulator's admin API; the load
+  starts once the daemon's diagnostics show that it has every subscription's events up to
+  that SEQ (its initial event included: a load whose SEQ 1 reached the daemon before SEQ 0
+  made the benchmark measure a start-up race it created, issue 17);
 - ``benchmarks.loadgen --contiguous`` then plays the speakers: NOTIFYs with varied bodies
   (RenderingControl volume changes and full AVTransport events in the proportions of the
   mixed payload), each on a connection of its own from its speaker's address, SEQ
@@ -27,6 +30,7 @@ process), everything here is the product as a user runs it:
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -102,6 +106,31 @@ def subscribed(admin: Admin, speakers: int, services: int) -> bool:
         if len(gena["subscriptions"]) < services or gena["stats"]["sent"] < services:
             return False
     return True
+
+
+def missing_at_daemon(api_port: int, subs: Sequence[FakeSubscription]) -> int:
+    """How many of ``subs`` the daemon does not have up to their SEQ yet (its diagnostics:
+    a service with that SID, notified, at that SEQ or later); all of them when the API does
+    not answer."""
+    connection = http.client.HTTPConnection("127.0.0.1", api_port, timeout=10)
+    try:
+        connection.request("GET", "/api/v1/diagnostics")
+        response = connection.getresponse()
+        body = response.read()
+        if response.status != 200:
+            return len(subs)
+        diagnostics = json.loads(body)
+    except (OSError, http.client.HTTPException, ValueError):
+        return len(subs)
+    finally:
+        connection.close()
+    seqs = {
+        status["sid"]: status["seq"]
+        for speaker in diagnostics.get("speakers", [])
+        for status in speaker.get("services", {}).values()
+        if status.get("notified") and status.get("seq") is not None
+    }
+    return sum(1 for sub in subs if seqs.get(sub.sid, -1) < sub.seq)
 
 
 def household_from_sim(admin: Admin, speakers: int) -> tuple[list[FakeSubscription], str]:
@@ -321,6 +350,15 @@ def daemon(
             result["subscribed_s"] = time.monotonic() - spawned
             subs, target = household_from_sim(admin, speakers)
             result["subscriptions"] = len(subs)
+            # The simulator counts a NOTIFY answered whatever the answer: wait for the daemon
+            # to have each subscription's events (its initial one included).
+            _until(
+                lambda: missing_at_daemon(api_port, subs) == 0,
+                subscribe_deadline,
+                lambda: proc.poll() is None,
+            )
+            result["initial_events_s"] = time.monotonic() - spawned
+            result["initial_events_missing"] = missing_at_daemon(api_port, subs)
             sse = Child(
                 "benchmarks.sseclient", "--url", f"http://127.0.0.1:{api_port}/api/v1/events"
             )
@@ -559,12 +597,19 @@ def rows(r: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _missing(r: Mapping[str, Any]) -> str:
+    missing = r.get("initial_events_missing", 0)
+    return f", {missing} of them still missing at the deadline" if missing else ""
+
+
 def section(r: Mapping[str, Any]) -> list[str]:
     """The report's section: each receiver's rounds, delivery, memory."""
     lines = [
         f"`twistd sonos-sim` with {r['speakers']} speakers and `twistd sonosd` following their "
         f"{', '.join(r['services'])} ({r['subscriptions']} subscriptions, all granted "
-        f"{r['subscribed_s']:.1f} s after the daemon was spawned), default configuration "
+        f"{r['subscribed_s']:.1f} s after the daemon was spawned, and their initial events "
+        f"at the daemon after {r['initial_events_s']:.1f} s"
+        f"{_missing(r)}; the load starts then), default configuration "
         "otherwise (text log at info with one line per message, replay ring of 10,000, merged "
         f"state); one SSE client. Bodies: {', '.join(r['kinds'])} (2 to 1), "
         f"{r['concurrency']} NOTIFYs in flight, at most one per subscription, SEQ contiguous. "

@@ -261,11 +261,13 @@ class FakeGena:
         self.requested: list[tuple[int | None, bool]] = []
         self.log: list[tuple[str, str, str]] = []
         self.broken: Exception | None = None
+        #: The class of the subscriptions made (a test may give a subclass).
+        self.kind: type[FakeSubscription] = FakeSubscription
 
     def __call__(self, device: Any, service: str) -> FakeSubscription:
         if self.broken is not None:
             raise self.broken
-        subscription = FakeSubscription(self, device, service)
+        subscription = self.kind(self, device, service)
         self.made.append(subscription)
         return subscription
 

@@ -48,6 +48,7 @@ def test_daemon_smoke_counts_every_message() -> None:
     assert r["sources"]["notify"] == r["events"]
     assert r["seq_gaps"] == 0 and r["missing_ids"] == 0 and r["id_gaps"] == 0
     assert r["sse_subscriptions"] == r["subscriptions"] == 2 * sizes["speakers"]
+    assert r["initial_events_missing"] == 0 and r["gap_reasons"] == {}
     assert r["all_delivered"]
     assert r["daemon_running"]
     for key in ("rss_subscribed_mb", "rss_load_max_mb", "rss_end_mb", "rss_after_mb"):
@@ -59,6 +60,48 @@ def test_daemon_smoke_counts_every_message() -> None:
     text = "\n".join(run.report(results, run.machine(), smoke=True).splitlines())
     assert "## 7. The real daemon under load" in text
     assert "| 7 | real daemon: CPU per event vs soco.events_twisted" in text
+
+
+def test_daemon_load_waits_for_the_initial_events_at_the_daemon() -> None:
+    """Benchmark 7 counts a subscription ready once the daemon's diagnostics show its SID
+    notified up to the simulator's SEQ, not once the simulator had an answer (a 412 too)."""
+    import http.server
+    import json
+    import threading
+
+    from benchmarks import daemon
+    from benchmarks.common import FakeSubscription
+
+    services = {
+        "RenderingControl": {"sid": "uuid:a", "notified": True, "seq": 0},
+        "AVTransport": {"sid": "uuid:b", "notified": False, "seq": None},
+    }
+    body = json.dumps({"speakers": [{"services": services}]}).encode()
+
+    class Diagnostics(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/api/v1/diagnostics" else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Diagnostics)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        subs = [FakeSubscription("uuid:a", "U", "h", "RenderingControl", 0)]
+        assert daemon.missing_at_daemon(port, subs) == 0
+        subs.append(FakeSubscription("uuid:b", "U", "h", "AVTransport", 0))
+        assert daemon.missing_at_daemon(port, subs) == 1
+        subs[0] = FakeSubscription("uuid:a", "U", "h", "RenderingControl", 3)
+        assert daemon.missing_at_daemon(port, subs) == 2
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert daemon.missing_at_daemon(port, subs) == 2
 
 
 def test_daemon_rounds_compared_with_the_runs_around_them() -> None:

@@ -87,13 +87,19 @@ CHECKS: list[tuple[str | None, str, object, object]] = [
     ),
     (
         "NOTIFYs held for a SUBSCRIBE in flight",
-        "32, for 5 s each",
-        _default(listener.NotifyListener, "max_held"),
-        32,
+        "2 per SUBSCRIBE in flight to their sender",
+        listener.HELD_PER_SUBSCRIBE,
+        2,
     ),
     (
         "NOTIFYs held for a SUBSCRIBE in flight",
-        "32, for 5 s each",
+        "128 in all",
+        _default(listener.NotifyListener, "max_held"),
+        128,
+    ),
+    (
+        "NOTIFYs held for a SUBSCRIBE in flight",
+        "for 5 s each",
         _default(listener.NotifyListener, "hold_timeout"),
         5.0,
     ),

@@ -51,12 +51,11 @@ from twisted.internet.defer import (
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import Agent
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
 from sonosd.gena.event import Event
-from sonosd.gena.httpclient import quiet_pool
+from sonosd.gena.httpclient import speaker_agent
 from sonosd.gena.listener import INotifyListener, INotifySubscription, NotifyListener
 
 log = Logger()
@@ -248,8 +247,9 @@ class SubscriptionDeferred(Deferred["BaseSubscription"]):
 
 
 def build_http_client(reactor: Any) -> HTTPClient:
-    """An HTTP client for GENA requests: one connection per request, like the speakers."""
-    return HTTPClient(Agent(reactor, pool=quiet_pool(reactor)))
+    """An HTTP client for GENA requests: one connection per request, like the speakers, each
+    straight to the speaker's address (``httpclient.speaker_agent``)."""
+    return HTTPClient(speaker_agent(reactor))
 
 
 @attrs.frozen
@@ -295,6 +295,10 @@ class BaseSubscription:
     @ivar auto_renew_fail: Called with the Failure when an automatic renewal fails (the
         subscription has then ended; make a new one).
     @ivar speaker_host: The speaker's address, the only accepted source of its NOTIFYs.
+    @ivar request_started: When (clock seconds) the request in progress got its slot of
+        ``limiter`` and was started; ``None`` while it waits for a slot, or when no request is
+        in progress. A caller that bounds a whole call (``household.keepalive``) counts from
+        here: the wait for a slot is not the speaker's fault.
     """
 
     sid: str | None
@@ -340,6 +344,7 @@ class BaseSubscription:
         self._renewal: IDelayedCall | None = None
         self._registered = False
         self._ended_expiry: float | None = None
+        self.request_started: float | None = None
 
     @property
     def events(self) -> Any:
@@ -573,6 +578,7 @@ class BaseSubscription:
         if limiter is not None:
             # Cancelled while waiting, it holds no slot (nothing to release).
             await limiter.acquire()
+        self.request_started = self._clock.seconds()
         try:
             return await gena_request(
                 self._http,
@@ -585,6 +591,7 @@ class BaseSubscription:
                 need_timeout=need_timeout,
             )
         finally:
+            self.request_started = None
             if limiter is not None:
                 limiter.release()
 

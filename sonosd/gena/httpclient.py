@@ -1,16 +1,29 @@
 # -*- test-case-name: tests.gena.test_httpclient -*-
-"""HTTP connection pools that do not log every connection they open.
+"""HTTP connection pools that do not log every connection they open, and agents that connect
+straight to a speaker's address.
 
 Twisted's client factories announce "Starting factory" and "Stopping factory" at info level
 for every connection. A daemon that renews hundreds of subscriptions would fill its log
 with them, so every HTTP client of sonosd takes its pool from here.
+
+An ``Agent``'s own endpoint (``HostnameEndpoint``) resolves even an address like
+``192.168.1.20`` with ``getaddrinfo`` in the reactor's thread pool, then runs timers to race
+address families: about half a millisecond of the daemon's CPU per request, and, while a
+large household starts (1,600 SUBSCRIBEs), a queue of resolutions behind the pool's ten
+threads (issue 17). :func:`speaker_agent` connects to an address directly and resolves only
+host names.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from twisted.web.client import HTTPConnectionPool, _HTTP11ClientFactory
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.web.client import URI, Agent, HTTPConnectionPool, _HTTP11ClientFactory
+from twisted.web.iweb import IAgentEndpointFactory
+from zope.interface import implementer
 
 
 class _QuietClientFactory(_HTTP11ClientFactory):
@@ -22,3 +35,39 @@ def quiet_pool(reactor: Any, persistent: bool = False) -> HTTPConnectionPool:
     pool = HTTPConnectionPool(reactor, persistent=persistent)
     pool._factory = _QuietClientFactory
     return pool
+
+
+@implementer(IAgentEndpointFactory)
+class SpeakerEndpoints:
+    """Where an ``Agent`` connects for a speaker's URL: straight to its address (a host name
+    through ``HostnameEndpoint``), over TLS for ``https`` when given ``tls`` (a client
+    connection creator)."""
+
+    def __init__(self, reactor: Any, tls: Any = None) -> None:
+        self._reactor = reactor
+        self._tls = tls
+
+    def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
+        """The endpoint for ``uri``'s host and port."""
+        host = uri.host.decode("ascii")
+        endpoint: IStreamClientEndpoint
+        if isIPAddress(host):
+            endpoint = TCP4ClientEndpoint(self._reactor, host, uri.port)
+        elif isIPv6Address(host):
+            endpoint = TCP6ClientEndpoint(self._reactor, host, uri.port)
+        else:
+            endpoint = HostnameEndpoint(self._reactor, uri.host, uri.port)
+        if uri.scheme == b"https" and self._tls is not None:
+            from twisted.internet.endpoints import wrapClientTLS
+
+            endpoint = wrapClientTLS(self._tls, endpoint)
+        return endpoint
+
+
+def speaker_agent(reactor: Any, tls: Any = None) -> Agent:
+    """An ``Agent`` for speakers: one connection per request (as the speakers close after
+    every answer), none of them logged, each straight to the speaker's address
+    (``SpeakerEndpoints``)."""
+    return Agent.usingEndpointFactory(
+        reactor, SpeakerEndpoints(reactor, tls), pool=quiet_pool(reactor)
+    )

@@ -76,6 +76,18 @@ ENDED_MEMORY = 3600.0
 #: Ended SIDs remembered at most (the oldest are forgotten first).
 MAX_ENDED = 10_000
 
+#: Unknown-SID NOTIFYs held per SUBSCRIBE in flight to their sender: its initial NOTIFY and
+#: one event that followed it at once. A speaker sends the initial NOTIFY right after its
+#: SUBSCRIBE answer, on another connection, and a busy daemon may read that one first.
+HELD_PER_SUBSCRIBE: Final = 2
+
+#: Unknown-SID NOTIFYs held at once, all senders together. The daemon has at most 64
+#: SUBSCRIBEs in flight (``household.supervisor.GENA_CONCURRENCY``): every one of them may
+#: have its initial NOTIFY waiting. The bound was 32, and at start-up a 200-speaker
+#: household had up to 40 initial NOTIFYs refused (412) while their subscriptions were being
+#: granted (issue 17).
+MAX_HELD: Final = 2 * 64
+
 
 class MalformedNotify(ValueError):
     """A NOTIFY request breaks the GENA rules; ``reason`` says which one."""
@@ -209,7 +221,9 @@ class NotifyDispatcher:
         ``sonosd.gena.eventxml`` when present, else ``soco.events_base.parse_event_xml``).
     @param hold_timeout: Seconds an unknown-SID NOTIFY is held while a SUBSCRIBE to its
         sender is in flight.
-    @param max_held: How many such NOTIFYs may be held at once (beyond: 412 at once).
+    @param max_held: How many such NOTIFYs may be held at once, all senders together
+        (beyond: 412 at once); one sender may have at most ``HELD_PER_SUBSCRIBE`` held per
+        SUBSCRIBE in flight to it.
     @param log_interval: Seconds during which a refusal of one reason from one host is logged
         at most once (later ones are counted and summed up in one line; ``sonosd.peerlog``).
 
@@ -231,7 +245,7 @@ class NotifyDispatcher:
         clock: IReactorTime,
         parse: Callable[[bytes], dict[str, Any]] | None = None,
         hold_timeout: float = 5.0,
-        max_held: int = 32,
+        max_held: int = MAX_HELD,
         log_interval: float = 60.0,
     ) -> None:
         self._clock = clock
@@ -245,6 +259,7 @@ class NotifyDispatcher:
         self._in_flight: Counter[str] = Counter()
         self._held: dict[str, list[_Held]] = {}
         self._held_count = 0
+        self._held_from: Counter[str] = Counter()
         self.accepted = 0
         self.rejected: Counter[str] = Counter()
         self.held = 0
@@ -340,7 +355,7 @@ class NotifyDispatcher:
             return 400
         subscription = self._subscriptions.get(notify.sid)
         if subscription is None:
-            if host is not None and self._in_flight[host] > 0 and self._held_count < self._max_held:
+            if host is not None and self._may_hold(host):
                 self._hold(_Held(request, host, notify, body))
                 return None
             return self._refuse_unknown(host, notify)
@@ -406,15 +421,28 @@ class NotifyDispatcher:
 
     # -- the first-NOTIFY race ----------------------------------------------------------------
 
+    def _may_hold(self, host: str) -> bool:
+        """Whether an unknown-SID NOTIFY from ``host`` may wait for a SUBSCRIBE answer."""
+        in_flight = self._in_flight[host]
+        return (
+            in_flight > 0
+            and self._held_from[host] < HELD_PER_SUBSCRIBE * in_flight
+            and self._held_count < self._max_held
+        )
+
     def _hold(self, entry: _Held) -> None:
         self.held += 1
         self._held_count += 1
+        self._held_from[entry.host] += 1
         self._held.setdefault(entry.notify.sid, []).append(entry)
         entry.timer = self._clock.callLater(self._hold_timeout, self._expire, entry)
         entry.request.on_lost = lambda: self._drop(entry)
 
     def _unhold(self, entry: _Held) -> None:
         self._held_count -= 1
+        self._held_from[entry.host] -= 1
+        if self._held_from[entry.host] <= 0:
+            del self._held_from[entry.host]
         if entry.timer is not None and entry.timer.active():
             entry.timer.cancel()
         entry.timer = None
@@ -469,7 +497,7 @@ class NotifyListener(Service):
         advertise: str | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         hold_timeout: float = 5.0,
-        max_held: int = 32,
+        max_held: int = MAX_HELD,
         idle_timeout: float = 30.0,
         parse: Callable[[bytes], dict[str, Any]] | None = None,
         request_timeout: float = REQUEST_TIMEOUT,

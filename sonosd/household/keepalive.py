@@ -107,6 +107,52 @@ class GenaSubscription(Protocol):
     def cancel(self) -> None: ...
 
 
+class _Guard:
+    """The supervisor's bound on one SUBSCRIBE or renewal: ``seconds`` from the moment the
+    request was started, not from the moment it was asked for.
+
+    The household's subscriptions share a bound on their requests in flight
+    (``household.supervisor.GENA_CONCURRENCY``); at start-up a large household's SUBSCRIBEs
+    wait their turn for seconds. Counted from the call, that wait cut requests that had just
+    been sent: the speaker granted them, and its NOTIFYs then went to SIDs the daemon had
+    never learnt (412; issue 17). A subscription that says when its request started
+    (``request_started``: ``None`` while it waits for a slot) is timed from then; any other
+    from the call.
+    """
+
+    def __init__(self, clock: IReactorTime, operation: Deferred[Any], subscription: Any) -> None:
+        self._clock = clock
+        self._operation = operation
+        self._subscription = subscription
+        self._asked = clock.seconds()
+        self._seconds = 0.0
+        self._call: IDelayedCall | None = None
+        self.expired = False
+
+    def arm(self, seconds: float) -> None:
+        """Cancel the operation once it has run ``seconds`` since its request started."""
+        self._seconds = seconds
+        self._call = self._clock.callLater(seconds, self._check)
+
+    def disarm(self) -> None:
+        """The operation ended: forget the timer."""
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+    def _check(self) -> None:
+        started = getattr(self._subscription, "request_started", self._asked)
+        # None: still waiting for a slot (bounded by the requests ahead, each by its timeout).
+        now = self._clock.seconds()
+        left = self._seconds if started is None else started + self._seconds - now
+        if left > 0:
+            self._call = self._clock.callLater(left, self._check)
+            return
+        self._call = None
+        self.expired = True
+        self._operation.cancel()
+
+
 SubscriptionFactory = Callable[[Any, str], GenaSubscription]
 """Builds an unsubscribed GENA subscription for ``(soco_device, service_name)``."""
 
@@ -510,12 +556,23 @@ class ServiceSupervisor:
         @return: Whether it succeeded and ``gen`` is still current (then the service is
             subscribed); a failure of the current generation is handled (retry, reboot).
         """
+        guard: _Guard | None = None
         try:
-            await request().addTimeout(self._config.request_timeout + 1.0, self._ctx.clock)
+            operation = request()
+            guard = _Guard(self._ctx.clock, operation, self.subscription)
+            guard.arm(self._config.request_timeout + 1.0)
+            await operation
         except Exception:
+            failure = Failure()
+            if guard is not None and guard.expired:
+                # Ours, whatever the request failed with once cancelled.
+                failure = Failure(TimeoutError(f"{during}: no answer in time"))
             if gen == self._gen:
-                self._failed(Failure(), during)
+                self._failed(failure, during)
             return False
+        finally:
+            if guard is not None:
+                guard.disarm()
         if gen != self._gen:
             return False
         self._operation = None

@@ -48,26 +48,23 @@ from xml.sax.saxutils import escape
 import attrs
 from twisted.application.service import Service
 from twisted.internet import protocol
-from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import CancelledError, Deferred, DeferredLock, succeed
-from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.error import ConnectError
 from twisted.internet.interfaces import (
     IConsumer,
     IOpenSSLClientConnectionCreator,
     IReactorTime,
-    IStreamClientEndpoint,
 )
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import URI, Agent, ResponseDone
+from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IAgent, IAgentEndpointFactory, IBodyProducer, IResponse
+from twisted.web.iweb import IAgent, IBodyProducer, IResponse
 from zope.interface import implementer
 
 from sonosd import tlsgate
-from sonosd.gena.httpclient import quiet_pool
+from sonosd.gena.httpclient import speaker_agent
 from sonosd.gena.xmlguard import UnsafeXml, check_answer
 
 log = Logger()
@@ -440,35 +437,9 @@ def _netloc(host: str, port: int) -> str:
 
 def _agent(reactor: Any, tls: bool = False) -> IAgent:
     """An ``Agent`` of its own: one connection per request, none of them logged, each
-    straight to the speaker (see ``_Speakers``)."""
-    return Agent.usingEndpointFactory(reactor, _Speakers(reactor, tls), pool=quiet_pool(reactor))
-
-
-@implementer(IAgentEndpointFactory)
-class _Speakers:
-    """Where an ``Agent`` connects for a speaker's URL: straight to its address (an
-    ``Agent``'s own ``HostnameEndpoint`` resolves even an address in a thread and runs
-    timers to race address families: most of a call's cost), over TLS for ``https``
+    straight to the speaker (``gena.httpclient.speaker_agent``), over TLS for ``https``
     (unverified: ``_UnverifiedCreator``)."""
-
-    def __init__(self, reactor: Any, tls: bool) -> None:
-        self._reactor = reactor
-        self._tls = _UnverifiedCreator() if tls else None
-
-    def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
-        host = uri.host.decode("ascii")
-        endpoint: IStreamClientEndpoint
-        if isIPAddress(host):
-            endpoint = TCP4ClientEndpoint(self._reactor, host, uri.port)
-        elif isIPv6Address(host):
-            endpoint = TCP6ClientEndpoint(self._reactor, host, uri.port)
-        else:
-            endpoint = HostnameEndpoint(self._reactor, uri.host, uri.port)
-        if uri.scheme == b"https" and self._tls is not None:
-            from twisted.internet.endpoints import wrapClientTLS
-
-            endpoint = wrapClientTLS(self._tls, endpoint)
-        return endpoint
+    return speaker_agent(reactor, _UnverifiedCreator() if tls else None)
 
 
 @implementer(IBodyProducer)

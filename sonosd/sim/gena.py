@@ -88,6 +88,10 @@ class GenaFaults:
     """Answer renewals with this status; the subscription is left as it was."""
     subscribe_hang: bool = False
     """Never answer new SUBSCRIBEs (the request stays open until the client gives up)."""
+    answer_delay: float = 0.0
+    """Seconds a granted new SUBSCRIBE's answer waits, while its initial NOTIFY goes out at
+    once (a busy speaker, or a subscriber that reads the NOTIFY's connection first: the
+    subscriber sees the initial event before it knows the SID)."""
     renew_hang: bool = False
     """Never answer renewals."""
 
@@ -233,6 +237,8 @@ class SubscriptionManager:
             callback=callback.url,
             timeout=timeout,
         )
+        if self.faults.answer_delay > 0:
+            return self._answer_later(request, self.faults.answer_delay, subscription.sid, timeout)
         return self._answer(request, 200, subscription.sid, timeout)
 
     def render_unsubscribe(self, request: IRequest, service: str) -> bytes:
@@ -280,6 +286,26 @@ class SubscriptionManager:
         if channel is not None and hasattr(channel, "persistent"):
             channel.persistent = False
         return b""
+
+    def _answer_later(self, request: IRequest, delay: float, sid: str, timeout: int) -> int:
+        """Answer a granted SUBSCRIBE ``delay`` seconds from now (``answer_delay``)."""
+
+        def answer() -> None:
+            self._hung.discard(request)
+            request.write(self._answer(request, 200, sid, timeout))
+            request.finish()
+
+        call = self._reactor.callLater(delay, answer)
+        self._hung.add(request)
+        finished: Deferred[None] = request.notifyFinish()  # type: ignore[attr-defined]
+
+        def gone(_: object) -> None:
+            self._hung.discard(request)
+            if call.active():
+                call.cancel()
+
+        finished.addBoth(gone)
+        return NOT_DONE_YET
 
     def _hang(self, request: IRequest) -> int:
         self._hung.add(request)
@@ -553,7 +579,8 @@ class SubscriptionManager:
 
     @property
     def held_requests(self) -> int:
-        """How many SUBSCRIBE requests a hang fault holds unanswered right now."""
+        """How many SUBSCRIBE requests a hang fault (or ``answer_delay``) holds unanswered
+        right now."""
         return len(self._hung)
 
     @property

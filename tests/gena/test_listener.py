@@ -502,6 +502,42 @@ class RaceTests(SynchronousTestCase):
         assert Connection(self.listener).send(notify_bytes(seq=1)) == 0
         assert Connection(self.listener).send(notify_bytes(seq=2)) == 412
 
+    def test_hold_is_bounded_per_subscribe_in_flight(self) -> None:
+        """A sender gets two held NOTIFYs per SUBSCRIBE in flight to it, whatever max_held."""
+        listener, _ = make_listener(hold_timeout=3.0)
+        listener.subscribing(SPEAKER)
+        assert Connection(listener).send(notify_bytes(seq=0)) == 0
+        assert Connection(listener).send(notify_bytes(seq=1)) == 0
+        assert Connection(listener).send(notify_bytes(seq=2)) == 412
+        listener.subscribing(SPEAKER)
+        assert Connection(listener).send(notify_bytes(seq=3)) == 0
+        assert Connection(listener).send(notify_bytes(seq=4)) == 0
+        assert Connection(listener).send(notify_bytes(seq=5)) == 412
+
+    def test_every_subscribe_in_flight_may_have_its_initial_notify_held(self) -> None:
+        """With 64 SUBSCRIBEs in flight (the daemon's bound) to 8 speakers, all 64 initial
+        NOTIFYs that overtake their answers are held and delivered (the bound was 32)."""
+        listener, _ = make_listener()
+        hosts = [f"127.0.0.{10 + n}" for n in range(8)]
+        subscriptions = [
+            RecordingSubscription(sid=f"uuid:RINCON_{n:02d}_sub{k:010d}", speaker_host=host)
+            for n, host in enumerate(hosts)
+            for k in range(8)
+        ]
+        for subscription in subscriptions:
+            listener.subscribing(subscription.speaker_host)
+        connections = []
+        for subscription in subscriptions:
+            connection = Connection(listener, peer=subscription.speaker_host)
+            assert connection.send(notify_bytes(sid=subscription.sid, seq=0)) == 0
+            connections.append(connection)
+        for subscription in subscriptions:
+            listener.register(subscription)
+            listener.subscribe_finished(subscription.speaker_host)
+        assert [status_of(c.transport.value()) for c in connections] == [200] * 64
+        assert all([e.seq for e in s.events] == ["0"] for s in subscriptions)
+        assert listener.rejected["unknown_sid"] == 0
+
     def test_held_from_another_host_than_the_registered_one_is_403(self) -> None:
         """A held NOTIFY whose SID turns out to belong to another speaker is refused 403."""
         self.listener.subscribing(SPEAKER)

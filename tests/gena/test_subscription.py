@@ -209,6 +209,17 @@ class Harness:
     def event(self, seq: str = "0", **variables: Any) -> Event:
         return Event(self.subscription.sid, seq, self.service, self.clock.seconds(), variables)
 
+    def sharing(self, limiter: DeferredSemaphore) -> Subscription:
+        """Another subscription on the same speaker, clock and listener, with ``limiter``."""
+        return Subscription(
+            FakeService(),
+            self.listener,
+            reactor=self.clock,
+            http=HTTPClient(self.agent),
+            request_timeout=5.0,
+            limiter=limiter,
+        )
+
 
 class SubscribeTests(SynchronousTestCase):
     """subscribe(): headers sent, state recorded, failures checked."""
@@ -302,14 +313,7 @@ class SubscribeTests(SynchronousTestCase):
         harness.subscription._limiter = limiter
 
         def another() -> Subscription:
-            return Subscription(
-                FakeService(),
-                harness.listener,
-                reactor=harness.clock,
-                http=HTTPClient(harness.agent),
-                request_timeout=5.0,
-                limiter=limiter,
-            )
+            return harness.sharing(limiter)
 
         harness.speaker.script.append(Answer(hang=True))
         first = harness.subscription.subscribe()
@@ -324,6 +328,27 @@ class SubscribeTests(SynchronousTestCase):
         self.successResultOf(second)
         assert harness.speaker.methods() == ["SUBSCRIBE", "SUBSCRIBE"]
         assert limiter.tokens == 1
+
+    def test_request_started_is_when_the_slot_was_had(self) -> None:
+        """request_started is None while a request waits for a slot of the limiter, the
+        clock time it got one while it runs, None again once it ended."""
+        harness = Harness(timeout=5.0)
+        limiter = DeferredSemaphore(1)
+        harness.subscription._limiter = limiter
+        waiting = harness.sharing(limiter)
+        harness.speaker.script.extend([Answer(hang=True), Answer(hang=True)])
+        first = harness.subscription.subscribe()
+        second = waiting.subscribe()
+        assert harness.subscription.request_started == 0.0
+        assert waiting.request_started is None
+        harness.clock.advance(3.0)
+        grant_hung(harness.speaker, harness.agent)
+        self.successResultOf(first)
+        assert harness.subscription.request_started is None
+        assert waiting.request_started == 3.0
+        grant_hung(harness.speaker, harness.agent)
+        self.successResultOf(second)
+        assert waiting.request_started is None
 
     def test_oversized_answer_body(self) -> None:
         """An answer body over MAX_RESPONSE_BODY is not read: GenaError."""

@@ -61,6 +61,69 @@ class TimedGena(FakeGena):
         return subscription
 
 
+class QueuedSubscription(FakeSubscription):
+    """A fake subscription whose requests wait for a slot of the household's bound on
+    requests in flight, as ``sonosd.gena.core.BaseSubscription``'s do: ``request_started``
+    is ``None`` until the test gives it the slot (``start``)."""
+
+    def __init__(self, gena: FakeGena, device: Any, service: str) -> None:
+        super().__init__(gena, device, service)
+        self.request_started: float | None = None
+
+    def start(self, now: float) -> None:
+        self.request_started = now
+
+    def grant(self) -> None:
+        """Answer the pending SUBSCRIBE: granted."""
+        FakeSubscription.counter += 1
+        self.sid = f"uuid:{self.device.uid}_sub{FakeSubscription.counter:010d}"
+        self.is_subscribed = True
+        self.timeout = self.gena.granted
+        self.request_started = None
+        self.pending.pop().callback(self)
+
+
+class QueuedRequestTests(SynchronousTestCase):
+    """The request timeout counts from the moment a request is started, not from the wait for
+    its turn among the household's requests (issue 17)."""
+
+    def queued(self) -> tuple[Harness, SpeakerSupervisor, QueuedSubscription]:
+        h = Harness(timeout=100, request_timeout=5.0, backoff_initial=1.0)
+        h.gena.kind = QueuedSubscription
+        h.gena.answers["subscribe"] = "hang"
+        speaker = started(h)
+        subscription = h.gena.current("RenderingControl")
+        assert isinstance(subscription, QueuedSubscription)
+        return h, speaker, subscription
+
+    def test_wait_for_a_slot_is_not_counted(self) -> None:
+        """A SUBSCRIBE that waited 9 s for its turn and is granted 5 s after it was sent is
+        kept, not cancelled 6 s after it was sent (which left a SID granted at the speaker
+        and unknown to the daemon)."""
+        h, speaker, subscription = self.queued()
+        h.clock.advance(9.0)
+        subscription.start(h.clock.seconds())
+        h.clock.advance(5.0)
+        self.assertFalse(subscription.cancelled)
+        subscription.grant()
+        self.assertEqual(speaker.services["RenderingControl"].state, ServiceState.SUBSCRIBED)
+        self.assertEqual(h.processor.of("subscription.lost"), [])
+        self.assertEqual(subscription.requests, ["subscribe"])
+
+    def test_a_started_request_still_times_out(self) -> None:
+        """Once started, a SUBSCRIBE that gets no answer is cut request_timeout + 1 s later,
+        and reported as a timeout."""
+        h, _, subscription = self.queued()
+        h.clock.advance(9.0)
+        subscription.start(h.clock.seconds())
+        h.clock.advance(5.9)
+        self.assertFalse(subscription.cancelled)
+        h.clock.advance(0.2)
+        self.assertTrue(subscription.cancelled)
+        lost = h.processor.of("subscription.lost")
+        self.assertEqual([m[1]["reason"] for m in lost], ["timeout"])
+
+
 class RenewTests(SynchronousTestCase):
     def test_renew_at_fraction_of_granted(self) -> None:
         """Without jitter the renewal happens at renew_fraction of the granted timeout."""

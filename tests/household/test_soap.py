@@ -16,7 +16,7 @@ from soco.services import Service
 from treq.testing import RequestTraversalAgent
 from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred, fail
-from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.error import ConnectionLost, ConnectionRefusedError
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -37,8 +37,8 @@ from sonosd.household.soap import (
     SoapHttpError,
     SoapTimeout,
     UpnpFault,
+    _agent,
     _Collect,
-    _Speakers,
     envelope,
     fault_code,
     out_arguments,
@@ -368,23 +368,15 @@ class ClientTests(SynchronousTestCase):
         failure = self.failureResultOf(collector.done, ConnectionLost)
         self.assertEqual(describe_failure(failure)[0], FailureKind.UNREACHABLE)
 
-    def test_connections_go_straight_to_the_address(self) -> None:
-        """Addresses are connected to directly (no name resolution), names through
-        HostnameEndpoint, https wrapped in TLS."""
+    def test_https_agent_wraps_tls(self) -> None:
+        """The agent of an HTTPS-only speaker connects over TLS, straight to its address."""
         reactor = MemoryReactorClock()
-        plain = _Speakers(reactor, tls=False)
-        self.assertIsInstance(
-            plain.endpointForURI(URI.fromBytes(b"http://127.0.0.2:1400/x")), TCP4ClientEndpoint
-        )
-        self.assertIsInstance(
-            plain.endpointForURI(URI.fromBytes(b"http://[fe80::1]:1400/x")), TCP6ClientEndpoint
-        )
-        self.assertIsInstance(
-            plain.endpointForURI(URI.fromBytes(b"http://kitchen.lan:1400/x")), HostnameEndpoint
-        )
-        secure = _Speakers(reactor, tls=True)
-        wrapped = secure.endpointForURI(URI.fromBytes(b"https://127.0.0.2:1443/x"))
-        self.assertNotIsInstance(wrapped, TCP4ClientEndpoint)
+        agent: Any = _agent(reactor, tls=True)
+        endpoint = agent._endpointFactory.endpointForURI(URI.fromBytes(b"https://127.0.0.2:1443/"))
+        self.assertNotIsInstance(endpoint, TCP4ClientEndpoint)
+        plain: Any = _agent(reactor)
+        endpoint = plain._endpointFactory.endpointForURI(URI.fromBytes(b"http://127.0.0.2:1400/"))
+        self.assertIsInstance(endpoint, TCP4ClientEndpoint)
 
     def test_refused_connection(self) -> None:
         """A refused connection is Twisted's error, unreachable for describe_failure."""

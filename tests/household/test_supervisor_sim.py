@@ -177,6 +177,27 @@ class SimTests(TestCase):
         self.assertEqual(rig.recorder.of("subscription.lost"), [])
         self.assertEqual(rig.reader.reads, [])
 
+    async def test_initial_notifies_ahead_of_their_answers_are_all_kept(self) -> None:
+        """When every speaker's SEQ 0 NOTIFYs arrive before its SUBSCRIBE answers (48 at once,
+        more than the old hold bound of 32), each is held and delivered: none refused 412."""
+
+        def answer_late(sim: HouseholdService) -> None:
+            for speaker in sim.household.speakers:
+                manager: Any = speaker.manager
+                manager.faults.answer_delay = 0.5
+
+        rig = await self.rig(speakers=6, before_start=answer_late)
+        await self.settled(rig)
+        dispatcher = rig.listener.dispatcher
+        for speaker in rig.speakers:
+            for service in DEFAULT_SERVICES:
+                self.assertEqual(len(rig.initial_events(speaker.uid, service)), 1, service)
+        self.assertEqual(dispatcher.rejected["unknown_sid"], 0)
+        self.assertGreaterEqual(dispatcher.held, 6 * len(DEFAULT_SERVICES))
+        for supervised in rig.household.speakers():
+            self.assertFalse(any(sup.polling for sup in supervised.services.values()))
+        self.assertEqual(rig.reader.reads, [])
+
     async def test_change_reaches_hub(self) -> None:
         """A volume change on a speaker arrives at the hub as a RenderingControl event."""
         rig = await self.rig(services=("RenderingControl",))

@@ -900,6 +900,24 @@ class GenaWireTests(TestCase):
         self.assertEqual(status, 500)
         self.assertEqual(len(wire.manager.subscriptions()), 1)
 
+    async def test_answer_delay_sends_the_initial_notify_first(self) -> None:
+        """answer_delay: the SEQ 0 NOTIFY of the new SID arrives before the SUBSCRIBE answer."""
+        wire = self.start()
+        wire.manager.faults.answer_delay = 0.5
+        answered: list[int] = []
+        subscribing = Deferred.fromCoroutine(
+            gena_call(b"SUBSCRIBE", wire.url(), {b"CALLBACK": wire.callback, b"NT": b"upnp:event"})
+        )
+        subscribing.addCallback(lambda result: answered.append(result[0]) or result)
+        received = await wire.receiver.wait_for(1)
+        self.assertEqual(answered, [])
+        self.assertEqual(wire.manager.held_requests, 1)
+        status, headers = await subscribing
+        self.assertEqual(status, 200)
+        self.assertEqual(received[0].notify.sid, first(headers, b"SID"))
+        self.assertEqual(received[0].notify.seq, 0)
+        self.assertEqual(wire.manager.held_requests, 0)
+
     async def test_subscribe_hang_until_the_client_gives_up(self) -> None:
         """subscribe_hang: no answer; a client that gives up frees the held request."""
         from twisted.internet import reactor
