@@ -89,7 +89,11 @@ METHOD: tuple[str, ...] = (
     "bodies drawn from a pool of 4,096 distinct bodies built from captured ones (mixed "
     "payload: 50 % volume changes, 25 % full AVTransport with DIDL, 8 % ContentDirectory, "
     "7 % Queue, 5 % DeviceProperties, 5 % ZoneGroupTopology), so no parser cache helps. "
-    "SEQ carries the send time, so a client computes latency from the message alone.",
+    "SEQ carries the send time, so a client computes latency from the message alone. The "
+    "generator stands in for speakers, devices of their own, yet shares the machine with the "
+    "receiver, so it is kept cheap: no Twisted, non-blocking sockets on one `epoll`, woken when "
+    "a receiver closes and, in the open loop, once per start (its CPU per NOTIFY: "
+    "`benchmarks/analysis.md`).",
     "- **1. Throughput**: 64 NOTIFYs kept in flight for 4 s, the five receivers interleaved "
     "in each of 3 rounds; ratios are medians of per-round ratios. The receivers, each a "
     "process of its own:",

@@ -219,3 +219,44 @@ def test_cpu_decomposition_states_what_twice_soco_needs() -> None:
     assert "twisted.web (`bare`) 90 µs + SoCo's parse and `Event` 150 µs" in text
     assert "sonosd at 120 µs per event: event work of 75 µs at most" in text
     assert run._cpu_decomposition({"bare": 90.0, "sonosd": 150.0}) == []
+
+
+def test_raw_websocket_client_counts_events_across_reads() -> None:
+    """The raw WebSocket client of the latency benchmarks counts each event frame once,
+    whole or split across reads (16- and 64-bit lengths too), skips other messages, and puts
+    its latency (receive time minus the send time in SEQ) in the histogram."""
+    import time
+
+    from twisted.internet.testing import StringTransport
+
+    from benchmarks.wsclients import BUCKETS_PER_SECOND, RawClient, Tally
+
+    def frame(payload: bytes, wide: bool = False) -> bytes:
+        if wide:
+            return bytes([0x81, 127]) + len(payload).to_bytes(8, "big") + payload
+        if len(payload) < 126:
+            return bytes([0x81, len(payload)]) + payload
+        return bytes([0x81, 126]) + len(payload).to_bytes(2, "big") + payload
+
+    t0 = time.monotonic() - 10.0  # SEQ 100,000 = sent at t0 + 1 s, 9 s before now
+    tally = Tally(t0, 1)
+    client = RawClient(tally, "h", "/")
+    client.makeConnection(StringTransport())
+    event = b'{"type":"event","seq":100000,"variables":{"x":"' + b"y" * 300 + b'"}}'
+    stream = (
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\n"
+        + frame(b'{"type":"snapshot","seq":5,"x":1}')
+        + frame(event)
+        + frame(b'{"type":"speaker","seq":7,"x":1}')
+        + frame(event, wide=True)
+        + frame(event)
+    )
+    for cut in range(0, len(stream), 7):
+        client.dataReceived(stream[cut : cut + 7])
+    result = tally.result()
+    assert result["ready"] == 1 and result["events"] == 3
+    assert result["per_client_min"] == result["per_client_max"] == 3
+    assert sum(result["hist"].values()) == 3
+    for bucket in result["hist"]:
+        assert 9.0 <= int(bucket) / BUCKETS_PER_SECOND <= result["max"] < 60.0
+    assert client.buffer == b""
