@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -95,6 +96,22 @@ def silent_listener() -> Iterator[int]:
         listener.close()
 
 
+def run_cli(port: int, household_path: Path, *args: str) -> dict[str, Any]:
+    """Run ``python -m benchmarks.loadgen`` against ``127.0.0.1:port`` to the end; its
+    result line."""
+    child = Child(
+        "benchmarks.loadgen",
+        *("--target", f"127.0.0.1:{port}", "--household", str(household_path)),
+        *args,
+    )
+    try:
+        assert child.read() == {"started": True}
+        result: dict[str, Any] = child.read()
+    finally:
+        child.kill()
+    return result
+
+
 def test_contiguous_seqs_arrive_in_order_from_each_speakers_address(
     loopback_base: str, tmp_path: Path
 ) -> None:
@@ -108,17 +125,12 @@ def test_contiguous_seqs_arrive_in_order_from_each_speakers_address(
     path.write_text(to_json(subs))
     count = 60
     with receiver(lambda sid: 412 if sid == refused else 200) as (port, received):
-        child = Child(
-            "benchmarks.loadgen",
-            *("--target", f"127.0.0.1:{port}", "--household", str(path)),
+        result = run_cli(
+            port,
+            path,
             *("--t0", repr(time.monotonic()), "--concurrency", "4", "--count", str(count)),
             *("--duration", "60", "--kinds", "rc_volume,avt_full", "--contiguous"),
         )
-        try:
-            assert child.read() == {"started": True}
-            result = child.read()
-        finally:
-            child.kill()
     assert len(received) == count
     assert all(notify.whole for notify in received)
     assert all(notify.source == by_sid[notify.sid].host for notify in received)
@@ -178,16 +190,9 @@ def test_open_loop_sends_from_every_speaker(loopback_base: str, tmp_path: Path) 
     path = tmp_path / "household.json"
     path.write_text(to_json(subs))
     with receiver(lambda sid: 200) as (port, received):
-        child = Child(
-            "benchmarks.loadgen",
-            *("--target", f"127.0.0.1:{port}", "--household", str(path)),
-            *("--t0", repr(time.monotonic() - 1.0), "--rate", "200", "--duration", "0.5"),
+        result = run_cli(
+            port, path, "--t0", repr(time.monotonic() - 1.0), "--rate", "200", "--duration", "0.5"
         )
-        try:
-            assert child.read() == {"started": True}
-            result = child.read()
-        finally:
-            child.kill()
     assert result["started"] == len(received) == result["ok"] > 0
     assert result["statuses"] == {"200": result["ok"]}
     assert all(notify.whole for notify in received)
