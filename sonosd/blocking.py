@@ -27,7 +27,7 @@ log = Logger()
 T = TypeVar("T")
 
 #: The interpreter's thread switch interval while the pool runs (seconds).
-SWITCH_INTERVAL = 0.0005
+SWITCH_INTERVAL = 0.0001
 
 
 class CallTimeout(Exception):
@@ -102,8 +102,10 @@ class SocoRunner(Service):
         A thread busy in Python code (SoCo parsing a SOAP answer) keeps the GIL for up to the
         interpreter's switch interval, 5 ms by default, while the reactor thread waits with
         events to deliver. While the pool runs the interval is ``SWITCH_INTERVAL``; the old
-        value comes back in ``stopService``. (Measured: event p99 with 50 calls in flight
-        about 20 % lower; ``docs/benchmarks.md``, control isolation.)
+        value comes back in ``stopService``. (Measured, benchmark 5: with 50 calls in flight,
+        event p99 about 20 % lower at 0.5 ms than at 5 ms, and once the benchmark's own load
+        generator stopped competing for the CPU, 1.25-1.41 ms at 0.1 ms against 1.23-1.99 ms
+        at 0.5 ms, alternated; ``benchmarks/analysis.md``.)
         """
         super().startService()
         self._switch_interval = sys.getswitchinterval()
