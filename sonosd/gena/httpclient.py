@@ -22,6 +22,7 @@ from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.web.client import URI, Agent, HTTPConnectionPool, _HTTP11ClientFactory
+from twisted.web.error import SchemeNotSupported
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
@@ -41,7 +42,7 @@ def quiet_pool(reactor: Any, persistent: bool = False) -> HTTPConnectionPool:
 class SpeakerEndpoints:
     """Where an ``Agent`` connects for a speaker's URL: straight to its address (a host name
     through ``HostnameEndpoint``), over TLS for ``https`` when given ``tls`` (a client
-    connection creator)."""
+    connection creator); without one an ``https`` URL is refused (``SchemeNotSupported``)."""
 
     def __init__(self, reactor: Any, tls: Any = None) -> None:
         self._reactor = reactor
@@ -57,7 +58,11 @@ class SpeakerEndpoints:
             endpoint = TCP6ClientEndpoint(self._reactor, host, uri.port)
         else:
             endpoint = HostnameEndpoint(self._reactor, uri.host, uri.port)
-        if uri.scheme == b"https" and self._tls is not None:
+        if uri.scheme == b"https":
+            if self._tls is None:
+                # Never plain HTTP to a TLS port: GENA and descriptions are http:// (port
+                # 1400); only the SOAP client of household.soap speaks https, with its creator.
+                raise SchemeNotSupported(f"no TLS for this client: {uri.toBytes().decode()}")
             from twisted.internet.endpoints import wrapClientTLS
 
             endpoint = wrapClientTLS(self._tls, endpoint)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.testing import MemoryReactorClock
 from twisted.web.client import URI
+from twisted.web.error import SchemeNotSupported
 
 from sonosd.gena.core import build_http_client
 from sonosd.gena.httpclient import SpeakerEndpoints, quiet_pool
@@ -40,3 +42,11 @@ def test_gena_requests_connect_without_resolving() -> None:
     http = build_http_client(reactor)
     http.request("SUBSCRIBE", "http://127.0.0.5:1400/MediaRenderer/AVTransport/Event")
     assert [(host, port) for host, port, *_ in reactor.tcpClients] == [("127.0.0.5", 1400)]
+
+
+def test_https_without_a_tls_creator_is_refused() -> None:
+    """An https URL through endpoints without a TLS creator fails with SchemeNotSupported
+    instead of speaking plain HTTP to a TLS port."""
+    endpoints = SpeakerEndpoints(MemoryReactorClock())
+    with pytest.raises(SchemeNotSupported, match=r"https://127\.0\.0\.2:1443/x"):
+        endpoints.endpointForURI(URI.fromBytes(b"https://127.0.0.2:1443/x"))
