@@ -291,21 +291,15 @@ class SubscriptionManager:
         """Answer a granted SUBSCRIBE ``delay`` seconds from now (``answer_delay``)."""
 
         def answer() -> None:
-            self._hung.discard(request)
             request.write(self._answer(request, 200, sid, timeout))
             request.finish()
 
         call = self._reactor.callLater(delay, answer)
-        self._hung.add(request)
         finished: Deferred[None] = request.notifyFinish()  # type: ignore[attr-defined]
-
-        def gone(_: object) -> None:
-            self._hung.discard(request)
-            if call.active():
-                call.cancel()
-
-        finished.addBoth(gone)
-        return NOT_DONE_YET
+        # Finished (by answer) or lost (the client gave up): nothing more to answer.
+        finished.addBoth(lambda _: call.cancel() if call.active() else None)
+        # Held like a hung request until then (``held_requests``).
+        return self._hang(request)
 
     def _hang(self, request: IRequest) -> int:
         self._hung.add(request)
