@@ -77,11 +77,10 @@ def _holdings(objects: list[Any]) -> dict[str, Any]:
     found: dict[str, Any] = {"client_queues": []}
     for obj in objects:
         name = type(obj).__name__
-        if name == "Hub" and hasattr(obj, "_ring"):
-            found["ring_messages"] = len(obj._ring)
-            found["ring_kb"] = (
-                sum(sys.getsizeof(e) + sys.getsizeof(e[2]) for e in obj._ring) // 1024
-            )
+        if name == "Hub" and hasattr(obj, "ring"):
+            found["ring_messages"] = len(obj.ring)
+            found["ring_kb"] = obj.ring.stored_bytes // 1024
+            found["ring_json_kb"] = obj.ring.json_bytes // 1024
         elif name == "SocoRunner":
             found["runner_waiting"] = len(getattr(obj, "_pending", ()))
         elif name == "ClientQueue":

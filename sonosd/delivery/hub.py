@@ -10,10 +10,7 @@ id it last saw without loss or duplicates.
 from __future__ import annotations
 
 import secrets
-import zlib
-from collections import deque
 from collections.abc import Callable, Mapping
-from itertools import islice
 from types import MappingProxyType
 from typing import Any
 
@@ -23,6 +20,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import Interface
 
+from sonosd.delivery.ring import Kept, ReplayRing
 from sonosd.logs import isotime
 
 log = Logger()
@@ -52,29 +50,16 @@ class Message:
     event: object | None = None
 
 
-#: The most JSON bytes the replay ring keeps by default (about 10,000 typical messages).
+#: The most compressed JSON bytes the replay ring keeps by default.
 REPLAY_BYTES = 32 * 1024 * 1024
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
-#: Messages whose JSON is longer than this are kept compressed in the replay ring (zlib level
-#: 1): a ZoneGroupTopology event carries the household's topology (80 KB at 200 speakers,
-#: 8 KB compressed), and every speaker sends one at start-up (issue 7).
-RING_DEFLATE_OVER = 4096
 
-
-#: What the replay ring keeps of a message: ``id``, ``type``, ``raw`` (zlib-compressed when
-#: ``deflated``), ``speaker_uid``, ``room``, ``service``. A tuple, not a ``Message``: building
-#: a frozen attrs object costs more than the rest of remembering it.
-_Entry = tuple[int, str, bytes, str | None, str | None, str | None, bool]
-
-
-def _entry_message(entry: _Entry) -> Message:
-    """The message a ring entry stands for: ``raw`` (inflated) and the filter fields."""
-    id, type, raw, speaker_uid, room, service, deflated = entry
-    return Message(
-        id, type, _EMPTY, zlib.decompress(raw) if deflated else raw, speaker_uid, room, service
-    )
+def _kept_message(kept: Kept) -> Message:
+    """The message a ring entry stands for: its JSON and filter fields."""
+    id, (type, speaker_uid, room, service), raw = kept
+    return Message(id, type, _EMPTY, raw, speaker_uid, room, service)
 
 
 def new_run() -> str:
@@ -141,8 +126,8 @@ def encode(body: Mapping[str, Any]) -> bytes:
     orjson, because serialising is a large part of the cost of every event (about 15x
     cheaper than the standard library's encoder on a full AVTransport message). Its result
     keeps the whole buffer orjson wrote into (4 KB for a 250-byte volume event): the bytes
-    are copied to their exact size, because the replay ring, webhook and MQTT queues keep
-    thousands of them (10,000 kept volume events: 40 MB of resident memory instead of 3).
+    are copied to their exact size, because a slow client's, webhook or MQTT queue can keep
+    thousands of them (10,000 volume events: 40 MB of resident memory instead of 3).
     """
     return memoryview(orjson.dumps(body)).tobytes()
 
@@ -150,14 +135,14 @@ def encode(body: Mapping[str, Any]) -> bytes:
 class Hub:
     """Stamps, serialises, remembers and fans out messages.
 
-    The replay ring keeps each message's ``raw`` JSON and filter fields only (``body`` empty,
-    ``event`` ``None``): a SoCo Event and the body's objects weigh several times the JSON, and
-    a resuming client needs only the bytes. JSON over ``RING_DEFLATE_OVER`` bytes is kept
-    compressed. The ring is bounded by count and by the bytes it keeps.
+    The replay ring (``ReplayRing``) keeps each message's ``raw`` JSON, compressed, and its
+    filter fields only (``body`` empty, ``event`` ``None``): a SoCo Event and the body's
+    objects weigh several times the JSON, and a resuming client needs only the bytes. The
+    ring is bounded by count and by the compressed bytes it keeps.
 
     @param clock: Provides the time stamped on each message.
     @param replay: How many recent messages are kept for resuming clients.
-    @param replay_bytes: The most JSON bytes the ring keeps (the oldest go first).
+    @param replay_bytes: The most compressed JSON bytes the ring keeps (the oldest go first).
     @param run: This run's identifier (default: a fresh ``new_run()``), stamped next to
         ``id`` on every message and on the snapshot.
     """
@@ -171,9 +156,7 @@ class Hub:
     ) -> None:
         self._clock = clock
         self.run = run if run is not None else new_run()
-        self._ring: deque[_Entry] = deque(maxlen=max(1, replay))
-        self._ring_bytes = 0
-        self._replay_bytes = replay_bytes
+        self.ring = ReplayRing(replay, replay_bytes)
         self._sinks: list[ISink] = []
         self._snapshot_provider: Callable[[], dict[str, Any]] = lambda: {}
         self._last_id = 0
@@ -266,27 +249,11 @@ class Hub:
         return message
 
     def _remember(self, message: Message) -> None:
-        ring = self._ring
-        if len(ring) == ring.maxlen:
-            self._ring_bytes -= len(ring[0][2])
-        raw = message.raw
-        deflated = len(raw) > RING_DEFLATE_OVER
-        if deflated:
-            raw = zlib.compress(raw, 1)
-        ring.append(
-            (
-                message.id,
-                message.type,
-                raw,
-                message.speaker_uid,
-                message.room,
-                message.service,
-                deflated,
-            )
+        self.ring.add(
+            message.id,
+            (message.type, message.speaker_uid, message.room, message.service),
+            message.raw,
         )
-        self._ring_bytes += len(raw)
-        while self._ring_bytes > self._replay_bytes and len(ring) > 1:
-            self._ring_bytes -= len(ring.popleft()[2])
 
     def resume(self, cursor: Cursor) -> list[Message] | str:
         """The messages after ``cursor``, or why the client must start again from a snapshot
@@ -317,8 +284,5 @@ class Hub:
             return None
         if last_id == self._last_id:
             return []
-        oldest = self._ring[0][0] if self._ring else self._last_id + 1
-        if last_id + 1 < oldest:
-            return None
-        skip = last_id + 1 - oldest
-        return [_entry_message(entry) for entry in islice(self._ring, skip, None)]
+        kept = self.ring.after(last_id)
+        return None if kept is None else [_kept_message(entry) for entry in kept]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import UTC, datetime
 
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
-from sonosd.delivery import hub as hub_module
 from sonosd.delivery.hub import MAX_RUN, Cursor, Hub, ISink, Message, parse_cursor
 
 
@@ -121,19 +121,25 @@ def test_time_is_rounded_as_datetime_rounds_it() -> None:
 
 
 def test_ring_keeps_only_the_bytes_and_is_bounded_by_size() -> None:
-    """Replayed messages carry the JSON and filter fields only; the ring drops the oldest
-    messages once their JSON exceeds the byte bound."""
+    """Replayed messages carry the JSON and filter fields only; once the ring's compressed
+    bytes exceed its bound, the oldest messages are gone and a client resuming before them
+    is told so."""
     speaker = {"uid": "RINCON_1", "name": "Kitchen", "host": "127.0.0.2"}
-    size = len(Hub(Clock()).publish("event", {"pad": "x" * 300}, speaker=speaker).raw)
-    hub = Hub(Clock(), replay=100, replay_bytes=3 * size + size // 2)
+    hub = Hub(Clock(), replay=10_000, replay_bytes=50_000)
     first = hub.publish("event", {"pad": "x" * 300}, speaker=speaker, service="Queue", event=1)
     assert first.event == 1 and first.body["pad"]
-    for _ in range(5):
-        hub.publish("event", {"pad": "x" * 300}, speaker=speaker, service="Queue", event=1)
-    kept = hub.since(3)
+    # Random text compresses little: 200 of these are far over 50,000 bytes.
+    published = [
+        hub.publish("event", {"pad": secrets.token_hex(300)}, speaker=speaker, service="Queue")
+        for _ in range(200)
+    ]
+    assert hub.since(0) is None
+    assert 0 < hub.ring.stored_bytes <= 50_000
+    oldest = hub.ring.oldest
+    assert oldest is not None and 1 < oldest < 201
+    kept = hub.since(oldest - 1)
     assert kept is not None
-    assert [m.id for m in kept] == [4, 5, 6]
-    assert hub.since(2) is None
+    assert [m.raw for m in kept] == [m.raw for m in published[oldest - 2 :]]
     replayed = kept[0]
     assert (replayed.event, dict(replayed.body)) == (None, {})
     assert (replayed.speaker_uid, replayed.room, replayed.service) == (
@@ -141,12 +147,12 @@ def test_ring_keeps_only_the_bytes_and_is_bounded_by_size() -> None:
         "Kitchen",
         "Queue",
     )
-    assert json.loads(replayed.raw)["id"] == 4
+    assert json.loads(replayed.raw)["id"] == oldest
 
 
 def test_ring_keeps_large_messages_compressed_and_replays_them_whole() -> None:
-    """A message over RING_DEFLATE_OVER bytes of JSON counts against the ring's byte bound
-    compressed, and is replayed with exactly the JSON that was published."""
+    """Large messages count against the ring's byte bound compressed, and are replayed with
+    exactly the JSON that was published."""
     speaker = {"uid": "RINCON_1", "name": "Kitchen", "host": "127.0.0.2"}
     pad = "topology " * 2000
     hub = Hub(Clock(), replay=100, replay_bytes=20_000)
@@ -155,8 +161,8 @@ def test_ring_keeps_large_messages_compressed_and_replays_them_whole() -> None:
         for _ in range(5)
     ]
     small = hub.publish("event", {"pad": "x"}, speaker=speaker, service="Queue")
-    assert all(len(m.raw) > hub_module.RING_DEFLATE_OVER for m in published)
     # Uncompressed, two of these would not fit in 20,000 bytes.
+    assert all(len(m.raw) > 10_000 for m in published)
     replayed = hub.since(0)
     assert replayed is not None
     assert [m.raw for m in replayed] == [m.raw for m in [*published, small]]

@@ -1,0 +1,162 @@
+"""Tests for L{sonosd.delivery.ring}."""
+
+from __future__ import annotations
+
+import json
+import random
+import secrets
+
+from sonosd.delivery import ring as ring_module
+from sonosd.delivery.ring import Fields, ReplayRing
+
+
+def event_json(id: int, rng: random.Random) -> bytes:
+    """The JSON of a volume or transport event as the hub writes it, values varied."""
+    speaker = rng.randrange(20)
+    body: dict[str, object] = {
+        "id": id,
+        "run": "0123456789ab",
+        "time": f"2026-12-06T23:{id // 60 % 60:02d}:{id % 60:02d}.{rng.randrange(1000):03d}Z",
+        "type": "event",
+        "speaker": {
+            "uid": f"RINCON_000E58{speaker:06d}01400",
+            "name": f"Room {speaker}",
+            "host": f"127.0.0.{speaker + 2}",
+        },
+    }
+    if rng.random() < 0.66:
+        body["service"] = "RenderingControl"
+        body["volume"] = {"Master": rng.randrange(101), "LF": 100, "RF": 100}
+        body["mute"] = {"Master": False}
+    else:
+        body["service"] = "AVTransport"
+        body["transport_state"] = rng.choice(["PLAYING", "PAUSED_PLAYBACK", "STOPPED"])
+        body["current_track"] = rng.randrange(1, 52)
+        body["current_track_meta_data"] = {
+            "title": f"Track {rng.randrange(10**9)}",
+            "artist": "Bass Modulators",
+            "album": "Survive (feat. Bram Boender)",
+            "album_art_uri": "http://127.0.0.2:1400/getaa?s=1&u=x-sonos-spotify%3aspotify",
+            "duration": "0:03:24",
+            "upnp_class": "object.item.audioItem.musicTrack",
+        }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def fields_of(raw: bytes) -> Fields:
+    body = json.loads(raw)
+    return ("event", body["speaker"]["uid"], body["speaker"]["name"], body["service"])
+
+
+def fill(ring: ReplayRing, count: int, seed: int = 1) -> list[bytes]:
+    """Add messages 1..count to ``ring``; return their JSON."""
+    rng = random.Random(seed)
+    kept = []
+    for id in range(1, count + 1):
+        raw = event_json(id, rng)
+        ring.add(id, fields_of(raw), raw)
+        kept.append(raw)
+    return kept
+
+
+def test_after_gives_back_every_later_message_exactly() -> None:
+    """From any id the ring still has, ``after`` gives every later message's id, filter
+    fields and JSON as added, across blocks sealed and open."""
+    ring = ReplayRing(1_000, 1 << 30, block_messages=16)
+    published = fill(ring, 150)
+    assert len(ring) == 150 and ring.oldest == 1
+    for last_id in (0, 1, 15, 16, 17, 100, 149):
+        kept = ring.after(last_id)
+        assert kept is not None
+        assert [id for id, _, _ in kept] == list(range(last_id + 1, 151))
+        assert [raw for _, _, raw in kept] == published[last_id:]
+        assert [fields for _, fields, _ in kept] == [fields_of(raw) for raw in published[last_id:]]
+    assert ring.after(150) == []
+
+
+def test_count_bound_drops_the_oldest_one_at_a_time() -> None:
+    """Beyond ``count`` messages the oldest goes, even from the middle of a block, and a
+    client resuming from before it learns that messages are missing."""
+    ring = ReplayRing(50, 1 << 30, block_messages=16)
+    published = fill(ring, 137)
+    assert len(ring) == 50 and ring.oldest == 88
+    assert ring.after(86) is None
+    kept = ring.after(87)
+    assert kept is not None
+    assert [raw for _, _, raw in kept] == published[87:]
+
+
+def test_byte_bound_drops_whole_old_blocks_and_keeps_the_newest() -> None:
+    """Over ``max_bytes`` of compressed JSON the oldest blocks go whole; the newest block
+    stays even when it alone is over the bound."""
+    ring = ReplayRing(10_000, 8_000, block_messages=8)
+    for id in range(1, 101):
+        ring.add(id, ("event", None, None, None), secrets.token_hex(200).encode())
+    assert ring.stored_bytes <= 8_000
+    oldest = ring.oldest
+    assert oldest is not None and (oldest - 1) % 8 == 0 and oldest > 1
+    assert len(ring) == 101 - oldest
+    alone = ReplayRing(10_000, 100, block_messages=8)
+    for id in range(1, 4):
+        alone.add(id, ("event", None, None, None), secrets.token_hex(200).encode())
+    assert alone.oldest == 1 and len(alone) == 3 and alone.stored_bytes > 100
+
+
+def test_messages_of_a_household_take_a_fraction_of_their_json() -> None:
+    """A household's volume and transport events, compressed against each other, take about
+    a tenth of their JSON; messages with the same filter fields share one tuple of them."""
+    ring = ReplayRing(10_000, 1 << 30)
+    published = fill(ring, 2_000)
+    json_bytes = sum(map(len, published))
+    assert ring.json_bytes == json_bytes
+    assert ring.stored_bytes < json_bytes / 8
+    kept = ring.after(0)
+    assert kept is not None
+    by_fields: dict[Fields, Fields] = {}
+    for _, fields, _ in kept:
+        assert by_fields.setdefault(fields, fields) is fields
+
+
+def test_a_large_message_seals_its_block() -> None:
+    """A message of more JSON than a block takes ends its block; the ones after it start
+    another, and all replay whole."""
+    ring = ReplayRing(100, 1 << 30)
+    large = json.dumps({"pad": secrets.token_hex(ring_module.BLOCK_JSON)}).encode()
+    ring.add(1, ("event", None, None, None), b'{"id":1}')
+    ring.add(2, ("topology.changed", None, None, None), large)
+    ring.add(3, ("event", None, None, None), b'{"id":3}')
+    assert [(id, raw) for id, _, raw in ring.after(0) or []] == [
+        (1, b'{"id":1}'),
+        (2, large),
+        (3, b'{"id":3}'),
+    ]
+    assert [id for id, _, _ in ring.after(2) or []] == [3]
+
+
+def test_an_id_that_does_not_follow_starts_a_block() -> None:
+    """Ids that skip (a message that went unkept) start a new block; each message keeps its
+    own id."""
+    ring = ReplayRing(100, 1 << 30)
+    ring.add(1, ("event", None, None, None), b"1")
+    ring.add(2, ("event", None, None, None), b"2")
+    ring.add(5, ("event", None, None, None), b"5")
+    assert [(id, raw) for id, _, raw in ring.after(0) or []] == [(1, b"1"), (2, b"2"), (5, b"5")]
+    assert [id for id, _, _ in ring.after(2) or []] == [5]
+
+
+def test_an_empty_ring_has_nothing_to_give() -> None:
+    """An empty ring has no oldest id and cannot resume anyone."""
+    ring = ReplayRing(10, 1000)
+    assert (len(ring), ring.oldest, ring.stored_bytes, ring.after(0)) == (0, None, 0, None)
+
+
+def test_shared_fields_table_is_bounded() -> None:
+    """Distinct filter fields beyond the shared table's size start it again rather than grow
+    it without bound."""
+    ring = ReplayRing(10, 1 << 30)
+    for id in range(1, ring_module._MAX_SHARED + 100):
+        ring.add(id, ("event", f"RINCON_{id}", f"Room {id}", None), b"{}")
+    assert len(ring._shared) <= ring_module._MAX_SHARED
+    assert [fields[1] for _, fields, _ in ring.after(ring_module._MAX_SHARED + 95) or []] == [
+        f"RINCON_{ring_module._MAX_SHARED + 96 + i}" for i in range(4)
+    ]
