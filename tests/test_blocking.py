@@ -40,6 +40,43 @@ class SocoRunnerTests(TestCase):
             await self.runner.run(fail)
         self.assertEqual(self.runner.failures, 1)
 
+    async def test_threads_start_as_calls_need_them_up_to_the_size(self) -> None:
+        """No thread runs before the first call; calls at once start threads up to the
+        pool's size, named after it and never keeping the process alive."""
+        self.assertEqual(self.runner.pool.threads, [])
+        await self.runner.run(int)
+        self.assertEqual(len(self.runner.pool.threads), 1)
+        arrived: list[threading.Thread] = []
+        everyone = threading.Event()
+        lock = threading.Lock()
+
+        def meet() -> threading.Thread:
+            with lock:
+                arrived.append(threading.current_thread())
+                if len(arrived) == 4:
+                    everyone.set()
+            everyone.wait(10)
+            return threading.current_thread()
+
+        names = await gatherResults([self.runner.run(meet) for _ in range(6)])
+        self.assertTrue(everyone.is_set())
+        threads = self.runner.pool.threads
+        self.assertEqual(len(threads), 4)
+        self.assertEqual(set(names), set(threads))
+        self.assertEqual(
+            sorted(thread.name for thread in threads), [f"sonosd-soco-{n}" for n in range(4)]
+        )
+        self.assertTrue(all(thread.daemon for thread in threads))
+
+    async def test_a_stopped_pool_refuses_calls(self) -> None:
+        """A call made once the pool has stopped fails with an error naming the pool, and
+        its threads are gone."""
+        await self.runner.run(int)
+        await self.runner.stopService()
+        self.assertFalse(any(thread.is_alive() for thread in self.runner.pool.threads))
+        with self.assertRaisesRegex(RuntimeError, "sonosd-soco pool is stopped"):
+            await self.runner.run(int)
+
     async def test_same_key_runs_in_order_one_at_a_time(self) -> None:
         """Calls that share a key never overlap and run in the order they were made."""
         active = []
