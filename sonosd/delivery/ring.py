@@ -200,9 +200,15 @@ class ReplayRing:
         if oldest is None or last_id + 1 < oldest:
             return None
         kept: list[Kept] = []
+        wanted = last_id + 1
         for block in self._blocks:
-            if block.first + len(block.fields) <= last_id + 1:
+            end = block.first + len(block.fields)
+            if end <= wanted:
                 continue
-            start = max(block.dropped, last_id + 1 - block.first)
+            start = max(block.dropped, wanted - block.first)
+            if block.first + start > wanted:
+                # Ids the ring was never given: those messages are not here either.
+                return None
             kept.extend(block.read(start))
+            wanted = end
         return kept

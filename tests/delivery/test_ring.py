@@ -139,14 +139,19 @@ def test_a_large_message_seals_its_block() -> None:
 
 
 def test_an_id_that_does_not_follow_starts_a_block() -> None:
-    """Ids that skip (a message that went unkept) start a new block; each message keeps its
-    own id."""
+    """Ids that skip (messages the ring was never given) start a new block; a client that
+    would need the missing ones is told they are not kept, one after them gets the rest."""
     ring = ReplayRing(100, 1 << 30)
     ring.add(1, ("event", None, None, None), b"1")
     ring.add(2, ("event", None, None, None), b"2")
     ring.add(5, ("event", None, None, None), b"5")
-    assert [(id, raw) for id, _, raw in ring.after(0) or []] == [(1, b"1"), (2, b"2"), (5, b"5")]
-    assert [id for id, _, _ in ring.after(2) or []] == [5]
+    ring.add(6, ("event", None, None, None), b"6")
+    assert ring.after(0) is None
+    assert ring.after(2) is None
+    assert ring.after(3) is None
+    assert [(id, raw) for id, _, raw in ring.after(4) or []] == [(5, b"5"), (6, b"6")]
+    assert [id for id, _, _ in ring.after(5) or []] == [6]
+    assert ring.after(1) is None
 
 
 def test_an_empty_ring_has_nothing_to_give() -> None:
