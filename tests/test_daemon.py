@@ -21,6 +21,7 @@ from twisted.web.http_headers import Headers
 
 from sonosd.config import SimulateConfig, parse_config
 from sonosd.delivery.hub import Message
+from sonosd.delivery.ring import BLOCK_MESSAGES
 from sonosd.service import SonosdService
 from sonosd.sim.household import Speaker
 from sonosd.sim.service import HouseholdService
@@ -244,6 +245,36 @@ class DaemonTests(TestCase):
         self.assertEqual(ids, list(range(last_id + 1, last_id + 1 + len(ids))))
         self.assertEqual(ids[-1], daemon.service.hub.last_id)
         self.assertTrue(any(is_volume_event(m, office.uid, missed) for m in second.messages()))
+
+    async def test_sse_resume_across_compressed_blocks_is_exact(self) -> None:
+        """A client that missed more than a whole compressed block of the replay ring gets
+        every missed message once, each exactly the JSON that was published."""
+        daemon = await self.started()
+        first = await self.sse(daemon)
+        last_id = first.messages()[0]["last_id"]
+        first.close()
+        await first.closed
+        while daemon.service.hub.last_id < last_id + BLOCK_MESSAGES + 10:
+            changes = [
+                (speaker, volume, len(daemon.volume_events(speaker, volume)))
+                for speaker in daemon.speakers
+                for volume in [new_volume(speaker)]
+            ]
+            for speaker, volume, _ in changes:
+                speaker.set_volume(volume)
+
+            def arrived(changes: list[tuple[Speaker, int, int]] = changes) -> bool:
+                return all(len(daemon.volume_events(s, v)) > n for s, v, n in changes)
+
+            await until(arrived, "the missed changes")
+        published = {m.id: json.loads(m.raw) for m in daemon.recorder.messages}
+        newest = daemon.service.hub.last_id
+        run = daemon.service.hub.run
+        second = await self.sse(daemon, {"Last-Event-ID": f"{run}:{last_id}"})
+        await until(lambda: newest in message_ids(second.messages()), "the whole replay")
+        replayed = [m for m in second.messages() if isinstance(m.get("id"), int)]
+        self.assertEqual(message_ids(replayed), list(range(last_id + 1, newest + 1)))
+        self.assertEqual(replayed, [published[m["id"]] for m in replayed])
 
     async def test_websocket_resumes_with_last_id(self) -> None:
         """A WebSocket client that reconnects with last_id gets every missed message once."""
