@@ -73,31 +73,37 @@ class _Workers:
         # Calls given to the threads and not back yet (changed in the reactor thread only).
         self._busy = 0
         self._stopped = False
+        # Held while a thread is started and while stopping: every thread started gets its
+        # end mark.
+        self._starting = threading.Lock()
 
     def call(
         self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Deferred[T]:
         """Run ``fn(*args, **kwargs)`` in a thread; fire with its result or failure."""
-        if self._stopped:
-            return fail(RuntimeError(f"the {self._name} pool is stopped"))
         result: Deferred[T] = Deferred()
-        self._busy += 1
-        if self._busy > len(self.threads) and len(self.threads) < self._size:
-            thread = threading.Thread(
-                target=self._work, name=f"{self._name}-{len(self.threads)}", daemon=True
-            )
-            self.threads.append(thread)
-            thread.start()
+        with self._starting:
+            if self._stopped:
+                return fail(RuntimeError(f"the {self._name} pool is stopped"))
+            self._busy += 1
+            if self._busy > len(self.threads) and len(self.threads) < self._size:
+                thread = threading.Thread(
+                    target=self._work, name=f"{self._name}-{len(self.threads)}", daemon=True
+                )
+                self.threads.append(thread)
+                thread.start()
         self._queue.put((result, fn, args, kwargs))
         return result
 
     def stop(self) -> None:
         """Have every thread end once its call returns, and wait for them (from a thread of
         its own: a hung call keeps this waiting)."""
-        self._stopped = True
-        for _ in self.threads:
+        with self._starting:
+            self._stopped = True
+            threads = list(self.threads)
+        for _ in threads:
             self._queue.put(None)
-        for thread in self.threads:
+        for thread in threads:
             thread.join()
 
     def _back(self, result: Deferred[Any], outcome: object) -> None:
