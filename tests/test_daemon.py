@@ -247,8 +247,9 @@ class DaemonTests(TestCase):
         self.assertTrue(any(is_volume_event(m, office.uid, missed) for m in second.messages()))
 
     async def test_sse_resume_across_compressed_blocks_is_exact(self) -> None:
-        """A client that missed more than a whole compressed block of the replay ring gets
-        every missed message once, each exactly the JSON that was published."""
+        """A client that missed more messages than a block of the replay ring holds (so its
+        replay starts in a compressed block) gets every missed message once, each exactly the
+        JSON that was published."""
         daemon = await self.started()
         first = await self.sse(daemon)
         last_id = first.messages()[0]["last_id"]
