@@ -62,6 +62,7 @@ class _Workers:
     benchmark 5.)
 
     @ivar threads: The threads started so far.
+    @ivar busy: Calls given to the threads and not back yet (changed in the reactor thread).
     """
 
     def __init__(self, reactor: IReactorFromThreads, size: int, name: str) -> None:
@@ -70,8 +71,7 @@ class _Workers:
         self._name = name
         self._queue: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
         self.threads: list[threading.Thread] = []
-        # Calls given to the threads and not back yet (changed in the reactor thread only).
-        self._busy = 0
+        self.busy = 0
         self._stopped = False
         # Held while a thread is started and while stopping: every thread started gets its
         # end mark.
@@ -85,8 +85,8 @@ class _Workers:
         with self._starting:
             if self._stopped:
                 return fail(RuntimeError(f"the {self._name} pool is stopped"))
-            self._busy += 1
-            if self._busy > len(self.threads) and len(self.threads) < self._size:
+            self.busy += 1
+            if self.busy > len(self.threads) and len(self.threads) < self._size:
                 thread = threading.Thread(
                     target=self._work, name=f"{self._name}-{len(self.threads)}", daemon=True
                 )
@@ -107,7 +107,7 @@ class _Workers:
             thread.join()
 
     def _back(self, result: Deferred[Any], outcome: object) -> None:
-        self._busy -= 1
+        self.busy -= 1
         if isinstance(outcome, Failure):
             result.errback(outcome)
         else:
@@ -159,9 +159,13 @@ class SocoRunner(Service):
         self.calls = 0
         self.timeouts = 0
         self.failures = 0
-        self.in_flight = 0
         #: Calls not settled yet, with their timeout timers (ended when the pool stops).
         self._pending: dict[Deferred[Any], IDelayedCall] = {}
+
+    @property
+    def in_flight(self) -> int:
+        """Calls running in the pool's threads now (their results not back yet)."""
+        return self.pool.busy
 
     def startService(self) -> None:
         """Start the pool's threads on demand, and keep them from holding up the reactor.
@@ -259,14 +263,7 @@ class SocoRunner(Service):
         outer: Deferred[T],
     ) -> Deferred[T]:
         def in_thread() -> Deferred[T]:
-            self.in_flight += 1
-            d = self.pool.call(fn, args, kwargs)
-
-            def finished(result: T | Failure) -> T | Failure:
-                self.in_flight -= 1
-                return result
-
-            return d.addBoth(finished)
+            return self.pool.call(fn, args, kwargs)
 
         if key is None:
             return in_thread()

@@ -11,6 +11,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.trial.unittest import TestCase
 
 from sonosd.blocking import CallTimeout, SocoRunner
+from tests.daemon_helpers import until
 
 
 class SocoRunnerTests(TestCase):
@@ -98,13 +99,17 @@ class SocoRunnerTests(TestCase):
         self.assertEqual(set(results), {1})
 
     async def test_hung_call_times_out_and_others_go_on(self) -> None:
-        """A hung call fails with CallTimeout while a call for another key still completes."""
+        """A hung call fails with CallTimeout while a call for another key still completes;
+        timed out, it still counts as in flight until its thread returns."""
         hung = self.runner.run(self.release.wait, 30, key="hung", timeout=0.2)
         ok = await self.runner.run(lambda: "fine", key="other")
         self.assertEqual(ok, "fine")
         with self.assertRaises(CallTimeout):
             await hung
         self.assertEqual(self.runner.timeouts, 1)
+        self.assertEqual(self.runner.in_flight, 1)
+        self.release.set()
+        await until(lambda: self.runner.in_flight == 0, "the hung thread back")
 
     async def test_queued_call_behind_a_hung_one_times_out_without_running(self) -> None:
         """A call waiting behind a hung call of the same key times out and never starts."""
