@@ -86,7 +86,7 @@ HELD_PER_SUBSCRIBE: Final = 2
 #: have its initial NOTIFY waiting. The bound was 32, and at start-up a 200-speaker
 #: household had up to 40 initial NOTIFYs refused (412) while their subscriptions were being
 #: granted (issue 17).
-MAX_HELD: Final = 2 * 64
+MAX_HELD: Final = HELD_PER_SUBSCRIBE * 64
 
 
 class MalformedNotify(ValueError):

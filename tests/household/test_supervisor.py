@@ -791,6 +791,13 @@ class BuildTests(SynchronousTestCase):
 
 
 class SubscriptionFactoryTests(SynchronousTestCase):
+    def test_listener_holds_an_initial_notify_for_every_subscribe_in_flight(self) -> None:
+        """The listener's bound on held unknown-SID NOTIFYs covers its per-SUBSCRIBE share
+        for every SUBSCRIBE the household may have in flight at once."""
+        from sonosd.gena.listener import HELD_PER_SUBSCRIBE, MAX_HELD
+
+        self.assertEqual(MAX_HELD, HELD_PER_SUBSCRIBE * GENA_CONCURRENCY)
+
     def test_subscriptions_share_one_http_client(self) -> None:
         """Every subscription the daemon's factory makes sends its requests with one HTTP
         client (one agent and pool for the household, not one per subscription), at most
