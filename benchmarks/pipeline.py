@@ -13,7 +13,8 @@ import statistics
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import attrs
@@ -30,13 +31,13 @@ def loopback_block() -> str:
     return f"127.{rng.randint(1, 254)}.{rng.randint(0, 254)}.2"
 
 
-def household_file(speakers: int) -> str:
-    """Write a fake household of ``speakers`` speakers to a temporary file; return its path."""
-    with tempfile.NamedTemporaryFile(
-        "w", prefix="sonosd-bench-", suffix=".json", delete=False
-    ) as handle:
+@contextmanager
+def household_file(speakers: int) -> Iterator[str]:
+    """A fake household of ``speakers`` speakers in a temporary file, removed afterwards."""
+    with tempfile.NamedTemporaryFile("w", prefix="sonosd-bench-", suffix=".json") as handle:
         handle.write(to_json(household(loopback_block(), speakers)))
-    return handle.name
+        handle.flush()
+        yield handle.name
 
 
 @attrs.frozen
@@ -198,21 +199,21 @@ def throughput(
     count: int = 10**9,
 ) -> dict[str, Any]:
     """Benchmark 1: saturated NOTIFY/s per receiver, interleaved, ``rounds`` times."""
-    path = household_file(speakers)
-    runs: dict[str, list[Run]] = {name: [] for name in receivers}
-    for _ in range(rounds):
-        for name in receivers:
-            runs[name].append(
-                run_once(
-                    name,
-                    path,
-                    concurrency=concurrency,
-                    duration=duration,
-                    count=count,
-                    clients=1 if name == "sonosd" else 0,
-                    impl="autobahn",
+    with household_file(speakers) as path:
+        runs: dict[str, list[Run]] = {name: [] for name in receivers}
+        for _ in range(rounds):
+            for name in receivers:
+                runs[name].append(
+                    run_once(
+                        name,
+                        path,
+                        concurrency=concurrency,
+                        duration=duration,
+                        count=count,
+                        clients=1 if name == "sonosd" else 0,
+                        impl="autobahn",
+                    )
                 )
-            )
     rates = {name: [run.rate for run in result] for name, result in runs.items()}
     ratios: dict[str, float] = {}
     if "bare" in runs and "sonosd" in runs:
@@ -247,29 +248,29 @@ def latency(
     client_procs: int = 1,
 ) -> dict[str, Any]:
     """Benchmark 2: NOTIFY sent → message received, at fixed rates, with N clients."""
-    path = household_file(speakers)
-    result: dict[str, Any] = {}
-    for clients in client_counts:
-        for rate in rates:
-            run = run_once(
-                "sonosd",
-                path,
-                rate=rate,
-                duration=duration,
-                clients=clients,
-                client_procs=client_procs,
-            )
-            assert run.latency is not None
-            result[f"{rate:g}/s x {clients}"] = {
-                "rate": rate,
-                "clients": clients,
-                "p50": run.latency.p50,
-                "p99": run.latency.p99,
-                "max": run.latency.max,
-                "received": run.delivered,
-                "expected": run.ok * clients,
-                "cpu_share": run.cpu / duration,
-            }
+    with household_file(speakers) as path:
+        result: dict[str, Any] = {}
+        for clients in client_counts:
+            for rate in rates:
+                run = run_once(
+                    "sonosd",
+                    path,
+                    rate=rate,
+                    duration=duration,
+                    clients=clients,
+                    client_procs=client_procs,
+                )
+                assert run.latency is not None
+                result[f"{rate:g}/s x {clients}"] = {
+                    "rate": rate,
+                    "clients": clients,
+                    "p50": run.latency.p50,
+                    "p99": run.latency.p99,
+                    "max": run.latency.max,
+                    "received": run.delivered,
+                    "expected": run.ok * clients,
+                    "cpu_share": run.cpu / duration,
+                }
     return result
 
 
@@ -281,10 +282,10 @@ def fanout(
     speakers: int = 20,
 ) -> dict[str, Any]:
     """Benchmark 3: ``clients`` WebSocket clients (in ``client_procs`` processes) at ``rate``."""
-    path = household_file(speakers)
-    run = run_once(
-        "sonosd", path, rate=rate, duration=duration, clients=clients, client_procs=client_procs
-    )
+    with household_file(speakers) as path:
+        run = run_once(
+            "sonosd", path, rate=rate, duration=duration, clients=clients, client_procs=client_procs
+        )
     assert run.latency is not None
     return {
         "clients": clients,
@@ -310,19 +311,19 @@ def isolation(
     speakers: int = 20,
 ) -> dict[str, Any]:
     """Benchmark 5: event latency p99 with ``calls`` control calls in flight vs none."""
-    path = household_file(speakers)
-    quiet: list[Latency] = []
-    busy: list[Latency] = []
-    for _ in range(rounds):
-        for target, extra in (
-            (quiet, ()),
-            (busy, ("--control", str(calls), "--control-delay", str(delay))),
-        ):
-            run = run_once(
-                "sonosd", path, rate=rate, duration=duration, clients=1, receiver_args=extra
-            )
-            assert run.latency is not None
-            target.append(run.latency)
+    with household_file(speakers) as path:
+        quiet: list[Latency] = []
+        busy: list[Latency] = []
+        for _ in range(rounds):
+            for target, extra in (
+                (quiet, ()),
+                (busy, ("--control", str(calls), "--control-delay", str(delay))),
+            ):
+                run = run_once(
+                    "sonosd", path, rate=rate, duration=duration, clients=1, receiver_args=extra
+                )
+                assert run.latency is not None
+                target.append(run.latency)
     return {
         "rate": rate,
         "calls": calls,
