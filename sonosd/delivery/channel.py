@@ -20,7 +20,7 @@ joining, leaving and filter changes behave exactly as with immediate delivery.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
@@ -114,12 +114,14 @@ class Start:
         client resumes from the ring.
     @ivar reset: Why the client's ``last_id`` could not be resumed (a ``reset`` message
         precedes the snapshot), or ``None``.
-    @ivar replay: Messages after the client's ``last_id`` (already filtered).
+    @ivar replay: Messages after the client's ``last_id``, filtered by its filter when it
+        joined; read from the ring as they are taken (once), so that a long replay is never
+        in memory at once.
     """
 
     snapshot: dict[str, Any] | None
     reset: str | None
-    replay: list[Message]
+    replay: Iterator[Message]
 
 
 #: Query parameters of the streaming channels (SSE, WebSocket) that are not filter keys; any
@@ -198,11 +200,12 @@ class Channel(Generic[F]):
         if cursor is not None:
             replay = self.hub.resume(cursor)
             if not isinstance(replay, str):
-                return Start(None, None, [m for m in replay if client.filter.matches(m)])
+                wanted = client.filter
+                return Start(None, None, (m for m in replay if wanted.matches(m)))
             reset = replay
             if self._metrics is not None:
                 self._metrics.resets.labels(self.name).inc()
-        return Start(self.hub.snapshot(), reset, [])
+        return Start(self.hub.snapshot(), reset, iter(()))
 
     def intern(self, filter: Filter) -> Filter:
         """The channel's one object equal to ``filter``, so that it is evaluated once per message.

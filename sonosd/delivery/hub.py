@@ -10,7 +10,7 @@ id it last saw without loss or duplicates.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -255,7 +255,7 @@ class Hub:
             message.raw,
         )
 
-    def resume(self, cursor: Cursor) -> list[Message] | str:
+    def resume(self, cursor: Cursor) -> Iterator[Message] | str:
         """The messages after ``cursor``, or why the client must start again from a snapshot
         (a ``reset`` reason): another run's id, an id without a run, or one gone from the ring."""
         if cursor.run is None:
@@ -273,16 +273,18 @@ class Hub:
             return f"last_id {cursor.id} is not in the replay buffer (last id is {self._last_id})"
         return replay
 
-    def since(self, last_id: int) -> list[Message] | None:
+    def since(self, last_id: int) -> Iterator[Message] | None:
         """Messages published after ``last_id``, or ``None`` when the ring no longer has them.
 
-        ``last_id`` equal to the current ``last_id`` gives an empty list; an id from the
-        future (a client of an earlier daemon run) gives ``None``, so the client resets.
-        Replayed messages carry ``raw`` and the filter fields, not ``body`` nor ``event``.
+        ``last_id`` equal to the current ``last_id`` gives none; an id from the future (a
+        client of an earlier daemon run) gives ``None``, so the client resets. The messages
+        are the ones published so far, read from the ring as they are taken
+        (``ReplayRing.after``). Replayed messages carry ``raw`` and the filter fields, not
+        ``body`` nor ``event``.
         """
         if last_id > self._last_id or last_id < 0:
             return None
         if last_id == self._last_id:
-            return []
+            return iter(())
         kept = self.ring.after(last_id)
-        return None if kept is None else [_kept_message(entry) for entry in kept]
+        return None if kept is None else map(_kept_message, kept)

@@ -15,7 +15,8 @@ messages that have the same ones, and its length sits in an array: a kept messag
 few bytes beside its compressed JSON.
 
 The ring is bounded by a count of messages and by the compressed bytes it keeps; the oldest
-messages go first (a whole block at a time for the byte bound).
+messages go first (a whole block at a time for the byte bound). A resuming client reads its
+replay as its connection takes it, one block inflated at a time.
 """
 
 from __future__ import annotations
@@ -95,15 +96,17 @@ class _Block:
         self.size = len(self.data)
         return saved
 
-    def read(self, start: int) -> Iterator[Kept]:
-        """The block's messages from its ``start``-th on."""
+    def read(self, start: int, stop: int) -> Iterator[Kept]:
+        """The block's messages from its ``start``-th to before its ``stop``-th (inflating a
+        sealed block's whole stream once, when the first of them is taken)."""
         if self.pending is not None:
-            for index in range(start, len(self.fields)):
-                yield self.first + index, self.fields[index], self.pending[index]
+            pending = self.pending
+            for index in range(start, stop):
+                yield self.first + index, self.fields[index], pending[index]
             return
         stream = zlib.decompressobj(_WBITS).decompress(self.data)
         offset = sum(self.lengths[:start])
-        for index in range(start, len(self.fields)):
+        for index in range(start, stop):
             end = offset + self.lengths[index]
             yield self.first + index, self.fields[index], stream[offset:end]
             offset = end
@@ -193,13 +196,19 @@ class ReplayRing:
         # Never the newest block: the newest message is always kept.
         self._size -= self._blocks.popleft().size
 
-    def after(self, last_id: int) -> list[Kept] | None:
+    def after(self, last_id: int) -> Iterator[Kept] | None:
         """The kept messages whose id is above ``last_id``, oldest first, or ``None`` when
-        some of them are no longer kept."""
+        some of them are no longer kept.
+
+        The messages are read as they are taken, one block inflated at a time, so that a
+        resume from far back costs one block of memory, not the whole ring. They are the ones
+        kept when ``after`` was called: messages added later are not in it, and it stays
+        whole if the ring drops its blocks meanwhile (they stay alive until it is read).
+        """
         oldest = self.oldest
         if oldest is None or last_id + 1 < oldest:
             return None
-        kept: list[Kept] = []
+        parts: list[tuple[_Block, int, int]] = []
         wanted = last_id + 1
         for block in self._blocks:
             end = block.first + len(block.fields)
@@ -209,6 +218,11 @@ class ReplayRing:
             if block.first + start > wanted:
                 # Ids the ring was never given: those messages are not here either.
                 return None
-            kept.extend(block.read(start))
+            parts.append((block, start, len(block.fields)))
             wanted = end
-        return kept
+        return _read(parts)
+
+
+def _read(parts: list[tuple[_Block, int, int]]) -> Iterator[Kept]:
+    for block, start, stop in parts:
+        yield from block.read(start, stop)

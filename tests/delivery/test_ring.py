@@ -71,12 +71,66 @@ def test_after_gives_back_every_later_message_exactly() -> None:
     published = fill(ring, 150)
     assert len(ring) == 150 and ring.oldest == 1
     for last_id in (0, 1, 15, 16, 17, 100, 149):
-        kept = ring.after(last_id)
-        assert kept is not None
+        kept = list(ring.after(last_id) or [])
         assert [id for id, _, _ in kept] == list(range(last_id + 1, 151))
         assert [raw for _, _, raw in kept] == published[last_id:]
         assert [fields for _, fields, _ in kept] == [fields_of(raw) for raw in published[last_id:]]
-    assert ring.after(150) == []
+    assert list(ring.after(150) or [0]) == []
+
+
+def test_after_reads_one_block_at_a_time() -> None:
+    """A resume inflates a sealed block only when its first message is taken, one block at
+    a time, so a replay from far back is never all in memory at once."""
+    ring = ReplayRing(1_000, 1 << 30, block_messages=16)
+    published = fill(ring, 100)
+    inflated: list[bytes] = []
+    real = ring_module.zlib.decompressobj
+
+    class Counting:
+        def __init__(self, wbits: int) -> None:
+            self._inner = real(wbits)
+
+        def decompress(self, data: bytes) -> bytes:
+            out = self._inner.decompress(data)
+            inflated.append(out)
+            return out
+
+    ring_module.zlib.decompressobj = Counting  # type: ignore[assignment]
+    try:
+        kept = ring.after(0)
+        assert kept is not None and inflated == []
+        first = [next(kept) for _ in range(16)]
+        assert len(inflated) == 1 and [raw for _, _, raw in first] == published[:16]
+        next(kept)
+        assert len(inflated) == 2
+        rest = [raw for _, _, raw in kept]
+    finally:
+        ring_module.zlib.decompressobj = real  # type: ignore[assignment]
+    # Six sealed blocks of 16; the last four messages are the open block's own JSON.
+    assert len(inflated) == 6 and rest == published[17:]
+
+
+def test_after_answers_for_the_messages_kept_when_asked() -> None:
+    """A replay being read is not changed by what the ring does meanwhile: later messages
+    are not in it (the client gets them live), and blocks dropped from the ring are still
+    read whole, the open block included once it is sealed."""
+    ring = ReplayRing(40, 1 << 30, block_messages=16)
+    published = fill(ring, 40)
+    kept = ring.after(9)
+    assert kept is not None
+    rng = random.Random(2)
+    for id in range(41, 141):
+        raw = event_json(id, rng)
+        ring.add(id, fields_of(raw), raw)
+    assert ring.oldest == 101
+    assert [(id, raw) for id, _, raw in kept] == list(
+        zip(range(10, 41), published[9:], strict=True)
+    )
+    # The same while the block stays open.
+    tail = ring.after(138)
+    assert tail is not None
+    ring.add(141, ("event", None, None, None), b"{}")
+    assert [id for id, _, _ in tail] == [139, 140]
 
 
 def test_count_bound_drops_the_oldest_one_at_a_time() -> None:
@@ -86,9 +140,7 @@ def test_count_bound_drops_the_oldest_one_at_a_time() -> None:
     published = fill(ring, 137)
     assert len(ring) == 50 and ring.oldest == 88
     assert ring.after(86) is None
-    kept = ring.after(87)
-    assert kept is not None
-    assert [raw for _, _, raw in kept] == published[87:]
+    assert [raw for _, _, raw in ring.after(87) or []] == published[87:]
 
 
 def test_byte_bound_drops_whole_old_blocks_and_keeps_the_newest() -> None:
