@@ -545,6 +545,31 @@ class HouseholdSimTests(TestCase):
         self.assertEqual(set(self.supervised(rig)), {rig.speakers[1].uid})
         self.assertEqual(rig.sim_subscriptions(rig.speakers[0]), [])
 
+    async def test_follow_household_switched_off_drops_the_learnt_speakers(self) -> None:
+        """A reload that switches follow_household off unsubscribes and drops (with
+        speaker.removed) the speakers learnt from the topology, and keeps the listed one."""
+        rig = await self.rig(speakers=3, configured=(0,))
+        await self.settled(rig)
+        listed, *learnt = rig.speakers
+        rig.household.apply(
+            Config(
+                path="test.yaml",
+                devices=(Device(host=listed.address),),
+                follow_household=False,
+                subscription=FAST,
+            )
+        )
+        await until(
+            lambda: all(rig.sim_subscriptions(speaker) == [] for speaker in learnt),
+            "the learnt speakers' subscriptions cancelled",
+        )
+        self.assertEqual(set(self.supervised(rig)), {listed.uid})
+        self.assertEqual(len(rig.sim_subscriptions(listed)), len(DEFAULT_SERVICES))
+        for speaker in learnt:
+            [removed] = rig.recorder.of("speaker.removed", speaker.uid)
+            self.assertEqual(removed.body["reason"], "follow_household is false")
+            self.assertIsNone(rig.state.by_uid(speaker.uid))
+
     async def test_a_listed_room_name_the_speaker_does_not_report_is_a_warning(self) -> None:
         """A speaker listed with a room name other than the one it reports is followed all
         the same, with one warning naming both; a listed name it reports gives none."""
