@@ -641,6 +641,43 @@ def test_token_inline_env_and_file(tmp_path: Path) -> None:
     assert "0123" not in repr(config)
 
 
+@pytest.mark.parametrize(
+    ("content", "secret"),
+    [
+        (b"abcdef-012345\n", "abcdef-012345"),
+        (b"abcdef-012345\r\n", "abcdef-012345"),
+        (b"abcdef-012345\n\n", "abcdef-012345"),
+        (b"abcdef-012345\r\n\r\n", "abcdef-012345"),
+        (b"abcdef-012345\r", "abcdef-012345"),
+        (b"abcdef-012345", "abcdef-012345"),
+        (b"abcdef-012345 \t\n", "abcdef-012345 \t"),
+    ],
+)
+def test_secret_file_drops_every_line_end_at_its_end(
+    tmp_path: Path, content: bytes, secret: str
+) -> None:
+    """A secret file loses every line end at its end (LF, CRLF, CR, however many), nothing else."""
+    path = tmp_path / "token"
+    path.write_bytes(content)
+    hook = tmp_path / "hook"
+    hook.write_bytes(content)
+    config = parse_config(
+        f"api:\n  tokens:\n    - {{name: ha, token_file: '{path}'}}\n"
+        f"sinks:\n  webhooks:\n    - {{url: 'http://a.lan/', secret_file: '{hook}'}}\n"
+    )
+    assert config.api.tokens[0].secret == secret
+    assert config.sinks.webhooks[0].secret == secret
+
+
+def test_secret_file_of_white_space_is_empty(tmp_path: Path) -> None:
+    """A secret file holding nothing but white space and line ends is refused as empty."""
+    blank = tmp_path / "token"
+    blank.write_bytes(b" \t\r\n\n")
+    assert error_of(f"api:\n  tokens:\n    - {{name: ha, token_file: '{blank}'}}\n") == (
+        f'config.yaml:3: api.tokens[0].token_file: the secret file is empty, got "{blank}"'
+    )
+
+
 def test_token_from_env_or_file_is_as_long_as_an_inline_one(tmp_path: Path) -> None:
     """A token read from the environment or a file is refused when shorter than 12 characters."""
     message = error_of("api:\n  tokens:\n    - {name: ha, token_env: T}\n", environ={"T": "short"})
