@@ -563,6 +563,29 @@ class DaemonTests(TestCase):
             problems(),
         )
 
+    async def test_sinks_flush_within_the_shutdown_timeout(self) -> None:
+        """Every push sink is given subscription.shutdown_timeout to flush at shutdown, and the
+        new value when a reload changes it (docs/deployment.md, SIGTERM)."""
+        daemon = await self.daemon(
+            callbacks=(CALLBACK,),
+            sinks={
+                "webhooks": [{"url": f"http://127.0.0.1:{free_tcp_port()}/hook"}],
+                "mqtt": {"host": "127.0.0.1", "port": free_tcp_port()},
+            },
+        )
+        service = daemon.service
+        bound = service.config.subscription.shutdown_timeout
+        self.assertEqual(
+            {name: sink.drain_timeout for name, sink in service.sinks.items()},
+            {"callbacks": bound, "webhooks": bound, "mqtt": bound},
+        )
+        subscription = attrs.evolve(service.config.subscription, shutdown_timeout=bound + 7.5)
+        service.reload(attrs.evolve(service.config, subscription=subscription))
+        self.assertEqual(
+            {name: sink.drain_timeout for name, sink in service.sinks.items()},
+            {"callbacks": bound + 7.5, "webhooks": bound + 7.5, "mqtt": bound + 7.5},
+        )
+
     async def test_diagnostics_show_the_configuration_without_a_secret(self) -> None:
         """/api/v1/diagnostics shows the configuration with every secret hidden: tokens by
         name and scopes, the webhook secret and the MQTT password as ``<hidden>``."""
