@@ -556,8 +556,8 @@ class SonosdService(MultiService):
         for host in removed_hosts:
             ref = removed.get(host.lower())
             if ref is not None:
-                # Still a member of a followed household, it is followed again as such
-                # (follow_household) when the household's topology next names it.
+                # Still a member of a followed household, it is already followed again as
+                # such (follow_household: HouseholdSupervisor.apply).
                 self.processor.speaker_removed(ref, "removed from the configuration")
         for ref in refs:
             for service in gone_services:

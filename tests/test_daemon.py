@@ -651,6 +651,43 @@ class DaemonTests(TestCase):
         self.assertGreater(service.household.retired["subscribes"], 0)
         self.assertFalse(client.closed.called)
 
+    async def test_reload_removing_a_member_of_the_household_follows_it_again(self) -> None:
+        """With follow_household, a reload that removes a listed speaker still a member of the
+        followed household announces speaker.removed, then follows it again as a member: it is
+        back in the state, subscribed, and its changes arrive as events."""
+        daemon = await self.started()
+        service = daemon.service
+        first, second, third = daemon.speakers
+        document = json.loads(daemon_yaml(free_loopback_base(), speakers=3))
+        document.pop("simulate")
+        document["devices"] = [{"host": first.address}, {"host": second.address}]
+        new = attrs.evolve(
+            parse_config(json.dumps(document), "daemon-test.yaml"),
+            simulate=service.config.simulate,
+            listener=service.config.listener,
+            api=service.config.api,
+        )
+        before = {s["sid"] for s in daemon.sim_subscriptions(third)}
+        self.assertEqual(service.reload(new), [])
+        [removed] = daemon.recorder.of("speaker.removed", third.uid)
+        self.assertEqual(removed.body["reason"], "removed from the configuration")
+
+        def followed_again() -> bool:
+            sids = {s["sid"] for s in daemon.sim_subscriptions(third)}
+            return (
+                service.state.by_uid(third.uid) is not None
+                and len(sids) == len(service.config.services)
+                and not sids & before
+            )
+
+        await until(followed_again, "the removed speaker followed again")
+        volume = new_volume(third)
+        third.set_volume(volume)
+        await until(lambda: daemon.volume_events(third, volume), "the new volume as an event")
+        await until(lambda: service.readiness()["ready"], "ready again")
+        self.assertEqual(len(service.household.status()["speakers"]), 3)
+        self.assertEqual(daemon.recorder.of("speaker.removed", third.uid), [removed])
+
     async def test_doctor_explains_notifies_that_never_arrive(self) -> None:
         """Speakers told an unreachable callback URL are polled; /ready says so (503, or 200
         once ``api.ready_when_polling`` accepts polling) and the doctor names the speakers,

@@ -1035,6 +1035,8 @@ class HouseholdSupervisor(MultiService):
         self._by_uid: dict[str, SpeakerSupervisor] = {}
         self.discovery: Service | None = None
         self._speakers: list[SpeakerSupervisor] = []
+        #: The latest topology of each household, for a reload that removes a listed speaker.
+        self._topologies: dict[str | None, Topology] = {}
         for device in devices:
             self.add_device(device)
 
@@ -1176,7 +1178,24 @@ class HouseholdSupervisor(MultiService):
         for device in config.devices:
             if device.host in added:
                 self.add_device(device)
+        if removed and self.follow_household and self.running:
+            self._follow_members_again()
         return added, removed
+
+    def _follow_members_again(self) -> None:
+        """Follow, as members learnt from the topology, the speakers of a followed household
+        that nothing supervises any more (a reload removed them from ``devices``): at once,
+        not when the household's topology next changes, which may be days away."""
+        for household, topology in self._topologies.items():
+            if not any(speaker.household_id == household for speaker in self._speakers):
+                continue
+            for member in topology.members():
+                if member.uid not in self._by_uid and followable(member):
+                    speaker = self.add_member(member.uid, member.name, member.host, household)
+                    speaker.observe_member(member)
+            for device in topology.vanished:
+                if device.uid not in self._by_uid:
+                    self._vanished_member(device, household).observe_vanished(device)
 
     def _retire(self, services: Iterable[ServiceSupervisor]) -> None:
         for sup in services:
@@ -1246,6 +1265,7 @@ class HouseholdSupervisor(MultiService):
         """``HouseholdState`` topology observer: follow BootSeq, Location and vanished devices
         of every speaker, and the household's members as they join and leave."""
         household = new.household
+        self._topologies[household] = new
         listed: set[str] = set()
         for member in new.members():
             listed.add(member.uid)
