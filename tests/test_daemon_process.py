@@ -589,6 +589,38 @@ def test_the_example_configuration_is_never_ready(processes: Processes) -> None:
     assert f"problem: No speaker is followed: list one under devices in {example}" in text
 
 
+def test_start_warns_of_an_inline_token_others_can_read(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """A daemon started (and reloaded) from a file that holds a token inline and that group
+    can read logs one warning naming the file and the key each time, and runs all the same."""
+    api_port = free_tcp_port()
+    document = json.loads(
+        daemon_yaml(loopback_base, api=f"tcp:{api_port}:interface=127.0.0.1", speakers=1)
+    )
+    document["api"]["tokens"] = [{"name": "a", "token": "t" * 24}]
+    config = tmp_path / "sonosd.yaml"
+    config.write_text(json.dumps(document))
+    config.chmod(0o640)
+    daemon = processes.start("daemon", "sonosd", "-c", str(config))
+    warning = (
+        f"warn [sonosd.service] {config}: api.tokens[0].token: a secret written in a file that "
+        f"group or others can read (mode 0640): make the file private (chmod 600 {config})"
+    )
+
+    def warned() -> bool:
+        assert daemon.poll() is None, processes.output(daemon)
+        return warning in processes.output(daemon)
+
+    wait_for(warned, "the warning")
+    assert get(f"http://127.0.0.1:{api_port}/api/v1/health", "t" * 24)[0] == 200
+    assert processes.output(daemon).count(warning) == 1
+    daemon.send_signal(signal.SIGHUP)
+    wait_for(lambda: warned() and processes.output(daemon).count(warning) == 2, "again")
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=WAIT) == 0, processes.output(daemon)
+
+
 # -- the log ---------------------------------------------------------------------------------
 
 
