@@ -370,6 +370,49 @@ class SimTests(TestCase):
         for supervised in rig.household.speakers():
             self.assertTrue(all(sup.polling for sup in supervised.services.values()))
 
+    async def test_polling_stops_at_the_first_notify_a_gap(self) -> None:
+        """A subscription whose SEQ 0 NOTIFY was lost polls (health degraded) on the same SID
+        until its first NOTIFY, numbered 1, arrives: polling stops, said once, and that
+        NOTIFY is a gap (expected 0, got 1) with a resync."""
+        config = attrs.evolve(FAST, no_event_grace=0.5, poll_interval=0.3)
+        services = ("RenderingControl",)
+
+        def lose_initial_notify(sim: HouseholdService) -> None:
+            manager: Any = sim.household.speakers[0].manager
+            manager.faults.drop_next = 1
+
+        with capturedLogs() as events:
+            rig = await self.rig(services=services, config=config, before_start=lose_initial_notify)
+            speaker = rig.speakers[0]
+            await until(lambda: rig.household.speaker(speaker.uid) is not None, "identified")
+            supervised = rig.household.speaker(speaker.uid)
+            assert supervised is not None
+            sup = supervised.services["RenderingControl"]
+            await until(lambda: sup.polling and sup.polls >= 2, "several polls")
+            (reason,) = health_reasons(rig.household.status())
+            self.assertIn("no NOTIFY arrives", reason)
+            assert sup.subscription is not None
+            sid = sup.subscription.sid
+            self.assertEqual(rig.recorder.of("event", speaker.uid, "RenderingControl"), [])
+            speaker.set_volume(35)
+            await until(lambda: not sup.polling, "polling stopped")
+            await until(lambda: rig.recorder.of("events.gap", speaker.uid), "events.gap")
+        gap = rig.recorder.of("events.gap", speaker.uid)[0].body
+        self.assertEqual((gap["expected"], gap["got"], gap["missed"]), (0, 1, 1))
+        self.assertEqual(
+            [m.body["seq"] for m in rig.recorder.of("event", speaker.uid, "RenderingControl")],
+            [1],
+        )
+        await until(lambda: sup.resyncs >= 1, "the resync")
+        assert sup.subscription is not None
+        self.assertEqual(sup.subscription.sid, sid)
+        self.assertEqual([s["sid"] for s in rig.sim_subscriptions(speaker)], [sid])
+        self.assertEqual(rig.recorder.of("subscription.lost", speaker.uid), [])
+        stopped = [e for e in events if "polling stopped" in e.get("log_format", "")]
+        self.assertEqual(len(stopped), 1)
+        self.assertEqual(health_reasons(rig.household.status()), ())
+        self.assertEqual(rig.recorder.of("events.gap", rig.speakers[1].uid), [])
+
     async def test_address_change_followed(self) -> None:
         """A speaker that moves to a new address is followed there and resubscribed, and its
         old SIDs are UNSUBSCRIBEd at the new address."""
