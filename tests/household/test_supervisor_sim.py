@@ -250,6 +250,41 @@ class SimTests(TestCase):
         other = rig.speakers[1]
         self.assertEqual(rig.recorder.of("subscription.lost", other.uid), [])
 
+    async def test_412_on_a_renewal_resubscribes_every_service_once(self) -> None:
+        """A speaker that forgot its subscriptions without a BootSeq the daemon could see (no
+        ZoneGroupTopology subscribed) answers a renewal 412, and every one of its services is
+        subscribed afresh once, lost and restored with the reason reboot."""
+        services = ("RenderingControl", "AVTransport")
+        rig = await self.rig(services=services, config=attrs.evolve(FAST, timeout=4))
+        await self.settled(rig, services)
+        speaker, other = rig.speakers
+        supervised = rig.household.speaker(speaker.uid)
+        assert supervised is not None
+        subs = [supervised.services[service] for service in services]
+        manager: Any = speaker.manager
+        await manager.forget_all()
+        await until(
+            lambda: all(len(rig.initial_events(speaker.uid, s)) == 2 for s in services),
+            "a second initial event of every service",
+        )
+        renewed = [sup.renewals for sup in subs]
+        # Renewals of the fresh subscriptions answered: nothing is left to resubscribe.
+        await until(
+            lambda: all(sup.renewals > count for sup, count in zip(subs, renewed, strict=True)),
+            "a renewal of every fresh subscription",
+        )
+        for service in services:
+            lost = rig.recorder.of("subscription.lost", speaker.uid, service)
+            restored = rig.recorder.of("subscription.restored", speaker.uid, service)
+            self.assertEqual([m.body["reason"] for m in lost], ["reboot"], service)
+            self.assertEqual([m.body["reason"] for m in restored], ["reboot"], service)
+            self.assertEqual(len(rig.initial_events(speaker.uid, service)), 2, service)
+        ours = {sup.subscription.sid for sup in subs if sup.subscription}
+        self.assertEqual({s["sid"] for s in rig.sim_subscriptions(speaker)}, ours)
+        self.assertEqual(len(ours), len(services))
+        self.assertEqual(rig.recorder.of("subscription.lost", other.uid), [])
+        self.assertEqual(rig.recorder.of("speaker.offline", speaker.uid), [])
+
     async def test_offline_then_back(self) -> None:
         """A speaker that stops answering goes offline; when it answers again it is resubscribed."""
         config = attrs.evolve(FAST, silence_timeout=0.5)
