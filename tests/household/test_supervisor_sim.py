@@ -367,6 +367,34 @@ class SimTests(TestCase):
         await until(lambda: rig.reader.reads, "a resync read")
         self.assertEqual(rig.reader.reads, [(speaker.address, "RenderingControl")])
 
+    async def test_older_notify_after_a_newer_one_is_dropped(self) -> None:
+        """Two NOTIFYs swapped on the wire: the newer one is a gap and resynced, the older
+        one is dropped and counted, so the state keeps the newer value."""
+        rig = await self.rig(services=("RenderingControl",))
+        await self.settled(rig, ("RenderingControl",))
+        speaker = rig.speakers[0]
+        supervised = rig.household.speaker(speaker.uid)
+        assert supervised is not None
+        sup = supervised.services["RenderingControl"]
+        rig.faults(speaker).reorder_next = 1
+        speaker.set_volume(21)
+        # LastChange is moderated: the second change must come after the first NOTIFY.
+        await until(lambda: rig.sim_subscriptions(speaker)[0]["seq"] == 1, "the held NOTIFY")
+        speaker.set_volume(22)
+        await until(lambda: sup.duplicates == 1, "the older NOTIFY dropped")
+        gap = rig.recorder.of("events.gap", speaker.uid)
+        self.assertEqual([(m.body["expected"], m.body["got"]) for m in gap], [(1, 2)])
+        await until(lambda: sup.resyncs >= 1, "the resync")
+        notified = [
+            m.body["seq"]
+            for m in rig.recorder.of("event", speaker.uid, "RenderingControl")
+            if m.body.get("seq") is not None
+        ]
+        self.assertEqual(notified, [0, 2])
+        self.assertEqual(
+            rig.state.variables(speaker.uid, "RenderingControl")["volume"]["Master"], 22
+        )
+
     async def test_stop_unsubscribes_everything(self) -> None:
         """stopService leaves no subscription at the simulator, within the bound."""
         rig = await self.rig()
