@@ -587,6 +587,27 @@ class ControlDaemonTests(TestCase):
         status, body = await daemon.post("Office", "sleep_timer")
         self.assertEqual((status, body["result"]["remaining"]), (200, None), body)
 
+    async def test_party_leaves_out_an_offline_speaker(self) -> None:
+        """party groups every reachable speaker of the household and leaves out one that is
+        offline but still listed in the topology, answering confirmed."""
+        daemon = await start_daemon(self)
+        kitchen, living, office = (daemon.speaker(i) for i in range(3))
+        await office.go_offline("refuse")
+        self.addCleanup(office.come_online)
+        status, body = await daemon.post("Office", "volume", {"volume": 3})
+        self.assertEqual((status, body["error"]["code"]), (503, "offline"), body)
+        state = daemon.service.state
+        await until(lambda: state.availability(office.uid).status == "offline", "offline")
+        topology = state.topology
+        assert topology is not None and topology.member(office.uid) is not None
+        status, body = await daemon.post("Living Room", "party")
+        self.assertEqual(status, 200, body)
+        party = body["result"]
+        self.assertEqual((party["joined"], party["confirmed"]), ([kitchen.uid], True))
+        self.assertEqual(member_uids(party), {kitchen.uid, living.uid})
+        self.assertEqual(kitchen.group.coordinator, living.uid)
+        self.assertEqual(office.group.members, [office.uid])
+
     async def test_snapshot_and_restore(self) -> None:
         """restore, named from any speaker, regroups the saved group and restores each
         member's volume; both changes arrive over SSE."""
