@@ -250,12 +250,18 @@ class WsClient(WebSocketClientProtocol):
 
 
 async def connect_ws(
-    case: TestCase, host: str, port: int, query: str = "", headers: Mapping[str, str] | None = None
+    case: TestCase,
+    host: str,
+    port: int,
+    query: str = "",
+    headers: Mapping[str, str] | None = None,
+    protocol: type[WsClient] = WsClient,
 ) -> WsClient:
-    """Open a WebSocket to ``/api/v1/ws?query``; close it at cleanup."""
+    """Open a WebSocket to ``/api/v1/ws?query`` with a ``protocol`` client; close it at
+    cleanup."""
     url = f"ws://{host}:{port}/api/v1/ws" + (f"?{query}" if query else "")
     factory = WebSocketClientFactory(url, headers=dict(headers or {}), reactor=reactor)
-    factory.protocol = WsClient
+    factory.protocol = protocol
     client: WsClient = await connectProtocol(
         TCP4ClientEndpoint(reactor, host, port), _with_factory(factory)
     )

@@ -271,6 +271,10 @@ class ApiWebSocketFactory(WebSocketServerFactory):
             "closeHandshakeTimeout": 5,
             "maxFramePayloadSize": MAX_INCOMING,
             "maxMessagePayloadSize": MAX_INCOMING,
+            # A client that breaks a bound or the protocol is told why in a close frame (1009
+            # for a frame over MAX_INCOMING, docs/api.md), not dropped without a word;
+            # closeHandshakeTimeout bounds how long it may take to answer.
+            "failByDrop": False,
             # Frames are built once for every client (text_frame): no per-client compression.
             "perMessageCompressionAccept": lambda offers: None,
         }

@@ -201,6 +201,35 @@ class RestTests(TestCase):
         self.assertEqual(code, 405)
         self.assertEqual(controller.calls, [])
 
+    async def test_other_methods_are_json_405_with_allow(self) -> None:
+        """TRACE, PUT and DELETE on any route under /api/v1 are a JSON 405
+        ``method_not_allowed`` whose ``Allow`` names what the route takes, not that method."""
+        controller = RecordingController()
+        _, host, port = await start_api(self, self.hub, self.state, controller)
+        base = f"http://{host}:{port}/api/v1"
+        routes = {
+            "health": b"GET",
+            "access": b"GET",
+            "snapshot": b"GET",
+            "speakers": b"GET",
+            "speakers/Kitchen": b"GET",
+            "speakers/Kitchen/volume": b"POST",
+            "groups": b"GET",
+            "metrics": b"GET",
+            "events": b"GET",
+            "ws": b"GET",
+        }
+        for route, allowed in routes.items():
+            for method in ("TRACE", "PUT", "DELETE"):
+                code, body, head = await self.call(method, f"{base}/{route}")
+                where = f"{method} /api/v1/{route}"
+                self.assertEqual((code, body["error"]["code"]), (405, "method_not_allowed"), where)
+                [allow] = head.getRawHeaders(b"allow")
+                methods = [name.strip() for name in allow.split(b",")]
+                self.assertIn(allowed, methods, where)
+                self.assertNotIn(method.encode(), methods, where)
+        self.assertEqual(controller.calls, [])
+
     async def test_commands(self) -> None:
         """POST runs the command with its JSON args; errors carry their status and code."""
         controller = RecordingController()

@@ -80,6 +80,15 @@ class EventStreamTests(TestCase):
         self.assertEqual([e["id"] for e in events], [f"{run}:{i}" for i in ids])
         self.assertEqual({e["event"] for e in events}, {"event"})
 
+    async def test_reverse_proxy_and_reconnect_headers(self) -> None:
+        """The stream tells nginx not to buffer it (``X-Accel-Buffering: no``) and tells the
+        browser to reconnect after 2 s (``retry: 2000``) before its first event."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        client = await self.open(host, port)
+        await wait(lambda: len(client.messages()) == 1, "the snapshot")
+        self.assertIn(b"\r\nX-Accel-Buffering: no", client.head)
+        self.assertTrue(client.body.startswith(b"retry: 2000\n\n"), client.body[:40])
+
     async def test_http11_chunked_stream(self) -> None:
         """An HTTP/1.1 client gets a well-formed chunked stream, a turn's events in a chunk."""
         _, host, port = await start_api(self, self.hub, self.state)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from autobahn.websocket.protocol import PreparedMessage
@@ -17,6 +18,7 @@ from tests.api_helpers import (
     OFFICE,
     READER,
     RawClient,
+    WsClient,
     connect_raw,
     connect_ws,
     household,
@@ -48,6 +50,13 @@ class RecordingController:
         if command == "explode":
             return fail(ControlError("speaker_error", 502, "UPnP error 701", 701))
         return succeed({"volume": args.get("volume", 0)})
+
+
+class DeafClient(WsClient):
+    """A client whose peer has gone away: it counts the server's pings and answers none."""
+
+    def onPing(self, payload: bytes) -> None:
+        self.pings += 1
 
 
 class FramingTests(SynchronousTestCase):
@@ -290,6 +299,42 @@ class WebSocketTests(TestCase):
         client = await connect_ws(self, host, port)
         await wait(lambda: client.pings >= 2, "two pings")
         self.assertEqual(len(service.websocket.channel.clients), 1)
+
+    async def test_a_client_that_does_not_answer_pings_is_dropped(self) -> None:
+        """A client that stops answering the server's pings is dropped and no longer counted."""
+        service, host, port = await start_api(self, self.hub, self.state, heartbeat=0.01)
+        client = await connect_ws(self, host, port, protocol=DeafClient)
+        await wait(lambda: client.closed.called, "the server dropping the silent client")
+        self.assertGreaterEqual(client.pings, 1)
+        await wait(lambda: not service.websocket.channel.clients, "the channel forgetting it")
+
+    async def test_a_frame_over_64_kib_closes_the_socket_with_1009(self) -> None:
+        """An operation of exactly 64 KiB is answered; a frame one byte longer closes the
+        socket with 1009 and the channel lets the client go."""
+        service, host, port = await start_api(self, self.hub, self.state)
+        client = await connect_ws(self, host, port)
+        await wait(lambda: len(client.messages) == 1, "the snapshot")
+        operation = b'{"op": "filter", "id": 1}'
+        client.sendMessage(operation + b" " * (65_536 - len(operation)))
+        await wait(lambda: len(client.messages) == 2, "the filter reply")
+        self.assertEqual(client.messages[1], {"type": "filter", "id": 1, "filter": {}})
+        client.sendMessage(b'{"op": "filter", "id": 2}' + b" " * 65_536)
+        code, _ = await client.closed
+        self.assertEqual(code, 1009)
+        await wait(lambda: not service.websocket.channel.clients, "the channel forgetting it")
+        self.assertEqual(len(client.messages), 2)
+
+    async def test_plain_get_is_a_json_426(self) -> None:
+        """A GET of /api/v1/ws that asks for no upgrade is a JSON 426 naming the upgrade."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        raw = RawClient(b"GET /api/v1/ws HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        await connect_raw(host, port, raw, self)
+        await raw.closed
+        head, _, body = raw.data.partition(b"\r\n\r\n")
+        self.assertEqual(head.split(b" ")[1], b"426", head)
+        self.assertIn(b"\r\nUpgrade: websocket", head)
+        self.assertIn(b"\r\nContent-Type: application/json", head)
+        self.assertEqual(json.loads(body)["error"]["code"], "upgrade_required")
 
     async def test_stop_service_closes_clients(self) -> None:
         """stopService closes every socket with 1001."""

@@ -7,14 +7,14 @@ short timeouts in the configuration to compress hours into seconds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
 from twisted.internet import reactor as global_reactor
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import deferLater
-from twisted.logger import capturedLogs
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import TestCase
 
 from sonosd.blocking import SocoRunner
@@ -105,11 +105,13 @@ class SimTests(TestCase):
         configured: Sequence[int] | None = None,
         follow_household: bool = True,
         stereo_pair: bool = False,
+        names: Mapping[int, str] | None = None,
     ) -> Rig:
         """A simulated household and a supervisor following it.
 
         @param configured: The indices of the speakers listed under ``devices`` (default:
             every one).
+        @param names: The room name listed with a speaker's ``devices`` entry, by its index.
         """
         base = free_loopback_base()
         sim = HouseholdService(
@@ -137,7 +139,7 @@ class SimTests(TestCase):
             Config(
                 path="test.yaml",
                 devices=tuple(
-                    Device(host=address)
+                    Device(host=address, name=(names or {}).get(index))
                     for index, address in enumerate(sim.addresses)
                     if configured is None or index in configured
                 ),
@@ -648,6 +650,50 @@ class HouseholdSimTests(TestCase):
         await deferLater(reactor, 0.5)
         self.assertEqual(set(self.supervised(rig)), {rig.speakers[1].uid})
         self.assertEqual(rig.sim_subscriptions(rig.speakers[0]), [])
+
+    async def test_follow_household_switched_off_drops_the_learnt_speakers(self) -> None:
+        """A reload that switches follow_household off unsubscribes and drops (with
+        speaker.removed) the speakers learnt from the topology, and keeps the listed one."""
+        rig = await self.rig(speakers=3, configured=(0,))
+        await self.settled(rig)
+        listed, *learnt = rig.speakers
+        rig.household.apply(
+            Config(
+                path="test.yaml",
+                devices=(Device(host=listed.address),),
+                follow_household=False,
+                subscription=FAST,
+            )
+        )
+        await until(
+            lambda: all(rig.sim_subscriptions(speaker) == [] for speaker in learnt),
+            "the learnt speakers' subscriptions cancelled",
+        )
+        self.assertEqual(set(self.supervised(rig)), {listed.uid})
+        self.assertEqual(len(rig.sim_subscriptions(listed)), len(DEFAULT_SERVICES))
+        for speaker in learnt:
+            [removed] = rig.recorder.of("speaker.removed", speaker.uid)
+            self.assertEqual(removed.body["reason"], "follow_household is false")
+            self.assertIsNone(rig.state.by_uid(speaker.uid))
+
+    async def test_a_listed_room_name_the_speaker_does_not_report_is_a_warning(self) -> None:
+        """A speaker listed with a room name other than the one it reports is followed all
+        the same, with one warning naming both; a listed name it reports gives none."""
+        with capturedLogs() as events:
+            rig = await self.rig(speakers=2, names={0: "Bedroom", 1: "Kitchen"})
+            self.assertEqual(rig.speakers[1].name, "Kitchen")
+            await self.settled(rig)
+        warnings = [
+            formatEvent(event)
+            for event in events
+            if event["log_level"] == LogLevel.warn and event.get("expected") is not None
+        ]
+        first = rig.speakers[0]
+        self.assertEqual(
+            warnings,
+            [f"speaker {first.address} is named {first.name!r}, not 'Bedroom' as configured"],
+        )
+        self.assertEqual(set(self.supervised(rig)), {speaker.uid for speaker in rig.speakers})
 
     async def test_refused_then_back(self) -> None:
         """A silent speaker that refuses connections is offline (connection refused) after
