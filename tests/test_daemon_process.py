@@ -813,6 +813,57 @@ def test_sighup_reloads_without_losing_a_client_or_a_message(
     assert "Traceback" not in processes.output(daemon)
 
 
+def test_sighup_keeps_the_command_line_overrides(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """SIGHUP reads the file again with the same command-line overrides, so a reload neither
+    undoes them nor calls them changes that need a restart."""
+    api_port = free_tcp_port()
+    api = f"http://127.0.0.1:{api_port}"
+    document = json.loads(daemon_yaml(loopback_base, speakers=1))
+    # What the command line replaces: none of it is what the daemon runs with.
+    document["listener"] = {"interface": "0.0.0.0", "port": 1400}
+    document["api"] = {"listen": "tcp:8080:interface=127.0.0.1"}
+    document["log"] = {"level": "info"}
+    config = tmp_path / "sonosd.yaml"
+    config.write_text(json.dumps(document))
+    daemon = processes.start(
+        "daemon",
+        "sonosd",
+        "-c",
+        str(config),
+        "--listen-interface",
+        "127.0.0.1",
+        "--listen-port",
+        "0",
+        "--advertise",
+        "127.0.0.1",
+        "--api",
+        f"tcp:{api_port}:interface=127.0.0.1",
+        "--log-level",
+        "debug",
+    )
+
+    def alive() -> None:
+        assert daemon.poll() is None, processes.output(daemon)
+
+    wait_for(lambda: alive() or get(f"{api}/api/v1/ready")[0] == 200, "ready")
+    document["api"]["ready_when_polling"] = True
+    config.write_text(json.dumps(document))
+    daemon.send_signal(signal.SIGHUP)
+    wait_for(lambda: alive() or "reloaded " in processes.output(daemon), "the reload")
+    output = processes.output(daemon)
+    [reloaded] = [line for line in output.splitlines() if "reloaded " in line]
+    assert reloaded.endswith(f"reloaded {config}: readiness"), reloaded
+    assert "restart sonosd to apply" not in output, output
+    status, diagnostics = get(f"{api}/api/v1/diagnostics")
+    assert status == 200, diagnostics
+    assert diagnostics["log"]["level"] == "debug"
+    assert diagnostics["listener"]["advertise"] == "127.0.0.1"
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=WAIT) == 0, processes.output(daemon)
+
+
 # -- resuming across a restart ------------------------------------------------------------
 
 

@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import attrs
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
+from sonosd.config import AnnounceConfig
 from sonosd.control.announce import clip_metadata, wav_seconds
 from tests.audio_helpers import serve_audio, wav_bytes
 from tests.control.daemon_commands import start
@@ -174,6 +176,23 @@ class FailureTests(TestCase):
         self.assertEqual(status, 503, body)
         self.assertEqual(body["error"]["code"], "tts_failed")
         self.assertIn("no-such-tts", body["error"]["message"])
+
+    async def test_reload_applies_announce_from_the_next_announcement(self) -> None:
+        """A reload that changes ``announce`` is used by the next announcement, without a
+        restart: a missing command's 503 becomes the new tts_url's clip."""
+        daemon, _ = await start(self, announce={"tts_command": ["no-such-tts", "{text}"]})
+        status, body = await daemon.post("Kitchen", "say", {"text": "hello"})
+        self.assertEqual((status, body["error"]["code"]), (503, "tts_failed"))
+        server = serve_audio(self, {"/tts": (wav_bytes(0.5), "audio/wav")})
+        service = daemon.service
+        reloaded = attrs.evolve(
+            service.config, announce=AnnounceConfig(tts_url=server.url("/tts") + "?q={text}")
+        )
+        self.assertEqual(service.reload(reloaded), [])
+        status, body = await daemon.post("Kitchen", "say", {"text": "hello"})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["result"]["uri"], server.url("/tts") + "?q=hello")
+        self.assertEqual(server.requests, ["/tts"])
 
     async def test_bad_arguments(self) -> None:
         """Neither or both of uri and text, an unknown target, text too long: 400."""

@@ -336,6 +336,22 @@ class AvailabilityTests(SynchronousTestCase):
         h.clock.advance(0.1)
         self.assertEqual((speaker.availability, speaker.reason), ("offline", "timeout"))
 
+    def test_defaults_make_a_refusing_or_hanging_speaker_offline_within_30_s(self) -> None:
+        """With the default settings a speaker that stops answering, refusing or hanging, is
+        offline within 30 s of its last event (README: ``offline`` within 30 s)."""
+        for failure in ("refuses", "hangs"):
+            h = Harness()
+            h.gena.granted = h.config.timeout
+            speaker = started(h)
+            h.gena.current("RenderingControl").notify(0)
+            if failure == "refuses":
+                h.household.devices[HOST].down = ConnectionRefusedError()
+            else:
+                h.household.hold = True
+            # In small steps: each timer starts its own timers at the time it is due.
+            h.clock.pump([0.1] * 300)
+            self.assertEqual(speaker.availability, "offline", failure)
+
     def test_unreachable_renewal_pings_once(self) -> None:
         """Several services failing with connection errors cause a single ping."""
         h = Harness(services=ALL_SERVICES, timeout=100, backoff_initial=1.0)
