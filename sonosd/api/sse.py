@@ -193,8 +193,8 @@ class EventsResource(Resource):
     @param clock: For heartbeats and close grace periods.
     @param limit: ``api.client_buffer``.
     @param heartbeat: Seconds between keepalive comments (0 disables them).
-    @param grace: Seconds a client closed as too slow (or at shutdown) may take to take its
-        last words before its connection is aborted.
+    @param grace: Seconds a client closed as too slow (or at shutdown) has to read its last
+        words before its connection is aborted.
     """
 
     isLeaf = True
