@@ -212,18 +212,25 @@ class RestTests(TestCase):
 
     async def test_scope_refusals_are_counted_as_403(self) -> None:
         """A valid token refused for its scope adds one to the 403 series of
-        sonosd_api_auth_failures_total on /metrics, and none to the 401 series."""
+        sonosd_api_auth_failures_total on /metrics; cross-origin and Host refusals add none."""
+        name = "sonosd_api_auth_failures_total"
         _, host, port = await start_api(
             self, self.hub, self.state, RecordingController(), tokens=(READER,)
         )
         base = f"http://{host}:{port}/api/v1"
-        before = await self.metric(base, "sonosd_api_auth_failures_total", status="403")
+        before = await self.metric(base, name, status="403")
         code, _, _ = await self.call("POST", f"{base}/speakers/Kitchen/play", READ)
         self.assertEqual(code, 403)
-        self.assertEqual(
-            await self.metric(base, "sonosd_api_auth_failures_total", status="403"), before + 1
-        )
-        self.assertEqual(await self.metric(base, "sonosd_api_auth_failures_total", status="401"), 0)
+        cross_origin = {**READ, "Origin": "http://evil.example"}
+        code, body, _ = await self.call("POST", f"{base}/speakers/Kitchen/play", cross_origin)
+        self.assertEqual((code, body["error"]["message"]), (403, "cross-origin request refused"))
+        self.assertEqual(await self.metric(base, name, status="403"), before + 1)
+        self.assertEqual(await self.metric(base, name, status="401"), 0)
+        # The Host check guards an open API only (DNS rebinding).
+        open_base = await self.start()
+        code, body, _ = await self.call("GET", f"{open_base}/snapshot", {"Host": "evil.example"})
+        self.assertEqual((code, body["error"]["message"]), (403, "unexpected Host header"))
+        self.assertEqual(await self.metric(open_base, name, status="403"), 0)
 
     async def test_resets_are_counted_per_channel(self) -> None:
         """A client resuming from an id the ring no longer holds gets a reset, and
