@@ -340,6 +340,11 @@ class Controller:
         """The household as the daemon knows it."""
         return self._state
 
+    def pending(self, uid: str) -> int:
+        """Commands' SoCo calls waiting or running for the speaker ``uid`` now (at most
+        ``max_pending``: past that a command is refused ``busy``)."""
+        return self._pending.get(uid, 0)
+
     @property
     def soco_factory(self) -> Callable[..., Any]:
         """Builds the SoCo object of an address."""

@@ -587,6 +587,27 @@ class ControlDaemonTests(TestCase):
         status, body = await daemon.post("Office", "sleep_timer")
         self.assertEqual((status, body["result"]["remaining"]), (200, None), body)
 
+    async def test_party_leaves_out_an_offline_speaker(self) -> None:
+        """party groups every reachable speaker of the household and leaves out one that is
+        offline but still listed in the topology, answering confirmed."""
+        daemon = await start_daemon(self)
+        kitchen, living, office = (daemon.speaker(i) for i in range(3))
+        await office.go_offline("refuse")
+        self.addCleanup(office.come_online)
+        status, body = await daemon.post("Office", "volume", {"volume": 3})
+        self.assertEqual((status, body["error"]["code"]), (503, "offline"), body)
+        state = daemon.service.state
+        await until(lambda: state.availability(office.uid).status == "offline", "offline")
+        topology = state.topology
+        assert topology is not None and topology.member(office.uid) is not None
+        status, body = await daemon.post("Living Room", "party")
+        self.assertEqual(status, 200, body)
+        party = body["result"]
+        self.assertEqual((party["joined"], party["confirmed"]), ([kitchen.uid], True))
+        self.assertEqual(member_uids(party), {kitchen.uid, living.uid})
+        self.assertEqual(kitchen.group.coordinator, living.uid)
+        self.assertEqual(office.group.members, [office.uid])
+
     async def test_snapshot_and_restore(self) -> None:
         """restore, named from any speaker, regroups the saved group and restores each
         member's volume; both changes arrive over SSE."""
@@ -796,6 +817,33 @@ class ControlDaemonTests(TestCase):
         status, body = await daemon.post("Office", "volume", {"volume": 4})
         self.assertEqual((status, body), (200, {"result": {"volume": 4}}))
         self.assertEqual(office.rendering.volume, 4)
+
+    async def test_busy_speaker_refuses_the_33rd_command(self) -> None:
+        """With 32 commands waiting for a hung speaker, one more is refused at once with 503
+        busy and never sent, another speaker still obeys, and the 32 run in order once the
+        speaker answers again."""
+        daemon = await start_daemon(self, soco={"call_timeout": 60.0})
+        office, kitchen = daemon.speaker(2), daemon.speaker(0)
+        controller = daemon.service.controller
+        assert controller is not None
+        await office.go_offline("hang")
+        self.addCleanup(office.come_online)
+        waiting = [daemon.posting("Office", "volume", {"volume": n}) for n in range(1, 33)]
+        await until(lambda: controller.pending(office.uid) == 32, "32 commands waiting")
+        status, body = await daemon.post("Office", "volume", {"volume": 77})
+        self.assertEqual((status, body["error"]["code"]), (503, "busy"), body)
+        self.assertIn("32 commands waiting", body["error"]["message"])
+        status, body = await daemon.post("Kitchen", "volume", {"volume": 41})
+        self.assertEqual((status, body), (200, {"result": {"volume": 41}}))
+        self.assertEqual(kitchen.rendering.volume, 41)
+        self.assertFalse(any(d.called for d in waiting), "a hung command was answered")
+        await office.come_online()
+        answers = [await d for d in waiting]
+        # The first was on the wire when the speaker came back: its connection was cut.
+        self.assertEqual((answers[0][0], answers[0][1]["error"]["code"]), (503, "offline"))
+        self.assertEqual(answers[1:], [(200, {"result": {"volume": n}}) for n in range(2, 33)])
+        self.assertEqual(office.rendering.volume, 32)
+        self.assertEqual(controller.pending(office.uid), 0)
 
     async def test_websocket_commands(self) -> None:
         """A WebSocket command gets the same result and error objects as REST, and its event

@@ -252,6 +252,41 @@ class SimTests(TestCase):
         other = rig.speakers[1]
         self.assertEqual(rig.recorder.of("subscription.lost", other.uid), [])
 
+    async def test_412_on_a_renewal_resubscribes_every_service_once(self) -> None:
+        """A speaker that forgot its subscriptions without a BootSeq the daemon could see (no
+        ZoneGroupTopology subscribed) answers a renewal 412, and every one of its services is
+        subscribed afresh once, lost and restored with the reason reboot."""
+        services = ("RenderingControl", "AVTransport")
+        rig = await self.rig(services=services, config=attrs.evolve(FAST, timeout=4))
+        await self.settled(rig, services)
+        speaker, other = rig.speakers
+        supervised = rig.household.speaker(speaker.uid)
+        assert supervised is not None
+        subs = [supervised.services[service] for service in services]
+        manager: Any = speaker.manager
+        await manager.forget_all()
+        await until(
+            lambda: all(len(rig.initial_events(speaker.uid, s)) == 2 for s in services),
+            "a second initial event of every service",
+        )
+        renewed = [sup.renewals for sup in subs]
+        # Renewals of the fresh subscriptions answered: nothing is left to resubscribe.
+        await until(
+            lambda: all(sup.renewals > count for sup, count in zip(subs, renewed, strict=True)),
+            "a renewal of every fresh subscription",
+        )
+        for service in services:
+            lost = rig.recorder.of("subscription.lost", speaker.uid, service)
+            restored = rig.recorder.of("subscription.restored", speaker.uid, service)
+            self.assertEqual([m.body["reason"] for m in lost], ["reboot"], service)
+            self.assertEqual([m.body["reason"] for m in restored], ["reboot"], service)
+            self.assertEqual(len(rig.initial_events(speaker.uid, service)), 2, service)
+        ours = {sup.subscription.sid for sup in subs if sup.subscription}
+        self.assertEqual({s["sid"] for s in rig.sim_subscriptions(speaker)}, ours)
+        self.assertEqual(len(ours), len(services))
+        self.assertEqual(rig.recorder.of("subscription.lost", other.uid), [])
+        self.assertEqual(rig.recorder.of("speaker.offline", speaker.uid), [])
+
     async def test_offline_then_back(self) -> None:
         """A speaker that stops answering goes offline; when it answers again it is resubscribed."""
         config = attrs.evolve(FAST, silence_timeout=0.5)
@@ -334,6 +369,34 @@ class SimTests(TestCase):
         await until(lambda: rig.reader.reads, "a resync read")
         self.assertEqual(rig.reader.reads, [(speaker.address, "RenderingControl")])
 
+    async def test_older_notify_after_a_newer_one_is_dropped(self) -> None:
+        """Two NOTIFYs swapped on the wire: the newer one is a gap and resynced, the older
+        one is dropped and counted, so the state keeps the newer value."""
+        rig = await self.rig(services=("RenderingControl",))
+        await self.settled(rig, ("RenderingControl",))
+        speaker = rig.speakers[0]
+        supervised = rig.household.speaker(speaker.uid)
+        assert supervised is not None
+        sup = supervised.services["RenderingControl"]
+        rig.faults(speaker).reorder_next = 1
+        speaker.set_volume(21)
+        # LastChange is moderated: the second change must come after the first NOTIFY.
+        await until(lambda: rig.sim_subscriptions(speaker)[0]["seq"] == 1, "the held NOTIFY")
+        speaker.set_volume(22)
+        await until(lambda: sup.duplicates == 1, "the older NOTIFY dropped")
+        gap = rig.recorder.of("events.gap", speaker.uid)
+        self.assertEqual([(m.body["expected"], m.body["got"]) for m in gap], [(1, 2)])
+        await until(lambda: sup.resyncs >= 1, "the resync")
+        notified = [
+            m.body["seq"]
+            for m in rig.recorder.of("event", speaker.uid, "RenderingControl")
+            if m.body.get("seq") is not None
+        ]
+        self.assertEqual(notified, [0, 2])
+        self.assertEqual(
+            rig.state.variables(speaker.uid, "RenderingControl")["volume"]["Master"], 22
+        )
+
     async def test_stop_unsubscribes_everything(self) -> None:
         """stopService leaves no subscription at the simulator, within the bound."""
         rig = await self.rig()
@@ -371,6 +434,49 @@ class SimTests(TestCase):
         )
         for supervised in rig.household.speakers():
             self.assertTrue(all(sup.polling for sup in supervised.services.values()))
+
+    async def test_polling_stops_at_the_first_notify_a_gap(self) -> None:
+        """A subscription whose SEQ 0 NOTIFY was lost polls (health degraded) on the same SID
+        until its first NOTIFY, numbered 1, arrives: polling stops, said once, and that
+        NOTIFY is a gap (expected 0, got 1) with a resync."""
+        config = attrs.evolve(FAST, no_event_grace=0.5, poll_interval=0.3)
+        services = ("RenderingControl",)
+
+        def lose_initial_notify(sim: HouseholdService) -> None:
+            manager: Any = sim.household.speakers[0].manager
+            manager.faults.drop_next = 1
+
+        with capturedLogs() as events:
+            rig = await self.rig(services=services, config=config, before_start=lose_initial_notify)
+            speaker = rig.speakers[0]
+            await until(lambda: rig.household.speaker(speaker.uid) is not None, "identified")
+            supervised = rig.household.speaker(speaker.uid)
+            assert supervised is not None
+            sup = supervised.services["RenderingControl"]
+            await until(lambda: sup.polling and sup.polls >= 2, "several polls")
+            (reason,) = health_reasons(rig.household.status())
+            self.assertIn("no NOTIFY arrives", reason)
+            assert sup.subscription is not None
+            sid = sup.subscription.sid
+            self.assertEqual(rig.recorder.of("event", speaker.uid, "RenderingControl"), [])
+            speaker.set_volume(35)
+            await until(lambda: not sup.polling, "polling stopped")
+            await until(lambda: rig.recorder.of("events.gap", speaker.uid), "events.gap")
+        gap = rig.recorder.of("events.gap", speaker.uid)[0].body
+        self.assertEqual((gap["expected"], gap["got"], gap["missed"]), (0, 1, 1))
+        self.assertEqual(
+            [m.body["seq"] for m in rig.recorder.of("event", speaker.uid, "RenderingControl")],
+            [1],
+        )
+        await until(lambda: sup.resyncs >= 1, "the resync")
+        assert sup.subscription is not None
+        self.assertEqual(sup.subscription.sid, sid)
+        self.assertEqual([s["sid"] for s in rig.sim_subscriptions(speaker)], [sid])
+        self.assertEqual(rig.recorder.of("subscription.lost", speaker.uid), [])
+        stopped = [e for e in events if "polling stopped" in e.get("log_format", "")]
+        self.assertEqual(len(stopped), 1)
+        self.assertEqual(health_reasons(rig.household.status()), ())
+        self.assertEqual(rig.recorder.of("events.gap", rig.speakers[1].uid), [])
 
     async def test_address_change_followed(self) -> None:
         """A speaker that moves to a new address is followed there and resubscribed, and its
