@@ -1036,7 +1036,11 @@ def redacted(config: Config) -> dict[str, Any]:
             return dict(value)
         return value
 
-    result: dict[str, Any] = attrs.asdict(config, value_serializer=plain)
+    def kept(attribute: Any, value: Any) -> bool:
+        # Where the file wrote secrets is for config_warnings, not a setting.
+        return attribute.name != "inline_secrets"
+
+    result: dict[str, Any] = attrs.asdict(config, value_serializer=plain, filter=kept)
     return result
 
 

@@ -611,6 +611,8 @@ class DaemonTests(TestCase):
         self.assertEqual((shown["name"], shown["scopes"]), ("ha", ["read"]))
         self.assertEqual(config["sinks"]["webhooks"][0]["secret"], "<hidden>")
         self.assertEqual(config["sinks"]["mqtt"]["password"], "<hidden>")
+        # Where the file wrote its secrets (for the warning) is not a setting.
+        self.assertNotIn("inline_secrets", config)
 
     async def test_reload_changes_services_and_devices(self) -> None:
         """reload() subscribes an added service, unsubscribes a removed one and a removed

@@ -1151,7 +1151,8 @@ class HouseholdSupervisor(MultiService):
     def apply(self, config: Config) -> tuple[list[str], list[str]]:
         """Follow ``config`` (a reload): its devices, ``follow_household``, services and
         subscription timings (with ``follow_household`` now false, the members learnt from
-        topologies are dropped).
+        topologies are dropped; with it true, a removed device still a member of a followed
+        household is followed again as a member, at once).
 
         @return: The hosts added and the hosts removed.
         """
