@@ -27,6 +27,7 @@ from tests.conftest import free_loopback_base
 from tests.daemon_helpers import until
 from tests.gena_wire import Received, Receiver, gena_call
 from tests.paths import ROOT
+from tests.sim.test_tls import CONTROL, GET_VOLUME, SOAP_HEADERS
 from tests.sim_fakes import FakePresence, RecordingManager
 
 
@@ -418,6 +419,48 @@ class LoopbackAdminTests(TestCase):
         assert status == 200
         await until(lambda: len(self.of(rendering)) >= 2, "the volume NOTIFY")
         assert {r.peer for r in self.of(rendering)[1:]} == {new}
+
+    async def get_volume(self, speaker: Speaker) -> bytes:
+        """The raw answer of a SOAP GetVolume to ``speaker``, checked to be a 200."""
+        response = await self.http.post(
+            f"http://{speaker.address}:{speaker.port}{CONTROL}",
+            data=GET_VOLUME.encode(),
+            headers=SOAP_HEADERS,
+        )
+        body: bytes = await response.content()
+        assert response.code == 200, (response.code, body[:200])
+        return body
+
+    async def test_soap_faults_route(self) -> None:
+        """GET, PATCH and DELETE soap/faults read, set and clear the hostile answers: padding
+        puts that much whitespace inside the envelope, doctype declares a DTD whose entity
+        expands to 5 MB in the answer, and after DELETE the answer is plain again."""
+        speaker = self.household.speakers[0]
+        plain = await self.get_volume(speaker)
+        status, faults = await self.admin("GET", "/speakers/0/soap/faults")
+        assert (status, faults) == (200, {"padding": 0, "doctype": False, "drip": 0.0})
+        status, faults = await self.admin("PATCH", "/speakers/0/soap/faults", {"padding": 50_000})
+        assert (status, faults["padding"]) == (200, 50_000)
+        padded = await self.get_volume(speaker)
+        assert len(padded) == len(plain) + 50_000
+        assert b" " * 50_000 in padded or b"\n" * 50_000 in padded
+        root = ElementTree.fromstring(padded)
+        assert root.tag == "{http://schemas.xmlsoap.org/soap/envelope/}Envelope"
+        assert ElementTree.fromstring(plain).findtext(".//CurrentVolume") == root.findtext(
+            ".//CurrentVolume"
+        )
+        await self.admin("DELETE", "/speakers/0/soap/faults")
+        status, faults = await self.admin("PATCH", "/speakers/0/soap/faults", {"doctype": True})
+        assert (status, faults["doctype"]) == (200, True)
+        hostile = await self.get_volume(speaker)
+        assert b"<!DOCTYPE" in hostile and len(hostile) < 10_000
+        expanded = ElementTree.fromstring(hostile).findtext(".//CurrentVolume")
+        assert expanded is not None and len(expanded) >= 5_000_000
+        status, faults = await self.admin("DELETE", "/speakers/0/soap/faults")
+        assert (status, faults) == (200, {"padding": 0, "doctype": False, "drip": 0.0})
+        assert await self.get_volume(speaker) == plain
+        status, error = await self.admin("PATCH", "/speakers/0/soap/faults", {"padding": -1})
+        assert status == 400 and "padding" in error["error"]
 
 
 def member_attribute(received: Received, uid: str, name: str) -> str | None:
