@@ -184,6 +184,30 @@ class OneSpeakerTests(TestCase):
         self.assertEqual(status, 200)
         self.assertIsNotNone(daemon.service.household.speaker(first.uid))
 
+    async def test_a_listed_speaker_that_leaves_its_household_is_kept(self) -> None:
+        """A speaker listed under devices is never removed: when it leaves its household
+        it gets no speaker.removed, stays in the API and still takes commands."""
+        daemon = await start(self)
+        listed, *others = daemon.speakers
+
+        def without_listed(message: Any) -> bool:
+            uids = {m["uid"] for g in message.body["groups"] for m in g["members"]}
+            return listed.uid not in uids and {s.uid for s in others} <= uids
+
+        listed.leave_household()
+        await until(
+            lambda: any(without_listed(m) for m in daemon.recorder.of("topology.changed")),
+            "a topology without the listed speaker",
+        )
+        await deferLater(reactor, 0.5)
+        self.assertEqual(daemon.recorder.of("speaker.removed"), [])
+        speakers = (await daemon.get("/api/v1/speakers"))["speakers"]
+        self.assertIn(listed.uid, {s["uid"] for s in speakers})
+        volume = 13 if listed.rendering.volume == 12 else 12
+        status, body = await daemon.post(listed.uid, "volume", {"volume": volume})
+        self.assertEqual((status, body), (200, {"result": {"volume": volume}}))
+        self.assertEqual(listed.rendering.volume, volume)
+
     async def test_health_and_commands_agree_through_a_reboot(self) -> None:
         """A command to a rebooting speaker is refused, and from then on status, health,
         metrics and commands agree it is offline; once it is back, it is online, every service
