@@ -10,7 +10,7 @@ import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 from soco.events_base import parse_event_xml
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
@@ -26,7 +26,7 @@ from zope.interface.verify import verifyObject
 
 from sonosd.sim import gena
 from sonosd.sim.gena import MAX_SEQ, SubscriptionManager, parse_timeout
-from sonosd.sim.notifier import INotifier, NotifyError
+from sonosd.sim.notifier import INotifier, Notifier, NotifyError
 from sonosd.sim.propertyset import EventValue, build_propertyset
 from tests.conftest import free_loopback_base
 from tests.gena_wire import Notify, Receiver, first, gena_call, parse_notify
@@ -748,6 +748,7 @@ class Wire:
     site_port: int
     receiver: Receiver
     receiver_port: int
+    notifier: Notifier
 
     def url(self, path: bytes = b"/MediaRenderer/RenderingControl/Event") -> bytes:
         return b"http://%s:%d%s" % (self.speaker.encode(), self.site_port, path)
@@ -760,12 +761,28 @@ class Wire:
 class GenaWireTests(TestCase):
     """SUBSCRIBE and NOTIFY over real loopback TCP, faults included."""
 
-    def start(self, answer: Callable[[Notify], int] = lambda notify: 200, port: int = 0) -> Wire:
+    def start(
+        self,
+        answer: Callable[[Notify], int] = lambda notify: 200,
+        port: int = 0,
+        clock: Clock | None = None,
+        state: Callable[[str], Mapping[str, EventValue]] = full_state,
+        moderation: float = 0.0,
+    ) -> Wire:
+        """A wire; with ``clock`` the manager's timers (initial NOTIFY, delay, expiry,
+        moderation) run on it while the NOTIFYs still travel over real TCP."""
         from twisted.internet import reactor
 
         speaker = free_loopback_base()
+        notifier = Notifier(reactor, 10)
         manager = SubscriptionManager(
-            reactor, UID, speaker, full_state, SERVER, notify_timeout=10, moderation=0
+            clock or reactor,
+            UID,
+            speaker,
+            state,
+            SERVER,
+            notifier=notifier,
+            moderation=moderation,
         )
         self.addCleanup(manager.stop)
         site = SpeakerSite(manager)
@@ -775,7 +792,13 @@ class GenaWireTests(TestCase):
         receiving = reactor.listenTCP(0, receiver, interface="127.0.0.1")
         self.addCleanup(receiving.stopListening)
         return Wire(
-            manager, site, speaker, listening.getHost().port, receiver, receiving.getHost().port
+            manager,
+            site,
+            speaker,
+            listening.getHost().port,
+            receiver,
+            receiving.getHost().port,
+            notifier,
         )
 
     async def subscribe(self, wire: Wire, timeout: bytes = b"Second-600") -> str:
@@ -874,6 +897,89 @@ class GenaWireTests(TestCase):
         received = await wire.receiver.wait_for(4)
         self.assertEqual(wire.receiver.seqs(), [0, 2, 1, 3])
         self.assertEqual(parse_event_xml(received[1].notify.body), {"bass": "2"})
+
+    async def settled(self, wire: Wire, clock: Clock, timeout: bytes = b"Second-600") -> str:
+        """Subscribe, let the initial NOTIFY go (on ``clock``) and arrive; return the SID."""
+        sid = await self.subscribe(wire, timeout)
+        clock.advance(0)
+        await wire.receiver.wait_for(len(wire.receiver.received) + 1)
+        await wire.notifier.when_idle()
+        return sid
+
+    async def held_then(self, action: Callable[[Wire, Clock, str], Any]) -> tuple[Wire, Clock]:
+        """Hold a NOTIFY (reorder_next) then run ``action(wire, clock, sid)`` (awaited if it
+        returns a Deferred); returns once every NOTIFY connection is closed."""
+        clock = Clock()
+        wire = self.start(clock=clock)
+        sid = await self.settled(wire, clock, b"Second-60")
+        wire.manager.faults.reorder_next = 1
+        wire.manager.notify("RenderingControl", {"Bass": "1"})
+        await maybeDeferred(action, wire, clock, sid)
+        await wire.notifier.when_idle()
+        return wire, clock
+
+    async def test_reorder_held_notify_discarded_by_pause(self) -> None:
+        """A NOTIFY held for reordering is discarded by pause: after resume the next ones
+        arrive in order and the held SEQ never does."""
+
+        def pause(wire: Wire, clock: Clock, sid: str) -> None:
+            wire.manager.pause()
+            wire.manager.resume()
+
+        wire, _ = await self.held_then(pause)
+        wire.manager.notify("RenderingControl", {"Bass": "2"})
+        wire.manager.notify("RenderingControl", {"Bass": "3"})
+        received = await wire.receiver.wait_for(3)
+        await wire.notifier.when_idle()
+        self.assertEqual(wire.receiver.seqs(), [0, 2, 3])
+        self.assertEqual(parse_event_xml(received[1].notify.body), {"bass": "2"})
+
+    async def test_reorder_held_notify_discarded_by_unsubscribe_reboot_or_expiry(self) -> None:
+        """A NOTIFY held for reordering is discarded when its subscription ends by
+        UNSUBSCRIBE, reboot or expiry: it is never sent, not even to a later subscription
+        that gets the same SID after a reboot."""
+
+        async def unsubscribe(wire: Wire, clock: Clock, sid: str) -> None:
+            status, _ = await gena_call(b"UNSUBSCRIBE", wire.url(), {b"SID": sid.encode()})
+            self.assertEqual(status, 200)
+
+        def reboot(wire: Wire, clock: Clock, sid: str) -> Deferred[None]:
+            return wire.manager.forget_all()
+
+        def expire(wire: Wire, clock: Clock, sid: str) -> None:
+            clock.advance(60)
+
+        for action in (unsubscribe, reboot, expire):
+            wire, clock = await self.held_then(action)
+            self.assertEqual(wire.manager.subscriptions(), [], action.__name__)
+            self.assertEqual(wire.receiver.seqs(), [0], action.__name__)
+            await self.settled(wire, clock)
+            wire.manager.notify("RenderingControl", {"Bass": "2"})
+            received = await wire.receiver.wait_for(3)
+            await wire.notifier.when_idle()
+            self.assertEqual(wire.receiver.seqs(), [0, 0, 1], action.__name__)
+            self.assertEqual(parse_event_xml(received[2].notify.body), {"bass": "2"})
+
+    async def test_delay_adds_up_for_queued_notifies(self) -> None:
+        """With delay set, a second queued NOTIFY waits a whole delay of its own after the
+        first was sent: the delay is per subscription, not per change."""
+        clock = Clock()
+        wire = self.start(clock=clock)
+        await self.settled(wire, clock)
+        wire.manager.faults.delay = 5.0
+        wire.manager.notify("RenderingControl", {"Bass": "1"})
+        wire.manager.notify("RenderingControl", {"Bass": "2"})
+        clock.advance(5)
+        await wire.receiver.wait_for(2)
+        await wire.notifier.when_idle()
+        self.assertEqual(wire.receiver.seqs(), [0, 1])
+        clock.advance(4.9)
+        # Had both delays run side by side, SEQ 2 would be on its way by now.
+        self.assertEqual((wire.notifier.in_flight, wire.receiver.seqs()), (0, [0, 1]))
+        clock.advance(0.1)
+        received = await wire.receiver.wait_for(3)
+        self.assertEqual(wire.receiver.seqs(), [0, 1, 2])
+        self.assertEqual(parse_event_xml(received[2].notify.body), {"bass": "2"})
 
     async def test_failed_notify_does_not_stop_later_ones(self) -> None:
         """A NOTIFY answered 500 is logged; the next one still arrives."""
