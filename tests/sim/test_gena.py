@@ -1006,6 +1006,35 @@ class GenaWireTests(TestCase):
         self.assertEqual(status, 500)
         self.assertEqual(len(wire.manager.subscriptions()), 1)
 
+    async def test_malformed_requests_are_answered_before_faults(self) -> None:
+        """Malformed SUBSCRIBE and UNSUBSCRIBE requests get their 400 or 412 whatever
+        subscribe/renew status or hang fault is set: the faults apply to valid requests."""
+        wire = self.start()
+        sid = (await self.subscribe(wire)).encode()
+        callback, nt = wire.callback, b"upnp:event"
+        malformed: list[tuple[bytes, dict[bytes, bytes], int]] = [
+            (b"SUBSCRIBE", {b"SID": sid, b"NT": nt}, 400),
+            (b"SUBSCRIBE", {b"SID": sid, b"CALLBACK": callback}, 400),
+            (b"SUBSCRIBE", {b"CALLBACK": callback}, 412),
+            (b"SUBSCRIBE", {b"NT": nt}, 412),
+            (b"SUBSCRIBE", {b"CALLBACK": b"<ftp://127.0.0.1/>", b"NT": nt}, 412),
+            (b"SUBSCRIBE", {b"CALLBACK": callback, b"NT": b"upnp:other"}, 412),
+            (b"UNSUBSCRIBE", {}, 412),
+            (b"UNSUBSCRIBE", {b"SID": sid, b"NT": nt}, 400),
+        ]
+        faults = wire.manager.faults
+        for fault in ("status", "hang"):
+            faults.reset()
+            if fault == "status":
+                faults.subscribe_status, faults.renew_status = 503, 500
+            else:
+                faults.subscribe_hang = faults.renew_hang = True
+            for method, headers, status in malformed:
+                answer, _ = await gena_call(method, wire.url(), headers)
+                self.assertEqual(answer, status, (fault, method, headers))
+            self.assertEqual(wire.manager.held_requests, 0)
+        self.assertEqual([s["sid"] for s in wire.manager.subscriptions()], [sid.decode()])
+
     async def test_answer_delay_sends_the_initial_notify_first(self) -> None:
         """answer_delay: the SEQ 0 NOTIFY of the new SID arrives before the SUBSCRIBE answer."""
         wire = self.start()
