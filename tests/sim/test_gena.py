@@ -981,6 +981,32 @@ class GenaWireTests(TestCase):
         self.assertEqual(wire.receiver.seqs(), [0, 1, 2])
         self.assertEqual(parse_event_xml(received[2].notify.body), {"bass": "2"})
 
+    async def test_subscription_during_a_window_gets_state_and_the_window_event(self) -> None:
+        """A subscription made while a LastChange moderation window is open gets SEQ 0 with
+        the current state, then the window's event as SEQ 1, like the older subscription."""
+        clock = Clock()
+        rendering = dict(RC_STATE)
+        state = {**STATE, "RenderingControl": rendering}
+        wire = self.start(clock=clock, state=state.__getitem__, moderation=0.2)
+        older = await self.settled(wire, clock)
+        rendering["Volume"] = {"Master": "33", "LF": "100", "RF": "100"}
+        wire.manager.notify("RenderingControl", {"Volume": {"Master": "33"}})
+        clock.advance(0.1)
+        newer = await self.settled(wire, clock)
+        self.assertEqual(wire.receiver.seqs(), [0, 0])
+        clock.advance(0.1)
+        await wire.receiver.wait_for(4)
+        await wire.notifier.when_idle()
+        by_sid: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        for received in wire.receiver.received:
+            notify = received.notify
+            by_sid.setdefault(notify.sid, []).append((notify.seq, parse_event_xml(notify.body)))
+        self.assertEqual(set(by_sid), {older, newer})
+        [(seq, initial), (seq_after, event)] = by_sid[newer]
+        self.assertEqual((seq, initial["volume"]["Master"]), (0, "33"))
+        self.assertEqual((seq_after, event), (1, {"volume": {"Master": "33"}}))
+        self.assertEqual(by_sid[older][1], (1, {"volume": {"Master": "33"}}))
+
     async def test_failed_notify_does_not_stop_later_ones(self) -> None:
         """A NOTIFY answered 500 is logged; the next one still arrives."""
         wire = self.start(answer=lambda notify: 500 if notify.seq == 1 else 200)
