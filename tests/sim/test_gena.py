@@ -1133,6 +1133,19 @@ class GenaWireTests(TestCase):
         self.assertEqual(received.peer, wire.speaker)
         self.assertEqual(received.notify.header["X-SONOS-SERVICETYPE"], "RenderingControl")
 
+    async def test_unknown_sid_callback_with_or_without_brackets(self) -> None:
+        """send_unknown_sid takes the callback URL bare or in a CALLBACK header's angle
+        brackets, and either way sends to that URL's path."""
+        wire = self.start(answer=lambda notify: 412)
+        url = f"http://127.0.0.1:{wire.receiver_port}/notify/rc"
+        for callback in (url, f"<{url}>"):
+            status = await wire.manager.send_unknown_sid(callback, "RenderingControl")
+            self.assertEqual(status, 412, callback)
+            self.assertEqual(
+                wire.receiver.received[-1].notify.request_line, "NOTIFY /notify/rc HTTP/1.1"
+            )
+        self.assertEqual(len(wire.receiver.received), 2)
+
     async def test_soco_threaded_events_module(self) -> None:
         """SoCo's default (threaded) events module gets SEQ 0, then a volume change."""
         import soco
