@@ -26,7 +26,15 @@ from sonosd.service import SonosdService
 from sonosd.sim.household import Speaker
 from sonosd.sim.service import HouseholdService
 from tests.conftest import free_loopback_base
-from tests.daemon_helpers import Recorder, daemon_yaml, http_agent, reactor, start_recorded, until
+from tests.daemon_helpers import (
+    Recorder,
+    daemon_yaml,
+    http_agent,
+    reactor,
+    start_recorded,
+    until,
+    volume_of,
+)
 
 SERVICES = ("AVTransport", "RenderingControl", "ZoneGroupTopology", "DeviceProperties")
 
@@ -239,6 +247,69 @@ class OneSpeakerTests(TestCase):
         self.assertEqual(health["status"], "ok")
         status, _ = await daemon.post(speaker.name, "volume", {"volume": 7})
         self.assertEqual(status, 200)
+
+
+class QuietTopologyTests(TestCase):
+    """docs/messages.md: no ``topology.changed`` when only a ``boot_seq``, an address or a
+    software version changes."""
+
+    timeout = 90
+
+    def member(self, daemon: Daemon, speaker: Speaker) -> Any:
+        """The daemon's view of ``speaker`` in its household's topology, or ``None``."""
+        topology = daemon.service.state.topology_for(speaker.uid)
+        return None if topology is None else topology.member(speaker.uid)
+
+    async def test_address_change_publishes_no_topology_change(self) -> None:
+        """A speaker that moves to a new address is followed there (its events come from the
+        new address) without a topology.changed."""
+        daemon = await start(self)
+        speaker = daemon.speakers[1]
+        changes = len(daemon.recorder.of("topology.changed"))
+        new_address = speaker.address.rsplit(".", 1)[0] + ".200"
+        await speaker.change_address(new_address)
+        await until(
+            lambda: getattr(self.member(daemon, speaker), "host", None) == new_address,
+            "the new Location in the daemon's topology",
+        )
+        supervised = daemon.service.household.speaker(speaker.uid)
+        assert supervised is not None
+        await until(
+            lambda: supervised.ref is not None and supervised.ref.host == new_address, "the move"
+        )
+        volume = 31 if speaker.rendering.volume != 31 else 32
+        speaker.set_volume(volume)
+        await until(
+            lambda: any(
+                m.body["speaker"]["host"] == new_address and volume_of(m.body) == volume
+                for m in daemon.recorder.of("event", speaker.uid, "RenderingControl")
+            ),
+            "an event from the new address",
+        )
+        self.assertEqual(len(daemon.recorder.of("topology.changed")), changes)
+
+    async def test_firmware_update_publishes_no_topology_change(self) -> None:
+        """A speaker that updates its firmware (a reboot with a new software version and
+        BootSeq) is followed again without a topology.changed."""
+        daemon = await start(self)
+        speaker = daemon.speakers[2]
+        changes = len(daemon.recorder.of("topology.changed"))
+        restored = len(daemon.recorder.of("subscription.restored", speaker.uid))
+        await speaker.update_firmware("80.1-55000", downtime=0.5)
+        await speaker.when_up()
+        await until(
+            lambda: getattr(self.member(daemon, speaker), "software_version", None) == "80.1-55000",
+            "the new version in the daemon's topology",
+        )
+        self.assertEqual(self.member(daemon, speaker).boot_seq, speaker.boot_seq)
+        await until(
+            lambda: (
+                len(daemon.recorder.of("subscription.restored", speaker.uid))
+                >= restored + len(SERVICES)
+            ),
+            "every service followed again",
+        )
+        self.assertEqual(len(daemon.recorder.of("topology.changed")), changes)
 
 
 class TwoHouseholdTests(TestCase):
