@@ -243,6 +243,8 @@ class MqttBrokerTests(TestCase):
             homeassistant=kwargs.pop("homeassistant", False),
             username=kwargs.pop("username", None),
             password=kwargs.pop("password", None),
+            tls=kwargs.pop("tls", False),
+            ca_file=kwargs.pop("ca_file", None),
         )
         kwargs.setdefault("controller", self.controller)
         kwargs.setdefault("backoff_initial", 0.1)
@@ -451,17 +453,13 @@ class MqttBrokerTests(TestCase):
         logs: list[LogEvent] = []
         globalLogPublisher.addObserver(logs.append)
         self.addCleanup(globalLogPublisher.removeObserver, logs.append)
-        self.broker = Broker(self.reactor, self.directory, login=("sonosd", "right"))
-        self.addCleanup(self.broker.stop)
-        await self.broker.start()
+        await self.use_broker(login=("sonosd", "right"))
         wrong = self.make_sink(username="sonosd", password="wrong")
-        wrong.startService()
-        self.addCleanup(lambda: wrong.stopService() if wrong.running else None)
-        await self.until(lambda: wrong.status()["failures"] >= 2)
-        self.assertEqual((wrong.connected, wrong.connects), (False, 0))
+        await self.never_connects(wrong)
         refusals = [e for e in logs if "refused the connection" in e.get("log_format", "")]
         self.assertGreaterEqual(len(refusals), 2)
         self.assertEqual({e["log_level"] for e in refusals}, {LogLevel.error})
+        self.assertEqual({e["reason"] for e in refusals}, {"Not authorized"})
         await wrong.stopService()
         self.hub.remove_sink(wrong)
         sink = self.make_sink(username="sonosd", password="right")
@@ -470,6 +468,37 @@ class MqttBrokerTests(TestCase):
         sub = self.subscriber()
         await sub.wait(sub.has("sonos/Kitchen/state/RenderingControl"), self.reactor)
         self.assertEqual(master(self.state(sub, "sonos/Kitchen/state/RenderingControl")), 25)
+
+    async def use_broker(self, **kwargs: Any) -> None:
+        """Replace the plain broker of ``setUp`` with a started one made with ``kwargs``."""
+        self.broker = Broker(self.reactor, self.directory, **kwargs)
+        self.addCleanup(self.broker.stop)
+        await self.broker.start()
+
+    async def never_connects(self, sink: MqttSink) -> str:
+        """Start ``sink``, see it fail to connect twice without ever counting as connected;
+        its last error."""
+        sink.startService()
+        self.addCleanup(lambda: sink.stopService() if sink.running else None)
+        await self.until(lambda: sink.status()["failures"] >= 2)
+        self.assertEqual((sink.connected, sink.connects), (False, 0))
+        return str(sink.status()["last_error"])
+
+    async def test_tls_untrusted_certificate_refused(self) -> None:
+        """With ``tls: true`` and no ``ca_file`` the system's trust store decides: a broker
+        whose certificate comes from a private CA is never connected to."""
+        await self.use_broker(tls=True)
+        sink = self.make_sink(tls=True)
+        error = await self.never_connects(sink)
+        self.assertIn("certificate verify failed: self-signed certificate in certificate", error)
+
+    async def test_tls_host_name_verified(self) -> None:
+        """A broker certificate from the trusted ``ca_file`` that names another address than
+        the configured host is refused."""
+        await self.use_broker(tls=True, cert_ip="127.0.0.1")
+        sink = self.make_sink(tls=True, ca_file=self.broker.ca_file)
+        error = await self.never_connects(sink)
+        self.assertIn("certificate verify failed: IP address mismatch", error)
 
     async def test_events_the_broker_never_took_are_sent_again(self) -> None:
         """Events written to a broker that dies before reading them (SIGSTOP, then SIGKILL)
