@@ -18,7 +18,7 @@ from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.threads import deferToThreadPool
-from twisted.logger import LogEvent, globalLogPublisher
+from twisted.logger import LogEvent, LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -32,6 +32,7 @@ from tests.sinks.test_webhooks import make_ca_and_server
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_SUB = shutil.which("mosquitto_sub") or "/usr/bin/mosquitto_sub"
 MOSQUITTO_PUB = shutil.which("mosquitto_pub") or "/usr/bin/mosquitto_pub"
+MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
 
 KITCHEN = {"uid": "RINCON_000E58A0123401400", "name": "Kitchen", "host": "127.0.0.2"}
 OFFICE = {"uid": "RINCON_000E58A0567801400", "name": "Office", "host": "127.0.0.3"}
@@ -43,20 +44,31 @@ WAIT = 20.0
 class Broker:
     """A mosquitto process on a private loopback address, without persistence."""
 
-    def __init__(self, reactor: Any, directory: str, tls: bool = False) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        directory: str,
+        tls: bool = False,
+        login: tuple[str, str] | None = None,
+        cert_ip: str | None = None,
+    ) -> None:
+        """@param login: The only user the broker lets in (anonymous clients too if ``None``).
+        @param cert_ip: The address the TLS certificate names (default: the broker's own)."""
         self.reactor = reactor
         self.port = 8883 if tls else 1883
         self.host = free_loopback_base(port=self.port, count=1)
         self.config = os.path.join(directory, "mosquitto.conf")
         self.ca_file: str | None = None
+        self.login = login
         lines = [f"listener {self.port} {self.host}"]
+        if tls or login:
+            # Started as root, mosquitto drops to its own user before reading its files.
+            os.chmod(directory, 0o755)
         if tls:
-            self.ca_file, key_pem, cert_pem = make_ca_and_server(directory, ip=self.host)
+            self.ca_file, key_pem, cert_pem = make_ca_and_server(directory, ip=cert_ip or self.host)
             for name, data in (("server.key", key_pem), ("server.pem", cert_pem)):
                 with open(os.path.join(directory, name), "wb") as handle:
                     handle.write(data)
-            # Started as root, mosquitto drops to its own user before reading these.
-            os.chmod(directory, 0o755)
             for name in ("ca.pem", "server.key", "server.pem"):
                 os.chmod(os.path.join(directory, name), 0o644)
             lines += [
@@ -64,7 +76,14 @@ class Broker:
                 f"certfile {os.path.join(directory, 'server.pem')}",
                 f"keyfile {os.path.join(directory, 'server.key')}",
             ]
-        lines += ["allow_anonymous true", "persistence false", "log_dest none"]
+        if login is None:
+            lines.append("allow_anonymous true")
+        else:
+            passwords = os.path.join(directory, "passwords")
+            subprocess.run([MOSQUITTO_PASSWD, "-b", "-c", passwords, *login], check=True)
+            os.chmod(passwords, 0o644)
+            lines += ["allow_anonymous false", f"password_file {passwords}"]
+        lines += ["persistence false", "log_dest none"]
         with open(self.config, "w") as handle:
             handle.write("\n".join(lines) + "\n")
         self.process: subprocess.Popen[bytes] | None = None
@@ -115,6 +134,8 @@ class Subscriber(ProcessProtocol):
         ]
         if broker.ca_file is not None:
             args += ["--cafile", broker.ca_file]
+        if broker.login is not None:
+            args += ["-u", broker.login[0], "-P", broker.login[1]]
         self.transport = reactor.spawnProcess(self, MOSQUITTO_SUB, args, env=os.environ)
 
     def outReceived(self, data: bytes) -> None:
@@ -220,6 +241,10 @@ class MqttBrokerTests(TestCase):
             port=self.broker.port,
             client_id=f"sonosd-test-{os.getpid()}",
             homeassistant=kwargs.pop("homeassistant", False),
+            username=kwargs.pop("username", None),
+            password=kwargs.pop("password", None),
+            tls=kwargs.pop("tls", False),
+            ca_file=kwargs.pop("ca_file", None),
         )
         kwargs.setdefault("controller", self.controller)
         kwargs.setdefault("backoff_initial", 0.1)
@@ -286,6 +311,18 @@ class MqttBrokerTests(TestCase):
                 "alarms.changed",
                 {"household": household, "version": f"X:{alarm_id}", "alarms": [{"id": alarm_id}]},
             )
+
+    def publish_volumes(self, seqs: range) -> list[int]:
+        """Publish one Kitchen volume event per ``seq`` (volume = seq); their message ids."""
+        return [
+            self.hub.publish(
+                "event",
+                {"seq": seq, "variables": {"volume": {"Master": seq}}},
+                speaker=KITCHEN,
+                service="RenderingControl",
+            ).id
+            for seq in seqs
+        ]
 
     def state(self, sub: Subscriber, topic: str) -> dict[str, Any]:
         return json.loads(sub.payloads(topic)[-1])  # type: ignore[no-any-return]
@@ -391,6 +428,80 @@ class MqttBrokerTests(TestCase):
         self.assertEqual([e["count"] for e in gaps], [1])
         self.assertEqual(sink.missed, 0)
 
+    async def test_gap_topic_counts_the_events_not_published(self) -> None:
+        """After the connection dropped, ``sonos/bridge/gap`` (not retained) says how many
+        events were not published and the ids of the first and the last."""
+        await self.broker.start()
+        sink = self.make_sink(backoff_initial=1.0, backoff_max=1.0)
+        await self.start(sink)
+        sub = await self.ready_subscriber("sonos/bridge/gap")
+        sock = sink._client.socket()
+        assert sock is not None
+        sock.shutdown(socket.SHUT_RDWR)
+        # The reconnect waits at least 0.5 s: this check runs before it.
+        await self.until(lambda: not sink.connected)
+        ids = self.publish_volumes(range(3))
+        await sub.wait(sub.has("sonos/bridge/gap"), self.reactor)
+        [(retained, _, payload)] = [line for line in sub.lines if line[1] == "sonos/bridge/gap"]
+        self.assertFalse(retained)
+        self.assertEqual(json.loads(payload), {"missed": 3, "first_id": ids[0], "last_id": ids[2]})
+        self.assertEqual(sink.connects, 2)
+
+    async def test_login_with_username_and_password(self) -> None:
+        """The sink logs in to a broker that refuses anonymous clients with its username and
+        password; a refused login is logged as an error and never counts as connected."""
+        logs: list[LogEvent] = []
+        globalLogPublisher.addObserver(logs.append)
+        self.addCleanup(globalLogPublisher.removeObserver, logs.append)
+        await self.use_broker(login=("sonosd", "right"))
+        wrong = self.make_sink(username="sonosd", password="wrong")
+        await self.never_connects(wrong)
+        refusals = [e for e in logs if "refused the connection" in e.get("log_format", "")]
+        self.assertGreaterEqual(len(refusals), 2)
+        self.assertEqual({e["log_level"] for e in refusals}, {LogLevel.error})
+        self.assertEqual({e["reason"] for e in refusals}, {"Not authorized"})
+        await wrong.stopService()
+        self.hub.remove_sink(wrong)
+        sink = self.make_sink(username="sonosd", password="right")
+        await self.start(sink)
+        self.publish_household()
+        sub = self.subscriber("sonos/Kitchen/state/RenderingControl")
+        # The subscriber may see the first volume live before the last one.
+        await sub.wait(
+            lambda: bool(sub.lines) and master(json.loads(sub.lines[-1][2])) == 25, self.reactor
+        )
+
+    async def use_broker(self, **kwargs: Any) -> None:
+        """Replace the plain broker of ``setUp`` with a started one made with ``kwargs``."""
+        self.broker = Broker(self.reactor, self.directory, **kwargs)
+        self.addCleanup(self.broker.stop)
+        await self.broker.start()
+
+    async def never_connects(self, sink: MqttSink) -> str:
+        """Start ``sink``, see it fail to connect twice without ever counting as connected;
+        its last error."""
+        sink.startService()
+        self.addCleanup(lambda: sink.stopService() if sink.running else None)
+        await self.until(lambda: sink.status()["failures"] >= 2)
+        self.assertEqual((sink.connected, sink.connects), (False, 0))
+        return str(sink.status()["last_error"])
+
+    async def test_tls_untrusted_certificate_refused(self) -> None:
+        """With ``tls: true`` and no ``ca_file`` the system's trust store decides: a broker
+        whose certificate comes from a private CA is never connected to."""
+        await self.use_broker(tls=True)
+        sink = self.make_sink(tls=True)
+        error = await self.never_connects(sink)
+        self.assertIn("certificate verify failed: self-signed certificate in certificate", error)
+
+    async def test_tls_host_name_verified(self) -> None:
+        """A broker certificate from the trusted ``ca_file`` that names another address than
+        the configured host is refused."""
+        await self.use_broker(tls=True, cert_ip="127.0.0.1")
+        sink = self.make_sink(tls=True, ca_file=self.broker.ca_file)
+        error = await self.never_connects(sink)
+        self.assertIn("certificate verify failed: IP address mismatch", error)
+
     async def test_events_the_broker_never_took_are_sent_again(self) -> None:
         """Events written to a broker that dies before reading them (SIGSTOP, then SIGKILL)
         reach subscribers after the reconnect: none is lost without a gap report."""
@@ -399,15 +510,7 @@ class MqttBrokerTests(TestCase):
         await self.start(sink)
         assert self.broker.process is not None
         self.broker.process.send_signal(signal.SIGSTOP)
-        ids = [
-            self.hub.publish(
-                "event",
-                {"seq": seq, "variables": {"volume": {"Master": seq}}},
-                speaker=KITCHEN,
-                service="RenderingControl",
-            ).id
-            for seq in range(1, 6)
-        ]
+        ids = self.publish_volumes(range(1, 6))
         await deferLater(self.reactor, 0.2)
         self.assertTrue(sink.connected)
         self.assertEqual(sink.missed, 0)

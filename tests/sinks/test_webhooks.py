@@ -20,6 +20,7 @@ from twisted.internet import ssl
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
@@ -37,8 +38,11 @@ from sonosd.sinks.webhooks import (
     verify_signature,
 )
 from tests.conftest import free_loopback_base
+from tests.daemon_helpers import Recorder, until
 
 SECRET = "s3cret"
+#: The reason a refused connection is logged with.
+REFUSED = "connection refused"
 KITCHEN = {"uid": "RINCON_000E58A0123401400", "name": "Kitchen", "host": "127.0.0.2"}
 OFFICE = {"uid": "RINCON_000E58A0567801400", "name": "Office", "host": "127.0.0.3"}
 
@@ -621,3 +625,85 @@ class PlainHTTPIntegrationTests(TestCase):
         self.assertEqual(sink.targets[0].stats.failed, 1)
         formats = [str(event.get("log_format")) for event in events]
         self.assertFalse([f for f in formats if "factory" in f.lower()], formats)
+
+    def listen(self, receiver: Resource, address: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve ``receiver`` over plain HTTP on loopback; its URL."""
+        site = Site(receiver)
+        site.noisy = False
+        listening = self.reactor.listenTCP(port, site, interface=address)
+        self.addCleanup(listening.stopListening)
+        return f"http://{address}:{listening.getHost().port}/hook"
+
+    async def test_slow_target_delays_no_other_target(self) -> None:
+        """While one receiver holds its request open, another target and another channel get
+        every message at once, in order; the slow receiver gets them all once it answers."""
+        slow, fast = Receiver(), Receiver()
+        slow.hold = True
+        webhooks = [Webhook(url=self.listen(r), timeout=120) for r in (slow, fast)]
+        sink = WebhookSink.from_config(self.reactor, webhooks)
+        sink.startService()
+        hub = Hub(self.reactor)
+        other = Recorder()
+        hub.add_sink(sink)
+        hub.add_sink(other)
+        for n in range(20):
+            hub.publish("event", {"n": n}, speaker=KITCHEN, service="AVTransport")
+        self.assertEqual(len(other.messages), 20)
+        await until(
+            lambda: len(fast.requests) == 20 and slow.requests, "the fast receiver's messages"
+        )
+        self.assertEqual(fast.ids(), list(range(1, 21)))
+        self.assertEqual((slow.ids(), sink.targets[0].queued), ([1], 20))
+        slow.hold = False
+        for request in slow.open:
+            request.finish()
+        await until(lambda: len(slow.requests) == 20, "the slow receiver's messages")
+        await sink.stopService()
+        self.assertEqual(slow.ids(), list(range(1, 21)))
+        self.assertEqual([t.stats.delivered for t in sink.targets], [20, 20])
+
+    async def test_receiver_away_then_back_is_logged(self) -> None:
+        """A receiver that refuses connections gets a warning at its first failure, debug lines
+        for the next attempts, a warning naming the URL, message id, attempts and reason when
+        the message is given up, and ``delivers again`` once it answers."""
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        address = free_loopback_base(port=8080, count=1)
+        url = f"http://{address}:8080/hook"
+        sink = WebhookSink.from_config(
+            self.reactor, [Webhook(url=url, retries=2)], random=lambda: 0.0
+        )
+        target = sink.targets[0]
+        sink.startService()
+        hub = Hub(self.reactor)
+        hub.add_sink(sink)
+        hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
+        await until(lambda: target.stats.failed == 1, "the message given up")
+        self.assertTrue(target.failing)
+        receiver = Receiver()
+        self.listen(receiver, address, 8080)
+        hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
+        await until(lambda: target.stats.delivered == 1, "the next message delivered")
+        await sink.stopService()
+        self.assertEqual((receiver.ids(), target.failing), ([2], False))
+        lines = [
+            (e["log_level"], e["log_format"].split(" ")[2], e)
+            for e in events
+            if str(e.get("log_format", "")).startswith("webhook {url} ")
+        ]
+        self.assertEqual(
+            [(level, word) for level, word, _ in lines],
+            [
+                (LogLevel.warn, "failing"),
+                (LogLevel.debug, "attempt"),
+                (LogLevel.warn, "failed"),
+                (LogLevel.info, "delivers"),
+            ],
+        )
+        failing, _, given_up, _ = (e for _, _, e in lines)
+        self.assertEqual((failing["reason"], failing["id"], failing["delay"]), (REFUSED, 1, 0.5))
+        self.assertEqual(
+            (given_up["url"], given_up["id"], given_up["attempts"], given_up["reason"]),
+            (url, 1, 3, REFUSED),
+        )
