@@ -24,6 +24,7 @@ from twisted.web.http_headers import Headers
 from sonosd.config import SimulateConfig, parse_config
 from sonosd.securesoap import SecureSoap
 from sonosd.service import SonosdService
+from sonosd.sim.catalog import STATIONS
 from sonosd.sim.household import Household, Speaker
 from sonosd.sim.service import HouseholdService
 from tests.api_helpers import SseClient, WsClient, connect_raw, connect_ws, sse_request
@@ -897,3 +898,91 @@ class ControlDaemonTests(TestCase):
             self.assertGreaterEqual(status, 400)
             self.assertEqual(answer, {"type": "error", "id": request_id, "error": body["error"]})
         self.assertEqual(kitchen.rendering.volume, 37)
+
+    async def test_group_member_transport_goes_to_its_coordinator(self) -> None:
+        """Transport commands sent to a group member act on its coordinator and name it, while
+        volume sent to the member changes that member alone."""
+        daemon = await start_daemon(self)
+        kitchen, office = daemon.speaker(0), daemon.speaker(2)
+        status, body = await daemon.post("Office", "join", {"coordinator": "Kitchen"})
+        self.assertEqual(status, 200, body)
+        on = {"result": {"coordinator": kitchen.uid}}
+        self.assertEqual(await daemon.post("office", "play"), (200, on))
+        await kitchen.transport.settled()
+        self.assertEqual(kitchen.transport.state, "PLAYING")
+        self.assertEqual(await daemon.post("office", "next"), (200, on))
+        self.assertEqual(kitchen.transport.track_no, 2)
+        self.assertEqual(await daemon.post("office", "pause"), (200, on))
+        self.assertEqual(kitchen.transport.state, "PAUSED_PLAYBACK")
+        self.assertEqual(office.group.coordinator, kitchen.uid)
+        status, body = await daemon.post("Office", "volume", {"volume": 44})
+        self.assertEqual((status, body), (200, {"result": {"volume": 44}}))
+        self.assertEqual((office.rendering.volume, kitchen.rendering.volume), (44, 20))
+
+    async def test_signed_volume_string_is_relative(self) -> None:
+        """A volume string with a sign moves the volume by that much, an unsigned one sets it,
+        whether the speaker is named by uid and the command in capitals."""
+        daemon = await start_daemon(self)
+        kitchen = daemon.speaker(0)
+        self.assertEqual(kitchen.rendering.volume, 20)
+        for volume, expected in (("+5", 25), ("-7", 18), ("12", 12), ("+0", 12)):
+            status, body = await daemon.post(kitchen.uid, "VOLUME", {"volume": volume})
+            self.assertEqual((status, body), (200, {"result": {"volume": expected}}), volume)
+            self.assertEqual(kitchen.rendering.volume, expected, volume)
+
+    async def test_play_mode_off_the_queue_is_refused_with_712(self) -> None:
+        """Shuffle asked while a stream (not the queue) plays is 502 speaker_error with UPnP
+        712, and the play mode stays; back on the queue it is set."""
+        daemon = await start_daemon(self)
+        kitchen = daemon.speaker(0)
+        stream = "http://127.0.0.1/live.mp3"
+        status, body = await daemon.post("Kitchen", "play_uri", {"uri": stream, "start": False})
+        self.assertEqual(status, 200, body)
+        status, body = await daemon.post("Kitchen", "play_mode", {"shuffle": True})
+        self.assertEqual(
+            (status, body["error"]["code"], body["error"]["upnp_error"]),
+            (502, "speaker_error", 712),
+            body,
+        )
+        self.assertEqual(kitchen.transport.play_mode, "NORMAL")
+        status, body = await daemon.post("Kitchen", "queue", {"action": "play", "track": 1})
+        self.assertEqual(status, 200, body)
+        status, body = await daemon.post("Kitchen", "play_mode", {"shuffle": True})
+        self.assertEqual((status, body["result"]["play_mode"]), (200, "SHUFFLE_NOREPEAT"), body)
+        self.assertEqual(kitchen.transport.play_mode, "SHUFFLE_NOREPEAT")
+
+    async def test_play_uri_without_start_only_sets_the_source(self) -> None:
+        """play_uri with start false sets the URI (with the title as DIDL metadata) on the
+        coordinator without playing it; by default it plays."""
+        daemon = await start_daemon(self)
+        kitchen = daemon.speaker(0)
+        transport = kitchen.transport
+        song = "http://127.0.0.1/later.mp3"
+        status, body = await daemon.post(
+            "Kitchen", "play_uri", {"uri": song, "title": "Later On", "start": False}
+        )
+        self.assertEqual(
+            (status, body), (200, {"result": {"coordinator": kitchen.uid, "uri": song}})
+        )
+        self.assertEqual((transport.uri, transport.state), (song, "STOPPED"))
+        self.assertIn("Later On", transport.uri_metadata)
+        self.assertIn("DIDL-Lite", transport.uri_metadata)
+        station = STATIONS[0].uri
+        status, body = await daemon.post("Kitchen", "play_uri", {"uri": station})
+        self.assertEqual(status, 200, body)
+        await transport.settled()
+        self.assertEqual((transport.uri, transport.state), (station, "PLAYING"))
+
+    async def test_snapshot_of_the_same_name_replaces_it(self) -> None:
+        """A second snapshot of the same (default) name replaces the first: restore brings
+        back the later volume."""
+        daemon = await start_daemon(self)
+        kitchen = daemon.speaker(0)
+        for volume in (10, 30):
+            kitchen.set_volume(volume)
+            status, body = await daemon.post("Kitchen", "snapshot")
+            self.assertEqual((status, body["result"]["name"]), (200, "default"), body)
+        kitchen.set_volume(50)
+        status, body = await daemon.post("Kitchen", "restore")
+        self.assertEqual((status, body["result"]["name"]), (200, "default"), body)
+        self.assertEqual(kitchen.rendering.volume, 30)
