@@ -29,6 +29,7 @@ from sonosd.sim import catalog, musicservices
 from sonosd.sim.battery import POWER_SOURCES
 from sonosd.sim.content import queue_tracks
 from sonosd.sim.didl import format_duration, parse_duration
+from sonosd.sim.gena import MAX_SEQ
 from sonosd.sim.household import Household, Speaker
 from sonosd.sim.modes import SSDP_WHEN_UPNP_OFF, UPNP_KINDS
 from sonosd.sim.neighbourhood import Neighbourhood
@@ -450,6 +451,11 @@ def _set_faults(faults: Any, body: Mapping[str, Any]) -> None:
         if isinstance(current, bool) or name.endswith("_hang"):
             if not isinstance(value, bool):
                 raise ApiError(400, f"{name} must be true or false")
+        elif name == "next_seq":
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_SEQ
+            ):
+                raise ApiError(400, f"next_seq must be a SEQ 1..{MAX_SEQ} or null")
         elif name.endswith("_status"):
             if value is not None and (
                 not isinstance(value, int) or isinstance(value, bool) or not 100 <= value <= 599

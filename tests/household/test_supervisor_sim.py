@@ -22,9 +22,11 @@ from sonosd.config import DEFAULT_SERVICES, Config, Device, SimulateConfig, Subs
 from sonosd.delivery.hub import Hub, Message
 from sonosd.gena.listener import NotifyListener
 from sonosd.household.events import EventProcessor
+from sonosd.household.keepalive import ServiceSupervisor
 from sonosd.household.readiness import health_reasons
 from sonosd.household.state import HouseholdState
 from sonosd.household.supervisor import HouseholdSupervisor, build_household
+from sonosd.sim.gena import MAX_SEQ
 from sonosd.sim.household import Speaker
 from sonosd.sim.service import HouseholdService
 from tests.conftest import free_loopback_base
@@ -85,6 +87,12 @@ class Rig:
     def faults(self, speaker: Speaker) -> Any:
         manager: Any = speaker.manager
         return manager.faults
+
+    def service_supervisor(self, speaker: Speaker, service: str) -> ServiceSupervisor:
+        """The daemon's supervisor of ``speaker``'s ``service`` subscription."""
+        supervised = self.household.speaker(speaker.uid)
+        assert supervised is not None
+        return supervised.services[service]
 
     def initial_events(self, uid: str, service: str) -> list[Message]:
         return [m for m in self.recorder.of("event", uid, service) if m.body.get("seq") == 0]
@@ -375,9 +383,7 @@ class SimTests(TestCase):
         rig = await self.rig(services=("RenderingControl",))
         await self.settled(rig, ("RenderingControl",))
         speaker = rig.speakers[0]
-        supervised = rig.household.speaker(speaker.uid)
-        assert supervised is not None
-        sup = supervised.services["RenderingControl"]
+        sup = rig.service_supervisor(speaker, "RenderingControl")
         rig.faults(speaker).reorder_next = 1
         speaker.set_volume(21)
         # LastChange is moderated: the second change must come after the first NOTIFY.
@@ -396,6 +402,45 @@ class SimTests(TestCase):
         self.assertEqual(
             rig.state.variables(speaker.uid, "RenderingControl")["volume"]["Master"], 22
         )
+
+    async def test_seq_wraps_from_the_top_to_one(self) -> None:
+        """A subscription whose SEQ reached 4294967295 goes on at SEQ 1: that NOTIFY is
+        published, neither a gap (no events.gap, no resync) nor a duplicate."""
+        rig = await self.rig(services=("RenderingControl",))
+        await self.settled(rig, ("RenderingControl",))
+        speaker = rig.speakers[0]
+        sup = rig.service_supervisor(speaker, "RenderingControl")
+
+        def published() -> list[tuple[int, Any]]:
+            return [
+                (m.body["seq"], m.body["variables"].get("volume", {}).get("Master"))
+                for m in rig.recorder.of("event", speaker.uid, "RenderingControl")
+                if m.body.get("seq")
+            ]
+
+        async def change(volume: int, next_seq: int | None = None) -> None:
+            rig.faults(speaker).next_seq = next_seq
+            speaker.set_volume(volume)
+            await until(lambda: [v for _, v in published()[-1:]] == [volume], f"volume {volume}")
+
+        # Years of NOTIFYs compressed into two jumps of half the SEQ ring each (a longer one
+        # would be taken for an older NOTIFY): two gaps, each resynced.
+        half = MAX_SEQ // 2
+        await change(31, next_seq=half)
+        await until(lambda: sup.resyncs == 1, "the first resync")
+        await change(32, next_seq=MAX_SEQ - 1)
+        await until(lambda: sup.resyncs == 2, "the second resync")
+        await change(33)
+        await change(34)
+        self.assertEqual(published(), [(half, 31), (MAX_SEQ - 1, 32), (MAX_SEQ, 33), (1, 34)])
+        gaps = rig.recorder.of("events.gap", speaker.uid)
+        self.assertEqual(
+            [(m.body["expected"], m.body["got"]) for m in gaps],
+            [(1, half), (half + 1, MAX_SEQ - 1)],
+        )
+        self.assertEqual((sup.gaps, sup.duplicates, sup.resyncs), (2, 0, 2))
+        self.assertEqual(len(rig.reader.reads), 2)
+        self.assertEqual(sup.last_seq, 1)
 
     async def test_stop_unsubscribes_everything(self) -> None:
         """stopService leaves no subscription at the simulator, within the bound."""

@@ -126,6 +126,10 @@ class AdminTests(SynchronousTestCase):
         assert manager.faults.delay == 1.0
         assert self.request("PATCH", "/speakers/1/gena/faults", {"drop_next": -1})[0] == 400
         assert self.request("PATCH", "/speakers/1/gena/faults", {"explode": 1})[0] == 400
+        for seq in (0, 4294967296, "1", True):
+            assert self.request("PATCH", "/speakers/1/gena/faults", {"next_seq": seq})[0] == 400
+        assert self.request("PATCH", "/speakers/1/gena/faults", {"next_seq": 4294967295})[0] == 200
+        assert manager.faults.next_seq == 4294967295
         status, gena = self.request("GET", "/speakers/1/gena")
         assert gena["faults"]["drop_next"] == 2 and gena["subscriptions"] == []
         self.request("DELETE", "/speakers/1/gena/faults")
