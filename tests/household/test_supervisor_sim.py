@@ -108,7 +108,7 @@ class SimTests(TestCase):
         speakers: int = 2,
         services: Sequence[str] = DEFAULT_SERVICES,
         config: SubscriptionConfig = FAST,
-        before_start: Callable[[HouseholdService], None] | None = None,
+        before_start: Callable[[HouseholdService], object] | None = None,
         advertise: str | None = None,
         configured: Sequence[int] | None = None,
         follow_household: bool = True,
@@ -129,7 +129,9 @@ class SimTests(TestCase):
         sim.startService()
         self.addCleanup(sim.stopService)
         if before_start is not None:
-            before_start(sim)
+            prepared = before_start(sim)
+            if isinstance(prepared, Deferred):
+                await prepared
         runner = SocoRunner(reactor, threads=4, timeout=5.0)
         runner.startService()
         self.addCleanup(runner.stopService)
@@ -687,6 +689,45 @@ class HouseholdSimTests(TestCase):
             ),
             "the change as a NOTIFY",
         )
+
+    async def test_unreachable_member_retried_every_availability_interval(self) -> None:
+        """A member learnt from the topology that refuses connections is offline and tried
+        again every availability_interval (not with the configured hosts' backoff); once it
+        answers it is identified, online and subscribed."""
+        config = attrs.evolve(
+            FAST,
+            availability_interval=0.25,
+            backoff_initial=60.0,
+            backoff_max=60.0,
+            asleep_interval=60.0,
+        )
+        services = ("RenderingControl", "ZoneGroupTopology")
+
+        def unplug(sim: HouseholdService) -> Deferred[None]:
+            return sim.household.speakers[1].go_offline("refuse")
+
+        rig = await self.rig(
+            speakers=2, services=services, config=config, configured=(0,), before_start=unplug
+        )
+        member = rig.speakers[1]
+
+        def attempts() -> int:
+            supervised = rig.household.speaker(member.uid)
+            return 0 if supervised is None else int(supervised.status()["failures"])
+
+        # Identifying it is tried again and again, where a backoff would wait a minute.
+        await until(lambda: attempts() >= 4, "four identification attempts")
+        self.assertFalse(self.supervised(rig)[member.uid].identified)
+        self.assertEqual(rig.state.availability(member.uid).reason, "connection refused")
+        (reason,) = health_reasons(rig.household.status())
+        self.assertIn("is offline (connection refused)", reason)
+        await member.come_online()
+        await self.settled(rig, services)
+        [online] = rig.recorder.of("speaker.online", member.uid)
+        self.assertEqual(online.body["reason"], "identified")
+        self.assertEqual(len(rig.recorder.of("speaker.offline", member.uid)), 1)
+        self.assertEqual(len(rig.sim_subscriptions(member)), len(services))
+        self.assertEqual(health_reasons(rig.household.status()), ())
 
     async def test_listed_speakers_only(self) -> None:
         """follow_household false follows the configured speaker only."""
