@@ -729,6 +729,39 @@ class HouseholdSimTests(TestCase):
         self.assertEqual(len(rig.sim_subscriptions(member)), len(services))
         self.assertEqual(health_reasons(rig.household.status()), ())
 
+    async def test_identify_retries_said_once_per_reason(self) -> None:
+        """A configured host that cannot be identified is tried again and again, with one
+        warning per reason (refused, then timing out), and followed once it answers."""
+        config = attrs.evolve(FAST, request_timeout=0.3)
+
+        def unplug(sim: HouseholdService) -> Deferred[None]:
+            return sim.household.speakers[0].go_offline("refuse")
+
+        with capturedLogs() as events:
+            rig = await self.rig(
+                speakers=1, services=("RenderingControl",), config=config, before_start=unplug
+            )
+            speaker = rig.speakers[0]
+            [supervised] = rig.household.speakers()
+
+            def failed(reason: str, attempts: int) -> Callable[[], bool]:
+                status = supervised.status
+                return lambda: status()["reason"] == reason and status()["failures"] >= attempts
+
+            await until(failed("connection refused", 3), "three refused attempts")
+            await speaker.go_offline("hang")
+            attempts = supervised.status()["failures"]
+            await until(failed("timeout", attempts + 3), "three attempts timing out")
+            await speaker.come_online()
+            await self.settled(rig, ("RenderingControl",))
+        said = [
+            event["reason"]
+            for event in events
+            if "cannot identify speaker" in event.get("log_format", "")
+        ]
+        self.assertEqual(said, ["connection refused", "timeout"])
+        self.assertTrue(supervised.identified)
+
     async def test_listed_speakers_only(self) -> None:
         """follow_household false follows the configured speaker only."""
         rig = await self.rig(speakers=3, configured=(1,), follow_household=False)
