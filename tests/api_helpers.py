@@ -57,15 +57,30 @@ def publish(hub: Hub, n: int = 1, ref: SpeakerRef = KITCHEN, pad: int = 0) -> li
     return ids
 
 
-def wait(until: Callable[[], bool], what: str = "condition") -> Deferred[None]:
-    """Fire once ``until()`` holds (checked every few milliseconds), fail after ``WAIT``."""
+async def flood(hub: Hub, until: Callable[[], bool], most: int = 3000) -> list[int]:
+    """Publish 64 KiB messages, one per reactor turn, until ``until()`` holds (a client that
+    stopped reading is disconnected as too slow) or ``most`` are out; return their ids."""
+    sent: list[int] = []
+    while not until() and len(sent) < most:
+        sent += publish(hub, 1, pad=65536)
+        turn: Deferred[None] = Deferred()
+        reactor.callLater(0, turn.callback, None)
+        await turn
+    return sent
+
+
+def wait(
+    until: Callable[[], bool], what: str = "condition", deadline: float = WAIT
+) -> Deferred[None]:
+    """Fire once ``until()`` holds (checked every few milliseconds), fail after ``deadline``
+    seconds (``WAIT`` unless a wait is known to be longer)."""
     done: Deferred[None] = Deferred()
-    deadline = reactor.seconds() + WAIT
+    give_up = reactor.seconds() + deadline
 
     def check() -> None:
         if until():
             done.callback(None)
-        elif reactor.seconds() > deadline:
+        elif reactor.seconds() > give_up:
             done.errback(Failure(AssertionError(f"timed out waiting for {what}")))
         else:
             reactor.callLater(0.005, check)

@@ -398,7 +398,8 @@ class ApiService(Service):
         /api/v1/speakers/{id}/{command}`` (default: ``CommandResource`` on ``controller``).
     @param registry: The Prometheus registry to export (default: a new one, see
         ``self.metrics.registry``).
-    @param grace: Seconds stopService waits for clients to close before aborting them.
+    @param grace: Seconds stopService waits for clients to close before aborting them, and an
+        SSE client closed as too slow has to take its last words.
     @param readiness: Serves ``/api/v1/ready`` (open): returns ``{"ready", "reasons",
         "speakers"}``; without it the route is not there.
     @param diagnostics: Serves ``/api/v1/diagnostics`` (``read`` scope).
@@ -439,7 +440,7 @@ class ApiService(Service):
             registry=registry,
         )
         self.events = EventsResource(
-            hub, reactor, config.client_buffer, config.heartbeat, self.metrics
+            hub, reactor, config.client_buffer, config.heartbeat, self.metrics, grace
         )
         self._controller = controller
         self._websocket: ApiWebSocketFactory | None = None

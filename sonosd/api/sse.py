@@ -193,6 +193,8 @@ class EventsResource(Resource):
     @param clock: For heartbeats and close grace periods.
     @param limit: ``api.client_buffer``.
     @param heartbeat: Seconds between keepalive comments (0 disables them).
+    @param grace: Seconds a client closed as too slow (or at shutdown) has to read its last
+        words before its connection is aborted.
     """
 
     isLeaf = True
@@ -204,6 +206,7 @@ class EventsResource(Resource):
         limit: int,
         heartbeat: float,
         metrics: ApiMetrics | None = None,
+        grace: float = 5.0,
     ) -> None:
         super().__init__()
         self._hub = hub
@@ -213,6 +216,7 @@ class EventsResource(Resource):
         self._clock = clock
         self._limit = limit
         self._heartbeat = heartbeat
+        self._grace = grace
         self._beat: LoopingCall | None = None
 
     def start(self) -> None:
@@ -253,7 +257,7 @@ class EventsResource(Resource):
         request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
         request.setHeader(b"cache-control", b"no-cache")
         request.setHeader(b"x-accel-buffering", b"no")
-        client = SseClient(self.channel, request, filter, self._limit, self._clock)
+        client = SseClient(self.channel, request, filter, self._limit, self._clock, self._grace)
         start = self.channel.join(client, cursor)
         request.registerProducer(client.queue, True)
         request.notifyFinish().addBoth(client.lost)

@@ -171,6 +171,9 @@ class Speaker:
         """On a satellite: ``SW``, ``LR`` or ``RR``."""
         self.https_only = False
         """SOAP over HTTP answers 403; SOAP over TLS (port 1443) works."""
+        self.art_redirect: str | None = None
+        """A fault (a compromised or broken device; real speakers serve the image): album
+        art requests (``/getaa``) answer ``302 Found`` to this URL instead."""
         self.battery: Battery | None = (
             Battery(level=household.rng.randint(40, 100)) if model.portable else None
         )

@@ -4,7 +4,8 @@
 Routes, as real firmware has them: ``GET /xml/device_description.xml``, ``GET
 /xml/<Service>1.xml`` (plus SoCo's ``MS_``/``MR_ConnectionManager`` aliases), ``POST
 <controlURL>`` (SOAP), ``SUBSCRIBE``/``UNSUBSCRIBE <eventSubURL>`` (handed to the speaker's GENA
-``SubscriptionManager``), ``GET /getaa?...`` and ``/img/icon-*.png`` (PNG), ``GET
+``SubscriptionManager``), ``GET /getaa?...`` and ``/img/icon-*.png`` (PNG; ``/getaa`` answers a
+redirect instead while the ``Speaker.art_redirect`` fault is set), ``GET
 /status/batterystatus`` and ``GET /status/accounts`` (the household's music-service accounts,
 as SoCo's ``Account`` reads them). Unknown paths get 404, a known path with the wrong method
 405.
@@ -101,6 +102,10 @@ class SpeakerResource(Resource):
         if path == "/getaa" or (path.startswith("/img/") and path.endswith(".png")):
             if bad := self._only(request, method, ("GET", "HEAD")):
                 return bad
+            if path == "/getaa" and speaker.art_redirect is not None:
+                request.setResponseCode(302)
+                request.setHeader(b"location", speaker.art_redirect.encode("utf-8"))
+                return b""
             query = parse_qs(urlsplit(request.uri.decode("latin-1")).query)
             request.setHeader(b"content-type", b"image/png")
             return art_for(query.get("u", [path])[0])

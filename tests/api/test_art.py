@@ -252,6 +252,29 @@ class ArtProxyTests(TestCase):
         code, _, _ = await self.get(base, self.art, headers={"If-None-Match": etag})
         self.assertEqual(code, 304)
 
+    async def test_image_headers(self) -> None:
+        """The image is sent cacheable by the browser only, for a day, with an ETag, no
+        sniffing and a sandboxing policy."""
+        base = await self.api()
+        code, _, headers = await self.get(base, self.art)
+        self.assertEqual(code, 200)
+        self.assertEqual(headers.getRawHeaders(b"cache-control"), [b"private, max-age=86400"])
+        self.assertEqual(len(headers.getRawHeaders(b"etag")), 1)
+        self.assertEqual(headers.getRawHeaders(b"x-content-type-options"), [b"nosniff"])
+        self.assertEqual(
+            headers.getRawHeaders(b"content-security-policy"), [b"default-src 'none'; sandbox"]
+        )
+
+    async def test_redirects_are_not_followed(self) -> None:
+        """A speaker answering the art request with a redirect gives 502 speaker_error; the
+        place it points to is never asked."""
+        self.speaker.art_redirect = self.decoy_url
+        base = await self.api()
+        code, body, _ = await self.get(base, self.art)
+        self.assertEqual(self.decoy.requests, [])
+        self.assertEqual(code, 502)
+        self.assertEqual(body["error"]["code"], "speaker_error")
+
     async def test_relative_art_with_the_speaker(self) -> None:
         """A relative URL is fetched from the speaker named by ``speaker``."""
         base = await self.api()

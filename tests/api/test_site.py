@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
 from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, fail, succeed
@@ -22,9 +23,12 @@ from tests.api_helpers import (
     OFFICE,
     READER,
     RawClient,
+    SseClient,
     connect_raw,
+    connect_ws,
     household,
     publish,
+    sse_request,
     start_api,
     wait,
 )
@@ -138,6 +142,28 @@ class RestTests(TestCase):
         code, body, _ = await self.call("GET", f"{base}/snapshot", READ)
         self.assertEqual((code, body["type"], body["last_id"]), (200, "snapshot", 2))
 
+    async def test_challenges_name_the_realm_and_an_invalid_token(self) -> None:
+        """A 401 challenges with realm "sonosd", adding error="invalid_token" only when a
+        token (header or query) was presented."""
+        base = await self.start(tokens=(READER,))
+        challenges = []
+        for url, headers in (
+            (f"{base}/snapshot", None),
+            (f"{base}/snapshot", {"Authorization": "Bearer nope"}),
+            (f"{base}/snapshot?access_token=nope", None),
+        ):
+            code, _, head = await self.call("GET", url, headers)
+            self.assertEqual(code, 401)
+            challenges.append(head.getRawHeaders(b"www-authenticate"))
+        self.assertEqual(
+            challenges,
+            [
+                [b'Bearer realm="sonosd"'],
+                [b'Bearer realm="sonosd", error="invalid_token"'],
+                [b'Bearer realm="sonosd", error="invalid_token"'],
+            ],
+        )
+
     async def test_open_on_loopback_without_tokens(self) -> None:
         """On loopback with no token configured, reads need no token."""
         base = await self.start()
@@ -183,6 +209,57 @@ class RestTests(TestCase):
         self.assertIn(b'sonosd_api_clients{channel="sse"} 0.0', text)
         self.assertIn(b'sonosd_speakers{state="offline"} 1.0', text)
         self.assertIn(b'sonosd_api_auth_failures_total{status="401"} 1.0', text)
+
+    async def test_scope_refusals_are_counted_as_403(self) -> None:
+        """A valid token refused for its scope adds one to the 403 series of
+        sonosd_api_auth_failures_total on /metrics; cross-origin and Host refusals add none."""
+        name = "sonosd_api_auth_failures_total"
+        _, host, port = await start_api(
+            self, self.hub, self.state, RecordingController(), tokens=(READER,)
+        )
+        base = f"http://{host}:{port}/api/v1"
+        before = await self.metric(base, name, status="403")
+        code, _, _ = await self.call("POST", f"{base}/speakers/Kitchen/play", READ)
+        self.assertEqual(code, 403)
+        cross_origin = {**READ, "Origin": "http://evil.example"}
+        code, body, _ = await self.call("POST", f"{base}/speakers/Kitchen/play", cross_origin)
+        self.assertEqual((code, body["error"]["message"]), (403, "cross-origin request refused"))
+        self.assertEqual(await self.metric(base, name, status="403"), before + 1)
+        self.assertEqual(await self.metric(base, name, status="401"), 0)
+        # The Host check guards an open API only (DNS rebinding).
+        open_base = await self.start()
+        code, body, _ = await self.call("GET", f"{open_base}/snapshot", {"Host": "evil.example"})
+        self.assertEqual((code, body["error"]["message"]), (403, "unexpected Host header"))
+        self.assertEqual(await self.metric(open_base, name, status="403"), 0)
+
+    async def test_resets_are_counted_per_channel(self) -> None:
+        """A client resuming from an id the ring no longer holds gets a reset, and
+        sonosd_api_resets_total on /metrics goes up for its channel only."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        base = f"http://{host}:{port}/api/v1"
+        publish(self.hub, 80)
+        name = "sonosd_api_resets_total"
+        self.assertEqual(await self.metric(base, name, channel="sse"), 0)
+        sse = SseClient(sse_request("/api/v1/events", {"Last-Event-ID": f"{self.hub.run}:5"}))
+        await connect_raw(host, port, sse, self)
+        await wait(lambda: [e.get("event") for e in sse.events()][1:] == ["reset", "snapshot"])
+        self.assertEqual(await self.metric(base, name, channel="sse"), 1)
+        self.assertEqual(await self.metric(base, name, channel="websocket"), 0)
+        ws = await connect_ws(self, host, port, f"last_id=5&run={self.hub.run}")
+        await wait(lambda: [m["type"] for m in ws.messages] == ["reset", "snapshot"])
+        self.assertEqual(await self.metric(base, name, channel="websocket"), 1)
+        self.assertEqual(await self.metric(base, name, channel="sse"), 1)
+
+    async def metric(self, base: str, name: str, **labels: str) -> float:
+        """The value of the sample ``name{labels}`` on ``/metrics`` (read with a read token
+        when the API requires one)."""
+        code, text, _ = await self.call("GET", f"{base}/metrics", READ)
+        self.assertEqual(code, 200)
+        for family in text_string_to_metric_families(text.decode()):
+            for sample in family.samples:
+                if sample.name == name and sample.labels == labels:
+                    return float(sample.value)
+        raise AssertionError(f"no sample {name}{labels} on /metrics")
 
     async def test_unknown_routes(self) -> None:
         """Unknown paths are JSON 404s."""
@@ -339,6 +416,28 @@ class RestTests(TestCase):
         self.assertIn(b"Authorization", head.getRawHeaders(b"access-control-allow-headers")[0])
         code, _, head = await self.call("GET", f"{base}/speakers", {"Origin": "http://other"})
         self.assertIsNone(head.getRawHeaders(b"access-control-allow-origin"))
+
+    async def test_cors_preflight_allows_the_headers_clients_send(self) -> None:
+        """A listed origin's preflight allows exactly Authorization, Content-Type and
+        Last-Event-ID, on commands and on the event stream alike."""
+        base = await self.start(cors_origins=("http://ha.lan:8123",))
+        for path in ("/speakers/Kitchen/play", "/events"):
+            code, _, head = await self.call(
+                "OPTIONS",
+                base + path,
+                {
+                    "Origin": "http://ha.lan:8123",
+                    "Access-Control-Request-Method": "GET",
+                    "Access-Control-Request-Headers": "authorization, last-event-id",
+                },
+            )
+            self.assertEqual(code, 204, path)
+            (allowed,) = head.getRawHeaders(b"access-control-allow-headers")
+            self.assertEqual(
+                sorted(name.strip().lower() for name in allowed.decode().split(",")),
+                ["authorization", "content-type", "last-event-id"],
+                path,
+            )
 
     async def test_stop_closes_idle_connections(self) -> None:
         """stopService closes kept-alive HTTP connections and stops listening."""

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -19,6 +17,7 @@ from tests.api_helpers import (
     READER,
     SseClient,
     connect_raw,
+    flood,
     household,
     publish,
     sse_request,
@@ -199,11 +198,8 @@ class EventStreamTests(TestCase):
         fast = await self.open(host, port)
         await wait(lambda: len(slow.events()) == 2 and len(fast.events()) == 2, "snapshots")
         slow.transport.pauseProducing()  # type: ignore[union-attr]
-        sent: list[int] = []
         channel = service.events.channel
-        while len(channel.clients) == 2 and len(sent) < 3000:
-            sent += publish(self.hub, 1, pad=65536)
-            await _turn()
+        sent = await flood(self.hub, lambda: len(channel.clients) < 2)
         self.assertEqual(len(channel.clients), 1)
         await wait(lambda: len(fast.messages()) == len(sent) + 1, "every message at the fast one")
         self.assertEqual([m["id"] for m in fast.messages()[1:]], sent)
@@ -211,6 +207,24 @@ class EventStreamTests(TestCase):
         await slow.closed
         self.assertTrue(slow.body.endswith(b": disconnected: too slow\n\n"))
         self.assertEqual(service.metrics.slow.labels("sse")._value.get(), 1)
+
+    async def test_slow_client_that_keeps_not_reading_is_aborted(self) -> None:
+        """A client closed as too slow that never reads its last words is aborted after the
+        grace period, its connection gone on the server while it still reads nothing."""
+        service, host, port = await start_api(self, self.hub, self.state, client_buffer=4)
+        slow = await self.open(host, port)
+        await wait(lambda: len(slow.events()) == 2, "the snapshot")
+        (connection,) = service.site.channels
+        slow.transport.pauseProducing()  # type: ignore[union-attr]
+        channel = service.events.channel
+        await flood(self.hub, lambda: not channel.clients)
+        self.assertEqual(service.metrics.slow.labels("sse")._value.get(), 1)
+        # Its buffers are full: only an abort ends the connection while it does not read.
+        await wait(lambda: connection.lost.called, "the connection aborted")
+        self.assertFalse(slow.closed.called)
+        self.assertNotIn(b"too slow", slow.data)
+        slow.transport.resumeProducing()  # type: ignore[union-attr]
+        await slow.closed
 
     async def test_stop_service_closes_streams(self) -> None:
         """stopService ends every stream with a comment and closes it."""
@@ -235,9 +249,3 @@ def _dechunk(data: bytes) -> tuple[bytes, int]:
         body += rest[:length]
         count += 1
         data = rest[length + 2 :]
-
-
-def _turn() -> Deferred[Any]:
-    done: Deferred[None] = Deferred()
-    reactor.callLater(0, done.callback, None)
-    return done

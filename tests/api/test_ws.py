@@ -21,6 +21,7 @@ from tests.api_helpers import (
     WsClient,
     connect_raw,
     connect_ws,
+    flood,
     household,
     publish,
     start_api,
@@ -244,11 +245,8 @@ class WebSocketTests(TestCase):
         slow = await connect_ws(self, host, port)
         fast = await connect_ws(self, host, port)
         slow.transport.pauseProducing()  # stop reading: the server's buffers fill up
-        sent: list[int] = []
         channel = service.websocket.channel
-        while _has_peer(channel, slow) and len(sent) < 3000:
-            sent += publish(self.hub, 1, pad=65536)
-            await _turn()
+        sent = await flood(self.hub, lambda: not _has_peer(channel, slow))
         self.assertFalse(_has_peer(channel, slow))
         await wait(lambda: len(fast.events()) == len(sent), "every message at the fast client")
         self.assertEqual([m["id"] for m in fast.events()], sent)
@@ -257,6 +255,24 @@ class WebSocketTests(TestCase):
         self.assertEqual(code, 1008)
         self.assertIn("too slow", reason or "")
         self.assertEqual(service.metrics.slow.labels("websocket")._value.get(), 1)
+
+    async def test_slow_client_that_keeps_not_reading_is_aborted(self) -> None:
+        """A client closed as too slow that never reads its close frame is aborted once
+        the close handshake times out, while it still reads nothing."""
+        service, host, port = await start_api(self, self.hub, self.state, client_buffer=4)
+        slow = await connect_ws(self, host, port)
+        (peer,) = service.websocket.channel.clients
+        slow.transport.pauseProducing()  # type: ignore[union-attr]
+        channel = service.websocket.channel
+        await flood(self.hub, lambda: not channel.clients)
+        self.assertEqual(service.metrics.slow.labels("websocket")._value.get(), 1)
+        # autobahn's close handshake timeout (5 s) ends it: wait well beyond that.
+        await wait(lambda: peer.lost.called, "the connection aborted", deadline=20.0)  # type: ignore[attr-defined]
+        self.assertTrue(peer.wasCloseHandshakeTimeout)  # type: ignore[attr-defined]
+        self.assertFalse(slow.closed.called)
+        slow.transport.resumeProducing()  # type: ignore[union-attr]
+        code, _ = await slow.closed
+        self.assertEqual(code, 1006)  # abnormal closure: no close frame came through
 
     async def test_one_turn_of_messages_of_every_size(self) -> None:
         """Messages published in one turn (7-, 16- and 64-bit lengths) arrive intact, in order."""
@@ -368,9 +384,3 @@ def _has_peer(channel: Any, client: Any) -> bool:
     return any(
         peer.transport is not None and peer.transport.getPeer() == mine for peer in channel.clients
     )
-
-
-def _turn() -> Deferred[None]:
-    done: Deferred[None] = Deferred()
-    reactor.callLater(0, done.callback, None)
-    return done

@@ -345,6 +345,20 @@ class ErrorTests(SimulatorTestCase):
         assert (missing.code, wrong.code, art.code) == (404, 405, 200)
         assert body.startswith(b"\x89PNG")
 
+    async def test_art_redirect_fault(self) -> None:
+        """With ``art_redirect`` set, album art answers 302 to that URL, and a PNG again once
+        it is cleared."""
+        speaker = self.household.speakers[0]
+        url = f"http://{self.address(0)}:1400/getaa?s=1&u=x"
+        speaker.art_redirect = "http://127.0.0.1:9/elsewhere.png"
+        moved = await self.http.get(url, allow_redirects=False)
+        await moved.content()
+        assert moved.code == 302
+        assert moved.headers.getRawHeaders(b"location") == [b"http://127.0.0.1:9/elsewhere.png"]
+        speaker.art_redirect = None
+        art = await self.http.get(url, allow_redirects=False)
+        assert (art.code, (await art.content())[:4]) == (200, b"\x89PNG")
+
 
 class GroupTests(SimulatorTestCase):
     async def test_join_unjoin_group_volume(self) -> None:

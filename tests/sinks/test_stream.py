@@ -17,7 +17,7 @@ from twisted.trial.unittest import TestCase
 from sonosd.delivery.hub import Hub
 from sonosd.delivery.metrics import ApiMetrics
 from sonosd.sinks.stream import StreamService
-from tests.api_helpers import KITCHEN, OFFICE, household, publish, wait
+from tests.api_helpers import KITCHEN, OFFICE, flood, household, publish, wait
 
 
 class LineClient(Protocol):
@@ -186,11 +186,8 @@ class StreamTests(TestCase):
         slow = await self.connect()
         fast = await self.connect()
         slow.transport.pauseProducing()  # type: ignore[union-attr]
-        sent: list[int] = []
         channel = service.factory.channel
-        while len(channel.clients) == 2 and len(sent) < 3000:
-            sent += publish(self.hub, 1, pad=65536)
-            await _turn()
+        sent = await flood(self.hub, lambda: len(channel.clients) < 2)
         self.assertEqual(len(channel.clients), 1)
         await wait(lambda: len(fast.events()) == len(sent), "every message at the fast one")
         self.assertEqual([m["id"] for m in fast.events()], sent)
@@ -200,6 +197,23 @@ class StreamTests(TestCase):
         self.assertEqual(last["type"], "disconnected")
         self.assertIn("too slow", last["reason"])
         self.assertEqual(self.metrics.slow.labels("stream")._value.get(), 1)
+
+    async def test_slow_reader_that_keeps_not_reading_is_aborted(self) -> None:
+        """A client closed as too slow that never reads its last line is aborted after the
+        grace period, its connection gone on the server while it still reads nothing."""
+        service = await self.start(limit=4)
+        slow = await self.connect()
+        channel = service.factory.channel
+        (peer,) = channel.clients
+        slow.transport.pauseProducing()  # type: ignore[union-attr]
+        await flood(self.hub, lambda: not channel.clients)
+        self.assertEqual(self.metrics.slow.labels("stream")._value.get(), 1)
+        # Its buffers are full: only an abort ends the connection while it does not read.
+        await wait(lambda: peer.lost.called, "the connection aborted")  # type: ignore[attr-defined]
+        self.assertFalse(slow.closed.called)
+        self.assertNotIn(b"disconnected", slow.buffer)
+        slow.transport.resumeProducing()  # type: ignore[union-attr]
+        await slow.closed
 
     async def test_stop_closes_clients(self) -> None:
         """stopService sends a last line, closes clients and removes the socket file."""
@@ -211,9 +225,3 @@ class StreamTests(TestCase):
             client.lines()[-1], {"type": "disconnected", "reason": "server shutting down"}
         )
         self.assertFalse(os.path.exists(self.path))
-
-
-def _turn() -> Deferred[None]:
-    done: Deferred[None] = Deferred()
-    reactor.callLater(0, done.callback, None)
-    return done
