@@ -847,8 +847,11 @@ class ControlDaemonTests(TestCase):
         assert controller is not None
         await office.go_offline("hang")
         self.addCleanup(office.come_online)
-        waiting = [daemon.posting("Office", "volume", {"volume": n}) for n in range(1, 33)]
-        await until(lambda: controller.pending(office.uid) == 32, "32 commands waiting")
+        waiting: list[Deferred[tuple[int, dict[str, Any]]]] = []
+        for n in range(1, 33):
+            # One at a time: 32 requests sent at once reach the API in any order.
+            waiting.append(daemon.posting("Office", "volume", {"volume": n}))
+            await until(lambda: controller.pending(office.uid) == len(waiting), f"command {n}")
         status, body = await daemon.post("Office", "volume", {"volume": 77})
         self.assertEqual((status, body["error"]["code"]), (503, "busy"), body)
         self.assertIn("32 commands waiting", body["error"]["message"])
