@@ -471,6 +471,20 @@ class MqttBrokerTests(TestCase):
             lambda: bool(sub.lines) and master(json.loads(sub.lines[-1][2])) == 25, self.reactor
         )
 
+    async def test_refused_login_is_the_last_error(self) -> None:
+        """After a refused login the broker's reason ("Not authorized"), not paho's
+        "Unspecified error", is the sink's last error and the reason of its retry warning."""
+        logs: list[LogEvent] = []
+        globalLogPublisher.addObserver(logs.append)
+        self.addCleanup(globalLogPublisher.removeObserver, logs.append)
+        await self.use_broker(login=("sonosd", "right"))
+        sink = self.make_sink(username="sonosd", password="wrong")
+        self.assertEqual(await self.never_connects(sink), "Not authorized")
+        retries = [e for e in logs if "unreachable ({reason})" in e.get("log_format", "")]
+        self.assertGreaterEqual(len(retries), 2)
+        self.assertEqual({e["reason"] for e in retries}, {"Not authorized"})
+        self.assertEqual(retries[0]["log_level"], LogLevel.warn)
+
     async def use_broker(self, **kwargs: Any) -> None:
         """Replace the plain broker of ``setUp`` with a started one made with ``kwargs``."""
         self.broker = Broker(self.reactor, self.directory, **kwargs)
