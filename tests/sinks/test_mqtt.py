@@ -245,6 +245,7 @@ class MqttBrokerTests(TestCase):
             password=kwargs.pop("password", None),
             tls=kwargs.pop("tls", False),
             ca_file=kwargs.pop("ca_file", None),
+            **{key: kwargs.pop(key) for key in ("prefix", "discovery_prefix") if key in kwargs},
         )
         kwargs.setdefault("controller", self.controller)
         kwargs.setdefault("backoff_initial", 0.1)
@@ -825,6 +826,38 @@ class MqttBrokerTests(TestCase):
             [a["topic"] for a in volume["availability"]],
             ["sonos/bridge/availability", "sonos/Kitchen/availability"],
         )
+
+    async def test_other_prefixes_end_to_end(self) -> None:
+        """With ``prefix: home/sonos`` and ``discovery_prefix: ha`` the retained state,
+        availability, live events, discovery documents and command topics all live under
+        those prefixes, and nothing is published under ``sonos/`` or ``homeassistant/``."""
+        await self.broker.start()
+        sink = self.make_sink(homeassistant=True, prefix="home/sonos", discovery_prefix="ha")
+        self.publish_household()
+        await self.start(sink)
+        sub = self.subscriber("home/sonos/#", "ha/#", "sonos/#", "homeassistant/#")
+        state = "home/sonos/Kitchen/state/RenderingControl"
+        volume_config = f"ha/sensor/sonosd_{KITCHEN['uid']}/volume/config"
+        retained = (state, "home/sonos/bridge/availability", volume_config)
+        await sub.wait(lambda: all(sub.payloads(topic) for topic in retained), self.reactor)
+        self.assertEqual(master(self.state(sub, state)), 25)
+        self.assertEqual(sub.payloads("home/sonos/bridge/availability"), ["online"])
+        document = json.loads(sub.payloads(volume_config)[-1])
+        self.assertEqual(document["state_topic"], state)
+        ids = self.publish_volumes(range(40, 41))
+        event = "home/sonos/Kitchen/event/RenderingControl"
+        await sub.wait(sub.has(event), self.reactor)
+        self.assertEqual(json.loads(sub.payloads(event)[-1])["id"], ids[0])
+        self.controller.answers["volume"] = {"volume": 12}
+        await self.pub("home/sonos/Kitchen/cmd/volume", '{"volume": 12}')
+        result = "home/sonos/Kitchen/cmd/volume/result"
+        await sub.wait(sub.has(result), self.reactor)
+        self.assertEqual(
+            json.loads(sub.payloads(result)[0]), {"ok": True, "result": {"volume": 12}}
+        )
+        self.assertEqual(self.controller.calls, [(KITCHEN["uid"], "volume", {"volume": 12})])
+        elsewhere = [t for _, t, _ in sub.lines if t.split("/")[0] not in ("home", "ha")]
+        self.assertEqual(elsewhere, [])
 
     async def test_availability_statuses_and_removal(self) -> None:
         """Asleep and UPnP-off speakers are offline on their availability topic (Home
