@@ -7,6 +7,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
+from email.utils import formatdate
 from typing import Any
 
 from cryptography import x509
@@ -213,17 +214,32 @@ class TargetTests(SynchronousTestCase):
         self.assertEqual(self.receiver.ids(), [1, 2, 3])
         self.assertEqual((target.stats.refused, target.stats.delivered), (2, 1))
 
-    def test_429_honours_retry_after(self) -> None:
-        """A 429 is retried no sooner than its Retry-After asks (within the cap)."""
-        self.receiver.statuses = [429]
-        self.receiver.retry_after = "7"
-        target = self.target()
-        self.publish()
-        self.clock.advance(6.9)
-        self.assertEqual(self.receiver.ids(), [1])
+    def retried_after(self, status: int, retry_after: str, seconds: float) -> None:
+        """A message answered ``status`` with ``retry_after`` is sent again ``seconds`` later,
+        not sooner, and then delivered."""
+        self.receiver.requests.clear()
+        self.receiver.statuses = [status]
+        self.receiver.retry_after = retry_after
+        # The target's defaults, as the daemon builds it (WebhookSink.from_config).
+        target = WebhookTarget(self.clock, "http://hooks.example/sonos", self.stub)
+        target.deliver(self.hub.publish("event", {}, speaker=KITCHEN, service="Queue"))
+        self.clock.advance(seconds - 0.1)
+        self.assertEqual(len(self.receiver.requests), 1)
         self.clock.advance(0.2)
-        self.assertEqual(self.receiver.ids(), [1, 1])
+        self.assertEqual(len(self.receiver.requests), 2)
         self.assertEqual(target.stats.delivered, 1)
+
+    def test_retry_after_honoured_on_429_and_503(self) -> None:
+        """A 429 or a 503 is retried no sooner than its Retry-After asks, in seconds or as an
+        HTTP date."""
+        self.retried_after(429, "7", 7)
+        when = int(self.clock.seconds()) + 10
+        self.retried_after(503, formatdate(when, usegmt=True), when - self.clock.seconds())
+
+    def test_retry_after_capped_at_60_seconds(self) -> None:
+        """A Retry-After of an hour, on a 429 or a 503, delays the retry by 60 s, no more."""
+        for status in (429, 503):
+            self.retried_after(status, "3600", 60)
 
     def test_connection_errors_retried(self) -> None:
         """A connection error is retried; the target logs it and gives up after the retries."""
