@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from treq.testing import StubTreq
 from twisted.internet import ssl
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
@@ -649,6 +650,39 @@ class PlainHTTPIntegrationTests(TestCase):
         listening = self.reactor.listenTCP(port, site, interface=address)
         self.addCleanup(listening.stopListening)
         return f"http://{address}:{listening.getHost().port}/hook"
+
+    async def test_one_kept_alive_connection_per_target(self) -> None:
+        """Two targets on one receiver each send their ten requests, with ``User-Agent:
+        sonosd``, over one kept-alive connection of their own."""
+        ports: dict[bytes, list[int]] = {}
+        agents: set[str | None] = set()
+
+        class PortReceiver(Resource):
+            isLeaf = True
+
+            def render_POST(self, request: Request) -> bytes:
+                address = request.getClientAddress()
+                assert isinstance(address, IPv4Address)
+                ports.setdefault(request.path, []).append(address.port)
+                agents.add(request.getHeader("User-Agent"))
+                return b"ok"
+
+        url = self.listen(PortReceiver())
+        sink = WebhookSink.from_config(self.reactor, [Webhook(url=url + p) for p in ("a", "b")])
+        sink.startService()
+        hub = Hub(self.reactor)
+        hub.add_sink(sink)
+        for n in range(10):
+            hub.publish("event", {"n": n}, speaker=KITCHEN, service="AVTransport")
+        await until(
+            lambda: sum(len(p) for p in ports.values()) == 20, "every message at both targets"
+        )
+        await sink.stopService()
+        self.assertEqual(agents, {"sonosd"})
+        self.assertEqual(sorted(ports), [b"/hooka", b"/hookb"])
+        connections = [set(p) for p in ports.values()]
+        self.assertEqual([len(c) for c in connections], [1, 1])
+        self.assertNotEqual(connections[0], connections[1])
 
     async def test_slow_target_delays_no_other_target(self) -> None:
         """While one receiver holds its request open, another target and another channel get
