@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import paho.mqtt.client as paho
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import ProcessProtocol
@@ -25,7 +26,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from sonosd.config import MqttConfig
 from sonosd.delivery.hub import Hub
-from sonosd.sinks.mqtt import MqttSink
+from sonosd.sinks.mqtt import MqttSink, _default_client
 from tests.conftest import free_loopback_base
 from tests.sinks.test_webhooks import make_ca_and_server
 
@@ -661,6 +662,32 @@ class MqttBrokerTests(TestCase):
         )
         mute = json.loads(sub.payloads("sonos/Kitchen/cmd/mute/result")[0])
         self.assertEqual((mute["ok"], mute["error"]["code"]), (False, "bad_request"))
+
+    async def test_command_topics_need_a_controller(self) -> None:
+        """Without a controller the sink subscribes to nothing (no command topic); with one it
+        subscribes to ``sonos/+/cmd/+``."""
+        subscribed: list[str] = []
+
+        def recording_client(config: MqttConfig) -> paho.Client:
+            client = _default_client(config)
+            subscribe = client.subscribe
+
+            def record(topic: Any, *args: Any, **kwargs: Any) -> Any:
+                subscribed.append(topic)
+                return subscribe(topic, *args, **kwargs)
+
+            client.subscribe = record  # type: ignore[method-assign]
+            return client
+
+        await self.broker.start()
+        for controller, expected in ((None, []), (self.controller, ["sonos/+/cmd/+"])):
+            sink = self.make_sink(controller=controller, client_factory=recording_client)
+            # Connected means the CONNACK was handled: subscriptions are made by then.
+            await self.start(sink)
+            self.assertEqual(subscribed, expected)
+            await sink.stopService()
+            self.hub.remove_sink(sink)
+            subscribed.clear()
 
     async def pub_bytes(self, topic: str, payload: bytes) -> None:
         """Publish a payload too large for a command line (from a file)."""
