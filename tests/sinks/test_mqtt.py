@@ -52,9 +52,12 @@ class Broker:
         tls: bool = False,
         login: tuple[str, str] | None = None,
         cert_ip: str | None = None,
+        log: bool = False,
     ) -> None:
         """@param login: The only user the broker lets in (anonymous clients too if ``None``).
-        @param cert_ip: The address the TLS certificate names (default: the broker's own)."""
+        @param cert_ip: The address the TLS certificate names (default: the broker's own).
+        @param log: Write the broker's notices (connections, with their keep-alive) to
+            ``log_file``."""
         self.reactor = reactor
         self.port = 8883 if tls else 1883
         self.host = free_loopback_base(port=self.port, count=1)
@@ -62,7 +65,8 @@ class Broker:
         self.ca_file: str | None = None
         self.login = login
         lines = [f"listener {self.port} {self.host}"]
-        if tls or login:
+        self.log_file = os.path.join(directory, "mosquitto.log")
+        if tls or login or log:
             # Started as root, mosquitto drops to its own user before reading its files.
             os.chmod(directory, 0o755)
         if tls:
@@ -84,7 +88,14 @@ class Broker:
             subprocess.run([MOSQUITTO_PASSWD, "-b", "-c", passwords, *login], check=True)
             os.chmod(passwords, 0o644)
             lines += ["allow_anonymous false", f"password_file {passwords}"]
-        lines += ["persistence false", "log_dest none"]
+        if log:
+            with open(self.log_file, "w"):
+                pass
+            os.chmod(self.log_file, 0o666)
+            lines += [f"log_dest file {self.log_file}", "log_type notice"]
+        else:
+            lines.append("log_dest none")
+        lines.append("persistence false")
         with open(self.config, "w") as handle:
             handle.write("\n".join(lines) + "\n")
         self.process: subprocess.Popen[bytes] | None = None
@@ -501,6 +512,21 @@ class MqttBrokerTests(TestCase):
         await self.until(lambda: sink.status()["failures"] >= 2)
         self.assertEqual((sink.connected, sink.connects), (False, 0))
         return str(sink.status()["last_error"])
+
+    async def test_keepalive_default_is_30_seconds(self) -> None:
+        """By default the sink asks the broker for a 30 s keep-alive (the broker's log shows
+        ``k30`` for its client id), so the last will comes within 45 s of a silent death."""
+        await self.use_broker(log=True)
+        sink = self.make_sink()
+        await self.start(sink)
+        client_id = f"sonosd-test-{os.getpid()}"
+
+        def connect_lines() -> list[str]:
+            with open(self.broker.log_file) as handle:
+                return [line for line in handle if f" as {client_id} (" in line]
+
+        await self.until(lambda: bool(connect_lines()))
+        self.assertIn(" k30", connect_lines()[0])
 
     async def test_tls_untrusted_certificate_refused(self) -> None:
         """With ``tls: true`` and no ``ca_file`` the system's trust store decides: a broker
@@ -963,8 +989,8 @@ class MqttTlsTests(TestCase):
 class ConnectRetryTests(SynchronousTestCase):
     """Reconnection timing, with a Clock and a connect that always fails."""
 
-    def test_backoff_while_broker_unreachable(self) -> None:
-        """Failed connects are retried after growing, jittered, capped delays."""
+    def unreachable(self, **kwargs: Any) -> tuple[Clock, MqttSink, list[float]]:
+        """A started sink on a Clock whose every connect is refused; the attempts' times."""
         clock = Clock()
         attempts: list[float] = []
 
@@ -976,11 +1002,16 @@ class ConnectRetryTests(SynchronousTestCase):
             clock,  # type: ignore[arg-type]
             MqttConfig(host="127.0.0.1", port=1),
             run_blocking,
-            backoff_initial=1.0,
-            backoff_max=8.0,
-            random=lambda: 1.0,
+            **kwargs,
         )
         sink.startService()
+        return clock, sink, attempts
+
+    def test_backoff_while_broker_unreachable(self) -> None:
+        """Failed connects are retried after growing, jittered, capped delays."""
+        clock, sink, attempts = self.unreachable(
+            backoff_initial=1.0, backoff_max=8.0, random=lambda: 1.0
+        )
         clock.pump([0.5] * 60)
         gaps = [b - a for a, b in itertools.pairwise(attempts)]
         self.assertEqual(gaps[:5], [1.0, 2.0, 4.0, 8.0, 8.0])
@@ -988,6 +1019,18 @@ class ConnectRetryTests(SynchronousTestCase):
         count = len(attempts)
         clock.pump([1.0] * 30)
         self.assertEqual(len(attempts), count)
+
+    def test_default_backoff(self) -> None:
+        """By default the first retry comes after 0.5-1 s, then the delay doubles up to
+        60 s (docs/mqtt.md), at either end of the jitter."""
+        for jitter, first in ((0.0, 0.5), (1.0, 1.0)):
+            clock, sink, attempts = self.unreachable(random=lambda jitter=jitter: jitter)
+            clock.pump([0.25] * 2000)
+            gaps = [b - a for a, b in itertools.pairwise(attempts)]
+            doubling = [first * 2**n for n in range(7)]
+            cap = 60.0 * first
+            self.assertEqual(gaps[:9], [min(cap, gap) for gap in doubling] + [cap, cap])
+            self.successResultOf(sink.stopService())
 
     def test_messages_while_never_connected_are_counted(self) -> None:
         """Events that cannot be published are counted, and state is kept for later."""
