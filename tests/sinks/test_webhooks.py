@@ -352,6 +352,32 @@ class SinkTests(SynchronousTestCase):
         self.hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
         self.assertEqual(receiver.ids(), [1, 2])
 
+    def test_default_shutdown_bound_and_queue(self) -> None:
+        """As the daemon builds it (the defaults), the sink keeps 1,000 messages waiting per
+        target, lets them drain for 5 s at shutdown, then drops the rest and logs the count."""
+        logs: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(logs.append)
+        self.addCleanup(globalLogPublisher.removeObserver, logs.append)
+        sink = WebhookSink.from_config(
+            self.clock, [Webhook(url="http://a/")], client_factory=self.factory
+        )
+        self.hub.add_sink(sink)
+        sink.startService()
+        self.receivers["http://a/"].hold = True
+        for _ in range(1_002):
+            self.hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
+        target = sink.targets[0]
+        # One in flight, 1,000 waiting, the oldest waiting one dropped.
+        self.assertEqual((target.queued, target.stats.dropped), (1_001, 1))
+        stopped = sink.stopService()
+        self.clock.advance(4.9)
+        self.assertNoResult(stopped)
+        self.clock.advance(0.2)
+        self.successResultOf(stopped)
+        self.assertEqual(target.stats.lost_at_shutdown, 1_001)
+        lost = [e for e in logs if "not delivered at shutdown" in e.get("log_format", "")]
+        self.assertEqual([e["count"] for e in lost], [1_001])
+
     def test_stop_idle(self) -> None:
         """stopService with nothing queued finishes at once."""
         sink = WebhookSink.from_config(
