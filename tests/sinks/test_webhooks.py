@@ -270,16 +270,32 @@ class TargetTests(SynchronousTestCase):
         self.assertEqual(target.stats.retried, 1)
 
     def test_queue_bounded_while_down(self) -> None:
-        """While the target is down the queue keeps only the newest messages and counts drops."""
+        """While the target is down the queue keeps only the newest messages and counts drops;
+        a warning is logged at the first drop, and ``caught up after dropping N messages``
+        once the queue is empty again."""
+        logs: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(logs.append)
+        self.addCleanup(globalLogPublisher.removeObserver, logs.append)
+
+        def lines() -> list[tuple[Any, str, Any]]:
+            return [
+                (e["log_level"], e["log_format"].split(" ")[2], e.get("count"))
+                for e in logs
+                if e.get("log_format", "").startswith("webhook {url} ")
+                and ("behind" in e["log_format"] or "caught up" in e["log_format"])
+            ]
+
         self.receiver.statuses = [503] * 100
         target = self.target(queue=5, retries=1)
         self.publish(20)
         self.assertEqual(target.stats.dropped, 14)
         self.assertEqual(target.queued, 6)
+        self.assertEqual(lines(), [(LogLevel.warn, "is", None)])
         self.receiver.statuses = []
         self.clock.pump([1.0] * 10)
         self.assertEqual(self.receiver.ids(), [1, 1, 16, 17, 18, 19, 20])
         self.assertEqual(target.queued, 0)
+        self.assertEqual(lines()[1:], [(LogLevel.warn, "caught", 14)])
 
     def test_filter(self) -> None:
         """Only messages accepted by the target's filter are sent."""
