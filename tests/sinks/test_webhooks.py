@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import itertools
 import json
 import os
 import tempfile
@@ -393,6 +394,27 @@ class SinkTests(SynchronousTestCase):
         self.assertEqual(target.stats.lost_at_shutdown, 1_001)
         lost = [e for e in logs if "not delivered at shutdown" in e.get("log_format", "")]
         self.assertEqual([e["count"] for e in lost], [1_001])
+
+    def test_default_retries_and_timeout(self) -> None:
+        """As the daemon builds it (the defaults), a target waits 10 s for an answer, then
+        retries five times, 1, 2, 4, 8 and 16 s apart at the top of the jitter, and gives up."""
+        sink = WebhookSink.from_config(
+            self.clock, [Webhook(url="http://a/")], client_factory=self.factory, random=lambda: 1.0
+        )
+        self.hub.add_sink(sink)
+        receiver = self.receivers["http://a/"]
+        receiver.hold = True
+        self.hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
+        self.clock.advance(9.9)
+        self.assertEqual(len(receiver.requests), 1)
+        self.clock.advance(0.1)
+        self.assertEqual(sink.targets[0].stats.retried, 1)
+        receiver.hold = False
+        receiver.statuses = [503] * 10
+        self.clock.pump([0.5] * 120)
+        times = [when for when, _, _ in receiver.requests]
+        self.assertEqual([b - a for a, b in itertools.pairwise(times)], [11, 2, 4, 8, 16])
+        self.assertEqual(sink.targets[0].stats.failed, 1)
 
     def test_stop_idle(self) -> None:
         """stopService with nothing queued finishes at once."""
