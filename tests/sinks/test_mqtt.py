@@ -613,6 +613,33 @@ class MqttBrokerTests(TestCase):
         self.assertEqual(len(gaps), 1)
         self.assertGreaterEqual(gaps[0]["count"], 4)
 
+    async def test_default_bounds_of_a_stalled_broker(self) -> None:
+        """As the daemon builds it (the defaults), the sink has at most 100 events on the
+        wire awaiting the broker's acknowledgement, and pauses publishing once 10,000
+        messages wait for a broker that stopped reading (SIGSTOP)."""
+        logs: list[LogEvent] = []
+        globalLogPublisher.addObserver(logs.append)
+        self.addCleanup(globalLogPublisher.removeObserver, logs.append)
+        await self.broker.start()
+        sink = self.make_sink()
+        await self.start(sink)
+        self.assertEqual(sink._client.max_inflight_messages, 100)
+        process = self.broker.process
+        assert process is not None
+        process.send_signal(signal.SIGSTOP)
+        self.addCleanup(lambda: process.poll() is None and process.send_signal(signal.SIGCONT))
+        for seq in range(30_000):
+            self.publish_volumes(range(seq, seq + 1))
+            if seq % 500 == 0:
+                await deferLater(self.reactor, 0)
+            if sink.stalled:
+                break
+        self.assertTrue(sink.stalled)
+        paused = [e for e in logs if "is not reading" in e.get("log_format", "")]
+        self.assertEqual(paused[0]["count"], 10_001)
+        process.send_signal(signal.SIGCONT)
+        await self.until(lambda: not sink.stalled)
+
     async def test_last_will_marks_bridge_offline(self) -> None:
         """A connection that dies without DISCONNECT makes the broker publish the last will."""
         await self.broker.start()
