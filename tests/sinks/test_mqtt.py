@@ -19,7 +19,7 @@ from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.threads import deferToThreadPool
-from twisted.logger import LogEvent, LogLevel, globalLogPublisher
+from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -28,6 +28,7 @@ from sonosd.config import MqttConfig
 from sonosd.delivery.hub import Hub
 from sonosd.sinks.mqtt import MqttSink, _default_client
 from tests.conftest import free_loopback_base
+from tests.sinks.test_callbacks import capture_logs
 from tests.sinks.test_webhooks import make_ca_and_server
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -406,9 +407,7 @@ class MqttBrokerTests(TestCase):
     async def test_broker_restart_republishes_retained_state(self) -> None:
         """After the broker restarts (losing retained messages) the sink reconnects and
         republishes them, and says how many events it could not publish meanwhile."""
-        logs: list[LogEvent] = []
-        globalLogPublisher.addObserver(logs.append)
-        self.addCleanup(globalLogPublisher.removeObserver, logs.append)
+        logs = capture_logs(self)
         await self.broker.start()
         sink = self.make_sink()
         await self.start(sink)
@@ -463,9 +462,7 @@ class MqttBrokerTests(TestCase):
     async def test_login_with_username_and_password(self) -> None:
         """The sink logs in to a broker that refuses anonymous clients with its username and
         password; a refused login is logged as an error and never counts as connected."""
-        logs: list[LogEvent] = []
-        globalLogPublisher.addObserver(logs.append)
-        self.addCleanup(globalLogPublisher.removeObserver, logs.append)
+        logs = capture_logs(self)
         await self.use_broker(login=("sonosd", "right"))
         wrong = self.make_sink(username="sonosd", password="wrong")
         await self.never_connects(wrong)
@@ -487,9 +484,7 @@ class MqttBrokerTests(TestCase):
     async def test_refused_login_is_the_last_error(self) -> None:
         """After a refused login the broker's reason ("Not authorized"), not paho's
         "Unspecified error", is the sink's last error and the reason of its retry warning."""
-        logs: list[LogEvent] = []
-        globalLogPublisher.addObserver(logs.append)
-        self.addCleanup(globalLogPublisher.removeObserver, logs.append)
+        logs = capture_logs(self)
         await self.use_broker(login=("sonosd", "right"))
         sink = self.make_sink(username="sonosd", password="wrong")
         self.assertEqual(await self.never_connects(sink), "Not authorized")
@@ -572,9 +567,7 @@ class MqttBrokerTests(TestCase):
         sink queue without bound: past max_unsent waiting messages it pauses, counts events as
         missed, and once the broker reads again republishes the retained state and reports
         the gap."""
-        logs: list[LogEvent] = []
-        globalLogPublisher.addObserver(logs.append)
-        self.addCleanup(globalLogPublisher.removeObserver, logs.append)
+        logs = capture_logs(self)
         await self.broker.start()
         sink = self.make_sink(max_unsent=20)
         await self.start(sink)
@@ -617,9 +610,7 @@ class MqttBrokerTests(TestCase):
         """As the daemon builds it (the defaults), the sink has at most 100 events on the
         wire awaiting the broker's acknowledgement, and pauses publishing once 10,000
         messages wait for a broker that stopped reading (SIGSTOP)."""
-        logs: list[LogEvent] = []
-        globalLogPublisher.addObserver(logs.append)
-        self.addCleanup(globalLogPublisher.removeObserver, logs.append)
+        logs = capture_logs(self)
         await self.broker.start()
         sink = self.make_sink()
         await self.start(sink)

@@ -23,7 +23,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
@@ -42,6 +42,7 @@ from sonosd.sinks.webhooks import (
 )
 from tests.conftest import free_loopback_base
 from tests.daemon_helpers import Recorder, until
+from tests.sinks.test_callbacks import capture_logs
 
 SECRET = "s3cret"
 #: The reason a refused connection is logged with.
@@ -274,9 +275,7 @@ class TargetTests(SynchronousTestCase):
         """While the target is down the queue keeps only the newest messages and counts drops;
         a warning is logged at the first drop, and ``caught up after dropping N messages``
         once the queue is empty again."""
-        logs: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(logs.append)
-        self.addCleanup(globalLogPublisher.removeObserver, logs.append)
+        logs = capture_logs(self)
 
         def lines() -> list[tuple[Any, str, Any]]:
             return [
@@ -372,9 +371,7 @@ class SinkTests(SynchronousTestCase):
     def test_default_shutdown_bound_and_queue(self) -> None:
         """As the daemon builds it (the defaults), the sink keeps 1,000 messages waiting per
         target, lets them drain for 5 s at shutdown, then drops the rest and logs the count."""
-        logs: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(logs.append)
-        self.addCleanup(globalLogPublisher.removeObserver, logs.append)
+        logs = capture_logs(self)
         sink = WebhookSink.from_config(
             self.clock, [Webhook(url="http://a/")], client_factory=self.factory
         )
@@ -692,11 +689,7 @@ class PlainHTTPIntegrationTests(TestCase):
 
     async def test_dead_target_logs_no_factory_lines(self) -> None:
         """Retrying a target that refuses connections logs no Starting/Stopping factory."""
-        from twisted.logger import globalLogPublisher
-
-        events: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        events = capture_logs(self)
         port = free_loopback_base(port=0, count=1)
         sink = WebhookSink.from_config(
             self.reactor, [Webhook(url=f"http://{port}:9/hook", retries=2)]
@@ -780,9 +773,7 @@ class PlainHTTPIntegrationTests(TestCase):
         """A receiver that refuses connections gets a warning at its first failure, debug lines
         for the next attempts, a warning naming the URL, message id, attempts and reason when
         the message is given up, and ``delivers again`` once it answers."""
-        events: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        events = capture_logs(self)
         address = free_loopback_base(port=8080, count=1)
         url = f"http://{address}:8080/hook"
         sink = WebhookSink.from_config(
