@@ -249,6 +249,9 @@ class Config:
     log: LogConfig = LogConfig()
     simulate: SimulateConfig | None = None
     state_dir: str | None = None
+    #: The secrets written in the file itself (``api.tokens[0].token``): not a key of the
+    #: file, so that ``config_warnings`` can say when the file is not private.
+    inline_secrets: tuple[str, ...] = attrs.field(default=(), eq=False)
 
 
 #: A key path inside the document: ``("devices", 0, "host")``.
@@ -724,6 +727,7 @@ class _Builder:
 
     source: _Source
     environ: Mapping[str, str]
+    inline: list[str] = attrs.Factory(list)
 
     def fail(self, path: KeyPath, what: str, *values: object) -> ConfigError:
         return self.source.error(path, what, *values)
@@ -758,7 +762,7 @@ class _Builder:
                 sections["state_dir"] = state_directory
         if "services" in doc:
             sections["services"] = tuple(doc["services"])
-        return Config(path=self.source.file, **sections)
+        return Config(path=self.source.file, inline_secrets=tuple(self.inline), **sections)
 
     def _plain(self, kind: Callable[..., object]) -> Callable[[dict[str, Any], KeyPath], object]:
         def read(value: dict[str, Any], path: KeyPath) -> object:
@@ -792,6 +796,7 @@ class _Builder:
     ) -> str | None:
         """The secret given inline (``key``), by ``key_env`` or by ``key_file``."""
         if key in value:
+            self.inline.append(format_path((*path, key)))
             return str(value[key])
         env, file = f"{key}_env", f"{key}_file"
         if env in value:
@@ -1031,7 +1036,11 @@ def redacted(config: Config) -> dict[str, Any]:
             return dict(value)
         return value
 
-    result: dict[str, Any] = attrs.asdict(config, value_serializer=plain)
+    def kept(attribute: Any, value: Any) -> bool:
+        # Where the file wrote secrets is for config_warnings, not a setting.
+        return attribute.name != "inline_secrets"
+
+    result: dict[str, Any] = attrs.asdict(config, value_serializer=plain, filter=kept)
     return result
 
 
@@ -1052,4 +1061,25 @@ def config_warnings(config: Config) -> list[str]:
             f"{config.path}: state_dir: {state_dir} is not a directory the daemon can write: "
             "pending alarm skips will not survive a restart"
         )
+    exposed = _exposed_secrets(config)
+    if exposed is not None:
+        warnings.append(exposed)
     return warnings
+
+
+def _exposed_secrets(config: Config) -> str | None:
+    """The warning for a file that holds secrets inline and that group or others may read,
+    or ``None``."""
+    if not config.inline_secrets:
+        return None
+    try:
+        mode = os.stat(config.path).st_mode
+    except OSError:
+        return None
+    if not mode & 0o044:
+        return None
+    return (
+        f"{config.path}: {', '.join(config.inline_secrets)}: a secret written in a file that "
+        f"group or others can read (mode {mode & 0o777:04o}): make the file private "
+        f"(chmod 600 {config.path}) or give the secret with *_env or *_file"
+    )

@@ -374,17 +374,23 @@ class SonosdService(MultiService):
         uses (issues #7 and #17).
         """
         sinks: dict[str, Any] = {}
+        # docs/deployment.md: sinks flush within subscription.shutdown_timeout at SIGTERM.
+        bound = config.subscription.shutdown_timeout
         if config.sinks.callbacks or config.sinks.webhooks:
             # Webhooks speak HTTPS; a user's callback may too (sonosd.tlsgate).
             tlsgate.enable()
         if config.sinks.callbacks:
             from sonosd.sinks.callbacks import CallbackSink
 
-            sinks["callbacks"] = CallbackSink(self.reactor, config.sinks.callbacks)
+            sinks["callbacks"] = CallbackSink(
+                self.reactor, config.sinks.callbacks, drain_timeout=bound
+            )
         if config.sinks.webhooks:
             from sonosd.sinks.webhooks import WebhookSink
 
-            sinks["webhooks"] = WebhookSink.from_config(self.reactor, config.sinks.webhooks)
+            sinks["webhooks"] = WebhookSink.from_config(
+                self.reactor, config.sinks.webhooks, drain_timeout=bound
+            )
         if config.sinks.mqtt is not None:
             from sonosd.sinks.mqtt import MqttSink
 
@@ -393,8 +399,15 @@ class SonosdService(MultiService):
                 config.sinks.mqtt,
                 lambda fn: self.runner.run(fn, key="mqtt-connect", timeout=15.0),
                 controller=self.controller,
+                drain_timeout=bound,
             )
         return sinks
+
+    def _bound_sinks(self, seconds: float) -> None:
+        """Give every running push sink ``seconds`` to flush at shutdown (a reload that
+        changes ``subscription.shutdown_timeout`` keeps the sinks themselves)."""
+        for sink in self.sinks.values():
+            sink.drain_timeout = seconds
 
     def _add_sink(self, name: str, sink: Any) -> None:
         """Deliver to ``sink`` from now on; it runs (and stops) just before the API."""
@@ -508,6 +521,7 @@ class SonosdService(MultiService):
                     self._remove_sink(name).addErrback(_stop_failed, name)
                 if name in built:
                     self._add_sink(name, built[name])
+        self._bound_sinks(effective.subscription.shutdown_timeout)
         if plan.max_body:
             self.listener.site.max_body = effective.listener.max_body
         if plan.announce:
@@ -542,8 +556,8 @@ class SonosdService(MultiService):
         for host in removed_hosts:
             ref = removed.get(host.lower())
             if ref is not None:
-                # Still a member of a followed household, it is followed again as such
-                # (follow_household) when the household's topology next names it.
+                # Still a member of a followed household, it is already followed again as
+                # such (follow_household: HouseholdSupervisor.apply).
                 self.processor.speaker_removed(ref, "removed from the configuration")
         for ref in refs:
             for service in gone_services:

@@ -641,6 +641,43 @@ def test_token_inline_env_and_file(tmp_path: Path) -> None:
     assert "0123" not in repr(config)
 
 
+@pytest.mark.parametrize(
+    ("content", "secret"),
+    [
+        (b"abcdef-012345\n", "abcdef-012345"),
+        (b"abcdef-012345\r\n", "abcdef-012345"),
+        (b"abcdef-012345\n\n", "abcdef-012345"),
+        (b"abcdef-012345\r\n\r\n", "abcdef-012345"),
+        (b"abcdef-012345\r", "abcdef-012345"),
+        (b"abcdef-012345", "abcdef-012345"),
+        (b"abcdef-012345 \t\n", "abcdef-012345 \t"),
+    ],
+)
+def test_secret_file_drops_every_line_end_at_its_end(
+    tmp_path: Path, content: bytes, secret: str
+) -> None:
+    """A secret file loses every line end at its end (LF, CRLF, CR, however many), nothing else."""
+    path = tmp_path / "token"
+    path.write_bytes(content)
+    hook = tmp_path / "hook"
+    hook.write_bytes(content)
+    config = parse_config(
+        f"api:\n  tokens:\n    - {{name: ha, token_file: '{path}'}}\n"
+        f"sinks:\n  webhooks:\n    - {{url: 'http://a.lan/', secret_file: '{hook}'}}\n"
+    )
+    assert config.api.tokens[0].secret == secret
+    assert config.sinks.webhooks[0].secret == secret
+
+
+def test_secret_file_of_white_space_is_empty(tmp_path: Path) -> None:
+    """A secret file holding nothing but white space and line ends is refused as empty."""
+    blank = tmp_path / "token"
+    blank.write_bytes(b" \t\r\n\n")
+    assert error_of(f"api:\n  tokens:\n    - {{name: ha, token_file: '{blank}'}}\n") == (
+        f'config.yaml:3: api.tokens[0].token_file: the secret file is empty, got "{blank}"'
+    )
+
+
 def test_token_from_env_or_file_is_as_long_as_an_inline_one(tmp_path: Path) -> None:
     """A token read from the environment or a file is refused when shorter than 12 characters."""
     message = error_of("api:\n  tokens:\n    - {name: ha, token_env: T}\n", environ={"T": "short"})
@@ -941,6 +978,40 @@ def test_state_dir_from_the_file_or_systemd(tmp_path: Path) -> None:
     ]
 
 
+def test_inline_secrets_in_a_file_others_can_read_are_a_warning(tmp_path: Path) -> None:
+    """A file holding a token, webhook secret or MQTT password inline is a warning naming the
+    file, the keys and its mode while group or others can read it; private, or with every
+    secret from the environment or a file, it is not."""
+    token = tmp_path / "token"
+    token.write_text("from-a-file-0123456789\n")
+    inline = (
+        "devices: [{host: 192.168.1.20}]\n"
+        "api:\n  tokens:\n    - {name: a, token: inline-0123456789}\n"
+        f"    - {{name: b, token_file: '{token}'}}\n"
+        "sinks:\n  webhooks: [{url: 'http://a.lan/', secret: s1}]\n"
+        "  mqtt: {username: u, password: pw}\n"
+    )
+    path = write(tmp_path, inline)
+    for mode in (0o644, 0o640, 0o604):
+        os.chmod(path, mode)
+        assert config_warnings(load_config(path, environ={})) == [
+            f"{path}: api.tokens[0].token, sinks.webhooks[0].secret, sinks.mqtt.password: "
+            f"a secret written in a file that group or others can read (mode {mode:04o}): "
+            f"make the file private (chmod 600 {path}) or give the secret with *_env or *_file"
+        ]
+    os.chmod(path, 0o600)
+    assert config_warnings(load_config(path, environ={})) == []
+    referenced = write(
+        tmp_path,
+        "devices: [{host: 192.168.1.20}]\n"
+        f"api:\n  tokens:\n    - {{name: b, token_file: '{token}'}}\n"
+        "    - {name: c, token_env: T}\n",
+        "referenced.yaml",
+    )
+    os.chmod(referenced, 0o644)
+    assert config_warnings(load_config(referenced, environ={"T": "from-the-env-0123"})) == []
+
+
 @pytest.mark.parametrize("name", ["sonosd.example.yaml", "sonosd.demo.yaml"])
 def test_shipped_configurations_load(name: str) -> None:
     """The example and demo configurations are valid."""
@@ -1060,8 +1131,10 @@ def test_schema_matches_the_config_classes(section: tuple[str, ...]) -> None:
 
 
 def test_top_level_schema_matches_config() -> None:
-    """The top-level keys of the schema are the fields of Config (besides its path)."""
-    fields = {field.name for field in attrs.fields(Config)} - {"path"}
+    """The top-level keys of the schema are the fields of Config (besides its path and its
+    record of inline secrets)."""
+    # inline_secrets records where the file wrote secrets: not a key of the file.
+    fields = {field.name for field in attrs.fields(Config)} - {"path", "inline_secrets"}
     assert set(SCHEMA["properties"]) == fields
     assert tuple(SCHEMA["properties"]["services"]["default"]) == DEFAULT_SERVICES
     assert tuple(SCHEMA["$defs"]["service"]["enum"]) == SERVICES

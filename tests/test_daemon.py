@@ -563,6 +563,29 @@ class DaemonTests(TestCase):
             problems(),
         )
 
+    async def test_sinks_flush_within_the_shutdown_timeout(self) -> None:
+        """Every push sink is given subscription.shutdown_timeout to flush at shutdown, and the
+        new value when a reload changes it (docs/deployment.md, SIGTERM)."""
+        daemon = await self.daemon(
+            callbacks=(CALLBACK,),
+            sinks={
+                "webhooks": [{"url": f"http://127.0.0.1:{free_tcp_port()}/hook"}],
+                "mqtt": {"host": "127.0.0.1", "port": free_tcp_port()},
+            },
+        )
+        service = daemon.service
+        bound = service.config.subscription.shutdown_timeout
+        self.assertEqual(
+            {name: sink.drain_timeout for name, sink in service.sinks.items()},
+            {"callbacks": bound, "webhooks": bound, "mqtt": bound},
+        )
+        subscription = attrs.evolve(service.config.subscription, shutdown_timeout=bound + 7.5)
+        service.reload(attrs.evolve(service.config, subscription=subscription))
+        self.assertEqual(
+            {name: sink.drain_timeout for name, sink in service.sinks.items()},
+            {"callbacks": bound + 7.5, "webhooks": bound + 7.5, "mqtt": bound + 7.5},
+        )
+
     async def test_diagnostics_show_the_configuration_without_a_secret(self) -> None:
         """/api/v1/diagnostics shows the configuration with every secret hidden: tokens by
         name and scopes, the webhook secret and the MQTT password as ``<hidden>``."""
@@ -588,6 +611,8 @@ class DaemonTests(TestCase):
         self.assertEqual((shown["name"], shown["scopes"]), ("ha", ["read"]))
         self.assertEqual(config["sinks"]["webhooks"][0]["secret"], "<hidden>")
         self.assertEqual(config["sinks"]["mqtt"]["password"], "<hidden>")
+        # Where the file wrote its secrets (for the warning) is not a setting.
+        self.assertNotIn("inline_secrets", config)
 
     async def test_reload_changes_services_and_devices(self) -> None:
         """reload() subscribes an added service, unsubscribes a removed one and a removed
@@ -627,6 +652,43 @@ class DaemonTests(TestCase):
         self.assertEqual(len(service.household.status()["speakers"]), 2)
         self.assertGreater(service.household.retired["subscribes"], 0)
         self.assertFalse(client.closed.called)
+
+    async def test_reload_removing_a_member_of_the_household_follows_it_again(self) -> None:
+        """With follow_household, a reload that removes a listed speaker still a member of the
+        followed household announces speaker.removed, then follows it again as a member: it is
+        back in the state, subscribed, and its changes arrive as events."""
+        daemon = await self.started()
+        service = daemon.service
+        first, second, third = daemon.speakers
+        document = json.loads(daemon_yaml(free_loopback_base(), speakers=3))
+        document.pop("simulate")
+        document["devices"] = [{"host": first.address}, {"host": second.address}]
+        new = attrs.evolve(
+            parse_config(json.dumps(document), "daemon-test.yaml"),
+            simulate=service.config.simulate,
+            listener=service.config.listener,
+            api=service.config.api,
+        )
+        before = {s["sid"] for s in daemon.sim_subscriptions(third)}
+        self.assertEqual(service.reload(new), [])
+        [removed] = daemon.recorder.of("speaker.removed", third.uid)
+        self.assertEqual(removed.body["reason"], "removed from the configuration")
+
+        def followed_again() -> bool:
+            sids = {s["sid"] for s in daemon.sim_subscriptions(third)}
+            return (
+                service.state.by_uid(third.uid) is not None
+                and len(sids) == len(service.config.services)
+                and not sids & before
+            )
+
+        await until(followed_again, "the removed speaker followed again")
+        volume = new_volume(third)
+        third.set_volume(volume)
+        await until(lambda: daemon.volume_events(third, volume), "the new volume as an event")
+        await until(lambda: service.readiness()["ready"], "ready again")
+        self.assertEqual(len(service.household.status()["speakers"]), 3)
+        self.assertEqual(daemon.recorder.of("speaker.removed", third.uid), [removed])
 
     async def test_doctor_explains_notifies_that_never_arrive(self) -> None:
         """Speakers told an unreachable callback URL are polled; /ready says so (503, or 200

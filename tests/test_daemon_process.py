@@ -31,7 +31,12 @@ import pytest
 
 from sonosd.config import DEFAULT_SERVICES
 from sonosd.sim.addresses import free_loopback_base
-from tests.daemon_helpers import FAST_SUBSCRIPTION, daemon_yaml, free_tcp_port
+from tests.daemon_helpers import (
+    FAST_SUBSCRIPTION,
+    daemon_yaml,
+    free_tcp_port,
+    volume_of,
+)
 from tests.process_clients import SseClient, StreamClient, WebSocketClient
 
 TWISTD = str(Path(sys.executable).parent / "twistd")
@@ -584,6 +589,38 @@ def test_the_example_configuration_is_never_ready(processes: Processes) -> None:
     assert f"problem: No speaker is followed: list one under devices in {example}" in text
 
 
+def test_start_warns_of_an_inline_token_others_can_read(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """A daemon started (and reloaded) from a file that holds a token inline and that group
+    can read logs one warning naming the file and the key each time, and runs all the same."""
+    api_port = free_tcp_port()
+    document = json.loads(
+        daemon_yaml(loopback_base, api=f"tcp:{api_port}:interface=127.0.0.1", speakers=1)
+    )
+    document["api"]["tokens"] = [{"name": "a", "token": "t" * 24}]
+    config = tmp_path / "sonosd.yaml"
+    config.write_text(json.dumps(document))
+    config.chmod(0o640)
+    daemon = processes.start("daemon", "sonosd", "-c", str(config))
+    warning = (
+        f"warn [sonosd.service] {config}: api.tokens[0].token: a secret written in a file that "
+        f"group or others can read (mode 0640): make the file private (chmod 600 {config})"
+    )
+
+    def warned() -> bool:
+        assert daemon.poll() is None, processes.output(daemon)
+        return warning in processes.output(daemon)
+
+    wait_for(warned, "the warning")
+    assert get(f"http://127.0.0.1:{api_port}/api/v1/health", "t" * 24)[0] == 200
+    assert processes.output(daemon).count(warning) == 1
+    daemon.send_signal(signal.SIGHUP)
+    wait_for(lambda: warned() and processes.output(daemon).count(warning) == 2, "again")
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=WAIT) == 0, processes.output(daemon)
+
+
 # -- the log ---------------------------------------------------------------------------------
 
 
@@ -668,9 +705,13 @@ def test_log_at_info_says_each_thing_once(
 
 
 class Hooks:
-    """A webhook receiver on Python's http.server (HTTP/1.0: one connection per request)."""
+    """A webhook receiver on Python's http.server (HTTP/1.0: one connection per request).
 
-    def __init__(self) -> None:
+    @param gate: While cleared, each request is held (unanswered, not recorded) until it is
+        set again.
+    """
+
+    def __init__(self, gate: threading.Event | None = None) -> None:
         received: list[tuple[str, dict[str, Any]]] = []
         self.received = received
 
@@ -678,6 +719,8 @@ class Hooks:
             def do_POST(self) -> None:
                 length = int(self.headers["Content-Length"])
                 body = json.loads(self.rfile.read(length))
+                if gate is not None:
+                    gate.wait(WAIT)
                 received.append((self.headers["X-Sonosd-Attempt"], body))
                 self.send_response(204)
                 self.end_headers()
@@ -703,6 +746,75 @@ def set_volume(admin: str, index: int, volume: int) -> None:
     )
     request.add_header("Content-Type", "application/json")
     urllib.request.urlopen(request, timeout=10).close()
+
+
+def test_sigterm_flushes_the_webhooks_before_exiting_0(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """SIGTERM delivers the webhook messages still queued behind a slow receiver, after the
+    subscriptions are cancelled, and then the daemon exits with status 0."""
+    admin = start_simulator(processes, loopback_base, speakers=1)
+    [speaker] = get_json(f"{admin}/speakers")
+    gate = threading.Event()
+    gate.set()
+    hooks = Hooks(gate)
+    api_port = free_tcp_port()
+    api = f"http://127.0.0.1:{api_port}"
+    document = json.loads(
+        daemon_yaml(
+            loopback_base,
+            api=f"tcp:{api_port}:interface=127.0.0.1",
+            simulate=False,
+            devices=(speaker["address"],),
+        )
+    )
+    document["subscription"]["shutdown_timeout"] = 20.0
+    document["sinks"] = {"webhooks": [{"url": f"http://127.0.0.1:{hooks.port}/hook"}]}
+    config = tmp_path / "sonosd.yaml"
+    config.write_text(json.dumps(document))
+    daemon = processes.start("daemon", "sonosd", "-c", str(config))
+
+    def alive() -> None:
+        assert daemon.poll() is None, processes.output(daemon)
+
+    def ids() -> list[int]:
+        return [body["id"] for _, body in hooks.received]
+
+    try:
+        wait_for(lambda: alive() or get(f"{api}/api/v1/ready")[0] == 200, "ready")
+        wait_for(ids, "the first message at the webhook")
+        # From now on the receiver answers nothing: the daemon's queue fills up.
+        gate.clear()
+        for volume in (41, 42, 43, 44, 45):
+            set_volume(admin, 0, volume)
+
+        def daemon_volume() -> object:
+            status, body = get(f"{api}/api/v1/speakers/{speaker['uid']}")
+            return status == 200 and volume_of(body["services"]["RenderingControl"])
+
+        wait_for(lambda: daemon_volume() == 45, "the last volume at the daemon")
+        last_id = get(f"{api}/api/v1/snapshot")[1]["last_id"]
+        assert last_id not in ids()
+        daemon.send_signal(signal.SIGTERM)
+        # The subscriptions are cancelled first; the sinks flush after that.
+        wait_for(lambda: subscription_counts(admin, 1) == [0], "no subscription left")
+        gate.set()
+        status = daemon.wait(timeout=WAIT)
+    finally:
+        gate.set()
+        hooks.close()
+    output = processes.output(daemon)
+    assert status == 0, output
+    # Every message published before SIGTERM arrived, once, at its first attempt.
+    assert sorted(ids())[:last_id] == list(range(1, last_id + 1)), output
+    assert len(set(ids())) == len(ids()), output
+    assert {attempt for attempt, _ in hooks.received} == {"1"}, output
+    assert any(
+        (body.get("speaker") or {}).get("uid") == speaker["uid"] and volume_of(body) == 45
+        for _, body in hooks.received
+    ), output
+    assert "at shutdown" not in output, output
+    assert "Traceback" not in output, output
 
 
 def test_sighup_reloads_without_losing_a_client_or_a_message(

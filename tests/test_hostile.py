@@ -347,6 +347,42 @@ class HostileTests(TestCase):
         text = await self.metrics(daemon)
         self.assertIn(f'sonosd_notifies_total{{result="malformed"}} {flood}.0', text)
 
+    async def test_reloaded_max_body_is_enforced(self) -> None:
+        """After a reload lowers listener.max_body, a NOTIFY from the speaker over the new
+        limit (accepted before the reload) is answered 413, counted and kept from the state,
+        while one under it is still taken."""
+        daemon = await self.daemon()
+        kitchen = daemon.speakers[0]
+        sid = daemon.sid(kitchen, "AVTransport")
+
+        def padded(state: bytes) -> bytes:
+            # 2,000 bytes: under the default 1 MiB, over the 1,024 set below.
+            body = last_change(state)
+            return body.replace(PROPERTYSET, PROPERTYSET + b" " * (2000 - len(body)), 1)
+
+        def transport_state() -> object:
+            return daemon.service.state.variables(kitchen.uid, "AVTransport").get("transport_state")
+
+        client = await self.send(
+            daemon, notify_request(sid, 1, padded(b"PLAYING")), kitchen.address
+        )
+        self.assertEqual(status_of(await client.done), 200)
+        await until(lambda: transport_state() == "PLAYING", "the 2,000-byte event taken")
+        config = daemon.service.config
+        listener = attrs.evolve(config.listener, max_body=1024)
+        self.assertEqual(daemon.service.reload(attrs.evolve(config, listener=listener)), [])
+        client = await self.send(
+            daemon, notify_request(sid, 2, padded(b"PAUSED_PLAYBACK")), kitchen.address
+        )
+        self.assertEqual(status_of(await client.done), 413)
+        self.assertEqual(daemon.service.listener.rejected["too_large"], 1)
+        self.assertEqual(transport_state(), "PLAYING")
+        client = await self.send(
+            daemon, notify_request(sid, 2, last_change(b"STOPPED")), kitchen.address
+        )
+        self.assertEqual(status_of(await client.done), 200)
+        await until(lambda: transport_state() == "STOPPED", "the small event taken")
+
     # -- slow drip -------------------------------------------------------------------------
 
     async def test_slow_drip_to_the_listener_is_closed(self) -> None:

@@ -382,6 +382,25 @@ def test_docker_compose_examples_match_the_code(tmp_path: Path) -> None:
     assert "advertise" in tap.Options()
 
 
+def test_supervisors_wait_for_a_clean_stop() -> None:
+    """systemd's TimeoutStopSec and Compose's stop_grace_period outlast the longest clean stop
+    docs/deployment.md gives with the defaults (the UNSUBSCRIBEs, then each of the three push
+    sinks, every step within subscription.shutdown_timeout), so SIGTERM ends in status 0,
+    not SIGKILL."""
+    import yaml
+
+    from sonosd.config import SubscriptionConfig
+
+    longest = 4 * SubscriptionConfig().shutdown_timeout + 0.5
+    settings = _unit_settings((ROOT / "etc" / "sonosd.service").read_text())
+    (stop,) = settings["TimeoutStopSec"]
+    assert stop.endswith("s") and float(stop[:-1]) > longest, stop
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    for name, service in compose["services"].items():
+        grace = service["stop_grace_period"]
+        assert grace.endswith("s") and float(grace[:-1]) > longest, name
+
+
 def test_license_matches_setup_cfg() -> None:
     """setup.cfg says MIT, and the LICENSE file is the MIT licence, shipped in the image."""
     setup = ConfigParser()

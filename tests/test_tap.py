@@ -109,6 +109,25 @@ def test_check_config_warns_when_nothing_is_followed(tmp_path: Path) -> None:
     )
 
 
+def test_check_config_warns_of_an_inline_token_others_can_read(tmp_path: Path) -> None:
+    """--check-config passes a file holding a token inline that group or others can read,
+    with one warning naming the file; once the file is private, without it."""
+    path = write(
+        tmp_path,
+        "devices: [{host: 192.168.1.20}]\napi: {tokens: [{name: a, token: abcdef0123456}]}\n",
+    )
+    os.chmod(path, 0o644)
+    assert exit_of("-c", path, "--check-config") == (
+        0,
+        "ok\n",
+        f"warning: {path}: api.tokens[0].token: a secret written in a file that group or others "
+        f"can read (mode 0644): make the file private (chmod 600 {path}) or give the secret "
+        "with *_env or *_file\n",
+    )
+    os.chmod(path, 0o600)
+    assert exit_of("-c", path, "--check-config") == (0, "ok\n", "")
+
+
 @pytest.mark.parametrize(
     "listen", ["tcp:8080", "tcp:8080:interface=0.0.0.0", "tcp6:8080:interface=\\:\\:"]
 )

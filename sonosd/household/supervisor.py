@@ -1037,6 +1037,8 @@ class HouseholdSupervisor(MultiService):
         self._by_uid: dict[str, SpeakerSupervisor] = {}
         self.discovery: Service | None = None
         self._speakers: list[SpeakerSupervisor] = []
+        #: The latest topology of each household, for a reload that removes a listed speaker.
+        self._topologies: dict[str | None, Topology] = {}
         for device in devices:
             self.add_device(device)
 
@@ -1151,7 +1153,8 @@ class HouseholdSupervisor(MultiService):
     def apply(self, config: Config) -> tuple[list[str], list[str]]:
         """Follow ``config`` (a reload): its devices, ``follow_household``, services and
         subscription timings (with ``follow_household`` now false, the members learnt from
-        topologies are dropped).
+        topologies are dropped; with it true, a removed device still a member of a followed
+        household is followed again as a member, at once).
 
         @return: The hosts added and the hosts removed.
         """
@@ -1178,7 +1181,24 @@ class HouseholdSupervisor(MultiService):
         for device in config.devices:
             if device.host in added:
                 self.add_device(device)
+        if removed and self.follow_household and self.running:
+            self._follow_members_again()
         return added, removed
+
+    def _follow_members_again(self) -> None:
+        """Follow, as members learnt from the topology, the speakers of a followed household
+        that nothing supervises any more (a reload removed them from ``devices``): at once,
+        not when the household's topology next changes, which may be days away."""
+        for household, topology in self._topologies.items():
+            if not any(speaker.household_id == household for speaker in self._speakers):
+                continue
+            for member in topology.members():
+                if member.uid not in self._by_uid and followable(member):
+                    speaker = self.add_member(member.uid, member.name, member.host, household)
+                    speaker.observe_member(member)
+            for device in topology.vanished:
+                if device.uid not in self._by_uid:
+                    self._vanished_member(device, household).observe_vanished(device)
 
     def _retire(self, services: Iterable[ServiceSupervisor]) -> None:
         for sup in services:
@@ -1248,6 +1268,7 @@ class HouseholdSupervisor(MultiService):
         """``HouseholdState`` topology observer: follow BootSeq, Location and vanished devices
         of every speaker, and the household's members as they join and leave."""
         household = new.household
+        self._topologies[household] = new
         listed: set[str] = set()
         for member in new.members():
             listed.add(member.uid)

@@ -71,6 +71,7 @@ class SubscriptionManagerLike(Protocol):
     """What the household needs of ``sonosd.sim.gena.SubscriptionManager`` (docs/design.md)."""
 
     address: str
+    server_header: str
 
     def render_subscribe(self, request: IRequest, service: str) -> bytes | int:
         """Answer a SUBSCRIBE (new or renewal) on ``service``'s event URL."""
@@ -437,6 +438,23 @@ class Speaker:
 
         down.addCallback(_schedule)
         return down
+
+    def update_firmware(self, version: str, downtime: float = 5.0) -> Deferred[None]:
+        """Install firmware ``version``: reboot (see ``reboot``) and come back with it as
+        ``softwareVersion`` (ZGS ``SoftwareVersion``, device description, ``Server`` headers).
+
+        A real update always reboots the speaker, so BootSeq grows with the version.
+        """
+        if not version:
+            raise ValueError("a firmware version must not be empty")
+        down = self.reboot(downtime)
+
+        def _install(_: object) -> None:
+            self.model = attrs.evolve(self.model, software_version=version)
+            if self.manager is not None:
+                self.manager.server_header = self.model.server_header
+
+        return down.addCallback(_install)
 
     def _booted(self) -> None:
         self._boot_call = None

@@ -9,6 +9,7 @@ an ``errorCode``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
@@ -129,11 +130,19 @@ _EXPANDING_DTD = (
 ).encode("ascii")
 
 
+#: The opening tag of an answer's Response element and of its first out-argument, if any.
+_RESPONSE_OPENING = re.compile(rb"<u:\w+Response xmlns:u=\"[^\"]*\">(?:<\w+>)?")
+
+
 def hostile_answer(answer: bytes, faults: SoapFaults) -> bytes:
     """``answer`` as ``faults`` make a speaker send it (padding, an expanding DTD)."""
     if faults.doctype:
-        # The entity (5 MB) lands in the first out-argument's text.
-        answer = _EXPANDING_DTD + answer.replace(b"Response>", b"Response>&c;", 1)
+        # The entity (5 MB) lands in the first out-argument's text (or, for an action
+        # without one, in the Response element's).
+        opening = _RESPONSE_OPENING.search(answer)
+        if opening is not None:
+            answer = answer[: opening.end()] + b"&c;" + answer[opening.end() :]
+        answer = _EXPANDING_DTD + answer
     if faults.padding:
         answer = answer.replace(b"<s:Body>", b"<s:Body>" + b" " * faults.padding, 1)
     return answer

@@ -231,6 +231,9 @@ class CallbackSink(Service):
     @param drain_timeout: How long ``stopService`` lets the queues drain.
     @param worker_factory: Makes the worker of one callable from its name (tests pass an
         in-memory worker; the default starts one daemon thread).
+
+    @ivar drain_timeout: The bound ``stopService`` uses (the daemon sets it again when a reload
+        changes ``subscription.shutdown_timeout``).
     """
 
     def __init__(
@@ -244,7 +247,7 @@ class CallbackSink(Service):
     ) -> None:
         self._reactor = reactor
         self._queue = queue
-        self._drain_timeout = drain_timeout
+        self.drain_timeout = drain_timeout
         self._worker_factory: Callable[[str], Worker] = worker_factory or (
             lambda name: ThreadWorker(f"sonosd-callback {name}")
         )
@@ -311,7 +314,7 @@ class CallbackSink(Service):
         slots = list(self._slots)
         busy = [slot for slot in slots if slot.busy or slot.pending]
         if busy and not await drained(
-            [slot.when_idle() for slot in busy], self._drain_timeout, self._reactor
+            [slot.when_idle() for slot in busy], self.drain_timeout, self._reactor
         ):
             for slot in busy:
                 if slot.busy or slot.pending:
@@ -319,7 +322,7 @@ class CallbackSink(Service):
                         "callback {callable} did not finish within {seconds} s at "
                         "shutdown: {count} messages not delivered",
                         callable=slot.name,
-                        seconds=self._drain_timeout,
+                        seconds=self.drain_timeout,
                         count=len(slot.pending) + int(slot.busy),
                     )
         for slot in slots:

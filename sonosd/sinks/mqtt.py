@@ -158,10 +158,13 @@ class MqttSink(Service):
     @param backoff_max: The longest reconnect delay.
     @param random: The jitter source.
     @param client_factory: Makes the paho client (tests; default from ``config``).
-    @param stop_timeout: How long ``stopService`` waits for the broker to take the last
+    @param drain_timeout: How long ``stopService`` waits for the broker to take the last
         messages and the disconnect.
     @param max_unsent: Messages published since paho's outgoing queue was last empty beyond
         which publishing pauses until it empties.
+
+    @ivar drain_timeout: The bound ``stopService`` uses (the daemon sets it again when a reload
+        changes ``subscription.shutdown_timeout``).
     """
 
     def __init__(
@@ -178,7 +181,7 @@ class MqttSink(Service):
         backoff_max: float = 60.0,
         random: Callable[[], float] = _random.random,
         client_factory: Callable[[MqttConfig], paho.Client] = _default_client,
-        stop_timeout: float = 3.0,
+        drain_timeout: float = 3.0,
         max_unsent: int = MAX_UNSENT,
     ) -> None:
         self._reactor = reactor
@@ -190,7 +193,7 @@ class MqttSink(Service):
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self._random = random
-        self._stop_timeout = stop_timeout
+        self.drain_timeout = drain_timeout
         self._max_unsent = max(1, max_unsent)
         self.topics = Topics(config.prefix)
 
@@ -248,6 +251,9 @@ class MqttSink(Service):
         self.refused: collections.Counter[tuple[str, str]] = collections.Counter()
         self.peer_log = PeerLog(log, reactor)
         self.last_error: str | None = None
+        # Why the broker refused the last CONNECT (its CONNACK reason, "Not authorized"):
+        # paho's disconnect that follows only says "Unspecified error".
+        self._refusal: str | None = None
 
     # -- the hub's side ------------------------------------------------------------------
 
@@ -458,6 +464,7 @@ class MqttSink(Service):
 
     async def _connect_once(self) -> None:
         config = self._config
+        self._refusal = None
         try:
             rc = await self._run_blocking(self._client.reconnect)
         except Exception as error:
@@ -514,6 +521,7 @@ class MqttSink(Service):
     ) -> None:
         if reason.is_failure:
             # paho closes the socket and calls on_disconnect next, which retries.
+            self._refusal = str(reason)
             log.error(
                 "mqtt broker {host}:{port} refused the connection: {reason}",
                 host=self._config.host,
@@ -603,7 +611,8 @@ class MqttSink(Service):
             delay = self._next_delay()
             self._retry = self._reactor.callLater(delay, self._connect)
         else:
-            self._connect_failed(str(reason))
+            refusal, self._refusal = self._refusal, None
+            self._connect_failed(refusal or str(reason))
 
     def _next_delay(self) -> float:
         self._failures += 1
@@ -734,7 +743,7 @@ class MqttSink(Service):
 
     def stopService(self) -> Deferred[None]:
         """Publish ``offline`` for the bridge, wait for the broker to acknowledge it, disconnect
-        cleanly: all within ``stop_timeout``."""
+        cleanly: all within ``drain_timeout``."""
         super().stopService()
         self._stopping = True
         self.peer_log.stop()
@@ -754,7 +763,7 @@ class MqttSink(Service):
             # that subscribes after the stop reads it (closing the socket proves nothing).
             acked: Deferred[None] = Deferred()
             self._acked[mid] = acked
-            acked.addTimeout(self._stop_timeout, self._reactor)
+            acked.addTimeout(self.drain_timeout, self._reactor)
             try:
                 await acked
             except TimeoutError:
@@ -764,7 +773,7 @@ class MqttSink(Service):
         self._closed.append(closed)
         self._client.disconnect()
         closed.addTimeout(
-            max(0.0, self._stop_timeout - (self._reactor.seconds() - started)), self._reactor
+            max(0.0, self.drain_timeout - (self._reactor.seconds() - started)), self._reactor
         )
         try:
             await closed

@@ -532,6 +532,9 @@ class WebhookSink(Service):
     @param targets: The targets.
     @param drain_timeout: How long ``stopService`` lets the queues drain.
     @param pools: Connection pools to close at stop.
+
+    @ivar drain_timeout: The bound ``stopService`` uses (the daemon sets it again when a reload
+        changes ``subscription.shutdown_timeout``).
     """
 
     def __init__(
@@ -544,7 +547,7 @@ class WebhookSink(Service):
     ) -> None:
         self._reactor = reactor
         self.targets = list(targets)
-        self._drain_timeout = drain_timeout
+        self.drain_timeout = drain_timeout
         self._pools = list(pools)
 
     @classmethod
@@ -611,7 +614,7 @@ class WebhookSink(Service):
         busy = [target for target in self.targets if target.queued]
         if busy:
             await drained(
-                [target.when_idle() for target in busy], self._drain_timeout, self._reactor
+                [target.when_idle() for target in busy], self.drain_timeout, self._reactor
             )
         for target in self.targets:
             target.close()

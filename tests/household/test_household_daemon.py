@@ -26,7 +26,15 @@ from sonosd.service import SonosdService
 from sonosd.sim.household import Speaker
 from sonosd.sim.service import HouseholdService
 from tests.conftest import free_loopback_base
-from tests.daemon_helpers import Recorder, daemon_yaml, http_agent, reactor, start_recorded, until
+from tests.daemon_helpers import (
+    Recorder,
+    daemon_yaml,
+    http_agent,
+    reactor,
+    start_recorded,
+    until,
+    volume_of,
+)
 
 SERVICES = ("AVTransport", "RenderingControl", "ZoneGroupTopology", "DeviceProperties")
 
@@ -184,6 +192,30 @@ class OneSpeakerTests(TestCase):
         self.assertEqual(status, 200)
         self.assertIsNotNone(daemon.service.household.speaker(first.uid))
 
+    async def test_a_listed_speaker_that_leaves_its_household_is_kept(self) -> None:
+        """A speaker listed under devices is never removed: when it leaves its household
+        it gets no speaker.removed, stays in the API and still takes commands."""
+        daemon = await start(self)
+        listed, *others = daemon.speakers
+
+        def without_listed(message: Any) -> bool:
+            uids = {m["uid"] for g in message.body["groups"] for m in g["members"]}
+            return listed.uid not in uids and {s.uid for s in others} <= uids
+
+        listed.leave_household()
+        await until(
+            lambda: any(without_listed(m) for m in daemon.recorder.of("topology.changed")),
+            "a topology without the listed speaker",
+        )
+        await deferLater(reactor, 0.5)
+        self.assertEqual(daemon.recorder.of("speaker.removed"), [])
+        speakers = (await daemon.get("/api/v1/speakers"))["speakers"]
+        self.assertIn(listed.uid, {s["uid"] for s in speakers})
+        volume = 13 if listed.rendering.volume == 12 else 12
+        status, body = await daemon.post(listed.uid, "volume", {"volume": volume})
+        self.assertEqual((status, body), (200, {"result": {"volume": volume}}))
+        self.assertEqual(listed.rendering.volume, volume)
+
     async def test_health_and_commands_agree_through_a_reboot(self) -> None:
         """A command to a rebooting speaker is refused, and from then on status, health,
         metrics and commands agree it is offline; once it is back, it is online, every service
@@ -215,6 +247,69 @@ class OneSpeakerTests(TestCase):
         self.assertEqual(health["status"], "ok")
         status, _ = await daemon.post(speaker.name, "volume", {"volume": 7})
         self.assertEqual(status, 200)
+
+
+class QuietTopologyTests(TestCase):
+    """docs/messages.md: no ``topology.changed`` when only a ``boot_seq``, an address or a
+    software version changes."""
+
+    timeout = 90
+
+    def member(self, daemon: Daemon, speaker: Speaker) -> Any:
+        """The daemon's view of ``speaker`` in its household's topology, or ``None``."""
+        topology = daemon.service.state.topology_for(speaker.uid)
+        return None if topology is None else topology.member(speaker.uid)
+
+    async def test_address_change_publishes_no_topology_change(self) -> None:
+        """A speaker that moves to a new address is followed there (its events come from the
+        new address) without a topology.changed."""
+        daemon = await start(self)
+        speaker = daemon.speakers[1]
+        changes = len(daemon.recorder.of("topology.changed"))
+        new_address = speaker.address.rsplit(".", 1)[0] + ".200"
+        await speaker.change_address(new_address)
+        await until(
+            lambda: getattr(self.member(daemon, speaker), "host", None) == new_address,
+            "the new Location in the daemon's topology",
+        )
+        supervised = daemon.service.household.speaker(speaker.uid)
+        assert supervised is not None
+        await until(
+            lambda: supervised.ref is not None and supervised.ref.host == new_address, "the move"
+        )
+        volume = 31 if speaker.rendering.volume != 31 else 32
+        speaker.set_volume(volume)
+        await until(
+            lambda: any(
+                m.body["speaker"]["host"] == new_address and volume_of(m.body) == volume
+                for m in daemon.recorder.of("event", speaker.uid, "RenderingControl")
+            ),
+            "an event from the new address",
+        )
+        self.assertEqual(len(daemon.recorder.of("topology.changed")), changes)
+
+    async def test_firmware_update_publishes_no_topology_change(self) -> None:
+        """A speaker that updates its firmware (a reboot with a new software version and
+        BootSeq) is followed again without a topology.changed."""
+        daemon = await start(self)
+        speaker = daemon.speakers[2]
+        changes = len(daemon.recorder.of("topology.changed"))
+        restored = len(daemon.recorder.of("subscription.restored", speaker.uid))
+        await speaker.update_firmware("80.1-55000", downtime=0.5)
+        await speaker.when_up()
+        await until(
+            lambda: getattr(self.member(daemon, speaker), "software_version", None) == "80.1-55000",
+            "the new version in the daemon's topology",
+        )
+        self.assertEqual(self.member(daemon, speaker).boot_seq, speaker.boot_seq)
+        await until(
+            lambda: (
+                len(daemon.recorder.of("subscription.restored", speaker.uid))
+                >= restored + len(SERVICES)
+            ),
+            "every service followed again",
+        )
+        self.assertEqual(len(daemon.recorder.of("topology.changed")), changes)
 
 
 class TwoHouseholdTests(TestCase):

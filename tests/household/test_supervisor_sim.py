@@ -795,6 +795,33 @@ class HouseholdSimTests(TestCase):
             self.assertEqual(removed.body["reason"], "follow_household is false")
             self.assertIsNone(rig.state.by_uid(speaker.uid))
 
+    async def test_a_removed_device_still_in_the_household_is_followed_again(self) -> None:
+        """A reload that removes a listed speaker still a member of the followed household
+        has it followed again, as a member learnt from the topology, with every service
+        subscribed anew."""
+        rig = await self.rig(speakers=2)
+        await self.settled(rig)
+        kept, removed = rig.speakers
+        before = {s["sid"] for s in rig.sim_subscriptions(removed)}
+        added, gone = rig.household.apply(
+            Config(path="test.yaml", devices=(Device(host=kept.address),), subscription=FAST)
+        )
+        self.assertEqual((added, gone), ([], [removed.address]))
+
+        def followed_again() -> bool:
+            supervised = self.supervised(rig).get(removed.uid)
+            sids = {s["sid"] for s in rig.sim_subscriptions(removed)}
+            return (
+                supervised is not None
+                and not supervised.configured
+                and len(sids) == len(DEFAULT_SERVICES)
+                and not sids & before
+            )
+
+        await until(followed_again, "the removed speaker followed again as a member")
+        self.assertEqual(set(self.supervised(rig)), {kept.uid, removed.uid})
+        self.assertEqual(rig.state.availability(removed.uid).status, "online")
+
     async def test_a_listed_room_name_the_speaker_does_not_report_is_a_warning(self) -> None:
         """A speaker listed with a room name other than the one it reports is followed all
         the same, with one warning naming both; a listed name it reports gives none."""

@@ -1,20 +1,33 @@
-"""Tests for the simulator's admin API (sonosd.sim.admin), in memory through StubTreq."""
+"""Tests for the simulator's admin API (sonosd.sim.admin): in memory through StubTreq, and
+over loopback against a running household with a raw GENA subscriber."""
 
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
+from xml.etree import ElementTree
 
+from soco.events_base import parse_event_xml
+from treq.client import HTTPClient
 from treq.testing import StubTreq
-from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock, deferLater
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.client import Agent, HTTPConnectionPool
 
 from sonosd.config import SimulateConfig
 from sonosd.sim.activity import ActivityGenerator
 from sonosd.sim.admin import ROUTES, AdminResource
-from sonosd.sim.household import Household
+from sonosd.sim.household import Household, Speaker
 from sonosd.sim.neighbourhood import Neighbourhood
+from sonosd.sim.service import HouseholdService
+from tests.conftest import free_loopback_base
+from tests.daemon_helpers import until
+from tests.gena_wire import Received, Receiver, gena_call
 from tests.paths import ROOT
+from tests.sim.test_tls import CONTROL, GET_VOLUME, SOAP_HEADERS
 from tests.sim_fakes import FakePresence, RecordingManager
 
 
@@ -296,3 +309,181 @@ def test_every_route_is_documented() -> None:
                 assert any(
                     f"`{method}" in row and (whole in row or f"`/{action}`" in row) for row in rows
                 ), f"{method} {whole}"
+
+
+EVENT_PATHS = {
+    "AVTransport": "/MediaRenderer/AVTransport/Event",
+    "RenderingControl": "/MediaRenderer/RenderingControl/Event",
+    "GroupRenderingControl": "/MediaRenderer/GroupRenderingControl/Event",
+    "ZoneGroupTopology": "/ZoneGroupTopology/Event",
+}
+
+
+class LoopbackAdminTests(TestCase):
+    """The admin API of a running three-speaker household, watched by a raw GENA subscriber."""
+
+    timeout = 60
+
+    def setUp(self) -> Deferred[Any]:
+        config = SimulateConfig(
+            speakers=3, base_address=free_loopback_base(count=6), admin="tcp:0:interface=127.0.0.1"
+        )
+        self.service = HouseholdService(reactor, config, transition_delay=0.01)
+        self.household = self.service.household
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+        self.receiver = Receiver()
+        port = reactor.listenTCP(0, self.receiver, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.callback = f"<http://127.0.0.1:{port.getHost().port}/>".encode()
+        self.http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
+        assert self.service.admin_ready is not None
+        return self.service.admin_ready
+
+    async def admin(self, method: str, path: str, body: object = None) -> tuple[int, Any]:
+        """Call the admin API; returns (status, decoded JSON)."""
+        data = json.dumps(body).encode() if body is not None else None
+        response = await self.http.request(method, f"{self.service.admin_url}{path}", data=data)
+        return response.code, json.loads(await response.content())
+
+    async def subscribe(self, speaker: Speaker, service: str) -> str:
+        """Subscribe the raw subscriber; return the SID once its SEQ 0 NOTIFY arrived."""
+        url = f"http://{speaker.address}:{speaker.port}{EVENT_PATHS[service]}".encode()
+        status, headers = await gena_call(
+            b"SUBSCRIBE",
+            url,
+            {b"CALLBACK": self.callback, b"NT": b"upnp:event", b"TIMEOUT": b"Second-600"},
+        )
+        assert status == 200, status
+        [sid] = headers.getRawHeaders(b"SID") or []
+        await until(lambda: self.of(sid.decode()), f"the initial {service} NOTIFY")
+        return sid.decode()
+
+    def of(self, sid: str) -> list[Received]:
+        """The NOTIFYs of one subscription received so far, in arrival order."""
+        return [r for r in self.receiver.received if r.notify.sid == sid]
+
+    async def test_burst_group_rendering_notifies_each_change_last_change_once(self) -> None:
+        """POST burst sends one GroupRenderingControl NOTIFY per change but merges an
+        AVTransport burst into one moderated NOTIFY."""
+        speaker = self.household.speakers[0]
+        group = await self.subscribe(speaker, "GroupRenderingControl")
+        transport = await self.subscribe(speaker, "AVTransport")
+        status, _ = await self.admin(
+            "POST", "/speakers/0/burst", {"count": 5, "service": "GroupRenderingControl"}
+        )
+        assert status == 200
+        await until(lambda: len(self.of(group)) == 6, "five GroupRenderingControl NOTIFYs")
+        assert [r.notify.seq for r in self.of(group)] == [0, 1, 2, 3, 4, 5]
+        mutes = [parse_event_xml(r.notify.body)["group_mute"] for r in self.of(group)[1:]]
+        assert mutes == ["1", "0", "1", "0", "1"]
+        status, _ = await self.admin(
+            "POST", "/speakers/0/burst", {"count": 7, "service": "AVTransport"}
+        )
+        assert status == 200
+        await until(lambda: len(self.of(transport)) >= 2, "the moderated AVTransport NOTIFY")
+        # Let three more moderation windows pass: an unmerged burst would send more.
+        await deferLater(reactor, 3 * self.service.config.moderation)
+        [_, merged] = self.of(transport)
+        assert parse_event_xml(merged.notify.body)["current_crossfade_mode"] == "1"
+
+    async def test_reboot_is_evented_to_every_topology_subscriber(self) -> None:
+        """POST reboot brings the speaker back with BootSeq + 1, and every other speaker's
+        ZoneGroupTopology subscriber gets a ZoneGroupState saying so."""
+        rebooted, *others = self.household.speakers
+        before = rebooted.boot_seq
+        sids = [await self.subscribe(other, "ZoneGroupTopology") for other in others]
+        status, answer = await self.admin("POST", "/speakers/0/reboot", {"downtime": 0.5})
+        assert (status, answer["boot_seq"]) == (200, before + 1)
+
+        def evented(sid: str) -> bool:
+            return any(boot_seq(r, rebooted.uid) == str(before + 1) for r in self.of(sid)[1:])
+
+        for sid in sids:
+            await until(partial(evented, sid), "the new BootSeq evented")
+        status, state = await self.admin("GET", "/speakers/0")
+        assert (status, state["boot_seq"], state["network"]) == (200, before + 1, "up")
+
+    async def test_address_change_moves_location_and_notifies(self) -> None:
+        """POST address: the ZoneGroupState's Location follows (evented) and the speaker's
+        later NOTIFYs come from the new address."""
+        moved = self.household.speakers[1]
+        old = moved.address
+        new = old.rsplit(".", 1)[0] + ".6"
+        topology = await self.subscribe(self.household.speakers[0], "ZoneGroupTopology")
+        rendering = await self.subscribe(moved, "RenderingControl")
+        assert self.of(rendering)[0].peer == old
+        status, state = await self.admin("POST", "/speakers/1/address", {"address": new})
+        assert (status, state["address"]) == (200, new)
+        location = f"http://{new}:1400/xml/device_description.xml"
+        await until(
+            lambda: any(
+                member_attribute(r, moved.uid, "Location") == location
+                for r in self.of(topology)[1:]
+            ),
+            "the new Location evented",
+        )
+        volume = 13 if moved.rendering.volume == 12 else 12
+        status, _ = await self.admin("PATCH", "/speakers/1/state", {"volume": volume})
+        assert status == 200
+        await until(lambda: len(self.of(rendering)) >= 2, "the volume NOTIFY")
+        assert {r.peer for r in self.of(rendering)[1:]} == {new}
+
+    async def get_volume(self, speaker: Speaker) -> bytes:
+        """The raw answer of a SOAP GetVolume to ``speaker``, checked to be a 200."""
+        response = await self.http.post(
+            f"http://{speaker.address}:{speaker.port}{CONTROL}",
+            data=GET_VOLUME.encode(),
+            headers=SOAP_HEADERS,
+        )
+        body: bytes = await response.content()
+        assert response.code == 200, (response.code, body[:200])
+        return body
+
+    async def test_soap_faults_route(self) -> None:
+        """GET, PATCH and DELETE soap/faults read, set and clear the hostile answers: padding
+        puts that much whitespace inside the envelope, doctype declares a DTD whose entity
+        expands to 5 MB in the answer, and after DELETE the answer is plain again."""
+        speaker = self.household.speakers[0]
+        plain = await self.get_volume(speaker)
+        status, faults = await self.admin("GET", "/speakers/0/soap/faults")
+        assert (status, faults) == (200, {"padding": 0, "doctype": False, "drip": 0.0})
+        status, faults = await self.admin("PATCH", "/speakers/0/soap/faults", {"padding": 50_000})
+        assert (status, faults["padding"]) == (200, 50_000)
+        padded = await self.get_volume(speaker)
+        assert len(padded) == len(plain) + 50_000
+        assert b" " * 50_000 in padded or b"\n" * 50_000 in padded
+        root = ElementTree.fromstring(padded)
+        assert root.tag == "{http://schemas.xmlsoap.org/soap/envelope/}Envelope"
+        assert ElementTree.fromstring(plain).findtext(".//CurrentVolume") == root.findtext(
+            ".//CurrentVolume"
+        )
+        await self.admin("DELETE", "/speakers/0/soap/faults")
+        status, faults = await self.admin("PATCH", "/speakers/0/soap/faults", {"doctype": True})
+        assert (status, faults["doctype"]) == (200, True)
+        hostile = await self.get_volume(speaker)
+        assert b"<!DOCTYPE" in hostile and len(hostile) < 10_000
+        expanded = ElementTree.fromstring(hostile).findtext(".//CurrentVolume")
+        assert expanded is not None and len(expanded) >= 5_000_000
+        status, faults = await self.admin("DELETE", "/speakers/0/soap/faults")
+        assert (status, faults) == (200, {"padding": 0, "doctype": False, "drip": 0.0})
+        assert await self.get_volume(speaker) == plain
+        status, error = await self.admin("PATCH", "/speakers/0/soap/faults", {"padding": -1})
+        assert status == 400 and "padding" in error["error"]
+
+
+def member_attribute(received: Received, uid: str, name: str) -> str | None:
+    """An attribute of member ``uid`` in the ZoneGroupState a ZoneGroupTopology NOTIFY
+    carries (None when the NOTIFY carries no ZoneGroupState or does not list it)."""
+    text = parse_event_xml(received.notify.body).get("zone_group_state")
+    if not text:
+        return None
+    for member in ElementTree.fromstring(text).iter("ZoneGroupMember"):
+        if member.get("UUID") == uid:
+            return member.get(name)
+    return None
+
+
+def boot_seq(received: Received, uid: str) -> str | None:
+    """The BootSeq of ``uid`` in a ZoneGroupTopology NOTIFY's ZoneGroupState."""
+    return member_attribute(received, uid, "BootSeq")

@@ -10,7 +10,7 @@ import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 from soco.events_base import parse_event_xml
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
@@ -26,7 +26,7 @@ from zope.interface.verify import verifyObject
 
 from sonosd.sim import gena
 from sonosd.sim.gena import MAX_SEQ, SubscriptionManager, parse_timeout
-from sonosd.sim.notifier import INotifier, NotifyError
+from sonosd.sim.notifier import INotifier, Notifier, NotifyError
 from sonosd.sim.propertyset import EventValue, build_propertyset
 from tests.conftest import free_loopback_base
 from tests.gena_wire import Notify, Receiver, first, gena_call, parse_notify
@@ -759,6 +759,7 @@ class Wire:
     site_port: int
     receiver: Receiver
     receiver_port: int
+    notifier: Notifier
 
     def url(self, path: bytes = b"/MediaRenderer/RenderingControl/Event") -> bytes:
         return b"http://%s:%d%s" % (self.speaker.encode(), self.site_port, path)
@@ -771,12 +772,28 @@ class Wire:
 class GenaWireTests(TestCase):
     """SUBSCRIBE and NOTIFY over real loopback TCP, faults included."""
 
-    def start(self, answer: Callable[[Notify], int] = lambda notify: 200, port: int = 0) -> Wire:
+    def start(
+        self,
+        answer: Callable[[Notify], int] = lambda notify: 200,
+        port: int = 0,
+        clock: Clock | None = None,
+        state: Callable[[str], Mapping[str, EventValue]] = full_state,
+        moderation: float = 0.0,
+    ) -> Wire:
+        """A wire; with ``clock`` the manager's timers (initial NOTIFY, delay, expiry,
+        moderation) run on it while the NOTIFYs still travel over real TCP."""
         from twisted.internet import reactor
 
         speaker = free_loopback_base()
+        notifier = Notifier(reactor, 10)
         manager = SubscriptionManager(
-            reactor, UID, speaker, full_state, SERVER, notify_timeout=10, moderation=0
+            clock or reactor,
+            UID,
+            speaker,
+            state,
+            SERVER,
+            notifier=notifier,
+            moderation=moderation,
         )
         self.addCleanup(manager.stop)
         site = SpeakerSite(manager)
@@ -786,7 +803,13 @@ class GenaWireTests(TestCase):
         receiving = reactor.listenTCP(0, receiver, interface="127.0.0.1")
         self.addCleanup(receiving.stopListening)
         return Wire(
-            manager, site, speaker, listening.getHost().port, receiver, receiving.getHost().port
+            manager,
+            site,
+            speaker,
+            listening.getHost().port,
+            receiver,
+            receiving.getHost().port,
+            notifier,
         )
 
     async def subscribe(self, wire: Wire, timeout: bytes = b"Second-600") -> str:
@@ -886,6 +909,115 @@ class GenaWireTests(TestCase):
         self.assertEqual(wire.receiver.seqs(), [0, 2, 1, 3])
         self.assertEqual(parse_event_xml(received[1].notify.body), {"bass": "2"})
 
+    async def settled(self, wire: Wire, clock: Clock, timeout: bytes = b"Second-600") -> str:
+        """Subscribe, let the initial NOTIFY go (on ``clock``) and arrive; return the SID."""
+        sid = await self.subscribe(wire, timeout)
+        clock.advance(0)
+        await wire.receiver.wait_for(len(wire.receiver.received) + 1)
+        await wire.notifier.when_idle()
+        return sid
+
+    async def held_then(self, action: Callable[[Wire, Clock, str], Any]) -> tuple[Wire, Clock]:
+        """Hold a NOTIFY (reorder_next) then run ``action(wire, clock, sid)`` (awaited if it
+        returns a Deferred); returns once every NOTIFY connection is closed."""
+        clock = Clock()
+        wire = self.start(clock=clock)
+        sid = await self.settled(wire, clock, b"Second-60")
+        wire.manager.faults.reorder_next = 1
+        wire.manager.notify("RenderingControl", {"Bass": "1"})
+        await maybeDeferred(action, wire, clock, sid)
+        await wire.notifier.when_idle()
+        return wire, clock
+
+    async def test_reorder_held_notify_discarded_by_pause(self) -> None:
+        """A NOTIFY held for reordering is discarded by pause: after resume the next ones
+        arrive in order and the held SEQ never does."""
+
+        def pause(wire: Wire, clock: Clock, sid: str) -> None:
+            wire.manager.pause()
+            wire.manager.resume()
+
+        wire, _ = await self.held_then(pause)
+        wire.manager.notify("RenderingControl", {"Bass": "2"})
+        wire.manager.notify("RenderingControl", {"Bass": "3"})
+        received = await wire.receiver.wait_for(3)
+        await wire.notifier.when_idle()
+        self.assertEqual(wire.receiver.seqs(), [0, 2, 3])
+        self.assertEqual(parse_event_xml(received[1].notify.body), {"bass": "2"})
+
+    async def test_reorder_held_notify_discarded_by_unsubscribe_reboot_or_expiry(self) -> None:
+        """A NOTIFY held for reordering is discarded when its subscription ends by
+        UNSUBSCRIBE, reboot or expiry: it is never sent, not even to a later subscription
+        that gets the same SID after a reboot."""
+
+        async def unsubscribe(wire: Wire, clock: Clock, sid: str) -> None:
+            status, _ = await gena_call(b"UNSUBSCRIBE", wire.url(), {b"SID": sid.encode()})
+            self.assertEqual(status, 200)
+
+        def reboot(wire: Wire, clock: Clock, sid: str) -> Deferred[None]:
+            return wire.manager.forget_all()
+
+        def expire(wire: Wire, clock: Clock, sid: str) -> None:
+            clock.advance(60)
+
+        for action in (unsubscribe, reboot, expire):
+            wire, clock = await self.held_then(action)
+            self.assertEqual(wire.manager.subscriptions(), [], action.__name__)
+            self.assertEqual(wire.receiver.seqs(), [0], action.__name__)
+            await self.settled(wire, clock)
+            wire.manager.notify("RenderingControl", {"Bass": "2"})
+            received = await wire.receiver.wait_for(3)
+            await wire.notifier.when_idle()
+            self.assertEqual(wire.receiver.seqs(), [0, 0, 1], action.__name__)
+            self.assertEqual(parse_event_xml(received[2].notify.body), {"bass": "2"})
+
+    async def test_delay_adds_up_for_queued_notifies(self) -> None:
+        """With delay set, a second queued NOTIFY waits a whole delay of its own after the
+        first was sent: the delay is per subscription, not per change."""
+        clock = Clock()
+        wire = self.start(clock=clock)
+        await self.settled(wire, clock)
+        wire.manager.faults.delay = 5.0
+        wire.manager.notify("RenderingControl", {"Bass": "1"})
+        wire.manager.notify("RenderingControl", {"Bass": "2"})
+        clock.advance(5)
+        await wire.receiver.wait_for(2)
+        await wire.notifier.when_idle()
+        self.assertEqual(wire.receiver.seqs(), [0, 1])
+        clock.advance(4.9)
+        # Had both delays run side by side, SEQ 2 would be on its way by now.
+        self.assertEqual((wire.notifier.in_flight, wire.receiver.seqs()), (0, [0, 1]))
+        clock.advance(0.1)
+        received = await wire.receiver.wait_for(3)
+        self.assertEqual(wire.receiver.seqs(), [0, 1, 2])
+        self.assertEqual(parse_event_xml(received[2].notify.body), {"bass": "2"})
+
+    async def test_subscription_during_a_window_gets_state_and_the_window_event(self) -> None:
+        """A subscription made while a LastChange moderation window is open gets SEQ 0 with
+        the current state, then the window's event as SEQ 1, like the older subscription."""
+        clock = Clock()
+        rendering = dict(RC_STATE)
+        state = {**STATE, "RenderingControl": rendering}
+        wire = self.start(clock=clock, state=state.__getitem__, moderation=0.2)
+        older = await self.settled(wire, clock)
+        rendering["Volume"] = {"Master": "33", "LF": "100", "RF": "100"}
+        wire.manager.notify("RenderingControl", {"Volume": {"Master": "33"}})
+        clock.advance(0.1)
+        newer = await self.settled(wire, clock)
+        self.assertEqual(wire.receiver.seqs(), [0, 0])
+        clock.advance(0.1)
+        await wire.receiver.wait_for(4)
+        await wire.notifier.when_idle()
+        by_sid: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        for received in wire.receiver.received:
+            notify = received.notify
+            by_sid.setdefault(notify.sid, []).append((notify.seq, parse_event_xml(notify.body)))
+        self.assertEqual(set(by_sid), {older, newer})
+        [(seq, initial), (seq_after, event)] = by_sid[newer]
+        self.assertEqual((seq, initial["volume"]["Master"]), (0, "33"))
+        self.assertEqual((seq_after, event), (1, {"volume": {"Master": "33"}}))
+        self.assertEqual(by_sid[older][1], (1, {"volume": {"Master": "33"}}))
+
     async def test_failed_notify_does_not_stop_later_ones(self) -> None:
         """A NOTIFY answered 500 is logged; the next one still arrives."""
         wire = self.start(answer=lambda notify: 500 if notify.seq == 1 else 200)
@@ -910,6 +1042,35 @@ class GenaWireTests(TestCase):
         status, _ = await gena_call(b"SUBSCRIBE", wire.url(), {b"SID": sid.encode()})
         self.assertEqual(status, 500)
         self.assertEqual(len(wire.manager.subscriptions()), 1)
+
+    async def test_malformed_requests_are_answered_before_faults(self) -> None:
+        """Malformed SUBSCRIBE and UNSUBSCRIBE requests get their 400 or 412 whatever
+        subscribe/renew status or hang fault is set: the faults apply to valid requests."""
+        wire = self.start()
+        sid = (await self.subscribe(wire)).encode()
+        callback, nt = wire.callback, b"upnp:event"
+        malformed: list[tuple[bytes, dict[bytes, bytes], int]] = [
+            (b"SUBSCRIBE", {b"SID": sid, b"NT": nt}, 400),
+            (b"SUBSCRIBE", {b"SID": sid, b"CALLBACK": callback}, 400),
+            (b"SUBSCRIBE", {b"CALLBACK": callback}, 412),
+            (b"SUBSCRIBE", {b"NT": nt}, 412),
+            (b"SUBSCRIBE", {b"CALLBACK": b"<ftp://127.0.0.1/>", b"NT": nt}, 412),
+            (b"SUBSCRIBE", {b"CALLBACK": callback, b"NT": b"upnp:other"}, 412),
+            (b"UNSUBSCRIBE", {}, 412),
+            (b"UNSUBSCRIBE", {b"SID": sid, b"NT": nt}, 400),
+        ]
+        faults = wire.manager.faults
+        for fault in ("status", "hang"):
+            faults.reset()
+            if fault == "status":
+                faults.subscribe_status, faults.renew_status = 503, 500
+            else:
+                faults.subscribe_hang = faults.renew_hang = True
+            for method, headers, status in malformed:
+                answer, _ = await gena_call(method, wire.url(), headers)
+                self.assertEqual(answer, status, (fault, method, headers))
+            self.assertEqual(wire.manager.held_requests, 0)
+        self.assertEqual([s["sid"] for s in wire.manager.subscriptions()], [sid.decode()])
 
     async def test_answer_delay_sends_the_initial_notify_first(self) -> None:
         """answer_delay: the SEQ 0 NOTIFY of the new SID arrives before the SUBSCRIBE answer."""
@@ -982,6 +1143,19 @@ class GenaWireTests(TestCase):
         [received] = wire.receiver.received
         self.assertEqual(received.peer, wire.speaker)
         self.assertEqual(received.notify.header["X-SONOS-SERVICETYPE"], "RenderingControl")
+
+    async def test_unknown_sid_callback_with_or_without_brackets(self) -> None:
+        """send_unknown_sid takes the callback URL bare or in a CALLBACK header's angle
+        brackets, and either way sends to that URL's path."""
+        wire = self.start(answer=lambda notify: 412)
+        url = f"http://127.0.0.1:{wire.receiver_port}/notify/rc"
+        for callback in (url, f"<{url}>"):
+            status = await wire.manager.send_unknown_sid(callback, "RenderingControl")
+            self.assertEqual(status, 412, callback)
+            self.assertEqual(
+                wire.receiver.received[-1].notify.request_line, "NOTIFY /notify/rc HTTP/1.1"
+            )
+        self.assertEqual(len(wire.receiver.received), 2)
 
     async def test_soco_threaded_events_module(self) -> None:
         """SoCo's default (threaded) events module gets SEQ 0, then a volume change."""

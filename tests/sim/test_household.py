@@ -258,6 +258,25 @@ def test_leave_household_and_rejoin() -> None:
         household.speakers[1].leave_household()
 
 
+def test_firmware_update_reboots_with_the_new_version() -> None:
+    """A firmware update reboots the speaker, which comes back with BootSeq + 1 and the new
+    version in the ZGS, the GENA Server header and the device description's model."""
+    clock, household, managers = make()
+    speaker = household.speakers[1]
+    before = speaker.boot_seq
+    speaker.update_firmware("80.1-55000", downtime=10)
+    assert managers[1].calls == ["forget_all"] and not speaker.reachable
+    clock.advance(10)
+    assert speaker.reachable and speaker.boot_seq == before + 1
+    member = zgs_members(household)[speaker.uid]
+    assert (member["SoftwareVersion"], member["BootSeq"]) == ("80.1-55000", str(before + 1))
+    assert managers[1].server_header == "Linux UPnP/1.0 Sonos/80.1-55000 (ZPS18)"
+    assert speaker.model.software_version == "80.1-55000"
+    assert household.speakers[0].model.software_version != "80.1-55000"
+    with pytest.raises(ValueError):
+        speaker.update_firmware("")
+
+
 def test_change_address_moves_location_and_manager() -> None:
     """A new address updates Location in the ZGS and the manager's source address."""
     _, household, managers = make(base_address="127.0.0.2")

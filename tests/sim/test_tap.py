@@ -55,11 +55,18 @@ def test_options_build_the_config() -> None:
     assert (options.seed, options.models) == (9, ("S18", "S14"))
 
 
+@pytest.mark.parametrize("count", [1, 1000])
+def test_speakers_limits_are_accepted(count: int) -> None:
+    """--speakers takes 1 and 1000, the ends of its documented range."""
+    assert parse("--speakers", str(count)).config.speakers == count
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
         (("--speakers", "0"), "--speakers: expected an integer from 1 to 1000, got '0'"),
         (("--speakers", "x"), "--speakers: expected an integer from 1 to 1000, got 'x'"),
+        (("--speakers", "1001"), "--speakers: expected an integer from 1 to 1000, got '1001'"),
         (("--base-address", "kitchen"), "--base-address: expected an IPv4 address"),
         (("--activity", "-1"), "--activity: expected changes per second"),
         (("--models", "S99"), "--models: unknown model 'S99'"),
