@@ -588,6 +588,25 @@ class ControlDaemonTests(TestCase):
         status, body = await daemon.post("Office", "sleep_timer")
         self.assertEqual((status, body["result"]["remaining"]), (200, None), body)
 
+    async def test_join_in_a_slow_household_is_accepted_unconfirmed(self) -> None:
+        """In a household that regroups only after the controller stopped waiting, join
+        answers the grouping it reads (still apart) with confirmed false, and the household
+        regroups all the same, as topology.changed shows later."""
+        daemon = await start_daemon(self)
+        client = await sse(self, daemon)
+        kitchen, office = daemon.speaker(0), daemon.speaker(2)
+        daemon.household.set_modes(regroup_delay=3.0)
+        # The controller's 5 s wait for the topology, compressed to 1 s.
+        daemon.service.controller.confirm_timeout = 1.0
+        mark = len(client.messages())
+        status, body = await daemon.post("Office", "join", {"coordinator": "Kitchen"})
+        self.assertEqual(status, 200, body)
+        joined = body["result"]
+        self.assertEqual((joined["confirmed"], joined["source"]), (False, "read"))
+        self.assertEqual(member_uids(joined), {office.uid})
+        self.assertEqual(office.group.coordinator, kitchen.uid)
+        await arrives(client.messages, mark, topology_with(kitchen, office), "the new group")
+
     async def test_party_leaves_out_an_offline_speaker(self) -> None:
         """party groups every reachable speaker of the household and leaves out one that is
         offline but still listed in the topology, answering confirmed."""
@@ -829,8 +848,11 @@ class ControlDaemonTests(TestCase):
         assert controller is not None
         await office.go_offline("hang")
         self.addCleanup(office.come_online)
-        waiting = [daemon.posting("Office", "volume", {"volume": n}) for n in range(1, 33)]
-        await until(lambda: controller.pending(office.uid) == 32, "32 commands waiting")
+        waiting: list[Deferred[tuple[int, dict[str, Any]]]] = []
+        for n in range(1, 33):
+            # One at a time: 32 requests sent at once reach the API in any order.
+            waiting.append(daemon.posting("Office", "volume", {"volume": n}))
+            await until(lambda: controller.pending(office.uid) == len(waiting), f"command {n}")
         status, body = await daemon.post("Office", "volume", {"volume": 77})
         self.assertEqual((status, body["error"]["code"]), (503, "busy"), body)
         self.assertIn("32 commands waiting", body["error"]["message"])
