@@ -430,11 +430,9 @@ def admin_call(admin: str, method: str, path: str, body: dict[str, Any]) -> None
     urllib.request.urlopen(request, timeout=10).close()
 
 
-def follow(
-    processes: Processes, tmp_path: Path, base: str, devices: Sequence[str], **subscription: float
-) -> tuple[subprocess.Popen[bytes], str]:
-    """Start ``twistd sonosd`` following ``devices`` (with these ``subscription`` settings):
-    the process and its API's URL."""
+def following(base: str, devices: Sequence[str]) -> tuple[dict[str, Any], int]:
+    """A daemon configuration following ``devices`` with its API on a free loopback port:
+    the document and that port."""
     api_port = free_tcp_port()
     document = json.loads(
         daemon_yaml(
@@ -444,6 +442,15 @@ def follow(
             devices=tuple(devices),
         )
     )
+    return document, api_port
+
+
+def follow(
+    processes: Processes, tmp_path: Path, base: str, devices: Sequence[str], **subscription: float
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``twistd sonosd`` following ``devices`` (with these ``subscription`` settings):
+    the process and its API's URL."""
+    document, api_port = following(base, devices)
     document["subscription"].update(subscription)
     config = tmp_path / "sonosd.yaml"
     config.write_text(json.dumps(document))
@@ -1094,3 +1101,59 @@ def test_resuming_across_a_restart_resets(
     assert "another run" in lines[1]["reason"]
     assert lines[2]["run"] == after["run"]
     assert second.poll() is None, processes.output(second)
+
+
+# -- networking: the callback URL the speakers are given ---------------------------------------
+
+
+def test_a_taken_listener_port_falls_back_and_the_advertised_url_is_given(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """With ``--listen-port`` taken, the listener binds a port above it with one warning, and
+    every SUBSCRIBE gives the speakers ``http://<--advertise>:<that port>/``, where their
+    NOTIFYs arrive (the daemon becomes ready)."""
+    admin = start_simulator(processes, loopback_base, speakers=2)
+    addresses = [speaker["address"] for speaker in get_json(f"{admin}/speakers")]
+    # An address of the speakers' loopback block that is no speaker's and that the daemon
+    # does not bind by name: the speakers reach it only through the wildcard bind.
+    advertised = loopback_base.rsplit(".", 1)[0] + ".1"
+    document, api_port = following(loopback_base, addresses)
+    api = f"http://127.0.0.1:{api_port}"
+    document["listener"] = {"interface": "0.0.0.0", "port": 1400}
+    config = tmp_path / "sonosd.yaml"
+    config.write_text(json.dumps(document))
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        requested = taken.getsockname()[1]
+        daemon = processes.start(
+            "daemon",
+            "sonosd",
+            "-c",
+            str(config),
+            "--listen-port",
+            str(requested),
+            "--advertise",
+            advertised,
+        )
+
+        def ready() -> bool:
+            assert daemon.poll() is None, processes.output(daemon)
+            return get(f"{api}/api/v1/ready")[0] == 200
+
+        wait_for(ready, "every speaker's NOTIFYs arriving")
+    status, diagnostics = get(f"{api}/api/v1/diagnostics")
+    assert status == 200, diagnostics
+    port = diagnostics["listener"]["port"]
+    assert requested < port < requested + 100
+    assert diagnostics["listener"]["requested_port"] == requested
+    callbacks = {
+        subscription["callback"]
+        for index in range(len(addresses))
+        for subscription in get_json(f"{admin}/speakers/{index}/gena")["subscriptions"]
+    }
+    assert callbacks == {f"http://{advertised}:{port}/"}
+    [warning] = [line for line in processes.output(daemon).splitlines() if " warn " in line]
+    assert warning.endswith(f"NOTIFY listener on 0.0.0.0:{port} (port {requested} is taken)")
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=WAIT) == 0, processes.output(daemon)

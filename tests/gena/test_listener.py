@@ -23,7 +23,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
+from twisted.logger import ILogObserver, LogEvent, LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
@@ -792,7 +792,10 @@ class LoopbackTests(TestCase):
         listener = self.start(port=1400)
         assert 1400 < listener.port < 1500
         assert listener.callback_url(self.speaker) == f"http://{self.base}:{listener.port}/"
-        assert any(event.get("port") == 1400 for event in warnings)
+        [warning] = [e for e in warnings if e["log_level"] is LogLevel.warn]
+        assert formatEvent(warning) == (
+            f"NOTIFY listener on {self.base}:{listener.port} (port 1400 is taken)"
+        )
         with socket.create_connection((self.base, listener.port), timeout=2):
             pass
 
