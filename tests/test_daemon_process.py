@@ -1157,3 +1157,68 @@ def test_a_taken_listener_port_falls_back_and_the_advertised_url_is_given(
     assert warning.endswith(f"NOTIFY listener on 0.0.0.0:{port} (port {requested} is taken)")
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(timeout=WAIT) == 0, processes.output(daemon)
+
+
+def test_json_log_format_is_one_object_per_line(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """With ``--log-format json`` every line the daemon writes, from start to exit, is one JSON
+    object with time, level, namespace and message, and a message's line carries its id."""
+    api_port = free_tcp_port()
+    config = tmp_path / "sonosd.yaml"
+    config.write_text(
+        daemon_yaml(loopback_base, api=f"tcp:{api_port}:interface=127.0.0.1", speakers=1)
+    )
+    daemon = processes.start("daemon", "sonosd", "-c", str(config), "--log-format", "json")
+
+    def ready() -> bool:
+        assert daemon.poll() is None, processes.output(daemon)
+        return get(f"http://127.0.0.1:{api_port}/api/v1/ready")[0] == 200
+
+    wait_for(ready, "ready")
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=WAIT) == 0, processes.output(daemon)
+    lines = processes.output(daemon).splitlines()
+    records = [json.loads(line) for line in lines]
+    assert all(isinstance(r, dict) for r in records), lines
+    assert all({"time", "level", "namespace", "message"} <= set(r) for r in records), lines
+    messages = [r for r in records if r["namespace"] == "sonosd.sinks.logsink"]
+    assert messages and all(isinstance(r["message_id"], int) for r in messages), lines
+    assert [r for r in records if r["message"].startswith("sonosd running")], lines
+
+
+def test_systemd_status_counts_the_connected_clients(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """The ``STATUS=`` line systemctl status shows counts the SSE, WebSocket and stream
+    clients connected, and drops them once they leave."""
+    notify = NotifySocket(tmp_path / "notify")
+    api_port = free_tcp_port()
+    socket_path = tmp_path / "events.sock"
+    document = json.loads(
+        daemon_yaml(loopback_base, api=f"tcp:{api_port}:interface=127.0.0.1", speakers=1)
+    )
+    document["sinks"] = {"stream": f"unix:{socket_path}"}
+    config = tmp_path / "sonosd.yaml"
+    config.write_text(json.dumps(document))
+    daemon = processes.start(
+        "daemon", "sonosd", "-c", str(config), env={"NOTIFY_SOCKET": notify.path}
+    )
+
+    def clients_said(count: int) -> bool:
+        assert daemon.poll() is None, processes.output(daemon)
+        wanted = f"; {count} clients\n"
+        return any(m.startswith("STATUS=") and m.endswith(wanted) for m in notify.messages())
+
+    wait_for(lambda: get(f"http://127.0.0.1:{api_port}/api/v1/health")[0] == 200, "the API")
+    clients = [SseClient(api_port), WebSocketClient(api_port), StreamClient(str(socket_path))]
+    for client in clients:
+        client.wait(lambda messages: messages, "the snapshot")
+    wait_for(lambda: clients_said(3), "the status line with 3 clients")
+    notify.messages()
+    notify.received.clear()
+    for client in clients:
+        client.close()
+    wait_for(lambda: clients_said(0), "the status line without them")
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=WAIT) == 0, processes.output(daemon)
