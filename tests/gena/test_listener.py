@@ -239,6 +239,26 @@ class DispatchTests(SynchronousTestCase):
         assert Connection(self.listener).send(notify_bytes()) == 412
         assert self.listener.rejected["unknown_sid"] == 1
 
+    def test_unknown_sids_are_logged_once_a_minute(self) -> None:
+        """Unknown-SID NOTIFYs from one speaker are logged once at info, and the rest of the
+        minute summed up in one line when it ends."""
+        events: list[LogEvent] = []
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        for _ in range(5):
+            assert Connection(self.listener).send(notify_bytes()) == 412
+        self.reactor.advance(60)
+        said = [(e["log_level"], formatEvent(e)) for e in events]
+        line = f"NOTIFY for unknown {SID} from {SPEAKER}: 412"
+        assert said == [
+            (LogLevel.info, line),
+            (
+                LogLevel.info,
+                f"4 more like this from {SPEAKER} (unknown_sid) in the last 60 s; the last: {line}",
+            ),
+        ]
+
     def test_other_source_is_403(self) -> None:
         """A NOTIFY for a registered SID from another address is refused and not delivered."""
         self.listener.register(self.subscription)
