@@ -403,6 +403,18 @@ def get(url: str, token: str | None = None) -> tuple[int, Any]:
     request = urllib.request.Request(url)
     if token:
         request.add_header("Authorization", f"Bearer {token}")
+    return answer_of(request)
+
+
+def post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
+    """POST ``body`` as JSON to ``url``: its status and JSON answer, errors included."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    request.add_header("Content-Type", "application/json")
+    return answer_of(request)
+
+
+def answer_of(request: urllib.request.Request) -> tuple[int, Any]:
+    """Send ``request``: the status and the JSON body (``(0, None)`` when nothing answers)."""
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.load(response)
@@ -1222,3 +1234,53 @@ def test_systemd_status_counts_the_connected_clients(
     wait_for(lambda: clients_said(0), "the status line without them")
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(timeout=WAIT) == 0, processes.output(daemon)
+
+
+# -- state kept across restarts ----------------------------------------------------------------
+
+
+def test_alarm_skips_are_kept_in_systemds_state_directory(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """Without ``state_dir`` in the file, a daemon started with systemd's ``$STATE_DIRECTORY``
+    writes a pending alarm skip there, and the daemon started next with it holds that skip
+    (switching the alarm on through it cancels the skip and removes the file)."""
+    admin = start_simulator(processes, loopback_base, speakers=1)
+    [speaker] = get_json(f"{admin}/speakers")
+    state = tmp_path / "state"
+    state.mkdir()
+    document, api_port = following(loopback_base, [speaker["address"]])
+    config = tmp_path / "sonosd.yaml"
+    config.write_text(json.dumps(document))
+    alarms = f"http://127.0.0.1:{api_port}/api/v1/speakers/{speaker['uid']}/alarms"
+    skips = state / "alarm-skips.json"
+
+    def start(name: str) -> subprocess.Popen[bytes]:
+        daemon = processes.start(
+            name, "sonosd", "-c", str(config), env={"STATE_DIRECTORY": str(state)}
+        )
+
+        def listed() -> Any:
+            assert daemon.poll() is None, processes.output(daemon)
+            status, body = post(alarms, {"action": "list"})
+            return body["result"]["alarms"] if status == 200 and body["result"] else None
+
+        wait_for(listed, "the alarm list")
+        return daemon
+
+    first = start("daemon-1")
+    alarm_id = post(alarms, {"action": "list"})[1]["result"]["alarms"][0]["id"]
+    assert post(alarms, {"action": "enable", "id": alarm_id})[0] == 200
+    status, body = post(alarms, {"action": "skip", "id": alarm_id})
+    assert status == 200, body
+    assert [skip["alarm"] for skip in json.loads(skips.read_text())["skips"]] == [alarm_id]
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=WAIT) == 0, processes.output(first)
+
+    second = start("daemon-2")
+    assert skips.exists()
+    status, body = post(alarms, {"action": "enable", "id": alarm_id})
+    assert status == 200, body
+    wait_for(lambda: not skips.exists(), "the finished skip's file removed")
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(timeout=WAIT) == 0, processes.output(second)
