@@ -7,6 +7,9 @@ sockets; the protocol alone is tested in ``tests/gena/test_notifyproto.py``.
 
 from __future__ import annotations
 
+import ast
+import inspect
+import re
 import socket
 from collections.abc import Mapping
 from typing import Any, cast
@@ -31,6 +34,7 @@ from zope.interface import implementer
 from sonosd.gena import listener as listener_module
 from sonosd.gena.listener import (
     BACKLOG,
+    HELD_PER_SUBSCRIBE,
     SEQ_MAX,
     INotifySubscription,
     MalformedNotify,
@@ -42,7 +46,7 @@ from sonosd.gena.listener import (
 )
 from sonosd.gena.notifyproto import DISCARD_FACTOR, IDLE_SWEEPS, NotifyProtocol, NotifyRequest
 from tests.conftest import free_loopback_base
-from tests.paths import SAMPLES
+from tests.paths import ROOT, SAMPLES
 
 RC_BODY = (SAMPLES / "events" / "renderingcontrol_lastchange_volume_jishi.xml").read_bytes()
 SID = "uuid:RINCON_000E58A0123401400_sub0000000001"
@@ -133,6 +137,27 @@ def make_listener(**kwargs: Any) -> tuple[NotifyListener, MemoryReactorClock]:
     reactor = MemoryReactorClock()
     listener = NotifyListener(reactor, interface="127.0.0.1", port=0, **kwargs)
     return listener, reactor
+
+
+# -- what docs/gena.md says ----------------------------------------------------------------
+
+
+def test_the_documented_defaults_are_the_listeners() -> None:
+    """The signature docs/gena.md gives for NotifyListener has the code's defaults, and the
+    held NOTIFYs per SUBSCRIBE it names are the code's."""
+    text = (ROOT / "docs" / "gena.md").read_text()
+    match = re.search(r"`NotifyListener\(reactor, (.*?)\)` is an", text, re.S)
+    assert match is not None
+    named = {"None": None, "1 MiB": 1 << 20}
+    documented = {}
+    for part in match[1].split(","):
+        name, value = (side.strip() for side in part.split("=", 1))
+        documented[name] = named[value] if value in named else ast.literal_eval(value)
+    parameters = inspect.signature(NotifyListener).parameters.values()
+    assert documented == {p.name: p.default for p in parameters if p.name != "reactor"}
+    assert f"(at most `HELD_PER_SUBSCRIBE`, {HELD_PER_SUBSCRIBE}, per SUBSCRIBE" in " ".join(
+        text.split()
+    )
 
 
 # -- check_notify (pure) --------------------------------------------------------------------
