@@ -403,6 +403,18 @@ def get(url: str, token: str | None = None) -> tuple[int, Any]:
     request = urllib.request.Request(url)
     if token:
         request.add_header("Authorization", f"Bearer {token}")
+    return answer_of(request)
+
+
+def post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
+    """POST ``body`` as JSON to ``url``: its status and JSON answer, errors included."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    request.add_header("Content-Type", "application/json")
+    return answer_of(request)
+
+
+def answer_of(request: urllib.request.Request) -> tuple[int, Any]:
+    """Send ``request``: the status and the JSON body (``(0, None)`` when nothing answers)."""
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.load(response)
@@ -430,11 +442,9 @@ def admin_call(admin: str, method: str, path: str, body: dict[str, Any]) -> None
     urllib.request.urlopen(request, timeout=10).close()
 
 
-def follow(
-    processes: Processes, tmp_path: Path, base: str, devices: Sequence[str], **subscription: float
-) -> tuple[subprocess.Popen[bytes], str]:
-    """Start ``twistd sonosd`` following ``devices`` (with these ``subscription`` settings):
-    the process and its API's URL."""
+def following(base: str, devices: Sequence[str]) -> tuple[dict[str, Any], int]:
+    """A daemon configuration following ``devices`` with its API on a free loopback port:
+    the document and that port."""
     api_port = free_tcp_port()
     document = json.loads(
         daemon_yaml(
@@ -444,6 +454,15 @@ def follow(
             devices=tuple(devices),
         )
     )
+    return document, api_port
+
+
+def follow(
+    processes: Processes, tmp_path: Path, base: str, devices: Sequence[str], **subscription: float
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``twistd sonosd`` following ``devices`` (with these ``subscription`` settings):
+    the process and its API's URL."""
+    document, api_port = following(base, devices)
     document["subscription"].update(subscription)
     config = tmp_path / "sonosd.yaml"
     config.write_text(json.dumps(document))
@@ -1094,3 +1113,174 @@ def test_resuming_across_a_restart_resets(
     assert "another run" in lines[1]["reason"]
     assert lines[2]["run"] == after["run"]
     assert second.poll() is None, processes.output(second)
+
+
+# -- networking: the callback URL the speakers are given ---------------------------------------
+
+
+def test_a_taken_listener_port_falls_back_and_the_advertised_url_is_given(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """With ``--listen-port`` taken, the listener binds a port above it with one warning, and
+    every SUBSCRIBE gives the speakers ``http://<--advertise>:<that port>/``, where their
+    NOTIFYs arrive (the daemon becomes ready)."""
+    admin = start_simulator(processes, loopback_base, speakers=2)
+    addresses = [speaker["address"] for speaker in get_json(f"{admin}/speakers")]
+    # An address of the speakers' loopback block that is no speaker's and that the daemon
+    # does not bind by name: the speakers reach it only through the wildcard bind.
+    advertised = loopback_base.rsplit(".", 1)[0] + ".1"
+    document, api_port = following(loopback_base, addresses)
+    api = f"http://127.0.0.1:{api_port}"
+    document["listener"] = {"interface": "0.0.0.0", "port": 1400}
+    config = tmp_path / "sonosd.yaml"
+    config.write_text(json.dumps(document))
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        requested = taken.getsockname()[1]
+        daemon = processes.start(
+            "daemon",
+            "sonosd",
+            "-c",
+            str(config),
+            "--listen-port",
+            str(requested),
+            "--advertise",
+            advertised,
+        )
+
+        def ready() -> bool:
+            assert daemon.poll() is None, processes.output(daemon)
+            return get(f"{api}/api/v1/ready")[0] == 200
+
+        wait_for(ready, "every speaker's NOTIFYs arriving")
+    status, diagnostics = get(f"{api}/api/v1/diagnostics")
+    assert status == 200, diagnostics
+    port = diagnostics["listener"]["port"]
+    assert requested < port < requested + 100
+    assert diagnostics["listener"]["requested_port"] == requested
+    callbacks = {
+        subscription["callback"]
+        for index in range(len(addresses))
+        for subscription in get_json(f"{admin}/speakers/{index}/gena")["subscriptions"]
+    }
+    assert callbacks == {f"http://{advertised}:{port}/"}
+    [warning] = [line for line in processes.output(daemon).splitlines() if " warn " in line]
+    assert warning.endswith(f"NOTIFY listener on 0.0.0.0:{port} (port {requested} is taken)")
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=WAIT) == 0, processes.output(daemon)
+
+
+def test_json_log_format_is_one_object_per_line(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """With ``--log-format json`` every line the daemon writes, from start to exit, is one JSON
+    object with time, level, namespace and message, and a message's line carries its id."""
+    api_port = free_tcp_port()
+    config = tmp_path / "sonosd.yaml"
+    config.write_text(
+        daemon_yaml(loopback_base, api=f"tcp:{api_port}:interface=127.0.0.1", speakers=1)
+    )
+    daemon = processes.start("daemon", "sonosd", "-c", str(config), "--log-format", "json")
+
+    def ready() -> bool:
+        assert daemon.poll() is None, processes.output(daemon)
+        return get(f"http://127.0.0.1:{api_port}/api/v1/ready")[0] == 200
+
+    wait_for(ready, "ready")
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=WAIT) == 0, processes.output(daemon)
+    lines = processes.output(daemon).splitlines()
+    records = [json.loads(line) for line in lines]
+    assert all(isinstance(r, dict) for r in records), lines
+    assert all({"time", "level", "namespace", "message"} <= set(r) for r in records), lines
+    messages = [r for r in records if r["namespace"] == "sonosd.sinks.logsink"]
+    assert messages and all(isinstance(r["message_id"], int) for r in messages), lines
+    assert [r for r in records if r["message"].startswith("sonosd running")], lines
+
+
+def test_systemd_status_counts_the_connected_clients(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """The ``STATUS=`` line systemctl status shows counts the SSE, WebSocket and stream
+    clients connected, and drops them once they leave."""
+    notify = NotifySocket(tmp_path / "notify")
+    api_port = free_tcp_port()
+    socket_path = tmp_path / "events.sock"
+    document = json.loads(
+        daemon_yaml(loopback_base, api=f"tcp:{api_port}:interface=127.0.0.1", speakers=1)
+    )
+    document["sinks"] = {"stream": f"unix:{socket_path}"}
+    config = tmp_path / "sonosd.yaml"
+    config.write_text(json.dumps(document))
+    daemon = processes.start(
+        "daemon", "sonosd", "-c", str(config), env={"NOTIFY_SOCKET": notify.path}
+    )
+
+    def clients_said(count: int) -> bool:
+        assert daemon.poll() is None, processes.output(daemon)
+        wanted = f"; {count} clients\n"
+        return any(m.startswith("STATUS=") and m.endswith(wanted) for m in notify.messages())
+
+    wait_for(lambda: get(f"http://127.0.0.1:{api_port}/api/v1/health")[0] == 200, "the API")
+    clients = [SseClient(api_port), WebSocketClient(api_port), StreamClient(str(socket_path))]
+    for client in clients:
+        client.wait(lambda messages: messages, "the snapshot")
+    wait_for(lambda: clients_said(3), "the status line with 3 clients")
+    notify.messages()
+    notify.received.clear()
+    for client in clients:
+        client.close()
+    wait_for(lambda: clients_said(0), "the status line without them")
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=WAIT) == 0, processes.output(daemon)
+
+
+# -- state kept across restarts ----------------------------------------------------------------
+
+
+def test_alarm_skips_are_kept_in_systemds_state_directory(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """Without ``state_dir`` in the file, a daemon started with systemd's ``$STATE_DIRECTORY``
+    writes a pending alarm skip there, and the daemon started next with it holds that skip
+    (switching the alarm on through it cancels the skip and removes the file)."""
+    admin = start_simulator(processes, loopback_base, speakers=1)
+    [speaker] = get_json(f"{admin}/speakers")
+    state = tmp_path / "state"
+    state.mkdir()
+    document, api_port = following(loopback_base, [speaker["address"]])
+    config = tmp_path / "sonosd.yaml"
+    config.write_text(json.dumps(document))
+    alarms = f"http://127.0.0.1:{api_port}/api/v1/speakers/{speaker['uid']}/alarms"
+    skips = state / "alarm-skips.json"
+
+    def start(name: str) -> subprocess.Popen[bytes]:
+        daemon = processes.start(
+            name, "sonosd", "-c", str(config), env={"STATE_DIRECTORY": str(state)}
+        )
+
+        def listed() -> Any:
+            assert daemon.poll() is None, processes.output(daemon)
+            status, body = post(alarms, {"action": "list"})
+            return body["result"]["alarms"] if status == 200 and body["result"] else None
+
+        wait_for(listed, "the alarm list")
+        return daemon
+
+    first = start("daemon-1")
+    alarm_id = post(alarms, {"action": "list"})[1]["result"]["alarms"][0]["id"]
+    assert post(alarms, {"action": "enable", "id": alarm_id})[0] == 200
+    status, body = post(alarms, {"action": "skip", "id": alarm_id})
+    assert status == 200, body
+    assert [skip["alarm"] for skip in json.loads(skips.read_text())["skips"]] == [alarm_id]
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=WAIT) == 0, processes.output(first)
+
+    second = start("daemon-2")
+    assert skips.exists()
+    status, body = post(alarms, {"action": "enable", "id": alarm_id})
+    assert status == 200, body
+    wait_for(lambda: not skips.exists(), "the finished skip's file removed")
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(timeout=WAIT) == 0, processes.output(second)

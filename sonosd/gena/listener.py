@@ -553,7 +553,10 @@ class NotifyListener(Service):
         self._listening = self._bind()
         self.port = getattr(self._listening.getHost(), "port", 0)
         taken = self.requested_port and self.port != self.requested_port
-        log.info(
+        # A port other than the one configured is a warning: a firewall rule or a published
+        # Docker port made for the configured one does not let the speakers' NOTIFYs in.
+        log.emit(
+            LogLevel.warn if taken else LogLevel.info,
             "NOTIFY listener on {interface}:{port}{note}",
             interface=self.interface,
             port=self.port,

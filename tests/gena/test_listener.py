@@ -7,6 +7,9 @@ sockets; the protocol alone is tested in ``tests/gena/test_notifyproto.py``.
 
 from __future__ import annotations
 
+import ast
+import inspect
+import re
 import socket
 from collections.abc import Mapping
 from typing import Any, cast
@@ -23,7 +26,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
+from twisted.logger import ILogObserver, LogEvent, LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
@@ -31,6 +34,7 @@ from zope.interface import implementer
 from sonosd.gena import listener as listener_module
 from sonosd.gena.listener import (
     BACKLOG,
+    HELD_PER_SUBSCRIBE,
     SEQ_MAX,
     INotifySubscription,
     MalformedNotify,
@@ -42,7 +46,7 @@ from sonosd.gena.listener import (
 )
 from sonosd.gena.notifyproto import DISCARD_FACTOR, IDLE_SWEEPS, NotifyProtocol, NotifyRequest
 from tests.conftest import free_loopback_base
-from tests.paths import SAMPLES
+from tests.paths import ROOT, SAMPLES
 
 RC_BODY = (SAMPLES / "events" / "renderingcontrol_lastchange_volume_jishi.xml").read_bytes()
 SID = "uuid:RINCON_000E58A0123401400_sub0000000001"
@@ -133,6 +137,27 @@ def make_listener(**kwargs: Any) -> tuple[NotifyListener, MemoryReactorClock]:
     reactor = MemoryReactorClock()
     listener = NotifyListener(reactor, interface="127.0.0.1", port=0, **kwargs)
     return listener, reactor
+
+
+# -- what docs/gena.md says ----------------------------------------------------------------
+
+
+def test_the_documented_defaults_are_the_listeners() -> None:
+    """The signature docs/gena.md gives for NotifyListener has the code's defaults, and the
+    held NOTIFYs per SUBSCRIBE it names are the code's."""
+    text = (ROOT / "docs" / "gena.md").read_text()
+    match = re.search(r"`NotifyListener\(reactor, (.*?)\)` is an", text, re.S)
+    assert match is not None
+    named = {"None": None, "1 MiB": 1 << 20}
+    documented = {}
+    for part in match[1].split(","):
+        name, value = (side.strip() for side in part.split("=", 1))
+        documented[name] = named[value] if value in named else ast.literal_eval(value)
+    parameters = inspect.signature(NotifyListener).parameters.values()
+    assert documented == {p.name: p.default for p in parameters if p.name != "reactor"}
+    assert f"(at most `HELD_PER_SUBSCRIBE`, {HELD_PER_SUBSCRIBE}, per SUBSCRIBE" in " ".join(
+        text.split()
+    )
 
 
 # -- check_notify (pure) --------------------------------------------------------------------
@@ -238,6 +263,26 @@ class DispatchTests(SynchronousTestCase):
         """A NOTIFY for a SID nobody registered is answered 412 so the speaker stops."""
         assert Connection(self.listener).send(notify_bytes()) == 412
         assert self.listener.rejected["unknown_sid"] == 1
+
+    def test_unknown_sids_are_logged_once_a_minute(self) -> None:
+        """Unknown-SID NOTIFYs from one speaker are logged once at info, and the rest of the
+        minute summed up in one line when it ends."""
+        events: list[LogEvent] = []
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        for _ in range(5):
+            assert Connection(self.listener).send(notify_bytes()) == 412
+        self.reactor.advance(60)
+        said = [(e["log_level"], formatEvent(e)) for e in events]
+        line = f"NOTIFY for unknown {SID} from {SPEAKER}: 412"
+        assert said == [
+            (LogLevel.info, line),
+            (
+                LogLevel.info,
+                f"4 more like this from {SPEAKER} (unknown_sid) in the last 60 s; the last: {line}",
+            ),
+        ]
 
     def test_other_source_is_403(self) -> None:
         """A NOTIFY for a registered SID from another address is refused and not delivered."""
@@ -792,7 +837,10 @@ class LoopbackTests(TestCase):
         listener = self.start(port=1400)
         assert 1400 < listener.port < 1500
         assert listener.callback_url(self.speaker) == f"http://{self.base}:{listener.port}/"
-        assert any(event.get("port") == 1400 for event in warnings)
+        [warning] = [e for e in warnings if e["log_level"] is LogLevel.warn]
+        assert formatEvent(warning) == (
+            f"NOTIFY listener on {self.base}:{listener.port} (port 1400 is taken)"
+        )
         with socket.create_connection((self.base, listener.port), timeout=2):
             pass
 
