@@ -166,6 +166,47 @@ class OneSpeakerTests(TestCase):
         health = await daemon.get("/api/v1/health")
         self.assertEqual((health["status"], health["reasons"]), ("ok", []))
 
+    async def test_zone_group_state_only_in_the_first_senders_event(self) -> None:
+        """Of the ZoneGroupTopology events that carry one new ZoneGroupState, only the first
+        has ``zone_group_state``, parsed as in ``topology.changed``; the other speakers'
+        events of that change carry their own variables only."""
+        daemon = await start(self)
+        first, second, third = daemon.speakers
+        before = len(daemon.recorder.messages)
+        await daemon.post(first.name, "join", {"coordinator": third.name})
+        await until(lambda: daemon.recorder.of("topology.changed")[-1:] != [], "the change")
+        delivered = self.zgt_delivered(daemon)
+        await until(delivered, "every speaker's ZoneGroupTopology NOTIFYs")
+        after = daemon.recorder.messages[before:]
+        [changed] = [m for m in after if m.type == "topology.changed"]
+        events = [m for m in after if m.type == "event" and m.service == "ZoneGroupTopology"]
+        self.assertEqual({m.speaker_uid for m in events}, {first.uid, second.uid, third.uid})
+        carrying = [m for m in events if "zone_group_state" in m.body["variables"]]
+        self.assertEqual(carrying, events[:1], [m.body for m in events])
+        parsed = carrying[0].body["variables"]["zone_group_state"]
+        self.assertEqual(
+            parsed,
+            {key: changed.body[key] for key in ("household", "groups", "vanished")},
+        )
+
+    def zgt_delivered(self, daemon: Daemon) -> Callable[[], bool]:
+        """A condition: the daemon has the last ZoneGroupTopology NOTIFY each speaker sent."""
+
+        def delivered() -> bool:
+            for speaker in daemon.speakers:
+                manager: Any = speaker.manager
+                [sent] = [
+                    s["seq"] for s in manager.subscriptions() if s["service"] == "ZoneGroupTopology"
+                ]
+                supervised = daemon.service.household.speaker(speaker.uid)
+                if supervised is None:
+                    return False
+                if supervised.services["ZoneGroupTopology"].last_seq != sent:
+                    return False
+            return True
+
+        return delivered
+
     async def test_members_leave_and_join(self) -> None:
         """A member removed from the household is no longer followed (speaker.removed, its
         subscriptions ended, gone from the API); set up in the household again, it is
