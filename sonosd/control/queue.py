@@ -72,6 +72,12 @@ def _list(device: Any, start: int, count: int) -> dict[str, Any]:
 
 
 def _add(device: Any, params: Params) -> dict[str, Any]:
+    if params["position"] > 0:
+        length = int(device.queue_size)
+        if params["position"] > length + 1:
+            raise bad_argument(
+                "position", f"the queue has {length} tracks; a track can go at 1..{length + 1}"
+            )
     position = device.add_uri_to_queue(
         params["uri"], position=params["position"], as_next=params["as_next"], title=params["title"]
     )

@@ -32,6 +32,7 @@ import treq
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 
 from sonosd.gena.xmlguard import UnsafeXml, check_document
@@ -184,8 +185,13 @@ async def _exchange(
         await treq.collect(response, collect)
         return Answer(response.code, b"".join(chunks))
 
+    def timed_out(result: object, seconds: float) -> Failure:
+        # Cancelling treq's request aborts the connection, which it may report as
+        # ResponseNeverReceived ("connection lost"): the timeout is reported whatever the result.
+        return Failure(TimeoutError(f"{method} {url}: no whole answer within {seconds:g} s"))
+
     attempt: Deferred[Answer] = Deferred.fromCoroutine(exchange())
-    attempt.addTimeout(timeout, clock)
+    attempt.addTimeout(timeout, clock, onTimeoutCancel=timed_out)
     return await attempt
 
 

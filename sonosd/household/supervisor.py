@@ -927,7 +927,9 @@ class SpeakerSupervisor(Service):
                 return
             expires = min(ended, now + 86400.0)
         self._superseded.append(Superseded(sid, path, expires))
-        del self._superseded[: -SUPERSEDED_PER_SERVICE * max(1, len(self.services))]
+        same = [entry for entry in self._superseded if entry.path == path]
+        for oldest in same[:-SUPERSEDED_PER_SERVICE]:
+            self._superseded.remove(oldest)
         if self.availability == ONLINE:
             self._schedule_flush()
 

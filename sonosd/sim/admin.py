@@ -29,8 +29,9 @@ from sonosd.sim import catalog, musicservices
 from sonosd.sim.battery import POWER_SOURCES
 from sonosd.sim.content import queue_tracks
 from sonosd.sim.didl import format_duration, parse_duration
+from sonosd.sim.gena import MAX_SEQ
 from sonosd.sim.household import Household, Speaker
-from sonosd.sim.modes import SSDP_WHEN_UPNP_OFF, UPNP_KINDS
+from sonosd.sim.modes import MAX_REGROUP_DELAY, SSDP_WHEN_UPNP_OFF, UPNP_KINDS
 from sonosd.sim.neighbourhood import Neighbourhood
 from sonosd.sim.soap import UPnPError
 
@@ -403,6 +404,7 @@ def _set_modes(household: Household, body: Mapping[str, Any]) -> None:
         "large_household": lambda v: _bool_value("large_household", v),
         "large_household_players": lambda v: _int_value("large_household_players", v, 1, 1000),
         "upnp": lambda v: _bool_value("upnp", v),
+        "regroup_delay": lambda v: _seconds_value("regroup_delay", v, MAX_REGROUP_DELAY),
         "upnp_off_ssdp": lambda v: _choice("upnp_off_ssdp", v, SSDP_WHEN_UPNP_OFF),
         "upnp_off_forbidden": lambda v: tuple(
             _choice("upnp_off_forbidden", kind, UPNP_KINDS)
@@ -450,6 +452,11 @@ def _set_faults(faults: Any, body: Mapping[str, Any]) -> None:
         if isinstance(current, bool) or name.endswith("_hang"):
             if not isinstance(value, bool):
                 raise ApiError(400, f"{name} must be true or false")
+        elif name == "next_seq":
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_SEQ
+            ):
+                raise ApiError(400, f"next_seq must be a SEQ 1..{MAX_SEQ} or null")
         elif name.endswith("_status"):
             if value is not None and (
                 not isinstance(value, int) or isinstance(value, bool) or not 100 <= value <= 599
@@ -627,6 +634,12 @@ def _int_value(key: str, value: Any, low: int, high: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise ApiError(400, f"{key} must be an integer from {low} to {high}")
     return value
+
+
+def _seconds_value(key: str, value: Any, high: float) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= high:
+        raise ApiError(400, f"{key} must be a number of seconds from 0 to {high:g}")
+    return float(value)
 
 
 def _integer(

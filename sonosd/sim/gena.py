@@ -94,6 +94,10 @@ class GenaFaults:
     subscriber sees the initial event before it knows the SID)."""
     renew_hang: bool = False
     """Never answer renewals."""
+    next_seq: int | None = None
+    """The SEQ of the next NOTIFY of any subscription after its SEQ 0 (1..4294967295); later
+    ones count on from it, wrapping to 1. A subscription notified for years, compressed into
+    one jump (its subscriber sees a gap). Used once."""
 
     def reset(self) -> None:
         """Clear every fault."""
@@ -414,15 +418,23 @@ class SubscriptionManager:
             return
         if self._paused:
             for subscription in subscriptions.values():
-                subscription.next_seq()
+                self._number(subscription)
                 self.dropped += 1
             return
         body = build_propertyset(service, changed)
         for subscription in list(subscriptions.values()):
             self._enqueue(subscription, body)
 
+    def _number(self, subscription: _Subscription) -> int:
+        """Consume the SEQ of ``subscription``'s next NOTIFY (the ``next_seq`` fault applied)."""
+        jump = self.faults.next_seq
+        if jump is not None and subscription.last_seq is not None:
+            self.faults.next_seq = None
+            subscription.last_seq = jump - 1 if jump > 1 else MAX_SEQ
+        return subscription.next_seq()
+
     def _enqueue(self, subscription: _Subscription, body: bytes) -> None:
-        seq = subscription.next_seq()
+        seq = self._number(subscription)
         faults = self.faults
         if faults.drop_next > 0:
             faults.drop_next -= 1

@@ -770,6 +770,9 @@ class Household:
                 speaker.transport.uri = speaker.transport.queue_uri
                 speaker.transport.track_no = 1
         self._zgs_cache: str | None = None
+        #: The ZoneGroupState shown while a regroup settles (``regroup_delay``), and its timer.
+        self._zgs_held: str | None = None
+        self._settling: IDelayedCall | None = None
         self.announcer: Announcer | None = None
         for speaker in self.speakers:
             speaker.baseline()
@@ -808,7 +811,10 @@ class Household:
     # -- topology --------------------------------------------------------------------------
 
     def zone_group_state(self) -> str:
-        """The household's ZoneGroupState document (the same on every speaker)."""
+        """The household's ZoneGroupState document (the same on every speaker): the one from
+        before a join or unjoin until the household has regrouped (``regroup_delay``)."""
+        if self._zgs_held is not None:
+            return self._zgs_held
         if self._zgs_cache is None:
             self._zgs_cache = zone_group_state(self._group_views(), self._vanished_views())
         return self._zgs_cache
@@ -901,13 +907,14 @@ class Household:
         destination = self.group_of(target.uid)
         if speaker.uid in destination.members:
             return
+        self._hold_topology()
         self._leave(speaker)
         for member in self._unit(speaker):
             destination.members.append(member.uid)
         for member in self._unit(speaker):
             member.transport.clear_source()
         log.info("{speaker} joined {coordinator}", speaker=speaker.name, coordinator=target.name)
-        self.topology_changed()
+        self._regrouped()
         for member in self.members_of(destination):
             member.publish("AVTransport")
 
@@ -919,6 +926,7 @@ class Household:
         unit = self._unit(speaker)
         if len(group.members) == len(unit):
             return "", group.group_id
+        self._hold_topology()
         was_coordinator = group.coordinator == speaker.uid
         delegated = self._leave(speaker)
         new_group = Group(self._new_group_id(speaker.uid), speaker.uid, [s.uid for s in unit])
@@ -927,10 +935,32 @@ class Household:
             speaker.transport.halt()
         if not speaker.transport.uri and speaker.transport.queue:
             speaker.transport.set_uri(speaker.transport.queue_uri, "", None)
-        self.topology_changed()
+        self._regrouped()
         for member in unit:
             member.publish("AVTransport")
         return delegated, new_group.group_id
+
+    def _hold_topology(self) -> None:
+        """A join or unjoin is about to change the groups: with ``regroup_delay``, keep
+        showing the ZoneGroupState of now until the household has regrouped."""
+        if self.modes.regroup_delay > 0 and self._zgs_held is None:
+            self._zgs_held = self.zone_group_state()
+
+    def _regrouped(self) -> None:
+        """The groups changed: event the topology now, or ``regroup_delay`` after the last
+        regroup (the speaker answered at once; its household takes that long to agree)."""
+        if self._zgs_held is None:
+            self.topology_changed()
+            return
+        if self._settling is not None and self._settling.active():
+            self._settling.cancel()
+        self._settling = self.clock.callLater(self.modes.regroup_delay, self._settled)
+
+    def _settled(self) -> None:
+        self._settling = None
+        self._zgs_held = None
+        log.info("{household}: regrouped", household=self.household_id)
+        self.topology_changed()
 
     def _leave(self, speaker: Speaker) -> str:
         """Take ``speaker`` (and its partner) out of its group; returns the new coordinator."""
@@ -1030,7 +1060,10 @@ class Household:
             speaker.publish("ContentDirectory")
 
     def shutdown(self) -> None:
-        """Stop every timer of every speaker."""
+        """Stop every timer of every speaker, and a regroup that is settling."""
+        if self._settling is not None and self._settling.active():
+            self._settling.cancel()
+        self._settling = None
         for speaker in self.speakers:
             speaker.shutdown()
 

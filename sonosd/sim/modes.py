@@ -19,7 +19,13 @@ Each mode is something real households do that a kind simulator would hide (sour
   configurable (``upnp_off_forbidden``), and so is SSDP (``upnp_off_ssdp``: still ``answer``,
   the default, or stay ``silent``);
 - **HTTPS-only control** (per speaker; reported for some S2 models): SOAP over HTTP on 1400
-  answers 403, SOAP over TLS on 1443 works.
+  answers 403, SOAP over TLS on 1443 works;
+- **slow regroup** (``regroup_delay``, off by default): a speaker answers ``SetAVTransportURI
+  x-rincon:...`` and ``BecomeCoordinatorOfStandaloneGroup`` at once, and its household shows
+  the new groups (ZoneGroupTopology events, ``GetZoneGroupState``) only later; clients wait
+  for the topology for that reason (Home Assistant's ``join_multi`` up to 5 s:
+  ``landscape.md`` row 33; ``sonos-protocol.md`` §5). How long real households take is not
+  on record: the delay is a choice, 0 by default.
 
 Pure decisions and values; ``sonosd.sim.site`` applies them to requests.
 """
@@ -35,6 +41,8 @@ import attrs
 DEFAULT_LARGE_HOUSEHOLD_PLAYERS: Final = 22
 #: What SSDP does while UPnP is off: still ``answer`` searches, or stay ``silent``.
 SSDP_WHEN_UPNP_OFF: Final = ("answer", "silent")
+#: The longest regroup delay (seconds) a household may be given.
+MAX_REGROUP_DELAY: Final = 60.0
 #: The port real speakers serve HTTPS on (``SSLPort`` in the device description and ZGS).
 DEFAULT_TLS_PORT: Final = 1443
 
@@ -73,6 +81,10 @@ class HouseholdModes:
         default=DEFAULT_UPNP_OFF_FORBIDDEN, converter=_kinds
     )
     """The kinds of request (:data:`UPNP_KINDS`) that answer 403 while UPnP is off."""
+    regroup_delay: float = 0.0
+    """Seconds a household takes to regroup after a speaker accepted a join or unjoin: the
+    answer comes at once, the ZoneGroupState (events and GetZoneGroupState) shows the new
+    groups only then (0: at once)."""
 
     def __attrs_post_init__(self) -> None:
         check_modes(self)
@@ -91,6 +103,11 @@ def check_modes(modes: HouseholdModes) -> None:
     if not 1 <= modes.large_household_players <= 1000:
         raise ValueError(
             f"large_household_players: expected 1 to 1000, got {modes.large_household_players!r}"
+        )
+    if not 0 <= modes.regroup_delay <= MAX_REGROUP_DELAY:
+        raise ValueError(
+            f"regroup_delay: expected 0 to {MAX_REGROUP_DELAY:g} seconds, "
+            f"got {modes.regroup_delay!r}"
         )
     unknown = [kind for kind in modes.upnp_off_forbidden if kind not in UPNP_KINDS]
     if unknown:

@@ -345,9 +345,13 @@ class Transport:
         self._go_to(number)
 
     def set_play_mode(self, mode: str) -> None:
-        """``SetPlayMode``: 712 for a mode Sonos does not know."""
+        """``SetPlayMode``: 712 for a mode Sonos does not know, and for any mode while the
+        source is not the queue (a stream, line-in, TV: shuffle and repeat need the queue;
+        reference/samples/service_descriptions/documentation.json, SetPlayMode remarks)."""
         if mode not in PLAY_MODES:
             raise UPnPError(712, "play mode not supported")
+        if not self.on_queue:
+            raise UPnPError(712, "play mode not supported: the queue is not the source")
         if mode != self.play_mode:
             self.play_mode = mode
             self._on_change("transport")

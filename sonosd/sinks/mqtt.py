@@ -251,6 +251,9 @@ class MqttSink(Service):
         self.refused: collections.Counter[tuple[str, str]] = collections.Counter()
         self.peer_log = PeerLog(log, reactor)
         self.last_error: str | None = None
+        # Why the broker refused the last CONNECT (its CONNACK reason, "Not authorized"):
+        # paho's disconnect that follows only says "Unspecified error".
+        self._refusal: str | None = None
 
     # -- the hub's side ------------------------------------------------------------------
 
@@ -461,6 +464,7 @@ class MqttSink(Service):
 
     async def _connect_once(self) -> None:
         config = self._config
+        self._refusal = None
         try:
             rc = await self._run_blocking(self._client.reconnect)
         except Exception as error:
@@ -517,6 +521,7 @@ class MqttSink(Service):
     ) -> None:
         if reason.is_failure:
             # paho closes the socket and calls on_disconnect next, which retries.
+            self._refusal = str(reason)
             log.error(
                 "mqtt broker {host}:{port} refused the connection: {reason}",
                 host=self._config.host,
@@ -606,7 +611,8 @@ class MqttSink(Service):
             delay = self._next_delay()
             self._retry = self._reactor.callLater(delay, self._connect)
         else:
-            self._connect_failed(str(reason))
+            refusal, self._refusal = self._refusal, None
+            self._connect_failed(refusal or str(reason))
 
     def _next_delay(self) -> float:
         self._failures += 1

@@ -134,6 +134,33 @@ class AlarmDaemonTests(TestCase):
         snapshot = daemon.service.state.snapshot()["alarms"]
         self.assertFalse(_alarm(snapshot["alarms"], alarm_id)["enabled"])  # type: ignore[index]
 
+    async def test_create_defaults_and_another_room(self) -> None:
+        """An alarm given only a time rings daily for an hour at volume 20 with the chime in
+        the room named; room and a null duration (until stopped) are taken when given."""
+        daemon, _ = await start(self)
+        kitchen, office = daemon.speaker(0), daemon.speaker(1)
+
+        def held(alarm_id: int) -> Any:
+            return next(a for a in daemon.household.alarms if a.alarm_id == alarm_id)
+
+        status, body = await daemon.post("Office", "alarms", {"action": "create", "time": "07:00"})
+        self.assertEqual(status, 200, body)
+        alarm = held(body["result"]["alarm"]["id"])
+        self.assertEqual(
+            (alarm.recurrence, alarm.duration, alarm.volume, alarm.enabled, alarm.room_uid),
+            ("DAILY", "01:00:00", 20, True, office.uid),
+        )
+        self.assertEqual(alarm.program_uri, "x-rincon-buzzer:0")
+        status, body = await daemon.post(
+            "Office",
+            "alarms",
+            {"action": "create", "time": "07:30", "room": "kitchen", "duration": None},
+        )
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["result"]["alarm"]["room"], {"uid": kitchen.uid, "name": "Kitchen"})
+        alarm = held(body["result"]["alarm"]["id"])
+        self.assertEqual((alarm.room_uid, alarm.duration), (kitchen.uid, ""))
+
     async def test_update_enable_list_delete(self) -> None:
         """update changes only the fields given; enable switches on; list reads the list;
         delete removes it."""

@@ -24,6 +24,7 @@ from twisted.web.http_headers import Headers
 from sonosd.config import SimulateConfig, parse_config
 from sonosd.securesoap import SecureSoap
 from sonosd.service import SonosdService
+from sonosd.sim.catalog import STATIONS
 from sonosd.sim.household import Household, Speaker
 from sonosd.sim.service import HouseholdService
 from tests.api_helpers import SseClient, WsClient, connect_raw, connect_ws, sse_request
@@ -587,6 +588,25 @@ class ControlDaemonTests(TestCase):
         status, body = await daemon.post("Office", "sleep_timer")
         self.assertEqual((status, body["result"]["remaining"]), (200, None), body)
 
+    async def test_join_in_a_slow_household_is_accepted_unconfirmed(self) -> None:
+        """In a household that regroups only after the controller stopped waiting, join
+        answers the grouping it reads (still apart) with confirmed false, and the household
+        regroups all the same, as topology.changed shows later."""
+        daemon = await start_daemon(self)
+        client = await sse(self, daemon)
+        kitchen, office = daemon.speaker(0), daemon.speaker(2)
+        daemon.household.set_modes(regroup_delay=3.0)
+        # The controller's 5 s wait for the topology, compressed to 1 s.
+        daemon.service.controller.confirm_timeout = 1.0
+        mark = len(client.messages())
+        status, body = await daemon.post("Office", "join", {"coordinator": "Kitchen"})
+        self.assertEqual(status, 200, body)
+        joined = body["result"]
+        self.assertEqual((joined["confirmed"], joined["source"]), (False, "read"))
+        self.assertEqual(member_uids(joined), {office.uid})
+        self.assertEqual(office.group.coordinator, kitchen.uid)
+        await arrives(client.messages, mark, topology_with(kitchen, office), "the new group")
+
     async def test_party_leaves_out_an_offline_speaker(self) -> None:
         """party groups every reachable speaker of the household and leaves out one that is
         offline but still listed in the topology, answering confirmed."""
@@ -828,8 +848,11 @@ class ControlDaemonTests(TestCase):
         assert controller is not None
         await office.go_offline("hang")
         self.addCleanup(office.come_online)
-        waiting = [daemon.posting("Office", "volume", {"volume": n}) for n in range(1, 33)]
-        await until(lambda: controller.pending(office.uid) == 32, "32 commands waiting")
+        waiting: list[Deferred[tuple[int, dict[str, Any]]]] = []
+        for n in range(1, 33):
+            # One at a time: 32 requests sent at once reach the API in any order.
+            waiting.append(daemon.posting("Office", "volume", {"volume": n}))
+            await until(lambda: controller.pending(office.uid) == len(waiting), f"command {n}")
         status, body = await daemon.post("Office", "volume", {"volume": 77})
         self.assertEqual((status, body["error"]["code"]), (503, "busy"), body)
         self.assertIn("32 commands waiting", body["error"]["message"])
@@ -897,3 +920,114 @@ class ControlDaemonTests(TestCase):
             self.assertGreaterEqual(status, 400)
             self.assertEqual(answer, {"type": "error", "id": request_id, "error": body["error"]})
         self.assertEqual(kitchen.rendering.volume, 37)
+
+    async def test_group_member_transport_goes_to_its_coordinator(self) -> None:
+        """Transport commands sent to a group member act on its coordinator and name it, while
+        volume sent to the member changes that member alone."""
+        daemon = await start_daemon(self)
+        kitchen, office = daemon.speaker(0), daemon.speaker(2)
+        status, body = await daemon.post("Office", "join", {"coordinator": "Kitchen"})
+        self.assertEqual(status, 200, body)
+        on = {"result": {"coordinator": kitchen.uid}}
+        self.assertEqual(await daemon.post("office", "play"), (200, on))
+        await kitchen.transport.settled()
+        self.assertEqual(kitchen.transport.state, "PLAYING")
+        self.assertEqual(await daemon.post("office", "next"), (200, on))
+        self.assertEqual(kitchen.transport.track_no, 2)
+        self.assertEqual(await daemon.post("office", "pause"), (200, on))
+        self.assertEqual(kitchen.transport.state, "PAUSED_PLAYBACK")
+        self.assertEqual(office.group.coordinator, kitchen.uid)
+        status, body = await daemon.post("Office", "volume", {"volume": 44})
+        self.assertEqual((status, body), (200, {"result": {"volume": 44}}))
+        self.assertEqual((office.rendering.volume, kitchen.rendering.volume), (44, 20))
+
+    async def test_signed_volume_string_is_relative(self) -> None:
+        """A volume string with a sign moves the volume by that much, an unsigned one sets it,
+        whether the speaker is named by uid and the command in capitals."""
+        daemon = await start_daemon(self)
+        kitchen = daemon.speaker(0)
+        self.assertEqual(kitchen.rendering.volume, 20)
+        for volume, expected in (("+5", 25), ("-7", 18), ("12", 12), ("+0", 12)):
+            status, body = await daemon.post(kitchen.uid, "VOLUME", {"volume": volume})
+            self.assertEqual((status, body), (200, {"result": {"volume": expected}}), volume)
+            self.assertEqual(kitchen.rendering.volume, expected, volume)
+
+    async def test_play_mode_off_the_queue_is_refused_with_712(self) -> None:
+        """Shuffle asked while a stream (not the queue) plays is 502 speaker_error with UPnP
+        712, and the play mode stays; back on the queue it is set."""
+        daemon = await start_daemon(self)
+        kitchen = daemon.speaker(0)
+        stream = "http://127.0.0.1/live.mp3"
+        status, body = await daemon.post("Kitchen", "play_uri", {"uri": stream, "start": False})
+        self.assertEqual(status, 200, body)
+        status, body = await daemon.post("Kitchen", "play_mode", {"shuffle": True})
+        self.assertEqual(
+            (status, body["error"]["code"], body["error"]["upnp_error"]),
+            (502, "speaker_error", 712),
+            body,
+        )
+        self.assertEqual(kitchen.transport.play_mode, "NORMAL")
+        status, body = await daemon.post("Kitchen", "queue", {"action": "play", "track": 1})
+        self.assertEqual(status, 200, body)
+        status, body = await daemon.post("Kitchen", "play_mode", {"shuffle": True})
+        self.assertEqual((status, body["result"]["play_mode"]), (200, "SHUFFLE_NOREPEAT"), body)
+        self.assertEqual(kitchen.transport.play_mode, "SHUFFLE_NOREPEAT")
+
+    async def test_play_uri_without_start_only_sets_the_source(self) -> None:
+        """play_uri with start false sets the URI (with the title as DIDL metadata) on the
+        coordinator without playing it; by default it plays."""
+        daemon = await start_daemon(self)
+        kitchen = daemon.speaker(0)
+        transport = kitchen.transport
+        song = "http://127.0.0.1/later.mp3"
+        status, body = await daemon.post(
+            "Kitchen", "play_uri", {"uri": song, "title": "Later On", "start": False}
+        )
+        self.assertEqual(
+            (status, body), (200, {"result": {"coordinator": kitchen.uid, "uri": song}})
+        )
+        self.assertEqual((transport.uri, transport.state), (song, "STOPPED"))
+        self.assertIn("Later On", transport.uri_metadata)
+        self.assertIn("DIDL-Lite", transport.uri_metadata)
+        station = STATIONS[0].uri
+        status, body = await daemon.post("Kitchen", "play_uri", {"uri": station})
+        self.assertEqual(status, 200, body)
+        await transport.settled()
+        self.assertEqual((transport.uri, transport.state), (station, "PLAYING"))
+
+    async def test_snapshot_of_the_same_name_replaces_it(self) -> None:
+        """A second snapshot of the same (default) name replaces the first: restore brings
+        back the later volume."""
+        daemon = await start_daemon(self)
+        kitchen = daemon.speaker(0)
+        for volume in (10, 30):
+            kitchen.set_volume(volume)
+            status, body = await daemon.post("Kitchen", "snapshot")
+            self.assertEqual((status, body["result"]["name"]), (200, "default"), body)
+        kitchen.set_volume(50)
+        status, body = await daemon.post("Kitchen", "restore")
+        self.assertEqual((status, body["result"]["name"]), (200, "default"), body)
+        self.assertEqual(kitchen.rendering.volume, 30)
+
+    async def test_stereo_pair_room_is_its_visible_speaker(self) -> None:
+        """A stereo pair's room name means its visible speaker, and party joins that speaker
+        (its hidden partner follows it) without naming the partner among the joined."""
+        daemon = await start_daemon(
+            self, simulate={"speakers": 4, "stereo_pair": True, "rooms": ["Kitchen", "Office"]}
+        )
+        left, right = daemon.speaker(0), daemon.speaker(1)
+        others = [daemon.speaker(2), daemon.speaker(3)]
+        self.assertEqual((left.name, right.name, right.invisible), ("Kitchen", "Kitchen", True))
+        right.set_volume(20)
+        status, body = await daemon.post("kitchen", "volume", {"volume": 31})
+        self.assertEqual((status, body), (200, {"result": {"volume": 31}}))
+        self.assertEqual((left.rendering.volume, right.rendering.volume), (31, 20))
+        status, body = await daemon.post(others[0].uid, "party")
+        self.assertEqual(status, 200, body)
+        party = body["result"]
+        self.assertEqual(sorted(party["joined"]), sorted([left.uid, others[1].uid]))
+        self.assertTrue(party["confirmed"])
+        self.assertEqual(
+            member_uids(party), {left.uid, right.uid, *(speaker.uid for speaker in others)}
+        )
+        self.assertEqual((left.group.coordinator, right.group.coordinator), (others[0].uid,) * 2)

@@ -74,3 +74,38 @@ class QueueTests(TestCase):
             status, body = await daemon.post("Kitchen", "queue", args)
             self.assertEqual((status, body["error"]["code"]), (400, "bad_argument"), args)
         self.assertEqual(daemon.speaker(0).transport.queue, queue)
+
+    async def test_add_at_a_position_and_as_next(self) -> None:
+        """queue add puts a URI at the position asked, or after the current track with
+        as_next; a position past the queue, or a list of more than 1000, is 400."""
+        daemon, _ = await start(self)
+        kitchen = daemon.speaker(0)
+        transport = kitchen.transport
+        length = len(transport.queue)
+        on = {"coordinator": kitchen.uid}
+        first, after = "http://127.0.0.1/first.mp3", "http://127.0.0.1/after.mp3"
+        status, body = await daemon.post(
+            "Kitchen", "queue", {"action": "add", "uri": first, "position": 1}
+        )
+        self.assertEqual(
+            (status, body["result"]), (200, {**on, "position": 1, "total": length + 1})
+        )
+        self.assertEqual(transport.queue[0].uri, first)
+        status, body = await daemon.post("Kitchen", "queue", {"action": "play", "track": 3})
+        self.assertEqual(status, 200, body)
+        status, body = await daemon.post(
+            "Kitchen", "queue", {"action": "add", "uri": after, "as_next": True}
+        )
+        self.assertEqual(
+            (status, body["result"]), (200, {**on, "position": 4, "total": length + 2})
+        )
+        self.assertEqual(transport.queue[3].uri, after)
+        queue = list(transport.queue)
+        for args, name in (
+            ({"action": "add", "uri": after, "position": length + 4}, "position: "),
+            ({"action": "list", "count": 1001}, "count: "),
+        ):
+            status, body = await daemon.post("Kitchen", "queue", args)
+            self.assertEqual((status, body["error"]["code"]), (400, "bad_argument"), args)
+            self.assertTrue(body["error"]["message"].startswith(name), body)
+        self.assertEqual(transport.queue, queue)

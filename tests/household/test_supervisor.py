@@ -529,6 +529,27 @@ class SupersededSidTests(SynchronousTestCase):
             h.clock.advance(0)
         self.assertLessEqual(speaker.status()["superseded_sids"], 4)
 
+    def test_superseded_sids_bounded_per_service(self) -> None:
+        """The bound is per service: a service replaced three times while the speaker is
+        away keeps its two newest SIDs, and another service's SID is kept beside them."""
+        h, speaker = self.make()
+        old = self.away(h, speaker)
+        first = h.gena.current("RenderingControl")
+        replaced = []
+        for _ in range(2):
+            again = FakeSubscription(h.gena, first.device, "RenderingControl")
+            FakeSubscription.counter += 1
+            again.sid = f"uuid:{first.device.uid}_sub{FakeSubscription.counter:010d}"
+            again.is_subscribed, again.time_left = True, 100.0
+            speaker.supersede(again)
+            replaced.append(again.sid)
+        self.back(h, speaker)
+        h.clock.advance(1)
+        sent = {
+            entry[3] for entry in h.unsubscriber.sent if entry[3] in old or entry[3] in replaced
+        }
+        self.assertEqual(sent, (old - {first.sid}) | set(replaced))
+
     def test_expired_sids_not_sent(self) -> None:
         """A superseded SID that expired at the speaker meanwhile is not UNSUBSCRIBEd."""
         h, speaker = self.make()

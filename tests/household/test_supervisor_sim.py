@@ -22,9 +22,11 @@ from sonosd.config import DEFAULT_SERVICES, Config, Device, SimulateConfig, Subs
 from sonosd.delivery.hub import Hub, Message
 from sonosd.gena.listener import NotifyListener
 from sonosd.household.events import EventProcessor
+from sonosd.household.keepalive import ServiceSupervisor
 from sonosd.household.readiness import health_reasons
 from sonosd.household.state import HouseholdState
 from sonosd.household.supervisor import HouseholdSupervisor, build_household
+from sonosd.sim.gena import MAX_SEQ
 from sonosd.sim.household import Speaker
 from sonosd.sim.service import HouseholdService
 from tests.conftest import free_loopback_base
@@ -86,6 +88,12 @@ class Rig:
         manager: Any = speaker.manager
         return manager.faults
 
+    def service_supervisor(self, speaker: Speaker, service: str) -> ServiceSupervisor:
+        """The daemon's supervisor of ``speaker``'s ``service`` subscription."""
+        supervised = self.household.speaker(speaker.uid)
+        assert supervised is not None
+        return supervised.services[service]
+
     def initial_events(self, uid: str, service: str) -> list[Message]:
         return [m for m in self.recorder.of("event", uid, service) if m.body.get("seq") == 0]
 
@@ -100,7 +108,7 @@ class SimTests(TestCase):
         speakers: int = 2,
         services: Sequence[str] = DEFAULT_SERVICES,
         config: SubscriptionConfig = FAST,
-        before_start: Callable[[HouseholdService], None] | None = None,
+        before_start: Callable[[HouseholdService], object] | None = None,
         advertise: str | None = None,
         configured: Sequence[int] | None = None,
         follow_household: bool = True,
@@ -121,7 +129,9 @@ class SimTests(TestCase):
         sim.startService()
         self.addCleanup(sim.stopService)
         if before_start is not None:
-            before_start(sim)
+            prepared = before_start(sim)
+            if isinstance(prepared, Deferred):
+                await prepared
         runner = SocoRunner(reactor, threads=4, timeout=5.0)
         runner.startService()
         self.addCleanup(runner.stopService)
@@ -375,9 +385,7 @@ class SimTests(TestCase):
         rig = await self.rig(services=("RenderingControl",))
         await self.settled(rig, ("RenderingControl",))
         speaker = rig.speakers[0]
-        supervised = rig.household.speaker(speaker.uid)
-        assert supervised is not None
-        sup = supervised.services["RenderingControl"]
+        sup = rig.service_supervisor(speaker, "RenderingControl")
         rig.faults(speaker).reorder_next = 1
         speaker.set_volume(21)
         # LastChange is moderated: the second change must come after the first NOTIFY.
@@ -396,6 +404,45 @@ class SimTests(TestCase):
         self.assertEqual(
             rig.state.variables(speaker.uid, "RenderingControl")["volume"]["Master"], 22
         )
+
+    async def test_seq_wraps_from_the_top_to_one(self) -> None:
+        """A subscription whose SEQ reached 4294967295 goes on at SEQ 1: that NOTIFY is
+        published, neither a gap (no events.gap, no resync) nor a duplicate."""
+        rig = await self.rig(services=("RenderingControl",))
+        await self.settled(rig, ("RenderingControl",))
+        speaker = rig.speakers[0]
+        sup = rig.service_supervisor(speaker, "RenderingControl")
+
+        def published() -> list[tuple[int, Any]]:
+            return [
+                (m.body["seq"], m.body["variables"].get("volume", {}).get("Master"))
+                for m in rig.recorder.of("event", speaker.uid, "RenderingControl")
+                if m.body.get("seq")
+            ]
+
+        async def change(volume: int, next_seq: int | None = None) -> None:
+            rig.faults(speaker).next_seq = next_seq
+            speaker.set_volume(volume)
+            await until(lambda: [v for _, v in published()[-1:]] == [volume], f"volume {volume}")
+
+        # Years of NOTIFYs compressed into two jumps of half the SEQ ring each (a longer one
+        # would be taken for an older NOTIFY): two gaps, each resynced.
+        half = MAX_SEQ // 2
+        await change(31, next_seq=half)
+        await until(lambda: sup.resyncs == 1, "the first resync")
+        await change(32, next_seq=MAX_SEQ - 1)
+        await until(lambda: sup.resyncs == 2, "the second resync")
+        await change(33)
+        await change(34)
+        self.assertEqual(published(), [(half, 31), (MAX_SEQ - 1, 32), (MAX_SEQ, 33), (1, 34)])
+        gaps = rig.recorder.of("events.gap", speaker.uid)
+        self.assertEqual(
+            [(m.body["expected"], m.body["got"]) for m in gaps],
+            [(1, half), (half + 1, MAX_SEQ - 1)],
+        )
+        self.assertEqual((sup.gaps, sup.duplicates, sup.resyncs), (2, 0, 2))
+        self.assertEqual(len(rig.reader.reads), 2)
+        self.assertEqual(sup.last_seq, 1)
 
     async def test_stop_unsubscribes_everything(self) -> None:
         """stopService leaves no subscription at the simulator, within the bound."""
@@ -642,6 +689,78 @@ class HouseholdSimTests(TestCase):
             ),
             "the change as a NOTIFY",
         )
+
+    async def test_unreachable_member_retried_every_availability_interval(self) -> None:
+        """A member learnt from the topology that refuses connections is offline and tried
+        again every availability_interval (not with the configured hosts' backoff); once it
+        answers it is identified, online and subscribed."""
+        config = attrs.evolve(
+            FAST,
+            availability_interval=0.25,
+            backoff_initial=60.0,
+            backoff_max=60.0,
+            asleep_interval=60.0,
+        )
+        services = ("RenderingControl", "ZoneGroupTopology")
+
+        def unplug(sim: HouseholdService) -> Deferred[None]:
+            return sim.household.speakers[1].go_offline("refuse")
+
+        rig = await self.rig(
+            speakers=2, services=services, config=config, configured=(0,), before_start=unplug
+        )
+        member = rig.speakers[1]
+
+        def attempts() -> int:
+            supervised = rig.household.speaker(member.uid)
+            return 0 if supervised is None else int(supervised.status()["failures"])
+
+        # Identifying it is tried again and again, where a backoff would wait a minute.
+        await until(lambda: attempts() >= 4, "four identification attempts")
+        self.assertFalse(self.supervised(rig)[member.uid].identified)
+        self.assertEqual(rig.state.availability(member.uid).reason, "connection refused")
+        (reason,) = health_reasons(rig.household.status())
+        self.assertIn("is offline (connection refused)", reason)
+        await member.come_online()
+        await self.settled(rig, services)
+        [online] = rig.recorder.of("speaker.online", member.uid)
+        self.assertEqual(online.body["reason"], "identified")
+        self.assertEqual(len(rig.recorder.of("speaker.offline", member.uid)), 1)
+        self.assertEqual(len(rig.sim_subscriptions(member)), len(services))
+        self.assertEqual(health_reasons(rig.household.status()), ())
+
+    async def test_identify_retries_said_once_per_reason(self) -> None:
+        """A configured host that cannot be identified is tried again and again, with one
+        warning per reason (refused, then timing out), and followed once it answers."""
+        config = attrs.evolve(FAST, request_timeout=0.3)
+
+        def unplug(sim: HouseholdService) -> Deferred[None]:
+            return sim.household.speakers[0].go_offline("refuse")
+
+        with capturedLogs() as events:
+            rig = await self.rig(
+                speakers=1, services=("RenderingControl",), config=config, before_start=unplug
+            )
+            speaker = rig.speakers[0]
+            [supervised] = rig.household.speakers()
+
+            def failed(reason: str, attempts: int) -> Callable[[], bool]:
+                status = supervised.status
+                return lambda: status()["reason"] == reason and status()["failures"] >= attempts
+
+            await until(failed("connection refused", 3), "three refused attempts")
+            await speaker.go_offline("hang")
+            attempts = supervised.status()["failures"]
+            await until(failed("timeout", attempts + 3), "three attempts timing out")
+            await speaker.come_online()
+            await self.settled(rig, ("RenderingControl",))
+        said = [
+            event["reason"]
+            for event in events
+            if "cannot identify speaker" in event.get("log_format", "")
+        ]
+        self.assertEqual(said, ["connection refused", "timeout"])
+        self.assertTrue(supervised.identified)
 
     async def test_listed_speakers_only(self) -> None:
         """follow_household false follows the configured speaker only."""

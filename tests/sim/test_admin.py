@@ -139,6 +139,10 @@ class AdminTests(SynchronousTestCase):
         assert manager.faults.delay == 1.0
         assert self.request("PATCH", "/speakers/1/gena/faults", {"drop_next": -1})[0] == 400
         assert self.request("PATCH", "/speakers/1/gena/faults", {"explode": 1})[0] == 400
+        for seq in (0, 4294967296, "1", True):
+            assert self.request("PATCH", "/speakers/1/gena/faults", {"next_seq": seq})[0] == 400
+        assert self.request("PATCH", "/speakers/1/gena/faults", {"next_seq": 4294967295})[0] == 200
+        assert manager.faults.next_seq == 4294967295
         status, gena = self.request("GET", "/speakers/1/gena")
         assert gena["faults"]["drop_next"] == 2 and gena["subscriptions"] == []
         self.request("DELETE", "/speakers/1/gena/faults")
@@ -222,6 +226,11 @@ class ModeAdminTests(SynchronousTestCase):
         assert self.request("PATCH", "/household/modes", {"upnp": "off"})[0] == 400
         assert self.request("PATCH", "/household/modes", {"colour": 1})[0] == 400
         assert self.request("PATCH", "/household/modes", {"upnp_off_ssdp": "loud"})[0] == 400
+        for delay in (-1, 61, "2", True):
+            body = {"regroup_delay": delay}
+            assert self.request("PATCH", "/household/modes", body)[0] == 400
+        status, household = self.request("PATCH", "/household/modes", {"regroup_delay": 2})
+        assert (status, household["modes"]["regroup_delay"]) == (200, 2.0)
         status, household = self.request(
             "PATCH", "/household/modes", {"upnp_off_forbidden": ["scpd"]}
         )

@@ -399,8 +399,8 @@ class NotifyTests(_ManagerTestCase):
 
     def test_seq_wraps_to_one(self) -> None:
         """After SEQ 4294967295 comes 1, never 0."""
-        sid = self.subscribed()
-        self.manager._subs[sid].last_seq = MAX_SEQ - 1
+        self.subscribed()
+        self.manager.faults.next_seq = MAX_SEQ
         for _ in range(3):
             self.manager.notify("RenderingControl", {"Bass": "1"})
         self.notifier.answer_all()
@@ -519,6 +519,17 @@ class FaultTests(_ManagerTestCase):
         self.assertEqual(self.notifier.seqs(), [0, 3])
         self.assertEqual(self.manager.faults.drop_next, 0)
         self.assertEqual(self.manager.stats()["dropped"], 2)
+
+    def test_next_seq_jumps_once_after_the_initial_notify(self) -> None:
+        """next_seq leaves the SEQ 0 NOTIFY alone, numbers the next one, and is used once."""
+        self.manager.faults.next_seq = 7
+        self.subscribe()
+        self.clock.advance(0)
+        for bass in "12":
+            self.manager.notify("RenderingControl", {"Bass": bass})
+        self.notifier.answer_all()
+        self.assertEqual(self.notifier.seqs(), [0, 7, 8])
+        self.assertIsNone(self.manager.faults.next_seq)
 
     def test_subscribe_status(self) -> None:
         """subscribe_status answers valid new SUBSCRIBEs with that status and creates nothing."""

@@ -107,6 +107,41 @@ def test_unjoin_makes_a_new_standalone_group() -> None:
     assert group_id.startswith(kitchen.uid + ":")
 
 
+def test_slow_regroup_shows_the_new_groups_only_after_the_delay() -> None:
+    """With regroup_delay a join or unjoin takes effect at once, but the ZoneGroupState and
+    its events show the old groups until regroup_delay after the last one."""
+    clock, household, managers = make()
+    household.set_modes(regroup_delay=2.0)
+    living, kitchen, office = household.speakers
+
+    def groups() -> list[list[str | None]]:
+        root = ElementTree.fromstring(household.zone_group_state())
+        return [[m.get("UUID") for m in g] for g in root.findall("ZoneGroups/ZoneGroup")]
+
+    def topology_events() -> int:
+        return sum(len(manager.of("ZoneGroupTopology")) for manager in managers)
+
+    apart = groups()
+    household.join(kitchen, living)
+    assert kitchen.coordinator is living
+    assert managers[1].of("AVTransport")[-1]["AVTransportURI"] == f"x-rincon:{living.uid}"
+    clock.advance(1.5)
+    household.join(office, living)
+    clock.advance(1.5)
+    assert (groups(), topology_events()) == (apart, 0)
+    clock.advance(0.5)
+    assert groups() == [[living.uid, kitchen.uid, office.uid]]
+    assert topology_events() == len(managers)
+    household.unjoin(office)
+    assert office.is_coordinator and groups() == [[living.uid, kitchen.uid, office.uid]]
+    clock.advance(2.0)
+    assert groups() == [[living.uid, kitchen.uid], [office.uid]]
+    household.join(office, living)
+    household.shutdown()
+    clock.advance(5.0)
+    assert topology_events() == 2 * len(managers)
+
+
 def test_coordinator_leaving_delegates_playback() -> None:
     """When the coordinator leaves, the next member takes over and keeps playing."""
     clock, household, _ = make(transition_delay=0.0)

@@ -40,6 +40,8 @@ def test_bad_modes_are_refused() -> None:
         attrs.evolve(HouseholdModes(), upnp_off_ssdp="shout")
     with pytest.raises(ValueError, match="upnp_off_forbidden"):
         HouseholdModes(upnp_off_forbidden=["control", "album art"])
+    with pytest.raises(ValueError, match="regroup_delay"):
+        HouseholdModes(regroup_delay=-1.0)
 
 
 def test_ssdp_silent_only_when_upnp_is_off_and_asked() -> None:

@@ -90,6 +90,18 @@ def test_streams_never_end_and_cannot_seek() -> None:
     assert code(transport.next) == 701
 
 
+def test_play_mode_needs_the_queue() -> None:
+    """Off the queue (a stream) every SetPlayMode is 712 and the mode stays; on it, it is set."""
+    _, transport, changes = make()
+    transport.set_uri(STATIONS[0].uri, "", STATIONS[0])
+    before = list(changes)
+    assert code(lambda: transport.set_play_mode("SHUFFLE")) == 712
+    assert (transport.play_mode, changes) == ("NORMAL", before)
+    transport.set_uri(transport.queue_uri, "", None)
+    transport.set_play_mode("REPEAT_ALL")
+    assert transport.play_mode == "REPEAT_ALL"
+
+
 def test_sleep_timer_pauses() -> None:
     """The sleep timer counts down and pauses playback when it fires."""
     clock, transport, _ = make()

@@ -222,6 +222,26 @@ class MemoryWorkerTests(SynchronousTestCase):
         worker.perform_all()
         self.assertEqual(recorder.ids, [1])
 
+    def test_default_queue_and_shutdown_bound(self) -> None:
+        """As the daemon builds it (the defaults), a callable has 1,000 messages waiting at
+        most and 5 s to finish them at shutdown; the messages it did not get are logged."""
+        logs = capture_logs(self)
+        recorder = Recorder()
+        sink = CallbackSink(self.reactor, [recorder], worker_factory=self.factory)
+        self.hub.add_sink(sink)
+        sink.startService()
+        self.publish(1_002)
+        # One running, 1,000 waiting, the oldest waiting one dropped.
+        stats = sink.stats()[callable_name(recorder)]
+        self.assertEqual((stats["queued"], stats["dropped"]), (1_001, 1))
+        stopped = sink.stopService()
+        self.reactor.advance(4.9)
+        self.assertNoResult(stopped)
+        self.reactor.advance(0.2)
+        self.successResultOf(stopped)
+        lost = [e for e in logs if "not delivered" in e["log_format"]]
+        self.assertEqual([e["count"] for e in lost], [1_001])
+
     def test_stop_with_nothing_queued(self) -> None:
         """stopService with idle callbacks finishes at once."""
         sink = self.make_sink(Recorder())

@@ -13,20 +13,22 @@ import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import paho.mqtt.client as paho
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.threads import deferToThreadPool
-from twisted.logger import LogEvent, LogLevel, globalLogPublisher
+from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from sonosd.config import MqttConfig
 from sonosd.delivery.hub import Hub
-from sonosd.sinks.mqtt import MqttSink
+from sonosd.sinks.mqtt import MqttSink, _default_client
 from tests.conftest import free_loopback_base
+from tests.sinks.test_callbacks import capture_logs
 from tests.sinks.test_webhooks import make_ca_and_server
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -51,9 +53,12 @@ class Broker:
         tls: bool = False,
         login: tuple[str, str] | None = None,
         cert_ip: str | None = None,
+        log: bool = False,
     ) -> None:
         """@param login: The only user the broker lets in (anonymous clients too if ``None``).
-        @param cert_ip: The address the TLS certificate names (default: the broker's own)."""
+        @param cert_ip: The address the TLS certificate names (default: the broker's own).
+        @param log: Write the broker's notices (connections, with their keep-alive) to
+            ``log_file``."""
         self.reactor = reactor
         self.port = 8883 if tls else 1883
         self.host = free_loopback_base(port=self.port, count=1)
@@ -61,7 +66,8 @@ class Broker:
         self.ca_file: str | None = None
         self.login = login
         lines = [f"listener {self.port} {self.host}"]
-        if tls or login:
+        self.log_file = os.path.join(directory, "mosquitto.log")
+        if tls or login or log:
             # Started as root, mosquitto drops to its own user before reading its files.
             os.chmod(directory, 0o755)
         if tls:
@@ -83,7 +89,14 @@ class Broker:
             subprocess.run([MOSQUITTO_PASSWD, "-b", "-c", passwords, *login], check=True)
             os.chmod(passwords, 0o644)
             lines += ["allow_anonymous false", f"password_file {passwords}"]
-        lines += ["persistence false", "log_dest none"]
+        if log:
+            with open(self.log_file, "w"):
+                pass
+            os.chmod(self.log_file, 0o666)
+            lines += [f"log_dest file {self.log_file}", "log_type notice"]
+        else:
+            lines.append("log_dest none")
+        lines.append("persistence false")
         with open(self.config, "w") as handle:
             handle.write("\n".join(lines) + "\n")
         self.process: subprocess.Popen[bytes] | None = None
@@ -245,6 +258,7 @@ class MqttBrokerTests(TestCase):
             password=kwargs.pop("password", None),
             tls=kwargs.pop("tls", False),
             ca_file=kwargs.pop("ca_file", None),
+            **{key: kwargs.pop(key) for key in ("prefix", "discovery_prefix") if key in kwargs},
         )
         kwargs.setdefault("controller", self.controller)
         kwargs.setdefault("backoff_initial", 0.1)
@@ -393,9 +407,7 @@ class MqttBrokerTests(TestCase):
     async def test_broker_restart_republishes_retained_state(self) -> None:
         """After the broker restarts (losing retained messages) the sink reconnects and
         republishes them, and says how many events it could not publish meanwhile."""
-        logs: list[LogEvent] = []
-        globalLogPublisher.addObserver(logs.append)
-        self.addCleanup(globalLogPublisher.removeObserver, logs.append)
+        logs = capture_logs(self)
         await self.broker.start()
         sink = self.make_sink()
         await self.start(sink)
@@ -450,9 +462,7 @@ class MqttBrokerTests(TestCase):
     async def test_login_with_username_and_password(self) -> None:
         """The sink logs in to a broker that refuses anonymous clients with its username and
         password; a refused login is logged as an error and never counts as connected."""
-        logs: list[LogEvent] = []
-        globalLogPublisher.addObserver(logs.append)
-        self.addCleanup(globalLogPublisher.removeObserver, logs.append)
+        logs = capture_logs(self)
         await self.use_broker(login=("sonosd", "right"))
         wrong = self.make_sink(username="sonosd", password="wrong")
         await self.never_connects(wrong)
@@ -471,6 +481,18 @@ class MqttBrokerTests(TestCase):
             lambda: bool(sub.lines) and master(json.loads(sub.lines[-1][2])) == 25, self.reactor
         )
 
+    async def test_refused_login_is_the_last_error(self) -> None:
+        """After a refused login the broker's reason ("Not authorized"), not paho's
+        "Unspecified error", is the sink's last error and the reason of its retry warning."""
+        logs = capture_logs(self)
+        await self.use_broker(login=("sonosd", "right"))
+        sink = self.make_sink(username="sonosd", password="wrong")
+        self.assertEqual(await self.never_connects(sink), "Not authorized")
+        retries = [e for e in logs if "unreachable ({reason})" in e.get("log_format", "")]
+        self.assertGreaterEqual(len(retries), 2)
+        self.assertEqual({e["reason"] for e in retries}, {"Not authorized"})
+        self.assertEqual(retries[0]["log_level"], LogLevel.warn)
+
     async def use_broker(self, **kwargs: Any) -> None:
         """Replace the plain broker of ``setUp`` with a started one made with ``kwargs``."""
         self.broker = Broker(self.reactor, self.directory, **kwargs)
@@ -485,6 +507,21 @@ class MqttBrokerTests(TestCase):
         await self.until(lambda: sink.status()["failures"] >= 2)
         self.assertEqual((sink.connected, sink.connects), (False, 0))
         return str(sink.status()["last_error"])
+
+    async def test_keepalive_default_is_30_seconds(self) -> None:
+        """By default the sink asks the broker for a 30 s keep-alive (the broker's log shows
+        ``k30`` for its client id), so the last will comes within 45 s of a silent death."""
+        await self.use_broker(log=True)
+        sink = self.make_sink()
+        await self.start(sink)
+        client_id = f"sonosd-test-{os.getpid()}"
+
+        def connect_lines() -> list[str]:
+            with open(self.broker.log_file) as handle:
+                return [line for line in handle if f" as {client_id} (" in line]
+
+        await self.until(lambda: bool(connect_lines()))
+        self.assertIn(" k30", connect_lines()[0])
 
     async def test_tls_untrusted_certificate_refused(self) -> None:
         """With ``tls: true`` and no ``ca_file`` the system's trust store decides: a broker
@@ -530,9 +567,7 @@ class MqttBrokerTests(TestCase):
         sink queue without bound: past max_unsent waiting messages it pauses, counts events as
         missed, and once the broker reads again republishes the retained state and reports
         the gap."""
-        logs: list[LogEvent] = []
-        globalLogPublisher.addObserver(logs.append)
-        self.addCleanup(globalLogPublisher.removeObserver, logs.append)
+        logs = capture_logs(self)
         await self.broker.start()
         sink = self.make_sink(max_unsent=20)
         await self.start(sink)
@@ -570,6 +605,31 @@ class MqttBrokerTests(TestCase):
         gaps = [e for e in logs if "not published while the broker" in e.get("log_format", "")]
         self.assertEqual(len(gaps), 1)
         self.assertGreaterEqual(gaps[0]["count"], 4)
+
+    async def test_default_bounds_of_a_stalled_broker(self) -> None:
+        """As the daemon builds it (the defaults), the sink has at most 100 events on the
+        wire awaiting the broker's acknowledgement, and pauses publishing once 10,000
+        messages wait for a broker that stopped reading (SIGSTOP)."""
+        logs = capture_logs(self)
+        await self.broker.start()
+        sink = self.make_sink()
+        await self.start(sink)
+        self.assertEqual(sink._client.max_inflight_messages, 100)
+        process = self.broker.process
+        assert process is not None
+        process.send_signal(signal.SIGSTOP)
+        self.addCleanup(lambda: process.poll() is None and process.send_signal(signal.SIGCONT))
+        for seq in range(30_000):
+            self.publish_volumes(range(seq, seq + 1))
+            if seq % 500 == 0:
+                await deferLater(self.reactor, 0)
+            if sink.stalled:
+                break
+        self.assertTrue(sink.stalled)
+        paused = [e for e in logs if "is not reading" in e.get("log_format", "")]
+        self.assertEqual(paused[0]["count"], 10_001)
+        process.send_signal(signal.SIGCONT)
+        await self.until(lambda: not sink.stalled)
 
     async def test_last_will_marks_bridge_offline(self) -> None:
         """A connection that dies without DISCONNECT makes the broker publish the last will."""
@@ -646,6 +706,32 @@ class MqttBrokerTests(TestCase):
         )
         mute = json.loads(sub.payloads("sonos/Kitchen/cmd/mute/result")[0])
         self.assertEqual((mute["ok"], mute["error"]["code"]), (False, "bad_request"))
+
+    async def test_command_topics_need_a_controller(self) -> None:
+        """Without a controller the sink subscribes to nothing (no command topic); with one it
+        subscribes to ``sonos/+/cmd/+``."""
+        subscribed: list[str] = []
+
+        def recording_client(config: MqttConfig) -> paho.Client:
+            client = _default_client(config)
+            subscribe = client.subscribe
+
+            def record(topic: Any, *args: Any, **kwargs: Any) -> Any:
+                subscribed.append(topic)
+                return subscribe(topic, *args, **kwargs)
+
+            client.subscribe = record  # type: ignore[method-assign]
+            return client
+
+        await self.broker.start()
+        for controller, expected in ((None, []), (self.controller, ["sonos/+/cmd/+"])):
+            sink = self.make_sink(controller=controller, client_factory=recording_client)
+            # Connected means the CONNACK was handled: subscriptions are made by then.
+            await self.start(sink)
+            self.assertEqual(subscribed, expected)
+            await sink.stopService()
+            self.hub.remove_sink(sink)
+            subscribed.clear()
 
     async def pub_bytes(self, topic: str, payload: bytes) -> None:
         """Publish a payload too large for a command line (from a file)."""
@@ -812,6 +898,38 @@ class MqttBrokerTests(TestCase):
             ["sonos/bridge/availability", "sonos/Kitchen/availability"],
         )
 
+    async def test_other_prefixes_end_to_end(self) -> None:
+        """With ``prefix: home/sonos`` and ``discovery_prefix: ha`` the retained state,
+        availability, live events, discovery documents and command topics all live under
+        those prefixes, and nothing is published under ``sonos/`` or ``homeassistant/``."""
+        await self.broker.start()
+        sink = self.make_sink(homeassistant=True, prefix="home/sonos", discovery_prefix="ha")
+        self.publish_household()
+        await self.start(sink)
+        sub = self.subscriber("home/sonos/#", "ha/#", "sonos/#", "homeassistant/#")
+        state = "home/sonos/Kitchen/state/RenderingControl"
+        volume_config = f"ha/sensor/sonosd_{KITCHEN['uid']}/volume/config"
+        retained = (state, "home/sonos/bridge/availability", volume_config)
+        await sub.wait(lambda: all(sub.payloads(topic) for topic in retained), self.reactor)
+        self.assertEqual(master(self.state(sub, state)), 25)
+        self.assertEqual(sub.payloads("home/sonos/bridge/availability"), ["online"])
+        document = json.loads(sub.payloads(volume_config)[-1])
+        self.assertEqual(document["state_topic"], state)
+        ids = self.publish_volumes(range(40, 41))
+        event = "home/sonos/Kitchen/event/RenderingControl"
+        await sub.wait(sub.has(event), self.reactor)
+        self.assertEqual(json.loads(sub.payloads(event)[-1])["id"], ids[0])
+        self.controller.answers["volume"] = {"volume": 12}
+        await self.pub("home/sonos/Kitchen/cmd/volume", '{"volume": 12}')
+        result = "home/sonos/Kitchen/cmd/volume/result"
+        await sub.wait(sub.has(result), self.reactor)
+        self.assertEqual(
+            json.loads(sub.payloads(result)[0]), {"ok": True, "result": {"volume": 12}}
+        )
+        self.assertEqual(self.controller.calls, [(KITCHEN["uid"], "volume", {"volume": 12})])
+        elsewhere = [t for _, t, _ in sub.lines if t.split("/")[0] not in ("home", "ha")]
+        self.assertEqual(elsewhere, [])
+
     async def test_availability_statuses_and_removal(self) -> None:
         """Asleep and UPnP-off speakers are offline on their availability topic (Home
         Assistant's payloads); a removed speaker's retained topics and entities are cleared."""
@@ -889,8 +1007,8 @@ class MqttTlsTests(TestCase):
 class ConnectRetryTests(SynchronousTestCase):
     """Reconnection timing, with a Clock and a connect that always fails."""
 
-    def test_backoff_while_broker_unreachable(self) -> None:
-        """Failed connects are retried after growing, jittered, capped delays."""
+    def unreachable(self, **kwargs: Any) -> tuple[Clock, MqttSink, list[float]]:
+        """A started sink on a Clock whose every connect is refused; the attempts' times."""
         clock = Clock()
         attempts: list[float] = []
 
@@ -902,11 +1020,16 @@ class ConnectRetryTests(SynchronousTestCase):
             clock,  # type: ignore[arg-type]
             MqttConfig(host="127.0.0.1", port=1),
             run_blocking,
-            backoff_initial=1.0,
-            backoff_max=8.0,
-            random=lambda: 1.0,
+            **kwargs,
         )
         sink.startService()
+        return clock, sink, attempts
+
+    def test_backoff_while_broker_unreachable(self) -> None:
+        """Failed connects are retried after growing, jittered, capped delays."""
+        clock, sink, attempts = self.unreachable(
+            backoff_initial=1.0, backoff_max=8.0, random=lambda: 1.0
+        )
         clock.pump([0.5] * 60)
         gaps = [b - a for a, b in itertools.pairwise(attempts)]
         self.assertEqual(gaps[:5], [1.0, 2.0, 4.0, 8.0, 8.0])
@@ -914,6 +1037,18 @@ class ConnectRetryTests(SynchronousTestCase):
         count = len(attempts)
         clock.pump([1.0] * 30)
         self.assertEqual(len(attempts), count)
+
+    def test_default_backoff(self) -> None:
+        """By default the first retry comes after 0.5-1 s, then the delay doubles up to
+        60 s (docs/mqtt.md), at either end of the jitter."""
+        for jitter, first in ((0.0, 0.5), (1.0, 1.0)):
+            clock, sink, attempts = self.unreachable(random=lambda jitter=jitter: jitter)
+            clock.pump([0.25] * 2000)
+            gaps = [b - a for a, b in itertools.pairwise(attempts)]
+            doubling = [first * 2**n for n in range(7)]
+            cap = 60.0 * first
+            self.assertEqual(gaps[:9], [min(cap, gap) for gap in doubling] + [cap, cap])
+            self.successResultOf(sink.stopService())
 
     def test_messages_while_never_connected_are_counted(self) -> None:
         """Events that cannot be published are counted, and state is kept for later."""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime
+import itertools
 import json
 import os
 import tempfile
 from collections.abc import Callable
+from email.utils import formatdate
 from typing import Any
 
 from cryptography import x509
@@ -17,10 +19,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from treq.testing import StubTreq
 from twisted.internet import ssl
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
@@ -39,6 +42,7 @@ from sonosd.sinks.webhooks import (
 )
 from tests.conftest import free_loopback_base
 from tests.daemon_helpers import Recorder, until
+from tests.sinks.test_callbacks import capture_logs
 
 SECRET = "s3cret"
 #: The reason a refused connection is logged with.
@@ -213,17 +217,32 @@ class TargetTests(SynchronousTestCase):
         self.assertEqual(self.receiver.ids(), [1, 2, 3])
         self.assertEqual((target.stats.refused, target.stats.delivered), (2, 1))
 
-    def test_429_honours_retry_after(self) -> None:
-        """A 429 is retried no sooner than its Retry-After asks (within the cap)."""
-        self.receiver.statuses = [429]
-        self.receiver.retry_after = "7"
-        target = self.target()
-        self.publish()
-        self.clock.advance(6.9)
-        self.assertEqual(self.receiver.ids(), [1])
+    def retried_after(self, status: int, retry_after: str, seconds: float) -> None:
+        """A message answered ``status`` with ``retry_after`` is sent again ``seconds`` later,
+        not sooner, and then delivered."""
+        self.receiver.requests.clear()
+        self.receiver.statuses = [status]
+        self.receiver.retry_after = retry_after
+        # The target's defaults, as the daemon builds it (WebhookSink.from_config).
+        target = WebhookTarget(self.clock, "http://hooks.example/sonos", self.stub)
+        target.deliver(self.hub.publish("event", {}, speaker=KITCHEN, service="Queue"))
+        self.clock.advance(seconds - 0.1)
+        self.assertEqual(len(self.receiver.requests), 1)
         self.clock.advance(0.2)
-        self.assertEqual(self.receiver.ids(), [1, 1])
+        self.assertEqual(len(self.receiver.requests), 2)
         self.assertEqual(target.stats.delivered, 1)
+
+    def test_retry_after_honoured_on_429_and_503(self) -> None:
+        """A 429 or a 503 is retried no sooner than its Retry-After asks, in seconds or as an
+        HTTP date."""
+        self.retried_after(429, "7", 7)
+        when = int(self.clock.seconds()) + 10
+        self.retried_after(503, formatdate(when, usegmt=True), when - self.clock.seconds())
+
+    def test_retry_after_capped_at_60_seconds(self) -> None:
+        """A Retry-After of an hour, on a 429 or a 503, delays the retry by 60 s, no more."""
+        for status in (429, 503):
+            self.retried_after(status, "3600", 60)
 
     def test_connection_errors_retried(self) -> None:
         """A connection error is retried; the target logs it and gives up after the retries."""
@@ -253,16 +272,30 @@ class TargetTests(SynchronousTestCase):
         self.assertEqual(target.stats.retried, 1)
 
     def test_queue_bounded_while_down(self) -> None:
-        """While the target is down the queue keeps only the newest messages and counts drops."""
+        """While the target is down the queue keeps only the newest messages and counts drops;
+        a warning is logged at the first drop, and ``caught up after dropping N messages``
+        once the queue is empty again."""
+        logs = capture_logs(self)
+
+        def lines() -> list[tuple[Any, str, Any]]:
+            return [
+                (e["log_level"], e["log_format"].split(" ")[2], e.get("count"))
+                for e in logs
+                if e.get("log_format", "").startswith("webhook {url} ")
+                and ("behind" in e["log_format"] or "caught up" in e["log_format"])
+            ]
+
         self.receiver.statuses = [503] * 100
         target = self.target(queue=5, retries=1)
         self.publish(20)
         self.assertEqual(target.stats.dropped, 14)
         self.assertEqual(target.queued, 6)
+        self.assertEqual(lines(), [(LogLevel.warn, "is", None)])
         self.receiver.statuses = []
         self.clock.pump([1.0] * 10)
         self.assertEqual(self.receiver.ids(), [1, 1, 16, 17, 18, 19, 20])
         self.assertEqual(target.queued, 0)
+        self.assertEqual(lines()[1:], [(LogLevel.warn, "caught", 14)])
 
     def test_filter(self) -> None:
         """Only messages accepted by the target's filter are sent."""
@@ -334,6 +367,51 @@ class SinkTests(SynchronousTestCase):
         self.assertEqual((target.stats.delivered, target.stats.lost_at_shutdown), (1, 1))
         self.hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
         self.assertEqual(receiver.ids(), [1, 2])
+
+    def test_default_shutdown_bound_and_queue(self) -> None:
+        """As the daemon builds it (the defaults), the sink keeps 1,000 messages waiting per
+        target, lets them drain for 5 s at shutdown, then drops the rest and logs the count."""
+        logs = capture_logs(self)
+        sink = WebhookSink.from_config(
+            self.clock, [Webhook(url="http://a/")], client_factory=self.factory
+        )
+        self.hub.add_sink(sink)
+        sink.startService()
+        self.receivers["http://a/"].hold = True
+        for _ in range(1_002):
+            self.hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
+        target = sink.targets[0]
+        # One in flight, 1,000 waiting, the oldest waiting one dropped.
+        self.assertEqual((target.queued, target.stats.dropped), (1_001, 1))
+        stopped = sink.stopService()
+        self.clock.advance(4.9)
+        self.assertNoResult(stopped)
+        self.clock.advance(0.2)
+        self.successResultOf(stopped)
+        self.assertEqual(target.stats.lost_at_shutdown, 1_001)
+        lost = [e for e in logs if "not delivered at shutdown" in e.get("log_format", "")]
+        self.assertEqual([e["count"] for e in lost], [1_001])
+
+    def test_default_retries_and_timeout(self) -> None:
+        """As the daemon builds it (the defaults), a target waits 10 s for an answer, then
+        retries five times, 1, 2, 4, 8 and 16 s apart at the top of the jitter, and gives up."""
+        sink = WebhookSink.from_config(
+            self.clock, [Webhook(url="http://a/")], client_factory=self.factory, random=lambda: 1.0
+        )
+        self.hub.add_sink(sink)
+        receiver = self.receivers["http://a/"]
+        receiver.hold = True
+        self.hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
+        self.clock.advance(9.9)
+        self.assertEqual(len(receiver.requests), 1)
+        self.clock.advance(0.1)
+        self.assertEqual(sink.targets[0].stats.retried, 1)
+        receiver.hold = False
+        receiver.statuses = [503] * 10
+        self.clock.pump([0.5] * 120)
+        times = [when for when, _, _ in receiver.requests]
+        self.assertEqual([b - a for a, b in itertools.pairwise(times)], [11, 2, 4, 8, 16])
+        self.assertEqual(sink.targets[0].stats.failed, 1)
 
     def test_stop_idle(self) -> None:
         """stopService with nothing queued finishes at once."""
@@ -611,11 +689,7 @@ class PlainHTTPIntegrationTests(TestCase):
 
     async def test_dead_target_logs_no_factory_lines(self) -> None:
         """Retrying a target that refuses connections logs no Starting/Stopping factory."""
-        from twisted.logger import globalLogPublisher
-
-        events: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        events = capture_logs(self)
         port = free_loopback_base(port=0, count=1)
         sink = WebhookSink.from_config(
             self.reactor, [Webhook(url=f"http://{port}:9/hook", retries=2)]
@@ -633,6 +707,39 @@ class PlainHTTPIntegrationTests(TestCase):
         listening = self.reactor.listenTCP(port, site, interface=address)
         self.addCleanup(listening.stopListening)
         return f"http://{address}:{listening.getHost().port}/hook"
+
+    async def test_one_kept_alive_connection_per_target(self) -> None:
+        """Two targets on one receiver each send their ten requests, with ``User-Agent:
+        sonosd``, over one kept-alive connection of their own."""
+        ports: dict[bytes, list[int]] = {}
+        agents: set[str | None] = set()
+
+        class PortReceiver(Resource):
+            isLeaf = True
+
+            def render_POST(self, request: Request) -> bytes:
+                address = request.getClientAddress()
+                assert isinstance(address, IPv4Address)
+                ports.setdefault(request.path, []).append(address.port)
+                agents.add(request.getHeader("User-Agent"))
+                return b"ok"
+
+        url = self.listen(PortReceiver())
+        sink = WebhookSink.from_config(self.reactor, [Webhook(url=url + p) for p in ("a", "b")])
+        sink.startService()
+        hub = Hub(self.reactor)
+        hub.add_sink(sink)
+        for n in range(10):
+            hub.publish("event", {"n": n}, speaker=KITCHEN, service="AVTransport")
+        await until(
+            lambda: sum(len(p) for p in ports.values()) == 20, "every message at both targets"
+        )
+        await sink.stopService()
+        self.assertEqual(agents, {"sonosd"})
+        self.assertEqual(sorted(ports), [b"/hooka", b"/hookb"])
+        connections = [set(p) for p in ports.values()]
+        self.assertEqual([len(c) for c in connections], [1, 1])
+        self.assertNotEqual(connections[0], connections[1])
 
     async def test_slow_target_delays_no_other_target(self) -> None:
         """While one receiver holds its request open, another target and another channel get
@@ -666,9 +773,7 @@ class PlainHTTPIntegrationTests(TestCase):
         """A receiver that refuses connections gets a warning at its first failure, debug lines
         for the next attempts, a warning naming the URL, message id, attempts and reason when
         the message is given up, and ``delivers again`` once it answers."""
-        events: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        events = capture_logs(self)
         address = free_loopback_base(port=8080, count=1)
         url = f"http://{address}:8080/hook"
         sink = WebhookSink.from_config(
