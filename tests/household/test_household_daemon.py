@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -409,6 +410,38 @@ class PositionTests(TestCase):
             for m in daemon.recorder.of("event", speaker.uid, "AVTransport")
             if m.body["source"] == "position"
         ]
+
+    async def test_position_reads_leave_the_snapshots_last_update(self) -> None:
+        """The snapshot holds the last position read in the coordinator's AVTransport
+        variables, while that service's ``seq``, ``time`` and ``source`` stay those of the
+        last NOTIFY."""
+        daemon = await start(self, households=(1,), subscription={"position_interval": 0.5})
+        [speaker] = daemon.speakers
+        status, _ = await daemon.post(speaker.name, "play")
+        self.assertEqual(status, 200)
+
+        def read_after_notify() -> bool:
+            messages = daemon.recorder.of("event", speaker.uid, "AVTransport")
+            sources = [m.body["source"] for m in messages]
+            return "notify" in sources and sources[-1] == "position" and len(sources) > 2
+
+        await until(read_after_notify, "a position read after the last NOTIFY")
+        # Read in the same reactor turn as the messages: nothing can arrive in between.
+        [listed] = [
+            s for s in daemon.service.state.snapshot()["speakers"] if s["uid"] == speaker.uid
+        ]
+        avt = listed["services"]["AVTransport"]
+        messages = daemon.recorder.of("event", speaker.uid, "AVTransport")
+        [*_, notified] = [m for m in messages if m.body["source"] == "notify"]
+        [*_, read] = [m for m in messages if m.body["source"] == "position"]
+        self.assertEqual(avt["variables"]["position"], read.body["variables"]["position"])
+        self.assertEqual((avt["source"], avt["seq"]), ("notify", notified.body["seq"]))
+        # Stamped when merged, the message a moment later: the same millisecond, or the next.
+        merged, published = (
+            datetime.fromisoformat(text.replace("Z", "+00:00"))
+            for text in (avt["time"], notified.body["time"])
+        )
+        self.assertLessEqual(abs(published - merged), timedelta(milliseconds=1))
 
     async def test_position_of_the_playing_group(self) -> None:
         """A playing group's coordinator has its position read, with the time it was read,
