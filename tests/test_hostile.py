@@ -206,6 +206,46 @@ class HostileTests(TestCase):
             'sonosd_notifies_total{result="value_too_large"} 1.0', await self.metrics(daemon)
         )
 
+    async def test_bodies_in_other_encodings_are_refused(self) -> None:
+        """A NOTIFY body in UTF-16, or declaring an encoding other than UTF-8, US-ASCII or
+        ISO-8859-1, is answered 400, counted ``encoding``, and kept from the state."""
+        daemon = await self.daemon()
+        kitchen = daemon.speakers[0]
+        sid = daemon.sid(kitchen, "AVTransport")
+        published = len(daemon.recorder.messages)
+        utf16 = (
+            '<?xml version="1.0" encoding="UTF-16"?>' + last_change(b"HOSTILE_UTF16").decode()
+        ).encode("utf-16")
+        utf7 = b'<?xml version="1.0" encoding="UTF-7"?>' + last_change(b"HOSTILE_UTF7")
+        for seq, body in enumerate((utf16, utf7), start=1):
+            client = await self.send(daemon, notify_request(sid, seq, body), kitchen.address)
+            self.assertEqual(status_of(await client.done), 400, body[:60])
+        self.assertEqual(daemon.service.listener.rejected["encoding"], 2)
+        state = daemon.service.state.variables(kitchen.uid, "AVTransport")
+        self.assertFalse(str(state.get("transport_state")).startswith("HOSTILE"))
+        self.assertFalse([m for m in daemon.recorder.messages[published:] if b"HOSTILE" in m.raw])
+        self.assertIn('sonosd_notifies_total{result="encoding"} 2.0', await self.metrics(daemon))
+
+    async def test_nested_documents_over_the_budget_are_refused(self) -> None:
+        """A NOTIFY within ``max_body`` whose escaped LastChange holds over 50,000 elements is
+        answered 400, counted ``over_budget``, and kept from the state."""
+        daemon = await self.daemon()
+        kitchen = daemon.speakers[0]
+        sid = daemon.sid(kitchen, "AVTransport")
+        published = len(daemon.recorder.messages)
+        elements = b"&lt;a/&gt;" * 50_001
+        body = last_change(b"HOSTILE_BUDGET").replace(
+            b"&lt;/Event&gt;", elements + b"&lt;/Event&gt;"
+        )
+        self.assertLess(len(body), 1024 * 1024)
+        client = await self.send(daemon, notify_request(sid, 1, body), kitchen.address)
+        self.assertEqual(status_of(await client.done), 400)
+        self.assertEqual(daemon.service.listener.rejected["over_budget"], 1)
+        state = daemon.service.state.variables(kitchen.uid, "AVTransport")
+        self.assertNotEqual(state.get("transport_state"), "HOSTILE_BUDGET")
+        self.assertFalse([m for m in daemon.recorder.messages[published:] if b"HOSTILE" in m.raw])
+        self.assertIn('sonosd_notifies_total{result="over_budget"} 1.0', await self.metrics(daemon))
+
     async def test_hostile_soap_answers_are_refused(self) -> None:
         """A speaker answering a command with 5 MB of padding, or with an expanding DTD, gets
         the command a 502 naming the bound; nothing of the answer is kept."""

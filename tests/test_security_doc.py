@@ -224,7 +224,7 @@ CHECKS: list[tuple[str | None, str, object, object]] = [
         10_000,
     ),
     ("replay ring", "and 32 MiB", hub.REPLAY_BYTES, 32 * 1024 * 1024),
-    ("commands waiting per speaker", "| 32 |", controller.MAX_PENDING, 32),
+    ("commands waiting or running per speaker", "| 32 |", controller.MAX_PENDING, 32),
     ("album art (`/api/v1/art`)", "2 MiB per image", art.MAX_IMAGE, 2 * 1024 * 1024),
     ("album art (`/api/v1/art`)", "4 fetches at once", art.MAX_FETCHES, 4),
     ("album art (`/api/v1/art`)", "64 waiting", art.MAX_WAITING, 64),
@@ -235,7 +235,12 @@ CHECKS: list[tuple[str | None, str, object, object]] = [
     ("an answer's time", "`soco.call_timeout` (20 s)", config.SocoConfig().call_timeout, 20.0),
     ("a DTD or an entity declaration", "(up to 3 levels", socohttp.NESTING, 3),
     ("a DTD or an entity declaration", "(up to 3 levels", xmlguard.NESTING, 3),
-    ("threads a slow speaker can hold", "(at most 32)", controller.MAX_PENDING, 32),
+    (
+        "threads a slow speaker can hold",
+        "(at most 32 with the one running)",
+        controller.MAX_PENDING,
+        32,
+    ),
     (
         "the device description and the identification reads",
         "256 KiB",

@@ -39,7 +39,7 @@ from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTC
 from twisted.logger import Logger, LogLevel
 from zope.interface import Attribute, Interface, implementer
 
-from sonosd.gena import notifyport
+from sonosd.gena import notifyport, xmlguard
 from sonosd.gena.event import Event
 from sonosd.gena.notifyproto import (
     MAX_PER_HOST,
@@ -118,7 +118,8 @@ def check_notify(headers: Mapping[str, str], body: bytes) -> NotifyHeaders:
     @param body: The request body.
     @raise MalformedNotify: When ``NT`` is not ``upnp:event``, ``NTS`` is not
         ``upnp:propchange``, ``SID`` is missing or empty, ``SEQ`` is not an integer in
-        0 .. 4294967295, or the body is not an XML document.
+        0 .. 4294967295, or the body is not an XML document (a UTF-16 or UTF-32 one is left
+        to the parser, which refuses its encoding).
     """
     if headers.get("nt", "").strip().lower() != "upnp:event":
         raise MalformedNotify("NT is not upnp:event")
@@ -130,7 +131,8 @@ def check_notify(headers: Mapping[str, str], body: bytes) -> NotifyHeaders:
     seq_text = headers.get("seq", "").strip()
     if not _SEQ_RE.match(seq_text) or int(seq_text) > SEQ_MAX:
         raise MalformedNotify("SEQ is not an integer in 0..4294967295")
-    if not body.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+    # A UTF-16/32 body passes: the parser refuses it, counted as the encoding it is.
+    if not body.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<") and not xmlguard.is_wide(body):
         raise MalformedNotify("body is not XML")
     service_type = headers.get("x-sonos-servicetype", "").strip() or None
     return NotifyHeaders(sid=sid, seq=int(seq_text), service_type=service_type)

@@ -88,6 +88,13 @@ class Budget:
             raise UnsafeXml("over_budget", f"more than {MAX_ELEMENTS} elements in one event")
 
 
+def is_wide(document: bytes) -> bool:
+    """Whether ``document`` is in UTF-16 or UTF-32 (a byte-order mark, or a NUL byte among its
+    first four): an encoding refused, however its first character reads in ASCII."""
+    head = document[:4]
+    return head[:2] in (b"\xfe\xff", b"\xff\xfe") or b"\x00" in head
+
+
 def check_document(document: bytes, budget: Budget | None = None) -> None:
     """Refuse a document (as received, bytes) that may cost more than its size to parse.
 
@@ -95,9 +102,9 @@ def check_document(document: bytes, budget: Budget | None = None) -> None:
         UTF-8, US-ASCII or ISO-8859-1; ``dtd`` for a document type or entity declaration;
         ``over_budget`` when ``budget`` runs out.
     """
-    head = document[:4]
-    if head[:2] in (b"\xfe\xff", b"\xff\xfe") or b"\x00" in head:
+    if is_wide(document):
         raise UnsafeXml("encoding", "the document is not UTF-8")
+    head = document[:4]
     start = 3 if head[:3] == b"\xef\xbb\xbf" else 0
     if document.startswith(b"<?xml", start):
         declared = _DECLARATION.match(document, start)

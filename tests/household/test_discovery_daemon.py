@@ -8,15 +8,19 @@ a private port of the SSDP group, on loopback only.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
+import attrs
 from twisted.internet.defer import Deferred
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from sonosd.config import SimulateConfig, parse_config
 from sonosd.household.discovery import SSDP_GROUP
 from sonosd.service import SonosdService
 from sonosd.sim.service import HouseholdService
+from sonosd.sim.ssdp import ZONE_PLAYER, advert_of, notify_alive
 from tests.conftest import free_loopback_base
 from tests.daemon_helpers import FAST_SUBSCRIPTION, ROOMS, Recorder, reactor, start_recorded, until
 
@@ -104,3 +108,58 @@ class DiscoveryDaemonTests(TestCase):
         await roam.sleep()
         await until(lambda: service.state.availability(roam.uid).status == "asleep", "asleep")
         self.assertEqual(recorder.of("speaker.offline", roam.uid), [])
+
+    async def test_forged_announcement_of_a_new_address_is_not_followed(self) -> None:
+        """An ``ssdp:alive`` forged on the LAN that puts a followed speaker at another
+        speaker's address is checked there (the uid answering is not its own) and not
+        followed: the speaker keeps its address, its subscriptions and its commands."""
+        base = free_loopback_base(port=1400, count=2)
+        sim = HouseholdService(reactor, SimulateConfig(speakers=2, base_address=base), ssdp_port=0)
+        sim.startService()
+        self.addCleanup(sim.stopService)
+        assert sim.ssdp is not None and sim.ssdp.port is not None
+        document = json.loads(discovery_yaml(sim.ssdp.port))
+        document["ssdp"]["announcements"] = True
+        service = SonosdService(parse_config(json.dumps(document), "discovery-test.yaml"), reactor)
+        recorder = start_recorded(self, service)
+        kitchen, bedroom = sim.household.speakers
+        services = service.config.services
+        await until(
+            lambda: all(
+                recorder.initial_events(s.uid, n) for s in (kitchen, bedroom) for n in services
+            ),
+            "both speakers followed",
+        )
+        events: list[LogEvent] = []
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        forged = attrs.evolve(advert_of(kitchen), location=bedroom.location)
+        datagram = notify_alive(
+            forged, ZONE_PLAYER, f"uuid:{kitchen.uid}::{ZONE_PLAYER}", f"{SSDP_GROUP}:1900"
+        )
+        attacker = reactor.listenMulticast(0, DatagramProtocol(), interface="127.0.0.1")
+        self.addCleanup(attacker.stopListening)
+        attacker.setTTL(1)
+        attacker.setLoopbackMode(1)
+        await attacker.setOutgoingInterface("127.0.0.1")
+        attacker.write(datagram, (SSDP_GROUP, sim.ssdp.port))
+        followed = service.household.speaker(kitchen.uid)
+        assert followed is not None
+
+        def decided() -> bool:
+            refused = any(
+                "not following" in str(e.get("log_format")) and e.get("other") == bedroom.uid
+                for e in events
+            )
+            return refused or followed.ref is None or followed.ref.host != kitchen.address
+
+        await until(decided, "the new address checked")
+        assert followed.ref is not None
+        self.assertEqual(followed.ref.host, kitchen.address)
+        self.assertEqual(recorder.of("subscription.lost", kitchen.uid), [])
+        manager: Any = kitchen.manager
+        self.assertEqual({sub["service"] for sub in manager.subscriptions()}, set(services))
+        await service.controller.execute(kitchen.uid, "volume", {"volume": 33})
+        self.assertEqual(kitchen.rendering.volume, 33)
+        self.assertNotEqual(bedroom.rendering.volume, 33)

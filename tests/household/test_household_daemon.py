@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -165,6 +166,47 @@ class OneSpeakerTests(TestCase):
         self.assertEqual(len(daemon.recorder.of("topology.changed")), len(changes) + 1)
         health = await daemon.get("/api/v1/health")
         self.assertEqual((health["status"], health["reasons"]), ("ok", []))
+
+    async def test_zone_group_state_only_in_the_first_senders_event(self) -> None:
+        """Of the ZoneGroupTopology events that carry one new ZoneGroupState, only the first
+        has ``zone_group_state``, parsed as in ``topology.changed``; the other speakers'
+        events of that change carry their own variables only."""
+        daemon = await start(self)
+        first, second, third = daemon.speakers
+        before = len(daemon.recorder.messages)
+        await daemon.post(first.name, "join", {"coordinator": third.name})
+        await until(lambda: daemon.recorder.of("topology.changed")[-1:] != [], "the change")
+        delivered = self.zgt_delivered(daemon)
+        await until(delivered, "every speaker's ZoneGroupTopology NOTIFYs")
+        after = daemon.recorder.messages[before:]
+        [changed] = [m for m in after if m.type == "topology.changed"]
+        events = [m for m in after if m.type == "event" and m.service == "ZoneGroupTopology"]
+        self.assertEqual({m.speaker_uid for m in events}, {first.uid, second.uid, third.uid})
+        carrying = [m for m in events if "zone_group_state" in m.body["variables"]]
+        self.assertEqual(carrying, events[:1], [m.body for m in events])
+        parsed = carrying[0].body["variables"]["zone_group_state"]
+        self.assertEqual(
+            parsed,
+            {key: changed.body[key] for key in ("household", "groups", "vanished")},
+        )
+
+    def zgt_delivered(self, daemon: Daemon) -> Callable[[], bool]:
+        """A condition: the daemon has the last ZoneGroupTopology NOTIFY each speaker sent."""
+
+        def delivered() -> bool:
+            for speaker in daemon.speakers:
+                manager: Any = speaker.manager
+                [sent] = [
+                    s["seq"] for s in manager.subscriptions() if s["service"] == "ZoneGroupTopology"
+                ]
+                supervised = daemon.service.household.speaker(speaker.uid)
+                if supervised is None:
+                    return False
+                if supervised.services["ZoneGroupTopology"].last_seq != sent:
+                    return False
+            return True
+
+        return delivered
 
     async def test_members_leave_and_join(self) -> None:
         """A member removed from the household is no longer followed (speaker.removed, its
@@ -368,6 +410,38 @@ class PositionTests(TestCase):
             for m in daemon.recorder.of("event", speaker.uid, "AVTransport")
             if m.body["source"] == "position"
         ]
+
+    async def test_position_reads_leave_the_snapshots_last_update(self) -> None:
+        """The snapshot holds the last position read in the coordinator's AVTransport
+        variables, while that service's ``seq``, ``time`` and ``source`` stay those of the
+        last NOTIFY."""
+        daemon = await start(self, households=(1,), subscription={"position_interval": 0.5})
+        [speaker] = daemon.speakers
+        status, _ = await daemon.post(speaker.name, "play")
+        self.assertEqual(status, 200)
+
+        def read_after_notify() -> bool:
+            messages = daemon.recorder.of("event", speaker.uid, "AVTransport")
+            sources = [m.body["source"] for m in messages]
+            return "notify" in sources and sources[-1] == "position" and len(sources) > 2
+
+        await until(read_after_notify, "a position read after the last NOTIFY")
+        # Read in the same reactor turn as the messages: nothing can arrive in between.
+        [listed] = [
+            s for s in daemon.service.state.snapshot()["speakers"] if s["uid"] == speaker.uid
+        ]
+        avt = listed["services"]["AVTransport"]
+        messages = daemon.recorder.of("event", speaker.uid, "AVTransport")
+        [*_, notified] = [m for m in messages if m.body["source"] == "notify"]
+        [*_, read] = [m for m in messages if m.body["source"] == "position"]
+        self.assertEqual(avt["variables"]["position"], read.body["variables"]["position"])
+        self.assertEqual((avt["source"], avt["seq"]), ("notify", notified.body["seq"]))
+        # Stamped when merged, the message a moment later: the same millisecond, or the next.
+        merged, published = (
+            datetime.fromisoformat(text.replace("Z", "+00:00"))
+            for text in (avt["time"], notified.body["time"])
+        )
+        self.assertLessEqual(abs(published - merged), timedelta(milliseconds=1))
 
     async def test_position_of_the_playing_group(self) -> None:
         """A playing group's coordinator has its position read, with the time it was read,

@@ -29,10 +29,11 @@ class _Ended(ProcessProtocol):
         self.done.callback(None)
 
 
-async def publish(broker: Broker, topic: str, payload: str) -> None:
-    """Publish ``payload`` (not retained) on ``topic`` with ``mosquitto_pub``."""
+async def publish(broker: Broker, topic: str, payload: str, retain: bool = False) -> None:
+    """Publish ``payload`` on ``topic`` with ``mosquitto_pub`` (not retained unless
+    ``retain``)."""
     args = [MOSQUITTO_PUB, "-h", broker.host, "-p", str(broker.port), "-q", "1"]
-    args += ["-t", topic, "-m", payload]
+    args += ["-t", topic, "-m", payload] + (["-r"] if retain else [])
     ended = _Ended()
     reactor.spawnProcess(ended, MOSQUITTO_PUB, args, env=os.environ)
     await ended.done.addTimeout(WAIT, reactor)
@@ -106,6 +107,27 @@ class MqttDaemonTests(TestCase):
             (False, 404, "unknown_speaker"),
         )
         self.assertEqual(kitchen.rendering.volume, 27)
+
+    async def test_retained_command_is_ignored(self) -> None:
+        """A command left retained on the broker is not run when the daemon subscribes (it
+        would run again at every reconnect) and gets no result; a live one after it runs."""
+        broker, sub, mqtt = await broker_and_subscriber(self)
+        topic, result = "sonos/Kitchen/cmd/volume", "sonos/Kitchen/cmd/volume/result"
+        await publish(broker, topic, '{"volume": 5, "request_id": "retained"}', retain=True)
+        await sub.wait(sub.has(topic), reactor)
+        daemon = await start_daemon(self, sinks={"mqtt": mqtt})
+        kitchen = daemon.speaker(0)
+        await sub.wait(lambda: "online" in sub.payloads("sonos/bridge/availability"), reactor)
+        # The broker sent the retained command when the sink subscribed, before this one.
+        await publish(broker, topic, '{"volume": 27, "request_id": "live"}')
+        await sub.wait(sub.has(result), reactor)
+        await sub.wait(carries_volume(sub, "sonos/Kitchen/event/RenderingControl", 27), reactor)
+        self.assertEqual(
+            [json.loads(payload)["request_id"] for payload in sub.payloads(result)], ["live"]
+        )
+        self.assertEqual(kitchen.rendering.volume, 27)
+        volumes = [master_volume(p) for p in sub.payloads("sonos/Kitchen/event/RenderingControl")]
+        self.assertNotIn(5, volumes)
 
     async def test_home_theatre_room_topics_belong_to_the_soundbar(self) -> None:
         """In a home theatre whose sub and surrounds are followed too, the room's state,
