@@ -1031,3 +1031,28 @@ class ControlDaemonTests(TestCase):
             member_uids(party), {left.uid, right.uid, *(speaker.uid for speaker in others)}
         )
         self.assertEqual((left.group.coordinator, right.group.coordinator), (others[0].uid,) * 2)
+
+    async def test_toggle_pauses_a_transitioning_speaker(self) -> None:
+        """toggle pauses a speaker still TRANSITIONING (a Play not yet playing), as it pauses a
+        playing one, and the pause reaches SSE."""
+        daemon = await start_daemon(self)
+        client = await sse(self, daemon)
+        kitchen = daemon.speaker(0)
+        transport = kitchen.transport
+        # The simulated speaker holds the Play below in TRANSITIONING for an hour.
+        transport.transition_delay = 3600.0
+        status, body = await daemon.post("Kitchen", "play")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(transport.state, "TRANSITIONING")
+        mark = len(client.messages())
+        status, body = await daemon.post("Kitchen", "toggle")
+        self.assertEqual(
+            (status, body), (200, {"result": {"coordinator": kitchen.uid, "action": "pause"}})
+        )
+        self.assertEqual(transport.state, "PAUSED_PLAYBACK")
+        await arrives(
+            client.messages,
+            mark,
+            event_of(kitchen, "AVTransport", transport_state="PAUSED_PLAYBACK"),
+            "the pause",
+        )
