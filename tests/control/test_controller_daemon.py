@@ -1056,3 +1056,16 @@ class ControlDaemonTests(TestCase):
             event_of(kitchen, "AVTransport", transport_state="PAUSED_PLAYBACK"),
             "the pause",
         )
+
+    async def test_sleep_timer_set_in_seconds(self) -> None:
+        """sleep_timer with seconds (not minutes) sets the coordinator's timer to that many
+        seconds and answers what remains of it."""
+        daemon = await start_daemon(self)
+        office = daemon.speaker(2)
+        status, body = await daemon.post("Office", "sleep_timer", {"action": "set", "seconds": 75})
+        self.assertEqual(status, 200, body)
+        result = body["result"]
+        self.assertEqual(result["coordinator"], office.uid)
+        # 75 s, read back just after: not 75 minutes, nor rounded to whole minutes.
+        self.assertIn(result["remaining"], range(61, 76), result)
+        self.assertIn(office.transport.remaining_sleep(), range(61, 76))
