@@ -1069,3 +1069,30 @@ class ControlDaemonTests(TestCase):
         # 75 s, read back just after: not 75 minutes, nor rounded to whole minutes.
         self.assertIn(result["remaining"], range(61, 76), result)
         self.assertIn(office.transport.remaining_sleep(), range(61, 76))
+
+    async def test_restore_with_fade_ramps_the_volume_up(self) -> None:
+        """restore with fade sets the volume to 0 and has the speaker ramp it to the saved
+        volume (SoCo's Snapshot.restore(fade=True)): it rises step by step over SSE instead of
+        jumping there."""
+        daemon = await start_daemon(self)
+        client = await sse(self, daemon)
+        kitchen = daemon.speaker(0)
+        kitchen.set_volume(33)
+        status, body = await daemon.post("Kitchen", "snapshot", {"name": "quiet"})
+        self.assertEqual(status, 200, body)
+        status, body = await daemon.post("Kitchen", "volume", {"volume": 70})
+        self.assertEqual(status, 200, body)
+        mark = len(client.messages())
+        status, body = await daemon.post("Kitchen", "restore", {"name": "quiet", "fade": True})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(kitchen.ramp.target, 33)
+        self.assertLess(kitchen.rendering.volume, 33)
+        zero = await arrives(
+            client.messages, mark, event_of(kitchen, "RenderingControl", volume=0), "volume 0"
+        )
+        await arrives(
+            client.messages,
+            zero + 1,
+            event_of(kitchen, "RenderingControl", volume=1),
+            "the ramp's first step",
+        )
