@@ -1096,3 +1096,23 @@ class ControlDaemonTests(TestCase):
             event_of(kitchen, "RenderingControl", volume=1),
             "the ramp's first step",
         )
+
+    async def test_snapshot_and_restore_get_three_call_timeouts(self) -> None:
+        """A speaker whose snapshot and restore take longer than the call timeout (every SOAP
+        answer dripped out) but less than three times it is snapshot and restored."""
+        daemon = await start_daemon(self, soco={"call_timeout": 1.0})
+        kitchen = daemon.speaker(0)
+        kitchen.set_volume(27)
+        # Here snapshot makes 10 SOAP calls and restore 12; each answer is padded past 1 KiB
+        # and written in pieces 0.11 s apart: at least 1.1 s (snapshot) and 1.3 s (restore),
+        # each piece well within the call timeout that SoCo's requests also read with.
+        faults = kitchen.soap_faults
+        faults.padding, faults.drip = 1024, 0.11
+        self.addCleanup(faults.reset)
+        status, body = await daemon.post("Kitchen", "snapshot", {"name": "slow"})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["result"]["members"], [kitchen.uid])
+        kitchen.set_volume(60)
+        status, body = await daemon.post("Kitchen", "restore", {"name": "slow"})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(kitchen.rendering.volume, 27)
