@@ -1116,3 +1116,26 @@ class ControlDaemonTests(TestCase):
         status, body = await daemon.post("Kitchen", "restore", {"name": "slow"})
         self.assertEqual(status, 200, body)
         self.assertEqual(kitchen.rendering.volume, 27)
+
+    async def test_transport_command_to_a_former_coordinator_is_800(self) -> None:
+        """A transport command to a speaker that has just joined another group, while the
+        household still shows it coordinating its own (a slow regroup), is refused by the
+        speaker: 502 speaker_error with UPnP 800; once the topology shows the group, the
+        command goes to the new coordinator."""
+        daemon = await start_daemon(self)
+        client = await sse(self, daemon)
+        kitchen, office = daemon.speaker(0), daemon.speaker(2)
+        daemon.household.set_modes(regroup_delay=3.0)
+        mark = len(client.messages())
+        # Grouped from elsewhere (the Sonos app): the household shows it three seconds later.
+        daemon.household.join(office, kitchen)
+        status, body = await daemon.post("Office", "play")
+        self.assertEqual(
+            (status, body["error"]["code"], body["error"]["upnp_error"]),
+            (502, "speaker_error", 800),
+            body,
+        )
+        self.assertEqual(kitchen.transport.state, "STOPPED")
+        await arrives(client.messages, mark, topology_with(kitchen, office), "the new group")
+        status, body = await daemon.post("Office", "play")
+        self.assertEqual((status, body), (200, {"result": {"coordinator": kitchen.uid}}))
