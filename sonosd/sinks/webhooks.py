@@ -128,15 +128,20 @@ def classify(status: int) -> Outcome:
 
 
 def retry_after(value: str | None, now: float) -> float | None:
-    """Seconds asked for by a ``Retry-After`` header (delta-seconds or an HTTP date), if any."""
+    """Seconds asked for by a ``Retry-After`` header (delta-seconds or an HTTP date), if any.
+
+    Anything else a receiver sends (other digits than ASCII ones, a year past 9999) is ignored:
+    never an exception that would hide the answer's status.
+    """
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
+        # float() of a 400-digit number is inf, never an error; the caller caps the wait.
         return float(value)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         return None

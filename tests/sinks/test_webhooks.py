@@ -83,7 +83,7 @@ class Receiver(Resource):
         status = self.statuses.pop(0) if self.statuses else 200
         request.setResponseCode(status)
         if self.retry_after is not None:
-            request.setHeader(b"Retry-After", self.retry_after.encode())
+            request.setHeader(b"Retry-After", self.retry_after.encode("latin-1"))
         return b"ok"
 
     def ids(self) -> list[int]:
@@ -243,6 +243,22 @@ class TargetTests(SynchronousTestCase):
         """A Retry-After of an hour, on a 429 or a 503, delays the retry by 60 s, no more."""
         for status in (429, 503):
             self.retried_after(status, "3600", 60)
+
+    def test_hostile_retry_after_keeps_the_status(self) -> None:
+        """A 503 whose Retry-After is a 400-digit number waits the 60 s cap, and one whose
+        Retry-After is Latin-1 superscript digits or a date past year 9999 is retried on the
+        backoff, its error still ``HTTP 503``."""
+        self.retried_after(503, "1" + "0" * 400, 60)
+        for value in ("\u00b2", "\u00b9\u00b2", "Thu, 01 Jan 99999999999 00:00:00 GMT"):
+            self.receiver.requests.clear()
+            self.receiver.statuses = [503]
+            self.receiver.retry_after = value
+            target = WebhookTarget(self.clock, "http://hooks.example/sonos", self.stub)
+            target.deliver(self.hub.publish("event", {}, speaker=KITCHEN, service="Queue"))
+            self.assertEqual((len(self.receiver.requests), target.last_error), (1, "HTTP 503"))
+            self.clock.pump([1.0] * 5)
+            self.assertEqual(len(self.receiver.requests), 2, value)
+            self.assertEqual(target.stats.delivered, 1)
 
     def test_connection_errors_retried(self) -> None:
         """A connection error is retried; the target logs it and gives up after the retries."""
@@ -439,6 +455,14 @@ class PureTests(SynchronousTestCase):
         self.assertEqual(retry_after("Thu, 01 Jan 1970 00:01:00 GMT", 10.0), 50.0)
         self.assertIsNone(retry_after("soon", 0.0))
         self.assertIsNone(retry_after(None, 0.0))
+
+    @given(value=st.text(max_size=64))
+    def test_retry_after_never_raises(self, value: str) -> None:
+        """Whatever text a receiver sends as Retry-After, the reading is a number of seconds
+        (not below zero) or nothing, never an exception."""
+        for text in (value, value + " 12:00:00 GMT", "Mon, 01 Jan " + value + " 00:00:00 GMT"):
+            seconds = retry_after(text, 0.0)
+            self.assertTrue(seconds is None or seconds >= 0.0, seconds)
 
     def test_signature_known_value(self) -> None:
         """The signature is the hex HMAC-SHA256 of ``<timestamp>.<body>``."""
