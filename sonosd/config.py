@@ -374,12 +374,30 @@ def show_value(value: object, secret: bool = False, limit: int = 120) -> str:
     if secret:
         return "<hidden>"
     try:
-        text = json.dumps(value, ensure_ascii=False, default=str, sort_keys=False)
+        text = json.dumps(_head(value, [limit]), ensure_ascii=False, default=str, sort_keys=False)
     except (TypeError, ValueError):
         text = repr(value)
     if len(text) > limit:
         text = text[: limit - 3] + "..."
     return text
+
+
+def _head(value: object, budget: list[int]) -> object:
+    """The first ``budget[0]`` values of ``value`` (lists and mappings cut short with
+    ``"..."``): what ``show_value`` can show of it, however far its aliases expand."""
+    budget[0] -= 1
+    if isinstance(value, list | dict):
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        kept: list[tuple[object, object]] = []
+        for key, item in items:
+            if budget[0] <= 0:
+                kept.append(("...", "..."))
+                break
+            kept.append((key, _head(item, budget)))
+        if isinstance(value, dict):
+            return dict(kept)
+        return [item for _, item in kept]
+    return value
 
 
 def _is_secret(path: KeyPath) -> bool:
@@ -424,18 +442,22 @@ class _NodeReader:
     source: _Source
     done: dict[int, object] = attrs.Factory(dict)
     active: set[int] = attrs.Factory(set)
+    #: Values read so far, an alias counting as every value it stands for: what the schema
+    #: check, the builder and error messages will walk (a "billion laughs" document is small
+    #: to read once but expands beyond any bound).
     count: int = 0
+    sizes: dict[int, int] = attrs.Factory(dict)
 
     def read(self, node: yaml.Node, path: KeyPath) -> object:
         self.source.lines.setdefault(path, node.start_mark.line + 1)
         key = id(node)
         if key in self.done:
+            self._add(self.sizes[key], path)
             return self.done[key]
         if key in self.active:
             raise self.source.error(path, "a recursive YAML alias is not a setting")
-        self.count += 1
-        if self.count > _MAX_NODES:
-            raise self.source.error(path, f"the document has more than {_MAX_NODES} values")
+        before = self.count
+        self._add(1, path)
         self.active.add(key)
         try:
             if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in _TAGS:
@@ -452,7 +474,16 @@ class _NodeReader:
         finally:
             self.active.discard(key)
         self.done[key] = value
+        self.sizes[key] = self.count - before
         return value
+
+    def _add(self, values: int, path: KeyPath) -> None:
+        self.count += values
+        if self.count > _MAX_NODES:
+            raise self.source.error(
+                path,
+                f"the document has more than {_MAX_NODES} values (aliases counted as expanded)",
+            )
 
     def _mapping(self, node: yaml.MappingNode, path: KeyPath) -> dict[str, object]:
         own = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)

@@ -195,6 +195,43 @@ def test_aliases_are_read_once() -> None:
     assert config.sinks.mqtt == MqttConfig(host="nas.lan")
 
 
+def laughs(levels: int = 9) -> list[str]:
+    """Anchored lists each holding ten aliases of the one before: ``&a{levels - 1}`` stands
+    for 10**levels values in a few hundred bytes (a "billion laughs")."""
+    anchors = ["&a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for level in range(1, levels):
+        anchors.append(f"&a{level} [" + ", ".join([f"*a{level - 1}"] * 10) + "]")
+    return anchors
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (
+            "x-anchors: [" + ", ".join(laughs()) + "]\n",
+            "config.yaml:1: x-anchors[4][7]: the document has more than 100000 values "
+            "(aliases counted as expanded)",
+        ),
+        (
+            "devices: [" + ", ".join(laughs()) + "]\n",
+            "config.yaml:1: devices[4][7]: the document has more than 100000 values "
+            "(aliases counted as expanded)",
+        ),
+        (
+            "log: {}\nlog: [" + ", ".join(laughs()) + "]\n",
+            "config.yaml:2: log: duplicate key (first set on line 1), got "
+            '[["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"], [["x", "x", "x", "x", "x", '
+            '"x", "x", "x", "x", "x"], ["x", "x", ...',
+        ),
+    ],
+)
+def test_alias_bombs_cost_their_size(text: str, error: str) -> None:
+    """A "billion laughs" document, under an unknown key, a known one or a duplicate key, is
+    one line naming the bound (its expansion is never walked, validated or printed)."""
+    assert len(text) < 1000
+    assert error_of(text) == error
+
+
 def test_merged_keys_first_wins() -> None:
     """Among merged mappings the first one's key wins, as YAML specifies."""
     config = parse_config("listener:\n  <<: [{port: 1}, {port: 2}]\n")
@@ -205,7 +242,8 @@ def test_document_size_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     """A document with too many values is refused instead of exhausting memory."""
     monkeypatch.setattr(config_module, "_MAX_NODES", 5)
     assert error_of("devices: [1, 2, 3, 4, 5]\n") == (
-        "config.yaml:1: devices[3]: the document has more than 5 values"
+        "config.yaml:1: devices[3]: the document has more than 5 values (aliases counted as "
+        "expanded)"
     )
 
 
@@ -1151,10 +1189,16 @@ def test_format_path() -> None:
 
 
 def test_show_value_of_a_circular_value() -> None:
-    """A value JSON cannot show is shown with repr()."""
+    """A circular value is cut short, as any value too large to show, never followed."""
     circular: list[object] = []
     circular.append(circular)
-    assert show_value(circular) == "[[...]]"
+    shown = show_value(circular)
+    assert shown.startswith("[[[[") and shown.endswith("...") and len(shown) == 120
+
+
+def test_show_value_of_a_value_json_cannot_show() -> None:
+    """A value JSON cannot show (a mapping with a tuple key) is shown with repr()."""
+    assert show_value({(1, 2): 3}) == "{(1, 2): 3}"
 
 
 @pytest.mark.parametrize("name", [".", "a" * 64, ("a" * 60 + ".") * 5, "a.-b"])
