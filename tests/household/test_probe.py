@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from twisted.internet import reactor as global_reactor
 from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import TestCase
 
 from sonosd.backoff import FailureKind, describe_failure
@@ -141,6 +142,42 @@ class SimulatedSpeakerTests(TestCase):
         self.assertEqual(describe_failure(caught.exception), (FailureKind.UNREACHABLE, "timeout"))
         await speaker.come_online()
         self.assertEqual(await ping(self.http, reactor, speaker.address), 200)
+
+    def hostile_host(self, answer: bytes) -> int:
+        """A loopback port whose every connection gets ``answer``, then nothing more, the
+        connection left open (closed at cleanup)."""
+        connections: list[Protocol] = []
+
+        class Answer(Protocol):
+            def connectionMade(self) -> None:
+                connections.append(self)
+                assert self.transport is not None
+                self.transport.write(answer)
+
+        def close() -> None:
+            for connection in connections:
+                if connection.transport is not None:
+                    connection.transport.abortConnection()  # type: ignore[attr-defined]
+
+        port = reactor.listenTCP(0, Factory.forProtocol(Answer), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.addCleanup(close)
+        return int(port.getHost().port)
+
+    async def test_huge_or_stalled_descriptions_are_bounded(self) -> None:
+        """A host an SSDP LOCATION points at that sends a description over 256 KiB fails the
+        identification naming the bound; one announcing 100 MB and sending a few bytes fails
+        at the timeout; neither is kept."""
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\n"
+        huge = b"<root>" + b" " * (300 * 1024) + b"</root>"
+        port = self.hostile_host(head + b"Content-Length: %d\r\n\r\n" % len(huge) + huge)
+        with self.assertRaises(ProbeError) as refused:
+            await describe(self.http, reactor, "127.0.0.1", port, timeout=10.0)
+        self.assertIn("is over 262144 bytes", str(refused.exception))
+        port = self.hostile_host(head + b"Content-Length: 100000000\r\n\r\n<root>")
+        with self.assertRaises(TimeoutError) as late:
+            await describe(self.http, reactor, "127.0.0.1", port, timeout=0.5)
+        self.assertIn("no whole answer within 0.5 s", str(late.exception))
 
     async def test_not_a_speaker(self) -> None:
         """A host that answers HTTP but is no Sonos speaker is a ProbeError; 403 is
