@@ -42,7 +42,16 @@ def recurrence_days(recurrence: str) -> list[str]:
     digits = RECURRENCE_DAYS.get(recurrence)
     if digits is None:
         digits = recurrence.removeprefix("ON_") if recurrence.startswith("ON_") else ""
-    return [DAY_NAMES[int(d)] for d in sorted(set(digits)) if d.isdigit() and int(d) < 7]
+    return [DAY_NAMES[int(d)] for d in sorted(set(digits)) if d in "0123456"]
+
+
+def _number(text: str) -> int | None:
+    """An attribute of 1 to 10 ASCII digits as an integer; anything else a speaker sends (a
+    superscript, thousands of digits) is not a number, never an exception that would lose the
+    whole list."""
+    if 0 < len(text) <= 10 and text.isascii() and text.isdigit():
+        return int(text)
+    return None
 
 
 def _program_title(uri: str, metadata: str) -> str | None:
@@ -85,14 +94,14 @@ def parse_alarm_list(
         volume = get("Volume", "")
         alarms.append(
             {
-                "id": int(alarm_id) if alarm_id.isdigit() else alarm_id,
+                "id": alarm_id if _number(alarm_id) is None else _number(alarm_id),
                 "time": get("StartTime", ""),
                 "duration": get("Duration") or None,
                 "recurrence": recurrence,
                 "days": recurrence_days(recurrence),
                 "enabled": get("Enabled") == "1",
                 "room": {"uid": uid, "name": room_name(uid)},
-                "volume": int(volume) if volume.isdigit() else None,
+                "volume": _number(volume),
                 "play_mode": get("PlayMode", ""),
                 "program": {
                     "uri": uri,

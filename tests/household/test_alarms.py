@@ -4,8 +4,11 @@ watcher that reads it once per new AlarmListVersion."""
 from __future__ import annotations
 
 from typing import Any
+from xml.sax import saxutils
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from sonosd.household.alarms import AlarmWatcher, parse_alarm_list, recurrence_days
@@ -68,6 +71,27 @@ def test_parse_edges() -> None:
     for bad in ("<not xml", "<Other/>"):
         with pytest.raises(ValueError, match="not an alarm list"):
             parse_alarm_list(bad)
+
+
+_ATTRIBUTE = st.text(
+    st.characters(blacklist_categories=("Cs", "Cc", "Cn")), max_size=12
+) | st.sampled_from(["\u00b2", "\u0661", "9" * 5000, "ON_\u00b2", "ON_9", "-1"])
+
+
+@given(alarm_id=_ATTRIBUTE, volume=_ATTRIBUTE, recurrence=_ATTRIBUTE)
+def test_any_attributes_parse(alarm_id: str, volume: str, recurrence: str) -> None:
+    """Whatever a speaker puts in an alarm's ID, Volume and Recurrence (superscript digits,
+    5,000 digits), the list parses: numbers are ASCII digits or null, days are sun..sat."""
+    quoted = [saxutils.quoteattr(value) for value in (alarm_id, volume, recurrence)]
+    document = (
+        f"<Alarms><Alarm ID={quoted[0]} Volume={quoted[1]} Recurrence={quoted[2]} "
+        'StartTime="06:00:00" Enabled="1" RoomUUID="R" ProgramURI="" ProgramMetaData=""/>'
+        "</Alarms>"
+    )
+    (alarm,) = parse_alarm_list(document)
+    assert alarm["volume"] is None or 0 <= alarm["volume"] < 10**10
+    assert isinstance(alarm["id"], int) or alarm["id"] == alarm_id
+    assert set(alarm["days"]) <= {"sun", "mon", "tue", "wed", "thu", "fri", "sat"}
 
 
 def listed(document: str, version: str) -> dict[str, str]:
