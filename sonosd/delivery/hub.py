@@ -99,7 +99,8 @@ def parse_cursor(last_id: bytes | str | None, run: bytes | str | None = None) ->
     if text is None:
         return None
     embedded, colon, number = text.rpartition(":")
-    if not number.isdigit() or len(number) > 18:
+    # str.isdigit() also accepts "²", which int() refuses.
+    if not (number.isascii() and number.isdigit()) or len(number) > 18:
         return None
     given = embedded if colon else _text(run)
     return Cursor(given[:MAX_RUN] if given else None, int(number))

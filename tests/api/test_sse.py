@@ -126,6 +126,18 @@ class EventStreamTests(TestCase):
             await wait(lambda c=client: len(c.messages()) == 3, "missed and live")
             self.assertEqual([m["id"] for m in client.messages()], missed + later)
 
+    async def test_odd_digits_in_last_event_id_are_a_fresh_snapshot(self) -> None:
+        """A Last-Event-ID of a superscript digit (a digit to str.isdigit, not to int), sent as
+        UTF-8, is garbage: the client gets a 200 and a fresh snapshot."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        publish(self.hub, 2)
+        for value in ("\u00b2", f"{self.hub.run}:\u00b2"):
+            client = await self.open(host, port, **{"Last-Event-ID": value})
+            await wait(lambda c=client: len(c.messages()) == 1, "the snapshot")
+            self.assertEqual(client.status, 200)
+            self.assertEqual(client.events()[1]["event"], "snapshot")
+            self.assertEqual(client.messages()[0]["last_id"], 2)
+
     async def test_resume_too_old(self) -> None:
         """A Last-Event-ID no longer in the ring gets a reset event and a fresh snapshot."""
         _, host, port = await start_api(self, self.hub, self.state)

@@ -126,6 +126,17 @@ class WebSocketTests(TestCase):
             self.assertIn(str(last_id), client.messages[0]["reason"])
             self.assertEqual(client.messages[1]["last_id"], 60)
 
+    async def test_odd_digits_in_last_id_are_a_fresh_snapshot(self) -> None:
+        """A last_id of a superscript digit (a digit to str.isdigit, not to int) is garbage:
+        the client gets a fresh snapshot, as for any unreadable last_id."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        publish(self.hub, 2)
+        for query in ("last_id=%C2%B2", f"last_id={self.hub.run}:%C2%B2"):
+            client = await connect_ws(self, host, port, query)
+            await wait(lambda c=client: len(c.messages) == 1, "the snapshot")
+            self.assertEqual(client.messages[0]["type"], "snapshot", query)
+            self.assertEqual(client.messages[0]["last_id"], 2)
+
     async def test_filters_at_connect_and_on_the_socket(self) -> None:
         """Query filters apply from the start; a filter op replaces them."""
         _, host, port = await start_api(self, self.hub, self.state)

@@ -188,7 +188,18 @@ def test_parse_cursor() -> None:
     assert parse_cursor("0", b"") == Cursor(None, 0)
     assert str(Cursor("abc", 4)) == "abc:4"
     assert parse_cursor("7", "x" * 100) == Cursor("x" * MAX_RUN, 7)
-    for garbage in (None, "", "-1", "4x", "9" * 30, "abc:", "a:b:c"):
+    for garbage in (
+        None,
+        "",
+        "-1",
+        "4x",
+        "9" * 30,
+        "abc:",
+        "a:b:c",
+        "\u00b2",
+        "r:\u00b2",
+        "\u0661",
+    ):
         assert parse_cursor(garbage) is None
 
 

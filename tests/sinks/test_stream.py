@@ -144,6 +144,19 @@ class StreamTests(TestCase):
         await wait(lambda: len(client.lines()) == 5, "two errors")
         self.assertEqual([m["error"]["code"] for m in client.lines()[3:]], ["bad_request"] * 2)
 
+    async def test_resume_with_odd_digits_is_an_error_line(self) -> None:
+        """A resume whose last_id is a superscript or Arabic-Indic digit (digits to
+        str.isdigit, not to int) gets a bad_request line; the stream goes on."""
+        await self.start()
+        client = await self.connect()
+        for index, last_id in enumerate(("\u00b2", "r:\u00b2", "\u0661\u0662")):
+            client.send({"op": "resume", "id": index, "last_id": last_id})
+        client.send({"op": "filter", "id": 9, "rooms": ["Office"]})
+        await wait(lambda: any(line.get("type") == "filter" for line in client.lines()), "ack")
+        errors = [line for line in client.lines() if line.get("type") == "error"]
+        self.assertEqual([e["error"]["code"] for e in errors], ["bad_request"] * 3)
+        self.assertFalse(client.closed.called)
+
     async def test_bad_lines(self) -> None:
         """Malformed operations get error lines and the stream goes on."""
         await self.start()
