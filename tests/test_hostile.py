@@ -141,6 +141,16 @@ class HostileTests(TestCase):
         response = await treq.get(daemon.url("/api/v1/metrics"), agent=http_agent(self))
         return cast(str, await response.text())
 
+    async def set_volume(self, daemon: Daemon) -> tuple[int, dict[str, Any]]:
+        """POST a volume command to Kitchen: the status and the answer's error object."""
+        response = await treq.post(
+            daemon.url("/api/v1/speakers/Kitchen/volume"),
+            b'{"volume": 21}',
+            headers=Headers({"Content-Type": ["application/json"]}),
+            agent=http_agent(self),
+        )
+        return response.code, json.loads(await response.content()).get("error", {})
+
     def capture_logs(self) -> list[LogEvent]:
         events: list[LogEvent] = []
         observer = cast(ILogObserver, events.append)
@@ -258,16 +268,29 @@ class HostileTests(TestCase):
             kitchen.soap_faults.reset()
             for name, value in fault.items():
                 setattr(kitchen.soap_faults, name, value)
-            response = await treq.post(
-                daemon.url("/api/v1/speakers/Kitchen/volume"),
-                b'{"volume": 21}',
-                headers=Headers({"Content-Type": ["application/json"]}),
-                agent=http_agent(self),
-            )
-            error = json.loads(await response.content())["error"]
-            self.assertEqual(response.code, 502, error)
+            status, error = await self.set_volume(daemon)
+            self.assertEqual(status, 502, error)
             self.assertIn(words, error["message"])
         kitchen.soap_faults.reset()
+
+    async def test_fault_codes_that_are_no_number_are_a_502(self) -> None:
+        """A speaker failing a command with a UPnP errorCode that is no ASCII number (a
+        superscript, thousands of digits) gets the command a 502 naming the code, not a 500."""
+        daemon = await self.daemon()
+        kitchen = daemon.speakers[0]
+        self.addCleanup(kitchen.soap_faults.reset)
+        for code, upnp_error in (("\u00b2", None), ("9" * 60, None), ("701", 701)):
+            kitchen.soap_faults.error_code = code
+            status, error = await self.set_volume(daemon)
+            self.assertEqual(status, 502, error)
+            self.assertEqual(error["code"], "speaker_error")
+            self.assertIn(f"UPnP error {code}", error["message"])
+            self.assertEqual(error.get("upnp_error"), upnp_error)
+        # Beyond int()'s 4,300 digits SoCo keeps the whole answer: the message is 200 characters.
+        kitchen.soap_faults.error_code = "9" * 5000
+        status, error = await self.set_volume(daemon)
+        self.assertEqual((status, len(error["message"])), (502, 200))
+        self.assertTrue(error["message"].startswith("Kitchen refused: UPnP error 9999"))
 
     # -- nested JSON -----------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from sonosd.control.library import LibraryCommands
 from sonosd.control.queue import QueueCommands
 from sonosd.control.skips import SkipFile
 from sonosd.gena.media import MediaStore
+from sonosd.household.soap import AnswerRefused, fault_code
 from sonosd.household.state import HouseholdState, SpeakerRef
 from sonosd.household.topology import Topology, TopologyError, parse_zone_group_state
 
@@ -419,13 +420,18 @@ class Controller:
         exceptions = lazysoco.loaded_module("soco.exceptions")
         requests = lazysoco.loaded_module("requests")
         if exceptions is not None and isinstance(error, exceptions.SoCoUPnPException):
-            code = str(error.error_code)
-            return ControlError(
-                "speaker_error",
-                502,
-                f"{who} refused: UPnP error {code}",
-                upnp_error=int(code) if code.isdigit() else None,
-            )
+            return _upnp_error(who, str(error.error_code))
+        if exceptions is not None and isinstance(error, exceptions.UnknownSoCoException):
+            # SoCo's int() refused the errorCode ("²", 5,000 digits): its error holds the
+            # whole answer (up to socohttp.MAX_ANSWER), never echoed.
+            answer = error.args[0] if error.args else b""
+            try:
+                code = fault_code(answer) if isinstance(answer, bytes) else None
+            except AnswerRefused:
+                code = None
+            if code is not None:
+                return _upnp_error(who, code)
+            return ControlError("speaker_error", 502, f"{who} failed: an unreadable UPnP fault")
         if exceptions is not None and isinstance(error, exceptions.NotSupportedException):
             return ControlError("not_supported", 409, f"{who} does not support this: {error}")
         if requests is not None and isinstance(error, requests.exceptions.Timeout):
@@ -445,7 +451,7 @@ class Controller:
             or (exceptions is not None and isinstance(error, exceptions.SoCoException))
             or (requests is not None and isinstance(error, requests.exceptions.RequestException))
         ):
-            return ControlError("speaker_error", 502, f"{who} failed: {error}")
+            return ControlError("speaker_error", 502, _bounded(f"{who} failed: {error}"))
         log.failure("a command on {speaker} failed unexpectedly", speaker=who)
         return ControlError("internal", 500, "the command failed; see the daemon's log")
 
@@ -837,3 +843,22 @@ class Controller:
                 "unknown_snapshot", 404, f"no snapshot named {params['name']!r}; known: {known}"
             )
         return await self._restore(saved, params["fade"])
+
+
+#: The most of a speaker's words an error message repeats (a fault code, SoCo's message).
+SHOWN = 200
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= SHOWN else text[: SHOWN - 3] + "..."
+
+
+def _upnp_error(who: str, code: str) -> ControlError:
+    """A speaker's UPnP fault: its code a number only when it is one (1-9 ASCII digits)."""
+    number = code.isascii() and code.isdigit() and len(code) <= 9
+    return ControlError(
+        "speaker_error",
+        502,
+        _bounded(f"{who} refused: UPnP error {code}"),
+        upnp_error=int(code) if number else None,
+    )

@@ -462,6 +462,9 @@ def _set_faults(faults: Any, body: Mapping[str, Any]) -> None:
                 not isinstance(value, int) or isinstance(value, bool) or not 100 <= value <= 599
             ):
                 raise ApiError(400, f"{name} must be an HTTP status or null")
+        elif isinstance(current, str):
+            if not isinstance(value, str) or len(value) > 64:
+                raise ApiError(400, f"{name} must be a text of at most 64 characters")
         elif isinstance(current, float) or name == "delay":
             if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
                 raise ApiError(400, f"{name} must be a number >= 0")

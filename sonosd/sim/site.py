@@ -173,6 +173,8 @@ class SpeakerResource(Resource):
         declared = service.actions.get(soap.action)
         if declared is None:
             return self._fault(request, 401)
+        if self.speaker.soap_faults.error_code:
+            return self._fault(request, self.speaker.soap_faults.error_code)
         try:
             out = actions.run(self.speaker, service.key, soap.action, soap.arguments)
         except UPnPError as e:
@@ -224,7 +226,7 @@ class SpeakerResource(Resource):
         next_piece()
         return NOT_DONE_YET
 
-    def _fault(self, request: Request, code: int) -> bytes:
+    def _fault(self, request: Request, code: int | str) -> bytes:
         request.setResponseCode(500)
         return self._xml(request, format_fault(code))
 

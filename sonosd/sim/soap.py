@@ -92,13 +92,15 @@ def format_response(action: str, service_type: str, out: Iterable[tuple[str, str
     ).encode()
 
 
-def format_fault(code: int) -> bytes:
-    """The HTTP 500 body of a UPnP error, as Sonos sends it (no errorDescription)."""
+def format_fault(code: int | str) -> bytes:
+    """The HTTP 500 body of a UPnP error, as Sonos sends it (no errorDescription); a text
+    ``code`` is a hostile one (``SoapFaults.error_code``), escaped."""
     return (
         f"{_ENVELOPE_OPEN}<s:Fault><faultcode>s:Client</faultcode>"
         "<faultstring>UPnPError</faultstring><detail>"
         '<UPnPError xmlns="urn:schemas-upnp-org:control-1-0">'
-        f"<errorCode>{code}</errorCode></UPnPError></detail></s:Fault>{_ENVELOPE_CLOSE}"
+        f"<errorCode>{escape(str(code))}</errorCode></UPnPError></detail></s:Fault>"
+        f"{_ENVELOPE_CLOSE}"
     ).encode()
 
 
@@ -117,6 +119,9 @@ class SoapFaults:
     out-argument."""
     drip: float = 0.0
     """Seconds between the 1 KiB pieces an answer is written in (a slow drip)."""
+    error_code: str = ""
+    """When set, every action fails with a UPnP fault whose ``errorCode`` is this text (a
+    broken device: real speakers send a number)."""
 
     def reset(self) -> None:
         """Clear every fault."""

@@ -447,7 +447,10 @@ class LoopbackAdminTests(TestCase):
         speaker = self.household.speakers[0]
         plain = await self.get_volume(speaker)
         status, faults = await self.admin("GET", "/speakers/0/soap/faults")
-        assert (status, faults) == (200, {"padding": 0, "doctype": False, "drip": 0.0})
+        assert (status, faults) == (
+            200,
+            {"padding": 0, "doctype": False, "drip": 0.0, "error_code": ""},
+        )
         status, faults = await self.admin("PATCH", "/speakers/0/soap/faults", {"padding": 50_000})
         assert (status, faults["padding"]) == (200, 50_000)
         padded = await self.get_volume(speaker)
@@ -466,10 +469,38 @@ class LoopbackAdminTests(TestCase):
         expanded = ElementTree.fromstring(hostile).findtext(".//CurrentVolume")
         assert expanded is not None and len(expanded) >= 5_000_000
         status, faults = await self.admin("DELETE", "/speakers/0/soap/faults")
-        assert (status, faults) == (200, {"padding": 0, "doctype": False, "drip": 0.0})
+        assert (status, faults) == (
+            200,
+            {"padding": 0, "doctype": False, "drip": 0.0, "error_code": ""},
+        )
         assert await self.get_volume(speaker) == plain
         status, error = await self.admin("PATCH", "/speakers/0/soap/faults", {"padding": -1})
         assert status == 400 and "padding" in error["error"]
+
+    async def test_soap_fault_with_an_error_code_that_is_no_number(self) -> None:
+        """PATCH error_code makes every action a UPnP fault (HTTP 500) carrying that text as
+        its errorCode, escaped; a code that is no text, or over 64 characters, is a 400."""
+        speaker = self.household.speakers[0]
+        status, _ = await self.admin("PATCH", "/speakers/0/soap/faults", {"error_code": "<\u00b2"})
+        assert status == 200
+        response = await self.http.post(
+            f"http://{speaker.address}:{speaker.port}{CONTROL}",
+            data=GET_VOLUME.encode(),
+            headers=SOAP_HEADERS,
+        )
+        body = await response.content()
+        assert response.code == 500
+        code = ElementTree.fromstring(body).findtext(
+            ".//{urn:schemas-upnp-org:control-1-0}errorCode"
+        )
+        assert code == "<\u00b2"
+        for bad in (7, "9" * 65):
+            status, error = await self.admin(
+                "PATCH", "/speakers/0/soap/faults", {"error_code": bad}
+            )
+            assert status == 400 and "error_code" in error["error"]
+        await self.admin("DELETE", "/speakers/0/soap/faults")
+        await self.get_volume(speaker)
 
 
 def member_attribute(received: Received, uid: str, name: str) -> str | None:
