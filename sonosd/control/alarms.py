@@ -74,7 +74,8 @@ def raw_alarms(device: Any) -> tuple[str, dict[int, dict[str, str]], str]:
     found = {}
     for element in ElementTree.fromstring(document).findall("Alarm"):
         alarm_id = element.get("ID", "")
-        if alarm_id.isdigit():
+        # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+        if alarm_id.isascii() and alarm_id.isdigit() and len(alarm_id) <= 10:
             found[int(alarm_id)] = dict(element.attrib)
     return version, found, document
 
@@ -141,7 +142,7 @@ def next_occurrence(time: str, recurrence: str, now: dt.datetime) -> dt.datetime
     digits = RECURRENCE_DAYS.get(recurrence)
     if digits is None:
         digits = recurrence.removeprefix("ON_")
-    days = {int(d) for d in digits if d.isdigit()} or set(range(7))
+    days = {int(d) for d in digits if d in "0123456"} or set(range(7))
     for offset in range(8):
         day = now.date() + dt.timedelta(days=offset)
         when = dt.datetime.combine(day, clock)
@@ -217,9 +218,15 @@ class AlarmCommands:
                 "alarm_disabled", 409, f"alarm {alarm_id} is disabled: there is nothing to skip"
             )
         now = self._now()
-        skipped = next_occurrence(
-            alarm.get("StartTime", "00:00:00"), alarm.get("Recurrence", ""), now
-        )
+        start = alarm.get("StartTime", "00:00:00")
+        try:
+            skipped = next_occurrence(start, alarm.get("Recurrence", ""), now)
+        except ValueError:
+            raise ControlError(
+                "speaker_error",
+                502,
+                f"alarm {alarm_id}: the speaker's StartTime {start[:40]!r} is not a time",
+            ) from None
         once = alarm.get("Recurrence") == "ONCE"
         await call_meaning(
             self._ctx,

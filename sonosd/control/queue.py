@@ -43,7 +43,8 @@ def current_track(device: Any) -> int:
     """The 1-based number of the current queue track (0 when none)."""
     answer = device.avTransport.GetPositionInfo([("InstanceID", 0), ("Channel", "Master")])
     track = str(answer.get("Track", "0"))
-    return int(track) if track.isdigit() else 0
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    return int(track) if track.isascii() and track.isdigit() and len(track) <= 9 else 0
 
 
 def enqueue(device: Any, item: Any, mode: str) -> int:

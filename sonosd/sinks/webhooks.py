@@ -102,7 +102,10 @@ def verify_signature(
         timestamp_header = timestamp_header.decode("ascii", "replace")
     if isinstance(signature_header, bytes):
         signature_header = signature_header.decode("ascii", "replace")
-    if not timestamp_header.isdigit() or len(timestamp_header) > 15:
+    if (
+        not (timestamp_header.isascii() and timestamp_header.isdigit())
+        or len(timestamp_header) > 15
+    ):
         return False
     timestamp = int(timestamp_header)
     if abs(now - timestamp) > tolerance:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import treq
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.http_headers import Headers
@@ -49,11 +50,34 @@ MONDAY_NOON = dt.datetime(2026, 11, 23, 12, 0, 0)
         ("11:00:00", "ON_1", dt.datetime(2026, 11, 30, 11, 0)),
         ("12:30:00", "ONCE", dt.datetime(2026, 11, 23, 12, 30)),
         ("06:00:00", "ON_0", dt.datetime(2026, 11, 29, 6, 0)),
+        # No day a speaker could mean ("²" is a digit to str.isdigit): every day, as DAILY.
+        ("07:00:00", "ON_\u00b2", dt.datetime(2026, 11, 24, 7, 0)),
     ],
 )
 def test_next_occurrence(time: str, recurrence: str, expected: dt.datetime) -> None:
     """The next ring after Monday noon, Sonos counting days from Sunday = 0."""
     assert next_occurrence(time, recurrence, MONDAY_NOON) == expected
+
+
+def test_raw_alarms_keeps_only_ascii_ids() -> None:
+    """Alarms whose ID is no ASCII number ("²", 5,000 digits) are left out of the raw list
+    instead of failing the command with int()'s ValueError."""
+    document = "".join(
+        f'<Alarm ID="{alarm_id}" StartTime="07:00:00"/>' for alarm_id in ("\u00b2", "9" * 5000, "4")
+    )
+
+    class AlarmClock:
+        def ListAlarms(self, arguments: object) -> dict[str, str]:
+            return {
+                "CurrentAlarmList": f"<Alarms>{document}</Alarms>",
+                "CurrentAlarmListVersion": "v",
+            }
+
+    class Device:
+        alarmClock = AlarmClock()
+
+    version, found, _ = raw_alarms(Device())
+    assert (version, list(found)) == ("v", [4])
 
 
 def test_update_keeps_unnamed_fields() -> None:
@@ -450,6 +474,24 @@ class ResumeTests(SynchronousTestCase):
             now=lambda: now + dt.timedelta(seconds=ctx.reactor.seconds()),
             skip_file=SkipFile(directory),
         )
+
+    def test_skip_of_an_alarm_whose_start_time_is_no_time_is_a_502(self) -> None:
+        """Skipping an alarm whose StartTime the speaker gives as no clock time is a 502
+        naming it, not an internal error; nothing is disabled."""
+        ctx = ResumeContext(
+            {3: {"Enabled": "1", "StartTime": "25:99:\u00b2", "Recurrence": "DAILY"}}
+        )
+        commands = self.commands(ctx, [])
+        failure = self.failureResultOf(
+            Deferred.fromCoroutine(
+                commands.do_alarms(ctx.add("RINCON_A"), {"action": "skip", "id": 3})
+            )
+        )
+        error = failure.value
+        assert isinstance(error, ControlError)
+        self.assertEqual((error.status, error.code), (502, "speaker_error"))
+        self.assertIn("StartTime '25:99:\u00b2' is not a time", str(error))
+        self.assertEqual(commands.skips, {})
 
     def skip_of(self, alarm: int, minutes: int, speaker: str = "RINCON_A") -> Skip:
         resumes = dt.datetime(2026, 11, 23, 12, 0) + dt.timedelta(minutes=minutes)

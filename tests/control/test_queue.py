@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import TestCase
 
+from sonosd.control.queue import current_track
 from tests.control.daemon_commands import start
 from tests.control.test_controller_daemon import arrives
 
@@ -109,3 +110,23 @@ class QueueTests(TestCase):
             self.assertEqual((status, body["error"]["code"]), (400, "bad_argument"), args)
             self.assertTrue(body["error"]["message"].startswith(name), body)
         self.assertEqual(transport.queue, queue)
+
+
+def test_current_track_of_odd_digits_is_none() -> None:
+    """A Track a speaker gives as no ASCII number ("²", 5,000 digits) is no current track (0),
+    never int()'s ValueError."""
+
+    class AvTransport:
+        track = "3"
+
+        def GetPositionInfo(self, arguments: object) -> dict[str, str]:
+            return {"Track": self.track}
+
+    class Device:
+        avTransport = AvTransport()
+
+    device = Device()
+    assert current_track(device) == 3
+    for odd in ("\u00b2", "9" * 5000, ""):
+        device.avTransport.track = odd
+        assert current_track(device) == 0

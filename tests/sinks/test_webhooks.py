@@ -478,6 +478,7 @@ class PureTests(SynchronousTestCase):
         self.assertFalse(verify_signature(SECRET, b"{}", "1000", good, now=2000))
         self.assertFalse(verify_signature(SECRET, b"{}", None, good, now=1000))
         self.assertFalse(verify_signature(SECRET, b"{}", "10x0", good, now=1000))
+        self.assertFalse(verify_signature(SECRET, b"{}", "\u00b2", good, now=1000))
         self.assertFalse(verify_signature(SECRET, b"{}", b"1000", b"sha256=00", now=1000))
 
 
