@@ -139,3 +139,25 @@ def test_json_values_of_wrong_type(value: object) -> None:
         return
     with pytest.raises(FilterError):
         Filter.from_query({"rooms": value})
+
+
+_PARTS = st.text(alphabet="ab.", max_size=5)
+
+
+@given(patterns=st.lists(_PARTS.map(lambda p: p + ".*") | _PARTS, max_size=6), kind=_PARTS)
+def test_type_families_match_as_prefixes(patterns: list[str], kind: str) -> None:
+    """A type matches a ``family.*`` pattern exactly when it starts with ``family.`` (looked
+    up by the type's own prefixes, whatever the number of patterns)."""
+    expected = kind in patterns or any(
+        p.endswith(".*") and kind.startswith(p[:-1]) for p in patterns
+    )
+    assert Filter(types=patterns)._type_matches(kind) == expected
+
+
+def test_thousands_of_patterns_still_match() -> None:
+    """A filter of 9,000 type families (a 64 KiB operation) matches the one the message is
+    of, and no other."""
+    patterns = [f"t{i}.*" for i in range(9000)]
+    assert Filter(types=[*patterns, "speaker.*"])._type_matches("speaker.volume")
+    assert not Filter(types=patterns)._type_matches("speaker.volume")
+    assert Filter(types=patterns)._type_matches("t8999.x")
