@@ -327,11 +327,16 @@ def twisted_level(levelno: int) -> LogLevel:
     return LogLevel.debug
 
 
+#: The most characters of one stdlib record kept: SoCo logs a speaker's whole answer (up to
+#: 4 MiB) when it cannot read its UPnP fault.
+MAX_RECORD = 2000
+
+
 class StdlibHandler(logging.Handler):
     """A ``logging.Handler`` that re-emits stdlib records (SoCo's) as twisted.logger events.
 
     The record's logger name becomes the event's namespace, its level the event's level, and
-    its exception (if any) the event's failure.
+    its exception (if any) the event's failure; its text is cut at ``MAX_RECORD`` characters.
     """
 
     def __init__(self, observer: ILogObserver | None = None) -> None:
@@ -345,6 +350,8 @@ class StdlibHandler(logging.Handler):
             text = record.getMessage()
         except Exception:  # a bad %-format in someone else's log call
             text = f"{record.msg!r} % {record.args!r}"
+        if len(text) > MAX_RECORD:
+            text = f"{text[:MAX_RECORD]}... ({len(text) - MAX_RECORD} more characters)"
         level = twisted_level(record.levelno)
         fields: dict[str, Any] = {}
         if record.exc_info and record.exc_info[1] is not None:

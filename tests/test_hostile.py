@@ -9,6 +9,7 @@ nested JSON on every channel, floods of bad requests, and a NOTIFY lost for good
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -16,11 +17,12 @@ from typing import Any, cast
 import attrs
 import treq
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.logger import ILogObserver, LogEvent, LogLevel, globalLogPublisher
+from twisted.logger import ILogObserver, LogEvent, LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 from twisted.web.http_headers import Headers
 
 from sonosd.config import parse_config
+from sonosd.logs import route_stdlib_logging
 from sonosd.service import SonosdService
 from sonosd.sim.household import Speaker
 from sonosd.sim.service import HouseholdService
@@ -279,6 +281,13 @@ class HostileTests(TestCase):
         daemon = await self.daemon()
         kitchen = daemon.speakers[0]
         self.addCleanup(kitchen.soap_faults.reset)
+        # SoCo's logging routed as the daemon routes it (tap.makeService), into a list.
+        events: list[LogEvent] = []
+        soco_logger = logging.getLogger("soco")
+        level = soco_logger.level
+        handler = route_stdlib_logging("info", soco_logger, cast(ILogObserver, events.append))
+        self.addCleanup(soco_logger.setLevel, level)
+        self.addCleanup(soco_logger.removeHandler, handler)
         for code, upnp_error in (("\u00b2", None), ("9" * 60, None), ("701", 701)):
             kitchen.soap_faults.error_code = code
             status, error = await self.set_volume(daemon)
@@ -291,6 +300,10 @@ class HostileTests(TestCase):
         status, error = await self.set_volume(daemon)
         self.assertEqual((status, len(error["message"])), (502, 200))
         self.assertTrue(error["message"].startswith("Kitchen refused: UPnP error 9999"))
+        # SoCo logs the answer it could not read: cut at 2,000 characters.
+        answers = [formatEvent(e) for e in events if "9999" in formatEvent(e)]
+        self.assertTrue(answers)
+        self.assertLessEqual(max(len(text) for text in answers), 2100)
 
     # -- nested JSON -----------------------------------------------------------------------
 

@@ -316,6 +316,17 @@ def test_stdlib_bad_format_arguments() -> None:
     assert "'%d items'" in logs.format_text(events[0])
 
 
+def test_stdlib_records_are_cut() -> None:
+    """A stdlib record of a megabyte (SoCo logging a speaker's whole answer) is cut at
+    MAX_RECORD characters, saying how many were left out."""
+    stdlib, events = recording_handler()
+    stdlib.error("Error parsing UPnP error response from %s: %s", "127.0.0.2", "x" * 1_000_000)
+    text = logs.format_text(events[0])
+    assert len(text) < logs.MAX_RECORD + 200
+    prefix = len("Error parsing UPnP error response from 127.0.0.2: ")
+    assert text.endswith(f"... ({1_000_000 + prefix - logs.MAX_RECORD} more characters)\n")
+
+
 def test_stdlib_level_is_applied() -> None:
     """Records below the configured level are not even built."""
     stdlib, events = recording_handler("warn")

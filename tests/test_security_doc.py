@@ -16,7 +16,7 @@ from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 
 import sonosd.household.soap
-from sonosd import config, peerlog
+from sonosd import config, logs, peerlog
 from sonosd.api import art, commands, deadline, ws
 from sonosd.api.site import ApiSite
 from sonosd.control import controller
@@ -280,6 +280,8 @@ CHECKS: list[tuple[str | None, str, object, object]] = [
     (None, "At most 1 MiB and 100,000 values", config._MAX_NODES, 100_000),
     (None, "once per source and reason per minute", peerlog.DEFAULT_INTERVAL, 60.0),
     (None, "At most 256 sources and reasons", peerlog.MAX_KEYS, 256),
+    (None, "is cut at 2,000 characters (`logs.MAX_RECORD`)", logs.MAX_RECORD, 2000),
+    (None, "repeats at most 200 characters", controller.SHOWN, 200),
     (
         None,
         "`subscription.check_interval` (300 s)",
