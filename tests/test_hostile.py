@@ -143,11 +143,13 @@ class HostileTests(TestCase):
         response = await treq.get(daemon.url("/api/v1/metrics"), agent=http_agent(self))
         return cast(str, await response.text())
 
-    async def set_volume(self, daemon: Daemon) -> tuple[int, dict[str, Any]]:
+    async def set_volume(
+        self, daemon: Daemon, body: bytes = b'{"volume": 21}'
+    ) -> tuple[int, dict[str, Any]]:
         """POST a volume command to Kitchen: the status and the answer's error object."""
         response = await treq.post(
             daemon.url("/api/v1/speakers/Kitchen/volume"),
-            b'{"volume": 21}',
+            body,
             headers=Headers({"Content-Type": ["application/json"]}),
             agent=http_agent(self),
         )
@@ -304,6 +306,17 @@ class HostileTests(TestCase):
         answers = [formatEvent(e) for e in events if "9999" in formatEvent(e)]
         self.assertTrue(answers)
         self.assertLessEqual(max(len(text) for text in answers), 2100)
+
+    async def test_numbers_of_thousands_of_digits_are_a_400(self) -> None:
+        """A command argument of 5,000 digits (over int()'s 4,300) is a 400 naming the
+        argument, not a 500 with a traceback."""
+        daemon = await self.daemon()
+        events = self.capture_logs()
+        for body in (b'{"volume": "%s"}' % (b"9" * 5000), b'{"delta": "-%s"}' % (b"1" * 4400)):
+            status, error = await self.set_volume(daemon, body)
+            self.assertEqual((status, error["code"]), (400, "bad_argument"), error)
+            self.assertIn("digits", error["message"])
+        self.assertFalse([e for e in events if "log_failure" in e])
 
     # -- nested JSON -----------------------------------------------------------------------
 

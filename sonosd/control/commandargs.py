@@ -96,6 +96,9 @@ def to_int(name: str, value: Any, low: int, high: int) -> int:
     elif (isinstance(value, float) and value.is_integer()) or (
         isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value, re.ASCII)
     ):
+        # int() refuses strings over 4,300 digits; no range here needs 19.
+        if isinstance(value, str) and len(value.strip().lstrip("+-")) > 18:
+            raise bad_argument(name, f"expected {low}..{high}, got {len(value.strip())} digits")
         number = int(value)
     if number is None:
         raise bad_argument(name, f"expected an integer, got {value!r}")
@@ -128,7 +131,8 @@ def to_position(name: str, value: Any) -> str:
     elif isinstance(value, str):
         text = value.strip()
         if text.isascii() and text.isdigit():
-            seconds = int(text)
+            # int() refuses over 4,300 digits; anything over 9 is past 100 hours anyway.
+            seconds = int(text) if len(text) <= 9 else None
         else:
             match = _HMS.match(text if text.count(":") == 2 else f"0:{text}")
             if match:

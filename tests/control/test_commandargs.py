@@ -171,7 +171,16 @@ def test_position_roundtrip(seconds: int) -> None:
     assert to_position("position", text) == text
 
 
-@given(st.one_of(st.text(), st.floats(allow_nan=True), st.none(), st.lists(st.integers())))
+@given(
+    st.one_of(
+        st.text(),
+        st.floats(allow_nan=True),
+        st.none(),
+        st.lists(st.integers()),
+        st.integers(4290, 5000).map(lambda n: "9" * n),
+        st.integers(19, 4400).map(lambda n: "+" + "1" * n),
+    )
+)
 def test_validators_raise_only_control_errors(value: Any) -> None:
     """Any JSON-ish value either parses or raises a bad_argument ControlError."""
     for check in (
