@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any, cast
+from xml.sax.saxutils import escape
 
 import attrs
 import treq
@@ -107,11 +108,14 @@ class HostileTests(TestCase):
 
     timeout = 120
 
-    async def daemon(self, **sections: dict[str, Any]) -> Daemon:
-        """A daemon of two simulated speakers (sections merged into the test configuration),
-        with every subscription's initial event received; stopped at cleanup."""
+    async def daemon(
+        self, services: tuple[str, ...] = ("AVTransport", "RenderingControl"), **sections: Any
+    ) -> Daemon:
+        """A daemon of two simulated speakers subscribed to ``services`` (sections merged into
+        the test configuration), with every subscription's initial event received; stopped at
+        cleanup."""
         document = json.loads(daemon_yaml(free_loopback_base(), speakers=2))
-        document["services"] = ["AVTransport", "RenderingControl"]
+        document["services"] = list(services)
         for name, values in sections.items():
             document.setdefault(name, {}).update(values)
         config = parse_config(json.dumps(document), "hostile-test.yaml")
@@ -317,6 +321,47 @@ class HostileTests(TestCase):
             self.assertEqual((status, error["code"]), (400, "bad_argument"), error)
             self.assertIn("digits", error["message"])
         self.assertFalse([e for e in events if "log_failure" in e])
+
+    async def test_zone_group_state_nested_thousands_deep_is_taken(self) -> None:
+        """A ZoneGroupState whose Satellite elements nest 3,000 deep (within every NOTIFY
+        bound) is taken as its topology (a satellite's satellites unread): no RecursionError,
+        no traceback (SoCo's cache refusing it is one line), no event lost."""
+        daemon = await self.daemon(services=("ZoneGroupTopology",))
+        kitchen = daemon.speakers[0]
+        # A command loads SoCo, whose topology cache is then given every ZoneGroupState.
+        self.assertEqual((await self.set_volume(daemon))[0], 200)
+        events = self.capture_logs()
+        satellite = (
+            f'<Satellite UUID="RINCON_DEEP01400" Location="http://{kitchen.address}:1400/x">'
+        )
+        document = (
+            f'<ZoneGroupState><ZoneGroups><ZoneGroup Coordinator="{kitchen.uid}" ID="deep:1">'
+            f'<ZoneGroupMember UUID="{kitchen.uid}" ZoneName="Kitchen" '
+            f'Location="http://{kitchen.address}:1400/xml/device_description.xml">'
+            + satellite * 3000
+            + "</Satellite>" * 3000
+            + "</ZoneGroupMember></ZoneGroup></ZoneGroups><VanishedDevices/></ZoneGroupState>"
+        )
+        body = (
+            PROPERTYSET + b"<e:property><ZoneGroupState>" + escape(document).encode()
+            + b"</ZoneGroupState></e:property></e:propertyset>"
+        )  # fmt: skip
+        sid = daemon.sid(kitchen, "ZoneGroupTopology")
+        client = await self.send(daemon, notify_request(sid, 1, body), kitchen.address)
+        self.assertEqual(status_of(await client.done), 200)
+
+        def deep_group() -> list[Any]:
+            return [
+                group
+                for message in daemon.recorder.of("topology.changed")
+                for group in message.body["groups"]
+                if group["id"] == "deep:1"
+            ]
+
+        await until(deep_group, "the topology of the deep document")
+        [member] = deep_group()[0]["members"]
+        self.assertEqual([s["uid"] for s in member["satellites"]], ["RINCON_DEEP01400"])
+        self.assertEqual([e for e in events if "log_failure" in e], [])
 
     # -- nested JSON -----------------------------------------------------------------------
 

@@ -208,9 +208,14 @@ class EventProcessor:
         self._zgs_text[household] = text
         try:
             topology = parse_zone_group_state(text)
-        except TopologyError:
+        except TopologyError as error:
+            # The speaker's document, not our fault: one line, no traceback.
             self.topology_errors += 1
-            log.failure("unparseable ZoneGroupState")
+            log.warn(
+                "unparseable ZoneGroupState from {speaker}: {error}",
+                speaker=ref.name or ref.uid,
+                error=str(error)[:200],
+            )
             return variables, None
         return variables, topology.tagged(household)
 

@@ -260,8 +260,14 @@ class TopologyFeed:
                 return
             cache.process_payload(payload=text, source="event", source_ip=handle.ip_address)
             self._fed[cache] = text
-        except Exception:
-            log.failure("SoCo's topology cache update failed for {speaker}", speaker=handle.uid)
+        except Exception as error:
+            # The speaker's document (SoCo's lxml refuses one nested over 256 deep): one
+            # line, no traceback; SoCo reads the topology itself when it needs it.
+            log.warn(
+                "SoCo's topology cache did not take the document of {speaker}: {error}",
+                speaker=handle.uid,
+                error=str(error)[:200],
+            )
 
 
 class _SocoView:

@@ -264,18 +264,20 @@ def _vanished_key(topology: Topology) -> frozenset[tuple[str, str | None]]:
     return frozenset((device.uid, device.reason) for device in topology.vanished)
 
 
-def parse_zone_group_state(document: str | bytes) -> Topology:
+def parse_zone_group_state(document: str | bytes, unwrap: bool = True) -> Topology:
     """Parse a ZoneGroupState document.
 
     Accepts the modern ``<ZoneGroupState><ZoneGroups>...<VanishedDevices>`` form, the old
     ``<ZoneGroups>`` root, and a GetZoneGroupState out-argument element whose text is the
-    escaped document.
+    escaped document (once: ``unwrap`` is false for that inner document).
 
     @raise TopologyError: If the document is not XML or has another root.
     """
     root = _parse_xml(document)
     if root.tag == "ZoneGroupState" and len(root) == 0 and (root.text or "").strip():
-        return parse_zone_group_state(root.text.strip())
+        if not unwrap:
+            raise TopologyError("a ZoneGroupState escaped in a ZoneGroupState escaped in one")
+        return parse_zone_group_state(root.text.strip(), unwrap=False)
     if root.tag == "ZoneGroups":
         zone_groups: Any = root
     elif root.tag == "ZoneGroupState":
@@ -362,7 +364,9 @@ def _host_port(location: str) -> tuple[str | None, int | None]:
         return None, None
 
 
-def _member(element: Any) -> Member:
+def _member(element: Any, satellite: bool = False) -> Member:
+    """A member and its satellites; a satellite's own ``Satellite`` children (never sent by
+    a speaker) are not read, so a document nested thousands deep costs no recursion."""
     location = element.get("Location")
     host, port = _host_port(location) if location else (None, None)
     boot_seq: int | None
@@ -372,7 +376,10 @@ def _member(element: Any) -> Member:
         boot_seq = None
     satellites = tuple(
         sorted(
-            (_member(child) for child in element.iterfind("Satellite")),
+            (
+                _member(child, satellite=True)
+                for child in (() if satellite else element.iterfind("Satellite"))
+            ),
             key=lambda member: member.uid,
         )
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import attrs
 import pytest
@@ -270,3 +271,16 @@ def test_any_document_gives_a_topology_or_topology_error(document: str | bytes) 
     assert isinstance(topology, Topology)
     marks = ("<!DOCTYPE", "<!ENTITY") if isinstance(document, str) else (b"<!DOCTYPE",)
     assert not any(mark in document for mark in marks)  # type: ignore[operator]
+
+
+def test_a_document_escaped_twice_is_refused() -> None:
+    """A ZoneGroupState escaped in an out-argument is read once; one escaped again inside it
+    is a TopologyError naming it (each level would be another recursion)."""
+    inner = (
+        '<ZoneGroupState><ZoneGroups><ZoneGroup Coordinator="R" ID="R:1"/></ZoneGroups>'
+        "</ZoneGroupState>"
+    )
+    once = f"<ZoneGroupState>{escape(inner)}</ZoneGroupState>"
+    assert [group.id for group in parse_zone_group_state(once).groups] == ["R:1"]
+    with pytest.raises(TopologyError, match="escaped in a ZoneGroupState escaped"):
+        parse_zone_group_state(f"<ZoneGroupState>{escape(once)}</ZoneGroupState>")
