@@ -46,10 +46,14 @@ class Sighting:
 
 
 def host_of_location(location: str | None) -> str | None:
-    """The host of a ``Location`` URL (``http://10.0.0.5:1400/xml/...`` → ``10.0.0.5``)."""
+    """The host of a ``Location`` URL (``http://10.0.0.5:1400/xml/...`` → ``10.0.0.5``);
+    ``None`` for one ``urlparse`` cannot read (``http://[::1``, ``http://[zz]/``)."""
     if not location:
         return None
-    return urlparse(location).hostname
+    try:
+        return urlparse(location).hostname
+    except ValueError:
+        return None
 
 
 @attrs.frozen

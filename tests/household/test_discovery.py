@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from twisted.internet import reactor as global_reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from sonosd.household.discovery import (
@@ -23,6 +24,7 @@ from sonosd.household.discovery import (
     parse_ssdp,
 )
 from tests.conftest import free_loopback_base
+from tests.daemon_helpers import until
 from tests.paths import SAMPLES as ALL_SAMPLES
 
 SAMPLES = ALL_SAMPLES / "ssdp"
@@ -260,18 +262,22 @@ class SearchTests(SynchronousTestCase):
 
 
 class Responder(DatagramProtocol):
-    """A fake Sonos speaker answering M-SEARCH by unicast, from its own loopback address."""
+    """A fake Sonos speaker answering M-SEARCH by unicast, from its own loopback address
+    (after the ``first`` datagrams, answered before its own)."""
 
-    def __init__(self, uid: str, host: str, boot_seq: int) -> None:
+    def __init__(self, uid: str, host: str, boot_seq: int, first: tuple[bytes, ...] = ()) -> None:
         self.uid = uid
         self.host = host
         self.boot_seq = boot_seq
+        self.first = first
         self.searches: list[bytes] = []
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
         self.searches.append(datagram)
         if datagram.startswith(b"M-SEARCH") and ZONE_PLAYER.encode() in datagram:
             assert self.transport is not None
+            for answer in self.first:
+                self.transport.write(answer, addr)
             self.transport.write(response(self.uid, self.host, self.boot_seq), addr)
 
 
@@ -297,6 +303,38 @@ class LoopbackTests(TestCase):
         self.assertEqual(sighting, Sighting(uid="RINCON_B8E93712345601400", host=host, boot_seq=7))
         self.assertTrue(responder.searches[0].startswith(b"M-SEARCH * HTTP/1.1"))
 
+    async def test_unreadable_locations_are_ignored(self) -> None:
+        """Answers whose LOCATION urlparse cannot read (``http://[::1``, ``http://[zz]/``) are
+        taken at their sender's address, as one without a LOCATION, never an exception in the
+        UDP read loop (a traceback per forged datagram); the speaker's own answer follows."""
+        host = free_loopback_base(port=1400, count=1)
+        uid = "RINCON_B8E93712345601400"
+        forged = tuple(
+            response(uid, host, 7).replace(f"http://{host}:1400".encode(), bad)
+            for bad in (b"http://[::1", b"http://[zz]:1400")
+        )
+        self.assertTrue(all(b"LOCATION: http://[" in answer for answer in forged))
+        responder = Responder(uid, host, 7, first=forged)
+        port = global_reactor.listenUDP(0, responder, interface=host)  # type: ignore[attr-defined]
+        self.addCleanup(port.stopListening)
+        events: list[Any] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        seen: list[Sighting] = []
+        discovery = SsdpDiscovery(
+            global_reactor,
+            seen.append,
+            interfaces=("127.0.0.1",),
+            target=(host, port.getHost().port),
+            interval=0.2,
+        )
+        discovery.startService()
+        self.addCleanup(discovery.stopService)
+        await until(lambda: len(seen) >= 3, "the two forged answers and the speaker's own")
+        self.assertEqual(seen[:3], [Sighting(uid=uid, host=host, boot_seq=7)] * 3)
+        self.assertEqual(discovery.ignored, 0)
+        self.assertEqual([e for e in events if "log_failure" in e], [])
+
 
 def test_host_of_location() -> None:
     """host_of_location() takes the host of a description URL."""
@@ -318,6 +356,7 @@ def test_host_of_location() -> None:
         st.binary(max_size=5000),
     )
 )
+@example(b"HTTP/1.1 200 OK\r\nUSN: uuid:RINCON_1::x\r\nLOCATION: http://[::1\r\n")
 def test_any_datagram_parses_to_none_or_a_speaker(data: bytes) -> None:
     """Any datagram (up to the sizes UDP carries) gives None or a message about a RINCON uid
     with bounded fields; nothing raises, whatever the headers hold."""
