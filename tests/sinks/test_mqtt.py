@@ -155,7 +155,7 @@ class Subscriber(ProcessProtocol):
         self._buffer += data
         while b"\n" in self._buffer:
             line, self._buffer = self._buffer.split(b"\n", 1)
-            retained, topic, payload = line.decode().split("\t", 2)
+            retained, topic, payload = line.decode(errors="replace").split("\t", 2)
             self.lines.append((retained == "1", topic, payload))
         for predicate, d in list(self._waiters):
             if predicate():
@@ -741,9 +741,9 @@ class MqttBrokerTests(TestCase):
         await self.mosquitto_pub("-t", topic, "-f", path)
 
     async def test_hostile_command_payloads_keep_the_connection(self) -> None:
-        """Payloads of 30,000 nested arrays, a megabyte, or echoing values that cannot be
-        encoded are answered with bad_request; the MQTT connection stays up (no offline/online
-        flap, no republish) and the next command runs."""
+        """Payloads of 30,000 nested arrays, a megabyte, bytes that are not UTF-8, or echoing
+        values that cannot be encoded are answered with bad_request; the MQTT connection stays
+        up (no offline/online flap, no republish) and the next command runs."""
         await self.broker.start()
         sink = self.make_sink()
         self.publish_household()
@@ -763,15 +763,17 @@ class MqttBrokerTests(TestCase):
         await self.pub_bytes("sonos/Kitchen/cmd/volume", b"[" * 30_000 + b"]" * 30_000)
         await self.pub("sonos/Kitchen/cmd/volume", '{"request_id": "\\ud800"}')
         await self.pub_bytes("sonos/Kitchen/cmd/volume", b" " * 1_000_000)
+        await self.pub_bytes("sonos/Kitchen/cmd/volume", b'{"volume": "\xff\xfe"}')
         await self.pub("sonos/Kitchen/cmd/volume", '{"volume": 12}')
         result = "sonos/Kitchen/cmd/volume/result"
-        await sub.wait(sub.has(result, 4), self.reactor)
+        await sub.wait(sub.has(result, 5), self.reactor)
         answers = [json.loads(payload) for payload in sub.payloads(result)]
-        self.assertEqual([a["ok"] for a in answers], [False, False, False, True])
+        self.assertEqual([a["ok"] for a in answers], [False, False, False, False, True])
         self.assertIn("nested 30000 levels deep", answers[0]["error"]["message"])
+        self.assertIn("UTF-8", answers[3]["error"]["message"])
         self.assertEqual(
             sink.refused,
-            {("mqtt", "too_deep"): 1, ("mqtt", "not_json"): 1, ("mqtt", "too_large"): 1},
+            {("mqtt", "too_deep"): 1, ("mqtt", "not_json"): 2, ("mqtt", "too_large"): 1},
         )
         self.assertEqual(self.controller.calls, [(KITCHEN["uid"], "volume", {"volume": 12})])
         self.assertEqual(sink.connects, 1)
