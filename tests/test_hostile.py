@@ -445,6 +445,33 @@ class HostileTests(TestCase):
                     self.assertIn(b"content-type: application/json", head, where)
         self.assertFalse(any(e["log_level"] >= LogLevel.critical for e in events))
 
+    async def test_headers_that_are_not_utf8_are_a_400(self) -> None:
+        """A request whose Host, Origin, Authorization, Content-Type or Last-Event-ID is not
+        UTF-8 (twisted.web decodes str-named headers strictly) gets a JSON 4xx, not a 500, and
+        logs no traceback."""
+        daemon = await self.daemon()
+        events = self.capture_logs()
+        for name, path, method in (
+            (b"Host", b"/api/v1/health", b"GET"),
+            (b"Origin", b"/api/v1/health", b"GET"),
+            (b"Authorization", b"/api/v1/snapshot", b"GET"),
+            (b"Content-Type", b"/api/v1/speakers/Kitchen/volume", b"POST"),
+            (b"Last-Event-ID", b"/api/v1/events", b"GET"),
+        ):
+            host = b"" if name == b"Host" else b"Host: 127.0.0.1\r\n"
+            request = (
+                method + b" " + path + b" HTTP/1.1\r\n" + host + name + b": \xff\xfe\r\n"
+                b'Connection: close\r\nContent-Length: 14\r\n\r\n{"volume": 21}'
+            )
+            endpoint = TCP4ClientEndpoint(reactor, daemon.host, daemon.port, timeout=5)
+            client = DripClient(request)
+            await connectProtocol(endpoint, client)
+            answer = await client.done
+            where = f"{name.decode()}: {answer[:200]!r}"
+            self.assertIn(status_of(answer), (400, 401, 403, 415), where)
+            self.assertIn(b"content-type: application/json", answer.lower(), where)
+        self.assertEqual([e for e in events if "log_failure" in e], [])
+
     # -- log flooding ----------------------------------------------------------------------
 
     async def test_a_flood_of_bad_notifies_logs_a_few_lines(self) -> None:

@@ -335,6 +335,20 @@ class ApiSite(Site):
         self.metrics: ApiMetrics | None = None
         self.peer_log = PeerLog(log, reactor)
 
+    def getResourceFor(self, request: Request) -> IResource:
+        """The resource for ``request``; a JSON 400 naming the header when one is not UTF-8
+        (twisted.web decodes a header asked for by a str name strictly: ``Host: \\xff`` would
+        raise in the auth gate, a 500 with a traceback)."""
+        for name, values in request.requestHeaders.getAllRawHeaders():
+            for value in values:
+                try:
+                    value.decode("utf-8")
+                except UnicodeDecodeError:
+                    shown = name.decode("latin-1")[:40]
+                    return ErrorResource(400, "bad_request", f"the {shown} header is not UTF-8")
+        resource: IResource = super().getResourceFor(request)
+        return resource
+
     def too_slow(self, host: str | None) -> None:
         """A request did not arrive within ``request_timeout``: count it, log it (throttled)."""
         if self.metrics is not None:
