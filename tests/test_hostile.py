@@ -16,6 +16,7 @@ from typing import Any, cast
 import attrs
 import treq
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.task import deferLater
 from twisted.logger import ILogObserver, LogEvent, LogLevel, globalLogPublisher
 from twisted.trial.unittest import TestCase
 from twisted.web.http_headers import Headers
@@ -26,7 +27,7 @@ from sonosd.sim.household import Speaker
 from sonosd.sim.service import HouseholdService
 from tests.api_helpers import DripClient, connect_ws
 from tests.conftest import free_loopback_base
-from tests.daemon_helpers import Recorder, daemon_yaml, http_agent, reactor, until
+from tests.daemon_helpers import WAIT, Recorder, daemon_yaml, http_agent, reactor, until
 
 PROPERTYSET = b'<e:propertyset xmlns:e="urn:schemas-upnp-org:event-1-0">'
 
@@ -268,6 +269,58 @@ class HostileTests(TestCase):
             self.assertEqual(response.code, 502, error)
             self.assertIn(words, error["message"])
         kitchen.soap_faults.reset()
+
+    async def test_dtd_in_didl_read_by_a_resync_is_refused(self) -> None:
+        """A resync whose GetPositionInfo answer carries a DTD inside its escaped track
+        metadata fails as a refused answer (logged, nothing of it in the state), the state keeps
+        what the NOTIFYs said, and once the speaker answers plainly the next resync is read."""
+        daemon = await self.daemon()
+        events = self.capture_logs()
+        kitchen = daemon.speakers[0]
+        manager: Any = kitchen.manager
+        kitchen.soap_faults.didl_doctype = True
+        start = kitchen.transport.play_mode
+        modes = [m for m in ("SHUFFLE", "REPEAT_ALL", "REPEAT_ONE", "NORMAL") if m != start]
+
+        def play_mode() -> object:
+            return daemon.service.state.variables(kitchen.uid, "AVTransport")["current_play_mode"]
+
+        def resync_failures() -> list[str]:
+            return [
+                str(e.get("reason"))
+                for e in events
+                if e.get("source") == "resync" and e.get("service") == "AVTransport"
+            ]
+
+        # A lost NOTIFY, then one whose SEQ shows it: events.gap and a resync.
+        manager.faults.drop_next = 1
+        kitchen.transport.set_play_mode(modes[0])
+        await until(lambda: manager.stats()["dropped"] == 1, "the NOTIFY dropped")
+        kitchen.transport.set_play_mode(modes[1])
+        await until(resync_failures, "the resync refused")
+        [reason] = resync_failures()
+        self.assertIn("the answer is refused: a nested document declares a DTD", reason)
+        self.assertEqual(len(daemon.recorder.of("events.gap", kitchen.uid, "AVTransport")), 1)
+        self.assertEqual(play_mode(), modes[1])
+        state = daemon.service.state.variables(kitchen.uid, "AVTransport")
+        self.assertLess(len(json.dumps(state)), 100_000)
+        self.assertFalse(
+            [m for m in daemon.recorder.of("event", kitchen.uid) if m.body["source"] == "resync"]
+        )
+        self.assertFalse(any(e["log_level"] >= LogLevel.error for e in events))
+        self.assertIn("sonosd_resyncs_total 0.0", await self.metrics(daemon))
+        kitchen.soap_faults.reset()
+        manager.faults.drop_next = 1
+        kitchen.transport.set_play_mode(modes[2])
+        await until(lambda: manager.stats()["dropped"] == 2, "the second NOTIFY dropped")
+        kitchen.transport.set_play_mode(modes[1])
+        for _ in range(int(WAIT / 0.05)):
+            if "sonosd_resyncs_total 1.0" in await self.metrics(daemon):
+                break
+            await deferLater(reactor, 0.05)
+        self.assertIn("sonosd_resyncs_total 1.0", await self.metrics(daemon))
+        self.assertEqual(play_mode(), modes[1])
+        self.assertEqual(len(resync_failures()), 1)
 
     # -- nested JSON -----------------------------------------------------------------------
 

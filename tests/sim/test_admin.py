@@ -447,7 +447,10 @@ class LoopbackAdminTests(TestCase):
         speaker = self.household.speakers[0]
         plain = await self.get_volume(speaker)
         status, faults = await self.admin("GET", "/speakers/0/soap/faults")
-        assert (status, faults) == (200, {"padding": 0, "doctype": False, "drip": 0.0})
+        assert (status, faults) == (
+            200,
+            {"padding": 0, "doctype": False, "drip": 0.0, "didl_doctype": False},
+        )
         status, faults = await self.admin("PATCH", "/speakers/0/soap/faults", {"padding": 50_000})
         assert (status, faults["padding"]) == (200, 50_000)
         padded = await self.get_volume(speaker)
@@ -466,7 +469,10 @@ class LoopbackAdminTests(TestCase):
         expanded = ElementTree.fromstring(hostile).findtext(".//CurrentVolume")
         assert expanded is not None and len(expanded) >= 5_000_000
         status, faults = await self.admin("DELETE", "/speakers/0/soap/faults")
-        assert (status, faults) == (200, {"padding": 0, "doctype": False, "drip": 0.0})
+        assert (status, faults) == (
+            200,
+            {"padding": 0, "doctype": False, "drip": 0.0, "didl_doctype": False},
+        )
         assert await self.get_volume(speaker) == plain
         status, error = await self.admin("PATCH", "/speakers/0/soap/faults", {"padding": -1})
         assert status == 400 and "padding" in error["error"]
