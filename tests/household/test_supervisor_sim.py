@@ -444,6 +444,31 @@ class SimTests(TestCase):
         self.assertEqual(len(rig.reader.reads), 2)
         self.assertEqual(sup.last_seq, 1)
 
+    async def test_gap_across_the_wrap_counts_what_was_missed(self) -> None:
+        """NOTIFYs lost across the wrap of the SEQ (4294967295 and 1 dropped, 2 arriving) are an
+        events.gap whose ``missed`` is 2, not 0, and a resync."""
+        rig = await self.rig(services=("RenderingControl",))
+        await self.settled(rig, ("RenderingControl",))
+        speaker = rig.speakers[0]
+        sup = rig.service_supervisor(speaker, "RenderingControl")
+        faults = rig.faults(speaker)
+        # Two jumps of half the ring each (a longer one would be taken for an older NOTIFY).
+        for resyncs, jump in enumerate((MAX_SEQ // 2, MAX_SEQ - 1), start=1):
+            faults.next_seq = jump
+            speaker.set_volume(30 + resyncs)
+            await until(lambda n=resyncs: sup.resyncs == n, f"the resync after SEQ {jump}")
+        faults.drop_next = 2
+        for volume, seq in ((33, MAX_SEQ), (34, 1), (35, 2)):
+            speaker.set_volume(volume)
+            # LastChange is moderated: one NOTIFY per change, each after the previous one.
+            await until(lambda s=seq: rig.sim_subscriptions(speaker)[0]["seq"] == s, f"SEQ {seq}")
+        await until(lambda: sup.resyncs == 3, "the wrap's resync")
+        gaps = [m.body for m in rig.recorder.of("events.gap", speaker.uid)]
+        self.assertEqual(
+            [(g["expected"], g["got"], g["missed"]) for g in gaps][-1:], [(MAX_SEQ, 2, 2)]
+        )
+        self.assertEqual(sup.last_seq, 2)
+
     async def test_stop_unsubscribes_everything(self) -> None:
         """stopService leaves no subscription at the simulator, within the bound."""
         rig = await self.rig()
