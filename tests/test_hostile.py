@@ -31,6 +31,7 @@ from sonosd.sim.service import HouseholdService
 from tests.api_helpers import DripClient, connect_ws
 from tests.conftest import free_loopback_base
 from tests.daemon_helpers import WAIT, Recorder, daemon_yaml, http_agent, reactor, until
+from tests.gena_wire import notify_request, status_of
 
 PROPERTYSET = b'<e:propertyset xmlns:e="urn:schemas-upnp-org:event-1-0">'
 
@@ -55,16 +56,6 @@ def last_change(transport_state: bytes) -> bytes:
     )
 
 
-def notify_request(sid: str, seq: int, body: bytes) -> bytes:
-    """A NOTIFY request as a speaker sends it."""
-    head = (
-        f"NOTIFY / HTTP/1.1\r\nHOST: 127.0.0.1\r\nCONNECTION: close\r\nCONTENT-TYPE: text/xml\r\n"
-        f"CONTENT-LENGTH: {len(body)}\r\nNT: upnp:event\r\nNTS: upnp:propchange\r\n"
-        f"SID: {sid}\r\nSEQ: {seq}\r\n\r\n"
-    )
-    return head.encode() + body
-
-
 def chunked_request(sid: str, seq: int, chunked: bytes, extra: bytes = b"") -> bytes:
     """A NOTIFY request with a chunked body (``chunked`` is the framed body), ``extra`` header
     lines after the speaker's."""
@@ -74,12 +65,6 @@ def chunked_request(sid: str, seq: int, chunked: bytes, extra: bytes = b"") -> b
         f"NTS: upnp:propchange\r\nSID: {sid}\r\nSEQ: {seq}\r\n"
     )
     return head.encode() + extra + b"\r\n" + chunked
-
-
-def status_of(answer: bytes) -> int:
-    """The status code of a raw HTTP answer (0 when there is none)."""
-    parts = answer.split(b" ", 2)
-    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
 
 
 @implementer(IHalfCloseableProtocol)

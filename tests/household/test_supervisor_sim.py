@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 from twisted.internet import reactor as global_reactor
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.task import deferLater
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import TestCase
@@ -29,8 +30,10 @@ from sonosd.household.supervisor import HouseholdSupervisor, build_household
 from sonosd.sim.gena import MAX_SEQ
 from sonosd.sim.household import Speaker
 from sonosd.sim.service import HouseholdService
+from tests.api_helpers import DripClient
 from tests.conftest import free_loopback_base
 from tests.daemon_helpers import Recorder
+from tests.gena_wire import notify_request, status_of
 
 reactor: Any = global_reactor
 
@@ -209,6 +212,38 @@ class SimTests(TestCase):
         for supervised in rig.household.speakers():
             self.assertFalse(any(sup.polling for sup in supervised.services.values()))
         self.assertEqual(rig.reader.reads, [])
+
+    async def test_notifies_held_for_a_subscribe_are_bounded_per_sender(self) -> None:
+        """While a SUBSCRIBE to a speaker is unanswered, two unknown-SID NOTIFYs from it are
+        held (its initial NOTIFY among them) and a third is answered 412 at once; once the
+        answer is read, the initial NOTIFY is delivered and the unclaimed one gets its 412."""
+
+        def answer_late(sim: HouseholdService) -> None:
+            manager: Any = sim.household.speakers[0].manager
+            manager.faults.answer_delay = 1.0
+
+        rig = await self.rig(speakers=1, services=("RenderingControl",), before_start=answer_late)
+        speaker = rig.speakers[0]
+        dispatcher = rig.listener.dispatcher
+        await until(lambda: dispatcher.held == 1, "the initial NOTIFY held")
+        self.assertEqual(rig.initial_events(speaker.uid, "RenderingControl"), [])
+        endpoint = TCP4ClientEndpoint(
+            reactor, "127.0.0.1", rig.listener.port, timeout=5, bindAddress=(speaker.address, 0)
+        )
+        clients = []
+        for index in range(2):
+            client = DripClient(notify_request(f"uuid:guess-{index}", 0, b"<x/>"))
+            await connectProtocol(endpoint, client)
+            self.addCleanup(client.close)
+            clients.append(client)
+        held, refused = clients
+        self.assertEqual(status_of(await refused.done), 412)
+        self.assertFalse(held.done.called)
+        self.assertEqual((dispatcher.held, dispatcher.rejected["unknown_sid"]), (2, 1))
+        self.assertEqual(status_of(await held.done), 412)
+        self.assertEqual(dispatcher.rejected["unknown_sid"], 2)
+        await self.settled(rig, ("RenderingControl",))
+        self.assertEqual(len(rig.initial_events(speaker.uid, "RenderingControl")), 1)
 
     async def test_change_reaches_hub(self) -> None:
         """A volume change on a speaker arrives at the hub as a RenderingControl event."""
