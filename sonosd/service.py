@@ -12,6 +12,10 @@ Children start in the order they are added and stop in the reverse order:
 5. the sinks and the API site (they flush and close their clients), the local stream;
 6. the household supervisor (stops first: every subscription is UNSUBSCRIBEd, bounded).
 
+The outlets of 5 (the push sinks, the API, the stream) stop together, once the supervisor
+has stopped: each has then received everything published (the speakers going away), and a
+clean stop takes the UNSUBSCRIBEs' bound plus the longest outlet's, whatever their number.
+
 The *doors* (the NOTIFY listener, the API and the stream) must all listen before anything
 else happens: the household supervisor is started, and the daemon said to be ready, only
 then. When one cannot listen, the daemon logs one line and exits with status 1 at once
@@ -32,7 +36,7 @@ from typing import Any
 
 import attrs
 from twisted.application.service import IService, MultiService, Service
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -345,7 +349,8 @@ class SonosdService(MultiService):
     # -- stopping ----------------------------------------------------------------------------
 
     def stopService(self) -> Deferred[None]:
-        """Stop the children one after another, the last added first (see the module docstring).
+        """Stop the children stage after stage, the last added first (see the module
+        docstring); the outlets are one stage.
 
         ``MultiService.stopService`` would call every child's ``stopService`` in the same
         turn: the simulator and the listener would close while the supervisor's UNSUBSCRIBEs
@@ -358,14 +363,28 @@ class SonosdService(MultiService):
             stop()
         return Deferred.fromCoroutine(self._stop_children())
 
-    async def _stop_children(self) -> None:
+    def stop_stages(self) -> list[list[IService]]:
+        """The running children in the order they stop: one at a time, the last added first,
+        except the outlets (push sinks, API, stream), which drain together in one stage.
+
+        Each sink bounds its own drain (``subscription.shutdown_timeout``), so draining them
+        together keeps a clean stop within two bounds however many sinks are configured; each
+        still takes every message published before its stage, and nothing once it stopped.
+        """
+        outlets = [*self.sinks.values(), self.api, self.stream]
+        stages: list[list[IService]] = []
         for child in reversed(list(self)):
             if not child.running:
                 continue
-            try:
-                await maybeDeferred(child.stopService)
-            except Exception:
-                log.failure("{child} did not stop cleanly", child=type(child).__name__)
+            if child in outlets and stages and stages[-1][0] in outlets:
+                stages[-1].append(child)
+            else:
+                stages.append([child])
+        return stages
+
+    async def _stop_children(self) -> None:
+        for stage in self.stop_stages():
+            await gatherResults([Deferred.fromCoroutine(_stop_child(child)) for child in stage])
 
     # -- sinks -------------------------------------------------------------------------------
 
@@ -414,7 +433,7 @@ class SonosdService(MultiService):
             sink.drain_timeout = seconds
 
     def _add_sink(self, name: str, sink: Any) -> None:
-        """Deliver to ``sink`` from now on; it runs (and stops) just before the API."""
+        """Deliver to ``sink`` from now on; it starts just before the API and stops with it."""
         self.sinks[name] = sink
         self.hub.add_sink(sink)
         children = self.services
@@ -587,6 +606,14 @@ class SonosdService(MultiService):
         from sonosd.household.resync import StateReader
 
         return StateReader(self.soap, self.reactor, self.config.soco.call_timeout)
+
+
+async def _stop_child(child: IService) -> None:
+    """Stop ``child``; a failure is logged, never raised (the next stage still stops)."""
+    try:
+        await maybeDeferred(child.stopService)
+    except Exception:
+        log.failure("{child} did not stop cleanly", child=type(child).__name__)
 
 
 def _stop_failed(failure: Failure, name: str) -> None:

@@ -2,7 +2,9 @@
 
 Each connects with a plain socket, reads in a background thread and keeps every message it
 receives (the parsed JSON), so that a test can check that a client stayed connected and saw
-every message id, in order, across something the daemon did (a reload).
+every message id, in order, across something the daemon did (a reload). ``forward_callback``
+is the other way round: a ``sinks.callbacks`` callable the daemon runs, which hands each
+message to a receiver of the test.
 """
 
 from __future__ import annotations
@@ -14,7 +16,23 @@ import socket
 import struct
 import threading
 import time
+import urllib.request
 from typing import Any
+
+#: The URL ``forward_callback`` POSTs to, read in the daemon's process.
+FORWARD_TO = "SONOSD_TEST_FORWARD_TO"
+
+
+def forward_callback(body: dict[str, Any], event: Any) -> None:
+    """A ``sinks.callbacks`` callable (``tests.process_clients:forward_callback``) that POSTs
+    ``body`` as JSON to ``$SONOSD_TEST_FORWARD_TO`` and returns once it is answered."""
+    del event
+    request = urllib.request.Request(
+        os.environ[FORWARD_TO], data=json.dumps(body).encode(), method="POST"
+    )
+    request.add_header("Content-Type", "application/json")
+    request.add_header("X-Sonosd-Attempt", "1")
+    urllib.request.urlopen(request, timeout=60).close()
 
 
 class Collector:

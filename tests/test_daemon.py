@@ -123,6 +123,17 @@ class DaemonTests(TestCase):
 
     timeout = 120
 
+    async def daemon_with_every_push_sink(self) -> Daemon:
+        """A daemon with a callback, a webhook and an MQTT sink (nothing listens for the last
+        two)."""
+        return await self.daemon(
+            callbacks=(CALLBACK,),
+            sinks={
+                "webhooks": [{"url": f"http://127.0.0.1:{free_tcp_port()}/hook"}],
+                "mqtt": {"host": "127.0.0.1", "port": free_tcp_port()},
+            },
+        )
+
     async def daemon(
         self,
         callbacks: tuple[str, ...] = (),
@@ -510,13 +521,7 @@ class DaemonTests(TestCase):
     async def test_every_documented_metric_is_served(self) -> None:
         """With every sink configured, /api/v1/metrics serves exactly the series docs/api.md
         lists (webhook, MQTT and callback series included)."""
-        daemon = await self.daemon(
-            callbacks=(CALLBACK,),
-            sinks={
-                "webhooks": [{"url": f"http://127.0.0.1:{free_tcp_port()}/hook"}],
-                "mqtt": {"host": "127.0.0.1", "port": free_tcp_port()},
-            },
-        )
+        daemon = await self.daemon_with_every_push_sink()
         await until(daemon.settled, "the initial event of every service of every speaker")
         text = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
         table = text[text.index("## Metrics: `/api/v1/metrics`") : text.index("## TLS")]
@@ -566,13 +571,7 @@ class DaemonTests(TestCase):
     async def test_sinks_flush_within_the_shutdown_timeout(self) -> None:
         """Every push sink is given subscription.shutdown_timeout to flush at shutdown, and the
         new value when a reload changes it (docs/deployment.md, SIGTERM)."""
-        daemon = await self.daemon(
-            callbacks=(CALLBACK,),
-            sinks={
-                "webhooks": [{"url": f"http://127.0.0.1:{free_tcp_port()}/hook"}],
-                "mqtt": {"host": "127.0.0.1", "port": free_tcp_port()},
-            },
-        )
+        daemon = await self.daemon_with_every_push_sink()
         service = daemon.service
         bound = service.config.subscription.shutdown_timeout
         self.assertEqual(
@@ -585,6 +584,21 @@ class DaemonTests(TestCase):
             {name: sink.drain_timeout for name, sink in service.sinks.items()},
             {"callbacks": bound + 7.5, "webhooks": bound + 7.5, "mqtt": bound + 7.5},
         )
+
+    async def test_the_outlets_stop_together_after_the_household(self) -> None:
+        """At stop the household supervisor stops alone first, then the API and every push
+        sink in one stage (they drain together), then the NOTIFY listener and the rest one at
+        a time."""
+        daemon = await self.daemon_with_every_push_sink()
+        service = daemon.service
+        stages = service.stop_stages()
+        self.assertEqual(stages[0], [service.household])
+        self.assertEqual(
+            {id(child) for child in stages[1]},
+            {id(service.api), *(id(sink) for sink in service.sinks.values())},
+        )
+        self.assertEqual(stages[2], [service.listener])
+        self.assertEqual([len(stage) for stage in stages[2:]], [1] * len(stages[2:]))
 
     async def test_diagnostics_show_the_configuration_without_a_secret(self) -> None:
         """/api/v1/diagnostics shows the configuration with every secret hidden: tokens by

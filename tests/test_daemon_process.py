@@ -37,7 +37,7 @@ from tests.daemon_helpers import (
     free_tcp_port,
     volume_of,
 )
-from tests.process_clients import SseClient, StreamClient, WebSocketClient
+from tests.process_clients import FORWARD_TO, SseClient, StreamClient, WebSocketClient
 
 TWISTD = str(Path(sys.executable).parent / "twistd")
 
@@ -728,18 +728,27 @@ class Hooks:
 
     @param gate: While cleared, each request is held (unanswered, not recorded) until it is
         set again.
+
+    @ivar holding: How many requests are held at the gate right now.
     """
 
     def __init__(self, gate: threading.Event | None = None) -> None:
         received: list[tuple[str, dict[str, Any]]] = []
         self.received = received
+        self.holding = 0
+        hooks = self
+        lock = threading.Lock()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers["Content-Length"])
                 body = json.loads(self.rfile.read(length))
-                if gate is not None:
+                if gate is not None and not gate.is_set():
+                    with lock:
+                        hooks.holding += 1
                     gate.wait(WAIT)
+                    with lock:
+                        hooks.holding -= 1
                 received.append((self.headers["X-Sonosd-Attempt"], body))
                 self.send_response(204)
                 self.end_headers()
@@ -834,6 +843,142 @@ def test_sigterm_flushes_the_webhooks_before_exiting_0(
     ), output
     assert "at shutdown" not in output, output
     assert "Traceback" not in output, output
+
+
+class SlowSinks:
+    """A daemon following one simulated speaker with two push sinks, a webhook and a
+    callback, each posting to its own receiver; both receivers hold every request from
+    ``hold()`` on, with several messages queued behind the held one.
+
+    @param shutdown_timeout: The daemon's ``subscription.shutdown_timeout``.
+    """
+
+    def __init__(
+        self, processes: Processes, base: str, directory: Path, shutdown_timeout: float
+    ) -> None:
+        self.processes = processes
+        self.admin = start_simulator(processes, base, speakers=1)
+        [self.speaker] = get_json(f"{self.admin}/speakers")
+        self.webhook_gate = threading.Event()
+        self.callback_gate = threading.Event()
+        self.webhook_gate.set()
+        self.callback_gate.set()
+        self.webhook = Hooks(self.webhook_gate)
+        self.callback = Hooks(self.callback_gate)
+        api_port = free_tcp_port()
+        self.api = f"http://127.0.0.1:{api_port}"
+        document = json.loads(
+            daemon_yaml(
+                base,
+                api=f"tcp:{api_port}:interface=127.0.0.1",
+                simulate=False,
+                devices=(self.speaker["address"],),
+            )
+        )
+        document["subscription"]["shutdown_timeout"] = shutdown_timeout
+        document["sinks"] = {
+            "webhooks": [{"url": f"http://127.0.0.1:{self.webhook.port}/hook"}],
+            "callbacks": ["tests.process_clients:forward_callback"],
+        }
+        config = directory / "sonosd.yaml"
+        config.write_text(json.dumps(document))
+        self.daemon = processes.start(
+            "daemon",
+            "sonosd",
+            "-c",
+            str(config),
+            env={FORWARD_TO: f"http://127.0.0.1:{self.callback.port}/callback"},
+        )
+
+    def alive(self) -> None:
+        assert self.daemon.poll() is None, self.output()
+
+    def output(self) -> str:
+        return self.processes.output(self.daemon)
+
+    def hold(self) -> int:
+        """Once both receivers have a message, hold them and queue five volume changes;
+        return the last message id published (none of them delivered yet)."""
+        api = self.api
+        wait_for(lambda: self.alive() or get(f"{api}/api/v1/ready")[0] == 200, "ready")
+        wait_for(lambda: self.webhook.received and self.callback.received, "a first message")
+        self.webhook_gate.clear()
+        self.callback_gate.clear()
+        for volume in (41, 42, 43, 44, 45):
+            set_volume(self.admin, 0, volume)
+
+        def daemon_volume() -> object:
+            status, body = get(f"{api}/api/v1/speakers/{self.speaker['uid']}")
+            return status == 200 and volume_of(body["services"]["RenderingControl"])
+
+        wait_for(lambda: daemon_volume() == 45, "the last volume at the daemon")
+        wait_for(lambda: self.webhook.holding and self.callback.holding, "both held")
+        last_id: int = get(f"{api}/api/v1/snapshot")[1]["last_id"]
+        return last_id
+
+    def sigterm(self, during_stop: Callable[[], None]) -> tuple[int, str]:
+        """``hold()``, send SIGTERM, run ``during_stop`` and wait for the daemon to exit with
+        status 0 (no traceback); return the last id published before SIGTERM and the
+        daemon's output."""
+        try:
+            last_id = self.hold()
+            self.daemon.send_signal(signal.SIGTERM)
+            during_stop()
+            status = self.daemon.wait(timeout=WAIT)
+        finally:
+            self.webhook_gate.set()
+            self.callback_gate.set()
+            self.webhook.close()
+            self.callback.close()
+        output = self.output()
+        assert status == 0, output
+        assert "Traceback" not in output, output
+        return last_id, output
+
+
+def test_sigterm_flushes_two_slow_sinks_together_before_exiting_0(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """SIGTERM lets a slow webhook and a slow callback drain at the same time, each receiving
+    every message published before it, and then the daemon exits with status 0."""
+    sinks = SlowSinks(processes, loopback_base, tmp_path, shutdown_timeout=20.0)
+
+    def during_stop() -> None:
+        wait_for(lambda: subscription_counts(sinks.admin, 1) == [0], "no subscription left")
+        # Both sinks are draining now: each receiver holds a request of its own.
+        assert sinks.webhook.holding and sinks.callback.holding
+        sinks.webhook_gate.set()
+        sinks.callback_gate.set()
+
+    last_id, output = sinks.sigterm(during_stop)
+    for receiver in (sinks.webhook, sinks.callback):
+        ids = [body["id"] for _, body in receiver.received]
+        assert sorted(ids)[:last_id] == list(range(1, last_id + 1)), output
+        assert len(set(ids)) == len(ids), output
+    assert "at shutdown" not in output, output
+
+
+def test_sigterm_gives_the_sinks_one_shared_bound(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """At SIGTERM the push sinks' shutdown_timeout runs out for all of them at once: a
+    callback that could finish only after the webhook's bound expired is cut off too (one
+    after another, it would have had a bound of its own and finished), and the daemon still
+    exits with status 0."""
+    sinks = SlowSinks(processes, loopback_base, tmp_path, shutdown_timeout=2.0)
+
+    def during_stop() -> None:
+        # The webhook's receiver never answers: its bound expires and the rest is dropped.
+        wait_for(
+            lambda: "messages not delivered at shutdown" in sinks.output(),
+            "the webhook to give up",
+        )
+        sinks.callback_gate.set()
+
+    _, output = sinks.sigterm(during_stop)
+    assert (
+        "callback tests.process_clients:forward_callback did not finish within 2.0 s at shutdown"
+    ) in output, output
 
 
 def test_sighup_reloads_without_losing_a_client_or_a_message(

@@ -384,14 +384,14 @@ def test_docker_compose_examples_match_the_code(tmp_path: Path) -> None:
 
 def test_supervisors_wait_for_a_clean_stop() -> None:
     """systemd's TimeoutStopSec and Compose's stop_grace_period outlast the longest clean stop
-    docs/deployment.md gives with the defaults (the UNSUBSCRIBEs, then each of the three push
-    sinks, every step within subscription.shutdown_timeout), so SIGTERM ends in status 0,
+    docs/deployment.md gives with the defaults (the UNSUBSCRIBEs, then the push sinks
+    together, each step within subscription.shutdown_timeout), so SIGTERM ends in status 0,
     not SIGKILL."""
     import yaml
 
     from sonosd.config import SubscriptionConfig
 
-    longest = 4 * SubscriptionConfig().shutdown_timeout + 0.5
+    longest = 2 * SubscriptionConfig().shutdown_timeout + 0.5
     settings = _unit_settings((ROOT / "etc" / "sonosd.service").read_text())
     (stop,) = settings["TimeoutStopSec"]
     assert stop.endswith("s") and float(stop[:-1]) > longest, stop

@@ -196,6 +196,50 @@ class AlarmDaemonTests(TestCase):
             "alarms.changed without the alarm",
         )
 
+    async def test_update_days_and_linked_zones(self) -> None:
+        """update with days and include_linked_zones sets the alarm's recurrence (ON_<days>)
+        and its linked-zones flag in the household, keeps its time, and answers and events
+        the changed alarm."""
+        daemon, client = await start(self)
+        existing = daemon.household.alarms[1]
+        linked, start_time = not existing.include_linked_zones, existing.start_time
+        mark = len(client.messages())
+        status, body = await daemon.post(
+            "Kitchen",
+            "alarms",
+            {
+                "action": "update",
+                "id": existing.alarm_id,
+                "days": ["sat", "tue"],
+                "include_linked_zones": linked,
+            },
+        )
+        self.assertEqual(status, 200, body)
+        alarm = body["result"]["alarm"]
+        self.assertEqual(
+            (alarm["recurrence"], alarm["days"], alarm["include_linked_zones"]),
+            ("ON_26", ["tue", "sat"], linked),
+        )
+        held = next(a for a in daemon.household.alarms if a.alarm_id == existing.alarm_id)
+        self.assertEqual(
+            (held.recurrence, held.include_linked_zones, held.start_time),
+            ("ON_26", linked, start_time),
+        )
+
+        def changed(alarms: list[dict[str, Any]]) -> bool:
+            listed = _alarm(alarms, existing.alarm_id) or {}
+            return (listed.get("recurrence"), listed.get("include_linked_zones")) == (
+                "ON_26",
+                linked,
+            )
+
+        await arrives(
+            client.messages,
+            mark,
+            alarms_changed(changed),
+            "alarms.changed with the new days and linked zones",
+        )
+
     async def test_program_from_a_favorite(self) -> None:
         """An alarm can play a favourite: its URI and metadata become the programme."""
         daemon, _ = await start(self)

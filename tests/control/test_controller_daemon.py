@@ -1031,3 +1031,111 @@ class ControlDaemonTests(TestCase):
             member_uids(party), {left.uid, right.uid, *(speaker.uid for speaker in others)}
         )
         self.assertEqual((left.group.coordinator, right.group.coordinator), (others[0].uid,) * 2)
+
+    async def test_toggle_pauses_a_transitioning_speaker(self) -> None:
+        """toggle pauses a speaker still TRANSITIONING (a Play not yet playing), as it pauses a
+        playing one, and the pause reaches SSE."""
+        daemon = await start_daemon(self)
+        client = await sse(self, daemon)
+        kitchen = daemon.speaker(0)
+        transport = kitchen.transport
+        # The simulated speaker holds the Play below in TRANSITIONING for an hour.
+        transport.transition_delay = 3600.0
+        status, body = await daemon.post("Kitchen", "play")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(transport.state, "TRANSITIONING")
+        mark = len(client.messages())
+        status, body = await daemon.post("Kitchen", "toggle")
+        self.assertEqual(
+            (status, body), (200, {"result": {"coordinator": kitchen.uid, "action": "pause"}})
+        )
+        self.assertEqual(transport.state, "PAUSED_PLAYBACK")
+        await arrives(
+            client.messages,
+            mark,
+            event_of(kitchen, "AVTransport", transport_state="PAUSED_PLAYBACK"),
+            "the pause",
+        )
+
+    async def test_sleep_timer_set_in_seconds(self) -> None:
+        """sleep_timer with seconds (not minutes) sets the coordinator's timer to that many
+        seconds and answers what remains of it."""
+        daemon = await start_daemon(self)
+        office = daemon.speaker(2)
+        status, body = await daemon.post("Office", "sleep_timer", {"action": "set", "seconds": 75})
+        self.assertEqual(status, 200, body)
+        result = body["result"]
+        self.assertEqual(result["coordinator"], office.uid)
+        # 75 s, read back just after: not 75 minutes, nor rounded to whole minutes.
+        self.assertIn(result["remaining"], range(61, 76), result)
+        self.assertIn(office.transport.remaining_sleep(), range(61, 76))
+
+    async def test_restore_with_fade_ramps_the_volume_up(self) -> None:
+        """restore with fade sets the volume to 0 and has the speaker ramp it to the saved
+        volume (SoCo's Snapshot.restore(fade=True)): it rises step by step over SSE instead of
+        jumping there."""
+        daemon = await start_daemon(self)
+        client = await sse(self, daemon)
+        kitchen = daemon.speaker(0)
+        kitchen.set_volume(33)
+        status, body = await daemon.post("Kitchen", "snapshot", {"name": "quiet"})
+        self.assertEqual(status, 200, body)
+        status, body = await daemon.post("Kitchen", "volume", {"volume": 70})
+        self.assertEqual(status, 200, body)
+        mark = len(client.messages())
+        status, body = await daemon.post("Kitchen", "restore", {"name": "quiet", "fade": True})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(kitchen.ramp.target, 33)
+        self.assertLess(kitchen.rendering.volume, 33)
+        zero = await arrives(
+            client.messages, mark, event_of(kitchen, "RenderingControl", volume=0), "volume 0"
+        )
+        await arrives(
+            client.messages,
+            zero + 1,
+            event_of(kitchen, "RenderingControl", volume=1),
+            "the ramp's first step",
+        )
+
+    async def test_snapshot_and_restore_get_three_call_timeouts(self) -> None:
+        """A speaker whose snapshot and restore take longer than the call timeout (every SOAP
+        answer dripped out) but less than three times it is snapshot and restored."""
+        daemon = await start_daemon(self, soco={"call_timeout": 1.0})
+        kitchen = daemon.speaker(0)
+        kitchen.set_volume(27)
+        # Here snapshot makes 10 SOAP calls and restore 12; each answer is padded past 1 KiB
+        # and written in pieces 0.11 s apart: at least 1.1 s (snapshot) and 1.3 s (restore),
+        # each piece well within the call timeout that SoCo's requests also read with.
+        faults = kitchen.soap_faults
+        faults.padding, faults.drip = 1024, 0.11
+        self.addCleanup(faults.reset)
+        status, body = await daemon.post("Kitchen", "snapshot", {"name": "slow"})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["result"]["members"], [kitchen.uid])
+        kitchen.set_volume(60)
+        status, body = await daemon.post("Kitchen", "restore", {"name": "slow"})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(kitchen.rendering.volume, 27)
+
+    async def test_transport_command_to_a_former_coordinator_is_800(self) -> None:
+        """A transport command to a speaker that has just joined another group, while the
+        household still shows it coordinating its own (a slow regroup), is refused by the
+        speaker: 502 speaker_error with UPnP 800; once the topology shows the group, the
+        command goes to the new coordinator."""
+        daemon = await start_daemon(self)
+        client = await sse(self, daemon)
+        kitchen, office = daemon.speaker(0), daemon.speaker(2)
+        daemon.household.set_modes(regroup_delay=3.0)
+        mark = len(client.messages())
+        # Grouped from elsewhere (the Sonos app): the household shows it three seconds later.
+        daemon.household.join(office, kitchen)
+        status, body = await daemon.post("Office", "play")
+        self.assertEqual(
+            (status, body["error"]["code"], body["error"]["upnp_error"]),
+            (502, "speaker_error", 800),
+            body,
+        )
+        self.assertEqual(kitchen.transport.state, "STOPPED")
+        await arrives(client.messages, mark, topology_with(kitchen, office), "the new group")
+        status, body = await daemon.post("Office", "play")
+        self.assertEqual((status, body), (200, {"result": {"coordinator": kitchen.uid}}))
