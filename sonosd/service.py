@@ -309,10 +309,14 @@ class SonosdService(MultiService):
                 child.startService()
             except CannotListenError as error:
                 config = self.config.listener
-                self.fatal(
-                    f"the NOTIFY listener cannot listen on {config.interface}:"
-                    f"{config.port}: {_reason(error)}"
+                # The listener tries the ports above a taken one; the error is the last one's.
+                last = error.port if isinstance(error.port, int) else config.port
+                where = (
+                    f"{config.interface}:{config.port}"
+                    if last == config.port
+                    else f"{config.interface} ports {config.port} to {last}"
                 )
+                self.fatal(f"the NOTIFY listener cannot listen on {where}: {_reason(error)}")
                 return
         Deferred.fromCoroutine(self._open())
 

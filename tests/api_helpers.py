@@ -135,6 +135,7 @@ class DripClient(Protocol):
 
     @ivar sent: Pieces written so far.
     @ivar done: Fires with everything received once the connection closes.
+    @ivar lost: Why the connection closed (``ConnectionDone`` for a clean close).
     """
 
     def __init__(self, data: bytes | list[bytes], drip: float | None = None) -> None:
@@ -145,6 +146,7 @@ class DripClient(Protocol):
         self.sent = 0
         self.received = b""
         self.done: Deferred[bytes] = Deferred()
+        self.lost: Failure | None = None
         self._call: Any = None
 
     @property
@@ -167,6 +169,7 @@ class DripClient(Protocol):
         self.received += data
 
     def connectionLost(self, reason: Failure | None = None) -> None:
+        self.lost = reason
         if self._call is not None and self._call.active():
             self._call.cancel()
         if not self.done.called:

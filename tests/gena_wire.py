@@ -124,3 +124,19 @@ async def gena_call(
 def first(headers: Headers, name: bytes) -> str | None:
     values = headers.getRawHeaders(name)
     return None if values is None else values[0].decode("latin-1")
+
+
+def notify_request(sid: str, seq: int, body: bytes) -> bytes:
+    """A NOTIFY request as a speaker sends it."""
+    head = (
+        f"NOTIFY / HTTP/1.1\r\nHOST: 127.0.0.1\r\nCONNECTION: close\r\nCONTENT-TYPE: text/xml\r\n"
+        f"CONTENT-LENGTH: {len(body)}\r\nNT: upnp:event\r\nNTS: upnp:propchange\r\n"
+        f"SID: {sid}\r\nSEQ: {seq}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def status_of(answer: bytes) -> int:
+    """The status code of a raw HTTP answer (0 when there is none)."""
+    parts = answer.split(b" ", 2)
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0

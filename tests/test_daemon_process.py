@@ -1263,6 +1263,50 @@ def test_resuming_across_a_restart_resets(
 # -- networking: the callback URL the speakers are given ---------------------------------------
 
 
+def taken_ports(address: str, count: int) -> tuple[int, list[socket.socket]]:
+    """``count`` consecutive ports of ``address``, each held by a listening socket."""
+    for first in range(20_000, 60_000, count):
+        held: list[socket.socket] = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                held.append(sock)
+                sock.bind((address, port))
+                sock.listen()
+        except OSError:
+            for sock in held:
+                sock.close()
+            continue
+        return first, held
+    raise RuntimeError(f"no {count} free consecutive ports on {address}")
+
+
+def test_listener_with_every_port_taken_exits_1(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """When listener.port and the 99 ports above it are all taken on the listener's address,
+    the daemon exits 1 with one line naming those ports, before anything says running."""
+    address = free_loopback_base(count=1)
+    first, held = taken_ports(address, 100)
+    try:
+        document = json.loads(daemon_yaml(loopback_base))
+        document["listener"] = {"interface": address, "port": first}
+        config = tmp_path / "sonosd.yaml"
+        config.write_text(json.dumps(document))
+        status, output = run_to_exit(processes, "daemon", config)
+    finally:
+        for sock in held:
+            sock.close()
+    assert status == 1, output
+    [line] = critical_lines(output)
+    assert line.endswith(
+        f"cannot start: the NOTIFY listener cannot listen on {address} ports {first} to "
+        f"{first + 99}: Address already in use"
+    ), line
+    assert "sonosd running" not in output
+    assert "Traceback" not in output
+
+
 def test_a_taken_listener_port_falls_back_and_the_advertised_url_is_given(
     processes: Processes, loopback_base: str, tmp_path: Path
 ) -> None:

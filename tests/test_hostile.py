@@ -18,9 +18,13 @@ from xml.sax.saxutils import escape
 import attrs
 import treq
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.task import deferLater
 from twisted.logger import ILogObserver, LogEvent, LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 from twisted.web.http_headers import Headers
+from zope.interface import implementer
 
 from sonosd.config import parse_config
 from sonosd.logs import route_stdlib_logging
@@ -29,7 +33,8 @@ from sonosd.sim.household import Speaker
 from sonosd.sim.service import HouseholdService
 from tests.api_helpers import DripClient, connect_ws
 from tests.conftest import free_loopback_base
-from tests.daemon_helpers import Recorder, daemon_yaml, http_agent, reactor, until
+from tests.daemon_helpers import WAIT, Recorder, daemon_yaml, http_agent, reactor, until
+from tests.gena_wire import notify_request, status_of
 
 PROPERTYSET = b'<e:propertyset xmlns:e="urn:schemas-upnp-org:event-1-0">'
 
@@ -54,20 +59,28 @@ def last_change(transport_state: bytes) -> bytes:
     )
 
 
-def notify_request(sid: str, seq: int, body: bytes) -> bytes:
-    """A NOTIFY request as a speaker sends it."""
+def chunked_request(sid: str, seq: int, chunked: bytes, extra: bytes = b"") -> bytes:
+    """A NOTIFY request with a chunked body (``chunked`` is the framed body), ``extra`` header
+    lines after the speaker's."""
     head = (
-        f"NOTIFY / HTTP/1.1\r\nHOST: 127.0.0.1\r\nCONNECTION: close\r\nCONTENT-TYPE: text/xml\r\n"
-        f"CONTENT-LENGTH: {len(body)}\r\nNT: upnp:event\r\nNTS: upnp:propchange\r\n"
-        f"SID: {sid}\r\nSEQ: {seq}\r\n\r\n"
+        f"NOTIFY / HTTP/1.1\r\nHOST: 127.0.0.1\r\nCONNECTION: close\r\n"
+        f"CONTENT-TYPE: text/xml\r\nTRANSFER-ENCODING: chunked\r\nNT: upnp:event\r\n"
+        f"NTS: upnp:propchange\r\nSID: {sid}\r\nSEQ: {seq}\r\n"
     )
-    return head.encode() + body
+    return head.encode() + extra + b"\r\n" + chunked
 
 
-def status_of(answer: bytes) -> int:
-    """The status code of a raw HTTP answer (0 when there is none)."""
-    parts = answer.split(b" ", 2)
-    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+@implementer(IHalfCloseableProtocol)
+class HalfCloseClient(DripClient):
+    """A L{DripClient} that keeps sending after the server half-closes (as after an early
+    answer) and closes once it has sent everything and read the end of the answer."""
+
+    def readConnectionLost(self) -> None:
+        transport: Any = self.transport
+        transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        pass
 
 
 @attrs.define
@@ -131,14 +144,20 @@ class HostileTests(TestCase):
         return daemon
 
     async def send(
-        self, daemon: Daemon, data: bytes, source: str, drip: float | None = None
+        self,
+        daemon: Daemon,
+        data: bytes | list[bytes],
+        source: str,
+        drip: float | None = None,
+        client: DripClient | None = None,
     ) -> DripClient:
-        """Connect from ``source`` to the NOTIFY listener and send ``data``."""
+        """Connect from ``source`` to the NOTIFY listener and send ``data`` (or connect
+        ``client``)."""
         listener = daemon.service.listener
         endpoint = TCP4ClientEndpoint(
             reactor, listener.interface, listener.port, timeout=5, bindAddress=(source, 0)
         )
-        client = DripClient(data, drip)
+        client = client or DripClient(data, drip)
         await connectProtocol(endpoint, client)
         self.addCleanup(client.close)
         return client
@@ -362,6 +381,160 @@ class HostileTests(TestCase):
         [member] = deep_group()[0]["members"]
         self.assertEqual([s["uid"] for s in member["satellites"]], ["RINCON_DEEP01400"])
         self.assertEqual([e for e in events if "log_failure" in e], [])
+
+    async def test_dtd_in_didl_read_by_a_resync_is_refused(self) -> None:
+        """A resync whose GetPositionInfo answer carries a DTD inside its escaped track
+        metadata fails as a refused answer (logged, nothing of it in the state), the state keeps
+        what the NOTIFYs said, and once the speaker answers plainly the next resync is read."""
+        daemon = await self.daemon()
+        events = self.capture_logs()
+        kitchen = daemon.speakers[0]
+        manager: Any = kitchen.manager
+        kitchen.soap_faults.didl_doctype = True
+        start = kitchen.transport.play_mode
+        modes = [m for m in ("SHUFFLE", "REPEAT_ALL", "REPEAT_ONE", "NORMAL") if m != start]
+
+        def play_mode() -> object:
+            return daemon.service.state.variables(kitchen.uid, "AVTransport")["current_play_mode"]
+
+        def resync_failures() -> list[str]:
+            return [
+                str(e.get("reason"))
+                for e in events
+                if e.get("source") == "resync" and e.get("service") == "AVTransport"
+            ]
+
+        # A lost NOTIFY, then one whose SEQ shows it: events.gap and a resync.
+        manager.faults.drop_next = 1
+        kitchen.transport.set_play_mode(modes[0])
+        await until(lambda: manager.stats()["dropped"] == 1, "the NOTIFY dropped")
+        kitchen.transport.set_play_mode(modes[1])
+        await until(resync_failures, "the resync refused")
+        [reason] = resync_failures()
+        self.assertIn("the answer is refused: a nested document declares a DTD", reason)
+        self.assertEqual(len(daemon.recorder.of("events.gap", kitchen.uid, "AVTransport")), 1)
+        self.assertEqual(play_mode(), modes[1])
+        state = daemon.service.state.variables(kitchen.uid, "AVTransport")
+        self.assertLess(len(json.dumps(state)), 100_000)
+        self.assertFalse(
+            [m for m in daemon.recorder.of("event", kitchen.uid) if m.body["source"] == "resync"]
+        )
+        self.assertFalse(any(e["log_level"] >= LogLevel.error for e in events))
+        self.assertIn("sonosd_resyncs_total 0.0", await self.metrics(daemon))
+        kitchen.soap_faults.reset()
+        manager.faults.drop_next = 1
+        kitchen.transport.set_play_mode(modes[2])
+        await until(lambda: manager.stats()["dropped"] == 2, "the second NOTIFY dropped")
+        kitchen.transport.set_play_mode(modes[1])
+        for _ in range(int(WAIT / 0.05)):
+            if "sonosd_resyncs_total 1.0" in await self.metrics(daemon):
+                break
+            await deferLater(reactor, 0.05)
+        self.assertIn("sonosd_resyncs_total 1.0", await self.metrics(daemon))
+        self.assertEqual(play_mode(), modes[1])
+        self.assertEqual(len(resync_failures()), 1)
+
+    # -- HTTP framing of NOTIFYs -----------------------------------------------------------
+
+    async def assert_refused(
+        self,
+        daemon: Daemon,
+        data: bytes | list[bytes],
+        status: int,
+        reason: str,
+        count: int,
+        drip: float | None = None,
+    ) -> DripClient:
+        """Send ``data`` (pieces ``drip`` s apart) from the Kitchen speaker's address; check
+        the answer's ``status``,
+        that the listener counted ``count`` refusals as ``reason`` and that nothing HOSTILE
+        reached the state or any client."""
+        kitchen = daemon.speakers[0]
+        published = len(daemon.recorder.messages)
+        client = await self.send(daemon, data, kitchen.address, drip)
+        self.assertEqual(status_of(await client.done), status, client.received[:80])
+        self.assertEqual(daemon.service.listener.rejected[reason], count)
+        state = daemon.service.state.variables(kitchen.uid, "AVTransport")
+        self.assertFalse(str(state.get("transport_state")).startswith("HOSTILE"))
+        self.assertFalse([m for m in daemon.recorder.messages[published:] if b"HOSTILE" in m.raw])
+        return client
+
+    async def test_chunked_notify_lines_are_bounded(self) -> None:
+        """Through the daemon's listener, a chunked NOTIFY from the speaker is taken, while one
+        whose chunk-size line or trailer line is over 1 KiB, or with over 100 trailer lines,
+        is answered 400, counted ``bad_request`` and kept from the state."""
+        daemon = await self.daemon()
+        kitchen = daemon.speakers[0]
+        sid = daemon.sid(kitchen, "AVTransport")
+
+        def transport_state() -> object:
+            return daemon.service.state.variables(kitchen.uid, "AVTransport").get("transport_state")
+
+        fresh = b"STOPPED" if transport_state() != "STOPPED" else b"PAUSED_PLAYBACK"
+        body = last_change(fresh)
+        framed = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+        client = await self.send(daemon, chunked_request(sid, 1, framed), kitchen.address)
+        self.assertEqual(status_of(await client.done), 200)
+        await until(lambda: transport_state() == fresh.decode(), "the chunked event taken")
+        hostile = last_change(b"HOSTILE_CHUNK")
+        long_size = b"%x;ext=%s\r\n%s\r\n0\r\n\r\n" % (len(hostile), b"e" * 1100, hostile)
+        long_trailer = b"%x\r\n%s\r\n0\r\nX-T: %s\r\n\r\n" % (len(hostile), hostile, b"t" * 1100)
+        many_trailers = b"%x\r\n%s\r\n0\r\n%s\r\n" % (len(hostile), hostile, b"X-T: t\r\n" * 101)
+        for count, framed in enumerate((long_size, long_trailer, many_trailers), start=1):
+            await self.assert_refused(
+                daemon, chunked_request(sid, 2, framed), 400, "bad_request", count
+            )
+        self.assertEqual(transport_state(), fresh.decode())
+        self.assertIn('sonosd_notifies_total{result="bad_request"} 3.0', await self.metrics(daemon))
+
+    async def test_notify_heads_over_the_bound_get_431(self) -> None:
+        """Through the daemon's listener, a NOTIFY from the speaker with over 100 header lines,
+        or a head over 16 KiB, is answered 431, counted ``bad_request`` and kept from the
+        state."""
+        daemon = await self.daemon()
+        kitchen = daemon.speakers[0]
+        sid = daemon.sid(kitchen, "AVTransport")
+        body = last_change(b"HOSTILE_HEAD")
+        framed = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+        many = chunked_request(sid, 1, framed, b"X-H: h\r\n" * 100)
+        await self.assert_refused(daemon, many, 431, "bad_request", 1)
+        long = chunked_request(sid, 1, framed, b"X-H: %s\r\n" % (b"h" * 17_000))
+        await self.assert_refused(daemon, long, 431, "bad_request", 2)
+        self.assertIn('sonosd_notifies_total{result="bad_request"} 2.0', await self.metrics(daemon))
+
+    async def test_refused_notify_is_drained_then_aborted(self) -> None:
+        """Through the daemon's listener, a NOTIFY from the speaker over ``max_body`` (8 KiB
+        after a reload) gets its 413 and the rest of it is read and dropped (the client reads
+        the answer and a clean close, not a reset), while one over 16 x ``max_body`` has its
+        connection aborted; both are counted ``too_large`` and kept from the state."""
+        daemon = await self.daemon()
+        config = daemon.service.config
+        listener = attrs.evolve(config.listener, max_body=8192)
+        self.assertEqual(daemon.service.reload(attrs.evolve(config, listener=listener)), [])
+        kitchen = daemon.speakers[0]
+        sid = daemon.sid(kitchen, "AVTransport")
+
+        # Twisted reads 64 KiB at a time: the rest of a 100 KB body arrives after the 413.
+        def padded(size: int) -> bytes:
+            body = last_change(b"HOSTILE_LARGE")
+            body = body.replace(PROPERTYSET, PROPERTYSET + b" " * (size - len(body)), 1)
+            return notify_request(sid, 1, body)
+
+        drained = await self.send(
+            daemon, b"", kitchen.address, client=HalfCloseClient(padded(100_000))
+        )
+        self.assertEqual(status_of(await drained.done), 413)
+        assert drained.lost is not None
+        self.assertTrue(drained.lost.check(ConnectionDone), drained.lost)
+        self.assertEqual(daemon.service.listener.rejected["too_large"], 1)
+        aborted = await self.send(
+            daemon, b"", kitchen.address, client=HalfCloseClient(padded(400_000))
+        )
+        await aborted.done
+        assert aborted.lost is not None
+        self.assertTrue(aborted.lost.check(ConnectionLost), aborted.lost)
+        self.assertEqual(daemon.service.listener.rejected["too_large"], 2)
+        self.assertIn('sonosd_notifies_total{result="too_large"} 2.0', await self.metrics(daemon))
 
     # -- nested JSON -----------------------------------------------------------------------
 

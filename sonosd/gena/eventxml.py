@@ -823,7 +823,8 @@ def _didl_fields_cached(value: LazyDidl) -> dict[str, Any]:
         _didl_cache.move_to_end(didl)
         return dict(fields)
     try:
-        # Events were checked when parsed; metadata read by control calls was not.
+        # Events were checked when parsed, and control calls check their whole answer;
+        # checked again as the last step before any parser sees it.
         check_text(didl)
     except UnsafeXml as unsafe:
         return {"error": str(unsafe)}

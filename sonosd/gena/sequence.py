@@ -46,6 +46,12 @@ def _position(seq: int) -> int:
     return SEQ_MAX - 1 if seq == 0 else seq - 1
 
 
+def skipped(expected: int, got: int) -> int:
+    """How many SEQs lie from ``expected`` up to ``got`` (excluded), counting across the wrap
+    from ``SEQ_MAX`` to 1: the NOTIFYs lost when ``got`` arrived while ``expected`` was due."""
+    return (_position(got) - _position(expected)) % SEQ_MAX
+
+
 def next_seq(seq: int) -> int:
     """Return the SEQ that follows ``seq`` (wrapping from ``SEQ_MAX`` to 1)."""
     return 1 if seq >= SEQ_MAX else seq + 1

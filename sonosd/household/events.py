@@ -33,6 +33,7 @@ from twisted.logger import Logger
 
 from sonosd.delivery.hub import Hub, Message
 from sonosd.gena.eventxml import variables_to_json
+from sonosd.gena.sequence import skipped
 from sonosd.household.resync import comparable
 from sonosd.household.state import HouseholdState, SpeakerRef
 from sonosd.household.topology import Topology, TopologyError, parse_zone_group_state
@@ -323,11 +324,12 @@ class EventProcessor:
 
         @param expected: The SEQ that was due next (``None`` when unknown).
         @param got: The SEQ that arrived instead; ``None`` when no NOTIFY showed the loss (the
-            consistency check found the state differing from the speaker's).
+            consistency check found the state differing from the speaker's). ``missed`` counts
+            the SEQs between them across the wrap from 4294967295 to 1.
         @param reason: How the loss was found; by default, the SEQ jump.
         """
         ref = self._state.ensure(speaker)
-        missed = None if got is None or expected is None else max(0, got - expected)
+        missed = None if got is None or expected is None else skipped(expected, got)
         if reason is None:
             reason = f"SEQ {got} arrived, {expected} was expected"
         return self._hub.publish(

@@ -122,6 +122,11 @@ class SoapFaults:
     error_code: str = ""
     """When set, every action fails with a UPnP fault whose ``errorCode`` is this text (a
     broken device: real speakers send a number)."""
+    didl_doctype: bool = False
+    """The first DIDL-Lite out-argument of each answer (``TrackMetaData`` of
+    ``GetPositionInfo``, ``CurrentURIMetaData`` of ``GetMediaInfo``, a Browse ``Result``)
+    starts with a DTD whose entity expands to megabytes, used in its title, escaped as
+    speakers escape DIDL in SOAP: the envelope itself declares nothing."""
 
     def reset(self) -> None:
         """Clear every fault."""
@@ -135,12 +140,31 @@ _EXPANDING_DTD = (
 ).encode("ascii")
 
 
+_EXPANDING_DIDL_DTD = (
+    '&lt;!DOCTYPE DIDL-Lite [&lt;!ENTITY a "' + "x" * 1000 + '"&gt;'
+    '&lt;!ENTITY b "' + "&amp;a;" * 100 + '"&gt;&lt;!ENTITY c "' + "&amp;b;" * 50 + '"&gt;]&gt;'
+).encode("ascii")
+
+#: A DIDL-Lite document escaped once in an out-argument, up to its first title's text.
+_ESCAPED_DIDL_TITLE = re.compile(rb"&lt;DIDL-Lite [^<]*?&lt;dc:title&gt;")
+
 #: The opening tag of an answer's Response element and of its first out-argument, if any.
 _RESPONSE_OPENING = re.compile(rb"<u:\w+Response xmlns:u=\"[^\"]*\">(?:<\w+>)?")
 
 
 def hostile_answer(answer: bytes, faults: SoapFaults) -> bytes:
-    """``answer`` as ``faults`` make a speaker send it (padding, an expanding DTD)."""
+    """``answer`` as ``faults`` make a speaker send it (padding, an expanding DTD, one in a
+    DIDL value)."""
+    if faults.didl_doctype:
+        didl = _ESCAPED_DIDL_TITLE.search(answer)
+        if didl is not None:
+            answer = (
+                answer[: didl.start()]
+                + _EXPANDING_DIDL_DTD
+                + answer[didl.start() : didl.end()]
+                + b"&amp;c;"
+                + answer[didl.end() :]
+            )
     if faults.doctype:
         # The entity (5 MB) lands in the first out-argument's text (or, for an action
         # without one, in the Response element's).

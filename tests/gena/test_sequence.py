@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sonosd.gena.sequence import SEQ_MAX, SeqKind, SeqTracker, next_seq
+from sonosd.gena.sequence import SEQ_MAX, SeqKind, SeqTracker, next_seq, skipped
 
 
 def kinds(seqs: list[int]) -> list[SeqKind]:
@@ -97,3 +97,20 @@ def test_last_never_goes_back(seqs: list[int]) -> None:
         else:
             assert tracker.last == seq
             assert before is None or seq > before
+
+
+@given(st.integers(0, SEQ_MAX), st.integers(1, SEQ_MAX))
+def test_skipped_is_what_a_gap_missed(last: int, seq: int) -> None:
+    """skipped(expected, got) is the tracker's count of missed NOTIFYs for every gap, across
+    the wrap from SEQ_MAX to 1 included."""
+    tracker = SeqTracker(last=last)
+    verdict = tracker.observe(seq)
+    if verdict.kind is SeqKind.GAP:
+        assert verdict.expected is not None
+        assert skipped(verdict.expected, seq) == verdict.missed
+
+
+def test_skipped_across_the_wrap() -> None:
+    """From 4294967294 due to 2 arriving, 4294967294, 4294967295 and 1 were skipped."""
+    assert skipped(SEQ_MAX - 1, 2) == 3
+    assert skipped(0, 4) == 4

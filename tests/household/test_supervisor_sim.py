@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 from twisted.internet import reactor as global_reactor
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.task import deferLater
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import TestCase
@@ -29,8 +30,10 @@ from sonosd.household.supervisor import HouseholdSupervisor, build_household
 from sonosd.sim.gena import MAX_SEQ
 from sonosd.sim.household import Speaker
 from sonosd.sim.service import HouseholdService
+from tests.api_helpers import DripClient
 from tests.conftest import free_loopback_base
 from tests.daemon_helpers import Recorder
+from tests.gena_wire import notify_request, status_of
 
 reactor: Any = global_reactor
 
@@ -209,6 +212,38 @@ class SimTests(TestCase):
         for supervised in rig.household.speakers():
             self.assertFalse(any(sup.polling for sup in supervised.services.values()))
         self.assertEqual(rig.reader.reads, [])
+
+    async def test_notifies_held_for_a_subscribe_are_bounded_per_sender(self) -> None:
+        """While a SUBSCRIBE to a speaker is unanswered, two unknown-SID NOTIFYs from it are
+        held (its initial NOTIFY among them) and a third is answered 412 at once; once the
+        answer is read, the initial NOTIFY is delivered and the unclaimed one gets its 412."""
+
+        def answer_late(sim: HouseholdService) -> None:
+            manager: Any = sim.household.speakers[0].manager
+            manager.faults.answer_delay = 1.0
+
+        rig = await self.rig(speakers=1, services=("RenderingControl",), before_start=answer_late)
+        speaker = rig.speakers[0]
+        dispatcher = rig.listener.dispatcher
+        await until(lambda: dispatcher.held == 1, "the initial NOTIFY held")
+        self.assertEqual(rig.initial_events(speaker.uid, "RenderingControl"), [])
+        endpoint = TCP4ClientEndpoint(
+            reactor, "127.0.0.1", rig.listener.port, timeout=5, bindAddress=(speaker.address, 0)
+        )
+        clients = []
+        for index in range(2):
+            client = DripClient(notify_request(f"uuid:guess-{index}", 0, b"<x/>"))
+            await connectProtocol(endpoint, client)
+            self.addCleanup(client.close)
+            clients.append(client)
+        held, refused = clients
+        self.assertEqual(status_of(await refused.done), 412)
+        self.assertFalse(held.done.called)
+        self.assertEqual((dispatcher.held, dispatcher.rejected["unknown_sid"]), (2, 1))
+        self.assertEqual(status_of(await held.done), 412)
+        self.assertEqual(dispatcher.rejected["unknown_sid"], 2)
+        await self.settled(rig, ("RenderingControl",))
+        self.assertEqual(len(rig.initial_events(speaker.uid, "RenderingControl")), 1)
 
     async def test_change_reaches_hub(self) -> None:
         """A volume change on a speaker arrives at the hub as a RenderingControl event."""
@@ -443,6 +478,31 @@ class SimTests(TestCase):
         self.assertEqual((sup.gaps, sup.duplicates, sup.resyncs), (2, 0, 2))
         self.assertEqual(len(rig.reader.reads), 2)
         self.assertEqual(sup.last_seq, 1)
+
+    async def test_gap_across_the_wrap_counts_what_was_missed(self) -> None:
+        """NOTIFYs lost across the wrap of the SEQ (4294967295 and 1 dropped, 2 arriving) are an
+        events.gap whose ``missed`` is 2, not 0, and a resync."""
+        rig = await self.rig(services=("RenderingControl",))
+        await self.settled(rig, ("RenderingControl",))
+        speaker = rig.speakers[0]
+        sup = rig.service_supervisor(speaker, "RenderingControl")
+        faults = rig.faults(speaker)
+        # Two jumps of half the ring each (a longer one would be taken for an older NOTIFY).
+        for resyncs, jump in enumerate((MAX_SEQ // 2, MAX_SEQ - 1), start=1):
+            faults.next_seq = jump
+            speaker.set_volume(30 + resyncs)
+            await until(lambda n=resyncs: sup.resyncs == n, f"the resync after SEQ {jump}")
+        faults.drop_next = 2
+        for volume, seq in ((33, MAX_SEQ), (34, 1), (35, 2)):
+            speaker.set_volume(volume)
+            # LastChange is moderated: one NOTIFY per change, each after the previous one.
+            await until(lambda s=seq: rig.sim_subscriptions(speaker)[0]["seq"] == s, f"SEQ {seq}")
+        await until(lambda: sup.resyncs == 3, "the wrap's resync")
+        gaps = [m.body for m in rig.recorder.of("events.gap", speaker.uid)]
+        self.assertEqual(
+            [(g["expected"], g["got"], g["missed"]) for g in gaps][-1:], [(MAX_SEQ, 2, 2)]
+        )
+        self.assertEqual(sup.last_seq, 2)
 
     async def test_stop_unsubscribes_everything(self) -> None:
         """stopService leaves no subscription at the simulator, within the bound."""

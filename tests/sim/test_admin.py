@@ -449,7 +449,7 @@ class LoopbackAdminTests(TestCase):
         status, faults = await self.admin("GET", "/speakers/0/soap/faults")
         assert (status, faults) == (
             200,
-            {"padding": 0, "doctype": False, "drip": 0.0, "error_code": ""},
+            {"padding": 0, "doctype": False, "drip": 0.0, "error_code": "", "didl_doctype": False},
         )
         status, faults = await self.admin("PATCH", "/speakers/0/soap/faults", {"padding": 50_000})
         assert (status, faults["padding"]) == (200, 50_000)
@@ -471,7 +471,7 @@ class LoopbackAdminTests(TestCase):
         status, faults = await self.admin("DELETE", "/speakers/0/soap/faults")
         assert (status, faults) == (
             200,
-            {"padding": 0, "doctype": False, "drip": 0.0, "error_code": ""},
+            {"padding": 0, "doctype": False, "drip": 0.0, "error_code": "", "didl_doctype": False},
         )
         assert await self.get_volume(speaker) == plain
         status, error = await self.admin("PATCH", "/speakers/0/soap/faults", {"padding": -1})

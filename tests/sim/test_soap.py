@@ -10,10 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sonosd.sim.soap import (
+    SoapFaults,
     SoapParseError,
     action_from_header,
     format_fault,
     format_response,
+    hostile_answer,
     parse_request,
 )
 
@@ -84,3 +86,25 @@ def test_fault_has_only_the_error_code() -> None:
     code = root.find(".//{urn:schemas-upnp-org:control-1-0}errorCode")
     assert code is not None and code.text == "701"
     assert root.find(".//{urn:schemas-upnp-org:control-1-0}errorDescription") is None
+
+
+def test_didl_doctype_puts_a_dtd_in_one_didl_value() -> None:
+    """The didl_doctype fault leaves the envelope without a declaration and gives the first
+    DIDL-Lite out-argument a DTD whose entity expands to megabytes in its title."""
+    didl = (
+        '<DIDL-Lite xmlns:dc="http://purl.org/dc/elements/1.1/" '
+        'xmlns="urn:schemas-upnp-org:metadata-1-0/DIDL-Lite/">'
+        '<item id="-1" parentID="-1"><dc:title>Song</dc:title></item></DIDL-Lite>'
+    )
+    out = [("Track", "1"), ("TrackMetaData", didl), ("Other", didl)]
+    answer = format_response("GetPositionInfo", "urn:schemas-upnp-org:service:AVTransport:1", out)
+    hostile = hostile_answer(answer, SoapFaults(didl_doctype=True))
+    assert b"<!DOCTYPE" not in hostile and len(hostile) < 10_000
+    element = ElementTree.fromstring(hostile)[0][0]
+    values = {child.tag: child.text or "" for child in element}
+    assert values["Track"] == "1" and values["Other"] == didl
+    assert values["TrackMetaData"].startswith("<!DOCTYPE DIDL-Lite [<!ENTITY a ")
+    title = ElementTree.fromstring(values["TrackMetaData"]).findtext(
+        ".//{http://purl.org/dc/elements/1.1/}title"
+    )
+    assert title is not None and title.endswith("Song") and len(title) >= 5_000_000
