@@ -39,6 +39,7 @@ from sonosd.sim.soap import (
     format_response,
     hostile_answer,
     parse_request,
+    rewritten,
 )
 
 if TYPE_CHECKING:
@@ -190,8 +191,9 @@ class SpeakerResource(Resource):
         names = [arg.name for arg in declared.outputs]
         ordered = [(name, out[name]) for name in names if name in out]
         ordered += [(name, value) for name, value in out.items() if name not in names]
-        answer = format_response(soap.action, service.service_type, ordered)
         faults = self.speaker.soap_faults
+        ordered = rewritten(soap.action, ordered, faults)
+        answer = format_response(soap.action, service.service_type, ordered)
         answer = hostile_answer(answer, faults)
         if faults.drip > 0:
             return self._drip(request, answer, faults.drip)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from xml.etree import ElementTree
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape, quoteattr
 
 import attrs
 
@@ -127,6 +127,15 @@ class SoapFaults:
     ``GetPositionInfo``, ``CurrentURIMetaData`` of ``GetMediaInfo``, a Browse ``Result``)
     starts with a DTD whose entity expands to megabytes, used in its title, escaped as
     speakers escape DIDL in SOAP: the envelope itself declares nothing."""
+    rewrite_action: str = ""
+    """With ``rewrite_name``: the action (``ListAlarms``, ``GetPositionInfo``) whose answer
+    carries ``rewrite_value`` in place of one value (a broken device's odd digits)."""
+    rewrite_name: str = ""
+    """The out-argument (``Track``) whose value is rewritten; when the answer has no such
+    out-argument, the first attribute of that name (``Volume``, ``ID``, ``StartTime``) inside
+    an out-argument's document (the first alarm of ``CurrentAlarmList``)."""
+    rewrite_value: str = ""
+    """The value written instead (any text, escaped as firmware escapes values)."""
 
     def reset(self) -> None:
         """Clear every fault."""
@@ -150,6 +159,25 @@ _ESCAPED_DIDL_TITLE = re.compile(rb"&lt;DIDL-Lite [^<]*?&lt;dc:title&gt;")
 
 #: The opening tag of an answer's Response element and of its first out-argument, if any.
 _RESPONSE_OPENING = re.compile(rb"<u:\w+Response xmlns:u=\"[^\"]*\">(?:<\w+>)?")
+
+
+def rewritten(action: str, out: list[tuple[str, str]], faults: SoapFaults) -> list[tuple[str, str]]:
+    """The out-arguments of ``action`` with the value ``faults`` rewrite (``rewrite_*``), if
+    any: the out-argument so named, else the first attribute so named in one's document."""
+    name = faults.rewrite_name
+    if not name or action != faults.rewrite_action:
+        return out
+    if any(arg == name for arg, _ in out):
+        return [(arg, faults.rewrite_value if arg == name else value) for arg, value in out]
+    attribute = re.compile(rf'(?<=\s){re.escape(name)}="[^"]*"')
+    value = quoteattr(faults.rewrite_value)
+    result = []
+    for arg, text in out:
+        text, count = attribute.subn(lambda _: f"{name}={value}", text, count=1)
+        result.append((arg, text))
+        if count:
+            return result + out[len(result) :]
+    return out
 
 
 def hostile_answer(answer: bytes, faults: SoapFaults) -> bytes:

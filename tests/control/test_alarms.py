@@ -33,7 +33,7 @@ from sonosd.service import SonosdService
 from sonosd.sim.service import HouseholdService
 from tests.conftest import free_loopback_base
 from tests.control.daemon_commands import alarms_changed, start
-from tests.control.test_controller_daemon import arrives
+from tests.control.test_controller_daemon import Daemon, arrives
 from tests.daemon_helpers import daemon_yaml, http_agent, reactor, start_recorded, until
 
 # 2026-11-23 is a Monday.
@@ -339,6 +339,60 @@ class AlarmDaemonTests(TestCase):
             self.assertEqual((status, body["error"]["code"]), (status_expected, code), args)
         status, body = await daemon.post("Kitchen", "alarms", cases[-1][0])
         self.assertEqual(body["error"]["upnp_error"], 801)
+
+    def hostile(self, daemon: Daemon, name: str, value: str) -> None:
+        """Every simulated speaker answers ListAlarms with ``value`` as the first alarm's
+        attribute ``name``."""
+        for index in range(len(daemon.household.speakers)):
+            faults = daemon.speaker(index).soap_faults
+            faults.rewrite_action, faults.rewrite_name, faults.rewrite_value = (
+                "ListAlarms",
+                name,
+                value,
+            )
+            self.addCleanup(faults.reset)
+
+    async def test_odd_digits_in_one_alarm_keep_the_list(self) -> None:
+        """A speaker listing one alarm with an ID, Volume or Recurrence of odd digits ("²",
+        5,000 digits) still gets every alarm listed, that one with the value as text or none."""
+        daemon, _ = await start(self)
+        first = daemon.household.alarms[0]
+        for name, value, field, expected in (
+            ("ID", "\u00b2", "id", "\u00b2"),
+            ("ID", "9" * 5000, "id", "9" * 5000),
+            ("Volume", "\u00b2", "volume", None),
+            ("Volume", "9" * 5000, "volume", None),
+            ("Recurrence", "ON_\u00b2", "days", []),
+        ):
+            self.hostile(daemon, name, value)
+            status, body = await daemon.post("Kitchen", "alarms", {})
+            self.assertEqual(status, 200, body)
+            alarms = body["result"]["alarms"]
+            self.assertEqual(len(alarms), len(daemon.household.alarms), name)
+            listed = [alarm[field] for alarm in alarms]
+            self.assertIn(expected, listed, name)
+            if field != "id":
+                self.assertIsNotNone(_alarm(alarms, first.alarm_id), name)
+        # The rewritten alarm is still the household's: an untouched list has it as it is.
+        for index in range(len(daemon.household.speakers)):
+            daemon.speaker(index).soap_faults.reset()
+        status, body = await daemon.post("Kitchen", "alarms", {})
+        self.assertEqual(_alarm(body["result"]["alarms"], first.alarm_id)["volume"], first.volume)  # type: ignore[index]
+
+    async def test_skip_of_an_alarm_whose_start_time_is_no_time_is_a_502(self) -> None:
+        """Skipping an alarm whose StartTime a speaker lists as no clock time is a 502 naming
+        it, and leaves the alarm switched on."""
+        daemon, _ = await start(self)
+        first = daemon.household.alarms[0]
+        self.assertTrue(first.enabled)
+        self.hostile(daemon, "StartTime", "25:99:\u00b2")
+        status, body = await daemon.post(
+            "Kitchen", "alarms", {"action": "skip", "id": first.alarm_id}
+        )
+        self.assertEqual((status, body["error"]["code"]), (502, "speaker_error"), body)
+        self.assertIn("StartTime '25:99:\u00b2' is not a time", body["error"]["message"])
+        self.assertTrue(daemon.household.alarms[0].enabled)
+        self.assertEqual(daemon.service.controller.alarms.skips, {})
 
 
 class SkipAcrossRestartsTests(TestCase):

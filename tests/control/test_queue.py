@@ -111,6 +111,29 @@ class QueueTests(TestCase):
             self.assertTrue(body["error"]["message"].startswith(name), body)
         self.assertEqual(transport.queue, queue)
 
+    async def test_next_after_a_track_number_of_odd_digits_goes_last(self) -> None:
+        """play_favorite mode next while the speaker gives its current Track as "²" or 5,000
+        digits queues the album at the end (no current track), not a 500."""
+        daemon, _ = await start(self)
+        kitchen = daemon.speaker(0)
+        transport = kitchen.transport
+        self.addCleanup(kitchen.soap_faults.reset)
+        album = next(f for f in daemon.household.favorites if f.kind == "album")
+        status, body = await daemon.post("Kitchen", "play_favorite", {"name": album.title})
+        self.assertEqual(status, 200, body)
+        self.assertTrue(transport.on_queue)
+        kitchen.soap_faults.rewrite_action = "GetPositionInfo"
+        kitchen.soap_faults.rewrite_name = "Track"
+        for odd in ("\u00b2", "9" * 5000):
+            kitchen.soap_faults.rewrite_value = odd
+            before = len(transport.queue)
+            status, body = await daemon.post(
+                "Kitchen", "play_favorite", {"name": album.title, "mode": "next", "play": False}
+            )
+            self.assertEqual(status, 200, body)
+            self.assertEqual(body["result"]["position"], before + 1, odd[:5])
+            self.assertEqual(len(transport.queue), before + body["result"]["queued"])
+
 
 def test_current_track_of_odd_digits_is_none() -> None:
     """A Track a speaker gives as no ASCII number ("²", 5,000 digits) is no current track (0),

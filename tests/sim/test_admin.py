@@ -30,6 +30,9 @@ from tests.paths import ROOT
 from tests.sim.test_tls import CONTROL, GET_VOLUME, SOAP_HEADERS
 from tests.sim_fakes import FakePresence, RecordingManager
 
+#: The rewrite fault of soap/faults, unset.
+NO_REWRITE = {"rewrite_action": "", "rewrite_name": "", "rewrite_value": ""}
+
 
 class AdminTests(SynchronousTestCase):
     def setUp(self) -> None:
@@ -449,7 +452,14 @@ class LoopbackAdminTests(TestCase):
         status, faults = await self.admin("GET", "/speakers/0/soap/faults")
         assert (status, faults) == (
             200,
-            {"padding": 0, "doctype": False, "drip": 0.0, "error_code": "", "didl_doctype": False},
+            {
+                "padding": 0,
+                "doctype": False,
+                "drip": 0.0,
+                "error_code": "",
+                "didl_doctype": False,
+                **NO_REWRITE,
+            },
         )
         status, faults = await self.admin("PATCH", "/speakers/0/soap/faults", {"padding": 50_000})
         assert (status, faults["padding"]) == (200, 50_000)
@@ -471,11 +481,43 @@ class LoopbackAdminTests(TestCase):
         status, faults = await self.admin("DELETE", "/speakers/0/soap/faults")
         assert (status, faults) == (
             200,
-            {"padding": 0, "doctype": False, "drip": 0.0, "error_code": "", "didl_doctype": False},
+            {
+                "padding": 0,
+                "doctype": False,
+                "drip": 0.0,
+                "error_code": "",
+                "didl_doctype": False,
+                **NO_REWRITE,
+            },
         )
         assert await self.get_volume(speaker) == plain
         status, error = await self.admin("PATCH", "/speakers/0/soap/faults", {"padding": -1})
         assert status == 400 and "padding" in error["error"]
+
+    async def test_soap_fault_rewrites_one_value(self) -> None:
+        """PATCH rewrite_action, rewrite_name and rewrite_value make the speaker answer that
+        action with the value in place of the out-argument so named; other actions and DELETE
+        leave answers plain."""
+        speaker = self.household.speakers[0]
+        plain = await self.get_volume(speaker)
+        status, faults = await self.admin(
+            "PATCH",
+            "/speakers/0/soap/faults",
+            {
+                "rewrite_action": "GetVolume",
+                "rewrite_name": "CurrentVolume",
+                "rewrite_value": "\u00b2",
+            },
+        )
+        assert (status, faults["rewrite_value"]) == (200, "\u00b2")
+        hostile = await self.get_volume(speaker)
+        assert ElementTree.fromstring(hostile).findtext(".//CurrentVolume") == "\u00b2"
+        await self.admin("DELETE", "/speakers/0/soap/faults")
+        assert await self.get_volume(speaker) == plain
+        status, error = await self.admin(
+            "PATCH", "/speakers/0/soap/faults", {"rewrite_value": "9" * 65}
+        )
+        assert status == 400 and "rewrite_value" in error["error"]
 
     async def test_soap_fault_with_an_error_code_that_is_no_number(self) -> None:
         """PATCH error_code makes every action a UPnP fault (HTTP 500) carrying that text as

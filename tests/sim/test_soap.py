@@ -17,6 +17,7 @@ from sonosd.sim.soap import (
     format_response,
     hostile_answer,
     parse_request,
+    rewritten,
 )
 
 SOCO_BODY = (
@@ -108,3 +109,25 @@ def test_didl_doctype_puts_a_dtd_in_one_didl_value() -> None:
         ".//{http://purl.org/dc/elements/1.1/}title"
     )
     assert title is not None and title.endswith("Song") and len(title) >= 5_000_000
+
+
+def test_rewrite_replaces_one_out_argument_or_the_first_attribute() -> None:
+    """The rewrite fault replaces the out-argument so named, or else only the first attribute
+    so named inside an out-argument's document, and only in answers to its action."""
+    alarms = '<Alarms><Alarm ID="1" Volume="20"/><Alarm ID="2" Volume="30"/></Alarms>'
+    out = [("CurrentAlarmList", alarms), ("CurrentAlarmListVersion", "RINCON_1:7")]
+    faults = SoapFaults(rewrite_action="ListAlarms", rewrite_name="Volume", rewrite_value='"\u00b2')
+    assert rewritten("GetVolume", out, faults) == out
+    document = rewritten("ListAlarms", out, faults)[0][1]
+    volumes = [a.get("Volume") for a in ElementTree.fromstring(document).iter("Alarm")]
+    assert volumes == ['"\u00b2', "30"]
+    faults.rewrite_name = "ID"
+    ids = [
+        a.get("ID")
+        for a in ElementTree.fromstring(rewritten("ListAlarms", out, faults)[0][1]).iter("Alarm")
+    ]
+    assert ids == ['"\u00b2', "2"]
+    faults.rewrite_name = "CurrentAlarmListVersion"
+    assert rewritten("ListAlarms", out, faults) == [out[0], ("CurrentAlarmListVersion", '"\u00b2')]
+    faults.rewrite_name = "Nowhere"
+    assert rewritten("ListAlarms", out, faults) == out
