@@ -117,17 +117,25 @@ class SimTests(TestCase):
         follow_household: bool = True,
         stereo_pair: bool = False,
         names: Mapping[int, str] | None = None,
+        households: int = 1,
     ) -> Rig:
         """A simulated household and a supervisor following it.
 
         @param configured: The indices of the speakers listed under ``devices`` (default:
             every one).
         @param names: The room name listed with a speaker's ``devices`` entry, by its index.
+        @param households: The simulated households the speakers are split over (``speakers``
+            are the first one's).
         """
         base = free_loopback_base()
         sim = HouseholdService(
             reactor,
-            SimulateConfig(speakers=speakers, base_address=base, stereo_pair=stereo_pair),
+            SimulateConfig(
+                speakers=speakers,
+                base_address=base,
+                stereo_pair=stereo_pair,
+                households=households,
+            ),
         )
         sim.startService()
         self.addCleanup(sim.stopService)
@@ -881,6 +889,28 @@ class HouseholdSimTests(TestCase):
         await until(followed_again, "the removed speaker followed again as a member")
         self.assertEqual(set(self.supervised(rig)), {kept.uid, removed.uid})
         self.assertEqual(rig.state.availability(removed.uid).status, "online")
+
+    async def test_a_removed_device_alone_in_its_household_is_not_followed_again(self) -> None:
+        """A reload that removes the only followed speaker of a household leaves that
+        household unfollowed even with follow_household: the speaker is unsubscribed, not
+        followed again as a member, and the other household is followed as before."""
+        rig = await self.rig(speakers=3, households=2)
+        await self.settled(rig)
+        (alone,) = rig.sim.households[1].speakers
+        await until(
+            lambda: len(rig.sim_subscriptions(alone)) == len(DEFAULT_SERVICES),
+            "the second household's speaker followed",
+        )
+        kept = [Device(host=speaker.address) for speaker in rig.speakers]
+        added, gone = rig.household.apply(
+            Config(path="test.yaml", devices=tuple(kept), follow_household=True, subscription=FAST)
+        )
+        self.assertEqual((added, gone), ([], [alone.address]))
+        self.assertNotIn(alone.uid, self.supervised(rig))
+        await until(lambda: not rig.sim_subscriptions(alone), "the removed speaker unsubscribed")
+        self.assertEqual(set(self.supervised(rig)), {speaker.uid for speaker in rig.speakers})
+        for speaker in rig.speakers:
+            self.assertEqual(len(rig.sim_subscriptions(speaker)), len(DEFAULT_SERVICES))
 
     async def test_a_listed_room_name_the_speaker_does_not_report_is_a_warning(self) -> None:
         """A speaker listed with a room name other than the one it reports is followed all
