@@ -379,6 +379,29 @@ class AlarmDaemonTests(TestCase):
         status, body = await daemon.post("Kitchen", "alarms", {})
         self.assertEqual(_alarm(body["result"]["alarms"], first.alarm_id)["volume"], first.volume)  # type: ignore[index]
 
+    async def test_odd_digits_in_one_alarm_keep_the_evented_list(self) -> None:
+        """When the alarm list changes while a speaker lists one alarm with a Volume of 5,000
+        digits, alarms.changed and the state still carry every alarm, that one without a
+        volume."""
+        daemon, client = await start(self)
+        first = daemon.household.alarms[0]
+        self.hostile(daemon, "Volume", "9" * 5000)
+        mark = len(client.messages())
+        status, body = await daemon.post("Kitchen", "alarms", {"action": "create", "time": "05:55"})
+        self.assertEqual(status, 200, body)
+        created = body["result"]["alarm"]["id"]
+
+        def complete(alarms: list[dict[str, Any]]) -> bool:
+            return (
+                _alarm(alarms, created) is not None
+                and len(alarms) == len(daemon.household.alarms)
+                and (_alarm(alarms, first.alarm_id) or {}).get("volume", 0) is None
+            )
+
+        await arrives(client.messages, mark, alarms_changed(complete), "alarms.changed, whole")
+        snapshot = daemon.service.state.snapshot()["alarms"]
+        self.assertTrue(complete(snapshot["alarms"]))  # type: ignore[index]
+
     async def test_skip_of_an_alarm_whose_start_time_is_no_time_is_a_502(self) -> None:
         """Skipping an alarm whose StartTime a speaker lists as no clock time is a 502 naming
         it, and leaves the alarm switched on."""
