@@ -111,6 +111,20 @@ class AdminTests(SynchronousTestCase):
         status, _ = self.request("DELETE", "/speakers/2/queue")
         assert self.household.speakers[2].transport.queue == []
 
+    def test_pair_route_bonds_a_stereo_pair(self) -> None:
+        """POST pair makes the named speaker the invisible right half of this speaker's
+        room; pairing a bonded speaker again, or an unknown one, is refused."""
+        left, right, other = self.household.speakers
+        status, state = self.request("POST", "/speakers/0/pair", {"right": "1"})
+        assert status == 200 and state["coordinator"] == left.uid
+        assert (right.invisible, right.pair_partner, right.name) == (True, left.uid, left.name)
+        assert f"{left.uid}:LF,LF;{right.uid}:RF,RF" in self.household.zone_group_state()
+        status, error = self.request("POST", "/speakers/2/pair", {"right": "1"})
+        assert status == 409 and "bonded" in error["error"]
+        assert self.request("POST", "/speakers/2/pair", {"right": "9"})[0] == 404
+        assert self.request("GET", "/speakers/2/pair")[0] == 405
+        assert not other.invisible
+
     def test_faults(self) -> None:
         """reboot, offline, online, address and burst reach the speaker and its manager."""
         speaker = self.household.speakers[0]
