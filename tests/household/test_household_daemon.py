@@ -236,8 +236,9 @@ class OneSpeakerTests(TestCase):
 
     async def test_the_hidden_half_of_a_new_stereo_pair_is_removed(self) -> None:
         """Two followed speakers paired at runtime: the hidden right one gets speaker.removed
-        naming the room it became an invisible member of and is gone from the API, the
-        visible left one stays, and a command to the room goes to the left speaker."""
+        naming the room it became an invisible member of, its subscriptions are ended and it
+        is gone from the API, the visible left one stays, and a command to the room goes to
+        the left speaker."""
         daemon = await start(self)
         first, left, right = daemon.speakers
         right_volume = right.rendering.volume
@@ -249,6 +250,9 @@ class OneSpeakerTests(TestCase):
         listed = (await daemon.get("/api/v1/speakers"))["speakers"]
         self.assertEqual({s["uid"] for s in listed}, {first.uid, left.uid})
         self.assertIsNone(daemon.service.household.speaker(right.uid))
+        manager: Any = right.manager
+        await until(lambda: not manager.subscriptions(), "the hidden half unsubscribed")
+        self.assertTrue(left.manager.subscriptions())  # type: ignore[union-attr]
         volume = 13 if left.rendering.volume == 12 else 12
         status, body = await daemon.post(left.name, "volume", {"volume": volume})
         self.assertEqual((status, body), (200, {"result": {"volume": volume}}))
