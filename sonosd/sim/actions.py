@@ -116,6 +116,24 @@ def _set_zone_attributes(speaker: Speaker, args: Args) -> Out:
     return {}
 
 
+@action("DeviceProperties", "CreateStereoPair")
+def _create_stereo_pair(speaker: Speaker, args: Args) -> Out:
+    household = speaker.household
+    channels: dict[str, str] = {}
+    for entry in args.get("ChannelMapSet", "").split(";"):
+        uid, _, channel = entry.partition(":")
+        if uid not in household.by_uid or channel not in ("LF,LF", "RF,RF"):
+            raise UPnPError(402, f"bad ChannelMapSet entry {entry!r}")
+        channels[channel] = uid
+    if len(channels) != 2 or channels["LF,LF"] != speaker.uid:
+        raise UPnPError(402, "ChannelMapSet must be <this speaker>:LF,LF;<other>:RF,RF")
+    try:
+        household.pair(speaker, household.by_uid[channels["RF,RF"]])
+    except ValueError as e:
+        raise UPnPError(800, str(e)) from None
+    return {}
+
+
 @action("DeviceProperties", "GetZoneInfo")
 def _get_zone_info(speaker: Speaker, args: Args) -> Out:
     return {

@@ -65,6 +65,7 @@ ROUTES = (
     "POST /speakers/{id}/sleep",
     "POST /speakers/{id}/wake",
     "POST /speakers/{id}/bluetooth",
+    "POST /speakers/{id}/pair",
     "POST /speakers/{id}/leave-household",
     "POST /speakers/{id}/rejoin-household",
     "PATCH /speakers/{id}/battery",
@@ -313,6 +314,14 @@ class AdminResource(Resource):
             if target is speaker:
                 raise ApiError(400, "a speaker cannot join itself")
             self.household.join(speaker, target)
+            return speaker_json(speaker)
+        if head == "pair" and len(rest) == 1:
+            _allow(method, "POST")
+            right = self._speaker(_string(body, "right"))
+            try:
+                speaker.household.pair(speaker, right)
+            except ValueError as e:
+                raise ApiError(409, str(e)) from None
             return speaker_json(speaker)
         if head == "unjoin" and len(rest) == 1:
             _allow(method, "POST")

@@ -872,6 +872,33 @@ class Household:
         self._group_seq += 1
         return f"{uid}:{self._group_seq}"
 
+    def pair(self, left: Speaker, right: Speaker) -> None:
+        """Bond ``left`` and ``right`` into a stereo pair at runtime, as the Sonos app does
+        (``CreateStereoPair`` with ``<left>:LF,LF;<right>:RF,RF``): ``right`` leaves its
+        group, takes the room's name and becomes the pair's invisible member; both show the
+        pair's ``ChannelMapSet`` (evented in ZoneGroupState and DeviceProperties).
+
+        ``ValueError`` when either speaker is already bonded, not in this household, or
+        both are the same speaker.
+        """
+        if left is right:
+            raise ValueError(f"{left.name} cannot pair with itself")
+        for speaker in (left, right):
+            if speaker.household is not self or speaker.left_household:
+                raise ValueError(f"{speaker.name} is not in household {self.household_id}")
+            bonded = speaker.pair_partner is not None or speaker.satellites
+            if speaker.invisible or bonded or speaker.ht_primary is not None:
+                raise ValueError(f"{speaker.name} is already bonded to other speakers")
+        if len(self.group_of(right.uid).members) > 1:
+            self.unjoin(right)
+        right.transport.clear_source()
+        self._pair(left, right)
+        log.info("{left} and {right} paired", left=left.name, right=right.uid)
+        self.topology_changed()
+        for speaker in (left, right):
+            speaker.publish("DeviceProperties")
+            speaker.publish("AVTransport")
+
     def _pair(self, left: Speaker, right: Speaker) -> None:
         channel_map = f"{left.uid}:LF,LF;{right.uid}:RF,RF"
         left.pair_partner, right.pair_partner = right.uid, left.uid

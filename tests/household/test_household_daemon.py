@@ -234,6 +234,32 @@ class OneSpeakerTests(TestCase):
         self.assertEqual(status, 200)
         self.assertIsNotNone(daemon.service.household.speaker(first.uid))
 
+    async def test_the_hidden_half_of_a_new_stereo_pair_is_removed(self) -> None:
+        """Two followed speakers paired at runtime: the hidden right one gets speaker.removed
+        naming the room it became an invisible member of, its subscriptions are ended and it
+        is gone from the API, the visible left one stays, and a command to the room goes to
+        the left speaker."""
+        daemon = await start(self)
+        first, left, right = daemon.speakers
+        right_volume = right.rendering.volume
+        left.household.pair(left, right)
+        await until(lambda: daemon.recorder.of("speaker.removed", right.uid), "removed")
+        [removed] = daemon.recorder.of("speaker.removed", right.uid)
+        self.assertEqual(removed.body["reason"], f"now an invisible member of {left.name}")
+        self.assertEqual(daemon.recorder.of("speaker.removed", left.uid), [])
+        listed = (await daemon.get("/api/v1/speakers"))["speakers"]
+        self.assertEqual({s["uid"] for s in listed}, {first.uid, left.uid})
+        self.assertIsNone(daemon.service.household.speaker(right.uid))
+        manager: Any = right.manager
+        await until(lambda: not manager.subscriptions(), "the hidden half unsubscribed")
+        self.assertTrue(left.manager.subscriptions())  # type: ignore[union-attr]
+        volume = 13 if left.rendering.volume == 12 else 12
+        status, body = await daemon.post(left.name, "volume", {"volume": volume})
+        self.assertEqual((status, body), (200, {"result": {"volume": volume}}))
+        self.assertEqual((left.rendering.volume, right.rendering.volume), (volume, right_volume))
+        status, body = await daemon.post(right.uid, "volume", {"volume": 5})
+        self.assertEqual((status, body["error"]["code"]), (404, "unknown_speaker"))
+
     async def test_a_listed_speaker_that_leaves_its_household_is_kept(self) -> None:
         """A speaker listed under devices is never removed: when it leaves its household
         it gets no speaker.removed, stays in the API and still takes commands."""

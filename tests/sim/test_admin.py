@@ -13,6 +13,7 @@ from treq.client import HTTPClient
 from treq.testing import StubTreq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.protocol import ClientCreator, Protocol
 from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
@@ -112,6 +113,20 @@ class AdminTests(SynchronousTestCase):
         assert added["queue_length"] == 11
         status, _ = self.request("DELETE", "/speakers/2/queue")
         assert self.household.speakers[2].transport.queue == []
+
+    def test_pair_route_bonds_a_stereo_pair(self) -> None:
+        """POST pair makes the named speaker the invisible right half of this speaker's
+        room; pairing a bonded speaker again, or an unknown one, is refused."""
+        left, right, other = self.household.speakers
+        status, state = self.request("POST", "/speakers/0/pair", {"right": "1"})
+        assert status == 200 and state["coordinator"] == left.uid
+        assert (right.invisible, right.pair_partner, right.name) == (True, left.uid, left.name)
+        assert f"{left.uid}:LF,LF;{right.uid}:RF,RF" in self.household.zone_group_state()
+        status, error = self.request("POST", "/speakers/2/pair", {"right": "1"})
+        assert status == 409 and "bonded" in error["error"]
+        assert self.request("POST", "/speakers/2/pair", {"right": "9"})[0] == 404
+        assert self.request("GET", "/speakers/2/pair")[0] == 405
+        assert not other.invisible
 
     def test_faults(self) -> None:
         """reboot, offline, online, address and burst reach the speaker and its manager."""
@@ -543,6 +558,80 @@ class LoopbackAdminTests(TestCase):
             assert status == 400 and "error_code" in error["error"]
         await self.admin("DELETE", "/speakers/0/soap/faults")
         await self.get_volume(speaker)
+
+    async def test_gena_route_reports_subscriptions_counters_and_paused(self) -> None:
+        """GET gena lists the live subscription, counts NOTIFYs sent and dropped as they
+        happen, and says paused while the speaker is offline and not once it is back."""
+        speaker = self.household.speakers[0]
+        sid = await self.subscribe(speaker, "RenderingControl")
+        status, gena = await self.admin("GET", "/speakers/0/gena")
+        assert status == 200 and gena["paused"] is False
+        assert [(s["sid"], s["service"], s["seq"]) for s in gena["subscriptions"]] == [
+            (sid, "RenderingControl", 0)
+        ]
+        before = gena["stats"]
+        assert before["subscriptions"] == 1 and before["sent"] >= 1
+        await self.admin("PATCH", "/speakers/0/gena/faults", {"drop_next": 1})
+        volume = speaker.rendering.volume
+        await self.admin("PATCH", "/speakers/0/state", {"volume": (volume + 1) % 100})
+        await until(lambda: speaker.gena.stats()["dropped"] == before["dropped"] + 1, "the drop")
+        await self.admin("PATCH", "/speakers/0/state", {"volume": (volume + 2) % 100})
+        await until(lambda: len(self.of(sid)) == 2, "the NOTIFY after the dropped one")
+        assert [r.notify.seq for r in self.of(sid)] == [0, 2]
+        status, gena = await self.admin("GET", "/speakers/0/gena")
+        assert gena["stats"]["sent"] == before["sent"] + 1
+        assert gena["stats"]["dropped"] == before["dropped"] + 1
+        assert gena["subscriptions"][0]["seq"] == 2
+        assert (await self.admin("POST", "/speakers/0/offline", {"mode": "refuse"}))[0] == 200
+        status, gena = await self.admin("GET", "/speakers/0/gena")
+        assert (status, gena["paused"]) == (200, True)
+        assert (await self.admin("POST", "/speakers/0/online"))[0] == 200
+        status, gena = await self.admin("GET", "/speakers/0/gena")
+        assert (status, gena["paused"]) == (200, False)
+
+    async def test_soap_drip_answers_in_one_kib_pieces(self) -> None:
+        """With drip set, a SOAP answer announces its full length but only its first 1 KiB
+        is written until the drip interval passes; a short drip delivers the whole answer
+        unchanged."""
+        speaker = self.household.speakers[0]
+        await self.admin("PATCH", "/speakers/0/soap/faults", {"padding": 3000})
+        padded = await self.get_volume(speaker)
+        status, faults = await self.admin("PATCH", "/speakers/0/soap/faults", {"drip": 0.01})
+        assert (status, faults["drip"]) == (200, 0.01)
+        assert await self.get_volume(speaker) == padded
+        await self.admin("PATCH", "/speakers/0/soap/faults", {"drip": 3600})
+        raw = RawClient()
+        connected = await ClientCreator(reactor, lambda: raw).connectTCP(
+            speaker.address, speaker.port
+        )
+        self.addCleanup(connected.transport.loseConnection)
+        body = GET_VOLUME.encode()
+        head = [f"POST {CONTROL} HTTP/1.1", f"Host: {speaker.address}:{speaker.port}"]
+        head += [f"{name}: {value}" for name, value in SOAP_HEADERS.items()]
+        head += [f"Content-Length: {len(body)}", "Connection: close"]
+        connected.transport.write("\r\n".join(head).encode() + b"\r\n\r\n" + body)
+        await until(lambda: len(raw.answer_body()) >= 1024, "the first 1 KiB piece")
+        assert raw.answer_body() == padded[:1024]
+        assert f"content-length: {len(padded)}".encode() in raw.data.lower()
+        status, error = await self.admin("PATCH", "/speakers/0/soap/faults", {"drip": -1})
+        assert status == 400 and "drip" in error["error"]
+        await self.admin("DELETE", "/speakers/0/soap/faults")
+
+
+class RawClient(Protocol):
+    """An HTTP client that records the raw bytes of the answer as they arrive."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        """Keep every byte received."""
+        self.data += data
+
+    def answer_body(self) -> bytes:
+        """The bytes of the answer's body received so far."""
+        _, _, body = self.data.partition(b"\r\n\r\n")
+        return body
 
 
 def member_attribute(received: Received, uid: str, name: str) -> str | None:

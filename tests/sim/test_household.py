@@ -8,6 +8,7 @@ import pytest
 from soco.events_base import parse_event_xml
 from twisted.internet.task import Clock
 
+from sonosd.sim import actions
 from sonosd.sim.household import Household
 from sonosd.sim.propertyset import build_propertyset
 from sonosd.sim.soap import UPnPError
@@ -169,6 +170,53 @@ def test_stereo_pair_is_one_room_with_an_invisible_member() -> None:
     assert household.speaker(left.name) is left
     with pytest.raises(UPnPError) as error:
         household.join(right, household.speakers[2])
+    assert error.value.code == 800
+
+
+def test_pairing_at_runtime_hides_the_right_speaker_and_events_it() -> None:
+    """Pairing two speakers at runtime takes the right one out of its group into the left
+    one's room as an invisible member with the pair's ChannelMapSet, evented in the
+    ZoneGroupState and DeviceProperties; already bonded speakers cannot pair again."""
+    _, household, managers = make()
+    living, kitchen, bedroom = household.speakers
+    household.join(kitchen, bedroom)
+    household.pair(living, kitchen)
+    members = zgs_members(household)
+    channel_map = f"{living.uid}:LF,LF;{kitchen.uid}:RF,RF"
+    assert members[kitchen.uid]["Invisible"] == "1"
+    assert "Invisible" not in members[living.uid]
+    assert members[living.uid]["ChannelMapSet"] == members[kitchen.uid]["ChannelMapSet"]
+    assert members[kitchen.uid]["ChannelMapSet"] == channel_map
+    assert members[kitchen.uid]["ZoneName"] == living.name
+    assert kitchen.group is living.group and kitchen.group.members == [living.uid, kitchen.uid]
+    assert bedroom.group.members == [bedroom.uid]
+    latest = managers[1].of("DeviceProperties")[-1]
+    assert (latest["Invisible"], latest["ChannelMapSet"]) == ("1", channel_map)
+    assert 'Invisible="1"' in managers[2].of("ZoneGroupTopology")[-1]["ZoneGroupState"]
+    for left, right in ((living, bedroom), (bedroom, kitchen), (bedroom, bedroom)):
+        with pytest.raises(ValueError):
+            household.pair(left, right)
+
+
+def test_create_stereo_pair_action_pairs_from_the_channel_map() -> None:
+    """DeviceProperties CreateStereoPair on the left speaker pairs it with the speaker its
+    ChannelMapSet names RF; a map that does not name this speaker LF is a 402."""
+    _, household, _ = make()
+    living, kitchen, bedroom = household.speakers
+    bad = f"{kitchen.uid}:LF,LF;{bedroom.uid}:RF,RF"
+    with pytest.raises(UPnPError) as error:
+        actions.run(living, "DeviceProperties", "CreateStereoPair", {"ChannelMapSet": bad})
+    assert error.value.code == 402
+    good = f"{living.uid}:LF,LF;{bedroom.uid}:RF,RF"
+    actions.run(living, "DeviceProperties", "CreateStereoPair", {"ChannelMapSet": good})
+    assert (bedroom.invisible, bedroom.pair_partner, living.channel_map) == (True, living.uid, good)
+    with pytest.raises(UPnPError) as error:
+        actions.run(
+            kitchen,
+            "DeviceProperties",
+            "CreateStereoPair",
+            {"ChannelMapSet": f"{kitchen.uid}:LF,LF;{living.uid}:RF,RF"},
+        )
     assert error.value.code == 800
 
 
