@@ -493,8 +493,47 @@ def test_reconnect_resumes_and_resets(browser: Browser, daemon: Daemon) -> None:
     finish(tab, console, allowed=("net::ERR_",))
 
 
+def test_silent_stream_is_dropped_and_reopened(browser: Browser, daemon: Daemon) -> None:
+    """An event stream that stays open but goes silent (no heartbeat) for 60 s is dropped:
+    the page says Reconnecting… and dims the rooms, then reopens the stream and resumes with
+    what changed meanwhile."""
+    forwarder = Forwarder(int(daemon.url.rsplit(":", 1)[1]))
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    tab = context.new_page()
+    console = Console(tab)
+    # The page's clock is the browser's, so that a minute of silence passes at once; it runs
+    # on by itself meanwhile.
+    tab.clock.install()
+    try:
+        tab.goto(f"http://127.0.0.1:{forwarder.port}/")
+        log_in(tab, ADMIN_TOKEN)
+        status = tab.locator("#connection")
+        rooms = tab.locator("#households")
+        expect(rooms).to_have_css("opacity", "1")
+        slider = card(tab, "Office").get_by_role("slider", name="Volume of Office")
+        uid = daemon.uids["Office"]
+        volume = 23 if daemon.speaker("Office")["volume"] != 23 else 24
+        forwarder.silence()
+        daemon.call("PATCH", f"/speakers/{uid}/state", {"volume": volume})
+        wait_for(lambda: _volume_at_daemon(daemon, uid) == volume, "the daemon's new volume")
+        # Held open and silent, the stream has handed nothing on.
+        assert slider.input_value() != str(volume)
+        assert status.text_content() == "Live"
+        tab.clock.fast_forward("01:01")
+        expect(status).to_have_text("Reconnecting…")
+        expect(rooms).to_have_css("opacity", "0.55")
+        forwarder.restore()
+        expect(status).to_have_text("Live")
+        expect(slider).to_have_value(str(volume))
+        expect(rooms).to_have_css("opacity", "1")
+    finally:
+        forwarder.close()
+    finish(tab, console, allowed=("net::ERR_",))
+
+
 class Forwarder:
-    """A TCP forwarder to the daemon that the test can cut, as a network outage would."""
+    """A TCP forwarder to the daemon that the test can cut, as a network outage would, or
+    silence, as a stalled network path would."""
 
     def __init__(self, port: int) -> None:
         self.upstream = port
@@ -502,6 +541,10 @@ class Forwarder:
         self.port = self.listener.getsockname()[1]
         self.open = True
         self.sockets: list[socket.socket] = []
+        #: The browser's side of each connection that carries an event stream.
+        self.streams: set[socket.socket] = set()
+        #: Connections whose answers are no longer passed on.
+        self.silenced: set[socket.socket] = set()
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -517,13 +560,16 @@ class Forwarder:
             server = socket.create_connection(("127.0.0.1", self.upstream))
             with self.lock:
                 self.sockets += [client, server]
-            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client), daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, server, client), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, client), daemon=True).start()
 
-    @staticmethod
-    def _pump(source: socket.socket, target: socket.socket) -> None:
+    def _pump(self, source: socket.socket, target: socket.socket, client: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                if source is client and b"GET /api/v1/events" in data:
+                    self.streams.add(client)
+                if target is client and client in self.silenced:
+                    continue
                 target.sendall(data)
         except OSError:
             pass
@@ -531,6 +577,23 @@ class Forwarder:
             for each in (source, target):
                 with contextlib.suppress(OSError):
                     each.shutdown(socket.SHUT_RDWR)
+
+    def silence(self) -> None:
+        """Refuse new connections; keep the event streams open but pass nothing more on;
+        drop the other connections."""
+        self.open = False
+        with self.lock:
+            pairs = list(zip(self.sockets[::2], self.sockets[1::2], strict=True))
+            kept = [pair for pair in pairs if pair[0] in self.streams]
+            self.silenced = {client for client, _ in kept}
+            self.sockets = [each for pair in kept for each in pair]
+        for pair in pairs:
+            if pair[0] in self.silenced:
+                continue
+            for each in pair:
+                with contextlib.suppress(OSError):
+                    each.shutdown(socket.SHUT_RDWR)
+                each.close()
 
     def cut(self) -> None:
         """Drop every connection and refuse new ones."""
@@ -664,6 +727,36 @@ def test_favourites_and_playlists_play(page: tuple[Page, Console], daemon: Daemo
     dinner = playlists["Dinner Party"]
     wait_for(playing(dinner[0], len(dinner)), "the Dinner Party playlist in the queue, playing")
     daemon.call("PATCH", f"/speakers/{daemon.uids['Kitchen']}/state", {"transport": "STOPPED"})
+    finish(tab, console)
+
+
+def _command(daemon: Daemon, uid: str, name: str, body: dict[str, Any]) -> Any:
+    """A speaker command sent to the daemon's API by another client, with the admin token."""
+    request = urllib.request.Request(
+        f"{daemon.url}/api/v1/speakers/{uid}/{name}",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+def test_playlist_saved_elsewhere_appears(page: tuple[Page, Console], daemon: Daemon) -> None:
+    """A Sonos playlist saved by another client appears in an open page's list, and goes
+    when it is deleted, from the household's ContentDirectory events alone."""
+    tab, console = page
+    choice = card(tab, "Kitchen").get_by_label("Favourites and playlists")
+    expect(choice).to_be_enabled()
+    uid = daemon.uids["Kitchen"]
+    queued = daemon.speaker("Kitchen")["queue_length"]
+    assert queued > 0
+    option = choice.locator("option", has_text=f"Saved Elsewhere ({queued} tracks)")
+    expect(option).to_have_count(0)
+    _command(daemon, uid, "playlists", {"action": "save", "title": "Saved Elsewhere"})
+    expect(option).to_have_count(1)
+    _command(daemon, uid, "playlists", {"action": "delete", "name": "Saved Elsewhere"})
+    expect(option).to_have_count(0)
     finish(tab, console)
 
 
