@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -58,9 +59,11 @@ expect.set_options(timeout=DEADLINE)
 class Daemon:
     """A running daemon: its page URL, the simulator's admin API, the speakers' uids."""
 
-    def __init__(self, url: str, admin: str) -> None:
+    def __init__(self, url: str, admin: str, restart: Callable[[], None]) -> None:
         self.url = url
         self.admin = admin
+        #: Stop the daemon (SIGTERM) and start it again with the same configuration.
+        self.restart = restart
         speakers = get_json(f"{admin}/speakers")
         self.uids = {speaker["name"]: speaker["uid"] for speaker in speakers}
         #: A configured address where no speaker answers, if any.
@@ -110,9 +113,16 @@ def run_daemon(
     configure(config)
     path = directory / "sonosd.yaml"
     path.write_text(json.dumps(config))
-    try:
-        process = processes.start("daemon", "sonosd", "-c", str(path))
-        url = f"http://127.0.0.1:{api_port}"
+    url = f"http://127.0.0.1:{api_port}"
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        for old in started:
+            if old.poll() is None:
+                old.terminate()
+                old.wait(timeout=60)
+        process = processes.start(f"daemon-{len(started)}", "sonosd", "-c", str(path))
+        started.append(process)
 
         def ready() -> bool:
             assert process.poll() is None, processes.output(process)
@@ -120,7 +130,10 @@ def run_daemon(
             return bool(health) and health["speakers"]["online"] == speakers
 
         wait_for(ready, "every simulated speaker online")
-        yield Daemon(url, f"http://127.0.0.1:{admin_port}")
+
+    try:
+        start()
+        yield Daemon(url, f"http://127.0.0.1:{admin_port}", start)
     finally:
         processes.kill_all()
 
@@ -529,6 +542,40 @@ def test_silent_stream_is_dropped_and_reopened(browser: Browser, daemon: Daemon)
     finally:
         forwarder.close()
     finish(tab, console, allowed=("net::ERR_",))
+
+
+def test_daemon_restart_replaces_the_page(
+    browser: Browser, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """When the daemon restarts, the page reconnects and the fresh snapshot replaces all it
+    held: a group and a volume from before the restart are gone."""
+    running = run_daemon(tmp_path_factory.mktemp("restart"), len(ROOMS), lambda config: None)
+    restarting = next(running)
+    try:
+        tab, console = open_page(browser, restarting)
+        status = tab.locator("#connection")
+        expect(status).to_have_text("Live")
+        card(tab, "Kitchen").get_by_role("button", name="Group").click()
+        dialog = tab.get_by_role("dialog", name="Group with Kitchen")
+        dialog.get_by_role("checkbox", name="Office").check()
+        dialog.get_by_role("button", name="Apply").click()
+        expect(card(tab, "Kitchen + Office")).to_be_visible()
+        uid = restarting.uids["Living Room"]
+        restarting.call("PATCH", f"/speakers/{uid}/state", {"volume": 77})
+        slider = card(tab, "Living Room").get_by_role("slider", name="Volume of Living Room")
+        expect(slider).to_have_value("77")
+        # A fresh daemon and simulated household: ungrouped, at their first volumes.
+        restarting.restart()
+        volume = restarting.speaker("Living Room")["volume"]
+        assert volume != 77
+        assert restarting.speaker("Office")["coordinator"] == restarting.uids["Office"]
+        expect(status).to_have_text("Live")
+        expect(slider).to_have_value(str(volume))
+        expect(card(tab, "Office")).to_be_visible()
+        expect(card(tab, "Kitchen + Office")).to_have_count(0)
+        finish(tab, console, allowed=("net::ERR_",))
+    finally:
+        running.close()
 
 
 class Forwarder:
