@@ -913,16 +913,25 @@ def test_asleep_portable_and_upnp_off_household(browser: Browser, households: Da
     finish(tab, console, allowed=("503 (Service Unavailable)", "502 (Bad Gateway)"))
 
 
+def rebooted_with_faults(
+    browser: Browser, households: Daemon, room: str, faults: dict[str, Any]
+) -> tuple[Page, Console, Any]:
+    """The households' page, after ``room``'s speaker got the GENA ``faults`` and rebooted
+    (so that it is subscribed again under them); its page, console and card."""
+    tab, console = households_page(browser, households)
+    uid = households.uids[room]
+    households.call("PATCH", f"/speakers/{uid}/gena/faults", faults)
+    households.call("POST", f"/speakers/{uid}/reboot", {"downtime": 1})
+    return tab, console, card(tab, room)
+
+
 def test_dropped_notifies_show_polling(browser: Browser, households: Daemon) -> None:
     """A speaker whose NOTIFYs are all dropped (resubscribed after a reboot) is polled: its
     room says Polling, and the diagnostics panel shows each of its subscriptions polling with
     its SID, beside the NOTIFYs accepted and refused and the sinks."""
-    tab, console = households_page(browser, households)
+    tab, console, room = rebooted_with_faults(browser, households, "Hall", {"drop_next": 1_000_000})
     hall = households.uids["Hall"]
-    households.call("PATCH", f"/speakers/{hall}/gena/faults", {"drop_next": 1_000_000})
-    households.call("POST", f"/speakers/{hall}/reboot", {"downtime": 1})
     try:
-        room = card(tab, "Hall")
         expect(room.locator(".badge.status-polling")).to_have_text("Polling")
         expect(room.locator(".member .reason")).to_contain_text("no NOTIFY arrives")
         tab.get_by_text("Health and diagnostics").click()
@@ -953,6 +962,27 @@ def test_dropped_notifies_show_polling(browser: Browser, households: Daemon) -> 
         households.call("POST", f"/speakers/{hall}/reboot", {"downtime": 1})
     _wait_ready(households)
     expect(card(tab, "Hall").locator(".badge.status-polling")).to_have_count(0)
+    finish(tab, console, allowed=("503 (Service Unavailable)", "502 (Bad Gateway)"))
+
+
+def test_refused_subscriptions_show_events_lost(browser: Browser, households: Daemon) -> None:
+    """A speaker that refuses every SUBSCRIBE after a reboot (503) stays online but says
+    Events lost on its card, naming the services, and clears once it accepts them again."""
+    tab, console, room = rebooted_with_faults(
+        browser, households, "Loft", {"subscribe_status": 503}
+    )
+    loft = households.uids["Loft"]
+    try:
+        expect(room.locator(".badge.status-lost")).to_have_text("Events lost")
+        reason = room.locator(".member .reason")
+        expect(reason).to_contain_text("no events from")
+        for service in DEFAULT_SERVICES:
+            expect(reason).to_contain_text(service)
+        expect(room.get_by_role("slider", name="Volume of Loft")).to_be_enabled()
+    finally:
+        households.call("DELETE", f"/speakers/{loft}/gena/faults")
+    _wait_ready(households)
+    expect(card(tab, "Loft").locator(".member .badge")).to_be_hidden()
     finish(tab, console, allowed=("503 (Service Unavailable)", "502 (Bad Gateway)"))
 
 
