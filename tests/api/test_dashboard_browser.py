@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -58,9 +59,11 @@ expect.set_options(timeout=DEADLINE)
 class Daemon:
     """A running daemon: its page URL, the simulator's admin API, the speakers' uids."""
 
-    def __init__(self, url: str, admin: str) -> None:
+    def __init__(self, url: str, admin: str, restart: Callable[[], None]) -> None:
         self.url = url
         self.admin = admin
+        #: Stop the daemon (SIGTERM) and start it again with the same configuration.
+        self.restart = restart
         speakers = get_json(f"{admin}/speakers")
         self.uids = {speaker["name"]: speaker["uid"] for speaker in speakers}
         #: A configured address where no speaker answers, if any.
@@ -110,9 +113,16 @@ def run_daemon(
     configure(config)
     path = directory / "sonosd.yaml"
     path.write_text(json.dumps(config))
-    try:
-        process = processes.start("daemon", "sonosd", "-c", str(path))
-        url = f"http://127.0.0.1:{api_port}"
+    url = f"http://127.0.0.1:{api_port}"
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        for old in started:
+            if old.poll() is None:
+                old.terminate()
+                old.wait(timeout=60)
+        process = processes.start(f"daemon-{len(started)}", "sonosd", "-c", str(path))
+        started.append(process)
 
         def ready() -> bool:
             assert process.poll() is None, processes.output(process)
@@ -120,7 +130,10 @@ def run_daemon(
             return bool(health) and health["speakers"]["online"] == speakers
 
         wait_for(ready, "every simulated speaker online")
-        yield Daemon(url, f"http://127.0.0.1:{admin_port}")
+
+    try:
+        start()
+        yield Daemon(url, f"http://127.0.0.1:{admin_port}", start)
     finally:
         processes.kill_all()
 
@@ -493,8 +506,81 @@ def test_reconnect_resumes_and_resets(browser: Browser, daemon: Daemon) -> None:
     finish(tab, console, allowed=("net::ERR_",))
 
 
+def test_silent_stream_is_dropped_and_reopened(browser: Browser, daemon: Daemon) -> None:
+    """An event stream that stays open but goes silent (no heartbeat) for 60 s is dropped:
+    the page says Reconnecting… and dims the rooms, then reopens the stream and resumes with
+    what changed meanwhile."""
+    forwarder = Forwarder(int(daemon.url.rsplit(":", 1)[1]))
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    tab = context.new_page()
+    console = Console(tab)
+    # The page's clock is the browser's, so that a minute of silence passes at once; it runs
+    # on by itself meanwhile.
+    tab.clock.install()
+    try:
+        tab.goto(f"http://127.0.0.1:{forwarder.port}/")
+        log_in(tab, ADMIN_TOKEN)
+        status = tab.locator("#connection")
+        rooms = tab.locator("#households")
+        expect(rooms).to_have_css("opacity", "1")
+        slider = card(tab, "Office").get_by_role("slider", name="Volume of Office")
+        uid = daemon.uids["Office"]
+        volume = 23 if daemon.speaker("Office")["volume"] != 23 else 24
+        forwarder.silence()
+        daemon.call("PATCH", f"/speakers/{uid}/state", {"volume": volume})
+        wait_for(lambda: _volume_at_daemon(daemon, uid) == volume, "the daemon's new volume")
+        # Held open and silent, the stream has handed nothing on.
+        assert slider.input_value() != str(volume)
+        assert status.text_content() == "Live"
+        tab.clock.fast_forward("01:01")
+        expect(status).to_have_text("Reconnecting…")
+        expect(rooms).to_have_css("opacity", "0.55")
+        forwarder.restore()
+        expect(status).to_have_text("Live")
+        expect(slider).to_have_value(str(volume))
+        expect(rooms).to_have_css("opacity", "1")
+    finally:
+        forwarder.close()
+    finish(tab, console, allowed=("net::ERR_",))
+
+
+def test_daemon_restart_replaces_the_page(
+    browser: Browser, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """When the daemon restarts, the page reconnects and the fresh snapshot replaces all it
+    held: a group and a volume from before the restart are gone."""
+    running = run_daemon(tmp_path_factory.mktemp("restart"), len(ROOMS), lambda config: None)
+    restarting = next(running)
+    try:
+        tab, console = open_page(browser, restarting)
+        status = tab.locator("#connection")
+        expect(status).to_have_text("Live")
+        card(tab, "Kitchen").get_by_role("button", name="Group").click()
+        dialog = tab.get_by_role("dialog", name="Group with Kitchen")
+        dialog.get_by_role("checkbox", name="Office").check()
+        dialog.get_by_role("button", name="Apply").click()
+        expect(card(tab, "Kitchen + Office")).to_be_visible()
+        uid = restarting.uids["Living Room"]
+        restarting.call("PATCH", f"/speakers/{uid}/state", {"volume": 77})
+        slider = card(tab, "Living Room").get_by_role("slider", name="Volume of Living Room")
+        expect(slider).to_have_value("77")
+        # A fresh daemon and simulated household: ungrouped, at their first volumes.
+        restarting.restart()
+        volume = restarting.speaker("Living Room")["volume"]
+        assert volume != 77
+        assert restarting.speaker("Office")["coordinator"] == restarting.uids["Office"]
+        expect(status).to_have_text("Live")
+        expect(slider).to_have_value(str(volume))
+        expect(card(tab, "Office")).to_be_visible()
+        expect(card(tab, "Kitchen + Office")).to_have_count(0)
+        finish(tab, console, allowed=("net::ERR_",))
+    finally:
+        running.close()
+
+
 class Forwarder:
-    """A TCP forwarder to the daemon that the test can cut, as a network outage would."""
+    """A TCP forwarder to the daemon that the test can cut, as a network outage would, or
+    silence, as a stalled network path would."""
 
     def __init__(self, port: int) -> None:
         self.upstream = port
@@ -502,6 +588,10 @@ class Forwarder:
         self.port = self.listener.getsockname()[1]
         self.open = True
         self.sockets: list[socket.socket] = []
+        #: The browser's side of each connection that carries an event stream.
+        self.streams: set[socket.socket] = set()
+        #: Connections whose answers are no longer passed on.
+        self.silenced: set[socket.socket] = set()
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -517,13 +607,16 @@ class Forwarder:
             server = socket.create_connection(("127.0.0.1", self.upstream))
             with self.lock:
                 self.sockets += [client, server]
-            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client), daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, server, client), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, client), daemon=True).start()
 
-    @staticmethod
-    def _pump(source: socket.socket, target: socket.socket) -> None:
+    def _pump(self, source: socket.socket, target: socket.socket, client: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                if source is client and b"GET /api/v1/events" in data:
+                    self.streams.add(client)
+                if target is client and client in self.silenced:
+                    continue
                 target.sendall(data)
         except OSError:
             pass
@@ -531,6 +624,23 @@ class Forwarder:
             for each in (source, target):
                 with contextlib.suppress(OSError):
                     each.shutdown(socket.SHUT_RDWR)
+
+    def silence(self) -> None:
+        """Refuse new connections; keep the event streams open but pass nothing more on;
+        drop the other connections."""
+        self.open = False
+        with self.lock:
+            pairs = list(zip(self.sockets[::2], self.sockets[1::2], strict=True))
+            kept = [pair for pair in pairs if pair[0] in self.streams]
+            self.silenced = {client for client, _ in kept}
+            self.sockets = [each for pair in kept for each in pair]
+        for pair in pairs:
+            if pair[0] in self.silenced:
+                continue
+            for each in pair:
+                with contextlib.suppress(OSError):
+                    each.shutdown(socket.SHUT_RDWR)
+                each.close()
 
     def cut(self) -> None:
         """Drop every connection and refuse new ones."""
@@ -667,6 +777,36 @@ def test_favourites_and_playlists_play(page: tuple[Page, Console], daemon: Daemo
     finish(tab, console)
 
 
+def _command(daemon: Daemon, uid: str, name: str, body: dict[str, Any]) -> Any:
+    """A speaker command sent to the daemon's API by another client, with the admin token."""
+    request = urllib.request.Request(
+        f"{daemon.url}/api/v1/speakers/{uid}/{name}",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+def test_playlist_saved_elsewhere_appears(page: tuple[Page, Console], daemon: Daemon) -> None:
+    """A Sonos playlist saved by another client appears in an open page's list, and goes
+    when it is deleted, from the household's ContentDirectory events alone."""
+    tab, console = page
+    choice = card(tab, "Kitchen").get_by_label("Favourites and playlists")
+    expect(choice).to_be_enabled()
+    uid = daemon.uids["Kitchen"]
+    queued = daemon.speaker("Kitchen")["queue_length"]
+    assert queued > 0
+    option = choice.locator("option", has_text=f"Saved Elsewhere ({queued} tracks)")
+    expect(option).to_have_count(0)
+    _command(daemon, uid, "playlists", {"action": "save", "title": "Saved Elsewhere"})
+    expect(option).to_have_count(1)
+    _command(daemon, uid, "playlists", {"action": "delete", "name": "Saved Elsewhere"})
+    expect(option).to_have_count(0)
+    finish(tab, console)
+
+
 def _seconds(text: str | None) -> int:
     """Seconds of a "M:SS" position shown on the page."""
     minutes, seconds = (text or "").split(":")
@@ -773,16 +913,25 @@ def test_asleep_portable_and_upnp_off_household(browser: Browser, households: Da
     finish(tab, console, allowed=("503 (Service Unavailable)", "502 (Bad Gateway)"))
 
 
+def rebooted_with_faults(
+    browser: Browser, households: Daemon, room: str, faults: dict[str, Any]
+) -> tuple[Page, Console, Any]:
+    """The households' page, after ``room``'s speaker got the GENA ``faults`` and rebooted
+    (so that it is subscribed again under them); its page, console and card."""
+    tab, console = households_page(browser, households)
+    uid = households.uids[room]
+    households.call("PATCH", f"/speakers/{uid}/gena/faults", faults)
+    households.call("POST", f"/speakers/{uid}/reboot", {"downtime": 1})
+    return tab, console, card(tab, room)
+
+
 def test_dropped_notifies_show_polling(browser: Browser, households: Daemon) -> None:
     """A speaker whose NOTIFYs are all dropped (resubscribed after a reboot) is polled: its
     room says Polling, and the diagnostics panel shows each of its subscriptions polling with
     its SID, beside the NOTIFYs accepted and refused and the sinks."""
-    tab, console = households_page(browser, households)
+    tab, console, room = rebooted_with_faults(browser, households, "Hall", {"drop_next": 1_000_000})
     hall = households.uids["Hall"]
-    households.call("PATCH", f"/speakers/{hall}/gena/faults", {"drop_next": 1_000_000})
-    households.call("POST", f"/speakers/{hall}/reboot", {"downtime": 1})
     try:
-        room = card(tab, "Hall")
         expect(room.locator(".badge.status-polling")).to_have_text("Polling")
         expect(room.locator(".member .reason")).to_contain_text("no NOTIFY arrives")
         tab.get_by_text("Health and diagnostics").click()
@@ -813,6 +962,27 @@ def test_dropped_notifies_show_polling(browser: Browser, households: Daemon) -> 
         households.call("POST", f"/speakers/{hall}/reboot", {"downtime": 1})
     _wait_ready(households)
     expect(card(tab, "Hall").locator(".badge.status-polling")).to_have_count(0)
+    finish(tab, console, allowed=("503 (Service Unavailable)", "502 (Bad Gateway)"))
+
+
+def test_refused_subscriptions_show_events_lost(browser: Browser, households: Daemon) -> None:
+    """A speaker that refuses every SUBSCRIBE after a reboot (503) stays online but says
+    Events lost on its card, naming the services, and clears once it accepts them again."""
+    tab, console, room = rebooted_with_faults(
+        browser, households, "Loft", {"subscribe_status": 503}
+    )
+    loft = households.uids["Loft"]
+    try:
+        expect(room.locator(".badge.status-lost")).to_have_text("Events lost")
+        reason = room.locator(".member .reason")
+        expect(reason).to_contain_text("no events from")
+        for service in DEFAULT_SERVICES:
+            expect(reason).to_contain_text(service)
+        expect(room.get_by_role("slider", name="Volume of Loft")).to_be_enabled()
+    finally:
+        households.call("DELETE", f"/speakers/{loft}/gena/faults")
+    _wait_ready(households)
+    expect(card(tab, "Loft").locator(".member .badge")).to_be_hidden()
     finish(tab, console, allowed=("503 (Service Unavailable)", "502 (Bad Gateway)"))
 
 
