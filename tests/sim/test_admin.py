@@ -31,8 +31,17 @@ from tests.paths import ROOT
 from tests.sim.test_tls import CONTROL, GET_VOLUME, SOAP_HEADERS
 from tests.sim_fakes import FakePresence, RecordingManager
 
-#: The rewrite fault of soap/faults, unset.
-NO_REWRITE = {"rewrite_action": "", "rewrite_name": "", "rewrite_value": ""}
+#: What soap/faults answers with no fault set.
+NO_SOAP_FAULTS = {
+    "padding": 0,
+    "doctype": False,
+    "drip": 0.0,
+    "error_code": "",
+    "didl_doctype": False,
+    "rewrite_action": "",
+    "rewrite_name": "",
+    "rewrite_value": "",
+}
 
 
 class AdminTests(SynchronousTestCase):
@@ -465,17 +474,7 @@ class LoopbackAdminTests(TestCase):
         speaker = self.household.speakers[0]
         plain = await self.get_volume(speaker)
         status, faults = await self.admin("GET", "/speakers/0/soap/faults")
-        assert (status, faults) == (
-            200,
-            {
-                "padding": 0,
-                "doctype": False,
-                "drip": 0.0,
-                "error_code": "",
-                "didl_doctype": False,
-                **NO_REWRITE,
-            },
-        )
+        assert (status, faults) == (200, NO_SOAP_FAULTS)
         status, faults = await self.admin("PATCH", "/speakers/0/soap/faults", {"padding": 50_000})
         assert (status, faults["padding"]) == (200, 50_000)
         padded = await self.get_volume(speaker)
@@ -494,17 +493,7 @@ class LoopbackAdminTests(TestCase):
         expanded = ElementTree.fromstring(hostile).findtext(".//CurrentVolume")
         assert expanded is not None and len(expanded) >= 5_000_000
         status, faults = await self.admin("DELETE", "/speakers/0/soap/faults")
-        assert (status, faults) == (
-            200,
-            {
-                "padding": 0,
-                "doctype": False,
-                "drip": 0.0,
-                "error_code": "",
-                "didl_doctype": False,
-                **NO_REWRITE,
-            },
-        )
+        assert (status, faults) == (200, NO_SOAP_FAULTS)
         assert await self.get_volume(speaker) == plain
         status, error = await self.admin("PATCH", "/speakers/0/soap/faults", {"padding": -1})
         assert status == 400 and "padding" in error["error"]
