@@ -29,7 +29,7 @@ from twisted.logger import Logger
 from sonosd.control.commandargs import ControlError, Params
 from sonosd.control.context import ControlContext, call_meaning
 from sonosd.control.skips import Skip, SkipFile
-from sonosd.household.alarms import RECURRENCE_DAYS, parse_alarm_list, read_alarms
+from sonosd.household.alarms import RECURRENCE_DAYS, alarm_number, parse_alarm_list, read_alarms
 from sonosd.household.state import SpeakerRef
 
 log = Logger()
@@ -73,10 +73,9 @@ def raw_alarms(device: Any) -> tuple[str, dict[int, dict[str, str]], str]:
     document, version = read_alarms(device)
     found = {}
     for element in ElementTree.fromstring(document).findall("Alarm"):
-        alarm_id = element.get("ID", "")
-        # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
-        if alarm_id.isascii() and alarm_id.isdigit() and len(alarm_id) <= 10:
-            found[int(alarm_id)] = dict(element.attrib)
+        alarm_id = alarm_number(element.get("ID", ""))
+        if alarm_id is not None:
+            found[alarm_id] = dict(element.attrib)
     return version, found, document
 
 

@@ -45,7 +45,7 @@ def recurrence_days(recurrence: str) -> list[str]:
     return [DAY_NAMES[int(d)] for d in sorted(set(digits)) if d in "0123456"]
 
 
-def _number(text: str) -> int | None:
+def alarm_number(text: str) -> int | None:
     """An attribute of 1 to 10 ASCII digits as an integer; anything else a speaker sends (a
     superscript, thousands of digits) is not a number, never an exception that would lose the
     whole list."""
@@ -91,17 +91,18 @@ def parse_alarm_list(
         uri = get("ProgramURI", "")
         recurrence = get("Recurrence", "")
         alarm_id = get("ID", "")
+        number = alarm_number(alarm_id)
         volume = get("Volume", "")
         alarms.append(
             {
-                "id": alarm_id if _number(alarm_id) is None else _number(alarm_id),
+                "id": alarm_id if number is None else number,
                 "time": get("StartTime", ""),
                 "duration": get("Duration") or None,
                 "recurrence": recurrence,
                 "days": recurrence_days(recurrence),
                 "enabled": get("Enabled") == "1",
                 "room": {"uid": uid, "name": room_name(uid)},
-                "volume": _number(volume),
+                "volume": alarm_number(volume),
                 "play_mode": get("PlayMode", ""),
                 "program": {
                     "uri": uri,
