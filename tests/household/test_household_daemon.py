@@ -297,7 +297,10 @@ class OneSpeakerTests(TestCase):
         )
         await until(lambda: daemon.status(right) == "online", "online")
         [online] = since("speaker.online", right.uid)
-        self.assertEqual(online.body["availability"]["status"], "online")
+        self.assertEqual(
+            (online.body["reason"], online.body["availability"]["status"]),
+            ("identified", "online"),
+        )
         self.assertEqual(since("speaker.removed"), [])
         listed = {s["uid"]: s for s in (await daemon.get("/api/v1/speakers"))["speakers"]}
         self.assertEqual(set(listed), {first.uid, left.uid, right.uid})
@@ -344,6 +347,32 @@ class OneSpeakerTests(TestCase):
             self.assertEqual(freed, list(range(len(freed))), service)
         self.assertEqual(daemon.recorder.of("events.gap"), [])
         self.assertEqual(daemon.recorder.of("subscription.lost", left.uid), [])
+
+    async def test_a_room_name_two_rooms_share_after_a_separation(self) -> None:
+        """After a separation both speakers carry the room name: the name means the one with
+        the lowest uid while both coordinate their own group, and the other one once the
+        first is a member of another group."""
+        daemon = await start(self)
+        first, left, right = daemon.speakers
+        left.household.pair(left, right)
+        await until(lambda: daemon.recorder.of("speaker.removed", right.uid), "removed")
+        left.household.unpair(left)
+        await until(lambda: daemon.status(right) == "online", "the freed speaker followed")
+        low, high = sorted((left, right), key=lambda speaker: speaker.uid)
+        low.set_volume(10)
+        high.set_volume(11)
+        status, body = await daemon.post(left.name.upper(), "volume", {"volume": 33})
+        self.assertEqual((status, body), (200, {"result": {"volume": 33}}))
+        self.assertEqual((low.rendering.volume, high.rendering.volume), (33, 11))
+        status, _ = await daemon.post(low.uid, "join", {"coordinator": first.uid})
+        self.assertEqual(status, 200)
+        await until(
+            lambda: daemon.service.state.topology.coordinator_of(low.uid) == first.uid,
+            "the join in the daemon's topology",
+        )
+        status, body = await daemon.post(left.name, "volume", {"volume": 34})
+        self.assertEqual((status, body), (200, {"result": {"volume": 34}}))
+        self.assertEqual((high.rendering.volume, low.rendering.volume), (34, 33))
 
     def caught_up(self, daemon: Daemon, speakers: Sequence[Speaker]) -> bool:
         """Whether the daemon has taken the last NOTIFY each subscription of ``speakers``
