@@ -26,11 +26,13 @@ from sonosd.config import SimulateConfig, parse_config
 from sonosd.service import SonosdService
 from sonosd.sim.household import Speaker
 from sonosd.sim.service import HouseholdService
+from tests.api_helpers import SseClient, connect_raw, sse_request
 from tests.conftest import free_loopback_base
 from tests.daemon_helpers import (
     Recorder,
     daemon_yaml,
     http_agent,
+    is_volume_event,
     reactor,
     start_recorded,
     until,
@@ -262,9 +264,13 @@ class OneSpeakerTests(TestCase):
     async def test_a_separated_pair_is_two_rooms_again(self) -> None:
         """A pair made and then separated at runtime: the freed right speaker is followed
         again as its own room (online, in the API and the topology, its events delivered
-        once each, commands to it reach it), while the left speaker's events keep coming
-        without a gap or a duplicate throughout."""
+        once each, to an SSE client too, commands to it reach it), while the left speaker's
+        events keep coming without a gap or a duplicate throughout."""
         daemon = await start(self)
+        host, port = daemon.base.rsplit("/", 1)[1].split(":")
+        client = SseClient(sse_request("/api/v1/events"))
+        await connect_raw(host, int(port), client, self)
+        await until(client.messages, "the SSE snapshot")
         first, left, right = daemon.speakers
         household = left.household
         household.pair(left, right)
@@ -317,6 +323,12 @@ class OneSpeakerTests(TestCase):
                 for m in since("event", right.uid, "RenderingControl")
             ),
             "the freed speaker's volume change",
+        )
+        await until(
+            lambda: any(
+                is_volume_event(m, right.uid, right.rendering.volume) for m in client.messages()
+            ),
+            "the freed speaker's volume change over SSE",
         )
         status, body = await daemon.post(right.uid, "volume", {"volume": 61})
         self.assertEqual((status, body), (200, {"result": {"volume": 61}}))
