@@ -886,8 +886,10 @@ class Household:
     def pair(self, left: Speaker, right: Speaker) -> None:
         """Bond ``left`` and ``right`` into a stereo pair at runtime, as the Sonos app does
         (``CreateStereoPair`` with ``<left>:LF,LF;<right>:RF,RF``): ``right`` leaves its
-        group, takes the room's name and becomes the pair's invisible member; both show the
-        pair's ``ChannelMapSet`` (evented in ZoneGroupState and DeviceProperties).
+        group, takes the room's name, volume and EQ and becomes the pair's invisible member
+        (from then on a change of the left speaker's RenderingControl is the room's, and the
+        right one follows it); both show the pair's ``ChannelMapSet`` (evented in
+        ZoneGroupState and DeviceProperties).
 
         ``ValueError`` when either speaker is already bonded, not in this household, or
         both are the same speaker.
@@ -948,7 +950,6 @@ class Household:
         self.topology_changed()
         for half in (left, right):
             half.publish("AVTransport")
-            half.publish("RenderingControl")
         return left, right
 
     def _bond_home_theatre(
