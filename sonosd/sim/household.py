@@ -982,7 +982,7 @@ class Household:
         ``ValueError`` when ``soundbar`` cannot lead a home theatre (not a soundbar or Amp,
         or bonded itself), ``satellite`` is bonded already or does not fit ``channel`` (a
         sub on ``SW``, anything else but a soundbar on ``LR``/``RR``), the channel is taken,
-        or either is not in this household. Dedicated fronts (``LF``/``RF``) are not
+        or either is not in this household or off the network (vanished). Dedicated fronts (``LF``/``RF``) are not
         modelled (``NotImplementedError``).
         """
         if channel in ("LF", "RF"):
@@ -992,6 +992,8 @@ class Household:
         for speaker in (soundbar, satellite):
             if speaker.household is not self or speaker.left_household:
                 raise ValueError(f"{speaker.name} is not in household {self.household_id}")
+            if speaker.vanished_reason is not None:
+                raise ValueError(f"{speaker.name} is off the network ({speaker.vanished_reason})")
         if not soundbar.model.home_theater:
             raise ValueError(f"{soundbar.name} ({soundbar.model.name}) is not a soundbar")
         if soundbar.invisible or soundbar.pair_partner is not None:

@@ -672,6 +672,10 @@ def test_adding_a_satellite_bonds_it_under_the_soundbar() -> None:
             household.add_satellite(soundbar, satellite, channel)
     with pytest.raises(NotImplementedError):
         household.add_satellite(bar, left, "LF")
+    left.go_offline(vanish=True)
+    with pytest.raises(ValueError, match="off the network"):
+        household.add_satellite(bar, left, "LR")
+    left.come_online()
     household.add_satellite(bar, left, "LR")
     assert left.ht_primary == bar.uid and left.invisible
 
