@@ -982,8 +982,8 @@ class Household:
         ``ValueError`` when ``soundbar`` cannot lead a home theatre (not a soundbar or Amp,
         or bonded itself), ``satellite`` is bonded already or does not fit ``channel`` (a
         sub on ``SW``, anything else but a soundbar on ``LR``/``RR``), the channel is taken,
-        or either is not in this household or off the network (vanished). Dedicated fronts (``LF``/``RF``) are not
-        modelled (``NotImplementedError``).
+        or either is not in this household or off the network (vanished). Dedicated fronts
+        (``LF``/``RF``) are not modelled (``NotImplementedError``).
         """
         if channel in ("LF", "RF"):
             raise NotImplementedError("dedicated front satellites are not modelled")
