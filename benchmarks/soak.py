@@ -1089,9 +1089,11 @@ class Soak:
             self.failures.append(f"open files grew from {self.fds_warm} to {self.final_sample.fds}")
 
     def count_log(self, level: str) -> int:
+        """The daemon's log lines at ``level``: its second field (``<time> <level>
+        [<namespace>] <text>``), not the word anywhere in a line's text."""
         try:
             with open(self.daemon_log, errors="replace") as handle:
-                return sum(1 for line in handle if f" {level} [" in line)
+                return sum(1 for line in handle if line.split(" ", 2)[1:2] == [level])
         except OSError:
             return 0
 
