@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import math
 import re
 import socket
 from collections.abc import Mapping
@@ -283,6 +284,60 @@ class DispatchTests(SynchronousTestCase):
                 f"4 more like this from {SPEAKER} (unknown_sid) in the last 60 s; the last: {line}",
             ),
         ]
+
+    def refused(self) -> tuple[int, int]:
+        """The NOTIFYs refused as for an ended SID and as for an unknown one."""
+        rejected = self.listener.rejected
+        return rejected["ended_sid"], rejected["unknown_sid"]
+
+    def ended(self, time_left: float) -> None:
+        """Register and unregister a subscription that had ``time_left`` seconds to run."""
+
+        @attrs.define
+        class Ending(RecordingSubscription):
+            time_left: float = 0.0
+
+        subscription = Ending(time_left=time_left)
+        self.listener.register(subscription)
+        self.listener.unregister(subscription)
+
+    def test_an_ended_sid_is_412_quietly_until_it_would_expire(self) -> None:
+        """A NOTIFY for the SID of a subscription that ended is 412, counted as ``ended_sid``
+        and logged at debug level only, until the subscription would have expired at the
+        speaker; after that it is an unknown SID."""
+        events: list[LogEvent] = []
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        self.ended(time_left=120.0)
+        assert Connection(self.listener).send(notify_bytes()) == 412
+        self.reactor.advance(119.9)
+        assert Connection(self.listener).send(notify_bytes()) == 412
+        assert (self.listener.rejected["ended_sid"], self.listener.rejected["unknown_sid"]) == (
+            2,
+            0,
+        )
+        assert {e["log_level"] for e in events if SID in formatEvent(e)} == {LogLevel.debug}
+        self.reactor.advance(0.1)
+        assert Connection(self.listener).send(notify_bytes()) == 412
+        assert (self.listener.rejected["ended_sid"], self.listener.rejected["unknown_sid"]) == (
+            2,
+            1,
+        )
+
+    def test_an_ended_sid_is_remembered_an_hour_at_most(self) -> None:
+        """The SID of an ended subscription that had more than an hour left (or an infinite
+        grant) is refused as ended for an hour, then as unknown."""
+        self.ended(time_left=math.inf)
+        self.reactor.advance(3599.9)
+        assert Connection(self.listener).send(notify_bytes()) == 412
+        assert self.listener.rejected["ended_sid"] == 1
+        self.reactor.advance(0.1)
+        assert Connection(self.listener).send(notify_bytes()) == 412
+        assert (self.listener.rejected["ended_sid"], self.listener.rejected["unknown_sid"]) == (
+            1,
+            1,
+        )
 
     def test_other_source_is_403(self) -> None:
         """A NOTIFY for a registered SID from another address is refused and not delivered."""

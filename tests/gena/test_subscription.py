@@ -350,6 +350,24 @@ class SubscribeTests(SynchronousTestCase):
         self.successResultOf(second)
         assert waiting.request_started is None
 
+    def test_the_wait_for_a_slot_is_not_counted_in_request_timeout(self) -> None:
+        """A request that waited 4 s for the limiter's slot still has its whole
+        ``request_timeout`` (5 s) once it has the slot."""
+        harness = Harness(timeout=5.0)
+        limiter = DeferredSemaphore(1)
+        harness.subscription._limiter = limiter
+        waiting = harness.sharing(limiter)
+        harness.speaker.script.extend([Answer(hang=True), Answer(hang=True)])
+        first = harness.subscription.subscribe()
+        second = waiting.subscribe()
+        harness.clock.advance(4.0)
+        grant_hung(harness.speaker, harness.agent)
+        self.successResultOf(first)
+        harness.clock.advance(4.9)
+        self.assertNoResult(second)
+        harness.clock.advance(0.1)
+        self.failureResultOf(second, GenaTimeout)
+
     def test_oversized_answer_body(self) -> None:
         """An answer body over MAX_RESPONSE_BODY is not read: GenaError."""
         harness = Harness()
