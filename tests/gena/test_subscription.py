@@ -49,6 +49,7 @@ from sonosd.gena.subscription import (
     subscribe_headers,
 )
 from tests.conftest import free_loopback_base
+from tests.daemon_helpers import until
 from tests.gena.test_listener import held_timers
 
 SPEAKER = "127.0.0.2"
@@ -915,6 +916,9 @@ class LoopbackSpeaker(Resource):
         self.counter = 0
         self.answers: list[int] = []
         self.agent = Agent(global_reactor, bindAddress=(address, 0))
+        #: UNSUBSCRIBEs go unanswered (kept in ``hung``) while true.
+        self.hang_unsubscribe = False
+        self.hung: list[server.Request] = []
 
     def render_SUBSCRIBE(self, request: server.Request) -> bytes:
         sid = request.getHeader("sid")
@@ -933,7 +937,10 @@ class LoopbackSpeaker(Resource):
         request.setHeader("TIMEOUT", timeout)
         return b""
 
-    def render_UNSUBSCRIBE(self, request: server.Request) -> bytes:
+    def render_UNSUBSCRIBE(self, request: server.Request) -> bytes | int:
+        if self.hang_unsubscribe:
+            self.hung.append(request)
+            return server.NOT_DONE_YET
         sid = request.getHeader("sid") or ""
         if self.subscriptions.pop(sid, None) is None:
             request.setResponseCode(412)
@@ -1019,6 +1026,31 @@ class EndToEndTests(TestCase):
         await _shutdown_default()
         assert self.speaker.subscriptions == {}
         assert not sub.is_subscribed
+
+    async def test_the_default_listener_stops_within_5_seconds_of_a_hung_speaker(self) -> None:
+        """The compatibility listener's shutdown trigger gives the UNSUBSCRIBEs 5 s in all: a
+        speaker that never answers holds the shutdown 5 s, not its 10 s request timeout, and
+        the listener is stopped."""
+        use_as_events_module(self)
+        device = soco.SoCo(self.speaker_address)
+        subscribed = device.renderingControl.subscribe()
+        sub = subscribed.subscription
+        sub.callback = self.events.put
+        await subscribed
+        await self.next_event()
+        listener = sonosd.gena.default_listener()
+        self.speaker.hang_unsubscribe = True
+        marks: list[str] = []
+        global_reactor.callLater(4.5, marks.append, "4.5 s")
+        closing = _shutdown_default()
+        closing.addBoth(lambda _: marks.append("closed"))
+        await closing
+        assert marks == ["4.5 s", "closed"]
+        assert len(self.speaker.hung) == 1 and not self.speaker.hung[0].finished
+        assert not listener.running
+        # Let the hung UNSUBSCRIBE end, so that nothing is left on the reactor.
+        self.speaker.hung[0].finish()
+        await until(lambda: not sub.is_subscribed and sub.request_started is None, "the end")
 
 
 def use_as_events_module(test: TestCase) -> None:
