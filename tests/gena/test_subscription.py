@@ -369,6 +369,20 @@ class SubscribeTests(SynchronousTestCase):
         harness.clock.advance(0.1)
         self.failureResultOf(second, GenaTimeout)
 
+    def test_request_timeout_is_10_seconds_by_default(self) -> None:
+        """A Subscription made without ``request_timeout`` gives a silent speaker 10 s, then
+        fails with GenaTimeout."""
+        harness = Harness()
+        subscription = Subscription(
+            FakeService(), harness.listener, reactor=harness.clock, http=HTTPClient(harness.agent)
+        )
+        harness.speaker.script.append(Answer(hang=True))
+        d = subscription.subscribe()
+        harness.clock.advance(9.9)
+        self.assertNoResult(d)
+        harness.clock.advance(0.1)
+        self.failureResultOf(d, GenaTimeout)
+
     def test_oversized_answer_body(self) -> None:
         """An answer body over MAX_RESPONSE_BODY is not read: GenaError."""
         harness = Harness()
