@@ -1041,6 +1041,37 @@ class EndToEndTests(TestCase):
         assert self.speaker.subscriptions == {}
         assert not sub.is_subscribed
 
+    async def test_the_default_listener_reads_socos_settings_and_outlives_its_subscriptions(
+        self,
+    ) -> None:
+        """The compatibility listener is made from SoCo's settings as they are at its first
+        use (set here long after ``sonosd.gena`` was imported), advertises
+        ``EVENT_ADVERTISE_IP``, and keeps running when its last subscription ends: the next
+        subscription uses it again and gets its events."""
+        use_as_events_module(self)
+        saved = soco_config.EVENT_ADVERTISE_IP
+        self.addCleanup(setattr, soco_config, "EVENT_ADVERTISE_IP", saved)
+        # Every interface, so that NOTIFYs to the advertised loopback address arrive too.
+        soco_config.EVENT_LISTENER_IP = "0.0.0.0"
+        soco_config.EVENT_ADVERTISE_IP = "127.0.0.9"
+        device = soco.SoCo(self.speaker_address)
+        first = device.renderingControl.subscribe()
+        first.subscription.callback = self.events.put
+        await first
+        await self.next_event()
+        listener = sonosd.gena.default_listener()
+        assert listener.interface == "0.0.0.0" and listener.port != 1400
+        [callback, _] = next(iter(self.speaker.subscriptions.values()))
+        assert callback == f"http://127.0.0.9:{listener.port}/"
+        await first.subscription.unsubscribe()
+        assert self.speaker.subscriptions == {}
+        assert listener.is_running
+        again = device.renderingControl.subscribe()
+        again.subscription.callback = self.events.put
+        await again
+        assert sonosd.gena.default_listener() is listener
+        assert (await self.next_event()).sid == again.subscription.sid
+
     async def test_the_default_listener_stops_within_5_seconds_of_a_hung_speaker(self) -> None:
         """The compatibility listener's shutdown trigger gives the UNSUBSCRIBEs 5 s in all: a
         speaker that never answers holds the shutdown 5 s, not its 10 s request timeout, and
