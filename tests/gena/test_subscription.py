@@ -18,7 +18,7 @@ from treq.client import HTTPClient
 from treq.testing import RequestTraversalAgent
 from twisted.internet import reactor as global_reactor
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import DeferredQueue, DeferredSemaphore
+from twisted.internet.defer import CancelledError, DeferredQueue, DeferredSemaphore
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
@@ -470,17 +470,23 @@ class SerialisationTests(SynchronousTestCase):
         assert harness.clock.getDelayedCalls() == []
 
     def test_cancel_ends_everything(self) -> None:
-        """cancel() aborts the call in flight and keeps nothing: no timer, no registration."""
+        """cancel() aborts the call in flight (a GenaError or CancelledError: its request was
+        on the wire) and fails the queued ones with CancelledError, and keeps nothing: no
+        timer, no registration."""
         harness = Harness()
         self.successResultOf(harness.subscription.subscribe(auto_renew=True))
         harness.speaker.script.append(Answer(hang=True))
         renewing = harness.subscription.renew()
+        queued = harness.subscription.renew()
         harness.subscription.cancel()
-        self.failureResultOf(renewing)
+        self.failureResultOf(renewing, GenaError, CancelledError)
+        self.failureResultOf(queued, CancelledError)
+        # The queued renewal never went out: cancel() sends nothing.
+        assert harness.speaker.methods() == ["SUBSCRIBE", "SUBSCRIBE"]
         assert harness.clock.getDelayedCalls() == []
         assert harness.listener.registered == {}
         assert not harness.subscription.is_subscribed
-        assert harness.subscription._ops == set()
+        assert not harness.subscription._ops
 
     def test_cancelling_the_deferred(self) -> None:
         """Cancelling a subscribe() Deferred ends the subscription and releases the race hold."""
