@@ -908,6 +908,24 @@ class LoopbackTests(TestCase):
         assert status_of(answer) == 200
         assert len(subscription.events) == 1
 
+    async def test_an_accepted_notify_logs_nothing(self) -> None:
+        """No access log line per NOTIFY: accepting and delivering NOTIFYs over the wire logs
+        nothing of sonosd's at any level (the test's own client connections log their
+        factories)."""
+        listener = self.start(port=0)
+        subscription = RecordingSubscription(speaker_host=self.speaker)
+        listener.register(subscription)
+        events: list[LogEvent] = []
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        for seq in range(3):
+            answer = await send_raw(self.base, listener.port, notify_bytes(seq=seq), self.speaker)
+            assert status_of(answer) == 200
+        assert len(subscription.events) == 3
+        ours = [e for e in events if str(e.get("log_namespace", "")).startswith("sonosd")]
+        assert [formatEvent(e) for e in ours] == []
+
     async def test_unknown_sid(self) -> None:
         """A NOTIFY for an unknown SID is answered 412 over the wire."""
         listener = self.start(port=0)

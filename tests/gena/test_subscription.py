@@ -286,14 +286,21 @@ class SubscribeTests(SynchronousTestCase):
         self.failureResultOf(harness.subscription.subscribe(), GenaError)
 
     def test_second_infinite(self) -> None:
-        """Second-infinite gives timeout None and an infinite time_left (SoCo crashes)."""
+        """Second-infinite gives timeout None and an infinite time_left (SoCo crashes), and
+        auto-renew then renews every hour (INFINITE_RENEW_INTERVAL), so that a reboot is
+        noticed."""
         harness = Harness()
         harness.speaker.script.append(Answer(200, {"SID": SID, "TIMEOUT": "Second-infinite"}))
         self.successResultOf(harness.subscription.subscribe(auto_renew=True))
         assert harness.subscription.timeout is None
         assert harness.subscription.time_left == math.inf
         [call] = harness.clock.getDelayedCalls()
-        assert call.getTime() == INFINITE_RENEW_INTERVAL
+        assert call.getTime() == INFINITE_RENEW_INTERVAL == 3600
+        harness.speaker.script.append(Answer(200, {"SID": SID, "TIMEOUT": "Second-infinite"}))
+        harness.clock.advance(3599.9)
+        assert harness.speaker.methods() == ["SUBSCRIBE"]
+        harness.clock.advance(0.1)
+        assert harness.speaker.methods() == ["SUBSCRIBE", "SUBSCRIBE"]
 
     def test_hung_subscribe_times_out(self) -> None:
         """A SUBSCRIBE the speaker never answers fails with GenaTimeout after the timeout."""
