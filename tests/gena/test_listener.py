@@ -161,6 +161,34 @@ def test_the_documented_defaults_are_the_listeners() -> None:
     )
 
 
+def test_every_test_the_fixes_table_names_exists() -> None:
+    """Each test docs/gena.md's "What it fixes" table names (``Class::test``, ``Class::*``,
+    or a bare ``test_`` name after its class in the same cell) is a test of tests/gena/."""
+    defined: dict[str, set[str]] = {}
+    for path in (ROOT / "tests" / "gena").glob("test_*.py"):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef):
+                methods = defined.setdefault(node.name, set())
+                methods.update(
+                    item.name
+                    for item in node.body
+                    if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
+                )
+    text = (ROOT / "docs" / "gena.md").read_text()
+    table = text[text.index("## What it fixes") : text.index("## As `soco.config")]
+    named = 0
+    for row in table.splitlines()[4:]:
+        # The test column, without the file paths some references start with.
+        cell = re.sub(r"tests/[\w/]+\.py::", "", row.rstrip(" |").rsplit("|", 1)[-1])
+        owner = None
+        for owner_name, method in re.findall(r"(?:(\w+)::)?(test_\w+|\*)", cell):
+            owner = owner_name or owner
+            assert owner in defined, f"{row}: no test class {owner}"
+            assert method == "*" or method in defined[owner], f"{row}: no {owner}::{method}"
+            named += 1
+    assert named >= 30
+
+
 # -- check_notify (pure) --------------------------------------------------------------------
 
 
