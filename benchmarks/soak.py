@@ -991,6 +991,9 @@ class Soak:
         return bool(self.webhook.ids) and max(self.webhook.ids) >= last
 
     async def compare(self) -> list[str]:
+        """What differs between the daemon's snapshot and the speakers: each speaker's
+        volume, mute, transport state, play mode, track, URI and availability, and every
+        speaker the daemon does not follow."""
         speakers = {s["uid"]: s for s in await self.admin("GET", "/speakers")}
         snapshot = await self.api("/api/v1/snapshot")
         mismatches = []
@@ -1014,6 +1017,12 @@ class Soak:
             for name, (mine, theirs) in pairs.items():
                 if mine != theirs:
                     mismatches.append(f"{sim['name']} {name}: daemon {mine!r}, speaker {theirs!r}")
+        followed = {daemon["uid"] for daemon in snapshot["speakers"]}
+        mismatches.extend(
+            f"{sim['name']}: not in the daemon's snapshot"
+            for uid, sim in speakers.items()
+            if uid not in followed
+        )
         return mismatches
 
     def verify(self) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
+from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import Logger
 
@@ -220,6 +221,72 @@ def test_a_critical_line_in_the_daemons_log_fails_the_soak(soak: Soak) -> None:
     soak.verify()
     assert soak.failures == ["1 critical log lines (unhandled errors)"]
     assert "- Critical log lines: 1." in soak.report()
+
+
+def sim_speaker(name: str, uid: str, volume: int) -> dict[str, Any]:
+    """A speaker as the simulator's admin API lists it."""
+    return {
+        "uid": uid,
+        "name": name,
+        "volume": volume,
+        "mute": False,
+        "transport": "PLAYING",
+        "play_mode": "NORMAL",
+        "track": 3,
+        "uri": "x-rincon-queue:RINCON_1#0",
+    }
+
+
+def daemon_speaker(uid: str, volume: int) -> dict[str, Any]:
+    """A speaker as the daemon's snapshot gives it."""
+    return {
+        "uid": uid,
+        "availability": {"status": "online"},
+        "services": {
+            "RenderingControl": {
+                "variables": {"volume": {"Master": volume}, "mute": {"Master": False}}
+            },
+            "AVTransport": {
+                "variables": {
+                    "transport_state": "PLAYING",
+                    "current_play_mode": "NORMAL",
+                    "current_track": 3,
+                    "av_transport_uri": "x-rincon-queue:RINCON_1#0",
+                }
+            },
+        },
+    }
+
+
+def test_the_final_state_differs_for_a_changed_value_or_a_speaker_not_followed(
+    soak: Soak,
+) -> None:
+    """The final comparison names a value where the daemon and the speaker differ, and a
+    speaker the daemon does not follow at all."""
+    speakers = [sim_speaker("Kitchen", "RINCON_K", 20), sim_speaker("Office", "RINCON_O", 30)]
+    snapshot = {"speakers": [daemon_speaker("RINCON_K", 20), daemon_speaker("RINCON_O", 30)]}
+
+    async def admin(method: str, path: str, body: Any = None) -> Any:
+        return speakers
+
+    async def api(path: str) -> Any:
+        return snapshot
+
+    soak.admin = admin  # type: ignore[method-assign]
+    soak.api = api  # type: ignore[method-assign]
+
+    def compare() -> list[str]:
+        d = Deferred.fromCoroutine(soak.compare())
+        results: list[list[str]] = []
+        d.addCallback(results.append)
+        return results[0]
+
+    assert compare() == []
+    speakers[0]["volume"] = 25
+    assert compare() == ["Kitchen volume: daemon 20, speaker 25"]
+    speakers[0]["volume"] = 20
+    snapshot["speakers"] = snapshot["speakers"][:1]
+    assert compare() == ["Office: not in the daemon's snapshot"]
 
 
 def test_make_soak_runs_15_minutes_and_rewrites_docs_soak_md() -> None:
