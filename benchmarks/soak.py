@@ -1029,6 +1029,13 @@ class Soak:
         for tracker in [*self.trackers.values(), *self.stream_trackers]:
             if tracker.gaps:
                 self.failures.append(f"{tracker.name}: ids missing {tracker.gaps[:5]}")
+        # An observer that stopped receiving has no gap: it must have reached the last id.
+        for tracker in self.observed_trackers():
+            if tracker.last_id < self.final_id:
+                self.failures.append(
+                    f"{tracker.name}: received up to id {tracker.last_id}, "
+                    f"the last is {self.final_id}"
+                )
         assert self.mqtt is not None
         with self.mqtt.lock:
             ids = set(self.mqtt.ids)

@@ -140,6 +140,18 @@ def test_an_id_never_received_fails_the_soak(soak: Soak) -> None:
     assert "- ws-stable: ids missing [(50, 51)]" in report
 
 
+def test_an_observer_that_stopped_receiving_fails_the_soak(soak: Soak) -> None:
+    """A stable observer whose ids stop before the last message (its connection died and
+    never came back) has no gap, and still fails the soak."""
+    tracker = Tracker("sse-stable")
+    tracker.snapshot({"last_id": 0, "speakers": []}, reset=False)
+    for ident in range(1, 91):
+        tracker.message({"id": ident, "type": "event"})
+    soak.trackers["sse-stable"] = tracker
+    soak.verify()
+    assert soak.failures == ["sse-stable: received up to id 90, the last is 100"]
+
+
 def test_duplicates_and_told_resets_are_not_gaps(soak: Soak) -> None:
     """Ids received twice (a retry) and ids skipped after a ``reset`` and its snapshot (a
     loss told in-band) are counted, not failed."""
