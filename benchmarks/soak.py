@@ -1061,6 +1061,9 @@ class Soak:
         self.critical = self.count_log("critical")
         if self.critical:
             self.failures.append(f"{self.critical} critical log lines (unhandled errors)")
+        if not self.log_says("sonosd running"):
+            # A log that is not the daemon's would count no critical line either.
+            self.failures.append(f"no 'sonosd running' line in {self.daemon_log}")
 
     def verify_losses_reported(self) -> None:
         """Each speaker fault that loses NOTIFYs shows as events.gap or subscription.lost."""
@@ -1103,6 +1106,14 @@ class Soak:
         self.fds_warm = min(s.fds for s in after[:quarter])
         if self.final_sample.fds > self.fds_warm + 8:
             self.failures.append(f"open files grew from {self.fds_warm} to {self.final_sample.fds}")
+
+    def log_says(self, text: str) -> bool:
+        """Whether a line of the daemon's log holds ``text``."""
+        try:
+            with open(self.daemon_log, errors="replace") as handle:
+                return any(text in line for line in handle)
+        except OSError:
+            return False
 
     def count_log(self, level: str) -> int:
         """The daemon's log lines at ``level``: its second field (``<time> <level>

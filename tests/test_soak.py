@@ -301,6 +301,14 @@ def test_the_final_state_differs_for_a_changed_value_or_a_speaker_not_followed(
     assert compare() == ["Office: not in the daemon's snapshot"]
 
 
+def test_a_log_that_is_not_the_daemons_fails_the_soak(soak: Soak) -> None:
+    """Without the daemon's log (no "sonosd running" line in the file read), no critical line
+    could be counted: the soak fails rather than report none."""
+    Path(soak.daemon_log).unlink()
+    soak.verify()
+    assert soak.failures == [f"no 'sonosd running' line in {soak.daemon_log}"]
+
+
 def test_make_soak_runs_15_minutes_and_rewrites_docs_soak_md() -> None:
     """``make soak`` runs the soak of docs/soak.md's first line (900 s, a fault every 20 s)
     and writes its report there."""

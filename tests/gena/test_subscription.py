@@ -222,6 +222,20 @@ class Harness:
         )
 
 
+def two_sharing_one_slot() -> tuple[
+    Harness, Subscription, SubscriptionDeferred, SubscriptionDeferred
+]:
+    """Two subscriptions (5 s request timeout) sharing a limiter of one slot, both subscribing
+    to a speaker that holds its answers: the harness, the second subscription and the two
+    subscribe() Deferreds (the first one's request is on the wire, the second waits)."""
+    harness = Harness(timeout=5.0)
+    limiter = DeferredSemaphore(1)
+    harness.subscription._limiter = limiter
+    waiting = harness.sharing(limiter)
+    harness.speaker.script.extend([Answer(hang=True), Answer(hang=True)])
+    return harness, waiting, harness.subscription.subscribe(), waiting.subscribe()
+
+
 class SubscribeTests(SynchronousTestCase):
     """subscribe(): headers sent, state recorded, failures checked."""
 
@@ -340,13 +354,7 @@ class SubscribeTests(SynchronousTestCase):
     def test_request_started_is_when_the_slot_was_had(self) -> None:
         """request_started is None while a request waits for a slot of the limiter, the
         clock time it got one while it runs, None again once it ended."""
-        harness = Harness(timeout=5.0)
-        limiter = DeferredSemaphore(1)
-        harness.subscription._limiter = limiter
-        waiting = harness.sharing(limiter)
-        harness.speaker.script.extend([Answer(hang=True), Answer(hang=True)])
-        first = harness.subscription.subscribe()
-        second = waiting.subscribe()
+        harness, waiting, first, second = two_sharing_one_slot()
         assert harness.subscription.request_started == 0.0
         assert waiting.request_started is None
         harness.clock.advance(3.0)
@@ -361,13 +369,7 @@ class SubscribeTests(SynchronousTestCase):
     def test_the_wait_for_a_slot_is_not_counted_in_request_timeout(self) -> None:
         """A request that waited 4 s for the limiter's slot still has its whole
         ``request_timeout`` (5 s) once it has the slot."""
-        harness = Harness(timeout=5.0)
-        limiter = DeferredSemaphore(1)
-        harness.subscription._limiter = limiter
-        waiting = harness.sharing(limiter)
-        harness.speaker.script.extend([Answer(hang=True), Answer(hang=True)])
-        first = harness.subscription.subscribe()
-        second = waiting.subscribe()
+        harness, _, first, second = two_sharing_one_slot()
         harness.clock.advance(4.0)
         grant_hung(harness.speaker, harness.agent)
         self.successResultOf(first)
