@@ -26,13 +26,14 @@ At the end (activity stopped, faults cleared, a settle period) the soak asserts 
 1. every observer saw contiguous ids: a WebSocket or SSE client across its reconnections
    (resuming with its last id), the stream within each connection, the webhook receiver and
    the MQTT subscriber overall, where MQTT may only miss the ranges it reported on
-   ``bridge/gap``; duplicates are allowed (retries), gaps are not;
+   ``bridge/gap``; duplicates are allowed (retries), gaps are not; the stable clients, the
+   webhook receiver and MQTT all reach the last id;
 2. every loss on the speakers' side was reported: each dropped NOTIFY by an ``events.gap``,
    each outage or reboot by a ``subscription.lost`` (or ``events.gap``) of that speaker;
 3. the daemon's final state equals the simulator's for every speaker (volume, mute, transport
-   state, play mode, track, URI);
+   state, play mode, track, URI; a speaker missing from the daemon's snapshot differs);
 4. resident memory and open files are flat after the warm-up, and nothing was logged at
-   critical level.
+   critical level in the daemon's log (which must say "sonosd running").
 
 It prints the report and exits 0 when everything holds, 1 otherwise.
 """
