@@ -570,6 +570,51 @@ def test_doctor_names_a_upnp_off_and_an_offline_speaker(
     assert lines[-1] == "2 problem(s) found."
 
 
+def test_devices_by_host_name_resolve_or_say_host_not_found(
+    processes: Processes, tmp_path: Path
+) -> None:
+    """A speaker listed by a host name (``localhost``, resolved by the system's resolver to
+    the simulated speaker on 127.0.0.1) is identified and evented; a name that does not
+    resolve is said in the log, in /health and by ``sonosctl doctor`` as ``host not found``,
+    and retried."""
+    admin = start_simulator(processes, "127.0.0.1", 1)
+    [simulated] = get_json(f"{admin}/speakers")
+    assert simulated["address"] == "127.0.0.1"
+    missing = "no-such-speaker.invalid"  # RFC 6761: never resolves
+    daemon, api = follow(
+        processes, tmp_path, "127.0.0.1", ("localhost", missing), request_timeout=10.0
+    )
+
+    def evented() -> Any:
+        assert daemon.poll() is None, processes.output(daemon)
+        status, body = get(f"{api}/api/v1/diagnostics")
+        found = [s for s in body["speakers"] if s["uid"]] if status == 200 else []
+        services = found[0]["services"].values() if found else ()
+        return (
+            found if len([s for s in services if s["evented"]]) == len(DEFAULT_SERVICES) else None
+        )
+
+    [speaker] = wait_for(evented, "the speaker named localhost identified and evented")
+    assert (speaker["uid"], speaker["configured_host"], speaker["host"]) == (
+        simulated["uid"],
+        "localhost",
+        "127.0.0.1",
+    )
+    reason = f"{missing} cannot be identified (host not found)"
+    health = wait_for(
+        lambda: (lambda body: body if reason in body["reasons"] else None)(
+            get(f"{api}/api/v1/health")[1]
+        ),
+        "the unresolvable name in /health",
+    )
+    assert health["status"] == "degraded", health
+    status, text = doctor(api)
+    assert status == 1, text
+    assert f"cannot reach the speaker configured as {missing} (host not found)" in text
+    said = f"cannot identify speaker {missing}: host not found; trying again until it answers"
+    assert processes.output(daemon).count(said) == 1, processes.output(daemon)
+
+
 def test_the_example_configuration_is_never_ready(processes: Processes) -> None:
     """The Docker image's default, etc/sonosd.example.yaml, follows nothing: the daemon says
     so in its log, /ready is 503 with that reason (so the container stays unhealthy) while
