@@ -633,6 +633,51 @@ def test_devices_by_host_name_resolve_or_say_host_not_found(
     assert processes.output(daemon).count(said) == 1, processes.output(daemon)
 
 
+def test_a_speaker_listed_by_name_is_found_at_the_address_its_name_gets(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """A speaker listed by a host name (resolved by the system's resolver from an /etc/hosts
+    private to the daemon) that moves to another address while it is off, unseen by sonosd,
+    is followed there once its name resolves to the new address: online and evented again."""
+    admin = start_simulator(processes, loopback_base, 1)
+    [speaker] = get_json(f"{admin}/speakers")
+    old = speaker["address"]
+    new = free_loopback_base(count=1)
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"127.0.0.1 localhost\n{old} kitchen.sonos.test\n")
+    private_hosts = f'mount --bind {hosts} /etc/hosts && exec "$0" "$@"'
+    document, api_port = following(loopback_base, ["kitchen.sonos.test"])
+    document["subscription"]["silence_timeout"] = 1.0
+    daemon = start_configured(
+        processes, tmp_path, document, prefix=("unshare", "-m", "sh", "-c", private_hosts)
+    )
+    api = f"http://127.0.0.1:{api_port}"
+
+    def evented_at(address: str) -> Any:
+        assert daemon.poll() is None, processes.output(daemon)
+        status, body = get(f"{api}/api/v1/diagnostics")
+        [found] = body["speakers"] if status == 200 else [{}]
+        services = (found.get("services") or {}).values()
+        return (
+            found.get("host") == address
+            and found.get("availability") == "online"
+            and len([s for s in services if s["evented"] and s["state"] == "subscribed"])
+            == len(DEFAULT_SERVICES)
+        )
+
+    wait_for(lambda: evented_at(old), f"kitchen.sonos.test followed at {old}")
+    # Off the network, it comes back at a new address (a new DHCP lease): its subscriptions
+    # are gone and nothing tells sonosd where it went but its name.
+    admin_call(admin, "POST", "/speakers/0/offline", {"mode": "refuse"})
+    wait_for(lambda: get(f"{api}/api/v1/ready")[0] == 503, "the speaker offline")
+    admin_call(admin, "POST", "/speakers/0/address", {"address": new})
+    admin_call(admin, "POST", "/speakers/0/reboot", {"downtime": 0})
+    admin_call(admin, "POST", "/speakers/0/online", {})
+    hosts.write_text(f"127.0.0.1 localhost\n{new} kitchen.sonos.test\n")
+    wait_for(lambda: evented_at(new), f"kitchen.sonos.test followed at {new}")
+    assert "(kitchen.sonos.test resolved again)" in processes.output(daemon)
+
+
 #: What ``/proc/1/cgroup`` holds in a Docker container (cgroup v2, systemd driver).
 DOCKER_CGROUP = "0::/system.slice/docker-4f2a9c1e.scope\n"
 
