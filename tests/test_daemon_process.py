@@ -588,19 +588,42 @@ def test_doctor_names_a_upnp_off_and_an_offline_speaker(
     assert lines[-1] == "2 problem(s) found."
 
 
+def follow_by_name(
+    processes: Processes, tmp_path: Path, base: str, names: dict[str, str], *devices: str
+) -> tuple[subprocess.Popen[bytes], str, Path]:
+    """Start ``twistd sonosd`` following ``devices`` with an /etc/hosts of its own (a
+    private mount namespace) that gives ``names`` their addresses, so that the system's
+    resolver answers for them without touching the machine's: the process, its API's URL
+    and that hosts file (rewritten in place, it answers differently)."""
+    hosts = tmp_path / "hosts"
+    write_hosts(hosts, names)
+    private_hosts = f'mount --bind {hosts} /etc/hosts && exec "$0" "$@"'
+    document, api_port = following(base, devices)
+    document["subscription"]["silence_timeout"] = 1.0
+    daemon = start_configured(
+        processes, tmp_path, document, prefix=("unshare", "-m", "sh", "-c", private_hosts)
+    )
+    return daemon, f"http://127.0.0.1:{api_port}", hosts
+
+
+def write_hosts(hosts: Path, names: dict[str, str]) -> None:
+    """Write an /etc/hosts (in place: a bind mount of it follows) giving ``names``."""
+    lines = ["127.0.0.1 localhost", *(f"{address} {name}" for name, address in names.items())]
+    hosts.write_text("\n".join(lines) + "\n")
+
+
 def test_devices_by_host_name_resolve_or_say_host_not_found(
-    processes: Processes, tmp_path: Path
+    processes: Processes, loopback_base: str, tmp_path: Path
 ) -> None:
-    """A speaker listed by a host name (``localhost``, resolved by the system's resolver to
-    the simulated speaker on 127.0.0.1) is identified and evented; a name that does not
-    resolve is said in the log, in /health and by ``sonosctl doctor`` as ``host not found``,
-    and retried."""
-    admin = start_simulator(processes, "127.0.0.1", 1)
+    """A speaker listed by a host name (resolved by the system's resolver, from the daemon's
+    /etc/hosts) is identified and evented; a name that does not resolve (through DNS) is
+    said in the log, in /health and by ``sonosctl doctor`` as ``host not found``."""
+    admin = start_simulator(processes, loopback_base, 1)
     [simulated] = get_json(f"{admin}/speakers")
-    assert simulated["address"] == "127.0.0.1"
+    name = "kitchen.sonos.test"
     missing = "no-such-speaker.invalid"  # RFC 6761: never resolves
-    daemon, api = follow(
-        processes, tmp_path, "127.0.0.1", ("localhost", missing), request_timeout=10.0
+    daemon, api, _ = follow_by_name(
+        processes, tmp_path, loopback_base, {name: simulated["address"]}, name, missing
     )
 
     def evented() -> Any:
@@ -612,11 +635,11 @@ def test_devices_by_host_name_resolve_or_say_host_not_found(
             found if len([s for s in services if s["evented"]]) == len(DEFAULT_SERVICES) else None
         )
 
-    [speaker] = wait_for(evented, "the speaker named localhost identified and evented")
+    [speaker] = wait_for(evented, f"the speaker named {name} identified and evented")
     assert (speaker["uid"], speaker["configured_host"], speaker["host"]) == (
         simulated["uid"],
-        "localhost",
-        "127.0.0.1",
+        name,
+        simulated["address"],
     )
     reason = f"{missing} cannot be identified (host not found)"
     health = wait_for(
@@ -643,15 +666,8 @@ def test_a_speaker_listed_by_name_is_found_at_the_address_its_name_gets(
     [speaker] = get_json(f"{admin}/speakers")
     old = speaker["address"]
     new = free_loopback_base(count=1)
-    hosts = tmp_path / "hosts"
-    hosts.write_text(f"127.0.0.1 localhost\n{old} kitchen.sonos.test\n")
-    private_hosts = f'mount --bind {hosts} /etc/hosts && exec "$0" "$@"'
-    document, api_port = following(loopback_base, ["kitchen.sonos.test"])
-    document["subscription"]["silence_timeout"] = 1.0
-    daemon = start_configured(
-        processes, tmp_path, document, prefix=("unshare", "-m", "sh", "-c", private_hosts)
-    )
-    api = f"http://127.0.0.1:{api_port}"
+    name = "kitchen.sonos.test"
+    daemon, api, hosts = follow_by_name(processes, tmp_path, loopback_base, {name: old}, name)
 
     def evented_at(address: str) -> Any:
         assert daemon.poll() is None, processes.output(daemon)
@@ -673,7 +689,7 @@ def test_a_speaker_listed_by_name_is_found_at_the_address_its_name_gets(
     admin_call(admin, "POST", "/speakers/0/address", {"address": new})
     admin_call(admin, "POST", "/speakers/0/reboot", {"downtime": 0})
     admin_call(admin, "POST", "/speakers/0/online", {})
-    hosts.write_text(f"127.0.0.1 localhost\n{new} kitchen.sonos.test\n")
+    write_hosts(hosts, {name: new})
     wait_for(lambda: evented_at(new), f"kitchen.sonos.test followed at {new}")
     assert "(kitchen.sonos.test resolved again)" in processes.output(daemon)
 
