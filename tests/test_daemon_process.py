@@ -594,10 +594,21 @@ def follow_by_name(
     """Start ``twistd sonosd`` following ``devices`` with an /etc/hosts of its own (a
     private mount namespace) that gives ``names`` their addresses, so that the system's
     resolver answers for them without touching the machine's: the process, its API's URL
-    and that hosts file (rewritten in place, it answers differently)."""
+    and that hosts file (rewritten in place, it answers differently).
+
+    The namespace's resolver reads only that file (``hosts: files``, and a nameserver on
+    loopback besides): a name it does not hold is not found without a DNS query leaving the
+    machine."""
     hosts = tmp_path / "hosts"
     write_hosts(hosts, names)
-    private_hosts = f'mount --bind {hosts} /etc/hosts && exec "$0" "$@"'
+    nsswitch = tmp_path / "nsswitch.conf"
+    nsswitch.write_text("hosts: files\n")
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\n")
+    private_hosts = (
+        f"mount --bind {hosts} /etc/hosts && mount --bind {nsswitch} /etc/nsswitch.conf"
+        f' && mount --bind {resolv} /etc/resolv.conf && exec "$0" "$@"'
+    )
     document, api_port = following(base, devices)
     document["subscription"]["silence_timeout"] = 1.0
     daemon = start_configured(
@@ -616,12 +627,12 @@ def test_devices_by_host_name_resolve_or_say_host_not_found(
     processes: Processes, loopback_base: str, tmp_path: Path
 ) -> None:
     """A speaker listed by a host name (resolved by the system's resolver, from the daemon's
-    /etc/hosts) is identified and evented; a name that does not resolve (through DNS) is
-    said in the log, in /health and by ``sonosctl doctor`` as ``host not found``."""
+    /etc/hosts) is identified and evented; a name that does not resolve is said in the log,
+    in /health and by ``sonosctl doctor`` as ``host not found``."""
     admin = start_simulator(processes, loopback_base, 1)
     [simulated] = get_json(f"{admin}/speakers")
     name = "kitchen.sonos.test"
-    missing = "no-such-speaker.invalid"  # RFC 6761: never resolves
+    missing = "no-such-speaker.invalid"  # RFC 6761: never resolves (and not asked of DNS)
     daemon, api, _ = follow_by_name(
         processes, tmp_path, loopback_base, {name: simulated["address"]}, name, missing
     )
