@@ -6,6 +6,7 @@ collaborators are small recording fakes so that delays can be checked to the sec
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import attrs
@@ -254,7 +255,7 @@ class RebootTests(SynchronousTestCase):
 
 
 class AvailabilityTests(SynchronousTestCase):
-    def make(self, **config: Any) -> tuple[Harness, SpeakerSupervisor]:
+    def make(self, host: str = HOST, **config: Any) -> tuple[Harness, SpeakerSupervisor]:
         settings: dict[str, Any] = {
             "availability_interval": 3.0,
             "silence_timeout": 20.0,
@@ -268,7 +269,7 @@ class AvailabilityTests(SynchronousTestCase):
         h = Harness(**settings)
         h.gena.granted = 3600
         h.jitter = 0.999999
-        speaker = started(h)
+        speaker = started(h, host)
         h.gena.current("RenderingControl").notify(0)
         return h, speaker
 
@@ -324,6 +325,38 @@ class AvailabilityTests(SynchronousTestCase):
         self.assertEqual(h.processor.types()[-2:], ["speaker.online", "subscription.restored"])
         self.assertEqual(h.gena.count("subscribe"), subscribes + 1)
         self.assertEqual(len(log_lines(events, "speaker {speaker} is {status}")), 2)
+
+    def test_offline_speaker_listed_by_name_is_looked_for_where_its_name_points(self) -> None:
+        """While a speaker listed by host name is offline, each failed ping resolves the name
+        again: a name that does not resolve, or gives the same address, changes nothing; a new
+        address is where the speaker is looked for (and found) next."""
+        names = {"kitchen.lan": HOST}
+
+        def resolve(name: str) -> str:
+            if name not in names:
+                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+            return names[name]
+
+        h, speaker = self.make("kitchen.lan", resolve=resolve)
+        self.assertTrue(speaker.online)
+        h.household.unreachable.add(HOST)
+        h.clock.advance(20)
+        self.assertEqual((speaker.availability, speaker.reason), ("offline", "connection refused"))
+        del names["kitchen.lan"]
+        h.clock.advance(3.0)
+        assert speaker.ref is not None
+        self.assertEqual((speaker.availability, speaker.ref.host), ("offline", HOST))
+        moved = "127.0.0.77"
+        h.household.uids[moved] = UID
+        names["kitchen.lan"] = moved
+        with capturedLogs() as events:
+            h.clock.advance(3.0)
+            h.clock.advance(3.0)
+        self.assertEqual((speaker.availability, speaker.ref.host), ("online", moved))
+        [line] = log_lines(events, "moved from {old} to {new}")
+        self.assertEqual(line["source"], "kitchen.lan resolved again")
+        resolved = [key for fn, _, key, _ in h.runner.calls if key == "kitchen.lan"]
+        self.assertGreaterEqual(len(resolved), 4)
 
     def test_hung_ping_times_out(self) -> None:
         """A ping that never answers fails after ping_timeout (and a second's slack)."""
