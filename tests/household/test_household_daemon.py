@@ -316,14 +316,17 @@ class OneSpeakerTests(TestCase):
         self.assertEqual([m["uid"] for m in groups[right.uid]["members"]], [right.uid])
         self.assertEqual(groups[right.uid]["name"], left.name)
 
+        async def volume_evented(speaker: Speaker, which: str) -> None:
+            await until(
+                lambda: any(
+                    volume_of(m.body) == speaker.rendering.volume
+                    for m in since("event", speaker.uid, "RenderingControl")
+                ),
+                f"the {which} speaker's volume change",
+            )
+
         right.set_volume(right.rendering.volume % 50 + 7)
-        await until(
-            lambda: any(
-                volume_of(m.body) == right.rendering.volume
-                for m in since("event", right.uid, "RenderingControl")
-            ),
-            "the freed speaker's volume change",
-        )
+        await volume_evented(right, "freed")
         await until(
             lambda: any(
                 is_volume_event(m, right.uid, right.rendering.volume) for m in client.messages()
@@ -335,13 +338,7 @@ class OneSpeakerTests(TestCase):
         self.assertEqual(right.rendering.volume, 61)
         self.assertNotEqual(left.rendering.volume, 61)
         left.set_volume(left.rendering.volume % 50 + 3)
-        await until(
-            lambda: any(
-                volume_of(m.body) == left.rendering.volume
-                for m in since("event", left.uid, "RenderingControl")
-            ),
-            "the left speaker's volume change",
-        )
+        await volume_evented(left, "left")
         self.assertNotEqual(right.rendering.volume, left.rendering.volume)
         await until(lambda: self.caught_up(daemon, (left, right)), "every NOTIFY sent taken")
         for service in SERVICES:
