@@ -25,10 +25,12 @@ from typing import Any
 import pytest
 from playwright.sync_api import (
     Browser,
+    BrowserContext,
     ConsoleMessage,
     Locator,
     Page,
     Playwright,
+    Route,
     expect,
     sync_playwright,
 )
@@ -213,9 +215,19 @@ class Console:
             self.errors.append(f"{message.type}: {message.text}")
 
 
-def open_page(browser: Browser, daemon: Daemon, **options: Any) -> tuple[Page, Console]:
-    """A fresh browser context (nothing stored) on the dashboard."""
+def open_page(
+    browser: Browser,
+    daemon: Daemon,
+    before: Callable[[BrowserContext], None] | None = None,
+    **options: Any,
+) -> tuple[Page, Console]:
+    """A fresh browser context (nothing stored) on the dashboard.
+
+    @param before: Called with the context before the page loads (to route its requests).
+    """
     context = browser.new_context(viewport={"width": 1280, "height": 860}, **options)
+    if before is not None:
+        before(context)
     page = context.new_page()
     console = Console(page)
     page.goto(daemon.url + "/")
@@ -835,9 +847,11 @@ def test_position_advances(page: tuple[Page, Console], browser: Browser, daemon:
     finish(tab, console)
 
 
-def households_page(browser: Browser, households: Daemon) -> tuple[Page, Console]:
+def households_page(
+    browser: Browser, households: Daemon, before: Callable[[BrowserContext], None] | None = None
+) -> tuple[Page, Console]:
     """The dashboard of the two households (no token needed), every room shown."""
-    tab, console = open_page(browser, households)
+    tab, console = open_page(browser, households, before)
     expect(tab.locator("#connection")).to_have_text("Live")
     for rooms in HOUSEHOLDS:
         for room in rooms:
@@ -965,15 +979,82 @@ def test_dropped_notifies_show_polling(browser: Browser, households: Daemon) -> 
     finish(tab, console, allowed=("503 (Service Unavailable)", "502 (Bad Gateway)"))
 
 
-def test_refused_subscriptions_show_events_lost(browser: Browser, households: Daemon) -> None:
-    """A speaker that refuses every SUBSCRIBE after a reboot (503) stays online but says
-    Events lost on its card, naming the services, and clears once it accepts them again."""
-    tab, console, room = rebooted_with_faults(
-        browser, households, "Loft", {"subscribe_status": 503}
-    )
+#: A speaker that cannot accept a subscription: new SUBSCRIBEs and renewals answered 503
+#: (the UPnP answer for it, ../shared/reference/sonos-protocol.md §3.1).
+REFUSING = {"subscribe_status": 503, "renew_status": 503}
+
+
+def test_refused_subscriptions_show_retrying(browser: Browser, households: Daemon) -> None:
+    """A speaker that stays online but refuses every SUBSCRIBE and renewal (after a reboot)
+    says Retrying on its card, naming the services the diagnostics show backing off, not
+    Events lost; the badge goes once the speaker accepts them again."""
+    tab, console, room = rebooted_with_faults(browser, households, "Loft", REFUSING)
     loft = households.uids["Loft"]
     try:
-        expect(room.locator(".badge.status-lost")).to_have_text("Events lost")
+        expect(room.locator(".member .badge.status-backing_off")).to_have_text("Retrying")
+        reason = room.locator(".member .reason")
+        expect(reason).to_contain_text("subscribing again to")
+        for service in DEFAULT_SERVICES:
+            expect(reason).to_contain_text(service)
+        diagnostics = get_json(f"{households.url}/api/v1/diagnostics")
+        speaker = next(each for each in diagnostics["speakers"] if each.get("uid") == loft)
+        assert speaker["availability"] == "online", speaker
+        assert {detail["state"] for detail in speaker["services"].values()} <= {
+            "backing_off",
+            "subscribing",
+        }, speaker["services"]
+        expect(room.locator(".badge.status-lost")).to_have_count(0)
+        expect(room.get_by_role("slider", name="Volume of Loft")).to_be_enabled()
+        screenshot(tab, "dashboard-retrying.png")
+    finally:
+        households.call("DELETE", f"/speakers/{loft}/gena/faults")
+    _wait_ready(households)
+    expect(card(tab, "Loft").locator(".member .badge")).to_be_hidden()
+    finish(tab, console, allowed=("503 (Service Unavailable)", "502 (Bad Gateway)"))
+
+
+def without_diagnostics(asked: list[str]) -> Callable[[BrowserContext], None]:
+    """Routes that make the daemon look like one without ``/api/v1/diagnostics``: its
+    ``/api/v1/access`` lists no such endpoint, and a request for it (kept in ``asked``) is
+    answered 404 as by a daemon that has none."""
+
+    def access(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        body["endpoints"] = [name for name in body["endpoints"] if name != "diagnostics"]
+        route.fulfill(response=response, json=body)
+
+    def diagnostics(route: Route) -> None:
+        asked.append(route.request.url)
+        error = {"code": "not_found", "message": "no such endpoint"}
+        route.fulfill(status=404, json={"error": error})
+
+    def install(context: BrowserContext) -> None:
+        context.route(re.compile(r"/api/v1/access(\?.*)?$"), access)
+        context.route(re.compile(r"/api/v1/diagnostics(\?.*)?$"), diagnostics)
+
+    return install
+
+
+def test_without_diagnostics_the_stream_tells(browser: Browser, households: Daemon) -> None:
+    """Served by a daemon without ``/api/v1/diagnostics``, the page never asks for them: its
+    health panel shows the household state, a speaker refusing every SUBSCRIBE says Events
+    lost from ``subscription.lost`` until ``subscription.restored``, and one whose NOTIFYs are
+    dropped says Polling once a poll brings an update."""
+    asked: list[str] = []
+    tab, console = households_page(browser, households, without_diagnostics(asked))
+    tab.get_by_text("Health and diagnostics").click()
+    speakers = tab.get_by_role("table", name="Speakers (from the household state)")
+    expect(speakers.get_by_role("rowheader", name="Loft")).to_be_visible()
+    subscriptions = tab.get_by_role("table", name="Subscriptions (from the household state)")
+    expect(subscriptions).to_be_visible()
+    expect(tab.get_by_text("Raw diagnostics")).to_have_count(0)
+    loft = households.uids["Loft"]
+    households.call("PATCH", f"/speakers/{loft}/gena/faults", REFUSING)
+    households.call("POST", f"/speakers/{loft}/reboot", {"downtime": 1})
+    try:
+        room = card(tab, "Loft")
+        expect(room.locator(".member .badge.status-lost")).to_have_text("Events lost")
         reason = room.locator(".member .reason")
         expect(reason).to_contain_text("no events from")
         for service in DEFAULT_SERVICES:
@@ -983,7 +1064,33 @@ def test_refused_subscriptions_show_events_lost(browser: Browser, households: Da
         households.call("DELETE", f"/speakers/{loft}/gena/faults")
     _wait_ready(households)
     expect(card(tab, "Loft").locator(".member .badge")).to_be_hidden()
+    hall = households.uids["Hall"]
+    households.call("PATCH", f"/speakers/{hall}/gena/faults", {"drop_next": 1_000_000})
+    households.call("POST", f"/speakers/{hall}/reboot", {"downtime": 1})
+    try:
+        wait_for(lambda: _state_of(households, hall, "RenderingControl") == "polling", "polling")
+        volume = 31 if households.speaker("Hall")["volume"] != 31 else 32
+        households.call("PATCH", f"/speakers/{hall}/state", {"volume": volume})
+        room = card(tab, "Hall")
+        expect(room.get_by_role("slider", name="Volume of Hall")).to_have_value(str(volume))
+        expect(room.locator(".member .badge.status-polling")).to_have_text("Polling")
+        expect(room.locator(".member .reason")).to_contain_text("RenderingControl")
+    finally:
+        households.call("DELETE", f"/speakers/{hall}/gena/faults")
+        households.call("POST", f"/speakers/{hall}/reboot", {"downtime": 1})
+    _wait_ready(households)
+    expect(card(tab, "Hall").locator(".member .badge")).to_be_hidden()
+    assert asked == [], asked
     finish(tab, console, allowed=("503 (Service Unavailable)", "502 (Bad Gateway)"))
+
+
+def _state_of(households: Daemon, uid: str, service: str) -> str | None:
+    """A subscription's state in the daemon's diagnostics (read by the test, not the page)."""
+    diagnostics = get_json(f"{households.url}/api/v1/diagnostics") or {}
+    for speaker in diagnostics.get("speakers", []):
+        if speaker.get("uid") == uid:
+            return speaker["services"].get(service, {}).get("state")  # type: ignore[no-any-return]
+    return None
 
 
 def test_the_demo_household_live_and_controlled(
