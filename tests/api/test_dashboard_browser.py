@@ -847,6 +847,58 @@ def test_position_advances(page: tuple[Page, Console], browser: Browser, daemon:
     finish(tab, console)
 
 
+#: Album art that a music service serves from its own host (as its tracks carry it).
+SERVICE_ART = "https://i.scdn.co/image/ab67616d0000b27300112233445566778899aabb"
+
+
+def _didl(title: str, art: str) -> str:
+    """The DIDL-Lite metadata of a music service's track with album art at ``art``."""
+    return (
+        '<DIDL-Lite xmlns:dc="http://purl.org/dc/elements/1.1/" '
+        'xmlns:upnp="urn:schemas-upnp-org:metadata-1-0/upnp/" '
+        'xmlns="urn:schemas-upnp-org:metadata-1-0/DIDL-Lite/">'
+        '<item id="-1" parentID="-1" restricted="true">'
+        f"<dc:title>{title}</dc:title><dc:creator>Elsewhere</dc:creator>"
+        "<upnp:album>Streamed</upnp:album>"
+        f"<upnp:albumArtURI>{art}</upnp:albumArtURI>"
+        "<upnp:class>object.item.audioItem.musicTrack</upnp:class>"
+        '<res protocolInfo="http-get:*:audio/mpeg:*" duration="0:03:00">'
+        "x-sonos-http:track%3a42.mp3?sid=9&amp;flags=8224&amp;sn=1</res>"
+        "</item></DIDL-Lite>"
+    )
+
+
+def test_service_art_shows_a_placeholder(page: tuple[Page, Console], daemon: Daemon) -> None:
+    """Album art that a music service serves from its own host is not asked of the daemon's
+    art proxy (which refuses it): the card shows its placeholder, and the speaker's own art
+    again for a track from the queue."""
+    tab, console = page
+    asked: list[str] = []
+    tab.on("request", lambda request: asked.append(request.url))
+    uid = daemon.uids["Office"]
+    office = card(tab, "Office")
+    uri = "x-sonos-http:track%3a42.mp3?sid=9&flags=8224&sn=1"
+    _command(
+        daemon, uid, "play_uri", {"uri": uri, "meta": _didl("Streamed Elsewhere", SERVICE_ART)}
+    )
+    expect(office.get_by_text("Streamed Elsewhere", exact=True)).to_be_visible()
+    expect(office.locator(".art.placeholder")).to_be_visible()
+    expect(office.locator("img.art")).to_be_hidden()
+    assert not [url for url in asked if "scdn" in url], asked
+    _command(daemon, uid, "queue", {"action": "play", "track": 1})
+    title = daemon.speaker("Office")["current"]["title"]
+    expect(office.get_by_text(title, exact=True)).to_be_visible()
+    art = office.locator("img.art")
+    expect(art).to_be_visible()
+    expect(office.locator(".art.placeholder")).to_be_hidden()
+    wait_for(
+        lambda: tab.evaluate("(img) => img.complete && img.naturalWidth > 0", art.element_handle()),
+        "the speaker's art loaded",
+    )
+    daemon.call("PATCH", f"/speakers/{uid}/state", {"transport": "STOPPED"})
+    finish(tab, console)
+
+
 def households_page(
     browser: Browser, households: Daemon, before: Callable[[BrowserContext], None] | None = None
 ) -> tuple[Page, Console]:

@@ -135,6 +135,27 @@ export class Household {
     this.changed();
   }
 
+  /**
+   * Whether the daemon's art proxy serves album art at `uri` (see docs/api.md): a path on
+   * the speaker, or an `http` URL on port 1400 of a followed speaker. Art that a music
+   * service serves from its own host is not proxied: the card shows a placeholder rather
+   * than ask for it and be refused.
+   */
+  proxiesArt(uri) {
+    if (uri.startsWith("/")) return true;
+    let url;
+    try {
+      url = new URL(uri);
+    } catch {
+      return false;
+    }
+    if (url.protocol !== "http:" || url.port !== "1400" || url.username || url.password) {
+      return false;
+    }
+    const host = url.hostname.replace(/^\[|\]$/g, "");
+    return [...this.speakers.values()].some((speaker) => speaker.host === host);
+  }
+
   /** Learn the clocks' offset from a daemon timestamp received now. */
   observeClock(time) {
     const at = time ? Date.parse(time) : NaN;
