@@ -899,6 +899,44 @@ def test_service_art_shows_a_placeholder(page: tuple[Page, Console], daemon: Dae
     finish(tab, console)
 
 
+def test_dialogs_are_native_and_modal(page: tuple[Page, Console], daemon: Daemon) -> None:
+    """The Group dialog and the token prompt are native ``<dialog>`` elements shown modal
+    (the page behind them inert); Escape closes them, and the page stays live."""
+    tab, console = page
+    kitchen = card(tab, "Kitchen")
+    modal = "(node) => [node.tagName, node.open, node.matches(':modal')]"
+    # Whether a click at the middle of an element reaches it (nothing modal above it).
+    reachable = """(node) => {
+        const box = node.getBoundingClientRect();
+        const hit = document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2);
+        return node.contains(hit);
+    }"""
+    mute = kitchen.get_by_role("button", name="Mute Kitchen")
+    assert mute.evaluate(reachable)
+    kitchen.get_by_role("button", name="Group").click()
+    dialog = tab.get_by_role("dialog", name="Group with Kitchen")
+    expect(dialog).to_be_visible()
+    assert dialog.evaluate(modal) == ["DIALOG", True, True]
+    assert not mute.evaluate(reachable)
+    tab.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    tab.get_by_role("button", name="Token…").click()
+    prompt = tab.get_by_role("dialog", name="This daemon needs a token")
+    expect(prompt).to_be_visible()
+    assert prompt.evaluate(modal) == ["DIALOG", True, True]
+    assert not mute.evaluate(reachable)
+    expect(prompt.get_by_label("Token")).to_be_focused()
+    tab.keyboard.press("Escape")
+    expect(prompt).to_be_hidden()
+    expect(tab.locator("#connection")).to_have_text("Live")
+    uid = daemon.uids["Kitchen"]
+    volume = 18 if daemon.speaker("Kitchen")["volume"] != 18 else 19
+    daemon.call("PATCH", f"/speakers/{uid}/state", {"volume": volume})
+    expect(kitchen.get_by_role("slider", name="Volume of Kitchen")).to_have_value(str(volume))
+    assert mute.evaluate(reachable)
+    finish(tab, console)
+
+
 def households_page(
     browser: Browser, households: Daemon, before: Callable[[BrowserContext], None] | None = None
 ) -> tuple[Page, Console]:
