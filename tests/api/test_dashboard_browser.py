@@ -899,6 +899,31 @@ def test_service_art_shows_a_placeholder(page: tuple[Page, Console], daemon: Dae
     finish(tab, console)
 
 
+def test_every_sleep_timer_duration(page: tuple[Page, Console], daemon: Daemon) -> None:
+    """Every duration the sleep timer offers (15 to 120 minutes) sets that timer at the
+    speaker and shows the time left; Off cancels it."""
+    tab, console = page
+    living = card(tab, "Living Room")
+    choice = living.get_by_label("Sleep timer")
+    values = choice.locator("option").evaluate_all("(options) => options.map((o) => o.value)")
+    assert values[0] == "", values
+    durations = [int(value) for value in values[1:]]
+    assert durations[0] == 15 and durations[-1] == 120, durations
+    assert durations == sorted(set(durations)), durations
+
+    def timer() -> int:
+        return int(daemon.speaker("Living Room")["sleep_timer"] or 0)
+
+    for minutes in durations:
+        choice.select_option(str(minutes))
+        wait_for(lambda m=minutes: m * 60 - 60 < timer() <= m * 60, f"a {minutes} min timer")
+        expect(living.locator(".sleep-left")).to_have_text(f"{minutes} min left")
+    choice.select_option("")
+    wait_for(lambda: daemon.speaker("Living Room")["sleep_timer"] is None, "no sleep timer")
+    expect(living.locator(".sleep-left")).to_have_text("")
+    finish(tab, console)
+
+
 def test_dialogs_are_native_and_modal(page: tuple[Page, Console], daemon: Daemon) -> None:
     """The Group dialog and the token prompt are native ``<dialog>`` elements shown modal
     (the page behind them inert); Escape closes them, and the page stays live."""
@@ -1181,6 +1206,55 @@ def _state_of(households: Daemon, uid: str, service: str) -> str | None:
         if speaker.get("uid") == uid:
             return speaker["services"].get(service, {}).get("state")  # type: ignore[no-any-return]
     return None
+
+
+def _group_volume(households: Daemon, uid: str) -> object:
+    """A speaker's group volume in the daemon's state."""
+    speaker = get_json(f"{households.url}/api/v1/speakers/{uid}") or {}
+    services = speaker.get("services", {})
+    return services.get("GroupRenderingControl", {}).get("variables", {}).get("group_volume")
+
+
+def _burst(households: Daemon, room: str, count: int, marker: int) -> int:
+    """``count`` group mute changes of ``room`` (each one NOTIFY, so one message), then its
+    group volume set to ``marker``; once the daemon has it, the daemon's last message id."""
+    uid = households.uids[room]
+    households.call(
+        "POST", f"/speakers/{uid}/burst", {"count": count, "service": "GroupRenderingControl"}
+    )
+    households.call("PATCH", f"/speakers/{uid}/state", {"group_volume": marker})
+    wait_for(lambda: _group_volume(households, uid) == marker, f"{room}'s group volume {marker}")
+    return int(get_json(f"{households.url}/api/v1/snapshot")["last_id"])
+
+
+def test_recent_messages_limits(browser: Browser, households: Daemon) -> None:
+    """The recent messages start 500 messages back in the replay ring (a matching message
+    further back is not shown, one within it is) and keep the last 200 that match."""
+    tab, console = households_page(browser, households)
+    markers = iter(
+        value for value in range(20, 40) if value != households.speaker("Study")["group_volume"]
+    )
+    older = _burst(households, "Study", 100, next(markers))
+    newer = _burst(households, "Hall", 600, next(markers))
+    assert newer - older >= 600
+    marker = next(markers)
+    _burst(households, "Study", 30, marker)
+    tab.get_by_text("Recent messages").click()
+    tab.get_by_role("textbox", name="Rooms").fill("Study")
+    tab.get_by_role("button", name="Apply").click()
+    log = tab.get_by_role("log", name="Recent messages")
+    expect(log.get_by_text(re.compile(rf"group_volume={marker}\b"))).to_be_visible()
+    ids = [int(text[1:]) for text in log.locator(".message .id").all_text_contents()]
+    assert len(ids) >= 31, ids
+    assert min(ids) > older, (older, ids)
+    assert set(log.locator(".room").all_text_contents()) == {"Study"}
+    marker = next(markers)
+    _burst(households, "Study", 300, marker)
+    expect(log.get_by_text(re.compile(rf"group_volume={marker}\b"))).to_be_visible()
+    expect(log.locator(".message")).to_have_count(200)
+    ids = [int(text[1:]) for text in log.locator(".message .id").all_text_contents()]
+    assert ids == sorted(ids, reverse=True), ids
+    finish(tab, console)
 
 
 def test_the_demo_household_live_and_controlled(
