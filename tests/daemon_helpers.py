@@ -59,11 +59,14 @@ class Recorder:
     def deliver(self, message: Message) -> None:
         self.messages.append(message)
 
-    def of(self, type: str, uid: str | None = None, service: str | None = None) -> list[Message]:
-        """The messages of ``type``, optionally about one speaker and service."""
+    def of(
+        self, type: str, uid: str | None = None, service: str | None = None, since: int = 0
+    ) -> list[Message]:
+        """The messages of ``type``, optionally about one speaker and service, from the
+        ``since``-th message on."""
         return [
             m
-            for m in self.messages
+            for m in self.messages[since:]
             if m.type == type
             and (uid is None or m.speaker_uid == uid)
             and (service is None or m.service == service)

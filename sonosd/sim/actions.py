@@ -116,21 +116,57 @@ def _set_zone_attributes(speaker: Speaker, args: Args) -> Out:
     return {}
 
 
-@action("DeviceProperties", "CreateStereoPair")
-def _create_stereo_pair(speaker: Speaker, args: Args) -> Out:
-    household = speaker.household
+def _stereo_map(speaker: Speaker, args: Args) -> tuple[str, str]:
+    """The (left, right) UIDs of a stereo ``ChannelMapSet``:
+    ``<left>:LF,LF;<right>:RF,RF`` (402 for anything else)."""
     channels: dict[str, str] = {}
     for entry in args.get("ChannelMapSet", "").split(";"):
         uid, _, channel = entry.partition(":")
-        if uid not in household.by_uid or channel not in ("LF,LF", "RF,RF"):
+        if uid not in speaker.household.by_uid or channel not in ("LF,LF", "RF,RF"):
             raise UPnPError(402, f"bad ChannelMapSet entry {entry!r}")
         channels[channel] = uid
-    if len(channels) != 2 or channels["LF,LF"] != speaker.uid:
+    if len(channels) != 2 or channels["LF,LF"] == channels["RF,RF"]:
+        raise UPnPError(402, "ChannelMapSet must be <left>:LF,LF;<right>:RF,RF")
+    return channels["LF,LF"], channels["RF,RF"]
+
+
+@action("DeviceProperties", "CreateStereoPair")
+@action("DeviceProperties", "AddBondedZones")
+def _create_stereo_pair(speaker: Speaker, args: Args) -> Out:
+    # AddBondedZones with a stereo map is what SoCo's create_stereo_pair sends.
+    left, right = _stereo_map(speaker, args)
+    if left != speaker.uid:
         raise UPnPError(402, "ChannelMapSet must be <this speaker>:LF,LF;<other>:RF,RF")
+    household = speaker.household
     try:
-        household.pair(speaker, household.by_uid[channels["RF,RF"]])
+        household.pair(speaker, household.by_uid[right])
     except ValueError as e:
         raise UPnPError(800, str(e)) from None
+    return {}
+
+
+@action("DeviceProperties", "SeparateStereoPair")
+def _separate_stereo_pair(speaker: Speaker, args: Args) -> Out:
+    # The pair's own ChannelMapSet, sent to either half (node-sonos-ts documents the
+    # argument as the pair's map; the apps send it to the left speaker).
+    left, right = _stereo_map(speaker, args)
+    if speaker.pair_partner is None:
+        raise UPnPError(800, f"{speaker.name} is not in a stereo pair")
+    if speaker.channel_map != f"{left}:LF,LF;{right}:RF,RF":
+        raise UPnPError(800, f"ChannelMapSet is not the stereo pair of {speaker.name}")
+    speaker.household.unpair(speaker)
+    return {}
+
+
+@action("DeviceProperties", "RemoveBondedZones")
+def _remove_bonded_zones(speaker: Speaker, args: Args) -> Out:
+    # What SoCo's separate_stereo_pair sends (ChannelMapSet empty, KeepGrouped 0), to
+    # either half. Taking a home theatre apart is not modelled.
+    if speaker.satellites or speaker.ht_primary is not None:
+        raise UPnPError(501, "removing a home theatre's satellites is not modelled")
+    if speaker.pair_partner is None:
+        raise UPnPError(800, f"{speaker.name} is not bonded to other speakers")
+    speaker.household.unpair(speaker)
     return {}
 
 

@@ -66,6 +66,7 @@ ROUTES = (
     "POST /speakers/{id}/wake",
     "POST /speakers/{id}/bluetooth",
     "POST /speakers/{id}/pair",
+    "POST /speakers/{id}/separate",
     "POST /speakers/{id}/leave-household",
     "POST /speakers/{id}/rejoin-household",
     "PATCH /speakers/{id}/battery",
@@ -320,6 +321,13 @@ class AdminResource(Resource):
             right = self._speaker(_string(body, "right"))
             try:
                 speaker.household.pair(speaker, right)
+            except ValueError as e:
+                raise ApiError(409, str(e)) from None
+            return speaker_json(speaker)
+        if head == "separate" and len(rest) == 1:
+            _allow(method, "POST")
+            try:
+                speaker.household.unpair(speaker)
             except ValueError as e:
                 raise ApiError(409, str(e)) from None
             return speaker_json(speaker)

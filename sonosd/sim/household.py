@@ -366,24 +366,35 @@ class Speaker:
 
     def _rendering_changed(self) -> None:
         self.publish("RenderingControl")
+        if self.pair_partner is not None and not self.invisible:
+            # The visible half's RenderingControl is the room's: the hidden half follows it
+            # (set on the hidden half, a change stays there: docs/simulator.md).
+            partner = self.household.by_uid[self.pair_partner]
+            partner.rendering = attrs.evolve(self.rendering)
+            partner.publish("RenderingControl")
         for uid in self.group.members:
             self.household.by_uid[uid].publish("GroupRenderingControl")
 
     # -- group volume (on the coordinator) -------------------------------------------------
 
+    def _rooms(self) -> list[Speaker]:
+        """The visible members of this speaker's group: one per room (a stereo pair's
+        hidden half follows its room's volume and mute)."""
+        return [s for s in self.household.members_of(self.group) if not s.invisible]
+
     def group_volume(self) -> int:
-        """The group's volume: the mean of its members' volumes."""
-        members = self.household.members_of(self.group)
+        """The group's volume: the mean of its rooms' volumes."""
+        members = self._rooms()
         return round(sum(s.rendering.volume for s in members) / len(members))
 
     def group_mute(self) -> bool:
-        """Whether every member of the group is muted."""
-        return all(s.rendering.mute for s in self.household.members_of(self.group))
+        """Whether every room of the group is muted."""
+        return all(s.rendering.mute for s in self._rooms())
 
     def set_group_volume(self, volume: int) -> int:
-        """Move every member by the same amount so the mean becomes ``volume``."""
+        """Move every room by the same amount so the mean becomes ``volume``."""
         target = _clamp(int(volume), 0, 100)
-        members = self.household.members_of(self.group)
+        members = self._rooms()
         delta = target - self.group_volume()
         for member in members:
             member.rendering.volume = (
@@ -394,8 +405,8 @@ class Speaker:
         return self.group_volume()
 
     def set_group_mute(self, mute: bool) -> None:
-        """Mute or unmute every member of the group."""
-        members = self.household.members_of(self.group)
+        """Mute or unmute every room of the group."""
+        members = self._rooms()
         for member in members:
             member.rendering.mute = bool(mute)
         for member in members:
@@ -875,8 +886,10 @@ class Household:
     def pair(self, left: Speaker, right: Speaker) -> None:
         """Bond ``left`` and ``right`` into a stereo pair at runtime, as the Sonos app does
         (``CreateStereoPair`` with ``<left>:LF,LF;<right>:RF,RF``): ``right`` leaves its
-        group, takes the room's name and becomes the pair's invisible member; both show the
-        pair's ``ChannelMapSet`` (evented in ZoneGroupState and DeviceProperties).
+        group, takes the room's name, volume and EQ and becomes the pair's invisible member
+        (from then on a change of the left speaker's RenderingControl is the room's, and the
+        right one follows it); both show the pair's ``ChannelMapSet`` (evented in
+        ZoneGroupState and DeviceProperties).
 
         ``ValueError`` when either speaker is already bonded, not in this household, or
         both are the same speaker.
@@ -905,8 +918,39 @@ class Household:
         left.channel_map = right.channel_map = channel_map
         right.invisible = True
         right.name = left.name
+        # The right speaker takes the room's volume, mute, EQ and balance (docs/simulator.md,
+        # "Stereo pairs"); from now on the left speaker's changes are the room's.
+        right.rendering = attrs.evolve(left.rendering)
         self.groups.remove(self.group_of(right.uid))
         self.group_of(left.uid).members.append(right.uid)
+
+    def unpair(self, speaker: Speaker) -> tuple[Speaker, Speaker]:
+        """Separate the stereo pair ``speaker`` is a half of (either half), as the Sonos
+        app's "Separate" does (``SeparateStereoPair``): the right speaker is visible again,
+        a group of its own, stopped, with its own queue as its source; it keeps the room
+        name (Sonos renames neither speaker, so two rooms share it until one is renamed) and
+        its volume and EQ. The left speaker stays where it was, in its group. Both
+        lose their ``ChannelMapSet``; the topology is evented on every speaker.
+
+        @return: The left and the right speaker.
+        @raise ValueError: ``speaker`` is in no stereo pair.
+        """
+        if speaker.pair_partner is None:
+            raise ValueError(f"{speaker.name} is not in a stereo pair")
+        partner = self.by_uid[speaker.pair_partner]
+        left, right = (partner, speaker) if speaker.invisible else (speaker, partner)
+        self.group_of(left.uid).members.remove(right.uid)
+        left.pair_partner = right.pair_partner = None
+        left.channel_map = right.channel_map = ""
+        right.invisible = False
+        self.groups.append(Group(self._new_group_id(right.uid), right.uid, [right.uid]))
+        if not right.transport.uri and right.transport.queue:
+            right.transport.set_uri(right.transport.queue_uri, "", None)
+        log.info("{left} and {right} separated", left=left.name, right=right.uid)
+        self.topology_changed()
+        for half in (left, right):
+            half.publish("AVTransport")
+        return left, right
 
     def _bond_home_theatre(
         self, soundbar: Speaker, sub: Speaker, left: Speaker, right: Speaker

@@ -757,10 +757,11 @@ class MqttSink(Service):
 
     async def _disconnect(self) -> None:
         started = self._reactor.seconds()
-        mid = self._publish(self.topics.bridge_availability, b"offline", retain=True)
+        # At QoS 1, as the last will: the broker has set the retained ``offline`` once it
+        # acknowledges it, so a client that subscribes after the stop reads it (closing the
+        # socket proves nothing: the broker may not have read the message yet).
+        mid = self._publish(self.topics.bridge_availability, b"offline", True, QOS_WILL)
         if mid is not None:
-            # The broker has set the retained ``offline`` once it acknowledges it: a client
-            # that subscribes after the stop reads it (closing the socket proves nothing).
             acked: Deferred[None] = Deferred()
             self._acked[mid] = acked
             acked.addTimeout(self.drain_timeout, self._reactor)

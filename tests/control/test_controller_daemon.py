@@ -1010,18 +1010,21 @@ class ControlDaemonTests(TestCase):
         self.assertEqual(kitchen.rendering.volume, 30)
 
     async def test_stereo_pair_room_is_its_visible_speaker(self) -> None:
-        """A stereo pair's room name means its visible speaker, and party joins that speaker
-        (its hidden partner follows it) without naming the partner among the joined."""
+        """A stereo pair's room name means its visible speaker (whose volume is the room's,
+        so the hidden half follows it), and party joins that speaker (its hidden partner
+        follows it) without naming the partner among the joined."""
         daemon = await start_daemon(
             self, simulate={"speakers": 4, "stereo_pair": True, "rooms": ["Kitchen", "Office"]}
         )
         left, right = daemon.speaker(0), daemon.speaker(1)
         others = [daemon.speaker(2), daemon.speaker(3)]
         self.assertEqual((left.name, right.name, right.invisible), ("Kitchen", "Kitchen", True))
+        left.set_volume(25)
         right.set_volume(20)
+        self.assertEqual((left.rendering.volume, right.rendering.volume), (25, 20))
         status, body = await daemon.post("kitchen", "volume", {"volume": 31})
         self.assertEqual((status, body), (200, {"result": {"volume": 31}}))
-        self.assertEqual((left.rendering.volume, right.rendering.volume), (31, 20))
+        self.assertEqual((left.rendering.volume, right.rendering.volume), (31, 31))
         status, body = await daemon.post(others[0].uid, "party")
         self.assertEqual(status, 200, body)
         party = body["result"]

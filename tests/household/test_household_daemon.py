@@ -26,11 +26,13 @@ from sonosd.config import SimulateConfig, parse_config
 from sonosd.service import SonosdService
 from sonosd.sim.household import Speaker
 from sonosd.sim.service import HouseholdService
+from tests.api_helpers import SseClient, connect_raw, sse_request
 from tests.conftest import free_loopback_base
 from tests.daemon_helpers import (
     Recorder,
     daemon_yaml,
     http_agent,
+    is_volume_event,
     reactor,
     start_recorded,
     until,
@@ -238,10 +240,9 @@ class OneSpeakerTests(TestCase):
         """Two followed speakers paired at runtime: the hidden right one gets speaker.removed
         naming the room it became an invisible member of, its subscriptions are ended and it
         is gone from the API, the visible left one stays, and a command to the room goes to
-        the left speaker."""
+        the left speaker, whose volume is the room's (the hidden half follows it)."""
         daemon = await start(self)
         first, left, right = daemon.speakers
-        right_volume = right.rendering.volume
         left.household.pair(left, right)
         await until(lambda: daemon.recorder.of("speaker.removed", right.uid), "removed")
         [removed] = daemon.recorder.of("speaker.removed", right.uid)
@@ -256,9 +257,146 @@ class OneSpeakerTests(TestCase):
         volume = 13 if left.rendering.volume == 12 else 12
         status, body = await daemon.post(left.name, "volume", {"volume": volume})
         self.assertEqual((status, body), (200, {"result": {"volume": volume}}))
-        self.assertEqual((left.rendering.volume, right.rendering.volume), (volume, right_volume))
+        self.assertEqual((left.rendering.volume, right.rendering.volume), (volume, volume))
         status, body = await daemon.post(right.uid, "volume", {"volume": 5})
         self.assertEqual((status, body["error"]["code"]), (404, "unknown_speaker"))
+
+    async def test_a_separated_pair_is_two_rooms_again(self) -> None:
+        """A pair made and then separated at runtime: the freed right speaker is followed
+        again as its own room (online, in the API and the topology, its events delivered
+        once each, to an SSE client too, commands to it reach it), while the left speaker's
+        events keep coming without a gap or a duplicate throughout."""
+        daemon = await start(self)
+        host, port = daemon.base.rsplit("/", 1)[1].split(":")
+        client = SseClient(sse_request("/api/v1/events"))
+        await connect_raw(host, int(port), client, self)
+        await until(client.messages, "the SSE snapshot")
+        first, left, right = daemon.speakers
+        household = left.household
+        household.pair(left, right)
+        await until(lambda: daemon.recorder.of("speaker.removed", right.uid), "removed")
+        manager: Any = right.manager
+        await until(lambda: not manager.subscriptions(), "the hidden half unsubscribed")
+        before = len(daemon.recorder.messages)
+
+        def since(type: str, uid: str | None = None, service: str | None = None) -> list[Any]:
+            return daemon.recorder.of(type, uid, service, since=before)
+
+        household.unpair(left)
+
+        def own_room(message: Any) -> bool:
+            groups = {g["coordinator"]: g for g in message.body["groups"]}
+            members = {m["uid"]: m for g in groups.values() for m in g["members"]}
+            return (
+                right.uid in groups
+                and [m["uid"] for m in groups[right.uid]["members"]] == [right.uid]
+                and not members[right.uid]["invisible"]
+                and members[left.uid]["channel_map"] == {}
+            )
+
+        await until(
+            lambda: any(own_room(m) for m in since("topology.changed")), "the separated topology"
+        )
+        await until(
+            lambda: all(since("event", right.uid, service) for service in SERVICES),
+            "the freed speaker followed again",
+        )
+        await until(lambda: daemon.status(right) == "online", "online")
+        [online] = since("speaker.online", right.uid)
+        self.assertEqual(
+            (online.body["reason"], online.body["availability"]["status"]),
+            ("identified", "online"),
+        )
+        self.assertEqual(since("speaker.removed"), [])
+        listed = {s["uid"]: s for s in (await daemon.get("/api/v1/speakers"))["speakers"]}
+        self.assertEqual(set(listed), {first.uid, left.uid, right.uid})
+        self.assertEqual(listed[right.uid]["name"], left.name)
+        self.assertEqual(listed[right.uid]["availability"]["status"], "online")
+        groups = {g["coordinator"]: g for g in (await daemon.get("/api/v1/groups"))["groups"]}
+        self.assertEqual([m["uid"] for m in groups[right.uid]["members"]], [right.uid])
+        self.assertEqual(groups[right.uid]["name"], left.name)
+
+        right.set_volume(right.rendering.volume % 50 + 7)
+        await until(
+            lambda: any(
+                volume_of(m.body) == right.rendering.volume
+                for m in since("event", right.uid, "RenderingControl")
+            ),
+            "the freed speaker's volume change",
+        )
+        await until(
+            lambda: any(
+                is_volume_event(m, right.uid, right.rendering.volume) for m in client.messages()
+            ),
+            "the freed speaker's volume change over SSE",
+        )
+        status, body = await daemon.post(right.uid, "volume", {"volume": 61})
+        self.assertEqual((status, body), (200, {"result": {"volume": 61}}))
+        self.assertEqual(right.rendering.volume, 61)
+        self.assertNotEqual(left.rendering.volume, 61)
+        left.set_volume(left.rendering.volume % 50 + 3)
+        await until(
+            lambda: any(
+                volume_of(m.body) == left.rendering.volume
+                for m in since("event", left.uid, "RenderingControl")
+            ),
+            "the left speaker's volume change",
+        )
+        self.assertNotEqual(right.rendering.volume, left.rendering.volume)
+        await until(lambda: self.caught_up(daemon, (left, right)), "every NOTIFY sent taken")
+        for service in SERVICES:
+            seqs = [
+                m.body["seq"]
+                for m in daemon.recorder.of("event", left.uid, service)
+                if m.body["source"] == "notify"
+            ]
+            self.assertEqual(seqs, list(range(len(seqs))), service)
+            freed = [
+                m.body["seq"]
+                for m in since("event", right.uid, service)
+                if m.body["source"] == "notify"
+            ]
+            self.assertEqual(freed, list(range(len(freed))), service)
+        self.assertEqual(daemon.recorder.of("events.gap"), [])
+        self.assertEqual(daemon.recorder.of("subscription.lost", left.uid), [])
+
+    async def test_a_room_name_two_rooms_share_after_a_separation(self) -> None:
+        """After a separation both speakers carry the room name: the name means the one with
+        the lowest uid while both coordinate their own group, and the other one once the
+        first is a member of another group."""
+        daemon = await start(self)
+        first, left, right = daemon.speakers
+        left.household.pair(left, right)
+        await until(lambda: daemon.recorder.of("speaker.removed", right.uid), "removed")
+        left.household.unpair(left)
+        await until(lambda: daemon.status(right) == "online", "the freed speaker followed")
+        low, high = sorted((left, right), key=lambda speaker: speaker.uid)
+        low.set_volume(10)
+        high.set_volume(11)
+        status, body = await daemon.post(left.name.upper(), "volume", {"volume": 33})
+        self.assertEqual((status, body), (200, {"result": {"volume": 33}}))
+        self.assertEqual((low.rendering.volume, high.rendering.volume), (33, 11))
+        status, _ = await daemon.post(low.uid, "join", {"coordinator": first.uid})
+        self.assertEqual(status, 200)
+        await until(
+            lambda: daemon.service.state.topology.coordinator_of(low.uid) == first.uid,
+            "the join in the daemon's topology",
+        )
+        status, body = await daemon.post(left.name, "volume", {"volume": 34})
+        self.assertEqual((status, body), (200, {"result": {"volume": 34}}))
+        self.assertEqual((high.rendering.volume, low.rendering.volume), (34, 33))
+
+    def caught_up(self, daemon: Daemon, speakers: Sequence[Speaker]) -> bool:
+        """Whether the daemon has taken the last NOTIFY each subscription of ``speakers``
+        was sent."""
+        for speaker in speakers:
+            supervised = daemon.service.household.speaker(speaker.uid)
+            manager: Any = speaker.manager
+            for sub in manager.subscriptions():
+                service = supervised.services.get(sub["service"]) if supervised else None
+                if service is None or service.last_seq != sub["seq"]:
+                    return False
+        return True
 
     async def test_a_listed_speaker_that_leaves_its_household_is_kept(self) -> None:
         """A speaker listed under devices is never removed: when it leaves its household

@@ -137,6 +137,21 @@ class AdminTests(SynchronousTestCase):
         assert self.request("GET", "/speakers/2/pair")[0] == 405
         assert not other.invisible
 
+    def test_separate_route_frees_the_right_speaker(self) -> None:
+        """POST separate on either half of a pair makes the right speaker visible again, a
+        group of its own keeping the room name; a speaker in no pair is refused with 409."""
+        left, right, _ = self.household.speakers
+        self.request("POST", "/speakers/0/pair", {"right": "1"})
+        status, state = self.request("POST", "/speakers/1/separate")
+        assert (status, state["invisible"], state["coordinator"]) == (200, False, right.uid)
+        assert (right.pair_partner, right.name, left.channel_map) == (None, left.name, "")
+        status, error = self.request("POST", "/speakers/0/separate")
+        assert status == 409 and "not in a stereo pair" in error["error"]
+        assert self.request("GET", "/speakers/0/separate")[0] == 405
+        self.request("POST", "/speakers/0/pair", {"right": "1"})
+        assert self.request("POST", "/speakers/0/separate")[0] == 200
+        assert not right.invisible
+
     def test_faults(self) -> None:
         """reboot, offline, online, address and burst reach the speaker and its manager."""
         speaker = self.household.speakers[0]

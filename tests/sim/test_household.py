@@ -220,6 +220,115 @@ def test_create_stereo_pair_action_pairs_from_the_channel_map() -> None:
     assert error.value.code == 800
 
 
+def test_separating_a_pair_frees_the_right_speaker_and_events_it() -> None:
+    """Separating a pair made at runtime makes the right speaker a visible group of its own
+    again, keeping the room name, with no ChannelMapSet on either half, evented in every
+    speaker's ZoneGroupState and in both halves' DeviceProperties; the left speaker stays in
+    its group, and a speaker in no pair cannot be separated."""
+    _, household, managers = make()
+    living, kitchen, bedroom = household.speakers
+    household.join(bedroom, living)
+    household.pair(living, kitchen)
+    assert household.unpair(kitchen) == (living, kitchen)
+    members = zgs_members(household)
+    for speaker in (living, kitchen):
+        assert "Invisible" not in members[speaker.uid]
+        assert "ChannelMapSet" not in members[speaker.uid]
+        latest = managers[speaker.index].of("DeviceProperties")[-1]
+        assert latest["ChannelMapSet"] == ""
+    assert managers[kitchen.index].of("DeviceProperties")[-1]["Invisible"] == "0"
+    assert members[kitchen.uid]["ZoneName"] == living.name
+    assert kitchen.group.members == [kitchen.uid] and kitchen.is_coordinator
+    assert living.group.members == [living.uid, bedroom.uid]
+    assert (kitchen.pair_partner, living.pair_partner, kitchen.invisible) == (None, None, False)
+    assert kitchen.transport.uri == kitchen.transport.queue_uri
+    assert kitchen.transport.state == "STOPPED"
+    for manager in managers:
+        zgs = manager.of("ZoneGroupTopology")[-1]["ZoneGroupState"]
+        assert f'Coordinator="{kitchen.uid}"' in zgs and "ChannelMapSet" not in zgs
+    for speaker in household.speakers:
+        with pytest.raises(ValueError, match="not in a stereo pair"):
+            household.unpair(speaker)
+    household.pair(living, kitchen)
+    assert household.unpair(living) == (living, kitchen)
+    assert not kitchen.invisible and kitchen.group is not living.group
+
+
+def test_separate_stereo_pair_action_takes_the_pairs_channel_map() -> None:
+    """DeviceProperties SeparateStereoPair with the pair's ChannelMapSet separates it from
+    either half; a map that is not a stereo map is a 402, and one that is not this speaker's
+    pair, or a speaker in no pair, is an 800; SoCo's RemoveBondedZones separates too, and
+    answers 800 for a speaker bonded to nothing."""
+    _, household, _ = make()
+    living, kitchen, bedroom = household.speakers
+    pair_map = f"{living.uid}:LF,LF;{kitchen.uid}:RF,RF"
+
+    def separate(speaker: object, channel_map: str) -> int:
+        try:
+            actions.run(
+                speaker,  # type: ignore[arg-type]
+                "DeviceProperties",
+                "SeparateStereoPair",
+                {"ChannelMapSet": channel_map},
+            )
+        except UPnPError as e:
+            return e.code
+        return 200
+
+    assert separate(living, pair_map) == 800
+    household.pair(living, kitchen)
+    assert separate(living, f"{living.uid}:LF,LF") == 402
+    assert separate(living, f"{living.uid}:LF,LF;RINCON_NOBODY01400:RF,RF") == 402
+    assert separate(living, f"{living.uid}:LF,LF;{living.uid}:RF,RF") == 402
+    assert separate(living, f"{living.uid}:LF,LF;{bedroom.uid}:RF,RF") == 800
+    assert separate(bedroom, pair_map) == 800
+    assert living.pair_partner == kitchen.uid
+    assert separate(kitchen, pair_map) == 200
+    assert (kitchen.invisible, living.channel_map) == (False, "")
+    actions.run(living, "DeviceProperties", "AddBondedZones", {"ChannelMapSet": pair_map})
+    assert kitchen.invisible
+    remove = {"ChannelMapSet": "", "KeepGrouped": "0"}
+    actions.run(living, "DeviceProperties", "RemoveBondedZones", remove)
+    assert (kitchen.invisible, kitchen.pair_partner) == (False, None)
+    with pytest.raises(UPnPError) as error:
+        actions.run(living, "DeviceProperties", "RemoveBondedZones", remove)
+    assert error.value.code == 800
+
+
+def test_a_pairs_volume_and_mute_are_the_rooms() -> None:
+    """A stereo pair's volume, mute and EQ set on its visible speaker are the room's: the
+    hidden half takes them and events them too; set on the hidden half they stay there; the
+    group volume counts the room once; once separated, each half moves on its own."""
+    _, household, managers = make()
+    living, kitchen, bedroom = household.speakers
+    living.set_volume(30)
+    kitchen.set_volume(10)
+    household.pair(living, kitchen)
+    assert kitchen.rendering.volume == 30
+    living.set_volume(44)
+    living.set_mute(True)
+    living.set_bass(3)
+    assert (kitchen.rendering.volume, kitchen.rendering.mute, kitchen.rendering.bass) == (
+        44,
+        True,
+        3,
+    )
+    events = managers[kitchen.index].of("RenderingControl")
+    assert [e["Volume"]["Master"] for e in events if "Volume" in e][-1] == "44"
+    assert (events[-2]["Mute"]["Master"], events[-1]["Bass"]) == ("1", "3")
+    kitchen.set_volume(40)
+    assert (living.rendering.volume, kitchen.rendering.volume) == (44, 40)
+    bedroom.set_volume(20)
+    household.join(bedroom, living)
+    assert living.group_volume() == 32
+    living.set_group_volume(42)
+    assert [s.rendering.volume for s in household.speakers] == [54, 54, 30]
+    household.unpair(living)
+    kitchen.set_volume(5)
+    living.set_volume(50)
+    assert (living.rendering.volume, kitchen.rendering.volume) == (50, 5)
+
+
 def test_group_volume_is_the_mean_and_moves_everyone() -> None:
     """Group volume is the members' mean; setting it shifts each member by the same amount."""
     _, household, managers = make()

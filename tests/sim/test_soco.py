@@ -439,6 +439,28 @@ class StereoPairTests(SimulatorTestCase):
             {self.address(0), self.address(2)},
         )
 
+    async def test_separate_and_pair_again_with_soco(self) -> None:
+        """SoCo's separate_stereo_pair (RemoveBondedZones, sent to the hidden half) makes
+        the right speaker a visible zone again, a second try fails with UPnP 800, and
+        create_stereo_pair (AddBondedZones) pairs them again; meanwhile a volume set on the
+        pair's visible speaker is the room's, read back from either half."""
+        living, right = self.device(0), self.device(1)
+        await self.call(lambda: setattr(living, "volume", 33))
+        assert await self.call(lambda: right.volume) == 33
+
+        def visible() -> set[str]:
+            living.zone_group_state.clear_cache()
+            return {z.ip_address for z in living.visible_zones}
+
+        await self.call(right.separate_stereo_pair)
+        assert await self.call(visible) == {self.address(0), self.address(1), self.address(2)}
+        assert await self.upnp_error(right.separate_stereo_pair) == "800"
+        await self.call(lambda: setattr(right, "volume", 12))
+        assert await self.call(lambda: (living.volume, right.volume)) == (33, 12)
+        await self.call(lambda: living.create_stereo_pair(right))
+        assert await self.call(visible) == {self.address(0), self.address(2)}
+        assert await self.call(lambda: right.volume) == 33
+
 
 class _NotifySink(Resource):
     """Records NOTIFY requests (headers and body) and wakes up waiters."""

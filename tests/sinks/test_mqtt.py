@@ -655,6 +655,27 @@ class MqttBrokerTests(TestCase):
         await sub.wait(sub.has("sonos/bridge/availability"), self.reactor)
         self.assertEqual(sub.payloads("sonos/bridge/availability"), ["offline"])
 
+    async def test_clean_stop_waits_for_the_broker_to_take_offline(self) -> None:
+        """stopService ends only once the broker has acknowledged the retained ``offline``: a
+        broker that stopped reading (SIGSTOP) holds the stop until it reads again."""
+        await self.broker.start()
+        sink = self.make_sink(drain_timeout=60.0)
+        await self.start(sink)
+        process = self.broker.process
+        assert process is not None
+        process.send_signal(signal.SIGSTOP)
+        self.addCleanup(lambda: process.poll() is None and process.send_signal(signal.SIGCONT))
+        stopped = sink.stopService()
+        await self.until(lambda: bool(sink._acked))
+        await deferLater(self.reactor, 0.5)
+        self.assertFalse(stopped.called)
+        process.send_signal(signal.SIGCONT)
+        await stopped
+        self.assertFalse(sink.connected)
+        sub = self.subscriber("sonos/bridge/availability")
+        await sub.wait(sub.has("sonos/bridge/availability"), self.reactor)
+        self.assertEqual(sub.payloads("sonos/bridge/availability"), ["offline"])
+
     async def pub(self, topic: str, payload: str, *extra: str) -> None:
         await self.mosquitto_pub("-t", topic, "-m", payload, *extra)
 
