@@ -862,11 +862,12 @@ class SpeakerSupervisor(Service):
             # and was subscribed afresh, just before the topology told us. But the window is
             # long, and a reboot after those fresh subscriptions (an outage, then a reboot a
             # few seconds later) left them dead with no NOTIFY to say so: one renewal now
-            # tells (412 from a speaker that forgot it, and every service is resubscribed).
+            # tells (412 from a speaker that forgot it, and every service is resubscribed; any
+            # other failure cannot tell, and is taken as that reboot too).
             self._absorb_boot_seq_until = 0.0
             self._superseded.clear()
             for sup in self.services.values():
-                if sup.renew_now():
+                if sup.renew_now(probe=True):
                     break
             return
         self.rebooted(f"BootSeq {known} -> {boot_seq} ({source})")

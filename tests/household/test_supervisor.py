@@ -186,10 +186,10 @@ class RebootTests(SynchronousTestCase):
         speaker.observe_boot_seq(7, "topology")
         self.assertEqual(h.gena.count("subscribe"), subscribes + len(ALL_SERVICES))
 
-    def test_reboot_soon_after_an_outage_is_not_absorbed(self) -> None:
-        """A reboot a few seconds after the speaker came back from an outage (its fresh
-        subscriptions then forgotten) is not taken for the outage's own reboot: the renewal
-        made at once gets 412 and every service is subscribed afresh."""
+    def reboot_after_outage(self, answer: HttpError) -> tuple[Harness, SpeakerSupervisor]:
+        """A speaker back from an outage for 20 s, then a BootSeq increase (in the window
+        where the outage's own reboot is expected) whose checking renewal gets ``answer``:
+        one renewal is made, and every service is subscribed afresh."""
         h, speaker = self.make()
         speaker.observe_boot_seq(5, "topology")
         device = h.household.devices[HOST]
@@ -203,13 +203,36 @@ class RebootTests(SynchronousTestCase):
         self.assertTrue(speaker.online)
         h.clock.advance(20)
         subscribes, renewals = h.gena.count("subscribe"), h.gena.count("renew")
-        h.gena.answers["renew"] = HttpError(412)
+        h.gena.answers["renew"] = answer
         speaker.observe_boot_seq(6, "topology")
         h.clock.advance(0)
         h.gena.answers.clear()
         self.assertEqual(h.gena.count("renew"), renewals + 1)
         self.assertEqual(h.gena.count("subscribe"), subscribes + len(ALL_SERVICES))
+        self.assertTrue(speaker.online)
+        return h, speaker
+
+    def test_reboot_soon_after_an_outage_is_not_absorbed(self) -> None:
+        """A reboot a few seconds after the speaker came back from an outage (its fresh
+        subscriptions then forgotten) is not taken for the outage's own reboot: the renewal
+        made at once gets 412 and every service is subscribed afresh."""
+        h, _ = self.reboot_after_outage(HttpError(412))
         self.assertEqual(h.processor.of("subscription.lost")[-1][1]["reason"], "reboot")
+
+    def test_reboot_soon_after_an_outage_refused_renewal(self) -> None:
+        """A reboot soon after an outage whose checking renewal is refused with something
+        other than 412 (a speaker that cannot accept one: 503) still subscribes every
+        service afresh: the others may be as forgotten as the one renewed."""
+        h, speaker = self.reboot_after_outage(HttpError(503))
+        # A later renewal refused in the same way is that service's alone.
+        h.clock.advance(5)
+        subscribes = h.gena.count("subscribe")
+        h.gena.answers["renew"] = HttpError(503)
+        self.assertTrue(speaker.services["AVTransport"].renew_now())
+        h.clock.advance(0)
+        h.gena.answers.clear()
+        h.clock.advance(5)
+        self.assertEqual(h.gena.count("subscribe"), subscribes + 1)
 
     def test_boot_seq_increase_resubscribes_fresh(self) -> None:
         """A higher BootSeq replaces every subscription (SUBSCRIBE, not renewal)."""
