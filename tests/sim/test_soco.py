@@ -573,7 +573,9 @@ class FaultTests(SimulatorTestCase):
         )
         await response.content()
         sid = response.headers.getRawHeaders("sid")[0]
-        await speaker.reboot(downtime=0.2)
+        # Down long enough that a GET sent from a thread of a loaded machine still finds it
+        # down (with 0.2 s it came back first under make test at load average 7).
+        await speaker.reboot(downtime=2.0)
         with self.assertRaises(requests.ConnectionError):
             await self.call(lambda: self.get(url))
         await speaker.when_up()
