@@ -46,15 +46,22 @@ INTRUDER = "127.0.0.9"
 #: The reasons a status is counted under (gena.md's dispatch table, security.md's bounds).
 REASONS: dict[int, set[str]] = {
     200: {"accepted"},
-    400: {"malformed", "unparsable", "bad_request", "dtd", "encoding", "over_budget",
-          "value_too_large"},
+    400: {
+        "malformed",
+        "unparsable",
+        "bad_request",
+        "dtd",
+        "encoding",
+        "over_budget",
+        "value_too_large",
+    },
     403: {"source"},
     405: {"method"},
     412: {"unknown_sid", "ended_sid"},
     413: {"too_large"},
     431: {"bad_request"},
     501: {"bad_request"},
-}  # fmt: skip
+}
 
 #: A fault put into a near-valid NOTIFY, and the status and reason it must get (``None``:
 #: the request is never whole, so it gets no answer).
@@ -117,17 +124,26 @@ def near_valid(draw: st.DrawFn) -> Wire:
     fault = draw(st.sampled_from(sorted(FAULTS)))
     eol = draw(st.sampled_from([b"\r\n", b"\n"]))
     chunked = fault in ("chunk_over_cap", "chunk_size") or (
-        fault not in ("content_length", "conflicting_length", "declared_over_cap",
-                      "short_length", "incomplete", "transfer_encoding")
+        fault
+        not in (
+            "content_length",
+            "conflicting_length",
+            "declared_over_cap",
+            "short_length",
+            "incomplete",
+            "transfer_encoding",
+        )
         and draw(st.booleans())
-    )  # fmt: skip
+    )
     body = RC_BODY
     if fault == "not_xml":
         body = b"hello, not XML"
     elif fault == "dtd":
         body = b'<?xml version="1.0"?><!DOCTYPE e [<!ENTITY a "b">]><e>&a;</e>'
-    method = {"method_token": b"NOT{IFY", "method_other": draw(st.sampled_from(
-        [b"GET", b"POST", b"SUBSCRIBE", b"notify"]))}.get(fault, b"NOTIFY")  # fmt: skip
+    method = {
+        "method_token": b"NOT{IFY",
+        "method_other": draw(st.sampled_from([b"GET", b"POST", b"SUBSCRIBE", b"notify"])),
+    }.get(fault, b"NOTIFY")
     version = (
         b"HTTP/2.0" if fault == "version" else draw(st.sampled_from([b"HTTP/1.1", b"HTTP/1.0"]))
     )
@@ -148,8 +164,16 @@ def near_valid(draw: st.DrawFn) -> Wire:
     for name, value in gena.items():
         fields.append((_case(name.decode(), draw).encode(), value))
     if draw(st.booleans()):
-        fields.append((b"X-Odd", draw(st.binary(max_size=40).map(
-            lambda raw: bytes(b for b in raw if b not in b"\r\n")))))  # fmt: skip
+        fields.append(
+            (
+                b"X-Odd",
+                draw(
+                    st.binary(max_size=40).map(
+                        lambda raw: bytes(b for b in raw if b not in b"\r\n")
+                    )
+                ),
+            )
+        )
     if draw(st.booleans()):
         fields.append(
             (b"X-Folded", b"first" + eol + draw(st.sampled_from([b" ", b"\t"])) + b"second")
