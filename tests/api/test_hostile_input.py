@@ -15,6 +15,7 @@ import http.client
 import io
 import json
 import os
+import re
 import struct
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -33,7 +34,7 @@ from sonosd.api.site import ApiService
 from sonosd.config import ApiConfig
 from sonosd.control.commandargs import COMMANDS, parse_command
 from sonosd.delivery.clientjson import MAX_DEPTH
-from sonosd.delivery.hub import Hub
+from sonosd.delivery.hub import Hub, parse_cursor
 from tests.api_helpers import ADMIN, READER, household, publish
 
 TOKEN = "Bearer admin-secret"
@@ -94,6 +95,15 @@ def captured_failures() -> Iterator[list[LogEvent]]:
         globalLogPublisher.removeObserver(observer)
 
 
+class TcpLikeTransport(StringTransport):
+    """A ``StringTransport`` that, as a TCP transport, lets a producer be unregistered when
+    none is (twisted.web's channel does so when it times a connection out)."""
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+        self.streaming = None
+
+
 class Api:
     """The daemon's API site in memory, with tokens required."""
 
@@ -111,7 +121,7 @@ class Api:
     def connect(self) -> tuple[Any, StringTransport]:
         address = IPv4Address("TCP", "127.0.0.1", 50000)
         channel = self.service.site.buildProtocol(address)
-        transport = StringTransport(
+        transport = TcpLikeTransport(
             hostAddress=IPv4Address("TCP", "127.0.0.1", 8080), peerAddress=address
         )
         # Where a WebSocket upgrade puts its protocol (as on a TCP transport).
@@ -409,6 +419,101 @@ def test_odd_headers_get_a_json_answer_never_a_500(
             assert_json_error(status, kind, body, headers)
         still_serving(api)
     assert failures == []
+
+
+STREAM_PIECES = [
+    b"POST /api/v1/speakers/Kitchen/volume HTTP/1.1\r\n",
+    b"GET /api/v1/events HTTP/1.1\r\n",
+    b"GET /api/v1/snapshot HTTP/1.0\r\n",
+    b"Host: 127.0.0.1\r\n",
+    b"Authorization: " + TOKEN.encode() + b"\r\n",
+    b"Content-Type: application/json\r\n",
+    b"Transfer-Encoding: chunked\r\n",
+    b"Content-Length: 12\r\n",
+    b"Content-Length: 99999999999\r\n",
+    b"Expect: 100-continue\r\n",
+    b"Connection: keep-alive\r\n",
+    b"Last-Event-ID: 3\r\n",
+    b"Upgrade: websocket\r\n",
+    b" folded\r\n",
+    b"X: \xff\r\n",
+    b"\r\n",
+    b'{"volume": 5}',
+    b"ffffffffff\r\n",
+    b"5\r\nhello\r\n",
+    b"0\r\n\r\n",
+    b"[" * 40,
+]
+
+
+@settings(max_examples=200, derandomize=True)
+@given(st.lists(st.sampled_from(STREAM_PIECES) | st.binary(max_size=20), max_size=14))
+def test_any_byte_stream_gets_no_500_and_the_api_keeps_serving(pieces: list[bytes]) -> None:
+    """Pieces of HTTP and random bytes in any order, pipelined requests included, then the
+    request deadline passing, never get a 5xx or a traceback, and the API keeps serving."""
+    api = Api()
+    with captured_failures() as failures:
+        channel, transport = api.connect()
+        for piece in pieces:
+            if not transport.disconnecting:  # a TCP transport stops reading once closing
+                channel.dataReceived(piece)
+        api.reactor.advance(3 * api.service.site.request_timeout)
+        statuses = [int(status) for status in re.findall(rb"HTTP/1.1 (\d{3})", transport.value())]
+        assert all(status < 500 for status in statuses), transport.value()[:400]
+        still_serving(api)
+    assert failures == []
+
+
+@settings(max_examples=100, derandomize=True)
+@given(
+    st.text(max_size=40).map(lambda text: text.encode("utf-8", "surrogatepass"))
+    | st.sampled_from([b"9" * 19, b"9" * 18, b"0", b"x:3", b"\xb2", b" 2 ", b"a\tb:1"])
+    | st.integers(0, 10).map(lambda number: b"%d" % number),
+    st.sampled_from(["header", "query"]),
+)
+def test_any_last_event_id_opens_a_well_formed_stream(value: bytes, where: str) -> None:
+    """Any ``Last-Event-ID`` (header or ``last_id`` query) opens the SSE stream with well-formed
+    blocks (each ``data:`` line one JSON object), garbage with a fresh snapshot; a header that
+    is not UTF-8 is a JSON 400 naming it; never a 500 or a traceback."""
+    api = Api()
+    value = bytes(byte for byte in value if byte not in b"\r\n\x00")
+    target, header = b"/api/v1/events", b""
+    if where == "query":
+        target += b"?last_id=" + quote_from_bytes(value).encode()
+    else:
+        header = b"Last-Event-ID: " + value + b"\r\n"
+    with captured_failures() as failures:
+        channel, transport = api.connect()
+        channel.dataReceived(
+            b"GET %s HTTP/1.0\r\nAuthorization: %s\r\n%s\r\n" % (target, TOKEN.encode(), header)
+        )
+        answer = transport.value()
+        if where == "header" and not is_utf8(value):
+            error = assert_json_error(*parse(answer))
+            assert "last-event-id" in error["message"].lower()
+            return
+        head, _, stream = answer.partition(b"\r\n\r\n")
+        assert head.split(b" ")[1] == b"200" and b"text/event-stream" in head, head
+        blocks = stream.split(b"\n\n")
+        assert blocks[0].startswith(b"retry: ") and blocks[-1] == b"", blocks
+        events = []
+        for block in blocks[1:-1]:
+            fields = dict(line.split(b": ", 1) for line in block.split(b"\n"))
+            json.loads(fields[b"data"])
+            events.append(fields[b"event"])
+        # As the stream reads it: the header decoded, the query's bytes as they are.
+        if parse_cursor(value if where == "query" else value.decode("utf-8")) is None:
+            assert events == [b"snapshot"], (value, events)
+        still_serving(api)
+    assert failures == []
+
+
+def is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def test_every_header_not_utf8_is_named() -> None:
