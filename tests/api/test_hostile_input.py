@@ -17,8 +17,7 @@ import json
 import os
 import re
 import struct
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any, cast
 from urllib.parse import quote_from_bytes
 
@@ -27,7 +26,6 @@ from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import ILogObserver, LogEvent, LogLevel, globalLogPublisher
 
 from sonosd.api.commands import MAX_BODY
 from sonosd.api.site import ApiService
@@ -36,6 +34,7 @@ from sonosd.control.commandargs import COMMANDS, parse_command
 from sonosd.delivery.clientjson import MAX_DEPTH
 from sonosd.delivery.hub import Hub, parse_cursor
 from tests.api_helpers import ADMIN, READER, household, publish
+from tests.log_capture import captured_failures
 
 TOKEN = "Bearer admin-secret"
 ARG_NAMES = [
@@ -76,23 +75,6 @@ class CheckingController:
             return fail(error)
         self.accepted.append((name, args))
         return succeed({"ok": True})
-
-
-@contextmanager
-def captured_failures() -> Iterator[list[LogEvent]]:
-    """Collect every log event with a traceback, or critical, while the block runs."""
-    bad: list[LogEvent] = []
-
-    def observe(event: LogEvent) -> None:
-        if "log_failure" in event or event.get("log_level") is LogLevel.critical:
-            bad.append(event)
-
-    observer = cast(ILogObserver, observe)
-    globalLogPublisher.addObserver(observer)
-    try:
-        yield bad
-    finally:
-        globalLogPublisher.removeObserver(observer)
 
 
 class TcpLikeTransport(StringTransport):

@@ -16,9 +16,8 @@ import contextlib
 import itertools
 import socket
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 from hypothesis import given, settings
@@ -27,7 +26,6 @@ from twisted.internet import reactor as global_reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import ILogObserver, LogEvent, LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
@@ -36,6 +34,7 @@ from sonosd.gena.notifyport import NotifyPort
 from sonosd.gena.notifyproto import MAX_HEAD, MAX_HEADERS, RESPONSES, NotifyProtocol
 from tests.conftest import free_loopback_base
 from tests.gena.test_listener import RC_BODY, SID, SPEAKER, RecordingSubscription
+from tests.log_capture import captured_failures
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 MAX_BODY = 4096
@@ -266,23 +265,6 @@ def hostile_bytes() -> st.SearchStrategy[list[bytes]]:
         ),
         max_size=20,
     )
-
-
-@contextmanager
-def captured_failures() -> Iterator[list[LogEvent]]:
-    """Collect every log event that carries a traceback or is critical while the block runs."""
-    bad: list[LogEvent] = []
-
-    def observe(event: LogEvent) -> None:
-        if "log_failure" in event or event.get("log_level") is LogLevel.critical:
-            bad.append(event)
-
-    observer = cast(ILogObserver, observe)
-    globalLogPublisher.addObserver(observer)
-    try:
-        yield bad
-    finally:
-        globalLogPublisher.removeObserver(observer)
 
 
 class HalfClosingTransport(StringTransport):
