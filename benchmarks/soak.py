@@ -26,13 +26,14 @@ At the end (activity stopped, faults cleared, a settle period) the soak asserts 
 1. every observer saw contiguous ids: a WebSocket or SSE client across its reconnections
    (resuming with its last id), the stream within each connection, the webhook receiver and
    the MQTT subscriber overall, where MQTT may only miss the ranges it reported on
-   ``bridge/gap``; duplicates are allowed (retries), gaps are not;
+   ``bridge/gap``; duplicates are allowed (retries), gaps are not; the stable clients, the
+   webhook receiver and MQTT all reach the last id;
 2. every loss on the speakers' side was reported: each dropped NOTIFY by an ``events.gap``,
    each outage or reboot by a ``subscription.lost`` (or ``events.gap``) of that speaker;
 3. the daemon's final state equals the simulator's for every speaker (volume, mute, transport
-   state, play mode, track, URI);
+   state, play mode, track, URI; a speaker missing from the daemon's snapshot differs);
 4. resident memory and open files are flat after the warm-up, and nothing was logged at
-   critical level.
+   critical level in the daemon's log (which must say "sonosd running").
 
 It prints the report and exits 0 when everything holds, 1 otherwise.
 """
@@ -991,6 +992,9 @@ class Soak:
         return bool(self.webhook.ids) and max(self.webhook.ids) >= last
 
     async def compare(self) -> list[str]:
+        """What differs between the daemon's snapshot and the speakers: each speaker's
+        volume, mute, transport state, play mode, track, URI and availability, and every
+        speaker the daemon does not follow."""
         speakers = {s["uid"]: s for s in await self.admin("GET", "/speakers")}
         snapshot = await self.api("/api/v1/snapshot")
         mismatches = []
@@ -1014,12 +1018,25 @@ class Soak:
             for name, (mine, theirs) in pairs.items():
                 if mine != theirs:
                     mismatches.append(f"{sim['name']} {name}: daemon {mine!r}, speaker {theirs!r}")
+        followed = {daemon["uid"] for daemon in snapshot["speakers"]}
+        mismatches.extend(
+            f"{sim['name']}: not in the daemon's snapshot"
+            for uid, sim in speakers.items()
+            if uid not in followed
+        )
         return mismatches
 
     def verify(self) -> None:
         for tracker in [*self.trackers.values(), *self.stream_trackers]:
             if tracker.gaps:
                 self.failures.append(f"{tracker.name}: ids missing {tracker.gaps[:5]}")
+        # An observer that stopped receiving has no gap: it must have reached the last id.
+        for tracker in self.observed_trackers():
+            if tracker.last_id < self.final_id:
+                self.failures.append(
+                    f"{tracker.name}: received up to id {tracker.last_id}, "
+                    f"the last is {self.final_id}"
+                )
         assert self.mqtt is not None
         with self.mqtt.lock:
             ids = set(self.mqtt.ids)
@@ -1045,6 +1062,9 @@ class Soak:
         self.critical = self.count_log("critical")
         if self.critical:
             self.failures.append(f"{self.critical} critical log lines (unhandled errors)")
+        if not self.log_says("sonosd running"):
+            # A log that is not the daemon's would count no critical line either.
+            self.failures.append(f"no 'sonosd running' line in {self.daemon_log}")
 
     def verify_losses_reported(self) -> None:
         """Each speaker fault that loses NOTIFYs shows as events.gap or subscription.lost."""
@@ -1088,10 +1108,20 @@ class Soak:
         if self.final_sample.fds > self.fds_warm + 8:
             self.failures.append(f"open files grew from {self.fds_warm} to {self.final_sample.fds}")
 
-    def count_log(self, level: str) -> int:
+    def log_says(self, text: str) -> bool:
+        """Whether a line of the daemon's log holds ``text``."""
         try:
             with open(self.daemon_log, errors="replace") as handle:
-                return sum(1 for line in handle if f" {level} [" in line)
+                return any(text in line for line in handle)
+        except OSError:
+            return False
+
+    def count_log(self, level: str) -> int:
+        """The daemon's log lines at ``level``: its second field (``<time> <level>
+        [<namespace>] <text>``), not the word anywhere in a line's text."""
+        try:
+            with open(self.daemon_log, errors="replace") as handle:
+                return sum(1 for line in handle if line.split(" ", 2)[1:2] == [level])
         except OSError:
             return 0
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from sonosd.blocking import CallTimeout, SocoRunner
@@ -68,6 +69,32 @@ class SocoRunnerTests(TestCase):
             sorted(thread.name for thread in threads), [f"sonosd-soco-{n}" for n in range(4)]
         )
         self.assertTrue(all(thread.daemon for thread in threads))
+
+    async def test_the_default_pool_runs_10_calls_at_once(self) -> None:
+        """A pool built with its defaults runs at most 10 calls at once, in threads named
+        ``sonosd-soco-0`` to ``-9``; the 11th and 12th wait for a free thread."""
+        runner = SocoRunner(reactor)
+        runner.startService()
+        release = threading.Event()
+        self.addCleanup(runner.stopService)
+        self.addCleanup(release.set)
+        lock = threading.Lock()
+        running: list[str] = []
+
+        def hold() -> None:
+            with lock:
+                running.append(threading.current_thread().name)
+            release.wait(10)
+
+        calls = [runner.run(hold) for _ in range(12)]
+        await until(lambda: len(running) == 10, "10 calls running")
+        await deferLater(reactor, 0.2)
+        self.assertEqual(len(running), 10)
+        self.assertEqual(sorted(running), sorted(f"sonosd-soco-{n}" for n in range(10)))
+        release.set()
+        await gatherResults(calls)
+        self.assertEqual(len(running), 12)
+        self.assertEqual(len(runner.pool.threads), 10)
 
     async def test_a_stopped_pool_refuses_calls(self) -> None:
         """A call made once the pool has stopped fails with an error naming the pool, and

@@ -67,6 +67,12 @@ class LimitArenasTests(SynchronousTestCase):
         assert limit_arenas(3, environ={}, mallopt=fn) is True
         assert fn.calls == [(M_ARENA_MAX, 3)]
 
+    def test_the_daemon_limits_itself_to_two_arenas(self) -> None:
+        """Called as ``twistd sonosd`` calls it (no count), it sets ``M_ARENA_MAX`` to 2."""
+        fn = Recorder()
+        assert limit_arenas(environ={}, mallopt=fn) is True
+        assert fn.calls == [(M_ARENA_MAX, 2)]
+
     def test_user_setting_wins(self) -> None:
         """With ``MALLOC_ARENA_MAX`` in the environment nothing is changed."""
         fn = Recorder()
@@ -97,6 +103,23 @@ class MemoryTrimmerTests(SynchronousTestCase):
         clock.advance(30)
         assert len(calls.calls) == 2
         assert trimmer.trims == 2
+
+    def test_trims_every_10_seconds_by_default(self) -> None:
+        """Built as the daemon builds it (no interval), the trimmer trims 10 s after the
+        start and every 10 s after that, not sooner."""
+        clock = Clock()
+        calls = Recorder()
+        trimmer = MemoryTrimmer(clock, trimmer=lambda: bool(calls()))
+        trimmer.startService()
+        self.addCleanup(trimmer.stopService)
+        clock.advance(9.9)
+        assert calls.calls == []
+        clock.advance(0.1)
+        assert len(calls.calls) == 1
+        clock.advance(9.9)
+        assert len(calls.calls) == 1
+        clock.advance(0.1)
+        assert len(calls.calls) == 2
 
     def test_stops(self) -> None:
         """After stopService no call is scheduled."""

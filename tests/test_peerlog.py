@@ -87,3 +87,19 @@ def test_stop_flushes() -> None:
     peer.stop()
     assert len(events) == 2
     assert clock.getDelayedCalls() == []
+
+
+def test_by_default_a_source_and_reason_is_logged_once_a_minute() -> None:
+    """Built as the API, the WebSocket channel and the MQTT sink build it (no interval given),
+    a peer log writes one line per source and reason per minute: a repeat 59 s after the
+    first is only counted, and its summary comes at 60 s."""
+    events: list[LogEvent] = []
+    clock = Clock()
+    peer = PeerLog(Logger(observer=cast(ILogObserver, events.append)), clock)
+    peer.emit("10.0.0.9", "malformed", "bad NOTIFY from {source}")
+    clock.advance(59)
+    peer.emit("10.0.0.9", "malformed", "bad NOTIFY from {source}")
+    assert len(events) == 1
+    clock.advance(1)
+    assert len(events) == 2
+    assert "1 more like this from 10.0.0.9 (malformed) in the last 60 s" in formatEvent(events[1])

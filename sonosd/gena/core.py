@@ -339,7 +339,8 @@ class BaseSubscription:
         self.speaker_host: str = urlparse(service.base_url).hostname or ""
         self._url = service.base_url + service.event_subscription_url
         self._lock = DeferredLock()
-        self._ops: set[Deferred[BaseSubscription]] = set()
+        # The calls not finished, in the order they were made (a dict keeps it).
+        self._ops: dict[Deferred[BaseSubscription], None] = {}
         self._auto_renew = False
         self._renewal: IDelayedCall | None = None
         self._registered = False
@@ -403,8 +404,13 @@ class BaseSubscription:
         return self._enqueue("unsubscribe", strict, False, self._unsubscribe)
 
     def cancel(self) -> None:
-        """End the subscription locally at once: no request, calls in progress cancelled."""
-        for operation in list(self._ops):
+        """End the subscription locally at once: no request, calls in progress cancelled.
+
+        The calls still waiting for their turn go first (they fail with ``CancelledError``),
+        then the one running: its end lets the next call in, which must not be there any
+        more to send its request.
+        """
+        for operation in reversed(list(self._ops)):
             operation.cancel()
         self._end("cancelled")
 
@@ -470,7 +476,7 @@ class BaseSubscription:
             return self
 
         operation = Deferred.fromCoroutine(run())
-        self._ops.add(operation)
+        self._ops[operation] = None
         operation.addBoth(self._op_done, operation)
         operation.addErrback(self._failed, action, strict, is_autorenew)
         result = SubscriptionDeferred(self, lambda _: operation.cancel())
@@ -482,7 +488,7 @@ class BaseSubscription:
         return error
 
     def _op_done(self, outcome: Any, operation: Deferred[BaseSubscription]) -> Any:
-        self._ops.discard(operation)
+        self._ops.pop(operation, None)
         return outcome
 
     def _failed(self, failure: Failure, action: str, strict: bool, is_autorenew: bool) -> Any:

@@ -495,6 +495,35 @@ class ControlDaemonTests(TestCase):
             client.messages, mark, topology_with(living, kitchen, office), "the party group"
         )
 
+    async def test_soco_never_polls_the_topology(self) -> None:
+        """Snapshots and their restore, for which SoCo asks whether a speaker coordinates its
+        group, take the topology from the caches the daemon feeds from ZoneGroupTopology
+        events: no SOAP request of SoCo's (``python-requests``) asks a speaker for
+        ``GetZoneGroupState``."""
+        from sonosd.sim.site import SpeakerResource
+
+        asked: list[tuple[str, str]] = []
+        answer = SpeakerResource._soap
+
+        def recorded(resource: Any, request: Any, service: Any) -> bytes:
+            agent = (request.getHeader("user-agent") or "").split("/")[0]
+            asked.append((agent, (request.getHeader("soapaction") or "").rsplit("#", 1)[-1]))
+            return answer(resource, request, service)
+
+        self.patch(SpeakerResource, "_soap", recorded)
+        daemon = await start_daemon(self)
+        for room, command, args in (
+            ("Office", "join", {"coordinator": "Kitchen"}),
+            ("Kitchen", "snapshot", {"name": "evening"}),
+            ("Office", "leave", {}),
+            ("Living Room", "restore", {"name": "evening"}),
+        ):
+            status, body = await daemon.post(room, command, args)
+            self.assertEqual(status, 200, body)
+        socos = [action for agent, action in asked if agent.strip('"') == "python-requests"]
+        self.assertTrue(socos, asked)
+        self.assertNotIn("GetZoneGroupState", socos)
+
     async def test_source_commands(self) -> None:
         """play_uri, play_favorite, queue list/add/clear and sleep_timer act on the simulated
         coordinator and are evented (AVTransport, Queue)."""

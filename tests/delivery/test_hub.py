@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from datetime import UTC, datetime
 
@@ -169,14 +170,15 @@ def test_ring_keeps_large_messages_compressed_and_replays_them_whole() -> None:
 
 
 def test_every_message_and_the_snapshot_carry_the_run() -> None:
-    """The run identifier sits next to id in every message and in the snapshot; each hub
-    (each start of the daemon) draws a different one."""
+    """The run identifier (12 hex digits) sits next to id in every message and in the
+    snapshot; each hub (each start of the daemon) draws a different one."""
     hub = Hub(Clock())
     message = hub.publish("event", {})
     assert list(message.body)[:2] == ["id", "run"]
     assert message.body["run"] == hub.run == hub.snapshot()["run"]
     assert json.loads(message.raw)["run"] == hub.run
     assert len({Hub(Clock()).run for _ in range(20)}) == 20
+    assert re.fullmatch("[0-9a-f]{12}", hub.run)
 
 
 def test_parse_cursor() -> None:

@@ -245,3 +245,42 @@ def test_benchmark_events_take_under_a_twelfth_of_their_json() -> None:
         hub.publish("event", fields, speaker=speaker, service=service)
     assert len(hub.ring) == 3_000
     assert hub.ring.stored_bytes < hub.ring.json_bytes / 12
+
+
+def test_the_hubs_ring_keeps_at_most_32_mib_of_compressed_json() -> None:
+    """A hub built with its defaults keeps at most 32 MiB of compressed JSON, the oldest
+    messages going first, and keeps close to that much (docs/design.md, "Replay ring")."""
+    hub = Hub(Clock())
+    pad = secrets.token_urlsafe(1 << 20)  # 1 MiB that deflate barely shrinks
+    for n in range(48):
+        # Each message different from the one before, so that no block shares its text.
+        hub.publish("event", {"pad": pad[n:] + pad[:n]})
+    ring = hub.ring
+    assert ring.stored_bytes <= 32 * 1024 * 1024
+    assert ring.stored_bytes > 28 * 1024 * 1024
+    assert ring.oldest is not None and ring.oldest > 1
+    assert [m.id for m in hub.since(ring.oldest - 1) or []] == list(range(ring.oldest, 49))
+
+
+def test_blocks_hold_64_messages_or_256_kb_of_json() -> None:
+    """A ring built with its defaults seals a block at 64 messages, or sooner once it holds
+    256 KB of JSON: the byte bound drops whole blocks, so the oldest id kept moves in steps
+    of that size."""
+    small = ReplayRing(100_000, 10_000)
+    oldest_seen = set()
+    for id in range(1, 401):
+        small.add(id, ("event", None, None, None), secrets.token_hex(100).encode())
+        oldest_seen.add(small.oldest)
+    assert len(oldest_seen) > 2
+    assert all((oldest - 1) % 64 == 0 for oldest in oldest_seen if oldest is not None)
+    large = ReplayRing(100_000, 400 * 1024)
+    oldest_seen = set()
+    for id in range(1, 31):
+        # 100 KB messages: a block reaches 256 KB, and is sealed, with its third.
+        large.add(id, ("event", None, None, None), secrets.token_hex(50 * 1024).encode())
+        oldest_seen.add(large.oldest)
+    assert len(oldest_seen) > 2
+    assert all((oldest - 1) % 3 == 0 for oldest in oldest_seen if oldest is not None)
+    oldest = large.oldest
+    assert oldest is not None
+    assert [id for id, _, _ in large.after(oldest - 1) or []] == list(range(oldest, 31))

@@ -7,6 +7,7 @@ events, a ``ServiceRef`` for a service.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from typing import Any
@@ -14,8 +15,10 @@ from typing import Any
 from soco.exceptions import SoCoException
 from treq.client import HTTPClient
 from treq.testing import RequestTraversalAgent
+from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.client import Agent, HTTPConnectionPool
 
 from sonosd.gena import core
 from sonosd.gena.event import Event
@@ -111,3 +114,33 @@ def test_service_ref_is_a_services_stand_in() -> None:
     assert service.base_url + service.event_subscription_url == (
         f"http://{SPEAKER}:1400/MediaRenderer/RenderingControl/Event"
     )
+
+
+class ConnectionFailureTests(TestCase):
+    """A speaker that refuses the connection, on the real reactor over loopback."""
+
+    async def test_refused_connection_is_gena_error_none_caused_by_the_refusal(self) -> None:
+        """A SUBSCRIBE whose connection is refused fails with ``GenaError(None)`` raised from
+        the original error, so that ``__cause__`` tells a refusal from other failures."""
+        from twisted.internet import reactor
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        # Nothing listens on ``port`` now: the connection is refused.
+        service = core.ServiceRef(
+            f"http://127.0.0.1:{port}", EVENT_URL, "RenderingControl", "RINCON_1", "Sonos_1"
+        )
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        subscription = core.BaseSubscription(
+            service,
+            RecordingListener(),
+            reactor=reactor,
+            http=HTTPClient(Agent(reactor, pool=pool)),
+            request_timeout=10.0,
+        )
+        with self.assertRaises(core.GenaError) as caught:
+            await subscription.subscribe()
+        assert caught.exception.status is None
+        assert isinstance(caught.exception.__cause__, ConnectionRefusedError)
+        assert not subscription.is_subscribed

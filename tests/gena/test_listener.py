@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import math
 import re
 import socket
 from collections.abc import Mapping
@@ -160,6 +161,34 @@ def test_the_documented_defaults_are_the_listeners() -> None:
     )
 
 
+def test_every_test_the_fixes_table_names_exists() -> None:
+    """Each test docs/gena.md's "What it fixes" table names (``Class::test``, ``Class::*``,
+    or a bare ``test_`` name after its class in the same cell) is a test of tests/gena/."""
+    defined: dict[str, set[str]] = {}
+    for path in (ROOT / "tests" / "gena").glob("test_*.py"):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef):
+                methods = defined.setdefault(node.name, set())
+                methods.update(
+                    item.name
+                    for item in node.body
+                    if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
+                )
+    text = (ROOT / "docs" / "gena.md").read_text()
+    table = text[text.index("## What it fixes") : text.index("## As `soco.config")]
+    named = 0
+    for row in table.splitlines()[4:]:
+        # The test column, without the file paths some references start with.
+        cell = re.sub(r"tests/[\w/]+\.py::", "", row.rstrip(" |").rsplit("|", 1)[-1])
+        owner = None
+        for owner_name, method in re.findall(r"(?:(\w+)::)?(test_\w+|\*)", cell):
+            owner = owner_name or owner
+            assert owner in defined, f"{row}: no test class {owner}"
+            assert method == "*" or method in defined[owner], f"{row}: no {owner}::{method}"
+            named += 1
+    assert named >= 30
+
+
 # -- check_notify (pure) --------------------------------------------------------------------
 
 
@@ -283,6 +312,60 @@ class DispatchTests(SynchronousTestCase):
                 f"4 more like this from {SPEAKER} (unknown_sid) in the last 60 s; the last: {line}",
             ),
         ]
+
+    def refused(self) -> tuple[int, int]:
+        """The NOTIFYs refused as for an ended SID and as for an unknown one."""
+        rejected = self.listener.rejected
+        return rejected["ended_sid"], rejected["unknown_sid"]
+
+    def ended(self, time_left: float) -> None:
+        """Register and unregister a subscription that had ``time_left`` seconds to run."""
+
+        @attrs.define
+        class Ending(RecordingSubscription):
+            time_left: float = 0.0
+
+        subscription = Ending(time_left=time_left)
+        self.listener.register(subscription)
+        self.listener.unregister(subscription)
+
+    def test_an_ended_sid_is_412_quietly_until_it_would_expire(self) -> None:
+        """A NOTIFY for the SID of a subscription that ended is 412, counted as ``ended_sid``
+        and logged at debug level only, until the subscription would have expired at the
+        speaker; after that it is an unknown SID."""
+        events: list[LogEvent] = []
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        self.ended(time_left=120.0)
+        assert Connection(self.listener).send(notify_bytes()) == 412
+        self.reactor.advance(119.9)
+        assert Connection(self.listener).send(notify_bytes()) == 412
+        assert (self.listener.rejected["ended_sid"], self.listener.rejected["unknown_sid"]) == (
+            2,
+            0,
+        )
+        assert {e["log_level"] for e in events if SID in formatEvent(e)} == {LogLevel.debug}
+        self.reactor.advance(0.1)
+        assert Connection(self.listener).send(notify_bytes()) == 412
+        assert (self.listener.rejected["ended_sid"], self.listener.rejected["unknown_sid"]) == (
+            2,
+            1,
+        )
+
+    def test_an_ended_sid_is_remembered_an_hour_at_most(self) -> None:
+        """The SID of an ended subscription that had more than an hour left (or an infinite
+        grant) is refused as ended for an hour, then as unknown."""
+        self.ended(time_left=math.inf)
+        self.reactor.advance(3599.9)
+        assert Connection(self.listener).send(notify_bytes()) == 412
+        assert self.listener.rejected["ended_sid"] == 1
+        self.reactor.advance(0.1)
+        assert Connection(self.listener).send(notify_bytes()) == 412
+        assert (self.listener.rejected["ended_sid"], self.listener.rejected["unknown_sid"]) == (
+            1,
+            1,
+        )
 
     def test_other_source_is_403(self) -> None:
         """A NOTIFY for a registered SID from another address is refused and not delivered."""
@@ -852,6 +935,24 @@ class LoopbackTests(TestCase):
         answer = await send_raw(self.base, listener.port, notify_bytes(), self.speaker)
         assert status_of(answer) == 200
         assert len(subscription.events) == 1
+
+    async def test_an_accepted_notify_logs_nothing(self) -> None:
+        """No access log line per NOTIFY: accepting and delivering NOTIFYs over the wire logs
+        nothing of sonosd's at any level (the test's own client connections log their
+        factories)."""
+        listener = self.start(port=0)
+        subscription = RecordingSubscription(speaker_host=self.speaker)
+        listener.register(subscription)
+        events: list[LogEvent] = []
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        for seq in range(3):
+            answer = await send_raw(self.base, listener.port, notify_bytes(seq=seq), self.speaker)
+            assert status_of(answer) == 200
+        assert len(subscription.events) == 3
+        ours = [e for e in events if str(e.get("log_namespace", "")).startswith("sonosd")]
+        assert [formatEvent(e) for e in ours] == []
 
     async def test_unknown_sid(self) -> None:
         """A NOTIFY for an unknown SID is answered 412 over the wire."""

@@ -18,7 +18,7 @@ from treq.client import HTTPClient
 from treq.testing import RequestTraversalAgent
 from twisted.internet import reactor as global_reactor
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import DeferredQueue, DeferredSemaphore
+from twisted.internet.defer import CancelledError, DeferredQueue, DeferredSemaphore
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
@@ -49,6 +49,7 @@ from sonosd.gena.subscription import (
     subscribe_headers,
 )
 from tests.conftest import free_loopback_base
+from tests.daemon_helpers import until
 from tests.gena.test_listener import held_timers
 
 SPEAKER = "127.0.0.2"
@@ -221,6 +222,20 @@ class Harness:
         )
 
 
+def two_sharing_one_slot() -> tuple[
+    Harness, Subscription, SubscriptionDeferred, SubscriptionDeferred
+]:
+    """Two subscriptions (5 s request timeout) sharing a limiter of one slot, both subscribing
+    to a speaker that holds its answers: the harness, the second subscription and the two
+    subscribe() Deferreds (the first one's request is on the wire, the second waits)."""
+    harness = Harness(timeout=5.0)
+    limiter = DeferredSemaphore(1)
+    harness.subscription._limiter = limiter
+    waiting = harness.sharing(limiter)
+    harness.speaker.script.extend([Answer(hang=True), Answer(hang=True)])
+    return harness, waiting, harness.subscription.subscribe(), waiting.subscribe()
+
+
 class SubscribeTests(SynchronousTestCase):
     """subscribe(): headers sent, state recorded, failures checked."""
 
@@ -285,14 +300,21 @@ class SubscribeTests(SynchronousTestCase):
         self.failureResultOf(harness.subscription.subscribe(), GenaError)
 
     def test_second_infinite(self) -> None:
-        """Second-infinite gives timeout None and an infinite time_left (SoCo crashes)."""
+        """Second-infinite gives timeout None and an infinite time_left (SoCo crashes), and
+        auto-renew then renews every hour (INFINITE_RENEW_INTERVAL), so that a reboot is
+        noticed."""
         harness = Harness()
         harness.speaker.script.append(Answer(200, {"SID": SID, "TIMEOUT": "Second-infinite"}))
         self.successResultOf(harness.subscription.subscribe(auto_renew=True))
         assert harness.subscription.timeout is None
         assert harness.subscription.time_left == math.inf
         [call] = harness.clock.getDelayedCalls()
-        assert call.getTime() == INFINITE_RENEW_INTERVAL
+        assert call.getTime() == INFINITE_RENEW_INTERVAL == 3600
+        harness.speaker.script.append(Answer(200, {"SID": SID, "TIMEOUT": "Second-infinite"}))
+        harness.clock.advance(3599.9)
+        assert harness.speaker.methods() == ["SUBSCRIBE"]
+        harness.clock.advance(0.1)
+        assert harness.speaker.methods() == ["SUBSCRIBE", "SUBSCRIBE"]
 
     def test_hung_subscribe_times_out(self) -> None:
         """A SUBSCRIBE the speaker never answers fails with GenaTimeout after the timeout."""
@@ -332,13 +354,7 @@ class SubscribeTests(SynchronousTestCase):
     def test_request_started_is_when_the_slot_was_had(self) -> None:
         """request_started is None while a request waits for a slot of the limiter, the
         clock time it got one while it runs, None again once it ended."""
-        harness = Harness(timeout=5.0)
-        limiter = DeferredSemaphore(1)
-        harness.subscription._limiter = limiter
-        waiting = harness.sharing(limiter)
-        harness.speaker.script.extend([Answer(hang=True), Answer(hang=True)])
-        first = harness.subscription.subscribe()
-        second = waiting.subscribe()
+        harness, waiting, first, second = two_sharing_one_slot()
         assert harness.subscription.request_started == 0.0
         assert waiting.request_started is None
         harness.clock.advance(3.0)
@@ -349,6 +365,32 @@ class SubscribeTests(SynchronousTestCase):
         grant_hung(harness.speaker, harness.agent)
         self.successResultOf(second)
         assert waiting.request_started is None
+
+    def test_the_wait_for_a_slot_is_not_counted_in_request_timeout(self) -> None:
+        """A request that waited 4 s for the limiter's slot still has its whole
+        ``request_timeout`` (5 s) once it has the slot."""
+        harness, _, first, second = two_sharing_one_slot()
+        harness.clock.advance(4.0)
+        grant_hung(harness.speaker, harness.agent)
+        self.successResultOf(first)
+        harness.clock.advance(4.9)
+        self.assertNoResult(second)
+        harness.clock.advance(0.1)
+        self.failureResultOf(second, GenaTimeout)
+
+    def test_request_timeout_is_10_seconds_by_default(self) -> None:
+        """A Subscription made without ``request_timeout`` gives a silent speaker 10 s, then
+        fails with GenaTimeout."""
+        harness = Harness()
+        subscription = Subscription(
+            FakeService(), harness.listener, reactor=harness.clock, http=HTTPClient(harness.agent)
+        )
+        harness.speaker.script.append(Answer(hang=True))
+        d = subscription.subscribe()
+        harness.clock.advance(9.9)
+        self.assertNoResult(d)
+        harness.clock.advance(0.1)
+        self.failureResultOf(d, GenaTimeout)
 
     def test_oversized_answer_body(self) -> None:
         """An answer body over MAX_RESPONSE_BODY is not read: GenaError."""
@@ -437,17 +479,23 @@ class SerialisationTests(SynchronousTestCase):
         assert harness.clock.getDelayedCalls() == []
 
     def test_cancel_ends_everything(self) -> None:
-        """cancel() aborts the call in flight and keeps nothing: no timer, no registration."""
+        """cancel() aborts the call in flight (a GenaError or CancelledError: its request was
+        on the wire) and fails the queued ones with CancelledError, and keeps nothing: no
+        timer, no registration."""
         harness = Harness()
         self.successResultOf(harness.subscription.subscribe(auto_renew=True))
         harness.speaker.script.append(Answer(hang=True))
         renewing = harness.subscription.renew()
+        queued = harness.subscription.renew()
         harness.subscription.cancel()
-        self.failureResultOf(renewing)
+        self.failureResultOf(renewing, GenaError, CancelledError)
+        self.failureResultOf(queued, CancelledError)
+        # The queued renewal never went out: cancel() sends nothing.
+        assert harness.speaker.methods() == ["SUBSCRIBE", "SUBSCRIBE"]
         assert harness.clock.getDelayedCalls() == []
         assert harness.listener.registered == {}
         assert not harness.subscription.is_subscribed
-        assert harness.subscription._ops == set()
+        assert not harness.subscription._ops
 
     def test_cancelling_the_deferred(self) -> None:
         """Cancelling a subscribe() Deferred ends the subscription and releases the race hold."""
@@ -897,6 +945,9 @@ class LoopbackSpeaker(Resource):
         self.counter = 0
         self.answers: list[int] = []
         self.agent = Agent(global_reactor, bindAddress=(address, 0))
+        #: UNSUBSCRIBEs go unanswered (kept in ``hung``) while true.
+        self.hang_unsubscribe = False
+        self.hung: list[server.Request] = []
 
     def render_SUBSCRIBE(self, request: server.Request) -> bytes:
         sid = request.getHeader("sid")
@@ -915,7 +966,10 @@ class LoopbackSpeaker(Resource):
         request.setHeader("TIMEOUT", timeout)
         return b""
 
-    def render_UNSUBSCRIBE(self, request: server.Request) -> bytes:
+    def render_UNSUBSCRIBE(self, request: server.Request) -> bytes | int:
+        if self.hang_unsubscribe:
+            self.hung.append(request)
+            return server.NOT_DONE_YET
         sid = request.getHeader("sid") or ""
         if self.subscriptions.pop(sid, None) is None:
             request.setResponseCode(412)
@@ -1001,6 +1055,62 @@ class EndToEndTests(TestCase):
         await _shutdown_default()
         assert self.speaker.subscriptions == {}
         assert not sub.is_subscribed
+
+    async def test_the_default_listener_reads_socos_settings_and_outlives_its_subscriptions(
+        self,
+    ) -> None:
+        """The compatibility listener is made from SoCo's settings as they are at its first
+        use (set here long after ``sonosd.gena`` was imported), advertises
+        ``EVENT_ADVERTISE_IP``, and keeps running when its last subscription ends: the next
+        subscription uses it again and gets its events."""
+        use_as_events_module(self)
+        saved = soco_config.EVENT_ADVERTISE_IP
+        self.addCleanup(setattr, soco_config, "EVENT_ADVERTISE_IP", saved)
+        # Every interface, so that NOTIFYs to the advertised loopback address arrive too.
+        soco_config.EVENT_LISTENER_IP = "0.0.0.0"
+        soco_config.EVENT_ADVERTISE_IP = "127.0.0.9"
+        device = soco.SoCo(self.speaker_address)
+        first = device.renderingControl.subscribe()
+        first.subscription.callback = self.events.put
+        await first
+        await self.next_event()
+        listener = sonosd.gena.default_listener()
+        assert listener.interface == "0.0.0.0" and listener.port != 1400
+        [callback, _] = next(iter(self.speaker.subscriptions.values()))
+        assert callback == f"http://127.0.0.9:{listener.port}/"
+        await first.subscription.unsubscribe()
+        assert self.speaker.subscriptions == {}
+        assert listener.is_running
+        again = device.renderingControl.subscribe()
+        again.subscription.callback = self.events.put
+        await again
+        assert sonosd.gena.default_listener() is listener
+        assert (await self.next_event()).sid == again.subscription.sid
+
+    async def test_the_default_listener_stops_within_5_seconds_of_a_hung_speaker(self) -> None:
+        """The compatibility listener's shutdown trigger gives the UNSUBSCRIBEs 5 s in all: a
+        speaker that never answers holds the shutdown 5 s, not its 10 s request timeout, and
+        the listener is stopped."""
+        use_as_events_module(self)
+        device = soco.SoCo(self.speaker_address)
+        subscribed = device.renderingControl.subscribe()
+        sub = subscribed.subscription
+        sub.callback = self.events.put
+        await subscribed
+        await self.next_event()
+        listener = sonosd.gena.default_listener()
+        self.speaker.hang_unsubscribe = True
+        marks: list[str] = []
+        global_reactor.callLater(4.5, marks.append, "4.5 s")
+        closing = _shutdown_default()
+        closing.addBoth(lambda _: marks.append("closed"))
+        await closing
+        assert marks == ["4.5 s", "closed"]
+        assert len(self.speaker.hung) == 1 and not self.speaker.hung[0].finished
+        assert not listener.running
+        # Let the hung UNSUBSCRIBE end, so that nothing is left on the reactor.
+        self.speaker.hung[0].finish()
+        await until(lambda: not sub.is_subscribed and sub.request_started is None, "the end")
 
 
 def use_as_events_module(test: TestCase) -> None:

@@ -148,6 +148,18 @@ class TrackerTests(SynchronousTestCase):
         self.tracker.transport_event(REF, {"current_track": "99"})
         self.assertEqual(len(self.processor.states), 3)
 
+    def test_two_reads_of_one_speaker_are_at_least_2_seconds_apart(self) -> None:
+        """A track change 1 s after a read is read 2 s after that read, not sooner."""
+        self.make(interval=0)
+        self.tracker.transport_event(REF, {"current_track": "1"})
+        self.assertEqual(len(self.processor.states), 1)
+        self.clock.advance(1.0)
+        self.tracker.transport_event(REF, {"current_track": "2"})
+        self.clock.advance(0.99)
+        self.assertEqual(len(self.processor.states), 1)
+        self.clock.advance(0.01)
+        self.assertEqual(len(self.processor.states), 2)
+
     def test_failed_read_and_forget(self) -> None:
         """A failed read publishes nothing and the next one still comes; forget stops it."""
         self.make(interval=10.0)

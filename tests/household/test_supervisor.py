@@ -859,6 +859,46 @@ class SubscriptionFactoryTests(SynchronousTestCase):
         )
         self.assertIs(third._http, given)
 
+    def test_at_most_64_gena_requests_in_flight(self) -> None:
+        """The daemon's subscriptions have at most 64 GENA requests in flight at once: of 66
+        SUBSCRIBEs to speakers that do not answer, 64 go out, and one more each time a
+        request ends."""
+        from soco import SoCo
+        from treq.client import HTTPClient
+        from twisted.internet.defer import Deferred
+        from twisted.internet.testing import MemoryReactorClock
+        from twisted.web.iweb import IAgent
+        from zope.interface import implementer
+
+        from tests.gena.test_subscription import RecordingListener
+
+        @implementer(IAgent)
+        class SilentAgent:
+            """Sends nothing anywhere: each request waits for the test to end it."""
+
+            def __init__(self) -> None:
+                self.requests: list[Deferred[Any]] = []
+
+            def request(self, *args: Any, **kwargs: Any) -> Deferred[Any]:
+                self.requests.append(Deferred())
+                return self.requests[-1]
+
+        reactor = MemoryReactorClock()
+        agent = SilentAgent()
+        make = gena_subscriptions(
+            reactor, RecordingListener(), request_timeout=600.0, http=HTTPClient(agent)
+        )
+        pending = [make(SoCo(f"127.0.1.{n}"), "RenderingControl").subscribe() for n in range(1, 67)]
+        for d in pending:
+            d.addErrback(lambda _: None)
+        self.assertEqual(len(agent.requests), 64)
+        agent.requests[0].errback(ConnectionRefusedError())
+        self.assertEqual(len(agent.requests), 65)
+        agent.requests[1].errback(ConnectionRefusedError())
+        self.assertEqual(len(agent.requests), 66)
+        for d in pending:
+            d.cancel()
+
 
 class ConsistencyCheckTests(SynchronousTestCase):
     """A lost last NOTIFY is found by comparing a cheap read with the state."""

@@ -124,10 +124,12 @@ class Broker:
 
 
 class Subscriber(ProcessProtocol):
-    """A ``mosquitto_sub`` process; each line is ``(retained, topic, payload)``."""
+    """A ``mosquitto_sub`` process (subscribed at QoS 1); each line is ``(retained, topic,
+    payload)``, and ``qos`` has ``(topic, QoS)`` of each: the lower of the publisher's and 1."""
 
     def __init__(self, reactor: Any, broker: Broker, topic: str, *more: str) -> None:
         self.lines: list[tuple[bool, str, str]] = []
+        self.qos: list[tuple[str, int]] = []
         self._buffer = b""
         self._waiters: list[tuple[Callable[[], bool], Deferred[None]]] = []
         self.ended: Deferred[None] = Deferred()
@@ -143,7 +145,7 @@ class Subscriber(ProcessProtocol):
             topic,
             *(argument for extra in more for argument in ("-t", extra)),
             "-F",
-            "%r\t%t\t%p",
+            "%r\t%q\t%t\t%p",
         ]
         if broker.ca_file is not None:
             args += ["--cafile", broker.ca_file]
@@ -155,8 +157,9 @@ class Subscriber(ProcessProtocol):
         self._buffer += data
         while b"\n" in self._buffer:
             line, self._buffer = self._buffer.split(b"\n", 1)
-            retained, topic, payload = line.decode(errors="replace").split("\t", 2)
+            retained, qos, topic, payload = line.decode(errors="replace").split("\t", 3)
             self.lines.append((retained == "1", topic, payload))
+            self.qos.append((topic, int(qos)))
         for predicate, d in list(self._waiters):
             if predicate():
                 self._waiters.remove((predicate, d))
@@ -403,6 +406,13 @@ class MqttBrokerTests(TestCase):
         self.assertEqual(sub.payloads("sonos/Office/availability")[-1], "offline")
         event_lines = [line for line in sub.lines if "/event/" in line[1]]
         self.assertFalse(any(retained for retained, _, _ in event_lines))
+        # Events at QoS 1 (resent after a broker that died before reading them), retained
+        # state at QoS 0 (republished on every connect instead).
+        qos = {(topic.split("/")[2], level) for topic, level in sub.qos if topic.count("/") >= 2}
+        self.assertIn(("event", 1), qos)
+        self.assertIn(("state", 0), qos)
+        self.assertEqual({level for kind, level in qos if kind == "event"}, {1})
+        self.assertEqual({level for kind, level in qos if kind == "state"}, {0})
 
     async def test_broker_restart_republishes_retained_state(self) -> None:
         """After the broker restarts (losing retained messages) the sink reconnects and
@@ -456,6 +466,7 @@ class MqttBrokerTests(TestCase):
         await sub.wait(sub.has("sonos/bridge/gap"), self.reactor)
         [(retained, _, payload)] = [line for line in sub.lines if line[1] == "sonos/bridge/gap"]
         self.assertFalse(retained)
+        self.assertEqual([q for t, q in sub.qos if t == "sonos/bridge/gap"], [1])
         self.assertEqual(json.loads(payload), {"missed": 3, "first_id": ids[0], "last_id": ids[2]})
         self.assertEqual(sink.connects, 2)
 
