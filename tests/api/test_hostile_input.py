@@ -264,8 +264,9 @@ def test_command_bodies_get_a_json_answer_never_a_500(
                 assert "nest" in error["message"] or "deep" in error["message"], error
             if expected == "not_object" and command:
                 assert (status, error["code"]) == (400, "bad_request")
-        if expected == "sized" and command:
-            assert status == (413 if len(body) > MAX_BODY else status)
+        if expected == "sized" and len(body) > MAX_BODY:
+            # Refused by the channel, before the route (and the command name) is looked at.
+            assert (status, json.loads(answer)["error"]["code"]) == (413, "too_large")
         still_serving(api)
     assert failures == []
 
@@ -628,6 +629,21 @@ def test_websocket_operations_get_an_answer_and_the_connection_stays(
         )
         assert json.loads(payload) == {"type": "result", "id": 1, "result": {"ok": True}}
     assert failures == []
+
+
+def test_websocket_operations_at_and_over_the_nesting_bound() -> None:
+    """A WebSocket operation nested 32 levels is read; one nested 33 gets a ``bad_request``
+    error saying so, and the socket stays open."""
+    socket = Socket(Api())
+    for depth, code in ((MAX_DEPTH, "bad_filter"), (MAX_DEPTH + 1, "bad_request")):
+        inner = depth - 1
+        [(opcode, payload)] = socket.send(
+            b'{"op": "filter", "types": ' + b"[" * inner + b"]" * inner + b"}"
+        )
+        error = json.loads(payload)["error"]
+        assert (opcode, error["code"]) == (1, code), error
+        if code == "bad_request":
+            assert "nest" in error["message"] or "deep" in error["message"], error
 
 
 def test_a_text_frame_not_utf8_closes_with_1007() -> None:
