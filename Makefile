@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # System packages the test suite needs (mosquitto: the MQTT sink's broker; systemd: systemd-analyze;
 # chromium: the dashboard's browser tests, driven by Playwright, which cannot download its own;
-# espeak-ng: the announcements' default text-to-speech command).
-APT_PACKAGES := mosquitto mosquitto-clients systemd chromium espeak-ng
+# espeak-ng: the announcements' default text-to-speech command; iproute2: `ip`, which stages a
+# Docker bridge container's address in a network namespace for the doctor's test).
+APT_PACKAGES := mosquitto mosquitto-clients systemd chromium espeak-ng iproute2
 
 .PHONY: demo test lint typecheck unit bench soak sysdeps clean screenshots
 

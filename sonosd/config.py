@@ -172,6 +172,7 @@ class MqttConfig:
     password: str | None = attrs.field(default=None, repr=False)
     prefix: str = "sonos"
     client_id: str = "sonosd"
+    keepalive: int = 30
     homeassistant: bool = False
     discovery_prefix: str = "homeassistant"
 

@@ -373,7 +373,13 @@ class FakeReader:
 class Harness:
     """A supervisor context made of fakes and a Clock."""
 
-    def __init__(self, services: tuple[str, ...] = ("RenderingControl",), **config: Any) -> None:
+    def __init__(
+        self,
+        services: tuple[str, ...] = ("RenderingControl",),
+        resolve: Callable[[str], str] = lambda host: host,
+        **config: Any,
+    ) -> None:
+        """@param resolve: Host name to address (the context's; default: the name itself)."""
         self.clock = Clock()
         self.runner = FakeRunner()
         self.processor = FakeProcessor()
@@ -395,7 +401,7 @@ class Harness:
             services=services,
             callback_url=lambda host: "http://127.0.0.1:1400/",
             soco_factory=self.household.soco,
-            resolve=lambda host: host,
+            resolve=resolve,
             random=lambda: self.jitter,
             describe=self.household.describe,
             ping=self.household.ping,

@@ -863,6 +863,18 @@ def test_mqtt_password_env_missing() -> None:
     )
 
 
+def test_mqtt_keepalive() -> None:
+    """``mqtt.keepalive`` defaults to 30 s, takes whole seconds from 1 to 65535 (MQTT's
+    16-bit field), and anything else is a one-line error naming the key."""
+    assert parse_config("sinks: {mqtt: {}}\n").sinks.mqtt == MqttConfig(keepalive=30)
+    assert parse_config("sinks: {mqtt: {keepalive: 5}}\n").sinks.mqtt == MqttConfig(keepalive=5)
+    for bad in ("0", "65536", "2.5", "fast"):
+        assert error_of(f"sinks: {{mqtt: {{keepalive: {bad}}}}}\n").startswith(
+            "config.yaml:1: sinks.mqtt.keepalive: expected a whole number of seconds from 1 to "
+            "65535, got "
+        ), bad
+
+
 def test_secret_values_are_never_shown() -> None:
     """A secret of the wrong type is refused without echoing it."""
     assert error_of("sinks:\n  mqtt: {password: 123456}\n") == (

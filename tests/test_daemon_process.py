@@ -53,18 +53,24 @@ class Processes:
         self.started: list[tuple[subprocess.Popen[bytes], Path]] = []
 
     def start(
-        self, name: str, *arguments: str, env: dict[str, str] | None = None
+        self,
+        name: str,
+        *arguments: str,
+        env: dict[str, str] | None = None,
+        prefix: Sequence[str] = (),
     ) -> subprocess.Popen[bytes]:
         """Run ``twistd -n --pidfile= <arguments>`` in its own directory under the test's.
 
         @param env: Variables added to this process's environment.
+        @param prefix: A command that runs twistd (``unshare ...``, ``nsenter ...``, ending
+            in an ``exec`` of it, so that the process started is twistd's).
         """
         cwd = self.directory / name
         cwd.mkdir()
         log = cwd / "output.log"
         with log.open("wb") as output:
             process = subprocess.Popen(
-                [TWISTD, "-n", "--pidfile=", *arguments],
+                [*prefix, TWISTD, "-n", "--pidfile=", *arguments],
                 cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=output,
@@ -464,9 +470,21 @@ def follow(
     the process and its API's URL."""
     document, api_port = following(base, devices)
     document["subscription"].update(subscription)
+    return start_configured(processes, tmp_path, document), f"http://127.0.0.1:{api_port}"
+
+
+def start_configured(
+    processes: Processes,
+    tmp_path: Path,
+    document: dict[str, Any],
+    *arguments: str,
+    prefix: Sequence[str] = (),
+) -> subprocess.Popen[bytes]:
+    """Write ``document`` to ``sonosd.yaml`` and start ``twistd sonosd`` with it (and these
+    command-line ``arguments``, run through ``prefix``)."""
     config = tmp_path / "sonosd.yaml"
     config.write_text(json.dumps(document))
-    return processes.start("daemon", "sonosd", "-c", str(config)), f"http://127.0.0.1:{api_port}"
+    return processes.start("daemon", "sonosd", "-c", str(config), *arguments, prefix=prefix)
 
 
 def test_ready_health_and_doctor_follow_an_offline_speaker(
@@ -568,6 +586,239 @@ def test_doctor_names_a_upnp_off_and_an_offline_speaker(
         in lines
     )
     assert lines[-1] == "2 problem(s) found."
+
+
+def follow_by_name(
+    processes: Processes, tmp_path: Path, base: str, names: dict[str, str], *devices: str
+) -> tuple[subprocess.Popen[bytes], str, Path]:
+    """Start ``twistd sonosd`` following ``devices`` with an /etc/hosts of its own (a
+    private mount namespace) that gives ``names`` their addresses, so that the system's
+    resolver answers for them without touching the machine's: the process, its API's URL
+    and that hosts file (rewritten in place, it answers differently).
+
+    The namespace's resolver reads only that file (``hosts: files``, and a nameserver on
+    loopback besides): a name it does not hold is not found without a DNS query leaving the
+    machine."""
+    hosts = tmp_path / "hosts"
+    write_hosts(hosts, names)
+    nsswitch = tmp_path / "nsswitch.conf"
+    nsswitch.write_text("hosts: files\n")
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\n")
+    private_hosts = (
+        f"mount --bind {hosts} /etc/hosts && mount --bind {nsswitch} /etc/nsswitch.conf"
+        f' && mount --bind {resolv} /etc/resolv.conf && exec "$0" "$@"'
+    )
+    document, api_port = following(base, devices)
+    document["subscription"]["silence_timeout"] = 1.0
+    daemon = start_configured(
+        processes, tmp_path, document, prefix=("unshare", "-m", "sh", "-c", private_hosts)
+    )
+    return daemon, f"http://127.0.0.1:{api_port}", hosts
+
+
+def write_hosts(hosts: Path, names: dict[str, str]) -> None:
+    """Write an /etc/hosts (in place: a bind mount of it follows) giving ``names``."""
+    lines = ["127.0.0.1 localhost", *(f"{address} {name}" for name, address in names.items())]
+    hosts.write_text("\n".join(lines) + "\n")
+
+
+def test_devices_by_host_name_resolve_or_say_host_not_found(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """A speaker listed by a host name (resolved by the system's resolver, from the daemon's
+    /etc/hosts) is identified and evented; a name that does not resolve is said in the log,
+    in /health and by ``sonosctl doctor`` as ``host not found``."""
+    admin = start_simulator(processes, loopback_base, 1)
+    [simulated] = get_json(f"{admin}/speakers")
+    name = "kitchen.sonos.test"
+    missing = "no-such-speaker.invalid"  # RFC 6761: never resolves (and not asked of DNS)
+    daemon, api, _ = follow_by_name(
+        processes, tmp_path, loopback_base, {name: simulated["address"]}, name, missing
+    )
+
+    def evented() -> Any:
+        assert daemon.poll() is None, processes.output(daemon)
+        status, body = get(f"{api}/api/v1/diagnostics")
+        found = [s for s in body["speakers"] if s["uid"]] if status == 200 else []
+        services = found[0]["services"].values() if found else ()
+        return (
+            found if len([s for s in services if s["evented"]]) == len(DEFAULT_SERVICES) else None
+        )
+
+    [speaker] = wait_for(evented, f"the speaker named {name} identified and evented")
+    assert (speaker["uid"], speaker["configured_host"], speaker["host"]) == (
+        simulated["uid"],
+        name,
+        simulated["address"],
+    )
+    reason = f"{missing} cannot be identified (host not found)"
+    health = wait_for(
+        lambda: (lambda body: body if reason in body["reasons"] else None)(
+            get(f"{api}/api/v1/health")[1]
+        ),
+        "the unresolvable name in /health",
+    )
+    assert health["status"] == "degraded", health
+    status, text = doctor(api)
+    assert status == 1, text
+    assert f"cannot reach the speaker configured as {missing} (host not found)" in text
+    said = f"cannot identify speaker {missing}: host not found; trying again until it answers"
+    assert processes.output(daemon).count(said) == 1, processes.output(daemon)
+
+
+def test_a_speaker_listed_by_name_is_found_at_the_address_its_name_gets(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """A speaker listed by a host name (resolved by the system's resolver from an /etc/hosts
+    private to the daemon) that moves to another address while it is off, unseen by sonosd,
+    is followed there once its name resolves to the new address: online and evented again."""
+    admin = start_simulator(processes, loopback_base, 1)
+    [speaker] = get_json(f"{admin}/speakers")
+    old = speaker["address"]
+    new = free_loopback_base(count=1)
+    name = "kitchen.sonos.test"
+    daemon, api, hosts = follow_by_name(processes, tmp_path, loopback_base, {name: old}, name)
+
+    def evented_at(address: str) -> Any:
+        assert daemon.poll() is None, processes.output(daemon)
+        status, body = get(f"{api}/api/v1/diagnostics")
+        [found] = body["speakers"] if status == 200 else [{}]
+        services = (found.get("services") or {}).values()
+        return (
+            found.get("host") == address
+            and found.get("availability") == "online"
+            and len([s for s in services if s["evented"] and s["state"] == "subscribed"])
+            == len(DEFAULT_SERVICES)
+        )
+
+    wait_for(lambda: evented_at(old), f"kitchen.sonos.test followed at {old}")
+    # Off the network, it comes back at a new address (a new DHCP lease): its subscriptions
+    # are gone and nothing tells sonosd where it went but its name.
+    admin_call(admin, "POST", "/speakers/0/offline", {"mode": "refuse"})
+    wait_for(lambda: get(f"{api}/api/v1/ready")[0] == 503, "the speaker offline")
+    admin_call(admin, "POST", "/speakers/0/address", {"address": new})
+    admin_call(admin, "POST", "/speakers/0/reboot", {"downtime": 0})
+    admin_call(admin, "POST", "/speakers/0/online", {})
+    write_hosts(hosts, {name: new})
+    wait_for(lambda: evented_at(new), f"kitchen.sonos.test followed at {new}")
+    assert "(kitchen.sonos.test resolved again)" in processes.output(daemon)
+
+
+#: What ``/proc/1/cgroup`` holds in a Docker container (cgroup v2, systemd driver).
+DOCKER_CGROUP = "0::/system.slice/docker-4f2a9c1e.scope\n"
+
+#: The container's address on Docker's default bridge network.
+BRIDGE_ADDRESS = "172.17.0.2"
+
+
+def inside(pid: int, *argv: str) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` in the network and mount namespaces of process ``pid``."""
+    return subprocess.run(
+        ["nsenter", "-t", str(pid), "-n", "-m", *argv],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+    )
+
+
+#: A request from inside the namespaces: its JSON answer, or ``null`` when nothing answers.
+_REQUEST = """
+import json, sys, urllib.error, urllib.request
+method, url, body = sys.argv[1:]
+request = urllib.request.Request(url, data=body.encode() or None, method=method)
+request.add_header("Content-Type", "application/json")
+try:
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        print(answer.read().decode() or "null")
+except (ConnectionError, urllib.error.URLError):
+    print("null")
+"""
+
+
+def request_inside(pid: int, method: str, url: str, body: Any = None) -> Any:
+    """An HTTP request made in ``pid``'s namespaces: its decoded JSON answer."""
+    text = "" if body is None else json.dumps(body)
+    done = inside(pid, sys.executable, "-c", _REQUEST, method, url, text)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_doctor_in_a_docker_bridge_container_says_what_to_change(
+    processes: Processes, tmp_path: Path
+) -> None:
+    """In namespaces that look like a Docker bridge container to what sonosd reads (its only
+    LAN address 172.17.0.2, /proc/1/cgroup of a Docker container), a daemon whose speaker's
+    NOTIFYs never arrive is told by ``sonosctl doctor``, run beside it as in ``docker compose
+    exec``, the callback URL, the container's private address and what to change."""
+    cgroup = tmp_path / "cgroup"
+    cgroup.write_text(DOCKER_CGROUP)
+    container = (
+        "ip link set lo up"
+        f" && ip addr add {BRIDGE_ADDRESS}/16 dev lo"
+        # As behind Docker's NAT, the container's address is the source towards the speakers.
+        f" && ip route change local 127.0.0.0/8 dev lo table local src {BRIDGE_ADDRESS}"
+        f" && mount --bind {cgroup} /proc/1/cgroup"
+        ' && exec "$0" "$@"'
+    )
+    base, admin_port, api_port, listener_port = "127.1.0.2", 8081, 8080, 1500
+    simulator = processes.start(
+        "sim",
+        "sonos-sim",
+        "--speakers",
+        "1",
+        "--base-address",
+        base,
+        "--admin",
+        f"tcp:{admin_port}:interface=127.0.0.1",
+        prefix=("unshare", "-m", "-n", "sh", "-c", container),
+    )
+    admin = f"http://127.0.0.1:{admin_port}"
+
+    def simulated() -> Any:
+        assert simulator.poll() is None, processes.output(simulator)
+        return request_inside(simulator.pid, "GET", f"{admin}/speakers")
+
+    [speaker] = wait_for(simulated, "the simulator in its namespaces")
+    # The speakers cannot reach the container: none of their NOTIFYs arrives.
+    request_inside(
+        simulator.pid, "PATCH", f"{admin}/speakers/0/gena/faults", {"drop_next": 1_000_000}
+    )
+    document, _ = following(base, [speaker["address"]])
+    document["listener"] = {"interface": "0.0.0.0", "port": listener_port}
+    document["api"] = {"listen": f"tcp:{api_port}:interface=127.0.0.1"}
+    daemon = start_configured(
+        processes, tmp_path, document, prefix=("nsenter", "-t", str(simulator.pid), "-n", "-m")
+    )
+    api = f"http://127.0.0.1:{api_port}"
+
+    def polled() -> Any:
+        assert daemon.poll() is None, processes.output(daemon)
+        body = request_inside(simulator.pid, "GET", f"{api}/api/v1/diagnostics")
+        services = body["speakers"][0]["services"].values() if body else ()
+        return body if services and all(s["state"] == "polling" for s in services) else None
+
+    diagnostics = wait_for(polled, "every subscription polling, no NOTIFY having arrived")
+    host = diagnostics["host"]
+    assert (host["container"], host["bridge_network"], host["lan_addresses"]) == (
+        "docker",
+        True,
+        [BRIDGE_ADDRESS],
+    ), host
+    callback = diagnostics["speakers"][0]["callback_url"]
+    assert callback == f"http://{BRIDGE_ADDRESS}:{listener_port}/"
+    sonosctl = str(Path(sys.executable).parent / "sonosctl")
+    done = inside(simulator.pid, "env", "SONOSD_TOKEN=", sonosctl, "--url", api, "doctor")
+    assert done.returncode == 1, done.stdout + done.stderr
+    text = " ".join(done.stdout.split())
+    assert f"No NOTIFY has arrived from {speaker['name']} ({speaker['address']})" in text, text
+    assert f"cannot reach sonosd's callback URL {callback}" in text, text
+    assert (
+        f"sonosd runs in a docker on a bridge network: its address ({BRIDGE_ADDRESS}) is "
+        "private to the container host, so the speakers cannot reach it. Use host networking "
+        f"(network_mode: host), or publish the port ({listener_port}:{listener_port}) and set "
+        "listener.advertise to the host's LAN address."
+    ) in text, text
 
 
 def test_the_example_configuration_is_never_ready(processes: Processes) -> None:
@@ -1102,12 +1353,10 @@ def test_sighup_keeps_the_command_line_overrides(
     document["api"] = {"listen": "tcp:8080:interface=127.0.0.1"}
     document["log"] = {"level": "info"}
     config = tmp_path / "sonosd.yaml"
-    config.write_text(json.dumps(document))
-    daemon = processes.start(
-        "daemon",
-        "sonosd",
-        "-c",
-        str(config),
+    daemon = start_configured(
+        processes,
+        tmp_path,
+        document,
         "--listen-interface",
         "127.0.0.1",
         "--listen-port",

@@ -29,7 +29,7 @@ from sonosd.config import AnnounceConfig
 from sonosd.control.alarms import AlarmCommands
 from sonosd.control.announce import AnnounceCommands
 from sonosd.control.commandargs import ControlError, Params, bad_argument, parse_command
-from sonosd.control.context import GroupSnapshot, Handler
+from sonosd.control.context import GroupSnapshot, Handler, call_meaning
 from sonosd.control.inputs import InputCommands
 from sonosd.control.library import LibraryCommands
 from sonosd.control.queue import QueueCommands
@@ -654,8 +654,21 @@ class Controller:
 
     async def _do_play_mode(self, ref: SpeakerRef, params: Params) -> dict[str, Any]:
         coordinator = self.coordinator(ref)
-        return await self.call(
+        # SetCrossfadeMode is 800 on content that cannot crossfade (SetPlayMode says 712):
+        # reference/samples/service_descriptions/documentation.json.
+        meanings = {
+            800: (
+                "not_supported",
+                409,
+                f"{coordinator.name or coordinator.uid} cannot crossfade what it plays now "
+                "(a radio stream, line-in or TV): Sonos crossfades only between tracks of "
+                "the queue",
+            )
+        }
+        return await call_meaning(
+            self,
             coordinator,
+            meanings if "crossfade" in params else {},
             _play_mode,
             params.get("shuffle"),
             params.get("repeat"),

@@ -347,6 +347,8 @@ class ServiceSupervisor:
         self._resync: Deferred[Any] | None = None
         self._resync_again = False
         self._lost_at = 0.0
+        # The renewal under way checks whether the speaker still holds its subscriptions.
+        self._probing = False
         self._seq = SeqTracker()
         self._notified = False
 
@@ -515,16 +517,20 @@ class ServiceSupervisor:
         delay = renew_delay(granted, self._config.renew_fraction, self._ctx.random, first=first)
         self._timer = self._ctx.clock.callLater(delay, self._begin_renew)
 
-    def renew_now(self) -> bool:
+    def renew_now(self, probe: bool = False) -> bool:
         """Renew at once rather than when due: whether the speaker still holds the
         subscription is in doubt (a 412 answer is a reboot, handled as on any renewal).
 
+        @param probe: The renewal stands for all the speaker's subscriptions (a reboot the
+            topology showed may have made it forget them): any failure, not only a 412, is
+            then taken as that reboot, and every service is subscribed afresh.
         @return: Whether a renewal was started (only a subscribed service renews).
         """
         if self.state is not ServiceState.SUBSCRIBED or self.subscription is None:
             return False
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
+        self._probing = probe
         self._begin_renew()
         return True
 
@@ -541,6 +547,7 @@ class ServiceSupervisor:
         request = functools.partial(subscription.renew, requested_timeout=self._config.timeout)
         if not await self._request(gen, "renew", request):
             return
+        self._probing = False
         self.renewals += 1
         log.debug(
             "renewed {speaker} {service} for {timeout} s",
@@ -583,15 +590,22 @@ class ServiceSupervisor:
     def _failed(self, failure: Failure, during: str) -> None:
         kind, reason = describe_failure(failure)
         self._operation = None
+        probe, self._probing = self._probing, False
         if during == "renew":
             self.renewal_failures += 1
         else:
             self.subscribe_failures += 1
-        if during == "renew" and kind is FailureKind.GONE and reason == GONE_412:
+        forgot = kind is FailureKind.GONE and reason == GONE_412
+        if during == "renew" and (forgot or probe):
             # The speaker forgot the subscription: it rebooted. All its services are replaced
-            # (this one included, unless the speaker cannot act on it now).
+            # (this one included, unless the speaker cannot act on it now). A failed probe
+            # cannot tell that the others survived the reboot the topology showed.
             gen = self._gen
-            self.speaker.rebooted(f"412 on renewal of {self.service}")
+            self.speaker.rebooted(
+                f"412 on renewal of {self.service}"
+                if forgot
+                else f"renewal of {self.service} failed after a BootSeq increase: {reason}"
+            )
             if self._gen != gen:
                 return
         self._abandon(forgotten=kind is FailureKind.GONE)
@@ -626,6 +640,7 @@ class ServiceSupervisor:
             NOTIFYs to it: it is handed to the speaker supervisor to be UNSUBSCRIBEd.
         """
         self._gen += 1
+        self._probing = False
         for call in (self._timer, self._grace):
             if call is not None and call.active():
                 call.cancel()

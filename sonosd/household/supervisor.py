@@ -264,6 +264,7 @@ class SpeakerSupervisor(Service):
         self._failures = 0
         self._operation: Deferred[Any] | None = None
         self._probing: Deferred[Any] | None = None
+        self._resolving: Deferred[None] | None = None
         self._timer: IDelayedCall | None = None
         self._absorb_boot_seq_until = 0.0
         self._superseded: list[Superseded] = []
@@ -563,6 +564,7 @@ class SpeakerSupervisor(Service):
             self._schedule_check()
 
     def _ping_failed(self, reason: str) -> None:
+        self._resolve_again()
         if self.availability in (ONLINE, UNKNOWN):
             self._go_offline(reason)
             return
@@ -570,6 +572,36 @@ class SpeakerSupervisor(Service):
             # Still offline, maybe for another reason: recorded, no new message or log line.
             self._set_status(OFFLINE, reason)
         self._schedule_check()
+
+    def _resolve_again(self) -> None:
+        """A speaker listed by host name that stops answering may have moved (a new DHCP
+        lease, the name updated): resolve its name again, and look for it at the address the
+        name now gives (the topology and SSDP cannot say where a speaker that lost its
+        subscriptions went when no other speaker of its household is followed)."""
+        host = self.config_device.host
+        if not self.configured or not host or is_address(host) or self._resolving is not None:
+            return
+        running = Deferred.fromCoroutine(self._resolve_name(host, self._gen))
+        if not running.called:
+            self._resolving = running
+
+    async def _resolve_name(self, host: str, gen: int) -> None:
+        timeout = self.ctx.config.request_timeout
+        try:
+            address: str = await self._run(
+                _resolve, self.ctx.resolve, host, key=host, timeout=timeout
+            )
+        except Exception:
+            log.debug(
+                "{host} does not resolve: {reason}",
+                host=host,
+                reason=describe_failure(Failure())[1],
+            )
+            return
+        finally:
+            self._resolving = None
+        if gen == self._gen and self.ref is not None and address != self.ref.host:
+            self.observe_address(address, f"{host} resolved again")
 
     def _schedule_check(self) -> None:
         """Arm the one availability timer for what the status calls for: the silence check
@@ -830,11 +862,12 @@ class SpeakerSupervisor(Service):
             # and was subscribed afresh, just before the topology told us. But the window is
             # long, and a reboot after those fresh subscriptions (an outage, then a reboot a
             # few seconds later) left them dead with no NOTIFY to say so: one renewal now
-            # tells (412 from a speaker that forgot it, and every service is resubscribed).
+            # tells (412 from a speaker that forgot it, and every service is resubscribed; any
+            # other failure cannot tell, and is taken as that reboot too).
             self._absorb_boot_seq_until = 0.0
             self._superseded.clear()
             for sup in self.services.values():
-                if sup.renew_now():
+                if sup.renew_now(probe=True):
                     break
             return
         self.rebooted(f"BootSeq {known} -> {boot_seq} ({source})")

@@ -357,7 +357,11 @@ class Transport:
             self._on_change("transport")
 
     def set_crossfade(self, enabled: bool) -> None:
-        """``SetCrossfadeMode``."""
+        """``SetCrossfadeMode``: 800 while the source is content without crossfade (a stream,
+        line-in, TV: Sonos crossfades between queue tracks only; reference/samples/
+        service_descriptions/documentation.json, SetCrossfadeMode remarks)."""
+        if self.uri and not self.on_queue:
+            raise UPnPError(800, "crossfade not supported by the current source")
         if enabled != self.crossfade:
             self.crossfade = enabled
             self._on_change("transport")

@@ -149,9 +149,11 @@ def avtransport(speaker: Speaker) -> dict[str, str]:
         "NextAVTransportURI": "",
         "NextAVTransportURIMetaData": "",
         "CurrentTransportActions": transport.actions(),
+        # Off the queue nothing is valid (a real line-in event: samples/events/
+        # avtransport_lastchange_linein_soco.xml); with no source yet, crossfade still is.
         "r:CurrentValidPlayModes": "SHUFFLE,REPEAT,REPEATONE,CROSSFADE"
         if transport.on_queue
-        else "CROSSFADE",
+        else ("" if transport.uri else "CROSSFADE"),
         **_avt_tail(speaker),
     }
 

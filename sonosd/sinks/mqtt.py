@@ -151,8 +151,6 @@ class MqttSink(Service):
     @param run_blocking: Runs paho's blocking connect in a thread.
     @param controller: Runs commands (no command topics are subscribed when ``None``).
     @param filter: Which messages are published and merged into the retained state.
-    @param keepalive: Seconds between keep-alive pings; the broker's last will is sent when
-        the daemon has been silent for 1.5 times as long.
     @param connect_timeout: Seconds for the TCP connect and TLS handshake.
     @param backoff_initial: The first reconnect delay, doubled after each failure.
     @param backoff_max: The longest reconnect delay.
@@ -175,7 +173,6 @@ class MqttSink(Service):
         *,
         controller: ControllerLike | None = None,
         filter: Filter | None = None,
-        keepalive: int = 30,
         connect_timeout: float = 10.0,
         backoff_initial: float = 1.0,
         backoff_max: float = 60.0,
@@ -189,7 +186,6 @@ class MqttSink(Service):
         self._run_blocking = run_blocking
         self._controller = controller
         self._filter = filter or Filter()
-        self._keepalive = keepalive
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self._random = random
@@ -203,7 +199,8 @@ class MqttSink(Service):
         self._client.connect_timeout = connect_timeout
         self._client.will_set(self.topics.bridge_availability, "offline", qos=QOS_WILL, retain=True)
         self._client.max_inflight_messages_set(MAX_INFLIGHT)
-        self._client.connect_async(config.host, config.port, keepalive=keepalive)
+        # The broker sends the last will after 1.5 x this keep-alive without a word from us.
+        self._client.connect_async(config.host, config.port, keepalive=config.keepalive)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message

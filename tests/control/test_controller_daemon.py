@@ -1002,6 +1002,30 @@ class ControlDaemonTests(TestCase):
         self.assertEqual((status, body["result"]["play_mode"]), (200, "SHUFFLE_NOREPEAT"), body)
         self.assertEqual(kitchen.transport.play_mode, "SHUFFLE_NOREPEAT")
 
+    async def test_crossfade_on_a_stream_or_radio_is_409_naming_the_cause(self) -> None:
+        """Crossfade asked while a stream or a radio station plays (the speaker answers UPnP 800) is
+        409 not_supported naming the source as the cause, and crossfade stays off; back on the
+        queue it is set."""
+        daemon = await start_daemon(self)
+        kitchen = daemon.speaker(0)
+        stream = "http://127.0.0.1/live.mp3"
+        for source in (stream, STATIONS[0].uri):
+            status, body = await daemon.post("Kitchen", "play_uri", {"uri": source, "start": False})
+            self.assertEqual(status, 200, body)
+            status, body = await daemon.post("Kitchen", "play_mode", {"crossfade": True})
+            error = body["error"]
+            self.assertEqual(
+                (status, error["code"], error["upnp_error"]), (409, "not_supported", 800), body
+            )
+            self.assertIn("Kitchen cannot crossfade", error["message"])
+            self.assertIn("radio stream, line-in or TV", error["message"])
+            self.assertFalse(kitchen.transport.crossfade)
+        status, body = await daemon.post("Kitchen", "queue", {"action": "play", "track": 1})
+        self.assertEqual(status, 200, body)
+        status, body = await daemon.post("Kitchen", "play_mode", {"crossfade": True})
+        self.assertEqual((status, body["result"]["crossfade"]), (200, True), body)
+        self.assertTrue(kitchen.transport.crossfade)
+
     async def test_play_uri_without_start_only_sets_the_source(self) -> None:
         """play_uri with start false sets the URI (with the title as DIDL metadata) on the
         coordinator without playing it; by default it plays."""

@@ -6,6 +6,7 @@ collaborators are small recording fakes so that delays can be checked to the sec
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import attrs
@@ -185,10 +186,10 @@ class RebootTests(SynchronousTestCase):
         speaker.observe_boot_seq(7, "topology")
         self.assertEqual(h.gena.count("subscribe"), subscribes + len(ALL_SERVICES))
 
-    def test_reboot_soon_after_an_outage_is_not_absorbed(self) -> None:
-        """A reboot a few seconds after the speaker came back from an outage (its fresh
-        subscriptions then forgotten) is not taken for the outage's own reboot: the renewal
-        made at once gets 412 and every service is subscribed afresh."""
+    def reboot_after_outage(self, answer: HttpError) -> tuple[Harness, SpeakerSupervisor]:
+        """A speaker back from an outage for 20 s, then a BootSeq increase (in the window
+        where the outage's own reboot is expected) whose checking renewal gets ``answer``:
+        one renewal is made, and every service is subscribed afresh."""
         h, speaker = self.make()
         speaker.observe_boot_seq(5, "topology")
         device = h.household.devices[HOST]
@@ -202,13 +203,36 @@ class RebootTests(SynchronousTestCase):
         self.assertTrue(speaker.online)
         h.clock.advance(20)
         subscribes, renewals = h.gena.count("subscribe"), h.gena.count("renew")
-        h.gena.answers["renew"] = HttpError(412)
+        h.gena.answers["renew"] = answer
         speaker.observe_boot_seq(6, "topology")
         h.clock.advance(0)
         h.gena.answers.clear()
         self.assertEqual(h.gena.count("renew"), renewals + 1)
         self.assertEqual(h.gena.count("subscribe"), subscribes + len(ALL_SERVICES))
+        self.assertTrue(speaker.online)
+        return h, speaker
+
+    def test_reboot_soon_after_an_outage_is_not_absorbed(self) -> None:
+        """A reboot a few seconds after the speaker came back from an outage (its fresh
+        subscriptions then forgotten) is not taken for the outage's own reboot: the renewal
+        made at once gets 412 and every service is subscribed afresh."""
+        h, _ = self.reboot_after_outage(HttpError(412))
         self.assertEqual(h.processor.of("subscription.lost")[-1][1]["reason"], "reboot")
+
+    def test_reboot_soon_after_an_outage_refused_renewal(self) -> None:
+        """A reboot soon after an outage whose checking renewal is refused with something
+        other than 412 (a speaker that cannot accept one: 503) still subscribes every
+        service afresh: the others may be as forgotten as the one renewed."""
+        h, speaker = self.reboot_after_outage(HttpError(503))
+        # A later renewal refused in the same way is that service's alone.
+        h.clock.advance(5)
+        subscribes = h.gena.count("subscribe")
+        h.gena.answers["renew"] = HttpError(503)
+        self.assertTrue(speaker.services["AVTransport"].renew_now())
+        h.clock.advance(0)
+        h.gena.answers.clear()
+        h.clock.advance(5)
+        self.assertEqual(h.gena.count("subscribe"), subscribes + 1)
 
     def test_boot_seq_increase_resubscribes_fresh(self) -> None:
         """A higher BootSeq replaces every subscription (SUBSCRIBE, not renewal)."""
@@ -254,7 +278,7 @@ class RebootTests(SynchronousTestCase):
 
 
 class AvailabilityTests(SynchronousTestCase):
-    def make(self, **config: Any) -> tuple[Harness, SpeakerSupervisor]:
+    def make(self, host: str = HOST, **config: Any) -> tuple[Harness, SpeakerSupervisor]:
         settings: dict[str, Any] = {
             "availability_interval": 3.0,
             "silence_timeout": 20.0,
@@ -268,7 +292,7 @@ class AvailabilityTests(SynchronousTestCase):
         h = Harness(**settings)
         h.gena.granted = 3600
         h.jitter = 0.999999
-        speaker = started(h)
+        speaker = started(h, host)
         h.gena.current("RenderingControl").notify(0)
         return h, speaker
 
@@ -324,6 +348,38 @@ class AvailabilityTests(SynchronousTestCase):
         self.assertEqual(h.processor.types()[-2:], ["speaker.online", "subscription.restored"])
         self.assertEqual(h.gena.count("subscribe"), subscribes + 1)
         self.assertEqual(len(log_lines(events, "speaker {speaker} is {status}")), 2)
+
+    def test_offline_speaker_listed_by_name_is_looked_for_where_its_name_points(self) -> None:
+        """While a speaker listed by host name is offline, each failed ping resolves the name
+        again: a name that does not resolve, or gives the same address, changes nothing; a new
+        address is where the speaker is looked for (and found) next."""
+        names = {"kitchen.lan": HOST}
+
+        def resolve(name: str) -> str:
+            if name not in names:
+                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+            return names[name]
+
+        h, speaker = self.make("kitchen.lan", resolve=resolve)
+        self.assertTrue(speaker.online)
+        h.household.unreachable.add(HOST)
+        h.clock.advance(20)
+        self.assertEqual((speaker.availability, speaker.reason), ("offline", "connection refused"))
+        del names["kitchen.lan"]
+        h.clock.advance(3.0)
+        assert speaker.ref is not None
+        self.assertEqual((speaker.availability, speaker.ref.host), ("offline", HOST))
+        moved = "127.0.0.77"
+        h.household.uids[moved] = UID
+        names["kitchen.lan"] = moved
+        with capturedLogs() as events:
+            h.clock.advance(3.0)
+            h.clock.advance(3.0)
+        self.assertEqual((speaker.availability, speaker.ref.host), ("online", moved))
+        [line] = log_lines(events, "moved from {old} to {new}")
+        self.assertEqual(line["source"], "kitchen.lan resolved again")
+        resolved = [key for fn, _, key, _ in h.runner.calls if key == "kitchen.lan"]
+        self.assertGreaterEqual(len(resolved), 4)
 
     def test_hung_ping_times_out(self) -> None:
         """A ping that never answers fails after ping_timeout (and a second's slack)."""

@@ -718,6 +718,17 @@ class HouseholdSimTests(TestCase):
         increase falls in the window where the outage's own reboot is expected) has every
         service resubscribed: the daemon holds the SIDs the speaker holds, and its next
         change arrives as a NOTIFY."""
+        await self.reboot_after_outage(renew_status=None)
+
+    async def test_reboot_soon_after_an_outage_refusing_renewals(self) -> None:
+        """The same with a speaker that refuses renewals (503), so that the renewal which
+        checks the reboot gets no 412: every service is still resubscribed."""
+        await self.reboot_after_outage(renew_status=503)
+
+    async def reboot_after_outage(self, renew_status: int | None) -> None:
+        """A speaker's outage, then its reboot soon after, with ``renew_status`` the GENA
+        fault answering its renewals: the daemon ends holding the speaker's SIDs, and a
+        change arrives as a NOTIFY."""
         services = ("RenderingControl", "ZoneGroupTopology")
         rig = await self.rig(speakers=2, services=services)
         await self.settled(rig, services)
@@ -731,6 +742,7 @@ class HouseholdSimTests(TestCase):
             "both subscriptions restored",
         )
         await until(lambda: len(rig.sim_subscriptions(speaker)) == 2, "old SIDs gone")
+        speaker.gena.faults.renew_status = renew_status
         await speaker.reboot(downtime=0.3)
         supervised = rig.household.speaker(speaker.uid)
         assert supervised is not None

@@ -102,6 +102,23 @@ def test_play_mode_needs_the_queue() -> None:
     assert transport.play_mode == "REPEAT_ALL"
 
 
+def test_crossfade_needs_content_that_crossfades() -> None:
+    """Off the queue (a stream) SetCrossfadeMode is 800 and crossfade stays off; with no source
+    yet, or on the queue, it is set."""
+    clock = Clock()
+    fresh = Transport(clock, "RINCON_Y01400", random.Random(1), lambda kind: None, 0.5)
+    fresh.set_crossfade(True)
+    assert fresh.crossfade is True
+    _, transport, changes = make()
+    transport.set_uri(STATIONS[0].uri, "", STATIONS[0])
+    before = list(changes)
+    assert code(lambda: transport.set_crossfade(True)) == 800
+    assert (transport.crossfade, changes) == (False, before)
+    transport.set_uri(transport.queue_uri, "", None)
+    transport.set_crossfade(True)
+    assert transport.crossfade is True
+
+
 def test_sleep_timer_pauses() -> None:
     """The sleep timer counts down and pauses playback when it fires."""
     clock, transport, _ = make()

@@ -102,19 +102,36 @@ class Broker:
         self.process: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> None:
+        self.launch()
+        for _ in range(int(WAIT / 0.05)):
+            if self.listening():
+                return
+            await deferLater(self.reactor, 0.05)
+        raise RuntimeError("mosquitto did not start listening")
+
+    def launch(self) -> None:
+        """Start mosquitto; L{listening} tells when it takes connections."""
         self.process = subprocess.Popen(
             [MOSQUITTO, "-c", self.config],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        for _ in range(int(WAIT / 0.05)):
-            if self.process.poll() is not None:
-                raise RuntimeError(f"mosquitto exited with {self.process.returncode}")
-            with socket.socket() as probe:
-                if probe.connect_ex((self.host, self.port)) == 0:
-                    return
-            await deferLater(self.reactor, 0.05)
-        raise RuntimeError("mosquitto did not start listening")
+
+    def listening(self) -> bool:
+        """Whether the launched broker takes connections now.
+
+        @raise RuntimeError: mosquitto exited."""
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"mosquitto exited with {self.process.returncode}")
+        with socket.socket() as probe:
+            return probe.connect_ex((self.host, self.port)) == 0
+
+    def connect_lines(self, client_id: str) -> list[str]:
+        """The lines of the broker's log (``log=True``) that say ``client_id`` connected, with
+        the keep-alive it asked for (``k30``)."""
+        with open(self.log_file) as handle:
+            return [line for line in handle if f" as {client_id} (" in line]
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -526,13 +543,8 @@ class MqttBrokerTests(TestCase):
         sink = self.make_sink()
         await self.start(sink)
         client_id = f"sonosd-test-{os.getpid()}"
-
-        def connect_lines() -> list[str]:
-            with open(self.broker.log_file) as handle:
-                return [line for line in handle if f" as {client_id} (" in line]
-
-        await self.until(lambda: bool(connect_lines()))
-        self.assertIn(" k30", connect_lines()[0])
+        await self.until(lambda: bool(self.broker.connect_lines(client_id)))
+        self.assertIn(" k30", self.broker.connect_lines(client_id)[0])
 
     async def test_tls_untrusted_certificate_refused(self) -> None:
         """With ``tls: true`` and no ``ca_file`` the system's trust store decides: a broker

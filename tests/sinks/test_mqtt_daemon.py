@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -17,8 +20,13 @@ from twisted.trial.unittest import TestCase
 
 from sonosd.sim.service import HouseholdService
 from tests.control.test_controller_daemon import start_daemon
-from tests.daemon_helpers import reactor
-from tests.sinks.test_mqtt import MOSQUITTO_PUB, WAIT, Broker, Subscriber
+from tests.daemon_helpers import daemon_yaml, reactor
+from tests.sinks.test_mqtt import MOSQUITTO_PUB, MOSQUITTO_SUB, WAIT, Broker, Subscriber
+from tests.test_daemon_process import (
+    Processes,
+    processes,  # noqa: F401 (a fixture)
+    wait_for,
+)
 
 
 class _Ended(ProcessProtocol):
@@ -234,3 +242,79 @@ class MqttDaemonTests(TestCase):
         await sub.wait(sub.has("sonos/Study/cmd/volume/result"), reactor)
         self.assertEqual(study.rendering.volume, 13)
         await sub.wait(carries_volume(sub, "sonos/Study/state/RenderingControl", 13), reactor)
+
+
+def retained_now(broker: Broker, topic: str) -> str | None:
+    """The message retained on ``topic`` as ``"<retained flag> <payload>"``, read by a fresh
+    ``mosquitto_sub``; ``None`` when none came within 3 s."""
+    command = [MOSQUITTO_SUB, "-h", broker.host, "-p", str(broker.port), "-t", topic]
+    done = subprocess.run(
+        [*command, "-C", "1", "-W", "3", "-F", "%r %p"],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+    )
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def mqtt_daemon(
+    processes: Processes,  # noqa: F811
+    directory: Path,
+    **mqtt: object,
+) -> tuple[subprocess.Popen[bytes], Broker, str]:
+    """A logging mosquitto and ``twistd sonosd`` (following no speaker) publishing to it with
+    these ``mqtt`` settings: the daemon, the broker (the caller stops it with L{done_with})
+    and the daemon's client id."""
+    # Not under tmp_path: mosquitto drops to its own user, who must reach its log file.
+    broker_dir = tempfile.mkdtemp(prefix="sonosd-mqtt-process-")
+    broker = Broker(reactor, broker_dir, log=True)
+    broker.launch()
+    wait_for(broker.listening, "mosquitto listening")
+    client_id = f"sonosd-process-{os.getpid()}"
+    document = json.loads(daemon_yaml("127.0.0.2", simulate=False))
+    document["sinks"] = {
+        "mqtt": {"host": broker.host, "port": broker.port, "client_id": client_id, **mqtt}
+    }
+    config = directory / "sonosd.yaml"
+    config.write_text(json.dumps(document))
+    return processes.start("daemon", "sonosd", "-c", str(config)), broker, client_id
+
+
+def done_with(broker: Broker) -> None:
+    """Stop ``broker`` and remove its directory."""
+    broker.stop()
+    shutil.rmtree(os.path.dirname(broker.config))
+
+
+def test_default_keepalive_handed_to_the_broker_is_30_seconds(
+    processes: Processes,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """``twistd sonosd`` with no ``mqtt.keepalive`` connects asking the broker for a 30 s
+    keep-alive (the broker's log shows ``k30``), the value docs/mqtt.md gives."""
+    daemon, broker, client_id = mqtt_daemon(processes, tmp_path)
+    try:
+        lines = wait_for(lambda: broker.connect_lines(client_id), "the daemon connected")
+        assert daemon.poll() is None, processes.output(daemon)
+        assert " k30)" in lines[0], lines
+    finally:
+        done_with(broker)
+
+
+def test_sigkilled_daemon_leaves_offline_as_the_retained_last_will(
+    processes: Processes,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A ``twistd sonosd`` with ``mqtt.keepalive: 2`` killed with SIGKILL (no DISCONNECT) is
+    marked ``offline`` on the bridge availability, retained, by the broker's last will."""
+    daemon, broker, client_id = mqtt_daemon(processes, tmp_path, keepalive=2)
+    topic = "sonos/bridge/availability"
+    try:
+        lines = wait_for(lambda: broker.connect_lines(client_id), "the daemon connected")
+        assert " k2)" in lines[0], lines
+        wait_for(lambda: retained_now(broker, topic) == "1 online", "online, retained")
+        daemon.send_signal(signal.SIGKILL)
+        daemon.wait(WAIT)
+        wait_for(lambda: retained_now(broker, topic) == "1 offline", "the last will, retained")
+    finally:
+        done_with(broker)

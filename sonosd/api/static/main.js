@@ -382,9 +382,16 @@ class App {
     });
   }
 
+  /**
+   * Show the token prompt: after a refusal (or with no token granted), with the stream
+   * stopped until a token is given; from the *Token…* button on a live page the stream goes
+   * on, so that cancelling the prompt leaves the page as it was.
+   */
   askToken(error) {
-    this.stream.stop();
-    this.setConnection("auth");
+    if (error || !this.control.granted) {
+      this.stream.stop();
+      this.setConnection("auth");
+    }
     const dialog = document.getElementById("token-dialog");
     const message = document.getElementById("token-error");
     message.textContent = error && getToken() ? "This token was refused." : "";

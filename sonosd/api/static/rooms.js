@@ -291,7 +291,8 @@ export class GroupCard {
     this.trackTitle.textContent = meta.stream_content || title;
     this.artist.textContent = meta.stream_content ? meta.title || "" : meta.artist || "";
     this.album.textContent = meta.album || "";
-    const art = meta.album_art_uri ? artUrl(meta.album_art_uri, coordinator.uid) : null;
+    const artUri = typeof meta.album_art_uri === "string" ? meta.album_art_uri : "";
+    const art = artUri && household.proxiesArt(artUri) ? artUrl(artUri, coordinator.uid) : null;
     if (art !== this.artSource) {
       this.artSource = art;
       if (art) {

@@ -135,6 +135,27 @@ export class Household {
     this.changed();
   }
 
+  /**
+   * Whether the daemon's art proxy serves album art at `uri` (see docs/api.md): a path on
+   * the speaker, or an `http` URL on port 1400 of a followed speaker. Art that a music
+   * service serves from its own host is not proxied: the card shows a placeholder rather
+   * than ask for it and be refused.
+   */
+  proxiesArt(uri) {
+    if (uri.startsWith("/")) return true;
+    let url;
+    try {
+      url = new URL(uri);
+    } catch {
+      return false;
+    }
+    if (url.protocol !== "http:" || url.port !== "1400" || url.username || url.password) {
+      return false;
+    }
+    const host = url.hostname.replace(/^\[|\]$/g, "");
+    return [...this.speakers.values()].some((speaker) => speaker.host === host);
+  }
+
   /** Learn the clocks' offset from a daemon timestamp received now. */
   observeClock(time) {
     const at = time ? Date.parse(time) : NaN;
@@ -290,24 +311,32 @@ export class Household {
 
   /**
    * How a speaker's events arrive: the services whose events were lost, whose subscription
-   * is backing off, and those polled because no NOTIFY arrives. The daemon's diagnostics say
-   * it when the page has them; else the stream (`subscription.lost`, updates from polls).
+   * is backing off (or subscribing again after it failed), and those polled because no
+   * NOTIFY arrives. The daemon's diagnostics decide when the page has them for the speaker:
+   * a `subscription.lost` is followed by a subscription that backs off and retries while the
+   * speaker is online, and diagnostics say `lost` only while it is offline. Without them the
+   * stream is the only source (`subscription.lost` until `subscription.restored`, updates
+   * from polls).
    */
   eventing(speaker) {
     const lost = new Set();
     const retrying = new Set();
     const polled = new Set();
-    for (const service of Object.keys(speaker.services || {})) {
-      if (this.lost.has(`${speaker.uid} ${service}`)) lost.add(service);
-    }
     const diag = this.diagnosed.get(speaker.uid);
     if (diag?.services) {
       for (const [service, state] of Object.entries(diag.services)) {
-        if (state?.state === "lost") lost.add(service);
-        else if (state?.state === "backing_off") retrying.add(service);
-        else if (state?.state === "polling") polled.add(service);
+        const phase = state?.state;
+        if (phase === "lost") lost.add(service);
+        else if (phase === "backing_off") retrying.add(service);
+        // Subscribing again after a loss (the daemon keeps its reason until restored).
+        else if (phase === "subscribing" && state.reason) retrying.add(service);
+        else if (phase === "polling") polled.add(service);
       }
     } else {
+      const prefix = `${speaker.uid} `;
+      for (const key of this.lost.keys()) {
+        if (key.startsWith(prefix)) lost.add(key.slice(prefix.length));
+      }
       for (const [service, state] of Object.entries(speaker.services || {})) {
         if (!lost.has(service) && state.source === "poll") polled.add(service);
       }
