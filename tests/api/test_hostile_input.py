@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from txaio.tx import _BatchedTimer
 
 from sonosd.api.commands import MAX_BODY
 from sonosd.api.site import ApiService
@@ -352,6 +353,9 @@ def test_query_strings_get_a_json_answer_never_a_500(
     assert failures == []
 
 
+HEAD_LIMIT = 16_384
+"""twisted.web's bound on the request line and headers together (docs/security.md)."""
+
 HEADER_NAMES = [
     b"Authorization",
     b"Last-Event-ID",
@@ -398,7 +402,9 @@ def test_odd_headers_get_a_json_answer_never_a_500(
     with captured_failures() as failures:
         answer = api.request(method, path, headers=headers)
         status, kind, body = parse(answer, stream=path.endswith(b"/events"))
-        if status >= 400:
+        # Over twisted.web's 16 KiB for all headers: its own plain 400 (security.md).
+        over = sum(len(name) + len(value) + 4 for name, value in headers.items()) > HEAD_LIMIT - 200
+        if status >= 400 and not (over and status == 400 and not kind):
             assert_json_error(status, kind, body, headers)
         still_serving(api)
     assert failures == []
@@ -548,6 +554,15 @@ class Socket:
     """One WebSocket client of the in-memory site, past its handshake."""
 
     def __init__(self, api: Api) -> None:
+        # autobahn times handshakes on txaio's loop (the global reactor): on the test's clock
+        # instead, so that no timer outlives the test.
+        factory: Any = api.service.websocket
+        factory._batched_timer = _BatchedTimer(
+            200.0,
+            1000,
+            seconds_provider=api.reactor.seconds,
+            delayed_call_creator=api.reactor.callLater,
+        )
         channel, self.transport = api.connect()
         channel.dataReceived(
             b"GET /api/v1/ws HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUpgrade: websocket\r\n"
