@@ -161,12 +161,61 @@ def _separate_stereo_pair(speaker: Speaker, args: Args) -> Out:
 @action("DeviceProperties", "RemoveBondedZones")
 def _remove_bonded_zones(speaker: Speaker, args: Args) -> Out:
     # What SoCo's separate_stereo_pair sends (ChannelMapSet empty, KeepGrouped 0), to
-    # either half. Taking a home theatre apart is not modelled.
+    # either half. A home theatre is taken apart with RemoveHTSatellite instead.
     if speaker.satellites or speaker.ht_primary is not None:
-        raise UPnPError(501, "removing a home theatre's satellites is not modelled")
+        raise UPnPError(501, "RemoveBondedZones on a home theatre is not modelled")
     if speaker.pair_partner is None:
         raise UPnPError(800, f"{speaker.name} is not bonded to other speakers")
     speaker.household.unpair(speaker)
+    return {}
+
+
+def _home_theatre_lead(speaker: Speaker, name: str) -> None:
+    """401 for a home-theatre action sent to a speaker that cannot lead one (not a
+    soundbar or Amp, or bonded into another room), as speakers answer (docs/simulator.md,
+    "Home theatres")."""
+    if not speaker.model.home_theater or speaker.invisible or speaker.pair_partner is not None:
+        raise UPnPError(401, f"{name}: {speaker.name} cannot lead a home theatre")
+
+
+@action("DeviceProperties", "AddHTSatellite")
+def _add_ht_satellite(speaker: Speaker, args: Args) -> Out:
+    # Sent to the soundbar with its map and one new satellite (<bar>:LF,RF;<sat>:SW, the
+    # bar also as CC); satellites it has already may be listed again at their channels.
+    _home_theatre_lead(speaker, "AddHTSatellite")
+    household = speaker.household
+    entries: dict[str, str] = {}
+    for entry in args.get("HTSatChanMapSet", "").split(";"):
+        uid, _, channels = entry.partition(":")
+        if uid not in household.by_uid or not channels or uid in entries:
+            raise UPnPError(800, f"bad HTSatChanMapSet entry {entry!r}")
+        entries[uid] = channels.split(",")[0]
+    if entries.pop(speaker.uid, None) not in ("LF", "CC"):
+        raise UPnPError(402, "HTSatChanMapSet must name this soundbar LF,RF (or CC)")
+    new = {
+        uid: channel
+        for uid, channel in entries.items()
+        if not (uid in speaker.satellites and household.by_uid[uid].ht_channel == channel)
+    }
+    if len(new) > 1:
+        raise UPnPError(800, "one satellite at a time")
+    for uid, channel in new.items():
+        try:
+            household.add_satellite(speaker, household.by_uid[uid], channel)
+        except NotImplementedError as e:
+            raise UPnPError(501, str(e)) from None
+        except ValueError as e:
+            raise UPnPError(800, str(e)) from None
+    return {}
+
+
+@action("DeviceProperties", "RemoveHTSatellite")
+def _remove_ht_satellite(speaker: Speaker, args: Args) -> Out:
+    _home_theatre_lead(speaker, "RemoveHTSatellite")
+    uid = _required(args, "SatRoomUUID").strip()
+    if uid not in speaker.satellites:
+        raise UPnPError(800, f"{uid} is not a satellite of {speaker.name}")
+    speaker.household.remove_satellite(speaker.household.by_uid[uid])
     return {}
 
 

@@ -67,6 +67,8 @@ ROUTES = (
     "POST /speakers/{id}/bluetooth",
     "POST /speakers/{id}/pair",
     "POST /speakers/{id}/separate",
+    "POST /speakers/{id}/add-satellite",
+    "POST /speakers/{id}/remove-satellite",
     "POST /speakers/{id}/leave-household",
     "POST /speakers/{id}/rejoin-household",
     "PATCH /speakers/{id}/battery",
@@ -328,6 +330,21 @@ class AdminResource(Resource):
             _allow(method, "POST")
             try:
                 speaker.household.unpair(speaker)
+            except ValueError as e:
+                raise ApiError(409, str(e)) from None
+            return speaker_json(speaker)
+        if head == "add-satellite" and len(rest) == 1:
+            _allow(method, "POST")
+            satellite = self._speaker(_string(body, "satellite"))
+            try:
+                speaker.household.add_satellite(speaker, satellite, _string(body, "channel"))
+            except (ValueError, NotImplementedError) as e:
+                raise ApiError(409, str(e)) from None
+            return speaker_json(speaker)
+        if head == "remove-satellite" and len(rest) == 1:
+            _allow(method, "POST")
+            try:
+                speaker.household.remove_satellite(speaker)
             except ValueError as e:
                 raise ApiError(409, str(e)) from None
             return speaker_json(speaker)

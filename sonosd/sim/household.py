@@ -170,6 +170,9 @@ class Speaker:
         """On a home-theatre satellite: the soundbar it is bonded to."""
         self.ht_channel = ""
         """On a satellite: ``SW``, ``LR`` or ``RR``."""
+        self.own_name = ""
+        """On a satellite: the room name it had before it was bonded (and takes back when
+        it is removed from the home theatre)."""
         self.https_only = False
         """SOAP over HTTP answers 403; SOAP over TLS (port 1443) works."""
         self.art_redirect: str | None = None
@@ -957,12 +960,93 @@ class Household:
     ) -> None:
         """A soundbar with a sub and two surrounds: invisible satellites of its member."""
         for satellite, channel in ((sub, "SW"), (left, "LR"), (right, "RR")):
-            satellite.ht_primary = soundbar.uid
-            satellite.ht_channel = channel
-            satellite.invisible = True
-            satellite.name = soundbar.name
-            self.groups.remove(self.group_of(satellite.uid))
-            soundbar.satellites.append(satellite.uid)
+            self._bond_satellite(soundbar, satellite, channel)
+
+    def _bond_satellite(self, soundbar: Speaker, satellite: Speaker, channel: str) -> None:
+        satellite.own_name = satellite.name
+        satellite.ht_primary = soundbar.uid
+        satellite.ht_channel = channel
+        satellite.invisible = True
+        satellite.name = soundbar.name
+        self.groups.remove(self.group_of(satellite.uid))
+        soundbar.satellites.append(satellite.uid)
+
+    def add_satellite(self, soundbar: Speaker, satellite: Speaker, channel: str) -> None:
+        """Bond ``satellite`` to the home theatre of ``soundbar`` on ``channel`` (``SW`` the
+        sub, ``LR``/``RR`` the surrounds) at runtime, as the Sonos app does
+        (``AddHTSatellite`` sent to the soundbar): the satellite leaves its group, takes the
+        room's name and becomes an invisible ``<Satellite>`` of the soundbar's member; the
+        soundbar's ``HTSatChanMapSet`` gains its entry (evented in the ZoneGroupState and in
+        DeviceProperties of both).
+
+        ``ValueError`` when ``soundbar`` cannot lead a home theatre (not a soundbar or Amp,
+        or bonded itself), ``satellite`` is bonded already or does not fit ``channel`` (a
+        sub on ``SW``, anything else but a soundbar on ``LR``/``RR``), the channel is taken,
+        or either is not in this household or off the network (vanished). Dedicated fronts
+        (``LF``/``RF``) are not modelled (``NotImplementedError``).
+        """
+        if channel in ("LF", "RF"):
+            raise NotImplementedError("dedicated front satellites are not modelled")
+        if channel not in ("SW", "LR", "RR"):
+            raise ValueError(f"unknown home-theatre channel {channel!r}: SW, LR or RR")
+        for speaker in (soundbar, satellite):
+            if speaker.household is not self or speaker.left_household:
+                raise ValueError(f"{speaker.name} is not in household {self.household_id}")
+            if speaker.vanished_reason is not None:
+                raise ValueError(f"{speaker.name} is off the network ({speaker.vanished_reason})")
+        if not soundbar.model.home_theater:
+            raise ValueError(f"{soundbar.name} ({soundbar.model.name}) is not a soundbar")
+        if soundbar.invisible or soundbar.pair_partner is not None:
+            raise ValueError(f"{soundbar.name} is bonded to other speakers")
+        if satellite is soundbar:
+            raise ValueError(f"{soundbar.name} cannot be its own satellite")
+        bonded = satellite.pair_partner is not None or satellite.satellites
+        if satellite.invisible or bonded or satellite.ht_primary is not None:
+            raise ValueError(f"{satellite.name} is already bonded to other speakers")
+        if (channel == "SW") != satellite.model.subwoofer or satellite.model.home_theater:
+            raise ValueError(f"{satellite.name} ({satellite.model.name}) cannot play {channel}")
+        if any(self.by_uid[uid].ht_channel == channel for uid in soundbar.satellites):
+            raise ValueError(f"{soundbar.name} has a {channel} satellite already")
+        if len(self.group_of(satellite.uid).members) > 1:
+            self.unjoin(satellite)
+        satellite.transport.clear_source()
+        self._bond_satellite(soundbar, satellite, channel)
+        log.info(
+            "{satellite} bonded to {soundbar} as {channel}",
+            satellite=satellite.uid,
+            soundbar=soundbar.name,
+            channel=channel,
+        )
+        self.topology_changed()
+        satellite.publish("AVTransport")
+
+    def remove_satellite(self, satellite: Speaker) -> Speaker:
+        """Take ``satellite`` out of its home theatre at runtime, as the Sonos app does
+        (``RemoveHTSatellite`` sent to the soundbar): it is visible again, a group of its
+        own (stopped, its own queue as its source), with the room name it had before it
+        was bonded; the soundbar's ``HTSatChanMapSet`` loses its entry and the satellite's
+        is empty (evented in the ZoneGroupState and in DeviceProperties of both).
+
+        @return: The soundbar it was bonded to.
+        @raise ValueError: ``satellite`` is no home theatre's satellite.
+        """
+        if satellite.ht_primary is None:
+            raise ValueError(f"{satellite.name} is not a home-theatre satellite")
+        soundbar = self.by_uid[satellite.ht_primary]
+        soundbar.satellites.remove(satellite.uid)
+        satellite.ht_primary = None
+        satellite.ht_channel = ""
+        satellite.invisible = False
+        satellite.name = satellite.own_name or satellite.name
+        self.groups.append(Group(self._new_group_id(satellite.uid), satellite.uid, [satellite.uid]))
+        if not satellite.transport.uri and satellite.transport.queue:
+            satellite.transport.set_uri(satellite.transport.queue_uri, "", None)
+        log.info(
+            "{satellite} removed from {soundbar}", satellite=satellite.name, soundbar=soundbar.name
+        )
+        self.topology_changed()
+        satellite.publish("AVTransport")
+        return soundbar
 
     def _unit(self, speaker: Speaker) -> list[Speaker]:
         """The speakers that move together: a speaker and its stereo partner."""

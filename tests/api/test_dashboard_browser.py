@@ -343,7 +343,10 @@ def test_changes_elsewhere_show_live(page: tuple[Page, Console], daemon: Daemon)
     assert "access_token=" in source, source
     # Known from the track change on: the position runs while playing.
     elapsed = office.locator(".progress .time").first
-    expect(elapsed).to_have_text("0:02", timeout=DEADLINE)
+    # Two seconds in or more (a page its machine slows may skip "0:02" on its way).
+    expect(elapsed).to_have_text(
+        re.compile(r"^(0:0[2-9]|0:[1-5]\d|[1-9]\d*:\d\d)$"), timeout=DEADLINE
+    )
     daemon.call("PATCH", f"/speakers/{daemon.uids['Office']}/state", {"transport": "STOPPED"})
     expect(office.get_by_role("button", name="Play Office")).to_be_visible()
     finish(tab, console)

@@ -23,7 +23,7 @@ from twisted.web.http_headers import Headers
 
 from sonosd.config import SimulateConfig, parse_config
 from sonosd.securesoap import SecureSoap
-from sonosd.service import SonosdService
+from sonosd.service import SonosdService, simulated_devices
 from sonosd.sim.catalog import STATIONS
 from sonosd.sim.household import Household, Speaker
 from sonosd.sim.service import HouseholdService
@@ -114,15 +114,21 @@ class Daemon:
 async def start_daemon(
     case: TestCase,
     factory: Callable[[Any, SimulateConfig], HouseholdService] | None = None,
+    listed: int | None = None,
     **sections: Mapping[str, Any],
 ) -> Daemon:
     """Start a daemon on a private loopback block; wait for every initial event.
 
     @param factory: Builds the simulated household (default: ``household``).
+    @param listed: List only the first ``listed`` speakers under ``devices`` (the others
+        are followed as members of their household); default: every speaker.
     @param sections: Configuration sections merged over the test configuration.
     """
     speakers = int(sections.get("simulate", {}).get("speakers", len(ROOMS)))
     config = daemon_config(free_loopback_base(count=max(4, speakers)), **sections)
+    if listed is not None:
+        assert config.simulate is not None
+        config = attrs.evolve(config, devices=simulated_devices(config.simulate)[:listed])
     service = SonosdService(config, reactor, household_factory=factory or household)
     recorder = start_recorded(case, service)
     port = await service.api.listening

@@ -42,6 +42,17 @@ from tests.daemon_helpers import (
 SERVICES = ("AVTransport", "RenderingControl", "ZoneGroupTopology", "DeviceProperties")
 
 
+async def soco_action(speaker: Speaker, action: str, args: list[tuple[str, str]]) -> None:
+    """Send DeviceProperties ``action`` to ``speaker`` with unmodified SoCo, as an app does."""
+    from soco import SoCo
+    from twisted.internet.threads import deferToThread
+
+    def send() -> None:
+        getattr(SoCo(speaker.address).deviceProperties, action)(args)
+
+    await deferToThread(send)
+
+
 @attrs.define
 class Daemon:
     """A running daemon, the households it follows, and an HTTP client for its API."""
@@ -382,6 +393,139 @@ class OneSpeakerTests(TestCase):
         status, body = await daemon.post(left.name, "volume", {"volume": 34})
         self.assertEqual((status, body), (200, {"result": {"volume": 34}}))
         self.assertEqual((high.rendering.volume, low.rendering.volume), (34, 33))
+
+    async def test_satellites_removed_from_a_home_theatre_are_rooms(self) -> None:
+        """A Sub and a surround taken out of a home theatre (RemoveHTSatellite, sent by SoCo
+        as the apps send it) are each followed as a room of their own (online, in the API
+        and the topology with their own names, their events delivered once each, commands
+        reach them), while the soundbar's events keep coming without a gap or a duplicate."""
+        daemon = await start(
+            self, households=(5,), simulate={"home_theatre": True}, followed=(0, 1)
+        )
+        _, bar, sub, left, _ = daemon.speakers
+        before = len(daemon.recorder.messages)
+
+        def since(type: str, uid: str | None = None, service: str | None = None) -> list[Any]:
+            return daemon.recorder.of(type, uid, service, since=before)
+
+        for satellite in (sub, left):
+            await soco_action(bar, "RemoveHTSatellite", [("SatRoomUUID", satellite.uid)])
+
+        def own_rooms(message: Any) -> bool:
+            groups = {g["coordinator"]: g for g in message.body["groups"]}
+            [member] = [m for m in groups[bar.uid]["members"] if m["uid"] == bar.uid]
+            return all(
+                s.uid in groups
+                and [(m["uid"], m["name"], m["invisible"]) for m in groups[s.uid]["members"]]
+                == [(s.uid, s.name, False)]
+                for s in (sub, left)
+            ) and [sat["uid"] for sat in member["satellites"]] == [daemon.speakers[4].uid]
+
+        await until(
+            lambda: any(own_rooms(m) for m in since("topology.changed")), "the freed satellites"
+        )
+        for satellite in (sub, left):
+            await until(
+                lambda s=satellite: all(since("event", s.uid, service) for service in SERVICES),
+                "the freed satellite followed",
+            )
+            await until(lambda s=satellite: daemon.status(s) == "online", "online")
+            [online] = since("speaker.online", satellite.uid)
+            self.assertEqual(online.body["reason"], "identified")
+        self.assertEqual(since("speaker.removed"), [])
+        listed = {s["uid"]: s for s in (await daemon.get("/api/v1/speakers"))["speakers"]}
+        self.assertEqual(set(listed), {daemon.speakers[0].uid, bar.uid, sub.uid, left.uid})
+        self.assertEqual((listed[sub.uid]["name"], listed[left.uid]["name"]), ("Bedroom", "Office"))
+        groups = {g["coordinator"]: g for g in (await daemon.get("/api/v1/groups"))["groups"]}
+        for satellite in (sub, left):
+            self.assertEqual([m["uid"] for m in groups[satellite.uid]["members"]], [satellite.uid])
+            self.assertEqual(groups[satellite.uid]["name"], satellite.name)
+        left.set_volume(left.rendering.volume % 50 + 7)
+        await until(
+            lambda: any(
+                volume_of(m.body) == left.rendering.volume
+                for m in since("event", left.uid, "RenderingControl")
+            ),
+            "the freed surround's volume change",
+        )
+        for satellite, volume in ((sub, 21), (left, 62)):
+            status, body = await daemon.post(satellite.name, "volume", {"volume": volume})
+            self.assertEqual((status, body), (200, {"result": {"volume": volume}}))
+            self.assertEqual(satellite.rendering.volume, volume)
+        bar.set_volume(bar.rendering.volume % 50 + 3)
+        await until(
+            lambda: any(
+                volume_of(m.body) == bar.rendering.volume
+                for m in since("event", bar.uid, "RenderingControl")
+            ),
+            "the soundbar's volume change",
+        )
+        await until(lambda: self.caught_up(daemon, (bar, sub, left)), "every NOTIFY sent taken")
+        self.assert_whole(daemon, bar, before, (sub, left))
+
+    async def test_a_speaker_added_to_a_soundbar_is_removed(self) -> None:
+        """A followed speaker added to a soundbar (AddHTSatellite, sent by SoCo) gets
+        speaker.removed naming the room it became an invisible member of, its subscriptions
+        are ended and it is gone from the API, while the soundbar's events keep coming
+        without a gap or a duplicate; taken out again, it is followed again."""
+        daemon = await start(
+            self, households=(6,), simulate={"home_theatre": True}, followed=(0, 1, 2)
+        )
+        _, kitchen, bar, _, _, right = daemon.speakers
+        await soco_action(bar, "RemoveHTSatellite", [("SatRoomUUID", right.uid)])
+        await until(lambda: daemon.status(right) == "online", "the freed surround followed")
+        before = len(daemon.recorder.messages)
+        new_map = f"{bar.uid}:LF,RF;{kitchen.uid}:RR"
+        await soco_action(bar, "AddHTSatellite", [("HTSatChanMapSet", new_map)])
+        await until(lambda: daemon.recorder.of("speaker.removed", kitchen.uid), "removed")
+        [removed] = daemon.recorder.of("speaker.removed", kitchen.uid)
+        self.assertEqual(removed.body["reason"], f"now an invisible member of {bar.name}")
+        listed = (await daemon.get("/api/v1/speakers"))["speakers"]
+        self.assertNotIn(kitchen.uid, {s["uid"] for s in listed})
+        self.assertIsNone(daemon.service.household.speaker(kitchen.uid))
+        manager: Any = kitchen.manager
+        await until(lambda: not manager.subscriptions(), "the new satellite unsubscribed")
+        status, body = await daemon.post(kitchen.uid, "volume", {"volume": 5})
+        self.assertEqual((status, body["error"]["code"]), (404, "unknown_speaker"))
+        topology = daemon.service.state.topology
+        assert topology is not None
+        member = topology.member(bar.uid)
+        assert member is not None
+        self.assertIn(kitchen.uid, {s.uid for s in member.satellites})
+        bar.set_volume(bar.rendering.volume % 50 + 3)
+        await until(
+            lambda: any(
+                volume_of(m.body) == bar.rendering.volume
+                for m in daemon.recorder.of("event", bar.uid, "RenderingControl", since=before)
+            ),
+            "the soundbar's volume change",
+        )
+        await until(lambda: self.caught_up(daemon, (bar,)), "every NOTIFY sent taken")
+        self.assert_whole(daemon, bar, before, ())
+        await soco_action(bar, "RemoveHTSatellite", [("SatRoomUUID", kitchen.uid)])
+        await until(
+            lambda: len(daemon.recorder.initial_events(kitchen.uid, "AVTransport")) == 2,
+            "followed again",
+        )
+        status, _ = await daemon.post(kitchen.uid, "volume", {"volume": 6})
+        self.assertEqual((status, kitchen.rendering.volume), (200, 6))
+
+    def assert_whole(
+        self, daemon: Daemon, bar: Speaker, before: int, freed: Sequence[Speaker]
+    ) -> None:
+        """Every service's NOTIFY events of ``bar`` (all of them) and of each ``freed``
+        speaker (since message ``before``) are numbered 0, 1, 2... once each, no gap was
+        said and the soundbar lost no subscription."""
+        for service in SERVICES:
+            for speaker, since in ((bar, 0), *((s, before) for s in freed)):
+                seqs = [
+                    m.body["seq"]
+                    for m in daemon.recorder.of("event", speaker.uid, service, since=since)
+                    if m.body["source"] == "notify"
+                ]
+                self.assertEqual(seqs, list(range(len(seqs))), (speaker.name, service))
+        self.assertEqual(daemon.recorder.of("events.gap"), [])
+        self.assertEqual(daemon.recorder.of("subscription.lost", bar.uid), [])
 
     def caught_up(self, daemon: Daemon, speakers: Sequence[Speaker]) -> bool:
         """Whether the daemon has taken the last NOTIFY each subscription of ``speakers``

@@ -152,6 +152,30 @@ class AdminTests(SynchronousTestCase):
         assert self.request("POST", "/speakers/0/separate")[0] == 200
         assert not right.invisible
 
+    def test_satellite_routes_bond_and_free_a_surround(self) -> None:
+        """POST add-satellite on a soundbar bonds the named speaker as its invisible
+        satellite on the channel given; POST remove-satellite on the satellite frees it with
+        its own room name; speakers that cannot do either are refused with 409."""
+        one, beam, other = self.household.speakers
+        name = other.name
+        body = {"satellite": "2", "channel": "LR"}
+        status, state = self.request("POST", "/speakers/1/add-satellite", body)
+        assert (status, state["satellites"]) == (200, [other.uid])
+        assert (other.invisible, other.ht_primary, other.name) == (True, beam.uid, beam.name)
+        assert f"{beam.uid}:LF,RF;{other.uid}:LR" in self.household.zone_group_state()
+        status, error = self.request("POST", "/speakers/0/add-satellite", body)
+        assert status == 409 and "not a soundbar" in error["error"]
+        sub = {"satellite": "0", "channel": "SW"}
+        status, error = self.request("POST", "/speakers/1/add-satellite", sub)
+        assert status == 409 and "cannot play SW" in error["error"]
+        assert self.request("GET", "/speakers/1/add-satellite")[0] == 405
+        status, state = self.request("POST", "/speakers/2/remove-satellite")
+        assert (status, state["invisible"], state["name"]) == (200, False, name)
+        assert (state["coordinator"], beam.satellites) == (other.uid, [])
+        status, error = self.request("POST", "/speakers/2/remove-satellite")
+        assert status == 409 and "not a home-theatre satellite" in error["error"]
+        assert not one.invisible
+
     def test_faults(self) -> None:
         """reboot, offline, online, address and burst reach the speaker and its manager."""
         speaker = self.household.speakers[0]

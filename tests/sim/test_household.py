@@ -587,3 +587,135 @@ def test_sub_and_surround_need_their_satellites() -> None:
         with pytest.raises(UPnPError) as raised:
             speaker.set_eq(eq_type, value)
         assert raised.value.code == 402
+
+
+def ht_satellites(household: Household) -> dict[str, dict[str, str]]:
+    root = ElementTree.fromstring(household.zone_group_state())
+    return {
+        satellite.get("UUID", ""): dict(satellite.attrib)
+        for member in root.iter("ZoneGroupMember")
+        for satellite in member.iter("Satellite")
+    }
+
+
+def home_theatre(**kwargs: object) -> tuple[Household, list[RecordingManager]]:
+    """A One, then a home theatre: an Arc with a Sub and two surrounds."""
+    _, household, managers = make(5, home_theatre=True, **kwargs)
+    return household, managers
+
+
+def test_removing_a_satellite_frees_it_and_events_it() -> None:
+    """A surround removed from its home theatre is a visible group of its own with the room
+    name it had before it was bonded and no HTSatChanMapSet, the soundbar's map and
+    satellites lose it (the others stay nested under the soundbar), all evented in every
+    speaker's ZoneGroupState and in DeviceProperties; a speaker that is no satellite
+    cannot be removed."""
+    household, managers = home_theatre()
+    _, bar, sub, left, right = household.speakers
+    assert (left.name, left.own_name) == (bar.name, "Office")
+    assert household.remove_satellite(left) is bar
+    members = zgs_members(household)
+    assert "Invisible" not in members[left.uid] and "HTSatChanMapSet" not in members[left.uid]
+    assert members[left.uid]["ZoneName"] == "Office" == left.name
+    bar_map = f"{bar.uid}:LF,RF;{sub.uid}:SW;{right.uid}:RR"
+    assert members[bar.uid]["HTSatChanMapSet"] == bar_map
+    assert set(ht_satellites(household)) == {sub.uid, right.uid}
+    assert left.group.members == [left.uid] and left.is_coordinator
+    assert (bar.satellites, left.ht_primary, left.ht_channel) == ([sub.uid, right.uid], None, "")
+    assert left.transport.uri == left.transport.queue_uri
+    assert left.transport.state == "STOPPED"
+    freed = managers[left.index].of("DeviceProperties")[-1]
+    assert (freed["Invisible"], freed["HTSatChanMapSet"], freed["ZoneName"]) == ("0", "", "Office")
+    assert managers[bar.index].of("DeviceProperties")[-1]["HTSatChanMapSet"] == bar_map
+    for manager in managers:
+        zgs = manager.of("ZoneGroupTopology")[-1]["ZoneGroupState"]
+        assert f'Coordinator="{left.uid}"' in zgs
+    for speaker in (left, bar, household.speakers[0]):
+        with pytest.raises(ValueError, match="not a home-theatre satellite"):
+            household.remove_satellite(speaker)
+    household.remove_satellite(sub)
+    assert zgs_members(household)[sub.uid]["ZoneName"] == "Bedroom"
+
+
+def test_adding_a_satellite_bonds_it_under_the_soundbar() -> None:
+    """A speaker added to a soundbar leaves its group, takes the room name and is the
+    soundbar's invisible Satellite on its channel, in the soundbar's HTSatChanMapSet and its
+    own, evented; a speaker that does not fit the channel, a taken channel, a bonded
+    speaker and a soundbar that is not one are refused, and dedicated fronts are not
+    modelled."""
+    household, managers = home_theatre()
+    kitchen, bar, sub, left, right = household.speakers
+    household.remove_satellite(right)
+    household.join(right, kitchen)
+    household.add_satellite(bar, right, "RR")
+    satellites = ht_satellites(household)
+    assert set(satellites) == {sub.uid, left.uid, right.uid}
+    assert satellites[right.uid]["Invisible"] == "1"
+    assert satellites[right.uid]["ZoneName"] == bar.name
+    assert satellites[right.uid]["HTSatChanMapSet"] == f"{bar.uid}:LF,RF;{right.uid}:RR"
+    assert right.uid not in zgs_members(household)
+    assert kitchen.group.members == [kitchen.uid]
+    bar_map = f"{bar.uid}:LF,RF;{sub.uid}:SW;{left.uid}:LR;{right.uid}:RR"
+    assert managers[bar.index].of("DeviceProperties")[-1]["HTSatChanMapSet"] == bar_map
+    latest = managers[right.index].of("DeviceProperties")[-1]
+    assert (latest["Invisible"], latest["ZoneName"]) == ("1", bar.name)
+    household.remove_satellite(left)
+    for soundbar, satellite, channel, reason in (
+        (bar, sub, "LR", "already bonded"),
+        (bar, left, "SW", "cannot play SW"),
+        (bar, left, "RR", "has a RR satellite already"),
+        (bar, left, "XX", "unknown home-theatre channel"),
+        (kitchen, left, "LR", "not a soundbar"),
+        (bar, bar, "LR", "its own satellite"),
+    ):
+        with pytest.raises(ValueError, match=reason):
+            household.add_satellite(soundbar, satellite, channel)
+    with pytest.raises(NotImplementedError):
+        household.add_satellite(bar, left, "LF")
+    left.go_offline(vanish=True)
+    with pytest.raises(ValueError, match="off the network"):
+        household.add_satellite(bar, left, "LR")
+    left.come_online()
+    household.add_satellite(bar, left, "LR")
+    assert left.ht_primary == bar.uid and left.invisible
+
+
+def test_ht_satellite_actions_take_the_maps_sonos_apps_send() -> None:
+    """DeviceProperties RemoveHTSatellite takes the satellite's uid and AddHTSatellite the
+    soundbar's map with one new satellite (satellites it has may be listed again), both sent
+    to the soundbar; a speaker that cannot lead a home theatre answers 401, a uid that is
+    not its satellite, two new satellites or a bad one 800, a map without the soundbar 402,
+    dedicated fronts 501."""
+    household, _ = home_theatre()
+    kitchen, bar, sub, left, right = household.speakers
+
+    def call(speaker: object, action: str, **args: str) -> int:
+        try:
+            actions.run(speaker, "DeviceProperties", action, args)  # type: ignore[arg-type]
+        except UPnPError as e:
+            return e.code
+        return 200
+
+    assert call(kitchen, "RemoveHTSatellite", SatRoomUUID=sub.uid) == 401
+    assert call(sub, "RemoveHTSatellite", SatRoomUUID=sub.uid) == 401
+    assert call(bar, "RemoveHTSatellite", SatRoomUUID=kitchen.uid) == 800
+    assert call(bar, "RemoveHTSatellite", SatRoomUUID=sub.uid) == 200
+    assert call(bar, "RemoveHTSatellite", SatRoomUUID=left.uid) == 200
+    assert (sub.invisible, left.invisible, bar.satellites) == (False, False, [right.uid])
+    assert call(bar, "RemoveHTSatellite", SatRoomUUID=sub.uid) == 800
+    assert call(bar, "RemoveHTSatellite") == 402
+    both = f"{bar.uid}:LF,RF;{sub.uid}:SW;{left.uid}:LR"
+    assert call(bar, "AddHTSatellite", HTSatChanMapSet=both) == 800
+    assert call(bar, "AddHTSatellite", HTSatChanMapSet=f"{sub.uid}:SW") == 402
+    unknown = f"{bar.uid}:CC;RINCON_NOBODY01400:SW"
+    assert call(bar, "AddHTSatellite", HTSatChanMapSet=unknown) == 800
+    assert call(bar, "AddHTSatellite", HTSatChanMapSet=f"{bar.uid}:CC;{kitchen.uid}:SW") == 800
+    assert call(bar, "AddHTSatellite", HTSatChanMapSet=f"{bar.uid}:CC;{left.uid}:LF,LTF") == 501
+    sub_map = f"{bar.uid}:CC;{sub.uid}:SW"
+    assert call(kitchen, "AddHTSatellite", HTSatChanMapSet=sub_map) == 401
+    assert call(bar, "AddHTSatellite", HTSatChanMapSet=sub_map) == 200
+    assert (sub.ht_primary, sub.ht_channel, sub.invisible) == (bar.uid, "SW", True)
+    again = f"{bar.uid}:LF,RF;{sub.uid}:SW;{right.uid}:RR;{left.uid}:LR"
+    assert call(bar, "AddHTSatellite", HTSatChanMapSet=again) == 200
+    assert bar.satellites == [right.uid, sub.uid, left.uid]
+    assert call(bar, "AddHTSatellite", HTSatChanMapSet=again) == 200

@@ -20,7 +20,7 @@ from twisted.trial.unittest import TestCase
 
 from sonosd.sim.service import HouseholdService
 from tests.control.test_controller_daemon import start_daemon
-from tests.daemon_helpers import daemon_yaml, reactor
+from tests.daemon_helpers import daemon_yaml, reactor, until
 from tests.sinks.test_mqtt import MOSQUITTO_PUB, MOSQUITTO_SUB, WAIT, Broker, Subscriber
 from tests.test_daemon_process import (
     Processes,
@@ -198,6 +198,66 @@ class MqttDaemonTests(TestCase):
             if payload
         }
         self.assertEqual(owners, {bar.uid})
+
+    async def test_a_separated_pairs_freed_speaker_publishes_under_its_uid(self) -> None:
+        """After a stereo pair made and separated at runtime both speakers carry the room's
+        name: the room's topics stay the left speaker's throughout, and the freed right
+        speaker's availability, state, events and commands use the topics under its uid
+        (mqtt.md's rule for a room name another speaker already uses)."""
+        broker, sub, mqtt = await broker_and_subscriber(self)
+        daemon = await start_daemon(self, listed=1, sinks={"mqtt": mqtt})
+        _, left, right = daemon.household.speakers
+        room, old = left.name, right.name
+        await sub.wait(lambda: "online" in sub.payloads("sonos/bridge/availability"), reactor)
+        availability = f"sonos/{old}/availability"
+        await sub.wait(lambda: sub.payloads(availability)[-1:] == ["online"], reactor)
+        left.household.pair(left, right)
+        await until(lambda: daemon.recorder.of("speaker.removed", right.uid), "removed")
+        await sub.wait(lambda: sub.payloads(availability)[-1:] == [""], reactor)
+        separated = len(sub.lines)
+        left.household.unpair(left)
+        await until(
+            lambda: daemon.service.state.availability(right.uid).status == "online", "followed"
+        )
+        self.assertEqual(right.name, room)
+        own = f"sonos/{right.uid}"
+
+        def speaker_of(topic: str) -> Any:
+            payloads = sub.payloads(topic)
+            return json.loads(payloads[-1])["speaker"]["uid"] if payloads and payloads[-1] else None
+
+        await sub.wait(lambda: sub.payloads(f"{own}/availability")[-1:] == ["online"], reactor)
+        await sub.wait(lambda: speaker_of(f"{own}/state/RenderingControl") == right.uid, reactor)
+        right.set_volume(right.rendering.volume % 40 + 7)
+        for topic in (f"{own}/state/RenderingControl", f"{own}/event/RenderingControl"):
+            await sub.wait(carries_volume(sub, topic, right.rendering.volume), reactor)
+        left.set_volume(right.rendering.volume + 5)
+        await sub.wait(
+            carries_volume(sub, f"sonos/{room}/state/RenderingControl", left.rendering.volume),
+            reactor,
+        )
+        await publish(broker, f"{own}/cmd/volume", '{"volume": 9}')
+        await sub.wait(sub.has(f"{own}/cmd/volume/result"), reactor)
+        await publish(broker, f"sonos/{room}/cmd/volume", '{"volume": 19}')
+        await sub.wait(sub.has(f"sonos/{room}/cmd/volume/result"), reactor)
+        self.assertEqual((right.rendering.volume, left.rendering.volume), (9, 19))
+        await sub.wait(carries_volume(sub, f"{own}/state/RenderingControl", 9), reactor)
+        await sub.wait(carries_volume(sub, f"sonos/{room}/state/RenderingControl", 19), reactor)
+        self.assertEqual(sub.payloads(f"sonos/{room}/availability")[-1], "online")
+        owners = {
+            json.loads(payload)["speaker"]["uid"]
+            for _, topic, payload in sub.lines
+            if topic.startswith(f"sonos/{room}/")
+            and ("/state/" in topic or "/event/" in topic)
+            and payload
+        }
+        self.assertEqual(owners, {left.uid})
+        late = [
+            topic
+            for _, topic, payload in sub.lines[separated:]
+            if topic.startswith(f"sonos/{old}/") and payload
+        ]
+        self.assertEqual(late, [])
 
     async def test_two_households_keep_their_own_topics(self) -> None:
         """With two simulated households, each has its own retained topology and alarm
