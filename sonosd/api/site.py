@@ -67,9 +67,10 @@ from sonosd.api.sse import EventsResource
 from sonosd.config import ApiConfig
 from sonosd.control.commandargs import COMMANDS
 from sonosd.control.dispatch import ControllerLike
+from sonosd.delivery.channel import error_body
 from sonosd.delivery.drain import drained
 from sonosd.delivery.endpoint import listen
-from sonosd.delivery.hub import Hub
+from sonosd.delivery.hub import Hub, encode
 from sonosd.delivery.metrics import ApiMetrics
 from sonosd.peerlog import PeerLog
 
@@ -232,7 +233,16 @@ class _Preflight(Resource):
         return b""
 
 
-_TOO_LARGE = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+_TOO_LARGE_BODY = encode(
+    error_body("too_large", f"the request body is over {MAX_BODY} bytes, the most any route takes")
+)
+_TOO_LARGE = (
+    b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\n"
+    b"Cache-Control: no-store\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+    % (len(_TOO_LARGE_BODY), _TOO_LARGE_BODY)
+)
+"""The answer to a body over ``MAX_BODY``: the API's JSON error (``too_large``), written by the
+channel itself before any resource runs."""
 
 
 class _TrackedChannel(RequestDeadline, HTTPChannel):
@@ -279,6 +289,8 @@ class _TrackedChannel(RequestDeadline, HTTPChannel):
     def refuse_too_large(self) -> None:
         """Answer 413 and close; whatever else arrives on this connection is ignored."""
         self._refused = True
+        if self.site.metrics is not None:
+            self.site.metrics.client_errors["rest", "too_large"] += 1
         transport = self.transport
         assert transport is not None
         transport.write(_TOO_LARGE)

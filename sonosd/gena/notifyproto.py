@@ -42,10 +42,16 @@ from typing import Any, Final
 from typing import Protocol as TypingProtocol
 
 import attrs
-from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IHalfCloseableProtocol,
+    IReactorTime,
+)
 from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 log = Logger()
 
@@ -369,8 +375,14 @@ class INotifyHandler(TypingProtocol):
 _HEAD, _LENGTH, _CHUNKED, _DISCARD, _WAITING, _DONE = range(6)
 
 
+@implementer(IHalfCloseableProtocol)
 class NotifyProtocol(Protocol):
     """One connection: read one request, hand it to the handler, answer, close.
+
+    A client may close its sending side once its request is sent (half-close): the answer
+    still reaches it. Without that, Twisted drops the connection at the client's end of data,
+    and an answer still in the transport's buffer (a refusal written while the rest of the
+    request is read and dropped) never left.
 
     @ivar host: The client's address (see L{NotifyRequest.host}).
     @ivar idle: Idle sweeps since data last arrived (see L{NotifyServerFactory}).
@@ -431,6 +443,17 @@ class NotifyProtocol(Protocol):
         request, self._request = self._request, None
         if waiting and request is not None and request.on_lost is not None:
             request.on_lost()
+
+    def readConnectionLost(self) -> None:
+        """The client sent all it will send: close once what is written is out (a request
+        still incomplete never gets an answer; a held one is answered when it is released)."""
+        if self._state == _WAITING:
+            return
+        self._state = _DONE
+        self._transport().loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        """Our sending side is closed (after a refusal): keep reading what is dropped."""
 
     def timed_out(self) -> None:
         """The connection was idle or slow too long: drop it without an answer."""
@@ -718,14 +741,17 @@ class NotifyServerFactory(ServerFactory):
         )
         for protocol in list(self._reading):
             protocol.idle += 1
-            if protocol.discarding and protocol.idle > self._idle_sweeps:
-                # Refused (and counted) already; the client is not taking its answer.
-                self._reading.discard(protocol)
-                protocol.timed_out()
+            late = deadline is not None and protocol.connected_at < deadline
+            if protocol.discarding:
+                if protocol.idle > self._idle_sweeps or late:
+                    # Refused and counted already (one request, one reason): the client is
+                    # not taking its answer, or still sending what was refused.
+                    self._reading.discard(protocol)
+                    protocol.timed_out()
                 continue
             if self._idle_sweeps and protocol.idle > self._idle_sweeps:
                 why = f"nothing received for {self.idle_timeout:g} s: closed"
-            elif deadline is not None and protocol.connected_at < deadline:
+            elif late:
                 why = f"request not complete {self.request_timeout:g} s after connecting: closed"
             else:
                 continue
