@@ -945,15 +945,20 @@ class Household:
         self.group_of(left.uid).members.remove(right.uid)
         left.pair_partner = right.pair_partner = None
         left.channel_map = right.channel_map = ""
-        right.invisible = False
-        self.groups.append(Group(self._new_group_id(right.uid), right.uid, [right.uid]))
-        if not right.transport.uri and right.transport.queue:
-            right.transport.set_uri(right.transport.queue_uri, "", None)
+        self._stand_alone(right)
         log.info("{left} and {right} separated", left=left.name, right=right.uid)
         self.topology_changed()
         for half in (left, right):
             half.publish("AVTransport")
         return left, right
+
+    def _stand_alone(self, speaker: Speaker) -> None:
+        """Make a speaker just freed from a bond a room again: visible, a group of its own,
+        stopped, with its own queue as its source when it has none."""
+        speaker.invisible = False
+        self.groups.append(Group(self._new_group_id(speaker.uid), speaker.uid, [speaker.uid]))
+        if not speaker.transport.uri and speaker.transport.queue:
+            speaker.transport.set_uri(speaker.transport.queue_uri, "", None)
 
     def _bond_home_theatre(
         self, soundbar: Speaker, sub: Speaker, left: Speaker, right: Speaker
@@ -1036,11 +1041,8 @@ class Household:
         soundbar.satellites.remove(satellite.uid)
         satellite.ht_primary = None
         satellite.ht_channel = ""
-        satellite.invisible = False
         satellite.name = satellite.own_name or satellite.name
-        self.groups.append(Group(self._new_group_id(satellite.uid), satellite.uid, [satellite.uid]))
-        if not satellite.transport.uri and satellite.transport.queue:
-            satellite.transport.set_uri(satellite.transport.queue_uri, "", None)
+        self._stand_alone(satellite)
         log.info(
             "{satellite} removed from {soundbar}", satellite=satellite.name, soundbar=soundbar.name
         )
