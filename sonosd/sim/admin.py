@@ -13,6 +13,7 @@ address or room name; a household by its number (``0``) or household ID.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -318,36 +319,9 @@ class AdminResource(Resource):
                 raise ApiError(400, "a speaker cannot join itself")
             self.household.join(speaker, target)
             return speaker_json(speaker)
-        if head == "pair" and len(rest) == 1:
+        if head in ("pair", "separate", "add-satellite", "remove-satellite") and len(rest) == 1:
             _allow(method, "POST")
-            right = self._speaker(_string(body, "right"))
-            try:
-                speaker.household.pair(speaker, right)
-            except ValueError as e:
-                raise ApiError(409, str(e)) from None
-            return speaker_json(speaker)
-        if head == "separate" and len(rest) == 1:
-            _allow(method, "POST")
-            try:
-                speaker.household.unpair(speaker)
-            except ValueError as e:
-                raise ApiError(409, str(e)) from None
-            return speaker_json(speaker)
-        if head == "add-satellite" and len(rest) == 1:
-            _allow(method, "POST")
-            satellite = self._speaker(_string(body, "satellite"))
-            try:
-                speaker.household.add_satellite(speaker, satellite, _string(body, "channel"))
-            except (ValueError, NotImplementedError) as e:
-                raise ApiError(409, str(e)) from None
-            return speaker_json(speaker)
-        if head == "remove-satellite" and len(rest) == 1:
-            _allow(method, "POST")
-            try:
-                speaker.household.remove_satellite(speaker)
-            except ValueError as e:
-                raise ApiError(409, str(e)) from None
-            return speaker_json(speaker)
+            return self._bond(head, speaker, body)
         if head == "unjoin" and len(rest) == 1:
             _allow(method, "POST")
             self.household.unjoin(speaker)
@@ -380,6 +354,28 @@ class AdminResource(Resource):
             _allow(method, "POST")
             return _FAULTS[head](speaker, body)
         raise ApiError(404, "no such route")
+
+    def _bond(self, head: str, speaker: Speaker, body: dict[str, Any]) -> Any:
+        """Pair, separate, add a home-theatre satellite to, or remove one from ``speaker``
+        (``POST /speakers/{id}/<head>``): what the household refuses is 409."""
+        household = speaker.household
+        change: Callable[[], object]
+        if head == "pair":
+            right = self._speaker(_string(body, "right"))
+            change = functools.partial(household.pair, speaker, right)
+        elif head == "separate":
+            change = functools.partial(household.unpair, speaker)
+        elif head == "add-satellite":
+            satellite = self._speaker(_string(body, "satellite"))
+            channel = _string(body, "channel")
+            change = functools.partial(household.add_satellite, speaker, satellite, channel)
+        else:
+            change = functools.partial(household.remove_satellite, speaker)
+        try:
+            change()
+        except (ValueError, NotImplementedError) as e:
+            raise ApiError(409, str(e)) from None
+        return speaker_json(speaker)
 
     @staticmethod
     def _queue(method: str, speaker: Speaker, body: dict[str, Any]) -> Any:
