@@ -72,6 +72,15 @@ class Recorder:
             and (service is None or m.service == service)
         ]
 
+    def has_volume(self, speaker: Any, since: int = 0) -> bool:
+        """Whether a RenderingControl event of ``speaker`` (a simulated one) carries its
+        current master volume, from the ``since``-th message on."""
+        volume = speaker.rendering.volume
+        return any(
+            volume_of(m.body) == volume
+            for m in self.of("event", speaker.uid, "RenderingControl", since=since)
+        )
+
     def initial_events(self, uid: str, service: str) -> list[Message]:
         """The SEQ 0 (full state) events of one service of one speaker."""
         return [m for m in self.of("event", uid, service) if m.body.get("seq") == 0]

@@ -327,17 +327,11 @@ class OneSpeakerTests(TestCase):
         self.assertEqual([m["uid"] for m in groups[right.uid]["members"]], [right.uid])
         self.assertEqual(groups[right.uid]["name"], left.name)
 
-        async def volume_evented(speaker: Speaker, which: str) -> None:
-            await until(
-                lambda: any(
-                    volume_of(m.body) == speaker.rendering.volume
-                    for m in since("event", speaker.uid, "RenderingControl")
-                ),
-                f"the {which} speaker's volume change",
-            )
-
         right.set_volume(right.rendering.volume % 50 + 7)
-        await volume_evented(right, "freed")
+        await until(
+            lambda: daemon.recorder.has_volume(right, since=before),
+            "the freed speaker's volume change",
+        )
         await until(
             lambda: any(
                 is_volume_event(m, right.uid, right.rendering.volume) for m in client.messages()
@@ -349,7 +343,10 @@ class OneSpeakerTests(TestCase):
         self.assertEqual(right.rendering.volume, 61)
         self.assertNotEqual(left.rendering.volume, 61)
         left.set_volume(left.rendering.volume % 50 + 3)
-        await volume_evented(left, "left")
+        await until(
+            lambda: daemon.recorder.has_volume(left, since=before),
+            "the left speaker's volume change",
+        )
         self.assertNotEqual(right.rendering.volume, left.rendering.volume)
         await until(lambda: self.caught_up(daemon, (left, right)), "every NOTIFY sent taken")
         for service in SERVICES:
@@ -442,10 +439,7 @@ class OneSpeakerTests(TestCase):
             self.assertEqual(groups[satellite.uid]["name"], satellite.name)
         left.set_volume(left.rendering.volume % 50 + 7)
         await until(
-            lambda: any(
-                volume_of(m.body) == left.rendering.volume
-                for m in since("event", left.uid, "RenderingControl")
-            ),
+            lambda: daemon.recorder.has_volume(left, since=before),
             "the freed surround's volume change",
         )
         for satellite, volume in ((sub, 21), (left, 62)):
@@ -454,11 +448,7 @@ class OneSpeakerTests(TestCase):
             self.assertEqual(satellite.rendering.volume, volume)
         bar.set_volume(bar.rendering.volume % 50 + 3)
         await until(
-            lambda: any(
-                volume_of(m.body) == bar.rendering.volume
-                for m in since("event", bar.uid, "RenderingControl")
-            ),
-            "the soundbar's volume change",
+            lambda: daemon.recorder.has_volume(bar, since=before), "the soundbar's volume change"
         )
         await until(lambda: self.caught_up(daemon, (bar, sub, left)), "every NOTIFY sent taken")
         self.assert_whole(daemon, bar, before, (sub, left))
@@ -494,11 +484,7 @@ class OneSpeakerTests(TestCase):
         self.assertIn(kitchen.uid, {s.uid for s in member.satellites})
         bar.set_volume(bar.rendering.volume % 50 + 3)
         await until(
-            lambda: any(
-                volume_of(m.body) == bar.rendering.volume
-                for m in daemon.recorder.of("event", bar.uid, "RenderingControl", since=before)
-            ),
-            "the soundbar's volume change",
+            lambda: daemon.recorder.has_volume(bar, since=before), "the soundbar's volume change"
         )
         await until(lambda: self.caught_up(daemon, (bar,)), "every NOTIFY sent taken")
         self.assert_whole(daemon, bar, before, ())
