@@ -436,7 +436,7 @@ class MqttBrokerTests(TestCase):
         republishes them, and says how many events it could not publish meanwhile."""
         logs = capture_logs(self)
         await self.broker.start()
-        sink = self.make_sink()
+        sink = self.make_sink(homeassistant=True)
         await self.start(sink)
         self.publish_household()
         self.broker.stop()
@@ -463,6 +463,25 @@ class MqttBrokerTests(TestCase):
         kitchen = self.state(sub, "sonos/Kitchen/state/RenderingControl")
         self.assertEqual(kitchen["variables"]["volume"], {"Master": 30})
         self.assertEqual(sub.payloads("sonos/bridge/availability"), ["online"])
+        # Every retained topic is back: each speaker's availability and its Home Assistant
+        # discovery documents too (docs/mqtt.md, Delivery).
+        discovery = self.subscriber("homeassistant/#")
+        entities = (
+            f"homeassistant/sensor/sonosd_{KITCHEN['uid']}/volume/config",
+            f"homeassistant/sensor/sonosd_{OFFICE['uid']}/transport_state/config",
+            "homeassistant/binary_sensor/sonosd_bridge/connectivity/config",
+        )
+        await discovery.wait(
+            lambda: all(discovery.payloads(topic) for topic in entities), self.reactor
+        )
+        await sub.wait(
+            lambda: all(
+                sub.payloads(f"sonos/{room}/availability") for room in ("Kitchen", "Office")
+            ),
+            self.reactor,
+        )
+        self.assertEqual(sub.payloads("sonos/Kitchen/availability"), ["online"])
+        self.assertEqual(sub.payloads("sonos/Office/availability"), ["online"])
         gaps = [e for e in logs if "not published while the broker" in e.get("log_format", "")]
         self.assertEqual([e["count"] for e in gaps], [1])
         self.assertEqual(sink.missed, 0)
@@ -750,6 +769,10 @@ class MqttBrokerTests(TestCase):
         )
         mute = json.loads(sub.payloads("sonos/Kitchen/cmd/mute/result")[0])
         self.assertEqual((mute["ok"], mute["error"]["code"]), (False, "bad_request"))
+        # Results are not retained: a client subscribing later never reads an old answer
+        # (the broker sends a subscription's retained messages before the next one's).
+        late = await self.ready_subscriber("sonos/+/cmd/+/result")
+        self.assertEqual([topic for _, topic, _ in late.lines], ["sonos/bridge/availability"])
 
     async def test_command_topics_need_a_controller(self) -> None:
         """Without a controller the sink subscribes to nothing (no command topic); with one it
@@ -992,6 +1015,17 @@ class MqttBrokerTests(TestCase):
             "speaker.asleep", {"reason": "sleeping", "availability": availability}, speaker=OFFICE
         )
         await sub.wait(sub.has("sonos/Office/event/speaker.asleep"), self.reactor)
+        self.assertEqual(sub.payloads("sonos/Office/availability")[-1], "offline")
+        self.hub.publish("speaker.online", {"reason": "woke up"}, speaker=OFFICE)
+        await sub.wait(sub.has("sonos/Office/event/speaker.online"), self.reactor)
+        self.assertEqual(sub.payloads("sonos/Office/availability")[-1], "online")
+        upnp_off = {"status": "upnp_disabled", "reason": "HTTP 403", "since": None}
+        self.hub.publish(
+            "speaker.upnp_disabled",
+            {"reason": "HTTP 403", "availability": upnp_off},
+            speaker=OFFICE,
+        )
+        await sub.wait(sub.has("sonos/Office/event/speaker.upnp_disabled"), self.reactor)
         self.assertEqual(sub.payloads("sonos/Office/availability")[-1], "offline")
         self.hub.publish("speaker.removed", {"reason": "left household"}, speaker=KITCHEN)
         await sub.wait(lambda: sub.payloads(volume_topic)[-1:] == [""], self.reactor)
