@@ -256,10 +256,12 @@ def test_bad_timeout_option(value: str) -> None:
 
 
 def test_default_timeouts_exceed_the_daemons_call_timeout() -> None:
-    """A command waits longer than the daemon's own limit (3 x soco.call_timeout)."""
+    """A command waits 90 s by default, longer than the daemon's own limit (3 x
+    soco.call_timeout, 20 s by default); status, doctor and events wait 15 s."""
     from sonosd.config import SocoConfig
 
-    assert 3 * SocoConfig().call_timeout < COMMAND_TIMEOUT
+    assert SocoConfig().call_timeout == 20.0
+    assert 3 * SocoConfig().call_timeout < COMMAND_TIMEOUT == 90.0
     assert DEFAULT_TIMEOUT == 15.0
 
 
