@@ -209,6 +209,16 @@ class CtlAgainstDaemonTests(TestCase):
         self.assertEqual(outcome.status, EXIT_SPEAKER, outcome.err)
         self.assertEqual(outcome.err, "sonosctl: timeout: Living Room did not answer within 1 s\n")
 
+    async def test_offline_speaker_exits_5(self) -> None:
+        """A speaker that refuses connections is the daemon's 503 offline, and sonosctl exits
+        5 (the speaker failed) with the daemon's ``offline: ...`` line."""
+        speaker = self.household.speakers[0]
+        await speaker.go_offline("refuse")
+        self.addCleanup(speaker.come_online)
+        outcome = await self.ctl("Living Room", "volume", "30")
+        self.assertEqual(outcome.status, EXIT_SPEAKER, outcome.err)
+        self.assertTrue(outcome.err.startswith("sonosctl: offline: Living Room"), outcome.err)
+
     async def test_unauthorised(self) -> None:
         """Without a token exits 4; with a read-only token a command exits 4 too."""
         outcome = await self.ctl("Kitchen", "play", token=None)
@@ -461,6 +471,37 @@ def test_usage_errors() -> None:
         (["sub", "off"], ("sub", {"enabled": False})),
         (["sub", "-4"], ("sub", {"gain": -4})),
         (["surround", "3"], ("surround", {"tv_level": 3})),
+        # The rest of docs/control.md's shorthand table.
+        *(([word], (word, {})) for word in ("toggle", "stop", "next", "previous")),
+        (["leave"], ("leave", {})),
+        (["party"], ("party", {})),
+        (["volume", "-5"], ("volume", {"delta": -5})),
+        (["group-volume", "30"], ("group_volume", {"volume": 30})),
+        (["group-volume", "+4"], ("group_volume", {"delta": 4})),
+        (["mute", "off"], ("mute", {"mute": False})),
+        (["group-mute"], ("group_mute", {})),
+        (["group-mute", "on"], ("group_mute", {"mute": True})),
+        (["treble", "3"], ("treble", {"treble": 3})),
+        (["loudness", "on"], ("loudness", {"loudness": True})),
+        (["dialog-mode", "on"], ("dialog_mode", {"dialog_mode": True})),
+        (["seek", "90"], ("seek", {"position": "90"})),
+        (["crossfade", "off"], ("play_mode", {"crossfade": False})),
+        (["restore"], ("restore", {})),
+        (["restore", "evening"], ("restore", {"name": "evening"})),
+        (
+            ["playlist", "add", "Morning", "Mix"],
+            ("playlists", {"action": "add", "name": "Morning Mix"}),
+        ),
+        (
+            ["playlist", "tracks", "Morning", "Mix"],
+            ("playlists", {"action": "tracks", "name": "Morning Mix"}),
+        ),
+        (
+            ["share-link", "https://x/y", "queue"],
+            ("share_link", {"url": "https://x/y", "play": False}),
+        ),
+        (["sub", "on"], ("sub", {"enabled": True})),
+        (["surround", "off"], ("surround", {"enabled": False})),
     ],
 )
 def test_command_words(words: list[str], expected: tuple[str, dict[str, Any]]) -> None:
