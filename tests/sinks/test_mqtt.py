@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import paho.mqtt.client as paho
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.error import ConnectionRefusedError
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.protocol import ProcessProtocol, connectionDone
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import LogLevel
@@ -441,7 +441,7 @@ class MqttBrokerTests(TestCase):
         self.publish_household()
         self.broker.stop()
         await self.until(lambda: not sink.connected)
-        self.hub.publish(
+        missed = self.hub.publish(
             "event",
             {"seq": 2, "variables": {"volume": {"Master": 30}}},
             speaker=KITCHEN,
@@ -483,7 +483,10 @@ class MqttBrokerTests(TestCase):
         self.assertEqual(sub.payloads("sonos/Kitchen/availability"), ["online"])
         self.assertEqual(sub.payloads("sonos/Office/availability"), ["online"])
         gaps = [e for e in logs if "not published while the broker" in e.get("log_format", "")]
-        self.assertEqual([e["count"] for e in gaps], [1])
+        # The log says how many and which ids.
+        self.assertEqual(
+            [(e["count"], e["first"], e["last"]) for e in gaps], [(1, missed.id, missed.id)]
+        )
         self.assertEqual(sink.missed, 0)
 
     async def test_gap_topic_counts_the_events_not_published(self) -> None:
@@ -572,6 +575,41 @@ class MqttBrokerTests(TestCase):
         sink = self.make_sink(tls=True)
         error = await self.never_connects(sink)
         self.assertIn("certificate verify failed: self-signed certificate in certificate", error)
+
+    async def test_silent_tls_broker_is_bounded_by_the_connect_timeout(self) -> None:
+        """A broker address that accepts TCP but never answers the TLS handshake holds the
+        connect thread only for the connect timeout (10 s by default): the attempt fails as
+        timed out and is retried, and the thread is free for the next one."""
+        from twisted.internet.protocol import Factory, Protocol
+
+        closed: list[Deferred[None]] = []
+        opened: list[Any] = []
+
+        class Silent(Protocol):
+            def connectionMade(self) -> None:
+                self.closed: Deferred[None] = Deferred()
+                closed.append(self.closed)
+                opened.append(self.transport)
+
+            def connectionLost(self, reason: Failure = connectionDone) -> None:
+                self.closed.callback(None)
+
+        silent = self.reactor.listenTCP(0, Factory.forProtocol(Silent), interface=self.broker.host)
+
+        async def stop_silent() -> None:
+            # paho leaves the socket of a failed handshake to Python's garbage collector:
+            # the broker's side closes these connections.
+            await silent.stopListening()
+            for transport in opened:
+                transport.abortConnection()
+            await gatherResults(closed)
+
+        self.addCleanup(lambda: Deferred.fromCoroutine(stop_silent()))
+        self.broker.port = silent.getHost().port
+        self.assertEqual(self.make_sink()._client.connect_timeout, 10.0)
+        sink = self.make_sink(tls=True, connect_timeout=0.5)
+        error = await self.never_connects(sink)
+        self.assertEqual(error, "timeout")
 
     async def test_tls_host_name_verified(self) -> None:
         """A broker certificate from the trusted ``ca_file`` that names another address than
