@@ -108,8 +108,9 @@ def not_http(exc: BaseException) -> str | None:
         ):
             found.append(value.args[0] if value.args else type(value).__name__)
             return
-        if type(value).__name__ == "ParseError" and type(value).__module__.startswith(
-            "twisted.web"
+        if any(
+            kind.__name__ == "ParseError" and kind.__module__.startswith("twisted.web")
+            for kind in type(value).__mro__
         ):
             args = getattr(value, "args", ())
             found.append(args[-1] if args else "")

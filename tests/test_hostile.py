@@ -26,6 +26,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
+from sonosd.backoff import describe_failure
 from sonosd.config import parse_config
 from sonosd.logs import route_stdlib_logging
 from sonosd.service import SonosdService
@@ -338,10 +339,10 @@ class HostileTests(TestCase):
 
     async def test_answers_too_deep_broken_or_garbled_are_bounded(self) -> None:
         """A speaker whose answers nest 70,000 elements deep (within the size bound), hold
-        bytes that are not UTF-8 or start with a garbage status line: commands (SoCo) and the
-        daemon's own reads (the reactor's SOAP client) fail naming what was wrong, or take
-        the answer when it is within the bounds; the other speaker is unaffected and nothing
-        is logged as an error."""
+        bytes that are not UTF-8, start with a garbage status line or 200 KB of headers:
+        commands (SoCo) and the daemon's own reads (the reactor's SOAP client) fail naming
+        what was wrong, or take the answer when it is within the bounds; the other speaker
+        is unaffected and nothing is logged as an error."""
         daemon = await self.daemon()
         kitchen, living_room = daemon.speakers
         self.addCleanup(kitchen.soap_faults.reset)
@@ -357,17 +358,19 @@ class HostileTests(TestCase):
             )
             return values["CurrentVolume"]
 
-        for fault, words in (
-            ({"nesting": 70_000}, "more than 100000 tags in one answer"),
-            ({"status_line": "garbage"}, "garbage"),
+        for fault, command_words, read_words in (
+            ({"nesting": 70_000}, "more than 100000 tags in one answer", None),
+            ({"status_line": "garbage"}, "not an HTTP answer: 'garbage'", None),
+            # SoCo's http.client reads 100 header lines at most, Twisted's client 64 KiB.
+            ({"header_bytes": 200_000}, "got more than 100 headers", "over 65536 bytes"),
         ):
             kitchen.soap_faults.only(**fault)
             status, error = await self.set_volume(daemon)
             self.assertEqual(status, 502, error)
-            self.assertIn(words, error["message"])
+            self.assertIn(command_words, error["message"])
             with self.assertRaises(Exception) as refused:
                 await own_read()
-            self.assertIn(words, str(refused.exception))
+            self.assertIn(read_words or command_words, describe_failure(refused.exception)[1])
             response = await treq.post(
                 daemon.url("/api/v1/speakers/Living Room/volume"),
                 b'{"volume": 12}',
@@ -396,17 +399,18 @@ class HostileTests(TestCase):
 
     async def test_hostile_device_descriptions_are_not_identified(self) -> None:
         """A speaker whose device description is over the size or tag bound, declares a DTD,
-        is not UTF-8, drips past the request timeout or has a garbage status line is not
-        identified: one warning names its address and what was wrong, identification is
-        retried, the other speaker is followed meanwhile, and the speaker is followed as
-        soon as it answers well."""
+        is not UTF-8, drips past the request timeout, has a garbage status line or 200 KB of
+        headers is not identified: one warning names its address and what was wrong,
+        identification is retried, the other speaker is followed meanwhile, and the speaker
+        is followed as soon as it answers well."""
         faults: list[tuple[dict[str, Any], str]] = [
             ({"padding": 300_000}, "is over 262144 bytes"),
             ({"nesting": 6_000}, "more than 10000 tags"),
             ({"doctype": True}, "declares a DTD"),
             ({"not_utf8": True}, "not XML"),
             ({"drip": 1.0, "padding": 50_000}, ": timeout;"),
-            ({"status_line": "garbage"}, "garbage"),
+            ({"status_line": "garbage"}, "not an HTTP answer: 'garbage'"),
+            ({"header_bytes": 200_000}, "over 65536 bytes"),
         ]
         for fault, words in faults:
             events = self.capture_logs()

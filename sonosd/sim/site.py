@@ -211,6 +211,8 @@ class SpeakerResource(Resource):
         if faults.status_line:
             return self._garbage(request, faults.status_line, body, content_type)
         request.setHeader(b"content-type", content_type)
+        for _ in range(0, faults.header_bytes, 1024):
+            request.responseHeaders.addRawHeader(b"x-padding", b"x" * 1011)
         if faults.drip > 0:
             return self._drip(request, body, faults.drip)
         return body

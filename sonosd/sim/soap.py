@@ -145,13 +145,17 @@ class SoapFaults:
     status_line: str = ""
     """When set, each answer starts with this line instead of ``HTTP/1.1 200 OK`` (a broken
     device: ``garbage``, ``HTTP/1.1 abc``), then the connection is closed."""
+    header_bytes: int = 0
+    """Bytes of extra header lines (``X-Padding``, 1 KiB each) in each answer's head: a head
+    far over what any client reads."""
     description: bool = False
     """The device description is answered with these faults too (``padding``, ``doctype``,
-    ``nesting``, ``not_utf8``, ``drip``, ``status_line``): the answer read to identify a
-    speaker."""
+    ``nesting``, ``not_utf8``, ``drip``, ``status_line``, ``header_bytes``): the answer read
+    to identify a speaker."""
     art: bool = False
     """Album art (``/getaa``, ``/img/...``) is answered with ``padding`` (bytes appended to
-    the image), ``drip`` and ``status_line`` too: what the daemon's art proxy fetches."""
+    the image), ``drip``, ``status_line`` and ``header_bytes`` too: what the daemon's art
+    proxy fetches."""
 
     def reset(self) -> None:
         """Clear every fault."""

@@ -46,6 +46,7 @@ NO_SOAP_FAULTS = {
     "nesting": 0,
     "not_utf8": False,
     "status_line": "",
+    "header_bytes": 0,
     "description": False,
     "art": False,
 }
