@@ -23,7 +23,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel
+from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
@@ -802,6 +802,37 @@ class PlainHTTPIntegrationTests(TestCase):
         connections = [set(p) for p in ports.values()]
         self.assertEqual([len(c) for c in connections], [1, 1])
         self.assertNotEqual(connections[0], connections[1])
+
+    async def test_answer_with_endless_headers_is_bounded(self) -> None:
+        """A receiver answering with 200 KB of header lines fails the delivery at 64 KiB of
+        them, a warning naming the URL and the bound, the message given up after its retries;
+        another target gets every message."""
+        events = capture_logs(self)
+
+        class Flooding(Resource):
+            isLeaf = True
+
+            def render_POST(self, request: Request) -> bytes:
+                for _ in range(200):
+                    request.responseHeaders.addRawHeader(b"x-padding", b"x" * 1011)
+                return b"ok"
+
+        fast = Receiver()
+        webhooks = [
+            Webhook(url=self.listen(Flooding()), retries=2),
+            Webhook(url=self.listen(fast)),
+        ]
+        sink = WebhookSink.from_config(self.reactor, webhooks)
+        sink.targets[0]._backoff_initial = sink.targets[0]._backoff_max = 0.01
+        await send_one(self.reactor, sink)
+        self.assertEqual((sink.targets[0].stats.failed, len(fast.requests)), (1, 1))
+        warnings = [
+            formatEvent(e)
+            for e in events
+            if e["log_level"] >= LogLevel.warn and webhooks[0].url in formatEvent(e)
+        ]
+        self.assertTrue(warnings)
+        self.assertTrue(all("status line and headers over 65536 bytes" in w for w in warnings))
 
     async def test_slow_target_delays_no_other_target(self) -> None:
         """While one receiver holds its request open, another target and another channel get
