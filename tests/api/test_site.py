@@ -178,7 +178,8 @@ class RestTests(TestCase):
         self.assertEqual(code, 401)
 
     async def test_speaker_by_uid_or_room(self) -> None:
-        """A speaker is found by uid or by room name in any case; unknown ones are 404."""
+        """A speaker is found by uid, by room name in any case or by address; unknown ones
+        are 404."""
         base = await self.start()
         code, body, _ = await self.call("GET", f"{base}/speakers/{KITCHEN.uid}")
         self.assertEqual((code, body["name"]), (200, "Kitchen"))
@@ -186,6 +187,8 @@ class RestTests(TestCase):
             body["services"]["AVTransport"]["variables"], {"transport_state": "PLAYING"}
         )
         code, body, _ = await self.call("GET", f"{base}/speakers/office")
+        self.assertEqual((code, body["uid"]), (200, OFFICE.uid))
+        code, body, _ = await self.call("GET", f"{base}/speakers/{OFFICE.host}")
         self.assertEqual((code, body["uid"]), (200, OFFICE.uid))
         code, body, _ = await self.call("GET", f"{base}/speakers/Garage")
         self.assertEqual((code, body["error"]["code"]), (404, "unknown_speaker"))
@@ -401,6 +404,40 @@ class RestTests(TestCase):
         code, _, _ = await self.call("GET", f"{base}/snapshot", {"Host": "evil.example:8080"})
         self.assertEqual(code, 403)
         self.assertEqual(controller.calls, [])
+
+    async def test_browser_guards_follow_origins_and_tokens(self) -> None:
+        """An open API answers the Host of a listed origin and refuses others; once tokens
+        are required any Host is answered, but a cross-origin POST is still 403 whatever
+        the token; ``*`` lists every origin."""
+        controller = RecordingController()
+        base = await self.start(cors_origins=("http://ha.lan:8123",))
+        code, _, _ = await self.call("GET", f"{base}/speakers", {"Host": "ha.lan:8080"})
+        self.assertEqual(code, 200)
+        code, _, _ = await self.call("GET", f"{base}/speakers", {"Host": "other.lan:8080"})
+        self.assertEqual(code, 403)
+        _, host, port = await start_api(
+            self, self.hub, self.state, controller, tokens=(READER, ADMIN)
+        )
+        guarded = f"http://{host}:{port}/api/v1"
+        code, _, _ = await self.call(
+            "GET", f"{guarded}/speakers", {**READ, "Host": "sonos.example:8080"}
+        )
+        self.assertEqual(code, 200)
+        code, body, _ = await self.call(
+            "POST", f"{guarded}/speakers/Kitchen/play", {**CONTROL, "Origin": "http://evil.example"}
+        )
+        self.assertEqual((code, body["error"]["code"]), (403, "forbidden"))
+        self.assertEqual(controller.calls, [])
+        _, host, port = await start_api(self, self.hub, self.state, controller, cors_origins=("*",))
+        anyone = f"http://{host}:{port}/api/v1"
+        code, _, head = await self.call(
+            "POST", f"{anyone}/speakers/Kitchen/play", {"Origin": "http://any.example"}
+        )
+        self.assertEqual(code, 200)
+        self.assertEqual(
+            head.getRawHeaders(b"access-control-allow-origin"), [b"http://any.example"]
+        )
+        self.assertEqual([call[:2] for call in controller.calls], [("Kitchen", "play")])
 
     async def test_cors(self) -> None:
         """Listed origins get CORS headers and preflight answers; others get none."""
