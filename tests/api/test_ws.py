@@ -126,6 +126,31 @@ class WebSocketTests(TestCase):
             self.assertIn(str(last_id), client.messages[0]["reason"])
             self.assertEqual(client.messages[1]["last_id"], 60)
 
+    async def test_the_filter_passes_snapshot_reset_and_replies(self) -> None:
+        """A filter that no message passes still lets through the reset, the snapshot, and
+        the filter, result and error replies; the filter reply lists rooms as compared
+        (case-folded) and types as given."""
+        controller = RecordingController()
+        _, host, port = await start_api(self, self.hub, self.state, controller)
+        publish(self.hub, 60)
+        query = f"last_id=3&run={self.hub.run}&types=nothing"
+        client = await connect_ws(self, host, port, query)
+        await wait(lambda: len(client.messages) == 2, "reset and snapshot")
+        self.assertEqual([m["type"] for m in client.messages], ["reset", "snapshot"])
+        client.send({"op": "filter", "id": 1, "rooms": ["Kitchen"], "types": ["nothing"]})
+        client.send({"op": "command", "id": 2, "speaker": "Office", "command": "play"})
+        client.send({"op": "dance", "id": 3})
+        publish(self.hub, 2, OFFICE)
+        await wait(lambda: len(client.messages) == 5, "three replies")
+        self.assertEqual(
+            client.messages[2],
+            {"type": "filter", "id": 1, "filter": {"rooms": ["kitchen"], "types": ["nothing"]}},
+        )
+        self.assertEqual(
+            [(m["type"], m["id"]) for m in client.messages[3:]], [("result", 2), ("error", 3)]
+        )
+        self.assertEqual(client.events(), [])
+
     async def test_odd_digits_in_last_id_are_a_fresh_snapshot(self) -> None:
         """A last_id of a superscript digit (a digit to str.isdigit, not to int) is garbage:
         the client gets a fresh snapshot, as for any unreadable last_id."""
