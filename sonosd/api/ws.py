@@ -300,7 +300,9 @@ class ApiWebSocketFactory(WebSocketServerFactory):
 
 class _UpgradeOnly(WebSocketResource):
     """autobahn's resource, except that a request that is no WebSocket upgrade gets a JSON
-    ``426`` (autobahn answers it with an HTML page and status 200)."""
+    ``426`` (autobahn answers it with an HTML page and status 200), and an upgrade with a
+    query parameter that is no filter key a JSON ``400 bad_filter``, as on the SSE route
+    (autobahn's refusal would put the message in the status line, with no body)."""
 
     def render(self, request: Request) -> Any:
         if request.method != b"GET":
@@ -309,4 +311,8 @@ class _UpgradeOnly(WebSocketResource):
         if upgrade.strip().lower() != "websocket":
             request.setHeader(b"upgrade", b"websocket")
             return json_error(request, 426, "upgrade_required", "connect with a WebSocket client")
+        try:
+            Filter.from_query(request.args or {}, strict=True, allowed=QUERY_PARAMETERS)
+        except FilterError as error:
+            return json_error(request, 400, "bad_filter", str(error))
         return super().render(request)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from treq.client import HTTPClient
 from twisted.internet import reactor
@@ -32,6 +33,7 @@ from tests.api_helpers import (
     start_api,
     wait,
 )
+from tests.paths import ROOT
 
 READ = {"Authorization": "Bearer read-secret"}
 CONTROL = {"Authorization": "Bearer admin-secret"}
@@ -512,6 +514,58 @@ class RestTests(TestCase):
         await connect_raw(host, port, raw, self)
         await raw.closed
         self.assertTrue(raw.data.startswith(b"HTTP/1.1 413 "), raw.data)
+
+
+def answered(data: bytes) -> bool:
+    """Whether ``data`` holds an HTTP answer's head and its whole Content-Length body."""
+    head, found, body = data.partition(b"\r\n\r\n")
+    if not found:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(body) >= int(value)
+    return True
+
+
+class StreamingRoutesInOpenApiTests(TestCase):
+    """docs/openapi.yaml lists what the streaming routes answer as docs/api.md says."""
+
+    timeout = 30
+
+    async def test_streaming_refusals_are_documented(self) -> None:
+        """An unknown parameter (400 bad_filter), no token (401) and a read-less token (403)
+        on /events and on the /ws upgrade get statuses openapi.yaml documents for them."""
+        with (ROOT / "docs" / "openapi.yaml").open(encoding="utf-8") as stream:
+            paths = yaml.safe_load(stream)["paths"]
+        hub = Hub(reactor, replay=50)
+        state = household()
+        hub.set_snapshot_provider(state.snapshot)
+        writer = Token("writer", "writer-secret", frozenset({"control"}))
+        _, host, port = await start_api(self, hub, state, tokens=(READER, writer))
+        upgrade = (
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        )
+        cases = [
+            ("?rooms=Kitchen&bogus=1", "Authorization: Bearer read-secret\r\n", 400),
+            ("", "", 401),
+            ("", "Authorization: Bearer writer-secret\r\n", 403),
+        ]
+        for route, extra in (("events", ""), ("ws", upgrade)):
+            for query, credential, status in cases:
+                raw = RawClient(
+                    f"GET /api/v1/{route}{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    f"{extra}{credential}\r\n".encode()
+                )
+                await connect_raw(host, port, raw, self)
+                await wait(lambda r=raw: answered(r.data), "the whole answer")
+                where = f"/{route}{query} {credential.strip()}"
+                self.assertTrue(raw.data.startswith(b"HTTP/1.1 %d " % status), (where, raw.data))
+                if status == 400:
+                    self.assertIn(b'"bad_filter"', raw.data, where)
+                    self.assertIn(b"bogus", raw.data, where)
+                self.assertIn(str(status), paths[f"/{route}"]["get"]["responses"], where)
 
 
 class OpenApiTests(SynchronousTestCase):
