@@ -388,6 +388,37 @@ class WebSocketTests(TestCase):
         self.assertIn(b"\r\nContent-Type: application/json", head)
         self.assertEqual(json.loads(body)["error"]["code"], "upgrade_required")
 
+    async def test_malformed_upgrades_are_json_400s(self) -> None:
+        """An upgrade without Sec-WebSocket-Key, with a key that is not 16 bytes in base64,
+        or with a WebSocket version the server does not speak is a JSON 400 bad_request
+        naming the header (every path under /api answers JSON), not autobahn's bare status
+        line; an unsupported version also gets the versions the server speaks."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        cases = [
+            ("Sec-WebSocket-Version: 13\r\n", "Sec-WebSocket-Key"),
+            ("Sec-WebSocket-Key: c2hvcnQ=\r\nSec-WebSocket-Version: 13\r\n", "Sec-WebSocket-Key"),
+            (key, "Sec-WebSocket-Version"),
+            (key + "Sec-WebSocket-Version: 99\r\n", "Sec-WebSocket-Version"),
+        ]
+        for headers, named in cases:
+            raw = RawClient(
+                (
+                    "GET /api/v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                    f"Connection: Upgrade, close\r\n{headers}\r\n"
+                ).encode()
+            )
+            await connect_raw(host, port, raw, self)
+            await raw.closed
+            head, _, body = raw.data.partition(b"\r\n\r\n")
+            self.assertEqual(head.split(b" ")[1], b"400", raw.data)
+            self.assertIn(b"\r\nContent-Type: application/json", head)
+            error = json.loads(body)["error"]
+            self.assertEqual(error["code"], "bad_request", headers)
+            self.assertIn(named, error["message"], headers)
+            if "99" in headers:
+                self.assertIn(b"\r\nsec-websocket-version: 13", head.lower())
+
     async def test_stop_service_closes_clients(self) -> None:
         """stopService closes every socket with 1001."""
         service, host, port = await start_api(self, self.hub, self.state)
