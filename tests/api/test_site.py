@@ -366,6 +366,25 @@ class RestTests(TestCase):
         code, body, _ = await self.call("POST", f"{base}/speakers/Kitchen/play")
         self.assertEqual((code, body["error"]["code"]), (503, "not_available"))
 
+    async def test_paths_below_a_route_are_json_404s(self) -> None:
+        """A path below a route (``/health/x``, ``/events/kitchen``, a command with more
+        segments) is an unknown path, a JSON 404 not_found: it neither answers the route nor
+        runs the command."""
+        controller = RecordingController()
+        _, host, port = await start_api(self, self.hub, self.state, controller)
+        base = f"http://{host}:{port}/api/v1"
+        for method, path in (
+            ("GET", "/health/x"),
+            ("GET", "/events/kitchen"),
+            ("GET", "/snapshot/speakers"),
+            ("GET", "/ws/x"),
+            ("POST", "/speakers/Kitchen/volume/extra"),
+            ("GET", "/speakers/Kitchen/volume/extra"),
+        ):
+            code, body, _ = await self.call(method, base + path)
+            self.assertEqual((code, body["error"]["code"]), (404, "not_found"), path)
+        self.assertEqual(controller.calls, [])
+
     async def test_command_hook(self) -> None:
         """A custom command factory receives the speaker and command of the path."""
         from sonosd.api.resources import ErrorResource
