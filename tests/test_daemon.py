@@ -32,6 +32,7 @@ from tests.daemon_helpers import (
     ROOMS,
     Recorder,
     callback_calls,
+    check_schema,
     daemon_yaml,
     free_tcp_port,
     http_agent,
@@ -172,6 +173,7 @@ class DaemonTests(TestCase):
             return service.stopService() if service.running else None
 
         self.addCleanup(stop)
+        self.addCleanup(check_schema, recorder, service.hub)
         port = await service.api.listening
         address: Any = port.getHost()
         self.assertIs(service.api.port, port)

@@ -34,7 +34,15 @@ from sonosd.sim.household import Speaker
 from sonosd.sim.service import HouseholdService
 from tests.api_helpers import DripClient, connect_ws
 from tests.conftest import free_loopback_base
-from tests.daemon_helpers import WAIT, Recorder, daemon_yaml, http_agent, reactor, until
+from tests.daemon_helpers import (
+    WAIT,
+    Recorder,
+    check_schema,
+    daemon_yaml,
+    http_agent,
+    reactor,
+    until,
+)
 from tests.gena_wire import notify_request, status_of
 
 PROPERTYSET = b'<e:propertyset xmlns:e="urn:schemas-upnp-org:event-1-0">'
@@ -146,6 +154,7 @@ class HostileTests(TestCase):
             prepare(daemon.speakers)
         service.startService()
         self.addCleanup(lambda: service.stopService() if service.running else None)
+        self.addCleanup(check_schema, recorder, service.hub)
         port = await service.api.listening
         address: Any = port.getHost()
         daemon.host, daemon.port = address.host, address.port

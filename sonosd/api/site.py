@@ -171,7 +171,8 @@ class V1Resource(Resource):
         if path == b"ws" and not origin_allowed(origin, host, self._cors):
             return _cross_origin("WebSocket", origin, host)
         child = self.children.get(path)
-        if child is None:
+        if child is None or (child.isLeaf and any(request.postpath or ())):
+            # A path below a leaf route is no route either (docs/api.md: unknown paths 404).
             return not_found()
         if path in self.open_children:
             return child

@@ -284,3 +284,20 @@ def test_a_document_escaped_twice_is_refused() -> None:
     assert [group.id for group in parse_zone_group_state(once).groups] == ["R:1"]
     with pytest.raises(TopologyError, match="escaped in a ZoneGroupState escaped"):
         parse_zone_group_state(f"<ZoneGroupState>{escape(once)}</ZoneGroupState>")
+
+
+def test_groups_by_coordinator_members_by_uid() -> None:
+    """Groups come ordered by coordinator uid (not by group ID) and members by uid (the
+    coordinator not first), whatever the document's order (docs/messages.md)."""
+    topology = parse_zone_group_state(
+        '<ZoneGroupState><ZoneGroups><ZoneGroup Coordinator="RINCON_C" ID="RINCON_A:1">'
+        '<ZoneGroupMember UUID="RINCON_C" ZoneName="C" Location="http://h3:1400/x"/>'
+        '</ZoneGroup><ZoneGroup Coordinator="RINCON_B" ID="RINCON_Z:9">'
+        '<ZoneGroupMember UUID="RINCON_B" ZoneName="B" Location="http://h2:1400/x"/>'
+        '<ZoneGroupMember UUID="RINCON_A" ZoneName="A" Location="http://h1:1400/x"/>'
+        "</ZoneGroup></ZoneGroups></ZoneGroupState>"
+    )
+    groups = topology.to_json()["groups"]
+    assert [g["coordinator"] for g in groups] == ["RINCON_B", "RINCON_C"]
+    assert [m["uid"] for m in groups[0]["members"]] == ["RINCON_A", "RINCON_B"]
+    assert groups[0]["name"] == "B"
