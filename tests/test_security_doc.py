@@ -152,6 +152,7 @@ CHECKS: list[tuple[str | None, str, object, object]] = [
         HTTPChannel.maxHeaders,
         500,
     ),
+    ("request line, headers", "16 KiB a line", HTTPChannel.MAX_LENGTH, 16 * 1024),
     ("request body", "64 KiB (`api.commands.MAX_BODY`)", commands.MAX_BODY, 65_536),
     (
         "a whole request (line, headers, body), once started",

@@ -257,16 +257,39 @@ class _Preflight(Resource):
         return b""
 
 
-_TOO_LARGE_BODY = encode(
-    error_body("too_large", f"the request body is over {MAX_BODY} bytes, the most any route takes")
-)
-_TOO_LARGE = (
-    b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\n"
-    b"Cache-Control: no-store\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
-    % (len(_TOO_LARGE_BODY), _TOO_LARGE_BODY)
+def _closing_answer(status: bytes, code: str, message: str) -> bytes:
+    """A whole HTTP answer carrying the API's JSON error, for the channel to write itself
+    (before, or instead of, any request and resource) and then close."""
+    body = encode(error_body(code, message))
+    return (
+        b"HTTP/1.1 %s\r\nContent-Type: application/json\r\n"
+        b"Cache-Control: no-store\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+        % (status, len(body), body)
+    )
+
+
+_TOO_LARGE = _closing_answer(
+    b"413 Payload Too Large",
+    "too_large",
+    f"the request body is over {MAX_BODY} bytes, the most any route takes",
 )
 """The answer to a body over ``MAX_BODY``: the API's JSON error (``too_large``), written by the
 channel itself before any resource runs."""
+
+_LINE_TOO_LONG = _closing_answer(
+    b"400 Bad Request",
+    "bad_request",
+    f"a line of the request head is over {HTTPChannel.MAX_LENGTH} bytes",
+)
+_MALFORMED = _closing_answer(
+    b"400 Bad Request",
+    "bad_request",
+    "the request is malformed (its request line, a header, its length or its form body), or "
+    f"its head is over {HTTPChannel.totalHeadersSize} bytes or {HTTPChannel.maxHeaders} "
+    "headers",
+)
+"""twisted.web's own refusals (a line over its ``MAX_LENGTH``, which it would only close on,
+and everything it answers with a bare ``400 Bad Request``), as the API's JSON error."""
 
 
 class _TrackedChannel(RequestDeadline, HTTPChannel):
@@ -312,12 +335,26 @@ class _TrackedChannel(RequestDeadline, HTTPChannel):
 
     def refuse_too_large(self) -> None:
         """Answer 413 and close; whatever else arrives on this connection is ignored."""
+        self._refuse(_TOO_LARGE, "too_large")
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """A line of the head over 16 KiB: a JSON 400 (``LineReceiver`` would close without
+        a word)."""
+        self._refuse(_LINE_TOO_LONG, "malformed")
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        # twisted.web's one step for every request it cannot read (a bad request line,
+        # header, length, chunk or form body; a head over its bounds): the same 400, in JSON.
+        self._refuse(_MALFORMED, "malformed")
+
+    def _refuse(self, answer: bytes, reason: str) -> None:
+        """Write ``answer`` and close; whatever else arrives on this connection is ignored."""
         self._refused = True
         if self.site.metrics is not None:
-            self.site.metrics.client_errors["rest", "too_large"] += 1
+            self.site.metrics.client_errors["rest", reason] += 1
         transport = self.transport
         assert transport is not None
-        transport.write(_TOO_LARGE)
+        transport.write(answer)
         transport.loseConnection()
 
 

@@ -546,6 +546,39 @@ class RestTests(TestCase):
         await raw.closed
         self.assertTrue(raw.data.startswith(b"HTTP/1.1 413 "), raw.data)
 
+    async def test_requests_twisted_web_cannot_read_get_a_json_400(self) -> None:
+        """A request line or header over 16 KiB, a head over 16 KiB in all, a garbled request
+        line, a raw byte over 0x7f in the target and a bad Content-Length each get a JSON 400
+        ``bad_request`` saying what is wrong (not twisted.web's bare 400, nor a silent close),
+        counted as ``rest/malformed``."""
+        site, host, port = await start_api(self, self.hub, self.state)
+        ok = b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        requests = {
+            "a line of the request head is over 16384 bytes": [
+                b"GET /api/v1/snapshot?last_id=" + b"9" * 17_000 + b" HTTP/1.1\r\n\r\n",
+                ok + b"X-Long: " + b"a" * 17_000 + b"\r\n\r\n",
+            ],
+            "its head is over 16384 bytes or 500 headers": [
+                ok + b"".join(b"X-%d: %s\r\n" % (n, b"a" * 1000) for n in range(20)) + b"\r\n",
+                b"NOT HTTP AT ALL\r\n\r\n",
+                b"GET /api/v1/speakers/K\xfcche HTTP/1.1\r\n\r\n",
+                ok + b"Content-Length: twelve\r\n\r\n",
+            ],
+        }
+        for message, raws in requests.items():
+            for data in raws:
+                raw = RawClient(data)
+                await connect_raw(host, port, raw, self)
+                await raw.closed
+                head, _, body = raw.data.partition(b"\r\n\r\n")
+                self.assertTrue(head.startswith(b"HTTP/1.1 400 "), raw.data[:200])
+                self.assertIn(b"content-type: application/json", head.lower())
+                error = json.loads(body)["error"]
+                self.assertEqual(error["code"], "bad_request")
+                self.assertIn(message, error["message"])
+        assert site.metrics is not None
+        self.assertEqual(site.metrics.client_errors["rest", "malformed"], 6)
+
 
 def answered(data: bytes) -> bool:
     """Whether ``data`` holds an HTTP answer's head and its whole Content-Length body."""
