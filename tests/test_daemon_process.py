@@ -1722,3 +1722,83 @@ def test_alarm_skips_are_kept_in_systemds_state_directory(
     wait_for(lambda: not skips.exists(), "the finished skip's file removed")
     second.send_signal(signal.SIGTERM)
     assert second.wait(timeout=WAIT) == 0, processes.output(second)
+
+
+# -- README: the API over TLS, SoCo's own log lines -------------------------------------------
+
+
+def test_the_api_listens_over_tls_with_an_ssl_endpoint(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """``api.listen: ssl:...`` (README: ``ssl:`` for TLS) serves the REST API and the event
+    stream over HTTPS with the configured certificate, and nothing over plain HTTP."""
+    import ssl
+
+    from sonosd.sim.tls import self_signed_pem
+
+    pem = tmp_path / "api.pem"
+    pem.write_bytes(self_signed_pem())
+    api_port = free_tcp_port()
+    config = tmp_path / "sonosd.yaml"
+    config.write_text(
+        daemon_yaml(
+            loopback_base,
+            api=f"ssl:{api_port}:interface=127.0.0.1:privateKey={pem}",
+            speakers=1,
+        )
+    )
+    daemon = processes.start("daemon", "sonosd", "-c", str(config))
+    trusted = ssl.create_default_context(cafile=str(pem))
+    base = f"https://127.0.0.1:{api_port}/api/v1"
+
+    def ready() -> Any:
+        assert daemon.poll() is None, processes.output(daemon)
+        try:
+            with urllib.request.urlopen(f"{base}/ready", timeout=5, context=trusted) as answer:
+                return answer.status == 200 and json.load(answer)
+        except (ConnectionError, urllib.error.URLError):
+            return None
+
+    body = wait_for(ready, "ready over HTTPS")
+    assert body["status"] == "ready", body
+    with urllib.request.urlopen(f"{base}/snapshot", timeout=5, context=trusted) as answer:
+        snapshot = json.load(answer)
+    assert [s["name"] for s in snapshot["speakers"]] == ["Kitchen"], snapshot
+    # The event stream too: its first event is the snapshot.
+    with urllib.request.urlopen(f"{base}/events", timeout=5, context=trusted) as stream:
+        lines = []
+        while "event: snapshot" not in lines:
+            lines.append(stream.readline().decode().strip())
+    # Plain HTTP on the same port gets no answer.
+    assert get(f"http://127.0.0.1:{api_port}/api/v1/health") == (0, None)
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=WAIT) == 0, processes.output(daemon)
+
+
+def test_socos_own_log_lines_go_where_the_daemons_go(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """SoCo's stdlib logging (README: "SoCo's own logging goes to the same place") comes out
+    in the daemon's log as its own lines, JSON objects under SoCo's namespace."""
+    api_port = free_tcp_port()
+    document = json.loads(
+        daemon_yaml(loopback_base, api=f"tcp:{api_port}:interface=127.0.0.1", speakers=1)
+    )
+    document["log"] = {"level": "debug", "format": "json"}
+    daemon = start_configured(processes, tmp_path, document)
+    api = f"http://127.0.0.1:{api_port}/api/v1"
+    wait_for(lambda: daemon.poll() is not None or get(f"{api}/ready")[0] == 200, "ready")
+    assert daemon.poll() is None, processes.output(daemon)
+    # A command runs through SoCo, which logs the SOAP action it sends at debug level.
+    assert post(f"{api}/speakers/Kitchen/volume", {"volume": 23})[0] == 200
+
+    def soco_lines() -> list[dict[str, Any]]:
+        records = [json.loads(line) for line in processes.output(daemon).splitlines()]
+        return [r for r in records if r["namespace"].startswith("soco.")]
+
+    said = wait_for(
+        lambda: [r for r in soco_lines() if "Sending SetVolume" in r["message"]], "SoCo's line"
+    )
+    assert said[0]["namespace"] == "soco.services" and said[0]["level"] == "debug", said
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=WAIT) == 0, processes.output(daemon)

@@ -447,6 +447,16 @@ def test_make_test_runs_every_check(tmp_path: Path) -> None:
     assert (ROOT / ".ci" / "run").read_text().rstrip().endswith("exec make test")
 
 
+def test_readme_names_every_system_package_make_test_installs() -> None:
+    """The README's sentence on what `make test` installs names each Debian package of the
+    Makefile's APT_PACKAGES (it named three of six)."""
+    [packages] = re.findall(r"^APT_PACKAGES := (.+)$", (ROOT / "Makefile").read_text(), re.M)
+    readme = (ROOT / "README.md").read_text()
+    sentence = readme[readme.index("`make test` needs Python") :].split(").\n", 1)[0]
+    named = set(re.findall(r"`([^`]+)`", sentence)) - {"make test", ".venv"}
+    assert named == set(packages.split()), sentence
+
+
 # -- what the docs tell users to type -----------------------------------------------------------
 
 
