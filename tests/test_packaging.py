@@ -101,7 +101,8 @@ def _source_copy(tmp_path: Path) -> Path:
 
 def test_wheel_install_exposes_the_plugin(tmp_path: Path) -> None:
     """A wheel of the project, installed on its own, gives twistd the sonosd command (and
-    carries the dashboard's files)."""
+    carries the dashboard's files); the plugin cache built as docs/deployment.md says is
+    what twistd then uses."""
     src = _source_copy(tmp_path)
     dist = tmp_path / "dist"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
@@ -141,6 +142,13 @@ def test_wheel_install_exposes_the_plugin(tmp_path: Path) -> None:
         sys.executable, "-S", "-c", "import sonosd; print(sonosd.__file__)", cwd=tmp_path, env=env
     )
     assert where.stdout.strip() == str(site / "sonosd" / "__init__.py"), where.stderr
+    # docs/deployment.md's step after the install: Twisted's plugin cache built once (the
+    # service cannot write there), so that twistd finds it current and never rewrites it.
+    build_cache = "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
+    cached = run(sys.executable, "-S", "-c", build_cache, cwd=tmp_path, env=env)
+    assert cached.returncode == 0, cached.stderr
+    cache = site / "twisted" / "plugins" / "dropin.cache"
+    built_at = cache.stat().st_mtime_ns
     public = "import sonosd.gena as g; print(g.Subscription.__module__, g.__file__)"
     gena = run(sys.executable, "-S", "-c", public, cwd=tmp_path, env=env)
     assert gena.stdout.split() == [
@@ -154,6 +162,7 @@ def test_wheel_install_exposes_the_plugin(tmp_path: Path) -> None:
     checked = run(*twistd, "-n", "sonosd", "-c", example, "--check-config", cwd=tmp_path, env=env)
     assert (checked.returncode, checked.stdout) == (0, "ok\n"), checked.stderr
     assert checked.stderr.startswith(f"warning: {example}: nothing will be followed")
+    assert cache.stat().st_mtime_ns == built_at
 
 
 # -- systemd ---------------------------------------------------------------------------------------
@@ -239,7 +248,8 @@ def _instructions(text: str) -> list[tuple[str, str]]:
 
 
 def test_dockerfile() -> None:
-    """The image: slim Python 3.11, plugin cache built, non-root, ports, health check, twistd -n."""
+    """The image: slim Python 3.11, from a wheel, plugin cache built, user sonosd (uid 10001),
+    ports, health check, twistd -n."""
     steps = _instructions((ROOT / "Dockerfile").read_text())
     froms = [rest for word, rest in steps if word == "FROM"]
     assert all(rest.startswith("python:3.11-slim") for rest in froms)
@@ -248,6 +258,10 @@ def test_dockerfile() -> None:
     assert "twistd --help | grep -q sonosd" in runs
     users = [rest for word, rest in steps if word == "USER"]
     assert users and users[-1] not in {"root", "0"}
+    # docs/deployment.md: installed from a wheel; the user sonosd is uid 10001.
+    assert "pip wheel " in runs and "pip install --no-cache-dir /wheels/*.whl" in runs
+    assert "--uid 10001 --user-group --home-dir /var/lib/sonosd" in runs
+    assert users[-1] == "sonosd"
     assert ("EXPOSE", "1400 8080") in steps
     (health,) = [rest for word, rest in steps if word == "HEALTHCHECK"]
     env = " ".join(rest for word, rest in steps if word == "ENV")

@@ -34,6 +34,7 @@ from tests.api_helpers import DripClient
 from tests.conftest import free_loopback_base
 from tests.daemon_helpers import Recorder
 from tests.gena_wire import notify_request, status_of
+from tests.paths import ROOT
 
 reactor: Any = global_reactor
 
@@ -547,6 +548,20 @@ class SimTests(TestCase):
         lines = [e for e in events if "listener.advertise" in e.get("log_format", "")]
         self.assertEqual(len(lines), 1)
         self.assertEqual(lines[0]["url"], url)
+        # The line docs/supervisor.md shows, with this speaker, service, grace and URL.
+        doc = (ROOT / "docs" / "supervisor.md").read_text()
+        example = doc[doc.index("```\nno NOTIFY from") + 4 :].split("\n```", 1)[0]
+        said = lines[0]
+        for shown, actual in (
+            ("Kitchen", said["room"]),
+            ("192.168.1.20", said["host"]),
+            ("5.0 s", "0.5 s"),
+            ("AVTransport", said["service"]),
+            ("http://172.17.0.2:1400/", url),
+            ("TCP port 1400", f"TCP port {rig.listener.port}"),
+        ):
+            example = example.replace(shown, actual)
+        self.assertEqual(formatEvent(said), example.replace("\n", " "))
         self.assertEqual(
             {service for _, service in rig.reader.reads}, {"RenderingControl", "AVTransport"}
         )
