@@ -37,6 +37,7 @@ from tests.daemon_helpers import (
     free_tcp_port,
     volume_of,
 )
+from tests.paths import ROOT
 from tests.process_clients import FORWARD_TO, SseClient, StreamClient, WebSocketClient
 
 TWISTD = str(Path(sys.executable).parent / "twistd")
@@ -1800,5 +1801,84 @@ def test_socos_own_log_lines_go_where_the_daemons_go(
         lambda: [r for r in soco_lines() if "Sending SetVolume" in r["message"]], "SoCo's line"
     )
     assert said[0]["namespace"] == "soco.services" and said[0]["level"] == "debug", said
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=WAIT) == 0, processes.output(daemon)
+
+
+def test_the_readmes_control_examples_work_on_a_simulated_household(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """Each command of the README's Control section, typed as written (the API's address and
+    token aside) against a simulated household like the demo's (its first room, Kitchen,
+    holds the simulator's 07:00 weekday alarm), succeeds: the curl volume, every ``sonosctl``
+    line, and ``sonosctl events --room Kitchen`` printing the Kitchen's next change."""
+    import shlex
+
+    readme = (ROOT / "README.md").read_text()
+    control = readme[readme.index("## Control") : readme.index("## The simulator")]
+    block = control.split("```sh\n", 1)[1].split("```", 1)[0].replace("\\\n", " ")
+    commands = [shlex.split(line) for line in block.splitlines() if line.strip()]
+    token = "r" * 24
+    api_port = free_tcp_port()
+    api = f"http://127.0.0.1:{api_port}"
+    document = json.loads(daemon_yaml(loopback_base, api=f"tcp:{api_port}:interface=127.0.0.1"))
+    document["api"]["tokens"] = [{"name": "readme", "token": token, "scopes": ["read", "control"]}]
+    daemon = start_configured(processes, tmp_path, document)
+    wait_for(lambda: daemon.poll() is not None or get(f"{api}/api/v1/ready")[0] == 200, "ready")
+    assert daemon.poll() is None, processes.output(daemon)
+    env = {**os.environ, "SONOSD_URL": api, "SONOSD_TOKEN": token}
+    sonosctl = str(Path(TWISTD).parent / "sonosctl")
+
+    [curl] = [command for command in commands if command[0] == "curl"]
+    url = curl[-1].replace("http://127.0.0.1:8080", api)
+    request = urllib.request.Request(
+        url, data=curl[curl.index("-d") + 1].encode(), method=curl[curl.index("-X") + 1]
+    )
+    for header in (curl[i + 1] for i, word in enumerate(curl) if word == "-H"):
+        name, value = header.split(": ", 1)
+        request.add_header(name, value.replace("$TOKEN", token))
+    assert answer_of(request) == (200, {"result": {"volume": 30}})
+
+    said = {}
+    for command in commands:
+        if command[0] != "sonosctl" or command[1] == "events":
+            continue
+        done = subprocess.run(
+            [sonosctl, *command[1:]], capture_output=True, text=True, env=env, timeout=WAIT
+        )
+        assert done.returncode == 0, (command, done.stdout, done.stderr)
+        said[" ".join(command[1:3])] = done.stdout
+    assert said["kitchen volume"] == "kitchen: volume 35\n"
+    assert said["kitchen join"] == "kitchen: group Living Room + Kitchen\n"
+    time_of_day, recurrence = next(c for c in commands if c[2:4] == ["alarm", "add"])[4:]
+    assert f'"recurrence":"{recurrence}"' in said["kitchen alarm"], said["kitchen alarm"]
+    assert f'"time":"{time_of_day}:00"' in said["kitchen alarm"], said["kitchen alarm"]
+
+    [events] = [command for command in commands if command[:2] == ["sonosctl", "events"]]
+    with subprocess.Popen(
+        [sonosctl, *events[1:]], stdout=subprocess.PIPE, text=True, env=env
+    ) as following:
+        lines: list[str] = []
+        assert following.stdout is not None
+        threading.Thread(target=lambda: lines.extend(following.stdout or ()), daemon=True).start()
+        try:
+            request = urllib.request.Request(
+                f"{api}/api/v1/speakers/Kitchen/volume",
+                data=json.dumps({"volume": 12}).encode(),
+                method="POST",
+            )
+            request.add_header("Authorization", f"Bearer {token}")
+            request.add_header("Content-Type", "application/json")
+            assert answer_of(request)[0] == 200
+            wait_for(
+                lambda: [
+                    line
+                    for line in lines
+                    if " event Kitchen RenderingControl " in line and "volume=12" in line
+                ],
+                "the Kitchen's volume change from sonosctl events",
+            )
+        finally:
+            following.terminate()
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(timeout=WAIT) == 0, processes.output(daemon)
