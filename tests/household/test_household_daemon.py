@@ -805,13 +805,46 @@ class ReadPathTests(TestCase):
         """Both speakers refuse SOAP over HTTP: the playing one's position, a lost last
         NOTIFY found by the consistency check and resynced, and a changed alarm list are all
         read over HTTPS; the commands (SoCo) still work."""
-        daemon = await start(
+        daemon = await self.start_reading(simulate={"https_only": (0, 1)})
+        await self.own_reads_arrive(daemon)
+        kitchen, other = daemon.speakers
+        self.assertEqual(daemon.service.soap.secure, {kitchen.address, other.address})
+        status, _ = await daemon.post(kitchen.name, "volume", {"volume": 17})
+        self.assertEqual((status, kitchen.rendering.volume), (200, 17))
+
+    async def test_reads_do_not_wait_for_the_pool(self) -> None:
+        """With every thread of the SoCo pool busy (slow commands), the daemon's own reads
+        still happen (README: the track position, a resync after the consistency check, the
+        alarm list): they do not go through the pool."""
+        daemon = await self.start_reading()
+        runner = daemon.service.runner
+        release = threading.Event()
+        busy = [
+            runner.run(release.wait, 30, timeout=60)
+            for _ in range(daemon.service.config.soco.threads)
+        ]
+        self.addCleanup(release.set)
+        await until(lambda: runner.in_flight == len(busy), "every thread busy")
+        await self.own_reads_arrive(daemon)
+        self.assertEqual(runner.in_flight, len(busy))
+        release.set()
+        await DeferredList(busy)
+
+    async def start_reading(self, simulate: Mapping[str, Any] | None = None) -> Daemon:
+        """A daemon following two simulated speakers (with these ``simulate`` settings),
+        reading positions only when told and checking consistency every second."""
+        return await start(
             self,
             households=(2,),
-            simulate={"https_only": (0, 1)},
+            simulate=simulate,
             subscription={"position_interval": 0, "check_interval": 1.0},
             services=(*SERVICES, "AlarmClock"),
         )
+
+    async def own_reads_arrive(self, daemon: Daemon) -> None:
+        """The first speaker plays: its position is read; the second's last NOTIFY is lost:
+        the consistency check finds it and a resync reads the volume; the alarm list
+        changes: alarms.changed carries it, read again."""
         kitchen, other = daemon.speakers
         recorder = daemon.recorder
         kitchen.transport.play()
@@ -859,34 +892,6 @@ class ReadPathTests(TestCase):
             ]
 
         await until(listed, "alarms.changed with the alarm switched")
-        self.assertEqual(daemon.service.soap.secure, {kitchen.address, other.address})
-        status, _ = await daemon.post(kitchen.name, "volume", {"volume": 17})
-        self.assertEqual((status, kitchen.rendering.volume), (200, 17))
-
-    async def test_reads_do_not_wait_for_the_pool(self) -> None:
-        """With every thread of the SoCo pool busy (slow commands), the playing speaker's
-        position is still read: the daemon's own reads do not go through the pool."""
-        daemon = await start(self, households=(1,), subscription={"position_interval": 0})
-        kitchen = daemon.speakers[0]
-        runner = daemon.service.runner
-        release = threading.Event()
-        busy = [
-            runner.run(release.wait, 30, timeout=60)
-            for _ in range(daemon.service.config.soco.threads)
-        ]
-        self.addCleanup(release.set)
-        await until(lambda: runner.in_flight == len(busy), "every thread busy")
-        kitchen.transport.play()
-        await until(
-            lambda: any(
-                m.body["source"] == "position"
-                for m in daemon.recorder.of("event", kitchen.uid, "AVTransport")
-            ),
-            "a position read",
-        )
-        self.assertEqual(runner.in_flight, len(busy))
-        release.set()
-        await DeferredList(busy)
 
     async def test_resync_of_a_large_household_topology(self) -> None:
         """A lost ZoneGroupTopology NOTIFY in a household that answers GetZoneGroupState with
