@@ -535,7 +535,8 @@ class SimTests(TestCase):
         self.assertEqual(rig.sim_subscriptions(rig.speakers[1]), [])
 
     async def test_unreachable_callback_falls_back_to_polling(self) -> None:
-        """When NOTIFYs cannot reach sonosd it polls and says why, once, naming the URL."""
+        """When NOTIFYs cannot reach sonosd it polls (no subscription.lost: none of them
+        ever worked) and says why, once, naming the URL."""
         config = attrs.evolve(FAST, no_event_grace=0.5, poll_interval=0.3)
         nowhere = free_loopback_base(count=1)
         with capturedLogs() as events:
@@ -567,6 +568,8 @@ class SimTests(TestCase):
         )
         for supervised in rig.household.speakers():
             self.assertTrue(all(sup.polling for sup in supervised.services.values()))
+        # A subscription that never worked is not lost (docs/supervisor.md, Messages).
+        self.assertEqual(rig.recorder.of("subscription.lost"), [])
 
     async def test_polling_stops_at_the_first_notify_a_gap(self) -> None:
         """A subscription whose SEQ 0 NOTIFY was lost polls (health degraded) on the same SID
