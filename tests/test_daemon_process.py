@@ -1461,7 +1461,7 @@ def test_resuming_across_a_restart_resets(
 ) -> None:
     """After the daemon restarts, an SSE, WebSocket or stream client resuming with an id of
     the earlier run gets a reset and a fresh snapshot of the new run, even though the new
-    run has published that id too."""
+    run has published that id too (its ids start again at 1)."""
     admin = start_simulator(processes, loopback_base, speakers=2)
     addresses = [speaker["address"] for speaker in get_json(f"{admin}/speakers")]
     port = free_tcp_port()
@@ -1507,6 +1507,10 @@ def test_resuming_across_a_restart_resets(
     assert [line["type"] for line in lines] == ["snapshot", "reset", "snapshot"]
     assert "another run" in lines[1]["reason"]
     assert lines[2]["run"] == after["run"]
+    # README: ids start again at 1 in each run (a client resuming the new run from its
+    # start gets that run's message 1 first).
+    first_of_run = ws_messages(port, f"last_id=0&run={after['run']}", 1)
+    assert [(m["run"], m["id"]) for m in first_of_run] == [(after["run"], 1)], first_of_run
     assert second.poll() is None, processes.output(second)
 
 
