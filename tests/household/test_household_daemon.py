@@ -272,6 +272,23 @@ class OneSpeakerTests(TestCase):
         status, body = await daemon.post(right.uid, "volume", {"volume": 5})
         self.assertEqual((status, body["error"]["code"]), (404, "unknown_speaker"))
 
+    async def test_a_listed_invisible_member_is_followed_anyway(self) -> None:
+        """The hidden half of a stereo pair listed under devices (docs/supervisor.md:
+        "follows it anyway") is followed like any listed speaker: identified, online and
+        subscribed to every service, in the API, never removed, while the topology it sends
+        brings the visible members."""
+        daemon = await start(self, simulate={"stereo_pair": True}, devices=[1])
+        left, right, third = daemon.speakers
+        self.assertTrue(right.invisible)
+        supervised = daemon.service.household.speaker(right.uid)
+        assert supervised is not None
+        self.assertEqual(supervised.availability, "online")
+        manager: Any = right.manager
+        self.assertEqual(len(manager.subscriptions()), len(SERVICES))
+        listed = (await daemon.get("/api/v1/speakers"))["speakers"]
+        self.assertEqual({s["uid"] for s in listed}, {left.uid, right.uid, third.uid})
+        self.assertEqual(daemon.recorder.of("speaker.removed"), [])
+
     async def test_a_separated_pair_is_two_rooms_again(self) -> None:
         """A pair made and then separated at runtime: the freed right speaker is followed
         again as its own room (online, in the API and the topology, its events delivered
