@@ -228,6 +228,10 @@ def test_systemd_unit_settings() -> None:
     # options as the start (no pid file).
     (watchdog,) = settings["WatchdogSec"]
     assert watchdog.endswith("s") and int(watchdog[:-1]) >= 30
+    # docs/deployment.md: restarted 5 s after a failure; killed when stuck for a minute;
+    # /run/sonosd for the stream's socket.
+    assert (settings["RestartSec"], watchdog) == (["5s"], "60s")
+    assert settings["RuntimeDirectory"] == ["sonosd"]
     (check,) = settings["ExecStartPre"]
     assert check.split() == [*start.split(), "--check-config"]
 
