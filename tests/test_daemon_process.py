@@ -488,11 +488,28 @@ def start_configured(
     return processes.start("daemon", "sonosd", "-c", str(config), *arguments, prefix=prefix)
 
 
+def docker_health(api: str) -> int:
+    """The exit status of the Dockerfile's HEALTHCHECK command, run here with
+    ``SONOSD_READY_URL`` pointing at ``api``'s readiness (0: healthy)."""
+    dockerfile = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    [check] = [line for line in dockerfile.splitlines() if line.startswith("HEALTHCHECK")]
+    command = json.loads(check[check.index(" CMD ") + 5 :])
+    assert command[0] == "python", command
+    done = subprocess.run(
+        [sys.executable, *command[1:]],
+        env={**os.environ, "SONOSD_READY_URL": f"{api}/api/v1/ready"},
+        capture_output=True,
+        timeout=WAIT,
+    )
+    return done.returncode
+
+
 def test_ready_health_and_doctor_follow_an_offline_speaker(
     processes: Processes, loopback_base: str, tmp_path: Path
 ) -> None:
     """/ready is 503 naming an offline speaker while /health stays 200; sonosctl doctor names
-    it and exits 1; once it is back, ready is 200 and the doctor exits 0."""
+    it and exits 1, and the Docker image's health check fails; once it is back, ready is 200,
+    the doctor exits 0 and the health check passes."""
     admin = start_simulator(processes, loopback_base, speakers=2)
     simulated = get_json(f"{admin}/speakers")
     addresses = [speaker["address"] for speaker in simulated]
@@ -517,8 +534,10 @@ def test_ready_health_and_doctor_follow_an_offline_speaker(
     assert status == 1, text
     assert f"problem: {second} is offline" in text
     assert f"ok: {first}: 8 subscriptions, NOTIFYs arrive" in text
+    assert docker_health(api) != 0
     admin_call(admin, "POST", "/speakers/1/online", {})
     wait_for(lambda: ready_is(200), "ready again")
+    assert docker_health(api) == 0
     status, text = doctor(api)
     assert status == 0, text
     assert text.endswith("All is well: every followed speaker delivers its events.\n")
