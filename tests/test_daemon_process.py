@@ -843,10 +843,8 @@ def test_doctor_in_a_docker_bridge_container_says_what_to_change(
 
 def test_the_example_configuration_is_never_ready(processes: Processes) -> None:
     """The Docker image's default, etc/sonosd.example.yaml, follows nothing: the daemon says
-    so in its log, /ready is 503 with that reason (so the container stays unhealthy) while
-    /health answers, and the doctor names it and exits 1."""
-    from tests.paths import ROOT
-
+    so in its log, /ready is 503 with that reason (the image's health check fails: the
+    container stays unhealthy) while /health answers, and the doctor names it and exits 1."""
     port = free_tcp_port()
     example = str(ROOT / "etc" / "sonosd.example.yaml")
     daemon = processes.start(
@@ -873,6 +871,7 @@ def test_the_example_configuration_is_never_ready(processes: Processes) -> None:
         "no speaker is followed: list one under devices (or set discovery: true)"
     ]
     assert get(f"{api}/api/v1/health")[0] == 200
+    assert docker_health(api) != 0
     assert f"warn [sonosd.service] {example}: nothing will be followed" in processes.output(daemon)
     status, text = doctor(api)
     assert status == 1, text
