@@ -485,6 +485,39 @@ def _user_facing_texts() -> dict[str, str]:
     return {str(path.relative_to(ROOT)): path.read_text(encoding="utf-8") for path in paths}
 
 
+def _anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives the headings of ``page`` (lower case, punctuation dropped,
+    spaces to hyphens), code blocks left out."""
+    anchors = set()
+    in_code = False
+    for line in page.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        heading = None if in_code else re.match(r"#+ (.*)", line)
+        if heading:
+            words = re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower())
+            anchors.add(words.replace(" ", "-"))
+    return anchors
+
+
+def test_every_relative_link_of_the_docs_resolves() -> None:
+    """Each link of README.md and docs/*.md to a file of the checkout names a file that
+    exists, and each #anchor into a page names one of its headings."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    checked = 0
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        for target, anchor in re.findall(r"\]\(([^)\s#]*)(?:#([^)\s]+))?\)", text):
+            if re.match(r"\w+:", target):
+                continue  # http:, https:, mailto:
+            linked = page.parent / target if target else page
+            assert linked.exists(), (page.name, target)
+            if anchor and linked.suffix == ".md":
+                assert anchor in _anchors(linked), (page.name, target, anchor)
+            checked += 1
+    assert checked > 100
+
+
 def test_no_doc_installs_sonosd_from_pypi() -> None:
     """sonosd is not on PyPI: no page says ``pip install sonosd`` (a checkout or a wheel
     built from one is installed instead)."""
