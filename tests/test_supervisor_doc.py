@@ -89,3 +89,19 @@ def test_constants_the_page_names() -> None:
     assert SsdpConfig().interval == 300.0
     repeats = inspect.signature(discovery.SsdpDiscovery).parameters["repeats"]
     assert repeats.default == 2
+
+
+def test_every_test_the_page_names_exists() -> None:
+    """Each test file, class and test the page points to as the proof of a behaviour is
+    there (a renamed test leaves no pointer to nothing)."""
+    sources = "\n".join(path.read_text() for path in (ROOT / "tests").rglob("test_*.py"))
+    named = re.findall(r"(tests/[\w/]+\.py)((?:::\w+)*)", TEXT)
+    assert len(named) >= 7
+    for path, parts in named:
+        text = (ROOT / path).read_text()
+        for part in parts.split("::")[1:]:
+            assert re.search(rf"(class|def) {part}\b", text), (path, part)
+    bare = re.findall(r"`(\w+Tests|test_\w+)`", TEXT)
+    assert len(bare) >= 4
+    for name in bare:
+        assert re.search(rf"(class|def) {name}\b", sources), name
