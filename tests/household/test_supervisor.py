@@ -783,6 +783,28 @@ class HouseholdTests(SynchronousTestCase):
         self.assertEqual(h.gena.count("subscribe"), 2)
         self.assertEqual(h.processor.of("subscription.lost")[0][1]["reason"], "reboot")
 
+    def test_one_reboot_shown_by_many_signs_is_said_once_per_service(self) -> None:
+        """A reboot shown by the BootSeq in two speakers' topology events and then by an SSDP
+        answer publishes one subscription.lost (reboot) and one subscription.restored per
+        service, and subscribes each service afresh once (docs/supervisor.md, Messages)."""
+        h = Harness(services=ALL_SERVICES)
+        household = self.household(h)
+        [speaker] = household.speakers()
+        for service in ALL_SERVICES:
+            h.gena.current(service).notify(0)
+        speaker.observe_boot_seq(5, "topology")
+        subscribes = h.gena.count("subscribe")
+        speaker.observe_boot_seq(6, "topology")
+        speaker.observe_boot_seq(6, "topology")
+        household.on_sighting(Sighting(uid=UID, host=HOST, boot_seq=6))
+        h.clock.advance(0)
+        self.assertEqual(h.gena.count("subscribe"), subscribes + len(ALL_SERVICES))
+        lost = h.processor.of("subscription.lost")
+        self.assertEqual(sorted(m[3] for m in lost), sorted(ALL_SERVICES))
+        self.assertEqual({m[1]["reason"] for m in lost}, {"reboot"})
+        restored = h.processor.of("subscription.restored")
+        self.assertEqual(sorted(m[3] for m in restored), sorted(ALL_SERVICES))
+
     def test_topology_address_change_followed(self) -> None:
         """A new Location host for the uid moves the speaker, resubscribes there and
         UNSUBSCRIBEs the old SID at the new address."""
