@@ -1883,6 +1883,13 @@ def test_the_readmes_control_examples_work_on_a_simulated_household(
         assert following.stdout is not None
         threading.Thread(target=lambda: lines.extend(following.stdout or ()), daemon=True).start()
         try:
+
+            def connected() -> bool:
+                assert following.poll() is None, lines
+                status, body = get(f"{api}/api/v1/diagnostics", token)
+                return status == 200 and body["sinks"]["clients"]["sse"] == 1
+
+            wait_for(connected, "sonosctl events connected")
             request = urllib.request.Request(
                 f"{api}/api/v1/speakers/Kitchen/volume",
                 data=json.dumps({"volume": 12}).encode(),
