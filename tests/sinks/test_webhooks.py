@@ -177,6 +177,24 @@ class TargetTests(SynchronousTestCase):
         self.assertEqual(target.stats.delivered, 1)
         self.assertEqual(target.stats.retried, 3)
 
+    def test_each_attempt_has_its_own_timestamp_and_signature(self) -> None:
+        """A retry carries the Unix time of that attempt (not of the first one) and a
+        signature over it, so a receiver refusing stale timestamps accepts a late retry."""
+        self.receiver.statuses = [503, 503]
+        self.target(random=lambda: 1.0)
+        self.publish()
+        self.clock.pump([0.25] * 40)
+        stamps = [headers["x-sonosd-timestamp"] for _, headers, _ in self.receiver.requests]
+        sent = [str(int(when)) for when, _, _ in self.receiver.requests]
+        self.assertEqual(stamps, sent)
+        self.assertEqual(len(set(stamps)), 3)
+        for when, headers, body in self.receiver.requests:
+            signed = headers["x-sonosd-signature"]
+            self.assertTrue(verify_signature(SECRET, body, str(int(when)), signed, now=when))
+            stale = str(int(self.receiver.requests[0][0]))
+            if stale != headers["x-sonosd-timestamp"]:
+                self.assertFalse(verify_signature(SECRET, body, stale, signed, now=when))
+
     def test_no_request_before_backoff_elapsed(self) -> None:
         """During the backoff nothing is sent, not even newer messages (order is kept)."""
         self.receiver.statuses = [503]
@@ -209,13 +227,16 @@ class TargetTests(SynchronousTestCase):
         self.assertEqual((target.stats.delivered, target.failing), (1, False))
 
     def test_4xx_not_retried(self) -> None:
-        """A 4xx other than 429 drops the message at once and the next one goes out."""
+        """A 4xx other than 429 drops the message at once and the next one goes out; each
+        refusal is logged as a warning naming the URL, the message and the status."""
+        logs = capture_logs(self)
         self.receiver.statuses = [400, 404]
         target = self.target()
         self.publish(3)
         self.clock.pump([1.0] * 10)
         self.assertEqual(self.receiver.ids(), [1, 2, 3])
         self.assertEqual((target.stats.refused, target.stats.delivered), (2, 1))
+        self.assertEqual(refusals(logs), [(1, "HTTP 400"), (2, "HTTP 404")])
 
     def retried_after(self, status: int, retry_after: str, seconds: float) -> None:
         """A message answered ``status`` with ``retry_after`` is sent again ``seconds`` later,
@@ -321,11 +342,27 @@ class TargetTests(SynchronousTestCase):
         self.assertEqual(self.receiver.ids(), [2])
 
     def test_redirect_refused(self) -> None:
-        """A redirect is not followed: the receiver's URL is wrong, the message is dropped."""
-        self.receiver.statuses = [301]
+        """A redirect is not followed: the receiver's URL is wrong, the message is dropped
+        and logged, not retried."""
+        logs = capture_logs(self)
+        self.receiver.statuses = [301, 308]
         target = self.target()
-        self.publish()
-        self.assertEqual(target.stats.refused, 1)
+        self.publish(2)
+        self.clock.pump([1.0] * 10)
+        self.assertEqual(self.receiver.ids(), [1, 2])
+        self.assertEqual((target.stats.refused, target.stats.retried), (2, 0))
+        self.assertEqual(refusals(logs), [(1, "HTTP 301"), (2, "HTTP 308")])
+
+
+def refusals(logs: list[Any]) -> list[tuple[int, str]]:
+    """The (message id, reason) of each warning that a message was refused and dropped."""
+    return [
+        (e["id"], e["reason"])
+        for e in logs
+        if "refused message" in str(e.get("log_format"))
+        and e["log_level"] is LogLevel.warn
+        and e["url"] == "http://hooks.example/sonos"
+    ]
 
 
 class SinkTests(SynchronousTestCase):
