@@ -355,9 +355,13 @@ class FakeReader:
         self.checks: list[list[str]] = []
         self.speaker: dict[str, dict[str, Any]] = {}
         self.error: Exception | None = None
+        #: Reads never answer (a hung speaker).
+        self.hang = False
 
     def read(self, speaker: Any, service: str) -> Deferred[dict[str, Any]]:
         self.reads.append((speaker, service))
+        if self.hang:
+            return Deferred()
         if self.error is not None:
             return fail(self.error)
         return succeed({"read": len(self.reads)})

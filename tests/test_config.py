@@ -1089,7 +1089,9 @@ def test_demo_simulates_a_richer_household() -> None:
     assert set(rooms) == {"Kitchen", "Office", "Garden", "Living Room"}
     assert len(rooms["Living Room"].satellites) == 3 and rooms["Living Room"].model.soundbar
     assert rooms["Garden"].model.portable
-    assert "interface=127.0.0.1" in config.api.listen
+    # README: speakers on 127.0.0.2-8, the API on http://127.0.0.1:8080/.
+    assert [s.address for s in household.speakers] == [f"127.0.0.{n}" for n in range(2, 9)]
+    assert config.api.listen == "tcp:8080:interface=127.0.0.1"
     assert config.listener.interface == "127.0.0.1"
 
 

@@ -709,9 +709,10 @@ class DaemonTests(TestCase):
         self.assertEqual(daemon.recorder.of("speaker.removed", third.uid), [removed])
 
     async def test_doctor_explains_notifies_that_never_arrive(self) -> None:
-        """Speakers told an unreachable callback URL are polled; /ready says so (503, or 200
-        once ``api.ready_when_polling`` accepts polling) and the doctor names the speakers,
-        the URL, the advertise setting and the port to open."""
+        """Speakers told an unreachable callback URL are polled (event messages with source
+        poll, no subscription.lost); /ready says so (503, or 200 once
+        ``api.ready_when_polling`` accepts polling) and the doctor names the speakers, the
+        URL, the advertise setting and the port to open."""
         from sonosd.doctor import PROBLEM, diagnose
 
         daemon = await self.daemon(advertise="127.0.0.254")
@@ -726,6 +727,20 @@ class DaemonTests(TestCase):
             return bool(states) and set(states) == {"polling"}
 
         await until(polling, "every subscription polled")
+        # Clients get each speaker's state read by polling (source poll); none of these
+        # subscriptions ever worked, so none is lost (docs/deployment.md, docs/supervisor.md).
+        for speaker in daemon.speakers:
+            await until(
+                lambda uid=speaker.uid: any(
+                    m.body["source"] == "poll"
+                    for m in daemon.recorder.of("event", uid, "RenderingControl")
+                ),
+                f"the polled volume of {speaker.name}",
+            )
+        # (Position reads of a playing group are events of their own, source position.)
+        sources = {m.body["source"] for m in daemon.recorder.of("event")}
+        self.assertEqual(sources - {"position"}, {"poll"})
+        self.assertEqual(daemon.recorder.of("subscription.lost"), [])
         ready = service.readiness()
         self.assertFalse(ready["ready"])
         self.assertEqual(ready["speakers"]["polling"], 3)

@@ -37,6 +37,7 @@ from tests.daemon_helpers import (
     free_tcp_port,
     volume_of,
 )
+from tests.paths import ROOT
 from tests.process_clients import FORWARD_TO, SseClient, StreamClient, WebSocketClient
 
 TWISTD = str(Path(sys.executable).parent / "twistd")
@@ -487,11 +488,28 @@ def start_configured(
     return processes.start("daemon", "sonosd", "-c", str(config), *arguments, prefix=prefix)
 
 
+def docker_health(api: str) -> int:
+    """The exit status of the Dockerfile's HEALTHCHECK command, run here with
+    ``SONOSD_READY_URL`` pointing at ``api``'s readiness (0: healthy)."""
+    dockerfile = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    [check] = [line for line in dockerfile.splitlines() if line.startswith("HEALTHCHECK")]
+    command = json.loads(check[check.index(" CMD ") + 5 :])
+    assert command[0] == "python", command
+    done = subprocess.run(
+        [sys.executable, *command[1:]],
+        env={**os.environ, "SONOSD_READY_URL": f"{api}/api/v1/ready"},
+        capture_output=True,
+        timeout=WAIT,
+    )
+    return done.returncode
+
+
 def test_ready_health_and_doctor_follow_an_offline_speaker(
     processes: Processes, loopback_base: str, tmp_path: Path
 ) -> None:
     """/ready is 503 naming an offline speaker while /health stays 200; sonosctl doctor names
-    it and exits 1; once it is back, ready is 200 and the doctor exits 0."""
+    it and exits 1, and the Docker image's health check fails; once it is back, ready is 200,
+    the doctor exits 0 and the health check passes."""
     admin = start_simulator(processes, loopback_base, speakers=2)
     simulated = get_json(f"{admin}/speakers")
     addresses = [speaker["address"] for speaker in simulated]
@@ -516,8 +534,10 @@ def test_ready_health_and_doctor_follow_an_offline_speaker(
     assert status == 1, text
     assert f"problem: {second} is offline" in text
     assert f"ok: {first}: 8 subscriptions, NOTIFYs arrive" in text
+    assert docker_health(api) != 0
     admin_call(admin, "POST", "/speakers/1/online", {})
     wait_for(lambda: ready_is(200), "ready again")
+    assert docker_health(api) == 0
     status, text = doctor(api)
     assert status == 0, text
     assert text.endswith("All is well: every followed speaker delivers its events.\n")
@@ -823,10 +843,8 @@ def test_doctor_in_a_docker_bridge_container_says_what_to_change(
 
 def test_the_example_configuration_is_never_ready(processes: Processes) -> None:
     """The Docker image's default, etc/sonosd.example.yaml, follows nothing: the daemon says
-    so in its log, /ready is 503 with that reason (so the container stays unhealthy) while
-    /health answers, and the doctor names it and exits 1."""
-    from tests.paths import ROOT
-
+    so in its log, /ready is 503 with that reason (the image's health check fails: the
+    container stays unhealthy) while /health answers, and the doctor names it and exits 1."""
     port = free_tcp_port()
     example = str(ROOT / "etc" / "sonosd.example.yaml")
     daemon = processes.start(
@@ -853,6 +871,7 @@ def test_the_example_configuration_is_never_ready(processes: Processes) -> None:
         "no speaker is followed: list one under devices (or set discovery: true)"
     ]
     assert get(f"{api}/api/v1/health")[0] == 200
+    assert docker_health(api) != 0
     assert f"warn [sonosd.service] {example}: nothing will be followed" in processes.output(daemon)
     status, text = doctor(api)
     assert status == 1, text
@@ -1483,7 +1502,7 @@ def test_resuming_across_a_restart_resets(
 ) -> None:
     """After the daemon restarts, an SSE, WebSocket or stream client resuming with an id of
     the earlier run gets a reset and a fresh snapshot of the new run, even though the new
-    run has published that id too."""
+    run has published that id too (its ids start again at 1)."""
     admin = start_simulator(processes, loopback_base, speakers=2)
     addresses = [speaker["address"] for speaker in get_json(f"{admin}/speakers")]
     port = free_tcp_port()
@@ -1529,6 +1548,10 @@ def test_resuming_across_a_restart_resets(
     assert [line["type"] for line in lines] == ["snapshot", "reset", "snapshot"]
     assert "another run" in lines[1]["reason"]
     assert lines[2]["run"] == after["run"]
+    # README: ids start again at 1 in each run (a client resuming the new run from its
+    # start gets that run's message 1 first).
+    first_of_run = ws_messages(port, f"last_id=0&run={after['run']}", 1)
+    assert [(m["run"], m["id"]) for m in first_of_run] == [(after["run"], 1)], first_of_run
     assert second.poll() is None, processes.output(second)
 
 
@@ -1745,3 +1768,168 @@ def test_alarm_skips_are_kept_in_systemds_state_directory(
     wait_for(lambda: not skips.exists(), "the finished skip's file removed")
     second.send_signal(signal.SIGTERM)
     assert second.wait(timeout=WAIT) == 0, processes.output(second)
+
+
+# -- README: the API over TLS, SoCo's own log lines -------------------------------------------
+
+
+def test_the_api_listens_over_tls_with_an_ssl_endpoint(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """``api.listen: ssl:...`` (README: ``ssl:`` for TLS) serves the REST API and the event
+    stream over HTTPS with the configured certificate, and nothing over plain HTTP."""
+    import ssl
+
+    from sonosd.sim.tls import self_signed_pem
+
+    pem = tmp_path / "api.pem"
+    pem.write_bytes(self_signed_pem())
+    api_port = free_tcp_port()
+    config = tmp_path / "sonosd.yaml"
+    config.write_text(
+        daemon_yaml(
+            loopback_base,
+            api=f"ssl:{api_port}:interface=127.0.0.1:privateKey={pem}",
+            speakers=1,
+        )
+    )
+    daemon = processes.start("daemon", "sonosd", "-c", str(config))
+    trusted = ssl.create_default_context(cafile=str(pem))
+    base = f"https://127.0.0.1:{api_port}/api/v1"
+
+    def ready() -> Any:
+        assert daemon.poll() is None, processes.output(daemon)
+        try:
+            with urllib.request.urlopen(f"{base}/ready", timeout=5, context=trusted) as answer:
+                return answer.status == 200 and json.load(answer)
+        except (ConnectionError, urllib.error.URLError):
+            return None
+
+    body = wait_for(ready, "ready over HTTPS")
+    assert body["status"] == "ready", body
+    with urllib.request.urlopen(f"{base}/snapshot", timeout=5, context=trusted) as answer:
+        snapshot = json.load(answer)
+    assert [s["name"] for s in snapshot["speakers"]] == ["Kitchen"], snapshot
+    # The event stream too: its first event is the snapshot.
+    with urllib.request.urlopen(f"{base}/events", timeout=5, context=trusted) as stream:
+        lines = [stream.readline().decode().strip() for _ in range(4)]
+    assert "event: snapshot" in lines, lines
+    # Plain HTTP on the same port gets no answer.
+    assert get(f"http://127.0.0.1:{api_port}/api/v1/health") == (0, None)
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=WAIT) == 0, processes.output(daemon)
+
+
+def test_socos_own_log_lines_go_where_the_daemons_go(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """SoCo's stdlib logging (README: "SoCo's own logging goes to the same place") comes out
+    in the daemon's log as its own lines, JSON objects under SoCo's namespace."""
+    api_port = free_tcp_port()
+    document = json.loads(
+        daemon_yaml(loopback_base, api=f"tcp:{api_port}:interface=127.0.0.1", speakers=1)
+    )
+    document["log"] = {"level": "debug", "format": "json"}
+    daemon = start_configured(processes, tmp_path, document)
+    api = f"http://127.0.0.1:{api_port}/api/v1"
+    wait_for(lambda: daemon.poll() is not None or get(f"{api}/ready")[0] == 200, "ready")
+    assert daemon.poll() is None, processes.output(daemon)
+    # A command runs through SoCo, which logs the SOAP action it sends at debug level.
+    assert post(f"{api}/speakers/Kitchen/volume", {"volume": 23})[0] == 200
+
+    def soco_lines() -> list[dict[str, Any]]:
+        records = [json.loads(line) for line in processes.output(daemon).splitlines()]
+        return [r for r in records if r["namespace"].startswith("soco.")]
+
+    said = wait_for(
+        lambda: [r for r in soco_lines() if "Sending SetVolume" in r["message"]], "SoCo's line"
+    )
+    assert said[0]["namespace"] == "soco.services" and said[0]["level"] == "debug", said
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=WAIT) == 0, processes.output(daemon)
+
+
+def test_the_readmes_control_examples_work_on_a_simulated_household(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """Each command of the README's Control section, typed as written (the API's address and
+    token aside) against a simulated household like the demo's (its first room, Kitchen,
+    holds the simulator's 07:00 weekday alarm), succeeds: the curl volume, every ``sonosctl``
+    line, and ``sonosctl events --room Kitchen`` printing the Kitchen's next change."""
+    import shlex
+
+    readme = (ROOT / "README.md").read_text()
+    control = readme[readme.index("## Control") : readme.index("## The simulator")]
+    block = control.split("```sh\n", 1)[1].split("```", 1)[0].replace("\\\n", " ")
+    commands = [shlex.split(line) for line in block.splitlines() if line.strip()]
+    token = "r" * 24
+    api_port = free_tcp_port()
+    api = f"http://127.0.0.1:{api_port}"
+    document = json.loads(daemon_yaml(loopback_base, api=f"tcp:{api_port}:interface=127.0.0.1"))
+    document["api"]["tokens"] = [{"name": "readme", "token": token, "scopes": ["read", "control"]}]
+    daemon = start_configured(processes, tmp_path, document)
+    wait_for(lambda: daemon.poll() is not None or get(f"{api}/api/v1/ready")[0] == 200, "ready")
+    assert daemon.poll() is None, processes.output(daemon)
+    env = {**os.environ, "SONOSD_URL": api, "SONOSD_TOKEN": token}
+    sonosctl = str(Path(TWISTD).parent / "sonosctl")
+
+    [curl] = [command for command in commands if command[0] == "curl"]
+    url = curl[-1].replace("http://127.0.0.1:8080", api)
+    request = urllib.request.Request(
+        url, data=curl[curl.index("-d") + 1].encode(), method=curl[curl.index("-X") + 1]
+    )
+    for header in (curl[i + 1] for i, word in enumerate(curl) if word == "-H"):
+        name, value = header.split(": ", 1)
+        request.add_header(name, value.replace("$TOKEN", token))
+    assert answer_of(request) == (200, {"result": {"volume": 30}})
+
+    said = {}
+    for command in commands:
+        if command[0] != "sonosctl" or command[1] == "events":
+            continue
+        done = subprocess.run(
+            [sonosctl, *command[1:]], capture_output=True, text=True, env=env, timeout=WAIT
+        )
+        assert done.returncode == 0, (command, done.stdout, done.stderr)
+        said[" ".join(command[1:3])] = done.stdout
+    assert said["kitchen volume"] == "kitchen: volume 35\n"
+    assert said["kitchen join"] == "kitchen: group Living Room + Kitchen\n"
+    time_of_day, recurrence = next(c for c in commands if c[2:4] == ["alarm", "add"])[4:]
+    assert f'"recurrence":"{recurrence}"' in said["kitchen alarm"], said["kitchen alarm"]
+    assert f'"time":"{time_of_day}:00"' in said["kitchen alarm"], said["kitchen alarm"]
+
+    [events] = [command for command in commands if command[:2] == ["sonosctl", "events"]]
+    with subprocess.Popen(
+        [sonosctl, *events[1:]], stdout=subprocess.PIPE, text=True, env=env
+    ) as following:
+        lines: list[str] = []
+        assert following.stdout is not None
+        threading.Thread(target=lambda: lines.extend(following.stdout or ()), daemon=True).start()
+        try:
+
+            def connected() -> bool:
+                assert following.poll() is None, lines
+                status, body = get(f"{api}/api/v1/diagnostics", token)
+                return status == 200 and body["sinks"]["clients"]["sse"] == 1
+
+            wait_for(connected, "sonosctl events connected")
+            request = urllib.request.Request(
+                f"{api}/api/v1/speakers/Kitchen/volume",
+                data=json.dumps({"volume": 12}).encode(),
+                method="POST",
+            )
+            request.add_header("Authorization", f"Bearer {token}")
+            request.add_header("Content-Type", "application/json")
+            assert answer_of(request)[0] == 200
+            wait_for(
+                lambda: [
+                    line
+                    for line in lines
+                    if " event Kitchen RenderingControl " in line and "volume=12" in line
+                ],
+                "the Kitchen's volume change from sonosctl events",
+            )
+        finally:
+            following.terminate()
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=WAIT) == 0, processes.output(daemon)

@@ -101,7 +101,8 @@ def _source_copy(tmp_path: Path) -> Path:
 
 def test_wheel_install_exposes_the_plugin(tmp_path: Path) -> None:
     """A wheel of the project, installed on its own, gives twistd the sonosd command (and
-    carries the dashboard's files)."""
+    carries the dashboard's files); the plugin cache built as docs/deployment.md says is
+    what twistd then uses."""
     src = _source_copy(tmp_path)
     dist = tmp_path / "dist"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
@@ -141,6 +142,13 @@ def test_wheel_install_exposes_the_plugin(tmp_path: Path) -> None:
         sys.executable, "-S", "-c", "import sonosd; print(sonosd.__file__)", cwd=tmp_path, env=env
     )
     assert where.stdout.strip() == str(site / "sonosd" / "__init__.py"), where.stderr
+    # docs/deployment.md's step after the install: Twisted's plugin cache built once (the
+    # service cannot write there), so that twistd finds it current and never rewrites it.
+    build_cache = "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
+    cached = run(sys.executable, "-S", "-c", build_cache, cwd=tmp_path, env=env)
+    assert cached.returncode == 0, cached.stderr
+    cache = site / "twisted" / "plugins" / "dropin.cache"
+    built_at = cache.stat().st_mtime_ns
     public = "import sonosd.gena as g; print(g.Subscription.__module__, g.__file__)"
     gena = run(sys.executable, "-S", "-c", public, cwd=tmp_path, env=env)
     assert gena.stdout.split() == [
@@ -154,6 +162,7 @@ def test_wheel_install_exposes_the_plugin(tmp_path: Path) -> None:
     checked = run(*twistd, "-n", "sonosd", "-c", example, "--check-config", cwd=tmp_path, env=env)
     assert (checked.returncode, checked.stdout) == (0, "ok\n"), checked.stderr
     assert checked.stderr.startswith(f"warning: {example}: nothing will be followed")
+    assert cache.stat().st_mtime_ns == built_at
 
 
 # -- systemd ---------------------------------------------------------------------------------------
@@ -243,6 +252,10 @@ def test_systemd_unit_settings() -> None:
     # options as the start (no pid file).
     (watchdog,) = settings["WatchdogSec"]
     assert watchdog.endswith("s") and int(watchdog[:-1]) >= 30
+    # docs/deployment.md: restarted 5 s after a failure; killed when stuck for a minute;
+    # /run/sonosd for the stream's socket.
+    assert (settings["RestartSec"], watchdog) == (["5s"], "60s")
+    assert settings["RuntimeDirectory"] == ["sonosd"]
     (check,) = settings["ExecStartPre"]
     assert check.split() == [*start.split(), "--check-config"]
 
@@ -263,7 +276,8 @@ def _instructions(text: str) -> list[tuple[str, str]]:
 
 
 def test_dockerfile() -> None:
-    """The image: slim Python 3.11, plugin cache built, non-root, ports, health check, twistd -n."""
+    """The image: slim Python 3.11, from a wheel, plugin cache built, user sonosd (uid 10001),
+    ports, health check, twistd -n."""
     steps = _instructions((ROOT / "Dockerfile").read_text())
     froms = [rest for word, rest in steps if word == "FROM"]
     assert all(rest.startswith("python:3.11-slim") for rest in froms)
@@ -272,6 +286,10 @@ def test_dockerfile() -> None:
     assert "twistd --help | grep -q sonosd" in runs
     users = [rest for word, rest in steps if word == "USER"]
     assert users and users[-1] not in {"root", "0"}
+    # docs/deployment.md: installed from a wheel; the user sonosd is uid 10001.
+    assert "pip wheel " in runs and "pip install --no-cache-dir /wheels/*.whl" in runs
+    assert "--uid 10001 --user-group --home-dir /var/lib/sonosd" in runs
+    assert users[-1] == "sonosd"
     assert ("EXPOSE", "1400 8080") in steps
     (health,) = [rest for word, rest in steps if word == "HEALTHCHECK"]
     env = " ".join(rest for word, rest in steps if word == "ENV")
@@ -471,6 +489,16 @@ def test_make_test_runs_every_check(tmp_path: Path) -> None:
     assert (ROOT / ".ci" / "run").read_text().rstrip().endswith("exec make test")
 
 
+def test_readme_names_every_system_package_make_test_installs() -> None:
+    """The README's sentence on what `make test` installs names each Debian package of the
+    Makefile's APT_PACKAGES (it named three of six)."""
+    [packages] = re.findall(r"^APT_PACKAGES := (.+)$", (ROOT / "Makefile").read_text(), re.M)
+    readme = (ROOT / "README.md").read_text()
+    sentence = readme[readme.index("`make test` needs Python") :].split(").\n", 1)[0]
+    named = set(re.findall(r"`([^`]+)`", sentence)) - {"make test", ".venv"}
+    assert named == set(packages.split()), sentence
+
+
 # -- what the docs tell users to type -----------------------------------------------------------
 
 
@@ -479,6 +507,39 @@ def _user_facing_texts() -> dict[str, str]:
     paths = [ROOT / "README.md", ROOT / "Dockerfile", *sorted((ROOT / "docs").glob("*.md"))]
     paths += sorted(path for path in (ROOT / "etc").rglob("*") if path.is_file())
     return {str(path.relative_to(ROOT)): path.read_text(encoding="utf-8") for path in paths}
+
+
+def _anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives the headings of ``page`` (lower case, punctuation dropped,
+    spaces to hyphens), code blocks left out."""
+    anchors = set()
+    in_code = False
+    for line in page.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        heading = None if in_code else re.match(r"#+ (.*)", line)
+        if heading:
+            words = re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower())
+            anchors.add(words.replace(" ", "-"))
+    return anchors
+
+
+def test_every_relative_link_of_the_docs_resolves() -> None:
+    """Each link of README.md and docs/*.md to a file of the checkout names a file that
+    exists, and each #anchor into a page names one of its headings."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    checked = 0
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        for target, anchor in re.findall(r"\]\(([^)\s#]*)(?:#([^)\s]+))?\)", text):
+            if re.match(r"\w+:", target):
+                continue  # http:, https:, mailto:
+            linked = page.parent / target if target else page
+            assert linked.exists(), (page.name, target)
+            if anchor and linked.suffix == ".md":
+                assert anchor in _anchors(linked), (page.name, target, anchor)
+            checked += 1
+    assert checked > 100
 
 
 def test_no_doc_installs_sonosd_from_pypi() -> None:

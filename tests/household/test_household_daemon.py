@@ -272,6 +272,23 @@ class OneSpeakerTests(TestCase):
         status, body = await daemon.post(right.uid, "volume", {"volume": 5})
         self.assertEqual((status, body["error"]["code"]), (404, "unknown_speaker"))
 
+    async def test_a_listed_invisible_member_is_followed_anyway(self) -> None:
+        """The hidden half of a stereo pair listed under devices (docs/supervisor.md:
+        "follows it anyway") is followed like any listed speaker: identified, online and
+        subscribed to every service, in the API, never removed, while the topology it sends
+        brings the visible members."""
+        daemon = await start(self, simulate={"stereo_pair": True}, devices=[1])
+        left, right, third = daemon.speakers
+        self.assertTrue(right.invisible)
+        supervised = daemon.service.household.speaker(right.uid)
+        assert supervised is not None
+        self.assertEqual(supervised.availability, "online")
+        manager: Any = right.manager
+        self.assertEqual(len(manager.subscriptions()), len(SERVICES))
+        listed = (await daemon.get("/api/v1/speakers"))["speakers"]
+        self.assertEqual({s["uid"] for s in listed}, {left.uid, right.uid, third.uid})
+        self.assertEqual(daemon.recorder.of("speaker.removed"), [])
+
     async def test_a_separated_pair_is_two_rooms_again(self) -> None:
         """A pair made and then separated at runtime: the freed right speaker is followed
         again as its own room (online, in the API and the topology, its events delivered
@@ -845,13 +862,46 @@ class ReadPathTests(TestCase):
         """Both speakers refuse SOAP over HTTP: the playing one's position, a lost last
         NOTIFY found by the consistency check and resynced, and a changed alarm list are all
         read over HTTPS; the commands (SoCo) still work."""
-        daemon = await start(
+        daemon = await self.start_reading(simulate={"https_only": (0, 1)})
+        await self.own_reads_arrive(daemon)
+        kitchen, other = daemon.speakers
+        self.assertEqual(daemon.service.soap.secure, {kitchen.address, other.address})
+        status, _ = await daemon.post(kitchen.name, "volume", {"volume": 17})
+        self.assertEqual((status, kitchen.rendering.volume), (200, 17))
+
+    async def test_reads_do_not_wait_for_the_pool(self) -> None:
+        """With every thread of the SoCo pool busy (slow commands), the daemon's own reads
+        still happen (README: the track position, a resync after the consistency check, the
+        alarm list): they do not go through the pool."""
+        daemon = await self.start_reading()
+        runner = daemon.service.runner
+        release = threading.Event()
+        busy = [
+            runner.run(release.wait, 30, timeout=60)
+            for _ in range(daemon.service.config.soco.threads)
+        ]
+        self.addCleanup(release.set)
+        await until(lambda: runner.in_flight == len(busy), "every thread busy")
+        await self.own_reads_arrive(daemon)
+        self.assertEqual(runner.in_flight, len(busy))
+        release.set()
+        await DeferredList(busy)
+
+    async def start_reading(self, simulate: Mapping[str, Any] | None = None) -> Daemon:
+        """A daemon following two simulated speakers (with these ``simulate`` settings),
+        reading positions only when told and checking consistency every second."""
+        return await start(
             self,
             households=(2,),
-            simulate={"https_only": (0, 1)},
+            simulate=simulate,
             subscription={"position_interval": 0, "check_interval": 1.0},
             services=(*SERVICES, "AlarmClock"),
         )
+
+    async def own_reads_arrive(self, daemon: Daemon) -> None:
+        """The first speaker plays: its position is read; the second's last NOTIFY is lost:
+        the consistency check finds it and a resync reads the volume; the alarm list
+        changes: alarms.changed carries it, read again."""
         kitchen, other = daemon.speakers
         recorder = daemon.recorder
         kitchen.transport.play()
@@ -899,34 +949,6 @@ class ReadPathTests(TestCase):
             ]
 
         await until(listed, "alarms.changed with the alarm switched")
-        self.assertEqual(daemon.service.soap.secure, {kitchen.address, other.address})
-        status, _ = await daemon.post(kitchen.name, "volume", {"volume": 17})
-        self.assertEqual((status, kitchen.rendering.volume), (200, 17))
-
-    async def test_reads_do_not_wait_for_the_pool(self) -> None:
-        """With every thread of the SoCo pool busy (slow commands), the playing speaker's
-        position is still read: the daemon's own reads do not go through the pool."""
-        daemon = await start(self, households=(1,), subscription={"position_interval": 0})
-        kitchen = daemon.speakers[0]
-        runner = daemon.service.runner
-        release = threading.Event()
-        busy = [
-            runner.run(release.wait, 30, timeout=60)
-            for _ in range(daemon.service.config.soco.threads)
-        ]
-        self.addCleanup(release.set)
-        await until(lambda: runner.in_flight == len(busy), "every thread busy")
-        kitchen.transport.play()
-        await until(
-            lambda: any(
-                m.body["source"] == "position"
-                for m in daemon.recorder.of("event", kitchen.uid, "AVTransport")
-            ),
-            "a position read",
-        )
-        self.assertEqual(runner.in_flight, len(busy))
-        release.set()
-        await DeferredList(busy)
 
     async def test_resync_of_a_large_household_topology(self) -> None:
         """A lost ZoneGroupTopology NOTIFY in a household that answers GetZoneGroupState with

@@ -415,6 +415,24 @@ class EventTests(SynchronousTestCase):
         self.assertEqual(h.processor.states, [])
         self.assertEqual(h.household.devices[HOST].pings, 1)
 
+    def test_hung_resync_read_gives_up_at_the_state_read_timeout(self) -> None:
+        """A resync read that never answers fails after the 30 s state read timeout
+        (docs/supervisor.md), said in the log; the next gap's resync reads again."""
+        h = Harness()
+        started(h)
+        h.reader.hang = True
+        with capturedLogs() as events:
+            h.gena.current("RenderingControl").notify(2)
+            h.clock.advance(29.9)
+            self.assertEqual([e for e in events if e.get("source") == "resync"], [])
+            h.clock.advance(0.1)
+        [failed] = [e for e in events if e.get("source") == "resync"]
+        self.assertEqual((failed["log_level"].name, failed["reason"]), ("warn", "timeout"))
+        h.reader.hang = False
+        h.gena.current("RenderingControl").notify(5)
+        self.assertEqual([state[3] for state in h.processor.states], ["resync"])
+        self.assertEqual(len(h.reader.reads), 2)
+
 
 class PollingTests(SynchronousTestCase):
     def test_poll_after_grace_then_stop_on_notify(self) -> None:

@@ -34,6 +34,7 @@ from tests.api_helpers import DripClient
 from tests.conftest import free_loopback_base
 from tests.daemon_helpers import Recorder, check_schema
 from tests.gena_wire import notify_request, status_of
+from tests.paths import ROOT
 
 reactor: Any = global_reactor
 
@@ -536,7 +537,8 @@ class SimTests(TestCase):
         self.assertEqual(rig.sim_subscriptions(rig.speakers[1]), [])
 
     async def test_unreachable_callback_falls_back_to_polling(self) -> None:
-        """When NOTIFYs cannot reach sonosd it polls and says why, once, naming the URL."""
+        """When NOTIFYs cannot reach sonosd it polls (no subscription.lost: none of them
+        ever worked) and says why, once, naming the URL."""
         config = attrs.evolve(FAST, no_event_grace=0.5, poll_interval=0.3)
         nowhere = free_loopback_base(count=1)
         with capturedLogs() as events:
@@ -549,11 +551,27 @@ class SimTests(TestCase):
         lines = [e for e in events if "listener.advertise" in e.get("log_format", "")]
         self.assertEqual(len(lines), 1)
         self.assertEqual(lines[0]["url"], url)
+        # The line docs/supervisor.md shows, with this speaker, service, grace and URL.
+        doc = (ROOT / "docs" / "supervisor.md").read_text()
+        example = doc[doc.index("```\nno NOTIFY from") + 4 :].split("\n```", 1)[0]
+        said = lines[0]
+        for shown, actual in (
+            ("Kitchen", said["room"]),
+            ("192.168.1.20", said["host"]),
+            ("5.0 s", "0.5 s"),
+            ("AVTransport", said["service"]),
+            ("http://172.17.0.2:1400/", url),
+            ("TCP port 1400", f"TCP port {rig.listener.port}"),
+        ):
+            example = example.replace(shown, actual)
+        self.assertEqual(formatEvent(said), example.replace("\n", " "))
         self.assertEqual(
             {service for _, service in rig.reader.reads}, {"RenderingControl", "AVTransport"}
         )
         for supervised in rig.household.speakers():
             self.assertTrue(all(sup.polling for sup in supervised.services.values()))
+        # A subscription that never worked is not lost (docs/supervisor.md, Messages).
+        self.assertEqual(rig.recorder.of("subscription.lost"), [])
 
     async def test_polling_stops_at_the_first_notify_a_gap(self) -> None:
         """A subscription whose SEQ 0 NOTIFY was lost polls (health degraded) on the same SID
