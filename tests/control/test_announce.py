@@ -152,6 +152,62 @@ class TargetTests(TestCase):
         self.assertLess(took, 2 * max(r["seconds"] for r in results) + 5)
 
 
+class VolumeAndTimeoutTests(TestCase):
+    timeout = 120
+
+    async def test_group_is_the_default_and_every_member_takes_announce_volume(self) -> None:
+        """Without target the whole group of the speaker named plays the clip; without volume
+        each member is set to ``announce.volume`` for it, and given back its own afterwards."""
+        daemon, client = await start(self, announce={"volume": 25})
+        kitchen, living = daemon.speaker(0), daemon.speaker(2)
+        daemon.household.join(living, kitchen)
+        await until(lambda: living.group.coordinator == kitchen.uid, "the group")
+        kitchen.set_volume(10)
+        living.set_volume(15)
+        server = serve_audio(self)
+        mark = len(client.messages())
+        status, body = await daemon.post(
+            "Living Room", "announce", {"uri": server.url("/clip.wav")}
+        )
+        self.assertEqual(status, 200, body)
+        result = body["result"]
+        self.assertEqual((result["target"], result["coordinator"]), ("group", kitchen.uid))
+        self.assertEqual(set(result["members"]), {kitchen.uid, living.uid})
+        for speaker in (kitchen, living):
+            await client_event(client, mark, event_of(speaker, "RenderingControl", volume=25))
+        self.assertEqual((kitchen.rendering.volume, living.rendering.volume), (10, 15))
+
+    async def test_a_clip_of_unknown_length_stops_after_announce_timeout(self) -> None:
+        """A URL clip (its length unknown to the daemon) playing longer than
+        ``announce.timeout`` ends the announcement then, as ``timeout``, and restores the
+        group."""
+        server = serve_audio(self, {"/long.wav": (wav_bytes(60.0), "audio/wav")})
+        daemon, _ = await start(self, announce={"timeout": 1})
+        kitchen = daemon.speaker(0)
+        before = kitchen.transport.uri
+        status, body = await daemon.post("Kitchen", "announce", {"uri": server.url("/long.wav")})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["result"]["ended"], "timeout")
+        self.assertLess(body["result"]["seconds"], 50)
+        self.assertEqual(kitchen.transport.uri, before)
+
+    async def test_a_spoken_clip_of_known_length_outlasts_announce_timeout(self) -> None:
+        """A spoken clip's length is known: it plays to its end (length plus 5 s), however
+        short ``announce.timeout`` is."""
+        script = (
+            "import sys, wave\n"
+            "out = wave.open(sys.stdout.buffer, 'wb')\n"
+            "out.setnchannels(1); out.setsampwidth(2); out.setframerate(8000)\n"
+            "out.writeframes(bytes(2 * 8000 * 2)); out.close()\n"
+        )
+        command = [sys.executable, "-c", script]
+        daemon, _ = await start(self, announce={"tts_command": command, "timeout": 0.5})
+        status, body = await daemon.post("Kitchen", "say", {"text": "two seconds"})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["result"]["ended"], "finished")
+        self.assertGreaterEqual(body["result"]["seconds"], 2.0)
+
+
 class FailureTests(TestCase):
     timeout = 120
 
