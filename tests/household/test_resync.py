@@ -130,6 +130,20 @@ class SimulatorReadTests(TestCase):
         self.assertEqual(set(read), VARIABLES["ZoneGroupTopology"])
         self.assertIn("<ZoneGroupState>", read["zone_group_state"])
 
+    async def test_large_household_read_fails_with_the_rest_of_the_topology(self) -> None:
+        """A household too large for GetZoneGroupState (the simulator answers UPnP 501) fails
+        the ZoneGroupTopology read with ZoneGroupStateUnavailable, error code "501", holding
+        every other variable as its event has it."""
+        self.household.set_modes(large_household=True, large_household_players=2)
+        with self.assertRaises(ZoneGroupStateUnavailable) as raised:
+            await self.reader.read(self.device(1), "ZoneGroupTopology")
+        self.assertEqual(raised.exception.error_code, "501")
+        variables = raised.exception.variables
+        self.assertEqual(set(variables), VARIABLES["ZoneGroupTopology"] - {"zone_group_state"})
+        assert_within(
+            self, variables, seq0_variables(self.household.speakers[1], "ZoneGroupTopology")
+        )
+
     async def consistency(self, index: int) -> tuple[dict[str, Any], dict[str, Any]]:
         """The consistency check's AVTransport read of speaker ``index`` and its SEQ 0 event,
         as JSON."""
