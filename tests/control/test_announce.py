@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import treq
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
@@ -152,6 +154,17 @@ class TargetTests(TestCase):
         self.assertLess(took, 2 * max(r["seconds"] for r in results) + 5)
 
 
+def wav_command(seconds: int) -> list[str]:
+    """A text-to-speech command writing a silent WAV of ``seconds`` to standard output."""
+    script = (
+        "import sys, wave\n"
+        "out = wave.open(sys.stdout.buffer, 'wb')\n"
+        "out.setnchannels(1); out.setsampwidth(2); out.setframerate(8000)\n"
+        f"out.writeframes(bytes({seconds} * 8000 * 2)); out.close()\n"
+    )
+    return [sys.executable, "-c", script]
+
+
 class VolumeAndTimeoutTests(TestCase):
     timeout = 120
 
@@ -194,18 +207,30 @@ class VolumeAndTimeoutTests(TestCase):
     async def test_a_spoken_clip_of_known_length_outlasts_announce_timeout(self) -> None:
         """A spoken clip's length is known: it plays to its end (length plus 5 s), however
         short ``announce.timeout`` is."""
-        script = (
-            "import sys, wave\n"
-            "out = wave.open(sys.stdout.buffer, 'wb')\n"
-            "out.setnchannels(1); out.setsampwidth(2); out.setframerate(8000)\n"
-            "out.writeframes(bytes(2 * 8000 * 2)); out.close()\n"
-        )
-        command = [sys.executable, "-c", script]
+        command = wav_command(2)
         daemon, _ = await start(self, announce={"tts_command": command, "timeout": 0.5})
         status, body = await daemon.post("Kitchen", "say", {"text": "two seconds"})
         self.assertEqual(status, 200, body)
         self.assertEqual(body["result"]["ended"], "finished")
         self.assertGreaterEqual(body["result"]["seconds"], 2.0)
+
+    async def test_a_spoken_clip_is_withdrawn_after_media_ttl(self) -> None:
+        """A spoken clip is served at most ``announce.media_ttl``: one playing longer is no
+        longer served (404) while it plays (the speaker fetched it already), and the
+        announcement ends normally."""
+        daemon, _ = await start(self, announce={"tts_command": wav_command(20), "media_ttl": 1})
+        fetcher = daemon.service.simulator.fetcher  # type: ignore[union-attr]
+        posting = daemon.posting("Kitchen", "say", {"text": "a long one"})
+        await until(lambda: any("/media/" in uri for uri in fetcher.fetched), "the fetch")
+        clip = next(uri for uri in fetcher.fetched if "/media/" in uri)
+        await deferLater(reactor, 2.0, lambda: None)
+        response = await treq.get(clip, persistent=False)
+        await response.content()
+        self.assertEqual(response.code, 404)
+        self.assertFalse(posting.called)
+        status, body = await posting
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["result"]["ended"], "finished")
 
 
 class FailureTests(TestCase):
