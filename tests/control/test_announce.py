@@ -153,6 +153,28 @@ class TargetTests(TestCase):
         self.assertGreater(max(r["seconds"] for r in results), 1.0)
         self.assertLess(took, 2 * max(r["seconds"] for r in results) + 5)
 
+    async def test_all_plays_on_every_group_at_the_same_time(self) -> None:
+        """target all: every group's coordinator plays the clip at the same moment (not one
+        group after the other)."""
+        daemon, _client = await start(self)
+        server = serve_audio(self, {"/five.wav": (wav_bytes(5.0), "audio/wav")})
+        uri = server.url("/five.wav")
+        coordinators = [daemon.speaker(index) for index in range(3)]
+        posting = daemon.posting("Kitchen", "announce", {"uri": uri, "target": "all"})
+
+        def playing() -> int:
+            return sum(
+                1
+                for speaker in coordinators
+                if speaker.transport.uri == uri and speaker.transport.state == "PLAYING"
+            )
+
+        await until(lambda: playing() >= 3 or posting.called, "three groups playing")
+        self.assertEqual(playing(), 3)
+        status, body = await posting
+        self.assertEqual(status, 200, body)
+        self.assertEqual(len(body["result"]["groups"]), 3)
+
 
 def wav_command(seconds: int) -> list[str]:
     """A text-to-speech command writing a silent WAV of ``seconds`` to standard output."""
