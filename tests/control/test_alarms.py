@@ -310,6 +310,54 @@ class AlarmDaemonTests(TestCase):
         self.assertEqual(status, 200, body)
         self.assertEqual(alarms.skips, {})
 
+    async def test_disable_delete_or_update_of_enabled_cancels_a_skip(self) -> None:
+        """disable, an update that sets enabled, and delete each end a pending skip: the
+        alarm is not switched on again behind the command's back."""
+        daemon, _ = await start(self)
+        alarms = daemon.service.controller.alarms
+        alarms._now = lambda: MONDAY_NOON
+        alarm_id = daemon.household.alarms[0].alarm_id
+        key = (daemon.household.household_id, alarm_id)
+        for command in (
+            {"action": "disable", "id": alarm_id},
+            {"action": "update", "id": alarm_id, "enabled": False, "volume": 14},
+            {"action": "delete", "id": alarm_id},
+        ):
+            status, body = await daemon.post(
+                "Kitchen", "alarms", {"action": "enable", "id": alarm_id}
+            )
+            self.assertEqual(status, 200, body)
+            status, body = await daemon.post(
+                "Kitchen", "alarms", {"action": "skip", "id": alarm_id}
+            )
+            self.assertEqual(status, 200, body)
+            self.assertIn(key, alarms.skips)
+            status, body = await daemon.post("Kitchen", "alarms", command)
+            self.assertEqual(status, 200, body)
+            self.assertNotIn(key, alarms.skips, command)
+            if command["action"] == "delete":
+                break
+
+    async def test_skip_of_a_once_alarm_leaves_it_off(self) -> None:
+        """Skipping a ONCE alarm answers resumes null and switches it off for good: no
+        skip is pending."""
+        daemon, _ = await start(self)
+        alarms = daemon.service.controller.alarms
+        alarms._now = lambda: MONDAY_NOON
+        status, body = await daemon.post(
+            "Kitchen", "alarms", {"action": "create", "time": "06:45", "recurrence": "ONCE"}
+        )
+        self.assertEqual(status, 200, body)
+        alarm_id = body["result"]["alarm"]["id"]
+        status, body = await daemon.post("Kitchen", "alarms", {"action": "skip", "id": alarm_id})
+        self.assertEqual(status, 200, body)
+        result = body["result"]
+        self.assertEqual((result["skipped"], result["resumes"]), ("2026-11-24T06:45:00", None))
+        self.assertFalse(result["alarm"]["enabled"])
+        self.assertEqual(alarms.skips, {})
+        held = [alarm for alarm in daemon.household.alarms if alarm.alarm_id == alarm_id]
+        self.assertEqual([alarm.enabled for alarm in held], [False])
+
     async def test_errors(self) -> None:
         """Unknown ids are 404, a duplicate alarm 409 with UPnP 801, bad times 400."""
         daemon, _ = await start(self)

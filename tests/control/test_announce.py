@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import treq
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
@@ -150,6 +152,107 @@ class TargetTests(TestCase):
         # Each clip lasts a second: in turn, the second waited for the first.
         self.assertGreater(max(r["seconds"] for r in results), 1.0)
         self.assertLess(took, 2 * max(r["seconds"] for r in results) + 5)
+
+    async def test_all_plays_on_every_group_at_the_same_time(self) -> None:
+        """target all: every group's coordinator plays the clip at the same moment (not one
+        group after the other)."""
+        daemon, _client = await start(self)
+        server = serve_audio(self, {"/five.wav": (wav_bytes(5.0), "audio/wav")})
+        uri = server.url("/five.wav")
+        coordinators = [daemon.speaker(index) for index in range(3)]
+        posting = daemon.posting("Kitchen", "announce", {"uri": uri, "target": "all"})
+
+        def playing() -> int:
+            return sum(
+                1
+                for speaker in coordinators
+                if speaker.transport.uri == uri and speaker.transport.state == "PLAYING"
+            )
+
+        await until(lambda: playing() >= 3 or posting.called, "three groups playing")
+        self.assertEqual(playing(), 3)
+        status, body = await posting
+        self.assertEqual(status, 200, body)
+        self.assertEqual(len(body["result"]["groups"]), 3)
+
+
+def wav_command(seconds: int) -> list[str]:
+    """A text-to-speech command writing a silent WAV of ``seconds`` to standard output."""
+    script = (
+        "import sys, wave\n"
+        "out = wave.open(sys.stdout.buffer, 'wb')\n"
+        "out.setnchannels(1); out.setsampwidth(2); out.setframerate(8000)\n"
+        f"out.writeframes(bytes({seconds} * 8000 * 2)); out.close()\n"
+    )
+    return [sys.executable, "-c", script]
+
+
+class VolumeAndTimeoutTests(TestCase):
+    timeout = 120
+
+    async def test_group_is_the_default_and_every_member_takes_announce_volume(self) -> None:
+        """Without target the whole group of the speaker named plays the clip; without volume
+        each member is set to ``announce.volume`` for it, and given back its own afterwards."""
+        daemon, client = await start(self, announce={"volume": 25})
+        kitchen, living = daemon.speaker(0), daemon.speaker(2)
+        daemon.household.join(living, kitchen)
+        await until(lambda: living.group.coordinator == kitchen.uid, "the group")
+        kitchen.set_volume(10)
+        living.set_volume(15)
+        server = serve_audio(self)
+        mark = len(client.messages())
+        status, body = await daemon.post(
+            "Living Room", "announce", {"uri": server.url("/clip.wav")}
+        )
+        self.assertEqual(status, 200, body)
+        result = body["result"]
+        self.assertEqual((result["target"], result["coordinator"]), ("group", kitchen.uid))
+        self.assertEqual(set(result["members"]), {kitchen.uid, living.uid})
+        for speaker in (kitchen, living):
+            await client_event(client, mark, event_of(speaker, "RenderingControl", volume=25))
+        self.assertEqual((kitchen.rendering.volume, living.rendering.volume), (10, 15))
+
+    async def test_a_clip_of_unknown_length_stops_after_announce_timeout(self) -> None:
+        """A URL clip (its length unknown to the daemon) playing longer than
+        ``announce.timeout`` ends the announcement then, as ``timeout``, and restores the
+        group."""
+        server = serve_audio(self, {"/long.wav": (wav_bytes(60.0), "audio/wav")})
+        daemon, _ = await start(self, announce={"timeout": 1})
+        kitchen = daemon.speaker(0)
+        before = kitchen.transport.uri
+        status, body = await daemon.post("Kitchen", "announce", {"uri": server.url("/long.wav")})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["result"]["ended"], "timeout")
+        self.assertLess(body["result"]["seconds"], 50)
+        self.assertEqual(kitchen.transport.uri, before)
+
+    async def test_a_spoken_clip_of_known_length_outlasts_announce_timeout(self) -> None:
+        """A spoken clip's length is known: it plays to its end (length plus 5 s), however
+        short ``announce.timeout`` is."""
+        command = wav_command(2)
+        daemon, _ = await start(self, announce={"tts_command": command, "timeout": 0.5})
+        status, body = await daemon.post("Kitchen", "say", {"text": "two seconds"})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["result"]["ended"], "finished")
+        self.assertGreaterEqual(body["result"]["seconds"], 2.0)
+
+    async def test_a_spoken_clip_is_withdrawn_after_media_ttl(self) -> None:
+        """A spoken clip is served at most ``announce.media_ttl``: one playing longer is no
+        longer served (404) while it plays (the speaker fetched it already), and the
+        announcement ends normally."""
+        daemon, _ = await start(self, announce={"tts_command": wav_command(20), "media_ttl": 1})
+        fetcher = daemon.service.simulator.fetcher  # type: ignore[union-attr]
+        posting = daemon.posting("Kitchen", "say", {"text": "a long one"})
+        await until(lambda: any("/media/" in uri for uri in fetcher.fetched), "the fetch")
+        clip = next(uri for uri in fetcher.fetched if "/media/" in uri)
+        await deferLater(reactor, 2.0, lambda: None)
+        response = await treq.get(clip, persistent=False)
+        await response.content()
+        self.assertEqual(response.code, 404)
+        self.assertFalse(posting.called)
+        status, body = await posting
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["result"]["ended"], "finished")
 
 
 class FailureTests(TestCase):

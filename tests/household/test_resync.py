@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
 from soco.utils import camel_to_underscore as soco_name
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -27,6 +29,8 @@ from sonosd.household.state import SpeakerRef
 from sonosd.sim.propertyset import build_propertyset
 from sonosd.sim.service import HouseholdService
 from tests.conftest import free_loopback_base
+from tests.control.daemon_commands import start
+from tests.daemon_helpers import until
 from tests.supervisor_fakes import FakeSoap, SoapCall
 
 
@@ -130,6 +134,20 @@ class SimulatorReadTests(TestCase):
         self.assertEqual(set(read), VARIABLES["ZoneGroupTopology"])
         self.assertIn("<ZoneGroupState>", read["zone_group_state"])
 
+    async def test_large_household_read_fails_with_the_rest_of_the_topology(self) -> None:
+        """A household too large for GetZoneGroupState (the simulator answers UPnP 501) fails
+        the ZoneGroupTopology read with ZoneGroupStateUnavailable, error code "501", holding
+        every other variable as its event has it."""
+        self.household.set_modes(large_household=True, large_household_players=2)
+        with self.assertRaises(ZoneGroupStateUnavailable) as raised:
+            await self.reader.read(self.device(1), "ZoneGroupTopology")
+        self.assertEqual(raised.exception.error_code, "501")
+        variables = raised.exception.variables
+        self.assertEqual(set(variables), VARIABLES["ZoneGroupTopology"] - {"zone_group_state"})
+        assert_within(
+            self, variables, seq0_variables(self.household.speakers[1], "ZoneGroupTopology")
+        )
+
     async def consistency(self, index: int) -> tuple[dict[str, Any], dict[str, Any]]:
         """The consistency check's AVTransport read of speaker ``index`` and its SEQ 0 event,
         as JSON."""
@@ -171,6 +189,37 @@ class SimulatorReadTests(TestCase):
             self.assertTrue(read, service)
         read = await self.check(0, "DeviceProperties")
         self.assertEqual(read["zone_name"], self.household.speakers[0].name)
+
+
+class DaemonReadTests(TestCase):
+    timeout = 120
+
+    async def test_a_read_overlaps_a_command_to_the_same_speaker(self) -> None:
+        """The daemon's state read of a speaker is answered while a command to that speaker
+        still holds its place in the SoCo pool: reads do not queue behind commands."""
+        daemon, _ = await start(self)
+        kitchen = daemon.speaker(0)
+        controller = daemon.service.controller
+        ref = controller.state.by_uid(kitchen.uid)
+        assert ref is not None
+        entered, release = threading.Event(), threading.Event()
+        self.addCleanup(release.set)
+
+        def hold(device: object) -> None:
+            entered.set()
+            release.wait(60)
+
+        holding = Deferred.fromCoroutine(controller.call(ref, hold, slow=True))
+        holding.addErrback(lambda failure: None)
+        await until(entered.is_set, "the command to hold the speaker")
+        supervisor = next(
+            found for found in daemon.service.household.speakers() if found.uid == kitchen.uid
+        )
+        read = await supervisor.ctx.reader.read(ref, "RenderingControl").addTimeout(30, reactor)
+        self.assertEqual(read["volume"], {"Master": str(kitchen.rendering.volume)})
+        self.assertFalse(holding.called)
+        release.set()
+        await holding
 
 
 class ReaderUnitTests(SynchronousTestCase):
