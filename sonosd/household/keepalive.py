@@ -783,14 +783,21 @@ class ServiceSupervisor:
 
     def found_gap(self, reason: str) -> None:
         """The consistency check found the state differing from the speaker's: a NOTIFY was
-        lost (perhaps the last one, which no SEQ gap will ever show). Say so and resync."""
+        lost (perhaps the last one, which no SEQ gap will ever show). Say so, subscribe
+        afresh and resync.
+
+        NOTIFYs may have stopped reaching the daemon altogether since the speaker subscribed
+        (a firewall, a network or Docker change) while renewals still succeed: the fresh
+        subscription's initial NOTIFY shows they arrive again, and without one within
+        ``no_event_grace`` the service is polled, as when NOTIFYs never arrived.
+        """
         ref = self.speaker.ref
         if ref is None or not self.checkable:
             return
         self.gaps += 1
         log.warn(
             "{speaker} {service} differs from the events received ({reason}): a NOTIFY was "
-            "lost; resyncing",
+            "lost; subscribing afresh and resyncing",
             speaker=self.speaker.label,
             service=self.service,
             reason=reason,
@@ -798,6 +805,7 @@ class ServiceSupervisor:
         self._ctx.processor.events_gap(
             ref, self.service, self._seq.expected, None, f"consistency check: {reason}"
         )
+        self.start()
         self.resync()
 
     # State reads: resync after a gap, polling when NOTIFYs do not arrive.
