@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from twisted.trial.unittest import TestCase
 from sonosd.config import AnnounceConfig
 from sonosd.control.announce import clip_metadata, wav_seconds
 from tests.audio_helpers import serve_audio, wav_bytes
-from tests.control.daemon_commands import start
+from tests.control.daemon_commands import start, ws_channel
 from tests.control.test_controller_daemon import arrives, event_of
 from tests.daemon_helpers import reactor, until
 
@@ -152,6 +153,59 @@ class TargetTests(TestCase):
         # Each clip lasts a second: in turn, the second waited for the first.
         self.assertGreater(max(r["seconds"] for r in results), 1.0)
         self.assertLess(took, 2 * max(r["seconds"] for r in results) + 5)
+
+    async def test_announcements_to_one_group_play_in_the_order_asked(self) -> None:
+        """Three announcements to one group sent together (one WebSocket, no waiting for an
+        answer) each play in full, one after the other, in the order they were asked."""
+        daemon, client = await start(self)
+        paths = ["/first.wav", "/second.wav", "/third.wav"]
+        server = serve_audio(self, {path: (wav_bytes(1.0), "audio/wav") for path in paths})
+        office = daemon.speaker(1)
+        fetcher = daemon.service.simulator.fetcher  # type: ignore[union-attr]
+        channel = await ws_channel(self, daemon, client)
+        events = len(client.messages())
+        mark = len(channel.ws.messages)
+        for index, path in enumerate(paths):
+            channel.ws.send(
+                {
+                    "op": "command",
+                    "id": f"say{index}",
+                    "speaker": "Office",
+                    "command": "announce",
+                    "args": {"uri": server.url(path)},
+                }
+            )
+
+        def answer_to(index: int) -> Callable[[dict[str, Any]], bool]:
+            return lambda m: m.get("id") == f"say{index}" and m.get("type") in ("result", "error")
+
+        for index in range(len(paths)):
+            found = await arrives(channel.messages, mark, answer_to(index), f"answer {index}")
+            answer = channel.ws.messages[found]
+            self.assertEqual(answer["type"], "result", answer)
+            self.assertEqual(answer["result"]["ended"], "finished", answer)
+        clips = [server.url(path) for path in paths]
+        # The simulated speaker fetched each clip when it began to play it...
+        self.assertEqual([uri for uri in fetcher.fetched if uri in clips], clips)
+        # ... and evented each as its track, in that order.
+        await arrives(
+            client.messages,
+            events,
+            event_of(office, "AVTransport", current_track_uri=clips[-1]),
+            "the last clip's event",
+        )
+        tracks: list[str] = []
+        for body in client.messages()[events:]:
+            variables = body.get("variables") or {}
+            track = variables.get("current_track_uri")
+            if (
+                (body.get("speaker") or {}).get("uid") == office.uid
+                and body.get("service") == "AVTransport"
+                and track in clips
+                and (not tracks or tracks[-1] != track)
+            ):
+                tracks.append(track)
+        self.assertEqual(tracks, clips)
 
     async def test_all_plays_on_every_group_at_the_same_time(self) -> None:
         """target all: every group's coordinator plays the clip at the same moment (not one
