@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +176,7 @@ class TargetTests(TestCase):
                 }
             )
 
-        def answer_to(index: int) -> Callable[[dict[str, Any]], bool]:
+        def answer_to(index: int) -> Callable[[Mapping[str, Any]], bool]:
             return lambda m: m.get("id") == f"say{index}" and m.get("type") in ("result", "error")
 
         for index in range(len(paths)):
