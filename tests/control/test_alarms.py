@@ -158,6 +158,64 @@ class AlarmDaemonTests(TestCase):
         snapshot = daemon.service.state.snapshot()["alarms"]
         self.assertFalse(_alarm(snapshot["alarms"], alarm_id)["enabled"])  # type: ignore[index]
 
+    async def test_any_speaker_answers_alarms(self) -> None:
+        """Alarms belong to the household: a speaker that is not the alarm's room, a group
+        member and a speaker whose room holds no alarm (and one of its invisible satellites)
+        each list, create, change, skip and delete the same alarms."""
+        daemon, _ = await start(self)
+        kitchen, office, amp = daemon.speaker(0), daemon.speaker(1), daemon.speaker(2)
+        surround = daemon.speaker(5)
+        daemon.household.join(office, kitchen)
+        await until(lambda: office.group.coordinator == kitchen.uid, "Office in Kitchen's group")
+        for alarm in [a for a in daemon.household.alarms if a.room_uid == amp.uid]:
+            daemon.household.alarms.remove(alarm)
+        self.assertNotIn(amp.uid, {a.room_uid for a in daemon.household.alarms})
+        self.assertNotIn(surround.uid, {a.room_uid for a in daemon.household.alarms})
+
+        def held(alarm_id: int) -> Any:
+            return next((a for a in daemon.household.alarms if a.alarm_id == alarm_id), None)
+
+        # Created through the Living Room, for the kitchen.
+        status, body = await daemon.post(
+            "Living Room", "alarms", {"action": "create", "time": "06:30", "room": "Kitchen"}
+        )
+        self.assertEqual(status, 200, body)
+        alarm_id = body["result"]["alarm"]["id"]
+        self.assertEqual(body["result"]["alarm"]["room"], {"uid": kitchen.uid, "name": "Kitchen"})
+        self.assertEqual(held(alarm_id).room_uid, kitchen.uid)
+        # Listed by a group member, the room without alarms and a satellite alike.
+        lists = []
+        for speaker in ("Office", "Living Room", surround.uid):
+            status, body = await daemon.post(speaker, "alarms", {"action": "list"})
+            self.assertEqual(status, 200, (speaker, body))
+            lists.append(body["result"])
+        version = daemon.household.alarm_list_version()
+        expected = sorted(a.alarm_id for a in daemon.household.alarms)
+        for listed in lists:
+            self.assertEqual(listed["version"], version)
+            self.assertEqual(sorted(a["id"] for a in listed["alarms"]), expected)
+        # Changed by the group member, skipped and deleted by the room without alarms.
+        status, body = await daemon.post(
+            "Office", "alarms", {"action": "update", "id": alarm_id, "volume": 31}
+        )
+        self.assertEqual(status, 200, body)
+        self.assertEqual((held(alarm_id).volume, held(alarm_id).room_uid), (31, kitchen.uid))
+        status, body = await daemon.post(
+            "Living Room", "alarms", {"action": "skip", "id": alarm_id}
+        )
+        self.assertEqual(status, 200, body)
+        self.assertFalse(held(alarm_id).enabled)
+        status, body = await daemon.post(
+            surround.uid, "alarms", {"action": "enable", "id": alarm_id}
+        )
+        self.assertEqual(status, 200, body)
+        self.assertTrue(held(alarm_id).enabled)
+        status, body = await daemon.post(
+            "Living Room", "alarms", {"action": "delete", "id": alarm_id}
+        )
+        self.assertEqual((status, body["result"]["deleted"]), (200, alarm_id))
+        self.assertIsNone(held(alarm_id))
+
     async def test_create_defaults_and_another_room(self) -> None:
         """An alarm given only a time rings daily for an hour at volume 20 with the chime in
         the room named; room and a null duration (until stopped) are taken when given."""
