@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import json
 import math
 import os
@@ -312,8 +313,13 @@ def _group_line(group: Mapping[str, Any]) -> str:
     return " + ".join(str(name) for name in visible) or str(group.get("name", "?"))
 
 
-def format_result(room: str, command: str, result: Mapping[str, Any]) -> str:
-    """One line (more for lists) describing a command's result."""
+def format_result(
+    room: str, command: str, result: Mapping[str, Any], args: Mapping[str, Any] | None = None
+) -> str:
+    """One line (more for lists) describing a command's result (``args``: the command's,
+    which say what an ``alarms`` action did)."""
+    if command == "alarms" and ("alarm" in result or "deleted" in result):
+        return f"{room}: {_alarm_change((args or {}).get('action'), result)}"
     if "group" in result and isinstance(result["group"], Mapping):
         note = "" if result.get("confirmed", True) else " (not confirmed yet)"
         return f"{room}: group {_group_line(result['group'])}{note}"
@@ -331,13 +337,61 @@ def format_result(room: str, command: str, result: Mapping[str, Any]) -> str:
     return f"{room}: " + " ".join(f"{key} {_compact(value)}" for key, value in shown.items())
 
 
+#: What each ``alarms`` action did, as sonosctl says it.
+_ALARM_DONE = {
+    "create": "added",
+    "update": "changed",
+    "enable": "switched on",
+    "disable": "switched off",
+    "skip": "skipped",
+}
+
+
+def _clock_time(text: Any) -> str:
+    """``07:00:00`` as ``07:00`` (seconds only when there are some)."""
+    text = str(text)
+    return text[:-3] if len(text) == 8 and text.endswith(":00") else text
+
+
+def _moment(text: Any) -> str:
+    """An ISO local date and time (``2026-11-24T07:00:00``) as ``Tue 2026-11-24 07:00``."""
+    try:
+        moment = datetime.datetime.fromisoformat(str(text))
+    except ValueError:
+        return str(text)
+    return moment.strftime("%a %Y-%m-%d %H:%M")
+
+
+def _alarm_text(alarm: Mapping[str, Any]) -> str:
+    """``07:00 WEEKDAYS in Kitchen, on`` (days named for an ``ON_<days>`` alarm)."""
+    recurrence = str(alarm.get("recurrence"))
+    days = alarm.get("days")
+    if recurrence.startswith("ON_") and isinstance(days, list) and days:
+        recurrence = ",".join(str(day) for day in days)
+    where = (alarm.get("room") or {}).get("name") or "?"
+    state = "on" if alarm.get("enabled") else "off"
+    return f"{_clock_time(alarm.get('time'))} {recurrence} in {where}, {state}"
+
+
+def _alarm_change(action: Any, result: Mapping[str, Any]) -> str:
+    """What an ``alarms`` action other than ``list`` did, in words."""
+    if "deleted" in result:
+        return f"alarm {result['deleted']} deleted"
+    alarm = result["alarm"] if isinstance(result["alarm"], Mapping) else {}
+    done = _ALARM_DONE.get(str(action))
+    line = f"alarm {alarm.get('id')}{' ' + done if done else ''}: {_alarm_text(alarm)}"
+    if "skipped" in result:
+        back = result.get("resumes")
+        again = f"on again {_moment(back)}" if back else "stays off (it rings once)"
+        line += f"; skips {_moment(result['skipped'])}, {again}"
+    return line
+
+
 def _listing(room: str, result: Mapping[str, Any]) -> str | None:
     """Favourites, playlists, alarms and library items, one per line."""
 
     def alarm_line(alarm: Mapping[str, Any]) -> str:
-        state = "on" if alarm.get("enabled") else "off"
-        where = (alarm.get("room") or {}).get("name") or "?"
-        return f"{alarm.get('id')}. {alarm.get('time')} {alarm.get('recurrence')} {where} [{state}]"
+        return f"{alarm.get('id')}. {_alarm_text(alarm)}"
 
     kinds = (
         ("favorites", "favorites", lambda f: f"{f.get('title')} ({f.get('kind')})"),
@@ -670,7 +724,9 @@ def main(
                 _command_timeout(options.timeout or COMMAND_TIMEOUT, args, command),
             )
             out.write(
-                json.dumps(result) if options.json else format_result(words[0], command, result)
+                json.dumps(result)
+                if options.json
+                else format_result(words[0], command, result, args)
             )
             out.write("\n")
     except CtlError as error:

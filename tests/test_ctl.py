@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import socket
@@ -175,6 +176,72 @@ class CtlAgainstDaemonTests(TestCase):
         outcome = await self.ctl("Kitchen", "join", "Living", "Room")
         self.assertEqual(outcome.status, EXIT_OK, outcome.err)
         self.assertEqual(outcome.out, "Kitchen: group Living Room + Kitchen\n")
+
+    async def test_alarm_results_read_as_lines(self) -> None:
+        """``alarm add|skip|on|off|delete``, an update and ``alarms`` print each alarm as a
+        line (id, time, recurrence, room, on or off, the ring skipped and when it is back);
+        ``--json`` prints the daemon's answer as it is."""
+        self.controller.alarms._now = lambda: dt.datetime(2026, 11, 23, 12, 0)  # a Monday
+
+        def held(alarm_id: int) -> Any:
+            return next((a for a in self.household.alarms if a.alarm_id == alarm_id), None)
+
+        before = {a.alarm_id for a in self.household.alarms}
+        outcome = await self.ctl("kitchen", "alarm", "add", "06:30", "WEEKDAYS")
+        self.assertEqual(outcome.status, EXIT_OK, outcome.err)
+        (alarm_id,) = {a.alarm_id for a in self.household.alarms} - before
+        self.assertEqual(
+            (held(alarm_id).start_time, held(alarm_id).room_uid),
+            ("06:30:00", self.household.speakers[1].uid),
+        )
+        self.assertEqual(
+            outcome.out, f"kitchen: alarm {alarm_id} added: 06:30 WEEKDAYS in Kitchen, on\n"
+        )
+        outcome = await self.ctl("kitchen", "alarm", "skip", str(alarm_id))
+        self.assertEqual(outcome.status, EXIT_OK, outcome.err)
+        self.assertEqual(
+            outcome.out,
+            f"kitchen: alarm {alarm_id} skipped: 06:30 WEEKDAYS in Kitchen, off; "
+            "skips Tue 2026-11-24 06:30, on again Tue 2026-11-24 06:31\n",
+        )
+        self.assertFalse(held(alarm_id).enabled)
+        outcome = await self.ctl("kitchen", "alarm", "on", str(alarm_id))
+        self.assertEqual(
+            outcome.out, f"kitchen: alarm {alarm_id} switched on: 06:30 WEEKDAYS in Kitchen, on\n"
+        )
+        outcome = await self.ctl(
+            "kitchen", "alarms", "action=update", f"id={alarm_id}", 'days=["mon","sat"]'
+        )
+        self.assertEqual(
+            outcome.out, f"kitchen: alarm {alarm_id} changed: 06:30 mon,sat in Kitchen, on\n"
+        )
+        self.assertEqual(held(alarm_id).recurrence, "ON_16")
+        outcome = await self.ctl("kitchen", "alarm", "off", str(alarm_id))
+        self.assertEqual(
+            outcome.out, f"kitchen: alarm {alarm_id} switched off: 06:30 mon,sat in Kitchen, off\n"
+        )
+        outcome = await self.ctl("Living Room", "alarms")
+        lines = outcome.out.splitlines()
+        self.assertEqual(lines[0], f"Living Room: {len(self.household.alarms)} alarms")
+        self.assertIn(f"  {alarm_id}. 06:30 mon,sat in Kitchen, off", lines)
+        outcome = await self.ctl("kitchen", "alarm", "add", "07:15", "ONCE")
+        (once,) = {a.alarm_id for a in self.household.alarms} - before - {alarm_id}
+        outcome = await self.ctl("kitchen", "alarm", "skip", str(once))
+        self.assertEqual(
+            outcome.out,
+            f"kitchen: alarm {once} skipped: 07:15 ONCE in Kitchen, off; "
+            "skips Tue 2026-11-24 07:15, stays off (it rings once)\n",
+        )
+        outcome = await self.ctl("kitchen", "alarm", "delete", str(alarm_id))
+        self.assertEqual(outcome.out, f"kitchen: alarm {alarm_id} deleted\n")
+        self.assertIsNone(held(alarm_id))
+        outcome = await self.ctl("--json", "kitchen", "alarm", "delete", str(once))
+        self.assertEqual(
+            json.loads(outcome.out),
+            {"deleted": once, "version": self.household.alarm_list_version()},
+        )
+        outcome = await self.ctl("--json", "kitchen", "alarms")
+        self.assertEqual(json.loads(outcome.out)["version"], self.household.alarm_list_version())
 
     async def test_status(self) -> None:
         """``sonosctl status`` lists groups, rooms, volumes and mutes."""
@@ -541,10 +608,21 @@ def test_listings() -> None:
         "room": {"name": "K"},
     }
     assert format_result("K", "alarms", {"version": "v", "alarms": [alarm]}) == (
-        "K: 1 alarms\n  3. 07:00:00 DAILY K [off]"
+        "K: 1 alarms\n  3. 07:00 DAILY in K, off"
     )
     items = {"total": 1, "items": [{"id": "A:ALBUM/X", "title": "X", "kind": "album"}]}
     assert format_result("K", "library", items) == "K: 1 items\n  A:ALBUM/X  X (album)"
+
+
+def test_alarm_results_without_the_usual_fields() -> None:
+    """An alarm result still reads as a line when the action is unknown, the time has
+    seconds, the room is missing or the skipped moment is no ISO date."""
+    alarm = {"id": 5, "time": "07:00:30", "recurrence": "ON_3", "days": [], "enabled": True}
+    assert format_result("K", "alarms", {"alarm": alarm}) == "K: alarm 5: 07:00:30 ON_3 in ?, on"
+    skipped = {"alarm": alarm, "skipped": "soon", "resumes": None}
+    assert format_result("K", "alarms", skipped, {"action": "skip"}) == (
+        "K: alarm 5 skipped: 07:00:30 ON_3 in ?, on; skips soon, stays off (it rings once)"
+    )
 
 
 def test_parse_sse() -> None:
