@@ -272,8 +272,24 @@ class EventProcessor:
         """After ``ref``'s event or read: take the document its household's speakers agree
         on, or start the settle timeout while they differ. ``shown``: the topology the event
         carried (its JSON in ``fields`` is reused)."""
-        if ref.household in self._views:
-            self._decide(ref.household, shown, fields.get("zone_group_state"))
+        views = self._views.get(ref.household)
+        if views is None:
+            return
+        document = views.view_of(ref.uid)
+        if document is not None and views.agreed() is None and self._same_groups(ref, document):
+            # Only BootSeq, addresses or versions differ from the household's topology: nothing
+            # a client acts on, and the supervisor needs a reboot's BootSeq at once.
+            self._take(ref.household, document, shown, fields.get("zone_group_state"))
+            return
+        self._decide(ref.household, shown, fields.get("zone_group_state"))
+
+    def _same_groups(self, ref: SpeakerRef, document: str) -> bool:
+        taken = self._taken.get(ref.household)
+        documents = self._shown.get(ref.household)
+        if taken is None or documents is None or taken == document:
+            return False
+        old, new = documents.get(taken), documents.get(document)
+        return old is not None and new is not None and not new.changed_from(old)
 
     def _decide(
         self, household: str | None, shown: Topology | None = None, json: Any = None

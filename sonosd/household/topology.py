@@ -295,6 +295,10 @@ class SpeakerViews:
                 best, chosen = key, document
         return chosen
 
+    def view_of(self, uid: str) -> str | None:
+        """The document ``uid`` showed last, if it reports."""
+        return self._by_speaker.get(uid)
+
     def documents(self) -> int:
         """How many different documents the speakers show."""
         return len(self._held)
