@@ -6,8 +6,9 @@ STAMP := $(VENV)/.installed
 # System packages the test suite needs (mosquitto: the MQTT sink's broker; systemd: systemd-analyze;
 # chromium: the dashboard's browser tests, driven by Playwright, which cannot download its own;
 # espeak-ng: the announcements' default text-to-speech command; iproute2: `ip`, which stages a
-# Docker bridge container's address in a network namespace for the doctor's test).
-APT_PACKAGES := mosquitto mosquitto-clients systemd chromium espeak-ng iproute2
+# Docker bridge container's address in a network namespace for the doctor's test; nginx: the
+# reverse proxy of tests/test_reverse_proxy.py, which starts its own with a temporary config).
+APT_PACKAGES := mosquitto mosquitto-clients systemd chromium espeak-ng iproute2 nginx
 
 .PHONY: demo test lint typecheck unit bench soak sysdeps clean screenshots
 
@@ -27,8 +28,19 @@ sysdeps:
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
+	  $(NO_SERVICE_STARTS) \
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  status=$$?; $(SERVICE_STARTS_AGAIN) exit $$status; \
 	fi
+
+# Installing a package must start no service (nginx would take port 80, mosquitto 1883): while
+# apt-get runs, a policy-rc.d that answers 101 ("action forbidden") tells invoke-rc.d and
+# deb-systemd-invoke not to start anything. One already there (Docker images have one) is kept;
+# ours is removed afterwards, whether the install succeeded or not.
+POLICY_RC := /usr/sbin/policy-rc.d
+NO_SERVICE_STARTS := ours=""; if [ ! -e $(POLICY_RC) ]; then \
+	  printf '\043!/bin/sh\nexit 101\n' > $(POLICY_RC) && chmod 755 $(POLICY_RC) && ours=1; fi;
+SERVICE_STARTS_AGAIN := if [ -n "$$ours" ]; then rm -f $(POLICY_RC); fi;
 
 # --pidfile=: no twistd.pid in the checkout (it would stop `twistd -n sonos-sim` starting here).
 demo: $(STAMP)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import errno
+import http.client
 import socket
 from collections.abc import Callable
 
@@ -86,9 +87,56 @@ _TIMEOUT_NAMES = frozenset({"GenaTimeout", "CallTimeout", "ReadTimeout", "Connec
 _LOST_NAMES = frozenset({"ResponseNeverReceived", "ResponseFailed", "RequestTransmissionFailed"})
 
 
+_SHOWN = 80
+"""Characters of what a peer sent instead of a status line that a reason repeats."""
+
+
+def not_http(exc: BaseException) -> str | None:
+    """The reason for an answer that is not HTTP (a garbage status line, a header line too
+    long), from Twisted's client (``ResponseFailed`` holding a ``ParseError``) or from
+    ``requests`` (``ConnectionError`` holding ``http.client.BadStatusLine``); ``None`` for any
+    other error (a peer that closed without answering is not one: ``connection lost``)."""
+    found: list[object] = []
+
+    def visit(value: object, depth: int) -> None:
+        if depth > 4:
+            return
+        if isinstance(value, Failure):
+            value = value.value
+        if isinstance(value, http.client.HTTPException) and not isinstance(
+            value, http.client.RemoteDisconnected
+        ):
+            found.append(value.args[0] if value.args else type(value).__name__)
+            return
+        if any(
+            kind.__name__ == "ParseError" and kind.__module__.startswith("twisted.web")
+            for kind in type(value).__mro__
+        ):
+            args = getattr(value, "args", ())
+            found.append(args[-1] if args else "")
+            return
+        for inner in getattr(value, "reasons", None) or ():
+            visit(inner, depth + 1)
+        if isinstance(value, BaseException):
+            for inner in value.args:
+                if isinstance(inner, BaseException):
+                    visit(inner, depth + 1)
+
+    visit(exc, 0)
+    if not found:
+        return None
+    line = found[0]
+    text = line.decode("latin-1") if isinstance(line, bytes) else str(line)
+    return f"not an HTTP answer: {text.strip()[:_SHOWN]!r}"
+
+
 def describe_failure(reason: Failure | BaseException) -> tuple[FailureKind, str]:
     """Classify a failure and give it a short reason for log lines and messages."""
     exc = reason.value if isinstance(reason, Failure) else reason
+    garbled = not_http(exc)
+    if garbled is not None:
+        # It answered: with something that is not HTTP.
+        return FailureKind.ERROR, garbled
     name = type(exc).__name__
     status = getattr(exc, "status", None)
     if isinstance(status, bytes):

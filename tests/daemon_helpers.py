@@ -13,12 +13,14 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import jsonschema
 from twisted.internet import reactor as global_reactor
 from twisted.internet.task import deferLater
 from twisted.web.client import Agent, HTTPConnectionPool
 from zope.interface import implementer
 
 from sonosd.delivery.hub import ISink, Message
+from tests.paths import ROOT
 
 reactor: Any = global_reactor
 
@@ -164,13 +166,43 @@ def free_tcp_port(interface: str = "127.0.0.1") -> int:
         return port
 
 
+#: docs/messages.md: "the tests validate every message the code produces against" the schema.
+MESSAGE_SCHEMA = jsonschema.Draft202012Validator(
+    json.loads((ROOT / "sonosd" / "message.schema.json").read_text(encoding="utf-8"))
+)
+
+
+def schema_errors(body: Mapping[str, Any]) -> list[str]:
+    """What in a message body (its JSON, as a client reads it) breaks the message schema."""
+    return [
+        f"{error.message} at /{'/'.join(map(str, error.absolute_path))}"
+        for error in MESSAGE_SCHEMA.iter_errors(json.loads(json.dumps(body)))
+    ]
+
+
 def start_recorded(case: Any, service: Any) -> Recorder:
-    """Start a daemon's service with a L{Recorder} on its hub; stopped when the test ends."""
+    """Start a daemon's service with a L{Recorder} on its hub; stopped when the test ends,
+    after checking every message the daemon published, and its last snapshot, against the
+    message schema."""
     recorder = Recorder()
     service.hub.add_sink(recorder)
     service.startService()
     case.addCleanup(lambda: service.stopService() if service.running else None)
+    case.addCleanup(check_schema, recorder, service.hub)
     return recorder
+
+
+def check_schema(recorder: Recorder, hub: Any) -> None:
+    """Fail when a recorded message, or the hub's snapshot, breaks the message schema."""
+    bodies = [message.body for message in recorder.messages]
+    bodies.append(hub.snapshot())
+    broken = [(body, errors) for body in bodies if (errors := schema_errors(body))]
+    if broken:
+        body, errors = broken[0]
+        raise AssertionError(
+            f"{len(broken)} messages break message.schema.json, the first "
+            f"{json.dumps(body)[:500]}: {'; '.join(errors)}"
+        )
 
 
 def http_agent(case: Any) -> Agent:

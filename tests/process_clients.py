@@ -102,20 +102,21 @@ class Collector:
 class SseClient(Collector):
     """``GET /api/v1/events`` over a raw socket: every ``data:`` line as a message."""
 
-    def __init__(self, port: int, query: str = "") -> None:
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        sock.settimeout(None)
+    def __init__(self, port: int, query: str = "", prefix: str = "", headers: str = "") -> None:
+        sock = connect("127.0.0.1", port)
         sock.sendall(
-            f"GET /api/v1/events{query} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n"
-            "Accept: text/event-stream\r\n\r\n".encode()
+            f"GET {prefix}/api/v1/events{query} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Accept: text/event-stream\r\n{headers}\r\n".encode()
         )
+        #: The answer's status line and headers, once they arrived.
+        self.head = b""
         self._headers_done = False
         super().__init__(sock)
 
     def parse(self) -> list[dict[str, Any]]:
         found = []
         if not self._headers_done:
-            _head, sep, rest = self._buffer.partition(b"\r\n\r\n")
+            self.head, sep, rest = self._buffer.partition(b"\r\n\r\n")
             if not sep:
                 return []
             self._headers_done = True
@@ -150,13 +151,12 @@ class WebSocketClient(Collector):
     """``/api/v1/ws`` with a hand-made RFC 6455 handshake; text frames as messages (pings
     are answered, so the connection stays up however long the test takes)."""
 
-    def __init__(self, port: int) -> None:
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        sock.settimeout(None)
+    def __init__(self, port: int, prefix: str = "", headers: str = "", source: str = "") -> None:
+        sock = connect("127.0.0.1", port, source)
         sock.sendall(
-            f"GET /api/v1/ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"GET {prefix}/api/v1/ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
             "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+            f"Sec-WebSocket-Version: 13\r\n{headers}\r\n".encode()
         )
         self._headers_done = False
         super().__init__(sock)
@@ -194,8 +194,25 @@ class WebSocketClient(Collector):
                 self._send(0xA, payload)
         return found
 
+    def send(self, operation: dict[str, Any]) -> None:
+        """Send ``operation`` as a text frame."""
+        self._send(1, json.dumps(operation).encode())
+
     def _send(self, opcode: int, payload: bytes) -> None:
         mask = os.urandom(4)
         masked = bytes(byte ^ mask[index % 4] for index, byte in enumerate(payload))
-        header = bytes([0x80 | opcode, 0x80 | len(payload)])
+        if len(payload) < 126:
+            header = bytes([0x80 | opcode, 0x80 | len(payload)])
+        else:
+            header = bytes([0x80 | opcode, 0x80 | 126]) + struct.pack("!H", len(payload))
         self.sock.sendall(header + mask + masked)
+
+
+def connect(host: str, port: int, source: str = "") -> socket.socket:
+    """A blocking connection to ``host:port`` (10 s to connect, no timeout after), from the
+    address ``source`` when given."""
+    sock = socket.create_connection(
+        (host, port), timeout=10, source_address=(source, 0) if source else None
+    )
+    sock.settimeout(None)
+    return sock

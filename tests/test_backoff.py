@@ -6,6 +6,7 @@ import math
 import random
 import socket
 from collections import Counter
+from http.client import BadStatusLine, RemoteDisconnected
 
 import requests
 from hypothesis import given
@@ -13,7 +14,8 @@ from hypothesis import strategies as st
 from soco.exceptions import SoCoUPnPException
 from twisted.internet import defer, error
 from twisted.python.failure import Failure
-from twisted.web._newclient import ResponseNeverReceived
+from twisted.web._newclient import ParseError, ResponseFailed, ResponseNeverReceived
+from urllib3.exceptions import ProtocolError
 
 from sonosd.backoff import (
     FIRST_RENEW_SPREAD,
@@ -142,6 +144,31 @@ def test_reasons() -> None:
             "connection refused",
         ),
         (requests.exceptions.ReadTimeout("read timed out"), FailureKind.UNREACHABLE, "timeout"),
+        # An answer that is not HTTP: the peer answered, wrongly (not "connection lost").
+        (
+            ResponseFailed([Failure(ParseError("wrong number of parts", b"garbage"))]),
+            FailureKind.ERROR,
+            "not an HTTP answer: 'garbage'",
+        ),
+        (
+            requests.exceptions.ConnectionError(
+                ProtocolError("Connection aborted.", BadStatusLine("garbage\r\n"))
+            ),
+            FailureKind.ERROR,
+            "not an HTTP answer: 'garbage'",
+        ),
+        (
+            requests.exceptions.ConnectionError(
+                ProtocolError("Connection aborted.", RemoteDisconnected("closed"))
+            ),
+            FailureKind.UNREACHABLE,
+            "connection failed",
+        ),
+        (
+            ResponseFailed([Failure(ParseError("bad", b"x" * 5000))]),
+            FailureKind.ERROR,
+            "not an HTTP answer: '" + "x" * 80 + "'",
+        ),
         (SoCoUPnPException("boom", "701", "<xml/>"), FailureKind.ERROR, "UPnP error 701"),
         (ValueError("bad"), FailureKind.ERROR, "ValueError: bad"),
         (ValueError(), FailureKind.ERROR, "ValueError"),

@@ -15,6 +15,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThread
+from twisted.protocols import portforward
 from twisted.trial.unittest import TestCase
 
 from sonosd.blocking import SocoRunner
@@ -44,6 +45,7 @@ from sonosd.household.topology import parse_zone_group_state
 from sonosd.sim.service import HouseholdService
 from tests.api_helpers import ADMIN, READER, start_api
 from tests.conftest import free_loopback_base
+from tests.daemon_helpers import until
 
 
 class Outcome:
@@ -58,6 +60,59 @@ def run_ctl(argv: list[str], environ: dict[str, str] | None = None) -> Outcome:
     out, err = io.StringIO(), io.StringIO()
     status = main(argv, stdout=out, stderr=err, environ=environ or {})
     return Outcome(status, out.getvalue(), err.getvalue())
+
+
+class DroppingProxy:
+    """A TCP proxy in front of the API that can drop every connection and stop accepting,
+    as a network path that goes away; it keeps what each connection sent and received."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.sent: list[bytes] = []
+        self.received: list[bytes] = []
+        self.servers: list[portforward.ProxyServer] = []
+        self.listening: Any = None
+        self.port = 0
+        proxy = self
+
+        class Client(portforward.ProxyClient):
+            def dataReceived(self, data: bytes) -> None:
+                proxy.received[self.peer.index] += data  # type: ignore[attr-defined]
+                super().dataReceived(data)
+
+        class ClientFactory(portforward.ProxyClientFactory):
+            protocol = Client
+
+        class Server(portforward.ProxyServer):
+            clientProtocolFactory = ClientFactory
+
+            def connectionMade(self) -> None:
+                self.index = len(proxy.sent)
+                proxy.sent.append(b"")
+                proxy.received.append(b"")
+                proxy.servers.append(self)
+                super().connectionMade()
+
+            def dataReceived(self, data: bytes) -> None:
+                proxy.sent[self.index] += data
+                super().dataReceived(data)
+
+        self.factory = portforward.ProxyFactory(host, port)
+        self.factory.protocol = Server
+        self.factory.noisy = False
+
+    def listen(self) -> str:
+        """Accept connections (on the same port as before, if any); the proxy's URL."""
+        self.listening = reactor.listenTCP(  # type: ignore[attr-defined]
+            self.port, self.factory, interface="127.0.0.1"
+        )
+        self.port = self.listening.getHost().port
+        return f"http://127.0.0.1:{self.port}"
+
+    async def go_away(self) -> None:
+        """Stop accepting and drop every open connection."""
+        await self.listening.stopListening()
+        for server in self.servers:
+            server.transport.loseConnection()
 
 
 class CtlAgainstDaemonTests(TestCase):
@@ -154,6 +209,16 @@ class CtlAgainstDaemonTests(TestCase):
         self.assertEqual(outcome.status, EXIT_SPEAKER, outcome.err)
         self.assertEqual(outcome.err, "sonosctl: timeout: Living Room did not answer within 1 s\n")
 
+    async def test_offline_speaker_exits_5(self) -> None:
+        """A speaker that refuses connections is the daemon's 503 offline, and sonosctl exits
+        5 (the speaker failed) with the daemon's ``offline: ...`` line."""
+        speaker = self.household.speakers[0]
+        await speaker.go_offline("refuse")
+        self.addCleanup(speaker.come_online)
+        outcome = await self.ctl("Living Room", "volume", "30")
+        self.assertEqual(outcome.status, EXIT_SPEAKER, outcome.err)
+        self.assertTrue(outcome.err.startswith("sonosctl: offline: Living Room"), outcome.err)
+
     async def test_unauthorised(self) -> None:
         """Without a token exits 4; with a read-only token a command exits 4 too."""
         outcome = await self.ctl("Kitchen", "play", token=None)
@@ -196,6 +261,51 @@ class CtlAgainstDaemonTests(TestCase):
             )
         outcome = await self.ctl("events", "--json", "--count", "1", token=READER.secret)
         self.assertEqual(json.loads(outcome.out)["type"], "event")
+
+    async def test_events_reconnects_and_resumes_after_the_stream_drops(self) -> None:
+        """``sonosctl events`` whose stream drops reconnects with the last message id
+        (``Last-Event-ID``) and prints, once each and in order, the messages published while
+        it was away (docs/control.md)."""
+        host, port = self.url.removeprefix("http://").split(":")
+        proxy = DroppingProxy(host, int(port))
+        url = proxy.listen()
+        self.addCleanup(lambda: proxy.listening.stopListening())
+        ran = deferToThread(
+            run_ctl,
+            ["events", "--json", "--room", "Kitchen", "--count", "2"],
+            {"SONOSD_URL": url, "SONOSD_TOKEN": READER.secret},
+        )
+        kitchen = self.state.find("Kitchen")
+        assert kitchen is not None
+
+        def publish(volume: int) -> int:
+            body = {"seq": volume, "variables": {"volume": {"Master": volume}}}
+            message = self.hub.publish(
+                "event", body, speaker=kitchen.to_json(), service="RenderingControl"
+            )
+            return message.id
+
+        await until(lambda: b"event: snapshot" in b"".join(proxy.received), "the snapshot")
+        first = publish(31)
+        await until(lambda: b"event: event" in proxy.received[0], "the first message")
+        await proxy.go_away()
+        second = publish(32)
+        proxy.listen()
+        await until(
+            lambda: len(proxy.received) > 1 and b"event: " in proxy.received[-1], "the reconnect"
+        )
+        # A client that did not resume would print this one instead of the second.
+        publish(33)
+        outcome: Outcome = await ran
+        self.assertEqual(outcome.status, EXIT_OK, outcome.err)
+        printed = [json.loads(line) for line in outcome.out.splitlines()]
+        self.assertEqual([m["id"] for m in printed], [first, second])
+        self.assertEqual([m["variables"]["volume"]["Master"] for m in printed], [31, 32])
+        # The id of the first message's block on the dropped stream is the one resumed from.
+        [block] = [b for b in proxy.received[0].split(b"\n\n") if b"event: event" in b]
+        [event_id] = [line[4:] for line in block.splitlines() if line.startswith(b"id: ")]
+        resumed = proxy.sent[-1].lower()
+        self.assertIn(b"last-event-id: " + event_id.lower(), resumed)
 
 
 def test_connection_refused() -> None:
@@ -256,10 +366,12 @@ def test_bad_timeout_option(value: str) -> None:
 
 
 def test_default_timeouts_exceed_the_daemons_call_timeout() -> None:
-    """A command waits longer than the daemon's own limit (3 x soco.call_timeout)."""
+    """A command waits 90 s by default, longer than the daemon's own limit (3 x
+    soco.call_timeout, 20 s by default); status, doctor and events wait 15 s."""
     from sonosd.config import SocoConfig
 
-    assert 3 * SocoConfig().call_timeout < COMMAND_TIMEOUT
+    assert SocoConfig().call_timeout == 20.0
+    assert 3 * SocoConfig().call_timeout < COMMAND_TIMEOUT == 90.0
     assert DEFAULT_TIMEOUT == 15.0
 
 
@@ -359,6 +471,37 @@ def test_usage_errors() -> None:
         (["sub", "off"], ("sub", {"enabled": False})),
         (["sub", "-4"], ("sub", {"gain": -4})),
         (["surround", "3"], ("surround", {"tv_level": 3})),
+        # The rest of docs/control.md's shorthand table.
+        *(([word], (word, {})) for word in ("toggle", "stop", "next", "previous")),
+        (["leave"], ("leave", {})),
+        (["party"], ("party", {})),
+        (["volume", "-5"], ("volume", {"delta": -5})),
+        (["group-volume", "30"], ("group_volume", {"volume": 30})),
+        (["group-volume", "+4"], ("group_volume", {"delta": 4})),
+        (["mute", "off"], ("mute", {"mute": False})),
+        (["group-mute"], ("group_mute", {})),
+        (["group-mute", "on"], ("group_mute", {"mute": True})),
+        (["treble", "3"], ("treble", {"treble": 3})),
+        (["loudness", "on"], ("loudness", {"loudness": True})),
+        (["dialog-mode", "on"], ("dialog_mode", {"dialog_mode": True})),
+        (["seek", "90"], ("seek", {"position": "90"})),
+        (["crossfade", "off"], ("play_mode", {"crossfade": False})),
+        (["restore"], ("restore", {})),
+        (["restore", "evening"], ("restore", {"name": "evening"})),
+        (
+            ["playlist", "add", "Morning", "Mix"],
+            ("playlists", {"action": "add", "name": "Morning Mix"}),
+        ),
+        (
+            ["playlist", "tracks", "Morning", "Mix"],
+            ("playlists", {"action": "tracks", "name": "Morning Mix"}),
+        ),
+        (
+            ["share-link", "https://x/y", "queue"],
+            ("share_link", {"url": "https://x/y", "play": False}),
+        ),
+        (["sub", "on"], ("sub", {"enabled": True})),
+        (["surround", "off"], ("surround", {"enabled": False})),
     ],
 )
 def test_command_words(words: list[str], expected: tuple[str, dict[str, Any]]) -> None:

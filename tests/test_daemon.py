@@ -32,6 +32,7 @@ from tests.daemon_helpers import (
     ROOMS,
     Recorder,
     callback_calls,
+    check_schema,
     daemon_yaml,
     free_tcp_port,
     http_agent,
@@ -172,6 +173,7 @@ class DaemonTests(TestCase):
             return service.stopService() if service.running else None
 
         self.addCleanup(stop)
+        self.addCleanup(check_schema, recorder, service.hub)
         port = await service.api.listening
         address: Any = port.getHost()
         self.assertIs(service.api.port, port)
@@ -344,8 +346,10 @@ class DaemonTests(TestCase):
         self.assertEqual(event.service.service_type, "RenderingControl")
         self.assertEqual(event.variables["volume"]["Master"], str(volume))
         self.assertEqual(event.seq, str(body["seq"]))
-        online = [b for b, e in callback_calls() if b["type"] == "speaker.online"]
+        online = [(b, e) for b, e in callback_calls() if b["type"] == "speaker.online"]
         self.assertEqual(len(online), len(daemon.speakers))
+        # The daemon's own messages come with no SoCo event.
+        self.assertEqual({e for _, e in online}, {None})
 
     async def test_rest_speakers_and_groups(self) -> None:
         """GET /health, /speakers and /groups show the simulated speakers, each its own group."""

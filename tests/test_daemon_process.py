@@ -1116,6 +1116,7 @@ class SlowSinks:
         self.callback_gate.set()
         self.webhook = Hooks(self.webhook_gate)
         self.callback = Hooks(self.callback_gate)
+        self.callback_held_at_exit = 0
         api_port = free_tcp_port()
         self.api = f"http://127.0.0.1:{api_port}"
         document = json.loads(
@@ -1170,12 +1171,14 @@ class SlowSinks:
     def sigterm(self, during_stop: Callable[[], None]) -> tuple[int, str]:
         """``hold()``, send SIGTERM, run ``during_stop`` and wait for the daemon to exit with
         status 0 (no traceback); return the last id published before SIGTERM and the
-        daemon's output."""
+        daemon's output. ``callback_held_at_exit``: the callback's requests still held when
+        the daemon had exited."""
         try:
             last_id = self.hold()
             self.daemon.send_signal(signal.SIGTERM)
             during_stop()
             status = self.daemon.wait(timeout=WAIT)
+            self.callback_held_at_exit = self.callback.holding
         finally:
             self.webhook_gate.set()
             self.callback_gate.set()
@@ -1230,6 +1233,26 @@ def test_sigterm_gives_the_sinks_one_shared_bound(
     assert (
         "callback tests.process_clients:forward_callback did not finish within 2.0 s at shutdown"
     ) in output, output
+
+
+def test_sigterm_abandons_a_callback_that_never_returns(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """At SIGTERM a callback still running once shutdown_timeout has passed is abandoned (its
+    thread is a daemon thread): the daemon exits with status 0 while the call is still held,
+    and logs how many messages the callback did not receive (docs/callbacks.md)."""
+    sinks = SlowSinks(processes, loopback_base, tmp_path, shutdown_timeout=2.0)
+    # Only the webhook's receiver answers: the callback's call is never answered.
+    _, output = sinks.sigterm(sinks.webhook_gate.set)
+    # The process is gone, and the callback's call is still waiting for its answer.
+    assert sinks.callback_held_at_exit == 1, output
+    [line] = [
+        line
+        for line in output.splitlines()
+        if "callback tests.process_clients:forward_callback did not finish within 2.0 s" in line
+    ]
+    assert "messages not delivered" in line, line
+    assert int(line.split(": ")[-1].split()[0]) >= 1, line
 
 
 def test_sighup_reloads_without_losing_a_client_or_a_message(

@@ -26,6 +26,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
+from sonosd.backoff import describe_failure
 from sonosd.config import parse_config
 from sonosd.logs import route_stdlib_logging
 from sonosd.service import SonosdService
@@ -33,7 +34,15 @@ from sonosd.sim.household import Speaker
 from sonosd.sim.service import HouseholdService
 from tests.api_helpers import DripClient, connect_ws
 from tests.conftest import free_loopback_base
-from tests.daemon_helpers import WAIT, Recorder, daemon_yaml, http_agent, reactor, until
+from tests.daemon_helpers import (
+    WAIT,
+    Recorder,
+    check_schema,
+    daemon_yaml,
+    http_agent,
+    reactor,
+    until,
+)
 from tests.gena_wire import notify_request, status_of
 
 PROPERTYSET = b'<e:propertyset xmlns:e="urn:schemas-upnp-org:event-1-0">'
@@ -112,6 +121,7 @@ class Daemon:
                 for m in self.recorder.of("event", speaker.uid)
             )
             for speaker in self.speakers
+            if not speaker.soap_faults.description
             for service in self.service.config.services
         )
 
@@ -122,11 +132,15 @@ class HostileTests(TestCase):
     timeout = 120
 
     async def daemon(
-        self, services: tuple[str, ...] = ("AVTransport", "RenderingControl"), **sections: Any
+        self,
+        services: tuple[str, ...] = ("AVTransport", "RenderingControl"),
+        prepare: Callable[[list[Speaker]], object] | None = None,
+        **sections: Any,
     ) -> Daemon:
         """A daemon of two simulated speakers subscribed to ``services`` (sections merged into
-        the test configuration), with every subscription's initial event received; stopped at
-        cleanup."""
+        the test configuration), with every subscription's initial event received (of the
+        speakers that answer); stopped at cleanup. ``prepare`` is given the simulated speakers
+        before the daemon starts (to set their faults)."""
         document = json.loads(daemon_yaml(free_loopback_base(), speakers=2))
         document["services"] = list(services)
         for name, values in sections.items():
@@ -135,11 +149,15 @@ class HostileTests(TestCase):
         service = SonosdService(config, reactor, household_factory=HouseholdService)
         recorder = Recorder()
         service.hub.add_sink(recorder)
+        daemon = Daemon(service, recorder, "", 0)
+        if prepare is not None:
+            prepare(daemon.speakers)
         service.startService()
         self.addCleanup(lambda: service.stopService() if service.running else None)
+        self.addCleanup(check_schema, recorder, service.hub)
         port = await service.api.listening
         address: Any = port.getHost()
-        daemon = Daemon(service, recorder, address.host, address.port)
+        daemon.host, daemon.port = address.host, address.port
         await until(daemon.settled, "the initial events")
         return daemon
 
@@ -292,9 +310,7 @@ class HostileTests(TestCase):
             ({"padding": 5_000_000}, "over 4194304 bytes"),
             ({"doctype": True}, "document type or entity declaration"),
         ):
-            kitchen.soap_faults.reset()
-            for name, value in fault.items():
-                setattr(kitchen.soap_faults, name, value)
+            kitchen.soap_faults.only(**fault)
             status, error = await self.set_volume(daemon)
             self.assertEqual(status, 502, error)
             self.assertIn(words, error["message"])
@@ -329,6 +345,109 @@ class HostileTests(TestCase):
         answers = [formatEvent(e) for e in events if "9999" in formatEvent(e)]
         self.assertTrue(answers)
         self.assertLessEqual(max(len(text) for text in answers), 2100)
+
+    async def test_answers_too_deep_broken_or_garbled_are_bounded(self) -> None:
+        """A speaker whose answers nest 70,000 elements deep (within the size bound), hold
+        bytes that are not UTF-8, start with a garbage status line or 200 KB of headers:
+        commands (SoCo) and the daemon's own reads (the reactor's SOAP client) fail naming
+        what was wrong, or take the answer when it is within the bounds; the other speaker
+        is unaffected and nothing is logged as an error."""
+        daemon = await self.daemon()
+        kitchen, living_room = daemon.speakers
+        self.addCleanup(kitchen.soap_faults.reset)
+        events = self.capture_logs()
+
+        async def own_read() -> str:
+            values = await daemon.service.soap.call(
+                kitchen.address,
+                kitchen.port,
+                "RenderingControl",
+                "GetVolume",
+                (("InstanceID", 0), ("Channel", "Master")),
+            )
+            return values["CurrentVolume"]
+
+        for fault, command_words, read_words in (
+            ({"nesting": 70_000}, "more than 100000 tags in one answer", None),
+            ({"status_line": "garbage"}, "not an HTTP answer: 'garbage'", None),
+            # SoCo's http.client reads 100 header lines at most, Twisted's client 64 KiB.
+            ({"header_bytes": 200_000}, "got more than 100 headers", "over 65536 bytes"),
+        ):
+            kitchen.soap_faults.only(**fault)
+            status, error = await self.set_volume(daemon)
+            self.assertEqual(status, 502, error)
+            self.assertIn(command_words, error["message"])
+            with self.assertRaises(Exception) as refused:
+                await own_read()
+            self.assertIn(read_words or command_words, describe_failure(refused.exception)[1])
+            response = await treq.post(
+                daemon.url("/api/v1/speakers/Living Room/volume"),
+                b'{"volume": 12}',
+                headers=Headers({"Content-Type": ["application/json"]}),
+                agent=http_agent(self),
+            )
+            self.assertEqual(response.code, 200, await response.text())
+        self.assertEqual(living_room.rendering.volume, 12)
+        # The command's log line names the speaker and what was wrong.
+        self.assertTrue(
+            [
+                line
+                for line in map(formatEvent, events)
+                if line.startswith("command volume on Kitchen failed: speaker_error Kitchen")
+                and "not an HTTP answer: 'garbage'" in line
+            ]
+        )
+        # Within the bounds: nested 3,000 deep, or with bytes that are not UTF-8, the answer
+        # is taken (the bad bytes are not in a value the daemon reads).
+        for fault in ({"nesting": 3_000}, {"not_utf8": True}):
+            kitchen.soap_faults.only(**fault)
+            self.assertEqual(await self.set_volume(daemon), (200, {}))
+            self.assertEqual(await own_read(), "21")
+        self.assertEqual(kitchen.rendering.volume, 21)
+        self.assertFalse([formatEvent(e) for e in events if e["log_level"] >= LogLevel.error])
+
+    async def test_hostile_device_descriptions_are_not_identified(self) -> None:
+        """A speaker whose device description is over the size or tag bound, declares a DTD,
+        is not UTF-8, drips past the request timeout, has a garbage status line or 200 KB of
+        headers is not identified: one warning names its address and what was wrong,
+        identification is retried, the other speaker is followed meanwhile, and the speaker
+        is followed as soon as it answers well."""
+        faults: list[tuple[dict[str, Any], str]] = [
+            ({"padding": 300_000}, "is over 262144 bytes"),
+            ({"nesting": 6_000}, "more than 10000 tags"),
+            ({"doctype": True}, "declares a DTD"),
+            ({"not_utf8": True}, "not XML"),
+            ({"drip": 1.0, "padding": 50_000}, ": timeout;"),
+            ({"status_line": "garbage"}, "not an HTTP answer: 'garbage'"),
+            ({"header_bytes": 200_000}, "over 65536 bytes"),
+        ]
+        for fault, words in faults:
+            events = self.capture_logs()
+
+            def prepare(speakers: list[Speaker], fault: dict[str, Any] = fault) -> None:
+                speakers[0].soap_faults.only(description=True, **fault)
+
+            daemon = await self.daemon(prepare=prepare)
+            kitchen, living_room = daemon.speakers
+
+            def warned(kitchen: Speaker = kitchen, events: list[LogEvent] = events) -> list[str]:
+                return [
+                    formatEvent(e)
+                    for e in events
+                    if e.get("log_format", "").startswith("cannot identify speaker")
+                    and e.get("host") == kitchen.address
+                ]
+
+            await until(warned, f"the warning about {fault}")
+            [line] = warned()
+            self.assertIn(words, line)
+            self.assertTrue(daemon.recorder.of("event", living_room.uid))
+            self.assertFalse(daemon.recorder.of("event", kitchen.uid))
+            kitchen.soap_faults.reset()
+            await until(daemon.settled, "Kitchen followed once it answers well")
+            self.assertEqual(warned(), [line])
+            self.assertFalse([formatEvent(e) for e in events if e["log_level"] >= LogLevel.error])
+            await daemon.service.stopService()
 
     async def test_numbers_of_thousands_of_digits_are_a_400(self) -> None:
         """A command argument of 5,000 digits (over int()'s 4,300) is a 400 naming the

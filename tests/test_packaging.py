@@ -191,6 +191,29 @@ def test_systemd_unit_verify_catches_mistakes(tmp_path: Path) -> None:
     assert "/nonexistent/twistd" in result.stderr
 
 
+def _documented_exposure() -> float:
+    """The exposure level docs/deployment.md gives for the unit."""
+    text = (ROOT / "docs" / "deployment.md").read_text()
+    found = re.search(
+        r"`systemd-analyze security sonosd` rates its exposure \*\*([\d.]+)\*\*", text
+    )
+    assert found, "docs/deployment.md gives no exposure level"
+    return float(found.group(1))
+
+
+def test_systemd_unit_exposure_is_the_documented_one(tmp_path: Path) -> None:
+    """`systemd-analyze security --offline=true` rates the unit no more exposed than
+    docs/deployment.md says (a setting dropped, or a weaker one, fails this)."""
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze is missing: `make sysdeps` installs the systemd package"
+    unit = tmp_path / "sonosd.service"
+    unit.write_text((ROOT / "etc" / "sonosd.service").read_text())
+    result = run(analyze, "security", "--offline=true", "--no-pager", str(unit), cwd=tmp_path)
+    found = re.search(r"Overall exposure level for sonosd\.service: ([\d.]+)", result.stdout)
+    assert found, (result.stdout, result.stderr)
+    assert float(found.group(1)) <= _documented_exposure(), result.stdout
+
+
 def test_systemd_unit_settings() -> None:
     """The unit runs twistd in the foreground, unprivileged and hardened, restarting on failure."""
     settings = _unit_settings((ROOT / "etc" / "sonosd.service").read_text())
@@ -204,6 +227,7 @@ def test_systemd_unit_settings() -> None:
         "ProtectSystem": "strict",
         "ProtectHome": "yes",
         "PrivateTmp": "yes",
+        "PrivateMounts": "yes",
         "StateDirectory": "sonosd",
         "ConfigurationDirectory": "sonosd",
         "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",

@@ -6,6 +6,7 @@ code, cannot go unchecked."""
 
 from __future__ import annotations
 
+import http.client
 import inspect
 import re
 import sys
@@ -21,12 +22,13 @@ from sonosd.api import art, commands, deadline, ws
 from sonosd.api.site import ApiSite
 from sonosd.control import controller
 from sonosd.delivery import clientjson, flow, hub
-from sonosd.gena import eventxml, listener, notifyport, notifyproto, xmlguard
+from sonosd.gena import eventxml, httpclient, listener, notifyport, notifyproto, xmlguard
 from sonosd.household import discovery, probe, socohttp, supervisor
 from sonosd.sinks import mqtt, stream
 from tests.paths import ROOT
 
 TEXT = (ROOT / "docs" / "security.md").read_text(encoding="utf-8")
+SUMMARY = TEXT[TEXT.index("## Every peer at a glance") : TEXT.index("## Every bound")]
 BOUNDS = TEXT[TEXT.index("## Every bound") : TEXT.index("## Losses that are not an attack")]
 
 
@@ -247,6 +249,39 @@ CHECKS: list[tuple[str | None, str, object, object]] = [
         probe.MAX_ANSWER,
         256 * 1024,
     ),
+    (
+        "an answer's tags",
+        "100,000 tags (`<`)",
+        xmlguard.MAX_ANSWER_TAGS,
+        100_000,
+    ),
+    (
+        "an answer's head (status line and headers)",
+        "64 KiB for every client of the daemon's own",
+        httpclient.MAX_HEAD,
+        64 * 1024,
+    ),
+    (
+        "an answer's head (status line and headers)",
+        "SoCo's `http.client`: 100 header lines",
+        http.client._MAXHEADERS,  # type: ignore[attr-defined]
+        100,
+    ),
+    (
+        "the device description and the identification reads",
+        "256 KiB and 10,000 tags",
+        probe.MAX_DESCRIPTION_TAGS,
+        10_000,
+    ),
+    (
+        "the device description and the identification reads",
+        "within `subscription.request_timeout` (10 s)",
+        config.SubscriptionConfig().request_timeout,
+        10.0,
+    ),
+    ("album art (`/api/v1/art`)", "within 10 s (`FETCH_TIMEOUT`)", art.FETCH_TIMEOUT, 10.0),
+    # The summary (numbers the tables do not give).
+    (None, "| 10 s an attempt, the body included |", _default(config.Webhook, "timeout"), 10.0),
     # MQTT.
     ("a command payload", "64 KiB and 32 levels", clientjson.MAX_BYTES, 65_536),
     ("a command payload", "64 KiB and 32 levels", clientjson.MAX_DEPTH, 32),
@@ -321,3 +356,39 @@ def test_the_readme_links_the_page() -> None:
     """README's documentation list links security.md and soak.md."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "(docs/security.md)" in readme and "(docs/soak.md)" in readme
+
+
+def summary_rows() -> list[list[str]]:
+    """The cells of the summary table's rows (peer, what, size, depth, time, beyond, tests)."""
+    rows = []
+    for line in SUMMARY.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and len(cells) == 7 and cells[0] not in ("peer", "---"):
+            rows.append(cells)
+    return rows
+
+
+def test_every_peer_in_the_summary_has_tests_that_exist() -> None:
+    """Each row of the summary names tests (``tests/x.py::test_name``), and each exists."""
+    rows = summary_rows()
+    assert len(rows) >= 13
+    for cells in rows:
+        named = re.findall(r"`(tests/[\w/]+\.py)::(test_\w+)`", cells[6])
+        assert named, cells[0]
+        for path, name in named:
+            source = (ROOT / path).read_text(encoding="utf-8")
+            assert re.search(rf"def {name}\(", source), (path, name)
+
+
+def test_every_number_in_the_summary_is_a_checked_bound() -> None:
+    """Each number of the summary's size, depth and time columns is one a checked phrase
+    above states (the code enforcing it is checked there)."""
+    checked = {n for _, phrase, _, _ in CHECKS for n in re.findall(NUMBER, phrase)}
+    unchecked = [
+        (cells[0], n)
+        for cells in summary_rows()
+        for cell in cells[2:5]
+        for n in re.findall(NUMBER, cell)
+        if n not in checked
+    ]
+    assert unchecked == []

@@ -37,6 +37,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 from sonosd.api import views
 from sonosd.api.auth import query_first
 from sonosd.api.responses import json_error, not_modified
+from sonosd.backoff import describe_failure
 from sonosd.gena.httpclient import quiet_pool
 
 log = Logger()
@@ -266,7 +267,8 @@ class ArtProxy:
         except Exception as error:
             if expired[0]:
                 raise ArtRefused(504, "timeout", "the speaker did not answer in time") from None
-            raise ArtRefused(502, "speaker_error", f"cannot fetch the image: {error}") from None
+            reason = describe_failure(error)[1]
+            raise ArtRefused(502, "speaker_error", f"cannot fetch the image: {reason}") from None
         finally:
             if deadline.active():
                 deadline.cancel()

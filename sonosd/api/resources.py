@@ -249,9 +249,11 @@ class SpeakerResource(Resource):
         self._commands = commands
 
     def getChild(self, path: bytes, request: Request) -> IResource:
-        """``/{command}``: built by the command hook."""
+        """``/{command}``: built by the command hook; a path below it is a JSON 404."""
         if not path:
             return self
+        if any(request.postpath or ()):
+            return not_found()
         return self._commands(self._ident, path.decode("utf-8", "replace"))
 
     def render(self, request: Request) -> bytes:

@@ -14,6 +14,7 @@ method), so the resources behind it hold no security logic.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -157,15 +158,21 @@ class V1Resource(Resource):
             request.setHeader(b"access-control-allow-origin", origin.encode("latin-1"))
             request.setHeader(b"vary", b"Origin")
         if not self._auth.required and not host_allowed(host, _hosts(self._cors)):
-            return ErrorResource(403, "forbidden", "unexpected Host header")
+            return ErrorResource(
+                403,
+                "forbidden",
+                f"unexpected Host header {_shown(host)}: an API open without tokens takes "
+                "an address, localhost or the host of an api.cors_origins entry",
+            )
         if request.method == b"OPTIONS":
             return _Preflight(allowed=origin_allowed(origin, host, self._cors))
         if request.method not in _SAFE_METHODS and not origin_allowed(origin, host, self._cors):
-            return ErrorResource(403, "forbidden", "cross-origin request refused")
+            return _cross_origin("request", origin, host)
         if path == b"ws" and not origin_allowed(origin, host, self._cors):
-            return ErrorResource(403, "forbidden", "cross-origin WebSocket refused")
+            return _cross_origin("WebSocket", origin, host)
         child = self.children.get(path)
-        if child is None:
+        if child is None or (child.isLeaf and any(request.postpath or ())):
+            # A path below a leaf route is no route either (docs/api.md: unknown paths 404).
             return not_found()
         if path in self.open_children:
             return child
@@ -204,6 +211,23 @@ class ApiRoot(Resource):
     def render(self, request: Request) -> bytes:
         """``/api`` itself."""
         return not_found("no such resource (the API is under /api/v1)").render(request)
+
+
+def _shown(value: str | None) -> str:
+    """A header value as an error message repeats it: quoted, at most 100 characters."""
+    return json.dumps((value or "")[:100])
+
+
+def _cross_origin(what: str, origin: str | None, host: str | None) -> ErrorResource:
+    """The 403 of a browser request from another origin, naming what was compared: behind a
+    reverse proxy that does not pass the browser's ``Host`` on, the two differ."""
+    return ErrorResource(
+        403,
+        "forbidden",
+        f"cross-origin {what} refused: Origin {_shown(origin)} is neither this API's "
+        f"Host {_shown(host)} nor listed in api.cors_origins (behind a reverse proxy, "
+        "pass the browser's Host header on)",
+    )
 
 
 def _hosts(origins: tuple[str, ...]) -> list[str]:

@@ -22,6 +22,7 @@ state, and anything it queued itself goes out first.
 
 from __future__ import annotations
 
+import base64
 import struct
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -300,7 +301,9 @@ class ApiWebSocketFactory(WebSocketServerFactory):
 
 class _UpgradeOnly(WebSocketResource):
     """autobahn's resource, except that a request that is no WebSocket upgrade gets a JSON
-    ``426`` (autobahn answers it with an HTML page and status 200)."""
+    ``426`` (autobahn answers it with an HTML page and status 200), and an upgrade with a
+    query parameter that is no filter key a JSON ``400 bad_filter``, as on the SSE route
+    (autobahn's refusal would put the message in the status line, with no body)."""
 
     def render(self, request: Request) -> Any:
         if request.method != b"GET":
@@ -309,4 +312,29 @@ class _UpgradeOnly(WebSocketResource):
         if upgrade.strip().lower() != "websocket":
             request.setHeader(b"upgrade", b"websocket")
             return json_error(request, 426, "upgrade_required", "connect with a WebSocket client")
+        refused = self._handshake_error(request)
+        if refused is not None:
+            return json_error(request, 400, "bad_request", refused)
+        try:
+            Filter.from_query(request.args or {}, strict=True, allowed=QUERY_PARAMETERS)
+        except FilterError as error:
+            return json_error(request, 400, "bad_filter", str(error))
         return super().render(request)
+
+    def _handshake_error(self, request: Request) -> str | None:
+        """Why the upgrade's WebSocket headers are refused (RFC 6455 section 4.2.1), or
+        ``None``: autobahn would refuse them with a bare status line, not JSON."""
+        spoken = sorted(getattr(self._factory, "versions", (13,)), reverse=True)
+        versions = [str(number) for number in spoken]
+        version = (request.getHeader("sec-websocket-version") or "").strip()
+        if version not in versions:
+            request.setHeader(b"sec-websocket-version", ",".join(versions).encode())
+            return f"Sec-WebSocket-Version must be one of {', '.join(versions)}, got {version!r}"
+        keys = request.requestHeaders.getRawHeaders(b"sec-websocket-key") or []
+        try:
+            valid = len(keys) == 1 and len(base64.b64decode(keys[0].strip(), validate=True)) == 16
+        except ValueError:
+            valid = False
+        if not valid:
+            return "Sec-WebSocket-Key must be one header of 16 bytes in base64"
+        return None

@@ -24,6 +24,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from sonosd import lazysoco
+from sonosd.backoff import not_http
 from sonosd.blocking import CallTimeout
 from sonosd.config import AnnounceConfig
 from sonosd.control.alarms import AlarmCommands
@@ -387,11 +388,12 @@ class Controller:
             translated = self._translate(error, ref)
             self._observe(command, translated.code, started)
             log.info(
-                "command {command} on {speaker} failed: {code} {message}",
+                # Not "message": legacy log observers (twisted.python.log) reset that field.
+                "command {command} on {speaker} failed: {code} {reason}",
                 command=command,
                 speaker=speaker_id,
                 code=translated.code,
-                message=translated.message,
+                reason=translated.message,
             )
             raise translated from error
         self.executed += 1
@@ -442,6 +444,10 @@ class Controller:
 
             seconds = soco.config.REQUEST_TIMEOUT
             return ControlError("timeout", 504, f"{who} did not answer within {seconds:g} s")
+        garbled = not_http(error)
+        if garbled is not None:
+            # It answered, with no HTTP status line: reachable, and wrong.
+            return ControlError("speaker_error", 502, f"{who} failed: {garbled}")
         if requests is not None and isinstance(error, requests.exceptions.ConnectionError):
             return ControlError("offline", 503, f"{who} cannot be reached")
         # Any other requests error: SoCo's raise_for_status() on a status other than 200, 405

@@ -2,6 +2,8 @@
 """HTTP connection pools that do not log every connection they open, and agents that connect
 straight to a speaker's address.
 
+Every pool bounds the head of an answer (``MAX_HEAD``), which Twisted's client does not.
+
 Twisted's client factories announce "Starting factory" and "Stopping factory" at info level
 for every connection. A daemon that renews hundreds of subscriptions would fill its log
 with them, so every HTTP client of sonosd takes its pool from here.
@@ -16,23 +18,75 @@ host names.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Final
 
 from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import IAddress, IStreamClientEndpoint
+from twisted.web._newclient import (
+    HEADER,
+    STATUS,
+    HTTP11ClientProtocol,
+    HTTPClientParser,
+    ParseError,
+)
 from twisted.web.client import URI, Agent, HTTPConnectionPool, _HTTP11ClientFactory
 from twisted.web.error import SchemeNotSupported
-from twisted.web.iweb import IAgentEndpointFactory
+from twisted.web.iweb import IAgentEndpointFactory, IResponse
 from zope.interface import implementer
+
+MAX_HEAD: Final = 64 * 1024
+"""The most bytes of status line and headers an answer may have (a speaker's are under 1 KiB).
+Twisted's client bounds each line (16 KiB) but not their number, nor a header folded over
+continuation lines: without this, a peer could send headers for as long as a call may take."""
+
+
+class HeadTooLarge(ParseError):
+    """An answer's status line and headers are over ``MAX_HEAD`` bytes."""
+
+    def __init__(self) -> None:
+        super().__init__("head too large", f"status line and headers over {MAX_HEAD} bytes")
+
+
+class _BoundedClientProtocol(HTTP11ClientProtocol):
+    """Twisted's HTTP/1.1 client, with an answer's head bounded to ``MAX_HEAD`` bytes."""
+
+    def request(self, request: Any) -> Deferred[IResponse]:
+        answer = super().request(request)
+        parser = self._parser
+        if parser is not None:
+            parser.lineReceived = _bounded_lines(parser)  # type: ignore[method-assign]
+        return answer
+
+
+def _bounded_lines(parser: HTTPClientParser) -> Callable[[bytes], None]:
+    """``parser``'s ``lineReceived``, raising ``HeadTooLarge`` (which fails the request and
+    closes the connection) once its head is over ``MAX_HEAD``."""
+    receive = parser.lineReceived
+    head = [0]
+
+    def line_received(line: bytes) -> None:
+        if parser.state in (STATUS, HEADER):
+            head[0] += len(line) + 1
+            if head[0] > MAX_HEAD:
+                raise HeadTooLarge()
+        receive(line)
+
+    return line_received
 
 
 class _QuietClientFactory(_HTTP11ClientFactory):
     noisy = False
 
+    def buildProtocol(self, addr: IAddress | None) -> HTTP11ClientProtocol:
+        return _BoundedClientProtocol(self._quiescentCallback)
+
 
 def quiet_pool(reactor: Any, persistent: bool = False) -> HTTPConnectionPool:
-    """An ``HTTPConnectionPool`` whose connections are not logged one by one."""
+    """An ``HTTPConnectionPool`` whose connections are not logged one by one, and whose
+    answers' heads are bounded (``MAX_HEAD``)."""
     pool = HTTPConnectionPool(reactor, persistent=persistent)
     pool._factory = _QuietClientFactory
     return pool

@@ -12,6 +12,9 @@ value, issue 18), external ones point elsewhere. Real speakers never send one. S
   so that the byte scan for ``<!DOCTYPE`` cannot be dodged by an exotic encoding;
 - :func:`check_text` refuses a decoded value that carries a DTD (the nested documents, and
   any value another parser may read later, SoCo's included);
+- :func:`check_answer` refuses a SOAP answer (or a device description) that does either, at
+  the top or in a document escaped in it, or that holds more tags than it may: a parse costs
+  memory and time per element, whatever the answer's size;
 - a :class:`Budget` is shared by a document and every document nested in it: each parse
   charges its size and an upper bound of its elements (the count of ``<``), so nested parses
   inherit what is left of the outer one instead of getting a fresh allowance.
@@ -35,6 +38,13 @@ a ZoneGroupState of 200 speakers has about 1,000."""
 NESTING_FACTOR: Final = 2
 """A NOTIFY body's budget is this many times its size: the body itself, then the nested
 documents (which can only be shorter than the body that carries them)."""
+
+MAX_ANSWER_TAGS: Final = 100_000
+"""The most tags (counted as ``<``, so an element is one or two) a SOAP answer and the
+documents escaped in it may hold together: a Browse of 1,000 queue items has about 20,000, a
+ZoneGroupState of 200 speakers about 2,000. Parsing costs about 100 bytes of memory and a
+microsecond of CPU per tag, whatever the answer's size: 4 MiB of ``<a/>`` would be a million
+elements (over 100 MB, seconds of the reactor)."""
 
 NESTING: Final = 3
 """How many levels of escaped documents inside a SOAP answer :func:`check_answer` checks (an
@@ -138,17 +148,27 @@ def check_text(text: str, budget: Budget | None = None) -> None:
         budget.charge(text)
 
 
-def check_answer(document: bytes, levels: int = NESTING) -> None:
+def check_answer(document: bytes, levels: int = NESTING, max_tags: int = MAX_ANSWER_TAGS) -> None:
     """Refuse a SOAP answer that declares a DTD or an entity, at the top or in a document
     escaped in it up to ``levels`` deep (out-arguments that are documents themselves:
-    ``TrackMetaData``, ``ZoneGroupState``, DIDL inside a Browse result), or that is not UTF-8.
+    ``TrackMetaData``, ``ZoneGroupState``, DIDL inside a Browse result), that is not UTF-8,
+    or whose tags, with those of the documents escaped in it, are more than ``max_tags``.
 
-    @raise UnsafeXml: As :func:`check_document` and :func:`check_text`.
+    @raise UnsafeXml: As :func:`check_document` and :func:`check_text`; ``over_budget`` for
+        too many tags.
     """
     check_document(document)
+    _count_tags(document.count(b"<"), max_tags)
     text = document.decode("utf-8", "replace")
     for _ in range(levels):
         if "&" not in text:
             break
         text = html.unescape(text)
         check_text(text)
+        # The unescaped text holds the tags of the levels above and those of this one.
+        _count_tags(text.count("<"), max_tags)
+
+
+def _count_tags(tags: int, most: int) -> None:
+    if tags > most:
+        raise UnsafeXml("over_budget", f"more than {most} tags in one answer")

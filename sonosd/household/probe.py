@@ -35,11 +35,14 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 
-from sonosd.gena.xmlguard import UnsafeXml, check_document
+from sonosd.gena.xmlguard import UnsafeXml, check_answer
 from sonosd.household.soap import AnswerRefused, envelope, fault_code, out_arguments
 
 #: The largest answer read from a speaker (a device description is about 20 KB).
 MAX_ANSWER = 256 * 1024
+
+#: The most tags (``<``) a device description may hold (a real one has about 400).
+MAX_DESCRIPTION_TAGS = 10_000
 
 DESCRIPTION_PATH = "/xml/device_description.xml"
 
@@ -89,10 +92,11 @@ class Description:
 def parse_description(document: bytes) -> Description:
     """The identity in a device description (the root device's ``UDN`` and ``roomName``).
 
-    @raise ProbeError: When it is not a Sonos device description.
+    @raise ProbeError: When it is not a Sonos device description, or breaks a bound (a DTD,
+        an encoding other than UTF-8, over ``MAX_DESCRIPTION_TAGS`` tags).
     """
     try:
-        check_document(document)
+        check_answer(document, levels=0, max_tags=MAX_DESCRIPTION_TAGS)
     except UnsafeXml as error:
         if error.reason == "dtd":
             raise ProbeError("the speaker's answer declares a DTD: refused") from None

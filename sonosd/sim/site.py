@@ -108,8 +108,12 @@ class SpeakerResource(Resource):
                 request.setHeader(b"location", speaker.art_redirect.encode("utf-8"))
                 return b""
             query = parse_qs(urlsplit(request.uri.decode("latin-1")).query)
+            image = art_for(query.get("u", [path])[0])
+            faults = speaker.soap_faults
+            if faults.art:
+                return self._deliver(request, image + b"\0" * faults.padding, b"image/png")
             request.setHeader(b"content-type", b"image/png")
-            return art_for(query.get("u", [path])[0])
+            return image
         request.setResponseCode(404)
         request.setHeader(b"content-type", b"text/html")
         return b"<html><body><h1>404 Not Found</h1></body></html>"
@@ -146,20 +150,20 @@ class SpeakerResource(Resource):
         request.setHeader(b"content-type", _XML)
         return body
 
-    def _description(self, request: Request) -> bytes:
+    def _description(self, request: Request) -> bytes | int:
         speaker = self.speaker
-        return self._xml(
-            request,
-            device_description(
-                identity=speaker.identity,
-                model=speaker.model,
-                room_name=speaker.name,
-                address=speaker.address,
-                offered=speaker.offered,
-            ),
+        description = device_description(
+            identity=speaker.identity,
+            model=speaker.model,
+            room_name=speaker.name,
+            address=speaker.address,
+            offered=speaker.offered,
         )
+        if speaker.soap_faults.description:
+            return self._hostile(request, description)
+        return self._xml(request, description)
 
-    def _soap(self, request: Request, service: scpd.ServiceInfo) -> bytes:
+    def _soap(self, request: Request, service: scpd.ServiceInfo) -> bytes | int:
         assert request.content is not None
         body = request.content.read(MAX_SOAP_BODY + 1)
         if len(body) > MAX_SOAP_BODY:
@@ -193,16 +197,39 @@ class SpeakerResource(Resource):
         ordered += [(name, value) for name, value in out.items() if name not in names]
         faults = self.speaker.soap_faults
         ordered = rewritten(soap.action, ordered, faults)
-        answer = format_response(soap.action, service.service_type, ordered)
-        answer = hostile_answer(answer, faults)
+        return self._hostile(request, format_response(soap.action, service.service_type, ordered))
+
+    def _hostile(self, request: Request, answer: bytes) -> bytes | int:
+        """Send ``answer`` as the speaker's SOAP faults make it (``hostile_answer``, then a
+        drip or a garbage status line)."""
+        return self._deliver(request, hostile_answer(answer, self.speaker.soap_faults), _XML)
+
+    def _deliver(self, request: Request, body: bytes, content_type: bytes) -> bytes | int:
+        """Send ``body`` as the speaker's faults make it: after a garbage status line, in a
+        slow drip, or plainly."""
+        faults = self.speaker.soap_faults
+        if faults.status_line:
+            return self._garbage(request, faults.status_line, body, content_type)
+        request.setHeader(b"content-type", content_type)
+        for _ in range(0, faults.header_bytes, 1024):
+            request.responseHeaders.addRawHeader(b"x-padding", b"x" * 1011)
         if faults.drip > 0:
-            return self._drip(request, answer, faults.drip)
-        return self._xml(request, answer)
+            return self._drip(request, body, faults.drip)
+        return body
+
+    @staticmethod
+    def _garbage(request: Request, status_line: str, answer: bytes, content_type: bytes) -> int:
+        """Write ``status_line`` where the status line belongs, then headers and ``answer``,
+        straight to the connection, and close it."""
+        transport: Any = request.channel.transport
+        head = f"{status_line}\r\nContent-Length: {len(answer)}\r\n".encode("utf-8", "replace")
+        transport.write(head + b"Content-Type: " + content_type + b"\r\n\r\n" + answer)
+        transport.loseConnection()
+        return NOT_DONE_YET
 
     def _drip(self, request: Request, answer: bytes, every: float) -> int:
         """Write ``answer`` 1 KiB at a time, ``every`` seconds apart (a slow answer)."""
         clock = self.speaker.household.clock
-        request.setHeader(b"content-type", _XML)
         request.setHeader(b"content-length", b"%d" % len(answer))
         pieces = [answer[i : i + 1024] for i in range(0, len(answer), 1024)]
         pending: list[Any] = []

@@ -136,11 +136,42 @@ class SoapFaults:
     an out-argument's document (the first alarm of ``CurrentAlarmList``)."""
     rewrite_value: str = ""
     """The value written instead (any text, escaped as firmware escapes values)."""
+    nesting: int = 0
+    """Elements nested this deep at the end of each answer's root element (after the SOAP
+    ``Body``, before a description's ``</root>``): deep nesting within the size bound."""
+    not_utf8: bool = False
+    """Each answer holds bytes that are not UTF-8 (at the end of its root element), as a
+    broken device sends them although it declares UTF-8."""
+    status_line: str = ""
+    """When set, each answer starts with this line instead of ``HTTP/1.1 200 OK`` (a broken
+    device: ``garbage``, ``HTTP/1.1 abc``), then the connection is closed."""
+    header_bytes: int = 0
+    """Bytes of extra header lines (``X-Padding``, 1 KiB each) in each answer's head: a head
+    far over what any client reads."""
+    description: bool = False
+    """The device description is answered with these faults too (``padding``, ``doctype``,
+    ``nesting``, ``not_utf8``, ``drip``, ``status_line``, ``header_bytes``): the answer read
+    to identify a speaker."""
+    art: bool = False
+    """Album art (``/getaa``, ``/img/...``) is answered with ``padding`` (bytes appended to
+    the image), ``drip``, ``status_line`` and ``header_bytes`` too: what the daemon's art
+    proxy fetches."""
 
     def reset(self) -> None:
         """Clear every fault."""
         for field in attrs.fields(SoapFaults):
             setattr(self, field.name, field.default)
+
+    def only(self, **faults: object) -> None:
+        """Clear every fault, then set these (``only(nesting=3_000)``).
+
+        @raise AttributeError: For a name that is no fault.
+        """
+        self.reset()
+        for name, value in faults.items():
+            if name not in attrs.fields_dict(SoapFaults):
+                raise AttributeError(f"no SOAP fault {name!r}")
+            setattr(self, name, value)
 
 
 _EXPANDING_DTD = (
@@ -180,9 +211,14 @@ def rewritten(action: str, out: list[tuple[str, str]], faults: SoapFaults) -> li
     return out
 
 
+#: Bytes that are not UTF-8 (a lone continuation byte, an unfinished sequence, 0xFF).
+NOT_UTF8 = b"\x80 \xc3( \xff"
+
+
 def hostile_answer(answer: bytes, faults: SoapFaults) -> bytes:
-    """``answer`` as ``faults`` make a speaker send it (padding, an expanding DTD, one in a
-    DIDL value)."""
+    """``answer`` (a SOAP answer or a device description) as ``faults`` make a speaker send it
+    (padding, an expanding DTD, one in a DIDL value, deep nesting, bytes that are not
+    UTF-8)."""
     if faults.didl_doctype:
         didl = _ESCAPED_DIDL_TITLE.search(answer)
         if didl is not None:
@@ -200,6 +236,16 @@ def hostile_answer(answer: bytes, faults: SoapFaults) -> bytes:
         if opening is not None:
             answer = answer[: opening.end()] + b"&c;" + answer[opening.end() :]
         answer = _EXPANDING_DTD + answer
+    if faults.nesting or faults.not_utf8:
+        # Before the root element's end tag: a SOAP answer's Body, a description's device
+        # stay where they are.
+        end = answer.rindex(b"</")
+        nested = b"<Nested>" * faults.nesting + b"</Nested>" * faults.nesting
+        tail = NOT_UTF8 if faults.not_utf8 else b""
+        answer = answer[:end] + nested + tail + answer[end:]
     if faults.padding:
-        answer = answer.replace(b"<s:Body>", b"<s:Body>" + b" " * faults.padding, 1)
+        if b"<s:Body>" in answer:
+            answer = answer.replace(b"<s:Body>", b"<s:Body>" + b" " * faults.padding, 1)
+        else:
+            answer += b" " * faults.padding
     return answer

@@ -125,6 +125,23 @@ class _PahoSocket:
         self._sock.close()
 
 
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """A TLS socket that closes itself when its handshake fails.
+
+    paho wraps the broker's TCP socket and runs the handshake itself; when that fails (a
+    silent broker, an untrusted certificate) it drops the socket without closing it, and the
+    descriptor (and the broker's half of the connection) would wait for Python's garbage
+    collector. ``SSLContext.sslsocket_class`` is the standard library's hook for this.
+    """
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
+
+
 def _default_client(config: MqttConfig) -> paho.Client:
     client = paho.Client(
         paho.CallbackAPIVersion.VERSION2,
@@ -138,6 +155,7 @@ def _default_client(config: MqttConfig) -> paho.Client:
         client.username_pw_set(config.username, config.password)
     if config.tls:
         context = ssl.create_default_context(cafile=config.ca_file)
+        context.sslsocket_class = _ClosingSSLSocket
         client.tls_set_context(context)
     return client
 

@@ -338,3 +338,26 @@ class ArtProxyTests(TestCase):
         with self.assertRaises(ArtRefused) as caught:
             await proxy.get(art_url(self.art, None, self.state))
         self.assertEqual((caught.exception.status, caught.exception.code), (504, "timeout"))
+
+    async def test_hostile_speaker_art_is_bounded(self) -> None:
+        """A speaker whose art is over 2 MiB, drips past the fetch timeout, comes after a
+        garbage status line or after 200 KB of headers gives a 502 or 504 naming what was
+        wrong, nothing of it cached; the same image is served once the speaker answers well."""
+        self.patch(art, "FETCH_TIMEOUT", 1.0)
+        base = await self.api()
+        faults = self.speaker.soap_faults
+        self.addCleanup(faults.reset)
+        for fault, status, words in (
+            ({"padding": 3 * 1024 * 1024}, 502, "the image is too large"),
+            ({"padding": 1024 * 1024, "drip": 0.2}, 504, "did not answer in time"),
+            ({"status_line": "garbage"}, 502, "not an HTTP answer: 'garbage'"),
+            ({"header_bytes": 200_000}, 502, "over 65536 bytes"),
+        ):
+            faults.only(art=True, **fault)
+            code, body, _ = await self.get(base, self.art)
+            self.assertEqual(code, status, body)
+            self.assertIn(words, body["error"]["message"])
+        faults.reset()
+        code, body, _ = await self.get(base, self.art)
+        self.assertEqual(code, 200)
+        self.assertTrue(body.startswith(PNG_MAGIC))

@@ -70,6 +70,8 @@ class Daemon:
         self.uids = {speaker["name"]: speaker["uid"] for speaker in speakers}
         #: A configured address where no speaker answers, if any.
         self.nowhere: str | None = None
+        #: What the running daemon wrote so far (its log).
+        self.output: Callable[[], str] = str
 
     def speaker(self, room: str) -> dict[str, Any]:
         """The simulator's view of ``room``."""
@@ -135,7 +137,9 @@ def run_daemon(
 
     try:
         start()
-        yield Daemon(url, f"http://127.0.0.1:{admin_port}", start)
+        daemon = Daemon(url, f"http://127.0.0.1:{admin_port}", start)
+        daemon.output = lambda: processes.output(started[-1])
+        yield daemon
     finally:
         processes.kill_all()
 

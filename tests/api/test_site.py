@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from treq.client import HTTPClient
 from twisted.internet import reactor
@@ -32,6 +33,7 @@ from tests.api_helpers import (
     start_api,
     wait,
 )
+from tests.paths import ROOT
 
 READ = {"Authorization": "Bearer read-secret"}
 CONTROL = {"Authorization": "Bearer admin-secret"}
@@ -178,7 +180,8 @@ class RestTests(TestCase):
         self.assertEqual(code, 401)
 
     async def test_speaker_by_uid_or_room(self) -> None:
-        """A speaker is found by uid or by room name in any case; unknown ones are 404."""
+        """A speaker is found by uid, by room name in any case or by address; unknown ones
+        are 404."""
         base = await self.start()
         code, body, _ = await self.call("GET", f"{base}/speakers/{KITCHEN.uid}")
         self.assertEqual((code, body["name"]), (200, "Kitchen"))
@@ -186,6 +189,8 @@ class RestTests(TestCase):
             body["services"]["AVTransport"]["variables"], {"transport_state": "PLAYING"}
         )
         code, body, _ = await self.call("GET", f"{base}/speakers/office")
+        self.assertEqual((code, body["uid"]), (200, OFFICE.uid))
+        code, body, _ = await self.call("GET", f"{base}/speakers/{OFFICE.host}")
         self.assertEqual((code, body["uid"]), (200, OFFICE.uid))
         code, body, _ = await self.call("GET", f"{base}/speakers/Garage")
         self.assertEqual((code, body["error"]["code"]), (404, "unknown_speaker"))
@@ -223,13 +228,25 @@ class RestTests(TestCase):
         self.assertEqual(code, 403)
         cross_origin = {**READ, "Origin": "http://evil.example"}
         code, body, _ = await self.call("POST", f"{base}/speakers/Kitchen/play", cross_origin)
-        self.assertEqual((code, body["error"]["message"]), (403, "cross-origin request refused"))
+        self.assertEqual(code, 403)
+        # It names what it compared, so that a reverse proxy's missing Host shows.
+        self.assertEqual(
+            body["error"]["message"],
+            'cross-origin request refused: Origin "http://evil.example" is neither this '
+            f'API\'s Host "{host}:{port}" nor listed in api.cors_origins (behind a reverse '
+            "proxy, pass the browser's Host header on)",
+        )
         self.assertEqual(await self.metric(base, name, status="403"), before + 1)
         self.assertEqual(await self.metric(base, name, status="401"), 0)
         # The Host check guards an open API only (DNS rebinding).
         open_base = await self.start()
         code, body, _ = await self.call("GET", f"{open_base}/snapshot", {"Host": "evil.example"})
-        self.assertEqual((code, body["error"]["message"]), (403, "unexpected Host header"))
+        self.assertEqual(code, 403)
+        self.assertEqual(
+            body["error"]["message"],
+            'unexpected Host header "evil.example": an API open without tokens takes an '
+            "address, localhost or the host of an api.cors_origins entry",
+        )
         self.assertEqual(await self.metric(open_base, name, status="403"), 0)
 
     async def test_resets_are_counted_per_channel(self) -> None:
@@ -361,6 +378,25 @@ class RestTests(TestCase):
         code, body, _ = await self.call("POST", f"{base}/speakers/Kitchen/play")
         self.assertEqual((code, body["error"]["code"]), (503, "not_available"))
 
+    async def test_paths_below_a_route_are_json_404s(self) -> None:
+        """A path below a route (``/health/x``, ``/events/kitchen``, a command with more
+        segments) is an unknown path, a JSON 404 not_found: it neither answers the route nor
+        runs the command."""
+        controller = RecordingController()
+        _, host, port = await start_api(self, self.hub, self.state, controller)
+        base = f"http://{host}:{port}/api/v1"
+        for method, path in (
+            ("GET", "/health/x"),
+            ("GET", "/events/kitchen"),
+            ("GET", "/snapshot/speakers"),
+            ("GET", "/ws/x"),
+            ("POST", "/speakers/Kitchen/volume/extra"),
+            ("GET", "/speakers/Kitchen/volume/extra"),
+        ):
+            code, body, _ = await self.call(method, base + path)
+            self.assertEqual((code, body["error"]["code"]), (404, "not_found"), path)
+        self.assertEqual(controller.calls, [])
+
     async def test_command_hook(self) -> None:
         """A custom command factory receives the speaker and command of the path."""
         from sonosd.api.resources import ErrorResource
@@ -401,6 +437,40 @@ class RestTests(TestCase):
         code, _, _ = await self.call("GET", f"{base}/snapshot", {"Host": "evil.example:8080"})
         self.assertEqual(code, 403)
         self.assertEqual(controller.calls, [])
+
+    async def test_browser_guards_follow_origins_and_tokens(self) -> None:
+        """An open API answers the Host of a listed origin and refuses others; once tokens
+        are required any Host is answered, but a cross-origin POST is still 403 whatever
+        the token; ``*`` lists every origin."""
+        controller = RecordingController()
+        base = await self.start(cors_origins=("http://ha.lan:8123",))
+        code, _, _ = await self.call("GET", f"{base}/speakers", {"Host": "ha.lan:8080"})
+        self.assertEqual(code, 200)
+        code, _, _ = await self.call("GET", f"{base}/speakers", {"Host": "other.lan:8080"})
+        self.assertEqual(code, 403)
+        _, host, port = await start_api(
+            self, self.hub, self.state, controller, tokens=(READER, ADMIN)
+        )
+        guarded = f"http://{host}:{port}/api/v1"
+        code, _, _ = await self.call(
+            "GET", f"{guarded}/speakers", {**READ, "Host": "sonos.example:8080"}
+        )
+        self.assertEqual(code, 200)
+        code, body, _ = await self.call(
+            "POST", f"{guarded}/speakers/Kitchen/play", {**CONTROL, "Origin": "http://evil.example"}
+        )
+        self.assertEqual((code, body["error"]["code"]), (403, "forbidden"))
+        self.assertEqual(controller.calls, [])
+        _, host, port = await start_api(self, self.hub, self.state, controller, cors_origins=("*",))
+        anyone = f"http://{host}:{port}/api/v1"
+        code, _, head = await self.call(
+            "POST", f"{anyone}/speakers/Kitchen/play", {"Origin": "http://any.example"}
+        )
+        self.assertEqual(code, 200)
+        self.assertEqual(
+            head.getRawHeaders(b"access-control-allow-origin"), [b"http://any.example"]
+        )
+        self.assertEqual([call[:2] for call in controller.calls], [("Kitchen", "play")])
 
     async def test_cors(self) -> None:
         """Listed origins get CORS headers and preflight answers; others get none."""
@@ -475,6 +545,58 @@ class RestTests(TestCase):
         await connect_raw(host, port, raw, self)
         await raw.closed
         self.assertTrue(raw.data.startswith(b"HTTP/1.1 413 "), raw.data)
+
+
+def answered(data: bytes) -> bool:
+    """Whether ``data`` holds an HTTP answer's head and its whole Content-Length body."""
+    head, found, body = data.partition(b"\r\n\r\n")
+    if not found:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(body) >= int(value)
+    return True
+
+
+class StreamingRoutesInOpenApiTests(TestCase):
+    """docs/openapi.yaml lists what the streaming routes answer as docs/api.md says."""
+
+    timeout = 30
+
+    async def test_streaming_refusals_are_documented(self) -> None:
+        """An unknown parameter (400 bad_filter), no token (401) and a read-less token (403)
+        on /events and on the /ws upgrade get statuses openapi.yaml documents for them."""
+        with (ROOT / "docs" / "openapi.yaml").open(encoding="utf-8") as stream:
+            paths = yaml.safe_load(stream)["paths"]
+        hub = Hub(reactor, replay=50)
+        state = household()
+        hub.set_snapshot_provider(state.snapshot)
+        writer = Token("writer", "writer-secret", frozenset({"control"}))
+        _, host, port = await start_api(self, hub, state, tokens=(READER, writer))
+        upgrade = (
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        )
+        cases = [
+            ("?rooms=Kitchen&bogus=1", "Authorization: Bearer read-secret\r\n", 400),
+            ("", "", 401),
+            ("", "Authorization: Bearer writer-secret\r\n", 403),
+        ]
+        for route, extra in (("events", ""), ("ws", upgrade)):
+            for query, credential, status in cases:
+                raw = RawClient(
+                    f"GET /api/v1/{route}{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    f"{extra}{credential}\r\n".encode()
+                )
+                await connect_raw(host, port, raw, self)
+                await wait(lambda r=raw: answered(r.data), "the whole answer")
+                where = f"/{route}{query} {credential.strip()}"
+                self.assertTrue(raw.data.startswith(b"HTTP/1.1 %d " % status), (where, raw.data))
+                if status == 400:
+                    self.assertIn(b'"bad_filter"', raw.data, where)
+                    self.assertIn(b"bogus", raw.data, where)
+                self.assertIn(str(status), paths[f"/{route}"]["get"]["responses"], where)
 
 
 class OpenApiTests(SynchronousTestCase):

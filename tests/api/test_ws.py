@@ -126,6 +126,31 @@ class WebSocketTests(TestCase):
             self.assertIn(str(last_id), client.messages[0]["reason"])
             self.assertEqual(client.messages[1]["last_id"], 60)
 
+    async def test_the_filter_passes_snapshot_reset_and_replies(self) -> None:
+        """A filter that no message passes still lets through the reset, the snapshot, and
+        the filter, result and error replies; the filter reply lists rooms as compared
+        (case-folded) and types as given."""
+        controller = RecordingController()
+        _, host, port = await start_api(self, self.hub, self.state, controller)
+        publish(self.hub, 60)
+        query = f"last_id=3&run={self.hub.run}&types=nothing"
+        client = await connect_ws(self, host, port, query)
+        await wait(lambda: len(client.messages) == 2, "reset and snapshot")
+        self.assertEqual([m["type"] for m in client.messages], ["reset", "snapshot"])
+        client.send({"op": "filter", "id": 1, "rooms": ["Kitchen"], "types": ["nothing"]})
+        client.send({"op": "command", "id": 2, "speaker": "Office", "command": "play"})
+        client.send({"op": "dance", "id": 3})
+        publish(self.hub, 2, OFFICE)
+        await wait(lambda: len(client.messages) == 5, "three replies")
+        self.assertEqual(
+            client.messages[2],
+            {"type": "filter", "id": 1, "filter": {"rooms": ["kitchen"], "types": ["nothing"]}},
+        )
+        self.assertEqual(
+            [(m["type"], m["id"]) for m in client.messages[3:]], [("result", 2), ("error", 3)]
+        )
+        self.assertEqual(client.events(), [])
+
     async def test_odd_digits_in_last_id_are_a_fresh_snapshot(self) -> None:
         """A last_id of a superscript digit (a digit to str.isdigit, not to int) is garbage:
         the client gets a fresh snapshot, as for any unreadable last_id."""
@@ -362,6 +387,37 @@ class WebSocketTests(TestCase):
         self.assertIn(b"\r\nUpgrade: websocket", head)
         self.assertIn(b"\r\nContent-Type: application/json", head)
         self.assertEqual(json.loads(body)["error"]["code"], "upgrade_required")
+
+    async def test_malformed_upgrades_are_json_400s(self) -> None:
+        """An upgrade without Sec-WebSocket-Key, with a key that is not 16 bytes in base64,
+        or with a WebSocket version the server does not speak is a JSON 400 bad_request
+        naming the header (every path under /api answers JSON), not autobahn's bare status
+        line; an unsupported version also gets the versions the server speaks."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        cases = [
+            ("Sec-WebSocket-Version: 13\r\n", "Sec-WebSocket-Key"),
+            ("Sec-WebSocket-Key: c2hvcnQ=\r\nSec-WebSocket-Version: 13\r\n", "Sec-WebSocket-Key"),
+            (key, "Sec-WebSocket-Version"),
+            (key + "Sec-WebSocket-Version: 99\r\n", "Sec-WebSocket-Version"),
+        ]
+        for headers, named in cases:
+            raw = RawClient(
+                (
+                    "GET /api/v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                    f"Connection: Upgrade, close\r\n{headers}\r\n"
+                ).encode()
+            )
+            await connect_raw(host, port, raw, self)
+            await raw.closed
+            head, _, body = raw.data.partition(b"\r\n\r\n")
+            self.assertEqual(head.split(b" ")[1], b"400", raw.data)
+            self.assertIn(b"\r\nContent-Type: application/json", head)
+            error = json.loads(body)["error"]
+            self.assertEqual(error["code"], "bad_request", headers)
+            self.assertIn(named, error["message"], headers)
+            if "99" in headers:
+                self.assertIn(b"\r\nsec-websocket-version: 13", head.lower())
 
     async def test_stop_service_closes_clients(self) -> None:
         """stopService closes every socket with 1001."""

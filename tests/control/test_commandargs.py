@@ -130,6 +130,42 @@ def test_rejected(command: str, args: dict[str, Any], argument: str) -> None:
     assert (error.code, error.status, error.argument) == ("bad_argument", 400, argument)
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (True, True),
+        (False, False),
+        ("true", True),
+        ("false", False),
+        (1, True),
+        (0, False),
+        ("1", True),
+        ("0", False),
+        ("on", True),
+        ("off", False),
+        ("yes", True),
+        ("no", False),
+    ],
+)
+def test_every_documented_boolean_spelling(value: Any, expected: bool) -> None:
+    """Booleans accept true/false, 1/0, "on"/"off" and "yes"/"no" (docs/control.md)."""
+    assert parse_command("loudness", {"loudness": value}) == ("loudness", {"loudness": expected})
+    assert parse_command("night-mode", {"night_mode": value})[1] == {"night_mode": expected}
+
+
+def test_integers_accept_numeric_strings() -> None:
+    """Integers accept numbers or numeric strings with a sign (docs/control.md)."""
+    assert parse_command("bass", {"bass": "+5"}) == ("bass", {"bass": 5})
+    assert parse_command("treble", {"treble": "-3"}) == ("treble", {"treble": -3})
+    assert parse_command("queue", {"action": "play", "track": "2"})[1]["track"] == 2
+
+
+def test_out_of_range_message_names_the_argument_first() -> None:
+    """An out-of-range value is refused with a message that starts with the argument's name,
+    as documented: ``volume: expected 0..100, got 101``."""
+    assert str(rejected("volume", {"volume": 101})).startswith("volume: expected 0..100, got 101")
+
+
 def test_position_not_finite() -> None:
     """Infinite or huge positions are bad arguments, not crashes."""
     for value in (float("inf"), float("nan"), 10**12):

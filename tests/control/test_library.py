@@ -94,8 +94,17 @@ class FavoriteTests(TestCase):
         )
         self.assertEqual(body["result"]["position"], before + 1)
         self.assertEqual(len(kitchen.queue), before + body["result"]["queued"])
+        # A favourite's title in any case names it (docs/control.md).
+        station = next(f for f in daemon.household.favorites if f.kind == "station")
+        status, body = await daemon.post(
+            "Kitchen", "play_favorite", {"name": station.title.swapcase()}
+        )
+        self.assertEqual((status, body["result"]["favorite"]), (200, station.title), body)
         status, body = await daemon.post("Kitchen", "play_favorite", {"name": "nothing like this"})
         self.assertEqual((status, body["error"]["code"]), (404, "unknown_favorite"))
+        # The refusal lists the known favourites.
+        for favorite in daemon.household.favorites:
+            self.assertIn(favorite.title, body["error"]["message"])
 
 
 class PlaylistTests(TestCase):

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+import treq
+from twisted.internet import reactor as global_reactor
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
-from twisted.web.client import URI
+from twisted.trial.unittest import TestCase
+from twisted.web._newclient import ResponseFailed
+from twisted.web.client import URI, Agent
 from twisted.web.error import SchemeNotSupported
 
+from sonosd.backoff import FailureKind, describe_failure
 from sonosd.gena.core import build_http_client
-from sonosd.gena.httpclient import SpeakerEndpoints, quiet_pool
+from sonosd.gena.httpclient import MAX_HEAD, HeadTooLarge, SpeakerEndpoints, quiet_pool
 
 
 def test_pool_factories_are_quiet() -> None:
@@ -50,3 +58,59 @@ def test_https_without_a_tls_creator_is_refused() -> None:
     endpoints = SpeakerEndpoints(MemoryReactorClock())
     with pytest.raises(SchemeNotSupported, match=r"https://127\.0\.0\.2:1443/x"):
         endpoints.endpointForURI(URI.fromBytes(b"https://127.0.0.2:1443/x"))
+
+
+reactor: Any = global_reactor
+
+
+class BoundedHeadTests(TestCase):
+    """Every pool's answers have their head bounded (MAX_HEAD), their body not: against a
+    loopback host that answers each connection with fixed bytes."""
+
+    timeout = 30
+
+    def host(self, answer: bytes) -> str:
+        """The URL of a loopback port that answers every request with ``answer``, then
+        closes the connection."""
+
+        class Answer(Protocol):
+            def dataReceived(self, data: bytes) -> None:
+                if self.transport is not None and b"\r\n\r\n" in data:
+                    self.transport.write(answer)
+                    self.transport.loseConnection()
+
+        port = reactor.listenTCP(0, Factory.forProtocol(Answer), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        return f"http://127.0.0.1:{port.getHost().port}/"
+
+    async def get(self, answer: bytes) -> bytes:
+        agent = Agent(reactor, pool=quiet_pool(reactor))
+        response = await agent.request(b"GET", self.host(answer).encode())
+        return await treq.content(response)
+
+    async def test_heads_over_the_bound_fail_naming_it(self) -> None:
+        """A head of 70 KiB of header lines, or of one header folded over 70 KiB of
+        continuation lines, fails the request with HeadTooLarge (reason: its bound); nothing
+        reads on."""
+        many = b"HTTP/1.1 200 OK\r\n" + b"X-Padding: " + b"x" * 1011 + b"\r\n"
+        folded = b"HTTP/1.1 200 OK\r\nX-Folded: a\r\n" + b" " + b"x" * 1021 + b"\r\n"
+        for head, line in ((many, b"X-Padding: " + b"x" * 1011 + b"\r\n"), (folded, None)):
+            flood = head + (line or head[-1024:]) * 70 + b"Content-Length: 2\r\n\r\nok"
+            with self.assertRaises(ResponseFailed) as failed:
+                await self.get(flood)
+            [reason] = failed.exception.reasons
+            self.assertTrue(reason.check(HeadTooLarge))
+            self.assertEqual(
+                describe_failure(failed.exception),
+                (
+                    FailureKind.ERROR,
+                    f"not an HTTP answer: 'status line and headers over {MAX_HEAD} bytes'",
+                ),
+            )
+
+    async def test_large_bodies_and_heads_within_the_bound_are_read(self) -> None:
+        """A head of 60 KiB and a body of 2 MB sent with it are read whole."""
+        head = b"HTTP/1.1 200 OK\r\n" + (b"X-Padding: " + b"x" * 1011 + b"\r\n") * 60
+        body = b"y" * 2_000_000
+        answer = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+        self.assertEqual(await self.get(answer), body)

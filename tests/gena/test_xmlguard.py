@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from xml.sax.saxutils import escape
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from sonosd.gena.xmlguard import (
+    MAX_ANSWER_TAGS,
     MAX_ELEMENTS,
     Budget,
     UnsafeXml,
@@ -128,3 +131,26 @@ def test_answer_nested_dtd_refused_within_its_levels() -> None:
         with pytest.raises(UnsafeXml):
             check_answer(document)
     check_answer(b"<r><v>&lt;DIDL-Lite&gt;&amp;amp;&lt;/DIDL-Lite&gt;</v></r>")
+
+
+def test_answer_tags_are_bounded_with_those_escaped_in_it() -> None:
+    """An answer of more than MAX_ANSWER_TAGS tags is refused, counted with the tags of the
+    documents escaped in it (a Browse result), however few bytes each costs; a Browse of
+    1,000 queue items is far within."""
+    flat = b"<r>" + b"<a/>" * MAX_ANSWER_TAGS + b"</r>"
+    with pytest.raises(UnsafeXml, match="more than 100000 tags in one answer") as refused:
+        check_answer(flat)
+    assert refused.value.reason == "over_budget"
+    escaped = b"<r><Result>" + b"&lt;a/&gt;" * (MAX_ANSWER_TAGS - 1) + b"</Result></r>"
+    with pytest.raises(UnsafeXml, match="more than 100000 tags"):
+        check_answer(escaped)
+    check_answer(escaped, levels=0)  # Not unescaped: text, as a parser would read it.
+    item = (
+        "<item id='Q:0/1'><dc:title>t</dc:title><dc:creator>c</dc:creator>"
+        "<upnp:album>a</upnp:album><upnp:albumArtURI>/getaa</upnp:albumArtURI>"
+        "<upnp:class>object.item.audioItem.musicTrack</upnp:class><res>x-file:1</res></item>"
+    )
+    didl = f"<DIDL-Lite>{item * 1000}</DIDL-Lite>"
+    check_answer(f"<r><Result>{escape(didl)}</Result></r>".encode())
+    with pytest.raises(UnsafeXml, match="more than 10 tags"):
+        check_answer(b"<r>" + b"<a/>" * 10 + b"</r>", max_tags=10)

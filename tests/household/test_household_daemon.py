@@ -763,6 +763,46 @@ class TwoHouseholdTests(TestCase):
         await until(lambda: one.speakers[1].coordinator is one.speakers[0], "the party")
         self.assertTrue(all(s.coordinator is s for s in two.speakers))
 
+    async def test_two_households_in_one_snapshot(self) -> None:
+        """With two households the snapshot holds both as docs/messages.md says: speakers
+        ordered by room name, each naming its household; a topology whose own household is
+        null and whose every group names its household, ordered by coordinator uid; the
+        alarms of both, their versions joined by spaces, each alarm's room naming a speaker
+        of its household."""
+        daemon = await start(self, households=(3, 3), services=(*SERVICES, "AlarmClock"))
+        one, two = (sim.household for sim in daemon.sims)
+        households = {one.household_id, two.household_id}
+        home = {
+            **{s.uid: one.household_id for s in one.speakers},
+            **{s.uid: two.household_id for s in two.speakers},
+        }
+
+        def each_list() -> bool:
+            return {m.body["household"] for m in daemon.recorder.of("alarms.changed")} == households
+
+        await until(each_list, "alarms.changed of each household")
+        snapshot = await daemon.get("/api/v1/snapshot")
+        names = [s["name"] for s in snapshot["speakers"]]
+        self.assertEqual(names, sorted(names, key=str.casefold))
+        self.assertEqual({s["uid"]: s["household"] for s in snapshot["speakers"]}, home)
+        topology = snapshot["topology"]
+        self.assertIsNone(topology["household"])
+        for group in topology["groups"]:
+            self.assertEqual(group["household"], home[group["coordinator"]])
+        self.assertEqual({g["household"] for g in topology["groups"]}, households)
+        coordinators = [g["coordinator"] for g in topology["groups"]]
+        self.assertEqual(coordinators, sorted(coordinators))
+        changed = {m.body["household"]: m.body for m in daemon.recorder.of("alarms.changed")}
+        alarms = snapshot["alarms"]
+        self.assertEqual(
+            sorted(alarms["version"].split(" ")), sorted(m["version"] for m in changed.values())
+        )
+        self.assertEqual(len(alarms["alarms"]), sum(len(m["alarms"]) for m in changed.values()))
+        for household, message in changed.items():
+            for alarm in message["alarms"]:
+                self.assertEqual(home[alarm["room"]["uid"]], household)
+                self.assertIn(alarm, alarms["alarms"])
+
 
 class PositionTests(TestCase):
     timeout = 90

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
 from twisted.internet import reactor as global_reactor
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Factory, Protocol
@@ -18,6 +19,8 @@ from sonosd.backoff import FailureKind, describe_failure
 from sonosd.config import SimulateConfig
 from sonosd.gena.subscription import build_http_client
 from sonosd.household.probe import (
+    MAX_ANSWER,
+    MAX_DESCRIPTION_TAGS,
     ProbeError,
     UpnpDisabled,
     describe,
@@ -28,6 +31,7 @@ from sonosd.household.probe import (
 )
 from sonosd.sim.service import HouseholdService
 from tests.conftest import free_loopback_base
+from tests.mangled import mangled
 from tests.paths import SAMPLES
 
 reactor: Any = global_reactor
@@ -202,3 +206,46 @@ class SimulatedSpeakerTests(TestCase):
         with self.assertRaises(ProbeError) as other:
             await describe(self.http, reactor, "127.0.0.1", number)
         self.assertIn("HTTP 404", str(other.exception))
+
+
+_DESCRIPTION = (
+    SAMPLES / "device_description" / "S18_sonos_one_66.4_swift-watchkit.xml"
+).read_bytes()
+
+
+@settings(max_examples=250, derandomize=True)
+@given(
+    mangled(
+        [_DESCRIPTION],
+        [
+            b"<!DOCTYPE r [<!ENTITY a 'b'>]>",
+            b"<a/>" * 11_000,
+            b"\xff\xfe",
+            b"\x80\xc3(",
+            b"<?xml version='1.0' encoding='utf-16'?>",
+            b"&a;",
+            b"]]>",
+        ],
+    )
+)
+def test_any_bytes_give_a_description_or_a_probe_error(document: bytes) -> None:
+    """Whatever a host sends as its device description (the bytes of a real one mangled,
+    or any bytes), parse_description gives a Sonos identity or a ProbeError, nothing else;
+    nothing that declares a DTD, or holds over 10,000 tags, is ever taken."""
+    try:
+        description = parse_description(document)
+    except ProbeError as error:
+        assert str(error)
+        return
+    assert description.uid.startswith("RINCON_")
+    assert b"<!DOCTYPE" not in document and b"<!ENTITY" not in document
+    assert document.count(b"<") <= MAX_DESCRIPTION_TAGS
+
+
+def test_description_of_too_many_tags_is_refused() -> None:
+    """A description holding over MAX_DESCRIPTION_TAGS tags (within the size bound) is a
+    ProbeError naming the bound, before any parser builds its elements."""
+    document = _DESCRIPTION.replace(b"</root>", b"<x/>" * MAX_DESCRIPTION_TAGS + b"</root>")
+    assert len(document) < MAX_ANSWER
+    with pytest.raises(ProbeError, match="more than 10000 tags"):
+        parse_description(document)

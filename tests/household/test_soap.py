@@ -12,6 +12,7 @@ import sys
 from typing import Any, cast
 
 import soco
+from hypothesis import given, settings
 from soco.services import Service
 from treq.testing import RequestTraversalAgent
 from twisted.internet import reactor
@@ -29,6 +30,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from sonosd.backoff import FailureKind, describe_failure
 from sonosd.config import SimulateConfig
+from sonosd.gena.xmlguard import MAX_ANSWER_TAGS
 from sonosd.household.resync import StateReader, ZoneGroupStateUnavailable
 from sonosd.household.soap import (
     SERVICES,
@@ -46,6 +48,7 @@ from sonosd.household.soap import (
 from sonosd.household.state import SpeakerRef
 from sonosd.sim.service import HouseholdService
 from tests.conftest import free_loopback_base
+from tests.mangled import mangled
 from tests.paths import ROOT, SAMPLES
 from tests.soco_helpers import in_thread
 
@@ -533,3 +536,42 @@ def test_the_readers_import_nothing_of_soco() -> None:
             if isinstance(node, ast.ImportFrom)
         }
         assert not imported & set(SOCO_STACK), (name, imported & set(SOCO_STACK))
+
+
+_POSITION = (SAMPLES / "soap" / "AVTransport_GetPositionInfo_response_jishi.xml").read_bytes()
+
+
+@settings(max_examples=250, derandomize=True)
+@given(
+    mangled(
+        [ANSWER, FAULT, _POSITION],
+        [
+            b"<!DOCTYPE s [<!ENTITY a 'b'>]>",
+            b"&lt;!DOCTYPE d&gt;",
+            b"&amp;lt;!ENTITY e&amp;gt;",
+            b"<a/>" * 100_001,
+            b"&lt;a/&gt;" * 100_001,
+            b"\xff\xfe\x00",
+            b"\x80\xc3(\x01\x0b",
+            b"<?xml version='1.0' encoding='utf-16'?>",
+            b"<errorCode>\xc2\xb2</errorCode>",
+            b"&#xD800;",
+            b"]]>",
+        ],
+    )
+)
+def test_any_bytes_give_arguments_a_code_or_answer_refused(document: bytes) -> None:
+    """Whatever a speaker answers (a real answer or fault mangled, or any bytes), the SOAP
+    readers give the out-arguments, a fault's code (or None) or AnswerRefused, nothing else;
+    nothing that declares a DTD, at the top or escaped once, or holds over MAX_ANSWER_TAGS
+    tags, is ever read."""
+    for read in (out_arguments, fault_code):
+        try:
+            value = read(document)
+        except AnswerRefused as refused:
+            assert str(refused)
+            continue
+        assert value is None or isinstance(value, dict | str)
+        assert b"<!DOCTYPE" not in document and b"<!ENTITY" not in document
+        assert b"&lt;!DOCTYPE" not in document and b"&lt;!ENTITY" not in document
+        assert document.count(b"<") <= MAX_ANSWER_TAGS

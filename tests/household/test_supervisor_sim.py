@@ -32,7 +32,7 @@ from sonosd.sim.household import Speaker
 from sonosd.sim.service import HouseholdService
 from tests.api_helpers import DripClient
 from tests.conftest import free_loopback_base
-from tests.daemon_helpers import Recorder
+from tests.daemon_helpers import Recorder, check_schema
 from tests.gena_wire import notify_request, status_of
 
 reactor: Any = global_reactor
@@ -153,6 +153,8 @@ class SimTests(TestCase):
         recorder = Recorder()
         hub.add_sink(recorder)
         state = HouseholdState()
+        hub.set_snapshot_provider(state.snapshot)
+        self.addCleanup(check_schema, recorder, hub)
         processor = EventProcessor(hub, state, reactor)
         reader = RecordingReader()
         household = build_household(

@@ -16,6 +16,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ClientCreator, Protocol
 from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web._newclient import ParseError, ResponseFailed
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from sonosd.config import SimulateConfig
@@ -24,6 +25,7 @@ from sonosd.sim.admin import ROUTES, AdminResource
 from sonosd.sim.household import Household, Speaker
 from sonosd.sim.neighbourhood import Neighbourhood
 from sonosd.sim.service import HouseholdService
+from sonosd.sim.soap import NOT_UTF8
 from tests.conftest import free_loopback_base
 from tests.daemon_helpers import until
 from tests.gena_wire import Received, Receiver, gena_call
@@ -41,6 +43,12 @@ NO_SOAP_FAULTS = {
     "rewrite_action": "",
     "rewrite_name": "",
     "rewrite_value": "",
+    "nesting": 0,
+    "not_utf8": False,
+    "status_line": "",
+    "header_bytes": 0,
+    "description": False,
+    "art": False,
 }
 
 
@@ -536,6 +544,38 @@ class LoopbackAdminTests(TestCase):
         assert await self.get_volume(speaker) == plain
         status, error = await self.admin("PATCH", "/speakers/0/soap/faults", {"padding": -1})
         assert status == 400 and "padding" in error["error"]
+
+    async def test_soap_faults_nest_garble_and_reach_the_description(self) -> None:
+        """PATCH nesting and not_utf8 put elements nested that deep and bytes that are not
+        UTF-8 at the end of the envelope (the out-arguments unchanged); status_line replaces
+        the status line; with description the device description is answered so too."""
+        speaker = self.household.speakers[0]
+        await self.admin("PATCH", "/speakers/0/soap/faults", {"nesting": 5, "not_utf8": True})
+        hostile = await self.get_volume(speaker)
+        assert hostile.endswith(
+            b"</s:Body>" + b"<Nested>" * 5 + b"</Nested>" * 5 + NOT_UTF8 + b"</s:Envelope>"
+        )
+        with self.assertRaises(UnicodeDecodeError):
+            hostile.decode("utf-8")
+        root = ElementTree.fromstring(hostile.replace(NOT_UTF8, b""))
+        assert root.findtext(".//CurrentVolume") == str(speaker.rendering.volume)
+        description_url = f"http://{speaker.address}:{speaker.port}/xml/device_description.xml"
+        plain = await (await self.http.get(description_url)).content()
+        assert b"<Nested>" not in plain
+        await self.admin("PATCH", "/speakers/0/soap/faults", {"description": True})
+        described = await (await self.http.get(description_url)).content()
+        assert described.endswith(b"<Nested>" * 5 + b"</Nested>" * 5 + NOT_UTF8 + b"</root>")
+        status, faults = await self.admin(
+            "PATCH", "/speakers/0/soap/faults", {"status_line": "garbage", "nesting": 0}
+        )
+        assert (status, faults["status_line"]) == (200, "garbage")
+        for request in (self.get_volume(speaker), self.http.get(description_url)):
+            with self.assertRaises(ResponseFailed) as failed:
+                await request
+            [reason] = failed.exception.reasons
+            assert reason.check(ParseError) and b"garbage" in str(reason.value).encode()
+        await self.admin("DELETE", "/speakers/0/soap/faults")
+        assert await (await self.http.get(description_url)).content() == plain
 
     async def test_soap_fault_rewrites_one_value(self) -> None:
         """PATCH rewrite_action, rewrite_name and rewrite_value make the speaker answer that

@@ -28,8 +28,9 @@ from sonosd.sim import gena
 from sonosd.sim.gena import MAX_SEQ, SubscriptionManager, parse_timeout
 from sonosd.sim.notifier import INotifier, Notifier, NotifyError
 from sonosd.sim.propertyset import EventValue, build_propertyset
+from tests.api_helpers import RawClient, connect_raw
 from tests.conftest import free_loopback_base
-from tests.gena_wire import Notify, Receiver, first, gena_call, parse_notify
+from tests.gena_wire import Notify, Receiver, first, gena_call, parse_notify, status_of
 
 UID = "RINCON_000E58AAAAAA01400"
 SERVER = "Linux UPnP/1.0 Sonos/85.0-65270 (ZPS16)"
@@ -454,6 +455,35 @@ class NotifyTests(_ManagerTestCase):
         request = self.subscribe("AVTransport")
         self.assertEqual(response_header(request, "SID"), f"uuid:{UID}_sub0000000001")
 
+    def test_unsubscribe_all_keeps_the_sid_counter(self) -> None:
+        """unsubscribe_all (UPnP switched off) drops every subscription and timer without a
+        NOTIFY; renewals of the old SIDs get 412 and the next SID counts on."""
+        old = self.subscribed()
+        self.subscribed("AVTransport")
+        sent = len(self.notifier.sent)
+        self.manager.unsubscribe_all()
+        self.assertEqual(self.manager.subscriptions(), [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.manager.notify("RenderingControl", {"Bass": "1"})
+        self.assertEqual(len(self.notifier.sent), sent)
+        self.assertEqual(self.renew(old).responseCode, 412)
+        request = self.subscribe("AVTransport")
+        self.assertEqual(response_header(request, "SID"), f"uuid:{UID}_sub0000000003")
+
+    def test_backlog_counts_queued_notifies(self) -> None:
+        """backlog() counts the NOTIFYs waiting behind a subscription's in-flight one, not
+        the in-flight one itself."""
+        self.subscribed()
+        self.manager.notify("RenderingControl", {"Bass": "1"})
+        self.assertEqual((self.notifier.in_flight, self.manager.backlog()), (1, 0))
+        self.manager.notify("RenderingControl", {"Bass": "2"})
+        self.manager.notify("RenderingControl", {"Bass": "3"})
+        self.assertEqual(self.manager.backlog(), 2)
+        self.notifier.answer()
+        self.assertEqual(self.manager.backlog(), 1)
+        self.notifier.answer_all()
+        self.assertEqual(self.manager.backlog(), 0)
+
     def test_address_change(self) -> None:
         """After an address change NOTIFYs leave from the new address."""
         self.subscribed()
@@ -662,6 +692,25 @@ class ModerationTests(_ManagerTestCase):
         self.manager.notify("RenderingControl", {"Bass": "2"})
         self.manager.stop()
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_unsubscribe_all_drops_the_window(self) -> None:
+        """unsubscribe_all() (UPnP switched off) cancels a pending window: no timer is left."""
+        self.subscribed()
+        self.manager.notify("RenderingControl", {"Bass": "1"})
+        self.manager.unsubscribe_all()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.subscribed()
+        self.clock.advance(0.2)
+        self.assertEqual(self.notifier.seqs(), [0, 0])
+
+    def test_window_changes_are_no_backlog(self) -> None:
+        """Changes waiting in an open moderation window are not counted by backlog()."""
+        self.subscribed()
+        self.manager.notify("RenderingControl", {"Bass": "1"})
+        self.manager.notify("RenderingControl", {"Bass": "2"})
+        self.assertEqual((self.manager.backlog(), self.notifier.in_flight), (0, 0))
+        self.clock.advance(0.2)
+        self.assertEqual((self.manager.backlog(), self.notifier.in_flight), (0, 1))
 
     def test_paused_window_consumes_seq(self) -> None:
         """A window that closes while the speaker is offline consumes one SEQ, sends nothing."""
@@ -1180,6 +1229,40 @@ class GenaWireTests(TestCase):
         change = await deferToThread(subscription.events.get, timeout=10)
         self.assertEqual((change.seq, change.variables), ("1", {"volume": {"Master": "33"}}))
         self.assertEqual(change.sid, subscription.sid)
+
+    async def test_every_answer_closes_the_connection(self) -> None:
+        """Through the full simulator, a 200, a 412 and a 400 to HTTP/1.1 clients that ask to
+        keep the connection have Server, Content-Length: 0, Connection: close and no body,
+        and the speaker closes the connection after each."""
+        from twisted.internet import reactor
+
+        from sonosd.config import SimulateConfig
+        from sonosd.sim.service import HouseholdService
+
+        base = free_loopback_base()
+        household = HouseholdService(reactor, SimulateConfig(speakers=1, base_address=base))
+        household.startService()
+        self.addCleanup(household.stopService)
+        path = b" /MediaRenderer/RenderingControl/Event HTTP/1.1\r\nHost: x\r\n"
+        keep = b"Connection: keep-alive\r\n"
+        requests = {
+            200: b"SUBSCRIBE" + path + keep + b"CALLBACK: <http://127.0.0.1:9/>\r\n"
+            b"NT: upnp:event\r\nTIMEOUT: Second-60\r\n\r\n",
+            412: b"SUBSCRIBE" + path + keep + b"SID: uuid:RINCON_X_sub0000000042\r\n\r\n",
+            400: b"UNSUBSCRIBE" + path + b"SID: uuid:X\r\nNT: upnp:event\r\n\r\n",
+        }
+        for status, request in requests.items():
+            raw = await connect_raw(base, 1400, RawClient(request), self)
+            await raw.closed.addTimeout(10, reactor)
+            head, _, body = raw.data.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            self.assertEqual(status_of(raw.data), status, raw.data)
+            headers = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])}
+            self.assertEqual(
+                headers["server"], household.household.speakers[0].manager.server_header
+            )
+            self.assertEqual((headers["content-length"], headers["connection"]), ("0", "close"))
+            self.assertEqual(body, b"")
 
     async def test_soco_threaded_events_against_the_household(self) -> None:
         """Through the full simulator, SoCo's threaded events see SEQ 0 then its own volume set."""

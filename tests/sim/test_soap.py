@@ -131,3 +131,13 @@ def test_rewrite_replaces_one_out_argument_or_the_first_attribute() -> None:
     assert rewritten("ListAlarms", out, faults) == [out[0], ("CurrentAlarmListVersion", '"\u00b2')]
     faults.rewrite_name = "Nowhere"
     assert rewritten("ListAlarms", out, faults) == out
+
+
+def test_only_clears_the_other_faults() -> None:
+    """SoapFaults.only() clears every fault, then sets those named; a name that is no fault
+    is an AttributeError."""
+    faults = SoapFaults(padding=5, doctype=True)
+    faults.only(nesting=3, art=True)
+    assert faults == SoapFaults(nesting=3, art=True)
+    with pytest.raises(AttributeError, match="no SOAP fault 'nope'"):
+        faults.only(nope=1)

@@ -283,10 +283,13 @@ class LoadCallableTests(SynchronousTestCase):
         self.assertNotIn("\n", text)
 
     def test_missing_attribute(self) -> None:
-        """A missing function is named."""
+        """A missing function is named in one line of the documented form."""
         with self.assertRaises(CallbackLoadError) as caught:
             load_callable("json:no_such_function")
-        self.assertIn("has no attribute 'no_such_function'", str(caught.exception))
+        self.assertEqual(
+            str(caught.exception),
+            "callback 'json:no_such_function': 'json' has no attribute 'no_such_function'",
+        )
 
     def test_not_callable(self) -> None:
         """An attribute that cannot be called is refused."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import os
@@ -14,9 +15,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import paho.mqtt.client as paho
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.error import ConnectionRefusedError
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.protocol import ProcessProtocol, connectionDone
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import LogLevel
@@ -436,12 +437,12 @@ class MqttBrokerTests(TestCase):
         republishes them, and says how many events it could not publish meanwhile."""
         logs = capture_logs(self)
         await self.broker.start()
-        sink = self.make_sink()
+        sink = self.make_sink(homeassistant=True)
         await self.start(sink)
         self.publish_household()
         self.broker.stop()
         await self.until(lambda: not sink.connected)
-        self.hub.publish(
+        missed = self.hub.publish(
             "event",
             {"seq": 2, "variables": {"volume": {"Master": 30}}},
             speaker=KITCHEN,
@@ -463,8 +464,30 @@ class MqttBrokerTests(TestCase):
         kitchen = self.state(sub, "sonos/Kitchen/state/RenderingControl")
         self.assertEqual(kitchen["variables"]["volume"], {"Master": 30})
         self.assertEqual(sub.payloads("sonos/bridge/availability"), ["online"])
+        # Every retained topic is back: each speaker's availability and its Home Assistant
+        # discovery documents too (docs/mqtt.md, Delivery).
+        discovery = self.subscriber("homeassistant/#")
+        entities = (
+            f"homeassistant/sensor/sonosd_{KITCHEN['uid']}/volume/config",
+            f"homeassistant/sensor/sonosd_{OFFICE['uid']}/transport_state/config",
+            "homeassistant/binary_sensor/sonosd_bridge/connectivity/config",
+        )
+        await discovery.wait(
+            lambda: all(discovery.payloads(topic) for topic in entities), self.reactor
+        )
+        await sub.wait(
+            lambda: all(
+                sub.payloads(f"sonos/{room}/availability") for room in ("Kitchen", "Office")
+            ),
+            self.reactor,
+        )
+        self.assertEqual(sub.payloads("sonos/Kitchen/availability"), ["online"])
+        self.assertEqual(sub.payloads("sonos/Office/availability"), ["online"])
         gaps = [e for e in logs if "not published while the broker" in e.get("log_format", "")]
-        self.assertEqual([e["count"] for e in gaps], [1])
+        # The log says how many and which ids.
+        self.assertEqual(
+            [(e["count"], e["first"], e["last"]) for e in gaps], [(1, missed.id, missed.id)]
+        )
         self.assertEqual(sink.missed, 0)
 
     async def test_gap_topic_counts_the_events_not_published(self) -> None:
@@ -553,6 +576,45 @@ class MqttBrokerTests(TestCase):
         sink = self.make_sink(tls=True)
         error = await self.never_connects(sink)
         self.assertIn("certificate verify failed: self-signed certificate in certificate", error)
+
+    async def test_silent_tls_broker_is_bounded_by_the_connect_timeout(self) -> None:
+        """A broker address that accepts TCP but never answers the TLS handshake holds the
+        connect thread only for the connect timeout (10 s by default): the attempt fails as
+        timed out, its connection is closed (not left to the garbage collector), and it is
+        retried with the thread free for the next one."""
+        from twisted.internet.protocol import Factory, Protocol
+
+        closed: list[Deferred[None]] = []
+        opened: list[Any] = []
+
+        class Silent(Protocol):
+            def connectionMade(self) -> None:
+                self.closed: Deferred[None] = Deferred()
+                closed.append(self.closed)
+                opened.append(self.transport)
+
+            def connectionLost(self, reason: Failure = connectionDone) -> None:
+                self.closed.callback(None)
+
+        silent = self.reactor.listenTCP(0, Factory.forProtocol(Silent), interface=self.broker.host)
+
+        async def stop_silent() -> None:
+            await silent.stopListening()
+            for transport in opened:
+                transport.abortConnection()
+            await gatherResults(closed)
+
+        self.addCleanup(lambda: Deferred.fromCoroutine(stop_silent()))
+        # paho drops the socket of a failed handshake without closing it: with the collector
+        # off, only the sink's own close can end these connections.
+        gc.disable()
+        self.addCleanup(gc.enable)
+        self.broker.port = silent.getHost().port
+        self.assertEqual(self.make_sink()._client.connect_timeout, 10.0)
+        sink = self.make_sink(tls=True, connect_timeout=0.5)
+        error = await self.never_connects(sink)
+        self.assertEqual(error, "timeout")
+        await self.until(lambda: len(opened) >= 2 and all(d.called for d in closed[:2]))
 
     async def test_tls_host_name_verified(self) -> None:
         """A broker certificate from the trusted ``ca_file`` that names another address than
@@ -750,6 +812,10 @@ class MqttBrokerTests(TestCase):
         )
         mute = json.loads(sub.payloads("sonos/Kitchen/cmd/mute/result")[0])
         self.assertEqual((mute["ok"], mute["error"]["code"]), (False, "bad_request"))
+        # Results are not retained: a client subscribing later never reads an old answer
+        # (the broker sends a subscription's retained messages before the next one's).
+        late = await self.ready_subscriber("sonos/+/cmd/+/result")
+        self.assertEqual([topic for _, topic, _ in late.lines], ["sonos/bridge/availability"])
 
     async def test_command_topics_need_a_controller(self) -> None:
         """Without a controller the sink subscribes to nothing (no command topic); with one it
@@ -992,6 +1058,17 @@ class MqttBrokerTests(TestCase):
             "speaker.asleep", {"reason": "sleeping", "availability": availability}, speaker=OFFICE
         )
         await sub.wait(sub.has("sonos/Office/event/speaker.asleep"), self.reactor)
+        self.assertEqual(sub.payloads("sonos/Office/availability")[-1], "offline")
+        self.hub.publish("speaker.online", {"reason": "woke up"}, speaker=OFFICE)
+        await sub.wait(sub.has("sonos/Office/event/speaker.online"), self.reactor)
+        self.assertEqual(sub.payloads("sonos/Office/availability")[-1], "online")
+        upnp_off = {"status": "upnp_disabled", "reason": "HTTP 403", "since": None}
+        self.hub.publish(
+            "speaker.upnp_disabled",
+            {"reason": "HTTP 403", "availability": upnp_off},
+            speaker=OFFICE,
+        )
+        await sub.wait(sub.has("sonos/Office/event/speaker.upnp_disabled"), self.reactor)
         self.assertEqual(sub.payloads("sonos/Office/availability")[-1], "offline")
         self.hub.publish("speaker.removed", {"reason": "left household"}, speaker=KITCHEN)
         await sub.wait(lambda: sub.payloads(volume_topic)[-1:] == [""], self.reactor)

@@ -15,12 +15,14 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from sonosd.sim.service import HouseholdService
 from tests.control.test_controller_daemon import start_daemon
 from tests.daemon_helpers import daemon_yaml, reactor, until
+from tests.sinks.test_callbacks import capture_logs
 from tests.sinks.test_mqtt import MOSQUITTO_PUB, MOSQUITTO_SUB, WAIT, Broker, Subscriber
 from tests.test_daemon_process import (
     Processes,
@@ -116,9 +118,51 @@ class MqttDaemonTests(TestCase):
         )
         self.assertEqual(kitchen.rendering.volume, 27)
 
+    async def test_payload_bounds_are_32_levels_and_64_kib(self) -> None:
+        """A command payload nested 32 levels deep or of 64 KiB reaches the controller; one
+        level or one byte more is ``bad_request`` naming the bound, counted in
+        ``sonosd_client_errors_total{channel="mqtt"}``, and the connection stays up."""
+        broker, sub, mqtt = await broker_and_subscriber(self)
+        daemon = await start_daemon(self, sinks={"mqtt": mqtt})
+        await sub.wait(lambda: "online" in sub.payloads("sonos/bridge/availability"), reactor)
+
+        def nested(depth: int) -> str:
+            return '{"deep": ' + "[" * (depth - 1) + "1" + "]" * (depth - 1) + "}"
+
+        def sized(size: int) -> str:
+            head = '{"volume": 20, "request_id": "'
+            return head + "x" * (size - len(head) - 2) + '"}'
+
+        assert len(sized(65_536)) == 65_536
+        topic, result = "sonos/Kitchen/cmd/volume", "sonos/Kitchen/cmd/volume/result"
+        for payload in (nested(32), nested(33), sized(65_536), sized(65_537)):
+            await publish(broker, topic, payload)
+        await sub.wait(sub.has(result, 4), reactor)
+        # Results come as each command ends: refusals at once, the volume after its call.
+        answers = [json.loads(payload) for payload in sub.payloads(result)]
+        [done] = [answer for answer in answers if answer["ok"]]
+        self.assertEqual(done["result"], {"volume": 20})
+        errors = {a["error"]["message"]: a["error"]["code"] for a in answers if not a["ok"]}
+        self.assertEqual(sorted(errors.values()), ["bad_argument", "bad_request", "bad_request"])
+        # Within the bounds the arguments are the controller's to judge.
+        [argument] = [text for text, code in errors.items() if code == "bad_argument"]
+        self.assertTrue(argument.startswith("deep"), argument)
+        refusals = [text for text, code in errors.items() if code == "bad_request"]
+        self.assertEqual(len([text for text in refusals if "over the limit of 32" in text]), 1)
+        self.assertEqual(len([text for text in refusals if "65536" in text]), 1)
+        response = await daemon.http.get(daemon.url("/api/v1/metrics"))
+        metrics = await response.text()
+        for reason in ("too_deep", "too_large"):
+            self.assertIn(
+                f'sonosd_client_errors_total{{channel="mqtt",reason="{reason}"}} 1.0', metrics
+            )
+        self.assertEqual(sub.payloads("sonos/bridge/availability"), ["online"])
+
     async def test_retained_command_is_ignored(self) -> None:
         """A command left retained on the broker is not run when the daemon subscribes (it
-        would run again at every reconnect) and gets no result; a live one after it runs."""
+        would run again at every reconnect) and gets no result, and the daemon logs that it
+        ignored it; a live one after it runs."""
+        logs = capture_logs(self)
         broker, sub, mqtt = await broker_and_subscriber(self)
         topic, result = "sonos/Kitchen/cmd/volume", "sonos/Kitchen/cmd/volume/result"
         await publish(broker, topic, '{"volume": 5, "request_id": "retained"}', retain=True)
@@ -136,6 +180,8 @@ class MqttDaemonTests(TestCase):
         self.assertEqual(kitchen.rendering.volume, 27)
         volumes = [master_volume(p) for p in sub.payloads("sonos/Kitchen/event/RenderingControl")]
         self.assertNotIn(5, volumes)
+        ignored = [e for e in logs if "ignored retained command" in e.get("log_format", "")]
+        self.assertEqual([(e["log_level"], e["topic"]) for e in ignored], [(LogLevel.warn, topic)])
 
     async def test_home_theatre_room_topics_belong_to_the_soundbar(self) -> None:
         """In a home theatre whose sub and surrounds are followed too, the room's state,

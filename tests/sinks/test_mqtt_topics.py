@@ -114,3 +114,47 @@ def test_bridge_discovery() -> None:
     topic, document = bridge_discovery("homeassistant", TOPICS)
     assert topic == "homeassistant/binary_sensor/sonosd_bridge/connectivity/config"
     assert document["state_topic"] == "sonos/bridge/availability"
+
+
+def test_discovery_entities_are_the_documented_table() -> None:
+    """With commands, a speaker's entities are exactly docs/mqtt.md's Home Assistant table:
+    component, name, where each reads its state and which command each sends."""
+    documents = dict(discovery("homeassistant", TOPICS, UID, "Kitchen", "Kitchen", commands=True))
+    rendering = "sonos/Kitchen/state/RenderingControl"
+    transport = "sonos/Kitchen/state/AVTransport"
+    entities = {
+        (topic.split("/")[1], document["name"]): (
+            document.get("state_topic") or document.get("url_topic"),
+            document.get("command_topic"),
+        )
+        for topic, document in documents.items()
+    }
+    assert entities == {
+        ("sensor", "Volume"): (rendering, None),
+        ("binary_sensor", "Muted"): (rendering, None),
+        ("sensor", "Transport state"): (transport, None),
+        ("sensor", "Play mode"): (transport, None),
+        ("sensor", "Title"): (transport, None),
+        ("sensor", "Artist"): (transport, None),
+        ("sensor", "Album"): (transport, None),
+        ("image", "Album art"): (transport, None),
+        ("number", "Volume level"): (rendering, "sonos/Kitchen/cmd/volume"),
+        ("switch", "Mute"): (rendering, "sonos/Kitchen/cmd/mute"),
+        ("button", "Play"): (None, "sonos/Kitchen/cmd/play"),
+        ("button", "Pause"): (None, "sonos/Kitchen/cmd/pause"),
+        ("button", "Next"): (None, "sonos/Kitchen/cmd/next"),
+        ("button", "Previous"): (None, "sonos/Kitchen/cmd/previous"),
+    }
+    by_name = {document["name"]: document for document in documents.values()}
+    assert by_name["Volume"]["unit_of_measurement"] == "%"
+    assert by_name["Play mode"]["entity_category"] == "diagnostic"
+    assert "variables.current_play_mode" in by_name["Play mode"]["value_template"]
+    for name, field in (("Title", "title"), ("Artist", "artist"), ("Album", "album")):
+        assert f").{field} " in by_name[name]["value_template"], name
+    assert ").album_art_uri " in by_name["Album art"]["url_template"]
+    slider = by_name["Volume level"]
+    assert (slider["min"], slider["max"], slider["mode"]) == (0, 100, "slider")
+    assert slider["command_template"] == '{"volume": {{ value | int }}}'
+    mute = by_name["Mute"]
+    assert (mute["payload_on"], mute["payload_off"]) == ('{"mute": true}', '{"mute": false}')
+    assert all(document["device"]["name"] == "Kitchen" for document in documents.values())

@@ -144,6 +144,31 @@ class StreamTests(TestCase):
         await wait(lambda: len(client.lines()) == 5, "two errors")
         self.assertEqual([m["error"]["code"] for m in client.lines()[3:]], ["bad_request"] * 2)
 
+    async def test_resume_is_filtered_and_resets_as_documented(self) -> None:
+        """A resume after a filter line replays only the messages the filter accepts; an id
+        without its run, or one gone from the ring, gets reset and a fresh snapshot."""
+        await self.start()
+        first = publish(self.hub, 1, KITCHEN)
+        publish(self.hub, 2, KITCHEN)
+        office = publish(self.hub, 2, OFFICE)
+        client = await self.connect()
+        client.send({"op": "filter", "id": 1, "rooms": ["office"]})
+        client.send({"op": "resume", "id": 2, "run": self.hub.run, "last_id": first[0]})
+        await wait(lambda: any(m["type"] == "resumed" for m in client.lines()), "resumed")
+        later = publish(self.hub, 1, KITCHEN) + publish(self.hub, 1, OFFICE)
+        await wait(lambda: len(client.events()) == 3, "the office messages")
+        self.assertEqual([m["id"] for m in client.events()], [*office, later[1]])
+        publish(self.hub, 60)
+        for resume in (
+            {"op": "resume", "id": 3, "last_id": office[0]},
+            {"op": "resume", "id": 4, "run": self.hub.run, "last_id": first[0]},
+        ):
+            other = await self.connect()
+            other.send(resume)
+            await wait(lambda c=other: len(c.lines()) == 3, "reset and snapshot")
+            self.assertEqual([m["type"] for m in other.lines()], ["snapshot", "reset", "snapshot"])
+            self.assertEqual(other.lines()[2]["last_id"], self.hub.last_id)
+
     async def test_resume_with_odd_digits_is_an_error_line(self) -> None:
         """A resume whose last_id is a superscript or Arabic-Indic digit (digits to
         str.isdigit, not to int) gets a bad_request line; the stream goes on."""

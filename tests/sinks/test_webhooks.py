@@ -23,7 +23,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel
+from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
@@ -177,6 +177,24 @@ class TargetTests(SynchronousTestCase):
         self.assertEqual(target.stats.delivered, 1)
         self.assertEqual(target.stats.retried, 3)
 
+    def test_each_attempt_has_its_own_timestamp_and_signature(self) -> None:
+        """A retry carries the Unix time of that attempt (not of the first one) and a
+        signature over it, so a receiver refusing stale timestamps accepts a late retry."""
+        self.receiver.statuses = [503, 503]
+        self.target(random=lambda: 1.0)
+        self.publish()
+        self.clock.pump([0.25] * 40)
+        stamps = [headers["x-sonosd-timestamp"] for _, headers, _ in self.receiver.requests]
+        sent = [str(int(when)) for when, _, _ in self.receiver.requests]
+        self.assertEqual(stamps, sent)
+        self.assertEqual(len(set(stamps)), 3)
+        for when, headers, body in self.receiver.requests:
+            signed = headers["x-sonosd-signature"]
+            self.assertTrue(verify_signature(SECRET, body, str(int(when)), signed, now=when))
+            stale = str(int(self.receiver.requests[0][0]))
+            if stale != headers["x-sonosd-timestamp"]:
+                self.assertFalse(verify_signature(SECRET, body, stale, signed, now=when))
+
     def test_no_request_before_backoff_elapsed(self) -> None:
         """During the backoff nothing is sent, not even newer messages (order is kept)."""
         self.receiver.statuses = [503]
@@ -209,13 +227,16 @@ class TargetTests(SynchronousTestCase):
         self.assertEqual((target.stats.delivered, target.failing), (1, False))
 
     def test_4xx_not_retried(self) -> None:
-        """A 4xx other than 429 drops the message at once and the next one goes out."""
+        """A 4xx other than 429 drops the message at once and the next one goes out; each
+        refusal is logged as a warning naming the URL, the message and the status."""
+        logs = capture_logs(self)
         self.receiver.statuses = [400, 404]
         target = self.target()
         self.publish(3)
         self.clock.pump([1.0] * 10)
         self.assertEqual(self.receiver.ids(), [1, 2, 3])
         self.assertEqual((target.stats.refused, target.stats.delivered), (2, 1))
+        self.assertEqual(refusals(logs), [(1, "HTTP 400"), (2, "HTTP 404")])
 
     def retried_after(self, status: int, retry_after: str, seconds: float) -> None:
         """A message answered ``status`` with ``retry_after`` is sent again ``seconds`` later,
@@ -321,11 +342,27 @@ class TargetTests(SynchronousTestCase):
         self.assertEqual(self.receiver.ids(), [2])
 
     def test_redirect_refused(self) -> None:
-        """A redirect is not followed: the receiver's URL is wrong, the message is dropped."""
-        self.receiver.statuses = [301]
+        """A redirect is not followed: the receiver's URL is wrong, the message is dropped
+        and logged, not retried."""
+        logs = capture_logs(self)
+        self.receiver.statuses = [301, 308]
         target = self.target()
-        self.publish()
-        self.assertEqual(target.stats.refused, 1)
+        self.publish(2)
+        self.clock.pump([1.0] * 10)
+        self.assertEqual(self.receiver.ids(), [1, 2])
+        self.assertEqual((target.stats.refused, target.stats.retried), (2, 0))
+        self.assertEqual(refusals(logs), [(1, "HTTP 301"), (2, "HTTP 308")])
+
+
+def refusals(logs: list[Any]) -> list[tuple[int, str]]:
+    """The (message id, reason) of each warning that a message was refused and dropped."""
+    return [
+        (e["id"], e["reason"])
+        for e in logs
+        if "refused message" in str(e.get("log_format"))
+        and e["log_level"] is LogLevel.warn
+        and e["url"] == "http://hooks.example/sonos"
+    ]
 
 
 class SinkTests(SynchronousTestCase):
@@ -765,6 +802,37 @@ class PlainHTTPIntegrationTests(TestCase):
         connections = [set(p) for p in ports.values()]
         self.assertEqual([len(c) for c in connections], [1, 1])
         self.assertNotEqual(connections[0], connections[1])
+
+    async def test_answer_with_endless_headers_is_bounded(self) -> None:
+        """A receiver answering with 200 KB of header lines fails the delivery at 64 KiB of
+        them, a warning naming the URL and the bound, the message given up after its retries;
+        another target gets every message."""
+        events = capture_logs(self)
+
+        class Flooding(Resource):
+            isLeaf = True
+
+            def render_POST(self, request: Request) -> bytes:
+                for _ in range(200):
+                    request.responseHeaders.addRawHeader(b"x-padding", b"x" * 1011)
+                return b"ok"
+
+        fast = Receiver()
+        webhooks = [
+            Webhook(url=self.listen(Flooding()), retries=2),
+            Webhook(url=self.listen(fast)),
+        ]
+        sink = WebhookSink.from_config(self.reactor, webhooks)
+        sink.targets[0]._backoff_initial = sink.targets[0]._backoff_max = 0.01
+        await send_one(self.reactor, sink)
+        self.assertEqual((sink.targets[0].stats.failed, len(fast.requests)), (1, 1))
+        warnings = [
+            formatEvent(e)
+            for e in events
+            if e["log_level"] >= LogLevel.warn and webhooks[0].url in formatEvent(e)
+        ]
+        self.assertTrue(warnings)
+        self.assertTrue(all("status line and headers over 65536 bytes" in w for w in warnings))
 
     async def test_slow_target_delays_no_other_target(self) -> None:
         """While one receiver holds its request open, another target and another channel get
