@@ -1092,6 +1092,11 @@ class HostileTests(TestCase):
             lambda: daemon.recorder.of("events.gap", kitchen.uid, "RenderingControl"),
             "the consistency check to find the lost NOTIFY",
         )
+        speaker = daemon.service.household.speaker(kitchen.uid)
+        assert speaker is not None
+        rendering = speaker.services["RenderingControl"]
+        await until(lambda: rendering.polling, "the fresh subscription's NOTIFY missing: polling")
+        await until(lambda: rendering.polls >= 1, "a first poll")
         since = len(daemon.recorder.messages)
         second = first - 20
         kitchen.set_volume(second)

@@ -5,8 +5,11 @@
 against sonosd/message.schema.json):
 
 - ``on_event``: a NOTIFY's ``Event`` → an ``event`` message with plain JSON ``variables``;
-  the speaker's merged state is updated; a ZoneGroupTopology event also updates the
-  household topology and publishes ``topology.changed`` when the grouping changed.
+  the speaker's merged state is updated; a ZoneGroupTopology event also records that
+  speaker's view of the household topology, and once the speakers that report one agree (or
+  ``settle_timeout`` after they began to differ, the view most of them show) the household
+  topology is updated and ``topology.changed`` published when the grouping changed
+  (docs/supervisor.md, "Topology while a change settles").
 - ``on_state``: variables read by control calls (resync after a SEQ gap, polling when
   NOTIFYs do not arrive) → an ``event`` message with ``source`` ``resync``/``poll`` carrying
   only what differs from the merged state (nothing changed: no message). A client that
@@ -25,10 +28,11 @@ merged, from events and from state reads alike.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from sonosd.delivery.hub import Hub, Message
@@ -36,11 +40,22 @@ from sonosd.gena.eventxml import variables_to_json
 from sonosd.gena.sequence import skipped
 from sonosd.household.resync import comparable
 from sonosd.household.state import HouseholdState, SpeakerRef
-from sonosd.household.topology import Topology, TopologyError, parse_zone_group_state
+from sonosd.household.topology import (
+    SpeakerViews,
+    Topology,
+    TopologyError,
+    parse_zone_group_state,
+)
 
 log = Logger()
 
 TOPOLOGY_SERVICE = "ZoneGroupTopology"
+#: Seconds the speakers' views of a household may differ before the daemon takes the one most
+#: of them show (a speaker that stays behind must not hold the household back for good).
+SETTLE_TIMEOUT = 10.0
+#: Documents remembered per household, so that an event carries a document once, not once per
+#: speaker, and not again when a lagging speaker sends an older one.
+_SHOWN_DOCUMENTS = 4
 
 #: Called with the speaker, the service and its JSON variables after each merge.
 VariablesObserver = Callable[[SpeakerRef, str, Mapping[str, Any]], object]
@@ -68,16 +83,30 @@ class EventProcessor:
 
     @param hub: Where messages are published.
     @param state: The household state to merge into.
-    @param clock: The time of state updates (default: the wall clock).
+    @param clock: The time of state updates, and the settle timeout's timer (default: the
+        wall clock, without a settle timeout).
+    @param settle_timeout: Seconds the speakers' views of a household's topology may differ
+        before the one most of them show is taken.
     """
 
-    def __init__(self, hub: Hub, state: HouseholdState, clock: IReactorTime | None = None) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        state: HouseholdState,
+        clock: IReactorTime | None = None,
+        settle_timeout: float = SETTLE_TIMEOUT,
+    ) -> None:
         self._hub = hub
         self._state = state
         self._clock: Any = clock if clock is not None else _WallClock()
-        # Per household: the last ZoneGroupState document seen (every speaker of a household
-        # sends the same one with each change).
-        self._zgs_text: dict[str | None, str] = {}
+        self._settle_timeout = settle_timeout
+        # Per household: the documents its speakers sent lately (each is shown in one event),
+        # each reporting speaker's latest view, the document taken as the household's, and
+        # the timer that ends a disagreement.
+        self._shown: dict[str | None, OrderedDict[str, Topology | None]] = {}
+        self._views: dict[str | None, SpeakerViews] = {}
+        self._taken: dict[str | None, str] = {}
+        self._settling: dict[str | None, IDelayedCall] = {}
         self._observers: list[VariablesObserver] = []
         self.topology_errors = 0
         self.topology_duplicates = 0
@@ -131,8 +160,7 @@ class EventProcessor:
             service=service,
             event=event,
         )
-        if topology is not None:
-            self._apply_topology(topology, fields.get("zone_group_state"))
+        self._settle(ref, topology, fields)
         if self._observers:
             self._observe(ref, service, fields)
         return message
@@ -175,8 +203,7 @@ class EventProcessor:
                 speaker=ref.to_json(),
                 service=service,
             )
-        if topology is not None:
-            self._apply_topology(topology, fields.get("zone_group_state"))
+        self._settle(ref, topology, fields)
         if self._observers and changed:
             self._observe(ref, service, changed)
         return message
@@ -184,7 +211,8 @@ class EventProcessor:
     def on_zone_group_state(
         self, document: str | bytes, household: str | None = None
     ) -> Message | None:
-        """Take a ZoneGroupState read with GetZoneGroupState (any speaker's of ``household``).
+        """Take a ZoneGroupState read with GetZoneGroupState (any speaker's of ``household``)
+        as the household's, whatever the speakers' events say.
 
         @return: The ``topology.changed`` message, or ``None`` if nothing it reports changed.
         @raise TopologyError: If the document cannot be parsed.
@@ -195,20 +223,26 @@ class EventProcessor:
     def _take_topology(
         self, ref: SpeakerRef, variables: Mapping[str, Any]
     ) -> tuple[Mapping[str, Any], Topology | None]:
-        """Split the ZoneGroupState off ``variables``: the parsed topology of ``ref``'s
-        household when the document is new for that household; a document equal to the last
-        one (the same document every other speaker sends) is dropped before any parsing or JSON
-        work, so that it appears once, not once per speaker."""
+        """Split the ZoneGroupState off ``variables`` and record it as ``ref``'s view.
+
+        @return: The variables, and the parsed topology of ``ref``'s household when the
+            document is new to that household; a document its speakers sent lately (the same
+            one every other speaker sends, or an older one a lagging speaker still shows) is
+            left out of the variables, parsed once at most."""
         text = variables.get("zone_group_state")
         if not isinstance(text, str) or not text:
             return variables, None
         household = ref.household
-        if self._zgs_text.get(household) == text:
+        shown = self._shown.setdefault(household, OrderedDict())
+        if text in shown:
             self.topology_duplicates += 1
+            topology = shown[text]
+            shown.move_to_end(text)
+            if topology is not None:
+                self._views.setdefault(household, SpeakerViews()).report(ref.uid, text)
             return _without_topology(variables), None
-        self._zgs_text[household] = text
         try:
-            topology = parse_zone_group_state(text)
+            topology = parse_zone_group_state(text).tagged(household)
         except TopologyError as error:
             # The speaker's document, not our fault: one line, no traceback.
             self.topology_errors += 1
@@ -217,8 +251,105 @@ class EventProcessor:
                 speaker=ref.name or ref.uid,
                 error=str(error)[:200],
             )
+            topology = None
+        self._remember(household, text, topology)
+        if topology is None:
             return variables, None
-        return variables, topology.tagged(household)
+        self._views.setdefault(household, SpeakerViews()).report(ref.uid, text)
+        return variables, topology
+
+    def _remember(self, household: str | None, text: str, topology: Topology | None) -> None:
+        shown = self._shown.setdefault(household, OrderedDict())
+        shown[text] = topology
+        views = self._views.get(household)
+        for old in list(shown):
+            if len(shown) <= _SHOWN_DOCUMENTS:
+                break
+            if old != self._taken.get(household) and (views is None or old not in views):
+                del shown[old]
+
+    def _settle(self, ref: SpeakerRef, shown: Topology | None, fields: Mapping[str, Any]) -> None:
+        """After ``ref``'s event or read: take the document its household's speakers agree
+        on, or start the settle timeout while they differ. ``shown``: the topology the event
+        carried (its JSON in ``fields`` is reused)."""
+        views = self._views.get(ref.household)
+        if views is None:
+            return
+        document = views.view_of(ref.uid)
+        if document is not None and views.agreed() is None and self._same_groups(ref, document):
+            # Only BootSeq, addresses or versions differ from the household's topology: nothing
+            # a client acts on, and the supervisor needs a reboot's BootSeq at once.
+            self._take(ref.household, document, shown, fields.get("zone_group_state"))
+            return
+        self._decide(ref.household, shown, fields.get("zone_group_state"))
+
+    def _same_groups(self, ref: SpeakerRef, document: str) -> bool:
+        taken = self._taken.get(ref.household)
+        documents = self._shown.get(ref.household)
+        if taken is None or documents is None or taken == document:
+            return False
+        old, new = documents.get(taken), documents.get(document)
+        return old is not None and new is not None and not new.changed_from(old)
+
+    def _decide(
+        self, household: str | None, shown: Topology | None = None, json: Any = None
+    ) -> None:
+        views = self._views.get(household)
+        if views is None or not len(views):
+            return
+        agreed = views.agreed()
+        if agreed is None:
+            timer = self._settling.get(household)
+            if (timer is None or not timer.active()) and hasattr(self._clock, "callLater"):
+                self._settling[household] = self._clock.callLater(
+                    self._settle_timeout, self._settle_late, household
+                )
+            return
+        timer = self._settling.pop(household, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        self._take(household, agreed, shown, json)
+
+    def _settle_late(self, household: str | None) -> None:
+        self._settling.pop(household, None)
+        views = self._views.get(household)
+        document = None if views is None else views.most_held()
+        if document is None or document == self._taken.get(household):
+            return
+        log.info(
+            "the speakers of {household} still show {count} topologies after {seconds} s: "
+            "taking the one most of them show",
+            household=household,
+            count=views.documents() if views is not None else 0,
+            seconds=self._settle_timeout,
+        )
+        self._take(household, document)
+
+    def _take(
+        self,
+        household: str | None,
+        document: str,
+        shown: Topology | None = None,
+        json: Any = None,
+    ) -> None:
+        """Make ``document`` the household's topology (a no-op if it is already)."""
+        if self._taken.get(household) == document:
+            return
+        documents = self._shown.get(household)
+        topology = None if documents is None else documents.get(document)
+        if topology is None:
+            return  # Never: a document a speaker shows, or the one taken, stays remembered.
+        self._taken[household] = document
+        if shown is not topology:
+            json = None
+        self._apply_topology(topology, json)
+
+    def forget_view(self, speaker: SpeakerRef) -> None:
+        """``speaker`` no longer reports its household's topology (offline, removed, its
+        ZoneGroupTopology subscription lost): its last view no longer holds the others back."""
+        for household, views in list(self._views.items()):
+            if views.forget(speaker.uid):
+                self._decide(household)
 
     def _json(
         self,
@@ -261,11 +392,14 @@ class EventProcessor:
         if not self._state.set_availability(ref.uid, status, reason, time=self._clock.seconds()):
             return None
         availability = self._state.availability(ref.uid).to_json()
-        return self._hub.publish(
+        message = self._hub.publish(
             f"speaker.{status}",
             {"reason": reason, "availability": availability},
             speaker=ref.to_json(),
         )
+        if status != "online":
+            self.forget_view(ref)
+        return message
 
     def speaker_online(self, speaker: SpeakerRef, reason: str | None = None) -> Message | None:
         """Mark ``speaker`` online; publish ``speaker.online`` if it was not."""
@@ -282,14 +416,19 @@ class EventProcessor:
         if ref is None:
             return None
         self._state.remove(ref.uid)
-        return self._hub.publish("speaker.removed", {"reason": reason}, speaker=ref.to_json())
+        message = self._hub.publish("speaker.removed", {"reason": reason}, speaker=ref.to_json())
+        self.forget_view(ref)
+        return message
 
     def subscription_lost(self, speaker: SpeakerRef, service: str, reason: str) -> Message:
         """Publish ``subscription.lost``: events of ``service`` stop until it is restored."""
         ref = self._state.ensure(speaker)
-        return self._hub.publish(
+        message = self._hub.publish(
             "subscription.lost", {"reason": reason}, speaker=ref.to_json(), service=service
         )
+        if service == TOPOLOGY_SERVICE:
+            self.forget_view(ref)
+        return message
 
     def subscription_restored(
         self, speaker: SpeakerRef, service: str, reason: str | None = None

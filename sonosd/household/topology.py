@@ -5,12 +5,14 @@ Every speaker of a household sends the same ZoneGroupState (in ZoneGroupTopology
 as the out-argument of GetZoneGroupState): groups, each with a coordinator and members
 (home-theatre satellites nested in their member), and the devices that vanished. Two parses of
 the same household compare equal whatever the order of the document, so a change of grouping
-is a change of value. Pure parsing, no I/O.
+is a change of value. ``SpeakerViews`` keeps each speaker's own latest document while a change
+settles (docs/supervisor.md, "Topology while a change settles"). Pure, no I/O.
 """
 
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -240,6 +242,72 @@ class Topology:
             "groups": [group.to_json() for group in self.groups],
             "vanished": [device.to_json() for device in self.vanished],
         }
+
+
+class SpeakerViews:
+    """The ZoneGroupState each speaker of one household showed last, and whether they agree.
+
+    Real players learn a change of topology a little apart and each events its own view
+    meanwhile (docs/simulator.md, "Topology settle"); a speaker's own events are ordered by
+    its subscription's SEQ, but nothing orders two speakers' documents. Each document is kept
+    once however many speakers show it.
+    """
+
+    def __init__(self) -> None:
+        self._by_speaker: dict[str, str] = {}
+        self._held: Counter[str] = Counter()
+        self._documents: dict[str, str] = {}
+
+    def report(self, uid: str, document: str) -> None:
+        """``uid`` shows ``document`` now (its latest event or read)."""
+        self.forget(uid)
+        document = self._documents.setdefault(document, document)
+        self._by_speaker[uid] = document
+        self._held[document] += 1
+
+    def forget(self, uid: str) -> bool:
+        """``uid`` no longer reports (offline, removed, its subscription lost).
+
+        @return: Whether it had a view.
+        """
+        document = self._by_speaker.pop(uid, None)
+        if document is None:
+            return False
+        self._held[document] -= 1
+        if not self._held[document]:
+            del self._held[document]
+            del self._documents[document]
+        return True
+
+    def agreed(self) -> str | None:
+        """The document every reporting speaker shows, if they all show the same one."""
+        if len(self._held) == 1:
+            return next(iter(self._held))
+        return None
+
+    def most_held(self) -> str | None:
+        """The document most speakers show; of equally held ones, the one shown last."""
+        best: tuple[int, int] | None = None
+        chosen = None
+        for position, document in enumerate(self._by_speaker.values()):
+            key = (self._held[document], position)
+            if best is None or key > best:
+                best, chosen = key, document
+        return chosen
+
+    def view_of(self, uid: str) -> str | None:
+        """The document ``uid`` showed last, if it reports."""
+        return self._by_speaker.get(uid)
+
+    def documents(self) -> int:
+        """How many different documents the speakers show."""
+        return len(self._held)
+
+    def __contains__(self, document: object) -> bool:
+        return document in self._held
+
+    def __len__(self) -> int:
+        return len(self._by_speaker)
 
 
 def merged(topologies: Iterable[Topology]) -> Topology:

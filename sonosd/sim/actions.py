@@ -272,7 +272,7 @@ def _get_zone_group_state(speaker: Speaker, args: Args) -> Out:
     if household.modes.zone_group_state_refused(len(household.speakers)):
         # Large households: real speakers fail the action (SoCo #518, HA #70194).
         raise UPnPError(501, "GetZoneGroupState fails in a large household")
-    return {"ZoneGroupState": household.zone_group_state()}
+    return {"ZoneGroupState": household.zone_group_state_of(speaker)}
 
 
 @action("ZoneGroupTopology", "GetZoneGroupAttributes")

@@ -32,7 +32,12 @@ from sonosd.sim.content import queue_tracks
 from sonosd.sim.didl import format_duration, parse_duration
 from sonosd.sim.gena import MAX_SEQ
 from sonosd.sim.household import Household, Speaker
-from sonosd.sim.modes import MAX_REGROUP_DELAY, SSDP_WHEN_UPNP_OFF, UPNP_KINDS
+from sonosd.sim.modes import (
+    MAX_REGROUP_DELAY,
+    MAX_TOPOLOGY_SETTLE,
+    SSDP_WHEN_UPNP_OFF,
+    UPNP_KINDS,
+)
 from sonosd.sim.neighbourhood import Neighbourhood
 from sonosd.sim.soap import UPnPError
 
@@ -435,6 +440,7 @@ def _set_modes(household: Household, body: Mapping[str, Any]) -> None:
         "large_household_players": lambda v: _int_value("large_household_players", v, 1, 1000),
         "upnp": lambda v: _bool_value("upnp", v),
         "regroup_delay": lambda v: _seconds_value("regroup_delay", v, MAX_REGROUP_DELAY),
+        "topology_settle": lambda v: _seconds_value("topology_settle", v, MAX_TOPOLOGY_SETTLE),
         "upnp_off_ssdp": lambda v: _choice("upnp_off_ssdp", v, SSDP_WHEN_UPNP_OFF),
         "upnp_off_forbidden": lambda v: tuple(
             _choice("upnp_off_forbidden", kind, UPNP_KINDS)

@@ -193,6 +193,11 @@ class Speaker:
         #: ``ContainerUpdateIDs`` of the last content change this speaker evented.
         self.container_update_ids: str | None = None
         self.manager: SubscriptionManagerLike | None = None
+        #: The ZoneGroupState this speaker shows while a change settles (``topology_settle``);
+        #: ``None``: the household's.
+        self.zgs_view: str | None = None
+        #: The latest of the household's ZoneGroupState versions this speaker learnt.
+        self.zgs_version = 0
         #: Hostile SOAP answers (docs/simulator.md, "Faults").
         self.soap_faults = SoapFaults()
         self.network: NetworkPresence | None = None
@@ -286,6 +291,11 @@ class Speaker:
         self._published[service] = current
         if changed and self.manager is not None:
             self.manager.notify(service, changed)
+
+    def shown_zone_group_state(self) -> str | None:
+        """The ZoneGroupState this speaker last evented (``None`` before its baseline)."""
+        value = self._published.get("ZoneGroupTopology", {}).get("ZoneGroupState")
+        return value if isinstance(value, str) else None
 
     def _transport_changed(self, kind: str) -> None:
         if kind == "queue":
@@ -787,6 +797,11 @@ class Household:
         #: The ZoneGroupState shown while a regroup settles (``regroup_delay``), and its timer.
         self._zgs_held: str | None = None
         self._settling: IDelayedCall | None = None
+        #: Players still to learn a ZoneGroupState (``topology_settle``).
+        self._learning: list[IDelayedCall] = []
+        #: Counts the household's changes of ZoneGroupState, so that each speaker learns them
+        #: in order.
+        self._zgs_version = 0
         self.announcer: Announcer | None = None
         for speaker in self.speakers:
             speaker.baseline()
@@ -833,6 +848,11 @@ class Household:
             self._zgs_cache = zone_group_state(self._group_views(), self._vanished_views())
         return self._zgs_cache
 
+    def zone_group_state_of(self, speaker: Speaker) -> str:
+        """The ZoneGroupState ``speaker`` shows (events, ``GetZoneGroupState``): its own view
+        while a change settles (``topology_settle``), the household's otherwise."""
+        return speaker.zgs_view if speaker.zgs_view is not None else self.zone_group_state()
+
     def _group_views(self) -> Iterable[ZoneGroupView]:
         for group in self.groups:
             members = tuple(
@@ -874,13 +894,40 @@ class Household:
                 )
 
     def topology_changed(self) -> None:
-        """The ZoneGroupState changed: event it (and group variables) on every speaker."""
+        """The ZoneGroupState changed: event it (and group variables) on every speaker; with
+        ``topology_settle``, each speaker events it when it learns it."""
         self._zgs_cache = None
+        self._zgs_version += 1
+        settling = self.modes.topology_settle > 0 and self._zgs_held is None
+        if settling:
+            self._learn_later()
         for speaker in self.speakers:
-            speaker.publish("ZoneGroupTopology")
+            if not settling:
+                speaker.publish("ZoneGroupTopology")
             speaker.publish("GroupManagement")
             speaker.publish("GroupRenderingControl")
             speaker.publish("DeviceProperties")
+
+    def _learn_later(self) -> None:
+        """``topology_settle``: every speaker keeps showing what it showed and learns the new
+        ZoneGroupState later, in household order, the last one ``topology_settle`` from now
+        (docs/simulator.md, "Topology settle")."""
+        new, version = self.zone_group_state(), self._zgs_version
+        self._learning = [call for call in self._learning if call.active()]
+        step = self.modes.topology_settle / len(self.speakers)
+        for index, speaker in enumerate(self.speakers):
+            if speaker.zgs_view is None:
+                speaker.zgs_view = speaker.shown_zone_group_state()
+            self._learning.append(
+                self.clock.callLater(step * (index + 1), self._learn, speaker, new, version)
+            )
+
+    def _learn(self, speaker: Speaker, document: str, version: int) -> None:
+        if version <= speaker.zgs_version:
+            return  # It learnt a later one already.
+        speaker.zgs_version = version
+        speaker.zgs_view = None if version == self._zgs_version else document
+        speaker.publish("ZoneGroupTopology")
 
     def _new_group_id(self, uid: str) -> str:
         self._group_seq += 1
@@ -1221,6 +1268,10 @@ class Household:
         if self._settling is not None and self._settling.active():
             self._settling.cancel()
         self._settling = None
+        for call in self._learning:
+            if call.active():
+                call.cancel()
+        self._learning = []
         for speaker in self.speakers:
             speaker.shutdown()
 

@@ -25,7 +25,11 @@ Each mode is something real households do that a kind simulator would hide (sour
   the new groups (ZoneGroupTopology events, ``GetZoneGroupState``) only later; clients wait
   for the topology for that reason (Home Assistant's ``join_multi`` up to 5 s:
   ``landscape.md`` row 33; ``sonos-protocol.md`` §5). How long real households take is not
-  on record: the delay is a choice, 0 by default.
+  on record: the delay is a choice, 0 by default;
+- **topology settle** (``topology_settle``, off by default): after a join, unjoin or bond
+  change, the household's players learn the new ZoneGroupState one after another over that many
+  seconds, each eventing (and answering ``GetZoneGroupState`` with) its own view meanwhile
+  (docs/simulator.md, "Topology settle", for the sources and what is a choice).
 
 Pure decisions and values; ``sonosd.sim.site`` applies them to requests.
 """
@@ -37,6 +41,8 @@ from typing import Final
 
 import attrs
 
+#: The longest topology settle (seconds) a household may be given.
+MAX_TOPOLOGY_SETTLE: Final = 60.0
 #: Players above which GetZoneGroupState answers 501 (SoCo issue #518: 22 worked).
 DEFAULT_LARGE_HOUSEHOLD_PLAYERS: Final = 22
 #: What SSDP does while UPnP is off: still ``answer`` searches, or stay ``silent``.
@@ -85,6 +91,10 @@ class HouseholdModes:
     """Seconds a household takes to regroup after a speaker accepted a join or unjoin: the
     answer comes at once, the ZoneGroupState (events and GetZoneGroupState) shows the new
     groups only then (0: at once)."""
+    topology_settle: float = 0.0
+    """Seconds over which the players learn a new ZoneGroupState one after another (in
+    household order, the first after ``topology_settle / players``, the last after
+    ``topology_settle``); each shows its own view meanwhile (0: all at once)."""
 
     def __attrs_post_init__(self) -> None:
         check_modes(self)
@@ -108,6 +118,11 @@ def check_modes(modes: HouseholdModes) -> None:
         raise ValueError(
             f"regroup_delay: expected 0 to {MAX_REGROUP_DELAY:g} seconds, "
             f"got {modes.regroup_delay!r}"
+        )
+    if not 0 <= modes.topology_settle <= MAX_TOPOLOGY_SETTLE:
+        raise ValueError(
+            f"topology_settle: expected 0 to {MAX_TOPOLOGY_SETTLE:g} seconds, "
+            f"got {modes.topology_settle!r}"
         )
     unknown = [kind for kind in modes.upnp_off_forbidden if kind not in UPNP_KINDS]
     if unknown:

@@ -11,7 +11,7 @@ polling always agree.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol, Union
+from typing import Any, Protocol, Union
 
 from sonosd.sim.didl import format_duration, track_didl
 from sonosd.sim.models import Model
@@ -40,6 +40,8 @@ class Household(Protocol):
     def by_uid(self) -> Mapping[str, Speaker]: ...
 
     def zone_group_state(self) -> str: ...
+
+    def zone_group_state_of(self, speaker: Any) -> str: ...
 
     def alarm_list_version(self) -> str: ...
 
@@ -253,7 +255,7 @@ def zone_group_topology(speaker: Speaker) -> dict[str, EventValue]:
     others = sum(1 for s in visible if s is not coordinator and not s.invisible)
     group_name = coordinator.name if others == 0 else f"{coordinator.name} + {others}"
     return {
-        "ZoneGroupState": household.zone_group_state(),
+        "ZoneGroupState": household.zone_group_state_of(speaker),
         "ThirdPartyMediaServersX": "",
         "AvailableSoftwareUpdate": (
             '<UpdateItem xmlns="urn:schemas-rinconnetworks-com:update-1-0" Type="Software" '

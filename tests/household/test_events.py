@@ -212,7 +212,8 @@ def test_differences_leave_out_a_group_members_play_mode() -> None:
 
 def test_topology_changed_only_on_real_change() -> None:
     """ZoneGroupTopology events publish topology.changed the first time and when groups
-    change, not when another speaker repeats the state nor when a speaker reboots."""
+    change (once the reporting speakers agree), not when another speaker repeats the state
+    nor when a speaker reboots (whose new BootSeq is taken into the state at once)."""
     processor, _, sink, _ = setup()
     observed: list[Any] = []
     processor.state.add_topology_observer(lambda old, new: observed.append((old, new)))
@@ -236,17 +237,127 @@ def test_topology_changed_only_on_real_change() -> None:
         ("RINCON_K", [("RINCON_K", "Kitchen", 2)]), ("RINCON_O", [("RINCON_O", "Office", 5)])
     )
     processor.on_event(KITCHEN, "ZoneGroupTopology", event({"zone_group_state": rebooted}, "1"))
+    # Only a BootSeq differs: taken at once (the supervisor needs it), with no message.
     assert sink.types()[-1] == "event"
     assert len(observed) == 2 and observed[1][1].member("RINCON_K").boot_seq == 2
+    processor.on_event(OFFICE, "ZoneGroupTopology", event({"zone_group_state": rebooted}, "1"))
+    assert sink.types()[-2:] == ["event", "event"] and len(observed) == 2
 
     grouped = zgs(("RINCON_K", [("RINCON_K", "Kitchen", 2), ("RINCON_O", "Office", 5)]))
     processor.on_event(KITCHEN, "ZoneGroupTopology", event({"zone_group_state": grouped}, "2"))
+    assert sink.types()[-1] == "event"
+    processor.on_event(OFFICE, "ZoneGroupTopology", event({"zone_group_state": grouped}, "2"))
     assert sink.types()[-2:] == ["event", "topology.changed"]
     changed = valid(sink.messages[-1].body)
     assert "speaker" not in changed and "service" not in changed
     assert [m["uid"] for m in changed["groups"][0]["members"]] == ["RINCON_K", "RINCON_O"]
     assert processor.state.topology is not None
     assert processor.state.topology.coordinator_of("RINCON_O") == "RINCON_K"
+
+
+BEDROOM = SpeakerRef(uid="RINCON_B", name="Bedroom", host="127.0.0.4")
+APART = zgs(
+    ("RINCON_K", [("RINCON_K", "Kitchen", 1)]),
+    ("RINCON_O", [("RINCON_O", "Office", 1)]),
+    ("RINCON_B", [("RINCON_B", "Bedroom", 1)]),
+)
+JOINED = zgs(
+    ("RINCON_K", [("RINCON_K", "Kitchen", 1), ("RINCON_O", "Office", 1)]),
+    ("RINCON_B", [("RINCON_B", "Bedroom", 1)]),
+)
+ALL = zgs(
+    (
+        "RINCON_K",
+        [("RINCON_K", "Kitchen", 1), ("RINCON_O", "Office", 1), ("RINCON_B", "Bedroom", 1)],
+    )
+)
+
+
+def report(processor: EventProcessor, speaker: SpeakerRef, document: str, seq: int) -> None:
+    processor.on_event(
+        speaker, "ZoneGroupTopology", event({"zone_group_state": document}, str(seq))
+    )
+
+
+def members_of_kitchen(sink: Recorder) -> list[list[str]]:
+    """The members of Kitchen's group in each topology.changed, in order."""
+    return [
+        [
+            member["uid"]
+            for group in message.body["groups"]
+            if group["coordinator"] == "RINCON_K"
+            for member in group["members"]
+        ]
+        for message in sink.messages
+        if message.type == "topology.changed"
+    ]
+
+
+def test_a_lagging_speakers_older_view_is_never_taken_back() -> None:
+    """Two regroupings learnt by the speakers a little apart: the household's topology changes
+    once the reporting speakers agree, and a lagging speaker's older view, arriving after a
+    newer one, neither changes it back nor reappears in its event."""
+    processor, _, sink, _ = setup()
+    for speaker in (KITCHEN, OFFICE, BEDROOM):
+        report(processor, speaker, APART, 0)
+    assert members_of_kitchen(sink) == [["RINCON_K"]]
+    report(processor, KITCHEN, JOINED, 1)
+    report(processor, KITCHEN, ALL, 2)
+    report(processor, OFFICE, JOINED, 1)
+    report(processor, OFFICE, ALL, 2)
+    report(processor, BEDROOM, JOINED, 1)
+    assert members_of_kitchen(sink) == [["RINCON_K"]]
+    report(processor, BEDROOM, ALL, 2)
+    assert members_of_kitchen(sink) == [["RINCON_K"], ["RINCON_B", "RINCON_K", "RINCON_O"]]
+    events = [m for m in sink.messages if m.type == "event"]
+    assert len(events) == 9
+    carrying = [m.body["seq"] for m in events if "zone_group_state" in m.body["variables"]]
+    assert carrying == [0, 1, 2]
+    assert processor.state.topology is not None
+    assert processor.state.topology.coordinator_of("RINCON_B") == "RINCON_K"
+
+
+def test_views_that_stay_apart_are_settled_by_the_timeout() -> None:
+    """A speaker that stays behind holds the household back for settle_timeout at most: then
+    the view most speakers show is taken, and a later agreement on it changes nothing."""
+    clock = Clock()
+    hub = Hub(clock)
+    sink = Recorder()
+    hub.add_sink(sink)
+    processor = EventProcessor(hub, HouseholdState(), clock, settle_timeout=5.0)
+    for speaker in (KITCHEN, OFFICE, BEDROOM):
+        report(processor, speaker, APART, 0)
+    report(processor, KITCHEN, JOINED, 1)
+    report(processor, OFFICE, JOINED, 1)
+    clock.advance(4.9)
+    assert members_of_kitchen(sink) == [["RINCON_K"]]
+    clock.advance(0.1)
+    assert members_of_kitchen(sink) == [["RINCON_K"], ["RINCON_K", "RINCON_O"]]
+    report(processor, BEDROOM, JOINED, 1)
+    clock.advance(10)
+    assert len(members_of_kitchen(sink)) == 2
+    assert not clock.getDelayedCalls()
+
+
+def test_a_speaker_that_stops_reporting_no_longer_holds_the_others_back() -> None:
+    """When the lagging speaker goes offline or loses its ZoneGroupTopology subscription, the
+    view the others agree on is taken at once."""
+    processor, _, sink, clock = setup()
+    for speaker in (KITCHEN, OFFICE, BEDROOM):
+        report(processor, speaker, APART, 0)
+    report(processor, KITCHEN, JOINED, 1)
+    report(processor, OFFICE, JOINED, 1)
+    processor.subscription_lost(BEDROOM, "RenderingControl", "gone")
+    assert len(members_of_kitchen(sink)) == 1
+    processor.subscription_lost(BEDROOM, "ZoneGroupTopology", "gone")
+    assert members_of_kitchen(sink)[-1] == ["RINCON_K", "RINCON_O"]
+    report(processor, BEDROOM, JOINED, 0)
+    report(processor, KITCHEN, ALL, 2)
+    processor.speaker_offline(OFFICE, "connection refused")
+    assert members_of_kitchen(sink)[-1] == ["RINCON_K", "RINCON_O"]
+    processor.speaker_removed(BEDROOM, "left its household")
+    assert members_of_kitchen(sink)[-1] == ["RINCON_B", "RINCON_K", "RINCON_O"]
+    assert not clock.getDelayedCalls()
 
 
 def test_identical_zone_group_state_dropped_before_json_work(

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from sonosd.gena.eventxml import parse_event_xml
 from sonosd.household.topology import (
     Member,
+    SpeakerViews,
     Topology,
     TopologyError,
     parse_channel_map,
@@ -284,6 +285,26 @@ def test_a_document_escaped_twice_is_refused() -> None:
     assert [group.id for group in parse_zone_group_state(once).groups] == ["R:1"]
     with pytest.raises(TopologyError, match="escaped in a ZoneGroupState escaped"):
         parse_zone_group_state(f"<ZoneGroupState>{escape(once)}</ZoneGroupState>")
+
+
+def test_speaker_views_agree_only_when_every_reporting_speaker_shows_one_document() -> None:
+    """SpeakerViews keeps each speaker's latest document: they agree when all show the same
+    one, the most held one wins (ties: the one shown last), and a forgotten speaker counts no
+    more."""
+    views = SpeakerViews()
+    assert (views.agreed(), views.most_held(), len(views)) == (None, None, 0)
+    views.report("K", "old")
+    views.report("O", "old")
+    assert views.agreed() == "old"
+    views.report("K", "new")
+    assert (views.agreed(), views.documents(), "old" in views) == (None, 2, True)
+    assert views.most_held() == "new"
+    views.report("B", "old")
+    assert views.most_held() == "old"
+    views.report("O", "new")
+    assert views.most_held() == "new"
+    assert views.forget("B") and not views.forget("B")
+    assert (views.agreed(), "old" in views, len(views)) == ("new", False, 2)
 
 
 def test_groups_by_coordinator_members_by_uid() -> None:

@@ -307,11 +307,11 @@ class ModeAdminTests(SynchronousTestCase):
         assert self.request("PATCH", "/household/modes", {"upnp": "off"})[0] == 400
         assert self.request("PATCH", "/household/modes", {"colour": 1})[0] == 400
         assert self.request("PATCH", "/household/modes", {"upnp_off_ssdp": "loud"})[0] == 400
-        for delay in (-1, 61, "2", True):
-            body = {"regroup_delay": delay}
-            assert self.request("PATCH", "/household/modes", body)[0] == 400
-        status, household = self.request("PATCH", "/household/modes", {"regroup_delay": 2})
-        assert (status, household["modes"]["regroup_delay"]) == (200, 2.0)
+        for mode in ("regroup_delay", "topology_settle"):
+            for delay in (-1, 61, "2", True):
+                assert self.request("PATCH", "/household/modes", {mode: delay})[0] == 400
+            status, household = self.request("PATCH", "/household/modes", {mode: 2})
+            assert (status, household["modes"][mode]) == (200, 2.0)
         status, household = self.request(
             "PATCH", "/household/modes", {"upnp_off_forbidden": ["scpd"]}
         )

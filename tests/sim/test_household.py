@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from xml.etree import ElementTree
 
 import pytest
@@ -719,3 +720,48 @@ def test_ht_satellite_actions_take_the_maps_sonos_apps_send() -> None:
     assert call(bar, "AddHTSatellite", HTSatChanMapSet=again) == 200
     assert bar.satellites == [right.uid, sub.uid, left.uid]
     assert call(bar, "AddHTSatellite", HTSatChanMapSet=again) == 200
+
+
+def test_topology_settle_lets_each_speaker_learn_a_change_in_turn() -> None:
+    """With topology_settle the speakers learn each new ZoneGroupState one after another,
+    each eventing and answering its own view meanwhile, so a lagging speaker events an older
+    view after a leading one evented a newer one."""
+    clock, household, managers = make()
+    household.set_modes(topology_settle=3.0)
+    living, kitchen, office = household.speakers
+    apart = household.zone_group_state()
+    seen: list[tuple[int, str]] = []
+
+    def recorder(index: int) -> Callable[[str, Mapping[str, object]], None]:
+        def notify(service: str, changed: Mapping[str, object]) -> None:
+            if "ZoneGroupState" in changed:
+                seen.append((index, str(changed["ZoneGroupState"])))
+
+        return notify
+
+    for index, manager in enumerate(managers):
+        manager.notify = recorder(index)  # type: ignore[method-assign]
+    household.join(kitchen, living)
+    joined = household.zone_group_state()
+    clock.advance(0.5)
+    household.unjoin(kitchen)
+    regrouped = household.zone_group_state()
+    assert len({apart, joined, regrouped}) == 3
+    assert [household.zone_group_state_of(s) for s in household.speakers] == [apart] * 3
+    assert actions.run(office, "ZoneGroupTopology", "GetZoneGroupState", {}) == {
+        "ZoneGroupState": apart
+    }
+    clock.advance(0.75)
+    assert household.zone_group_state_of(living) == joined
+    assert household.zone_group_state_of(office) == apart
+    clock.advance(3.0)
+    assert seen == [
+        (0, joined),
+        (0, regrouped),
+        (1, joined),
+        (1, regrouped),
+        (2, joined),
+        (2, regrouped),
+    ]
+    assert all(s.zgs_view is None for s in household.speakers)
+    assert [household.zone_group_state_of(s) for s in household.speakers] == [regrouped] * 3

@@ -42,6 +42,8 @@ def test_bad_modes_are_refused() -> None:
         HouseholdModes(upnp_off_forbidden=["control", "album art"])
     with pytest.raises(ValueError, match="regroup_delay"):
         HouseholdModes(regroup_delay=-1.0)
+    with pytest.raises(ValueError, match="topology_settle"):
+        HouseholdModes(topology_settle=61.0)
 
 
 def test_ssdp_silent_only_when_upnp_is_off_and_asked() -> None:
