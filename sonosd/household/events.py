@@ -252,6 +252,15 @@ class EventProcessor:
                 error=str(error)[:200],
             )
             topology = None
+        if topology is not None:
+            same = next((old for old, known in shown.items() if known == topology), None)
+            if same is not None:
+                # The same topology written otherwise (another speaker may order the groups
+                # its own way): one view, not a disagreement that waits for settle_timeout.
+                self.topology_duplicates += 1
+                shown.move_to_end(same)
+                self._views.setdefault(household, SpeakerViews()).report(ref.uid, same)
+                return _without_topology(variables), None
         self._remember(household, text, topology)
         if topology is None:
             return variables, None

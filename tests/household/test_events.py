@@ -317,6 +317,29 @@ def test_a_lagging_speakers_older_view_is_never_taken_back() -> None:
     assert processor.state.topology.coordinator_of("RINCON_B") == "RINCON_K"
 
 
+def test_one_topology_written_in_two_orders_is_one_view() -> None:
+    """Speakers that write the same groups in another order agree at once: the regrouping is
+    taken when the last of them shows it, with no wait for the settle timeout, and the
+    reordered document is not published again."""
+    processor, _, sink, clock = setup()
+    reordered = zgs(
+        ("RINCON_B", [("RINCON_B", "Bedroom", 1)]),
+        ("RINCON_K", [("RINCON_K", "Kitchen", 1), ("RINCON_O", "Office", 1)]),
+    )
+    assert reordered != JOINED
+    for speaker in (KITCHEN, OFFICE, BEDROOM):
+        report(processor, speaker, APART, 0)
+    report(processor, KITCHEN, JOINED, 1)
+    report(processor, OFFICE, reordered, 1)
+    assert members_of_kitchen(sink) == [["RINCON_K"]]
+    report(processor, BEDROOM, reordered, 1)
+    assert members_of_kitchen(sink) == [["RINCON_K"], ["RINCON_K", "RINCON_O"]]
+    assert not clock.getDelayedCalls()
+    events = [m for m in sink.messages if m.type == "event"]
+    carrying = [m.body["seq"] for m in events if "zone_group_state" in m.body["variables"]]
+    assert carrying == [0, 1]
+
+
 def test_views_that_stay_apart_are_settled_by_the_timeout() -> None:
     """A speaker that stays behind holds the household back for settle_timeout at most: then
     the view most speakers show is taken, and a later agreement on it changes nothing."""
