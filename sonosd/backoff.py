@@ -118,7 +118,8 @@ def not_http(exc: BaseException) -> str | None:
         for inner in getattr(value, "reasons", None) or ():
             visit(inner, depth + 1)
         if isinstance(value, BaseException):
-            for inner in value.args:
+            # sonosd.gena's GenaError holds the client's error as its cause.
+            for inner in (*value.args, value.__cause__):
                 if isinstance(inner, BaseException):
                     visit(inner, depth + 1)
 
@@ -141,7 +142,8 @@ def describe_failure(reason: Failure | BaseException) -> tuple[FailureKind, str]
     status = getattr(exc, "status", None)
     if isinstance(status, bytes):
         status = status.decode("ascii", "replace")
-    if status is not None and str(status).isdigit():
+    if status is not None and str(status).isdigit() and not 200 <= int(status) < 300:
+        # A 2xx that failed (a GENA answer without its SID) is told by its message, below.
         code = int(status)
         if code == 412:
             return FailureKind.GONE, GONE_412

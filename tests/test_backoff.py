@@ -187,3 +187,21 @@ def test_wrapped_cause_classified() -> None:
             raise GenaError(None, "SUBSCRIBE http://x: refused") from cause
     except GenaError as wrapped:
         assert describe_failure(wrapped) == (FailureKind.UNREACHABLE, "connection refused")
+
+
+def test_gena_answers_that_are_wrong_say_what_was_wrong() -> None:
+    """A GenaError raised from an answer that is not HTTP says so, and a 200 that lacked what
+    GENA needs (a SID) says that, not ``HTTP 200``."""
+    garbled = ResponseFailed([Failure(ParseError("wrong number of parts", b"garbage"))])
+    try:
+        try:
+            raise garbled
+        except ResponseFailed as cause:
+            raise GenaError(None, f"SUBSCRIBE http://x: {cause}") from cause
+    except GenaError as wrapped:
+        assert describe_failure(wrapped) == (FailureKind.ERROR, "not an HTTP answer: 'garbage'")
+    missing = GenaError(200, "SUBSCRIBE: response has no SID")
+    assert describe_failure(missing) == (
+        FailureKind.ERROR,
+        "GenaError: SUBSCRIBE: response has no SID",
+    )

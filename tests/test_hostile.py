@@ -8,6 +8,7 @@ nested JSON on every channel, floods of bad requests, and a NOTIFY lost for good
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -30,6 +31,7 @@ from sonosd.backoff import describe_failure
 from sonosd.config import parse_config
 from sonosd.logs import route_stdlib_logging
 from sonosd.service import SonosdService
+from sonosd.sim.gena import GenaFaults
 from sonosd.sim.household import Speaker
 from sonosd.sim.service import HouseholdService
 from tests.api_helpers import DripClient, connect_ws
@@ -80,6 +82,23 @@ def chunked_request(sid: str, seq: int, chunked: bytes, extra: bytes = b"") -> b
     return head.encode() + extra + b"\r\n" + chunked
 
 
+def service_warnings(events: list[LogEvent], speaker: Speaker, service: str) -> list[str]:
+    """The daemon's warnings that a SUBSCRIBE or renewal of ``service`` of ``speaker``
+    failed, as logged."""
+    label = f"{speaker.name} ({speaker.uid})"
+    return [
+        formatEvent(e)
+        for e in events
+        if e.get("log_format", "").startswith("{during} {speaker} {service} failed")
+        and (e.get("speaker"), e.get("service")) == (label, service)
+    ]
+
+
+def at_least(count: int, found: Callable[[], list[str]]) -> bool:
+    """Whether ``found()`` gives ``count`` or more."""
+    return len(found()) >= count
+
+
 @implementer(IHalfCloseableProtocol)
 class HalfCloseClient(DripClient):
     """A L{DripClient} that keeps sending after the server half-closes (as after an early
@@ -115,6 +134,13 @@ class Daemon:
         [sid] = [s["sid"] for s in manager.subscriptions() if s["service"] == service]
         return str(sid)
 
+    def status(self, speaker: Speaker, service: str) -> dict[str, Any]:
+        """The daemon's status of its subscription to ``service`` of ``speaker``."""
+        [status] = [
+            s for s in self.service.household.status()["speakers"] if s["uid"] == speaker.uid
+        ]
+        return cast(dict[str, Any], status["services"][service])
+
     def settled(self) -> bool:
         return all(
             any(
@@ -123,6 +149,7 @@ class Daemon:
             )
             for speaker in self.speakers
             if not speaker.soap_faults.description
+            and cast(Any, speaker.manager).faults == GenaFaults()
             for service in self.service.config.services
         )
 
@@ -136,12 +163,14 @@ class HostileTests(TestCase):
         self,
         services: tuple[str, ...] = ("AVTransport", "RenderingControl"),
         prepare: Callable[[list[Speaker]], object] | None = None,
+        gena_faults: dict[str, Any] | None = None,
         **sections: Any,
     ) -> Daemon:
         """A daemon of two simulated speakers subscribed to ``services`` (sections merged into
         the test configuration), with every subscription's initial event received (of the
         speakers that answer); stopped at cleanup. ``prepare`` is given the simulated speakers
-        before the daemon starts (to set their faults)."""
+        before the daemon starts (to set their faults); ``gena_faults`` are set on the first
+        speaker's GENA manager as soon as it exists, before the daemon subscribes."""
         document = json.loads(daemon_yaml(free_loopback_base(), speakers=2))
         document["services"] = list(services)
         for name, values in sections.items():
@@ -154,6 +183,9 @@ class HostileTests(TestCase):
         if prepare is not None:
             prepare(daemon.speakers)
         service.startService()
+        manager: Any = daemon.speakers[0].manager
+        for name, value in (gena_faults or {}).items():
+            setattr(manager.faults, name, value)
         self.addCleanup(lambda: service.stopService() if service.running else None)
         self.addCleanup(check_schema, recorder, service.hub)
         port = await service.api.listening
@@ -449,6 +481,115 @@ class HostileTests(TestCase):
             self.assertEqual(warned(), [line])
             self.assertFalse([formatEvent(e) for e in events if e["log_level"] >= LogLevel.error])
             await daemon.service.stopService()
+
+    async def test_hostile_subscribe_answers_are_retried(self) -> None:
+        """A speaker whose SUBSCRIBE answers have a garbage status line, 200 KB of headers, a
+        body dripping past the request timeout or over the body bound, no SID, a SID that is
+        no GENA SID, no TIMEOUT or a garbage one is not subscribed: one warning per service
+        names the speaker and what was wrong, the SUBSCRIBE is retried with backoff, nothing
+        logs an error, the other speaker is followed meanwhile, and the speaker is subscribed
+        as soon as its answers are good."""
+        faults: list[tuple[dict[str, Any], str]] = [
+            ({"answer_status_line": "garbage"}, "not an HTTP answer: 'garbage'"),
+            ({"answer_header_bytes": 200_000}, "over 65536 bytes"),
+            ({"answer_drip": 1.0, "answer_body_bytes": 10_000}, "failed: timeout;"),
+            ({"answer_body_bytes": 100_000}, "response body too large"),
+            ({"answer_sid": ""}, "response has no SID"),
+            ({"answer_sid": "garbage"}, "bad GENA SID: 'garbage'"),
+            ({"answer_sid": "uuid:" + "x" * 10_000}, "bad GENA SID: 'uuid:xxx"),
+            ({"answer_timeout": ""}, "response has no TIMEOUT"),
+            ({"answer_timeout": "garbage"}, "bad GENA TIMEOUT: 'garbage'"),
+            ({"answer_timeout": "Second-0"}, "bad GENA TIMEOUT: 'Second-0'"),
+        ]
+        for fault, words in faults:
+            events = self.capture_logs()
+            daemon = await self.daemon(
+                gena_faults=fault, subscription={"backoff_initial": 1.0, "backoff_max": 2.0}
+            )
+            kitchen, living_room = daemon.speakers
+
+            warned = functools.partial(service_warnings, events, kitchen, "AVTransport")
+            await until(functools.partial(at_least, 2, warned), f"two warnings about {fault}")
+            first, second = warned()[:2]
+            self.assertIn(words, first)
+            self.assertIn("retry 1 in", first)
+            self.assertIn("retry 2 in", second)
+            self.assertTrue(daemon.recorder.of("event", living_room.uid))
+            cast(Any, kitchen.manager).faults.reset()
+            await until(daemon.settled, "Kitchen subscribed once it answers well")
+            self.assertFalse([formatEvent(e) for e in events if e["log_level"] >= LogLevel.error])
+            await daemon.service.stopService()
+
+    async def test_hostile_renewal_answers_are_retried(self) -> None:
+        """A speaker whose renewal answers turn hostile (a garbage status line, a garbage
+        TIMEOUT, a body over the bound) loses its subscriptions: one warning per service
+        names the speaker and what was wrong, it is subscribed afresh with backoff, nothing
+        logs an error, the other speaker keeps renewing, and it is followed again once its
+        answers are good."""
+        faults: list[tuple[dict[str, Any], str]] = [
+            ({"answer_status_line": "garbage"}, "not an HTTP answer: 'garbage'"),
+            ({"answer_timeout": "garbage"}, "bad GENA TIMEOUT: 'garbage'"),
+            ({"answer_body_bytes": 100_000}, "response body too large"),
+        ]
+        for fault, words in faults:
+            await self.assert_renewal_fails(fault, words)
+
+    async def assert_renewal_fails(self, fault: dict[str, Any], words: str) -> None:
+        """Check that Kitchen's renewals failing with ``fault`` are warned about with
+        ``words`` and retried, Living Room unaffected, until the fault is cleared."""
+        events = self.capture_logs()
+        daemon = await self.daemon(subscription={"timeout": 60, "renew_fraction": 0.1})
+        kitchen, living_room = daemon.speakers
+        manager: Any = kitchen.manager
+        for name, value in fault.items():
+            setattr(manager.faults, name, value)
+        label = f"{kitchen.name} ({kitchen.uid})"
+        warned = functools.partial(service_warnings, events, kitchen, "AVTransport")
+        await until(functools.partial(at_least, 2, warned), f"two warnings about {fault}")
+        first, second = warned()[:2]
+        self.assertTrue(first.startswith(f"renew {label} AVTransport failed: "), first)
+        self.assertIn(words, first)
+        self.assertIn("retry 1 in", first)
+        self.assertTrue(second.startswith(f"subscribe {label} AVTransport failed: "))
+        renewed = daemon.status(living_room, "AVTransport")["renewals"]
+        await until(
+            lambda: daemon.status(living_room, "AVTransport")["renewals"] > renewed,
+            "Living Room renewed meanwhile",
+        )
+        manager.faults.reset()
+        await until(
+            lambda: daemon.status(kitchen, "AVTransport")["state"] == "subscribed",
+            "Kitchen subscribed again once it answers well",
+        )
+        self.assertFalse([formatEvent(e) for e in events if e["log_level"] >= LogLevel.error])
+        await daemon.service.stopService()
+
+    async def test_absurd_granted_timeouts_are_renewed_in_time(self) -> None:
+        """A speaker that grants ``Second-99999999999999`` or ``infinite`` (it keeps the
+        subscription for the requested 60 s) is renewed within the requested timeout, as
+        often as a good grant would be: neither never nor in a tight loop."""
+        for granted in ("Second-99999999999999", "infinite"):
+            daemon = await self.daemon(
+                gena_faults={"answer_timeout": granted},
+                subscription={"timeout": 60, "renew_fraction": 0.1},
+            )
+            await self.assert_renewed(daemon, daemon.speakers[0], granted)
+            await daemon.service.stopService()
+
+    async def assert_renewed(self, daemon: Daemon, speaker: Speaker, granted: str) -> None:
+        """Check that ``speaker``'s AVTransport subscription is renewed twice, in time, and
+        not over and over."""
+
+        def transport() -> dict[str, Any]:
+            return daemon.status(speaker, "AVTransport")
+
+        await until(lambda: transport()["state"] == "subscribed", f"{granted}: subscribed")
+        self.assertLessEqual(transport()["next_renewal"], 6.0)
+        sid = transport()["sid"]
+        await until(lambda: transport()["renewals"] >= 2, f"{granted}: two renewals")
+        self.assertLessEqual(transport()["renewals"], 4)
+        self.assertEqual(transport()["sid"], sid)
+        self.assertEqual(transport()["subscribe_failures"], 0)
 
     async def test_numbers_of_thousands_of_digits_are_a_400(self) -> None:
         """A command argument of 5,000 digits (over int()'s 4,300) is a 400 naming the

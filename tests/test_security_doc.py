@@ -17,12 +17,12 @@ from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 
 import sonosd.household.soap
-from sonosd import config, logs, peerlog
+from sonosd import backoff, config, logs, peerlog
 from sonosd.api import art, commands, deadline, ws
 from sonosd.api.site import ApiSite
 from sonosd.control import controller
 from sonosd.delivery import clientjson, flow, hub
-from sonosd.gena import eventxml, httpclient, listener, notifyport, notifyproto, xmlguard
+from sonosd.gena import core, eventxml, httpclient, listener, notifyport, notifyproto, xmlguard
 from sonosd.household import discovery, probe, socohttp, supervisor
 from sonosd.sinks import mqtt, stream
 from tests.paths import ROOT
@@ -281,6 +281,51 @@ CHECKS: list[tuple[str | None, str, object, object]] = [
         10.0,
     ),
     ("album art (`/api/v1/art`)", "within 10 s (`FETCH_TIMEOUT`)", art.FETCH_TIMEOUT, 10.0),
+    # GENA subscriptions.
+    ("a GENA answer's head", "64 KiB (`gena.httpclient.MAX_HEAD`", httpclient.MAX_HEAD, 65_536),
+    (
+        "a GENA answer's body",
+        "64 KiB (`gena.core.MAX_RESPONSE_BODY`)",
+        core.MAX_RESPONSE_BODY,
+        65_536,
+    ),
+    (
+        "a whole GENA exchange",
+        "`subscription.request_timeout` (10 s)",
+        config.SubscriptionConfig().request_timeout,
+        10.0,
+    ),
+    (
+        "the `SID` granted",
+        "then 1 to 250 printable ASCII characters",
+        [bool(core._SID.fullmatch("uuid:" + "x" * n)) for n in (0, 1, 250, 251)],
+        [False, True, True, False],
+    ),
+    (
+        "the `SID` granted",
+        "`uuid:RINCON_<uid>_sub<10 digits>`",
+        bool(core._SID.fullmatch("uuid:RINCON_000E58A0123401400_sub0000000123")),
+        True,
+    ),
+    (
+        "the `SID` granted",
+        "'<its first 40 characters>'",
+        core._SHOWN,
+        40,
+    ),
+    (
+        "the `TIMEOUT` granted",
+        "`Second-N` with N from 1 and at most 18 digits",
+        [core.parse_timeout("Second-1"), core.parse_timeout("Second-" + "9" * 18)],
+        [1, 10**18 - 1],
+    ),
+    (
+        "the `TIMEOUT` granted",
+        "longer than `subscription.timeout` (1800 s)",
+        config.SubscriptionConfig().timeout,
+        1800,
+    ),
+    ("the `TIMEOUT` granted", "never sooner than 1 s after", backoff.MIN_RENEW_DELAY, 1.0),
     # The summary (numbers the tables do not give).
     (None, "| 10 s an attempt, the body included |", _default(config.Webhook, "timeout"), 10.0),
     # MQTT.

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from collections.abc import Callable, Coroutine, Mapping
 from queue import Queue
 from typing import Any, Final
@@ -110,8 +111,16 @@ class GenaResponse:
     has_timeout: bool = False
 
 
+_MAX_TIMEOUT_DIGITS: Final = 18
+_SHOWN: Final = 40
+_SID: Final = re.compile(r"uuid:[!-~]{1,250}", re.IGNORECASE)
+
+
 def parse_timeout(value: str) -> int | None:
     """Parse a GENA ``TIMEOUT`` value: ``Second-N`` gives ``N``, ``Second-infinite`` ``None``.
+
+    ``Second-0`` (a subscription that has already expired) and numbers of more than 18
+    digits are refused.
 
     @raise ValueError: For anything else.
     """
@@ -119,9 +128,25 @@ def parse_timeout(value: str) -> int | None:
     if text.lower() in ("infinite", "second-infinite"):
         return None
     prefix, _, number = text.partition("-")
-    if prefix.lower() != "second" or not number.isascii() or not number.isdigit():
-        raise ValueError(f"bad GENA TIMEOUT: {value!r}")
+    if (
+        prefix.lower() != "second"
+        or not number.isascii()
+        or not number.isdigit()
+        or len(number) > _MAX_TIMEOUT_DIGITS
+        or int(number) == 0
+    ):
+        raise ValueError(f"bad GENA TIMEOUT: {value[:_SHOWN]!r}")
     return int(number)
+
+
+def check_sid(value: str) -> str:
+    """Check a GENA ``SID``: ``uuid:`` and at most 250 printable ASCII characters.
+
+    @raise ValueError: For anything else.
+    """
+    if _SID.fullmatch(value) is None:
+        raise ValueError(f"bad GENA SID: {value[:_SHOWN]!r}")
+    return value
 
 
 def subscribe_headers(callback_url: str, requested_timeout: int | None) -> dict[str, str]:
@@ -147,7 +172,8 @@ def check_response(
 
     @param headers: Response headers, names in lower case, first value of each.
     @raise SubscriptionGone: For a 412.
-    @raise GenaError: For any other non-2xx status, or a missing or bad ``SID``/``TIMEOUT``.
+    @raise GenaError: For any other non-2xx status, or a missing or bad ``SID``/``TIMEOUT``
+        (see L{check_sid}, L{parse_timeout}).
     """
     if status == 412:
         raise SubscriptionGone(412, f"{method}: 412 Precondition Failed")
@@ -156,6 +182,11 @@ def check_response(
     sid = headers.get("sid", "").strip() or None
     if need_sid and sid is None:
         raise GenaError(status, f"{method}: response has no SID")
+    if sid is not None:
+        try:
+            check_sid(sid)
+        except ValueError as error:
+            raise GenaError(status, f"{method}: {error}") from None
     raw_timeout = headers.get("timeout")
     if raw_timeout is None:
         if need_timeout:

@@ -512,8 +512,13 @@ class ServiceSupervisor:
             )
 
     def _schedule_renew(self, subscription: GenaSubscription, *, first: bool = False) -> None:
-        """Schedule the next renewal; ``first`` after a SUBSCRIBE, which picks the phase."""
-        granted = subscription.timeout or self._config.timeout
+        """Schedule the next renewal; ``first`` after a SUBSCRIBE, which picks the phase.
+
+        A grant longer than the timeout requested (``Second-99999999999999``, ``infinite``)
+        counts as the one requested: renewing early costs one request, trusting an absurd
+        grant would never renew, and a rebooted speaker would go unnoticed.
+        """
+        granted = min(subscription.timeout or self._config.timeout, self._config.timeout)
         delay = renew_delay(granted, self._config.renew_fraction, self._ctx.random, first=first)
         self._timer = self._ctx.clock.callLater(delay, self._begin_renew)
 

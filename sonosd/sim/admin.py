@@ -498,6 +498,9 @@ def _set_faults(faults: Any, body: Mapping[str, Any]) -> None:
                 not isinstance(value, int) or isinstance(value, bool) or not 100 <= value <= 599
             ):
                 raise ApiError(400, f"{name} must be an HTTP status or null")
+        elif name in ("answer_sid", "answer_timeout"):
+            if value is not None and not isinstance(value, str):
+                raise ApiError(400, f"{name} must be a text or null")
         elif isinstance(current, str):
             if not isinstance(value, str) or len(value) > 64:
                 raise ApiError(400, f"{name} must be a text of at most 64 characters")

@@ -99,6 +99,25 @@ class GenaFaults:
     ones count on from it, wrapping to 1. A subscription notified for years, compressed into
     one jump (its subscriber sees a gap). Used once."""
 
+    answer_status_line: str = ""
+    """When set, every granted SUBSCRIBE or renewal answer starts with this line instead of
+    ``HTTP/1.1 200 OK`` (a broken device: ``garbage``), then the connection is closed."""
+    answer_header_bytes: int = 0
+    """Bytes of extra header lines (``X-Padding``, 1 KiB each) in every granted answer's head:
+    a head far over what any client reads."""
+    answer_drip: float = 0.0
+    """Seconds between the 1 KiB pieces every granted answer's body (at least 1 KiB of
+    padding, ``answer_body_bytes`` if more) is written in: an answer that never ends."""
+    answer_sid: str | None = None
+    """The ``SID`` header of every granted answer: ``""`` leaves it out, other text is sent
+    instead of the SID (the subscription is made all the same)."""
+    answer_timeout: str | None = None
+    """The ``TIMEOUT`` header of every granted answer: ``""`` leaves it out, other text
+    (``Second-0``, ``Second-99999999999999``, ``infinite``, ``garbage``) is sent instead of
+    the seconds granted (the speaker keeps the subscription for those)."""
+    answer_body_bytes: int = 0
+    """Bytes of body (spaces) in every granted answer, where real speakers send none."""
+
     def reset(self) -> None:
         """Clear every fault."""
         for field in attrs.fields(GenaFaults):
@@ -243,9 +262,9 @@ class SubscriptionManager:
         )
         if self.faults.answer_delay > 0:
             return self._answer_later(request, self.faults.answer_delay, subscription.sid, timeout)
-        return self._answer(request, 200, subscription.sid, timeout)
+        return self._granted(request, subscription.sid, timeout)
 
-    def render_unsubscribe(self, request: IRequest, service: str) -> bytes:
+    def render_unsubscribe(self, request: IRequest, service: str) -> bytes | int:
         """Answer an UNSUBSCRIBE on ``service``'s event URL."""
         sid = _header(request, b"sid")
         if sid is None:
@@ -257,7 +276,7 @@ class SubscriptionManager:
             return self._answer(request, 412)
         self._remove(subscription)
         log.debug("{uid}: {sid} unsubscribed", uid=self.uid, sid=sid)
-        return self._answer(request, 200)
+        return self._granted(request)
 
     def _renew(self, request: IRequest, service: str, sid: str, timeout_header: str | None) -> Any:
         if self.faults.renew_hang:
@@ -273,7 +292,57 @@ class SubscriptionManager:
             subscription.expiry.cancel()
         subscription.expiry = self._reactor.callLater(timeout, self._expire, subscription)
         log.debug("{uid}: {sid} renewed ({timeout} s)", uid=self.uid, sid=sid, timeout=timeout)
-        return self._answer(request, 200, sid, timeout)
+        return self._granted(request, sid, timeout)
+
+    def _granted(self, request: IRequest, sid: str | None = None, timeout: int = 0) -> bytes | int:
+        """The 200 answer to a granted SUBSCRIBE or renewal (``sid``), or UNSUBSCRIBE (no
+        ``sid``), as the hostile-answer faults (``answer_*``) make it."""
+        faults = self.faults
+        body = b" " * max(faults.answer_body_bytes, 1024 if faults.answer_drip > 0 else 0)
+        self._answer(request, 200)
+        if sid is not None:
+            head_sid = sid if faults.answer_sid is None else faults.answer_sid
+            head_timeout = (
+                f"Second-{timeout}" if faults.answer_timeout is None else faults.answer_timeout
+            )
+            if head_sid:
+                request.setHeader(b"SID", head_sid.encode("latin-1", "replace"))
+            if head_timeout:
+                request.setHeader(b"TIMEOUT", head_timeout.encode("latin-1", "replace"))
+        request.setHeader(b"Content-Length", b"%d" % len(body))
+        if faults.answer_status_line:
+            return _write_raw(request, faults.answer_status_line, body)
+        for _ in range(0, faults.answer_header_bytes, 1024):
+            request.responseHeaders.addRawHeader(b"X-Padding", b"x" * 1011)
+        if faults.answer_drip > 0:
+            return self._drip(request, body, faults.answer_drip)
+        return body
+
+    def _drip(self, request: IRequest, body: bytes, every: float) -> int:
+        """Write ``body`` 1 KiB at a time, ``every`` seconds apart (held like a hung request)."""
+        pieces = [body[i : i + 1024] for i in range(0, len(body), 1024)]
+        pending: list[IDelayedCall] = []
+
+        def next_piece() -> None:
+            pending.clear()
+            if request in self._hung:
+                request.write(pieces.pop(0))
+                if pieces:
+                    pending.append(self._reactor.callLater(every, next_piece))
+                else:
+                    request.finish()
+
+        finished: Deferred[None] = request.notifyFinish()  # type: ignore[attr-defined]
+
+        def gone(_: object) -> None:
+            for call in pending:
+                if call.active():
+                    call.cancel()
+
+        finished.addBoth(gone)
+        self._hang(request)
+        next_piece()
+        return NOT_DONE_YET
 
     def _answer(
         self, request: IRequest, status: int, sid: str | None = None, timeout: int | None = None
@@ -633,6 +702,21 @@ def _header(request: IRequest, name: bytes) -> str | None:
     if isinstance(value, bytes):
         return value.decode("latin-1")
     return str(value)
+
+
+def _write_raw(request: IRequest, status_line: str, body: bytes) -> int:
+    """Write ``status_line`` where the status line belongs, then the answer's headers and
+    ``body``, straight to the connection, and close it."""
+    transport: Any = request.channel.transport  # type: ignore[attr-defined]
+    lines = [status_line.encode("utf-8", "replace")]
+    lines += [
+        name + b": " + value
+        for name, values in request.responseHeaders.getAllRawHeaders()
+        for value in values
+    ]
+    transport.write(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+    transport.loseConnection()
+    return NOT_DONE_YET
 
 
 def _abort_request(request: IRequest) -> None:

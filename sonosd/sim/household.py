@@ -76,7 +76,7 @@ class SubscriptionManagerLike(Protocol):
     def render_subscribe(self, request: IRequest, service: str) -> bytes | int:
         """Answer a SUBSCRIBE (new or renewal) on ``service``'s event URL."""
 
-    def render_unsubscribe(self, request: IRequest, service: str) -> bytes:
+    def render_unsubscribe(self, request: IRequest, service: str) -> bytes | int:
         """Answer an UNSUBSCRIBE on ``service``'s event URL."""
 
     def notify(self, service: str, changed: Mapping[str, EventValue]) -> object:

@@ -107,6 +107,44 @@ class BaseSubscriptionTests(SynchronousTestCase):
         assert self.speaker.requests == []
 
 
+def test_check_response_refuses_bad_sids_and_timeouts() -> None:
+    """A granted SID that is not ``uuid:`` and up to 250 printable ASCII characters, and a
+    TIMEOUT of ``Second-0`` or over 18 digits, fail with a GenaError naming the header and
+    at most 40 characters of it; a Sonos SID and ``Second-99999999999999`` are taken."""
+    sonos = "uuid:RINCON_000E58A0123401400_sub0000000123"
+    taken = core.check_response(
+        "SUBSCRIBE",
+        200,
+        {"sid": sonos, "timeout": "Second-99999999999999"},
+        need_sid=True,
+        need_timeout=True,
+    )
+    assert (taken.sid, taken.timeout) == (sonos, 99999999999999)
+    refused = [
+        ({"sid": "garbage"}, "SUBSCRIBE: bad GENA SID: 'garbage'"),
+        ({"sid": "uuid:"}, "SUBSCRIBE: bad GENA SID: 'uuid:'"),
+        ({"sid": "uuid:a b"}, "SUBSCRIBE: bad GENA SID: 'uuid:a b'"),
+        ({"sid": "uuid:" + "x" * 251}, "SUBSCRIBE: bad GENA SID: 'uuid:" + "x" * 35 + "'"),
+        ({"timeout": "Second-0"}, "SUBSCRIBE: bad GENA TIMEOUT: 'Second-0'"),
+        (
+            {"timeout": "Second-" + "9" * 19},
+            "SUBSCRIBE: bad GENA TIMEOUT: 'Second-" + "9" * 19 + "'",
+        ),
+        (
+            {"timeout": "Second-" + "9" * 5000},
+            "SUBSCRIBE: bad GENA TIMEOUT: 'Second-" + "9" * 33 + "'",
+        ),
+    ]
+    for change, message in refused:
+        headers = {"sid": sonos, "timeout": "Second-600", **change}
+        try:
+            core.check_response("SUBSCRIBE", 200, headers, need_sid=True, need_timeout=True)
+        except core.GenaError as error:
+            assert (error.status, error.message) == (200, message)
+        else:
+            raise AssertionError(f"{change} was taken")
+
+
 def test_service_ref_is_a_services_stand_in() -> None:
     """A ServiceRef answers what SoCo's Service answers for a subscription."""
     service = ref()

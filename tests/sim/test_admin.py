@@ -217,6 +217,13 @@ class AdminTests(SynchronousTestCase):
             assert self.request("PATCH", "/speakers/1/gena/faults", {"next_seq": seq})[0] == 400
         assert self.request("PATCH", "/speakers/1/gena/faults", {"next_seq": 4294967295})[0] == 200
         assert manager.faults.next_seq == 4294967295
+        hostile = {"answer_sid": "", "answer_timeout": "Second-0", "answer_status_line": "x"}
+        assert self.request("PATCH", "/speakers/1/gena/faults", hostile)[0] == 200
+        assert (manager.faults.answer_sid, manager.faults.answer_timeout) == ("", "Second-0")
+        for name in ("answer_sid", "answer_timeout"):
+            assert self.request("PATCH", "/speakers/1/gena/faults", {name: 1})[0] == 400
+        assert self.request("PATCH", "/speakers/1/gena/faults", {"answer_sid": None})[0] == 200
+        assert manager.faults.answer_sid is None
         status, gena = self.request("GET", "/speakers/1/gena")
         assert gena["faults"]["drop_next"] == 2 and gena["subscriptions"] == []
         self.request("DELETE", "/speakers/1/gena/faults")
