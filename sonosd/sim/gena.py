@@ -43,6 +43,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.server import NOT_DONE_YET
 
+from sonosd.sim.badanswers import drip, garbage_answer
 from sonosd.sim.notifier import (
     CallbackURL,
     INotifier,
@@ -311,38 +312,13 @@ class SubscriptionManager:
                 request.setHeader(b"TIMEOUT", head_timeout.encode("latin-1", "replace"))
         request.setHeader(b"Content-Length", b"%d" % len(body))
         if faults.answer_status_line:
-            return _write_raw(request, faults.answer_status_line, body)
+            return garbage_answer(request, faults.answer_status_line, body)
         for _ in range(0, faults.answer_header_bytes, 1024):
             request.responseHeaders.addRawHeader(b"X-Padding", b"x" * 1011)
         if faults.answer_drip > 0:
-            return self._drip(request, body, faults.answer_drip)
+            self._hang(request)  # held like a hung request: aborted when the manager stops
+            return drip(request, body, faults.answer_drip, self._reactor)
         return body
-
-    def _drip(self, request: IRequest, body: bytes, every: float) -> int:
-        """Write ``body`` 1 KiB at a time, ``every`` seconds apart (held like a hung request)."""
-        pieces = [body[i : i + 1024] for i in range(0, len(body), 1024)]
-        pending: list[IDelayedCall] = []
-
-        def next_piece() -> None:
-            pending.clear()
-            if request in self._hung:
-                request.write(pieces.pop(0))
-                if pieces:
-                    pending.append(self._reactor.callLater(every, next_piece))
-                else:
-                    request.finish()
-
-        finished: Deferred[None] = request.notifyFinish()  # type: ignore[attr-defined]
-
-        def gone(_: object) -> None:
-            for call in pending:
-                if call.active():
-                    call.cancel()
-
-        finished.addBoth(gone)
-        self._hang(request)
-        next_piece()
-        return NOT_DONE_YET
 
     def _answer(
         self, request: IRequest, status: int, sid: str | None = None, timeout: int | None = None
@@ -702,21 +678,6 @@ def _header(request: IRequest, name: bytes) -> str | None:
     if isinstance(value, bytes):
         return value.decode("latin-1")
     return str(value)
-
-
-def _write_raw(request: IRequest, status_line: str, body: bytes) -> int:
-    """Write ``status_line`` where the status line belongs, then the answer's headers and
-    ``body``, straight to the connection, and close it."""
-    transport: Any = request.channel.transport  # type: ignore[attr-defined]
-    lines = [status_line.encode("utf-8", "replace")]
-    lines += [
-        name + b": " + value
-        for name, values in request.responseHeaders.getAllRawHeaders()
-        for value in values
-    ]
-    transport.write(b"\r\n".join(lines) + b"\r\n\r\n" + body)
-    transport.loseConnection()
-    return NOT_DONE_YET
 
 
 def _abort_request(request: IRequest) -> None:

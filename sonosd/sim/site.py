@@ -18,18 +18,19 @@ HTTPS-only speaker.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from twisted.logger import Logger
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request, Site
+from twisted.web.server import Request, Site
 
 from sonosd.sim import actions, modes, musicservices, scpd
 
 # The handler modules register their actions with sonosd.sim.actions when imported.
 from sonosd.sim import alarmactions, contentactions, queueactions  # noqa: F401  isort: skip
 from sonosd.sim.artwork import art_for
+from sonosd.sim.badanswers import drip, garbage_answer
 from sonosd.sim.battery import NO_BATTERY_STATUS
 from sonosd.sim.description import device_description
 from sonosd.sim.soap import (
@@ -208,52 +209,16 @@ class SpeakerResource(Resource):
         """Send ``body`` as the speaker's faults make it: after a garbage status line, in a
         slow drip, or plainly."""
         faults = self.speaker.soap_faults
-        if faults.status_line:
-            return self._garbage(request, faults.status_line, body, content_type)
         request.setHeader(b"content-type", content_type)
+        if faults.status_line:
+            request.setHeader(b"content-length", b"%d" % len(body))
+            return garbage_answer(request, faults.status_line, body)
         for _ in range(0, faults.header_bytes, 1024):
             request.responseHeaders.addRawHeader(b"x-padding", b"x" * 1011)
         if faults.drip > 0:
-            return self._drip(request, body, faults.drip)
+            request.setHeader(b"content-length", b"%d" % len(body))
+            return drip(request, body, faults.drip, self.speaker.household.clock)
         return body
-
-    @staticmethod
-    def _garbage(request: Request, status_line: str, answer: bytes, content_type: bytes) -> int:
-        """Write ``status_line`` where the status line belongs, then headers and ``answer``,
-        straight to the connection, and close it."""
-        transport: Any = request.channel.transport
-        head = f"{status_line}\r\nContent-Length: {len(answer)}\r\n".encode("utf-8", "replace")
-        transport.write(head + b"Content-Type: " + content_type + b"\r\n\r\n" + answer)
-        transport.loseConnection()
-        return NOT_DONE_YET
-
-    def _drip(self, request: Request, answer: bytes, every: float) -> int:
-        """Write ``answer`` 1 KiB at a time, ``every`` seconds apart (a slow answer)."""
-        clock = self.speaker.household.clock
-        request.setHeader(b"content-length", b"%d" % len(answer))
-        pieces = [answer[i : i + 1024] for i in range(0, len(answer), 1024)]
-        pending: list[Any] = []
-
-        def gone(_: object) -> None:
-            pieces.clear()
-            for call in pending:
-                if call.active():
-                    call.cancel()
-
-        request.notifyFinish().addBoth(gone)
-
-        def next_piece() -> None:
-            pending.clear()
-            if not pieces:
-                return
-            request.write(pieces.pop(0))
-            if pieces:
-                pending.append(clock.callLater(every, next_piece))
-            else:
-                request.finish()
-
-        next_piece()
-        return NOT_DONE_YET
 
     def _fault(self, request: Request, code: int | str) -> bytes:
         request.setResponseCode(500)

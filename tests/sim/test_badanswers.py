@@ -1,0 +1,47 @@
+"""Answers written as a broken device writes them (``sonosd.sim.badanswers``)."""
+
+from __future__ import annotations
+
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from twisted.web.server import NOT_DONE_YET
+from twisted.web.test.requesthelper import DummyChannel, DummyRequest
+
+from sonosd.sim.badanswers import PIECE, drip, garbage_answer
+
+
+def test_garbage_answer_puts_the_line_where_the_status_line_belongs() -> None:
+    """The garbage line comes first, then the request's headers and the body, and the
+    connection is closed."""
+    request = DummyRequest([b""])
+    request.channel = DummyChannel()
+    request.responseHeaders.setRawHeaders(b"content-length", [b"4"])
+    assert garbage_answer(request, "garbage", b"body") == NOT_DONE_YET
+    written = request.channel.transport.written.getvalue()
+    assert written == b"garbage\r\nContent-Length: 4\r\n\r\nbody"
+    assert request.channel.transport.disconnected
+
+
+def test_drip_writes_a_piece_every_interval_then_finishes() -> None:
+    """A body of two and a half pieces takes three writes, ``every`` seconds apart."""
+    clock = Clock()
+    request = DummyRequest([b""])
+    body = b"x" * (2 * PIECE + PIECE // 2)
+    assert drip(request, body, 2.0, clock) == NOT_DONE_YET
+    assert b"".join(request.written) == body[:PIECE]
+    clock.advance(2.0)
+    assert b"".join(request.written) == body[: 2 * PIECE]
+    assert not request.finished
+    clock.advance(2.0)
+    assert b"".join(request.written) == body
+    assert request.finished
+
+
+def test_drip_stops_when_the_request_is_gone() -> None:
+    """A client that goes away stops the drip: nothing more is written, no timer is left."""
+    clock = Clock()
+    request = DummyRequest([b""])
+    drip(request, b"x" * (3 * PIECE), 1.0, clock)
+    request.processingFailed(Failure(ConnectionError("gone")))
+    assert not clock.getDelayedCalls()
+    assert len(request.written) == 1
