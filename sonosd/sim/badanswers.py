@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.sim.test_badanswers -*-
 """Answers written as a broken device writes them, for the simulator's faults: a garbage
-status line where the status line belongs, and a body dripped 1 KiB at a time.
+status line where the status line belongs, a head padded with header lines, and a body
+dripped 1 KiB at a time.
 
 The speaker's SOAP and description faults (``sim.site``) and the GENA manager's answer faults
 (``sim.gena``) both write them.
@@ -31,6 +32,12 @@ def garbage_answer(request: IRequest, status_line: str, body: bytes) -> int:
     transport.write(b"\r\n".join(lines) + b"\r\n\r\n" + body)
     transport.loseConnection()
     return NOT_DONE_YET
+
+
+def pad_head(request: IRequest, size: int) -> None:
+    """Add ``size`` bytes of ``X-Padding`` header lines (1 KiB each) to ``request``'s answer."""
+    for _ in range(0, size, PIECE):
+        request.responseHeaders.addRawHeader(b"X-Padding", b"x" * (PIECE - 13))
 
 
 def drip(request: IRequest, body: bytes, every: float, clock: IReactorTime) -> int:

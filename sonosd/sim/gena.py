@@ -43,7 +43,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.server import NOT_DONE_YET
 
-from sonosd.sim.badanswers import drip, garbage_answer
+from sonosd.sim.badanswers import drip, garbage_answer, pad_head
 from sonosd.sim.notifier import (
     CallbackURL,
     INotifier,
@@ -313,8 +313,7 @@ class SubscriptionManager:
         request.setHeader(b"Content-Length", b"%d" % len(body))
         if faults.answer_status_line:
             return garbage_answer(request, faults.answer_status_line, body)
-        for _ in range(0, faults.answer_header_bytes, 1024):
-            request.responseHeaders.addRawHeader(b"X-Padding", b"x" * 1011)
+        pad_head(request, faults.answer_header_bytes)
         if faults.answer_drip > 0:
             self._hang(request)  # held like a hung request: aborted when the manager stops
             return drip(request, body, faults.answer_drip, self._reactor)

@@ -7,7 +7,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyChannel, DummyRequest
 
-from sonosd.sim.badanswers import PIECE, drip, garbage_answer
+from sonosd.sim.badanswers import PIECE, drip, garbage_answer, pad_head
 
 
 def test_garbage_answer_puts_the_line_where_the_status_line_belongs() -> None:
@@ -45,3 +45,12 @@ def test_drip_stops_when_the_request_is_gone() -> None:
     request.processingFailed(Failure(ConnectionError("gone")))
     assert not clock.getDelayedCalls()
     assert len(request.written) == 1
+
+
+def test_pad_head_adds_header_lines_of_one_kib() -> None:
+    """Three KiB of padding are three ``X-Padding`` lines of 1 KiB each on the wire."""
+    request = DummyRequest([b""])
+    pad_head(request, 3 * PIECE)
+    lines = request.responseHeaders.getRawHeaders(b"x-padding")
+    assert lines is not None and len(lines) == 3
+    assert all(len(b"X-Padding: " + line + b"\r\n") == PIECE for line in lines)
