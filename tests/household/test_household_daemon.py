@@ -71,6 +71,14 @@ class Daemon:
         response = await self.http.get(self.base + path)
         return await response.json()
 
+    async def speakers_by_uid(self) -> dict[str, Any]:
+        """``/api/v1/speakers``, each speaker by its uid."""
+        return {s["uid"]: s for s in (await self.get("/api/v1/speakers"))["speakers"]}
+
+    async def groups_by_coordinator(self) -> dict[str, Any]:
+        """``/api/v1/groups``, each group by its coordinator's uid."""
+        return {g["coordinator"]: g for g in (await self.get("/api/v1/groups"))["groups"]}
+
     async def speaker_states(self) -> dict[str, float]:
         """The ``sonosd_speakers{state}`` metric, by state."""
         response = await self.http.get(self.base + "/api/v1/metrics")
@@ -336,11 +344,11 @@ class OneSpeakerTests(TestCase):
             ("identified", "online"),
         )
         self.assertEqual(since("speaker.removed"), [])
-        listed = {s["uid"]: s for s in (await daemon.get("/api/v1/speakers"))["speakers"]}
+        listed = await daemon.speakers_by_uid()
         self.assertEqual(set(listed), {first.uid, left.uid, right.uid})
         self.assertEqual(listed[right.uid]["name"], left.name)
         self.assertEqual(listed[right.uid]["availability"]["status"], "online")
-        groups = {g["coordinator"]: g for g in (await daemon.get("/api/v1/groups"))["groups"]}
+        groups = await daemon.groups_by_coordinator()
         self.assertEqual([m["uid"] for m in groups[right.uid]["members"]], [right.uid])
         self.assertEqual(groups[right.uid]["name"], left.name)
 
@@ -447,10 +455,10 @@ class OneSpeakerTests(TestCase):
             [online] = since("speaker.online", satellite.uid)
             self.assertEqual(online.body["reason"], "identified")
         self.assertEqual(since("speaker.removed"), [])
-        listed = {s["uid"]: s for s in (await daemon.get("/api/v1/speakers"))["speakers"]}
+        listed = await daemon.speakers_by_uid()
         self.assertEqual(set(listed), {daemon.speakers[0].uid, bar.uid, sub.uid, left.uid})
         self.assertEqual((listed[sub.uid]["name"], listed[left.uid]["name"]), ("Bedroom", "Office"))
-        groups = {g["coordinator"]: g for g in (await daemon.get("/api/v1/groups"))["groups"]}
+        groups = await daemon.groups_by_coordinator()
         for satellite in (sub, left):
             self.assertEqual([m["uid"] for m in groups[satellite.uid]["members"]], [satellite.uid])
             self.assertEqual(groups[satellite.uid]["name"], satellite.name)
@@ -1177,7 +1185,7 @@ class ModeTests(TestCase):
         )
         roam = daemon.speakers[1]
         await until(lambda: daemon.status(roam) == "asleep", "asleep")
-        listed = {s["uid"]: s for s in (await daemon.get("/api/v1/speakers"))["speakers"]}
+        listed = await daemon.speakers_by_uid()
         self.assertEqual(listed[roam.uid]["availability"]["reason"], "sleeping")
         self.assertEqual((await daemon.get("/api/v1/health"))["status"], "ok")
         await roam.wake()
