@@ -39,6 +39,7 @@ from sonosd.sim.modes import (
     UPNP_KINDS,
 )
 from sonosd.sim.neighbourhood import Neighbourhood
+from sonosd.sim.propertyset import check_chars
 from sonosd.sim.soap import UPnPError
 
 if TYPE_CHECKING:
@@ -393,6 +394,7 @@ class AdminResource(Resource):
             metadata = body.get("metadata", "")
             if not isinstance(metadata, str):
                 raise ApiError(400, "metadata must be a string")
+            _xml_text("metadata", metadata)
             tracks = queue_tracks(speaker.household, uri, metadata)
         else:
             count = _integer(body, "songs", 1, 1000)
@@ -669,6 +671,16 @@ def _string(body: Mapping[str, Any], key: str) -> str:
 def _str_value(key: str, value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ApiError(400, f"{key} must be a non-empty string")
+    return _xml_text(key, value)
+
+
+def _xml_text(key: str, value: str) -> str:
+    """``value``, refused when XML cannot carry it: the speaker's answers and events could not
+    (some firmware sends such characters anyway: the ``rewrite_*`` SOAP faults do that)."""
+    try:
+        check_chars(value)
+    except ValueError as e:
+        raise ApiError(400, f"{key}: {e}") from None
     return value
 
 

@@ -150,7 +150,12 @@ def _check_name(name: str) -> None:
         raise ValueError(f"not an XML variable name: {name!r}")
 
 
-def _check_chars(value: str) -> None:
+def check_chars(value: str) -> None:
+    """Refuse ``value`` if it holds a character XML 1.0 cannot carry, not even as a character
+    reference (a control character, U+FFFE, U+FFFF).
+
+    @raise ValueError: Naming the first such character.
+    """
     bad = _INVALID_XML_RE.search(value)
     if bad is not None:
         raise ValueError(f"character {bad.group()!r} cannot be carried by XML")
@@ -161,7 +166,7 @@ def _escaper(replacements: tuple[tuple[str, str], ...]) -> Callable[[str], str]:
     the value's characters and caches long values' results."""
 
     def escape_uncached(value: str) -> str:
-        _check_chars(value)
+        check_chars(value)
         for char, replacement in replacements:
             if char in value:
                 value = value.replace(char, replacement)

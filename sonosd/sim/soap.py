@@ -84,7 +84,11 @@ def parse_request(body: bytes, soapaction: str | None = None) -> SoapRequest:
 
 
 def format_response(action: str, service_type: str, out: Iterable[tuple[str, str]]) -> bytes:
-    """The 200 response body of ``action`` with its out-arguments (values escaped once)."""
+    """The 200 response body of ``action`` with its out-arguments (values escaped once).
+
+    A character XML cannot carry is written as it is, as some firmware does in metadata (the
+    daemon drops it and parses again, as SoCo); only a ``rewrite_*`` fault puts one there, as
+    the admin API refuses such characters in the state it sets."""
     args = "".join(f"<{name}>{escape(value)}</{name}>" for name, value in out)
     return (
         f'{_ENVELOPE_OPEN}<u:{action}Response xmlns:u="{service_type}">{args}'

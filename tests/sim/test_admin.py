@@ -113,6 +113,21 @@ class AdminTests(SynchronousTestCase):
         )
         assert response.code == 400
 
+    def test_text_xml_cannot_carry_is_refused(self) -> None:
+        """A name or queue metadata holding a character XML cannot carry (U+FFFE, a control
+        character) is a 400 naming the key, and the state is unchanged: the speaker could
+        neither answer nor event it."""
+        speaker = self.household.speakers[0]
+        name, queue = speaker.name, list(speaker.transport.queue)
+        events = len(self.managers[0].of("DeviceProperties"))
+        status, error = self.request("PATCH", "/speakers/0/state", {"name": "Kit\ufffechen"})
+        assert status == 400 and error["error"].startswith("name: character '\\ufffe'")
+        song = "x-file-cifs://sim-nas/Music/a.flac"
+        status, error = self.request("POST", "/speakers/0/queue", {"uri": song, "metadata": "\x01"})
+        assert status == 400 and error["error"].startswith("metadata: character '\\x01'")
+        assert (speaker.name, speaker.transport.queue) == (name, queue)
+        assert len(self.managers[0].of("DeviceProperties")) == events
+
     def test_upnp_errors_are_409(self) -> None:
         """A change the speaker refuses answers 409 with the UPnP error code."""
         status, error = self.request("PATCH", "/speakers/0/state", {"night_mode": True})

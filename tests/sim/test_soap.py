@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sonosd.household.soap import out_arguments
 from sonosd.sim.soap import (
     SoapFaults,
     SoapParseError,
@@ -68,17 +69,38 @@ def test_parse_never_crashes(body: bytes) -> None:
 @given(
     st.dictionaries(
         st.from_regex(r"[A-Za-z][A-Za-z0-9]{0,10}", fullmatch=True),
-        st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=40),
+        st.text(
+            alphabet=st.characters(
+                blacklist_categories=("Cs", "Cc"), blacklist_characters="\ufffe\uffff"
+            ),
+            max_size=40,
+        ),
         max_size=5,
     )
 )
 def test_response_round_trips(out: dict[str, str]) -> None:
-    """Out-arguments written by format_response are read back unchanged (escaped once)."""
+    """Out-arguments XML can carry, written by format_response, are read back unchanged
+    (escaped once)."""
     body = format_response("GetThing", "urn:schemas-upnp-org:service:X:1", out.items())
     root = ElementTree.fromstring(body)
     element = root[0][0]
     assert element.tag.endswith("GetThingResponse")
     assert {child.tag: child.text or "" for child in element} == out
+
+
+@pytest.mark.parametrize("character", ["\x01", "\ufffe"])
+def test_a_character_xml_cannot_carry_is_written_as_firmware_does(character: str) -> None:
+    """A value holding a character XML cannot carry is written as it is (some firmware does,
+    in metadata): ElementTree refuses the answer, the daemon's reader drops the character."""
+    body = format_response(
+        "GetVolume",
+        "urn:schemas-upnp-org:service:RenderingControl:1",
+        [("CurrentVolume", f"2{character}5")],
+    )
+    assert f"2{character}5".encode() in body
+    with pytest.raises(ElementTree.ParseError):
+        ElementTree.fromstring(body)
+    assert out_arguments(body) == {"CurrentVolume": "25"}
 
 
 def test_fault_has_only_the_error_code() -> None:
