@@ -154,6 +154,8 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
             {"name": "admin", "token_env": "PROXIED_ADMIN", "scopes": ["read", "control"]},
             {"name": "reader", "token_env": "PROXIED_READ", "scopes": ["read"]},
         ]
+        # No keep-alive within a test: it would push out what a buffering proxy holds back.
+        config["api"]["heartbeat"] = 3600.0
 
     os.environ["PROXIED_ADMIN"] = ADMIN_TOKEN
     os.environ["PROXIED_READ"] = READ_TOKEN
@@ -248,6 +250,32 @@ def test_sse_resumes_after_a_drop_through_the_proxy(proxied: Proxied) -> None:
     assert all(m["type"] not in ("snapshot", "reset") for m in messages), messages[:2]
     ids = [m["id"] for m in messages]
     assert ids == list(range(seen[-1] + 1, seen[-1] + 1 + len(ids))), (seen[-1], ids)
+
+
+def test_sse_is_live_through_a_proxy_that_buffers(proxied: Proxied, tmp_path: Path) -> None:
+    """nginx buffers a proxied answer unless told not to; the stream tells it so itself
+    (``X-Accel-Buffering: no``, which nginx keeps to itself), so with the documented
+    configuration less its ``proxy_buffering off`` (nginx's default, buffering on) a change
+    still arrives while the stream is open, and the snapshot before it whole."""
+    api_port = int(proxied.daemon.url.rsplit(":", 1)[1])
+    proxy = Proxy(tmp_path, api_port, without="proxy_buffering off;")
+    uid = proxied.daemon.uids["Kitchen"]
+    # Only the kitchen's events: nothing else fills nginx's buffers and pushes them out.
+    client = SseClient(
+        proxy.port, "?rooms=Kitchen&types=event", prefix=PREFIX, headers=bearer(READ_TOKEN)
+    )
+    try:
+        client.wait(lambda messages: bool(messages), "the snapshot through a buffering nginx")
+        head = client.head.split(b"\r\n")
+        assert b" 200 " in head[0] and b"x-accel-buffering" not in client.head.lower(), head
+        volume = proxied.volume(uid)
+        assert isinstance(volume, int)
+        _volume(proxied, "Kitchen", (volume + 7) % 100)
+        client.wait(_has_volume(uid, (volume + 7) % 100), "the change, live through nginx")
+        assert not client.closed
+    finally:
+        client.close()
+        proxy.stop()
 
 
 def test_websocket_subscribes_and_commands_through_the_proxy(proxied: Proxied) -> None:

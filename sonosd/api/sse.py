@@ -186,6 +186,15 @@ def _abort_if_connected(transport: Any) -> None:
         transport.abortConnection()
 
 
+def _stream_headers(request: Request) -> None:
+    """The headers of the stream (and of a HEAD for it): an event stream no cache keeps,
+    and ``X-Accel-Buffering: no``, with which nginx passes each event on as it comes even
+    where its configuration buffers proxied answers (its default)."""
+    request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
+    request.setHeader(b"cache-control", b"no-cache")
+    request.setHeader(b"x-accel-buffering", b"no")
+
+
 class EventsResource(Resource):
     """``GET /api/v1/events``: the SSE stream (authorisation is checked by the site).
 
@@ -240,7 +249,7 @@ class EventsResource(Resource):
 
     def render_HEAD(self, request: Request) -> bytes:
         """The stream's headers only (a HEAD must not open a stream)."""
-        request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
+        _stream_headers(request)
         return b""
 
     def render_GET(self, request: Request) -> bytes | int:
@@ -254,9 +263,7 @@ class EventsResource(Resource):
         cursor = parse_cursor(
             header if header else query_first(args, b"last_id"), query_first(args, b"run")
         )
-        request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
-        request.setHeader(b"cache-control", b"no-cache")
-        request.setHeader(b"x-accel-buffering", b"no")
+        _stream_headers(request)
         client = SseClient(self.channel, request, filter, self._limit, self._clock, self._grace)
         start = self.channel.join(client, cursor)
         request.registerProducer(client.queue, True)

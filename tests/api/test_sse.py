@@ -80,13 +80,31 @@ class EventStreamTests(TestCase):
         self.assertEqual({e["event"] for e in events}, {"event"})
 
     async def test_reverse_proxy_and_reconnect_headers(self) -> None:
-        """The stream tells nginx not to buffer it (``X-Accel-Buffering: no``) and tells the
-        browser to reconnect after 2 s (``retry: 2000``) before its first event."""
+        """The stream tells caches not to keep it (``Cache-Control: no-cache``), nginx not to
+        buffer it (``X-Accel-Buffering: no``) and the browser to reconnect after 2 s
+        (``retry: 2000``) before its first event."""
         _, host, port = await start_api(self, self.hub, self.state)
         client = await self.open(host, port)
         await wait(lambda: len(client.messages()) == 1, "the snapshot")
+        self.assertIn(b"\r\nCache-Control: no-cache", client.head)
         self.assertIn(b"\r\nX-Accel-Buffering: no", client.head)
         self.assertTrue(client.body.startswith(b"retry: 2000\n\n"), client.body[:40])
+
+    async def test_head_has_the_streams_headers(self) -> None:
+        """A HEAD of the stream answers the headers a GET gets (event stream, no cache, no
+        proxy buffering) and no body: no stream is opened."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        client = SseClient(b"HEAD /api/v1/events HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        await connect_raw(host, port, client, self)
+        await client.closed
+        self.assertEqual(client.status, 200)
+        for header in (
+            b"\r\nContent-Type: text/event-stream; charset=utf-8",
+            b"\r\nCache-Control: no-cache",
+            b"\r\nX-Accel-Buffering: no",
+        ):
+            self.assertIn(header, client.head)
+        self.assertEqual(client.body, b"")
 
     async def test_http11_chunked_stream(self) -> None:
         """An HTTP/1.1 client gets a well-formed chunked stream, a turn's events in a chunk."""
