@@ -46,7 +46,7 @@ def household(reactor: Any, simulate: SimulateConfig) -> HouseholdService:
     return HouseholdService(reactor, simulate, models=MODELS, transition_delay=0.01)
 
 
-async def start(case: TestCase, **sections: Mapping[str, Any]) -> tuple[Daemon, SseClient]:
+async def start(case: TestCase, **sections: Any) -> tuple[Daemon, SseClient]:
     """A running daemon (every initial event in, the alarm list read) and an SSE client."""
     simulate = {**SIMULATE, **sections.pop("simulate", {})}
     daemon = await start_daemon(case, household, simulate=simulate, **sections)

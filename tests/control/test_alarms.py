@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 import treq
+from soco import SoCo
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.http_headers import Headers
 
@@ -31,10 +33,12 @@ from sonosd.control.skips import FILE_NAME, Skip, SkipFile
 from sonosd.household.state import HouseholdState, SpeakerRef
 from sonosd.service import SonosdService
 from sonosd.sim.service import HouseholdService
+from sonosd.sim.speakerstate import Alarm
 from tests.conftest import free_loopback_base
 from tests.control.daemon_commands import alarms_changed, start
 from tests.control.test_controller_daemon import Daemon, arrives
 from tests.daemon_helpers import daemon_yaml, http_agent, reactor, start_recorded, until
+from tests.soco_helpers import in_thread
 
 # 2026-11-23 is a Monday.
 MONDAY_NOON = dt.datetime(2026, 11, 23, 12, 0, 0)
@@ -525,6 +529,126 @@ class AlarmDaemonTests(TestCase):
         self.assertIn("StartTime '25:99:\u00b2' is not a time", body["error"]["message"])
         self.assertTrue(daemon.household.alarms[0].enabled)
         self.assertEqual(daemon.service.controller.alarms.skips, {})
+
+
+def app_update(address: str, alarm: Alarm, enabled: bool) -> None:
+    """What the Sonos app sends to switch ``alarm`` on or off through the speaker at
+    ``address`` (blocking): UpdateAlarm with every field as the app read it."""
+    SoCo(address).alarmClock.UpdateAlarm(
+        [
+            ("ID", alarm.alarm_id),
+            ("StartLocalTime", alarm.start_time),
+            ("Duration", alarm.duration),
+            ("Recurrence", alarm.recurrence),
+            ("Enabled", "1" if enabled else "0"),
+            ("RoomUUID", alarm.room_uid),
+            ("ProgramURI", alarm.program_uri),
+            ("ProgramMetaData", alarm.program_metadata),
+            ("PlayMode", alarm.play_mode),
+            ("Volume", alarm.volume),
+            ("IncludeLinkedZones", "1" if alarm.include_linked_zones else "0"),
+        ]
+    )
+
+
+class SkipMeanwhileTests(TestCase):
+    """What the Sonos app does to a skipped alarm before it is due (docs/control.md: "an
+    alarm switched on in the Sonos app meanwhile is left on, one deleted is forgotten"),
+    through the whole daemon (with a state directory) and the simulated household: the app's
+    UpdateAlarm or DestroyAlarm goes to another speaker than the skip's, then the moment the
+    skip ends comes."""
+
+    timeout = 120
+
+    async def skipped(self) -> tuple[Daemon, Any, Alarm, str]:
+        """A daemon whose first alarm (on, weekdays at 07:00) is skipped on Monday noon
+        through the kitchen: the daemon, its SSE client, the alarm as the household held it
+        before, the state directory."""
+        state_dir = tempfile.mkdtemp(prefix="sonosd-state-")
+        self.addCleanup(shutil.rmtree, state_dir, True)
+        daemon, client = await start(self, state_dir=state_dir)
+        daemon.service.controller.alarms._now = lambda: MONDAY_NOON
+        alarm = daemon.household.alarms[0]
+        self.assertTrue(alarm.enabled)
+        status, body = await daemon.post(
+            "Kitchen", "alarms", {"action": "skip", "id": alarm.alarm_id}
+        )
+        self.assertEqual(status, 200, body)
+        self.assertFalse(daemon.household.alarm_list.find(alarm.alarm_id).enabled)
+        self.assertEqual([s.alarm for s in SkipFile(state_dir).load()], [alarm.alarm_id])
+        return daemon, client, alarm, state_dir
+
+    async def resume_moment(self, daemon: Daemon, alarm: Alarm) -> None:
+        """The skipped ring and the minute after it pass: the skip's timer fires (the clock
+        the daemon reads is moved past it) and its check of the alarm is done."""
+        alarms = daemon.service.controller.alarms
+        key = (daemon.household.household_id, alarm.alarm_id)
+        call, skip = alarms.skips[key]
+        alarms._now = lambda: skip.resumes + dt.timedelta(seconds=1)
+        call.reset(0)
+        await until(lambda: key not in alarms.skips, "the skip's end")
+
+    async def test_switched_on_in_the_app_is_left_on(self) -> None:
+        """An alarm the app switches on while its skip is pending stays on when the skip's
+        moment passes: the daemon sends no UpdateAlarm (the household's alarm list version
+        stays where the app's change left it), logs no warning, and the skip is gone from
+        the state directory; clients got the app's change as alarms.changed."""
+        daemon, client, alarm, state_dir = await self.skipped()
+        mark = len(client.messages())
+        office = daemon.speaker(1)
+        await in_thread(lambda: app_update(office.address, alarm, enabled=True))
+        self.assertTrue(daemon.household.alarm_list.find(alarm.alarm_id).enabled)
+        version = daemon.household.alarm_list_version()
+        await arrives(
+            client.messages,
+            mark,
+            alarms_changed(
+                lambda alarms: (_alarm(alarms, alarm.alarm_id) or {}).get("enabled") is True
+            ),
+            "alarms.changed with the alarm switched on by the app",
+        )
+        with capturedLogs() as events:
+            await self.resume_moment(daemon, alarm)
+        self.assertEqual([e["log_format"] for e in events if e["log_level"] >= LogLevel.warn], [])
+        self.assertTrue(daemon.household.alarm_list.find(alarm.alarm_id).enabled)
+        self.assertEqual(daemon.household.alarm_list_version(), version)
+        self.assertEqual(daemon.service.controller.alarms.skips, {})
+        self.assertFalse(os.path.exists(os.path.join(state_dir, FILE_NAME)))
+        # What the daemon holds (and a client connecting now gets) is the app's version.
+        held = daemon.service.state.snapshot()["alarms"]
+        self.assertEqual(held["version"], version)  # type: ignore[index]
+        self.assertTrue(_alarm(held["alarms"], alarm.alarm_id)["enabled"])  # type: ignore[index]
+
+    async def test_deleted_in_the_app_is_forgotten(self) -> None:
+        """An alarm the app deletes while its skip is pending is forgotten when the skip's
+        moment passes: no error, nothing re-created or changed (the alarm list version
+        stays where the app's DestroyAlarm left it), the skip gone from the state directory;
+        clients got alarms.changed without the alarm."""
+        daemon, client, alarm, state_dir = await self.skipped()
+        mark = len(client.messages())
+        office = daemon.speaker(1)
+        await in_thread(
+            lambda: SoCo(office.address).alarmClock.DestroyAlarm([("ID", alarm.alarm_id)])
+        )
+        ids = sorted(a.alarm_id for a in daemon.household.alarms)
+        self.assertNotIn(alarm.alarm_id, ids)
+        version = daemon.household.alarm_list_version()
+        await arrives(
+            client.messages,
+            mark,
+            alarms_changed(lambda alarms: _alarm(alarms, alarm.alarm_id) is None),
+            "alarms.changed without the alarm the app deleted",
+        )
+        with capturedLogs() as events:
+            await self.resume_moment(daemon, alarm)
+        self.assertEqual([e["log_format"] for e in events if e["log_level"] >= LogLevel.warn], [])
+        self.assertEqual(sorted(a.alarm_id for a in daemon.household.alarms), ids)
+        self.assertEqual(daemon.household.alarm_list_version(), version)
+        self.assertEqual(daemon.service.controller.alarms.skips, {})
+        self.assertFalse(os.path.exists(os.path.join(state_dir, FILE_NAME)))
+        held = daemon.service.state.snapshot()["alarms"]
+        self.assertEqual(held["version"], version)  # type: ignore[index]
+        self.assertIsNone(_alarm(held["alarms"], alarm.alarm_id))  # type: ignore[index]
 
 
 class SkipAcrossRestartsTests(TestCase):

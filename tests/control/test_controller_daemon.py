@@ -56,11 +56,15 @@ def household(reactor: Any, simulate: SimulateConfig) -> HouseholdService:
     return HouseholdService(reactor, simulate, models=MODELS, transition_delay=0.01)
 
 
-def daemon_config(base: str, **sections: Mapping[str, Any]) -> Any:
-    """The loopback test configuration, with ``sections`` merged over its sections."""
+def daemon_config(base: str, **sections: Any) -> Any:
+    """The loopback test configuration, with ``sections`` merged over its sections (a key
+    whose value is no mapping, such as ``state_dir``, set as it is)."""
     document = json.loads(daemon_yaml(base))
     for name, values in sections.items():
-        document[name] = {**document.get(name, {}), **values}
+        if isinstance(values, Mapping):
+            document[name] = {**document.get(name, {}), **values}
+        else:
+            document[name] = values
     return parse_config(json.dumps(document), "control-daemon-test.yaml")
 
 
@@ -115,7 +119,7 @@ async def start_daemon(
     case: TestCase,
     factory: Callable[[Any, SimulateConfig], HouseholdService] | None = None,
     listed: int | None = None,
-    **sections: Mapping[str, Any],
+    **sections: Any,
 ) -> Daemon:
     """Start a daemon on a private loopback block; wait for every initial event.
 
