@@ -281,6 +281,8 @@ class SonosdService(MultiService):
         # transport command (a seek) moves the position, which no event says.
         self.controller.unreachable = self.household.command_failed
         self.controller.transport_commanded = self.household.transport_commanded
+        # A skipped alarm another controller switches on or deletes ends its skip.
+        self.alarm_watcher.observers.append(self.controller.alarms.list_read)
         self.api.problems = self.health_reasons
 
     # -- starting: the doors first ---------------------------------------------------------

@@ -13,6 +13,15 @@ the occurrence it skips (by the daemon's clock, which must be the speakers' time
 pending skip is kept in ``state_dir`` (``sonosd.control.skips``): a daemon that restarts
 finishes it, at once if the moment passed while it was down. Without a state directory a
 restart before that moment leaves the alarm off.
+
+Another controller (the Sonos app) may change the alarm meanwhile. Every list the daemon reads
+after an ``AlarmListVersion`` event comes to ``list_read``: once a list has shown the skipped
+alarm off, a later one showing it on, or without it, ends the skip there and then (the alarm
+is left as the app made it, whatever the app does to it next). A list read before the skip's
+own switch-off (a read still under way) shows it on and is no such sign, hence the wait for
+the alarm seen off first. When the moment comes the alarm is read again: one on is left on,
+one gone is forgotten (the case of a change no list showed, such as one made while the daemon
+was down).
 """
 
 from __future__ import annotations
@@ -174,6 +183,8 @@ class AlarmCommands:
         self.skips: dict[tuple[str | None, int], tuple[IDelayedCall, Skip]] = {}
         #: Skips due whose household has no speaker to ask (said once each).
         self._waiting: set[tuple[str | None, int]] = set()
+        #: Pending skips whose alarm a list read since showed off (``list_read``).
+        self._seen_off: set[tuple[str | None, int]] = set()
         self._stopped = False
         for skip in self._file.load():
             self._schedule(skip)
@@ -284,6 +295,8 @@ class AlarmCommands:
             self._schedule(skip, RESUME_RETRY)
             return
         self._waiting.discard(skip.key)
+        # The alarm switched on from here on is the skip's own doing, no sign for list_read.
+        self._seen_off.discard(skip.key)
         Deferred.fromCoroutine(self._enable(ref, skip))
 
     async def _enable(self, ref: SpeakerRef, skip: Skip) -> None:
@@ -310,7 +323,26 @@ class AlarmCommands:
             return
         if self._pending(skip):
             del self.skips[skip.key]
+            self._seen_off.discard(skip.key)
             self._save()
+
+    def list_read(self, household: str | None, alarms: list[dict[str, Any]]) -> None:
+        """``household``'s alarm list as the daemon just read it (``alarms.changed``): a
+        skipped alarm seen off before and now on, or gone, was switched on or deleted by
+        another controller; its skip ends, leaving the alarm as it is."""
+        for key, (_, skip) in list(self.skips.items()):
+            if key[0] != household:
+                continue
+            alarm = next((a for a in alarms if a.get("id") == skip.alarm), None)
+            if alarm is not None and alarm.get("enabled") is False:
+                self._seen_off.add(key)
+            elif key in self._seen_off:
+                log.info(
+                    "skipped alarm {alarm} was {what} meanwhile: the skip ends",
+                    alarm=skip.alarm,
+                    what="deleted" if alarm is None else "switched on",
+                )
+                self._cancel_skip(key)
 
     def _pending(self, skip: Skip) -> bool:
         """Whether ``skip`` is still pending (no command cancelled or replaced it)."""
@@ -318,6 +350,7 @@ class AlarmCommands:
         return entry is not None and entry[1] is skip
 
     def _cancel_skip(self, key: tuple[str | None, int]) -> None:
+        self._seen_off.discard(key)
         pending = self.skips.pop(key, None)
         if pending is not None:
             if pending[0].active():

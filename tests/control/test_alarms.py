@@ -531,6 +531,21 @@ class AlarmDaemonTests(TestCase):
         self.assertEqual(daemon.service.controller.alarms.skips, {})
 
 
+#: Where the daemon logs about alarms and their skips.
+ALARM_NAMESPACES = ("sonosd.control.alarms", "sonosd.control.skips", "sonosd.household.alarms")
+
+
+def alarm_trouble(events: list[Any]) -> list[str]:
+    """Any traceback logged, and what the alarm modules logged at warn level or above (other
+    warnings, a slow renewal on a loaded machine, are no concern of these tests)."""
+    return [
+        event["log_format"]
+        for event in events
+        if "log_failure" in event
+        or (event["log_level"] >= LogLevel.warn and event.get("log_namespace") in ALARM_NAMESPACES)
+    ]
+
+
 def app_update(address: str, alarm: Alarm, enabled: bool) -> None:
     """What the Sonos app sends to switch ``alarm`` on or off through the speaker at
     ``address`` (blocking): UpdateAlarm with every field as the app read it."""
@@ -555,100 +570,122 @@ class SkipMeanwhileTests(TestCase):
     """What the Sonos app does to a skipped alarm before it is due (docs/control.md: "an
     alarm switched on in the Sonos app meanwhile is left on, one deleted is forgotten"),
     through the whole daemon (with a state directory) and the simulated household: the app's
-    UpdateAlarm or DestroyAlarm goes to another speaker than the skip's, then the moment the
-    skip ends comes."""
+    UpdateAlarm or DestroyAlarm goes to another speaker than the skip's."""
 
     timeout = 120
 
     async def skipped(self) -> tuple[Daemon, Any, Alarm, str]:
         """A daemon whose first alarm (on, weekdays at 07:00) is skipped on Monday noon
-        through the kitchen: the daemon, its SSE client, the alarm as the household held it
-        before, the state directory."""
+        through the kitchen, and whose clients have the alarm off: the daemon, its SSE
+        client, the alarm as the household held it before, the state directory."""
         state_dir = tempfile.mkdtemp(prefix="sonosd-state-")
         self.addCleanup(shutil.rmtree, state_dir, True)
         daemon, client = await start(self, state_dir=state_dir)
         daemon.service.controller.alarms._now = lambda: MONDAY_NOON
         alarm = daemon.household.alarms[0]
         self.assertTrue(alarm.enabled)
+        mark = len(client.messages())
         status, body = await daemon.post(
             "Kitchen", "alarms", {"action": "skip", "id": alarm.alarm_id}
         )
         self.assertEqual(status, 200, body)
         self.assertFalse(daemon.household.alarm_list.find(alarm.alarm_id).enabled)
         self.assertEqual([s.alarm for s in SkipFile(state_dir).load()], [alarm.alarm_id])
+        await arrives(
+            client.messages,
+            mark,
+            alarms_changed(lambda alarms: self.enabled(alarms, alarm) is False),
+            "alarms.changed with the skipped alarm off",
+        )
         return daemon, client, alarm, state_dir
 
-    async def resume_moment(self, daemon: Daemon, alarm: Alarm) -> None:
-        """The skipped ring and the minute after it pass: the skip's timer fires (the clock
-        the daemon reads is moved past it) and its check of the alarm is done."""
+    @staticmethod
+    def enabled(alarms: list[dict[str, Any]], alarm: Alarm) -> bool | None:
+        """Whether a listed ``alarm`` is on (``None``: not listed)."""
+        listed = _alarm(alarms, alarm.alarm_id)
+        return None if listed is None else bool(listed["enabled"])
+
+    async def app(self, daemon: Daemon, client: Any, what: str, call: Any, check: Any) -> str:
+        """The app's ``call`` (blocking SoCo) in a thread, then the alarms.changed that
+        follows it (its list passing ``check``); the household's alarm list version after it."""
+        mark = len(client.messages())
+        await in_thread(call)
+        await arrives(client.messages, mark, alarms_changed(check), f"alarms.changed: {what}")
+        return daemon.household.alarm_list_version()
+
+    async def switch(self, daemon: Daemon, client: Any, alarm: Alarm, on: bool) -> str:
+        """The app switches ``alarm`` on or off through the office; the list version after."""
+        office = daemon.speaker(1)
+        return await self.app(
+            daemon,
+            client,
+            f"the alarm switched {'on' if on else 'off'} by the app",
+            lambda: app_update(office.address, alarm, enabled=on),
+            lambda alarms: self.enabled(alarms, alarm) is on,
+        )
+
+    async def skip_ended(self, daemon: Daemon, alarm: Alarm, state_dir: str) -> None:
+        """The skip is over for good: nothing pending, no timer that would touch the alarm
+        when the skipped ring passes, nothing left in the state directory."""
         alarms = daemon.service.controller.alarms
         key = (daemon.household.household_id, alarm.alarm_id)
-        call, skip = alarms.skips[key]
-        alarms._now = lambda: skip.resumes + dt.timedelta(seconds=1)
-        call.reset(0)
         await until(lambda: key not in alarms.skips, "the skip's end")
+        self.assertEqual(alarms.skips, {})
+        timers = [c for c in reactor.getDelayedCalls() if c.func == alarms._resume]
+        self.assertEqual(timers, [])
+        self.assertFalse(os.path.exists(os.path.join(state_dir, FILE_NAME)))
 
     async def test_switched_on_in_the_app_is_left_on(self) -> None:
-        """An alarm the app switches on while its skip is pending stays on when the skip's
-        moment passes: the daemon sends no UpdateAlarm (the household's alarm list version
-        stays where the app's change left it), logs no warning, and the skip is gone from
-        the state directory; clients got the app's change as alarms.changed."""
+        """An alarm the app switches on while its skip is pending ends the skip: the alarm
+        stays on, the daemon sends no UpdateAlarm (the household's alarm list version stays
+        where the app's change left it) and warns of nothing; the skip is gone from the state
+        directory; clients got the app's change as alarms.changed."""
         daemon, client, alarm, state_dir = await self.skipped()
-        mark = len(client.messages())
-        office = daemon.speaker(1)
-        await in_thread(lambda: app_update(office.address, alarm, enabled=True))
-        self.assertTrue(daemon.household.alarm_list.find(alarm.alarm_id).enabled)
-        version = daemon.household.alarm_list_version()
-        await arrives(
-            client.messages,
-            mark,
-            alarms_changed(
-                lambda alarms: (_alarm(alarms, alarm.alarm_id) or {}).get("enabled") is True
-            ),
-            "alarms.changed with the alarm switched on by the app",
-        )
         with capturedLogs() as events:
-            await self.resume_moment(daemon, alarm)
-        self.assertEqual([e["log_format"] for e in events if e["log_level"] >= LogLevel.warn], [])
+            version = await self.switch(daemon, client, alarm, True)
+            await self.skip_ended(daemon, alarm, state_dir)
+        self.assertEqual(alarm_trouble(events), [])
         self.assertTrue(daemon.household.alarm_list.find(alarm.alarm_id).enabled)
         self.assertEqual(daemon.household.alarm_list_version(), version)
-        self.assertEqual(daemon.service.controller.alarms.skips, {})
-        self.assertFalse(os.path.exists(os.path.join(state_dir, FILE_NAME)))
-        # What the daemon holds (and a client connecting now gets) is the app's version.
         held = daemon.service.state.snapshot()["alarms"]
         self.assertEqual(held["version"], version)  # type: ignore[index]
-        self.assertTrue(_alarm(held["alarms"], alarm.alarm_id)["enabled"])  # type: ignore[index]
+        self.assertTrue(self.enabled(held["alarms"], alarm))  # type: ignore[index]
+
+    async def test_switched_on_then_off_in_the_app_stays_off(self) -> None:
+        """The app switching the alarm on ends the skip even if it switches the alarm off
+        again before the skipped ring: the daemon does not switch it on behind the app's
+        back (the list version stays the app's)."""
+        daemon, client, alarm, state_dir = await self.skipped()
+        await self.switch(daemon, client, alarm, True)
+        version = await self.switch(daemon, client, alarm, False)
+        await self.skip_ended(daemon, alarm, state_dir)
+        self.assertFalse(daemon.household.alarm_list.find(alarm.alarm_id).enabled)
+        self.assertEqual(daemon.household.alarm_list_version(), version)
 
     async def test_deleted_in_the_app_is_forgotten(self) -> None:
-        """An alarm the app deletes while its skip is pending is forgotten when the skip's
-        moment passes: no error, nothing re-created or changed (the alarm list version
-        stays where the app's DestroyAlarm left it), the skip gone from the state directory;
-        clients got alarms.changed without the alarm."""
+        """An alarm the app deletes while its skip is pending is forgotten: no error,
+        nothing re-created or changed (the alarm list version stays where the app's
+        DestroyAlarm left it), the skip gone from the state directory; clients got
+        alarms.changed without the alarm."""
         daemon, client, alarm, state_dir = await self.skipped()
-        mark = len(client.messages())
         office = daemon.speaker(1)
-        await in_thread(
-            lambda: SoCo(office.address).alarmClock.DestroyAlarm([("ID", alarm.alarm_id)])
-        )
-        ids = sorted(a.alarm_id for a in daemon.household.alarms)
-        self.assertNotIn(alarm.alarm_id, ids)
-        version = daemon.household.alarm_list_version()
-        await arrives(
-            client.messages,
-            mark,
-            alarms_changed(lambda alarms: _alarm(alarms, alarm.alarm_id) is None),
-            "alarms.changed without the alarm the app deleted",
-        )
         with capturedLogs() as events:
-            await self.resume_moment(daemon, alarm)
-        self.assertEqual([e["log_format"] for e in events if e["log_level"] >= LogLevel.warn], [])
+            version = await self.app(
+                daemon,
+                client,
+                "the alarm deleted by the app",
+                lambda: SoCo(office.address).alarmClock.DestroyAlarm([("ID", alarm.alarm_id)]),
+                lambda alarms: self.enabled(alarms, alarm) is None,
+            )
+            ids = sorted(a.alarm_id for a in daemon.household.alarms)
+            self.assertNotIn(alarm.alarm_id, ids)
+            await self.skip_ended(daemon, alarm, state_dir)
+        self.assertEqual(alarm_trouble(events), [])
         self.assertEqual(sorted(a.alarm_id for a in daemon.household.alarms), ids)
         self.assertEqual(daemon.household.alarm_list_version(), version)
-        self.assertEqual(daemon.service.controller.alarms.skips, {})
-        self.assertFalse(os.path.exists(os.path.join(state_dir, FILE_NAME)))
         held = daemon.service.state.snapshot()["alarms"]
         self.assertEqual(held["version"], version)  # type: ignore[index]
-        self.assertIsNone(_alarm(held["alarms"], alarm.alarm_id))  # type: ignore[index]
+        self.assertIsNone(self.enabled(held["alarms"], alarm))  # type: ignore[index]
 
 
 class SkipAcrossRestartsTests(TestCase):
@@ -668,6 +705,18 @@ class SkipAcrossRestartsTests(TestCase):
         await until(lambda: service.state.alarms is not None, "the alarm list")
         return service, f"http://{port.host}:{port.port}"
 
+    def household(self) -> tuple[HouseholdService, str]:
+        """A running simulated household of two speakers (its first alarm on weekdays, its
+        second at weekends, off) and an empty state directory."""
+        sim = HouseholdService(
+            reactor, SimulateConfig(speakers=2, base_address=free_loopback_base(count=2))
+        )
+        sim.startService()
+        self.addCleanup(sim.stopService)
+        state_dir = tempfile.mkdtemp(prefix="sonosd-state-")
+        self.addCleanup(shutil.rmtree, state_dir, True)
+        return sim, state_dir
+
     async def post(self, base: str, args: dict[str, Any]) -> dict[str, Any]:
         """An ``alarms`` command to the first speaker; its result (the status must be 200)."""
         response = await treq.client.HTTPClient(http_agent(self)).post(
@@ -683,15 +732,9 @@ class SkipAcrossRestartsTests(TestCase):
         """Skips made through one daemon are finished by the next one started with the same
         state_dir: an alarm whose moment passed while no daemon ran is switched on at once,
         one still ahead is kept for its moment."""
-        sim = HouseholdService(
-            reactor, SimulateConfig(speakers=2, base_address=free_loopback_base(count=2))
-        )
-        sim.startService()
-        self.addCleanup(sim.stopService)
+        sim, state_dir = self.household()
         household = sim.household
         weekday, weekend = household.alarms[0], household.alarms[1]
-        state_dir = tempfile.mkdtemp(prefix="sonosd-state-")
-        self.addCleanup(shutil.rmtree, state_dir, True)
         first, base = await self.daemon(sim, state_dir)
         # A week ago, the weekday alarm's next ring (and a minute after it) was days ago.
         first.controller.alarms._now = lambda: dt.datetime.now() - dt.timedelta(days=8)
@@ -736,6 +779,45 @@ class SkipAcrossRestartsTests(TestCase):
             "the file without the finished skip",
         )
         await self.post(second_base, {"action": "enable", "id": weekend.alarm_id})
+        self.assertFalse(os.path.exists(os.path.join(state_dir, FILE_NAME)))
+
+    async def test_changed_in_the_app_while_no_daemon_ran(self) -> None:
+        """Skipped alarms the app switches on or deletes while no daemon runs are left as the
+        app made them by the next daemon when their moment comes: the one switched on stays
+        on, the deleted one is forgotten (no error, nothing re-created: the alarm list
+        version stays the app's), and the state directory is emptied."""
+        sim, state_dir = self.household()
+        household = sim.household
+        weekday, weekend = household.alarms[0], household.alarms[1]
+        first, base = await self.daemon(sim, state_dir)
+        first.controller.alarms._now = lambda: MONDAY_NOON
+        await self.post(base, {"action": "enable", "id": weekend.alarm_id})
+        for alarm in (weekday, weekend):
+            await self.post(base, {"action": "skip", "id": alarm.alarm_id})
+        await first.stopService()
+        self.assertEqual(len(SkipFile(state_dir).load()), 2)
+        # The app, through the other speaker, while no daemon runs.
+        other = household.speakers[1].address
+        await in_thread(lambda: app_update(other, weekday, enabled=True))
+        await in_thread(lambda: SoCo(other).alarmClock.DestroyAlarm([("ID", weekend.alarm_id)]))
+        version = household.alarm_list_version()
+
+        second, _ = await self.daemon(sim, state_dir)
+        alarms = second.controller.alarms
+        self.assertEqual(
+            {skip.alarm for _, skip in alarms.skips.values()},
+            {weekday.alarm_id, weekend.alarm_id},
+        )
+        with capturedLogs() as events:
+            # The skipped rings and the minute after them pass.
+            alarms._now = lambda: MONDAY_NOON + dt.timedelta(days=7)
+            for call, _ in list(alarms.skips.values()):
+                call.reset(0)
+            await until(lambda: not alarms.skips, "both skips' end")
+        self.assertEqual(alarm_trouble(events), [])
+        self.assertTrue(household.alarm_list.find(weekday.alarm_id).enabled)
+        self.assertNotIn(weekend.alarm_id, [a.alarm_id for a in household.alarms])
+        self.assertEqual(household.alarm_list_version(), version)
         self.assertFalse(os.path.exists(os.path.join(state_dir, FILE_NAME)))
 
 
@@ -835,6 +917,30 @@ class ResumeTests(SynchronousTestCase):
         commands = self.commands(ctx, [self.skip_of(4, minutes=0), self.skip_of(5, minutes=0)])
         ctx.reactor.advance(0)
         self.assertEqual((ctx.enabled, commands.skips), ([], {}))
+
+    def test_a_list_showing_the_alarm_on_after_off_ends_the_skip(self) -> None:
+        """A list read while the skip's own switch-off was under way (the alarm still on)
+        leaves the skip; once a list has shown the alarm off, one showing it on ends the
+        skip, and one without it (deleted) does too; another household's list is no sign.
+        Nothing is switched on and the file is emptied."""
+        ctx = ResumeContext({4: {"Enabled": "0"}, 5: {"Enabled": "0"}})
+        ctx.add("RINCON_A")
+        commands = self.commands(ctx, [self.skip_of(4, minutes=30), self.skip_of(5, minutes=30)])
+
+        def listed(**enabled: bool) -> list[dict[str, Any]]:
+            return [{"id": int(name[1:]), "enabled": on} for name, on in enabled.items()]
+
+        commands.list_read("Sonos_1", listed(a4=True, a5=True))  # read before the switch-off
+        self.assertEqual(set(commands.skips), {("Sonos_1", 4), ("Sonos_1", 5)})
+        commands.list_read("Sonos_1", listed(a4=False, a5=False))
+        commands.list_read("Sonos_2", listed(a5=True))
+        self.assertEqual(set(commands.skips), {("Sonos_1", 4), ("Sonos_1", 5)})
+        commands.list_read("Sonos_1", listed(a4=True, a5=False))
+        self.assertEqual(set(commands.skips), {("Sonos_1", 5)})
+        commands.list_read("Sonos_1", listed(a4=False))
+        self.assertEqual((commands.skips, commands._file.load()), ({}, []))
+        ctx.reactor.advance(3600)
+        self.assertEqual((ctx.enabled, ctx.reactor.getDelayedCalls()), ([], []))
 
     def test_cancelled_while_enabling_is_not_retried(self) -> None:
         """A command that ends the skip while its resume is failing stops the retries."""

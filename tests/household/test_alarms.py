@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 from xml.sax import saxutils
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -151,3 +152,18 @@ class WatcherTests(SynchronousTestCase):
         soap.answer = lambda call: listed(_sample_document(), "RINCON_X:5")
         watcher.on_version(KITCHEN, "RINCON_X:5")
         assert len(publisher.published) == 1
+
+    def test_observers_get_each_list_published(self) -> None:
+        """Each list published is handed to the observers with its household, after the
+        publisher has it; a failed read hands them nothing."""
+        soap = FakeSoap(lambda call: listed("<broken", "RINCON_X:5"))
+        watcher, publisher = self.watcher(soap)
+        seen: list[tuple[str | None, list[dict[str, Any]], int]] = []
+        watcher.observers.append(
+            lambda household, alarms: seen.append((household, alarms, len(publisher.published)))
+        )
+        watcher.on_version(KITCHEN, "RINCON_X:5")
+        assert seen == []
+        soap.answer = lambda call: listed(_sample_document(), "RINCON_X:6")
+        watcher.on_version(attrs.evolve(KITCHEN, household="Sonos_9"), "RINCON_X:6")
+        assert seen == [("Sonos_9", publisher.published[0][1], 1)]
