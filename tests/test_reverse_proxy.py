@@ -252,29 +252,35 @@ def test_sse_resumes_after_a_drop_through_the_proxy(proxied: Proxied) -> None:
     assert ids == list(range(seen[-1] + 1, seen[-1] + 1 + len(ids))), (seen[-1], ids)
 
 
-def test_sse_is_live_through_a_proxy_that_buffers(proxied: Proxied, tmp_path: Path) -> None:
-    """nginx buffers a proxied answer unless told not to; the stream tells it so itself
-    (``X-Accel-Buffering: no``, which nginx keeps to itself), so with the documented
-    configuration less its ``proxy_buffering off`` (nginx's default, buffering on) a change
-    still arrives while the stream is open, and the snapshot before it whole."""
+def test_events_are_live_through_a_proxy_that_buffers(proxied: Proxied, tmp_path: Path) -> None:
+    """nginx buffers a proxied answer unless told not to; the event stream tells it so
+    itself (``X-Accel-Buffering: no``, which nginx keeps to itself), so with the documented
+    configuration less its ``proxy_buffering off`` (nginx's default, buffering on) the
+    snapshot and then a change arrive while the stream is open. The WebSocket, a connection
+    nginx tunnels once upgraded, gets the change too."""
     api_port = int(proxied.daemon.url.rsplit(":", 1)[1])
     proxy = Proxy(tmp_path, api_port, without="proxy_buffering off;")
     uid = proxied.daemon.uids["Kitchen"]
     # Only the kitchen's events: nothing else fills nginx's buffers and pushes them out.
-    client = SseClient(
+    stream = SseClient(
         proxy.port, "?rooms=Kitchen&types=event", prefix=PREFIX, headers=bearer(READ_TOKEN)
     )
+    websocket = WebSocketClient(proxy.port, prefix=PREFIX, headers=bearer(READ_TOKEN))
     try:
-        client.wait(lambda messages: bool(messages), "the snapshot through a buffering nginx")
-        head = client.head.split(b"\r\n")
-        assert b" 200 " in head[0] and b"x-accel-buffering" not in client.head.lower(), head
+        stream.wait(lambda messages: bool(messages), "the snapshot through a buffering nginx")
+        head = stream.head.split(b"\r\n")
+        assert b" 200 " in head[0] and b"x-accel-buffering" not in stream.head.lower(), head
+        websocket.wait(lambda messages: bool(messages), "the WebSocket's snapshot")
         volume = proxied.volume(uid)
         assert isinstance(volume, int)
-        _volume(proxied, "Kitchen", (volume + 7) % 100)
-        client.wait(_has_volume(uid, (volume + 7) % 100), "the change, live through nginx")
-        assert not client.closed
+        changed = (volume + 7) % 100
+        _volume(proxied, "Kitchen", changed)
+        stream.wait(_has_volume(uid, changed), "the change, live through nginx")
+        websocket.wait(_has_volume(uid, changed), "the change on the WebSocket")
+        assert not stream.closed and not websocket.closed
     finally:
-        client.close()
+        stream.close()
+        websocket.close()
         proxy.stop()
 
 
