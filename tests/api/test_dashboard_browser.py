@@ -10,6 +10,7 @@ the screenshots taken along the way are also written there (``make screenshots``
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import re
@@ -270,9 +271,15 @@ def finish(page: Page, console: Console, allowed: tuple[str, ...] = ()) -> None:
 
 
 def test_token_prompt_then_every_room_live(browser: Browser, daemon: Daemon) -> None:
-    """The page asks for a token, refuses a wrong one, then shows every room with labelled
-    controls; the token is kept for the tab's session only."""
-    page, console = open_page(browser, daemon)
+    """The page asks for a token (``/api/v1/access`` tells it, without a refused request),
+    refuses a wrong one (checked the same way), then shows every room with labelled controls;
+    the token is kept for the tab's session only."""
+    refused: list[str] = []
+
+    def watch(context: BrowserContext) -> None:
+        context.on("response", lambda answer: answer.status == 401 and refused.append(answer.url))
+
+    page, console = open_page(browser, daemon, watch)
     dialog = page.get_by_role("dialog", name="This daemon needs a token")
     expect(dialog).to_be_visible()
     dialog.get_by_label("Token").fill("not-the-token")
@@ -296,6 +303,7 @@ def test_token_prompt_then_every_room_live(browser: Browser, daemon: Daemon) -> 
     page.reload()
     expect(card(page, "Kitchen")).to_be_visible()
     expect(page.get_by_role("dialog", name="This daemon needs a token")).to_be_hidden()
+    assert refused == [], refused
     finish(page, console)
 
 
@@ -336,8 +344,14 @@ def test_changes_elsewhere_show_live(page: tuple[Page, Console], daemon: Daemon)
     title = daemon.speaker("Office")["current"]["title"]
     expect(office.get_by_text(title, exact=True)).to_be_visible()
     daemon.call("POST", f"/speakers/{daemon.uids['Office']}/next")
-    title = daemon.speaker("Office")["current"]["title"]
-    expect(office.get_by_text(title, exact=True)).to_be_visible()
+    current = daemon.speaker("Office")["current"]
+    expect(office.get_by_text(current["title"], exact=True)).to_be_visible()
+    # The artist, the album and the track's duration ("H:MM:SS" at the speaker, "M:SS" here).
+    expect(office.locator(".track .artist")).to_have_text(current["artist"])
+    expect(office.locator(".track .album")).to_have_text(current["album"])
+    hours, minutes, seconds = current["duration"].split(":")
+    assert hours == "0", current
+    expect(office.locator(".progress .time").last).to_have_text(f"{int(minutes)}:{seconds}")
     art = office.get_by_role("img", name="Album art", exact=False)
     expect(art).to_be_visible()
     assert tab.evaluate("(img) => img.naturalWidth > 0", art.element_handle())
@@ -423,6 +437,8 @@ def test_grouping_from_the_page(page: tuple[Page, Console], daemon: Daemon) -> N
     group = card(tab, "Kitchen + Office")
     expect(group).to_be_visible()
     expect(card(tab, "Office")).to_have_count(0)
+    play = group.get_by_role("button", name=re.compile(r"^(Play|Pause) Kitchen \+ Office$"))
+    expect(play).to_be_visible()
     expect(group.get_by_role("slider", name="Group volume of Kitchen + Office")).to_be_enabled()
     group.get_by_role("slider", name="Group volume of Kitchen + Office").fill("30")
     wait_for(lambda: daemon.speaker("Kitchen")["group_volume"] == 30, "group volume 30")
@@ -470,8 +486,14 @@ def test_grouping_from_the_page(page: tuple[Page, Console], daemon: Daemon) -> N
 
 
 def test_read_only_token_disables_controls(browser: Browser, daemon: Daemon) -> None:
-    """With a read-only token the state shows, the controls are disabled and say why."""
-    tab, console = open_page(browser, daemon)
+    """With a read-only token the state shows, the controls are disabled and say why; the
+    favourites and playlists (read with commands) are neither asked for nor shown."""
+    posted: list[str] = []
+
+    def watch(context: BrowserContext) -> None:
+        context.on("request", lambda sent: sent.method == "POST" and posted.append(sent.url))
+
+    tab, console = open_page(browser, daemon, watch)
     log_in(tab, READ_TOKEN)
     reason = "This token can only read: controls need a token with the control scope."
     expect(tab.get_by_role("note")).to_have_text(reason)
@@ -485,6 +507,8 @@ def test_read_only_token_disables_controls(browser: Browser, daemon: Daemon) -> 
     expect(kitchen.get_by_label("Sleep timer")).to_be_disabled()
     daemon.call("PATCH", f"/speakers/{daemon.uids['Kitchen']}/state", {"volume": 12})
     expect(slider).to_have_value("12")
+    expect(kitchen.get_by_label("Favourites and playlists")).to_have_count(0)
+    assert posted == [], posted
     tab.get_by_role("button", name="Forget token").click()
     expect(tab.get_by_role("dialog", name="This daemon needs a token")).to_be_visible()
     assert tab.evaluate("sessionStorage.getItem('sonosd.token')") is None
@@ -703,6 +727,15 @@ def test_phone_layout_and_health_panels(browser: Browser, daemon: Daemon) -> Non
     table = tab.get_by_role("table", name="Speakers", exact=False)
     for room in ROOMS:
         expect(table.get_by_role("rowheader", name=room)).to_be_visible()
+    health = get_json(f"{daemon.url}/api/v1/health")
+    summary = tab.locator("#health .summary")
+    expect(summary.locator(f"dt:text-is('Status') + dd .status-{health['status']}")).to_be_visible()
+    for term, said in (
+        ("Version", health["version"]),
+        ("Up for", re.compile(r"\d")),
+        ("Speakers", f"{health['speakers']['online']} online"),
+    ):
+        expect(summary.locator(f"dt:text-is('{term}') + dd")).to_contain_text(said)
     tab.get_by_text("Recent messages").click()
     tab.get_by_role("textbox", name="Rooms").fill("Office")
     tab.get_by_role("textbox", name="Types").fill("event")
@@ -834,7 +867,8 @@ def _seconds(text: str | None) -> int:
 
 def test_position_advances(page: tuple[Page, Console], browser: Browser, daemon: Daemon) -> None:
     """The position the daemon reads advances on the page while the group plays, shows on a
-    page opened mid-track, and stops where the speaker paused."""
+    page opened mid-track (in a browser whose clock runs an hour ahead of the daemon's), and
+    stops where the speaker paused."""
     tab, console = page
     uid = daemon.uids["Office"]
     elapsed = card(tab, "Office").locator(".progress .time").first
@@ -842,7 +876,10 @@ def test_position_advances(page: tuple[Page, Console], browser: Browser, daemon:
     expect(elapsed).to_have_text(re.compile(r"^1:4\d$"))
     first = _seconds(elapsed.text_content())
     wait_for(lambda: _seconds(elapsed.text_content()) >= first + 2, "the position advancing")
-    late, late_console = open_page(browser, daemon)
+    ahead = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+    late, late_console = open_page(
+        browser, daemon, lambda context: context.clock.install(time=ahead)
+    )
     log_in(late, ADMIN_TOKEN)
     late_elapsed = card(late, "Office").locator(".progress .time").first
     expect(late_elapsed).to_have_text(re.compile(r"^1:[45]\d$"))
@@ -961,6 +998,13 @@ def test_dialogs_are_native_and_modal(page: tuple[Page, Console], daemon: Daemon
     tab.keyboard.press("Escape")
     expect(prompt).to_be_hidden()
     expect(tab.locator("#connection")).to_have_text("Live")
+    # Cancel does the same; the token kept is still the one in use.
+    tab.get_by_role("button", name="Token…").click()
+    expect(prompt).to_be_visible()
+    prompt.get_by_role("button", name="Cancel").click()
+    expect(prompt).to_be_hidden()
+    expect(tab.locator("#connection")).to_have_text("Live")
+    assert tab.evaluate("sessionStorage.getItem('sonosd.token')") == ADMIN_TOKEN
     uid = daemon.uids["Kitchen"]
     volume = 18 if daemon.speaker("Kitchen")["volume"] != 18 else 19
     daemon.call("PATCH", f"/speakers/{uid}/state", {"volume": volume})
@@ -1008,6 +1052,13 @@ def test_households_shown_apart(browser: Browser, households: Daemon) -> None:
         for room in others:
             expect(card(section, room)).to_have_count(0)
     assert names == {"Household 1", "Household 2"}, names
+    # Numbered in the order of the household ids, each shown under its title.
+    ids = {households.speaker(rooms[0])["household_id"]: rooms for rooms in HOUSEHOLDS}
+    for number, household_id in enumerate(sorted(ids), start=1):
+        section = regions.nth(number - 1)
+        expect(section.get_by_role("heading", level=2)).to_have_text(f"Household {number}")
+        expect(section.locator(".household-id")).to_have_text(household_id)
+        expect(card(section, ids[household_id][0])).to_be_visible()
     unidentified = tab.get_by_role("list", name="Speakers not identified")
     expect(unidentified.get_by_role("listitem")).to_have_count(1)
     expect(unidentified).to_contain_text(households.nowhere)
@@ -1019,6 +1070,21 @@ def test_households_shown_apart(browser: Browser, households: Daemon) -> None:
     for room in ("Hall", "Garden"):
         expect(dialog.get_by_role("checkbox", name=room)).to_be_visible()
     dialog.get_by_role("button", name="Cancel").click()
+    # A group's card names its coordinator first (Study, though Hall comes first in order).
+    households.call(
+        "POST",
+        f"/speakers/{households.uids['Hall']}/join",
+        {"coordinator": households.uids["Study"]},
+    )
+    group = card(tab, "Study + Hall")
+    try:
+        expect(group).to_be_visible()
+        sliders = group.get_by_role("slider", name=re.compile("^Volume of"))
+        expect(sliders).to_have_count(2)
+        assert sliders.first.get_attribute("aria-label") == "Volume of Study"
+    finally:
+        households.call("POST", f"/speakers/{households.uids['Hall']}/unjoin")
+    expect(card(tab, "Hall")).to_be_visible()
     finish(tab, console)
 
 
@@ -1296,6 +1362,13 @@ def test_the_demo_household_live_and_controlled(
         first = newest.text_content()
         expect(newest).not_to_have_text(first or "")
         demo.call("PATCH", "/activity", {"rate": 0})
+        # A stereo pair bonded at the speakers: its hidden half is part of its room.
+        demo.call("POST", f"/speakers/{demo.uids['Kitchen']}/pair", {"right": demo.uids["Office"]})
+        expect(card(tab, "Office")).to_have_count(0)
+        expect(tab.get_by_role("article")).to_have_count(len(rooms) - 1)
+        expect(card(tab, "Kitchen").get_by_role("slider", name="Volume of Kitchen")).to_have_count(
+            1
+        )
         slider = card(tab, "Kitchen").get_by_role("slider", name="Volume of Kitchen")
         volume = 41 if demo.speaker("Kitchen")["volume"] != 41 else 42
         slider.fill(str(volume))
