@@ -312,15 +312,24 @@ def test_listener_that_cannot_bind_exits_1(
     assert "sonosd running" not in output
 
 
-@pytest.mark.parametrize("what", ["tls", "token"])
+@pytest.mark.parametrize("what", ["tls", "token", "tls key alone"])
 def test_unreadable_files_fail_in_one_line(tmp_path: Path, loopback_base: str, what: str) -> None:
-    """A TLS key or a token file that cannot be read: one line naming it, exit 1."""
+    """A TLS key or a token file that cannot be read, or a TLS key without its certificate
+    (no ``certKey``): one line naming it and what is wrong, exit 1."""
     document = json.loads(daemon_yaml(loopback_base))
     missing = tmp_path / "missing.pem"
+    why = "No such file or directory"
     if what == "tls":
         document["api"] = {
             "listen": f"ssl:0:interface=127.0.0.1:privateKey={missing}:certKey={missing}"
         }
+    elif what == "tls key alone":
+        from sonosd.sim.tls import self_signed_pem
+
+        pem = self_signed_pem()
+        missing.write_bytes(pem[pem.index(b"-----BEGIN EC PRIVATE KEY-----") :])
+        document["api"] = {"listen": f"ssl:0:interface=127.0.0.1:privateKey={missing}"}
+        why = "holds no PEM certificate"
     else:
         document["api"]["tokens"] = [{"name": "ha", "token_file": str(missing)}]
     config = tmp_path / "sonosd.yaml"
@@ -335,7 +344,7 @@ def test_unreadable_files_fail_in_one_line(tmp_path: Path, loopback_base: str, w
     assert (done.returncode, done.stdout) == (1, ""), done.stderr
     [line] = done.stderr.splitlines()
     assert str(missing) in line
-    assert "No such file or directory" in line
+    assert why in line
 
 
 # -- systemd ---------------------------------------------------------------------------------
