@@ -517,7 +517,9 @@ def test_read_only_token_disables_controls(browser: Browser, daemon: Daemon) -> 
 
 def test_reconnect_resumes_and_resets(browser: Browser, daemon: Daemon) -> None:
     """After a network outage the page resumes and shows what changed meanwhile; after one
-    longer than the replay ring it resets and reloads the snapshot; nothing stale remains."""
+    longer than the replay ring it resets and reloads the snapshot; nothing stale remains.
+    A token the daemon refuses when the stream reconnects (401) brings the token prompt back,
+    saying so, and the refused token is dropped."""
     forwarder = Forwarder(int(daemon.url.rsplit(":", 1)[1]))
     context = browser.new_context(viewport={"width": 1280, "height": 860})
     tab = context.new_page()
@@ -544,9 +546,20 @@ def test_reconnect_resumes_and_resets(browser: Browser, daemon: Daemon) -> None:
         forwarder.restore()
         expect(status).to_have_text("Live")
         expect(slider).to_have_value("64")
+        # The token no longer valid (as after a reload that removed it): the reconnect is
+        # refused, and the page asks for another one.
+        tab.evaluate("sessionStorage.setItem('sonosd.token', 'a-token-the-daemon-refuses')")
+        forwarder.cut()
+        expect(status).to_have_text("Reconnecting…")
+        forwarder.restore()
+        prompt = tab.get_by_role("dialog", name="This daemon needs a token")
+        expect(prompt).to_be_visible()
+        expect(prompt.get_by_role("alert")).to_have_text("This token was refused.")
+        expect(status).to_have_text("Token needed")
+        assert tab.evaluate("sessionStorage.getItem('sonosd.token')") is None
     finally:
         forwarder.close()
-    finish(tab, console, allowed=("net::ERR_",))
+    finish(tab, console, allowed=("net::ERR_", "401 (Unauthorized)"))
 
 
 def test_silent_stream_is_dropped_and_reopened(browser: Browser, daemon: Daemon) -> None:
@@ -723,6 +736,11 @@ def test_phone_layout_and_health_panels(browser: Browser, daemon: Daemon) -> Non
     log_in(tab, ADMIN_TOKEN)
     expect(card(tab, "Kitchen")).to_be_visible()
     assert tab.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    # One column: the cards one above the other, each as wide as the others.
+    boxes = [box for box in (c.bounding_box() for c in tab.get_by_role("article").all()) if box]
+    assert len(boxes) == len(ROOMS), boxes
+    assert len({(round(box["x"]), round(box["width"])) for box in boxes}) == 1, boxes
+    assert len({round(box["y"]) for box in boxes}) == len(ROOMS), boxes
     tab.get_by_text("Health and diagnostics").click()
     table = tab.get_by_role("table", name="Speakers", exact=False)
     for room in ROOMS:
@@ -1037,8 +1055,41 @@ def _wait_ready(households: Daemon) -> None:
 
 def test_households_shown_apart(browser: Browser, households: Daemon) -> None:
     """Two households each get their own section with their own rooms, and grouping offers
-    only the rooms of the same household."""
-    tab, console = households_page(browser, households)
+    only the rooms of the same household. The page reads the diagnostics every 5 s (on its
+    clock, moved by the test) while it is shown, and not while it is hidden."""
+
+    def clocked(context: BrowserContext) -> None:
+        context.clock.install()
+        # Each read starts with a request for the health (then the diagnostics), made as the
+        # page's timer fires: counted there, so that the count is known when the clock stops.
+        context.add_init_script(
+            """(() => {
+                const fetch = window.fetch;
+                window.healthReads = 0;
+                window.fetch = function (input, ...rest) {
+                    if (String(input).endsWith("/api/v1/health")) window.healthReads += 1;
+                    return fetch.call(this, input, ...rest);
+                };
+            })();"""
+        )
+
+    tab, console = households_page(browser, households, clocked)
+    tab.clock.pause_at(tab.evaluate("Date.now()") + 1000)
+
+    def reads_after(milliseconds: int) -> int:
+        """How many reads start while the page's clock moves on by ``milliseconds``."""
+        before = tab.evaluate("window.healthReads")
+        tab.clock.run_for(milliseconds)
+        return int(tab.evaluate("window.healthReads")) - int(before)
+
+    reads_after(1000)
+    assert (reads_after(5000), reads_after(5000)) == (1, 1)
+    hidden = "Object.defineProperty(document, 'visibilityState', {value: %r, configurable: true})"
+    tab.evaluate(hidden % "hidden")
+    assert reads_after(15000) == 0
+    tab.evaluate(hidden % "visible")
+    assert reads_after(5000) == 1
+    tab.clock.resume()
     regions = tab.get_by_role("region", name=re.compile(r"^Household \d$"))
     expect(regions).to_have_count(2)
     names = set()
