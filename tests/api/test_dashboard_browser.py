@@ -1156,6 +1156,11 @@ def test_asleep_portable_and_upnp_off_household(browser: Browser, households: Da
             expect(room_card.locator(".member .reason")).to_contain_text(
                 "in the Sonos app", ignore_case=True
             )
+        # The health panel lists the asleep portable among the devices gone from its household.
+        tab.get_by_text("Health and diagnostics").click()
+        gone = tab.get_by_role("table", name="Gone from the household")
+        row = gone.get_by_role("row").filter(has=tab.get_by_role("rowheader", name="Garden"))
+        expect(row.get_by_role("cell")).to_have_text("sleeping")
         screenshot(tab, "dashboard-availability.png")
     finally:
         households.call("POST", f"/speakers/{households.uids['Garden']}/wake")
@@ -1207,8 +1212,15 @@ def test_dropped_notifies_show_polling(browser: Browser, households: Daemon) -> 
         expect(study.locator(".badge.status-subscribed")).to_have_count(len(DEFAULT_SERVICES))
         expect(study.locator(".age").first).to_have_text(re.compile(r"ago$"))
         expect(tab.locator(".notifies")).to_have_text(re.compile(r"^\d+ accepted, \d+ refused"))
+        listener = get_json(f"{households.url}/api/v1/diagnostics")["listener"]
+        expect(tab.locator("#health .summary dt:text-is('Listener') + dd")).to_have_text(
+            f"{listener['interface']}:{listener['port']}"
+        )
         sinks = tab.get_by_role("table", name="Sinks")
         expect(sinks.get_by_role("rowheader", name="Clients")).to_be_visible()
+        # And the raw document.
+        tab.get_by_text("Raw diagnostics").click()
+        expect(tab.locator("#health .raw pre")).to_contain_text('"listener"')
         screenshot(tab, "dashboard-diagnostics.png")
     finally:
         households.call("DELETE", f"/speakers/{hall}/gena/faults")
