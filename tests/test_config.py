@@ -580,6 +580,21 @@ def test_ssl_endpoint_files_as_twisted_takes_them(tmp_path: Path) -> None:
         assert endpoint_problem(listen) is None, listen
 
 
+def test_ssl_endpoint_beyond_loopback_needs_tokens(tmp_path: Path) -> None:
+    """api.md's TLS example (``ssl:8443:interface=0.0.0.0:...``) listens beyond loopback as
+    ``tcp:`` would: refused without tokens, taken with one; on loopback it may stay open."""
+    files = _tls_files(tmp_path)
+    tls = f"privateKey={files['key']}:certKey={files['cert']}"
+    message = error_of(f"api: {{listen: 'ssl:8443:interface=0.0.0.0:{tls}'}}\n")
+    assert "api.listen: the API listens beyond loopback and needs a token" in message, message
+    token = "{name: ha, token: a-token-long-enough-0123456789}"
+    config = parse_config(
+        f"api: {{listen: 'ssl:8443:interface=0.0.0.0:{tls}', tokens: [{token}]}}\n"
+    )
+    assert config.api.listen.startswith("ssl:8443:interface=0.0.0.0:")
+    assert parse_config(f"api: {{listen: 'ssl:8443:interface=127.0.0.1:{tls}'}}\n").api.tokens == ()
+
+
 @given(st.lists(st.sampled_from([":", "=", "a", "bc", "\\:", "\\=", "\\\\", "\\a"])).map("".join))
 def test_endpoint_arguments_split_as_twisted_splits_them(text: str) -> None:
     """``endpoint_arguments`` splits an endpoint string into the arguments Twisted's own

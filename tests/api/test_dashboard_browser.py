@@ -988,7 +988,8 @@ def test_every_sleep_timer_duration(page: tuple[Page, Console], daemon: Daemon) 
 
 def test_dialogs_are_native_and_modal(page: tuple[Page, Console], daemon: Daemon) -> None:
     """The Group dialog and the token prompt are native ``<dialog>`` elements shown modal
-    (the page behind them inert); Escape closes them, and the page stays live."""
+    (the page behind them inert); Escape (or Cancel) closes them, and the page stays live;
+    Token… then takes another token."""
     tab, console = page
     kitchen = card(tab, "Kitchen")
     modal = "(node) => [node.tagName, node.open, node.matches(':modal')]"
@@ -1028,6 +1029,15 @@ def test_dialogs_are_native_and_modal(page: tuple[Page, Console], daemon: Daemon
     daemon.call("PATCH", f"/speakers/{uid}/state", {"volume": volume})
     expect(kitchen.get_by_role("slider", name="Volume of Kitchen")).to_have_value(str(volume))
     assert mute.evaluate(reachable)
+    # Token… takes another token: a read-only one disables the controls from then on.
+    tab.get_by_role("button", name="Token…").click()
+    prompt.get_by_label("Token").fill(READ_TOKEN)
+    prompt.get_by_role("button", name="Use token").click()
+    expect(prompt).to_be_hidden()
+    expect(tab.get_by_role("note")).to_contain_text("This token can only read")
+    expect(kitchen.get_by_role("slider", name="Volume of Kitchen")).to_be_disabled()
+    expect(tab.locator("#connection")).to_have_text("Live")
+    assert tab.evaluate("sessionStorage.getItem('sonosd.token')") == READ_TOKEN
     finish(tab, console)
 
 
