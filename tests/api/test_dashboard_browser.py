@@ -239,6 +239,13 @@ def open_page(
     return page, console
 
 
+def pause_clock(page: Page) -> None:
+    """Stop the clock of ``page`` (installed) a second on from its time now: its timers fire
+    only as the test moves the clock on."""
+    now = page.evaluate("Date.now()") / 1000
+    page.clock.pause_at(datetime.datetime.fromtimestamp(now + 1, datetime.UTC))
+
+
 def log_in(page: Page, token: str) -> None:
     """Answer the token prompt."""
     dialog = page.get_by_role("dialog", name="This daemon needs a token")
@@ -886,7 +893,7 @@ def _seconds(text: str | None) -> int:
 def test_position_advances(page: tuple[Page, Console], browser: Browser, daemon: Daemon) -> None:
     """The position the daemon reads advances on the page while the group plays, shows on a
     page opened mid-track (in a browser whose clock runs an hour ahead of the daemon's), and
-    stops where the speaker paused."""
+    stops where the speaker paused; a new track shows 0:00 until its position is read."""
     tab, console = page
     uid = daemon.uids["Office"]
     elapsed = card(tab, "Office").locator(".progress .time").first
@@ -901,10 +908,25 @@ def test_position_advances(page: tuple[Page, Console], browser: Browser, daemon:
     log_in(late, ADMIN_TOKEN)
     late_elapsed = card(late, "Office").locator(".progress .time").first
     expect(late_elapsed).to_have_text(re.compile(r"^1:[45]\d$"))
-    finish(late, late_console)
     daemon.call("PATCH", f"/speakers/{uid}/state", {"transport": "PAUSED_PLAYBACK"})
     paused = daemon.speaker("Office")["position"]
     expect(elapsed).to_have_text(f"{_seconds(paused[2:]) // 60}:{paused[-2:]}")
+    # A new track starts at 0:00 until its position is read: with every read failing, the
+    # next track (the group paused, so that nothing runs on) shows 0:00; then what is read.
+    daemon.call("PATCH", f"/speakers/{uid}/soap/faults", {"error_code": "701"})
+    try:
+        daemon.call("POST", f"/speakers/{uid}/next")
+        title = daemon.speaker("Office")["current"]["title"]
+        expect(card(tab, "Office").get_by_text(title, exact=True)).to_be_visible()
+        expect(elapsed).to_have_text("0:00")
+    finally:
+        daemon.call("DELETE", f"/speakers/{uid}/soap/faults")
+    daemon.call("PATCH", f"/speakers/{uid}/state", {"transport": "PLAYING", "position": "0:02:30"})
+    expect(elapsed).to_have_text(re.compile(r"^2:[3-5]\d$"))
+    daemon.call("PATCH", f"/speakers/{uid}/state", {"transport": "PAUSED_PLAYBACK"})
+    paused = daemon.speaker("Office")["position"]
+    expect(elapsed).to_have_text(f"{_seconds(paused[2:]) // 60}:{paused[-2:]}")
+    finish(late, late_console)
     daemon.call("PATCH", f"/speakers/{uid}/state", {"transport": "STOPPED"})
     finish(tab, console)
 
@@ -1084,7 +1106,7 @@ def test_households_shown_apart(browser: Browser, households: Daemon) -> None:
         )
 
     tab, console = households_page(browser, households, clocked)
-    tab.clock.pause_at(tab.evaluate("Date.now()") + 1000)
+    pause_clock(tab)
 
     def reads_after(milliseconds: int) -> int:
         """How many reads start while the page's clock moves on by ``milliseconds``."""
