@@ -52,6 +52,8 @@ FLAGS = [
     "--disable-sync",
 ]
 ADMIN_TOKEN = "dashboard-admin-token-0123"
+#: A webhook target where nothing listens (a port free when the tests start).
+NOWHERE_HOOK = f"http://127.0.0.1:{free_tcp_port()}/sonos"
 READ_TOKEN = "dashboard-read-token-4567"
 
 #: The deadline of every wait in the page, in milliseconds.
@@ -147,11 +149,16 @@ def run_daemon(
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    """``twistd sonosd`` with three simulated rooms, a read and an admin token, an admin API."""
+    """``twistd sonosd`` with three simulated rooms, a read and an admin token, an admin API,
+    a Python callback and a webhook whose target refuses every connection."""
 
     def configure(config: dict[str, Any]) -> None:
         # Small, so that a client away for a burst of changes must reset.
         config["api"]["replay_buffer"] = 200
+        config["sinks"] = {
+            "callbacks": ["tests.daemon_helpers:record_callback"],
+            "webhooks": [{"url": NOWHERE_HOOK, "retries": 0, "filter": {"types": ["speaker.*"]}}],
+        }
         config["api"]["tokens"] = [
             {"name": "admin", "token_env": "DASHBOARD_ADMIN", "scopes": ["read", "control"]},
             {"name": "reader", "token_env": "DASHBOARD_READ", "scopes": ["read"]},
@@ -734,8 +741,8 @@ def _volume_at_daemon(daemon: Daemon, uid: str) -> object:
 
 
 def test_phone_layout_and_health_panels(browser: Browser, daemon: Daemon) -> None:
-    """On a phone-sized screen nothing scrolls sideways; the health panel and the filtered
-    recent messages open and show the household."""
+    """On a phone-sized screen nothing scrolls sideways; the health panel (with the sinks) and
+    the filtered recent messages open and show the household."""
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     tab = context.new_page()
     console = Console(tab)
@@ -752,6 +759,24 @@ def test_phone_layout_and_health_panels(browser: Browser, daemon: Daemon) -> Non
     table = tab.get_by_role("table", name="Speakers", exact=False)
     for room in ROOMS:
         expect(table.get_by_role("rowheader", name=room)).to_be_visible()
+
+    # The sinks: the callback's counters, the failing webhook's with its last error.
+    def hook() -> Any:
+        request = urllib.request.Request(
+            f"{daemon.url}/api/v1/diagnostics", headers={"Authorization": f"Bearer {READ_TOKEN}"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            [webhook] = json.load(answer)["sinks"]["webhooks"]
+        return webhook if webhook["last_error"] else None
+
+    sinks = tab.get_by_role("table", name="Sinks")
+    row = sinks.get_by_role("row").filter(has=tab.get_by_role("rowheader", name="Webhook"))
+    expect(row).to_contain_text(NOWHERE_HOOK)
+    expect(row.locator(".badge")).to_have_text("Failing")
+    expect(row).to_contain_text(wait_for(hook, "the webhook failing")["last_error"])
+    row = sinks.get_by_role("row").filter(has=tab.get_by_role("rowheader", name="Callback"))
+    expect(row).to_contain_text("tests.daemon_helpers:record_callback")
+    expect(row).to_contain_text(re.compile(r"[1-9]\d* delivered · 0 failed"))
     health = get_json(f"{daemon.url}/api/v1/health")
     summary = tab.locator("#health .summary")
     expect(summary.locator(f"dt:text-is('Status') + dd .status-{health['status']}")).to_be_visible()
