@@ -743,35 +743,6 @@ def endpoint_problem(description: str) -> str | None:
     return None
 
 
-def endpoint_arguments(description: str) -> tuple[list[str], dict[str, str]]:
-    """The positional and named arguments of endpoint string ``description`` after its type,
-    split as Twisted splits them: ``:`` between arguments, the first ``=`` of one naming
-    it, a backslash taking the next character as it is."""
-    positional: list[str] = []
-    named: dict[str, str] = {}
-    name: str | None = None
-    current: list[str] = []
-    characters = iter(description)
-    for character in characters:
-        if character == "\\":
-            current.append(next(characters, ""))
-        elif character == "=" and name is None:
-            name, current = "".join(current), []
-        elif character == ":":
-            if name is None:
-                positional.append("".join(current))
-            else:
-                named[name] = "".join(current)
-            name, current = None, []
-        else:
-            current.append(character)
-    if name is None:
-        positional.append("".join(current))
-    else:
-        named[name] = "".join(current)
-    return positional[1:], named
-
-
 def ssl_files_problem(description: str) -> str | None:
     """What is wrong with the key and certificate files of ``ssl:`` endpoint
     ``description``, naming the file, or ``None``.
@@ -786,7 +757,12 @@ def ssl_files_problem(description: str) -> str | None:
     from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
 
-    positional, named = endpoint_arguments(description)
+    # Twisted's own splitting of an endpoint string (escapes included); private, so
+    # tests/test_config.py's TLS file tests fail if it changes.
+    from twisted.internet.endpoints import _parse
+
+    arguments, named = _parse(description)
+    positional = arguments[1:]
     key_file = named.get("privateKey", positional[1] if len(positional) > 1 else "server.pem")
     cert_file = named.get("certKey", positional[2] if len(positional) > 2 else "") or key_file
     try:

@@ -36,7 +36,6 @@ from sonosd.config import (
     Token,
     Webhook,
     config_warnings,
-    endpoint_arguments,
     endpoint_problem,
     format_path,
     is_host,
@@ -593,16 +592,6 @@ def test_ssl_endpoint_beyond_loopback_needs_tokens(tmp_path: Path) -> None:
     )
     assert config.api.listen.startswith("ssl:8443:interface=0.0.0.0:")
     assert parse_config(f"api: {{listen: 'ssl:8443:interface=127.0.0.1:{tls}'}}\n").api.tokens == ()
-
-
-@given(st.lists(st.sampled_from([":", "=", "a", "bc", "\\:", "\\=", "\\\\", "\\a"])).map("".join))
-def test_endpoint_arguments_split_as_twisted_splits_them(text: str) -> None:
-    """``endpoint_arguments`` splits an endpoint string into the arguments Twisted's own
-    parser finds (escapes, empty arguments and ``=`` in values included)."""
-    from twisted.internet.endpoints import _parse
-
-    positional, named = _parse("ssl:" + text)
-    assert endpoint_arguments("ssl:" + text) == (positional[1:], named)
 
 
 @pytest.mark.parametrize(
