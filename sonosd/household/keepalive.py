@@ -30,7 +30,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from sonosd import lazysoco
-from sonosd.backoff import GONE_412, FailureKind, backoff_delay, describe_failure, renew_delay
+from sonosd.backoff import (
+    GONE_412,
+    FailureKind,
+    SlowAnswer,
+    backoff_delay,
+    describe_failure,
+    renew_delay,
+)
 from sonosd.blocking import Runner
 from sonosd.config import DEFAULT_SERVICES, SubscriptionConfig
 from sonosd.gena.sequence import SeqKind, SeqTracker
@@ -678,7 +685,15 @@ class ServiceSupervisor:
                 reason=self.unsubscribe_error,
             )
 
-        d = subscription.unsubscribe().addTimeout(timeout, self._ctx.clock)
+        def timed_out(result: object, seconds: float) -> Failure:
+            # A hung or dripping answer is cut here; whatever the cancelled call failed with.
+            return Failure(
+                SlowAnswer(f"the answer to UNSUBSCRIBE did not arrive within {seconds:g} s")
+            )
+
+        d = subscription.unsubscribe().addTimeout(
+            timeout, self._ctx.clock, onTimeoutCancel=timed_out
+        )
         return d.addCallbacks(lambda _: None, failed)
 
     def _mark_lost(self, reason: str) -> None:
