@@ -93,6 +93,9 @@ class SlowAnswer(TimeoutError):
     within 5 s``): a reason of its own, where any other timeout is plain ``timeout``."""
 
 
+UNSUBSCRIBE_SLOW = "the answer to UNSUBSCRIBE did not arrive within"
+"""The reason of an UNSUBSCRIBE whose answer did not come in time (the bound follows)."""
+
 _SHOWN = 80
 """Characters of what a peer sent instead of a status line that a reason repeats."""
 

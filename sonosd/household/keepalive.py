@@ -32,6 +32,7 @@ from twisted.python.failure import Failure
 from sonosd import lazysoco
 from sonosd.backoff import (
     GONE_412,
+    UNSUBSCRIBE_SLOW,
     FailureKind,
     SlowAnswer,
     backoff_delay,
@@ -40,6 +41,7 @@ from sonosd.backoff import (
 )
 from sonosd.blocking import Runner
 from sonosd.config import DEFAULT_SERVICES, SubscriptionConfig
+from sonosd.gena.core import GenaTimeout
 from sonosd.gena.sequence import SeqKind, SeqTracker
 from sonosd.household.position import PositionTracker
 from sonosd.household.probe import Description
@@ -677,7 +679,12 @@ class ServiceSupervisor:
     def _unsubscribe(self, subscription: GenaSubscription, timeout: float) -> Deferred[None]:
         def failed(failure: Failure) -> None:
             # The speaker supervisor says it once for all its services.
-            self.unsubscribe_error = describe_failure(failure)[1]
+            if failure.check(GenaTimeout):
+                # The request's own bound, shorter than the stop's.
+                seconds = self._config.request_timeout
+                self.unsubscribe_error = f"{UNSUBSCRIBE_SLOW} {seconds:g} s"
+            else:
+                self.unsubscribe_error = describe_failure(failure)[1]
             log.debug(
                 "unsubscribe {speaker} {service} failed: {reason}",
                 speaker=self.speaker.label,
@@ -687,9 +694,7 @@ class ServiceSupervisor:
 
         def timed_out(result: object, seconds: float) -> Failure:
             # A hung or dripping answer is cut here; whatever the cancelled call failed with.
-            return Failure(
-                SlowAnswer(f"the answer to UNSUBSCRIBE did not arrive within {seconds:g} s")
-            )
+            return Failure(SlowAnswer(f"{UNSUBSCRIBE_SLOW} {seconds:g} s"))
 
         d = subscription.unsubscribe().addTimeout(
             timeout, self._ctx.clock, onTimeoutCancel=timed_out

@@ -45,7 +45,13 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from sonosd.backoff import FailureKind, SlowAnswer, backoff_delay, describe_failure
+from sonosd.backoff import (
+    UNSUBSCRIBE_SLOW,
+    FailureKind,
+    SlowAnswer,
+    backoff_delay,
+    describe_failure,
+)
 from sonosd.blocking import Runner
 from sonosd.config import Config, Device, is_address
 from sonosd.gena import core as gena
@@ -189,9 +195,7 @@ def gena_unsubscriber(reactor: Any, http: HTTPClient, limiter: DeferredSemaphore
             try:
                 await gena.gena_request(http, reactor, "UNSUBSCRIBE", url, {"SID": sid}, timeout)
             except gena.GenaTimeout:
-                raise SlowAnswer(
-                    f"the answer to UNSUBSCRIBE did not arrive within {timeout:g} s"
-                ) from None
+                raise SlowAnswer(f"{UNSUBSCRIBE_SLOW} {timeout:g} s") from None
         finally:
             limiter.release()
 
@@ -1032,7 +1036,7 @@ class SpeakerSupervisor(Service):
         bound = self._unsubscribe_bound
         if failure.check(CancelledError) and self.stopping and bound is not None:
             # Cut by the stop's bound (``_cut_replaced``).
-            reason = f"the answer to UNSUBSCRIBE did not arrive within {bound:g} s"
+            reason = f"{UNSUBSCRIBE_SLOW} {bound:g} s"
         else:
             reason = describe_failure(failure)[1]
         log.debug(
