@@ -450,7 +450,11 @@ class HostileTests(TestCase):
             ({"nesting": 6_000}, "more than 10000 tags"),
             ({"doctype": True}, "declares a DTD"),
             ({"not_utf8": True}, "not XML"),
-            ({"drip": 1.0, "padding": 50_000}, ": timeout;"),
+            (
+                {"drip": 1.0, "padding": 50_000},
+                ": the device description from {address} did not arrive within 2 s "
+                "(it began, then came too slowly);",
+            ),
             ({"status_line": "garbage"}, "not an HTTP answer: 'garbage'"),
             ({"header_bytes": 200_000}, "over 65536 bytes"),
         ]
@@ -473,7 +477,13 @@ class HostileTests(TestCase):
 
             await until(warned, f"the warning about {fault}")
             [line] = warned()
-            self.assertIn(words, line)
+            self.assertIn(words.format(address=kitchen.address), line)
+            # The reason is a field of its own, the host another (not just text in a line).
+            [event] = [e for e in events if e.get("log_format", "").startswith("cannot identify")]
+            self.assertEqual((event["host"], event["log_level"]), (kitchen.address, LogLevel.warn))
+            self.assertIn(
+                event["reason"], words.format(address=kitchen.address) if "drip" in fault else line
+            )
             self.assertTrue(daemon.recorder.of("event", living_room.uid))
             self.assertFalse(daemon.recorder.of("event", kitchen.uid))
             kitchen.soap_faults.reset()
