@@ -177,12 +177,16 @@ def check_response(
     @param headers: Response headers, names in lower case, first value of each.
     @raise SubscriptionGone: For a 412.
     @raise GenaError: For any other non-2xx status, or a missing or bad ``SID``/``TIMEOUT``
-        (see L{check_sid}, L{parse_timeout}).
+        (see L{check_sid}, L{parse_timeout}); those of an ``UNSUBSCRIBE`` answer are not read.
     """
     if status == 412:
         raise SubscriptionGone(412, f"{method}: 412 Precondition Failed")
     if not 200 <= status < 300:
         raise GenaError(status, f"{method}: HTTP {status}")
+    if method == "UNSUBSCRIBE":
+        # Only its status counts: a SID or TIMEOUT there (speakers send none) is not read, so
+        # a speaker that ended the subscription is not said to have failed to.
+        return GenaResponse(status)
     sid = headers.get("sid", "").strip() or None
     if need_sid and sid is None:
         raise GenaError(status, f"{method}: response has no SID")

@@ -113,11 +113,13 @@ class GenaFaults:
     padding, ``answer_body_bytes`` if more) is written in: an answer that never ends."""
     answer_sid: str | None = None
     """The ``SID`` header of every granted answer: ``""`` leaves it out, other text is sent
-    instead of the SID (the subscription is made all the same)."""
+    instead of the SID (the subscription is made all the same), and added to an UNSUBSCRIBE
+    answer (which has none)."""
     answer_timeout: str | None = None
     """The ``TIMEOUT`` header of every granted answer: ``""`` leaves it out, other text
     (``Second-0``, ``Second-99999999999999``, ``infinite``, ``garbage``) is sent instead of
-    the seconds granted (the speaker keeps the subscription for those)."""
+    the seconds granted (the speaker keeps the subscription for those), and added to an
+    UNSUBSCRIBE answer (which has none)."""
     answer_body_bytes: int = 0
     """Bytes of body (spaces) in every granted answer, where real speakers send none."""
     answer_only: str = ""
@@ -327,6 +329,11 @@ class SubscriptionManager:
                 request.setHeader(b"SID", head_sid.encode("latin-1", "replace"))
             if head_timeout:
                 request.setHeader(b"TIMEOUT", head_timeout.encode("latin-1", "replace"))
+        else:
+            # An UNSUBSCRIBE answer has neither: the faults add them.
+            for name, value in ((b"SID", faults.answer_sid), (b"TIMEOUT", faults.answer_timeout)):
+                if value:
+                    request.setHeader(name, value.encode("latin-1", "replace"))
         request.setHeader(b"Content-Length", b"%d" % len(body))
         if faults.answer_status_line:
             return garbage_answer(request, faults.answer_status_line, body)

@@ -110,6 +110,18 @@ class HostileUnsubscribeTests(TestCase):
             self.assertEqual(errors(events), [], fault)
             await rig.sim.stopService()
 
+    async def test_unsubscribe_answers_with_a_sid_or_timeout_are_taken(self) -> None:
+        """A 200 to an UNSUBSCRIBE carrying a garbage SID and a TIMEOUT (speakers send
+        neither; the subscription did end): the stop says nothing failed."""
+        rig, kitchen, living_room = await self.subscribed()
+        self.hostile(rig, kitchen, {"answer_sid": "garbage", "answer_timeout": "Second-0"})
+        with capturedLogs() as events:
+            await rig.household.stopService()
+        self.assertEqual(lines(events, "could not unsubscribe"), [])
+        self.assertEqual(errors(events), [])
+        for speaker in (kitchen, living_room):
+            self.assertEqual(rig.sim_subscriptions(speaker), [])
+
     async def test_removed_speaker_with_hostile_unsubscribe_answers(self) -> None:
         """A speaker no longer followed (dropped from the household) whose UNSUBSCRIBEs get
         hostile answers: it is removed all the same, one line names it and what was wrong,

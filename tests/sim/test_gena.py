@@ -623,6 +623,8 @@ class FaultTests(_ManagerTestCase):
         assert sid is not None
         request = gena_request(b"UNSUBSCRIBE", {"SID": sid})
         self.assertEqual(self.manager.render_unsubscribe(request, "RenderingControl"), b" " * 500)
+        # An UNSUBSCRIBE answer has no TIMEOUT: the fault adds one.
+        self.assertEqual(response_header(request, "TIMEOUT"), "garbage")
         faults.answer_only, faults.answer_body_bytes = "SUBSCRIBE", 0
         subscribed = self.subscribe()
         self.assertEqual(response_header(subscribed, "TIMEOUT"), "garbage")
