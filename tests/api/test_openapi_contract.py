@@ -1,0 +1,448 @@
+"""docs/openapi.yaml is the REST API's contract, checked on a whole daemon (``SonosdService``)
+following its simulated household, with tokens on.
+
+Every documented answer of every path but the streaming ones (/events and /ws have their own
+audit) is produced here end to end, or named below as produced by another test; each answer
+has a status the spec lists for its path and method, the content type it lists for that status
+and a body its schema accepts (jsonschema, on the spec's schemas). The other way round, the
+daemon serves exactly the spec's paths, and only the methods the spec lists for them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+import attrs
+import jsonschema
+import yaml
+from twisted.trial.unittest import TestCase
+from twisted.web.http_headers import Headers
+
+from sonosd.api.commands import MAX_BODY
+from tests.control.test_controller_daemon import Daemon, start_daemon
+from tests.daemon_helpers import until
+from tests.paths import ROOT
+
+SPEC: dict[str, Any] = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text("utf-8"))
+
+#: The paths this module audits (the streaming ones are audited in tests/api/test_sse.py,
+#: test_ws.py and test_site.py's ``StreamingRoutesInOpenApiTests``).
+STREAMING = ("/events", "/ws")
+AUDITED = {path: item for path, item in SPEC["paths"].items() if path not in STREAMING}
+METHODS = ("get", "put", "post", "delete", "patch")
+
+#: Documented answers another test produces end to end, rather than this module (they need a
+#: fault whose timing a whole daemon cannot hold still: a hung speaker, a full fetch queue,
+#: an unhandled exception). Each names the test; ``test_the_named_tests_exist`` checks it does.
+ELSEWHERE: dict[tuple[str, str, str], str] = {
+    ("/art", "get", "503"): "tests/api/test_art.py::test_too_many_waiting_is_busy_and_timeouts",
+    ("/art", "get", "504"): "tests/api/test_art.py::test_hung_speaker_times_out",
+    ("/speakers/{id}/{command}", "post", "500"): (
+        "tests/api/test_site.py::test_unhandled_exception_is_a_json_500_logged_once"
+    ),
+    ("/speakers/{id}/{command}", "post", "504"): (
+        "tests/control/test_controller_daemon.py::test_hung_speaker_times_out"
+    ),
+}
+
+READ = "reader-secret-token"
+CONTROL = "controller-secret-token"
+OPERATE = "operator-secret-token"
+TOKENS = [
+    {"name": "reader", "token": READ, "scopes": ["read"]},
+    {"name": "controller", "token": CONTROL, "scopes": ["control"]},
+    {"name": "operator", "token": OPERATE, "scopes": ["read", "control"]},
+]
+
+
+def json_schema(node: Any) -> Any:
+    """An OpenAPI 3.0 schema as a JSON Schema (draft 4, whose ``exclusiveMinimum`` is the
+    boolean OpenAPI 3.0 uses): ``nullable: true`` admits ``null``."""
+    if isinstance(node, list):
+        return [json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    result: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "properties":
+            result[key] = {name: json_schema(schema) for name, schema in value.items()}
+        elif key != "nullable":
+            result[key] = json_schema(value)
+    if node.get("nullable") is True:
+        if "type" in result:
+            result["type"] = [result["type"], "null"]
+            if "enum" in result and None not in result["enum"]:
+                result["enum"] = [*result["enum"], None]
+        else:
+            result = {"anyOf": [result, {"type": "null"}]}
+    return result
+
+
+COMPONENTS = {"schemas": json_schema(SPEC["components"]["schemas"])}
+
+
+def resolved(node: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``node``, or what its ``$ref`` (within the spec) points to."""
+    while "$ref" in node:
+        found: Any = SPEC
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            found = found[part]
+        node = found
+    return node
+
+
+def documented(path: str, method: str) -> Mapping[str, Any]:
+    """The responses the spec documents for ``method`` on ``path``, by status."""
+    responses: Mapping[str, Any] = AUDITED[path][method]["responses"]
+    return {status: resolved(response) for status, response in responses.items()}
+
+
+def is_open(path: str, method: str) -> bool:
+    """Whether the spec lets ``method`` on ``path`` go without a token (``security: []``)."""
+    return AUDITED[path][method].get("security", SPEC["security"]) == []
+
+
+def conformance_errors(path: str, method: str, status: int, kind: str, body: bytes) -> list[str]:
+    """What in an answer the spec does not allow: its status, its content type, its body."""
+    responses = documented(path, method)
+    response = responses.get(str(status))
+    if response is None:
+        return [f"{status} is not documented (only {sorted(responses)})"]
+    content: Mapping[str, Any] = response.get("content") or {}
+    if not content:
+        return [] if not body else [f"{status} documents no body, got {body[:200]!r}"]
+    media = kind.split(";")[0].strip().lower()
+    matches = [
+        name
+        for name in content
+        if name == media or (name.endswith("/*") and media.startswith(name[:-1]))
+    ]
+    if not matches:
+        return [f"{status} is documented as {sorted(content)}, not {kind!r}"]
+    schema = content[matches[0]].get("schema")
+    if schema is None or media != "application/json":
+        return []
+    validator = jsonschema.Draft4Validator(
+        {"allOf": [json_schema(schema)], "components": COMPONENTS}
+    )
+    return [
+        f"{error.message} at /{'/'.join(map(str, error.absolute_path))}"
+        for error in validator.iter_errors(json.loads(body))
+    ]
+
+
+@attrs.define
+class Answer:
+    status: int
+    headers: Headers
+    body: bytes
+
+    @property
+    def kind(self) -> str:
+        return (self.headers.getRawHeaders(b"content-type") or [b""])[0].decode("latin-1")
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def code(self) -> str | None:
+        """The ``error.code`` of a JSON error."""
+        if not self.kind.startswith("application/json"):
+            return None
+        error = self.json().get("error")
+        return error.get("code") if isinstance(error, dict) else None
+
+
+@attrs.define
+class Auditor:
+    """Sends requests to a daemon and checks each answer against the spec."""
+
+    case: TestCase
+    daemon: Daemon
+    #: ``(path, method, status)`` of every answer checked.
+    seen: set[tuple[str, str, str]] = attrs.Factory(set)
+
+    async def send(
+        self,
+        path: str,
+        target: str,
+        *,
+        method: str = "get",
+        token: str | None = OPERATE,
+        body: bytes | None = None,
+        kind: str = "application/json",
+        headers: Mapping[str, str] | None = None,
+    ) -> Answer:
+        """``method`` on ``target`` (under /api/v1), a request to the spec's ``path``."""
+        sent = {name: [value] for name, value in (headers or {}).items()}
+        if token is not None:
+            sent["Authorization"] = [f"Bearer {token}"]
+        if body is not None:
+            sent["Content-Type"] = [kind]
+        response = await self.daemon.http.request(
+            method.upper(), self.daemon.url("/api/v1" + target), headers=Headers(sent), data=body
+        )
+        return Answer(response.code, response.headers, await response.content())
+
+    async def expect(
+        self,
+        path: str,
+        target: str,
+        status: int,
+        code: str | None = None,
+        **request: Any,
+    ) -> Answer:
+        """Send the request; fail unless it gets ``status`` (and ``error.code`` ``code``)
+        and the answer is as the spec documents it for ``path``."""
+        method = request.get("method", "get")
+        answer = await self.send(path, target, **request)
+        where = f"{method.upper()} {target}"
+        self.case.assertEqual(answer.status, status, (where, answer.body[:500]))
+        if code is not None:
+            self.case.assertEqual(answer.code, code, (where, answer.body[:500]))
+        errors = conformance_errors(path, method, answer.status, answer.kind, answer.body)
+        self.case.assertEqual(errors, [], (where, answer.body[:500]))
+        for header in documented(path, method)[str(status)].get("headers") or {}:
+            # Both refusals of the gate document their challenge.
+            self.case.assertTrue(answer.headers.hasHeader(header.encode("ascii")), (where, header))
+        if status == 403 and code == "forbidden":
+            challenge = answer.headers.getRawHeaders(b"www-authenticate", [b""])[0]
+            self.case.assertIn(b'error="insufficient_scope"', challenge, where)
+        self.seen.add((path, method, str(status)))
+        return answer
+
+
+def all_documented() -> set[tuple[str, str, str]]:
+    """``(path, method, status)`` of every answer the spec documents outside streaming."""
+    return {
+        (path, method, status)
+        for path, item in AUDITED.items()
+        for method in METHODS
+        if method in item
+        for status in item[method]["responses"]
+    }
+
+
+class OpenApiContractTests(TestCase):
+    """The daemon answers as docs/openapi.yaml says."""
+
+    timeout = 120
+
+    async def start(self) -> tuple[Daemon, Auditor, dict[str, str]]:
+        daemon = await start_daemon(self, api={"tokens": TOKENS})
+        kitchen, living, office = (daemon.speaker(index) for index in range(3))
+        names = {
+            "kitchen": kitchen.uid,
+            "kitchen_host": kitchen.address,
+            "living": living.uid,
+            "office": office.uid,
+        }
+        return daemon, Auditor(self, daemon), names
+
+    async def test_every_documented_answer(self) -> None:
+        """Each answer the spec documents for a path, method and status is produced (or
+        named in ``ELSEWHERE``), with the content type and body schema documented for it."""
+        daemon, audit, _ = await self.start()
+        kitchen, office = daemon.speaker(0), daemon.speaker(2)
+        await until(lambda: daemon.service.readiness()["ready"], "readiness")
+        # Open routes.
+        health = await audit.expect("/health", "/health", 200, token=None)
+        self.assertEqual(health.json()["status"], "ok")
+        await audit.expect("/ready", "/ready", 200, token=None)
+        anonymous = await audit.expect("/access", "/access", 200, token=None)
+        self.assertEqual(anonymous.json()["granted"], False)
+        self.assertNotIn("endpoints", anonymous.json())
+        wrong = await audit.expect("/access", "/access", 200, token="not-a-token")
+        self.assertEqual((wrong.json()["granted"], wrong.json()["token"]), (False, None))
+        reader = await audit.expect("/access", "/access", 200, token=READ)
+        self.assertEqual((reader.json()["token"], reader.json()["scopes"]), ("reader", ["read"]))
+        # Read routes.
+        for path in ("/diagnostics", "/snapshot", "/speakers", "/groups"):
+            await audit.expect(path, path, 200)
+            await audit.expect(path, path, 401, "unauthorized", token=None)
+            await audit.expect(path, path, 403, "forbidden", token=CONTROL)
+        metrics = await audit.expect("/metrics", "/metrics", 200)
+        self.assertIn(b"sonosd_", metrics.body)
+        await audit.expect("/metrics", "/metrics", 401, token=None)
+        await audit.expect("/metrics", "/metrics", 403, token=CONTROL)
+        listed = (await audit.expect("/speakers", "/speakers", 200)).json()["speakers"]
+        self.assertEqual([s["name"] for s in listed], sorted(s["name"] for s in listed))
+        groups = (await audit.expect("/groups", "/groups", 200)).json()["groups"]
+        self.assertTrue(groups)
+        # One speaker: by uid, by room in any case, by address; or 404.
+        for ident in (kitchen.uid, kitchen.name.upper(), kitchen.address):
+            one = await audit.expect("/speakers/{id}", f"/speakers/{quote(ident)}", 200)
+            self.assertEqual(one.json()["uid"], kitchen.uid, ident)
+        await audit.expect("/speakers/{id}", "/speakers/Attic", 404, "unknown_speaker")
+        await audit.expect("/speakers/{id}", f"/speakers/{kitchen.uid}", 401, token=None)
+        await audit.expect("/speakers/{id}", f"/speakers/{kitchen.uid}", 403, token=CONTROL)
+        # Album art.
+        art = f"http://{kitchen.address}:1400/getaa?s=1&u=x-file-cifs%3A%2F%2Fa.flac"
+        image = await audit.expect("/art", f"/art?url={quote(art, safe='')}", 200)
+        self.assertEqual(image.headers.getRawHeaders(b"cache-control"), [b"private, max-age=86400"])
+        etag = image.headers.getRawHeaders(b"etag")[0].decode("ascii")
+        await audit.expect(
+            "/art", f"/art?url={quote(art, safe='')}", 304, headers={"If-None-Match": etag}
+        )
+        relative = quote("/getaa?s=1&u=abc", safe="")
+        await audit.expect("/art", f"/art?url={relative}&speaker={quote(kitchen.name)}", 200)
+        await audit.expect("/art", "/art", 400, "bad_url")
+        await audit.expect("/art", f"/art?url={relative}", 400, "bad_url")
+        await audit.expect("/art", f"/art?url={relative}&speaker=Attic", 404, "unknown_speaker")
+        decoy = quote("http://127.0.0.1:9/x.png", safe="")
+        await audit.expect("/art", f"/art?url={decoy}", 403, "not_a_speaker")
+        page = quote(f"http://{kitchen.address}:1400/xml/device_description.xml", safe="")
+        await audit.expect("/art", f"/art?url={page}", 502, "speaker_error")
+        await audit.expect("/art", f"/art?url={quote(art, safe='')}", 401, token=None)
+        # Commands.
+        command = "/speakers/{id}/{command}"
+
+        async def post(target: str, status: int, code: str | None = None, **args: Any) -> Answer:
+            args.setdefault("body", b"{}")
+            return await audit.expect(command, target, status, code, method="post", **args)
+
+        done = await post(f"/speakers/{kitchen.uid}/volume", 200, body=b'{"volume": 30}')
+        self.assertEqual(done.json()["result"]["volume"], 30)
+        self.assertEqual(kitchen.rendering.volume, 30)
+        # Case-insensitive, and "-" reads as "_" (the command and the room alike).
+        done = await post(f"/speakers/{kitchen.name.lower()}/VOLUME", 200, body=b'{"delta": 1}')
+        self.assertEqual(kitchen.rendering.volume, 31)
+        done = await post(f"/speakers/{office.uid}/Group-Volume", 200, body=b'{"volume": 20}')
+        self.assertEqual(done.json()["result"]["group_volume"], 20)
+        refused = await post(
+            f"/speakers/{kitchen.uid}/volume", 400, "bad_argument", body=b'{"volume": 3, "x": 1}'
+        )
+        self.assertTrue(refused.json()["error"]["message"].startswith("x"), refused.body)
+        await post(f"/speakers/{kitchen.uid}/volume", 400, "bad_request", body=b'{"volume"')
+        self.assertEqual(kitchen.rendering.volume, 31)
+        await post(f"/speakers/{kitchen.uid}/play", 401, token=None)
+        await post(f"/speakers/{kitchen.uid}/play", 403, "forbidden", token=READ)
+        await post(f"/speakers/{kitchen.uid}/explode", 404, "unknown_command")
+        await post("/speakers/Attic/play", 404, "unknown_speaker")
+        await post(
+            f"/speakers/{kitchen.uid}/play_favorite",
+            404,
+            "unknown_favorite",
+            body=b'{"name": "No Such Favorite"}',
+        )
+        await post(
+            f"/speakers/{kitchen.uid}/restore",
+            404,
+            "unknown_snapshot",
+            body=b'{"name": "never-taken"}',
+        )
+        # A Sonos One has no night mode (the Living Room's Beam has).
+        await post(
+            f"/speakers/{kitchen.uid}/night_mode",
+            409,
+            "not_supported",
+            body=b'{"night_mode": true}',
+        )
+        too_large = b'{"text": "' + b"a" * MAX_BODY + b'"}'
+        await post(f"/speakers/{kitchen.uid}/say", 413, "too_large", body=too_large)
+        await post(
+            f"/speakers/{kitchen.uid}/volume",
+            415,
+            "bad_content_type",
+            body=b'{"volume": 3}',
+            kind="text/plain",
+        )
+        self.assertEqual(kitchen.rendering.volume, 31)
+        kitchen.transport.clear_queue()
+        fault = await post(f"/speakers/{kitchen.uid}/play", 502, "speaker_error")
+        self.assertEqual(fault.json()["error"]["upnp_error"], 701)
+        # An offline speaker: its commands 503 (which has it checked at once), health
+        # degraded, not ready.
+        await office.go_offline("refuse")
+        await post(f"/speakers/{office.uid}/volume", 503, "offline", body=b'{"volume": 3}')
+        await until(
+            lambda: daemon.service.state.availability(office.uid).status == "offline", "offline"
+        )
+        health = await audit.expect("/health", "/health", 200, token=None)
+        self.assertEqual(health.json()["status"], "degraded")
+        named = await audit.expect("/ready", "/ready", 503, token=READ)
+        self.assertTrue(any(office.name in reason for reason in named.json()["reasons"]))
+        counted = await audit.expect("/ready", "/ready", 503, token=None)
+        self.assertFalse(any(office.name in r for r in counted.json()["reasons"]), counted.body)
+        self.assertTrue(counted.json()["reasons"])
+        missing = all_documented() - audit.seen - set(ELSEWHERE)
+        self.assertEqual(missing, set(), "documented answers no test produces")
+
+    async def test_routes_and_methods_are_the_documented_ones(self) -> None:
+        """The daemon serves the spec's paths and no other, each for the spec's methods only:
+        another method gets a JSON 405."""
+        daemon, audit, names = await self.start()
+        served = {"/" + name.decode() for name in daemon.service.api.v1.children}
+        self.assertEqual(served, {"/" + path.split("/")[1] for path in SPEC["paths"]})
+        granted = await audit.expect("/access", "/access", 200)
+        self.assertEqual({"/" + e for e in granted.json()["endpoints"]}, served)
+        concrete = {
+            "/speakers/{id}": f"/speakers/{names['kitchen']}",
+            "/speakers/{id}/{command}": f"/speakers/{names['kitchen']}/volume",
+        }
+        for path, item in AUDITED.items():
+            target = concrete.get(path, path)
+            for method in METHODS:
+                answer = await audit.send(path, target, method=method, body=b"{}")
+                where = f"{method.upper()} {target}"
+                if method in item:
+                    self.assertNotEqual(answer.status, 405, where)
+                else:
+                    self.assertEqual(
+                        (answer.status, answer.code), (405, "method_not_allowed"), where
+                    )
+        for path in STREAMING:
+            for method in ("put", "post", "delete", "patch"):
+                answer = await audit.send(path, path, method=method, body=b"{}")
+                self.assertEqual(answer.status, 405, f"{method.upper()} {path}")
+
+    async def test_scopes_are_the_documented_ones(self) -> None:
+        """Without a token, only the operations the spec marks ``security: []`` answer; a
+        token without the scope (``read`` for GET, ``control`` for commands) gets the
+        documented 403 ``insufficient_scope``."""
+        daemon, audit, names = await self.start()
+        concrete = {
+            "/art": "/art?url=" + quote(f"http://{names['kitchen_host']}:1400/getaa?s=1", safe=""),
+            "/speakers/{id}": f"/speakers/{names['kitchen']}",
+            "/speakers/{id}/{command}": f"/speakers/{names['kitchen']}/volume",
+        }
+        for path, item in AUDITED.items():
+            target = concrete.get(path, path)
+            for method in METHODS:
+                if method not in item:
+                    continue
+                body = b'{"volume": 12}' if method == "post" else None
+                anonymous = await audit.send(path, target, method=method, token=None, body=body)
+                where = f"{method.upper()} {target}"
+                if is_open(path, method):
+                    self.assertIn(anonymous.status, (200, 503), where)
+                    continue
+                self.assertEqual((anonymous.status, anonymous.code), (401, "unauthorized"), where)
+                lacking = CONTROL if method == "get" else READ
+                await audit.expect(
+                    path,
+                    target,
+                    403,
+                    "forbidden",
+                    method=method,
+                    token=lacking,
+                    body=body,
+                )
+        self.assertNotEqual(daemon.speaker(0).rendering.volume, 12)
+
+
+def test_the_named_tests_exist() -> None:
+    """Every test ``ELSEWHERE`` names is there."""
+    for where in ELSEWHERE.values():
+        module, name = where.split("::")
+        source = (ROOT / module).read_text("utf-8")
+        assert re.search(rf"def {name}\w*\(", source), where
+
+
+def test_the_converted_schemas_are_valid() -> None:
+    """The spec's schemas, as JSON Schema, are valid draft 4 schemas."""
+    jsonschema.Draft4Validator.check_schema({"allOf": [{}], "components": COMPONENTS})
