@@ -260,6 +260,13 @@ class OpenApiContractTests(TestCase):
         self.assertEqual((wrong.json()["granted"], wrong.json()["token"]), (False, None))
         reader = await audit.expect("/access", "/access", 200, token=READ)
         self.assertEqual((reader.json()["token"], reader.json()["scopes"]), ("reader", ["read"]))
+        commands = SPEC["components"]["schemas"]["CommandName"]["enum"]
+        self.assertEqual(sorted(reader.json()["commands"]), sorted(commands))
+        # The token as ``access_token`` where headers cannot be set; a wrong one is a 401.
+        await audit.expect("/snapshot", f"/snapshot?access_token={READ}", 200, token=None)
+        await audit.expect("/snapshot", "/snapshot", 401, "unauthorized", token="not-a-token")
+        # join, leave and party wait at most 5 s for the topology to show the new group.
+        self.assertEqual(daemon.service.controller.confirm_timeout, 5.0)
         # Read routes.
         for path in ("/diagnostics", "/snapshot", "/speakers", "/groups"):
             await audit.expect(path, path, 200)
@@ -267,6 +274,8 @@ class OpenApiContractTests(TestCase):
             await audit.expect(path, path, 403, "forbidden", token=CONTROL)
         metrics = await audit.expect("/metrics", "/metrics", 200)
         self.assertIn(b"sonosd_", metrics.body)
+        # "Prometheus text exposition format 0.0.4".
+        self.assertEqual(metrics.kind.replace(" ", ""), "text/plain;version=0.0.4;charset=utf-8")
         await audit.expect("/metrics", "/metrics", 401, token=None)
         await audit.expect("/metrics", "/metrics", 403, token=CONTROL)
         listed = (await audit.expect("/speakers", "/speakers", 200)).json()["speakers"]
@@ -446,3 +455,98 @@ def test_the_named_tests_exist() -> None:
 def test_the_converted_schemas_are_valid() -> None:
     """The spec's schemas, as JSON Schema, are valid draft 4 schemas."""
     jsonschema.Draft4Validator.check_schema({"allOf": [{}], "components": COMPONENTS})
+
+
+#: A valid request body for each command (docs/control.md).
+COMMAND_BODIES: dict[str, dict[str, Any]] = {
+    "play": {},
+    "pause": {},
+    "toggle": {},
+    "stop": {},
+    "next": {},
+    "previous": {},
+    "seek": {"position": "0:01:00"},
+    "play_mode": {"shuffle": True, "repeat": "all"},
+    "volume": {"volume": 30},
+    "mute": {"mute": "on"},
+    "bass": {"bass": 2},
+    "treble": {"treble": -2},
+    "loudness": {"loudness": 1},
+    "night_mode": {"night_mode": True},
+    "dialog_mode": {"dialog_mode": "yes"},
+    "group_volume": {"delta": -5},
+    "group_mute": {},
+    "join": {"coordinator": "Living Room"},
+    "leave": {},
+    "party": {},
+    "play_uri": {"uri": "x-rincon-mp3radio://radio.example/live", "title": "Live"},
+    "play_favorite": {"name": "Morning Mix", "mode": "next"},
+    "favorites": {},
+    "playlists": {"action": "tracks", "name": "Mix", "count": 10},
+    "library": {"action": "search", "term": "abba"},
+    "share_link": {"url": "https://open.spotify.com/album/6wiUBliPe76YAVpNEdidpY"},
+    "queue": {"action": "move", "track": 3, "to": 1, "count": 2},
+    "sleep_timer": {"minutes": 30},
+    "snapshot": {"name": "evening"},
+    "restore": {"name": "evening", "fade": True},
+    "announce": {"text": "the door", "target": "room", "timeout": 12.5},
+    "say": {"text": "dinner is ready", "volume": 40},
+    "alarms": {"action": "disable", "id": 3},
+    "line_in": {"source": "Office"},
+    "tv": {"play": False},
+    "speech_enhancement": {"speech_enhancement": True},
+    "sub": {"gain": -3},
+    "surround": {"enabled": True, "tv_level": 2},
+}
+
+#: The command each request example of the spec is for.
+EXAMPLE_COMMANDS = {
+    "volume": "volume",
+    "relative": "volume",
+    "join": "join",
+    "announce": "announce",
+    "say": "say",
+    "alarm": "alarms",
+    "share_link": "share_link",
+}
+
+
+def command_body_errors(body: Any) -> list[str]:
+    """What in a command's request body the spec's request schema does not allow."""
+    operation = SPEC["paths"]["/speakers/{id}/{command}"]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    validator = jsonschema.Draft4Validator(
+        {"allOf": [json_schema(schema)], "components": COMPONENTS}
+    )
+    return [error.message for error in validator.iter_errors(body)]
+
+
+def test_every_command_body_is_a_documented_one() -> None:
+    """A valid body of each command (one per command the spec names) is accepted by the
+    daemon's parser and by the spec's request schema."""
+    from sonosd.control.commandargs import parse_command
+
+    assert set(COMMAND_BODIES) == set(SPEC["components"]["schemas"]["CommandName"]["enum"])
+    for command, body in COMMAND_BODIES.items():
+        parse_command(command, body)
+        assert command_body_errors(body) == [], command
+
+
+def test_the_examples_are_valid() -> None:
+    """The spec's request examples parse for their command and match the request schema;
+    its answer examples match the answer schema."""
+    from sonosd.control.commandargs import parse_command
+
+    operation = SPEC["paths"]["/speakers/{id}/{command}"]["post"]
+    examples = operation["requestBody"]["content"]["application/json"]["examples"]
+    assert set(examples) == set(EXAMPLE_COMMANDS)
+    for name, example in examples.items():
+        parse_command(EXAMPLE_COMMANDS[name], example["value"])
+        assert command_body_errors(example["value"]) == [], name
+    answers = operation["responses"]["200"]["content"]["application/json"]["examples"]
+    for name, example in answers.items():
+        body = json.dumps(example["value"]).encode()
+        errors = conformance_errors(
+            "/speakers/{id}/{command}", "post", 200, "application/json", body
+        )
+        assert errors == [], name
