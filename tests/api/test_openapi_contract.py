@@ -482,7 +482,7 @@ COMMAND_BODIES: dict[str, dict[str, Any]] = {
     "play_uri": {"uri": "x-rincon-mp3radio://radio.example/live", "title": "Live"},
     "play_favorite": {"name": "Morning Mix", "mode": "next"},
     "favorites": {},
-    "playlists": {"action": "tracks", "name": "Mix", "count": 10},
+    "playlists": {"action": "tracks", "name": "morning mix", "count": 10},
     "library": {"action": "search", "term": "abba"},
     "share_link": {"url": "https://open.spotify.com/album/6wiUBliPe76YAVpNEdidpY"},
     "queue": {"action": "move", "track": 3, "to": 1, "count": 2},
@@ -491,7 +491,7 @@ COMMAND_BODIES: dict[str, dict[str, Any]] = {
     "restore": {"name": "evening", "fade": True},
     "announce": {"text": "the door", "target": "room", "timeout": 12.5},
     "say": {"text": "dinner is ready", "volume": 40},
-    "alarms": {"action": "disable", "id": 3},
+    "alarms": {"action": "disable", "id": 1},
     "line_in": {"source": "Office"},
     "tv": {"play": False},
     "speech_enhancement": {"speech_enhancement": True},
@@ -550,3 +550,126 @@ def test_the_examples_are_valid() -> None:
             "/speakers/{id}/{command}", "post", 200, "application/json", body
         )
         assert errors == [], name
+
+
+def spec_command_errors() -> dict[str, int]:
+    """The error codes docs/openapi.yaml names for a failed command, with their status."""
+    text = SPEC["components"]["responses"]["CommandError"]["description"]
+    codes: dict[str, int] = {}
+    for status, part in re.findall(r"(\d{3}) (.*?)(?=; \d{3} |$)", text, re.S):
+        for code in re.findall(r"`([a-z_]+)`", part):
+            if code != "upnp_error":
+                codes[code] = int(status)
+    return codes
+
+
+def control_errors() -> dict[str, int]:
+    """The error codes of docs/control.md's "Errors" table, with their status."""
+    text = (ROOT / "docs" / "control.md").read_text("utf-8")
+    table = text.split("\n## Errors\n", 1)[1].split("\n## ", 1)[0]
+    codes: dict[str, int] = {}
+    for row in re.findall(r"^\| (.*?) \| (\d{3}) \|", table, re.M):
+        for code in re.findall(r"`([a-z_]+)`", row[0]):
+            codes[code] = int(row[1])
+    return codes
+
+
+def test_command_errors_are_those_of_control_md() -> None:
+    """A failed command's codes and statuses in docs/openapi.yaml are docs/control.md's,
+    plus the REST layer's own (a malformed, too large or non-JSON body), each status among
+    the documented answers of the command route."""
+    rest = {"bad_request": 400, "too_large": 413, "bad_content_type": 415}
+    assert control_errors(), "docs/control.md has no Errors table"
+    assert spec_command_errors() == {**control_errors(), **rest}
+    documented_statuses = documented("/speakers/{id}/{command}", "post")
+    for code, status in spec_command_errors().items():
+        assert str(status) in documented_statuses, code
+
+
+def test_every_raised_code_is_documented() -> None:
+    """Every error code the controller raises is one docs/openapi.yaml names, with the same
+    status."""
+    raised: dict[str, int] = {}
+    for path in (ROOT / "sonosd" / "control").glob("*.py"):
+        source = path.read_text("utf-8")
+        for code, status in re.findall(r'ControlError\(\s*"([a-z_]+)",\s*(\d{3})', source):
+            raised[code] = int(status)
+    assert raised
+    documented_codes = spec_command_errors()
+    for code, status in raised.items():
+        assert documented_codes.get(code) == status, code
+
+
+#: The keys docs/openapi.yaml's ``CommandResult`` names for a command's result.
+RESULT_KEYS: dict[str, list[tuple[str, ...]]] = {
+    "volume": [("volume",)],
+    "mute": [("mute",)],
+    "group_volume": [("coordinator", "group_volume")],
+    "group_mute": [("coordinator", "group_mute")],
+    "play_mode": [("play_mode", "shuffle", "repeat", "crossfade")],
+    "join": [("group", "confirmed", "source")],
+    "leave": [("group", "confirmed", "source")],
+    "party": [("group", "confirmed", "source"), ("joined",)],
+    "sleep_timer": [("remaining",)],
+    "snapshot": [("name", "coordinator", "members")],
+    "restore": [("name", "coordinator", "members"), ("regrouped",)],
+    "announce": [("coordinator", "uri", "ended", "seconds", "target", "members")],
+    "say": [("coordinator", "uri", "ended", "seconds", "target", "members")],
+    "favorites": [("favorites",)],
+    "play_favorite": [("coordinator", "favorite", "kind", "uri", "queued", "position")],
+    "toggle": [("coordinator",), ("action",)],
+    **{name: [("coordinator",)] for name in ("play", "pause", "stop", "next", "previous")},
+    **{name: [(name,)] for name in ("bass", "treble", "loudness", "night_mode", "dialog_mode")},
+}
+
+
+def test_result_keys_are_the_documented_ones() -> None:
+    """Each key set of ``RESULT_KEYS`` is written in ``CommandResult``'s description (as
+    ``{"a", "b"}``, or ``adds `a``` for a key one command adds)."""
+    text = " ".join(SPEC["components"]["schemas"]["CommandResult"]["description"].split())
+    for command, sets in RESULT_KEYS.items():
+        for keys in sets:
+            listed = "`{" + ", ".join(f'"{key}"' for key in keys) + "}`"
+            added = f"adds `{keys[0]}`"
+            tone = "`{<name>: value}`" if keys == (command,) else None
+            assert listed in text or added in text or (tone and tone in text), (command, keys)
+
+
+#: Which room runs each command in ``test_every_command_answers_as_documented`` (the Living
+#: Room is a home theatre; the Office has a line-in): in this order.
+COMMAND_ROOMS = {"join": "Kitchen", "leave": "Kitchen", "line_in": "Kitchen"}
+
+
+class CommandAnswerTests(TestCase):
+    """Each command's answer, through the REST route of a whole daemon."""
+
+    timeout = 120
+
+    async def test_every_command_answers_as_documented(self) -> None:
+        """A valid body of each command gets 200 and a result that matches the spec's
+        answer schema, on a household with a home theatre and a line-in."""
+        from tests.control.daemon_commands import start
+
+        daemon, _ = await start(self)
+        audit = Auditor(self, daemon)
+        path = "/speakers/{id}/{command}"
+        for command in sorted(COMMAND_BODIES, key=["snapshot", "restore"].__contains__):
+            room = COMMAND_ROOMS.get(command, "Living Room")
+            answer = await audit.send(
+                path,
+                f"/speakers/{quote(room)}/{command}",
+                method="post",
+                token=None,
+                body=json.dumps(COMMAND_BODIES[command]).encode(),
+            )
+            where = f"{command}: {answer.body[:300]!r}"
+            self.assertEqual(answer.status, 200, where)
+            errors = conformance_errors(path, "post", 200, answer.kind, answer.body)
+            self.assertEqual(errors, [], where)
+            result = answer.json()["result"]
+            for keys in RESULT_KEYS.get(command, ()):
+                self.assertLessEqual(set(keys), set(result), where)
+            if command in ("join", "leave", "party"):
+                self.assertIn(result["source"], ("event", "read"), where)
+            if command == "line_in":
+                self.assertEqual(result["source"], daemon.household.speaker("Office").uid)
