@@ -36,15 +36,22 @@ STREAMING = ("/events", "/ws")
 AUDITED = {path: item for path, item in SPEC["paths"].items() if path not in STREAMING}
 METHODS = ("get", "put", "post", "delete", "patch")
 
-#: Documented answers another test produces end to end, rather than this module (they need a
-#: fault whose timing a whole daemon cannot hold still: a hung speaker, a full fetch queue,
-#: an unhandled exception). Each names the test; ``test_the_named_tests_exist`` checks it does.
+#: Documented answers another test produces end to end, rather than
+#: ``test_every_documented_answer`` (they need a fault whose timing a whole daemon cannot
+#: hold still: a hung speaker, a full fetch queue, an unhandled exception; or an API open
+#: without tokens). Each names the test; ``test_the_named_tests_exist`` checks it does.
 ELSEWHERE: dict[tuple[str, str, str], str] = {
     ("/art", "get", "503"): "tests/api/test_art.py::test_too_many_waiting_is_busy_and_timeouts",
     ("/art", "get", "504"): "tests/api/test_art.py::test_hung_speaker_times_out",
     ("/speakers/{id}/{command}", "post", "500"): (
         "tests/api/test_site.py::test_unhandled_exception_is_a_json_500_logged_once"
     ),
+    **{
+        (path, "get", "403"): (
+            "tests/api/test_openapi_contract.py::test_an_open_api_refuses_foreign_hosts"
+        )
+        for path in ("/health", "/ready", "/access")
+    },
     ("/speakers/{id}/{command}", "post", "504"): (
         "tests/control/test_controller_daemon.py::test_hung_speaker_times_out"
     ),
@@ -226,10 +233,12 @@ class Auditor:
             self.case.assertEqual(answer.code, code, (where, answer.body[:500]))
         errors = conformance_errors(path, method, answer.status, answer.kind, answer.body)
         self.case.assertEqual(errors, [], (where, answer.body[:500]))
+        challenged = status == 401 or b"scope" in answer.body
         for header in documented(path, method)[str(status)].get("headers") or {}:
-            # Both refusals of the gate document their challenge.
-            self.case.assertTrue(answer.headers.hasHeader(header.encode("ascii")), (where, header))
-        if status == 403 and code == "forbidden":
+            # Both refusals of a token document their challenge.
+            if challenged:
+                self.case.assertTrue(answer.headers.hasHeader(header.encode("ascii")), where)
+        if status == 403 and challenged:
             challenge = answer.headers.getRawHeaders(b"www-authenticate", [b""])[0]
             self.case.assertIn(b'error="insufficient_scope"', challenge, where)
         self.seen.add((path, method, str(status)))
@@ -402,6 +411,52 @@ class OpenApiContractTests(TestCase):
         self.assertTrue(counted.json()["reasons"])
         missing = all_documented() - audit.seen - set(ELSEWHERE)
         self.assertEqual(missing, set(), "documented answers no test produces")
+
+    async def test_an_open_api_refuses_foreign_hosts_and_origins(self) -> None:
+        """Without tokens on loopback every route answers without one, but a foreign Host
+        (DNS rebinding) gets the documented 403 on every path, open ones too, and a command
+        from a foreign browser origin gets the documented 403."""
+        daemon = await start_daemon(self)
+        audit = Auditor(self, daemon)
+        kitchen = daemon.speaker(0)
+        await audit.expect("/speakers", "/speakers", 200, token=None)
+        concrete = {
+            "/speakers/{id}": f"/speakers/{kitchen.uid}",
+            "/speakers/{id}/{command}": f"/speakers/{kitchen.uid}/volume",
+            "/art": "/art?url=" + quote(f"http://{kitchen.address}:1400/getaa?s=1", safe=""),
+        }
+        for path, item in AUDITED.items():
+            for method in (method for method in METHODS if method in item):
+                await audit.expect(
+                    path,
+                    concrete.get(path, path),
+                    403,
+                    "forbidden",
+                    method=method,
+                    token=None,
+                    body=b'{"volume": 9}' if method == "post" else None,
+                    headers={"Host": "rebound.example"},
+                )
+        await audit.expect(
+            "/speakers/{id}/{command}",
+            f"/speakers/{kitchen.uid}/volume",
+            403,
+            "forbidden",
+            method="post",
+            token=None,
+            body=b'{"volume": 9}',
+            headers={"Origin": "http://rebound.example"},
+        )
+        self.assertNotEqual(kitchen.rendering.volume, 9)
+        await audit.expect(
+            "/speakers/{id}/{command}",
+            f"/speakers/{kitchen.uid}/volume",
+            200,
+            method="post",
+            token=None,
+            body=b'{"volume": 9}',
+        )
+        self.assertEqual(kitchen.rendering.volume, 9)
 
     async def test_routes_and_methods_are_the_documented_ones(self) -> None:
         """The daemon serves the spec's paths and no other, each for the spec's methods only:
