@@ -351,6 +351,8 @@ class OpenApiContractTests(TestCase):
         # Case-insensitive, and "-" reads as "_" (the command and the room alike).
         done = await post(f"/speakers/{kitchen.name.lower()}/VOLUME", 200, body=b'{"delta": 1}')
         self.assertEqual(kitchen.rendering.volume, 31)
+        # The body is optional.
+        await post(f"/speakers/{kitchen.uid}/favorites", 200, body=None)
         done = await post(f"/speakers/{office.uid}/Group-Volume", 200, body=b'{"volume": 20}')
         self.assertEqual(done.json()["result"]["group_volume"], 20)
         refused = await post(

@@ -395,3 +395,29 @@ def test_documented_defaults() -> None:
     target = schemas["AnnounceTarget"]["default"]
     assert parse_command("say", {"text": "hi"})[1]["target"] == target
     assert parse_command("announce", {"uri": "http://nas/a.mp3"})[1]["target"] == target
+
+
+@pytest.mark.parametrize(
+    ("command", "schema", "names", "rule"),
+    [
+        ("seek", "SeekArgs", ("position", "track"), "exactly one"),
+        ("volume", "LevelArgs", ("volume", "delta"), "exactly one"),
+        ("group_volume", "LevelArgs", ("volume", "delta"), "exactly one"),
+        ("announce", "AnnounceArgs", ("uri", "text"), "exactly one"),
+        ("play_mode", "PlayModeArgs", ("shuffle", "repeat", "crossfade"), "at least one"),
+    ],
+)
+def test_documented_argument_rules(
+    command: str, schema: str, names: tuple[str, ...], rule: str
+) -> None:
+    """The rules docs/openapi.yaml states in a schema's description ("exactly one of
+    position and track", "at least one") are held: none is 400, and for "exactly one", both."""
+    assert f"({rule}" in _spec_schemas()[schema]["description"]
+    values = {"position": 5, "track": 2, "volume": 3, "delta": 1, "uri": "http://nas/a.mp3"}
+    values.update(text="hello", shuffle=True, repeat="all", crossfade=False)
+    assert rejected(command, {}).code == "bad_argument"
+    for name in names:
+        parse_command(command, {name: values[name]})
+    if rule == "exactly one":
+        error = rejected(command, {name: values[name] for name in names})
+        assert error.code == "bad_argument"
