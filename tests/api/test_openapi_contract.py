@@ -281,7 +281,14 @@ class OpenApiContractTests(TestCase):
         # Open routes.
         health = await audit.expect("/health", "/health", 200, token=None)
         self.assertEqual(health.json()["status"], "ok")
-        await audit.expect("/ready", "/ready", 200, token=None)
+        ready = await audit.expect("/ready", "/ready", 200, token=None)
+        schemas = SPEC["components"]["schemas"]
+        counted = schemas["Ready"]["properties"]["speakers"]["description"]
+        self.assertEqual(set(ready.json()["speakers"]), set(re.findall(r"`(\w+)`", counted)))
+        self.assertEqual(
+            set(health.json()["speakers"]),
+            set(schemas["Health"]["properties"]["speakers"]["properties"]),
+        )
         anonymous = await audit.expect("/access", "/access", 200, token=None)
         self.assertEqual(anonymous.json()["granted"], False)
         self.assertNotIn("endpoints", anonymous.json())
@@ -301,6 +308,23 @@ class OpenApiContractTests(TestCase):
             await audit.expect(path, path, 200)
             await audit.expect(path, path, 401, "unauthorized", token=None)
             await audit.expect(path, path, 403, "forbidden", token=CONTROL)
+        # The parts of the diagnostics the spec names.
+        diagnostics = (await audit.expect("/diagnostics", "/diagnostics", 200)).json()
+        parts = schemas["Diagnostics"]["properties"]
+        for part, names in (
+            ("host", {"hostname", "container", "bridge_network", "interfaces", "lan_addresses"}),
+            ("listener", {"interface", "port", "requested_port", "advertise", "notify"}),
+            ("ready", {"ready", "reasons", "speakers"}),
+        ):
+            self.assertTrue(all(name in parts[part]["description"] for name in names), part)
+            self.assertLessEqual(names, set(diagnostics[part]), part)
+        notify = diagnostics["listener"]["notify"]
+        self.assertEqual(set(notify), {"accepted", "refused", "held"})
+        self.assertIn("clients", diagnostics["sinks"])
+        speaker = diagnostics["speakers"][0]
+        self.assertLessEqual(set(schemas["SpeakerStatus"]["properties"]), set(speaker))
+        for service in speaker["services"].values():
+            self.assertLessEqual(set(schemas["SubscriptionStatus"]["properties"]), set(service))
         metrics = await audit.expect("/metrics", "/metrics", 200)
         self.assertIn(b"sonosd_", metrics.body)
         # "Prometheus text exposition format 0.0.4".
