@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from sonosd import config
+from sonosd.reload import RESTART_ONLY
 from tests.paths import ROOT
 
 TEXT = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
@@ -89,3 +90,39 @@ def test_the_default_written_is_the_codes(section: str, key: str) -> None:
     value = yaml.safe_load(quoted.group(1))
     default = _default(field)
     assert value == default, (section, key, value, default)
+
+
+RELOAD = TEXT[TEXT.index("- **Reload**") : TEXT.index("- **Unknown keys")]
+APPLIED_TEXT, RESTART_TEXT = RELOAD.split("the daemon says so in one line:")
+
+
+def _reload_keys(text: str) -> set[str]:
+    """The configuration keys named in backticks in ``text`` (``api.tokens``, ``soco``)."""
+    known = {field.name for field in attrs.fields(config.Config)}
+    return {key for key in re.findall(r"`([\w.]+)`", text) if key.split(".")[0] in known}
+
+
+def _leaf_keys() -> set[str]:
+    """Every key of the file: ``section.key`` for the sections, the name of the others."""
+    keys = set()
+    for field in attrs.fields(config.Config):
+        if field.name in ("path", "inline_secrets"):
+            continue
+        kind = CLASSES.get(field.name) or {"ssdp": config.SsdpConfig}.get(field.name)
+        if kind is None:
+            keys.add(field.name)
+        else:
+            keys.update(f"{field.name}.{sub.name}" for sub in attrs.fields(kind))
+    return keys
+
+
+def test_the_reload_lists_are_the_codes() -> None:
+    """The settings the page says need a restart are those ``plan_reload`` keeps until one,
+    and every key of the file is in exactly one of its two lists (itself or its section):
+    applied at once, or kept until a restart."""
+    applied, restart = _reload_keys(APPLIED_TEXT), _reload_keys(RESTART_TEXT)
+    assert restart == set(RESTART_ONLY)
+    assert not applied & restart
+    for key in _leaf_keys():
+        named = {key, key.split(".")[0]}
+        assert len(named & applied) + len(named & restart) == 1, key
