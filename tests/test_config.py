@@ -22,6 +22,7 @@ from sonosd.config import (
     DEFAULT_SERVICES,
     SCHEMA,
     SERVICES,
+    AnnounceConfig,
     ApiConfig,
     Config,
     ConfigError,
@@ -32,6 +33,7 @@ from sonosd.config import (
     SimulateConfig,
     SinksConfig,
     SocoConfig,
+    SsdpConfig,
     SubscriptionConfig,
     Token,
     Webhook,
@@ -1133,8 +1135,12 @@ def _resolve(schema: Any) -> Any:
 _SECTION_CLASSES: dict[tuple[str, ...], type] = {
     ("listener",): ListenerConfig,
     ("api",): ApiConfig,
+    ("api", "tokens"): Token,
+    ("devices",): Device,
+    ("ssdp",): SsdpConfig,
     ("subscription",): SubscriptionConfig,
     ("soco",): SocoConfig,
+    ("announce",): AnnounceConfig,
     ("sinks",): SinksConfig,
     ("log",): LogConfig,
     ("simulate",): SimulateConfig,
@@ -1148,6 +1154,8 @@ _SECRET_KEYS |= {"password", "password_env", "password_file"}
 
 
 def _normalise(value: Any) -> Any:
+    if isinstance(value, frozenset):
+        return tuple(sorted(value))
     if isinstance(value, list | tuple):
         return tuple(value)
     if isinstance(value, dict):
@@ -1180,6 +1188,31 @@ def test_schema_matches_the_config_classes(section: tuple[str, ...]) -> None:
         if attrs.has(type(default)):
             continue
         assert _normalise(properties[key].get("default")) == _normalise(default), key
+
+
+def _object_paths(schema: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The key path of every mapping with keys of its own in the schema, however nested (a
+    list's items under the list's path)."""
+    paths = []
+    for name, prop in schema.get("properties", {}).items():
+        inner = _resolve(prop)
+        if "items" in inner:
+            inner = _resolve(inner["items"])
+        if "properties" in inner:
+            paths.append((*path, name))
+            paths.extend(_object_paths(inner, (*path, name)))
+    return paths
+
+
+def test_every_mapping_of_the_schema_is_checked_against_its_class() -> None:
+    """Each section or list entry of the schema with keys of its own, at every depth, is
+    compared with its attrs class above (a webhook's filter is a mapping of lists, no class),
+    so that a key added to one and not the other fails."""
+    assert set(_object_paths(SCHEMA)) == {*_SECTION_CLASSES, ("sinks", "webhooks", "filter")}
+    [webhook] = [field for field in attrs.fields(Webhook) if field.name == "filter"]
+    keys = set(_resolve(SCHEMA["$defs"]["filter"])["properties"])
+    assert keys == {"speakers", "rooms", "services", "types"}
+    assert webhook.default.factory() == {}  # type: ignore[union-attr]
 
 
 def test_top_level_schema_matches_config() -> None:

@@ -22,6 +22,7 @@ KEYS = TEXT[TEXT.index("## Keys") : TEXT.index("## Secrets")]
 CLASSES: dict[str, type] = {
     "listener": config.ListenerConfig,
     "api": config.ApiConfig,
+    "ssdp": config.SsdpConfig,
     "subscription": config.SubscriptionConfig,
     "soco": config.SocoConfig,
     "announce": config.AnnounceConfig,
@@ -108,7 +109,7 @@ def _leaf_keys() -> set[str]:
     for field in attrs.fields(config.Config):
         if field.name in ("path", "inline_secrets"):
             continue
-        kind = CLASSES.get(field.name) or {"ssdp": config.SsdpConfig}.get(field.name)
+        kind = CLASSES.get(field.name)
         if kind is None:
             keys.add(field.name)
         else:
@@ -126,3 +127,86 @@ def test_the_reload_lists_are_the_codes() -> None:
     for key in _leaf_keys():
         named = {key, key.split(".")[0]}
         assert len(named & applied) + len(named & restart) == 1, key
+
+
+def _schema_properties(section: str) -> dict[str, Any]:
+    """The schema's properties of the keys in the table of ``section``."""
+    schema = config.SCHEMA
+    path = {"webhook": ("sinks", "webhooks"), "mqtt": ("sinks", "mqtt")}.get(section, (section,))
+    node: Any = schema
+    for name in path:
+        node = _resolved(node["properties"][name])
+        if "items" in node:
+            node = _resolved(node["items"])
+    return dict(node["properties"])
+
+
+def _resolved(node: Any) -> Any:
+    if "$ref" in node:
+        node = {**config.SCHEMA["$defs"][node["$ref"].rsplit("/", 1)[1]], **node}
+        node.pop("$ref")
+    for branch in node.get("anyOf", ()):
+        if branch.get("type") != "null":
+            return _resolved(branch)
+    return node
+
+
+def documented_ranges() -> list[tuple[str, str, str, str]]:
+    """``(section, key, low, high)`` for each ``low .. high`` a table's meaning gives."""
+    ranges = []
+    section = ""
+    for line in KEYS.splitlines():
+        heading = re.match(r"### `(\w+)`", line)
+        if heading:
+            section = heading.group(1)
+        elif line.startswith("Each webhook"):
+            section = "webhook"
+        elif line.strip() == "`mqtt`:":
+            section = "mqtt"
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 3:
+            key = re.findall(r"`(\w+)`", cells[0])[0]
+            for low, high in re.findall(r"\b([\d,.]+) \.\. ([\d,.]+)\b", cells[2]):
+                ranges.append((section, key, low, high))
+    return ranges
+
+
+@pytest.mark.parametrize(("section", "key", "low", "high"), documented_ranges())
+def test_a_range_written_is_the_schemas(section: str, key: str, low: str, high: str) -> None:
+    """Each ``low .. high`` in a table is the key's minimum and maximum in the schema (by
+    which the loader refuses a value out of it)."""
+    schema = _resolved(_schema_properties(section)[key])
+    if schema.get("type") == "array":  # a list of bounded items (simulate.https_only)
+        schema = schema["items"]
+    bounds = (schema.get("minimum", schema.get("minLength")), schema.get("maximum"))
+    bounds = (bounds[0], bounds[1] if bounds[1] is not None else schema.get("maxLength"))
+    assert bounds == (float(low.replace(",", "")), float(high.replace(",", ""))), (section, key)
+
+
+def test_documented_ranges_are_found() -> None:
+    """The ranges above are read from the page (a change of its wording would lose them)."""
+    assert len(documented_ranges()) >= 21
+
+
+def test_every_time_is_above_0_and_at_most_a_day() -> None:
+    """"Every time must be above 0 (``position_interval`` and ``check_interval`` may be 0)
+    and at most 86400": each time of the schema, ``subscription``'s and the others'."""
+    rule = TEXT[TEXT.index("Every time must be") :].split("\n\n")[0]
+    zero_ok = set(re.findall(r"`(\w+)`", rule))
+    assert zero_ok == {"position_interval", "check_interval"}
+    times = 0
+    for section, kind in CLASSES.items():
+        properties = _schema_properties(section)
+        for field in attrs.fields(kind):
+            if not isinstance(field.default, float) or field.name not in properties:
+                continue
+            if section == "simulate" or field.name == "renew_fraction":
+                continue  # rates, a fraction: bounded in their rows
+            schema = _resolved(properties[field.name])
+            times += 1
+            assert schema["maximum"] == 86400, (section, field.name)
+            if field.name in zero_ok:
+                assert (schema["minimum"], "exclusiveMinimum" in schema) == (0, False)
+            else:
+                assert schema["exclusiveMinimum"] == 0, (section, field.name)
+    assert times >= 20
