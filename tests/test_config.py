@@ -950,6 +950,44 @@ def test_defaults() -> None:
     assert expected.simulate is None
 
 
+def test_simulate_with_every_default() -> None:
+    """``simulate: {}`` enables the simulated household with every default, where
+    ``simulate:`` (null) leaves it off."""
+    assert parse_config("simulate: {}\n", environ={}).simulate == SimulateConfig()
+    assert parse_config("simulate:\n", environ={}).simulate is None
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (
+            "simulate: {rooms: [Den, Den]}\n",
+            'simulate.rooms: expected no repeated items, got ["Den", "Den"]',
+        ),
+        (
+            'sinks: {mqtt: {prefix: "home sonos"}}\n',
+            'sinks.mqtt.prefix: expected a topic prefix without spaces, # or +, got "home sonos"',
+        ),
+        (
+            'sinks: {mqtt: {prefix: "sonos/#"}}\n',
+            'sinks.mqtt.prefix: expected a topic prefix without spaces, # or +, got "sonos/#"',
+        ),
+        (
+            'sinks: {mqtt: {prefix: "sonos/+"}}\n',
+            'sinks.mqtt.prefix: expected a topic prefix without spaces, # or +, got "sonos/+"',
+        ),
+        (
+            'sinks: {mqtt: {client_id: ""}}\n',
+            'sinks.mqtt.client_id: expected a client id of 1 to 128 characters, got ""',
+        ),
+    ],
+)
+def test_documented_refusals(text: str, error: str) -> None:
+    """What the key tables forbid is refused naming the key: repeated simulated rooms
+    ("Unique"), an MQTT prefix with a space, # or +, an empty client id."""
+    assert error_of(text) == f"config.yaml:1: {error}"
+
+
 def test_full_configuration(tmp_path: Path) -> None:
     """Every section is read into its typed object."""
     text = """

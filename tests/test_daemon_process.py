@@ -883,12 +883,14 @@ def test_start_warns_of_an_inline_token_others_can_read(
     processes: Processes, loopback_base: str, tmp_path: Path
 ) -> None:
     """A daemon started (and reloaded) from a file that holds a token inline and that group
-    can read logs one warning naming the file and the key each time, and runs all the same."""
+    can read logs one warning naming the file and the key each time, and runs all the same;
+    so does a state_dir it cannot write (the same warnings as --check-config's)."""
     api_port = free_tcp_port()
     document = json.loads(
         daemon_yaml(loopback_base, api=f"tcp:{api_port}:interface=127.0.0.1", speakers=1)
     )
     document["api"]["tokens"] = [{"name": "a", "token": "t" * 24}]
+    document["state_dir"] = str(tmp_path / "no-such-dir")
     config = tmp_path / "sonosd.yaml"
     config.write_text(json.dumps(document))
     config.chmod(0o640)
@@ -905,6 +907,10 @@ def test_start_warns_of_an_inline_token_others_can_read(
     wait_for(warned, "the warning")
     assert get(f"http://127.0.0.1:{api_port}/api/v1/health", "t" * 24)[0] == 200
     assert processes.output(daemon).count(warning) == 1
+    assert processes.output(daemon).count(
+        f"warn [sonosd.service] {config}: state_dir: {tmp_path / 'no-such-dir'} is not a "
+        "directory the daemon can write: pending alarm skips will not survive a restart"
+    ) == 1
     daemon.send_signal(signal.SIGHUP)
     wait_for(lambda: warned() and processes.output(daemon).count(warning) == 2, "again")
     daemon.send_signal(signal.SIGTERM)

@@ -128,6 +128,21 @@ def test_check_config_warns_of_an_inline_token_others_can_read(tmp_path: Path) -
     assert exit_of("-c", path, "--check-config") == (0, "ok\n", "")
 
 
+def test_check_config_warns_of_a_state_dir_it_cannot_write(tmp_path: Path) -> None:
+    """A state_dir that is not a writable directory passes --check-config with one warning
+    naming it (exit 0 still); a writable one, without it."""
+    missing = tmp_path / "no-such-dir"
+    path = write(tmp_path, f"devices: [{{host: 192.168.1.20}}]\nstate_dir: {missing}\n")
+    assert exit_of("-c", path, "--check-config") == (
+        0,
+        "ok\n",
+        f"warning: {path}: state_dir: {missing} is not a directory the daemon can write: "
+        "pending alarm skips will not survive a restart\n",
+    )
+    missing.mkdir()
+    assert exit_of("-c", path, "--check-config") == (0, "ok\n", "")
+
+
 @pytest.mark.parametrize(
     "listen", ["tcp:8080", "tcp:8080:interface=0.0.0.0", "tcp6:8080:interface=\\:\\:"]
 )
