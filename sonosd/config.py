@@ -845,6 +845,9 @@ class _Builder:
                     secret = stream.read().rstrip("\r\n")
             except (OSError, UnicodeDecodeError) as error:
                 reason = getattr(error, "strerror", None) or str(error)
+                if isinstance(error, UnicodeDecodeError):
+                    bad = error.object[error.start]
+                    reason = f"not UTF-8 text: byte {error.start} is {bad:#04x}"
                 raise self.fail(
                     (*path, file), f"cannot read the secret file ({reason})", value[file]
                 ) from None

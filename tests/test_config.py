@@ -784,6 +784,17 @@ def test_token_file_missing(tmp_path: Path) -> None:
     )
 
 
+def test_token_file_not_utf8(tmp_path: Path) -> None:
+    """A secret file is read as UTF-8: one that is not is refused naming the byte, as the
+    configuration file itself is."""
+    path = tmp_path / "token"
+    path.write_bytes(b"abcdefghijkl\xff\n")
+    assert error_of(f"api:\n  tokens:\n    - {{name: ha, token_file: '{path}'}}\n") == (
+        "config.yaml:3: api.tokens[0].token_file: cannot read the secret file "
+        f'(not UTF-8 text: byte 12 is 0xff), got "{path}"'
+    )
+
+
 def test_token_file_empty(tmp_path: Path) -> None:
     """An empty token file is refused."""
     empty = tmp_path / "token"
