@@ -5,6 +5,7 @@ the code, and each default written there (as YAML) is the code's default."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -189,7 +190,7 @@ def test_documented_ranges_are_found() -> None:
 
 
 def test_every_time_is_above_0_and_at_most_a_day() -> None:
-    """"Every time must be above 0 (``position_interval`` and ``check_interval`` may be 0)
+    """ "Every time must be above 0 (``position_interval`` and ``check_interval`` may be 0)
     and at most 86400": each time of the schema, ``subscription``'s and the others'."""
     rule = TEXT[TEXT.index("Every time must be") :].split("\n\n")[0]
     zero_ok = set(re.findall(r"`(\w+)`", rule))
@@ -210,3 +211,70 @@ def test_every_time_is_above_0_and_at_most_a_day() -> None:
             else:
                 assert schema["exclusiveMinimum"] == 0, (section, field.name)
     assert times >= 20
+
+
+def _blocks(kind: str) -> list[str]:
+    return re.findall(rf"```{kind}\n(.*?)```", TEXT, re.S)
+
+
+#: A file that makes each error line the page shows (the page's line numbers are those of a
+#: longer file; the rest of the line is the same).
+WRONG_FILES = {
+    "devices[0].host": "devices:\n  - host: 42\n",
+    "listener.prot": "listener:\n  prot: 1400\n",
+    "api.tokens[0].token_env": "api:\n  tokens:\n    - {name: ha, token_env: SONOSD_HA_TOKEN}\n",
+    "listener.port": "listener:\n  port: 1400\n  port: 1401\n",
+}
+
+
+def test_the_error_lines_shown_are_the_loaders() -> None:
+    """Each error line at the top of the page is what the loader says of such a file."""
+    shown = _blocks("text")[0].splitlines()
+    assert len(shown) == len(WRONG_FILES)
+    for line in shown:
+        _, _, rest = line.split(":", 2)
+        key = rest.strip().split(":", 1)[0]
+        with pytest.raises(config.ConfigError) as caught:
+            config.parse_config(WRONG_FILES[key], "config.yaml", {})
+        assert str(caught.value).split(":", 2)[2] == rest, key
+
+
+def test_the_secrets_example_loads(tmp_path: Path) -> None:
+    """The Secrets section's example is a valid file: its inline token, the one from the
+    environment and the ones from files (here written under tmp_path) are read."""
+    [example] = [block for block in _blocks("yaml") if "token_env" in block]
+    files = re.findall(r"_file: (\S+)", example)
+    for index, path in enumerate(files):
+        local = tmp_path / f"secret{index}"
+        local.write_text(f"secret-from-file-{index}\n")
+        example = example.replace(path, str(local))
+    environ = {"SONOSD_HA_TOKEN": "t" * 24, "SONOSD_MQTT_PASSWORD": "mqtt-secret"}
+    loaded = config.parse_config(example, "config.yaml", environ)
+    tokens = {token.name: token.secret for token in loaded.api.tokens}
+    assert tokens == {
+        "script": "3f1c0a9e6b7d2c4e8a5f1b0d",
+        "home-assistant": "t" * 24,
+        "homeassistant": "secret-from-file-0",
+    }
+    assert loaded.sinks.webhooks[0].secret == "secret-from-file-1"
+    assert loaded.sinks.mqtt is not None and loaded.sinks.mqtt.password == "mqtt-secret"
+    assert loaded.inline_secrets == ("api.tokens[0].token",)
+
+
+def _classes_of(kind: type) -> set[type]:
+    """The attrs classes a ``kind`` holds, however deep (in tuples and optional fields)."""
+    found: set[type] = set()
+    for field in attrs.fields(kind):
+        for name in re.findall(r"\w+", str(field.type)):
+            inner = getattr(config, name, None)
+            if isinstance(inner, type) and attrs.has(inner) and inner not in found:
+                found |= {inner} | _classes_of(inner)
+    return found
+
+
+def test_for_developers_names_every_class() -> None:
+    """ "For developers" names every attrs class a ``Config`` is made of."""
+    section = TEXT[TEXT.index("## For developers") :]
+    listed = set(re.search(r"\(attrs classes (.*?)\)", section, re.S).group(1).split())  # type: ignore[union-attr]
+    names = {name.strip("`,") for name in listed}
+    assert names == {kind.__name__ for kind in _classes_of(config.Config)}

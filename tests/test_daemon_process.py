@@ -907,10 +907,13 @@ def test_start_warns_of_an_inline_token_others_can_read(
     wait_for(warned, "the warning")
     assert get(f"http://127.0.0.1:{api_port}/api/v1/health", "t" * 24)[0] == 200
     assert processes.output(daemon).count(warning) == 1
-    assert processes.output(daemon).count(
-        f"warn [sonosd.service] {config}: state_dir: {tmp_path / 'no-such-dir'} is not a "
-        "directory the daemon can write: pending alarm skips will not survive a restart"
-    ) == 1
+    assert (
+        processes.output(daemon).count(
+            f"warn [sonosd.service] {config}: state_dir: {tmp_path / 'no-such-dir'} is not a "
+            "directory the daemon can write: pending alarm skips will not survive a restart"
+        )
+        == 1
+    )
     daemon.send_signal(signal.SIGHUP)
     wait_for(lambda: warned() and processes.output(daemon).count(warning) == 2, "again")
     daemon.send_signal(signal.SIGTERM)
