@@ -957,6 +957,10 @@ def test_defaults() -> None:
     assert parse_config("{}\n", environ={}) == expected
     nulls = "listener:\napi:\ndevices:\nsubscription:\nsoco:\nsinks:\nlog:\nsimulate:\n"
     assert parse_config(nulls, environ={}) == expected
+    # Every section (a mapping of keys in the schema), however many there are.
+    sections = [key for key, prop in SCHEMA["properties"].items() if "properties" in _resolve(prop)]
+    assert {"announce", "ssdp"} < set(sections)
+    assert parse_config("".join(f"{key}:\n" for key in sections), environ={}) == expected
     assert expected.services == DEFAULT_SERVICES
     assert expected.simulate is None
 

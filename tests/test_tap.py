@@ -408,6 +408,28 @@ def test_bad_config_command(tmp_path: Path) -> None:
     assert result.stderr == f"{path}:1: devices[0].host: expected a host name or address, got 42\n"
 
 
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("", "the file is empty; expected a mapping of settings"),
+        (
+            "api: {listen: 'tcp:8080:interface=0.0.0.0'}\n",
+            "1: api.listen: the API listens beyond loopback and needs a token, but api.tokens is "
+            "empty",
+        ),
+    ],
+)
+def test_a_wrong_file_stops_the_start_in_one_line(tmp_path: Path, text: str, error: str) -> None:
+    """Starting (not only checking) with a wrong file: exit status 1 and one line on
+    standard error naming the file, the line and the key, before anything listens."""
+    path = write(tmp_path, text)
+    result = run_twistd("-n", "--pidfile=", "sonosd", "-c", path, cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (1, "")
+    [line] = result.stderr.splitlines()
+    separator = ": " if error.startswith("the file") else ":"
+    assert line.startswith(f"{path}{separator}{error}"), line
+
+
 def read_until(process: subprocess.Popen[str], wanted: str, deadline: float) -> list[str]:
     """Lines of ``process``'s stdout up to the first containing ``wanted`` (or EOF/deadline).
 
