@@ -895,6 +895,51 @@ def test_secret_values_are_never_shown() -> None:
     )
 
 
+SECRET = "s3cr3t-0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (
+            f"api: {{tokens: [{{name: a, tokne: {SECRET}}}]}}\n",
+            "api.tokens[0].tokne: unknown key (known keys: name, token, token_env, token_file, "
+            "scopes), got <hidden>",
+        ),
+        (
+            f"sinks: {{webhooks: [{{url: 'http://h', secert: {SECRET}}}]}}\n",
+            "sinks.webhooks[0].secert: unknown key (known keys: url, secret, secret_env, "
+            "secret_file, timeout, retries, queue, filter, ca_file), got <hidden>",
+        ),
+        (
+            f"sinks: {{mqtt: {{pasword: {SECRET}}}}}\n",
+            "sinks.mqtt.pasword: unknown key (known keys: host, port, tls, ca_file, username, "
+            "password, password_env, password_file, prefix, client_id, keepalive, "
+            "homeassistant, discovery_prefix), got <hidden>",
+        ),
+        (f"api: {{tokens: {SECRET}}}\n", "api.tokens: expected a list of tokens, got <hidden>"),
+        (
+            f"api: {{tokens: [{SECRET}]}}\n",
+            "api.tokens[0]: expected a mapping with a name and a token, got <hidden>",
+        ),
+        (
+            f"api: {{tokens: [{{name: a, token: {SECRET}}}], tokens: []}}\n",
+            "api.tokens: duplicate key (first set on line 1), got <hidden>",
+        ),
+        (
+            f"sinks: {{}}\nsinks: {{mqtt: {{password: {SECRET}}}}}\n",
+            'sinks: duplicate key (first set on line 1), got {"mqtt": {"password": "<hidden>"}}',
+        ),
+    ],
+)
+def test_secrets_are_never_in_an_error(text: str, error: str) -> None:
+    """A secret is not echoed when the error is next to it: under a misspelt key beside the
+    secrets (``tokne:``), a token written without its keys, a mapping shown whole."""
+    message = error_of(text, environ={})
+    assert SECRET not in message
+    assert message.split(": ", 1)[1] == error
+
+
 def test_environ_defaults_to_the_process_environment(tmp_path: Path, monkeypatch: Any) -> None:
     """Without an explicit environ, ``*_env`` secrets come from os.environ."""
     monkeypatch.setenv("SONOSD_TEST_SECRET", "s3cret")
@@ -1129,6 +1174,13 @@ def test_example_documents_every_key() -> None:
     text = (ROOT / "etc" / "sonosd.example.yaml").read_text()
     for path in _schema_keys(SCHEMA):
         assert f"{path[-1]}:" in text, path
+
+
+def test_example_values_are_the_defaults() -> None:
+    """ "every option, with its default": the example's settings are the defaults, section by
+    section (not just keys that load)."""
+    path = str(ROOT / "etc" / "sonosd.example.yaml")
+    assert load_config(path, environ={}) == Config(path=path)
 
 
 def test_demo_simulates_a_richer_household() -> None:
