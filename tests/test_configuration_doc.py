@@ -278,3 +278,37 @@ def test_for_developers_names_every_class() -> None:
     listed = set(re.search(r"\(attrs classes (.*?)\)", section, re.S).group(1).split())  # type: ignore[union-attr]
     names = {name.strip("`,") for name in listed}
     assert names == {kind.__name__ for kind in _classes_of(config.Config)}
+
+
+def _section(heading: str) -> str:
+    start = KEYS.index(heading)
+    return KEYS[start : (KEYS + "\n### ").index("\n### ", start + 1)]
+
+
+def _row(section: str, key: str) -> str:
+    [line] = [line for line in _section(section).splitlines() if line.startswith(f"| `{key}`")]
+    return line
+
+
+def test_the_names_written_are_the_schemas() -> None:
+    """The service names, log levels and formats, simulated models and UPnP-off choices
+    the page lists are the schema's."""
+    services = _section("### `services`")
+    written = re.findall(r"`(\w+)`", services.split("The valid names")[1])
+    default = re.findall(r"(\w+)", services.split("Default:")[1].split("]")[0])
+    assert default == list(config.DEFAULT_SERVICES)
+    assert [*default, *written[: len(config.SERVICES) - len(default)]] == list(config.SERVICES)
+    simulate = _schema_properties("simulate")
+    cases = [
+        (_row("### `log`", "level"), _schema_properties("log")["level"]["enum"]),
+        (_row("### `log`", "format").split("|")[3], _schema_properties("log")["format"]["enum"]),
+        (_row("### `simulate`", "models"), simulate["models"]["items"]["enum"]),
+        (_row("### `simulate`", "upnp_off_ssdp"), simulate["upnp_off_ssdp"]["enum"]),
+        (
+            _row("### `simulate`", "upnp_off_forbidden"),
+            simulate["upnp_off_forbidden"]["items"]["enum"],
+        ),
+    ]
+    for row, names in cases:
+        for name in names:
+            assert re.search(rf"\b{re.escape(name)}\b", row), (name, row)
