@@ -903,6 +903,25 @@ class HouseholdSimTests(TestCase):
             self.assertEqual(removed.body["reason"], "follow_household is false")
             self.assertIsNone(rig.state.by_uid(speaker.uid))
 
+    async def test_follow_household_switched_on_follows_the_members_at_once(self) -> None:
+        """A reload that switches follow_household on follows every visible member of the
+        listed speaker's household at once, from the topology already known (not at its next
+        change, which may be days away)."""
+        rig = await self.rig(speakers=3, configured=(0,), follow_household=False)
+        listed, *members = rig.speakers
+        await until(lambda: rig.initial_events(listed.uid, "ZoneGroupTopology"), "the topology")
+        self.assertEqual(set(self.supervised(rig)), {listed.uid})
+        rig.household.apply(
+            Config(path="test.yaml", devices=(Device(host=listed.address),), subscription=FAST)
+        )
+        await until(
+            lambda: all(
+                len(rig.sim_subscriptions(speaker)) == len(DEFAULT_SERVICES) for speaker in members
+            ),
+            "the members subscribed",
+        )
+        self.assertEqual(set(self.supervised(rig)), {s.uid for s in rig.speakers})
+
     async def test_a_device_removed_while_subscribing_is_unsubscribed(self) -> None:
         """A reload that removes a listed speaker while its SUBSCRIBEs await their answers
         (granted at the speaker, the SIDs not known yet) leaves no subscription behind: each
