@@ -602,6 +602,9 @@ def test_simulate_limits() -> None:
         "config.yaml:1: simulate.stereo_pair: a stereo pair needs at least 2 speakers, got true"
     )
     assert parse_config("simulate: {speakers: 200, base_address: 127.9.9.2}\n").simulate
+    # "all speakers must fit before x.y.z.255": the last one may be x.y.z.254.
+    assert parse_config("simulate: {speakers: 200, base_address: 127.0.0.55}\n").simulate
+    assert "run past the end" in error_of("simulate: {speakers: 200, base_address: 127.0.0.56}\n")
 
 
 def test_simulate_modes() -> None:
