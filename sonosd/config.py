@@ -373,7 +373,7 @@ def format_path(path: KeyPath) -> str:
 def show_value(value: object, secret: bool = False, limit: int = 120) -> str:
     """A short, unambiguous rendering of a bad value (JSON-like; secrets are hidden)."""
     if secret:
-        return "<hidden>"
+        return HIDDEN
     try:
         text = json.dumps(_head(value, [limit]), ensure_ascii=False, default=str, sort_keys=False)
     except (TypeError, ValueError):
@@ -385,7 +385,8 @@ def show_value(value: object, secret: bool = False, limit: int = 120) -> str:
 
 def _head(value: object, budget: list[int]) -> object:
     """The first ``budget[0]`` values of ``value`` (lists and mappings cut short with
-    ``"..."``): what ``show_value`` can show of it, however far its aliases expand."""
+    ``"..."``): what ``show_value`` can show of it, however far its aliases expand. A secret
+    in it (the value of a ``token``, ``secret`` or ``password`` key) is ``<hidden>``."""
     budget[0] -= 1
     if isinstance(value, list | dict):
         items = value.items() if isinstance(value, dict) else enumerate(value)
@@ -394,6 +395,10 @@ def _head(value: object, budget: list[int]) -> object:
             if budget[0] <= 0:
                 kept.append(("...", "..."))
                 break
+            if isinstance(value, dict) and key in _SECRET_KEYS:
+                budget[0] -= 1
+                kept.append((key, HIDDEN))
+                continue
             kept.append((key, _head(item, budget)))
         if isinstance(value, dict):
             return dict(kept)
@@ -401,8 +406,20 @@ def _head(value: object, budget: list[int]) -> object:
     return value
 
 
+#: The keys whose value is a secret written in the file.
+_SECRET_KEYS = frozenset({"token", "secret", "password"})
+
+#: How a secret is shown in an error message.
+HIDDEN = "<hidden>"
+
+
 def _is_secret(path: KeyPath) -> bool:
-    return bool(path) and path[-1] in {"token", "secret", "password"}
+    """Whether the value at ``path`` is (or may be) a secret: a ``token``, ``secret`` or
+    ``password``, or ``api.tokens`` or one of its entries when it is not the mapping asked
+    for (``tokens: [3f1c0a9e...]``: a token written without its keys)."""
+    if not path:
+        return False
+    return path[-1] in _SECRET_KEYS or (path[:2] == ("api", "tokens") and len(path) <= 3)
 
 
 def _compose(text: str, file: str) -> tuple[object, _Source]:
@@ -627,7 +644,11 @@ def _locate(error: ValidationError, source: _Source) -> tuple[KeyPath, str, tupl
         known = list(schema.get("properties", {}))
         extra = [key for key in instance if key not in known]
         key = min(extra, key=lambda name: source.line((*path, name)) or 0)
-        return (*path, key), f"unknown key (known keys: {', '.join(known)})", (instance[key],)
+        what = f"unknown key (known keys: {', '.join(known)})"
+        if _SECRET_KEYS & set(known):
+            # Beside a secret, a misspelt key (tokne:, pasword:) most likely holds one.
+            return (*path, key), what + ", got " + HIDDEN, ()
+        return (*path, key), what, (instance[key],)
     if error.validator == "required":
         required: list[str] = list(_bound(error))
         missing = [key for key in required if key not in instance]
@@ -719,6 +740,10 @@ def endpoint_problem(description: str) -> str | None:
     The string is parsed as twistd would parse it, against an in-memory reactor: nothing
     listens. (An ``ssl:`` endpoint does read its key and certificate files.)
     """
+    if description.split(":", 1)[0].strip().lower() == "ssl":
+        tls_problem = ssl_files_problem(description)
+        if tls_problem is not None:
+            return tls_problem
     try:
         endpoint = _parse_endpoint(description)
     except TypeError as error:
@@ -736,6 +761,60 @@ def endpoint_problem(description: str) -> str | None:
     interface = getattr(endpoint, "_interface", "")
     if interface and not is_address(interface):
         return f"interface {interface} is not an IP address"
+    return None
+
+
+def ssl_files_problem(description: str) -> str | None:
+    """What is wrong with the key and certificate files of ``ssl:`` endpoint
+    ``description``, naming the file, or ``None``.
+
+    Twisted reads the certificate and the key from the two files put together (``certKey``
+    defaults to ``privateKey``, itself to ``server.pem``), and its own errors name neither
+    the file nor the fault (``[('DECODER routines', '', 'unsupported')]``); with an encrypted
+    key OpenSSL even asks for a passphrase on the terminal. So they are checked here first,
+    as Twisted would load them.
+    """
+    from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
+    # Twisted's own splitting of an endpoint string (escapes included); private, so
+    # tests/test_config.py's TLS file tests fail if it changes.
+    from twisted.internet.endpoints import _parse
+
+    arguments, named = _parse(description)
+    positional = arguments[1:]
+    key_file = named.get("privateKey", positional[1] if len(positional) > 1 else "server.pem")
+    cert_file = named.get("certKey", positional[2] if len(positional) > 2 else "") or key_file
+    try:
+        with open(cert_file, "rb") as certificate, open(key_file, "rb") as key:
+            both = certificate.read() + b"\n" + key.read()
+    except OSError as error:
+        return f"{error.filename}: {error.strerror}"
+    one = cert_file == key_file
+
+    def lacks(what: str) -> str:
+        if one:
+            return f"{key_file} holds no {what}"
+        return f"neither {cert_file} nor {key_file} holds a {what}"
+
+    try:
+        private_key = serialization.load_pem_private_key(both, password=None)
+    except TypeError:
+        return (
+            f"the private key in {key_file} is encrypted: sonosd cannot ask for its "
+            "passphrase (keep it unencrypted, readable by sonosd only)"
+        )
+    except (ValueError, UnsupportedAlgorithm):
+        return lacks("PEM private key")
+    try:
+        certificate_key = x509.load_pem_x509_certificates(both)[0].public_key()
+    except ValueError:
+        advice = " (name the certificate's file with certKey)" if one else ""
+        return lacks("PEM certificate") + advice
+    der, spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if certificate_key.public_bytes(der, spki) != private_key.public_key().public_bytes(der, spki):
+        return f"the certificate in {cert_file} is not for the private key in {key_file}"
     return None
 
 
@@ -845,6 +924,9 @@ class _Builder:
                     secret = stream.read().rstrip("\r\n")
             except (OSError, UnicodeDecodeError) as error:
                 reason = getattr(error, "strerror", None) or str(error)
+                if isinstance(error, UnicodeDecodeError):
+                    bad = error.object[error.start]
+                    reason = f"not UTF-8 text: byte {error.start} is {bad:#04x}"
                 raise self.fail(
                     (*path, file), f"cannot read the secret file ({reason})", value[file]
                 ) from None
@@ -1061,7 +1143,7 @@ def redacted(config: Config) -> dict[str, Any]:
 
     def plain(instance: Any, attribute: Any, value: Any) -> Any:
         if attribute is not None and attribute.name in SECRET_FIELDS:
-            return None if value is None else "<hidden>"
+            return None if value is None else HIDDEN
         if isinstance(value, frozenset):
             return sorted(value)
         if isinstance(value, Mapping) and not isinstance(value, dict):

@@ -993,6 +993,17 @@ class HostileTests(TestCase):
             self.assertEqual(client.received, b"")
         self.assertEqual(daemon.service.listener.rejected["too_slow"], 5)
 
+    async def test_a_silent_connection_to_the_listener_is_closed_at_idle_timeout(self) -> None:
+        """A NOTIFY connection that goes silent mid-request is closed once
+        ``listener.idle_timeout`` (0.5 s) passes, long before its request deadline (an hour),
+        unanswered and counted."""
+        daemon = await self.daemon(listener={"idle_timeout": 0.5, "request_timeout": 3600})
+        kitchen = daemon.speakers[0]
+        client = await self.send(daemon, b"NOTIFY / HTTP/1.1\r\nHOST: 127", kitchen.address)
+        await until(lambda: client.done.called, "the silent connection closed")
+        self.assertEqual(client.received, b"")
+        self.assertEqual(daemon.service.listener.rejected["too_slow"], 1)
+
     async def test_connections_from_one_host_are_bounded(self) -> None:
         """Beyond ``listener.max_connections_per_host`` open connections from one address,
         each new one is closed at once and counted; the speaker's own NOTIFYs still land once

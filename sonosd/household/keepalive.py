@@ -454,14 +454,19 @@ class ServiceSupervisor:
 
         A renewal in flight is not cancelled (that would end the subscription locally, and
         no UNSUBSCRIBE would go out): the UNSUBSCRIBE is sent behind it, within the bound.
+        Nor is a SUBSCRIBE in flight: the speaker may have granted it already, and only its
+        answer tells the SID to UNSUBSCRIBE (see ``_unsubscribe_once_granted``).
         """
         subscription, self.subscription = self.subscription, None
         renewal = self._operation if self.state is ServiceState.RENEWING else None
-        if renewal is not None:
+        subscribing = self._operation if self.state is ServiceState.SUBSCRIBING else None
+        if renewal is not None or subscribing is not None:
             self._operation = None
         self._abandon()
         self._stop_polling()
         self.state = ServiceState.STOPPED
+        if subscribing is not None and subscription is not None:
+            return self._unsubscribe_once_granted(subscribing, subscription, timeout)
         if subscription is None or not (renewal is not None or subscription.is_subscribed):
             return succeed(None)
         done = self._unsubscribe(subscription, timeout)
@@ -666,6 +671,24 @@ class ServiceSupervisor:
             if not forgotten:
                 self.speaker.supersede(subscription)
             subscription.cancel()
+
+    def _unsubscribe_once_granted(
+        self, subscribing: Deferred[Any], subscription: GenaSubscription, timeout: float
+    ) -> Deferred[None]:
+        """Wait for the SUBSCRIBE in flight (``subscribing``, of an abandoned generation: its
+        events and its result are ignored), then UNSUBSCRIBE what it was granted; all within
+        ``timeout`` (a SUBSCRIBE still unanswered then is cancelled)."""
+        clock = self._ctx.clock
+        deadline = clock.seconds() + timeout
+        subscription.callback = None
+
+        def answered(_: object) -> Deferred[None]:
+            if not subscription.is_subscribed:
+                return succeed(None)
+            return self._unsubscribe(subscription, max(0.0, deadline - clock.seconds()))
+
+        waited = subscribing.addTimeout(timeout, clock).addBoth(answered)
+        return waited.addErrback(lambda _: None)
 
     def _unsubscribe(self, subscription: GenaSubscription, timeout: float) -> Deferred[None]:
         def failed(failure: Failure) -> None:

@@ -1186,8 +1186,9 @@ class HouseholdSupervisor(MultiService):
     def apply(self, config: Config) -> tuple[list[str], list[str]]:
         """Follow ``config`` (a reload): its devices, ``follow_household``, services and
         subscription timings (with ``follow_household`` now false, the members learnt from
-        topologies are dropped; with it true, a removed device still a member of a followed
-        household is followed again as a member, at once).
+        topologies are dropped; switched on, the members of the households known are followed
+        at once; with it true, a removed device still a member of a followed household is
+        followed again as a member, at once).
 
         @return: The hosts added and the hosts removed.
         """
@@ -1206,6 +1207,7 @@ class HouseholdSupervisor(MultiService):
         self.reconfigure(
             attrs.evolve(self.ctx, config=config.subscription, services=config.services)
         )
+        switched_on = config.follow_household and not self.follow_household
         self.follow_household = config.follow_household
         if not self.follow_household:
             for speaker in [s for s in self._speakers if not s.configured]:
@@ -1214,14 +1216,15 @@ class HouseholdSupervisor(MultiService):
         for device in config.devices:
             if device.host in added:
                 self.add_device(device)
-        if removed and self.follow_household and self.running:
+        if (removed or switched_on) and self.follow_household and self.running:
             self._follow_members_again()
         return added, removed
 
     def _follow_members_again(self) -> None:
         """Follow, as members learnt from the topology, the speakers of a followed household
-        that nothing supervises any more (a reload removed them from ``devices``): at once,
-        not when the household's topology next changes, which may be days away."""
+        that nothing supervises any more (a reload removed them from ``devices``, or switched
+        ``follow_household`` on): at once, not when the household's topology next changes,
+        which may be days away."""
         for household, topology in self._topologies.items():
             if not any(speaker.household_id == household for speaker in self._speakers):
                 continue

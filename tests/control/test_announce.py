@@ -334,6 +334,19 @@ class FailureTests(TestCase):
         self.assertEqual(body["error"]["code"], "tts_failed")
         self.assertIn("no-such-tts", body["error"]["message"])
 
+    async def test_tts_command_slower_than_tts_timeout_is_503(self) -> None:
+        """``announce.tts_timeout`` bounds the command: one still running then is killed and
+        the announcement is 503 tts_failed saying so; the speaker plays on as before."""
+        slow = [sys.executable, "-c", "import time; time.sleep(60)", "{text}"]
+        daemon, _ = await start(self, announce={"tts_command": slow, "tts_timeout": 0.5})
+        kitchen = daemon.speaker(0)
+        before = kitchen.transport.uri
+        status, body = await daemon.post("Kitchen", "say", {"text": "hello"})
+        self.assertEqual(status, 503, body)
+        self.assertEqual(body["error"]["code"], "tts_failed")
+        self.assertIn("did not finish within 0.5 s", body["error"]["message"])
+        self.assertEqual(kitchen.transport.uri, before)
+
     async def test_reload_applies_announce_from_the_next_announcement(self) -> None:
         """A reload that changes ``announce`` is used by the next announcement, without a
         restart: a missing command's 503 becomes the new tts_url's clip."""
