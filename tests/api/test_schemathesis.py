@@ -12,6 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import free_loopback_base
 from tests.daemon_helpers import free_tcp_port
 from tests.paths import ROOT
@@ -20,6 +22,7 @@ TOKEN = "schemathesis-control-token"
 BIN = Path(sys.executable).parent
 
 
+@pytest.mark.long
 def test_openapi_fuzz(tmp_path: Path) -> None:
     """schemathesis finds no failing check in 40 seconds of generated requests (every
     documented operation, examples, coverage, fuzzing and stateful phases)."""
