@@ -719,6 +719,10 @@ def endpoint_problem(description: str) -> str | None:
     The string is parsed as twistd would parse it, against an in-memory reactor: nothing
     listens. (An ``ssl:`` endpoint does read its key and certificate files.)
     """
+    if description.split(":", 1)[0].strip().lower() == "ssl":
+        tls_problem = ssl_files_problem(description)
+        if tls_problem is not None:
+            return tls_problem
     try:
         endpoint = _parse_endpoint(description)
     except TypeError as error:
@@ -736,6 +740,60 @@ def endpoint_problem(description: str) -> str | None:
     interface = getattr(endpoint, "_interface", "")
     if interface and not is_address(interface):
         return f"interface {interface} is not an IP address"
+    return None
+
+
+def ssl_files_problem(description: str) -> str | None:
+    """What is wrong with the key and certificate files of ``ssl:`` endpoint
+    ``description``, naming the file, or ``None``.
+
+    Twisted reads the certificate and the key from the two files put together (``certKey``
+    defaults to ``privateKey``, itself to ``server.pem``), and its own errors name neither
+    the file nor the fault (``[('DECODER routines', '', 'unsupported')]``); with an encrypted
+    key OpenSSL even asks for a passphrase on the terminal. So they are checked here first,
+    as Twisted would load them.
+    """
+    from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
+    # Twisted's own splitting of an endpoint string (escapes included); private, so
+    # tests/test_config.py's TLS file tests fail if it changes.
+    from twisted.internet.endpoints import _parse
+
+    arguments, named = _parse(description)
+    positional = arguments[1:]
+    key_file = named.get("privateKey", positional[1] if len(positional) > 1 else "server.pem")
+    cert_file = named.get("certKey", positional[2] if len(positional) > 2 else "") or key_file
+    try:
+        with open(cert_file, "rb") as certificate, open(key_file, "rb") as key:
+            both = certificate.read() + b"\n" + key.read()
+    except OSError as error:
+        return f"{error.filename}: {error.strerror}"
+    one = cert_file == key_file
+
+    def lacks(what: str) -> str:
+        if one:
+            return f"{key_file} holds no {what}"
+        return f"neither {cert_file} nor {key_file} holds a {what}"
+
+    try:
+        private_key = serialization.load_pem_private_key(both, password=None)
+    except TypeError:
+        return (
+            f"the private key in {key_file} is encrypted: sonosd cannot ask for its "
+            "passphrase (keep it unencrypted, readable by sonosd only)"
+        )
+    except (ValueError, UnsupportedAlgorithm):
+        return lacks("PEM private key")
+    try:
+        certificate_key = x509.load_pem_x509_certificates(both)[0].public_key()
+    except ValueError:
+        advice = " (name the certificate's file with certKey)" if one else ""
+        return lacks("PEM certificate") + advice
+    der, spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if certificate_key.public_bytes(der, spki) != private_key.public_key().public_bytes(der, spki):
+        return f"the certificate in {cert_file} is not for the private key in {key_file}"
     return None
 
 

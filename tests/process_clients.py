@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -149,10 +150,18 @@ class StreamClient(Collector):
 
 class WebSocketClient(Collector):
     """``/api/v1/ws`` with a hand-made RFC 6455 handshake; text frames as messages (pings
-    are answered, so the connection stays up however long the test takes)."""
+    are answered, so the connection stays up however long the test takes). With ``tls``
+    it is ``wss://``: the connection is TLS, checked with that context."""
 
-    def __init__(self, port: int, prefix: str = "", headers: str = "", source: str = "") -> None:
-        sock = connect("127.0.0.1", port, source)
+    def __init__(
+        self,
+        port: int,
+        prefix: str = "",
+        headers: str = "",
+        source: str = "",
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        sock = connect("127.0.0.1", port, source, tls)
         sock.sendall(
             f"GET {prefix}/api/v1/ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
             "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -208,11 +217,15 @@ class WebSocketClient(Collector):
         self.sock.sendall(header + mask + masked)
 
 
-def connect(host: str, port: int, source: str = "") -> socket.socket:
+def connect(
+    host: str, port: int, source: str = "", tls: ssl.SSLContext | None = None
+) -> socket.socket:
     """A blocking connection to ``host:port`` (10 s to connect, no timeout after), from the
-    address ``source`` when given."""
+    address ``source`` when given, over TLS checked with ``tls`` when given."""
     sock = socket.create_connection(
         (host, port), timeout=10, source_address=(source, 0) if source else None
     )
+    if tls is not None:
+        sock = tls.wrap_socket(sock, server_hostname=host)
     sock.settimeout(None)
     return sock

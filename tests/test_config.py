@@ -513,6 +513,87 @@ def test_ssl_endpoint_reads_its_files(tmp_path: Path) -> None:
     assert f"({key}: No such file or directory)" in message
 
 
+def _tls_files(tmp_path: Path) -> dict[str, Path]:
+    """A certificate and its key in two files, another key, a key with a passphrase and a
+    file that is no PEM at all."""
+    from cryptography.hazmat.primitives import serialization
+
+    from sonosd.sim.tls import self_signed_pem
+
+    files = {name: tmp_path / f"{name}.pem" for name in ("cert", "key", "other", "locked", "junk")}
+    pem, other = self_signed_pem(), self_signed_pem()
+    split = pem.index(b"-----BEGIN EC PRIVATE KEY-----")
+    files["cert"].write_bytes(pem[:split])
+    files["key"].write_bytes(pem[split:])
+    files["other"].write_bytes(other[other.index(b"-----BEGIN EC PRIVATE KEY-----") :])
+    locked = serialization.load_pem_private_key(pem[split:], password=None).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"passphrase"),
+    )
+    files["locked"].write_bytes(locked)
+    files["junk"].write_bytes(b"not a key\n")
+    return files
+
+
+@pytest.mark.parametrize(
+    ("key", "cert", "problem"),
+    [
+        ("key", None, "{key} holds no PEM certificate (name the certificate's file with certKey)"),
+        ("junk", "cert", "neither {cert} nor {key} holds a PEM private key"),
+        ("key", "junk", "neither {cert} nor {key} holds a PEM certificate"),
+        ("other", "cert", "the certificate in {cert} is not for the private key in {key}"),
+        (
+            "locked",
+            "cert",
+            "the private key in {key} is encrypted: sonosd cannot ask for its "
+            "passphrase (keep it unencrypted, readable by sonosd only)",
+        ),
+    ],
+)
+def test_ssl_endpoint_files_that_are_wrong_are_named(
+    tmp_path: Path, key: str, cert: str | None, problem: str
+) -> None:
+    """An ssl: endpoint whose files hold no key, no certificate, a key with a passphrase (which
+    OpenSSL would ask for on the terminal) or a certificate for another key is refused at
+    load time, naming the file and the fault."""
+    files = _tls_files(tmp_path)
+    listen = f"ssl:8443:privateKey={files[key]}" + (f":certKey={files[cert]}" if cert else "")
+    message = error_of(f"api: {{listen: '{listen}'}}\n")
+    assert message.startswith("config.yaml:1: api.listen: expected a Twisted server endpoint")
+    shown = problem.format(key=files[key], cert=files[cert] if cert else "")
+    assert f"({shown})" in message, message
+
+
+def test_ssl_endpoint_files_as_twisted_takes_them(tmp_path: Path) -> None:
+    """The key and the certificate in one file, or in two files either way round (Twisted
+    reads them put together), are accepted."""
+    files = _tls_files(tmp_path)
+    both = tmp_path / "both.pem"
+    both.write_bytes(files["cert"].read_bytes() + files["key"].read_bytes())
+    for listen in (
+        f"ssl:8443:privateKey={both}",
+        f"ssl:8443:privateKey={files['key']}:certKey={files['cert']}",
+        f"ssl:8443:privateKey={files['cert']}:certKey={files['key']}",
+    ):
+        assert endpoint_problem(listen) is None, listen
+
+
+def test_ssl_endpoint_beyond_loopback_needs_tokens(tmp_path: Path) -> None:
+    """api.md's TLS example (``ssl:8443:interface=0.0.0.0:...``) listens beyond loopback as
+    ``tcp:`` would: refused without tokens, taken with one; on loopback it may stay open."""
+    files = _tls_files(tmp_path)
+    tls = f"privateKey={files['key']}:certKey={files['cert']}"
+    message = error_of(f"api: {{listen: 'ssl:8443:interface=0.0.0.0:{tls}'}}\n")
+    assert "api.listen: the API listens beyond loopback and needs a token" in message, message
+    token = "{name: ha, token: a-token-long-enough-0123456789}"
+    config = parse_config(
+        f"api: {{listen: 'ssl:8443:interface=0.0.0.0:{tls}', tokens: [{token}]}}\n"
+    )
+    assert config.api.listen.startswith("ssl:8443:interface=0.0.0.0:")
+    assert parse_config(f"api: {{listen: 'ssl:8443:interface=127.0.0.1:{tls}'}}\n").api.tokens == ()
+
+
 @pytest.mark.parametrize(
     "endpoint",
     [

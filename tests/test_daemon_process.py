@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -36,6 +37,7 @@ from tests.daemon_helpers import (
     FAST_SUBSCRIPTION,
     daemon_yaml,
     free_tcp_port,
+    is_volume_event,
     volume_of,
 )
 from tests.paths import ROOT
@@ -311,15 +313,24 @@ def test_listener_that_cannot_bind_exits_1(
     assert "sonosd running" not in output
 
 
-@pytest.mark.parametrize("what", ["tls", "token"])
+@pytest.mark.parametrize("what", ["tls", "token", "tls key alone"])
 def test_unreadable_files_fail_in_one_line(tmp_path: Path, loopback_base: str, what: str) -> None:
-    """A TLS key or a token file that cannot be read: one line naming it, exit 1."""
+    """A TLS key or a token file that cannot be read, or a TLS key without its certificate
+    (no ``certKey``): one line naming it and what is wrong, exit 1."""
     document = json.loads(daemon_yaml(loopback_base))
     missing = tmp_path / "missing.pem"
+    why = "No such file or directory"
     if what == "tls":
         document["api"] = {
             "listen": f"ssl:0:interface=127.0.0.1:privateKey={missing}:certKey={missing}"
         }
+    elif what == "tls key alone":
+        from sonosd.sim.tls import self_signed_pem
+
+        pem = self_signed_pem()
+        missing.write_bytes(pem[pem.index(b"-----BEGIN EC PRIVATE KEY-----") :])
+        document["api"] = {"listen": f"ssl:0:interface=127.0.0.1:privateKey={missing}"}
+        why = "holds no PEM certificate"
     else:
         document["api"]["tokens"] = [{"name": "ha", "token_file": str(missing)}]
     config = tmp_path / "sonosd.yaml"
@@ -334,7 +345,7 @@ def test_unreadable_files_fail_in_one_line(tmp_path: Path, loopback_base: str, w
     assert (done.returncode, done.stdout) == (1, ""), done.stderr
     [line] = done.stderr.splitlines()
     assert str(missing) in line
-    assert "No such file or directory" in line
+    assert why in line
 
 
 # -- systemd ---------------------------------------------------------------------------------
@@ -1777,26 +1788,33 @@ def test_alarm_skips_are_kept_in_systemds_state_directory(
 def test_the_api_listens_over_tls_with_an_ssl_endpoint(
     processes: Processes, loopback_base: str, tmp_path: Path
 ) -> None:
-    """``api.listen: ssl:...`` (README: ``ssl:`` for TLS) serves the REST API and the event
-    stream over HTTPS with the configured certificate, and nothing over plain HTTP."""
+    """``api.listen: ssl:...`` with the key and the certificate in two files, as api.md's TLS
+    example has them (README: ``ssl:`` for TLS), serves over HTTPS with that certificate the
+    REST API, the event stream and the dashboard, takes a command the dashboard posts from its
+    own ``https://`` origin, and speaks ``wss://`` (a command too); nothing over plain HTTP."""
     import ssl
 
+    from sonosd.api.dashboard import CONTENT_SECURITY_POLICY
     from sonosd.sim.tls import self_signed_pem
 
-    pem = tmp_path / "api.pem"
-    pem.write_bytes(self_signed_pem())
+    pem = self_signed_pem()
+    split = pem.index(b"-----BEGIN EC PRIVATE KEY-----")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    key.write_bytes(pem[split:])
+    cert.write_bytes(pem[:split])
     api_port = free_tcp_port()
     config = tmp_path / "sonosd.yaml"
     config.write_text(
         daemon_yaml(
             loopback_base,
-            api=f"ssl:{api_port}:interface=127.0.0.1:privateKey={pem}",
+            api=f"ssl:{api_port}:interface=127.0.0.1:privateKey={key}:certKey={cert}",
             speakers=1,
         )
     )
     daemon = processes.start("daemon", "sonosd", "-c", str(config))
-    trusted = ssl.create_default_context(cafile=str(pem))
-    base = f"https://127.0.0.1:{api_port}/api/v1"
+    trusted = ssl.create_default_context(cafile=str(cert))
+    site = f"https://127.0.0.1:{api_port}"
+    base = f"{site}/api/v1"
 
     def ready() -> Any:
         assert daemon.poll() is None, processes.output(daemon)
@@ -1811,12 +1829,85 @@ def test_the_api_listens_over_tls_with_an_ssl_endpoint(
     with urllib.request.urlopen(f"{base}/snapshot", timeout=5, context=trusted) as answer:
         snapshot = json.load(answer)
     assert [s["name"] for s in snapshot["speakers"]] == ["Kitchen"], snapshot
+    uid = snapshot["speakers"][0]["uid"]
     # The event stream too: its first event is the snapshot.
     with urllib.request.urlopen(f"{base}/events", timeout=5, context=trusted) as stream:
         lines = [stream.readline().decode().strip() for _ in range(4)]
     assert "event: snapshot" in lines, lines
+    # The dashboard, and a command posted from its origin (https, this host and port).
+    with urllib.request.urlopen(f"{site}/", timeout=5, context=trusted) as page:
+        assert page.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+        assert b'<base href="dashboard/">' in page.read()
+    command = urllib.request.Request(
+        f"{base}/speakers/Kitchen/volume",
+        data=json.dumps({"volume": 23}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "Origin": site},
+    )
+    with urllib.request.urlopen(command, timeout=10, context=trusted) as answer:
+        assert answer.status == 200
+    # wss://: the snapshot, then a command's result and the event it causes.
+    client = WebSocketClient(api_port, headers=f"Origin: {site}\r\n", tls=trusted)
+    try:
+        client.wait(lambda ms: any(m.get("type") == "snapshot" for m in ms), "the snapshot")
+        client.send(
+            {
+                "op": "command",
+                "id": "c1",
+                "speaker": "Kitchen",
+                "command": "volume",
+                "args": {"volume": 31},
+            }
+        )
+        client.wait(
+            lambda ms: any(m.get("type") == "result" and m.get("id") == "c1" for m in ms),
+            "the command's result",
+        )
+        client.wait(lambda ms: any(is_volume_event(m, uid, 31) for m in ms), "volume 31")
+    finally:
+        client.close()
     # Plain HTTP on the same port gets no answer.
     assert get(f"http://127.0.0.1:{api_port}/api/v1/health") == (0, None)
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=WAIT) == 0, processes.output(daemon)
+
+
+def test_the_access_log_keeps_query_tokens_out(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """A token in the query, as the dashboard's album art and browser event streams carry it
+    (dashboard.md, api.md: "sonosd redacts access_token from its own access log"), is
+    answered and logged at debug level with the token replaced."""
+    secret = "page-token-kept-out-of-the-log-0123"
+    api_port = free_tcp_port()
+    document = json.loads(
+        daemon_yaml(loopback_base, api=f"tcp:{api_port}:interface=127.0.0.1", speakers=1)
+    )
+    document["log"] = {"level": "debug"}
+    document["api"]["tokens"] = [{"name": "page", "token": secret, "scopes": ["read"]}]
+    daemon = start_configured(processes, tmp_path, document)
+    api = f"http://127.0.0.1:{api_port}/api/v1"
+    wait_for(lambda: daemon.poll() is not None or get(f"{api}/ready")[0] == 200, "ready")
+    assert daemon.poll() is None, processes.output(daemon)
+    status, snapshot = get(f"{api}/snapshot?access_token={secret}")
+    assert status == 200, snapshot
+    [speaker] = snapshot["speakers"]
+    meta = speaker["services"]["AVTransport"]["variables"]["current_track_meta_data"]
+    query = urllib.parse.urlencode(
+        {"url": meta["album_art_uri"], "speaker": speaker["uid"], "access_token": secret}
+    )
+    with urllib.request.urlopen(f"{api}/art?{query}", timeout=10) as answer:
+        assert answer.headers["Content-Type"].startswith("image/")
+
+    def logged() -> list[str]:
+        lines = processes.output(daemon).splitlines()
+        return [line for line in lines if "GET /api/v1/art?" in line]
+
+    [line] = wait_for(logged, "the art request's access log line")
+    assert "access_token=REDACTED" in line, line
+    output = processes.output(daemon)
+    assert "GET /api/v1/snapshot?access_token=REDACTED" in output, output
+    assert secret not in output
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(timeout=WAIT) == 0, processes.output(daemon)
 

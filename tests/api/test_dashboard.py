@@ -18,8 +18,30 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from sonosd.api.dashboard import CONTENT_SECURITY_POLICY, load_files
 from sonosd.delivery.hub import Hub
 from tests.api_helpers import READER, household, start_api
+from tests.paths import ROOT
 
 STATIC = resources.files("sonosd.api").joinpath("static")
+
+#: docs/dashboard.md's "How it is built", up to the tests.
+BUILT = (ROOT / "docs" / "dashboard.md").read_text(encoding="utf-8")
+BUILT = BUILT[BUILT.index("## How it is built") : BUILT.index("## Tests")]
+
+
+def documented_headers() -> dict[bytes, bytes]:
+    """The headers docs/dashboard.md says every file is served with (its ``text`` block, a
+    line indented by two spaces continuing the header above it)."""
+    block = BUILT[BUILT.index("```text\n") + 8 :]
+    block = block[: block.index("```")]
+    headers: dict[bytes, bytes] = {}
+    name = b""
+    for line in block.splitlines():
+        if line.startswith("  "):
+            headers[name] += b" " + line.strip().encode()
+        else:
+            key, _, value = line.partition(": ")
+            name = key.lower().encode()
+            headers[name] = value.strip().encode()
+    return headers
 
 
 class _Tags(HTMLParser):
@@ -76,6 +98,11 @@ class FilesTests(SynchronousTestCase):
             urls = re.findall(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.IGNORECASE)
             self.assertEqual([url for url in urls if "w3.org" not in url], [], entry.name)
 
+    def test_the_documented_files_are_the_shipped_ones(self) -> None:
+        """docs/dashboard.md names every file of the page, and only those."""
+        named = set(re.findall(r"`([a-z]+\.(?:html|js|css|svg))`", BUILT))
+        self.assertEqual(named, set(load_files()))
+
 
 class ServingTests(TestCase):
     """The files through the real API site."""
@@ -113,9 +140,28 @@ class ServingTests(TestCase):
             )
             self.assertEqual(headers.getRawHeaders(b"x-content-type-options"), [b"nosniff"])
             self.assertEqual(headers.getRawHeaders(b"referrer-policy"), [b"no-referrer"])
+            self.assertEqual(headers.getRawHeaders(b"x-frame-options"), [b"DENY"])
         self.assertIn("script-src 'self'", CONTENT_SECURITY_POLICY)
         self.assertNotIn("unsafe", CONTENT_SECURITY_POLICY)
         self.assertIn("frame-ancestors 'none'", CONTENT_SECURITY_POLICY)
+
+    async def test_the_documented_headers_exactly(self) -> None:
+        """Every answer of the page (a file, a 404, the folder's redirect) carries the headers
+        docs/dashboard.md lists, with their values, and no other header of that kind."""
+        site = await self.start()
+        documented = documented_headers()
+        self.assertIn(b"x-frame-options", documented)
+        told = {b"content-type", b"content-length", b"etag", b"cache-control", b"location"}
+        for path in ("/", "/dashboard/main.js", "/dashboard/nothing.js", "/dashboard"):
+            response = await self.fetch(site + path)
+            served = {
+                name.lower(): b", ".join(values)
+                for name, values in response.headers.getAllRawHeaders()
+                if name.lower() not in told | {b"date", b"server"}
+                # treq's decoding agent leaves an empty one where the answer has none.
+                and not (name.lower() == b"content-encoding" and values == [b""])
+            }
+            self.assertEqual(served, documented, path)
 
     async def test_files_types_and_revalidation(self) -> None:
         """Each file has its type and an ETag; ``If-None-Match`` with it gives 304."""

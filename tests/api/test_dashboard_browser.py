@@ -10,6 +10,7 @@ the screenshots taken along the way are also written there (``make screenshots``
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import re
@@ -51,6 +52,8 @@ FLAGS = [
     "--disable-sync",
 ]
 ADMIN_TOKEN = "dashboard-admin-token-0123"
+#: A webhook target where nothing listens (a port free when the tests start).
+NOWHERE_HOOK = f"http://127.0.0.1:{free_tcp_port()}/sonos"
 READ_TOKEN = "dashboard-read-token-4567"
 
 #: The deadline of every wait in the page, in milliseconds.
@@ -146,11 +149,16 @@ def run_daemon(
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    """``twistd sonosd`` with three simulated rooms, a read and an admin token, an admin API."""
+    """``twistd sonosd`` with three simulated rooms, a read and an admin token, an admin API,
+    a Python callback and a webhook whose target refuses every connection."""
 
     def configure(config: dict[str, Any]) -> None:
         # Small, so that a client away for a burst of changes must reset.
         config["api"]["replay_buffer"] = 200
+        config["sinks"] = {
+            "callbacks": ["tests.daemon_helpers:record_callback"],
+            "webhooks": [{"url": NOWHERE_HOOK, "retries": 0, "filter": {"types": ["speaker.*"]}}],
+        }
         config["api"]["tokens"] = [
             {"name": "admin", "token_env": "DASHBOARD_ADMIN", "scopes": ["read", "control"]},
             {"name": "reader", "token_env": "DASHBOARD_READ", "scopes": ["read"]},
@@ -238,6 +246,13 @@ def open_page(
     return page, console
 
 
+def pause_clock(page: Page) -> None:
+    """Stop the clock of ``page`` (installed) a second on from its time now: its timers fire
+    only as the test moves the clock on."""
+    now = page.evaluate("Date.now()") / 1000
+    page.clock.pause_at(datetime.datetime.fromtimestamp(now + 1, datetime.UTC))
+
+
 def log_in(page: Page, token: str) -> None:
     """Answer the token prompt."""
     dialog = page.get_by_role("dialog", name="This daemon needs a token")
@@ -270,9 +285,15 @@ def finish(page: Page, console: Console, allowed: tuple[str, ...] = ()) -> None:
 
 
 def test_token_prompt_then_every_room_live(browser: Browser, daemon: Daemon) -> None:
-    """The page asks for a token, refuses a wrong one, then shows every room with labelled
-    controls; the token is kept for the tab's session only."""
-    page, console = open_page(browser, daemon)
+    """The page asks for a token (``/api/v1/access`` tells it, without a refused request),
+    refuses a wrong one (checked the same way), then shows every room with labelled controls;
+    the token is kept for the tab's session only."""
+    refused: list[str] = []
+
+    def watch(context: BrowserContext) -> None:
+        context.on("response", lambda answer: answer.status == 401 and refused.append(answer.url))
+
+    page, console = open_page(browser, daemon, watch)
     dialog = page.get_by_role("dialog", name="This daemon needs a token")
     expect(dialog).to_be_visible()
     dialog.get_by_label("Token").fill("not-the-token")
@@ -296,6 +317,7 @@ def test_token_prompt_then_every_room_live(browser: Browser, daemon: Daemon) -> 
     page.reload()
     expect(card(page, "Kitchen")).to_be_visible()
     expect(page.get_by_role("dialog", name="This daemon needs a token")).to_be_hidden()
+    assert refused == [], refused
     finish(page, console)
 
 
@@ -336,8 +358,14 @@ def test_changes_elsewhere_show_live(page: tuple[Page, Console], daemon: Daemon)
     title = daemon.speaker("Office")["current"]["title"]
     expect(office.get_by_text(title, exact=True)).to_be_visible()
     daemon.call("POST", f"/speakers/{daemon.uids['Office']}/next")
-    title = daemon.speaker("Office")["current"]["title"]
-    expect(office.get_by_text(title, exact=True)).to_be_visible()
+    current = daemon.speaker("Office")["current"]
+    expect(office.get_by_text(current["title"], exact=True)).to_be_visible()
+    # The artist, the album and the track's duration ("H:MM:SS" at the speaker, "M:SS" here).
+    expect(office.locator(".track .artist")).to_have_text(current["artist"])
+    expect(office.locator(".track .album")).to_have_text(current["album"])
+    hours, minutes, seconds = current["duration"].split(":")
+    assert hours == "0", current
+    expect(office.locator(".progress .time").last).to_have_text(f"{int(minutes)}:{seconds}")
     art = office.get_by_role("img", name="Album art", exact=False)
     expect(art).to_be_visible()
     assert tab.evaluate("(img) => img.naturalWidth > 0", art.element_handle())
@@ -423,6 +451,8 @@ def test_grouping_from_the_page(page: tuple[Page, Console], daemon: Daemon) -> N
     group = card(tab, "Kitchen + Office")
     expect(group).to_be_visible()
     expect(card(tab, "Office")).to_have_count(0)
+    play = group.get_by_role("button", name=re.compile(r"^(Play|Pause) Kitchen \+ Office$"))
+    expect(play).to_be_visible()
     expect(group.get_by_role("slider", name="Group volume of Kitchen + Office")).to_be_enabled()
     group.get_by_role("slider", name="Group volume of Kitchen + Office").fill("30")
     wait_for(lambda: daemon.speaker("Kitchen")["group_volume"] == 30, "group volume 30")
@@ -470,8 +500,14 @@ def test_grouping_from_the_page(page: tuple[Page, Console], daemon: Daemon) -> N
 
 
 def test_read_only_token_disables_controls(browser: Browser, daemon: Daemon) -> None:
-    """With a read-only token the state shows, the controls are disabled and say why."""
-    tab, console = open_page(browser, daemon)
+    """With a read-only token the state shows, the controls are disabled and say why; the
+    favourites and playlists (read with commands) are neither asked for nor shown."""
+    posted: list[str] = []
+
+    def watch(context: BrowserContext) -> None:
+        context.on("request", lambda sent: sent.method == "POST" and posted.append(sent.url))
+
+    tab, console = open_page(browser, daemon, watch)
     log_in(tab, READ_TOKEN)
     reason = "This token can only read: controls need a token with the control scope."
     expect(tab.get_by_role("note")).to_have_text(reason)
@@ -485,6 +521,8 @@ def test_read_only_token_disables_controls(browser: Browser, daemon: Daemon) -> 
     expect(kitchen.get_by_label("Sleep timer")).to_be_disabled()
     daemon.call("PATCH", f"/speakers/{daemon.uids['Kitchen']}/state", {"volume": 12})
     expect(slider).to_have_value("12")
+    expect(kitchen.get_by_label("Favourites and playlists")).to_have_count(0)
+    assert posted == [], posted
     tab.get_by_role("button", name="Forget token").click()
     expect(tab.get_by_role("dialog", name="This daemon needs a token")).to_be_visible()
     assert tab.evaluate("sessionStorage.getItem('sonosd.token')") is None
@@ -493,7 +531,9 @@ def test_read_only_token_disables_controls(browser: Browser, daemon: Daemon) -> 
 
 def test_reconnect_resumes_and_resets(browser: Browser, daemon: Daemon) -> None:
     """After a network outage the page resumes and shows what changed meanwhile; after one
-    longer than the replay ring it resets and reloads the snapshot; nothing stale remains."""
+    longer than the replay ring it resets and reloads the snapshot; nothing stale remains.
+    A token the daemon refuses when the stream reconnects (401) brings the token prompt back,
+    saying so, and the refused token is dropped."""
     forwarder = Forwarder(int(daemon.url.rsplit(":", 1)[1]))
     context = browser.new_context(viewport={"width": 1280, "height": 860})
     tab = context.new_page()
@@ -520,9 +560,20 @@ def test_reconnect_resumes_and_resets(browser: Browser, daemon: Daemon) -> None:
         forwarder.restore()
         expect(status).to_have_text("Live")
         expect(slider).to_have_value("64")
+        # The token no longer valid (as after a reload that removed it): the reconnect is
+        # refused, and the page asks for another one.
+        tab.evaluate("sessionStorage.setItem('sonosd.token', 'a-token-the-daemon-refuses')")
+        forwarder.cut()
+        expect(status).to_have_text("Reconnecting…")
+        forwarder.restore()
+        prompt = tab.get_by_role("dialog", name="This daemon needs a token")
+        expect(prompt).to_be_visible()
+        expect(prompt.get_by_role("alert")).to_have_text("This token was refused.")
+        expect(status).to_have_text("Token needed")
+        assert tab.evaluate("sessionStorage.getItem('sonosd.token')") is None
     finally:
         forwarder.close()
-    finish(tab, console, allowed=("net::ERR_",))
+    finish(tab, console, allowed=("net::ERR_", "401 (Unauthorized)"))
 
 
 def test_silent_stream_is_dropped_and_reopened(browser: Browser, daemon: Daemon) -> None:
@@ -690,8 +741,8 @@ def _volume_at_daemon(daemon: Daemon, uid: str) -> object:
 
 
 def test_phone_layout_and_health_panels(browser: Browser, daemon: Daemon) -> None:
-    """On a phone-sized screen nothing scrolls sideways; the health panel and the filtered
-    recent messages open and show the household."""
+    """On a phone-sized screen nothing scrolls sideways; the health panel (with the sinks) and
+    the filtered recent messages open and show the household."""
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     tab = context.new_page()
     console = Console(tab)
@@ -699,10 +750,42 @@ def test_phone_layout_and_health_panels(browser: Browser, daemon: Daemon) -> Non
     log_in(tab, ADMIN_TOKEN)
     expect(card(tab, "Kitchen")).to_be_visible()
     assert tab.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    # One column: the cards one above the other, each as wide as the others.
+    boxes = [box for box in (c.bounding_box() for c in tab.get_by_role("article").all()) if box]
+    assert len(boxes) == len(ROOMS), boxes
+    assert len({(round(box["x"]), round(box["width"])) for box in boxes}) == 1, boxes
+    assert len({round(box["y"]) for box in boxes}) == len(ROOMS), boxes
     tab.get_by_text("Health and diagnostics").click()
     table = tab.get_by_role("table", name="Speakers", exact=False)
     for room in ROOMS:
         expect(table.get_by_role("rowheader", name=room)).to_be_visible()
+
+    # The sinks: the callback's counters, the failing webhook's with its last error.
+    def hook() -> Any:
+        request = urllib.request.Request(
+            f"{daemon.url}/api/v1/diagnostics", headers={"Authorization": f"Bearer {READ_TOKEN}"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            [webhook] = json.load(answer)["sinks"]["webhooks"]
+        return webhook if webhook["last_error"] else None
+
+    sinks = tab.get_by_role("table", name="Sinks")
+    row = sinks.get_by_role("row").filter(has=tab.get_by_role("rowheader", name="Webhook"))
+    expect(row).to_contain_text(NOWHERE_HOOK)
+    expect(row.locator(".badge")).to_have_text("Failing")
+    expect(row).to_contain_text(wait_for(hook, "the webhook failing")["last_error"])
+    row = sinks.get_by_role("row").filter(has=tab.get_by_role("rowheader", name="Callback"))
+    expect(row).to_contain_text("tests.daemon_helpers:record_callback")
+    expect(row).to_contain_text(re.compile(r"[1-9]\d* delivered · 0 failed"))
+    health = get_json(f"{daemon.url}/api/v1/health")
+    summary = tab.locator("#health .summary")
+    expect(summary.locator(f"dt:text-is('Status') + dd .status-{health['status']}")).to_be_visible()
+    for term, said in (
+        ("Version", health["version"]),
+        ("Up for", re.compile(r"\d")),
+        ("Speakers", f"{health['speakers']['online']} online"),
+    ):
+        expect(summary.locator(f"dt:text-is('{term}') + dd")).to_contain_text(said)
     tab.get_by_text("Recent messages").click()
     tab.get_by_role("textbox", name="Rooms").fill("Office")
     tab.get_by_role("textbox", name="Types").fill("event")
@@ -834,7 +917,8 @@ def _seconds(text: str | None) -> int:
 
 def test_position_advances(page: tuple[Page, Console], browser: Browser, daemon: Daemon) -> None:
     """The position the daemon reads advances on the page while the group plays, shows on a
-    page opened mid-track, and stops where the speaker paused."""
+    page opened mid-track (in a browser whose clock runs an hour ahead of the daemon's), and
+    stops where the speaker paused; a new track shows 0:00 until its position is read."""
     tab, console = page
     uid = daemon.uids["Office"]
     elapsed = card(tab, "Office").locator(".progress .time").first
@@ -842,14 +926,32 @@ def test_position_advances(page: tuple[Page, Console], browser: Browser, daemon:
     expect(elapsed).to_have_text(re.compile(r"^1:4\d$"))
     first = _seconds(elapsed.text_content())
     wait_for(lambda: _seconds(elapsed.text_content()) >= first + 2, "the position advancing")
-    late, late_console = open_page(browser, daemon)
+    ahead = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+    late, late_console = open_page(
+        browser, daemon, lambda context: context.clock.install(time=ahead)
+    )
     log_in(late, ADMIN_TOKEN)
     late_elapsed = card(late, "Office").locator(".progress .time").first
     expect(late_elapsed).to_have_text(re.compile(r"^1:[45]\d$"))
-    finish(late, late_console)
     daemon.call("PATCH", f"/speakers/{uid}/state", {"transport": "PAUSED_PLAYBACK"})
     paused = daemon.speaker("Office")["position"]
     expect(elapsed).to_have_text(f"{_seconds(paused[2:]) // 60}:{paused[-2:]}")
+    # A new track starts at 0:00 until its position is read: with every read failing, the
+    # next track (the group paused, so that nothing runs on) shows 0:00; then what is read.
+    daemon.call("PATCH", f"/speakers/{uid}/soap/faults", {"error_code": "701"})
+    try:
+        daemon.call("POST", f"/speakers/{uid}/next")
+        title = daemon.speaker("Office")["current"]["title"]
+        expect(card(tab, "Office").get_by_text(title, exact=True)).to_be_visible()
+        expect(elapsed).to_have_text("0:00")
+    finally:
+        daemon.call("DELETE", f"/speakers/{uid}/soap/faults")
+    daemon.call("PATCH", f"/speakers/{uid}/state", {"transport": "PLAYING", "position": "0:02:30"})
+    expect(elapsed).to_have_text(re.compile(r"^2:[3-5]\d$"))
+    daemon.call("PATCH", f"/speakers/{uid}/state", {"transport": "PAUSED_PLAYBACK"})
+    paused = daemon.speaker("Office")["position"]
+    expect(elapsed).to_have_text(f"{_seconds(paused[2:]) // 60}:{paused[-2:]}")
+    finish(late, late_console)
     daemon.call("PATCH", f"/speakers/{uid}/state", {"transport": "STOPPED"})
     finish(tab, console)
 
@@ -933,7 +1035,8 @@ def test_every_sleep_timer_duration(page: tuple[Page, Console], daemon: Daemon) 
 
 def test_dialogs_are_native_and_modal(page: tuple[Page, Console], daemon: Daemon) -> None:
     """The Group dialog and the token prompt are native ``<dialog>`` elements shown modal
-    (the page behind them inert); Escape closes them, and the page stays live."""
+    (the page behind them inert); Escape (or Cancel) closes them, and the page stays live;
+    Token… then takes another token."""
     tab, console = page
     kitchen = card(tab, "Kitchen")
     modal = "(node) => [node.tagName, node.open, node.matches(':modal')]"
@@ -961,11 +1064,27 @@ def test_dialogs_are_native_and_modal(page: tuple[Page, Console], daemon: Daemon
     tab.keyboard.press("Escape")
     expect(prompt).to_be_hidden()
     expect(tab.locator("#connection")).to_have_text("Live")
+    # Cancel does the same; the token kept is still the one in use.
+    tab.get_by_role("button", name="Token…").click()
+    expect(prompt).to_be_visible()
+    prompt.get_by_role("button", name="Cancel").click()
+    expect(prompt).to_be_hidden()
+    expect(tab.locator("#connection")).to_have_text("Live")
+    assert tab.evaluate("sessionStorage.getItem('sonosd.token')") == ADMIN_TOKEN
     uid = daemon.uids["Kitchen"]
     volume = 18 if daemon.speaker("Kitchen")["volume"] != 18 else 19
     daemon.call("PATCH", f"/speakers/{uid}/state", {"volume": volume})
     expect(kitchen.get_by_role("slider", name="Volume of Kitchen")).to_have_value(str(volume))
     assert mute.evaluate(reachable)
+    # Token… takes another token: a read-only one disables the controls from then on.
+    tab.get_by_role("button", name="Token…").click()
+    prompt.get_by_label("Token").fill(READ_TOKEN)
+    prompt.get_by_role("button", name="Use token").click()
+    expect(prompt).to_be_hidden()
+    expect(tab.get_by_role("note")).to_contain_text("This token can only read")
+    expect(kitchen.get_by_role("slider", name="Volume of Kitchen")).to_be_disabled()
+    expect(tab.locator("#connection")).to_have_text("Live")
+    assert tab.evaluate("sessionStorage.getItem('sonosd.token')") == READ_TOKEN
     finish(tab, console)
 
 
@@ -993,8 +1112,41 @@ def _wait_ready(households: Daemon) -> None:
 
 def test_households_shown_apart(browser: Browser, households: Daemon) -> None:
     """Two households each get their own section with their own rooms, and grouping offers
-    only the rooms of the same household."""
-    tab, console = households_page(browser, households)
+    only the rooms of the same household. The page reads the diagnostics every 5 s (on its
+    clock, moved by the test) while it is shown, and not while it is hidden."""
+
+    def clocked(context: BrowserContext) -> None:
+        context.clock.install()
+        # Each read starts with a request for the health (then the diagnostics), made as the
+        # page's timer fires: counted there, so that the count is known when the clock stops.
+        context.add_init_script(
+            """(() => {
+                const fetch = window.fetch;
+                window.healthReads = 0;
+                window.fetch = function (input, ...rest) {
+                    if (String(input).endsWith("/api/v1/health")) window.healthReads += 1;
+                    return fetch.call(this, input, ...rest);
+                };
+            })();"""
+        )
+
+    tab, console = households_page(browser, households, clocked)
+    pause_clock(tab)
+
+    def reads_after(milliseconds: int) -> int:
+        """How many reads start while the page's clock moves on by ``milliseconds``."""
+        before = tab.evaluate("window.healthReads")
+        tab.clock.run_for(milliseconds)
+        return int(tab.evaluate("window.healthReads")) - int(before)
+
+    reads_after(1000)
+    assert (reads_after(5000), reads_after(5000)) == (1, 1)
+    hidden = "Object.defineProperty(document, 'visibilityState', {value: %r, configurable: true})"
+    tab.evaluate(hidden % "hidden")
+    assert reads_after(15000) == 0
+    tab.evaluate(hidden % "visible")
+    assert reads_after(5000) == 1
+    tab.clock.resume()
     regions = tab.get_by_role("region", name=re.compile(r"^Household \d$"))
     expect(regions).to_have_count(2)
     names = set()
@@ -1008,6 +1160,13 @@ def test_households_shown_apart(browser: Browser, households: Daemon) -> None:
         for room in others:
             expect(card(section, room)).to_have_count(0)
     assert names == {"Household 1", "Household 2"}, names
+    # Numbered in the order of the household ids, each shown under its title.
+    ids = {households.speaker(rooms[0])["household_id"]: rooms for rooms in HOUSEHOLDS}
+    for number, household_id in enumerate(sorted(ids), start=1):
+        section = regions.nth(number - 1)
+        expect(section.get_by_role("heading", level=2)).to_have_text(f"Household {number}")
+        expect(section.locator(".household-id")).to_have_text(household_id)
+        expect(card(section, ids[household_id][0])).to_be_visible()
     unidentified = tab.get_by_role("list", name="Speakers not identified")
     expect(unidentified.get_by_role("listitem")).to_have_count(1)
     expect(unidentified).to_contain_text(households.nowhere)
@@ -1019,6 +1178,21 @@ def test_households_shown_apart(browser: Browser, households: Daemon) -> None:
     for room in ("Hall", "Garden"):
         expect(dialog.get_by_role("checkbox", name=room)).to_be_visible()
     dialog.get_by_role("button", name="Cancel").click()
+    # A group's card names its coordinator first (Study, though Hall comes first in order).
+    households.call(
+        "POST",
+        f"/speakers/{households.uids['Hall']}/join",
+        {"coordinator": households.uids["Study"]},
+    )
+    group = card(tab, "Study + Hall")
+    try:
+        expect(group).to_be_visible()
+        sliders = group.get_by_role("slider", name=re.compile("^Volume of"))
+        expect(sliders).to_have_count(2)
+        assert sliders.first.get_attribute("aria-label") == "Volume of Study"
+    finally:
+        households.call("POST", f"/speakers/{households.uids['Hall']}/unjoin")
+    expect(card(tab, "Hall")).to_be_visible()
     finish(tab, console)
 
 
@@ -1039,6 +1213,11 @@ def test_asleep_portable_and_upnp_off_household(browser: Browser, households: Da
             expect(room_card.locator(".member .reason")).to_contain_text(
                 "in the Sonos app", ignore_case=True
             )
+        # The health panel lists the asleep portable among the devices gone from its household.
+        tab.get_by_text("Health and diagnostics").click()
+        gone = tab.get_by_role("table", name="Gone from the household")
+        row = gone.get_by_role("row").filter(has=tab.get_by_role("rowheader", name="Garden"))
+        expect(row.get_by_role("cell")).to_have_text("sleeping")
         screenshot(tab, "dashboard-availability.png")
     finally:
         households.call("POST", f"/speakers/{households.uids['Garden']}/wake")
@@ -1090,8 +1269,15 @@ def test_dropped_notifies_show_polling(browser: Browser, households: Daemon) -> 
         expect(study.locator(".badge.status-subscribed")).to_have_count(len(DEFAULT_SERVICES))
         expect(study.locator(".age").first).to_have_text(re.compile(r"ago$"))
         expect(tab.locator(".notifies")).to_have_text(re.compile(r"^\d+ accepted, \d+ refused"))
+        listener = get_json(f"{households.url}/api/v1/diagnostics")["listener"]
+        expect(tab.locator("#health .summary dt:text-is('Listener') + dd")).to_have_text(
+            f"{listener['interface']}:{listener['port']}"
+        )
         sinks = tab.get_by_role("table", name="Sinks")
         expect(sinks.get_by_role("rowheader", name="Clients")).to_be_visible()
+        # And the raw document.
+        tab.get_by_text("Raw diagnostics").click()
+        expect(tab.locator("#health .raw pre")).to_contain_text('"listener"')
         screenshot(tab, "dashboard-diagnostics.png")
     finally:
         households.call("DELETE", f"/speakers/{hall}/gena/faults")
@@ -1296,6 +1482,13 @@ def test_the_demo_household_live_and_controlled(
         first = newest.text_content()
         expect(newest).not_to_have_text(first or "")
         demo.call("PATCH", "/activity", {"rate": 0})
+        # A stereo pair bonded at the speakers: its hidden half is part of its room.
+        demo.call("POST", f"/speakers/{demo.uids['Kitchen']}/pair", {"right": demo.uids["Office"]})
+        expect(card(tab, "Office")).to_have_count(0)
+        expect(tab.get_by_role("article")).to_have_count(len(rooms) - 1)
+        expect(card(tab, "Kitchen").get_by_role("slider", name="Volume of Kitchen")).to_have_count(
+            1
+        )
         slider = card(tab, "Kitchen").get_by_role("slider", name="Volume of Kitchen")
         volume = 41 if demo.speaker("Kitchen")["volume"] != 41 else 42
         slider.fill(str(volume))

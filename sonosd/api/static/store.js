@@ -306,7 +306,9 @@ export class Household {
       groups.sort((a, b) => String(a.coordinator.name).localeCompare(String(b.coordinator.name)));
     }
     // A stable order: households keep their place (and their number) as messages arrive.
-    return new Map([...households].sort(([a], [b]) => String(a).localeCompare(String(b))));
+    // By the id as written (not the browser's collation), so every browser numbers alike.
+    const order = ([a], [b]) => (String(a) < String(b) ? -1 : String(a) > String(b) ? 1 : 0);
+    return new Map([...households].sort(order));
   }
 
   /**
