@@ -294,7 +294,8 @@ class VolumeAndTimeoutTests(TestCase):
         """A spoken clip is served at most ``announce.media_ttl``: one playing longer is no
         longer served (404) while it plays (the speaker fetched it already), and the
         announcement ends normally."""
-        daemon, _ = await start(self, announce={"tts_command": wav_command(20), "media_ttl": 1})
+        # A 6-second clip: fetched, then 2 s past the 1-second TTL, it still plays for seconds.
+        daemon, _ = await start(self, announce={"tts_command": wav_command(6), "media_ttl": 1})
         fetcher = daemon.service.simulator.fetcher  # type: ignore[union-attr]
         posting = daemon.posting("Kitchen", "say", {"text": "a long one"})
         await until(lambda: any("/media/" in uri for uri in fetcher.fetched), "the fetch")
