@@ -3,8 +3,9 @@
     python -m benchmarks.soak [--duration 900] [--fault-interval 20] [--report docs/soak.md]
 
 ``make soak`` runs it for 15 minutes and rewrites ``docs/soak.md``; ``make test`` runs it for
-60 seconds (``tests/test_soak.py``) and writes its report elsewhere. Everything is real and on
-loopback, each part in its own process where it would be in production:
+30 seconds, a fault every 2.5 s (``tests/test_soak.py``), and writes its report elsewhere.
+Everything is real and on loopback, each part in its own process where it would be in
+production:
 
 - ``twistd sonos-sim``: 5 speakers, the activity generator (track changes, volume, play/pause,
   mute), faults through its admin API;

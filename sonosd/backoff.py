@@ -87,6 +87,15 @@ _TIMEOUT_NAMES = frozenset({"GenaTimeout", "CallTimeout", "ReadTimeout", "Connec
 _LOST_NAMES = frozenset({"ResponseNeverReceived", "ResponseFailed", "RequestTransmissionFailed"})
 
 
+class SlowAnswer(TimeoutError):
+    """An answer that did not arrive within its bound, saying which answer, from where when
+    the log line does not say it, and the bound (``the answer to UNSUBSCRIBE did not arrive
+    within 5 s``): a reason of its own, where any other timeout is plain ``timeout``."""
+
+
+UNSUBSCRIBE_SLOW = "the answer to UNSUBSCRIBE did not arrive within"
+"""The reason of an UNSUBSCRIBE whose answer did not come in time (the bound follows)."""
+
 _SHOWN = 80
 """Characters of what a peer sent instead of a status line that a reason repeats."""
 
@@ -154,6 +163,8 @@ def describe_failure(reason: Failure | BaseException) -> tuple[FailureKind, str]
         return FailureKind.GONE, "subscription expired"
     if isinstance(exc, error.ConnectionRefusedError):
         return FailureKind.UNREACHABLE, "connection refused"
+    if isinstance(exc, SlowAnswer):
+        return FailureKind.UNREACHABLE, str(exc)
     if isinstance(exc, (defer.TimeoutError, error.TimeoutError, socket.timeout, TimeoutError)):
         return FailureKind.UNREACHABLE, "timeout"
     if isinstance(exc, defer.CancelledError) or name in _TIMEOUT_NAMES:

@@ -373,7 +373,7 @@ def format_path(path: KeyPath) -> str:
 def show_value(value: object, secret: bool = False, limit: int = 120) -> str:
     """A short, unambiguous rendering of a bad value (JSON-like; secrets are hidden)."""
     if secret:
-        return "<hidden>"
+        return HIDDEN
     try:
         text = json.dumps(_head(value, [limit]), ensure_ascii=False, default=str, sort_keys=False)
     except (TypeError, ValueError):
@@ -385,7 +385,8 @@ def show_value(value: object, secret: bool = False, limit: int = 120) -> str:
 
 def _head(value: object, budget: list[int]) -> object:
     """The first ``budget[0]`` values of ``value`` (lists and mappings cut short with
-    ``"..."``): what ``show_value`` can show of it, however far its aliases expand."""
+    ``"..."``): what ``show_value`` can show of it, however far its aliases expand. A secret
+    in it (the value of a ``token``, ``secret`` or ``password`` key) is ``<hidden>``."""
     budget[0] -= 1
     if isinstance(value, list | dict):
         items = value.items() if isinstance(value, dict) else enumerate(value)
@@ -394,6 +395,10 @@ def _head(value: object, budget: list[int]) -> object:
             if budget[0] <= 0:
                 kept.append(("...", "..."))
                 break
+            if isinstance(value, dict) and key in _SECRET_KEYS:
+                budget[0] -= 1
+                kept.append((key, HIDDEN))
+                continue
             kept.append((key, _head(item, budget)))
         if isinstance(value, dict):
             return dict(kept)
@@ -401,8 +406,20 @@ def _head(value: object, budget: list[int]) -> object:
     return value
 
 
+#: The keys whose value is a secret written in the file.
+_SECRET_KEYS = frozenset({"token", "secret", "password"})
+
+#: How a secret is shown in an error message.
+HIDDEN = "<hidden>"
+
+
 def _is_secret(path: KeyPath) -> bool:
-    return bool(path) and path[-1] in {"token", "secret", "password"}
+    """Whether the value at ``path`` is (or may be) a secret: a ``token``, ``secret`` or
+    ``password``, or ``api.tokens`` or one of its entries when it is not the mapping asked
+    for (``tokens: [3f1c0a9e...]``: a token written without its keys)."""
+    if not path:
+        return False
+    return path[-1] in _SECRET_KEYS or (path[:2] == ("api", "tokens") and len(path) <= 3)
 
 
 def _compose(text: str, file: str) -> tuple[object, _Source]:
@@ -627,7 +644,11 @@ def _locate(error: ValidationError, source: _Source) -> tuple[KeyPath, str, tupl
         known = list(schema.get("properties", {}))
         extra = [key for key in instance if key not in known]
         key = min(extra, key=lambda name: source.line((*path, name)) or 0)
-        return (*path, key), f"unknown key (known keys: {', '.join(known)})", (instance[key],)
+        what = f"unknown key (known keys: {', '.join(known)})"
+        if _SECRET_KEYS & set(known):
+            # Beside a secret, a misspelt key (tokne:, pasword:) most likely holds one.
+            return (*path, key), what + ", got " + HIDDEN, ()
+        return (*path, key), what, (instance[key],)
     if error.validator == "required":
         required: list[str] = list(_bound(error))
         missing = [key for key in required if key not in instance]
@@ -903,6 +924,9 @@ class _Builder:
                     secret = stream.read().rstrip("\r\n")
             except (OSError, UnicodeDecodeError) as error:
                 reason = getattr(error, "strerror", None) or str(error)
+                if isinstance(error, UnicodeDecodeError):
+                    bad = error.object[error.start]
+                    reason = f"not UTF-8 text: byte {error.start} is {bad:#04x}"
                 raise self.fail(
                     (*path, file), f"cannot read the secret file ({reason})", value[file]
                 ) from None
@@ -1119,7 +1143,7 @@ def redacted(config: Config) -> dict[str, Any]:
 
     def plain(instance: Any, attribute: Any, value: Any) -> Any:
         if attribute is not None and attribute.name in SECRET_FIELDS:
-            return None if value is None else "<hidden>"
+            return None if value is None else HIDDEN
         if isinstance(value, frozenset):
             return sorted(value)
         if isinstance(value, Mapping) and not isinstance(value, dict):

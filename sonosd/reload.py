@@ -21,10 +21,14 @@ RESTART_ONLY: dict[str, Callable[[Config], object]] = {
     "listener.interface": lambda c: c.listener.interface,
     "listener.port": lambda c: c.listener.port,
     "listener.advertise": lambda c: c.listener.advertise,
+    "listener.idle_timeout": lambda c: c.listener.idle_timeout,
+    "listener.request_timeout": lambda c: c.listener.request_timeout,
+    "listener.max_connections_per_host": lambda c: c.listener.max_connections_per_host,
     "api.listen": lambda c: c.api.listen,
     "api.replay_buffer": lambda c: c.api.replay_buffer,
     "api.client_buffer": lambda c: c.api.client_buffer,
     "api.heartbeat": lambda c: c.api.heartbeat,
+    "api.request_timeout": lambda c: c.api.request_timeout,
     "sinks.stream": lambda c: c.sinks.stream,
     "discovery": lambda c: c.discovery,
     "ssdp": lambda c: c.ssdp,
@@ -50,7 +54,9 @@ class ReloadPlan:
     @ivar devices_removed: Hosts to stop following (their subscriptions are cancelled).
     @ivar services_added: Services to subscribe on every speaker.
     @ivar services_removed: Services to unsubscribe on every speaker.
-    @ivar household: The household's settings changed (devices, services or timings).
+    @ivar household: The household's settings changed (devices, ``follow_household``,
+        services or timings).
+    @ivar follow_household: ``follow_household`` was switched on or off.
     @ivar auth: Tokens, ``require_auth`` or CORS origins changed.
     @ivar sinks: The sinks to rebuild (``callbacks``, ``webhooks``, ``mqtt``).
     @ivar log: ``log.level`` or ``log.messages`` changed.
@@ -63,6 +69,7 @@ class ReloadPlan:
     services_added: tuple[str, ...] = ()
     services_removed: tuple[str, ...] = ()
     household: bool = False
+    follow_household: bool = False
     auth: bool = False
     ready: bool = False
     sinks: tuple[str, ...] = ()
@@ -83,10 +90,12 @@ class ReloadPlan:
             parts.append(_delta("devices", self.devices_added, self.devices_removed))
         if self.services_added or self.services_removed:
             parts.append(_delta("services", self.services_added, self.services_removed))
+        if self.follow_household:
+            parts.append("follow_household")
         if (
             self.household
             and not (self.devices_added or self.devices_removed or self.services_added)
-            and not self.services_removed
+            and not (self.services_removed or self.follow_household)
         ):
             parts.append("subscription timings")
         if self.auth:
@@ -118,8 +127,10 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
     new_hosts = [device.host.lower() for device in new.devices]
     added = tuple(d.host for d in new.devices if d.host.lower() not in old_hosts)
     removed = tuple(d.host for d in old.devices if d.host.lower() not in new_hosts)
+    follow = old.follow_household != new.follow_household
     household = (
         old.devices != new.devices
+        or follow
         or old.services != new.services
         or old.subscription != new.subscription
     )
@@ -129,6 +140,7 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
         services_added=tuple(s for s in new.services if s not in old.services),
         services_removed=tuple(s for s in old.services if s not in new.services),
         household=household,
+        follow_household=follow,
         auth=(old.api.tokens, old.api.require_auth, old.api.cors_origins)
         != (new.api.tokens, new.api.require_auth, new.api.cors_origins),
         ready=old.api.ready_when_polling != new.api.ready_when_polling,
@@ -150,6 +162,9 @@ def running_config(old: Config, new: Config) -> Config:
             interface=old.listener.interface,
             port=old.listener.port,
             advertise=old.listener.advertise,
+            idle_timeout=old.listener.idle_timeout,
+            request_timeout=old.listener.request_timeout,
+            max_connections_per_host=old.listener.max_connections_per_host,
         ),
         api=attrs.evolve(
             new.api,
@@ -157,6 +172,7 @@ def running_config(old: Config, new: Config) -> Config:
             replay_buffer=old.api.replay_buffer,
             client_buffer=old.api.client_buffer,
             heartbeat=old.api.heartbeat,
+            request_timeout=old.api.request_timeout,
         ),
         sinks=attrs.evolve(new.sinks, stream=old.sinks.stream),
         discovery=old.discovery,

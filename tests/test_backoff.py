@@ -21,7 +21,9 @@ from sonosd.backoff import (
     FIRST_RENEW_SPREAD,
     MIN_RENEW_DELAY,
     RENEW_JITTER,
+    UNSUBSCRIBE_SLOW,
     FailureKind,
+    SlowAnswer,
     backoff_delay,
     describe_failure,
     renew_delay,
@@ -205,3 +207,17 @@ def test_gena_answers_that_are_wrong_say_what_was_wrong() -> None:
         FailureKind.ERROR,
         "GenaError: SUBSCRIBE: response has no SID",
     )
+
+
+def test_a_slow_answer_says_which_answer_and_its_bound() -> None:
+    """An answer that did not arrive within its bound (``SlowAnswer``) is unreachable, as any
+    timeout, but keeps its own words: which answer, from where, within how long; any other
+    timeout, the GENA client's included, is plain ``timeout``."""
+    slow = SlowAnswer(f"{UNSUBSCRIBE_SLOW} 5 s")
+    assert describe_failure(Failure(slow)) == (
+        FailureKind.UNREACHABLE,
+        "the answer to UNSUBSCRIBE did not arrive within 5 s",
+    )
+    assert isinstance(slow, TimeoutError)
+    for other in (TimeoutError("x"), GenaTimeout(None, "SUBSCRIBE http://h: no answer within 2 s")):
+        assert describe_failure(other) == (FailureKind.UNREACHABLE, "timeout")

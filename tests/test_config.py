@@ -22,6 +22,7 @@ from sonosd.config import (
     DEFAULT_SERVICES,
     SCHEMA,
     SERVICES,
+    AnnounceConfig,
     ApiConfig,
     Config,
     ConfigError,
@@ -32,6 +33,7 @@ from sonosd.config import (
     SimulateConfig,
     SinksConfig,
     SocoConfig,
+    SsdpConfig,
     SubscriptionConfig,
     Token,
     Webhook,
@@ -681,6 +683,9 @@ def test_simulate_limits() -> None:
         "config.yaml:1: simulate.stereo_pair: a stereo pair needs at least 2 speakers, got true"
     )
     assert parse_config("simulate: {speakers: 200, base_address: 127.9.9.2}\n").simulate
+    # "all speakers must fit before x.y.z.255": the last one may be x.y.z.254.
+    assert parse_config("simulate: {speakers: 200, base_address: 127.0.0.55}\n").simulate
+    assert "run past the end" in error_of("simulate: {speakers: 200, base_address: 127.0.0.56}\n")
 
 
 def test_simulate_modes() -> None:
@@ -863,6 +868,17 @@ def test_token_file_missing(tmp_path: Path) -> None:
     )
 
 
+def test_token_file_not_utf8(tmp_path: Path) -> None:
+    """A secret file is read as UTF-8: one that is not is refused naming the byte, as the
+    configuration file itself is."""
+    path = tmp_path / "token"
+    path.write_bytes(b"abcdefghijkl\xff\n")
+    assert error_of(f"api:\n  tokens:\n    - {{name: ha, token_file: '{path}'}}\n") == (
+        "config.yaml:3: api.tokens[0].token_file: cannot read the secret file "
+        f'(not UTF-8 text: byte 12 is 0xff), got "{path}"'
+    )
+
+
 def test_token_file_empty(tmp_path: Path) -> None:
     """An empty token file is refused."""
     empty = tmp_path / "token"
@@ -963,6 +979,51 @@ def test_secret_values_are_never_shown() -> None:
     )
 
 
+SECRET = "s3cr3t-0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (
+            f"api: {{tokens: [{{name: a, tokne: {SECRET}}}]}}\n",
+            "api.tokens[0].tokne: unknown key (known keys: name, token, token_env, token_file, "
+            "scopes), got <hidden>",
+        ),
+        (
+            f"sinks: {{webhooks: [{{url: 'http://h', secert: {SECRET}}}]}}\n",
+            "sinks.webhooks[0].secert: unknown key (known keys: url, secret, secret_env, "
+            "secret_file, timeout, retries, queue, filter, ca_file), got <hidden>",
+        ),
+        (
+            f"sinks: {{mqtt: {{pasword: {SECRET}}}}}\n",
+            "sinks.mqtt.pasword: unknown key (known keys: host, port, tls, ca_file, username, "
+            "password, password_env, password_file, prefix, client_id, keepalive, "
+            "homeassistant, discovery_prefix), got <hidden>",
+        ),
+        (f"api: {{tokens: {SECRET}}}\n", "api.tokens: expected a list of tokens, got <hidden>"),
+        (
+            f"api: {{tokens: [{SECRET}]}}\n",
+            "api.tokens[0]: expected a mapping with a name and a token, got <hidden>",
+        ),
+        (
+            f"api: {{tokens: [{{name: a, token: {SECRET}}}], tokens: []}}\n",
+            "api.tokens: duplicate key (first set on line 1), got <hidden>",
+        ),
+        (
+            f"sinks: {{}}\nsinks: {{mqtt: {{password: {SECRET}}}}}\n",
+            'sinks: duplicate key (first set on line 1), got {"mqtt": {"password": "<hidden>"}}',
+        ),
+    ],
+)
+def test_secrets_are_never_in_an_error(text: str, error: str) -> None:
+    """A secret is not echoed when the error is next to it: under a misspelt key beside the
+    secrets (``tokne:``), a token written without its keys, a mapping shown whole."""
+    message = error_of(text, environ={})
+    assert SECRET not in message
+    assert message.split(": ", 1)[1] == error
+
+
 def test_environ_defaults_to_the_process_environment(tmp_path: Path, monkeypatch: Any) -> None:
     """Without an explicit environ, ``*_env`` secrets come from os.environ."""
     monkeypatch.setenv("SONOSD_TEST_SECRET", "s3cret")
@@ -1025,8 +1086,50 @@ def test_defaults() -> None:
     assert parse_config("{}\n", environ={}) == expected
     nulls = "listener:\napi:\ndevices:\nsubscription:\nsoco:\nsinks:\nlog:\nsimulate:\n"
     assert parse_config(nulls, environ={}) == expected
+    # Every section (a mapping of keys in the schema), however many there are.
+    sections = [key for key, prop in SCHEMA["properties"].items() if "properties" in _resolve(prop)]
+    assert {"announce", "ssdp"} < set(sections)
+    assert parse_config("".join(f"{key}:\n" for key in sections), environ={}) == expected
     assert expected.services == DEFAULT_SERVICES
     assert expected.simulate is None
+
+
+def test_simulate_with_every_default() -> None:
+    """``simulate: {}`` enables the simulated household with every default, where
+    ``simulate:`` (null) leaves it off."""
+    assert parse_config("simulate: {}\n", environ={}).simulate == SimulateConfig()
+    assert parse_config("simulate:\n", environ={}).simulate is None
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (
+            "simulate: {rooms: [Den, Den]}\n",
+            'simulate.rooms: expected no repeated items, got ["Den", "Den"]',
+        ),
+        (
+            'sinks: {mqtt: {prefix: "home sonos"}}\n',
+            'sinks.mqtt.prefix: expected a topic prefix without spaces, # or +, got "home sonos"',
+        ),
+        (
+            'sinks: {mqtt: {prefix: "sonos/#"}}\n',
+            'sinks.mqtt.prefix: expected a topic prefix without spaces, # or +, got "sonos/#"',
+        ),
+        (
+            'sinks: {mqtt: {prefix: "sonos/+"}}\n',
+            'sinks.mqtt.prefix: expected a topic prefix without spaces, # or +, got "sonos/+"',
+        ),
+        (
+            'sinks: {mqtt: {client_id: ""}}\n',
+            'sinks.mqtt.client_id: expected a client id of 1 to 128 characters, got ""',
+        ),
+    ],
+)
+def test_documented_refusals(text: str, error: str) -> None:
+    """What the key tables forbid is refused naming the key: repeated simulated rooms
+    ("Unique"), an MQTT prefix with a space, # or +, an empty client id."""
+    assert error_of(text) == f"config.yaml:1: {error}"
 
 
 def test_full_configuration(tmp_path: Path) -> None:
@@ -1157,6 +1260,13 @@ def test_example_documents_every_key() -> None:
         assert f"{path[-1]}:" in text, path
 
 
+def test_example_values_are_the_defaults() -> None:
+    """ "every option, with its default": the example's settings are the defaults, section by
+    section (not just keys that load)."""
+    path = str(ROOT / "etc" / "sonosd.example.yaml")
+    assert load_config(path, environ={}) == Config(path=path)
+
+
 def test_demo_simulates_a_richer_household() -> None:
     """The demo follows a household with a home-theatre room and a portable, API on loopback."""
     from twisted.internet.task import Clock
@@ -1214,8 +1324,12 @@ def _resolve(schema: Any) -> Any:
 _SECTION_CLASSES: dict[tuple[str, ...], type] = {
     ("listener",): ListenerConfig,
     ("api",): ApiConfig,
+    ("api", "tokens"): Token,
+    ("devices",): Device,
+    ("ssdp",): SsdpConfig,
     ("subscription",): SubscriptionConfig,
     ("soco",): SocoConfig,
+    ("announce",): AnnounceConfig,
     ("sinks",): SinksConfig,
     ("log",): LogConfig,
     ("simulate",): SimulateConfig,
@@ -1229,6 +1343,8 @@ _SECRET_KEYS |= {"password", "password_env", "password_file"}
 
 
 def _normalise(value: Any) -> Any:
+    if isinstance(value, frozenset):
+        return tuple(sorted(value))
     if isinstance(value, list | tuple):
         return tuple(value)
     if isinstance(value, dict):
@@ -1261,6 +1377,31 @@ def test_schema_matches_the_config_classes(section: tuple[str, ...]) -> None:
         if attrs.has(type(default)):
             continue
         assert _normalise(properties[key].get("default")) == _normalise(default), key
+
+
+def _object_paths(schema: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The key path of every mapping with keys of its own in the schema, however nested (a
+    list's items under the list's path)."""
+    paths = []
+    for name, prop in schema.get("properties", {}).items():
+        inner = _resolve(prop)
+        if "items" in inner:
+            inner = _resolve(inner["items"])
+        if "properties" in inner:
+            paths.append((*path, name))
+            paths.extend(_object_paths(inner, (*path, name)))
+    return paths
+
+
+def test_every_mapping_of_the_schema_is_checked_against_its_class() -> None:
+    """Each section or list entry of the schema with keys of its own, at every depth, is
+    compared with its attrs class above (a webhook's filter is a mapping of lists, no class),
+    so that a key added to one and not the other fails."""
+    assert set(_object_paths(SCHEMA)) == {*_SECTION_CLASSES, ("sinks", "webhooks", "filter")}
+    [webhook] = [field for field in attrs.fields(Webhook) if field.name == "filter"]
+    keys = set(_resolve(SCHEMA["$defs"]["filter"])["properties"])
+    assert keys == {"speakers", "rooms", "services", "types"}
+    assert webhook.default.factory() == {}  # type: ignore[union-attr]
 
 
 def test_top_level_schema_matches_config() -> None:

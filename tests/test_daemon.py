@@ -708,6 +708,52 @@ class DaemonTests(TestCase):
         self.assertEqual(len(service.household.status()["speakers"]), 3)
         self.assertEqual(daemon.recorder.of("speaker.removed", third.uid), [removed])
 
+    async def test_reload_switching_follow_household_off_drops_the_learnt_speakers(
+        self,
+    ) -> None:
+        """A reload whose only change is ``follow_household: false`` is applied at once: the
+        speakers learnt from the topology are unsubscribed and dropped (speaker.removed), the
+        listed one is kept."""
+        daemon = await self.started()
+        service = daemon.service
+        first, second, third = daemon.speakers
+        document = json.loads(daemon_yaml(free_loopback_base(), speakers=3))
+        document.pop("simulate")
+        document["devices"] = [{"host": first.address}]
+
+        def reloaded(follow: bool) -> Any:
+            document["follow_household"] = follow
+            return attrs.evolve(
+                parse_config(json.dumps(document), "daemon-test.yaml"),
+                simulate=service.config.simulate,
+                listener=service.config.listener,
+                api=service.config.api,
+            )
+
+        # Listed alone, the other two are followed again as members of its household (each
+        # service subscribed anew and its initial event in).
+        self.assertEqual(service.reload(reloaded(True)), [])
+
+        def followed_as_members() -> bool:
+            return all(
+                len(daemon.recorder.initial_events(s.uid, name)) == 2
+                for s in (second, third)
+                for name in daemon.services
+            ) and bool(service.readiness()["ready"])
+
+        await until(followed_as_members, "the other two followed as members")
+        self.assertEqual(service.reload(reloaded(False)), [])
+        await until(
+            lambda: all(daemon.sim_subscriptions(s) == [] for s in (second, third)),
+            "the learnt speakers unsubscribed",
+        )
+        for speaker in (second, third):
+            self.assertIsNone(service.state.by_uid(speaker.uid))
+            removed = daemon.recorder.of("speaker.removed", speaker.uid)
+            self.assertEqual(removed[-1].body["reason"], "follow_household is false")
+        self.assertEqual(len(daemon.sim_subscriptions(first)), len(service.config.services))
+        self.assertFalse(service.config.follow_household)
+
     async def test_doctor_explains_notifies_that_never_arrive(self) -> None:
         """Speakers told an unreachable callback URL are polled (event messages with source
         poll, no subscription.lost); /ready says so (503, or 200 once

@@ -162,15 +162,14 @@ def start_simulator(processes: Processes, base: str, speakers: int, *options: st
     return admin
 
 
-def test_sigterm_unsubscribes_and_exits_0(
-    processes: Processes, loopback_base: str, tmp_path: Path
-) -> None:
-    """SIGTERM stops the daemon with status 0 after it UNSUBSCRIBEd from every speaker."""
-    admin = start_simulator(processes, loopback_base, speakers=2)
-    addresses = [speaker["address"] for speaker in get_json(f"{admin}/speakers")]
+def follow_subscribed(
+    processes: Processes, tmp_path: Path, base: str, admin: str, addresses: Sequence[str]
+) -> subprocess.Popen[bytes]:
+    """Start ``twistd sonosd`` following the simulated speakers at ``addresses``; return it
+    once every speaker holds a subscription to each default service."""
     api = f"tcp:{free_tcp_port()}:interface=127.0.0.1"
     config = tmp_path / "sonosd.yaml"
-    config.write_text(daemon_yaml(loopback_base, api=api, simulate=False, devices=tuple(addresses)))
+    config.write_text(daemon_yaml(base, api=api, simulate=False, devices=tuple(addresses)))
     daemon = processes.start("daemon", "sonosd", "-c", str(config))
     expected = [len(DEFAULT_SERVICES)] * len(addresses)
 
@@ -179,6 +178,16 @@ def test_sigterm_unsubscribes_and_exits_0(
         return subscription_counts(admin, len(addresses)) == expected
 
     wait_for(subscribed, "every subscription at the simulator")
+    return daemon
+
+
+def test_sigterm_unsubscribes_and_exits_0(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """SIGTERM stops the daemon with status 0 after it UNSUBSCRIBEd from every speaker."""
+    admin = start_simulator(processes, loopback_base, speakers=2)
+    addresses = [speaker["address"] for speaker in get_json(f"{admin}/speakers")]
+    daemon = follow_subscribed(processes, tmp_path, loopback_base, admin, addresses)
     daemon.send_signal(signal.SIGTERM)
     status = daemon.wait(timeout=WAIT)
     output = processes.output(daemon)
@@ -189,6 +198,53 @@ def test_sigterm_unsubscribes_and_exits_0(
         timeout=5.0,
     )
     assert "Traceback" not in output, output
+
+
+def test_sigterm_with_hostile_unsubscribe_answers_exits_0(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """SIGTERM while one speaker drips its UNSUBSCRIBE answers, one never answers them and one
+    answers with a garbage status line: the daemon still exits with status 0 (within its
+    shutdown bound: no "still stopping" warning), the well-behaved speaker is unsubscribed,
+    one line per bad speaker names it and what was wrong, and nothing is a traceback or an
+    unhandled error."""
+    admin = start_simulator(processes, loopback_base, speakers=4)
+    speakers = get_json(f"{admin}/speakers")
+    addresses = [speaker["address"] for speaker in speakers]
+    daemon = follow_subscribed(processes, tmp_path, loopback_base, admin, addresses)
+    hostile: list[tuple[dict[str, Any], str]] = [
+        ({"answer_drip": 0.5, "answer_body_bytes": 10_000}, "did not arrive within 2 s"),
+        ({"unsubscribe_hang": True}, "did not arrive within 2 s"),
+        ({"answer_status_line": "garbage"}, "not an HTTP answer: 'garbage'"),
+    ]
+    for index, (fault, _) in enumerate(hostile):
+        admin_call(
+            admin,
+            "PATCH",
+            f"/speakers/{index}/gena/faults",
+            {"answer_only": "UNSUBSCRIBE", **fault},
+        )
+    daemon.send_signal(signal.SIGTERM)
+    status = daemon.wait(timeout=WAIT)
+    output = processes.output(daemon)
+    assert status == 0, output
+    for speaker, (_, words) in zip(speakers, hostile, strict=False):
+        said = [
+            line
+            for line in output.splitlines()
+            if f"could not unsubscribe {len(DEFAULT_SERVICES)} service(s) of "
+            f"{speaker['name']} ({speaker['uid']}): " in line
+        ]
+        assert len(said) == 1 and words in said[0], output
+    # The speaker that never answered still holds its subscriptions (it expires them); every
+    # other one, the well-behaved speaker included, has none.
+    counts = subscription_counts(admin, len(addresses))
+    assert counts == [0, len(DEFAULT_SERVICES), 0, 0], counts
+    assert speakers[3]["name"] not in "".join(
+        line for line in output.splitlines() if "could not unsubscribe" in line
+    ), output
+    for unwanted in ("Traceback", "Unhandled", "still stopping after", "[-] error"):
+        assert unwanted not in output, output
 
 
 def test_check_config_prints_ok(tmp_path: Path, loopback_base: str) -> None:
@@ -894,12 +950,14 @@ def test_start_warns_of_an_inline_token_others_can_read(
     processes: Processes, loopback_base: str, tmp_path: Path
 ) -> None:
     """A daemon started (and reloaded) from a file that holds a token inline and that group
-    can read logs one warning naming the file and the key each time, and runs all the same."""
+    can read logs one warning naming the file and the key each time, and runs all the same;
+    so does a state_dir it cannot write (the same warnings as --check-config's)."""
     api_port = free_tcp_port()
     document = json.loads(
         daemon_yaml(loopback_base, api=f"tcp:{api_port}:interface=127.0.0.1", speakers=1)
     )
     document["api"]["tokens"] = [{"name": "a", "token": "t" * 24}]
+    document["state_dir"] = str(tmp_path / "no-such-dir")
     config = tmp_path / "sonosd.yaml"
     config.write_text(json.dumps(document))
     config.chmod(0o640)
@@ -916,6 +974,13 @@ def test_start_warns_of_an_inline_token_others_can_read(
     wait_for(warned, "the warning")
     assert get(f"http://127.0.0.1:{api_port}/api/v1/health", "t" * 24)[0] == 200
     assert processes.output(daemon).count(warning) == 1
+    assert (
+        processes.output(daemon).count(
+            f"warn [sonosd.service] {config}: state_dir: {tmp_path / 'no-such-dir'} is not a "
+            "directory the daemon can write: pending alarm skips will not survive a restart"
+        )
+        == 1
+    )
     daemon.send_signal(signal.SIGHUP)
     wait_for(lambda: warned() and processes.output(daemon).count(warning) == 2, "again")
     daemon.send_signal(signal.SIGTERM)

@@ -12,7 +12,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 from xml.sax.saxutils import escape
 
@@ -134,6 +134,13 @@ class Daemon:
         [sid] = [s["sid"] for s in manager.subscriptions() if s["service"] == service]
         return str(sid)
 
+    def subscribed(self, speaker: Speaker, service: str) -> bool:
+        """Whether the daemon follows ``speaker`` and is subscribed to its ``service``."""
+        return any(
+            s["uid"] == speaker.uid and s["services"].get(service, {}).get("state") == "subscribed"
+            for s in self.service.household.status()["speakers"]
+        )
+
     def status(self, speaker: Speaker, service: str) -> dict[str, Any]:
         """The daemon's status of its subscription to ``service`` of ``speaker``."""
         [status] = [
@@ -163,14 +170,17 @@ class HostileTests(TestCase):
         self,
         services: tuple[str, ...] = ("AVTransport", "RenderingControl"),
         prepare: Callable[[list[Speaker]], object] | None = None,
-        gena_faults: dict[str, Any] | None = None,
+        gena_faults: Sequence[Mapping[str, Any]] = (),
+        max_timeout: int | None = None,
         **sections: Any,
     ) -> Daemon:
         """A daemon of two simulated speakers subscribed to ``services`` (sections merged into
         the test configuration), with every subscription's initial event received (of the
         speakers that answer); stopped at cleanup. ``prepare`` is given the simulated speakers
-        before the daemon starts (to set their faults); ``gena_faults`` are set on the first
-        speaker's GENA manager as soon as it exists, before the daemon subscribes."""
+        before the daemon starts (to set their faults); ``gena_faults`` (one mapping per speaker,
+        in order) are set on the speakers' GENA managers as soon as they exist, before the
+        daemon subscribes, and so is ``max_timeout`` (the longest subscription the speakers
+        grant)."""
         document = json.loads(daemon_yaml(free_loopback_base(), speakers=2))
         document["services"] = list(services)
         for name, values in sections.items():
@@ -183,9 +193,12 @@ class HostileTests(TestCase):
         if prepare is not None:
             prepare(daemon.speakers)
         service.startService()
-        manager: Any = daemon.speakers[0].manager
-        for name, value in (gena_faults or {}).items():
-            setattr(manager.faults, name, value)
+        for speaker, faults in zip(daemon.speakers, gena_faults, strict=False):
+            for name, value in faults.items():
+                setattr(cast(Any, speaker.manager).faults, name, value)
+        if max_timeout is not None:
+            for speaker in daemon.speakers:
+                cast(Any, speaker.manager).max_timeout = max_timeout
         self.addCleanup(lambda: service.stopService() if service.running else None)
         self.addCleanup(check_schema, recorder, service.hub)
         port = await service.api.listening
@@ -450,7 +463,11 @@ class HostileTests(TestCase):
             ({"nesting": 6_000}, "more than 10000 tags"),
             ({"doctype": True}, "declares a DTD"),
             ({"not_utf8": True}, "not XML"),
-            ({"drip": 1.0, "padding": 50_000}, ": timeout;"),
+            (
+                {"drip": 1.0, "padding": 50_000},
+                ": the device description from {address} did not arrive within 2 s "
+                "(it began, then came too slowly);",
+            ),
             ({"status_line": "garbage"}, "not an HTTP answer: 'garbage'"),
             ({"header_bytes": 200_000}, "over 65536 bytes"),
         ]
@@ -473,7 +490,13 @@ class HostileTests(TestCase):
 
             await until(warned, f"the warning about {fault}")
             [line] = warned()
-            self.assertIn(words, line)
+            self.assertIn(words.format(address=kitchen.address), line)
+            # The reason is a field of its own, the host another (not just text in a line).
+            [event] = [e for e in events if e.get("log_format", "").startswith("cannot identify")]
+            self.assertEqual((event["host"], event["log_level"]), (kitchen.address, LogLevel.warn))
+            self.assertIn(
+                event["reason"], words.format(address=kitchen.address) if "drip" in fault else line
+            )
             self.assertTrue(daemon.recorder.of("event", living_room.uid))
             self.assertFalse(daemon.recorder.of("event", kitchen.uid))
             kitchen.soap_faults.reset()
@@ -503,9 +526,9 @@ class HostileTests(TestCase):
         ]
         for fault, words in faults:
             events = self.capture_logs()
-            daemon = await self.daemon(
-                gena_faults=fault, subscription={"backoff_initial": 1.0, "backoff_max": 2.0}
-            )
+            # The test configuration's backoff (0.2 s, at most 0.5 s): the retries are
+            # counted in the log, not timed.
+            daemon = await self.daemon(gena_faults=[fault])
             kitchen, living_room = daemon.speakers
 
             warned = functools.partial(service_warnings, events, kitchen, "AVTransport")
@@ -538,7 +561,11 @@ class HostileTests(TestCase):
         """Check that Kitchen's renewals failing with ``fault`` are warned about with
         ``words`` and retried, Living Room unaffected, until the fault is cleared."""
         events = self.capture_logs()
-        daemon = await self.daemon(subscription={"timeout": 60, "renew_fraction": 0.1})
+        # The speakers grant 10 s of the 60 s asked for (as UPnP allows): renewals come every
+        # second (the daemon's least delay) rather than every 6 s.
+        daemon = await self.daemon(
+            subscription={"timeout": 60, "renew_fraction": 0.1}, max_timeout=10
+        )
         kitchen, living_room = daemon.speakers
         manager: Any = kitchen.manager
         for name, value in fault.items():
@@ -568,13 +595,15 @@ class HostileTests(TestCase):
         """A speaker that grants ``Second-99999999999999`` or ``infinite`` (it keeps the
         subscription for the requested 60 s) is renewed within the requested timeout, as
         often as a good grant would be: neither never nor in a tight loop."""
-        for granted in ("Second-99999999999999", "infinite"):
-            daemon = await self.daemon(
-                gena_faults={"answer_timeout": granted},
-                subscription={"timeout": 60, "renew_fraction": 0.1},
-            )
-            await self.assert_renewed(daemon, daemon.speakers[0], granted)
-            await daemon.service.stopService()
+        # One grant per speaker, in one daemon: the two subscriptions are independent, and
+        # the renewals (every 6 s at the least timeout of 60 s) are waited for once.
+        grants = ("Second-99999999999999", "infinite")
+        daemon = await self.daemon(
+            gena_faults=[{"answer_timeout": granted} for granted in grants],
+            subscription={"timeout": 60, "renew_fraction": 0.1},
+        )
+        for speaker, granted in zip(daemon.speakers, grants, strict=True):
+            await self.assert_renewed(daemon, speaker, granted)
 
     async def assert_renewed(self, daemon: Daemon, speaker: Speaker, granted: str) -> None:
         """Check that ``speaker``'s AVTransport subscription is renewed twice, in time, and
@@ -583,7 +612,7 @@ class HostileTests(TestCase):
         def transport() -> dict[str, Any]:
             return daemon.status(speaker, "AVTransport")
 
-        await until(lambda: transport()["state"] == "subscribed", f"{granted}: subscribed")
+        await until(lambda: daemon.subscribed(speaker, "AVTransport"), f"{granted}: subscribed")
         self.assertLessEqual(transport()["next_renewal"], 6.0)
         sid = transport()["sid"]
         await until(lambda: transport()["renewals"] >= 2, f"{granted}: two renewals")
@@ -992,6 +1021,17 @@ class HostileTests(TestCase):
             self.assertFalse(client.everything_sent)
             self.assertEqual(client.received, b"")
         self.assertEqual(daemon.service.listener.rejected["too_slow"], 5)
+
+    async def test_a_silent_connection_to_the_listener_is_closed_at_idle_timeout(self) -> None:
+        """A NOTIFY connection that goes silent mid-request is closed once
+        ``listener.idle_timeout`` (0.5 s) passes, long before its request deadline (an hour),
+        unanswered and counted."""
+        daemon = await self.daemon(listener={"idle_timeout": 0.5, "request_timeout": 3600})
+        kitchen = daemon.speakers[0]
+        client = await self.send(daemon, b"NOTIFY / HTTP/1.1\r\nHOST: 127", kitchen.address)
+        await until(lambda: client.done.called, "the silent connection closed")
+        self.assertEqual(client.received, b"")
+        self.assertEqual(daemon.service.listener.rejected["too_slow"], 1)
 
     async def test_connections_from_one_host_are_bounded(self) -> None:
         """Beyond ``listener.max_connections_per_host`` open connections from one address,

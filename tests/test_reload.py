@@ -87,3 +87,36 @@ def test_subscription_timings_alone() -> None:
     plan = plan_reload(old, new)
     assert plan.household
     assert plan.describe() == "subscription timings"
+
+
+def test_follow_household_alone() -> None:
+    """Switching follow_household alone is a household change, named as such."""
+    old = parse_config(BASE)
+    new = attrs.evolve(old, follow_household=False)
+    plan = plan_reload(old, new)
+    assert plan.household and plan.follow_household
+    assert plan.describe() == "follow_household"
+
+
+def test_listener_and_api_limits_need_a_restart() -> None:
+    """The NOTIFY listener's idle and request timeouts and per-address connection limit, and
+    the API's request timeout, are kept until a restart (and said to be), not taken silently
+    into the running configuration while the old ones still apply."""
+    old = parse_config(BASE)
+    new = attrs.evolve(
+        old,
+        listener=attrs.evolve(
+            old.listener, idle_timeout=3.0, request_timeout=4.0, max_connections_per_host=5
+        ),
+        api=attrs.evolve(old.api, request_timeout=6.0),
+    )
+    plan = plan_reload(old, new)
+    assert plan.restart == (
+        "listener.idle_timeout",
+        "listener.request_timeout",
+        "listener.max_connections_per_host",
+        "api.request_timeout",
+    )
+    kept = running_config(old, new)
+    assert kept.listener == old.listener
+    assert kept.api == old.api

@@ -296,6 +296,12 @@ CHECKS: list[tuple[str | None, str, object, object]] = [
         10.0,
     ),
     (
+        "a whole GENA exchange",
+        "`subscription.shutdown_timeout` (5 s)",
+        config.SubscriptionConfig().shutdown_timeout,
+        5.0,
+    ),
+    (
         "the `SID` granted",
         "then 1 to 250 printable ASCII characters",
         [bool(core._SID.fullmatch("uuid:" + "x" * n)) for n in (0, 1, 250, 251)],

@@ -128,6 +128,21 @@ def test_check_config_warns_of_an_inline_token_others_can_read(tmp_path: Path) -
     assert exit_of("-c", path, "--check-config") == (0, "ok\n", "")
 
 
+def test_check_config_warns_of_a_state_dir_it_cannot_write(tmp_path: Path) -> None:
+    """A state_dir that is not a writable directory passes --check-config with one warning
+    naming it (exit 0 still); a writable one, without it."""
+    missing = tmp_path / "no-such-dir"
+    path = write(tmp_path, f"devices: [{{host: 192.168.1.20}}]\nstate_dir: {missing}\n")
+    assert exit_of("-c", path, "--check-config") == (
+        0,
+        "ok\n",
+        f"warning: {path}: state_dir: {missing} is not a directory the daemon can write: "
+        "pending alarm skips will not survive a restart\n",
+    )
+    missing.mkdir()
+    assert exit_of("-c", path, "--check-config") == (0, "ok\n", "")
+
+
 @pytest.mark.parametrize(
     "listen", ["tcp:8080", "tcp:8080:interface=0.0.0.0", "tcp6:8080:interface=\\:\\:"]
 )
@@ -391,6 +406,28 @@ def test_bad_config_command(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr == f"{path}:1: devices[0].host: expected a host name or address, got 42\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("", "the file is empty; expected a mapping of settings"),
+        (
+            "api: {listen: 'tcp:8080:interface=0.0.0.0'}\n",
+            "1: api.listen: the API listens beyond loopback and needs a token, but api.tokens is "
+            "empty",
+        ),
+    ],
+)
+def test_a_wrong_file_stops_the_start_in_one_line(tmp_path: Path, text: str, error: str) -> None:
+    """Starting (not only checking) with a wrong file: exit status 1 and one line on
+    standard error naming the file, the line and the key, before anything listens."""
+    path = write(tmp_path, text)
+    result = run_twistd("-n", "--pidfile=", "sonosd", "-c", path, cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (1, "")
+    [line] = result.stderr.splitlines()
+    separator = ": " if error.startswith("the file") else ":"
+    assert line.startswith(f"{path}{separator}{error}"), line
 
 
 def read_until(process: subprocess.Popen[str], wanted: str, deadline: float) -> list[str]:

@@ -239,6 +239,9 @@ def _play_uri(args: Args) -> Params:
 
 
 MODES = ("replace", "next", "end")
+#: The most items a page lists, and the most queue tracks one ``remove`` or ``move`` takes
+#: (docs/openapi.yaml: ``count``, 1..1000, whatever the action).
+MAX_COUNT = 1000
 MAX_TEXT = 1000
 CATEGORIES = (
     "artists",
@@ -291,7 +294,7 @@ def _actions(args: Args, default: str, table: Mapping[str, Callable[[Args], Para
 def _paging(args: Args) -> Params:
     return {
         "start": to_int("start", args.get("start", 0), 0, 1_000_000),
-        "count": to_int("count", args.get("count", 100), 1, 1000),
+        "count": to_int("count", args.get("count", 100), 1, MAX_COUNT),
     }
 
 
@@ -342,7 +345,7 @@ def _queue_remove(args: Args) -> Params:
         raise bad_argument("track", "missing (1 is the first track)")
     return {
         "track": to_int("track", args["track"], 1, 1_000_000),
-        "count": to_int("count", args.get("count", 1), 1, 1_000_000),
+        "count": to_int("count", args.get("count", 1), 1, MAX_COUNT),
     }
 
 
@@ -354,7 +357,7 @@ def _queue_move(args: Args) -> Params:
     return {
         "track": to_int("track", args["track"], 1, 1_000_000),
         "to": to_int("to", args["to"], 1, 1_000_000),
-        "count": to_int("count", args.get("count", 1), 1, 1_000_000),
+        "count": to_int("count", args.get("count", 1), 1, MAX_COUNT),
     }
 
 

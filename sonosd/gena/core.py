@@ -70,6 +70,10 @@ RENEW_FRACTION: Final = 0.85
 INFINITE_RENEW_INTERVAL: Final = 3600.0
 """Auto-renew interval for a ``Second-infinite`` grant: a rebooted speaker is noticed."""
 
+SPEAKER_DEFAULT_TIMEOUT: Final = 86400
+"""What a Sonos speaker grants a SUBSCRIBE that asks for no timeout: auto-renew counts a
+longer grant as this one."""
+
 MAX_RESPONSE_BODY: Final = 65_536
 """A GENA response has an empty body; more than this is not read."""
 
@@ -173,12 +177,16 @@ def check_response(
     @param headers: Response headers, names in lower case, first value of each.
     @raise SubscriptionGone: For a 412.
     @raise GenaError: For any other non-2xx status, or a missing or bad ``SID``/``TIMEOUT``
-        (see L{check_sid}, L{parse_timeout}).
+        (see L{check_sid}, L{parse_timeout}); those of an ``UNSUBSCRIBE`` answer are not read.
     """
     if status == 412:
         raise SubscriptionGone(412, f"{method}: 412 Precondition Failed")
     if not 200 <= status < 300:
         raise GenaError(status, f"{method}: HTTP {status}")
+    if method == "UNSUBSCRIBE":
+        # Only its status counts: a SID or TIMEOUT there (speakers send none) is not read, so
+        # a speaker that ended the subscription is not said to have failed to.
+        return GenaResponse(status)
     sid = headers.get("sid", "").strip() or None
     if need_sid and sid is None:
         raise GenaError(status, f"{method}: response has no SID")
@@ -377,6 +385,7 @@ class BaseSubscription:
         self._registered = False
         self._ended_expiry: float | None = None
         self.request_started: float | None = None
+        self._asked_timeout: int | None = None
 
     @property
     def events(self) -> Any:
@@ -557,6 +566,7 @@ class BaseSubscription:
         self.speaker_host = await self._speaker_address()
         headers = subscribe_headers(listener.callback_url(self.speaker_host), requested_timeout)
         listener.subscribing(self.speaker_host)
+        self._asked_timeout = requested_timeout
         try:
             response = await self._request("SUBSCRIBE", headers, need_sid=True, need_timeout=True)
             self.sid = response.sid
@@ -585,6 +595,7 @@ class BaseSubscription:
         response = await self._request(
             "SUBSCRIBE", renew_headers(self.sid or "", requested_timeout), need_timeout=True
         )
+        self._asked_timeout = requested_timeout
         self.timeout = response.timeout
         self._timestamp = self._clock.seconds()
         log.debug("renewed {url} sid {sid}", url=self._url, sid=self.sid)
@@ -683,10 +694,21 @@ class BaseSubscription:
 
     def _schedule_renewal(self) -> None:
         self._cancel_renewal()
-        interval = (
-            self.timeout * RENEW_FRACTION if self.timeout is not None else INFINITE_RENEW_INTERVAL
-        )
-        self._renewal = self._clock.callLater(interval, self._auto_renew_now)
+        self._renewal = self._clock.callLater(self._renew_interval(), self._auto_renew_now)
+
+    def _renew_interval(self) -> float:
+        """Seconds until the next automatic renewal: 85 % of the grant, a grant longer than
+        the timeout asked for (``Second-99999999999999``) counted as that timeout (86400 s,
+        what speakers grant, when none was asked): an absurd grant would never be renewed,
+        and a rebooted speaker never noticed. ``infinite`` is renewed every
+        ``INFINITE_RENEW_INTERVAL``, or at 85 % of the timeout asked for when that is
+        sooner."""
+        granted, asked = self.timeout, self._asked_timeout
+        if granted is None:
+            hourly = INFINITE_RENEW_INTERVAL
+            return hourly if asked is None else min(hourly, asked * RENEW_FRACTION)
+        limit = SPEAKER_DEFAULT_TIMEOUT if asked is None else asked
+        return min(granted, limit) * RENEW_FRACTION
 
     def _auto_renew_now(self) -> None:
         self._renewal = None

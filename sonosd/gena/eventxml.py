@@ -47,6 +47,7 @@ from xml.parsers import expat
 from twisted.logger import Logger
 
 from sonosd.gena.xmlguard import Budget, UnsafeXml, check_document, check_text
+from sonosd.gena.xmlguard import unescape_predefined as _unescape
 
 log = Logger()
 
@@ -395,20 +396,6 @@ def _simple_text(raw: bytes) -> str | None:
     if not text.isascii() and ("\ufffe" in text or "\uffff" in text):
         return None
     return _unescape(text) if "&" in text else text
-
-
-def _unescape(text: str) -> str | None:
-    """``text`` with ``&lt;``, ``&gt;``, ``&quot;``, ``&apos;`` and ``&amp;`` replaced, or
-    ``None`` if it holds any other reference (or a bare ``&``).
-
-    The four others go first: none of them can appear inside an ``&amp;`` reference, so
-    every ``&`` left must then start one.
-    """
-    text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"')
-    text = text.replace("&apos;", "'")
-    if text.count("&") != text.count("&amp;"):
-        return None
-    return text.replace("&amp;", "&")
 
 
 _NAME = "[A-Za-z_][A-Za-z0-9_]*+"

@@ -163,10 +163,35 @@ def check_answer(document: bytes, levels: int = NESTING, max_tags: int = MAX_ANS
     for _ in range(levels):
         if "&" not in text:
             break
-        text = html.unescape(text)
+        unescaped = unescape_predefined(text)
+        if unescaped is None:
+            unescaped = html.unescape(text)
+            if unescaped == text:
+                break  # only a bare "&" (a URI's): the levels below would read the same
+        text = unescaped
         check_text(text)
         # The unescaped text holds the tags of the levels above and those of this one.
         _count_tags(text.count("<"), max_tags)
+
+
+def unescape_predefined(text: str) -> str | None:
+    """``text`` with XML's five predefined references (``&lt;``, ``&gt;``, ``&quot;``,
+    ``&apos;``, ``&amp;``) replaced, or ``None`` if it holds any other reference or a bare
+    ``&``. Where it gives a text, that text is ``html.unescape``'s, at a tenth of the cost
+    (``html.unescape`` calls back into Python for every reference).
+
+    ``&amp;`` goes last: none of the four others can appear inside it, and what it leaves
+    (``&lt;`` from ``&amp;lt;``) is not replaced again.
+    """
+    # The five cannot overlap and each holds one "&": the counts tell whether every "&"
+    # starts one of them, without replacing anything when one does not.
+    count = text.count
+    if count("&") != count("&amp;") + count("&lt;") + count("&gt;") + count("&quot;") + count(
+        "&apos;"
+    ):
+        return None
+    text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"')
+    return text.replace("&apos;", "'").replace("&amp;", "&")
 
 
 def _count_tags(tags: int, most: int) -> None:

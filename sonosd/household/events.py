@@ -264,7 +264,13 @@ class EventProcessor:
         self._remember(household, text, topology)
         if topology is None:
             return variables, None
-        self._views.setdefault(household, SpeakerViews()).report(ref.uid, text)
+        views = self._views.setdefault(household, SpeakerViews())
+        # A speaker a new document lists as vanished (asleep, powered off) cannot show that
+        # document itself: its last view, from before it vanished, stops counting at once.
+        for device in topology.vanished:
+            if device.uid != ref.uid:
+                views.forget(device.uid)
+        views.report(ref.uid, text)
         return variables, topology
 
     def _remember(self, household: str | None, text: str, topology: Topology | None) -> None:

@@ -30,9 +30,18 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from sonosd import lazysoco
-from sonosd.backoff import GONE_412, FailureKind, backoff_delay, describe_failure, renew_delay
+from sonosd.backoff import (
+    GONE_412,
+    UNSUBSCRIBE_SLOW,
+    FailureKind,
+    SlowAnswer,
+    backoff_delay,
+    describe_failure,
+    renew_delay,
+)
 from sonosd.blocking import Runner
 from sonosd.config import DEFAULT_SERVICES, SubscriptionConfig
+from sonosd.gena.core import GenaTimeout
 from sonosd.gena.sequence import SeqKind, SeqTracker
 from sonosd.household.position import PositionTracker
 from sonosd.household.probe import Description
@@ -454,14 +463,19 @@ class ServiceSupervisor:
 
         A renewal in flight is not cancelled (that would end the subscription locally, and
         no UNSUBSCRIBE would go out): the UNSUBSCRIBE is sent behind it, within the bound.
+        Nor is a SUBSCRIBE in flight: the speaker may have granted it already, and only its
+        answer tells the SID to UNSUBSCRIBE (see ``_unsubscribe_once_granted``).
         """
         subscription, self.subscription = self.subscription, None
         renewal = self._operation if self.state is ServiceState.RENEWING else None
-        if renewal is not None:
+        subscribing = self._operation if self.state is ServiceState.SUBSCRIBING else None
+        if renewal is not None or subscribing is not None:
             self._operation = None
         self._abandon()
         self._stop_polling()
         self.state = ServiceState.STOPPED
+        if subscribing is not None and subscription is not None:
+            return self._unsubscribe_once_granted(subscribing, subscription, timeout)
         if subscription is None or not (renewal is not None or subscription.is_subscribed):
             return succeed(None)
         done = self._unsubscribe(subscription, timeout)
@@ -667,10 +681,33 @@ class ServiceSupervisor:
                 self.speaker.supersede(subscription)
             subscription.cancel()
 
+    def _unsubscribe_once_granted(
+        self, subscribing: Deferred[Any], subscription: GenaSubscription, timeout: float
+    ) -> Deferred[None]:
+        """Wait for the SUBSCRIBE in flight (``subscribing``, of an abandoned generation: its
+        events and its result are ignored), then UNSUBSCRIBE what it was granted; all within
+        ``timeout`` (a SUBSCRIBE still unanswered then is cancelled)."""
+        clock = self._ctx.clock
+        deadline = clock.seconds() + timeout
+        subscription.callback = None
+
+        def answered(_: object) -> Deferred[None]:
+            if not subscription.is_subscribed:
+                return succeed(None)
+            return self._unsubscribe(subscription, max(0.0, deadline - clock.seconds()))
+
+        waited = subscribing.addTimeout(timeout, clock).addBoth(answered)
+        return waited.addErrback(lambda _: None)
+
     def _unsubscribe(self, subscription: GenaSubscription, timeout: float) -> Deferred[None]:
         def failed(failure: Failure) -> None:
             # The speaker supervisor says it once for all its services.
-            self.unsubscribe_error = describe_failure(failure)[1]
+            if failure.check(GenaTimeout):
+                # The request's own bound, shorter than the stop's.
+                seconds = self._config.request_timeout
+                self.unsubscribe_error = f"{UNSUBSCRIBE_SLOW} {seconds:g} s"
+            else:
+                self.unsubscribe_error = describe_failure(failure)[1]
             log.debug(
                 "unsubscribe {speaker} {service} failed: {reason}",
                 speaker=self.speaker.label,
@@ -678,7 +715,13 @@ class ServiceSupervisor:
                 reason=self.unsubscribe_error,
             )
 
-        d = subscription.unsubscribe().addTimeout(timeout, self._ctx.clock)
+        def timed_out(result: object, seconds: float) -> Failure:
+            # A hung or dripping answer is cut here; whatever the cancelled call failed with.
+            return Failure(SlowAnswer(f"{UNSUBSCRIBE_SLOW} {seconds:g} s"))
+
+        d = subscription.unsubscribe().addTimeout(
+            timeout, self._ctx.clock, onTimeoutCancel=timed_out
+        )
         return d.addCallbacks(lambda _: None, failed)
 
     def _mark_lost(self, reason: str) -> None:

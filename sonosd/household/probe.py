@@ -25,6 +25,7 @@ DTD is refused: what a speaker sends is untrusted.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
 import attrs
@@ -35,6 +36,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 
+from sonosd.backoff import SlowAnswer
 from sonosd.gena.xmlguard import UnsafeXml, check_answer
 from sonosd.household.soap import AnswerRefused, envelope, fault_code, out_arguments
 
@@ -45,6 +47,9 @@ MAX_ANSWER = 256 * 1024
 MAX_DESCRIPTION_TAGS = 10_000
 
 DESCRIPTION_PATH = "/xml/device_description.xml"
+
+#: How failures name the answer at ``DESCRIPTION_PATH``.
+DESCRIPTION = "the device description"
 
 _DEVICE_NS = "{urn:schemas-upnp-org:device-1-0}"
 
@@ -163,11 +168,17 @@ async def _exchange(
     timeout: float,
     headers: Mapping[str, str] | None = None,
     body: bytes | None = None,
+    *,
+    what: str = "the answer",
 ) -> Answer:
-    """One HTTP request, its whole answer within ``timeout`` seconds (else ``TimeoutError``,
-    and the connection is closed)."""
+    """One HTTP request, its whole answer within ``timeout`` seconds, and the connection
+    closed otherwise: ``TimeoutError`` when nothing came (``timeout``), ``SlowAnswer`` naming
+    ``what``, the host and the bound when the answer began but did not end in time (a
+    dripping speaker)."""
+    began = False
 
     async def exchange() -> Answer:
+        nonlocal began
         response = await http.request(
             method,
             url,
@@ -177,6 +188,7 @@ async def _exchange(
             unbuffered=True,
             reactor=clock,  # type: ignore[arg-type]
         )
+        began = True
         chunks: list[bytes] = []
         size = [0]
 
@@ -192,6 +204,14 @@ async def _exchange(
     def timed_out(result: object, seconds: float) -> Failure:
         # Cancelling treq's request aborts the connection, which it may report as
         # ResponseNeverReceived ("connection lost"): the timeout is reported whatever the result.
+        if began:
+            host = urlsplit(url).hostname
+            return Failure(
+                SlowAnswer(
+                    f"{what} from {host} did not arrive within {seconds:g} s "
+                    "(it began, then came too slowly)"
+                )
+            )
         return Failure(TimeoutError(f"{method} {url}: no whole answer within {seconds:g} s"))
 
     attempt: Deferred[Answer] = Deferred.fromCoroutine(exchange())
@@ -232,6 +252,7 @@ async def soap_call(
             "SOAPACTION": f'"{service_type}#{action}"',
         },
         body=soap_envelope(service_type, action, arguments),
+        what=f"the answer to {action}",
     )
     _check(answer, action)
     return answer
@@ -249,7 +270,9 @@ async def describe(
     @raise UpnpDisabled: The description answers 403 (UPnP switched off).
     @raise ProbeError: It answers, but not as a Sonos speaker.
     """
-    answer = await _exchange(http, clock, "GET", _base(host, port) + DESCRIPTION_PATH, timeout)
+    answer = await _exchange(
+        http, clock, "GET", _base(host, port) + DESCRIPTION_PATH, timeout, what=DESCRIPTION
+    )
     _check(answer, "device description")
     if answer.status != 200:
         raise ProbeError(f"the device description answered HTTP {answer.status}", answer.status)
@@ -298,7 +321,7 @@ async def ping(
         )
     except UpnpDisabled:
         described = await _exchange(
-            http, clock, "GET", _base(host, port) + DESCRIPTION_PATH, timeout
+            http, clock, "GET", _base(host, port) + DESCRIPTION_PATH, timeout, what=DESCRIPTION
         )
         _check(described, "device description")
         return 403

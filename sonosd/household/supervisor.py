@@ -39,13 +39,19 @@ from typing import Any
 import attrs
 from treq.client import HTTPClient
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, DeferredSemaphore
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from sonosd.backoff import FailureKind, backoff_delay, describe_failure
+from sonosd.backoff import (
+    UNSUBSCRIBE_SLOW,
+    FailureKind,
+    SlowAnswer,
+    backoff_delay,
+    describe_failure,
+)
 from sonosd.blocking import Runner
 from sonosd.config import Config, Device, is_address
 from sonosd.gena import core as gena
@@ -186,7 +192,10 @@ def gena_unsubscriber(reactor: Any, http: HTTPClient, limiter: DeferredSemaphore
         await limiter.acquire()
         try:
             url = f"http://{host}:{port}{path}"
-            await gena.gena_request(http, reactor, "UNSUBSCRIBE", url, {"SID": sid}, timeout)
+            try:
+                await gena.gena_request(http, reactor, "UNSUBSCRIBE", url, {"SID": sid}, timeout)
+            except gena.GenaTimeout:
+                raise SlowAnswer(f"{UNSUBSCRIBE_SLOW} {timeout:g} s") from None
         finally:
             limiter.release()
 
@@ -270,6 +279,10 @@ class SpeakerSupervisor(Service):
         self._superseded: list[Superseded] = []
         self._flush: IDelayedCall | None = None
         self._unsubscribing: set[Deferred[Any]] = set()
+        self._unsubscribe_bound: float | None = None
+        self._replaced_failed: list[str] = []
+        self._cut: IDelayedCall | None = None
+        self.stopping = False
         self._said: str | None = None
         self._consistency: LoopingCall | None = None
         self._checking: Deferred[Any] | None = None
@@ -386,23 +399,45 @@ class SpeakerSupervisor(Service):
         if self.ctx.position is not None and self.ref is not None:
             self.ctx.position.forget(self.ref.uid)
         timeout = self.ctx.config.shutdown_timeout
+        self.stopping = True
+        self._unsubscribe_bound = timeout
+        self._replaced_failed = []
         stops = [sup.stop(timeout) for sup in self.services.values()]
-        stops.extend(self._unsubscribing)
+        if self._unsubscribing:
+            # UNSUBSCRIBEs of replaced SIDs still in flight get the same bound as the rest.
+            stops.extend(self._unsubscribing)
+            self._cut = self.ctx.clock.callLater(timeout, self._cut_replaced)
         done = DeferredList(stops, consumeErrors=True)
         return done.addCallback(lambda _: self._unsubscribed())
 
+    def _cut_replaced(self) -> None:
+        self._cut = None
+        for sending in list(self._unsubscribing):
+            sending.cancel()
+
     def _unsubscribed(self) -> None:
+        """Everything is UNSUBSCRIBEd, or given up: one line says what could not be, and why."""
+        self.stopping = False
+        if self._cut is not None and self._cut.active():
+            self._cut.cancel()
+        self._cut = None
         failed = {
             name: sup.unsubscribe_error
             for name, sup in self.services.items()
             if sup.unsubscribe_error is not None
         }
-        if failed:
+        replaced, self._replaced_failed = self._replaced_failed, []
+        what = [f"{len(failed)} service(s)"] if failed else []
+        if replaced:
+            what.append(f"{len(replaced)} replaced SID(s)")
+        if what:
             log.info(
-                "could not unsubscribe {count} service(s) of {speaker}: {reasons}",
+                "could not unsubscribe {what} of {speaker}: {reasons}",
+                what=" and ".join(what),
                 count=len(failed),
+                replaced=len(replaced),
                 speaker=self.label,
-                reasons=", ".join(sorted(set(failed.values()))),
+                reasons=", ".join(sorted({*failed.values(), *replaced})),
             )
 
     # Identification.
@@ -998,12 +1033,20 @@ class SpeakerSupervisor(Service):
             sending.addBoth(self._superseded_sent, sending)
 
     def _unsubscribe_failed(self, failure: Failure, sid: str) -> None:
+        bound = self._unsubscribe_bound
+        if failure.check(CancelledError) and self.stopping and bound is not None:
+            # Cut by the stop's bound (``_cut_replaced``).
+            reason = f"{UNSUBSCRIBE_SLOW} {bound:g} s"
+        else:
+            reason = describe_failure(failure)[1]
         log.debug(
             "UNSUBSCRIBE of replaced {sid} at {speaker}: {reason}",
             sid=sid,
             speaker=self.label,
-            reason=describe_failure(failure)[1],
+            reason=reason,
         )
+        if self.stopping:
+            self._replaced_failed.append(reason)
 
     def _superseded_sent(self, result: object, sending: Deferred[Any]) -> None:
         self._unsubscribing.discard(sending)
@@ -1186,8 +1229,9 @@ class HouseholdSupervisor(MultiService):
     def apply(self, config: Config) -> tuple[list[str], list[str]]:
         """Follow ``config`` (a reload): its devices, ``follow_household``, services and
         subscription timings (with ``follow_household`` now false, the members learnt from
-        topologies are dropped; with it true, a removed device still a member of a followed
-        household is followed again as a member, at once).
+        topologies are dropped; switched on, the members of the households known are followed
+        at once; with it true, a removed device still a member of a followed household is
+        followed again as a member, at once).
 
         @return: The hosts added and the hosts removed.
         """
@@ -1206,6 +1250,7 @@ class HouseholdSupervisor(MultiService):
         self.reconfigure(
             attrs.evolve(self.ctx, config=config.subscription, services=config.services)
         )
+        switched_on = config.follow_household and not self.follow_household
         self.follow_household = config.follow_household
         if not self.follow_household:
             for speaker in [s for s in self._speakers if not s.configured]:
@@ -1214,14 +1259,15 @@ class HouseholdSupervisor(MultiService):
         for device in config.devices:
             if device.host in added:
                 self.add_device(device)
-        if removed and self.follow_household and self.running:
+        if (removed or switched_on) and self.follow_household and self.running:
             self._follow_members_again()
         return added, removed
 
     def _follow_members_again(self) -> None:
         """Follow, as members learnt from the topology, the speakers of a followed household
-        that nothing supervises any more (a reload removed them from ``devices``): at once,
-        not when the household's topology next changes, which may be days away."""
+        that nothing supervises any more (a reload removed them from ``devices``, or switched
+        ``follow_household`` on): at once, not when the household's topology next changes,
+        which may be days away."""
         for household, topology in self._topologies.items():
             if not any(speaker.household_id == household for speaker in self._speakers):
                 continue
@@ -1292,7 +1338,13 @@ class HouseholdSupervisor(MultiService):
 
     def _stop_overdue(self, done: Deferred[None]) -> None:
         if not done.called:
-            log.warn("some speakers did not answer UNSUBSCRIBE in time; stopping anyway")
+            late = [speaker.label for speaker in self._speakers if speaker.stopping]
+            log.warn(
+                "{count} speaker(s) still stopping after {bound:g} s ({speakers}); stopping anyway",
+                count=len(late),
+                bound=self.ctx.config.shutdown_timeout + 0.5,
+                speakers=", ".join(late),
+            )
             done.callback(None)
 
     # Sources of news about speakers.

@@ -30,7 +30,7 @@ from sonosd.sim import catalog, musicservices
 from sonosd.sim.battery import POWER_SOURCES
 from sonosd.sim.content import queue_tracks
 from sonosd.sim.didl import format_duration, parse_duration
-from sonosd.sim.gena import MAX_SEQ
+from sonosd.sim.gena import ANSWER_ONLY, MAX_SEQ
 from sonosd.sim.household import Household, Speaker
 from sonosd.sim.modes import (
     MAX_REGROUP_DELAY,
@@ -500,6 +500,9 @@ def _set_faults(faults: Any, body: Mapping[str, Any]) -> None:
                 not isinstance(value, int) or isinstance(value, bool) or not 100 <= value <= 599
             ):
                 raise ApiError(400, f"{name} must be an HTTP status or null")
+        elif name == "answer_only":
+            if value not in ANSWER_ONLY:
+                raise ApiError(400, f"answer_only must be one of {list(ANSWER_ONLY)}")
         elif name in ("answer_sid", "answer_timeout"):
             if value is not None and not isinstance(value, str):
                 raise ApiError(400, f"{name} must be a text or null")

@@ -63,6 +63,8 @@ DEFAULT_TIMEOUT: Final = 86400
 #: UPnP AV moderates LastChange: at most one event per 0.2 s, changes coalesced.
 DEFAULT_MODERATION: Final = 0.2
 MAX_SEQ: Final = 4294967295
+#: The values of ``GenaFaults.answer_only``.
+ANSWER_ONLY: Final = ("", "SUBSCRIBE", "UNSUBSCRIBE")
 _TIMEOUT_RE: Final = re.compile(r"\s*Second-(\d{1,10})\s*\Z", re.IGNORECASE)
 
 
@@ -111,13 +113,22 @@ class GenaFaults:
     padding, ``answer_body_bytes`` if more) is written in: an answer that never ends."""
     answer_sid: str | None = None
     """The ``SID`` header of every granted answer: ``""`` leaves it out, other text is sent
-    instead of the SID (the subscription is made all the same)."""
+    instead of the SID (the subscription is made all the same), and added to an UNSUBSCRIBE
+    answer (which has none)."""
     answer_timeout: str | None = None
     """The ``TIMEOUT`` header of every granted answer: ``""`` leaves it out, other text
     (``Second-0``, ``Second-99999999999999``, ``infinite``, ``garbage``) is sent instead of
-    the seconds granted (the speaker keeps the subscription for those)."""
+    the seconds granted (the speaker keeps the subscription for those), and added to an
+    UNSUBSCRIBE answer (which has none)."""
     answer_body_bytes: int = 0
     """Bytes of body (spaces) in every granted answer, where real speakers send none."""
+    answer_only: str = ""
+    """Which granted answers the ``answer_*`` faults make hostile: ``""`` every one,
+    ``SUBSCRIBE`` (new ones and renewals) or ``UNSUBSCRIBE`` only."""
+    unsubscribe_status: int | None = None
+    """Answer UNSUBSCRIBEs of a known SID with this status; the subscription is kept."""
+    unsubscribe_hang: bool = False
+    """Never answer UNSUBSCRIBEs of a known SID; the subscription is kept."""
 
     def reset(self) -> None:
         """Clear every fault."""
@@ -275,6 +286,10 @@ class SubscriptionManager:
         subscription = self._find(service, sid)
         if subscription is None:
             return self._answer(request, 412)
+        if self.faults.unsubscribe_hang:
+            return self._hang(request)
+        if self.faults.unsubscribe_status is not None:
+            return self._answer(request, self.faults.unsubscribe_status)
         self._remove(subscription)
         log.debug("{uid}: {sid} unsubscribed", uid=self.uid, sid=sid)
         return self._granted(request)
@@ -297,8 +312,12 @@ class SubscriptionManager:
 
     def _granted(self, request: IRequest, sid: str | None = None, timeout: int = 0) -> bytes | int:
         """The 200 answer to a granted SUBSCRIBE or renewal (``sid``), or UNSUBSCRIBE (no
-        ``sid``), as the hostile-answer faults (``answer_*``) make it."""
+        ``sid``), as the hostile-answer faults (``answer_*``) make it (those ``answer_only``
+        names, when set)."""
         faults = self.faults
+        method = "UNSUBSCRIBE" if sid is None else "SUBSCRIBE"
+        if faults.answer_only and faults.answer_only != method:
+            return self._answer(request, 200, sid, timeout if sid is not None else None)
         body = b" " * max(faults.answer_body_bytes, 1024 if faults.answer_drip > 0 else 0)
         self._answer(request, 200)
         if sid is not None:
@@ -310,6 +329,11 @@ class SubscriptionManager:
                 request.setHeader(b"SID", head_sid.encode("latin-1", "replace"))
             if head_timeout:
                 request.setHeader(b"TIMEOUT", head_timeout.encode("latin-1", "replace"))
+        else:
+            # An UNSUBSCRIBE answer has neither: the faults add them.
+            for name, value in ((b"SID", faults.answer_sid), (b"TIMEOUT", faults.answer_timeout)):
+                if value:
+                    request.setHeader(name, value.encode("latin-1", "replace"))
         request.setHeader(b"Content-Length", b"%d" % len(body))
         if faults.answer_status_line:
             return garbage_answer(request, faults.answer_status_line, body)
@@ -629,8 +653,8 @@ class SubscriptionManager:
 
     @property
     def held_requests(self) -> int:
-        """How many SUBSCRIBE requests a hang fault (or ``answer_delay``) holds unanswered
-        right now."""
+        """How many SUBSCRIBE and UNSUBSCRIBE requests a hang fault (or ``answer_delay``, or
+        ``answer_drip``) holds unanswered right now."""
         return len(self._hung)
 
     @property

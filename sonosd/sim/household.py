@@ -178,6 +178,10 @@ class Speaker:
         self.art_redirect: str | None = None
         """A fault (a compromised or broken device; real speakers serve the image): album
         art requests (``/getaa``) answer ``302 Found`` to this URL instead."""
+        self.art_type = "image/png"
+        """The ``Content-Type`` album art is served with (the bytes stay a PNG): a fault for
+        another type (``image/svg+xml``, ``text/html``), or one of the other raster types
+        real speakers relay from music services (``image/jpeg``)."""
         self.battery: Battery | None = (
             Battery(level=household.rng.randint(40, 100)) if model.portable else None
         )

@@ -113,7 +113,7 @@ class SpeakerResource(Resource):
             faults = speaker.soap_faults
             if faults.art:
                 return self._deliver(request, image + b"\0" * faults.padding, b"image/png")
-            request.setHeader(b"content-type", b"image/png")
+            request.setHeader(b"content-type", speaker.art_type.encode("latin-1"))
             return image
         request.setResponseCode(404)
         request.setHeader(b"content-type", b"text/html")

@@ -305,6 +305,20 @@ class ArtProxyTests(TestCase):
         )
         self.assertEqual((code, body["error"]["code"]), (502, "speaker_error"))
 
+    async def test_raster_images_only(self) -> None:
+        """The raster types docs/openapi.yaml lists (JPEG, PNG, GIF, WebP, AVIF, BMP) are
+        passed on with their type; an SVG (a script carrier) or HTML image is 502."""
+        base = await self.api()
+        for kind in ("jpeg", "png", "gif", "webp", "avif", "bmp", "svg+xml", "html"):
+            self.speaker.art_type = f"image/{kind}" if kind != "html" else "text/html"
+            url = self.art.replace("a.flac", f"{kind}.flac")
+            code, body, headers = await self.get(base, url)
+            if kind in ("svg+xml", "html"):
+                self.assertEqual((code, body["error"]["code"]), (502, "speaker_error"), kind)
+                continue
+            self.assertEqual(code, 200, kind)
+            self.assertEqual(headers.getRawHeaders(b"content-type"), [f"image/{kind}".encode()])
+
     async def test_same_tokens_as_the_api(self) -> None:
         """Without a token art is refused (401); a read token works, in the query too."""
         base = await self.api(tokens=(READER, ADMIN))

@@ -5,11 +5,23 @@ from __future__ import annotations
 import json
 
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from sonosd.api.deadline import timeout_response
 from sonosd.delivery.hub import Hub
-from tests.api_helpers import DripClient, household, reactor, start_api
+from tests.api_helpers import (
+    DripClient,
+    SseClient,
+    connect_raw,
+    connect_ws,
+    household,
+    publish,
+    reactor,
+    sse_request,
+    start_api,
+    wait,
+)
 
 REQUEST = b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 
@@ -56,3 +68,24 @@ class DeadlineTests(TestCase):
         client = await self.drip(pieces, every=0.4, timeout=0.5)
         self.assertEqual(client.received.count(b"HTTP/1.1 200 OK"), 2)
         self.assertEqual(self.service.metrics.client_errors["rest", "too_slow"], 0)
+
+
+class StreamsAreNotLimitedTests(TestCase):
+    """``api.request_timeout`` bounds a request's arrival, not an open stream."""
+
+    async def test_sse_and_websocket_outlive_the_request_timeout(self) -> None:
+        """An SSE stream and a WebSocket (with a frame sent after the upgrade) stay open past
+        the 0.3 s request deadline and still get the messages published then."""
+        hub = Hub(reactor)
+        _, host, port = await start_api(self, hub, household(), request_timeout=0.3)
+        sse = SseClient(sse_request("/api/v1/events"))
+        await connect_raw(host, port, sse, self)
+        ws = await connect_ws(self, host, port)
+        ws.send({"type": "no-such-command"})
+        await wait(lambda: len(ws.messages) >= 2, "the WebSocket's answer to its frame")
+        await deferLater(reactor, 1.0, lambda: None)
+        [message_id] = publish(hub)
+        await wait(lambda: message_id in [m.get("id") for m in sse.messages()], "SSE message")
+        await wait(lambda: message_id in [m.get("id") for m in ws.messages], "WS message")
+        self.assertFalse(ws.closed.called)
+        self.assertNotIn(b" 408 ", sse.data)

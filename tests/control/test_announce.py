@@ -294,7 +294,8 @@ class VolumeAndTimeoutTests(TestCase):
         """A spoken clip is served at most ``announce.media_ttl``: one playing longer is no
         longer served (404) while it plays (the speaker fetched it already), and the
         announcement ends normally."""
-        daemon, _ = await start(self, announce={"tts_command": wav_command(20), "media_ttl": 1})
+        # A 6-second clip: fetched, then 2 s past the 1-second TTL, it still plays for seconds.
+        daemon, _ = await start(self, announce={"tts_command": wav_command(6), "media_ttl": 1})
         fetcher = daemon.service.simulator.fetcher  # type: ignore[union-attr]
         posting = daemon.posting("Kitchen", "say", {"text": "a long one"})
         await until(lambda: any("/media/" in uri for uri in fetcher.fetched), "the fetch")
@@ -333,6 +334,19 @@ class FailureTests(TestCase):
         self.assertEqual(status, 503, body)
         self.assertEqual(body["error"]["code"], "tts_failed")
         self.assertIn("no-such-tts", body["error"]["message"])
+
+    async def test_tts_command_slower_than_tts_timeout_is_503(self) -> None:
+        """``announce.tts_timeout`` bounds the command: one still running then is killed and
+        the announcement is 503 tts_failed saying so; the speaker plays on as before."""
+        slow = [sys.executable, "-c", "import time; time.sleep(60)", "{text}"]
+        daemon, _ = await start(self, announce={"tts_command": slow, "tts_timeout": 0.5})
+        kitchen = daemon.speaker(0)
+        before = kitchen.transport.uri
+        status, body = await daemon.post("Kitchen", "say", {"text": "hello"})
+        self.assertEqual(status, 503, body)
+        self.assertEqual(body["error"]["code"], "tts_failed")
+        self.assertIn("did not finish within 0.5 s", body["error"]["message"])
+        self.assertEqual(kitchen.transport.uri, before)
 
     async def test_reload_applies_announce_from_the_next_announcement(self) -> None:
         """A reload that changes ``announce`` is used by the next announcement, without a

@@ -241,3 +241,183 @@ def test_every_command_is_documented() -> None:
     control = (ROOT / "docs" / "control.md").read_text()
     for command in COMMANDS:
         assert f"`{command}`" in control, command
+
+
+#: docs/openapi.yaml's argument schemas, and the commands that take them: ``(command, the
+#: other arguments that make a valid request, schema, argument)`` for each bounded argument.
+BOUNDED = [
+    ("volume", {}, "LevelArgs", "volume"),
+    ("volume", {}, "LevelArgs", "delta"),
+    ("group_volume", {}, "LevelArgs", "volume"),
+    ("group_volume", {}, "LevelArgs", "delta"),
+    ("bass", {}, "ToneArgs", "bass"),
+    ("treble", {}, "ToneArgs", "treble"),
+    ("seek", {}, "SeekArgs", "track"),
+    ("seek", {}, "SeekArgs", "position"),
+    ("queue", {"action": "list"}, "QueueArgs", "start"),
+    ("queue", {"action": "list"}, "QueueArgs", "count"),
+    ("queue", {"action": "remove", "track": 1}, "QueueArgs", "count"),
+    ("queue", {"action": "move", "track": 1, "to": 2}, "QueueArgs", "count"),
+    ("queue", {"action": "move", "track": 1}, "QueueArgs", "to"),
+    ("queue", {"action": "add", "uri": "x-file-cifs://nas/a.mp3"}, "QueueArgs", "position"),
+    ("queue", {"action": "play"}, "QueueArgs", "track"),
+    ("queue", {"action": "remove"}, "QueueArgs", "track"),
+    ("sleep_timer", {"action": "set"}, "SleepTimerArgs", "seconds"),
+    ("sleep_timer", {"action": "set"}, "SleepTimerArgs", "minutes"),
+    ("announce", {"uri": "http://nas/a.mp3"}, "AnnounceArgs", "volume"),
+    ("announce", {"uri": "http://nas/a.mp3"}, "AnnounceArgs", "timeout"),
+    ("announce", {}, "AnnounceArgs", "text"),
+    ("say", {"text": "hello"}, "SayArgs", "volume"),
+    ("say", {"text": "hello"}, "SayArgs", "timeout"),
+    ("say", {}, "SayArgs", "text"),
+    ("playlists", {"action": "tracks", "name": "Mix"}, "PlaylistsArgs", "start"),
+    ("playlists", {"action": "tracks", "name": "Mix"}, "PlaylistsArgs", "count"),
+    ("library", {"category": "artists"}, "LibraryArgs", "start"),
+    ("library", {"category": "artists"}, "LibraryArgs", "count"),
+    ("library", {"action": "search"}, "LibraryArgs", "term"),
+    ("alarms", {"action": "create", "time": "07:00", "favorite": "Mix"}, "AlarmsArgs", "volume"),
+    ("alarms", {"action": "delete"}, "AlarmsArgs", "id"),
+    ("sub", {}, "SubArgs", "gain"),
+    ("surround", {}, "SurroundArgs", "tv_level"),
+    ("surround", {}, "SurroundArgs", "music_level"),
+]
+
+
+def _spec_schemas() -> dict[str, Any]:
+    import yaml
+
+    from tests.paths import ROOT
+
+    schemas: dict[str, Any] = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())[
+        "components"
+    ]["schemas"]
+    return schemas
+
+
+def _numeric(schema: dict[str, Any]) -> dict[str, Any]:
+    """The numeric branch of an argument's schema (``seek``'s position is a string too)."""
+    for branch in schema.get("oneOf", [schema]):
+        if branch.get("type") in ("integer", "number"):
+            return dict(branch)
+    return schema
+
+
+@pytest.mark.parametrize(("command", "base", "schema", "name"), BOUNDED)
+def test_documented_bounds(command: str, base: dict[str, Any], schema: str, name: str) -> None:
+    """Each bound docs/openapi.yaml gives an argument is the one the daemon holds: the bound
+    itself is accepted, one step past it is 400 bad_argument naming the argument."""
+    spec = _spec_schemas()[schema]["properties"][name]
+    if "maxLength" in spec:
+        longest = spec["maxLength"]
+        parse_command(command, {**base, name: "a" * longest})
+        error = rejected(command, {**base, name: "a" * (longest + 1)})
+        assert (error.code, error.message.split(":")[0]) == ("bad_argument", name)
+        return
+    bounds = _numeric(spec)
+    assert "minimum" in bounds and "maximum" in bounds, f"{schema}.{name} is unbounded"
+    step = 1 if bounds["type"] == "integer" else 0.001
+    low, high = bounds["minimum"], bounds["maximum"]
+    accepted = [high, low + step] if bounds.get("exclusiveMinimum") else [low, high]
+    for value in accepted:
+        parse_command(command, {**base, name: value})
+    refused = [low, high + step] if bounds.get("exclusiveMinimum") else [low - step, high + step]
+    for value in refused:
+        error = rejected(command, {**base, name: value})
+        assert (error.code, error.message.split(":")[0]) == ("bad_argument", name), value
+
+
+def test_every_documented_bound_is_checked() -> None:
+    """``BOUNDED`` covers every argument docs/openapi.yaml bounds (a bound added to the spec
+    needs a case above)."""
+    schemas = _spec_schemas()
+    bounded = {
+        (schema, name)
+        for schema, body in schemas.items()
+        if schema.endswith("Args")
+        for name, spec in body.get("properties", {}).items()
+        if any(key in str(spec) for key in ("minimum", "maximum", "maxLength"))
+    }
+    assert bounded == {(schema, name) for _, _, schema, name in BOUNDED}
+
+
+@pytest.mark.parametrize(
+    ("command", "base", "schema", "name"),
+    [
+        ("play_mode", {}, "PlayModeArgs", "repeat"),
+        ("queue", {}, "QueueArgs", "action"),
+        ("playlists", {"name": "Mix"}, "PlaylistsArgs", "action"),
+        ("library", {}, "LibraryArgs", "category"),
+        ("alarms", {"id": 1, "time": "07:00", "favorite": "Mix"}, "AlarmsArgs", "action"),
+        (
+            "alarms",
+            {"action": "create", "time": "07:00", "favorite": "Mix"},
+            "AlarmsArgs",
+            "play_mode",
+        ),
+        ("sleep_timer", {"seconds": 60}, "SleepTimerArgs", "action"),
+        ("announce", {"text": "hi"}, "AnnounceTarget", "target"),
+        ("play_favorite", {"name": "Mix"}, "QueueMode", "mode"),
+    ],
+)
+def test_documented_choices(command: str, base: dict[str, Any], schema: str, name: str) -> None:
+    """Every value docs/openapi.yaml lists for a choice parses (unless the command needs more
+    arguments for it, a bad_argument about another argument); another value is refused
+    naming the choice."""
+    spec = _spec_schemas()[schema]
+    choices = spec["enum"] if "enum" in spec else spec["properties"][name]["enum"]
+    for value in choices:
+        try:
+            parse_command(command, {**base, name: value})
+        except ControlError as error:
+            assert error.code == "bad_argument", (value, error.message)
+            assert not error.message.startswith(f"{name}:"), (value, error.message)
+    error = rejected(command, {**base, name: "bogus"})
+    assert (error.code, error.message.split(":")[0]) == ("bad_argument", name)
+
+
+def test_documented_defaults() -> None:
+    """The defaults docs/openapi.yaml states: ``action`` list (queue, playlists, alarms) or
+    browse (library), snapshot ``name`` default, announcement ``target`` group."""
+    schemas = _spec_schemas()
+    for command, schema, base in (
+        ("queue", "QueueArgs", {}),
+        ("playlists", "PlaylistsArgs", {}),
+        ("alarms", "AlarmsArgs", {}),
+        ("library", "LibraryArgs", {"category": "artists"}),
+    ):
+        default = schemas[schema]["properties"]["action"]["default"]
+        assert parse_command(command, base) == parse_command(
+            command, {**base, "action": default}
+        ), command
+    default_name = schemas["SnapshotArgs"]["properties"]["name"]["default"]
+    assert parse_command("snapshot", {})[1]["name"] == default_name
+    assert parse_command("restore", {})[1]["name"] == default_name
+    target = schemas["AnnounceTarget"]["default"]
+    assert parse_command("say", {"text": "hi"})[1]["target"] == target
+    assert parse_command("announce", {"uri": "http://nas/a.mp3"})[1]["target"] == target
+
+
+@pytest.mark.parametrize(
+    ("command", "schema", "names", "rule"),
+    [
+        ("seek", "SeekArgs", ("position", "track"), "exactly one"),
+        ("volume", "LevelArgs", ("volume", "delta"), "exactly one"),
+        ("group_volume", "LevelArgs", ("volume", "delta"), "exactly one"),
+        ("announce", "AnnounceArgs", ("uri", "text"), "exactly one"),
+        ("play_mode", "PlayModeArgs", ("shuffle", "repeat", "crossfade"), "at least one"),
+    ],
+)
+def test_documented_argument_rules(
+    command: str, schema: str, names: tuple[str, ...], rule: str
+) -> None:
+    """The rules docs/openapi.yaml states in a schema's description ("exactly one of
+    position and track", "at least one") are held: none is 400, and for "exactly one", both."""
+    assert f"({rule}" in _spec_schemas()[schema]["description"]
+    values = {"position": 5, "track": 2, "volume": 3, "delta": 1, "uri": "http://nas/a.mp3"}
+    values.update(text="hello", shuffle=True, repeat="all", crossfade=False)
+    assert rejected(command, {}).code == "bad_argument"
+    for name in names:
+        parse_command(command, {name: values[name]})
+    if rule == "exactly one":
+        error = rejected(command, {name: values[name] for name in names})
+        assert error.code == "bad_argument"

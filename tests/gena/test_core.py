@@ -182,3 +182,17 @@ class ConnectionFailureTests(TestCase):
         assert caught.exception.status is None
         assert isinstance(caught.exception.__cause__, ConnectionRefusedError)
         assert not subscription.is_subscribed
+
+
+def test_an_unsubscribe_answer_is_its_status() -> None:
+    """An UNSUBSCRIBE answer's SID and TIMEOUT (speakers send none) are not read: a 200 with
+    garbage in them ended the subscription all the same; its status still counts."""
+    headers = {"sid": "garbage", "timeout": "Second-0"}
+    answer = core.check_response("UNSUBSCRIBE", 200, headers, need_sid=False, need_timeout=False)
+    assert answer == core.GenaResponse(200)
+    try:
+        core.check_response("UNSUBSCRIBE", 500, headers, need_sid=False, need_timeout=False)
+    except core.GenaError as error:
+        assert error.status == 500
+    else:
+        raise AssertionError("a 500 was taken")

@@ -567,6 +567,36 @@ class RenewTests(SynchronousTestCase):
         assert self.harness.speaker.methods() == ["SUBSCRIBE"] * 3
         assert self.harness.failures == []
 
+    def test_auto_renew_counts_a_longer_grant_as_the_one_asked_for(self) -> None:
+        """A grant longer than the timeout asked for is renewed at 85 % of the one asked for
+        (a renewal that asks for another timeout counts that one); without one asked for, a
+        grant over 86400 s (what speakers grant) counts as 86400 s; ``infinite`` is renewed
+        hourly, or sooner when the timeout asked for is shorter."""
+        cases: list[tuple[int | None, str, float]] = [
+            (600, "Second-99999999999999", 510),
+            (600, "Second-900", 510),
+            (600, "Second-300", 255),
+            (None, "Second-99999999999999", 86400 * 0.85),
+            (None, "Second-3600", 3060),
+            (600, "Second-infinite", 510),
+            (86400, "Second-infinite", INFINITE_RENEW_INTERVAL),
+        ]
+        for asked, granted, due in cases:
+            harness = Harness()
+            harness.speaker.script.append(Answer(200, {"SID": SID, "TIMEOUT": granted}))
+            self.successResultOf(
+                harness.subscription.subscribe(requested_timeout=asked, auto_renew=True)
+            )
+            [call] = harness.clock.getDelayedCalls()
+            assert math.isclose(call.getTime(), due), (asked, granted, call.getTime())
+        harness = Harness()
+        harness.speaker.script.append(Answer(200, {"SID": SID, "TIMEOUT": "Second-99999999999999"}))
+        self.successResultOf(harness.subscription.subscribe(requested_timeout=600, auto_renew=True))
+        harness.speaker.script.append(Answer(200, {"SID": SID, "TIMEOUT": "Second-99999999999999"}))
+        self.successResultOf(harness.subscription.renew(requested_timeout=100))
+        [call] = harness.clock.getDelayedCalls()
+        assert math.isclose(call.getTime(), 85)
+
     def test_auto_renew_failure_stops_and_reports(self) -> None:
         """A failed auto-renewal calls auto_renew_fail and stops; nothing is left scheduled."""
         self.successResultOf(self.harness.subscription.subscribe(600, auto_renew=True))
@@ -1206,6 +1236,35 @@ class SimulatorTests(TestCase):
             await renewing
         await leaving
         assert not sub.is_subscribed
+
+    async def test_absurd_grants_are_auto_renewed_as_asked(self) -> None:
+        """A speaker granting ``Second-99999999999999`` or ``infinite`` (it keeps the
+        subscription for the 3 s asked for): auto-renew renews within those 3 s, before the
+        speaker forgets the SID (its expiry moves on), and nothing fails."""
+        for granted in ("Second-99999999999999", "infinite"):
+            self.manager.faults.answer_timeout = granted
+            sub = self.subscription()
+            failures: list[Failure] = []
+            sub.auto_renew_fail = failures.append
+            await sub.subscribe(requested_timeout=3, auto_renew=True)
+            assert sub.timeout == (None if granted == "infinite" else 99999999999999)
+            first = self.expiry(sub)
+            assert first is not None
+            await until(
+                lambda sub=sub, first=first: (self.expiry(sub) or 0) > first + 1,
+                f"a renewal of a {granted} grant",
+            )
+            assert failures == [] and sub.is_subscribed, failures
+            self.manager.faults.reset()
+            await sub.unsubscribe()
+            assert self.manager.subscriptions() == []
+
+    def expiry(self, sub: Subscription) -> float | None:
+        """When the simulated speaker forgets ``sub``'s SID (reactor time), unless it did."""
+        for live in self.manager.subscriptions():
+            if live["sid"] == sub.sid:
+                return float(global_reactor.seconds() + live["expires_in"])
+        return None
 
     async def test_unknown_sid_from_the_simulator(self) -> None:
         """The simulator's NOTIFY for a SID nobody holds is answered 412."""

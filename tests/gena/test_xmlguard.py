@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from xml.sax.saxutils import escape
 
 import pytest
@@ -11,11 +12,13 @@ from hypothesis import strategies as st
 from sonosd.gena.xmlguard import (
     MAX_ANSWER_TAGS,
     MAX_ELEMENTS,
+    NESTING,
     Budget,
     UnsafeXml,
     check_answer,
     check_document,
     check_text,
+    unescape_predefined,
 )
 
 PROPERTYSET = b'<e:propertyset xmlns:e="urn:schemas-upnp-org:event-1-0"/>'
@@ -154,3 +157,97 @@ def test_answer_tags_are_bounded_with_those_escaped_in_it() -> None:
     check_answer(f"<r><Result>{escape(didl)}</Result></r>".encode())
     with pytest.raises(UnsafeXml, match="more than 10 tags"):
         check_answer(b"<r>" + b"<a/>" * 10 + b"</r>", max_tags=10)
+
+
+#: Texts made of references, near-references and bare ampersands: what the fast unescape must
+#: tell apart from what only ``html.unescape`` reads (``&#60;``, ``&not``, ``&ltimes;``...).
+REFERENCE_TEXTS = st.lists(
+    st.sampled_from(
+        [
+            "&lt;",
+            "&gt;",
+            "&quot;",
+            "&apos;",
+            "&amp;",
+            "&amp;lt;",
+            "&#60;",
+            "&#x3c;",
+            "&not",
+            "&ltimes;",
+            "&lt",
+            "&amp",
+            "&",
+            ";",
+            "a",
+            "<",
+            "!",
+            "&flags=8",
+            "&nbsp;",
+            "é",
+            " ",
+        ]
+    ),
+    max_size=12,
+).map("".join)
+
+
+@given(REFERENCE_TEXTS | st.text(alphabet="&;#ltgamp<!x ", max_size=30))
+def test_predefined_unescape_is_html_unescape_or_none(text: str) -> None:
+    """Where the five-reference unescape gives a text, it is html.unescape's."""
+    unescaped = unescape_predefined(text)
+    assert unescaped is None or unescaped == html.unescape(text)
+    five = ("&lt;", "&gt;", "&quot;", "&apos;", "&amp;")
+    starts = [i for i, c in enumerate(text) if c == "&"]
+    if all(text.startswith(five, i) for i in starts):
+        assert unescaped is not None
+
+
+def _answer_verdict_by_html_unescape(document: bytes, levels: int = NESTING) -> str | None:
+    """check_answer's rules with ``html.unescape`` at every level (the slow path): the
+    reason of the refusal, or ``None``."""
+    try:
+        check_document(document)
+        if document.count(b"<") > MAX_ANSWER_TAGS:
+            return "over_budget"
+        text = document.decode("utf-8", "replace")
+        for _ in range(levels):
+            if "&" not in text:
+                break
+            text = html.unescape(text)
+            check_text(text)
+            if text.count("<") > MAX_ANSWER_TAGS:
+                return "over_budget"
+    except UnsafeXml as unsafe:
+        return unsafe.reason
+    return None
+
+
+@st.composite
+def nested_answers(draw: st.DrawFn) -> bytes:
+    """SOAP-like answers with a value escaped one to four times, some with a DTD or with
+    references only HTML knows, at any level."""
+    text = draw(REFERENCE_TEXTS) + draw(st.sampled_from(["", "<!DOCTYPE x>", "<x/>", "<!-- -->"]))
+    for _ in range(draw(st.integers(min_value=0, max_value=4))):
+        text = escape(text) + draw(REFERENCE_TEXTS)
+    return f"<r><v>{text}</v></r>".encode()
+
+
+@given(nested_answers())
+def test_answer_verdict_is_that_of_html_unescape(document: bytes) -> None:
+    """check_answer refuses what it would with html.unescape at every level, for the same
+    reason, and passes the rest."""
+    expected = _answer_verdict_by_html_unescape(document)
+    try:
+        check_answer(document)
+    except UnsafeXml as unsafe:
+        assert unsafe.reason == expected
+    else:
+        assert expected is None
+
+
+def test_answer_with_a_bare_ampersand_still_checks_the_levels_below() -> None:
+    """A URI's bare "&" at one level does not stop the DTD check of a document escaped
+    further down."""
+    dtd = escape(escape("<!DOCTYPE x [<!ENTITY a 'b'>]><x/>"))
+    with pytest.raises(UnsafeXml, match="DTD"):
+        check_answer(f"<r><v>uri?a=1&amp;b=2 {dtd}</v></r>".encode())

@@ -86,6 +86,23 @@ class DiscoveryDaemonTests(TestCase):
             manager: Any = speaker.manager
             self.assertEqual({sub["service"] for sub in manager.subscriptions()}, set(services))
 
+    async def test_searches_again_every_ssdp_interval(self) -> None:
+        """``ssdp.interval`` is the time between searches: with 0.5 s the simulated household
+        receives search after search (with the default 300 s, one search's copies only)."""
+        base = free_loopback_base(port=1400, count=1)
+        sim = HouseholdService(reactor, SimulateConfig(speakers=1, base_address=base), ssdp_port=0)
+        sim.startService()
+        self.addCleanup(sim.stopService)
+        assert sim.ssdp is not None and sim.ssdp.port is not None
+        responder = sim.ssdp
+        document = json.loads(discovery_yaml(sim.ssdp.port))
+        document["ssdp"]["interval"] = 0.5
+        service = SonosdService(parse_config(json.dumps(document), "discovery-test.yaml"), reactor)
+        start_recorded(self, service)
+        await until(lambda: responder.searches, "the first search")
+        first = responder.searches
+        await until(lambda: responder.searches >= 3 * first, "two more searches")
+
     async def test_portable_going_to_sleep_is_asleep_not_offline(self) -> None:
         """A portable's ssdp:byebye says it goes to sleep: the daemon (listening for
         announcements) has it asleep without ever calling it offline."""

@@ -383,6 +383,31 @@ def test_a_speaker_that_stops_reporting_no_longer_holds_the_others_back() -> Non
     assert not clock.getDelayedCalls()
 
 
+def test_a_speaker_listed_as_vanished_no_longer_holds_the_others_back() -> None:
+    """A speaker that goes to sleep (or is powered off) cannot event the document that lists
+    it under VanishedDevices: once another speaker shows that document, the vanished one's
+    last view stops counting, and the document is taken when the others agree, with no wait
+    for the settle timeout."""
+    processor, _, sink, clock = setup()
+    for speaker in (KITCHEN, OFFICE, BEDROOM):
+        report(processor, speaker, APART, 0)
+    asleep = zgs(
+        ("RINCON_K", [("RINCON_K", "Kitchen", 1)]), ("RINCON_O", [("RINCON_O", "Office", 1)])
+    ).replace(
+        "<VanishedDevices/>",
+        '<VanishedDevices><Device UUID="RINCON_B" ZoneName="Bedroom" Reason="sleeping"/>'
+        "</VanishedDevices>",
+    )
+    report(processor, KITCHEN, asleep, 1)
+    assert processor.state.topology is not None
+    assert processor.state.topology.vanished_device("RINCON_B") is None
+    report(processor, OFFICE, asleep, 1)
+    assert not clock.getDelayedCalls()
+    vanished = processor.state.topology.vanished_device("RINCON_B")
+    assert vanished is not None and vanished.reason == "sleeping"
+    assert [m.body["vanished"] for m in sink.messages if m.type == "topology.changed"][-1]
+
+
 def test_identical_zone_group_state_dropped_before_json_work(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -10,6 +10,7 @@ import socket
 from typing import Any
 
 import attrs
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionRefusedError
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
@@ -664,6 +665,29 @@ class ShutdownTests(SynchronousTestCase):
         self.assertIsNone(self.successResultOf(d))
         self.assertEqual(h.gena.count("unsubscribe"), 2 * len(ALL_SERVICES))
         self.assertEqual(h.clock.getDelayedCalls(), [])
+
+    def test_a_speaker_still_stopping_past_the_bound_is_named(self) -> None:
+        """Should a speaker's stop outlast the household's bound (shutdown_timeout + 0.5 s),
+        the household stops anyway, and one warning names the speakers still stopping."""
+        h = Harness(shutdown_timeout=5.0)
+        household = HouseholdSupervisor(h.ctx, [Device(HOST), Device("127.0.0.3")])
+        household.startService()
+        late, done = household.speakers()
+
+        def never_stops() -> Deferred[None]:
+            late.stopping = True
+            return Deferred()
+
+        late.stopService = never_stops  # type: ignore[method-assign]
+        with capturedLogs() as events:
+            d = household.stopService()
+            h.clock.advance(5.4)
+            self.assertNoResult(d)
+            h.clock.advance(0.1)
+            self.assertIsNone(self.successResultOf(d))
+        [warning] = [e for e in events if "still stopping" in e.get("log_format", "")]
+        self.assertEqual((warning["count"], warning["speakers"]), (1, late.label))
+        self.assertNotIn(done.label, warning["speakers"])
 
     def test_stop_during_identify(self) -> None:
         """Stopping while the speaker is being identified leaves no timers behind."""

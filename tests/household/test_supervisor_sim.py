@@ -102,6 +102,18 @@ class Rig:
         return [m for m in self.recorder.of("event", uid, service) if m.body.get("seq") == 0]
 
 
+def follow_only(rig: Rig, speaker: Speaker) -> None:
+    """Reload ``rig``'s household to follow ``speaker`` alone (``follow_household: false``)."""
+    rig.household.apply(
+        Config(
+            path="test.yaml",
+            devices=(Device(host=speaker.address),),
+            follow_household=False,
+            subscription=FAST,
+        )
+    )
+
+
 class SimTests(TestCase):
     """The issue's checks, end to end."""
 
@@ -879,14 +891,7 @@ class HouseholdSimTests(TestCase):
         rig = await self.rig(speakers=3, configured=(0,))
         await self.settled(rig)
         listed, *learnt = rig.speakers
-        rig.household.apply(
-            Config(
-                path="test.yaml",
-                devices=(Device(host=listed.address),),
-                follow_household=False,
-                subscription=FAST,
-            )
-        )
+        follow_only(rig, listed)
         await until(
             lambda: all(rig.sim_subscriptions(speaker) == [] for speaker in learnt),
             "the learnt speakers' subscriptions cancelled",
@@ -897,6 +902,44 @@ class HouseholdSimTests(TestCase):
             [removed] = rig.recorder.of("speaker.removed", speaker.uid)
             self.assertEqual(removed.body["reason"], "follow_household is false")
             self.assertIsNone(rig.state.by_uid(speaker.uid))
+
+    async def test_follow_household_switched_on_follows_the_members_at_once(self) -> None:
+        """A reload that switches follow_household on follows every visible member of the
+        listed speaker's household at once, from the topology already known (not at its next
+        change, which may be days away)."""
+        rig = await self.rig(speakers=3, configured=(0,), follow_household=False)
+        listed, *members = rig.speakers
+        await until(lambda: rig.initial_events(listed.uid, "ZoneGroupTopology"), "the topology")
+        self.assertEqual(set(self.supervised(rig)), {listed.uid})
+        rig.household.apply(
+            Config(path="test.yaml", devices=(Device(host=listed.address),), subscription=FAST)
+        )
+        await until(
+            lambda: all(
+                len(rig.sim_subscriptions(speaker)) == len(DEFAULT_SERVICES) for speaker in members
+            ),
+            "the members subscribed",
+        )
+        self.assertEqual(set(self.supervised(rig)), {s.uid for s in rig.speakers})
+
+    async def test_a_device_removed_while_subscribing_is_unsubscribed(self) -> None:
+        """A reload that removes a listed speaker while its SUBSCRIBEs await their answers
+        (granted at the speaker, the SIDs not known yet) leaves no subscription behind: each
+        is UNSUBSCRIBEd once its answer arrives."""
+
+        def slow_answers(sim: HouseholdService) -> None:
+            manager: Any = sim.household.speakers[1].manager
+            manager.faults.answer_delay = 1.0
+
+        rig = await self.rig(speakers=2, follow_household=False, before_start=slow_answers)
+        kept, removed = rig.speakers
+        await until(
+            lambda: len(rig.sim_subscriptions(removed)) == len(DEFAULT_SERVICES),
+            "the SUBSCRIBEs granted at the speaker",
+        )
+        follow_only(rig, kept)
+        await until(lambda: rig.sim_subscriptions(removed) == [], "no subscription left")
+        self.assertEqual(set(self.supervised(rig)), {kept.uid})
 
     async def test_a_removed_device_still_in_the_household_is_followed_again(self) -> None:
         """A reload that removes a listed speaker still a member of the followed household

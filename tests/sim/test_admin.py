@@ -239,6 +239,15 @@ class AdminTests(SynchronousTestCase):
             assert self.request("PATCH", "/speakers/1/gena/faults", {name: 1})[0] == 400
         assert self.request("PATCH", "/speakers/1/gena/faults", {"answer_sid": None})[0] == 200
         assert manager.faults.answer_sid is None
+        for only in ("UNSUBSCRIBE", "SUBSCRIBE", ""):
+            assert self.request("PATCH", "/speakers/1/gena/faults", {"answer_only": only})[0] == 200
+            assert manager.faults.answer_only == only
+        status, error = self.request("PATCH", "/speakers/1/gena/faults", {"answer_only": "NOTIFY"})
+        assert status == 400 and "answer_only" in error["error"]
+        unsubscribe = {"unsubscribe_status": 503, "unsubscribe_hang": True}
+        assert self.request("PATCH", "/speakers/1/gena/faults", unsubscribe)[0] == 200
+        assert (manager.faults.unsubscribe_status, manager.faults.unsubscribe_hang) == (503, True)
+        assert self.request("PATCH", "/speakers/1/gena/faults", {"unsubscribe_hang": 1})[0] == 400
         status, gena = self.request("GET", "/speakers/1/gena")
         assert gena["faults"]["drop_next"] == 2 and gena["subscriptions"] == []
         self.request("DELETE", "/speakers/1/gena/faults")

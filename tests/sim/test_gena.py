@@ -592,6 +592,47 @@ class FaultTests(_ManagerTestCase):
         self.assertEqual(len(self.manager.subscriptions()), 1)
         self.successResultOf(self.manager.stop())
 
+    def test_unsubscribe_status_and_hang_keep_the_subscription(self) -> None:
+        """unsubscribe_status answers an UNSUBSCRIBE of a known SID with that status,
+        unsubscribe_hang never answers it; either way the speaker keeps the subscription. An
+        unknown SID still gets its 412."""
+        sid = self.subscribed()
+        self.manager.faults.unsubscribe_status = 500
+        self.assertEqual(self.unsubscribe(sid).responseCode, 500)
+        self.assertEqual(self.unsubscribe("uuid:nobody").responseCode, 412)
+        self.manager.faults.reset()
+        self.manager.faults.unsubscribe_hang = True
+        request = gena_request(b"UNSUBSCRIBE", {"SID": sid})
+        self.assertEqual(self.manager.render_unsubscribe(request, "RenderingControl"), NOT_DONE_YET)
+        self.assertIsNone(request.responseCode)
+        self.assertEqual(self.manager.held_requests, 1)
+        self.assertEqual([s["sid"] for s in self.manager.subscriptions()], [sid])
+        self.successResultOf(self.manager.stop())
+        self.assertEqual(self.manager.held_requests, 0)
+
+    def test_answer_only_picks_the_answers_made_hostile(self) -> None:
+        """answer_only "UNSUBSCRIBE" leaves SUBSCRIBE answers as speakers write them and
+        makes the UNSUBSCRIBE answer hostile; "SUBSCRIBE" the other way round."""
+        faults = self.manager.faults
+        faults.answer_only, faults.answer_body_bytes = "UNSUBSCRIBE", 500
+        faults.answer_timeout = "garbage"
+        subscribed = self.subscribe()
+        self.assertEqual(response_header(subscribed, "TIMEOUT"), "Second-600")
+        self.assertEqual(response_header(subscribed, "Content-Length"), "0")
+        sid = response_header(subscribed, "SID")
+        assert sid is not None
+        request = gena_request(b"UNSUBSCRIBE", {"SID": sid})
+        self.assertEqual(self.manager.render_unsubscribe(request, "RenderingControl"), b" " * 500)
+        # An UNSUBSCRIBE answer has no TIMEOUT: the fault adds one.
+        self.assertEqual(response_header(request, "TIMEOUT"), "garbage")
+        faults.answer_only, faults.answer_body_bytes = "SUBSCRIBE", 0
+        subscribed = self.subscribe()
+        self.assertEqual(response_header(subscribed, "TIMEOUT"), "garbage")
+        sid = response_header(subscribed, "SID")
+        assert sid is not None
+        self.assertEqual(self.unsubscribe(sid).responseCode, 200)
+        self.assertEqual(self.manager.subscriptions(), [])
+
     def test_reset(self) -> None:
         """reset() clears every fault."""
         faults = self.manager.faults

@@ -359,6 +359,18 @@ class ErrorTests(SimulatorTestCase):
         art = await self.http.get(url, allow_redirects=False)
         assert (art.code, (await art.content())[:4]) == (200, b"\x89PNG")
 
+    async def test_art_type_fault(self) -> None:
+        """Album art is served as ``image/png`` until ``art_type`` names another type."""
+        speaker = self.household.speakers[0]
+        url = f"http://{self.address(0)}:1400/getaa?s=1&u=x"
+        art = await self.http.get(url)
+        await art.content()
+        assert art.headers.getRawHeaders(b"content-type") == [b"image/png"]
+        speaker.art_type = "image/svg+xml"
+        art = await self.http.get(url)
+        assert (await art.content())[:4] == b"\x89PNG"
+        assert art.headers.getRawHeaders(b"content-type") == [b"image/svg+xml"]
+
 
 class GroupTests(SimulatorTestCase):
     async def test_join_unjoin_group_volume(self) -> None:
