@@ -5,6 +5,7 @@ the code, and each default written there (as YAML) is the code's default."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,9 @@ CLASSES: dict[str, type] = {
 }
 
 
-def documented_rows() -> dict[str, dict[str, str]]:
-    """``{section: {key: default as written}}`` from the page's key | default | meaning tables
-    (a row naming several spellings, ``secret`` / ``secret_env`` / ..., under the first)."""
-    tables: dict[str, dict[str, str]] = {}
+def _table_rows() -> Iterator[tuple[str, str, list[str]]]:
+    """``(section, key, cells)`` of each row of the page's key | default | meaning tables (a
+    row naming several spellings, ``secret`` / ``secret_env`` / ..., under the first)."""
     section = ""
     for line in KEYS.splitlines():
         heading = re.match(r"### `(\w+)`", line)
@@ -50,8 +50,14 @@ def documented_rows() -> dict[str, dict[str, str]]:
             section = "mqtt"
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         if line.startswith("| `") and len(cells) == 3:
-            key = re.findall(r"`(\w+)`", cells[0])[0]
-            tables.setdefault(section, {})[key] = cells[1]
+            yield section, re.findall(r"`(\w+)`", cells[0])[0], cells
+
+
+def documented_rows() -> dict[str, dict[str, str]]:
+    """``{section: {key: default as written}}`` from the page's tables."""
+    tables: dict[str, dict[str, str]] = {}
+    for section, key, cells in _table_rows():
+        tables.setdefault(section, {})[key] = cells[1]
     return tables
 
 
@@ -154,22 +160,11 @@ def _resolved(node: Any) -> Any:
 
 def documented_ranges() -> list[tuple[str, str, str, str]]:
     """``(section, key, low, high)`` for each ``low .. high`` a table's meaning gives."""
-    ranges = []
-    section = ""
-    for line in KEYS.splitlines():
-        heading = re.match(r"### `(\w+)`", line)
-        if heading:
-            section = heading.group(1)
-        elif line.startswith("Each webhook"):
-            section = "webhook"
-        elif line.strip() == "`mqtt`:":
-            section = "mqtt"
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if line.startswith("| `") and len(cells) == 3:
-            key = re.findall(r"`(\w+)`", cells[0])[0]
-            for low, high in re.findall(r"\b([\d,.]+) \.\. ([\d,.]+)\b", cells[2]):
-                ranges.append((section, key, low, high))
-    return ranges
+    return [
+        (section, key, low, high)
+        for section, key, cells in _table_rows()
+        for low, high in re.findall(r"\b([\d,.]+) \.\. ([\d,.]+)\b", cells[2])
+    ]
 
 
 @pytest.mark.parametrize(("section", "key", "low", "high"), documented_ranges())
