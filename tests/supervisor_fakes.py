@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
+from twisted.internet.base import DelayedCall
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import Clock
 
 from sonosd.config import DEFAULT_SERVICES, Device, SubscriptionConfig
@@ -15,6 +18,60 @@ from sonosd.household.keepalive import SupervisorContext
 from sonosd.household.probe import Description
 from sonosd.household.resync import comparable
 from sonosd.household.supervisor import SpeakerSupervisor
+
+
+def _due(call: DelayedCall) -> float:
+    return call.getTime()
+
+
+class _OrderedCall(DelayedCall):
+    """A call of an ``OrderedClock``, which tells it when a reset or delay moved it."""
+
+    def __init__(self, clock: OrderedClock, *args: Any) -> None:
+        super().__init__(*args)
+        self._clock = clock
+
+    def reset(self, secondsFromNow: float) -> None:
+        super().reset(secondsFromNow)
+        self._clock.moved = True
+
+    def delay(self, secondsLater: float) -> None:
+        super().delay(secondsLater)
+        self._clock.moved = True
+
+
+class OrderedClock(Clock):
+    """A Clock for hundreds of pending calls: a new call is put in its place (a binary
+    search), where Clock sorts the whole list on every callLater and after every call it runs
+    (seconds of a test's time with 800 subscriptions). Same order as Clock: by due time, calls
+    due together in the order they were made; a call reset or delayed is put back in order
+    before the next call is made or run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.moved = False
+
+    def callLater(
+        self, delay: float, callable: Callable[..., object], *args: object, **kw: object
+    ) -> IDelayedCall:
+        call = _OrderedCall(
+            self,
+            self.seconds() + delay,
+            callable,
+            args,
+            kw,
+            self.calls.remove,
+            lambda c: None,
+            self.seconds,
+        )
+        self._sortCalls()
+        bisect.insort_right(self.calls, call, key=_due)
+        return call
+
+    def _sortCalls(self) -> None:
+        if self.moved:
+            self.moved = False
+            self.calls.sort(key=_due)
 
 
 class HttpError(Exception):
@@ -375,7 +432,7 @@ class FakeReader:
 
 
 class Harness:
-    """A supervisor context made of fakes and a Clock."""
+    """A supervisor context made of fakes and an ``OrderedClock``."""
 
     def __init__(
         self,
@@ -384,7 +441,7 @@ class Harness:
         **config: Any,
     ) -> None:
         """@param resolve: Host name to address (the context's; default: the name itself)."""
-        self.clock = Clock()
+        self.clock = OrderedClock()
         self.runner = FakeRunner()
         self.processor = FakeProcessor()
         self.reader = FakeReader()

@@ -29,6 +29,7 @@ from tests.supervisor_fakes import (
     FakeSubscription,
     Harness,
     HttpError,
+    OrderedClock,
     started,
 )
 
@@ -288,6 +289,42 @@ class HouseholdRenewalTests(SynchronousTestCase):
             for subscription in gena.timed
         )
         self.assertGreater(firsts[720] - firsts[80], 15.0)
+
+
+class OrderedClockTests(SynchronousTestCase):
+    def test_runs_calls_in_the_order_clock_does(self) -> None:
+        """The harness's OrderedClock runs the same calls at the same times in the same order
+        as Clock, through calls made while others run, resets, delays and cancels."""
+
+        def run(clock: Clock) -> list[tuple[float, int]]:
+            rnd = random.Random(3)
+            ran: list[tuple[float, int]] = []
+            made: list[Any] = []
+
+            def fire(n: int) -> None:
+                ran.append((clock.seconds(), n))
+                if n % 3 == 0 and len(made) < 400:
+                    made.append(clock.callLater(rnd.choice((0, 1, 2.5)), fire, len(made)))
+
+            for n in range(200):
+                made.append(clock.callLater(rnd.choice((0, 1, 2, 2, 5.5, 9)), fire, n))
+            for _ in range(40):
+                for call in rnd.sample(made, 5):
+                    if call.active():
+                        action = rnd.choice(("reset", "delay", "cancel"))
+                        if action == "reset":
+                            call.reset(rnd.choice((0, 1, 3, 7)))
+                        elif action == "delay":
+                            call.delay(rnd.choice((1, 2)))
+                        else:
+                            call.cancel()
+                clock.advance(rnd.choice((0, 0.5, 1, 2)))
+            clock.advance(100)
+            return ran
+
+        expected = run(Clock())
+        self.assertGreater(len(expected), 200)
+        self.assertEqual(run(OrderedClock()), expected)
 
 
 class StopTests(SynchronousTestCase):
