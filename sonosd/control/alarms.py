@@ -329,7 +329,9 @@ class AlarmCommands:
     def list_read(self, household: str | None, alarms: list[dict[str, Any]]) -> None:
         """``household``'s alarm list as the daemon just read it (``alarms.changed``): a
         skipped alarm seen off before and now on, or gone, was switched on or deleted by
-        another controller; its skip ends, leaving the alarm as it is."""
+        another controller; its skip ends, leaving the alarm as it is. A skip due but
+        waiting for a speaker of ``household`` to answer is tried at once (one just did),
+        not at its next retry."""
         for key, (_, skip) in list(self.skips.items()):
             if key[0] != household:
                 continue
@@ -343,6 +345,13 @@ class AlarmCommands:
                     what="deleted" if alarm is None else "switched on",
                 )
                 self._cancel_skip(key)
+        for key in [key for key in self._waiting if key[0] == household]:
+            entry = self.skips.get(key)
+            if entry is None:
+                self._waiting.discard(key)
+            elif entry[0].active():
+                entry[0].cancel()
+                self._resume(entry[1])
 
     def _pending(self, skip: Skip) -> bool:
         """Whether ``skip`` is still pending (no command cancelled or replaced it)."""

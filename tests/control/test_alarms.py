@@ -911,6 +911,21 @@ class ResumeTests(SynchronousTestCase):
         self.assertEqual(commands.skips, {})
         self.assertEqual(commands._file.load(), [])
 
+    def test_a_waiting_skip_is_tried_when_its_households_alarm_list_is_read(self) -> None:
+        """A skip due while no speaker of its household answered is tried as soon as the
+        household's alarm list is read (a speaker answered), not at its next retry; another
+        household's list changes nothing."""
+        ctx = ResumeContext({4: {"Enabled": "0"}})
+        commands = self.commands(ctx, [self.skip_of(4, minutes=0)])
+        ctx.reactor.advance(0)  # due: nobody known yet
+        ctx.add("RINCON_A")
+        commands.list_read("Sonos_2", [{"id": 4, "enabled": False}])
+        self.assertEqual(ctx.enabled, [])
+        commands.list_read("Sonos_1", [{"id": 4, "enabled": False}])
+        self.assertEqual(ctx.enabled, [4])
+        self.assertEqual((commands.skips, commands._file.load()), ({}, []))
+        self.assertEqual(ctx.reactor.getDelayedCalls(), [])
+
     def test_deleted_or_already_on_is_dropped(self) -> None:
         """An alarm deleted meanwhile, or switched on by someone else, is left as it is."""
         ctx = ResumeContext({5: {"Enabled": "1"}})
