@@ -79,6 +79,7 @@ class PositionTracker:
     @param interval: Seconds between reads while a group plays (0: none but the triggered).
     @param timeout: Seconds one read may take.
     @param is_coordinator: Whether a uid coordinates its group (members are never read).
+    @param min_spacing: Seconds between the starts of two reads of one speaker, at least.
     """
 
     def __init__(
@@ -89,6 +90,7 @@ class PositionTracker:
         interval: float,
         timeout: float,
         is_coordinator: Callable[[str], bool],
+        min_spacing: float = MIN_SPACING,
     ) -> None:
         self._clock = clock
         self._soap = soap
@@ -96,6 +98,7 @@ class PositionTracker:
         self.interval = interval
         self.timeout = timeout
         self._is_coordinator = is_coordinator
+        self.min_spacing = min_spacing
         self._speakers: dict[str, SpeakerRef] = {}
         self._playing: dict[str, bool] = {}
         self._timers: dict[str, IDelayedCall] = {}
@@ -127,13 +130,13 @@ class PositionTracker:
 
     def refresh(self, ref: SpeakerRef) -> None:
         """Read ``ref``'s position now, or once the read in flight is done, or at the end of
-        ``MIN_SPACING`` after the last read began."""
+        ``min_spacing`` after the last read began."""
         uid = ref.uid
         self._speakers[uid] = ref
         if uid in self._reading:
             self._again.add(uid)
             return
-        due = self._started.get(uid, float("-inf")) + MIN_SPACING
+        due = self._started.get(uid, float("-inf")) + self.min_spacing
         now = self._clock.seconds()
         if now < due:
             timer = self._timers.get(uid)

@@ -874,10 +874,14 @@ class PositionTests(TestCase):
 
     async def test_position_of_the_playing_group(self) -> None:
         """A playing group's coordinator has its position read, with the time it was read,
-        on play, at position_interval while playing (reads at least MIN_SPACING apart), after
+        on play, at position_interval while playing (reads at least min_spacing apart), after
         a seek, on a track change and on pause (then no more while paused); its group members'
-        are never read."""
+        are never read. The spacing is 0.5 s here, not MIN_SPACING (2 s: each read would wait
+        for it; the spacing itself is tested in test_position.py)."""
         daemon = await start(self, households=(2,), subscription={"position_interval": 0.5})
+        position_tracker = daemon.service.household.ctx.position
+        assert position_tracker is not None
+        position_tracker.min_spacing = 0.5
         coordinator, member = daemon.speakers
         await daemon.post(member.name, "join", {"coordinator": coordinator.name})
         topology = daemon.service.state
