@@ -269,7 +269,7 @@ class AdminResource(Resource):
             _allow(method, "GET")
             return self._household(household)
         if rest == ["modes"]:
-            _allow(method, "PATCH", "POST")
+            _allow(method, "PATCH")
             _set_modes(household, body)
             return self._household(household)
         raise ApiError(404, "no such route")
@@ -290,13 +290,12 @@ class AdminResource(Resource):
     def _activity(self, method: str, body: dict[str, Any]) -> Any:
         if self.activity is None:
             raise ApiError(404, "no activity generator")
+        _allow(method, "GET", "PATCH")
         if method == "PATCH":
             rate = body.get("rate")
             if not isinstance(rate, int | float) or isinstance(rate, bool) or rate < 0:
                 raise ApiError(400, "rate must be a number >= 0")
             self.activity.set_rate(float(rate))
-        else:
-            _allow(method, "GET")
         return {
             "rate": self.activity.rate,
             "running": self.activity.running,
@@ -311,7 +310,7 @@ class AdminResource(Resource):
             return speaker_json(speaker)
         head = rest[0]
         if head == "state" and len(rest) == 1:
-            _allow(method, "PATCH", "POST")
+            _allow(method, "PATCH")
             _apply_state(speaker, body)
             return speaker_json(speaker)
         if head in ("play", "pause", "stop", "next", "previous") and len(rest) == 1:
@@ -337,14 +336,14 @@ class AdminResource(Resource):
         if head == "gena":
             return self._gena(method, speaker, rest[1:], body)
         if head == "soap" and rest[1:] == ["faults"]:
+            _allow(method, "GET", "PATCH", "DELETE")
             if method == "DELETE":
                 speaker.soap_faults.reset()
-            elif method != "GET":
-                _allow(method, "PATCH", "PUT")
+            elif method == "PATCH":
                 _set_faults(speaker.soap_faults, body)
             return attrs.asdict(speaker.soap_faults)
         if head == "modes" and len(rest) == 1:
-            _allow(method, "PATCH", "POST")
+            _allow(method, "PATCH")
             unknown = sorted(set(body) - {"https_only"})
             if unknown:
                 raise ApiError(400, f"unknown speaker modes {unknown}; known: ['https_only']")
@@ -353,7 +352,7 @@ class AdminResource(Resource):
                 return speaker.set_https_only(https).addCallback(lambda _: speaker_json(speaker))
             return speaker_json(speaker)
         if head == "battery" and len(rest) == 1:
-            _allow(method, "PATCH", "POST")
+            _allow(method, "PATCH")
             _set_battery(speaker, body)
             return speaker_json(speaker)
         if len(rest) == 1 and head in _FAULTS:
@@ -385,10 +384,10 @@ class AdminResource(Resource):
 
     @staticmethod
     def _queue(method: str, speaker: Speaker, body: dict[str, Any]) -> Any:
+        _allow(method, "POST", "DELETE")
         if method == "DELETE":
             speaker.transport.clear_queue()
             return speaker_json(speaker)
-        _allow(method, "POST")
         if "uri" in body:
             uri = _string(body, "uri")
             metadata = body.get("metadata", "")
@@ -416,10 +415,10 @@ class AdminResource(Resource):
                 "paused": manager.paused,
             }
         if rest == ["faults"]:
+            _allow(method, "PATCH", "DELETE")
             if method == "DELETE":
                 manager.faults.reset()
             else:
-                _allow(method, "PATCH", "PUT")
                 _set_faults(manager.faults, body)
             return attrs.asdict(manager.faults)
         if rest == ["unknown-sid"]:
@@ -786,6 +785,7 @@ def content_json(household: Household) -> dict[str, Any]:
 def _accounts(household: Household, method: str, body: dict[str, Any]) -> dict[str, Any]:
     """``GET``/``PUT /accounts``: the music services the household has accounts for
     (``{"services": ["Spotify", 44551]}``: names or service types)."""
+    _allow(method, "GET", "PUT")
     if method == "PUT":
         wanted = body.get("services")
         if not isinstance(wanted, list):
@@ -805,8 +805,6 @@ def _accounts(household: Household, method: str, body: dict[str, Any]) -> dict[s
                 raise ApiError(400, f"unknown music service {item!r}; known: {known}")
             types.append(service.service_type)
         household.set_accounts({t: n for n, t in enumerate(dict.fromkeys(types), start=1)})
-    else:
-        _allow(method, "GET")
     return {
         "accounts": [
             {

@@ -4,10 +4,12 @@ over loopback against a running household with a raw GENA subscriber."""
 from __future__ import annotations
 
 import json
+import re
 from functools import partial
 from typing import Any
 from xml.etree import ElementTree
 
+import pytest
 from soco.events_base import parse_event_xml
 from treq.client import HTTPClient
 from treq.testing import StubTreq
@@ -399,21 +401,82 @@ class ModeAdminTests(SynchronousTestCase):
         assert self.request("PATCH", "/speakers/2/modes", {"upnp": False})[0] == 400
 
 
-def test_every_route_is_documented() -> None:
-    """Every route GET / lists is a row of the admin API table in docs/simulator.md (with
-    each of its methods and, for a route of several actions, each action)."""
+METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE")
+
+
+def documented_routes() -> set[tuple[str, str]]:
+    """(method, path) of every row of the admin API table in docs/simulator.md: a row names
+    ``GET /a`` / ``PATCH /a/b``, ``GET``, ``PATCH``, ``DELETE /a`` (methods sharing a path)
+    or ``POST /a/play``, ``/pause`` (siblings sharing a method)."""
     text = (ROOT / "docs" / "simulator.md").read_text()
     section = text.split("## Admin API", 1)[1].split("\n## ", 1)[0]
-    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    routes = set()
+    for line in section.splitlines():
+        if not line.startswith("| `"):
+            continue
+        pending: list[str] = []
+        method, path = "", ""
+        for token in re.findall(r"`([^`]+)`", line.split("|")[1]):
+            if token in METHODS:
+                pending.append(token)
+            elif token.split(" ", 1)[0] in METHODS:
+                method, path = token.split(" ", 1)
+                routes.update((m, path) for m in (*pending, method))
+                pending = []
+            else:
+                assert token.startswith("/") and method, token
+                routes.add((method, path.rpartition("/")[0] + token))
+    return routes
+
+
+def served_routes() -> set[tuple[str, str]]:
+    """(method, path) of every route GET / lists, with GET / itself."""
+    routes = {("GET", "/")}
     for route in ROUTES:
         methods, path = route.split(" ", 1)
         head, _, last = path.rpartition("/")
         for method in methods.split("|"):
-            for action in last.split("|"):
-                whole = f"{head}/{action}"
-                assert any(
-                    f"`{method}" in row and (whole in row or f"`/{action}`" in row) for row in rows
-                ), f"{method} {whole}"
+            routes.update((method, f"{head}/{action}") for action in last.split("|"))
+    return routes
+
+
+def test_every_route_is_documented() -> None:
+    """The routes GET / lists are exactly the rows of the admin API table in
+    docs/simulator.md, both ways (each method and, for a row of several actions, each
+    action)."""
+    documented, served = documented_routes(), served_routes()
+    assert sorted(served - documented) == [], "served but not in the table"
+    assert sorted(documented - served) == [], "in the table but not served"
+
+
+@pytest.mark.parametrize("path", sorted({path for _, path in documented_routes()}))
+def test_documented_routes_answer_and_other_methods_are_405(path: str) -> None:
+    """Each documented route is answered by the admin API (whatever its body, never "no such
+    route" nor 405), and every method the table does not give the path answers 405 naming
+    the ones it does, on a fresh household each time."""
+    allowed = {method for method, p in documented_routes() if p == path}
+    for method in METHODS:
+        clock = Clock()
+        household = Household(clock, speakers=3, seed=5, transition_delay=0)
+        for speaker in household.speakers:
+            speaker.manager = RecordingManager(clock, speaker.uid, speaker.address, None, "")
+            speaker.network = FakePresence(address=speaker.address)
+        http = StubTreq(AdminResource(household, ActivityGenerator(clock, household, 0.0, seed=1)))
+        url = "http://admin" + path.replace("{id}", "0").replace("{n}", "0")
+        answered = http.request(method, url, data=b"")
+        clock.advance(60)
+        http.flush()
+        response = answered.result
+        content = response.content()
+        http.flush()
+        body = json.loads(content.result)
+        if method in allowed:
+            assert response.code not in (404, 405), (method, path, body)
+        else:
+            assert response.code == 405, (method, path, body)
+            named = body["error"].split("; use ", 1)
+            assert named[0] == f"method {method} not allowed", body
+            assert sorted(named[1].split(", ")) == sorted(allowed), body
 
 
 EVENT_PATHS = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from twisted.internet.testing import MemoryReactorClock
 from sonosd.config import SimulateConfig
 from sonosd.sim.service import HouseholdService
 from sonosd.sim.tap import Options
+from tests.paths import ROOT
 from tests.sim_fakes import RecordingManager
 
 
@@ -192,3 +194,70 @@ def test_https_only_speakers_also_listen_for_tls() -> None:
         (1543, "127.0.0.3")
     ]
     service.stopService()
+
+
+def documented_options() -> dict[str, str]:
+    """Each option of the ``twistd sonos-sim`` table in docs/simulator.md -> its default
+    cell (``--large-household`` / ``--no-large-household`` under its first name)."""
+    text = (ROOT / "docs" / "simulator.md").read_text()
+    section = text.split("## Running it", 1)[1].split("\n### ", 1)[0]
+    options = {}
+    for line in section.splitlines():
+        if line.startswith("| `--"):
+            name, default = (cell.strip() for cell in line.split("|")[1:3])
+            options[re.findall(r"`(--[a-z-]+)`", name)[0]] = default.strip("`")
+    return options
+
+
+def effective_defaults(service: HouseholdService) -> dict[str, str]:
+    """What a household started with no option does, in the words of the options table."""
+    household, speakers = service.household, service.household.speakers
+    modes = household.modes
+    [model] = {speaker.model.number for speaker in speakers}
+    [tls_port] = {presence.tls_port for presence in service.presences}
+    [moderation] = {speaker.gena.moderation for speaker in speakers}  # type: ignore[union-attr]
+    return {
+        "--speakers": str(len(service.neighbourhood.speakers)),
+        "--base-address": service.addresses[0],
+        "--port": str(speakers[0].port),
+        "--rooms": ", ".join(speaker.name for speaker in speakers) + ", ...",
+        "--models": f"{model} for all",
+        "--activity": f"{service.activity.rate:g}",
+        "--admin": "none" if service.admin_ready is None else "an endpoint",
+        "--stereo-pair": "on" if any(s.invisible for s in speakers) else "off",
+        "--home-theatre": "on" if any(s.satellites for s in speakers) else "off",
+        "--households": str(len(service.households)),
+        "--moderation": f"{moderation:g}",
+        "--large-household": "on" if modes.large_household else "off",
+        "--large-household-players": str(modes.large_household_players),
+        "--upnp-off": "off" if modes.upnp else "on",
+        "--upnp-off-forbidden": ",".join(modes.upnp_off_forbidden),
+        "--upnp-off-ssdp": modes.upnp_off_ssdp,
+        "--https-only": "none" if not any(s.https_only for s in speakers) else "some",
+        "--tls-port": str(tls_port),
+        "--ssdp-port": "none" if service.ssdp is None else "a port",
+        # test_seed_follows_base_address shows what a seed derived from the address does.
+        "--seed": "from the base address" if parse().seed is None else "given",
+    }
+
+
+def test_documented_defaults_are_what_a_bare_household_does() -> None:
+    """The options table of docs/simulator.md names every option of ``twistd sonos-sim``
+    (both ways), and each default it gives is what a household started with no option does:
+    read from the running household, not from the config."""
+    documented = documented_options()
+    flags = {f"--{flag[0]}" for flag in Options.optFlags if not flag[0].startswith("no-")}
+    assert set(documented) == {f"--{p[0]}" for p in Options.optParameters} | flags
+    options = parse()
+    service = HouseholdService(
+        MemoryReactorClock(),
+        options.config,
+        seed=options.seed,
+        models=options.models,
+        ssdp_port=options.ssdp_port,
+    )
+    service.startService()
+    try:
+        assert effective_defaults(service) == documented
+    finally:
+        service.stopService()
