@@ -84,6 +84,23 @@ class AdminTests(SynchronousTestCase):
         assert len(household["speakers"]) == 3 and len(household["groups"]) == 3
         assert household["zone_group_state"].startswith("<ZoneGroupState>")
 
+    def test_speaker_state_has_the_documented_keys(self) -> None:
+        """GET /speakers/{id} answers exactly the keys the admin API table lists for it (and
+        the battery's and the current track's, given in brackets there), both ways."""
+        text = (ROOT / "docs" / "simulator.md").read_text()
+        [row] = [line for line in text.splitlines() if line.startswith("| `GET /speakers/{id}` |")]
+        cell = row.split("|")[2]
+        top = re.findall(r"`([a-z_]+)`", re.sub(r"\([^)]*\)", "", cell))
+        brackets = dict(re.findall(r"`([a-z_]+)` \(([^)]*)\)", cell))
+        self.http = StubTreq(AdminResource(Household(Clock(), speakers=2, models=("S18", "S27"))))
+        one, roam = (self.request("GET", f"/speakers/{index}")[1] for index in (0, 1))
+        assert sorted(one) == sorted(roam) == sorted(top)
+        assert (one["battery"], one["night_mode"], one["dialog_mode"]) == (None, None, None)
+        battery = re.findall(r"`([a-z_]+)`", brackets["battery"])
+        assert sorted(roam["battery"]) == sorted(battery)
+        state = one
+        assert sorted(state["current"]) == sorted(re.findall(r"`([a-z_]+)`", brackets["current"]))
+
     def test_speakers_by_index_uid_address_and_name(self) -> None:
         """A speaker is found by index, UID, address or room name."""
         kitchen = self.household.speakers[1]
@@ -136,6 +153,27 @@ class AdminTests(SynchronousTestCase):
         assert (status, error["upnp_error"]) == (409, 402)
         status, error = self.request("POST", "/speakers/0/pause")
         assert (status, error["upnp_error"]) == (409, 701)
+
+    def test_transport_commands_run_on_the_coordinator(self) -> None:
+        """play, next, previous, pause and stop sent for a group member act on its group's
+        coordinator, and answer the member's state (which follows the coordinator's)."""
+        self.request("POST", "/speakers/1/join", {"coordinator": "0"})
+        coordinator, member = (self.household.speakers[i].transport for i in (0, 1))
+        answers = []
+        for command in ("play", "next", "next", "previous", "pause", "stop"):
+            status, state = self.request("POST", f"/speakers/1/{command}")
+            self.clock.advance(0)
+            answers.append((status, coordinator.state, coordinator.track_no))
+        assert answers == [
+            (200, "PLAYING", 1),
+            (200, "PLAYING", 2),
+            (200, "PLAYING", 3),
+            (200, "PLAYING", 2),
+            (200, "PAUSED_PLAYBACK", 2),
+            (200, "STOPPED", 2),
+        ]
+        assert (member.state, member.track_no) == ("STOPPED", 0)  # its source is x-rincon:
+        assert state["coordinator"] == self.household.speakers[0].uid
 
     def test_join_unjoin_and_queue(self) -> None:
         """join, unjoin and queue edits act on the household."""
@@ -345,6 +383,21 @@ class ModeAdminTests(SynchronousTestCase):
         for bad in ("scpd", ["album art"]):
             body = {"upnp_off_forbidden": bad}
             assert self.request("PATCH", "/household/modes", body)[0] == 400
+
+    def test_household_mode_ranges_are_the_documented_ones(self) -> None:
+        """PATCH /household/modes takes large_household_players 1-1000 and regroup_delay and
+        topology_settle 0-60 s, both ends included; one past an end is a 400 naming the key
+        and leaves the modes as they were."""
+        ranges = {"large_household_players": (1, 1000), "regroup_delay": (0, 60)}
+        ranges["topology_settle"] = (0, 60)
+        for key, (low, high) in ranges.items():
+            for value in (low, high):
+                status, household = self.request("PATCH", "/household/modes", {key: value})
+                assert (status, household["modes"][key]) == (200, value), key
+            for value in (low - 1, high + 1):
+                status, error = self.request("PATCH", "/household/modes", {key: value})
+                assert status == 400 and key in error["error"], (key, value, error)
+                assert getattr(self.neighbourhood.household.modes, key) == high
 
     def test_leave_and_rejoin_household(self) -> None:
         """POST leave-household takes a speaker out of its household's ZoneGroupState,
