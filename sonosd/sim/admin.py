@@ -44,6 +44,7 @@ from sonosd.sim.soap import UPnPError
 
 if TYPE_CHECKING:
     from sonosd.sim.activity import ActivityGenerator
+    from sonosd.sim.transport import Transport
 
 log = Logger()
 
@@ -519,56 +520,78 @@ def _set_faults(faults: Any, body: Mapping[str, Any]) -> None:
 
 
 def _apply_state(speaker: Speaker, body: Mapping[str, Any]) -> None:
-    """Apply admin state changes through the household (so they are evented)."""
-    setters: dict[str, Callable[[Any], object]] = {
-        "volume": lambda v: speaker.set_volume(_int_value("volume", v, 0, 100)),
-        "mute": lambda v: speaker.set_mute(_bool_value("mute", v)),
-        "bass": lambda v: speaker.set_bass(_int_value("bass", v, -10, 10)),
-        "treble": lambda v: speaker.set_treble(_int_value("treble", v, -10, 10)),
-        "loudness": lambda v: speaker.set_loudness(_bool_value("loudness", v)),
-        "name": lambda v: speaker.rename(_str_value("name", v)),
-        "led": lambda v: speaker.set_led(_bool_value("led", v)),
-        "night_mode": lambda v: speaker.set_eq("NightMode", int(_bool_value("night_mode", v))),
-        "dialog_mode": lambda v: speaker.set_eq("DialogLevel", int(_bool_value("dialog_mode", v))),
-        "transport": lambda v: _set_transport(speaker, v),
-        "play_mode": lambda v: speaker.coordinator.transport.set_play_mode(
-            _str_value("play_mode", v).upper()
-        ),
-        "crossfade": lambda v: speaker.coordinator.transport.set_crossfade(
-            _bool_value("crossfade", v)
-        ),
-        "track": lambda v: speaker.coordinator.transport.seek_track(
-            _int_value("track", v, 1, 10**6)
-        ),
-        "position": lambda v: speaker.coordinator.transport.seek_time(
-            parse_duration(_str_value("position", v))
-        ),
-        "group_volume": lambda v: speaker.coordinator.set_group_volume(
-            _int_value("group_volume", v, 0, 100)
-        ),
-        "group_mute": lambda v: speaker.coordinator.set_group_mute(_bool_value("group_mute", v)),
-        "sleep_timer": lambda v: speaker.coordinator.transport.configure_sleep(
-            None if v is None else _int_value("sleep_timer", v, 0, 86399)
-        ),
+    """Apply admin state changes through the household (so they are evented). Every value
+    is checked before any is applied: a 400 changes nothing."""
+    transport = speaker.coordinator.transport
+    checks: dict[str, Callable[[Any], Any]] = {
+        "volume": lambda v: _int_value("volume", v, 0, 100),
+        "mute": lambda v: _bool_value("mute", v),
+        "bass": lambda v: _int_value("bass", v, -10, 10),
+        "treble": lambda v: _int_value("treble", v, -10, 10),
+        "loudness": lambda v: _bool_value("loudness", v),
+        "name": lambda v: _str_value("name", v),
+        "led": lambda v: _bool_value("led", v),
+        "night_mode": lambda v: int(_bool_value("night_mode", v)),
+        "dialog_mode": lambda v: int(_bool_value("dialog_mode", v)),
+        "transport": _transport_value,
+        "play_mode": lambda v: _str_value("play_mode", v).upper(),
+        "crossfade": lambda v: _bool_value("crossfade", v),
+        "track": lambda v: _int_value("track", v, 1, 10**6),
+        "position": _position_value,
+        "group_volume": lambda v: _int_value("group_volume", v, 0, 100),
+        "group_mute": lambda v: _bool_value("group_mute", v),
+        "sleep_timer": lambda v: None if v is None else _int_value("sleep_timer", v, 0, 86399),
     }
-    unknown = sorted(set(body) - set(setters))
+    setters: dict[str, Callable[[Any], object]] = {
+        "volume": speaker.set_volume,
+        "mute": speaker.set_mute,
+        "bass": speaker.set_bass,
+        "treble": speaker.set_treble,
+        "loudness": speaker.set_loudness,
+        "name": speaker.rename,
+        "led": speaker.set_led,
+        "night_mode": functools.partial(speaker.set_eq, "NightMode"),
+        "dialog_mode": functools.partial(speaker.set_eq, "DialogLevel"),
+        "transport": lambda state: _set_transport(transport, state),
+        "play_mode": transport.set_play_mode,
+        "crossfade": transport.set_crossfade,
+        "track": transport.seek_track,
+        "position": transport.seek_time,
+        "group_volume": speaker.coordinator.set_group_volume,
+        "group_mute": speaker.coordinator.set_group_mute,
+        "sleep_timer": transport.configure_sleep,
+    }
+    unknown = sorted(set(body) - set(checks))
     if unknown:
-        raise ApiError(400, f"unknown state keys {unknown}; known: {sorted(setters)}")
-    for key, value in body.items():
+        raise ApiError(400, f"unknown state keys {unknown}; known: {sorted(checks)}")
+    values = {key: checks[key](value) for key, value in body.items()}
+    for key, value in values.items():
         setters[key](value)
 
 
-def _set_transport(speaker: Speaker, value: Any) -> None:
-    transport = speaker.coordinator.transport
+def _position_value(value: Any) -> int:
+    seconds = parse_duration(_str_value("position", value))
+    if seconds is None:
+        raise ApiError(400, f"position must be H:MM:SS, got {value!r}")
+    return seconds
+
+
+def _transport_value(value: Any) -> str:
     state = _str_value("transport", value).upper()
+    if state == "PAUSED":
+        return "PAUSED_PLAYBACK"
+    if state not in ("PLAYING", "PAUSED_PLAYBACK", "STOPPED"):
+        raise ApiError(400, "transport must be PLAYING, PAUSED_PLAYBACK or STOPPED")
+    return state
+
+
+def _set_transport(transport: Transport, state: str) -> None:
     if state == "PLAYING":
         transport.play()
-    elif state in ("PAUSED_PLAYBACK", "PAUSED"):
+    elif state == "PAUSED_PLAYBACK":
         transport.pause()
-    elif state == "STOPPED":
-        transport.stop()
     else:
-        raise ApiError(400, "transport must be PLAYING, PAUSED_PLAYBACK or STOPPED")
+        transport.stop()
 
 
 def _reboot(speaker: Speaker, body: Mapping[str, Any]) -> Deferred[dict[str, Any]]:

@@ -132,6 +132,21 @@ class AdminTests(SynchronousTestCase):
         )
         assert response.code == 400
 
+    def test_a_bad_state_value_changes_nothing(self) -> None:
+        """PATCH state checks every value before it applies any: a 400 naming the bad key
+        leaves the good ones of the same body unapplied and unevented."""
+        speaker = self.household.speakers[0]
+        volume, events = speaker.rendering.volume, len(self.managers[0].of("RenderingControl"))
+        for bad, message in (
+            ({"mute": "yes"}, "mute must be true or false"),
+            ({"position": "soon"}, "position must be H:MM:SS, got 'soon'"),
+            ({"transport": "ROCKING"}, "transport must be PLAYING, PAUSED_PLAYBACK or STOPPED"),
+        ):
+            status, error = self.request("PATCH", "/speakers/0/state", {"volume": 7, **bad})
+            assert (status, error["error"]) == (400, message)
+        assert speaker.rendering.volume == volume != 7
+        assert len(self.managers[0].of("RenderingControl")) == events
+
     def test_text_xml_cannot_carry_is_refused(self) -> None:
         """A name or queue metadata holding a character XML cannot carry (U+FFFE, a control
         character) is a 400 naming the key, and the state is unchanged: the speaker could
