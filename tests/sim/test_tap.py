@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from twisted.internet import reactor
+from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import TestCase
 
 from sonosd.config import SimulateConfig
 from sonosd.sim.service import HouseholdService
 from sonosd.sim.tap import Options
+from tests.conftest import free_loopback_base
+from tests.daemon_helpers import until
 from tests.paths import ROOT
 from tests.sim_fakes import RecordingManager
 
@@ -261,3 +268,39 @@ def test_documented_defaults_are_what_a_bare_household_does() -> None:
         assert effective_defaults(service) == documented
     finally:
         service.stopService()
+
+
+def bindable(address: str, port: int) -> bool:
+    """Whether ``address:port`` can be bound (nobody listens there any more)."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((address, port))
+        except OSError:
+            return False
+        return True
+
+
+class TakenAddressTests(TestCase):
+    async def test_start_raises_when_an_address_is_taken_and_leaves_nothing_listening(
+        self,
+    ) -> None:
+        """startService raises CannotListenError when a speaker's address and port are taken
+        (docs/simulator.md, Embedding), and closes what it had opened: the speaker before
+        the taken one stops listening."""
+        base = free_loopback_base(count=3)
+        second = str(ipaddress.IPv4Address(base) + 1)
+        with socket.socket() as taken:
+            taken.bind((second, 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            service = HouseholdService(
+                reactor,
+                SimulateConfig(speakers=3, base_address=base, port=port),
+                manager_factory=RecordingManager,
+            )
+            with pytest.raises(CannotListenError):
+                service.startService()
+            [logged] = self.flushLoggedErrors(CannotListenError)
+            assert second in str(logged.value)
+            assert service.presences == []
+            await until(lambda: bindable(base, port), "the first speaker's port to close")
