@@ -201,6 +201,27 @@ class AdminTests(SynchronousTestCase):
         status, _ = self.request("DELETE", "/speakers/2/queue")
         assert self.household.speakers[2].transport.queue == []
 
+    def test_queue_takes_a_uri_and_a_position(self) -> None:
+        """POST queue with a uri (and its DIDL) or a number of songs inserts them at the
+        1-based position (0, left out or past the end: at the end) and answers the first
+        track's number and the queue's length."""
+        transport = self.household.speakers[2].transport
+        length = len(transport.queue)
+        song = "x-file-cifs://sim-nas/Music/Queued.flac"
+        status, added = self.request("POST", "/speakers/2/queue", {"uri": song, "position": 1})
+        assert (status, added) == (200, {"first_track": 1, "queue_length": length + 1})
+        assert transport.queue[0].uri == song
+        status, added = self.request("POST", "/speakers/2/queue", {"songs": 2, "position": 3})
+        assert added == {"first_track": 3, "queue_length": length + 3}
+        for position in (0, 10**6):
+            status, added = self.request(
+                "POST", "/speakers/2/queue", {"uri": song, "position": position}
+            )
+            assert added["first_track"] == added["queue_length"] == len(transport.queue)
+            assert transport.queue[-1].uri == song
+        status, error = self.request("POST", "/speakers/2/queue", {"songs": 1, "position": -1})
+        assert status == 400 and "position" in error["error"]
+
     def test_pair_route_bonds_a_stereo_pair(self) -> None:
         """POST pair makes the named speaker the invisible right half of this speaker's
         room; pairing a bonded speaker again, or an unknown one, is refused."""
