@@ -71,9 +71,11 @@ class AdminTests(SynchronousTestCase):
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else b""
+        return self.request_bytes(method, path, data)
+
+    def request_bytes(self, method: str, path: str, data: bytes) -> tuple[int, Any]:
         response = self.successResultOf(self.http.request(method, f"http://admin{path}", data=data))
-        content = self.successResultOf(response.content())
-        return response.code, json.loads(content)
+        return response.code, json.loads(self.successResultOf(response.content()))
 
     def test_index_and_household(self) -> None:
         """GET / lists the routes; GET /household shows ID, speakers, groups and ZGS."""
@@ -109,6 +111,8 @@ class AdminTests(SynchronousTestCase):
             assert (status, state["uid"]) == (200, kitchen.uid)
         status, error = self.request("GET", "/speakers/nowhere")
         assert status == 404 and "nowhere" in error["error"]
+        status, state = self.request("GET", "/speakers/Living%20Room")
+        assert (status, state["uid"]) == (200, self.household.speakers[0].uid)
 
     def test_state_changes_are_evented(self) -> None:
         """PATCH state sets values through the model, so the GENA manager is told."""
@@ -131,6 +135,11 @@ class AdminTests(SynchronousTestCase):
             self.http.request("POST", "http://admin/speakers/0/burst", data=b"{nope")
         )
         assert response.code == 400
+        volume = self.household.speakers[0].rendering.volume
+        big = json.dumps({"volume": 9, "name": "x" * 65536}).encode()
+        status, error = self.request_bytes("PATCH", "/speakers/0/state", big)
+        assert (status, error) == (413, {"error": "request body too large"})
+        assert self.household.speakers[0].rendering.volume == volume
 
     def test_a_bad_state_value_changes_nothing(self) -> None:
         """PATCH state checks every value before it applies any: a 400 naming the bad key
