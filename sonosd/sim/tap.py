@@ -171,15 +171,18 @@ class Options(usage.Options):
             raise usage.UsageError(
                 f"--models: unknown model {unknown[0]!r}; known: {', '.join(MODELS)}"
             )
-        if self["stereo-pair"] and speakers < 2:
-            raise usage.UsageError("--stereo-pair: needs at least 2 speakers")
+        households = _integer("--households", self["households"], 1, speakers)
+        # The pair and the home theatre belong to the first household, the largest one.
+        first = -(-speakers // households)
+        where = f" in the first household (it has {first})" if households > 1 else ""
+        if self["stereo-pair"] and first < 2:
+            raise usage.UsageError(f"--stereo-pair: needs at least 2 speakers{where}")
         needed = (2 if self["stereo-pair"] else 0) + 4
-        if self["home-theatre"] and speakers < needed:
+        if self["home-theatre"] and first < needed:
             raise usage.UsageError(
-                f"--home-theatre: needs {needed} speakers (soundbar, sub, two surrounds"
+                f"--home-theatre: needs {needed} speakers{where} (soundbar, sub, two surrounds"
                 + (", besides the stereo pair)" if self["stereo-pair"] else ")")
             )
-        households = _integer("--households", self["households"], 1, speakers)
         moderation = _number("--moderation", self["moderation"], 0, 10)
         players = _integer("--large-household-players", self["large-household-players"], 1, 1000)
         if self["large-household"] and self["no-large-household"]:

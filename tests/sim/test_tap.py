@@ -87,6 +87,14 @@ def test_speakers_limits_are_accepted(count: int) -> None:
             "--home-theatre: needs 6 speakers",
         ),
         (("--speakers", "2", "--households", "3"), "--households: expected an integer from 1 to 2"),
+        (
+            ("--speakers", "5", "--households", "2", "--home-theatre"),
+            "--home-theatre: needs 4 speakers in the first household (it has 3)",
+        ),
+        (
+            ("--speakers", "3", "--households", "3", "--stereo-pair"),
+            "--stereo-pair: needs at least 2 speakers in the first household (it has 1)",
+        ),
         (("--moderation", "-0.1"), "--moderation: expected a number from 0 to 10"),
         (("--moderation", "soon"), "--moderation: expected a number"),
         (("--large-household-players", "0"), "--large-household-players: expected an integer"),
@@ -123,6 +131,15 @@ def test_twistd_sonos_sim_bad_option_is_one_line(tmp_path: Path) -> None:
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr == "sonos-sim: --speakers: expected an integer from 1 to 1000, got 'x'\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_pair_and_a_home_theatre_fit_the_first_household() -> None:
+    """The options that pass build a household: the first household (the largest) holds the
+    stereo pair and the home theatre."""
+    options = parse("--speakers", "11", "--households", "2", "--stereo-pair", "--home-theatre")
+    first, second = HouseholdService(MemoryReactorClock(), options.config).households
+    assert [s.invisible for s in first.speakers] == [False, True, False, True, True, True]
+    assert len(first.speakers[2].satellites) == 3 and len(second.speakers) == 5
 
 
 def test_mode_options_build_the_config() -> None:
