@@ -165,12 +165,15 @@ class Options(usage.Options):
                 f"--activity: expected changes per second from 0 to 1000, got {self['activity']!r}"
             )
         rooms = tuple(r.strip() for r in self["rooms"].split(",") if r.strip())
-        models = tuple(m.strip().upper() for m in self["models"].split(",") if m.strip())
-        unknown = [m for m in models if m not in MODELS]
+        # Model numbers in any case, spelled back as MODELS has them (``sub`` is ``Sub``).
+        by_case = {number.upper(): number for number in MODELS}
+        given = [m.strip() for m in self["models"].split(",") if m.strip()]
+        unknown = [m for m in given if m.upper() not in by_case]
         if unknown:
             raise usage.UsageError(
                 f"--models: unknown model {unknown[0]!r}; known: {', '.join(MODELS)}"
             )
+        models = tuple(by_case[m.upper()] for m in given)
         households = _integer("--households", self["households"], 1, speakers)
         # The pair and the home theatre belong to the first household, the largest one.
         first = -(-speakers // households)

@@ -133,6 +133,19 @@ def test_twistd_sonos_sim_bad_option_is_one_line(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_every_documented_model_is_taken_in_any_case() -> None:
+    """--models takes every model number the options table lists (``Sub`` among them), in
+    any case, and the household's speakers are those models."""
+    text = (ROOT / "docs" / "simulator.md").read_text()
+    [row] = [line for line in text.splitlines() if line.startswith("| `--models`")]
+    numbers = re.findall(r"`(S\d+|Sub)`", row)
+    assert len(numbers) == 9
+    for spelled in (numbers, [n.lower() for n in numbers]):
+        options = parse("--speakers", str(len(numbers)), "--models", ",".join(spelled))
+        service = HouseholdService(MemoryReactorClock(), options.config, models=options.models)
+        assert [s.model.number for s in service.household.speakers] == numbers
+
+
 def test_a_pair_and_a_home_theatre_fit_the_first_household() -> None:
     """The options that pass build a household: the first household (the largest) holds the
     stereo pair and the home theatre."""
