@@ -24,6 +24,7 @@ from sonosd.sim.modes import (
     SSDP_WHEN_UPNP_OFF,
     UPNP_KINDS,
 )
+from sonosd.sim.propertyset import check_chars
 
 
 class Options(usage.Options):
@@ -165,6 +166,11 @@ class Options(usage.Options):
                 f"--activity: expected changes per second from 0 to 1000, got {self['activity']!r}"
             )
         rooms = tuple(r.strip() for r in self["rooms"].split(",") if r.strip())
+        for room in rooms:
+            try:
+                check_chars(room)
+            except ValueError as error:
+                raise usage.UsageError(f"--rooms: {room!r}: {error}") from None
         # Model numbers in any case, spelled back as MODELS has them (``sub`` is ``Sub``).
         by_case = {number.upper(): number for number in MODELS}
         given = [m.strip() for m in self["models"].split(",") if m.strip()]

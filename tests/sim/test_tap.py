@@ -79,6 +79,7 @@ def test_speakers_limits_are_accepted(count: int) -> None:
         (("--base-address", "kitchen"), "--base-address: expected an IPv4 address"),
         (("--activity", "-1"), "--activity: expected changes per second"),
         (("--models", "S99"), "--models: unknown model 'S99'"),
+        (("--rooms", "Den, Kit\ufffechen"), "--rooms: 'Kit\\ufffechen': character"),
         (("--speakers", "1", "--stereo-pair"), "--stereo-pair: needs at least 2 speakers"),
         (("--port", "70000"), "--port: expected an integer from 1 to 65535"),
         (("--speakers", "3", "--home-theatre"), "--home-theatre: needs 4 speakers"),
