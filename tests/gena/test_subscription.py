@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from queue import Queue
-from typing import Any
+from typing import Any, cast
 from xml.sax.saxutils import escape
 
 import attrs
@@ -21,6 +21,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import CancelledError, DeferredQueue, DeferredSemaphore
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import ILogObserver, LogEvent, LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web import server
@@ -405,19 +406,36 @@ class SubscribeTests(SynchronousTestCase):
         self.failureResultOf(sub.subscribe(), UsageError)
 
     def test_twice_is_a_usage_error(self) -> None:
-        """Subscribing twice fails with UsageError and leaves the subscription alive."""
+        """Subscribing twice fails with UsageError and leaves the subscription as it was: alive,
+        registered, its renewal due when it was, and its renewals asking for the timeout the
+        first subscribe() asked for (not the refused call's)."""
         harness = Harness()
-        self.successResultOf(harness.subscription.subscribe())
-        self.failureResultOf(harness.subscription.subscribe(), UsageError)
-        assert harness.subscription.is_subscribed
+        sub = harness.subscription
+        self.successResultOf(sub.subscribe(requested_timeout=600, auto_renew=True))
+        [due] = [call.getTime() for call in harness.clock.getDelayedCalls()]
+        self.failureResultOf(sub.subscribe(requested_timeout=60), UsageError)
+        assert sub.is_subscribed and harness.listener.registered == {SID: sub}
+        assert sub.requested_timeout == 600
+        assert [call.getTime() for call in harness.clock.getDelayedCalls()] == [due]
+        harness.clock.advance(due)
+        method, headers = harness.speaker.requests[-1]
+        assert (method, headers["sid"], headers["timeout"]) == ("SUBSCRIBE", SID, "Second-600")
 
     def test_not_strict(self) -> None:
-        """With strict=False a failure is logged and the Deferred fires with the Subscription."""
+        """With strict=False a failure is logged (a warning naming the call and the error) and
+        the Deferred fires with the Subscription."""
+        events: list[LogEvent] = []
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
         harness = Harness()
         harness.speaker.script.append(Answer(500, {}))
         d = harness.subscription.subscribe(strict=False)
         assert self.successResultOf(d) is harness.subscription
         assert not harness.subscription.is_subscribed
+        [warning] = [e for e in events if e["log_level"] is LogLevel.warn]
+        said = formatEvent(warning)
+        assert said.startswith("subscribe http://") and "failed" in said and "500" in said, said
 
     def test_never_reads_household_id(self) -> None:
         """Subscribing never touches soco.household_id or zone_group_state (they block)."""
