@@ -1104,6 +1104,39 @@ class EndToEndTests(TestCase):
         assert self.speaker.subscriptions == {}
         assert not sub.is_subscribed
 
+    async def test_one_shutdown_trigger_for_the_compatibility_listener(self) -> None:
+        """However many subscriptions the compatibility path makes and ends, the reactor gets
+        one shutdown trigger (the default listener's), and close_default_listener() removes
+        it (soco.events_twisted adds one per subscription, never removed)."""
+        use_as_events_module(self)
+        added: list[object] = []
+        removed: list[object] = []
+        real_add = global_reactor.addSystemEventTrigger
+        real_remove = global_reactor.removeSystemEventTrigger
+
+        def add(phase: str, event: str, f: Any, *args: Any, **kwargs: Any) -> object:
+            trigger = real_add(phase, event, f, *args, **kwargs)
+            if (phase, event) == ("before", "shutdown"):
+                added.append(trigger)
+            return trigger
+
+        def remove(trigger: Any) -> None:
+            removed.append(trigger)
+            real_remove(trigger)
+
+        self.patch(global_reactor, "addSystemEventTrigger", add)
+        self.patch(global_reactor, "removeSystemEventTrigger", remove)
+        device = soco.SoCo(self.speaker_address)
+        for _ in range(3):
+            d = device.renderingControl.subscribe()
+            d.subscription.callback = self.events.put
+            await d
+            await self.next_event()
+            await d.subscription.unsubscribe()
+        assert len(added) == 1
+        await close_default_listener()
+        assert removed == added
+
     async def test_the_default_listener_reads_socos_settings_and_outlives_its_subscriptions(
         self,
     ) -> None:
