@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import socket
 from collections.abc import Mapping
 from queue import Queue
 from typing import Any, cast
@@ -19,6 +20,7 @@ from treq.testing import RequestTraversalAgent
 from twisted.internet import reactor as global_reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import CancelledError, DeferredQueue, DeferredSemaphore
+from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import ILogObserver, LogEvent, LogLevel, formatEvent, globalLogPublisher
@@ -733,9 +735,13 @@ class EventTests(SynchronousTestCase):
         assert harness.subscription.events.empty()
 
     def test_queue(self) -> None:
-        """Without callback, events go to the events queue as in soco.events."""
+        """Without callback, or with one that is not callable, events go to the events queue
+        as in soco.events."""
         harness = Harness()
         event = harness.event()
+        harness.subscription.send_event(event)
+        assert harness.subscription.events.get_nowait() is event
+        harness.subscription.callback = "not callable"  # type: ignore[assignment]
         harness.subscription.send_event(event)
         assert harness.subscription.events.get_nowait() is event
 
@@ -1103,6 +1109,22 @@ class EndToEndTests(TestCase):
         await _shutdown_default()
         assert self.speaker.subscriptions == {}
         assert not sub.is_subscribed
+
+    async def test_refused_connection_is_gena_error_none_caused_by_the_refusal(self) -> None:
+        """A SUBSCRIBE to a speaker address where nothing listens fails with this module's
+        ``GenaError(None)`` (a SoCoException), raised from the refusal (``__cause__``), and
+        ends the subscription: nothing registered."""
+        with socket.socket() as probe:
+            probe.bind((self.speaker_address, 0))
+            port = probe.getsockname()[1]
+        service = FakeService(base_url=f"http://{self.speaker_address}:{port}")
+        sub = Subscription(service, self.listener, reactor=global_reactor)
+        with self.assertRaises(GenaError) as caught:
+            await sub.subscribe()
+        assert caught.exception.status is None
+        assert isinstance(caught.exception, soco.exceptions.SoCoException)
+        assert isinstance(caught.exception.__cause__, ConnectionRefusedError)
+        assert not sub.is_subscribed and self.listener.dispatcher.subscriptions() == []
 
     async def test_one_shutdown_trigger_for_the_compatibility_listener(self) -> None:
         """However many subscriptions the compatibility path makes and ends, the reactor gets
