@@ -1287,6 +1287,23 @@ class SimulatorTests(TestCase):
         assert self.manager.subscriptions() == []
         assert self.listener.dispatcher.subscriptions() == []
 
+    async def test_seq0_before_the_answer_is_delivered_before_subscribe_fires(self) -> None:
+        """A speaker that sends SEQ 0 before its SUBSCRIBE answer (the simulator's
+        ``answer_delay``): the NOTIFY is held, not refused, and delivered when the SID is
+        registered, before the subscribe() Deferred fires, to a callback set right after
+        calling subscribe()."""
+        self.manager.faults.answer_delay = 0.2
+        device = soco.SoCo(self.speaker.address)
+        sub = Subscription(device.renderingControl, self.listener, reactor=global_reactor)
+        subscribing = sub.subscribe(requested_timeout=600)
+        sub.callback = self.events.put
+        await subscribing
+        [event] = self.events.pending
+        assert (event.sid, event.seq) == (sub.sid, "0")
+        assert self.listener.rejected["unknown_sid"] == 0
+        await sub.unsubscribe()
+        assert self.manager.subscriptions() == []
+
     async def test_reboot_makes_renew_gone(self) -> None:
         """After the speaker forgets its SIDs (a reboot), renewal fails with SubscriptionGone."""
         sub = self.subscription()
