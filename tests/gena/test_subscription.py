@@ -1316,14 +1316,17 @@ class SimulatorTests(TestCase):
         assert self.listener.dispatcher.subscriptions() == []
 
     async def test_hung_renew_times_out(self) -> None:
-        """A speaker that never answers a renewal gives GenaTimeout, and unsubscribe still runs."""
+        """A speaker that never answers a renewal gives GenaTimeout, the request's connection
+        is closed (the speaker holds it no more), and unsubscribe still runs."""
         sub = self.subscription(request_timeout=0.5)
         await sub.subscribe(requested_timeout=600)
         self.manager.faults.renew_hang = True
         renewing = sub.renew()
         leaving = sub.unsubscribe()
+        await until(lambda: self.manager.held_requests == 1, "the renewal held by the speaker")
         with self.assertRaises(GenaTimeout):
             await renewing
+        await until(lambda: self.manager.held_requests == 0, "the timed-out renewal closed")
         await leaving
         assert not sub.is_subscribed
 
