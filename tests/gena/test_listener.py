@@ -267,6 +267,13 @@ def test_route_address_of_nowhere() -> None:
     assert route_address("255.255.255.255") is None
 
 
+def test_route_address_is_ipv4_only() -> None:
+    """docs/gena.md's known limit: an IPv6 speaker address (here loopback ::1) has no IPv4
+    route, so None, and a host name is resolved (blocking) to its IPv4 address."""
+    assert route_address("::1") is None
+    assert route_address("localhost") == "127.0.0.1"
+
+
 # -- the dispatcher through the HTTP stack -----------------------------------------------------
 
 
