@@ -284,11 +284,15 @@ class SubscribeTests(SynchronousTestCase):
         assert harness.listener.registered == {} and harness.listener.in_flight == {}
 
     def test_other_status_is_gena_error(self) -> None:
-        """A 503 answer fails with GenaError(503), never with a KeyError."""
+        """A 503 answer fails with GenaError(503), never with a KeyError; the Subscription
+        has ended and is never reused: subscribing it again is a UsageError and sends nothing."""
         harness = Harness()
         harness.speaker.script.append(Answer(503, {"SID": SID, "TIMEOUT": "Second-600"}))
         failure = self.failureResultOf(harness.subscription.subscribe(), GenaError)
         assert failure.value.status == 503
+        self.failureResultOf(harness.subscription.subscribe(), UsageError)
+        assert harness.speaker.methods() == ["SUBSCRIBE"]
+        assert harness.listener.registered == {} and harness.clock.getDelayedCalls() == []
 
     def test_missing_sid(self) -> None:
         """A 200 without SID fails with GenaError."""
