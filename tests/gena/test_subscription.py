@@ -243,12 +243,18 @@ class SubscribeTests(SynchronousTestCase):
     """subscribe(): headers sent, state recorded, failures checked."""
 
     def test_result_is_the_subscription(self) -> None:
-        """The Deferred fires with the Subscription and carries .subscription at once."""
+        """subscribe(), renew() and unsubscribe() each return a SubscriptionDeferred that
+        carries .subscription at once and fires with the Subscription (SoCo's: None)."""
         harness = Harness()
         d = harness.subscription.subscribe(requested_timeout=600)
         assert isinstance(d, SubscriptionDeferred)
         assert d.subscription is harness.subscription
         assert self.successResultOf(d) is harness.subscription
+        for call in (harness.subscription.renew, harness.subscription.unsubscribe):
+            d = call()
+            assert isinstance(d, SubscriptionDeferred), call
+            assert d.subscription is harness.subscription
+            assert self.successResultOf(d) is harness.subscription
 
     def test_headers_and_state(self) -> None:
         """SUBSCRIBE carries CALLBACK, NT and TIMEOUT; sid, timeout and time_left follow."""
