@@ -270,28 +270,8 @@ class EventProcessor:
         for device in topology.vanished:
             if device.uid != ref.uid:
                 views.forget(device.uid)
-        self._forget_departed(views, shown, ref.uid, topology)
         views.report(ref.uid, text)
         return variables, topology
-
-    @staticmethod
-    def _forget_departed(
-        views: SpeakerViews,
-        shown: Mapping[str, Topology | None],
-        sender: str,
-        topology: Topology,
-    ) -> None:
-        """A speaker that left the household (removed in the app, moved to another one) is
-        listed nowhere in its new documents, and cannot show them itself: its last view stops
-        counting once a speaker whose previous view listed it sends a new document that does
-        not. That speaker's own events are ordered, so it saw the departure; a lagging
-        speaker whose view predates a join never listed the newcomer, and forgets nothing."""
-        previous = views.view_of(sender)
-        before = None if previous is None else shown.get(previous)
-        if before is None:
-            return
-        for uid in _listed(before) - _listed(topology) - {sender}:
-            views.forget(uid)
 
     def _remember(self, household: str | None, text: str, topology: Topology | None) -> None:
         shown = self._shown.setdefault(household, OrderedDict())
@@ -540,13 +520,6 @@ class EventProcessor:
             elif mine != value:
                 found.append(f"{name}: {mine} here, {value} on the speaker")
         return found
-
-
-def _listed(topology: Topology) -> set[str]:
-    """Every uid ``topology`` lists: group members, satellites and vanished devices."""
-    listed = {member.uid for member in topology.members()}
-    listed.update(device.uid for device in topology.vanished)
-    return listed
 
 
 def _without_topology(fields: Mapping[str, Any]) -> Mapping[str, Any]:

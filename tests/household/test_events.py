@@ -408,50 +408,6 @@ def test_a_speaker_listed_as_vanished_no_longer_holds_the_others_back() -> None:
     assert [m.body["vanished"] for m in sink.messages if m.type == "topology.changed"][-1]
 
 
-WITHOUT_BEDROOM = zgs(
-    ("RINCON_K", [("RINCON_K", "Kitchen", 1)]), ("RINCON_O", [("RINCON_O", "Office", 1)])
-)
-JOINED_WITHOUT_BEDROOM = zgs(("RINCON_K", [("RINCON_K", "Kitchen", 1), ("RINCON_O", "Office", 1)]))
-
-
-def test_a_speaker_that_left_the_household_no_longer_holds_the_others_back() -> None:
-    """A speaker removed from its household is listed nowhere in its household's new
-    documents and cannot show them: once a speaker whose previous view listed it shows one,
-    its last view stops counting, and the document is taken when the others agree, with no
-    wait for the settle timeout."""
-    processor, _, sink, clock = setup()
-    for speaker in (KITCHEN, OFFICE, BEDROOM):
-        report(processor, speaker, APART, 0)
-    report(processor, KITCHEN, WITHOUT_BEDROOM, 1)
-    assert processor.state.topology is not None
-    assert processor.state.topology.member("RINCON_B") is not None
-    report(processor, OFFICE, WITHOUT_BEDROOM, 1)
-    assert not clock.getDelayedCalls()
-    assert processor.state.topology.member("RINCON_B") is None
-    assert [m.body["groups"] for m in sink.messages if m.type == "topology.changed"][-1]
-
-
-def test_a_lagging_view_from_before_a_join_does_not_forget_the_newcomer() -> None:
-    """A speaker that has just joined shows the new document; a lagging speaker's document
-    from before the join does not list it, but that speaker never listed it either: the
-    newcomer keeps counting, so the older document is not taken while it shows another."""
-    processor, _, sink, clock = setup()
-    for speaker in (KITCHEN, OFFICE):
-        report(processor, speaker, WITHOUT_BEDROOM, 0)
-    report(processor, BEDROOM, APART, 0)
-    report(processor, KITCHEN, JOINED_WITHOUT_BEDROOM, 1)
-    report(processor, OFFICE, JOINED_WITHOUT_BEDROOM, 1)
-    assert members_of_kitchen(sink) == [["RINCON_K"]]
-    assert clock.getDelayedCalls()
-    report(processor, KITCHEN, JOINED, 2)
-    report(processor, OFFICE, JOINED, 2)
-    report(processor, BEDROOM, JOINED, 1)
-    assert members_of_kitchen(sink) == [["RINCON_K"], ["RINCON_K", "RINCON_O"]]
-    assert not clock.getDelayedCalls()
-    assert processor.state.topology is not None
-    assert processor.state.topology.member("RINCON_B") is not None
-
-
 def test_identical_zone_group_state_dropped_before_json_work(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
