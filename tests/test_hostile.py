@@ -672,6 +672,46 @@ class HostileTests(TestCase):
         self.assertEqual([s["uid"] for s in member["satellites"]], ["RINCON_DEEP01400"])
         self.assertEqual([e for e in events if "log_failure" in e], [])
 
+    async def test_a_resync_answer_dripping_past_its_bound_is_named(self) -> None:
+        """A resync whose answers drip past ``soco.call_timeout`` (the simulator's SOAP
+        ``drip`` fault) fails with a warning whose reason names the answer, the speaker and
+        the bound, and says it began then came too slowly, as the device description's
+        reason does: not a plain ``timeout``."""
+        daemon = await self.daemon(soco={"call_timeout": 1.0})
+        events = self.capture_logs()
+        kitchen = daemon.speakers[0]
+        manager: Any = kitchen.manager
+        start = kitchen.transport.play_mode
+        modes = [m for m in ("SHUFFLE", "REPEAT_ALL", "NORMAL") if m != start]
+
+        def resync_failures() -> list[LogEvent]:
+            return [
+                e
+                for e in events
+                if e.get("source") == "resync" and e.get("service") == "AVTransport"
+            ]
+
+        kitchen.soap_faults.padding = 20_000
+        kitchen.soap_faults.drip = 0.5
+        self.addCleanup(kitchen.soap_faults.reset)
+        # A lost NOTIFY, then one whose SEQ shows it: events.gap and a resync.
+        manager.faults.drop_next = 1
+        kitchen.transport.set_play_mode(modes[0])
+        await until(lambda: manager.stats()["dropped"] == 1, "the NOTIFY dropped")
+        kitchen.transport.set_play_mode(modes[1])
+        await until(resync_failures, "the resync failed")
+        [failed] = resync_failures()
+        self.assertEqual(failed["log_level"], LogLevel.warn)
+        reason = str(failed["reason"])
+        self.assertTrue(reason.startswith("the answer to Get"), reason)
+        self.assertTrue(
+            reason.endswith(
+                f" from {kitchen.address} did not arrive within 1 s "
+                "(it began, then came too slowly)"
+            ),
+            reason,
+        )
+
     async def test_dtd_in_didl_read_by_a_resync_is_refused(self) -> None:
         """A resync whose GetPositionInfo answer carries a DTD inside its escaped track
         metadata fails as a refused answer (logged, nothing of it in the state), the state keeps

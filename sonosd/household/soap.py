@@ -13,9 +13,9 @@ Twisted's HTTP client instead, within the bounds SoCo's HTTP has in the daemon
 - the answer is at most ``MAX_ANSWER`` bytes (``AnswerRefused`` as soon as it is over);
 - the whole call (waiting for the speaker's turn, every exchange, the whole answer) ends
   within its timeout, however steadily an answer drips (``SoapTimeout``; the connection is
-  closed); an answer that began but did not end in time is ``SlowAnswer`` too, whose
-  reason names it, the speaker and the bound, as the device description's does
-  (``household.probe``);
+  closed); an answer that began but did not end in time, or that a call waited behind for
+  its turn, makes it ``SlowAnswer`` too, whose reason names that answer, the speaker and
+  the bound, as the device description's does (``household.probe``);
 - an answer that declares a DTD or an entity, at the top or in a document escaped in it,
   is refused before any parser sees it (``gena.xmlguard.check_answer``);
 - a speaker gets one of these calls at a time, in order (as the SoCo pool serialised them
@@ -332,6 +332,8 @@ class SoapClient(Service):
         self._tls_agent = tls_agent
         self.secure: set[str] = set()
         self._turns: dict[str, DeferredLock] = {}
+        # The call that has each speaker's turn.
+        self._holders: dict[str, _Call] = {}
         self._in_flight: set[Deferred[Any]] = set()
         self.calls = 0
 
@@ -369,16 +371,18 @@ class SoapClient(Service):
         made = _Call(host, port, target, action, arguments)
 
         def timed_out(result: object, after: float) -> Failure:
-            if made.answering:
-                return Failure(SoapSlowAnswer.began(f"the answer to {action}", host, after))
+            slow = self._dripping(made)
+            if slow is not None:
+                return Failure(SoapSlowAnswer.began(f"the answer to {slow}", host, after))
             return Failure(SoapTimeout(f"{action} to {host}: no whole answer within {after:g} s"))
 
         running = Deferred.fromCoroutine(self._call(made))
         running.addTimeout(seconds, self._clock, onTimeoutCancel=timed_out)
 
         def cut(failure: Failure) -> Failure:
-            if made.answering and type(failure.value) is CancelledError:
-                return Failure(AnswerCut(f"the answer to {action}", host))
+            slow = self._dripping(made)
+            if slow is not None and type(failure.value) is CancelledError:
+                return Failure(AnswerCut(f"the answer to {slow}", host))
             return failure
 
         running.addErrback(cut)
@@ -386,6 +390,15 @@ class SoapClient(Service):
             self._in_flight.add(running)
             running.addBoth(self._settled, running)
         return running
+
+    def _dripping(self, made: _Call) -> str | None:
+        """The action whose answer was arriving when ``made`` ended unanswered: its own, or
+        that of the call it waited behind (a speaker dripping one answer holds up the next);
+        ``None`` when no answer had begun."""
+        if made.answering:
+            return made.action
+        holder = self._holders.get(made.host)
+        return holder.action if holder is not None and holder.answering else None
 
     def _settled(self, result: Any, running: Deferred[Any]) -> Any:
         self._in_flight.discard(running)
@@ -397,9 +410,11 @@ class SoapClient(Service):
         if turn is None:
             turn = self._turns[host] = DeferredLock()
         await turn.acquire()
+        self._holders[host] = made
         try:
             answer = await self._send(made)
         finally:
+            del self._holders[host]
             turn.release()
             if not turn.locked and not turn.waiting:
                 self._turns.pop(host, None)

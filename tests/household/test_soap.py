@@ -291,6 +291,33 @@ class ClientTests(SynchronousTestCase):
         self.assertIn("no whole answer within 3 s", str(failure.value))
         self.assertEqual(describe_failure(failure), (FailureKind.UNREACHABLE, "timeout"))
 
+    def test_a_call_held_up_by_a_dripping_answer_names_it(self) -> None:
+        """A call that times out waiting for its turn behind an answer still dripping names
+        that answer (the speaker drips, it is not silent); the dripping call then ends at its
+        own bound, named too."""
+        speaker = Speaker()
+        client, stub = self.client(speaker)
+        speaker.drip = self.clock
+        first = self.call(client, timeout=10.0)
+        second = client.call("127.0.0.2", 1400, "AVTransport", "GetMediaInfo", timeout=2.0)
+        stub.flush()
+        for _ in range(2):
+            self.clock.advance(1.0)
+            stub.flush()
+        slow = "from 127.0.0.2 did not arrive within {} s (it began, then came too slowly)"
+        self.assertEqual(
+            describe_failure(self.failureResultOf(second, SoapTimeout)),
+            (FailureKind.UNREACHABLE, "the answer to GetVolume " + slow.format(2)),
+        )
+        for _ in range(8):
+            self.clock.advance(1.0)
+            stub.flush()
+        self.assertEqual(
+            describe_failure(self.failureResultOf(first, SoapTimeout))[1],
+            "the answer to GetVolume " + slow.format(10),
+        )
+        self.assertEqual(len(speaker.seen), 1)
+
     def test_one_call_at_a_time_per_speaker(self) -> None:
         """A speaker gets the next call only once the previous one is answered; a call that
         times out while waiting never goes out."""
