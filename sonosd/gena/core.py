@@ -555,13 +555,14 @@ class BaseSubscription:
     # -- the requests -------------------------------------------------------------------------
 
     async def _subscribe(self, requested_timeout: int | None, auto_renew: bool) -> None:
-        self.requested_timeout = requested_timeout
         if self.is_subscribed:
             raise UsageError(
                 "Cannot subscribe Subscription instance more than once. Use renew instead"
             )
         if self._has_been_unsubscribed:
             raise UsageError("Cannot resubscribe Subscription instance once unsubscribed")
+        # Only a call that is not refused says what later renewals ask for.
+        self.requested_timeout = requested_timeout
         listener = self._ensure_listener()
         self.speaker_host = await self._speaker_address()
         headers = subscribe_headers(listener.callback_url(self.speaker_host), requested_timeout)

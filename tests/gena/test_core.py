@@ -49,6 +49,26 @@ def test_no_soco_imported() -> None:
     assert done.stdout.strip() == "[]"
 
 
+#: Importing the whole GENA library, the SoCo-compatible module included, installs no reactor.
+NO_REACTOR = """
+import sys
+import sonosd.gena, sonosd.gena.subscription, sonosd.gena.listener, sonosd.gena.core
+import sonosd.gena.notifyport, sonosd.gena.notifyproto, sonosd.gena.httpclient
+from sonosd.gena import Subscription, SubscriptionGone, GenaError, close_default_listener
+print("twisted.internet.reactor" in sys.modules)
+"""
+
+
+def test_importing_the_library_installs_no_reactor() -> None:
+    """docs/gena.md: library code never installs a reactor; it is passed in, and only the
+    compatibility path imports the global one, lazily (SoCo's module imports it at once)."""
+    done = subprocess.run(
+        [sys.executable, "-c", NO_REACTOR], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
 def ref() -> core.ServiceRef:
     """The RenderingControl of the test speaker."""
     return core.ServiceRef(

@@ -145,7 +145,7 @@ def make_listener(**kwargs: Any) -> tuple[NotifyListener, MemoryReactorClock]:
 
 def test_the_documented_defaults_are_the_listeners() -> None:
     """The signature docs/gena.md gives for NotifyListener has the code's defaults, and the
-    held NOTIFYs per SUBSCRIBE it names are the code's."""
+    held NOTIFYs per SUBSCRIBE and the ended SIDs remembered it names are the code's."""
     text = (ROOT / "docs" / "gena.md").read_text()
     match = re.search(r"`NotifyListener\(reactor, (.*?)\)` is an", text, re.S)
     assert match is not None
@@ -156,9 +156,10 @@ def test_the_documented_defaults_are_the_listeners() -> None:
         documented[name] = named[value] if value in named else ast.literal_eval(value)
     parameters = inspect.signature(NotifyListener).parameters.values()
     assert documented == {p.name: p.default for p in parameters if p.name != "reactor"}
-    assert f"(at most `HELD_PER_SUBSCRIBE`, {HELD_PER_SUBSCRIBE}, per SUBSCRIBE" in " ".join(
-        text.split()
-    )
+    flat = " ".join(text.split())
+    assert f"(at most `HELD_PER_SUBSCRIBE`, {HELD_PER_SUBSCRIBE}, per SUBSCRIBE" in flat
+    assert f"the {listener_module.MAX_ENDED:,} most recent" in flat
+    assert listener_module.ENDED_MEMORY == 3600 and "an hour at most each" in flat
 
 
 def test_every_test_the_fixes_table_names_exists() -> None:
@@ -265,6 +266,13 @@ def test_route_address_of_a_loopback_speaker() -> None:
 def test_route_address_of_nowhere() -> None:
     """An address with no route gives None instead of raising."""
     assert route_address("255.255.255.255") is None
+
+
+def test_route_address_is_ipv4_only() -> None:
+    """docs/gena.md's known limit: an IPv6 speaker address (here loopback ::1) has no IPv4
+    route, so None, and a host name is resolved (blocking) to its IPv4 address."""
+    assert route_address("::1") is None
+    assert route_address("localhost") == "127.0.0.1"
 
 
 # -- the dispatcher through the HTTP stack -----------------------------------------------------

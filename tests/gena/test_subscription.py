@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+import socket
 from collections.abc import Mapping
 from queue import Queue
-from typing import Any
+from typing import Any, cast
 from xml.sax.saxutils import escape
 
 import attrs
@@ -19,8 +20,10 @@ from treq.testing import RequestTraversalAgent
 from twisted.internet import reactor as global_reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import CancelledError, DeferredQueue, DeferredSemaphore
+from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import ILogObserver, LogEvent, LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web import server
@@ -240,12 +243,18 @@ class SubscribeTests(SynchronousTestCase):
     """subscribe(): headers sent, state recorded, failures checked."""
 
     def test_result_is_the_subscription(self) -> None:
-        """The Deferred fires with the Subscription and carries .subscription at once."""
+        """subscribe(), renew() and unsubscribe() each return a SubscriptionDeferred that
+        carries .subscription at once and fires with the Subscription (SoCo's: None)."""
         harness = Harness()
         d = harness.subscription.subscribe(requested_timeout=600)
         assert isinstance(d, SubscriptionDeferred)
         assert d.subscription is harness.subscription
         assert self.successResultOf(d) is harness.subscription
+        for call in (harness.subscription.renew, harness.subscription.unsubscribe):
+            d = call()
+            assert isinstance(d, SubscriptionDeferred), call
+            assert d.subscription is harness.subscription
+            assert self.successResultOf(d) is harness.subscription
 
     def test_headers_and_state(self) -> None:
         """SUBSCRIBE carries CALLBACK, NT and TIMEOUT; sid, timeout and time_left follow."""
@@ -281,11 +290,15 @@ class SubscribeTests(SynchronousTestCase):
         assert harness.listener.registered == {} and harness.listener.in_flight == {}
 
     def test_other_status_is_gena_error(self) -> None:
-        """A 503 answer fails with GenaError(503), never with a KeyError."""
+        """A 503 answer fails with GenaError(503), never with a KeyError; the Subscription
+        has ended and is never reused: subscribing it again is a UsageError and sends nothing."""
         harness = Harness()
         harness.speaker.script.append(Answer(503, {"SID": SID, "TIMEOUT": "Second-600"}))
         failure = self.failureResultOf(harness.subscription.subscribe(), GenaError)
         assert failure.value.status == 503
+        self.failureResultOf(harness.subscription.subscribe(), UsageError)
+        assert harness.speaker.methods() == ["SUBSCRIBE"]
+        assert harness.listener.registered == {} and harness.clock.getDelayedCalls() == []
 
     def test_missing_sid(self) -> None:
         """A 200 without SID fails with GenaError."""
@@ -405,19 +418,36 @@ class SubscribeTests(SynchronousTestCase):
         self.failureResultOf(sub.subscribe(), UsageError)
 
     def test_twice_is_a_usage_error(self) -> None:
-        """Subscribing twice fails with UsageError and leaves the subscription alive."""
+        """Subscribing twice fails with UsageError and leaves the subscription as it was: alive,
+        registered, its renewal due when it was, and its renewals asking for the timeout the
+        first subscribe() asked for (not the refused call's)."""
         harness = Harness()
-        self.successResultOf(harness.subscription.subscribe())
-        self.failureResultOf(harness.subscription.subscribe(), UsageError)
-        assert harness.subscription.is_subscribed
+        sub = harness.subscription
+        self.successResultOf(sub.subscribe(requested_timeout=600, auto_renew=True))
+        [due] = [call.getTime() for call in harness.clock.getDelayedCalls()]
+        self.failureResultOf(sub.subscribe(requested_timeout=60), UsageError)
+        assert sub.is_subscribed and harness.listener.registered == {SID: sub}
+        assert sub.requested_timeout == 600
+        assert [call.getTime() for call in harness.clock.getDelayedCalls()] == [due]
+        harness.clock.advance(due)
+        method, headers = harness.speaker.requests[-1]
+        assert (method, headers["sid"], headers["timeout"]) == ("SUBSCRIBE", SID, "Second-600")
 
     def test_not_strict(self) -> None:
-        """With strict=False a failure is logged and the Deferred fires with the Subscription."""
+        """With strict=False a failure is logged (a warning naming the call and the error) and
+        the Deferred fires with the Subscription."""
+        events: list[LogEvent] = []
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
         harness = Harness()
         harness.speaker.script.append(Answer(500, {}))
         d = harness.subscription.subscribe(strict=False)
         assert self.successResultOf(d) is harness.subscription
         assert not harness.subscription.is_subscribed
+        [warning] = [e for e in events if e["log_level"] is LogLevel.warn]
+        said = formatEvent(warning)
+        assert said.startswith("subscribe http://") and "failed" in said and "500" in said, said
 
     def test_never_reads_household_id(self) -> None:
         """Subscribing never touches soco.household_id or zone_group_state (they block)."""
@@ -715,9 +745,13 @@ class EventTests(SynchronousTestCase):
         assert harness.subscription.events.empty()
 
     def test_queue(self) -> None:
-        """Without callback, events go to the events queue as in soco.events."""
+        """Without callback, or with one that is not callable, events go to the events queue
+        as in soco.events."""
         harness = Harness()
         event = harness.event()
+        harness.subscription.send_event(event)
+        assert harness.subscription.events.get_nowait() is event
+        harness.subscription.callback = "not callable"  # type: ignore[assignment]
         harness.subscription.send_event(event)
         assert harness.subscription.events.get_nowait() is event
 
@@ -1086,6 +1120,55 @@ class EndToEndTests(TestCase):
         assert self.speaker.subscriptions == {}
         assert not sub.is_subscribed
 
+    async def test_refused_connection_is_gena_error_none_caused_by_the_refusal(self) -> None:
+        """A SUBSCRIBE to a speaker address where nothing listens fails with this module's
+        ``GenaError(None)`` (a SoCoException), raised from the refusal (``__cause__``), and
+        ends the subscription: nothing registered."""
+        with socket.socket() as probe:
+            probe.bind((self.speaker_address, 0))
+            port = probe.getsockname()[1]
+        service = FakeService(base_url=f"http://{self.speaker_address}:{port}")
+        sub = Subscription(service, self.listener, reactor=global_reactor)
+        with self.assertRaises(GenaError) as caught:
+            await sub.subscribe()
+        assert caught.exception.status is None
+        assert isinstance(caught.exception, soco.exceptions.SoCoException)
+        assert isinstance(caught.exception.__cause__, ConnectionRefusedError)
+        assert not sub.is_subscribed and self.listener.dispatcher.subscriptions() == []
+
+    async def test_one_shutdown_trigger_for_the_compatibility_listener(self) -> None:
+        """However many subscriptions the compatibility path makes and ends, the reactor gets
+        one shutdown trigger (the default listener's), and close_default_listener() removes
+        it (soco.events_twisted adds one per subscription, never removed)."""
+        use_as_events_module(self)
+        added: list[object] = []
+        removed: list[object] = []
+        real_add = global_reactor.addSystemEventTrigger
+        real_remove = global_reactor.removeSystemEventTrigger
+
+        def add(phase: str, event: str, f: Any, *args: Any, **kwargs: Any) -> object:
+            trigger = real_add(phase, event, f, *args, **kwargs)
+            if (phase, event) == ("before", "shutdown"):
+                added.append(trigger)
+            return trigger
+
+        def remove(trigger: Any) -> None:
+            removed.append(trigger)
+            real_remove(trigger)
+
+        self.patch(global_reactor, "addSystemEventTrigger", add)
+        self.patch(global_reactor, "removeSystemEventTrigger", remove)
+        device = soco.SoCo(self.speaker_address)
+        for _ in range(3):
+            d = device.renderingControl.subscribe()
+            d.subscription.callback = self.events.put
+            await d
+            await self.next_event()
+            await d.subscription.unsubscribe()
+        assert len(added) == 1
+        await close_default_listener()
+        assert removed == added
+
     async def test_the_default_listener_reads_socos_settings_and_outlives_its_subscriptions(
         self,
     ) -> None:
@@ -1214,6 +1297,23 @@ class SimulatorTests(TestCase):
         assert self.manager.subscriptions() == []
         assert self.listener.dispatcher.subscriptions() == []
 
+    async def test_seq0_before_the_answer_is_delivered_before_subscribe_fires(self) -> None:
+        """A speaker that sends SEQ 0 before its SUBSCRIBE answer (the simulator's
+        ``answer_delay``): the NOTIFY is held, not refused, and delivered when the SID is
+        registered, before the subscribe() Deferred fires, to a callback set right after
+        calling subscribe()."""
+        self.manager.faults.answer_delay = 0.2
+        device = soco.SoCo(self.speaker.address)
+        sub = Subscription(device.renderingControl, self.listener, reactor=global_reactor)
+        subscribing = sub.subscribe(requested_timeout=600)
+        sub.callback = self.events.put
+        await subscribing
+        [event] = self.events.pending
+        assert (event.sid, event.seq) == (sub.sid, "0")
+        assert self.listener.rejected["unknown_sid"] == 0
+        await sub.unsubscribe()
+        assert self.manager.subscriptions() == []
+
     async def test_reboot_makes_renew_gone(self) -> None:
         """After the speaker forgets its SIDs (a reboot), renewal fails with SubscriptionGone."""
         sub = self.subscription()
@@ -1226,14 +1326,17 @@ class SimulatorTests(TestCase):
         assert self.listener.dispatcher.subscriptions() == []
 
     async def test_hung_renew_times_out(self) -> None:
-        """A speaker that never answers a renewal gives GenaTimeout, and unsubscribe still runs."""
+        """A speaker that never answers a renewal gives GenaTimeout, the request's connection
+        is closed (the speaker holds it no more), and unsubscribe still runs."""
         sub = self.subscription(request_timeout=0.5)
         await sub.subscribe(requested_timeout=600)
         self.manager.faults.renew_hang = True
         renewing = sub.renew()
         leaving = sub.unsubscribe()
+        await until(lambda: self.manager.held_requests == 1, "the renewal held by the speaker")
         with self.assertRaises(GenaTimeout):
             await renewing
+        await until(lambda: self.manager.held_requests == 0, "the timed-out renewal closed")
         await leaving
         assert not sub.is_subscribed
 

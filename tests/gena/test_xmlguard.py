@@ -62,6 +62,7 @@ def test_other_encodings_are_refused(document: bytes) -> None:
     [
         PROPERTYSET,
         b'<?xml version="1.0" encoding="utf-8"?>' + PROPERTYSET,
+        b"<?xml version='1.0' encoding='US-ASCII'?>" + PROPERTYSET,
         b'\xef\xbb\xbf<?xml version="1.0" encoding="ISO-8859-1" ?>' + PROPERTYSET,
         b'<?xml version="1.0"?>' + PROPERTYSET,
         b"  <a>&lt;!DOCTYPE is only text here&gt;</a>",

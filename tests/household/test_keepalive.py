@@ -172,6 +172,22 @@ class RenewTests(SynchronousTestCase):
         h.clock.advance(0.02)
         self.assertEqual(second.requests, ["subscribe", "renew"])
 
+    def test_a_short_grant_is_renewed_1_s_after_the_last_renewal_at_the_soonest(self) -> None:
+        """docs/gena.md: a short grant is renewed at renew_fraction of it, never sooner than
+        1 s after the last renewal (a 1 s grant at 0.5: every 1 s, not every 0.5 s)."""
+        h = Harness(timeout=600, renew_fraction=0.5)
+        h.gena.granted = 1
+        started(h)
+        sub = h.gena.current("RenderingControl")
+        h.clock.advance(0.99)
+        self.assertEqual(sub.requests, ["subscribe"])
+        h.clock.advance(0.01)
+        self.assertEqual(sub.requests, ["subscribe", "renew"])
+        h.clock.advance(0.99)
+        self.assertEqual(sub.requests, ["subscribe", "renew"])
+        h.clock.advance(0.01)
+        self.assertEqual(sub.requests, ["subscribe", "renew", "renew"])
+
     def test_renew_uses_granted_not_requested(self) -> None:
         """The renewal is timed from the speaker's granted timeout."""
         h = Harness(timeout=1800, renew_fraction=0.5)
