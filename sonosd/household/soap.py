@@ -174,9 +174,10 @@ class SoapTimeout(SoapError, TimeoutError):
 
 
 class SoapSlowAnswer(SoapTimeout, SlowAnswer):
-    """The call's answer began within its timeout but did not end in it (a dripping
-    speaker): ``str()`` is ``the answer to GetVolume from 127.0.0.2 did not arrive within
-    20 s (it began, then came too slowly)``, the reason ``describe_failure`` gives."""
+    """The call's answer, or the one it waited behind for its turn, began within its timeout
+    but did not end in it (a dripping speaker): ``str()`` is ``the answer to GetVolume from
+    127.0.0.2 did not arrive within 20 s (it began, then came too slowly)``, the reason
+    ``describe_failure`` gives."""
 
 
 class AnswerCut(CancelledError):
