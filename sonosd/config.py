@@ -1088,21 +1088,26 @@ class _Builder:
         if fields.get("admin") is not None:
             self._endpoint(fields["admin"], (*path, "admin"))
         config = SimulateConfig(**fields)
-        if config.stereo_pair and config.speakers < 2:
-            raise self.fail((*path, "stereo_pair"), "a stereo pair needs at least 2 speakers", True)
-        needed = (2 if config.stereo_pair else 0) + 4
-        if config.home_theatre and config.speakers < needed:
-            raise self.fail(
-                (*path, "home_theatre"),
-                f"a home theatre needs {needed} speakers (soundbar, sub, two surrounds"
-                + (", besides the stereo pair)" if config.stereo_pair else ")"),
-                True,
-            )
         if config.households > config.speakers:
             raise self.fail(
                 (*path, "households"),
                 f"{config.speakers} speakers cannot make {config.households} households",
                 config.households,
+            )
+        # The pair and the home theatre belong to the first household, the largest one.
+        first = -(-config.speakers // max(config.households, 1))
+        in_first = f" in the first household (it has {first})" if config.households > 1 else ""
+        if config.stereo_pair and first < 2:
+            raise self.fail(
+                (*path, "stereo_pair"), f"a stereo pair needs at least 2 speakers{in_first}", True
+            )
+        needed = (2 if config.stereo_pair else 0) + 4
+        if config.home_theatre and first < needed:
+            raise self.fail(
+                (*path, "home_theatre"),
+                f"a home theatre needs {needed} speakers{in_first} (soundbar, sub, two surrounds"
+                + (", besides the stereo pair)" if config.stereo_pair else ")"),
+                True,
             )
         for index, number in enumerate(config.https_only):
             if number >= config.speakers:

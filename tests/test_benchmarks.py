@@ -6,6 +6,8 @@ from rotting.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,8 @@ import pytest
 from benchmarks import payloads, run, scale
 from sonosd.config import load_config
 from sonosd.gena.eventxml import parse_event_xml
+from tests.conftest import free_loopback_base
+from tests.paths import ROOT
 
 
 def test_bodies_vary_and_parse() -> None:
@@ -260,3 +264,23 @@ def test_raw_websocket_client_counts_events_across_reads() -> None:
     for bucket in result["hist"]:
         assert 9.0 <= int(bucket) / BUCKETS_PER_SECOND <= result["max"] < 60.0
     assert client.buffer == b""
+
+
+def test_sim_scale_smoke() -> None:
+    """benchmarks/sim_scale.py (docs/simulator.md's scale figures) runs at smoke size on its
+    own loopback addresses and prints every figure; its ZoneGroupState lists each speaker."""
+    script = str(ROOT / "benchmarks" / "sim_scale.py")
+    base = free_loopback_base(count=3)
+    done = subprocess.run(
+        [sys.executable, script, "--speakers", "3", "--calls", "2", "--base-address", base],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = dict(line.split(": ") for line in done.stdout.splitlines())
+    assert set(figures) == {
+        *("build_ms", "listen_ms", "start_ms", "rss_growth_kib", "topology_change_ms"),
+        *("zgs_bytes", "get_volume_ms"),
+    }
+    assert 3 * 400 < float(figures["zgs_bytes"]) < 3 * 2000

@@ -718,6 +718,17 @@ def test_simulate_modes() -> None:
     assert error_of("simulate: {speakers: 5, stereo_pair: true, home_theatre: true}\n").startswith(
         "config.yaml:1: simulate.home_theatre: a home theatre needs 6 speakers"
     )
+    # The pair and the home theatre belong to the first household: it must hold them.
+    assert parse_config("simulate: {speakers: 7, households: 2, home_theatre: true}\n").simulate
+    assert error_of("simulate: {speakers: 5, households: 2, home_theatre: true}\n") == (
+        "config.yaml:1: simulate.home_theatre: a home theatre needs 4 speakers in the first "
+        "household (it has 3) (soundbar, sub, two surrounds), got true"
+    )
+    assert parse_config("simulate: {speakers: 3, households: 2, stereo_pair: true}\n").simulate
+    assert error_of("simulate: {speakers: 3, households: 3, stereo_pair: true}\n") == (
+        "config.yaml:1: simulate.stereo_pair: a stereo pair needs at least 2 speakers in the "
+        "first household (it has 1), got true"
+    )
     assert error_of("simulate: {speakers: 2, households: 3}\n") == (
         "config.yaml:1: simulate.households: 2 speakers cannot make 3 households, got 3"
     )

@@ -269,7 +269,8 @@ def _set_button_lock(speaker: Speaker, args: Args) -> Out:
 @action("ZoneGroupTopology", "GetZoneGroupState")
 def _get_zone_group_state(speaker: Speaker, args: Args) -> Out:
     household = speaker.household
-    if household.modes.zone_group_state_refused(len(household.speakers)):
+    players = sum(not s.left_household for s in household.speakers)
+    if household.modes.zone_group_state_refused(players):
         # Large households: real speakers fail the action (SoCo #518, HA #70194).
         raise UPnPError(501, "GetZoneGroupState fails in a large household")
     return {"ZoneGroupState": household.zone_group_state_of(speaker)}

@@ -44,6 +44,7 @@ from sonosd.sim.soap import UPnPError
 
 if TYPE_CHECKING:
     from sonosd.sim.activity import ActivityGenerator
+    from sonosd.sim.transport import Transport
 
 log = Logger()
 
@@ -269,7 +270,7 @@ class AdminResource(Resource):
             _allow(method, "GET")
             return self._household(household)
         if rest == ["modes"]:
-            _allow(method, "PATCH", "POST")
+            _allow(method, "PATCH")
             _set_modes(household, body)
             return self._household(household)
         raise ApiError(404, "no such route")
@@ -290,13 +291,12 @@ class AdminResource(Resource):
     def _activity(self, method: str, body: dict[str, Any]) -> Any:
         if self.activity is None:
             raise ApiError(404, "no activity generator")
+        _allow(method, "GET", "PATCH")
         if method == "PATCH":
             rate = body.get("rate")
             if not isinstance(rate, int | float) or isinstance(rate, bool) or rate < 0:
                 raise ApiError(400, "rate must be a number >= 0")
             self.activity.set_rate(float(rate))
-        else:
-            _allow(method, "GET")
         return {
             "rate": self.activity.rate,
             "running": self.activity.running,
@@ -311,7 +311,7 @@ class AdminResource(Resource):
             return speaker_json(speaker)
         head = rest[0]
         if head == "state" and len(rest) == 1:
-            _allow(method, "PATCH", "POST")
+            _allow(method, "PATCH")
             _apply_state(speaker, body)
             return speaker_json(speaker)
         if head in ("play", "pause", "stop", "next", "previous") and len(rest) == 1:
@@ -337,14 +337,14 @@ class AdminResource(Resource):
         if head == "gena":
             return self._gena(method, speaker, rest[1:], body)
         if head == "soap" and rest[1:] == ["faults"]:
+            _allow(method, "GET", "PATCH", "DELETE")
             if method == "DELETE":
                 speaker.soap_faults.reset()
-            elif method != "GET":
-                _allow(method, "PATCH", "PUT")
+            elif method == "PATCH":
                 _set_faults(speaker.soap_faults, body)
             return attrs.asdict(speaker.soap_faults)
         if head == "modes" and len(rest) == 1:
-            _allow(method, "PATCH", "POST")
+            _allow(method, "PATCH")
             unknown = sorted(set(body) - {"https_only"})
             if unknown:
                 raise ApiError(400, f"unknown speaker modes {unknown}; known: ['https_only']")
@@ -353,7 +353,7 @@ class AdminResource(Resource):
                 return speaker.set_https_only(https).addCallback(lambda _: speaker_json(speaker))
             return speaker_json(speaker)
         if head == "battery" and len(rest) == 1:
-            _allow(method, "PATCH", "POST")
+            _allow(method, "PATCH")
             _set_battery(speaker, body)
             return speaker_json(speaker)
         if len(rest) == 1 and head in _FAULTS:
@@ -385,10 +385,10 @@ class AdminResource(Resource):
 
     @staticmethod
     def _queue(method: str, speaker: Speaker, body: dict[str, Any]) -> Any:
+        _allow(method, "POST", "DELETE")
         if method == "DELETE":
             speaker.transport.clear_queue()
             return speaker_json(speaker)
-        _allow(method, "POST")
         if "uri" in body:
             uri = _string(body, "uri")
             metadata = body.get("metadata", "")
@@ -416,10 +416,10 @@ class AdminResource(Resource):
                 "paused": manager.paused,
             }
         if rest == ["faults"]:
+            _allow(method, "PATCH", "DELETE")
             if method == "DELETE":
                 manager.faults.reset()
             else:
-                _allow(method, "PATCH", "PUT")
                 _set_faults(manager.faults, body)
             return attrs.asdict(manager.faults)
         if rest == ["unknown-sid"]:
@@ -520,56 +520,78 @@ def _set_faults(faults: Any, body: Mapping[str, Any]) -> None:
 
 
 def _apply_state(speaker: Speaker, body: Mapping[str, Any]) -> None:
-    """Apply admin state changes through the household (so they are evented)."""
-    setters: dict[str, Callable[[Any], object]] = {
-        "volume": lambda v: speaker.set_volume(_int_value("volume", v, 0, 100)),
-        "mute": lambda v: speaker.set_mute(_bool_value("mute", v)),
-        "bass": lambda v: speaker.set_bass(_int_value("bass", v, -10, 10)),
-        "treble": lambda v: speaker.set_treble(_int_value("treble", v, -10, 10)),
-        "loudness": lambda v: speaker.set_loudness(_bool_value("loudness", v)),
-        "name": lambda v: speaker.rename(_str_value("name", v)),
-        "led": lambda v: speaker.set_led(_bool_value("led", v)),
-        "night_mode": lambda v: speaker.set_eq("NightMode", int(_bool_value("night_mode", v))),
-        "dialog_mode": lambda v: speaker.set_eq("DialogLevel", int(_bool_value("dialog_mode", v))),
-        "transport": lambda v: _set_transport(speaker, v),
-        "play_mode": lambda v: speaker.coordinator.transport.set_play_mode(
-            _str_value("play_mode", v).upper()
-        ),
-        "crossfade": lambda v: speaker.coordinator.transport.set_crossfade(
-            _bool_value("crossfade", v)
-        ),
-        "track": lambda v: speaker.coordinator.transport.seek_track(
-            _int_value("track", v, 1, 10**6)
-        ),
-        "position": lambda v: speaker.coordinator.transport.seek_time(
-            parse_duration(_str_value("position", v))
-        ),
-        "group_volume": lambda v: speaker.coordinator.set_group_volume(
-            _int_value("group_volume", v, 0, 100)
-        ),
-        "group_mute": lambda v: speaker.coordinator.set_group_mute(_bool_value("group_mute", v)),
-        "sleep_timer": lambda v: speaker.coordinator.transport.configure_sleep(
-            None if v is None else _int_value("sleep_timer", v, 0, 86399)
-        ),
+    """Apply admin state changes through the household (so they are evented). Every value
+    is checked before any is applied: a 400 changes nothing."""
+    transport = speaker.coordinator.transport
+    checks: dict[str, Callable[[Any], Any]] = {
+        "volume": lambda v: _int_value("volume", v, 0, 100),
+        "mute": lambda v: _bool_value("mute", v),
+        "bass": lambda v: _int_value("bass", v, -10, 10),
+        "treble": lambda v: _int_value("treble", v, -10, 10),
+        "loudness": lambda v: _bool_value("loudness", v),
+        "name": lambda v: _str_value("name", v),
+        "led": lambda v: _bool_value("led", v),
+        "night_mode": lambda v: int(_bool_value("night_mode", v)),
+        "dialog_mode": lambda v: int(_bool_value("dialog_mode", v)),
+        "transport": _transport_value,
+        "play_mode": lambda v: _str_value("play_mode", v).upper(),
+        "crossfade": lambda v: _bool_value("crossfade", v),
+        "track": lambda v: _int_value("track", v, 1, 10**6),
+        "position": _position_value,
+        "group_volume": lambda v: _int_value("group_volume", v, 0, 100),
+        "group_mute": lambda v: _bool_value("group_mute", v),
+        "sleep_timer": lambda v: None if v is None else _int_value("sleep_timer", v, 0, 86399),
     }
-    unknown = sorted(set(body) - set(setters))
+    setters: dict[str, Callable[[Any], object]] = {
+        "volume": speaker.set_volume,
+        "mute": speaker.set_mute,
+        "bass": speaker.set_bass,
+        "treble": speaker.set_treble,
+        "loudness": speaker.set_loudness,
+        "name": speaker.rename,
+        "led": speaker.set_led,
+        "night_mode": functools.partial(speaker.set_eq, "NightMode"),
+        "dialog_mode": functools.partial(speaker.set_eq, "DialogLevel"),
+        "transport": lambda state: _set_transport(transport, state),
+        "play_mode": transport.set_play_mode,
+        "crossfade": transport.set_crossfade,
+        "track": transport.seek_track,
+        "position": transport.seek_time,
+        "group_volume": speaker.coordinator.set_group_volume,
+        "group_mute": speaker.coordinator.set_group_mute,
+        "sleep_timer": transport.configure_sleep,
+    }
+    unknown = sorted(set(body) - set(checks))
     if unknown:
-        raise ApiError(400, f"unknown state keys {unknown}; known: {sorted(setters)}")
-    for key, value in body.items():
+        raise ApiError(400, f"unknown state keys {unknown}; known: {sorted(checks)}")
+    values = {key: checks[key](value) for key, value in body.items()}
+    for key, value in values.items():
         setters[key](value)
 
 
-def _set_transport(speaker: Speaker, value: Any) -> None:
-    transport = speaker.coordinator.transport
+def _position_value(value: Any) -> int:
+    seconds = parse_duration(_str_value("position", value))
+    if seconds is None:
+        raise ApiError(400, f"position must be H:MM:SS, got {value!r}")
+    return seconds
+
+
+def _transport_value(value: Any) -> str:
     state = _str_value("transport", value).upper()
+    if state == "PAUSED":
+        return "PAUSED_PLAYBACK"
+    if state not in ("PLAYING", "PAUSED_PLAYBACK", "STOPPED"):
+        raise ApiError(400, "transport must be PLAYING, PAUSED_PLAYBACK or STOPPED")
+    return state
+
+
+def _set_transport(transport: Transport, state: str) -> None:
     if state == "PLAYING":
         transport.play()
-    elif state in ("PAUSED_PLAYBACK", "PAUSED"):
+    elif state == "PAUSED_PLAYBACK":
         transport.pause()
-    elif state == "STOPPED":
-        transport.stop()
     else:
-        raise ApiError(400, "transport must be PLAYING, PAUSED_PLAYBACK or STOPPED")
+        transport.stop()
 
 
 def _reboot(speaker: Speaker, body: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
@@ -786,6 +808,7 @@ def content_json(household: Household) -> dict[str, Any]:
 def _accounts(household: Household, method: str, body: dict[str, Any]) -> dict[str, Any]:
     """``GET``/``PUT /accounts``: the music services the household has accounts for
     (``{"services": ["Spotify", 44551]}``: names or service types)."""
+    _allow(method, "GET", "PUT")
     if method == "PUT":
         wanted = body.get("services")
         if not isinstance(wanted, list):
@@ -805,8 +828,6 @@ def _accounts(household: Household, method: str, body: dict[str, Any]) -> dict[s
                 raise ApiError(400, f"unknown music service {item!r}; known: {known}")
             types.append(service.service_type)
         household.set_accounts({t: n for n, t in enumerate(dict.fromkeys(types), start=1)})
-    else:
-        _allow(method, "GET")
     return {
         "accounts": [
             {

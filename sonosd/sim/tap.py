@@ -24,6 +24,7 @@ from sonosd.sim.modes import (
     SSDP_WHEN_UPNP_OFF,
     UPNP_KINDS,
 )
+from sonosd.sim.propertyset import check_chars
 
 
 class Options(usage.Options):
@@ -165,21 +166,32 @@ class Options(usage.Options):
                 f"--activity: expected changes per second from 0 to 1000, got {self['activity']!r}"
             )
         rooms = tuple(r.strip() for r in self["rooms"].split(",") if r.strip())
-        models = tuple(m.strip().upper() for m in self["models"].split(",") if m.strip())
-        unknown = [m for m in models if m not in MODELS]
+        for room in rooms:
+            try:
+                check_chars(room)
+            except ValueError as error:
+                raise usage.UsageError(f"--rooms: {room!r}: {error}") from None
+        # Model numbers in any case, spelled back as MODELS has them (``sub`` is ``Sub``).
+        by_case = {number.upper(): number for number in MODELS}
+        given = [m.strip() for m in self["models"].split(",") if m.strip()]
+        unknown = [m for m in given if m.upper() not in by_case]
         if unknown:
             raise usage.UsageError(
                 f"--models: unknown model {unknown[0]!r}; known: {', '.join(MODELS)}"
             )
-        if self["stereo-pair"] and speakers < 2:
-            raise usage.UsageError("--stereo-pair: needs at least 2 speakers")
+        models = tuple(by_case[m.upper()] for m in given)
+        households = _integer("--households", self["households"], 1, speakers)
+        # The pair and the home theatre belong to the first household, the largest one.
+        first = -(-speakers // households)
+        where = f" in the first household (it has {first})" if households > 1 else ""
+        if self["stereo-pair"] and first < 2:
+            raise usage.UsageError(f"--stereo-pair: needs at least 2 speakers{where}")
         needed = (2 if self["stereo-pair"] else 0) + 4
-        if self["home-theatre"] and speakers < needed:
+        if self["home-theatre"] and first < needed:
             raise usage.UsageError(
-                f"--home-theatre: needs {needed} speakers (soundbar, sub, two surrounds"
+                f"--home-theatre: needs {needed} speakers{where} (soundbar, sub, two surrounds"
                 + (", besides the stereo pair)" if self["stereo-pair"] else ")")
             )
-        households = _integer("--households", self["households"], 1, speakers)
         moderation = _number("--moderation", self["moderation"], 0, 10)
         players = _integer("--large-household-players", self["large-household-players"], 1, 1000)
         if self["large-household"] and self["no-large-household"]:

@@ -4,10 +4,12 @@ over loopback against a running household with a raw GENA subscriber."""
 from __future__ import annotations
 
 import json
+import re
 from functools import partial
 from typing import Any
 from xml.etree import ElementTree
 
+import pytest
 from soco.events_base import parse_event_xml
 from treq.client import HTTPClient
 from treq.testing import StubTreq
@@ -69,9 +71,11 @@ class AdminTests(SynchronousTestCase):
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else b""
+        return self.request_bytes(method, path, data)
+
+    def request_bytes(self, method: str, path: str, data: bytes) -> tuple[int, Any]:
         response = self.successResultOf(self.http.request(method, f"http://admin{path}", data=data))
-        content = self.successResultOf(response.content())
-        return response.code, json.loads(content)
+        return response.code, json.loads(self.successResultOf(response.content()))
 
     def test_index_and_household(self) -> None:
         """GET / lists the routes; GET /household shows ID, speakers, groups and ZGS."""
@@ -82,6 +86,23 @@ class AdminTests(SynchronousTestCase):
         assert len(household["speakers"]) == 3 and len(household["groups"]) == 3
         assert household["zone_group_state"].startswith("<ZoneGroupState>")
 
+    def test_speaker_state_has_the_documented_keys(self) -> None:
+        """GET /speakers/{id} answers exactly the keys the admin API table lists for it (and
+        the battery's and the current track's, given in brackets there), both ways."""
+        text = (ROOT / "docs" / "simulator.md").read_text()
+        [row] = [line for line in text.splitlines() if line.startswith("| `GET /speakers/{id}` |")]
+        cell = row.split("|")[2]
+        top = re.findall(r"`([a-z_]+)`", re.sub(r"\([^)]*\)", "", cell))
+        brackets = dict(re.findall(r"`([a-z_]+)` \(([^)]*)\)", cell))
+        self.http = StubTreq(AdminResource(Household(Clock(), speakers=2, models=("S18", "S27"))))
+        one, roam = (self.request("GET", f"/speakers/{index}")[1] for index in (0, 1))
+        assert sorted(one) == sorted(roam) == sorted(top)
+        assert (one["battery"], one["night_mode"], one["dialog_mode"]) == (None, None, None)
+        battery = re.findall(r"`([a-z_]+)`", brackets["battery"])
+        assert sorted(roam["battery"]) == sorted(battery)
+        state = one
+        assert sorted(state["current"]) == sorted(re.findall(r"`([a-z_]+)`", brackets["current"]))
+
     def test_speakers_by_index_uid_address_and_name(self) -> None:
         """A speaker is found by index, UID, address or room name."""
         kitchen = self.household.speakers[1]
@@ -90,6 +111,8 @@ class AdminTests(SynchronousTestCase):
             assert (status, state["uid"]) == (200, kitchen.uid)
         status, error = self.request("GET", "/speakers/nowhere")
         assert status == 404 and "nowhere" in error["error"]
+        status, state = self.request("GET", "/speakers/Living%20Room")
+        assert (status, state["uid"]) == (200, self.household.speakers[0].uid)
 
     def test_state_changes_are_evented(self) -> None:
         """PATCH state sets values through the model, so the GENA manager is told."""
@@ -112,6 +135,26 @@ class AdminTests(SynchronousTestCase):
             self.http.request("POST", "http://admin/speakers/0/burst", data=b"{nope")
         )
         assert response.code == 400
+        volume = self.household.speakers[0].rendering.volume
+        big = json.dumps({"volume": 9, "name": "x" * 65536}).encode()
+        status, error = self.request_bytes("PATCH", "/speakers/0/state", big)
+        assert (status, error) == (413, {"error": "request body too large"})
+        assert self.household.speakers[0].rendering.volume == volume
+
+    def test_a_bad_state_value_changes_nothing(self) -> None:
+        """PATCH state checks every value before it applies any: a 400 naming the bad key
+        leaves the good ones of the same body unapplied and unevented."""
+        speaker = self.household.speakers[0]
+        volume, events = speaker.rendering.volume, len(self.managers[0].of("RenderingControl"))
+        for bad, message in (
+            ({"mute": "yes"}, "mute must be true or false"),
+            ({"position": "soon"}, "position must be H:MM:SS, got 'soon'"),
+            ({"transport": "ROCKING"}, "transport must be PLAYING, PAUSED_PLAYBACK or STOPPED"),
+        ):
+            status, error = self.request("PATCH", "/speakers/0/state", {"volume": 7, **bad})
+            assert (status, error["error"]) == (400, message)
+        assert speaker.rendering.volume == volume != 7
+        assert len(self.managers[0].of("RenderingControl")) == events
 
     def test_text_xml_cannot_carry_is_refused(self) -> None:
         """A name or queue metadata holding a character XML cannot carry (U+FFFE, a control
@@ -135,6 +178,27 @@ class AdminTests(SynchronousTestCase):
         status, error = self.request("POST", "/speakers/0/pause")
         assert (status, error["upnp_error"]) == (409, 701)
 
+    def test_transport_commands_run_on_the_coordinator(self) -> None:
+        """play, next, previous, pause and stop sent for a group member act on its group's
+        coordinator, and answer the member's state (which follows the coordinator's)."""
+        self.request("POST", "/speakers/1/join", {"coordinator": "0"})
+        coordinator, member = (self.household.speakers[i].transport for i in (0, 1))
+        answers = []
+        for command in ("play", "next", "next", "previous", "pause", "stop"):
+            status, state = self.request("POST", f"/speakers/1/{command}")
+            self.clock.advance(0)
+            answers.append((status, coordinator.state, coordinator.track_no))
+        assert answers == [
+            (200, "PLAYING", 1),
+            (200, "PLAYING", 2),
+            (200, "PLAYING", 3),
+            (200, "PLAYING", 2),
+            (200, "PAUSED_PLAYBACK", 2),
+            (200, "STOPPED", 2),
+        ]
+        assert (member.state, member.track_no) == ("STOPPED", 0)  # its source is x-rincon:
+        assert state["coordinator"] == self.household.speakers[0].uid
+
     def test_join_unjoin_and_queue(self) -> None:
         """join, unjoin and queue edits act on the household."""
         status, state = self.request("POST", "/speakers/1/join", {"coordinator": "0"})
@@ -145,6 +209,27 @@ class AdminTests(SynchronousTestCase):
         assert added["queue_length"] == 11
         status, _ = self.request("DELETE", "/speakers/2/queue")
         assert self.household.speakers[2].transport.queue == []
+
+    def test_queue_takes_a_uri_and_a_position(self) -> None:
+        """POST queue with a uri (and its DIDL) or a number of songs inserts them at the
+        1-based position (0, left out or past the end: at the end) and answers the first
+        track's number and the queue's length."""
+        transport = self.household.speakers[2].transport
+        length = len(transport.queue)
+        song = "x-file-cifs://sim-nas/Music/Queued.flac"
+        status, added = self.request("POST", "/speakers/2/queue", {"uri": song, "position": 1})
+        assert (status, added) == (200, {"first_track": 1, "queue_length": length + 1})
+        assert transport.queue[0].uri == song
+        status, added = self.request("POST", "/speakers/2/queue", {"songs": 2, "position": 3})
+        assert added == {"first_track": 3, "queue_length": length + 3}
+        for position in (0, 10**6):
+            status, added = self.request(
+                "POST", "/speakers/2/queue", {"uri": song, "position": position}
+            )
+            assert added["first_track"] == added["queue_length"] == len(transport.queue)
+            assert transport.queue[-1].uri == song
+        status, error = self.request("POST", "/speakers/2/queue", {"songs": 1, "position": -1})
+        assert status == 400 and "position" in error["error"]
 
     def test_pair_route_bonds_a_stereo_pair(self) -> None:
         """POST pair makes the named speaker the invisible right half of this speaker's
@@ -344,6 +429,21 @@ class ModeAdminTests(SynchronousTestCase):
             body = {"upnp_off_forbidden": bad}
             assert self.request("PATCH", "/household/modes", body)[0] == 400
 
+    def test_household_mode_ranges_are_the_documented_ones(self) -> None:
+        """PATCH /household/modes takes large_household_players 1-1000 and regroup_delay and
+        topology_settle 0-60 s, both ends included; one past an end is a 400 naming the key
+        and leaves the modes as they were."""
+        ranges = {"large_household_players": (1, 1000), "regroup_delay": (0, 60)}
+        ranges["topology_settle"] = (0, 60)
+        for key, (low, high) in ranges.items():
+            for value in (low, high):
+                status, household = self.request("PATCH", "/household/modes", {key: value})
+                assert (status, household["modes"][key]) == (200, value), key
+            for value in (low - 1, high + 1):
+                status, error = self.request("PATCH", "/household/modes", {key: value})
+                assert status == 400 and key in error["error"], (key, value, error)
+                assert getattr(self.neighbourhood.household.modes, key) == high
+
     def test_leave_and_rejoin_household(self) -> None:
         """POST leave-household takes a speaker out of its household's ZoneGroupState,
         rejoin-household brings it back."""
@@ -399,21 +499,82 @@ class ModeAdminTests(SynchronousTestCase):
         assert self.request("PATCH", "/speakers/2/modes", {"upnp": False})[0] == 400
 
 
-def test_every_route_is_documented() -> None:
-    """Every route GET / lists is a row of the admin API table in docs/simulator.md (with
-    each of its methods and, for a route of several actions, each action)."""
+METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE")
+
+
+def documented_routes() -> set[tuple[str, str]]:
+    """(method, path) of every row of the admin API table in docs/simulator.md: a row names
+    ``GET /a`` / ``PATCH /a/b``, ``GET``, ``PATCH``, ``DELETE /a`` (methods sharing a path)
+    or ``POST /a/play``, ``/pause`` (siblings sharing a method)."""
     text = (ROOT / "docs" / "simulator.md").read_text()
     section = text.split("## Admin API", 1)[1].split("\n## ", 1)[0]
-    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    routes = set()
+    for line in section.splitlines():
+        if not line.startswith("| `"):
+            continue
+        pending: list[str] = []
+        method, path = "", ""
+        for token in re.findall(r"`([^`]+)`", line.split("|")[1]):
+            if token in METHODS:
+                pending.append(token)
+            elif token.split(" ", 1)[0] in METHODS:
+                method, path = token.split(" ", 1)
+                routes.update((m, path) for m in (*pending, method))
+                pending = []
+            else:
+                assert token.startswith("/") and method, token
+                routes.add((method, path.rpartition("/")[0] + token))
+    return routes
+
+
+def served_routes() -> set[tuple[str, str]]:
+    """(method, path) of every route GET / lists, with GET / itself."""
+    routes = {("GET", "/")}
     for route in ROUTES:
         methods, path = route.split(" ", 1)
         head, _, last = path.rpartition("/")
         for method in methods.split("|"):
-            for action in last.split("|"):
-                whole = f"{head}/{action}"
-                assert any(
-                    f"`{method}" in row and (whole in row or f"`/{action}`" in row) for row in rows
-                ), f"{method} {whole}"
+            routes.update((method, f"{head}/{action}") for action in last.split("|"))
+    return routes
+
+
+def test_every_route_is_documented() -> None:
+    """The routes GET / lists are exactly the rows of the admin API table in
+    docs/simulator.md, both ways (each method and, for a row of several actions, each
+    action)."""
+    documented, served = documented_routes(), served_routes()
+    assert sorted(served - documented) == [], "served but not in the table"
+    assert sorted(documented - served) == [], "in the table but not served"
+
+
+@pytest.mark.parametrize("path", sorted({path for _, path in documented_routes()}))
+def test_documented_routes_answer_and_other_methods_are_405(path: str) -> None:
+    """Each documented route is answered by the admin API (whatever its body, never "no such
+    route" nor 405), and every method the table does not give the path answers 405 naming
+    the ones it does, on a fresh household each time."""
+    allowed = {method for method, p in documented_routes() if p == path}
+    for method in METHODS:
+        clock = Clock()
+        household = Household(clock, speakers=3, seed=5, transition_delay=0)
+        for speaker in household.speakers:
+            speaker.manager = RecordingManager(clock, speaker.uid, speaker.address, None, "")
+            speaker.network = FakePresence(address=speaker.address)
+        http = StubTreq(AdminResource(household, ActivityGenerator(clock, household, 0.0, seed=1)))
+        url = "http://admin" + path.replace("{id}", "0").replace("{n}", "0")
+        answered = http.request(method, url, data=b"")
+        clock.advance(60)
+        http.flush()
+        response = answered.result
+        content = response.content()
+        http.flush()
+        body = json.loads(content.result)
+        if method in allowed:
+            assert response.code not in (404, 405), (method, path, body)
+        else:
+            assert response.code == 405, (method, path, body)
+            named = body["error"].split("; use ", 1)
+            assert named[0] == f"method {method} not allowed", body
+            assert sorted(named[1].split(", ")) == sorted(allowed), body
 
 
 EVENT_PATHS = {

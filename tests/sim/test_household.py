@@ -765,3 +765,34 @@ def test_topology_settle_lets_each_speaker_learn_a_change_in_turn() -> None:
     ]
     assert all(s.zgs_view is None for s in household.speakers)
     assert [household.zone_group_state_of(s) for s in household.speakers] == [regrouped] * 3
+
+
+def test_large_household_counts_invisible_and_vanished_players_not_departed_ones() -> None:
+    """GetZoneGroupState answers 501 above ``large_household_players`` counting every player
+    of the household, invisible (a stereo pair's right speaker) and vanished ones too, as
+    docs/simulator.md says; a speaker that left the household is no player of it."""
+    clock = Clock()
+    household = Household(clock, speakers=4, seed=3, stereo_pair=True)
+    for speaker in household.speakers:
+        speaker.manager = RecordingManager(clock, speaker.uid, speaker.address, None, "")
+        speaker.network = FakePresence(address=speaker.address)
+    household.set_modes(large_household=True, large_household_players=3)
+    first, _, third, last = household.speakers
+
+    def answer() -> int | None:
+        try:
+            actions.run(first, "ZoneGroupTopology", "GetZoneGroupState", {})
+        except UPnPError as error:
+            return error.code
+        return None
+
+    assert answer() == 501
+    last.go_offline("refuse", vanish=True)
+    assert answer() == 501
+    household.set_modes(large_household_players=4)
+    assert answer() is None
+    household.set_modes(large_household_players=2)
+    third.leave_household()
+    last.come_online()
+    last.leave_household()
+    assert answer() is None

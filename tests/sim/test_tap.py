@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from twisted.internet import reactor
+from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import TestCase
 
 from sonosd.config import SimulateConfig
 from sonosd.sim.service import HouseholdService
 from sonosd.sim.tap import Options
+from tests.conftest import free_loopback_base
+from tests.daemon_helpers import until
+from tests.paths import ROOT
 from tests.sim_fakes import RecordingManager
 
 
@@ -70,6 +79,7 @@ def test_speakers_limits_are_accepted(count: int) -> None:
         (("--base-address", "kitchen"), "--base-address: expected an IPv4 address"),
         (("--activity", "-1"), "--activity: expected changes per second"),
         (("--models", "S99"), "--models: unknown model 'S99'"),
+        (("--rooms", "Den, Kit\ufffechen"), "--rooms: 'Kit\\ufffechen': character"),
         (("--speakers", "1", "--stereo-pair"), "--stereo-pair: needs at least 2 speakers"),
         (("--port", "70000"), "--port: expected an integer from 1 to 65535"),
         (("--speakers", "3", "--home-theatre"), "--home-theatre: needs 4 speakers"),
@@ -78,6 +88,14 @@ def test_speakers_limits_are_accepted(count: int) -> None:
             "--home-theatre: needs 6 speakers",
         ),
         (("--speakers", "2", "--households", "3"), "--households: expected an integer from 1 to 2"),
+        (
+            ("--speakers", "5", "--households", "2", "--home-theatre"),
+            "--home-theatre: needs 4 speakers in the first household (it has 3)",
+        ),
+        (
+            ("--speakers", "3", "--households", "3", "--stereo-pair"),
+            "--stereo-pair: needs at least 2 speakers in the first household (it has 1)",
+        ),
         (("--moderation", "-0.1"), "--moderation: expected a number from 0 to 10"),
         (("--moderation", "soon"), "--moderation: expected a number"),
         (("--large-household-players", "0"), "--large-household-players: expected an integer"),
@@ -114,6 +132,28 @@ def test_twistd_sonos_sim_bad_option_is_one_line(tmp_path: Path) -> None:
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr == "sonos-sim: --speakers: expected an integer from 1 to 1000, got 'x'\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_documented_model_is_taken_in_any_case() -> None:
+    """--models takes every model number the options table lists (``Sub`` among them), in
+    any case, and the household's speakers are those models."""
+    text = (ROOT / "docs" / "simulator.md").read_text()
+    [row] = [line for line in text.splitlines() if line.startswith("| `--models`")]
+    numbers = re.findall(r"`(S\d+|Sub)`", row)
+    assert len(numbers) == 9
+    for spelled in (numbers, [n.lower() for n in numbers]):
+        options = parse("--speakers", str(len(numbers)), "--models", ",".join(spelled))
+        service = HouseholdService(MemoryReactorClock(), options.config, models=options.models)
+        assert [s.model.number for s in service.household.speakers] == numbers
+
+
+def test_a_pair_and_a_home_theatre_fit_the_first_household() -> None:
+    """The options that pass build a household: the first household (the largest) holds the
+    stereo pair and the home theatre."""
+    options = parse("--speakers", "11", "--households", "2", "--stereo-pair", "--home-theatre")
+    first, second = HouseholdService(MemoryReactorClock(), options.config).households
+    assert [s.invisible for s in first.speakers] == [False, True, False, True, True, True]
+    assert len(first.speakers[2].satellites) == 3 and len(second.speakers) == 5
 
 
 def test_mode_options_build_the_config() -> None:
@@ -192,3 +232,106 @@ def test_https_only_speakers_also_listen_for_tls() -> None:
         (1543, "127.0.0.3")
     ]
     service.stopService()
+
+
+def documented_options() -> dict[str, str]:
+    """Each option of the ``twistd sonos-sim`` table in docs/simulator.md -> its default
+    cell (``--large-household`` / ``--no-large-household`` under its first name)."""
+    text = (ROOT / "docs" / "simulator.md").read_text()
+    section = text.split("## Running it", 1)[1].split("\n### ", 1)[0]
+    options = {}
+    for line in section.splitlines():
+        if line.startswith("| `--"):
+            name, default = (cell.strip() for cell in line.split("|")[1:3])
+            options[re.findall(r"`(--[a-z-]+)`", name)[0]] = default.strip("`")
+    return options
+
+
+def effective_defaults(service: HouseholdService) -> dict[str, str]:
+    """What a household started with no option does, in the words of the options table."""
+    household, speakers = service.household, service.household.speakers
+    modes = household.modes
+    [model] = {speaker.model.number for speaker in speakers}
+    [tls_port] = {presence.tls_port for presence in service.presences}
+    [moderation] = {speaker.gena.moderation for speaker in speakers}  # type: ignore[union-attr]
+    return {
+        "--speakers": str(len(service.neighbourhood.speakers)),
+        "--base-address": service.addresses[0],
+        "--port": str(speakers[0].port),
+        "--rooms": ", ".join(speaker.name for speaker in speakers) + ", ...",
+        "--models": f"{model} for all",
+        "--activity": f"{service.activity.rate:g}",
+        "--admin": "none" if service.admin_ready is None else "an endpoint",
+        "--stereo-pair": "on" if any(s.invisible for s in speakers) else "off",
+        "--home-theatre": "on" if any(s.satellites for s in speakers) else "off",
+        "--households": str(len(service.households)),
+        "--moderation": f"{moderation:g}",
+        "--large-household": "on" if modes.large_household else "off",
+        "--large-household-players": str(modes.large_household_players),
+        "--upnp-off": "off" if modes.upnp else "on",
+        "--upnp-off-forbidden": ",".join(modes.upnp_off_forbidden),
+        "--upnp-off-ssdp": modes.upnp_off_ssdp,
+        "--https-only": "none" if not any(s.https_only for s in speakers) else "some",
+        "--tls-port": str(tls_port),
+        "--ssdp-port": "none" if service.ssdp is None else "a port",
+        # test_seed_follows_base_address shows what a seed derived from the address does.
+        "--seed": "from the base address" if parse().seed is None else "given",
+    }
+
+
+def test_documented_defaults_are_what_a_bare_household_does() -> None:
+    """The options table of docs/simulator.md names every option of ``twistd sonos-sim``
+    (both ways), and each default it gives is what a household started with no option does:
+    read from the running household, not from the config."""
+    documented = documented_options()
+    flags = {f"--{flag[0]}" for flag in Options.optFlags if not flag[0].startswith("no-")}
+    assert set(documented) == {f"--{p[0]}" for p in Options.optParameters} | flags
+    options = parse()
+    service = HouseholdService(
+        MemoryReactorClock(),
+        options.config,
+        seed=options.seed,
+        models=options.models,
+        ssdp_port=options.ssdp_port,
+    )
+    service.startService()
+    try:
+        assert effective_defaults(service) == documented
+    finally:
+        service.stopService()
+
+
+def bindable(address: str, port: int) -> bool:
+    """Whether ``address:port`` can be bound (nobody listens there any more)."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((address, port))
+        except OSError:
+            return False
+        return True
+
+
+class TakenAddressTests(TestCase):
+    async def test_start_raises_when_an_address_is_taken_and_leaves_nothing_listening(
+        self,
+    ) -> None:
+        """startService raises CannotListenError when a speaker's address and port are taken
+        (docs/simulator.md, Embedding), and closes what it had opened: the speaker before
+        the taken one stops listening."""
+        base = free_loopback_base(count=3)
+        second = str(ipaddress.IPv4Address(base) + 1)
+        with socket.socket() as taken:
+            taken.bind((second, 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            service = HouseholdService(
+                reactor,
+                SimulateConfig(speakers=3, base_address=base, port=port),
+                manager_factory=RecordingManager,
+            )
+            with pytest.raises(CannotListenError):
+                service.startService()
+            [logged] = self.flushLoggedErrors(CannotListenError)
+            assert second in str(logged.value)
+            assert service.presences == []
+            await until(lambda: bindable(base, port), "the first speaker's port to close")
