@@ -15,6 +15,7 @@ import errno
 import http.client
 import socket
 from collections.abc import Callable
+from typing import Self
 
 from twisted.internet import defer, error
 from twisted.python.failure import Failure
@@ -91,6 +92,15 @@ class SlowAnswer(TimeoutError):
     """An answer that did not arrive within its bound, saying which answer, from where when
     the log line does not say it, and the bound (``the answer to UNSUBSCRIBE did not arrive
     within 5 s``): a reason of its own, where any other timeout is plain ``timeout``."""
+
+    @classmethod
+    def began(cls, what: str, host: str | None, seconds: float) -> Self:
+        """An answer that began within its bound but did not end in it (a dripping peer):
+        ``what`` (``the answer to GetVolume``), from ``host``, the bound in ``seconds``."""
+        return cls(
+            f"{what} from {host} did not arrive within {seconds:g} s "
+            "(it began, then came too slowly)"
+        )
 
 
 UNSUBSCRIBE_SLOW = "the answer to UNSUBSCRIBE did not arrive within"

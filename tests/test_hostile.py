@@ -249,6 +249,23 @@ class HostileTests(TestCase):
         self.addCleanup(globalLogPublisher.removeObserver, observer)
         return events
 
+    async def lose_a_notify(self, speaker: Speaker, lost: str, then: str) -> None:
+        """A lost NOTIFY (of play mode ``lost``), then one whose SEQ shows it (play mode
+        ``then``): ``events.gap`` and a resync of the speaker's AVTransport."""
+        manager: Any = speaker.manager
+        dropped = manager.stats()["dropped"] + 1
+        manager.faults.drop_next = 1
+        speaker.transport.set_play_mode(lost)
+        await until(lambda: manager.stats()["dropped"] == dropped, "the NOTIFY dropped")
+        speaker.transport.set_play_mode(then)
+
+    @staticmethod
+    def resync_failures(events: list[LogEvent]) -> list[LogEvent]:
+        """The lines saying an AVTransport resync failed."""
+        return [
+            e for e in events if e.get("source") == "resync" and e.get("service") == "AVTransport"
+        ]
+
     # -- entity expansion ------------------------------------------------------------------
 
     async def test_entity_expansion_is_refused(self) -> None:
@@ -672,6 +689,33 @@ class HostileTests(TestCase):
         self.assertEqual([s["uid"] for s in member["satellites"]], ["RINCON_DEEP01400"])
         self.assertEqual([e for e in events if "log_failure" in e], [])
 
+    async def test_a_resync_answer_dripping_past_its_bound_is_named(self) -> None:
+        """A resync whose answers drip past ``soco.call_timeout`` (the simulator's SOAP
+        ``drip`` fault) fails with a warning whose reason names the answer, the speaker and
+        the bound, and says it began then came too slowly, as the device description's
+        reason does: not a plain ``timeout``."""
+        daemon = await self.daemon(soco={"call_timeout": 1.0})
+        events = self.capture_logs()
+        kitchen = daemon.speakers[0]
+        start = kitchen.transport.play_mode
+        modes = [m for m in ("SHUFFLE", "REPEAT_ALL", "NORMAL") if m != start]
+        kitchen.soap_faults.padding = 20_000
+        kitchen.soap_faults.drip = 0.5
+        self.addCleanup(kitchen.soap_faults.reset)
+        await self.lose_a_notify(kitchen, modes[0], modes[1])
+        await until(lambda: self.resync_failures(events), "the resync failed")
+        [failed] = self.resync_failures(events)
+        self.assertEqual(failed["log_level"], LogLevel.warn)
+        reason = str(failed["reason"])
+        self.assertTrue(reason.startswith("the answer to Get"), reason)
+        self.assertTrue(
+            reason.endswith(
+                f" from {kitchen.address} did not arrive within 1 s "
+                "(it began, then came too slowly)"
+            ),
+            reason,
+        )
+
     async def test_dtd_in_didl_read_by_a_resync_is_refused(self) -> None:
         """A resync whose GetPositionInfo answer carries a DTD inside its escaped track
         metadata fails as a refused answer (logged, nothing of it in the state), the state keeps
@@ -679,7 +723,6 @@ class HostileTests(TestCase):
         daemon = await self.daemon()
         events = self.capture_logs()
         kitchen = daemon.speakers[0]
-        manager: Any = kitchen.manager
         kitchen.soap_faults.didl_doctype = True
         start = kitchen.transport.play_mode
         modes = [m for m in ("SHUFFLE", "REPEAT_ALL", "REPEAT_ONE", "NORMAL") if m != start]
@@ -688,17 +731,9 @@ class HostileTests(TestCase):
             return daemon.service.state.variables(kitchen.uid, "AVTransport")["current_play_mode"]
 
         def resync_failures() -> list[str]:
-            return [
-                str(e.get("reason"))
-                for e in events
-                if e.get("source") == "resync" and e.get("service") == "AVTransport"
-            ]
+            return [str(e.get("reason")) for e in self.resync_failures(events)]
 
-        # A lost NOTIFY, then one whose SEQ shows it: events.gap and a resync.
-        manager.faults.drop_next = 1
-        kitchen.transport.set_play_mode(modes[0])
-        await until(lambda: manager.stats()["dropped"] == 1, "the NOTIFY dropped")
-        kitchen.transport.set_play_mode(modes[1])
+        await self.lose_a_notify(kitchen, modes[0], modes[1])
         await until(resync_failures, "the resync refused")
         [reason] = resync_failures()
         self.assertIn("the answer is refused: a nested document declares a DTD", reason)
@@ -712,10 +747,7 @@ class HostileTests(TestCase):
         self.assertFalse(any(e["log_level"] >= LogLevel.error for e in events))
         self.assertIn("sonosd_resyncs_total 0.0", await self.metrics(daemon))
         kitchen.soap_faults.reset()
-        manager.faults.drop_next = 1
-        kitchen.transport.set_play_mode(modes[2])
-        await until(lambda: manager.stats()["dropped"] == 2, "the second NOTIFY dropped")
-        kitchen.transport.set_play_mode(modes[1])
+        await self.lose_a_notify(kitchen, modes[2], modes[1])
         for _ in range(int(WAIT / 0.05)):
             if "sonosd_resyncs_total 1.0" in await self.metrics(daemon):
                 break

@@ -200,9 +200,10 @@ def origin_allowed(
     """Whether a browser ``Origin`` may use the API (WebSocket, commands).
 
     Requests without ``Origin`` (curl, scripts, Home Assistant) are allowed; a browser page is
-    allowed when it is served by the API itself (same host) or listed in ``api.cors_origins``
-    (``*`` allows every origin). This stops cross-site WebSocket hijacking and cross-site
-    command POSTs.
+    allowed when it is served by the API itself (the origin's host and port are the ``Host``
+    header; not its scheme, so that a proxy ending TLS in front of the API works) or listed
+    in ``api.cors_origins`` (``*`` allows every origin). This stops cross-site WebSocket
+    hijacking and cross-site command POSTs.
     """
     if origin is None:
         return True

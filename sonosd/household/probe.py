@@ -205,13 +205,7 @@ async def _exchange(
         # Cancelling treq's request aborts the connection, which it may report as
         # ResponseNeverReceived ("connection lost"): the timeout is reported whatever the result.
         if began:
-            host = urlsplit(url).hostname
-            return Failure(
-                SlowAnswer(
-                    f"{what} from {host} did not arrive within {seconds:g} s "
-                    "(it began, then came too slowly)"
-                )
-            )
+            return Failure(SlowAnswer.began(what, urlsplit(url).hostname, seconds))
         return Failure(TimeoutError(f"{method} {url}: no whole answer within {seconds:g} s"))
 
     attempt: Deferred[Answer] = Deferred.fromCoroutine(exchange())

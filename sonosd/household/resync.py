@@ -21,12 +21,15 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet import defer
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
+from sonosd.backoff import SlowAnswer
 from sonosd.gena.eventxml import LazyDidl, camel_to_underscore
-from sonosd.household.soap import SoapCaller, UpnpFault
+from sonosd.household.soap import AnswerCut, SoapCaller, UpnpFault
 from sonosd.household.state import SpeakerRef
 
 log = Logger()
@@ -317,8 +320,10 @@ class StateReader:
         @return: A Deferred firing with the variables in ``parse_event_xml``'s shape; it
             fails with ``UnreadableService`` for a service not in ``READS``, with
             ``ZoneGroupStateUnavailable`` on a large household, with ``UpnpFault`` or the
-            client's other errors otherwise. A GroupRenderingControl read on a group member
-            (not the coordinator) gives ``{}``: only the coordinator answers for the group.
+            client's other errors otherwise; past the reader's timeout, with ``SlowAnswer``
+            naming the answer that was arriving (``AnswerCut``), else ``TimeoutError``.
+            A GroupRenderingControl read on a group member (not the coordinator) gives
+            ``{}``: only the coordinator answers for the group.
         """
         if service not in READS:
             error = UnreadableService(f"no control call reads {service}")
@@ -340,7 +345,7 @@ class StateReader:
 
     def _timed(self, reading: Deferred[Any]) -> Deferred[Any]:
         if self._timeout is not None:
-            reading.addTimeout(self._timeout, self._clock)
+            reading.addTimeout(self._timeout, self._clock, onTimeoutCancel=_timed_out)
         return reading
 
     async def _check(self, speaker: SpeakerRef, services: list[str]) -> dict[str, dict[str, Any]]:
@@ -389,6 +394,19 @@ class StateReader:
         if service == "AVTransport":
             _event_duration(variables)
         return variables
+
+
+def _timed_out(result: Any, seconds: float) -> Any:
+    """A whole read cut at its bound: ``SlowAnswer`` naming the answer that was arriving
+    then (``AnswerCut``), else Twisted's plain ``TimeoutError``."""
+    if isinstance(result, Failure) and result.check(AnswerCut):
+        cut = result.value
+        assert isinstance(cut, AnswerCut)
+        return Failure(SlowAnswer.began(cut.what, cut.host, seconds))
+    if isinstance(result, Failure):
+        result.trap(CancelledError)
+        return Failure(defer.TimeoutError(seconds, "Deferred"))
+    return result
 
 
 #: Track URIs whose event has an empty duration: none, a group member following its

@@ -13,7 +13,9 @@ Twisted's HTTP client instead, within the bounds SoCo's HTTP has in the daemon
 - the answer is at most ``MAX_ANSWER`` bytes (``AnswerRefused`` as soon as it is over);
 - the whole call (waiting for the speaker's turn, every exchange, the whole answer) ends
   within its timeout, however steadily an answer drips (``SoapTimeout``; the connection is
-  closed);
+  closed); an answer that began but did not end in time, or that a call waited behind for
+  its turn, makes it ``SlowAnswer`` too, whose reason names that answer, the speaker and
+  the bound, as the device description's does (``household.probe``);
 - an answer that declares a DTD or an entity, at the top or in a document escaped in it,
   is refused before any parser sees it (``gena.xmlguard.check_answer``);
 - a speaker gets one of these calls at a time, in order (as the SoCo pool serialised them
@@ -64,6 +66,7 @@ from twisted.web.iweb import IAgent, IBodyProducer, IResponse
 from zope.interface import implementer
 
 from sonosd import tlsgate
+from sonosd.backoff import SlowAnswer
 from sonosd.gena.httpclient import speaker_agent
 from sonosd.gena.xmlguard import UnsafeXml, check_answer
 
@@ -168,6 +171,39 @@ class AnswerRefused(SoapError):
 
 class SoapTimeout(SoapError, TimeoutError):
     """The call did not end (the whole answer received) within its timeout."""
+
+
+class SoapSlowAnswer(SoapTimeout, SlowAnswer):
+    """The call's answer, or the one it waited behind for its turn, began within its timeout
+    but did not end in it (a dripping speaker): ``str()`` is ``the answer to GetVolume from
+    127.0.0.2 did not arrive within 20 s (it began, then came too slowly)``, the reason
+    ``describe_failure`` gives."""
+
+
+class AnswerCut(CancelledError):
+    """A call cancelled by its caller while its answer was arriving: a caller's own bound
+    (a whole read's, ``household.resync``) says so as ``SlowAnswer.began(what, host, ...)``.
+
+    @ivar what: ``the answer to GetVolume``.
+    @ivar host: The speaker's address.
+    """
+
+    def __init__(self, what: str, host: str) -> None:
+        super().__init__(f"{what} from {host} was cut while it arrived")
+        self.what = what
+        self.host = host
+
+
+@attrs.define
+class _Call:
+    """One call, and where it is: ``answering`` while an answer's body is arriving."""
+
+    host: str
+    port: int
+    target: SoapService
+    action: str
+    arguments: Arguments
+    answering: bool = False
 
 
 def envelope(service_type: str, action: str, arguments: Arguments = ()) -> bytes:
@@ -297,6 +333,8 @@ class SoapClient(Service):
         self._tls_agent = tls_agent
         self.secure: set[str] = set()
         self._turns: dict[str, DeferredLock] = {}
+        # The call that has each speaker's turn.
+        self._holders: dict[str, _Call] = {}
         self._in_flight: set[Deferred[Any]] = set()
         self.calls = 0
 
@@ -323,37 +361,61 @@ class SoapClient(Service):
             included (default: the client's).
         @return: A Deferred firing with the out-arguments (``{name: text}``); it fails with
             ``UpnpFault``, ``SoapHttpError``, ``AnswerRefused``, ``SoapTimeout`` or the
-            connection's error.
+            connection's error; cancelled, with ``CancelledError`` (``AnswerCut`` while the
+            answer was arriving).
         @raise KeyError: For a service not in ``SERVICES``.
         """
         target = SERVICES[service]
         seconds = self.timeout if timeout is None else timeout
         self.calls += 1
 
+        made = _Call(host, port, target, action, arguments)
+
         def timed_out(result: object, after: float) -> Failure:
+            slow = self._dripping(made)
+            if slow is not None:
+                return Failure(SoapSlowAnswer.began(f"the answer to {slow}", host, after))
             return Failure(SoapTimeout(f"{action} to {host}: no whole answer within {after:g} s"))
 
-        running = Deferred.fromCoroutine(self._call(host, port, target, action, arguments))
+        running = Deferred.fromCoroutine(self._call(made))
         running.addTimeout(seconds, self._clock, onTimeoutCancel=timed_out)
+
+        def cut(failure: Failure) -> Failure:
+            slow = self._dripping(made)
+            if slow is not None and type(failure.value) is CancelledError:
+                return Failure(AnswerCut(f"the answer to {slow}", host))
+            return failure
+
+        running.addErrback(cut)
         if not running.called:
             self._in_flight.add(running)
             running.addBoth(self._settled, running)
         return running
 
+    def _dripping(self, made: _Call) -> str | None:
+        """The action whose answer was arriving when ``made`` ended unanswered: its own, or
+        that of the call it waited behind (a speaker dripping one answer holds up the next);
+        ``None`` when no answer had begun."""
+        if made.answering:
+            return made.action
+        holder = self._holders.get(made.host)
+        return holder.action if holder is not None and holder.answering else None
+
     def _settled(self, result: Any, running: Deferred[Any]) -> Any:
         self._in_flight.discard(running)
         return result
 
-    async def _call(
-        self, host: str, port: int, target: SoapService, action: str, arguments: Arguments
-    ) -> dict[str, str]:
+    async def _call(self, made: _Call) -> dict[str, str]:
+        host, action = made.host, made.action
         turn = self._turns.get(host)
         if turn is None:
             turn = self._turns[host] = DeferredLock()
         await turn.acquire()
+        self._holders[host] = made
         try:
-            answer = await self._send(host, port, target, action, arguments)
+            answer = await self._send(made)
         finally:
+            del self._holders[host]
             turn.release()
             if not turn.locked and not turn.waiting:
                 self._turns.pop(host, None)
@@ -365,10 +427,10 @@ class SoapClient(Service):
                 raise UpnpFault(action, host, code)
         raise SoapHttpError(action, host, answer.status)
 
-    async def _send(
-        self, host: str, port: int, target: SoapService, action: str, arguments: Arguments
-    ) -> _Answer:
+    async def _send(self, made: _Call) -> _Answer:
         """One call over HTTP, or HTTPS for a speaker that wants it (see the module)."""
+        host, port, target, action = made.host, made.port, made.target, made.action
+        arguments = made.arguments
         body = envelope(target.service_type, action, arguments)
         headers = Headers(
             {
@@ -380,17 +442,17 @@ class SoapClient(Service):
         secure = f"https://{_netloc(host, self.tls_port)}{target.control_url}"
         if host in self.secure:
             try:
-                return await self._exchange(self._tls(), secure, headers, body)
+                return await self._exchange(self._tls(), secure, headers, body, made)
             except ConnectError:
-                answer = await self._exchange(self._agent, plain, headers, body)
+                answer = await self._exchange(self._agent, plain, headers, body, made)
                 if answer.status != 403:
                     self._forget(host)
                 return answer
-        answer = await self._exchange(self._agent, plain, headers, body)
+        answer = await self._exchange(self._agent, plain, headers, body, made)
         if answer.status != 403:
             return answer
         try:
-            over_tls = await self._exchange(self._tls(), secure, headers, body)
+            over_tls = await self._exchange(self._tls(), secure, headers, body, made)
         except CancelledError:
             raise
         except Exception:
@@ -400,13 +462,18 @@ class SoapClient(Service):
         self._remember(host)
         return over_tls
 
-    async def _exchange(self, agent: IAgent, url: str, headers: Headers, body: bytes) -> _Answer:
+    async def _exchange(
+        self, agent: IAgent, url: str, headers: Headers, body: bytes, made: _Call
+    ) -> _Answer:
         response: IResponse = await agent.request(b"POST", url.encode(), headers, _Body(body))
+        made.answering = True
         collector = _Collect(self.max_bytes, url)
         response.deliverBody(collector)
         if isinstance(response.length, int) and response.length > self.max_bytes:
             collector.refuse()
-        return _Answer(response.code, await collector.done)
+        answer = _Answer(response.code, await collector.done)
+        made.answering = False  # Not on a failure: the timeout's reason reads it.
+        return answer
 
     def _tls(self) -> IAgent:
         if self._tls_agent is None:

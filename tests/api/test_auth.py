@@ -119,9 +119,14 @@ def test_host_guard() -> None:
 
 
 def test_origin_guard() -> None:
-    """Browsers may use the API from its own origin or a configured one; scripts always."""
+    """Browsers may use the API from an origin whose host and port are the Host asked,
+    whatever its scheme (TLS ended by a proxy), or from a configured one; scripts always."""
     assert origin_allowed(None, b"127.0.0.1:8080", ())
     assert origin_allowed(b"http://127.0.0.1:8080", b"127.0.0.1:8080", ())
+    assert origin_allowed(b"https://127.0.0.1:8080", b"127.0.0.1:8080", ())
+    assert origin_allowed(b"https://Sonos.LAN", b"sonos.lan", ())
+    assert not origin_allowed(b"http://127.0.0.1:8081", b"127.0.0.1:8080", ())
+    assert not origin_allowed(b"https://sonos.lan", b"sonos.lan:8080", ())
     assert not origin_allowed(b"http://evil.example", b"127.0.0.1:8080", ())
     assert origin_allowed(b"http://ha.lan:8123", b"127.0.0.1:8080", ("http://ha.lan:8123",))
     assert origin_allowed(b"http://any", b"127.0.0.1:8080", ("*",))

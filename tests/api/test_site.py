@@ -426,17 +426,26 @@ class RestTests(TestCase):
         self.assertEqual((code, seen), (418, [("Living Room", "play")]))
 
     async def test_cross_origin_guards(self) -> None:
-        """Cross-origin POSTs and rebinding Host names are refused on an open API."""
+        """Cross-origin POSTs and rebinding Host names are refused on an open API; an Origin
+        is the API's own when its host and port are the Host asked, whatever its scheme (a
+        page served over HTTPS by a TLS-terminating proxy in front of plain HTTP)."""
         controller = RecordingController()
         _, host, port = await start_api(self, self.hub, self.state, controller)
         base = f"http://{host}:{port}/api/v1"
-        code, _, _ = await self.call(
-            "POST", f"{base}/speakers/Kitchen/play", {"Origin": "http://evil.example"}
-        )
-        self.assertEqual(code, 403)
+        for origin in ("http://evil.example", f"http://{host}:{port + 1}", f"https://{host}"):
+            code, _, _ = await self.call(
+                "POST", f"{base}/speakers/Kitchen/play", {"Origin": origin}
+            )
+            self.assertEqual(code, 403, origin)
         code, _, _ = await self.call("GET", f"{base}/snapshot", {"Host": "evil.example:8080"})
         self.assertEqual(code, 403)
         self.assertEqual(controller.calls, [])
+        for origin in (f"http://{host}:{port}", f"https://{host}:{port}"):
+            code, _, _ = await self.call(
+                "POST", f"{base}/speakers/Kitchen/play", {"Origin": origin}
+            )
+            self.assertEqual(code, 200, origin)
+        self.assertEqual([call[:2] for call in controller.calls], [("Kitchen", "play")] * 2)
 
     async def test_browser_guards_follow_origins_and_tokens(self) -> None:
         """An open API answers the Host of a listed origin and refuses others; once tokens

@@ -7,11 +7,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from soco.utils import camel_to_underscore as soco_name
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from sonosd.backoff import FailureKind, describe_failure
 from sonosd.config import SimulateConfig
 from sonosd.gena.eventxml import LazyDidl, parse_event_xml, variables_to_json
 from sonosd.household.resync import (
@@ -279,12 +280,15 @@ class ReaderUnitTests(SynchronousTestCase):
         )
 
     def test_whole_read_within_the_timeout(self) -> None:
-        """A read whose answers do not come within the reader's timeout fails (timeout)."""
+        """A read whose answers do not come within the reader's timeout fails: a plain
+        timeout when no answer had begun (a dripping one names itself, see
+        test_soap.SimulatorTests.test_dripping_reads_say_so)."""
         reader = self.reader({}, timeout=3.0)
         self.soap.hold = True
         reading = reader.read(REF, "RenderingControl")
         self.clock.advance(3.0)
-        self.failureResultOf(reading)
+        failure = self.failureResultOf(reading, defer.TimeoutError)
+        self.assertEqual(describe_failure(failure), (FailureKind.UNREACHABLE, "timeout"))
         self.assertTrue(self.soap.pending[0].called)
 
     def test_check_reads_three_values(self) -> None:

@@ -21,6 +21,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.error import ConnectionLost, ConnectionRefusedError
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web._newclient import ResponseNeverReceived
@@ -28,9 +29,10 @@ from twisted.web.client import URI
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from sonosd.backoff import FailureKind, describe_failure
+from sonosd.backoff import FailureKind, SlowAnswer, describe_failure
 from sonosd.config import SimulateConfig
 from sonosd.gena.xmlguard import MAX_ANSWER_TAGS
+from sonosd.household.position import PositionTracker
 from sonosd.household.resync import StateReader, ZoneGroupStateUnavailable
 from sonosd.household.soap import (
     SERVICES,
@@ -48,6 +50,8 @@ from sonosd.household.soap import (
 from sonosd.household.state import SpeakerRef
 from sonosd.sim.service import HouseholdService
 from tests.conftest import free_loopback_base
+from tests.daemon_helpers import until
+from tests.household.test_position import Processor
 from tests.mangled import mangled
 from tests.paths import ROOT, SAMPLES
 from tests.soco_helpers import in_thread
@@ -255,7 +259,9 @@ class ClientTests(SynchronousTestCase):
 
     def test_slow_drip_past_the_deadline(self) -> None:
         """An answer dripping a byte a second is cut at the call's timeout (its connection
-        closed): SoapTimeout, a timeout for describe_failure."""
+        closed): SoapTimeout, whose reason for describe_failure says the answer began and
+        came too slowly (what the device description's reason says), where an answer that
+        never began is a plain timeout."""
         speaker = Speaker()
         client, stub = self.client(speaker)
         speaker.drip = self.clock
@@ -265,10 +271,52 @@ class ClientTests(SynchronousTestCase):
             self.clock.advance(1.0)
             stub.flush()
         failure = self.failureResultOf(reading, SoapTimeout)
-        self.assertIn("within 3 s", str(failure.value))
         stub.flush()
         self.assertEqual(len(speaker.lost), 1)  # the connection was closed
+        self.assertEqual(
+            describe_failure(failure),
+            (
+                FailureKind.UNREACHABLE,
+                "the answer to GetVolume from 127.0.0.2 did not arrive within 3 s "
+                "(it began, then came too slowly)",
+            ),
+        )
+        held = Speaker()
+        held.hold = True
+        client, stub = self.client(held)
+        reading = self.call(client, timeout=3.0)
+        stub.flush()
+        self.clock.advance(3.0)
+        failure = self.failureResultOf(reading, SoapTimeout)
+        self.assertIn("no whole answer within 3 s", str(failure.value))
         self.assertEqual(describe_failure(failure), (FailureKind.UNREACHABLE, "timeout"))
+
+    def test_a_call_held_up_by_a_dripping_answer_names_it(self) -> None:
+        """A call that times out waiting for its turn behind an answer still dripping names
+        that answer (the speaker drips, it is not silent); the dripping call then ends at its
+        own bound, named too."""
+        speaker = Speaker()
+        client, stub = self.client(speaker)
+        speaker.drip = self.clock
+        first = self.call(client, timeout=10.0)
+        second = client.call("127.0.0.2", 1400, "AVTransport", "GetMediaInfo", timeout=2.0)
+        stub.flush()
+        for _ in range(2):
+            self.clock.advance(1.0)
+            stub.flush()
+        slow = "from 127.0.0.2 did not arrive within {} s (it began, then came too slowly)"
+        self.assertEqual(
+            describe_failure(self.failureResultOf(second, SoapTimeout)),
+            (FailureKind.UNREACHABLE, "the answer to GetVolume " + slow.format(2)),
+        )
+        for _ in range(8):
+            self.clock.advance(1.0)
+            stub.flush()
+        self.assertEqual(
+            describe_failure(self.failureResultOf(first, SoapTimeout))[1],
+            "the answer to GetVolume " + slow.format(10),
+        )
+        self.assertEqual(len(speaker.seen), 1)
 
     def test_one_call_at_a_time_per_speaker(self) -> None:
         """A speaker gets the next call only once the previous one is answered; a call that
@@ -500,6 +548,33 @@ class SimulatorTests(TestCase):
             (await self.soap.call(address, 1400, "RenderingControl", "GetVolume", args)).keys(),
             {"CurrentVolume"},
         )
+
+    async def test_dripping_reads_say_so(self) -> None:
+        """A position read and a resync read whose answer drips past their timeout (the
+        simulator's drip fault) fail with the reason the device description's gets: which
+        answer, from which speaker, within what bound, and that it began but came too
+        slowly; the position read logs it in its reason field."""
+        faults = self.speakers[0].soap_faults
+        faults.padding = 20_000
+        faults.drip = 0.5
+        address = self.speakers[0].address
+        slow = f"from {address} did not arrive within 1.5 s (it began, then came too slowly)"
+        tracker = PositionTracker(reactor, self.soap, Processor(), 0.0, 1.5, lambda uid: True)
+        self.addCleanup(tracker.stop)
+        with capturedLogs() as events:
+            tracker.transport_event(self.ref(0), {"transport_state": "PLAYING"})
+
+            def logged() -> list[object]:
+                return [e["reason"] for e in events if "not read" in e.get("log_format", "")]
+
+            await until(logged, "the failed position read logged")
+        self.assertEqual(logged(), [f"the answer to GetPositionInfo {slow}"])
+        # The whole read's bound (1.5 s) comes before the call's own (5 s): the answer it
+        # cut is named all the same.
+        with self.assertRaises(SlowAnswer) as raised:
+            await StateReader(self.soap, reactor, 1.5).read(self.ref(0), "RenderingControl")
+        reason = describe_failure(raised.exception)[1]
+        self.assertTrue(reason.startswith("the answer to Get") and reason.endswith(slow), reason)
 
 
 #: Modules an idle daemon would load only for SoCo (about 12 MB resident, issue 17).
