@@ -225,10 +225,12 @@ class FakeUnsubscriber:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, int, str, str]] = []
+        #: When set, every UNSUBSCRIBE fails with it (the speaker cannot be reached).
+        self.failure: BaseException | None = None
 
     def __call__(self, host: str, port: int, path: str, sid: str, timeout: float) -> Deferred[Any]:
         self.sent.append((host, port, path, sid))
-        return succeed(None)
+        return fail(self.failure) if self.failure is not None else succeed(None)
 
 
 @attrs.define

@@ -277,6 +277,9 @@ class SpeakerSupervisor(Service):
         self._timer: IDelayedCall | None = None
         self._absorb_boot_seq_until = 0.0
         self._superseded: list[Superseded] = []
+        #: Counts the times the speaker forgot its SIDs (a reboot): a SID from before one is
+        #: never sent again (a new subscription, maybe another controller's, may hold it).
+        self._forgot_sids = 0
         self._flush: IDelayedCall | None = None
         self._unsubscribing: set[Deferred[Any]] = set()
         self._unsubscribe_bound: float | None = None
@@ -884,6 +887,7 @@ class SpeakerSupervisor(Service):
         )
         # What it held before the reboot, it forgot.
         self._superseded.clear()
+        self._forgot_sids += 1
         for sup in self.services.values():
             sup.start(reason="reboot")
 
@@ -901,6 +905,7 @@ class SpeakerSupervisor(Service):
             # other failure cannot tell, and is taken as that reboot too).
             self._absorb_boot_seq_until = 0.0
             self._superseded.clear()
+            self._forgot_sids += 1
             for sup in self.services.values():
                 if sup.renew_now(probe=True):
                     break
@@ -976,9 +981,10 @@ class SpeakerSupervisor(Service):
     # Replaced subscriptions.
 
     def supersede(self, subscription: GenaSubscription) -> None:
-        """Remember a SID a new subscription replaces, to UNSUBSCRIBE it (best effort, once)
-        as soon as the speaker answers: until then, or until it expires, the speaker keeps
-        sending NOTIFYs to it (the listener answers them 412, quietly)."""
+        """Remember a SID a new subscription replaces, to UNSUBSCRIBE it as soon as the speaker
+        answers (once it is answered; one the speaker could not be reached for is kept for its
+        next return): until then, or until it expires, the speaker keeps sending NOTIFYs to it
+        (the listener answers them 412, quietly)."""
         sid = subscription.sid
         path = getattr(subscription, "event_path", None)
         if not sid or not isinstance(path, str):
@@ -1029,24 +1035,32 @@ class SpeakerSupervisor(Service):
                 self.ref.host, self.ref.port, entry.path, entry.sid, self.ctx.config.request_timeout
             )
             self._unsubscribing.add(sending)
-            sending.addErrback(self._unsubscribe_failed, entry.sid)
+            sending.addErrback(self._unsubscribe_failed, entry, self._forgot_sids)
             sending.addBoth(self._superseded_sent, sending)
 
-    def _unsubscribe_failed(self, failure: Failure, sid: str) -> None:
+    def _unsubscribe_failed(self, failure: Failure, entry: Superseded, forgot: int) -> None:
         bound = self._unsubscribe_bound
+        kind, reason = describe_failure(failure)
         if failure.check(CancelledError) and self.stopping and bound is not None:
             # Cut by the stop's bound (``_cut_replaced``).
             reason = f"{UNSUBSCRIBE_SLOW} {bound:g} s"
-        else:
-            reason = describe_failure(failure)[1]
         log.debug(
             "UNSUBSCRIBE of replaced {sid} at {speaker}: {reason}",
-            sid=sid,
+            sid=entry.sid,
             speaker=self.label,
             reason=reason,
         )
         if self.stopping:
             self._replaced_failed.append(reason)
+        elif (
+            kind is FailureKind.UNREACHABLE
+            and forgot == self._forgot_sids
+            and entry.expires > self.ctx.clock.seconds()
+        ):
+            # The speaker did not get it (it was going away as the SID was replaced): it is
+            # sent again when the speaker answers again (``_go_online`` flushes), else the
+            # speaker would keep sending NOTIFYs to it until it expires.
+            self._superseded.insert(0, entry)
 
     def _superseded_sent(self, result: object, sending: Deferred[Any]) -> None:
         self._unsubscribing.discard(sending)

@@ -571,6 +571,38 @@ class SupersededSidTests(SynchronousTestCase):
         h.clock.advance(1)
         self.assertEqual([sent[3] for sent in h.unsubscriber.sent], [first.sid])
 
+    def test_unsubscribe_refused_as_the_speaker_goes_is_sent_again_when_it_is_back(self) -> None:
+        """A replaced SID whose UNSUBSCRIBE the speaker refused (it was going away just then)
+        is UNSUBSCRIBEd again once the speaker answers, not left to be NOTIFYed until it
+        expires; one from before a reboot seen meanwhile is not (the speaker forgot it, and a
+        new subscription may hold that SID)."""
+        for reboot in (False, True):
+            h = Harness(services=("RenderingControl",), timeout=100, backoff_initial=1.0)
+            h.gena.granted = 100
+            speaker = started(h)
+            first = h.gena.current("RenderingControl")
+            first.expires = h.clock.seconds() + 100
+            h.unsubscriber.failure = ConnectionRefusedError()
+            # The renewal fails as the speaker goes: the SID is replaced while it is still
+            # online, and the UNSUBSCRIBE is refused.
+            h.gena.answers["renew"] = ConnectionRefusedError()
+            h.clock.advance(86)
+            self.assertEqual([sent[3] for sent in h.unsubscriber.sent], [first.sid], reboot)
+            if reboot:
+                # A reboot seen while it is still online (412 on another renewal).
+                speaker.rebooted("412 on renewal of AVTransport")
+            h.household.devices[HOST].down = ConnectionRefusedError()
+            speaker.check_now("test")
+            h.clock.advance(0)
+            self.assertFalse(speaker.online)
+            del h.gena.answers["renew"]
+            h.unsubscriber.failure = None
+            h.household.devices[HOST].down = None
+            speaker.check_now("test")
+            h.clock.advance(1)
+            again = [sent[3] for sent in h.unsubscriber.sent[1:]]
+            self.assertEqual(again.count(first.sid), 0 if reboot else 1, (reboot, again))
+
     def test_sid_reused_after_a_reboot_is_not_unsubscribed(self) -> None:
         """A speaker that rebooted while away numbers its SIDs from 1 again: a superseded SID
         that a new subscription now holds is not UNSUBSCRIBEd (it would end that one)."""
