@@ -99,7 +99,8 @@ class EventProcessor:
         self._hub = hub
         self._state = state
         self._clock: Any = clock if clock is not None else _WallClock()
-        self._settle_timeout = settle_timeout
+        #: Seconds the speakers' views may differ (the settle rule); tests shorten it.
+        self.settle_timeout = settle_timeout
         # Per household: the documents its speakers sent lately (each is shown in one event),
         # each reporting speaker's latest view, the document taken as the household's, and
         # the timer that ends a disagreement.
@@ -317,7 +318,7 @@ class EventProcessor:
             timer = self._settling.get(household)
             if (timer is None or not timer.active()) and hasattr(self._clock, "callLater"):
                 self._settling[household] = self._clock.callLater(
-                    self._settle_timeout, self._settle_late, household
+                    self.settle_timeout, self._settle_late, household
                 )
             return
         timer = self._settling.pop(household, None)
@@ -336,7 +337,7 @@ class EventProcessor:
             "taking the one most of them show",
             household=household,
             count=views.documents() if views is not None else 0,
-            seconds=self._settle_timeout,
+            seconds=self.settle_timeout,
         )
         self._take(household, document)
 
