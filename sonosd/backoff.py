@@ -102,9 +102,12 @@ class SlowAnswer(TimeoutError):
             "(it began, then came too slowly)"
         )
 
+    @classmethod
+    def unsubscribe(cls, seconds: float) -> Self:
+        """An UNSUBSCRIBE whose answer did not come within ``seconds`` (hung, dripping, or
+        cut by a stop's bound)."""
+        return cls(f"the answer to UNSUBSCRIBE did not arrive within {seconds:g} s")
 
-UNSUBSCRIBE_SLOW = "the answer to UNSUBSCRIBE did not arrive within"
-"""The reason of an UNSUBSCRIBE whose answer did not come in time (the bound follows)."""
 
 _SHOWN = 80
 """Characters of what a peer sent instead of a status line that a reason repeats."""

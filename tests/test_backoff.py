@@ -21,7 +21,6 @@ from sonosd.backoff import (
     FIRST_RENEW_SPREAD,
     MIN_RENEW_DELAY,
     RENEW_JITTER,
-    UNSUBSCRIBE_SLOW,
     FailureKind,
     SlowAnswer,
     backoff_delay,
@@ -213,7 +212,7 @@ def test_a_slow_answer_says_which_answer_and_its_bound() -> None:
     """An answer that did not arrive within its bound (``SlowAnswer``) is unreachable, as any
     timeout, but keeps its own words: which answer, from where, within how long; any other
     timeout, the GENA client's included, is plain ``timeout``."""
-    slow = SlowAnswer(f"{UNSUBSCRIBE_SLOW} 5 s")
+    slow = SlowAnswer.unsubscribe(5)
     assert describe_failure(Failure(slow)) == (
         FailureKind.UNREACHABLE,
         "the answer to UNSUBSCRIBE did not arrive within 5 s",

@@ -32,7 +32,6 @@ from twisted.python.failure import Failure
 from sonosd import lazysoco
 from sonosd.backoff import (
     GONE_412,
-    UNSUBSCRIBE_SLOW,
     FailureKind,
     SlowAnswer,
     backoff_delay,
@@ -705,7 +704,7 @@ class ServiceSupervisor:
             if failure.check(GenaTimeout):
                 # The request's own bound, shorter than the stop's.
                 seconds = self._config.request_timeout
-                self.unsubscribe_error = f"{UNSUBSCRIBE_SLOW} {seconds:g} s"
+                self.unsubscribe_error = str(SlowAnswer.unsubscribe(seconds))
             else:
                 self.unsubscribe_error = describe_failure(failure)[1]
             log.debug(
@@ -717,7 +716,7 @@ class ServiceSupervisor:
 
         def timed_out(result: object, seconds: float) -> Failure:
             # A hung or dripping answer is cut here; whatever the cancelled call failed with.
-            return Failure(SlowAnswer(f"{UNSUBSCRIBE_SLOW} {seconds:g} s"))
+            return Failure(SlowAnswer.unsubscribe(seconds))
 
         d = subscription.unsubscribe().addTimeout(
             timeout, self._ctx.clock, onTimeoutCancel=timed_out

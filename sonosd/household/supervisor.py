@@ -46,7 +46,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from sonosd.backoff import (
-    UNSUBSCRIBE_SLOW,
     FailureKind,
     SlowAnswer,
     backoff_delay,
@@ -195,7 +194,7 @@ def gena_unsubscriber(reactor: Any, http: HTTPClient, limiter: DeferredSemaphore
             try:
                 await gena.gena_request(http, reactor, "UNSUBSCRIBE", url, {"SID": sid}, timeout)
             except gena.GenaTimeout:
-                raise SlowAnswer(f"{UNSUBSCRIBE_SLOW} {timeout:g} s") from None
+                raise SlowAnswer.unsubscribe(timeout) from None
         finally:
             limiter.release()
 
@@ -1043,7 +1042,7 @@ class SpeakerSupervisor(Service):
         kind, reason = describe_failure(failure)
         if failure.check(CancelledError) and self.stopping and bound is not None:
             # Cut by the stop's bound (``_cut_replaced``).
-            reason = f"{UNSUBSCRIBE_SLOW} {bound:g} s"
+            reason = str(SlowAnswer.unsubscribe(bound))
         log.debug(
             "UNSUBSCRIBE of replaced {sid} at {speaker}: {reason}",
             sid=entry.sid,
