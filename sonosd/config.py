@@ -1094,7 +1094,8 @@ class _Builder:
                 f"{config.speakers} speakers cannot make {config.households} households",
                 config.households,
             )
-        # The pair and the home theatre belong to the first household, the largest one.
+        # The pair and the home theatre belong to the first household, the largest one (the
+        # size sonosd.sim.neighbourhood.split gives it; the simulator imports this module).
         first = -(-config.speakers // max(config.households, 1))
         in_first = f" in the first household (it has {first})" if config.households > 1 else ""
         if config.stereo_pair and first < 2:

@@ -24,6 +24,7 @@ from sonosd.sim.modes import (
     SSDP_WHEN_UPNP_OFF,
     UPNP_KINDS,
 )
+from sonosd.sim.neighbourhood import split
 from sonosd.sim.propertyset import check_chars
 
 
@@ -182,7 +183,7 @@ class Options(usage.Options):
         models = tuple(by_case[m.upper()] for m in given)
         households = _integer("--households", self["households"], 1, speakers)
         # The pair and the home theatre belong to the first household, the largest one.
-        first = -(-speakers // households)
+        first = split(speakers, households)[0]
         where = f" in the first household (it has {first})" if households > 1 else ""
         if self["stereo-pair"] and first < 2:
             raise usage.UsageError(f"--stereo-pair: needs at least 2 speakers{where}")
