@@ -30,9 +30,9 @@ __all__ = ["free_loopback_base"]
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the tests marked ``long`` first, the rest in their order. ``make test`` shares the
-    tests out between two pytest-xdist workers as they ask for more: a long test started
-    near the end (the soak's file sorts late) leaves the other worker idle until it ends,
-    whereas at the start the other worker runs the short tests meanwhile."""
+    tests out between pytest-xdist workers as they ask for more: a long test started near
+    the end (the soak's file sorts late) leaves the other workers idle until it ends,
+    whereas at the start the other workers run the short tests meanwhile."""
     items.sort(key=lambda item: item.get_closest_marker("long") is None)
 
 

@@ -474,7 +474,7 @@ def test_make_demo_leaves_no_pid_file(tmp_path: Path) -> None:
 
 def test_make_test_runs_every_check(tmp_path: Path) -> None:
     """`make test` is ruff check, ruff format --check, mypy and pytest with branch coverage,
-    in two workers."""
+    in three workers."""
     make = shutil.which("make")
     assert make, "make is missing"
     result = run(make, "-n", "-C", str(ROOT), "lint", "typecheck", "unit", cwd=tmp_path)
@@ -482,7 +482,7 @@ def test_make_test_runs_every_check(tmp_path: Path) -> None:
     out = result.stdout
     for command in ("ruff check", "ruff format --check", "mypy", "pytest --cov --cov-branch"):
         assert command in out, command
-    assert re.search(r"pytest .*-n 2\b", out), out
+    assert re.search(r"pytest .*-n 3\b", out), out
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^test: lint typecheck unit$", makefile, re.MULTILINE)
     assert re.search(r"^unit: .*sysdeps", makefile, re.MULTILINE)
