@@ -678,6 +678,10 @@ def test_simulate_limits() -> None:
         "config.yaml:1: simulate.base_address: expected an IPv4 loopback address (127.x.y.z), "
         'got "10.0.0.2"'
     )
+    assert error_of("simulate: {base_address: 192.168.1.20}\n") == (
+        "config.yaml:1: simulate.base_address: expected an IPv4 loopback address (127.x.y.z), "
+        'got "192.168.1.20"'
+    )
     assert error_of("simulate: {base_address: nope}\n").endswith('got "nope"')
     assert error_of("simulate: {speakers: 1, stereo_pair: true}\n") == (
         "config.yaml:1: simulate.stereo_pair: a stereo pair needs at least 2 speakers, got true"

@@ -4,12 +4,42 @@
 A simulated household listens on one port (1400, as real speakers) of consecutive loopback
 addresses. Tests, benchmarks and demos that run at the same time each take a /24 inside
 127.0.0.0/8 that nobody else uses.
+
+``loopback_range`` is the one rule for every address the simulator takes (``--base-address``,
+``Household``, an address change): loopback only, so that it never binds, announces (SSDP,
+NOTIFY sources, device descriptions, ZoneGroupState ``Location``) or sends from an address off
+this machine.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import random
 import socket
+
+#: The only addresses the simulator takes.
+LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
+#: The last of them (127.255.255.255 is the broadcast address).
+LAST_LOOPBACK = ipaddress.IPv4Address("127.255.255.254")
+
+
+def loopback_range(address: str, count: int = 1) -> ipaddress.IPv4Address:
+    """``address`` if it and the ``count - 1`` addresses after it are loopback addresses.
+
+    @raise ValueError: Naming the address and what is wrong with it.
+    """
+    try:
+        first = ipaddress.IPv4Address(address)
+    except ValueError:
+        raise ValueError(f"expected an IPv4 address, got {address!r}") from None
+    if first not in LOOPBACK:
+        raise ValueError(
+            f"expected a loopback address (127.0.0.0/8): the simulator takes no address off "
+            f"this machine, got {address!r}"
+        )
+    if int(first) + count - 1 > int(LAST_LOOPBACK):
+        raise ValueError(f"{count} speakers from {address} run past {LAST_LOOPBACK}")
+    return first
 
 
 def free_loopback_base(port: int = 1400, count: int = 4) -> str:

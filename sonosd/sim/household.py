@@ -18,7 +18,6 @@ reboot, online again, new address) and when it goes offline (``byebye``).
 
 from __future__ import annotations
 
-import ipaddress
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
@@ -30,6 +29,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from sonosd.sim import catalog, eventrules, musicservices, variables
+from sonosd.sim.addresses import loopback_range
 from sonosd.sim.alarms import AlarmList
 from sonosd.sim.battery import Battery
 from sonosd.sim.description import offered_services
@@ -620,8 +620,14 @@ class Speaker:
         self.household.topology_changed()
 
     def change_address(self, address: str) -> Deferred[None]:
-        """Listen on ``address`` instead (DHCP gave a new one); ZGS ``Location`` follows."""
-        ipaddress.IPv4Address(address)
+        """Listen on ``address`` instead (DHCP gave a new one); ZGS ``Location`` follows.
+
+        @raise ValueError: ``address`` is no loopback address, or another speaker's.
+        """
+        try:
+            loopback_range(address)
+        except ValueError as error:
+            raise ValueError(f"address: {error}") from None
         if address in self.household.by_address:
             raise ValueError(f"{address} is already used by another speaker")
         moved = self.network.move(address) if self.network is not None else succeed(None)
@@ -742,7 +748,7 @@ class Household:
                 models[ht_start] = HT_SOUNDBAR
             models[ht_start + 1 : ht_start + 4] = [HT_SUB, HT_SURROUND, HT_SURROUND]
         https = set(https_only)
-        base = ipaddress.IPv4Address(base_address)
+        base = loopback_range(base_address, speakers)
         for index in range(speakers):
             number = first_index + index
             name = rooms[index] if index < len(rooms) else _room_name(number)

@@ -15,11 +15,11 @@ The admin API and the activity generator see every speaker through ``speakers`` 
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 from typing import Any
 
 from sonosd.config import SimulateConfig
+from sonosd.sim.addresses import loopback_range
 from sonosd.sim.household import Household, Speaker
 from sonosd.sim.modes import HouseholdModes
 
@@ -57,7 +57,7 @@ class Neighbourhood:
     ) -> Neighbourhood:
         """The households ``config`` describes (``models`` override ``config.models``)."""
         models = tuple(models) or config.models
-        base = ipaddress.IPv4Address(config.base_address)
+        base = loopback_range(config.base_address, config.speakers)
         https_only = set(config.https_only)
         taken: set[str] = set()
         households = []

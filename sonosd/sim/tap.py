@@ -7,7 +7,6 @@ is the only place that imports the global reactor.
 
 from __future__ import annotations
 
-import ipaddress
 import sys
 from typing import Any
 
@@ -15,6 +14,7 @@ from twisted.application.service import IService
 from twisted.python import usage
 
 from sonosd.config import SimulateConfig
+from sonosd.sim.addresses import loopback_range
 from sonosd.sim.gena import DEFAULT_MODERATION
 from sonosd.sim.models import MODELS
 from sonosd.sim.modes import (
@@ -151,13 +151,9 @@ class Options(usage.Options):
         speakers = _integer("--speakers", self["speakers"], 1, 1000)
         port = _integer("--port", self["port"], 1, 65535)
         try:
-            base = ipaddress.IPv4Address(self["base-address"])
-        except ValueError:
-            raise usage.UsageError(
-                f"--base-address: expected an IPv4 address, got {self['base-address']!r}"
-            ) from None
-        if int(base) + speakers - 1 > int(ipaddress.IPv4Address("255.255.255.254")):
-            raise usage.UsageError("--base-address: not enough addresses after it")
+            base = loopback_range(self["base-address"], speakers)
+        except ValueError as error:
+            raise usage.UsageError(f"--base-address: {error}") from None
         try:
             activity = float(self["activity"])
         except ValueError:

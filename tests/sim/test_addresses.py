@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import socket
 
 import pytest
+from twisted.internet.task import Clock
 
-from sonosd.sim.addresses import free_loopback_base, port_free
+from sonosd.config import SimulateConfig
+from sonosd.sim.addresses import free_loopback_base, loopback_range, port_free
+from sonosd.sim.household import Household
+from sonosd.sim.service import HouseholdService
 
 
 def test_block_is_free_and_in_one_slash_24() -> None:
@@ -29,3 +34,39 @@ def test_count_must_fit() -> None:
     """A block larger than a /24 allows is refused with the count named."""
     with pytest.raises(ValueError, match="count"):
         free_loopback_base(count=254)
+
+
+@pytest.mark.parametrize(
+    ("address", "count", "problem"),
+    [
+        ("192.168.1.20", 1, "expected a loopback address (127.0.0.0/8)"),
+        ("10.0.0.2", 3, "expected a loopback address (127.0.0.0/8)"),
+        ("126.255.255.255", 1, "expected a loopback address (127.0.0.0/8)"),
+        ("128.0.0.0", 1, "expected a loopback address (127.0.0.0/8)"),
+        ("127.255.255.255", 1, "1 speakers from 127.255.255.255 run past 127.255.255.254"),
+        ("127.255.255.200", 56, "56 speakers from 127.255.255.200 run past 127.255.255.254"),
+        ("kitchen", 1, "expected an IPv4 address, got 'kitchen'"),
+    ],
+)
+def test_only_loopback_ranges_are_taken(address: str, count: int, problem: str) -> None:
+    """An address off 127.0.0.0/8, or a range running past 127.255.255.254, is refused with
+    the address named; the household, an address change and the embedding API all refuse it."""
+    with pytest.raises(ValueError) as raised:
+        loopback_range(address, count)
+    assert problem in str(raised.value) and address in str(raised.value)
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        Household(Clock(), speakers=count, base_address=address)
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        HouseholdService(Clock(), SimulateConfig(speakers=count, base_address=address))
+
+
+def test_loopback_ranges_up_to_the_last_address() -> None:
+    """127.0.0.0/8 is taken up to 127.255.255.254, and a speaker moves only within it."""
+    assert str(loopback_range("127.255.255.200", 55)) == "127.255.255.200"
+    assert str(loopback_range("127.0.0.2")) == "127.0.0.2"
+    household = Household(Clock(), speakers=2, base_address="127.255.255.253")
+    assert [s.address for s in household.speakers] == ["127.255.255.253", "127.255.255.254"]
+    speaker = household.speakers[0]
+    with pytest.raises(ValueError, match=r"^address: expected a loopback address .*'10\.1\.2\.3'"):
+        speaker.change_address("10.1.2.3")
+    assert speaker.address == "127.255.255.253"

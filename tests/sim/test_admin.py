@@ -298,6 +298,15 @@ class AdminTests(SynchronousTestCase):
         assert speaker.network.mode == "up" and not self.managers[0].paused
         status, state = self.request("POST", "/speakers/0/address", {"address": "127.0.0.99"})
         assert (status, state["address"]) == (200, "127.0.0.99")
+        for address in ("192.168.1.20", "0.0.0.0", "128.0.0.1"):
+            status, error = self.request("POST", "/speakers/0/address", {"address": address})
+            assert (status, speaker.address) == (400, "127.0.0.99")
+            assert error["error"] == (
+                "address: expected a loopback address (127.0.0.0/8): the simulator takes no "
+                f"address off this machine, got {address!r}"
+            )
+        status, error = self.request("POST", "/speakers/0/address", {"address": "kitchen"})
+        assert status == 400 and error["error"].startswith("address: expected an IPv4 address")
         status, _ = self.request("POST", "/speakers/0/burst", {"count": 7})
         assert status == 200
         assert self.request("POST", "/speakers/0/offline", {"mode": "sleep"})[0] == 400

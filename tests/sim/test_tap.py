@@ -77,6 +77,15 @@ def test_speakers_limits_are_accepted(count: int) -> None:
         (("--speakers", "x"), "--speakers: expected an integer from 1 to 1000, got 'x'"),
         (("--speakers", "1001"), "--speakers: expected an integer from 1 to 1000, got '1001'"),
         (("--base-address", "kitchen"), "--base-address: expected an IPv4 address"),
+        (
+            ("--base-address", "192.168.1.20"),
+            "--base-address: expected a loopback address (127.0.0.0/8): the simulator takes "
+            "no address off this machine, got '192.168.1.20'",
+        ),
+        (
+            ("--speakers", "5", "--base-address", "127.255.255.251"),
+            "--base-address: 5 speakers from 127.255.255.251 run past 127.255.255.254",
+        ),
         (("--activity", "-1"), "--activity: expected changes per second"),
         (("--models", "S99"), "--models: unknown model 'S99'"),
         (("--rooms", "Den, Kit\ufffechen"), "--rooms: 'Kit\\ufffechen': character"),
@@ -120,17 +129,39 @@ def test_bad_options(
     assert line.startswith(f"sonos-sim: {message}"), line
 
 
-def test_twistd_sonos_sim_bad_option_is_one_line(tmp_path: Path) -> None:
-    """`twistd -n sonos-sim --speakers x` prints one line and exits 1, writing nothing."""
+def test_the_last_loopback_addresses_are_taken() -> None:
+    """A household may end on 127.255.255.254, the last loopback address, and start on
+    127.0.0.0, the first."""
+    options = parse("--speakers", "4", "--base-address", "127.255.255.251")
+    assert options.config.base_address == "127.255.255.251"
+    assert parse("--base-address", "127.0.0.0").config.base_address == "127.0.0.0"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("--speakers", "x"), "--speakers: expected an integer from 1 to 1000, got 'x'"),
+        (
+            ("--base-address", "192.168.1.20"),
+            "--base-address: expected a loopback address (127.0.0.0/8): the simulator takes "
+            "no address off this machine, got '192.168.1.20'",
+        ),
+    ],
+)
+def test_twistd_sonos_sim_bad_option_is_one_line(
+    tmp_path: Path, argv: tuple[str, ...], message: str
+) -> None:
+    """`twistd -n sonos-sim` with a wrong option (a count that is no number, an address off
+    this machine) prints one line and exits 1, writing nothing and listening nowhere."""
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "twistd"), "-n", "sonos-sim", "--speakers", "x"],
+        [str(Path(sys.executable).parent / "twistd"), "-n", "sonos-sim", *argv],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert (done.returncode, done.stdout) == (1, "")
-    assert done.stderr == "sonos-sim: --speakers: expected an integer from 1 to 1000, got 'x'\n"
+    assert done.stderr == f"sonos-sim: {message}\n"
     assert list(tmp_path.iterdir()) == []
 
 
