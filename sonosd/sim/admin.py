@@ -520,9 +520,9 @@ def _set_faults(faults: Any, body: Mapping[str, Any]) -> None:
 
 
 def _apply_state(speaker: Speaker, body: Mapping[str, Any]) -> None:
-    """Apply admin state changes through the household (so they are evented). Every value
-    is checked before any is applied: a 400 changes nothing."""
-    transport = speaker.coordinator.transport
+    """Apply admin state changes through the household (so they are evented), all or
+    nothing: every value is checked (400) and every key the speaker could refuse (409) is
+    tried, in the body's order, on a rehearsal of its transport before any is applied."""
     checks: dict[str, Callable[[Any], Any]] = {
         "volume": lambda v: _int_value("volume", v, 0, 100),
         "mute": lambda v: _bool_value("mute", v),
@@ -542,6 +542,22 @@ def _apply_state(speaker: Speaker, body: Mapping[str, Any]) -> None:
         "group_mute": lambda v: _bool_value("group_mute", v),
         "sleep_timer": lambda v: None if v is None else _int_value("sleep_timer", v, 0, 86399),
     }
+    unknown = sorted(set(body) - set(checks))
+    if unknown:
+        raise ApiError(400, f"unknown state keys {unknown}; known: {sorted(checks)}")
+    values = {key: checks[key](value) for key, value in body.items()}
+    transport = speaker.coordinator.transport
+    # The speaker's own settings refuse only an EQ type its model lacks (``get_eq`` says so
+    # and changes nothing); the transport's commands depend on one another (a track, then a
+    # position in it), so they are tried in order on a copy.
+    rehearsal: dict[str, Callable[[Any], object]] = {
+        **_transport_setters(transport.rehearsal()),
+        "night_mode": lambda _: speaker.get_eq("NightMode"),
+        "dialog_mode": lambda _: speaker.get_eq("DialogLevel"),
+    }
+    for key, value in values.items():
+        if key in rehearsal:
+            rehearsal[key](value)
     setters: dict[str, Callable[[Any], object]] = {
         "volume": speaker.set_volume,
         "mute": speaker.set_mute,
@@ -552,21 +568,24 @@ def _apply_state(speaker: Speaker, body: Mapping[str, Any]) -> None:
         "led": speaker.set_led,
         "night_mode": functools.partial(speaker.set_eq, "NightMode"),
         "dialog_mode": functools.partial(speaker.set_eq, "DialogLevel"),
+        "group_volume": speaker.coordinator.set_group_volume,
+        "group_mute": speaker.coordinator.set_group_mute,
+        **_transport_setters(transport),
+    }
+    for key, value in values.items():
+        setters[key](value)
+
+
+def _transport_setters(transport: Transport) -> dict[str, Callable[[Any], object]]:
+    """The state keys that are commands to ``transport`` (any of them may be refused)."""
+    return {
         "transport": lambda state: _set_transport(transport, state),
         "play_mode": transport.set_play_mode,
         "crossfade": transport.set_crossfade,
         "track": transport.seek_track,
         "position": transport.seek_time,
-        "group_volume": speaker.coordinator.set_group_volume,
-        "group_mute": speaker.coordinator.set_group_mute,
         "sleep_timer": transport.configure_sleep,
     }
-    unknown = sorted(set(body) - set(checks))
-    if unknown:
-        raise ApiError(400, f"unknown state keys {unknown}; known: {sorted(checks)}")
-    values = {key: checks[key](value) for key, value in body.items()}
-    for key, value in values.items():
-        setters[key](value)
 
 
 def _position_value(value: Any) -> int:

@@ -18,6 +18,7 @@ and the reason, and ``Play`` answers 701 for that track until the source changes
 
 from __future__ import annotations
 
+import copy as _copy
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ from typing import Any, Protocol
 import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import Clock
 
 from sonosd.sim.didl import Track
 from sonosd.sim.soap import UPnPError
@@ -65,6 +67,15 @@ class Prepared(Protocol):
 
 #: Fetches a URI; fires with a ``Prepared`` (``sonosd.sim.fetcher.Fetcher.probe``).
 Prepare = Callable[[str], Deferred[Any]]
+
+
+def _ignore(kind: str) -> None:
+    """What a rehearsal tells of its changes: nothing."""
+
+
+def _never_prepared(uri: str) -> Deferred[Any]:
+    """A rehearsal's fetch: it never answers."""
+    return Deferred()
 
 
 def needs_fetch(uri: str) -> bool:
@@ -127,6 +138,27 @@ class Transport:
         waiter: Deferred[None] = Deferred()
         self._settle_waiters.append(waiter)
         return waiter
+
+    def rehearsal(self) -> Transport:
+        """A detached copy of this transport to try commands on first: it refuses (raises the
+        same ``UPnPError``) whatever this one would refuse now, and nothing done to it reaches
+        this one, its timers, its random choices or its subscribers. The admin API's state
+        PATCH tries every key on one before it applies any (all or nothing)."""
+        copy = _copy.copy(self)
+        clock = Clock()
+        clock.advance(self._clock.seconds())
+        copy._clock = clock
+        copy._notify_change = _ignore
+        copy._settle_waiters = []
+        copy._exact = dict(self._exact)
+        copy.queue = list(self.queue)
+        copy._rng = random.Random()
+        copy._rng.setstate(self._rng.getstate())
+        # A fetch that never answers: the copy goes through the same states, reaching nothing.
+        copy.prepare = None if self.prepare is None else _never_prepared
+        copy._preparing = None
+        copy._end_call = copy._transition_call = copy._sleep_call = None
+        return copy
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 from xml.etree import ElementTree
 
+import attrs
 import pytest
 from soco.events_base import parse_event_xml
 from treq.client import HTTPClient
@@ -24,6 +26,8 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from sonosd.config import SimulateConfig
 from sonosd.sim.activity import ActivityGenerator
 from sonosd.sim.admin import ROUTES, AdminResource
+from sonosd.sim.catalog import STATIONS
+from sonosd.sim.didl import format_duration
 from sonosd.sim.household import Household, Speaker
 from sonosd.sim.neighbourhood import Neighbourhood
 from sonosd.sim.service import HouseholdService
@@ -584,6 +588,148 @@ def test_documented_routes_answer_and_other_methods_are_405(path: str) -> None:
             named = body["error"].split("; use ", 1)
             assert named[0] == f"method {method} not allowed", body
             assert sorted(named[1].split(", ")) == sorted(allowed), body
+
+
+def fresh_admin() -> tuple[Clock, Household, list[RecordingManager], StubTreq]:
+    """A household of a Sonos One and a Beam (the Beam has night and dialog mode) with
+    recording GENA managers, and its admin API in memory."""
+    clock = Clock()
+    household = Household(clock, speakers=2, seed=5, models=("S18", "S14"), transition_delay=0)
+    managers = []
+    for speaker in household.speakers:
+        speaker.manager = RecordingManager(clock, speaker.uid, speaker.address, None, "")
+        speaker.network = FakePresence(address=speaker.address)
+        managers.append(speaker.manager)
+    return clock, household, managers, StubTreq(AdminResource(household))
+
+
+def admin_call(http: StubTreq, method: str, path: str, body: Any) -> tuple[int, Any]:
+    """One admin request in memory: its status and decoded JSON."""
+    answered = http.request(method, f"http://admin{path}", data=json.dumps(body).encode())
+    http.flush()
+    response = answered.result
+    content = response.content()
+    http.flush()
+    return response.code, json.loads(content.result)
+
+
+def playing_a_stream(speaker: Speaker) -> None:
+    """The speaker's source is a radio station, not its queue."""
+    speaker.transport.set_uri(STATIONS[0].uri, "", STATIONS[0])
+
+
+#: Every state key the speaker can refuse (409), with a state in which it does: the set-up,
+#: the key and its value, the UPnP error.
+REFUSED_STATE_KEYS = [
+    ("transport", lambda s: s.transport.clear_queue(), "PLAYING", 701),
+    ("transport", lambda s: None, "PAUSED_PLAYBACK", 701),
+    ("track", lambda s: None, 9, 711),
+    ("track", playing_a_stream, 1, 701),
+    ("position", lambda s: None, "1:00:00", 711),
+    ("position", playing_a_stream, "0:00:10", 701),
+    ("play_mode", playing_a_stream, "SHUFFLE", 712),
+    ("play_mode", lambda s: None, "BACKWARDS", 712),
+    ("crossfade", playing_a_stream, True, 800),
+    ("night_mode", lambda s: None, True, 402),
+    ("dialog_mode", lambda s: None, True, 402),
+]
+
+
+@pytest.mark.parametrize(
+    ("key", "setup", "value", "code"),
+    REFUSED_STATE_KEYS,
+    ids=[f"{key}-{value}" for key, _, value, _ in REFUSED_STATE_KEYS],
+)
+def test_a_refused_state_key_changes_nothing(
+    key: str, setup: Callable[[Speaker], object], value: Any, code: int
+) -> None:
+    """PATCH state is all or nothing: when the speaker refuses one key (409 with its UPnP
+    error), the keys before it in the same body (volume, mute, name, status light, group
+    mute, sleep timer, and a play mode or a track where the source takes them) are not
+    applied either: every speaker's state, every event sent and every timer are as before."""
+    clock, household, managers, http = fresh_admin()
+    one = household.speakers[0]  # a Sonos One on its queue, stopped at track 1 of 8
+    setup(one)
+    body: dict[str, Any] = {
+        "volume": 3 if one.rendering.volume != 3 else 4,
+        "mute": not one.rendering.mute,
+        "name": "Studio",
+        "led": not one.led_on,
+        "group_mute": not one.group_mute(),
+        "sleep_timer": 600,
+    }
+    if one.transport.on_queue and one.transport.queue and key not in ("play_mode", "track"):
+        body.update(play_mode="REPEAT_ALL", track=2)
+    body[key] = value
+    before = admin_call(http, "GET", "/speakers", None)
+    evented = [list(m.notifications) for m in managers]
+    timers = clock.getDelayedCalls()
+    status, error = admin_call(http, "PATCH", "/speakers/0/state", body)
+    assert (status, error["upnp_error"]) == (409, code), error
+    assert admin_call(http, "GET", "/speakers", None) == before
+    assert [m.notifications for m in managers] == evented
+    assert clock.getDelayedCalls() == timers
+    body.pop(key)
+    status, state = admin_call(http, "PATCH", "/speakers/0/state", body)
+    assert (status, state["name"], state["sleep_timer"]) == (200, "Studio", 600)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        ("/household/modes", {"upnp": False, "regroup_delay": 99}, 400),
+        ("/households/0/modes", {"large_household_players": 2, "upnp_off_ssdp": "loud"}, 400),
+        ("/speakers/0/modes", {"https_only": "yes"}, 400),
+        ("/speakers/0/battery", {"level": 5, "power_source": "USB_POWER"}, 409),
+        ("/speakers/0/gena/faults", {"drop_next": 2, "renew_status": 42}, 400),
+        ("/speakers/0/soap/faults", {"padding": 10, "doctype": True, "drip": -1}, 400),
+    ],
+)
+def test_every_refused_patch_changes_nothing(path: str, body: dict[str, Any], status: int) -> None:
+    """Every PATCH route answered with an error (a bad value, a Sonos One that has no
+    battery) applies nothing of its body: the households, every speaker, their GENA and SOAP
+    faults and what their GENA managers were told are as before."""
+    _, _, managers, http = fresh_admin()
+
+    def everything() -> list[Any]:
+        return [
+            admin_call(http, "GET", "/households", None),
+            admin_call(http, "GET", "/speakers", None),
+            [admin_call(http, "GET", f"/speakers/{n}/soap/faults", None) for n in (0, 1)],
+            [(attrs.asdict(m.faults), m.calls, m.notifications) for m in managers],
+        ]
+
+    before = everything()
+    answered, error = admin_call(http, "PATCH", path, body)
+    assert answered == status and error["error"], error
+    assert everything() == before
+
+
+def test_state_keys_apply_in_order_and_together() -> None:
+    """The keys of one PATCH state are tried in the body's order, each on the state the
+    earlier ones make: a position past the first track's end is taken after a track long
+    enough for it, and play, then a track, is taken from a speaker with no source yet."""
+    clock, household, _, http = fresh_admin()
+    one = household.speakers[0]
+    queue = one.transport.queue
+    longest = max(range(len(queue)), key=lambda n: queue[n].duration)
+    assert queue[longest].duration > queue[0].duration + 1
+    position = format_duration(queue[0].duration + 1)
+    status, error = admin_call(http, "PATCH", "/speakers/0/state", {"position": position})
+    assert (status, error["upnp_error"]) == (409, 711)
+    status, state = admin_call(
+        http, "PATCH", "/speakers/0/state", {"track": longest + 1, "position": position}
+    )
+    assert (status, state["track"], state["position"]) == (200, longest + 1, position)
+    one.transport.clear_source()
+    status, error = admin_call(http, "PATCH", "/speakers/0/state", {"track": 3})
+    assert (status, error["upnp_error"]) == (409, 701)
+    status, state = admin_call(
+        http, "PATCH", "/speakers/0/state", {"transport": "PLAYING", "track": 3}
+    )
+    clock.advance(0)
+    assert status == 200 and state["track"] == 3
+    assert (one.transport.state, one.transport.track_no) == ("PLAYING", 3)
 
 
 EVENT_PATHS = {

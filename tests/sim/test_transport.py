@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
+import attrs
 import pytest
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from sonosd.sim.catalog import SONGS, STATIONS
@@ -152,3 +155,40 @@ def test_settled_fires_after_transitioning() -> None:
     assert not waiter.called
     clock.advance(0.5)
     assert waiter.called
+
+
+def test_a_rehearsal_refuses_the_same_and_touches_nothing() -> None:
+    """A rehearsal refuses what the transport would, and what it does (play with a fetch,
+    shuffled next tracks, a sleep timer, a seek) reaches neither the transport, nor its
+    clock's timers, nor its random choices, nor its fetcher, nor its subscribers."""
+    clock, transport, changes = make(tracks=5)
+    fetched: list[str] = []
+
+    def prepare(uri: str) -> Deferred[Any]:
+        fetched.append(uri)
+        return Deferred()
+
+    transport.prepare = prepare
+    transport.queue[2] = attrs.evolve(SONGS[2], uri="http://127.0.0.1:9/a.mp3")
+    playing(clock, transport)
+    transport.set_play_mode("SHUFFLE")
+    changes.clear()
+    rng_state = transport._rng.getstate()
+    timers = clock.getDelayedCalls()
+    trial = transport.rehearsal()
+    assert code(lambda: trial.seek_track(6)) == code(lambda: transport.seek_track(6)) == 711
+    trial.seek_track(3)
+    assert (trial.state, transport.state, trial.track_no, transport.track_no) == (
+        "TRANSITIONING",
+        "PLAYING",
+        3,
+        1,
+    )
+    trial.next()
+    trial.configure_sleep(60)
+    trial.clear_queue()
+    assert code(trial.play) == 701
+    assert (len(transport.queue), transport.track_no, transport.state) == (5, 1, "PLAYING")
+    assert (fetched, changes, transport.remaining_sleep()) == ([], [], None)
+    assert clock.getDelayedCalls() == timers
+    assert transport._rng.getstate() == rng_state
