@@ -818,6 +818,13 @@ def ssl_files_problem(description: str) -> str | None:
     return None
 
 
+#: Why the simulator's admin API must listen on this machine only.
+LOCAL_ADMIN = (
+    "expected an endpoint on this machine only (tcp:PORT:interface=127.x.y.z, or a unix "
+    "socket): the admin API changes the simulated household and takes no token"
+)
+
+
 def endpoint_is_local(description: str) -> bool:
     """Whether the server endpoint ``description`` (a valid one) is reachable from this
     machine only: a unix socket, or a TCP/SSL port bound to a loopback address. ``tcp:8080``
@@ -1087,6 +1094,8 @@ class _Builder:
                 fields[key] = tuple(fields[key])
         if fields.get("admin") is not None:
             self._endpoint(fields["admin"], (*path, "admin"))
+            if not endpoint_is_local(fields["admin"]):
+                raise self.fail((*path, "admin"), LOCAL_ADMIN, fields["admin"])
         config = SimulateConfig(**fields)
         if config.households > config.speakers:
             raise self.fail(

@@ -619,6 +619,14 @@ def test_stream_and_admin_endpoints_are_checked() -> None:
     assert error_of("simulate: {admin: 'tcp:x'}\n").startswith(
         "config.yaml:1: simulate.admin: expected a Twisted server endpoint string"
     )
+    for admin in ("tcp:8400", "tcp:8400:interface=192.168.1.20"):
+        assert error_of(f"simulate: {{admin: '{admin}'}}\n") == (
+            "config.yaml:1: simulate.admin: expected an endpoint on this machine only "
+            "(tcp:PORT:interface=127.x.y.z, or a unix socket): the admin API changes the "
+            f'simulated household and takes no token, got "{admin}"'
+        )
+    local = "tcp:8400:interface=127.0.0.1"
+    assert parse_config(f"simulate: {{admin: '{local}'}}\n").simulate == SimulateConfig(admin=local)
 
 
 def test_backoff_order() -> None:
@@ -1172,7 +1180,8 @@ sinks:
   mqtt: {host: 127.0.0.1, port: 8883, tls: true, prefix: home/sonos, homeassistant: true}
   stream: unix:/run/sonosd/stream.sock
 log: {format: json, level: warn}
-simulate: {speakers: 5, rooms: [A, B], activity: 2, admin: "tcp:0", stereo_pair: true}
+simulate:
+  {speakers: 5, rooms: [A, B], activity: 2, admin: "tcp:0:interface=127.0.0.1", stereo_pair: true}
 """
     config = load_config(write(tmp_path, text))
     assert config.listener == ListenerConfig("::", 1401, "192.168.1.10", 2048)
@@ -1201,7 +1210,11 @@ simulate: {speakers: 5, rooms: [A, B], activity: 2, admin: "tcp:0", stereo_pair:
     )
     assert config.log == LogConfig("json", "warn")
     assert config.simulate == SimulateConfig(
-        speakers=5, rooms=("A", "B"), activity=2, admin="tcp:0", stereo_pair=True
+        speakers=5,
+        rooms=("A", "B"),
+        activity=2,
+        admin="tcp:0:interface=127.0.0.1",
+        stereo_pair=True,
     )
     assert config.path == str(tmp_path / "config.yaml")
 

@@ -13,7 +13,7 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
-from sonosd.config import SimulateConfig
+from sonosd.config import LOCAL_ADMIN, SimulateConfig, endpoint_is_local, endpoint_problem
 from sonosd.sim.addresses import loopback_range
 from sonosd.sim.gena import DEFAULT_MODERATION
 from sonosd.sim.models import MODELS
@@ -205,6 +205,16 @@ class Options(usage.Options):
                 f"--upnp-off-forbidden: expected kinds among {', '.join(UPNP_KINDS)}, "
                 f"got {unknown_kinds[0]!r}"
             )
+        admin = self["admin"]
+        if admin is not None:
+            problem = endpoint_problem(admin)
+            if problem is not None:
+                raise usage.UsageError(
+                    f"--admin: expected a Twisted server endpoint string such as "
+                    f"tcp:8400:interface=127.0.0.1 ({problem}), got {admin!r}"
+                )
+            if not endpoint_is_local(admin):
+                raise usage.UsageError(f"--admin: {LOCAL_ADMIN}, got {admin!r}")
         https_only = _indexes("--https-only", self["https-only"], speakers)
         tls_port = _integer("--tls-port", self["tls-port"], 1, 65535)
         self.seed = None if self["seed"] is None else _integer("--seed", self["seed"], 0, 2**32)

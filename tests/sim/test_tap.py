@@ -44,7 +44,7 @@ def test_options_build_the_config() -> None:
         "--activity",
         "2.5",
         "--admin",
-        "tcp:0",
+        "tcp:0:interface=127.0.0.1",
         "--stereo-pair",
         "--seed",
         "9",
@@ -57,7 +57,7 @@ def test_options_build_the_config() -> None:
         port=1401,
         rooms=("A", "B"),
         activity=2.5,
-        admin="tcp:0",
+        admin="tcp:0:interface=127.0.0.1",
         stereo_pair=True,
         models=("S18", "S14"),
     )
@@ -114,6 +114,17 @@ def test_speakers_limits_are_accepted(count: int) -> None:
         (("--https-only", "3"), "--https-only: expected an integer from 0 to 2"),
         (("--https-only", "x"), "--https-only: expected an integer"),
         (("--tls-port", "0"), "--tls-port: expected an integer from 1 to 65535"),
+        (("--admin", "tcp:x"), "--admin: expected a Twisted server endpoint string such as"),
+        (
+            ("--admin", "tcp:8400"),
+            "--admin: expected an endpoint on this machine only (tcp:PORT:interface=127.x.y.z, "
+            "or a unix socket): the admin API changes the simulated household and takes no "
+            "token, got 'tcp:8400'",
+        ),
+        (
+            ("--admin", "tcp:8400:interface=192.168.1.20"),
+            "--admin: expected an endpoint on this machine only",
+        ),
     ],
 )
 def test_bad_options(
