@@ -42,6 +42,17 @@ def loopback_range(address: str, count: int = 1) -> ipaddress.IPv4Address:
     return first
 
 
+def loopback_host(host: str) -> bool:
+    """Whether the simulator may connect to ``host`` (a 127.0.0.0/8 address or localhost):
+    the URIs a speaker fetches, the callbacks it sends NOTIFYs to."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host) in LOOPBACK
+    except ValueError:
+        return False
+
+
 def free_loopback_base(port: int = 1400, count: int = 4) -> str:
     """Return ``127.A.B.2`` such that ``127.A.B.2`` .. ``127.A.B.(1+count)`` have ``port`` free.
 

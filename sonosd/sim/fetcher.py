@@ -17,7 +17,6 @@ ends on its own), and measures the audio's duration (WAV, MP3, FLAC, Ogg, AAC/MP
 from __future__ import annotations
 
 import io
-import ipaddress
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -29,6 +28,8 @@ from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
+
+from sonosd.sim.addresses import loopback_host
 
 #: MIME types a speaker plays (besides ``audio/*``).
 _AUDIO_TYPES = frozenset({"application/octet-stream", "application/ogg", "video/mp4"})
@@ -60,16 +61,6 @@ def audio_duration(data: bytes) -> float | None:
     if isinstance(length, int | float) and length > 0:
         return float(length)
     return None
-
-
-def loopback_host(host: str) -> bool:
-    """Whether the simulator may connect to ``host`` (a 127.0.0.0/8 address or localhost)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host) in ipaddress.ip_network("127.0.0.0/8")
-    except ValueError:
-        return False
 
 
 class _Collect(Protocol):

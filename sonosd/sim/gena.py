@@ -43,6 +43,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.server import NOT_DONE_YET
 
+from sonosd.sim.addresses import loopback_host
 from sonosd.sim.badanswers import drip, garbage_answer, pad_head
 from sonosd.sim.notifier import (
     CallbackURL,
@@ -255,6 +256,14 @@ class SubscriptionManager:
             return self._renew(request, service, sid, _header(request, b"timeout"))
         callback = parse_callback(callback_header)
         if callback is None or nt is None or nt.strip() != "upnp:event":
+            return self._answer(request, 412)
+        if not loopback_host(callback.connect_host):
+            # The simulator sends nothing off this machine (docs/simulator.md, Loopback only).
+            log.info(
+                "{uid}: refused a subscription for {callback}: not on loopback",
+                uid=self.uid,
+                callback=callback.url,
+            )
             return self._answer(request, 412)
         if self.faults.subscribe_hang:
             return self._hang(request)
@@ -589,6 +598,11 @@ class SubscriptionManager:
         callback = parse_callback(header)
         if callback is None:
             raise ValueError(f"not an http:// callback URL: {callback_url!r}")
+        if not loopback_host(callback.connect_host):
+            raise ValueError(
+                f"callback: expected a loopback host (127.0.0.0/8 or localhost), "
+                f"got {callback_url!r}"
+            )
         while True:
             sid = f"uuid:{self.uid}_sub{self._rng.randrange(5 * 10**9, 10**10):010d}"
             if sid not in self._subs:

@@ -825,6 +825,23 @@ class LoopbackAdminTests(TestCase):
         status, state = await self.admin("GET", "/speakers/0")
         assert (status, state["boot_seq"], state["network"]) == (200, before + 1, "up")
 
+    async def test_nothing_is_sent_or_bound_off_this_machine(self) -> None:
+        """An unknown-SID NOTIFY to a callback off loopback, and an address change to one,
+        are 400s naming the key: nothing is sent, the speaker stays where it listens."""
+        speaker = self.household.speakers[1]
+        sent = speaker.gena
+        assert sent is not None
+        before = sent.stats()
+        status, error = await self.admin(
+            "POST", "/speakers/1/gena/unknown-sid", {"callback": "http://192.168.1.20:9/"}
+        )
+        assert status == 400 and error["error"].startswith("callback: expected a loopback host")
+        status, error = await self.admin("POST", "/speakers/1/address", {"address": "10.0.0.2"})
+        assert status == 400 and error["error"].startswith("address: expected a loopback")
+        assert sent.stats() == before
+        status, state = await self.admin("GET", "/speakers/1")
+        assert (status, state["address"], state["network"]) == (200, speaker.address, "up")
+
     async def test_address_change_moves_location_and_notifies(self) -> None:
         """POST address: the ZoneGroupState's Location follows (evented) and the speaker's
         later NOTIFYs come from the new address."""

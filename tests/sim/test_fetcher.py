@@ -5,7 +5,8 @@ from __future__ import annotations
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from sonosd.sim.fetcher import Fetcher, audio_duration, loopback_host
+from sonosd.sim.addresses import loopback_host
+from sonosd.sim.fetcher import Fetcher, audio_duration
 from tests.audio_helpers import mp3_bytes, serve_audio, wav_bytes
 
 

@@ -314,11 +314,15 @@ class SubscribeTests(_ManagerTestCase):
         self.assertEqual(len(self.manager.subscriptions()), 1)
 
     def test_bad_callback_or_nt_is_412(self) -> None:
-        """A missing or invalid CALLBACK, or NT other than upnp:event, gets 412."""
+        """A missing or invalid CALLBACK, one off this machine (the simulator sends nothing
+        beyond loopback), or NT other than upnp:event, gets 412; nothing is sent."""
         for kwargs in [
             {"callback": None},
             {"callback": "http://127.0.0.1:4000/"},
             {"callback": "<https://127.0.0.1:4000/>"},
+            {"callback": "<http://192.168.1.20:4000/>"},
+            {"callback": "<http://kitchen.lan:4000/>"},
+            {"callback": "<http://128.0.0.1:4000/><http://127.0.0.1:4000/>"},
             {"nt": None},
             {"nt": "upnp:propchange"},
         ]:
@@ -327,6 +331,9 @@ class SubscribeTests(_ManagerTestCase):
             self.assertEqual(response_header(request, "Server"), SERVER)
         self.assertEqual(self.manager.subscriptions(), [])
         self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.notifier.sent, [])
+        for loopback in ("<http://127.9.8.7:4000/>", "<http://localhost:4000/>"):
+            self.assertEqual(self.subscribe(callback=loopback).responseCode, 200)
 
     def test_unsubscribe(self) -> None:
         """UNSUBSCRIBE answers 200 once, then 412; without SID 412; timers are cancelled."""
@@ -534,6 +541,10 @@ class NotifyTests(_ManagerTestCase):
         self.assertEqual(self.successResultOf(result), 412)
         with self.assertRaises(ValueError):
             self.manager.send_unknown_sid("ftp://x/", "RenderingControl")
+        sent = len(self.notifier.sent)
+        with self.assertRaisesRegex(ValueError, "^callback: expected a loopback host .*10.0.0.9"):
+            self.manager.send_unknown_sid("http://10.0.0.9:4000/x", "RenderingControl")
+        self.assertEqual(len(self.notifier.sent), sent)
 
 
 class FaultTests(_ManagerTestCase):
