@@ -21,11 +21,11 @@ alarm off) that shows the alarm on, or without it, ends the skip there and then 
 left as the app made it, whatever the app does to it next). A list read before the skip's own
 switch-off (a read still under way) shows it on and is no such sign: its version is older.
 Changes no list showed also end it: the app switching the alarm on and off again in quick
-succession makes two versions and one read of the alarm off, whose version went up by more
-than the changes it shows (``sonosd.control.alarmtrail``); the skip ends and the alarm stays
-off, as the app left it. When the moment comes the alarm is read again: one on is left on,
-one gone is forgotten (the case of a change no list showed, such as one made while the daemon
-was down).
+succession makes two versions and one read of the alarm off, whose version went up by two
+more than the changes it shows (``sonosd.control.alarmtrail``); the skip ends and the alarm
+stays off, as the app left it. One unseen change cannot have done that and is no sign.
+When the moment comes the alarm is read again: one on is left on, one gone is forgotten (the
+case of a change no list showed, such as one made while the daemon was down).
 """
 
 from __future__ import annotations
@@ -53,6 +53,10 @@ T = TypeVar("T")
 #: Seconds between attempts to switch a skipped alarm on again when no speaker of its
 #: household can be asked (not identified yet after a start, offline, asleep) or it failed.
 RESUME_RETRY = 10.0
+
+#: Changes no list showed that end a skip: switching its alarm on and off again takes two (a
+#: single one, such as an update that changes nothing, cannot have done that).
+ON_AND_OFF = 2
 
 #: What AlarmClock's UPnP errors mean for these commands.
 ALARM_ERRORS = {
@@ -368,7 +372,8 @@ class AlarmCommands:
         """``household``'s alarm list as the daemon just read it (``alarms.changed``) and its
         ``version``: a skipped alarm switched on or deleted by another controller since the
         skip's switch-off (a list newer than the one read after it, or one after a list that
-        showed it off), or changed in ways no list showed (``AlarmTrail``), ends its skip,
+        showed it off), or maybe switched on and off again (two changes or more no list
+        showed, ``AlarmTrail``), ends its skip,
         leaving the alarm as it is. A list older than one known is ignored. A skip due but
         waiting for a speaker of ``household`` to answer is tried at once (one just did), not
         at its next retry."""
@@ -381,7 +386,7 @@ class AlarmCommands:
             off_at = self._off_at.get(key)
             after = None if read is None or off_at is None else read.after(off_at)
             if alarm is not None and alarm.get("enabled") is False:
-                if hidden:
+                if hidden >= ON_AND_OFF:
                     log.info(
                         "the alarm list went {hidden} change(s) further than it shows while "
                         "alarm {alarm} was skipped: it may have been switched on and off again "

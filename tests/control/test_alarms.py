@@ -1049,17 +1049,21 @@ class ResumeTests(SynchronousTestCase):
         self.assertEqual((ctx.enabled, ctx.reactor.getDelayedCalls()), ([], []))
 
     def test_changes_no_list_showed_end_the_skip(self) -> None:
-        """A list showing the skipped alarm still off whose version went up by more than
-        the changes it shows (the app switched it on and off between two reads) ends the
-        skip, leaving the alarm off; one whose every change shows keeps it."""
+        """A list showing the skipped alarm still off whose version went up by two more
+        than the changes it shows (the app switched it on and off between two reads) ends the
+        skip, leaving the alarm off; one whose every change shows keeps it, and so does one
+        change unseen (an update that changed nothing: it cannot switch on and off)."""
         ctx, commands = self.skipped_here()
         commands.list_read("Sonos_1", [{"id": 4, "enabled": False}], "RINCON_A:10")
         commands.list_read(
             "Sonos_1", [{"id": 4, "enabled": False}, {"id": 11, "enabled": True}], "RINCON_A:11"
         )
+        commands.list_read(
+            "Sonos_1", [{"id": 4, "enabled": False}, {"id": 11, "enabled": True}], "RINCON_A:12"
+        )
         self.assertIn(("Sonos_1", 4), commands.skips)
         commands.list_read(
-            "Sonos_1", [{"id": 4, "enabled": False}, {"id": 11, "enabled": True}], "RINCON_A:13"
+            "Sonos_1", [{"id": 4, "enabled": False}, {"id": 11, "enabled": True}], "RINCON_A:14"
         )
         self.assertEqual((commands.skips, commands._file.load()), ({}, []))
         ctx.reactor.advance(86400)
