@@ -53,6 +53,28 @@ def loopback_host(host: str) -> bool:
         return False
 
 
+def on_this_machine(host: str) -> bool:
+    """Whether ``host`` is a loopback host (``loopback_host``) or an address of one of this
+    machine's interfaces (a daemon in a container advertises its bridge address): what the
+    simulator sends there never leaves the machine. Names other than localhost are not
+    resolved, and are not."""
+    if loopback_host(host):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if address.is_unspecified or address.is_multicast or host == "255.255.255.255":
+        return False
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((host, 0))
+        except OSError:
+            return False
+    return True
+
+
 def free_loopback_base(port: int = 1400, count: int = 4) -> str:
     """Return ``127.A.B.2`` such that ``127.A.B.2`` .. ``127.A.B.(1+count)`` have ``port`` free.
 

@@ -43,7 +43,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.server import NOT_DONE_YET
 
-from sonosd.sim.addresses import loopback_host
+from sonosd.sim.addresses import on_this_machine
 from sonosd.sim.badanswers import drip, garbage_answer, pad_head
 from sonosd.sim.notifier import (
     CallbackURL,
@@ -257,10 +257,10 @@ class SubscriptionManager:
         callback = parse_callback(callback_header)
         if callback is None or nt is None or nt.strip() != "upnp:event":
             return self._answer(request, 412)
-        if not loopback_host(callback.connect_host):
+        if not on_this_machine(callback.connect_host):
             # The simulator sends nothing off this machine (docs/simulator.md, Loopback only).
             log.info(
-                "{uid}: refused a subscription for {callback}: not on loopback",
+                "{uid}: refused a subscription for {callback}: not on this machine",
                 uid=self.uid,
                 callback=callback.url,
             )
@@ -598,10 +598,10 @@ class SubscriptionManager:
         callback = parse_callback(header)
         if callback is None:
             raise ValueError(f"not an http:// callback URL: {callback_url!r}")
-        if not loopback_host(callback.connect_host):
+        if not on_this_machine(callback.connect_host):
             raise ValueError(
-                f"callback: expected a loopback host (127.0.0.0/8 or localhost), "
-                f"got {callback_url!r}"
+                f"callback: expected a host on this machine (127.0.0.0/8, localhost or an "
+                f"address of its own), got {callback_url!r}"
             )
         while True:
             sid = f"uuid:{self.uid}_sub{self._rng.randrange(5 * 10**9, 10**10):010d}"

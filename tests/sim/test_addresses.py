@@ -9,7 +9,7 @@ import pytest
 from twisted.internet.task import Clock
 
 from sonosd.config import SimulateConfig
-from sonosd.sim.addresses import free_loopback_base, loopback_range, port_free
+from sonosd.sim.addresses import free_loopback_base, loopback_range, on_this_machine, port_free
 from sonosd.sim.household import Household
 from sonosd.sim.service import HouseholdService
 
@@ -70,3 +70,14 @@ def test_loopback_ranges_up_to_the_last_address() -> None:
     with pytest.raises(ValueError, match=r"^address: expected a loopback address .*'10\.1\.2\.3'"):
         speaker.change_address("10.1.2.3")
     assert speaker.address == "127.255.255.253"
+
+
+def test_hosts_on_this_machine() -> None:
+    """Loopback hosts are on this machine, and so is an address of one of its interfaces
+    (the docker bridge test of test_daemon_process has one); documentation addresses, names,
+    the unspecified and multicast addresses are not."""
+    for host in ("127.0.0.1", "127.200.3.4", "localhost"):
+        assert on_this_machine(host), host
+    for host in ("192.0.2.20", "198.51.100.7", "kitchen.lan", "0.0.0.0", "224.0.0.1", "::"):
+        assert not on_this_machine(host), host
+    assert not on_this_machine("255.255.255.255")

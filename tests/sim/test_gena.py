@@ -320,9 +320,9 @@ class SubscribeTests(_ManagerTestCase):
             {"callback": None},
             {"callback": "http://127.0.0.1:4000/"},
             {"callback": "<https://127.0.0.1:4000/>"},
-            {"callback": "<http://192.168.1.20:4000/>"},
+            {"callback": "<http://192.0.2.20:4000/>"},  # TEST-NET-1: nobody's address
             {"callback": "<http://kitchen.lan:4000/>"},
-            {"callback": "<http://128.0.0.1:4000/><http://127.0.0.1:4000/>"},
+            {"callback": "<http://192.0.2.1:4000/><http://127.0.0.1:4000/>"},
             {"nt": None},
             {"nt": "upnp:propchange"},
         ]:
@@ -542,8 +542,8 @@ class NotifyTests(_ManagerTestCase):
         with self.assertRaises(ValueError):
             self.manager.send_unknown_sid("ftp://x/", "RenderingControl")
         sent = len(self.notifier.sent)
-        with self.assertRaisesRegex(ValueError, "^callback: expected a loopback host .*10.0.0.9"):
-            self.manager.send_unknown_sid("http://10.0.0.9:4000/x", "RenderingControl")
+        with self.assertRaisesRegex(ValueError, "^callback: expected a host on this machine .*2.9"):
+            self.manager.send_unknown_sid("http://192.0.2.9:4000/x", "RenderingControl")
         self.assertEqual(len(self.notifier.sent), sent)
 
 
