@@ -105,8 +105,8 @@ CHECKS: list[tuple[str | None, str, object, object]] = [
         _default(listener.NotifyListener, "hold_timeout"),
         5.0,
     ),
-    ("SIDs remembered as ended", "10,000, one hour each", listener.MAX_ENDED, 10_000),
-    ("SIDs remembered as ended", "10,000, one hour each", listener.ENDED_MEMORY, 3600.0),
+    ("SIDs remembered as ended", "10,000, each until", listener.MAX_ENDED, 10_000),
+    ("SIDs remembered as ended", "a day at most", listener.ENDED_MEMORY, 86400.0),
     (
         "a body's encoding",
         "UTF-8, US-ASCII or ISO-8859-1",
