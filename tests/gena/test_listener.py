@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import json
 import math
 import re
 import socket
@@ -32,6 +33,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
+from sonosd.config import schema_text
 from sonosd.gena import listener as listener_module
 from sonosd.gena.listener import (
     BACKLOG,
@@ -161,6 +163,10 @@ def test_the_documented_defaults_are_the_listeners() -> None:
     assert f"the {listener_module.MAX_ENDED:,} most recent" in flat
     assert "each until its grant would have run out, a day at most" in flat
     assert listener_module.ENDED_MEMORY == 86400
+    # The longest grant the daemon may ask for: its subscription.timeout at most.
+    schema = json.loads(schema_text())
+    longest = schema["properties"]["subscription"]["properties"]["timeout"]["maximum"]
+    assert longest == listener_module.ENDED_MEMORY
 
 
 def test_every_test_the_fixes_table_names_exists() -> None:
