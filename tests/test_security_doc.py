@@ -115,6 +115,15 @@ CHECKS: list[tuple[str | None, str, object, object]] = [
     ),
     (
         "a body's encoding",
+        "(`latin-1`, `latin1`, `l1`, `cp819`...",
+        [
+            _encoding_refused(b'<?xml version="1.0" encoding="' + name + b'"?><a/>')
+            for name in (b"latin-1", b"latin1", b"l1", b"cp819")
+        ],
+        [False, False, False, False],
+    ),
+    (
+        "a body's encoding",
         "UTF-16/32 and other declared encodings",
         [
             _encoding_refused(document)
