@@ -117,8 +117,10 @@ def accepted_encoding(name: str) -> bool:
 
     For a name expat does not know itself, Python's parsers ask Python's codecs: every such
     name of ISO-8859-1 is then read byte for byte as ISO-8859-1 is, so it can hide nothing
-    from the byte scan. The name is looked up in the codecs' table of aliases, as
-    ``codecs.lookup`` does, without importing anything a sender names.
+    from the byte scan (lxml, the topology's fallback parser, reads some of them as
+    ISO-8859-1 and refuses the rest as unsupported: nothing hidden either way). The name is
+    looked up in the codecs' table of aliases, as ``codecs.lookup`` does, without importing
+    anything a sender names.
     """
     name = name.strip().lower()
     if name in _ENCODINGS:
