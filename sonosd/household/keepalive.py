@@ -666,7 +666,8 @@ class ServiceSupervisor:
 
         A SUBSCRIBE in flight is not cancelled, whatever the reason (a reboot included: it
         may have been sent after it): the speaker may have granted it already, and only its
-        answer tells which SID to UNSUBSCRIBE (``_unsubscribe_once_granted``).
+        answer tells which SID to UNSUBSCRIBE (``_unsubscribe_once_granted``). One still
+        waiting for its turn among the household's requests was never sent: it is cancelled.
 
         @param forgotten: The speaker forgot the subscription (it rebooted, or answered 412):
             no UNSUBSCRIBE is due. Otherwise the speaker may still hold it, and keep sending
@@ -683,6 +684,8 @@ class ServiceSupervisor:
         self._timer = self._grace = None
         operation, self._operation = self._operation, None
         in_flight = self.subscription if subscribing and operation is not None else None
+        if getattr(in_flight, "request_started", 0.0) is None:
+            in_flight = None  # Still waiting for its turn (``_Guard``): never sent, cancelled.
         if operation is not None and in_flight is not None:
             self.subscription = None
             self._unsubscribe_once_granted(operation, in_flight, stopping_within)
