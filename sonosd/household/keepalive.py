@@ -720,8 +720,7 @@ class ServiceSupervisor:
         the speaker may have granted it, and would keep sending NOTIFYs to that SID until it
         expires. All within ``stopping_within`` when the service stops (a SUBSCRIBE still
         unanswered then is cancelled; a failure is said in the stop's line); otherwise within
-        the SUBSCRIBE's bound and the UNSUBSCRIBE's, and an UNSUBSCRIBE that fails is handed
-        to the speaker supervisor, to be sent again when the speaker answers again.
+        the SUBSCRIBE's bound and the UNSUBSCRIBE's (``_unsubscribe_abandoned``).
         """
         clock = self._ctx.clock
         request = self._config.request_timeout
@@ -745,8 +744,10 @@ class ServiceSupervisor:
     def _unsubscribe_abandoned(
         self, subscription: GenaSubscription, timeout: float
     ) -> Deferred[None]:
-        """UNSUBSCRIBE the SID an abandoned SUBSCRIBE was granted; if that fails, the speaker
-        supervisor keeps it to send again (unless the speaker no longer knows it)."""
+        """UNSUBSCRIBE the SID an abandoned SUBSCRIBE was granted. If the speaker could not be
+        reached (refused, no whole answer in time: it was going away), the speaker supervisor
+        keeps the SID to send again when the speaker answers again, as a replaced one's;
+        any other failure is only logged (the speaker forgets the SID at its expiry)."""
 
         def failed(failure: Failure) -> None:
             kind, reason = describe_failure(failure)
@@ -756,7 +757,7 @@ class ServiceSupervisor:
                 speaker=self.speaker.label,
                 reason=reason,
             )
-            if kind is not FailureKind.GONE:
+            if kind is FailureKind.UNREACHABLE:
                 self.speaker.supersede(subscription)
 
         d = subscription.unsubscribe().addTimeout(timeout, self._ctx.clock)

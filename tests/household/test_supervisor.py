@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionRefusedError
-from twisted.logger import capturedLogs
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from sonosd.config import Device
@@ -829,10 +829,9 @@ class AbandonedSubscribeTests(SynchronousTestCase):
         h.clock.advance(0.1)
         self.assertTrue(unsubscribing.called)
 
-    def test_offline_and_unreachable_unsubscribed_when_back(self) -> None:
-        """Dropped as the speaker goes offline, a SUBSCRIBE granted then whose UNSUBSCRIBE
-        cannot reach the speaker leaves its SID with the speaker supervisor: UNSUBSCRIBEd as
-        soon as the speaker answers again."""
+    def offline_then_back(self, unsubscribe: Exception) -> tuple[Harness, FakeSubscription]:
+        """A speaker found offline while its SUBSCRIBE is in flight, that SUBSCRIBE granted
+        then and its UNSUBSCRIBE failing with ``unsubscribe``, then the speaker back."""
         h, household, first = self.make()
         speaker = household.speakers()[0]
         device = h.household.devices[HOST]
@@ -840,7 +839,7 @@ class AbandonedSubscribeTests(SynchronousTestCase):
         speaker.check_now("test")
         self.assertEqual(speaker.availability, "offline")
         self.assertFalse(first.cancelled)
-        h.gena.answers["unsubscribe"] = ConnectionRefusedError()
+        h.gena.answers["unsubscribe"] = unsubscribe
         first.expires = h.clock.seconds() + 100.0
         first.grant()
         self.assertEqual(first.requests, ["subscribe", "unsubscribe"])
@@ -851,7 +850,29 @@ class AbandonedSubscribeTests(SynchronousTestCase):
         h.clock.advance(3.0)
         self.assertEqual(speaker.availability, "online")
         h.clock.advance(0)
+        return h, first
+
+    def test_offline_and_unreachable_unsubscribed_when_back(self) -> None:
+        """Dropped as the speaker goes offline, a SUBSCRIBE granted then whose UNSUBSCRIBE
+        cannot reach the speaker leaves its SID with the speaker supervisor: UNSUBSCRIBEd as
+        soon as the speaker answers again."""
+        h, first = self.offline_then_back(ConnectionRefusedError())
         self.assertEqual(h.unsubscriber.sent, [(HOST, 1400, first.event_path, first.sid)])
+
+    def test_offline_and_refused_not_sent_again(self) -> None:
+        """An UNSUBSCRIBE of an abandoned SID that the speaker answers with an error is not
+        sent again (as a replaced SID's): the speaker forgets the SID at its expiry."""
+        with capturedLogs() as events:
+            h, first = self.offline_then_back(HttpError(500))
+        self.assertEqual(h.unsubscriber.sent, [])
+        said = [
+            (e["log_level"], formatEvent(e))
+            for e in events
+            if e.get("log_format", "").startswith("UNSUBSCRIBE of abandoned")
+        ]
+        [(level, line)] = said
+        self.assertEqual(level, LogLevel.debug)
+        self.assertRegex(line, rf"^UNSUBSCRIBE of abandoned {first.sid} at .*{UID}.*: HTTP 500$")
 
     def test_stop_bounds_an_earlier_abandoned_subscribe(self) -> None:
         """A stop while an abandoned SUBSCRIBE still waits for its answer fires within
