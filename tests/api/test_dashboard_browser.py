@@ -314,11 +314,87 @@ def test_token_prompt_then_every_room_live(browser: Browser, daemon: Daemon) -> 
     tree = page.locator("main").aria_snapshot()
     for room in ROOMS:
         assert f'slider "Volume of {room}"' in tree, tree
+    office, kitchen = daemon.uids["Office"], daemon.uids["Kitchen"]
+    # Grouped, so that the group's own controls are walked through too.
+    daemon.call("POST", f"/speakers/{office}/join", {"coordinator": kitchen})
+    try:
+        tab_through_the_rooms(page, daemon, ("Kitchen + Office", "Living Room"))
+    finally:
+        daemon.call("POST", f"/speakers/{office}/unjoin")
+    expect(card(page, "Office")).to_be_visible()
     page.reload()
     expect(card(page, "Kitchen")).to_be_visible()
     expect(page.get_by_role("dialog", name="This daemon needs a token")).to_be_hidden()
     assert refused == [], refused
     finish(page, console)
+
+
+#: The elements a keyboard reaches natively (no ``tabindex``, no ARIA widget role).
+NATIVE = ("A", "BUTTON", "INPUT", "SELECT", "SUMMARY", "TEXTAREA")
+
+#: Every control of the rooms the Tab key can reach (enabled and shown), kept as
+#: ``window.controls``; fails on an element made a control by a role or a ``tabindex``.
+ROOM_CONTROLS = """() => {
+    const rooms = document.getElementById("households");
+    const made = rooms.querySelectorAll("[tabindex], [role=button], [role=slider], " +
+        "[role=checkbox], [role=switch], [role=link], [role=combobox], [role=menuitem]");
+    window.controls = [...rooms.querySelectorAll("*")].filter((node) =>
+        node.tabIndex >= 0 && !node.disabled && node.getClientRects().length > 0);
+    return { made: [...made].map((node) => node.outerHTML.slice(0, 80)),
+        controls: window.controls.length };
+}"""
+
+#: The focused element: its place in ``window.controls``, tag, label and room (its member's
+#: name in a member's row, else its card's title; null outside the rooms).
+FOCUSED = """() => {
+    const node = document.activeElement;
+    const member = node.closest(".member");
+    const group = node.closest("article.group");
+    const room = member ? member.querySelector(".member-name").textContent
+        : group ? group.querySelector("h3").textContent : null;
+    return { index: window.controls.indexOf(node), tag: node.tagName, room,
+        label: node.getAttribute("aria-label") };
+}"""
+
+
+def tab_through_the_rooms(tab: Page, daemon: Daemon, titles: tuple[str, ...]) -> None:
+    """Tab through the whole page: every enabled control of the rooms is reached, is a native
+    element, and has an accessible name naming its room (its member's in a member's row, else
+    its card's); Living Room's mute, reached so, works with Enter and Space."""
+    for title in titles:
+        # Every card complete, the favourites (read with commands) included.
+        expect(card(tab, title).get_by_label("Favourites and playlists")).to_be_visible()
+    found = tab.evaluate(ROOM_CONTROLS)
+    assert found["made"] == [], found
+    controls = found["controls"]
+    # Each card has its transport, its volumes and mutes, the sleep timer and the Group button.
+    assert controls >= 8 * len(titles), found
+    reached: list[int] = []
+    muted = daemon.speaker("Living Room")["mute"]
+    tab.evaluate("document.activeElement.blur()")
+    # The whole page, header and panels too, and around to the start again.
+    for _ in range(controls + 20):
+        tab.keyboard.press("Tab")
+        focused = tab.evaluate(FOCUSED)
+        if focused["room"] is None:
+            continue
+        assert focused["index"] >= 0 and focused["tag"] in NATIVE, focused
+        if focused["index"] in reached:
+            break
+        reached.append(focused["index"])
+        expect(tab.locator(":focus")).to_have_accessible_name(
+            re.compile(rf"\b{re.escape(focused['room'])}\b")
+        )
+        if focused["label"] == "Mute Living Room":
+            for key in ("Enter", "Space"):
+                tab.keyboard.press(key)
+                muted = not muted
+                wait_for(
+                    lambda m=muted: daemon.speaker("Living Room")["mute"] is m,
+                    f"Living Room's mute {muted} from the keyboard",
+                )
+                expect(tab.locator(":focus")).to_have_attribute("aria-pressed", str(muted).lower())
+    assert sorted(reached) == list(range(controls)), (reached, controls)
 
 
 @pytest.fixture
