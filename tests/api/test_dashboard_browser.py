@@ -363,9 +363,14 @@ def tab_through_the_rooms(tab: Page, daemon: Daemon, titles: tuple[str, ...]) ->
     control of the rooms is reached, and has an accessible name naming its room (its
     member's in a member's row, else its card's); Living Room's mute, reached so, works with
     Enter and Space."""
+    # The cards settled (no other card left, each complete, its favourites read with
+    # commands included), so that none is replaced under the walk.
+    expect(tab.get_by_role("article")).to_have_count(len(titles))
     for title in titles:
-        # Every card complete, the favourites (read with commands) included.
         expect(card(tab, title).get_by_label("Favourites and playlists")).to_be_visible()
+        for room in title.split(" + "):
+            slider = card(tab, title).get_by_role("slider", name=f"Volume of {room}", exact=True)
+            expect(slider).to_be_enabled()
     found = tab.evaluate(ROOM_CONTROLS)
     assert found["made"] == [], found
     controls = found["controls"]
