@@ -629,7 +629,7 @@ class Speaker:
         except ValueError as error:
             raise ValueError(f"address: {error}") from None
         if address in self.household.by_address:
-            raise ValueError(f"{address} is already used by another speaker")
+            raise ValueError(f"address: {address} is already used by another speaker")
         moved = self.network.move(address) if self.network is not None else succeed(None)
 
         def _moved(_: object) -> None:

@@ -311,6 +311,13 @@ class AdminTests(SynchronousTestCase):
             )
         status, error = self.request("POST", "/speakers/0/address", {"address": "kitchen"})
         assert status == 400 and error["error"].startswith("address: expected an IPv4 address")
+        taken = self.household.speakers[1].address
+        status, error = self.request("POST", "/speakers/0/address", {"address": taken})
+        assert (status, error["error"], speaker.address) == (
+            400,
+            f"address: {taken} is already used by another speaker",
+            "127.0.0.99",
+        )
         status, _ = self.request("POST", "/speakers/0/burst", {"count": 7})
         assert status == 200
         assert self.request("POST", "/speakers/0/offline", {"mode": "sleep"})[0] == 400
