@@ -15,31 +15,26 @@ finishes it, at once if the moment passed while it was down. Without a state dir
 restart before that moment leaves the alarm off.
 
 Another controller (the Sonos app) may change the alarm meanwhile. Every list the daemon reads
-after an ``AlarmListVersion`` event comes to ``list_read``: a list newer than the one the skip
-read after its own switch-off (or, for a skip loaded at start, once a list has shown the
-alarm off) that shows the alarm on, or without it, ends the skip there and then (the alarm is
-left as the app made it, whatever the app does to it next). A list read before the skip's own
-switch-off (a read still under way) shows it on and is no such sign: its version is older.
-Changes no list showed also end it: the app switching the alarm on and off again in quick
-succession makes two versions and one read of the alarm off, whose version went up by two
-more than the changes it shows (``sonosd.control.alarmtrail``); the skip ends and the alarm
-stays off, as the app left it. One unseen change cannot have done that and is no sign.
-When the moment comes the alarm is read again: one on is left on, one gone is forgotten (the
-case of a change no list showed, such as one made while the daemon was down).
+after an ``AlarmListVersion`` event comes to ``list_read``: once a list has shown the skipped
+alarm off, a later one showing it on, or without it, ends the skip there and then (the alarm
+is left as the app made it, whatever the app does to it next). A list read before the skip's
+own switch-off (a read still under way) shows it on and is no such sign, hence the wait for
+the alarm seen off first. When the moment comes the alarm is read again: one on is left on,
+one gone is forgotten (the case of a change no list showed, such as one made while the daemon
+was down).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 from xml.etree import ElementTree
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
-from sonosd.control.alarmtrail import AlarmTrail, ListVersion
 from sonosd.control.commandargs import ControlError, Params
 from sonosd.control.context import ControlContext, call_meaning
 from sonosd.control.skips import Skip, SkipFile
@@ -48,15 +43,9 @@ from sonosd.household.state import SpeakerRef
 
 log = Logger()
 
-T = TypeVar("T")
-
 #: Seconds between attempts to switch a skipped alarm on again when no speaker of its
 #: household can be asked (not identified yet after a start, offline, asleep) or it failed.
 RESUME_RETRY = 10.0
-
-#: Changes no list showed that end a skip: switching its alarm on and off again takes two (a
-#: single one, such as an update that changes nothing, cannot have done that).
-ON_AND_OFF = 2
 
 #: What AlarmClock's UPnP errors mean for these commands.
 ALARM_ERRORS = {
@@ -196,10 +185,6 @@ class AlarmCommands:
         self._waiting: set[tuple[str | None, int]] = set()
         #: Pending skips whose alarm a list read since showed off (``list_read``).
         self._seen_off: set[tuple[str | None, int]] = set()
-        #: Pending skips made here: the version of the list read after their switch-off.
-        self._off_at: dict[tuple[str | None, int], ListVersion] = {}
-        #: The latest alarm list of each household, and the changes no list showed.
-        self.trail = AlarmTrail()
         self._stopped = False
         for skip in self._file.load():
             self._schedule(skip)
@@ -220,11 +205,8 @@ class AlarmCommands:
         room = self._ctx.speaker(params["room"], "room").uid if "room" in params else None
         if action == "create" and room is None:
             room = ref.uid
-        alarm_id = await self._own(
-            ref,
-            call_meaning(
-                self._ctx, ref, ALARM_ERRORS, change_alarm, action, params.get("id"), fields, room
-            ),
+        alarm_id = await call_meaning(
+            self._ctx, ref, ALARM_ERRORS, change_alarm, action, params.get("id"), fields, room
         )
         if action in ("enable", "disable", "delete") or "enabled" in fields:
             # The alarm's on/off is now what the command said: no skip switches it back.
@@ -256,18 +238,15 @@ class AlarmCommands:
                 f"alarm {alarm_id}: the speaker's StartTime {start[:40]!r} is not a time",
             ) from None
         once = alarm.get("Recurrence") == "ONCE"
-        await self._own(
+        await call_meaning(
+            self._ctx,
             ref,
-            call_meaning(
-                self._ctx,
-                ref,
-                ALARM_ERRORS,
-                change_alarm,
-                "disable",
-                alarm_id,
-                {"enabled": False},
-                None,
-            ),
+            ALARM_ERRORS,
+            change_alarm,
+            "disable",
+            alarm_id,
+            {"enabled": False},
+            None,
         )
         self._cancel_skip((ref.household, alarm_id))
         resumes: dt.datetime | None = None
@@ -276,27 +255,12 @@ class AlarmCommands:
             self._schedule(Skip(ref.household, alarm_id, ref.uid, skipped, resumes))
             self._save()
         version, _, document = await self._ctx.call(ref, raw_alarms)
-        listed = self._parse(document)
-        self.trail.known(ref.household, version, listed)
-        read = ListVersion.parse(version)
-        if read is not None and (ref.household, alarm_id) in self.skips:
-            self._off_at[(ref.household, alarm_id)] = read
         return {
             "alarm": self._find(document, alarm_id),
             "version": version,
             "skipped": skipped.isoformat(timespec="seconds"),
             "resumes": None if resumes is None else resumes.isoformat(timespec="seconds"),
         }
-
-    async def _own(self, ref: SpeakerRef, change: Awaitable[T]) -> T:
-        """``change`` of ``ref``'s household's alarms, counted as the daemon's own (a version
-        the trail is not to take for a change no list showed) unless it failed."""
-        self.trail.own_change(ref.household)
-        try:
-            return await change
-        except BaseException:
-            self.trail.own_change(ref.household, -1)
-            raise
 
     def _schedule(self, skip: Skip, delay: float | None = None) -> None:
         """Switch ``skip``'s alarm on again at ``skip.resumes`` (or after ``delay``)."""
@@ -333,7 +297,6 @@ class AlarmCommands:
         self._waiting.discard(skip.key)
         # The alarm switched on from here on is the skip's own doing, no sign for list_read.
         self._seen_off.discard(skip.key)
-        self._off_at.pop(skip.key, None)
         Deferred.fromCoroutine(self._enable(ref, skip))
 
     async def _enable(self, ref: SpeakerRef, skip: Skip) -> None:
@@ -344,9 +307,7 @@ class AlarmCommands:
                 log.info("skipped alarm {alarm} was deleted meanwhile", alarm=skip.alarm)
             elif alarm.get("Enabled") != "1":
                 on = {"enabled": True}
-                await self._own(
-                    ref, self._ctx.call(ref, change_alarm, "enable", skip.alarm, on, None)
-                )
+                await self._ctx.call(ref, change_alarm, "enable", skip.alarm, on, None)
                 log.info(
                     "alarm {alarm} enabled again after its skipped occurrence", alarm=skip.alarm
                 )
@@ -363,41 +324,21 @@ class AlarmCommands:
         if self._pending(skip):
             del self.skips[skip.key]
             self._seen_off.discard(skip.key)
-            self._off_at.pop(skip.key, None)
             self._save()
 
-    def list_read(
-        self, household: str | None, alarms: list[dict[str, Any]], version: str | None = None
-    ) -> None:
-        """``household``'s alarm list as the daemon just read it (``alarms.changed``) and its
-        ``version``: a skipped alarm switched on or deleted by another controller since the
-        skip's switch-off (a list newer than the one read after it, or one after a list that
-        showed it off), or maybe switched on and off again (two changes or more no list
-        showed, ``AlarmTrail``), ends its skip,
-        leaving the alarm as it is. A list older than one known is ignored. A skip due but
-        waiting for a speaker of ``household`` to answer is tried at once (one just did), not
-        at its next retry."""
-        hidden = 0 if version is None else self.trail.read(household, version, alarms)
-        read = ListVersion.parse(version)
+    def list_read(self, household: str | None, alarms: list[dict[str, Any]]) -> None:
+        """``household``'s alarm list as the daemon just read it (``alarms.changed``): a
+        skipped alarm seen off before and now on, or gone, was switched on or deleted by
+        another controller; its skip ends, leaving the alarm as it is. A skip due but
+        waiting for a speaker of ``household`` to answer is tried at once (one just did),
+        not at its next retry."""
         for key, (_, skip) in list(self.skips.items()):
-            if key[0] != household or hidden is None:
+            if key[0] != household:
                 continue
             alarm = next((a for a in alarms if a.get("id") == skip.alarm), None)
-            off_at = self._off_at.get(key)
-            after = None if read is None or off_at is None else read.after(off_at)
             if alarm is not None and alarm.get("enabled") is False:
-                if hidden >= ON_AND_OFF:
-                    log.info(
-                        "the alarm list went {hidden} change(s) further than it shows while "
-                        "alarm {alarm} was skipped: it may have been switched on and off again "
-                        "meanwhile, so the skip ends and the alarm stays off",
-                        hidden=hidden,
-                        alarm=skip.alarm,
-                    )
-                    self._cancel_skip(key)
-                else:
-                    self._seen_off.add(key)
-            elif key in self._seen_off or (after is not None and after >= 0):
+                self._seen_off.add(key)
+            elif key in self._seen_off:
                 log.info(
                     "skipped alarm {alarm} was {what} meanwhile: the skip ends",
                     alarm=skip.alarm,
@@ -419,7 +360,6 @@ class AlarmCommands:
 
     def _cancel_skip(self, key: tuple[str | None, int]) -> None:
         self._seen_off.discard(key)
-        self._off_at.pop(key, None)
         pending = self.skips.pop(key, None)
         if pending is not None:
             if pending[0].active():

@@ -7,9 +7,9 @@ follows the ``AlarmListVersion`` every speaker events on AlarmClock: when a vers
 has not read yet arrives (a change made by any controller, the daemon's own commands
 included), it reads the list once from the speaker that evented it, keeps it in the
 ``HouseholdState`` (so it is part of the snapshot) and publishes ``alarms.changed`` with the
-whole parsed list, then hands it with its version to its ``observers`` (the pending alarm
-skips of ``sonosd.control.alarms``). Every speaker events the same version: it is read once.
-The read is sent by the reactor (``household.soap``: no SoCo, no thread).
+whole parsed list, then hands it to its ``observers`` (the pending alarm skips of
+``sonosd.control.alarms``). Every speaker events the same version: it is read once. The read
+is sent by the reactor (``household.soap``: no SoCo, no thread).
 """
 
 from __future__ import annotations
@@ -161,8 +161,8 @@ class AlarmWatcher:
         self._reading: dict[str | None, str] = {}
         self._pending: dict[str | None, tuple[SpeakerRef, str]] = {}
         self.reads = 0
-        #: Called with each list read, once published: ``(household, alarms, version)``.
-        self.observers: list[Callable[[str | None, list[dict[str, Any]], str], object]] = []
+        #: Called with each list read, once published: ``(household, alarms)``.
+        self.observers: list[Callable[[str | None, list[dict[str, Any]]], object]] = []
 
     def on_variables(self, speaker: SpeakerRef, service: str, variables: Mapping[str, Any]) -> None:
         """Look at a service's variables as they arrive (event, poll or resync)."""
@@ -194,8 +194,7 @@ class AlarmWatcher:
             document, read_version = alarm_list(answer)
             self.reads += 1
             alarms = parse_alarm_list(document, self._room_name)
-            read_version = read_version or version
-            self._publisher.alarms_changed(read_version, alarms, speaker.household)
+            self._publisher.alarms_changed(read_version or version, alarms, speaker.household)
         except Exception as error:
             log.warn(
                 "cannot read the alarms from {speaker}: {error}",
@@ -204,7 +203,7 @@ class AlarmWatcher:
             )
         else:
             for observer in self.observers:
-                observer(speaker.household, alarms, read_version)
+                observer(speaker.household, alarms)
         finally:
             self._reading.pop(speaker.household, None)
             pending = self._pending.pop(speaker.household, None)

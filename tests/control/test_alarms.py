@@ -10,7 +10,6 @@ import shutil
 import tempfile
 from typing import Any
 
-import attrs
 import pytest
 import treq
 from soco import SoCo
@@ -663,59 +662,6 @@ class SkipMeanwhileTests(TestCase):
         self.assertFalse(daemon.household.alarm_list.find(alarm.alarm_id).enabled)
         self.assertEqual(daemon.household.alarm_list_version(), version)
 
-    async def test_switched_on_and_off_at_once_in_the_app_stays_off(self) -> None:
-        """The app switching the alarm on and off again right after the skip, quicker than
-        the daemon reads the list (no list shows it on: the version went up by two, the list
-        looks unchanged), ends the skip too: the daemon does not switch the alarm on behind
-        the app's back, and no timer is left for the skipped ring."""
-        state_dir = tempfile.mkdtemp(prefix="sonosd-state-")
-        self.addCleanup(shutil.rmtree, state_dir, True)
-        daemon, client = await start(self, state_dir=state_dir)
-        daemon.service.controller.alarms._now = lambda: MONDAY_NOON
-        alarm = daemon.household.alarms[0]
-        mark = len(client.messages())
-        status, body = await daemon.post(
-            "Kitchen", "alarms", {"action": "skip", "id": alarm.alarm_id}
-        )
-        self.assertEqual(status, 200, body)
-
-        # The app's two UpdateAlarm calls as the simulated household takes them (what its
-        # AlarmClock action does), in one go: the daemon reads no list between them.
-        household = daemon.household
-        for enabled in (True, False):
-            household.alarm_list.update(attrs.evolve(alarm, enabled=enabled))
-            household.alarms_changed()
-        version = daemon.household.alarm_list_version()
-        index = await arrives(
-            client.messages,
-            mark,
-            lambda message: (
-                message.get("type") == "alarms.changed" and message.get("version") == version
-            ),
-            "alarms.changed with the app's last version",
-        )
-        shown = [
-            self.enabled(message["alarms"], alarm)
-            for message in client.messages()[mark : index + 1]
-            if message.get("type") == "alarms.changed"
-        ]
-        self.assertNotIn(True, shown)  # no list showed the alarm on: only versions did
-        await self.skip_ended(daemon, alarm, state_dir)
-        self.assertFalse(daemon.household.alarm_list.find(alarm.alarm_id).enabled)
-        self.assertEqual(daemon.household.alarm_list_version(), version)
-
-    async def test_another_alarm_changed_in_the_app_keeps_the_skip(self) -> None:
-        """The app switching another alarm on while a skip is pending is no sign about the
-        skipped one (the list shows every change its version counts): the skip stays."""
-        daemon, client, alarm, state_dir = await self.skipped()
-        other = daemon.household.alarms[1]
-        self.assertFalse(other.enabled)
-        await self.switch(daemon, client, other, True)
-        alarms = daemon.service.controller.alarms
-        self.assertIn((daemon.household.household_id, alarm.alarm_id), alarms.skips)
-        self.assertEqual([s.alarm for s in SkipFile(state_dir).load()], [alarm.alarm_id])
-        self.assertFalse(daemon.household.alarm_list.find(alarm.alarm_id).enabled)
-
     async def test_deleted_in_the_app_is_forgotten(self) -> None:
         """An alarm the app deletes while its skip is pending is forgotten: no error,
         nothing re-created or changed (the alarm list version stays where the app's
@@ -887,7 +833,6 @@ class ResumeContext:
         self.alarms = alarms
         self.failures = 0
         self.enabled: list[int] = []
-        self.version = 9
 
     def add(self, uid: str, status: str = "online") -> SpeakerRef:
         ref = self.state.ensure(SpeakerRef(uid, uid, "127.0.0.9", household="Sonos_1"))
@@ -899,16 +844,10 @@ class ResumeContext:
             self.failures -= 1
             raise ControlError("timeout", 504, f"{ref.name} did not answer")
         if fn is raw_alarms:
-            document = "".join(
-                f'<Alarm ID="{n}" Enabled="{a.get("Enabled", "0")}"/>'
-                for n, a in self.alarms.items()
-            )
-            return f"RINCON_A:{self.version}", self.alarms, f"<Alarms>{document}</Alarms>"
-        assert fn is change_alarm and args[0] in ("enable", "disable")
-        if args[0] == "enable":
-            self.enabled.append(args[1])
-        self.alarms[args[1]]["Enabled"] = "1" if args[0] == "enable" else "0"
-        self.version += 1
+            return "RINCON_A:9", self.alarms, ""
+        assert fn is change_alarm and args[0] == "enable"
+        self.enabled.append(args[1])
+        self.alarms[args[1]]["Enabled"] = "1"
         return args[1]
 
 
@@ -1018,56 +957,6 @@ class ResumeTests(SynchronousTestCase):
         self.assertEqual((commands.skips, commands._file.load()), ({}, []))
         ctx.reactor.advance(3600)
         self.assertEqual((ctx.enabled, ctx.reactor.getDelayedCalls()), ([], []))
-
-    def skipped_here(self) -> tuple[ResumeContext, AlarmCommands]:
-        """Alarm 4 (on, daily at 07:00) skipped through this daemon at list version 9: its
-        switch-off made version 10, which the skip read."""
-        ctx = ResumeContext({4: {"Enabled": "1", "StartTime": "07:00:00", "Recurrence": "DAILY"}})
-        commands = self.commands(ctx, [])
-        ref = ctx.add("RINCON_A")
-        self.successResultOf(
-            Deferred.fromCoroutine(commands.do_alarms(ref, {"action": "skip", "id": 4}))
-        )
-        self.assertEqual((ctx.version, ctx.alarms[4]["Enabled"]), (10, "0"))
-        self.assertIn(("Sonos_1", 4), commands.skips)
-        return ctx, commands
-
-    def test_a_newer_list_showing_the_alarm_on_ends_the_skip(self) -> None:
-        """A list older than the one the skip read after its switch-off (a read under way
-        then) showing the alarm on is no sign; a newer one is, though no list read since
-        showed the alarm off (the skip's own read did): the skip ends, nothing is switched
-        on, and a list of another household or without a version it cannot order is no sign."""
-        ctx, commands = self.skipped_here()
-        commands.list_read("Sonos_1", [{"id": 4, "enabled": True}], "RINCON_A:9")
-        commands.list_read("Sonos_2", [{"id": 4, "enabled": True}], "RINCON_A:11")
-        commands.list_read("Sonos_1", [{"id": 4, "enabled": True}], "RINCON_B:11")
-        commands.list_read("Sonos_1", [{"id": 4, "enabled": True}], "RINCON_A:\u00b2")
-        self.assertIn(("Sonos_1", 4), commands.skips)
-        commands.list_read("Sonos_1", [{"id": 4, "enabled": True}], "RINCON_A:11")
-        self.assertEqual((commands.skips, commands._file.load()), ({}, []))
-        ctx.reactor.advance(86400)
-        self.assertEqual((ctx.enabled, ctx.reactor.getDelayedCalls()), ([], []))
-
-    def test_changes_no_list_showed_end_the_skip(self) -> None:
-        """A list showing the skipped alarm still off whose version went up by two more
-        than the changes it shows (the app switched it on and off between two reads) ends the
-        skip, leaving the alarm off; one whose every change shows keeps it, and so does one
-        change unseen (an update that changed nothing: it cannot switch on and off)."""
-        ctx, commands = self.skipped_here()
-        commands.list_read("Sonos_1", [{"id": 4, "enabled": False}], "RINCON_A:10")
-        commands.list_read(
-            "Sonos_1", [{"id": 4, "enabled": False}, {"id": 11, "enabled": True}], "RINCON_A:11"
-        )
-        commands.list_read(
-            "Sonos_1", [{"id": 4, "enabled": False}, {"id": 11, "enabled": True}], "RINCON_A:12"
-        )
-        self.assertIn(("Sonos_1", 4), commands.skips)
-        commands.list_read(
-            "Sonos_1", [{"id": 4, "enabled": False}, {"id": 11, "enabled": True}], "RINCON_A:14"
-        )
-        self.assertEqual((commands.skips, commands._file.load()), ({}, []))
-        ctx.reactor.advance(86400)
-        self.assertEqual((ctx.enabled, ctx.alarms[4]["Enabled"]), ([], "0"))
 
     def test_cancelled_while_enabling_is_not_retried(self) -> None:
         """A command that ends the skip while its resume is failing stops the retries."""

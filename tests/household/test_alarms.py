@@ -154,19 +154,16 @@ class WatcherTests(SynchronousTestCase):
         assert len(publisher.published) == 1
 
     def test_observers_get_each_list_published(self) -> None:
-        """Each list published is handed to the observers with its household and the version
-        the speaker answered (the list as it is now, maybe newer than the version evented),
-        after the publisher has it; a failed read hands them nothing."""
+        """Each list published is handed to the observers with its household, after the
+        publisher has it; a failed read hands them nothing."""
         soap = FakeSoap(lambda call: listed("<broken", "RINCON_X:5"))
         watcher, publisher = self.watcher(soap)
-        seen: list[tuple[str | None, list[dict[str, Any]], str, int]] = []
+        seen: list[tuple[str | None, list[dict[str, Any]], int]] = []
         watcher.observers.append(
-            lambda household, alarms, version: seen.append(
-                (household, alarms, version, len(publisher.published))
-            )
+            lambda household, alarms: seen.append((household, alarms, len(publisher.published)))
         )
         watcher.on_version(KITCHEN, "RINCON_X:5")
         assert seen == []
-        soap.answer = lambda call: listed(_sample_document(), "RINCON_X:7")
+        soap.answer = lambda call: listed(_sample_document(), "RINCON_X:6")
         watcher.on_version(attrs.evolve(KITCHEN, household="Sonos_9"), "RINCON_X:6")
-        assert seen == [("Sonos_9", publisher.published[0][1], "RINCON_X:7", 1)]
+        assert seen == [("Sonos_9", publisher.published[0][1], 1)]
