@@ -172,16 +172,18 @@ class HostileTests(TestCase):
         prepare: Callable[[list[Speaker]], object] | None = None,
         gena_faults: Sequence[Mapping[str, Any]] = (),
         max_timeout: int | None = None,
+        speakers: int = 2,
         **sections: Any,
     ) -> Daemon:
-        """A daemon of two simulated speakers subscribed to ``services`` (sections merged into
-        the test configuration), with every subscription's initial event received (of the
-        speakers that answer); stopped at cleanup. ``prepare`` is given the simulated speakers
-        before the daemon starts (to set their faults); ``gena_faults`` (one mapping per speaker,
-        in order) are set on the speakers' GENA managers as soon as they exist, before the
-        daemon subscribes, and so is ``max_timeout`` (the longest subscription the speakers
-        grant)."""
-        document = json.loads(daemon_yaml(free_loopback_base(), speakers=2))
+        """A daemon of ``speakers`` simulated speakers subscribed to ``services`` (sections
+        merged into the test configuration), with every subscription's initial event received
+        (of the speakers that answer); stopped at cleanup. ``prepare`` is given the simulated
+        speakers before the daemon starts (to set their faults); ``gena_faults`` (one mapping
+        per speaker, in order) are set on the speakers' GENA managers as soon as they exist,
+        before the daemon subscribes, and so is ``max_timeout`` (the longest subscription the
+        speakers grant)."""
+        base = free_loopback_base(count=max(4, speakers))
+        document = json.loads(daemon_yaml(base, speakers=speakers))
         document["services"] = list(services)
         for name, values in sections.items():
             document.setdefault(name, {}).update(values)
@@ -541,24 +543,26 @@ class HostileTests(TestCase):
             ({"answer_timeout": "garbage"}, "bad GENA TIMEOUT: 'garbage'"),
             ({"answer_timeout": "Second-0"}, "bad GENA TIMEOUT: 'Second-0'"),
         ]
-        for fault, words in faults:
-            events = self.capture_logs()
-            # The test configuration's backoff (0.2 s, at most 0.5 s): the retries are
-            # counted in the log, not timed.
-            daemon = await self.daemon(gena_faults=[fault])
-            kitchen, living_room = daemon.speakers
-
-            warned = functools.partial(service_warnings, events, kitchen, "AVTransport")
+        # One daemon, a speaker per fault and one without: the speakers' SUBSCRIBEs are
+        # independent. The test configuration's backoff (0.2 s, at most 0.5 s): the retries
+        # are counted in the log, not timed.
+        events = self.capture_logs()
+        daemon = await self.daemon(
+            gena_faults=[fault for fault, _ in faults], speakers=len(faults) + 1
+        )
+        *faulty, healthy = daemon.speakers
+        for speaker, (fault, words) in zip(faulty, faults, strict=True):
+            warned = functools.partial(service_warnings, events, speaker, "AVTransport")
             await until(functools.partial(at_least, 2, warned), f"two warnings about {fault}")
             first, second = warned()[:2]
             self.assertIn(words, first)
             self.assertIn("retry 1 in", first)
             self.assertIn("retry 2 in", second)
-            self.assertTrue(daemon.recorder.of("event", living_room.uid))
-            cast(Any, kitchen.manager).faults.reset()
-            await until(daemon.settled, "Kitchen subscribed once it answers well")
-            self.assertFalse([formatEvent(e) for e in events if e["log_level"] >= LogLevel.error])
-            await daemon.service.stopService()
+        self.assertTrue(daemon.recorder.of("event", healthy.uid))
+        for speaker in faulty:
+            cast(Any, speaker.manager).faults.reset()
+        await until(daemon.settled, "every speaker subscribed once it answers well")
+        self.assertFalse([formatEvent(e) for e in events if e["log_level"] >= LogLevel.error])
 
     async def test_hostile_renewal_answers_are_retried(self) -> None:
         """A speaker whose renewal answers turn hostile (a garbage status line, a garbage
@@ -571,42 +575,43 @@ class HostileTests(TestCase):
             ({"answer_timeout": "garbage"}, "bad GENA TIMEOUT: 'garbage'"),
             ({"answer_body_bytes": 100_000}, "response body too large"),
         ]
-        for fault, words in faults:
-            await self.assert_renewal_fails(fault, words)
-
-    async def assert_renewal_fails(self, fault: dict[str, Any], words: str) -> None:
-        """Check that Kitchen's renewals failing with ``fault`` are warned about with
-        ``words`` and retried, Living Room unaffected, until the fault is cleared."""
+        # One daemon, a speaker per fault and one without: the speakers' renewals are
+        # independent. The speakers grant 10 s of the 60 s asked for (as UPnP allows):
+        # renewals come every second (the daemon's least delay) rather than every 6 s.
         events = self.capture_logs()
-        # The speakers grant 10 s of the 60 s asked for (as UPnP allows): renewals come every
-        # second (the daemon's least delay) rather than every 6 s.
         daemon = await self.daemon(
-            subscription={"timeout": 60, "renew_fraction": 0.1}, max_timeout=10
+            subscription={"timeout": 60, "renew_fraction": 0.1},
+            max_timeout=10,
+            speakers=len(faults) + 1,
         )
-        kitchen, living_room = daemon.speakers
-        manager: Any = kitchen.manager
-        for name, value in fault.items():
-            setattr(manager.faults, name, value)
-        label = f"{kitchen.name} ({kitchen.uid})"
-        warned = functools.partial(service_warnings, events, kitchen, "AVTransport")
-        await until(functools.partial(at_least, 2, warned), f"two warnings about {fault}")
-        first, second = warned()[:2]
-        self.assertTrue(first.startswith(f"renew {label} AVTransport failed: "), first)
-        self.assertIn(words, first)
-        self.assertIn("retry 1 in", first)
-        self.assertTrue(second.startswith(f"subscribe {label} AVTransport failed: "))
-        renewed = daemon.status(living_room, "AVTransport")["renewals"]
+        *faulty, healthy = daemon.speakers
+        for speaker, (fault, _) in zip(faulty, faults, strict=True):
+            for name, value in fault.items():
+                setattr(cast(Any, speaker.manager).faults, name, value)
+        renewed = daemon.status(healthy, "AVTransport")["renewals"]
+        for speaker, (fault, words) in zip(faulty, faults, strict=True):
+            label = f"{speaker.name} ({speaker.uid})"
+            warned = functools.partial(service_warnings, events, speaker, "AVTransport")
+            await until(functools.partial(at_least, 2, warned), f"two warnings about {fault}")
+            first, second = warned()[:2]
+            self.assertTrue(first.startswith(f"renew {label} AVTransport failed: "), first)
+            self.assertIn(words, first)
+            self.assertIn("retry 1 in", first)
+            self.assertTrue(second.startswith(f"subscribe {label} AVTransport failed: "))
         await until(
-            lambda: daemon.status(living_room, "AVTransport")["renewals"] > renewed,
-            "Living Room renewed meanwhile",
+            lambda: daemon.status(healthy, "AVTransport")["renewals"] > renewed,
+            "the speaker without a fault renewed meanwhile",
         )
-        manager.faults.reset()
-        await until(
-            lambda: daemon.status(kitchen, "AVTransport")["state"] == "subscribed",
-            "Kitchen subscribed again once it answers well",
-        )
+        for speaker in faulty:
+            cast(Any, speaker.manager).faults.reset()
+        for speaker in faulty:
+            await until(
+                lambda speaker=speaker: (
+                    daemon.status(speaker, "AVTransport")["state"] == "subscribed"
+                ),
+                f"{speaker.name} subscribed again once it answers well",
+            )
         self.assertFalse([formatEvent(e) for e in events if e["log_level"] >= LogLevel.error])
-        await daemon.service.stopService()
 
     async def test_absurd_granted_timeouts_are_renewed_in_time(self) -> None:
         """A speaker that grants ``Second-99999999999999`` or ``infinite`` (it keeps the
