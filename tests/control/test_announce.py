@@ -294,13 +294,14 @@ class VolumeAndTimeoutTests(TestCase):
         """A spoken clip is served at most ``announce.media_ttl``: one playing longer is no
         longer served (404) while it plays (the speaker fetched it already), and the
         announcement ends normally."""
-        # A 6-second clip: fetched, then 2 s past the 1-second TTL, it still plays for seconds.
-        daemon, _ = await start(self, announce={"tts_command": wav_command(6), "media_ttl": 1})
+        # A 3-second clip: fetched, then 1 s on (past the half-second TTL), it still plays for
+        # about 2 s.
+        daemon, _ = await start(self, announce={"tts_command": wav_command(3), "media_ttl": 0.5})
         fetcher = daemon.service.simulator.fetcher  # type: ignore[union-attr]
         posting = daemon.posting("Kitchen", "say", {"text": "a long one"})
         await until(lambda: any("/media/" in uri for uri in fetcher.fetched), "the fetch")
         clip = next(uri for uri in fetcher.fetched if "/media/" in uri)
-        await deferLater(reactor, 2.0, lambda: None)
+        await deferLater(reactor, 1.0, lambda: None)
         response = await treq.get(clip, persistent=False)
         await response.content()
         self.assertEqual(response.code, 404)
