@@ -211,8 +211,9 @@ class TargetTests(TestCase):
         """target all: every group's coordinator plays the clip at the same moment (not one
         group after the other)."""
         daemon, _client = await start(self)
-        server = serve_audio(self, {"/five.wav": (wav_bytes(5.0), "audio/wav")})
-        uri = server.url("/five.wav")
+        # A 2 s clip: played one group after the other, no two groups would play at once.
+        server = serve_audio(self, {"/two.wav": (wav_bytes(2.0), "audio/wav")})
+        uri = server.url("/two.wav")
         coordinators = [daemon.speaker(index) for index in range(3)]
         posting = daemon.posting("Kitchen", "announce", {"uri": uri, "target": "all"})
 
