@@ -20,7 +20,7 @@ from twisted.trial.unittest import TestCase
 from sonosd.config import AnnounceConfig
 from sonosd.control.announce import clip_metadata, wav_seconds
 from tests.audio_helpers import serve_audio, wav_bytes
-from tests.control.daemon_commands import start, ws_channel
+from tests.control.daemon_commands import start, wav_command, ws_channel
 from tests.control.test_controller_daemon import arrives, event_of
 from tests.daemon_helpers import reactor, until
 
@@ -229,17 +229,6 @@ class TargetTests(TestCase):
         status, body = await posting
         self.assertEqual(status, 200, body)
         self.assertEqual(len(body["result"]["groups"]), 3)
-
-
-def wav_command(seconds: int) -> list[str]:
-    """A text-to-speech command writing a silent WAV of ``seconds`` to standard output."""
-    script = (
-        "import sys, wave\n"
-        "out = wave.open(sys.stdout.buffer, 'wb')\n"
-        "out.setnchannels(1); out.setsampwidth(2); out.setframerate(8000)\n"
-        f"out.writeframes(bytes({seconds} * 8000 * 2)); out.close()\n"
-    )
-    return [sys.executable, "-c", script]
 
 
 class VolumeAndTimeoutTests(TestCase):
