@@ -490,39 +490,52 @@ class HostileTests(TestCase):
             ({"status_line": "garbage"}, "not an HTTP answer: 'garbage'"),
             ({"header_bytes": 200_000}, "over 65536 bytes"),
         ]
-        for fault, words in faults:
-            events = self.capture_logs()
+        # One daemon, a speaker per fault and one without: the speakers are identified
+        # independently.
+        events = self.capture_logs()
 
-            def prepare(speakers: list[Speaker], fault: dict[str, Any] = fault) -> None:
-                speakers[0].soap_faults.only(description=True, **fault)
+        def prepare(speakers: list[Speaker]) -> None:
+            for speaker, (fault, _) in zip(speakers, faults, strict=False):
+                speaker.soap_faults.only(description=True, **fault)
 
-            daemon = await self.daemon(prepare=prepare)
-            kitchen, living_room = daemon.speakers
+        daemon = await self.daemon(prepare=prepare, speakers=len(faults) + 1)
+        *faulty, healthy = daemon.speakers
 
-            def warned(kitchen: Speaker = kitchen, events: list[LogEvent] = events) -> list[str]:
-                return [
-                    formatEvent(e)
-                    for e in events
-                    if e.get("log_format", "").startswith("cannot identify speaker")
-                    and e.get("host") == kitchen.address
-                ]
+        def warned(speaker: Speaker) -> list[str]:
+            return [
+                formatEvent(e)
+                for e in events
+                if e.get("log_format", "").startswith("cannot identify speaker")
+                and e.get("host") == speaker.address
+            ]
 
-            await until(warned, f"the warning about {fault}")
-            [line] = warned()
-            self.assertIn(words.format(address=kitchen.address), line)
+        said: dict[str, str] = {}
+        for speaker, (fault, words) in zip(faulty, faults, strict=True):
+            await until(lambda speaker=speaker: warned(speaker), f"the warning about {fault}")
+            [line] = warned(speaker)
+            said[speaker.uid] = line
+            self.assertIn(words.format(address=speaker.address), line)
             # The reason is a field of its own, the host another (not just text in a line).
-            [event] = [e for e in events if e.get("log_format", "").startswith("cannot identify")]
-            self.assertEqual((event["host"], event["log_level"]), (kitchen.address, LogLevel.warn))
+            [event] = [
+                e
+                for e in events
+                if e.get("log_format", "").startswith("cannot identify")
+                and e.get("host") == speaker.address
+            ]
+            self.assertEqual(event["log_level"], LogLevel.warn)
             self.assertIn(
-                event["reason"], words.format(address=kitchen.address) if "drip" in fault else line
+                event["reason"], words.format(address=speaker.address) if "drip" in fault else line
             )
-            self.assertTrue(daemon.recorder.of("event", living_room.uid))
-            self.assertFalse(daemon.recorder.of("event", kitchen.uid))
-            kitchen.soap_faults.reset()
-            await until(daemon.settled, "Kitchen followed once it answers well")
-            self.assertEqual(warned(), [line])
-            self.assertFalse([formatEvent(e) for e in events if e["log_level"] >= LogLevel.error])
-            await daemon.service.stopService()
+            self.assertFalse(daemon.recorder.of("event", speaker.uid))
+        self.assertTrue(daemon.recorder.of("event", healthy.uid))
+        for speaker in faulty:
+            speaker.soap_faults.reset()
+        await until(daemon.settled, "every speaker followed once it answers well")
+        for speaker in faulty:
+            self.assertEqual(warned(speaker), [said[speaker.uid]])
+        identifying = [e for e in events if e.get("log_format", "").startswith("cannot identify")]
+        self.assertEqual(len(identifying), len(faults))
+        self.assertFalse([formatEvent(e) for e in events if e["log_level"] >= LogLevel.error])
 
     async def test_hostile_subscribe_answers_are_retried(self) -> None:
         """A speaker whose SUBSCRIBE answers have a garbage status line, 200 KB of headers, a
