@@ -90,27 +90,31 @@ class HostileUnsubscribeTests(TestCase):
         a body over the bound, a dripping body, a 500 or 503, or nothing at all: the stop fires
         within its bound, one line names the speaker and what was wrong, nothing is logged as
         an error, no request or timer is left, and the other speaker is unsubscribed."""
-        for fault, words in HOSTILE:
-            rig, kitchen, living_room = await self.subscribed()
-            self.hostile(rig, kitchen, fault)
-            label = self.label(rig, kitchen)
-            with capturedLogs() as events:
-                stopping = rig.household.stopService()
-                stopping.addTimeout(CONFIG.shutdown_timeout + 1.0, sim_rig.reactor)
-                await stopping
-            self.assertEqual(rig.sim_subscriptions(living_room), [], fault)
-            [line] = lines(events, "could not unsubscribe")
-            self.assertTrue(
-                line.startswith(f"could not unsubscribe 2 service(s) of {label}: "), line
-            )
-            self.assertIn(words.format(bound=1), line)
-            self.assertEqual(
-                [line for line in map(formatEvent, events) if "still stopping after" in line],
-                [],
-                fault,
-            )
-            self.assertEqual(errors(events), [], fault)
-            await rig.sim.stopService()
+        # One rig, a speaker per hostile answer and one more, stopped once: the speakers'
+        # UNSUBSCRIBEs go out side by side within the one bound.
+        rig = await self.rig(speakers=len(HOSTILE) + 1, services=SERVICES, config=CONFIG)
+        await self.settled(rig, SERVICES)
+        *hostile, other = rig.speakers
+        labels: dict[str, str] = {}
+        for speaker, (fault, _) in zip(hostile, HOSTILE, strict=True):
+            self.hostile(rig, speaker, fault)
+            labels[speaker.uid] = self.label(rig, speaker)
+        with capturedLogs() as events:
+            stopping = rig.household.stopService()
+            stopping.addTimeout(CONFIG.shutdown_timeout + 1.0, sim_rig.reactor)
+            await stopping
+        self.assertEqual(rig.sim_subscriptions(other), [])
+        said = lines(events, "could not unsubscribe")
+        self.assertEqual(len(said), len(HOSTILE), said)
+        for speaker, (fault, words) in zip(hostile, HOSTILE, strict=True):
+            start = f"could not unsubscribe 2 service(s) of {labels[speaker.uid]}: "
+            [line] = [line for line in said if line.startswith(start)]
+            self.assertIn(words.format(bound=1), line, fault)
+        self.assertEqual(
+            [line for line in map(formatEvent, events) if "still stopping after" in line], []
+        )
+        self.assertEqual(errors(events), [])
+        await rig.sim.stopService()
 
     async def test_unsubscribe_answers_with_a_sid_or_timeout_are_taken(self) -> None:
         """A 200 to an UNSUBSCRIBE carrying a garbage SID and a TIMEOUT (speakers send
