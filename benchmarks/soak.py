@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import json
 import os
 import random
@@ -55,7 +56,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, cast
 
 import attrs
@@ -399,6 +400,12 @@ class Broker:
         with socket.socket() as probe:
             return probe.connect_ex((self.host, self.port)) == 0
 
+    def persisting(self) -> bool:
+        """Whether mosquitto has written its database (``autosave_interval`` 1 s): without it,
+        a restart loses the observer's session and whatever was published before it
+        reconnects, the daemon's ``bridge/gap`` reports included."""
+        return os.path.exists(os.path.join(self.directory, "mosquitto.db"))
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
@@ -444,6 +451,10 @@ class Soak:
         self.args = args
         self.rng = random.Random(args.seed)
         self.directory = tempfile.mkdtemp(prefix="sonosd-soak-")
+        # mosquitto, started as root, runs as the user mosquitto: it must be able to pass
+        # through this directory (mkdtemp makes it 0700) to keep its database in its own
+        # subdirectory, or a restart forgets the observer's session (Broker.persisting).
+        os.chmod(self.directory, 0o711)
         self.processes: list[subprocess.Popen[bytes]] = []
         self.base = free_loopback_base(count=SPEAKERS)
         self.prefix = self.base.rsplit(".", 1)[0]
@@ -622,6 +633,7 @@ class Soak:
         else:
             raise RuntimeError("the daemon did not follow every speaker within 60 s")
         self.mqtt = MqttObserver(self.broker.host, self.broker.port)
+        await wait_for(self.reactor, self.broker.persisting, 20)
         await self.connect_ws("ws-stable")
         await self.connect_sse("sse-stable")
         await self.connect_stream()
@@ -1109,22 +1121,29 @@ class Soak:
         if self.final_sample.fds > self.fds_warm + 8:
             self.failures.append(f"open files grew from {self.fds_warm} to {self.final_sample.fds}")
 
+    def log_lines(self) -> Iterator[str]:
+        """The lines of the daemon's log, oldest first, across the files twistd rotated it
+        into (``daemon.log.2``, ``daemon.log.1``, then ``daemon.log``: a file per MB)."""
+        rotated = glob.glob(glob.escape(self.daemon_log) + ".*")
+        numbered = sorted(
+            (name for name in rotated if name.rsplit(".", 1)[1].isdigit()),
+            key=lambda name: -int(name.rsplit(".", 1)[1]),
+        )
+        for name in [*numbered, self.daemon_log]:
+            try:
+                with open(name, errors="replace") as handle:
+                    yield from handle
+            except OSError:
+                continue
+
     def log_says(self, text: str) -> bool:
         """Whether a line of the daemon's log holds ``text``."""
-        try:
-            with open(self.daemon_log, errors="replace") as handle:
-                return any(text in line for line in handle)
-        except OSError:
-            return False
+        return any(text in line for line in self.log_lines())
 
     def count_log(self, level: str) -> int:
         """The daemon's log lines at ``level``: its second field (``<time> <level>
         [<namespace>] <text>``), not the word anywhere in a line's text."""
-        try:
-            with open(self.daemon_log, errors="replace") as handle:
-                return sum(1 for line in handle if line.split(" ", 2)[1:2] == [level])
-        except OSError:
-            return 0
+        return sum(1 for line in self.log_lines() if line.split(" ", 2)[1:2] == [level])
 
     async def shutdown(self) -> None:
         self.stopping = True

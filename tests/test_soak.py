@@ -14,7 +14,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -344,3 +345,58 @@ def test_make_soak_runs_15_minutes_and_rewrites_docs_soak_md() -> None:
         f"`python -m benchmarks.soak --duration {args.duration:g} "
         f"--fault-interval {args.fault_interval:g}` (`make soak`; seed {args.seed})"
     )
+
+
+def test_the_log_is_read_across_the_files_twistd_rotated_it_into(soak: Soak) -> None:
+    """twistd starts a new log file every MB: a long soak's "sonosd running" line and
+    critical lines are in ``daemon.log.N``, and still count."""
+    path = Path(soak.daemon_log)
+    path.rename(path.with_name("daemon.log.2"))
+    with open(path.with_name("daemon.log.1"), "w") as handle:
+        log = Logger(namespace="sonosd.household", observer=make_observer("text", "info", handle))
+        log.critical("Unhandled error in Deferred")
+    path.write_text("")
+    path.with_name("daemon.log.old").write_text("2026-12-07T00:00:00Z critical [x] not ours\n")
+    soak.verify()
+    assert soak.failures == ["1 critical log lines (unhandled errors)"]
+
+
+def test_the_broker_keeps_the_observers_session_across_a_restart(soak: Soak) -> None:
+    """The soak's broker keeps its database where it can write it, so a QoS 1 message
+    published after a restart, before the observer is back (the daemon's ``bridge/gap``),
+    still reaches the observer (mosquitto runs as its own user when started as root: it
+    could not reach the soak's 0700 directory, and every restart lost the session)."""
+    broker = soak.broker
+    broker.start()
+    observer: MqttObserver | None = None
+    try:
+        wait_until(broker.listening)
+        observer = MqttObserver(broker.host, broker.port)
+        wait_until(lambda: observer is not None and observer.client.is_connected())
+        observer.client.loop_stop()  # mosquitto saves the session as it stops
+        broker.stop()
+        broker.start()
+        wait_until(broker.listening)
+        publisher = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="soak-test")
+        publisher.connect(broker.host, broker.port)
+        publisher.loop_start()
+        gap = {"missed": 2, "first_id": 7, "last_id": 8}
+        publisher.publish(f"{PREFIX}/bridge/gap", json.dumps(gap), qos=1).wait_for_publish(10)
+        publisher.loop_stop()
+        publisher.disconnect()
+        observer.client.reconnect()
+        observer.client.loop_start()
+        wait_until(lambda: observer is not None and observer.gap_ranges == [(7, 8)])
+        assert broker.persisting()
+    finally:
+        if observer is not None:
+            observer.stop()
+        broker.stop()
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 20.0) -> None:
+    """Poll ``condition`` until it holds (or fail after ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.05)

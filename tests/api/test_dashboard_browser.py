@@ -18,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -317,11 +318,95 @@ def test_token_prompt_then_every_room_live(browser: Browser, daemon: Daemon) -> 
     tree = page.locator("main").aria_snapshot()
     for room in ROOMS:
         assert f'slider "Volume of {room}"' in tree, tree
+    office, kitchen = daemon.uids["Office"], daemon.uids["Kitchen"]
+    # Grouped, so that the group's own controls are walked through too.
+    daemon.call("POST", f"/speakers/{office}/join", {"coordinator": kitchen})
+    try:
+        tab_through_the_rooms(page, daemon, ("Kitchen + Office", "Living Room"))
+    finally:
+        daemon.call("POST", f"/speakers/{office}/unjoin")
+    expect(card(page, "Office")).to_be_visible()
     page.reload()
     expect(card(page, "Kitchen")).to_be_visible()
     expect(page.get_by_role("dialog", name="This daemon needs a token")).to_be_hidden()
     assert refused == [], refused
     finish(page, console)
+
+
+#: The elements a keyboard reaches natively (no ``tabindex``, no ARIA widget role).
+NATIVE = ("A", "BUTTON", "INPUT", "SELECT", "SUMMARY", "TEXTAREA")
+
+#: Every control of the rooms the Tab key can reach (enabled and shown), kept as
+#: ``window.controls``; fails on an element made a control by a role or a ``tabindex``.
+ROOM_CONTROLS = """() => {
+    const rooms = document.getElementById("households");
+    const made = rooms.querySelectorAll("[tabindex], [role=button], [role=slider], " +
+        "[role=checkbox], [role=switch], [role=link], [role=combobox], [role=menuitem]");
+    window.controls = [...rooms.querySelectorAll("*")].filter((node) =>
+        node.tabIndex >= 0 && !node.disabled && node.getClientRects().length > 0);
+    return { made: [...made].map((node) => node.outerHTML.slice(0, 80)),
+        controls: window.controls.length };
+}"""
+
+#: The focused element: its place in ``window.controls``, tag, label and room (its member's
+#: name in a member's row, else its card's title; null outside the rooms).
+FOCUSED = """() => {
+    const node = document.activeElement;
+    const member = node.closest(".member");
+    const group = node.closest("article.group");
+    const room = member ? member.querySelector(".member-name").textContent
+        : group ? group.querySelector("h3").textContent : null;
+    return { index: window.controls.indexOf(node), tag: node.tagName, room,
+        label: node.getAttribute("aria-label") };
+}"""
+
+
+def tab_through_the_rooms(tab: Page, daemon: Daemon, titles: tuple[str, ...]) -> None:
+    """Tab through the whole page: every element reached is a native control; every enabled
+    control of the rooms is reached, and has an accessible name naming its room (its
+    member's in a member's row, else its card's); Living Room's mute, reached so, works with
+    Enter and Space."""
+    # The cards settled (no other card left, each complete, its favourites read with
+    # commands included), so that none is replaced under the walk.
+    expect(tab.get_by_role("article")).to_have_count(len(titles))
+    for title in titles:
+        expect(card(tab, title).get_by_label("Favourites and playlists")).to_be_visible()
+        for room in title.split(" + "):
+            slider = card(tab, title).get_by_role("slider", name=f"Volume of {room}", exact=True)
+            expect(slider).to_be_enabled()
+    found = tab.evaluate(ROOM_CONTROLS)
+    assert found["made"] == [], found
+    controls = found["controls"]
+    # Each card has its transport, its volumes and mutes, the sleep timer and the Group button.
+    assert controls >= 8 * len(titles), found
+    reached: list[int] = []
+    muted = daemon.speaker("Living Room")["mute"]
+    tab.evaluate("document.activeElement.blur()")
+    # The whole page, header and panels too, and around to the start again.
+    for _ in range(controls + 20):
+        tab.keyboard.press("Tab")
+        focused = tab.evaluate(FOCUSED)
+        # Outside the rooms too (the header, the panels), or nothing (focus out of the page).
+        assert focused["tag"] in (*NATIVE, "BODY"), focused
+        if focused["room"] is None:
+            continue
+        assert focused["index"] >= 0, focused
+        if focused["index"] in reached:
+            break
+        reached.append(focused["index"])
+        expect(tab.locator(":focus")).to_have_accessible_name(
+            re.compile(rf"\b{re.escape(focused['room'])}\b")
+        )
+        if focused["label"] == "Mute Living Room":
+            for key in ("Enter", "Space"):
+                tab.keyboard.press(key)
+                muted = not muted
+                wait_for(
+                    lambda m=muted: daemon.speaker("Living Room")["mute"] is m,
+                    f"Living Room's mute {muted} from the keyboard",
+                )
+                expect(tab.locator(":focus")).to_have_attribute("aria-pressed", str(muted).lower())
+    assert sorted(reached) == list(range(controls)), (reached, controls)
 
 
 @pytest.fixture
@@ -579,16 +664,98 @@ def test_reconnect_resumes_and_resets(browser: Browser, daemon: Daemon) -> None:
     finish(tab, console, allowed=("net::ERR_", "401 (Unauthorized)"))
 
 
+#: Records in ``window.reconnects`` every request for the event stream (``attempt``: its time
+#: and URL) and every number ``Math.random`` draws (``draw``: its time and value), drawn from a
+#: seeded generator (Park and Miller's) so that a run draws the same.
+RECONNECTS = """(() => {
+    window.reconnects = [];
+    let seed = 20261207;
+    Math.random = () => {
+        seed = (seed * 16807) % 2147483647;
+        const value = seed / 2147483647;
+        window.reconnects.push({ what: "draw", at: Date.now(), value });
+        return value;
+    };
+    const fetch = window.fetch;
+    window.fetch = function (input, ...rest) {
+        const url = new URL(String(input), location.href);
+        if (url.pathname.endsWith("/api/v1/events")) {
+            window.reconnects.push({ what: "attempt", at: Date.now(), url: url.href });
+        }
+        return fetch.call(this, input, ...rest);
+    };
+})();"""
+
+
+def _last_id(daemon: Daemon) -> tuple[str, int]:
+    """The daemon's run and the id of its last message."""
+    request = urllib.request.Request(
+        f"{daemon.url}/api/v1/snapshot", headers={"Authorization": f"Bearer {READ_TOKEN}"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        snapshot = json.load(response)
+    return snapshot["run"], snapshot["last_id"]
+
+
+def check_reconnect_schedule(tab: Page, run: str, after: int, upto: int) -> None:
+    """With the page's clock paused on a dropped stream and the daemon unreachable, move the
+    clock on attempt by attempt: each wait follows the last attempt (or the drop) by half its
+    base plus a random part of the other half, the base 0.5 s, then doubling, at most 10 s (so
+    that pages dropped together do not come back in lock step), and every attempt asks to
+    resume with ``last_id``, that of the last message the page had (after ``after``, at most
+    ``upto``), and ``run``."""
+    # From the drop's draw on.
+    start = tab.evaluate("window.reconnects.findLastIndex((e) => e.what === 'draw')")
+    log = f"window.reconnects.slice({start})"
+    # Synchronised: every attempt so far has failed and drawn its wait (the drop drew first).
+    settled = f"{log}.filter((e) => e.what === 'draw').length === " + (
+        f"{log}.filter((e) => e.what === 'attempt').length + 1"
+    )
+    bases = [500, 1000, 2000, 4000, 8000, 10000, 10000, 10000]
+    for _ in range(2 * len(bases)):
+        wait_for(lambda: tab.evaluate(settled), "the page waiting to reconnect")
+        events = tab.evaluate(log)
+        if sum(event["what"] == "attempt" for event in events) >= len(bases):
+            break
+        tab.clock.run_for(10_001)
+    # (A step of the clock may have run one attempt more.)
+    draws = [event for event in events if event["what"] == "draw"][: len(bases)]
+    attempts = [event for event in events if event["what"] == "attempt"][: len(bases)]
+    waits = [attempt["at"] - draw["at"] for draw, attempt in zip(draws, attempts, strict=False)]
+    expected = [
+        base / 2 + draw["value"] * base / 2 for base, draw in zip(bases, draws, strict=False)
+    ]
+    assert len(waits) == len(bases), events
+    # To the precision of the clock's timestamps (fractions of a millisecond).
+    assert all(abs(wait - want) < 1 for wait, want in zip(waits, expected, strict=True)), (
+        waits,
+        expected,
+    )
+    # Jittered: the waits at the cap differ, and none is a bare base.
+    assert len({round(wait) for wait in waits[-3:]}) == 3, waits
+    assert not set(waits) & set(bases), waits
+    resumes = {
+        tuple(urllib.parse.parse_qsl(urllib.parse.urlsplit(attempt["url"]).query))
+        for attempt in attempts
+    }
+    assert len(resumes) == 1, resumes
+    query = dict(resumes.pop())
+    assert query["run"] == run, query
+    assert after < int(query["last_id"]) <= upto, (query, after, upto)
+
+
 def test_silent_stream_is_dropped_and_reopened(browser: Browser, daemon: Daemon) -> None:
     """An event stream that stays open but goes silent (no heartbeat) for 60 s is dropped:
-    the page says Reconnecting… and dims the rooms, then reopens the stream and resumes with
-    what changed meanwhile."""
+    the page says Reconnecting… and dims the rooms, reconnects backing off with jitter and
+    with ``last_id`` while the daemon is away, then reopens the stream and resumes with what
+    changed meanwhile."""
     forwarder = Forwarder(int(daemon.url.rsplit(":", 1)[1]))
     context = browser.new_context(viewport={"width": 1280, "height": 860})
+    context.add_init_script(RECONNECTS)
     tab = context.new_page()
     console = Console(tab)
     # The page's clock is the browser's, so that a minute of silence passes at once; it runs
-    # on by itself meanwhile.
+    # on by itself meanwhile, but for the reconnection schedule.
     tab.clock.install()
     try:
         tab.goto(f"http://127.0.0.1:{forwarder.port}/")
@@ -598,17 +765,28 @@ def test_silent_stream_is_dropped_and_reopened(browser: Browser, daemon: Daemon)
         expect(rooms).to_have_css("opacity", "1")
         slider = card(tab, "Office").get_by_role("slider", name="Volume of Office")
         uid = daemon.uids["Office"]
-        volume = 23 if daemon.speaker("Office")["volume"] != 23 else 24
+        # A change the page shows: the stream is resumed from it or a later message.
+        _, before = _last_id(daemon)
+        shown = 25 if daemon.speaker("Office")["volume"] != 25 else 26
+        daemon.call("PATCH", f"/speakers/{uid}/state", {"volume": shown})
+        expect(slider).to_have_value(str(shown))
+        volume = 23 if shown != 23 else 24
         forwarder.silence()
+        run, upto = _last_id(daemon)
         daemon.call("PATCH", f"/speakers/{uid}/state", {"volume": volume})
         wait_for(lambda: _volume_at_daemon(daemon, uid) == volume, "the daemon's new volume")
         # Held open and silent, the stream has handed nothing on.
         assert slider.input_value() != str(volume)
         assert status.text_content() == "Live"
+        pause_clock(tab)
         tab.clock.fast_forward("01:01")
         expect(status).to_have_text("Reconnecting…")
+        check_reconnect_schedule(tab, run, before, upto)
         expect(rooms).to_have_css("opacity", "0.55")
         forwarder.restore()
+        # The next attempt, at most 10 s on, now rather than in up to 10 s.
+        tab.clock.run_for(10_001)
+        tab.clock.resume()
         expect(status).to_have_text("Live")
         expect(slider).to_have_value(str(volume))
         expect(rooms).to_have_css("opacity", "1")
@@ -1199,9 +1377,26 @@ def test_households_shown_apart(browser: Browser, households: Daemon) -> None:
     finish(tab, console)
 
 
+def older_page(context: BrowserContext) -> None:
+    """Serve the page as an older daemon did, before the ``asleep`` and ``upnp_disabled``
+    statuses: its ``store.js`` has no label for them (as a page kept open, or cached, from
+    before the daemon was upgraded)."""
+
+    def store(route: Route) -> None:
+        response = route.fetch()
+        text = response.text()
+        older = re.sub(r'^ *(asleep|upnp_disabled): "[^"]*",\n', "", text, flags=re.MULTILINE)
+        assert len(older.splitlines()) == len(text.splitlines()) - 2, "labels not found"
+        route.fulfill(response=response, body=older)
+
+    context.route(re.compile(r"/store\.js(\?.*)?$"), store)
+
+
 def test_asleep_portable_and_upnp_off_household(browser: Browser, households: Daemon) -> None:
     """A portable put to sleep shows Asleep with its reason; a household whose UPnP is
-    switched off shows UPnP off on each room, with where to switch it on; both come back."""
+    switched off shows UPnP off on each room, with where to switch it on; both come back.
+    A page older than the daemon, with no label for these statuses, shows them by their
+    names, with their reasons."""
     tab, console = households_page(browser, households)
     garden = card(tab, "Garden")
     households.call("POST", f"/speakers/{households.uids['Garden']}/sleep")
@@ -1222,6 +1417,20 @@ def test_asleep_portable_and_upnp_off_household(browser: Browser, households: Da
         row = gone.get_by_role("row").filter(has=tab.get_by_role("rowheader", name="Garden"))
         expect(row.get_by_role("cell")).to_have_text("sleeping")
         screenshot(tab, "dashboard-availability.png")
+        older, older_console = open_page(browser, households, older_page)
+        garden = card(older, "Garden")
+        expect(garden.locator(".badge.status-asleep")).to_have_text("asleep")
+        expect(garden.locator(".member .reason")).to_have_text("sleeping")
+        for room in HOUSEHOLDS[1]:
+            room_card = card(older, room)
+            expect(room_card.locator(".badge.status-upnp_disabled")).to_have_text("upnp disabled")
+            expect(room_card.locator(".member .reason")).to_contain_text(
+                "in the Sonos app", ignore_case=True
+            )
+        # Nor does a name the labels' object inherits read as one of them.
+        label = "import('./store.js').then((store) => store.statusLabel('constructor'))"
+        assert older.evaluate(label) == "constructor"
+        finish(older, older_console, allowed=("503 (Service Unavailable)", "502 (Bad Gateway)"))
     finally:
         households.call("POST", f"/speakers/{households.uids['Garden']}/wake")
         households.call("PATCH", "/households/1/modes", {"upnp": True})

@@ -304,10 +304,10 @@ class App {
       } });
       card.playablePlay = el("button", { type: "button", class: "text-button",
         onclick: () => this.playChoice(card) }, "Play");
-      card.favourites.append(
-        el("label", { for: id, class: "visually-hidden", text: "Favourites and playlists" }),
-        card.playableSelect, card.playablePlay);
+      card.playableLabel = el("label", { for: id, class: "visually-hidden" });
+      card.favourites.append(card.playableLabel, card.playableSelect, card.playablePlay);
     }
+    card.playableLabel.textContent = `Favourites and playlists to play in ${card.title.textContent}`;
     const options = [
       ...favorites.map((item) => ({ value: `favorite:${item.title}`,
         text: `${item.title} (${KIND_LABELS[item.kind] || item.kind || "favourite"})` })),

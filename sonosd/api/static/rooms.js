@@ -325,6 +325,9 @@ export class GroupCard {
     this.repeatOne.hidden = this.mode.repeat !== "one";
     this.crossfade.setAttribute("aria-pressed", String(this.crossfading));
     this.crossfade.setAttribute("aria-label", `Crossfade in ${roomLabel}`);
+    // Every control names its room: the visible "Group" and "Sleep timer" alone do not.
+    this.groupButton.setAttribute("aria-label", `Group ${roomLabel}`);
+    this.sleepSelect.setAttribute("aria-label", `Sleep timer of ${roomLabel}`);
     const actions = String(av.current_transport_actions || "Play, Pause, Next, Previous");
     for (const [button, action] of [[this.previous, "Previous"], [this.next, "Next"]]) {
       button.disabled = disabled || !actions.includes(action);

@@ -54,7 +54,9 @@ export const STATUS_LABELS = {
 };
 
 export function statusLabel(status) {
-  return STATUS_LABELS[status] || String(status).replace(/_/g, " ");
+  // Its own labels only: "constructor" is a name, not the object's inherited function.
+  if (Object.hasOwn(STATUS_LABELS, status)) return STATUS_LABELS[status];
+  return String(status).replace(/_/g, " ");
 }
 
 const PLAYING = new Set(["PLAYING", "TRANSITIONING"]);
