@@ -382,9 +382,7 @@ class ServiceSupervisor:
 
     @state.setter
     def state(self, value: ServiceState) -> None:
-        if value is not self._state:
-            self._state = value
-            self._ctx.status_changed()
+        self._set_told("_state", value)
 
     @property
     def polling(self) -> bool:
@@ -393,9 +391,7 @@ class ServiceSupervisor:
 
     @polling.setter
     def polling(self, value: bool) -> None:
-        if value != self._polling:
-            self._polling = value
-            self._ctx.status_changed()
+        self._set_told("_polling", value)
 
     @property
     def _notified(self) -> bool:
@@ -404,8 +400,11 @@ class ServiceSupervisor:
 
     @_notified.setter
     def _notified(self, value: bool) -> None:
-        if value != self._notified_:
-            self._notified_ = value
+        self._set_told("_notified_", value)
+
+    def _set_told(self, attribute: str, value: object) -> None:
+        if getattr(self, attribute) != value:
+            setattr(self, attribute, value)
             self._ctx.status_changed()
 
     @property
