@@ -305,6 +305,17 @@ class FakeSubscription:
             if not d.called:
                 d.cancel()
 
+    def grant(self) -> None:
+        """Answer the SUBSCRIBE left unanswered (a ``hang`` answer): granted, as late as the
+        test says."""
+        [waiting] = [d for d in self.pending if not d.called]
+        FakeSubscription.counter += 1
+        self.sid = f"uuid:{self.device.uid}_sub{FakeSubscription.counter:010d}"
+        self.is_subscribed = True
+        self.timeout = self.gena.granted
+        self.time_left = float(self.gena.granted)
+        waiting.callback(self)
+
     def notify(self, seq: int, **variables: Any) -> None:
         assert self.callback is not None, "no callback: the supervisor dropped this subscription"
         self.callback(FakeEvent(self.sid or "", str(seq), dict(variables)))

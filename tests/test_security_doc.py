@@ -105,13 +105,22 @@ CHECKS: list[tuple[str | None, str, object, object]] = [
         _default(listener.NotifyListener, "hold_timeout"),
         5.0,
     ),
-    ("SIDs remembered as ended", "10,000, one hour each", listener.MAX_ENDED, 10_000),
-    ("SIDs remembered as ended", "10,000, one hour each", listener.ENDED_MEMORY, 3600.0),
+    ("SIDs remembered as ended", "10,000, each until", listener.MAX_ENDED, 10_000),
+    ("SIDs remembered as ended", "a day at most", listener.ENDED_MEMORY, 86400.0),
     (
         "a body's encoding",
         "UTF-8, US-ASCII or ISO-8859-1",
         {"utf-8", "us-ascii", "iso-8859-1"} <= xmlguard._ENCODINGS,
         True,
+    ),
+    (
+        "a body's encoding",
+        "(`latin-1`, `latin1`, `l1`, `cp819`...",
+        [
+            _encoding_refused(b'<?xml version="1.0" encoding="' + name + b'"?><a/>')
+            for name in (b"latin-1", b"latin1", b"l1", b"cp819")
+        ],
+        [False, False, False, False],
     ),
     (
         "a body's encoding",

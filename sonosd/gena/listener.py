@@ -69,9 +69,11 @@ SEQ_MAX: Final = 4_294_967_295
 _SEQ_RE: Final = re.compile(r"[0-9]{1,10}\Z")
 
 
-#: Seconds an ended SID is remembered at most (a speaker stops sending to it when it expires:
-#: the granted timeout, 1800 s by default, or at the first 412).
-ENDED_MEMORY = 3600.0
+#: Seconds an ended SID is remembered at most: each is kept until its grant would have run out
+#: (a speaker sends to it until then, or until the first 412 it heeds), and no grant the
+#: daemon asks for is longer than a day (``subscription.timeout`` goes up to 86400 s, what
+#: speakers grant when none is asked; a longer or infinite grant is kept a day).
+ENDED_MEMORY = 86400.0
 
 #: Ended SIDs remembered at most (the oldest are forgotten first).
 MAX_ENDED = 10_000
@@ -283,19 +285,21 @@ class NotifyDispatcher:
 
     def unregister(self, subscription: INotifySubscription) -> None:
         """Forget ``subscription`` if it is the one registered under its SID, remembering
-        the SID as ended (until it expires at the speaker, at most ``ENDED_MEMORY`` seconds;
-        the ``MAX_ENDED`` most recent) so that its NOTIFYs are refused quietly."""
+        the SID as ended (until its grant would have run out at the speaker, its
+        ``time_left``, at most ``ENDED_MEMORY`` seconds; the ``MAX_ENDED`` most recent) so
+        that its NOTIFYs are refused quietly. One with no time left is not remembered."""
         if self._subscriptions.get(subscription.sid) is not subscription:
             return
         del self._subscriptions[subscription.sid]
         left = getattr(subscription, "time_left", None)
         memory = ENDED_MEMORY
-        if isinstance(left, int | float) and 0 < left < ENDED_MEMORY:
-            memory = float(left)
+        if isinstance(left, int | float) and left == left:  # not NaN
+            memory = max(0.0, min(float(left), ENDED_MEMORY))
         ended = self._ended
         ended.pop(subscription.sid, None)
-        ended[subscription.sid] = self._clock.seconds() + memory
         now = self._clock.seconds()
+        if memory > 0:
+            ended[subscription.sid] = now + memory
         while ended and (len(ended) > MAX_ENDED or next(iter(ended.values())) <= now):
             ended.popitem(last=False)
 

@@ -8,7 +8,8 @@ input per parse, and a nested document got its own allowance: a 24 KB NOTIFY bec
 value, issue 18), external ones point elsewhere. Real speakers never send one. So:
 
 - :func:`check_document` refuses a document that declares a DTD or an entity, or whose
-  encoding is not UTF-8 (or one of the ASCII-compatible encodings expat reads natively),
+  encoding is not UTF-8 (or one of the ASCII-compatible encodings expat reads natively:
+  US-ASCII, and ISO-8859-1 under any name Python's codecs read as it, :func:`accepted_encoding`),
   so that the byte scan for ``<!DOCTYPE`` cannot be dodged by an exotic encoding;
 - :func:`check_text` refuses a decoded value that carries a DTD (the nested documents, and
   any value another parser may read later, SoCo's included);
@@ -27,6 +28,8 @@ from __future__ import annotations
 
 import html
 import re
+from encodings import normalize_encoding
+from encodings.aliases import aliases as _codec_aliases
 from typing import Final
 
 import attrs
@@ -51,6 +54,8 @@ NESTING: Final = 3
 out-argument that is a document, DIDL metadata inside it, DIDL inside a Browse result)."""
 
 _ENCODINGS: Final = frozenset({"utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1"})
+#: What XML allows as an encoding name (``EncName``), lower-cased.
+_ENC_NAME: Final = re.compile(r"[a-z][a-z0-9._-]*\Z")
 _DECLARATION: Final = re.compile(rb"<\?xml[^>]{0,200}?encoding\s*=\s*[\"']([^\"']{0,40})[\"']")
 _DTD_MARKS: Final = (b"<!DOCTYPE", b"<!ENTITY")
 _DTD_TEXT: Final = ("<!DOCTYPE", "<!ENTITY")
@@ -105,11 +110,34 @@ def is_wide(document: bytes) -> bool:
     return head[:2] in (b"\xfe\xff", b"\xff\xfe") or b"\x00" in head
 
 
+def accepted_encoding(name: str) -> bool:
+    """Whether a document may declare the encoding ``name`` (any case): UTF-8, US-ASCII, or
+    ISO-8859-1 under any name XML allows that Python's codecs read as ISO-8859-1 (``latin-1``,
+    ``latin1``, ``l1``, ``cp819``, ``iso_8859_1``...).
+
+    For a name expat does not know itself, Python's parsers ask Python's codecs: every such
+    name of ISO-8859-1 is then read byte for byte as ISO-8859-1 is, so it can hide nothing
+    from the byte scan (lxml, the topology's fallback parser, reads some of them as
+    ISO-8859-1 and refuses the rest as unsupported: nothing hidden either way). The name is
+    looked up in the codecs' table of aliases, as ``codecs.lookup`` does, without importing
+    anything a sender names.
+    """
+    name = name.strip().lower()
+    if name in _ENCODINGS:
+        return True
+    if _ENC_NAME.match(name) is None:
+        return False
+    norm = normalize_encoding(name)
+    aliased = _codec_aliases.get(norm) or _codec_aliases.get(norm.replace(".", "_"))
+    return (aliased or norm) == "latin_1"
+
+
 def check_document(document: bytes, budget: Budget | None = None) -> None:
     """Refuse a document (as received, bytes) that may cost more than its size to parse.
 
     @raise UnsafeXml: ``encoding`` for a UTF-16/32 document or a declared encoding other than
-        UTF-8, US-ASCII or ISO-8859-1; ``dtd`` for a document type or entity declaration;
+        UTF-8, US-ASCII or ISO-8859-1 (:func:`accepted_encoding`); ``dtd`` for a document
+        type or entity declaration;
         ``over_budget`` when ``budget`` runs out.
     """
     if is_wide(document):
@@ -120,7 +148,7 @@ def check_document(document: bytes, budget: Budget | None = None) -> None:
         declared = _DECLARATION.match(document, start)
         if declared is not None:
             name = declared.group(1).decode("latin-1").strip().lower()
-            if name not in _ENCODINGS:
+            if not accepted_encoding(name):
                 raise UnsafeXml("encoding", f"encoding {name!r} is not accepted (use UTF-8)")
     # Both marks hold a "!": looking for that one byte (memchr) costs a twentieth of looking
     # for either mark, and a speaker's documents seldom hold one.

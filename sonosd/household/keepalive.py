@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from urllib.parse import urlparse
 
 import attrs
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -363,6 +363,9 @@ class ServiceSupervisor:
         self._probing = False
         self._seq = SeqTracker()
         self._notified_ = False
+        # SUBSCRIBEs in flight when their subscription was abandoned: each UNSUBSCRIBEs what
+        # it is granted (``_unsubscribe_once_granted``).
+        self._abandoned: set[Deferred[None]] = set()
 
     def __repr__(self) -> str:
         return f"<ServiceSupervisor {self.speaker.label} {self.service} {self.state.value}>"
@@ -501,25 +504,33 @@ class ServiceSupervisor:
 
         A renewal in flight is not cancelled (that would end the subscription locally, and
         no UNSUBSCRIBE would go out): the UNSUBSCRIBE is sent behind it, within the bound.
-        Nor is a SUBSCRIBE in flight: the speaker may have granted it already, and only its
-        answer tells the SID to UNSUBSCRIBE (see ``_unsubscribe_once_granted``).
+        Nor is a SUBSCRIBE in flight, this one or one abandoned earlier (an address change,
+        an outage, a reboot): the speaker may have granted it already, and only its answer
+        tells the SID to UNSUBSCRIBE (see ``_unsubscribe_once_granted``); the earlier ones
+        get the same bound.
         """
-        subscription, self.subscription = self.subscription, None
+        subscription = None
+        if self.state is not ServiceState.SUBSCRIBING:
+            # UNSUBSCRIBEd here, not handed to the speaker supervisor by ``_abandon``.
+            subscription, self.subscription = self.subscription, None
         renewal = self._operation if self.state is ServiceState.RENEWING else None
-        subscribing = self._operation if self.state is ServiceState.SUBSCRIBING else None
-        if renewal is not None or subscribing is not None:
+        if renewal is not None:
             self._operation = None
-        self._abandon()
+        self._abandon(stopping_within=timeout)
         self._stop_polling()
         self.state = ServiceState.STOPPED
-        if subscribing is not None and subscription is not None:
-            return self._unsubscribe_once_granted(subscribing, subscription, timeout)
-        if subscription is None or not (renewal is not None or subscription.is_subscribed):
+        clock = self._ctx.clock
+        waits: list[Deferred[None]] = [
+            wait.addTimeout(timeout, clock) for wait in list(self._abandoned)
+        ]
+        if subscription is not None and (renewal is not None or subscription.is_subscribed):
+            done = self._unsubscribe(subscription, timeout)
+            if renewal is not None:
+                done.addBoth(lambda _: renewal.cancel())
+            waits.append(done)
+        if not waits:
             return succeed(None)
-        done = self._unsubscribe(subscription, timeout)
-        if renewal is not None:
-            done.addBoth(lambda _: renewal.cancel())
-        return done
+        return DeferredList(waits, consumeErrors=True).addCallback(lambda _: None)
 
     # Subscribing and renewing.
 
@@ -689,13 +700,21 @@ class ServiceSupervisor:
             # Not answering, or answering 403 (UPnP switched off): the speaker's ping says.
             self.speaker.check_now(reason)
 
-    def _abandon(self, forgotten: bool = False) -> None:
+    def _abandon(self, forgotten: bool = False, stopping_within: float | None = None) -> None:
         """Forget the current subscription and cancel every timer and operation of this one.
+
+        A SUBSCRIBE in flight is not cancelled, whatever the reason (a reboot included: it
+        may have been sent after it): the speaker may have granted it already, and only its
+        answer tells which SID to UNSUBSCRIBE (``_unsubscribe_once_granted``). One still
+        waiting for its turn among the household's requests was never sent: it is cancelled.
 
         @param forgotten: The speaker forgot the subscription (it rebooted, or answered 412):
             no UNSUBSCRIBE is due. Otherwise the speaker may still hold it, and keep sending
             NOTIFYs to it: it is handed to the speaker supervisor to be UNSUBSCRIBEd.
+        @param stopping_within: The service stops: a SUBSCRIBE in flight is waited for and
+            its SID UNSUBSCRIBEd within these seconds (``None``: within the request bounds).
         """
+        subscribing = self.state is ServiceState.SUBSCRIBING
         self._gen += 1
         self._probing = False
         for call in (self._timer, self._grace):
@@ -703,6 +722,13 @@ class ServiceSupervisor:
                 call.cancel()
         self._timer = self._grace = None
         operation, self._operation = self._operation, None
+        in_flight = self.subscription if subscribing and operation is not None else None
+        if getattr(in_flight, "request_started", 0.0) is None:
+            in_flight = None  # Still waiting for its turn (``_Guard``): never sent, cancelled.
+        if operation is not None and in_flight is not None:
+            self.subscription = None
+            self._unsubscribe_once_granted(operation, in_flight, stopping_within)
+            operation = None
         if operation is not None:
             operation.cancel()
         resync, self._resync = self._resync, None
@@ -720,22 +746,61 @@ class ServiceSupervisor:
             subscription.cancel()
 
     def _unsubscribe_once_granted(
-        self, subscribing: Deferred[Any], subscription: GenaSubscription, timeout: float
-    ) -> Deferred[None]:
+        self,
+        subscribing: Deferred[Any],
+        subscription: GenaSubscription,
+        stopping_within: float | None = None,
+    ) -> None:
         """Wait for the SUBSCRIBE in flight (``subscribing``, of an abandoned generation: its
-        events and its result are ignored), then UNSUBSCRIBE what it was granted; all within
-        ``timeout`` (a SUBSCRIBE still unanswered then is cancelled)."""
+        events and its result are ignored), then UNSUBSCRIBE what it was granted; tracked in
+        ``_abandoned`` until done.
+
+        Whatever abandoned it (a stop, a removal, an address change, an outage, a reboot),
+        the speaker may have granted it, and would keep sending NOTIFYs to that SID until it
+        expires. All within ``stopping_within`` when the service stops (a SUBSCRIBE still
+        unanswered then is cancelled; a failure is said in the stop's line); otherwise within
+        the SUBSCRIBE's bound and the UNSUBSCRIBE's (``_unsubscribe_abandoned``).
+        """
         clock = self._ctx.clock
+        request = self._config.request_timeout
+        timeout = 2 * request + 1.0 if stopping_within is None else stopping_within
         deadline = clock.seconds() + timeout
         subscription.callback = None
 
         def answered(_: object) -> Deferred[None]:
             if not subscription.is_subscribed:
                 return succeed(None)
-            return self._unsubscribe(subscription, max(0.0, deadline - clock.seconds()))
+            left = max(0.0, deadline - clock.seconds())
+            if stopping_within is None:
+                return self._unsubscribe_abandoned(subscription, left)
+            return self._unsubscribe(subscription, left)
 
         waited = subscribing.addTimeout(timeout, clock).addBoth(answered)
-        return waited.addErrback(lambda _: None)
+        waited.addErrback(lambda _: None)
+        self._abandoned.add(waited)
+        waited.addBoth(lambda _: self._abandoned.discard(waited))
+
+    def _unsubscribe_abandoned(
+        self, subscription: GenaSubscription, timeout: float
+    ) -> Deferred[None]:
+        """UNSUBSCRIBE the SID an abandoned SUBSCRIBE was granted. If the speaker could not be
+        reached (refused, no whole answer in time: it was going away), the speaker supervisor
+        keeps the SID to send again when the speaker answers again, as a replaced one's;
+        any other failure is only logged (the speaker forgets the SID at its expiry)."""
+
+        def failed(failure: Failure) -> None:
+            kind, reason = describe_failure(failure)
+            log.debug(
+                "UNSUBSCRIBE of abandoned {sid} at {speaker}: {reason}",
+                sid=subscription.sid,
+                speaker=self.speaker.label,
+                reason=reason,
+            )
+            if kind is FailureKind.UNREACHABLE:
+                self.speaker.supersede(subscription)
+
+        d = subscription.unsubscribe().addTimeout(timeout, self._ctx.clock)
+        return d.addCallbacks(lambda _: None, failed)
 
     def _unsubscribe(self, subscription: GenaSubscription, timeout: float) -> Deferred[None]:
         def failed(failure: Failure) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import json
 import math
 import re
 import socket
@@ -32,6 +33,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
+from sonosd.config import schema_text
 from sonosd.gena import listener as listener_module
 from sonosd.gena.listener import (
     BACKLOG,
@@ -159,7 +161,12 @@ def test_the_documented_defaults_are_the_listeners() -> None:
     flat = " ".join(text.split())
     assert f"(at most `HELD_PER_SUBSCRIBE`, {HELD_PER_SUBSCRIBE}, per SUBSCRIBE" in flat
     assert f"the {listener_module.MAX_ENDED:,} most recent" in flat
-    assert listener_module.ENDED_MEMORY == 3600 and "an hour at most each" in flat
+    assert "each until its grant would have run out, a day at most" in flat
+    assert listener_module.ENDED_MEMORY == 86400
+    # The longest grant the daemon may ask for: its subscription.timeout at most.
+    schema = json.loads(schema_text())
+    longest = schema["properties"]["subscription"]["properties"]["timeout"]["maximum"]
+    assert longest == listener_module.ENDED_MEMORY
 
 
 def test_every_test_the_fixes_table_names_exists() -> None:
@@ -361,19 +368,43 @@ class DispatchTests(SynchronousTestCase):
             1,
         )
 
-    def test_an_ended_sid_is_remembered_an_hour_at_most(self) -> None:
-        """The SID of an ended subscription that had more than an hour left (or an infinite
-        grant) is refused as ended for an hour, then as unknown."""
-        self.ended(time_left=math.inf)
-        self.reactor.advance(3599.9)
+    def test_an_ended_sid_is_remembered_as_long_as_its_grant(self) -> None:
+        """The SID of an ended subscription with two hours left (a 7200 s grant) is refused
+        as ended until they run out, not for an hour only; then as unknown."""
+        self.ended(time_left=7200.0)
+        self.reactor.advance(3600.1)
         assert Connection(self.listener).send(notify_bytes()) == 412
-        assert self.listener.rejected["ended_sid"] == 1
+        self.reactor.advance(7199.9 - 3600.1)
+        assert Connection(self.listener).send(notify_bytes()) == 412
+        assert self.refused() == (2, 0)
         self.reactor.advance(0.1)
         assert Connection(self.listener).send(notify_bytes()) == 412
-        assert (self.listener.rejected["ended_sid"], self.listener.rejected["unknown_sid"]) == (
-            1,
-            1,
-        )
+        assert self.refused() == (2, 1)
+
+    def test_an_ended_sid_is_remembered_a_day_at_most(self) -> None:
+        """The SID of an ended subscription granted more than a day (or an infinite grant,
+        or one that says nothing of its time left) is refused as ended for a day, the longest
+        grant the daemon asks for, then as unknown."""
+        for left in (math.inf, 10.0**12, None):
+            self.listener, self.reactor = make_listener()
+            if left is None:
+                self.listener.register(self.subscription)
+                self.listener.unregister(self.subscription)
+            else:
+                self.ended(time_left=left)
+            self.reactor.advance(86399.9)
+            assert Connection(self.listener).send(notify_bytes()) == 412
+            assert self.refused() == (1, 0), left
+            self.reactor.advance(0.1)
+            assert Connection(self.listener).send(notify_bytes()) == 412
+            assert self.refused() == (1, 1), left
+
+    def test_an_ended_sid_with_no_time_left_is_not_remembered(self) -> None:
+        """A subscription that ended with its grant run out (the speaker forgot it) leaves
+        no SID behind: its NOTIFY is an unknown SID's."""
+        self.ended(time_left=0.0)
+        assert Connection(self.listener).send(notify_bytes()) == 412
+        assert self.refused() == (0, 1)
 
     def test_other_source_is_403(self) -> None:
         """A NOTIFY for a registered SID from another address is refused and not delivered."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 import html
+from encodings.aliases import aliases
+from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
 import pytest
@@ -15,6 +18,7 @@ from sonosd.gena.xmlguard import (
     NESTING,
     Budget,
     UnsafeXml,
+    accepted_encoding,
     check_answer,
     check_document,
     check_text,
@@ -252,3 +256,78 @@ def test_answer_with_a_bare_ampersand_still_checks_the_levels_below() -> None:
     dtd = escape(escape("<!DOCTYPE x [<!ENTITY a 'b'>]><x/>"))
     with pytest.raises(UnsafeXml, match="DTD"):
         check_answer(f"<r><v>uri?a=1&amp;b=2 {dtd}</v></r>".encode())
+
+
+#: Every name Python's codecs give ISO-8859-1 (their aliases, and the codec's own name).
+LATIN_1_NAMES = sorted(
+    {"latin_1", *(name for name, codec in aliases.items() if codec == "latin_1")}
+)
+
+
+def reads_as_latin_1(name: str) -> bool:
+    """What Python's codecs make of ``name``: ISO-8859-1, or anything else."""
+    try:
+        return codecs.lookup(name).name == "iso8859-1"
+    except LookupError:
+        return False
+
+
+def declaring(name: str, text: bytes = b"caf\xe9") -> bytes:
+    return b'<?xml version="1.0" encoding="' + name.encode("ascii") + b'"?><a>' + text + b"</a>"
+
+
+@st.composite
+def latin_1_names(draw: st.DrawFn) -> str:
+    """A name of ISO-8859-1 as XML allows it, in any case, its separators ``-`` or ``_`` (a
+    dot is no separator to Python's codecs: ``latin.1`` names nothing)."""
+    name = draw(st.sampled_from([n for n in LATIN_1_NAMES if n[0].isalpha()]))
+    spelled = "".join(
+        draw(st.sampled_from("-_")) if c == "_" else draw(st.sampled_from([c.lower(), c.upper()]))
+        for c in name
+    )
+    return spelled
+
+
+@given(latin_1_names())
+def test_every_name_of_iso_8859_1_passes_and_reads_as_it(name: str) -> None:
+    """A document declaring ISO-8859-1 by any name Python's codecs know it by (``latin-1``,
+    ``latin1``, ``L1``, ``cp819``...) passes the guard, and the parser reads it byte for byte
+    as one declaring ISO-8859-1: the name cannot hide a declaration from the scan."""
+    assert reads_as_latin_1(name)
+    check_document(declaring(name))
+    expected = ElementTree.fromstring(declaring("ISO-8859-1")).text
+    assert ElementTree.fromstring(declaring(name)).text == expected == "caf\u00e9"
+    with pytest.raises(UnsafeXml) as refused:
+        check_document(declaring(name, b'<!DOCTYPE a [<!ENTITY x "y">]>'))
+    assert refused.value.reason == "dtd"
+
+
+@given(
+    st.one_of(
+        st.from_regex(r"[A-Za-z][A-Za-z0-9._-]{0,14}", fullmatch=True),
+        st.sampled_from(sorted(aliases)),
+        latin_1_names(),
+    )
+)
+def test_a_declared_name_passes_only_as_utf_8_ascii_or_iso_8859_1(name: str) -> None:
+    """Any other name XML allows is refused unless Python's codecs read it as ISO-8859-1
+    (or it is one of UTF-8 and US-ASCII's usual names), whatever codec it names: cp500,
+    UTF-7, UTF-16 and the rest could hide a declaration from the byte scan."""
+    expected = name.lower() in {"utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1"} or (
+        name[0].isalpha() and reads_as_latin_1(name)
+    )
+    assert accepted_encoding(name) is expected
+    if expected:
+        check_document(declaring(name))
+    else:
+        with pytest.raises(UnsafeXml) as refused:
+            check_document(declaring(name))
+        assert refused.value.reason == "encoding"
+        assert f"encoding {name.lower()!r} is not accepted" in str(refused.value)
+
+
+@pytest.mark.parametrize("name", ["8859", "latin-1:1987", "latin 1", "lat\u00edn1", ""])
+def test_a_name_xml_does_not_allow_is_refused(name: str) -> None:
+    """A name Python's codecs would take but XML does not allow (a digit first, a colon, a
+    space, a letter beyond ASCII) is refused as an encoding, not left to the parser."""
+    assert not accepted_encoding(name)

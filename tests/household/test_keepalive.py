@@ -124,6 +124,24 @@ class QueuedRequestTests(SynchronousTestCase):
         lost = h.processor.of("subscription.lost")
         self.assertEqual([m[1]["reason"] for m in lost], ["timeout"])
 
+    def test_abandoned_before_its_turn_is_cancelled(self) -> None:
+        """A SUBSCRIBE abandoned for a reason (here a reboot) while it waits for its turn
+        was never sent: it is cancelled at once, not sent to be UNSUBSCRIBEd once granted."""
+        _, speaker, subscription = self.queued()
+        speaker.rebooted("BootSeq 5 -> 6 (topology)")
+        self.assertTrue(subscription.cancelled)
+        self.assertEqual(subscription.requests, ["subscribe"])
+
+    def test_abandoned_once_sent_is_unsubscribed_once_granted(self) -> None:
+        """Once its turn came (sent), an abandoned SUBSCRIBE is left to answer, and the SID
+        it is granted UNSUBSCRIBEd."""
+        h, speaker, subscription = self.queued()
+        subscription.start(h.clock.seconds())
+        speaker.rebooted("BootSeq 5 -> 6 (topology)")
+        self.assertFalse(subscription.cancelled)
+        subscription.grant()
+        self.assertEqual(subscription.requests, ["subscribe", "unsubscribe"])
+
 
 class RenewTests(SynchronousTestCase):
     def test_renew_at_fraction_of_granted(self) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionRefusedError
-from twisted.logger import capturedLogs
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from sonosd.config import Device
@@ -791,6 +791,154 @@ class ShutdownTests(SynchronousTestCase):
         self.successResultOf(speaker.stopService())
         self.assertEqual(h.clock.getDelayedCalls(), [])
         self.assertEqual(h.gena.count("unsubscribe"), 0)
+
+
+class AbandonedSubscribeTests(SynchronousTestCase):
+    """A SUBSCRIBE in flight when its subscription is replaced or dropped for a reason (an
+    address change, a reboot, an outage) is not cancelled: the speaker may have granted it,
+    and its SID is UNSUBSCRIBEd once the answer tells it (end to end through the simulator:
+    test_supervisor_sim's test_subscribes_in_flight_when_the_speaker_goes_offline_...)."""
+
+    def make(self) -> tuple[Harness, HouseholdSupervisor, FakeSubscription]:
+        h = Harness(request_timeout=5.0, shutdown_timeout=2.0)
+        h.gena.answers["subscribe"] = "hang"
+        h.household.uids["127.0.0.9"] = UID
+        household = HouseholdSupervisor(h.ctx, [Device(HOST)])
+        household.startService()
+        return h, household, h.gena.current("RenderingControl")
+
+    def replaced(self, h: Harness, first: FakeSubscription) -> FakeSubscription:
+        """The subscription made afresh: ``first`` was neither cancelled nor forgotten."""
+        fresh = h.gena.current("RenderingControl")
+        self.assertIsNot(fresh, first)
+        self.assertFalse(first.cancelled)
+        self.assertIsNone(first.callback)
+        return fresh
+
+    def test_address_change(self) -> None:
+        """Moved while its SUBSCRIBE is in flight: granted later, that SID is UNSUBSCRIBEd,
+        and the fresh subscription at the new address is kept."""
+        h, household, first = self.make()
+        household.on_topology(None, zgs((UID, "127.0.0.9", "")))
+        fresh = self.replaced(h, first)
+        self.assertEqual(fresh.device.ip_address, "127.0.0.9")
+        first.grant()
+        self.assertEqual(first.requests, ["subscribe", "unsubscribe"])
+        fresh.grant()
+        self.assertEqual(fresh.requests, ["subscribe"])
+        [sup] = household.speakers()[0].services.values()
+        self.assertIs(sup.subscription, fresh)
+        self.assertEqual(sup.state, ServiceState.SUBSCRIBED)
+
+    def test_reboot(self) -> None:
+        """A reboot seen while a SUBSCRIBE is in flight: that SUBSCRIBE may have been sent
+        after the reboot, so a grant is UNSUBSCRIBEd too (not taken as forgotten)."""
+        h, household, first = self.make()
+        speaker = household.speakers()[0]
+        speaker.observe_boot_seq(5, "topology")
+        speaker.observe_boot_seq(6, "topology")
+        self.replaced(h, first)
+        first.grant()
+        self.assertEqual(first.requests, ["subscribe", "unsubscribe"])
+
+    def test_refused_grant(self) -> None:
+        """A SUBSCRIBE abandoned and then refused leaves nothing to UNSUBSCRIBE."""
+        h, household, first = self.make()
+        household.on_topology(None, zgs((UID, "127.0.0.9", "")))
+        self.replaced(h, first)
+        first.pending[0].errback(HttpError(503))
+        self.assertEqual(first.requests, ["subscribe"])
+        self.assertEqual(h.unsubscriber.sent, [])
+
+    def test_unanswered_is_cut_by_its_bound(self) -> None:
+        """An abandoned SUBSCRIBE that never answers is cut by its own bound (the request
+        timeout and a second from its start), no sooner: nothing is left behind."""
+        h, household, first = self.make()
+        household.on_topology(None, zgs((UID, "127.0.0.9", "")))
+        self.replaced(h, first)
+        h.gena.current("RenderingControl").grant()
+        h.clock.advance(5.9)
+        self.assertFalse(first.pending[0].called)
+        h.clock.advance(0.1)
+        self.assertTrue(first.pending[0].called)
+        self.assertEqual(first.requests, ["subscribe"])
+        # Nothing waits any more: a stop is over at once.
+        self.successResultOf(household.stopService())
+
+    def test_late_grant_unsubscribed_within_the_rest(self) -> None:
+        """A grant that comes just before the SUBSCRIBE's bound leaves its UNSUBSCRIBE the
+        rest of twice the request timeout and a second (11 s from the abandonment)."""
+        h, household, first = self.make()
+        household.on_topology(None, zgs((UID, "127.0.0.9", "")))
+        self.replaced(h, first)
+        h.gena.current("RenderingControl").grant()
+        h.clock.advance(5.5)
+        h.gena.answers["unsubscribe"] = "hang"
+        first.grant()
+        self.assertEqual(first.requests, ["subscribe", "unsubscribe"])
+        unsubscribing = first.pending[-1]
+        h.clock.advance(5.4)
+        self.assertFalse(unsubscribing.called)
+        h.clock.advance(0.1)
+        self.assertTrue(unsubscribing.called)
+
+    def offline_then_back(self, unsubscribe: Exception) -> tuple[Harness, FakeSubscription]:
+        """A speaker found offline while its SUBSCRIBE is in flight, that SUBSCRIBE granted
+        then and its UNSUBSCRIBE failing with ``unsubscribe``, then the speaker back."""
+        h, household, first = self.make()
+        speaker = household.speakers()[0]
+        device = h.household.devices[HOST]
+        device.down = ConnectionRefusedError()
+        speaker.check_now("test")
+        self.assertEqual(speaker.availability, "offline")
+        self.assertFalse(first.cancelled)
+        h.gena.answers["unsubscribe"] = unsubscribe
+        first.expires = h.clock.seconds() + 100.0
+        first.grant()
+        self.assertEqual(first.requests, ["subscribe", "unsubscribe"])
+        self.assertEqual(h.unsubscriber.sent, [])
+        del h.gena.answers["unsubscribe"]
+        h.gena.answers["subscribe"] = None
+        device.down = None
+        h.clock.advance(3.0)
+        self.assertEqual(speaker.availability, "online")
+        h.clock.advance(0)
+        return h, first
+
+    def test_offline_and_unreachable_unsubscribed_when_back(self) -> None:
+        """Dropped as the speaker goes offline, a SUBSCRIBE granted then whose UNSUBSCRIBE
+        cannot reach the speaker leaves its SID with the speaker supervisor: UNSUBSCRIBEd as
+        soon as the speaker answers again."""
+        h, first = self.offline_then_back(ConnectionRefusedError())
+        self.assertEqual(h.unsubscriber.sent, [(HOST, 1400, first.event_path, first.sid)])
+
+    def test_offline_and_refused_not_sent_again(self) -> None:
+        """An UNSUBSCRIBE of an abandoned SID that the speaker answers with an error is not
+        sent again (as a replaced SID's): the speaker forgets the SID at its expiry."""
+        with capturedLogs() as events:
+            h, first = self.offline_then_back(HttpError(500))
+        self.assertEqual(h.unsubscriber.sent, [])
+        said = [
+            (e["log_level"], formatEvent(e))
+            for e in events
+            if e.get("log_format", "").startswith("UNSUBSCRIBE of abandoned")
+        ]
+        [(level, line)] = said
+        self.assertEqual(level, LogLevel.debug)
+        self.assertRegex(line, rf"^UNSUBSCRIBE of abandoned {first.sid} at .*{UID}.*: HTTP 500$")
+
+    def test_stop_bounds_an_earlier_abandoned_subscribe(self) -> None:
+        """A stop while an abandoned SUBSCRIBE still waits for its answer fires within
+        shutdown_timeout, that SUBSCRIBE cancelled then."""
+        h, household, first = self.make()
+        household.on_topology(None, zgs((UID, "127.0.0.9", "")))
+        self.replaced(h, first)
+        stopped = household.stopService()
+        self.assertNoResult(stopped)
+        h.clock.advance(2.0)
+        self.successResultOf(stopped)
+        self.assertTrue(first.pending[0].called)
+        self.assertEqual(h.clock.getDelayedCalls(), [])
 
 
 class HouseholdTests(SynchronousTestCase):

@@ -7,16 +7,19 @@ short timeouts in the configuration to compress hours into seconds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import attrs
+from treq.client import HTTPClient
 from twisted.internet import reactor as global_reactor
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.task import deferLater
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import TestCase
+from twisted.web.client import Agent, HTTPConnectionPool
 
 from sonosd.blocking import SocoRunner
 from sonosd.config import DEFAULT_SERVICES, Config, Device, SimulateConfig, SubscriptionConfig
@@ -37,6 +40,8 @@ from tests.gena_wire import notify_request, status_of
 from tests.paths import ROOT
 
 reactor: Any = global_reactor
+
+T = TypeVar("T")
 
 FAST = SubscriptionConfig(
     timeout=3600,
@@ -71,6 +76,21 @@ async def until(check: Callable[[], bool], what: str, timeout: float = 15.0) -> 
         await deferLater(reactor, 0.02)
 
 
+async def until_read(
+    read: Callable[[], Awaitable[T]], check: Callable[[T], bool], what: str, timeout: float = 15.0
+) -> T:
+    """Read (every 50 ms) until ``check`` holds of what ``read()`` gives, and return that;
+    fail after ``timeout`` seconds, naming the last reading."""
+    deadline = reactor.seconds() + timeout
+    while True:
+        reading = await read()
+        if check(reading):
+            return reading
+        if reactor.seconds() > deadline:
+            raise AssertionError(f"gave up waiting for {what}: {reading!r}")
+        await deferLater(reactor, 0.05)
+
+
 @attrs.define
 class Rig:
     sim: HouseholdService
@@ -100,6 +120,25 @@ class Rig:
 
     def initial_events(self, uid: str, service: str) -> list[Message]:
         return [m for m in self.recorder.of("event", uid, service) if m.body.get("seq") == 0]
+
+    async def admin(self, method: str, path: str, body: object = None) -> Any:
+        """Call the simulator's admin API (a rig made with ``admin=True``): its JSON answer."""
+        http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
+        data = None if body is None else json.dumps(body).encode()
+        response = await http.request(method, f"{self.sim.admin_url}{path}", data=data)
+        answer = json.loads(await response.content())
+        assert response.code == 200, (method, path, response.code, answer)
+        return answer
+
+    def live_sids(self, speaker: Speaker) -> set[str]:
+        """The SIDs the daemon's current subscriptions to ``speaker`` hold."""
+        supervised = self.household.speaker(speaker.uid)
+        assert supervised is not None
+        return {
+            sup.subscription.sid
+            for sup in supervised.services.values()
+            if sup.subscription is not None and sup.subscription.sid
+        }
 
 
 def follow_only(rig: Rig, speaker: Speaker) -> None:
@@ -132,6 +171,7 @@ class SimTests(TestCase):
         names: Mapping[int, str] | None = None,
         households: int = 1,
         spare: int = 2,
+        admin: bool = False,
     ) -> Rig:
         """A simulated household and a supervisor following it.
 
@@ -141,6 +181,7 @@ class SimTests(TestCase):
         @param households: The simulated households the speakers are split over (``speakers``
             are the first one's).
         @param spare: Free addresses after the speakers' (for a speaker that moves).
+        @param admin: Serve the simulator's admin API (``Rig.admin``).
         """
         base = free_loopback_base(count=max(4, speakers + spare))
         sim = HouseholdService(
@@ -150,10 +191,13 @@ class SimTests(TestCase):
                 base_address=base,
                 stereo_pair=stereo_pair,
                 households=households,
+                admin="tcp:0:interface=127.0.0.1" if admin else None,
             ),
         )
         sim.startService()
         self.addCleanup(sim.stopService)
+        if sim.admin_ready is not None:
+            await sim.admin_ready
         if before_start is not None:
             prepared = before_start(sim)
             if isinstance(prepared, Deferred):
@@ -942,6 +986,56 @@ class HouseholdSimTests(TestCase):
         follow_only(rig, kept)
         await until(lambda: rig.sim_subscriptions(removed) == [], "no subscription left")
         self.assertEqual(set(self.supervised(rig)), {kept.uid})
+
+    async def test_subscribes_in_flight_when_the_speaker_goes_offline_are_unsubscribed(
+        self,
+    ) -> None:
+        """A speaker found offline (its ping unanswered in time) while its SUBSCRIBEs await
+        their answers (granted at the speaker, the SIDs not known yet) is left holding none of
+        them: each is UNSUBSCRIBEd once its answer arrives, and once the speaker is back it
+        holds the daemon's live subscriptions and nothing else (the simulator's admin API
+        says). Cancelled instead, each was a SID the speaker kept NOTIFYing for its hour."""
+        services = ("RenderingControl", "AVTransport")
+        config = attrs.evolve(FAST, request_timeout=10.0, silence_timeout=0.2, ping_timeout=0.5)
+
+        def slow_answers(sim: HouseholdService) -> None:
+            manager: Any = sim.household.speakers[0].manager
+            manager.faults.answer_delay = 4.0
+
+        rig = await self.rig(
+            speakers=1, services=services, config=config, before_start=slow_answers, admin=True
+        )
+        [speaker] = rig.speakers
+        gena_path = f"/speakers/{speaker.index}/gena"
+
+        async def held() -> list[dict[str, Any]]:
+            answer = await rig.admin("GET", gena_path)
+            subscriptions: list[dict[str, Any]] = answer["subscriptions"]
+            return subscriptions
+
+        granted = await until_read(
+            held, lambda subs: len(subs) == len(services), "the SUBSCRIBEs granted"
+        )
+        # Its pings now drip for 20 s: past the ping timeout, the speaker is offline.
+        await rig.admin(
+            "PATCH", f"/speakers/{speaker.index}/soap/faults", {"padding": 20_000, "drip": 1.0}
+        )
+        await until(lambda: rig.recorder.of("speaker.offline", speaker.uid), "speaker.offline")
+        supervised = rig.household.speaker(speaker.uid)
+        assert supervised is not None
+        # Abandoned in flight: none of the SUBSCRIBEs had been answered yet.
+        self.assertEqual([sup.subscribes for sup in supervised.services.values()], [0, 0])
+        await until_read(held, lambda subs: subs == [], "the granted SIDs UNSUBSCRIBEd")
+        await rig.admin("DELETE", f"/speakers/{speaker.index}/soap/faults")
+        await rig.admin("DELETE", f"{gena_path}/faults")
+        await until(
+            lambda: len(rig.recorder.of("subscription.restored", speaker.uid)) == len(services),
+            "both subscriptions restored",
+        )
+        live = rig.live_sids(speaker)
+        self.assertEqual(len(live), len(services))
+        self.assertEqual({s["sid"] for s in await held()}, live)
+        self.assertFalse(live & {s["sid"] for s in granted})
 
     async def test_a_removed_device_still_in_the_household_is_followed_again(self) -> None:
         """A reload that removes a listed speaker still a member of the followed household
