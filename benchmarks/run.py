@@ -68,13 +68,13 @@ SMOKE: dict[str, dict[str, Any]] = {
     },
     "availability": {
         "subscription": {
-            "silence_timeout": 1.0,
+            "silence_timeout": 0.5,
             "ping_timeout": 0.5,
             "availability_interval": 0.25,
             "request_timeout": 2.0,
         },
-        "reboot_downtime": 1.0,
-        "outage": 0.5,
+        "reboot_downtime": 0.5,
+        "outage": 0.25,
         "deadline": 30.0,
     },
     "footprint": {"settle": 0.5, "variants": ("idle",)},

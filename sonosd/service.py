@@ -219,6 +219,7 @@ class SonosdService(MultiService):
         self.listener.setServiceParent(self)
 
         self.hub = Hub(reactor, replay=config.api.replay_buffer)
+        self.hub.add_clients_observer(self.systemd.changed)
         self.state = HouseholdState()
         self.hub.set_snapshot_provider(self.state.snapshot)
         self.processor = EventProcessor(self.hub, self.state, reactor)
@@ -272,6 +273,7 @@ class SonosdService(MultiService):
             listener=self.listener,
             state=self.state,
             soap=self.soap,
+            status_changed=self.systemd.changed,
         )
         self.api.metrics.registry.register(
             DaemonCollector(lambda: self.household.status(), self.sink_status, PHASES)

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from twisted.application.service import Service
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -30,6 +30,10 @@ log = Logger()
 
 #: How often the ``STATUS=`` line is refreshed (it is sent only when it changed).
 STATUS_INTERVAL = 5.0
+
+#: The least time, in seconds, between two refreshes a change asks for (``changed``): a burst
+#: of clients connecting or of subscriptions coming up is one refresh.
+STATUS_COALESCE = 1.0
 
 
 def notify_address(environ: Mapping[str, str]) -> str | bytes | None:
@@ -128,6 +132,10 @@ class SystemdService(Service):
     listen as started. The watchdog ping runs in the reactor thread, so a blocked reactor
     stops it and systemd restarts the daemon.
 
+    The ``STATUS=`` line is refreshed every ``STATUS_INTERVAL`` seconds, and soon after
+    ``changed()`` says that something it counts changed (at most once every
+    ``STATUS_COALESCE`` seconds however many changes come).
+
     @param clock: Schedules the status refresh and the watchdog pings.
     @param notifier: Sends the messages.
     @param status: Returns the one-line summary for ``STATUS=``.
@@ -143,7 +151,10 @@ class SystemdService(Service):
     ) -> None:
         self.notifier = notifier
         self._status = status
+        self._clock = clock
         self._last_status: str | None = None
+        self._refreshed_at = float("-inf")
+        self._pending: IDelayedCall | None = None
         self._ready = False
         self._status_call = LoopingCall(self.refresh_status)
         self._status_call.clock = clock
@@ -158,6 +169,7 @@ class SystemdService(Service):
         if self._ready or not self.notifier.enabled:
             return
         self._ready = True
+        self._refreshed_at = self._clock.seconds()
         self._last_status = status_line(self._status())
         self.notifier.send("READY=1", f"STATUS={self._last_status}", f"MAINPID={os.getpid()}")
         if self.running:
@@ -176,8 +188,23 @@ class SystemdService(Service):
             assert self._watchdog is not None
             self._watchdog_call.start(self._watchdog, now=True)
 
+    def changed(self) -> None:
+        """Something the status line counts changed (a client connected or left, a
+        subscription became evented or stopped being so, a speaker came or went): refresh the
+        line now, or ``STATUS_COALESCE`` seconds after the last refresh if that is later."""
+        if not self._ready or not self.running or self._pending is not None:
+            return
+        delay = max(0.0, self._refreshed_at + STATUS_COALESCE - self._clock.seconds())
+        # Even now (0 s): the changes of this reactor turn are one refresh.
+        self._pending = self._clock.callLater(delay, self._refresh_changed)
+
+    def _refresh_changed(self) -> None:
+        self._pending = None
+        self.refresh_status()
+
     def refresh_status(self) -> None:
         """Send ``STATUS=`` when the summary changed."""
+        self._refreshed_at = self._clock.seconds()
         line = status_line(self._status())
         if line != self._last_status:
             self._last_status = line
@@ -205,6 +232,10 @@ class SystemdService(Service):
         """Stop the calls (``STOPPING=1`` was sent when the stop began)."""
         super().stopService()
         self.stopping()
+        if self._pending is not None:
+            if self._pending.active():
+                self._pending.cancel()
+            self._pending = None
         for call in (self._status_call, self._watchdog_call):
             if call is not None and call.running:
                 call.stop()

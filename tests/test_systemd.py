@@ -127,3 +127,63 @@ def test_service_lifecycle(systemd: tuple[socket.socket, str]) -> None:
     clock.advance(60)
     assert received(receiver) == []
     assert not clock.getDelayedCalls()
+
+
+def test_a_change_refreshes_the_status_at_most_once_a_second(
+    systemd: tuple[socket.socket, str],
+) -> None:
+    """``changed()`` sends a changed STATUS= at the end of the turn, not at the 5 s refresh;
+    changes within a second of the last refresh are one refresh a second after it; a change
+    that leaves the line as it was sends nothing; the periodic refresh still runs; nothing is
+    pending after the stop."""
+    receiver, path = systemd
+    clock = Clock()
+    status = ["0 clients"]
+    reads: list[float] = []
+
+    def read() -> str:
+        reads.append(clock.seconds())
+        return status[0]
+
+    service = SystemdService(clock, Notifier({"NOTIFY_SOCKET": path}), read)
+    service.startService()
+    service.changed()  # before READY=1: nothing to refresh (READY carries the line)
+    assert not clock.getDelayedCalls()
+    clock.advance(2.0)
+    service.ready()
+    assert received(receiver)[0].startswith("READY=1\nSTATUS=0 clients\n")
+    status[0] = "1 client"
+    service.changed()
+    service.changed()
+    clock.advance(0)
+    assert received(receiver) == []  # within a second of READY's line
+    clock.advance(0.5)
+    assert received(receiver) == []
+    clock.advance(0.5)  # 3 s: a second after READY, one refresh for both changes
+    assert received(receiver) == ["STATUS=1 client\n"]
+    assert reads == [2.0, 3.0]
+    clock.advance(1.5)  # 4.5 s: a change over a second after the last refresh is sent now
+    status[0] = "2 clients"
+    service.changed()
+    clock.advance(0)
+    assert received(receiver) == ["STATUS=2 clients\n"]
+    for count in range(3, 7):  # a burst within the second: one refresh, a second after
+        status[0] = f"{count} clients"
+        service.changed()
+        clock.advance(0.125)
+    assert received(receiver) == []
+    clock.advance(0.5)  # 5.5 s
+    assert received(receiver) == ["STATUS=6 clients\n"]
+    assert reads == [2.0, 3.0, 4.5, 5.5]
+    clock.advance(1.0)  # 6.5 s: a change that leaves the line as it was
+    service.changed()
+    clock.advance(0)
+    assert received(receiver) == []
+    status[0] = "0 clients"  # unsaid: the periodic refresh (READY at 2 s, every 5 s) tells
+    clock.advance(0.5)
+    assert received(receiver) == ["STATUS=0 clients\n"]
+    status[0] = "1 client"
+    service.changed()  # due at 8 s, when the service has stopped
+    service.stopService()
+    assert received(receiver) == ["STOPPING=1\nSTATUS=stopping\n"]
+    assert not clock.getDelayedCalls()

@@ -190,6 +190,7 @@ class Channel(Generic[F]):
         """
         client.filter = self.intern(client.filter)
         self.clients.append(client)
+        self.hub.clients_changed()
         return self.opening(client, cursor)
 
     def opening(self, client: Client, cursor: Cursor | None) -> Start:
@@ -232,9 +233,10 @@ class Channel(Generic[F]):
 
     def leave(self, client: Client) -> None:
         """Stop sending to ``client`` (it disconnected)."""
+        self._batch.pop(id(client), None)
         if client in self.clients:
             self.clients.remove(client)
-        self._batch.pop(id(client), None)
+            self.hub.clients_changed()
 
     def too_slow(self, client: Client, dropped: int) -> None:
         """``client`` could not keep up: forget it and count the frames it lost."""

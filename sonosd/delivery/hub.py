@@ -160,6 +160,7 @@ class Hub:
         self.ring = ReplayRing(replay, replay_bytes)
         self._sinks: list[ISink] = []
         self._snapshot_provider: Callable[[], dict[str, Any]] = lambda: {}
+        self._client_observers: list[Callable[[], None]] = []
         self._last_id = 0
         self.published = 0
         self.sink_errors = 0
@@ -177,6 +178,16 @@ class Hub:
         """Stop delivering to ``sink``; unknown sinks are ignored."""
         if sink in self._sinks:
             self._sinks.remove(sink)
+
+    def add_clients_observer(self, observer: Callable[[], None]) -> None:
+        """Call ``observer`` (no arguments) whenever a client joins or leaves a streaming
+        channel of this hub (systemd's status line counts them)."""
+        self._client_observers.append(observer)
+
+    def clients_changed(self) -> None:
+        """A channel's clients changed (``Channel.join`` and ``Channel.leave`` say so)."""
+        for observer in self._client_observers:
+            observer()
 
     @property
     def sinks(self) -> tuple[ISink, ...]:

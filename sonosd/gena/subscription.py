@@ -348,7 +348,8 @@ def default_listener() -> NotifyListener:
 
 def _shutdown_default() -> Deferred[None]:
     _compat.trigger = None
-    return close_default_listener()
+    # The bound read now, not when close_default_listener was defined (tests shorten it).
+    return close_default_listener(SHUTDOWN_GRACE)
 
 
 def close_default_listener(grace: float = SHUTDOWN_GRACE) -> Deferred[None]:

@@ -238,6 +238,9 @@ class SupervisorContext:
     @ivar ping: Proves a speaker answers (the availability check).
     @ivar unsubscribe: UNSUBSCRIBEs a replaced SID at the speaker's current address.
     @ivar position: Reads playing groups' track position (``None``: not read).
+    @ivar status_changed: Called (no arguments) when what the status counts may have changed:
+        a speaker came or went, its availability changed, a subscription became evented or
+        stopped being so (systemd's status line is refreshed then).
     """
 
     clock: IReactorTime
@@ -257,6 +260,7 @@ class SupervisorContext:
     ping: Pinger = _not_wired
     unsubscribe: Unsubscriber = _not_wired
     position: PositionTracker | None = None
+    status_changed: Callable[[], None] = lambda: None
 
 
 class SpeakerHandle(Protocol):
@@ -327,9 +331,9 @@ class ServiceSupervisor:
     def __init__(self, speaker: SpeakerHandle, service: str) -> None:
         self.speaker = speaker
         self.service = service
-        self.state = ServiceState.IDLE
+        self._state = ServiceState.IDLE
         self.subscription: GenaSubscription | None = None
-        self.polling = False
+        self._polling = False
         self.failures = 0
         self.lost_reason: str | None = None
         self.events = 0
@@ -358,7 +362,7 @@ class ServiceSupervisor:
         # The renewal under way checks whether the speaker still holds its subscriptions.
         self._probing = False
         self._seq = SeqTracker()
-        self._notified = False
+        self._notified_ = False
         # SUBSCRIBEs in flight when their subscription was abandoned: each UNSUBSCRIBEs what
         # it is granted (``_unsubscribe_once_granted``).
         self._abandoned: set[Deferred[None]] = set()
@@ -370,6 +374,41 @@ class ServiceSupervisor:
     def _ctx(self) -> SupervisorContext:
         # Read through the speaker: a reload replaces the context (new timings, services).
         return self.speaker.ctx
+
+    # The three attributes ``evented`` and ``phase`` are read from: setting one to a new
+    # value tells the context's ``status_changed``.
+
+    @property
+    def state(self) -> ServiceState:
+        """Where the subscription's life is (``phase`` is its public name)."""
+        return self._state
+
+    @state.setter
+    def state(self, value: ServiceState) -> None:
+        self._set_told("_state", value)
+
+    @property
+    def polling(self) -> bool:
+        """Whether the state is read every ``poll_interval`` (no NOTIFY came)."""
+        return self._polling
+
+    @polling.setter
+    def polling(self, value: bool) -> None:
+        self._set_told("_polling", value)
+
+    @property
+    def _notified(self) -> bool:
+        # The first NOTIFY of the current subscription came.
+        return self._notified_
+
+    @_notified.setter
+    def _notified(self, value: bool) -> None:
+        self._set_told("_notified_", value)
+
+    def _set_told(self, attribute: str, value: object) -> None:
+        if getattr(self, attribute) != value:
+            setattr(self, attribute, value)
+            self._ctx.status_changed()
 
     @property
     def _config(self) -> SubscriptionConfig:

@@ -692,6 +692,8 @@ class SpeakerSupervisor(Service):
         line when it changed."""
         changed = status != self.availability
         self.availability, self.reason = status, reason
+        if changed:
+            self.ctx.status_changed()
         if self.ref is not None:
             self.ctx.processor.speaker_availability(self.ref, status, reason)
         if changed:
@@ -1162,12 +1164,14 @@ class HouseholdSupervisor(MultiService):
     def _add(self, speaker: SpeakerSupervisor) -> None:
         self._speakers.append(speaker)
         speaker.setServiceParent(self)
+        self.ctx.status_changed()
 
     def remove(self, speaker: SpeakerSupervisor, reason: str) -> Deferred[None]:
         """Stop following ``speaker`` (UNSUBSCRIBE everything) and forget it
         (``speaker.removed``)."""
         if speaker in self._speakers:
             self._speakers.remove(speaker)
+            self.ctx.status_changed()
         if speaker.uid is not None and self._by_uid.get(speaker.uid) is speaker:
             del self._by_uid[speaker.uid]
         self._retire(speaker.services.values())
@@ -1223,6 +1227,7 @@ class HouseholdSupervisor(MultiService):
             return None
         self._retire(speaker.services.values())
         self._speakers.remove(speaker)
+        self.ctx.status_changed()
         if speaker.uid is not None and self._by_uid.get(speaker.uid) is speaker:
             del self._by_uid[speaker.uid]
         speaker.disownServiceParent()
@@ -1456,6 +1461,7 @@ def build_household(
     listener: Any,
     state: Any,
     soap: SoapCaller | None = None,
+    status_changed: Callable[[], None] = lambda: None,
 ) -> HouseholdSupervisor:
     """The daemon's supervisor, wired: configured devices, topology observer, discovery.
 
@@ -1465,6 +1471,8 @@ def build_household(
         that explains the polling fallback).
     @param state: The ``HouseholdState``; the supervisor follows its topology (BootSeq,
         Location, vanished devices, members).
+    @param status_changed: Told when what ``status()`` counts may have changed
+        (``SupervisorContext.status_changed``).
     """
     http = gena.build_http_client(reactor)
     limiter = DeferredSemaphore(GENA_CONCURRENCY)
@@ -1510,6 +1518,7 @@ def build_household(
         ping=ping_speaker,
         unsubscribe=gena_unsubscriber(reactor, http, limiter),
         position=position,
+        status_changed=status_changed,
     )
     household = HouseholdSupervisor(
         ctx, config.devices, follow_household=config.follow_household, listener=listener

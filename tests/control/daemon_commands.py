@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -53,6 +54,17 @@ async def start(case: TestCase, **sections: Any) -> tuple[Daemon, SseClient]:
     await until(lambda: daemon.service.state.alarms is not None, "the alarm list")
     client = await sse(case, daemon)
     return daemon, client
+
+
+def wav_command(seconds: float) -> list[str]:
+    """A text-to-speech command writing a silent WAV of ``seconds`` to standard output."""
+    script = (
+        "import sys, wave\n"
+        "out = wave.open(sys.stdout.buffer, 'wb')\n"
+        "out.setnchannels(1); out.setsampwidth(2); out.setframerate(8000)\n"
+        f"out.writeframes(bytes({round(seconds * 8000)} * 2)); out.close()\n"
+    )
+    return [sys.executable, "-c", script]
 
 
 def message(kind: str, **fields: Any) -> Predicate:
@@ -212,12 +224,13 @@ async def ws_channel(case: TestCase, daemon: Daemon, client: SseClient) -> WsCha
     return WsChannel(daemon, client, ws)
 
 
-async def mqtt_daemon(case: TestCase) -> tuple[Daemon, SseClient, MqttChannel]:
-    """A daemon with an MQTT sink on a private broker, and its MQTT channel."""
+async def mqtt_daemon(case: TestCase, **sections: Any) -> tuple[Daemon, SseClient, MqttChannel]:
+    """A daemon with an MQTT sink on a private broker (``sections`` merged into its
+    configuration), and its MQTT channel."""
     from tests.sinks.test_mqtt_daemon import broker_and_subscriber
 
     broker, sub, mqtt = await broker_and_subscriber(case)
-    daemon, client = await start(case, sinks={"mqtt": mqtt})
+    daemon, client = await start(case, sinks={"mqtt": mqtt}, **sections)
     await sub.wait(lambda: "online" in sub.payloads("sonos/bridge/availability"), reactor)
     return daemon, client, MqttChannel(daemon, client, broker, sub)
 

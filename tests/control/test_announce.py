@@ -20,7 +20,7 @@ from twisted.trial.unittest import TestCase
 from sonosd.config import AnnounceConfig
 from sonosd.control.announce import clip_metadata, wav_seconds
 from tests.audio_helpers import serve_audio, wav_bytes
-from tests.control.daemon_commands import start, ws_channel
+from tests.control.daemon_commands import start, wav_command, ws_channel
 from tests.control.test_controller_daemon import arrives, event_of
 from tests.daemon_helpers import reactor, until
 
@@ -211,8 +211,9 @@ class TargetTests(TestCase):
         """target all: every group's coordinator plays the clip at the same moment (not one
         group after the other)."""
         daemon, _client = await start(self)
-        server = serve_audio(self, {"/five.wav": (wav_bytes(5.0), "audio/wav")})
-        uri = server.url("/five.wav")
+        # A 2 s clip: played one group after the other, no two groups would play at once.
+        server = serve_audio(self, {"/two.wav": (wav_bytes(2.0), "audio/wav")})
+        uri = server.url("/two.wav")
         coordinators = [daemon.speaker(index) for index in range(3)]
         posting = daemon.posting("Kitchen", "announce", {"uri": uri, "target": "all"})
 
@@ -228,17 +229,6 @@ class TargetTests(TestCase):
         status, body = await posting
         self.assertEqual(status, 200, body)
         self.assertEqual(len(body["result"]["groups"]), 3)
-
-
-def wav_command(seconds: int) -> list[str]:
-    """A text-to-speech command writing a silent WAV of ``seconds`` to standard output."""
-    script = (
-        "import sys, wave\n"
-        "out = wave.open(sys.stdout.buffer, 'wb')\n"
-        "out.setnchannels(1); out.setsampwidth(2); out.setframerate(8000)\n"
-        f"out.writeframes(bytes({seconds} * 8000 * 2)); out.close()\n"
-    )
-    return [sys.executable, "-c", script]
 
 
 class VolumeAndTimeoutTests(TestCase):
@@ -294,13 +284,14 @@ class VolumeAndTimeoutTests(TestCase):
         """A spoken clip is served at most ``announce.media_ttl``: one playing longer is no
         longer served (404) while it plays (the speaker fetched it already), and the
         announcement ends normally."""
-        # A 6-second clip: fetched, then 2 s past the 1-second TTL, it still plays for seconds.
-        daemon, _ = await start(self, announce={"tts_command": wav_command(6), "media_ttl": 1})
+        # A 3-second clip: fetched, then 1 s on (past the half-second TTL), it still plays for
+        # about 2 s.
+        daemon, _ = await start(self, announce={"tts_command": wav_command(3), "media_ttl": 0.5})
         fetcher = daemon.service.simulator.fetcher  # type: ignore[union-attr]
         posting = daemon.posting("Kitchen", "say", {"text": "a long one"})
         await until(lambda: any("/media/" in uri for uri in fetcher.fetched), "the fetch")
         clip = next(uri for uri in fetcher.fetched if "/media/" in uri)
-        await deferLater(reactor, 2.0, lambda: None)
+        await deferLater(reactor, 1.0, lambda: None)
         response = await treq.get(clip, persistent=False)
         await response.content()
         self.assertEqual(response.code, 404)

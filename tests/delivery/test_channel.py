@@ -63,6 +63,19 @@ class ChannelTests(SynchronousTestCase):
         later = [publish(self.hub).raw for _ in range(3)]
         self.assertEqual(client.frames, later)
 
+    def test_joining_and_leaving_tell_the_hubs_client_observers(self) -> None:
+        """A client joining, and a client leaving (once, however often it is said), tell the
+        hub's client observers, which see the channel's clients as they are then."""
+        seen: list[int] = []
+        self.hub.add_clients_observer(lambda: seen.append(len(self.channel.clients)))
+        first, second = Recorder(), Recorder()
+        self.channel.join(first, None)
+        self.channel.join(second, None)
+        self.channel.leave(first)
+        self.channel.leave(first)
+        self.channel.too_slow(second, 3)
+        self.assertEqual(seen, [1, 2, 1, 0])
+
     def test_resume_replays_exactly_the_gap(self) -> None:
         """A client resuming from an id gets the later ring messages, filtered, then live."""
         publish(self.hub, "Kitchen")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import socket
 from collections.abc import Mapping
@@ -33,6 +34,7 @@ from twisted.web.resource import Resource
 from zope.interface import implementer
 
 import sonosd.gena
+from sonosd.gena import subscription as subscription_module
 from sonosd.gena.listener import INotifyListener, INotifySubscription, NotifyListener
 from sonosd.gena.subscription import (
     INFINITE_RENEW_INTERVAL,
@@ -1201,9 +1203,14 @@ class EndToEndTests(TestCase):
         assert (await self.next_event()).sid == again.subscription.sid
 
     async def test_the_default_listener_stops_within_5_seconds_of_a_hung_speaker(self) -> None:
-        """The compatibility listener's shutdown trigger gives the UNSUBSCRIBEs 5 s in all: a
-        speaker that never answers holds the shutdown 5 s, not its 10 s request timeout, and
-        the listener is stopped."""
+        """The compatibility listener's shutdown trigger gives the UNSUBSCRIBEs
+        ``SHUTDOWN_GRACE`` (5 s, as ``close_default_listener``'s default) in all: a speaker
+        that never answers holds the shutdown that long, not its 10 s request timeout, and the
+        listener is stopped. The bound is shortened to 0.5 s here (not waited out)."""
+        self.assertEqual(subscription_module.SHUTDOWN_GRACE, 5.0)
+        default = inspect.signature(close_default_listener).parameters["grace"].default
+        self.assertEqual(default, subscription_module.SHUTDOWN_GRACE)
+        self.patch(subscription_module, "SHUTDOWN_GRACE", 0.5)
         use_as_events_module(self)
         device = soco.SoCo(self.speaker_address)
         subscribed = device.renderingControl.subscribe()
@@ -1214,11 +1221,14 @@ class EndToEndTests(TestCase):
         listener = sonosd.gena.default_listener()
         self.speaker.hang_unsubscribe = True
         marks: list[str] = []
-        global_reactor.callLater(4.5, marks.append, "4.5 s")
+        global_reactor.callLater(0.45, marks.append, "0.45 s")
+        # Well past the bound, well before the 10 s request timeout.
+        late = global_reactor.callLater(3.0, marks.append, "3 s")
+        self.addCleanup(lambda: late.cancel() if late.active() else None)
         closing = _shutdown_default()
         closing.addBoth(lambda _: marks.append("closed"))
         await closing
-        assert marks == ["4.5 s", "closed"]
+        assert marks == ["0.45 s", "closed"]
         assert len(self.speaker.hung) == 1 and not self.speaker.hung[0].finished
         assert not listener.running
         # Let the hung UNSUBSCRIBE end, so that nothing is left on the reactor.

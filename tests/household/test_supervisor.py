@@ -19,7 +19,7 @@ from sonosd.config import Device
 from sonosd.household.discovery import Sighting
 from sonosd.household.keepalive import ServiceState
 from sonosd.household.probe import UpnpDisabled
-from sonosd.household.readiness import health_reasons
+from sonosd.household.readiness import health_reasons, summary_line
 from sonosd.household.supervisor import (
     CONFIRM_DELAY,
     GENA_CONCURRENCY,
@@ -517,6 +517,59 @@ class AvailabilityTests(SynchronousTestCase):
         device.down = None
         h.clock.advance(1)
         self.assertTrue(speaker.online)
+
+    def test_every_change_of_what_the_status_line_counts_is_told(self) -> None:
+        """The context's ``status_changed`` is called whenever what systemd's status line
+        counts changes (the daemon refreshes the line then): the line read at its last call
+        is the line now, through subscribing, the first NOTIFY, the speaker going offline,
+        coming back, and its removal."""
+        h = Harness(
+            availability_interval=3.0,
+            silence_timeout=20.0,
+            backoff_initial=1.0,
+            timeout=3600,
+        )
+        h.gena.granted = 3600
+        said: list[str] = []
+        household: HouseholdSupervisor | None = None
+
+        def told() -> None:
+            if household is not None:
+                said.append(summary_line(household.status(), 0))
+
+        household = HouseholdSupervisor(
+            attrs.evolve(h.ctx, status_changed=told), [Device(HOST)], follow_household=False
+        )
+        household.startService()
+
+        def line_now() -> str:
+            assert household is not None
+            return summary_line(household.status(), 0)
+
+        lines = []
+        for step in (
+            lambda: None,
+            lambda: h.gena.current("RenderingControl").notify(0),
+            lambda: setattr(h.household.devices[HOST], "down", ConnectionRefusedError()),
+            lambda: h.clock.advance(20),
+            lambda: setattr(h.household.devices[HOST], "down", None),
+            lambda: h.clock.advance(3),
+            lambda: h.gena.current("RenderingControl").notify(0),
+            lambda: household.remove_device(HOST) if household is not None else None,
+        ):
+            step()
+            self.assertEqual(said[-1], line_now())
+            lines.append(line_now())
+        self.assertEqual(
+            [line.split(";")[0] for line in dict.fromkeys(lines)],
+            [
+                "1 speaker: 0 evented, 0 polling, 1 online",
+                "1 speaker: 1 evented, 0 polling, 1 online",
+                "1 speaker: 0 evented, 0 polling, 0 online",
+                "0 speakers: 0 evented, 0 polling, 0 online",
+            ],
+        )
+        self.assertEqual(lines[5], lines[0])
 
 
 class SupersededSidTests(SynchronousTestCase):

@@ -170,6 +170,7 @@ class SimTests(TestCase):
         stereo_pair: bool = False,
         names: Mapping[int, str] | None = None,
         households: int = 1,
+        spare: int = 2,
         admin: bool = False,
     ) -> Rig:
         """A simulated household and a supervisor following it.
@@ -179,9 +180,10 @@ class SimTests(TestCase):
         @param names: The room name listed with a speaker's ``devices`` entry, by its index.
         @param households: The simulated households the speakers are split over (``speakers``
             are the first one's).
+        @param spare: Free addresses after the speakers' (for a speaker that moves).
         @param admin: Serve the simulator's admin API (``Rig.admin``).
         """
-        base = free_loopback_base()
+        base = free_loopback_base(count=max(4, speakers + spare))
         sim = HouseholdService(
             reactor,
             SimulateConfig(

@@ -90,27 +90,31 @@ class HostileUnsubscribeTests(TestCase):
         a body over the bound, a dripping body, a 500 or 503, or nothing at all: the stop fires
         within its bound, one line names the speaker and what was wrong, nothing is logged as
         an error, no request or timer is left, and the other speaker is unsubscribed."""
-        for fault, words in HOSTILE:
-            rig, kitchen, living_room = await self.subscribed()
-            self.hostile(rig, kitchen, fault)
-            label = self.label(rig, kitchen)
-            with capturedLogs() as events:
-                stopping = rig.household.stopService()
-                stopping.addTimeout(CONFIG.shutdown_timeout + 1.0, sim_rig.reactor)
-                await stopping
-            self.assertEqual(rig.sim_subscriptions(living_room), [], fault)
-            [line] = lines(events, "could not unsubscribe")
-            self.assertTrue(
-                line.startswith(f"could not unsubscribe 2 service(s) of {label}: "), line
-            )
-            self.assertIn(words.format(bound=1), line)
-            self.assertEqual(
-                [line for line in map(formatEvent, events) if "still stopping after" in line],
-                [],
-                fault,
-            )
-            self.assertEqual(errors(events), [], fault)
-            await rig.sim.stopService()
+        # One rig, a speaker per hostile answer and one more, stopped once: the speakers'
+        # UNSUBSCRIBEs go out side by side within the one bound.
+        rig = await self.rig(speakers=len(HOSTILE) + 1, services=SERVICES, config=CONFIG)
+        await self.settled(rig, SERVICES)
+        *hostile, other = rig.speakers
+        labels: dict[str, str] = {}
+        for speaker, (fault, _) in zip(hostile, HOSTILE, strict=True):
+            self.hostile(rig, speaker, fault)
+            labels[speaker.uid] = self.label(rig, speaker)
+        with capturedLogs() as events:
+            stopping = rig.household.stopService()
+            stopping.addTimeout(CONFIG.shutdown_timeout + 1.0, sim_rig.reactor)
+            await stopping
+        self.assertEqual(rig.sim_subscriptions(other), [])
+        said = lines(events, "could not unsubscribe")
+        self.assertEqual(len(said), len(HOSTILE), said)
+        for speaker, (fault, words) in zip(hostile, HOSTILE, strict=True):
+            start = f"could not unsubscribe 2 service(s) of {labels[speaker.uid]}: "
+            [line] = [line for line in said if line.startswith(start)]
+            self.assertIn(words.format(bound=1), line, fault)
+        self.assertEqual(
+            [line for line in map(formatEvent, events) if "still stopping after" in line], []
+        )
+        self.assertEqual(errors(events), [])
+        await rig.sim.stopService()
 
     async def test_unsubscribe_answers_with_a_sid_or_timeout_are_taken(self) -> None:
         """A 200 to an UNSUBSCRIBE carrying a garbage SID and a TIMEOUT (speakers send
@@ -153,39 +157,53 @@ class HostileUnsubscribeTests(TestCase):
         UNSUBSCRIBEd there: hostile answers to those are said at debug level (best effort,
         not sent again), nothing is logged as an error, and the speaker is followed with its
         new subscriptions."""
-        for fault, words in HOSTILE:
-            rig, kitchen, _ = await self.subscribed(REPLACING)
-            self.hostile(rig, kitchen, fault)
-            old = {s["sid"] for s in rig.sim_subscriptions(kitchen)}
-            supervised = rig.household.speaker(kitchen.uid)
-            assert supervised is not None
-            prefix = kitchen.address.rsplit(".", 1)[0]
-            with capturedLogs() as events:
-                await kitchen.change_address(f"{prefix}.4")
-                await sim_rig.until(
-                    functools.partial(tried, events, 2), f"both replaced SIDs ({fault})"
-                )
-            said = lines(events, "UNSUBSCRIBE of replaced")
-            self.assertEqual({line.split()[3] for line in said}, old)
+        # One rig, a speaker per hostile answer (and one more, untouched), each moved to an
+        # address of its own: the speakers' replaced SIDs are UNSUBSCRIBEd independently.
+        rig = await self.rig(
+            speakers=len(HOSTILE) + 1, services=SERVICES, config=REPLACING, spare=len(HOSTILE)
+        )
+        await self.settled(rig, SERVICES)
+        moving = rig.speakers[: len(HOSTILE)]
+        prefix, _, last = rig.speakers[0].address.rpartition(".")
+        spare = [f"{prefix}.{int(last) + len(rig.speakers) + i}" for i in range(len(HOSTILE))]
+        old: dict[str, set[str]] = {}
+        for speaker, (fault, _) in zip(moving, HOSTILE, strict=True):
+            self.hostile(rig, speaker, fault)
+            old[speaker.uid] = {s["sid"] for s in rig.sim_subscriptions(speaker)}
+        with capturedLogs() as events:
+            for speaker, address in zip(moving, spare, strict=True):
+                await speaker.change_address(address)
+            await sim_rig.until(
+                functools.partial(tried, events, 2 * len(HOSTILE)), "every replaced SID"
+            )
+        for speaker, (fault, words) in zip(moving, HOSTILE, strict=True):
+            label = self.label(rig, speaker)
+            said = [
+                line
+                for line in lines(events, "UNSUBSCRIBE of replaced")
+                if f" at {label}: " in line
+            ]
+            self.assertEqual({line.split()[3] for line in said}, old[speaker.uid], fault)
             for line in said:
-                self.assertIn(f" at {supervised.label}: ", line)
                 self.assertIn(words.format(bound=1), line)
-            levels = {
-                e["log_level"]
-                for e in events
-                if e.get("log_format", "").startswith("UNSUBSCRIBE of replaced")
-            }
-            self.assertEqual(levels, {LogLevel.debug})
-            self.assertEqual(errors(events), [], fault)
+            supervised = rig.household.speaker(speaker.uid)
+            assert supervised is not None
             current = {
                 sup.subscription.sid
                 for sup in supervised.services.values()
                 if sup.subscription is not None
             }
-            self.assertEqual(len(current), len(SERVICES))
-            self.assertTrue(current <= {s["sid"] for s in rig.sim_subscriptions(kitchen)})
-            await rig.household.stopService()
-            await rig.sim.stopService()
+            self.assertEqual(len(current), len(SERVICES), fault)
+            self.assertTrue(current <= {s["sid"] for s in rig.sim_subscriptions(speaker)})
+        levels = {
+            e["log_level"]
+            for e in events
+            if e.get("log_format", "").startswith("UNSUBSCRIBE of replaced")
+        }
+        self.assertEqual(levels, {LogLevel.debug})
+        self.assertEqual(errors(events), [])
+        await rig.household.stopService()
+        await rig.sim.stopService()
 
     async def test_stop_while_a_replaced_sid_is_unsubscribed(self) -> None:
         """A stop while the UNSUBSCRIBE of a replaced SID hangs: the stop still fires within
