@@ -263,10 +263,27 @@ def test_check_config_prints_ok(tmp_path: Path, loopback_base: str) -> None:
     assert os.listdir(tmp_path) == ["sonosd.yaml"]
 
 
-def test_check_config_rejects_a_bad_file_in_one_line(tmp_path: Path) -> None:
-    """``--check-config`` on a wrong file prints one line naming the key and exits 1."""
+#: A "billion laughs": ``&a8`` stands for 10**9 values in a few hundred bytes.
+LAUGHS = "x-anchors: [&a0 [x, x, x, x, x, x, x, x, x, x], " + ", ".join(
+    f"&a{level} [" + ", ".join([f"*a{level - 1}"] * 10) + "]" for level in range(1, 9)
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("listener:\n  port: many\n", ":2: listener.port: "),
+        # docs/security.md, The configuration file: refused at the bound, not a traceback.
+        (LAUGHS + "]\n", ":1: x-anchors[4][7]: the document has more than 100000 values"),
+        ("a: " + "[" * 1000 + "]" * 1000 + "\n", ": invalid YAML: nested too deeply"),
+    ],
+    ids=["a bad value", "an alias bomb", "nested too deeply"],
+)
+def test_check_config_rejects_a_bad_file_in_one_line(tmp_path: Path, text: str, said: str) -> None:
+    """``--check-config`` on a wrong file (a bad value, an alias bomb, nesting too deep for
+    PyYAML) prints one line naming what is wrong and exits 1."""
     config = tmp_path / "sonosd.yaml"
-    config.write_text("listener:\n  port: many\n")
+    config.write_text(text)
     done = subprocess.run(
         [TWISTD, "-n", "--pidfile=", "sonosd", "-c", str(config), "--check-config"],
         cwd=tmp_path,
@@ -277,7 +294,7 @@ def test_check_config_rejects_a_bad_file_in_one_line(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stdout == ""
     [line] = done.stderr.splitlines()
-    assert line.startswith(f"{config}:2: listener.port: "), line
+    assert line.startswith(f"{config}{said}"), line
 
 
 def test_unimportable_callback_is_one_line(tmp_path: Path, loopback_base: str) -> None:

@@ -919,18 +919,31 @@ class HostileTests(TestCase):
         )
 
     async def test_websocket_nested_frame_keeps_the_socket(self) -> None:
-        """A frame of 30,000 nested arrays gets an error message; the socket stays usable."""
+        """A frame of 30,000 nested arrays, one that is no JSON and an unknown op each get an
+        error message and are counted in ``sonosd_client_errors_total`` by reason
+        (docs/security.md, Metrics); the socket stays usable."""
         daemon = await self.daemon()
         client = await connect_ws(self, daemon.host, daemon.port)
         await until(lambda: client.messages, "the snapshot")
         client.sendMessage(b"[" * 30_000 + b"]" * 30_000)
-        await until(lambda: any(m["type"] == "error" for m in client.messages), "the error")
-        [error] = [m for m in client.messages if m["type"] == "error"]
-        self.assertEqual(error["error"]["code"], "bad_request")
-        self.assertIn("too", error["error"]["message"] + "too")
+        client.sendMessage(b"not json")
+        client.send({"op": "dance", "id": 1})
+
+        def errors() -> list[dict[str, Any]]:
+            return [m for m in client.messages if m["type"] == "error"]
+
+        await until(lambda: len(errors()) == 3, "three errors")
+        self.assertEqual([e["error"]["code"] for e in errors()], ["bad_request"] * 3)
+        self.assertIn("nested 30000 levels deep", errors()[0]["error"]["message"])
+        self.assertIn("unknown op 'dance'", errors()[2]["error"]["message"])
         client.send({"op": "filter", "id": 2, "types": ["event"]})
         await until(lambda: any(m["type"] == "filter" for m in client.messages), "the filter")
         self.assertFalse(client.closed.called)
+        text = await self.metrics(daemon)
+        for reason in ("too_deep", "not_json", "unknown_op"):
+            self.assertIn(
+                f'sonosd_client_errors_total{{channel="websocket",reason="{reason}"}} 1.0', text
+            )
 
     # -- JSON errors only ------------------------------------------------------------------
 
@@ -1272,6 +1285,40 @@ class HostileTests(TestCase):
             lambda: kitchen.transport.set_play_mode(mode),
             mode,
         )
+
+    async def test_lost_last_mute_and_transport_state_changes_are_found(self) -> None:
+        """A mute change and a transport state change (on another speaker) whose NOTIFYs are
+        dropped, with nothing after them, are found by the consistency check, which reads
+        both (docs/security.md, Losses that are not an attack): events.gap naming each, then
+        the state follows the speakers."""
+        daemon = await self.daemon(subscription={"check_interval": 0.5})
+        kitchen, other = daemon.speakers
+        transport = other.transport
+        transport.play()
+
+        def transport_state() -> object:
+            return daemon.service.state.variables(other.uid, "AVTransport").get("transport_state")
+
+        await until(lambda: transport_state() == "PLAYING", "the other speaker playing")
+        mute = not kitchen.rendering.mute
+
+        def muted() -> object:
+            variables = daemon.service.state.variables(kitchen.uid, "RenderingControl")
+            return variables.get("mute", {}).get("Master")
+
+        self.assertNotEqual(muted(), mute)
+        for speaker in (kitchen, other):
+            cast(Any, speaker.manager).faults.drop_next = 1
+        kitchen.set_mute(mute)
+        transport.stop()
+        await until(lambda: muted() == mute, "the state's mute to follow the speaker")
+        await until(lambda: transport_state() == "STOPPED", "the transport state to follow")
+        for speaker in (kitchen, other):
+            self.assertEqual(cast(Any, speaker.manager).stats()["dropped"], 1)
+        [gap] = daemon.recorder.of("events.gap", kitchen.uid, "RenderingControl")
+        self.assertIn("consistency check: mute Master", gap.body["reason"])
+        [gap] = daemon.recorder.of("events.gap", other.uid, "AVTransport")
+        self.assertIn("consistency check: transport_state: PLAYING here", gap.body["reason"])
 
     async def test_group_member_is_consistent(self) -> None:
         """A group member, whose AVTransport reads its coordinator's play mode while its events

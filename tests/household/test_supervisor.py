@@ -18,7 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from sonosd.config import Device
 from sonosd.household.discovery import Sighting
 from sonosd.household.keepalive import ServiceState
-from sonosd.household.probe import UpnpDisabled
+from sonosd.household.probe import Description, UpnpDisabled
 from sonosd.household.readiness import health_reasons, summary_line
 from sonosd.household.supervisor import (
     CONFIRM_DELAY,
@@ -1088,6 +1088,28 @@ class HouseholdTests(SynchronousTestCase):
         assert speaker.ref is not None
         self.assertEqual(speaker.ref.host, HOST)
         self.assertEqual(h.gena.count("subscribe"), 1)
+
+    def test_forged_sightings_start_one_identification_at_a_time(self) -> None:
+        """A flood of sightings (forged SSDP) putting a followed speaker at a hundred other
+        addresses starts one identification at a time (docs/security.md, SSDP); the speaker
+        stays where it is when the address answers with another uid, and a later sighting is
+        checked again."""
+        h = Harness()
+        household = self.household(h)
+        speaker = household.speakers()[0]
+        described = len(h.household.described)
+        h.household.hold = True
+        for n in range(10, 110):
+            household.on_sighting(Sighting(uid=UID, host=f"127.0.0.{n}"))
+        self.assertEqual(h.household.described[described:], [("127.0.0.10", 1400, 10.0)])
+        [pending] = h.household.pending
+        h.household.hold = False
+        pending.callback(Description("RINCON_OTHER01400", "Intruder", household_id="Sonos_test"))
+        assert speaker.ref is not None
+        self.assertEqual(speaker.ref.host, HOST)
+        household.on_sighting(Sighting(uid=UID, host="127.0.0.200"))
+        self.assertEqual(len(h.household.described), described + 2)
+        self.assertEqual(speaker.ref.host, HOST)
 
     def test_offline_speaker_moved_then_pinged(self) -> None:
         """An offline speaker seen at a new address is moved there and pinged at once."""

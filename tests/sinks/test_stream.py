@@ -183,7 +183,8 @@ class StreamTests(TestCase):
         self.assertFalse(client.closed.called)
 
     async def test_bad_lines(self) -> None:
-        """Malformed operations get error lines and the stream goes on."""
+        """Malformed operations get error lines and the stream goes on; lines that are no
+        JSON object and an unknown op are counted by reason (docs/security.md, Metrics)."""
         await self.start()
         client = await self.connect()
         client.transport.write(b'nonsense\n[]\n{"op": "x"}\n{"op": "filter", "rooms": 1}\n')  # type: ignore[union-attr]
@@ -192,6 +193,9 @@ class StreamTests(TestCase):
             [line["error"]["code"] for line in client.lines()[1:]],
             ["bad_request", "bad_request", "bad_request", "bad_filter"],
         )
+        # ``nonsense`` and ``[]`` (JSON, but no object).
+        self.assertEqual(self.metrics.client_errors["stream", "not_json"], 2)
+        self.assertEqual(self.metrics.client_errors["stream", "unknown_op"], 1)
 
     async def test_overlong_and_nested_lines_are_refused_and_counted(self) -> None:
         """A line without end (a megabyte in pieces) gets one error and is never buffered; a
