@@ -161,6 +161,11 @@ class Daemon:
         )
 
 
+def has_error(client: Any) -> bool:
+    """Whether a WebSocket client got an ``error`` message."""
+    return any(m["type"] == "error" for m in client.messages)
+
+
 class HostileTests(TestCase):
     """Each attack of issue 18's "Found" list, against the real daemon."""
 
@@ -944,6 +949,30 @@ class HostileTests(TestCase):
             self.assertIn(
                 f'sonosd_client_errors_total{{channel="websocket",reason="{reason}"}} 1.0', text
             )
+
+    async def test_bad_websocket_operations_from_one_host_log_one_line(self) -> None:
+        """Unknown ops from one host, over ten connections (each from its own port), are
+        logged once for that host and reason (docs/security.md, Logs: the source is the
+        address), and each is counted."""
+        daemon = await self.daemon()
+        events = self.capture_logs()
+        clients = []
+        for n in range(10):
+            clients.append(await connect_ws(self, daemon.host, daemon.port))
+            clients[-1].send({"op": "dance", "id": n})
+        for client in clients:
+            await until(functools.partial(has_error, client), "the error")
+        lines = [
+            formatEvent(e)
+            for e in events
+            if e.get("log_namespace") == "sonosd.api.ws" and e["log_level"] >= LogLevel.info
+        ]
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("websocket client 127.0.0.1: unknown op 'dance'", lines[0])
+        self.assertIn(
+            'sonosd_client_errors_total{channel="websocket",reason="unknown_op"} 10.0',
+            await self.metrics(daemon),
+        )
 
     # -- JSON errors only ------------------------------------------------------------------
 

@@ -191,7 +191,7 @@ class ApiWebSocketProtocol(QueuedClient, WebSocketServerProtocol):  # type: igno
         try:
             request = read_operation(payload)
         except BadOperation as error:
-            self.factory.refused(self.peer, error.reason, str(error))
+            self.factory.refused(self._source(), error.reason, str(error))
             self.reply(error_reply(None, "bad_request", str(error)))
             return
         request_id = request.get("id")
@@ -201,8 +201,15 @@ class ApiWebSocketProtocol(QueuedClient, WebSocketServerProtocol):  # type: igno
         elif op == "command":
             self._command(request_id, request)
         else:
-            self.factory.refused(self.peer, "unknown_op", f"unknown op {str(op)[:40]!r}")
+            self.factory.refused(self._source(), "unknown_op", f"unknown op {str(op)[:40]!r}")
             self._error(request_id, "bad_request", f"unknown op {op!r}"[:200])
+
+    def _source(self) -> str | None:
+        """The client's address, as the throttled log counts sources (autobahn's ``peer``
+        names the port too: each connection of one host would be a source of its own)."""
+        transport = self.transport
+        host = getattr(transport.getPeer(), "host", None) if transport is not None else None
+        return host if isinstance(host, str) else None
 
     def _error(self, request_id: Any, code: str, message: str) -> None:
         self.reply(error_reply(request_id, code, message))
