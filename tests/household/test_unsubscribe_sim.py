@@ -110,6 +110,13 @@ class HostileUnsubscribeTests(TestCase):
             start = f"could not unsubscribe 2 service(s) of {labels[speaker.uid]}: "
             [line] = [line for line in said if line.startswith(start)]
             self.assertIn(words.format(bound=1), line, fault)
+        # Info, not a warning: nothing is lost (the speaker forgets the SIDs at their expiry).
+        levels = {
+            e["log_level"]
+            for e in events
+            if e.get("log_format", "").startswith("could not unsubscribe")
+        }
+        self.assertEqual(levels, {LogLevel.info})
         self.assertEqual(
             [line for line in map(formatEvent, events) if "still stopping after" in line], []
         )
@@ -221,6 +228,10 @@ class HostileUnsubscribeTests(TestCase):
         label = self.label(rig, kitchen) if rig.household.speaker(kitchen.uid) else ""
         [line] = lines(events, "could not unsubscribe")
         self.assertIn(label, line)
+        # The replaced SIDs still in flight are named with the services (docs/security.md).
+        self.assertRegex(
+            line, r"^could not unsubscribe 2 service\(s\) and [12] replaced SID\(s\) of "
+        )
         self.assertIn("the answer to UNSUBSCRIBE did not arrive within 1 s", line)
         self.assertEqual(rig.sim_subscriptions(living_room), [])
         self.assertEqual(
