@@ -706,10 +706,13 @@ class MqttSink(Service):
         try:
             self._command(msg)
         except Exception:
-            log.failure("mqtt command on {topic} failed", topic=msg.topic)
+            log.failure("mqtt command on {topic} failed", topic=_topic(msg))
 
     def _command(self, msg: paho.MQTTMessage) -> None:
-        parsed = self.topics.parse_command(msg.topic)
+        topic = _topic(msg)
+        if topic is None:
+            return  # Not UTF-8 (MQTT requires it; a broker that does not check lets it by).
+        parsed = self.topics.parse_command(topic)
         if parsed is None or self._controller is None:
             return
         key, command = parsed
@@ -816,3 +819,11 @@ def _invisible_uids(groups: Any) -> set[str | None]:
             found.add(member.get("uid"))
         pending.extend(member.get("satellites", ()))
     return found
+
+
+def _topic(msg: paho.MQTTMessage) -> str | None:
+    """``msg``'s topic, or ``None`` when it is not UTF-8 (paho's ``topic`` raises then)."""
+    try:
+        return msg.topic
+    except UnicodeDecodeError:
+        return None

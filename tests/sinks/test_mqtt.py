@@ -1191,3 +1191,31 @@ class ConnectRetryTests(SynchronousTestCase):
         )
         self.assertEqual(sink.missed, 1)
         self.assertFalse(sink.connected)
+
+
+class HostileTopicTests(SynchronousTestCase):
+    """What a broker that does not check topics could deliver (mosquitto refuses these, so
+    the broker-backed tests cannot send them)."""
+
+    def test_a_topic_that_is_not_utf8_is_no_command(self) -> None:
+        """A message whose topic is not UTF-8 (paho's ``topic`` would raise decoding it) is
+        ignored as no command topic: nothing raises into paho's read loop, nothing is logged
+        as a failure, and the controller is not called (docs/security.md, MQTT)."""
+        controller = FakeController()
+        sink = MqttSink(
+            Clock(),  # type: ignore[arg-type]
+            MqttConfig(),
+            lambda fn: Deferred(),
+            controller=controller,
+        )
+        events = capture_logs(self)
+        message = paho.MQTTMessage(topic=b"sonos/K\xfcche/cmd/volume")
+        message.payload = b'{"volume": 10}'
+        sink._on_message(sink._client, None, message)
+        self.assertEqual(controller.calls, [])
+        self.assertEqual([e for e in events if e["log_level"] >= LogLevel.warn], [])
+        # A command topic that is UTF-8 still runs (the same sink, the same path).
+        message = paho.MQTTMessage(topic="sonos/Küche/cmd/volume".encode())
+        message.payload = b'{"volume": 10}'
+        sink._on_message(sink._client, None, message)
+        self.assertEqual(controller.calls, [("Küche", "volume", {"volume": 10})])
