@@ -9,7 +9,8 @@ pool thread read without end or build hundreds of megabytes. :class:`BoundedRequ
 in for the ``requests`` module inside SoCo's modules that talk to speakers
 (:func:`install`); each request
 
-- streams the answer and stops at ``max_bytes`` (``AnswerRefused``, over ``MAX_ANSWER``);
+- streams the answer and stops at ``max_bytes`` (``AnswerRefused``, over ``MAX_ANSWER``); a
+  larger announced ``Content-Length`` is refused before reading;
 - must be complete within ``deadline`` seconds, however steadily it drips (a watchdog shuts
   the socket at the deadline; SoCo's own timeout only bounds each read);
 - is refused when its body declares a DTD or an entity (``sonosd.gena.xmlguard``), at the top
@@ -129,6 +130,10 @@ class BoundedRequests:
             raise AnswerRefused(f"the answer from {url} is refused: {unsafe}") from None
 
     def _read(self, response: requests.Response, url: str) -> bytes:
+        announced = response.headers.get("Content-Length", "").strip()
+        if announced.isascii() and announced.isdigit():
+            # Refused before reading: at a drip, reading to the bound could take hours.
+            self.check_size(int(announced) if len(announced) <= 19 else self.max_bytes + 1, url)
         chunks: list[bytes] = []
         size = 0
         for chunk in response.iter_content(CHUNK):
