@@ -834,6 +834,39 @@ class PlainHTTPIntegrationTests(TestCase):
         self.assertTrue(warnings)
         self.assertTrue(all("status line and headers over 65536 bytes" in w for w in warnings))
 
+    async def test_an_answer_whose_body_never_ends_is_cut_at_the_timeout(self) -> None:
+        """A receiver that answers 200 and then sends its body without end fails the attempt
+        at the webhook's ``timeout``, the body included (docs/security.md: 10 s an attempt,
+        the body included): a warning names the URL and the timeout, and the message is given
+        up after its retries."""
+        events = capture_logs(self)
+        requests: list[Request] = []
+        cut: list[Request] = []
+
+        class Endless(Resource):
+            isLeaf = True
+
+            def render_POST(self, request: Request) -> int:
+                requests.append(request)
+                request.notifyFinish().addErrback(lambda _: cut.append(request))
+                request.write(b"x" * 1024)
+                return NOT_DONE_YET
+
+        webhook = Webhook(url=self.listen(Endless()), retries=1, timeout=0.5)
+        sink = WebhookSink.from_config(self.reactor, [webhook])
+        sink.targets[0]._backoff_initial = sink.targets[0]._backoff_max = 0.01
+        await send_one(self.reactor, sink)
+        self.assertEqual((sink.targets[0].stats.failed, len(requests)), (1, 2))
+        warnings = [
+            formatEvent(e)
+            for e in events
+            if e["log_level"] >= LogLevel.warn and webhook.url in formatEvent(e)
+        ]
+        self.assertTrue(warnings)
+        self.assertTrue(all("timeout" in w for w in warnings), warnings)
+        # Each cut attempt's connection is closed, not left open to a body without end.
+        await until(lambda: len(cut) == 2, "both connections closed")
+
     async def test_slow_target_delays_no_other_target(self) -> None:
         """While one receiver holds its request open, another target and another channel get
         every message at once, in order; the slow receiver gets them all once it answers."""
