@@ -25,6 +25,8 @@ from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.interfaces import IAddress, IStreamClientEndpoint
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
 from twisted.web._newclient import (
     HEADER,
     STATUS,
@@ -32,7 +34,14 @@ from twisted.web._newclient import (
     HTTPClientParser,
     ParseError,
 )
-from twisted.web.client import URI, Agent, HTTPConnectionPool, _HTTP11ClientFactory
+from twisted.web.client import (
+    URI,
+    Agent,
+    HTTPConnectionPool,
+    PotentialDataLoss,
+    ResponseDone,
+    _HTTP11ClientFactory,
+)
 from twisted.web.error import SchemeNotSupported
 from twisted.web.iweb import IAgentEndpointFactory, IResponse
 from zope.interface import implementer
@@ -130,3 +139,42 @@ def speaker_agent(reactor: Any, tls: Any = None) -> Agent:
     return Agent.usingEndpointFactory(
         reactor, SpeakerEndpoints(reactor, tls), pool=quiet_pool(reactor)
     )
+
+
+def read_body(response: IResponse, collect: Callable[[bytes], None]) -> Deferred[None]:
+    """Give ``response``'s body to ``collect`` as it arrives; fires once the body has ended.
+
+    ``collect`` may raise to refuse the body (over a bound): the connection is closed and the
+    Deferred fails with that exception. Cancelling the Deferred (a deadline) closes the
+    connection too, where ``treq.collect`` would leave it open to a body without end.
+    """
+    reader = _BodyReader(collect)
+    response.deliverBody(reader)
+    return reader.done
+
+
+class _BodyReader(Protocol):
+    def __init__(self, collect: Callable[[bytes], None]) -> None:
+        self._collect = collect
+        self.done: Deferred[None] = Deferred(lambda _: self._close())
+
+    def _close(self) -> None:
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.done.called:
+            return
+        try:
+            self._collect(data)
+        except Exception:
+            self.done.errback(Failure())
+            self._close()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.done.called:
+            return
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.done.callback(None)
+        else:
+            self.done.errback(reason)

@@ -29,7 +29,6 @@ from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
 import attrs
-import treq
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -37,6 +36,7 @@ from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 
 from sonosd.backoff import SlowAnswer
+from sonosd.gena.httpclient import read_body
 from sonosd.gena.xmlguard import UnsafeXml, check_answer
 from sonosd.household.soap import AnswerRefused, envelope, fault_code, out_arguments
 
@@ -198,7 +198,7 @@ async def _exchange(
                 raise ProbeError(f"the answer to {method} {url} is over {MAX_ANSWER} bytes")
             chunks.append(data)
 
-        await treq.collect(response, collect)
+        await read_body(response, collect)
         return Answer(response.code, b"".join(chunks))
 
     def timed_out(result: object, seconds: float) -> Failure:

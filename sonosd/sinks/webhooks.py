@@ -43,19 +43,15 @@ from urllib.parse import urlsplit, urlunsplit
 import attrs
 from treq.client import HTTPClient
 from twisted.application.service import Service
-from twisted.internet import protocol, ssl
+from twisted.internet import ssl
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IConsumer, IReactorTime
-from twisted.internet.protocol import connectionDone
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from twisted.web.client import (
     Agent,
     BrowserLikePolicyForHTTPS,
     HTTPConnectionPool,
-    PotentialDataLoss,
-    ResponseDone,
 )
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
@@ -65,7 +61,7 @@ from sonosd.config import Webhook
 from sonosd.delivery.drain import drained
 from sonosd.delivery.filters import Filter
 from sonosd.delivery.hub import ISink, Message
-from sonosd.gena.httpclient import quiet_pool
+from sonosd.gena.httpclient import quiet_pool, read_body
 
 log = Logger()
 
@@ -465,9 +461,7 @@ class WebhookTarget:
             reactor=self._reactor,
         )
         # Read the body so the connection goes back to the pool; its content is not used.
-        dropped = _Dropped()
-        response.deliverBody(dropped)
-        await dropped.done
+        await read_body(response, _discard)
         if self._pool is not None and self._pool.persistent and closes_after(response):
             # An HTTP/1.0 receiver (Python's http.server) closes the connection after each
             # response, but Twisted keeps it in the pool: the next POST would be written into
@@ -537,31 +531,8 @@ def safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-class _Dropped(protocol.Protocol):
-    """An answer's body, dropped as it arrives. Cancelling ``done`` (the attempt's timeout)
-    closes the connection: a body without end would otherwise hold it open for good, one
-    more connection at each attempt.
-
-    @ivar done: Fires once the body has ended.
-    """
-
-    def __init__(self) -> None:
-        self.done: Deferred[None] = Deferred(lambda _: self._close())
-
-    def _close(self) -> None:
-        if self.transport is not None:
-            self.transport.loseConnection()
-
-    def dataReceived(self, data: bytes) -> None:
-        del data
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        if self.done.called:
-            return
-        if reason.check(ResponseDone, PotentialDataLoss):
-            self.done.callback(None)
-        else:
-            self.done.errback(reason)
+def _discard(data: bytes) -> None:
+    del data
 
 
 @implementer(ISink)

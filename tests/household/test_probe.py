@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from twisted.internet import reactor as global_reactor
 from twisted.internet.error import ConnectionRefusedError
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from sonosd.backoff import FailureKind, SlowAnswer, describe_failure
@@ -31,6 +32,7 @@ from sonosd.household.probe import (
 )
 from sonosd.sim.service import HouseholdService
 from tests.conftest import free_loopback_base
+from tests.daemon_helpers import until
 from tests.mangled import mangled
 from tests.paths import SAMPLES
 
@@ -102,6 +104,8 @@ class SimulatedSpeakerTests(TestCase):
     """describe() and ping() against simulated speakers."""
 
     timeout = 30
+    #: The connections of ``hostile_host`` that were closed.
+    lost: list[Protocol]
 
     def setUp(self) -> None:
         self.sim = HouseholdService(
@@ -151,12 +155,17 @@ class SimulatedSpeakerTests(TestCase):
         """A loopback port whose every connection gets ``answer``, then nothing more, the
         connection left open (closed at cleanup)."""
         connections: list[Protocol] = []
+        lost: list[Protocol] = []
+        self.lost = lost
 
         class Answer(Protocol):
             def connectionMade(self) -> None:
                 connections.append(self)
                 assert self.transport is not None
                 self.transport.write(answer)
+
+            def connectionLost(self, reason: Failure = connectionDone) -> None:
+                lost.append(self)
 
         def close() -> None:
             for connection in connections:
@@ -171,13 +180,15 @@ class SimulatedSpeakerTests(TestCase):
     async def test_huge_or_stalled_descriptions_are_bounded(self) -> None:
         """A host an SSDP LOCATION points at that sends a description over 256 KiB fails the
         identification naming the bound; one announcing 100 MB and sending a few bytes fails
-        at the timeout, saying so (not a plain timeout); neither is kept."""
+        at the timeout, saying so (not a plain timeout); neither is kept, and neither
+        connection is left open (a retry would add one more each time)."""
         head = b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\n"
         huge = b"<root>" + b" " * (300 * 1024) + b"</root>"
         port = self.hostile_host(head + b"Content-Length: %d\r\n\r\n" % len(huge) + huge)
         with self.assertRaises(ProbeError) as refused:
             await describe(self.http, reactor, "127.0.0.1", port, timeout=10.0)
         self.assertIn("is over 262144 bytes", str(refused.exception))
+        await until(lambda: len(self.lost) == 1, "the huge answer's connection closed")
         port = self.hostile_host(head + b"Content-Length: 100000000\r\n\r\n<root>")
         with self.assertRaises(SlowAnswer) as late:
             await describe(self.http, reactor, "127.0.0.1", port, timeout=0.5)
@@ -186,6 +197,7 @@ class SimulatedSpeakerTests(TestCase):
             "the device description from 127.0.0.1 did not arrive within 0.5 s "
             "(it began, then came too slowly)",
         )
+        await until(lambda: len(self.lost) == 1, "the stalled answer's connection closed")
 
     async def test_not_a_speaker(self) -> None:
         """A host that answers HTTP but is no Sonos speaker is a ProbeError; 403 is
