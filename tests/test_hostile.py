@@ -579,6 +579,11 @@ class HostileTests(TestCase):
             self.assertIn(words, first)
             self.assertIn("retry 1 in", first)
             self.assertIn("retry 2 in", second)
+        # The dripping answers (10 s each, cut at 2 s) are closed when cut: one request at a
+        # time per service at the speaker, not one more open connection at each retry.
+        dripping: Any = faulty[2].manager
+        self.assertEqual(dripping.faults.answer_drip, 1.0)
+        await until(lambda: dripping.held_requests <= 2, "the cut answers' connections closed")
         self.assertTrue(daemon.recorder.of("event", healthy.uid))
         for speaker in faulty:
             cast(Any, speaker.manager).faults.reset()

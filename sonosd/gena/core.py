@@ -41,7 +41,6 @@ from typing import Any, Final
 from urllib.parse import urlparse
 
 import attrs
-import treq
 from treq.client import HTTPClient
 from twisted.internet.defer import (
     CancelledError,
@@ -56,7 +55,7 @@ from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
 from sonosd.gena.event import Event
-from sonosd.gena.httpclient import speaker_agent
+from sonosd.gena.httpclient import read_body, speaker_agent
 from sonosd.gena.listener import INotifyListener, INotifySubscription, NotifyListener
 
 log = Logger()
@@ -207,10 +206,6 @@ def check_response(
     return GenaResponse(status, sid, timeout, has_timeout=True)
 
 
-def _discard(data: bytes) -> None:
-    """Drop a response body chunk (``collect`` counts the size; see ``_BodyLimit``)."""
-
-
 class _BodyLimit:
     def __init__(self, limit: int) -> None:
         self.left = limit
@@ -253,7 +248,7 @@ async def gena_request(
             unbuffered=True,
             reactor=clock,  # type: ignore[arg-type]
         )
-        await treq.collect(response, _BodyLimit(MAX_RESPONSE_BODY))
+        await read_body(response, _BodyLimit(MAX_RESPONSE_BODY))
         received = {
             name.decode("latin-1").lower(): values[0].decode("latin-1")
             for name, values in response.headers.getAllRawHeaders()
