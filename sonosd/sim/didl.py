@@ -68,6 +68,8 @@ class Track:
     album_art: str = ""
     protocol_info: str = "http-get:*:audio/mpeg:*"
     upnp_class: str = MUSIC_TRACK
+    #: What a radio stream says is playing (``r:streamContent``, "Artist - Title").
+    stream_content: str = ""
 
     @property
     def is_stream(self) -> bool:
@@ -87,6 +89,8 @@ def track_item(track: Track, item_id: str, parent_id: str) -> str:
         f'<item id="{escape(item_id)}" parentID="{escape(parent_id)}" restricted="true">',
         f'<res protocolInfo="{escape(track.protocol_info)}"{duration}>{escape(track.uri)}</res>',
     ]
+    if track.stream_content:
+        parts.append(f"<r:streamContent>{escape(track.stream_content)}</r:streamContent>")
     if track.album_art:
         parts.append(f"<upnp:albumArtURI>{escape(track.album_art)}</upnp:albumArtURI>")
     parts.append(f"<dc:title>{escape(track.title)}</dc:title>")

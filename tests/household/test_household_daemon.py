@@ -24,6 +24,7 @@ from twisted.web.http_headers import Headers
 
 from sonosd.config import SimulateConfig, parse_config
 from sonosd.service import SonosdService
+from sonosd.sim.catalog import STATIONS
 from sonosd.sim.household import Speaker
 from sonosd.sim.service import HouseholdService
 from tests.api_helpers import SseClient, connect_raw, sse_request
@@ -1090,6 +1091,58 @@ class ReadPathTests(TestCase):
         await until(lambda: rendering.resyncs > before, "the resync")
         await until(lambda: daemon.recorder.has_volume(other), "the volume in an event")
         self.assertGreater(daemon.service.household.speaker(other.uid).checks, checks)  # type: ignore[union-attr]
+
+
+class MessagesDocTests(TestCase):
+    """Promises of docs/messages.md, each through a daemon following one simulated speaker."""
+
+    timeout = 60
+
+    async def test_a_stations_stream_content_is_what_it_plays(self) -> None:
+        """docs/messages.md: ``stream_content`` of the track metadata is what a radio station
+        says is playing (``r:streamContent``), next to the station's ``title``."""
+        daemon = await start(self, households=(1,))
+        [speaker] = daemon.speakers
+        station = STATIONS[1]
+        status, body = await daemon.post(speaker.name, "play_uri", {"uri": station.uri})
+        self.assertEqual(status, 200, body)
+
+        def tracks() -> list[Any]:
+            return [
+                m.body["variables"]["current_track_meta_data"]
+                for m in daemon.recorder.of("event", speaker.uid, "AVTransport")
+                if (m.body["variables"].get("current_track_meta_data") or {}).get("uri")
+                == station.uri
+            ]
+
+        await until(tracks, "the station's track metadata in an event")
+        track = tracks()[-1]
+        self.assertEqual(
+            (track["title"], track["stream_content"]), (station.title, station.stream_content)
+        )
+        self.assertTrue(station.stream_content)
+
+    async def test_a_repeated_notify_is_dropped_and_counted(self) -> None:
+        """docs/messages.md: a SEQ that repeats is no gap: that NOTIFY is dropped without a
+        message (no event, no events.gap, no resync) and counted in
+        ``sonosd_event_duplicates_total``."""
+        daemon = await start(self, households=(1,))
+        [speaker] = daemon.speakers
+        rendering = resynced_service(daemon, speaker.uid, "RenderingControl")
+        manager: Any = speaker.manager
+        manager.faults.duplicate_next = 1
+        before = len(daemon.recorder.messages)
+        speaker.set_volume(50 if speaker.rendering.volume != 50 else 45)
+        await until(lambda: rendering.duplicates == 1, "the repeated NOTIFY dropped")
+        await until(lambda: daemon.recorder.has_volume(speaker, before), "the volume event")
+        events = daemon.recorder.of("event", speaker.uid, "RenderingControl", since=before)
+        self.assertEqual([(m.body["source"], m.body["seq"]) for m in events], [("notify", 1)])
+        self.assertEqual(daemon.recorder.of("events.gap", since=before), [])
+        self.assertEqual(rendering.resyncs, 0)
+        response = await daemon.http.get(daemon.base + "/api/v1/metrics")
+        metrics = (await response.text()).splitlines()
+        self.assertIn("sonosd_event_duplicates_total 1.0", metrics)
+        self.assertIn("sonosd_event_gaps_total 0.0", metrics)
 
 
 def resynced_service(daemon: Daemon, uid: str, service: str) -> Any:
