@@ -1122,6 +1122,35 @@ class MessagesDocTests(TestCase):
         )
         self.assertTrue(station.stream_content)
 
+    async def test_a_position_read_that_finds_no_move_sends_only_its_time(self) -> None:
+        """docs/messages.md: a ``position`` event sends only what changed, so a read that
+        finds the track where the last one did carries ``position_time`` alone."""
+        daemon = await start(self, households=(1,))
+        [speaker] = daemon.speakers
+        tracker = daemon.service.household.ctx.position
+        assert tracker is not None
+        # Each seek is read; 0.5 s apart instead of 2 s (the spacing is test_position.py's).
+        tracker.min_spacing = 0.5
+
+        def reads() -> list[dict[str, Any]]:
+            return [
+                m.body["variables"]
+                for m in daemon.recorder.of("event", speaker.uid, "AVTransport")
+                if m.body["source"] == "position"
+            ]
+
+        await until(reads, "the read of the first transport state")
+        before = len(reads())
+        for count in (1, 2):
+            status, body = await daemon.post(speaker.name, "seek", {"position": "0:01:00"})
+            self.assertEqual(status, 200, body)
+            await until(lambda n=count: len(reads()) >= before + n, f"the read of seek {count}")
+        self.assertEqual(speaker.transport.state, "STOPPED")
+        first, second = reads()[before:]
+        self.assertEqual(first["position"], "0:01:00")
+        self.assertEqual(list(second), ["position_time"])
+        self.assertGreaterEqual(second["position_time"], first["position_time"])
+
     async def test_a_repeated_notify_is_dropped_and_counted(self) -> None:
         """docs/messages.md: a SEQ that repeats is no gap: that NOTIFY is dropped without a
         message (no event, no events.gap, no resync) and counted in

@@ -1136,6 +1136,12 @@ class HouseholdSimTests(TestCase):
         changes = [e for e in events if "speaker {speaker} is {status}" in e.get("log_format", "")]
         self.assertEqual([e["status"] for e in changes], ["offline", "online"])
         self.assertEqual(len(rig.recorder.of("speaker.offline", speaker.uid)), 1)
+        # docs/messages.md: speaker.online's reasons are identified, then answering again.
+        back = rig.recorder.of("speaker.online", speaker.uid)
+        self.assertEqual(
+            [(m.body["reason"], m.body["availability"]["status"]) for m in back],
+            [("identified", "online"), ("answering again", "online")],
+        )
         said = [
             e
             for e in events
