@@ -365,6 +365,20 @@ def test_views_that_stay_apart_are_settled_by_the_timeout() -> None:
     assert not clock.getDelayedCalls()
 
 
+def test_a_speaker_that_stays_behind_holds_the_household_back_10_seconds() -> None:
+    """docs/messages.md: if one speaker stays behind, topology.changed is published 10 s later
+    with the document most of them show (the daemon's processor, built with its default)."""
+    processor, _, sink, clock = setup()
+    for speaker in (KITCHEN, OFFICE, BEDROOM):
+        report(processor, speaker, APART, 0)
+    report(processor, KITCHEN, JOINED, 1)
+    report(processor, OFFICE, JOINED, 1)
+    clock.advance(9.9)
+    assert members_of_kitchen(sink) == [["RINCON_K"]]
+    clock.advance(0.1)
+    assert members_of_kitchen(sink) == [["RINCON_K"], ["RINCON_K", "RINCON_O"]]
+
+
 def test_a_speaker_that_stops_reporting_no_longer_holds_the_others_back() -> None:
     """When the lagging speaker goes offline or loses its ZoneGroupTopology subscription, the
     view the others agree on is taken at once."""
