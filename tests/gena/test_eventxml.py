@@ -381,7 +381,7 @@ def test_untyped_values_stay_strings() -> None:
 def test_values_of_a_notify_are_typed_or_as_sent() -> None:
     """docs/messages.md, as a NOTIFY reads: numeric and boolean variables are typed where the
     value parses; ``NOT_IMPLEMENTED``, durations and a known variable whose value does not
-    parse are the string as sent; an empty element is null."""
+    parse are the string as sent (an empty ``val`` too); an element without a value is null."""
     avt = propertyset(
         last_change(
             "AVT",
@@ -391,6 +391,7 @@ def test_values_of_a_notify_are_typed_or_as_sent() -> None:
                 ("CurrentTrackDuration", {"val": "0:05:18"}, None),
                 ("RecordStorageMedium", {"val": "NOT_IMPLEMENTED"}, None),
                 ("NextAVTransportURI", {}, None),
+                ("AVTransportURI", {"val": ""}, None),
             ],
         )
     )
@@ -400,6 +401,7 @@ def test_values_of_a_notify_are_typed_or_as_sent() -> None:
         "current_track_duration": "0:05:18",
         "record_storage_medium": "NOT_IMPLEMENTED",
         "next_av_transport_uri": None,
+        "av_transport_uri": "",
     }
     properties = propertyset(plain("Invisible", "1"), plain("ZoneName", None))
     assert variables_to_json("DeviceProperties", parse_event_xml(properties)) == {
