@@ -1151,6 +1151,21 @@ class MessagesDocTests(TestCase):
         self.assertEqual(list(second), ["position_time"])
         self.assertGreaterEqual(second["position_time"], first["position_time"])
 
+    async def test_the_speaker_of_a_message_follows_a_rename(self) -> None:
+        """docs/messages.md: a message's ``speaker.name`` is the room name, which follows
+        renames (made in the Sonos app: the simulator's)."""
+        daemon = await start(self, households=(1,))
+        [speaker] = daemon.speakers
+        speaker.rename("Den")
+        await until(lambda: daemon.service.state.by_name("Den") is not None, "the new name")
+        before = len(daemon.recorder.messages)
+        speaker.set_volume(50 if speaker.rendering.volume != 50 else 45)
+        await until(lambda: daemon.recorder.has_volume(speaker, before), "the volume event")
+        [*_, changed] = daemon.recorder.of("event", speaker.uid, "RenderingControl", before)
+        self.assertEqual(
+            changed.body["speaker"], {"uid": speaker.uid, "name": "Den", "host": speaker.address}
+        )
+
     async def test_a_repeated_notify_is_dropped_and_counted(self) -> None:
         """docs/messages.md: a SEQ that repeats is no gap: that NOTIFY is dropped without a
         message (no event, no events.gap, no resync) and counted in
