@@ -491,3 +491,23 @@ def test_sigterm_exits_0(tmp_path: Path) -> None:
     assert "Received SIGTERM, shutting down." in messages
     assert messages[-1] == "Server Shut Down."
     assert not [r for r in records if r["level"] in {"error", "critical"}], records
+
+
+def test_only_the_taps_import_the_global_reactor() -> None:
+    """The daemon's code gets its reactor passed in: only ``makeService`` of ``sonosd.tap``
+    imports the global one (and, outside the daemon, the simulator's own tap and the
+    ``EVENTS_MODULE`` path of ``gena.subscription``), as docs/design.md's module map says."""
+    import ast
+
+    importers = set()
+    for path in sorted((ROOT / "sonosd").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module == "twisted.internet":
+                names = {alias.name for alias in node.names}
+            elif isinstance(node, ast.Import):
+                names = {alias.name.removeprefix("twisted.internet.") for alias in node.names}
+            else:
+                continue
+            if "reactor" in names:
+                importers.add(path.relative_to(ROOT).as_posix())
+    assert importers == {"sonosd/tap.py", "sonosd/sim/tap.py", "sonosd/gena/subscription.py"}
