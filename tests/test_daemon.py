@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -590,19 +591,31 @@ class DaemonTests(TestCase):
         )
 
     async def test_the_outlets_stop_together_after_the_household(self) -> None:
-        """At stop the household supervisor stops alone first, then the API and every push
-        sink in one stage (they drain together), then the NOTIFY listener and the rest one at
-        a time."""
-        daemon = await self.daemon_with_every_push_sink()
+        """At stop the household supervisor stops alone first, then the API, the stream and
+        every push sink in one stage (they drain together), then the NOTIFY listener and the
+        rest one at a time; the SoCo pool stops last, only the systemd notifier after it
+        (docs/design.md)."""
+        stream = Path(self.mktemp())
+        stream.mkdir()
+        daemon = await self.daemon(
+            callbacks=(CALLBACK,),
+            sinks={
+                "webhooks": [{"url": f"http://127.0.0.1:{free_tcp_port()}/hook"}],
+                "mqtt": {"host": "127.0.0.1", "port": free_tcp_port()},
+                "stream": f"unix:{stream}/stream.sock",
+            },
+        )
         service = daemon.service
         stages = service.stop_stages()
         self.assertEqual(stages[0], [service.household])
+        self.assertIsNotNone(service.stream)
         self.assertEqual(
             {id(child) for child in stages[1]},
-            {id(service.api), *(id(sink) for sink in service.sinks.values())},
+            {id(service.api), id(service.stream), *(id(s) for s in service.sinks.values())},
         )
         self.assertEqual(stages[2], [service.listener])
         self.assertEqual([len(stage) for stage in stages[2:]], [1] * len(stages[2:]))
+        self.assertEqual(stages[-2:], [[service.runner], [service.systemd]])
 
     async def test_diagnostics_show_the_configuration_without_a_secret(self) -> None:
         """/api/v1/diagnostics shows the configuration with every secret hidden: tokens by
