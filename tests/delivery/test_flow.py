@@ -292,7 +292,6 @@ class TransportWriterTests(TestCase):
         await wait(lambda: len(client.data) == len(filled) + 4, "every byte")
         self.assertTrue(client.data.endswith(b"ftail"))
 
-
     async def test_tls_is_always_written_through_the_transport(self) -> None:
         """On a connection that has started TLS the bytes go through the transport (which
         encrypts them), never straight into the socket: the client reads them decrypted."""
