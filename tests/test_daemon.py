@@ -590,6 +590,43 @@ class DaemonTests(TestCase):
             {"callbacks": bound + 7.5, "webhooks": bound + 7.5, "mqtt": bound + 7.5},
         )
 
+    async def test_a_reloaded_webhook_is_replaced_in_one_turn_and_the_old_one_drains(
+        self,
+    ) -> None:
+        """A reload that changes the webhooks replaces the sink at once (docs/design.md,
+        SIGHUP): the old one still delivers what it held to the old target, the new one gets
+        every later message, and no message is lost or sent to both."""
+        from twisted.web.server import Site
+
+        from tests.sinks.test_webhooks import Receiver
+
+        old, new = Receiver(), Receiver()
+        old.hold = True
+        urls = []
+        for receiver in (old, new):
+            port = reactor.listenTCP(0, Site(receiver), interface="127.0.0.1")
+            self.addCleanup(port.stopListening)
+            urls.append(f"http://127.0.0.1:{port.getHost().port}/hook")
+        daemon = await self.daemon(sinks={"webhooks": [{"url": urls[0]}]})
+        await until(daemon.settled, "the initial events")
+        await until(lambda: old.open, "a request held by the old target")
+        service = daemon.service
+        sinks = attrs.evolve(
+            service.config.sinks,
+            webhooks=(attrs.evolve(service.config.sinks.webhooks[0], url=urls[1]),),
+        )
+        service.reload(attrs.evolve(service.config, sinks=sinks))
+        last_old = service.hub.last_id
+        old.hold = False
+        for request in old.open:
+            request.write(b"ok")
+            request.finish()
+        daemon.speakers[0].set_volume(daemon.speakers[0].rendering.volume % 90 + 5)
+        await until(lambda: new.ids() and old.ids()[-1:] == [last_old], "both targets")
+        self.assertEqual(old.ids(), list(range(1, last_old + 1)))
+        self.assertEqual(new.ids()[0], last_old + 1)
+        self.assertEqual(new.ids(), list(range(last_old + 1, last_old + 1 + len(new.ids()))))
+
     async def test_the_outlets_stop_together_after_the_household(self) -> None:
         """At stop the household supervisor stops alone first, then the API, the stream and
         every push sink in one stage (they drain together), then the NOTIFY listener and the
