@@ -375,6 +375,34 @@ def test_make_service(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(reactor.whenRunningHooks) >= 1
 
 
+def test_make_service_limits_malloc_arenas_before_the_service(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The daemon limits its malloc arenas (``memory.limit_arenas``, 2 by default) before it
+    builds the service whose thread pool would take arenas of their own (docs/design.md,
+    Resident memory)."""
+    import soco.config
+
+    from sonosd import memory, service
+
+    for name in ("REQUEST_TIMEOUT", "ZGT_EVENT_FALLBACK"):
+        monkeypatch.setattr(soco.config, name, getattr(soco.config, name))
+    order: list[str] = []
+    monkeypatch.setattr(memory, "limit_arenas", lambda *args: order.append(f"arenas{args}"))
+    built = service.SonosdService
+
+    def building(*args: Any, **kwargs: Any) -> Any:
+        order.append("service")
+        return built(*args, **kwargs)
+
+    monkeypatch.setattr(service, "SonosdService", building)
+    stdlib = logging.getLogger("sonosd-test-arenas")
+    stdlib.propagate = False
+    tap.make_service(Config(path="x.yaml"), ThreadedMemoryReactor(), stdlib)
+    assert order == ["arenas()", "service"]
+    assert memory.ARENAS == 2
+
+
 def test_make_service_needs_parsed_options() -> None:
     """makeService refuses options that were never parsed."""
     with pytest.raises(usage.UsageError):
