@@ -846,6 +846,30 @@ class PositionTests(TestCase):
             if m.body["source"] == "position"
         ]
 
+    async def test_position_reads_go_on_while_every_soco_thread_is_busy(self) -> None:
+        """The daemon's own reads do not use the SoCo pool (docs/design.md, Speed): with every
+        pool thread held by a hung call and more calls waiting, the playing coordinator's
+        position is still read, and a command still answers once the pool frees up."""
+        daemon = await start(self, households=(1,), subscription={"position_interval": 0.5})
+        [speaker] = daemon.speakers
+        status, _ = await daemon.post(speaker.name, "play")
+        self.assertEqual(status, 200)
+        await until(lambda: self.positions(daemon, speaker), "a first position read")
+        released = threading.Event()
+        self.addCleanup(released.set)
+        runner = daemon.service.runner
+        threads = daemon.service.config.soco.threads
+        held = [runner.run(released.wait, 30, timeout=60) for _ in range(threads + 2)]
+        await until(lambda: len(runner.pool.threads) == threads, "every pool thread held")
+        reads = len(self.positions(daemon, speaker))
+        await until(lambda: len(self.positions(daemon, speaker)) >= reads + 2, "more reads")
+        self.assertEqual(runner.in_flight, threads + 2)
+        self.assertFalse(any(call.called for call in held))
+        released.set()
+        await DeferredList(held)
+        status, body = await daemon.post(speaker.name, "volume", {"volume": 23})
+        self.assertEqual((status, body), (200, {"result": {"volume": 23}}))
+
     async def test_position_reads_leave_the_snapshots_last_update(self) -> None:
         """The snapshot holds the last position read in the coordinator's AVTransport
         variables, while that service's ``seq``, ``time`` and ``source`` stay those of the
