@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -589,20 +590,69 @@ class DaemonTests(TestCase):
             {"callbacks": bound + 7.5, "webhooks": bound + 7.5, "mqtt": bound + 7.5},
         )
 
+    async def test_a_reloaded_webhook_is_replaced_in_one_turn_and_the_old_one_drains(
+        self,
+    ) -> None:
+        """A reload that changes the webhooks replaces the sink at once (docs/design.md,
+        SIGHUP): the old one still delivers what it held to the old target, the new one gets
+        every later message, and no message is lost or sent to both."""
+        from twisted.web.server import Site
+
+        from tests.sinks.test_webhooks import Receiver
+
+        old, new = Receiver(), Receiver()
+        old.hold = True
+        urls = []
+        for receiver in (old, new):
+            port = reactor.listenTCP(0, Site(receiver), interface="127.0.0.1")
+            self.addCleanup(port.stopListening)
+            urls.append(f"http://127.0.0.1:{port.getHost().port}/hook")
+        daemon = await self.daemon(sinks={"webhooks": [{"url": urls[0]}]})
+        await until(daemon.settled, "the initial events")
+        await until(lambda: old.open, "a request held by the old target")
+        service = daemon.service
+        sinks = attrs.evolve(
+            service.config.sinks,
+            webhooks=(attrs.evolve(service.config.sinks.webhooks[0], url=urls[1]),),
+        )
+        service.reload(attrs.evolve(service.config, sinks=sinks))
+        last_old = service.hub.last_id
+        old.hold = False
+        for request in old.open:
+            request.write(b"ok")
+            request.finish()
+        daemon.speakers[0].set_volume(daemon.speakers[0].rendering.volume % 90 + 5)
+        await until(lambda: new.ids() and old.ids()[-1:] == [last_old], "both targets")
+        self.assertEqual(old.ids(), list(range(1, last_old + 1)))
+        self.assertEqual(new.ids()[0], last_old + 1)
+        self.assertEqual(new.ids(), list(range(last_old + 1, last_old + 1 + len(new.ids()))))
+
     async def test_the_outlets_stop_together_after_the_household(self) -> None:
-        """At stop the household supervisor stops alone first, then the API and every push
-        sink in one stage (they drain together), then the NOTIFY listener and the rest one at
-        a time."""
-        daemon = await self.daemon_with_every_push_sink()
+        """At stop the household supervisor stops alone first, then the API, the stream and
+        every push sink in one stage (they drain together), then the NOTIFY listener and the
+        rest one at a time; the SoCo pool stops last, only the systemd notifier after it
+        (docs/design.md)."""
+        stream = Path(self.mktemp())
+        stream.mkdir()
+        daemon = await self.daemon(
+            callbacks=(CALLBACK,),
+            sinks={
+                "webhooks": [{"url": f"http://127.0.0.1:{free_tcp_port()}/hook"}],
+                "mqtt": {"host": "127.0.0.1", "port": free_tcp_port()},
+                "stream": f"unix:{stream}/stream.sock",
+            },
+        )
         service = daemon.service
         stages = service.stop_stages()
         self.assertEqual(stages[0], [service.household])
+        self.assertIsNotNone(service.stream)
         self.assertEqual(
             {id(child) for child in stages[1]},
-            {id(service.api), *(id(sink) for sink in service.sinks.values())},
+            {id(service.api), id(service.stream), *(id(s) for s in service.sinks.values())},
         )
         self.assertEqual(stages[2], [service.listener])
         self.assertEqual([len(stage) for stage in stages[2:]], [1] * len(stages[2:]))
+        self.assertEqual(stages[-2:], [[service.runner], [service.systemd]])
 
     async def test_diagnostics_show_the_configuration_without_a_secret(self) -> None:
         """/api/v1/diagnostics shows the configuration with every secret hidden: tokens by

@@ -375,6 +375,34 @@ def test_make_service(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(reactor.whenRunningHooks) >= 1
 
 
+def test_make_service_limits_malloc_arenas_before_the_service(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The daemon limits its malloc arenas (``memory.limit_arenas``, 2 by default) before it
+    builds the service whose thread pool would take arenas of their own (docs/design.md,
+    Resident memory)."""
+    import soco.config
+
+    from sonosd import memory, service
+
+    for name in ("REQUEST_TIMEOUT", "ZGT_EVENT_FALLBACK"):
+        monkeypatch.setattr(soco.config, name, getattr(soco.config, name))
+    order: list[str] = []
+    monkeypatch.setattr(memory, "limit_arenas", lambda *args: order.append(f"arenas{args}"))
+    built = service.SonosdService
+
+    def building(*args: Any, **kwargs: Any) -> Any:
+        order.append("service")
+        return built(*args, **kwargs)
+
+    monkeypatch.setattr(service, "SonosdService", building)
+    stdlib = logging.getLogger("sonosd-test-arenas")
+    stdlib.propagate = False
+    tap.make_service(Config(path="x.yaml"), ThreadedMemoryReactor(), stdlib)
+    assert order == ["arenas()", "service"]
+    assert memory.ARENAS == 2
+
+
 def test_make_service_needs_parsed_options() -> None:
     """makeService refuses options that were never parsed."""
     with pytest.raises(usage.UsageError):
@@ -491,3 +519,23 @@ def test_sigterm_exits_0(tmp_path: Path) -> None:
     assert "Received SIGTERM, shutting down." in messages
     assert messages[-1] == "Server Shut Down."
     assert not [r for r in records if r["level"] in {"error", "critical"}], records
+
+
+def test_only_the_taps_import_the_global_reactor() -> None:
+    """The daemon's code gets its reactor passed in: only ``makeService`` of ``sonosd.tap``
+    imports the global one (and, outside the daemon, the simulator's own tap and the
+    ``EVENTS_MODULE`` path of ``gena.subscription``), as docs/design.md's module map says."""
+    import ast
+
+    importers = set()
+    for path in sorted((ROOT / "sonosd").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module == "twisted.internet":
+                names = {alias.name for alias in node.names}
+            elif isinstance(node, ast.Import):
+                names = {alias.name.removeprefix("twisted.internet.") for alias in node.names}
+            else:
+                continue
+            if "reactor" in names:
+                importers.add(path.relative_to(ROOT).as_posix())
+    assert importers == {"sonosd/tap.py", "sonosd/sim/tap.py", "sonosd/gena/subscription.py"}

@@ -61,18 +61,20 @@ SONGS: tuple[Track, ...] = tuple(
     for number, (title, seconds) in enumerate(tracks, start=1)
 )
 
-#: Radio stations (streams: no duration, never end).
+#: Radio stations (streams: no duration, never end), each saying what it plays.
 STATIONS: tuple[Track, ...] = (
     Track(
         uri="x-rincon-mp3radio://radio.sim.invalid/coastal-fm",
         title="Coastal FM",
         protocol_info="x-rincon-mp3radio:*:*:*",
         upnp_class=BROADCAST,
+        stream_content="The Harbour Lights - Low Tide",
     ),
     Track(
         uri="x-rincon-mp3radio://radio.sim.invalid/night-jazz",
         title="Night Jazz 24",
         protocol_info="x-rincon-mp3radio:*:*:*",
         upnp_class=BROADCAST,
+        stream_content="Marla Quintet - Blue Hour",
     ),
 )

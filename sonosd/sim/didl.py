@@ -68,6 +68,8 @@ class Track:
     album_art: str = ""
     protocol_info: str = "http-get:*:audio/mpeg:*"
     upnp_class: str = MUSIC_TRACK
+    #: What a radio stream says is playing (``r:streamContent``, "Artist - Title").
+    stream_content: str = ""
 
     @property
     def is_stream(self) -> bool:
@@ -75,18 +77,23 @@ class Track:
         return self.duration <= 0
 
 
-def track_didl(track: Track, item_id: str = "-1", parent_id: str = "-1") -> str:
-    """The DIDL-Lite document (unescaped) describing one track."""
-    return DIDL_OPEN + track_item(track, item_id, parent_id) + DIDL_CLOSE
+def track_didl(
+    track: Track, item_id: str = "-1", parent_id: str = "-1", *, playing: bool = False
+) -> str:
+    """The DIDL-Lite document (unescaped) describing one track; ``playing``: as the speaker
+    playing it describes it (``CurrentTrackMetaData``: a stream says what it plays)."""
+    return DIDL_OPEN + track_item(track, item_id, parent_id, playing=playing) + DIDL_CLOSE
 
 
-def track_item(track: Track, item_id: str, parent_id: str) -> str:
-    """One ``<item>`` element of a DIDL-Lite document."""
+def track_item(track: Track, item_id: str, parent_id: str, *, playing: bool = False) -> str:
+    """One ``<item>`` element of a DIDL-Lite document (``playing``: see ``track_didl``)."""
     duration = f' duration="{format_duration(track.duration)}"' if track.duration else ""
     parts = [
         f'<item id="{escape(item_id)}" parentID="{escape(parent_id)}" restricted="true">',
         f'<res protocolInfo="{escape(track.protocol_info)}"{duration}>{escape(track.uri)}</res>',
     ]
+    if playing and track.stream_content:
+        parts.append(f"<r:streamContent>{escape(track.stream_content)}</r:streamContent>")
     if track.album_art:
         parts.append(f"<upnp:albumArtURI>{escape(track.album_art)}</upnp:albumArtURI>")
     parts.append(f"<dc:title>{escape(track.title)}</dc:title>")

@@ -125,11 +125,13 @@ def avtransport(speaker: Speaker) -> dict[str, str]:
     if transport.on_queue:
         number_of_tracks = len(transport.queue)
         track_meta = (
-            track_didl(track, f"Q:0/{transport.track_no}", "Q:0") if track is not None else ""
+            track_didl(track, f"Q:0/{transport.track_no}", "Q:0", playing=True)
+            if track is not None
+            else ""
         )
     else:
         number_of_tracks = 1 if track is not None else 0
-        track_meta = track_didl(track) if track is not None else ""
+        track_meta = track_didl(track, playing=True) if track is not None else ""
     duration = format_duration(track.duration) if track is not None else ""
     return {
         "TransportState": transport.state,

@@ -788,6 +788,30 @@ class OperationsRouteTests(TestCase):
         )
         self.assertEqual(code, 200)
 
+    async def test_reconfigure_replaces_origins(self) -> None:
+        """A reload's new CORS origins apply to the next request (docs/design.md, SIGHUP):
+        the new origin gets CORS headers and its Host is answered, the old one no longer."""
+        old, new = "http://old.lan:8123", "http://new.lan:8123"
+        service, base = await self.start(cors_origins=(old,))
+
+        async def seen(origin: str) -> tuple[int, int, list[bytes] | None]:
+            """The status of a request with ``origin`` as its Origin, of one with its host as
+            the Host, and the CORS header the first got."""
+            url = f"{base}/api/v1/snapshot"
+            response = await self.http.get(url, headers={"Origin": origin})
+            await response.content()
+            host = origin.split("//")[1].split(":")[0] + ":8080"
+            by_host = await self.http.get(url, headers={"Host": host})
+            await by_host.content()
+            allowed = response.headers.getRawHeaders(b"access-control-allow-origin")
+            return response.code, by_host.code, allowed
+
+        self.assertEqual(await seen(old), (200, 200, [old.encode()]))
+        self.assertEqual(await seen(new), (200, 403, None))
+        service.reconfigure(ApiConfig(cors_origins=(new,)))
+        self.assertEqual(await seen(new), (200, 200, [new.encode()]))
+        self.assertEqual(await seen(old), (200, 403, None))
+
 
 class AccessTests(TestCase):
     """``GET /api/v1/access``: what a token may do, answered without refusing."""

@@ -292,6 +292,22 @@ class TransportWriterTests(TestCase):
         await wait(lambda: len(client.data) == len(filled) + 4, "every byte")
         self.assertTrue(client.data.endswith(b"ftail"))
 
+    async def test_tls_is_always_written_through_the_transport(self) -> None:
+        """On a connection that has started TLS the bytes go through the transport (which
+        encrypts them), never straight into the socket: the client reads them decrypted."""
+        from twisted.internet.ssl import CertificateOptions
+
+        from sonosd.sim.tls import server_options
+
+        transport, client = await self.connected()
+        transport.startTLS(server_options())
+        client.transport.startTLS(CertificateOptions(verify=False))
+        writer = TransportWriter(transport)
+        writer.write(b"over ")
+        writer.write_many([b"T", b"LS"])
+        self.assertTrue(transport.TLS)
+        await wait(lambda: client.data == b"over TLS", "the decrypted bytes")
+
 
 class Collector(Protocol):
     """Collects what it receives."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import secrets
+import zlib
 
 from twisted.internet.task import Clock
 
@@ -284,3 +285,33 @@ def test_blocks_hold_64_messages_or_256_kb_of_json() -> None:
     oldest = large.oldest
     assert oldest is not None
     assert [id for id, _, _ in large.after(oldest - 1) or []] == list(range(oldest, 31))
+
+
+def test_a_full_block_is_one_raw_deflate_stream_at_level_1() -> None:
+    """A full block (64 messages) keeps one raw deflate stream of their JSON at zlib level 1
+    (docs/design.md, Replay ring: the fastest level; consecutive messages share most of
+    their text), and the newest block its messages' JSON as it came."""
+    raws = [
+        json.dumps(
+            {
+                "id": n,
+                "type": "event",
+                "speaker": {"uid": "RINCON_1", "name": "Kitchen"},
+                "variables": {"volume": {"Master": n % 100}, "mute": {"Master": n % 2}},
+            }
+        ).encode()
+        for n in range(1, 66)
+    ]
+    ring = ReplayRing(1000, 10**9)
+    for n, raw in enumerate(raws[:64], 1):
+        ring.add(n, ("event", "RINCON_1", "Kitchen", "RenderingControl"), raw)
+
+    def deflated(level: int) -> int:
+        compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
+        return len(compressor.compress(b"".join(raws[:64])) + compressor.flush())
+
+    assert deflated(1) != deflated(zlib.Z_DEFAULT_COMPRESSION)
+    assert ring.stored_bytes == deflated(1)
+    ring.add(65, ("event", "RINCON_1", "Kitchen", "RenderingControl"), raws[64])
+    assert ring.stored_bytes == deflated(1) + len(raws[64])
+    assert [raw for _, _, raw in ring.after(0) or []] == raws

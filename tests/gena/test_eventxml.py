@@ -290,6 +290,63 @@ def test_avtransport_json() -> None:
     assert variables["current_crossfade_mode"] in {True, False}
 
 
+DOC_DIDL_KEYS = {
+    "title",
+    "artist",
+    "album",
+    "album_artist",
+    "album_art_uri",
+    "stream_content",
+    "radio_show",
+    "upnp_class",
+    "item_id",
+    "parent_id",
+    "duration",
+    "uri",
+    "protocol_info",
+}
+
+
+def test_didl_fields_as_docs_messages_says() -> None:
+    """docs/messages.md: always the same keys (missing ones null); ``artist`` is dc:creator;
+    a relative album art URI is made absolute; ``duration``, ``uri`` and ``protocol_info``
+    come from the first ``<res>``; ``upnp_class`` drops a service's ``.#`` suffix; on the
+    fast path and on SoCo's objects alike."""
+    didl = (
+        '<DIDL-Lite xmlns="urn:schemas-upnp-org:metadata-1-0/DIDL-Lite/" '
+        'xmlns:dc="http://purl.org/dc/elements/1.1/" '
+        'xmlns:upnp="urn:schemas-upnp-org:metadata-1-0/upnp/" '
+        'xmlns:r="urn:schemas-rinconnetworks-com:metadata-1-0/">'
+        '<item id="Q:0/4" parentID="Q:0" restricted="true">'
+        '<res protocolInfo="sonos.com-http:*:audio/mp4:*" duration="0:03:07">first:uri</res>'
+        '<res protocolInfo="http-get:*:audio/mpeg:*" duration="0:09:09">second:uri</res>'
+        "<r:streamContent>On air now</r:streamContent>"
+        "<upnp:albumArtURI>/getaa?s=1&amp;u=first</upnp:albumArtURI>"
+        "<dc:title>Song</dc:title><dc:creator>Singer</dc:creator>"
+        "<upnp:class>object.item.audioItem.musicTrack.#hidden</upnp:class>"
+        "</item></DIDL-Lite>"
+    )
+    fast = LazyDidl(didl, "CurrentTrackMetaData")
+    for value in (fast, resolve(fast)):
+        fields = didl_to_json(value, base_url="http://127.0.0.9:1400")
+        assert set(fields) == DOC_DIDL_KEYS
+        assert fields == {
+            "title": "Song",
+            "artist": "Singer",
+            "album": None,
+            "album_artist": None,
+            "album_art_uri": "http://127.0.0.9:1400/getaa?s=1&u=first",
+            "stream_content": "On air now",
+            "radio_show": None,
+            "upnp_class": "object.item.audioItem.musicTrack",
+            "item_id": "Q:0/4",
+            "parent_id": "Q:0",
+            "duration": "0:03:07",
+            "uri": "first:uri",
+            "protocol_info": "sonos.com-http:*:audio/mp4:*",
+        }, value
+
+
 def test_json_from_socos_objects_matches() -> None:
     """SoCo's own DIDL objects (as a state read gives) convert to the same JSON fields as the
     fast path, which may know more (album art of containers)."""
@@ -319,6 +376,38 @@ def test_untyped_values_stay_strings() -> None:
     variables = {"volume": "abc", "mute": "maybe", "other": "7", "none": None, "n": 3}
     assert variables_to_json("RenderingControl", variables) == variables
     assert variables_to_json("Nope", {"volume": "7"}) == {"volume": "7"}
+
+
+def test_values_of_a_notify_are_typed_or_as_sent() -> None:
+    """docs/messages.md, as a NOTIFY reads: numeric and boolean variables are typed where the
+    value parses; ``NOT_IMPLEMENTED``, durations and a known variable whose value does not
+    parse are the string as sent (an empty ``val`` too); an element without a value is null."""
+    avt = propertyset(
+        last_change(
+            "AVT",
+            [
+                ("CurrentTrack", {"val": "3"}, None),
+                ("NumberOfTracks", {"val": "many"}, None),
+                ("CurrentTrackDuration", {"val": "0:05:18"}, None),
+                ("RecordStorageMedium", {"val": "NOT_IMPLEMENTED"}, None),
+                ("NextAVTransportURI", {}, None),
+                ("AVTransportURI", {"val": ""}, None),
+            ],
+        )
+    )
+    assert variables_to_json("AVTransport", parse_event_xml(avt)) == {
+        "current_track": 3,
+        "number_of_tracks": "many",
+        "current_track_duration": "0:05:18",
+        "record_storage_medium": "NOT_IMPLEMENTED",
+        "next_av_transport_uri": None,
+        "av_transport_uri": "",
+    }
+    properties = propertyset(plain("Invisible", "1"), plain("ZoneName", None))
+    assert variables_to_json("DeviceProperties", parse_event_xml(properties)) == {
+        "invisible": True,
+        "zone_name": None,
+    }
 
 
 def test_zone_group_state_hook() -> None:

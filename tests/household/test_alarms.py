@@ -69,6 +69,17 @@ def test_parse_edges() -> None:
     )
     assert alarm["include_linked_zones"] is True
     assert recurrence_days("ONCE") == [] and recurrence_days("DAILY")[0] == "sun"
+    assert recurrence_days("WEEKENDS") == ["sun", "sat"]
+    # A programme whose metadata says nothing has no title (docs/messages.md: null).
+    (unknown,) = parse_alarm_list(
+        document.replace("x-rincon-buzzer:0", "x-file-cifs://nas/a.mp3").replace(
+            'Duration=""', 'Duration="01:00:00"'
+        )
+    )
+    assert (unknown["program"], unknown["duration"]) == (
+        {"uri": "x-file-cifs://nas/a.mp3", "title": None},
+        "01:00:00",
+    )
     for bad in ("<not xml", "<Other/>"):
         with pytest.raises(ValueError, match="not an alarm list"):
             parse_alarm_list(bad)

@@ -217,6 +217,7 @@ def test_topology_changed_only_on_real_change() -> None:
     processor, _, sink, _ = setup()
     observed: list[Any] = []
     processor.state.add_topology_observer(lambda old, new: observed.append((old, new)))
+    assert KITCHEN.household is None
     alone = zgs(
         ("RINCON_K", [("RINCON_K", "Kitchen", 1)]), ("RINCON_O", [("RINCON_O", "Office", 5)])
     )
@@ -226,6 +227,8 @@ def test_topology_changed_only_on_real_change() -> None:
         "RINCON_K",
         "RINCON_O",
     ]
+    # docs/messages.md: household is null while the daemon does not know it (KITCHEN's).
+    assert sink.messages[1].body["household"] is None
     event_variables = valid(sink.messages[0].body)["variables"]
     assert event_variables["zone_group_state"]["groups"][0]["members"][0]["uid"] == "RINCON_K"
 
@@ -360,6 +363,20 @@ def test_views_that_stay_apart_are_settled_by_the_timeout() -> None:
     clock.advance(10)
     assert len(members_of_kitchen(sink)) == 2
     assert not clock.getDelayedCalls()
+
+
+def test_a_speaker_that_stays_behind_holds_the_household_back_10_seconds() -> None:
+    """docs/messages.md: if one speaker stays behind, topology.changed is published 10 s later
+    with the document most of them show (the daemon's processor, built with its default)."""
+    processor, _, sink, clock = setup()
+    for speaker in (KITCHEN, OFFICE, BEDROOM):
+        report(processor, speaker, APART, 0)
+    report(processor, KITCHEN, JOINED, 1)
+    report(processor, OFFICE, JOINED, 1)
+    clock.advance(9.9)
+    assert members_of_kitchen(sink) == [["RINCON_K"]]
+    clock.advance(0.1)
+    assert members_of_kitchen(sink) == [["RINCON_K"], ["RINCON_K", "RINCON_O"]]
 
 
 def test_a_speaker_that_stops_reporting_no_longer_holds_the_others_back() -> None:

@@ -24,6 +24,7 @@ from twisted.web.http_headers import Headers
 
 from sonosd.config import SimulateConfig, parse_config
 from sonosd.service import SonosdService
+from sonosd.sim.catalog import STATIONS
 from sonosd.sim.household import Speaker
 from sonosd.sim.service import HouseholdService
 from tests.api_helpers import SseClient, connect_raw, sse_request
@@ -845,6 +846,30 @@ class PositionTests(TestCase):
             if m.body["source"] == "position"
         ]
 
+    async def test_position_reads_go_on_while_every_soco_thread_is_busy(self) -> None:
+        """The daemon's own reads do not use the SoCo pool (docs/design.md, Speed): with every
+        pool thread held by a hung call and more calls waiting, the playing coordinator's
+        position is still read, and a command still answers once the pool frees up."""
+        daemon = await start(self, households=(1,), subscription={"position_interval": 0.5})
+        [speaker] = daemon.speakers
+        status, _ = await daemon.post(speaker.name, "play")
+        self.assertEqual(status, 200)
+        await until(lambda: self.positions(daemon, speaker), "a first position read")
+        released = threading.Event()
+        self.addCleanup(released.set)
+        runner = daemon.service.runner
+        threads = daemon.service.config.soco.threads
+        held = [runner.run(released.wait, 30, timeout=60) for _ in range(threads + 2)]
+        await until(lambda: len(runner.pool.threads) == threads, "every pool thread held")
+        reads = len(self.positions(daemon, speaker))
+        await until(lambda: len(self.positions(daemon, speaker)) >= reads + 2, "more reads")
+        self.assertEqual(runner.in_flight, threads + 2)
+        self.assertFalse(any(call.called for call in held))
+        released.set()
+        await DeferredList(held)
+        status, body = await daemon.post(speaker.name, "volume", {"volume": 23})
+        self.assertEqual((status, body), (200, {"result": {"volume": 23}}))
+
     async def test_position_reads_leave_the_snapshots_last_update(self) -> None:
         """The snapshot holds the last position read in the coordinator's AVTransport
         variables, while that service's ``seq``, ``time`` and ``source`` stay those of the
@@ -1090,6 +1115,108 @@ class ReadPathTests(TestCase):
         await until(lambda: rendering.resyncs > before, "the resync")
         await until(lambda: daemon.recorder.has_volume(other), "the volume in an event")
         self.assertGreater(daemon.service.household.speaker(other.uid).checks, checks)  # type: ignore[union-attr]
+
+
+class MessagesDocTests(TestCase):
+    """Promises of docs/messages.md, each through a daemon following one simulated speaker."""
+
+    timeout = 60
+
+    async def test_a_stations_stream_content_is_what_it_plays(self) -> None:
+        """docs/messages.md: ``stream_content`` of the track metadata is what a radio station
+        says is playing (``r:streamContent``), next to the station's ``title``."""
+        daemon = await start(self, households=(1,))
+        [speaker] = daemon.speakers
+        station = STATIONS[1]
+        status, body = await daemon.post(speaker.name, "play_uri", {"uri": station.uri})
+        self.assertEqual(status, 200, body)
+
+        def tracks() -> list[Any]:
+            return [
+                m.body["variables"]["current_track_meta_data"]
+                for m in daemon.recorder.of("event", speaker.uid, "AVTransport")
+                if (m.body["variables"].get("current_track_meta_data") or {}).get("uri")
+                == station.uri
+            ]
+
+        await until(tracks, "the station's track metadata in an event")
+        track = tracks()[-1]
+        self.assertEqual(
+            (track["title"], track["stream_content"]), (station.title, station.stream_content)
+        )
+        self.assertTrue(station.stream_content)
+
+    async def test_a_position_read_that_finds_no_move_sends_only_its_time(self) -> None:
+        """docs/messages.md: a ``position`` event sends only what changed, so a read that
+        finds the track where the last one did carries ``position_time`` alone."""
+        daemon = await start(self, households=(1,))
+        [speaker] = daemon.speakers
+        tracker = daemon.service.household.ctx.position
+        assert tracker is not None
+        # Each seek is read; 0.5 s apart instead of 2 s (the spacing is test_position.py's).
+        tracker.min_spacing = 0.5
+
+        def reads() -> list[dict[str, Any]]:
+            return [
+                m.body["variables"]
+                for m in daemon.recorder.of("event", speaker.uid, "AVTransport")
+                if m.body["source"] == "position"
+            ]
+
+        await until(reads, "the read of the first transport state")
+        status, body = await daemon.post(speaker.name, "seek", {"position": "0:01:00"})
+        self.assertEqual(status, 200, body)
+        await until(
+            lambda: any(r.get("position") == "0:01:00" for r in reads()), "the read of the seek"
+        )
+        moved = len(reads())
+        first = [r for r in reads() if "position" in r][-1]
+        self.assertEqual(first["position"], "0:01:00")
+        status, body = await daemon.post(speaker.name, "seek", {"position": "0:01:00"})
+        self.assertEqual(status, 200, body)
+        await until(lambda: len(reads()) > moved, "the read of the second seek")
+        self.assertEqual(speaker.transport.state, "STOPPED")
+        # Any read after the first finds the track where it was: its time alone.
+        for later in reads()[moved:]:
+            self.assertEqual(list(later), ["position_time"])
+            self.assertGreaterEqual(later["position_time"], first["position_time"])
+
+    async def test_the_speaker_of_a_message_follows_a_rename(self) -> None:
+        """docs/messages.md: a message's ``speaker.name`` is the room name, which follows
+        renames (made in the Sonos app: the simulator's)."""
+        daemon = await start(self, households=(1,))
+        [speaker] = daemon.speakers
+        speaker.rename("Den")
+        await until(lambda: daemon.service.state.by_name("Den") is not None, "the new name")
+        before = len(daemon.recorder.messages)
+        speaker.set_volume(50 if speaker.rendering.volume != 50 else 45)
+        await until(lambda: daemon.recorder.has_volume(speaker, before), "the volume event")
+        [*_, changed] = daemon.recorder.of("event", speaker.uid, "RenderingControl", before)
+        self.assertEqual(
+            changed.body["speaker"], {"uid": speaker.uid, "name": "Den", "host": speaker.address}
+        )
+
+    async def test_a_repeated_notify_is_dropped_and_counted(self) -> None:
+        """docs/messages.md: a SEQ that repeats is no gap: that NOTIFY is dropped without a
+        message (no event, no events.gap, no resync) and counted in
+        ``sonosd_event_duplicates_total``."""
+        daemon = await start(self, households=(1,))
+        [speaker] = daemon.speakers
+        rendering = resynced_service(daemon, speaker.uid, "RenderingControl")
+        manager: Any = speaker.manager
+        manager.faults.duplicate_next = 1
+        before = len(daemon.recorder.messages)
+        speaker.set_volume(50 if speaker.rendering.volume != 50 else 45)
+        await until(lambda: rendering.duplicates == 1, "the repeated NOTIFY dropped")
+        await until(lambda: daemon.recorder.has_volume(speaker, before), "the volume event")
+        events = daemon.recorder.of("event", speaker.uid, "RenderingControl", since=before)
+        self.assertEqual([(m.body["source"], m.body["seq"]) for m in events], [("notify", 1)])
+        self.assertEqual(daemon.recorder.of("events.gap", since=before), [])
+        self.assertEqual(rendering.resyncs, 0)
+        response = await daemon.http.get(daemon.base + "/api/v1/metrics")
+        metrics = (await response.text()).splitlines()
+        self.assertIn("sonosd_event_duplicates_total 1.0", metrics)
+        self.assertIn("sonosd_event_gaps_total 0.0", metrics)
 
 
 def resynced_service(daemon: Daemon, uid: str, service: str) -> Any:

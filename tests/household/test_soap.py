@@ -595,10 +595,10 @@ def test_the_client_and_the_alarm_watcher_load_no_soco() -> None:
 
 
 def test_the_readers_import_nothing_of_soco() -> None:
-    """The position tracker, the state reader and the alarm watcher import nothing of SoCo
-    or requests themselves (what reaches SoCo through the event parser's DIDL classes is
-    ``gena.eventxml``'s)."""
-    for name in ("position", "resync", "alarms", "soap"):
+    """The position tracker, the state reader, the alarm watcher and the probes import
+    nothing of SoCo or requests themselves (what reaches SoCo through the event parser's DIDL
+    classes is ``gena.eventxml``'s; docs/design.md: the probes are HTTP from the reactor)."""
+    for name in ("position", "resync", "alarms", "soap", "probe"):
         tree = ast.parse((ROOT / "sonosd" / "household" / f"{name}.py").read_text())
         imported = {
             alias.name.split(".")[0]

@@ -231,3 +231,56 @@ def test_hostile_answers_are_refused_by_rule(padding: int, doctype: bool, filler
         assert doctype or len(hostile) > 2_000_000 or b"!" in filler
     else:
         assert not doctype and len(hostile) <= 2_000_000
+
+
+def test_one_session_per_pool_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each thread sends all its calls through one requests session of its own (docs/design.md,
+    Speed: no proxy or .netrc lookups per call), and threads never share one."""
+    import http.server
+    import threading
+
+    import requests
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            """Quiet."""
+
+    used: list[tuple[str, int]] = []
+    original = requests.Session.request
+
+    def recording(self: requests.Session, *args: Any, **kwargs: Any) -> Any:
+        used.append((threading.current_thread().name, id(self)))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "request", recording)
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        bounded = BoundedRequests(deadline=5.0)
+        sessions: dict[str, object] = {}
+
+        def calls() -> None:
+            for _ in range(3):
+                assert bounded.get(url, timeout=5).content == b"ok"
+            sessions[threading.current_thread().name] = socohttp._session()
+
+        workers = [threading.Thread(target=calls, name=f"pool-{n}") for n in range(2)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(10)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert sorted(name for name, _ in used) == ["pool-0"] * 3 + ["pool-1"] * 3
+    by_thread = {name: {session for n, session in used if n == name} for name, _ in used}
+    assert by_thread == {name: {id(session)} for name, session in sessions.items()}
+    assert by_thread["pool-0"] != by_thread["pool-1"]

@@ -357,6 +357,14 @@ class SimTests(TestCase):
             self.assertEqual(len(rig.initial_events(speaker.uid, service)), 2, service)
             lost = rig.recorder.of("subscription.lost", speaker.uid, service)
             self.assertEqual([m.body["reason"] for m in lost], ["reboot"])
+            # docs/messages.md: until subscription.restored (reason: the one it was lost
+            # for) nothing of that service arrives; then the SEQ 0 NOTIFY carries the state.
+            [restored] = rig.recorder.of("subscription.restored", speaker.uid, service)
+            self.assertEqual(restored.body["reason"], "reboot")
+            events = rig.recorder.of("event", speaker.uid, service)
+            self.assertEqual([m for m in events if lost[0].id < m.id < restored.id], [], service)
+            [first, *_] = [m.body for m in events if m.id > restored.id]
+            self.assertEqual((first["source"], first["seq"]), ("notify", 0), service)
         # The speaker restarted its SID counter: the new SIDs may repeat the old ones, but the
         # speaker holds exactly one subscription per service, the supervisor's.
         live = {s["sid"] for s in rig.sim_subscriptions(speaker)}
@@ -1136,6 +1144,12 @@ class HouseholdSimTests(TestCase):
         changes = [e for e in events if "speaker {speaker} is {status}" in e.get("log_format", "")]
         self.assertEqual([e["status"] for e in changes], ["offline", "online"])
         self.assertEqual(len(rig.recorder.of("speaker.offline", speaker.uid)), 1)
+        # docs/messages.md: speaker.online's reasons are identified, then answering again.
+        back = rig.recorder.of("speaker.online", speaker.uid)
+        self.assertEqual(
+            [(m.body["reason"], m.body["availability"]["status"]) for m in back],
+            [("identified", "online"), ("answering again", "online")],
+        )
         said = [
             e
             for e in events

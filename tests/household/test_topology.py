@@ -84,6 +84,16 @@ def test_modern_group_with_satellite_and_vanished() -> None:
     assert [(d.uid, d.reason) for d in topology.vanished] == [
         ("RINCON_38420B92755401400", "UNKNOWN")
     ]
+    # docs/messages.md: with the address it last had, when the speaker says.
+    assert topology.tagged("Sonos_x").to_json()["vanished"] == [
+        {
+            "uid": "RINCON_38420B92755401400",
+            "name": "Living Room",
+            "reason": "UNKNOWN",
+            "host": "10.83.0.115",
+            "household": "Sonos_x",
+        }
+    ]
 
 
 def test_two_standalone_speakers() -> None:

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from soco.data_structures_entry import from_didl_string
 
 from sonosd.sim.artwork import art_for
-from sonosd.sim.catalog import SONGS
+from sonosd.sim.catalog import SONGS, STATIONS
 from sonosd.sim.didl import (
     Track,
     format_duration,
@@ -64,6 +64,17 @@ def test_soco_reads_queue_items() -> None:
     assert items[0].title == SONGS[0].title
     assert items[0].creator == SONGS[0].artist
     assert items[0].album == SONGS[0].album
+
+
+def test_a_playing_station_says_what_it_plays() -> None:
+    """A station's CurrentTrackMetaData (``playing``) carries what it plays in
+    ``r:streamContent``, as SoCo reads it; the same station as a favourite or a queue item
+    does not (what plays now is no property of the station)."""
+    for station in STATIONS:
+        assert station.stream_content
+        [playing] = from_didl_string(track_didl(station, playing=True))
+        assert playing.stream_content == station.stream_content
+        assert "streamContent" not in track_didl(station)
 
 
 def test_parse_didl_fallbacks() -> None:
