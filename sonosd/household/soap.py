@@ -49,7 +49,6 @@ from xml.sax.saxutils import escape
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet import protocol
 from twisted.internet.defer import CancelledError, Deferred, DeferredLock, succeed
 from twisted.internet.error import ConnectError
 from twisted.internet.interfaces import (
@@ -59,15 +58,13 @@ from twisted.internet.interfaces import (
 )
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import ResponseDone
-from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IBodyProducer, IResponse
 from zope.interface import implementer
 
 from sonosd import tlsgate
 from sonosd.backoff import SlowAnswer
-from sonosd.gena.httpclient import speaker_agent
+from sonosd.gena.httpclient import read_body, speaker_agent
 from sonosd.gena.xmlguard import UnsafeXml, check_answer
 
 log = Logger()
@@ -467,13 +464,29 @@ class SoapClient(Service):
     ) -> _Answer:
         response: IResponse = await agent.request(b"POST", url.encode(), headers, _Body(body))
         made.answering = True
-        collector = _Collect(self.max_bytes, url)
-        response.deliverBody(collector)
-        if isinstance(response.length, int) and response.length > self.max_bytes:
-            collector.refuse()
-        answer = _Answer(response.code, await collector.done)
+        limit = self.max_bytes
+        chunks: list[bytes] = []
+        size = 0
+
+        def refused() -> AnswerRefused:
+            return AnswerRefused(f"the answer from {url} is over {limit} bytes")
+
+        def collect(data: bytes) -> None:
+            nonlocal size
+            size += len(data)
+            if size > limit:
+                raise refused()
+            chunks.append(data)
+
+        # Cancelled (the call's timeout), or over the limit, the connection is closed.
+        reading = read_body(response, collect)
+        if isinstance(response.length, int) and response.length > limit:
+            reading.cancel()  # refused before reading: the connection is closed
+            reading.addErrback(lambda _: None)
+            raise refused()
+        await reading
         made.answering = False  # Not on a failure: the timeout's reason reads it.
-        return answer
+        return _Answer(response.code, b"".join(chunks))
 
     def _tls(self) -> IAgent:
         if self._tls_agent is None:
@@ -529,55 +542,6 @@ class _Body:
 
     def stopProducing(self) -> None:
         pass
-
-
-_DONE: Final = Failure(ResponseDone())
-
-
-class _Collect(protocol.Protocol):
-    """An answer's body, up to ``limit`` bytes: beyond, the connection is closed and
-    ``done`` fails with ``AnswerRefused``; cancelling ``done`` (the call's timeout) closes
-    the connection too.
-
-    @ivar done: Fires with the whole body.
-    """
-
-    def __init__(self, limit: int, url: str) -> None:
-        self._limit = limit
-        self._url = url
-        self._done: Deferred[bytes] = Deferred(lambda _: self._close())
-        self.done = self._done
-        self._chunks: list[bytes] = []
-        self._size = 0
-
-    def _close(self) -> None:
-        if self.transport is not None:
-            self.transport.loseConnection()
-
-    def refuse(self) -> None:
-        """The answer is (or announces it is) over the limit."""
-        if not self._done.called:
-            self._done.errback(
-                AnswerRefused(f"the answer from {self._url} is over {self._limit} bytes")
-            )
-        self._close()
-
-    def dataReceived(self, data: bytes) -> None:
-        if self._done.called:
-            return
-        self._size += len(data)
-        if self._size > self._limit:
-            self.refuse()
-            return
-        self._chunks.append(data)
-
-    def connectionLost(self, reason: Failure = _DONE) -> None:
-        if self._done.called:
-            return
-        if reason.check(ResponseDone, PotentialDataLoss):
-            self._done.callback(b"".join(self._chunks))
-        else:
-            self._done.errback(reason)
 
 
 @implementer(IOpenSSLClientConnectionCreator)

@@ -31,6 +31,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from sonosd.backoff import FailureKind, SlowAnswer, describe_failure
 from sonosd.config import SimulateConfig
+from sonosd.gena.httpclient import read_body
 from sonosd.gena.xmlguard import MAX_ANSWER_TAGS
 from sonosd.household.position import PositionTracker
 from sonosd.household.resync import StateReader, ZoneGroupStateUnavailable
@@ -42,7 +43,6 @@ from sonosd.household.soap import (
     SoapTimeout,
     UpnpFault,
     _agent,
-    _Collect,
     envelope,
     fault_code,
     out_arguments,
@@ -412,11 +412,13 @@ class ClientTests(SynchronousTestCase):
     def test_answer_cut_short(self) -> None:
         """An answer whose connection breaks before its end fails with the connection's
         error (a lost connection, unreachable for describe_failure), not a partial body."""
-        collector = _Collect(100, "http://127.0.0.2:1400/x")
-        collector.makeConnection(StringTransport())
-        collector.dataReceived(b"<s:Envelope>")
-        collector.connectionLost(Failure(ConnectionLost()))
-        failure = self.failureResultOf(collector.done, ConnectionLost)
+        response = _Delivering()
+        chunks: list[bytes] = []
+        reading = read_body(cast(Any, response), chunks.append)
+        response.protocol.makeConnection(StringTransport())
+        response.protocol.dataReceived(b"<s:Envelope>")
+        response.protocol.connectionLost(Failure(ConnectionLost()))
+        failure = self.failureResultOf(reading, ConnectionLost)
         self.assertEqual(describe_failure(failure)[0], FailureKind.UNREACHABLE)
 
     def test_https_agent_wraps_tls(self) -> None:
@@ -434,6 +436,15 @@ class ClientTests(SynchronousTestCase):
         client = SoapClient(Clock(), 5.0, agent=cast(Any, Refusing()))
         failure = self.failureResultOf(self.call(client))
         self.assertEqual(describe_failure(failure), (FailureKind.UNREACHABLE, "connection refused"))
+
+
+class _Delivering:
+    """A response that hands its body's protocol over (``read_body``'s side of it)."""
+
+    protocol: Any = None
+
+    def deliverBody(self, protocol: Any) -> None:
+        self.protocol = protocol
 
 
 SOCO_NAMES = {
