@@ -260,6 +260,9 @@ class MqttDaemonTests(TestCase):
         left.household.pair(left, right)
         await until(lambda: daemon.recorder.of("speaker.removed", right.uid), "removed")
         await sub.wait(lambda: sub.payloads(availability)[-1:] == [""], reactor)
+        # The removal's event (QoS 1) may reach the subscriber after the cleared availability
+        # (QoS 0): MQTT orders messages within one QoS only.
+        await sub.wait(sub.has(f"sonos/{old}/event/speaker.removed"), reactor)
         separated = len(sub.lines)
         left.household.unpair(left)
         await until(
