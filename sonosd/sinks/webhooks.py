@@ -108,6 +108,9 @@ def verify_signature(
     if (
         not (timestamp_header.isascii() and timestamp_header.isdigit())
         or len(timestamp_header) > 15
+        # hmac.compare_digest raises TypeError on a str that is not ASCII (a sender's bytes
+        # read as Latin-1, or replaced when decoded): such a signature is simply wrong.
+        or not signature_header.isascii()
     ):
         return False
     timestamp = int(timestamp_header)

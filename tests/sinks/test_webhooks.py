@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import tempfile
+import types
 from collections.abc import Callable
 from email.utils import formatdate
 from typing import Any
@@ -42,6 +43,7 @@ from sonosd.sinks.webhooks import (
 )
 from tests.conftest import free_loopback_base
 from tests.daemon_helpers import Recorder, until
+from tests.paths import ROOT
 from tests.sinks.test_callbacks import capture_logs
 
 SECRET = "s3cret"
@@ -517,6 +519,51 @@ class PureTests(SynchronousTestCase):
         self.assertFalse(verify_signature(SECRET, b"{}", "10x0", good, now=1000))
         self.assertFalse(verify_signature(SECRET, b"{}", "\u00b2", good, now=1000))
         self.assertFalse(verify_signature(SECRET, b"{}", b"1000", b"sha256=00", now=1000))
+
+    def test_verify_refuses_a_signature_that_is_not_ascii(self) -> None:
+        """A signature header with a byte past ASCII (read as Latin-1 by a receiver, or
+        replaced when decoded) does not verify: no TypeError from ``compare_digest``."""
+        good = signature(SECRET, 1000, b"{}")
+        for forged in (good[:-1] + "\u00e9", "sha256=\ufffd", good.encode() + b"\xff"):
+            self.assertFalse(verify_signature(SECRET, b"{}", "1000", forged, now=1000))
+
+
+def documented_verify(now: float) -> Callable[[bytes, bytes, str, str], bool]:
+    """The ``verify`` function of docs/webhooks.md, run as printed, its clock at ``now``."""
+    text = (ROOT / "docs" / "webhooks.md").read_text(encoding="utf-8")
+    section = text[text.index("## Verifying the signature") :]
+    code = section[section.index("```python\n") + len("```python\n") :]
+    code = code[: code.index("```")]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "docs/webhooks.md", "exec"), namespace)
+    namespace["time"] = types.SimpleNamespace(time=lambda: now)
+    verify: Callable[[bytes, bytes, str, str], bool] = namespace["verify"]
+    return verify
+
+
+@given(
+    body=st.binary(max_size=64),
+    timestamp=st.one_of(st.text(max_size=20), st.integers(0, 2_000).map(str)),
+    forged=st.one_of(st.none(), st.text(max_size=80)),
+)
+def test_the_documented_verify_agrees_and_never_raises(
+    body: bytes, timestamp: str, forged: str | None
+) -> None:
+    """The receiver's check printed in docs/webhooks.md gives the answer of
+    ``verify_signature`` for any headers a sender may forge (digits other than ASCII, a
+    timestamp of thousands of digits, a signature that is not ASCII), never an exception."""
+    now = 1000.0
+    verify = documented_verify(now)
+    headers = [(timestamp, forged)] if forged is not None else []
+    if timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 15:
+        headers.append((timestamp, signature(SECRET, int(timestamp), body)))
+    headers += [("\u00b2", "sha256=00"), ("9" * 5_000, "sha256=00"), ("1000", "sha256=\u00e9")]
+    for stamp, signed in headers:
+        expected = verify_signature(SECRET, body, stamp, signed, now=now)
+        assert verify(SECRET.encode(), body, stamp, signed) is expected, (stamp, signed)
+    good = signature(SECRET, 1000, body)
+    assert verify(SECRET.encode(), body, "1000", good)
+    assert not verify(SECRET.encode(), body, "600", signature(SECRET, 600, body))
 
 
 @given(secret=st.text(min_size=1), body=st.binary(), timestamp=st.integers(0, 2**40))
