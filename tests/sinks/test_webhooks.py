@@ -468,6 +468,52 @@ class SinkTests(SynchronousTestCase):
         self.assertEqual([b - a for a, b in itertools.pairwise(times)], [11, 2, 4, 8, 16])
         self.assertEqual(sink.targets[0].stats.failed, 1)
 
+    def test_backoff_doubles_up_to_60_seconds(self) -> None:
+        """As the daemon builds it, the n-th retry waits between half of and the whole of
+        min(60, 2^(n-1)) seconds: the top of the jitter doubles from 1 s and stays at 60 s,
+        the bottom is half of it."""
+        for jitter, scale in ((1.0, 1.0), (0.0, 0.5)):
+            self.clock = Clock()
+            self.hub = Hub(self.clock)
+            webhook = Webhook(url="http://a/", retries=8)
+            sink = WebhookSink.from_config(
+                self.clock, [webhook], client_factory=self.factory, random=lambda j=jitter: j
+            )
+            self.hub.add_sink(sink)
+            receiver = self.receivers["http://a/"]
+            receiver.statuses = [503] * 20
+            self.hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
+            self.clock.pump([0.25] * 1_000)
+            times = [when for when, _, _ in receiver.requests]
+            gaps = [b - a for a, b in itertools.pairwise(times)]
+            self.assertEqual(gaps, [scale * g for g in (1, 2, 4, 8, 16, 32, 60, 60)])
+            self.assertEqual(sink.targets[0].stats.failed, 1)
+
+    def test_stop_drops_a_message_waiting_for_its_retry(self) -> None:
+        """A message still waiting for its retry when the shutdown bound expires is dropped
+        with those queued behind it, and counted in the line logged at shutdown."""
+        logs = capture_logs(self)
+        sink = WebhookSink.from_config(
+            self.clock, [Webhook(url="http://a/")], client_factory=self.factory, random=lambda: 1.0
+        )
+        self.hub.add_sink(sink)
+        sink.startService()
+        receiver = self.receivers["http://a/"]
+        receiver.statuses = [503] * 10
+        self.hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
+        self.hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
+        stopped = sink.stopService()
+        # Attempts at 0, 1 and 3 s; at 5 s the third retry is due only at 7 s.
+        self.clock.pump([0.5] * 10)
+        self.successResultOf(stopped)
+        self.assertEqual(receiver.ids(), [1, 1, 1])
+        target = sink.targets[0]
+        self.assertEqual((target.stats.lost_at_shutdown, target.queued), (2, 0))
+        lost = [e for e in logs if "not delivered at shutdown" in e.get("log_format", "")]
+        self.assertEqual([e["count"] for e in lost], [2])
+        self.clock.pump([1.0] * 10)
+        self.assertEqual(receiver.ids(), [1, 1, 1])
+
     def test_stop_idle(self) -> None:
         """stopService with nothing queued finishes at once."""
         sink = WebhookSink.from_config(
@@ -575,8 +621,11 @@ def test_signature_round_trip(secret: str, body: bytes, timestamp: int) -> None:
     assert not verify_signature(secret + "x", body, str(timestamp), value, now=timestamp)
 
 
-def make_ca_and_server(directory: str, ip: str = "127.0.0.1") -> tuple[str, bytes, bytes]:
-    """A test CA (its PEM written to ``directory``) and a server key+cert for ``ip``."""
+def make_ca_and_server(
+    directory: str, ip: str = "127.0.0.1", ca: str = "sonosd test CA"
+) -> tuple[str, bytes, bytes]:
+    """A test CA named ``ca`` (its PEM written to ``directory``) and a server key+cert for
+    ``ip``."""
     now = datetime.datetime.now(datetime.UTC)
 
     def build(
@@ -605,8 +654,8 @@ def make_ca_and_server(directory: str, ip: str = "127.0.0.1") -> tuple[str, byte
         return builder.sign(signer, hashes.SHA256())
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sonosd test CA")])
-    ca_cert = build("sonosd test CA", ca_key, ca_name, ca_key, True)
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ca)])
+    ca_cert = build(ca, ca_key, ca_name, ca_key, True)
     server_key = ec.generate_private_key(ec.SECP256R1())
     server_cert = build("127.0.0.1", server_key, ca_name, ca_key, False)
     ca_path = os.path.join(directory, "ca.pem")
@@ -709,12 +758,15 @@ class HTTPSIntegrationTests(TestCase):
         self.assertEqual(sink.targets[0].stats.delivered, 5)
 
     async def test_untrusted_certificate_refused(self) -> None:
-        """Without the private CA the server's certificate is not trusted: nothing is sent."""
+        """Without the private CA the server's certificate is not trusted: nothing is sent,
+        and the TLS failure is retried like any failure to connect, then given up."""
         sink = WebhookSink.from_config(
-            self.reactor, [Webhook(url=self.url, secret=SECRET, retries=0)]
+            self.reactor, [Webhook(url=self.url, secret=SECRET, retries=1)]
         )
+        sink.targets[0]._backoff_initial = sink.targets[0]._backoff_max = 0.01
         await send_one(self.reactor, sink)
-        self.assertEqual(sink.targets[0].stats.failed, 1)
+        stats = sink.targets[0].stats
+        self.assertEqual((stats.retried, stats.failed, stats.delivered), (1, 1, 0))
         self.assertEqual(self.receiver.bodies, [])
 
     async def test_host_name_verified(self) -> None:
@@ -726,6 +778,43 @@ class HTTPSIntegrationTests(TestCase):
         await send_one(self.reactor, sink)
         self.assertEqual(sink.targets[0].stats.failed, 1)
         self.assertEqual(self.receiver.bodies, [])
+
+    def trust_as_system(self, ca_path: str) -> None:
+        """Make ``ca_path`` the system's trust store (OpenSSL's ``SSL_CERT_FILE``) for this
+        test, with no trust directory."""
+        empty = tempfile.mkdtemp(prefix="sonosd-webhooks-certs-")
+        self.addCleanup(os.rmdir, empty)
+        for name, value in (("SSL_CERT_FILE", ca_path), ("SSL_CERT_DIR", empty)):
+            old = os.environ.get(name)
+            os.environ[name] = value
+            if old is None:
+                self.addCleanup(os.environ.pop, name, None)
+            else:
+                self.addCleanup(os.environ.__setitem__, name, old)
+
+    async def test_system_trust_store_by_default_ca_file_instead(self) -> None:
+        """Without ``ca_file`` the system's trust store decides (here a store holding the
+        private CA: delivered); with ``ca_file`` only its CAs are trusted (another CA: refused,
+        though the system trusts the server), and a file of several CAs trusts each of them."""
+        self.trust_as_system(self.ca_path)
+        directory = tempfile.mkdtemp(prefix="sonosd-webhooks-other-")
+        self.addCleanup(__import__("shutil").rmtree, directory)
+        other_ca, _, _ = make_ca_and_server(directory, ca="another test CA")
+        both = os.path.join(directory, "both.pem")
+        with open(both, "wb") as out:
+            for path in (other_ca, self.ca_path):
+                with open(path, "rb") as handle:
+                    out.write(handle.read())
+        outcomes = []
+        for ca_file in (None, other_ca, both):
+            sink = WebhookSink.from_config(
+                self.reactor, [Webhook(url=self.url, secret=SECRET, retries=0, ca_file=ca_file)]
+            )
+            await send_one(self.reactor, sink)
+            stats = sink.targets[0].stats
+            outcomes.append((stats.delivered, stats.failed))
+        self.assertEqual(outcomes, [(1, 0), (0, 1), (1, 0)])
+        self.assertEqual([body["id"] for body in self.receiver.bodies], [1, 1])
 
     async def test_wrong_secret_refused_not_retried(self) -> None:
         """A receiver that refuses the signature (401) makes the target drop, not retry."""
@@ -795,6 +884,27 @@ class PlainHTTPIntegrationTests(TestCase):
         await sink.stopService()
         self.assertEqual(receiver.received, [("1", n) for n in range(1, 21)])
         self.assertEqual(sink.targets[0].stats.retried, 0)
+
+    async def test_connection_reset_without_an_answer_is_retried(self) -> None:
+        """A receiver that resets the connection instead of answering gets the same message
+        again as attempt 2, which it answers: delivered once, retried once."""
+
+        class Resetting(Receiver):
+            def render_POST(self, request: Request) -> bytes | int:
+                answer = super().render_POST(request)
+                if len(self.requests) == 1:
+                    request.channel.transport.abortConnection()  # type: ignore[union-attr]
+                    return NOT_DONE_YET
+                return answer
+
+        receiver = Resetting()
+        sink = WebhookSink.from_config(self.reactor, [Webhook(url=self.listen(receiver))])
+        sink.targets[0]._backoff_initial = sink.targets[0]._backoff_max = 0.01
+        await send_one(self.reactor, sink)
+        attempts = [headers["x-sonosd-attempt"] for _, headers, _ in receiver.requests]
+        self.assertEqual((receiver.ids(), attempts), ([1, 1], ["1", "2"]))
+        stats = sink.targets[0].stats
+        self.assertEqual((stats.delivered, stats.retried, stats.failed), (1, 1, 0))
 
     async def test_dead_target_logs_no_factory_lines(self) -> None:
         """Retrying a target that refuses connections logs no Starting/Stopping factory."""
