@@ -7,6 +7,7 @@ API site with real SSE, WebSocket and HTTP clients, and the configured Python ca
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
@@ -545,8 +546,15 @@ class DaemonTests(TestCase):
     async def test_doctor_names_failing_sinks(self) -> None:
         """A webhook target that refuses connections (without retries: each message fails at
         its only attempt) and an MQTT broker that is not there are each a problem the doctor
-        names from the daemon's own diagnostics."""
+        names from the daemon's own diagnostics. The webhook is failing in
+        ``sonosd_webhook_failing``, ``/api/v1/diagnostics`` and ``sonosctl doctor`` until its
+        next delivery (docs/webhooks.md), and no longer after it."""
+        from twisted.internet.threads import deferToThread
+        from twisted.web.server import Site
+
+        from sonosd.ctl import main as ctl_main
         from sonosd.doctor import PROBLEM, diagnose
+        from tests.sinks.test_webhooks import Receiver
 
         hook, broker = free_tcp_port(), free_tcp_port()
         daemon = await self.daemon(
@@ -572,6 +580,42 @@ class DaemonTests(TestCase):
             ),
             problems(),
         )
+        url = f"http://127.0.0.1:{hook}/hook"
+        http = treq.client.HTTPClient(http_agent(self))
+
+        async def reported() -> tuple[bool, str, str]:
+            """The target's ``failing`` in the diagnostics, its failing gauge, and what
+            ``sonosctl doctor`` says (run in a thread: it blocks)."""
+            diagnostics = await (await http.get(daemon.url("/api/v1/diagnostics"))).json()
+            [target] = diagnostics["sinks"]["webhooks"]
+            metrics = await (await http.get(daemon.url("/api/v1/metrics"))).text()
+            [gauge] = re.findall(
+                rf'^sonosd_webhook_failing\{{target="{re.escape(url)}"\}} (\S+)$',
+                metrics,
+                re.MULTILINE,
+            )
+            out = io.StringIO()
+            await deferToThread(
+                ctl_main, ["--url", daemon.url(""), "doctor"], stdout=out, environ={}
+            )
+            return target["failing"], gauge, out.getvalue()
+
+        failing, gauge, doctor = await reported()
+        self.assertEqual((failing, gauge), (True, "1.0"))
+        self.assertIn(f"Webhook {url} fails (connection refused)", doctor)
+        receiver = Receiver()
+        port = reactor.listenTCP(hook, Site(receiver), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        kitchen = daemon.speakers[0]
+        kitchen.set_volume(new_volume(kitchen))
+        await until(lambda: receiver.requests, "a message at the webhook")
+        await until(
+            lambda: not daemon.service.sinks["webhooks"].targets[0].failing, "delivering again"
+        )
+        failing, gauge, doctor = await reported()
+        self.assertEqual((failing, gauge), (False, "0.0"))
+        self.assertNotIn(f"Webhook {url} fails", doctor)
+        self.assertIn(f"Webhook {url} delivers now, but lost", doctor)
 
     async def test_sinks_flush_within_the_shutdown_timeout(self) -> None:
         """Every push sink is given subscription.shutdown_timeout to flush at shutdown, and the
