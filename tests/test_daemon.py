@@ -634,6 +634,54 @@ class DaemonTests(TestCase):
             {"callbacks": bound + 7.5, "webhooks": bound + 7.5, "mqtt": bound + 7.5},
         )
 
+    async def test_a_webhook_body_is_the_bytes_sse_and_websocket_send(self) -> None:
+        """A webhook request's body is the message JSON byte for byte as the SSE and
+        WebSocket channels send it (docs/webhooks.md: it is serialised once)."""
+        from twisted.web.server import Site
+
+        from tests.sinks.test_webhooks import Receiver
+
+        raw_frames: list[bytes] = []
+
+        class RawWs(WsClient):
+            def onMessage(self, payload: bytes, isBinary: bool) -> None:
+                raw_frames.append(payload)
+                super().onMessage(payload, isBinary)
+
+        receiver = Receiver()
+        port = reactor.listenTCP(0, Site(receiver), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        url = f"http://127.0.0.1:{port.getHost().port}/hook"
+        daemon = await self.daemon(sinks={"webhooks": [{"url": url}]})
+        await until(daemon.settled, "the initial events")
+        sse = await self.sse(daemon)
+        await connect_ws(self, daemon.host, daemon.port, protocol=RawWs)
+        kitchen = daemon.speakers[0]
+        volume = new_volume(kitchen)
+        kitchen.set_volume(volume)
+        await until(lambda: daemon.volume_events(kitchen, volume), "the change at the daemon")
+        [message] = daemon.volume_events(kitchen, volume)
+
+        def sse_data() -> list[bytes]:
+            return [
+                line.partition(b":")[2].removeprefix(b" ")
+                for block in sse.body.split(b"\n\n")[:-1]
+                for line in block.split(b"\n")
+                if line.startswith(b"data:")
+            ]
+
+        def sent(frames: list[bytes]) -> list[bytes]:
+            return [frame for frame in frames if f'"id":{message.id},'.encode() in frame]
+
+        await until(
+            lambda: sent(sse_data()) and sent(raw_frames) and message.id in receiver.ids(),
+            "the change on every channel",
+        )
+        [body] = [body for _, _, body in receiver.requests if json.loads(body)["id"] == message.id]
+        self.assertEqual(body, message.raw)
+        self.assertEqual(sent(sse_data()), [body])
+        self.assertEqual(sent(raw_frames), [body])
+
     async def test_a_reloaded_webhook_is_replaced_in_one_turn_and_the_old_one_drains(
         self,
     ) -> None:
