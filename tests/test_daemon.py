@@ -10,6 +10,9 @@ from __future__ import annotations
 import io
 import json
 import re
+import sys
+import threading
+import types
 from pathlib import Path
 from typing import Any
 
@@ -352,6 +355,49 @@ class DaemonTests(TestCase):
         self.assertEqual(len(online), len(daemon.speakers))
         # The daemon's own messages come with no SoCo event.
         self.assertEqual({e for _, e in online}, {None})
+
+    async def test_a_blocking_callback_delays_nothing_else(self) -> None:
+        """A callable that blocks on its first message (in its own thread) delays neither a
+        command through the API, nor the SSE stream, nor another callable; once it returns it
+        gets every message, one at a time, in order (docs/callbacks.md)."""
+        gate = threading.Event()
+        self.addCleanup(gate.set)
+        held: list[int] = []
+
+        def hold(body: dict[str, Any], event: Any) -> None:
+            held.append(body["id"])
+            gate.wait(60)
+
+        module = types.ModuleType("sonosd_test_blocking_callback")
+        module.hold = hold  # type: ignore[attr-defined]
+        sys.modules[module.__name__] = module
+        self.addCleanup(sys.modules.pop, module.__name__)
+        del CALLBACK_CALLS[:]
+        daemon = await self.started(callbacks=(f"{module.__name__}:hold", CALLBACK))
+        client = await self.sse(daemon)
+        office = daemon.speakers[2]
+        volume = new_volume(office)
+        http = treq.client.HTTPClient(http_agent(self))
+        response = await http.post(
+            daemon.url("/api/v1/speakers/Office/volume"),
+            data=json.dumps({"volume": volume}).encode(),
+            headers=Headers({b"Content-Type": [b"application/json"]}),
+        )
+        self.assertEqual(response.code, 200, await response.text())
+        await until(
+            lambda: (
+                any(is_volume_event(m, office.uid, volume) for m in client.messages())
+                and any(is_volume_event(b, office.uid, volume) for b, _ in callback_calls())
+            ),
+            "the change on the SSE stream and at the other callable",
+        )
+        self.assertEqual(held, [1])
+        gate.set()
+        last = daemon.service.hub.last_id
+        await until(lambda: last in held, "the held callable's messages")
+        # Later messages (a renewal's event...) may follow: they come after, in order too.
+        seen = list(held)
+        self.assertEqual(seen, list(range(1, len(seen) + 1)))
 
     async def test_rest_speakers_and_groups(self) -> None:
         """GET /health, /speakers and /groups show the simulated speakers, each its own group."""

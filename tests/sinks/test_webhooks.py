@@ -29,7 +29,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
-from sonosd.config import Webhook
+from sonosd.config import Webhook, parse_config
 from sonosd.delivery.filters import Filter
 from sonosd.delivery.hub import Hub
 from sonosd.sinks.webhooks import (
@@ -513,6 +513,36 @@ class SinkTests(SynchronousTestCase):
         self.assertEqual([e["count"] for e in lost], [2])
         self.clock.pump([1.0] * 10)
         self.assertEqual(receiver.ids(), [1, 1, 1])
+
+    def test_the_documented_example(self) -> None:
+        """The configuration at the top of docs/webhooks.md loads (its ca_file pointed at a
+        real PEM file): two targets, the first signing, filtering by room and type with
+        its bounds as written, the second plain with the documented defaults (5 retries, a
+        queue of 1,000, 10 s an attempt)."""
+        text = (ROOT / "docs" / "webhooks.md").read_text(encoding="utf-8")
+        example = text[text.index("```yaml\n") + len("```yaml\n") :]
+        example = example[: example.index("```")]
+        directory = tempfile.mkdtemp(prefix="sonosd-webhooks-doc-")
+        self.addCleanup(__import__("shutil").rmtree, directory)
+        ca_path, _, _ = make_ca_and_server(directory)
+        example = example.replace("/etc/sonosd/private-ca.pem", ca_path)
+        first, second = parse_config(example, "webhooks.md").sinks.webhooks
+        self.assertEqual(
+            (first.url, first.secret, first.timeout, first.retries, first.queue, first.ca_file),
+            ("https://hooks.lan/sonos", "a long random string", 10, 5, 1000, ca_path),
+        )
+        self.assertEqual(
+            (second.url, second.secret, second.timeout, second.retries, second.queue),
+            ("http://nodered.lan:1880/sonos", None, 10, 5, 1000),
+        )
+        sink = WebhookSink.from_config(self.clock, [first, second], client_factory=self.factory)
+        self.hub.add_sink(sink)
+        self.hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
+        self.hub.publish("speaker.online", {}, speaker=KITCHEN)
+        self.hub.publish("topology.changed", {})
+        self.hub.publish("event", {}, speaker=OFFICE, service="AVTransport")
+        self.assertEqual(self.receivers[first.url].ids(), [1, 2])
+        self.assertEqual(self.receivers[second.url].ids(), [1, 2, 3, 4])
 
     def test_stop_idle(self) -> None:
         """stopService with nothing queued finishes at once."""
