@@ -196,6 +196,19 @@ class DaemonTests(TestCase):
         await until(lambda: client.messages(), "the first SSE message")
         return client
 
+    async def set_office_volume(self, daemon: Daemon) -> int:
+        """POST /speakers/Office/volume with a new volume; assert 200; the volume."""
+        volume = new_volume(daemon.speakers[2])
+        http = treq.client.HTTPClient(http_agent(self))
+        response = await http.post(
+            daemon.url("/api/v1/speakers/Office/volume"),
+            data=json.dumps({"volume": volume}).encode(),
+            headers=Headers({b"Content-Type": [b"application/json"]}),
+        )
+        body = await response.text()
+        self.assertEqual(response.code, 200, body)
+        return volume
+
     async def test_initial_state(self) -> None:
         """Every configured service of every speaker delivers SEQ 0 once, into the state too."""
         daemon = await self.started()
@@ -376,14 +389,7 @@ class DaemonTests(TestCase):
         daemon = await self.started(callbacks=(f"{module.__name__}:hold", CALLBACK))
         client = await self.sse(daemon)
         office = daemon.speakers[2]
-        volume = new_volume(office)
-        http = treq.client.HTTPClient(http_agent(self))
-        response = await http.post(
-            daemon.url("/api/v1/speakers/Office/volume"),
-            data=json.dumps({"volume": volume}).encode(),
-            headers=Headers({b"Content-Type": [b"application/json"]}),
-        )
-        self.assertEqual(response.code, 200, await response.text())
+        volume = await self.set_office_volume(daemon)
         await until(
             lambda: (
                 any(is_volume_event(m, office.uid, volume) for m in client.messages())
@@ -432,15 +438,7 @@ class DaemonTests(TestCase):
         """POST /speakers/<room>/volume sets the simulated speaker's volume and is evented."""
         daemon = await self.started()
         office = daemon.speakers[2]
-        volume = new_volume(office)
-        http = treq.client.HTTPClient(http_agent(self))
-        response = await http.post(
-            daemon.url("/api/v1/speakers/Office/volume"),
-            data=json.dumps({"volume": volume}).encode(),
-            headers=Headers({b"Content-Type": [b"application/json"]}),
-        )
-        body = await response.text()
-        self.assertEqual(response.code, 200, body)
+        volume = await self.set_office_volume(daemon)
         self.assertEqual(office.rendering.volume, volume)
         await until(lambda: daemon.volume_events(office, volume), "the volume event")
 
