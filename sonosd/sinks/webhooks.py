@@ -48,6 +48,7 @@ from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IConsumer, IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.client import (
     Agent,
     BrowserLikePolicyForHTTPS,
@@ -366,7 +367,7 @@ class WebhookTarget:
             wait: float | None = None
             try:
                 status, asked = await self._attempt(message, attempt).addTimeout(
-                    self._timeout, self._reactor
+                    self._timeout, self._reactor, onTimeoutCancel=_timed_out
                 )
             except CancelledError:
                 self.stats.lost_at_shutdown += 1
@@ -507,6 +508,15 @@ class WebhookTarget:
                 url=self._shown,
                 count=total,
             )
+
+
+def _timed_out(result: Any, timeout: float | None) -> Any:
+    """An attempt cut at its timeout failed with a timeout, whatever error the HTTP client
+    gives the cancelled request (Twisted's Agent: "response never received", which would be
+    logged as ``connection lost``, as if the receiver had closed the connection)."""
+    if isinstance(result, Failure):
+        raise TimeoutError(f"no answer within {timeout:g} s")
+    return result
 
 
 def closes_after(response: Any) -> bool:

@@ -23,6 +23,7 @@ from twisted.internet import ssl
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -227,6 +228,31 @@ class TargetTests(SynchronousTestCase):
         self.publish(1)
         self.clock.pump([1.0] * 3)
         self.assertEqual((target.stats.delivered, target.failing), (1, False))
+
+    def test_each_streak_of_failures_warns_once(self) -> None:
+        """The first failure of each streak is a warning and the attempts after it debug
+        lines; a delivery ends the streak (``delivers again``), so the next failure warns."""
+        logs = capture_logs(self)
+        self.receiver.statuses = [503, 500, 200, 502]
+        target = self.target()
+        self.publish(2)
+        self.clock.pump([0.25] * 40)
+        lines = [
+            (e["log_level"], e["log_format"].split(" ")[2])
+            for e in logs
+            if str(e.get("log_format", "")).startswith("webhook {url} ")
+        ]
+        self.assertEqual(
+            lines,
+            [
+                (LogLevel.warn, "failing"),
+                (LogLevel.debug, "attempt"),
+                (LogLevel.info, "delivers"),
+                (LogLevel.warn, "failing"),
+                (LogLevel.info, "delivers"),
+            ],
+        )
+        self.assertEqual((self.receiver.ids(), target.failing), ([1, 1, 1, 2, 2], False))
 
     def test_4xx_not_retried(self) -> None:
         """A 4xx other than 429 drops the message at once and the next one goes out; each
@@ -846,6 +872,29 @@ class HTTPSIntegrationTests(TestCase):
         self.assertEqual(outcomes, [(1, 0), (0, 1), (1, 0)])
         self.assertEqual([body["id"] for body in self.receiver.bodies], [1, 1])
 
+    async def test_a_tls_handshake_without_end_is_cut_at_the_timeout(self) -> None:
+        """A receiver that accepts the connection and then says nothing (no TLS handshake)
+        fails each attempt at the webhook's ``timeout``, which bounds the TLS set-up too: the
+        message is retried, given up with ``timeout``, and each connection is closed."""
+        closed: list[object] = []
+
+        class Silent(Protocol):
+            def connectionLost(self, reason: object = None) -> None:
+                closed.append(reason)
+
+        port = self.reactor.listenTCP(0, Factory.forProtocol(Silent), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        url = f"https://127.0.0.1:{port.getHost().port}/hook"
+        sink = WebhookSink.from_config(
+            self.reactor, [Webhook(url=url, retries=1, timeout=0.3, ca_file=self.ca_path)]
+        )
+        sink.targets[0]._backoff_initial = sink.targets[0]._backoff_max = 0.01
+        await send_one(self.reactor, sink)
+        target = sink.targets[0]
+        self.assertEqual((target.stats.retried, target.stats.failed), (1, 1))
+        self.assertEqual(target.last_error, "timeout")
+        await until(lambda: len(closed) == 2, "both connections closed")
+
     async def test_wrong_secret_refused_not_retried(self) -> None:
         """A receiver that refuses the signature (401) makes the target drop, not retry."""
         sink = WebhookSink.from_config(
@@ -1053,6 +1102,23 @@ class PlainHTTPIntegrationTests(TestCase):
         self.assertTrue(all("timeout" in w for w in warnings), warnings)
         # Each cut attempt's connection is closed, not left open to a body without end.
         await until(lambda: len(cut) == 2, "both connections closed")
+
+    async def test_a_receiver_that_never_answers_is_a_timeout(self) -> None:
+        """A receiver that takes the request and never answers fails each attempt at the
+        webhook's ``timeout``: the message is retried, then given up, the reason ``timeout``
+        (not ``connection lost``: the receiver did not close anything)."""
+        events = capture_logs(self)
+        receiver = Receiver()
+        receiver.hold = True
+        webhook = Webhook(url=self.listen(receiver), retries=1, timeout=0.3)
+        sink = WebhookSink.from_config(self.reactor, [webhook])
+        sink.targets[0]._backoff_initial = sink.targets[0]._backoff_max = 0.01
+        await send_one(self.reactor, sink)
+        target = sink.targets[0]
+        self.assertEqual((len(receiver.requests), target.stats.failed), (2, 1))
+        reasons = [e["reason"] for e in events if e.get("url") == webhook.url and "reason" in e]
+        self.assertEqual(reasons, ["timeout", "timeout"])
+        self.assertEqual(target.last_error, "timeout")
 
     async def test_slow_target_delays_no_other_target(self) -> None:
         """While one receiver holds its request open, another target and another channel get
