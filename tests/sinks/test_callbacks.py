@@ -206,7 +206,8 @@ class MemoryWorkerTests(SynchronousTestCase):
         self.assertTrue(worker.quitted)
 
     def test_stop_gives_up_after_timeout(self) -> None:
-        """A callback still busy after drain_timeout is abandoned and the loss is logged."""
+        """A callback still busy after drain_timeout is abandoned and the messages it did
+        not finish, the call handed to its worker included, are counted in the log."""
         logs = capture_logs(self)
         recorder = Recorder()
         sink = CallbackSink(
