@@ -934,22 +934,34 @@ class HTTPSIntegrationTests(TestCase):
 
 class Http10Receiver:
     """Python's http.server (HTTP/1.0: it closes the connection after every response), in a
-    thread, recording each request's X-Sonosd-Attempt and message id."""
+    thread, recording each request's X-Sonosd-Attempt and message id, and the client port.
 
-    def __init__(self) -> None:
+    @param version: The protocol it answers with (``HTTP/1.1`` keeps connections open).
+    @param close_on: The request (1 for the first) answered with ``Connection: close``,
+        after which that connection is closed, as nginx does at its ``keepalive_requests``.
+    """
+
+    def __init__(self, version: str = "HTTP/1.0", close_on: int | None = None) -> None:
         import http.server
         import threading
 
         received: list[tuple[str, int]] = []
         self.received = received
+        self.ports: list[int] = []
+        ports = self.ports
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = version
+
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 received.append((self.headers["X-Sonosd-Attempt"], body["id"]))
+                ports.append(self.client_address[1])
                 # A complete response (with its length), then the connection is closed.
                 self.send_response(200)
                 self.send_header("Content-Length", "2")
+                if len(received) == close_on:
+                    self.send_header("Connection", "close")
                 self.end_headers()
                 self.wfile.write(b"ok")
 
@@ -1011,6 +1023,26 @@ class PlainHTTPIntegrationTests(TestCase):
         self.assertEqual((receiver.ids(), attempts), ([1, 1], ["1", "2"]))
         stats = sink.targets[0].stats
         self.assertEqual((stats.delivered, stats.retried, stats.failed), (1, 1, 0))
+
+    async def test_one_connection_close_keeps_the_next_connections_alive(self) -> None:
+        """An HTTP/1.1 receiver that closes one connection with ``Connection: close`` (nginx
+        after its keepalive_requests) gets the next messages over one new kept-alive
+        connection, each at its first attempt: not one connection per request from then on."""
+        receiver = Http10Receiver(version="HTTP/1.1", close_on=3)
+        self.addCleanup(receiver.close)
+        sink = WebhookSink.from_config(self.reactor, [Webhook(url=receiver.url)])
+        sink.startService()
+        hub = Hub(self.reactor)
+        hub.add_sink(sink)
+        for n in range(10):
+            hub.publish("event", {"n": n}, speaker=KITCHEN, service="AVTransport")
+        await sink.targets[0].when_idle().addTimeout(30, self.reactor)
+        await sink.stopService()
+        self.assertEqual(receiver.received, [("1", n) for n in range(1, 11)])
+        self.assertEqual(
+            [len(set(receiver.ports[:3])), len(set(receiver.ports[3:]))], [1, 1], receiver.ports
+        )
+        self.assertNotEqual(receiver.ports[2], receiver.ports[3])
 
     async def test_dead_target_logs_no_factory_lines(self) -> None:
         """Retrying a target that refuses connections logs no Starting/Stopping factory."""
