@@ -989,19 +989,27 @@ class PlainHTTPIntegrationTests(TestCase):
         """An HTTP/1.0 receiver closes each connection: no POST is written into a closing
         one, so every message arrives at its first attempt."""
         receiver = Http10Receiver()
+        sink = await self.send_in_batches(receiver, 20, 5)
+        self.assertEqual(receiver.received, [("1", n) for n in range(1, 21)])
+        self.assertEqual(sink.targets[0].stats.retried, 0)
+
+    async def send_in_batches(
+        self, receiver: Http10Receiver, count: int, batch: int
+    ) -> WebhookSink:
+        """Send ``count`` messages to ``receiver``, ``batch`` at a time (each batch waits
+        for the one before to be delivered); stop the sink; close the receiver at cleanup."""
         self.addCleanup(receiver.close)
         sink = WebhookSink.from_config(self.reactor, [Webhook(url=receiver.url)])
         sink.startService()
         hub = Hub(self.reactor)
         hub.add_sink(sink)
-        for n in range(20):
+        for n in range(count):
             hub.publish("event", {"n": n}, speaker=KITCHEN, service="AVTransport")
-            if n % 5 == 4:
+            if n % batch == batch - 1:
                 await sink.targets[0].when_idle().addTimeout(30, self.reactor)
         await sink.targets[0].when_idle().addTimeout(30, self.reactor)
         await sink.stopService()
-        self.assertEqual(receiver.received, [("1", n) for n in range(1, 21)])
-        self.assertEqual(sink.targets[0].stats.retried, 0)
+        return sink
 
     async def test_connection_reset_without_an_answer_is_retried(self) -> None:
         """A receiver that resets the connection instead of answering gets the same message
@@ -1029,15 +1037,7 @@ class PlainHTTPIntegrationTests(TestCase):
         after its keepalive_requests) gets the next messages over one new kept-alive
         connection, each at its first attempt: not one connection per request from then on."""
         receiver = Http10Receiver(version="HTTP/1.1", close_on=3)
-        self.addCleanup(receiver.close)
-        sink = WebhookSink.from_config(self.reactor, [Webhook(url=receiver.url)])
-        sink.startService()
-        hub = Hub(self.reactor)
-        hub.add_sink(sink)
-        for n in range(10):
-            hub.publish("event", {"n": n}, speaker=KITCHEN, service="AVTransport")
-        await sink.targets[0].when_idle().addTimeout(30, self.reactor)
-        await sink.stopService()
+        await self.send_in_batches(receiver, 10, 10)
         self.assertEqual(receiver.received, [("1", n) for n in range(1, 11)])
         self.assertEqual(
             [len(set(receiver.ports[:3])), len(set(receiver.ports[3:]))], [1, 1], receiver.ports
