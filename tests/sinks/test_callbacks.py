@@ -17,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from sonosd.config import parse_config
 from sonosd.delivery.hub import Hub
+from sonosd.sinks import callbacks as callbacks_module
 from sonosd.sinks.callbacks import (
     CallbackLoadError,
     CallbackSink,
@@ -429,6 +430,33 @@ class ThreadedTests(TestCase):
         self.assertEqual(slow_ids, [1, 16, 17, 18, 19, 20])
         self.assertEqual(sink.stats()[callable_name(bad)]["failed"], 6)
         self.flushLoggedErrors(ValueError)
+
+    async def test_the_soco_event_is_made_in_the_callables_thread(self) -> None:
+        """The SoCo Event a callable gets is made from the daemon's event in the callable's
+        own thread (so the reactor thread never loads SoCo for it), just before the call."""
+        made_in: list[threading.Thread] = []
+        called_in: list[tuple[threading.Thread, Any]] = []
+        done: Deferred[None] = Deferred()
+        daemon_event = object()
+
+        def convert(event: object) -> object:
+            made_in.append(threading.current_thread())
+            return ("soco", event) if event is not None else None
+
+        def record(body: dict[str, Any], event: Any) -> None:
+            called_in.append((threading.current_thread(), event))
+            self.reactor.callFromThread(done.callback, None)
+
+        self.patch(callbacks_module, "soco_event", convert)
+        sink = CallbackSink(self.reactor, [record])
+        self.hub.add_sink(sink)
+        sink.startService()
+        self.hub.publish("event", {}, speaker=SPEAKER, service="AVTransport", event=daemon_event)
+        await done
+        await sink.stopService()
+        [(thread, event)] = called_in
+        self.assertEqual((made_in, event), ([thread], ("soco", daemon_event)))
+        self.assertIsNot(thread, threading.main_thread())
 
     def test_thread_worker_quits(self) -> None:
         """A ThreadWorker runs its work in order on one thread and ends when told to."""
