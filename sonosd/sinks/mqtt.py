@@ -716,11 +716,16 @@ class MqttSink(Service):
         if parsed is None or self._controller is None:
             return
         key, command = parsed
+        # Lines about what a publisher sent are throttled per reason (PeerLog): the broker
+        # does not say who published, and the topic's room key is the sender's to choose.
+        source = f"mqtt broker {self._config.host}:{self._config.port}"
         if msg.retain:
-            log.warn(
+            self.peer_log.emit(
+                source,
+                "retained",
                 "mqtt: ignored retained command {topic}: commands must not be retained "
                 "(they would run again at every reconnect)",
-                topic=msg.topic,
+                topic=topic,
             )
             return
         self.commands += 1
@@ -730,7 +735,12 @@ class MqttSink(Service):
         except JsonRefused as refused:
             self.refused["mqtt", refused.reason] += 1
             self.peer_log.emit(
-                key, refused.reason, "mqtt command for {source} refused: {error}", error=refused
+                source,
+                refused.reason,
+                "mqtt command {command} for {room} refused: {error}",
+                command=command,
+                room=key,
+                error=refused,
             )
             self._answer(result_topic, {"ok": False, "error": _error("bad_request", 400, refused)})
             return
