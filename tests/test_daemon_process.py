@@ -367,23 +367,37 @@ def test_stream_that_cannot_listen_exits_1(
     assert "sonosd running" not in output
 
 
-def test_listener_that_cannot_bind_exits_1(
-    processes: Processes, loopback_base: str, tmp_path: Path
+#: Each door on an address this host does not have: the section and what the line names.
+ABSENT_ADDRESS = {
+    "listener": (
+        {"interface": "198.51.100.7", "port": 1400},
+        "the NOTIFY listener cannot listen on 198.51.100.7:1400",
+    ),
+    "api": (
+        {"listen": "tcp:8080:interface=198.51.100.7", "require_auth": False},
+        "the API cannot listen on tcp:8080:interface=198.51.100.7",
+    ),
+}
+
+
+@pytest.mark.parametrize("door", sorted(ABSENT_ADDRESS))
+def test_a_door_on_an_address_this_host_does_not_have_exits_1(
+    processes: Processes, loopback_base: str, tmp_path: Path, door: str
 ) -> None:
-    """A listener address this host does not have: one line (no port after port), exit 1."""
-    document = json.loads(daemon_yaml(loopback_base))
-    document["listener"] = {"interface": "198.51.100.7", "port": 1400}
+    """The listener or the API on an address this host does not have (docs/deployment.md):
+    one line naming it and why (the listener tries no port after port), exit 1."""
+    section, named = ABSENT_ADDRESS[door]
+    document = json.loads(daemon_yaml(loopback_base, speakers=1))
+    document[door] = section
     config = tmp_path / "sonosd.yaml"
     config.write_text(json.dumps(document))
     status, output = run_to_exit(processes, "daemon", config)
     assert status == 1, output
     [line] = critical_lines(output)
-    assert line.endswith(
-        "cannot start: the NOTIFY listener cannot listen on 198.51.100.7:1400: "
-        "Cannot assign requested address"
-    ), line
+    assert line.endswith(f"cannot start: {named}: Cannot assign requested address"), line
     assert "trying the next port" not in output
     assert "sonosd running" not in output
+    assert "Traceback" not in output
 
 
 @pytest.mark.parametrize("what", ["tls", "token", "tls key alone"])
@@ -465,8 +479,11 @@ def test_systemd_notify(processes: Processes, loopback_base: str, tmp_path: Path
         return next((m for m in notify.messages() if m.startswith("READY=1")), None)
 
     first = wait_for(ready, "READY=1")
-    # Ready means listening: the API answers at once.
+    # Ready means listening: the API answers at once, and the NOTIFY listener takes a
+    # connection on the port the diagnostics give.
     assert get_json(f"http://127.0.0.1:{api_port}/api/v1/health") is not None
+    listener = get_json(f"http://127.0.0.1:{api_port}/api/v1/diagnostics")["listener"]
+    socket.create_connection(("127.0.0.1", listener["port"]), timeout=5).close()
     assert f"MAINPID={daemon.pid}\n" in first
     assert "\nSTATUS=2 speakers: " in first
     wait_for(
@@ -669,28 +686,25 @@ def test_doctor_names_a_upnp_off_and_an_offline_speaker(
         env={**os.environ, "SONOSD_TOKEN": ""},
     )
     assert done.returncode == 1, done.stdout + done.stderr
-    lines = done.stdout.splitlines()
-
-    def said(start: str) -> str:
-        [line] = [line for line in lines if line.startswith(start)]
-        return line
-
-    down = said(f"problem: {offline['name']} ({offline['address']}) is offline")
-    assert "(connection refused)" in down
-    assert "check that it is powered on and on the network" in down
-    assert f"reaches {offline['address']} on TCP port 1400" in down
-    names = " and ".join(f"{s['name']} ({s['address']})" for s in second)
-    off = said(f"problem: {names} refuse UPnP requests (HTTP 403 Forbidden)")
-    assert f"UPnP is switched off for their Sonos system ({two})" in off
-    assert "in the Sonos app (iOS or Android) open Account, then Privacy & Security" in off
-    assert "Connection Security, and switch UPnP on" in off
+    # docs/deployment.md's example, word for word, with this household's names, addresses
+    # and system: the same four lines, in the same order.
+    page = (ROOT / "docs" / "deployment.md").read_text()
+    example = page.split("sonosctl doctor` names the speakers in that state", 1)[1]
+    shown = example.split("```text\n", 1)[1].split("```", 1)[0]
     fine = first[1]
-    subscriptions = len(DEFAULT_SERVICES)
-    assert (
-        f"ok: {fine['name']} ({fine['address']}): {subscriptions} subscriptions, NOTIFYs arrive"
-        in lines
-    )
-    assert lines[-1] == "2 problem(s) found."
+    for doc, real in (
+        ("Living Room (192.168.1.20)", f"{offline['name']} ({offline['address']})"),
+        ("reaches 192.168.1.20 on", f"reaches {offline['address']} on"),
+        ("Bedroom (192.168.1.31)", f"{second[0]['name']} ({second[0]['address']})"),
+        ("Office (192.168.1.32)", f"{second[1]['name']} ({second[1]['address']})"),
+        ("(Sonos_...)", f"({two})"),
+        ("Kitchen (192.168.1.21)", f"{fine['name']} ({fine['address']})"),
+    ):
+        assert doc in shown, doc
+        shown = shown.replace(doc, real)
+    shown_lines = [line.strip() for line in shown.strip().splitlines()]
+    assert f": {len(DEFAULT_SERVICES)} subscriptions, NOTIFYs arrive" in shown_lines[2]
+    assert done.stdout.splitlines() == shown_lines, done.stdout
 
 
 def follow_by_name(
