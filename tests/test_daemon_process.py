@@ -2090,28 +2090,60 @@ def test_the_readmes_control_examples_work_on_a_simulated_household(
     assert added.groups() == (time_of_day, recurrence), said["kitchen alarm"]
 
     [events] = [command for command in commands if command[:2] == ["sonosctl", "events"]]
-    with subprocess.Popen(
-        [sonosctl, *events[1:]], stdout=subprocess.PIPE, text=True, env=env
-    ) as following:
-        lines: list[str] = []
-        assert following.stdout is not None
-        threading.Thread(target=lambda: lines.extend(following.stdout or ()), daemon=True).start()
+    # The Clients section's Server-Sent Events line (rooms=Kitchen), typed as written too.
+    clients = readme[readme.index("## Clients") : readme.index("## Control")]
+    [sse_line] = [line for line in clients.splitlines() if line.startswith("curl -N ")]
+    sse = [
+        word.replace("$TOKEN", token).replace("http://127.0.0.1:8080", api)
+        for word in shlex.split(sse_line)
+    ]
+    lines: list[str] = []
+    streamed: list[str] = []
+
+    def data() -> list[dict[str, Any]]:
+        return [json.loads(line[6:]) for line in list(streamed) if line.startswith("data: ")]
+
+    with (
+        subprocess.Popen(
+            [sonosctl, *events[1:]], stdout=subprocess.PIPE, text=True, env=env
+        ) as following,
+        subprocess.Popen(sse, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as curl,
+    ):
+        for process, into in ((following, lines), (curl, streamed)):
+            threading.Thread(
+                target=lambda out=process.stdout, into=into: into.extend(out or ()), daemon=True
+            ).start()
         try:
 
             def connected() -> bool:
                 assert following.poll() is None, lines
+                assert curl.poll() is None, streamed
                 status, body = get(f"{api}/api/v1/diagnostics", token)
-                return status == 200 and body["sinks"]["clients"]["sse"] == 1
+                return status == 200 and body["sinks"]["clients"]["sse"] == 2
 
-            wait_for(connected, "sonosctl events connected")
-            request = urllib.request.Request(
-                f"{api}/api/v1/speakers/Kitchen/volume",
-                data=json.dumps({"volume": 12}).encode(),
-                method="POST",
-            )
-            request.add_header("Authorization", f"Bearer {token}")
-            request.add_header("Content-Type", "application/json")
-            assert answer_of(request)[0] == 200
+            wait_for(connected, "sonosctl events and curl connected")
+            # The Living Room's change first, its event published (neither Kitchen-only client
+            # may show it), then the Kitchen's.
+            for room, volume in (("Living Room", 17), ("Kitchen", 12)):
+                request = urllib.request.Request(
+                    f"{api}/api/v1/speakers/{urllib.parse.quote(room)}/volume",
+                    data=json.dumps({"volume": volume}).encode(),
+                    method="POST",
+                )
+                request.add_header("Authorization", f"Bearer {token}")
+                request.add_header("Content-Type", "application/json")
+                assert answer_of(request)[0] == 200
+                wait_for(
+                    lambda room=room, volume=volume: (
+                        volume_of(
+                            get(f"{api}/api/v1/speakers/{urllib.parse.quote(room)}", token)[1][
+                                "services"
+                            ]["RenderingControl"]
+                        )
+                        == volume
+                    ),
+                    f"the {room}'s event",
+                )
             wait_for(
                 lambda: [
                     line
@@ -2120,7 +2152,23 @@ def test_the_readmes_control_examples_work_on_a_simulated_household(
                 ],
                 "the Kitchen's volume change from sonosctl events",
             )
+            wait_for(
+                lambda: [
+                    m
+                    for m in data()
+                    if m.get("service") == "RenderingControl"
+                    and (m.get("speaker") or {}).get("name") == "Kitchen"
+                    and volume_of(m) == 12
+                ],
+                "the Kitchen's volume change from curl",
+            )
         finally:
             following.terminate()
+            curl.terminate()
+    messages = data()
+    assert messages[0]["type"] == "snapshot", messages[0]
+    rooms = {(m.get("speaker") or {}).get("name") for m in messages[1:]} - {None}
+    assert rooms == {"Kitchen"}, messages
+    assert not [line for line in lines if " Living Room " in line], lines
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(timeout=WAIT) == 0, processes.output(daemon)
