@@ -20,6 +20,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -1380,6 +1381,67 @@ def test_sigterm_abandons_a_callback_that_never_returns(
     ]
     assert "messages not delivered" in line, line
     assert int(line.split(": ")[-1].split()[0]) >= 1, line
+
+
+def test_sigterm_counts_the_events_a_stalled_broker_never_acknowledged(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """docs/deployment.md (SIGTERM): what the push sinks still hold when shutdown_timeout
+    runs out "is dropped and counted in a warning". An MQTT broker that stops reading
+    (SIGSTOP) never acknowledges the QoS 1 events sent to it: at SIGTERM the daemon waits
+    shutdown_timeout for them, exits 0 and says how many it leaves undelivered."""
+    from tests.sinks.test_mqtt import Broker
+    from tests.sinks.test_mqtt_daemon import done_with
+
+    broker = Broker(None, tempfile.mkdtemp(prefix="sonosd-mqtt-stop-"))
+    broker.launch()
+    try:
+        wait_for(broker.listening, "mosquitto listening")
+        api_port = free_tcp_port()
+        document = json.loads(
+            daemon_yaml(loopback_base, api=f"tcp:{api_port}:interface=127.0.0.1", speakers=1)
+        )
+        document["sinks"] = {"mqtt": {"host": broker.host, "port": broker.port}}
+        daemon = start_configured(processes, tmp_path, document)
+        api = f"http://127.0.0.1:{api_port}/api/v1"
+
+        def connected() -> bool:
+            assert daemon.poll() is None, processes.output(daemon)
+            status, body = get(f"{api}/diagnostics")
+            return status == 200 and body["sinks"]["mqtt"]["connected"]
+
+        wait_for(lambda: connected() and get(f"{api}/ready")[0] == 200, "ready, MQTT connected")
+        before = get(f"{api}/snapshot")[1]["last_id"]
+        assert broker.process is not None
+        broker.process.send_signal(signal.SIGSTOP)
+        for volume in (21, 22, 23):
+            assert post(f"{api}/speakers/Kitchen/volume", {"volume": volume})[0] == 200
+
+        def kitchen_volume() -> object:
+            [speaker] = get(f"{api}/snapshot")[1]["speakers"]
+            return volume_of(speaker["services"]["RenderingControl"])
+
+        wait_for(lambda: kitchen_volume() == 23, "the last volume's event at the daemon")
+        after = get(f"{api}/snapshot")[1]["last_id"]
+        daemon.send_signal(signal.SIGTERM)
+        status = daemon.wait(timeout=WAIT)
+    finally:
+        if broker.process is not None and broker.process.poll() is None:
+            broker.process.send_signal(signal.SIGCONT)
+        done_with(broker)
+    output = processes.output(daemon)
+    assert status == 0, output
+    said = [line for line in output.splitlines() if "not delivered at shutdown" in line]
+    assert len(said) == 1, output
+    [line] = said
+    assert " warn [sonosd.sinks.mqtt] " in line, line
+    count = re.search(
+        rf"mqtt broker {broker.host}:{broker.port}: (\d+) messages not delivered", line
+    )
+    assert count, line
+    # Every message published while the broker was stopped, and none it had acknowledged.
+    assert after - before <= int(count.group(1)) <= after, (before, after, line)
+    assert "Traceback" not in output, output
 
 
 def test_sighup_reloads_without_losing_a_client_or_a_message(
