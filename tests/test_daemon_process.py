@@ -505,6 +505,33 @@ def test_systemd_notify(processes: Processes, loopback_base: str, tmp_path: Path
     assert "STOPPING=1\nSTATUS=stopping\n" in notify.messages()
 
 
+def test_diagnostics_and_the_doctor_work_with_the_units_address_families(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """Under etc/sonosd.service's ``RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX`` (the
+    same seccomp filter, tests/address_families.py), where ``getifaddrs()`` cannot open its
+    netlink socket, /api/v1/diagnostics still answers, with the IPv4 interfaces, and
+    ``sonosctl doctor`` says all is well: nothing is an unhandled error."""
+    api_port = free_tcp_port()
+    api = f"http://127.0.0.1:{api_port}"
+    document = json.loads(
+        daemon_yaml(loopback_base, api=f"tcp:{api_port}:interface=127.0.0.1", speakers=1)
+    )
+    restricted = (sys.executable, str(ROOT / "tests" / "address_families.py"))
+    daemon = start_configured(processes, tmp_path, document, prefix=restricted)
+    wait_for(lambda: daemon.poll() is not None or get(f"{api}/api/v1/ready")[0] == 200, "ready")
+    assert daemon.poll() is None, processes.output(daemon)
+    status, body = get(f"{api}/api/v1/diagnostics")
+    assert status == 200, body
+    assert {"name": "lo", "addresses": ["127.0.0.1/8"]} in body["host"]["interfaces"], body
+    status, text = doctor(api)
+    assert status == 0, text
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=WAIT) == 0, processes.output(daemon)
+    output = processes.output(daemon)
+    assert not critical_lines(output) and "Traceback" not in output, output
+
+
 # -- readiness, liveness and the doctor ------------------------------------------------------
 
 
