@@ -505,25 +505,32 @@ def test_systemd_notify(processes: Processes, loopback_base: str, tmp_path: Path
     assert "STOPPING=1\nSTATUS=stopping\n" in notify.messages()
 
 
-def test_diagnostics_and_the_doctor_work_with_the_units_address_families(
+def test_diagnostics_and_the_doctor_work_in_the_units_sandbox(
     processes: Processes, loopback_base: str, tmp_path: Path
 ) -> None:
     """Under etc/sonosd.service's ``RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX`` (the
     same seccomp filter, tests/address_families.py), where ``getifaddrs()`` cannot open its
-    netlink socket, /api/v1/diagnostics still answers, with the IPv4 interfaces, and
-    ``sonosctl doctor`` says all is well: nothing is an unhandled error."""
+    netlink socket, and with its ``ProcSubset=pid`` and ``ProtectProc=invisible`` (a /proc of
+    its own mounted so), /api/v1/diagnostics still answers, with the IPv4 interfaces, so do
+    the metrics, and ``sonosctl doctor`` says all is well: nothing is an unhandled error."""
     api_port = free_tcp_port()
     api = f"http://127.0.0.1:{api_port}"
     document = json.loads(
         daemon_yaml(loopback_base, api=f"tcp:{api_port}:interface=127.0.0.1", speakers=1)
     )
-    restricted = (sys.executable, str(ROOT / "tests" / "address_families.py"))
+    pid_only_proc = 'mount -t proc -o subset=pid,hidepid=invisible proc /proc && exec "$0" "$@"'
+    restricted = (
+        *("unshare", "-m", "sh", "-c", pid_only_proc),
+        *(sys.executable, str(ROOT / "tests" / "address_families.py")),
+    )
     daemon = start_configured(processes, tmp_path, document, prefix=restricted)
     wait_for(lambda: daemon.poll() is not None or get(f"{api}/api/v1/ready")[0] == 200, "ready")
     assert daemon.poll() is None, processes.output(daemon)
     status, body = get(f"{api}/api/v1/diagnostics")
     assert status == 200, body
     assert {"name": "lo", "addresses": ["127.0.0.1/8"]} in body["host"]["interfaces"], body
+    with urllib.request.urlopen(f"{api}/api/v1/metrics", timeout=10) as metrics:
+        assert b"sonosd_speakers_evented 1.0" in metrics.read()
     status, text = doctor(api)
     assert status == 0, text
     daemon.send_signal(signal.SIGTERM)
