@@ -528,6 +528,7 @@ def test_diagnostics_and_the_doctor_work_in_the_units_sandbox(
     assert daemon.poll() is None, processes.output(daemon)
     status, body = get(f"{api}/api/v1/diagnostics")
     assert status == 200, body
+    # IPv4 only (docs/deployment.md): this host's ::1 is not there.
     assert {"name": "lo", "addresses": ["127.0.0.1/8"]} in body["host"]["interfaces"], body
     with urllib.request.urlopen(f"{api}/api/v1/metrics", timeout=10) as metrics:
         assert b"sonosd_speakers_evented 1.0" in metrics.read()
