@@ -1568,16 +1568,38 @@ def test_sighup_reloads_without_losing_a_client_or_a_message(
         # log.level debug now: the access log (debug) shows requests.
         assert '"GET /api/v1/snapshot HTTP/1.1" 200' in processes.output(daemon)
 
-        config.write_text("devices: [{host: 42}]\n")
-        daemon.send_signal(signal.SIGHUP)
-        wait_for(lambda: alive() or "reload refused" in processes.output(daemon), "refusal")
-        [refused] = [
-            line for line in processes.output(daemon).splitlines() if "reload refused" in line
+        # Wrong files, each one error line that changes nothing (docs/deployment.md): a bad
+        # value, a callback that cannot be imported, a token file that cannot be read (the
+        # two a start refuses too).
+        missing = tmp_path / "no-such-token"
+        wrong = [
+            ("devices: [{host: 42}]\n", f"{config}:1: devices[0].host: expected a host name"),
+            (
+                json.dumps({**document, "sinks": {"callbacks": ["sonosd_no_such_module:f"]}}),
+                "callback 'sonosd_no_such_module:f': cannot import",
+            ),
+            (
+                json.dumps(
+                    {**document, "api": {"tokens": [{"name": "a", "token_file": str(missing)}]}}
+                ),
+                f'cannot read the secret file (No such file or directory), got "{missing}"',
+            ),
         ]
-        assert " error " in refused
-        assert f"{config}:1: devices[0].host: expected a host name or address, got 42" in refused
-        assert get(f"{api}/api/v1/ready")[0] == 200
-        assert subscription_counts(admin, 3) == [0, 3, 3]
+        for count, (text, said) in enumerate(wrong, 1):
+            config.write_text(text)
+            daemon.send_signal(signal.SIGHUP)
+
+            def refusals() -> list[str]:
+                lines = processes.output(daemon).splitlines()
+                return [line for line in lines if "reload refused" in line]
+
+            wait_for(lambda count=count: alive() or len(refusals()) == count, "refusal")
+            refused = refusals()[-1]
+            assert " error " in refused and said in refused, (said, refused)
+            assert get(f"{api}/api/v1/ready")[0] == 200
+            assert subscription_counts(admin, 3) == [0, 3, 3]
+            # The running tokens are kept.
+            assert get(f"{api}/api/v1/snapshot", token)[0] == 200
     finally:
         hooks.close()
         for client in clients:
