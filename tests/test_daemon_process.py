@@ -1437,6 +1437,8 @@ def test_sigterm_counts_the_events_a_stalled_broker_never_acknowledged(
             daemon_yaml(loopback_base, api=f"tcp:{api_port}:interface=127.0.0.1", speakers=1)
         )
         document["sinks"] = {"mqtt": {"host": broker.host, "port": broker.port}}
+        # The stop waits this long for the acknowledgements that never come.
+        document["subscription"]["shutdown_timeout"] = 1.0
         daemon = start_configured(processes, tmp_path, document)
         api = f"http://127.0.0.1:{api_port}/api/v1"
 
