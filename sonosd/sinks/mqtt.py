@@ -771,7 +771,8 @@ class MqttSink(Service):
 
     def stopService(self) -> Deferred[None]:
         """Publish ``offline`` for the bridge, wait for the broker to acknowledge it, disconnect
-        cleanly: all within ``drain_timeout``."""
+        cleanly: all within ``drain_timeout``. Events left undelivered are counted in one
+        warning (docs/deployment.md, SIGTERM)."""
         super().stopService()
         self._stopping = True
         self.peer_log.stop()
@@ -780,8 +781,22 @@ class MqttSink(Service):
         self._retry = None
         if not self.connected or self._descriptor is None:
             self.connected = False
+            self._count_undelivered(None)
             return succeed(None)
         return Deferred.fromCoroutine(self._disconnect())
+
+    def _count_undelivered(self, will: int | None) -> None:
+        """Warn of the events this stop leaves undelivered: those not published since the
+        last gap report (the broker was away or not reading) and those the broker has not
+        acknowledged (``will``, the bridge's ``offline``, aside)."""
+        count = self.missed + len(self._awaiting - {will})
+        if count:
+            log.warn(
+                "mqtt broker {host}:{port}: {count} messages not delivered at shutdown",
+                host=self._config.host,
+                port=self._config.port,
+                count=count,
+            )
 
     async def _disconnect(self) -> None:
         started = self._reactor.seconds()
@@ -812,6 +827,7 @@ class MqttSink(Service):
             self._drop_socket()
             if descriptor is not None:
                 descriptor.close()
+        self._count_undelivered(mid)
 
 
 def _error(code: str, status: int, error: BaseException) -> dict[str, Any]:
