@@ -276,13 +276,13 @@ LAUGHS = "x-anchors: [&a0 [x, x, x, x, x, x, x, x, x, x], " + ", ".join(
         ("listener:\n  port: many\n", ":2: listener.port: "),
         # docs/security.md, The configuration file: refused at the bound, not a traceback.
         (LAUGHS + "]\n", ":1: x-anchors[4][7]: the document has more than 100000 values"),
-        ("a: " + "[" * 1000 + "]" * 1000 + "\n", ": invalid YAML: nested too deeply"),
+        ("a: " + "[" * 1000 + "]" * 1000 + "\n", ":1: invalid YAML: nested over 100 levels deep"),
     ],
     ids=["a bad value", "an alias bomb", "nested too deeply"],
 )
 def test_check_config_rejects_a_bad_file_in_one_line(tmp_path: Path, text: str, said: str) -> None:
-    """``--check-config`` on a wrong file (a bad value, an alias bomb, nesting too deep for
-    PyYAML) prints one line naming what is wrong and exits 1."""
+    """``--check-config`` on a wrong file (a bad value, an alias bomb, nesting over 100
+    levels) prints one line naming what is wrong and exits 1."""
     config = tmp_path / "sonosd.yaml"
     config.write_text(text)
     done = subprocess.run(
