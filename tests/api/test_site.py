@@ -267,6 +267,28 @@ class RestTests(TestCase):
         self.assertEqual(await self.metric(base, name, channel="websocket"), 1)
         self.assertEqual(await self.metric(base, name, channel="sse"), 1)
 
+    async def test_frames_sent_count_messages_handed_to_clients(self) -> None:
+        """sonosd_api_frames_sent_total{channel} counts the messages handed to that channel's
+        clients (docs/api.md): one per client and message its filter accepts, the messages a
+        resuming client is replayed included; snapshots and resets are not messages."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        base = f"http://{host}:{port}/api/v1"
+        name = "sonosd_api_frames_sent_total"
+        everything = SseClient(sse_request("/api/v1/events"))
+        office = SseClient(sse_request("/api/v1/events?rooms=Office"))
+        for client in (everything, office):
+            await connect_raw(host, port, client, self)
+            await wait(lambda c=client: len(c.messages()) == 1, "the snapshot")
+        first = publish(self.hub, 2, KITCHEN) + publish(self.hub, 1, OFFICE)
+        await wait(lambda: len(everything.messages()) == 4 and len(office.messages()) == 2)
+        self.assertEqual(await self.metric(base, name, channel="sse"), 3 + 1)
+        self.assertEqual(await self.metric(base, name, channel="websocket"), 0)
+        ws = await connect_ws(self, host, port, f"last_id={self.hub.run}:{first[0]}")
+        await wait(lambda: len(ws.messages) == 2, "the two replayed messages")
+        self.assertEqual([m["id"] for m in ws.messages], first[1:])
+        self.assertEqual(await self.metric(base, name, channel="websocket"), 2)
+        self.assertEqual(await self.metric(base, name, channel="sse"), 4)
+
     async def metric(self, base: str, name: str, **labels: str) -> float:
         """The value of the sample ``name{labels}`` on ``/metrics`` (read with a read token
         when the API requires one)."""

@@ -289,8 +289,10 @@ class WebSocketTests(TestCase):
         slow.transport.resumeProducing()
         code, reason = await slow.closed
         self.assertEqual(code, 1008)
-        self.assertIn("too slow", reason or "")
+        self.assertEqual(reason, "too slow: more than 4 messages behind")
         self.assertEqual(service.metrics.slow.labels("websocket")._value.get(), 1)
+        # The 5 that waited when it went over client_buffer (one message a turn).
+        self.assertEqual(service.metrics.dropped.labels("websocket")._value.get(), 5)
 
     async def test_slow_client_that_keeps_not_reading_is_aborted(self) -> None:
         """A client closed as too slow that never reads its close frame is aborted once

@@ -237,8 +237,9 @@ class StreamTests(TestCase):
         await slow.closed
         last = slow.lines()[-1]
         self.assertEqual(last["type"], "disconnected")
-        self.assertIn("too slow", last["reason"])
+        self.assertEqual(last["reason"], "too slow: more than 4 messages behind")
         self.assertEqual(self.metrics.slow.labels("stream")._value.get(), 1)
+        self.assertEqual(self.metrics.dropped.labels("stream")._value.get(), 5)
 
     async def test_slow_reader_that_keeps_not_reading_is_aborted(self) -> None:
         """A client closed as too slow that never reads its last line is aborted after the
