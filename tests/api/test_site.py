@@ -469,6 +469,35 @@ class RestTests(TestCase):
             self.assertEqual(code, 200, origin)
         self.assertEqual([call[:2] for call in controller.calls], [("Kitchen", "play")] * 2)
 
+    async def test_forwarded_headers_are_not_read(self) -> None:
+        """``X-Forwarded-*`` headers are not read (docs/api.md): a forwarded Host or scheme
+        that would make a foreign Origin the API's own, or a rebinding Host a local one,
+        changes nothing; the refusal names the Host sonosd saw."""
+        controller = RecordingController()
+        _, host, port = await start_api(self, self.hub, self.state, controller)
+        base = f"http://{host}:{port}/api/v1"
+        forwarded = {
+            "X-Forwarded-Host": "evil.example",
+            "X-Forwarded-Proto": "http",
+            "X-Forwarded-Port": "80",
+            "X-Forwarded-For": "127.0.0.1",
+        }
+        code, body, _ = await self.call(
+            "POST",
+            f"{base}/speakers/Kitchen/play",
+            {"Origin": "http://evil.example", **forwarded},
+        )
+        self.assertEqual(code, 403)
+        self.assertIn(f'API\'s Host "{host}:{port}"', body["error"]["message"])
+        code, body, _ = await self.call(
+            "GET",
+            f"{base}/snapshot",
+            {"Host": "evil.example", "X-Forwarded-Host": f"{host}:{port}"},
+        )
+        self.assertEqual(code, 403)
+        self.assertIn('unexpected Host header "evil.example"', body["error"]["message"])
+        self.assertEqual(controller.calls, [])
+
     async def test_browser_guards_follow_origins_and_tokens(self) -> None:
         """An open API answers the Host of a listed origin and refuses others; once tokens
         are required any Host is answered, but a cross-origin POST is still 403 whatever
