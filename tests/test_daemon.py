@@ -639,6 +639,38 @@ class DaemonTests(TestCase):
         }
         self.assertEqual(served, names)
 
+    async def test_every_documented_label_value_is_served_from_the_start(self) -> None:
+        """The states and results docs/api.md's table lists for sonosd_speakers,
+        sonosd_subscriptions, sonosd_notifies_total, sonosd_subscribes_total and
+        sonosd_renewals_total are each a series from the start (0 while none), so that a
+        rate or an alert on one works before the first occurrence."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        daemon = await self.daemon()
+        text = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+        table = text[text.index("## Metrics: `/api/v1/metrics`") : text.index("## TLS")]
+        documented: dict[tuple[str, str], set[str]] = {}
+        for name in (
+            "sonosd_speakers",
+            "sonosd_subscriptions",
+            "sonosd_notifies_total",
+            "sonosd_subscribes_total",
+            "sonosd_renewals_total",
+        ):
+            [(label, meaning)] = re.findall(
+                rf"^\| `{name}\{{(\w+)\}}` \| (.*) \|$", table, re.MULTILINE
+            )
+            documented[name, label] = set(re.findall(r"`(\w+)`", meaning))
+        http = treq.client.HTTPClient(http_agent(self))
+        metrics = await (await http.get(daemon.url("/api/v1/metrics"))).text()
+        served: dict[tuple[str, str], set[str]] = {}
+        for family in text_string_to_metric_families(metrics):
+            for sample in family.samples:
+                for label, value in sample.labels.items():
+                    served.setdefault((sample.name, label), set()).add(value)
+        for key, values in documented.items():
+            self.assertEqual(served.get(key), values, key)
+
     async def test_doctor_names_failing_sinks(self) -> None:
         """A webhook target that refuses connections (without retries: each message fails at
         its only attempt) and an MQTT broker that is not there are each a problem the doctor
