@@ -46,22 +46,14 @@ def test_daemon_collector_reads_the_status() -> None:
     def service(state: str, **counters: int) -> dict[str, object]:
         return {"state": state, "evented": state == "subscribed", **counters}
 
+    transport = {"subscribes": 2, "resubscriptions": 1, "renewals": 3, "gaps": 1, "events": 6}
+    transport.update(duplicates=2, resyncs=1, subscribe_failures=1)
     household = {
         "speakers": [
             {
                 "availability": "online",
                 "services": {
-                    "AVTransport": service(
-                        "subscribed",
-                        subscribes=2,
-                        resubscriptions=1,
-                        renewals=3,
-                        gaps=1,
-                        events=6,
-                        duplicates=2,
-                        resyncs=1,
-                        subscribe_failures=1,
-                    ),
+                    "AVTransport": service("subscribed", **transport),
                     "Queue": service("polling", subscribes=1, polls=4),
                 },
             },
