@@ -607,10 +607,11 @@ class RestTests(TestCase):
         self.assertTrue(raw.data.startswith(b"HTTP/1.1 413 "), raw.data)
 
     async def test_requests_twisted_web_cannot_read_get_a_json_400(self) -> None:
-        """A request line or header over 16 KiB, a head over 16 KiB in all, a garbled request
-        line, a raw byte over 0x7f in the target and a bad Content-Length each get a JSON 400
-        ``bad_request`` saying what is wrong (not twisted.web's bare 400, nor a silent close),
-        counted as ``rest/malformed``."""
+        """A request line or header over 16 KiB, a head over 16 KiB in all or of over 500
+        headers, a garbled request line, a raw byte over 0x7f in the target, a malformed
+        header, a bad Content-Length and a garbled chunked body each get a JSON 400
+        ``bad_request`` saying which (docs/api.md; not twisted.web's bare 400, nor a silent
+        close), counted as ``rest/malformed``."""
         site, host, port = await start_api(self, self.hub, self.state)
         ok = b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         requests = {
@@ -618,11 +619,26 @@ class RestTests(TestCase):
                 b"GET /api/v1/snapshot?last_id=" + b"9" * 17_000 + b" HTTP/1.1\r\n\r\n",
                 ok + b"X-Long: " + b"a" * 17_000 + b"\r\n\r\n",
             ],
-            "its head is over 16384 bytes or 500 headers": [
+            "its head is over 16384 bytes": [
                 ok + b"".join(b"X-%d: %s\r\n" % (n, b"a" * 1000) for n in range(20)) + b"\r\n",
+            ],
+            "it has more than 500 headers": [
+                ok + b"".join(b"X-%d: a\r\n" % n for n in range(501)) + b"\r\n",
+            ],
+            "its request line is not a method, a target of ASCII characters": [
                 b"NOT HTTP AT ALL\r\n\r\n",
                 b"GET /api/v1/speakers/K\xfcche HTTP/1.1\r\n\r\n",
+            ],
+            "a header line is not a name (a token), a colon": [
+                ok + b"No colon here\r\n\r\n",
+                ok + b"Bad Name: x\r\n\r\n",
+            ],
+            "its Content-Length or Transfer-Encoding is not valid": [
                 ok + b"Content-Length: twelve\r\n\r\n",
+            ],
+            "its chunked body is not well formed": [
+                b"POST /api/v1/speakers/Kitchen/play HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
             ],
         }
         for message, raws in requests.items():
@@ -637,7 +653,7 @@ class RestTests(TestCase):
                 self.assertEqual(error["code"], "bad_request")
                 self.assertIn(message, error["message"])
         assert site.metrics is not None
-        self.assertEqual(site.metrics.client_errors["rest", "malformed"], 6)
+        self.assertEqual(site.metrics.client_errors["rest", "malformed"], 10)
 
 
 def answered(data: bytes) -> bool:
