@@ -910,6 +910,14 @@ class DaemonTests(TestCase):
         client = await self.sse(daemon)
         service = daemon.service
         first, second, third = daemon.speakers
+        http = treq.client.HTTPClient(http_agent(self))
+
+        async def subscribes() -> float:
+            metrics = await (await http.get(daemon.url("/api/v1/metrics"))).text()
+            [value] = re.findall(r'^sonosd_subscribes_total\{result="ok"\} (\S+)$', metrics, re.M)
+            return float(value)
+
+        before = await subscribes()
         text = daemon_yaml(free_loopback_base(), speakers=3)
         document = json.loads(text)
         document.pop("simulate")
@@ -939,6 +947,11 @@ class DaemonTests(TestCase):
         await until(lambda: service.readiness()["ready"], "ready again")
         self.assertEqual(len(service.household.status()["speakers"]), 2)
         self.assertGreater(service.household.retired["subscribes"], 0)
+        # The diagnostics' retired keeps the removed subscriptions' counters, so the metrics'
+        # counters made from them do not go back (docs/api.md).
+        body = await (await http.get(daemon.url("/api/v1/diagnostics"))).json()
+        self.assertEqual(body["retired"], dict(service.household.retired))
+        self.assertGreaterEqual(await subscribes(), before)
         self.assertFalse(client.closed.called)
 
     async def test_reload_removing_a_member_of_the_household_follows_it_again(self) -> None:
