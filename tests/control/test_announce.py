@@ -270,6 +270,36 @@ class VolumeAndTimeoutTests(TestCase):
         self.assertLess(body["result"]["seconds"], 50)
         self.assertEqual(kitchen.transport.uri, before)
 
+    async def test_a_clip_stopped_or_replaced_by_another_controller_ends_it(self) -> None:
+        """The announcement ends as soon as its clip stops or something else plays (another
+        controller pauses it, or starts the queue), as ``finished``, not at its ``timeout``
+        (shorter than the clip: a wait that missed it would end ``timeout``); the group is
+        restored."""
+        server = serve_audio(self, {"/long.wav": (wav_bytes(60.0), "audio/wav")})
+        daemon, _ = await start(self)
+        kitchen = daemon.speaker(0)
+        transport = kitchen.transport
+        before = transport.uri
+        clip = server.url("/long.wav")
+
+        def pause() -> None:
+            transport.pause()
+
+        def play_the_queue() -> None:
+            transport.set_uri(transport.queue_uri, "", None)
+            transport.play()
+
+        for interrupt in (pause, play_the_queue):
+            posting = daemon.posting("Kitchen", "announce", {"uri": clip, "timeout": 30})
+            await until(
+                lambda: transport.uri == clip and transport.state == "PLAYING", "the clip playing"
+            )
+            interrupt()
+            status, body = await posting
+            self.assertEqual(status, 200, body)
+            self.assertEqual(body["result"]["ended"], "finished", interrupt.__name__)
+            self.assertEqual(transport.uri, before)
+
     async def test_a_spoken_clip_of_known_length_outlasts_announce_timeout(self) -> None:
         """A spoken clip's length is known: it plays to its end (length plus 5 s), however
         short ``announce.timeout`` is."""

@@ -815,6 +815,23 @@ class ControlDaemonTests(TestCase):
         )
         self.assertEqual(kitchen.group.members, [kitchen.uid])
 
+    async def test_a_failed_command_is_not_retried(self) -> None:
+        """Nothing is retried behind the client's back (docs/control.md): a relative volume
+        the speaker applies but answers with a garbled status line is one 502 speaker_error
+        saying why, and the volume moved once (a retry would move it twice)."""
+        daemon = await start_daemon(self)
+        kitchen = daemon.speaker(0)
+        self.addCleanup(kitchen.soap_faults.reset)
+        kitchen.set_volume(20)
+        kitchen.soap_faults.status_line = "garbage"
+        status, body = await daemon.post("Kitchen", "volume", {"delta": 5})
+        self.assertEqual((status, body["error"]["code"]), (502, "speaker_error"), body)
+        self.assertIn("garbage", body["error"]["message"])
+        self.assertEqual(kitchen.rendering.volume, 25)
+        kitchen.soap_faults.reset()
+        status, body = await daemon.post("Kitchen", "volume", {"delta": 5})
+        self.assertEqual((status, body), (200, {"result": {"volume": 30}}))
+
     async def test_offline_speaker(self) -> None:
         """A speaker that stopped answering is 503 offline, with the daemon's reason once it
         is marked offline, while the others still obey; back online, it obeys again."""
