@@ -274,12 +274,14 @@ class VolumeAndTimeoutTests(TestCase):
         """The announcement ends as soon as its clip stops or something else plays (another
         controller pauses it, or starts the queue), as ``finished``, not at its ``timeout``
         (shorter than the clip: a wait that missed it would end ``timeout``); the group is
-        restored."""
+        restored. Without ``volume`` and ``announce.volume`` the clip plays at the speaker's
+        own volume (left as it is)."""
         server = serve_audio(self, {"/long.wav": (wav_bytes(60.0), "audio/wav")})
         daemon, _ = await start(self)
         kitchen = daemon.speaker(0)
         transport = kitchen.transport
         before = transport.uri
+        kitchen.set_volume(13)
         clip = server.url("/long.wav")
 
         def pause() -> None:
@@ -294,6 +296,7 @@ class VolumeAndTimeoutTests(TestCase):
             await until(
                 lambda: transport.uri == clip and transport.state == "PLAYING", "the clip playing"
             )
+            self.assertEqual(kitchen.rendering.volume, 13)
             interrupt()
             status, body = await posting
             self.assertEqual(status, 200, body)

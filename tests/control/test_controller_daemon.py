@@ -728,8 +728,13 @@ class ControlDaemonTests(TestCase):
         )
         self.assertTrue(living.is_coordinator)
 
+        # docs/control.md: join's coordinator is "a speaker in the group to join": naming a
+        # member (Office) joins the group its coordinator (Kitchen) leads.
         status, body = await daemon.post("Living Room", "join", {"coordinator": "Office"})
         self.assertEqual(status, 200, body)
+        self.assertEqual(body["result"]["group"]["coordinator"], kitchen.uid)
+        self.assertEqual(member_uids(body["result"]), {kitchen.uid, office.uid, living.uid})
+        self.assertEqual(living.group.coordinator, kitchen.uid)
         status, body = await daemon.post("Living Room", "restore", {"name": "alone"})
         self.assertEqual(status, 200, body)
         self.assertEqual(
@@ -865,6 +870,32 @@ class ControlDaemonTests(TestCase):
         status, body = await daemon.post("Office", "volume", {"volume": 4})
         self.assertEqual((status, body), (200, {"result": {"volume": 4}}))
         self.assertEqual(office.rendering.volume, 4)
+
+    async def test_refused_command_checks_the_speaker_at_once(self) -> None:
+        """A speaker that refuses the connection is 503 offline, and its availability is
+        checked at once (docs/control.md): it is marked offline although nothing else would
+        look at it for minutes (no silence ping, poll or check due), so the next command gets
+        the daemon's reason without a call."""
+        daemon = await start_daemon(
+            self,
+            subscription={
+                "silence_timeout": 600.0,
+                "no_event_grace": 600.0,
+                "poll_interval": 600.0,
+                "check_interval": 0,
+                "position_interval": 0,
+            },
+        )
+        office = daemon.speaker(2)
+        await office.go_offline("refuse")
+        status, body = await daemon.post("Office", "volume", {"volume": 3})
+        self.assertEqual((status, body["error"]["code"]), (503, "offline"), body)
+        state = daemon.service.state
+        await until(lambda: state.availability(office.uid).status == "offline", "offline")
+        reason = state.availability(office.uid).reason
+        status, body = await daemon.post("Office", "mute", {"mute": True})
+        self.assertEqual((status, body["error"]["code"]), (503, "offline"), body)
+        self.assertIn(f"is offline: {reason}", body["error"]["message"])
 
     async def test_hung_speaker_times_out(self) -> None:
         """A speaker whose calls hang is 504 timeout, while another speaker's command is
