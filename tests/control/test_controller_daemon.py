@@ -646,6 +646,26 @@ class ControlDaemonTests(TestCase):
         self.assertEqual(office.group.coordinator, kitchen.uid)
         await arrives(client.messages, mark, topology_with(kitchen, office), "the new group")
 
+    async def test_join_in_a_slow_large_household_answers_the_evented_grouping(self) -> None:
+        """In a large household (GetZoneGroupState answers UPnP 501) that regroups only after
+        the controller stopped waiting, join cannot read the topology: it answers the
+        grouping last evented, ``"source": "state"`` and confirmed false (docs/control.md),
+        not the 501; the household regroups all the same."""
+        daemon = await start_daemon(self)
+        client = await sse(self, daemon)
+        kitchen, office = daemon.speaker(0), daemon.speaker(2)
+        daemon.household.set_modes(
+            regroup_delay=3.0, large_household=True, large_household_players=1
+        )
+        daemon.service.controller.confirm_timeout = 1.0
+        mark = len(client.messages())
+        status, body = await daemon.post("Office", "join", {"coordinator": "Kitchen"})
+        self.assertEqual(status, 200, body)
+        joined = body["result"]
+        self.assertEqual((joined["confirmed"], joined["source"]), (False, "state"))
+        self.assertEqual(member_uids(joined), {office.uid})
+        await arrives(client.messages, mark, topology_with(kitchen, office), "the new group")
+
     async def test_party_leaves_out_an_offline_speaker(self) -> None:
         """party groups every reachable speaker of the household and leaves out one that is
         offline but still listed in the topology, answering confirmed."""
