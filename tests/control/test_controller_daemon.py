@@ -627,44 +627,37 @@ class ControlDaemonTests(TestCase):
         status, body = await daemon.post("Office", "sleep_timer")
         self.assertEqual((status, body["result"]["remaining"]), (200, None), body)
 
-    async def test_join_in_a_slow_household_is_accepted_unconfirmed(self) -> None:
-        """In a household that regroups only after the controller stopped waiting, join
-        answers the grouping it reads (still apart) with confirmed false, and the household
-        regroups all the same, as topology.changed shows later."""
+    async def join_in_a_slow_household(self, source: str, **modes: Any) -> None:
+        """Join Office to Kitchen in a household that regroups only after the controller
+        stopped waiting (its 5 s compressed to 1 s): accepted unconfirmed, from ``source``,
+        with Office still apart; topology.changed shows the new group later."""
         daemon = await start_daemon(self)
         client = await sse(self, daemon)
         kitchen, office = daemon.speaker(0), daemon.speaker(2)
-        daemon.household.set_modes(regroup_delay=3.0)
-        # The controller's 5 s wait for the topology, compressed to 1 s.
+        daemon.household.set_modes(regroup_delay=3.0, **modes)
         daemon.service.controller.confirm_timeout = 1.0
         mark = len(client.messages())
         status, body = await daemon.post("Office", "join", {"coordinator": "Kitchen"})
         self.assertEqual(status, 200, body)
         joined = body["result"]
-        self.assertEqual((joined["confirmed"], joined["source"]), (False, "read"))
+        self.assertEqual((joined["confirmed"], joined["source"]), (False, source))
         self.assertEqual(member_uids(joined), {office.uid})
         self.assertEqual(office.group.coordinator, kitchen.uid)
         await arrives(client.messages, mark, topology_with(kitchen, office), "the new group")
 
+    async def test_join_in_a_slow_household_is_accepted_unconfirmed(self) -> None:
+        """In a household that regroups only after the controller stopped waiting, join
+        answers the grouping it reads (still apart) with confirmed false, and the household
+        regroups all the same, as topology.changed shows later."""
+        await self.join_in_a_slow_household("read")
+
     async def test_join_in_a_slow_large_household_answers_the_evented_grouping(self) -> None:
-        """In a large household (GetZoneGroupState answers UPnP 501) that regroups only after
-        the controller stopped waiting, join cannot read the topology: it answers the
-        grouping last evented, ``"source": "state"`` and confirmed false (docs/control.md),
-        not the 501; the household regroups all the same."""
-        daemon = await start_daemon(self)
-        client = await sse(self, daemon)
-        kitchen, office = daemon.speaker(0), daemon.speaker(2)
-        daemon.household.set_modes(
-            regroup_delay=3.0, large_household=True, large_household_players=1
+        """In a large household (GetZoneGroupState answers UPnP 501) join cannot read the
+        topology: it answers the grouping last evented, ``"source": "state"`` and confirmed
+        false (docs/control.md), not the 501; the household regroups all the same."""
+        await self.join_in_a_slow_household(
+            "state", large_household=True, large_household_players=1
         )
-        daemon.service.controller.confirm_timeout = 1.0
-        mark = len(client.messages())
-        status, body = await daemon.post("Office", "join", {"coordinator": "Kitchen"})
-        self.assertEqual(status, 200, body)
-        joined = body["result"]
-        self.assertEqual((joined["confirmed"], joined["source"]), (False, "state"))
-        self.assertEqual(member_uids(joined), {office.uid})
-        await arrives(client.messages, mark, topology_with(kitchen, office), "the new group")
 
     async def test_party_leaves_out_an_offline_speaker(self) -> None:
         """party groups every reachable speaker of the household and leaves out one that is
