@@ -29,6 +29,7 @@ from sonosd.control.controller import Controller
 from sonosd.ctl import (
     COMMAND_TIMEOUT,
     DEFAULT_TIMEOUT,
+    DEFAULT_URL,
     EXIT_OK,
     EXIT_REFUSED,
     EXIT_SPEAKER,
@@ -495,6 +496,21 @@ def test_default_timeouts_exceed_the_daemons_call_timeout() -> None:
     assert SocoConfig().call_timeout == 20.0
     assert 3 * SocoConfig().call_timeout < COMMAND_TIMEOUT == 90.0
     assert DEFAULT_TIMEOUT == 15.0
+
+
+def test_url_option_environment_and_default() -> None:
+    """docs/control.md: ``--url``, else ``SONOSD_URL``, else http://127.0.0.1:8080."""
+    assert DEFAULT_URL == "http://127.0.0.1:8080"
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    option, environment = (f"http://127.0.0.1:{port}" for port in ports)
+    outcome = run_ctl(["--url", option, "status"], {"SONOSD_URL": environment})
+    assert outcome.err.startswith(f"sonosctl: cannot reach {option}"), outcome.err
+    outcome = run_ctl(["status"], {"SONOSD_URL": environment})
+    assert outcome.err.startswith(f"sonosctl: cannot reach {environment}"), outcome.err
 
 
 def test_command_timeout() -> None:
