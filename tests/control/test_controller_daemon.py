@@ -68,6 +68,17 @@ def daemon_config(base: str, **sections: Any) -> Any:
     return parse_config(json.dumps(document), "control-daemon-test.yaml")
 
 
+#: Subscription settings under which nothing looks at a speaker for minutes (no silence ping,
+#: no poll, no periodic check): only what a command does can.
+NOTHING_DUE = {
+    "silence_timeout": 600.0,
+    "no_event_grace": 600.0,
+    "poll_interval": 600.0,
+    "check_interval": 0,
+    "position_interval": 0,
+}
+
+
 @attrs.define
 class Daemon:
     """A running daemon, its simulated household, and an HTTP client for its API."""
@@ -889,16 +900,7 @@ class ControlDaemonTests(TestCase):
         checked at once (docs/control.md): it is marked offline although nothing else would
         look at it for minutes (no silence ping, poll or check due), so the next command gets
         the daemon's reason without a call."""
-        daemon = await start_daemon(
-            self,
-            subscription={
-                "silence_timeout": 600.0,
-                "no_event_grace": 600.0,
-                "poll_interval": 600.0,
-                "check_interval": 0,
-                "position_interval": 0,
-            },
-        )
+        daemon = await start_daemon(self, subscription=NOTHING_DUE)
         office = daemon.speaker(2)
         await office.go_offline("refuse")
         status, body = await daemon.post("Office", "volume", {"volume": 3})
@@ -909,6 +911,23 @@ class ControlDaemonTests(TestCase):
         status, body = await daemon.post("Office", "mute", {"mute": True})
         self.assertEqual((status, body["error"]["code"]), (503, "offline"), body)
         self.assertIn(f"is offline: {reason}", body["error"]["message"])
+
+    async def test_upnp_switched_off_is_503_upnp_disabled_at_once(self) -> None:
+        """A command to a speaker whose household has just switched UPnP off (403 over HTTP
+        and HTTPS) is 503 upnp_disabled saying where to switch it on in the Sonos app, not a
+        502 with the HTTP error (docs/control.md); the speaker is checked at once, so the
+        daemon marks it upnp_disabled although nothing else is due to look at it."""
+        daemon = await start_daemon(self, subscription=NOTHING_DUE)
+        kitchen = daemon.speaker(0)
+        daemon.household.set_modes(upnp=False)
+        status, body = await daemon.post("Kitchen", "volume", {"volume": 3})
+        self.assertEqual((status, body["error"]["code"]), (503, "upnp_disabled"), body)
+        self.assertIn("Privacy & Security", body["error"]["message"])
+        state = daemon.service.state
+        await until(lambda: state.availability(kitchen.uid).status == "upnp_disabled", "UPnP off")
+        status, body = await daemon.post("Kitchen", "mute", {"mute": True})
+        self.assertEqual((status, body["error"]["code"]), (503, "upnp_disabled"), body)
+        self.assertEqual(kitchen.rendering.volume, 20)
 
     async def test_hung_speaker_times_out(self) -> None:
         """A speaker whose calls hang is 504 timeout, while another speaker's command is
