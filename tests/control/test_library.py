@@ -189,6 +189,17 @@ class PlaylistTests(TestCase):
             [i["uri"] for i in body["result"]["items"]], [t.uri for t in dinner.tracks[:2]]
         )
         status, body = await daemon.post(
+            "Office",
+            "playlists",
+            {"action": "tracks", "id": dinner.object_id, "start": 1, "count": 2},
+        )
+        self.assertEqual(status, 200, body)
+        self.assertEqual(
+            [(i["position"], i["uri"]) for i in body["result"]["items"]],
+            [(2, dinner.tracks[1].uri), (3, dinner.tracks[2].uri)],
+        )
+        self.assertEqual(body["result"]["start"], 1)
+        status, body = await daemon.post(
             "Office", "playlists", {"action": "play", "id": dinner.object_id}
         )
         self.assertEqual(status, 200, body)
