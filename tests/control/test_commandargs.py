@@ -192,6 +192,19 @@ def test_every_command_parses_something() -> None:
         assert rejected(command, {"bogus": 1}).argument in ("bogus", "action")
 
 
+def test_unknown_arguments_are_all_named() -> None:
+    """docs/control.md: unknown arguments are refused naming them: the first leads the
+    message (its argument), the others follow, at most five of them listed."""
+    error = rejected("volume", {"volume": 3, "volum": 3, "vol": 4})
+    assert (error.code, error.status, error.argument) == ("bad_argument", 400, "volum")
+    assert error.message == ("volum: unknown argument (expected: volume, delta); also unknown: vol")
+    many = {f"x{n}": n for n in range(9)}
+    error = rejected("play", many)
+    assert error.message == (
+        "x0: unknown argument (expected: none); also unknown: x1, x2, x3, x4, x5 and 3 more"
+    )
+
+
 def test_error_json() -> None:
     """A ControlError's JSON carries the UPnP error only when there is one."""
     assert ControlError("timeout", 504, "slow").to_json() == {"code": "timeout", "message": "slow"}
