@@ -303,6 +303,32 @@ class VolumeAndTimeoutTests(TestCase):
             self.assertEqual(body["result"]["ended"], "finished", interrupt.__name__)
             self.assertEqual(transport.uri, before)
 
+    async def test_meta_and_title_describe_the_clip(self) -> None:
+        """announce's ``meta`` (DIDL-Lite) is the metadata the clip plays with; without it,
+        the daemon's own names the clip by ``title`` (docs/control.md)."""
+        server = serve_audio(self, {"/long.wav": (wav_bytes(60.0), "audio/wav")})
+        daemon, _ = await start(self)
+        transport = daemon.speaker(0).transport
+        clip = server.url("/long.wav")
+        meta = (
+            '<DIDL-Lite xmlns="urn:schemas-upnp-org:metadata-1-0/DIDL-Lite/" '
+            'xmlns:dc="http://purl.org/dc/elements/1.1/">'
+            '<item id="bell" parentID="-1" restricted="true"><dc:title>Doorbell</dc:title>'
+            "</item></DIDL-Lite>"
+        )
+        for args, shown in (({"meta": meta}, meta), ({"title": "Front door"}, "Front door")):
+            posting = daemon.posting("Kitchen", "announce", {"uri": clip, "timeout": 30, **args})
+            await until(
+                lambda: transport.uri == clip and transport.state == "PLAYING", "the clip playing"
+            )
+            if shown == meta:
+                self.assertEqual(transport.uri_metadata, meta)
+            else:
+                self.assertIn(f"<dc:title>{shown}</dc:title>", transport.uri_metadata)
+            transport.pause()
+            status, body = await posting
+            self.assertEqual(status, 200, body)
+
     async def test_a_spoken_clip_of_known_length_outlasts_announce_timeout(self) -> None:
         """A spoken clip's length is known: it plays to its end (length plus 5 s), however
         short ``announce.timeout`` is."""
