@@ -256,6 +256,15 @@ class CtlAgainstDaemonTests(TestCase):
         self.assertIn("Living Room  [?]", outcome.out)
         self.assertIn("  Living Room  volume 23  muted", outcome.out)
         self.assertIn("Kitchen", outcome.out)
+        # --json: the daemon's snapshot as it is.
+        outcome = await self.ctl("--json", "status", token=READER.secret)
+        self.assertEqual(outcome.status, EXIT_OK, outcome.err)
+        snapshot = json.loads(outcome.out)
+        self.assertEqual(snapshot["type"], "snapshot")
+        self.assertEqual(
+            sorted(speaker["name"] for speaker in snapshot["speakers"]),
+            sorted(ref.name for ref in self.state.speakers()),
+        )
 
     async def test_unknown_speaker(self) -> None:
         """An unknown room exits 1 with the daemon's error on one line."""
