@@ -700,14 +700,34 @@ class ControlDaemonTests(TestCase):
         status, body = await daemon.post("Office", "join", {"coordinator": "Kitchen"})
         self.assertEqual(status, 200, body)
         office.set_volume(33)
+        # docs/control.md: a snapshot holds each member's volume, mute and tone, and the
+        # coordinator's source, position, play mode and transport state.
+        before: list[tuple[str, str, dict[str, Any]]] = [
+            ("Office", "mute", {"mute": True}),
+            ("Office", "bass", {"bass": -3}),
+            ("Kitchen", "queue", {"action": "play", "track": 3}),
+            ("Kitchen", "play_mode", {"repeat": "all"}),
+        ]
+        after: list[tuple[str, str, dict[str, Any]]] = [
+            ("Office", "leave", {}),
+            ("Office", "volume", {"volume": 70}),
+            ("Office", "mute", {"mute": False}),
+            ("Office", "bass", {"bass": 5}),
+            ("Kitchen", "pause", {}),
+            ("Kitchen", "seek", {"track": 1}),
+            ("Kitchen", "play_mode", {"repeat": "none"}),
+        ]
+        for room, command, args in before:
+            status, body = await daemon.post(room, command, args)
+            self.assertEqual(status, 200, (command, body))
+        await kitchen.transport.settled()
         status, body = await daemon.post("Kitchen", "snapshot", {"name": "evening"})
         self.assertEqual(status, 200, body)
         self.assertEqual(body["result"]["coordinator"], kitchen.uid)
         self.assertEqual(set(body["result"]["members"]), {kitchen.uid, office.uid})
-        status, body = await daemon.post("Office", "leave")
-        self.assertEqual(status, 200, body)
-        status, body = await daemon.post("Office", "volume", {"volume": 70})
-        self.assertEqual(status, 200, body)
+        for room, command, args in after:
+            status, body = await daemon.post(room, command, args)
+            self.assertEqual(status, 200, (command, body))
 
         mark = len(client.messages())
         status, body = await daemon.post("Living Room", "restore", {"name": "evening"})
@@ -717,6 +737,12 @@ class ControlDaemonTests(TestCase):
         self.assertEqual(member_uids(restored), {kitchen.uid, office.uid})
         self.assertEqual(office.group.coordinator, kitchen.uid)
         self.assertEqual(office.rendering.volume, 33)
+        self.assertEqual((office.rendering.mute, office.rendering.bass), (True, -3))
+        await kitchen.transport.settled()
+        self.assertEqual(
+            (kitchen.transport.track_no, kitchen.transport.play_mode, kitchen.transport.state),
+            (3, "REPEAT_ALL", "PLAYING"),
+        )
         await arrives(client.messages, mark, topology_with(kitchen, office), "the regrouping")
         await arrives(
             client.messages,
