@@ -376,6 +376,16 @@ class FailureTests(TestCase):
         self.assertEqual(body["error"]["code"], "playback_failed")
         self.assertIn("ERROR_NO_CONTENT", body["error"]["message"])
         self.assertEqual(kitchen.transport.uri, before)
+        # target room: the speaker taken out of its group for the clip is put back.
+        living = daemon.speaker(2)
+        daemon.household.join(living, kitchen)
+        await until(lambda: living.group.coordinator == kitchen.uid, "the group")
+        status, body = await daemon.post(
+            "Living Room", "announce", {"uri": "http://127.0.0.1:9/nothing.mp3", "target": "room"}
+        )
+        self.assertEqual((status, body["error"]["code"]), (502, "playback_failed"), body)
+        await until(lambda: living.group.coordinator == kitchen.uid, "the group again")
+        self.assertEqual(kitchen.transport.uri, before)
 
     async def test_missing_tts_command_is_503(self) -> None:
         """A text-to-speech command that is not installed is 503 tts_failed, naming it."""
