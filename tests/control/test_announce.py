@@ -331,13 +331,16 @@ class VolumeAndTimeoutTests(TestCase):
 
     async def test_a_spoken_clip_of_known_length_outlasts_announce_timeout(self) -> None:
         """A spoken clip's length is known: it plays to its end (length plus 5 s), however
-        short ``announce.timeout`` is."""
+        short ``announce.timeout`` is; the command's ``timeout`` bounds it all the same."""
         command = wav_command(2)
         daemon, _ = await start(self, announce={"tts_command": command, "timeout": 0.5})
         status, body = await daemon.post("Kitchen", "say", {"text": "two seconds"})
         self.assertEqual(status, 200, body)
         self.assertEqual(body["result"]["ended"], "finished")
         self.assertGreaterEqual(body["result"]["seconds"], 2.0)
+        # The command's own timeout bounds even a clip of known length.
+        status, body = await daemon.post("Kitchen", "say", {"text": "cut", "timeout": 0.5})
+        self.assertEqual((status, body["result"]["ended"]), (200, "timeout"), body)
 
     async def test_a_spoken_clip_is_withdrawn_after_media_ttl(self) -> None:
         """A spoken clip is served at most ``announce.media_ttl``: one playing longer is no
