@@ -329,6 +329,12 @@ class CtlAgainstDaemonTests(TestCase):
                 speaker=living.to_json(),
                 service="AVTransport",
             )
+            # Passes a services filter (docs/api.md): only --type keeps it out.
+            self.hub.publish(
+                "speaker.online",
+                {"reason": "answered", "availability": {"status": "online"}},
+                speaker=living.to_json(),
+            )
 
         loop = LoopingCall(publish)
         loop.clock = reactor
@@ -349,7 +355,7 @@ class CtlAgainstDaemonTests(TestCase):
             )
         outcome = await self.ctl("events", "--json", "--count", "1", token=READER.secret)
         self.assertEqual(json.loads(outcome.out)["type"], "event")
-        # Filters repeat (docs/control.md): both rooms, one service.
+        # Filters repeat (docs/control.md): both rooms, one type, one service.
         outcome = await self.ctl(
             "events",
             *("--room", "kitchen", "--room", "Living Room"),
@@ -359,6 +365,7 @@ class CtlAgainstDaemonTests(TestCase):
         self.assertEqual(outcome.status, EXIT_OK, outcome.err)
         lines = outcome.out.splitlines()
         self.assertEqual(len(lines), 6)
+        self.assertTrue(all(" event " in line for line in lines), lines)
         self.assertTrue(all(" RenderingControl volume=" in line for line in lines), lines)
         self.assertTrue(any(" event Kitchen " in line for line in lines), lines)
         self.assertTrue(any(" event Living Room " in line for line in lines), lines)
