@@ -161,6 +161,8 @@ class StreamTests(TestCase):
         self.assertIn("another run", reset["reason"])
         self.assertEqual((snapshot["type"], snapshot["run"]), ("snapshot", self.hub.run))
         self.assertEqual(snapshot["last_id"], 3)
+        # sonosd_api_resets_total counts it for the stream (docs/api.md).
+        self.assertEqual(self.metrics.resets.labels("stream")._value.get(), 1)
         client.send({"op": "resume", "id": 1, "last_id": True})
         client.send({"op": "resume", "id": 2, "last_id": "x"})
         await wait(lambda: len(client.lines()) == 5, "two errors")
