@@ -4,10 +4,10 @@
 The client is paho-mqtt 2.x driven by the reactor, without paho's network thread: paho's
 socket is handed to the reactor as a file descriptor (``doRead`` → ``loop_read``, ``doWrite``
 → ``loop_write`` while paho has bytes to send, a ``LoopingCall`` → ``loop_misc`` for
-keep-alive pings), so every paho callback runs in the reactor thread. Only the connect itself
-(a name lookup, a blocking TCP connect and TLS handshake inside paho) runs in a worker
-thread, through the ``run_blocking`` callable the service passes in, bounded by paho's
-connect timeout.
+keep-alive pings, see ``keepalive_check_interval``), so every paho callback runs in the
+reactor thread. Only the connect itself (a name lookup, a blocking TCP connect and TLS
+handshake inside paho) runs in a worker thread, through the ``run_blocking`` callable the
+service passes in, bounded by paho's connect timeout.
 
 The sink keeps what it needs to republish everything retained after a reconnect: the merged
 variables of each speaker and service (``state``), each speaker's availability, and each
@@ -46,6 +46,7 @@ from zope.interface import implementer
 from sonosd.backoff import backoff_delay, describe_failure
 from sonosd.config import MqttConfig
 from sonosd.control.dispatch import ControllerLike, execute, failure_fields, parse_args
+from sonosd.delivery.channel import error_body
 from sonosd.delivery.clientjson import JsonRefused
 from sonosd.delivery.filters import Filter
 from sonosd.delivery.hub import ISink, Message, encode
@@ -75,6 +76,17 @@ QOS_WILL = 1
 #: The most messages paho's outgoing queue may hold before publishing pauses (see the module
 #: docstring): a stalled broker costs at most this many messages of memory.
 MAX_UNSENT = 10_000
+
+
+def keepalive_check_interval(keepalive: int) -> float:
+    """How often paho's ``loop_misc`` runs for a keep-alive of ``keepalive`` seconds.
+
+    paho sends its ping once ``keepalive`` seconds passed without a packet out, seen at the
+    next check; the broker gives up after 1.5 x ``keepalive`` (MQTT 3.1.1, 3.1.2.10). Once a
+    second is early enough for the usual 30 s, not for ``keepalive: 1`` (the ping would leave
+    up to 2 s after the last packet): the check runs at least every quarter of it.
+    """
+    return min(1.0, keepalive / 4)
 
 
 class MqttReactor(IReactorTime, IReactorFDSet):
@@ -498,7 +510,7 @@ class MqttSink(Service):
         self._reactor.addReader(self._descriptor)
         if self._client.want_write():
             self._reactor.addWriter(self._descriptor)
-        self._misc.start(1.0, now=False)
+        self._misc.start(keepalive_check_interval(config.keepalive), now=False)
 
     def status(self) -> dict[str, Any]:
         """The broker connection and queue, for diagnostics and metrics."""
@@ -732,25 +744,24 @@ class MqttSink(Service):
             self.peer_log.emit(
                 key, refused.reason, "mqtt command for {source} refused: {error}", error=refused
             )
-            self._answer(result_topic, {"ok": False, "error": _error("bad_request", 400, refused)})
+            # As the HTTP API answers the same body: status 400 and its error object.
+            self._answer(
+                result_topic,
+                {"ok": False, "status": 400, **error_body("bad_request", str(refused))},
+            )
             return
-        request_id = args.pop("request_id", None)
+        # Any JSON value, null too, is echoed (docs/mqtt.md): absent only when not sent.
+        echo = {"request_id": args.pop("request_id")} if "request_id" in args else {}
         # The key's speaker by its uid (a room name may repeat across households).
         speaker = self._owners.get(key) or key
         d = execute(self._controller, speaker, command, args)
 
         def done(result: Any) -> None:
-            body: dict[str, Any] = {"ok": True, "result": result}
-            if request_id is not None:
-                body["request_id"] = request_id
-            self._answer(result_topic, body)
+            self._answer(result_topic, {"ok": True, "result": result, **echo})
 
         def failed(failure: Failure) -> None:
             status, error = failure_fields(failure)
-            body: dict[str, Any] = {"ok": False, "status": status, "error": error}
-            if request_id is not None:
-                body["request_id"] = request_id
-            self._answer(result_topic, body)
+            self._answer(result_topic, {"ok": False, "status": status, "error": error, **echo})
 
         d.addCallbacks(done, failed)
 
@@ -802,10 +813,6 @@ class MqttSink(Service):
             self._drop_socket()
             if descriptor is not None:
                 descriptor.close()
-
-
-def _error(code: str, status: int, error: BaseException) -> dict[str, Any]:
-    return {"code": code, "message": str(error), "status": status}
 
 
 def _invisible_uids(groups: Any) -> set[str | None]:

@@ -27,7 +27,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from sonosd.config import MqttConfig
 from sonosd.delivery.hub import Hub
-from sonosd.sinks.mqtt import MqttSink, _default_client
+from sonosd.sinks.mqtt import MqttSink, _default_client, keepalive_check_interval
 from tests.conftest import free_loopback_base
 from tests.sinks.test_callbacks import capture_logs
 from tests.sinks.test_webhooks import make_ca_and_server
@@ -55,11 +55,13 @@ class Broker:
         login: tuple[str, str] | None = None,
         cert_ip: str | None = None,
         log: bool = False,
+        debug: bool = False,
     ) -> None:
         """@param login: The only user the broker lets in (anonymous clients too if ``None``).
         @param cert_ip: The address the TLS certificate names (default: the broker's own).
         @param log: Write the broker's notices (connections, with their keep-alive) to
-            ``log_file``."""
+            ``log_file``.
+        @param debug: With ``log``, the packets each client sends too (``PINGREQ``)."""
         self.reactor = reactor
         self.port = 8883 if tls else 1883
         self.host = free_loopback_base(port=self.port, count=1)
@@ -95,6 +97,8 @@ class Broker:
                 pass
             os.chmod(self.log_file, 0o666)
             lines += [f"log_dest file {self.log_file}", "log_type notice"]
+            if debug:
+                lines.append("log_type debug")
         else:
             lines.append("log_dest none")
         lines.append("persistence false")
@@ -133,6 +137,11 @@ class Broker:
         the keep-alive it asked for (``k30``)."""
         with open(self.log_file) as handle:
             return [line for line in handle if f" as {client_id} (" in line]
+
+    def pings(self, client_id: str) -> int:
+        """How many ``PINGREQ`` the broker's log (``debug=True``) shows from ``client_id``."""
+        with open(self.log_file) as handle:
+            return sum(f"Received PINGREQ from {client_id}" in line for line in handle)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -279,7 +288,11 @@ class MqttBrokerTests(TestCase):
             password=kwargs.pop("password", None),
             tls=kwargs.pop("tls", False),
             ca_file=kwargs.pop("ca_file", None),
-            **{key: kwargs.pop(key) for key in ("prefix", "discovery_prefix") if key in kwargs},
+            **{
+                key: kwargs.pop(key)
+                for key in ("prefix", "discovery_prefix", "keepalive")
+                if key in kwargs
+            },
         )
         kwargs.setdefault("controller", self.controller)
         kwargs.setdefault("backoff_initial", 0.1)
@@ -391,7 +404,10 @@ class MqttBrokerTests(TestCase):
             kitchen["variables"], {"volume": {"Master": 25}, "mute": {"Master": False}}
         )
         self.assertEqual(kitchen["speaker"]["uid"], KITCHEN["uid"])
-        self.assertEqual(kitchen["id"], 3)
+        self.assertEqual(kitchen["service"], "RenderingControl")
+        # id and time are those of the last message merged.
+        [last] = [m for m in self.hub.since(0) or [] if m.id == 3]
+        self.assertEqual((kitchen["id"], kitchen["time"]), (3, json.loads(last.raw)["time"]))
         self.assertEqual(sub.payloads("sonos/Kitchen/availability"), ["online"])
         self.assertEqual(sub.payloads("sonos/Office/availability"), ["online"])
         self.assertEqual(sub.payloads("sonos/bridge/availability"), ["online"])
@@ -414,13 +430,22 @@ class MqttBrokerTests(TestCase):
         sub = self.subscriber()
         await sub.wait(sub.has("sonos/bridge/availability"), self.reactor)
         self.publish_household()
+        others = ("subscription.lost", "subscription.restored", "events.gap")
+        for kind in others:
+            self.hub.publish(kind, {"service": "AVTransport"}, speaker=KITCHEN)
         self.hub.publish("speaker.offline", {"reason": "no answer"}, speaker=OFFICE)
+        # Every event is QoS 1 from one publisher: in order, the last one comes last.
         await sub.wait(sub.has("sonos/Office/event/speaker.offline"), self.reactor)
+        for kind in others:
+            [payload] = sub.payloads(f"sonos/Kitchen/event/{kind}")
+            self.assertEqual(json.loads(payload)["type"], kind)
         events = sub.payloads("sonos/Kitchen/event/RenderingControl")
         self.assertEqual([json.loads(p)["seq"] for p in events], [0, 1])
         raw = [m.raw.decode() for m in self.hub.since(0) or [] if m.id in (2, 3)]
         self.assertEqual(events, raw)
         self.assertEqual(len(sub.payloads("sonos/bridge/event/topology.changed")), 2)
+        alarms = [json.loads(p) for p in sub.payloads("sonos/bridge/event/alarms.changed")]
+        self.assertEqual([a["household"] for a in alarms], ["Sonos_1", "Sonos_2"])
         self.assertEqual(sub.payloads("sonos/Office/availability")[-1], "offline")
         event_lines = [line for line in sub.lines if "/event/" in line[1]]
         self.assertFalse(any(retained for retained, _, _ in event_lines))
@@ -431,6 +456,15 @@ class MqttBrokerTests(TestCase):
         self.assertIn(("state", 0), qos)
         self.assertEqual({level for kind, level in qos if kind == "event"}, {1})
         self.assertEqual({level for kind, level in qos if kind == "state"}, {0})
+        # Every retained topic is QoS 0: availability, topology and alarms too.
+        retained_qos = {
+            level
+            for topic, level in sub.qos
+            if topic.endswith("/availability")
+            or "/bridge/topology/" in topic
+            or "/bridge/alarms/" in topic
+        }
+        self.assertEqual(retained_qos, {0})
 
     async def test_broker_restart_republishes_retained_state(self) -> None:
         """After the broker restarts (losing retained messages) the sink reconnects and
@@ -509,6 +543,13 @@ class MqttBrokerTests(TestCase):
         self.assertEqual([q for t, q in sub.qos if t == "sonos/bridge/gap"], [1])
         self.assertEqual(json.loads(payload), {"missed": 3, "first_id": ids[0], "last_id": ids[2]})
         self.assertEqual(sink.connects, 2)
+        # Not queued either: after the reconnect the next event is the first on its topic
+        # (QoS 1 from one publisher keeps its order, so a replay would come before it).
+        events = await self.ready_subscriber("sonos/Kitchen/event/RenderingControl")
+        [live] = self.publish_volumes(range(3, 4))
+        await events.wait(events.has("sonos/Kitchen/event/RenderingControl"), self.reactor)
+        got = [json.loads(p)["id"] for p in events.payloads("sonos/Kitchen/event/RenderingControl")]
+        self.assertEqual(got, [live])
 
     async def test_login_with_username_and_password(self) -> None:
         """The sink logs in to a broker that refuses anonymous clients with its username and
@@ -568,6 +609,15 @@ class MqttBrokerTests(TestCase):
         client_id = f"sonosd-test-{os.getpid()}"
         await self.until(lambda: bool(self.broker.connect_lines(client_id)))
         self.assertIn(" k30", self.broker.connect_lines(client_id)[0])
+
+    async def test_idle_connection_is_kept_alive_by_pings(self) -> None:
+        """With nothing to publish, the sink still pings the broker every keep-alive (paho's
+        ``loop_misc``, run by the reactor once a second, docs/mqtt.md "How it is built"): an
+        idle daemon is not taken for dead and its last will is not published."""
+        await self.use_broker(log=True, debug=True)
+        sink = self.make_sink(keepalive=1)
+        await self.start(sink)
+        await self.until(lambda: self.broker.pings(f"sonosd-test-{os.getpid()}") >= 2)
 
     async def test_tls_untrusted_certificate_refused(self) -> None:
         """With ``tls: true`` and no ``ca_file`` the system's trust store decides: a broker
@@ -728,6 +778,7 @@ class MqttBrokerTests(TestCase):
         sub = self.subscriber("sonos/bridge/availability")
         await sub.wait(sub.has("sonos/bridge/availability"), self.reactor)
         self.assertEqual(sub.payloads("sonos/bridge/availability"), ["offline"])
+        self.assertEqual(sub.qos, [("sonos/bridge/availability", 1)])
 
     async def test_clean_stop_publishes_offline(self) -> None:
         """stopService publishes ``offline`` for the bridge and disconnects."""
@@ -739,6 +790,9 @@ class MqttBrokerTests(TestCase):
         sub = self.subscriber("sonos/bridge/availability")
         await sub.wait(sub.has("sonos/bridge/availability"), self.reactor)
         self.assertEqual(sub.payloads("sonos/bridge/availability"), ["offline"])
+        # The one retained message at QoS 1, as the last will is (the broker keeps it at
+        # the QoS it was published with).
+        self.assertEqual(sub.qos, [("sonos/bridge/availability", 1)])
 
     async def test_clean_stop_waits_for_the_broker_to_take_offline(self) -> None:
         """stopService ends only once the broker has acknowledged the retained ``offline``: a
@@ -789,6 +843,9 @@ class MqttBrokerTests(TestCase):
         await self.pub("sonos/Kitchen/cmd/volume", '{"volume": 12, "request_id": "r1"}')
         await self.pub("sonos/Office/cmd/play", "")
         await self.pub("sonos/Kitchen/cmd/mute", "[1, 2]")
+        # request_id is any JSON value, null too: taken out of the arguments, echoed as sent.
+        await self.pub("sonos/Kitchen/cmd/pause", '{"request_id": null}')
+        await self.pub("sonos/Office/cmd/next", '{"request_id": {"n": [7, "a"]}}')
         await sub.wait(
             lambda: all(
                 sub.payloads(f"sonos/{room}/cmd/{command}/result")
@@ -796,13 +853,20 @@ class MqttBrokerTests(TestCase):
                     ("Kitchen", "volume"),
                     ("Office", "play"),
                     ("Kitchen", "mute"),
+                    ("Kitchen", "pause"),
+                    ("Office", "next"),
                 )
             ),
             self.reactor,
         )
         self.assertEqual(
             self.controller.calls,
-            [(KITCHEN["uid"], "volume", {"volume": 12}), (OFFICE["uid"], "play", {})],
+            [
+                (KITCHEN["uid"], "volume", {"volume": 12}),
+                (OFFICE["uid"], "play", {}),
+                (KITCHEN["uid"], "pause", {}),
+                (OFFICE["uid"], "next", {}),
+            ],
         )
         volume = json.loads(sub.payloads("sonos/Kitchen/cmd/volume/result")[0])
         self.assertEqual(volume, {"ok": True, "result": {"volume": 12}, "request_id": "r1"})
@@ -810,8 +874,17 @@ class MqttBrokerTests(TestCase):
         self.assertEqual(
             (play["ok"], play["status"], play["error"]["code"]), (False, 503, "offline")
         )
+        # A refused payload is answered as the HTTP API answers it: status 400 beside the
+        # error object {code, message} (docs/mqtt.md, Commands).
         mute = json.loads(sub.payloads("sonos/Kitchen/cmd/mute/result")[0])
-        self.assertEqual((mute["ok"], mute["error"]["code"]), (False, "bad_request"))
+        self.assertEqual(set(mute["error"]), {"code", "message"})
+        self.assertEqual(
+            (mute["ok"], mute["status"], mute["error"]["code"]), (False, 400, "bad_request")
+        )
+        pause = json.loads(sub.payloads("sonos/Kitchen/cmd/pause/result")[0])
+        self.assertEqual(pause, {"ok": True, "result": {"done": "pause"}, "request_id": None})
+        nxt = json.loads(sub.payloads("sonos/Office/cmd/next/result")[0])
+        self.assertEqual(nxt["request_id"], {"n": [7, "a"]})
         # Results are not retained: a client subscribing later never reads an old answer
         # (the broker sends a subscription's retained messages before the next one's).
         late = await self.ready_subscriber("sonos/+/cmd/+/result")
@@ -926,20 +999,26 @@ class MqttBrokerTests(TestCase):
         rc = {"seq": 0, "variables": {"volume": {"Master": 1}}}
         self.hub.publish("event", rc, speaker=KITCHEN, service="RenderingControl")
         self.hub.publish("event", rc, speaker=twin, service="RenderingControl")
-        renamed = dict(KITCHEN, name="Cuisine")
+        # A room name's /, + and # become _ (one topic level, no wildcard).
+        renamed = dict(KITCHEN, name="Cuisine/Bar+#2")
         self.hub.publish("event", rc, speaker=renamed, service="RenderingControl")
+        # A speaker without a room name yet publishes under its uid.
+        nameless = {"uid": "RINCON_000E58A0777701400", "name": None, "host": "127.0.0.5"}
+        self.hub.publish("event", rc, speaker=nameless, service="RenderingControl")
+        cuisine = "sonos/Cuisine_Bar__2"
         first = self.subscriber()
-        await first.wait(first.has("sonos/Cuisine/state/RenderingControl"), self.reactor)
+        await first.wait(first.has(f"{cuisine}/state/RenderingControl"), self.reactor)
         sub = self.subscriber()
         await sub.wait(
             lambda: (
-                bool(sub.payloads("sonos/Cuisine/state/RenderingControl"))
+                bool(sub.payloads(f"{cuisine}/state/RenderingControl"))
                 and bool(sub.payloads(f"sonos/{twin['uid']}/state/RenderingControl"))
+                and bool(sub.payloads(f"sonos/{nameless['uid']}/state/RenderingControl"))
             ),
             self.reactor,
         )
         self.assertEqual(sub.payloads("sonos/Kitchen/state/RenderingControl"), [])
-        self.assertEqual(sub.payloads("sonos/Cuisine/availability"), ["online"])
+        self.assertEqual(sub.payloads(f"{cuisine}/availability"), ["online"])
 
     async def test_room_key_goes_to_the_visible_speaker(self) -> None:
         """A home theatre's sub that evented before its soundbar gives the room's key up
@@ -1191,6 +1270,19 @@ class ConnectRetryTests(SynchronousTestCase):
         )
         self.assertEqual(sink.missed, 1)
         self.assertFalse(sink.connected)
+
+
+class KeepaliveCheckTests(SynchronousTestCase):
+    """How often the reactor runs paho's keep-alive check."""
+
+    def test_the_ping_leaves_before_the_broker_gives_up(self) -> None:
+        """paho pings once the keep-alive passed without a packet out, seen at the next
+        check: for every keep-alive, 1 s included, that is before the broker's 1.5 x
+        (docs/mqtt.md, How it is built); once a second for the default 30 s."""
+        for keepalive in (1, 2, 3, 4, 5, 10, 30, 65535):
+            latest = keepalive + keepalive_check_interval(keepalive)
+            self.assertLessEqual(latest, 1.25 * keepalive, keepalive)
+        self.assertEqual(keepalive_check_interval(30), 1.0)
 
 
 class HostileTopicTests(SynchronousTestCase):

@@ -150,6 +150,13 @@ class MqttDaemonTests(TestCase):
         refusals = [text for text, code in errors.items() if code == "bad_request"]
         self.assertEqual(len([text for text in refusals if "over the limit of 32" in text]), 1)
         self.assertEqual(len([text for text in refusals if "65536" in text]), 1)
+        # The same status and error object as the HTTP API gives for the same arguments.
+        [too_deep] = [
+            a for a in answers if not a["ok"] and "over the limit of 32" in a["error"]["message"]
+        ]
+        status, body = await daemon.post(daemon.speaker(0).uid, "volume", json.loads(nested(33)))
+        self.assertEqual(too_deep, {"ok": False, "status": status, **body})
+        self.assertEqual(status, 400)
         response = await daemon.http.get(daemon.url("/api/v1/metrics"))
         metrics = await response.text()
         for reason in ("too_deep", "too_large"):
@@ -186,15 +193,22 @@ class MqttDaemonTests(TestCase):
     async def test_home_theatre_room_topics_belong_to_the_soundbar(self) -> None:
         """In a home theatre whose sub and surrounds are followed too, the room's state,
         availability and command topics belong to its visible soundbar, whichever speaker
-        evented first; the invisible satellites publish under their own uids."""
+        evented first; the invisible satellites publish under their own uids, as does the
+        hidden half of a stereo pair followed beside it."""
         broker, sub, mqtt = await broker_and_subscriber(self)
         daemon = await start_daemon(
             self,
             sinks={"mqtt": mqtt},
-            simulate={"speakers": 5, "home_theatre": True, "rooms": ["Kitchen", "Living Room"]},
+            simulate={
+                "speakers": 6,
+                "stereo_pair": True,
+                "home_theatre": True,
+                "rooms": ["Kitchen", "Pantry", "Living Room"],
+            },
         )
-        bar, *satellites = daemon.household.speakers[1:]
+        left, right, bar, *satellites = daemon.household.speakers
         self.assertEqual([s.name for s in satellites], ["Living Room"] * 3)
+        self.assertEqual((right.name, right.invisible), ("Kitchen", True))
         await sub.wait(lambda: "online" in sub.payloads("sonos/bridge/availability"), reactor)
         room = "sonos/Living Room/state/RenderingControl"
 
@@ -202,10 +216,13 @@ class MqttDaemonTests(TestCase):
             payloads = sub.payloads(topic)
             return json.loads(payloads[-1])["speaker"]["uid"] if payloads else None
 
-        for satellite in satellites:
+        for satellite in (*satellites, right):
             topic = f"sonos/{satellite.uid}/state/RenderingControl"
             await sub.wait(lambda t=topic, s=satellite: speaker_of(t) == s.uid, reactor)
         await sub.wait(lambda: speaker_of(room) == bar.uid, reactor)
+        pair_room = "sonos/Kitchen/state/RenderingControl"
+        await sub.wait(lambda: speaker_of(pair_room) == left.uid, reactor)
+        self.assertEqual(sub.payloads("sonos/Kitchen/availability")[-1], "online")
         self.assertEqual(sub.payloads("sonos/Living Room/availability")[-1], "online")
 
         bar.set_volume(33)

@@ -114,6 +114,10 @@ def test_bridge_discovery() -> None:
     topic, document = bridge_discovery("homeassistant", TOPICS)
     assert topic == "homeassistant/binary_sensor/sonosd_bridge/connectivity/config"
     assert document["state_topic"] == "sonos/bridge/availability"
+    # docs/mqtt.md: the daemon itself is a device ``sonosd`` with a ``Connected`` sensor.
+    assert (document["name"], document["device_class"]) == ("Connected", "connectivity")
+    assert document["device"]["name"] == "sonosd"
+    assert (document["payload_on"], document["payload_off"]) == ("online", "offline")
 
 
 def test_discovery_entities_are_the_documented_table() -> None:
