@@ -707,6 +707,7 @@ class MqttBrokerTests(TestCase):
         sink = self.make_sink(max_unsent=20)
         await self.start(sink)
         self.publish_household()
+        gap = await self.ready_subscriber("sonos/bridge/gap")
         process = self.broker.process
         assert process is not None
         process.send_signal(signal.SIGSTOP)
@@ -740,6 +741,13 @@ class MqttBrokerTests(TestCase):
         gaps = [e for e in logs if "not published while the broker" in e.get("log_format", "")]
         self.assertEqual(len(gaps), 1)
         self.assertGreaterEqual(gaps[0]["count"], 4)
+        # ... and publishes it on sonos/bridge/gap, as after a reconnect.
+        await gap.wait(gap.has("sonos/bridge/gap"), self.reactor)
+        [report] = [json.loads(p) for p in gap.payloads("sonos/bridge/gap")]
+        self.assertEqual(
+            report,
+            {"missed": gaps[0]["count"], "first_id": gaps[0]["first"], "last_id": gaps[0]["last"]},
+        )
 
     async def test_default_bounds_of_a_stalled_broker(self) -> None:
         """As the daemon builds it (the defaults), the sink has at most 100 events on the

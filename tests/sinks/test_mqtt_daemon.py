@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from sonosd.sim.service import HouseholdService
-from tests.control.test_controller_daemon import start_daemon
+from tests.control.test_controller_daemon import sse, start_daemon
 from tests.daemon_helpers import daemon_yaml, reactor, until
 from tests.sinks.test_callbacks import capture_logs
 from tests.sinks.test_mqtt import MOSQUITTO_PUB, MOSQUITTO_SUB, WAIT, Broker, Subscriber
@@ -84,6 +84,7 @@ class MqttDaemonTests(TestCase):
         broker, sub, mqtt = await broker_and_subscriber(self)
         daemon = await start_daemon(self, sinks={"mqtt": mqtt})
         kitchen = daemon.speaker(0)
+        stream = await sse(self, daemon)
         # The sink subscribes to the command topics before it publishes its availability.
         await sub.wait(lambda: "online" in sub.payloads("sonos/bridge/availability"), reactor)
 
@@ -100,6 +101,17 @@ class MqttDaemonTests(TestCase):
             "sonos/Kitchen/state/RenderingControl",
         ):
             await sub.wait(carries_volume(sub, topic, 27), reactor)
+        # The event's payload is byte for byte what the SSE channel sends (docs/mqtt.md).
+        events = sub.payloads("sonos/Kitchen/event/RenderingControl")
+        event = next(payload for payload in events if master_volume(payload) == 27)
+        ident = json.loads(event)["id"]
+        await until(lambda: ident in [m.get("id") for m in stream.messages()], "the SSE event")
+        sent = [
+            line.removeprefix(b"data: ")
+            for line in stream.body.split(b"\n")
+            if line.startswith(b"data: ") and json.loads(line[6:]).get("id") == ident
+        ]
+        self.assertEqual(sent, [event.encode()])
 
         await publish(broker, "sonos/Kitchen/cmd/volume", '{"volume": 101}')
         await publish(broker, "sonos/Attic/cmd/play", "")
@@ -442,5 +454,24 @@ def test_sigkilled_daemon_leaves_offline_as_the_retained_last_will(
         daemon.send_signal(signal.SIGKILL)
         daemon.wait(WAIT)
         wait_for(lambda: retained_now(broker, topic) == "1 offline", "the last will, retained")
+    finally:
+        done_with(broker)
+
+
+def test_sigterm_leaves_offline_retained_once_the_daemon_exited(
+    processes: Processes,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A ``twistd sonosd`` stopped with SIGTERM waits for the broker to take its retained
+    ``offline`` before it exits: a client that subscribes once the process is gone reads
+    ``offline`` (not the last will: with the default 30 s keep-alive that would come 45 s
+    later)."""
+    daemon, broker, _ = mqtt_daemon(processes, tmp_path)
+    topic = "sonos/bridge/availability"
+    try:
+        wait_for(lambda: retained_now(broker, topic) == "1 online", "online, retained")
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(WAIT)
+        assert retained_now(broker, topic) == "1 offline", processes.output(daemon)
     finally:
         done_with(broker)
