@@ -130,6 +130,22 @@ class MqttDaemonTests(TestCase):
         )
         self.assertEqual(kitchen.rendering.volume, 27)
 
+        # docs/mqtt.md's second example: a command to a speaker that is offline, answered with
+        # the status and error object the HTTP API gives.
+        office = daemon.speaker(2)
+        await office.go_offline("refuse")
+        self.addCleanup(office.come_online)
+        await publish(broker, f"sonos/{office.name}/cmd/play", "")
+        played = f"sonos/{office.name}/cmd/play/result"
+        await sub.wait(sub.has(played), reactor)
+        answer = json.loads(sub.payloads(played)[0])
+        status, body = await daemon.post(office.uid, "play")
+        self.assertEqual((status, body["error"]["code"]), (503, "offline"), body)
+        self.assertEqual((answer["ok"], answer["status"]), (False, status))
+        self.assertEqual(
+            (answer["error"]["code"], set(answer["error"])), ("offline", set(body["error"]))
+        )
+
     async def test_payload_bounds_are_32_levels_and_64_kib(self) -> None:
         """A command payload nested 32 levels deep or of 64 KiB reaches the controller; one
         level or one byte more is ``bad_request`` naming the bound, counted in
