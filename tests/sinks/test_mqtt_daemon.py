@@ -353,6 +353,50 @@ class MqttDaemonTests(TestCase):
         ]
         self.assertEqual(late, [])
 
+    async def test_asleep_awake_and_removed_on_the_availability_topic(self) -> None:
+        """A simulated portable that falls asleep is ``offline`` on its availability topic
+        (``speaker.asleep`` on its event topic says why) and ``online`` again once awake; a
+        speaker that leaves its household (``speaker.removed``) has its retained topics and
+        its Home Assistant entities cleared."""
+        broker, sub, mqtt = await broker_and_subscriber(self)
+        entities = Subscriber(reactor, broker, "homeassistant/#")
+        self.addCleanup(entities.stop)
+        daemon = await start_daemon(
+            self,
+            lambda clock, simulate: HouseholdService(clock, simulate, transition_delay=0.01),
+            listed=1,
+            sinks={"mqtt": {**mqtt, "homeassistant": True}},
+            simulate={"models": ["S18", "S27", "S18"]},
+        )
+        _, roam, third = daemon.household.speakers
+        for speaker in (roam, third):
+            available = f"sonos/{speaker.name}/availability"
+            await sub.wait(lambda t=available: sub.payloads(t)[-1:] == ["online"], reactor)
+        available = f"sonos/{roam.name}/availability"
+        await roam.sleep()
+        await sub.wait(sub.has(f"sonos/{roam.name}/event/speaker.asleep"), reactor)
+        await sub.wait(lambda: sub.payloads(available)[-1:] == ["offline"], reactor)
+        await roam.wake()
+        await sub.wait(sub.has(f"sonos/{roam.name}/event/speaker.online"), reactor)
+        await sub.wait(lambda: sub.payloads(available)[-1:] == ["online"], reactor)
+
+        volume = f"homeassistant/sensor/sonosd_{third.uid}/volume/config"
+        await entities.wait(entities.has(volume), reactor)
+        # The departed speaker's last view holds the others back until the settle timeout.
+        daemon.service.processor.settle_timeout = 2.0
+        third.leave_household()
+        own = f"sonos/{third.name}/"
+        await sub.wait(sub.has(f"{own}event/speaker.removed"), reactor)
+        await sub.wait(lambda: sub.payloads(f"{own}availability")[-1:] == [""], reactor)
+        await entities.wait(lambda: entities.payloads(volume)[-1:] == [""], reactor)
+        # Nothing of it stays retained on the broker: a new subscriber gets the retained
+        # messages of its topics in the order subscribed, the bridge's availability last.
+        documents = f"homeassistant/+/sonosd_{third.uid}/+/config"
+        late = Subscriber(reactor, broker, f"{own}#", documents, "sonos/bridge/availability")
+        self.addCleanup(late.stop)
+        await late.wait(late.has("sonos/bridge/availability"), reactor)
+        self.assertEqual([topic for _, topic, _ in late.lines], ["sonos/bridge/availability"])
+
     async def test_two_households_keep_their_own_topics(self) -> None:
         """With two simulated households, each has its own retained topology and alarm
         topics holding only its own speakers and alarms, and a command to a speaker of the
