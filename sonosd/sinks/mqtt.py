@@ -264,6 +264,9 @@ class MqttSink(Service):
         self.published = 0
         # Published since paho's outgoing queue was last empty; over max_unsent: stalled.
         self._unsent = 0
+        # Retained topics cleared (a removed speaker's, a renamed room's old ones) while the
+        # broker could not be told: cleared first thing after the next (re)connect.
+        self._clears: dict[str, None] = {}
         # Message ids of QoS 1 publishes the broker has not acknowledged yet.
         self._awaiting: set[int] = set()
         # The acknowledgement a clean stop waits for (its ``offline``), by message id.
@@ -448,11 +451,20 @@ class MqttSink(Service):
 
     def _publish(self, topic: str, payload: bytes, retain: bool, qos: int = QOS) -> int | None:
         """Publish; the message id the broker will acknowledge (QoS 1), else ``None``."""
+        if retain:
+            # A topic cleared now must be cleared on the broker even if this publish never
+            # reaches it; one set again needs no clearing (it is republished as it is).
+            if payload:
+                self._clears.pop(topic, None)
+            else:
+                self._clear_later(topic)
         if not self.connected or self.stalled:
             # Retained topics are republished once the broker reads again (_drained).
             return None
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc == paho.MQTT_ERR_SUCCESS:
+            if retain and not payload:
+                self._clears.pop(topic, None)
             self.published += 1
             self._unsent += 1
             if qos:
@@ -473,6 +485,21 @@ class MqttSink(Service):
             error=paho.error_string(info.rc),
         )
         return None
+
+    def _clear_later(self, topic: str) -> None:
+        """Remember ``topic`` as cleared until the broker has been sent the clearing; the
+        oldest is forgotten past ``max_unsent`` topics (a peer renaming itself without end
+        while the broker is away must not grow this without bound)."""
+        self._clears.pop(topic, None)
+        self._clears[topic] = None
+        if len(self._clears) > self._max_unsent:
+            dropped = next(iter(self._clears))
+            del self._clears[dropped]
+            log.warn(
+                "mqtt: too many retained topics to clear once the broker is back; "
+                "{topic} stays as it was",
+                topic=dropped,
+            )
 
     # -- connection ----------------------------------------------------------------------
 
@@ -573,7 +600,11 @@ class MqttSink(Service):
         self._republish()
 
     def _republish(self) -> None:
-        """Everything retained, as after a broker restart that lost it."""
+        """Everything retained, as after a broker restart that lost it; first the clearing
+        of the topics removed meanwhile (a broker that kept its retained messages would
+        hold them for ever)."""
+        for topic in list(self._clears):
+            self._publish(topic, b"", retain=True)
         if self._config.homeassistant:
             topic, document = bridge_discovery(self._config.discovery_prefix, self.topics)
             self._publish(topic, encode(document), retain=True)

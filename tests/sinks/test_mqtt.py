@@ -551,6 +551,48 @@ class MqttBrokerTests(TestCase):
         got = [json.loads(p)["id"] for p in events.payloads("sonos/Kitchen/event/RenderingControl")]
         self.assertEqual(got, [live])
 
+    async def test_topics_cleared_while_disconnected_are_cleared_on_reconnect(self) -> None:
+        """A speaker removed, a room renamed, while the connection is down (the broker keeps
+        its retained messages): after the reconnect the broker holds neither the removed
+        speaker's topics and entities nor the old room's, only the new room's."""
+        await self.broker.start()
+        sink = self.make_sink(homeassistant=True, backoff_initial=1.0, backoff_max=1.0)
+        self.publish_household()
+        await self.start(sink)
+        node = f"homeassistant/sensor/sonosd_{OFFICE['uid']}/volume/config"
+        first = self.subscriber("sonos/#", "homeassistant/#")
+        await first.wait(
+            lambda: all(
+                first.payloads(topic)
+                for topic in (node, "sonos/Office/availability", "sonos/Kitchen/availability")
+            ),
+            self.reactor,
+        )
+        sock = sink._client.socket()
+        assert sock is not None
+        sock.shutdown(socket.SHUT_RDWR)
+        # The reconnect waits at least 0.5 s: these run before it.
+        await self.until(lambda: not sink.connected)
+        self.hub.publish("speaker.removed", {"reason": "left household"}, speaker=OFFICE)
+        rc = {"seq": 5, "variables": {"volume": {"Master": 31}}}
+        renamed = dict(KITCHEN, name="Cuisine")
+        self.hub.publish("event", rc, speaker=renamed, service="RenderingControl")
+        # The new room's state is republished after the reconnect, after any clearing: once
+        # it is seen, the broker has taken both.
+        await first.wait(first.has("sonos/Cuisine/state/RenderingControl"), self.reactor)
+        # The broker sends each subscription's retained messages in the order subscribed.
+        late = self.subscriber(
+            "sonos/Office/#",
+            "sonos/Kitchen/#",
+            f"homeassistant/+/sonosd_{OFFICE['uid']}/+/config",
+            "sonos/Cuisine/state/RenderingControl",
+        )
+        await late.wait(late.has("sonos/Cuisine/state/RenderingControl"), self.reactor)
+        self.assertEqual(
+            [topic for _, topic, _ in late.lines], ["sonos/Cuisine/state/RenderingControl"]
+        )
+        self.assertEqual(master(self.state(late, "sonos/Cuisine/state/RenderingControl")), 31)
+
     async def test_login_with_username_and_password(self) -> None:
         """The sink logs in to a broker that refuses anonymous clients with its username and
         password; a refused login is logged as an error and never counts as connected."""
@@ -1278,6 +1320,34 @@ class ConnectRetryTests(SynchronousTestCase):
         )
         self.assertEqual(sink.missed, 1)
         self.assertFalse(sink.connected)
+
+
+class ClearingBoundTests(SynchronousTestCase):
+    """What the sink remembers to clear while the broker is away is bounded."""
+
+    def test_a_room_renamed_without_end_costs_at_most_max_unsent_topics(self) -> None:
+        """A speaker renaming its room again and again while the broker is unreachable
+        leaves old topics to clear at the reconnect: past ``max_unsent`` of them the oldest
+        is given up, with a warning naming it."""
+        clock = Clock()
+        sink = MqttSink(
+            clock,  # type: ignore[arg-type]
+            MqttConfig(),
+            lambda fn: Deferred(),
+            max_unsent=3,
+        )
+        hub = Hub(clock)
+        hub.add_sink(sink)
+        events = capture_logs(self)
+        rc = {"variables": {"volume": {"Master": 5}}}
+        for n in range(6):
+            room = dict(KITCHEN, name=f"Room {n}")
+            hub.publish("event", rc, speaker=room, service="RenderingControl")
+        given_up = [e["topic"] for e in events if "too many retained topics" in e["log_format"]]
+        # Five renames, two topics each (availability, state): the first seven given up.
+        self.assertEqual(len(given_up), 7)
+        self.assertEqual(given_up[0], "sonos/Room 0/availability")
+        self.assertEqual(len(sink._clears), 3)
 
 
 class KeepaliveCheckTests(SynchronousTestCase):
