@@ -865,6 +865,23 @@ class MqttBrokerTests(TestCase):
         await sub.wait(sub.has("sonos/bridge/availability"), self.reactor)
         self.assertEqual(sub.payloads("sonos/bridge/availability"), ["offline"])
 
+    async def test_clean_stop_is_bounded_by_the_drain_timeout(self) -> None:
+        """A broker that never acknowledges the ``offline`` nor takes the disconnect (it
+        stopped reading: SIGSTOP) holds the stop only for the drain timeout (the daemon's
+        ``subscription.shutdown_timeout``): the stop then closes the connection itself."""
+        await self.broker.start()
+        sink = self.make_sink(drain_timeout=0.5)
+        await self.start(sink)
+        process = self.broker.process
+        assert process is not None
+        process.send_signal(signal.SIGSTOP)
+        self.addCleanup(lambda: process.poll() is None and process.send_signal(signal.SIGCONT))
+        stopped = sink.stopService()
+        await self.until(lambda: stopped.called)
+        self.assertFalse(sink.connected)
+        self.assertIsNone(sink._descriptor)
+        process.send_signal(signal.SIGCONT)
+
     async def pub(self, topic: str, payload: str, *extra: str) -> None:
         await self.mosquitto_pub("-t", topic, "-m", payload, *extra)
 
