@@ -51,7 +51,7 @@ from sonosd.delivery.clientjson import JsonRefused
 from sonosd.delivery.filters import Filter
 from sonosd.delivery.hub import ISink, Message, encode
 from sonosd.peerlog import PeerLog
-from sonosd.sinks.mqtt_topics import Topics, bridge_discovery, discovery, segment
+from sonosd.sinks.mqtt_topics import Topics, bridge_discovery, discovery, room_key, segment
 
 log = Logger()
 
@@ -381,7 +381,7 @@ class MqttSink(Service):
         if room is not None:
             self._rooms[uid] = room
         current = self._keys.get(uid)
-        wanted = segment(room) if room else ""
+        wanted = room_key(room)
         if wanted and self._invisible(uid):
             wanted = segment(uid)
         elif wanted:
@@ -416,7 +416,7 @@ class MqttSink(Service):
                 vacated.add(key)
                 self._rekey_to(uid, segment(uid))
         for uid, room in list(self._rooms.items()):
-            key = segment(room) if room else ""
+            key = room_key(room)
             if (
                 key in vacated
                 and not self._invisible(uid)
@@ -461,7 +461,15 @@ class MqttSink(Service):
         if not self.connected or self.stalled:
             # Retained topics are republished once the broker reads again (_drained).
             return None
-        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        try:
+            info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        except ValueError as error:
+            # A topic MQTT refuses: a command's result topic holding a wildcard, from a broker
+            # that let one by (room names are bounded and made topic-safe before this).
+            self.peer_log.emit(
+                topic[:100], "bad_topic", "mqtt: cannot publish to {source}: {error}", error=error
+            )
+            return None
         if info.rc == paho.MQTT_ERR_SUCCESS:
             if retain and not payload:
                 self._clears.pop(topic, None)

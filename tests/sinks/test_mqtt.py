@@ -1034,6 +1034,24 @@ class MqttBrokerTests(TestCase):
         later = {topic for _, topic, _ in sub.lines[retained_before:]} - {"sonos/bridge/gap"}
         self.assertEqual(later, {"sonos/Kitchen/cmd/volume", result})
 
+    async def test_a_result_topic_mqtt_refuses_is_a_warning(self) -> None:
+        """A command whose topic holds a wildcard (a broker that does not check topics could
+        deliver one; mosquitto cannot be made to) has a result topic MQTT refuses: the sink
+        logs a warning and stays connected, nothing raises into paho's read loop."""
+        await self.broker.start()
+        sink = self.make_sink()
+        await self.start(sink)
+        events = capture_logs(self)
+        message = paho.MQTTMessage(topic=b"sonos/Kitchen/cmd/pl+ay")
+        message.payload = b"{}"
+        sink._on_message(sink._client, None, message)
+        self.assertEqual(self.controller.calls, [("Kitchen", "pl+ay", {})])
+        levels = [
+            (e["log_level"], e.get("reason")) for e in events if e["log_level"] >= LogLevel.warn
+        ]
+        self.assertEqual(levels, [(LogLevel.warn, "bad_topic")])
+        self.assertTrue(sink.connected)
+
     async def test_retained_command_not_run_again(self) -> None:
         """A command left retained on the broker is not run again when the sink reconnects
         (nor at start: a stale command never runs)."""
@@ -1069,9 +1087,12 @@ class MqttBrokerTests(TestCase):
         # A room name's /, + and # become _ (one topic level, no wildcard).
         renamed = dict(KITCHEN, name="Cuisine/Bar+#2")
         self.hub.publish("event", rc, speaker=renamed, service="RenderingControl")
-        # A speaker without a room name yet publishes under its uid.
+        # A speaker without a room name yet publishes under its uid; so does one whose name
+        # is too long for a topic level (MQTT refuses topics over 65,535 bytes).
         nameless = {"uid": "RINCON_000E58A0777701400", "name": None, "host": "127.0.0.5"}
         self.hub.publish("event", rc, speaker=nameless, service="RenderingControl")
+        endless = {"uid": "RINCON_000E58A0666601400", "name": "x" * 70_000, "host": "127.0.0.6"}
+        self.hub.publish("event", rc, speaker=endless, service="RenderingControl")
         cuisine = "sonos/Cuisine_Bar__2"
         first = self.subscriber()
         await first.wait(first.has(f"{cuisine}/state/RenderingControl"), self.reactor)
@@ -1081,9 +1102,11 @@ class MqttBrokerTests(TestCase):
                 bool(sub.payloads(f"{cuisine}/state/RenderingControl"))
                 and bool(sub.payloads(f"sonos/{twin['uid']}/state/RenderingControl"))
                 and bool(sub.payloads(f"sonos/{nameless['uid']}/state/RenderingControl"))
+                and bool(sub.payloads(f"sonos/{endless['uid']}/state/RenderingControl"))
             ),
             self.reactor,
         )
+        self.assertEqual(self.hub.sink_errors, 0)
         self.assertEqual(sub.payloads("sonos/Kitchen/state/RenderingControl"), [])
         self.assertEqual(sub.payloads(f"{cuisine}/availability"), ["online"])
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sonosd.sinks.mqtt_topics import Topics, bridge_discovery, discovery, segment
+from sonosd.sinks.mqtt_topics import (
+    MAX_ROOM_KEY,
+    Topics,
+    bridge_discovery,
+    discovery,
+    room_key,
+    segment,
+)
 from tests.paths import ROOT
 
 TOPICS = Topics("sonos")
@@ -23,6 +30,16 @@ def test_segment_is_one_safe_level(name: str) -> None:
     """Whatever the name, its segment holds no ``/``, ``+``, ``#`` or NUL."""
     result = segment(name)
     assert not set(result) & {"/", "+", "#", "\x00"}
+
+
+def test_room_key_is_bounded() -> None:
+    """A room name gives a topic level of at most MAX_ROOM_KEY bytes of UTF-8; a longer one,
+    or one with nothing left once made safe, gives none (the uid is used instead)."""
+    assert room_key("Living Room") == "Living Room"
+    assert room_key("x" * MAX_ROOM_KEY) == "x" * MAX_ROOM_KEY
+    assert room_key("x" * (MAX_ROOM_KEY + 1)) == ""
+    assert room_key("ü" * (MAX_ROOM_KEY // 2 + 1)) == ""
+    assert room_key(" ") == room_key(None) == ""
 
 
 def test_layout() -> None:
