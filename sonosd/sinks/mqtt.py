@@ -24,6 +24,7 @@ reported, so memory stays bounded. The topic layout is in ``sonosd.sinks.mqtt_to
 from __future__ import annotations
 
 import collections
+import copy
 import random as _random
 import ssl
 from collections.abc import Callable, Mapping
@@ -284,6 +285,19 @@ class MqttSink(Service):
         # Why the broker refused the last CONNECT (its CONNACK reason, "Not authorized"):
         # paho's disconnect that follows only says "Unspecified error".
         self._refusal: str | None = None
+
+    def take_over(self, old: MqttSink) -> None:
+        """Start from what ``old`` (the sink a reload replaces) knows: every speaker's merged
+        state, availability and topic level, each household's topology and alarms, so that
+        they are published at this sink's first connect, not only as the next events come."""
+        self._keys.update(old._keys)
+        self._owners.update(old._owners)
+        self._rooms.update(old._rooms)
+        self._state.update(copy.deepcopy(old._state))
+        self._availability.update(old._availability)
+        self._topologies.update(old._topologies)
+        self._alarms.update(old._alarms)
+        self._invisible_of.update(copy.deepcopy(old._invisible_of))
 
     # -- the hub's side ------------------------------------------------------------------
 
@@ -705,7 +719,11 @@ class MqttSink(Service):
             self._misc.stop()
         if descriptor is not None:
             waiting, self._closed = self._closed, []
-            for d in waiting:
+            # No acknowledgement comes on a closed connection: a stop waiting for one (its
+            # offline) need not wait out its bound (the broker dropped us: a reload's new
+            # sink took the client id over, or the broker went away).
+            acked, self._acked = list(self._acked.values()), {}
+            for d in [*waiting, *acked]:
                 d.callback(None)
 
     def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
@@ -838,6 +856,8 @@ class MqttSink(Service):
             except TimeoutError:
                 self._acked.pop(mid, None)
         self.connected = False
+        if self._descriptor is None:
+            return  # The connection is gone already.
         closed: Deferred[None] = Deferred()
         self._closed.append(closed)
         self._client.disconnect()

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import LogLevel
@@ -396,6 +397,43 @@ class MqttDaemonTests(TestCase):
         self.addCleanup(late.stop)
         await late.wait(late.has("sonos/bridge/availability"), reactor)
         self.assertEqual([topic for _, topic, _ in late.lines], ["sonos/bridge/availability"])
+
+    async def test_a_reloaded_sink_publishes_the_current_state_under_its_new_prefix(
+        self,
+    ) -> None:
+        """A reload that changes ``sinks.mqtt`` (here its prefix) replaces the sink: the old
+        one leaves ``offline`` on its bridge availability; the new one publishes at once the
+        current state of every speaker, their availability and the topology under the new
+        prefix (not only as the next events come), and takes commands there."""
+        broker, sub, mqtt = await broker_and_subscriber(self)
+        daemon = await start_daemon(self, sinks={"mqtt": mqtt})
+        kitchen = daemon.speaker(0)
+        await sub.wait(lambda: "online" in sub.payloads("sonos/bridge/availability"), reactor)
+        home = Subscriber(reactor, broker, "home/#")
+        self.addCleanup(home.stop)
+        service = daemon.service
+        config = service.config
+        assert config.sinks.mqtt is not None
+        moved = attrs.evolve(config.sinks.mqtt, prefix="home")
+        old = service.sinks["mqtt"]
+        service.reload(attrs.evolve(config, sinks=attrs.evolve(config.sinks, mqtt=moved)))
+        # Both use the same client id: the broker may drop the old one as the new one logs
+        # in, before the old one's offline is acknowledged; its stop ends then all the same.
+        await until(lambda: not old._acked and old._descriptor is None, "the old sink stopped")
+        retained = [
+            "home/bridge/availability",
+            f"home/bridge/topology/{daemon.household.household_id}",
+            *(f"home/{s.name}/availability" for s in daemon.household.speakers),
+            *(f"home/{s.name}/state/RenderingControl" for s in daemon.household.speakers),
+            *(f"home/{s.name}/state/AVTransport" for s in daemon.household.speakers),
+        ]
+        await home.wait(lambda: all(home.payloads(topic) for topic in retained), reactor)
+        rendering = json.loads(home.payloads("home/Kitchen/state/RenderingControl")[-1])
+        self.assertEqual(rendering["variables"]["volume"]["Master"], kitchen.rendering.volume)
+        self.assertEqual(retained_now(broker, "sonos/bridge/availability"), "1 offline")
+        await publish(broker, "home/Kitchen/cmd/volume", '{"volume": 17}')
+        await home.wait(home.has("home/Kitchen/cmd/volume/result"), reactor)
+        self.assertEqual(kitchen.rendering.volume, 17)
 
     async def test_two_households_keep_their_own_topics(self) -> None:
         """With two simulated households, each has its own retained topology and alarm
