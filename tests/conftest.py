@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from hypothesis import settings
+from hypothesis import is_hypothesis_test, settings
 
 from sonosd.sim.addresses import free_loopback_base
 
@@ -32,8 +32,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the tests marked ``long`` first, the rest in their order. ``make test`` shares the
     tests out between pytest-xdist workers as they ask for more: a long test started near
     the end (the soak's file sorts late) leaves the other workers idle until it ends,
-    whereas at the start the other workers run the short tests meanwhile."""
+    whereas at the start the other workers run the short tests meanwhile.
+
+    Property tests (Hypothesis) run without the coverage tracer (pytest-cov's ``no_cover``):
+    they run the same lines hundreds of times, which the tracer made 2-3x slower for no line
+    that the other tests do not reach."""
     items.sort(key=lambda item: item.get_closest_marker("long") is None)
+    for item in items:
+        if is_hypothesis_test(getattr(item, "obj", None)):
+            item.add_marker(pytest.mark.no_cover)
 
 
 @pytest.fixture

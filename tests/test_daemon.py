@@ -7,8 +7,12 @@ API site with real SSE, WebSocket and HTTP clients, and the configured Python ca
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import sys
+import threading
+import types
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +196,19 @@ class DaemonTests(TestCase):
         await until(lambda: client.messages(), "the first SSE message")
         return client
 
+    async def set_office_volume(self, daemon: Daemon) -> int:
+        """POST /speakers/Office/volume with a new volume; assert 200; the volume."""
+        volume = new_volume(daemon.speakers[2])
+        http = treq.client.HTTPClient(http_agent(self))
+        response = await http.post(
+            daemon.url("/api/v1/speakers/Office/volume"),
+            data=json.dumps({"volume": volume}).encode(),
+            headers=Headers({b"Content-Type": [b"application/json"]}),
+        )
+        body = await response.text()
+        self.assertEqual(response.code, 200, body)
+        return volume
+
     async def test_initial_state(self) -> None:
         """Every configured service of every speaker delivers SEQ 0 once, into the state too."""
         daemon = await self.started()
@@ -352,6 +369,42 @@ class DaemonTests(TestCase):
         # The daemon's own messages come with no SoCo event.
         self.assertEqual({e for _, e in online}, {None})
 
+    async def test_a_blocking_callback_delays_nothing_else(self) -> None:
+        """A callable that blocks on its first message (in its own thread) delays neither a
+        command through the API, nor the SSE stream, nor another callable; once it returns it
+        gets every message, one at a time, in order (docs/callbacks.md)."""
+        gate = threading.Event()
+        self.addCleanup(gate.set)
+        held: list[int] = []
+
+        def hold(body: dict[str, Any], event: Any) -> None:
+            held.append(body["id"])
+            gate.wait(60)
+
+        module = types.ModuleType("sonosd_test_blocking_callback")
+        module.hold = hold  # type: ignore[attr-defined]
+        sys.modules[module.__name__] = module
+        self.addCleanup(sys.modules.pop, module.__name__)
+        del CALLBACK_CALLS[:]
+        daemon = await self.started(callbacks=(f"{module.__name__}:hold", CALLBACK))
+        client = await self.sse(daemon)
+        office = daemon.speakers[2]
+        volume = await self.set_office_volume(daemon)
+        await until(
+            lambda: (
+                any(is_volume_event(m, office.uid, volume) for m in client.messages())
+                and any(is_volume_event(b, office.uid, volume) for b, _ in callback_calls())
+            ),
+            "the change on the SSE stream and at the other callable",
+        )
+        self.assertEqual(held, [1])
+        gate.set()
+        last = daemon.service.hub.last_id
+        await until(lambda: last in held, "the held callable's messages")
+        # Later messages (a renewal's event...) may follow: they come after, in order too.
+        seen = list(held)
+        self.assertEqual(seen, list(range(1, len(seen) + 1)))
+
     async def test_rest_speakers_and_groups(self) -> None:
         """GET /health, /speakers and /groups show the simulated speakers, each its own group."""
         daemon = await self.started()
@@ -385,15 +438,7 @@ class DaemonTests(TestCase):
         """POST /speakers/<room>/volume sets the simulated speaker's volume and is evented."""
         daemon = await self.started()
         office = daemon.speakers[2]
-        volume = new_volume(office)
-        http = treq.client.HTTPClient(http_agent(self))
-        response = await http.post(
-            daemon.url("/api/v1/speakers/Office/volume"),
-            data=json.dumps({"volume": volume}).encode(),
-            headers=Headers({b"Content-Type": [b"application/json"]}),
-        )
-        body = await response.text()
-        self.assertEqual(response.code, 200, body)
+        volume = await self.set_office_volume(daemon)
         self.assertEqual(office.rendering.volume, volume)
         await until(lambda: daemon.volume_events(office, volume), "the volume event")
 
@@ -545,8 +590,15 @@ class DaemonTests(TestCase):
     async def test_doctor_names_failing_sinks(self) -> None:
         """A webhook target that refuses connections (without retries: each message fails at
         its only attempt) and an MQTT broker that is not there are each a problem the doctor
-        names from the daemon's own diagnostics."""
+        names from the daemon's own diagnostics. The webhook is failing in
+        ``sonosd_webhook_failing``, ``/api/v1/diagnostics`` and ``sonosctl doctor`` until its
+        next delivery (docs/webhooks.md), and no longer after it."""
+        from twisted.internet.threads import deferToThread
+        from twisted.web.server import Site
+
+        from sonosd.ctl import main as ctl_main
         from sonosd.doctor import PROBLEM, diagnose
+        from tests.sinks.test_webhooks import Receiver
 
         hook, broker = free_tcp_port(), free_tcp_port()
         daemon = await self.daemon(
@@ -572,6 +624,42 @@ class DaemonTests(TestCase):
             ),
             problems(),
         )
+        url = f"http://127.0.0.1:{hook}/hook"
+        http = treq.client.HTTPClient(http_agent(self))
+
+        async def reported() -> tuple[bool, str, str]:
+            """The target's ``failing`` in the diagnostics, its failing gauge, and what
+            ``sonosctl doctor`` says (run in a thread: it blocks)."""
+            diagnostics = await (await http.get(daemon.url("/api/v1/diagnostics"))).json()
+            [target] = diagnostics["sinks"]["webhooks"]
+            metrics = await (await http.get(daemon.url("/api/v1/metrics"))).text()
+            [gauge] = re.findall(
+                rf'^sonosd_webhook_failing\{{target="{re.escape(url)}"\}} (\S+)$',
+                metrics,
+                re.MULTILINE,
+            )
+            out = io.StringIO()
+            await deferToThread(
+                ctl_main, ["--url", daemon.url(""), "doctor"], stdout=out, environ={}
+            )
+            return target["failing"], gauge, out.getvalue()
+
+        failing, gauge, doctor = await reported()
+        self.assertEqual((failing, gauge), (True, "1.0"))
+        self.assertIn(f"Webhook {url} fails (connection refused)", doctor)
+        receiver = Receiver()
+        port = reactor.listenTCP(hook, Site(receiver), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        kitchen = daemon.speakers[0]
+        kitchen.set_volume(new_volume(kitchen))
+        await until(lambda: receiver.requests, "a message at the webhook")
+        await until(
+            lambda: not daemon.service.sinks["webhooks"].targets[0].failing, "delivering again"
+        )
+        failing, gauge, doctor = await reported()
+        self.assertEqual((failing, gauge), (False, "0.0"))
+        self.assertNotIn(f"Webhook {url} fails", doctor)
+        self.assertIn(f"Webhook {url} delivers now, but lost", doctor)
 
     async def test_sinks_flush_within_the_shutdown_timeout(self) -> None:
         """Every push sink is given subscription.shutdown_timeout to flush at shutdown, and the
@@ -589,6 +677,54 @@ class DaemonTests(TestCase):
             {name: sink.drain_timeout for name, sink in service.sinks.items()},
             {"callbacks": bound + 7.5, "webhooks": bound + 7.5, "mqtt": bound + 7.5},
         )
+
+    async def test_a_webhook_body_is_the_bytes_sse_and_websocket_send(self) -> None:
+        """A webhook request's body is the message JSON byte for byte as the SSE and
+        WebSocket channels send it (docs/webhooks.md: it is serialised once)."""
+        from twisted.web.server import Site
+
+        from tests.sinks.test_webhooks import Receiver
+
+        raw_frames: list[bytes] = []
+
+        class RawWs(WsClient):
+            def onMessage(self, payload: bytes, isBinary: bool) -> None:
+                raw_frames.append(payload)
+                super().onMessage(payload, isBinary)
+
+        receiver = Receiver()
+        port = reactor.listenTCP(0, Site(receiver), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        url = f"http://127.0.0.1:{port.getHost().port}/hook"
+        daemon = await self.daemon(sinks={"webhooks": [{"url": url}]})
+        await until(daemon.settled, "the initial events")
+        sse = await self.sse(daemon)
+        await connect_ws(self, daemon.host, daemon.port, protocol=RawWs)
+        kitchen = daemon.speakers[0]
+        volume = new_volume(kitchen)
+        kitchen.set_volume(volume)
+        await until(lambda: daemon.volume_events(kitchen, volume), "the change at the daemon")
+        [message] = daemon.volume_events(kitchen, volume)
+
+        def sse_data() -> list[bytes]:
+            return [
+                line.partition(b":")[2].removeprefix(b" ")
+                for block in sse.body.split(b"\n\n")[:-1]
+                for line in block.split(b"\n")
+                if line.startswith(b"data:")
+            ]
+
+        def sent(frames: list[bytes]) -> list[bytes]:
+            return [frame for frame in frames if f'"id":{message.id},'.encode() in frame]
+
+        await until(
+            lambda: sent(sse_data()) and sent(raw_frames) and message.id in receiver.ids(),
+            "the change on every channel",
+        )
+        [body] = [body for _, _, body in receiver.requests if json.loads(body)["id"] == message.id]
+        self.assertEqual(body, message.raw)
+        self.assertEqual(sent(sse_data()), [body])
+        self.assertEqual(sent(raw_frames), [body])
 
     async def test_a_reloaded_webhook_is_replaced_in_one_turn_and_the_old_one_drains(
         self,

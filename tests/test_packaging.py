@@ -15,7 +15,7 @@ from configparser import ConfigParser
 from pathlib import Path
 
 from sonosd import tap
-from tests.paths import ROOT
+from tests.paths import ROOT, openapi_spec
 
 BIN = Path(sys.executable).parent
 TWISTD = str(BIN / "twistd")
@@ -563,9 +563,7 @@ def test_the_stream_socket_has_one_name() -> None:
 
 def test_resuming_is_taught_with_the_parameter_the_api_takes() -> None:
     """Examples resume with ``last_id`` (the API's parameter), never ``since``."""
-    import yaml
-
-    spec = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())
+    spec = openapi_spec()
     components = spec["components"]["parameters"]
     parameters = {
         (components[p["$ref"].rsplit("/", 1)[1]] if "$ref" in p else p)["name"]

@@ -24,11 +24,9 @@ from urllib.parse import urlsplit
 import attrs
 from twisted.internet.defer import Deferred, DeferredSemaphore, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, ResponseDone
-from twisted.web.http import PotentialDataLoss
+from twisted.web.client import Agent, ResponseFailed
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IResponse
 from twisted.web.resource import Resource
@@ -38,7 +36,7 @@ from sonosd.api import views
 from sonosd.api.auth import query_first
 from sonosd.api.responses import json_error, not_modified
 from sonosd.backoff import describe_failure
-from sonosd.gena.httpclient import quiet_pool
+from sonosd.gena.httpclient import quiet_pool, read_bounded
 
 log = Logger()
 
@@ -165,40 +163,6 @@ class ArtCache:
             self.bytes -= len(dropped.body)
 
 
-class _Collect(TwistedProtocol):
-    """Reads a response body, failing (and dropping the connection) past ``limit`` bytes."""
-
-    def __init__(self, limit: int) -> None:
-        self.done: Deferred[bytes] = Deferred(self._cancel)
-        self._limit = limit
-        self._parts: list[bytes] = []
-        self._size = 0
-
-    def dataReceived(self, data: bytes) -> None:
-        if self.done.called:
-            return
-        self._size += len(data)
-        if self._size > self._limit:
-            self.done.errback(ArtRefused(502, "speaker_error", "the image is too large"))
-            transport: Any = self.transport
-            transport.stopProducing()
-            return
-        self._parts.append(data)
-
-    def _cancel(self, _: Deferred[bytes]) -> None:
-        transport: Any = self.transport
-        if transport is not None:
-            transport.stopProducing()
-
-    def connectionLost(self, reason: Failure | None = None) -> None:
-        if self.done.called:
-            return
-        if reason is None or reason.check(ResponseDone, PotentialDataLoss):
-            self.done.callback(b"".join(self._parts))
-        else:
-            self.done.errback(ArtRefused(502, "speaker_error", "the speaker broke off the image"))
-
-
 class ArtProxy:
     """Fetches album art from speakers, shares concurrent fetches, caches the images.
 
@@ -281,24 +245,20 @@ class ArtProxy:
         response: IResponse = await request
         content_type = _content_type(response)
         if response.code != 200 or content_type not in IMAGE_TYPES:
-            _discard(response)
             what = f"status {response.code}" if response.code != 200 else content_type
-            raise ArtRefused(502, "speaker_error", f"the speaker answered {what}, not an image")
-        length = response.length
-        if isinstance(length, int) and length > MAX_IMAGE:
-            _discard(response)
-            raise ArtRefused(502, "speaker_error", "the image is too large")
-        collect = _Collect(MAX_IMAGE)
-        response.deliverBody(collect)
-        waiting.append(collect.done)
-        return Image.of(content_type, await collect.done)
-
-
-def _discard(response: IResponse) -> None:
-    """Read nothing of ``response``: drop its connection at its first byte."""
-    collect = _Collect(0)
-    collect.done.addErrback(lambda _: None)
-    response.deliverBody(collect)
+            refused = ArtRefused(502, "speaker_error", f"the speaker answered {what}, not an image")
+            # Nothing of it is read: its connection is dropped at its first byte.
+            read_bounded(response, 0, lambda: refused).addErrback(lambda _: None)
+            raise refused
+        reading = read_bounded(
+            response, MAX_IMAGE, lambda: ArtRefused(502, "speaker_error", "the image is too large")
+        )
+        waiting.append(reading)
+        try:
+            body = await reading
+        except ResponseFailed:
+            raise ArtRefused(502, "speaker_error", "the speaker broke off the image") from None
+        return Image.of(content_type, body)
 
 
 def _content_type(response: IResponse) -> str:

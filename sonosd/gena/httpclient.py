@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from twisted.internet.abstract import isIPAddress, isIPv6Address
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.interfaces import IAddress, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol, connectionDone
@@ -151,6 +151,32 @@ def read_body(response: IResponse, collect: Callable[[bytes], None]) -> Deferred
     reader = _BodyReader(collect)
     response.deliverBody(reader)
     return reader.done
+
+
+def read_bounded(
+    response: IResponse, limit: int, refuse: Callable[[], Exception]
+) -> Deferred[bytes]:
+    """``response``'s whole body, at most ``limit`` bytes (``read_body``'s cancelling).
+
+    A body announced (``Content-Length``) or found longer fails with ``refuse()`` and its
+    connection is closed: announced, before a byte of it is read.
+    """
+    chunks: list[bytes] = []
+    size = 0
+
+    def collect(data: bytes) -> None:
+        nonlocal size
+        size += len(data)
+        if size > limit:
+            raise refuse()
+        chunks.append(data)
+
+    reading = read_body(response, collect)
+    if isinstance(response.length, int) and response.length > limit:
+        reading.cancel()  # closes the connection
+        reading.addErrback(lambda _: None)
+        return fail(refuse())
+    return reading.addCallback(lambda _: b"".join(chunks))
 
 
 class _BodyReader(Protocol):

@@ -36,7 +36,7 @@ from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 
 from sonosd.backoff import SlowAnswer
-from sonosd.gena.httpclient import read_body
+from sonosd.gena.httpclient import read_bounded
 from sonosd.gena.xmlguard import UnsafeXml, check_answer
 from sonosd.household.soap import AnswerRefused, envelope, fault_code, out_arguments
 
@@ -189,17 +189,12 @@ async def _exchange(
             reactor=clock,  # type: ignore[arg-type]
         )
         began = True
-        chunks: list[bytes] = []
-        size = [0]
-
-        def collect(data: bytes) -> None:
-            size[0] += len(data)
-            if size[0] > MAX_ANSWER:
-                raise ProbeError(f"the answer to {method} {url} is over {MAX_ANSWER} bytes")
-            chunks.append(data)
-
-        await read_body(response, collect)
-        return Answer(response.code, b"".join(chunks))
+        answer = await read_bounded(
+            response,
+            MAX_ANSWER,
+            lambda: ProbeError(f"the answer to {method} {url} is over {MAX_ANSWER} bytes"),
+        )
+        return Answer(response.code, answer)
 
     def timed_out(result: object, seconds: float) -> Failure:
         # Cancelling treq's request aborts the connection, which it may report as

@@ -64,7 +64,7 @@ from zope.interface import implementer
 
 from sonosd import tlsgate
 from sonosd.backoff import SlowAnswer
-from sonosd.gena.httpclient import read_body, speaker_agent
+from sonosd.gena.httpclient import read_bounded, speaker_agent
 from sonosd.gena.xmlguard import UnsafeXml, check_answer
 
 log = Logger()
@@ -465,28 +465,12 @@ class SoapClient(Service):
         response: IResponse = await agent.request(b"POST", url.encode(), headers, _Body(body))
         made.answering = True
         limit = self.max_bytes
-        chunks: list[bytes] = []
-        size = 0
-
-        def refused() -> AnswerRefused:
-            return AnswerRefused(f"the answer from {url} is over {limit} bytes")
-
-        def collect(data: bytes) -> None:
-            nonlocal size
-            size += len(data)
-            if size > limit:
-                raise refused()
-            chunks.append(data)
-
         # Cancelled (the call's timeout), or over the limit, the connection is closed.
-        reading = read_body(response, collect)
-        if isinstance(response.length, int) and response.length > limit:
-            reading.cancel()  # refused before reading: the connection is closed
-            reading.addErrback(lambda _: None)
-            raise refused()
-        await reading
+        body = await read_bounded(
+            response, limit, lambda: AnswerRefused(f"the answer from {url} is over {limit} bytes")
+        )
         made.answering = False  # Not on a failure: the timeout's reason reads it.
-        return _Answer(response.code, b"".join(chunks))
+        return _Answer(response.code, body)
 
     def _tls(self) -> IAgent:
         if self._tls_agent is None:

@@ -48,6 +48,7 @@ from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IConsumer, IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.client import (
     Agent,
     BrowserLikePolicyForHTTPS,
@@ -108,6 +109,9 @@ def verify_signature(
     if (
         not (timestamp_header.isascii() and timestamp_header.isdigit())
         or len(timestamp_header) > 15
+        # hmac.compare_digest raises TypeError on a str that is not ASCII (a sender's bytes
+        # read as Latin-1, or replaced when decoded): such a signature is simply wrong.
+        or not signature_header.isascii()
     ):
         return False
     timestamp = int(timestamp_header)
@@ -363,7 +367,7 @@ class WebhookTarget:
             wait: float | None = None
             try:
                 status, asked = await self._attempt(message, attempt).addTimeout(
-                    self._timeout, self._reactor
+                    self._timeout, self._reactor, onTimeoutCancel=_timed_out
                 )
             except CancelledError:
                 self.stats.lost_at_shutdown += 1
@@ -506,15 +510,23 @@ class WebhookTarget:
             )
 
 
+def _timed_out(result: Any, timeout: float | None) -> Any:
+    """An attempt cut at its timeout failed with a timeout, whatever error the HTTP client
+    gives the cancelled request (Twisted's Agent: "response never received", which would be
+    logged as ``connection lost``, as if the receiver had closed the connection)."""
+    if isinstance(result, Failure):
+        raise TimeoutError(f"no answer within {timeout:g} s")
+    return result
+
+
 def closes_after(response: Any) -> bool:
-    """Whether the server closes the connection after ``response``: HTTP/1.0 without
-    ``Connection: keep-alive``, or ``Connection: close``."""
-    values = b",".join(response.headers.getRawHeaders(b"connection", [])).lower()
-    tokens = {token.strip() for token in values.split(b",")}
-    if b"close" in tokens:
-        return True
-    version = tuple(getattr(response, "version", (b"HTTP", 1, 1))[1:])
-    return version < (1, 1) and b"keep-alive" not in tokens
+    """Whether the server closes the connection after every response: an HTTP/1.0 answer.
+
+    Twisted's client keeps the ``Connection`` header to itself (not in ``headers``) and acts
+    on a ``close`` there alone; an HTTP/1.0 server's ``keep-alive`` cannot be seen from here,
+    so an HTTP/1.0 answer is taken to close (a connection per request: slower, never lost).
+    """
+    return tuple(getattr(response, "version", (b"HTTP", 1, 1))[1:]) < (1, 1)
 
 
 def safe_url(url: str) -> str:

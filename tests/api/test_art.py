@@ -11,7 +11,6 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.resource import Resource
@@ -119,17 +118,6 @@ class ArtCacheTests(SynchronousTestCase):
         self.assertIsNone(cache.get("c"))
         cache.put("b", Image.of("image/png", b"w" * 2))
         self.assertEqual(cache.bytes, 2)
-
-    def test_body_reader_stops_past_the_limit(self) -> None:
-        """A body larger than the limit fails and stops the transfer."""
-        collect = art._Collect(4)
-        transport = StringTransport()
-        collect.makeConnection(transport)
-        collect.dataReceived(b"abc")
-        collect.dataReceived(b"de")
-        failure = self.failureResultOf(collect.done, ArtRefused)
-        self.assertEqual(failure.value.status, 502)
-        self.assertEqual(transport.producerState, "stopped")
 
 
 class BusyTests(SynchronousTestCase):

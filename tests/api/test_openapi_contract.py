@@ -24,16 +24,15 @@ from urllib.parse import quote
 
 import attrs
 import jsonschema
-import yaml
 from twisted.trial.unittest import TestCase
 from twisted.web.http_headers import Headers
 
 from sonosd.api.commands import MAX_BODY
 from tests.control.test_controller_daemon import Daemon, start_daemon
 from tests.daemon_helpers import until
-from tests.paths import ROOT
+from tests.paths import ROOT, openapi_spec
 
-SPEC: dict[str, Any] = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text("utf-8"))
+SPEC: dict[str, Any] = openapi_spec()
 
 #: The paths this module audits (the streaming ones are audited in tests/api/test_sse.py,
 #: test_ws.py and test_site.py's ``StreamingRoutesInOpenApiTests``).

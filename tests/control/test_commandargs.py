@@ -232,11 +232,9 @@ def test_validators_raise_only_control_errors(value: Any) -> None:
 
 def test_every_command_is_documented() -> None:
     """Every command is in the OpenAPI document's command names and in docs/control.md."""
-    import yaml
+    from tests.paths import ROOT, openapi_spec
 
-    from tests.paths import ROOT
-
-    spec = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())
+    spec = openapi_spec()
     assert set(spec["components"]["schemas"]["CommandName"]["enum"]) == set(COMMANDS)
     control = (ROOT / "docs" / "control.md").read_text()
     for command in COMMANDS:
@@ -284,13 +282,9 @@ BOUNDED = [
 
 
 def _spec_schemas() -> dict[str, Any]:
-    import yaml
+    from tests.paths import openapi_spec
 
-    from tests.paths import ROOT
-
-    schemas: dict[str, Any] = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())[
-        "components"
-    ]["schemas"]
+    schemas: dict[str, Any] = openapi_spec()["components"]["schemas"]
     return schemas
 
 

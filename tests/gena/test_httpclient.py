@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import treq
 from twisted.internet import reactor as global_reactor
+from twisted.internet.defer import CancelledError
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.internet.error import ConnectionLost
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.testing import MemoryReactorClock
-from twisted.trial.unittest import TestCase
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web._newclient import ResponseFailed
-from twisted.web.client import URI, Agent
+from twisted.web.client import URI, Agent, ResponseDone
 from twisted.web.error import SchemeNotSupported
+from twisted.web.iweb import UNKNOWN_LENGTH
 
 from sonosd.backoff import FailureKind, describe_failure
 from sonosd.gena.core import build_http_client
-from sonosd.gena.httpclient import MAX_HEAD, HeadTooLarge, SpeakerEndpoints, quiet_pool
+from sonosd.gena.httpclient import (
+    MAX_HEAD,
+    HeadTooLarge,
+    SpeakerEndpoints,
+    quiet_pool,
+    read_bounded,
+)
 
 
 def test_pool_factories_are_quiet() -> None:
@@ -114,3 +124,69 @@ class BoundedHeadTests(TestCase):
         body = b"y" * 2_000_000
         answer = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
         self.assertEqual(await self.get(answer), body)
+
+
+class _Answer:
+    """A response whose body arrives by hand: ``deliverBody`` connects the reader to a
+    ``StringTransport`` at once, as Twisted's response does."""
+
+    def __init__(self, length: int | object) -> None:
+        self.length = length
+        self.transport = StringTransport()
+        self.protocol: Any = None
+
+    def deliverBody(self, protocol: Any) -> None:
+        self.protocol = protocol
+        protocol.makeConnection(self.transport)
+
+
+class Refused(Exception):
+    pass
+
+
+class BoundedBodyTests(SynchronousTestCase):
+    """``read_bounded``: a whole body within its bound, refused past it."""
+
+    def test_a_body_within_the_bound(self) -> None:
+        """The body's parts, joined, once it has ended (a body of exactly the bound too)."""
+        answer = _Answer(UNKNOWN_LENGTH)
+        reading = read_bounded(cast(Any, answer), 5, Refused)
+        answer.protocol.dataReceived(b"ab")
+        answer.protocol.dataReceived(b"cde")
+        self.assertNoResult(reading)
+        answer.protocol.connectionLost(Failure(ResponseDone()))
+        self.assertEqual(self.successResultOf(reading), b"abcde")
+        self.assertFalse(answer.transport.disconnecting)
+
+    def test_a_body_found_past_the_bound(self) -> None:
+        """One byte past the bound fails with the refusal and closes the connection."""
+        answer = _Answer(UNKNOWN_LENGTH)
+        reading = read_bounded(cast(Any, answer), 4, Refused)
+        answer.protocol.dataReceived(b"abc")
+        answer.protocol.dataReceived(b"de")
+        self.failureResultOf(reading, Refused)
+        self.assertTrue(answer.transport.disconnecting)
+
+    def test_a_body_announced_past_the_bound(self) -> None:
+        """A Content-Length over the bound is refused before a byte is read."""
+        answer = _Answer(5)
+        reading = read_bounded(cast(Any, answer), 4, Refused)
+        self.failureResultOf(reading, Refused)
+        self.assertTrue(answer.transport.disconnecting)
+
+    def test_a_body_cut_short(self) -> None:
+        """A body whose connection breaks fails with the break, not a partial body."""
+        answer = _Answer(10)
+        reading = read_bounded(cast(Any, answer), 10, Refused)
+        answer.protocol.dataReceived(b"abc")
+        answer.protocol.connectionLost(Failure(ResponseFailed([Failure(ConnectionLost())])))
+        self.failureResultOf(reading, ResponseFailed)
+
+    def test_cancelled(self) -> None:
+        """Cancelled (a deadline), the connection is closed."""
+        answer = _Answer(UNKNOWN_LENGTH)
+        reading = read_bounded(cast(Any, answer), 10, Refused)
+        answer.protocol.dataReceived(b"abc")
+        reading.cancel()
+        self.failureResultOf(reading, CancelledError)
+        self.assertTrue(answer.transport.disconnecting)

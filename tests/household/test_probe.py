@@ -179,17 +179,22 @@ class SimulatedSpeakerTests(TestCase):
 
     async def test_huge_or_stalled_descriptions_are_bounded(self) -> None:
         """A host an SSDP LOCATION points at that sends a description over 256 KiB fails the
-        identification naming the bound; one announcing 100 MB and sending a few bytes fails
-        at the timeout, saying so (not a plain timeout); neither is kept, and neither
-        connection is left open (a retry would add one more each time)."""
+        identification naming the bound, as does one announcing 100 MB (before reading it);
+        one announcing 1,000 bytes and sending a few fails at the timeout, saying so (not a
+        plain timeout); none is kept, and no connection is left open (a retry would add one
+        more each time)."""
         head = b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\n"
         huge = b"<root>" + b" " * (300 * 1024) + b"</root>"
-        port = self.hostile_host(head + b"Content-Length: %d\r\n\r\n" % len(huge) + huge)
-        with self.assertRaises(ProbeError) as refused:
-            await describe(self.http, reactor, "127.0.0.1", port, timeout=10.0)
-        self.assertIn("is over 262144 bytes", str(refused.exception))
-        await until(lambda: len(self.lost) == 1, "the huge answer's connection closed")
-        port = self.hostile_host(head + b"Content-Length: 100000000\r\n\r\n<root>")
+        for answer in (
+            head + b"Content-Length: %d\r\n\r\n" % len(huge) + huge,
+            head + b"Content-Length: 100000000\r\n\r\n<root>",
+        ):
+            port = self.hostile_host(answer)
+            with self.assertRaises(ProbeError) as refused:
+                await describe(self.http, reactor, "127.0.0.1", port, timeout=10.0)
+            self.assertIn("is over 262144 bytes", str(refused.exception))
+            await until(lambda: len(self.lost) == 1, "the huge answer's connection closed")
+        port = self.hostile_host(head + b"Content-Length: 1000\r\n\r\n<root>")
         with self.assertRaises(SlowAnswer) as late:
             await describe(self.http, reactor, "127.0.0.1", port, timeout=0.5)
         self.assertEqual(

@@ -12,10 +12,12 @@ import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThread
-from twisted.logger import LogEvent, globalLogPublisher
+from twisted.logger import LogEvent, LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from sonosd.config import parse_config
 from sonosd.delivery.hub import Hub
+from sonosd.sinks import callbacks as callbacks_module
 from sonosd.sinks.callbacks import (
     CallbackLoadError,
     CallbackSink,
@@ -23,6 +25,7 @@ from sonosd.sinks.callbacks import (
     callable_name,
     load_callable,
 )
+from tests.paths import ROOT
 
 SPEAKER = {"uid": "RINCON_000E58A0123401400", "name": "Kitchen", "host": "127.0.0.2"}
 
@@ -146,9 +149,13 @@ class MemoryWorkerTests(SynchronousTestCase):
         self.assertEqual(sink.stats()[name]["dropped"], 6)
         self.workers[name].perform_all()
         self.assertEqual(recorder.ids, [1, 8, 9, 10])
-        texts = [e["log_format"] for e in logs if e.get("callable") == name]
-        self.assertEqual(sum("too slow" in t for t in texts), 1)
-        self.assertEqual(sum("caught up" in t for t in texts), 1)
+        lines = [
+            (e["log_level"], e["log_format"].split(" ")[2], e.get("count"))
+            for e in logs
+            if e.get("callable") == name
+        ]
+        # A warning naming the callable at the first drop, the count once it caught up.
+        self.assertEqual(lines, [(LogLevel.warn, "is", None), (LogLevel.warn, "caught", 6)])
 
     def test_raising_callback_logged_and_continues(self) -> None:
         """An exception is logged with the callable's name and the next message still comes."""
@@ -200,7 +207,8 @@ class MemoryWorkerTests(SynchronousTestCase):
         self.assertTrue(worker.quitted)
 
     def test_stop_gives_up_after_timeout(self) -> None:
-        """A callback still busy after drain_timeout is abandoned and the loss is logged."""
+        """A callback still busy after drain_timeout is abandoned and the messages it did
+        not finish, the call handed to its worker included, are counted in the log."""
         logs = capture_logs(self)
         recorder = Recorder()
         sink = CallbackSink(
@@ -247,6 +255,53 @@ class MemoryWorkerTests(SynchronousTestCase):
         sink = self.make_sink(Recorder())
         sink.startService()
         self.successResultOf(sink.stopService())
+
+    def test_the_documented_embedding(self) -> None:
+        """As docs/callbacks.md embeds it: configured names and a callable added with its own
+        name and queue, each counted under its name; ``remove`` stops calling it."""
+        module = types.ModuleType("sonosd_test_callbacks_doc")
+        recorder = Recorder()
+        module.on_message = recorder  # type: ignore[attr-defined]
+        sys.modules[module.__name__] = module
+        self.addCleanup(sys.modules.pop, module.__name__)
+        sink = CallbackSink(
+            self.reactor, ["sonosd_test_callbacks_doc:on_message"], worker_factory=self.factory
+        )
+        printed: list[int] = []
+
+        def printer(body: dict[str, Any], event: Any) -> None:
+            printed.append(body["id"])
+
+        sink.add(printer, name="printer", queue=100)
+        self.hub.add_sink(sink)
+        sink.startService()
+        self.publish(102)
+        self.assertEqual(
+            {name: (stats["queued"], stats["dropped"]) for name, stats in sink.stats().items()},
+            {"sonosd_test_callbacks_doc:on_message": (102, 0), "printer": (101, 1)},
+        )
+        for worker in self.workers.values():
+            worker.perform_all()
+        self.assertEqual((recorder.ids, printed), (list(range(1, 103)), [1, *range(3, 103)]))
+        sink.remove(printer)
+        self.publish(1)
+        self.workers["sonosd_test_callbacks_doc:on_message"].perform_all()
+        self.assertEqual((recorder.ids[-1], printed[-1]), (103, 102))
+        self.assertEqual(list(sink.stats()), ["sonosd_test_callbacks_doc:on_message"])
+        self.assertEqual(
+            sink.stats()["sonosd_test_callbacks_doc:on_message"],
+            {"delivered": 103, "failed": 0, "dropped": 0, "queued": 0},
+        )
+
+    def test_the_documented_configuration(self) -> None:
+        """The ``sinks.callbacks`` example of docs/callbacks.md loads as written."""
+        text = (ROOT / "docs" / "callbacks.md").read_text(encoding="utf-8")
+        example = text[text.index("```yaml\n") + len("```yaml\n") :]
+        example = example[: example.index("```")]
+        config = parse_config(example, "callbacks.md")
+        self.assertEqual(
+            config.sinks.callbacks, ("myhome.sonos:on_message", "myhome.sonos:Recorder.handle")
+        )
 
     def test_loads_configured_names(self) -> None:
         """Strings are imported as ``module:function`` and named so in stats."""
@@ -375,6 +430,33 @@ class ThreadedTests(TestCase):
         self.assertEqual(slow_ids, [1, 16, 17, 18, 19, 20])
         self.assertEqual(sink.stats()[callable_name(bad)]["failed"], 6)
         self.flushLoggedErrors(ValueError)
+
+    async def test_the_soco_event_is_made_in_the_callables_thread(self) -> None:
+        """The SoCo Event a callable gets is made from the daemon's event in the callable's
+        own thread (so the reactor thread never loads SoCo for it), just before the call."""
+        made_in: list[threading.Thread] = []
+        called_in: list[tuple[threading.Thread, Any]] = []
+        done: Deferred[None] = Deferred()
+        daemon_event = object()
+
+        def convert(event: object) -> object:
+            made_in.append(threading.current_thread())
+            return ("soco", event) if event is not None else None
+
+        def record(body: dict[str, Any], event: Any) -> None:
+            called_in.append((threading.current_thread(), event))
+            self.reactor.callFromThread(done.callback, None)
+
+        self.patch(callbacks_module, "soco_event", convert)
+        sink = CallbackSink(self.reactor, [record])
+        self.hub.add_sink(sink)
+        sink.startService()
+        self.hub.publish("event", {}, speaker=SPEAKER, service="AVTransport", event=daemon_event)
+        await done
+        await sink.stopService()
+        [(thread, event)] = called_in
+        self.assertEqual((made_in, event), ([thread], ("soco", daemon_event)))
+        self.assertIsNot(thread, threading.main_thread())
 
     def test_thread_worker_quits(self) -> None:
         """A ThreadWorker runs its work in order on one thread and ends when told to."""

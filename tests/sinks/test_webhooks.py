@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import tempfile
+import types
 from collections.abc import Callable
 from email.utils import formatdate
 from typing import Any
@@ -22,13 +23,14 @@ from twisted.internet import ssl
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
-from sonosd.config import Webhook
+from sonosd.config import Webhook, parse_config
 from sonosd.delivery.filters import Filter
 from sonosd.delivery.hub import Hub
 from sonosd.sinks.webhooks import (
@@ -42,6 +44,7 @@ from sonosd.sinks.webhooks import (
 )
 from tests.conftest import free_loopback_base
 from tests.daemon_helpers import Recorder, until
+from tests.paths import ROOT
 from tests.sinks.test_callbacks import capture_logs
 
 SECRET = "s3cret"
@@ -226,6 +229,31 @@ class TargetTests(SynchronousTestCase):
         self.clock.pump([1.0] * 3)
         self.assertEqual((target.stats.delivered, target.failing), (1, False))
 
+    def test_each_streak_of_failures_warns_once(self) -> None:
+        """The first failure of each streak is a warning and the attempts after it debug
+        lines; a delivery ends the streak (``delivers again``), so the next failure warns."""
+        logs = capture_logs(self)
+        self.receiver.statuses = [503, 500, 200, 502]
+        target = self.target()
+        self.publish(2)
+        self.clock.pump([0.25] * 40)
+        lines = [
+            (e["log_level"], e["log_format"].split(" ")[2])
+            for e in logs
+            if str(e.get("log_format", "")).startswith("webhook {url} ")
+        ]
+        self.assertEqual(
+            lines,
+            [
+                (LogLevel.warn, "failing"),
+                (LogLevel.debug, "attempt"),
+                (LogLevel.info, "delivers"),
+                (LogLevel.warn, "failing"),
+                (LogLevel.info, "delivers"),
+            ],
+        )
+        self.assertEqual((self.receiver.ids(), target.failing), ([1, 1, 1, 2, 2], False))
+
     def test_4xx_not_retried(self) -> None:
         """A 4xx other than 429 drops the message at once and the next one goes out; each
         refusal is logged as a warning naming the URL, the message and the status."""
@@ -335,7 +363,8 @@ class TargetTests(SynchronousTestCase):
         self.assertEqual(lines()[1:], [(LogLevel.warn, "caught", 14)])
 
     def test_filter(self) -> None:
-        """Only messages accepted by the target's filter are sent."""
+        """Only messages accepted by the target's filter are sent: the ids of the others are
+        gaps at the receiver (docs/webhooks.md)."""
         self.target(filter=Filter(rooms=["kitchen"]))
         self.publish(1, speaker=OFFICE)
         self.publish(1, speaker=KITCHEN)
@@ -466,6 +495,82 @@ class SinkTests(SynchronousTestCase):
         self.assertEqual([b - a for a, b in itertools.pairwise(times)], [11, 2, 4, 8, 16])
         self.assertEqual(sink.targets[0].stats.failed, 1)
 
+    def test_backoff_doubles_up_to_60_seconds(self) -> None:
+        """As the daemon builds it, the n-th retry waits between half of and the whole of
+        min(60, 2^(n-1)) seconds: the top of the jitter doubles from 1 s and stays at 60 s,
+        the bottom is half of it."""
+        for jitter, scale in ((1.0, 1.0), (0.0, 0.5)):
+            self.clock = Clock()
+            self.hub = Hub(self.clock)
+            webhook = Webhook(url="http://a/", retries=8)
+            sink = WebhookSink.from_config(
+                self.clock, [webhook], client_factory=self.factory, random=lambda j=jitter: j
+            )
+            self.hub.add_sink(sink)
+            receiver = self.receivers["http://a/"]
+            receiver.statuses = [503] * 20
+            self.hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
+            self.clock.pump([0.25] * 1_000)
+            times = [when for when, _, _ in receiver.requests]
+            gaps = [b - a for a, b in itertools.pairwise(times)]
+            self.assertEqual(gaps, [scale * g for g in (1, 2, 4, 8, 16, 32, 60, 60)])
+            self.assertEqual(sink.targets[0].stats.failed, 1)
+
+    def test_stop_drops_a_message_waiting_for_its_retry(self) -> None:
+        """A message still waiting for its retry when the shutdown bound expires is dropped
+        with those queued behind it, and counted in the line logged at shutdown."""
+        logs = capture_logs(self)
+        sink = WebhookSink.from_config(
+            self.clock, [Webhook(url="http://a/")], client_factory=self.factory, random=lambda: 1.0
+        )
+        self.hub.add_sink(sink)
+        sink.startService()
+        receiver = self.receivers["http://a/"]
+        receiver.statuses = [503] * 10
+        self.hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
+        self.hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
+        stopped = sink.stopService()
+        # Attempts at 0, 1 and 3 s; at 5 s the third retry is due only at 7 s.
+        self.clock.pump([0.5] * 10)
+        self.successResultOf(stopped)
+        self.assertEqual(receiver.ids(), [1, 1, 1])
+        target = sink.targets[0]
+        self.assertEqual((target.stats.lost_at_shutdown, target.queued), (2, 0))
+        lost = [e for e in logs if "not delivered at shutdown" in e.get("log_format", "")]
+        self.assertEqual([e["count"] for e in lost], [2])
+        self.clock.pump([1.0] * 10)
+        self.assertEqual(receiver.ids(), [1, 1, 1])
+
+    def test_the_documented_example(self) -> None:
+        """The configuration at the top of docs/webhooks.md loads (its ca_file pointed at a
+        real PEM file): two targets, the first signing, filtering by room and type with
+        its bounds as written, the second plain with the documented defaults (5 retries, a
+        queue of 1,000, 10 s an attempt)."""
+        text = (ROOT / "docs" / "webhooks.md").read_text(encoding="utf-8")
+        example = text[text.index("```yaml\n") + len("```yaml\n") :]
+        example = example[: example.index("```")]
+        directory = tempfile.mkdtemp(prefix="sonosd-webhooks-doc-")
+        self.addCleanup(__import__("shutil").rmtree, directory)
+        ca_path, _, _ = make_ca_and_server(directory)
+        example = example.replace("/etc/sonosd/private-ca.pem", ca_path)
+        first, second = parse_config(example, "webhooks.md").sinks.webhooks
+        self.assertEqual(
+            (first.url, first.secret, first.timeout, first.retries, first.queue, first.ca_file),
+            ("https://hooks.lan/sonos", "a long random string", 10, 5, 1000, ca_path),
+        )
+        self.assertEqual(
+            (second.url, second.secret, second.timeout, second.retries, second.queue),
+            ("http://nodered.lan:1880/sonos", None, 10, 5, 1000),
+        )
+        sink = WebhookSink.from_config(self.clock, [first, second], client_factory=self.factory)
+        self.hub.add_sink(sink)
+        self.hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
+        self.hub.publish("speaker.online", {}, speaker=KITCHEN)
+        self.hub.publish("topology.changed", {})
+        self.hub.publish("event", {}, speaker=OFFICE, service="AVTransport")
+        self.assertEqual(self.receivers[first.url].ids(), [1, 2])
+        self.assertEqual(self.receivers[second.url].ids(), [1, 2, 3, 4])
+
     def test_stop_idle(self) -> None:
         """stopService with nothing queued finishes at once."""
         sink = WebhookSink.from_config(
@@ -518,6 +623,51 @@ class PureTests(SynchronousTestCase):
         self.assertFalse(verify_signature(SECRET, b"{}", "\u00b2", good, now=1000))
         self.assertFalse(verify_signature(SECRET, b"{}", b"1000", b"sha256=00", now=1000))
 
+    def test_verify_refuses_a_signature_that_is_not_ascii(self) -> None:
+        """A signature header with a byte past ASCII (read as Latin-1 by a receiver, or
+        replaced when decoded) does not verify: no TypeError from ``compare_digest``."""
+        good = signature(SECRET, 1000, b"{}")
+        for forged in (good[:-1] + "\u00e9", "sha256=\ufffd", good.encode() + b"\xff"):
+            self.assertFalse(verify_signature(SECRET, b"{}", "1000", forged, now=1000))
+
+
+def documented_verify(now: float) -> Callable[[bytes, bytes, str, str], bool]:
+    """The ``verify`` function of docs/webhooks.md, run as printed, its clock at ``now``."""
+    text = (ROOT / "docs" / "webhooks.md").read_text(encoding="utf-8")
+    section = text[text.index("## Verifying the signature") :]
+    code = section[section.index("```python\n") + len("```python\n") :]
+    code = code[: code.index("```")]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "docs/webhooks.md", "exec"), namespace)
+    namespace["time"] = types.SimpleNamespace(time=lambda: now)
+    verify: Callable[[bytes, bytes, str, str], bool] = namespace["verify"]
+    return verify
+
+
+@given(
+    body=st.binary(max_size=64),
+    timestamp=st.one_of(st.text(max_size=20), st.integers(0, 2_000).map(str)),
+    forged=st.one_of(st.none(), st.text(max_size=80)),
+)
+def test_the_documented_verify_agrees_and_never_raises(
+    body: bytes, timestamp: str, forged: str | None
+) -> None:
+    """The receiver's check printed in docs/webhooks.md gives the answer of
+    ``verify_signature`` for any headers a sender may forge (digits other than ASCII, a
+    timestamp of thousands of digits, a signature that is not ASCII), never an exception."""
+    now = 1000.0
+    verify = documented_verify(now)
+    headers = [(timestamp, forged)] if forged is not None else []
+    if timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 15:
+        headers.append((timestamp, signature(SECRET, int(timestamp), body)))
+    headers += [("\u00b2", "sha256=00"), ("9" * 5_000, "sha256=00"), ("1000", "sha256=\u00e9")]
+    for stamp, signed in headers:
+        expected = verify_signature(SECRET, body, stamp, signed, now=now)
+        assert verify(SECRET.encode(), body, stamp, signed) is expected, (stamp, signed)
+    good = signature(SECRET, 1000, body)
+    assert verify(SECRET.encode(), body, "1000", good)
+    assert not verify(SECRET.encode(), body, "600", signature(SECRET, 600, body))
+
 
 @given(secret=st.text(min_size=1), body=st.binary(), timestamp=st.integers(0, 2**40))
 def test_signature_round_trip(secret: str, body: bytes, timestamp: int) -> None:
@@ -528,8 +678,11 @@ def test_signature_round_trip(secret: str, body: bytes, timestamp: int) -> None:
     assert not verify_signature(secret + "x", body, str(timestamp), value, now=timestamp)
 
 
-def make_ca_and_server(directory: str, ip: str = "127.0.0.1") -> tuple[str, bytes, bytes]:
-    """A test CA (its PEM written to ``directory``) and a server key+cert for ``ip``."""
+def make_ca_and_server(
+    directory: str, ip: str = "127.0.0.1", ca: str = "sonosd test CA", dns: str = "localhost"
+) -> tuple[str, bytes, bytes]:
+    """A test CA named ``ca`` (its PEM written to ``directory``) and a server key+cert for
+    ``ip`` and the host name ``dns``."""
     now = datetime.datetime.now(datetime.UTC)
 
     def build(
@@ -549,7 +702,7 @@ def make_ca_and_server(directory: str, ip: str = "127.0.0.1") -> tuple[str, byte
             builder = builder.add_extension(
                 x509.SubjectAlternativeName(
                     [
-                        x509.DNSName("localhost"),
+                        x509.DNSName(dns),
                         x509.IPAddress(__import__("ipaddress").ip_address(ip)),
                     ]
                 ),
@@ -558,8 +711,8 @@ def make_ca_and_server(directory: str, ip: str = "127.0.0.1") -> tuple[str, byte
         return builder.sign(signer, hashes.SHA256())
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sonosd test CA")])
-    ca_cert = build("sonosd test CA", ca_key, ca_name, ca_key, True)
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ca)])
+    ca_cert = build(ca, ca_key, ca_name, ca_key, True)
     server_key = ec.generate_private_key(ec.SECP256R1())
     server_cert = build("127.0.0.1", server_key, ca_name, ca_key, False)
     ca_path = os.path.join(directory, "ca.pem")
@@ -662,12 +815,15 @@ class HTTPSIntegrationTests(TestCase):
         self.assertEqual(sink.targets[0].stats.delivered, 5)
 
     async def test_untrusted_certificate_refused(self) -> None:
-        """Without the private CA the server's certificate is not trusted: nothing is sent."""
+        """Without the private CA the server's certificate is not trusted: nothing is sent,
+        and the TLS failure is retried like any failure to connect, then given up."""
         sink = WebhookSink.from_config(
-            self.reactor, [Webhook(url=self.url, secret=SECRET, retries=0)]
+            self.reactor, [Webhook(url=self.url, secret=SECRET, retries=1)]
         )
+        sink.targets[0]._backoff_initial = sink.targets[0]._backoff_max = 0.01
         await send_one(self.reactor, sink)
-        self.assertEqual(sink.targets[0].stats.failed, 1)
+        stats = sink.targets[0].stats
+        self.assertEqual((stats.retried, stats.failed, stats.delivered), (1, 1, 0))
         self.assertEqual(self.receiver.bodies, [])
 
     async def test_host_name_verified(self) -> None:
@@ -679,6 +835,92 @@ class HTTPSIntegrationTests(TestCase):
         await send_one(self.reactor, sink)
         self.assertEqual(sink.targets[0].stats.failed, 1)
         self.assertEqual(self.receiver.bodies, [])
+
+    def trust_as_system(self, ca_path: str) -> None:
+        """Make ``ca_path`` the system's trust store (OpenSSL's ``SSL_CERT_FILE``) for this
+        test, with no trust directory."""
+        empty = tempfile.mkdtemp(prefix="sonosd-webhooks-certs-")
+        self.addCleanup(os.rmdir, empty)
+        for name, value in (("SSL_CERT_FILE", ca_path), ("SSL_CERT_DIR", empty)):
+            old = os.environ.get(name)
+            os.environ[name] = value
+            if old is None:
+                self.addCleanup(os.environ.pop, name, None)
+            else:
+                self.addCleanup(os.environ.__setitem__, name, old)
+
+    async def test_system_trust_store_by_default_ca_file_instead(self) -> None:
+        """Without ``ca_file`` the system's trust store decides (here a store holding the
+        private CA: delivered); with ``ca_file`` only its CAs are trusted (another CA: refused,
+        though the system trusts the server), and a file of several CAs trusts each of them."""
+        self.trust_as_system(self.ca_path)
+        directory = tempfile.mkdtemp(prefix="sonosd-webhooks-other-")
+        self.addCleanup(__import__("shutil").rmtree, directory)
+        other_ca, _, _ = make_ca_and_server(directory, ca="another test CA")
+        both = os.path.join(directory, "both.pem")
+        with open(both, "wb") as out:
+            for path in (other_ca, self.ca_path):
+                with open(path, "rb") as handle:
+                    out.write(handle.read())
+        outcomes = []
+        for ca_file in (None, other_ca, both):
+            sink = WebhookSink.from_config(
+                self.reactor, [Webhook(url=self.url, secret=SECRET, retries=0, ca_file=ca_file)]
+            )
+            await send_one(self.reactor, sink)
+            stats = sink.targets[0].stats
+            outcomes.append((stats.delivered, stats.failed))
+        self.assertEqual(outcomes, [(1, 0), (0, 1), (1, 0)])
+        self.assertEqual([body["id"] for body in self.receiver.bodies], [1, 1])
+
+    async def test_a_tls_handshake_without_end_is_cut_at_the_timeout(self) -> None:
+        """A receiver that accepts the connection and then says nothing (no TLS handshake)
+        fails each attempt at the webhook's ``timeout``, which bounds the TLS set-up too: the
+        message is retried, given up with ``timeout``, and each connection is closed."""
+        closed: list[object] = []
+
+        class Silent(Protocol):
+            def connectionLost(self, reason: object = None) -> None:
+                closed.append(reason)
+
+        port = self.reactor.listenTCP(0, Factory.forProtocol(Silent), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        url = f"https://127.0.0.1:{port.getHost().port}/hook"
+        sink = WebhookSink.from_config(
+            self.reactor, [Webhook(url=url, retries=1, timeout=0.3, ca_file=self.ca_path)]
+        )
+        sink.targets[0]._backoff_initial = sink.targets[0]._backoff_max = 0.01
+        await send_one(self.reactor, sink)
+        target = sink.targets[0]
+        self.assertEqual((target.stats.retried, target.stats.failed), (1, 1))
+        self.assertEqual(target.last_error, "timeout")
+        await until(lambda: len(closed) == 2, "both connections closed")
+
+    async def test_dns_name_verified(self) -> None:
+        """A URL naming the host by a DNS name (``localhost``, from /etc/hosts: loopback) is
+        delivered to a certificate that names it, and refused by one of the trusted CA that
+        names only another host and the address."""
+        directory = tempfile.mkdtemp(prefix="sonosd-webhooks-dns-")
+        self.addCleanup(__import__("shutil").rmtree, directory)
+        ca_path, key_pem, cert_pem = make_ca_and_server(directory, dns="sonosd.invalid")
+        certificate = ssl.PrivateCertificate.loadPEM(key_pem + cert_pem)
+        site = Site(self.receiver)
+        site.noisy = False
+        port = self.reactor.listenSSL(0, site, certificate.options(), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        outcomes = []
+        for url, ca in (
+            (self.url.replace("127.0.0.1", "localhost"), self.ca_path),
+            (f"https://localhost:{port.getHost().port}/hook", ca_path),
+        ):
+            sink = WebhookSink.from_config(
+                self.reactor, [Webhook(url=url, secret=SECRET, retries=0, ca_file=ca)]
+            )
+            await send_one(self.reactor, sink)
+            stats = sink.targets[0].stats
+            outcomes.append((stats.delivered, stats.failed))
+        self.assertEqual(outcomes, [(1, 0), (0, 1)])
+        self.assertEqual(len(self.receiver.bodies), 1)
 
     async def test_wrong_secret_refused_not_retried(self) -> None:
         """A receiver that refuses the signature (401) makes the target drop, not retry."""
@@ -692,22 +934,34 @@ class HTTPSIntegrationTests(TestCase):
 
 class Http10Receiver:
     """Python's http.server (HTTP/1.0: it closes the connection after every response), in a
-    thread, recording each request's X-Sonosd-Attempt and message id."""
+    thread, recording each request's X-Sonosd-Attempt and message id, and the client port.
 
-    def __init__(self) -> None:
+    @param version: The protocol it answers with (``HTTP/1.1`` keeps connections open).
+    @param close_on: The request (1 for the first) answered with ``Connection: close``,
+        after which that connection is closed, as nginx does at its ``keepalive_requests``.
+    """
+
+    def __init__(self, version: str = "HTTP/1.0", close_on: int | None = None) -> None:
         import http.server
         import threading
 
         received: list[tuple[str, int]] = []
         self.received = received
+        self.ports: list[int] = []
+        ports = self.ports
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = version
+
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 received.append((self.headers["X-Sonosd-Attempt"], body["id"]))
+                ports.append(self.client_address[1])
                 # A complete response (with its length), then the connection is closed.
                 self.send_response(200)
                 self.send_header("Content-Length", "2")
+                if len(received) == close_on:
+                    self.send_header("Connection", "close")
                 self.end_headers()
                 self.wfile.write(b"ok")
 
@@ -735,19 +989,60 @@ class PlainHTTPIntegrationTests(TestCase):
         """An HTTP/1.0 receiver closes each connection: no POST is written into a closing
         one, so every message arrives at its first attempt."""
         receiver = Http10Receiver()
+        sink = await self.send_in_batches(receiver, 20, 5)
+        self.assertEqual(receiver.received, [("1", n) for n in range(1, 21)])
+        self.assertEqual(sink.targets[0].stats.retried, 0)
+
+    async def send_in_batches(
+        self, receiver: Http10Receiver, count: int, batch: int
+    ) -> WebhookSink:
+        """Send ``count`` messages to ``receiver``, ``batch`` at a time (each batch waits
+        for the one before to be delivered); stop the sink; close the receiver at cleanup."""
         self.addCleanup(receiver.close)
         sink = WebhookSink.from_config(self.reactor, [Webhook(url=receiver.url)])
         sink.startService()
         hub = Hub(self.reactor)
         hub.add_sink(sink)
-        for n in range(20):
+        for n in range(count):
             hub.publish("event", {"n": n}, speaker=KITCHEN, service="AVTransport")
-            if n % 5 == 4:
+            if n % batch == batch - 1:
                 await sink.targets[0].when_idle().addTimeout(30, self.reactor)
         await sink.targets[0].when_idle().addTimeout(30, self.reactor)
         await sink.stopService()
-        self.assertEqual(receiver.received, [("1", n) for n in range(1, 21)])
-        self.assertEqual(sink.targets[0].stats.retried, 0)
+        return sink
+
+    async def test_connection_reset_without_an_answer_is_retried(self) -> None:
+        """A receiver that resets the connection instead of answering gets the same message
+        again as attempt 2, which it answers: delivered once, retried once."""
+
+        class Resetting(Receiver):
+            def render_POST(self, request: Request) -> bytes | int:
+                answer = super().render_POST(request)
+                if len(self.requests) == 1:
+                    request.channel.transport.abortConnection()  # type: ignore[union-attr]
+                    return NOT_DONE_YET
+                return answer
+
+        receiver = Resetting()
+        sink = WebhookSink.from_config(self.reactor, [Webhook(url=self.listen(receiver))])
+        sink.targets[0]._backoff_initial = sink.targets[0]._backoff_max = 0.01
+        await send_one(self.reactor, sink)
+        attempts = [headers["x-sonosd-attempt"] for _, headers, _ in receiver.requests]
+        self.assertEqual((receiver.ids(), attempts), ([1, 1], ["1", "2"]))
+        stats = sink.targets[0].stats
+        self.assertEqual((stats.delivered, stats.retried, stats.failed), (1, 1, 0))
+
+    async def test_one_connection_close_keeps_the_next_connections_alive(self) -> None:
+        """An HTTP/1.1 receiver that closes one connection with ``Connection: close`` (nginx
+        after its keepalive_requests) gets the next messages over one new kept-alive
+        connection, each at its first attempt: not one connection per request from then on."""
+        receiver = Http10Receiver(version="HTTP/1.1", close_on=3)
+        await self.send_in_batches(receiver, 10, 10)
+        self.assertEqual(receiver.received, [("1", n) for n in range(1, 11)])
+        self.assertEqual(
+            [len(set(receiver.ports[:3])), len(set(receiver.ports[3:]))], [1, 1], receiver.ports
+        )
+        self.assertNotEqual(receiver.ports[2], receiver.ports[3])
 
     async def test_dead_target_logs_no_factory_lines(self) -> None:
         """Retrying a target that refuses connections logs no Starting/Stopping factory."""
@@ -866,6 +1161,23 @@ class PlainHTTPIntegrationTests(TestCase):
         self.assertTrue(all("timeout" in w for w in warnings), warnings)
         # Each cut attempt's connection is closed, not left open to a body without end.
         await until(lambda: len(cut) == 2, "both connections closed")
+
+    async def test_a_receiver_that_never_answers_is_a_timeout(self) -> None:
+        """A receiver that takes the request and never answers fails each attempt at the
+        webhook's ``timeout``: the message is retried, then given up, the reason ``timeout``
+        (not ``connection lost``: the receiver did not close anything)."""
+        events = capture_logs(self)
+        receiver = Receiver()
+        receiver.hold = True
+        webhook = Webhook(url=self.listen(receiver), retries=1, timeout=0.3)
+        sink = WebhookSink.from_config(self.reactor, [webhook])
+        sink.targets[0]._backoff_initial = sink.targets[0]._backoff_max = 0.01
+        await send_one(self.reactor, sink)
+        target = sink.targets[0]
+        self.assertEqual((len(receiver.requests), target.stats.failed), (2, 1))
+        reasons = [e["reason"] for e in events if e.get("url") == webhook.url and "reason" in e]
+        self.assertEqual(reasons, ["timeout", "timeout"])
+        self.assertEqual(target.last_error, "timeout")
 
     async def test_slow_target_delays_no_other_target(self) -> None:
         """While one receiver holds its request open, another target and another channel get
