@@ -298,6 +298,14 @@ class MqttSink(Service):
         self._topologies.update(old._topologies)
         self._alarms.update(old._alarms)
         self._invisible_of.update(copy.deepcopy(old._invisible_of))
+        # Events the old one could not publish are this one's gap to report (a reload that
+        # fixes a wrong broker address follows a sink that never connected).
+        if old.missed:
+            self.missed += old.missed
+            if self._missed_first is None:
+                self._missed_first = old._missed_first
+            self._missed_last = self._missed_last or old._missed_last
+        self._clears.update(old._clears)
 
     # -- the hub's side ------------------------------------------------------------------
 

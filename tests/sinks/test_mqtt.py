@@ -1362,6 +1362,34 @@ class ConnectRetryTests(SynchronousTestCase):
         self.assertFalse(sink.connected)
 
 
+class TakeOverTests(SynchronousTestCase):
+    """A reload's new sink starts from what the old one knew."""
+
+    def test_the_old_sinks_gap_is_the_new_ones_to_report(self) -> None:
+        """The events a sink that never reached its broker could not publish (a wrong
+        address, fixed by a reload) are counted by the sink that replaces it, to be
+        reported on ``bridge/gap`` at its first connect, with the state it merged."""
+        clock = Clock()
+        old = MqttSink(clock, MqttConfig(port=1), lambda fn: Deferred())  # type: ignore[arg-type]
+        hub = Hub(clock)
+        hub.add_sink(old)
+        ids = [
+            hub.publish(
+                "event",
+                {"variables": {"volume": {"Master": n}}},
+                speaker=KITCHEN,
+                service="RenderingControl",
+            ).id
+            for n in range(3)
+        ]
+        new = MqttSink(clock, MqttConfig(), lambda fn: Deferred())  # type: ignore[arg-type]
+        new.take_over(old)
+        self.assertEqual((new.missed, new._missed_first, new._missed_last), (3, ids[0], ids[-1]))
+        self.assertEqual(
+            new._state[KITCHEN["uid"]]["RenderingControl"]["variables"], {"volume": {"Master": 2}}
+        )
+
+
 class ClearingBoundTests(SynchronousTestCase):
     """What the sink remembers to clear while the broker is away is bounded."""
 
