@@ -435,6 +435,25 @@ class MqttDaemonTests(TestCase):
         await home.wait(home.has("home/Kitchen/cmd/volume/result"), reactor)
         self.assertEqual(kitchen.rendering.volume, 17)
 
+        # Reloaded again on the same prefix (Home Assistant switched on): the old sink's
+        # offline never outlasts the new one's online, and the entities come at once.
+        config = service.config
+        assert config.sinks.mqtt is not None
+        old = service.sinks["mqtt"]
+        announced = attrs.evolve(config.sinks.mqtt, homeassistant=True)
+        service.reload(attrs.evolve(config, sinks=attrs.evolve(config.sinks, mqtt=announced)))
+        await until(lambda: not old._acked and old._descriptor is None, "the old sink stopped")
+        await until(lambda: service.sinks["mqtt"].connected, "the new sink connected")
+        entity = f"homeassistant/sensor/sonosd_{kitchen.uid}/volume/config"
+        late = Subscriber(reactor, broker, entity, "home/bridge/availability")
+        self.addCleanup(late.stop)
+        await late.wait(lambda: bool(late.payloads(entity)), reactor)
+        await late.wait(late.has("home/bridge/availability"), reactor)
+        self.assertEqual(
+            [line for line in late.lines if line[1] == "home/bridge/availability"],
+            [(True, "home/bridge/availability", "online")],
+        )
+
     async def test_two_households_keep_their_own_topics(self) -> None:
         """With two simulated households, each has its own retained topology and alarm
         topics holding only its own speakers and alarms, and a command to a speaker of the
