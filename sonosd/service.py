@@ -545,13 +545,14 @@ class SonosdService(MultiService):
             built = self._build_sinks(effective)
             for name in plan.sinks:
                 replaced = self.sinks.get(name)
+                # The MQTT sink carries the retained state and the gap over (docs/mqtt.md),
+                # before the old one's stop counts what it leaves undelivered.
+                take_over = getattr(built.get(name), "take_over", None)
+                if replaced is not None and take_over is not None:
+                    take_over(replaced)
                 if replaced is not None:
                     self._remove_sink(name).addErrback(_stop_failed, name)
                 if name in built:
-                    # The MQTT sink carries the retained state over (docs/mqtt.md).
-                    take_over = getattr(built[name], "take_over", None)
-                    if replaced is not None and take_over is not None:
-                        take_over(replaced)
                     self._add_sink(name, built[name])
         self._bound_sinks(effective.subscription.shutdown_timeout)
         if plan.max_body:

@@ -305,6 +305,9 @@ class MqttSink(Service):
             if self._missed_first is None:
                 self._missed_first = old._missed_first
             self._missed_last = self._missed_last or old._missed_last
+            # Reported by this sink now: the old one's stop does not count them again.
+            old.missed = 0
+            old._missed_first = old._missed_last = None
         self._clears.update(old._clears)
 
     # -- the hub's side ------------------------------------------------------------------
@@ -889,8 +892,14 @@ class MqttSink(Service):
             except TimeoutError:
                 self._acked.pop(mid, None)
         self.connected = False
-        if self._descriptor is None:
-            return  # The connection is gone already.
+        # Unless the connection is gone already (the broker dropped it meanwhile).
+        if self._descriptor is not None:
+            await self._close(started)
+        self._count_undelivered(mid)
+
+    async def _close(self, started: float) -> None:
+        """Send DISCONNECT and wait for the socket to close, within what is left of
+        ``drain_timeout`` since ``started``; then close it ourselves."""
         closed: Deferred[None] = Deferred()
         self._closed.append(closed)
         self._client.disconnect()
@@ -905,7 +914,6 @@ class MqttSink(Service):
             self._drop_socket()
             if descriptor is not None:
                 descriptor.close()
-        self._count_undelivered(mid)
 
 
 def _invisible_uids(groups: Any) -> set[str | None]:

@@ -1442,6 +1442,10 @@ class TakeOverTests(SynchronousTestCase):
         self.assertEqual(
             new._state[KITCHEN["uid"]]["RenderingControl"]["variables"], {"volume": {"Master": 2}}
         )
+        # The old one's stop does not count them as undelivered again.
+        logs = capture_logs(self)
+        self.successResultOf(old.stopService())
+        self.assertEqual([e for e in logs if "not delivered" in formatEvent(e)], [])
 
 
 class ClearingBoundTests(SynchronousTestCase):
