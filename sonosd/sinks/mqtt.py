@@ -491,8 +491,13 @@ class MqttSink(Service):
         except ValueError as error:
             # A topic MQTT refuses: a command's result topic holding a wildcard, from a broker
             # that let one by (room names are bounded and made topic-safe before this).
+            # Throttled per reason, the broker being the one source (as for refused commands).
             self.peer_log.emit(
-                topic[:100], "bad_topic", "mqtt: cannot publish to {source}: {error}", error=error
+                f"mqtt broker {self._config.host}:{self._config.port}",
+                "bad_topic",
+                "mqtt: cannot publish to {topic}: {error}",
+                topic=topic[:200],
+                error=error,
             )
             return None
         if info.rc == paho.MQTT_ERR_SUCCESS:
