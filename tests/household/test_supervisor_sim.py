@@ -1160,6 +1160,40 @@ class HouseholdSimTests(TestCase):
         ]
         self.assertEqual([e.get("log_format") for e in said], [])
 
+    async def test_a_refused_renewal_is_said_by_the_speakers_line_alone(self) -> None:
+        """A renewal refused (the speaker gone, nothing else talking to it) pings the speaker
+        at once: it is offline (connection refused) long before its silence check, and the
+        log says so in the speaker's one line; each service's own failure is at debug level
+        (docs/supervisor.md, Availability: "the speaker is pinged at once (the service's own
+        log line is at debug level: the speaker's one line says it)")."""
+        services = ("RenderingControl", "AVTransport")
+        config = attrs.evolve(FAST, timeout=4, silence_timeout=600.0, check_interval=0.0)
+        rig = await self.rig(services=services, config=config)
+        await self.settled(rig, services)
+        speaker = rig.speakers[0]
+        with capturedLogs() as events:
+            await speaker.go_offline("refuse")
+            await until(lambda: rig.recorder.of("speaker.offline", speaker.uid), "offline")
+        self.assertEqual(
+            rig.state.availability(speaker.uid).to_json()["reason"], "connection refused"
+        )
+        failed = [e for e in events if "failed: {reason}; retry" in e.get("log_format", "")]
+        self.assertGreaterEqual(len(failed), 1)
+        self.assertEqual(
+            {(e["during"], e["reason"]) for e in failed}, {("renew", "connection refused")}
+        )
+        self.assertEqual({e["log_level"] for e in failed}, {LogLevel.debug})
+        said = [
+            formatEvent(e)
+            for e in events
+            if e["log_level"] in (LogLevel.info, LogLevel.warn, LogLevel.error)
+            and str(e.get("log_namespace", "")).startswith("sonosd")
+            and not str(e.get("log_namespace", "")).startswith("sonosd.sim")
+        ]
+        self.assertEqual(
+            said, [f"speaker {speaker.name} ({speaker.uid}) is offline (connection refused)"]
+        )
+
     async def test_hung_then_back(self) -> None:
         """A speaker that accepts connections and never answers is offline (timeout) after
         its silence check and a ping timeout; it is online again when it answers."""
