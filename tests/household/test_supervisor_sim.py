@@ -741,6 +741,17 @@ class SimTests(TestCase):
         self.assertEqual(rig.recorder.of("events.gap"), [])
 
 
+def said_by_the_daemon(events: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The lines of ``events`` the daemon (not the simulator) said at info level or above."""
+    return [
+        e
+        for e in events
+        if e["log_level"] in (LogLevel.info, LogLevel.warn, LogLevel.error)
+        and str(e.get("log_namespace", "")).startswith("sonosd")
+        and not str(e.get("log_namespace", "")).startswith("sonosd.sim")
+    ]
+
+
 LIVELY = attrs.evolve(
     FAST, silence_timeout=1.0, ping_timeout=1.0, availability_interval=0.25, asleep_interval=30.0
 )
@@ -1150,14 +1161,7 @@ class HouseholdSimTests(TestCase):
             [(m.body["reason"], m.body["availability"]["status"]) for m in back],
             [("identified", "online"), ("answering again", "online")],
         )
-        said = [
-            e
-            for e in events
-            if e["log_level"].name in ("info", "warn", "error")
-            and str(e.get("log_namespace", "")).startswith("sonosd")
-            and not str(e.get("log_namespace", "")).startswith("sonosd.sim")
-            and e not in changes
-        ]
+        said = [e for e in said_by_the_daemon(events) if e not in changes]
         self.assertEqual([e.get("log_format") for e in said], [])
 
     async def test_a_refused_renewal_is_said_by_the_speakers_line_alone(self) -> None:
@@ -1183,13 +1187,7 @@ class HouseholdSimTests(TestCase):
             {(e["during"], e["reason"]) for e in failed}, {("renew", "connection refused")}
         )
         self.assertEqual({e["log_level"] for e in failed}, {LogLevel.debug})
-        said = [
-            formatEvent(e)
-            for e in events
-            if e["log_level"] in (LogLevel.info, LogLevel.warn, LogLevel.error)
-            and str(e.get("log_namespace", "")).startswith("sonosd")
-            and not str(e.get("log_namespace", "")).startswith("sonosd.sim")
-        ]
+        said = [formatEvent(e) for e in said_by_the_daemon(events)]
         self.assertEqual(
             said, [f"speaker {speaker.name} ({speaker.uid}) is offline (connection refused)"]
         )
