@@ -1002,6 +1002,36 @@ class ReadPathTests(TestCase):
         release.set()
         await DeferredList(busy)
 
+    async def test_pings_do_not_wait_for_the_pool(self) -> None:
+        """With every thread of the SoCo pool busy (slow commands queued for the speakers),
+        a silent speaker is still pinged after each silence_timeout, answers and stays
+        online (docs/supervisor.md: pings do not go through the SoCo pool, so a slow control
+        call queued for the speaker does not make it look offline)."""
+        daemon = await start(
+            self,
+            households=(1,),
+            subscription={"silence_timeout": 0.3, "check_interval": 0, "position_interval": 0},
+        )
+        [kitchen] = daemon.speakers
+        supervised = daemon.service.household.speaker(kitchen.uid)
+        assert supervised is not None
+        runner = daemon.service.runner
+        release = threading.Event()
+        busy = [
+            runner.run(release.wait, 30, timeout=60)
+            for _ in range(daemon.service.config.soco.threads)
+        ]
+        self.addCleanup(release.set)
+        await until(lambda: runner.in_flight == len(busy), "every thread busy")
+        # Nothing else talks to the speaker: only answered pings move its last activity.
+        for _ in range(3):
+            heard = supervised.last_activity
+            await until(lambda heard=heard: supervised.last_activity > heard, "a ping answered")
+        self.assertEqual((daemon.status(kitchen), runner.in_flight), ("online", len(busy)))
+        self.assertEqual(daemon.recorder.of("speaker.offline"), [])
+        release.set()
+        await DeferredList(busy)
+
     async def start_reading(self, simulate: Mapping[str, Any] | None = None) -> Daemon:
         """A daemon following two simulated speakers (with these ``simulate`` settings),
         reading positions only when told and checking consistency every second."""

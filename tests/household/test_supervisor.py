@@ -1126,12 +1126,16 @@ class HouseholdTests(SynchronousTestCase):
         self.assertEqual(h.gena.current("RenderingControl").device.ip_address, "127.0.0.9")
 
     def test_byebye_pings(self) -> None:
-        """An ssdp:byebye makes the speaker be pinged at once; no answer means offline."""
+        """An ssdp:byebye makes the speaker be pinged at once, its X-RINCON-REASON in the
+        ping's log line; no answer means offline."""
         h = Harness()
         household = self.household(h)
         h.household.devices[HOST].down = ConnectionRefusedError()
-        household.on_byebye(UID, "powered off")
-        household.on_byebye("RINCON_UNKNOWN", None)
+        with capturedLogs() as events:
+            household.on_byebye(UID, "powered off")
+            household.on_byebye("RINCON_UNKNOWN", None)
+        [pinging] = log_lines(events, "pinging {speaker}")
+        self.assertEqual(pinging["why"], "ssdp:byebye (powered off)")
         self.assertFalse(household.speakers()[0].online)
         self.assertEqual(
             [m[1]["reason"] for m in h.processor.of("speaker.offline")], ["connection refused"]
