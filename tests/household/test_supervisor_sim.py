@@ -141,14 +141,21 @@ class Rig:
         }
 
 
-def follow_only(rig: Rig, speaker: Speaker) -> None:
-    """Reload ``rig``'s household to follow ``speaker`` alone (``follow_household: false``)."""
+def follow_only(
+    rig: Rig,
+    speaker: Speaker,
+    services: Sequence[str] = DEFAULT_SERVICES,
+    config: SubscriptionConfig = FAST,
+) -> None:
+    """Reload ``rig``'s household to follow ``speaker`` alone (``follow_household: false``),
+    subscribed to ``services``."""
     rig.household.apply(
         Config(
             path="test.yaml",
             devices=(Device(host=speaker.address),),
             follow_household=False,
-            subscription=FAST,
+            services=tuple(services),
+            subscription=config,
         )
     )
 
