@@ -627,7 +627,8 @@ class QuietTopologyTests(TestCase):
 
     async def test_address_change_publishes_no_topology_change(self) -> None:
         """A speaker that moves to a new address is followed there (its events come from the
-        new address) without a topology.changed."""
+        new address, and commands go there: docs/supervisor.md, a speaker's SoCo object
+        "follows address changes") without a topology.changed."""
         daemon = await start(self)
         speaker = daemon.speakers[1]
         changes = len(daemon.recorder.of("topology.changed"))
@@ -652,6 +653,10 @@ class QuietTopologyTests(TestCase):
             "an event from the new address",
         )
         self.assertEqual(len(daemon.recorder.of("topology.changed")), changes)
+        assert supervised.device is not None
+        self.assertEqual(supervised.device.ip_address, new_address)
+        status, _ = await daemon.post(speaker.uid, "volume", {"volume": volume + 1})
+        self.assertEqual((status, speaker.rendering.volume), (200, volume + 1))
 
     async def test_firmware_update_publishes_no_topology_change(self) -> None:
         """A speaker that updates its firmware (a reboot with a new software version and
