@@ -1040,6 +1040,34 @@ class HouseholdTests(SynchronousTestCase):
         self.assertEqual(h.gena.count("subscribe"), 2)
         self.assertEqual(h.processor.of("subscription.lost")[0][1]["reason"], "reboot")
 
+    def test_the_boot_seq_ssdp_showed_before_identification_is_known(self) -> None:
+        """The BootSeq of the sighting that found a speaker, and of those that came while it
+        was being identified, is its known one once identification shows the same uid: a
+        higher one later is a reboot, with no topology to give the BootSeq (docs/supervisor.md,
+        SSDP discovery). A sighting of another uid at that host gives it nothing."""
+        found = "RINCON_127004001400"
+        for held in (False, True):
+            h = Harness()
+            h.household.uids["127.0.0.4"] = found
+            h.household.hold = held
+            household = HouseholdSupervisor(h.ctx)
+            household.startService()
+            household.on_sighting(Sighting(uid=found, host="127.0.0.4", boot_seq=3))
+            if held:
+                household.on_sighting(Sighting(uid=found, host="127.0.0.4", boot_seq=4))
+                household.on_sighting(Sighting(uid="RINCON_FORGED", host="127.0.0.4", boot_seq=9))
+                h.household.hold = False
+                [pending] = h.household.pending
+                pending.callback(Description(found, "Den", household_id="Sonos_test"))
+            [speaker] = household.speakers()
+            self.assertEqual((speaker.uid, speaker.boot_seq), (found, None if held else 3))
+            if held:
+                # The forged sighting came last: it gave nothing; the real one is taken next.
+                household.on_sighting(Sighting(uid=found, host="127.0.0.4", boot_seq=4))
+            household.on_sighting(Sighting(uid=found, host="127.0.0.4", boot_seq=5))
+            self.assertEqual(h.gena.count("subscribe"), 2, held)
+            self.assertEqual(h.processor.of("subscription.lost")[0][1]["reason"], "reboot")
+
     def test_one_reboot_shown_by_many_signs_is_said_once_per_service(self) -> None:
         """A reboot shown by the BootSeq in two speakers' topology events and then by an SSDP
         answer publishes one subscription.lost (reboot) and one subscription.restored per
