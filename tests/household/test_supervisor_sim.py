@@ -613,8 +613,9 @@ class SimTests(TestCase):
 
     async def test_unreachable_callback_falls_back_to_polling(self) -> None:
         """When NOTIFYs cannot reach sonosd it polls (no subscription.lost: none of them
-        ever worked) and says why, once, naming the URL."""
-        config = attrs.evolve(FAST, no_event_grace=0.5, poll_interval=0.3)
+        ever worked) and says why, once, naming the URL; the subscriptions are kept and
+        renewed meanwhile (docs/supervisor.md, the polling fallback)."""
+        config = attrs.evolve(FAST, timeout=4, no_event_grace=0.5, poll_interval=0.3)
         nowhere = free_loopback_base(count=1)
         with capturedLogs() as events:
             rig = await self.rig(
@@ -645,6 +646,13 @@ class SimTests(TestCase):
         )
         for supervised in rig.household.speakers():
             self.assertTrue(all(sup.polling for sup in supervised.services.values()))
+        sids = {s.uid: rig.live_sids(s) for s in rig.speakers}
+        sups = [sup for spk in rig.household.speakers() for sup in spk.services.values()]
+        await until(lambda: all(sup.renewals >= 1 for sup in sups), "every subscription renewed")
+        self.assertTrue(all(sup.polling for sup in sups))
+        for speaker in rig.speakers:
+            self.assertEqual(rig.live_sids(speaker), sids[speaker.uid])
+            self.assertEqual({s["sid"] for s in rig.sim_subscriptions(speaker)}, sids[speaker.uid])
         # NOTIFYs that never arrive are no failure: no subscription.lost (docs/supervisor.md,
         # Messages).
         self.assertEqual(rig.recorder.of("subscription.lost"), [])
