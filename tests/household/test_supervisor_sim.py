@@ -947,6 +947,11 @@ class HouseholdSimTests(TestCase):
                 return lambda: status()["reason"] == reason and status()["failures"] >= attempts
 
             await until(failed("connection refused", 3), "three refused attempts")
+            # Named in /health's reasons (docs/supervisor.md, Lifecycle of a speaker).
+            self.assertEqual(
+                health_reasons(rig.household.status()),
+                (f"{speaker.address} cannot be identified (connection refused)",),
+            )
             await speaker.go_offline("hang")
             attempts = supervised.status()["failures"]
             await until(failed("timeout", attempts + 3), "three attempts timing out")
@@ -959,6 +964,7 @@ class HouseholdSimTests(TestCase):
         ]
         self.assertEqual(said, ["connection refused", "timeout"])
         self.assertTrue(supervised.identified)
+        self.assertEqual(health_reasons(rig.household.status()), ())
 
     async def test_listed_speakers_only(self) -> None:
         """follow_household false follows the configured speaker only."""
