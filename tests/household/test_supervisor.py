@@ -312,6 +312,31 @@ class AvailabilityTests(SynchronousTestCase):
         self.assertEqual(device.pings, 2)
         self.assertTrue(speaker.online)
 
+    def test_two_timers_per_speaker_besides_the_renewals(self) -> None:
+        """An online speaker has one timer per subscription (its renewal) and two of its own:
+        the availability timer, re-armed for whatever the status calls for (here the silence
+        check), and the consistency check's (docs/supervisor.md, Timers); silence checks and
+        events re-arm the one, never add another."""
+        h = Harness(services=ALL_SERVICES, check_interval=60.0)
+        speaker = started(h)
+        for service in ALL_SERVICES:
+            h.gena.current(service).notify(0)
+
+        def timers() -> list[str]:
+            return sorted(
+                getattr(call.func, "__name__", type(call.func).__name__)
+                for call in h.clock.getDelayedCalls()
+            )
+
+        expected = sorted(["_begin_renew"] * len(ALL_SERVICES) + ["_silence_due", "LoopingCall"])
+        self.assertEqual(timers(), expected)
+        for seq in range(1, 4):
+            h.clock.advance(20.0)
+            h.gena.current("RenderingControl").notify(seq)
+            self.assertEqual(timers(), expected)
+        self.assertGreaterEqual(h.household.devices[HOST].pings, 1)
+        self.assertTrue(speaker.online)
+
     def test_events_keep_speaker_from_ping(self) -> None:
         """Regular events count as activity: no ping."""
         h, _speaker = self.make()
