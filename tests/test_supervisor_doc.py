@@ -13,7 +13,7 @@ import pytest
 
 from sonosd import backoff
 from sonosd.config import SsdpConfig, SubscriptionConfig
-from sonosd.household import discovery, events, position, supervisor
+from sonosd.household import discovery, events, position, resync, supervisor
 from sonosd.household.keepalive import SupervisorContext
 from tests.paths import ROOT
 from tests.test_security_doc import table_rows
@@ -117,3 +117,20 @@ def test_topology_settle_timeout() -> None:
     assert events.SETTLE_TIMEOUT == 10.0
     default = inspect.signature(events.EventProcessor).parameters["settle_timeout"].default
     assert default == events.SETTLE_TIMEOUT
+
+
+def test_consistency_check_reads() -> None:
+    """The consistency check makes at most five calls per speaker and interval, the ones the
+    page names: GetVolume and GetMute, GetTransportInfo, GetPositionInfo and
+    GetTransportSettings."""
+    assert "at most five calls per speaker and interval" in TEXT
+    actions = [read.action for reads in resync.CHECKS.values() for read in reads]
+    assert actions == [
+        "GetVolume",
+        "GetMute",
+        "GetTransportInfo",
+        "GetPositionInfo",
+        "GetTransportSettings",
+    ]
+    for action in actions:
+        assert f"`{action}`" in TEXT
