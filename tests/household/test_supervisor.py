@@ -1391,6 +1391,33 @@ class ConsistencyCheckTests(SynchronousTestCase):
         h.clock.advance(60)
         self.assertEqual(h.reader.checks[0], ["AVTransport"])
 
+    def test_services_resyncing_or_not_subscribed_are_not_checked(self) -> None:
+        """Only a service whose state comes from its NOTIFYs now is checked: not one with a
+        resync under way, nor one backing off before its next SUBSCRIBE (docs/supervisor.md,
+        the consistency check)."""
+        h = Harness(
+            services=("RenderingControl", "AVTransport"),
+            check_interval=20.0,
+            backoff_initial=60.0,
+            backoff_max=60.0,
+        )
+        speaker = started(h)
+        for service in ("RenderingControl", "AVTransport"):
+            h.gena.current(service).notify(0)
+        h.reader.hang = True
+        h.gena.current("RenderingControl").notify(2)
+        self.assertEqual(speaker.services["RenderingControl"].gaps, 1)
+        h.clock.advance(20)
+        self.assertEqual(h.reader.checks, [["AVTransport"]])
+        h.reader.hang = False
+        h.clock.advance(15)
+        h.gena.answers["renew"] = HttpError(503)
+        speaker.services["AVTransport"].renew_now()
+        self.assertEqual(speaker.services["AVTransport"].state, ServiceState.RETRYING)
+        h.clock.advance(5)
+        self.assertEqual(speaker.services["AVTransport"].state, ServiceState.RETRYING)
+        self.assertEqual(h.reader.checks[-1], ["RenderingControl"])
+
     def test_failed_read_is_quiet(self) -> None:
         """A read that fails is logged at debug level and the next check still runs."""
         h, speaker = self.make()
