@@ -1210,6 +1210,14 @@ class HouseholdTests(SynchronousTestCase):
         h = Harness()
         household = self.household(h)
         (status,) = household.status()["speakers"]
+        # docs/supervisor.md, Shape: per speaker its uid, name, host, household, whether
+        # configured or learnt, availability and reason, BootSeq, superseded SIDs waiting.
+        named = ("uid", "name", "host", "household", "configured", "availability", "reason")
+        self.assertLessEqual({*named, "boot_seq", "superseded_sids", "services"}, set(status))
+        self.assertEqual(
+            [status[key] for key in named],
+            [UID, "Kitchen", HOST, "Sonos_test", True, "online", "identified"],
+        )
         self.assertEqual((status["uid"], status["availability"]), (UID, "online"))
         self.assertTrue(status["online"])
         self.assertEqual(status["services"]["RenderingControl"]["state"], "subscribed")
