@@ -126,7 +126,12 @@ class IdentifyTests(SynchronousTestCase):
                 self.assertEqual(len(h.household.described), expected - 1)
                 h.clock.advance(0.01)
                 self.assertEqual(len(h.household.described), expected)
-        self.assertEqual(len(log_lines(events, "cannot identify speaker")), 1)
+        [said] = log_lines(events, "cannot identify speaker")
+        # The line docs/supervisor.md shows.
+        self.assertEqual(
+            formatEvent(said),
+            f"cannot identify speaker {HOST}: connection refused; trying again until it answers",
+        )
         self.assertEqual(speaker.reason, "connection refused")
         self.assertEqual(reasons(speaker), ("127.0.0.2 cannot be identified (connection refused)",))
         h.household.unreachable.clear()
@@ -798,6 +803,12 @@ class ShutdownTests(SynchronousTestCase):
         [warning] = [e for e in events if "still stopping" in e.get("log_format", "")]
         self.assertEqual((warning["count"], warning["speakers"]), (1, late.label))
         self.assertNotIn(done.label, warning["speakers"])
+        # The line docs/supervisor.md shows (Shutdown).
+        self.assertEqual(warning["log_level"].name, "warn")
+        self.assertEqual(
+            formatEvent(warning),
+            f"1 speaker(s) still stopping after 5.5 s ({late.label}); stopping anyway",
+        )
 
     def test_stop_during_identify(self) -> None:
         """Stopping while the speaker is being identified leaves no timers behind."""
