@@ -323,6 +323,15 @@ MAX_FILE = 1_048_576
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 _MAX_NODES = 100_000
+#: The deepest nesting of collections read (a configuration is under ten levels deep).
+MAX_DEPTH = 100
+_OPENS = (
+    yaml.BlockMappingStartToken,
+    yaml.BlockSequenceStartToken,
+    yaml.FlowMappingStartToken,
+    yaml.FlowSequenceStartToken,
+)
+_CLOSES = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
 
 
 @attrs.define
@@ -433,13 +442,14 @@ def _compose(text: str, file: str) -> tuple[object, _Source]:
             f"{file}:{bad_line}: invalid YAML: character #x{error.character:04x} is not allowed"
         ) from None
     try:
+        _check_depth(text, file)
         node = loader.get_single_node()
         if node is None:
             raise ConfigError(f"{file}: the file is empty; expected a mapping of settings")
         return _NodeReader(loader, source).read(node, ()), source
     except RecursionError:
-        # PyYAML composes nested collections recursively: a document nested some hundred
-        # levels deep (no configuration is) would otherwise end in a traceback.
+        # Aliases can nest what _check_depth saw shallow (``- &b [*a]`` on each line), and
+        # reading them recurses: a traceback otherwise, if the value bound is not met first.
         raise ConfigError(f"{file}: invalid YAML: nested too deeply") from None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
@@ -450,6 +460,39 @@ def _compose(text: str, file: str) -> tuple[object, _Source]:
         raise ConfigError(f"{_where(file, line)}: invalid YAML: {problem}") from None
     finally:
         loader.dispose()
+
+
+def _check_depth(text: str, file: str) -> None:
+    """Refuse a document nested over ``MAX_DEPTH`` levels before composing it: PyYAML
+    composes collections recursively (a thousand levels end in RecursionError) and its
+    scanner is quadratic in the depth of flow collections (5,000 levels: seconds of CPU).
+    A scan error is left for the composer to report with its line. libyaml's scanner when
+    PyYAML has it (PyPI's wheels do): it reads a thousand levels in microseconds."""
+    scanner = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
+    depth = 0
+    try:
+        while scanner.check_token():
+            token = scanner.get_token()
+            if isinstance(token, _OPENS):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    line = token.start_mark.line + 1
+                    raise ConfigError(
+                        f"{file}:{line}: invalid YAML: nested over {MAX_DEPTH} levels deep"
+                    )
+            elif isinstance(token, _CLOSES):
+                depth -= 1
+    except yaml.MarkedYAMLError as error:
+        # libyaml looks ahead for a key, and may meet its own bound (1,000) first.
+        if error.problem and "nesting depth" in error.problem and error.problem_mark:
+            line = error.problem_mark.line + 1
+            raise ConfigError(
+                f"{file}:{line}: invalid YAML: nested over {MAX_DEPTH} levels deep"
+            ) from None
+    except yaml.YAMLError:
+        return
+    finally:
+        scanner.dispose()
 
 
 @attrs.define

@@ -5,13 +5,19 @@ The diagnostics (``/api/v1/diagnostics``) report this so that ``sonosctl doctor`
 why the speakers' NOTIFYs do not arrive: a Docker bridge network (the container's private
 address is what the speakers would be told, unless ``listener.advertise`` is set), or several
 interfaces (the speakers may be on a network the advertised address is not on).
-Interfaces are read with ``ifaddr`` (pure Python; SoCo's own dependency for discovery).
+Interfaces are read with ``ifaddr`` (pure Python; SoCo's own dependency for discovery). Its
+``getifaddrs()`` needs a netlink socket, which the systemd unit's
+``RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX`` refuses: the IPv4 interfaces are then
+asked of the kernel through an AF_INET socket (``SIOCGIFCONF``, ``SIOCGIFNETMASK``).
 """
 
 from __future__ import annotations
 
+import array
+import fcntl
 import ipaddress
 import socket
+import struct
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -23,10 +29,65 @@ import ifaddr
 DOCKER_POOLS = (ipaddress.ip_network("172.16.0.0/12"),)
 
 
-def interfaces(adapters: Callable[[], Iterable[Any]] = ifaddr.get_adapters) -> list[dict[str, Any]]:
-    """Every network interface with its addresses (``"192.168.1.10/24"``), loopback included."""
+#: ``ioctl`` requests of an AF_INET socket: every interface's IPv4 address, one's netmask.
+SIOCGIFCONF, SIOCGIFNETMASK = 0x8912, 0x891B
+#: ``struct ifreq`` on Linux: the name (16 bytes), then a ``struct sockaddr`` in a union of 24.
+IFREQ_SIZE, IFNAMSIZ = 40, 16
+#: The most interfaces ``SIOCGIFCONF`` is asked for.
+MAX_INTERFACES = 256
+
+
+def parse_ifconf(data: bytes) -> list[tuple[str, str]]:
+    """The ``(name, IPv4 address)`` of each ``struct ifreq`` in a ``SIOCGIFCONF`` answer."""
+    found = []
+    for start in range(0, len(data) - IFREQ_SIZE + 1, IFREQ_SIZE):
+        record = data[start : start + IFREQ_SIZE]
+        family = struct.unpack_from("H", record, IFNAMSIZ)[0]
+        if family == socket.AF_INET:
+            name = record[:IFNAMSIZ].split(b"\0", 1)[0].decode(errors="replace")
+            found.append((name, socket.inet_ntoa(record[IFNAMSIZ + 4 : IFNAMSIZ + 8])))
+    return found
+
+
+def prefix_length(netmask: bytes) -> int:
+    """The prefix length of an IPv4 netmask (``255.255.255.0``: 24)."""
+    return bin(int.from_bytes(netmask, "big")).count("1")
+
+
+def ipv4_adapters() -> list[ifaddr.Adapter]:
+    """The IPv4 interfaces, asked of the kernel through an AF_INET socket (no netlink)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        # struct ifconf: the buffer's length, then where it is; the kernel fills it in.
+        records = array.array("B", bytes(IFREQ_SIZE * MAX_INTERFACES))
+        address, size = records.buffer_info()
+        answer = fcntl.ioctl(probe.fileno(), SIOCGIFCONF, struct.pack("iP", size, address))
+        length = struct.unpack("iP", answer)[0]
+        adapters: dict[str, ifaddr.Adapter] = {}
+        for name, ip in parse_ifconf(records.tobytes()[:length]):
+            asked = struct.pack(f"{IFNAMSIZ}s{IFREQ_SIZE - IFNAMSIZ}x", name.encode())
+            mask = fcntl.ioctl(probe.fileno(), SIOCGIFNETMASK, asked)
+            prefix = prefix_length(mask[IFNAMSIZ + 4 : IFNAMSIZ + 8])
+            adapter = adapters.setdefault(name, ifaddr.Adapter(name, name, []))
+            adapter.ips.append(ifaddr.IP(ip, prefix, name))
+        return list(adapters.values())
+
+
+def interfaces(
+    adapters: Callable[[], Iterable[Any]] = ifaddr.get_adapters,
+    fallback: Callable[[], Iterable[Any]] = ipv4_adapters,
+) -> list[dict[str, Any]]:
+    """Every network interface with its addresses (``"192.168.1.10/24"``), loopback included;
+    the IPv4 ones only when ``adapters`` cannot read them (no netlink socket under systemd),
+    none when neither can."""
+    try:
+        found = list(adapters())
+    except OSError:
+        try:
+            found = list(fallback())
+        except OSError:
+            found = []
     result = []
-    for adapter in adapters():
+    for adapter in found:
         addresses = []
         for ip in adapter.ips:
             address = ip.ip if isinstance(ip.ip, str) else ip.ip[0]

@@ -1593,15 +1593,41 @@ def test_announce_section() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["a: " + "[" * 1000 + "]" * 1000, "- " * 3000 + "x", "{" * 1000 + "}" * 1000],
+    [
+        "a: " + "[" * 1000 + "]" * 1000,
+        "- " * 3000 + "x",
+        "{" * 1000 + "}" * 1000,
+        "a: " + "[" * 5000 + "]" * 5000,
+        "api:\n  tokens:\n    - " + "[" * 99 + "]" * 99,
+    ],
 )
 def test_deep_nesting_is_one_line(text: str) -> None:
-    """A document nested a thousand deep or more is one line (PyYAML would end in
-    RecursionError). Each level takes PyYAML's composer a frame at least, so 1,000 levels are
-    over Python's default limit of 1,000 frames wherever the parse starts; deeper flow
-    collections only cost the test time (PyYAML's scanner is quadratic in their depth: 5,000
-    took 9 s)."""
-    assert error_of(text) == "config.yaml: invalid YAML: nested too deeply"
+    """A document nested over 100 levels is one line naming the line, found before it is
+    composed (PyYAML would end in RecursionError past about 1,000 levels, and its scanner is
+    quadratic in the depth of flow collections: 5,000 levels took 9 s to refuse)."""
+    assert (
+        error_of(text)
+        == f"config.yaml:{text.count(chr(10)) + 1}: invalid YAML: nested over 100 levels deep"
+    )
+
+
+def test_nesting_up_to_100_levels_is_read() -> None:
+    """100 levels are composed and checked as settings (the error is about the setting)."""
+    assert config_module.MAX_DEPTH == 100
+    error = error_of("a: " + "[" * 99 + "]" * 99)
+    assert error.startswith("config.yaml:1: a: unknown key"), error
+    error = error_of("- " * 100 + "x")
+    assert "expected a mapping of settings at the top level" in error, error
+
+
+def test_aliases_nested_deeper_than_the_text_are_one_line() -> None:
+    """Aliases can nest deeper than the text (each line one level more than the last): the
+    value bound ends it in one line, never a traceback."""
+    text = "x:\n- &a0 [1]\n" + "".join(f"- &a{i} [*a{i - 1}]\n" for i in range(1, 1500))
+    assert error_of(text) == (
+        "config.yaml:446: x[445][0]: the document has more than 100000 values "
+        "(aliases counted as expanded)"
+    )
 
 
 def test_files_over_the_size_bound_are_refused(tmp_path: Path) -> None:

@@ -6,8 +6,12 @@ import datetime as dt
 import io
 import json
 import socket
+import subprocess
+import sys
 import threading
+import urllib.error
 from collections.abc import Iterator
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
@@ -25,6 +29,7 @@ from sonosd.control.controller import Controller
 from sonosd.ctl import (
     COMMAND_TIMEOUT,
     DEFAULT_TIMEOUT,
+    DEFAULT_URL,
     EXIT_OK,
     EXIT_REFUSED,
     EXIT_SPEAKER,
@@ -33,6 +38,7 @@ from sonosd.ctl import (
     EXIT_USAGE,
     CtlError,
     _command_timeout,
+    _http_error,
     command_request,
     format_event,
     format_result,
@@ -250,6 +256,15 @@ class CtlAgainstDaemonTests(TestCase):
         self.assertIn("Living Room  [?]", outcome.out)
         self.assertIn("  Living Room  volume 23  muted", outcome.out)
         self.assertIn("Kitchen", outcome.out)
+        # --json: the daemon's snapshot as it is.
+        outcome = await self.ctl("--json", "status", token=READER.secret)
+        self.assertEqual(outcome.status, EXIT_OK, outcome.err)
+        snapshot = json.loads(outcome.out)
+        self.assertEqual(snapshot["type"], "snapshot")
+        self.assertEqual(
+            sorted(speaker["name"] for speaker in snapshot["speakers"]),
+            sorted(ref.name for ref in self.state.speakers()),
+        )
 
     async def test_unknown_speaker(self) -> None:
         """An unknown room exits 1 with the daemon's error on one line."""
@@ -308,6 +323,18 @@ class CtlAgainstDaemonTests(TestCase):
                     speaker=ref.to_json(),
                     service="RenderingControl",
                 )
+            self.hub.publish(
+                "event",
+                {"seq": 1, "variables": {"transport_state": "PLAYING"}},
+                speaker=living.to_json(),
+                service="AVTransport",
+            )
+            # Passes a services filter (docs/api.md): only --type keeps it out.
+            self.hub.publish(
+                "speaker.online",
+                {"reason": "answered", "availability": {"status": "online"}},
+                speaker=living.to_json(),
+            )
 
         loop = LoopingCall(publish)
         loop.clock = reactor
@@ -328,6 +355,20 @@ class CtlAgainstDaemonTests(TestCase):
             )
         outcome = await self.ctl("events", "--json", "--count", "1", token=READER.secret)
         self.assertEqual(json.loads(outcome.out)["type"], "event")
+        # Filters repeat (docs/control.md): both rooms, one type, one service.
+        outcome = await self.ctl(
+            "events",
+            *("--room", "kitchen", "--room", "Living Room"),
+            *("--type", "event", "--service", "RenderingControl", "--count", "6"),
+            token=READER.secret,
+        )
+        self.assertEqual(outcome.status, EXIT_OK, outcome.err)
+        lines = outcome.out.splitlines()
+        self.assertEqual(len(lines), 6)
+        self.assertTrue(all(" event " in line for line in lines), lines)
+        self.assertTrue(all(" RenderingControl volume=" in line for line in lines), lines)
+        self.assertTrue(any(" event Kitchen " in line for line in lines), lines)
+        self.assertTrue(any(" event Living Room " in line for line in lines), lines)
 
     async def test_events_reconnects_and_resumes_after_the_stream_drops(self) -> None:
         """``sonosctl events`` whose stream drops reconnects with the last message id
@@ -387,6 +428,37 @@ def test_connection_refused() -> None:
     assert outcome.err.count("\n") == 1
 
 
+_STDLIB_ONLY = """
+import io, json, sys
+before = set(sys.modules)
+from sonosd.ctl import main
+url = sys.argv[1]
+for words in (["status"], ["doctor"], ["--json", "Kitchen", "volume", "+5"], ["events"]):
+    main(["--url", url, *words], stdout=io.StringIO(), stderr=io.StringIO(), environ={})
+loaded = sorted(
+    name for name in sys.modules
+    if name not in before and name.split(".")[0] not in sys.stdlib_module_names
+)
+print(json.dumps(loaded))
+"""
+
+
+def test_sonosctl_needs_only_the_standard_library() -> None:
+    """sonosctl (status, doctor, a command, events; docs/control.md: "It needs only the
+    standard library") loads no module from outside the standard library but its own."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    run = subprocess.run(
+        [sys.executable, "-c", _STDLIB_ONLY, f"http://127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(run.stdout) == ["sonosd", "sonosd.ctl", "sonosd.doctor"]
+
+
 class _NotSonosd(BaseHTTPRequestHandler):
     """Answers every request with an HTML page, as a proxy or another server would."""
 
@@ -440,6 +512,21 @@ def test_default_timeouts_exceed_the_daemons_call_timeout() -> None:
     assert SocoConfig().call_timeout == 20.0
     assert 3 * SocoConfig().call_timeout < COMMAND_TIMEOUT == 90.0
     assert DEFAULT_TIMEOUT == 15.0
+
+
+def test_url_option_environment_and_default() -> None:
+    """docs/control.md: ``--url``, else ``SONOSD_URL``, else http://127.0.0.1:8080."""
+    assert DEFAULT_URL == "http://127.0.0.1:8080"
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    option, environment = (f"http://127.0.0.1:{port}" for port in ports)
+    outcome = run_ctl(["--url", option, "status"], {"SONOSD_URL": environment})
+    assert outcome.err.startswith(f"sonosctl: cannot reach {option}"), outcome.err
+    outcome = run_ctl(["status"], {"SONOSD_URL": environment})
+    assert outcome.err.startswith(f"sonosctl: cannot reach {environment}"), outcome.err
 
 
 def test_command_timeout() -> None:
@@ -719,6 +806,33 @@ def serve_diagnostics(body: dict[str, Any]) -> tuple[HTTPServer, str]:
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
+@pytest.mark.parametrize(
+    ("status", "code", "exit_status"),
+    [
+        (502, "speaker_error", EXIT_SPEAKER),
+        (503, "offline", EXIT_SPEAKER),
+        (503, "asleep", EXIT_SPEAKER),
+        (503, "upnp_disabled", EXIT_SPEAKER),
+        (504, "timeout", EXIT_SPEAKER),
+        (404, "unknown_speaker", EXIT_REFUSED),
+        (400, "bad_argument", EXIT_REFUSED),
+        (404, "unknown_command", EXIT_REFUSED),
+        (503, "busy", EXIT_REFUSED),
+        (401, "unauthorized", EXIT_UNAUTHORISED),
+        (403, "forbidden", EXIT_UNAUTHORISED),
+    ],
+)
+def test_exit_status_of_each_error(status: int, code: str, exit_status: int) -> None:
+    """docs/control.md's exit statuses: 5 when the speaker failed (refused, offline, asleep,
+    UPnP off, no answer), 4 not authorised, 1 any other refusal; the line is the API's
+    ``code: message``."""
+    body = json.dumps({"error": {"code": code, "message": "why"}}).encode()
+    error = urllib.error.HTTPError("http://127.0.0.1/", status, "x", Message(), io.BytesIO(body))
+    failure = _http_error(error)
+    assert failure.status == exit_status
+    assert f"{code}: why" in str(failure)
+
+
 def test_doctor_reports_problems_and_exits_1() -> None:
     """``sonosctl doctor`` prints each finding as a sentence and exits 1 on a problem; with
     --json it prints the findings."""
@@ -731,6 +845,7 @@ def test_doctor_reports_problems_and_exits_1() -> None:
         assert outcome.status == EXIT_REFUSED
         lines = outcome.out.splitlines()
         assert lines[0].startswith("problem: Kitchen (192.168.1.20) is offline (timeout)")
+        assert all(line.startswith(("problem: ", "note: ", "ok: ")) for line in lines[:-1])
         assert lines[-1] == "1 problem(s) found."
         outcome = run_ctl(["--url", url, "--json", "doctor"])
         [finding] = json.loads(outcome.out)
@@ -752,7 +867,9 @@ def test_doctor_all_well_exits_0() -> None:
         server.shutdown()
         server.server_close()
     assert (outcome.status, outcome.err) == (EXIT_OK, "")
-    assert outcome.out.endswith("All is well: every followed speaker delivers its events.\n")
+    *lines, last = outcome.out.splitlines()
+    assert lines and all(line.startswith("ok: ") for line in lines), lines
+    assert last == "All is well: every followed speaker delivers its events."
 
 
 def test_doctor_cannot_reach_the_daemon() -> None:

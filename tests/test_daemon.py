@@ -21,6 +21,7 @@ import soco.events_base
 import soco.services
 import treq
 from twisted.internet.defer import Deferred
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import TestCase
 from twisted.web.http_headers import Headers
 
@@ -944,10 +945,32 @@ class DaemonTests(TestCase):
         """Speakers told an unreachable callback URL are polled (event messages with source
         poll, no subscription.lost); /ready says so (503, or 200 once
         ``api.ready_when_polling`` accepts polling) and the doctor names the speakers, the
-        URL, the advertise setting and the port to open."""
+        URL, the advertise setting and the port to open. docs/deployment.md: sonosd "says so
+        in its log" (one warning for the callback URL, naming it and the port to open) and
+        ``/api/v1/health`` is ``degraded``."""
+        with capturedLogs() as events:
+            daemon = await self.daemon(advertise="127.0.0.254")
+            await self.polled_instead(daemon)
+        port = daemon.service.listener.port
+        url = f"http://127.0.0.254:{port}/"
+        # The daemon's own lines (the simulator, in this process too, logs its failed NOTIFYs).
+        said = [
+            formatEvent(e)
+            for e in events
+            if e.get("log_level") == LogLevel.warn
+            and e.get("log_namespace", "").startswith("sonosd.household")
+            and url in formatEvent(e)
+        ]
+        [line] = said
+        self.assertIn(f"the speaker cannot reach sonosd's callback URL {url}", line)
+        self.assertIn(f"polling the state instead. Check that {url} is reachable", line)
+        self.assertIn(f"(TCP port {port})", line)
+
+    async def polled_instead(self, daemon: Daemon) -> None:
+        """What test_doctor_explains_notifies_that_never_arrive checks while its daemon runs:
+        its speakers' NOTIFYs never arrive."""
         from sonosd.doctor import PROBLEM, diagnose
 
-        daemon = await self.daemon(advertise="127.0.0.254")
         service = daemon.service
 
         def polling() -> bool:
@@ -987,6 +1010,10 @@ class DaemonTests(TestCase):
         self.assertIn('sonosd_subscriptions{state="polling"} 24.0', metrics)
         code, body = await self.get_json(daemon, "/api/v1/ready")
         self.assertEqual((code, body["speakers"]["polling"]), (503, 3))
+        code, body = await self.get_json(daemon, "/api/v1/health")
+        self.assertEqual((code, body["status"]), (200, "degraded"), body)
+        self.assertTrue(body["reasons"], body)
+        self.assertTrue(all("no NOTIFY arrives" in r for r in body["reasons"]), body)
         # api.ready_when_polling accepts polled speakers as ready (applied by a reload).
         accepting = attrs.evolve(
             service.config, api=attrs.evolve(service.config.api, ready_when_polling=True)

@@ -20,6 +20,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -275,13 +276,13 @@ LAUGHS = "x-anchors: [&a0 [x, x, x, x, x, x, x, x, x, x], " + ", ".join(
         ("listener:\n  port: many\n", ":2: listener.port: "),
         # docs/security.md, The configuration file: refused at the bound, not a traceback.
         (LAUGHS + "]\n", ":1: x-anchors[4][7]: the document has more than 100000 values"),
-        ("a: " + "[" * 1000 + "]" * 1000 + "\n", ": invalid YAML: nested too deeply"),
+        ("a: " + "[" * 1000 + "]" * 1000 + "\n", ":1: invalid YAML: nested over 100 levels deep"),
     ],
     ids=["a bad value", "an alias bomb", "nested too deeply"],
 )
 def test_check_config_rejects_a_bad_file_in_one_line(tmp_path: Path, text: str, said: str) -> None:
-    """``--check-config`` on a wrong file (a bad value, an alias bomb, nesting too deep for
-    PyYAML) prints one line naming what is wrong and exits 1."""
+    """``--check-config`` on a wrong file (a bad value, an alias bomb, nesting over 100
+    levels) prints one line naming what is wrong and exits 1."""
     config = tmp_path / "sonosd.yaml"
     config.write_text(text)
     done = subprocess.run(
@@ -367,23 +368,37 @@ def test_stream_that_cannot_listen_exits_1(
     assert "sonosd running" not in output
 
 
-def test_listener_that_cannot_bind_exits_1(
-    processes: Processes, loopback_base: str, tmp_path: Path
+#: Each door on an address this host does not have: the section and what the line names.
+ABSENT_ADDRESS = {
+    "listener": (
+        {"interface": "198.51.100.7", "port": 1400},
+        "the NOTIFY listener cannot listen on 198.51.100.7:1400",
+    ),
+    "api": (
+        {"listen": "tcp:8080:interface=198.51.100.7", "require_auth": False},
+        "the API cannot listen on tcp:8080:interface=198.51.100.7",
+    ),
+}
+
+
+@pytest.mark.parametrize("door", sorted(ABSENT_ADDRESS))
+def test_a_door_on_an_address_this_host_does_not_have_exits_1(
+    processes: Processes, loopback_base: str, tmp_path: Path, door: str
 ) -> None:
-    """A listener address this host does not have: one line (no port after port), exit 1."""
-    document = json.loads(daemon_yaml(loopback_base))
-    document["listener"] = {"interface": "198.51.100.7", "port": 1400}
+    """The listener or the API on an address this host does not have (docs/deployment.md):
+    one line naming it and why (the listener tries no port after port), exit 1."""
+    section, named = ABSENT_ADDRESS[door]
+    document = json.loads(daemon_yaml(loopback_base, speakers=1))
+    document[door] = section
     config = tmp_path / "sonosd.yaml"
     config.write_text(json.dumps(document))
     status, output = run_to_exit(processes, "daemon", config)
     assert status == 1, output
     [line] = critical_lines(output)
-    assert line.endswith(
-        "cannot start: the NOTIFY listener cannot listen on 198.51.100.7:1400: "
-        "Cannot assign requested address"
-    ), line
+    assert line.endswith(f"cannot start: {named}: Cannot assign requested address"), line
     assert "trying the next port" not in output
     assert "sonosd running" not in output
+    assert "Traceback" not in output
 
 
 @pytest.mark.parametrize("what", ["tls", "token", "tls key alone"])
@@ -465,8 +480,11 @@ def test_systemd_notify(processes: Processes, loopback_base: str, tmp_path: Path
         return next((m for m in notify.messages() if m.startswith("READY=1")), None)
 
     first = wait_for(ready, "READY=1")
-    # Ready means listening: the API answers at once.
+    # Ready means listening: the API answers at once, and the NOTIFY listener takes a
+    # connection on the port the diagnostics give.
     assert get_json(f"http://127.0.0.1:{api_port}/api/v1/health") is not None
+    listener = get_json(f"http://127.0.0.1:{api_port}/api/v1/diagnostics")["listener"]
+    socket.create_connection(("127.0.0.1", listener["port"]), timeout=5).close()
     assert f"MAINPID={daemon.pid}\n" in first
     assert "\nSTATUS=2 speakers: " in first
     wait_for(
@@ -485,6 +503,41 @@ def test_systemd_notify(processes: Processes, loopback_base: str, tmp_path: Path
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(timeout=WAIT) == 0, processes.output(daemon)
     assert "STOPPING=1\nSTATUS=stopping\n" in notify.messages()
+
+
+def test_diagnostics_and_the_doctor_work_in_the_units_sandbox(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """Under etc/sonosd.service's ``RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX`` (the
+    same seccomp filter, tests/address_families.py), where ``getifaddrs()`` cannot open its
+    netlink socket, and with its ``ProcSubset=pid`` and ``ProtectProc=invisible`` (a /proc of
+    its own mounted so), /api/v1/diagnostics still answers, with the IPv4 interfaces, so do
+    the metrics, and ``sonosctl doctor`` says all is well: nothing is an unhandled error."""
+    api_port = free_tcp_port()
+    api = f"http://127.0.0.1:{api_port}"
+    document = json.loads(
+        daemon_yaml(loopback_base, api=f"tcp:{api_port}:interface=127.0.0.1", speakers=1)
+    )
+    pid_only_proc = 'mount -t proc -o subset=pid,hidepid=invisible proc /proc && exec "$0" "$@"'
+    restricted = (
+        *("unshare", "-m", "sh", "-c", pid_only_proc),
+        *(sys.executable, str(ROOT / "tests" / "address_families.py")),
+    )
+    daemon = start_configured(processes, tmp_path, document, prefix=restricted)
+    wait_for(lambda: daemon.poll() is not None or get(f"{api}/api/v1/ready")[0] == 200, "ready")
+    assert daemon.poll() is None, processes.output(daemon)
+    status, body = get(f"{api}/api/v1/diagnostics")
+    assert status == 200, body
+    # IPv4 only (docs/deployment.md): this host's ::1 is not there.
+    assert {"name": "lo", "addresses": ["127.0.0.1/8"]} in body["host"]["interfaces"], body
+    with urllib.request.urlopen(f"{api}/api/v1/metrics", timeout=10) as metrics:
+        assert b"sonosd_speakers_evented 1.0" in metrics.read()
+    status, text = doctor(api)
+    assert status == 0, text
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=WAIT) == 0, processes.output(daemon)
+    output = processes.output(daemon)
+    assert not critical_lines(output) and "Traceback" not in output, output
 
 
 # -- readiness, liveness and the doctor ------------------------------------------------------
@@ -669,28 +722,25 @@ def test_doctor_names_a_upnp_off_and_an_offline_speaker(
         env={**os.environ, "SONOSD_TOKEN": ""},
     )
     assert done.returncode == 1, done.stdout + done.stderr
-    lines = done.stdout.splitlines()
-
-    def said(start: str) -> str:
-        [line] = [line for line in lines if line.startswith(start)]
-        return line
-
-    down = said(f"problem: {offline['name']} ({offline['address']}) is offline")
-    assert "(connection refused)" in down
-    assert "check that it is powered on and on the network" in down
-    assert f"reaches {offline['address']} on TCP port 1400" in down
-    names = " and ".join(f"{s['name']} ({s['address']})" for s in second)
-    off = said(f"problem: {names} refuse UPnP requests (HTTP 403 Forbidden)")
-    assert f"UPnP is switched off for their Sonos system ({two})" in off
-    assert "in the Sonos app (iOS or Android) open Account, then Privacy & Security" in off
-    assert "Connection Security, and switch UPnP on" in off
+    # docs/deployment.md's example, word for word, with this household's names, addresses
+    # and system: the same four lines, in the same order.
+    page = (ROOT / "docs" / "deployment.md").read_text()
+    example = page.split("sonosctl doctor` names the speakers in that state", 1)[1]
+    shown = example.split("```text\n", 1)[1].split("```", 1)[0]
     fine = first[1]
-    subscriptions = len(DEFAULT_SERVICES)
-    assert (
-        f"ok: {fine['name']} ({fine['address']}): {subscriptions} subscriptions, NOTIFYs arrive"
-        in lines
-    )
-    assert lines[-1] == "2 problem(s) found."
+    for doc, real in (
+        ("Living Room (192.168.1.20)", f"{offline['name']} ({offline['address']})"),
+        ("reaches 192.168.1.20 on", f"reaches {offline['address']} on"),
+        ("Bedroom (192.168.1.31)", f"{second[0]['name']} ({second[0]['address']})"),
+        ("Office (192.168.1.32)", f"{second[1]['name']} ({second[1]['address']})"),
+        ("(Sonos_...)", f"({two})"),
+        ("Kitchen (192.168.1.21)", f"{fine['name']} ({fine['address']})"),
+    ):
+        assert doc in shown, doc
+        shown = shown.replace(doc, real)
+    shown_lines = [line.strip() for line in shown.strip().splitlines()]
+    assert f": {len(DEFAULT_SERVICES)} subscriptions, NOTIFYs arrive" in shown_lines[2]
+    assert done.stdout.splitlines() == shown_lines, done.stdout
 
 
 def follow_by_name(
@@ -1368,6 +1418,69 @@ def test_sigterm_abandons_a_callback_that_never_returns(
     assert int(line.split(": ")[-1].split()[0]) >= 1, line
 
 
+def test_sigterm_counts_the_events_a_stalled_broker_never_acknowledged(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """docs/deployment.md (SIGTERM): what the push sinks still hold when shutdown_timeout
+    runs out "is dropped and counted in a warning". An MQTT broker that stops reading
+    (SIGSTOP) never acknowledges the QoS 1 events sent to it: at SIGTERM the daemon waits
+    shutdown_timeout for them, exits 0 and says how many it leaves undelivered."""
+    from tests.sinks.test_mqtt import Broker
+    from tests.sinks.test_mqtt_daemon import done_with
+
+    broker = Broker(None, tempfile.mkdtemp(prefix="sonosd-mqtt-stop-"))
+    broker.launch()
+    try:
+        wait_for(broker.listening, "mosquitto listening")
+        api_port = free_tcp_port()
+        document = json.loads(
+            daemon_yaml(loopback_base, api=f"tcp:{api_port}:interface=127.0.0.1", speakers=1)
+        )
+        document["sinks"] = {"mqtt": {"host": broker.host, "port": broker.port}}
+        # The stop waits this long for the acknowledgements that never come.
+        document["subscription"]["shutdown_timeout"] = 1.0
+        daemon = start_configured(processes, tmp_path, document)
+        api = f"http://127.0.0.1:{api_port}/api/v1"
+
+        def connected() -> bool:
+            assert daemon.poll() is None, processes.output(daemon)
+            status, body = get(f"{api}/diagnostics")
+            return status == 200 and body["sinks"]["mqtt"]["connected"]
+
+        wait_for(lambda: connected() and get(f"{api}/ready")[0] == 200, "ready, MQTT connected")
+        before = get(f"{api}/snapshot")[1]["last_id"]
+        assert broker.process is not None
+        broker.process.send_signal(signal.SIGSTOP)
+        for volume in (21, 22, 23):
+            assert post(f"{api}/speakers/Kitchen/volume", {"volume": volume})[0] == 200
+
+        def kitchen_volume() -> object:
+            [speaker] = get(f"{api}/snapshot")[1]["speakers"]
+            return volume_of(speaker["services"]["RenderingControl"])
+
+        wait_for(lambda: kitchen_volume() == 23, "the last volume's event at the daemon")
+        after = get(f"{api}/snapshot")[1]["last_id"]
+        daemon.send_signal(signal.SIGTERM)
+        status = daemon.wait(timeout=WAIT)
+    finally:
+        if broker.process is not None and broker.process.poll() is None:
+            broker.process.send_signal(signal.SIGCONT)
+        done_with(broker)
+    output = processes.output(daemon)
+    assert status == 0, output
+    said = [line for line in output.splitlines() if "not delivered at shutdown" in line]
+    assert len(said) == 1, output
+    [line] = said
+    assert " warn [sonosd.sinks.mqtt] " in line, line
+    count = re.search(
+        rf"mqtt broker {broker.host}:{broker.port}: (\d+) messages not delivered", line
+    )
+    assert count, line
+    # Every message published while the broker was stopped, and none it had acknowledged.
+    assert after - before <= int(count.group(1)) <= after, (before, after, line)
+    assert "Traceback" not in output, output
+
+
 def test_sighup_reloads_without_losing_a_client_or_a_message(
     processes: Processes, loopback_base: str, tmp_path: Path
 ) -> None:
@@ -1457,16 +1570,38 @@ def test_sighup_reloads_without_losing_a_client_or_a_message(
         # log.level debug now: the access log (debug) shows requests.
         assert '"GET /api/v1/snapshot HTTP/1.1" 200' in processes.output(daemon)
 
-        config.write_text("devices: [{host: 42}]\n")
-        daemon.send_signal(signal.SIGHUP)
-        wait_for(lambda: alive() or "reload refused" in processes.output(daemon), "refusal")
-        [refused] = [
-            line for line in processes.output(daemon).splitlines() if "reload refused" in line
+        # Wrong files, each one error line that changes nothing (docs/deployment.md): a bad
+        # value, a callback that cannot be imported, a token file that cannot be read (the
+        # two a start refuses too).
+        missing = tmp_path / "no-such-token"
+        wrong = [
+            ("devices: [{host: 42}]\n", f"{config}:1: devices[0].host: expected a host name"),
+            (
+                json.dumps({**document, "sinks": {"callbacks": ["sonosd_no_such_module:f"]}}),
+                "callback 'sonosd_no_such_module:f': cannot import",
+            ),
+            (
+                json.dumps(
+                    {**document, "api": {"tokens": [{"name": "a", "token_file": str(missing)}]}}
+                ),
+                f'cannot read the secret file (No such file or directory), got "{missing}"',
+            ),
         ]
-        assert " error " in refused
-        assert f"{config}:1: devices[0].host: expected a host name or address, got 42" in refused
-        assert get(f"{api}/api/v1/ready")[0] == 200
-        assert subscription_counts(admin, 3) == [0, 3, 3]
+        for count, (text, said) in enumerate(wrong, 1):
+            config.write_text(text)
+            daemon.send_signal(signal.SIGHUP)
+
+            def refusals() -> list[str]:
+                lines = processes.output(daemon).splitlines()
+                return [line for line in lines if "reload refused" in line]
+
+            wait_for(lambda count=count: alive() or len(refusals()) == count, "refusal")
+            refused = refusals()[-1]
+            assert " error " in refused and said in refused, (said, refused)
+            assert get(f"{api}/api/v1/ready")[0] == 200
+            assert subscription_counts(admin, 3) == [0, 3, 3]
+            # The running tokens are kept.
+            assert get(f"{api}/api/v1/snapshot", token)[0] == 200
     finally:
         hooks.close()
         for client in clients:
@@ -2076,28 +2211,60 @@ def test_the_readmes_control_examples_work_on_a_simulated_household(
     assert added.groups() == (time_of_day, recurrence), said["kitchen alarm"]
 
     [events] = [command for command in commands if command[:2] == ["sonosctl", "events"]]
-    with subprocess.Popen(
-        [sonosctl, *events[1:]], stdout=subprocess.PIPE, text=True, env=env
-    ) as following:
-        lines: list[str] = []
-        assert following.stdout is not None
-        threading.Thread(target=lambda: lines.extend(following.stdout or ()), daemon=True).start()
+    # The Clients section's Server-Sent Events line (rooms=Kitchen), typed as written too.
+    clients = readme[readme.index("## Clients") : readme.index("## Control")]
+    [sse_line] = [line for line in clients.splitlines() if line.startswith("curl -N ")]
+    sse = [
+        word.replace("$TOKEN", token).replace("http://127.0.0.1:8080", api)
+        for word in shlex.split(sse_line)
+    ]
+    lines: list[str] = []
+    streamed: list[str] = []
+
+    def data() -> list[dict[str, Any]]:
+        return [json.loads(line[6:]) for line in list(streamed) if line.startswith("data: ")]
+
+    with (
+        subprocess.Popen(
+            [sonosctl, *events[1:]], stdout=subprocess.PIPE, text=True, env=env
+        ) as following,
+        subprocess.Popen(sse, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as curl,
+    ):
+        for process, into in ((following, lines), (curl, streamed)):
+            threading.Thread(
+                target=lambda out=process.stdout, into=into: into.extend(out or ()), daemon=True
+            ).start()
         try:
 
             def connected() -> bool:
                 assert following.poll() is None, lines
+                assert curl.poll() is None, streamed
                 status, body = get(f"{api}/api/v1/diagnostics", token)
-                return status == 200 and body["sinks"]["clients"]["sse"] == 1
+                return status == 200 and body["sinks"]["clients"]["sse"] == 2
 
-            wait_for(connected, "sonosctl events connected")
-            request = urllib.request.Request(
-                f"{api}/api/v1/speakers/Kitchen/volume",
-                data=json.dumps({"volume": 12}).encode(),
-                method="POST",
-            )
-            request.add_header("Authorization", f"Bearer {token}")
-            request.add_header("Content-Type", "application/json")
-            assert answer_of(request)[0] == 200
+            wait_for(connected, "sonosctl events and curl connected")
+            # The Living Room's change first, its event published (neither Kitchen-only client
+            # may show it), then the Kitchen's.
+            for room, volume in (("Living Room", 17), ("Kitchen", 12)):
+                request = urllib.request.Request(
+                    f"{api}/api/v1/speakers/{urllib.parse.quote(room)}/volume",
+                    data=json.dumps({"volume": volume}).encode(),
+                    method="POST",
+                )
+                request.add_header("Authorization", f"Bearer {token}")
+                request.add_header("Content-Type", "application/json")
+                assert answer_of(request)[0] == 200
+                wait_for(
+                    lambda room=room, volume=volume: (
+                        volume_of(
+                            get(f"{api}/api/v1/speakers/{urllib.parse.quote(room)}", token)[1][
+                                "services"
+                            ]["RenderingControl"]
+                        )
+                        == volume
+                    ),
+                    f"the {room}'s event",
+                )
             wait_for(
                 lambda: [
                     line
@@ -2106,7 +2273,23 @@ def test_the_readmes_control_examples_work_on_a_simulated_household(
                 ],
                 "the Kitchen's volume change from sonosctl events",
             )
+            wait_for(
+                lambda: [
+                    m
+                    for m in data()
+                    if m.get("service") == "RenderingControl"
+                    and (m.get("speaker") or {}).get("name") == "Kitchen"
+                    and volume_of(m) == 12
+                ],
+                "the Kitchen's volume change from curl",
+            )
         finally:
             following.terminate()
+            curl.terminate()
+    messages = data()
+    assert messages[0]["type"] == "snapshot", messages[0]
+    rooms = {(m.get("speaker") or {}).get("name") for m in messages[1:]} - {None}
+    assert rooms == {"Kitchen"}, messages
+    assert not [line for line in lines if " Living Room " in line], lines
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(timeout=WAIT) == 0, processes.output(daemon)

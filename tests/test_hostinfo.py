@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import socket
+import struct
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from sonosd.hostinfo import container, host_info, interfaces, lan_addresses
+from sonosd.hostinfo import (
+    container,
+    host_info,
+    interfaces,
+    lan_addresses,
+    parse_ifconf,
+    prefix_length,
+)
 
 
 @attrs.frozen
@@ -69,3 +78,39 @@ def test_bridge_network_is_recognised(tmp_path: Path) -> None:
     assert (hosted["container"], hosted["bridge_network"]) == ("docker", False)
     plain = host_info(HOST, tmp_path / "none")
     assert (plain["container"], plain["bridge_network"]) == (None, False)
+
+
+def ifreq(name: bytes, family: int, address: bytes) -> bytes:
+    """One ``struct ifreq`` as ``SIOCGIFCONF`` writes it (40 bytes on Linux)."""
+    return name.ljust(16, b"\0") + struct.pack("H", family) + b"\0\0" + address.ljust(20, b"\0")
+
+
+def test_the_kernels_interface_list_is_read() -> None:
+    """A ``SIOCGIFCONF`` answer gives each IPv4 interface's name and address (anything else
+    in it is skipped); a netmask gives its prefix length."""
+    answer = (
+        ifreq(b"lo", socket.AF_INET, socket.inet_aton("127.0.0.1"))
+        + ifreq(b"eth0", socket.AF_INET6, b"\x20\x01")
+        + ifreq(b"eth0", socket.AF_INET, socket.inet_aton("192.168.1.10"))
+    )
+    assert parse_ifconf(answer) == [("lo", "127.0.0.1"), ("eth0", "192.168.1.10")]
+    assert parse_ifconf(answer[:-1]) == [("lo", "127.0.0.1")]
+    assert [prefix_length(socket.inet_aton(mask)) for mask in ("255.0.0.0", "255.255.240.0")] == [
+        8,
+        20,
+    ]
+
+
+def test_interfaces_without_netlink_come_from_the_kernel() -> None:
+    """When ``getifaddrs()`` fails (it needs a netlink socket, which the systemd unit's
+    RestrictAddressFamilies refuses), the IPv4 interfaces are asked of the kernel through an
+    AF_INET socket: this host's loopback is there; when that fails too, no interface."""
+
+    def refused() -> Any:
+        raise OSError(97, "Address family not supported by protocol")
+
+    found = interfaces(refused)
+    assert {"name": "lo", "addresses": ["127.0.0.1/8"]} in found, found
+    assert all(":" not in address for i in found for address in i["addresses"]), found
+    assert interfaces(refused, fallback=refused) == []
+    assert interfaces(HOST, fallback=refused)[0] == {"name": "lo", "addresses": ["127.0.0.1/8"]}

@@ -9,12 +9,14 @@ temporary files in the test's directory, on a free loopback port, and is stopped
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
 import shutil
 import signal
 import subprocess
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -203,6 +205,15 @@ def test_rest_needs_its_token_through_the_proxy(proxied: Proxied) -> None:
         )
         assert answer_of(request)[0] == expected
     wait_for(lambda: proxied.daemon.speaker("Kitchen")["volume"] == 31, "the kitchen at 31")
+    # docs/deployment.md: "/sonos (no slash) is redirected to /sonos/ by nginx itself".
+    connection = http.client.HTTPConnection("127.0.0.1", proxied.proxy.port, timeout=10)
+    try:
+        connection.request("GET", PREFIX)
+        answer = connection.getresponse()
+        location = urllib.parse.urlsplit(answer.getheader("Location") or "").path
+        assert (answer.status, location) == (301, f"{PREFIX}/")
+    finally:
+        connection.close()
 
 
 def _volume(proxied: Proxied, room: str, volume: int) -> None:

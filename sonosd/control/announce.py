@@ -103,10 +103,12 @@ def _transport(device: Any) -> tuple[str, str, str]:
 class _Clip:
     """What an announcement plays."""
 
-    def __init__(self, title: str, seconds: float | None, mime: str) -> None:
+    def __init__(self, title: str, seconds: float | None, mime: str, meta: str = "") -> None:
         self.title = title
         self.seconds = seconds
         self.mime = mime
+        #: The client's DIDL-Lite for the clip (``meta``), or ``""``: the daemon's own.
+        self.meta = meta
         self.uri: str | None = None
         self.path: str | None = None
 
@@ -177,11 +179,11 @@ class AnnounceCommands:
         text = params["text"]
         title = params["title"] or (text[:60] if text else "Announcement")
         if text is None:
-            clip = _Clip(title, None, "audio/mpeg")
+            clip = _Clip(title, None, "audio/mpeg", params["meta"])
             clip.uri = params["uri"]
             return clip
         if self.config.tts_url is not None:
-            clip = _Clip(title, None, "audio/mpeg")
+            clip = _Clip(title, None, "audio/mpeg", params["meta"])
             clip.uri = self.config.tts_url.replace("{text}", quote(text, safe=""))
             return clip
         if self._media is None or self._media_url is None:
@@ -190,7 +192,7 @@ class AnnounceCommands:
             audio = await self._tts.speak(text)
         except TtsError as error:
             raise ControlError("tts_failed", 503, f"cannot speak the text: {error}") from error
-        clip = _Clip(title, wav_seconds(audio), "audio/wav")
+        clip = _Clip(title, wav_seconds(audio), "audio/wav", params["meta"])
         clip.path = self._media.add(audio, "audio/wav", self.config.media_ttl)
         return clip
 
@@ -267,7 +269,7 @@ class AnnounceCommands:
                 await self._all(
                     self._ctx.call(saved.refs.get(uid) or ref, _volume, volume) for uid in members
                 )
-            meta = clip_metadata(uri, clip.title, clip.seconds, clip.mime)
+            meta = clip.meta or clip_metadata(uri, clip.title, clip.seconds, clip.mime)
             await self._ctx.call(player, _play_clip, uri, meta, clip.title)
             ended, status = await self._wait(player, uri, self._timeout(clip, params))
         finally:

@@ -66,11 +66,23 @@ MAX_ANNOUNCE_SECONDS = 600.0
 MAX_SLEEP_SECONDS = 86399
 
 
+#: The most unknown argument names a refusal lists beside the first.
+OTHERS_SHOWN = 5
+
+
 def _only(args: Args, *allowed: str) -> None:
-    for name in args:
-        if name not in allowed:
-            expected = ", ".join(allowed) if allowed else "none"
-            raise bad_argument(name, f"unknown argument (expected: {expected})")
+    """Refuse arguments not in ``allowed``, naming every one (the first leads the message)."""
+    unknown = [name for name in args if name not in allowed]
+    if not unknown:
+        return
+    expected = ", ".join(allowed) if allowed else "none"
+    message = f"unknown argument (expected: {expected})"
+    others = unknown[1:]
+    if others:
+        shown = ", ".join(others[:OTHERS_SHOWN])
+        more = f" and {len(others) - OTHERS_SHOWN} more" if len(others) > OTHERS_SHOWN else ""
+        message += f"; also unknown: {shown}{more}"
+    raise bad_argument(unknown[0], message)
 
 
 def to_bool(name: str, value: Any) -> bool:

@@ -36,6 +36,7 @@ from sonosd.control.library import LibraryCommands
 from sonosd.control.queue import QueueCommands
 from sonosd.control.skips import SkipFile
 from sonosd.gena.media import MediaStore
+from sonosd.household.probe import UPNP_HELP
 from sonosd.household.soap import AnswerRefused, fault_code
 from sonosd.household.state import HouseholdState, SpeakerRef
 from sonosd.household.topology import Topology, TopologyError, parse_zone_group_state
@@ -263,8 +264,9 @@ class Controller:
     @param max_pending: SoCo calls of commands that may wait or run at once for one speaker;
         beyond, a command fails at once with 503 ``busy`` instead of queueing (a client
         flooding commands cannot grow the queue, nor delay the daemon's own calls for long).
-    @param unreachable: Told ``(uid, reason)`` when a call to a speaker times out or cannot
-        connect (the household supervisor then checks its availability at once), or ``None``.
+    @param unreachable: Told ``(uid, reason)`` when a call to a speaker times out, cannot
+        connect or is refused 403 (UPnP off) (the household supervisor then checks its
+        availability at once), or ``None``.
     @param transport_commanded: Told the coordinator's uid after a transport command (play,
         pause, seek...) succeeded (the track position is read again), or ``None``.
     @param announce: The ``announce`` configuration (text to speech, defaults).
@@ -450,6 +452,13 @@ class Controller:
             return ControlError("speaker_error", 502, f"{who} failed: {garbled}")
         if requests is not None and isinstance(error, requests.exceptions.ConnectionError):
             return ControlError("offline", 503, f"{who} cannot be reached")
+        if (
+            requests is not None
+            and isinstance(error, requests.exceptions.HTTPError)
+            and getattr(error.response, "status_code", None) == 403
+        ):
+            # 403 over HTTP and over HTTPS (sonosd.securesoap tried both): UPnP is off.
+            return ControlError("upnp_disabled", 503, f"{who} cannot be controlled: {UPNP_HELP}")
         # Any other requests error: SoCo's raise_for_status() on a status other than 200, 405
         # and 500, a body that breaks off ...
         if (
@@ -529,7 +538,10 @@ class Controller:
         except Exception as error:
             # Name the speaker the call went to (the coordinator, for transport commands).
             translated = self._translate(error, ref)
-            if translated.code in ("timeout", "offline") and self.unreachable is not None:
+            if (
+                translated.code in ("timeout", "offline", "upnp_disabled")
+                and self.unreachable is not None
+            ):
                 self.unreachable(ref.uid, translated.message)
             raise translated from error
         finally:

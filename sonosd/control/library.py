@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from sonosd.control.commandargs import ControlError, Params, bad_argument
 from sonosd.control.context import ControlContext, call_meaning
-from sonosd.control.queue import current_track, enqueue, play_from, queue_item
+from sonosd.control.queue import enqueue, next_position, play_from, queue_item
 from sonosd.household.state import SpeakerRef
 
 #: ``library`` categories and the object ids they browse.
@@ -311,9 +311,7 @@ def share_link(device: Any, url: str, mode: str, play: bool) -> dict[str, Any]:
         raise bad_argument("url", "not a Spotify, Apple Music, TIDAL or Deezer share link")
     name = _SERVICE_NAMES.get(type(service).__name__, type(service).__name__)
     before = int(device.queue_size)
-    position = 0
-    if mode == "next":
-        position = current_track(device) + 1 if before else 0
+    position = next_position(device) if mode == "next" and before else 0
     try:
         first = int(plugin.add_share_link_to_queue(url, position=position))
     except Exception as error:

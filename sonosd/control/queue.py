@@ -47,6 +47,15 @@ def current_track(device: Any) -> int:
     return int(track) if track.isascii() and track.isdigit() and len(track) <= 9 else 0
 
 
+def next_position(device: Any) -> int:
+    """Where mode ``next`` puts an item: the 1-based position right after the current queue
+    track, or 0 (the end) when the queue is not what plays (a stream, line-in) or has no
+    current track."""
+    now = current_track(device)
+    on_queue = str(device.get_current_media_info().get("uri", "")).startswith("x-rincon-queue:")
+    return now + 1 if on_queue and now else 0
+
+
 def enqueue(device: Any, item: Any, mode: str) -> int:
     """Put ``item`` (a queueable DIDL object) into the queue per ``mode``; the number of its
     first track (1-based)."""
@@ -54,10 +63,7 @@ def enqueue(device: Any, item: Any, mode: str) -> int:
         device.clear_queue()
         return int(device.add_to_queue(item))
     if mode == "next":
-        now = current_track(device)
-        on_queue = str(device.get_current_media_info().get("uri", "")).startswith("x-rincon-queue:")
-        position = now + 1 if on_queue and now else 0
-        return int(device.add_to_queue(item, position=position))
+        return int(device.add_to_queue(item, position=next_position(device)))
     return int(device.add_to_queue(item))
 
 

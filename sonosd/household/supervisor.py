@@ -775,7 +775,7 @@ class SpeakerSupervisor(Service):
 
     def command_failed(self, reason: str) -> None:
         """A command to the speaker did not get through (a timeout, a refused or lost
-        connection): check it now rather than at the next silence check."""
+        connection, a 403: UPnP off): check it now rather than at the next silence check."""
         if self.availability == ONLINE:
             self.check_now(f"a command failed: {reason}")
 

@@ -716,11 +716,16 @@ class MqttSink(Service):
         if parsed is None or self._controller is None:
             return
         key, command = parsed
+        # Lines about what a publisher sent are throttled per reason (PeerLog): the broker
+        # does not say who published, and the topic's room key is the sender's to choose.
+        source = f"mqtt broker {self._config.host}:{self._config.port}"
         if msg.retain:
-            log.warn(
+            self.peer_log.emit(
+                source,
+                "retained",
                 "mqtt: ignored retained command {topic}: commands must not be retained "
                 "(they would run again at every reconnect)",
-                topic=msg.topic,
+                topic=topic,
             )
             return
         self.commands += 1
@@ -730,7 +735,12 @@ class MqttSink(Service):
         except JsonRefused as refused:
             self.refused["mqtt", refused.reason] += 1
             self.peer_log.emit(
-                key, refused.reason, "mqtt command for {source} refused: {error}", error=refused
+                source,
+                refused.reason,
+                "mqtt command {command} for {room} refused: {error}",
+                command=command,
+                room=key,
+                error=refused,
             )
             self._answer(result_topic, {"ok": False, "error": _error("bad_request", 400, refused)})
             return
@@ -761,7 +771,8 @@ class MqttSink(Service):
 
     def stopService(self) -> Deferred[None]:
         """Publish ``offline`` for the bridge, wait for the broker to acknowledge it, disconnect
-        cleanly: all within ``drain_timeout``."""
+        cleanly: all within ``drain_timeout``. Events left undelivered are counted in one
+        warning (docs/deployment.md, SIGTERM)."""
         super().stopService()
         self._stopping = True
         self.peer_log.stop()
@@ -770,8 +781,22 @@ class MqttSink(Service):
         self._retry = None
         if not self.connected or self._descriptor is None:
             self.connected = False
+            self._count_undelivered(None)
             return succeed(None)
         return Deferred.fromCoroutine(self._disconnect())
+
+    def _count_undelivered(self, will: int | None) -> None:
+        """Warn of the events this stop leaves undelivered: those not published since the
+        last gap report (the broker was away or not reading) and those the broker has not
+        acknowledged (``will``, the bridge's ``offline``, aside)."""
+        count = self.missed + len(self._awaiting - {will})
+        if count:
+            log.warn(
+                "mqtt broker {host}:{port}: {count} messages not delivered at shutdown",
+                host=self._config.host,
+                port=self._config.port,
+                count=count,
+            )
 
     async def _disconnect(self) -> None:
         started = self._reactor.seconds()
@@ -802,6 +827,7 @@ class MqttSink(Service):
             self._drop_socket()
             if descriptor is not None:
                 descriptor.close()
+        self._count_undelivered(mid)
 
 
 def _error(code: str, status: int, error: BaseException) -> dict[str, Any]:

@@ -34,7 +34,7 @@ import enum
 import hashlib
 import hmac
 import random as _random
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
@@ -273,9 +273,10 @@ class WebhookTarget:
         backoff_max: float = 60.0,
         random: Callable[[], float] = _random.random,
         pool: HTTPConnectionPool | None = None,
+        shown: str | None = None,
     ) -> None:
         self.url = url
-        self._shown = safe_url(url)
+        self._shown = shown or safe_url(url)
         self._pool = pool
         self.stats = TargetStats()
         self._reactor = reactor
@@ -298,6 +299,11 @@ class WebhookTarget:
         self._idle: list[Deferred[None]] = []
 
     @property
+    def shown(self) -> str:
+        """The target as logs, diagnostics and metrics name it (no credentials)."""
+        return self._shown
+
+    @property
     def queued(self) -> int:
         """Messages waiting, plus the one in flight."""
         return len(self._pending) + int(self._running)
@@ -310,7 +316,7 @@ class WebhookTarget:
     def status(self) -> dict[str, Any]:
         """The target's URL (credentials hidden), queue, state and counters."""
         return {
-            "url": safe_url(self.url),
+            "url": self._shown,
             "queued": self.queued,
             "failing": self._failing,
             "last_error": self.last_error,
@@ -590,7 +596,14 @@ class WebhookSink(Service):
         """
         targets = []
         pools = []
+        # Two targets may post to one URL (each with its own filter): the second is shown as
+        # ``<url>#2`` in logs, diagnostics and metrics, which would otherwise merge them.
+        seen: Counter[str] = Counter()
         for webhook in webhooks:
+            shown = safe_url(webhook.url)
+            seen[shown] += 1
+            if seen[shown] > 1:
+                shown = f"{shown}#{seen[shown]}"
             pool: HTTPConnectionPool | None = None
             if client_factory is None:
                 pool = quiet_pool(reactor, persistent=True)
@@ -611,6 +624,7 @@ class WebhookSink(Service):
                     filter=_filter_of(webhook.filter),
                     random=random,
                     pool=pool,
+                    shown=shown,
                 )
             )
         return cls(reactor, targets, drain_timeout=drain_timeout, pools=pools)
@@ -621,8 +635,8 @@ class WebhookSink(Service):
             target.deliver(message)
 
     def stats(self) -> dict[str, TargetStats]:
-        """Counters per target URL."""
-        return {target.url: target.stats for target in self.targets}
+        """Counters per target, by its URL as shown (``status()``'s ``url``)."""
+        return {target.shown: target.stats for target in self.targets}
 
     def status(self) -> list[dict[str, Any]]:
         """Every target: its URL (without credentials), queue and counters."""

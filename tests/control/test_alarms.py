@@ -336,6 +336,32 @@ class AlarmDaemonTests(TestCase):
         self.assertEqual(status, 200, body)
         program = body["result"]["alarm"]["program"]
         self.assertEqual(program, {"uri": favorite.uri, "title": favorite.title})
+        # Or a URI with its DIDL-Lite metadata (docs/control.md: ``uri`` + ``meta``).
+        uri = "x-rincon-mp3radio://127.0.0.1/morning.mp3"
+        meta = (
+            '<DIDL-Lite xmlns="urn:schemas-upnp-org:metadata-1-0/DIDL-Lite/" '
+            'xmlns:dc="http://purl.org/dc/elements/1.1/">'
+            '<item id="-1" parentID="-1"><dc:title>Morning</dc:title></item></DIDL-Lite>'
+        )
+        status, body = await daemon.post(
+            "Kitchen",
+            "alarms",
+            {
+                "action": "create",
+                "time": "08:20",
+                "recurrence": "WEEKENDS",
+                "uri": uri,
+                "meta": meta,
+            },
+        )
+        self.assertEqual(status, 200, body)
+        created = body["result"]["alarm"]
+        held = next(a for a in daemon.household.alarms if a.alarm_id == created["id"])
+        self.assertEqual(
+            (held.program_uri, held.program_metadata, held.recurrence),
+            (uri, meta, "WEEKENDS"),
+        )
+        self.assertEqual(created["program"]["uri"], uri)
 
     async def test_skip_disables_until_after_the_next_ring(self) -> None:
         """skip switches the alarm off and schedules it on again a minute after the ring it

@@ -270,15 +270,77 @@ class VolumeAndTimeoutTests(TestCase):
         self.assertLess(body["result"]["seconds"], 50)
         self.assertEqual(kitchen.transport.uri, before)
 
+    async def test_a_clip_stopped_or_replaced_by_another_controller_ends_it(self) -> None:
+        """The announcement ends as soon as its clip stops or something else plays (another
+        controller pauses it, or starts the queue), as ``finished``, not at its ``timeout``
+        (shorter than the clip: a wait that missed it would end ``timeout``); the group is
+        restored. Without ``volume`` and ``announce.volume`` the clip plays at the speaker's
+        own volume (left as it is)."""
+        server = serve_audio(self, {"/long.wav": (wav_bytes(60.0), "audio/wav")})
+        daemon, _ = await start(self)
+        kitchen = daemon.speaker(0)
+        transport = kitchen.transport
+        before = transport.uri
+        kitchen.set_volume(13)
+        clip = server.url("/long.wav")
+
+        def pause() -> None:
+            transport.pause()
+
+        def play_the_queue() -> None:
+            transport.set_uri(transport.queue_uri, "", None)
+            transport.play()
+
+        for interrupt in (pause, play_the_queue):
+            posting = daemon.posting("Kitchen", "announce", {"uri": clip, "timeout": 30})
+            await until(
+                lambda: transport.uri == clip and transport.state == "PLAYING", "the clip playing"
+            )
+            self.assertEqual(kitchen.rendering.volume, 13)
+            interrupt()
+            status, body = await posting
+            self.assertEqual(status, 200, body)
+            self.assertEqual(body["result"]["ended"], "finished", interrupt.__name__)
+            self.assertEqual(transport.uri, before)
+
+    async def test_meta_and_title_describe_the_clip(self) -> None:
+        """announce's ``meta`` (DIDL-Lite) is the metadata the clip plays with; without it,
+        the daemon's own names the clip by ``title`` (docs/control.md)."""
+        server = serve_audio(self, {"/long.wav": (wav_bytes(60.0), "audio/wav")})
+        daemon, _ = await start(self)
+        transport = daemon.speaker(0).transport
+        clip = server.url("/long.wav")
+        meta = (
+            '<DIDL-Lite xmlns="urn:schemas-upnp-org:metadata-1-0/DIDL-Lite/" '
+            'xmlns:dc="http://purl.org/dc/elements/1.1/">'
+            '<item id="bell" parentID="-1" restricted="true"><dc:title>Doorbell</dc:title>'
+            "</item></DIDL-Lite>"
+        )
+        for args, shown in (({"meta": meta}, meta), ({"title": "Front door"}, "Front door")):
+            posting = daemon.posting("Kitchen", "announce", {"uri": clip, "timeout": 30, **args})
+            await until(
+                lambda: transport.uri == clip and transport.state == "PLAYING", "the clip playing"
+            )
+            if shown == meta:
+                self.assertEqual(transport.uri_metadata, meta)
+            else:
+                self.assertIn(f"<dc:title>{shown}</dc:title>", transport.uri_metadata)
+            transport.pause()
+            status, body = await posting
+            self.assertEqual(status, 200, body)
+
     async def test_a_spoken_clip_of_known_length_outlasts_announce_timeout(self) -> None:
         """A spoken clip's length is known: it plays to its end (length plus 5 s), however
-        short ``announce.timeout`` is."""
+        short ``announce.timeout`` is; the command's ``timeout`` bounds it all the same."""
         command = wav_command(2)
         daemon, _ = await start(self, announce={"tts_command": command, "timeout": 0.5})
         status, body = await daemon.post("Kitchen", "say", {"text": "two seconds"})
         self.assertEqual(status, 200, body)
         self.assertEqual(body["result"]["ended"], "finished")
         self.assertGreaterEqual(body["result"]["seconds"], 2.0)
+        # The command's own timeout bounds even a clip of known length.
+        status, body = await daemon.post("Kitchen", "say", {"text": "cut", "timeout": 0.5})
+        self.assertEqual((status, body["result"]["ended"]), (200, "timeout"), body)
 
     async def test_a_spoken_clip_is_withdrawn_after_media_ttl(self) -> None:
         """A spoken clip is served at most ``announce.media_ttl``: one playing longer is no
@@ -316,6 +378,16 @@ class FailureTests(TestCase):
         self.assertEqual(status, 502, body)
         self.assertEqual(body["error"]["code"], "playback_failed")
         self.assertIn("ERROR_NO_CONTENT", body["error"]["message"])
+        self.assertEqual(kitchen.transport.uri, before)
+        # target room: the speaker taken out of its group for the clip is put back.
+        living = daemon.speaker(2)
+        daemon.household.join(living, kitchen)
+        await until(lambda: living.group.coordinator == kitchen.uid, "the group")
+        status, body = await daemon.post(
+            "Living Room", "announce", {"uri": "http://127.0.0.1:9/nothing.mp3", "target": "room"}
+        )
+        self.assertEqual((status, body["error"]["code"]), (502, "playback_failed"), body)
+        await until(lambda: living.group.coordinator == kitchen.uid, "the group again")
         self.assertEqual(kitchen.transport.uri, before)
 
     async def test_missing_tts_command_is_503(self) -> None:

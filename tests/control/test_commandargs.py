@@ -192,6 +192,19 @@ def test_every_command_parses_something() -> None:
         assert rejected(command, {"bogus": 1}).argument in ("bogus", "action")
 
 
+def test_unknown_arguments_are_all_named() -> None:
+    """docs/control.md: unknown arguments are refused naming them: the first leads the
+    message (its argument), the others follow, at most five of them listed."""
+    error = rejected("volume", {"volume": 3, "volum": 3, "vol": 4})
+    assert (error.code, error.status, error.argument) == ("bad_argument", 400, "volum")
+    assert error.message == ("volum: unknown argument (expected: volume, delta); also unknown: vol")
+    many = {f"x{n}": n for n in range(9)}
+    error = rejected("play", many)
+    assert error.message == (
+        "x0: unknown argument (expected: none); also unknown: x1, x2, x3, x4, x5 and 3 more"
+    )
+
+
 def test_error_json() -> None:
     """A ControlError's JSON carries the UPnP error only when there is one."""
     assert ControlError("timeout", 504, "slow").to_json() == {"code": "timeout", "message": "slow"}
@@ -415,3 +428,136 @@ def test_documented_argument_rules(
     if rule == "exactly one":
         error = rejected(command, {name: values[name] for name in names})
         assert error.code == "bad_argument"
+
+
+#: docs/control.md's command table: ``(the words of the page, command, arguments, what the
+#: parsed arguments hold)`` for each default the page states.
+CONTROL_DEFAULTS = [
+    ("`start`? (default true)", "play_uri", {"uri": "x-file-cifs://nas/a.mp3"}, {"start": True}),
+    (
+        "(`replace` default, `next`, `end`), `play`? (default true)",
+        "play_favorite",
+        {"name": "Jazz"},
+        {"mode": "replace", "play": True},
+    ),
+    ("`action`: `list` (default)", "playlists", {}, {"action": "list"}),
+    (
+        "`add` (`mode`? `next`/`end`, default `end`)",
+        "playlists",
+        {"action": "add", "name": "Mix"},
+        {"mode": "end"},
+    ),
+    ("`browse` (default;", "library", {"category": "albums"}, {"action": "browse"}),
+    (
+        "`category`? default `tracks`",
+        "library",
+        {"action": "search", "term": "x"},
+        {"category": "tracks"},
+    ),
+    (
+        "`play`? (default true), `mode`? (default `replace` when playing, else `end`)",
+        "share_link",
+        {"url": "https://x/y"},
+        {"play": True, "mode": "replace"},
+    ),
+    (
+        "`mode`? (default `replace` when playing, else `end`)",
+        "share_link",
+        {"url": "https://x/y", "play": "no"},
+        {"play": False, "mode": "end"},
+    ),
+    (
+        "`remove` (`track`, `count`? ≤ 1000, default 1)",
+        "queue",
+        {"action": "remove", "track": 4},
+        {"count": 1},
+    ),
+    (
+        "`move` (`track`, `to`, `count`? ≤ 1000, default 1)",
+        "queue",
+        {"action": "move", "track": 4, "to": 1},
+        {"count": 1},
+    ),
+    (
+        "`get` (default; `set` if `seconds`/`minutes` given)",
+        "sleep_timer",
+        {"seconds": 90},
+        {"action": "set", "seconds": 90},
+    ),
+    ("`name`? (default `default`), `fade`?", "restore", {}, {"name": "default"}),
+    (
+        "`target`? (`group` default, `room`, `all`)",
+        "announce",
+        {"uri": "http://nas/a.mp3"},
+        {"target": "group"},
+    ),
+    ("`action`: `list` (default), `create`", "alarms", {}, {"action": "list"}),
+    (
+        "default the speaker itself), `play`? (default true)",
+        "line_in",
+        {},
+        {"source": None, "play": True},
+    ),
+    ("| `tv` | `play`? (default true)", "tv", {}, {"play": True}),
+    ("`mute` (bool; left out: toggle)", "group_mute", {}, {"mute": None}),
+]
+
+
+@pytest.mark.parametrize(("words", "command", "args", "expected"), CONTROL_DEFAULTS)
+def test_control_md_defaults(
+    words: str, command: str, args: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    """Each default docs/control.md's command table states is the one the parser fills in
+    (the page's words are checked too, so that a changed page fails here)."""
+    from tests.paths import ROOT
+
+    assert words in (ROOT / "docs" / "control.md").read_text()
+    _name, params = parse_command(command, args)
+    assert {key: params.get(key) for key in expected} == expected
+
+
+#: docs/control.md's bounds: ``(the words of the page, command, other arguments, argument,
+#: lowest, highest)`` (``None``: the page states no lower bound).
+CONTROL_BOUNDS = [
+    ("`volume` (0..100) **or** `delta` (-100..100)", "volume", {}, "volume", 0, 100),
+    ("`volume` (0..100) **or** `delta` (-100..100)", "volume", {}, "delta", -100, 100),
+    ("`bass` / `treble` (-10..10)", "bass", {}, "bass", -10, 10),
+    ("`bass` / `treble` (-10..10)", "treble", {}, "treble", -10, 10),
+    (
+        "`volume`? (0..100), `timeout`? (seconds, ≤ 600)",
+        "announce",
+        {"uri": "http://nas/a.mp3"},
+        "volume",
+        0,
+        100,
+    ),
+    (
+        "`volume`? (0..100), `timeout`? (seconds, ≤ 600)",
+        "announce",
+        {"uri": "http://nas/a.mp3"},
+        "timeout",
+        None,
+        600,
+    ),
+    ("`gain`? (-15..15)", "sub", {}, "gain", -15, 15),
+    ("`tv_level`? (-15..15)", "surround", {}, "tv_level", -15, 15),
+    ("`music_level`? (-15..15)", "surround", {}, "music_level", -15, 15),
+    ("`list` (`start`?, `count`? ≤ 1000)", "queue", {"action": "list"}, "count", None, 1000),
+]
+
+
+@pytest.mark.parametrize(("words", "command", "base", "name", "low", "high"), CONTROL_BOUNDS)
+def test_control_md_bounds(
+    words: str, command: str, base: dict[str, Any], name: str, low: int | None, high: int
+) -> None:
+    """Each bound docs/control.md states is the parser's: the bound is accepted, one past it
+    is 400 bad_argument, the message starting with the argument's name."""
+    from tests.paths import ROOT
+
+    assert words in (ROOT / "docs" / "control.md").read_text()
+    for value in (high,) if low is None else (low, high):
+        parse_command(command, {**base, name: value})
+    for value in (high + 1,) if low is None else (low - 1, high + 1):
+        error = rejected(command, {**base, name: value})
+        assert (error.code, error.status) == ("bad_argument", 400)
+        assert error.message.startswith(f"{name}: "), error.message

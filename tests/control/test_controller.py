@@ -524,12 +524,12 @@ class ControllerUnitTests(SynchronousTestCase):
     def test_other_http_errors(self) -> None:
         """An HTTP status SoCo does not map (its raise_for_status) is 502 speaker_error."""
 
-        def forbidden(fn: Any, device: Any, *args: Any) -> Any:
-            raise requests.exceptions.HTTPError("403 Client Error: Forbidden")
+        def not_found(fn: Any, device: Any, *args: Any) -> Any:
+            raise requests.exceptions.HTTPError("404 Client Error: Not Found")
 
-        error = self.failed(forbidden)
+        error = self.failed(not_found)
         self.assertEqual((error.code, error.status), ("speaker_error", 502))
-        self.assertIn("403", error.message)
+        self.assertIn("404", error.message)
         self.assertEqual(self.flushLoggedErrors(), [])
 
     def test_unexpected_error_hidden(self) -> None:

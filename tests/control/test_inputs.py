@@ -7,6 +7,7 @@ from twisted.trial.unittest import TestCase
 
 from tests.control.daemon_commands import start
 from tests.control.test_controller_daemon import arrives, event_of
+from tests.daemon_helpers import until
 
 
 class InputTests(TestCase):
@@ -39,6 +40,43 @@ class InputTests(TestCase):
             self.assertEqual((status, body["error"]["code"]), (409, "not_supported"), command)
             self.assertEqual(body["error"]["upnp_error"], 714)
 
+    async def test_line_in_plays_on_the_coordinator_and_tv_leaves_the_group(self) -> None:
+        """line_in sent to a group member plays on its group's coordinator (the answer names
+        it); tv on a grouped soundbar takes it out of its group (docs/control.md), and the
+        topology shows it on its own."""
+        daemon, client = await start(self)
+        kitchen, play5, amp = (daemon.speaker(i) for i in range(3))
+        daemon.household.join(kitchen, play5)
+        daemon.household.join(amp, play5)
+        await until(lambda: amp.group.coordinator == play5.uid, "the group")
+        status, body = await daemon.post("Kitchen", "line_in", {"source": "Office"})
+        self.assertEqual(status, 200, body)
+        uri = f"x-rincon-stream:{play5.uid}"
+        self.assertEqual(
+            body["result"], {"coordinator": play5.uid, "source": play5.uid, "uri": uri}
+        )
+        self.assertEqual(play5.transport.uri, uri)
+        self.assertEqual(kitchen.group.coordinator, play5.uid)
+        mark = len(client.messages())
+        status, body = await daemon.post("Living Room", "tv")
+        self.assertEqual((status, body["result"]["coordinator"]), (200, amp.uid), body)
+        self.assertEqual(amp.transport.uri, f"x-sonos-htastream:{amp.uid}:spdif")
+        self.assertEqual((amp.group.coordinator, kitchen.group.coordinator), (amp.uid, play5.uid))
+        await arrives(
+            client.messages,
+            mark,
+            lambda m: (
+                m["type"] == "topology.changed"
+                and any(
+                    g["coordinator"] == amp.uid
+                    and {x["uid"] for x in g["members"]} >= {amp.uid}
+                    and play5.uid not in {x["uid"] for x in g["members"]}
+                    for g in m["groups"]
+                )
+            ),
+            "the soundbar on its own",
+        )
+
     async def test_home_theatre_sound(self) -> None:
         """speech_enhancement, sub and surround set the Amp's EQ values, read them back and
         are evented; a Sonos One answers 409 not_supported."""
@@ -66,8 +104,13 @@ class InputTests(TestCase):
         self.assertTrue(amp.rendering.dialog_level)
         status, body = await daemon.post("Living Room", "sub")
         self.assertEqual(body["result"]["sub"]["gain"], -4)
-        for command, args in (("sub", {"gain": 2}), ("surround", {"enabled": False})):
+        for command, args in (
+            ("sub", {"gain": 2}),
+            ("surround", {"enabled": False}),
+            ("speech_enhancement", {"speech_enhancement": True}),
+        ):
             status, body = await daemon.post("Kitchen", command, args)
             self.assertEqual((status, body["error"]["code"]), (409, "not_supported"), command)
+            self.assertEqual(body["error"]["upnp_error"], 402, command)
         status, body = await daemon.post("Living Room", "sub", {"gain": 16})
         self.assertEqual((status, body["error"]["code"]), (400, "bad_argument"))

@@ -3,16 +3,18 @@ through the whole daemon against the simulated household."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from soco.data_structures_entry import from_didl_string
 from twisted.trial.unittest import TestCase
 
-from sonosd.control.library import favorite_kind, kind_of
+from sonosd.control.library import CATEGORY_IDS, favorite_kind, kind_of
 from sonosd.sim.didl import items_didl
 from sonosd.sim.favorites import default_favorites, favorite_items
 from tests.control.daemon_commands import start
 from tests.control.test_controller_daemon import arrives, event_of
+from tests.paths import ROOT
 
 
 def test_kinds() -> None:
@@ -107,6 +109,62 @@ class FavoriteTests(TestCase):
             self.assertIn(favorite.title, body["error"]["message"])
 
 
+class QueueModeTests(TestCase):
+    timeout = 120
+
+    async def test_next_goes_right_after_the_current_track(self) -> None:
+        """docs/control.md's queue modes: ``next`` puts a favourite, a Sonos playlist, a
+        library item or a share link right after the current track (not played: the current
+        track stays), ``end`` at the end; with ``play`` the speaker plays the item's first
+        track. While a radio stream plays there is no current queue track: ``next`` queues
+        at the end."""
+        daemon, _ = await start(self)
+        kitchen = daemon.speaker(0)
+        transport = kitchen.transport
+        household = daemon.household
+        album = next(f for f in household.favorites if f.kind == "album")
+        song = household.library.songs[3]
+        link = "https://open.spotify.com/album/6wiUBliPe76YAVpNEdidpY"
+        commands: list[tuple[str, dict[str, Any]]] = [
+            ("play_favorite", {"name": album.title, "play": False}),
+            ("playlists", {"action": "add", "name": "Morning Mix"}),
+            ("library", {"action": "add", "id": "S:" + song.uri.removeprefix("x-file-cifs:")}),
+            ("share_link", {"url": link, "play": False}),
+        ]
+        for command, args in commands:
+            status, body = await daemon.post("Kitchen", "queue", {"action": "play", "track": 2})
+            self.assertEqual(status, 200, body)
+            current = transport.current()
+            before = list(transport.queue)
+            status, body = await daemon.post("Kitchen", command, {**args, "mode": "next"})
+            self.assertEqual(status, 200, (command, body))
+            result = body["result"]
+            self.assertEqual(result["position"], 3, command)
+            queued = transport.queue[2 : 2 + result["queued"]]
+            self.assertEqual(transport.queue, [*before[:2], *queued, *before[2:]], command)
+            self.assertEqual((transport.track_no, transport.current()), (2, current), command)
+            before = list(transport.queue)
+            status, body = await daemon.post("Kitchen", command, {**args, "mode": "end"})
+            self.assertEqual(body["result"]["position"], len(before) + 1, (command, body))
+            self.assertEqual(transport.queue[: len(before)], before, command)
+        # play (the default of play_favorite): from the item's first track.
+        status, body = await daemon.post(
+            "Kitchen", "play_favorite", {"name": album.title, "mode": "next"}
+        )
+        first = body["result"]["position"]
+        await transport.settled()
+        self.assertEqual((transport.state, transport.track_no), ("PLAYING", first), body)
+        station = next(f for f in household.favorites if f.kind == "station")
+        status, body = await daemon.post("Kitchen", "play_favorite", {"name": station.title})
+        self.assertEqual((status, transport.on_queue), (200, False), body)
+        for command, args in commands:
+            before = list(transport.queue)
+            status, body = await daemon.post("Kitchen", command, {**args, "mode": "next"})
+            self.assertEqual(status, 200, (command, body))
+            self.assertEqual(body["result"]["position"], len(before) + 1, (command, body))
+            self.assertEqual(transport.queue[: len(before)], before, command)
+
+
 class PlaylistTests(TestCase):
     timeout = 120
 
@@ -130,6 +188,17 @@ class PlaylistTests(TestCase):
         self.assertEqual(
             [i["uri"] for i in body["result"]["items"]], [t.uri for t in dinner.tracks[:2]]
         )
+        status, body = await daemon.post(
+            "Office",
+            "playlists",
+            {"action": "tracks", "id": dinner.object_id, "start": 1, "count": 2},
+        )
+        self.assertEqual(status, 200, body)
+        self.assertEqual(
+            [(i["position"], i["uri"]) for i in body["result"]["items"]],
+            [(2, dinner.tracks[1].uri), (3, dinner.tracks[2].uri)],
+        )
+        self.assertEqual(body["result"]["start"], 1)
         status, body = await daemon.post(
             "Office", "playlists", {"action": "play", "id": dinner.object_id}
         )
@@ -217,6 +286,36 @@ class LibraryTests(TestCase):
         self.assertEqual([g["title"] for g in body["result"]["items"]], library.genres())
         status, body = await daemon.post("Kitchen", "library", {"id": "A:ALBUM/Nothing"})
         self.assertEqual((status, body["error"]["code"]), (404, "unknown_item"))
+
+    async def test_every_documented_category_browses(self) -> None:
+        """Each category docs/control.md lists browses through the simulated speaker (the
+        list is the daemon's); its answer holds what the simulated library has there, and a
+        category that is not one is 400 bad_argument."""
+        text = (ROOT / "docs" / "control.md").read_text("utf-8")
+        listed = text.split("the music library. Categories: ", 1)[1].split(". Browse", 1)[0]
+        categories = re.findall(r"`([a-z_]+)`", listed)
+        self.assertEqual(sorted(categories), sorted(CATEGORY_IDS))
+        daemon, _ = await start(self)
+        library = daemon.household.library
+        expected = {
+            "artists": library.artists(),
+            "genres": library.genres(),
+            "tracks": [song.title for song in library.songs],
+        }
+        for category in categories:
+            status, body = await daemon.post(
+                "Kitchen", "library", {"category": category, "count": 1000}
+            )
+            self.assertEqual(status, 200, (category, body))
+            result = body["result"]
+            self.assertEqual(result["id"], CATEGORY_IDS[category])
+            self.assertGreaterEqual(result["total"], len(result["items"]), category)
+            if category in expected:
+                titles = [item["title"] for item in result["items"]]
+                self.assertEqual(sorted(titles), sorted(expected[category]), category)
+        status, body = await daemon.post("Kitchen", "library", {"category": "podcasts"})
+        self.assertEqual((status, body["error"]["code"]), (400, "bad_argument"), body)
+        self.assertTrue(body["error"]["message"].startswith("category: "), body)
 
     async def test_play_and_add(self) -> None:
         """library play replaces the queue with an album and plays it; add queues a track."""

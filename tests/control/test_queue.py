@@ -86,12 +86,12 @@ class QueueTests(TestCase):
         on = {"coordinator": kitchen.uid}
         first, after = "http://127.0.0.1/first.mp3", "http://127.0.0.1/after.mp3"
         status, body = await daemon.post(
-            "Kitchen", "queue", {"action": "add", "uri": first, "position": 1}
+            "Kitchen", "queue", {"action": "add", "uri": first, "position": 1, "title": "First"}
         )
         self.assertEqual(
             (status, body["result"]), (200, {**on, "position": 1, "total": length + 1})
         )
-        self.assertEqual(transport.queue[0].uri, first)
+        self.assertEqual((transport.queue[0].uri, transport.queue[0].title), (first, "First"))
         status, body = await daemon.post("Kitchen", "queue", {"action": "play", "track": 3})
         self.assertEqual(status, 200, body)
         status, body = await daemon.post(

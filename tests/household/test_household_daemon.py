@@ -1384,6 +1384,8 @@ class ModeTests(TestCase):
         self.assertIn("UPnP switched off", health["reasons"][0])
         status, body = await daemon.post(daemon.speakers[0].uid, "volume", {"volume": 5})
         self.assertEqual((status, body["error"]["code"]), (503, "upnp_disabled"), body)
+        # docs/control.md: the message says where to switch it on in the Sonos app.
+        self.assertIn("Privacy & Security", body["error"]["message"])
         household.set_modes(upnp=True)
         for speaker in daemon.speakers:
             await until(lambda s=speaker: daemon.status(s) == "online", "UPnP on")

@@ -427,6 +427,61 @@ class SinkTests(SynchronousTestCase):
         self.assertEqual(self.receivers["http://b/"].ids(), [2])
         self.assertEqual(sink.stats()["http://a/"].delivered, 3)
 
+    def test_two_targets_on_one_url_are_told_apart(self) -> None:
+        """Two targets posting to one URL (each with its own filter) keep their own counters,
+        shown as ``<url>`` and ``<url>#2`` (credentials hidden) in the diagnostics and as two
+        series of each metric, not one series twice (which Prometheus refuses)."""
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        from sonosd.delivery.metrics import DaemonCollector
+
+        posted: list[StubTreq] = []
+
+        def factory(webhook: Webhook) -> StubTreq:
+            posted.append(StubTreq(Receiver(self.clock)))
+            return posted[-1]
+
+        url = "http://user:pw@hooks/x?key=abc&v"
+        sink = WebhookSink.from_config(
+            self.clock,
+            [
+                Webhook(url=url, filter={"rooms": ("Kitchen",)}),
+                Webhook(url=url, filter={"rooms": ("Office",)}),
+                Webhook(url="http://other/"),
+            ],
+            client_factory=factory,
+        )
+        self.hub.add_sink(sink)
+        self.hub.publish("event", {}, speaker=KITCHEN, service="AVTransport")
+        self.hub.publish("event", {}, speaker=OFFICE, service="AVTransport")
+        self.hub.publish("event", {}, speaker=OFFICE, service="AVTransport")
+        shown = [entry["url"] for entry in sink.status()]
+        self.assertEqual(
+            shown,
+            ["http://***@hooks/x?key=***&v", "http://***@hooks/x?key=***&v#2", "http://other/"],
+        )
+        self.assertEqual(
+            {name: stats.delivered for name, stats in sink.stats().items()},
+            {
+                "http://***@hooks/x?key=***&v": 1,
+                "http://***@hooks/x?key=***&v#2": 2,
+                "http://other/": 3,
+            },
+        )
+        registry = CollectorRegistry()
+        registry.register(DaemonCollector(dict, lambda: {"webhooks": sink.status()}, ()))
+        lines = generate_latest(registry).decode().splitlines()
+        prefix = 'sonosd_webhook_deliveries_total{result="delivered",target='
+        delivered = sorted(line[len(prefix) :] for line in lines if line.startswith(prefix))
+        self.assertEqual(
+            delivered,
+            [
+                '"http://***@hooks/x?key=***&v"} 1.0',
+                '"http://***@hooks/x?key=***&v#2"} 2.0',
+                '"http://other/"} 3.0',
+            ],
+        )
+
     def test_stop_drains_then_cancels(self) -> None:
         """stopService waits for in-flight deliveries up to its bound, then drops the rest."""
         sink = WebhookSink.from_config(
