@@ -1204,11 +1204,23 @@ class HostileTests(TestCase):
     async def test_lost_last_notify_is_found(self) -> None:
         """A volume change whose NOTIFY is dropped, with nothing after it, is found by the
         consistency check: events.gap, then the state follows the speaker (the resync, or the
-        fresh subscription's initial NOTIFY, whichever comes first)."""
+        fresh subscription's initial NOTIFY, whichever comes first); that service is
+        subscribed afresh, its old SID UNSUBSCRIBEd, with no subscription.lost (the gap said
+        it: docs/supervisor.md, the consistency check)."""
         daemon = await self.daemon(subscription={"check_interval": 1.0})
         kitchen = daemon.speakers[0]
         volume = 50 if kitchen.rendering.volume != 50 else 45
         manager: Any = kitchen.manager
+        supervised = daemon.service.household.speaker(kitchen.uid)
+        assert supervised is not None
+        rendering = supervised.services["RenderingControl"]
+        assert rendering.subscription is not None
+        old = rendering.subscription.sid
+
+        def sids(service: str) -> set[str]:
+            return {s["sid"] for s in manager.subscriptions() if s["service"] == service}
+
+        others = sids("AVTransport")
         manager.faults.drop_next = 1
         started = time.monotonic()
         kitchen.set_volume(volume)
@@ -1225,6 +1237,12 @@ class HostileTests(TestCase):
         found = self.after_gap(daemon, gap, kitchen.uid, "RenderingControl")
         self.assertIn(volume, [volume_of(m.body) for m in found])
         self.assertGreater(time.monotonic(), started)
+        await until(lambda: sids("RenderingControl") - {old}, "a fresh subscription")
+        await until(lambda: old not in sids("RenderingControl"), "the old SID UNSUBSCRIBEd")
+        assert rendering.subscription is not None
+        self.assertEqual(sids("RenderingControl"), {rendering.subscription.sid})
+        self.assertEqual(sids("AVTransport"), others)
+        self.assertEqual(daemon.recorder.of("subscription.lost"), [])
 
     def after_gap(self, daemon: Daemon, gap: Any, uid: str, service: str) -> list[Any]:
         """The ``event`` messages that followed ``gap`` from a resync or a NOTIFY (the fresh

@@ -13,7 +13,7 @@ import pytest
 
 from sonosd import backoff
 from sonosd.config import SsdpConfig, SubscriptionConfig
-from sonosd.household import discovery, position, supervisor
+from sonosd.household import discovery, events, position, resync, supervisor
 from sonosd.household.keepalive import SupervisorContext
 from tests.paths import ROOT
 from tests.test_security_doc import table_rows
@@ -105,3 +105,32 @@ def test_every_test_the_page_names_exists() -> None:
     assert len(bare) >= 4
     for name in bare:
         assert re.search(rf"(class|def) {name}\b", sources), name
+
+
+def test_topology_settle_timeout() -> None:
+    """A speaker that stays behind holds the household's topology back for
+    ``SETTLE_TIMEOUT`` (10 s) at most, which is also how often a household whose speakers
+    disagree for good changes its topology at most: the page's 10 s is the code's."""
+    assert "`SETTLE_TIMEOUT` (10 s)" in TEXT
+    assert "most speakers still behind after 10 s" in TEXT
+    assert "changing its topology at most once every 10 s" in TEXT
+    assert events.SETTLE_TIMEOUT == 10.0
+    default = inspect.signature(events.EventProcessor).parameters["settle_timeout"].default
+    assert default == events.SETTLE_TIMEOUT
+
+
+def test_consistency_check_reads() -> None:
+    """The consistency check makes at most five calls per speaker and interval, the ones the
+    page names: GetVolume and GetMute, GetTransportInfo, GetPositionInfo and
+    GetTransportSettings."""
+    assert "at most five calls per speaker and interval" in TEXT
+    actions = [read.action for reads in resync.CHECKS.values() for read in reads]
+    assert actions == [
+        "GetVolume",
+        "GetMute",
+        "GetTransportInfo",
+        "GetPositionInfo",
+        "GetTransportSettings",
+    ]
+    for action in actions:
+        assert f"`{action}`" in TEXT

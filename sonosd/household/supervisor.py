@@ -260,6 +260,8 @@ class SpeakerSupervisor(Service):
         self.identified = False
         self.household_id: str | None = None if member is None else member.household
         self.boot_seq: int | None = None
+        # ``(uid, BootSeq)`` of an SSDP sighting at this host before it was identified.
+        self._sighted: tuple[str, int] | None = None
         #: ``online``, ``offline``, ``asleep``, ``upnp_disabled`` or ``unknown`` (see the
         #: module docstring), with ``reason``.
         self.availability = UNKNOWN
@@ -478,6 +480,12 @@ class SpeakerSupervisor(Service):
         self._failures = 0
         self._said = None
         self.identified = True
+        if self.boot_seq is None and self._sighted is not None:
+            uid, boot_seq = self._sighted
+            if uid == description.uid:
+                # The BootSeq SSDP showed before the speaker was identified is its known one.
+                self.boot_seq = boot_seq
+        self._sighted = None
         # A speaker that refuses SOAP over HTTP (it wants HTTPS) gives no household id: the
         # topology that named it did.
         description = attrs.evolve(
@@ -892,6 +900,13 @@ class SpeakerSupervisor(Service):
         for sup in self.services.values():
             sup.start(reason="reboot")
 
+    def sighted_as(self, uid: str, boot_seq: int | None) -> None:
+        """SSDP saw ``uid`` with ``boot_seq`` at this speaker's host before it is identified:
+        once identification shows it is that uid, that BootSeq is the one known (so that a
+        higher one later is a reboot, with no topology to give it)."""
+        if boot_seq is not None and not self.identified:
+            self._sighted = (uid, boot_seq)
+
     def observe_boot_seq(self, boot_seq: int, source: str) -> None:
         """Take the speaker's BootSeq from the topology or SSDP; an increase is a reboot."""
         known, self.boot_seq = self.boot_seq, boot_seq
@@ -1133,13 +1148,19 @@ class HouseholdSupervisor(MultiService):
         for device in devices:
             self.add_device(device)
 
-    def add_device(self, device: Device, *, discovered: bool = False) -> SpeakerSupervisor:
+    def add_device(
+        self, device: Device, *, discovered: bool = False, sighting: Sighting | None = None
+    ) -> SpeakerSupervisor:
         """Supervise ``device`` (started at once if the household is running).
 
         @param discovered: Found by SSDP, not configured (a reload keeps it).
+        @param sighting: The SSDP sighting that found it (its BootSeq is taken once the
+            speaker is identified as its uid).
         """
         speaker = SpeakerSupervisor(device, self.ctx, on_identified=self._identified)
         speaker.discovered = discovered
+        if sighting is not None:
+            speaker.sighted_as(sighting.uid, sighting.boot_seq)
         self._add(speaker)
         return speaker
 
@@ -1425,14 +1446,17 @@ class HouseholdSupervisor(MultiService):
         """A speaker was seen (SSDP): add it if new; else follow its BootSeq and address."""
         speaker = self._by_uid.get(sighting.uid)
         if speaker is None:
-            known = any(
-                s.config_device.host == sighting.host
-                or (s.ref is not None and s.ref.host == sighting.host)
+            there = [
+                s
                 for s in self._speakers
-            )
-            if not known:
+                if s.config_device.host == sighting.host
+                or (s.ref is not None and s.ref.host == sighting.host)
+            ]
+            for being_identified in there:
+                being_identified.sighted_as(sighting.uid, sighting.boot_seq)
+            if not there:
                 log.info("discovered speaker {uid} at {host}", uid=sighting.uid, host=sighting.host)
-                self.add_device(Device(host=sighting.host), discovered=True)
+                self.add_device(Device(host=sighting.host), discovered=True, sighting=sighting)
             return
         if sighting.boot_seq is not None:
             speaker.observe_boot_seq(sighting.boot_seq, sighting.source)

@@ -126,19 +126,29 @@ class DiscoveryDaemonTests(TestCase):
         await until(lambda: service.state.availability(roam.uid).status == "asleep", "asleep")
         self.assertEqual(recorder.of("speaker.offline", roam.uid), [])
 
-    async def test_forged_announcement_of_a_new_address_is_not_followed(self) -> None:
-        """An ``ssdp:alive`` forged on the LAN that puts a followed speaker at another
-        speaker's address is checked there (the uid answering is not its own) and not
-        followed: the speaker keeps its address, its subscriptions and its commands."""
-        base = free_loopback_base(port=1400, count=2)
+    def announcing(
+        self, spare: int = 0, services: list[str] | None = None
+    ) -> tuple[HouseholdService, SonosdService, Recorder]:
+        """Two simulated speakers (and ``spare`` free addresses after them) announcing
+        themselves over SSDP, and a running daemon listening for the announcements (with
+        ``services``, or the default ones): the simulator, the daemon, its recorder."""
+        base = free_loopback_base(port=1400, count=2 + spare)
         sim = HouseholdService(reactor, SimulateConfig(speakers=2, base_address=base), ssdp_port=0)
         sim.startService()
         self.addCleanup(sim.stopService)
         assert sim.ssdp is not None and sim.ssdp.port is not None
         document = json.loads(discovery_yaml(sim.ssdp.port))
         document["ssdp"]["announcements"] = True
+        if services is not None:
+            document["services"] = services
         service = SonosdService(parse_config(json.dumps(document), "discovery-test.yaml"), reactor)
-        recorder = start_recorded(self, service)
+        return sim, service, start_recorded(self, service)
+
+    async def test_forged_announcement_of_a_new_address_is_not_followed(self) -> None:
+        """An ``ssdp:alive`` forged on the LAN that puts a followed speaker at another
+        speaker's address is checked there (the uid answering is not its own) and not
+        followed: the speaker keeps its address, its subscriptions and its commands."""
+        sim, service, recorder = self.announcing()
         kitchen, bedroom = sim.household.speakers
         services = service.config.services
         await until(
@@ -180,3 +190,38 @@ class DiscoveryDaemonTests(TestCase):
         await service.controller.execute(kitchen.uid, "volume", {"volume": 33})
         self.assertEqual(kitchen.rendering.volume, 33)
         self.assertNotEqual(bedroom.rendering.volume, 33)
+
+    async def test_reboot_and_move_seen_through_ssdp_alone(self) -> None:
+        """With no ZoneGroupTopology subscribed (no topology tells the daemon anything), an
+        ``ssdp:alive`` is what shows a speaker's reboot and its move (docs/supervisor.md, SSDP
+        discovery): a higher ``X-RINCON-BOOTSEQ`` than known resubscribes every service
+        (reason ``reboot``), and a different ``LOCATION`` host is followed there (reason
+        ``address changed``), its commands going to the new address."""
+        services = ["RenderingControl", "AVTransport"]
+        sim, service, recorder = self.announcing(spare=1, services=services)
+        kitchen = sim.household.speakers[0]
+        manager: Any = kitchen.manager
+
+        def followed(count: int) -> bool:
+            return all(len(recorder.initial_events(kitchen.uid, n)) == count for n in services)
+
+        await until(lambda: followed(1), "the speaker followed")
+        supervised = service.household.speaker(kitchen.uid)
+        assert supervised is not None
+        await kitchen.reboot(downtime=0.2)
+        await kitchen.when_up()
+        await until(lambda: followed(2), "every service subscribed afresh after the reboot")
+        self.assertEqual(supervised.boot_seq, kitchen.boot_seq)
+        lost = recorder.of("subscription.lost", kitchen.uid)
+        self.assertEqual([m.body["reason"] for m in lost], ["reboot"] * len(services))
+        self.assertEqual(len(manager.subscriptions()), len(services))
+        prefix, _, last = sim.config.base_address.rpartition(".")
+        moved = f"{prefix}.{int(last) + 2}"
+        await kitchen.change_address(moved)
+        await until(lambda: followed(3), "every service subscribed at the new address")
+        assert supervised.ref is not None
+        self.assertEqual(supervised.ref.host, moved)
+        lost = recorder.of("subscription.lost", kitchen.uid)[len(services) :]
+        self.assertEqual([m.body["reason"] for m in lost], ["address changed"] * len(services))
+        await service.controller.execute(kitchen.uid, "volume", {"volume": 23})
+        self.assertEqual(kitchen.rendering.volume, 23)

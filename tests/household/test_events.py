@@ -4,6 +4,7 @@ messages, and the household state follows them."""
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import re
 from pathlib import Path
@@ -377,6 +378,29 @@ def test_a_speaker_that_stays_behind_holds_the_household_back_10_seconds() -> No
     assert members_of_kitchen(sink) == [["RINCON_K"]]
     clock.advance(0.1)
     assert members_of_kitchen(sink) == [["RINCON_K"], ["RINCON_K", "RINCON_O"]]
+
+
+def test_speakers_that_disagree_for_good_change_the_topology_at_most_once_every_10_s() -> None:
+    """docs/supervisor.md ("Not modelled"): speakers that never agree (one flips between
+    two groupings every 4 s while the others each hold one of them) make the daemon take the
+    document most of them show, again and again, changing the household's topology at most
+    once every 10 s (the settle timeout), not at each flip."""
+    processor, _, sink, clock = setup()
+    for speaker in (KITCHEN, OFFICE, BEDROOM):
+        report(processor, speaker, APART, 0)
+    report(processor, OFFICE, JOINED, 1)
+    report(processor, BEDROOM, APART, 1)
+    changed_at: list[float] = []
+    for second in range(120):
+        if second % 4 == 0:
+            report(processor, KITCHEN, JOINED if second % 8 else APART, second + 1)
+        clock.advance(1.0)
+        if len(members_of_kitchen(sink)) > len(changed_at) + 1:
+            changed_at.append(clock.seconds())
+    assert len(changed_at) >= 5
+    assert all(later - earlier >= 10.0 for earlier, later in itertools.pairwise(changed_at))
+    kitchen = members_of_kitchen(sink)
+    assert all(one != other for one, other in itertools.pairwise(kitchen))
 
 
 def test_a_speaker_that_stops_reporting_no_longer_holds_the_others_back() -> None:

@@ -627,7 +627,8 @@ class QuietTopologyTests(TestCase):
 
     async def test_address_change_publishes_no_topology_change(self) -> None:
         """A speaker that moves to a new address is followed there (its events come from the
-        new address) without a topology.changed."""
+        new address, and commands go there: docs/supervisor.md, a speaker's SoCo object
+        "follows address changes") without a topology.changed."""
         daemon = await start(self)
         speaker = daemon.speakers[1]
         changes = len(daemon.recorder.of("topology.changed"))
@@ -652,6 +653,10 @@ class QuietTopologyTests(TestCase):
             "an event from the new address",
         )
         self.assertEqual(len(daemon.recorder.of("topology.changed")), changes)
+        assert supervised.device is not None
+        self.assertEqual(supervised.device.ip_address, new_address)
+        status, _ = await daemon.post(speaker.uid, "volume", {"volume": volume + 1})
+        self.assertEqual((status, speaker.rendering.volume), (200, volume + 1))
 
     async def test_firmware_update_publishes_no_topology_change(self) -> None:
         """A speaker that updates its firmware (a reboot with a new software version and
@@ -1008,6 +1013,36 @@ class ReadPathTests(TestCase):
         await until(lambda: runner.in_flight == len(busy), "every thread busy")
         await self.own_reads_arrive(daemon)
         self.assertEqual(runner.in_flight, len(busy))
+        release.set()
+        await DeferredList(busy)
+
+    async def test_pings_do_not_wait_for_the_pool(self) -> None:
+        """With every thread of the SoCo pool busy (slow commands queued for the speakers),
+        a silent speaker is still pinged after each silence_timeout, answers and stays
+        online (docs/supervisor.md: pings do not go through the SoCo pool, so a slow control
+        call queued for the speaker does not make it look offline)."""
+        daemon = await start(
+            self,
+            households=(1,),
+            subscription={"silence_timeout": 0.3, "check_interval": 0, "position_interval": 0},
+        )
+        [kitchen] = daemon.speakers
+        supervised = daemon.service.household.speaker(kitchen.uid)
+        assert supervised is not None
+        runner = daemon.service.runner
+        release = threading.Event()
+        busy = [
+            runner.run(release.wait, 30, timeout=60)
+            for _ in range(daemon.service.config.soco.threads)
+        ]
+        self.addCleanup(release.set)
+        await until(lambda: runner.in_flight == len(busy), "every thread busy")
+        # Nothing else talks to the speaker: only answered pings move its last activity.
+        for _ in range(3):
+            heard = supervised.last_activity
+            await until(lambda heard=heard: supervised.last_activity > heard, "a ping answered")
+        self.assertEqual((daemon.status(kitchen), runner.in_flight), ("online", len(busy)))
+        self.assertEqual(daemon.recorder.of("speaker.offline"), [])
         release.set()
         await DeferredList(busy)
 

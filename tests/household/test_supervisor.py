@@ -126,7 +126,12 @@ class IdentifyTests(SynchronousTestCase):
                 self.assertEqual(len(h.household.described), expected - 1)
                 h.clock.advance(0.01)
                 self.assertEqual(len(h.household.described), expected)
-        self.assertEqual(len(log_lines(events, "cannot identify speaker")), 1)
+        [said] = log_lines(events, "cannot identify speaker")
+        # The line docs/supervisor.md shows.
+        self.assertEqual(
+            formatEvent(said),
+            f"cannot identify speaker {HOST}: connection refused; trying again until it answers",
+        )
         self.assertEqual(speaker.reason, "connection refused")
         self.assertEqual(reasons(speaker), ("127.0.0.2 cannot be identified (connection refused)",))
         h.household.unreachable.clear()
@@ -310,6 +315,31 @@ class AvailabilityTests(SynchronousTestCase):
         self.assertEqual(device.pings, 1)
         h.clock.advance(0.1)
         self.assertEqual(device.pings, 2)
+        self.assertTrue(speaker.online)
+
+    def test_two_timers_per_speaker_besides_the_renewals(self) -> None:
+        """An online speaker has one timer per subscription (its renewal) and two of its own:
+        the availability timer, re-armed for whatever the status calls for (here the silence
+        check), and the consistency check's (docs/supervisor.md, Timers); silence checks and
+        events re-arm the one, never add another."""
+        h = Harness(services=ALL_SERVICES, check_interval=60.0)
+        speaker = started(h)
+        for service in ALL_SERVICES:
+            h.gena.current(service).notify(0)
+
+        def timers() -> list[str]:
+            return sorted(
+                getattr(call.func, "__name__", type(call.func).__name__)
+                for call in h.clock.getDelayedCalls()
+            )
+
+        expected = sorted(["_begin_renew"] * len(ALL_SERVICES) + ["_silence_due", "LoopingCall"])
+        self.assertEqual(timers(), expected)
+        for seq in range(1, 4):
+            h.clock.advance(20.0)
+            h.gena.current("RenderingControl").notify(seq)
+            self.assertEqual(timers(), expected)
+        self.assertGreaterEqual(h.household.devices[HOST].pings, 1)
         self.assertTrue(speaker.online)
 
     def test_events_keep_speaker_from_ping(self) -> None:
@@ -773,6 +803,12 @@ class ShutdownTests(SynchronousTestCase):
         [warning] = [e for e in events if "still stopping" in e.get("log_format", "")]
         self.assertEqual((warning["count"], warning["speakers"]), (1, late.label))
         self.assertNotIn(done.label, warning["speakers"])
+        # The line docs/supervisor.md shows (Shutdown).
+        self.assertEqual(warning["log_level"].name, "warn")
+        self.assertEqual(
+            formatEvent(warning),
+            f"1 speaker(s) still stopping after 5.5 s ({late.label}); stopping anyway",
+        )
 
     def test_stop_during_identify(self) -> None:
         """Stopping while the speaker is being identified leaves no timers behind."""
@@ -1040,6 +1076,34 @@ class HouseholdTests(SynchronousTestCase):
         self.assertEqual(h.gena.count("subscribe"), 2)
         self.assertEqual(h.processor.of("subscription.lost")[0][1]["reason"], "reboot")
 
+    def test_the_boot_seq_ssdp_showed_before_identification_is_known(self) -> None:
+        """The BootSeq of the sighting that found a speaker, and of those that came while it
+        was being identified, is its known one once identification shows the same uid: a
+        higher one later is a reboot, with no topology to give the BootSeq (docs/supervisor.md,
+        SSDP discovery). A sighting of another uid at that host gives it nothing."""
+        found = "RINCON_127004001400"
+        for held in (False, True):
+            h = Harness()
+            h.household.uids["127.0.0.4"] = found
+            h.household.hold = held
+            household = HouseholdSupervisor(h.ctx)
+            household.startService()
+            household.on_sighting(Sighting(uid=found, host="127.0.0.4", boot_seq=3))
+            if held:
+                household.on_sighting(Sighting(uid=found, host="127.0.0.4", boot_seq=4))
+                household.on_sighting(Sighting(uid="RINCON_FORGED", host="127.0.0.4", boot_seq=9))
+                h.household.hold = False
+                [pending] = h.household.pending
+                pending.callback(Description(found, "Den", household_id="Sonos_test"))
+            [speaker] = household.speakers()
+            self.assertEqual((speaker.uid, speaker.boot_seq), (found, None if held else 3))
+            if held:
+                # The forged sighting came last: it gave nothing; the real one is taken next.
+                household.on_sighting(Sighting(uid=found, host="127.0.0.4", boot_seq=4))
+            household.on_sighting(Sighting(uid=found, host="127.0.0.4", boot_seq=5))
+            self.assertEqual(h.gena.count("subscribe"), 2, held)
+            self.assertEqual(h.processor.of("subscription.lost")[0][1]["reason"], "reboot")
+
     def test_one_reboot_shown_by_many_signs_is_said_once_per_service(self) -> None:
         """A reboot shown by the BootSeq in two speakers' topology events and then by an SSDP
         answer publishes one subscription.lost (reboot) and one subscription.restored per
@@ -1126,12 +1190,16 @@ class HouseholdTests(SynchronousTestCase):
         self.assertEqual(h.gena.current("RenderingControl").device.ip_address, "127.0.0.9")
 
     def test_byebye_pings(self) -> None:
-        """An ssdp:byebye makes the speaker be pinged at once; no answer means offline."""
+        """An ssdp:byebye makes the speaker be pinged at once, its X-RINCON-REASON in the
+        ping's log line; no answer means offline."""
         h = Harness()
         household = self.household(h)
         h.household.devices[HOST].down = ConnectionRefusedError()
-        household.on_byebye(UID, "powered off")
-        household.on_byebye("RINCON_UNKNOWN", None)
+        with capturedLogs() as events:
+            household.on_byebye(UID, "powered off")
+            household.on_byebye("RINCON_UNKNOWN", None)
+        [pinging] = log_lines(events, "pinging {speaker}")
+        self.assertEqual(pinging["why"], "ssdp:byebye (powered off)")
         self.assertFalse(household.speakers()[0].online)
         self.assertEqual(
             [m[1]["reason"] for m in h.processor.of("speaker.offline")], ["connection refused"]
@@ -1153,6 +1221,14 @@ class HouseholdTests(SynchronousTestCase):
         h = Harness()
         household = self.household(h)
         (status,) = household.status()["speakers"]
+        # docs/supervisor.md, Shape: per speaker its uid, name, host, household, whether
+        # configured or learnt, availability and reason, BootSeq, superseded SIDs waiting.
+        named = ("uid", "name", "host", "household", "configured", "availability", "reason")
+        self.assertLessEqual({*named, "boot_seq", "superseded_sids", "services"}, set(status))
+        self.assertEqual(
+            [status[key] for key in named],
+            [UID, "Kitchen", HOST, "Sonos_test", True, "online", "identified"],
+        )
         self.assertEqual((status["uid"], status["availability"]), (UID, "online"))
         self.assertTrue(status["online"])
         self.assertEqual(status["services"]["RenderingControl"]["state"], "subscribed")
@@ -1333,6 +1409,33 @@ class ConsistencyCheckTests(SynchronousTestCase):
         h.gena.current("AVTransport").notify(0)
         h.clock.advance(60)
         self.assertEqual(h.reader.checks[0], ["AVTransport"])
+
+    def test_services_resyncing_or_not_subscribed_are_not_checked(self) -> None:
+        """Only a service whose state comes from its NOTIFYs now is checked: not one with a
+        resync under way, nor one backing off before its next SUBSCRIBE (docs/supervisor.md,
+        the consistency check)."""
+        h = Harness(
+            services=("RenderingControl", "AVTransport"),
+            check_interval=20.0,
+            backoff_initial=60.0,
+            backoff_max=60.0,
+        )
+        speaker = started(h)
+        for service in ("RenderingControl", "AVTransport"):
+            h.gena.current(service).notify(0)
+        h.reader.hang = True
+        h.gena.current("RenderingControl").notify(2)
+        self.assertEqual(speaker.services["RenderingControl"].gaps, 1)
+        h.clock.advance(20)
+        self.assertEqual(h.reader.checks, [["AVTransport"]])
+        h.reader.hang = False
+        h.clock.advance(15)
+        h.gena.answers["renew"] = HttpError(503)
+        speaker.services["AVTransport"].renew_now()
+        self.assertEqual(speaker.services["AVTransport"].state, ServiceState.RETRYING)
+        h.clock.advance(5)
+        self.assertEqual(speaker.services["AVTransport"].state, ServiceState.RETRYING)
+        self.assertEqual(h.reader.checks[-1], ["RenderingControl"])
 
     def test_failed_read_is_quiet(self) -> None:
         """A read that fails is logged at debug level and the next check still runs."""

@@ -141,14 +141,21 @@ class Rig:
         }
 
 
-def follow_only(rig: Rig, speaker: Speaker) -> None:
-    """Reload ``rig``'s household to follow ``speaker`` alone (``follow_household: false``)."""
+def follow_only(
+    rig: Rig,
+    speaker: Speaker,
+    services: Sequence[str] = DEFAULT_SERVICES,
+    config: SubscriptionConfig = FAST,
+) -> None:
+    """Reload ``rig``'s household to follow ``speaker`` alone (``follow_household: false``),
+    subscribed to ``services``."""
     rig.household.apply(
         Config(
             path="test.yaml",
             devices=(Device(host=speaker.address),),
             follow_household=False,
-            subscription=FAST,
+            services=tuple(services),
+            subscription=config,
         )
     )
 
@@ -440,7 +447,9 @@ class SimTests(TestCase):
         self.assertEqual(len(rig.recorder.of("speaker.offline", speaker.uid)), 1)
 
     async def test_subscribe_5xx_retried_with_backoff(self) -> None:
-        """SUBSCRIBE answered 503 is retried with backoff until it succeeds."""
+        """SUBSCRIBE answered 503 is retried with backoff until it succeeds; its first failure
+        (the very first SUBSCRIBE's) is one subscription.lost, said once until restored
+        (docs/supervisor.md, Messages)."""
         rig_holder: list[HouseholdService] = []
 
         def refuse(sim: HouseholdService) -> None:
@@ -604,8 +613,9 @@ class SimTests(TestCase):
 
     async def test_unreachable_callback_falls_back_to_polling(self) -> None:
         """When NOTIFYs cannot reach sonosd it polls (no subscription.lost: none of them
-        ever worked) and says why, once, naming the URL."""
-        config = attrs.evolve(FAST, no_event_grace=0.5, poll_interval=0.3)
+        ever worked) and says why, once, naming the URL; the subscriptions are kept and
+        renewed meanwhile (docs/supervisor.md, the polling fallback)."""
+        config = attrs.evolve(FAST, timeout=4, no_event_grace=0.5, poll_interval=0.3)
         nowhere = free_loopback_base(count=1)
         with capturedLogs() as events:
             rig = await self.rig(
@@ -636,7 +646,15 @@ class SimTests(TestCase):
         )
         for supervised in rig.household.speakers():
             self.assertTrue(all(sup.polling for sup in supervised.services.values()))
-        # A subscription that never worked is not lost (docs/supervisor.md, Messages).
+        sids = {s.uid: rig.live_sids(s) for s in rig.speakers}
+        sups = [sup for spk in rig.household.speakers() for sup in spk.services.values()]
+        await until(lambda: all(sup.renewals >= 1 for sup in sups), "every subscription renewed")
+        self.assertTrue(all(sup.polling for sup in sups))
+        for speaker in rig.speakers:
+            self.assertEqual(rig.live_sids(speaker), sids[speaker.uid])
+            self.assertEqual({s["sid"] for s in rig.sim_subscriptions(speaker)}, sids[speaker.uid])
+        # NOTIFYs that never arrive are no failure: no subscription.lost (docs/supervisor.md,
+        # Messages).
         self.assertEqual(rig.recorder.of("subscription.lost"), [])
 
     async def test_polling_stops_at_the_first_notify_a_gap(self) -> None:
@@ -739,6 +757,17 @@ class SimTests(TestCase):
         await until(lambda: supervised.services["RenderingControl"].duplicates == 1, "the copy")
         self.assertEqual(seqs(), [0, 1, 2])
         self.assertEqual(rig.recorder.of("events.gap"), [])
+
+
+def said_by_the_daemon(events: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The lines of ``events`` the daemon (not the simulator) said at info level or above."""
+    return [
+        e
+        for e in events
+        if e["log_level"] in (LogLevel.info, LogLevel.warn, LogLevel.error)
+        and str(e.get("log_namespace", "")).startswith("sonosd")
+        and not str(e.get("log_namespace", "")).startswith("sonosd.sim")
+    ]
 
 
 LIVELY = attrs.evolve(
@@ -918,6 +947,11 @@ class HouseholdSimTests(TestCase):
                 return lambda: status()["reason"] == reason and status()["failures"] >= attempts
 
             await until(failed("connection refused", 3), "three refused attempts")
+            # Named in /health's reasons (docs/supervisor.md, Lifecycle of a speaker).
+            self.assertEqual(
+                health_reasons(rig.household.status()),
+                (f"{speaker.address} cannot be identified (connection refused)",),
+            )
             await speaker.go_offline("hang")
             attempts = supervised.status()["failures"]
             await until(failed("timeout", attempts + 3), "three attempts timing out")
@@ -930,6 +964,7 @@ class HouseholdSimTests(TestCase):
         ]
         self.assertEqual(said, ["connection refused", "timeout"])
         self.assertTrue(supervised.identified)
+        self.assertEqual(health_reasons(rig.household.status()), ())
 
     async def test_listed_speakers_only(self) -> None:
         """follow_household false follows the configured speaker only."""
@@ -1150,15 +1185,36 @@ class HouseholdSimTests(TestCase):
             [(m.body["reason"], m.body["availability"]["status"]) for m in back],
             [("identified", "online"), ("answering again", "online")],
         )
-        said = [
-            e
-            for e in events
-            if e["log_level"].name in ("info", "warn", "error")
-            and str(e.get("log_namespace", "")).startswith("sonosd")
-            and not str(e.get("log_namespace", "")).startswith("sonosd.sim")
-            and e not in changes
-        ]
+        said = [e for e in said_by_the_daemon(events) if e not in changes]
         self.assertEqual([e.get("log_format") for e in said], [])
+
+    async def test_a_refused_renewal_is_said_by_the_speakers_line_alone(self) -> None:
+        """A renewal refused (the speaker gone, nothing else talking to it) pings the speaker
+        at once: it is offline (connection refused) long before its silence check, and the
+        log says so in the speaker's one line; each service's own failure is at debug level
+        (docs/supervisor.md, Availability: "the speaker is pinged at once (the service's own
+        log line is at debug level: the speaker's one line says it)")."""
+        services = ("RenderingControl", "AVTransport")
+        config = attrs.evolve(FAST, timeout=4, silence_timeout=600.0, check_interval=0.0)
+        rig = await self.rig(services=services, config=config)
+        await self.settled(rig, services)
+        speaker = rig.speakers[0]
+        with capturedLogs() as events:
+            await speaker.go_offline("refuse")
+            await until(lambda: rig.recorder.of("speaker.offline", speaker.uid), "offline")
+        self.assertEqual(
+            rig.state.availability(speaker.uid).to_json()["reason"], "connection refused"
+        )
+        failed = [e for e in events if "failed: {reason}; retry" in e.get("log_format", "")]
+        self.assertGreaterEqual(len(failed), 1)
+        self.assertEqual(
+            {(e["during"], e["reason"]) for e in failed}, {("renew", "connection refused")}
+        )
+        self.assertEqual({e["log_level"] for e in failed}, {LogLevel.debug})
+        said = [formatEvent(e) for e in said_by_the_daemon(events)]
+        self.assertEqual(
+            said, [f"speaker {speaker.name} ({speaker.uid}) is offline (connection refused)"]
+        )
 
     async def test_hung_then_back(self) -> None:
         """A speaker that accepts connections and never answers is offline (timeout) after

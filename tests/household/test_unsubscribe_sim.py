@@ -159,6 +159,26 @@ class HostileUnsubscribeTests(TestCase):
             self.assertEqual(rig.sim_subscriptions(living_room), [])
             await rig.sim.stopService()
 
+    async def test_device_dropped_by_a_reload_with_hostile_unsubscribe_answers(self) -> None:
+        """A speaker a reload removes from ``devices`` whose UNSUBSCRIBEs fail: the same one
+        line names it and what was wrong (docs/supervisor.md, Shutdown: "the same line is
+        said when a speaker stops being followed (... or from devices by a reload)"), and the
+        speaker kept is still subscribed."""
+        rig = await self.rig(services=SERVICES, config=CONFIG, follow_household=False)
+        await self.settled(rig, SERVICES)
+        kitchen, living_room = rig.speakers
+        fault, words = HOSTILE[4]
+        self.hostile(rig, kitchen, fault)
+        label = self.label(rig, kitchen)
+        with capturedLogs() as events:
+            sim_rig.follow_only(rig, living_room, SERVICES, CONFIG)
+            await sim_rig.until(lambda: lines(events, "could not unsubscribe"), "the line")
+        [line] = lines(events, "could not unsubscribe")
+        self.assertEqual(line, f"could not unsubscribe 2 service(s) of {label}: {words}")
+        self.assertIsNone(rig.household.speaker(kitchen.uid))
+        self.assertEqual(len(rig.sim_subscriptions(living_room)), len(SERVICES))
+        self.assertEqual(errors(events), [])
+
     async def test_replaced_sids_with_hostile_unsubscribe_answers(self) -> None:
         """A speaker that moved is subscribed afresh at its new address and its replaced SIDs
         UNSUBSCRIBEd there: hostile answers to those are said at debug level (best effort,
