@@ -150,6 +150,11 @@ class PositionTracker:
         if not reading.called:
             self._reading[uid] = reading
 
+    def pending(self, uid: str) -> bool:
+        """Whether a read of ``uid`` is in flight or due (timed, or asked again)."""
+        timer = self._timers.get(uid)
+        return uid in self._reading or uid in self._again or (timer is not None and timer.active())
+
     def _due(self, uid: str) -> None:
         self._timers.pop(uid, None)
         known = self._speakers.get(uid)

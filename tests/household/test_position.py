@@ -83,6 +83,7 @@ class TrackerTests(SynchronousTestCase):
         the first began), not two."""
         self.make(interval=0)
         self.runner.hold = True
+        self.assertFalse(self.tracker.pending(REF.uid))
         self.tracker.refresh(REF)
         self.tracker.refresh(REF)
         self.tracker.refresh(REF)
@@ -90,10 +91,13 @@ class TrackerTests(SynchronousTestCase):
         self.clock.advance(0.5)
         self.runner.pending[0].callback({"RelTime": "0:00:05"})
         self.assertEqual(len(self.runner.calls), 1)
+        self.assertTrue(self.tracker.pending(REF.uid))  # the second read is due
         self.clock.advance(MIN_SPACING - 0.5)
         self.assertEqual(len(self.runner.calls), 2)
+        self.assertTrue(self.tracker.pending(REF.uid))  # in flight
         self.runner.pending[1].callback({"RelTime": "0:00:06"})
         self.assertEqual([s[1]["position"] for s in self.processor.states], ["0:00:05", "0:00:06"])
+        self.assertFalse(self.tracker.pending(REF.uid))
         self.clock.advance(600)
         self.assertEqual(len(self.runner.calls), 2)
 
