@@ -265,12 +265,13 @@ class SubscriptionManager:
                 callback=callback.url,
             )
             return self._answer(request, 412)
+        if self._stopped:
+            # Before the faults: a request held now would outlive the stop() that aborts them.
+            return self._answer(request, 503)
         if self.faults.subscribe_hang:
             return self._hang(request)
         if self.faults.subscribe_status is not None:
             return self._answer(request, self.faults.subscribe_status)
-        if self._stopped:
-            return self._answer(request, 503)
         timeout = parse_timeout(_header(request, b"timeout"), self.max_timeout)
         subscription = self._add(service, callback, timeout)
         log.debug(
@@ -304,7 +305,7 @@ class SubscriptionManager:
         return self._granted(request)
 
     def _renew(self, request: IRequest, service: str, sid: str, timeout_header: str | None) -> Any:
-        if self.faults.renew_hang:
+        if self.faults.renew_hang and not self._stopped:
             return self._hang(request)
         if self.faults.renew_status is not None:
             return self._answer(request, self.faults.renew_status)

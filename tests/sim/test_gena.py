@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import attrs
 from hypothesis import given
@@ -15,6 +15,7 @@ from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.internet.threads import deferToThread
+from twisted.logger import ILogObserver, LogEvent, LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseNeverReceived
 from twisted.web.http_headers import Headers
@@ -213,6 +214,7 @@ class SubscribeTests(_ManagerTestCase):
             ("Second-100000", "Second-86400"),
             ("Seconds-600", "Second-86400"),
             ("Second-infinite", "Second-86400"),
+            ("infinite", "Second-86400"),
             ("Second-0", "Second-86400"),
             ("second-30", "Second-30"),
         ]:
@@ -415,7 +417,12 @@ class NotifyTests(_ManagerTestCase):
         self.assertEqual(self.notifier.seqs()[1:], [MAX_SEQ, 1, 2])
 
     def test_failed_notify_does_not_stop_the_next(self) -> None:
-        """A refused or non-200 NOTIFY is counted and logged; later ones still go; sub kept."""
+        """A refused or non-200 NOTIFY is counted and logged at warn level; later ones still
+        go; sub kept."""
+        events: list[LogEvent] = []
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
         self.subscribed()
         self.manager.notify("RenderingControl", {"Bass": "1"})
         self.notifier.sent[-1].result.errback(ConnectionRefusedError())
@@ -425,8 +432,19 @@ class NotifyTests(_ManagerTestCase):
         self.notifier.answer()
         self.assertEqual(self.notifier.seqs(), [0, 1, 2, 3])
         self.assertEqual(self.manager.stats()["failed"], 2)
+        self.assertEqual(self.manager.stats()["sent"], 3)  # answered, whatever the status
         self.assertEqual(self.manager.stats()["subscriptions"], 1)
         self.assertEqual(len(self.flushLoggedErrors()), 0)
+        warned = [
+            (event["seq"], event["problem"])
+            for event in events
+            if event.get("log_namespace") == "sonosd.sim.gena"
+            and event["log_level"] is LogLevel.warn
+        ]
+        self.assertEqual(warned[0][0], 1)
+        self.assertIn("failed", warned[0][1])
+        self.assertEqual(warned[1], (2, "answered 500"))
+        self.assertEqual(len(warned), 2)
 
     def test_pause_consumes_seq_and_sends_nothing(self) -> None:
         """While paused nothing is sent and nothing is replayed; SEQ moves on (a gap)."""
@@ -455,7 +473,9 @@ class NotifyTests(_ManagerTestCase):
         old = self.subscribed()
         self.subscribed("AVTransport")
         self.manager.notify("RenderingControl", {"Bass": "1"})
+        self.assertEqual(self.notifier.in_flight, 1)
         self.successResultOf(self.manager.forget_all())
+        self.assertEqual(self.notifier.in_flight, 0)  # aborted
         self.assertEqual(self.manager.subscriptions(), [])
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertEqual(self.renew(old).responseCode, 412)
@@ -528,6 +548,37 @@ class NotifyTests(_ManagerTestCase):
         self.assertEqual(self.notifier.sent, [])
         self.assertEqual(self.subscribe().responseCode, 503)
 
+    def test_after_stop_faults_hold_no_request(self) -> None:
+        """After stop() a new SUBSCRIBE gets 503 and a renewal of an old SID 412, whatever
+        hang, status or answer-delay fault is set: stop() has already aborted the held
+        requests, so one held now would stay open for good."""
+        sid = self.subscribed()
+        self.successResultOf(self.manager.stop())
+        faults = self.manager.faults
+        faults.subscribe_hang = faults.renew_hang = True
+        self.assertEqual(self.subscribe().responseCode, 503)
+        faults.subscribe_hang, faults.subscribe_status, faults.answer_delay = False, 500, 1.0
+        self.assertEqual(self.subscribe().responseCode, 503)
+        renewal = gena_request(b"SUBSCRIBE", {"SID": sid})
+        self.assertEqual(self.manager.render_subscribe(renewal, "RenderingControl"), b"")
+        self.assertEqual(renewal.responseCode, 412)
+        self.assertEqual(self.manager.held_requests, 0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_pause_keeps_the_expiry_timers(self) -> None:
+        """A speaker offline longer than a subscription's timeout loses it: back online, it
+        sends nothing to it and a renewal gets 412."""
+        sid = self.subscribed(timeout="Second-100")
+        self.manager.pause()
+        self.clock.advance(99)
+        self.assertEqual([s["sid"] for s in self.manager.subscriptions()], [sid])
+        self.clock.advance(1)
+        self.assertEqual(self.manager.subscriptions(), [])
+        self.manager.resume()
+        self.manager.notify("RenderingControl", {"Bass": "1"})
+        self.assertEqual(self.notifier.seqs(), [0])
+        self.assertEqual(self.renew(sid).responseCode, 412)
+
     def test_send_unknown_sid(self) -> None:
         """send_unknown_sid sends the full state under an unheld SID and reports the status."""
         sid = self.subscribed()
@@ -536,6 +587,8 @@ class NotifyTests(_ManagerTestCase):
         self.assertNotEqual(notify.sid, sid)
         self.assertRegex(notify.sid, rf"^uuid:{UID}_sub\d{{10}}$")
         self.assertEqual(notify.request_line, "NOTIFY /x HTTP/1.1")
+        self.assertEqual(notify.seq, 1)
+        self.assertEqual(self.notifier.sent[-1].bind_address, SPEAKER)
         self.assertEqual(notify.body, build_propertyset("RenderingControl", RC_STATE))
         self.notifier.answer(412)
         self.assertEqual(self.successResultOf(result), 412)
@@ -560,6 +613,23 @@ class FaultTests(_ManagerTestCase):
         self.assertEqual(self.notifier.seqs(), [0, 3])
         self.assertEqual(self.manager.faults.drop_next, 0)
         self.assertEqual(self.manager.stats()["dropped"], 2)
+
+    def test_counters_apply_to_the_initial_notify_too(self) -> None:
+        """drop_next and duplicate_next set before a SUBSCRIBE apply to its SEQ 0 NOTIFY:
+        dropped, the subscriber's first NOTIFY is SEQ 1; duplicated, SEQ 0 arrives twice."""
+        self.manager.faults.drop_next = 1
+        self.subscribe()
+        self.clock.advance(0)
+        self.manager.notify("RenderingControl", {"Bass": "1"})
+        self.notifier.answer_all()
+        self.assertEqual(self.notifier.seqs(), [1])
+        self.assertEqual(self.manager.stats()["dropped"], 1)
+        self.manager.faults.duplicate_next = 1
+        self.subscribe("AVTransport")
+        self.clock.advance(0)
+        self.notifier.answer_all()
+        self.assertEqual(self.notifier.seqs(), [1, 0, 0])
+        self.assertEqual(self.notifier.sent[1].request, self.notifier.sent[2].request)
 
     def test_next_seq_jumps_once_after_the_initial_notify(self) -> None:
         """next_seq leaves the SEQ 0 NOTIFY alone, numbers the next one, and is used once."""
@@ -586,6 +656,7 @@ class FaultTests(_ManagerTestCase):
         self.clock.advance(50)
         self.assertEqual(self.renew(sid).responseCode, 500)
         self.assertEqual(self.manager.subscriptions()[0]["expires_in"], 50.0)
+        self.assertEqual(self.renew(f"uuid:{UID}_sub0000000099").responseCode, 500)
 
     def test_hangs_hold_the_request(self) -> None:
         """subscribe_hang and renew_hang leave the request unanswered."""
@@ -667,6 +738,42 @@ class FaultTests(_ManagerTestCase):
         [(host, port, _factory, _timeout, bind)] = reactor.tcpClients
         self.assertEqual((host, port, bind), ("127.0.0.1", 4000, (SPEAKER, 0)))
         manager.stop()
+
+    def test_default_notify_timeout_is_30_seconds(self) -> None:
+        """By default a subscriber has 30 s to answer a NOTIFY; one that never does is a
+        failed NOTIFY (counted) and the subscription is kept."""
+        reactor = MemoryReactorClock()
+        manager = SubscriptionManager(reactor, UID, SPEAKER, full_state, SERVER)
+        request = gena_request(
+            b"SUBSCRIBE", {"CALLBACK": "<http://127.0.0.1:4000>", "NT": "upnp:event"}
+        )
+        manager.render_subscribe(request, "RenderingControl")
+        reactor.advance(0)
+        self.assertEqual(len(reactor.tcpClients), 1)
+        reactor.advance(29.9)
+        self.assertEqual(manager.stats()["failed"], 0)
+        reactor.advance(0.1)
+        self.assertEqual(manager.stats()["failed"], 1)
+        self.assertEqual(manager.stats()["subscriptions"], 1)
+        manager.stop()
+
+    def test_default_moderation_is_two_tenths_of_a_second(self) -> None:
+        """Without a moderation argument, LastChange changes 0.1 s apart are one NOTIFY
+        sent 0.2 s after the first."""
+        manager = SubscriptionManager(
+            self.clock, UID, SPEAKER, full_state, SERVER, notifier=self.notifier
+        )
+        self.manager = manager
+        self.subscribed()
+        manager.notify("RenderingControl", {"Bass": "1"})
+        self.clock.advance(0.1)
+        manager.notify("RenderingControl", {"Bass": "2"})
+        self.clock.advance(0.09)
+        self.assertEqual(self.notifier.seqs(), [0])
+        self.clock.advance(0.02)
+        self.notifier.answer_all()
+        self.assertEqual(self.notifier.seqs(), [0, 1])
+        self.assertEqual(parse_event_xml(self.notifier.sent[1].notify.body), {"bass": "2"})
 
     def test_manager_default_notifier_provides_interface(self) -> None:
         """The default notifier provides INotifier."""
