@@ -1365,6 +1365,111 @@ class GenaWireTests(TestCase):
             )
         self.assertEqual(len(wire.receiver.received), 2)
 
+    async def raw_gena(self, wire: Wire, method: bytes, headers: Mapping[bytes, bytes]) -> bytes:
+        """Send a GENA request over a raw connection; return all the speaker wrote before
+        it closed the connection."""
+        from twisted.internet import reactor
+
+        lines = [method + b" /MediaRenderer/RenderingControl/Event HTTP/1.1", b"Host: x"]
+        lines += [name + b": " + value for name, value in headers.items()]
+        raw = RawClient(b"\r\n".join(lines) + b"\r\n\r\n")
+        await connect_raw(wire.speaker, wire.site_port, raw, self)
+        await raw.closed.addTimeout(10, reactor)
+        return raw.data
+
+    async def test_hostile_answers_still_grant_renew_and_end(self) -> None:
+        """Each hostile-answer fault shapes every granted answer on the wire as
+        docs/simulator-gena.md says (a garbage status line then the headers, 1 KiB padding
+        lines, a body of spaces, a body of at least 1 KiB dripped while the request is held,
+        a replaced or missing SID or TIMEOUT, added to the UNSUBSCRIBE answer too), and the
+        speaker acts all the same: the subscription is made (its SEQ 0 NOTIFY goes out),
+        renewed (for the seconds really granted) and ended."""
+        wire = self.start()
+        faults: list[tuple[dict[str, Any], Callable[[bytes, bytes, str | None], None]]] = []
+
+        def fault(**fields: Any) -> Callable[[Any], Any]:
+            def add(check: Callable[[bytes, bytes, str | None], None]) -> Any:
+                faults.append((fields, check))
+                return check
+
+            return add
+
+        def split(answer: bytes) -> tuple[list[bytes], dict[bytes, bytes], bytes]:
+            head, _, body = answer.partition(b"\r\n\r\n")
+            lines = head.split(b"\r\n")
+            headers = {n.lower(): v.strip() for n, _, v in (h.partition(b":") for h in lines[1:])}
+            return lines, headers, body
+
+        @fault(answer_status_line="garbage")
+        def status_line(answer: bytes, method: bytes, sid: str | None) -> None:
+            lines, headers, body = split(answer)
+            self.assertEqual(lines[0], b"garbage")
+            self.assertEqual((headers[b"server"], body), (SERVER.encode(), b""))
+
+        @fault(answer_header_bytes=3000)
+        def padding(answer: bytes, method: bytes, sid: str | None) -> None:
+            lines, _, body = split(answer)
+            padded = [line for line in lines if line.startswith(b"X-Padding:")]
+            self.assertEqual([len(line) + 2 for line in padded], [1024] * 3)
+            self.assertEqual((status_of(answer), body), (200, b""))
+
+        @fault(answer_body_bytes=500)
+        def body_bytes(answer: bytes, method: bytes, sid: str | None) -> None:
+            _, headers, body = split(answer)
+            self.assertEqual((headers[b"content-length"], body), (b"500", b" " * 500))
+
+        @fault(answer_drip=0.02)
+        def drip_small(answer: bytes, method: bytes, sid: str | None) -> None:
+            self.assertEqual(split(answer)[2], b" " * 1024)
+
+        @fault(answer_drip=0.02, answer_body_bytes=2500)
+        def drip_big(answer: bytes, method: bytes, sid: str | None) -> None:
+            _, headers, body = split(answer)
+            self.assertEqual((headers[b"content-length"], body), (b"2500", b" " * 2500))
+
+        @fault(answer_sid="garbage", answer_timeout="infinite")
+        def replaced(answer: bytes, method: bytes, sid: str | None) -> None:
+            _, headers, _ = split(answer)
+            self.assertEqual((headers[b"sid"], headers[b"timeout"]), (b"garbage", b"infinite"))
+
+        @fault(answer_sid="", answer_timeout="")
+        def left_out(answer: bytes, method: bytes, sid: str | None) -> None:
+            _, headers, _ = split(answer)
+            self.assertEqual(status_of(answer), 200)
+            self.assertNotIn(b"sid", headers)
+            self.assertNotIn(b"timeout", headers)
+
+        manager = wire.manager
+        for count, (fields, check) in enumerate(faults, start=1):
+            manager.faults.reset()
+            for name, value in fields.items():
+                setattr(manager.faults, name, value)
+            seen: Deferred[None] = Deferred()
+            wire.site.requests.append(seen)
+            subscribing = Deferred.fromCoroutine(
+                self.raw_gena(
+                    wire,
+                    b"SUBSCRIBE",
+                    {b"CALLBACK": wire.callback, b"NT": b"upnp:event", b"TIMEOUT": b"Second-600"},
+                )
+            )
+            await seen
+            # A dripping answer of more than one piece is held until its last piece is out.
+            dripping = "answer_drip" in fields and fields.get("answer_body_bytes", 0) > 1024
+            self.assertEqual(manager.held_requests, int(dripping), fields)
+            check(await subscribing, b"SUBSCRIBE", None)
+            [made] = manager.subscriptions()
+            self.assertEqual(made["timeout"], 600, fields)
+            received = await wire.receiver.wait_for(count)
+            self.assertEqual((received[-1].notify.sid, received[-1].notify.seq), (made["sid"], 0))
+            sid = made["sid"].encode()
+            renewal = {b"SID": sid, b"TIMEOUT": b"Second-1200"}
+            check(await self.raw_gena(wire, b"SUBSCRIBE", renewal), b"SUBSCRIBE", made["sid"])
+            self.assertEqual(manager.subscriptions()[0]["timeout"], 1200, fields)
+            check(await self.raw_gena(wire, b"UNSUBSCRIBE", {b"SID": sid}), b"UNSUBSCRIBE", sid)
+            self.assertEqual((manager.subscriptions(), manager.held_requests), ([], 0), fields)
+        self.assertEqual(wire.receiver.seqs(), [0] * len(faults))
+
     async def test_soco_threaded_events_module(self) -> None:
         """SoCo's default (threaded) events module gets SEQ 0, then a volume change."""
         import soco
