@@ -712,6 +712,7 @@ class FaultTests(_ManagerTestCase):
         self.assertEqual(response_header(subscribed, "TIMEOUT"), "garbage")
         sid = response_header(subscribed, "SID")
         assert sid is not None
+        self.assertEqual(response_header(self.renew(sid), "TIMEOUT"), "garbage")  # renewals too
         self.assertEqual(self.unsubscribe(sid).responseCode, 200)
         self.assertEqual(self.manager.subscriptions(), [])
 
