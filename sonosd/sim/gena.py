@@ -373,7 +373,11 @@ class SubscriptionManager:
         """Answer a granted SUBSCRIBE ``delay`` seconds from now (``answer_delay``)."""
 
         def answer() -> None:
-            request.write(self._answer(request, 200, sid, timeout))
+            # As any granted answer: the hostile-answer faults apply (``_granted``).
+            body = self._granted(request, sid, timeout)
+            if not isinstance(body, bytes):
+                return  # NOT_DONE_YET: the fault writes it (a garbage status line, a drip)
+            request.write(body)
             request.finish()
 
         call = self._reactor.callLater(delay, answer)

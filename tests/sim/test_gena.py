@@ -1299,6 +1299,23 @@ class GenaWireTests(TestCase):
         self.assertEqual(received[0].notify.seq, 0)
         self.assertEqual(wire.manager.held_requests, 0)
 
+    async def test_a_delayed_answer_is_hostile_too(self) -> None:
+        """answer_delay with hostile-answer faults: the late answer to the new SUBSCRIBE is
+        as hostile as an answer on time (a TIMEOUT replaced, a body of spaces), and a
+        garbage status line is written late too."""
+        wire = self.start()
+        faults = wire.manager.faults
+        faults.answer_delay, faults.answer_timeout, faults.answer_body_bytes = 0.05, "garbage", 10
+        headers = {b"CALLBACK": wire.callback, b"NT": b"upnp:event"}
+        answer = await self.raw_gena(wire, b"SUBSCRIBE", headers)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        self.assertEqual((status_of(answer), body), (200, b" " * 10))
+        self.assertIn(b"\r\ntimeout: garbage\r\n", head.lower() + b"\r\n")
+        faults.answer_status_line = "garbage"
+        answer = await self.raw_gena(wire, b"SUBSCRIBE", headers)
+        self.assertTrue(answer.startswith(b"garbage\r\n"), answer[:40])
+        self.assertEqual((len(wire.manager.subscriptions()), wire.manager.held_requests), (2, 0))
+
     async def test_subscribe_hang_until_the_client_gives_up(self) -> None:
         """subscribe_hang: no answer; a client that gives up frees the held request."""
         from twisted.internet import reactor
