@@ -1546,6 +1546,53 @@ class GenaWireTests(TestCase):
             self.assertEqual((headers["content-length"], headers["connection"]), ("0", "close"))
             self.assertEqual(body, b"")
 
+    async def test_every_event_url_of_the_household_speaker(self) -> None:
+        """Through the full simulator, a SUBSCRIBE on each event URL a speaker offers is
+        handed to the manager under the service's SoCo-style name: SIDs count on across the
+        services, and each subscriber gets SEQ 0 with that service's full state, from the
+        speaker's address, X-SONOS-SERVICETYPE naming the service (ConnectionManager for
+        both ConnectionManagers)."""
+        from twisted.internet import reactor
+
+        from sonosd.config import SimulateConfig
+        from sonosd.sim import scpd
+        from sonosd.sim.notifier import sonos_service_type
+        from sonosd.sim.service import HouseholdService
+
+        base = free_loopback_base()
+        household = HouseholdService(reactor, SimulateConfig(speakers=1, base_address=base))
+        household.startService()
+        self.addCleanup(household.stopService)
+        speaker = household.household.speakers[0]
+        receiver = Receiver()
+        receiving = reactor.listenTCP(0, receiver, interface="127.0.0.1")
+        self.addCleanup(receiving.stopListening)
+        callback = b"<http://127.0.0.1:%d/cb>" % receiving.getHost().port
+        services = [i for i in scpd.by_event_url().values() if i.key in speaker.offered]
+        self.assertIn("MR_ConnectionManager", {info.key for info in services})
+        self.assertIn("MS_ConnectionManager", {info.key for info in services})
+        by_sid: dict[str, str] = {}
+        for n, info in enumerate(services, start=1):
+            url = f"http://{base}:1400{info.event_url}".encode()
+            status, headers = await gena_call(
+                b"SUBSCRIBE", url, {b"CALLBACK": callback, b"NT": b"upnp:event"}
+            )
+            self.assertEqual(status, 200, info.key)
+            sid = first(headers, b"SID")
+            self.assertEqual(sid, f"uuid:{speaker.uid}_sub{n:010d}")
+            assert sid is not None
+            by_sid[sid] = info.key
+        received = await receiver.wait_for(len(services))
+        manager = speaker.manager
+        assert isinstance(manager, SubscriptionManager)
+        for got in received:
+            notify = got.notify
+            key = by_sid[notify.sid]
+            self.assertEqual((notify.seq, got.peer), (0, base), key)
+            self.assertEqual(notify.header["X-SONOS-SERVICETYPE"], sonos_service_type(key))
+            self.assertEqual(notify.body, build_propertyset(key, speaker.full_state(key)), key)
+        self.assertEqual(len({got.notify.sid for got in received}), len(services))
+
     async def test_soco_threaded_events_against_the_household(self) -> None:
         """Through the full simulator, SoCo's threaded events see SEQ 0 then its own volume set."""
         import soco
