@@ -1063,6 +1063,19 @@ class GenaWireTests(TestCase):
         self.assertEqual(parse_event_xml(received[1].notify.body), {"volume": {"Master": "33"}})
         self.assertEqual(parse_event_xml(received[2].notify.body), {"mute": {"Master": "1"}})
 
+    async def test_a_localhost_callback_is_notified(self) -> None:
+        """A CALLBACK naming localhost is taken (docs/simulator-gena.md) and its SEQ 0
+        NOTIFY reaches the subscriber listening on loopback."""
+        wire = self.start()
+        callback = b"<http://localhost:%d/notify/rc>" % wire.receiver_port
+        status, _ = await gena_call(
+            b"SUBSCRIBE", wire.url(), {b"CALLBACK": callback, b"NT": b"upnp:event"}
+        )
+        self.assertEqual(status, 200)
+        [received] = await wire.receiver.wait_for(1)
+        self.assertEqual((received.notify.seq, received.peer), (0, wire.speaker))
+        self.assertEqual(received.notify.header["HOST"], f"localhost:{wire.receiver_port}")
+
     async def test_renew_and_unsubscribe(self) -> None:
         """Renewal keeps the SID without a new initial event; UNSUBSCRIBE works once."""
         wire = self.start()
