@@ -1266,8 +1266,9 @@ class GenaWireTests(TestCase):
         self.assertEqual(len(wire.manager.subscriptions()), 1)
 
     async def test_malformed_requests_are_answered_before_faults(self) -> None:
-        """Malformed SUBSCRIBE and UNSUBSCRIBE requests get their 400 or 412 whatever
-        subscribe/renew status or hang fault is set: the faults apply to valid requests."""
+        """Malformed SUBSCRIBE and UNSUBSCRIBE requests (a CALLBACK off this machine too)
+        get their 400 or 412 whatever subscribe/renew status, hang or hostile-answer fault is
+        set: the faults apply to valid requests."""
         wire = self.start()
         sid = (await self.subscribe(wire)).encode()
         callback, nt = wire.callback, b"upnp:event"
@@ -1278,16 +1279,19 @@ class GenaWireTests(TestCase):
             (b"SUBSCRIBE", {b"NT": nt}, 412),
             (b"SUBSCRIBE", {b"CALLBACK": b"<ftp://127.0.0.1/>", b"NT": nt}, 412),
             (b"SUBSCRIBE", {b"CALLBACK": callback, b"NT": b"upnp:other"}, 412),
+            (b"SUBSCRIBE", {b"CALLBACK": b"<http://192.0.2.20:9/>", b"NT": nt}, 412),
             (b"UNSUBSCRIBE", {}, 412),
             (b"UNSUBSCRIBE", {b"SID": sid, b"NT": nt}, 400),
         ]
         faults = wire.manager.faults
-        for fault in ("status", "hang"):
+        for fault in ("status", "hang", "hostile answers"):
             faults.reset()
             if fault == "status":
                 faults.subscribe_status, faults.renew_status = 503, 500
-            else:
+            elif fault == "hang":
                 faults.subscribe_hang = faults.renew_hang = True
+            else:  # they apply to granted answers only
+                faults.answer_status_line, faults.answer_body_bytes = "garbage", 100
             for method, headers, status in malformed:
                 answer, _ = await gena_call(method, wire.url(), headers)
                 self.assertEqual(answer, status, (fault, method, headers))
