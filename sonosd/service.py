@@ -544,7 +544,13 @@ class SonosdService(MultiService):
         if plan.sinks:
             built = self._build_sinks(effective)
             for name in plan.sinks:
-                if name in self.sinks:
+                replaced = self.sinks.get(name)
+                # The MQTT sink carries the retained state and the gap over (docs/mqtt.md),
+                # before the old one's stop counts what it leaves undelivered.
+                take_over = getattr(built.get(name), "take_over", None)
+                if replaced is not None and take_over is not None:
+                    take_over(replaced)
+                if replaced is not None:
                     self._remove_sink(name).addErrback(_stop_failed, name)
                 if name in built:
                     self._add_sink(name, built[name])

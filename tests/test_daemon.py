@@ -545,6 +545,57 @@ class DaemonTests(TestCase):
         self.assertIn("sonosd_speakers_evented 3.0", metrics)
         self.assertIn('sonosd_subscribes_total{result="ok"} 24.0', metrics)
 
+    async def test_stream_clients_in_diagnostics_and_metrics(self) -> None:
+        """A local stream client (``sinks.stream``) gets a change made on a speaker as a line,
+        and is counted as the other channels are: ``sinks.clients.stream`` in the diagnostics,
+        ``sonosd_api_clients`` and ``sonosd_api_frames_sent_total`` with channel ``stream``."""
+        from twisted.internet import reactor
+        from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
+
+        from tests.sinks.test_stream import LineClient
+
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        daemon = await self.daemon(sinks={"stream": f"unix:{directory}/stream.sock"})
+        await until(daemon.settled, "the initial event of every service of every speaker")
+        client = LineClient()
+        await connectProtocol(UNIXClientEndpoint(reactor, f"{directory}/stream.sock"), client)
+        self.addCleanup(lambda: None if client.closed.called else client.transport.loseConnection())
+        await until(lambda: client.lines(), "the snapshot line")
+        self.assertEqual(client.lines()[0]["type"], "snapshot")
+        kitchen = daemon.speakers[0]
+        volume = new_volume(kitchen)
+        kitchen.set_volume(volume)
+        await until(
+            lambda: any(is_volume_event(m, kitchen.uid, volume) for m in client.lines()),
+            "the change on the stream",
+        )
+        http = treq.client.HTTPClient(http_agent(self))
+        body = await (await http.get(daemon.url("/api/v1/diagnostics"))).json()
+        self.assertEqual(body["sinks"]["clients"], {"websocket": 0, "sse": 0, "stream": 1})
+        received = len(client.lines()) - 1  # messages after the snapshot
+        metrics = await (await http.get(daemon.url("/api/v1/metrics"))).text()
+        self.assertIn('sonosd_api_clients{channel="stream"} 1.0', metrics.splitlines())
+        [sent] = re.findall(
+            r'^sonosd_api_frames_sent_total\{channel="stream"\} (\S+)$', metrics, re.MULTILINE
+        )
+        # Every message it received was counted; at most those published since its snapshot.
+        published = daemon.service.hub.last_id - client.lines()[0]["last_id"]
+        self.assertTrue(received <= float(sent) <= published, (received, sent, published))
+
+    async def test_access_lists_the_documented_endpoints(self) -> None:
+        """/api/v1/access's ``endpoints`` are the children of /api/v1: exactly the paths of
+        docs/api.md's table, on a whole daemon; ``commands`` are the controller's."""
+        daemon = await self.daemon()
+        text = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+        table = text[: text.index("Nothing changes state over GET")]
+        documented = set(re.findall(r"^\| `/api/v1/(\w+)", table, re.MULTILINE))
+        http = treq.client.HTTPClient(http_agent(self))
+        body = await (await http.get(daemon.url("/api/v1/access"))).json()
+        self.assertEqual((body["auth_required"], body["granted"]), (False, True))
+        self.assertEqual(body["endpoints"], sorted(documented))
+        self.assertIn("volume", body["commands"])
+
     async def test_command_latency_is_measured(self) -> None:
         """A command shows up in sonosd_command_duration_seconds by command and result."""
         daemon = await self.started()
@@ -587,6 +638,38 @@ class DaemonTests(TestCase):
             if not name.endswith("_created")
         }
         self.assertEqual(served, names)
+
+    async def test_every_documented_label_value_is_served_from_the_start(self) -> None:
+        """The states and results docs/api.md's table lists for sonosd_speakers,
+        sonosd_subscriptions, sonosd_notifies_total, sonosd_subscribes_total and
+        sonosd_renewals_total are each a series from the start (0 while none), so that a
+        rate or an alert on one works before the first occurrence."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        daemon = await self.daemon()
+        text = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+        table = text[text.index("## Metrics: `/api/v1/metrics`") : text.index("## TLS")]
+        documented: dict[tuple[str, str], set[str]] = {}
+        for name in (
+            "sonosd_speakers",
+            "sonosd_subscriptions",
+            "sonosd_notifies_total",
+            "sonosd_subscribes_total",
+            "sonosd_renewals_total",
+        ):
+            [(label, meaning)] = re.findall(
+                rf"^\| `{name}\{{(\w+)\}}` \| (.*) \|$", table, re.MULTILINE
+            )
+            documented[name, label] = set(re.findall(r"`(\w+)`", meaning))
+        http = treq.client.HTTPClient(http_agent(self))
+        metrics = await (await http.get(daemon.url("/api/v1/metrics"))).text()
+        served: dict[tuple[str, str], set[str]] = {}
+        for family in text_string_to_metric_families(metrics):
+            for sample in family.samples:
+                for label, value in sample.labels.items():
+                    served.setdefault((sample.name, label), set()).add(value)
+        for key, values in documented.items():
+            self.assertEqual(served.get(key), values, key)
 
     async def test_doctor_names_failing_sinks(self) -> None:
         """A webhook target that refuses connections (without retries: each message fails at
@@ -827,6 +910,14 @@ class DaemonTests(TestCase):
         client = await self.sse(daemon)
         service = daemon.service
         first, second, third = daemon.speakers
+        http = treq.client.HTTPClient(http_agent(self))
+
+        async def subscribes() -> float:
+            metrics = await (await http.get(daemon.url("/api/v1/metrics"))).text()
+            [value] = re.findall(r'^sonosd_subscribes_total\{result="ok"\} (\S+)$', metrics, re.M)
+            return float(value)
+
+        before = await subscribes()
         text = daemon_yaml(free_loopback_base(), speakers=3)
         document = json.loads(text)
         document.pop("simulate")
@@ -856,6 +947,11 @@ class DaemonTests(TestCase):
         await until(lambda: service.readiness()["ready"], "ready again")
         self.assertEqual(len(service.household.status()["speakers"]), 2)
         self.assertGreater(service.household.retired["subscribes"], 0)
+        # The diagnostics' retired keeps the removed subscriptions' counters, so the metrics'
+        # counters made from them do not go back (docs/api.md).
+        body = await (await http.get(daemon.url("/api/v1/diagnostics"))).json()
+        self.assertEqual(body["retired"], dict(service.household.retired))
+        self.assertGreaterEqual(await subscribes(), before)
         self.assertFalse(client.closed.called)
 
     async def test_reload_removing_a_member_of_the_household_follows_it_again(self) -> None:

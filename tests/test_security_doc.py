@@ -24,7 +24,7 @@ from sonosd.control import controller
 from sonosd.delivery import clientjson, flow, hub
 from sonosd.gena import core, eventxml, httpclient, listener, notifyport, notifyproto, xmlguard
 from sonosd.household import discovery, probe, socohttp, supervisor
-from sonosd.sinks import mqtt, stream
+from sonosd.sinks import mqtt, mqtt_topics, stream
 from tests.paths import ROOT
 
 TEXT = (ROOT / "docs" / "security.md").read_text(encoding="utf-8")
@@ -362,6 +362,19 @@ CHECKS: list[tuple[str | None, str, object, object]] = [
         "messages waiting for a broker that stops reading or acknowledging",
         "| 10,000",
         mqtt.MAX_UNSENT,
+        10_000,
+    ),
+    (
+        "a speaker's room name, as its topic level",
+        "1,024 bytes once made topic-safe",
+        [mqtt_topics.MAX_ROOM_KEY, mqtt_topics.room_key("x" * 1025)],
+        [1024, ""],
+    ),
+    (
+        "retained topics to clear once the broker is back (speakers removed, rooms renamed, "
+        "while it was away)",
+        "| 10,000",
+        _default(mqtt.MqttSink, "max_unsent"),
         10_000,
     ),
     # The text around the tables.

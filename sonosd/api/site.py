@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote_to_bytes
 from weakref import WeakSet
 
@@ -79,6 +79,8 @@ if TYPE_CHECKING:
     from sonosd.api.ws import ApiWebSocketFactory
 
 log = Logger()
+
+T = TypeVar("T")
 access_log = Logger(namespace="sonosd.api.access")
 
 VERSION = "0.1.0"
@@ -289,7 +291,27 @@ _MALFORMED = _closing_answer(
     "headers",
 )
 """twisted.web's own refusals (a line over its ``MAX_LENGTH``, which it would only close on,
-and everything it answers with a bare ``400 Bad Request``), as the API's JSON error."""
+and everything it answers with a bare ``400 Bad Request``), as the API's JSON error; the
+answers below say which of them it is, where the channel knows."""
+
+
+def _bad_request(message: str) -> bytes:
+    return _closing_answer(
+        b"400 Bad Request", "bad_request", f"the request is malformed: {message}"
+    )
+
+
+_HEAD_TOO_LARGE = _bad_request(f"its head is over {HTTPChannel.totalHeadersSize} bytes")
+_BAD_REQUEST_LINE = _bad_request(
+    "its request line is not a method, a target of ASCII characters and an HTTP version"
+)
+_BAD_HEADER = _bad_request(
+    "a header line is not a name (a token), a colon and a value without NUL, CR or LF"
+)
+_TOO_MANY_HEADERS = _bad_request(f"it has more than {HTTPChannel.maxHeaders} headers")
+_BAD_LENGTH = _bad_request("its Content-Length or Transfer-Encoding is not valid")
+_BAD_CHUNKS = _bad_request("its chunked body is not well formed")
+_BAD_FORM = _bad_request("its form body cannot be read")
 
 
 class _TrackedChannel(RequestDeadline, HTTPChannel):
@@ -303,6 +325,10 @@ class _TrackedChannel(RequestDeadline, HTTPChannel):
     site: ApiSite
     _refused = False
     _received = 0
+    #: Whether the request line of the request being read has been seen.
+    _in_head = False
+    #: The answer to a refusal by twisted.web now (set around each step it may refuse in).
+    _why: bytes | None = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -318,7 +344,36 @@ class _TrackedChannel(RequestDeadline, HTTPChannel):
         if not self._refused:
             super().dataReceived(data)
 
+    def lineReceived(self, line: bytes) -> None:
+        if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
+            why: bytes | None = _HEAD_TOO_LARGE
+        elif not self._in_head and line:
+            why, self._in_head = _BAD_REQUEST_LINE, True
+        else:
+            why = None  # a header line: headerReceived says what is wrong with it
+        self._during(why, super().lineReceived, line)
+
+    def headerReceived(self, line: bytes) -> bool:
+        if self._receivedHeaderCount >= self.maxHeaders:
+            return self._during(_TOO_MANY_HEADERS, super().headerReceived, line)
+        return self._during(_BAD_HEADER, super().headerReceived, line)
+
+    def _maybeChooseTransferDecoder(self, header: bytes, data: bytes) -> bool:
+        return self._during(_BAD_LENGTH, super()._maybeChooseTransferDecoder, header, data)
+
+    def allContentReceived(self) -> None:
+        self._during(_BAD_FORM, super().allContentReceived)
+
+    def _during(self, why: bytes | None, step: Callable[..., T], *args: Any) -> T:
+        """Run one of twisted.web's parsing steps, a refusal in it answered with ``why``."""
+        outer, self._why = self._why, why
+        try:
+            return step(*args)
+        finally:
+            self._why = outer
+
     def allHeadersReceived(self) -> None:
+        self._in_head = False
         self._received = 0
         if self.length is not None and self.length > MAX_BODY:
             self.refuse_too_large()
@@ -331,7 +386,7 @@ class _TrackedChannel(RequestDeadline, HTTPChannel):
         if self._received > MAX_BODY + 4096:
             self.refuse_too_large()
             return
-        super().rawDataReceived(data)
+        self._during(_BAD_CHUNKS, super().rawDataReceived, data)
 
     def refuse_too_large(self) -> None:
         """Answer 413 and close; whatever else arrives on this connection is ignored."""
@@ -344,8 +399,8 @@ class _TrackedChannel(RequestDeadline, HTTPChannel):
 
     def _respondToBadRequestAndDisconnect(self) -> None:
         # twisted.web's one step for every request it cannot read (a bad request line,
-        # header, length, chunk or form body; a head over its bounds): the same 400, in JSON.
-        self._refuse(_MALFORMED, "malformed")
+        # header, length, chunk or form body; a head over its bounds): a JSON 400 saying which.
+        self._refuse(self._why or _MALFORMED, "malformed")
 
     def _refuse(self, answer: bytes, reason: str) -> None:
         """Write ``answer`` and close; whatever else arrives on this connection is ignored."""

@@ -20,7 +20,7 @@ joining, leaving and filter changes behave exactly as with immediate delivery.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
@@ -201,12 +201,21 @@ class Channel(Generic[F]):
         if cursor is not None:
             replay = self.hub.resume(cursor)
             if not isinstance(replay, str):
-                wanted = client.filter
-                return Start(None, None, (m for m in replay if wanted.matches(m)))
+                return Start(None, None, self._replayed(replay, client.filter))
             reset = replay
             if self._metrics is not None:
                 self._metrics.resets.labels(self.name).inc()
         return Start(self.hub.snapshot(), reset, iter(()))
+
+    def _replayed(self, replay: Iterable[Message], wanted: Filter) -> Iterator[Message]:
+        """The messages of ``replay`` that ``wanted`` accepts, each counted as sent as the
+        client's queue pulls it (a replay is produced lazily, as the connection takes data)."""
+        sent = self._frames_sent
+        for message in replay:
+            if wanted.matches(message):
+                if sent is not None:
+                    sent.inc()
+                yield message
 
     def intern(self, filter: Filter) -> Filter:
         """The channel's one object equal to ``filter``, so that it is evaluated once per message.

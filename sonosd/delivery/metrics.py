@@ -29,6 +29,7 @@ NOTIFY_REFUSALS = (
     "source",
     "method",
     "unknown_sid",
+    "ended_sid",
     "too_large",
     "bad_request",
     "dtd",

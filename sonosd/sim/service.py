@@ -21,7 +21,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
-from sonosd.config import SimulateConfig
+from sonosd.config import LOCAL_ADMIN, SimulateConfig, endpoint_is_local
 from sonosd.sim.activity import ActivityGenerator
 from sonosd.sim.admin import admin_site
 from sonosd.sim.fetcher import Fetcher
@@ -105,6 +105,9 @@ class HouseholdService(Service):
         self._manager_factory = manager_factory
         self.activity = ActivityGenerator(reactor, self.neighbourhood, config.activity, seed + 1)
         self.presences: list[SpeakerPresence] = []
+        if config.admin and not endpoint_is_local(config.admin):
+            # The YAML and the command line check it; the embedding API too.
+            raise ValueError(f"admin: {LOCAL_ADMIN}, got {config.admin!r}")
         self.admin_port: IListeningPort | None = None
         self.admin_ready: Deferred[IListeningPort] | None = None
         self.ssdp: SsdpResponder | None = None

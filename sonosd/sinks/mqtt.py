@@ -4,10 +4,10 @@
 The client is paho-mqtt 2.x driven by the reactor, without paho's network thread: paho's
 socket is handed to the reactor as a file descriptor (``doRead`` → ``loop_read``, ``doWrite``
 → ``loop_write`` while paho has bytes to send, a ``LoopingCall`` → ``loop_misc`` for
-keep-alive pings), so every paho callback runs in the reactor thread. Only the connect itself
-(a name lookup, a blocking TCP connect and TLS handshake inside paho) runs in a worker
-thread, through the ``run_blocking`` callable the service passes in, bounded by paho's
-connect timeout.
+keep-alive pings, see ``keepalive_check_interval``), so every paho callback runs in the
+reactor thread. Only the connect itself (a name lookup, a blocking TCP connect and TLS
+handshake inside paho) runs in a worker thread, through the ``run_blocking`` callable the
+service passes in, bounded by paho's connect timeout.
 
 The sink keeps what it needs to republish everything retained after a reconnect: the merged
 variables of each speaker and service (``state``), each speaker's availability, and each
@@ -24,6 +24,7 @@ reported, so memory stays bounded. The topic layout is in ``sonosd.sinks.mqtt_to
 from __future__ import annotations
 
 import collections
+import copy
 import random as _random
 import ssl
 from collections.abc import Callable, Mapping
@@ -46,11 +47,12 @@ from zope.interface import implementer
 from sonosd.backoff import backoff_delay, describe_failure
 from sonosd.config import MqttConfig
 from sonosd.control.dispatch import ControllerLike, execute, failure_fields, parse_args
+from sonosd.delivery.channel import error_body
 from sonosd.delivery.clientjson import JsonRefused
 from sonosd.delivery.filters import Filter
 from sonosd.delivery.hub import ISink, Message, encode
 from sonosd.peerlog import PeerLog
-from sonosd.sinks.mqtt_topics import Topics, bridge_discovery, discovery, segment
+from sonosd.sinks.mqtt_topics import Topics, bridge_discovery, discovery, room_key, segment
 
 log = Logger()
 
@@ -75,6 +77,17 @@ QOS_WILL = 1
 #: The most messages paho's outgoing queue may hold before publishing pauses (see the module
 #: docstring): a stalled broker costs at most this many messages of memory.
 MAX_UNSENT = 10_000
+
+
+def keepalive_check_interval(keepalive: int) -> float:
+    """How often paho's ``loop_misc`` runs for a keep-alive of ``keepalive`` seconds.
+
+    paho sends its ping once ``keepalive`` seconds passed without a packet out, seen at the
+    next check; the broker gives up after 1.5 x ``keepalive`` (MQTT 3.1.1, 3.1.2.10). Once a
+    second is early enough for the usual 30 s, not for ``keepalive: 1`` (the ping would leave
+    up to 2 s after the last packet): the check runs at least every quarter of it.
+    """
+    return min(1.0, keepalive / 4)
 
 
 class MqttReactor(IReactorTime, IReactorFDSet):
@@ -252,6 +265,9 @@ class MqttSink(Service):
         self.published = 0
         # Published since paho's outgoing queue was last empty; over max_unsent: stalled.
         self._unsent = 0
+        # Retained topics cleared (a removed speaker's, a renamed room's old ones) while the
+        # broker could not be told: cleared first thing after the next (re)connect.
+        self._clears: dict[str, None] = {}
         # Message ids of QoS 1 publishes the broker has not acknowledged yet.
         self._awaiting: set[int] = set()
         # The acknowledgement a clean stop waits for (its ``offline``), by message id.
@@ -269,6 +285,30 @@ class MqttSink(Service):
         # Why the broker refused the last CONNECT (its CONNACK reason, "Not authorized"):
         # paho's disconnect that follows only says "Unspecified error".
         self._refusal: str | None = None
+
+    def take_over(self, old: MqttSink) -> None:
+        """Start from what ``old`` (the sink a reload replaces) knows: every speaker's merged
+        state, availability and topic level, each household's topology and alarms, so that
+        they are published at this sink's first connect, not only as the next events come."""
+        self._keys.update(old._keys)
+        self._owners.update(old._owners)
+        self._rooms.update(old._rooms)
+        self._state.update(copy.deepcopy(old._state))
+        self._availability.update(old._availability)
+        self._topologies.update(old._topologies)
+        self._alarms.update(old._alarms)
+        self._invisible_of.update(copy.deepcopy(old._invisible_of))
+        # Events the old one could not publish are this one's gap to report (a reload that
+        # fixes a wrong broker address follows a sink that never connected).
+        if old.missed:
+            self.missed += old.missed
+            if self._missed_first is None:
+                self._missed_first = old._missed_first
+            self._missed_last = self._missed_last or old._missed_last
+            # Reported by this sink now: the old one's stop does not count them again.
+            old.missed = 0
+            old._missed_first = old._missed_last = None
+        self._clears.update(old._clears)
 
     # -- the hub's side ------------------------------------------------------------------
 
@@ -366,7 +406,7 @@ class MqttSink(Service):
         if room is not None:
             self._rooms[uid] = room
         current = self._keys.get(uid)
-        wanted = segment(room) if room else ""
+        wanted = room_key(room)
         if wanted and self._invisible(uid):
             wanted = segment(uid)
         elif wanted:
@@ -401,7 +441,7 @@ class MqttSink(Service):
                 vacated.add(key)
                 self._rekey_to(uid, segment(uid))
         for uid, room in list(self._rooms.items()):
-            key = segment(room) if room else ""
+            key = room_key(room)
             if (
                 key in vacated
                 and not self._invisible(uid)
@@ -436,11 +476,33 @@ class MqttSink(Service):
 
     def _publish(self, topic: str, payload: bytes, retain: bool, qos: int = QOS) -> int | None:
         """Publish; the message id the broker will acknowledge (QoS 1), else ``None``."""
+        if retain:
+            # A topic cleared now must be cleared on the broker even if this publish never
+            # reaches it; one set again needs no clearing (it is republished as it is).
+            if payload:
+                self._clears.pop(topic, None)
+            else:
+                self._clear_later(topic)
         if not self.connected or self.stalled:
             # Retained topics are republished once the broker reads again (_drained).
             return None
-        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        try:
+            info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        except ValueError as error:
+            # A topic MQTT refuses: a command's result topic holding a wildcard, from a broker
+            # that let one by (room names are bounded and made topic-safe before this).
+            # Throttled per reason, the broker being the one source (as for refused commands).
+            self.peer_log.emit(
+                f"mqtt broker {self._config.host}:{self._config.port}",
+                "bad_topic",
+                "mqtt: cannot publish to {topic}: {error}",
+                topic=topic[:200],
+                error=error,
+            )
+            return None
         if info.rc == paho.MQTT_ERR_SUCCESS:
+            if retain and not payload:
+                self._clears.pop(topic, None)
             self.published += 1
             self._unsent += 1
             if qos:
@@ -461,6 +523,21 @@ class MqttSink(Service):
             error=paho.error_string(info.rc),
         )
         return None
+
+    def _clear_later(self, topic: str) -> None:
+        """Remember ``topic`` as cleared until the broker has been sent the clearing; the
+        oldest is forgotten past ``max_unsent`` topics (a peer renaming itself without end
+        while the broker is away must not grow this without bound)."""
+        self._clears.pop(topic, None)
+        self._clears[topic] = None
+        if len(self._clears) > self._max_unsent:
+            dropped = next(iter(self._clears))
+            del self._clears[dropped]
+            log.warn(
+                "mqtt: too many retained topics to clear once the broker is back; "
+                "{topic} stays as it was",
+                topic=dropped,
+            )
 
     # -- connection ----------------------------------------------------------------------
 
@@ -498,7 +575,7 @@ class MqttSink(Service):
         self._reactor.addReader(self._descriptor)
         if self._client.want_write():
             self._reactor.addWriter(self._descriptor)
-        self._misc.start(1.0, now=False)
+        self._misc.start(keepalive_check_interval(config.keepalive), now=False)
 
     def status(self) -> dict[str, Any]:
         """The broker connection and queue, for diagnostics and metrics."""
@@ -561,7 +638,11 @@ class MqttSink(Service):
         self._republish()
 
     def _republish(self) -> None:
-        """Everything retained, as after a broker restart that lost it."""
+        """Everything retained, as after a broker restart that lost it; first the clearing
+        of the topics removed meanwhile (a broker that kept its retained messages would
+        hold them for ever)."""
+        for topic in list(self._clears):
+            self._publish(topic, b"", retain=True)
         if self._config.homeassistant:
             topic, document = bridge_discovery(self._config.discovery_prefix, self.topics)
             self._publish(topic, encode(document), retain=True)
@@ -654,7 +735,11 @@ class MqttSink(Service):
             self._misc.stop()
         if descriptor is not None:
             waiting, self._closed = self._closed, []
-            for d in waiting:
+            # No acknowledgement comes on a closed connection: a stop waiting for one (its
+            # offline) need not wait out its bound (the broker dropped us: a reload's new
+            # sink took the client id over, or the broker went away).
+            acked, self._acked = list(self._acked.values()), {}
+            for d in [*waiting, *acked]:
                 d.callback(None)
 
     def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
@@ -742,25 +827,24 @@ class MqttSink(Service):
                 room=key,
                 error=refused,
             )
-            self._answer(result_topic, {"ok": False, "error": _error("bad_request", 400, refused)})
+            # As the HTTP API answers the same body: status 400 and its error object.
+            self._answer(
+                result_topic,
+                {"ok": False, "status": 400, **error_body("bad_request", str(refused))},
+            )
             return
-        request_id = args.pop("request_id", None)
+        # Any JSON value, null too, is echoed (docs/mqtt.md): absent only when not sent.
+        echo = {"request_id": args.pop("request_id")} if "request_id" in args else {}
         # The key's speaker by its uid (a room name may repeat across households).
         speaker = self._owners.get(key) or key
         d = execute(self._controller, speaker, command, args)
 
         def done(result: Any) -> None:
-            body: dict[str, Any] = {"ok": True, "result": result}
-            if request_id is not None:
-                body["request_id"] = request_id
-            self._answer(result_topic, body)
+            self._answer(result_topic, {"ok": True, "result": result, **echo})
 
         def failed(failure: Failure) -> None:
             status, error = failure_fields(failure)
-            body: dict[str, Any] = {"ok": False, "status": status, "error": error}
-            if request_id is not None:
-                body["request_id"] = request_id
-            self._answer(result_topic, body)
+            self._answer(result_topic, {"ok": False, "status": status, "error": error, **echo})
 
         d.addCallbacks(done, failed)
 
@@ -813,6 +897,14 @@ class MqttSink(Service):
             except TimeoutError:
                 self._acked.pop(mid, None)
         self.connected = False
+        # Unless the connection is gone already (the broker dropped it meanwhile).
+        if self._descriptor is not None:
+            await self._close(started)
+        self._count_undelivered(mid)
+
+    async def _close(self, started: float) -> None:
+        """Send DISCONNECT and wait for the socket to close, within what is left of
+        ``drain_timeout`` since ``started``; then close it ourselves."""
         closed: Deferred[None] = Deferred()
         self._closed.append(closed)
         self._client.disconnect()
@@ -827,11 +919,6 @@ class MqttSink(Service):
             self._drop_socket()
             if descriptor is not None:
                 descriptor.close()
-        self._count_undelivered(mid)
-
-
-def _error(code: str, status: int, error: BaseException) -> dict[str, Any]:
-    return {"code": code, "message": str(error), "status": status}
 
 
 def _invisible_uids(groups: Any) -> set[str | None]:

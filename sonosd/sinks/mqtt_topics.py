@@ -31,6 +31,19 @@ def segment(name: str) -> str:
     return name.translate(_UNSAFE).strip()
 
 
+#: The longest room name (UTF-8 bytes, made topic-safe) that becomes a topic level: MQTT
+#: refuses topics over 65,535 bytes, and a speaker is a remote peer; a longer name counts as
+#: none (the uid is used).
+MAX_ROOM_KEY = 1024
+
+
+def room_key(room: str | None) -> str:
+    """The topic level a room name gives, or ``""`` when it gives none (no name, nothing
+    left once made topic-safe, or over ``MAX_ROOM_KEY`` bytes)."""
+    key = segment(room) if room else ""
+    return key if len(key.encode("utf-8", "surrogatepass")) <= MAX_ROOM_KEY else ""
+
+
 @attrs.frozen
 class Topics:
     """Every topic of one prefix."""

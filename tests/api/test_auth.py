@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -156,3 +157,25 @@ def test_near_misses_and_odd_tokens_refused() -> None:
     for presented in ("r3ad", "r3ad-only-", "c0ntrol" * 40, "r3ad-onlé", "\udcff"):
         assert auth.check(None, presented) is INVALID
         assert auth.check(f"Bearer {presented}".encode("utf-8", "surrogatepass"), None) is INVALID
+
+
+def test_every_configured_token_is_compared_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/api.md: tokens are compared with hmac.compare_digest, against every configured
+    token every time: the first token, the last and a wrong one cost the same comparisons."""
+    import hmac
+
+    third = Token(name="third", secret="thr33", scopes=frozenset({"read"}))
+    auth = Authenticator([READER, ADMIN, third])
+    calls: list[int] = []
+    real = hmac.compare_digest
+
+    def counting(a: bytes, b: bytes) -> bool:
+        calls.append(len(a))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", counting)
+    for presented, name in (("r3ad-only", "ha"), ("thr33", "third"), ("nope", None)):
+        calls.clear()
+        result = auth.check(f"Bearer {presented}", None)
+        assert (result.name if isinstance(result, Grant) else None) == name
+        assert calls == [32, 32, 32], presented

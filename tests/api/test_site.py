@@ -267,6 +267,28 @@ class RestTests(TestCase):
         self.assertEqual(await self.metric(base, name, channel="websocket"), 1)
         self.assertEqual(await self.metric(base, name, channel="sse"), 1)
 
+    async def test_frames_sent_count_messages_handed_to_clients(self) -> None:
+        """sonosd_api_frames_sent_total{channel} counts the messages handed to that channel's
+        clients (docs/api.md): one per client and message its filter accepts, the messages a
+        resuming client is replayed included; snapshots and resets are not messages."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        base = f"http://{host}:{port}/api/v1"
+        name = "sonosd_api_frames_sent_total"
+        everything = SseClient(sse_request("/api/v1/events"))
+        office = SseClient(sse_request("/api/v1/events?rooms=Office"))
+        for client in (everything, office):
+            await connect_raw(host, port, client, self)
+            await wait(lambda c=client: len(c.messages()) == 1, "the snapshot")
+        first = publish(self.hub, 2, KITCHEN) + publish(self.hub, 1, OFFICE)
+        await wait(lambda: len(everything.messages()) == 4 and len(office.messages()) == 2)
+        self.assertEqual(await self.metric(base, name, channel="sse"), 3 + 1)
+        self.assertEqual(await self.metric(base, name, channel="websocket"), 0)
+        ws = await connect_ws(self, host, port, f"last_id={self.hub.run}:{first[0]}")
+        await wait(lambda: len(ws.messages) == 2, "the two replayed messages")
+        self.assertEqual([m["id"] for m in ws.messages], first[1:])
+        self.assertEqual(await self.metric(base, name, channel="websocket"), 2)
+        self.assertEqual(await self.metric(base, name, channel="sse"), 4)
+
     async def metric(self, base: str, name: str, **labels: str) -> float:
         """The value of the sample ``name{labels}`` on ``/metrics`` (read with a read token
         when the API requires one)."""
@@ -447,6 +469,35 @@ class RestTests(TestCase):
             self.assertEqual(code, 200, origin)
         self.assertEqual([call[:2] for call in controller.calls], [("Kitchen", "play")] * 2)
 
+    async def test_forwarded_headers_are_not_read(self) -> None:
+        """``X-Forwarded-*`` headers are not read (docs/api.md): a forwarded Host or scheme
+        that would make a foreign Origin the API's own, or a rebinding Host a local one,
+        changes nothing; the refusal names the Host sonosd saw."""
+        controller = RecordingController()
+        _, host, port = await start_api(self, self.hub, self.state, controller)
+        base = f"http://{host}:{port}/api/v1"
+        forwarded = {
+            "X-Forwarded-Host": "evil.example",
+            "X-Forwarded-Proto": "http",
+            "X-Forwarded-Port": "80",
+            "X-Forwarded-For": "127.0.0.1",
+        }
+        code, body, _ = await self.call(
+            "POST",
+            f"{base}/speakers/Kitchen/play",
+            {"Origin": "http://evil.example", **forwarded},
+        )
+        self.assertEqual(code, 403)
+        self.assertIn(f'API\'s Host "{host}:{port}"', body["error"]["message"])
+        code, body, _ = await self.call(
+            "GET",
+            f"{base}/snapshot",
+            {"Host": "evil.example", "X-Forwarded-Host": f"{host}:{port}"},
+        )
+        self.assertEqual(code, 403)
+        self.assertIn('unexpected Host header "evil.example"', body["error"]["message"])
+        self.assertEqual(controller.calls, [])
+
     async def test_browser_guards_follow_origins_and_tokens(self) -> None:
         """An open API answers the Host of a listed origin and refuses others; once tokens
         are required any Host is answered, but a cross-origin POST is still 403 whatever
@@ -556,10 +607,11 @@ class RestTests(TestCase):
         self.assertTrue(raw.data.startswith(b"HTTP/1.1 413 "), raw.data)
 
     async def test_requests_twisted_web_cannot_read_get_a_json_400(self) -> None:
-        """A request line or header over 16 KiB, a head over 16 KiB in all, a garbled request
-        line, a raw byte over 0x7f in the target and a bad Content-Length each get a JSON 400
-        ``bad_request`` saying what is wrong (not twisted.web's bare 400, nor a silent close),
-        counted as ``rest/malformed``."""
+        """A request line or header over 16 KiB, a head over 16 KiB in all or of over 500
+        headers, a garbled request line, a raw byte over 0x7f in the target, a malformed
+        header, a bad Content-Length and a garbled chunked body each get a JSON 400
+        ``bad_request`` saying which (docs/api.md; not twisted.web's bare 400, nor a silent
+        close), counted as ``rest/malformed``."""
         site, host, port = await start_api(self, self.hub, self.state)
         ok = b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         requests = {
@@ -567,11 +619,26 @@ class RestTests(TestCase):
                 b"GET /api/v1/snapshot?last_id=" + b"9" * 17_000 + b" HTTP/1.1\r\n\r\n",
                 ok + b"X-Long: " + b"a" * 17_000 + b"\r\n\r\n",
             ],
-            "its head is over 16384 bytes or 500 headers": [
+            "its head is over 16384 bytes": [
                 ok + b"".join(b"X-%d: %s\r\n" % (n, b"a" * 1000) for n in range(20)) + b"\r\n",
+            ],
+            "it has more than 500 headers": [
+                ok + b"".join(b"X-%d: a\r\n" % n for n in range(501)) + b"\r\n",
+            ],
+            "its request line is not a method, a target of ASCII characters": [
                 b"NOT HTTP AT ALL\r\n\r\n",
                 b"GET /api/v1/speakers/K\xfcche HTTP/1.1\r\n\r\n",
+            ],
+            "a header line is not a name (a token), a colon": [
+                ok + b"No colon here\r\n\r\n",
+                ok + b"Bad Name: x\r\n\r\n",
+            ],
+            "its Content-Length or Transfer-Encoding is not valid": [
                 ok + b"Content-Length: twelve\r\n\r\n",
+            ],
+            "its chunked body is not well formed": [
+                b"POST /api/v1/speakers/Kitchen/play HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
             ],
         }
         for message, raws in requests.items():
@@ -586,7 +653,7 @@ class RestTests(TestCase):
                 self.assertEqual(error["code"], "bad_request")
                 self.assertIn(message, error["message"])
         assert site.metrics is not None
-        self.assertEqual(site.metrics.client_errors["rest", "malformed"], 6)
+        self.assertEqual(site.metrics.client_errors["rest", "malformed"], 10)
 
 
 def answered(data: bytes) -> bool:

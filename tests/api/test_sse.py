@@ -144,6 +144,42 @@ class EventStreamTests(TestCase):
             await wait(lambda c=client: len(c.messages()) == 3, "missed and live")
             self.assertEqual([m["id"] for m in client.messages()], missed + later)
 
+    async def test_resume_as_run_colon_id_in_the_query(self) -> None:
+        """``?last_id=R:N`` (docs/api.md: what a non-browser client may send instead of the
+        header) replays exactly the messages after N, no snapshot."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        seen = publish(self.hub, 3)
+        missed = publish(self.hub, 2)
+        client = await self.open(host, port, f"/api/v1/events?last_id={self.hub.run}:{seen[-1]}")
+        await wait(lambda: len(client.messages()) == 2, "the missed messages")
+        later = publish(self.hub, 1)
+        await wait(lambda: len(client.messages()) == 3, "the live message")
+        self.assertEqual([m["id"] for m in client.messages()], missed + later)
+        self.assertNotIn("snapshot", [e.get("event") for e in client.events()])
+
+    async def test_an_id_without_its_run_resets(self) -> None:
+        """An id that comes without its run (``?last_id=N``, or ``Last-Event-ID: N``) cannot be
+        trusted, even when this run's ring holds it: a reset event (no ``id:``) and a fresh
+        snapshot, then live messages. So does an id of another run (the daemon restarted)."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        publish(self.hub, 5)
+        for path, headers in (
+            ("/api/v1/events?last_id=3", {}),
+            ("/api/v1/events", {"Last-Event-ID": "3"}),
+            ("/api/v1/events?last_id=0123456789ab:3", {}),
+            ("/api/v1/events", {"Last-Event-ID": "0123456789ab:3"}),
+        ):
+            client = await self.open(host, port, path, **headers)
+            await wait(lambda c=client: len(c.messages()) == 2, "reset and snapshot")
+            reset, snapshot = client.events()[1:3]
+            self.assertEqual(reset["event"], "reset", path)
+            self.assertNotIn("id", reset)
+            self.assertEqual(snapshot["id"], f"{self.hub.run}:{self.hub.last_id}")
+            self.assertEqual(client.messages()[1]["last_id"], self.hub.last_id)
+        later = publish(self.hub, 1)
+        await wait(lambda: len(client.messages()) == 3, "the live message")
+        self.assertEqual(client.messages()[2]["id"], later[0])
+
     async def test_odd_digits_in_last_event_id_are_a_fresh_snapshot(self) -> None:
         """A Last-Event-ID of a superscript digit (a digit to str.isdigit, not to int), sent as
         UTF-8, is garbage: the client gets a 200 and a fresh snapshot."""
@@ -237,6 +273,9 @@ class EventStreamTests(TestCase):
         await slow.closed
         self.assertTrue(slow.body.endswith(b": disconnected: too slow\n\n"))
         self.assertEqual(service.metrics.slow.labels("sse")._value.get(), 1)
+        # Disconnected when more than client_buffer (4) waited, one message a turn: those 5
+        # are sonosd_api_dropped_frames_total's.
+        self.assertEqual(service.metrics.dropped.labels("sse")._value.get(), 5)
 
     async def test_slow_client_that_keeps_not_reading_is_aborted(self) -> None:
         """A client closed as too slow that never reads its last words is aborted after the

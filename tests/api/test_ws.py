@@ -180,6 +180,19 @@ class WebSocketTests(TestCase):
         await wait(lambda: len(client.events()) == 2, "the kitchen event")
         self.assertEqual(client.events()[-1]["id"], kitchen[0])
 
+    async def test_an_empty_filter_op_lets_everything_through(self) -> None:
+        """A filter op without keys replaces a narrow filter with everything: its reply's
+        ``filter`` is an empty object (docs/api.md), and every message follows."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        client = await connect_ws(self, host, port, "rooms=office&types=event")
+        client.send({"op": "filter", "id": "all"})
+        await wait(lambda: len(client.messages) == 2, "the snapshot and the acknowledgement")
+        self.assertEqual(client.messages[-1], {"type": "filter", "id": "all", "filter": {}})
+        ids = publish(self.hub, 1, KITCHEN)
+        ids.append(self.hub.publish("topology.changed", {}).id)
+        await wait(lambda: len(client.messages) == 4, "both messages")
+        self.assertEqual([m["id"] for m in client.messages[2:]], ids)
+
     async def test_bad_filter_op(self) -> None:
         """A malformed filter op is answered with an error and changes nothing."""
         _, host, port = await start_api(self, self.hub, self.state)
@@ -289,8 +302,10 @@ class WebSocketTests(TestCase):
         slow.transport.resumeProducing()
         code, reason = await slow.closed
         self.assertEqual(code, 1008)
-        self.assertIn("too slow", reason or "")
+        self.assertEqual(reason, "too slow: more than 4 messages behind")
         self.assertEqual(service.metrics.slow.labels("websocket")._value.get(), 1)
+        # The 5 that waited when it went over client_buffer (one message a turn).
+        self.assertEqual(service.metrics.dropped.labels("websocket")._value.get(), 5)
 
     async def test_slow_client_that_keeps_not_reading_is_aborted(self) -> None:
         """A client closed as too slow that never reads its close frame is aborted once

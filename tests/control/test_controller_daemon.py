@@ -670,6 +670,47 @@ class ControlDaemonTests(TestCase):
             "state", large_household=True, large_household_players=1
         )
 
+    async def test_websocket_command_at_an_offline_speaker(self) -> None:
+        """A WebSocket command op at a speaker that refuses connections is answered, with its
+        id, by docs/api.md's error: ``offline``, a message, ``upnp_error`` null; a command op
+        at an online speaker runs and answers its result."""
+        daemon = await start_daemon(self)
+        office = daemon.speaker(2)
+        await office.go_offline("refuse")
+        self.addCleanup(office.come_online)
+        ws = await connect_ws(self, daemon.host, daemon.port)
+        await until(lambda: ws.messages, "the snapshot")
+        ws.send(
+            {
+                "op": "command",
+                "id": "c7",
+                "speaker": "Office",
+                "command": "volume",
+                "args": {"volume": 20},
+            }
+        )
+        ws.send(
+            {
+                "op": "command",
+                "id": 8,
+                "speaker": "Kitchen",
+                "command": "volume",
+                "args": {"volume": 21},
+            }
+        )
+
+        def replies() -> list[dict[str, Any]]:
+            return [m for m in ws.messages if m["type"] in ("result", "error")]
+
+        await until(lambda: len(replies()) == 2, "both replies")
+        by_id = {m["id"]: m for m in replies()}
+        error = by_id["c7"]
+        self.assertEqual((error["type"], error["error"]["code"]), ("error", "offline"), error)
+        self.assertIsNone(error["error"]["upnp_error"])
+        self.assertTrue(error["error"]["message"])
+        self.assertEqual(by_id[8]["type"], "result", by_id[8])
+        self.assertEqual(daemon.speaker(0).rendering.volume, 21)
+
     async def test_party_leaves_out_an_offline_speaker(self) -> None:
         """party groups every reachable speaker of the household and leaves out one that is
         offline but still listed in the topology, answering confirmed."""

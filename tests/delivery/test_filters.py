@@ -85,6 +85,39 @@ def test_from_query_twisted_args() -> None:
     assert built == Filter(rooms=["kitchen", "living room"], types=["event", "speaker.*"])
 
 
+def test_every_singular_alias_and_exact_types() -> None:
+    """docs/api.md's aliases (speaker, room, service, type) are their keys, in a query string
+    and in JSON; types are compared exactly (``Event`` is not ``event``)."""
+    query = {b"speaker": [b"RINCON_A"], b"room": [b"Office"], b"service": [b"avtransport"]}
+    assert Filter.from_query({**query, b"type": [b"event"]}) == Filter(
+        speakers=["RINCON_A"], rooms=["office"], services=["AVTransport"], types=["event"]
+    )
+    json_op = {"op": "filter", "speaker": "RINCON_A", "type": ["Event"]}
+    built = Filter.from_query(json_op, strict=True)
+    assert built.to_json() == {"speakers": ["RINCON_A"], "types": ["Event"]}
+    assert not Filter(types=["Event"]).matches(message())
+
+
+def test_a_message_without_the_key_passes_it() -> None:
+    """speaker.online (no service) passes a services filter; topology.changed and
+    alarms.changed (no speaker) pass speakers and rooms filters; types exclude them."""
+    online = message("speaker.online", service=None)
+    assert Filter(services=["RenderingControl"]).matches(online)
+    assert not Filter(services=["RenderingControl"], types=["event"]).matches(online)
+    for kind in ("topology.changed", "alarms.changed"):
+        wide = message(kind, None, None, None)
+        assert Filter(speakers=["RINCON_B"], rooms=["Office"]).matches(wide)
+        assert not Filter(rooms=["Office"], types=["event"]).matches(wide)
+
+
+def test_a_configured_filter_is_the_same_filter() -> None:
+    """A webhook's configured filter (tuples, docs/configuration.md) takes speakers as uids
+    compared exactly, so a room name there matches nothing of that room; rooms any case."""
+    assert Filter.from_query({"speakers": ("RINCON_A",)}, strict=True).matches(message())
+    assert not Filter.from_query({"speakers": ("Kitchen",)}, strict=True).matches(message())
+    assert Filter.from_query({"rooms": ("KITCHEN",)}, strict=True).matches(message())
+
+
 def test_from_query_json_object() -> None:
     """A JSON object with lists or single strings becomes a filter."""
     built = Filter.from_query(

@@ -46,14 +46,14 @@ def test_daemon_collector_reads_the_status() -> None:
     def service(state: str, **counters: int) -> dict[str, object]:
         return {"state": state, "evented": state == "subscribed", **counters}
 
+    transport = {"subscribes": 2, "resubscriptions": 1, "renewals": 3, "gaps": 1, "events": 6}
+    transport.update(duplicates=2, resyncs=1, subscribe_failures=1)
     household = {
         "speakers": [
             {
                 "availability": "online",
                 "services": {
-                    "AVTransport": service(
-                        "subscribed", subscribes=2, resubscriptions=1, renewals=3, gaps=1
-                    ),
+                    "AVTransport": service("subscribed", **transport),
                     "Queue": service("polling", subscribes=1, polls=4),
                 },
             },
@@ -66,8 +66,8 @@ def test_daemon_collector_reads_the_status() -> None:
         "webhooks": [
             {"url": "http://h/x", "delivered": 3, "failed": 1, "queued": 2, "failing": True}
         ],
-        "mqtt": {"connected": True, "queue": 4, "published": 9},
-        "callbacks": [{"name": "m:f", "delivered": 2, "queued": 0}],
+        "mqtt": {"connected": True, "queue": 4, "published": 9, "missed": 3, "connects": 2},
+        "callbacks": [{"name": "m:f", "delivered": 2, "failed": 1, "dropped": 5, "queued": 7}],
     }
     registry = CollectorRegistry()
     states = ("subscribed", "polling", "backing_off")
@@ -94,5 +94,48 @@ def test_daemon_collector_reads_the_status() -> None:
         "sonosd_mqtt_connected 1.0",
         "sonosd_mqtt_queue 4.0",
         'sonosd_callback_calls_total{callback="m:f",result="delivered"} 2.0',
+        'sonosd_callback_calls_total{callback="m:f",result="failed"} 1.0',
+        'sonosd_callback_calls_total{callback="m:f",result="dropped"} 5.0',
+        'sonosd_callback_queue{callback="m:f"} 7.0',
+        "sonosd_events_total 6.0",
+        "sonosd_event_duplicates_total 2.0",
+        "sonosd_resyncs_total 1.0",
+        'sonosd_subscribes_total{result="failed"} 1.0',
+        'sonosd_webhook_deliveries_total{result="failed",target="http://h/x"} 1.0',
+        "sonosd_mqtt_published_total 9.0",
+        "sonosd_mqtt_missed_total 3.0",
+        "sonosd_mqtt_connects_total 2.0",
     ):
         assert expected in lines, expected
+
+
+def test_sink_errors_count_exceptions_raised_by_sinks() -> None:
+    """sonosd_sink_errors_total counts each exception a sink raises (docs/api.md); the
+    other sinks still get the message."""
+    from zope.interface import implementer
+
+    from sonosd.delivery.hub import ISink, Message
+
+    @implementer(ISink)
+    class Broken:
+        def deliver(self, message: Message) -> None:
+            raise RuntimeError("boom")
+
+    @implementer(ISink)
+    class Keeping:
+        def __init__(self) -> None:
+            self.ids: list[int] = []
+
+        def deliver(self, message: Message) -> None:
+            self.ids.append(message.id)
+
+    hub = Hub(Clock())
+    keeping = Keeping()
+    hub.add_sink(Broken())
+    hub.add_sink(keeping)
+    metrics = ApiMetrics(hub, lambda: 0.0, lambda: {})
+    assert b"sonosd_sink_errors_total 0.0" in metrics.render()
+    hub.publish("event", {})
+    hub.publish("event", {})
+    assert b"sonosd_sink_errors_total 2.0" in metrics.render()
+    assert keeping.ids == [1, 2]

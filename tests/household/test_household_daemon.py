@@ -784,6 +784,15 @@ class TwoHouseholdTests(TestCase):
         self.assertEqual(
             {s["household"] for s in snapshot["speakers"]}, {one.household_id, two.household_id}
         )
+        # Room names repeat across the two households (docs/api.md): the uid always names one
+        # speaker, and a repeated room name still names one of them.
+        repeated = one.speakers[0].name
+        self.assertEqual(two.speakers[0].name, repeated)
+        for sim in (*one.speakers, *two.speakers):
+            found = await daemon.get(f"/api/v1/speakers/{sim.uid}")
+            self.assertEqual((found["uid"], found["name"]), (sim.uid, sim.name))
+        found = await daemon.get(f"/api/v1/speakers/{quote(repeated.upper())}")
+        self.assertIn(found["uid"], {one.speakers[0].uid, two.speakers[0].uid})
         status, body = await daemon.post(
             one.speakers[0].uid, "join", {"coordinator": two.speakers[0].uid}
         )

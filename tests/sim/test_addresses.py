@@ -60,6 +60,18 @@ def test_only_loopback_ranges_are_taken(address: str, count: int, problem: str) 
         HouseholdService(Clock(), SimulateConfig(speakers=count, base_address=address))
 
 
+@pytest.mark.parametrize("admin", ["tcp:8400", "tcp:8400:interface=192.168.1.20"])
+def test_the_embedding_api_refuses_an_admin_endpoint_off_this_machine(admin: str) -> None:
+    """``SimulateConfig(admin=...)`` built in Python is checked as the YAML and the command
+    line are: an admin API reachable from the network is refused, naming the endpoint."""
+    with pytest.raises(ValueError) as raised:
+        HouseholdService(Clock(), SimulateConfig(speakers=1, base_address="127.9.9.2", admin=admin))
+    assert str(raised.value).startswith("admin: expected an endpoint on this machine only")
+    assert repr(admin) in str(raised.value)
+    local = SimulateConfig(speakers=1, base_address="127.9.9.2", admin="tcp:0:interface=127.0.0.1")
+    assert HouseholdService(Clock(), local).config.admin == "tcp:0:interface=127.0.0.1"
+
+
 def test_loopback_ranges_up_to_the_last_address() -> None:
     """127.0.0.0/8 is taken up to 127.255.255.254, and a speaker moves only within it."""
     assert str(loopback_range("127.255.255.200", 55)) == "127.255.255.200"

@@ -27,7 +27,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from sonosd.config import MqttConfig
 from sonosd.delivery.hub import Hub
-from sonosd.sinks.mqtt import MqttSink, _default_client
+from sonosd.sinks.mqtt import MqttSink, _default_client, keepalive_check_interval
 from tests.conftest import free_loopback_base
 from tests.sinks.test_callbacks import capture_logs
 from tests.sinks.test_webhooks import make_ca_and_server
@@ -55,11 +55,13 @@ class Broker:
         login: tuple[str, str] | None = None,
         cert_ip: str | None = None,
         log: bool = False,
+        debug: bool = False,
     ) -> None:
         """@param login: The only user the broker lets in (anonymous clients too if ``None``).
         @param cert_ip: The address the TLS certificate names (default: the broker's own).
         @param log: Write the broker's notices (connections, with their keep-alive) to
-            ``log_file``."""
+            ``log_file``.
+        @param debug: With ``log``, the packets each client sends too (``PINGREQ``)."""
         self.reactor = reactor
         self.port = 8883 if tls else 1883
         self.host = free_loopback_base(port=self.port, count=1)
@@ -95,6 +97,8 @@ class Broker:
                 pass
             os.chmod(self.log_file, 0o666)
             lines += [f"log_dest file {self.log_file}", "log_type notice"]
+            if debug:
+                lines.append("log_type debug")
         else:
             lines.append("log_dest none")
         lines.append("persistence false")
@@ -133,6 +137,11 @@ class Broker:
         the keep-alive it asked for (``k30``)."""
         with open(self.log_file) as handle:
             return [line for line in handle if f" as {client_id} (" in line]
+
+    def pings(self, client_id: str) -> int:
+        """How many ``PINGREQ`` the broker's log (``debug=True``) shows from ``client_id``."""
+        with open(self.log_file) as handle:
+            return sum(f"Received PINGREQ from {client_id}" in line for line in handle)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -279,7 +288,11 @@ class MqttBrokerTests(TestCase):
             password=kwargs.pop("password", None),
             tls=kwargs.pop("tls", False),
             ca_file=kwargs.pop("ca_file", None),
-            **{key: kwargs.pop(key) for key in ("prefix", "discovery_prefix") if key in kwargs},
+            **{
+                key: kwargs.pop(key)
+                for key in ("prefix", "discovery_prefix", "keepalive")
+                if key in kwargs
+            },
         )
         kwargs.setdefault("controller", self.controller)
         kwargs.setdefault("backoff_initial", 0.1)
@@ -391,7 +404,10 @@ class MqttBrokerTests(TestCase):
             kitchen["variables"], {"volume": {"Master": 25}, "mute": {"Master": False}}
         )
         self.assertEqual(kitchen["speaker"]["uid"], KITCHEN["uid"])
-        self.assertEqual(kitchen["id"], 3)
+        self.assertEqual(kitchen["service"], "RenderingControl")
+        # id and time are those of the last message merged.
+        [last] = [m for m in self.hub.since(0) or [] if m.id == 3]
+        self.assertEqual((kitchen["id"], kitchen["time"]), (3, json.loads(last.raw)["time"]))
         self.assertEqual(sub.payloads("sonos/Kitchen/availability"), ["online"])
         self.assertEqual(sub.payloads("sonos/Office/availability"), ["online"])
         self.assertEqual(sub.payloads("sonos/bridge/availability"), ["online"])
@@ -414,13 +430,22 @@ class MqttBrokerTests(TestCase):
         sub = self.subscriber()
         await sub.wait(sub.has("sonos/bridge/availability"), self.reactor)
         self.publish_household()
+        others = ("subscription.lost", "subscription.restored", "events.gap")
+        for kind in others:
+            self.hub.publish(kind, {"service": "AVTransport"}, speaker=KITCHEN)
         self.hub.publish("speaker.offline", {"reason": "no answer"}, speaker=OFFICE)
+        # Every event is QoS 1 from one publisher: in order, the last one comes last.
         await sub.wait(sub.has("sonos/Office/event/speaker.offline"), self.reactor)
+        for kind in others:
+            [payload] = sub.payloads(f"sonos/Kitchen/event/{kind}")
+            self.assertEqual(json.loads(payload)["type"], kind)
         events = sub.payloads("sonos/Kitchen/event/RenderingControl")
         self.assertEqual([json.loads(p)["seq"] for p in events], [0, 1])
         raw = [m.raw.decode() for m in self.hub.since(0) or [] if m.id in (2, 3)]
         self.assertEqual(events, raw)
         self.assertEqual(len(sub.payloads("sonos/bridge/event/topology.changed")), 2)
+        alarms = [json.loads(p) for p in sub.payloads("sonos/bridge/event/alarms.changed")]
+        self.assertEqual([a["household"] for a in alarms], ["Sonos_1", "Sonos_2"])
         self.assertEqual(sub.payloads("sonos/Office/availability")[-1], "offline")
         event_lines = [line for line in sub.lines if "/event/" in line[1]]
         self.assertFalse(any(retained for retained, _, _ in event_lines))
@@ -431,6 +456,15 @@ class MqttBrokerTests(TestCase):
         self.assertIn(("state", 0), qos)
         self.assertEqual({level for kind, level in qos if kind == "event"}, {1})
         self.assertEqual({level for kind, level in qos if kind == "state"}, {0})
+        # Every retained topic is QoS 0: availability, topology and alarms too.
+        retained_qos = {
+            level
+            for topic, level in sub.qos
+            if topic.endswith("/availability")
+            or "/bridge/topology/" in topic
+            or "/bridge/alarms/" in topic
+        }
+        self.assertEqual(retained_qos, {0})
 
     async def test_broker_restart_republishes_retained_state(self) -> None:
         """After the broker restarts (losing retained messages) the sink reconnects and
@@ -509,6 +543,55 @@ class MqttBrokerTests(TestCase):
         self.assertEqual([q for t, q in sub.qos if t == "sonos/bridge/gap"], [1])
         self.assertEqual(json.loads(payload), {"missed": 3, "first_id": ids[0], "last_id": ids[2]})
         self.assertEqual(sink.connects, 2)
+        # Not queued either: after the reconnect the next event is the first on its topic
+        # (QoS 1 from one publisher keeps its order, so a replay would come before it).
+        events = await self.ready_subscriber("sonos/Kitchen/event/RenderingControl")
+        [live] = self.publish_volumes(range(3, 4))
+        await events.wait(events.has("sonos/Kitchen/event/RenderingControl"), self.reactor)
+        got = [json.loads(p)["id"] for p in events.payloads("sonos/Kitchen/event/RenderingControl")]
+        self.assertEqual(got, [live])
+
+    async def test_topics_cleared_while_disconnected_are_cleared_on_reconnect(self) -> None:
+        """A speaker removed, a room renamed, while the connection is down (the broker keeps
+        its retained messages): after the reconnect the broker holds neither the removed
+        speaker's topics and entities nor the old room's, only the new room's."""
+        await self.broker.start()
+        sink = self.make_sink(homeassistant=True, backoff_initial=1.0, backoff_max=1.0)
+        self.publish_household()
+        await self.start(sink)
+        node = f"homeassistant/sensor/sonosd_{OFFICE['uid']}/volume/config"
+        first = self.subscriber("sonos/#", "homeassistant/#")
+        await first.wait(
+            lambda: all(
+                first.payloads(topic)
+                for topic in (node, "sonos/Office/availability", "sonos/Kitchen/availability")
+            ),
+            self.reactor,
+        )
+        sock = sink._client.socket()
+        assert sock is not None
+        sock.shutdown(socket.SHUT_RDWR)
+        # The reconnect waits at least 0.5 s: these run before it.
+        await self.until(lambda: not sink.connected)
+        self.hub.publish("speaker.removed", {"reason": "left household"}, speaker=OFFICE)
+        rc = {"seq": 5, "variables": {"volume": {"Master": 31}}}
+        renamed = dict(KITCHEN, name="Cuisine")
+        self.hub.publish("event", rc, speaker=renamed, service="RenderingControl")
+        # The new room's state is republished after the reconnect, after any clearing: once
+        # it is seen, the broker has taken both.
+        await first.wait(first.has("sonos/Cuisine/state/RenderingControl"), self.reactor)
+        # The broker sends each subscription's retained messages in the order subscribed.
+        late = self.subscriber(
+            "sonos/Office/#",
+            "sonos/Kitchen/#",
+            f"homeassistant/+/sonosd_{OFFICE['uid']}/+/config",
+            "sonos/Cuisine/state/RenderingControl",
+        )
+        await late.wait(late.has("sonos/Cuisine/state/RenderingControl"), self.reactor)
+        self.assertEqual(
+            [topic for _, topic, _ in late.lines], ["sonos/Cuisine/state/RenderingControl"]
+        )
+        self.assertEqual(master(self.state(late, "sonos/Cuisine/state/RenderingControl")), 31)
 
     async def test_login_with_username_and_password(self) -> None:
         """The sink logs in to a broker that refuses anonymous clients with its username and
@@ -568,6 +651,15 @@ class MqttBrokerTests(TestCase):
         client_id = f"sonosd-test-{os.getpid()}"
         await self.until(lambda: bool(self.broker.connect_lines(client_id)))
         self.assertIn(" k30", self.broker.connect_lines(client_id)[0])
+
+    async def test_idle_connection_is_kept_alive_by_pings(self) -> None:
+        """With nothing to publish, the sink still pings the broker every keep-alive (paho's
+        ``loop_misc``, run by the reactor once a second, docs/mqtt.md "How it is built"): an
+        idle daemon is not taken for dead and its last will is not published."""
+        await self.use_broker(log=True, debug=True)
+        sink = self.make_sink(keepalive=1)
+        await self.start(sink)
+        await self.until(lambda: self.broker.pings(f"sonosd-test-{os.getpid()}") >= 2)
 
     async def test_tls_untrusted_certificate_refused(self) -> None:
         """With ``tls: true`` and no ``ca_file`` the system's trust store decides: a broker
@@ -657,6 +749,7 @@ class MqttBrokerTests(TestCase):
         sink = self.make_sink(max_unsent=20)
         await self.start(sink)
         self.publish_household()
+        gap = await self.ready_subscriber("sonos/bridge/gap")
         process = self.broker.process
         assert process is not None
         process.send_signal(signal.SIGSTOP)
@@ -690,6 +783,13 @@ class MqttBrokerTests(TestCase):
         gaps = [e for e in logs if "not published while the broker" in e.get("log_format", "")]
         self.assertEqual(len(gaps), 1)
         self.assertGreaterEqual(gaps[0]["count"], 4)
+        # ... and publishes it on sonos/bridge/gap, as after a reconnect.
+        await gap.wait(gap.has("sonos/bridge/gap"), self.reactor)
+        [report] = [json.loads(p) for p in gap.payloads("sonos/bridge/gap")]
+        self.assertEqual(
+            report,
+            {"missed": gaps[0]["count"], "first_id": gaps[0]["first"], "last_id": gaps[0]["last"]},
+        )
 
     async def test_default_bounds_of_a_stalled_broker(self) -> None:
         """As the daemon builds it (the defaults), the sink has at most 100 events on the
@@ -728,6 +828,7 @@ class MqttBrokerTests(TestCase):
         sub = self.subscriber("sonos/bridge/availability")
         await sub.wait(sub.has("sonos/bridge/availability"), self.reactor)
         self.assertEqual(sub.payloads("sonos/bridge/availability"), ["offline"])
+        self.assertEqual(sub.qos, [("sonos/bridge/availability", 1)])
 
     async def test_clean_stop_publishes_offline(self) -> None:
         """stopService publishes ``offline`` for the bridge and disconnects; the events sent
@@ -744,6 +845,9 @@ class MqttBrokerTests(TestCase):
         sub = self.subscriber("sonos/bridge/availability")
         await sub.wait(sub.has("sonos/bridge/availability"), self.reactor)
         self.assertEqual(sub.payloads("sonos/bridge/availability"), ["offline"])
+        # The one retained message at QoS 1, as the last will is (the broker keeps it at
+        # the QoS it was published with).
+        self.assertEqual(sub.qos, [("sonos/bridge/availability", 1)])
 
     async def test_clean_stop_waits_for_the_broker_to_take_offline(self) -> None:
         """stopService ends only once the broker has acknowledged the retained ``offline``: a
@@ -765,6 +869,23 @@ class MqttBrokerTests(TestCase):
         sub = self.subscriber("sonos/bridge/availability")
         await sub.wait(sub.has("sonos/bridge/availability"), self.reactor)
         self.assertEqual(sub.payloads("sonos/bridge/availability"), ["offline"])
+
+    async def test_clean_stop_is_bounded_by_the_drain_timeout(self) -> None:
+        """A broker that never acknowledges the ``offline`` nor takes the disconnect (it
+        stopped reading: SIGSTOP) holds the stop only for the drain timeout (the daemon's
+        ``subscription.shutdown_timeout``): the stop then closes the connection itself."""
+        await self.broker.start()
+        sink = self.make_sink(drain_timeout=0.5)
+        await self.start(sink)
+        process = self.broker.process
+        assert process is not None
+        process.send_signal(signal.SIGSTOP)
+        self.addCleanup(lambda: process.poll() is None and process.send_signal(signal.SIGCONT))
+        stopped = sink.stopService()
+        await self.until(lambda: stopped.called)
+        self.assertFalse(sink.connected)
+        self.assertIsNone(sink._descriptor)
+        process.send_signal(signal.SIGCONT)
 
     async def pub(self, topic: str, payload: str, *extra: str) -> None:
         await self.mosquitto_pub("-t", topic, "-m", payload, *extra)
@@ -794,6 +915,9 @@ class MqttBrokerTests(TestCase):
         await self.pub("sonos/Kitchen/cmd/volume", '{"volume": 12, "request_id": "r1"}')
         await self.pub("sonos/Office/cmd/play", "")
         await self.pub("sonos/Kitchen/cmd/mute", "[1, 2]")
+        # request_id is any JSON value, null too: taken out of the arguments, echoed as sent.
+        await self.pub("sonos/Kitchen/cmd/pause", '{"request_id": null}')
+        await self.pub("sonos/Office/cmd/next", '{"request_id": {"n": [7, "a"]}}')
         await sub.wait(
             lambda: all(
                 sub.payloads(f"sonos/{room}/cmd/{command}/result")
@@ -801,13 +925,20 @@ class MqttBrokerTests(TestCase):
                     ("Kitchen", "volume"),
                     ("Office", "play"),
                     ("Kitchen", "mute"),
+                    ("Kitchen", "pause"),
+                    ("Office", "next"),
                 )
             ),
             self.reactor,
         )
         self.assertEqual(
             self.controller.calls,
-            [(KITCHEN["uid"], "volume", {"volume": 12}), (OFFICE["uid"], "play", {})],
+            [
+                (KITCHEN["uid"], "volume", {"volume": 12}),
+                (OFFICE["uid"], "play", {}),
+                (KITCHEN["uid"], "pause", {}),
+                (OFFICE["uid"], "next", {}),
+            ],
         )
         volume = json.loads(sub.payloads("sonos/Kitchen/cmd/volume/result")[0])
         self.assertEqual(volume, {"ok": True, "result": {"volume": 12}, "request_id": "r1"})
@@ -815,8 +946,17 @@ class MqttBrokerTests(TestCase):
         self.assertEqual(
             (play["ok"], play["status"], play["error"]["code"]), (False, 503, "offline")
         )
+        # A refused payload is answered as the HTTP API answers it: status 400 beside the
+        # error object {code, message} (docs/mqtt.md, Commands).
         mute = json.loads(sub.payloads("sonos/Kitchen/cmd/mute/result")[0])
-        self.assertEqual((mute["ok"], mute["error"]["code"]), (False, "bad_request"))
+        self.assertEqual(set(mute["error"]), {"code", "message"})
+        self.assertEqual(
+            (mute["ok"], mute["status"], mute["error"]["code"]), (False, 400, "bad_request")
+        )
+        pause = json.loads(sub.payloads("sonos/Kitchen/cmd/pause/result")[0])
+        self.assertEqual(pause, {"ok": True, "result": {"done": "pause"}, "request_id": None})
+        nxt = json.loads(sub.payloads("sonos/Office/cmd/next/result")[0])
+        self.assertEqual(nxt["request_id"], {"n": [7, "a"]})
         # Results are not retained: a client subscribing later never reads an old answer
         # (the broker sends a subscription's retained messages before the next one's).
         late = await self.ready_subscriber("sonos/+/cmd/+/result")
@@ -899,6 +1039,24 @@ class MqttBrokerTests(TestCase):
         later = {topic for _, topic, _ in sub.lines[retained_before:]} - {"sonos/bridge/gap"}
         self.assertEqual(later, {"sonos/Kitchen/cmd/volume", result})
 
+    async def test_a_result_topic_mqtt_refuses_is_a_warning(self) -> None:
+        """A command whose topic holds a wildcard (a broker that does not check topics could
+        deliver one; mosquitto cannot be made to) has a result topic MQTT refuses: the sink
+        logs a warning and stays connected, nothing raises into paho's read loop."""
+        await self.broker.start()
+        sink = self.make_sink()
+        await self.start(sink)
+        events = capture_logs(self)
+        message = paho.MQTTMessage(topic=b"sonos/Kitchen/cmd/pl+ay")
+        message.payload = b"{}"
+        sink._on_message(sink._client, None, message)
+        self.assertEqual(self.controller.calls, [("Kitchen", "pl+ay", {})])
+        levels = [
+            (e["log_level"], e.get("reason")) for e in events if e["log_level"] >= LogLevel.warn
+        ]
+        self.assertEqual(levels, [(LogLevel.warn, "bad_topic")])
+        self.assertTrue(sink.connected)
+
     async def test_retained_command_not_run_again(self) -> None:
         """A command left retained on the broker is not run again when the sink reconnects
         (nor at start: a stale command never runs)."""
@@ -974,20 +1132,31 @@ class MqttBrokerTests(TestCase):
         rc = {"seq": 0, "variables": {"volume": {"Master": 1}}}
         self.hub.publish("event", rc, speaker=KITCHEN, service="RenderingControl")
         self.hub.publish("event", rc, speaker=twin, service="RenderingControl")
-        renamed = dict(KITCHEN, name="Cuisine")
+        # A room name's /, + and # become _ (one topic level, no wildcard).
+        renamed = dict(KITCHEN, name="Cuisine/Bar+#2")
         self.hub.publish("event", rc, speaker=renamed, service="RenderingControl")
+        # A speaker without a room name yet publishes under its uid; so does one whose name
+        # is too long for a topic level (MQTT refuses topics over 65,535 bytes).
+        nameless = {"uid": "RINCON_000E58A0777701400", "name": None, "host": "127.0.0.5"}
+        self.hub.publish("event", rc, speaker=nameless, service="RenderingControl")
+        endless = {"uid": "RINCON_000E58A0666601400", "name": "x" * 70_000, "host": "127.0.0.6"}
+        self.hub.publish("event", rc, speaker=endless, service="RenderingControl")
+        cuisine = "sonos/Cuisine_Bar__2"
         first = self.subscriber()
-        await first.wait(first.has("sonos/Cuisine/state/RenderingControl"), self.reactor)
+        await first.wait(first.has(f"{cuisine}/state/RenderingControl"), self.reactor)
         sub = self.subscriber()
         await sub.wait(
             lambda: (
-                bool(sub.payloads("sonos/Cuisine/state/RenderingControl"))
+                bool(sub.payloads(f"{cuisine}/state/RenderingControl"))
                 and bool(sub.payloads(f"sonos/{twin['uid']}/state/RenderingControl"))
+                and bool(sub.payloads(f"sonos/{nameless['uid']}/state/RenderingControl"))
+                and bool(sub.payloads(f"sonos/{endless['uid']}/state/RenderingControl"))
             ),
             self.reactor,
         )
+        self.assertEqual(self.hub.sink_errors, 0)
         self.assertEqual(sub.payloads("sonos/Kitchen/state/RenderingControl"), [])
-        self.assertEqual(sub.payloads("sonos/Cuisine/availability"), ["online"])
+        self.assertEqual(sub.payloads(f"{cuisine}/availability"), ["online"])
 
     async def test_room_key_goes_to_the_visible_speaker(self) -> None:
         """A home theatre's sub that evented before its soundbar gives the room's key up
@@ -1245,6 +1414,79 @@ class ConnectRetryTests(SynchronousTestCase):
         self.successResultOf(sink.stopService())
         said = [formatEvent(e) for e in logs if "not delivered at shutdown" in formatEvent(e)]
         self.assertEqual(said, ["mqtt broker 127.0.0.1:1883: 1 messages not delivered at shutdown"])
+
+
+class TakeOverTests(SynchronousTestCase):
+    """A reload's new sink starts from what the old one knew."""
+
+    def test_the_old_sinks_gap_is_the_new_ones_to_report(self) -> None:
+        """The events a sink that never reached its broker could not publish (a wrong
+        address, fixed by a reload) are counted by the sink that replaces it, to be
+        reported on ``bridge/gap`` at its first connect, with the state it merged."""
+        clock = Clock()
+        old = MqttSink(clock, MqttConfig(port=1), lambda fn: Deferred())  # type: ignore[arg-type]
+        hub = Hub(clock)
+        hub.add_sink(old)
+        ids = [
+            hub.publish(
+                "event",
+                {"variables": {"volume": {"Master": n}}},
+                speaker=KITCHEN,
+                service="RenderingControl",
+            ).id
+            for n in range(3)
+        ]
+        new = MqttSink(clock, MqttConfig(), lambda fn: Deferred())  # type: ignore[arg-type]
+        new.take_over(old)
+        self.assertEqual((new.missed, new._missed_first, new._missed_last), (3, ids[0], ids[-1]))
+        self.assertEqual(
+            new._state[KITCHEN["uid"]]["RenderingControl"]["variables"], {"volume": {"Master": 2}}
+        )
+        # The old one's stop does not count them as undelivered again.
+        logs = capture_logs(self)
+        self.successResultOf(old.stopService())
+        self.assertEqual([e for e in logs if "not delivered" in formatEvent(e)], [])
+
+
+class ClearingBoundTests(SynchronousTestCase):
+    """What the sink remembers to clear while the broker is away is bounded."""
+
+    def test_a_room_renamed_without_end_costs_at_most_max_unsent_topics(self) -> None:
+        """A speaker renaming its room again and again while the broker is unreachable
+        leaves old topics to clear at the reconnect: past ``max_unsent`` of them the oldest
+        is given up, with a warning naming it."""
+        clock = Clock()
+        sink = MqttSink(
+            clock,  # type: ignore[arg-type]
+            MqttConfig(),
+            lambda fn: Deferred(),
+            max_unsent=3,
+        )
+        hub = Hub(clock)
+        hub.add_sink(sink)
+        events = capture_logs(self)
+        rc = {"variables": {"volume": {"Master": 5}}}
+        for n in range(6):
+            room = dict(KITCHEN, name=f"Room {n}")
+            hub.publish("event", rc, speaker=room, service="RenderingControl")
+        given_up = [e["topic"] for e in events if "too many retained topics" in e["log_format"]]
+        # Five renames, two topics each (availability, state): the first seven given up.
+        self.assertEqual(len(given_up), 7)
+        self.assertEqual(given_up[0], "sonos/Room 0/availability")
+        self.assertEqual(len(sink._clears), 3)
+
+
+class KeepaliveCheckTests(SynchronousTestCase):
+    """How often the reactor runs paho's keep-alive check."""
+
+    def test_the_ping_leaves_before_the_broker_gives_up(self) -> None:
+        """paho pings once the keep-alive passed without a packet out, seen at the next
+        check: for every keep-alive, 1 s included, that is before the broker's 1.5 x
+        (docs/mqtt.md, How it is built); once a second for the default 30 s."""
+        for keepalive in (1, 2, 3, 4, 5, 10, 30, 65535):
+            latest = keepalive + keepalive_check_interval(keepalive)
+            self.assertLessEqual(latest, 1.25 * keepalive, keepalive)
+        self.assertEqual(keepalive_check_interval(30), 1.0)
 
 
 class HostileTopicTests(SynchronousTestCase):

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import LogLevel
@@ -20,7 +21,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from sonosd.sim.service import HouseholdService
-from tests.control.test_controller_daemon import start_daemon
+from tests.control.test_controller_daemon import sse, start_daemon
 from tests.daemon_helpers import daemon_yaml, reactor, until
 from tests.sinks.test_callbacks import capture_logs
 from tests.sinks.test_mqtt import MOSQUITTO_PUB, MOSQUITTO_SUB, WAIT, Broker, Subscriber
@@ -84,6 +85,7 @@ class MqttDaemonTests(TestCase):
         broker, sub, mqtt = await broker_and_subscriber(self)
         daemon = await start_daemon(self, sinks={"mqtt": mqtt})
         kitchen = daemon.speaker(0)
+        stream = await sse(self, daemon)
         # The sink subscribes to the command topics before it publishes its availability.
         await sub.wait(lambda: "online" in sub.payloads("sonos/bridge/availability"), reactor)
 
@@ -100,6 +102,17 @@ class MqttDaemonTests(TestCase):
             "sonos/Kitchen/state/RenderingControl",
         ):
             await sub.wait(carries_volume(sub, topic, 27), reactor)
+        # The event's payload is byte for byte what the SSE channel sends (docs/mqtt.md).
+        events = sub.payloads("sonos/Kitchen/event/RenderingControl")
+        event = next(payload for payload in events if master_volume(payload) == 27)
+        ident = json.loads(event)["id"]
+        await until(lambda: ident in [m.get("id") for m in stream.messages()], "the SSE event")
+        sent = [
+            line.removeprefix(b"data: ")
+            for line in stream.body.split(b"\n")
+            if line.startswith(b"data: ") and json.loads(line[6:]).get("id") == ident
+        ]
+        self.assertEqual(sent, [event.encode()])
 
         await publish(broker, "sonos/Kitchen/cmd/volume", '{"volume": 101}')
         await publish(broker, "sonos/Attic/cmd/play", "")
@@ -117,6 +130,22 @@ class MqttDaemonTests(TestCase):
             (False, 404, "unknown_speaker"),
         )
         self.assertEqual(kitchen.rendering.volume, 27)
+
+        # docs/mqtt.md's second example: a command to a speaker that is offline, answered with
+        # the status and error object the HTTP API gives.
+        office = daemon.speaker(2)
+        await office.go_offline("refuse")
+        self.addCleanup(office.come_online)
+        await publish(broker, f"sonos/{office.name}/cmd/play", "")
+        played = f"sonos/{office.name}/cmd/play/result"
+        await sub.wait(sub.has(played), reactor)
+        answer = json.loads(sub.payloads(played)[0])
+        status, body = await daemon.post(office.uid, "play")
+        self.assertEqual((status, body["error"]["code"]), (503, "offline"), body)
+        self.assertEqual((answer["ok"], answer["status"]), (False, status))
+        self.assertEqual(
+            (answer["error"]["code"], set(answer["error"])), ("offline", set(body["error"]))
+        )
 
     async def test_payload_bounds_are_32_levels_and_64_kib(self) -> None:
         """A command payload nested 32 levels deep or of 64 KiB reaches the controller; one
@@ -150,6 +179,13 @@ class MqttDaemonTests(TestCase):
         refusals = [text for text, code in errors.items() if code == "bad_request"]
         self.assertEqual(len([text for text in refusals if "over the limit of 32" in text]), 1)
         self.assertEqual(len([text for text in refusals if "65536" in text]), 1)
+        # The same status and error object as the HTTP API gives for the same arguments.
+        [too_deep] = [
+            a for a in answers if not a["ok"] and "over the limit of 32" in a["error"]["message"]
+        ]
+        status, body = await daemon.post(daemon.speaker(0).uid, "volume", json.loads(nested(33)))
+        self.assertEqual(too_deep, {"ok": False, "status": status, **body})
+        self.assertEqual(status, 400)
         response = await daemon.http.get(daemon.url("/api/v1/metrics"))
         metrics = await response.text()
         for reason in ("too_deep", "too_large"):
@@ -186,15 +222,22 @@ class MqttDaemonTests(TestCase):
     async def test_home_theatre_room_topics_belong_to_the_soundbar(self) -> None:
         """In a home theatre whose sub and surrounds are followed too, the room's state,
         availability and command topics belong to its visible soundbar, whichever speaker
-        evented first; the invisible satellites publish under their own uids."""
+        evented first; the invisible satellites publish under their own uids, as does the
+        hidden half of a stereo pair followed beside it."""
         broker, sub, mqtt = await broker_and_subscriber(self)
         daemon = await start_daemon(
             self,
             sinks={"mqtt": mqtt},
-            simulate={"speakers": 5, "home_theatre": True, "rooms": ["Kitchen", "Living Room"]},
+            simulate={
+                "speakers": 6,
+                "stereo_pair": True,
+                "home_theatre": True,
+                "rooms": ["Kitchen", "Pantry", "Living Room"],
+            },
         )
-        bar, *satellites = daemon.household.speakers[1:]
+        left, right, bar, *satellites = daemon.household.speakers
         self.assertEqual([s.name for s in satellites], ["Living Room"] * 3)
+        self.assertEqual((right.name, right.invisible), ("Kitchen", True))
         await sub.wait(lambda: "online" in sub.payloads("sonos/bridge/availability"), reactor)
         room = "sonos/Living Room/state/RenderingControl"
 
@@ -202,10 +245,13 @@ class MqttDaemonTests(TestCase):
             payloads = sub.payloads(topic)
             return json.loads(payloads[-1])["speaker"]["uid"] if payloads else None
 
-        for satellite in satellites:
+        for satellite in (*satellites, right):
             topic = f"sonos/{satellite.uid}/state/RenderingControl"
             await sub.wait(lambda t=topic, s=satellite: speaker_of(t) == s.uid, reactor)
         await sub.wait(lambda: speaker_of(room) == bar.uid, reactor)
+        pair_room = "sonos/Kitchen/state/RenderingControl"
+        await sub.wait(lambda: speaker_of(pair_room) == left.uid, reactor)
+        self.assertEqual(sub.payloads("sonos/Kitchen/availability")[-1], "online")
         self.assertEqual(sub.payloads("sonos/Living Room/availability")[-1], "online")
 
         bar.set_volume(33)
@@ -307,6 +353,106 @@ class MqttDaemonTests(TestCase):
             if topic.startswith(f"sonos/{old}/") and payload
         ]
         self.assertEqual(late, [])
+
+    async def test_asleep_awake_and_removed_on_the_availability_topic(self) -> None:
+        """A simulated portable that falls asleep is ``offline`` on its availability topic
+        (``speaker.asleep`` on its event topic says why) and ``online`` again once awake; a
+        speaker that leaves its household (``speaker.removed``) has its retained topics and
+        its Home Assistant entities cleared."""
+        broker, sub, mqtt = await broker_and_subscriber(self)
+        entities = Subscriber(reactor, broker, "homeassistant/#")
+        self.addCleanup(entities.stop)
+        daemon = await start_daemon(
+            self,
+            lambda clock, simulate: HouseholdService(clock, simulate, transition_delay=0.01),
+            listed=1,
+            sinks={"mqtt": {**mqtt, "homeassistant": True}},
+            simulate={"models": ["S18", "S27", "S18"]},
+        )
+        _, roam, third = daemon.household.speakers
+        for speaker in (roam, third):
+            available = f"sonos/{speaker.name}/availability"
+            await sub.wait(lambda t=available: sub.payloads(t)[-1:] == ["online"], reactor)
+        available = f"sonos/{roam.name}/availability"
+        await roam.sleep()
+        await sub.wait(sub.has(f"sonos/{roam.name}/event/speaker.asleep"), reactor)
+        await sub.wait(lambda: sub.payloads(available)[-1:] == ["offline"], reactor)
+        await roam.wake()
+        await sub.wait(sub.has(f"sonos/{roam.name}/event/speaker.online"), reactor)
+        await sub.wait(lambda: sub.payloads(available)[-1:] == ["online"], reactor)
+
+        volume = f"homeassistant/sensor/sonosd_{third.uid}/volume/config"
+        await entities.wait(entities.has(volume), reactor)
+        # The departed speaker's last view holds the others back until the settle timeout.
+        daemon.service.processor.settle_timeout = 2.0
+        third.leave_household()
+        own = f"sonos/{third.name}/"
+        await sub.wait(sub.has(f"{own}event/speaker.removed"), reactor)
+        await sub.wait(lambda: sub.payloads(f"{own}availability")[-1:] == [""], reactor)
+        await entities.wait(lambda: entities.payloads(volume)[-1:] == [""], reactor)
+        # Nothing of it stays retained on the broker: a new subscriber gets the retained
+        # messages of its topics in the order subscribed, the bridge's availability last.
+        documents = f"homeassistant/+/sonosd_{third.uid}/+/config"
+        late = Subscriber(reactor, broker, f"{own}#", documents, "sonos/bridge/availability")
+        self.addCleanup(late.stop)
+        await late.wait(late.has("sonos/bridge/availability"), reactor)
+        self.assertEqual([topic for _, topic, _ in late.lines], ["sonos/bridge/availability"])
+
+    async def test_a_reloaded_sink_publishes_the_current_state_under_its_new_prefix(
+        self,
+    ) -> None:
+        """A reload that changes ``sinks.mqtt`` (here its prefix) replaces the sink: the old
+        one leaves ``offline`` on its bridge availability; the new one publishes at once the
+        current state of every speaker, their availability and the topology under the new
+        prefix (not only as the next events come), and takes commands there."""
+        broker, sub, mqtt = await broker_and_subscriber(self)
+        daemon = await start_daemon(self, sinks={"mqtt": mqtt})
+        kitchen = daemon.speaker(0)
+        await sub.wait(lambda: "online" in sub.payloads("sonos/bridge/availability"), reactor)
+        home = Subscriber(reactor, broker, "home/#")
+        self.addCleanup(home.stop)
+        service = daemon.service
+        config = service.config
+        assert config.sinks.mqtt is not None
+        moved = attrs.evolve(config.sinks.mqtt, prefix="home")
+        old = service.sinks["mqtt"]
+        service.reload(attrs.evolve(config, sinks=attrs.evolve(config.sinks, mqtt=moved)))
+        # Both use the same client id: the broker may drop the old one as the new one logs
+        # in, before the old one's offline is acknowledged; its stop ends then all the same.
+        await until(lambda: not old._acked and old._descriptor is None, "the old sink stopped")
+        retained = [
+            "home/bridge/availability",
+            f"home/bridge/topology/{daemon.household.household_id}",
+            *(f"home/{s.name}/availability" for s in daemon.household.speakers),
+            *(f"home/{s.name}/state/RenderingControl" for s in daemon.household.speakers),
+            *(f"home/{s.name}/state/AVTransport" for s in daemon.household.speakers),
+        ]
+        await home.wait(lambda: all(home.payloads(topic) for topic in retained), reactor)
+        rendering = json.loads(home.payloads("home/Kitchen/state/RenderingControl")[-1])
+        self.assertEqual(rendering["variables"]["volume"]["Master"], kitchen.rendering.volume)
+        self.assertEqual(retained_now(broker, "sonos/bridge/availability"), "1 offline")
+        await publish(broker, "home/Kitchen/cmd/volume", '{"volume": 17}')
+        await home.wait(home.has("home/Kitchen/cmd/volume/result"), reactor)
+        self.assertEqual(kitchen.rendering.volume, 17)
+
+        # Reloaded again on the same prefix (Home Assistant switched on): the old sink's
+        # offline never outlasts the new one's online, and the entities come at once.
+        config = service.config
+        assert config.sinks.mqtt is not None
+        old = service.sinks["mqtt"]
+        announced = attrs.evolve(config.sinks.mqtt, homeassistant=True)
+        service.reload(attrs.evolve(config, sinks=attrs.evolve(config.sinks, mqtt=announced)))
+        await until(lambda: not old._acked and old._descriptor is None, "the old sink stopped")
+        await until(lambda: service.sinks["mqtt"].connected, "the new sink connected")
+        entity = f"homeassistant/sensor/sonosd_{kitchen.uid}/volume/config"
+        late = Subscriber(reactor, broker, entity, "home/bridge/availability")
+        self.addCleanup(late.stop)
+        await late.wait(lambda: bool(late.payloads(entity)), reactor)
+        await late.wait(late.has("home/bridge/availability"), reactor)
+        self.assertEqual(
+            [line for line in late.lines if line[1] == "home/bridge/availability"],
+            [(True, "home/bridge/availability", "online")],
+        )
 
     async def test_two_households_keep_their_own_topics(self) -> None:
         """With two simulated households, each has its own retained topology and alarm
@@ -425,5 +571,24 @@ def test_sigkilled_daemon_leaves_offline_as_the_retained_last_will(
         daemon.send_signal(signal.SIGKILL)
         daemon.wait(WAIT)
         wait_for(lambda: retained_now(broker, topic) == "1 offline", "the last will, retained")
+    finally:
+        done_with(broker)
+
+
+def test_sigterm_leaves_offline_retained_once_the_daemon_exited(
+    processes: Processes,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A ``twistd sonosd`` stopped with SIGTERM waits for the broker to take its retained
+    ``offline`` before it exits: a client that subscribes once the process is gone reads
+    ``offline`` (not the last will: with the default 30 s keep-alive that would come 45 s
+    later)."""
+    daemon, broker, _ = mqtt_daemon(processes, tmp_path)
+    topic = "sonos/bridge/availability"
+    try:
+        wait_for(lambda: retained_now(broker, topic) == "1 online", "online, retained")
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(WAIT)
+        assert retained_now(broker, topic) == "1 offline", processes.output(daemon)
     finally:
         done_with(broker)

@@ -5,7 +5,14 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sonosd.sinks.mqtt_topics import Topics, bridge_discovery, discovery, segment
+from sonosd.sinks.mqtt_topics import (
+    MAX_ROOM_KEY,
+    Topics,
+    bridge_discovery,
+    discovery,
+    room_key,
+    segment,
+)
 from tests.paths import ROOT
 
 TOPICS = Topics("sonos")
@@ -23,6 +30,16 @@ def test_segment_is_one_safe_level(name: str) -> None:
     """Whatever the name, its segment holds no ``/``, ``+``, ``#`` or NUL."""
     result = segment(name)
     assert not set(result) & {"/", "+", "#", "\x00"}
+
+
+def test_room_key_is_bounded() -> None:
+    """A room name gives a topic level of at most MAX_ROOM_KEY bytes of UTF-8; a longer one,
+    or one with nothing left once made safe, gives none (the uid is used instead)."""
+    assert room_key("Living Room") == "Living Room"
+    assert room_key("x" * MAX_ROOM_KEY) == "x" * MAX_ROOM_KEY
+    assert room_key("x" * (MAX_ROOM_KEY + 1)) == ""
+    assert room_key("ü" * (MAX_ROOM_KEY // 2 + 1)) == ""
+    assert room_key(" ") == room_key(None) == ""
 
 
 def test_layout() -> None:
@@ -114,6 +131,10 @@ def test_bridge_discovery() -> None:
     topic, document = bridge_discovery("homeassistant", TOPICS)
     assert topic == "homeassistant/binary_sensor/sonosd_bridge/connectivity/config"
     assert document["state_topic"] == "sonos/bridge/availability"
+    # docs/mqtt.md: the daemon itself is a device ``sonosd`` with a ``Connected`` sensor.
+    assert (document["name"], document["device_class"]) == ("Connected", "connectivity")
+    assert document["device"]["name"] == "sonosd"
+    assert (document["payload_on"], document["payload_off"]) == ("online", "offline")
 
 
 def test_discovery_entities_are_the_documented_table() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
+from twisted.internet.endpoints import TCP4ClientEndpoint, UNIXClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
@@ -90,6 +90,28 @@ class StreamTests(TestCase):
         await wait(lambda: len(client.events()) == 3, "three events")
         self.assertEqual([m["id"] for m in client.events()], ids)
 
+    async def test_a_tcp_endpoint_streams_the_same_lines(self) -> None:
+        """``sinks.stream`` may be a TCP endpoint (docs/api.md: ``tcp:7070:interface=...``):
+        the client gets the snapshot line at once, then one line per message, without
+        sending anything."""
+        publish(self.hub, 1)
+        service = StreamService(
+            reactor, "tcp:0:interface=127.0.0.1", self.hub, 1000, grace=1.0, metrics=None
+        )
+        service.startService()
+        port = await service.listening
+        self.addCleanup(service.stopService)
+        client = LineClient()
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+        await connectProtocol(endpoint, client)
+        self.addCleanup(lambda: client.closed if client.closed.called else _abort(client))
+        await wait(lambda: len(client.lines()) == 1, "the snapshot")
+        self.assertEqual((client.lines()[0]["type"], client.lines()[0]["last_id"]), ("snapshot", 1))
+        ids = publish(self.hub, 2)
+        await wait(lambda: len(client.events()) == 2, "two events")
+        self.assertEqual([m["id"] for m in client.events()], ids)
+        self.assertTrue(client.buffer.endswith(b"\n"))
+
     async def test_filter_line(self) -> None:
         """A filter operation line is acknowledged and applies to later messages."""
         await self.start()
@@ -139,6 +161,8 @@ class StreamTests(TestCase):
         self.assertIn("another run", reset["reason"])
         self.assertEqual((snapshot["type"], snapshot["run"]), ("snapshot", self.hub.run))
         self.assertEqual(snapshot["last_id"], 3)
+        # sonosd_api_resets_total counts it for the stream (docs/api.md).
+        self.assertEqual(self.metrics.resets.labels("stream")._value.get(), 1)
         client.send({"op": "resume", "id": 1, "last_id": True})
         client.send({"op": "resume", "id": 2, "last_id": "x"})
         await wait(lambda: len(client.lines()) == 5, "two errors")
@@ -237,8 +261,9 @@ class StreamTests(TestCase):
         await slow.closed
         last = slow.lines()[-1]
         self.assertEqual(last["type"], "disconnected")
-        self.assertIn("too slow", last["reason"])
+        self.assertEqual(last["reason"], "too slow: more than 4 messages behind")
         self.assertEqual(self.metrics.slow.labels("stream")._value.get(), 1)
+        self.assertEqual(self.metrics.dropped.labels("stream")._value.get(), 5)
 
     async def test_slow_reader_that_keeps_not_reading_is_aborted(self) -> None:
         """A client closed as too slow that never reads its last line is aborted after the
@@ -267,3 +292,9 @@ class StreamTests(TestCase):
             client.lines()[-1], {"type": "disconnected", "reason": "server shutting down"}
         )
         self.assertFalse(os.path.exists(self.path))
+
+
+def _abort(client: LineClient) -> Deferred[None]:
+    """Abort ``client``'s connection; fire when it is gone."""
+    client.transport.abortConnection()  # type: ignore[union-attr]
+    return client.closed
