@@ -308,3 +308,19 @@ def test_sim_notify_rate_smoke(mode: list[str]) -> None:
         r"\(moderation 0 s\); simulator CPU \d+% of one core; max RSS \d+ MB"
     )
     assert re.fullmatch(pattern, rate), rate
+
+
+def test_sim_body_cost_smoke() -> None:
+    """benchmarks/sim_body_cost.py (docs/simulator-gena.md, Performance) runs at smoke size
+    and prints its three figures."""
+    script = str(ROOT / "benchmarks" / "sim_body_cost.py")
+    done = subprocess.run(
+        [sys.executable, script, "--count", "20", "--rounds", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = dict(line.split(": ") for line in done.stdout.splitlines())
+    assert set(figures) == {"volume_change_us", "track_change_us", "zone_group_state_us"}
+    assert all(float(value) > 0 for value in figures.values())
