@@ -461,7 +461,7 @@ class SubscriptionManager:
                     self.moderation, self._close_window, service
                 )
             else:
-                pending.update(changed)
+                _merge(pending, changed)
                 self._merged.add(service)
             return
         self._deliver(service, changed)
@@ -711,6 +711,18 @@ class SubscriptionManager:
         if not self._subs and not self._notifier.in_flight:
             return succeed(None)
         return self.forget_all()
+
+
+def _merge(pending: dict[str, EventValue], changed: Mapping[str, EventValue]) -> None:
+    """Merge ``changed`` into a moderation window's ``pending`` changes: the latest value of
+    each variable wins, and of each channel of a channel variable (``{"Master": "33"}`` then
+    ``{"LF": "90"}`` carry both)."""
+    for name, value in changed.items():
+        earlier = pending.get(name)
+        if isinstance(value, Mapping) and isinstance(earlier, Mapping):
+            pending[name] = {**earlier, **value}
+        else:
+            pending[name] = value
 
 
 def _header(request: IRequest, name: bytes) -> str | None:

@@ -813,6 +813,16 @@ class ModerationTests(_ManagerTestCase):
         body = self.notifier.sent[1].notify.body
         self.assertLess(body.index(b"Volume"), body.index(b"Bass"))
 
+    def test_channels_changed_apart_in_a_window_are_all_sent(self) -> None:
+        """Changes of different channels of one variable within a window each reach the
+        subscriber (the latest value per channel wins); none hides the other."""
+        self.subscribed()
+        self.manager.notify("RenderingControl", {"Volume": {"Master": "33"}})
+        self.manager.notify("RenderingControl", {"Volume": {"LF": "90"}})
+        self.manager.notify("RenderingControl", {"Volume": {"Master": "34"}, "Bass": "2"})
+        self.clock.advance(0.2)
+        self.assertEqual(self.bodies(), [{"volume": {"Master": "34", "LF": "90"}, "bass": "2"}])
+
     def test_at_most_one_event_per_window(self) -> None:
         """Changes every 0.05 s for 1 s give one NOTIFY per 0.2 s window, the last value last."""
         self.subscribed()
