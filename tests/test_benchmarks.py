@@ -6,6 +6,7 @@ from rotting.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -284,3 +285,42 @@ def test_sim_scale_smoke() -> None:
         *("zgs_bytes", "get_volume_ms"),
     }
     assert 3 * 400 < float(figures["zgs_bytes"]) < 3 * 2000
+
+
+@pytest.mark.parametrize("mode", [[], ["--inline", "--avt-share", "1"]])
+def test_sim_notify_rate_smoke(mode: list[str]) -> None:
+    """benchmarks/sim_notify_rate.py (docs/simulator-gena.md, Performance) runs at smoke
+    size, with the subscriber in a second process or inline and with only track changes,
+    and prints its two lines; every NOTIFY it sent was answered 200."""
+    script = str(ROOT / "benchmarks" / "sim_notify_rate.py")
+    done = subprocess.run(
+        [sys.executable, script, "--speakers", "3", "--duration", "0.2", "--warmup", "0.1", *mode],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    where = "inline" if mode else "separate process"
+    head, rate = done.stdout.splitlines()
+    assert head == f"speakers=3 subscriptions=6 subscriber={where}"
+    pattern = (
+        r"NOTIFY/s=[\d,]+ \(answered [\d,]+ in [\d.]+ s, failed 0\); changes/s=[\d,]+ "
+        r"\(moderation 0 s\); simulator CPU \d+% of one core; max RSS \d+ MB"
+    )
+    assert re.fullmatch(pattern, rate), rate
+
+
+def test_sim_body_cost_smoke() -> None:
+    """benchmarks/sim_body_cost.py (docs/simulator-gena.md, Performance) runs at smoke size
+    and prints its three figures."""
+    script = str(ROOT / "benchmarks" / "sim_body_cost.py")
+    done = subprocess.run(
+        [sys.executable, script, "--count", "20", "--rounds", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = dict(line.split(": ") for line in done.stdout.splitlines())
+    assert set(figures) == {"volume_change_us", "track_change_us", "zone_group_state_us"}
+    assert all(float(value) > 0 for value in figures.values())

@@ -265,12 +265,13 @@ class SubscriptionManager:
                 callback=callback.url,
             )
             return self._answer(request, 412)
+        if self._stopped:
+            # Before the faults: a request held now would outlive the stop() that aborts them.
+            return self._answer(request, 503)
         if self.faults.subscribe_hang:
             return self._hang(request)
         if self.faults.subscribe_status is not None:
             return self._answer(request, self.faults.subscribe_status)
-        if self._stopped:
-            return self._answer(request, 503)
         timeout = parse_timeout(_header(request, b"timeout"), self.max_timeout)
         subscription = self._add(service, callback, timeout)
         log.debug(
@@ -304,7 +305,7 @@ class SubscriptionManager:
         return self._granted(request)
 
     def _renew(self, request: IRequest, service: str, sid: str, timeout_header: str | None) -> Any:
-        if self.faults.renew_hang:
+        if self.faults.renew_hang and not self._stopped:
             return self._hang(request)
         if self.faults.renew_status is not None:
             return self._answer(request, self.faults.renew_status)
@@ -372,7 +373,11 @@ class SubscriptionManager:
         """Answer a granted SUBSCRIBE ``delay`` seconds from now (``answer_delay``)."""
 
         def answer() -> None:
-            request.write(self._answer(request, 200, sid, timeout))
+            # As any granted answer: the hostile-answer faults apply (``_granted``).
+            body = self._granted(request, sid, timeout)
+            if not isinstance(body, bytes):
+                return  # NOT_DONE_YET: the fault writes it (a garbage status line, a drip)
+            request.write(body)
             request.finish()
 
         call = self._reactor.callLater(delay, answer)
@@ -456,7 +461,7 @@ class SubscriptionManager:
                     self.moderation, self._close_window, service
                 )
             else:
-                pending.update(changed)
+                _merge(pending, changed)
                 self._merged.add(service)
             return
         self._deliver(service, changed)
@@ -706,6 +711,18 @@ class SubscriptionManager:
         if not self._subs and not self._notifier.in_flight:
             return succeed(None)
         return self.forget_all()
+
+
+def _merge(pending: dict[str, EventValue], changed: Mapping[str, EventValue]) -> None:
+    """Merge ``changed`` into a moderation window's ``pending`` changes: the latest value of
+    each variable wins, and of each channel of a channel variable (``{"Master": "33"}`` then
+    ``{"LF": "90"}`` carry both)."""
+    for name, value in changed.items():
+        earlier = pending.get(name)
+        if isinstance(value, Mapping) and isinstance(earlier, Mapping):
+            pending[name] = {**earlier, **value}
+        else:
+            pending[name] = value
 
 
 def _header(request: IRequest, name: bytes) -> str | None:

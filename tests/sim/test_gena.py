@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import attrs
 from hypothesis import given
@@ -15,6 +15,7 @@ from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.internet.threads import deferToThread
+from twisted.logger import ILogObserver, LogEvent, LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseNeverReceived
 from twisted.web.http_headers import Headers
@@ -213,6 +214,7 @@ class SubscribeTests(_ManagerTestCase):
             ("Second-100000", "Second-86400"),
             ("Seconds-600", "Second-86400"),
             ("Second-infinite", "Second-86400"),
+            ("infinite", "Second-86400"),
             ("Second-0", "Second-86400"),
             ("second-30", "Second-30"),
         ]:
@@ -415,7 +417,12 @@ class NotifyTests(_ManagerTestCase):
         self.assertEqual(self.notifier.seqs()[1:], [MAX_SEQ, 1, 2])
 
     def test_failed_notify_does_not_stop_the_next(self) -> None:
-        """A refused or non-200 NOTIFY is counted and logged; later ones still go; sub kept."""
+        """A refused or non-200 NOTIFY is counted and logged at warn level; later ones still
+        go; sub kept."""
+        events: list[LogEvent] = []
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
         self.subscribed()
         self.manager.notify("RenderingControl", {"Bass": "1"})
         self.notifier.sent[-1].result.errback(ConnectionRefusedError())
@@ -425,8 +432,19 @@ class NotifyTests(_ManagerTestCase):
         self.notifier.answer()
         self.assertEqual(self.notifier.seqs(), [0, 1, 2, 3])
         self.assertEqual(self.manager.stats()["failed"], 2)
+        self.assertEqual(self.manager.stats()["sent"], 3)  # answered, whatever the status
         self.assertEqual(self.manager.stats()["subscriptions"], 1)
         self.assertEqual(len(self.flushLoggedErrors()), 0)
+        warned = [
+            (event["seq"], event["problem"])
+            for event in events
+            if event.get("log_namespace") == "sonosd.sim.gena"
+            and event["log_level"] is LogLevel.warn
+        ]
+        self.assertEqual(warned[0][0], 1)
+        self.assertIn("failed", warned[0][1])
+        self.assertEqual(warned[1], (2, "answered 500"))
+        self.assertEqual(len(warned), 2)
 
     def test_pause_consumes_seq_and_sends_nothing(self) -> None:
         """While paused nothing is sent and nothing is replayed; SEQ moves on (a gap)."""
@@ -455,7 +473,9 @@ class NotifyTests(_ManagerTestCase):
         old = self.subscribed()
         self.subscribed("AVTransport")
         self.manager.notify("RenderingControl", {"Bass": "1"})
+        self.assertEqual(self.notifier.in_flight, 1)
         self.successResultOf(self.manager.forget_all())
+        self.assertEqual(self.notifier.in_flight, 0)  # aborted
         self.assertEqual(self.manager.subscriptions(), [])
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertEqual(self.renew(old).responseCode, 412)
@@ -528,6 +548,37 @@ class NotifyTests(_ManagerTestCase):
         self.assertEqual(self.notifier.sent, [])
         self.assertEqual(self.subscribe().responseCode, 503)
 
+    def test_after_stop_faults_hold_no_request(self) -> None:
+        """After stop() a new SUBSCRIBE gets 503 and a renewal of an old SID 412, whatever
+        hang, status or answer-delay fault is set: stop() has already aborted the held
+        requests, so one held now would stay open for good."""
+        sid = self.subscribed()
+        self.successResultOf(self.manager.stop())
+        faults = self.manager.faults
+        faults.subscribe_hang = faults.renew_hang = True
+        self.assertEqual(self.subscribe().responseCode, 503)
+        faults.subscribe_hang, faults.subscribe_status, faults.answer_delay = False, 500, 1.0
+        self.assertEqual(self.subscribe().responseCode, 503)
+        renewal = gena_request(b"SUBSCRIBE", {"SID": sid})
+        self.assertEqual(self.manager.render_subscribe(renewal, "RenderingControl"), b"")
+        self.assertEqual(renewal.responseCode, 412)
+        self.assertEqual(self.manager.held_requests, 0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_pause_keeps_the_expiry_timers(self) -> None:
+        """A speaker offline longer than a subscription's timeout loses it: back online, it
+        sends nothing to it and a renewal gets 412."""
+        sid = self.subscribed(timeout="Second-100")
+        self.manager.pause()
+        self.clock.advance(99)
+        self.assertEqual([s["sid"] for s in self.manager.subscriptions()], [sid])
+        self.clock.advance(1)
+        self.assertEqual(self.manager.subscriptions(), [])
+        self.manager.resume()
+        self.manager.notify("RenderingControl", {"Bass": "1"})
+        self.assertEqual(self.notifier.seqs(), [0])
+        self.assertEqual(self.renew(sid).responseCode, 412)
+
     def test_send_unknown_sid(self) -> None:
         """send_unknown_sid sends the full state under an unheld SID and reports the status."""
         sid = self.subscribed()
@@ -536,6 +587,8 @@ class NotifyTests(_ManagerTestCase):
         self.assertNotEqual(notify.sid, sid)
         self.assertRegex(notify.sid, rf"^uuid:{UID}_sub\d{{10}}$")
         self.assertEqual(notify.request_line, "NOTIFY /x HTTP/1.1")
+        self.assertEqual(notify.seq, 1)
+        self.assertEqual(self.notifier.sent[-1].bind_address, SPEAKER)
         self.assertEqual(notify.body, build_propertyset("RenderingControl", RC_STATE))
         self.notifier.answer(412)
         self.assertEqual(self.successResultOf(result), 412)
@@ -560,6 +613,23 @@ class FaultTests(_ManagerTestCase):
         self.assertEqual(self.notifier.seqs(), [0, 3])
         self.assertEqual(self.manager.faults.drop_next, 0)
         self.assertEqual(self.manager.stats()["dropped"], 2)
+
+    def test_counters_apply_to_the_initial_notify_too(self) -> None:
+        """drop_next and duplicate_next set before a SUBSCRIBE apply to its SEQ 0 NOTIFY:
+        dropped, the subscriber's first NOTIFY is SEQ 1; duplicated, SEQ 0 arrives twice."""
+        self.manager.faults.drop_next = 1
+        self.subscribe()
+        self.clock.advance(0)
+        self.manager.notify("RenderingControl", {"Bass": "1"})
+        self.notifier.answer_all()
+        self.assertEqual(self.notifier.seqs(), [1])
+        self.assertEqual(self.manager.stats()["dropped"], 1)
+        self.manager.faults.duplicate_next = 1
+        self.subscribe("AVTransport")
+        self.clock.advance(0)
+        self.notifier.answer_all()
+        self.assertEqual(self.notifier.seqs(), [1, 0, 0])
+        self.assertEqual(self.notifier.sent[1].request, self.notifier.sent[2].request)
 
     def test_next_seq_jumps_once_after_the_initial_notify(self) -> None:
         """next_seq leaves the SEQ 0 NOTIFY alone, numbers the next one, and is used once."""
@@ -586,6 +656,7 @@ class FaultTests(_ManagerTestCase):
         self.clock.advance(50)
         self.assertEqual(self.renew(sid).responseCode, 500)
         self.assertEqual(self.manager.subscriptions()[0]["expires_in"], 50.0)
+        self.assertEqual(self.renew(f"uuid:{UID}_sub0000000099").responseCode, 500)
 
     def test_hangs_hold_the_request(self) -> None:
         """subscribe_hang and renew_hang leave the request unanswered."""
@@ -641,6 +712,7 @@ class FaultTests(_ManagerTestCase):
         self.assertEqual(response_header(subscribed, "TIMEOUT"), "garbage")
         sid = response_header(subscribed, "SID")
         assert sid is not None
+        self.assertEqual(response_header(self.renew(sid), "TIMEOUT"), "garbage")  # renewals too
         self.assertEqual(self.unsubscribe(sid).responseCode, 200)
         self.assertEqual(self.manager.subscriptions(), [])
 
@@ -667,6 +739,42 @@ class FaultTests(_ManagerTestCase):
         [(host, port, _factory, _timeout, bind)] = reactor.tcpClients
         self.assertEqual((host, port, bind), ("127.0.0.1", 4000, (SPEAKER, 0)))
         manager.stop()
+
+    def test_default_notify_timeout_is_30_seconds(self) -> None:
+        """By default a subscriber has 30 s to answer a NOTIFY; one that never does is a
+        failed NOTIFY (counted) and the subscription is kept."""
+        reactor = MemoryReactorClock()
+        manager = SubscriptionManager(reactor, UID, SPEAKER, full_state, SERVER)
+        request = gena_request(
+            b"SUBSCRIBE", {"CALLBACK": "<http://127.0.0.1:4000>", "NT": "upnp:event"}
+        )
+        manager.render_subscribe(request, "RenderingControl")
+        reactor.advance(0)
+        self.assertEqual(len(reactor.tcpClients), 1)
+        reactor.advance(29.9)
+        self.assertEqual(manager.stats()["failed"], 0)
+        reactor.advance(0.1)
+        self.assertEqual(manager.stats()["failed"], 1)
+        self.assertEqual(manager.stats()["subscriptions"], 1)
+        manager.stop()
+
+    def test_default_moderation_is_two_tenths_of_a_second(self) -> None:
+        """Without a moderation argument, LastChange changes 0.1 s apart are one NOTIFY
+        sent 0.2 s after the first."""
+        manager = SubscriptionManager(
+            self.clock, UID, SPEAKER, full_state, SERVER, notifier=self.notifier
+        )
+        self.manager = manager
+        self.subscribed()
+        manager.notify("RenderingControl", {"Bass": "1"})
+        self.clock.advance(0.1)
+        manager.notify("RenderingControl", {"Bass": "2"})
+        self.clock.advance(0.09)
+        self.assertEqual(self.notifier.seqs(), [0])
+        self.clock.advance(0.02)
+        self.notifier.answer_all()
+        self.assertEqual(self.notifier.seqs(), [0, 1])
+        self.assertEqual(parse_event_xml(self.notifier.sent[1].notify.body), {"bass": "2"})
 
     def test_manager_default_notifier_provides_interface(self) -> None:
         """The default notifier provides INotifier."""
@@ -704,6 +812,16 @@ class ModerationTests(_ManagerTestCase):
         self.notifier.answer_all()
         body = self.notifier.sent[1].notify.body
         self.assertLess(body.index(b"Volume"), body.index(b"Bass"))
+
+    def test_channels_changed_apart_in_a_window_are_all_sent(self) -> None:
+        """Changes of different channels of one variable within a window each reach the
+        subscriber (the latest value per channel wins); none hides the other."""
+        self.subscribed()
+        self.manager.notify("RenderingControl", {"Volume": {"Master": "33"}})
+        self.manager.notify("RenderingControl", {"Volume": {"LF": "90"}})
+        self.manager.notify("RenderingControl", {"Volume": {"Master": "34"}, "Bass": "2"})
+        self.clock.advance(0.2)
+        self.assertEqual(self.bodies(), [{"volume": {"Master": "34", "LF": "90"}, "bass": "2"}])
 
     def test_at_most_one_event_per_window(self) -> None:
         """Changes every 0.05 s for 1 s give one NOTIFY per 0.2 s window, the last value last."""
@@ -955,6 +1073,19 @@ class GenaWireTests(TestCase):
         self.assertEqual(parse_event_xml(received[1].notify.body), {"volume": {"Master": "33"}})
         self.assertEqual(parse_event_xml(received[2].notify.body), {"mute": {"Master": "1"}})
 
+    async def test_a_localhost_callback_is_notified(self) -> None:
+        """A CALLBACK naming localhost is taken (docs/simulator-gena.md) and its SEQ 0
+        NOTIFY reaches the subscriber listening on loopback."""
+        wire = self.start()
+        callback = b"<http://localhost:%d/notify/rc>" % wire.receiver_port
+        status, _ = await gena_call(
+            b"SUBSCRIBE", wire.url(), {b"CALLBACK": callback, b"NT": b"upnp:event"}
+        )
+        self.assertEqual(status, 200)
+        [received] = await wire.receiver.wait_for(1)
+        self.assertEqual((received.notify.seq, received.peer), (0, wire.speaker))
+        self.assertEqual(received.notify.header["HOST"], f"localhost:{wire.receiver_port}")
+
     async def test_renew_and_unsubscribe(self) -> None:
         """Renewal keeps the SID without a new initial event; UNSUBSCRIBE works once."""
         wire = self.start()
@@ -1145,8 +1276,9 @@ class GenaWireTests(TestCase):
         self.assertEqual(len(wire.manager.subscriptions()), 1)
 
     async def test_malformed_requests_are_answered_before_faults(self) -> None:
-        """Malformed SUBSCRIBE and UNSUBSCRIBE requests get their 400 or 412 whatever
-        subscribe/renew status or hang fault is set: the faults apply to valid requests."""
+        """Malformed SUBSCRIBE and UNSUBSCRIBE requests (a CALLBACK off this machine too)
+        get their 400 or 412 whatever subscribe/renew status, hang or hostile-answer fault is
+        set: the faults apply to valid requests."""
         wire = self.start()
         sid = (await self.subscribe(wire)).encode()
         callback, nt = wire.callback, b"upnp:event"
@@ -1157,16 +1289,19 @@ class GenaWireTests(TestCase):
             (b"SUBSCRIBE", {b"NT": nt}, 412),
             (b"SUBSCRIBE", {b"CALLBACK": b"<ftp://127.0.0.1/>", b"NT": nt}, 412),
             (b"SUBSCRIBE", {b"CALLBACK": callback, b"NT": b"upnp:other"}, 412),
+            (b"SUBSCRIBE", {b"CALLBACK": b"<http://192.0.2.20:9/>", b"NT": nt}, 412),
             (b"UNSUBSCRIBE", {}, 412),
             (b"UNSUBSCRIBE", {b"SID": sid, b"NT": nt}, 400),
         ]
         faults = wire.manager.faults
-        for fault in ("status", "hang"):
+        for fault in ("status", "hang", "hostile answers"):
             faults.reset()
             if fault == "status":
                 faults.subscribe_status, faults.renew_status = 503, 500
-            else:
+            elif fault == "hang":
                 faults.subscribe_hang = faults.renew_hang = True
+            else:  # they apply to granted answers only
+                faults.answer_status_line, faults.answer_body_bytes = "garbage", 100
             for method, headers, status in malformed:
                 answer, _ = await gena_call(method, wire.url(), headers)
                 self.assertEqual(answer, status, (fault, method, headers))
@@ -1190,6 +1325,23 @@ class GenaWireTests(TestCase):
         self.assertEqual(received[0].notify.sid, first(headers, b"SID"))
         self.assertEqual(received[0].notify.seq, 0)
         self.assertEqual(wire.manager.held_requests, 0)
+
+    async def test_a_delayed_answer_is_hostile_too(self) -> None:
+        """answer_delay with hostile-answer faults: the late answer to the new SUBSCRIBE is
+        as hostile as an answer on time (a TIMEOUT replaced, a body of spaces), and a
+        garbage status line is written late too."""
+        wire = self.start()
+        faults = wire.manager.faults
+        faults.answer_delay, faults.answer_timeout, faults.answer_body_bytes = 0.05, "garbage", 10
+        headers = {b"CALLBACK": wire.callback, b"NT": b"upnp:event"}
+        answer = await self.raw_gena(wire, b"SUBSCRIBE", headers)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        self.assertEqual((status_of(answer), body), (200, b" " * 10))
+        self.assertIn(b"\r\ntimeout: garbage\r\n", head.lower() + b"\r\n")
+        faults.answer_status_line = "garbage"
+        answer = await self.raw_gena(wire, b"SUBSCRIBE", headers)
+        self.assertTrue(answer.startswith(b"garbage\r\n"), answer[:40])
+        self.assertEqual((len(wire.manager.subscriptions()), wire.manager.held_requests), (2, 0))
 
     async def test_subscribe_hang_until_the_client_gives_up(self) -> None:
         """subscribe_hang: no answer; a client that gives up frees the held request."""
@@ -1258,6 +1410,111 @@ class GenaWireTests(TestCase):
             )
         self.assertEqual(len(wire.receiver.received), 2)
 
+    async def raw_gena(self, wire: Wire, method: bytes, headers: Mapping[bytes, bytes]) -> bytes:
+        """Send a GENA request over a raw connection; return all the speaker wrote before
+        it closed the connection."""
+        from twisted.internet import reactor
+
+        lines = [method + b" /MediaRenderer/RenderingControl/Event HTTP/1.1", b"Host: x"]
+        lines += [name + b": " + value for name, value in headers.items()]
+        raw = RawClient(b"\r\n".join(lines) + b"\r\n\r\n")
+        await connect_raw(wire.speaker, wire.site_port, raw, self)
+        await raw.closed.addTimeout(10, reactor)
+        return raw.data
+
+    async def test_hostile_answers_still_grant_renew_and_end(self) -> None:
+        """Each hostile-answer fault shapes every granted answer on the wire as
+        docs/simulator-gena.md says (a garbage status line then the headers, 1 KiB padding
+        lines, a body of spaces, a body of at least 1 KiB dripped while the request is held,
+        a replaced or missing SID or TIMEOUT, added to the UNSUBSCRIBE answer too), and the
+        speaker acts all the same: the subscription is made (its SEQ 0 NOTIFY goes out),
+        renewed (for the seconds really granted) and ended."""
+        wire = self.start()
+        faults: list[tuple[dict[str, Any], Callable[[bytes, bytes, str | None], None]]] = []
+
+        def fault(**fields: Any) -> Callable[[Any], Any]:
+            def add(check: Callable[[bytes, bytes, str | None], None]) -> Any:
+                faults.append((fields, check))
+                return check
+
+            return add
+
+        def split(answer: bytes) -> tuple[list[bytes], dict[bytes, bytes], bytes]:
+            head, _, body = answer.partition(b"\r\n\r\n")
+            lines = head.split(b"\r\n")
+            headers = {n.lower(): v.strip() for n, _, v in (h.partition(b":") for h in lines[1:])}
+            return lines, headers, body
+
+        @fault(answer_status_line="garbage")
+        def status_line(answer: bytes, method: bytes, sid: str | None) -> None:
+            lines, headers, body = split(answer)
+            self.assertEqual(lines[0], b"garbage")
+            self.assertEqual((headers[b"server"], body), (SERVER.encode(), b""))
+
+        @fault(answer_header_bytes=3000)
+        def padding(answer: bytes, method: bytes, sid: str | None) -> None:
+            lines, _, body = split(answer)
+            padded = [line for line in lines if line.startswith(b"X-Padding:")]
+            self.assertEqual([len(line) + 2 for line in padded], [1024] * 3)
+            self.assertEqual((status_of(answer), body), (200, b""))
+
+        @fault(answer_body_bytes=500)
+        def body_bytes(answer: bytes, method: bytes, sid: str | None) -> None:
+            _, headers, body = split(answer)
+            self.assertEqual((headers[b"content-length"], body), (b"500", b" " * 500))
+
+        @fault(answer_drip=0.02)
+        def drip_small(answer: bytes, method: bytes, sid: str | None) -> None:
+            self.assertEqual(split(answer)[2], b" " * 1024)
+
+        @fault(answer_drip=0.02, answer_body_bytes=2500)
+        def drip_big(answer: bytes, method: bytes, sid: str | None) -> None:
+            _, headers, body = split(answer)
+            self.assertEqual((headers[b"content-length"], body), (b"2500", b" " * 2500))
+
+        @fault(answer_sid="garbage", answer_timeout="infinite")
+        def replaced(answer: bytes, method: bytes, sid: str | None) -> None:
+            _, headers, _ = split(answer)
+            self.assertEqual((headers[b"sid"], headers[b"timeout"]), (b"garbage", b"infinite"))
+
+        @fault(answer_sid="", answer_timeout="")
+        def left_out(answer: bytes, method: bytes, sid: str | None) -> None:
+            _, headers, _ = split(answer)
+            self.assertEqual(status_of(answer), 200)
+            self.assertNotIn(b"sid", headers)
+            self.assertNotIn(b"timeout", headers)
+
+        manager = wire.manager
+        for count, (fields, check) in enumerate(faults, start=1):
+            manager.faults.reset()
+            for name, value in fields.items():
+                setattr(manager.faults, name, value)
+            seen: Deferred[None] = Deferred()
+            wire.site.requests.append(seen)
+            subscribing = Deferred.fromCoroutine(
+                self.raw_gena(
+                    wire,
+                    b"SUBSCRIBE",
+                    {b"CALLBACK": wire.callback, b"NT": b"upnp:event", b"TIMEOUT": b"Second-600"},
+                )
+            )
+            await seen
+            # A dripping answer of more than one piece is held until its last piece is out.
+            dripping = "answer_drip" in fields and fields.get("answer_body_bytes", 0) > 1024
+            self.assertEqual(manager.held_requests, int(dripping), fields)
+            check(await subscribing, b"SUBSCRIBE", None)
+            [made] = manager.subscriptions()
+            self.assertEqual(made["timeout"], 600, fields)
+            received = await wire.receiver.wait_for(count)
+            self.assertEqual((received[-1].notify.sid, received[-1].notify.seq), (made["sid"], 0))
+            sid = made["sid"].encode()
+            renewal = {b"SID": sid, b"TIMEOUT": b"Second-1200"}
+            check(await self.raw_gena(wire, b"SUBSCRIBE", renewal), b"SUBSCRIBE", made["sid"])
+            self.assertEqual(manager.subscriptions()[0]["timeout"], 1200, fields)
+            check(await self.raw_gena(wire, b"UNSUBSCRIBE", {b"SID": sid}), b"UNSUBSCRIBE", sid)
+            self.assertEqual((manager.subscriptions(), manager.held_requests), ([], 0), fields)
+        self.assertEqual(wire.receiver.seqs(), [0] * len(faults))
+
     async def test_soco_threaded_events_module(self) -> None:
         """SoCo's default (threaded) events module gets SEQ 0, then a volume change."""
         import soco
@@ -1315,6 +1572,53 @@ class GenaWireTests(TestCase):
             )
             self.assertEqual((headers["content-length"], headers["connection"]), ("0", "close"))
             self.assertEqual(body, b"")
+
+    async def test_every_event_url_of_the_household_speaker(self) -> None:
+        """Through the full simulator, a SUBSCRIBE on each event URL a speaker offers is
+        handed to the manager under the service's SoCo-style name: SIDs count on across the
+        services, and each subscriber gets SEQ 0 with that service's full state, from the
+        speaker's address, X-SONOS-SERVICETYPE naming the service (ConnectionManager for
+        both ConnectionManagers)."""
+        from twisted.internet import reactor
+
+        from sonosd.config import SimulateConfig
+        from sonosd.sim import scpd
+        from sonosd.sim.notifier import sonos_service_type
+        from sonosd.sim.service import HouseholdService
+
+        base = free_loopback_base()
+        household = HouseholdService(reactor, SimulateConfig(speakers=1, base_address=base))
+        household.startService()
+        self.addCleanup(household.stopService)
+        speaker = household.household.speakers[0]
+        receiver = Receiver()
+        receiving = reactor.listenTCP(0, receiver, interface="127.0.0.1")
+        self.addCleanup(receiving.stopListening)
+        callback = b"<http://127.0.0.1:%d/cb>" % receiving.getHost().port
+        services = [i for i in scpd.by_event_url().values() if i.key in speaker.offered]
+        self.assertIn("MR_ConnectionManager", {info.key for info in services})
+        self.assertIn("MS_ConnectionManager", {info.key for info in services})
+        by_sid: dict[str, str] = {}
+        for n, info in enumerate(services, start=1):
+            url = f"http://{base}:1400{info.event_url}".encode()
+            status, headers = await gena_call(
+                b"SUBSCRIBE", url, {b"CALLBACK": callback, b"NT": b"upnp:event"}
+            )
+            self.assertEqual(status, 200, info.key)
+            sid = first(headers, b"SID")
+            self.assertEqual(sid, f"uuid:{speaker.uid}_sub{n:010d}")
+            assert sid is not None
+            by_sid[sid] = info.key
+        received = await receiver.wait_for(len(services))
+        manager = speaker.manager
+        assert isinstance(manager, SubscriptionManager)
+        for got in received:
+            notify = got.notify
+            key = by_sid[notify.sid]
+            self.assertEqual((notify.seq, got.peer), (0, base), key)
+            self.assertEqual(notify.header["X-SONOS-SERVICETYPE"], sonos_service_type(key))
+            self.assertEqual(notify.body, build_propertyset(key, speaker.full_state(key)), key)
+        self.assertEqual(len({got.notify.sid for got in received}), len(services))
 
     async def test_soco_threaded_events_against_the_household(self) -> None:
         """Through the full simulator, SoCo's threaded events see SEQ 0 then its own volume set."""

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from soco.events_base import parse_event_xml
 
+from sonosd.sim import propertyset
 from sonosd.sim.propertyset import (
     LAST_CHANGE_SERVICES,
     EventValue,
@@ -262,3 +264,23 @@ def test_channel_values_round_trip(channels: dict[str, str], other: str) -> None
     """Channel variables come back as SoCo's {channel: value} dict, whatever the text."""
     body = build_propertyset("RenderingControl", {"Volume": channels, "Bass": other})
     assert parse_event_xml(body) == {"volume": channels, "bass": other}
+
+
+def test_a_long_value_sent_again_is_escaped_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ZoneGroupState pushed to every speaker (the same long value in many bodies) is
+    escaped once (docs/simulator-gena.md, Performance); short values each time."""
+    checked: list[str] = []
+
+    def counting(value: str) -> None:
+        checked.append(value)
+
+    monkeypatch.setattr(propertyset, "check_chars", counting)
+    # A value no other test built (the cache lives as long as the process).
+    state = f'<ZoneGroupState><ZoneGroups><ZoneGroup Coordinator="RINCON_A" ID="{uuid4()}">'
+    bodies = {
+        build_propertyset("ZoneGroupTopology", {"ZoneGroupState": state, "ZoneGroupName": "Den"})
+        for _ in range(5)
+    }
+    assert len(bodies) == 1
+    assert checked.count(state) == 1
+    assert checked.count("Den") == 5
