@@ -1119,6 +1119,10 @@ def test_position_advances(page: tuple[Page, Console], browser: Browser, daemon:
     expect(elapsed).to_have_text(f"{_seconds(paused[2:]) // 60}:{paused[-2:]}")
     # A new track starts at 0:00 until its position is read: with every read failing, the
     # next track (the group paused, so that nothing runs on) shows 0:00; then what is read.
+    # Each page has read its favourites and playlists first (commands, to a room that may be
+    # this one): a read failing in the fault window is a 502 in the page's console.
+    for each in (tab, late):
+        expect(card(each, "Office").get_by_label("Favourites and playlists")).to_be_visible()
     daemon.call("PATCH", f"/speakers/{uid}/soap/faults", {"error_code": "701"})
     try:
         daemon.call("POST", f"/speakers/{uid}/next")
