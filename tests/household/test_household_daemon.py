@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import attrs
 import treq
-from twisted.internet.defer import DeferredList
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 from twisted.web.http_headers import Headers
@@ -52,6 +52,21 @@ async def soco_action(speaker: Speaker, action: str, args: list[tuple[str, str]]
         getattr(SoCo(speaker.address).deviceProperties, action)(args)
 
     await deferToThread(send)
+
+
+async def hold_every_soco_thread(
+    case: TestCase, daemon: Any
+) -> tuple[threading.Event, list[Deferred[Any]]]:
+    """Hold every thread of ``daemon``'s SoCo pool (each waits for the event returned, which
+    the test's cleanup sets); the calls holding them."""
+    runner = daemon.service.runner
+    release = threading.Event()
+    busy = [
+        runner.run(release.wait, 30, timeout=60) for _ in range(daemon.service.config.soco.threads)
+    ]
+    case.addCleanup(release.set)
+    await until(lambda: runner.in_flight == len(busy), "every thread busy")
+    return release, busy
 
 
 @attrs.define
@@ -1006,13 +1021,7 @@ class ReadPathTests(TestCase):
         alarm list): they do not go through the pool."""
         daemon = await self.start_reading()
         runner = daemon.service.runner
-        release = threading.Event()
-        busy = [
-            runner.run(release.wait, 30, timeout=60)
-            for _ in range(daemon.service.config.soco.threads)
-        ]
-        self.addCleanup(release.set)
-        await until(lambda: runner.in_flight == len(busy), "every thread busy")
+        release, busy = await hold_every_soco_thread(self, daemon)
         await self.own_reads_arrive(daemon)
         self.assertEqual(runner.in_flight, len(busy))
         release.set()
@@ -1032,13 +1041,7 @@ class ReadPathTests(TestCase):
         supervised = daemon.service.household.speaker(kitchen.uid)
         assert supervised is not None
         runner = daemon.service.runner
-        release = threading.Event()
-        busy = [
-            runner.run(release.wait, 30, timeout=60)
-            for _ in range(daemon.service.config.soco.threads)
-        ]
-        self.addCleanup(release.set)
-        await until(lambda: runner.in_flight == len(busy), "every thread busy")
+        release, busy = await hold_every_soco_thread(self, daemon)
         # Nothing else talks to the speaker: only answered pings move its last activity.
         for _ in range(3):
             heard = supervised.last_activity

@@ -1148,6 +1148,15 @@ class HouseholdSimTests(TestCase):
         )
         self.assertEqual(set(self.supervised(rig)), {speaker.uid for speaker in rig.speakers})
 
+    async def refused(self, rig: Any, speaker: Any) -> None:
+        """``speaker`` refuses connections from now: once the daemon says it is offline, its
+        reason is that."""
+        await speaker.go_offline("refuse")
+        await until(lambda: rig.recorder.of("speaker.offline", speaker.uid), "offline")
+        self.assertEqual(
+            rig.state.availability(speaker.uid).to_json()["reason"], "connection refused"
+        )
+
     async def test_refused_then_back(self) -> None:
         """A silent speaker that refuses connections is offline (connection refused) after
         its silence check, its subscriptions suspended; answering again it is online, with
@@ -1158,11 +1167,7 @@ class HouseholdSimTests(TestCase):
         await self.settled(rig, services)
         speaker = rig.speakers[0]
         with capturedLogs() as events:
-            await speaker.go_offline("refuse")
-            await until(lambda: rig.recorder.of("speaker.offline", speaker.uid), "offline")
-            self.assertEqual(
-                rig.state.availability(speaker.uid).to_json()["reason"], "connection refused"
-            )
+            await self.refused(rig, speaker)
             (reason,) = health_reasons(rig.household.status())
             self.assertIn("is offline (connection refused)", reason)
             await deferLater(reactor, 1.0)
@@ -1200,11 +1205,7 @@ class HouseholdSimTests(TestCase):
         await self.settled(rig, services)
         speaker = rig.speakers[0]
         with capturedLogs() as events:
-            await speaker.go_offline("refuse")
-            await until(lambda: rig.recorder.of("speaker.offline", speaker.uid), "offline")
-        self.assertEqual(
-            rig.state.availability(speaker.uid).to_json()["reason"], "connection refused"
-        )
+            await self.refused(rig, speaker)
         failed = [e for e in events if "failed: {reason}; retry" in e.get("log_format", "")]
         self.assertGreaterEqual(len(failed), 1)
         self.assertEqual(

@@ -143,6 +143,15 @@ class Broker:
         with open(self.log_file) as handle:
             return sum(f"Received PINGREQ from {client_id}" in line for line in handle)
 
+    def pause(self, case: Any) -> subprocess.Popen[bytes]:
+        """Stop the broker reading (SIGSTOP) until the test ends or it is sent SIGCONT; its
+        process."""
+        process = self.process
+        assert process is not None
+        process.send_signal(signal.SIGSTOP)
+        case.addCleanup(lambda: process.poll() is None and process.send_signal(signal.SIGCONT))
+        return process
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
@@ -750,10 +759,7 @@ class MqttBrokerTests(TestCase):
         await self.start(sink)
         self.publish_household()
         gap = await self.ready_subscriber("sonos/bridge/gap")
-        process = self.broker.process
-        assert process is not None
-        process.send_signal(signal.SIGSTOP)
-        self.addCleanup(lambda: process.poll() is None and process.send_signal(signal.SIGCONT))
+        process = self.broker.pause(self)
         pad = "x" * 200_000
         for seq in range(2, 400):
             self.hub.publish(
@@ -800,10 +806,7 @@ class MqttBrokerTests(TestCase):
         sink = self.make_sink()
         await self.start(sink)
         self.assertEqual(sink._client.max_inflight_messages, 100)
-        process = self.broker.process
-        assert process is not None
-        process.send_signal(signal.SIGSTOP)
-        self.addCleanup(lambda: process.poll() is None and process.send_signal(signal.SIGCONT))
+        process = self.broker.pause(self)
         for seq in range(30_000):
             self.publish_volumes(range(seq, seq + 1))
             if seq % 500 == 0:
@@ -855,10 +858,7 @@ class MqttBrokerTests(TestCase):
         await self.broker.start()
         sink = self.make_sink(drain_timeout=60.0)
         await self.start(sink)
-        process = self.broker.process
-        assert process is not None
-        process.send_signal(signal.SIGSTOP)
-        self.addCleanup(lambda: process.poll() is None and process.send_signal(signal.SIGCONT))
+        process = self.broker.pause(self)
         stopped = sink.stopService()
         await self.until(lambda: bool(sink._acked))
         await deferLater(self.reactor, 0.5)
@@ -877,10 +877,7 @@ class MqttBrokerTests(TestCase):
         await self.broker.start()
         sink = self.make_sink(drain_timeout=0.5)
         await self.start(sink)
-        process = self.broker.process
-        assert process is not None
-        process.send_signal(signal.SIGSTOP)
-        self.addCleanup(lambda: process.poll() is None and process.send_signal(signal.SIGCONT))
+        process = self.broker.pause(self)
         stopped = sink.stopService()
         await self.until(lambda: stopped.called)
         self.assertFalse(sink.connected)
