@@ -482,7 +482,7 @@ class HostileTests(TestCase):
     async def test_hostile_device_descriptions_are_not_identified(self) -> None:
         """A speaker whose device description is over the size or tag bound, declares a DTD,
         is not UTF-8, drips past the request timeout, has a garbage status line or 200 KB of
-        headers is not identified: one warning names its address and what was wrong,
+        headers, or breaks off halfway is not identified: one warning names its address and what was wrong,
         identification is retried, the other speaker is followed meanwhile, and the speaker
         is followed as soon as it answers well."""
         faults: list[tuple[dict[str, Any], str]] = [
@@ -497,6 +497,7 @@ class HostileTests(TestCase):
             ),
             ({"status_line": "garbage"}, "not an HTTP answer: 'garbage'"),
             ({"header_bytes": 200_000}, "over 65536 bytes"),
+            ({"cut": True}, "connection lost"),
         ]
         # One daemon, a speaker per fault and one without: the speakers are identified
         # independently.

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.sim.test_badanswers -*-
 """Answers written as a broken device writes them, for the simulator's faults: a garbage
-status line where the status line belongs, a head padded with header lines, and a body
-dripped 1 KiB at a time.
+status line where the status line belongs, a head padded with header lines, a body dripped
+1 KiB at a time, and a body cut off halfway.
 
 The speaker's SOAP and description faults (``sim.site``) and the GENA manager's answer faults
 (``sim.gena``) both write them.
@@ -30,6 +30,15 @@ def garbage_answer(request: IRequest, status_line: str, body: bytes) -> int:
         for value in values
     ]
     transport.write(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+    transport.loseConnection()
+    return NOT_DONE_YET
+
+
+def cut_short(request: IRequest, body: bytes) -> int:
+    """Announce ``body``'s length, write its first half and close the connection."""
+    request.setHeader(b"content-length", b"%d" % len(body))
+    request.write(body[: len(body) // 2])
+    transport: Any = request.channel.transport  # type: ignore[attr-defined]
     transport.loseConnection()
     return NOT_DONE_YET
 

@@ -30,7 +30,7 @@ from sonosd.sim import actions, modes, musicservices, scpd
 # The handler modules register their actions with sonosd.sim.actions when imported.
 from sonosd.sim import alarmactions, contentactions, queueactions  # noqa: F401  isort: skip
 from sonosd.sim.artwork import art_for
-from sonosd.sim.badanswers import drip, garbage_answer, pad_head
+from sonosd.sim.badanswers import cut_short, drip, garbage_answer, pad_head
 from sonosd.sim.battery import NO_BATTERY_STATUS
 from sonosd.sim.description import device_description
 from sonosd.sim.soap import (
@@ -214,6 +214,8 @@ class SpeakerResource(Resource):
             request.setHeader(b"content-length", b"%d" % len(body))
             return garbage_answer(request, faults.status_line, body)
         pad_head(request, faults.header_bytes)
+        if faults.cut:
+            return cut_short(request, body)
         if faults.drip > 0:
             request.setHeader(b"content-length", b"%d" % len(body))
             return drip(request, body, faults.drip, self.speaker.household.clock)

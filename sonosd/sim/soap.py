@@ -152,14 +152,17 @@ class SoapFaults:
     header_bytes: int = 0
     """Bytes of extra header lines (``X-Padding``, 1 KiB each) in each answer's head: a head
     far over what any client reads."""
+    cut: bool = False
+    """Each answer announces its whole length and ends halfway through its body, the
+    connection closed (a speaker rebooting or dropping off Wi-Fi mid-answer)."""
     description: bool = False
     """The device description is answered with these faults too (``padding``, ``doctype``,
-    ``nesting``, ``not_utf8``, ``drip``, ``status_line``, ``header_bytes``): the answer read
-    to identify a speaker."""
+    ``nesting``, ``not_utf8``, ``drip``, ``status_line``, ``header_bytes``, ``cut``): the
+    answer read to identify a speaker."""
     art: bool = False
     """Album art (``/getaa``, ``/img/...``) is answered with ``padding`` (bytes appended to
-    the image), ``drip``, ``status_line`` and ``header_bytes`` too: what the daemon's art
-    proxy fetches."""
+    the image), ``drip``, ``status_line``, ``header_bytes`` and ``cut`` too: what the daemon's
+    art proxy fetches."""
 
     def reset(self) -> None:
         """Clear every fault."""

@@ -343,7 +343,8 @@ class ArtProxyTests(TestCase):
 
     async def test_hostile_speaker_art_is_bounded(self) -> None:
         """A speaker whose art is over 2 MiB, drips past the fetch timeout, comes after a
-        garbage status line or after 200 KB of headers gives a 502 or 504 naming what was
+        garbage status line or after 200 KB of headers, or breaks off halfway (its connection
+        closed) gives a 502 or 504 naming what was
         wrong, nothing of it cached; the same image is served once the speaker answers well."""
         self.patch(art, "FETCH_TIMEOUT", 1.0)
         base = await self.api()
@@ -354,6 +355,7 @@ class ArtProxyTests(TestCase):
             ({"padding": 1024 * 1024, "drip": 0.2}, 504, "did not answer in time"),
             ({"status_line": "garbage"}, 502, "not an HTTP answer: 'garbage'"),
             ({"header_bytes": 200_000}, 502, "over 65536 bytes"),
+            ({"cut": True}, 502, "the speaker broke off the image"),
         ):
             faults.only(art=True, **fault)
             code, body, _ = await self.get(base, self.art)

@@ -25,7 +25,7 @@ from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web._newclient import ResponseNeverReceived
-from twisted.web.client import URI
+from twisted.web.client import URI, ResponseFailed
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
@@ -537,8 +537,9 @@ class SimulatorTests(TestCase):
         self.assertEqual(describe_failure(raised.exception)[0], FailureKind.UNREACHABLE)
 
     async def test_hostile_answers(self) -> None:
-        """A speaker answering with 5 MB of padding, an expanding DTD, or dripping past the
-        deadline is refused (size, DTD) or cut (timeout)."""
+        """A speaker answering with 5 MB of padding, an expanding DTD, dripping past the
+        deadline or breaking off halfway is refused (size, DTD), cut (timeout) or fails as the
+        connection did (unreachable, never a partial answer read)."""
         faults = self.speakers[0].soap_faults
         address = self.speakers[0].address
         args = (("InstanceID", 0), ("Channel", "Master"))
@@ -554,6 +555,11 @@ class SimulatorTests(TestCase):
         faults.drip = 0.5
         with self.assertRaises(SoapTimeout):
             await self.soap.call(address, 1400, "RenderingControl", "GetVolume", args, timeout=1.5)
+        faults.reset()
+        faults.cut = True
+        with self.assertRaises(ResponseFailed) as cut:
+            await self.soap.call(address, 1400, "RenderingControl", "GetVolume", args)
+        self.assertEqual(describe_failure(cut.exception)[0], FailureKind.UNREACHABLE)
         faults.reset()
         self.assertEqual(
             (await self.soap.call(address, 1400, "RenderingControl", "GetVolume", args)).keys(),

@@ -53,6 +53,7 @@ NO_SOAP_FAULTS = {
     "not_utf8": False,
     "status_line": "",
     "header_bytes": 0,
+    "cut": False,
     "description": False,
     "art": False,
 }
