@@ -482,9 +482,9 @@ class HostileTests(TestCase):
     async def test_hostile_device_descriptions_are_not_identified(self) -> None:
         """A speaker whose device description is over the size or tag bound, declares a DTD,
         is not UTF-8, drips past the request timeout, has a garbage status line or 200 KB of
-        headers, or breaks off halfway is not identified: one warning names its address and what was wrong,
-        identification is retried, the other speaker is followed meanwhile, and the speaker
-        is followed as soon as it answers well."""
+        headers, or breaks off halfway is not identified: one warning names its address and
+        what was wrong, identification is retried, the other speaker is followed meanwhile,
+        and the speaker is followed as soon as it answers well."""
         faults: list[tuple[dict[str, Any], str]] = [
             ({"padding": 300_000}, "is over 262144 bytes"),
             ({"nesting": 6_000}, "more than 10000 tags"),
