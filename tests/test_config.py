@@ -1637,3 +1637,19 @@ def test_files_over_the_size_bound_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as refused:
         load_config(str(path), {})
     assert str(refused.value) == f"{path}: the configuration file is over 1048576 bytes"
+
+
+def test_configured_filters_take_the_four_keys_and_mqtt_none() -> None:
+    """docs/api.md, Filters: a configuration file's filter takes ``speakers``, ``rooms``,
+    ``services`` and ``types`` (the singular aliases are for query strings and operations),
+    and the MQTT sink has no filter in the configuration (it publishes every message)."""
+    webhook = 'sinks: {webhooks: [{url: "http://hooks.lan/x", filter: {%s: [Kitchen]}}]}\n'
+    assert parse_config(webhook % "rooms", "config.yaml").sinks.webhooks[0].filter == {
+        "rooms": ("Kitchen",)
+    }
+    assert error_of(webhook % "room") == (
+        "config.yaml:1: sinks.webhooks[0].filter.room: unknown key "
+        '(known keys: speakers, rooms, services, types), got ["Kitchen"]'
+    )
+    error = error_of("sinks: {mqtt: {host: 127.0.0.1, filter: {rooms: [Kitchen]}}}\n")
+    assert error.startswith("config.yaml:1: sinks.mqtt.filter: unknown key"), error
