@@ -286,6 +286,11 @@ class MqttSink(Service):
         # paho's disconnect that follows only says "Unspecified error".
         self._refusal: str | None = None
 
+    @property
+    def _broker(self) -> str:
+        """The broker, as peer-log lines name their source (it does not say who published)."""
+        return f"mqtt broker {self._config.host}:{self._config.port}"
+
     def take_over(self, old: MqttSink) -> None:
         """Start from what ``old`` (the sink a reload replaces) knows: every speaker's merged
         state, availability and topic level, each household's topology and alarms, so that
@@ -493,7 +498,7 @@ class MqttSink(Service):
             # that let one by (room names are bounded and made topic-safe before this).
             # Throttled per reason, the broker being the one source (as for refused commands).
             self.peer_log.emit(
-                f"mqtt broker {self._config.host}:{self._config.port}",
+                self._broker,
                 "bad_topic",
                 "mqtt: cannot publish to {topic}: {error}",
                 topic=topic[:200],
@@ -803,7 +808,7 @@ class MqttSink(Service):
         key, command = parsed
         # Lines about what a publisher sent are throttled per reason (PeerLog): the broker
         # does not say who published, and the topic's room key is the sender's to choose.
-        source = f"mqtt broker {self._config.host}:{self._config.port}"
+        source = self._broker
         if msg.retain:
             self.peer_log.emit(
                 source,
