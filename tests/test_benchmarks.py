@@ -18,6 +18,7 @@ from sonosd.config import load_config
 from sonosd.gena.eventxml import parse_event_xml
 from tests.conftest import free_loopback_base
 from tests.paths import ROOT
+from tests.stdlib_http import serving
 
 
 def test_bodies_vary_and_parse() -> None:
@@ -72,7 +73,6 @@ def test_daemon_load_waits_for_the_initial_events_at_the_daemon() -> None:
     notified up to the simulator's SEQ, not once the simulator had an answer (a 412 too)."""
     import http.server
     import json
-    import threading
 
     from benchmarks import daemon
     from benchmarks.common import FakeSubscription
@@ -93,19 +93,14 @@ def test_daemon_load_waits_for_the_initial_events_at_the_daemon() -> None:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.HTTPServer(("127.0.0.1", 0), Diagnostics)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        port = server.server_address[1]
+    with serving(Diagnostics) as url:
+        port = int(url.rsplit(":", 1)[1])
         subs = [FakeSubscription("uuid:a", "U", "h", "RenderingControl", 0)]
         assert daemon.missing_at_daemon(port, subs) == 0
         subs.append(FakeSubscription("uuid:b", "U", "h", "AVTransport", 0))
         assert daemon.missing_at_daemon(port, subs) == 1
         subs[0] = FakeSubscription("uuid:a", "U", "h", "RenderingControl", 3)
         assert daemon.missing_at_daemon(port, subs) == 2
-    finally:
-        server.shutdown()
-        server.server_close()
     assert daemon.missing_at_daemon(port, subs) == 2
 
 

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
 import socket
 import subprocess
 import sys
-import threading
 import urllib.error
 from collections.abc import Iterator
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -53,6 +53,7 @@ from sonosd.sim.service import HouseholdService
 from tests.api_helpers import ADMIN, READER, start_api
 from tests.conftest import free_loopback_base
 from tests.daemon_helpers import until
+from tests.stdlib_http import serving
 
 
 class Outcome:
@@ -478,14 +479,8 @@ class _NotSonosd(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def not_sonosd() -> Iterator[str]:
-    server = HTTPServer(("127.0.0.1", 0), _NotSonosd)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(_NotSonosd) as url:
+        yield url
 
 
 def test_answer_that_is_not_json(not_sonosd: str) -> None:
@@ -786,8 +781,9 @@ def test_format_result() -> None:
     assert format_result("Den", "queue", queue) == "Den: queue, 1 tracks\n  1. T - A"
 
 
-def serve_diagnostics(body: dict[str, Any]) -> tuple[HTTPServer, str]:
-    """A server answering ``GET /api/v1/diagnostics`` with ``body`` (a daemon stand-in)."""
+def serve_diagnostics(body: dict[str, Any]) -> contextlib.AbstractContextManager[str]:
+    """A server answering ``GET /api/v1/diagnostics`` with ``body`` (a daemon stand-in),
+    while the block runs: its URL."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -801,9 +797,7 @@ def serve_diagnostics(body: dict[str, Any]) -> tuple[HTTPServer, str]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
+    return serving(Handler)
 
 
 @pytest.mark.parametrize(
@@ -839,8 +833,7 @@ def test_doctor_reports_problems_and_exits_1() -> None:
     from tests.diagnostics_shapes import diagnostics, speaker
 
     body = diagnostics(speaker("Kitchen", availability="offline", reason="timeout"))
-    server, url = serve_diagnostics(body)
-    try:
+    with serve_diagnostics(body) as url:
         outcome = run_ctl(["--url", url, "doctor"])
         assert outcome.status == EXIT_REFUSED
         lines = outcome.out.splitlines()
@@ -851,21 +844,14 @@ def test_doctor_reports_problems_and_exits_1() -> None:
         [finding] = json.loads(outcome.out)
         assert finding["severity"] == "problem"
         assert finding["subject"] == "Kitchen (192.168.1.20)"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_doctor_all_well_exits_0() -> None:
     """Nothing wrong: one ok line per speaker and exit 0."""
     from tests.diagnostics_shapes import diagnostics, speaker
 
-    server, url = serve_diagnostics(diagnostics(speaker("Kitchen")))
-    try:
+    with serve_diagnostics(diagnostics(speaker("Kitchen"))) as url:
         outcome = run_ctl(["--url", url, "doctor"])
-    finally:
-        server.shutdown()
-        server.server_close()
     assert (outcome.status, outcome.err) == (EXIT_OK, "")
     *lines, last = outcome.out.splitlines()
     assert lines and all(line.startswith("ok: ") for line in lines), lines

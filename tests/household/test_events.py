@@ -283,6 +283,15 @@ def report(processor: EventProcessor, speaker: SpeakerRef, document: str, seq: i
     )
 
 
+def two_of_three_report_the_join(processor: EventProcessor) -> None:
+    """Kitchen, Office and Bedroom report themselves apart; then Kitchen and Office report
+    Office joined to Kitchen, Bedroom not yet."""
+    for speaker in (KITCHEN, OFFICE, BEDROOM):
+        report(processor, speaker, APART, 0)
+    report(processor, KITCHEN, JOINED, 1)
+    report(processor, OFFICE, JOINED, 1)
+
+
 def members_of_kitchen(sink: Recorder) -> list[list[str]]:
     """The members of Kitchen's group in each topology.changed, in order."""
     return [
@@ -352,10 +361,7 @@ def test_views_that_stay_apart_are_settled_by_the_timeout() -> None:
     sink = Recorder()
     hub.add_sink(sink)
     processor = EventProcessor(hub, HouseholdState(), clock, settle_timeout=5.0)
-    for speaker in (KITCHEN, OFFICE, BEDROOM):
-        report(processor, speaker, APART, 0)
-    report(processor, KITCHEN, JOINED, 1)
-    report(processor, OFFICE, JOINED, 1)
+    two_of_three_report_the_join(processor)
     clock.advance(4.9)
     assert members_of_kitchen(sink) == [["RINCON_K"]]
     clock.advance(0.1)
@@ -370,10 +376,7 @@ def test_a_speaker_that_stays_behind_holds_the_household_back_10_seconds() -> No
     """docs/messages.md: if one speaker stays behind, topology.changed is published 10 s later
     with the document most of them show (the daemon's processor, built with its default)."""
     processor, _, sink, clock = setup()
-    for speaker in (KITCHEN, OFFICE, BEDROOM):
-        report(processor, speaker, APART, 0)
-    report(processor, KITCHEN, JOINED, 1)
-    report(processor, OFFICE, JOINED, 1)
+    two_of_three_report_the_join(processor)
     clock.advance(9.9)
     assert members_of_kitchen(sink) == [["RINCON_K"]]
     clock.advance(0.1)
@@ -407,10 +410,7 @@ def test_a_speaker_that_stops_reporting_no_longer_holds_the_others_back() -> Non
     """When the lagging speaker goes offline or loses its ZoneGroupTopology subscription, the
     view the others agree on is taken at once."""
     processor, _, sink, clock = setup()
-    for speaker in (KITCHEN, OFFICE, BEDROOM):
-        report(processor, speaker, APART, 0)
-    report(processor, KITCHEN, JOINED, 1)
-    report(processor, OFFICE, JOINED, 1)
+    two_of_three_report_the_join(processor)
     processor.subscription_lost(BEDROOM, "RenderingControl", "gone")
     assert len(members_of_kitchen(sink)) == 1
     processor.subscription_lost(BEDROOM, "ZoneGroupTopology", "gone")

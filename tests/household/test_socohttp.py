@@ -3,7 +3,9 @@ time and refused with a DTD, against simulated speakers told to answer like host
 
 from __future__ import annotations
 
+import http.server
 import socket
+import threading
 import time
 from typing import Any
 
@@ -24,6 +26,7 @@ from sonosd.sim.service import HouseholdService
 from sonosd.sim.soap import SoapFaults, hostile_answer
 from tests.conftest import free_loopback_base
 from tests.soco_helpers import in_thread
+from tests.stdlib_http import serving
 
 
 class BoundedSocoTests(TestCase):
@@ -159,8 +162,6 @@ def test_watchdog_outlives_an_answer_it_cannot_shut() -> None:
 
 def test_no_cookies_kept_between_calls() -> None:
     """A cookie an answer sets is not sent with the next call (as requests.request)."""
-    import http.server
-    import threading
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -174,17 +175,11 @@ def test_no_cookies_kept_between_calls() -> None:
         def log_message(self, *args: object) -> None:
             """Quiet."""
 
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/"
+    with serving(Handler) as base:
+        url = f"{base}/"
         bounded = BoundedRequests(deadline=5.0)
         assert bounded.get(url, timeout=5).content == b"none"
         assert bounded.get(url, timeout=5).content == b"none"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_pretty_request_only_when_shown() -> None:
@@ -236,8 +231,6 @@ def test_hostile_answers_are_refused_by_rule(padding: int, doctype: bool, filler
 def test_one_session_per_pool_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each thread sends all its calls through one requests session of its own (docs/design.md,
     Speed: no proxy or .netrc lookups per call), and threads never share one."""
-    import http.server
-    import threading
 
     import requests
 
@@ -259,11 +252,8 @@ def test_one_session_per_pool_thread(monkeypatch: pytest.MonkeyPatch) -> None:
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(requests.Session, "request", recording)
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    serving = threading.Thread(target=server.serve_forever, daemon=True)
-    serving.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/"
+    with serving(Handler) as base:
+        url = f"{base}/"
         bounded = BoundedRequests(deadline=5.0)
         sessions: dict[str, object] = {}
 
@@ -277,9 +267,6 @@ def test_one_session_per_pool_thread(monkeypatch: pytest.MonkeyPatch) -> None:
             worker.start()
         for worker in workers:
             worker.join(10)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert sorted(name for name, _ in used) == ["pool-0"] * 3 + ["pool-1"] * 3
     by_thread = {name: {session for n, session in used if n == name} for name, _ in used}
     assert by_thread == {name: {id(session)} for name, session in sessions.items()}
