@@ -49,6 +49,12 @@ from twisted.logger import Logger
 from sonosd.gena.xmlguard import Budget, UnsafeXml, check_document, check_text
 from sonosd.gena.xmlguard import unescape_predefined as _unescape
 
+_tree3: Callable[[bytes], Any] | None
+try:
+    from sonosd.gena._shape import tree3 as _tree3
+except ImportError:  # installed where no C compiler was found (setup.py)
+    _tree3 = None
+
 log = Logger()
 
 MAX_VALUE = 65_536
@@ -268,6 +274,14 @@ def _check_value(tag: str, text: str) -> None:
 
 def _properties(body: bytes) -> list[tuple[str, str | None]]:
     """``(tag, text)`` of each child of each ``e:property`` of the root, in document order."""
+    shape = _tree3(body) if _tree3 is not None else None
+    if shape is not None:
+        return [
+            (tag, text)
+            for property_tag, _, variables in shape[2]
+            if property_tag == _PROPERTY
+            for tag, _, text in variables
+        ]
     simple = _simple_properties(body)
     if simple is not None:
         return simple
@@ -290,7 +304,7 @@ def _parse_last_change(text: str | None, result: dict[str, Any], budget: Budget)
         raise MalformedEvent("LastChange without a value")
     document = text.encode("utf-8")
     check_document(document, budget)
-    items = _simple_last_change(text)
+    items = _shape_last_change(document) if _tree3 is not None else _simple_last_change(text)
     if items is None:
         items = _tree_last_change(document)
     for element_tag, channel, value in items:
@@ -331,6 +345,22 @@ def _tree_last_change(document: bytes) -> list[tuple[str, str | None, Any]]:
             value = element.text
         items.append((element.tag, element.get("channel"), value))
     return items
+
+
+def _shape_last_change(document: bytes) -> list[tuple[str, str | None, Any]] | None:
+    """``_tree_last_change`` of a document ``_tree3`` reads, or ``None``."""
+    assert _tree3 is not None
+    shape = _tree3(document)
+    if shape is None:
+        return None
+    for path in _INSTANCES:
+        for tag, _, elements in shape[2]:
+            if tag == path:
+                return [
+                    (element_tag, attributes.get("channel"), attributes.get("val", text))
+                    for element_tag, attributes, text in elements
+                ]
+    return None
 
 
 # -- the shape speakers write, read without a parser ---------------------------------------------
@@ -827,18 +857,29 @@ def _didl_fields_cached(value: LazyDidl) -> dict[str, Any]:
 
 def _didl_fields(didl: str) -> dict[str, Any] | None:
     """Fields of the first item of a well-formed DIDL document (``None``: leave it to SoCo)."""
-    # ElementTree here: with a dozen elements and little escaped text, its C tree builder
-    # costs less than expat's Python callbacks.
-    try:
-        root = ElementTree.fromstring(didl)
-    except ElementTree.ParseError:
+    item = _shape_item(didl) if _tree3 is not None else None
+    if item is None:
+        # ElementTree here: with a dozen elements and little escaped text, its C tree builder
+        # costs less than expat's Python callbacks.
+        try:
+            root = ElementTree.fromstring(didl)
+        except ElementTree.ParseError:
+            return None
+        if len(root) == 0:
+            return None
+        element = root[0]
+        item = element.attrib, [(child.tag, child.attrib, child.text) for child in element]
+    attributes, children = item
+    first: dict[str, tuple[Mapping[str, str], str | None]] = {}
+    for tag, child_attributes, text in children:
+        if tag not in first:
+            first[tag] = (child_attributes, text)
+    if _CLASS not in first or attributes.get("id") is None:
         return None
-    if len(root) == 0:
-        return None
-    item = root[0]
-    if item.find(_CLASS) is None or item.get("id") is None:
-        return None
-    fields: dict[str, Any] = {key: item.findtext(path) for key, path in _DIDL_FIELDS}
+    # As ElementTree's findtext: "" for an element without text, None for no element.
+    fields: dict[str, Any] = {
+        key: (first[path][1] or "") if path in first else None for key, path in _DIDL_FIELDS
+    }
     # As SoCo's objects have them: an empty title, the class without a service's subclass.
     fields["title"] = fields["title"] or ""
     upnp_class = fields["upnp_class"]
@@ -846,18 +887,35 @@ def _didl_fields(didl: str) -> dict[str, Any] | None:
         if separator in upnp_class:
             upnp_class = upnp_class[: upnp_class.find(separator)]
     fields["upnp_class"] = upnp_class
-    fields["item_id"] = item.get("id")
-    fields["parent_id"] = item.get("parentID")
-    resource = item.find(_RES)
+    fields["item_id"] = attributes.get("id")
+    fields["parent_id"] = attributes.get("parentID")
+    resource = first.get(_RES)
     if resource is None:
         fields.update(duration=None, uri=None, protocol_info=None)
     else:
+        resource_attributes, uri = resource
         fields.update(
-            duration=resource.get("duration"),
-            uri=resource.text,
-            protocol_info=resource.get("protocolInfo"),
+            duration=resource_attributes.get("duration"),
+            uri=uri,
+            protocol_info=resource_attributes.get("protocolInfo"),
         )
     return fields
+
+
+def _shape_item(
+    didl: str,
+) -> tuple[Mapping[str, str], list[tuple[str, Mapping[str, str], str | None]]] | None:
+    """The attributes and the children (tag, attributes, text) of the first element of a DIDL
+    document ``_tree3`` reads, or ``None``."""
+    assert _tree3 is not None
+    try:
+        shape = _tree3(didl.encode("utf-8"))
+    except UnicodeEncodeError:
+        return None
+    if shape is None or not shape[2]:
+        return None
+    _, attributes, children = shape[2][0]
+    return attributes, children
 
 
 def _didl_object_fields(value: Any) -> dict[str, Any]:
