@@ -148,6 +148,34 @@ def test_the_real_documents_are_all_there() -> None:
     assert MALFORMED in {name for name, _ in REAL}
 
 
+EDGES = {
+    "32 namespace declarations": b"<a"
+    + b"".join(b' xmlns:n%d="u%d"' % (i, i) for i in range(32))
+    + b"/>",
+    "32 attributes": b"<a" + b"".join(b' a%d="%d"' % (i, i) for i in range(32)) + b"/>",
+    "a prefix declared again below": b'<a xmlns:p="u"><p:b xmlns:p="v"><p:c/></p:b><p:b/></a>',
+    "the default namespace, and no namespace on attributes": (
+        b'<a xmlns="u" b="1"><b xmlns="v" c="2"><c/></b><b><c>x</c></b></a>'
+    ),
+    "two prefixes of one namespace, distinct attributes": (
+        b'<a xmlns:p="u" xmlns:q="u"><b p:x="1" q:y="2" x="3"/></a>'
+    ),
+    "empty and blank texts": b"<a><b><c>  </c><c></c><c/></b></a>",
+    "spaces everywhere they may be": b"<a\txmlns:p\n=\n\"u\"\r\n><b p:x = '1' /></a \n>\n",
+    "]]> in an attribute value": b'<a b="]]&gt;]]>"/>',
+    "a blank namespace": b'<a xmlns=" "/>',
+}
+
+
+@pytest.mark.parametrize("edge", list(EDGES))
+def test_edges_are_read(edge: str) -> None:
+    """Documents at the edge of a rule (the limits themselves, scoping) are read, as
+    ElementTree reads them."""
+    answer = tree3(EDGES[edge])
+    assert answer is not None
+    assert answer == et_shape(EDGES[edge])
+
+
 # -- 3. declines, one rule each, and the fallback still answers ----------------------------------
 
 EVENT_NS = b'xmlns:e="urn:schemas-upnp-org:event-1-0"'
