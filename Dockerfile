@@ -9,8 +9,13 @@
 # docker-compose.yml has both; docs/deployment.md walks through them.
 
 FROM python:3.11-slim AS build
+# A C compiler for the compiled event reader (sonosd/gena/_shape.c, setup.py); only this stage
+# has it: the image gets the wheel.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY setup.cfg pyproject.toml README.md LICENSE ./
+COPY setup.py setup.cfg pyproject.toml README.md LICENSE ./
 COPY sonosd ./sonosd
 COPY twisted ./twisted
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .

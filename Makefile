@@ -7,20 +7,26 @@ STAMP := $(VENV)/.installed
 # chromium: the dashboard's browser tests, driven by Playwright, which cannot download its own;
 # espeak-ng: the announcements' default text-to-speech command; iproute2: `ip`, which stages a
 # Docker bridge container's address in a network namespace for the doctor's test; nginx: the
-# reverse proxy of tests/test_reverse_proxy.py, which starts its own with a temporary config).
-APT_PACKAGES := mosquitto mosquitto-clients systemd chromium espeak-ng iproute2 nginx
+# reverse proxy of tests/test_reverse_proxy.py, which starts its own with a temporary config;
+# gcc: the compiled event reader, sonosd/gena/_shape.c, which tests/gena/test_shape.py requires).
+APT_PACKAGES := gcc libc6-dev mosquitto mosquitto-clients systemd chromium espeak-ng iproute2 nginx
 
-.PHONY: demo test lint typecheck unit bench soak sysdeps clean screenshots
+.PHONY: demo test lint typecheck unit bench soak sysdeps compiler clean screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# compat editable mode puts the checkout on sys.path, so twistd finds twisted/plugins/ here.
-$(STAMP): $(BIN)/python setup.cfg pyproject.toml
+# compat editable mode puts the checkout on sys.path, so twistd finds twisted/plugins/ here
+# (and builds sonosd/gena/_shape.c in place; setup.py goes on without it where no compiler is).
+$(STAMP): $(BIN)/python setup.py setup.cfg pyproject.toml sonosd/gena/_shape.c | compiler
 	$(BIN)/pip install --quiet -e '.[test]' --config-settings editable_mode=compat
 	$(BIN)/twistd --help > /dev/null
 	touch $@
+
+# A C compiler before the install, for `make demo` as for `make test` (only gcc, not sysdeps).
+compiler:
+	@command -v cc > /dev/null 2>&1 || $(MAKE) --no-print-directory sysdeps APT_PACKAGES="gcc libc6-dev"
 
 sysdeps:
 	@missing=""; for p in $(APT_PACKAGES); do \

@@ -12,6 +12,11 @@ For every real sample body (``events/*.xml``, ``gena_notify_raw/*.http``) and a 
   come from its cache after the first body);
 - ``topology``: for ZoneGroupTopology bodies, parsing the ZoneGroupState into a Topology.
 
+Then, for the two kinds of benchmark 7 (a volume change, a full AVTransport event) with
+varied bodies (``benchmarks.payloads``: no DIDL cache hit), parse and JSON per body with the
+compiled reader (``sonosd/gena/_shape.c``) and without it (the string readers and the
+parsers, what an install without a C compiler runs).
+
 Timing is the best of several rounds (the machine is shared); compare ratios, not absolutes.
 """
 
@@ -28,6 +33,8 @@ from xml.etree import ElementTree
 from soco import data_structures_entry
 from soco.events_base import parse_event_xml as soco_parse_cached
 
+from benchmarks.payloads import BodyMaker, service_of
+from sonosd.gena import eventxml
 from sonosd.gena.eventxml import parse_event_xml, variables_to_json
 from sonosd.household.topology import parse_zone_group_state
 
@@ -131,6 +138,34 @@ def best(function: Callable[[], object], rounds: int) -> float:
     return min(timeit.repeat(function, number=number, repeat=rounds)) / number * 1e6
 
 
+def reader_cost(rounds: int, count: int = 300) -> dict[str, dict[str, float | None]]:
+    """Microseconds of parse and JSON per body of benchmark 7's two kinds (``count`` varied
+    bodies each, best of ``rounds``), by reader: ``compiled`` (``None`` where it is not
+    built) and ``python``."""
+    maker = BodyMaker(seed=7)
+    result: dict[str, dict[str, float | None]] = {}
+    for kind in ("rc_volume", "avt_full"):
+        service = service_of(kind)
+        varied = [maker.body(kind) for _ in range(count)]
+
+        def run(service: str = service, varied: list[bytes] = varied) -> None:
+            for body in varied:
+                to_json(service, body)
+
+        compiled = eventxml._tree3
+        times: dict[str, float | None] = {"compiled": None}
+        for reader, used in (("compiled", compiled), ("python", None)):
+            if reader == "compiled" and used is None:
+                continue
+            eventxml._tree3 = used
+            try:
+                times[reader] = min(timeit.repeat(run, number=1, repeat=rounds)) / count * 1e6
+            finally:
+                eventxml._tree3 = compiled
+        result[kind] = times
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the table; return the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -166,6 +201,13 @@ def main(argv: list[str] | None = None) -> int:
         f"total: soco {total_soco:.0f} us, ours with JSON {total_ours:.0f} us, "
         f"{total_soco / total_ours:.1f}x"
     )
+    print(f"\n{'varied bodies, parse + JSON':40} {'compiled':>9} {'python':>9} {'ratio':>6}")
+    for kind, times in reader_cost(options.rounds).items():
+        compiled, python = times["compiled"], times["python"]
+        assert python is not None
+        shown = "not built" if compiled is None else f"{compiled:9.1f}"
+        ratio = "" if compiled is None else f"{python / compiled:6.1f}"
+        print(f"{kind:40} {shown:>9} {python:9.1f} {ratio:>6}")
     return 0
 
 

@@ -16,7 +16,8 @@ What it recognises, in the order a user should look at it:
 - subscriptions without a single NOTIFY (the speakers cannot reach the callback URL: a Docker
   bridge network, several interfaces, ``listener.advertise``, a firewall);
 - subscriptions that fail and are retried;
-- sinks that fail (webhooks, MQTT, callbacks).
+- sinks that fail (webhooks, MQTT, callbacks);
+- events read without the compiled reader (sonosd was installed where no C compiler was).
 """
 
 from __future__ import annotations
@@ -375,6 +376,17 @@ def diagnose(diagnostics: Mapping[str, Any]) -> list[Finding]:
             findings.append(_upnp_off_system(members))
     findings.extend(subscription_findings(diagnostics))
     findings.extend(sink_findings(diagnostics.get("sinks") or {}))
+    if (diagnostics.get("listener") or {}).get("reader") == "python":
+        findings.append(
+            Finding(
+                NOTE,
+                "listener",
+                "Events are read without the compiled reader (sonosd/gena/_shape.c was not "
+                "built: no C compiler where sonosd was installed), which costs more CPU per "
+                "event. Install gcc and the Python headers (Debian: apt install gcc "
+                "python3-dev), then install sonosd again.",
+            )
+        )
     return sorted(findings, key=lambda f: f.severity != PROBLEM)
 
 

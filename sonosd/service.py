@@ -47,6 +47,7 @@ from sonosd.blocking import SocoRunner
 from sonosd.config import Config, Device, SimulateConfig, redacted
 from sonosd.delivery.hub import Hub
 from sonosd.delivery.metrics import DaemonCollector
+from sonosd.gena import eventxml
 from sonosd.gena.listener import NotifyListener
 from sonosd.gena.media import MediaStore
 from sonosd.household.alarms import AlarmWatcher
@@ -511,6 +512,7 @@ class SonosdService(MultiService):
                 "requested_port": self.listener.requested_port,
                 "advertise": self.listener.advertise,
                 "notify": household["notify"],
+                "reader": eventxml.reader(),
             },
             "speakers": household["speakers"],
             "retired": household["retired"],

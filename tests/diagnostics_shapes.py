@@ -65,6 +65,7 @@ def diagnostics(*speakers: dict[str, Any], **sections: Any) -> dict[str, Any]:
             "port": 1400,
             "advertise": None,
             "notify": {"accepted": 10, "refused": {}},
+            "reader": "compiled",
         },
         "speakers": list(speakers),
         "sinks": {"clients": {"websocket": 0, "sse": 0}},

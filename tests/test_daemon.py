@@ -522,6 +522,8 @@ class DaemonTests(TestCase):
         self.assertEqual(body["config"]["path"], "daemon-test.yaml")
         self.assertEqual(body["listener"]["port"], daemon.service.listener.port)
         self.assertGreaterEqual(body["listener"]["notify"]["accepted"], 24)
+        # docs/api.md: the compiled reader (built by `make`) reads the events.
+        self.assertEqual(body["listener"]["reader"], "compiled")
         [kitchen] = [s for s in body["speakers"] if s["name"] == "Kitchen"]
         self.assertEqual(kitchen["availability"], "online")
         self.assertEqual(

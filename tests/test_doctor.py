@@ -21,6 +21,17 @@ def test_all_is_well() -> None:
     ]
 
 
+def test_events_read_without_the_compiled_reader_is_a_note() -> None:
+    """A daemon installed without a C compiler reads events with the standard library's
+    parsers (docs/api.md, listener.reader): a note that says how to get the compiled reader."""
+    body = diagnostics(speaker("Kitchen"))
+    body["listener"]["reader"] = "python"
+    [finding] = diagnose(body)
+    assert finding.severity == NOTE and finding.subject == "listener"
+    assert "without the compiled reader" in finding.text
+    assert "apt install gcc python3-dev" in finding.text
+
+
 def test_nothing_followed() -> None:
     """No device, no discovery, no simulation: say where to add a speaker."""
     body = diagnostics(config={"path": "/etc/sonosd/config.yaml", "devices": []})

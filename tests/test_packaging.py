@@ -76,7 +76,8 @@ def test_no_init_files_in_twisted_plugins() -> None:
 
 
 def test_metadata_is_written_once() -> None:
-    """pyproject.toml holds only the build system and tools; setup.cfg holds the metadata."""
+    """pyproject.toml holds only the build system and tools; setup.cfg holds the metadata;
+    setup.py only the compiled module."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "project" not in pyproject
     assert set(pyproject) == {"build-system", "tool"}
@@ -84,19 +85,41 @@ def test_metadata_is_written_once() -> None:
     setup.read(ROOT / "setup.cfg")
     assert setup["metadata"]["name"] == "sonosd"
     assert setup["options.package_data"]["sonosd"].strip() == "*.json"
-    assert not (ROOT / "setup.py").exists()
+    setup_py = (ROOT / "setup.py").read_text()
+    assert "ext_modules=" in setup_py and "optional=True" in setup_py
+    for metadata_key in ("name=", "version=", "packages=", "install_requires="):
+        assert metadata_key not in setup_py, metadata_key
 
 
 def _source_copy(tmp_path: Path) -> Path:
     """The files a source distribution holds, copied so the build writes nothing here."""
     src = tmp_path / "src"
     src.mkdir()
-    for name in ("setup.cfg", "pyproject.toml", "README.md", "LICENSE"):
+    for name in ("setup.py", "setup.cfg", "pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, src / name)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "dropin.cache")
+    # A module the checkout's editable install compiled in place is not a source.
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "dropin.cache", "*.so")
     shutil.copytree(ROOT / "sonosd", src / "sonosd", ignore=ignore)
     shutil.copytree(ROOT / "twisted", src / "twisted", ignore=ignore)
     return src
+
+
+def _installed(wheel: Path, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """``wheel`` installed on its own into ``tmp_path/site``, and the environment in which
+    ``python -S`` imports sonosd from there: no .pth files, so the checkout's editable install
+    is out of sight; the dependencies come from this venv's site-packages."""
+    site = tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
+    installed = run(
+        *pip, "install", "--no-deps", "--no-index", "--target", str(site), str(wheel),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": os.pathsep.join([str(site), sysconfig.get_paths()["purelib"]]),
+    }
+    return site, env
 
 
 def test_wheel_install_exposes_the_plugin(tmp_path: Path) -> None:
@@ -117,6 +140,8 @@ def test_wheel_install_exposes_the_plugin(tmp_path: Path) -> None:
     assert "twisted/plugins/sonos_sim_plugin.py" in names
     assert "sonosd/config.schema.json" in names
     assert "sonosd/tap.py" in names
+    # The compiled event reader (setup.py): built with the wheel, where a compiler is.
+    assert [name for name in names if re.fullmatch(r"sonosd/gena/_shape\..*\.so", name)]
     for package in ("gena", "household", "control", "delivery", "api", "sinks", "sim"):
         assert f"sonosd/{package}/__init__.py" in names, package
     for static in (ROOT / "sonosd" / "api" / "static").iterdir():
@@ -124,19 +149,7 @@ def test_wheel_install_exposes_the_plugin(tmp_path: Path) -> None:
     assert not {"twisted/__init__.py", "twisted/plugins/__init__.py"} & names
     assert not [name for name in names if name.endswith("dropin.cache")]
 
-    site = tmp_path / "site"
-    installed = run(
-        *pip, "install", "--no-deps", "--no-index", "--target", str(site), str(wheel),
-        cwd=tmp_path,
-    )  # fmt: skip
-    assert installed.returncode == 0, installed.stdout + installed.stderr
-
-    # -S: no .pth files, so the checkout's editable install is out of sight; the
-    # dependencies come from this venv's site-packages, sonosd only from the new install.
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": os.pathsep.join([str(site), sysconfig.get_paths()["purelib"]]),
-    }
+    site, env = _installed(wheel, tmp_path)
     twistd = [sys.executable, "-S", "-c", "from twisted.scripts.twistd import run; run()"]
     where = run(
         sys.executable, "-S", "-c", "import sonosd; print(sonosd.__file__)", cwd=tmp_path, env=env
@@ -163,6 +176,41 @@ def test_wheel_install_exposes_the_plugin(tmp_path: Path) -> None:
     assert (checked.returncode, checked.stdout) == (0, "ok\n"), checked.stderr
     assert checked.stderr.startswith(f"warning: {example}: nothing will be followed")
     assert cache.stat().st_mtime_ns == built_at
+
+
+def test_without_a_c_compiler_the_wheel_reads_events_with_python(tmp_path: Path) -> None:
+    """docs/deployment.md: where no C compiler is, the install goes on without the compiled
+    event reader, and the daemon reads events with the standard library's parsers
+    (``listener.reader`` is ``python``)."""
+    src = _source_copy(tmp_path)
+    dist = tmp_path / "dist"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
+    no_compiler = {**os.environ, "CC": "/bin/false", "LDSHARED": "/bin/false"}
+    built = subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(dist),
+         str(src)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False, env=no_compiler,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = dist.glob("sonosd-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "sonosd/gena/eventxml.py" in names
+    assert not [name for name in names if name.endswith(".so")], names
+    site, env = _installed(wheel, tmp_path)
+    body = (
+        ROOT.parent / "shared/reference/samples/events/avtransport_full_PLAYING_node-sonos-ts.xml"
+    )
+    script = (
+        "import sys; from sonosd.gena import eventxml; "
+        "print(eventxml.__file__, eventxml.reader()); "
+        "print(eventxml.parse_event_xml(open(sys.argv[1], 'rb').read())['transport_state'])"
+    )
+    read = run(sys.executable, "-S", "-c", script, str(body), cwd=tmp_path, env=env)
+    assert read.stdout.split() == [
+        str(site / "sonosd" / "gena" / "eventxml.py"),
+        "python",
+        "PLAYING",
+    ], read.stderr
 
 
 # -- systemd ---------------------------------------------------------------------------------------
@@ -288,6 +336,9 @@ def test_dockerfile() -> None:
     assert users and users[-1] not in {"root", "0"}
     # docs/deployment.md: installed from a wheel; the user sonosd is uid 10001.
     assert "pip wheel " in runs and "pip install --no-cache-dir /wheels/*.whl" in runs
+    # The build stage has a C compiler: the wheel carries the compiled event reader.
+    (build, _) = [rest for word, rest in steps if word == "RUN"][:2]
+    assert "apt-get install" in build and " gcc " in f"{build} "
     assert "--uid 10001 --user-group --home-dir /var/lib/sonosd" in runs
     assert users[-1] == "sonosd"
     assert ("EXPOSE", "1400 8080") in steps

@@ -55,6 +55,14 @@ try:
 except ImportError:  # installed where no C compiler was found (setup.py)
     _tree3 = None
 
+
+def reader() -> str:
+    """Which reader takes the speakers' documents first: ``compiled`` (``gena._shape``) or
+    ``python`` (it was not built: the string readers and the parsers, at a higher CPU cost per
+    event: docs/benchmarks.md)."""
+    return "compiled" if _tree3 is not None else "python"
+
+
 log = Logger()
 
 MAX_VALUE = 65_536

@@ -1020,3 +1020,15 @@ def test_redaction_constants_are_socos() -> None:
 
     assert tuple(REDACTED_VARIABLES) == eventxml.REDACTED_VARIABLES
     assert eventxml.REDACTED_VALUE == REDACTED_VALUE
+
+
+def test_reader_says_which_reader_reads_events() -> None:
+    """``reader()`` (the diagnostics' ``listener.reader``): ``compiled`` while the compiled
+    reader is there (``make`` builds it), ``python`` without it."""
+    assert eventxml.reader() == "compiled"
+    saved = eventxml._tree3
+    eventxml._tree3 = None
+    try:
+        assert eventxml.reader() == "python"
+    finally:
+        eventxml._tree3 = saved
