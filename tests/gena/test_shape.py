@@ -4,6 +4,7 @@ raises but TypeError, never reads out of bounds and leaks nothing."""
 
 from __future__ import annotations
 
+import array
 import contextlib
 import gc
 import importlib
@@ -23,7 +24,14 @@ from hypothesis import strategies as st
 
 from sonosd.gena import eventxml
 from sonosd.gena.eventxml import MalformedEvent, UnsafeEvent, parse_event_xml
-from tests.gena.shape_documents import build_document, et_shape, mutate, real_documents
+from tests.gena.shape_documents import (
+    GOOD_TEXTS,
+    TEXTS,
+    build_document,
+    et_shape,
+    mutate,
+    real_documents,
+)
 from tests.paths import ROOT
 
 
@@ -121,6 +129,65 @@ def test_mutated_real_documents_read_as_elementtree_does(
 def test_any_bytes_read_as_elementtree_does(document: bytes) -> None:
     """Bytes of no shape at all: None, or ElementTree's reading."""
     assert_contract(document)
+
+
+def _escape(text: bytes) -> bytes:
+    return text.replace(b"&", b"&amp;").replace(b"<", b"&lt;").replace(b">", b"&gt;")
+
+
+def _event_body(choose: Any) -> bytes:
+    """A NOTIFY body of hostile values, with a LastChange document of hostile values."""
+    pieces = GOOD_TEXTS if choose(range(4)) else TEXTS
+
+    def text() -> bytes:
+        return b"".join(choose(pieces) for _ in range(choose(range(4))))
+
+    changes = b"".join(
+        b"<" + name + b' val="' + _escape(text()).replace(b'"', b"&quot;") + b'"/>'
+        for name in (choose((b"TransportState", b"CurrentTrackURI", b"Mute")),) * choose(range(3))
+    )
+    last_change = (
+        b'<Event xmlns="urn:schemas-upnp-org:metadata-1-0/AVT/"><InstanceID val="0">'
+        + changes
+        + choose((b"", text()))
+        + b"</InstanceID></Event>"
+    )
+    variables = b"".join(
+        b"<e:property><" + name + b">" + text() + b"</" + name + b"></e:property>"
+        for name in (choose((b"Volume", b"ZoneName", b"A_B")),) * choose(range(3))
+    )
+    return (
+        b"<e:propertyset "
+        + EVENT_NS
+        + b">"
+        + variables
+        + b"<e:property><LastChange>"
+        + _escape(last_change)
+        + b"</LastChange></e:property></e:propertyset>"
+    )
+
+
+def _read_event(document: bytes) -> Any:
+    try:
+        return parse_event_xml(document)
+    except (MalformedEvent, UnsafeEvent) as refused:
+        return type(refused)
+
+
+@settings(deadline=None, max_examples=300)
+@given(CHOOSERS)
+def test_events_read_as_without_the_c_reader(choose: Any) -> None:
+    """parse_event_xml gives the same variables (or refusal) with the compiled reader as
+    without it: what it reads, and what it declines to the parsers."""
+    document = _event_body(choose)
+    with_reader = _read_event(document)
+    saved = eventxml._tree3
+    eventxml._tree3 = None
+    try:
+        without = _read_event(document)
+    finally:
+        eventxml._tree3 = saved
+    assert with_reader == without, document
 
 
 # -- 2. the real documents -----------------------------------------------------------------------
@@ -370,6 +437,18 @@ def test_any_buffer_is_read() -> None:
     assert tree3(memoryview(document)) == expected
     assert tree3(memoryview(b"  " + document + b"junk")[2:-4]) == expected
     assert tree3(memoryview(b"  " + document + b"junk")[2:-3]) is None
+    assert tree3(array.array("B", document)) == expected
+    assert tree3(memoryview(document[:28]).cast("B", (4, 7))) == tree3(document[:28])
+
+
+def test_a_strided_buffer_is_refused_as_elementtree_refuses_it() -> None:
+    """A buffer that is not contiguous raises BufferError, as ElementTree does (the one
+    error besides TypeError: it has bytes, but not in one piece)."""
+    strided = memoryview(b"<<aa//>>")[::2]
+    with pytest.raises(BufferError):
+        ElementTree.fromstring(strided)
+    with pytest.raises(BufferError):
+        tree3(strided)
 
 
 @pytest.mark.parametrize("argument", ["<a/>", None, 1, ["<a/>"]])
