@@ -13,10 +13,11 @@
  * it means "not for me".  Declined, among others: a comment, a processing instruction (the
  * XML declaration included), CDATA, a DOCTYPE, a character reference or any entity but the
  * five, a carriage return, a tab or a line feed inside an attribute value (a parser
- * normalises them), a name that is not ASCII, an undeclared or reserved prefix, a duplicate
- * attribute, text beside elements, a fourth level, bytes that are not UTF-8 or characters
- * XML forbids, anything after the root element but whitespace, more than MAX_NS namespace
- * declarations or MAX_ATTRS attributes on one element.
+ * normalises them), a name that is not ASCII, an undeclared or reserved prefix, a prefix
+ * bound to the namespace of xml or xmlns, a duplicate attribute, text beside elements, a
+ * fourth level, bytes that are not UTF-8 or characters XML forbids, anything after the root
+ * element but whitespace, more than MAX_NS namespace declarations or MAX_ATTRS attributes
+ * on one element.
  *
  * The result: (tag, attributes, children) for the root and each second-level element, where
  * children is a list; (tag, attributes, text) for a third-level element, where text is None
@@ -35,6 +36,8 @@
 #define MAX_NS 32
 #define MAX_ATTRS 32
 #define MAX_DEPTH 3
+#define XML_URI "http://www.w3.org/XML/1998/namespace"
+#define XMLNS_URI "http://www.w3.org/2000/xmlns/"
 
 typedef struct {
     const char *prefix; /* NULL for the default namespace */
@@ -382,8 +385,11 @@ read_element(Reader *r, int depth)
         if (uri == NULL) {
             goto fail;
         }
-        if (PyUnicode_FindChar(uri, '}', 0, PyUnicode_GET_LENGTH(uri), 1) != -1) {
-            /* ElementTree's "{uri}local" cannot hold it. */
+        if (PyUnicode_FindChar(uri, '}', 0, PyUnicode_GET_LENGTH(uri), 1) != -1 ||
+            PyUnicode_CompareWithASCIIString(uri, XML_URI) == 0 ||
+            PyUnicode_CompareWithASCIIString(uri, XMLNS_URI) == 0) {
+            /* ElementTree's "{uri}local" cannot hold a "}"; the namespaces of the reserved
+             * prefixes xml and xmlns may be bound to no other prefix (expat refuses it). */
             Py_DECREF(uri);
             goto decline;
         }

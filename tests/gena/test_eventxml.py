@@ -30,25 +30,10 @@ from sonosd.gena.eventxml import (
     resolve,
     variables_to_json,
 )
+from tests.gena.shape_documents import sample_bodies
 from tests.paths import SAMPLES
 
 soco_parse = soco_parse_cached.__wrapped__
-
-
-def http_body(raw: bytes) -> bytes:
-    """The body of a captured HTTP request (CRLF or LF line endings)."""
-    for separator in (b"\r\n\r\n", b"\n\n"):
-        if separator in raw:
-            return raw.split(separator, 1)[1]
-    raise ValueError("no body")
-
-
-def sample_bodies() -> dict[str, bytes]:
-    """Every real NOTIFY body among the samples, by file name."""
-    bodies = {path.name: path.read_bytes() for path in sorted(SAMPLES.glob("events/*.xml"))}
-    for path in sorted(SAMPLES.glob("gena_notify_raw/*.http")):
-        bodies[path.name] = http_body(path.read_bytes())
-    return bodies
 
 
 BODIES = sample_bodies()
