@@ -212,6 +212,30 @@ decode_text(const char *p, Py_ssize_t n, int attribute)
     return text;
 }
 
+/* "{uri}" for each namespace seen, kept for the next documents (speakers declare the same
+ * few): at most MAX_BRACES, then made anew each time. */
+#define MAX_BRACES 64
+static PyObject *braces;
+
+/* "{uri}" (a new reference), or NULL with an error set. */
+static PyObject *
+brace_of(PyObject *uri)
+{
+    PyObject *brace = PyDict_GetItemWithError(braces, uri);
+    if (brace != NULL) {
+        return Py_NewRef(brace);
+    }
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    brace = PyUnicode_FromFormat("{%U}", uri);
+    if (brace != NULL && PyDict_GET_SIZE(braces) < MAX_BRACES &&
+        PyDict_SetItem(braces, uri, brace) < 0) {
+        Py_CLEAR(brace);
+    }
+    return brace;
+}
+
 /* The declaration in scope of a prefix (or the default, prefix NULL), or NULL. */
 static Declaration *
 lookup(Reader *r, const char *prefix, Py_ssize_t prefix_len)
@@ -393,7 +417,7 @@ read_element(Reader *r, int depth)
             Py_DECREF(uri);
             goto decline;
         }
-        PyObject *brace = PyUnicode_FromFormat("{%U}", uri);
+        PyObject *brace = brace_of(uri);
         if (brace == NULL) {
             Py_DECREF(uri);
             goto fail;
@@ -584,6 +608,10 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__shape(void)
 {
+    braces = PyDict_New();
+    if (braces == NULL) {
+        return NULL;
+    }
     for (int c = 0; c < 0x20; c++) {
         special[c] = 1;
     }

@@ -6,6 +6,10 @@ for the same body: the same key names (``camel_to_underscore``, quirks included)
 LastChange handling and the same DIDL objects, ``ThirdPartyMediaServersX`` redacted. It costs
 less because:
 
+- the body, its LastChange document and DIDL metadata are read first by the compiled reader
+  (``sonosd.gena._shape.tree3``, a C extension built by ``setup.py`` where a C compiler is):
+  a document of three levels whose third holds only text, read into ElementTree's tree in one
+  pass, or ``None`` for anything a parser must judge, which the readers below then take;
 - key names come from a table filled once per distinct tag instead of two regular expressions
   per variable;
 - a body whose variables are escaped documents (LastChange, ZoneGroupState) is read with
@@ -315,12 +319,13 @@ def _parse_last_change(text: str | None, result: dict[str, Any], budget: Budget)
     items = _shape_last_change(document) if _tree3 is not None else _simple_last_change(text)
     if items is None:
         items = _tree_last_change(document)
+    names = _last_change_names
     for element_tag, channel, value in items:
-        tag = _last_change_name(element_tag)
+        tag = names.get(element_tag) or _last_change_name(element_tag)
         if value is not None:
             _check_value(element_tag, value)
-        if value is not None and value.startswith("<DIDL-Lite"):
-            value = LazyDidl(value, tag)
+            if value.startswith("<DIDL-Lite"):
+                value = LazyDidl(value, tag)
         if channel is None:
             result[tag] = value
             continue
@@ -878,15 +883,15 @@ def _didl_fields(didl: str) -> dict[str, Any] | None:
         element = root[0]
         item = element.attrib, [(child.tag, child.attrib, child.text) for child in element]
     attributes, children = item
-    first: dict[str, tuple[Mapping[str, str], str | None]] = {}
-    for tag, child_attributes, text in children:
-        if tag not in first:
-            first[tag] = (child_attributes, text)
+    # Each tag's first element (the earlier ones written last).
+    first = {tag: (child_attributes, text) for tag, child_attributes, text in reversed(children)}
     if _CLASS not in first or attributes.get("id") is None:
         return None
     # As ElementTree's findtext: "" for an element without text, None for no element.
+    get = first.get
     fields: dict[str, Any] = {
-        key: (first[path][1] or "") if path in first else None for key, path in _DIDL_FIELDS
+        key: None if (found := get(path)) is None else (found[1] or "")
+        for key, path in _DIDL_FIELDS
     }
     # As SoCo's objects have them: an empty title, the class without a service's subclass.
     fields["title"] = fields["title"] or ""
