@@ -43,9 +43,10 @@ def _documented() -> dict[str, set[str]]:
 
 
 def _actual() -> dict[str, set[str]]:
-    """``{package: modules}`` as they are on disk."""
+    """``{package: modules}`` as they are on disk (Python modules and C extensions' sources)."""
     found: dict[str, set[str]] = {}
-    for path in PACKAGE.rglob("*.py"):
+    # A C extension's source is a module too (sonosd/gena/_shape.c).
+    for path in [*PACKAGE.rglob("*.py"), *PACKAGE.rglob("*.c")]:
         if path.name == "__init__.py" or "data" in path.parts:
             continue
         package = "/".join(path.relative_to(PACKAGE).parts[:-1])
@@ -60,11 +61,13 @@ def test_map_lists_every_module_and_only_those() -> None:
 
 def test_every_module_names_an_existing_test_module() -> None:
     """Each implementation module's first line names its test module, and that module exists."""
-    for path in PACKAGE.rglob("*.py"):
+    # A C extension's source is a module too (sonosd/gena/_shape.c).
+    for path in [*PACKAGE.rglob("*.py"), *PACKAGE.rglob("*.c")]:
         if path.name == "__init__.py":
             continue
         first = path.read_text(encoding="utf-8").splitlines()[0]
-        match = re.fullmatch(r"# -\*- test-case-name: ([\w.,]+) -\*-", first)
+        # Python's comment, or C's: /* -*- test-case-name: ... -*- */
+        match = re.fullmatch(r"(?:# |/\* )-\*- test-case-name: ([\w.,]+) -\*-(?: \*/)?", first)
         assert match, f"{path}: no test-case-name line"
         for name in match.group(1).split(","):
             target = ROOT / Path(*name.split(".")).with_suffix(".py")

@@ -22,7 +22,16 @@ from sonosd.api import art, commands, deadline, ws
 from sonosd.api.site import ApiSite
 from sonosd.control import controller
 from sonosd.delivery import clientjson, flow, hub
-from sonosd.gena import core, eventxml, httpclient, listener, notifyport, notifyproto, xmlguard
+from sonosd.gena import (
+    _shape,
+    core,
+    eventxml,
+    httpclient,
+    listener,
+    notifyport,
+    notifyproto,
+    xmlguard,
+)
 from sonosd.household import discovery, probe, socohttp, supervisor
 from sonosd.sinks import mqtt, mqtt_topics, stream
 from tests.paths import ROOT
@@ -43,6 +52,7 @@ def table_rows(text: str) -> dict[str, str]:
 
 
 ROWS = table_rows(BOUNDS)
+_SHAPE_ROW = "the compiled reader (`sonosd/gena/_shape.c`)"
 NUMBER = r"\d(?:[\d,.]*\d)?"
 
 
@@ -398,6 +408,9 @@ CHECKS: list[tuple[str | None, str, object, object]] = [
         300.0,
     ),
     (None, "a difference still there 2 s later", supervisor.CONFIRM_DELAY, 2.0),
+    (_SHAPE_ROW, "more than 32 attributes on an element", _shape.MAX_ATTRS, 32),
+    (_SHAPE_ROW, "32 namespace declarations in scope", _shape.MAX_NS, 32),
+    (_SHAPE_ROW, "bytes that are not UTF-8", _shape.tree3(b"<a>\xff</a>"), None),
 ]
 
 

@@ -1,3 +1,4 @@
+/* -*- test-case-name: tests.gena.test_shape -*- */
 /* sonosd.gena._shape: the speakers' own event shape, read in C.
  *
  * One function, tree3(document: bytes): a document of at most three levels whose third level
@@ -616,5 +617,12 @@ PyInit__shape(void)
         special[c] = 1;
     }
     special['&'] = special['<'] = special[']'] = special[0xEF] = 1;
-    return PyModule_Create(&module);
+    PyObject *created = PyModule_Create(&module);
+    if (created == NULL || PyModule_AddIntConstant(created, "MAX_NS", MAX_NS) < 0 ||
+        PyModule_AddIntConstant(created, "MAX_ATTRS", MAX_ATTRS) < 0 ||
+        PyModule_AddIntConstant(created, "MAX_DEPTH", MAX_DEPTH) < 0) {
+        Py_XDECREF(created);
+        return NULL;
+    }
+    return created;
 }
