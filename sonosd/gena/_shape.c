@@ -43,7 +43,6 @@
 typedef struct {
     const char *prefix; /* NULL for the default namespace */
     Py_ssize_t prefix_len;
-    PyObject *uri;   /* a str, owned */
     PyObject *brace; /* "{uri}", owned */
     int depth;
 } Declaration;
@@ -261,7 +260,6 @@ pop_declarations(Reader *r, int depth)
 {
     while (r->ns_count > 0 && r->ns[r->ns_count - 1].depth >= depth) {
         r->ns_count--;
-        Py_CLEAR(r->ns[r->ns_count].uri);
         Py_CLEAR(r->ns[r->ns_count].brace);
     }
 }
@@ -278,31 +276,31 @@ is_reserved(const char *prefix, Py_ssize_t len)
 static PyObject *
 expanded(Reader *r, const char *name, Py_ssize_t len, Py_ssize_t colon, int attribute)
 {
-    Declaration *uri;
+    Declaration *declared;
     const char *local = name;
     Py_ssize_t local_len = len;
     if (colon >= 0) {
         if (is_reserved(name, colon)) {
             return DECLINE;
         }
-        uri = lookup(r, name, colon);
-        if (uri == NULL) {
+        declared = lookup(r, name, colon);
+        if (declared == NULL) {
             return DECLINE;
         }
         local = name + colon + 1;
         local_len = len - colon - 1;
     }
     else {
-        uri = attribute ? NULL : lookup(r, NULL, 0);
+        declared = attribute ? NULL : lookup(r, NULL, 0);
     }
-    if (uri == NULL) {
+    if (declared == NULL) {
         return PyUnicode_FromStringAndSize(local, local_len);
     }
     PyObject *tail = PyUnicode_FromStringAndSize(local, local_len);
     if (tail == NULL) {
         return NULL;
     }
-    PyObject *result = PyUnicode_Concat(uri->brace, tail);
+    PyObject *result = PyUnicode_Concat(declared->brace, tail);
     Py_DECREF(tail);
     return result;
 }
@@ -419,14 +417,13 @@ read_element(Reader *r, int depth)
             goto decline;
         }
         PyObject *brace = brace_of(uri);
+        Py_DECREF(uri);
         if (brace == NULL) {
-            Py_DECREF(uri);
             goto fail;
         }
         Declaration *d = &r->ns[r->ns_count++];
         d->prefix = prefix;
         d->prefix_len = prefix_len;
-        d->uri = uri;
         d->brace = brace;
         d->depth = depth;
     }
