@@ -94,7 +94,7 @@ CHOOSERS = st.one_of(
 )
 
 
-@settings(deadline=None, max_examples=1500)
+@settings(deadline=None, max_examples=600)
 @given(st.data())
 @example(b'<a xmlns:p="http://www.w3.org/XML/1998/namespace"/>')
 @example(b'<a xmlns="http://www.w3.org/2000/xmlns/"><b/></a>')
