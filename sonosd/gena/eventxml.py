@@ -446,7 +446,12 @@ _SIMPLE_EVENT = re.compile(
     rf'<Event xmlns="([^"<&]*+)"((?: xmlns:{_NAME}="[^"<&]*+")*+)>'
     r'<(InstanceID|QueueID) val="[0-9]++">'
 )
-_SIMPLE_PREFIX = re.compile(rf" xmlns:({_NAME})=")
+_SIMPLE_PREFIX = re.compile(rf' xmlns:({_NAME})="([^"]*+)"')
+#: Namespaces expat refuses a prefix to be bound to ("" undeclares one; "}" is its
+#: separator in ElementTree's tags; those of xml and xmlns are reserved to them).
+_SIMPLE_BAD_URIS = frozenset(
+    {"", "http://www.w3.org/XML/1998/namespace", "http://www.w3.org/2000/xmlns/"}
+)
 _SIMPLE_ITEM = re.compile(
     rf'<({_NAME})(?::({_NAME}))?(?: channel="([^"<&\t\n\r]*+)")? val="([^"<]*+)"/>'
 )
@@ -471,8 +476,11 @@ def _simple_last_change(text: str) -> list[tuple[str, str | None, Any]] | None:
     namespace, declarations, instance = event.groups()
     if (namespace, instance) not in _SIMPLE_INSTANCES:
         return None
-    prefixes = _SIMPLE_PREFIX.findall(declarations) if declarations else []
+    declared = _SIMPLE_PREFIX.findall(declarations) if declarations else []
+    prefixes = [prefix for prefix, _ in declared]
     if len(set(prefixes)) != len(prefixes) or "xml" in prefixes or "xmlns" in prefixes:
+        return None
+    if any(uri in _SIMPLE_BAD_URIS or "}" in uri for _, uri in declared):
         return None
     items: list[tuple[str, str | None, Any]] = []
     position = event.end()

@@ -388,6 +388,39 @@ def test_last_change_decline_keeps_the_values() -> None:
     assert variables["current_track_uri"] == "a b"
 
 
+#: Namespace declarations on a LastChange ``Event`` that expat refuses, the prefix unused.
+BAD_DECLARATIONS = {
+    "an empty namespace": b'xmlns:r=""',
+    'a "}" in the namespace': b'xmlns:r="u}v"',
+    "the namespace of xml": b'xmlns:r="http://www.w3.org/XML/1998/namespace"',
+    "the namespace of xmlns": b'xmlns:r="http://www.w3.org/2000/xmlns/"',
+}
+
+
+@pytest.mark.parametrize("declaration", list(BAD_DECLARATIONS))
+def test_last_change_bad_declaration_is_refused_with_or_without_the_reader(
+    declaration: str,
+) -> None:
+    """A LastChange document whose Event declares a namespace expat refuses is refused as
+    unparsable with the compiled reader and without it (the string reader used without it
+    once read it)."""
+    last_change = (
+        b'<Event xmlns="urn:schemas-upnp-org:metadata-1-0/AVT/" '
+        + BAD_DECLARATIONS[declaration]
+        + b'><InstanceID val="0"><TransportState val="PLAYING"/></InstanceID></Event>'
+    )
+    with pytest.raises(ElementTree.ParseError):
+        ElementTree.fromstring(last_change)
+    document = body(b"<LastChange>" + _escape(last_change) + b"</LastChange>")
+    assert _read_event(document) is MalformedEvent
+    saved = eventxml._tree3
+    eventxml._tree3 = None
+    try:
+        assert _read_event(document) is MalformedEvent
+    finally:
+        eventxml._tree3 = saved
+
+
 # -- 4. bounds -----------------------------------------------------------------------------------
 
 FOUR_MB = 4 * 1024 * 1024
