@@ -231,6 +231,24 @@ EDGES = {
     "spaces everywhere they may be": b"<a\txmlns:p\n=\n\"u\"\r\n><b p:x = '1' /></a \n>\n",
     "]]> in an attribute value": b'<a b="]]&gt;]]>"/>',
     "a blank namespace": b'<a xmlns=" "/>',
+    "carriage returns in tags and between elements": (
+        b'\r\n<a\rb="1"\r\nc=\r"2">\r\n<b>\r<c>x</c\r></b\r\n></a\r>\r'
+    ),
+    "names with . and - on both sides of the colon": b'<p.q-r:a.b xmlns:p.q-r="u" p.q-r:x-y="1"/>',
+    "a prefix used before its declaration in one tag": b'<a p:x="1" xmlns:p="u"/>',
+    "a prefixed and a plain attribute of one local name": b'<a xmlns:a="x" a:b="1" b="2"/>',
+    "one namespace declared again below": (
+        b'<a xmlns:p="u" xmlns="v"><b xmlns:p="u" xmlns="v"/></a>'
+    ),
+    "names expat keeps: xmlns, p:xmlns, p:xml, xmlnsx": (
+        b'<xmlns xmlns:p="u" xmlnsx="1" p:xmlns="2" p:xml="3"><p:xmlns/></xmlns>'
+    ),
+    "]] > and ]> in a text": b"<a><b><c>]] >]>]</c></b></a>",
+    "C1 controls, U+FEFF, U+FFFD and U+10FFFF": (
+        b'<a b="\xc2\x85\x7f"><b><c>\xc2\x80\xef\xbb\xbf\xef\xbf\xbd\xf4\x8f\xbf\xbf</c></b></a>'
+    ),
+    "references escaped twice, and > in a value": b'<a x="&amp;lt;>"><b><c>&amp;amp;></c></b></a>',
+    "a namespace with {": b'<a xmlns="{u"/>',
 }
 
 
@@ -241,6 +259,31 @@ def test_edges_are_read(edge: str) -> None:
     answer = tree3(EDGES[edge])
     assert answer is not None
     assert answer == et_shape(EDGES[edge])
+
+
+#: Documents next to an edge that ElementTree refuses: tree3 declines each.
+REFUSED_EDGES = {
+    "xmlns: alone": b'<a xmlns:="u"/>',
+    "one prefix declared twice in a tag, one namespace": b'<a xmlns:p="u" xmlns:p="u"/>',
+    "two prefixes of one namespace on one local name": (
+        b'<a xmlns:p="u" xmlns:q="u" p:x="1" q:x="2"/>'
+    ),
+    "]]> in a text": b"<a><b><c>]]]></c></b></a>",
+    "an end tag naming the prefix of the same namespace": b'<p:a xmlns:p="u" xmlns:q="u"></q:a>',
+    "a space after </": b"<a></ a>",
+    "U+FFFF in a value": b'<a b="\xef\xbf\xbf"/>',
+    "a surrogate in a text": b"<a><b><c>\xed\xa0\x80</c></b></a>",
+    "an empty document": b"",
+    "only spaces": b" \r\n\t",
+}
+
+
+@pytest.mark.parametrize("edge", list(REFUSED_EDGES))
+def test_refused_edges_are_declined(edge: str) -> None:
+    """Documents ElementTree refuses next to an edge tree3 reads are declined."""
+    with pytest.raises(ElementTree.ParseError):
+        ElementTree.fromstring(REFUSED_EDGES[edge])
+    assert tree3(REFUSED_EDGES[edge]) is None
 
 
 # -- 3. declines, one rule each, and the fallback still answers ----------------------------------
