@@ -135,6 +135,16 @@ def _escape(text: bytes) -> bytes:
     return text.replace(b"&", b"&amp;").replace(b"<", b"&lt;").replace(b">", b"&gt;")
 
 
+#: Declarations on a LastChange ``Event``: the speakers' own, and ones expat refuses.
+EVENT_DECLARATIONS = (
+    b"",
+    b' xmlns:r="urn:schemas-rinconnetworks-com:metadata-1-0/"',
+    b' xmlns:r=""',
+    b' xmlns:r="u}v"',
+    b' xmlns:r="http://www.w3.org/2000/xmlns/"',
+)
+
+
 def _event_body(choose: Any) -> bytes:
     """A NOTIFY body of hostile values, with a LastChange document of hostile values."""
     pieces = GOOD_TEXTS if choose(range(4)) else TEXTS
@@ -147,7 +157,9 @@ def _event_body(choose: Any) -> bytes:
         for name in (choose((b"TransportState", b"CurrentTrackURI", b"Mute")),) * choose(range(3))
     )
     last_change = (
-        b'<Event xmlns="urn:schemas-upnp-org:metadata-1-0/AVT/"><InstanceID val="0">'
+        b'<Event xmlns="urn:schemas-upnp-org:metadata-1-0/AVT/"'
+        + choose(EVENT_DECLARATIONS)
+        + b'><InstanceID val="0">'
         + changes
         + choose((b"", text()))
         + b"</InstanceID></Event>"
