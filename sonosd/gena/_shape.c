@@ -213,7 +213,8 @@ decode_text(const char *p, Py_ssize_t n, int attribute)
 }
 
 /* "{uri}" for each namespace seen, kept for the next documents (speakers declare the same
- * few): at most MAX_BRACES, then made anew each time. */
+ * few): at most MAX_BRACES, then it starts again (a peer declaring many cannot keep the
+ * speakers' own out for good). */
 #define MAX_BRACES 64
 static PyObject *braces;
 
@@ -229,8 +230,13 @@ brace_of(PyObject *uri)
         return NULL;
     }
     brace = PyUnicode_FromFormat("{%U}", uri);
-    if (brace != NULL && PyDict_GET_SIZE(braces) < MAX_BRACES &&
-        PyDict_SetItem(braces, uri, brace) < 0) {
+    if (brace == NULL) {
+        return NULL;
+    }
+    if (PyDict_GET_SIZE(braces) >= MAX_BRACES) {
+        PyDict_Clear(braces);
+    }
+    if (PyDict_SetItem(braces, uri, brace) < 0) {
         Py_CLEAR(brace);
     }
     return brace;

@@ -691,3 +691,13 @@ def test_address_sanitizer_finds_nothing(tmp_path: Path) -> None:
     assert "runtime error" not in child.stderr, child.stderr[-4000:]
     assert child.returncode == 0, child.stderr[-4000:]
     assert child.stdout.startswith("read "), child.stdout
+
+
+def test_many_namespaces_leave_the_reading_right() -> None:
+    """The reader keeps the '{uri}' prefixes it has seen (at most 64, then it starts again):
+    documents declaring hundreds of namespaces, then a real one, all read as ElementTree."""
+    for index in range(300):
+        document = f'<p:a xmlns:p="urn:x:{index}"><p:b q="1"><p:c>t</p:c></p:b></p:a>'.encode()
+        assert tree3(document) == et_shape(document)
+    for _, document in REAL[:5]:
+        assert tree3(document) == et_shape(document)
