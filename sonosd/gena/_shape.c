@@ -50,6 +50,7 @@ typedef struct {
 typedef struct {
     const char *name;
     Py_ssize_t name_len;
+    Py_ssize_t colon; /* of the name, or -1 */
     const char *value;
     Py_ssize_t value_len;
 } RawAttribute;
@@ -90,32 +91,35 @@ skip_space(Reader *r)
     }
 }
 
+/* The end of an NCName (ASCII only) starting at p, or NULL if none starts there. */
+static const char *
+ncname_end(const char *p, const char *end)
+{
+    if (p >= end || !is_name_start(*p)) {
+        return NULL;
+    }
+    p++;
+    while (p < end && is_name_char(*p)) {
+        p++;
+    }
+    return p;
+}
+
 /* A qualified name (NCName, or NCName ":" NCName), ASCII only.  Returns its length, 0 if
  * there is none; *colon is the offset of the colon, or -1. */
 static Py_ssize_t
 read_name(Reader *r, Py_ssize_t *colon)
 {
     const char *start = r->p;
-    const char *p = start;
+    const char *p = ncname_end(start, r->end);
     *colon = -1;
-    if (p >= r->end || !is_name_start(*p)) {
+    if (p == NULL) {
         return 0;
-    }
-    p++;
-    while (p < r->end && is_name_char(*p)) {
-        p++;
     }
     if (p < r->end && *p == ':') {
         *colon = p - start;
-        p++;
-        if (p >= r->end || !is_name_start(*p)) {
-            return 0;
-        }
-        p++;
-        while (p < r->end && is_name_char(*p)) {
-            p++;
-        }
-        if (p < r->end && *p == ':') {
+        p = ncname_end(p + 1, r->end);
+        if (p == NULL || (p < r->end && *p == ':')) {
             return 0;
         }
     }
@@ -347,9 +351,8 @@ read_element(Reader *r, int depth)
             /* No space before the attribute, or too many of them. */
             return DECLINE;
         }
-        Py_ssize_t attribute_colon;
         raw[count].name = r->p;
-        raw[count].name_len = read_name(r, &attribute_colon);
+        raw[count].name_len = read_name(r, &raw[count].colon);
         if (raw[count].name_len == 0) {
             return DECLINE;
         }
@@ -434,13 +437,7 @@ read_element(Reader *r, int depth)
         d->depth = depth;
     }
 
-    Py_ssize_t tag_colon = -1;
-    for (Py_ssize_t k = 0; k < name_len; k++) {
-        if (name[k] == ':') {
-            tag_colon = k;
-        }
-    }
-    tag = expanded(r, name, name_len, tag_colon, 0);
+    tag = expanded(r, name, name_len, colon, 0);
     if (tag == NULL) {
         goto fail;
     }
@@ -454,13 +451,7 @@ read_element(Reader *r, int depth)
             (a->name_len > 6 && memcmp(a->name, "xmlns:", 6) == 0)) {
             continue;
         }
-        Py_ssize_t attribute_colon = -1;
-        for (Py_ssize_t k = 0; k < a->name_len; k++) {
-            if (a->name[k] == ':') {
-                attribute_colon = k;
-            }
-        }
-        PyObject *key = expanded(r, a->name, a->name_len, attribute_colon, 1);
+        PyObject *key = expanded(r, a->name, a->name_len, a->colon, 1);
         if (key == NULL) {
             goto fail;
         }
