@@ -10,12 +10,16 @@ A client joins with ``Channel.join``: in one call (so in one reactor turn, with 
 published in between) it takes the snapshot or the replay from the hub's ring and becomes a
 recipient, so the client sees every message after the snapshot exactly once.
 
-Fan-out is the daemon's hottest loop (issue 7: 100 clients x 1,000 messages/s), so per message
-the filter of each *distinct* filter object is evaluated once (clients' filters are interned),
-and a channel given a clock collects the frames of one reactor turn per client and hands them
-over together at the end of the turn (``offer_many``: one write per client per turn, however
-many messages were published in it). Recipients are chosen when a message is delivered, so
-joining, leaving and filter changes behave exactly as with immediate delivery.
+Fan-out is the daemon's hottest loop (issue 7: 100 clients x 1,000 messages/s), so a channel
+keeps its clients in groups, one per *distinct* filter (clients' filters are interned), and
+per message evaluates each group's filter once, without a step per client. A channel given a
+clock collects each group's frames of one reactor turn and hands them to every client of the
+group at the end of the turn (``offer_many``: one write per client per turn, however many
+messages were published in it). Recipients are those of the message's moment: a client that
+joins or changes its filter while frames wait has them handed over first, and one that leaves
+is not written to, so joining, leaving and filter changes behave exactly as with immediate
+delivery. A client's filter is changed through the channel (``set_filter``, ``refilter``),
+never by assigning it.
 """
 
 from __future__ import annotations
@@ -161,8 +165,11 @@ class Channel(Generic[F]):
         self._clock = clock
         self.clients: list[Client] = []
         self._filters: dict[Filter, Filter] = {}
-        # id(client) -> (client, frames of this turn), in the order clients first got one.
-        self._batch: dict[int, tuple[Client, list[F]]] = {}
+        # Interned filter -> its group, in the order the groups were made.
+        self._groups: dict[Filter, _Group[F]] = {}
+        # id(client) -> the group it is in.
+        self._group_of: dict[int, _Group[F]] = {}
+        # Scheduled while frames wait in the groups (a channel with a clock only).
         self._flush_call: IDelayedCall | None = None
         # The channel's child of the frames counter, looked up once (labels() costs more than
         # the increment, and is needed for every message).
@@ -185,13 +192,33 @@ class Channel(Generic[F]):
     def join(self, client: Client, cursor: Cursor | None) -> Start:
         """Make ``client`` a recipient and say what it must be sent first.
 
+        The frames of this turn still waiting go to the clients that were there before it
+        (its snapshot or replay holds their messages).
+
         @param cursor: Where the client resumes (the run and id it last saw), or ``None``
             (a fresh snapshot).
         """
+        self.flush()
         client.filter = self.intern(client.filter)
+        self._enter_group(client)
         self.clients.append(client)
         self.hub.clients_changed()
         return self.opening(client, cursor)
+
+    def _enter_group(self, client: Client) -> None:
+        group = self._groups.get(client.filter)
+        if group is None:
+            group = self._groups[client.filter] = _Group(client.filter)
+        group.clients.append(client)
+        self._group_of[id(client)] = group
+
+    def _leave_group(self, client: Client) -> None:
+        group = self._group_of.pop(id(client), None)
+        if group is None:
+            return
+        group.clients.remove(client)
+        if not group.clients and self._groups.get(group.filter) is group:
+            del self._groups[group.filter]
 
     def opening(self, client: Client, cursor: Cursor | None) -> Start:
         """What a recipient must be sent before live messages to resume at ``cursor``: the
@@ -230,20 +257,33 @@ class Channel(Generic[F]):
                 filters.setdefault(client.filter, client.filter)
         return filters.setdefault(filter, filter)
 
+    def refilter(self, client: Client, filter: Filter) -> None:
+        """Give ``client`` ``filter`` from the next message on (the frames waiting for it
+        under its old filter are handed over first)."""
+        self.flush()
+        member = id(client) in self._group_of
+        if member:
+            self._leave_group(client)
+        client.filter = self.intern(filter)
+        if member:
+            self._enter_group(client)
+
     def set_filter(self, client: Client, request: dict[str, Any]) -> dict[str, Any]:
         """Apply a ``filter`` operation to ``client``; return the reply (the filter now in
         force, or a ``bad_filter`` error that leaves the old one)."""
         request_id = request.get("id")
         try:
-            client.filter = self.intern(Filter.from_query(request, strict=True))
+            filter = Filter.from_query(request, strict=True)
         except FilterError as error:
             return error_reply(request_id, "bad_filter", str(error))
+        self.refilter(client, filter)
         return {"type": "filter", "id": request_id, "filter": client.filter.to_json()}
 
     def leave(self, client: Client) -> None:
-        """Stop sending to ``client`` (it disconnected)."""
-        self._batch.pop(id(client), None)
+        """Stop sending to ``client`` (it disconnected); frames still waiting are not written
+        to it."""
         if client in self.clients:
+            self._leave_group(client)
             self.clients.remove(client)
             self.hub.clients_changed()
 
@@ -266,54 +306,63 @@ class Channel(Generic[F]):
     def deliver(self, message: Message) -> None:
         """Offer ``message`` to every client whose filter wants it, framed once.
 
-        With a clock the frame is collected for the end of the reactor turn (``flush``).
+        With a clock the frame is collected in each wanting group for the end of the reactor
+        turn (``flush``).
         """
         framed: F | None = None
         count = 0
-        verdicts: dict[int, bool] = {}
-        batch = self._batch if self._clock is not None else None
-        for client in tuple(self.clients):
-            filter = client.filter
-            wanted = verdicts.get(id(filter))
-            if wanted is None:
-                wanted = verdicts[id(filter)] = filter.matches(message)
-            if not wanted:
+        clock = self._clock
+        # A copy: a client written to at once may leave, and take its group with it.
+        for group in tuple(self._groups.values()):
+            if not group.filter.matches(message):
                 continue
             if framed is None:
                 framed = self._frame(message)
-            count += 1
-            if batch is None:
-                client.offer(framed)
+            count += len(group.clients)
+            if clock is not None:
+                group.frames.append(framed)
                 continue
-            entry = batch.get(id(client))
-            if entry is None:
-                batch[id(client)] = (client, [framed])
-            else:
-                entry[1].append(framed)
+            for client in tuple(group.clients):
+                client.offer(framed)
         if count:
-            if batch is not None and self._flush_call is None and self._clock is not None:
-                self._flush_call = self._clock.callLater(0, self.flush)
+            if clock is not None and self._flush_call is None:
+                self._flush_call = clock.callLater(0, self.flush)
             if self._frames_sent is not None:
                 self._frames_sent.inc(count)
 
     def flush(self) -> None:
-        """Hand every client the frames collected for it in this turn, in one ``offer_many``.
+        """Hand every client the frames collected for its group in this turn, in one
+        ``offer_many``.
 
         Called at the end of the turn, and by a client before it sends something of its own
         (a reply) so that the reply follows the messages delivered before it.
         """
-        if self._flush_call is not None:
-            if self._flush_call.active():
-                self._flush_call.cancel()
-            self._flush_call = None
-        if not self._batch:
+        call = self._flush_call
+        if call is None:
             return
-        batch, self._batch = self._batch, {}
-        for client, frames in batch.values():
-            try:
-                client.offer_many(frames)
-            except Exception:
-                log.failure("{channel}: writing to a client failed", channel=self.name)
+        self._flush_call = None
+        if call.active():
+            call.cancel()
+        for group in tuple(self._groups.values()):
+            frames = group.frames
+            if not frames:
+                continue
+            group.frames = []
+            for client in tuple(group.clients):
+                try:
+                    client.offer_many(frames)
+                except Exception:
+                    log.failure("{channel}: writing to a client failed", channel=self.name)
+
+
+@attrs.define(eq=False)
+class _Group(Generic[F]):
+    """A channel's clients that share one (interned) filter, and the frames of this turn
+    that the filter accepted."""
+
+    filter: Filter
+    clients: list[Client] = attrs.Factory(list)
+    frames: list[F] = attrs.Factory(list)
 
 
 def json_line(body: dict[str, Any]) -> bytes:

@@ -118,7 +118,7 @@ class ChannelTests(SynchronousTestCase):
         self.assertEqual(self.framed, [message.id])
         self.assertTrue(all(c.frames[0] is clients[0].frames[0] for c in clients))
         for client in clients:
-            client.filter = Filter(rooms=["Nowhere"])
+            self.channel.refilter(client, Filter(rooms=["Nowhere"]))
         publish(self.hub)
         self.assertEqual(self.framed, [message.id])
 
@@ -193,17 +193,52 @@ class BatchedChannelTests(SynchronousTestCase):
         self.assertEqual(kitchen.batches[-1], [later.raw])
 
     def test_join_mid_turn_gets_each_message_once(self) -> None:
-        """A client joining while a turn's batch is pending gets it from its start, not twice."""
+        """A client joining while a turn's frames wait gets their messages in its replay, not
+        twice: the waiting frames go to the clients already there as it joins."""
         first = BatchRecorder()
         self.channel.join(first, None)
-        publish(self.hub)
+        one = publish(self.hub)
         late = BatchRecorder()
         start = self.channel.join(late, Cursor(self.hub.run, 0))
         self.assertEqual([m.id for m in start.replay], [1])
-        publish(self.hub)
+        self.assertEqual(first.batches, [[one.raw]])
+        two = publish(self.hub)
         self.clock.advance(0)
-        self.assertEqual(len(first.batches[0]), 2)
-        self.assertEqual(late.batches, [[next(self.hub.since(1) or iter(())).raw]])
+        self.assertEqual(first.batches, [[one.raw], [two.raw]])
+        self.assertEqual(late.batches, [[two.raw]])
+
+    def test_filter_change_mid_turn(self) -> None:
+        """A client changing its filter while frames wait gets them under its old filter, and
+        the turn's later messages under its new one."""
+        client, other = BatchRecorder(), BatchRecorder()
+        self.channel.join(client, None)
+        self.channel.join(other, None)
+        kitchen = publish(self.hub, "Kitchen")
+        self.channel.refilter(client, Filter(rooms=["office"]))
+        self.assertEqual(client.batches, [[kitchen.raw]])
+        self.assertEqual(other.batches, [[kitchen.raw]])
+        later = [publish(self.hub, room) for room in ("Kitchen", "Office")]
+        self.clock.advance(0)
+        self.assertEqual(client.batches, [[kitchen.raw], [later[1].raw]])
+        self.assertEqual(other.batches, [[kitchen.raw], [m.raw for m in later]])
+        self.assertIs(client.filter, self.channel.intern(Filter(rooms=["Office"])))
+
+    def test_groups_follow_the_clients(self) -> None:
+        """Clients with many distinct filters coming and going leave no group behind, and a
+        client that leaves mid-turn is not written to while its group's others are."""
+        for index in range(50):
+            client = BatchRecorder(Filter(rooms=[f"room {index}"]))
+            self.channel.join(client, None)
+            self.channel.leave(client)
+        self.assertEqual(self.channel._groups, {})
+        first, second = BatchRecorder(), BatchRecorder()
+        self.channel.join(first, None)
+        self.channel.join(second, None)
+        self.assertEqual(len(self.channel._groups), 1)
+        message = publish(self.hub)
+        self.channel.leave(first)
+        self.clock.advance(0)
+        self.assertEqual((first.batches, second.batches), ([], [[message.raw]]))
 
     def test_leave_drops_the_pending_batch(self) -> None:
         """A client that leaves before the end of the turn is not written to."""
@@ -244,7 +279,7 @@ class BatchedChannelTests(SynchronousTestCase):
         clients = [BatchRecorder() for _ in range(4)]
         for client in clients:
             self.channel.join(client, None)
-            client.filter = shared  # type: ignore[assignment]
+            self.channel.refilter(client, shared)  # type: ignore[arg-type]
         publish(self.hub)
         self.assertEqual(shared.calls, 1)
 
