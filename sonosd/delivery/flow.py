@@ -177,7 +177,12 @@ class ClientQueue(Generic[T]):
             self._pending.extend(frames)
             self._check_limit()
             return
-        if len(frames) == 1 or self._send_many is None:
+        if len(frames) == 1:
+            # The usual case (one message per turn): what offer() would do, one call less.
+            self.sent += 1
+            self._send(frames[0])
+            return
+        if self._send_many is None:
             for frame in frames:
                 self.offer(frame)
             return
