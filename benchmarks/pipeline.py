@@ -95,7 +95,7 @@ def run_once(
     duration: float = 5.0,
     clients: int = 0,
     client_procs: int = 1,
-    impl: str = "raw",
+    impl: str = "c",
     kind: str | None = None,
     during: Any = None,
     receiver_args: Sequence[str] = (),

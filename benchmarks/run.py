@@ -114,9 +114,13 @@ METHOD: tuple[str, ...] = (
     "  - `soco_threaded`: `soco.events`' threaded `EventServer` (a thread per request), the "
     "same no-op callback.",
     "- **2. Latency**: the `sonosd` path above, open loop at a fixed rate (200 or 1,000 "
-    "NOTIFYs/s) for 4 s, with 1 or 100 WebSocket clients (minimal RFC 6455 clients in one "
-    "process, so the client side is not the bottleneck); latency is receive time minus the "
-    "send time in SEQ (one monotonic clock for every process).",
+    "NOTIFYs/s) for 4 s, with 1 or 100 WebSocket clients (minimal RFC 6455 clients written "
+    "in C, `benchmarks/wsclients.c`, all in one process on one `epoll`: they stand in for "
+    "dashboards on other machines yet share the two cores with the daemon, so they are kept "
+    "cheap: half to two thirds of the CPU the same clients took in Python, the rest being the "
+    "kernel's receive path); latency is receive time "
+    "minus the send time in SEQ (one monotonic clock for every process), the clock read once "
+    "per read of a socket.",
     "- **3. Fan-out**: the same with 1,000 such clients in 4 processes at 100 events/s for 5 s.",
     "- **5. Control isolation**: the `sonosd` path at 1,000 events/s with one client, event "
     "p99 with 50 control calls kept in flight through `SocoRunner` (10 threads, one key per "

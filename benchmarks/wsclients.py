@@ -1,14 +1,17 @@
 """WebSocket clients of the daemon's API (a process of its own): count messages, measure latency.
 
     python -m benchmarks.wsclients --url ws://127.0.0.1:PORT/api/v1/ws --clients N --t0 T
-        [--impl raw|autobahn] [--max-duration S]
+        [--impl c|raw|autobahn] [--max-duration S]
 
 Each ``event`` message's latency is "now" minus the send time the load generator put in its
 SEQ (``common.SEQ_PER_SECOND`` units since ``--t0``; ``time.monotonic()`` is one clock for
 every process of the machine). ``autobahn`` clients are the real thing; ``raw`` clients speak
 just enough RFC 6455 (handshake, unmasked server frames) to count hundreds of clients in one
 process without the client side becoming the bottleneck: they run without a reactor, on one
-``epoll``.
+``epoll``. ``c`` clients are the raw clients written in C (``benchmarks/wsclients.c``, built
+with gcc on first use and cached): they stand in for dashboards on other machines, yet share
+the two cores with the daemon, and take a fraction of the raw clients' CPU (the latency and
+fan-out benchmarks use them; ``benchmarks/analysis.md``).
 
 A raw client reads the clock once per read of its socket (every frame of one read arrived at
 that moment) and finds the type and SEQ in the frame without parsing its JSON.
@@ -22,12 +25,16 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import hashlib
 import os
 import select
 import socket
+import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -239,6 +246,54 @@ def run_raw(url: str, tally: Tally, clients: int, max_duration: float) -> None:
     emit(tally.result())
 
 
+C_SOURCE = Path(__file__).with_name("wsclients.c")
+
+
+def c_clients() -> Path:
+    """The C clients' executable, built from ``C_SOURCE`` with gcc unless built already (one
+    executable per version of the source, in the temporary directory)."""
+    source = C_SOURCE.read_bytes()
+    digest = hashlib.sha256(source).hexdigest()[:16]
+    binary = Path(tempfile.gettempdir()) / f"sonosd-wsclients-{digest}"
+    if binary.exists():
+        return binary
+    partial = binary.with_name(f"{binary.name}.{os.getpid()}")
+    try:
+        subprocess.run(
+            ["gcc", "-O2", "-Wall", "-o", str(partial), str(C_SOURCE)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    except FileNotFoundError:
+        raise SystemExit("benchmarks.wsclients --impl c needs gcc (make installs it)") from None
+    except subprocess.CalledProcessError as error:
+        raise SystemExit(f"building {C_SOURCE} failed:\n{error.stderr}") from None
+    partial.replace(binary)
+    return binary
+
+
+def run_c(url: str, clients: int, t0: float, max_duration: float) -> None:
+    """Replace this process with the C clients (same arguments, same output lines)."""
+    parsed = urlparse(url)
+    path = parsed.path + (f"?{parsed.query}" if parsed.query else "")
+    binary = str(c_clients())
+    sys.stdout.flush()
+    os.execv(
+        binary,
+        [
+            binary,
+            parsed.hostname or "127.0.0.1",
+            str(parsed.port or 80),
+            path,
+            str(clients),
+            repr(t0),
+            repr(max_duration),
+            str(SEQ_PER_SECOND),
+        ],
+    )
+
+
 def connect_autobahn(reactor: Any, url: str, tally: Tally, clients: int) -> None:
     """Open ``clients`` autobahn WebSocket connections to ``url``."""
     from autobahn.twisted.websocket import (
@@ -270,10 +325,12 @@ def main() -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--t0", type=float, required=True)
-    parser.add_argument("--impl", choices=("raw", "autobahn"), default="raw")
+    parser.add_argument("--impl", choices=("c", "raw", "autobahn"), default="raw")
     parser.add_argument("--max-duration", type=float, default=120.0)
     args = parser.parse_args()
 
+    if args.impl == "c":
+        run_c(args.url, args.clients, args.t0, args.max_duration)
     tally = Tally(args.t0, args.clients)
     tally.on_ready = lambda: emit({"ready": tally.ready})
     if args.impl == "raw":

@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -221,6 +222,15 @@ def test_cpu_decomposition_states_what_twice_soco_needs() -> None:
     assert run._cpu_decomposition({"bare": 90.0, "sonosd": 150.0}) == []
 
 
+def _ws_frame(opcode: int, payload: bytes, wide: bool = False) -> bytes:
+    """An unmasked server frame (the 64-bit length form when ``wide``)."""
+    if wide:
+        return bytes([0x80 | opcode, 127]) + len(payload).to_bytes(8, "big") + payload
+    if len(payload) < 126:
+        return bytes([0x80 | opcode, len(payload)]) + payload
+    return bytes([0x80 | opcode, 126]) + len(payload).to_bytes(2, "big") + payload
+
+
 def test_raw_websocket_client_counts_events_across_reads() -> None:
     """The raw WebSocket client of the latency benchmarks counts each event frame once,
     whole or split across reads (16- and 64-bit lengths too), skips other messages, and puts
@@ -231,13 +241,6 @@ def test_raw_websocket_client_counts_events_across_reads() -> None:
 
     from benchmarks.wsclients import BUCKETS_PER_SECOND, RawClient, Tally
 
-    def frame(payload: bytes, wide: bool = False) -> bytes:
-        if wide:
-            return bytes([0x81, 127]) + len(payload).to_bytes(8, "big") + payload
-        if len(payload) < 126:
-            return bytes([0x81, len(payload)]) + payload
-        return bytes([0x81, 126]) + len(payload).to_bytes(2, "big") + payload
-
     t0 = time.monotonic() - 10.0  # SEQ 100,000 = sent at t0 + 1 s, 9 s before now
     tally = Tally(t0, 1)
     client = RawClient(tally, "h", "/")
@@ -245,11 +248,11 @@ def test_raw_websocket_client_counts_events_across_reads() -> None:
     event = b'{"type":"event","seq":100000,"variables":{"x":"' + b"y" * 300 + b'"}}'
     stream = (
         b"HTTP/1.1 101 Switching Protocols\r\n\r\n"
-        + frame(b'{"type":"snapshot","seq":5,"x":1}')
-        + frame(event)
-        + frame(b'{"type":"speaker","seq":7,"x":1}')
-        + frame(event, wide=True)
-        + frame(event)
+        + _ws_frame(1, b'{"type":"snapshot","seq":5,"x":1}')
+        + _ws_frame(1, event)
+        + _ws_frame(1, b'{"type":"speaker","seq":7,"x":1}')
+        + _ws_frame(1, event, wide=True)
+        + _ws_frame(1, event)
     )
     for cut in range(0, len(stream), 7):
         client.dataReceived(stream[cut : cut + 7])
@@ -260,6 +263,89 @@ def test_raw_websocket_client_counts_events_across_reads() -> None:
     for bucket in result["hist"]:
         assert 9.0 <= int(bucket) / BUCKETS_PER_SECOND <= result["max"] < 60.0
     assert client.buffer == b""
+
+
+def _scripted_ws_server(sock: Any, stream: bytes, pongs: list[bytes]) -> None:
+    """Serve two WebSocket clients one after the other: the handshake, ``stream`` in pieces
+    cut inside frames and headers (each its own read), a ping whose pong is kept, a close."""
+    import time
+
+    for _ in range(2):
+        connection, _ = sock.accept()
+        with connection:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += connection.recv(4096)
+            assert request.startswith(b"GET /api/v1/ws HTTP/1.1\r\n")
+            assert b"Upgrade: websocket" in request
+            whole = b"HTTP/1.1 101 Switching Protocols\r\n\r\n" + stream
+            for start, end in ((0, 41), (41, 90), (90, 200), (200, 461), (461, len(whole))):
+                connection.sendall(whole[start:end])
+                time.sleep(0.03)
+            connection.sendall(_ws_frame(9, b"hi"))
+            pong = b""
+            while len(pong) < 8:
+                pong += connection.recv(64)
+            mask = pong[2:6]
+            pongs.append(pong[:2] + bytes(b ^ mask[i % 4] for i, b in enumerate(pong[6:8])))
+            connection.sendall(_ws_frame(8, b""))
+
+
+@pytest.mark.parametrize("impl", ["c", "raw"])
+def test_websocket_clients_count_events_across_reads(impl: str) -> None:
+    """The latency benchmarks' WebSocket clients, the C ones (``benchmarks/wsclients.c``) as
+    the Python ones: each event frame counted once, whole or split across reads (16- and
+    64-bit lengths too), other messages skipped, its latency (receive time minus the send
+    time in SEQ) in the histogram, pings answered, closes counted; ready once every client
+    has its snapshot, the result line once stdin closes."""
+    import socket
+    import threading
+    import time
+
+    from benchmarks.common import Child
+    from benchmarks.wsclients import BUCKETS_PER_SECOND
+
+    event = b'{"type":"event","seq":100000,"variables":{"x":"' + b"y" * 300 + b'"}}'
+    stream = (
+        _ws_frame(1, b'{"type":"snapshot","seq":5,"x":1}')
+        + _ws_frame(1, event)
+        + _ws_frame(1, b'{"type":"speaker","seq":7,"x":1}')
+        + _ws_frame(1, event, wide=True)
+        + _ws_frame(1, event)
+    )
+    t0 = time.monotonic() - 10.0  # SEQ 100,000 = sent at t0 + 1 s, 9 s before now
+    pongs: list[bytes] = []
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        server = threading.Thread(target=_scripted_ws_server, args=(sock, stream, pongs))
+        server.start()
+        url = f"ws://127.0.0.1:{sock.getsockname()[1]}/api/v1/ws"
+        child = Child(
+            "benchmarks.wsclients",
+            "--url",
+            url,
+            "--clients",
+            "2",
+            "--t0",
+            repr(t0),
+            "--impl",
+            impl,
+            "--max-duration",
+            "60",
+        )
+        try:
+            assert child.read() == {"ready": 2}
+            server.join(30)
+            time.sleep(0.2)  # the close frames and the ends of the connections arrive
+            result = child.finish()
+        finally:
+            child.kill()
+    assert pongs == [b"\x8a\x82hi", b"\x8a\x82hi"]
+    assert (result["ready"], result["events"], result["closed"]) == (2, 6, 4)
+    assert result["per_client_min"] == result["per_client_max"] == 3
+    assert sum(result["hist"].values()) == 6
+    for bucket in result["hist"]:
+        assert 9.0 <= int(bucket) / BUCKETS_PER_SECOND <= result["max"] < 60.0
+    assert result["first"] <= result["last"] and result["cpu"] > 0
 
 
 def test_sim_scale_smoke() -> None:
