@@ -62,7 +62,11 @@ class TransportWriter:
     """Writes bytes to ``transport``, straight into its socket while nothing is buffered.
 
     Also bounds the socket's kernel send buffer to ``SEND_BUFFER`` (a streaming client's
-    connection: what it has not read yet is then bounded by that and its queue).
+    connection: what it has not read yet is then bounded by that and its queue), and turns
+    Nagle's algorithm off on a TCP connection: a message must not wait for the client's
+    (delayed, up to 40-200 ms) acknowledgement of the one before it. twisted.web's
+    ``HTTPChannel`` does so for the WebSocket and SSE connections already; the local stream
+    on a ``tcp:`` endpoint had it on.
 
     @param transport: The connection's transport; anything but a plain (not TLS) TCP or UNIX
         server connection is always written with ``transport.write``.
@@ -79,6 +83,9 @@ class TransportWriter:
         if isinstance(sock, socket.socket):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def write(self, data: bytes) -> None:
         """Write ``data`` (in order after everything written before)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 from twisted.internet import reactor
 from twisted.internet.task import Clock
@@ -78,6 +79,16 @@ class EventStreamTests(TestCase):
         events = client.events()[2:]
         self.assertEqual([e["id"] for e in events], [f"{run}:{i}" for i in ids])
         self.assertEqual({e["event"] for e in events}, {"event"})
+
+    async def test_messages_are_not_held_back_by_nagle(self) -> None:
+        """The stream's TCP connection has Nagle's algorithm off (TCP_NODELAY)."""
+        service, host, port = await start_api(self, self.hub, self.state)
+        await self.open(host, port)
+        channel = service.events.channel
+        await wait(lambda: len(channel.clients) == 1, "the stream")
+        (peer,) = channel.clients
+        sock = peer._request.channel.transport.getHandle()
+        self.assertEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 1)
 
     async def test_reverse_proxy_and_reconnect_headers(self) -> None:
         """The stream tells caches not to keep it (``Cache-Control: no-cache``), nginx not to

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 from autobahn.websocket.protocol import PreparedMessage
@@ -92,6 +93,15 @@ class WebSocketTests(TestCase):
         ids = publish(self.hub, 3)
         await wait(lambda: len(client.events()) == 3, "three events")
         self.assertEqual([m["id"] for m in client.events()], ids)
+
+    async def test_messages_are_not_held_back_by_nagle(self) -> None:
+        """A WebSocket connection has Nagle's algorithm off (TCP_NODELAY)."""
+        service, host, port = await start_api(self, self.hub, self.state)
+        client = await connect_ws(self, host, port)
+        await wait(lambda: len(client.messages) == 1, "snapshot")
+        (peer,) = service.websocket.channel.clients
+        sock = peer.transport.getHandle()
+        self.assertEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 1)
 
     async def test_resume_without_loss_or_duplicate(self) -> None:
         """A reconnect with last_id and run (separately or as run:id) gets exactly the messages

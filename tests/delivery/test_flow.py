@@ -261,6 +261,15 @@ class TransportWriterTests(TestCase):
         size = transport.getHandle().getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
         self.assertLessEqual(size, 2 * SEND_BUFFER)
 
+    async def test_turns_nagle_off(self) -> None:
+        """A streaming client's TCP connection sends each message at once (TCP_NODELAY), not
+        after the client acknowledged the one before."""
+        transport, _ = await self.connected()
+        sock = transport.getHandle()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+        TransportWriter(transport)
+        self.assertEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 1)
+
     async def test_keeps_order_behind_buffered_data(self) -> None:
         """What the socket does not take, and everything after it, goes through the buffer."""
         transport, client = await self.connected()

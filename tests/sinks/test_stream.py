@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
 from typing import Any
 
@@ -111,6 +112,10 @@ class StreamTests(TestCase):
         await wait(lambda: len(client.events()) == 2, "two events")
         self.assertEqual([m["id"] for m in client.events()], ids)
         self.assertTrue(client.buffer.endswith(b"\n"))
+        # Each line leaves at once: Nagle's algorithm is off on the connection.
+        (peer,) = service.factory.channel.clients
+        sock = peer.transport.getHandle()
+        self.assertEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 1)
 
     async def test_filter_line(self) -> None:
         """A filter operation line is acknowledged and applies to later messages."""
