@@ -272,6 +272,7 @@ def _scripted_ws_server(sock: Any, stream: bytes, pongs: list[bytes]) -> None:
 
     for _ in range(2):
         connection, _ = sock.accept()
+        connection.settimeout(30)
         with connection:
             request = b""
             while b"\r\n\r\n" not in request:
@@ -316,7 +317,10 @@ def test_websocket_clients_count_events_across_reads(impl: str) -> None:
     t0 = time.monotonic() - 10.0  # SEQ 100,000 = sent at t0 + 1 s, 9 s before now
     pongs: list[bytes] = []
     with socket.create_server(("127.0.0.1", 0)) as sock:
-        server = threading.Thread(target=_scripted_ws_server, args=(sock, stream, pongs))
+        sock.settimeout(30)  # a client that never connects ends the server, not the suite
+        server = threading.Thread(
+            target=_scripted_ws_server, args=(sock, stream, pongs), daemon=True
+        )
         server.start()
         url = f"ws://127.0.0.1:{sock.getsockname()[1]}/api/v1/ws"
         child = Child(
