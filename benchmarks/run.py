@@ -625,7 +625,7 @@ def report(results: dict[str, Any], info: dict[str, str], smoke: bool) -> str:
         "## Reproduce",
         "",
         "```",
-        "make bench                                     # the whole suite, ~10 minutes",
+        "make bench                                     # the whole suite, ~15 minutes",
         ".venv/bin/python -m benchmarks.run --only throughput --out /tmp/b.md",
         ".venv/bin/python -m benchmarks.run --only scale scale_rss --out /tmp/s.md  # ~6 min",
         ".venv/bin/python -m benchmarks.daemon --events 100000 --settle 60  # 7 alone, JSON",
