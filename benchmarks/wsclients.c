@@ -210,6 +210,10 @@ static int connect_one(const char *host, int port, const char *path, int epoll_f
                           "Connection: Upgrade\r\nSec-WebSocket-Key: c29ub3NkLWJlbmNoLWtleQ==\r\n"
                           "Sec-WebSocket-Version: 13\r\n\r\n",
                           path, host, port);
+    if (length < 0 || (size_t)length >= sizeof request) {
+        fprintf(stderr, "wsclients: the URL is too long\n");
+        exit(2);
+    }
     send_all(fd, request, (size_t)length);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     client->fd = fd;
