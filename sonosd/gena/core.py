@@ -55,7 +55,7 @@ from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
 from sonosd.gena.event import Event
-from sonosd.gena.httpclient import read_body, speaker_agent
+from sonosd.gena.httpclient import add_timeout, read_body, speaker_agent
 from sonosd.gena.listener import INotifyListener, INotifySubscription, NotifyListener
 
 log = Logger()
@@ -257,13 +257,12 @@ async def gena_request(
             method, response.code, received, need_sid=need_sid, need_timeout=need_timeout
         )
 
-    def timed_out(result: object, seconds: float) -> Failure:
-        # The cancelled request may fail with ResponseNeverReceived rather than
-        # CancelledError, so the timeout is reported here, whatever the result.
-        return Failure(GenaTimeout(None, f"{method} {url}: no answer within {seconds:g} s"))
-
-    attempt = Deferred.fromCoroutine(exchange())
-    attempt.addTimeout(timeout, clock, onTimeoutCancel=timed_out)
+    attempt = add_timeout(
+        Deferred.fromCoroutine(exchange()),
+        timeout,
+        clock,
+        lambda seconds: GenaTimeout(None, f"{method} {url}: no answer within {seconds:g} s"),
+    )
     try:
         return await attempt
     except (GenaError, CancelledError):

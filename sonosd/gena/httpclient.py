@@ -14,17 +14,20 @@ address families: about half a millisecond of the daemon's CPU per request, and,
 large household starts (1,600 SUBSCRIBEs), a queue of resolutions behind the pool's ten
 threads (issue 17). :func:`speaker_agent` connects to an address directly and resolves only
 host names.
+
+:func:`add_timeout` bounds a request in time and reports the cut as the caller's own timeout
+error, whatever error the aborted connection gave.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
-from twisted.internet.interfaces import IAddress, IStreamClientEndpoint
+from twisted.internet.interfaces import IAddress, IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.web._newclient import (
@@ -45,6 +48,8 @@ from twisted.web.client import (
 from twisted.web.error import SchemeNotSupported
 from twisted.web.iweb import IAgentEndpointFactory, IResponse
 from zope.interface import implementer
+
+T = TypeVar("T")
 
 MAX_HEAD: Final = 64 * 1024
 """The most bytes of status line and headers an answer may have (a speaker's are under 1 KiB).
@@ -177,6 +182,30 @@ def read_bounded(
         reading.addErrback(lambda _: None)
         return fail(refuse())
     return reading.addCallback(lambda _: b"".join(chunks))
+
+
+def add_timeout(
+    request: Deferred[T],
+    seconds: float,
+    clock: IReactorTime,
+    timed_out: Callable[[float], Exception],
+) -> Deferred[T]:
+    """Cancel ``request`` if it has not fired within ``seconds``, and fail it then with
+    ``timed_out(seconds)``, whatever the cancelled request failed with.
+
+    Cancelling a request of Twisted's client aborts its connection, which it may report as
+    ``ResponseNeverReceived`` (shown as ``connection lost``, as if the peer had closed it)
+    rather than ``CancelledError``: the caller's own timeout error is reported instead.
+
+    @param request: The request (or a whole exchange of requests) to bound.
+    @param timed_out: Makes the error the request fails with, from the bound in seconds.
+    @return: ``request``, bounded.
+    """
+
+    def cancelled(result: object, after: float) -> Failure:
+        return Failure(timed_out(after))
+
+    return request.addTimeout(seconds, clock, onTimeoutCancel=cancelled)
 
 
 class _BodyReader(Protocol):

@@ -41,6 +41,7 @@ from sonosd.backoff import (
 from sonosd.blocking import Runner
 from sonosd.config import DEFAULT_SERVICES, SubscriptionConfig
 from sonosd.gena.core import GenaTimeout
+from sonosd.gena.httpclient import add_timeout
 from sonosd.gena.sequence import SeqKind, SeqTracker
 from sonosd.household.position import PositionTracker
 from sonosd.household.probe import Description
@@ -818,12 +819,9 @@ class ServiceSupervisor:
                 reason=self.unsubscribe_error,
             )
 
-        def timed_out(result: object, seconds: float) -> Failure:
-            # A hung or dripping answer is cut here; whatever the cancelled call failed with.
-            return Failure(SlowAnswer.unsubscribe(seconds))
-
-        d = subscription.unsubscribe().addTimeout(
-            timeout, self._ctx.clock, onTimeoutCancel=timed_out
+        # A hung or dripping answer is cut here; whatever the cancelled call failed with.
+        d = add_timeout(
+            subscription.unsubscribe(), timeout, self._ctx.clock, SlowAnswer.unsubscribe
         )
         return d.addCallbacks(lambda _: None, failed)
 

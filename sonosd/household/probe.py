@@ -32,11 +32,10 @@ import attrs
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 
 from sonosd.backoff import SlowAnswer
-from sonosd.gena.httpclient import read_bounded
+from sonosd.gena.httpclient import add_timeout, read_bounded
 from sonosd.gena.xmlguard import UnsafeXml, check_answer
 from sonosd.household.soap import AnswerRefused, envelope, fault_code, out_arguments
 
@@ -196,16 +195,12 @@ async def _exchange(
         )
         return Answer(response.code, answer)
 
-    def timed_out(result: object, seconds: float) -> Failure:
-        # Cancelling treq's request aborts the connection, which it may report as
-        # ResponseNeverReceived ("connection lost"): the timeout is reported whatever the result.
+    def timed_out(seconds: float) -> Exception:
         if began:
-            return Failure(SlowAnswer.began(what, urlsplit(url).hostname, seconds))
-        return Failure(TimeoutError(f"{method} {url}: no whole answer within {seconds:g} s"))
+            return SlowAnswer.began(what, urlsplit(url).hostname, seconds)
+        return TimeoutError(f"{method} {url}: no whole answer within {seconds:g} s")
 
-    attempt: Deferred[Answer] = Deferred.fromCoroutine(exchange())
-    attempt.addTimeout(timeout, clock, onTimeoutCancel=timed_out)
-    return await attempt
+    return await add_timeout(Deferred.fromCoroutine(exchange()), timeout, clock, timed_out)
 
 
 def _base(host: str, port: int) -> str:

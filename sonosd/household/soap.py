@@ -64,7 +64,7 @@ from zope.interface import implementer
 
 from sonosd import tlsgate
 from sonosd.backoff import SlowAnswer
-from sonosd.gena.httpclient import read_bounded, speaker_agent
+from sonosd.gena.httpclient import add_timeout, read_bounded, speaker_agent
 from sonosd.gena.xmlguard import UnsafeXml, check_answer
 
 log = Logger()
@@ -368,14 +368,15 @@ class SoapClient(Service):
 
         made = _Call(host, port, target, action, arguments)
 
-        def timed_out(result: object, after: float) -> Failure:
+        def timed_out(after: float) -> Exception:
             slow = self._dripping(made)
             if slow is not None:
-                return Failure(SoapSlowAnswer.began(f"the answer to {slow}", host, after))
-            return Failure(SoapTimeout(f"{action} to {host}: no whole answer within {after:g} s"))
+                return SoapSlowAnswer.began(f"the answer to {slow}", host, after)
+            return SoapTimeout(f"{action} to {host}: no whole answer within {after:g} s")
 
-        running = Deferred.fromCoroutine(self._call(made))
-        running.addTimeout(seconds, self._clock, onTimeoutCancel=timed_out)
+        running = add_timeout(
+            Deferred.fromCoroutine(self._call(made)), seconds, self._clock, timed_out
+        )
 
         def cut(failure: Failure) -> Failure:
             slow = self._dripping(made)

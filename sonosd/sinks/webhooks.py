@@ -48,7 +48,6 @@ from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IConsumer, IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from twisted.web.client import (
     Agent,
     BrowserLikePolicyForHTTPS,
@@ -62,7 +61,7 @@ from sonosd.config import Webhook
 from sonosd.delivery.drain import drained
 from sonosd.delivery.filters import Filter
 from sonosd.delivery.hub import ISink, Message
-from sonosd.gena.httpclient import quiet_pool, read_body
+from sonosd.gena.httpclient import add_timeout, quiet_pool, read_body
 
 log = Logger()
 
@@ -372,8 +371,8 @@ class WebhookTarget:
             attempt += 1
             wait: float | None = None
             try:
-                status, asked = await self._attempt(message, attempt).addTimeout(
-                    self._timeout, self._reactor, onTimeoutCancel=_timed_out
+                status, asked = await add_timeout(
+                    self._attempt(message, attempt), self._timeout, self._reactor, _timed_out
                 )
             except CancelledError:
                 self.stats.lost_at_shutdown += 1
@@ -516,13 +515,10 @@ class WebhookTarget:
             )
 
 
-def _timed_out(result: Any, timeout: float | None) -> Any:
-    """An attempt cut at its timeout failed with a timeout, whatever error the HTTP client
-    gives the cancelled request (Twisted's Agent: "response never received", which would be
-    logged as ``connection lost``, as if the receiver had closed the connection)."""
-    if isinstance(result, Failure):
-        raise TimeoutError(f"no answer within {timeout:g} s")
-    return result
+def _timed_out(timeout: float) -> TimeoutError:
+    """An attempt cut at its timeout fails with this, whatever error the HTTP client gives
+    the cancelled request (see ``add_timeout``)."""
+    return TimeoutError(f"no answer within {timeout:g} s")
 
 
 def closes_after(response: Any) -> bool:

@@ -7,14 +7,15 @@ from typing import Any, cast
 import pytest
 import treq
 from twisted.internet import reactor as global_reactor
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.error import ConnectionLost
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-from twisted.web._newclient import ResponseFailed
+from twisted.web._newclient import ResponseFailed, ResponseNeverReceived
 from twisted.web.client import URI, Agent, ResponseDone
 from twisted.web.error import SchemeNotSupported
 from twisted.web.iweb import UNKNOWN_LENGTH
@@ -25,6 +26,7 @@ from sonosd.gena.httpclient import (
     MAX_HEAD,
     HeadTooLarge,
     SpeakerEndpoints,
+    add_timeout,
     quiet_pool,
     read_bounded,
 )
@@ -190,3 +192,56 @@ class BoundedBodyTests(SynchronousTestCase):
         reading.cancel()
         self.failureResultOf(reading, CancelledError)
         self.assertTrue(answer.transport.disconnecting)
+
+
+class _Late(Exception):
+    """The caller's own timeout error in the ``add_timeout`` tests."""
+
+
+class AddTimeoutTests(SynchronousTestCase):
+    """``add_timeout``: a request cut at its bound fails with the caller's error."""
+
+    def test_cut_request_fails_with_the_callers_error(self) -> None:
+        """Cut at its bound, a request that reports the abort as a lost connection fails
+        with the caller's error, made from the bound."""
+        clock = Clock()
+        aborted: list[bool] = []
+
+        def cancel(request: Deferred[str]) -> None:
+            aborted.append(True)
+            request.errback(ResponseNeverReceived([Failure(ConnectionLost())]))
+
+        request: Deferred[str] = Deferred(cancel)
+        bounded = add_timeout(request, 2.5, clock, lambda seconds: _Late(f"{seconds:g} s"))
+        clock.advance(2.4)
+        self.assertNoResult(bounded)
+        clock.advance(0.1)
+        self.assertEqual(aborted, [True])
+        self.assertEqual(str(self.failureResultOf(bounded, _Late).value), "2.5 s")
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_plain_cancellation_is_the_callers_error_too(self) -> None:
+        """A request without a canceller of its own (``CancelledError``) also fails with the
+        caller's error."""
+        clock = Clock()
+        bounded: Deferred[str] = add_timeout(Deferred(), 1.0, clock, lambda s: _Late(str(s)))
+        clock.advance(1.0)
+        self.failureResultOf(bounded, _Late)
+
+    def test_in_time(self) -> None:
+        """A request that answers within its bound keeps its result; the timer is gone."""
+        clock = Clock()
+        request: Deferred[str] = Deferred()
+        bounded = add_timeout(request, 1.0, clock, lambda s: _Late(str(s)))
+        request.callback("answer")
+        self.assertEqual(self.successResultOf(bounded), "answer")
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_failed_in_time(self) -> None:
+        """A request that fails within its bound keeps its own failure."""
+        clock = Clock()
+        request: Deferred[str] = Deferred()
+        bounded = add_timeout(request, 1.0, clock, lambda s: _Late(str(s)))
+        request.errback(ConnectionLost())
+        self.failureResultOf(bounded, ConnectionLost)
+        self.assertEqual(clock.getDelayedCalls(), [])
