@@ -43,12 +43,12 @@ class Runner(Protocol):
 
     def run(
         self,
-        fn: Callable[..., Any],
+        fn: Callable[..., T],
         *args: Any,
         key: object | None = None,
         timeout: float | None = None,
         **kwargs: Any,
-    ) -> Deferred[Any]:
+    ) -> Deferred[T]:
         """See L{SocoRunner.run}."""
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
@@ -25,7 +25,7 @@ from twisted.logger import Logger
 
 from sonosd import lazysoco
 from sonosd.backoff import not_http
-from sonosd.blocking import CallTimeout
+from sonosd.blocking import CallTimeout, Runner
 from sonosd.config import AnnounceConfig
 from sonosd.control.alarms import AlarmCommands
 from sonosd.control.announce import AnnounceCommands
@@ -57,19 +57,6 @@ T = TypeVar("T")
 _REPEAT_NAMES: Mapping[Any, str] = {False: "none", True: "all", "ONE": "one"}
 _REPEAT_VALUES: Mapping[str, Any] = {"none": False, "all": True, "one": "ONE"}
 _PLAYING = frozenset({"PLAYING", "TRANSITIONING"})
-
-
-class Runner(Protocol):
-    """What the controller needs of ``sonosd.blocking.SocoRunner``."""
-
-    def run(
-        self,
-        fn: Callable[..., T],
-        *args: Any,
-        key: object | None = None,
-        timeout: float | None = None,
-    ) -> Deferred[T]:
-        """Run ``fn(*args)`` in the pool."""
 
 
 # -- blocking calls (run in the pool) --------------------------------------------------------
