@@ -62,7 +62,6 @@ from sonosd.household.keepalive import (
     Reader,
     ServiceState,
     ServiceSupervisor,
-    SubscriptionFactory,
     SupervisorContext,
 )
 from sonosd.household.position import PositionTracker
@@ -132,6 +131,9 @@ class GenaSubscriptions:
     cookie jar each, megabytes at 1,600 subscriptions), at most ``GENA_CONCURRENCY`` of them
     at once, and receive their NOTIFYs through ``listener`` (a running ``NotifyListener``).
 
+    @param limiter: Bounds the requests in flight (default: a new one; ``build_household``
+        shares one with the UNSUBSCRIBEs of superseded SIDs).
+    @param feed: Keeps SoCo's topology caches fed once SoCo is loaded.
     @ivar request_timeout: Seconds each request may take (a reload may change it).
     """
 
@@ -168,18 +170,8 @@ class GenaSubscriptions:
         return gena.BaseSubscription(described, self._listener, **options)
 
 
-def gena_subscriptions(
-    reactor: Any,
-    listener: Any,
-    request_timeout: float,
-    http: Any = None,
-    limiter: DeferredSemaphore | None = None,
-    feed: TopologyFeed | None = None,
-) -> SubscriptionFactory:
-    """A ``GenaSubscriptions`` factory (see there); ``limiter`` bounds the requests in flight
-    (default: a new one; ``build_household`` shares one with the UNSUBSCRIBEs of superseded
-    SIDs); ``feed`` keeps SoCo's topology caches fed once SoCo is loaded."""
-    return GenaSubscriptions(reactor, listener, request_timeout, http, limiter, feed)
+#: The daemon's subscription factory, under the name the docs give it (docs/supervisor.md).
+gena_subscriptions = GenaSubscriptions
 
 
 def gena_unsubscriber(reactor: Any, http: HTTPClient, limiter: DeferredSemaphore) -> Any:
