@@ -55,6 +55,23 @@ def _icon(model: Model, with_id: bool) -> str:
     )
 
 
+def _embedded(
+    model: Model, name: str, shown_as: str, udn: str, keys: Iterable[str], offered: frozenset[str]
+) -> str:
+    """The opening of an embedded device, up to its services: ``name`` (``Media Server``, of
+    device type ``MediaServer``), a friendly name beginning with ``shown_as`` (escaped), the
+    UDN ``udn`` and the services of ``keys`` that the speaker offers."""
+    label = f"{model.name} {name}"
+    return (
+        "<device>"
+        f"<deviceType>urn:schemas-upnp-org:device:{name.replace(' ', '')}:1</deviceType>"
+        f"<friendlyName>{shown_as} - {escape(label)}</friendlyName>"
+        + _common(model, label)
+        + f"<UDN>uuid:{udn}</UDN>"
+        + _services(keys, offered)
+    )
+
+
 def device_description(
     *,
     identity: Identity,
@@ -99,18 +116,14 @@ def device_description(
         "<memory>1024</memory><flash>1024</flash><ampOnTime>20</ampOnTime>"
         "<retailMode>0</retailMode><SSLPort>1443</SSLPort><securehhSSLPort>1843</securehhSSLPort>"
         + _services(scpd.ZONEPLAYER_SERVICES, offered)
-        + "<deviceList><device>"
-        "<deviceType>urn:schemas-upnp-org:device:MediaServer:1</deviceType>"
-        f"<friendlyName>{escape(address)} - {escape(model.name)} Media Server</friendlyName>"
-        + _common(model, f"{model.name} Media Server")
-        + f"<UDN>uuid:{uid}_MS</UDN>"
-        + _services(scpd.MEDIASERVER_SERVICES, offered)
-        + "</device><device>"
-        "<deviceType>urn:schemas-upnp-org:device:MediaRenderer:1</deviceType>"
-        f"<friendlyName>{room} - {escape(model.name)} Media Renderer</friendlyName>"
-        + _common(model, f"{model.name} Media Renderer")
-        + f"<UDN>uuid:{uid}_MR</UDN>"
-        + _services(scpd.MEDIARENDERER_SERVICES, offered)
+        + "<deviceList>"
+        + _embedded(
+            model, "Media Server", escape(address), f"{uid}_MS", scpd.MEDIASERVER_SERVICES, offered
+        )
+        + "</device>"
+        + _embedded(
+            model, "Media Renderer", room, f"{uid}_MR", scpd.MEDIARENDERER_SERVICES, offered
+        )
         + '<X_Rhapsody-Extension xmlns="http://www.real.com/rhapsody/xmlns/upnp-1-0">'
         f"<deviceID>urn:rhapsody-real-com:device-id-1-0:sonos_1:{uid}</deviceID>"
         '<deviceCapabilities><interactionPattern type="real-rhapsody-upnp-1-0"/>'
