@@ -11,31 +11,36 @@ message passes through.
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import attrgetter
+from typing import Any
 
 import attrs
 
 from sonosd.config import Config
 
-#: Settings a reload does not apply, with how to read them from a ``Config``.
+#: Settings a reload does not apply (their paths in a ``Config``), with how to read them.
 RESTART_ONLY: dict[str, Callable[[Config], object]] = {
-    "listener.interface": lambda c: c.listener.interface,
-    "listener.port": lambda c: c.listener.port,
-    "listener.advertise": lambda c: c.listener.advertise,
-    "listener.idle_timeout": lambda c: c.listener.idle_timeout,
-    "listener.request_timeout": lambda c: c.listener.request_timeout,
-    "listener.max_connections_per_host": lambda c: c.listener.max_connections_per_host,
-    "api.listen": lambda c: c.api.listen,
-    "api.replay_buffer": lambda c: c.api.replay_buffer,
-    "api.client_buffer": lambda c: c.api.client_buffer,
-    "api.heartbeat": lambda c: c.api.heartbeat,
-    "api.request_timeout": lambda c: c.api.request_timeout,
-    "sinks.stream": lambda c: c.sinks.stream,
-    "discovery": lambda c: c.discovery,
-    "ssdp": lambda c: c.ssdp,
-    "soco": lambda c: c.soco,
-    "log.format": lambda c: c.log.format,
-    "simulate": lambda c: c.simulate,
-    "state_dir": lambda c: c.state_dir,
+    key: attrgetter(key)
+    for key in (
+        "listener.interface",
+        "listener.port",
+        "listener.advertise",
+        "listener.idle_timeout",
+        "listener.request_timeout",
+        "listener.max_connections_per_host",
+        "api.listen",
+        "api.replay_buffer",
+        "api.client_buffer",
+        "api.heartbeat",
+        "api.request_timeout",
+        "sinks.stream",
+        "discovery",
+        "ssdp",
+        "soco",
+        "log.format",
+        "simulate",
+        "state_dir",
+    )
 }
 
 #: The sinks a reload rebuilds when their settings change.
@@ -155,29 +160,16 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
 def running_config(old: Config, new: Config) -> Config:
     """``new`` with the settings a reload cannot apply (``RESTART_ONLY``) kept from ``old``:
     the configuration the daemon actually runs after the reload."""
-    return attrs.evolve(
-        new,
-        listener=attrs.evolve(
-            new.listener,
-            interface=old.listener.interface,
-            port=old.listener.port,
-            advertise=old.listener.advertise,
-            idle_timeout=old.listener.idle_timeout,
-            request_timeout=old.listener.request_timeout,
-            max_connections_per_host=old.listener.max_connections_per_host,
-        ),
-        api=attrs.evolve(
-            new.api,
-            listen=old.api.listen,
-            replay_buffer=old.api.replay_buffer,
-            client_buffer=old.api.client_buffer,
-            heartbeat=old.api.heartbeat,
-            request_timeout=old.api.request_timeout,
-        ),
-        sinks=attrs.evolve(new.sinks, stream=old.sinks.stream),
-        discovery=old.discovery,
-        ssdp=old.ssdp,
-        soco=old.soco,
-        log=attrs.evolve(new.log, format=old.log.format),
-        simulate=old.simulate,
-    )
+    running = new
+    for key in RESTART_ONLY:
+        running = _kept(running, old, key.split("."))
+    return running
+
+
+def _kept(into: Any, source: Any, path: list[str]) -> Any:
+    """``into`` (an attrs instance) with the setting at ``path`` taken from ``source``."""
+    name, *rest = path
+    value = getattr(source, name)
+    if rest:
+        value = _kept(getattr(into, name), value, rest)
+    return attrs.evolve(into, **{name: value})

@@ -993,6 +993,18 @@ class DaemonTests(TestCase):
         self.assertEqual(len(service.household.status()["speakers"]), 3)
         self.assertEqual(daemon.recorder.of("speaker.removed", third.uid), [removed])
 
+    async def test_a_new_state_dir_waits_for_a_restart_at_every_reload(self) -> None:
+        """A reload that changes ``state_dir`` keeps the running one and says it needs a
+        restart, and says so again when the same file is reloaded (docs/configuration.md)."""
+        daemon = await self.started()
+        service = daemon.service
+        running = service.config.state_dir
+        moved = attrs.evolve(service.config, state_dir=self.mktemp())
+        self.assertEqual(service.reload(moved), ["state_dir"])
+        self.assertEqual(service.config.state_dir, running)
+        self.assertEqual(service.reload(moved), ["state_dir"])
+        self.assertEqual(service.config.state_dir, running)
+
     async def test_reload_switching_follow_household_off_drops_the_learnt_speakers(
         self,
     ) -> None:

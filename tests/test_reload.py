@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 
 from sonosd.config import parse_config
-from sonosd.reload import ReloadPlan, plan_reload, running_config
+from sonosd.reload import RESTART_ONLY, ReloadPlan, plan_reload, running_config
 
 BASE = """
 devices: [{host: 192.168.1.20}, {host: 192.168.1.21}]
@@ -120,3 +120,34 @@ def test_listener_and_api_limits_need_a_restart() -> None:
     kept = running_config(old, new)
     assert kept.listener == old.listener
     assert kept.api == old.api
+
+
+def test_every_restart_only_setting_is_kept() -> None:
+    """Every setting a reload does not apply, ``state_dir`` and ``simulate`` included, is kept
+    from the running configuration, so that reloading the same file again still says it needs
+    a restart."""
+    old = parse_config(BASE)
+    new = parse_config(
+        """
+devices: [{host: 192.168.1.20}, {host: 192.168.1.21}]
+listener: {interface: 127.0.0.1, port: 1401, advertise: 192.168.1.10, idle_timeout: 3,
+  request_timeout: 4, max_connections_per_host: 5}
+discovery: true
+ssdp: {interval: 60}
+api: {tokens: [{name: a, token: aaaaaaaaaaaaaaaa}], listen: "tcp:8081:interface=127.0.0.1",
+  replay_buffer: 5, client_buffer: 6, heartbeat: 7,
+  request_timeout: 8}
+soco: {threads: 3}
+log: {format: json}
+sinks: {stream: "unix:/tmp/sonosd.sock"}
+simulate: {}
+state_dir: /var/lib/sonosd-elsewhere
+"""
+    )
+    plan = plan_reload(old, new)
+    kept = running_config(old, new)
+    for key in plan.restart:
+        assert RESTART_ONLY[key](kept) == RESTART_ONLY[key](old), key
+    assert plan_reload(old, kept).restart == ()
+    assert plan_reload(kept, new).restart == plan.restart
+    assert plan.restart == tuple(RESTART_ONLY)
