@@ -338,7 +338,9 @@ class SubscribeTests(SynchronousTestCase):
         d = harness.subscription.subscribe()
         self.assertNoResult(d)
         harness.clock.advance(5.0)
-        self.failureResultOf(d, GenaTimeout)
+        failure = self.failureResultOf(d, GenaTimeout)
+        assert failure.value.message.endswith(": no answer within 5 s"), failure.value.message
+        assert failure.value.message.startswith("SUBSCRIBE http://"), failure.value.message
         assert harness.listener.in_flight == {}
         assert harness.clock.getDelayedCalls() == []
 

@@ -325,7 +325,8 @@ class TargetTests(SynchronousTestCase):
         self.assertEqual(target.stats.failed, 1)
 
     def test_timeout_retried(self) -> None:
-        """An attempt without an answer is cancelled after ``timeout`` and retried."""
+        """An attempt without an answer is cancelled after ``timeout``, failed as ``timeout``
+        and retried."""
         self.receiver.hold = True
         target = self.target(timeout=10.0)
         self.publish()
@@ -335,6 +336,7 @@ class TargetTests(SynchronousTestCase):
         self.clock.advance(0.75)
         self.assertEqual(len(self.receiver.requests), 2)
         self.assertEqual(target.stats.retried, 1)
+        self.assertEqual(target.last_error, "timeout")
 
     def test_queue_bounded_while_down(self) -> None:
         """While the target is down the queue keeps only the newest messages and counts drops;
