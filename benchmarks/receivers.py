@@ -267,8 +267,12 @@ def run_sonosd(
     """The daemon's event path with its API site (and, optionally, control calls in flight)."""
     from twisted.internet import reactor as global_reactor
 
+    from sonosd.memory import freeze_startup_heap
+
     reactor: Any = global_reactor
     listener, api, hub = build_sonosd(reactor, household, client_buffer)
+    # As the daemon does once its doors are open, before anything is in flight (sonosd.tap).
+    freeze_startup_heap()
     runner, control_state = (
         start_control(reactor, household, control, delay) if control else (None, {"done": 0})
     )

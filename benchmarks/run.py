@@ -106,7 +106,8 @@ METHOD: tuple[str, ...] = (
     "registry, source check, `sonosd.gena.eventxml` parse) → a subscription per SID → "
     "`EventProcessor` (JSON variables, merged state, topology) → `Hub` → the API site, with "
     "one autobahn WebSocket client that must receive every event (its rate is the smaller "
-    "of NOTIFYs answered and events delivered per second).",
+    "of NOTIFYs answered and events delivered per second). Once built it freezes its "
+    "start-up heap, as `twistd sonosd` does (`sonosd.memory`).",
     "  - `soco_twisted`: `soco.events_twisted`'s own `Site(EventNotifyHandler())` with a "
     "fake subscription per SID in its `subscriptions_map`: SoCo's `parse_event_xml` runs on "
     "every body and the `Event` goes to a no-op counting callback (no state, no JSON, no "

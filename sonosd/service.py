@@ -151,6 +151,9 @@ class SonosdService(MultiService):
         stop nothing; ``sonosd.tap`` stops the process).
     @param environ: Where systemd's variables are read (``NOTIFY_SOCKET``, ``WATCHDOG_USEC``).
     @param notifier: Sends systemd notifications (default: from ``environ``).
+    @param settle: Called once the doors are open, just before the household starts, while
+        nothing is in flight (``sonosd.tap`` passes ``memory.freeze_startup_heap``; the
+        default does nothing, as a test process must not be frozen).
 
     @ivar ready: Fires once the doors are open and the household is started; never fails.
     """
@@ -164,9 +167,11 @@ class SonosdService(MultiService):
         on_fatal: Callable[[int], None] | None = None,
         environ: Mapping[str, str] | None = None,
         notifier: Notifier | None = None,
+        settle: Callable[[], object] | None = None,
     ) -> None:
         super().__init__()
         self.exit_status = 0
+        self._settle = settle
         self.reactor = reactor
         self.ready: Deferred[None] = Deferred()
         self._on_fatal = on_fatal
@@ -333,6 +338,8 @@ class SonosdService(MultiService):
             return
         for warning in self._warnings():
             log.warn("{warning}", warning=warning)
+        if self._settle is not None:
+            self._settle()
         self.household.setServiceParent(self)
         self.systemd.ready()
         self.ready.callback(None)

@@ -247,6 +247,7 @@ def make_service(
     reactor: Any,
     stdlib_root: logging.Logger | None = None,
     load: Callable[[], Config] | None = None,
+    settle: Callable[[], object] | None = None,
 ) -> IService:
     """The daemon's service for ``config``, with logging and signal handling set up.
 
@@ -258,13 +259,17 @@ def make_service(
     @param stdlib_root: the stdlib logger routed into twisted.logger (default: the root).
     @param load: Reads the configuration file again for a reload (SIGHUP); ``None``: SIGHUP
         is left alone.
+    @param settle: Called once the doors are open, before the household starts (see
+        ``SonosdService``); ``makeService`` passes ``freeze_startup_heap``.
     """
     from sonosd.service import SonosdService, stop_process
 
     memory.limit_arenas()
     logs.route_stdlib_logging(config.log.level, stdlib_root)
     stop_cleanly_on_sigterm(reactor)
-    service = SonosdService(config, reactor, on_fatal=lambda status: stop_process(reactor, status))
+    service = SonosdService(
+        config, reactor, on_fatal=lambda status: stop_process(reactor, status), settle=settle
+    )
     if load is not None:
         reload_on_sighup(reactor, load, service.reload)
 
@@ -286,4 +291,13 @@ def makeService(options: Options) -> IService:
 
     if options.config is None:
         raise usage.UsageError("the options were not parsed")
-    return make_service(options.config, reactor, load=options.load)
+    return make_service(options.config, reactor, load=options.load, settle=_freeze_startup_heap)
+
+
+def _freeze_startup_heap() -> None:
+    """The daemon process's start-up objects, out of the cycle collector's sight (see
+    ``sonosd.memory``)."""
+    frozen = memory.freeze_startup_heap()
+    log.debug(
+        "start-up heap frozen: {objects} objects kept out of garbage collection", objects=frozen
+    )

@@ -13,6 +13,7 @@ import re
 import sys
 import threading
 import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,7 @@ class DaemonTests(TestCase):
         advertise: str | None = None,
         sinks: dict[str, Any] | None = None,
         api: dict[str, Any] | None = None,
+        settle: Callable[[SonosdService], object] | None = None,
     ) -> Daemon:
         """Start a daemon with a simulated household of three speakers; stop it at cleanup.
 
@@ -154,6 +156,7 @@ class DaemonTests(TestCase):
             their NOTIFYs fail).
         @param sinks: More of the ``sinks`` section.
         @param api: More of the ``api`` section.
+        @param settle: Given to the service as its ``settle``, called with the service.
         """
         base = free_loopback_base()
         document = json.loads(daemon_yaml(base, callbacks=callbacks))
@@ -170,7 +173,14 @@ class DaemonTests(TestCase):
             households.append(RecordingHousehold(reactor, simulate))
             return households[0]
 
-        service = SonosdService(config, reactor, household_factory=household)
+        built: list[SonosdService] = []
+        service = SonosdService(
+            config,
+            reactor,
+            household_factory=household,
+            settle=None if settle is None else lambda: settle(built[0]),
+        )
+        built.append(service)
         recorder = Recorder()
         service.hub.add_sink(recorder)
         service.startService()
@@ -506,6 +516,20 @@ class DaemonTests(TestCase):
         http = treq.client.HTTPClient(http_agent(self))
         response = await http.get(daemon.url(path))
         return response.code, json.loads(await response.content())
+
+    async def test_settle_runs_once_with_the_doors_open_before_the_household(self) -> None:
+        """``settle`` (where ``twistd sonosd`` freezes its start-up heap, ``sonosd.memory``)
+        is called once, when the API listens and before the household starts: nothing is
+        in flight yet."""
+        seen: list[tuple[bool, bool]] = []
+
+        def settle(service: SonosdService) -> None:
+            seen.append((service.api.port is not None, service.household.running))
+
+        daemon = await self.daemon(settle=settle)
+        await daemon.service.ready
+        self.assertEqual(seen, [(True, False)])
+        self.assertTrue(daemon.service.household.running)
 
     async def test_ready_and_diagnostics(self) -> None:
         """/ready is 200 once every speaker is evented; /diagnostics shows each subscription

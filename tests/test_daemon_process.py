@@ -1611,6 +1611,34 @@ def test_sighup_reloads_without_losing_a_client_or_a_message(
     assert "Traceback" not in processes.output(daemon)
 
 
+def test_the_start_up_heap_is_frozen_once_before_the_household_starts(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """``twistd sonosd`` keeps its start-up objects out of the garbage collector (sonosd.memory,
+    docs/design.md): once, when its doors are open and before any speaker is followed."""
+    api_port = free_tcp_port()
+    api = f"http://127.0.0.1:{api_port}"
+    document = json.loads(
+        daemon_yaml(loopback_base, api=f"tcp:{api_port}:interface=127.0.0.1", speakers=1)
+    )
+    document["log"] = {"level": "debug"}
+    daemon = start_configured(processes, tmp_path, document)
+
+    def alive() -> None:
+        assert daemon.poll() is None, processes.output(daemon)
+
+    wait_for(lambda: alive() or get(f"{api}/api/v1/ready")[0] == 200, "ready")
+    lines = processes.output(daemon).splitlines()
+    frozen = [i for i, line in enumerate(lines) if "start-up heap frozen: " in line]
+    assert len(frozen) == 1, lines
+    count = int(lines[frozen[0]].split("start-up heap frozen: ")[1].split()[0])
+    assert count > 20_000, lines[frozen[0]]
+    household = [i for i, line in enumerate(lines) if "[sonosd.household." in line]
+    assert household and frozen[0] < household[0], lines
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=WAIT) == 0, processes.output(daemon)
+
+
 def test_sighup_keeps_the_command_line_overrides(
     processes: Processes, loopback_base: str, tmp_path: Path
 ) -> None:

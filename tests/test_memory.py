@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from unittest import mock
@@ -10,7 +11,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from sonosd import memory
-from sonosd.memory import M_ARENA_MAX, MemoryTrimmer, limit_arenas, trim
+from sonosd.memory import M_ARENA_MAX, MemoryTrimmer, freeze_startup_heap, limit_arenas, trim
 
 
 class Recorder:
@@ -148,6 +149,14 @@ class MemoryTrimmerTests(SynchronousTestCase):
         assert len(self.flushLoggedErrors(OSError)) == 2
 
 
+def python_output(code: str) -> str:
+    """What ``code`` prints, run by a Python process of its own."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    return done.stdout
+
+
 def test_unconfigured_sinks_are_not_imported() -> None:
     """Building the daemon's service without MQTT nor webhooks imports neither module."""
     code = (
@@ -159,10 +168,7 @@ def test_unconfigured_sinks_are_not_imported() -> None:
         "print(sorted(m for m in ('sonosd.sinks.mqtt', 'sonosd.sinks.webhooks', 'paho')"
         " if m in sys.modules))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert out.stdout.strip() == "[]"
+    assert python_output(code).strip() == "[]"
 
 
 def test_daemon_service_trims() -> None:
@@ -174,3 +180,60 @@ def test_daemon_service_trims() -> None:
 
     service = SonosdService(parse_config("devices: [{host: 127.0.0.1}]"), MemoryReactorClock())
     assert [child for child in service if isinstance(child, MemoryTrimmer)]
+
+
+class FreezeStartupHeapTests(SynchronousTestCase):
+    """``freeze_startup_heap`` collects once, then freezes, and says how many it froze."""
+
+    def test_collects_then_freezes(self) -> None:
+        """The start-up's garbage is collected first, so that it is not frozen with the rest."""
+        calls: list[str] = []
+
+        class Collector:
+            def collect(self) -> int:
+                calls.append("collect")
+                return 0
+
+            def freeze(self) -> None:
+                calls.append("freeze")
+
+            def get_freeze_count(self) -> int:
+                return 1234 if calls == ["collect", "freeze"] else 0
+
+        assert freeze_startup_heap(Collector()) == 1234
+        assert calls == ["collect", "freeze"]
+
+
+def test_a_frozen_heap_is_left_out_of_collections_and_cycles_made_after_are_not() -> None:
+    """In a process of its own (the test runner must not be frozen): the objects alive at the
+    freeze are no longer walked by any collection, and a cycle made afterwards is still
+    collected."""
+    code = (
+        "import gc, json\n"
+        "import twisted.internet.reactor, twisted.web.server\n"
+        "from sonosd.memory import freeze_startup_heap\n"
+        "def cycles(n):\n"
+        "    made = [[] for _ in range(n)]\n"
+        "    for each in made: each.append(each)\n"
+        "    return made\n"
+        "early = cycles(30)\n"
+        "before = len(gc.get_objects())\n"
+        "frozen = freeze_startup_heap()\n"
+        "walked = len(gc.get_objects())\n"
+        "del early\n"
+        "late = cycles(20)\n"
+        "del late\n"
+        "print(json.dumps({'before': before, 'frozen': frozen, 'walked': walked,\n"
+        "                  'count': gc.get_freeze_count(), 'collected': gc.collect()}))\n"
+    )
+    result = json.loads(python_output(code))
+    assert result["frozen"] > 20_000, result
+    # A frozen object is still freed when its last reference goes: the list that held the
+    # early cycles.
+    assert result["count"] == result["frozen"] - 1, result
+    assert result["frozen"] > 0.9 * result["before"], result
+    # Only what was made after the freeze is left to the collector.
+    assert result["walked"] < 100, result
+    # The 20 lists made after the freeze (each in a cycle of its own) are collected, the 30
+    # made before it are not.
+    assert result["collected"] == 20, result
