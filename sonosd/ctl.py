@@ -101,6 +101,37 @@ def _scalar(text: str) -> Any:
 _PLAIN = frozenset({"play", "pause", "toggle", "stop", "next", "previous", "leave", "party"})
 _SWITCHES = {"loudness": "loudness", "night-mode": "night_mode", "dialog-mode": "dialog_mode"}
 
+#: The first words of every command: the API's commands (``_`` or ``-``) and sonosctl's
+#: shorthands. One of them where the room belongs is a command typed before its room.
+_API_COMMANDS = (
+    *("play", "pause", "toggle", "stop", "next", "previous", "seek", "play_mode"),
+    *("volume", "mute", "bass", "treble", "loudness", "night_mode", "dialog_mode"),
+    *("group_volume", "group_mute", "join", "leave", "party", "play_uri", "play_favorite"),
+    *("favorites", "playlists", "library", "share_link", "queue", "sleep_timer"),
+    *("snapshot", "restore", "announce", "say", "alarms", "line_in", "tv"),
+    *("speech_enhancement", "sub", "surround"),
+)
+_COMMAND_WORDS = frozenset(
+    (
+        *_API_COMMANDS,
+        *(name.replace("_", "-") for name in _API_COMMANDS),
+        *("shuffle", "repeat", "crossfade", "sleep", "say-all", "say-room"),
+        *("playlist", "search", "share", "alarm"),
+    )
+)
+
+
+def _order_hint(words: Sequence[str]) -> str:
+    """A hint to add to a command's error when ``words`` (room first) look swapped: the room
+    is a command word and the command is not (``sonosctl volume Kitchen 30``)."""
+    if len(words) < 2:
+        return ""
+    room, command = words[0].lower(), words[1].lower()
+    if room not in _COMMAND_WORDS or command in _COMMAND_WORDS:
+        return ""
+    swapped = " ".join([words[1], words[0], *words[2:]])
+    return f" (the room comes first: sonosctl {swapped})"
+
 
 def command_request(words: Sequence[str]) -> tuple[str, dict[str, Any]]:
     """The API command and JSON arguments for ``sonosctl <room> <words...>``.
@@ -716,13 +747,18 @@ def main(
                 return int(exit.code or 0)
             return _follow(client, events, options.json or events.json, out, err)
         else:
-            command, args = command_request(words[1:])
-            result = client.command(
-                words[0],
-                command,
-                args,
-                _command_timeout(options.timeout or COMMAND_TIMEOUT, args, command),
-            )
+            try:
+                command, args = command_request(words[1:])
+                result = client.command(
+                    words[0],
+                    command,
+                    args,
+                    _command_timeout(options.timeout or COMMAND_TIMEOUT, args, command),
+                )
+            except CtlError as error:
+                if error.status not in (EXIT_USAGE, EXIT_REFUSED):
+                    raise
+                raise CtlError(f"{error}{_order_hint(words)}", error.status) from None
             out.write(
                 json.dumps(result)
                 if options.json

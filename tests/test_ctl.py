@@ -23,6 +23,7 @@ from twisted.internet.threads import deferToThread
 from twisted.protocols import portforward
 from twisted.trial.unittest import TestCase
 
+from sonosd import ctl
 from sonosd.blocking import SocoRunner
 from sonosd.config import SimulateConfig
 from sonosd.control.controller import Controller
@@ -272,6 +273,19 @@ class CtlAgainstDaemonTests(TestCase):
         outcome = await self.ctl("Attic", "play")
         self.assertEqual(outcome.status, EXIT_REFUSED)
         self.assertEqual(outcome.err, "sonosctl: unknown_speaker: no speaker 'Attic'\n")
+
+    async def test_a_command_before_its_room_is_pointed_out(self) -> None:
+        """``sonosctl play Kitchen`` reaches the daemon as room "play", command "kitchen": its
+        refusal (exit 1) says the room comes first, with the words in that order."""
+        outcome = await self.ctl("play", "Kitchen")
+        self.assertEqual(outcome.status, EXIT_REFUSED)
+        self.assertTrue(outcome.err.startswith("sonosctl: unknown_"), outcome.err)
+        self.assertTrue(
+            outcome.err.endswith(" (the room comes first: sonosctl Kitchen play)\n"), outcome.err
+        )
+        # A room and a command in the right order get no such hint.
+        outcome = await self.ctl("Attic", "play")
+        self.assertNotIn("comes first", outcome.err)
 
     async def test_speaker_error_has_upnp_code(self) -> None:
         """A speaker's refusal names the UPnP error once, and exits 5 (the speaker failed)."""
@@ -538,6 +552,14 @@ def test_command_timeout() -> None:
 def test_usage_errors() -> None:
     """Missing or malformed words exit 2 without any request."""
     assert run_ctl([]).status == EXIT_USAGE
+    # A command typed before its room: the words are read as room "volume", command
+    # "Kitchen" (no shorthand, so key=value arguments); the error says the order.
+    outcome = run_ctl(["--url", "http://127.0.0.1:9", "volume", "Kitchen", "30"])
+    assert (outcome.status, outcome.err) == (
+        EXIT_USAGE,
+        "sonosctl: expected key=value, got '30' (the room comes first: sonosctl Kitchen volume"
+        " 30)\n",
+    )
     outcome = run_ctl(["--url", "http://127.0.0.1:9", "Kitchen", "volume"])
     assert (outcome.status, outcome.err) == (
         EXIT_USAGE,
@@ -656,6 +678,18 @@ def test_usage_errors() -> None:
 def test_command_words(words: list[str], expected: tuple[str, dict[str, Any]]) -> None:
     """Command-line shorthands become the API's command and arguments."""
     assert command_request(words) == expected
+
+
+def test_every_api_command_is_a_command_word() -> None:
+    """sonosctl (standard library only) knows the daemon's command names, so that a command
+    typed where the room belongs is recognised: its list follows the controller's."""
+    from sonosd.control.commandargs import COMMANDS
+
+    for name in COMMANDS:
+        assert name in ctl._COMMAND_WORDS, name
+        assert name.replace("_", "-") in ctl._COMMAND_WORDS, name
+    assert ctl._order_hint(["Kitchen", "volume", "30"]) == ""
+    assert ctl._order_hint(["tv", "volume", "30"]) == ""
 
 
 def test_command_words_rejected() -> None:
