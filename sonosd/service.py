@@ -151,9 +151,9 @@ class SonosdService(MultiService):
         stop nothing; ``sonosd.tap`` stops the process).
     @param environ: Where systemd's variables are read (``NOTIFY_SOCKET``, ``WATCHDOG_USEC``).
     @param notifier: Sends systemd notifications (default: from ``environ``).
-    @param settle: Called once the doors are open, just before the household starts, while
-        nothing is in flight (``sonosd.tap`` passes ``memory.freeze_startup_heap``; the
-        default does nothing, as a test process must not be frozen).
+    @param settle: Called once the doors are open, just before the household starts, while no
+        request to a speaker is in flight (``twistd sonosd`` freezes its start-up heap there,
+        ``sonosd.memory``; the default does nothing, as a test process must not be frozen).
 
     @ivar ready: Fires once the doors are open and the household is started; never fails.
     """

@@ -260,7 +260,7 @@ def make_service(
     @param load: Reads the configuration file again for a reload (SIGHUP); ``None``: SIGHUP
         is left alone.
     @param settle: Called once the doors are open, before the household starts (see
-        ``SonosdService``); ``makeService`` passes ``freeze_startup_heap``.
+        ``SonosdService``); ``makeService`` freezes the start-up heap there.
     """
     from sonosd.service import SonosdService, stop_process
 
