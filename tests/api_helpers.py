@@ -20,6 +20,7 @@ from twisted.trial.unittest import TestCase
 
 from sonosd.api.site import ApiService
 from sonosd.config import ApiConfig, Token
+from sonosd.delivery.flow import SEND_BUFFER
 from sonosd.delivery.hub import Hub
 from sonosd.household.state import HouseholdState, SpeakerRef
 
@@ -55,6 +56,13 @@ def publish(hub: Hub, n: int = 1, ref: SpeakerRef = KITCHEN, pad: int = 0) -> li
         )
         ids.append(message.id)
     return ids
+
+
+def kept_send_buffer() -> int:
+    """What ``SO_SNDBUF`` reads on a streaming client's socket once sonosd set it to
+    ``SEND_BUFFER``: Linux caps the value at ``net.core.wmem_max`` and reports twice it."""
+    with open("/proc/sys/net/core/wmem_max", encoding="ascii") as limit:
+        return 2 * min(SEND_BUFFER, int(limit.read()))
 
 
 async def flood(hub: Hub, until: Callable[[], bool], most: int = 3000) -> list[int]:

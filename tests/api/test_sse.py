@@ -20,6 +20,7 @@ from tests.api_helpers import (
     connect_raw,
     flood,
     household,
+    kept_send_buffer,
     publish,
     sse_request,
     start_api,
@@ -81,7 +82,8 @@ class EventStreamTests(TestCase):
         self.assertEqual({e["event"] for e in events}, {"event"})
 
     async def test_messages_are_not_held_back_by_nagle(self) -> None:
-        """The stream's TCP connection has Nagle's algorithm off (TCP_NODELAY)."""
+        """The stream's TCP connection has Nagle's algorithm off (TCP_NODELAY) and a 256 KiB
+        kernel send buffer."""
         service, host, port = await start_api(self, self.hub, self.state)
         await self.open(host, port)
         channel = service.events.channel
@@ -89,6 +91,8 @@ class EventStreamTests(TestCase):
         (peer,) = channel.clients
         sock = peer._request.channel.transport.getHandle()
         self.assertEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 1)
+        # docs/api.md: its kernel send buffer is kept at 256 KiB.
+        self.assertEqual(sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF), kept_send_buffer())
 
     async def test_reverse_proxy_and_reconnect_headers(self) -> None:
         """The stream tells caches not to keep it (``Cache-Control: no-cache``), nginx not to
@@ -287,6 +291,31 @@ class EventStreamTests(TestCase):
         # Disconnected when more than client_buffer (4) waited, one message a turn: those 5
         # are sonosd_api_dropped_frames_total's.
         self.assertEqual(service.metrics.dropped.labels("sse")._value.get(), 5)
+
+    async def test_a_client_closed_as_too_slow_resumes_without_loss(self) -> None:
+        """docs/api.md, slow clients: a client closed as too slow reconnects with the
+        Last-Event-ID it read last and gets every message it missed from the ring, then live
+        ones, with no gap and no duplicate."""
+        hub = Hub(reactor, replay=5000)
+        hub.set_snapshot_provider(self.state.snapshot)
+        service, host, port = await start_api(self, hub, self.state, client_buffer=4)
+        slow = await self.open(host, port)
+        await wait(lambda: len(slow.events()) == 2, "the snapshot")
+        slow.transport.pauseProducing()  # type: ignore[union-attr]
+        channel = service.events.channel
+        sent = await flood(hub, lambda: not channel.clients)
+        slow.transport.resumeProducing()  # type: ignore[union-attr]
+        await slow.closed
+        self.assertTrue(slow.body.endswith(b": disconnected: too slow\n\n"))
+        got = [m["id"] for m in slow.messages()[1:]]
+        self.assertEqual(got, sent[: len(got)])
+        self.assertLess(len(got), len(sent))
+        last_event_id = [e["id"] for e in slow.events() if "id" in e][-1]
+        again = await self.open(host, port, **{"Last-Event-ID": last_event_id})
+        later = publish(hub, 1)
+        missed = sent[len(got) :] + later
+        await wait(lambda: len(again.messages()) == len(missed), "the missed messages")
+        self.assertEqual([m["id"] for m in again.messages()], missed)
 
     async def test_slow_client_that_keeps_not_reading_is_aborted(self) -> None:
         """A client closed as too slow that never reads its last words is aborted after the

@@ -24,6 +24,7 @@ from tests.api_helpers import (
     connect_ws,
     flood,
     household,
+    kept_send_buffer,
     publish,
     start_api,
     wait,
@@ -95,13 +96,16 @@ class WebSocketTests(TestCase):
         self.assertEqual([m["id"] for m in client.events()], ids)
 
     async def test_messages_are_not_held_back_by_nagle(self) -> None:
-        """A WebSocket connection has Nagle's algorithm off (TCP_NODELAY)."""
+        """A WebSocket connection has Nagle's algorithm off (TCP_NODELAY) and a 256 KiB kernel
+        send buffer."""
         service, host, port = await start_api(self, self.hub, self.state)
         client = await connect_ws(self, host, port)
         await wait(lambda: len(client.messages) == 1, "snapshot")
         (peer,) = service.websocket.channel.clients
         sock = peer.transport.getHandle()
         self.assertEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 1)
+        # docs/api.md: its kernel send buffer is kept at 256 KiB.
+        self.assertEqual(sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF), kept_send_buffer())
 
     async def test_resume_without_loss_or_duplicate(self) -> None:
         """A reconnect with last_id and run (separately or as run:id) gets exactly the messages
@@ -316,6 +320,49 @@ class WebSocketTests(TestCase):
         self.assertEqual(service.metrics.slow.labels("websocket")._value.get(), 1)
         # The 5 that waited when it went over client_buffer (one message a turn).
         self.assertEqual(service.metrics.dropped.labels("websocket")._value.get(), 5)
+
+    async def test_a_client_closed_as_too_slow_resumes_without_loss(self) -> None:
+        """docs/api.md, slow clients: a client closed with 1008 reconnects with the last id
+        it read and gets every message it missed from the ring, then live ones, with no gap
+        and no duplicate."""
+        hub = Hub(reactor, replay=5000)
+        hub.set_snapshot_provider(self.state.snapshot)
+        service, host, port = await start_api(self, hub, self.state, client_buffer=4)
+        slow = await connect_ws(self, host, port)
+        slow.transport.pauseProducing()  # type: ignore[union-attr]
+        channel = service.websocket.channel
+        sent = await flood(hub, lambda: not channel.clients)
+        slow.transport.resumeProducing()  # type: ignore[union-attr]
+        code, _ = await slow.closed
+        self.assertEqual(code, 1008)
+        got = [m["id"] for m in slow.events()]
+        self.assertEqual(got, sent[: len(got)])
+        self.assertLess(len(got), len(sent))
+        cursor = f"{hub.run}:{got[-1] if got else 0}"
+        again = await connect_ws(self, host, port, f"last_id={cursor}")
+        later = publish(hub, 1)
+        missed = sent[len(got) :] + later
+        await wait(lambda: len(again.messages) == len(missed), "the missed messages")
+        self.assertEqual([m["id"] for m in again.messages], missed)
+
+    async def test_a_reply_follows_the_messages_waiting_before_it(self) -> None:
+        """docs/api.md: replies to operations come in order with the messages; a reply to a
+        client that stopped reading waits behind the messages already queued for it."""
+        service, host, port = await start_api(self, self.hub, self.state)
+        client = await connect_ws(self, host, port)
+        (peer,) = service.websocket.channel.clients
+        client.transport.pauseProducing()  # type: ignore[union-attr]
+        queue: Any = peer.queue  # type: ignore[attr-defined]
+        sent = await flood(self.hub, lambda: len(queue) >= 2, most=200)
+        self.assertGreaterEqual(len(queue), 2)
+        client.send({"op": "filter", "id": "f", "rooms": ["Kitchen"]})
+        await wait(lambda: peer.filter.to_json() == {"rooms": ["kitchen"]}, "the filter read")  # type: ignore[attr-defined]
+        later = publish(self.hub, 1, OFFICE) + publish(self.hub, 1, KITCHEN)
+        client.transport.resumeProducing()  # type: ignore[union-attr]
+        await wait(lambda: len(client.messages) == len(sent) + 3, "every message and the reply")
+        after = [(m["type"], m["id"]) for m in client.messages[1:]]
+        expected = [("event", i) for i in sent] + [("filter", "f"), ("event", later[1])]
+        self.assertEqual(after, expected)
 
     async def test_slow_client_that_keeps_not_reading_is_aborted(self) -> None:
         """A client closed as too slow that never reads its close frame is aborted once

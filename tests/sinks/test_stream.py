@@ -18,7 +18,15 @@ from twisted.trial.unittest import TestCase
 from sonosd.delivery.hub import Hub
 from sonosd.delivery.metrics import ApiMetrics
 from sonosd.sinks.stream import StreamService
-from tests.api_helpers import KITCHEN, OFFICE, flood, household, publish, wait
+from tests.api_helpers import (
+    KITCHEN,
+    OFFICE,
+    flood,
+    household,
+    kept_send_buffer,
+    publish,
+    wait,
+)
 
 
 class LineClient(Protocol):
@@ -80,13 +88,17 @@ class StreamTests(TestCase):
         return client
 
     async def test_snapshot_then_messages(self) -> None:
-        """A client gets a snapshot line, then every message as one line, in order."""
+        """A client gets a snapshot line, then every message as one line, in order; its
+        socket's kernel send buffer is kept at 256 KiB (docs/api.md)."""
         publish(self.hub, 2)
-        await self.start()
+        service = await self.start()
         client = await self.connect()
         self.assertEqual(client.lines()[0]["type"], "snapshot")
         self.assertEqual(client.lines()[0]["last_id"], 2)
         self.assertEqual(os.stat(self.path).st_mode & 0o777, 0o600)
+        (peer,) = service.factory.channel.clients
+        sock = peer.transport.getHandle()  # type: ignore[attr-defined]
+        self.assertEqual(sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF), kept_send_buffer())
         ids = publish(self.hub, 3)
         await wait(lambda: len(client.events()) == 3, "three events")
         self.assertEqual([m["id"] for m in client.events()], ids)
@@ -116,6 +128,8 @@ class StreamTests(TestCase):
         (peer,) = service.factory.channel.clients
         sock = peer.transport.getHandle()
         self.assertEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 1)
+        # docs/api.md: its kernel send buffer is kept at 256 KiB.
+        self.assertEqual(sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF), kept_send_buffer())
 
     async def test_filter_line(self) -> None:
         """A filter operation line is acknowledged and applies to later messages."""
