@@ -228,6 +228,24 @@ class EventStreamTests(TestCase):
         await wait(lambda: len(client.messages()) == 3, "snapshot and two office events")
         self.assertEqual([m["id"] for m in client.messages()[1:]], office + marker)
 
+    async def test_the_filter_passes_reset_and_snapshot(self) -> None:
+        """docs/api.md, Filters: the snapshot and a reset are never filtered: a filter that
+        only speaker.online passes still gets both first, then only what it accepts."""
+        _, host, port = await start_api(self, self.hub, self.state)
+        publish(self.hub, 5)
+        path = f"/api/v1/events?types=speaker.online&last_id={self.hub.run}:999"
+        client = await self.open(host, port, path)
+        await wait(lambda: len(client.messages()) == 2, "reset and snapshot")
+        publish(self.hub, 2)
+        self.hub.publish("topology.changed", {})
+        marker = self.hub.publish("speaker.online", {"reason": "x"}, speaker=KITCHEN.to_json())
+        await wait(lambda: len(client.messages()) == 3, "the one message it accepts")
+        self.assertEqual(
+            [e.get("event") for e in client.events()[1:]], ["reset", "snapshot", "speaker.online"]
+        )
+        self.assertEqual(client.messages()[1]["last_id"], 5)
+        self.assertEqual(client.messages()[2]["id"], marker.id)
+
     async def test_unknown_query_key_is_refused(self) -> None:
         """An unknown parameter is a 400 bad_filter naming it, as on the WebSocket; last_id
         and access_token are not filter keys but are known."""

@@ -129,16 +129,25 @@ class WebSocketTests(TestCase):
             self.assertNotIn("snapshot", [m["type"] for m in client.messages])
 
     async def test_resume_too_old_resets(self) -> None:
-        """A last_id older than the ring (or from the future) gets reset, then a snapshot."""
+        """A last_id older than the ring (or from the future) gets reset, then a snapshot;
+        so does one the ring holds that comes without its run or with another run's
+        (docs/api.md, Resuming without loss, 3)."""
         _, host, port = await start_api(self, self.hub, self.state)
         publish(self.hub, 60)
-        for last_id in (3, 999):
-            query = f"last_id={last_id}&run={self.hub.run}"
+        run = self.hub.run
+        for query, said in (
+            (f"last_id=3&run={run}", "not in the replay buffer"),
+            (f"last_id=999&run={run}", "not in the replay buffer"),
+            ("last_id=55", "came without the run"),
+            ("last_id=0123456789ab:55", "from another run"),
+            ("last_id=55&run=0123456789ab", "from another run"),
+        ):
             client = await connect_ws(self, host, port, query)
             await wait(lambda c=client: len(c.messages) == 2, "reset and snapshot")
-            self.assertEqual([m["type"] for m in client.messages], ["reset", "snapshot"])
-            self.assertIn(str(last_id), client.messages[0]["reason"])
-            self.assertEqual(client.messages[1]["last_id"], 60)
+            self.assertEqual([m["type"] for m in client.messages], ["reset", "snapshot"], query)
+            self.assertEqual(set(client.messages[0]), {"type", "reason"})
+            self.assertIn(said, client.messages[0]["reason"], query)
+            self.assertEqual((client.messages[1]["run"], client.messages[1]["last_id"]), (run, 60))
 
     async def test_the_filter_passes_snapshot_reset_and_replies(self) -> None:
         """A filter that no message passes still lets through the reset, the snapshot, and

@@ -212,6 +212,40 @@ class StreamTests(TestCase):
             self.assertEqual([m["type"] for m in other.lines()], ["snapshot", "reset", "snapshot"])
             self.assertEqual(other.lines()[2]["last_id"], self.hub.last_id)
 
+    async def test_a_filter_passes_snapshot_reset_and_replies(self) -> None:
+        """docs/api.md, Filters: a filter no message passes still lets through the reset, the
+        fresh snapshot and the filter, resumed and error replies; a filter operation with an
+        unknown key is a bad_filter error naming it and leaves the filter in force."""
+        await self.start()
+        publish(self.hub, 3)
+        client = await self.connect()
+        client.send({"op": "filter", "id": 1, "types": ["nothing"]})
+        await wait(lambda: len(client.lines()) == 2, "the acknowledgement")
+        client.send({"op": "resume", "id": 2, "run": "0123456789ab", "last_id": 2})
+        client.send({"op": "filter", "id": 3, "colour": ["red"]})
+        client.send({"op": "resume", "id": 4, "run": self.hub.run, "last_id": 1})
+        await wait(lambda: len(client.lines()) == 6, "reset, snapshot, error and resumed")
+        publish(self.hub, 2)
+        client.send({"op": "dance", "id": 5})
+        await wait(lambda: len(client.lines()) == 7, "the last error")
+        lines = client.lines()
+        self.assertEqual(
+            [(line["type"], line.get("id")) for line in lines[1:]],
+            [
+                ("filter", 1),
+                ("reset", None),
+                ("snapshot", None),
+                ("error", 3),
+                ("resumed", 4),
+                ("error", 5),
+            ],
+        )
+        self.assertEqual(lines[1]["filter"], {"types": ["nothing"]})
+        self.assertEqual(lines[3]["last_id"], 3)
+        self.assertEqual(lines[4]["error"]["code"], "bad_filter")
+        self.assertIn("colour", lines[4]["error"]["message"])
+        self.assertEqual(client.events(), [])
+
     async def test_resume_with_odd_digits_is_an_error_line(self) -> None:
         """A resume whose last_id is a superscript or Arabic-Indic digit (digits to
         str.isdigit, not to int) gets a bad_request line; the stream goes on."""
