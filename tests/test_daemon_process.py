@@ -1754,6 +1754,39 @@ def stream_lines(path: Path, operation: dict[str, Any], count: int) -> list[dict
         return [json.loads(reader.readline()) for _ in range(count)]
 
 
+def stream_answers(path: Path) -> list[dict[str, Any]] | None:
+    """The local stream's snapshot and its answer to a filter operation, or ``None`` while
+    nothing listens on ``path``."""
+    try:
+        return stream_lines(path, {"op": "filter", "id": 1}, 2)
+    except OSError:
+        return None
+
+
+def test_a_stream_socket_left_by_a_crash_is_cleared_with_lockfile(
+    processes: Processes, loopback_base: str, tmp_path: Path
+) -> None:
+    """docs/api.md, The local stream: with ``lockfile=1`` a daemon that crashed (SIGKILL:
+    nothing removed its socket file) does not stop the next one from listening there."""
+    socket_path = tmp_path / "stream.sock"
+    document = json.loads(daemon_yaml(loopback_base, speakers=1))
+    document["sinks"] = {"stream": f"unix:{socket_path}:mode=660:lockfile=1"}
+    config = tmp_path / "sonosd.yaml"
+    config.write_text(json.dumps(document))
+    first = processes.start("daemon-1", "sonosd", "-c", str(config))
+    before = wait_for(lambda: stream_answers(socket_path), "the first run's stream")
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=WAIT)
+    assert socket_path.exists()
+    assert stream_answers(socket_path) is None
+    second = processes.start("daemon-2", "sonosd", "-c", str(config))
+    after = wait_for(lambda: stream_answers(socket_path), "the second run's stream")
+    assert [line["type"] for line in after] == ["snapshot", "filter"]
+    assert after[0]["run"] != before[0]["run"]
+    assert socket_path.stat().st_mode & 0o777 == 0o660
+    assert second.poll() is None, processes.output(second)
+
+
 def test_resuming_across_a_restart_resets(
     processes: Processes, loopback_base: str, tmp_path: Path
 ) -> None:
