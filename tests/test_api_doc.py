@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from twisted.internet import abstract
 
 from sonosd import config
 from sonosd.api import commands, sse, ws
@@ -30,6 +31,8 @@ CASES: list[tuple[str, object, object]] = [
     ("every `api.heartbeat` seconds (default 15)", API.heartbeat, 15.0),
     ("`api.client_buffer` messages (default 1,000)", API.client_buffer, 1000),
     ("is kept at 256 KiB", flow.SEND_BUFFER, 256 * 1024),
+    # Twisted's, not sonosd's: a transport pauses its producer above it.
+    ("the transport's own buffer (64 KiB)", abstract.FileDescriptor.bufferSize, 64 * 1024),
     ("`1001` server shutting down", ws.CLOSE_GOING_AWAY, 1001),
     ("`1008` too slow", ws.CLOSE_TOO_SLOW, 1008),
 ]

@@ -350,6 +350,27 @@ class DaemonTests(TestCase):
         self.assertTrue(any(is_volume_event(m, room.uid, missed) for m in second.messages))
         self.assertFalse(set(ids) & set(message_ids(first.messages)))
 
+    async def test_the_configured_replay_buffer_bounds_what_a_client_may_resume(self) -> None:
+        """docs/api.md, Resuming without loss: the daemon keeps the last ``api.replay_buffer``
+        messages: a WebSocket client resuming from an id among them gets every later one, one
+        resuming from an id pushed out of them gets a reset and a fresh snapshot."""
+        daemon = await self.daemon(api={"replay_buffer": 20})
+        await until(daemon.settled, "the initial event of every service of every speaker")
+        room, hub = daemon.speakers[0], daemon.service.hub
+        while hub.last_id < 45:
+            before = hub.last_id
+            room.set_volume(new_volume(room))
+            await until(lambda b=before: hub.last_id > b, "the volume change")
+        run, last = hub.run, hub.last_id
+        gone = await connect_ws(self, daemon.host, daemon.port, f"last_id={last - 21}&run={run}")
+        kept = await connect_ws(self, daemon.host, daemon.port, f"last_id={last - 10}&run={run}")
+        await until(lambda: len(gone.messages) >= 2, "the reset and the snapshot")
+        self.assertEqual([m["type"] for m in gone.messages[:2]], ["reset", "snapshot"])
+        self.assertIn("not in the replay buffer", gone.messages[0]["reason"])
+        await until(lambda: len(message_ids(kept.messages)) >= 10, "the kept messages")
+        self.assertEqual(message_ids(kept.messages)[:10], list(range(last - 9, last + 1)))
+        self.assertNotIn("snapshot", [m["type"] for m in kept.messages])
+
     async def test_python_callback(self) -> None:
         """A callback named in sinks.callbacks gets each message's JSON and its SoCo Event."""
         del CALLBACK_CALLS[:]
