@@ -22,6 +22,7 @@ import soco.events_base
 import soco.services
 import treq
 from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import TestCase
 from twisted.web.http_headers import Headers
@@ -370,6 +371,61 @@ class DaemonTests(TestCase):
         await until(lambda: len(message_ids(kept.messages)) >= 10, "the kept messages")
         self.assertEqual(message_ids(kept.messages)[:10], list(range(last - 9, last + 1)))
         self.assertNotIn("snapshot", [m["type"] for m in kept.messages])
+
+    async def test_the_configured_client_buffer_bounds_every_streaming_client(self) -> None:
+        """docs/api.md, Backpressure: every streaming client (WebSocket, SSE, the stream) has
+        a queue of ``api.client_buffer`` messages: one that stops reading is disconnected once
+        more than that many wait (the WebSocket and the stream say how many; SSE's dropped
+        frames count them, one message a turn)."""
+        from twisted.internet import reactor
+        from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
+
+        from tests.sinks.test_stream import LineClient
+
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        path = f"{directory}/stream.sock"
+        daemon = await self.daemon(api={"client_buffer": 3}, sinks={"stream": f"unix:{path}"})
+        await until(daemon.settled, "the initial event of every service of every speaker")
+        service = daemon.service
+        assert service.stream is not None
+        channels = (
+            service.api.websocket.channel,
+            service.api.events.channel,
+            service.stream.factory.channel,
+        )
+        ws = await connect_ws(self, daemon.host, daemon.port)
+        sse = await self.sse(daemon)
+        line = LineClient()
+        await connectProtocol(UNIXClientEndpoint(reactor, path), line)
+        self.addCleanup(lambda: None if line.closed.called else line.transport.abortConnection())
+        await until(lambda: all(len(c.clients) == 1 for c in channels), "the three clients")
+        clients = (ws, sse, line)
+        for client in clients:
+            client.transport.pauseProducing()  # type: ignore[union-attr]
+        kitchen = daemon.speakers[0]
+        speaker = {"uid": kitchen.uid, "name": kitchen.name, "host": kitchen.address}
+        for _ in range(3000):
+            if not any(c.clients for c in channels):
+                break
+            service.hub.publish(
+                "event",
+                {"seq": None, "source": "resync", "variables": {"pad": "x" * 65536}},
+                speaker=speaker,
+                service="RenderingControl",
+            )
+            await deferLater(reactor, 0)
+        for client in clients:
+            client.transport.resumeProducing()  # type: ignore[union-attr]
+        self.assertEqual(await ws.closed, (1008, "too slow: more than 3 messages behind"))
+        await line.closed
+        self.assertEqual(
+            line.lines()[-1],
+            {"type": "disconnected", "reason": "too slow: more than 3 messages behind"},
+        )
+        await sse.closed
+        self.assertTrue(sse.body.endswith(b": disconnected: too slow\n\n"))
+        self.assertEqual(service.api.metrics.dropped.labels("sse")._value.get(), 4)
 
     async def test_python_callback(self) -> None:
         """A callback named in sinks.callbacks gets each message's JSON and its SoCo Event."""
