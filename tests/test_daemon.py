@@ -427,6 +427,21 @@ class DaemonTests(TestCase):
         self.assertTrue(sse.body.endswith(b": disconnected: too slow\n\n"))
         self.assertEqual(service.api.metrics.dropped.labels("sse")._value.get(), 4)
 
+    async def test_the_configured_heartbeat_keeps_idle_streams_alive(self) -> None:
+        """docs/api.md: every ``api.heartbeat`` seconds the server pings a WebSocket client and
+        sends an idle SSE stream a keepalive comment (here 1 s, the shortest ping interval)."""
+        daemon = await self.daemon(api={"heartbeat": 1})
+        await until(daemon.settled, "the initial event of every service of every speaker")
+        ws = await connect_ws(self, daemon.host, daemon.port)
+        sse = await self.sse(daemon)
+
+        def kept_alive() -> bool:
+            comments = [c for e in sse.events() for c in e.get("comments", [])]
+            return ws.pings >= 1 and "keepalive" in comments
+
+        await until(kept_alive, "a ping and a keepalive comment")
+        self.assertEqual(len(daemon.service.api.websocket.channel.clients), 1)
+
     async def test_python_callback(self) -> None:
         """A callback named in sinks.callbacks gets each message's JSON and its SoCo Event."""
         del CALLBACK_CALLS[:]

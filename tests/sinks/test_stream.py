@@ -318,6 +318,34 @@ class StreamTests(TestCase):
         self.assertEqual(self.metrics.slow.labels("stream")._value.get(), 1)
         self.assertEqual(self.metrics.dropped.labels("stream")._value.get(), 5)
 
+    async def test_a_reader_closed_as_too_slow_resumes_without_loss(self) -> None:
+        """docs/api.md, slow clients: a stream client closed as too slow connects again, sends
+        a resume with the last id it read and gets every message it missed from the ring,
+        then live ones, with no gap and no duplicate."""
+        self.hub = Hub(reactor, replay=5000)
+        self.hub.set_snapshot_provider(self.state.snapshot)
+        service = await self.start(limit=4)
+        slow = await self.connect()
+        slow.transport.pauseProducing()  # type: ignore[union-attr]
+        channel = service.factory.channel
+        sent = await flood(self.hub, lambda: not channel.clients)
+        slow.transport.resumeProducing()  # type: ignore[union-attr]
+        await slow.closed
+        self.assertEqual(slow.lines()[-1]["type"], "disconnected")
+        got = [m["id"] for m in slow.events()]
+        self.assertEqual(got, sent[: len(got)])
+        self.assertLess(len(got), len(sent))
+        again = await self.connect()
+        again.send({"op": "resume", "id": 1, "last_id": f"{self.hub.run}:{got[-1] if got else 0}"})
+        await wait(lambda: any(m["type"] == "resumed" for m in again.lines()), "resumed")
+        later = publish(self.hub, 1)
+        missed = sent[len(got) :] + later
+        lines = again.lines()
+        answer = next(i for i, m in enumerate(lines) if m["type"] == "resumed")
+        count = answer + 1 + len(missed)
+        await wait(lambda: len(again.lines()) == count, "the missed messages")
+        self.assertEqual([m["id"] for m in again.lines()[answer + 1 :]], missed)
+
     async def test_slow_reader_that_keeps_not_reading_is_aborted(self) -> None:
         """A client closed as too slow that never reads its last line is aborted after the
         grace period, its connection gone on the server while it still reads nothing."""
