@@ -6,9 +6,8 @@ the hub serialised (``message.raw``, one line). A first connection gets a ``snap
 first (its ``id:`` is the last message id it includes, so the browser's automatic reconnect
 resumes from it); a reconnection with ``Last-Event-ID`` (or ``?last_id=``) gets the missed
 messages from the hub's ring, or a ``reset`` event and a fresh snapshot when they are gone.
-A comment line is sent every ``heartbeat`` seconds while nothing else was (an idle stream), to
-keep proxies and NATs from closing the connection. A client that stops reading is sent
-``: disconnected: too slow`` and closed.
+A comment line is sent every ``heartbeat`` seconds to keep proxies and NATs from closing the
+idle connection. A client that stops reading is sent ``: disconnected: too slow`` and closed.
 
 A message's block is built once and shared by every client; the blocks of one reactor turn go
 to a client in one HTTP chunk instead of one each, and once the response has started, HTTP/1.x
@@ -115,8 +114,6 @@ class SseClient(QueuedClient):
         self.queue: ClientQueue[bytes] = ClientQueue(
             limit, self._write, self._too_slow, self._write_many
         )
-        #: ``queue.sent`` at the last heartbeat: more since means the stream was not idle.
-        self._sent_at_beat = 0
 
     def _write(self, data: bytes) -> None:
         request = self._request
@@ -136,14 +133,10 @@ class SseClient(QueuedClient):
         self._write(b"".join(frames))
 
     def heartbeat(self) -> None:
-        """Send a keepalive comment if the stream was idle since the last beat (nothing
-        written: a stream that carries messages needs none), unless the client is behind."""
-        queue = self.queue
-        idle = queue.sent == self._sent_at_beat
-        if idle and not queue.paused and not len(queue) and not self.closed:
+        """Send a keepalive comment, unless the client is behind anyway."""
+        if not self.queue.paused and not len(self.queue) and not self.closed:
             self._channel.flush()
-            queue.offer(HEARTBEAT)
-        self._sent_at_beat = queue.sent
+            self.queue.offer(HEARTBEAT)
 
     def lost(self, reason: Failure | None = None) -> None:
         """The client went away."""
