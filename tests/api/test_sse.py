@@ -276,6 +276,35 @@ class EventStreamTests(TestCase):
         await wait(lambda: any("comments" in e for e in client.events()), "a keepalive")
         self.assertIn("keepalive", [c for e in client.events() for c in e.get("comments", [])])
 
+    async def test_a_keepalive_at_every_beat_unless_behind(self) -> None:
+        """docs/api.md: a keepalive comment goes out at every heartbeat, between messages too
+        (an idle stream is never silent longer: the dashboard counts on it), and none while
+        the client is behind. (The heartbeat's timer is off: the test beats by hand.)"""
+        service, host, port = await start_api(self, self.hub, self.state, heartbeat=0)
+        client = await self.open(host, port)
+        await wait(lambda: len(client.events()) == 2, "the snapshot")
+        (peer,) = service.events.channel.clients
+        shape: list[str] = []
+
+        async def publish_one() -> None:
+            (sent,) = publish(self.hub, 1)
+            shape.append(f"{self.hub.run}:{sent}")
+            await wait(lambda: client.events()[-1].get("id") == shape[-1], "the message")
+
+        peer.heartbeat()  # type: ignore[attr-defined]
+        shape.append("keepalive")
+        await publish_one()
+        peer.heartbeat()  # type: ignore[attr-defined]
+        peer.heartbeat()  # type: ignore[attr-defined]
+        shape += ["keepalive", "keepalive"]
+        await publish_one()
+        peer.queue.pauseProducing()  # type: ignore[attr-defined]  # as when the client lags
+        peer.heartbeat()  # type: ignore[attr-defined]
+        peer.queue.resumeProducing()  # type: ignore[attr-defined]
+        await publish_one()
+        got = [e["comments"][0] if "comments" in e else e["id"] for e in client.events()[2:]]
+        self.assertEqual(got, shape)
+
     async def test_auth(self) -> None:
         """No token or a wrong one is a 401 with nothing leaked; the right one streams."""
         _, host, port = await start_api(self, self.hub, self.state, tokens=(READER,))
