@@ -128,6 +128,41 @@ class WebSocketTests(TestCase):
             self.assertEqual([m["id"] for m in client.messages], missed + later)
             self.assertNotIn("snapshot", [m["type"] for m in client.messages])
 
+    async def test_joining_while_messages_flow_loses_and_repeats_nothing(self) -> None:
+        """docs/api.md: the snapshot (or the replay) is taken in the reactor turn the client
+        starts receiving in: clients that join or resume while a message is published every
+        turn get, after the snapshot's last_id (or their own), every later id exactly once."""
+        hub = Hub(reactor, replay=100_000)
+        hub.set_snapshot_provider(self.state.snapshot)
+        _, host, port = await start_api(self, hub, self.state)
+        pumping = [True]
+
+        def pump() -> None:
+            if pumping[0]:
+                publish(hub, 1)
+                reactor.callLater(0, pump)
+
+        pump()
+        self.addCleanup(pumping.__setitem__, 0, False)
+        joined, resumed = [], []
+        for _ in range(3):
+            joined.append(await connect_ws(self, host, port))
+            cursor = hub.last_id
+            resumed.append(
+                (cursor, await connect_ws(self, host, port, f"last_id={hub.run}:{cursor}"))
+            )
+        pumping[0] = False
+        last = hub.last_id
+        for client in joined:
+            await wait(lambda c=client: c.messages and c.messages[-1].get("id") == last, "all")
+            snapshot, *rest = client.messages
+            self.assertEqual(snapshot["type"], "snapshot")
+            after = [m["id"] for m in rest]
+            self.assertEqual(after, list(range(snapshot["last_id"] + 1, last + 1)))
+        for cursor, client in resumed:
+            await wait(lambda c=client: c.messages and c.messages[-1].get("id") == last, "all")
+            self.assertEqual([m["id"] for m in client.messages], list(range(cursor + 1, last + 1)))
+
     async def test_resume_too_old_resets(self) -> None:
         """A last_id older than the ring (or from the future) gets reset, then a snapshot;
         so does one the ring holds that comes without its run or with another run's
