@@ -77,6 +77,24 @@ async def flood(hub: Hub, until: Callable[[], bool], most: int = 3000) -> list[i
     return sent
 
 
+def pump(case: TestCase, hub: Hub) -> Callable[[], None]:
+    """Publish one message every reactor turn until the returned function is called (or the
+    test ends)."""
+    running = [True]
+
+    def publish_one() -> None:
+        if running[0]:
+            publish(hub, 1)
+            reactor.callLater(0, publish_one)
+
+    def stop() -> None:
+        running[0] = False
+
+    publish_one()
+    case.addCleanup(stop)
+    return stop
+
+
 def wait(
     until: Callable[[], bool], what: str = "condition", deadline: float = WAIT
 ) -> Deferred[None]:

@@ -22,6 +22,7 @@ from tests.api_helpers import (
     household,
     kept_send_buffer,
     publish,
+    pump,
     sse_request,
     start_api,
     wait,
@@ -171,6 +172,40 @@ class EventStreamTests(TestCase):
         await wait(lambda: len(client.messages()) == 3, "the live message")
         self.assertEqual([m["id"] for m in client.messages()], missed + later)
         self.assertNotIn("snapshot", [e.get("event") for e in client.events()])
+
+    async def test_joining_while_messages_flow_loses_and_repeats_nothing(self) -> None:
+        """docs/api.md: the snapshot (or the replay) is taken in the reactor turn the client
+        starts receiving in: streams opened fresh or with Last-Event-ID while a message is
+        published every turn get, after the snapshot's last_id (or theirs), every id once."""
+        hub = Hub(reactor, replay=100_000)
+        hub.set_snapshot_provider(self.state.snapshot)
+        _, host, port = await start_api(self, hub, self.state)
+        stop = pump(self, hub)
+
+        def ids(client: SseClient) -> list[int]:
+            return [m["id"] for m in client.messages() if m.get("type") != "snapshot"]
+
+        joined, resumed = [], []
+        for _ in range(3):
+            fresh = await self.open(host, port)
+            await wait(lambda c=fresh: len(ids(c)) >= 2, "the snapshot and live messages")
+            joined.append(fresh)
+            cursor = hub.last_id
+            again = await self.open(host, port, **{"Last-Event-ID": f"{hub.run}:{cursor}"})
+            await wait(lambda c=again: len(ids(c)) >= 2, "messages after the cursor")
+            resumed.append((cursor, again))
+        stop()
+        last = hub.last_id
+        for client in joined:
+            await wait(lambda c=client: ids(c)[-1] == last, "every message")
+            first = client.messages()[0]
+            self.assertEqual(first["type"], "snapshot")
+            self.assertEqual(ids(client), list(range(first["last_id"] + 1, last + 1)))
+        for cursor, client in resumed:
+            await wait(lambda c=client: ids(c)[-1] == last, "every message")
+            self.assertEqual(
+                [m["id"] for m in client.messages()], list(range(cursor + 1, last + 1))
+            )
 
     async def test_an_id_without_its_run_resets(self) -> None:
         """An id that comes without its run (``?last_id=N``, or ``Last-Event-ID: N``) cannot be

@@ -26,6 +26,7 @@ from tests.api_helpers import (
     household,
     kept_send_buffer,
     publish,
+    pump,
     start_api,
     wait,
 )
@@ -135,15 +136,7 @@ class WebSocketTests(TestCase):
         hub = Hub(reactor, replay=100_000)
         hub.set_snapshot_provider(self.state.snapshot)
         _, host, port = await start_api(self, hub, self.state)
-        pumping = [True]
-
-        def pump() -> None:
-            if pumping[0]:
-                publish(hub, 1)
-                reactor.callLater(0, pump)
-
-        pump()
-        self.addCleanup(pumping.__setitem__, 0, False)
+        stop = pump(self, hub)
         joined, resumed = [], []
         for _ in range(3):
             joined.append(await connect_ws(self, host, port))
@@ -151,7 +144,7 @@ class WebSocketTests(TestCase):
             resumed.append(
                 (cursor, await connect_ws(self, host, port, f"last_id={hub.run}:{cursor}"))
             )
-        pumping[0] = False
+        stop()
         last = hub.last_id
         for client in joined:
             await wait(lambda c=client: c.messages and c.messages[-1].get("id") == last, "all")
