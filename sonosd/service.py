@@ -542,9 +542,10 @@ class SonosdService(MultiService):
         """
         self.systemd.reloading()
         old = self.config
-        wanted = effective_config(new)
-        plan = plan_reload(old, wanted)
-        effective = running_config(old, wanted)
+        # The simulated household runs until a restart: its speakers stay the devices of a
+        # file that lists none, whatever its new ``simulate`` section says.
+        effective = effective_config(running_config(old, new))
+        plan = attrs.evolve(plan_reload(old, effective), restart=plan_reload(old, new).restart)
         self.config = effective
         if plan.household:
             self._reload_household(old, effective)

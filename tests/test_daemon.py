@@ -1029,6 +1029,28 @@ class DaemonTests(TestCase):
         self.assertEqual(service.reload(moved), ["state_dir"])
         self.assertEqual(service.config.state_dir, running)
 
+    async def test_a_changed_simulate_waits_for_a_restart_and_keeps_its_speakers(self) -> None:
+        """``simulate`` stays as it is until a restart (docs/configuration.md): a reload of a
+        file that lists no devices and simulates fewer speakers, or none, says ``simulate``
+        needs a restart and keeps following every simulated speaker that still runs."""
+        daemon = await self.started()
+        service = daemon.service
+        simulate = service.config.simulate
+        assert simulate is not None
+        fewer = attrs.evolve(
+            service.config, devices=(), simulate=attrs.evolve(simulate, speakers=2)
+        )
+        none = attrs.evolve(service.config, devices=(), simulate=None)
+        for changed in (fewer, none):
+            self.assertEqual(service.reload(changed), ["simulate"])
+            self.assertEqual(service.config.simulate, simulate)
+            self.assertEqual(daemon.recorder.of("speaker.removed"), [])
+            for speaker in daemon.speakers:
+                self.assertIsNotNone(service.state.by_uid(speaker.uid))
+                self.assertEqual(
+                    len(daemon.sim_subscriptions(speaker)), len(service.config.services)
+                )
+
     async def test_reload_switching_follow_household_off_drops_the_learnt_speakers(
         self,
     ) -> None:

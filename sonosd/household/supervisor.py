@@ -281,6 +281,8 @@ class SpeakerSupervisor(Service):
         self.stopping = False
         self._said: str | None = None
         self._consistency: LoopingCall | None = None
+        #: Whether the consistency check was asked for (the speaker was identified).
+        self._checks_asked = False
         self._checking: Deferred[Any] | None = None
         self.checks = 0
 
@@ -797,6 +799,7 @@ class SpeakerSupervisor(Service):
     def _start_checks(self) -> None:
         """Run the consistency check every ``check_interval`` (unless 0, or no service has
         values to compare)."""
+        self._checks_asked = True
         if self._consistency is not None or self.ctx.config.check_interval <= 0:
             return
         if not any(service in CHECKS for service in self.services):
@@ -804,6 +807,15 @@ class SpeakerSupervisor(Service):
         self._consistency = LoopingCall(self.check_consistency)
         self._consistency.clock = self.ctx.clock
         self._consistency.start(self.ctx.config.check_interval, now=False)
+
+    def checks_changed(self) -> None:
+        """``check_interval`` changed (a reload): the consistency check runs every new
+        interval from now on, or no more once it is 0."""
+        if self._consistency is not None and self._consistency.running:
+            self._consistency.stop()
+        self._consistency = None
+        if self.running and self._checks_asked:
+            self._start_checks()
 
     def check_consistency(self) -> None:
         """Compare a cheap read of the speaker (volume, mute, transport state) with the state
@@ -1248,10 +1260,16 @@ class HouseholdSupervisor(MultiService):
 
     def reconfigure(self, ctx: SupervisorContext) -> None:
         """Use ``ctx`` from now on (a reload): new timings apply to the next timer of each
-        subscription; services added are subscribed, services removed UNSUBSCRIBEd."""
+        subscription, the next position read and the consistency check (restarted at its new
+        interval); services added are subscribed, services removed UNSUBSCRIBEd."""
         old, self.ctx = self.ctx, ctx
+        if ctx.position is not None:
+            ctx.position.interval = ctx.config.position_interval
+            ctx.position.timeout = ctx.config.request_timeout
         for speaker in self._speakers:
             speaker.ctx = ctx
+            if ctx.config.check_interval != old.config.check_interval:
+                speaker.checks_changed()
             if ctx.services != old.services:
                 gone = [sup for name, sup in speaker.services.items() if name not in ctx.services]
                 self._retire(gone)

@@ -997,6 +997,37 @@ class PositionTests(TestCase):
         await deferLater(reactor, 1.5)
         self.assertEqual(len(self.positions(daemon, coordinator)), paused)
 
+    async def test_a_reload_applies_the_position_and_check_intervals(self) -> None:
+        """``subscription`` timings are applied by a reload (docs/configuration.md): started
+        with ``position_interval`` and ``check_interval`` at 0 (neither runs), a reload that
+        sets them has the playing coordinator's position read again and again, and a lost last
+        NOTIFY found by the consistency check (events.gap, resync)."""
+        daemon = await start(
+            self, households=(2,), subscription={"position_interval": 0, "check_interval": 0}
+        )
+        service = daemon.service
+        position_tracker = service.household.ctx.position
+        assert position_tracker is not None
+        position_tracker.min_spacing = 0.5
+        timings = attrs.evolve(
+            service.config.subscription, position_interval=0.5, check_interval=0.5
+        )
+        self.assertEqual(service.reload(attrs.evolve(service.config, subscription=timings)), [])
+        kitchen, other = daemon.speakers
+        kitchen.transport.play()
+        await until(lambda: self.positions(daemon, kitchen), "a first position read")
+        # Nothing moves the track now: only the interval reads it again.
+        reads = len(self.positions(daemon, kitchen))
+        await until(lambda: len(self.positions(daemon, kitchen)) >= reads + 2, "more reads")
+
+        manager: Any = other.manager
+        manager.faults.drop_next = 1
+        rendering = resynced_service(daemon, other.uid, "RenderingControl")
+        other.set_volume(50 if other.rendering.volume != 50 else 45)
+        await until(lambda: rendering.resyncs > 0, "the resync after the consistency check")
+        [gap] = daemon.recorder.of("events.gap", other.uid, "RenderingControl")
+        self.assertIn("consistency check", gap.body["reason"])
+
 
 class ReadPathTests(TestCase):
     """The daemon's own reads (position, consistency check and resync, alarms) of speakers
