@@ -1260,8 +1260,9 @@ class HouseholdSupervisor(MultiService):
 
     def reconfigure(self, ctx: SupervisorContext) -> None:
         """Use ``ctx`` from now on (a reload): new timings apply to the next timer of each
-        subscription, the next position read and the consistency check (restarted at its new
-        interval); services added are subscribed, services removed UNSUBSCRIBEd."""
+        subscription, the next position read, the consistency check and the polls under way
+        (restarted at their new intervals); services added are subscribed, services removed
+        UNSUBSCRIBEd."""
         old, self.ctx = self.ctx, ctx
         if ctx.position is not None:
             ctx.position.interval = ctx.config.position_interval
@@ -1270,6 +1271,9 @@ class HouseholdSupervisor(MultiService):
             speaker.ctx = ctx
             if ctx.config.check_interval != old.config.check_interval:
                 speaker.checks_changed()
+            if ctx.config.poll_interval != old.config.poll_interval:
+                for sup in speaker.services.values():
+                    sup.poll_interval_changed()
             if ctx.services != old.services:
                 gone = [sup for name, sup in speaker.services.items() if name not in ctx.services]
                 self._retire(gone)
