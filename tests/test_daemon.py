@@ -26,7 +26,7 @@ from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import TestCase
 from twisted.web.http_headers import Headers
 
-from sonosd.config import SimulateConfig, parse_config
+from sonosd.config import SimulateConfig, Token, parse_config
 from sonosd.delivery.hub import Message
 from sonosd.delivery.ring import BLOCK_MESSAGES
 from sonosd.service import SonosdService
@@ -1028,6 +1028,54 @@ class DaemonTests(TestCase):
         self.assertEqual(service.config.state_dir, running)
         self.assertEqual(service.reload(moved), ["state_dir"])
         self.assertEqual(service.config.state_dir, running)
+
+    async def test_reload_applies_callbacks_require_auth_and_log_messages(self) -> None:
+        """A reload applies ``sinks.callbacks`` (the callable added gets the next messages),
+        ``api.require_auth`` (a token is then asked for even on loopback) and
+        ``log.messages`` (no more message lines), at once (docs/configuration.md)."""
+        del CALLBACK_CALLS[:]
+        daemon = await self.started()
+        service = daemon.service
+        kitchen = daemon.speakers[0]
+        http = treq.client.HTTPClient(http_agent(self))
+
+        def lines(volume: int) -> list[Any]:
+            """The message lines logged for the change to ``volume``."""
+            ids = {m.id for m in daemon.volume_events(kitchen, volume)}
+            return [e for e in events if e.get("message_id") in ids]
+
+        async def snapshot(headers: dict[str, list[str]]) -> int:
+            response = await http.get(daemon.url("/api/v1/snapshot"), headers=Headers(headers))
+            await response.content()
+            return int(response.code)
+
+        with capturedLogs() as events:
+            before = new_volume(kitchen)
+            kitchen.set_volume(before)
+            await until(lambda: daemon.volume_events(kitchen, before), "the first change")
+            self.assertEqual(len(lines(before)), 1)
+            self.assertEqual(await snapshot({}), 200)
+            config = service.config
+            token = "r" * 24
+            reader = Token("reloaded", token, frozenset({"read"}))
+            api = attrs.evolve(config.api, tokens=(reader,), require_auth=True)
+            reloaded = attrs.evolve(
+                config,
+                api=api,
+                sinks=attrs.evolve(config.sinks, callbacks=(CALLBACK,)),
+                log=attrs.evolve(config.log, messages=False),
+            )
+            self.assertEqual(service.reload(reloaded), [])
+            after = new_volume(kitchen, before)
+            kitchen.set_volume(after)
+            await until(
+                lambda: [b for b, _ in callback_calls() if is_volume_event(b, kitchen.uid, after)],
+                "the change at the callback added by the reload",
+            )
+            self.assertEqual(len(daemon.volume_events(kitchen, after)), 1)
+            self.assertEqual(lines(after), [])
+        self.assertEqual(await snapshot({}), 401)
+        self.assertEqual(await snapshot({"Authorization": [f"Bearer {token}"]}), 200)
 
     async def test_a_changed_simulate_waits_for_a_restart_and_keeps_its_speakers(self) -> None:
         """``simulate`` stays as it is until a restart (docs/configuration.md): a reload of a
