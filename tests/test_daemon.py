@@ -1076,6 +1076,50 @@ class DaemonTests(TestCase):
             self.assertEqual(lines(after), [])
         self.assertEqual(await snapshot({}), 401)
         self.assertEqual(await snapshot({"Authorization": [f"Bearer {token}"]}), 200)
+        # The diagnostics' config is the one the daemon runs after the reload (docs/api.md).
+        response = await http.get(
+            daemon.url("/api/v1/diagnostics"),
+            headers=Headers({"Authorization": [f"Bearer {token}"]}),
+        )
+        running = (await response.json())["config"]
+        self.assertEqual(running["sinks"]["callbacks"], [CALLBACK])
+        self.assertIs(running["log"]["messages"], False)
+        self.assertIs(running["api"]["require_auth"], True)
+
+    async def test_a_sink_rebuilt_by_a_reload_starts_its_counters_again(self) -> None:
+        """docs/api.md: "A sink rebuilt by a reload starts its counters again": the callback
+        kept through a reload that adds another has its delivered count start from 0, then
+        count the messages it gets from the new sink."""
+        module = types.ModuleType("sonosd_test_reload_callback")
+        module.ignore = lambda body, event: None  # type: ignore[attr-defined]
+        sys.modules[module.__name__] = module
+        self.addCleanup(sys.modules.pop, module.__name__)
+        del CALLBACK_CALLS[:]
+        daemon = await self.started(callbacks=(CALLBACK,))
+        service = daemon.service
+        kitchen = daemon.speakers[0]
+        pattern = re.compile(
+            r'^sonosd_callback_calls_total\{callback="(?P<name>[^"]+)",result="delivered"\} '
+            r"(?P<value>\S+)$",
+            re.M,
+        )
+
+        def delivered() -> dict[str, float]:
+            text = service.api.metrics.render().decode()
+            return {m["name"]: float(m["value"]) for m in pattern.finditer(text)}
+
+        await until(lambda: delivered().get(CALLBACK, 0) > 0, "deliveries counted")
+        added = f"{module.__name__}:ignore"
+        sinks = attrs.evolve(service.config.sinks, callbacks=(CALLBACK, added))
+        self.assertEqual(service.reload(attrs.evolve(service.config, sinks=sinks)), [])
+        self.assertEqual(delivered(), {CALLBACK: 0.0, added: 0.0})
+        volume = new_volume(kitchen)
+        kitchen.set_volume(volume)
+        await until(
+            lambda: [b for b, _ in callback_calls() if is_volume_event(b, kitchen.uid, volume)],
+            "the change at the callback",
+        )
+        await until(lambda: delivered().get(CALLBACK, 0) >= 1, "the new sink's count")
 
     async def test_a_changed_simulate_waits_for_a_restart_and_keeps_its_speakers(self) -> None:
         """``simulate`` stays as it is until a restart (docs/configuration.md): a reload of a
@@ -1092,6 +1136,7 @@ class DaemonTests(TestCase):
         for changed in (fewer, none):
             self.assertEqual(service.reload(changed), ["simulate"])
             self.assertEqual(service.config.simulate, simulate)
+            self.assertEqual(service.diagnostics()["config"]["simulate"]["speakers"], 3)
             self.assertEqual(daemon.recorder.of("speaker.removed"), [])
             for speaker in daemon.speakers:
                 self.assertIsNotNone(service.state.by_uid(speaker.uid))
