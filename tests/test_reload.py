@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import attrs
 
 from sonosd.config import parse_config
@@ -173,3 +175,19 @@ def test_the_line_names_what_changed_in_the_household() -> None:
     assert plan_reload(old, both).describe() == "devices -192.168.1.21, subscription timings"
     reordered = attrs.evolve(old, devices=old.devices[::-1])
     assert plan_reload(old, reordered).describe() == "order of devices or services"
+
+
+def test_a_rotated_token_file_is_a_change(tmp_path: Path) -> None:
+    """A token file is read again at each reload (docs/configuration.md, Secrets): a new
+    token in the same file is a change of tokens, applied, though the file's text is the
+    same."""
+    secret = tmp_path / "token"
+    secret.write_text("a" * 16 + "\n")
+    text = f"api: {{tokens: [{{name: a, token_file: {secret}}}]}}\n"
+    old = parse_config(text)
+    assert plan_reload(old, parse_config(text)) == ReloadPlan()
+    secret.write_text("b" * 16 + "\n")
+    new = parse_config(text)
+    plan = plan_reload(old, new)
+    assert plan.auth and plan.describe() == "tokens and origins"
+    assert running_config(old, new).api.tokens[0].secret == "b" * 16
