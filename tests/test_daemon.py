@@ -26,7 +26,7 @@ from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import TestCase
 from twisted.web.http_headers import Headers
 
-from sonosd.config import SimulateConfig, Token, parse_config
+from sonosd.config import ConfigError, SimulateConfig, Token, parse_config
 from sonosd.delivery.hub import Message
 from sonosd.delivery.ring import BLOCK_MESSAGES
 from sonosd.service import SonosdService
@@ -1085,6 +1085,39 @@ class DaemonTests(TestCase):
         self.assertEqual(running["sinks"]["callbacks"], [CALLBACK])
         self.assertIs(running["log"]["messages"], False)
         self.assertIs(running["api"]["require_auth"], True)
+
+    def test_a_reload_leaving_the_api_beyond_loopback_without_a_token_is_refused(self) -> None:
+        """The API keeps its address until a restart: a file that moves it to loopback and
+        drops every token is refused as a whole (one line, nothing changed), since the API
+        would stay where it is, beyond loopback, with no token (refused at a start too);
+        writing ``require_auth: false`` is taken. (The service is not started: nothing
+        listens beyond loopback.)"""
+        text = (
+            "api: {listen: 'tcp:8080:interface=192.0.2.10', tokens: [{name: kept, token: %s}]}\n"
+            "log: {level: info}\n"
+        )
+        running = parse_config(text % ("k" * 24), "daemon-test.yaml", environ={})
+        service = SonosdService(running, reactor)
+        untokened = parse_config(
+            "api: {listen: 'tcp:8080:interface=127.0.0.1', ready_when_polling: true}\n"
+            "log: {level: info}\n",
+            "daemon-test.yaml",
+            environ={},
+        )
+        with self.assertRaises(ConfigError) as raised:
+            service.reload(untokened)
+        self.assertEqual(
+            str(raised.exception),
+            "daemon-test.yaml: api.tokens: the API listens beyond loopback "
+            "(tcp:8080:interface=192.0.2.10) until a restart and needs a token, but api.tokens "
+            "is empty: keep a token until the restart, or write require_auth: false",
+        )
+        self.assertIs(service.config, running)
+        self.assertEqual(service.api.config.tokens, running.api.tokens)
+        opened = attrs.evolve(untokened, api=attrs.evolve(untokened.api, require_auth=False))
+        self.assertEqual(service.reload(opened), ["api.listen"])
+        self.assertEqual(service.config.api.tokens, ())
+        self.assertIs(service.api.config.ready_when_polling, True)
 
     async def test_a_sink_rebuilt_by_a_reload_starts_its_counters_again(self) -> None:
         """docs/api.md: "A sink rebuilt by a reload starts its counters again": the callback
