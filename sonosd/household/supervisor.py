@@ -1280,8 +1280,8 @@ class HouseholdSupervisor(MultiService):
                 speaker.set_services(ctx.services)
 
     def apply(self, config: Config) -> tuple[list[str], list[str]]:
-        """Follow ``config`` (a reload): its devices, ``follow_household``, services and
-        subscription timings (with ``follow_household`` now false, the members learnt from
+        """Follow ``config`` (a reload): its devices (and the room names expected of them),
+        ``follow_household``, services and subscription timings (with ``follow_household`` now false, the members learnt from
         topologies are dropped; switched on, the members of the households known are followed
         at once; with it true, a removed device still a member of a followed household is
         followed again as a member, at once).
@@ -1295,6 +1295,10 @@ class HouseholdSupervisor(MultiService):
         }
         wanted = {device.host.lower(): device for device in config.devices}
         removed = [s.config_device.host for key, s in known.items() if key not in wanted]
+        for key, speaker in known.items():
+            if key in wanted and speaker.config_device.name != wanted[key].name:
+                # The room expected of it when it is identified (a warning if another).
+                speaker.config_device = attrs.evolve(speaker.config_device, name=wanted[key].name)
         for host in removed:
             self.remove_device(host)
         subscriptions = self.ctx.subscriptions

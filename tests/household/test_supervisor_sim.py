@@ -1156,6 +1156,38 @@ class HouseholdSimTests(TestCase):
         for speaker in rig.speakers:
             self.assertEqual(len(rig.sim_subscriptions(speaker)), len(DEFAULT_SERVICES))
 
+    async def test_a_room_name_changed_by_a_reload_is_the_one_expected(self) -> None:
+        """A reload that gives a listed speaker, not identified yet, another room name has it
+        expected under that name: the warning at its identification names the new one."""
+
+        def offline(sim: HouseholdService) -> Deferred[None]:
+            return sim.household.speakers[0].go_offline("refuse")
+
+        with capturedLogs() as events:
+            rig = await self.rig(
+                speakers=1, names={0: "Bedroom"}, follow_household=False, before_start=offline
+            )
+            [speaker] = rig.speakers
+            rig.household.apply(
+                Config(
+                    path="test.yaml",
+                    devices=(Device(host=speaker.address, name="Attic"),),
+                    follow_household=False,
+                    subscription=FAST,
+                )
+            )
+            await speaker.come_online()
+            await until(lambda: rig.household.speaker(speaker.uid), "the speaker identified")
+        warnings = [
+            formatEvent(event)
+            for event in events
+            if event["log_level"] == LogLevel.warn and event.get("expected") is not None
+        ]
+        self.assertEqual(
+            warnings,
+            [f"speaker {speaker.address} is named {speaker.name!r}, not 'Attic' as configured"],
+        )
+
     async def test_a_listed_room_name_the_speaker_does_not_report_is_a_warning(self) -> None:
         """A speaker listed with a room name other than the one it reports is followed all
         the same, with one warning naming both; a listed name it reports gives none."""
