@@ -1281,10 +1281,10 @@ class HouseholdSupervisor(MultiService):
 
     def apply(self, config: Config) -> tuple[list[str], list[str]]:
         """Follow ``config`` (a reload): its devices (and the room names expected of them),
-        ``follow_household``, services and subscription timings (with ``follow_household`` now false, the members learnt from
-        topologies are dropped; switched on, the members of the households known are followed
-        at once; with it true, a removed device still a member of a followed household is
-        followed again as a member, at once).
+        ``follow_household``, services and subscription timings (with ``follow_household``
+        now false, the members learnt from topologies are dropped; switched on, the members of
+        the households known are followed at once; with it true, a removed device still a
+        member of a followed household is followed again as a member, at once).
 
         @return: The hosts added and the hosts removed.
         """
