@@ -364,6 +364,9 @@ class SpeakerSupervisor(Service):
                 if self.running and self.online:
                     sup.start()
         self.services = {name: self.services[name] for name in wanted}
+        if self.running and self._checks_asked:
+            # A service the consistency check compares may have come.
+            self._start_checks()
 
     # Service lifecycle.
 

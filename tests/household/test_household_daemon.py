@@ -1020,13 +1020,44 @@ class PositionTests(TestCase):
         reads = len(self.positions(daemon, kitchen))
         await until(lambda: len(self.positions(daemon, kitchen)) >= reads + 2, "more reads")
 
-        manager: Any = other.manager
+        await self.lost_volume_is_found(daemon, other)
+
+    async def lost_volume_is_found(self, daemon: Daemon, speaker: Speaker) -> None:
+        """``speaker``'s next RenderingControl NOTIFY is lost; its volume changes: the
+        consistency check finds it (events.gap, resync)."""
+        manager: Any = speaker.manager
         manager.faults.drop_next = 1
-        rendering = resynced_service(daemon, other.uid, "RenderingControl")
-        other.set_volume(50 if other.rendering.volume != 50 else 45)
+        rendering = resynced_service(daemon, speaker.uid, "RenderingControl")
+        speaker.set_volume(50 if speaker.rendering.volume != 50 else 45)
         await until(lambda: rendering.resyncs > 0, "the resync after the consistency check")
-        [gap] = daemon.recorder.of("events.gap", other.uid, "RenderingControl")
+        [gap] = daemon.recorder.of("events.gap", speaker.uid, "RenderingControl")
         self.assertIn("consistency check", gap.body["reason"])
+
+    async def test_a_service_a_reload_adds_is_checked_for_consistency(self) -> None:
+        """A reload that adds RenderingControl to speakers followed without a service the
+        consistency check compares has it checked from then on: a lost last NOTIFY of the
+        new service is found (docs/configuration.md: services added on every speaker,
+        ``check_interval``)."""
+        daemon = await start(
+            self,
+            households=(1,),
+            subscription={"position_interval": 0, "check_interval": 0.5},
+            services=("ZoneGroupTopology", "DeviceProperties"),
+            followed=(),
+        )
+        service = daemon.service
+        [speaker] = daemon.speakers
+        await until(
+            lambda: daemon.recorder.initial_events(speaker.uid, "DeviceProperties"),
+            "the speaker followed",
+        )
+        services = (*service.config.services, "RenderingControl")
+        self.assertEqual(service.reload(attrs.evolve(service.config, services=services)), [])
+        await until(
+            lambda: daemon.recorder.initial_events(speaker.uid, "RenderingControl"),
+            "the added service's initial event",
+        )
+        await self.lost_volume_is_found(daemon, speaker)
 
 
 class ReadPathTests(TestCase):
