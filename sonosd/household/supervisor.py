@@ -364,6 +364,9 @@ class SpeakerSupervisor(Service):
                 if self.running and self.online:
                     sup.start()
         self.services = {name: self.services[name] for name in wanted}
+        if "AVTransport" not in wanted and self.ctx.position is not None and self.ref is not None:
+            # No transport followed: no track position read either.
+            self.ctx.position.forget(self.ref.uid)
         if self.running and self._checks_asked:
             # A service the consistency check compares may have come.
             self._start_checks()
@@ -761,7 +764,12 @@ class SpeakerSupervisor(Service):
 
     def transport_commanded(self) -> None:
         """A transport command (a seek...) went to this speaker: read its position again."""
-        if self.ctx.position is not None and self.ref is not None and self.availability == ONLINE:
+        if (
+            self.ctx.position is not None
+            and self.ref is not None
+            and self.availability == ONLINE
+            and "AVTransport" in self.services
+        ):
             self.ctx.position.refresh(self.ref)
 
     def sign_of_life(self, source: str) -> None:

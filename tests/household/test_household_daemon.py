@@ -1022,6 +1022,26 @@ class PositionTests(TestCase):
 
         await self.lost_volume_is_found(daemon, other)
 
+    async def test_a_reload_that_drops_avtransport_stops_the_position_reads(self) -> None:
+        """A reload that removes AVTransport from the services stops reading the playing
+        coordinator's track position (an AVTransport read), at once: none is due, and a
+        transport command asks for none."""
+        daemon = await start(self, households=(1,), subscription={"position_interval": 0.5})
+        service = daemon.service
+        position_tracker = service.household.ctx.position
+        assert position_tracker is not None
+        position_tracker.min_spacing = 0.5
+        [speaker] = daemon.speakers
+        status, _ = await daemon.post(speaker.name, "play")
+        self.assertEqual(status, 200)
+        await until(lambda: len(self.positions(daemon, speaker)) >= 2, "position reads")
+        services = tuple(s for s in service.config.services if s != "AVTransport")
+        self.assertEqual(service.reload(attrs.evolve(service.config, services=services)), [])
+        self.assertFalse(position_tracker.pending(speaker.uid))
+        status, _ = await daemon.post(speaker.name, "pause")
+        self.assertEqual(status, 200)
+        self.assertFalse(position_tracker.pending(speaker.uid))
+
     async def lost_volume_is_found(self, daemon: Daemon, speaker: Speaker) -> None:
         """``speaker``'s next RenderingControl NOTIFY is lost; its volume changes: the
         consistency check finds it (events.gap, resync)."""
