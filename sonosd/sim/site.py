@@ -18,10 +18,12 @@ HTTPS-only speaker.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from twisted.logger import Logger
+from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
@@ -234,9 +236,28 @@ class SpeakerResource(Resource):
         return manager.render_unsubscribe(request, service)
 
 
+class _SpeakerHeaders(Headers):
+    """Answer headers written as a speaker writes them: ``SID`` and ``TIMEOUT`` in capitals
+    where twisted.web would write ``Sid`` and ``Timeout`` (docs/simulator-gena.md)."""
+
+    _CAPITALS = {b"Sid": b"SID", b"Timeout": b"TIMEOUT"}
+
+    def getAllRawHeaders(self) -> Iterator[tuple[bytes, Sequence[bytes]]]:
+        """Every header, ``SID`` and ``TIMEOUT`` named in capitals (what the channel writes)."""
+        for name, values in super().getAllRawHeaders():
+            yield self._CAPITALS.get(name, name), values
+
+
+class _SpeakerRequest(Request):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.responseHeaders = _SpeakerHeaders()
+
+
 def speaker_site(speaker: Speaker) -> Site:
     """The HTTP site of ``speaker`` (no access log: 100 speakers would drown the log)."""
     site = Site(SpeakerResource(speaker))
+    site.requestFactory = _SpeakerRequest
     site.noisy = False
     site.log = lambda request: None  # type: ignore[method-assign]
     return site

@@ -1542,7 +1542,8 @@ class GenaWireTests(TestCase):
     async def test_every_answer_closes_the_connection(self) -> None:
         """Through the full simulator, a 200, a 412 and a 400 to HTTP/1.1 clients that ask to
         keep the connection have Server, Content-Length: 0, Connection: close and no body,
-        and the speaker closes the connection after each."""
+        and the speaker closes the connection after each; the 200 names ``SID`` and
+        ``TIMEOUT`` in capitals, as speakers write them (sonos-protocol.md 3.1)."""
         from twisted.internet import reactor
 
         from sonosd.config import SimulateConfig
@@ -1572,6 +1573,12 @@ class GenaWireTests(TestCase):
             )
             self.assertEqual((headers["content-length"], headers["connection"]), ("0", "close"))
             self.assertEqual(body, b"")
+            if status == 200:
+                names = [line.partition(":")[0] for line in lines[1:]]
+                self.assertIn("SID", names)
+                self.assertIn("TIMEOUT", names)
+                self.assertTrue(headers["sid"].startswith("uuid:RINCON_"), headers)
+                self.assertEqual(headers["timeout"], "Second-60")
 
     async def test_every_event_url_of_the_household_speaker(self) -> None:
         """Through the full simulator, a SUBSCRIBE on each event URL a speaker offers is
