@@ -57,11 +57,13 @@ class ReloadPlan:
 
     @ivar devices_added: Hosts to start following.
     @ivar devices_removed: Hosts to stop following (their subscriptions are cancelled).
+    @ivar devices_renamed: Hosts still listed with another room name (``devices[].name``).
     @ivar services_added: Services to subscribe on every speaker.
     @ivar services_removed: Services to unsubscribe on every speaker.
     @ivar household: The household's settings changed (devices, ``follow_household``,
         services or timings).
     @ivar follow_household: ``follow_household`` was switched on or off.
+    @ivar timings: The ``subscription`` section changed.
     @ivar auth: Tokens, ``require_auth`` or CORS origins changed.
     @ivar sinks: The sinks to rebuild (``callbacks``, ``webhooks``, ``mqtt``).
     @ivar log: ``log.level`` or ``log.messages`` changed.
@@ -71,10 +73,12 @@ class ReloadPlan:
 
     devices_added: tuple[str, ...] = ()
     devices_removed: tuple[str, ...] = ()
+    devices_renamed: tuple[str, ...] = ()
     services_added: tuple[str, ...] = ()
     services_removed: tuple[str, ...] = ()
     household: bool = False
     follow_household: bool = False
+    timings: bool = False
     auth: bool = False
     ready: bool = False
     sinks: tuple[str, ...] = ()
@@ -93,16 +97,17 @@ class ReloadPlan:
         parts: list[str] = []
         if self.devices_added or self.devices_removed:
             parts.append(_delta("devices", self.devices_added, self.devices_removed))
+        if self.devices_renamed:
+            parts.append(f"devices renamed {' '.join(self.devices_renamed)}")
         if self.services_added or self.services_removed:
             parts.append(_delta("services", self.services_added, self.services_removed))
         if self.follow_household:
             parts.append("follow_household")
-        if (
-            self.household
-            and not (self.devices_added or self.devices_removed or self.services_added)
-            and not (self.services_removed or self.follow_household)
-        ):
+        if self.timings:
             parts.append("subscription timings")
+        if self.household and not parts:
+            # Only the order of the listed devices or services changed.
+            parts.append("order of devices or services")
         if self.auth:
             parts.append("tokens and origins")
         if self.ready:
@@ -128,24 +133,27 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
     Both configurations are the effective ones (a simulated household's speakers already
     listed under ``devices``).
     """
-    old_hosts = [device.host.lower() for device in old.devices]
-    new_hosts = [device.host.lower() for device in new.devices]
-    added = tuple(d.host for d in new.devices if d.host.lower() not in old_hosts)
-    removed = tuple(d.host for d in old.devices if d.host.lower() not in new_hosts)
-    follow = old.follow_household != new.follow_household
-    household = (
-        old.devices != new.devices
-        or follow
-        or old.services != new.services
-        or old.subscription != new.subscription
+    old_names = {device.host.lower(): device.name for device in old.devices}
+    new_names = {device.host.lower(): device.name for device in new.devices}
+    added = tuple(d.host for d in new.devices if d.host.lower() not in old_names)
+    removed = tuple(d.host for d in old.devices if d.host.lower() not in new_names)
+    renamed = tuple(
+        d.host
+        for d in new.devices
+        if d.host.lower() in old_names and old_names[d.host.lower()] != d.name
     )
+    follow = old.follow_household != new.follow_household
+    timings = old.subscription != new.subscription
+    household = old.devices != new.devices or follow or old.services != new.services or timings
     return ReloadPlan(
         devices_added=added,
         devices_removed=removed,
+        devices_renamed=renamed,
         services_added=tuple(s for s in new.services if s not in old.services),
         services_removed=tuple(s for s in old.services if s not in new.services),
         household=household,
         follow_household=follow,
+        timings=timings,
         auth=(old.api.tokens, old.api.require_auth, old.api.cors_origins)
         != (new.api.tokens, new.api.require_auth, new.api.cors_origins),
         ready=old.api.ready_when_polling != new.api.ready_when_polling,

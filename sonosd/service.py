@@ -44,7 +44,15 @@ from twisted.python.failure import Failure
 from sonosd import hostinfo, lazysoco, logs, tlsgate
 from sonosd.api.site import VERSION, ApiService
 from sonosd.blocking import SocoRunner
-from sonosd.config import Config, Device, SimulateConfig, redacted
+from sonosd.config import (
+    ApiConfig,
+    Config,
+    ConfigError,
+    Device,
+    SimulateConfig,
+    endpoint_is_local,
+    redacted,
+)
 from sonosd.delivery.hub import Hub
 from sonosd.delivery.metrics import DaemonCollector
 from sonosd.gena import eventxml
@@ -539,12 +547,16 @@ class SonosdService(MultiService):
         lost between them.
 
         @return: The settings that changed but need a restart.
+        @raise ConfigError: ``new`` cannot run beside what a reload keeps (the API beyond
+            loopback without a token); nothing is changed.
         """
-        self.systemd.reloading()
         old = self.config
-        wanted = effective_config(new)
-        plan = plan_reload(old, wanted)
-        effective = running_config(old, wanted)
+        # The simulated household runs until a restart: its speakers stay the devices of a
+        # file that lists none, whatever its new ``simulate`` section says.
+        effective = effective_config(running_config(old, new))
+        _check_running_api(effective.api, new.path)
+        self.systemd.reloading()
+        plan = attrs.evolve(plan_reload(old, effective), restart=plan_reload(old, new).restart)
         self.config = effective
         if plan.household:
             self._reload_household(old, effective)
@@ -633,6 +645,22 @@ async def _stop_child(child: IService) -> None:
         await maybeDeferred(child.stopService)
     except Exception:
         log.failure("{child} did not stop cleanly", child=type(child).__name__)
+
+
+def _check_running_api(api: ApiConfig, path: str) -> None:
+    """Refuse a reload that would leave the API, where it listens until a restart, beyond
+    loopback without a token (the check a start makes, ``sonosd.config``): every request
+    would get 401.
+
+    @raise ConfigError: One line saying what is wrong.
+    """
+    if api.tokens or api.require_auth is False or endpoint_is_local(api.listen):
+        return
+    raise ConfigError(
+        f"{path}: api.tokens: the API listens beyond loopback ({api.listen}) until a restart "
+        "and needs a token, but api.tokens is empty: keep a token until the restart, or write "
+        "require_auth: false"
+    )
 
 
 def _stop_failed(failure: Failure, name: str) -> None:

@@ -213,19 +213,17 @@ def reload_on_sighup(
     reactor thread; a file that does not load is one error line and changes nothing.
 
     @param load: Reads and checks the file (``Options.load``); raises ``ConfigError``.
-    @param apply: Applies a new configuration (``SonosdService.reload``).
+    @param apply: Applies a new configuration (``SonosdService.reload``); raises
+        ``ConfigError``, changing nothing, for one that cannot run beside what it keeps.
     @param install: ``signal.signal``, or a recording fake in tests.
     @return: The reload itself (what the handler schedules), for tests.
     """
 
     def reload() -> None:
         try:
-            config = load()
+            apply(load())
         except ConfigError as error:
             log.error("reload refused, the running configuration is kept: {error}", error=error)
-            return
-        try:
-            apply(config)
         except Exception:
             log.failure("reload failed")
 

@@ -307,3 +307,20 @@ def test_the_names_written_are_the_schemas() -> None:
     for row, names in cases:
         for name in names:
             assert re.search(rf"\b{re.escape(name)}\b", row), (name, row)
+
+
+@pytest.mark.parametrize(
+    ("section", "written", "key"),
+    [
+        ("### `devices`", r"Default `(\[\])`", "devices"),
+        ("### `follow_household`", r"`(true)` \(default\)", "follow_household"),
+        ("### `discovery`", r"Default `(false)`", "discovery"),
+        ("### `simulate`", r"`(null)` \(default\)", "simulate"),
+    ],
+)
+def test_a_default_written_in_prose_is_the_codes(section: str, written: str, key: str) -> None:
+    """The defaults of the keys without a table, written in their sections' sentences, are
+    what a file that leaves them out gets."""
+    [value] = re.findall(written, _section(section))
+    default = getattr(config.parse_config("{}\n", environ={}), key)
+    assert yaml.safe_load(value) == (list(default) if isinstance(default, tuple) else default)

@@ -27,7 +27,7 @@ from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import TestCase
 from twisted.web.http_headers import Headers
 
-from sonosd.config import SimulateConfig, parse_config
+from sonosd.config import ConfigError, SimulateConfig, Token, parse_config
 from sonosd.delivery.hub import Message
 from sonosd.delivery.ring import BLOCK_MESSAGES
 from sonosd.service import SonosdService
@@ -1120,6 +1120,154 @@ class DaemonTests(TestCase):
         self.assertEqual(service.config.state_dir, running)
         self.assertEqual(service.reload(moved), ["state_dir"])
         self.assertEqual(service.config.state_dir, running)
+
+    async def test_reload_applies_callbacks_require_auth_and_log_messages(self) -> None:
+        """A reload applies ``sinks.callbacks`` (the callable added gets the next messages),
+        ``api.require_auth`` (a token is then asked for even on loopback) and
+        ``log.messages`` (no more message lines), at once (docs/configuration.md)."""
+        del CALLBACK_CALLS[:]
+        daemon = await self.started()
+        service = daemon.service
+        kitchen = daemon.speakers[0]
+        http = treq.client.HTTPClient(http_agent(self))
+
+        def lines(volume: int) -> list[Any]:
+            """The message lines logged for the change to ``volume``."""
+            ids = {m.id for m in daemon.volume_events(kitchen, volume)}
+            return [e for e in events if e.get("message_id") in ids]
+
+        async def snapshot(headers: dict[str, list[str]]) -> int:
+            response = await http.get(daemon.url("/api/v1/snapshot"), headers=Headers(headers))
+            await response.content()
+            return int(response.code)
+
+        with capturedLogs() as events:
+            before = new_volume(kitchen)
+            kitchen.set_volume(before)
+            await until(lambda: daemon.volume_events(kitchen, before), "the first change")
+            self.assertEqual(len(lines(before)), 1)
+            self.assertEqual(await snapshot({}), 200)
+            config = service.config
+            token = "r" * 24
+            reader = Token("reloaded", token, frozenset({"read"}))
+            api = attrs.evolve(config.api, tokens=(reader,), require_auth=True)
+            reloaded = attrs.evolve(
+                config,
+                api=api,
+                sinks=attrs.evolve(config.sinks, callbacks=(CALLBACK,)),
+                log=attrs.evolve(config.log, messages=False),
+            )
+            self.assertEqual(service.reload(reloaded), [])
+            after = new_volume(kitchen, before)
+            kitchen.set_volume(after)
+            await until(
+                lambda: [b for b, _ in callback_calls() if is_volume_event(b, kitchen.uid, after)],
+                "the change at the callback added by the reload",
+            )
+            self.assertEqual(len(daemon.volume_events(kitchen, after)), 1)
+            self.assertEqual(lines(after), [])
+        self.assertEqual(await snapshot({}), 401)
+        self.assertEqual(await snapshot({"Authorization": [f"Bearer {token}"]}), 200)
+        # The diagnostics' config is the one the daemon runs after the reload (docs/api.md).
+        response = await http.get(
+            daemon.url("/api/v1/diagnostics"),
+            headers=Headers({"Authorization": [f"Bearer {token}"]}),
+        )
+        running = (await response.json())["config"]
+        self.assertEqual(running["sinks"]["callbacks"], [CALLBACK])
+        self.assertIs(running["log"]["messages"], False)
+        self.assertIs(running["api"]["require_auth"], True)
+
+    def test_a_reload_leaving_the_api_beyond_loopback_without_a_token_is_refused(self) -> None:
+        """The API keeps its address until a restart: a file that moves it to loopback and
+        drops every token is refused as a whole (one line, nothing changed), since the API
+        would stay where it is, beyond loopback, with no token (refused at a start too);
+        writing ``require_auth: false`` is taken. (The service is not started: nothing
+        listens beyond loopback.)"""
+        text = (
+            "api: {listen: 'tcp:8080:interface=192.0.2.10', tokens: [{name: kept, token: %s}]}\n"
+            "log: {level: info}\n"
+        )
+        running = parse_config(text % ("k" * 24), "daemon-test.yaml", environ={})
+        service = SonosdService(running, reactor)
+        untokened = parse_config(
+            "api: {listen: 'tcp:8080:interface=127.0.0.1', ready_when_polling: true}\n"
+            "log: {level: info}\n",
+            "daemon-test.yaml",
+            environ={},
+        )
+        with self.assertRaises(ConfigError) as raised:
+            service.reload(untokened)
+        self.assertEqual(
+            str(raised.exception),
+            "daemon-test.yaml: api.tokens: the API listens beyond loopback "
+            "(tcp:8080:interface=192.0.2.10) until a restart and needs a token, but api.tokens "
+            "is empty: keep a token until the restart, or write require_auth: false",
+        )
+        self.assertIs(service.config, running)
+        self.assertEqual(service.api.config.tokens, running.api.tokens)
+        opened = attrs.evolve(untokened, api=attrs.evolve(untokened.api, require_auth=False))
+        self.assertEqual(service.reload(opened), ["api.listen"])
+        self.assertEqual(service.config.api.tokens, ())
+        self.assertIs(service.api.config.ready_when_polling, True)
+
+    async def test_a_sink_rebuilt_by_a_reload_starts_its_counters_again(self) -> None:
+        """docs/api.md: "A sink rebuilt by a reload starts its counters again": the callback
+        kept through a reload that adds another has its delivered count start from 0, then
+        count the messages it gets from the new sink."""
+        module = types.ModuleType("sonosd_test_reload_callback")
+        module.ignore = lambda body, event: None  # type: ignore[attr-defined]
+        sys.modules[module.__name__] = module
+        self.addCleanup(sys.modules.pop, module.__name__)
+        del CALLBACK_CALLS[:]
+        daemon = await self.started(callbacks=(CALLBACK,))
+        service = daemon.service
+        kitchen = daemon.speakers[0]
+        pattern = re.compile(
+            r'^sonosd_callback_calls_total\{callback="(?P<name>[^"]+)",result="delivered"\} '
+            r"(?P<value>\S+)$",
+            re.M,
+        )
+
+        def delivered() -> dict[str, float]:
+            text = service.api.metrics.render().decode()
+            return {m["name"]: float(m["value"]) for m in pattern.finditer(text)}
+
+        await until(lambda: delivered().get(CALLBACK, 0) > 0, "deliveries counted")
+        added = f"{module.__name__}:ignore"
+        sinks = attrs.evolve(service.config.sinks, callbacks=(CALLBACK, added))
+        self.assertEqual(service.reload(attrs.evolve(service.config, sinks=sinks)), [])
+        self.assertEqual(delivered(), {CALLBACK: 0.0, added: 0.0})
+        volume = new_volume(kitchen)
+        kitchen.set_volume(volume)
+        await until(
+            lambda: [b for b, _ in callback_calls() if is_volume_event(b, kitchen.uid, volume)],
+            "the change at the callback",
+        )
+        await until(lambda: delivered().get(CALLBACK, 0) >= 1, "the new sink's count")
+
+    async def test_a_changed_simulate_waits_for_a_restart_and_keeps_its_speakers(self) -> None:
+        """``simulate`` stays as it is until a restart (docs/configuration.md): a reload of a
+        file that lists no devices and simulates fewer speakers, or none, says ``simulate``
+        needs a restart and keeps following every simulated speaker that still runs."""
+        daemon = await self.started()
+        service = daemon.service
+        simulate = service.config.simulate
+        assert simulate is not None
+        fewer = attrs.evolve(
+            service.config, devices=(), simulate=attrs.evolve(simulate, speakers=2)
+        )
+        none = attrs.evolve(service.config, devices=(), simulate=None)
+        for changed in (fewer, none):
+            self.assertEqual(service.reload(changed), ["simulate"])
+            self.assertEqual(service.config.simulate, simulate)
+            self.assertEqual(service.diagnostics()["config"]["simulate"]["speakers"], 3)
+            self.assertEqual(daemon.recorder.of("speaker.removed"), [])
+            for speaker in daemon.speakers:
+                self.assertIsNotNone(service.state.by_uid(speaker.uid))
+                self.assertEqual(
+                    len(daemon.sim_subscriptions(speaker)), len(service.config.services)
+                )
 
     async def test_reload_switching_follow_household_off_drops_the_learnt_speakers(
         self,

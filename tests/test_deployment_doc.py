@@ -139,3 +139,13 @@ def test_the_credentials_example_reads_the_secrets_systemd_hands_over(tmp_path: 
     assert config.sinks.mqtt is not None
     assert config.sinks.mqtt.password == "secret of mqtt_password"
     assert config.inline_secrets == ()
+
+
+def test_the_network_list_gives_the_codes_defaults() -> None:
+    """ "TCP `listener.port` (default 1400)" and "the API (`api.listen`, default 8080 on
+    loopback only)": what a file that leaves them out listens on."""
+    defaults = parse_config("{}\n", environ={})
+    assert "TCP `listener.port` (default 1400)" in TEXT
+    assert defaults.listener.port == 1400
+    assert "the API (`api.listen`, default 8080 on loopback only)" in TEXT
+    assert defaults.api.listen == "tcp:8080:interface=127.0.0.1"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import attrs
 
 from sonosd.config import parse_config
@@ -151,3 +153,41 @@ state_dir: /var/lib/sonosd-elsewhere
     assert plan_reload(old, kept).restart == ()
     assert plan_reload(kept, new).restart == plan.restart
     assert plan.restart == tuple(RESTART_ONLY)
+
+
+def test_the_line_names_what_changed_in_the_household() -> None:
+    """The reload's log line says what changed (docs/configuration.md): a listed speaker's
+    room name is named as such, not as subscription timings; timings changed with devices
+    are named too; a new order alone is named as that."""
+    old = parse_config(BASE)
+    renamed = parse_config(BASE.replace("{host: 192.168.1.20}", "{host: 192.168.1.20, name: Den}"))
+    plan = plan_reload(old, renamed)
+    assert plan.household and plan.devices_renamed == ("192.168.1.20",)
+    assert plan.describe() == "devices renamed 192.168.1.20"
+    assert plan_reload(old, attrs.evolve(old, devices=old.devices[:1])).describe() == (
+        "devices -192.168.1.21"
+    )
+    both = attrs.evolve(
+        old,
+        devices=old.devices[:1],
+        subscription=attrs.evolve(old.subscription, poll_interval=3.0),
+    )
+    assert plan_reload(old, both).describe() == "devices -192.168.1.21, subscription timings"
+    reordered = attrs.evolve(old, devices=old.devices[::-1])
+    assert plan_reload(old, reordered).describe() == "order of devices or services"
+
+
+def test_a_rotated_token_file_is_a_change(tmp_path: Path) -> None:
+    """A token file is read again at each reload (docs/configuration.md, Secrets): a new
+    token in the same file is a change of tokens, applied, though the file's text is the
+    same."""
+    secret = tmp_path / "token"
+    secret.write_text("a" * 16 + "\n")
+    text = f"api: {{tokens: [{{name: a, token_file: {secret}}}]}}\n"
+    old = parse_config(text)
+    assert plan_reload(old, parse_config(text)) == ReloadPlan()
+    secret.write_text("b" * 16 + "\n")
+    new = parse_config(text)
+    plan = plan_reload(old, new)
+    assert plan.auth and plan.describe() == "tokens and origins"
+    assert running_config(old, new).api.tokens[0].secret == "b" * 16

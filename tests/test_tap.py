@@ -17,11 +17,12 @@ from typing import Any
 
 import pytest
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.python import usage
 from twisted.scripts._twistd_unix import ServerOptions
 
 from sonosd import logs, tap
-from sonosd.config import Config, ListenerConfig
+from sonosd.config import Config, ConfigError, ListenerConfig
 from tests.paths import ROOT
 
 TWISTD = str(Path(sys.executable).with_name("twistd"))
@@ -353,6 +354,40 @@ def test_sigterm_stops_the_reactor_without_recording_the_signal() -> None:
     assert reactor.hasStopped
     function(*args)  # a second SIGTERM while stopping is harmless
     assert not hasattr(reactor, "_exitSignal") or reactor._exitSignal is None
+
+
+def test_a_reload_its_service_refuses_is_one_refusal_line() -> None:
+    """SIGHUP reads the file and gives it to the service; a file the service refuses (one
+    that cannot run beside what a reload keeps) is the same one error line as a file that
+    does not load, and the service's other failures are logged, never raised."""
+    reactor = ThreadedMemoryReactor()
+    installed: dict[int, Callable[..., object]] = {}
+    loaded = Config(path="x.yaml")
+    failures: list[BaseException] = [ConfigError("x.yaml: api.tokens: refused"), KeyError("k")]
+    applied: list[Config] = []
+
+    def apply(config: Config) -> None:
+        applied.append(config)
+        raise failures[len(applied) - 1]
+
+    tap.reload_on_sighup(
+        reactor, lambda: loaded, apply, lambda number, handler: installed.update({number: handler})
+    )
+    with capturedLogs() as events:
+        for _ in failures:
+            installed[signal.SIGHUP](signal.SIGHUP, None)
+            (function, args), *_ = reactor.from_thread[::-1]
+            function(*args)
+    assert applied == [loaded, loaded]
+    said = [(e["log_level"], formatEvent(e)) for e in events]
+    assert said[:2] == [
+        (LogLevel.info, "Received SIGHUP, reloading the configuration."),
+        (
+            LogLevel.error,
+            "reload refused, the running configuration is kept: x.yaml: api.tokens: refused",
+        ),
+    ]
+    assert said[3] == (LogLevel.critical, "reload failed")
 
 
 def test_make_service(monkeypatch: pytest.MonkeyPatch) -> None:

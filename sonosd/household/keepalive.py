@@ -1050,9 +1050,21 @@ class ServiceSupervisor:
         self.polling = True
         self._poll_failed = False
         self._poll_token += 1
+        self._start_poll(now=True)
+
+    def _start_poll(self, now: bool) -> None:
         poll = self._poll = LoopingCall(self._poll_once, self._poll_token)
         poll.clock = self._ctx.clock
-        poll.start(self._config.poll_interval, now=True)
+        poll.start(self._config.poll_interval, now=now)
+
+    def poll_interval_changed(self) -> None:
+        """``poll_interval`` changed (a reload): a poll under way reads every new interval
+        from now on, not at the next tick of the old one (which may be a day away)."""
+        poll = self._poll
+        if poll is None or not poll.running or poll.interval == self._config.poll_interval:
+            return
+        poll.stop()
+        self._start_poll(now=False)
 
     def _poll_once(self, token: int) -> Deferred[None]:
         return Deferred.fromCoroutine(self._poll_read(token))

@@ -281,6 +281,8 @@ class SpeakerSupervisor(Service):
         self.stopping = False
         self._said: str | None = None
         self._consistency: LoopingCall | None = None
+        #: Whether the consistency check was asked for (the speaker was identified).
+        self._checks_asked = False
         self._checking: Deferred[Any] | None = None
         self.checks = 0
 
@@ -362,6 +364,12 @@ class SpeakerSupervisor(Service):
                 if self.running and self.online:
                     sup.start()
         self.services = {name: self.services[name] for name in wanted}
+        if "AVTransport" not in wanted and self.ctx.position is not None and self.ref is not None:
+            # No transport followed: no track position read either.
+            self.ctx.position.forget(self.ref.uid)
+        if self.running and self._checks_asked:
+            # A service the consistency check compares may have come.
+            self._start_checks()
 
     # Service lifecycle.
 
@@ -756,7 +764,12 @@ class SpeakerSupervisor(Service):
 
     def transport_commanded(self) -> None:
         """A transport command (a seek...) went to this speaker: read its position again."""
-        if self.ctx.position is not None and self.ref is not None and self.availability == ONLINE:
+        if (
+            self.ctx.position is not None
+            and self.ref is not None
+            and self.availability == ONLINE
+            and "AVTransport" in self.services
+        ):
             self.ctx.position.refresh(self.ref)
 
     def sign_of_life(self, source: str) -> None:
@@ -797,6 +810,7 @@ class SpeakerSupervisor(Service):
     def _start_checks(self) -> None:
         """Run the consistency check every ``check_interval`` (unless 0, or no service has
         values to compare)."""
+        self._checks_asked = True
         if self._consistency is not None or self.ctx.config.check_interval <= 0:
             return
         if not any(service in CHECKS for service in self.services):
@@ -804,6 +818,15 @@ class SpeakerSupervisor(Service):
         self._consistency = LoopingCall(self.check_consistency)
         self._consistency.clock = self.ctx.clock
         self._consistency.start(self.ctx.config.check_interval, now=False)
+
+    def checks_changed(self) -> None:
+        """``check_interval`` changed (a reload): the consistency check runs every new
+        interval from now on, or no more once it is 0."""
+        if self._consistency is not None and self._consistency.running:
+            self._consistency.stop()
+        self._consistency = None
+        if self.running and self._checks_asked:
+            self._start_checks()
 
     def check_consistency(self) -> None:
         """Compare a cheap read of the speaker (volume, mute, transport state) with the state
@@ -1248,21 +1271,31 @@ class HouseholdSupervisor(MultiService):
 
     def reconfigure(self, ctx: SupervisorContext) -> None:
         """Use ``ctx`` from now on (a reload): new timings apply to the next timer of each
-        subscription; services added are subscribed, services removed UNSUBSCRIBEd."""
+        subscription, the next position read, the consistency check and the polls under way
+        (restarted at their new intervals); services added are subscribed, services removed
+        UNSUBSCRIBEd."""
         old, self.ctx = self.ctx, ctx
+        if ctx.position is not None:
+            ctx.position.interval = ctx.config.position_interval
+            ctx.position.timeout = ctx.config.request_timeout
         for speaker in self._speakers:
             speaker.ctx = ctx
+            if ctx.config.check_interval != old.config.check_interval:
+                speaker.checks_changed()
+            if ctx.config.poll_interval != old.config.poll_interval:
+                for sup in speaker.services.values():
+                    sup.poll_interval_changed()
             if ctx.services != old.services:
                 gone = [sup for name, sup in speaker.services.items() if name not in ctx.services]
                 self._retire(gone)
                 speaker.set_services(ctx.services)
 
     def apply(self, config: Config) -> tuple[list[str], list[str]]:
-        """Follow ``config`` (a reload): its devices, ``follow_household``, services and
-        subscription timings (with ``follow_household`` now false, the members learnt from
-        topologies are dropped; switched on, the members of the households known are followed
-        at once; with it true, a removed device still a member of a followed household is
-        followed again as a member, at once).
+        """Follow ``config`` (a reload): its devices (and the room names expected of them),
+        ``follow_household``, services and subscription timings (with ``follow_household``
+        now false, the members learnt from topologies are dropped; switched on, the members of
+        the households known are followed at once; with it true, a removed device still a
+        member of a followed household is followed again as a member, at once).
 
         @return: The hosts added and the hosts removed.
         """
@@ -1273,6 +1306,10 @@ class HouseholdSupervisor(MultiService):
         }
         wanted = {device.host.lower(): device for device in config.devices}
         removed = [s.config_device.host for key, s in known.items() if key not in wanted]
+        for key, speaker in known.items():
+            if key in wanted and speaker.config_device.name != wanted[key].name:
+                # The room expected of it when it is identified (a warning if another).
+                speaker.config_device = attrs.evolve(speaker.config_device, name=wanted[key].name)
         for host in removed:
             self.remove_device(host)
         subscriptions = self.ctx.subscriptions

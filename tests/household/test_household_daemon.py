@@ -997,6 +997,88 @@ class PositionTests(TestCase):
         await deferLater(reactor, 1.5)
         self.assertEqual(len(self.positions(daemon, coordinator)), paused)
 
+    async def test_a_reload_applies_the_position_and_check_intervals(self) -> None:
+        """``subscription`` timings are applied by a reload (docs/configuration.md): started
+        with ``position_interval`` and ``check_interval`` at 0 (neither runs), a reload that
+        sets them has the playing coordinator's position read again and again, and a lost last
+        NOTIFY found by the consistency check (events.gap, resync)."""
+        daemon = await start(
+            self, households=(2,), subscription={"position_interval": 0, "check_interval": 0}
+        )
+        service = daemon.service
+        position_tracker = service.household.ctx.position
+        assert position_tracker is not None
+        position_tracker.min_spacing = 0.5
+        timings = attrs.evolve(
+            service.config.subscription, position_interval=0.5, check_interval=0.5
+        )
+        self.assertEqual(service.reload(attrs.evolve(service.config, subscription=timings)), [])
+        kitchen, other = daemon.speakers
+        kitchen.transport.play()
+        await until(lambda: self.positions(daemon, kitchen), "a first position read")
+        # Nothing moves the track now: only the interval reads it again.
+        reads = len(self.positions(daemon, kitchen))
+        await until(lambda: len(self.positions(daemon, kitchen)) >= reads + 2, "more reads")
+
+        await self.lost_volume_is_found(daemon, other)
+
+    async def test_a_reload_that_drops_avtransport_stops_the_position_reads(self) -> None:
+        """A reload that removes AVTransport from the services stops reading the playing
+        coordinator's track position (an AVTransport read), at once: none is due, and a
+        transport command asks for none."""
+        daemon = await start(self, households=(1,), subscription={"position_interval": 0.5})
+        service = daemon.service
+        position_tracker = service.household.ctx.position
+        assert position_tracker is not None
+        position_tracker.min_spacing = 0.5
+        [speaker] = daemon.speakers
+        status, _ = await daemon.post(speaker.name, "play")
+        self.assertEqual(status, 200)
+        await until(lambda: len(self.positions(daemon, speaker)) >= 2, "position reads")
+        services = tuple(s for s in service.config.services if s != "AVTransport")
+        self.assertEqual(service.reload(attrs.evolve(service.config, services=services)), [])
+        self.assertFalse(position_tracker.pending(speaker.uid))
+        status, _ = await daemon.post(speaker.name, "pause")
+        self.assertEqual(status, 200)
+        self.assertFalse(position_tracker.pending(speaker.uid))
+
+    async def lost_volume_is_found(self, daemon: Daemon, speaker: Speaker) -> None:
+        """``speaker``'s next RenderingControl NOTIFY is lost; its volume changes: the
+        consistency check finds it (events.gap, resync)."""
+        manager: Any = speaker.manager
+        manager.faults.drop_next = 1
+        rendering = resynced_service(daemon, speaker.uid, "RenderingControl")
+        speaker.set_volume(50 if speaker.rendering.volume != 50 else 45)
+        await until(lambda: rendering.resyncs > 0, "the resync after the consistency check")
+        [gap] = daemon.recorder.of("events.gap", speaker.uid, "RenderingControl")
+        self.assertIn("consistency check", gap.body["reason"])
+
+    async def test_a_service_a_reload_adds_is_checked_for_consistency(self) -> None:
+        """A reload that adds RenderingControl to speakers followed without a service the
+        consistency check compares has it checked from then on: a lost last NOTIFY of the
+        new service is found (docs/configuration.md: services added on every speaker,
+        ``check_interval``)."""
+        daemon = await start(
+            self,
+            households=(1,),
+            subscription={"position_interval": 0, "check_interval": 0.5},
+            services=("ZoneGroupTopology", "DeviceProperties"),
+            followed=(),
+        )
+        service = daemon.service
+        [speaker] = daemon.speakers
+        await until(
+            lambda: daemon.recorder.initial_events(speaker.uid, "DeviceProperties"),
+            "the speaker followed",
+        )
+        services = (*service.config.services, "RenderingControl")
+        self.assertEqual(service.reload(attrs.evolve(service.config, services=services)), [])
+        await until(
+            lambda: daemon.recorder.initial_events(speaker.uid, "RenderingControl"),
+            "the added service's initial event",
+        )
+        await self.lost_volume_is_found(daemon, speaker)
+
 
 class ReadPathTests(TestCase):
     """The daemon's own reads (position, consistency check and resync, alarms) of speakers

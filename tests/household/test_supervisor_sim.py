@@ -657,6 +657,33 @@ class SimTests(TestCase):
         # Messages).
         self.assertEqual(rig.recorder.of("subscription.lost"), [])
 
+    async def test_a_reload_applies_poll_interval_to_the_polls_under_way(self) -> None:
+        """A reload that changes ``poll_interval`` while a service is polled (its NOTIFYs
+        never arrive) has it read at the new interval from then on (docs/configuration.md:
+        subscription timings), not at the next tick of the old one, a day away here."""
+        config = attrs.evolve(FAST, no_event_grace=0.3, poll_interval=86400.0)
+        rig = await self.rig(
+            speakers=1,
+            services=("RenderingControl",),
+            config=config,
+            advertise=free_loopback_base(count=1),
+        )
+        [speaker] = rig.speakers
+        await until(lambda: rig.household.speaker(speaker.uid), "the speaker identified")
+        sup = rig.service_supervisor(speaker, "RenderingControl")
+        await until(lambda: sup.polling and sup.polls == 1, "the first poll")
+        polls = len(rig.reader.reads)
+        rig.household.apply(
+            Config(
+                path="test.yaml",
+                devices=(Device(host=speaker.address),),
+                services=("RenderingControl",),
+                subscription=attrs.evolve(config, poll_interval=0.2),
+            )
+        )
+        await until(lambda: len(rig.reader.reads) >= polls + 2, "polls at the new interval")
+        self.assertTrue(sup.polling)
+
     async def test_polling_stops_at_the_first_notify_a_gap(self) -> None:
         """A subscription whose SEQ 0 NOTIFY was lost polls (health degraded) on the same SID
         until its first NOTIFY, numbered 1, arrives: polling stops, said once, and that
@@ -1128,6 +1155,38 @@ class HouseholdSimTests(TestCase):
         self.assertEqual(set(self.supervised(rig)), {speaker.uid for speaker in rig.speakers})
         for speaker in rig.speakers:
             self.assertEqual(len(rig.sim_subscriptions(speaker)), len(DEFAULT_SERVICES))
+
+    async def test_a_room_name_changed_by_a_reload_is_the_one_expected(self) -> None:
+        """A reload that gives a listed speaker, not identified yet, another room name has it
+        expected under that name: the warning at its identification names the new one."""
+
+        def offline(sim: HouseholdService) -> Deferred[None]:
+            return sim.household.speakers[0].go_offline("refuse")
+
+        with capturedLogs() as events:
+            rig = await self.rig(
+                speakers=1, names={0: "Bedroom"}, follow_household=False, before_start=offline
+            )
+            [speaker] = rig.speakers
+            rig.household.apply(
+                Config(
+                    path="test.yaml",
+                    devices=(Device(host=speaker.address, name="Attic"),),
+                    follow_household=False,
+                    subscription=FAST,
+                )
+            )
+            await speaker.come_online()
+            await until(lambda: rig.household.speaker(speaker.uid), "the speaker identified")
+        warnings = [
+            formatEvent(event)
+            for event in events
+            if event["log_level"] == LogLevel.warn and event.get("expected") is not None
+        ]
+        self.assertEqual(
+            warnings,
+            [f"speaker {speaker.address} is named {speaker.name!r}, not 'Attic' as configured"],
+        )
 
     async def test_a_listed_room_name_the_speaker_does_not_report_is_a_warning(self) -> None:
         """A speaker listed with a room name other than the one it reports is followed all
