@@ -56,6 +56,23 @@ async def start(case: TestCase, **sections: Any) -> tuple[Daemon, SseClient]:
     return daemon, client
 
 
+async def grouped(daemon: Daemon, member: Speaker, coordinator: Speaker) -> None:
+    """Join ``member`` to ``coordinator``'s group in the simulator, and wait until the daemon
+    knows it too (its topology, from the ZoneGroupTopology events): a command sent before
+    that acts on the grouping the daemon knew, as it should."""
+    daemon.household.join(member, coordinator)
+
+    def known() -> bool:
+        topology = daemon.service.state.topology
+        return (
+            member.group.coordinator == coordinator.uid
+            and topology is not None
+            and topology.coordinator_of(member.uid) == coordinator.uid
+        )
+
+    await until(known, f"{member.name} in {coordinator.name}'s group, as the daemon knows it")
+
+
 def wav_command(seconds: float) -> list[str]:
     """A text-to-speech command writing a silent WAV of ``seconds`` to standard output."""
     script = (

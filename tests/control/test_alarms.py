@@ -35,7 +35,7 @@ from sonosd.service import SonosdService
 from sonosd.sim.service import HouseholdService
 from sonosd.sim.speakerstate import Alarm
 from tests.conftest import free_loopback_base
-from tests.control.daemon_commands import alarms_changed, start
+from tests.control.daemon_commands import alarms_changed, grouped, start
 from tests.control.test_controller_daemon import Daemon, arrives
 from tests.daemon_helpers import daemon_yaml, http_agent, reactor, start_recorded, until
 from tests.soco_helpers import in_thread
@@ -169,8 +169,7 @@ class AlarmDaemonTests(TestCase):
         daemon, _ = await start(self)
         kitchen, office, amp = daemon.speaker(0), daemon.speaker(1), daemon.speaker(2)
         surround = daemon.speaker(5)
-        daemon.household.join(office, kitchen)
-        await until(lambda: office.group.coordinator == kitchen.uid, "Office in Kitchen's group")
+        await grouped(daemon, office, kitchen)
         for alarm in [a for a in daemon.household.alarms if a.room_uid == amp.uid]:
             daemon.household.alarms.remove(alarm)
         self.assertNotIn(amp.uid, {a.room_uid for a in daemon.household.alarms})

@@ -20,7 +20,7 @@ from twisted.trial.unittest import TestCase
 from sonosd.config import AnnounceConfig
 from sonosd.control.announce import clip_metadata, wav_seconds
 from tests.audio_helpers import serve_audio, wav_bytes
-from tests.control.daemon_commands import start, wav_command, ws_channel
+from tests.control.daemon_commands import grouped, start, wav_command, ws_channel
 from tests.control.test_controller_daemon import arrives, event_of
 from tests.daemon_helpers import reactor, until
 
@@ -120,8 +120,7 @@ class TargetTests(TestCase):
         """target room takes a grouped speaker out of its group for the clip and puts it back."""
         daemon, _client = await start(self)
         kitchen, living = daemon.speaker(0), daemon.speaker(2)
-        daemon.household.join(living, kitchen)
-        await until(lambda: living.group.coordinator == kitchen.uid, "the group")
+        await grouped(daemon, living, kitchen)
         server = serve_audio(self)
         status, body = await daemon.post(
             "Living Room", "announce", {"uri": server.url("/clip.wav"), "target": "room"}
@@ -239,8 +238,7 @@ class VolumeAndTimeoutTests(TestCase):
         each member is set to ``announce.volume`` for it, and given back its own afterwards."""
         daemon, client = await start(self, announce={"volume": 25})
         kitchen, living = daemon.speaker(0), daemon.speaker(2)
-        daemon.household.join(living, kitchen)
-        await until(lambda: living.group.coordinator == kitchen.uid, "the group")
+        await grouped(daemon, living, kitchen)
         kitchen.set_volume(10)
         living.set_volume(15)
         server = serve_audio(self)
@@ -381,8 +379,7 @@ class FailureTests(TestCase):
         self.assertEqual(kitchen.transport.uri, before)
         # target room: the speaker taken out of its group for the clip is put back.
         living = daemon.speaker(2)
-        daemon.household.join(living, kitchen)
-        await until(lambda: living.group.coordinator == kitchen.uid, "the group")
+        await grouped(daemon, living, kitchen)
         status, body = await daemon.post(
             "Living Room", "announce", {"uri": "http://127.0.0.1:9/nothing.mp3", "target": "room"}
         )

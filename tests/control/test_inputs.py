@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from twisted.trial.unittest import TestCase
 
-from tests.control.daemon_commands import start
+from tests.control.daemon_commands import grouped, start
 from tests.control.test_controller_daemon import arrives, event_of
-from tests.daemon_helpers import until
 
 
 class InputTests(TestCase):
@@ -46,9 +45,8 @@ class InputTests(TestCase):
         topology shows it on its own."""
         daemon, client = await start(self)
         kitchen, play5, amp = (daemon.speaker(i) for i in range(3))
-        daemon.household.join(kitchen, play5)
-        daemon.household.join(amp, play5)
-        await until(lambda: amp.group.coordinator == play5.uid, "the group")
+        await grouped(daemon, kitchen, play5)
+        await grouped(daemon, amp, play5)
         status, body = await daemon.post("Kitchen", "line_in", {"source": "Office"})
         self.assertEqual(status, 200, body)
         uri = f"x-rincon-stream:{play5.uid}"
