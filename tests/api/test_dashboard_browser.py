@@ -1695,6 +1695,9 @@ def test_the_demo_household_live_and_controlled(
         tab.get_by_text("Recent messages").click()
         newest = tab.get_by_role("log", name="Recent messages").locator(".message .id").first
         expect(newest).to_have_text(re.compile(r"^#\d+$"))
+        # The demo's changes come at random, one every 2 s on average: a gap of over 15 s
+        # happens (a run drew 17.5 s). Ten times as many keep the wait below short.
+        demo.call("PATCH", "/activity", {"rate": 5})
         first = newest.text_content()
         expect(newest).not_to_have_text(first or "")
         demo.call("PATCH", "/activity", {"rate": 0})
