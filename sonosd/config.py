@@ -882,6 +882,13 @@ def endpoint_is_local(description: str) -> bool:
         return False
 
 
+def open_without_token(api: ApiConfig) -> bool:
+    """Whether ``api`` listens beyond loopback with no token while not meant to be open to
+    the network (``require_auth`` not false): every request would get 401. A start refuses
+    it (``api.listen``), and so does a reload, which keeps the API where it listens."""
+    return not api.tokens and api.require_auth is not False and not endpoint_is_local(api.listen)
+
+
 @attrs.define
 class _Builder:
     """Checks what the schema cannot and builds the frozen objects from a valid document."""
@@ -1045,7 +1052,7 @@ class _Builder:
                 "every request needs a token, but api.tokens is empty: add a token",
                 True,
             )
-        if not endpoint_is_local(config.listen):
+        if open_without_token(config):
             raise self.fail(
                 (*path, "listen"),
                 "the API listens beyond loopback and needs a token, but api.tokens is empty: "

@@ -50,7 +50,7 @@ from sonosd.config import (
     ConfigError,
     Device,
     SimulateConfig,
-    endpoint_is_local,
+    open_without_token,
     redacted,
 )
 from sonosd.delivery.hub import Hub
@@ -654,7 +654,7 @@ def _check_running_api(api: ApiConfig, path: str) -> None:
 
     @raise ConfigError: One line saying what is wrong.
     """
-    if api.tokens or api.require_auth is False or endpoint_is_local(api.listen):
+    if not open_without_token(api):
         return
     raise ConfigError(
         f"{path}: api.tokens: the API listens beyond loopback ({api.listen}) until a restart "
