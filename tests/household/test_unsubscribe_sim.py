@@ -55,6 +55,13 @@ def tried(events: list[LogEvent], count: int) -> bool:
     return len(lines(events, "UNSUBSCRIBE of replaced")) >= count
 
 
+def story(events: list[LogEvent]) -> str:
+    """Every captured event with its time from the first: what a failure message shows, so
+    that a failure under load tells in what order the stop's steps came."""
+    start = events[0]["log_time"] if events else 0.0
+    return "\n".join(f"{e['log_time'] - start:8.3f} {formatEvent(e)}" for e in events)
+
+
 def errors(events: list[LogEvent]) -> list[str]:
     return [formatEvent(e) for e in events if e["log_level"] >= LogLevel.error]
 
@@ -105,7 +112,7 @@ class HostileUnsubscribeTests(TestCase):
             await stopping
         self.assertEqual(rig.sim_subscriptions(other), [])
         said = lines(events, "could not unsubscribe")
-        self.assertEqual(len(said), len(HOSTILE), said)
+        self.assertEqual(len(said), len(HOSTILE), story(events))
         for speaker, (fault, words) in zip(hostile, HOSTILE, strict=True):
             start = f"could not unsubscribe 2 service(s) of {labels[speaker.uid]}: "
             [line] = [line for line in said if line.startswith(start)]
