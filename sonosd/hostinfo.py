@@ -31,17 +31,22 @@ DOCKER_POOLS = (ipaddress.ip_network("172.16.0.0/12"),)
 
 #: ``ioctl`` requests of an AF_INET socket: every interface's IPv4 address, one's netmask.
 SIOCGIFCONF, SIOCGIFNETMASK = 0x8912, 0x891B
-#: ``struct ifreq`` on Linux: the name (16 bytes), then a ``struct sockaddr`` in a union of 24.
-IFREQ_SIZE, IFNAMSIZ = 40, 16
+#: ``struct ifreq`` on Linux: the name (16 bytes), then a union of a ``struct sockaddr``
+#: (16 bytes) and a ``struct ifmap`` (two ``unsigned long``, an ``unsigned short``, three
+#: ``unsigned char``, padded to ``long``'s alignment). The union is 24 bytes on a 64-bit
+#: system (40 in all) and 16 on a 32-bit one, such as Raspberry Pi OS's 32-bit images (32).
+IFNAMSIZ = 16
+IFREQ_SIZE = IFNAMSIZ + max(16, struct.calcsize("@LLHBBB0L"))
 #: The most interfaces ``SIOCGIFCONF`` is asked for.
 MAX_INTERFACES = 256
 
 
-def parse_ifconf(data: bytes) -> list[tuple[str, str]]:
-    """The ``(name, IPv4 address)`` of each ``struct ifreq`` in a ``SIOCGIFCONF`` answer."""
+def parse_ifconf(data: bytes, size: int = IFREQ_SIZE) -> list[tuple[str, str]]:
+    """The ``(name, IPv4 address)`` of each ``struct ifreq`` (``size`` bytes: this system's)
+    in a ``SIOCGIFCONF`` answer."""
     found = []
-    for start in range(0, len(data) - IFREQ_SIZE + 1, IFREQ_SIZE):
-        record = data[start : start + IFREQ_SIZE]
+    for start in range(0, len(data) - size + 1, size):
+        record = data[start : start + size]
         family = struct.unpack_from("H", record, IFNAMSIZ)[0]
         if family == socket.AF_INET:
             name = record[:IFNAMSIZ].split(b"\0", 1)[0].decode(errors="replace")

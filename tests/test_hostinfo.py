@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 
 from sonosd.hostinfo import (
+    IFREQ_SIZE,
     container,
     host_info,
     interfaces,
@@ -80,9 +81,11 @@ def test_bridge_network_is_recognised(tmp_path: Path) -> None:
     assert (plain["container"], plain["bridge_network"]) == (None, False)
 
 
-def ifreq(name: bytes, family: int, address: bytes) -> bytes:
-    """One ``struct ifreq`` as ``SIOCGIFCONF`` writes it (40 bytes on Linux)."""
-    return name.ljust(16, b"\0") + struct.pack("H", family) + b"\0\0" + address.ljust(20, b"\0")
+def ifreq(name: bytes, family: int, address: bytes, size: int = 40) -> bytes:
+    """One ``struct ifreq`` as ``SIOCGIFCONF`` writes it (40 bytes on 64-bit Linux, 32 on
+    32-bit)."""
+    sockaddr = struct.pack("H", family) + b"\0\0" + address
+    return name.ljust(16, b"\0") + sockaddr.ljust(size - 16, b"\0")
 
 
 def test_the_kernels_interface_list_is_read() -> None:
@@ -93,12 +96,27 @@ def test_the_kernels_interface_list_is_read() -> None:
         + ifreq(b"eth0", socket.AF_INET6, b"\x20\x01")
         + ifreq(b"eth0", socket.AF_INET, socket.inet_aton("192.168.1.10"))
     )
-    assert parse_ifconf(answer) == [("lo", "127.0.0.1"), ("eth0", "192.168.1.10")]
-    assert parse_ifconf(answer[:-1]) == [("lo", "127.0.0.1")]
+    assert parse_ifconf(answer, 40) == [("lo", "127.0.0.1"), ("eth0", "192.168.1.10")]
+    assert parse_ifconf(answer[:-1], 40) == [("lo", "127.0.0.1")]
     assert [prefix_length(socket.inet_aton(mask)) for mask in ("255.0.0.0", "255.255.240.0")] == [
         8,
         20,
     ]
+
+
+def test_the_record_size_is_this_systems() -> None:
+    """``struct ifreq`` is 40 bytes on a 64-bit system and 32 on a 32-bit one (a Raspberry Pi
+    running a 32-bit image): records of either size are read at their own stride, and the
+    default is this system's."""
+    assert {8: 40, 4: 32}[struct.calcsize("P")] == IFREQ_SIZE
+    for size in (32, 40):
+        answer = ifreq(b"wlan0", socket.AF_INET, socket.inet_aton("10.0.0.5"), size) + ifreq(
+            b"eth0", socket.AF_INET, socket.inet_aton("192.168.1.10"), size
+        )
+        assert len(answer) == 2 * size
+        assert parse_ifconf(answer, size) == [("wlan0", "10.0.0.5"), ("eth0", "192.168.1.10")]
+    # Read at the other stride, the second record is garbage: the size matters.
+    assert parse_ifconf(answer, 32) != parse_ifconf(answer, 40)
 
 
 def test_interfaces_without_netlink_come_from_the_kernel() -> None:
