@@ -15,7 +15,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.resource import Resource
 from twisted.web.test.requesthelper import DummyRequest
 
-from sonosd.api.site import ApiService, access_log_line, redact
+from sonosd.api.site import TWISTED_INTERNALS, ApiService, access_log_line, redact
 from sonosd.config import ApiConfig, Token
 from sonosd.delivery.hub import Hub
 from tests.api_helpers import (
@@ -654,6 +654,18 @@ class RestTests(TestCase):
                 self.assertIn(message, error["message"])
         assert site.metrics is not None
         self.assertEqual(site.metrics.client_errors["rest", "malformed"], 10)
+
+
+class TwistedInternalsTests(SynchronousTestCase):
+    def test_the_installed_twisted_has_what_the_named_400s_use(self) -> None:
+        """The JSON 400s naming what is wrong hook into parts of twisted.web's
+        ``HTTPChannel`` that Twisted does not promise (sonosd does not pin Twisted): a Twisted
+        that renames one fails here, not silently in front of users (where the API would
+        answer twisted.web's bare 400 instead)."""
+        from twisted.web.http import HTTPChannel
+
+        missing = [name for name in TWISTED_INTERNALS if not hasattr(HTTPChannel, name)]
+        self.assertEqual(missing, [])
 
 
 def answered(data: bytes) -> bool:
