@@ -500,8 +500,10 @@ class ServiceSupervisor:
         self._mark_lost(reason)
         self.state = ServiceState.SUSPENDED
 
-    def stop(self, timeout: float) -> Deferred[None]:
+    def stop(self, timeout: float, bound: float | None = None) -> Deferred[None]:
         """Cancel everything and UNSUBSCRIBE; fire within ``timeout`` seconds, never fail.
+        An UNSUBSCRIBE cut then is said not to have been answered within ``bound`` seconds
+        (default ``timeout``: the stop's whole bound, of which ``timeout`` may be what is left).
 
         A renewal in flight is not cancelled (that would end the subscription locally, and
         no UNSUBSCRIBE would go out): the UNSUBSCRIBE is sent behind it, within the bound.
@@ -525,7 +527,7 @@ class ServiceSupervisor:
             wait.addTimeout(timeout, clock) for wait in list(self._abandoned)
         ]
         if subscription is not None and (renewal is not None or subscription.is_subscribed):
-            done = self._unsubscribe(subscription, timeout)
+            done = self._unsubscribe(subscription, timeout, bound)
             if renewal is not None:
                 done.addBoth(lambda _: renewal.cancel())
             waits.append(done)
@@ -803,7 +805,9 @@ class ServiceSupervisor:
         d = subscription.unsubscribe().addTimeout(timeout, self._ctx.clock)
         return d.addCallbacks(lambda _: None, failed)
 
-    def _unsubscribe(self, subscription: GenaSubscription, timeout: float) -> Deferred[None]:
+    def _unsubscribe(
+        self, subscription: GenaSubscription, timeout: float, bound: float | None = None
+    ) -> Deferred[None]:
         def failed(failure: Failure) -> None:
             # The speaker supervisor says it once for all its services.
             if failure.check(GenaTimeout):
@@ -820,8 +824,12 @@ class ServiceSupervisor:
             )
 
         # A hung or dripping answer is cut here; whatever the cancelled call failed with.
+        said = timeout if bound is None else bound
         d = add_timeout(
-            subscription.unsubscribe(), timeout, self._ctx.clock, SlowAnswer.unsubscribe
+            subscription.unsubscribe(),
+            timeout,
+            self._ctx.clock,
+            lambda _: SlowAnswer.unsubscribe(said),
         )
         return d.addCallbacks(lambda _: None, failed)
 

@@ -278,6 +278,10 @@ class SpeakerSupervisor(Service):
         self._unsubscribe_bound: float | None = None
         self._replaced_failed: list[str] = []
         self._cut: IDelayedCall | None = None
+        #: The clock time by which a stop of the whole household wants this speaker stopped
+        #: (set by ``HouseholdSupervisor.stopService``); ``None``: ``shutdown_timeout`` from
+        #: this speaker's own stop.
+        self.stop_by: float | None = None
         self.stopping = False
         self._said: str | None = None
         self._consistency: LoopingCall | None = None
@@ -402,11 +406,16 @@ class SpeakerSupervisor(Service):
         self._operation = self._probing = self._checking = None
         if self.ctx.position is not None and self.ref is not None:
             self.ctx.position.forget(self.ref.uid)
-        timeout = self.ctx.config.shutdown_timeout
+        # The bound runs from the household's stop when it is one (its speakers are stopped
+        # one after another: a stop slow to run, the process starved of CPU, must not push
+        # the later speakers' cuts past the household's own bound); lines name the bound.
+        bound = self.ctx.config.shutdown_timeout
+        deadline, self.stop_by = self.stop_by, None
+        timeout = bound if deadline is None else max(0.0, deadline - self.ctx.clock.seconds())
         self.stopping = True
-        self._unsubscribe_bound = timeout
+        self._unsubscribe_bound = bound
         self._replaced_failed = []
-        stops = [sup.stop(timeout) for sup in self.services.values()]
+        stops = [sup.stop(timeout, bound) for sup in self.services.values()]
         if self._unsubscribing:
             # UNSUBSCRIBEs of replaced SIDs still in flight get the same bound as the rest.
             stops.extend(self._unsubscribing)
@@ -1389,7 +1398,14 @@ class HouseholdSupervisor(MultiService):
         """Stop every speaker concurrently; fire within ``shutdown_timeout`` whatever happens."""
         done: Deferred[None] = Deferred()
         bound = self.ctx.config.shutdown_timeout + 0.5
-        timer = self.ctx.clock.callLater(bound, self._stop_overdue, done)
+        clock = self.ctx.clock
+        timer = clock.callLater(bound, self._stop_overdue, done)
+        # Every speaker's UNSUBSCRIBEs are cut shutdown_timeout after this, not after its own
+        # turn to stop: before the bound above even when the turns take a while (a process
+        # starved of CPU), unless they take longer than the bound itself.
+        stop_by = clock.seconds() + self.ctx.config.shutdown_timeout
+        for speaker in self._speakers:
+            speaker.stop_by = stop_by
 
         def finished(_: object) -> None:
             if timer.active():

@@ -12,6 +12,8 @@ unsubscribed as usual.
 from __future__ import annotations
 
 import functools
+import time
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -97,6 +99,21 @@ class HostileUnsubscribeTests(TestCase):
         a body over the bound, a dripping body, a 500 or 503, or nothing at all: the stop fires
         within its bound, one line names the speaker and what was wrong, nothing is logged as
         an error, no request or timer is left, and the other speaker is unsubscribed."""
+        await self.stop_hostile()
+
+    async def test_stop_slow_to_run_still_says_every_hostile_answer(self) -> None:
+        """A stop whose own run is slow (the process starved of CPU for longer than the
+        household's 0.5 s margin while it stops its speakers one after another): every
+        speaker's UNSUBSCRIBEs are still cut at ``shutdown_timeout`` from the stop, before
+        the household's bound, so the six lines are said and no speaker is "still stopping"
+        (the cuts used to run from each speaker's own turn, after the household's bound)."""
+        stalled = await self.stop_hostile(stall=CONFIG.shutdown_timeout / 2 + 0.1)
+        self.assertEqual(len(stalled), 1)
+
+    async def stop_hostile(self, stall: float = 0.0) -> list[str]:
+        """Stop a household of a speaker per hostile answer and one more, and check what the
+        stop said. ``stall``: the first speaker's turn to stop blocks the reactor that long
+        before it stops (every speaker's own stop begins after it). The speakers stalled."""
         # One rig, a speaker per hostile answer and one more, stopped once: the speakers'
         # UNSUBSCRIBEs go out side by side within the one bound.
         rig = await self.rig(speakers=len(HOSTILE) + 1, services=SERVICES, config=CONFIG)
@@ -106,6 +123,22 @@ class HostileUnsubscribeTests(TestCase):
         for speaker, (fault, _) in zip(hostile, HOSTILE, strict=True):
             self.hostile(rig, speaker, fault)
             labels[speaker.uid] = self.label(rig, speaker)
+        stalled: list[str] = []
+
+        def starved(supervised: Any) -> Callable[[], Any]:
+            own = supervised.stopService
+
+            def stop() -> Any:
+                if not stalled:
+                    stalled.append(supervised.label)
+                    time.sleep(stall)
+                return own()
+
+            return stop
+
+        if stall:
+            for supervised in rig.household.speakers():
+                self.patch(supervised, "stopService", starved(supervised))
         with capturedLogs() as events:
             stopping = rig.household.stopService()
             stopping.addTimeout(CONFIG.shutdown_timeout + 1.0, sim_rig.reactor)
@@ -116,6 +149,8 @@ class HostileUnsubscribeTests(TestCase):
         for speaker, (fault, words) in zip(hostile, HOSTILE, strict=True):
             start = f"could not unsubscribe 2 service(s) of {labels[speaker.uid]}: "
             [line] = [line for line in said if line.startswith(start)]
+            # The line names the stop's bound (1 s), however much of it was left at the
+            # speaker's turn.
             self.assertIn(words.format(bound=1), line, fault)
         # Info, not a warning: nothing is lost (the speaker forgets the SIDs at their expiry).
         levels = {
@@ -129,6 +164,7 @@ class HostileUnsubscribeTests(TestCase):
         )
         self.assertEqual(errors(events), [])
         await rig.sim.stopService()
+        return stalled
 
     async def test_unsubscribe_answers_with_a_sid_or_timeout_are_taken(self) -> None:
         """A 200 to an UNSUBSCRIBE carrying a garbage SID and a TIMEOUT (speakers send
