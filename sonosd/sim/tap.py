@@ -186,11 +186,11 @@ class Options(usage.Options):
         households = _integer("--households", self["households"], 1, speakers)
         # The pair and the home theatre belong to the first household, the largest one.
         first = split(speakers, households)[0]
-        problem = layout_problem(
+        lacking = layout_problem(
             first, households > 1, bool(self["stereo-pair"]), bool(self["home-theatre"])
         )
-        if problem is not None:
-            which, words = problem
+        if lacking is not None:
+            which, words = lacking
             raise usage.UsageError(f"--{which.replace('_', '-')}: {words}")
         moderation = _number("--moderation", self["moderation"], 0, 10)
         players = _integer("--large-household-players", self["large-household-players"], 1, 1000)
