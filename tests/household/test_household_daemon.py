@@ -1050,9 +1050,7 @@ class PositionTests(TestCase):
             await until(lambda: len(self.positions(daemon, speaker)) >= 2, "slow reads")
             self.assertEqual(not_read(events), [])
             timings = attrs.evolve(service.config.subscription, request_timeout=0.3)
-            self.assertEqual(
-                service.reload(attrs.evolve(service.config, subscription=timings)), []
-            )
+            self.assertEqual(service.reload(attrs.evolve(service.config, subscription=timings)), [])
             self.assertEqual(position_tracker.timeout, 0.3)
             await until(lambda: len(not_read(events)) >= 2, "reads given up")
         self.assertIn("0.3 s", not_read(events)[-1])
