@@ -1037,7 +1037,9 @@ class PositionTests(TestCase):
         ``soco.call_timeout``), and a reload's new one from the next read: a speaker whose
         SOAP answers drip (about 1 s for a GetPositionInfo answer) is read under the default
         10 s; after a reload to 0.3 s its next reads are given up, each saying so."""
-        daemon = await start(self, households=(1,), subscription={"position_interval": 0.5})
+        daemon = await start(
+            self, households=(1,), subscription={"position_interval": 0.5, "request_timeout": 10.0}
+        )
         service = daemon.service
         position_tracker = service.household.ctx.position
         assert position_tracker is not None
