@@ -889,6 +889,27 @@ def open_without_token(api: ApiConfig) -> bool:
     return not api.tokens and api.require_auth is not False and not endpoint_is_local(api.listen)
 
 
+def layout_problem(
+    first: int, several: bool, stereo_pair: bool, home_theatre: bool
+) -> tuple[str, str] | None:
+    """What a simulated household lacks for the stereo pair or the home theatre asked for:
+    ``(which, words)`` (``stereo_pair`` or ``home_theatre``, and ``needs ... speakers``), or
+    ``None``. Both belong to the first household, of ``first`` speakers (``several``: there
+    are other households). The ``simulate`` section and ``twistd sonos-sim``'s options say it
+    in their own words."""
+    where = f" in the first household (it has {first})" if several else ""
+    if stereo_pair and first < 2:
+        return "stereo_pair", f"needs at least 2 speakers{where}"
+    needed = (2 if stereo_pair else 0) + 4
+    if home_theatre and first < needed:
+        besides = ", besides the stereo pair)" if stereo_pair else ")"
+        return (
+            "home_theatre",
+            f"needs {needed} speakers{where} (soundbar, sub, two surrounds{besides}",
+        )
+    return None
+
+
 @attrs.define
 class _Builder:
     """Checks what the schema cannot and builds the frozen objects from a valid document."""
@@ -1156,19 +1177,13 @@ class _Builder:
         # The pair and the home theatre belong to the first household, the largest one (the
         # size sonosd.sim.neighbourhood.split gives it; the simulator imports this module).
         first = -(-config.speakers // max(config.households, 1))
-        in_first = f" in the first household (it has {first})" if config.households > 1 else ""
-        if config.stereo_pair and first < 2:
-            raise self.fail(
-                (*path, "stereo_pair"), f"a stereo pair needs at least 2 speakers{in_first}", True
-            )
-        needed = (2 if config.stereo_pair else 0) + 4
-        if config.home_theatre and first < needed:
-            raise self.fail(
-                (*path, "home_theatre"),
-                f"a home theatre needs {needed} speakers{in_first} (soundbar, sub, two surrounds"
-                + (", besides the stereo pair)" if config.stereo_pair else ")"),
-                True,
-            )
+        problem = layout_problem(
+            first, config.households > 1, config.stereo_pair, config.home_theatre
+        )
+        if problem is not None:
+            which, words = problem
+            what = "a stereo pair" if which == "stereo_pair" else "a home theatre"
+            raise self.fail((*path, which), f"{what} {words}", True)
         for index, number in enumerate(config.https_only):
             if number >= config.speakers:
                 raise self.fail(

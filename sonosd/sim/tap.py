@@ -13,7 +13,13 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
-from sonosd.config import LOCAL_ADMIN, SimulateConfig, endpoint_is_local, endpoint_problem
+from sonosd.config import (
+    LOCAL_ADMIN,
+    SimulateConfig,
+    endpoint_is_local,
+    endpoint_problem,
+    layout_problem,
+)
 from sonosd.sim.addresses import loopback_range
 from sonosd.sim.gena import DEFAULT_MODERATION
 from sonosd.sim.models import MODELS
@@ -180,15 +186,12 @@ class Options(usage.Options):
         households = _integer("--households", self["households"], 1, speakers)
         # The pair and the home theatre belong to the first household, the largest one.
         first = split(speakers, households)[0]
-        where = f" in the first household (it has {first})" if households > 1 else ""
-        if self["stereo-pair"] and first < 2:
-            raise usage.UsageError(f"--stereo-pair: needs at least 2 speakers{where}")
-        needed = (2 if self["stereo-pair"] else 0) + 4
-        if self["home-theatre"] and first < needed:
-            raise usage.UsageError(
-                f"--home-theatre: needs {needed} speakers{where} (soundbar, sub, two surrounds"
-                + (", besides the stereo pair)" if self["stereo-pair"] else ")")
-            )
+        lacking = layout_problem(
+            first, households > 1, bool(self["stereo-pair"]), bool(self["home-theatre"])
+        )
+        if lacking is not None:
+            which, words = lacking
+            raise usage.UsageError(f"--{which.replace('_', '-')}: {words}")
         moderation = _number("--moderation", self["moderation"], 0, 10)
         players = _integer("--large-household-players", self["large-household-players"], 1, 1000)
         if self["large-household"] and self["no-large-household"]:

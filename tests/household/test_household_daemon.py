@@ -19,6 +19,7 @@ import attrs
 import treq
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.task import deferLater
+from twisted.logger import LogEvent, capturedLogs, formatEvent
 from twisted.trial.unittest import TestCase
 from twisted.web.http_headers import Headers
 
@@ -122,6 +123,15 @@ class Daemon:
 
     def status(self, speaker: Speaker) -> str:
         return self.service.state.availability(speaker.uid).status
+
+
+def not_read(events: list[LogEvent]) -> list[str]:
+    """The log lines of position reads given up."""
+    return [
+        formatEvent(e)
+        for e in events
+        if e.get("log_format", "").startswith("position of {speaker} not read")
+    ]
 
 
 async def start(
@@ -1021,6 +1031,32 @@ class PositionTests(TestCase):
         await until(lambda: len(self.positions(daemon, kitchen)) >= reads + 2, "more reads")
 
         await self.lost_volume_is_found(daemon, other)
+
+    async def test_a_reload_applies_the_request_timeout_to_position_reads(self) -> None:
+        """Track position reads take ``subscription.request_timeout`` (docs/configuration.md,
+        ``soco.call_timeout``), and a reload's new one from the next read: a speaker whose
+        SOAP answers drip (about 1 s for a GetPositionInfo answer) is read under the default
+        10 s; after a reload to 0.3 s its next reads are given up, each saying so."""
+        daemon = await start(
+            self, households=(1,), subscription={"position_interval": 0.5, "request_timeout": 10.0}
+        )
+        service = daemon.service
+        position_tracker = service.household.ctx.position
+        assert position_tracker is not None
+        position_tracker.min_spacing = 0.5
+        [speaker] = daemon.speakers
+        speaker.soap_faults.drip = 0.4
+        status, _ = await daemon.post(speaker.name, "play")
+        self.assertEqual(status, 200)
+        with capturedLogs() as events:
+            await until(lambda: len(self.positions(daemon, speaker)) >= 2, "slow reads")
+            self.assertEqual(not_read(events), [])
+            timings = attrs.evolve(service.config.subscription, request_timeout=0.3)
+            self.assertEqual(service.reload(attrs.evolve(service.config, subscription=timings)), [])
+            self.assertEqual(position_tracker.timeout, 0.3)
+            await until(lambda: len(not_read(events)) >= 2, "reads given up")
+        self.assertIn("0.3 s", not_read(events)[-1])
+        speaker.soap_faults.reset()
 
     async def test_a_reload_that_drops_avtransport_stops_the_position_reads(self) -> None:
         """A reload that removes AVTransport from the services stops reading the playing
