@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from urllib.parse import urlparse
 
 import attrs
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -519,7 +519,8 @@ class ServiceSupervisor:
         renewal = self._operation if self.state is ServiceState.RENEWING else None
         if renewal is not None:
             self._operation = None
-        self._abandon(stopping_within=timeout)
+        said = timeout if bound is None else bound
+        self._abandon(stopping_within=timeout, bound=said)
         self._stop_polling()
         self.state = ServiceState.STOPPED
         clock = self._ctx.clock
@@ -527,7 +528,7 @@ class ServiceSupervisor:
             wait.addTimeout(timeout, clock) for wait in list(self._abandoned)
         ]
         if subscription is not None and (renewal is not None or subscription.is_subscribed):
-            done = self._unsubscribe(subscription, timeout, bound)
+            done = self._unsubscribe(subscription, timeout, said)
             if renewal is not None:
                 done.addBoth(lambda _: renewal.cancel())
             waits.append(done)
@@ -703,7 +704,12 @@ class ServiceSupervisor:
             # Not answering, or answering 403 (UPnP switched off): the speaker's ping says.
             self.speaker.check_now(reason)
 
-    def _abandon(self, forgotten: bool = False, stopping_within: float | None = None) -> None:
+    def _abandon(
+        self,
+        forgotten: bool = False,
+        stopping_within: float | None = None,
+        bound: float | None = None,
+    ) -> None:
         """Forget the current subscription and cancel every timer and operation of this one.
 
         A SUBSCRIBE in flight is not cancelled, whatever the reason (a reboot included: it
@@ -716,6 +722,7 @@ class ServiceSupervisor:
             NOTIFYs to it: it is handed to the speaker supervisor to be UNSUBSCRIBEd.
         @param stopping_within: The service stops: a SUBSCRIBE in flight is waited for and
             its SID UNSUBSCRIBEd within these seconds (``None``: within the request bounds).
+        @param bound: The stop's whole bound, which a failure of that UNSUBSCRIBE names.
         """
         subscribing = self.state is ServiceState.SUBSCRIBING
         self._gen += 1
@@ -730,7 +737,7 @@ class ServiceSupervisor:
             in_flight = None  # Still waiting for its turn (``_Guard``): never sent, cancelled.
         if operation is not None and in_flight is not None:
             self.subscription = None
-            self._unsubscribe_once_granted(operation, in_flight, stopping_within)
+            self._unsubscribe_once_granted(operation, in_flight, stopping_within, bound)
             operation = None
         if operation is not None:
             operation.cancel()
@@ -753,6 +760,7 @@ class ServiceSupervisor:
         subscribing: Deferred[Any],
         subscription: GenaSubscription,
         stopping_within: float | None = None,
+        bound: float | None = None,
     ) -> None:
         """Wait for the SUBSCRIBE in flight (``subscribing``, of an abandoned generation: its
         events and its result are ignored), then UNSUBSCRIBE what it was granted; tracked in
@@ -776,7 +784,7 @@ class ServiceSupervisor:
             left = max(0.0, deadline - clock.seconds())
             if stopping_within is None:
                 return self._unsubscribe_abandoned(subscription, left)
-            return self._unsubscribe(subscription, left)
+            return self._unsubscribe(subscription, left, bound)
 
         waited = subscribing.addTimeout(timeout, clock).addBoth(answered)
         waited.addErrback(lambda _: None)
@@ -814,6 +822,10 @@ class ServiceSupervisor:
                 # The request's own bound, shorter than the stop's.
                 seconds = self._config.request_timeout
                 self.unsubscribe_error = str(SlowAnswer.unsubscribe(seconds))
+            elif failure.check(CancelledError):
+                # Cut by the stop's own wait (``stop``: the UNSUBSCRIBE of a SID an abandoned
+                # SUBSCRIBE was granted, cut at the same moment as here).
+                self.unsubscribe_error = str(SlowAnswer.unsubscribe(said))
             else:
                 self.unsubscribe_error = describe_failure(failure)[1]
             log.debug(
