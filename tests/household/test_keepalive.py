@@ -88,8 +88,8 @@ class QueuedRequestTests(SynchronousTestCase):
     """The request timeout counts from the moment a request is started, not from the wait for
     its turn among the household's requests (issue 17)."""
 
-    def queued(self) -> tuple[Harness, SpeakerSupervisor, QueuedSubscription]:
-        h = Harness(timeout=100, request_timeout=5.0, backoff_initial=1.0)
+    def queued(self, **config: Any) -> tuple[Harness, SpeakerSupervisor, QueuedSubscription]:
+        h = Harness(timeout=100, request_timeout=5.0, backoff_initial=1.0, **config)
         h.gena.kind = QueuedSubscription
         h.gena.answers["subscribe"] = "hang"
         speaker = started(h)
@@ -141,6 +141,33 @@ class QueuedRequestTests(SynchronousTestCase):
         self.assertFalse(subscription.cancelled)
         subscription.grant()
         self.assertEqual(subscription.requests, ["subscribe", "unsubscribe"])
+
+    def test_a_subscribe_in_flight_at_the_stop_is_unsubscribed_within_the_stops_bound(
+        self,
+    ) -> None:
+        """A SUBSCRIBE in flight when the speaker stops is waited for; granted 0.5 s into the
+        stop, its SID is UNSUBSCRIBEd with what is left of the bound; that UNSUBSCRIBE hangs:
+        the stop fires at the bound (2 s), and its line names the stop's bound, 2 s, as for
+        every other cut UNSUBSCRIBE (not the 1.5 s that was left)."""
+        h, speaker, subscription = self.queued(shutdown_timeout=2.0)
+        subscription.start(h.clock.seconds())
+        with capturedLogs() as events:
+            d = speaker.stopService()
+            h.clock.advance(0.5)
+            h.gena.answers["unsubscribe"] = "hang"
+            subscription.grant()
+            self.assertEqual(subscription.requests, ["subscribe", "unsubscribe"])
+            h.clock.advance(1.49)
+            self.assertNoResult(d)
+            h.clock.advance(0.02)
+            self.successResultOf(d)
+        [line] = [
+            formatEvent(e)
+            for e in events
+            if e.get("log_format", "").startswith("could not unsubscribe")
+        ]
+        self.assertIn("did not arrive within 2 s", line)
+        self.assertEqual(h.clock.getDelayedCalls(), [])
 
 
 class RenewTests(SynchronousTestCase):
@@ -391,40 +418,6 @@ class StopTests(SynchronousTestCase):
         h.clock.advance(2.0)
         self.successResultOf(d)
         self.assertTrue(all(pending.called for pending in sub.pending))
-        self.assertEqual(h.clock.getDelayedCalls(), [])
-
-
-class StopBoundTests(SynchronousTestCase):
-    def test_a_subscribe_in_flight_at_the_stop_is_unsubscribed_within_the_stops_bound(
-        self,
-    ) -> None:
-        """A SUBSCRIBE in flight when the speaker stops is waited for; granted 0.5 s into the
-        stop, its SID is UNSUBSCRIBEd with what is left of the bound; that UNSUBSCRIBE hangs:
-        the stop fires at the bound (2 s), and its line names the stop's bound, 2 s, as for
-        every other cut UNSUBSCRIBE (not the 1.5 s that was left)."""
-        h = Harness(timeout=100, request_timeout=5.0, shutdown_timeout=2.0)
-        h.gena.kind = QueuedSubscription
-        h.gena.answers["subscribe"] = "hang"
-        speaker = started(h)
-        subscription = h.gena.current("RenderingControl")
-        assert isinstance(subscription, QueuedSubscription)
-        subscription.start(h.clock.seconds())
-        with capturedLogs() as events:
-            d = speaker.stopService()
-            h.clock.advance(0.5)
-            h.gena.answers["unsubscribe"] = "hang"
-            subscription.grant()
-            self.assertEqual(subscription.requests, ["subscribe", "unsubscribe"])
-            h.clock.advance(1.49)
-            self.assertNoResult(d)
-            h.clock.advance(0.02)
-            self.successResultOf(d)
-        [line] = [
-            formatEvent(e)
-            for e in events
-            if e.get("log_format", "").startswith("could not unsubscribe")
-        ]
-        self.assertIn("did not arrive within 2 s", line)
         self.assertEqual(h.clock.getDelayedCalls(), [])
 
 
