@@ -816,6 +816,8 @@ class ServiceSupervisor:
     def _unsubscribe(
         self, subscription: GenaSubscription, timeout: float, bound: float | None = None
     ) -> Deferred[None]:
+        said = timeout if bound is None else bound
+
         def failed(failure: Failure) -> None:
             # The speaker supervisor says it once for all its services.
             if failure.check(GenaTimeout):
@@ -836,7 +838,6 @@ class ServiceSupervisor:
             )
 
         # A hung or dripping answer is cut here; whatever the cancelled call failed with.
-        said = timeout if bound is None else bound
         d = add_timeout(
             subscription.unsubscribe(),
             timeout,
