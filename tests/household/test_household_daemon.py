@@ -24,6 +24,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.http_headers import Headers
 
 from sonosd.config import SimulateConfig, parse_config
+from sonosd.household.position import PositionTracker
 from sonosd.service import SonosdService
 from sonosd.sim.catalog import STATIONS
 from sonosd.sim.household import Speaker
@@ -123,6 +124,15 @@ class Daemon:
 
     def status(self, speaker: Speaker) -> str:
         return self.service.state.availability(speaker.uid).status
+
+
+def spaced_tracker(daemon: Daemon) -> PositionTracker:
+    """The daemon's track position reader, its reads 0.5 s apart instead of ``MIN_SPACING``'s
+    2 s (each read would wait for it; the spacing itself is tested in test_position.py)."""
+    tracker = daemon.service.household.ctx.position
+    assert tracker is not None
+    tracker.min_spacing = 0.5
+    return tracker
 
 
 def not_read(events: list[LogEvent]) -> list[str]:
@@ -949,9 +959,7 @@ class PositionTests(TestCase):
         are never read. The spacing is 0.5 s here, not MIN_SPACING (2 s: each read would wait
         for it; the spacing itself is tested in test_position.py)."""
         daemon = await start(self, households=(2,), subscription={"position_interval": 0.5})
-        position_tracker = daemon.service.household.ctx.position
-        assert position_tracker is not None
-        position_tracker.min_spacing = 0.5
+        position_tracker = spaced_tracker(daemon)
         coordinator, member = daemon.speakers
         await daemon.post(member.name, "join", {"coordinator": coordinator.name})
         topology = daemon.service.state
@@ -1016,9 +1024,7 @@ class PositionTests(TestCase):
             self, households=(2,), subscription={"position_interval": 0, "check_interval": 0}
         )
         service = daemon.service
-        position_tracker = service.household.ctx.position
-        assert position_tracker is not None
-        position_tracker.min_spacing = 0.5
+        spaced_tracker(daemon)
         timings = attrs.evolve(
             service.config.subscription, position_interval=0.5, check_interval=0.5
         )
@@ -1041,9 +1047,7 @@ class PositionTests(TestCase):
             self, households=(1,), subscription={"position_interval": 0.5, "request_timeout": 10.0}
         )
         service = daemon.service
-        position_tracker = service.household.ctx.position
-        assert position_tracker is not None
-        position_tracker.min_spacing = 0.5
+        position_tracker = spaced_tracker(daemon)
         [speaker] = daemon.speakers
         speaker.soap_faults.drip = 0.4
         status, _ = await daemon.post(speaker.name, "play")
@@ -1064,9 +1068,7 @@ class PositionTests(TestCase):
         transport command asks for none."""
         daemon = await start(self, households=(1,), subscription={"position_interval": 0.5})
         service = daemon.service
-        position_tracker = service.household.ctx.position
-        assert position_tracker is not None
-        position_tracker.min_spacing = 0.5
+        position_tracker = spaced_tracker(daemon)
         [speaker] = daemon.speakers
         status, _ = await daemon.post(speaker.name, "play")
         self.assertEqual(status, 200)
@@ -1318,10 +1320,8 @@ class MessagesDocTests(TestCase):
         finds the track where the last one did carries ``position_time`` alone."""
         daemon = await start(self, households=(1,))
         [speaker] = daemon.speakers
-        tracker = daemon.service.household.ctx.position
-        assert tracker is not None
-        # Each seek is read; 0.5 s apart instead of 2 s (the spacing is test_position.py's).
-        tracker.min_spacing = 0.5
+        # Each seek is read.
+        spaced_tracker(daemon)
 
         def reads() -> list[dict[str, Any]]:
             return [
